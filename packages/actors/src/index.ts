@@ -1,0 +1,2 @@
+export * as Policy from "./Policy.ts"
+export * as Supervisor from "./Supervisor.ts"

@@ -1,0 +1,1 @@
+export * as EmbeddedBroker from "./EmbeddedBroker.ts"

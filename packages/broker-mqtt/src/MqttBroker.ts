@@ -1,0 +1,141 @@
+/**
+ * A Broker over MQTT.js: any MQTT 3.1.1/5 broker by URL, or the embedded Aedes broker through an
+ * in-process stream. One connection publishes; each subscription has its own connection, because
+ * under 3.1.1 MQTT.js acknowledges serially and stops reading its socket while a handler runs
+ * (PLATFORM-FACTS.md, MQTT.js): a handler that published on the same connection would deadlock.
+ */
+import type { Duplex } from "node:stream"
+import type { Socket } from "node:net"
+import mqtt, { MqttClient, type IClientOptions, type IPublishPacket } from "mqtt"
+import type { Broker, Handler, QoS, SubscribeOptions, Subscription } from "@baton/core"
+import { Log } from "@baton/core"
+
+export interface Options {
+  /** `mqtt://host:port`, `mqtts://`, `ws://`; ignored when `stream` is given. */
+  readonly url?: string
+  /** Opens a new in-process connection (the embedded broker). */
+  readonly stream?: () => Duplex
+  /** Prefix of every client id this broker opens. */
+  readonly clientPrefix: string
+  readonly username?: string
+  readonly password?: string
+  readonly logger?: Log.Logger
+  /** How long the first connection may take before `make` fails. */
+  readonly connectTimeoutMs?: number
+}
+
+const base = (options: Options): IClientOptions => ({
+  protocolVersion: 4,
+  reconnectPeriod: 500,
+  connectTimeout: options.connectTimeoutMs ?? 10_000,
+  keepalive: 30,
+  manualConnect: true,
+  ...(options.username === undefined ? {} : { username: options.username }),
+  ...(options.password === undefined ? {} : { password: options.password })
+})
+
+const open = (options: Options, clientOptions: IClientOptions): MqttClient => {
+  const all = { ...base(options), ...clientOptions }
+  if (options.stream !== undefined) {
+    const stream = options.stream
+    return new MqttClient(() => stream(), all)
+  }
+  if (options.url === undefined) throw new Error("MqttBroker needs a url or a stream")
+  return mqtt.connect(options.url, all)
+}
+
+/** Connects, failing with a readable reason when the first CONNACK does not come. */
+const connect = (client: MqttClient, where: string, timeoutMs: number): Promise<void> =>
+  new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => fail(new Error(`no CONNACK from ${where} within ${timeoutMs} ms`)), timeoutMs)
+    const cleanup = () => {
+      clearTimeout(timer)
+      client.off("connect", ok)
+      client.off("error", fail)
+    }
+    const ok = () => {
+      cleanup()
+      resolve()
+    }
+    const fail = (error: Error) => {
+      cleanup()
+      client.end(true)
+      reject(new Error(`cannot connect to MQTT broker at ${where}: ${error.message}`))
+    }
+    client.on("connect", ok)
+    client.on("error", fail)
+    client.connect()
+  })
+
+// Nagle's algorithm costs ~15 ms per QoS 1 hop (PLATFORM-FACTS.md, Measured).
+const noDelay = (client: MqttClient) =>
+  client.on("connect", () => {
+    const socket = client.stream as Partial<Socket>
+    socket.setNoDelay?.(true)
+  })
+
+export const make = async (options: Options): Promise<Broker> => {
+  const logger = options.logger ?? Log.silent
+  const where = options.stream === undefined ? (options.url ?? "?") : "embedded broker"
+  const timeout = options.connectTimeoutMs ?? 10_000
+  const subscriptions = new Set<Subscription>()
+
+  const publisher = open(options, { clientId: `${options.clientPrefix}publisher`, clean: true })
+  noDelay(publisher)
+  publisher.on("error", (e) => logger.log("warn", "mqtt publisher error", { reason: e.message }))
+  await connect(publisher, where, timeout)
+
+  const publish = async (topic: string, payload: string | Buffer, qos: QoS = 1): Promise<void> => {
+    await publisher.publishAsync(topic, payload, { qos })
+  }
+
+  const subscribe = async (sub: SubscribeOptions, handler: Handler): Promise<Subscription> => {
+    const clientId = `${options.clientPrefix}${sub.clientId}`
+    const client = open(options, { clientId, clean: false })
+    noDelay(client)
+    client.on("error", (e) => logger.log("warn", "mqtt subscriber error", { client: clientId, reason: e.message }))
+    // Acknowledge only after the handler settled. Set before connecting: messages queued in the
+    // session are flushed right after CONNACK (PLATFORM-FACTS.md, MQTT.js).
+    client.handleMessage = (packet: IPublishPacket, done) => {
+      const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
+      handler({ topic: packet.topic, payload }).then(
+        () => done(),
+        (error: unknown) => {
+          // Not acknowledged: drop the connection so the broker redelivers from the session.
+          logger.log("error", "handler failed, message left unacknowledged", {
+            client: clientId,
+            topic: packet.topic,
+            reason: error instanceof Error ? error.message : String(error)
+          })
+          client.stream.destroy()
+        }
+      )
+    }
+    await connect(client, where, timeout)
+    const granted = await client.subscribeAsync(
+      sub.topics.map((t) => t),
+      { qos: sub.qos ?? 1 }
+    )
+    const refused = granted.filter((g) => g.qos === 128)
+    if (refused.length > 0) {
+      client.end(true)
+      throw new Error(`broker refused subscription to ${refused.map((g) => g.topic).join(", ")} for ${clientId}`)
+    }
+    const subscription: Subscription = {
+      clientId,
+      close: async () => {
+        subscriptions.delete(subscription)
+        await client.endAsync()
+      }
+    }
+    subscriptions.add(subscription)
+    return subscription
+  }
+
+  const close = async () => {
+    await Promise.all([...subscriptions].map((s) => s.close()))
+    await publisher.endAsync()
+  }
+
+  return { publish, subscribe, close }
+}

@@ -1,0 +1,1 @@
+export * as MqttBroker from "./MqttBroker.ts"

@@ -1,0 +1,34 @@
+/**
+ * The broker seen by the runtime: confirmed publishes and subscriptions acknowledged after their
+ * handler finished. Implementations: `@baton/broker-mqtt` (any MQTT 3.1.1/5 broker, or the embedded
+ * Aedes broker through an in-process stream).
+ */
+export type QoS = 0 | 1 | 2
+
+export interface Message {
+  readonly topic: string
+  readonly payload: Buffer
+}
+
+/** Settles when the message is handled; the broker acknowledges it only then. */
+export type Handler = (message: Message) => Promise<void>
+
+export interface Subscription {
+  readonly clientId: string
+  readonly close: () => Promise<void>
+}
+
+export interface SubscribeOptions {
+  /** A stable client id: the broker keeps the session (and unacknowledged messages) under it. */
+  readonly clientId: string
+  readonly topics: ReadonlyArray<string>
+  readonly qos?: QoS
+}
+
+export interface Broker {
+  /** Resolves once the broker confirmed the message (PUBACK for QoS 1, PUBCOMP for QoS 2). */
+  readonly publish: (topic: string, payload: string | Buffer, qos?: QoS) => Promise<void>
+  /** Resolves once the broker granted the subscription; `handler` runs one message at a time. */
+  readonly subscribe: (options: SubscribeOptions, handler: Handler) => Promise<Subscription>
+  readonly close: () => Promise<void>
+}

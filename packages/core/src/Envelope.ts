@@ -1,0 +1,101 @@
+/**
+ * The one message format on every Baton topic. MQTT 3.1.1 (all Aedes 1.x speaks) has no user
+ * properties, so the metadata travels in the payload (PLATFORM-FACTS.md, Aedes).
+ */
+import { Result, Schema, SchemaIssue } from "effect"
+
+export const Envelope = Schema.Struct({
+  id: Schema.NonEmptyString,
+  type: Schema.NonEmptyString,
+  correlationId: Schema.NonEmptyString,
+  causationId: Schema.NonEmptyString,
+  key: Schema.String,
+  replyTo: Schema.optionalKey(Schema.NonEmptyString),
+  occurredAt: Schema.String,
+  data: Schema.Unknown
+})
+export type Envelope = typeof Envelope.Type
+
+/** What a client may send as a full initiating envelope: only `id`, `type` and `data` are required. */
+export const InitiatingInput = Schema.Struct({
+  id: Schema.NonEmptyString,
+  type: Schema.NonEmptyString,
+  correlationId: Schema.optionalKey(Schema.NonEmptyString),
+  causationId: Schema.optionalKey(Schema.NonEmptyString),
+  key: Schema.optionalKey(Schema.String),
+  replyTo: Schema.optionalKey(Schema.NonEmptyString),
+  occurredAt: Schema.optionalKey(Schema.String),
+  data: Schema.Unknown
+})
+
+export interface Issue {
+  readonly path: string
+  readonly message: string
+}
+
+const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
+
+/** Renders every issue of a schema failure as a readable path (`items[0].qty`) and message. */
+export const formatIssues = (issue: SchemaIssue.Issue): ReadonlyArray<Issue> =>
+  formatter(issue).issues.map((i) => ({
+    path: (i.path ?? [])
+      .map((p) => (typeof p === "object" && p !== null ? p.key : p))
+      .reduce<string>((acc, p) => (typeof p === "number" ? `${acc}[${p}]` : acc === "" ? String(p) : `${acc}.${String(p)}`), ""),
+    message: i.message
+  }))
+
+/** Decodes with every issue reported, as `Result` of the value or readable issues. */
+export const decode = <S extends Schema.Decoder<unknown>>(schema: S) => {
+  const run = Schema.decodeUnknownResult(schema)
+  return (input: unknown): Result.Result<S["Type"], ReadonlyArray<Issue>> =>
+    Result.mapError(run(input, { errors: "all" }), (e) => formatIssues(e.issue))
+}
+
+export const decodeEnvelope = decode(Envelope)
+
+export interface Clock {
+  readonly now: () => Date
+  readonly newId: () => string
+}
+
+export const systemClock: Clock = { now: () => new Date(), newId: () => crypto.randomUUID() }
+
+/** Wraps the data of an initiating event in a new envelope; the event starts its own correlation. */
+export const initiate = (
+  type: string,
+  data: unknown,
+  options: { readonly key?: string; readonly replyTo?: string } = {},
+  clock: Clock = systemClock
+): Envelope => {
+  const id = clock.newId()
+  return {
+    id,
+    type,
+    correlationId: id,
+    causationId: id,
+    key: options.key ?? id,
+    ...(options.replyTo === undefined ? {} : { replyTo: options.replyTo }),
+    occurredAt: clock.now().toISOString(),
+    data
+  }
+}
+
+export interface Next {
+  readonly type: string
+  readonly data: unknown
+  /** Partition key of the new event; inherited from the cause when absent. */
+  readonly key?: string
+}
+
+/** A processing event caused by `cause`: new id, same correlation, causation = cause's id. */
+export const next = (cause: Envelope, event: Next, clock: Clock = systemClock): Envelope => ({
+  id: clock.newId(),
+  type: event.type,
+  correlationId: cause.correlationId,
+  causationId: cause.id,
+  key: event.key ?? cause.key,
+  occurredAt: clock.now().toISOString(),
+  data: event.data
+})
+
+export const encode = (envelope: Envelope): string => JSON.stringify(envelope)

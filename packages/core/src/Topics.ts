@@ -1,0 +1,31 @@
+/**
+ * The topic contract, defined once. Clients publish initiating events on `initiate/<name>`, watch
+ * processing events on `events/<name>` and rejections on `errors/<original topic>`.
+ */
+export const initiatePrefix = "initiate/"
+export const eventsPrefix = "events/"
+export const errorsPrefix = "errors/"
+/** Initiating events after validation, as full envelopes; internal to the runtime. */
+export const acceptedPrefix = "accepted/"
+
+export const initiate = (name: string): string => `${initiatePrefix}${name}`
+export const event = (name: string): string => `${eventsPrefix}${name}`
+export const accepted = (name: string): string => `${acceptedPrefix}${name}`
+export const error = (originalTopic: string): string => `${errorsPrefix}${originalTopic}`
+
+export const allInitiating = `${initiatePrefix}#`
+export const allEvents = `${eventsPrefix}#`
+export const allErrors = `${errorsPrefix}#`
+
+/** The name of an initiating event from its topic, or undefined for another topic. */
+export const initiatingName = (topic: string): string | undefined =>
+  topic.startsWith(initiatePrefix) ? topic.slice(initiatePrefix.length) : undefined
+
+const kebab = /^[a-z0-9]+(-[a-z0-9]+)*$/
+
+/** Event and command names are kebab-case, one topic level. */
+export const isEventName = (name: string): boolean => kebab.test(name)
+
+/** The topic a client knows a message by: an accepted initiating event is reported on its `initiate/` topic. */
+export const publicTopic = (topic: string): string =>
+  topic.startsWith(acceptedPrefix) ? initiate(topic.slice(acceptedPrefix.length)) : topic

@@ -1,0 +1,62 @@
+import { describe, expect, it } from "vitest"
+import fc from "fast-check"
+import { Result } from "effect"
+import { Envelope } from "@baton/core"
+
+const json: fc.Arbitrary<unknown> = fc.jsonValue()
+
+const envelope = fc.record(
+  {
+    id: fc.uuid(),
+    type: fc.stringMatching(/^[a-z]+(-[a-z]+){0,2}$/),
+    correlationId: fc.uuid(),
+    causationId: fc.uuid(),
+    key: fc.string(),
+    replyTo: fc.stringMatching(/^reply\/[a-z0-9]{1,8}$/),
+    occurredAt: fc.date({ noInvalidDate: true, min: new Date(0), max: new Date(4e12) }).map((d) => d.toISOString()),
+    data: json
+  },
+  { requiredKeys: ["id", "type", "correlationId", "causationId", "key", "occurredAt", "data"] }
+)
+
+describe("Envelope", () => {
+  it("round-trips through its JSON encoding for all envelopes", () => {
+    fc.assert(
+      fc.property(envelope, (e) => {
+        const decoded = Envelope.decodeEnvelope(JSON.parse(Envelope.encode(e)))
+        expect(Result.isSuccess(decoded)).toBe(true)
+        if (Result.isSuccess(decoded)) expect(decoded.success).toEqual(JSON.parse(JSON.stringify(e)))
+      })
+    )
+  })
+
+  it("gives every processing event a new id, the initiating correlation and its cause's id", () => {
+    fc.assert(
+      fc.property(json, fc.array(fc.stringMatching(/^[a-z]+$/), { minLength: 1, maxLength: 6 }), (data, chain) => {
+        const first = Envelope.initiate("place-order", data)
+        expect(first.correlationId).toBe(first.id)
+        expect(first.causationId).toBe(first.id)
+        let cause = first
+        const ids = new Set([first.id])
+        for (const type of chain) {
+          const next = Envelope.next(cause, { type, data: null })
+          expect(ids.has(next.id)).toBe(false)
+          expect(next.correlationId).toBe(first.id)
+          expect(next.causationId).toBe(cause.id)
+          expect(next.key).toBe(cause.key)
+          ids.add(next.id)
+          cause = next
+        }
+      })
+    )
+  })
+
+  it("reports every issue of an invalid envelope with its path", () => {
+    const r = Envelope.decodeEnvelope({ id: "", type: 3, correlationId: "c", key: "k", occurredAt: "t" })
+    expect(Result.isFailure(r)).toBe(true)
+    if (Result.isFailure(r)) {
+      const paths = r.failure.map((i) => i.path).sort()
+      expect(paths).toEqual(["causationId", "data", "id", "type"])
+    }
+  })
+})

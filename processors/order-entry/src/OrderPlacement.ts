@@ -1,0 +1,61 @@
+/** OrderPlacement: stores the order, gets its id from the database, announces `order-created`. */
+import { Rejected, type Envelope, type Processor } from "@baton/core"
+import { names, type Item, type OrderCreated, type PlaceOrder } from "./Contract.ts"
+import type { Deps } from "./Deps.ts"
+
+export const total = (items: ReadonlyArray<Item>): number =>
+  Math.round(items.reduce((sum, i) => sum + i.qty * i.price * 100, 0)) / 100
+
+export const unknownSkus = (items: ReadonlyArray<Item>, known: ReadonlySet<string>): ReadonlyArray<string> =>
+  [...new Set(items.map((i) => i.sku).filter((sku) => !known.has(sku)))]
+
+export const orderId = (seq: number): string => `ORD-${String(seq).padStart(6, "0")}`
+
+export const make = ({ store, clock }: Deps): Processor => {
+  const db = store.db
+  const known = new Set(db.prepare("SELECT sku FROM catalogue").all().map((r) => String(r.sku)))
+  const existing = db.prepare("SELECT id, payment_token FROM orders WHERE correlation_id = ?")
+  const insert = db.prepare(
+    "INSERT INTO orders (id, correlation_id, customer_id, email, total, payment_token, created_at) VALUES ('pending', ?, ?, ?, ?, ?, ?)"
+  )
+  const setId = db.prepare("UPDATE orders SET id = ? WHERE seq = ?")
+  const insertItem = db.prepare("INSERT INTO order_items (order_id, line, sku, qty, price) VALUES (?, ?, ?, ?, ?)")
+  const vault = db.prepare("INSERT INTO payment_vault (token, card) VALUES (?, ?)")
+
+  const announce = (order: PlaceOrder, id: string, paymentToken: string) => {
+    const data: OrderCreated = {
+      orderId: id,
+      customerId: order.customerId,
+      email: order.email,
+      items: order.items,
+      total: total(order.items),
+      paymentToken,
+      cardLast4: order.payment.card.slice(-4)
+    }
+    return [{ type: names.orderCreated, data, key: id }]
+  }
+
+  return {
+    name: "order-placement",
+    consumes: [names.placeOrder],
+    handle: (event: Envelope.Envelope) => {
+      const order = event.data as PlaceOrder
+      const unknown = unknownSkus(order.items, known)
+      if (unknown.length > 0) throw new Rejected(`unknown SKU ${unknown.join(", ")}`)
+      return store.transaction(() => {
+        // A redelivered place-order finds its order and announces it again: one order per event.
+        const row = existing.get(event.correlationId)
+        if (row !== undefined) return announce(order, String(row.id), String(row.payment_token))
+        const token = `tok_${clock.newId()}`
+        vault.run(token, order.payment.card)
+        const seq = Number(
+          insert.run(event.correlationId, order.customerId, order.email, total(order.items), token, clock.now().toISOString()).lastInsertRowid
+        )
+        const id = orderId(seq)
+        setId.run(id, seq)
+        order.items.forEach((item, line) => insertItem.run(id, line, item.sku, item.qty, item.price))
+        return announce(order, id, token)
+      })
+    }
+  }
+}

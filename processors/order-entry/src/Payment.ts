@@ -1,0 +1,72 @@
+/** Payment: charges the card; `payment-applied` on approval, `payment-denied` with a reason. */
+import type { Envelope, Processor } from "@baton/core"
+import { names, type OrderCreated, type PaymentApplied, type PaymentDenied } from "./Contract.ts"
+import type { Deps } from "./Deps.ts"
+
+/** The test card that the (simulated) card network declines. */
+export const declinedCard = "4000000000000002"
+
+export const luhn = (card: string): boolean => {
+  if (!/^[0-9]{12,19}$/.test(card)) return false
+  let sum = 0
+  for (let i = 0; i < card.length; i++) {
+    let d = Number(card[card.length - 1 - i])
+    if (i % 2 === 1) {
+      d *= 2
+      if (d > 9) d -= 9
+    }
+    sum += d
+  }
+  return sum % 10 === 0
+}
+
+export type Decision = { readonly approved: true } | { readonly approved: false; readonly reason: string }
+
+export const decide = (card: string): Decision =>
+  !luhn(card)
+    ? { approved: false, reason: "invalid card number (fails the Luhn check)" }
+    : card === declinedCard
+      ? { approved: false, reason: "card declined by issuer" }
+      : { approved: true }
+
+export const make = ({ store, clock }: Deps): Processor => {
+  const db = store.db
+  const card = db.prepare("SELECT card FROM payment_vault WHERE token = ?")
+  const existing = db.prepare("SELECT approved, authorization, reason FROM payments WHERE order_id = ?")
+  const insert = db.prepare("INSERT INTO payments (order_id, approved, amount, authorization, reason, at) VALUES (?, ?, ?, ?, ?, ?)")
+
+  const announce = (order: OrderCreated, approved: boolean, authorization: string | null, reason: string | null) => {
+    if (approved) {
+      const data: PaymentApplied = {
+        orderId: order.orderId,
+        customerId: order.customerId,
+        email: order.email,
+        amount: order.total,
+        authorization: authorization ?? "",
+        items: order.items
+      }
+      return [{ type: names.paymentApplied, data }]
+    }
+    const data: PaymentDenied = { orderId: order.orderId, customerId: order.customerId, email: order.email, amount: order.total, reason: reason ?? "" }
+    return [{ type: names.paymentDenied, data }]
+  }
+
+  return {
+    name: "payment",
+    consumes: [names.orderCreated],
+    handle: (event: Envelope.Envelope) => {
+      const order = event.data as OrderCreated
+      return store.transaction(() => {
+        const row = existing.get(order.orderId)
+        if (row !== undefined)
+          return announce(order, row.approved === 1, row.authorization as string | null, row.reason as string | null)
+        const vaulted = card.get(order.paymentToken)
+        const decision: Decision = vaulted === undefined ? { approved: false, reason: "unknown payment token" } : decide(String(vaulted.card))
+        const authorization = decision.approved ? `auth_${clock.newId().slice(0, 8)}` : null
+        const reason = decision.approved ? null : decision.reason
+        insert.run(order.orderId, decision.approved ? 1 : 0, order.total, authorization, reason, clock.now().toISOString())
+        return announce(order, decision.approved, authorization, reason)
+      })
+    }
+  }
+}

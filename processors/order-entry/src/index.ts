@@ -1,0 +1,35 @@
+/** The order-entry reference app (EDA-NOTES.md, section 1): seven processors over one SQL store. */
+import type { App, Envelope } from "@baton/core"
+import { Envelope as E } from "@baton/core"
+import type { Store } from "@baton/store"
+import { names, PlaceOrder } from "./Contract.ts"
+import type { Mailer } from "./Mailer.ts"
+import { migrations } from "./Schema.ts"
+import * as Inventory from "./Inventory.ts"
+import * as Notification from "./Notification.ts"
+import * as OrderFulfillment from "./OrderFulfillment.ts"
+import * as OrderPlacement from "./OrderPlacement.ts"
+import * as Payment from "./Payment.ts"
+import * as Shipping from "./Shipping.ts"
+import * as Warehouse from "./Warehouse.ts"
+
+export * as Contract from "./Contract.ts"
+export * as Mailer from "./Mailer.ts"
+export { Inventory, Notification, OrderFulfillment, OrderPlacement, Payment, Shipping, Warehouse }
+export { migrations }
+
+export const make = (deps: { readonly store: Store; readonly mailer: Mailer; readonly clock?: Envelope.Clock }): App => {
+  deps.store.migrate(migrations)
+  const full = { ...deps, clock: deps.clock ?? E.systemClock }
+  return {
+    name: "order-entry",
+    initiating: [
+      {
+        name: names.placeOrder,
+        decode: E.decode(PlaceOrder),
+        key: (data) => (data as PlaceOrder).customerId
+      }
+    ],
+    processors: [OrderPlacement, Notification, Payment, Inventory, Warehouse, OrderFulfillment, Shipping].map((p) => p.make(full))
+  }
+}

@@ -1,0 +1,75 @@
+/** Runtime configuration from environment variables (the README's configuration table). */
+import { join } from "node:path"
+
+export interface Config {
+  readonly host: string
+  readonly mqttPort: number
+  /** undefined: MQTT over WebSocket disabled. */
+  readonly wsPort: number | undefined
+  readonly httpPort: number
+  readonly dataDir: string
+  /** An external broker; when set, no embedded broker runs. */
+  readonly brokerUrl: string | undefined
+  /** Prefix of the runtime's MQTT client ids: `<instance>.<processor>`. */
+  readonly instance: string
+  readonly maxPayloadBytes: number
+  readonly smtpUrl: string | undefined
+  readonly maxAttempts: number
+  readonly restartDelayMs: number
+}
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError"
+}
+
+type Env = Readonly<Record<string, string | undefined>>
+
+const port = (env: Env, name: string, fallback: number): number => {
+  const raw = env[name]
+  if (raw === undefined || raw === "") return fallback
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new ConfigError(`${name} must be a port number from 0 to 65535, got '${raw}'`)
+  return n
+}
+
+const positive = (env: Env, name: string, fallback: number): number => {
+  const raw = env[name]
+  if (raw === undefined || raw === "") return fallback
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`${name} must be a positive whole number, got '${raw}'`)
+  return n
+}
+
+const text = (env: Env, name: string): string | undefined => {
+  const raw = env[name]
+  return raw === undefined || raw === "" ? undefined : raw
+}
+
+export const fromEnv = (env: Env = process.env): Config => {
+  const ws = text(env, "BATON_WS_PORT")
+  const brokerUrl = text(env, "BATON_BROKER_URL")
+  if (brokerUrl !== undefined && !/^(mqtts?|wss?|tcp|ssl):\/\//.test(brokerUrl))
+    throw new ConfigError(`BATON_BROKER_URL must be an mqtt://, mqtts://, ws:// or wss:// URL, got '${brokerUrl}'`)
+  const instance = text(env, "BATON_INSTANCE") ?? "baton"
+  if (!/^[A-Za-z0-9_-]{1,40}$/.test(instance)) throw new ConfigError(`BATON_INSTANCE must be 1-40 letters, digits, '-' or '_', got '${instance}'`)
+  return {
+    host: text(env, "BATON_HOST") ?? "127.0.0.1",
+    mqttPort: port(env, "BATON_MQTT_PORT", 1883),
+    wsPort: ws === "off" ? undefined : port(env, "BATON_WS_PORT", 8083),
+    httpPort: port(env, "BATON_HTTP_PORT", 8080),
+    dataDir: text(env, "BATON_DATA_DIR") ?? join(process.cwd(), ".baton-data"),
+    brokerUrl,
+    instance,
+    maxPayloadBytes: positive(env, "BATON_MAX_PAYLOAD_BYTES", 256 * 1024),
+    smtpUrl: text(env, "BATON_SMTP_URL"),
+    maxAttempts: positive(env, "BATON_MAX_ATTEMPTS", 3),
+    restartDelayMs: positive(env, "BATON_RESTART_DELAY_MS", 100)
+  }
+}
+
+/** Which variable sets each listener's port, for error messages. */
+export const portVariable: Readonly<Record<string, string>> = {
+  MQTT: "BATON_MQTT_PORT",
+  "MQTT over WebSocket": "BATON_WS_PORT",
+  HTTP: "BATON_HTTP_PORT"
+}

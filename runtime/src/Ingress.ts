@@ -1,0 +1,102 @@
+/**
+ * The ingress: takes every initiating event published on `initiate/#`, checks its size, JSON,
+ * topic and schema, wraps a bare object in a new envelope, and forwards the envelope on
+ * `accepted/<name>` for the processors. Anything else goes to the error path, never silently away.
+ */
+import { Result } from "effect"
+import { Envelope, Topics, type App, type Initiating, type Message } from "@baton/core"
+import type { ErrorPath } from "./ErrorPath.ts"
+
+export type Verdict =
+  | { readonly _tag: "Accepted"; readonly envelope: Envelope.Envelope }
+  | {
+      readonly _tag: "Refused"
+      readonly kind: "malformed-json" | "schema-violation" | "unknown-topic" | "oversized-payload"
+      readonly reason: string
+      readonly issues?: ReadonlyArray<Envelope.Issue>
+    }
+
+const looksLikeEnvelope = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value) && "id" in value && "type" in value && "data" in value
+
+const decodeInput = Envelope.decode(Envelope.InitiatingInput)
+
+/** Decides what happens to one message on `initiate/...`: pure, so it is tested without a broker. */
+export const judge = (
+  contracts: ReadonlyMap<string, Initiating>,
+  message: Message,
+  maxPayloadBytes: number,
+  clock: Envelope.Clock = Envelope.systemClock
+): Verdict => {
+  if (message.payload.length > maxPayloadBytes)
+    return { _tag: "Refused", kind: "oversized-payload", reason: `payload of ${message.payload.length} bytes exceeds the limit of ${maxPayloadBytes} bytes` }
+  const name = Topics.initiatingName(message.topic) ?? ""
+  const contract = contracts.get(name)
+  if (contract === undefined) {
+    const known = [...contracts.keys()].map(Topics.initiate).join(", ")
+    return { _tag: "Refused", kind: "unknown-topic", reason: `no initiating event is published on ${message.topic}; known topics: ${known}` }
+  }
+  let json: unknown
+  try {
+    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(message.payload))
+  } catch (error) {
+    const why = error instanceof SyntaxError ? error.message : "payload is not valid UTF-8"
+    return { _tag: "Refused", kind: "malformed-json", reason: `payload is not valid JSON: ${why}` }
+  }
+  let base: Envelope.Envelope
+  if (looksLikeEnvelope(json)) {
+    const input = decodeInput(json)
+    if (Result.isFailure(input))
+      return { _tag: "Refused", kind: "schema-violation", reason: "invalid envelope", issues: input.failure }
+    const e = input.success
+    if (e.type !== name)
+      return { _tag: "Refused", kind: "schema-violation", reason: `envelope type '${e.type}' does not match topic ${message.topic}`, issues: [{ path: "type", message: `Expected "${name}"` }] }
+    base = {
+      id: e.id,
+      type: e.type,
+      correlationId: e.correlationId ?? e.id,
+      causationId: e.causationId ?? e.id,
+      key: e.key ?? contract.key?.(e.data) ?? e.id,
+      ...(e.replyTo === undefined ? {} : { replyTo: e.replyTo }),
+      occurredAt: e.occurredAt ?? clock.now().toISOString(),
+      data: e.data
+    }
+  } else {
+    base = Envelope.initiate(name, json, {}, clock)
+  }
+  const data = contract.decode(base.data)
+  if (Result.isFailure(data)) {
+    const issues = data.failure.map((i) => (looksLikeEnvelope(json) ? { ...i, path: i.path === "" ? "data" : `data.${i.path}` } : i))
+    return {
+      _tag: "Refused",
+      kind: "schema-violation",
+      reason: `${Topics.initiate(name)} does not match its schema: ${issues.map((i) => `${i.path === "" ? "(root)" : i.path}: ${i.message}`).join("; ")}`,
+      issues
+    }
+  }
+  const key = looksLikeEnvelope(json) ? base.key : (contract.key?.(data.success) ?? base.key)
+  return { _tag: "Accepted", envelope: { ...base, key, data: data.success } }
+}
+
+export const contractsOf = (apps: ReadonlyArray<App>): ReadonlyMap<string, Initiating> =>
+  new Map(apps.flatMap((app) => app.initiating.map((i) => [i.name, i] as const)))
+
+export const handler =
+  (deps: {
+    readonly contracts: ReadonlyMap<string, Initiating>
+    readonly maxPayloadBytes: number
+    readonly publish: (topic: string, payload: string) => Promise<void>
+    readonly reject: ErrorPath
+  }) =>
+  async (message: Message): Promise<void> => {
+    const verdict = judge(deps.contracts, message, deps.maxPayloadBytes)
+    if (verdict._tag === "Accepted")
+      return deps.publish(Topics.accepted(verdict.envelope.type), Envelope.encode(verdict.envelope))
+    return deps.reject({
+      topic: message.topic,
+      payload: message.payload,
+      kind: verdict.kind,
+      reason: verdict.reason,
+      ...(verdict.issues === undefined ? {} : { issues: verdict.issues })
+    })
+  }

@@ -1,0 +1,86 @@
+/** Test harness: a real runtime on ephemeral ports, real MQTT clients, an event collector. */
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import type { Socket } from "node:net"
+import mqtt, { type MqttClient } from "mqtt"
+import { Envelope, Log } from "@baton/core"
+import { fromEnv, type Config } from "../src/Config.ts"
+import * as Runtime from "../src/Runtime.ts"
+
+/** Property runs per integration property; raise for a soak run. */
+export const propertyRuns = Number(process.env.BATON_PROPERTY_RUNS ?? 4)
+
+export const startRuntime = async (overrides: Partial<Config> = {}, options: Runtime.Options = {}) => {
+  const dataDir = mkdtempSync(join(tmpdir(), "baton-test-"))
+  const config: Config = {
+    ...fromEnv({}),
+    mqttPort: 0,
+    wsPort: 0,
+    httpPort: 0,
+    dataDir,
+    instance: `t${Math.random().toString(36).slice(2, 10)}`,
+    restartDelayMs: 10,
+    ...overrides
+  }
+  const logger = Log.memory(process.env.BATON_TEST_LOG === "1" ? Log.console : Log.silent)
+  const runtime = await Runtime.start(config, { logger, ...options })
+  return {
+    runtime,
+    config,
+    logger,
+    url: config.brokerUrl ?? `mqtt://127.0.0.1:${runtime.mqttPort}`,
+    stop: async () => {
+      await runtime.stop()
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  }
+}
+
+export const connect = async (url: string): Promise<MqttClient> => {
+  const client = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clean: true })
+  ;(client.stream as Partial<Socket>).setNoDelay?.(true)
+  return client
+}
+
+export interface Received {
+  readonly topic: string
+  readonly envelope: Envelope.Envelope
+}
+
+/** Collects every envelope on the given topics and waits for conditions on them. */
+export const collect = async (client: MqttClient, topics: ReadonlyArray<string>) => {
+  const received: Array<Received> = []
+  const waiters = new Set<() => void>()
+  client.on("message", (topic, payload) => {
+    received.push({ topic, envelope: JSON.parse(payload.toString()) as Envelope.Envelope })
+    for (const w of waiters) w()
+  })
+  await client.subscribeAsync([...topics], { qos: 1 })
+  const until = (done: (all: ReadonlyArray<Received>) => boolean, timeoutMs = 20_000, what = "condition") =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (!done(received)) return
+        clearTimeout(timer)
+        waiters.delete(check)
+        resolve()
+      }
+      const timer = setTimeout(() => {
+        waiters.delete(check)
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; received ${received.length} messages`))
+      }, timeoutMs)
+      waiters.add(check)
+      check()
+    })
+  return { received, until }
+}
+
+export type Harness = Awaited<ReturnType<typeof startRuntime>>
+export type Collector = Awaited<ReturnType<typeof collect>>
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+export const getJson = async (port: number, path: string): Promise<{ status: number; body: any }> => {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`)
+  return { status: res.status, body: await res.json() }
+}

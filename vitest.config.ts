@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config"
+
+// CI adds a JSON report, from which .ci/run prints `tests: N passed, M failed`.
+const report = process.env.BATON_TEST_REPORT
+
+export default defineConfig({
+  test: {
+    include: ["packages/*/test/**/*.test.ts", "processors/*/test/**/*.test.ts", "runtime/test/**/*.test.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    reporters: report === undefined ? ["default"] : ["default", ["json", { outputFile: report }]]
+  }
+})
