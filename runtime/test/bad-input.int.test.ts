@@ -1,25 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import fc from "fast-check"
-import type { MqttClient } from "mqtt"
 import { checkChain, complete, order, payload } from "./orders.ts"
-import { collect, connect, getJson, startRuntime, type Collector, type Harness } from "./support.ts"
+import { getJson, useRuntime } from "./support.ts"
 
 const maxPayloadBytes = 4096
 
 describe("bad input", () => {
-  let h: Harness
-  let client: MqttClient
-  let events: Collector
-
-  beforeAll(async () => {
-    h = await startRuntime({ maxPayloadBytes })
-    client = await connect(h.url)
-    events = await collect(client, ["events/#", "errors/#"])
-  })
-  afterAll(async () => {
-    await client?.endAsync()
-    await h?.stop()
-  })
+  const ctx = useRuntime({ maxPayloadBytes })
 
   it("records and publishes each kind of rejection with its reason while valid orders complete", async () => {
     const bad = [
@@ -34,14 +21,14 @@ describe("bad input", () => {
     for (let i = 0; i < Math.max(bad.length, good.length); i++) {
       const b = bad[i]
       const g = good[i]
-      if (b !== undefined) await client.publishAsync(b.topic, b.payload, { qos: 1 })
-      if (g !== undefined) await client.publishAsync("initiate/place-order", payload(g.o, g.id), { qos: 1 })
+      if (b !== undefined) await ctx.client.publishAsync(b.topic, b.payload, { qos: 1 })
+      if (g !== undefined) await ctx.client.publishAsync("initiate/place-order", payload(g.o, g.id), { qos: 1 })
     }
-    await events.until((all) => all.filter((r) => r.topic.startsWith("errors/")).length >= bad.length, 15_000, "every rejection")
-    await events.until((all) => good.every(({ o, id }) => complete(o, id, all)), 15_000, "the valid orders")
-    for (const { o, id } of good) checkChain(o, id, events.received)
+    await ctx.events.until((all) => all.filter((r) => r.topic.startsWith("errors/")).length >= bad.length, 15_000, "every rejection")
+    await ctx.events.until((all) => good.every(({ o, id }) => complete(o, id, all)), 15_000, "the valid orders")
+    for (const { o, id } of good) checkChain(o, id, ctx.events.received)
 
-    const errors = events.received.filter((r) => r.topic.startsWith("errors/"))
+    const errors = ctx.events.received.filter((r) => r.topic.startsWith("errors/"))
     expect(errors.map((e) => (e.envelope.data as { kind: string }).kind).sort()).toEqual(bad.map((b) => b.kind).sort())
     for (const e of errors) {
       const data = e.envelope.data as { kind: string; topic: string; reason: string; payload: string; payloadBytes: number }
@@ -59,9 +46,9 @@ describe("bad input", () => {
     const invalidUtf8 = errors.find((e) => (e.envelope.data as { payloadEncoding: string }).payloadEncoding === "base64")!.envelope.data as { payload: string }
     expect(Buffer.from(invalidUtf8.payload, "base64")).toEqual(bad[1]!.payload)
 
-    const recorded = await getJson(h.runtime.httpPort, "/errors")
+    const recorded = await getJson(ctx.h.runtime.httpPort, "/errors")
     expect(recorded.body.recent).toHaveLength(bad.length)
     expect(recorded.body.counts).toEqual({ "malformed-json": 2, "schema-violation": 1, "unknown-topic": 1, "oversized-payload": 1, "processing-failed": 1 })
-    expect((await getJson(h.runtime.httpPort, "/healthz")).status).toBe(200)
+    expect((await getJson(ctx.h.runtime.httpPort, "/healthz")).status).toBe(200)
   })
 })

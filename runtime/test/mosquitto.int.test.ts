@@ -1,32 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { MqttClient } from "mqtt"
+import { describe, expect, it } from "vitest"
 import { orderFlowProperty } from "./orders.ts"
-import { collect, connect, getJson, startRuntime, type Collector, type Harness } from "./support.ts"
+import { getJson, useRuntime } from "./support.ts"
 
 /** The Mosquitto that runs on this machine (and in CI); override with BATON_TEST_MOSQUITTO_URL. */
 const url = process.env.BATON_TEST_MOSQUITTO_URL ?? "mqtt://127.0.0.1:1883"
 
 describe("broker topology through BATON_BROKER_URL (external Mosquitto)", () => {
-  let h: Harness
-  let client: MqttClient
-  let events: Collector
-
-  beforeAll(async () => {
-    h = await startRuntime({ brokerUrl: url })
-    client = await connect(url)
-    events = await collect(client, ["events/#", "errors/#"])
-  })
-  afterAll(async () => {
-    await client?.endAsync()
-    await h?.stop()
-  })
+  const ctx = useRuntime({ brokerUrl: url }, {}, url)
 
   it("runs no embedded broker", async () => {
-    expect(h.runtime.mqttPort).toBeUndefined()
-    expect((await getJson(h.runtime.httpPort, "/healthz")).status).toBe(200)
+    expect(ctx.h.runtime.mqttPort).toBeUndefined()
+    expect((await getJson(ctx.h.runtime.httpPort, "/healthz")).status).toBe(200)
   })
 
   it("runs the whole order chain for generated orders", async () => {
-    await orderFlowProperty(h, client, events)
+    await orderFlowProperty(ctx.h, ctx.client, ctx.events)
   })
 })

@@ -1,9 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { MqttClient } from "mqtt"
+import { describe, expect, it } from "vitest"
 import type { Processor } from "@baton/core"
 import { checkChain, complete, order, payload } from "./orders.ts"
 import fc from "fast-check"
-import { collect, connect, getJson, startRuntime, type Collector, type Harness } from "./support.ts"
+import { getJson, useRuntime } from "./support.ts"
 
 /** A processor added beside the app's, that crashes on the orders of one customer. */
 const poisonPill = (): Processor & { seen: Array<string> } => {
@@ -22,30 +21,19 @@ const poisonPill = (): Processor & { seen: Array<string> } => {
 }
 
 describe("supervision", () => {
-  let h: Harness
-  let client: MqttClient
-  let events: Collector
   const pill = poisonPill()
 
-  beforeAll(async () => {
-    h = await startRuntime({ maxAttempts: 3, restartDelayMs: 20 }, { processors: () => [pill] })
-    client = await connect(h.url)
-    events = await collect(client, ["events/#", "errors/#"])
-  })
-  afterAll(async () => {
-    await client?.endAsync()
-    await h?.stop()
-  })
+  const ctx = useRuntime({ maxAttempts: 3, restartDelayMs: 20 }, { processors: () => [pill] })
 
   it("restarts a crashing processor, sends the poisoned message to the error path, and keeps the flow going", async () => {
     const good = fc.sample(order, 6).map((o) => ({ o: { ...o, asEnvelope: true }, id: crypto.randomUUID() }))
     const poisonId = crypto.randomUUID()
     const poisonOrder = { customerId: "poison-1", email: "p@example.com", items: [{ sku: "BOOK-3", qty: 1, price: 2 }], payment: { card: "4242424242424242" } }
-    await client.publishAsync("initiate/place-order", JSON.stringify({ id: poisonId, type: "place-order", data: poisonOrder }), { qos: 1 })
-    for (const { o, id } of good) await client.publishAsync("initiate/place-order", payload(o, id), { qos: 1 })
+    await ctx.client.publishAsync("initiate/place-order", JSON.stringify({ id: poisonId, type: "place-order", data: poisonOrder }), { qos: 1 })
+    for (const { o, id } of good) await ctx.client.publishAsync("initiate/place-order", payload(o, id), { qos: 1 })
 
-    await events.until((all) => all.some((r) => r.topic === "errors/events/order-created"), 15_000, "the poisoned message on the error path")
-    const rejected = events.received.find((r) => r.topic === "errors/events/order-created")!
+    await ctx.events.until((all) => all.some((r) => r.topic === "errors/events/order-created"), 15_000, "the poisoned message on the error path")
+    const rejected = ctx.events.received.find((r) => r.topic === "errors/events/order-created")!
     expect(rejected.envelope.type).toBe("message-rejected")
     expect(rejected.envelope.correlationId).toBe(poisonId)
     expect(rejected.envelope.data).toMatchObject({
@@ -54,21 +42,21 @@ describe("supervision", () => {
       attempts: 3,
       reason: expect.stringContaining("cannot digest order")
     })
-    const poisonedOrderId = (events.received.find((r) => r.envelope.type === "order-created" && r.envelope.correlationId === poisonId)!.envelope.data as { orderId: string }).orderId
+    const poisonedOrderId = (ctx.events.received.find((r) => r.envelope.type === "order-created" && r.envelope.correlationId === poisonId)!.envelope.data as { orderId: string }).orderId
     expect(pill.seen.filter((id) => id === poisonedOrderId)).toHaveLength(3)
 
     // Every other order completes, including its message to the restarted processor.
-    await events.until((all) => good.every(({ o, id }) => complete(o, id, all)), 15_000, "the good orders")
-    await events.until((all) => all.filter((r) => r.envelope.type === "order-tasted").length === good.length, 15_000, "order-tasted")
-    for (const { o, id } of good) checkChain(o, id, events.received)
+    await ctx.events.until((all) => good.every(({ o, id }) => complete(o, id, all)), 15_000, "the good orders")
+    await ctx.events.until((all) => all.filter((r) => r.envelope.type === "order-tasted").length === good.length, 15_000, "order-tasted")
+    for (const { o, id } of good) checkChain(o, id, ctx.events.received)
     // The app's processors never saw the crash: the poisoned order's own chain completes too.
-    await events.until((all) => all.some((r) => r.envelope.type === "order-shipped" && r.envelope.correlationId === poisonId), 10_000, "poisoned order shipped")
+    await ctx.events.until((all) => all.some((r) => r.envelope.type === "order-shipped" && r.envelope.correlationId === poisonId), 10_000, "poisoned order shipped")
 
-    const actor = h.runtime.actors.find((a) => a.name === "poison-pill")!
+    const actor = ctx.h.runtime.actors.find((a) => a.name === "poison-pill")!
     expect(actor.restarts()).toBeGreaterThanOrEqual(3)
-    expect(h.logger.lines.filter((l) => l.includes("processor crashed") && l.includes("poison-pill"))).toHaveLength(3)
-    const recorded = await getJson(h.runtime.httpPort, "/errors")
+    expect(ctx.h.logger.lines.filter((l) => l.includes("processor crashed") && l.includes("poison-pill"))).toHaveLength(3)
+    const recorded = await getJson(ctx.h.runtime.httpPort, "/errors")
     expect(recorded.body.counts["processing-failed"]).toBe(1)
-    expect((await getJson(h.runtime.httpPort, "/healthz")).status).toBe(200)
+    expect((await getJson(ctx.h.runtime.httpPort, "/healthz")).status).toBe(200)
   })
 })

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Socket } from "node:net"
 import mqtt, { type MqttClient } from "mqtt"
+import { afterAll, beforeAll } from "vitest"
 import { Envelope, Log } from "@baton/core"
 import { fromEnv, type Config } from "../src/Config.ts"
 import * as Runtime from "../src/Runtime.ts"
@@ -83,4 +84,19 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 export const getJson = async (port: number, path: string): Promise<{ status: number; body: any }> => {
   const res = await fetch(`http://127.0.0.1:${port}${path}`)
   return { status: res.status, body: await res.json() }
+}
+
+/** Starts a runtime, a client and a collector on `events/#` and `errors/#` around a describe block. */
+export const useRuntime = (overrides: Partial<Config> = {}, options: Runtime.Options = {}, clientUrl?: string) => {
+  const ctx = {} as { h: Harness; client: MqttClient; events: Collector }
+  beforeAll(async () => {
+    ctx.h = await startRuntime(overrides, options)
+    ctx.client = await connect(clientUrl ?? ctx.h.url)
+    ctx.events = await collect(ctx.client, ["events/#", "errors/#"])
+  })
+  afterAll(async () => {
+    await ctx.client?.endAsync()
+    await ctx.h?.stop()
+  })
+  return ctx
 }
