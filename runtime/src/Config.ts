@@ -16,6 +16,13 @@ export interface Config {
   readonly smtpUrl: string | undefined
   readonly maxAttempts: number
   readonly restartDelayMs: number
+  /**
+   * Durable (default): broker sessions on disk, SQLite `synchronous=NORMAL`, publishes acknowledged
+   * after they are logged. Off: sessions in memory and `synchronous=OFF`, for comparison only.
+   */
+  readonly durable: boolean
+  /** Actors per processor; messages are partitioned over them by key. */
+  readonly partitions: number
 }
 
 export class ConfigError extends Error {
@@ -38,6 +45,14 @@ const positive = (env: Env, name: string, fallback: number): number => {
   const n = Number(raw)
   if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`${name} must be a positive whole number, got '${raw}'`)
   return n
+}
+
+const flag = (env: Env, name: string, fallback: boolean): boolean => {
+  const raw = env[name]
+  if (raw === undefined || raw === "") return fallback
+  if (/^(1|true|yes|on)$/i.test(raw)) return true
+  if (/^(0|false|no|off)$/i.test(raw)) return false
+  throw new ConfigError(`${name} must be true or false, got '${raw}'`)
 }
 
 const text = (env: Env, name: string): string | undefined => {
@@ -63,7 +78,9 @@ export const fromEnv = (env: Env = process.env): Config => {
     maxPayloadBytes: positive(env, "BATON_MAX_PAYLOAD_BYTES", 256 * 1024),
     smtpUrl: text(env, "BATON_SMTP_URL"),
     maxAttempts: positive(env, "BATON_MAX_ATTEMPTS", 3),
-    restartDelayMs: positive(env, "BATON_RESTART_DELAY_MS", 100)
+    restartDelayMs: positive(env, "BATON_RESTART_DELAY_MS", 100),
+    durable: flag(env, "BATON_DURABLE", true),
+    partitions: positive(env, "BATON_PARTITIONS", 4)
   }
 }
 

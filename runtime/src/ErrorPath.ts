@@ -1,9 +1,10 @@
 /**
  * The error path: every refused or failed message is recorded in the store, logged, and published
- * on `errors/<original topic>` as a `message-rejected` envelope with the reason and the payload.
+ * (through the outbox) on `errors/<original topic>` as a `message-rejected` envelope with the
+ * reason and the payload.
  */
-import { Envelope, Log, Topics, describePayload, type Broker, type Rejection, type RejectionKind } from "@baton/core"
-import type { Rejections } from "@baton/store"
+import { Envelope, Topics, describePayload, type Log, type Rejection, type RejectionKind } from "@baton/core"
+import type { Outbox, Rejections, Store } from "@baton/store"
 
 export interface Refusal {
   readonly topic: string
@@ -13,21 +14,33 @@ export interface Refusal {
   readonly issues?: ReadonlyArray<Envelope.Issue>
   readonly processor?: string
   readonly attempts?: number
+  /** Size of the original payload when `payload` holds only a preview. */
+  readonly size?: number
   /** The envelope that failed, when it was one: the rejection joins its correlation. */
   readonly cause?: Envelope.Envelope
 }
 
 export const rejectedType = "message-rejected"
 
-export const make = (deps: { readonly broker: Broker; readonly rejections: Rejections.Log; readonly logger: Log.Logger; readonly clock?: Envelope.Clock }) => {
+/** Records a refusal; joins the caller's transaction, so it commits with whatever else it does. */
+export type ErrorPath = (refusal: Refusal) => void
+
+export const make = (deps: {
+  readonly store: Store
+  readonly outbox: Outbox.Outbox
+  readonly rejections: Rejections.Log
+  readonly logger: Log.Logger
+  readonly clock?: Envelope.Clock
+}): ErrorPath => {
   const clock = deps.clock ?? Envelope.systemClock
-  return async (refusal: Refusal): Promise<void> => {
+  return (refusal) => {
     const rejection: Rejection = {
       kind: refusal.kind,
       topic: refusal.topic,
       reason: refusal.reason,
       issues: refusal.issues ?? [],
       ...describePayload(refusal.payload),
+      ...(refusal.size === undefined ? {} : { payloadBytes: refusal.size, payloadTruncated: refusal.size > refusal.payload.length }),
       ...(refusal.processor === undefined ? {} : { processor: refusal.processor }),
       ...(refusal.attempts === undefined ? {} : { attempts: refusal.attempts })
     }
@@ -35,16 +48,10 @@ export const make = (deps: { readonly broker: Broker; readonly rejections: Rejec
       refusal.cause === undefined
         ? Envelope.initiate(rejectedType, rejection, {}, clock)
         : Envelope.next(refusal.cause, { type: rejectedType, data: rejection }, clock)
-    const recorded = deps.rejections.record(envelope.id, new Date(envelope.occurredAt), rejection)
-    deps.logger.log("warn", "message rejected", {
-      kind: refusal.kind,
-      topic: refusal.topic,
-      processor: refusal.processor,
-      reason: refusal.reason,
-      id: recorded.id
+    deps.store.transaction(() => {
+      const recorded = deps.rejections.record(envelope.id, new Date(envelope.occurredAt), rejection)
+      deps.outbox.add(Topics.error(refusal.topic), Envelope.encode({ ...envelope, data: recorded }))
     })
-    await deps.broker.publish(Topics.error(refusal.topic), Envelope.encode({ ...envelope, data: recorded }), 1)
+    deps.logger.log("warn", "message rejected", { kind: refusal.kind, topic: refusal.topic, processor: refusal.processor, reason: refusal.reason, id: envelope.id })
   }
 }
-
-export type ErrorPath = ReturnType<typeof make>

@@ -4,7 +4,9 @@
  * `accepted/<name>` for the processors. Anything else goes to the error path, never silently away.
  */
 import { Result } from "effect"
-import { Envelope, Topics, type App, type Initiating, type Message } from "@baton/core"
+import { Envelope, Topics, type App, type Initiating, type Log, type Message } from "@baton/core"
+import type { IngressLog, Outbox, Store } from "@baton/store"
+import * as Crash from "./Crash.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 
 export type Verdict =
@@ -26,10 +28,11 @@ export const judge = (
   contracts: ReadonlyMap<string, Initiating>,
   message: Message,
   maxPayloadBytes: number,
-  clock: Envelope.Clock = Envelope.systemClock
+  clock: Envelope.Clock = Envelope.systemClock,
+  size: number = message.payload.length
 ): Verdict => {
-  if (message.payload.length > maxPayloadBytes)
-    return { _tag: "Refused", kind: "oversized-payload", reason: `payload of ${message.payload.length} bytes exceeds the limit of ${maxPayloadBytes} bytes` }
+  if (size > maxPayloadBytes)
+    return { _tag: "Refused", kind: "oversized-payload", reason: `payload of ${size} bytes exceeds the limit of ${maxPayloadBytes} bytes` }
   const name = Topics.initiatingName(message.topic) ?? ""
   const contract = contracts.get(name)
   if (contract === undefined) {
@@ -81,22 +84,73 @@ export const judge = (
 export const contractsOf = (apps: ReadonlyArray<App>): ReadonlyMap<string, Initiating> =>
   new Map(apps.flatMap((app) => app.initiating.map((i) => [i.name, i] as const)))
 
-export const handler =
-  (deps: {
-    readonly contracts: ReadonlyMap<string, Initiating>
-    readonly maxPayloadBytes: number
-    readonly publish: (topic: string, payload: string) => Promise<void>
-    readonly reject: ErrorPath
-  }) =>
-  async (message: Message): Promise<void> => {
-    const verdict = judge(deps.contracts, message, deps.maxPayloadBytes)
-    if (verdict._tag === "Accepted")
-      return deps.publish(Topics.accepted(verdict.envelope.type), Envelope.encode(verdict.envelope))
-    return deps.reject({
-      topic: message.topic,
-      payload: message.payload,
-      kind: verdict.kind,
-      reason: verdict.reason,
-      ...(verdict.issues === undefined ? {} : { issues: verdict.issues })
-    })
+/**
+ * The ingress worker. `receive` commits an initiating event to the durable log (the broker
+ * acknowledges the publisher only after that); the drain judges logged events in order and, in
+ * one transaction each, writes the accepted envelope to the outbox (or the refusal to the error
+ * path) and marks the entry forwarded. A full envelope seen before is a client's retransmission:
+ * it is forwarded once.
+ */
+export const make = (deps: {
+  readonly contracts: ReadonlyMap<string, Initiating>
+  readonly maxPayloadBytes: number
+  readonly store: Store
+  readonly log: IngressLog.IngressLog
+  readonly outbox: Outbox.Outbox
+  readonly reject: ErrorPath
+  readonly logger: Log.Logger
+}) => {
+  let poke: (() => void) | undefined
+  let scheduled = false
+
+  const drain = () => {
+    scheduled = false
+    let forwarded = 0
+    for (let entries = deps.log.unforwarded(256); entries.length > 0; entries = deps.log.unforwarded(256)) {
+      for (const entry of entries) {
+        const verdict = judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size)
+        deps.store.transaction(() => {
+          if (verdict._tag === "Accepted") {
+            if (deps.log.firstSight(verdict.envelope.id, entry.seq))
+              deps.outbox.add(Topics.accepted(verdict.envelope.type), Envelope.encode(verdict.envelope))
+            else deps.logger.log("info", "duplicate initiating event ignored", { id: verdict.envelope.id, topic: entry.topic })
+          } else
+            deps.reject({
+              topic: entry.topic,
+              payload: entry.payload,
+              size: entry.size,
+              kind: verdict.kind,
+              reason: verdict.reason,
+              ...(verdict.issues === undefined ? {} : { issues: verdict.issues })
+            })
+          deps.log.forwarded(entry.seq)
+        })
+        forwarded++
+      }
+      poke?.()
+    }
+    return forwarded
   }
+
+  const schedule = () => {
+    if (scheduled || poke === undefined) return
+    scheduled = true
+    setImmediate(drain)
+  }
+
+  return {
+    /** Commits an initiating event; resolves once it is durable. */
+    receive: async (topic: string, payload: Buffer, clientId: string | null): Promise<void> => {
+      await deps.log.append(topic, payload, clientId)
+      Crash.point("ingress-committed")
+      schedule()
+    },
+    /** Starts forwarding (first what a crash left in the log); `relay` is poked after each batch. */
+    start: (relay: () => void): number => {
+      poke = relay
+      return drain()
+    }
+  }
+}
+
+export type Ingress = ReturnType<typeof make>

@@ -1,21 +1,24 @@
 /**
- * The composition root: store, broker (embedded or external), apps, one supervised actor and one
- * broker session per processor, the ingress, and the HTTP port. Resources are scoped, so closing
- * the scope shuts down in reverse order: stop consuming, stop actors, close broker, store last.
+ * The composition root: store, broker (embedded or external), apps, the ingress, one broker
+ * session and a pool of supervised actors per processor, the outbox relay, and the HTTP port.
+ * Resources are scoped, so closing the scope shuts down in reverse order: stop consuming, finish
+ * what is in flight, flush the outbox, stop actors, close the broker, the store last.
  */
 import { join } from "node:path"
 import { Deferred, Effect, Exit, Scope } from "effect"
-import { Log, Topics, type App, type Broker, type Processor } from "@baton/core"
+import { Log, Topics, type App, type Broker, type Processor, type QoS } from "@baton/core"
 import { Policy, Supervisor } from "@baton/actors"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { MqttBroker } from "@baton/broker-mqtt"
-import { Rejections, Sqlite, type Store } from "@baton/store"
+import { Inbox, IngressLog, Outbox, Rejections, Sqlite, type Store } from "@baton/store"
+import { payloadPreviewBytes } from "@baton/core"
 import * as OrderEntry from "@baton/order-entry"
 import type { Config } from "./Config.ts"
+import * as Consumer from "./Consumer.ts"
 import * as ErrorPath from "./ErrorPath.ts"
-import * as Host from "./Host.ts"
 import * as Http from "./Http.ts"
 import * as Ingress from "./Ingress.ts"
+import * as Relay from "./Relay.ts"
 
 export interface Options {
   readonly logger?: Log.Logger
@@ -33,6 +36,8 @@ export interface Runtime {
   readonly broker: Broker
   readonly store: Store
   readonly actors: ReadonlyArray<Supervisor.Supervised>
+  /** Resolves when nothing is in flight and the outbox is empty. */
+  readonly idle: () => Promise<void>
   /** Fails when a supervisor gives up (restart limit exceeded): the runtime must stop. */
   readonly fatal: Effect.Effect<never, Supervisor.RestartLimitExceeded>
 }
@@ -42,20 +47,30 @@ const defaultApps = (deps: { readonly store: Store; readonly config: Config }): 
 ]
 
 const promise = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (e) => e as Error })
+const reasonOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
 export const make = (config: Config, options: Options = {}) =>
   Effect.gen(function* () {
     const logger = options.logger ?? Log.console
     let phase: Http.Phase = "starting"
-    logger.log("info", "runtime starting", { pid: process.pid, node: process.version, topology: "broker" })
+    logger.log("info", "runtime starting", { pid: process.pid, node: process.version, topology: "broker", durable: config.durable })
 
     const storePath = join(config.dataDir, "baton.db")
     const store = yield* Effect.acquireRelease(
-      Effect.sync(() => Sqlite.open({ path: storePath })),
+      Effect.sync(() => Sqlite.open({ path: storePath, synchronous: config.durable ? "NORMAL" : "OFF" })),
       (s) => Effect.sync(() => { s.close(); logger.log("info", "store closed") })
     )
     logger.log("info", "store opened", { path: storePath })
     const rejections = Rejections.make(store)
+    const outbox = Outbox.make(store)
+    const inbox = Inbox.make(store)
+    const log = IngressLog.make(store, { maxBytes: config.maxPayloadBytes, previewBytes: payloadPreviewBytes })
+    const reject = ErrorPath.make({ store, outbox, rejections, logger })
+
+    const apps = (options.apps ?? defaultApps)({ store, config })
+    const processors = [...apps.flatMap((a) => a.processors), ...(options.processors?.({ store }) ?? [])]
+    const contracts = Ingress.contractsOf(apps)
+    const ingress = Ingress.make({ contracts, maxPayloadBytes: config.maxPayloadBytes, store, log, outbox, reject, logger })
 
     const embedded =
       config.brokerUrl === undefined
@@ -65,6 +80,10 @@ export const make = (config: Config, options: Options = {}) =>
                 host: config.host,
                 mqttPort: config.mqttPort,
                 ...(config.wsPort === undefined ? {} : { wsPort: config.wsPort }),
+                ...(config.durable ? { sessionsDir: join(config.dataDir, "sessions") } : {}),
+                // Synchronous send means stored: PUBACK/PUBREC only after the ingress log commit.
+                beforeAck: (clientId, topic, payload) =>
+                  Topics.initiatingName(topic) === undefined ? undefined : ingress.receive(topic, payload, clientId),
                 logger
               })
             ),
@@ -72,79 +91,105 @@ export const make = (config: Config, options: Options = {}) =>
           )
         : undefined
     if (embedded !== undefined)
-      logger.log("info", "broker listening", { mqtt: `${embedded.host}:${embedded.mqttPort}`, ws: embedded.wsPort === undefined ? "off" : `${embedded.host}:${embedded.wsPort}` })
+      logger.log("info", "broker listening", {
+        mqtt: `${embedded.host}:${embedded.mqttPort}`,
+        ws: embedded.wsPort === undefined ? "off" : `${embedded.host}:${embedded.wsPort}`,
+        sessions: config.durable ? "disk" : "memory"
+      })
 
-    const broker = yield* Effect.acquireRelease(
+    const mqtt = yield* Effect.acquireRelease(
       promise(() =>
         MqttBroker.make({
           clientPrefix: `${config.instance}.`,
           logger,
-          ...(embedded === undefined ? { url: config.brokerUrl ?? "" } : { stream: embedded.connect })
+          ...(embedded === undefined ? { url: config.brokerUrl ?? "" } : { stream: embedded.connect, publisher: false })
         })
       ),
       (b) => Effect.promise(() => b.close())
     )
+    const publish = embedded === undefined ? mqtt.publish : (topic: string, payload: string | Buffer, qos?: QoS) => embedded.publish(topic, payload, qos)
+    const broker: Broker = { publish, subscribe: mqtt.subscribe, close: mqtt.close }
     logger.log("info", "broker connected", { broker: embedded === undefined ? config.brokerUrl : "embedded" })
 
+    const actors: Array<Supervisor.Supervised> = []
+    const consumers: Array<{ readonly processor: Processor; readonly pool: ReadonlyArray<Supervisor.Supervised>; readonly consumer: Consumer.Consumer }> = []
     const http = yield* Effect.acquireRelease(
       promise(() =>
         Http.start({
           host: config.host,
           port: config.httpPort,
           rejections,
-          status: { phase: () => phase, detail: () => ({ processors: actors.map((a) => ({ name: a.name, restarts: a.restarts() })) }) }
+          status: {
+            phase: () => phase,
+            detail: () => ({
+              outbox: outbox.size(),
+              processors: consumers.map(({ processor, pool }) => ({ name: processor.name, partitions: pool.length, restarts: pool.reduce((n, a) => n + a.restarts(), 0) }))
+            })
+          }
         })
       ),
       (h) => Effect.promise(() => h.close())
     )
     logger.log("info", "http listening", { address: `${config.host}:${http.port}` })
 
-    const apps = (options.apps ?? defaultApps)({ store, config })
-    const processors = [...apps.flatMap((a) => a.processors), ...(options.processors?.({ store }) ?? [])]
-    const contracts = Ingress.contractsOf(apps)
-    const topicOf = Host.topicOf(new Set(contracts.keys()))
-    const reject = ErrorPath.make({ broker, rejections, logger })
+    const relay = Relay.make({ outbox, publish: (t, p, q) => publish(t, p, q), logger })
     const policy: Policy.Policy = { ...Policy.defaults, maxAttempts: config.maxAttempts, initialDelayMs: config.restartDelayMs, ...options.policy }
-
     const fatal = yield* Deferred.make<never, Supervisor.RestartLimitExceeded>()
     const system = Supervisor.system()
-    const actors: Array<Supervisor.Supervised> = []
+    const topicOf = Consumer.topicOf(new Set(contracts.keys()))
+
     for (const processor of processors) {
-      const actor = Supervisor.make(system, processor.name, policy, {
-        onCrash: ({ actor, error, attempt, delayMs }) =>
-          logger.log("warn", "processor crashed", { processor: actor, attempt, "restart-in-ms": delayMs, reason: error instanceof Error ? error.message : String(error) }),
-        onRestart: ({ actor, incarnation }) => logger.log("info", "processor restarted", { processor: actor, incarnation })
-      })
-      actors.push(actor)
-      yield* Effect.forkScoped(
-        actor.run.pipe(
-          Effect.catch((error) =>
-            Effect.sync(() => logger.log("error", "processor gave up", { processor: actor.name, reason: error.message })).pipe(
-              Effect.andThen(Deferred.fail(fatal, error))
+      const pool = Array.from({ length: config.partitions }, (_, i) =>
+        Supervisor.make(system, `${processor.name}-${i}`, policy, {
+          onCrash: ({ actor, error, attempt, delayMs }) =>
+            logger.log("warn", "processor crashed", { processor: actor, attempt, "restart-in-ms": delayMs, reason: reasonOf(error) }),
+          onRestart: ({ actor, incarnation }) => logger.log("info", "processor restarted", { processor: actor, incarnation })
+        })
+      )
+      for (const actor of pool) {
+        actors.push(actor)
+        yield* Effect.forkScoped(
+          actor.run.pipe(
+            Effect.catch((error) =>
+              Effect.sync(() => logger.log("error", "processor gave up", { processor: actor.name, reason: error.message })).pipe(Effect.andThen(Deferred.fail(fatal, error)))
             )
           )
         )
-      )
-      const topics = processor.consumes.map(topicOf)
-      yield* Effect.acquireRelease(
-        promise(() =>
-          broker.subscribe({ clientId: processor.name, topics }, Host.handler({ processor, actor, broker, reject, logger }))
-        ),
-        (s) => Effect.promise(() => s.close())
-      )
-      logger.log("info", "processor started", { processor: processor.name, topics: topics.join(",") })
+      }
+      consumers.push({ processor, pool, consumer: Consumer.make({ processor, actors: pool, store, inbox, outbox, reject, poke: relay.poke, logger }) })
     }
 
+    const idle = async () => {
+      await Promise.all(consumers.map((c) => c.consumer.idle()))
+      await relay.idle()
+    }
+
+    // Consuming stops first on shutdown; what is in flight finishes and the outbox is flushed.
     yield* Effect.acquireRelease(
-      promise(() =>
-        broker.subscribe(
-          { clientId: "ingress", topics: [Topics.allInitiating] },
-          Ingress.handler({ contracts, maxPayloadBytes: config.maxPayloadBytes, publish: (t, p) => broker.publish(t, p, 1), reject })
-        )
-      ),
-      (s) => Effect.promise(() => s.close())
+      Effect.gen(function* () {
+        const subscriptions = []
+        relay.poke()
+        for (const { processor, consumer } of consumers) {
+          const recovered = consumer.recover()
+          const topics = processor.consumes.map(topicOf)
+          subscriptions.push(yield* promise(() => broker.subscribe({ clientId: processor.name, topics }, consumer.handler)))
+          logger.log("info", "processor started", { processor: processor.name, topics: topics.join(","), recovered })
+        }
+        if (embedded === undefined)
+          subscriptions.push(
+            yield* promise(() => broker.subscribe({ clientId: "ingress", topics: [Topics.allInitiating] }, (m) => ingress.receive(m.topic, m.payload, null)))
+          )
+        const replayed = ingress.start(relay.poke)
+        logger.log("info", "ingress started", { topics: [...contracts.keys()].map(Topics.initiate).join(","), replayed })
+        return subscriptions
+      }),
+      (subscriptions) =>
+        Effect.promise(async () => {
+          await Promise.all(subscriptions.map((s) => s.close()))
+          await idle()
+          await relay.close()
+        })
     )
-    logger.log("info", "ingress started", { topics: [...contracts.keys()].map(Topics.initiate).join(",") })
 
     // Added last, so it runs first on shutdown: health turns 503 before anything closes.
     yield* Effect.addFinalizer(() => Effect.sync(() => { phase = "stopping"; logger.log("info", "runtime stopping") }))
@@ -158,6 +203,7 @@ export const make = (config: Config, options: Options = {}) =>
       broker,
       store,
       actors,
+      idle,
       fatal: Deferred.await(fatal)
     }
     return runtime
@@ -175,4 +221,3 @@ export const start = async (config: Config, options: Options = {}): Promise<Runt
     throw error
   }
 }
-

@@ -1,13 +1,15 @@
 /**
  * The embedded Aedes broker: MQTT over TCP and over WebSocket for outside clients, and in-process
- * connections (a duplex pair handed to `aedes.handle`) for the runtime's own clients, so internal
+ * connections (a duplex pair handed to `aedes.handle`) for the runtime's own sessions, so internal
  * hops never cross TCP. Aedes 1.x speaks MQTT 3.1.1 only (PLATFORM-FACTS.md).
  */
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net"
 import { duplexPair, type Duplex } from "node:stream"
-import { Aedes, type AedesOptions } from "aedes"
+import { Aedes, type AedesOptions, type PublishPacket } from "aedes"
+import { Level } from "level"
+import persistenceLevel from "aedes-persistence-level"
 import { WebSocketServer, createWebSocketStream } from "ws"
-import { Log, PortInUseError } from "@baton/core"
+import { Log, PortInUseError, type QoS } from "@baton/core"
 
 export interface Options {
   readonly host: string
@@ -15,6 +17,16 @@ export interface Options {
   readonly mqttPort: number
   /** 0 picks a free port; undefined disables MQTT over WebSocket. */
   readonly wsPort?: number
+  /**
+   * Directory of the persistent sessions (aedes-persistence-level): queued QoS 1/2 messages
+   * survive a restart. Undefined keeps sessions in memory.
+   */
+  readonly sessionsDir?: string
+  /**
+   * Called for every PUBLISH from a client before the broker acknowledges it: the PUBACK (QoS 1)
+   * or PUBREC (QoS 2) waits for the returned promise, so the message can be made durable first.
+   */
+  readonly beforeAck?: (clientId: string, topic: string, payload: Buffer, qos: QoS) => Promise<void> | undefined
   readonly logger?: Log.Logger
   readonly aedes?: AedesOptions
 }
@@ -25,6 +37,8 @@ export interface EmbeddedBroker {
   readonly wsPort: number | undefined
   /** A new in-process connection to the broker, for an MQTT client's stream builder. */
   readonly connect: () => Duplex
+  /** Publishes in-process; resolves once the broker stored and forwarded the message. */
+  readonly publish: (topic: string, payload: string | Buffer, qos?: QoS) => Promise<void>
   readonly close: () => Promise<void>
 }
 
@@ -44,12 +58,33 @@ const listen = (server: Server | WebSocketServer, listener: string, host: string
 const closeServer = (server: Server | WebSocketServer): Promise<void> =>
   new Promise<void>((resolve) => server.close(() => resolve()))
 
+const closeAedes = (aedes: Aedes): Promise<void> => new Promise<void>((resolve) => aedes.close(() => resolve()))
+
 export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const logger = options.logger ?? Log.silent
-  const aedes = await Aedes.createBroker(options.aedes ?? {})
-  aedes.on("clientError", (client, error) =>
-    logger.log("warn", "mqtt client error", { client: client.id, reason: error.message })
-  )
+  const level = options.sessionsDir === undefined ? undefined : new Level(options.sessionsDir)
+  const beforeAck = options.beforeAck
+  const aedes = await Aedes.createBroker({
+    ...(level === undefined ? {} : { persistence: persistenceLevel(level) }),
+    ...(beforeAck === undefined
+      ? {}
+      : {
+          authorizePublish: (client, packet, callback) => {
+            const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
+            const pending = beforeAck(client?.id ?? "", packet.topic, payload, packet.qos)
+            if (pending === undefined) return callback(null)
+            pending.then(
+              () => callback(null),
+              (error: Error) => {
+                logger.log("error", "publish not stored, connection dropped so the client resends", { client: client?.id, topic: packet.topic, reason: error.message })
+                callback(error)
+              }
+            )
+          }
+        }),
+    ...options.aedes
+  })
+  aedes.on("clientError", (client, error) => logger.log("warn", "mqtt client error", { client: client.id, reason: error.message }))
 
   const sockets = new Set<Socket>()
   const tcp = createServer((socket) => {
@@ -58,32 +93,21 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     socket.on("close", () => sockets.delete(socket))
     aedes.handle(socket)
   })
+  let ws: WebSocketServer | undefined
   let mqttPort: number
+  let wsPort: number | undefined
   try {
     mqttPort = await listen(tcp, "MQTT", options.host, options.mqttPort)
-  } catch (error) {
-    await new Promise<void>((resolve) => aedes.close(() => resolve()))
-    throw error
-  }
-
-  let ws: WebSocketServer | undefined
-  let wsPort: number | undefined
-  if (options.wsPort !== undefined) {
-    ws = new WebSocketServer({
-      host: options.host,
-      port: options.wsPort,
-      handleProtocols: (protocols) => (protocols.has("mqtt") ? "mqtt" : false)
-    })
-    try {
+    if (options.wsPort !== undefined) {
+      ws = new WebSocketServer({ host: options.host, port: options.wsPort, handleProtocols: (p) => (p.has("mqtt") ? "mqtt" : false) })
       wsPort = await listen(ws, "MQTT over WebSocket", options.host, options.wsPort)
-    } catch (error) {
-      await closeServer(tcp)
-      await new Promise<void>((resolve) => aedes.close(() => resolve()))
-      throw error
+      ws.on("connection", (socket, request) => aedes.handle(createWebSocketStream(socket), request))
     }
-    ws.on("connection", (socket, request) => {
-      aedes.handle(createWebSocketStream(socket), request)
-    })
+  } catch (error) {
+    if (tcp.listening) await closeServer(tcp)
+    await closeAedes(aedes)
+    await level?.close()
+    throw error
   }
 
   const connect = (): Duplex => {
@@ -95,17 +119,24 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     return client
   }
 
+  const publish = (topic: string, payload: string | Buffer, qos: QoS = 1): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const packet = { cmd: "publish", topic, payload: typeof payload === "string" ? Buffer.from(payload) : payload, qos, retain: false, dup: false } as PublishPacket
+      aedes.publish(packet, (error) => (error ? reject(error) : resolve()))
+    })
+
   let closing: Promise<void> | undefined
   const close = () => {
     closing ??= (async () => {
       const servers = [closeServer(tcp), ...(ws === undefined ? [] : [closeServer(ws)])]
-      await new Promise<void>((resolve) => aedes.close(() => resolve()))
+      await closeAedes(aedes)
       for (const socket of sockets) socket.destroy()
       if (ws !== undefined) for (const client of ws.clients) client.terminate()
       await Promise.all(servers)
+      await level?.close()
     })()
     return closing
   }
 
-  return { host: options.host, mqttPort, wsPort, connect, close }
+  return { host: options.host, mqttPort, wsPort, connect, publish, close }
 }

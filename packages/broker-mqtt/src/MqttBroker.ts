@@ -20,6 +20,8 @@ export interface Options {
   readonly username?: string
   readonly password?: string
   readonly logger?: Log.Logger
+  /** False when the runtime publishes another way (in-process to the embedded broker). */
+  readonly publisher?: boolean
   /** How long the first connection may take before `make` fails. */
   readonly connectTimeoutMs?: number
 }
@@ -80,12 +82,16 @@ export const make = async (options: Options): Promise<Broker> => {
   const timeout = options.connectTimeoutMs ?? 10_000
   const subscriptions = new Set<Subscription>()
 
-  const publisher = open(options, { clientId: `${options.clientPrefix}publisher`, clean: true })
-  noDelay(publisher)
-  publisher.on("error", (e) => logger.log("warn", "mqtt publisher error", { reason: e.message }))
-  await connect(publisher, where, timeout)
+  let publisher: MqttClient | undefined
+  if (options.publisher !== false) {
+    publisher = open(options, { clientId: `${options.clientPrefix}publisher`, clean: true })
+    noDelay(publisher)
+    publisher.on("error", (e) => logger.log("warn", "mqtt publisher error", { reason: e.message }))
+    await connect(publisher, where, timeout)
+  }
 
   const publish = async (topic: string, payload: string | Buffer, qos: QoS = 1): Promise<void> => {
+    if (publisher === undefined) throw new Error("this broker connection does not publish")
     await publisher.publishAsync(topic, payload, { qos })
   }
 
@@ -134,7 +140,7 @@ export const make = async (options: Options): Promise<Broker> => {
 
   const close = async () => {
     await Promise.all([...subscriptions].map((s) => s.close()))
-    await publisher.endAsync()
+    await publisher?.endAsync()
   }
 
   return { publish, subscribe, close }

@@ -4,13 +4,22 @@
  */
 import type { Envelope, Next } from "./Envelope.ts"
 
-export interface Processor {
-  /** Stable name; also the processor's client id suffix and actor name. */
+export interface Processor<P = unknown> {
+  /** Stable name; also the processor's broker session and actor names. */
   readonly name: string
   /** Event types this processor reacts to (`order-created`), or initiating types (`place-order`). */
   readonly consumes: ReadonlyArray<string>
-  /** Handles one event; returns the processing events to announce on `events/<type>`. Throwing is a crash. */
-  readonly handle: (event: Envelope) => Promise<ReadonlyArray<Next>> | ReadonlyArray<Next>
+  /**
+   * Optional asynchronous work outside the transaction (an e-mail through SMTP): at least once,
+   * since a crash before the commit runs it again.
+   */
+  prepare?(event: Envelope): Promise<P>
+  /**
+   * Applies the event's state changes and returns the processing events to announce on
+   * `events/<type>`. Runs synchronously inside the transaction that also records the message as
+   * processed and the announced events in the outbox: all of it commits, or none. Throwing is a crash.
+   */
+  handle(event: Envelope, prepared: P): ReadonlyArray<Next>
 }
 
 /** A failure that retrying cannot fix (bad data): it goes straight to the error path. */

@@ -10,7 +10,7 @@ import { dirname } from "node:path"
 export interface Options {
   /** File path, or ":memory:". */
   readonly path: string
-  readonly synchronous?: "NORMAL" | "FULL"
+  readonly synchronous?: "OFF" | "NORMAL" | "FULL"
 }
 
 export interface Store {

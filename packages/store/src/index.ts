@@ -1,3 +1,6 @@
 export * as Sqlite from "./Sqlite.ts"
 export type { Store, Migration } from "./Sqlite.ts"
 export * as Rejections from "./Rejections.ts"
+export * as Outbox from "./Outbox.ts"
+export * as Inbox from "./Inbox.ts"
+export * as IngressLog from "./IngressLog.ts"

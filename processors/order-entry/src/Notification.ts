@@ -1,11 +1,13 @@
 /**
  * Notification: e-mails the customer on `order-created` (confirmation), `payment-denied` (ask for
  * another payment method) and `order-fulfilled` (ready to ship); announces `email-sent` each time.
+ * The mail is sent before the transaction (at least once through SMTP); the record of it is
+ * written in the transaction (exactly once in the store).
  */
 import type { Envelope, Processor } from "@baton/core"
 import { names, type EmailSent, type OrderCreated, type OrderFulfilled, type PaymentDenied } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
-import type { Mail } from "./Mailer.ts"
+import type { Mail, Sent } from "./Mailer.ts"
 
 export type Template = "order-confirmation" | "payment-method-declined" | "ready-to-ship"
 
@@ -46,23 +48,31 @@ export const letter = (event: Pick<Envelope.Envelope, "type" | "data">): Letter 
   }
 }
 
-export const make = ({ store, mailer, clock }: Deps): Processor => {
+type Prepared = { readonly letter: Letter; readonly sent: Sent } | undefined
+
+export const make = ({ store, mailer, clock }: Deps): Processor<Prepared> => {
   const db = store.db
+  const insert = db.prepare(
+    "INSERT OR IGNORE INTO emails (cause_id, order_id, recipient, template, message_id, message, at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+  )
   const existing = db.prepare("SELECT order_id, recipient, template, message_id FROM emails WHERE cause_id = ?")
-  const insert = db.prepare("INSERT INTO emails (cause_id, order_id, recipient, template, message_id, message, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-  const announce = (data: EmailSent) => [{ type: names.emailSent, data }]
   return {
     name: "notification",
     consumes: [names.orderCreated, names.paymentDenied, names.orderFulfilled],
-    handle: async (event: Envelope.Envelope) => {
-      const row = existing.get(event.id)
-      if (row !== undefined)
-        return announce({ orderId: String(row.order_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) })
+    prepare: async (event) => {
       const l = letter(event)
-      if (l === undefined) return []
-      const sent = await mailer.send(l)
-      insert.run(event.id, l.orderId, l.to, l.template, sent.messageId, sent.message ?? null, clock.now().toISOString())
-      return announce({ orderId: l.orderId, to: l.to, template: l.template, messageId: sent.messageId })
+      if (l === undefined || existing.get(event.id) !== undefined) return undefined
+      return { letter: l, sent: await mailer.send(l) }
+    },
+    handle: (event, prepared) => {
+      if (prepared !== undefined) {
+        const { letter: l, sent } = prepared
+        insert.run(event.id, l.orderId, l.to, l.template, sent.messageId, sent.message ?? null, clock.now().toISOString())
+      }
+      const row = existing.get(event.id)
+      if (row === undefined) return []
+      const data: EmailSent = { orderId: String(row.order_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
+      return [{ type: names.emailSent, data }]
     }
   }
 }

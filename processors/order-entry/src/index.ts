@@ -30,6 +30,6 @@ export const make = (deps: { readonly store: Store; readonly mailer: Mailer; rea
         key: (data) => (data as PlaceOrder).customerId
       }
     ],
-    processors: [OrderPlacement, Notification, Payment, Inventory, Warehouse, OrderFulfillment, Shipping].map((p) => p.make(full))
+    processors: [OrderPlacement.make(full), Notification.make(full), Payment.make(full), Inventory.make(full), Warehouse.make(full), OrderFulfillment.make(full), Shipping.make(full)]
   }
 }

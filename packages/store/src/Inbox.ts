@@ -1,0 +1,58 @@
+/**
+ * A processor's durable inbox: a message is acknowledged to the broker once it is here, and
+ * processed from here. Its envelope id is the primary key, so a redelivered message is recognised
+ * and not applied twice; the row is marked done in the transaction that applies its effects.
+ */
+import type { Store } from "./Sqlite.ts"
+
+export const migrations = [
+  {
+    name: "runtime/003-inbox",
+    sql: `CREATE TABLE inbox (
+      processor TEXT NOT NULL,
+      envelope_id TEXT NOT NULL,
+      topic TEXT NOT NULL,
+      key TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      status TEXT NOT NULL,
+      received_at TEXT NOT NULL,
+      done_at TEXT,
+      PRIMARY KEY (processor, envelope_id)
+    );
+    CREATE INDEX inbox_pending ON inbox (processor, status);`
+  }
+]
+
+export type Status = "pending" | "done" | "failed"
+
+export interface Entry {
+  readonly envelopeId: string
+  readonly topic: string
+  readonly key: string
+  readonly payload: string
+}
+
+export const make = (store: Store) => {
+  store.migrate(migrations)
+  const db = store.db
+  const insert = db.prepare(
+    "INSERT OR IGNORE INTO inbox (processor, envelope_id, topic, key, payload, status, received_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)"
+  )
+  const status = db.prepare("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?")
+  const settle = db.prepare("UPDATE inbox SET status = ?, done_at = ?, payload = '' WHERE processor = ? AND envelope_id = ? AND status = 'pending'")
+  const pending = db.prepare("SELECT envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' ORDER BY rowid")
+  return {
+    /** Records a received message; false when it was already here (a redelivery). */
+    receive: (processor: string, entry: Entry): boolean =>
+      store.transaction(() => insert.run(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString()).changes > 0),
+    status: (processor: string, envelopeId: string): Status | undefined => status.get(processor, envelopeId)?.status as Status | undefined,
+    /** Marks a pending message processed (or failed); call inside the transaction of its effects. */
+    settle: (processor: string, envelopeId: string, outcome: "done" | "failed"): boolean =>
+      settle.run(outcome, new Date().toISOString(), processor, envelopeId).changes > 0,
+    /** Messages received but not yet processed, in arrival order (recovery after a crash). */
+    pending: (processor: string): ReadonlyArray<Entry> =>
+      pending.all(processor).map((r) => ({ envelopeId: String(r.envelope_id), topic: String(r.topic), key: String(r.key), payload: String(r.payload) }))
+  }
+}
+
+export type Inbox = ReturnType<typeof make>

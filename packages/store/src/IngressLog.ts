@@ -1,0 +1,83 @@
+/**
+ * The durable ingress log: an initiating event is committed here before the broker acknowledges
+ * it to the publisher (Aedes sends a QoS 1 PUBACK before storing, PLATFORM-FACTS.md), and
+ * forwarded from here. Appends arriving together share one transaction (group commit).
+ */
+import type { Store } from "./Sqlite.ts"
+
+export const migrations = [
+  {
+    name: "runtime/004-ingress",
+    sql: `CREATE TABLE ingress_log (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+      topic TEXT NOT NULL,
+      payload BLOB NOT NULL,
+      size INTEGER NOT NULL,
+      client_id TEXT,
+      received_at TEXT NOT NULL,
+      forwarded_at TEXT
+    );
+    CREATE INDEX ingress_unforwarded ON ingress_log (forwarded_at) WHERE forwarded_at IS NULL;
+    CREATE TABLE ingress_seen (envelope_id TEXT PRIMARY KEY, seq INTEGER NOT NULL);`
+  }
+]
+
+export interface Entry {
+  readonly seq: number
+  readonly topic: string
+  readonly payload: Buffer
+  /** Size of the original payload; `payload` holds only a preview of an oversized one. */
+  readonly size: number
+  readonly clientId: string | null
+}
+
+export const make = (store: Store, options: { readonly previewBytes: number; readonly maxBytes: number }) => {
+  store.migrate(migrations)
+  const db = store.db
+  const insert = db.prepare("INSERT INTO ingress_log (topic, payload, size, client_id, received_at) VALUES (?, ?, ?, ?, ?)")
+  const unforwarded = db.prepare("SELECT seq, topic, payload, size, client_id FROM ingress_log WHERE forwarded_at IS NULL ORDER BY seq LIMIT ?")
+  const forwarded = db.prepare("UPDATE ingress_log SET forwarded_at = ? WHERE seq = ?")
+  const seen = db.prepare("INSERT OR IGNORE INTO ingress_seen (envelope_id, seq) VALUES (?, ?)")
+
+  let batch: Array<{ readonly topic: string; readonly payload: Buffer; readonly clientId: string | null; readonly done: (e?: Error) => void }> = []
+  const flush = () => {
+    const entries = batch
+    batch = []
+    try {
+      store.transaction(() => {
+        const at = new Date().toISOString()
+        for (const e of entries) {
+          // An oversized payload is kept as a preview: the rejection records its size.
+          const kept = e.payload.length > options.maxBytes ? e.payload.subarray(0, options.previewBytes) : e.payload
+          insert.run(e.topic, kept, e.payload.length, e.clientId, at)
+        }
+      })
+      for (const e of entries) e.done()
+    } catch (error) {
+      for (const e of entries) e.done(error as Error)
+    }
+  }
+
+  return {
+    /** Resolves once the message is committed; messages appended in the same tick commit together. */
+    append: (topic: string, payload: Buffer, clientId: string | null): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        if (batch.length === 0) setImmediate(flush)
+        batch.push({ topic, payload, clientId, done: (e) => (e === undefined ? resolve() : reject(e)) })
+      }),
+    unforwarded: (limit: number): ReadonlyArray<Entry> =>
+      unforwarded.all(limit).map((r) => ({
+        seq: Number(r.seq),
+        topic: String(r.topic),
+        payload: Buffer.from(r.payload as Uint8Array),
+        size: Number(r.size),
+        clientId: r.client_id === null ? null : String(r.client_id)
+      })),
+    /** Marks an entry forwarded; call inside the transaction that wrote what it became. */
+    forwarded: (seq: number): void => void forwarded.run(new Date().toISOString(), seq),
+    /** Records a full envelope's id; false when it was seen before (a client's retransmission). */
+    firstSight: (envelopeId: string, seq: number): boolean => seen.run(envelopeId, seq).changes > 0
+  }
+}
+
+export type IngressLog = ReturnType<typeof make>

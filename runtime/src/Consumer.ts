@@ -1,0 +1,128 @@
+/**
+ * Hosts one processor. Its broker session delivers messages one at a time (MQTT.js acknowledges
+ * serially under 3.1.1); each message is committed to the processor's durable inbox and only then
+ * acknowledged, so the broker's acknowledgements never wait for a handler. From the inbox,
+ * messages go to a pool of supervised actors partitioned by key: order holds per key, while a slow
+ * message stalls only its own partition. An actor applies the handler's effects, marks the inbox
+ * entry done and writes the announced events to the outbox in one transaction.
+ */
+import { Result } from "effect"
+import { Envelope, Topics, type Log, type Message, type Processor } from "@baton/core"
+import type { Supervisor } from "@baton/actors"
+import type { Inbox, Outbox, Store } from "@baton/store"
+import * as Crash from "./Crash.ts"
+import type { ErrorPath } from "./ErrorPath.ts"
+
+/** Topic of a consumed type: initiating events arrive validated on `accepted/`, the rest on `events/`. */
+export const topicOf = (initiating: ReadonlySet<string>) => (type: string): string =>
+  initiating.has(type) ? Topics.accepted(type) : Topics.event(type)
+
+/** FNV-1a: a stable partition for a key. */
+export const partitionOf = (key: string, partitions: number): number => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
+  return (h >>> 0) % partitions
+}
+
+const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+/** SQLite constraint violations are data errors: retrying cannot fix them. */
+const isDataError = (error: unknown): boolean =>
+  error instanceof Error && /constraint failed|CHECK constraint|NOT NULL constraint|UNIQUE constraint|FOREIGN KEY constraint/.test(error.message)
+
+export interface Consumer {
+  readonly handler: (message: Message) => Promise<void>
+  /** Schedules what the inbox still holds from before a restart. */
+  readonly recover: () => number
+  /** Resolves when nothing is in flight. */
+  readonly idle: () => Promise<void>
+}
+
+export const make = (deps: {
+  readonly processor: Processor
+  readonly actors: ReadonlyArray<Supervisor.Supervised>
+  readonly store: Store
+  readonly inbox: Inbox.Inbox
+  readonly outbox: Outbox.Outbox
+  readonly reject: ErrorPath
+  readonly poke: () => void
+  readonly logger: Log.Logger
+  readonly clock?: Envelope.Clock
+}): Consumer => {
+  const { processor, store, inbox, outbox } = deps
+  const inFlight = new Set<Promise<void>>()
+
+  const apply = async (event: Envelope.Envelope): Promise<void> => {
+    if (inbox.status(processor.name, event.id) !== "pending") return
+    const prepared = processor.prepare === undefined ? undefined : await processor.prepare(event)
+    Crash.point("handler")
+    try {
+      store.transaction(() => {
+        const announced = processor.handle(event, prepared)
+        for (const next of announced) {
+          const out = Envelope.next(event, next, deps.clock)
+          outbox.add(Topics.event(out.type), Envelope.encode(out))
+        }
+        if (!inbox.settle(processor.name, event.id, "done")) throw new Error(`inbox entry ${event.id} is no longer pending`)
+      })
+    } catch (error) {
+      if (isDataError(error)) throw Object.assign(new Error(`data error: ${reasonOf(error)}`), { retryable: false })
+      throw error
+    }
+    Crash.point("processed-committed")
+    deps.poke()
+  }
+
+  const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer) => {
+    const actor = deps.actors[partitionOf(event.key, deps.actors.length)]!
+    const run = actor.submit(() => apply(event)).then((outcome) => {
+      if (outcome._tag === "Done") return
+      store.transaction(() => {
+        if (!inbox.settle(processor.name, event.id, "failed")) return
+        deps.reject({
+          topic: Topics.publicTopic(topic),
+          payload,
+          kind: "processing-failed",
+          reason: `${processor.name} failed after ${outcome.attempts} attempt(s): ${reasonOf(outcome.error)}`,
+          processor: processor.name,
+          attempts: outcome.attempts,
+          cause: event
+        })
+      })
+      deps.poke()
+    })
+    inFlight.add(run)
+    void run.finally(() => inFlight.delete(run))
+  }
+
+  const handler = async (message: Message): Promise<void> => {
+    let json: unknown
+    try {
+      json = JSON.parse(message.payload.toString("utf8"))
+    } catch (error) {
+      deps.reject({ topic: message.topic, payload: message.payload, kind: "malformed-json", reason: `not an envelope: ${reasonOf(error)}`, processor: processor.name })
+      return deps.poke()
+    }
+    const decoded = Envelope.decodeEnvelope(json)
+    if (Result.isFailure(decoded)) {
+      deps.reject({ topic: message.topic, payload: message.payload, kind: "schema-violation", reason: "invalid envelope", issues: decoded.failure, processor: processor.name })
+      return deps.poke()
+    }
+    const event = decoded.success
+    const fresh = inbox.receive(processor.name, { envelopeId: event.id, topic: message.topic, key: event.key, payload: message.payload.toString("utf8") })
+    Crash.point("received-committed")
+    if (fresh) schedule(event, message.topic, message.payload)
+  }
+
+  const recover = () => {
+    const pending = inbox.pending(processor.name)
+    for (const entry of pending) schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
+    return pending.length
+  }
+
+  const idle = async () => {
+    while (inFlight.size > 0) await Promise.all([...inFlight])
+  }
+
+  return { handler, recover, idle }
+}

@@ -1,0 +1,20 @@
+/**
+ * Kill points for the crash tests: `BATON_CRASH_AT=<point>:<n>` makes the process SIGKILL itself
+ * the n-th time it reaches `<point>` (n defaults to 1). Unset, every call is a no-op.
+ */
+export type Point =
+  | "ingress-committed" // initiating event in the durable log, before the broker's PUBACK
+  | "handler" // inside a processor handler, before its transaction commits
+  | "received-committed" // message in the processor's inbox, before it is acknowledged to the broker
+  | "processed-committed" // effects, inbox and outbox committed, before the relay publishes
+  | "outbox-published" // relay's publish confirmed, before the entry is marked sent
+
+const spec = process.env.BATON_CRASH_AT
+const [target, times] = spec === undefined || spec === "" ? [undefined, 0] : [spec.split(":")[0], Number(spec.split(":")[1] ?? 1)]
+let hits = 0
+
+export const point = (name: Point): void => {
+  if (name !== target) return
+  hits++
+  if (hits === times) process.kill(process.pid, "SIGKILL")
+}
