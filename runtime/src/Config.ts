@@ -21,6 +21,8 @@ export interface Config {
    * after they are logged. Off: sessions in memory and `synchronous=OFF`, for comparison only.
    */
   readonly durable: boolean
+  /** Redis for the embedded broker's persistent sessions instead of the data directory. */
+  readonly redisUrl: string | undefined
   /** Actors per processor; messages are partitioned over them by key. */
   readonly partitions: number
 }
@@ -80,6 +82,7 @@ export const fromEnv = (env: Env = process.env): Config => {
     maxAttempts: positive(env, "BATON_MAX_ATTEMPTS", 3),
     restartDelayMs: positive(env, "BATON_RESTART_DELAY_MS", 100),
     durable: flag(env, "BATON_DURABLE", true),
+    redisUrl: text(env, "BATON_REDIS_URL"),
     partitions: positive(env, "BATON_PARTITIONS", 4)
   }
 }

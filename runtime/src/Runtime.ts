@@ -46,6 +46,13 @@ const defaultApps = (deps: { readonly store: Store; readonly config: Config }): 
   OrderEntry.make({ store: deps.store, mailer: OrderEntry.Mailer.make({ smtpUrl: deps.config.smtpUrl }) })
 ]
 
+const sessionsOf = (config: Config): EmbeddedBroker.Sessions =>
+  !config.durable
+    ? { kind: "memory" }
+    : config.redisUrl !== undefined
+      ? { kind: "redis", url: config.redisUrl }
+      : { kind: "disk", dir: join(config.dataDir, "sessions") }
+
 const promise = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (e) => e as Error })
 const reasonOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
@@ -80,7 +87,7 @@ export const make = (config: Config, options: Options = {}) =>
                 host: config.host,
                 mqttPort: config.mqttPort,
                 ...(config.wsPort === undefined ? {} : { wsPort: config.wsPort }),
-                ...(config.durable ? { sessionsDir: join(config.dataDir, "sessions") } : {}),
+                sessions: sessionsOf(config),
                 // Synchronous send means stored: PUBACK/PUBREC only after the ingress log commit.
                 beforeAck: (clientId, topic, payload) =>
                   Topics.initiatingName(topic) === undefined ? undefined : ingress.receive(topic, payload, clientId),
@@ -94,7 +101,7 @@ export const make = (config: Config, options: Options = {}) =>
       logger.log("info", "broker listening", {
         mqtt: `${embedded.host}:${embedded.mqttPort}`,
         ws: embedded.wsPort === undefined ? "off" : `${embedded.host}:${embedded.wsPort}`,
-        sessions: config.durable ? "disk" : "memory"
+        sessions: sessionsOf(config).kind
       })
 
     const mqtt = yield* Effect.acquireRelease(

@@ -8,6 +8,7 @@ import { duplexPair, type Duplex } from "node:stream"
 import { Aedes, type AedesOptions, type PublishPacket } from "aedes"
 import { Level } from "level"
 import persistenceLevel from "aedes-persistence-level"
+import persistenceRedis from "aedes-persistence-redis"
 import { WebSocketServer, createWebSocketStream } from "ws"
 import { Log, PortInUseError, type QoS } from "@baton/core"
 
@@ -18,10 +19,11 @@ export interface Options {
   /** 0 picks a free port; undefined disables MQTT over WebSocket. */
   readonly wsPort?: number
   /**
-   * Directory of the persistent sessions (aedes-persistence-level): queued QoS 1/2 messages
-   * survive a restart. Undefined keeps sessions in memory.
+   * Where persistent sessions and their queued QoS 1/2 messages live: on disk
+   * (aedes-persistence-level) or in Redis (aedes-persistence-redis) they survive a restart;
+   * in memory they do not.
    */
-  readonly sessionsDir?: string
+  readonly sessions?: Sessions
   /**
    * Called for every PUBLISH from a client before the broker acknowledges it: the PUBACK (QoS 1)
    * or PUBREC (QoS 2) waits for the returned promise, so the message can be made durable first.
@@ -29,6 +31,28 @@ export interface Options {
   readonly beforeAck?: (clientId: string, topic: string, payload: Buffer, qos: QoS) => Promise<void> | undefined
   readonly logger?: Log.Logger
   readonly aedes?: AedesOptions
+}
+
+export type Sessions =
+  | { readonly kind: "memory" }
+  | { readonly kind: "disk"; readonly dir: string }
+  | { readonly kind: "redis"; readonly url: string }
+
+/** Queued messages delivered per reconnect; Redis persistence defaults to 1000 (PLATFORM-FACTS.md). */
+const maxSessionDelivery = 1_000_000
+
+const redisOptions = (url: string) => {
+  const u = new URL(url)
+  if (u.protocol !== "redis:" && u.protocol !== "rediss:") throw new Error(`BATON_REDIS_URL must be a redis:// URL, got '${url}'`)
+  return {
+    host: u.hostname,
+    port: u.port === "" ? 6379 : Number(u.port),
+    ...(u.username === "" ? {} : { username: decodeURIComponent(u.username) }),
+    ...(u.password === "" ? {} : { password: decodeURIComponent(u.password) }),
+    ...(u.pathname.length > 1 ? { db: Number(u.pathname.slice(1)) } : {}),
+    ...(u.protocol === "rediss:" ? { tls: {} } : {}),
+    maxSessionDelivery
+  }
 }
 
 export interface EmbeddedBroker {
@@ -62,10 +86,13 @@ const closeAedes = (aedes: Aedes): Promise<void> => new Promise<void>((resolve) 
 
 export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const logger = options.logger ?? Log.silent
-  const level = options.sessionsDir === undefined ? undefined : new Level(options.sessionsDir)
+  const sessions = options.sessions ?? { kind: "memory" }
+  const level = sessions.kind === "disk" ? new Level(sessions.dir) : undefined
+  const persistence =
+    sessions.kind === "disk" ? persistenceLevel(level) : sessions.kind === "redis" ? persistenceRedis(redisOptions(sessions.url)) : undefined
   const beforeAck = options.beforeAck
   const aedes = await Aedes.createBroker({
-    ...(level === undefined ? {} : { persistence: persistenceLevel(level) }),
+    ...(persistence === undefined ? {} : { persistence }),
     ...(beforeAck === undefined
       ? {}
       : {

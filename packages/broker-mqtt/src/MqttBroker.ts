@@ -22,14 +22,16 @@ export interface Options {
   readonly logger?: Log.Logger
   /** False when the runtime publishes another way (in-process to the embedded broker). */
   readonly publisher?: boolean
-  /** How long the first connection may take before `make` fails. */
+  /** How long one connection attempt may wait for its CONNACK before MQTT.js tries again. */
   readonly connectTimeoutMs?: number
+  /** How long `make` and `subscribe` wait, over all attempts, for the first CONNACK. */
+  readonly connectDeadlineMs?: number
 }
 
 const base = (options: Options): IClientOptions => ({
   protocolVersion: 4,
   reconnectPeriod: 500,
-  connectTimeout: options.connectTimeoutMs ?? 10_000,
+  connectTimeout: options.connectTimeoutMs ?? 3_000,
   keepalive: 30,
   manualConnect: true,
   ...(options.username === undefined ? {} : { username: options.username }),
@@ -46,10 +48,14 @@ const open = (options: Options, clientOptions: IClientOptions): MqttClient => {
   return mqtt.connect(options.url, all)
 }
 
-/** Connects, failing with a readable reason when the first CONNACK does not come. */
+/**
+ * Connects, failing with a readable reason on a connection error or when no CONNACK came by the
+ * deadline. A CONNACK that does not come is retried by MQTT.js (seen with Aedes and Redis sessions
+ * right after a crash: one attempt hangs, the next one succeeds).
+ */
 const connect = (client: MqttClient, where: string, timeoutMs: number): Promise<void> =>
   new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => fail(new Error(`no CONNACK from ${where} within ${timeoutMs} ms`)), timeoutMs)
+    const timer = setTimeout(() => fail(new Error(`no CONNACK for ${client.options.clientId ?? "?"} from ${where} within ${timeoutMs} ms`)), timeoutMs)
     const cleanup = () => {
       clearTimeout(timer)
       client.off("connect", ok)
@@ -79,7 +85,7 @@ const noDelay = (client: MqttClient) =>
 export const make = async (options: Options): Promise<Broker> => {
   const logger = options.logger ?? Log.silent
   const where = options.stream === undefined ? (options.url ?? "?") : "embedded broker"
-  const timeout = options.connectTimeoutMs ?? 10_000
+  const timeout = options.connectDeadlineMs ?? 30_000
   const subscriptions = new Set<Subscription>()
 
   let publisher: MqttClient | undefined
@@ -100,6 +106,7 @@ export const make = async (options: Options): Promise<Broker> => {
     const client = open(options, { clientId, clean: false })
     noDelay(client)
     client.on("error", (e) => logger.log("warn", "mqtt subscriber error", { client: clientId, reason: e.message }))
+    client.on("reconnect", () => logger.log("warn", "mqtt reconnecting", { client: clientId }))
     // Acknowledge only after the handler settled. Set before connecting: messages queued in the
     // session are flushed right after CONNACK (PLATFORM-FACTS.md, MQTT.js).
     client.handleMessage = (packet: IPublishPacket, done) => {

@@ -1,0 +1,80 @@
+/**
+ * The runtime as a child process, as a user runs it: for crash tests (SIGKILL at a kill point of
+ * its own, `BATON_CRASH_AT`, or from outside; restart on the same data directory; read the store
+ * to check what survived) and for benchmarks that must not share a process with the load.
+ */
+import { spawn, type ChildProcess } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { join } from "node:path"
+import { DatabaseSync } from "node:sqlite"
+
+const main = fileURLToPath(import.meta.resolve("@baton/runtime/main"))
+
+export interface Running {
+  readonly child: ChildProcess
+  readonly mqttPort: number | undefined
+  readonly httpPort: number
+  /** Resolves with the exit code, or the signal that ended the process. */
+  readonly exited: Promise<number | string>
+  readonly output: () => string
+  readonly kill: (signal?: NodeJS.Signals) => Promise<number | string>
+}
+
+/** Starts the runtime and waits until it is ready (or until it died trying). */
+export const startProcess = async (dataDir: string, env: Record<string, string> = {}): Promise<Running> => {
+  const child = spawn(process.execPath, [main], {
+    env: { ...process.env, BATON_MQTT_PORT: "0", BATON_WS_PORT: "off", BATON_HTTP_PORT: "0", BATON_DATA_DIR: dataDir, BATON_RESTART_DELAY_MS: "10", ...env },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout!.on("data", (b: Buffer) => (output += b.toString()))
+  child.stderr!.on("data", (b: Buffer) => (output += b.toString()))
+  const exited = new Promise<number | string>((resolve) => child.on("exit", (code, signal) => resolve(code ?? signal ?? "unknown")))
+  const ready = await Promise.race([
+    new Promise<RegExpMatchArray>((resolve) => {
+      const check = () => {
+        const m = output.match(/runtime ready .*http=(\d+)(?: mqtt=(\d+))?/)
+        if (m !== null) resolve(m)
+        else setTimeout(check, 20)
+      }
+      check()
+    }),
+    exited.then((code) => {
+      throw new Error(`runtime exited (${code}) before it was ready:\n${output}`)
+    }),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`runtime not ready after 30 s:\n${output}`)), 30_000))
+  ])
+  return {
+    child,
+    httpPort: Number(ready[1]),
+    mqttPort: ready[2] === undefined ? undefined : Number(ready[2]),
+    exited,
+    output: () => output,
+    kill: (signal = "SIGKILL") => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      return exited
+    }
+  }
+}
+
+/** Reads the store (read-only; the runtime may be running, WAL allows it). */
+export const readStore = <A>(dataDir: string, f: (db: DatabaseSync) => A): A => {
+  const db = new DatabaseSync(join(dataDir, "baton.db"), { readOnly: true })
+  try {
+    return f(db)
+  } finally {
+    db.close()
+  }
+}
+
+export const count = (db: DatabaseSync, sql: string, ...params: Array<string | number>): number =>
+  Number(Object.values(db.prepare(sql).get(...params) ?? { n: 0 })[0])
+
+/** Polls until `done` holds or the time is up. */
+export const eventually = async (done: () => boolean, timeoutMs: number, what: string): Promise<void> => {
+  const until = Date.now() + timeoutMs
+  while (!done()) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}

@@ -1,0 +1,1 @@
+export * as Process from "./Process.ts"

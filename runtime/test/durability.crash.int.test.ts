@@ -1,0 +1,170 @@
+import { describe, expect, it } from "vitest"
+import fc from "fast-check"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import mqtt from "mqtt"
+import { cards, type CardKind } from "./orders.ts"
+import { Process } from "@baton/testkit"
+
+const { count, eventually, readStore, startProcess } = Process
+type Running = Process.Running
+
+/** Crash runs per property; raise for a soak run. */
+const runs = Number(process.env.BATON_CRASH_RUNS ?? 6)
+
+const killPoints = ["after-acks", "ingress-committed", "handler", "received-committed", "processed-committed", "outbox-published"] as const
+
+const order = fc.record({
+  items: fc.array(fc.record({ sku: fc.constantFrom("BOOK-1", "BOOK-2", "BOOK-3"), qty: fc.integer({ min: 1, max: 4 }) }), { minLength: 1, maxLength: 3 }),
+  cardKind: fc.constantFrom<CardKind>("approved", "approved", "declined", "invalid"),
+  qos: fc.constantFrom<1 | 2>(1, 2)
+})
+
+const scenario = fc.record({
+  orders: fc.array(order, { minLength: 3, maxLength: 25 }),
+  kill: fc.constantFrom(...killPoints),
+  hit: fc.integer({ min: 1, max: 12 }),
+  resendAcked: fc.boolean()
+})
+
+type Scenario = typeof scenario extends fc.Arbitrary<infer T> ? T : never
+
+interface Placed {
+  readonly id: string
+  readonly kind: CardKind
+  readonly items: ReadonlyArray<{ readonly sku: string; readonly qty: number }>
+  readonly qos: 1 | 2
+}
+
+const message = (p: Placed, n: number) =>
+  JSON.stringify({ id: p.id, type: "place-order", data: { customerId: `crash-${n}`, email: `c${n}@example.com`, items: p.items.map((i) => ({ ...i, price: 2.5 })), payment: { card: cards[p.kind] } } })
+
+/** Publishes the orders; resolves with the ids the broker acknowledged before the connection died. */
+const publishAll = async (url: string, placed: ReadonlyArray<Placed>): Promise<Set<string>> => {
+  const acked = new Set<string>()
+  const client = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clean: true })
+  const closed = new Promise<void>((resolve) => client.once("close", () => resolve()))
+  // Publishes in flight when the broker dies never settle: the connection's close ends the wait.
+  await Promise.race([
+    Promise.allSettled(placed.map((p, n) => client.publishAsync("initiate/place-order", message(p, n), { qos: p.qos }).then(() => void acked.add(p.id)))),
+    closed,
+    new Promise((r) => setTimeout(r, 15_000))
+  ])
+  client.end(true)
+  return acked
+}
+
+const check = (dataDir: string, placed: ReadonlyArray<Placed>) =>
+  readStore(dataDir, (db) => {
+    const ids = placed.map((p) => p.id)
+    const orders = db.prepare("SELECT id, correlation_id FROM orders").all().map((r) => ({ id: String(r.id), correlation: String(r.correlation_id) }))
+    // Every order exists exactly once.
+    expect(orders.map((o) => o.correlation).sort()).toEqual([...ids].sort())
+    const orderOf = new Map(orders.map((o) => [o.correlation, o.id]))
+    for (const p of placed) {
+      const orderId = orderOf.get(p.id)!
+      const approved = p.kind === "approved"
+      expect(count(db, "SELECT COUNT(*) FROM payments WHERE order_id = ? AND approved = ?", orderId, approved ? 1 : 0), `payment of ${orderId}`).toBe(1)
+      expect(count(db, "SELECT COUNT(*) FROM stock_allocations WHERE order_id = ?", orderId)).toBe(1)
+      expect(count(db, "SELECT COUNT(*) FROM emails WHERE order_id = ? AND template = 'order-confirmation'", orderId)).toBe(1)
+      expect(count(db, "SELECT COUNT(*) FROM emails WHERE order_id = ? AND template = 'ready-to-ship'", orderId)).toBe(approved ? 1 : 0)
+      expect(count(db, "SELECT COUNT(*) FROM emails WHERE order_id = ? AND template = 'payment-method-declined'", orderId)).toBe(approved ? 0 : 1)
+      expect(count(db, "SELECT COUNT(*) FROM fulfillments WHERE order_id = ?", orderId)).toBe(approved ? 1 : 0)
+      expect(count(db, "SELECT COUNT(*) FROM shipments WHERE order_id = ?", orderId)).toBe(approved ? 1 : 0)
+    }
+    // Stock decremented exactly once per item.
+    for (const sku of ["BOOK-1", "BOOK-2", "BOOK-3"]) {
+      const ordered = placed.flatMap((p) => p.items).filter((i) => i.sku === sku).reduce((n, i) => n + i.qty, 0)
+      expect(count(db, "SELECT on_hand - backordered FROM stock WHERE sku = ?", sku), sku).toBe(1000 - ordered)
+    }
+    // No event applied twice: each processor processed exactly the events the orders caused.
+    const expected = expectedWork(placed)
+    const done = processed(dataDir)
+    expect({ ...Object.fromEntries(Object.keys(expected).map((k) => [k, 0])), ...done }).toEqual(expected)
+    expect(count(db, "SELECT COUNT(*) FROM inbox WHERE status <> 'done'")).toBe(0)
+    expect(count(db, "SELECT COUNT(*) FROM rejections")).toBe(0)
+    expect(count(db, "SELECT COUNT(*) FROM outbox")).toBe(0)
+  })
+
+/** What each processor must have processed once every order's chain is complete. */
+const expectedWork = (placed: ReadonlyArray<Placed>): Record<string, number> => {
+  const approved = placed.filter((p) => p.kind === "approved").length
+  return {
+    "order-placement": placed.length,
+    payment: placed.length,
+    inventory: placed.length,
+    warehouse: placed.length,
+    notification: placed.length * 2,
+    "order-fulfillment": approved,
+    shipping: approved
+  }
+}
+
+const processed = (dataDir: string): Record<string, number> =>
+  readStore(dataDir, (db) =>
+    Object.fromEntries(db.prepare("SELECT processor, COUNT(*) AS n FROM inbox WHERE status = 'done' GROUP BY processor").all().map((r) => [String(r.processor), Number(r.n)]))
+  )
+
+const terminal = (dataDir: string, placed: ReadonlyArray<Placed>) => {
+  const expected = expectedWork(placed)
+  const done = processed(dataDir)
+  return Object.entries(expected).every(([p, n]) => (done[p] ?? 0) >= n) && readStore(dataDir, (db) => count(db, "SELECT COUNT(*) FROM outbox") === 0)
+}
+
+const crashRun = (env: Record<string, string>, urlOf: (r: Running) => string) => async (s: Scenario) => {
+  const dataDir = mkdtempSync(join(tmpdir(), "baton-crash-"))
+  const instance = `crash${Math.random().toString(36).slice(2, 8)}`
+  const placed: Array<Placed> = s.orders.map((o) => ({ id: crypto.randomUUID(), kind: o.cardKind, items: o.items, qos: o.qos }))
+  const crashAt: Record<string, string> = s.kill === "after-acks" ? {} : { BATON_CRASH_AT: `${s.kill}:${s.hit}` }
+  let first: Running | undefined
+  let second: Running | undefined
+  try {
+    first = await startProcess(dataDir, { ...env, BATON_INSTANCE: instance, ...crashAt })
+    const acked = await publishAll(urlOf(first), placed)
+    // The kill point may not be reached (hit count past the work): then the kill comes from outside.
+    await Promise.race([first.exited, new Promise((r) => setTimeout(r, s.kill === "after-acks" ? 0 : 300))])
+    const exit = await first.kill("SIGKILL")
+    expect(exit).toBe("SIGKILL")
+
+    second = await startProcess(dataDir, { ...env, BATON_INSTANCE: instance })
+    // A client resends what was not acknowledged; resending acknowledged ones too must change nothing.
+    const resend = placed.filter((p) => !acked.has(p.id) || s.resendAcked)
+    await publishAll(urlOf(second), resend)
+    await eventually(() => terminal(dataDir, placed), 30_000, "every order to reach a terminal state")
+    expect(await second.kill("SIGTERM")).toBe(0)
+    check(dataDir, placed)
+  } finally {
+    await first?.kill("SIGKILL")
+    await second?.kill("SIGKILL")
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+describe("no data loss across SIGKILL", () => {
+  it(
+    "embedded broker: for random orders (QoS 1 and 2) and kill points, every order completes once, every effect applied once",
+    async () => {
+      await fc.assert(fc.asyncProperty(scenario, crashRun({}, (r) => `mqtt://127.0.0.1:${r.mqttPort}`)), { numRuns: runs, endOnFailure: true })
+    },
+    300_000
+  )
+
+  it(
+    "embedded broker with sessions in Redis (BATON_REDIS_URL): the same guarantees",
+    async () => {
+      const redis = process.env.BATON_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/3"
+      await fc.assert(fc.asyncProperty(scenario, crashRun({ BATON_REDIS_URL: redis }, (r) => `mqtt://127.0.0.1:${r.mqttPort}`)), { numRuns: Math.max(2, Math.ceil(runs / 2)), endOnFailure: true })
+    },
+    300_000
+  )
+
+  it(
+    "external Mosquitto: the same guarantees for everything the runtime controls",
+    async () => {
+      const url = process.env.BATON_TEST_MOSQUITTO_URL ?? "mqtt://127.0.0.1:1883"
+      await fc.assert(fc.asyncProperty(scenario, crashRun({ BATON_BROKER_URL: url }, () => url)), { numRuns: Math.max(2, Math.ceil(runs / 2)), endOnFailure: true })
+    },
+    300_000
+  )
+})
