@@ -11,7 +11,7 @@ import { orderFlow } from "./orderFlow.ts"
 
 const full = process.argv.includes("--full")
 const root = fileURLToPath(new URL("../../", import.meta.url))
-const settings = full ? { orders: 10_000, rounds: 5 } : { orders: 2_000, rounds: 3 }
+const settings = full ? { orders: 10_000, rounds: 5 } : { orders: Number(process.env.BENCH_ORDERS ?? 2_000), rounds: Number(process.env.BENCH_ROUNDS ?? 3) }
 const command = `pnpm bench${full ? " --full" : ""}`
 
 const median = (xs: ReadonlyArray<number>) => {

@@ -12,6 +12,7 @@ import type { Supervisor } from "@baton/actors"
 import type { Inbox, Outbox, Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
+import type { Router } from "./Router.ts"
 
 /** Topic of a consumed type: initiating events arrive validated on `accepted/`, the rest on `events/`. */
 export const topicOf = (initiating: ReadonlySet<string>) => (type: string): string =>
@@ -31,7 +32,10 @@ const isDataError = (error: unknown): boolean =>
   error instanceof Error && /constraint failed|CHECK constraint|NOT NULL constraint|UNIQUE constraint|FOREIGN KEY constraint/.test(error.message)
 
 export interface Consumer {
+  /** Takes a message from a broker session: commits it to the inbox, then runs it. */
   readonly handler: (message: Message) => Promise<void>
+  /** Runs a message already committed to this processor's inbox (in-process routing). */
+  readonly schedule: (event: Envelope.Envelope, topic: string, payload: string) => void
   /** Schedules what the inbox still holds from before a restart. */
   readonly recover: () => number
   /** Resolves when nothing is in flight. */
@@ -46,6 +50,8 @@ export const make = (deps: {
   readonly outbox: Outbox.Outbox
   readonly reject: ErrorPath
   readonly poke: () => void
+  /** Routes announced events to local consumers in the same transaction (embedded broker). */
+  readonly router?: Router
   readonly logger: Log.Logger
   readonly clock?: Envelope.Clock
 }): Consumer => {
@@ -56,24 +62,31 @@ export const make = (deps: {
     if (inbox.status(processor.name, event.id) !== "pending") return
     const prepared = processor.prepare === undefined ? undefined : await processor.prepare(event)
     Crash.point("handler")
+    let deliveries: Array<() => void> = []
     try {
-      store.transaction(() => {
+      deliveries = await store.group(() => {
+        const local: Array<() => void> = []
         const announced = processor.handle(event, prepared)
         for (const next of announced) {
           const out = Envelope.next(event, next, deps.clock)
-          outbox.add(Topics.event(out.type), Envelope.encode(out))
+          const topic = Topics.event(out.type)
+          const payload = Envelope.encode(out)
+          outbox.add(topic, payload)
+          if (deps.router !== undefined) local.push(...deps.router.route(topic, out, payload))
         }
         if (!inbox.settle(processor.name, event.id, "done")) throw new Error(`inbox entry ${event.id} is no longer pending`)
+        return local
       })
     } catch (error) {
       if (isDataError(error)) throw Object.assign(new Error(`data error: ${reasonOf(error)}`), { retryable: false })
       throw error
     }
     Crash.point("processed-committed")
+    for (const deliver of deliveries) deliver()
     deps.poke()
   }
 
-  const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer) => {
+  const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer | string) => {
     const actor = deps.actors[partitionOf(event.key, deps.actors.length)]!
     const run = actor.submit(() => apply(event)).then((outcome) => {
       if (outcome._tag === "Done") return
@@ -81,7 +94,7 @@ export const make = (deps: {
         if (!inbox.settle(processor.name, event.id, "failed")) return
         deps.reject({
           topic: Topics.publicTopic(topic),
-          payload,
+          payload: typeof payload === "string" ? Buffer.from(payload) : payload,
           kind: "processing-failed",
           reason: `${processor.name} failed after ${outcome.attempts} attempt(s): ${reasonOf(outcome.error)}`,
           processor: processor.name,
@@ -124,5 +137,5 @@ export const make = (deps: {
     while (inFlight.size > 0) await Promise.all([...inFlight])
   }
 
-  return { handler, recover, idle }
+  return { handler, schedule, recover, idle }
 }

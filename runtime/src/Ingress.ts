@@ -8,6 +8,7 @@ import { Envelope, Topics, type App, type Initiating, type Log, type Message } f
 import type { IngressLog, Outbox, Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
+import type { Router } from "./Router.ts"
 
 export type Verdict =
   | { readonly _tag: "Accepted"; readonly envelope: Envelope.Envelope }
@@ -98,6 +99,8 @@ export const make = (deps: {
   readonly log: IngressLog.IngressLog
   readonly outbox: Outbox.Outbox
   readonly reject: ErrorPath
+  /** Routes accepted events to local consumers in the same transaction (embedded broker). */
+  readonly router?: Router
   readonly logger: Log.Logger
 }) => {
   let poke: (() => void) | undefined
@@ -109,11 +112,15 @@ export const make = (deps: {
     for (let entries = deps.log.unforwarded(256); entries.length > 0; entries = deps.log.unforwarded(256)) {
       for (const entry of entries) {
         const verdict = judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size)
-        deps.store.transaction(() => {
+        const deliveries = deps.store.transaction(() => {
+          const local: Array<() => void> = []
           if (verdict._tag === "Accepted") {
-            if (deps.log.firstSight(verdict.envelope.id, entry.seq))
-              deps.outbox.add(Topics.accepted(verdict.envelope.type), Envelope.encode(verdict.envelope))
-            else deps.logger.log("info", "duplicate initiating event ignored", { id: verdict.envelope.id, topic: entry.topic })
+            const topic = Topics.accepted(verdict.envelope.type)
+            const payload = Envelope.encode(verdict.envelope)
+            if (!deps.log.firstSight(verdict.envelope.id, entry.seq))
+              deps.logger.log("info", "duplicate initiating event ignored", { id: verdict.envelope.id, topic: entry.topic })
+            else if (deps.router !== undefined) local.push(...deps.router.route(topic, verdict.envelope, payload))
+            else deps.outbox.add(topic, payload)
           } else
             deps.reject({
               topic: entry.topic,
@@ -124,7 +131,9 @@ export const make = (deps: {
               ...(verdict.issues === undefined ? {} : { issues: verdict.issues })
             })
           deps.log.forwarded(entry.seq)
+          return local
         })
+        for (const deliver of deliveries) deliver()
         forwarded++
       }
       poke?.()

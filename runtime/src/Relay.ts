@@ -29,7 +29,8 @@ export const make = (deps: {
     do {
       again = false
       for (let entries = deps.outbox.pending(batch); entries.length > 0 && !closed; entries = deps.outbox.pending(batch)) {
-        // In order: a consumer must not see an effect before its cause.
+        // One at a time, in order: a consumer must not see an effect before its cause. (Concurrent
+        // in-process publishes to Aedes with level persistence stalled in a test here.)
         for (const e of entries) await deps.publish(e.topic, e.payload, e.qos)
         Crash.point("outbox-published")
         deps.outbox.sent(entries[0]!.seq, entries.at(-1)!.seq)

@@ -19,6 +19,7 @@ import * as ErrorPath from "./ErrorPath.ts"
 import * as Http from "./Http.ts"
 import * as Ingress from "./Ingress.ts"
 import * as Relay from "./Relay.ts"
+import * as Router from "./Router.ts"
 
 export interface Options {
   readonly logger?: Log.Logger
@@ -77,7 +78,10 @@ export const make = (config: Config, options: Options = {}) =>
     const apps = (options.apps ?? defaultApps)({ store, config })
     const processors = [...apps.flatMap((a) => a.processors), ...(options.processors?.({ store }) ?? [])]
     const contracts = Ingress.contractsOf(apps)
-    const ingress = Ingress.make({ contracts, maxPayloadBytes: config.maxPayloadBytes, store, log, outbox, reject, logger })
+    // With the embedded broker, internal hops are routed in-process through the inboxes; with an
+    // external broker, every processor consumes from its own broker session.
+    const router = config.brokerUrl === undefined ? Router.make(inbox) : undefined
+    const ingress = Ingress.make({ contracts, maxPayloadBytes: config.maxPayloadBytes, store, log, outbox, reject, logger, ...(router === undefined ? {} : { router }) })
 
     const embedded =
       config.brokerUrl === undefined
@@ -163,7 +167,9 @@ export const make = (config: Config, options: Options = {}) =>
           )
         )
       }
-      consumers.push({ processor, pool, consumer: Consumer.make({ processor, actors: pool, store, inbox, outbox, reject, poke: relay.poke, logger }) })
+      const consumer = Consumer.make({ processor, actors: pool, store, inbox, outbox, reject, poke: relay.poke, logger, ...(router === undefined ? {} : { router }) })
+      for (const topic of processor.consumes.map(topicOf)) router?.add(topic, { name: processor.name, schedule: consumer.schedule })
+      consumers.push({ processor, pool, consumer })
     }
 
     const idle = async () => {
@@ -179,8 +185,8 @@ export const make = (config: Config, options: Options = {}) =>
         for (const { processor, consumer } of consumers) {
           const recovered = consumer.recover()
           const topics = processor.consumes.map(topicOf)
-          subscriptions.push(yield* promise(() => broker.subscribe({ clientId: processor.name, topics }, consumer.handler)))
-          logger.log("info", "processor started", { processor: processor.name, topics: topics.join(","), recovered })
+          if (router === undefined) subscriptions.push(yield* promise(() => broker.subscribe({ clientId: processor.name, topics }, consumer.handler)))
+          logger.log("info", "processor started", { processor: processor.name, topics: topics.join(","), via: router === undefined ? "broker session" : "in-process inbox", recovered })
         }
         if (embedded === undefined)
           subscriptions.push(

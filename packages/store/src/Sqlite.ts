@@ -17,6 +17,11 @@ export interface Store {
   readonly db: DatabaseSync
   /** Runs `fn` in one transaction (BEGIN IMMEDIATE ... COMMIT), rolled back if it throws. */
   readonly transaction: <T>(fn: () => T) => T
+  /**
+   * Group commit: runs `fn` in a transaction shared with the other `group` calls of the same tick
+   * (each in its own savepoint, so one that throws rolls back alone); resolves after the COMMIT.
+   */
+  readonly group: <T>(fn: () => T) => Promise<T>
   /** Applies each named migration once, in order. */
   readonly migrate: (migrations: ReadonlyArray<Migration>) => void
   readonly close: () => void
@@ -51,6 +56,41 @@ export const open = (options: Options): Store => {
     }
   }
 
+  let batch: Array<{ readonly fn: () => unknown; readonly settle: (error: unknown, value?: unknown) => void }> = []
+  const flush = () => {
+    const items = batch
+    batch = []
+    const outcomes: Array<{ readonly ok: boolean; readonly value: unknown }> = []
+    try {
+      transaction(() => {
+        for (const item of items) {
+          db.exec("SAVEPOINT item")
+          try {
+            outcomes.push({ ok: true, value: item.fn() })
+            db.exec("RELEASE item")
+          } catch (error) {
+            db.exec("ROLLBACK TO item")
+            db.exec("RELEASE item")
+            outcomes.push({ ok: false, value: error })
+          }
+        }
+      })
+    } catch (error) {
+      for (const item of items) item.settle(error)
+      return
+    }
+    items.forEach((item, i) => {
+      const o = outcomes[i]!
+      if (o.ok) item.settle(undefined, o.value)
+      else item.settle(o.value)
+    })
+  }
+  const group = <T>(fn: () => T): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      if (batch.length === 0) setImmediate(flush)
+      batch.push({ fn, settle: (error, value) => (error === undefined ? resolve(value as T) : reject(error)) })
+    })
+
   const applied = db.prepare("SELECT 1 AS applied FROM baton_migrations WHERE name = ?")
   const record = db.prepare("INSERT INTO baton_migrations (name, applied_at) VALUES (?, ?)")
   const migrate = (migrations: ReadonlyArray<Migration>) => {
@@ -63,5 +103,5 @@ export const open = (options: Options): Store => {
     }
   }
 
-  return { db, transaction, migrate, close: () => db.close() }
+  return { db, transaction, group, migrate, close: () => db.close() }
 }

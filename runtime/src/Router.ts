@@ -1,0 +1,36 @@
+/**
+ * In-process routing for the embedded broker: an event announced by a processor is written, in
+ * the same transaction as the effects that announced it, to the inbox of every local processor
+ * that consumes its topic, and to the outbox for the broker's broadcast to everyone else. No
+ * internal hop crosses the broker, and no message is in flight outside a committed transaction.
+ */
+import type { Envelope } from "@baton/core"
+import type { Inbox } from "@baton/store"
+
+export interface Local {
+  readonly name: string
+  /** Runs a message already committed to this consumer's inbox. */
+  readonly schedule: (event: Envelope.Envelope, topic: string, payload: string) => void
+}
+
+export interface Router {
+  readonly add: (topic: string, local: Local) => void
+  readonly consumes: (topic: string) => boolean
+  /**
+   * Records the message in the inbox of each local consumer of `topic`; call inside the
+   * transaction. Returns the deliveries to run once it has committed.
+   */
+  readonly route: (topic: string, event: Envelope.Envelope, payload: string) => ReadonlyArray<() => void>
+}
+
+export const make = (inbox: Inbox.Inbox): Router => {
+  const routes = new Map<string, Array<Local>>()
+  return {
+    add: (topic, local) => routes.set(topic, [...(routes.get(topic) ?? []), local]),
+    consumes: (topic) => routes.has(topic),
+    route: (topic, event, payload) =>
+      (routes.get(topic) ?? [])
+        .filter((local) => inbox.receive(local.name, { envelopeId: event.id, topic, key: event.key, payload }))
+        .map((local) => () => local.schedule(event, topic, payload))
+  }
+}
