@@ -29,12 +29,12 @@ interface Contender {
 const contenders: ReadonlyArray<Contender> = [
   {
     name: "Baton, durable",
-    guarantee: "PUBACK after the ingress log commit; sessions on disk; inbox/outbox in SQLite (synchronous=NORMAL); effects once",
+    guarantee: "PUBACK after the ingress log commit; effects, inbox and outbox in one SQLite transaction (synchronous=NORMAL, group commit); sessions on disk; effects once across SIGKILL",
     env: { BATON_DURABLE: "true" }
   },
   {
     name: "Baton, non-durable",
-    guarantee: "same code path; sessions in memory, SQLite synchronous=OFF: a crash may lose acknowledged orders",
+    guarantee: "same code path; SQLite synchronous=OFF, broker sessions in memory: a crash may lose acknowledged orders",
     env: { BATON_DURABLE: "false" }
   }
 ]

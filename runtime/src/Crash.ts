@@ -5,7 +5,7 @@
 export type Point =
   | "ingress-committed" // initiating event in the durable log, before the broker's PUBACK
   | "handler" // inside a processor handler, before its transaction commits
-  | "received-committed" // message in the processor's inbox, before it is acknowledged to the broker
+  | "received-committed" // message in the processor's inbox, before it is acknowledged to the broker (external broker)
   | "processed-committed" // effects, inbox and outbox committed, before the relay publishes
   | "outbox-published" // relay's publish confirmed, before the entry is marked sent
 
