@@ -19,6 +19,7 @@ export const make = (deps: {
   readonly publish: (topic: string, payload: string, qos: QoS) => Promise<void>
   readonly logger: Log.Logger
   readonly batch?: number
+  readonly retryMs?: number
 }): Relay => {
   const batch = deps.batch ?? 256
   let running: Promise<void> | undefined
@@ -47,7 +48,7 @@ export const make = (deps: {
     running = drain()
       .catch((error: unknown) => {
         deps.logger.log("error", "outbox relay failed, retrying", { reason: error instanceof Error ? error.message : String(error) })
-        if (!closed) setTimeout(poke, 500)
+        if (!closed) setTimeout(poke, deps.retryMs ?? 500)
       })
       .finally(() => {
         running = undefined

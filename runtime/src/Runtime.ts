@@ -37,6 +37,8 @@ export interface Runtime {
   readonly broker: Broker
   readonly store: Store
   readonly actors: ReadonlyArray<Supervisor.Supervised>
+  /** Client ids of the runtime's persistent broker sessions (an external broker keeps them). */
+  readonly sessions: ReadonlyArray<string>
   /** Resolves when nothing is in flight and the outbox is empty. */
   readonly idle: () => Promise<void>
   /** Fails when a supervisor gives up (restart limit exceeded): the runtime must stop. */
@@ -178,7 +180,7 @@ export const make = (config: Config, options: Options = {}) =>
     }
 
     // Consuming stops first on shutdown; what is in flight finishes and the outbox is flushed.
-    yield* Effect.acquireRelease(
+    const subscribed = yield* Effect.acquireRelease(
       Effect.gen(function* () {
         const subscriptions = []
         relay.poke()
@@ -216,6 +218,7 @@ export const make = (config: Config, options: Options = {}) =>
       broker,
       store,
       actors,
+      sessions: subscribed.map((s) => s.clientId),
       idle,
       fatal: Deferred.await(fatal)
     }

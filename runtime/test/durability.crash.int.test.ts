@@ -5,7 +5,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import mqtt from "mqtt"
 import { cards, type CardKind } from "./orders.ts"
-import { Process } from "@baton/testkit"
+import { Process, Sessions } from "@baton/testkit"
 
 const { count, eventually, readStore, startProcess } = Process
 type Running = Process.Running
@@ -87,6 +87,8 @@ const check = (dataDir: string, placed: ReadonlyArray<Placed>) =>
     expect(count(db, "SELECT COUNT(*) FROM outbox")).toBe(0)
   })
 
+const processorNames = ["order-placement", "notification", "payment", "inventory", "warehouse", "order-fulfillment", "shipping"]
+
 /** What each processor must have processed once every order's chain is complete. */
 const expectedWork = (placed: ReadonlyArray<Placed>): Record<string, number> => {
   const approved = placed.filter((p) => p.kind === "approved").length
@@ -137,6 +139,7 @@ const crashRun = (env: Record<string, string>, urlOf: (r: Running) => string) =>
   } finally {
     await first?.kill("SIGKILL")
     await second?.kill("SIGKILL")
+    if (env.BATON_BROKER_URL !== undefined) await Sessions.purge(env.BATON_BROKER_URL, Process.sessionIds(instance, processorNames))
     rmSync(dataDir, { recursive: true, force: true })
   }
 }

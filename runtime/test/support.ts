@@ -6,6 +6,7 @@ import type { Socket } from "node:net"
 import mqtt, { type MqttClient } from "mqtt"
 import { afterAll, beforeAll } from "vitest"
 import { Envelope, Log } from "@baton/core"
+import { Sessions } from "@baton/testkit"
 import { fromEnv, type Config } from "../src/Config.ts"
 import * as Runtime from "../src/Runtime.ts"
 
@@ -33,6 +34,7 @@ export const startRuntime = async (overrides: Partial<Config> = {}, options: Run
     url: config.brokerUrl ?? `mqtt://127.0.0.1:${runtime.mqttPort}`,
     stop: async () => {
       await runtime.stop()
+      if (config.brokerUrl !== undefined) await Sessions.purge(config.brokerUrl, runtime.sessions)
       rmSync(dataDir, { recursive: true, force: true })
     }
   }

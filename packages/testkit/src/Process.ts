@@ -78,3 +78,7 @@ export const eventually = async (done: () => boolean, timeoutMs: number, what: s
     await new Promise((r) => setTimeout(r, 50))
   }
 }
+
+/** The client ids of a runtime's sessions on an external broker (`<instance>.<name>`). */
+export const sessionIds = (instance: string, processors: ReadonlyArray<string>): ReadonlyArray<string> =>
+  [...processors, "ingress"].map((name) => `${instance}.${name}`)

@@ -1,1 +1,2 @@
 export * as Process from "./Process.ts"
+export * as Sessions from "./Sessions.ts"
