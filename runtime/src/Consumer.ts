@@ -8,7 +8,7 @@
  */
 import { Result } from "effect"
 import { Envelope, Topics, type Log, type Message, type Processor } from "@baton/core"
-import type { Supervisor } from "@baton/actors"
+import { Supervisor } from "@baton/actors"
 import type { Inbox, Outbox, Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
@@ -89,7 +89,8 @@ export const make = (deps: {
   const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer | string) => {
     const actor = deps.actors[partitionOf(event.key, deps.actors.length)]!
     const run = actor.submit(() => apply(event)).then((outcome) => {
-      if (outcome._tag === "Done") return
+      // A supervisor that gave up is a crash loop, not this message's fault: it stays pending for the next start.
+      if (outcome._tag === "Done" || outcome.error instanceof Supervisor.RestartLimitExceeded) return
       store.transaction(() => {
         if (!inbox.settle(processor.name, event.id, "failed")) return
         deps.reject({

@@ -144,7 +144,14 @@ export const make = (deps: {
   const schedule = () => {
     if (scheduled || poke === undefined) return
     scheduled = true
-    setImmediate(drain)
+    setImmediate(() => {
+      try {
+        drain()
+      } catch (error) {
+        // The entries stay in the log and are forwarded at the next start (or the next drain).
+        deps.logger.log("error", "ingress drain failed", { reason: error instanceof Error ? error.message : String(error) })
+      }
+    })
   }
 
   return {

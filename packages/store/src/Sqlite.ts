@@ -49,7 +49,7 @@ export const open = (options: Options): Store => {
       db.exec("COMMIT")
       return result
     } catch (error) {
-      db.exec("ROLLBACK")
+      if (db.isTransaction) db.exec("ROLLBACK")
       throw error
     } finally {
       depth--
