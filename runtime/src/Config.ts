@@ -23,6 +23,15 @@ export interface Config {
   readonly durable: boolean
   /** Redis for the embedded broker's persistent sessions instead of the data directory. */
   readonly redisUrl: string | undefined
+  /** The users file; without it only anonymous local clients (role `client`) can connect. */
+  readonly authFile: string | undefined
+  /** PEM certificate and key: TLS for MQTT, MQTT over WebSocket and HTTP. */
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined
+  readonly maxConnections: number
+  /** Publishes per second per client; a faster client is slowed down. */
+  readonly publishRate: number
+  readonly maxTopicDepth: number
+  readonly maxClientIdLength: number
   /** Actors per processor; messages are partitioned over them by key. */
   readonly partitions: number
 }
@@ -62,6 +71,16 @@ const text = (env: Env, name: string): string | undefined => {
   return raw === undefined || raw === "" ? undefined : raw
 }
 
+const tlsOf = (env: Env): Config["tls"] => {
+  const certFile = text(env, "BATON_TLS_CERT")
+  const keyFile = text(env, "BATON_TLS_KEY")
+  if (certFile === undefined && keyFile === undefined) return undefined
+  if (certFile === undefined || keyFile === undefined) throw new ConfigError("TLS needs both BATON_TLS_CERT and BATON_TLS_KEY")
+  return { certFile, keyFile }
+}
+
+const loopbackHost = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/
+
 export const fromEnv = (env: Env = process.env): Config => {
   const ws = text(env, "BATON_WS_PORT")
   const brokerUrl = text(env, "BATON_BROKER_URL")
@@ -69,8 +88,11 @@ export const fromEnv = (env: Env = process.env): Config => {
     throw new ConfigError(`BATON_BROKER_URL must be an mqtt://, mqtts://, ws:// or wss:// URL, got '${brokerUrl}'`)
   const instance = text(env, "BATON_INSTANCE") ?? "baton"
   if (!/^[A-Za-z0-9_-]{1,40}$/.test(instance)) throw new ConfigError(`BATON_INSTANCE must be 1-40 letters, digits, '-' or '_', got '${instance}'`)
+  const host = text(env, "BATON_HOST") ?? "127.0.0.1"
+  if (!loopbackHost.test(host) && text(env, "BATON_AUTH_FILE") === undefined)
+    throw new ConfigError(`refusing to listen on ${host} without authentication: set BATON_AUTH_FILE (add users with 'pnpm baton user add'), or keep BATON_HOST on 127.0.0.1`)
   return {
-    host: text(env, "BATON_HOST") ?? "127.0.0.1",
+    host,
     mqttPort: port(env, "BATON_MQTT_PORT", 1883),
     wsPort: ws === "off" ? undefined : port(env, "BATON_WS_PORT", 8083),
     httpPort: port(env, "BATON_HTTP_PORT", 8080),
@@ -83,6 +105,12 @@ export const fromEnv = (env: Env = process.env): Config => {
     restartDelayMs: positive(env, "BATON_RESTART_DELAY_MS", 100),
     durable: flag(env, "BATON_DURABLE", true),
     redisUrl: text(env, "BATON_REDIS_URL"),
+    authFile: text(env, "BATON_AUTH_FILE"),
+    tls: tlsOf(env),
+    maxConnections: positive(env, "BATON_MAX_CONNECTIONS", 1000),
+    publishRate: positive(env, "BATON_PUBLISH_RATE", 5000),
+    maxTopicDepth: positive(env, "BATON_MAX_TOPIC_DEPTH", 8),
+    maxClientIdLength: positive(env, "BATON_MAX_CLIENT_ID_LENGTH", 64),
     partitions: positive(env, "BATON_PARTITIONS", 4)
   }
 }

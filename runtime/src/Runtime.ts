@@ -4,7 +4,9 @@
  * Resources are scoped, so closing the scope shuts down in reverse order: stop consuming, finish
  * what is in flight, flush the outbox, stop actors, close the broker, the store last.
  */
+import { readFileSync } from "node:fs"
 import { join } from "node:path"
+import { Users } from "@baton/auth"
 import { Deferred, Effect, Exit, Scope } from "effect"
 import { Log, Topics, type App, type Broker, type Processor, type QoS } from "@baton/core"
 import { Policy, Supervisor } from "@baton/actors"
@@ -20,6 +22,7 @@ import * as Http from "./Http.ts"
 import * as Ingress from "./Ingress.ts"
 import * as Relay from "./Relay.ts"
 import * as Router from "./Router.ts"
+import * as Security from "./Security.ts"
 
 export interface Options {
   readonly logger?: Log.Logger
@@ -85,6 +88,22 @@ export const make = (config: Config, options: Options = {}) =>
     const router = config.brokerUrl === undefined ? Router.make(inbox) : undefined
     const ingress = Ingress.make({ contracts, maxPayloadBytes: config.maxPayloadBytes, store, log, outbox, reject, logger, ...(router === undefined ? {} : { router }) })
 
+    const users = config.authFile === undefined ? undefined : Users.load(config.authFile)
+    if (users === undefined) logger.log("warn", "no BATON_AUTH_FILE: anonymous clients allowed, on loopback only, with the client role", { host: config.host })
+    else logger.log("info", "authentication on", { file: config.authFile, users: Object.keys(users.users).length })
+    const security = Security.make({
+      users,
+      logger,
+      limits: {
+        maxPayloadBytes: config.maxPayloadBytes,
+        maxConnections: config.maxConnections,
+        publishRate: config.publishRate,
+        maxTopicDepth: config.maxTopicDepth,
+        maxClientIdLength: config.maxClientIdLength
+      }
+    })
+    const tls = config.tls === undefined ? undefined : { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }
+
     const embedded =
       config.brokerUrl === undefined
         ? yield* Effect.acquireRelease(
@@ -94,6 +113,8 @@ export const make = (config: Config, options: Options = {}) =>
                 mqttPort: config.mqttPort,
                 ...(config.wsPort === undefined ? {} : { wsPort: config.wsPort }),
                 sessions: sessionsOf(config),
+                guard: security.guard,
+                ...(tls === undefined ? {} : { tls }),
                 // Synchronous send means stored: PUBACK/PUBREC only after the ingress log commit.
                 beforeAck: (clientId, topic, payload) =>
                   Topics.initiatingName(topic) === undefined ? undefined : ingress.receive(topic, payload, clientId),
@@ -105,7 +126,7 @@ export const make = (config: Config, options: Options = {}) =>
         : undefined
     if (embedded !== undefined)
       logger.log("info", "broker listening", {
-        mqtt: `${embedded.host}:${embedded.mqttPort}`,
+        mqtt: `${tls === undefined ? "mqtt" : "mqtts"}://${embedded.host}:${embedded.mqttPort}`,
         ws: embedded.wsPort === undefined ? "off" : `${embedded.host}:${embedded.wsPort}`,
         sessions: sessionsOf(config).kind
       })
@@ -132,6 +153,9 @@ export const make = (config: Config, options: Options = {}) =>
           host: config.host,
           port: config.httpPort,
           rejections,
+          security: security.counts,
+          ...(users === undefined ? {} : { authorize: (token: string) => Users.checkToken(users, token) }),
+          ...(tls === undefined ? {} : { tls }),
           status: {
             phase: () => phase,
             detail: () => ({

@@ -19,7 +19,7 @@ describe("Http", () => {
       expect(missing.status).toBe(404)
       expect(((await missing.json()) as { reason: string }).reason).toContain("/nope")
       expect((await get("/healthz", "POST")).status).toBe(405)
-      expect((await (await get("/errors")).json())).toEqual({ counts: {}, recent: [] })
+      expect((await (await get("/errors")).json())).toEqual({ counts: {}, security: {}, recent: [] })
     } finally {
       await http.close()
     }

@@ -4,6 +4,8 @@
  * hops never cross TCP. Aedes 1.x speaks MQTT 3.1.1 only (PLATFORM-FACTS.md).
  */
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net"
+import { createServer as createTlsServer } from "node:tls"
+import { createServer as createHttpsServer } from "node:https"
 import { duplexPair, type Duplex } from "node:stream"
 import { Aedes, type AedesOptions, type PublishPacket } from "aedes"
 import { Level } from "level"
@@ -29,8 +31,27 @@ export interface Options {
    * or PUBREC (QoS 2) waits for the returned promise, so the message can be made durable first.
    */
   readonly beforeAck?: (clientId: string, topic: string, payload: Buffer, qos: QoS) => Promise<void> | undefined
+  /** Who may connect, publish and subscribe; everything is allowed without one. */
+  readonly guard?: Guard
+  /** TLS for MQTT and MQTT over WebSocket (PEM contents). */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer }
   readonly logger?: Log.Logger
   readonly aedes?: AedesOptions
+}
+
+/** Access control at the broker's door; decisions are the runtime's, enforcement is here. */
+export interface Guard {
+  /** Resolves with the client's identity, or a reason to refuse (CONNACK 5, not authorized). */
+  readonly connect: (clientId: string, username: string | undefined, password: Buffer | undefined) => Promise<{ readonly ok: true } | { readonly ok: false; readonly reason: string }>
+  /** A reason to refuse the publish (the client is disconnected: MQTT 3.1.1 has no negative PUBACK), or undefined. */
+  readonly publish: (clientId: string, topic: string, payload: Buffer) => string | undefined
+  /** A reason to refuse the subscription (SUBACK 0x80), or undefined. */
+  readonly subscribe: (clientId: string, filter: string) => string | undefined
+  /** Waits before a client's publish is accepted (rate limit); undefined when it may go at once. */
+  readonly throttle?: (clientId: string) => Promise<void> | undefined
+  readonly disconnected?: (clientId: string) => void
+  readonly maxConnections?: number
+  readonly onRefused?: (what: "connect" | "publish" | "subscribe", clientId: string, reason: string, topic?: string) => void
 }
 
 export type Sessions =
@@ -66,7 +87,7 @@ export interface EmbeddedBroker {
   readonly close: () => Promise<void>
 }
 
-const listen = (server: Server | WebSocketServer, listener: string, host: string, port: number): Promise<number> =>
+const listen = (server: Server | WebSocketServer | import("node:https").Server, listener: string, host: string, port: number): Promise<number> =>
   new Promise<number>((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException) =>
       reject(error.code === "EADDRINUSE" ? new PortInUseError(listener, host, port) : error)
@@ -79,7 +100,7 @@ const listen = (server: Server | WebSocketServer, listener: string, host: string
     else server.listen(port, host, done)
   })
 
-const closeServer = (server: Server | WebSocketServer): Promise<void> =>
+const closeServer = (server: Server | WebSocketServer | import("node:https").Server): Promise<void> =>
   new Promise<void>((resolve) => server.close(() => resolve()))
 
 const closeAedes = (aedes: Aedes): Promise<void> => new Promise<void>((resolve) => aedes.close(() => resolve()))
@@ -91,43 +112,93 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const persistence =
     sessions.kind === "disk" ? persistenceLevel(level) : sessions.kind === "redis" ? persistenceRedis(redisOptions(sessions.url)) : undefined
   const beforeAck = options.beforeAck
+  const guard = options.guard
+  let connections = 0
   const aedes = await Aedes.createBroker({
     ...(persistence === undefined ? {} : { persistence }),
-    ...(beforeAck === undefined
+    authorizePublish: (client, packet, callback) => {
+      const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
+      const clientId = client?.id ?? ""
+      const refused = guard?.publish(clientId, packet.topic, payload)
+      if (refused !== undefined) {
+        guard?.onRefused?.("publish", clientId, refused, packet.topic)
+        return callback(new Error(refused))
+      }
+      const accept = () => {
+        const pending = beforeAck?.(clientId, packet.topic, payload, packet.qos)
+        if (pending === undefined) return callback(null)
+        pending.then(
+          () => callback(null),
+          (error: Error) => {
+            logger.log("error", "publish not stored, connection dropped so the client resends", { client: clientId, topic: packet.topic, reason: error.message })
+            callback(error)
+          }
+        )
+      }
+      const wait = guard?.throttle?.(clientId)
+      if (wait === undefined) accept()
+      else void wait.then(accept)
+    },
+    ...(guard === undefined
       ? {}
       : {
-          authorizePublish: (client, packet, callback) => {
-            const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
-            const pending = beforeAck(client?.id ?? "", packet.topic, payload, packet.qos)
-            if (pending === undefined) return callback(null)
-            pending.then(
-              () => callback(null),
-              (error: Error) => {
-                logger.log("error", "publish not stored, connection dropped so the client resends", { client: client?.id, topic: packet.topic, reason: error.message })
-                callback(error)
-              }
+          preConnect: (_client, _packet, callback) => {
+            if (guard.maxConnections !== undefined && connections >= guard.maxConnections) {
+              guard.onRefused?.("connect", _packet.clientId, `connection limit of ${guard.maxConnections} reached`)
+              return callback(null, false)
+            }
+            callback(null, true)
+          },
+          authenticate: (client, username, password, callback) => {
+            guard.connect(client.id, username, password).then(
+              (verdict) => {
+                if (verdict.ok) return callback(null, true)
+                guard.onRefused?.("connect", client.id, verdict.reason)
+                callback(Object.assign(new Error(verdict.reason), { returnCode: 5 }), false)
+              },
+              (error: Error) => callback(Object.assign(error, { returnCode: 3 }), false)
             )
+          },
+          authorizeSubscribe: (client, subscription, callback) => {
+            const refused = guard.subscribe(client.id, subscription.topic)
+            if (refused === undefined) return callback(null, subscription)
+            guard.onRefused?.("subscribe", client.id, refused, subscription.topic)
+            // [MQTT-3.9.3]: a null subscription answers 0x80 (failure) for this filter only.
+            callback(null, null)
           }
         }),
     ...options.aedes
   })
   aedes.on("clientError", (client, error) => logger.log("warn", "mqtt client error", { client: client.id, reason: error.message }))
+  aedes.on("client", () => connections++)
+  aedes.on("clientDisconnect", (client) => {
+    connections--
+    guard?.disconnected?.(client.id)
+  })
 
   const sockets = new Set<Socket>()
-  const tcp = createServer((socket) => {
+  const onSocket = (socket: Socket) => {
     socket.setNoDelay(true)
     sockets.add(socket)
     socket.on("close", () => sockets.delete(socket))
     aedes.handle(socket)
-  })
+  }
+  const tcp: Server = options.tls === undefined ? createServer(onSocket) : createTlsServer({ cert: options.tls.cert, key: options.tls.key }, onSocket)
+  const web = options.tls === undefined ? undefined : createHttpsServer({ cert: options.tls.cert, key: options.tls.key })
   let ws: WebSocketServer | undefined
   let mqttPort: number
   let wsPort: number | undefined
   try {
     mqttPort = await listen(tcp, "MQTT", options.host, options.mqttPort)
     if (options.wsPort !== undefined) {
-      ws = new WebSocketServer({ host: options.host, port: options.wsPort, handleProtocols: (p) => (p.has("mqtt") ? "mqtt" : false) })
-      wsPort = await listen(ws, "MQTT over WebSocket", options.host, options.wsPort)
+      const handleProtocols = (p: Set<string>) => (p.has("mqtt") ? "mqtt" : false)
+      if (web === undefined) {
+        ws = new WebSocketServer({ host: options.host, port: options.wsPort, handleProtocols })
+        wsPort = await listen(ws, "MQTT over WebSocket", options.host, options.wsPort)
+      } else {
+        ws = new WebSocketServer({ server: web, handleProtocols })
+        wsPort = await listen(web, "MQTT over WebSocket", options.host, options.wsPort)
+      }
       ws.on("connection", (socket, request) => aedes.handle(createWebSocketStream(socket), request))
     }
   } catch (error) {
@@ -155,7 +226,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   let closing: Promise<void> | undefined
   const close = () => {
     closing ??= (async () => {
-      const servers = [closeServer(tcp), ...(ws === undefined ? [] : [closeServer(ws)])]
+      const servers = [closeServer(tcp), ...(ws === undefined ? [] : [closeServer(ws)]), ...(web?.listening === true ? [closeServer(web)] : [])]
       await closeAedes(aedes)
       for (const socket of sockets) socket.destroy()
       if (ws !== undefined) for (const client of ws.clients) client.terminate()

@@ -1,0 +1,97 @@
+/**
+ * The broker's guard, Mosquitto 2 style: safe by default, explicit to open up. Without a users file
+ * the runtime listens on loopback only and every (local, anonymous) client gets the `client` role;
+ * with one, clients log in and get their users' roles. Limits apply to everyone but services.
+ */
+import { Acl, Topic, Users } from "@baton/auth"
+import { Topics, type Log } from "@baton/core"
+import type { EmbeddedBroker } from "@baton/broker-aedes"
+
+export interface Limits {
+  readonly maxPayloadBytes: number
+  readonly maxConnections: number
+  readonly publishRate: number
+  readonly maxTopicDepth: number
+  readonly maxClientIdLength: number
+}
+
+export type Counter = "connect-refused" | "publish-refused" | "subscribe-refused" | "publish-throttled"
+
+const clientIdPattern = /^[A-Za-z0-9._:-]+$/
+
+/** The reason a publish must be refused, or undefined; pure, so it is tested without a broker. */
+export const publishRefusal = (roles: ReadonlyArray<Acl.Role>, clientId: string, topic: string, payload: Buffer, limits: Limits): string | undefined => {
+  if (!Topic.isValidTopic(topic)) return `topic '${topic}' is not a valid publish topic`
+  if (Topic.depth(topic) > limits.maxTopicDepth) return `topic '${topic}' has more than ${limits.maxTopicDepth} levels`
+  if (!Acl.mayPublish(roles, clientId, topic)) return `roles ${roles.join(",")} may not publish on '${topic}'`
+  // An oversized initiating event is let through to the ingress, which records and publishes the rejection.
+  if (payload.length > limits.maxPayloadBytes && Topics.initiatingName(topic) === undefined)
+    return `payload of ${payload.length} bytes exceeds the limit of ${limits.maxPayloadBytes} bytes`
+  return undefined
+}
+
+export const subscribeRefusal = (roles: ReadonlyArray<Acl.Role>, clientId: string, filter: string, limits: Limits): string | undefined => {
+  if (Topic.depth(filter) > limits.maxTopicDepth) return `filter '${filter}' has more than ${limits.maxTopicDepth} levels`
+  if (!Acl.maySubscribe(roles, clientId, filter)) return `roles ${roles.join(",")} may not subscribe to '${filter}'`
+  return undefined
+}
+
+export const make = (options: { readonly users: Users.File | undefined; readonly limits: Limits; readonly logger: Log.Logger }) => {
+  const { users, limits, logger } = options
+  const roles = new Map<string, ReadonlyArray<Acl.Role>>()
+  const buckets = new Map<string, { tokens: number; at: number }>()
+  const counts: Record<Counter, number> = { "connect-refused": 0, "publish-refused": 0, "subscribe-refused": 0, "publish-throttled": 0 }
+  let throttleLogged = 0
+
+  const rolesOf = (clientId: string): ReadonlyArray<Acl.Role> => roles.get(clientId) ?? (users === undefined ? ["client"] : [])
+  const exempt = (clientId: string) => rolesOf(clientId).includes("service")
+
+  const guard: EmbeddedBroker.Guard = {
+    maxConnections: limits.maxConnections,
+    connect: async (clientId, username, password) => {
+      if (clientId.length > limits.maxClientIdLength) return { ok: false, reason: `client id longer than ${limits.maxClientIdLength} characters` }
+      if (!clientIdPattern.test(clientId)) return { ok: false, reason: "client id may hold only letters, digits and . _ : -" }
+      if (users === undefined) {
+        roles.set(clientId, ["client"])
+        return { ok: true }
+      }
+      if (username === undefined || password === undefined) return { ok: false, reason: "authentication required: no username or password" }
+      const granted = await Users.authenticate(users, username, password.toString("utf8"))
+      if (granted === undefined) return { ok: false, reason: `wrong username or password for user '${username}'` }
+      roles.set(clientId, granted)
+      return { ok: true }
+    },
+    publish: (clientId, topic, payload) => publishRefusal(rolesOf(clientId), clientId, topic, payload, limits),
+    subscribe: (clientId, filter) => subscribeRefusal(rolesOf(clientId), clientId, filter, limits),
+    // A token bucket per client; a publisher over its rate is slowed down (its PUBACKs wait), not cut off.
+    throttle: (clientId) => {
+      if (exempt(clientId)) return undefined
+      const now = Date.now()
+      const b = buckets.get(clientId) ?? { tokens: limits.publishRate, at: now }
+      b.tokens = Math.min(limits.publishRate, b.tokens + ((now - b.at) / 1000) * limits.publishRate)
+      b.at = now
+      b.tokens -= 1
+      buckets.set(clientId, b)
+      if (b.tokens >= 0) return undefined
+      counts["publish-throttled"]++
+      if (now - throttleLogged > 1000) {
+        throttleLogged = now
+        logger.log("warn", "publish rate limit hit, slowing client down", { client: clientId, limit: `${limits.publishRate}/s` })
+      }
+      return new Promise<void>((r) => setTimeout(r, Math.ceil((-b.tokens / limits.publishRate) * 1000)))
+    },
+    disconnected: (clientId) => {
+      roles.delete(clientId)
+      buckets.delete(clientId)
+    },
+    onRefused: (what, clientId, reason, topic) => {
+      counts[`${what}-refused`]++
+      logger.log("warn", `${what} refused`, { client: clientId, topic, reason })
+    }
+  }
+  return { guard, counts: () => ({ ...counts }) }
+}
+
+const loopback = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/
+
+export const isLoopback = (host: string): boolean => loopback.test(host)
