@@ -31,7 +31,7 @@ export const startRuntime = async (overrides: Partial<Config> = {}, options: Run
     runtime,
     config,
     logger,
-    url: config.brokerUrl ?? `mqtt://127.0.0.1:${runtime.mqttPort}`,
+    url: config.brokerUrl ?? `${config.tls === undefined ? "mqtt" : "mqtts"}://127.0.0.1:${runtime.mqttPort}`,
     stop: async () => {
       await runtime.stop()
       if (config.brokerUrl !== undefined) await Sessions.purge(config.brokerUrl, runtime.sessions)
