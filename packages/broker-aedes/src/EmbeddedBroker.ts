@@ -169,7 +169,11 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
         }),
     ...options.aedes
   })
-  aedes.on("clientError", (client, error) => logger.log("warn", "mqtt client error", { client: client.id, reason: error.message }))
+  aedes.on("clientError", (client, error) => {
+    // Aedes refuses wildcard and empty publish topics itself [MQTT-3.3.2-2], before authorizePublish.
+    if (/not allowed in PUBLISH|too many levels/.test(error.message)) guard?.onRefused?.("publish", client.id, error.message)
+    else logger.log("warn", "mqtt client error", { client: client.id, reason: error.message })
+  })
   aedes.on("client", () => connections++)
   aedes.on("clientDisconnect", (client) => {
     connections--
