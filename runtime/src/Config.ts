@@ -32,6 +32,8 @@ export interface Config {
   readonly publishRate: number
   readonly maxTopicDepth: number
   readonly maxClientIdLength: number
+  /** A subscriber whose socket stays full this long is disconnected (it would hold back others). */
+  readonly drainTimeoutMs: number
   /** Actors per processor; messages are partitioned over them by key. */
   readonly partitions: number
 }
@@ -111,6 +113,7 @@ export const fromEnv = (env: Env = process.env): Config => {
     publishRate: positive(env, "BATON_PUBLISH_RATE", 5000),
     maxTopicDepth: positive(env, "BATON_MAX_TOPIC_DEPTH", 8),
     maxClientIdLength: positive(env, "BATON_MAX_CLIENT_ID_LENGTH", 64),
+    drainTimeoutMs: positive(env, "BATON_DRAIN_TIMEOUT_MS", 5000),
     partitions: positive(env, "BATON_PARTITIONS", 4)
   }
 }

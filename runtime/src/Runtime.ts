@@ -114,6 +114,7 @@ export const make = (config: Config, options: Options = {}) =>
                 ...(config.wsPort === undefined ? {} : { wsPort: config.wsPort }),
                 sessions: sessionsOf(config),
                 guard: security.guard,
+                drainTimeoutMs: config.drainTimeoutMs,
                 ...(tls === undefined ? {} : { tls }),
                 // Synchronous send means stored: PUBACK/PUBREC only after the ingress log commit.
                 beforeAck: (clientId, topic, payload) =>

@@ -15,7 +15,7 @@ export interface Limits {
   readonly maxClientIdLength: number
 }
 
-export type Counter = "connect-refused" | "publish-refused" | "subscribe-refused" | "publish-throttled"
+export type Counter = "connect-refused" | "publish-refused" | "subscribe-refused" | "slow-consumer-refused" | "publish-throttled"
 
 const clientIdPattern = /^[A-Za-z0-9._:-]+$/
 
@@ -40,7 +40,7 @@ export const make = (options: { readonly users: Users.File | undefined; readonly
   const { users, limits, logger } = options
   const roles = new Map<string, ReadonlyArray<Acl.Role>>()
   const buckets = new Map<string, { tokens: number; at: number }>()
-  const counts: Record<Counter, number> = { "connect-refused": 0, "publish-refused": 0, "subscribe-refused": 0, "publish-throttled": 0 }
+  const counts: Record<Counter, number> = { "connect-refused": 0, "publish-refused": 0, "subscribe-refused": 0, "slow-consumer-refused": 0, "publish-throttled": 0 }
   let throttleLogged = 0
 
   const rolesOf = (clientId: string): ReadonlyArray<Acl.Role> => roles.get(clientId) ?? (users === undefined ? ["client"] : [])

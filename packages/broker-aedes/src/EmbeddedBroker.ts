@@ -33,6 +33,11 @@ export interface Options {
   readonly beforeAck?: (clientId: string, topic: string, payload: Buffer, qos: QoS) => Promise<void> | undefined
   /** Who may connect, publish and subscribe; everything is allowed without one. */
   readonly guard?: Guard
+  /**
+   * A client whose socket stays full this long is disconnected. Until then Aedes holds back every
+   * publish that has it as a subscriber, so this bounds how long one stuck reader delays the rest.
+   */
+  readonly drainTimeoutMs?: number
   /** TLS for MQTT and MQTT over WebSocket (PEM contents). */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer }
   readonly logger?: Log.Logger
@@ -51,7 +56,7 @@ export interface Guard {
   readonly throttle?: (clientId: string) => Promise<void> | undefined
   readonly disconnected?: (clientId: string) => void
   readonly maxConnections?: number
-  readonly onRefused?: (what: "connect" | "publish" | "subscribe", clientId: string, reason: string, topic?: string) => void
+  readonly onRefused?: (what: "connect" | "publish" | "subscribe" | "slow-consumer", clientId: string, reason: string, topic?: string) => void
 }
 
 export type Sessions =
@@ -116,6 +121,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   let connections = 0
   const aedes = await Aedes.createBroker({
     ...(persistence === undefined ? {} : { persistence }),
+    drainTimeout: options.drainTimeoutMs ?? 5000,
     authorizePublish: (client, packet, callback) => {
       const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
       const clientId = client?.id ?? ""
@@ -172,6 +178,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   aedes.on("clientError", (client, error) => {
     // Aedes refuses wildcard and empty publish topics itself [MQTT-3.3.2-2], before authorizePublish.
     if (/not allowed in PUBLISH|too many levels/.test(error.message)) guard?.onRefused?.("publish", client.id, error.message)
+    else if (/drain timeout/.test(error.message)) guard?.onRefused?.("slow-consumer", client.id, "stopped reading its socket; disconnected after the drain timeout")
     else logger.log("warn", "mqtt client error", { client: client.id, reason: error.message })
   })
   aedes.on("client", () => connections++)
