@@ -32,6 +32,8 @@ export interface Config {
   readonly publishRate: number
   readonly maxTopicDepth: number
   readonly maxClientIdLength: number
+  /** QoS 1/2 messages sent to one client and not yet acknowledged; past it, its messages are dropped. */
+  readonly maxInflight: number
   /** A subscriber whose socket stays full this long is disconnected (it would hold back others). */
   readonly drainTimeoutMs: number
   /** Actors per processor; messages are partitioned over them by key. */
@@ -113,6 +115,7 @@ export const fromEnv = (env: Env = process.env): Config => {
     publishRate: positive(env, "BATON_PUBLISH_RATE", 5000),
     maxTopicDepth: positive(env, "BATON_MAX_TOPIC_DEPTH", 8),
     maxClientIdLength: positive(env, "BATON_MAX_CLIENT_ID_LENGTH", 64),
+    maxInflight: positive(env, "BATON_MAX_INFLIGHT", 10_000),
     drainTimeoutMs: positive(env, "BATON_DRAIN_TIMEOUT_MS", 5000),
     partitions: positive(env, "BATON_PARTITIONS", 4)
   }

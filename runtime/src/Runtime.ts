@@ -99,7 +99,8 @@ export const make = (config: Config, options: Options = {}) =>
         maxConnections: config.maxConnections,
         publishRate: config.publishRate,
         maxTopicDepth: config.maxTopicDepth,
-        maxClientIdLength: config.maxClientIdLength
+        maxClientIdLength: config.maxClientIdLength,
+        maxInflight: config.maxInflight
       }
     })
     const tls = config.tls === undefined ? undefined : { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }

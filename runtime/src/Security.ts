@@ -13,9 +13,10 @@ export interface Limits {
   readonly publishRate: number
   readonly maxTopicDepth: number
   readonly maxClientIdLength: number
+  readonly maxInflight: number
 }
 
-export type Counter = "connect-refused" | "publish-refused" | "subscribe-refused" | "slow-consumer-refused" | "publish-throttled"
+export type Counter = "connect-refused" | "publish-refused" | "subscribe-refused" | "slow-consumer-refused" | "inflight-refused" | "publish-throttled"
 
 const clientIdPattern = /^[A-Za-z0-9._:-]+$/
 
@@ -40,14 +41,16 @@ export const make = (options: { readonly users: Users.File | undefined; readonly
   const { users, limits, logger } = options
   const roles = new Map<string, ReadonlyArray<Acl.Role>>()
   const buckets = new Map<string, { tokens: number; at: number }>()
-  const counts: Record<Counter, number> = { "connect-refused": 0, "publish-refused": 0, "subscribe-refused": 0, "slow-consumer-refused": 0, "publish-throttled": 0 }
+  const counts: Record<Counter, number> = { "connect-refused": 0, "publish-refused": 0, "subscribe-refused": 0, "slow-consumer-refused": 0, "inflight-refused": 0, "publish-throttled": 0 }
   let throttleLogged = 0
+  let inflightLogged = 0
 
   const rolesOf = (clientId: string): ReadonlyArray<Acl.Role> => roles.get(clientId) ?? (users === undefined ? ["client"] : [])
   const exempt = (clientId: string) => rolesOf(clientId).includes("service")
 
   const guard: EmbeddedBroker.Guard = {
     maxConnections: limits.maxConnections,
+    maxInflight: limits.maxInflight,
     connect: async (clientId, username, password) => {
       if (clientId.length > limits.maxClientIdLength) return { ok: false, reason: `client id longer than ${limits.maxClientIdLength} characters` }
       if (!clientIdPattern.test(clientId)) return { ok: false, reason: "client id may hold only letters, digits and . _ : -" }
@@ -86,6 +89,10 @@ export const make = (options: { readonly users: Users.File | undefined; readonly
     },
     onRefused: (what, clientId, reason, topic) => {
       counts[`${what}-refused`]++
+      // One line per second at most for the limits a misbehaving client hits message after message.
+      const now = Date.now()
+      if (what === "inflight" && now - inflightLogged < 1000) return
+      if (what === "inflight") inflightLogged = now
       logger.log("warn", `${what} refused`, { client: clientId, topic, reason })
     }
   }

@@ -56,7 +56,9 @@ export interface Guard {
   readonly throttle?: (clientId: string) => Promise<void> | undefined
   readonly disconnected?: (clientId: string) => void
   readonly maxConnections?: number
-  readonly onRefused?: (what: "connect" | "publish" | "subscribe" | "slow-consumer", clientId: string, reason: string, topic?: string) => void
+  /** QoS 1/2 messages sent to a client and not yet acknowledged; past it, messages to that client are dropped. */
+  readonly maxInflight?: number
+  readonly onRefused?: (what: "connect" | "publish" | "subscribe" | "slow-consumer" | "inflight", clientId: string, reason: string, topic?: string) => void
 }
 
 export type Sessions =
@@ -119,6 +121,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const beforeAck = options.beforeAck
   const guard = options.guard
   let connections = 0
+  const inflight = new Map<string, number>()
   const aedes = await Aedes.createBroker({
     ...(persistence === undefined ? {} : { persistence }),
     drainTimeout: options.drainTimeoutMs ?? 5000,
@@ -165,6 +168,16 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
               (error: Error) => callback(Object.assign(error, { returnCode: 3 }), false)
             )
           },
+          authorizeForward: (client, packet) => {
+            if (guard.maxInflight === undefined || packet.qos === 0) return packet
+            const n = inflight.get(client.id) ?? 0
+            if (n >= guard.maxInflight) {
+              guard.onRefused?.("inflight", client.id, `${n} messages unacknowledged (limit ${guard.maxInflight}); message dropped for this client`, packet.topic)
+              return null
+            }
+            inflight.set(client.id, n + 1)
+            return packet
+          },
           authorizeSubscribe: (client, subscription, callback) => {
             const refused = guard.subscribe(client.id, subscription.topic)
             if (refused === undefined) return callback(null, subscription)
@@ -181,9 +194,17 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     else if (/drain timeout/.test(error.message)) guard?.onRefused?.("slow-consumer", client.id, "stopped reading its socket; disconnected after the drain timeout")
     else logger.log("warn", "mqtt client error", { client: client.id, reason: error.message })
   })
-  aedes.on("client", () => connections++)
+  aedes.on("client", (client) => {
+    connections++
+    inflight.delete(client.id)
+  })
+  aedes.on("ack", (_packet, client) => {
+    const n = inflight.get(client.id)
+    if (n !== undefined && n > 0) inflight.set(client.id, n - 1)
+  })
   aedes.on("clientDisconnect", (client) => {
     connections--
+    inflight.delete(client.id)
     guard?.disconnected?.(client.id)
   })
 
