@@ -20,6 +20,10 @@ export type Counter = "connect-refused" | "publish-refused" | "subscribe-refused
 
 const clientIdPattern = /^[A-Za-z0-9._:-]+$/
 
+/** With authentication, a user's client ids are its name, or its name and a suffix. */
+export const ownsClientId = (username: string, clientId: string): boolean =>
+  clientId === username || clientId.startsWith(`${username}-`) || clientId.startsWith(`${username}.`)
+
 /** The reason a publish must be refused, or undefined; pure, so it is tested without a broker. */
 export const publishRefusal = (roles: ReadonlyArray<Acl.Role>, clientId: string, topic: string, payload: Buffer, limits: Limits): string | undefined => {
   if (!Topic.isValidTopic(topic)) return `topic '${topic}' is not a valid publish topic`
@@ -61,6 +65,9 @@ export const make = (options: { readonly users: Users.File | undefined; readonly
       if (username === undefined || password === undefined) return { ok: false, reason: "authentication required: no username or password" }
       const granted = await Users.authenticate(users, username, password.toString("utf8"))
       if (granted === undefined) return { ok: false, reason: `wrong username or password for user '${username}'` }
+      // A client id belongs to its user: taking over another user's session would hand over its queued replies.
+      if (!granted.includes("service") && !ownsClientId(username, clientId))
+        return { ok: false, reason: `client id '${clientId}' does not belong to user '${username}': use '${username}' or '${username}-<suffix>'` }
       roles.set(clientId, granted)
       return { ok: true }
     },

@@ -94,7 +94,7 @@ describe("security", () => {
 
   it("counts and logs refusals, and a refused publish never reaches a processor", async () => {
     const before = Number(h.runtime.store.db.prepare("SELECT COUNT(*) AS n FROM inbox").get()?.n)
-    const eve = await login(url, "eve")
+    const eve = await login(url, "eve", { clientId: "eve-1" })
     expect(await tryPublish(eve, "initiate/place-order", JSON.stringify({ customerId: "e", email: "e@example.com", items: [{ sku: "BOOK-1", qty: 1, price: 1 }], payment: { card: "4242424242424242" } }))).toBe(false)
     eve.end(true)
     await new Promise((r) => setTimeout(r, 200))
@@ -110,6 +110,9 @@ describe("security", () => {
   it("enforces the limits on client ids, topic depth and payload size, and reports them", async () => {
     await expect(login(url, "ann", { clientId: "x".repeat(21) })).rejects.toThrow(/Not authorized/i)
     await expect(login(url, "ann", { clientId: "bad/id" })).rejects.toThrow(/Not authorized/i)
+    // Another user's client id would take over that user's session and its queued replies.
+    await expect(login(url, "eve", { clientId: "ann-c" })).rejects.toThrow(/Not authorized/i)
+    expect(h.logger.lines.some((l) => l.includes("does not belong to user 'eve'"))).toBe(true)
     const svc = await login(url, "svc")
     expect(await tryPublish(svc, "events/a/b/c/d/e")).toBe(false)
     const svc2 = await login(url, "svc")
