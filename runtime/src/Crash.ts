@@ -3,6 +3,7 @@
  * the n-th time it reaches `<point>` (n defaults to 1). Unset, every call is a no-op.
  */
 export type Point =
+  | "ingress-before-commit" // initiating events written to the log, not committed: no PUBACK may have left
   | "ingress-committed" // initiating event in the durable log, before the broker's PUBACK
   | "handler" // inside a processor handler, before its transaction commits
   | "received-committed" // message in the processor's inbox, before it is acknowledged to the broker (external broker)

@@ -17,6 +17,7 @@ import { payloadPreviewBytes } from "@baton/core"
 import * as OrderEntry from "@baton/order-entry"
 import type { Config } from "./Config.ts"
 import * as Consumer from "./Consumer.ts"
+import * as Crash from "./Crash.ts"
 import * as ErrorPath from "./ErrorPath.ts"
 import * as Http from "./Http.ts"
 import * as Ingress from "./Ingress.ts"
@@ -77,7 +78,7 @@ export const make = (config: Config, options: Options = {}) =>
     const rejections = Rejections.make(store)
     const outbox = Outbox.make(store)
     const inbox = Inbox.make(store)
-    const log = IngressLog.make(store, { maxBytes: config.maxPayloadBytes, previewBytes: payloadPreviewBytes })
+    const log = IngressLog.make(store, { maxBytes: config.maxPayloadBytes, previewBytes: payloadPreviewBytes, beforeCommit: () => Crash.point("ingress-before-commit") })
     const reject = ErrorPath.make({ store, outbox, rejections, logger })
 
     const apps = (options.apps ?? defaultApps)({ store, config })

@@ -13,7 +13,9 @@ type Running = Process.Running
 /** Crash runs per property; raise for a soak run. */
 const runs = Number(process.env.BATON_CRASH_RUNS ?? 6)
 
-const killPoints = ["after-acks", "ingress-committed", "handler", "received-committed", "processed-committed", "outbox-published"] as const
+const allKillPoints = ["after-acks", "ingress-before-commit", "ingress-committed", "handler", "received-committed", "processed-committed", "outbox-published"] as const
+/** `BATON_CRASH_POINTS=handler,outbox-published` restricts the kill points (to chase one). */
+const killPoints = allKillPoints.filter((p) => (process.env.BATON_CRASH_POINTS ?? allKillPoints.join(",")).split(",").includes(p))
 
 const order = fc.record({
   items: fc.array(fc.record({ sku: fc.constantFrom("BOOK-1", "BOOK-2", "BOOK-3"), qty: fc.integer({ min: 1, max: 4 }) }), { minLength: 1, maxLength: 3 }),
@@ -118,7 +120,9 @@ const crashRun = (env: Record<string, string>, urlOf: (r: Running) => string) =>
   const dataDir = mkdtempSync(join(tmpdir(), "baton-crash-"))
   const instance = `crash${Math.random().toString(36).slice(2, 8)}`
   const placed: Array<Placed> = s.orders.map((o) => ({ id: crypto.randomUUID(), kind: o.cardKind, items: o.items, qos: o.qos }))
-  const crashAt: Record<string, string> = s.kill === "after-acks" ? {} : { BATON_CRASH_AT: `${s.kill}:${s.hit}` }
+  // The ingress log commits once per batch of publishes, so its points are reached only a few times.
+  const hit = s.kill.startsWith("ingress-") ? 1 + (s.hit % 3) : s.hit
+  const crashAt: Record<string, string> = s.kill === "after-acks" ? {} : { BATON_CRASH_AT: `${s.kill}:${hit}` }
   let first: Running | undefined
   let second: Running | undefined
   try {

@@ -31,7 +31,15 @@ export interface Entry {
   readonly clientId: string | null
 }
 
-export const make = (store: Store, options: { readonly previewBytes: number; readonly maxBytes: number }) => {
+export const make = (
+  store: Store,
+  options: {
+    readonly previewBytes: number
+    readonly maxBytes: number
+    /** Called with a batch written but not committed yet (a kill point for the crash tests). */
+    readonly beforeCommit?: () => void
+  }
+) => {
   store.migrate(migrations)
   const db = store.db
   const insert = db.prepare("INSERT INTO ingress_log (topic, payload, size, client_id, received_at) VALUES (?, ?, ?, ?, ?)")
@@ -51,6 +59,7 @@ export const make = (store: Store, options: { readonly previewBytes: number; rea
           const kept = e.payload.length > options.maxBytes ? e.payload.subarray(0, options.previewBytes) : e.payload
           insert.run(e.topic, kept, e.payload.length, e.clientId, at)
         }
+        options.beforeCommit?.()
       })
       for (const e of entries) e.done()
     } catch (error) {
