@@ -36,6 +36,11 @@ export interface Config {
   readonly maxInflight: number
   /** A subscriber whose socket stays full this long is disconnected (it would hold back others). */
   readonly drainTimeoutMs: number
+  /**
+   * How long processed messages and forwarded initiating events are remembered: the window in
+   * which a redelivery or a client's resend is recognised as a duplicate.
+   */
+  readonly retentionHours: number
   /** Actors per processor; messages are partitioned over them by key. */
   readonly partitions: number
 }
@@ -117,7 +122,8 @@ export const fromEnv = (env: Env = process.env): Config => {
     maxClientIdLength: positive(env, "BATON_MAX_CLIENT_ID_LENGTH", 64),
     maxInflight: positive(env, "BATON_MAX_INFLIGHT", 10_000),
     drainTimeoutMs: positive(env, "BATON_DRAIN_TIMEOUT_MS", 5000),
-    partitions: positive(env, "BATON_PARTITIONS", 4)
+    partitions: positive(env, "BATON_PARTITIONS", 4),
+    retentionHours: positive(env, "BATON_RETENTION_HOURS", 168)
   }
 }
 

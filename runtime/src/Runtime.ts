@@ -233,6 +233,21 @@ export const make = (config: Config, options: Options = {}) =>
         })
     )
 
+    // Forget what is older than the deduplication window, at start and every hour.
+    const prune = () => {
+      const before = new Date(Date.now() - config.retentionHours * 3_600_000)
+      const inboxRows = inbox.prune(before)
+      const ingressRows = log.prune(before)
+      if (inboxRows + ingressRows > 0) logger.log("info", "retention sweep", { "inbox-rows": inboxRows, "ingress-rows": ingressRows, before: before.toISOString() })
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        prune()
+        return setInterval(prune, 3_600_000).unref()
+      }),
+      (timer) => Effect.sync(() => clearInterval(timer))
+    )
+
     // Added last, so it runs first on shutdown: health turns 503 before anything closes.
     yield* Effect.addFinalizer(() => Effect.sync(() => { phase = "stopping"; logger.log("info", "runtime stopping") }))
     phase = "ready"

@@ -41,6 +41,7 @@ export const make = (store: Store) => {
   const status = db.prepare("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?")
   const settle = db.prepare("UPDATE inbox SET status = ?, done_at = ?, payload = '' WHERE processor = ? AND envelope_id = ? AND status = 'pending'")
   const pending = db.prepare("SELECT envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' ORDER BY rowid")
+  const prune = db.prepare("DELETE FROM inbox WHERE status <> 'pending' AND done_at < ?")
   return {
     /** Records a received message; false when it was already here (a redelivery). */
     receive: (processor: string, entry: Entry): boolean =>
@@ -50,6 +51,11 @@ export const make = (store: Store) => {
     settle: (processor: string, envelopeId: string, outcome: "done" | "failed"): boolean =>
       settle.run(outcome, new Date().toISOString(), processor, envelopeId).changes > 0,
     /** Messages received but not yet processed, in arrival order (recovery after a crash). */
+    /**
+     * Forgets settled messages settled before `before`: a redelivery older than that would be
+     * applied again, so the retention is the deduplication window.
+     */
+    prune: (before: Date): number => store.transaction(() => Number(prune.run(before.toISOString()).changes)),
     pending: (processor: string): ReadonlyArray<Entry> =>
       pending.all(processor).map((r) => ({ envelopeId: String(r.envelope_id), topic: String(r.topic), key: String(r.key), payload: String(r.payload) }))
   }

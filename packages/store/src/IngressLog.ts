@@ -46,6 +46,9 @@ export const make = (
   const unforwarded = db.prepare("SELECT seq, topic, payload, size, client_id FROM ingress_log WHERE forwarded_at IS NULL ORDER BY seq LIMIT ?")
   const forwarded = db.prepare("UPDATE ingress_log SET forwarded_at = ? WHERE seq = ?")
   const seen = db.prepare("INSERT OR IGNORE INTO ingress_seen (envelope_id, seq) VALUES (?, ?)")
+  const lastForwarded = db.prepare("SELECT MAX(seq) AS seq FROM ingress_log WHERE forwarded_at IS NOT NULL AND forwarded_at < ?")
+  const pruneLog = db.prepare("DELETE FROM ingress_log WHERE forwarded_at IS NOT NULL AND seq <= ?")
+  const pruneSeen = db.prepare("DELETE FROM ingress_seen WHERE seq <= ?")
 
   let batch: Array<{ readonly topic: string; readonly payload: Buffer; readonly clientId: string | null; readonly done: (e?: Error) => void }> = []
   const flush = () => {
@@ -84,6 +87,14 @@ export const make = (
       })),
     /** Marks an entry forwarded; call inside the transaction that wrote what it became. */
     forwarded: (seq: number): void => void forwarded.run(new Date().toISOString(), seq),
+    /** Forgets entries forwarded before `before`, and the envelope ids seen with them (the deduplication window). */
+    prune: (before: Date): number =>
+      store.transaction(() => {
+        const upTo = lastForwarded.get(before.toISOString())?.seq
+        if (upTo === null || upTo === undefined) return 0
+        pruneSeen.run(Number(upTo))
+        return Number(pruneLog.run(Number(upTo)).changes)
+      }),
     /** Records a full envelope's id; false when it was seen before (a client's retransmission). */
     firstSight: (envelopeId: string, seq: number): boolean => seen.run(envelopeId, seq).changes > 0
   }

@@ -86,3 +86,26 @@ describe("Outbox", () => {
     expect(outbox.size()).toBe(1)
   })
 })
+
+describe("retention", () => {
+  it("forgets settled inbox entries and forwarded ingress entries older than the window, never pending ones", async () => {
+    const store = Sqlite.open({ path: ":memory:" })
+    const inbox = Inbox.make(store)
+    const log = IngressLog.make(store, { maxBytes: 100, previewBytes: 10 })
+    for (const id of ["a", "b", "c"]) inbox.receive("p", { envelopeId: id, topic: "t", key: "k", payload: "{}" })
+    inbox.settle("p", "a", "done")
+    inbox.settle("p", "b", "failed")
+    await Promise.all([log.append("initiate/x", Buffer.from("{}"), null), log.append("initiate/x", Buffer.from("{}"), null)])
+    const [first] = log.unforwarded(10)
+    log.forwarded(first!.seq)
+    log.firstSight("env-1", first!.seq)
+    expect(inbox.prune(new Date(Date.now() - 60_000))).toBe(0)
+    const later = new Date(Date.now() + 60_000)
+    expect(inbox.prune(later)).toBe(2)
+    expect(inbox.pending("p").map((e) => e.envelopeId)).toEqual(["c"])
+    expect(log.prune(later)).toBe(1)
+    expect(log.unforwarded(10)).toHaveLength(1)
+    // The id is forgotten with its entry: past the window a resend is new again.
+    expect(log.firstSight("env-1", 99)).toBe(true)
+  })
+})
