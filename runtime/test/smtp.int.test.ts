@@ -1,0 +1,57 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import type { AddressInfo } from "node:net"
+import { SMTPServer } from "smtp-server"
+import { startRuntime, connect, collect, type Harness } from "./support.ts"
+
+/** A real SMTP server on an ephemeral port, keeping what it receives. */
+const smtp = () => {
+  const received: Array<{ from: string; to: ReadonlyArray<string>; body: string }> = []
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ["STARTTLS"],
+    onData: (stream, session, done) => {
+      let body = ""
+      stream.on("data", (c: Buffer) => (body += c.toString()))
+      stream.on("end", () => {
+        received.push({ from: session.envelope.mailFrom === false ? "" : session.envelope.mailFrom.address, to: session.envelope.rcptTo.map((r) => r.address), body })
+        done()
+      })
+    }
+  })
+  return { server, received }
+}
+
+describe("Notification through SMTP (BATON_SMTP_URL)", () => {
+  const mail = smtp()
+  let h: Harness
+
+  beforeAll(async () => {
+    await new Promise<void>((r) => mail.server.listen(0, "127.0.0.1", () => r()))
+    const port = (mail.server.server.address() as AddressInfo).port
+    h = await startRuntime({ smtpUrl: `smtp://127.0.0.1:${port}` })
+  })
+  afterAll(async () => {
+    await h?.stop()
+    await new Promise<void>((r) => mail.server.close(() => r()))
+  })
+
+  it("sends the customer's e-mails to the SMTP server", async () => {
+    const client = await connect(h.url)
+    const events = await collect(client, ["events/email-sent"])
+    await client.publishAsync(
+      "initiate/place-order",
+      JSON.stringify({ customerId: "smtp-1", email: "zoe@example.com", items: [{ sku: "BOOK-5", qty: 1, price: 7 }], payment: { card: "4242424242424242" } }),
+      { qos: 1 }
+    )
+    await events.until((all) => all.length >= 2, 15_000, "two email-sent")
+    expect(mail.received.map((m) => m.to)).toEqual([["zoe@example.com"], ["zoe@example.com"]])
+    const subjects = mail.received.map((m) => (/^Subject: (.*?)\r?$/m.exec(m.body) ?? [])[1] ?? "")
+    expect(subjects.some((s) => /^Order ORD-\d+ received$/.test(s)), subjects.join(" | ")).toBe(true)
+    expect(subjects.some((s) => /^Order ORD-\d+ is ready to ship$/.test(s)), subjects.join(" | ")).toBe(true)
+    // With SMTP the message left the process: the store keeps the record, not the rendered message.
+    const rows = h.runtime.store.db.prepare("SELECT template, message FROM emails ORDER BY at").all()
+    expect(rows.map((r) => r.template).sort()).toEqual(["order-confirmation", "ready-to-ship"])
+    expect(rows.every((r) => r.message === null)).toBe(true)
+    await client.endAsync()
+  })
+})
