@@ -1,7 +1,8 @@
 /**
  * The broker seen by the runtime: confirmed publishes and subscriptions acknowledged after their
- * handler finished. Implementations: `@baton/broker-mqtt` (any MQTT 3.1.1/5 broker, or the embedded
- * Aedes broker through an in-process stream).
+ * handler finished. Implementations: `@baton/broker-mqtt` (any MQTT 3.1.1/5 broker by URL, or the
+ * embedded broker through an in-process stream), and for the embedded broker the runtime composes
+ * `@baton/broker-aedes`'s in-process publish (its callback follows storage) with those sessions.
  */
 export type QoS = 0 | 1 | 2
 
