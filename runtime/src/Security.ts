@@ -105,7 +105,3 @@ export const make = (options: { readonly users: Users.File | undefined; readonly
   }
   return { guard, counts: () => ({ ...counts }) }
 }
-
-const loopback = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/
-
-export const isLoopback = (host: string): boolean => loopback.test(host)
