@@ -7,7 +7,7 @@
  * entry done and writes the announced events to the outbox in one transaction.
  */
 import { Result } from "effect"
-import { Envelope, Topics, type Log, type Message, type Processor } from "@baton/core"
+import { Envelope, Log, Topics, type Message, type Processor } from "@baton/core"
 import { Supervisor } from "@baton/actors"
 import type { Inbox, Outbox, Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
@@ -24,8 +24,6 @@ export const partitionOf = (key: string, partitions: number): number => {
   for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
   return (h >>> 0) % partitions
 }
-
-const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 /** SQLite constraint violations are data errors: retrying cannot fix them. */
 const isDataError = (error: unknown): boolean =>
@@ -78,7 +76,7 @@ export const make = (deps: {
         return local
       })
     } catch (error) {
-      if (isDataError(error)) throw Object.assign(new Error(`data error: ${reasonOf(error)}`), { retryable: false })
+      if (isDataError(error)) throw Object.assign(new Error(`data error: ${Log.reason(error)}`), { retryable: false })
       throw error
     }
     Crash.point("processed-committed")
@@ -97,7 +95,7 @@ export const make = (deps: {
           topic: Topics.publicTopic(topic),
           payload: typeof payload === "string" ? Buffer.from(payload) : payload,
           kind: "processing-failed",
-          reason: `${processor.name} failed after ${outcome.attempts} attempt(s): ${reasonOf(outcome.error)}`,
+          reason: `${processor.name} failed after ${outcome.attempts} attempt(s): ${Log.reason(outcome.error)}`,
           processor: processor.name,
           attempts: outcome.attempts,
           cause: event
@@ -114,7 +112,7 @@ export const make = (deps: {
     try {
       json = JSON.parse(message.payload.toString("utf8"))
     } catch (error) {
-      deps.reject({ topic: message.topic, payload: message.payload, kind: "malformed-json", reason: `not an envelope: ${reasonOf(error)}`, processor: processor.name })
+      deps.reject({ topic: message.topic, payload: message.payload, kind: "malformed-json", reason: `not an envelope: ${Log.reason(error)}`, processor: processor.name })
       return deps.poke()
     }
     const decoded = Envelope.decodeEnvelope(json)

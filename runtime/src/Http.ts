@@ -2,7 +2,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import { createServer as createHttpsServer } from "node:https"
 import type { AddressInfo } from "node:net"
-import { PortInUseError } from "@baton/core"
+import { Log, PortInUseError } from "@baton/core"
 import type { Rejections } from "@baton/store"
 
 export type Phase = "starting" | "ready" | "stopping"
@@ -52,7 +52,7 @@ export const start = (options: {
       }
     }
     const handler = (req: IncomingMessage, res: ServerResponse) =>
-      void route(req, res).catch((error: unknown) => json(res, 500, { error: "internal error", reason: error instanceof Error ? error.message : String(error) }))
+      void route(req, res).catch((error: unknown) => json(res, 500, { error: "internal error", reason: Log.reason(error) }))
     const server: Server = options.tls === undefined ? createServer(handler) : createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handler)
     server.keepAliveTimeout = 1000
     server.once("error", (error: NodeJS.ErrnoException) =>

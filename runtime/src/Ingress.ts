@@ -4,7 +4,7 @@
  * `accepted/<name>` for the processors. Anything else goes to the error path, never silently away.
  */
 import { Result } from "effect"
-import { Envelope, Topics, type App, type Initiating, type Log, type Message } from "@baton/core"
+import { Envelope, Log, Topics, type App, type Initiating, type Message } from "@baton/core"
 import type { IngressLog, Outbox, Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
@@ -149,7 +149,7 @@ export const make = (deps: {
         drain()
       } catch (error) {
         // The entries stay in the log and are forwarded at the next start (or the next drain).
-        deps.logger.log("error", "ingress drain failed", { reason: error instanceof Error ? error.message : String(error) })
+        deps.logger.log("error", "ingress drain failed", { reason: Log.reason(error) })
       }
     })
   }

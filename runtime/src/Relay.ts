@@ -2,7 +2,7 @@
  * The outbox relay: publishes outbox entries in order with confirmed sends, then deletes them.
  * One relay per runtime; it drains whenever poked and once at start-up (entries a crash left).
  */
-import type { Log, QoS } from "@baton/core"
+import { Log, type QoS } from "@baton/core"
 import type { Outbox } from "@baton/store"
 import * as Crash from "./Crash.ts"
 
@@ -47,7 +47,7 @@ export const make = (deps: {
     }
     running = drain()
       .catch((error: unknown) => {
-        deps.logger.log("error", "outbox relay failed, retrying", { reason: error instanceof Error ? error.message : String(error) })
+        deps.logger.log("error", "outbox relay failed, retrying", { reason: Log.reason(error) })
         if (!closed) setTimeout(poke, deps.retryMs ?? 500)
       })
       .finally(() => {

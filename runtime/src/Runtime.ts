@@ -61,7 +61,6 @@ const sessionsOf = (config: Config): EmbeddedBroker.Sessions =>
       : { kind: "disk", dir: join(config.dataDir, "sessions") }
 
 const promise = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (e) => e as Error })
-const reasonOf = (e: unknown) => (e instanceof Error ? e.message : String(e))
 
 export const make = (config: Config, options: Options = {}) =>
   Effect.gen(function* () {
@@ -182,7 +181,7 @@ export const make = (config: Config, options: Options = {}) =>
       const pool = Array.from({ length: config.partitions }, (_, i) =>
         Supervisor.make(system, `${processor.name}-${i}`, policy, {
           onCrash: ({ actor, error, attempt, delayMs }) =>
-            logger.log("warn", "processor crashed", { processor: actor, attempt, "restart-in-ms": delayMs, reason: reasonOf(error) }),
+            logger.log("warn", "processor crashed", { processor: actor, attempt, "restart-in-ms": delayMs, reason: Log.reason(error) }),
           onRestart: ({ actor, incarnation }) => logger.log("info", "processor restarted", { processor: actor, incarnation })
         })
       )

@@ -12,7 +12,7 @@ const explain = (error: unknown): string => {
   if (error instanceof PortInUseError)
     return `${error.message}; set ${portVariable[error.listener] ?? "the port variable"} to a free port (0 picks one)`
   if (error instanceof ConfigError) return `configuration error: ${error.message}`
-  return error instanceof Error ? error.message : String(error)
+  return Log.reason(error)
 }
 
 const program = Effect.gen(function* () {

@@ -118,7 +118,7 @@ export const make = async (options: Options): Promise<Broker> => {
           logger.log("error", "handler failed, message left unacknowledged", {
             client: clientId,
             topic: packet.topic,
-            reason: error instanceof Error ? error.message : String(error)
+            reason: Log.reason(error)
           })
           client.stream.destroy()
         }

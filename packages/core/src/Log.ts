@@ -1,6 +1,9 @@
 /** One readable line per lifecycle event: `<time> <level> <event> key=value ...`. */
 export type Level = "info" | "warn" | "error"
 
+/** The readable reason of anything thrown. */
+export const reason = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
 export type Fields = Readonly<Record<string, string | number | boolean | undefined>>
 
 export interface Logger {
