@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Users } from "@baton/auth"
 import { Deferred, Effect, Exit, Scope } from "effect"
-import { Log, Topics, type App, type Broker, type Processor, type QoS } from "@baton/core"
+import { Log, Topics, type App, type Broker, type Processor } from "@baton/core"
 import { Policy, Supervisor } from "@baton/actors"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { MqttBroker } from "@baton/broker-mqtt"
@@ -38,7 +38,6 @@ export interface Runtime {
   readonly mqttPort: number | undefined
   readonly wsPort: number | undefined
   readonly httpPort: number
-  readonly broker: Broker
   readonly store: Store
   readonly actors: ReadonlyArray<Supervisor.Supervised>
   /** Client ids of the runtime's persistent broker sessions (an external broker keeps them). */
@@ -133,19 +132,17 @@ export const make = (config: Config, options: Options = {}) =>
         sessions: sessionsOf(config).kind
       })
 
-    const mqtt = yield* Effect.acquireRelease(
-      promise(() =>
-        MqttBroker.make({
-          clientPrefix: `${config.instance}.`,
-          logger,
-          ...(embedded === undefined ? { url: config.brokerUrl ?? "" } : { stream: embedded.connect, publisher: false })
-        })
-      ),
-      (b) => Effect.promise(() => b.close())
-    )
-    const publish = embedded === undefined ? mqtt.publish : (topic: string, payload: string | Buffer, qos?: QoS) => embedded.publish(topic, payload, qos)
-    const broker: Broker = { publish, subscribe: mqtt.subscribe, close: mqtt.close }
-    logger.log("info", "broker connected", { broker: embedded === undefined ? config.brokerUrl : "embedded" })
+    // An external broker: every processor and the ingress get their own MQTT session on it.
+    const external =
+      config.brokerUrl === undefined
+        ? undefined
+        : yield* Effect.acquireRelease(
+            promise(() => MqttBroker.make({ clientPrefix: `${config.instance}.`, logger, url: config.brokerUrl ?? "" })),
+            (b) => Effect.promise(() => b.close())
+          )
+    const publish: Broker["publish"] | undefined = embedded?.publish ?? external?.publish
+    if (publish === undefined) throw new Error("neither an embedded nor an external broker")
+    logger.log("info", "broker connected", { broker: external === undefined ? "embedded" : config.brokerUrl })
 
     const actors: Array<Supervisor.Supervised> = []
     const consumers: Array<{ readonly processor: Processor; readonly pool: ReadonlyArray<Supervisor.Supervised>; readonly consumer: Consumer.Consumer }> = []
@@ -213,12 +210,12 @@ export const make = (config: Config, options: Options = {}) =>
         for (const { processor, consumer } of consumers) {
           const recovered = consumer.recover()
           const topics = processor.consumes.map(topicOf)
-          if (router === undefined) subscriptions.push(yield* promise(() => broker.subscribe({ clientId: processor.name, topics }, consumer.handler)))
-          logger.log("info", "processor started", { processor: processor.name, topics: topics.join(","), via: router === undefined ? "broker session" : "in-process inbox", recovered })
+          if (external !== undefined) subscriptions.push(yield* promise(() => external.subscribe({ clientId: processor.name, topics }, consumer.handler)))
+          logger.log("info", "processor started", { processor: processor.name, topics: topics.join(","), via: external === undefined ? "in-process inbox" : "broker session", recovered })
         }
-        if (embedded === undefined)
+        if (external !== undefined)
           subscriptions.push(
-            yield* promise(() => broker.subscribe({ clientId: "ingress", topics: [Topics.allInitiating] }, (m) => ingress.receive(m.topic, m.payload, null)))
+            yield* promise(() => external.subscribe({ clientId: "ingress", topics: [Topics.allInitiating] }, (m) => ingress.receive(m.topic, m.payload, null)))
           )
         const replayed = ingress.start(relay.poke)
         logger.log("info", "ingress started", { topics: [...contracts.keys()].map(Topics.initiate).join(","), replayed })
@@ -256,7 +253,6 @@ export const make = (config: Config, options: Options = {}) =>
       mqttPort: embedded?.mqttPort,
       wsPort: embedded?.wsPort,
       httpPort: http.port,
-      broker,
       store,
       actors,
       sessions: subscribed.map((s) => s.clientId),

@@ -1,12 +1,11 @@
 /**
- * The embedded Aedes broker: MQTT over TCP and over WebSocket for outside clients, and in-process
- * connections (a duplex pair handed to `aedes.handle`) for the runtime's own sessions, so internal
- * hops never cross TCP. Aedes 1.x speaks MQTT 3.1.1 only (PLATFORM-FACTS.md).
+ * The embedded Aedes broker: MQTT over TCP and over WebSocket (optionally TLS) for outside clients,
+ * an in-process publish for the runtime's broadcasts, and the guard's hooks. Aedes 1.x speaks
+ * MQTT 3.1.1 only (PLATFORM-FACTS.md).
  */
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net"
 import { createServer as createTlsServer } from "node:tls"
 import { createServer as createHttpsServer } from "node:https"
-import { duplexPair, type Duplex } from "node:stream"
 import { Aedes, type AedesOptions, type PublishPacket } from "aedes"
 import { Level } from "level"
 import persistenceLevel from "aedes-persistence-level"
@@ -87,8 +86,6 @@ export interface EmbeddedBroker {
   readonly host: string
   readonly mqttPort: number
   readonly wsPort: number | undefined
-  /** A new in-process connection to the broker, for an MQTT client's stream builder. */
-  readonly connect: () => Duplex
   /** Publishes in-process; resolves once the broker stored and forwarded the message. */
   readonly publish: (topic: string, payload: string | Buffer, qos?: QoS) => Promise<void>
   readonly close: () => Promise<void>
@@ -240,15 +237,6 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     throw error
   }
 
-  const connect = (): Duplex => {
-    const [client, server] = duplexPair()
-    // A duplex pair does not pass a close across; MQTT.js waits for 'close' to finish `end`.
-    server.once("close", () => client.destroy())
-    client.once("close", () => server.destroy())
-    aedes.handle(server)
-    return client
-  }
-
   const publish = (topic: string, payload: string | Buffer, qos: QoS = 1): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       const packet = { cmd: "publish", topic, payload: typeof payload === "string" ? Buffer.from(payload) : payload, qos, retain: false, dup: false } as PublishPacket
@@ -268,5 +256,5 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     return closing
   }
 
-  return { host: options.host, mqttPort, wsPort, connect, publish, close }
+  return { host: options.host, mqttPort, wsPort, publish, close }
 }

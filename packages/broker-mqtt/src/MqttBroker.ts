@@ -1,27 +1,21 @@
 /**
- * A Broker over MQTT.js: any MQTT 3.1.1/5 broker by URL, or the embedded Aedes broker through an
- * in-process stream. One connection publishes; each subscription has its own connection, because
+ * A Broker over MQTT.js: any MQTT 3.1.1/5 broker by URL. One connection publishes; each subscription has its own connection, because
  * under 3.1.1 MQTT.js acknowledges serially and stops reading its socket while a handler runs
  * (PLATFORM-FACTS.md, MQTT.js): a handler that published on the same connection would deadlock.
  */
-import type { Duplex } from "node:stream"
 import type { Socket } from "node:net"
-import mqtt, { MqttClient, type IClientOptions, type IPublishPacket } from "mqtt"
+import mqtt, { type MqttClient, type IClientOptions, type IPublishPacket } from "mqtt"
 import type { Broker, Handler, QoS, SubscribeOptions, Subscription } from "@baton/core"
 import { Log } from "@baton/core"
 
 export interface Options {
-  /** `mqtt://host:port`, `mqtts://`, `ws://`; ignored when `stream` is given. */
-  readonly url?: string
-  /** Opens a new in-process connection (the embedded broker). */
-  readonly stream?: () => Duplex
+  /** `mqtt://host:port`, `mqtts://`, `ws://`, `wss://`. */
+  readonly url: string
   /** Prefix of every client id this broker opens. */
   readonly clientPrefix: string
   readonly username?: string
   readonly password?: string
   readonly logger?: Log.Logger
-  /** False when the runtime publishes another way (in-process to the embedded broker). */
-  readonly publisher?: boolean
   /** How long one connection attempt may wait for its CONNACK before MQTT.js tries again. */
   readonly connectTimeoutMs?: number
   /** How long `make` and `subscribe` wait, over all attempts, for the first CONNACK. */
@@ -38,20 +32,12 @@ const base = (options: Options): IClientOptions => ({
   ...(options.password === undefined ? {} : { password: options.password })
 })
 
-const open = (options: Options, clientOptions: IClientOptions): MqttClient => {
-  const all = { ...base(options), ...clientOptions }
-  if (options.stream !== undefined) {
-    const stream = options.stream
-    return new MqttClient(() => stream(), all)
-  }
-  if (options.url === undefined) throw new Error("MqttBroker needs a url or a stream")
-  return mqtt.connect(options.url, all)
-}
+const open = (options: Options, clientOptions: IClientOptions): MqttClient => mqtt.connect(options.url, { ...base(options), ...clientOptions })
 
 /**
  * Connects, failing with a readable reason on a connection error or when no CONNACK came by the
- * deadline. A CONNACK that does not come is retried by MQTT.js (seen with Aedes and Redis sessions
- * right after a crash: one attempt hangs, the next one succeeds).
+ * deadline. A CONNACK that does not come in `connectTimeoutMs` is retried by MQTT.js (once seen
+ * with Aedes and Redis sessions right after a crash: one attempt hung, the next one succeeded).
  */
 const connect = (client: MqttClient, where: string, timeoutMs: number): Promise<void> =>
   new Promise<void>((resolve, reject) => {
@@ -84,20 +70,16 @@ const noDelay = (client: MqttClient) =>
 
 export const make = async (options: Options): Promise<Broker> => {
   const logger = options.logger ?? Log.silent
-  const where = options.stream === undefined ? (options.url ?? "?") : "embedded broker"
+  const where = options.url
   const timeout = options.connectDeadlineMs ?? 30_000
   const subscriptions = new Set<Subscription>()
 
-  let publisher: MqttClient | undefined
-  if (options.publisher !== false) {
-    publisher = open(options, { clientId: `${options.clientPrefix}publisher`, clean: true })
-    noDelay(publisher)
-    publisher.on("error", (e) => logger.log("warn", "mqtt publisher error", { reason: e.message }))
-    await connect(publisher, where, timeout)
-  }
+  const publisher = open(options, { clientId: `${options.clientPrefix}publisher`, clean: true })
+  noDelay(publisher)
+  publisher.on("error", (e) => logger.log("warn", "mqtt publisher error", { reason: e.message }))
+  await connect(publisher, where, timeout)
 
   const publish = async (topic: string, payload: string | Buffer, qos: QoS = 1): Promise<void> => {
-    if (publisher === undefined) throw new Error("this broker connection does not publish")
     await publisher.publishAsync(topic, payload, { qos })
   }
 
@@ -147,7 +129,7 @@ export const make = async (options: Options): Promise<Broker> => {
 
   const close = async () => {
     await Promise.all([...subscriptions].map((s) => s.close()))
-    await publisher?.endAsync()
+    await publisher.endAsync()
   }
 
   return { publish, subscribe, close }

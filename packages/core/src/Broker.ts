@@ -1,8 +1,8 @@
 /**
  * The broker seen by the runtime: confirmed publishes and subscriptions acknowledged after their
- * handler finished. Implementations: `@baton/broker-mqtt` (any MQTT 3.1.1/5 broker by URL, or the
- * embedded broker through an in-process stream), and for the embedded broker the runtime composes
- * `@baton/broker-aedes`'s in-process publish (its callback follows storage) with those sessions.
+ * handler finished. `@baton/broker-mqtt` implements it for any MQTT 3.1.1/5 broker by URL. With the
+ * embedded broker the runtime needs only its in-process publish (`@baton/broker-aedes`, whose
+ * callback follows storage): its processors are fed through their inboxes, not broker sessions.
  */
 export type QoS = 0 | 1 | 2
 
