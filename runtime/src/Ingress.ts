@@ -88,7 +88,7 @@ export const contractsOf = (apps: ReadonlyArray<App>): ReadonlyMap<string, Initi
 /**
  * The ingress worker. `receive` commits an initiating event to the durable log (the broker
  * acknowledges the publisher only after that); the drain judges logged events in order and, in
- * one transaction each, writes the accepted envelope to the outbox (or the refusal to the error
+ * one transaction per batch, writes the accepted envelope to the outbox (or the refusal to the error
  * path) and marks the entry forwarded. A full envelope seen before is a client's retransmission:
  * it is forwarded once.
  */
@@ -106,36 +106,38 @@ export const make = (deps: {
   let poke: (() => void) | undefined
   let scheduled = false
 
+  /** Judges one logged entry and writes what it becomes; call inside the batch's transaction. */
+  const forward = (entry: IngressLog.Entry): ReadonlyArray<() => void> => {
+    const verdict = judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size)
+    const local: Array<() => void> = []
+    if (verdict._tag === "Accepted") {
+      const topic = Topics.accepted(verdict.envelope.type)
+      const payload = Envelope.encode(verdict.envelope)
+      if (!deps.log.firstSight(verdict.envelope.id, entry.seq))
+        deps.logger.log("info", "duplicate initiating event ignored", { id: verdict.envelope.id, topic: entry.topic })
+      else if (deps.router !== undefined) local.push(...deps.router.route(topic, verdict.envelope, payload))
+      else deps.outbox.add(topic, payload)
+    } else
+      deps.reject({
+        topic: entry.topic,
+        payload: entry.payload,
+        size: entry.size,
+        kind: verdict.kind,
+        reason: verdict.reason,
+        ...(verdict.issues === undefined ? {} : { issues: verdict.issues })
+      })
+    deps.log.forwarded(entry.seq)
+    return local
+  }
+
   const drain = () => {
     scheduled = false
     let forwarded = 0
     for (let entries = deps.log.unforwarded(256); entries.length > 0; entries = deps.log.unforwarded(256)) {
-      for (const entry of entries) {
-        const verdict = judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size)
-        const deliveries = deps.store.transaction(() => {
-          const local: Array<() => void> = []
-          if (verdict._tag === "Accepted") {
-            const topic = Topics.accepted(verdict.envelope.type)
-            const payload = Envelope.encode(verdict.envelope)
-            if (!deps.log.firstSight(verdict.envelope.id, entry.seq))
-              deps.logger.log("info", "duplicate initiating event ignored", { id: verdict.envelope.id, topic: entry.topic })
-            else if (deps.router !== undefined) local.push(...deps.router.route(topic, verdict.envelope, payload))
-            else deps.outbox.add(topic, payload)
-          } else
-            deps.reject({
-              topic: entry.topic,
-              payload: entry.payload,
-              size: entry.size,
-              kind: verdict.kind,
-              reason: verdict.reason,
-              ...(verdict.issues === undefined ? {} : { issues: verdict.issues })
-            })
-          deps.log.forwarded(entry.seq)
-          return local
-        })
-        for (const deliver of deliveries) deliver()
-        forwarded++
-      }
+      // One transaction per batch; deliveries to local consumers only after its commit.
+      const deliveries = deps.store.transaction(() => entries.flatMap(forward))
+      for (const deliver of deliveries) deliver()
+      forwarded += entries.length
       poke?.()
     }
     return forwarded
