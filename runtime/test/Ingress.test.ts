@@ -55,6 +55,7 @@ describe("Ingress.judge", () => {
 
   it("decodes what it accepts as a valid envelope", () => {
     const v = judge("initiate/place-order", JSON.stringify(order))
-    if (v._tag === "Accepted") expect(Envelope.decodeEnvelope(JSON.parse(Envelope.encode(v.envelope)))._tag).toBe("Success")
+    if (v._tag !== "Accepted") throw new Error(`expected the order to be accepted: ${v.reason}`)
+    expect(Envelope.decodeEnvelope(JSON.parse(Envelope.encode(v.envelope)))._tag).toBe("Success")
   })
 })
