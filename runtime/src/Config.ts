@@ -43,6 +43,14 @@ export interface Config {
   readonly retentionHours: number
   /** Actors per processor; messages are partitioned over them by key. */
   readonly partitions: number
+  /** `broker`: processors chain by events; `mediator`: domain mediators run durable workflows. */
+  readonly topology: "broker" | "mediator"
+  /** PostgreSQL for workflow state instead of the embedded store. */
+  readonly databaseUrl: string | undefined
+  /** How long a mediator waits for a command's acknowledgement before sending it again. */
+  readonly commandTimeoutMs: number
+  /** Sends of a command before it counts as failed. */
+  readonly commandAttempts: number
 }
 
 export class ConfigError extends Error {
@@ -100,8 +108,18 @@ export const fromEnv = (env: Env = process.env): Config => {
   const host = text(env, "BATON_HOST") ?? "127.0.0.1"
   if (!loopbackHost.test(host) && text(env, "BATON_AUTH_FILE") === undefined)
     throw new ConfigError(`refusing to listen on ${host} without authentication: set BATON_AUTH_FILE (add users with 'pnpm baton user add'), or keep BATON_HOST on 127.0.0.1`)
+  const topology = text(env, "BATON_TOPOLOGY") ?? "broker"
+  if (topology !== "broker" && topology !== "mediator") throw new ConfigError(`BATON_TOPOLOGY must be broker or mediator, got '${topology}'`)
+  if (topology === "mediator" && brokerUrl !== undefined)
+    throw new ConfigError("BATON_TOPOLOGY=mediator runs its command channels in-process over the embedded broker; unset BATON_BROKER_URL")
+  const databaseUrl = text(env, "BATON_DATABASE_URL")
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) throw new ConfigError(`BATON_DATABASE_URL must be a postgres:// URL, got '${databaseUrl}'`)
   return {
     host,
+    topology,
+    databaseUrl,
+    commandTimeoutMs: positive(env, "BATON_COMMAND_TIMEOUT_MS", 30_000),
+    commandAttempts: positive(env, "BATON_COMMAND_ATTEMPTS", 3),
     mqttPort: port(env, "BATON_MQTT_PORT", 1883),
     wsPort: ws === "off" ? undefined : port(env, "BATON_WS_PORT", 8083),
     httpPort: port(env, "BATON_HTTP_PORT", 8080),

@@ -33,7 +33,7 @@ export interface Consumer {
   /** Takes a message from a broker session: commits it to the inbox, then runs it. */
   readonly handler: (message: Message) => Promise<void>
   /** Runs a message already committed to this processor's inbox (in-process routing). */
-  readonly schedule: (event: Envelope.Envelope, topic: string, payload: string) => void
+  readonly schedule: (event: Envelope.Envelope, topic: string, payload: string) => Promise<void>
   /** Schedules what the inbox still holds from before a restart. */
   readonly recover: () => number
   /** Resolves when nothing is in flight. */
@@ -63,15 +63,7 @@ export const make = (deps: {
     let deliveries: Array<() => void> = []
     try {
       deliveries = await store.group(() => {
-        const local: Array<() => void> = []
-        const announced = processor.handle(event, prepared)
-        for (const next of announced) {
-          const out = Envelope.next(event, next, deps.clock)
-          const topic = Topics.event(out.type)
-          const payload = Envelope.encode(out)
-          outbox.add(topic, payload)
-          if (deps.router !== undefined) local.push(...deps.router.route(topic, out, payload))
-        }
+        const local = announce(event, processor.handle(event, prepared))
         if (!inbox.settle(processor.name, event.id, "done")) throw new Error(`inbox entry ${event.id} is no longer pending`)
         return local
       })
@@ -82,6 +74,29 @@ export const make = (deps: {
     Crash.point("processed-committed")
     for (const deliver of deliveries) deliver()
     deps.poke()
+    try {
+      await processor.committed?.(event, prepared)
+    } catch (error) {
+      deps.logger.log("warn", "after-commit step failed", { processor: processor.name, envelope: event.id, reason: Log.reason(error) })
+    }
+  }
+
+  /**
+   * Writes announced events, inside the caller's transaction: public ones to the outbox (the
+   * broker's broadcast), and each to the inbox of its local consumers. Returns the deliveries to
+   * run after the commit.
+   */
+  const announce = (cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>): Array<() => void> => {
+    const local: Array<() => void> = []
+    for (const next of announced) {
+      const out = Envelope.next(cause, next, deps.clock)
+      const topic = next.topic ?? Topics.event(out.type)
+      const payload = Envelope.encode(out)
+      if (!Topics.isInternal(topic)) outbox.add(topic, payload)
+      else if (deps.router === undefined || !deps.router.consumes(topic)) throw new Error(`no local consumer for the internal topic ${topic}`)
+      if (deps.router !== undefined) local.push(...deps.router.route(topic, out, payload))
+    }
+    return local
   }
 
   const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer | string) => {
@@ -89,22 +104,26 @@ export const make = (deps: {
     const run = actor.submit(() => apply(event)).then((outcome) => {
       // A supervisor that gave up is a crash loop, not this message's fault: it stays pending for the next start.
       if (outcome._tag === "Done" || outcome.error instanceof Supervisor.RestartLimitExceeded) return
-      store.transaction(() => {
-        if (!inbox.settle(processor.name, event.id, "failed")) return
+      const reason = `${processor.name} failed after ${outcome.attempts} attempt(s): ${Log.reason(outcome.error)}`
+      const deliveries = store.transaction(() => {
+        if (!inbox.settle(processor.name, event.id, "failed")) return []
         deps.reject({
           topic: Topics.publicTopic(topic),
           payload: typeof payload === "string" ? Buffer.from(payload) : payload,
           kind: "processing-failed",
-          reason: `${processor.name} failed after ${outcome.attempts} attempt(s): ${Log.reason(outcome.error)}`,
+          reason,
           processor: processor.name,
           attempts: outcome.attempts,
           cause: event
         })
+        return announce(event, processor.failed?.(event, reason) ?? [])
       })
+      for (const deliver of deliveries) deliver()
       deps.poke()
     })
     inFlight.add(run)
     void run.finally(() => inFlight.delete(run))
+    return run
   }
 
   const handler = async (message: Message): Promise<void> => {

@@ -4,8 +4,72 @@ import { createServer as createHttpsServer } from "node:https"
 import type { AddressInfo } from "node:net"
 import { Log, PortInUseError } from "@baton/core"
 import type { Rejections } from "@baton/store"
+import { Mediator, type Machine } from "@baton/mediator"
 
 export type Phase = "starting" | "ready" | "stopping"
+
+/** The mediator's workflows, when the mediator topology runs. */
+export interface Workflows {
+  readonly list: (filter: { readonly status?: string; readonly domain?: string; readonly limit?: number }) => Promise<ReadonlyArray<Machine.State>>
+  readonly get: (id: string) => Promise<Machine.State | undefined>
+  readonly restart: (id: string, patch: Readonly<Record<string, unknown>> | undefined) => Promise<Machine.State | undefined>
+}
+
+/** What an operator sees of a workflow: card numbers masked, commands in the order they were sent. */
+export const workflowView = (s: Machine.State) => ({
+  id: s.id,
+  workflow: s.workflow,
+  domain: s.domain,
+  status: s.status,
+  track: s.track,
+  step: s.step + 1,
+  ...(s.failure === undefined ? {} : { failure: s.failure }),
+  startedAt: s.startedAt,
+  updatedAt: s.updatedAt,
+  commands: Object.values(s.commands).map(({ key, name, channel, step, track, status, attempts, generation, sentAt, ackedAt, failedAt, error }) => ({
+    key, name, channel, track, step: step + 1, status, attempts, generation, sentAt, ackedAt, failedAt, error
+  })),
+  input: mask(s.data.input)
+})
+
+const mask = (v: unknown): unknown =>
+  Array.isArray(v)
+    ? v.map(mask)
+    : typeof v === "object" && v !== null
+      ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, k === "card" && typeof x === "string" ? `****${x.slice(-4)}` : mask(x)]))
+      : v
+
+export class HttpError extends Error {
+  override readonly name = "HttpError"
+  readonly status: number
+  constructor(status: number, reason: string) {
+    super(reason)
+    this.status = status
+  }
+}
+
+const maxBodyBytes = 256 * 1024
+
+/** The request body as a JSON object; an empty body is `undefined`. */
+export const jsonBody = async (req: IncomingMessage): Promise<Record<string, unknown> | undefined> => {
+  const chunks: Array<Buffer> = []
+  let size = 0
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length
+    if (size > maxBodyBytes) throw new HttpError(413, `request body over ${maxBodyBytes} bytes`)
+    chunks.push(chunk as Buffer)
+  }
+  const text = Buffer.concat(chunks).toString("utf8").trim()
+  if (text === "") return undefined
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (error) {
+    throw new HttpError(400, `the body is not JSON: ${Log.reason(error)}`)
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) throw new HttpError(400, "the body must be a JSON object")
+  return value as Record<string, unknown>
+}
 
 export interface Status {
   readonly phase: () => Phase
@@ -17,6 +81,9 @@ const json = (res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(JSON.stringify(body))
 }
 
+const notAllowed = (res: ServerResponse, req: IncomingMessage, url: URL) =>
+  json(res, 405, { error: "method not allowed", reason: `${req.method} is not supported on ${url.pathname}` })
+
 export const start = (options: {
   readonly host: string
   readonly port: number
@@ -26,12 +93,13 @@ export const start = (options: {
   /** With authentication on: resolves the user of a bearer token, or undefined. */
   readonly authorize?: (token: string) => Promise<string | undefined>
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer }
+  readonly workflows?: Workflows
 }) =>
   new Promise<{ readonly port: number; readonly close: () => Promise<void> }>((resolve, reject) => {
     const route = async (req: IncomingMessage, res: ServerResponse) => {
       const url = new URL(req.url ?? "/", "http://localhost")
-      if (req.method !== "GET") return json(res, 405, { error: "method not allowed", reason: `${req.method} is not supported on ${url.pathname}` })
       if (url.pathname === "/healthz") {
+        if (req.method !== "GET") return notAllowed(res, req, url)
         const phase = options.status.phase()
         return json(res, phase === "ready" ? 200 : 503, { status: phase, ...options.status.detail() })
       }
@@ -42,6 +110,39 @@ export const start = (options: {
         if (token === undefined) return json(res, 401, { error: "unauthorized", reason: "this endpoint needs an Authorization: Bearer <token> header (create one with 'pnpm baton token add')" }, challenge)
         if ((await options.authorize(token)) === undefined) return json(res, 401, { error: "unauthorized", reason: "unknown or wrong bearer token" }, challenge)
       }
+      const route = `${req.method ?? "GET"} ${url.pathname}`
+      const workflow = /^\/workflows\/([^/]+)(\/restart)?$/.exec(url.pathname)
+      if (url.pathname === "/workflows" || workflow !== null) {
+        const workflows = options.workflows
+        if (workflows === undefined) return json(res, 404, { error: "not found", reason: "workflows run in the mediator topology only (BATON_TOPOLOGY=mediator)" })
+        const id = decodeURIComponent(workflow?.[1] ?? "")
+        if (route === "GET /workflows") {
+          const status = url.searchParams.get("status") ?? undefined
+          const domain = url.searchParams.get("domain") ?? undefined
+          const limit = Math.min(10_000, Math.max(1, Number(url.searchParams.get("limit") ?? 100) || 100))
+          const list = await workflows.list({ ...(status === undefined ? {} : { status }), ...(domain === undefined ? {} : { domain }), limit })
+          return json(res, 200, { workflows: list.map(workflowView) })
+        }
+        if (req.method === "GET" && workflow?.[2] === undefined) {
+          const state = await workflows.get(id)
+          if (state === undefined) return json(res, 404, { error: "not found", reason: `no workflow ${id} (finished workflows are deleted once their outcome is announced on events/workflow-completed)` })
+          return json(res, 200, workflowView(state))
+        }
+        if (req.method === "POST" && workflow?.[2] !== undefined) {
+          try {
+            const patch = await jsonBody(req)
+            const state = await workflows.restart(id, patch)
+            return json(res, 200, state === undefined ? { id, status: "completed" } : workflowView(state))
+          } catch (error) {
+            if (error instanceof HttpError) return json(res, error.status, { error: "bad request", reason: error.message })
+            if (error instanceof Mediator.NotFound) return json(res, 404, { error: "not found", reason: error.message })
+            if (error instanceof Mediator.Conflict) return json(res, 409, { error: "conflict", reason: error.message })
+            throw error
+          }
+        }
+        return notAllowed(res, req, url)
+      }
+      if (req.method !== "GET") return notAllowed(res, req, url)
       switch (url.pathname) {
         case "/errors": {
           const limit = Math.min(1000, Math.max(1, Number(url.searchParams.get("limit") ?? 100) || 100))

@@ -8,13 +8,15 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Users } from "@baton/auth"
 import { Deferred, Effect, Exit, Scope } from "effect"
-import { Log, Topics, type App, type Broker, type Processor } from "@baton/core"
+import { Envelope, Log, Topics, type App, type Broker, type Processor } from "@baton/core"
 import { Policy, Supervisor } from "@baton/actors"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { MqttBroker } from "@baton/broker-mqtt"
 import { Inbox, IngressLog, Outbox, Rejections, Sqlite, type Store } from "@baton/store"
 import { payloadPreviewBytes } from "@baton/core"
 import * as OrderEntry from "@baton/order-entry"
+import * as Customer from "@baton/customer"
+import { Mediator, WorkflowStore } from "@baton/mediator"
 import type { Config } from "./Config.ts"
 import * as Consumer from "./Consumer.ts"
 import * as Crash from "./Crash.ts"
@@ -32,6 +34,8 @@ export interface Options {
   /** Extra processors beside the apps' (they subscribe to existing events). */
   readonly processors?: (deps: { readonly store: Store }) => ReadonlyArray<Processor>
   readonly policy?: Partial<Policy.Policy>
+  /** Test hook: runs before each input of a domain mediator; a throw crashes that mediator. */
+  readonly mediatorFault?: (domain: string) => void
 }
 
 export interface Runtime {
@@ -48,9 +52,10 @@ export interface Runtime {
   readonly fatal: Effect.Effect<never, Supervisor.RestartLimitExceeded>
 }
 
-const defaultApps = (deps: { readonly store: Store; readonly config: Config }): ReadonlyArray<App> => [
-  OrderEntry.make({ store: deps.store, mailer: OrderEntry.Mailer.make({ smtpUrl: deps.config.smtpUrl }) })
-]
+const defaultApps = (deps: { readonly store: Store; readonly config: Config }): ReadonlyArray<App> => {
+  const mailer = OrderEntry.Mailer.make({ smtpUrl: deps.config.smtpUrl })
+  return [OrderEntry.make({ store: deps.store, mailer }), Customer.make({ store: deps.store, mailer })]
+}
 
 const sessionsOf = (config: Config): EmbeddedBroker.Sessions =>
   !config.durable
@@ -65,7 +70,7 @@ export const make = (config: Config, options: Options = {}) =>
   Effect.gen(function* () {
     const logger = options.logger ?? Log.console
     let phase: Http.Phase = "starting"
-    logger.log("info", "runtime starting", { pid: process.pid, node: process.version, topology: "broker", durable: config.durable })
+    logger.log("info", "runtime starting", { pid: process.pid, node: process.version, topology: config.topology, durable: config.durable })
 
     const storePath = join(config.dataDir, "baton.db")
     const store = yield* Effect.acquireRelease(
@@ -80,7 +85,38 @@ export const make = (config: Config, options: Options = {}) =>
     const reject = ErrorPath.make({ store, outbox, rejections, logger })
 
     const apps = (options.apps ?? defaultApps)({ store, config })
-    const processors = [...apps.flatMap((a) => a.processors), ...(options.processors?.({ store }) ?? [])]
+    const extra = options.processors?.({ store }) ?? []
+    // The mediator topology: apps with workflows take commands on channels from their domain
+    // mediators, behind the simple mediator; apps without keep chaining by events.
+    const mediated = config.topology === "mediator" ? apps.filter((a) => a.mediation !== undefined) : []
+    const workflowStore =
+      mediated.length === 0
+        ? undefined
+        : yield* Effect.acquireRelease(
+            config.databaseUrl === undefined ? Effect.sync(() => WorkflowStore.sqlite(store)) : promise(() => WorkflowStore.postgres(config.databaseUrl ?? "")),
+            (s) => Effect.promise(() => s.close())
+          )
+    if (workflowStore !== undefined) logger.log("info", "workflow store opened", { kind: workflowStore.kind })
+    const workflows = mediated.flatMap((a) => a.mediation?.workflows ?? [])
+    const domains =
+      workflowStore === undefined
+        ? []
+        : [...new Set(workflows.map((w) => w.domain))].map((domain) =>
+            Mediator.domain({
+              domain,
+              workflows: workflows.filter((w) => w.domain === domain),
+              store: workflowStore,
+              defaults: { timeoutMs: config.commandTimeoutMs, maxAttempts: config.commandAttempts },
+              logger,
+              ...(options.mediatorFault === undefined ? {} : { fault: () => options.mediatorFault?.(domain) })
+            })
+          )
+    yield* Effect.addFinalizer(() => Effect.sync(() => domains.forEach((d) => d.close())))
+    const processors: ReadonlyArray<Processor> = [
+      ...(mediated.length === 0 ? [] : [Mediator.simple(mediated.flatMap((a) => a.mediation?.rules ?? []), workflows), ...domains.map((d) => d.processor)]),
+      ...apps.flatMap((a) => (mediated.includes(a) ? a.processors.map(Mediator.channel) : a.processors)),
+      ...extra
+    ]
     const contracts = Ingress.contractsOf(apps)
     // With the embedded broker, internal hops are routed in-process through the inboxes; with an
     // external broker, every processor consumes from its own broker session.
@@ -155,6 +191,19 @@ export const make = (config: Config, options: Options = {}) =>
           security: security.counts,
           ...(users === undefined ? {} : { authorize: (token: string) => Users.checkToken(users, token) }),
           ...(tls === undefined ? {} : { tls }),
+          ...(workflowStore === undefined
+            ? {}
+            : {
+                workflows: {
+                  list: (filter: WorkflowStore.Filter) => workflowStore.list(filter),
+                  get: (id: string) => workflowStore.load(id),
+                  restart: async (id: string, patch: Readonly<Record<string, unknown>> | undefined) => {
+                    const state = await workflowStore.load(id)
+                    const owner = domains.find((d) => d.domain === state?.domain) ?? domains[0]!
+                    return owner.restart(id, patch)
+                  }
+                }
+              }),
           status: {
             phase: () => phase,
             detail: () => ({
@@ -193,8 +242,17 @@ export const make = (config: Config, options: Options = {}) =>
         )
       }
       const consumer = Consumer.make({ processor, actors: pool, store, inbox, outbox, reject, poke: relay.poke, logger, ...(router === undefined ? {} : { router }) })
-      for (const topic of processor.consumes.map(topicOf)) router?.add(topic, { name: processor.name, schedule: consumer.schedule })
+      for (const topic of processor.topics ?? processor.consumes.map(topicOf)) router?.add(topic, { name: processor.name, schedule: consumer.schedule })
       consumers.push({ processor, pool, consumer })
+    }
+    for (const d of domains) {
+      const consumer = consumers.find((c) => c.processor === d.processor)!.consumer
+      const topic = Topics.mediator(d.domain)
+      // Timeouts and restarts are inputs like acknowledgements: committed to the queue, then run.
+      d.attach((event) => {
+        const payload = Envelope.encode(event)
+        return inbox.receive(d.processor.name, { envelopeId: event.id, topic, key: event.key, payload }) ? consumer.schedule(event, topic, payload) : Promise.resolve()
+      })
     }
 
     const idle = async () => {
@@ -209,7 +267,7 @@ export const make = (config: Config, options: Options = {}) =>
         relay.poke()
         for (const { processor, consumer } of consumers) {
           const recovered = consumer.recover()
-          const topics = processor.consumes.map(topicOf)
+          const topics = processor.topics ?? processor.consumes.map(topicOf)
           if (external !== undefined) subscriptions.push(yield* promise(() => external.subscribe({ clientId: processor.name, topics }, consumer.handler)))
           logger.log("info", "processor started", { processor: processor.name, topics: topics.join(","), via: external === undefined ? "in-process inbox" : "broker session", recovered })
         }
@@ -217,6 +275,10 @@ export const make = (config: Config, options: Options = {}) =>
           subscriptions.push(
             yield* promise(() => external.subscribe({ clientId: "ingress", topics: [Topics.allInitiating] }, (m) => ingress.receive(m.topic, m.payload, null)))
           )
+        for (const d of domains) {
+          const inFlight = yield* promise(() => d.recover((id) => inbox.status(d.processor.name, id) === "pending"))
+          logger.log("info", "mediator started", { domain: d.domain, workflows: workflows.filter((w) => w.domain === d.domain).map((w) => w.name).join(","), "in-flight": inFlight })
+        }
         const replayed = ingress.start(relay.poke)
         logger.log("info", "ingress started", { topics: [...contracts.keys()].map(Topics.initiate).join(","), replayed })
         return subscriptions

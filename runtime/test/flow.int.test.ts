@@ -9,7 +9,7 @@ describe("broker topology, embedded broker", () => {
     const health = await getJson(ctx.h.runtime.httpPort, "/healthz")
     expect(health.status).toBe(200)
     expect(health.body.status).toBe("ready")
-    expect(health.body.processors).toHaveLength(7)
+    expect(health.body.processors).toHaveLength(9)
   })
 
   it("runs the whole order chain for generated orders, with consistent correlation and causation", async () => {

@@ -2,6 +2,7 @@
 import type { Result } from "effect"
 import type { Issue } from "./Envelope.ts"
 import type { Processor } from "./Processor.ts"
+import type { Rule, Workflow } from "./Workflow.ts"
 
 export interface Initiating {
   /** Kebab-case name: published on `initiate/<name>`. */
@@ -16,4 +17,11 @@ export interface App {
   readonly name: string
   readonly initiating: ReadonlyArray<Initiating>
   readonly processors: ReadonlyArray<Processor>
+  /** For the mediator topology: how its initiating events are classified, and its workflows. */
+  readonly mediation?: Mediation
+}
+
+export interface Mediation {
+  readonly rules: ReadonlyArray<Rule>
+  readonly workflows: ReadonlyArray<Workflow>
 }

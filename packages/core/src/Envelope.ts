@@ -85,15 +85,24 @@ export interface Next {
   readonly data: unknown
   /** Partition key of the new event; inherited from the cause when absent. */
   readonly key?: string
+  /** Where it goes; `events/<type>` when absent. `baton/` topics are internal (never broadcast). */
+  readonly topic?: string
+  /** A stable id, so that sending it again is recognised as a duplicate; a new one when absent. */
+  readonly id?: string
+  /** The correlation it belongs to; the cause's when absent (a mediator keeps its workflow's). */
+  readonly correlationId?: string
+  /** Where the receiver answers (request-reply, a mediator's command channel). */
+  readonly replyTo?: string
 }
 
 /** A processing event caused by `cause`: new id, same correlation, causation = cause's id. */
 export const next = (cause: Envelope, event: Next, clock: Clock = systemClock): Envelope => ({
-  id: clock.newId(),
+  id: event.id ?? clock.newId(),
   type: event.type,
-  correlationId: cause.correlationId,
+  correlationId: event.correlationId ?? cause.correlationId,
   causationId: cause.id,
   key: event.key ?? cause.key,
+  ...(event.replyTo === undefined ? {} : { replyTo: event.replyTo }),
   occurredAt: clock.now().toISOString(),
   data: event.data
 })

@@ -9,6 +9,8 @@ export interface Processor<P = unknown> {
   readonly name: string
   /** Event types this processor reacts to (`order-created`), or initiating types (`place-order`). */
   readonly consumes: ReadonlyArray<string>
+  /** Explicit topics, instead of those of `consumes` (a command channel, a mediator's queue). */
+  readonly topics?: ReadonlyArray<string>
   /**
    * Optional asynchronous work outside the transaction (an e-mail through SMTP): at least once,
    * since a crash before the commit runs it again.
@@ -20,6 +22,13 @@ export interface Processor<P = unknown> {
    * processed and the announced events in the outbox: all of it commits, or none. Throwing is a crash.
    */
   handle(event: Envelope, prepared: P): ReadonlyArray<Next>
+  /** Runs after the transaction committed (timers, clean-up); a throw is logged, not retried. */
+  committed?(event: Envelope, prepared: P): Promise<void> | void
+  /**
+   * The message failed for good (after its retries, or `Rejected`): what to announce about it,
+   * written in the transaction that records the failure (a negative acknowledgement).
+   */
+  failed?(event: Envelope, reason: string): ReadonlyArray<Next>
 }
 
 /** A failure that retrying cannot fix (bad data): it goes straight to the error path. */

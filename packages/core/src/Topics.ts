@@ -8,6 +8,9 @@ export const errorsPrefix = "errors/"
 /** Initiating events after validation, as full envelopes; internal to the runtime. */
 export const acceptedPrefix = "accepted/"
 
+/** The runtime's own channels (mediator commands and acknowledgements); never broadcast. */
+export const internalPrefix = "baton/"
+
 export const initiate = (name: string): string => `${initiatePrefix}${name}`
 export const event = (name: string): string => `${eventsPrefix}${name}`
 export const accepted = (name: string): string => `${acceptedPrefix}${name}`
@@ -29,3 +32,9 @@ export const isEventName = (name: string): boolean => kebab.test(name)
 /** The topic a client knows a message by: an accepted initiating event is reported on its `initiate/` topic. */
 export const publicTopic = (topic: string): string =>
   topic.startsWith(acceptedPrefix) ? initiate(topic.slice(acceptedPrefix.length)) : topic
+
+export const isInternal = (topic: string): boolean => topic.startsWith(internalPrefix)
+/** A processor's command channel in the mediator topology. */
+export const channel = (processor: string): string => `${internalPrefix}channel/${processor}`
+/** A domain mediator's queue: workflow starts, acknowledgements, timeouts, restarts. */
+export const mediator = (domain: string): string => `${internalPrefix}mediator/${domain}`

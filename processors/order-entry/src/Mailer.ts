@@ -3,6 +3,7 @@
  * JSON transport and kept in the store (`emails.message`), so the reference app sends nothing.
  */
 import nodemailer from "nodemailer"
+import type { Envelope, Processor } from "@baton/core"
 
 export interface Mail {
   readonly to: string
@@ -34,3 +35,32 @@ export const make = (options: { readonly smtpUrl?: string | undefined; readonly 
     }
   }
 }
+
+/**
+ * A processor that e-mails on some events and announces `email-sent`: the mail is sent before the
+ * transaction (at least once through SMTP); its record is written in the transaction (exactly
+ * once in the store), keyed by the causing event.
+ */
+export const processor = <L extends Mail>(options: {
+  readonly name: string
+  readonly consumes: ReadonlyArray<string>
+  readonly mailer: Mailer
+  /** The letter for an event, or undefined when the event asks for none. */
+  readonly letter: (event: Envelope.Envelope) => L | undefined
+  readonly record: (event: Envelope.Envelope, letter: L, sent: Sent) => void
+  /** The `email-sent` data of an event's recorded mail, or undefined before it is sent. */
+  readonly recorded: (event: Envelope.Envelope) => unknown
+}): Processor<{ readonly letter: L; readonly sent: Sent } | undefined> => ({
+  name: options.name,
+  consumes: options.consumes,
+  prepare: async (event) => {
+    const l = options.letter(event)
+    if (l === undefined || options.recorded(event) !== undefined) return undefined
+    return { letter: l, sent: await options.mailer.send(l) }
+  },
+  handle: (event, prepared) => {
+    if (prepared !== undefined) options.record(event, prepared.letter, prepared.sent)
+    const data = options.recorded(event)
+    return data === undefined ? [] : [{ type: "email-sent", data }]
+  }
+})

@@ -1,15 +1,17 @@
 /**
  * Notification: e-mails the customer on `order-created` (confirmation), `payment-denied` (ask for
  * another payment method) and `order-fulfilled` (ready to ship); announces `email-sent` each time.
+ * The mediator also sends it `order-shipped` with the customer's address (shipped).
  * The mail is sent before the transaction (at least once through SMTP); the record of it is
  * written in the transaction (exactly once in the store).
  */
-import type { Envelope, Processor } from "@baton/core"
-import { names, type EmailSent, type OrderCreated, type OrderFulfilled, type PaymentDenied } from "./Contract.ts"
+import type { Envelope } from "@baton/core"
+import { names, type EmailSent, type OrderCreated, type OrderFulfilled, type OrderShipped, type PaymentDenied } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
-import type { Mail, Sent } from "./Mailer.ts"
+import * as Mailer from "./Mailer.ts"
+import type { Mail } from "./Mailer.ts"
 
-export type Template = "order-confirmation" | "payment-method-declined" | "ready-to-ship"
+export type Template = "order-confirmation" | "payment-method-declined" | "ready-to-ship" | "shipped"
 
 export interface Letter extends Mail {
   readonly template: Template
@@ -43,36 +45,34 @@ export const letter = (event: Pick<Envelope.Envelope, "type" | "data">): Letter 
       const f = event.data as OrderFulfilled
       return { template: "ready-to-ship", orderId: f.orderId, to: f.email, subject: `Order ${f.orderId} is ready to ship`, text: `Your order ${f.orderId} is packed and ready to ship.` }
     }
+    case names.orderShipped: {
+      // The mediator's "shipped" e-mail: the shipment with the customer's address added.
+      const s = event.data as OrderShipped & { readonly email?: string }
+      if (s.email === undefined) return undefined
+      return { template: "shipped", orderId: s.orderId, to: s.email, subject: `Order ${s.orderId} has shipped`, text: `Your order ${s.orderId} is on its way by ${s.method} post, tracking ${s.trackingId}.` }
+    }
     default:
       return undefined
   }
 }
 
-type Prepared = { readonly letter: Letter; readonly sent: Sent } | undefined
-
-export const make = ({ store, mailer, clock }: Deps): Processor<Prepared> => {
+export const make = ({ store, mailer, clock }: Deps) => {
   const db = store.db
   const insert = db.prepare(
     "INSERT OR IGNORE INTO emails (cause_id, order_id, recipient, template, message_id, message, at) VALUES (?, ?, ?, ?, ?, ?, ?)"
   )
   const existing = db.prepare("SELECT order_id, recipient, template, message_id FROM emails WHERE cause_id = ?")
-  return {
+  return Mailer.processor({
     name: "notification",
     consumes: [names.orderCreated, names.paymentDenied, names.orderFulfilled],
-    prepare: async (event) => {
-      const l = letter(event)
-      if (l === undefined || existing.get(event.id) !== undefined) return undefined
-      return { letter: l, sent: await mailer.send(l) }
-    },
-    handle: (event, prepared) => {
-      if (prepared !== undefined) {
-        const { letter: l, sent } = prepared
-        insert.run(event.id, l.orderId, l.to, l.template, sent.messageId, sent.message ?? null, clock.now().toISOString())
-      }
+    mailer,
+    letter,
+    record: (event, l, sent) => insert.run(event.id, l.orderId, l.to, l.template, sent.messageId, sent.message ?? null, clock.now().toISOString()),
+    recorded: (event) => {
       const row = existing.get(event.id)
-      if (row === undefined) return []
+      if (row === undefined) return undefined
       const data: EmailSent = { orderId: String(row.order_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
-      return [{ type: names.emailSent, data }]
+      return data
     }
-  }
+  })
 }

@@ -5,6 +5,13 @@ import type { Deps } from "./Deps.ts"
 
 /** The test card that the (simulated) card network declines. */
 export const declinedCard = "4000000000000002"
+/** The test card whose charge fails with a processing error (the gateway is down): not a denial. */
+export const failingCard = "4000000000000119"
+
+/** The gateway failed: retrying may help, and it is not the customer's fault. */
+export class GatewayError extends Error {
+  override readonly name = "GatewayError"
+}
 
 export const luhn = (card: string): boolean => {
   if (!/^[0-9]{12,19}$/.test(card)) return false
@@ -60,8 +67,10 @@ export const make = ({ store, clock }: Deps): Processor => {
         const row = existing.get(order.orderId)
         if (row !== undefined)
           return announce(order, row.approved === 1, row.authorization as string | null, row.reason as string | null)
-        const vaulted = card.get(order.paymentToken)
-        const decision: Decision = vaulted === undefined ? { approved: false, reason: "unknown payment token" } : decide(String(vaulted.card))
+        // A mediator restarted with a corrected card sends it along; otherwise the vault has it.
+        const number = (event.data as { card?: unknown }).card ?? card.get(order.paymentToken)?.card
+        if (number === failingCard) throw new GatewayError(`payment gateway error charging ${order.orderId} (test card ${failingCard})`)
+        const decision: Decision = number === undefined ? { approved: false, reason: "unknown payment token" } : decide(String(number))
         const authorization = decision.approved ? `auth_${clock.newId().slice(0, 8)}` : null
         const reason = decision.approved ? null : decision.reason
         insert.run(order.orderId, decision.approved ? 1 : 0, order.total, authorization, reason, clock.now().toISOString())

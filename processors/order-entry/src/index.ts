@@ -12,10 +12,11 @@ import * as OrderPlacement from "./OrderPlacement.ts"
 import * as Payment from "./Payment.ts"
 import * as Shipping from "./Shipping.ts"
 import * as Warehouse from "./Warehouse.ts"
+import * as OrderWorkflow from "./OrderWorkflow.ts"
 
 export * as Contract from "./Contract.ts"
 export * as Mailer from "./Mailer.ts"
-export { Inventory, Notification, OrderFulfillment, OrderPlacement, Payment, Shipping, Warehouse }
+export { Inventory, Notification, OrderFulfillment, OrderPlacement, OrderWorkflow, Payment, Shipping, Warehouse }
 export { migrations }
 
 export const make = (deps: { readonly store: Store; readonly mailer: Mailer; readonly clock?: Envelope.Clock }): App => {
@@ -30,6 +31,7 @@ export const make = (deps: { readonly store: Store; readonly mailer: Mailer; rea
         key: (data) => (data as PlaceOrder).customerId
       }
     ],
-    processors: [OrderPlacement.make(full), Notification.make(full), Payment.make(full), Inventory.make(full), Warehouse.make(full), OrderFulfillment.make(full), Shipping.make(full)]
+    processors: [OrderPlacement.make(full), Notification.make(full), Payment.make(full), Inventory.make(full), Warehouse.make(full), OrderFulfillment.make(full), Shipping.make(full)],
+    mediation: { rules: OrderWorkflow.rules, workflows: [OrderWorkflow.workflow] }
   }
 }

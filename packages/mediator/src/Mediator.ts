@@ -1,0 +1,243 @@
+/**
+ * The mediator topology's moving parts as processors, so that the runtime hosts them like any
+ * other: each is a pool of supervised actors over a durable inbox (its queue).
+ *
+ * - `simple`: every initiating event reaches it first; it classifies the event by the declared rule
+ *   table and handles a simple one itself (one command) or delegates it to its domain mediator.
+ * - `domain`: one per domain (`order`, `customer`): runs the workflows of that domain with the pure
+ *   state machine, keeps their state in the workflow store, sends commands to processor channels
+ *   and announces progress on `events/`. Acknowledgements, timeouts and restarts all arrive on its
+ *   queue, keyed by workflow id, so one workflow's inputs are applied one at a time.
+ * - `channel`: wraps a business processor (the same one the broker topology runs) so that it takes
+ *   commands from its channel and acknowledges to the mediator instead of announcing its work.
+ */
+import { randomUUID } from "node:crypto"
+import { Envelope, Log, Rejected, Topics, type Processor, type Workflow as W } from "@baton/core"
+
+type Result = W.Result
+type Rule = W.Rule
+type Workflow = W.Workflow
+import * as Machine from "./Machine.ts"
+import type { Saved, WorkflowStore } from "./WorkflowStore.ts"
+
+/** Message types on a mediator's queue. */
+export const messages = {
+  start: "start-workflow",
+  acked: "command-acked",
+  failed: "command-failed",
+  timedOut: "command-timed-out",
+  restart: "restart-workflow"
+} as const
+
+/** A business processor on its command channel: acknowledges with its results, or fails the command. */
+export const channel = <P>(p: Processor<P>): Processor<P> => ({
+  name: p.name,
+  consumes: [],
+  topics: [Topics.channel(p.name)],
+  ...(p.prepare === undefined ? {} : { prepare: (event: Envelope.Envelope) => p.prepare!(event) }),
+  handle: (event, prepared) => {
+    const results = p.handle(event, prepared)
+    // A command without a reply address (a simple event's) announces its work like in the broker topology.
+    if (event.replyTo === undefined) return results
+    const data: { commandId: string; results: ReadonlyArray<Result> } = { commandId: event.id, results: results.map((r) => ({ type: r.type, data: r.data })) }
+    return [{ type: messages.acked, topic: event.replyTo, key: event.key, data }]
+  },
+  failed: (event, reason) => (event.replyTo === undefined ? [] : [{ type: messages.failed, topic: event.replyTo, key: event.key, data: { commandId: event.id, reason } }])
+})
+
+/** The simple mediator: classifies each initiating event by the rule table. */
+export const simple = (rules: ReadonlyArray<Rule>, workflows: ReadonlyArray<Workflow>): Processor => {
+  for (const rule of rules)
+    if (rule.kind !== "simple" && !workflows.some((w) => w.name === rule.workflow)) throw new Error(`rule for ${rule.type} names an unknown workflow ${rule.workflow}`)
+  return {
+    name: "simple-mediator",
+    consumes: rules.map((r) => r.type),
+    handle: (event) => {
+      const rule = rules.find((r) => r.type === event.type)
+      if (rule === undefined) throw new Rejected(`no mediation rule for ${event.type}`)
+      if (rule.kind === "simple") return [{ id: `${event.id}/command`, type: rule.command.type, topic: Topics.channel(rule.command.channel), data: event.data }]
+      const workflow = workflows.find((w) => w.name === rule.workflow)!
+      const data = { workflow: workflow.name, input: event.data, ...(event.replyTo === undefined ? {} : { replyTo: event.replyTo }) }
+      // The workflow's id is the initiating event's id; its events carry it as their correlation id.
+      return [{ id: `${event.id}/start`, type: messages.start, topic: Topics.mediator(workflow.domain), key: event.id, correlationId: event.id, data }]
+    }
+  }
+}
+
+export class NotFound extends Error {
+  override readonly name = "NotFound"
+}
+export class Conflict extends Error {
+  override readonly name = "Conflict"
+}
+
+export interface Domain {
+  readonly domain: string
+  readonly processor: Processor<Saved | undefined>
+  /** How timeouts and restarts enter the queue: committed to the inbox, then run; resolves when applied. */
+  readonly attach: (enqueue: (event: Envelope.Envelope) => Promise<void>) => void
+  /**
+   * After a restart: arms the timeouts of commands in flight and deletes the state of workflows
+   * that finished (their last input no longer pending). Returns the workflows in flight.
+   */
+  readonly recover: (pending: (envelopeId: string) => boolean) => Promise<number>
+  /** Resumes a failed workflow at its failed step, with its input patched. */
+  readonly restart: (id: string, patch: Readonly<Record<string, unknown>> | undefined) => Promise<Saved | undefined>
+  readonly close: () => void
+}
+
+const inputOf = (event: Envelope.Envelope): Machine.Input | undefined => {
+  const d = event.data as Record<string, unknown>
+  switch (event.type) {
+    case messages.start:
+      return {
+        _tag: "Start",
+        id: event.key,
+        input: (d.input ?? {}) as Record<string, unknown>,
+        ...(typeof d.replyTo === "string" ? { replyTo: d.replyTo } : {})
+      }
+    case messages.acked:
+      return { _tag: "Ack", envelopeId: String(d.commandId), results: (d.results ?? []) as ReadonlyArray<Result> }
+    case messages.failed:
+      return { _tag: "Nack", envelopeId: String(d.commandId), reason: String(d.reason) }
+    case messages.timedOut:
+      return { _tag: "Timeout", envelopeId: String(d.commandId), attempt: Number(d.attempt) }
+    case messages.restart:
+      return { _tag: "Restart", ...(d.patch === undefined ? {} : { patch: d.patch as Record<string, unknown> }) }
+    default:
+      return undefined
+  }
+}
+
+export const domain = (options: {
+  readonly domain: string
+  readonly workflows: ReadonlyArray<Workflow>
+  readonly store: WorkflowStore
+  readonly defaults: Machine.Defaults
+  readonly logger: Log.Logger
+  readonly now?: () => Date
+  /** Test hook: called before each input; a throw crashes the mediator. */
+  readonly fault?: () => void
+}): Domain => {
+  const { store, defaults, logger } = options
+  const now = options.now ?? (() => new Date())
+  const name = `${options.domain}-mediator`
+  const queue = Topics.mediator(options.domain)
+  const timers = new Map<string, NodeJS.Timeout>()
+  let enqueue: ((event: Envelope.Envelope) => Promise<void>) | undefined
+  const specOf = (workflow: string) => options.workflows.find((w) => w.name === workflow)
+
+  const message = (id: string, type: string, workflowId: string, causationId: string, data: unknown): Envelope.Envelope => ({
+    id,
+    type,
+    key: workflowId,
+    correlationId: workflowId,
+    causationId,
+    occurredAt: now().toISOString(),
+    data
+  })
+
+  const arm = (workflowId: string, command: Machine.CommandState) => {
+    clearTimeout(timers.get(command.envelopeId))
+    const delay = Math.max(0, Date.parse(command.sentAt) + command.timeoutMs - now().getTime())
+    const timer = setTimeout(() => {
+      timers.delete(command.envelopeId)
+      const data = { commandId: command.envelopeId, attempt: command.attempts }
+      void enqueue?.(message(`${command.envelopeId}/timeout/${command.attempts}`, messages.timedOut, workflowId, command.envelopeId, data)).catch((error: unknown) =>
+        logger.log("error", "command timeout not queued", { mediator: name, command: command.envelopeId, reason: Log.reason(error) })
+      )
+    }, delay)
+    timer.unref()
+    timers.set(command.envelopeId, timer)
+  }
+
+  const disarm = (state: Machine.State) => {
+    for (const c of Object.values(state.commands)) {
+      if (c.status === "sent") continue
+      clearTimeout(timers.get(c.envelopeId))
+      timers.delete(c.envelopeId)
+    }
+  }
+
+  const processor: Processor<Saved | undefined> = {
+    name,
+    consumes: [],
+    topics: [queue],
+    prepare: async (event) => {
+      options.fault?.()
+      const current = await store.load(event.key)
+      // Redelivered after a crash between saving the state and committing its effects: replay them.
+      if (current?.lastInput === event.id) return current
+      const input = inputOf(event)
+      if (input === undefined) throw new Rejected(`${name} does not understand ${event.type}`)
+      const spec = specOf(input._tag === "Start" ? String((event.data as { workflow?: unknown }).workflow) : (current?.workflow ?? ""))
+      if (spec === undefined) {
+        if (current === undefined) return undefined // an input for a workflow that has finished
+        throw new Rejected(`${name} has no workflow named ${current.workflow}`)
+      }
+      const t = Machine.transition(spec, defaults, current, input, now().toISOString())
+      if (t.state === undefined || (t.state === current && t.effects.length === 0)) return undefined
+      const saved: Saved = { ...t.state, lastInput: event.id, lastEffects: t.effects }
+      await store.save(saved)
+      return saved
+    },
+    handle: (event, saved) =>
+      saved === undefined
+        ? []
+        : saved.lastEffects.map((effect, i): Envelope.Next =>
+            effect._tag === "Send"
+              ? {
+                  id: effect.command.envelopeId,
+                  type: effect.command.type,
+                  topic: Topics.channel(effect.command.channel),
+                  key: saved.id,
+                  correlationId: saved.id,
+                  replyTo: queue,
+                  data: effect.data
+                }
+              : { id: `${event.id}/${i}`, type: effect.type, key: saved.id, correlationId: saved.id, data: effect.data }
+          ),
+    committed: async (_event, saved) => {
+      if (saved === undefined) return
+      disarm(saved)
+      if (Machine.terminal(saved.status)) {
+        // The workflow is over and announced: nothing is kept for it.
+        await store.remove(saved.id)
+        return
+      }
+      for (const effect of saved.lastEffects) if (effect._tag === "Send") arm(saved.id, effect.command)
+    }
+  }
+
+  return {
+    domain: options.domain,
+    processor,
+    attach: (f) => {
+      enqueue = f
+    },
+    recover: async (pending) => {
+      let inFlight = 0
+      for (const state of await store.list({ domain: options.domain, limit: 1_000_000 })) {
+        if (Machine.terminal(state.status)) {
+          if (!pending(state.lastInput)) await store.remove(state.id)
+          continue
+        }
+        inFlight++
+        if (state.status === "running") for (const c of Object.values(state.commands)) if (c.status === "sent") arm(state.id, c)
+      }
+      return inFlight
+    },
+    restart: async (id, patch) => {
+      const state = await store.load(id)
+      if (state === undefined) throw new NotFound(`no workflow ${id} (finished workflows are deleted once their outcome is announced)`)
+      if (state.status !== "failed") throw new Conflict(`workflow ${id} is ${state.status}; only a failed workflow can be restarted`)
+      if (enqueue === undefined) throw new Error(`${name} is not started`)
+      await enqueue(message(`${id}/restart/${randomUUID()}`, messages.restart, id, id, patch === undefined ? {} : { patch }))
+      return store.load(id)
+    },
+    close: () => {
+      for (const timer of timers.values()) clearTimeout(timer)
+      timers.clear()
+    }
+  }
+}

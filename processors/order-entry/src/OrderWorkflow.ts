@@ -1,0 +1,67 @@
+/**
+ * The order workflow of the mediator topology (EDA-NOTES.md, section 2), as data. The commands go
+ * to the same processors the broker topology runs; each takes its command as the event type it
+ * already understands, and its results are what it would have announced.
+ */
+import { Workflow } from "@baton/core"
+import { names, type InventoryUpdated, type OrderCreated, type OrderFulfilled, type OrderShipped, type PaymentApplied, type PaymentDenied, type PlaceOrder } from "./Contract.ts"
+
+type Data = Workflow.Data
+const { need, find } = Workflow
+
+const order = (d: Data) => need<OrderCreated>(d, names.orderCreated)
+const input = (d: Data) => d.input as unknown as PlaceOrder
+
+export const workflow: Workflow.Workflow = {
+  name: names.placeOrder,
+  domain: "order",
+  steps: [
+    { name: "create-order", commands: [{ name: "create-order", channel: "order-placement", type: names.placeOrder, data: (d) => d.input }] },
+    {
+      name: "payment-and-inventory",
+      commands: [
+        { name: "email-customer", channel: "notification", type: names.orderCreated, data: order },
+        // The card travels with the command (never broadcast), so a restart can patch it.
+        { name: "apply-payment", channel: "payment", type: names.orderCreated, data: (d) => ({ ...order(d), card: input(d).payment.card }) },
+        { name: "adjust-inventory", channel: "inventory", type: names.orderCreated, data: order }
+      ],
+      decide: (d) => (find<PaymentDenied>(d, names.paymentDenied) === undefined ? undefined : "denied")
+    },
+    {
+      name: "fulfil-and-restock",
+      commands: [
+        { name: "fulfill-order", channel: "order-fulfillment", type: names.paymentApplied, data: (d) => need<PaymentApplied>(d, names.paymentApplied) },
+        { name: "order-stock", channel: "warehouse", type: names.inventoryUpdated, data: (d) => need<InventoryUpdated>(d, names.inventoryUpdated) }
+      ]
+    },
+    {
+      name: "ship",
+      commands: [
+        { name: "ship-order", channel: "shipping", type: names.orderFulfilled, data: (d) => need<OrderFulfilled>(d, names.orderFulfilled) },
+        { name: "email-customer", channel: "notification", type: names.orderFulfilled, data: (d) => need<OrderFulfilled>(d, names.orderFulfilled) }
+      ]
+    },
+    {
+      name: "notify-shipped",
+      commands: [
+        {
+          name: "email-customer",
+          channel: "notification",
+          type: names.orderShipped,
+          data: (d) => ({ ...need<OrderShipped>(d, names.orderShipped), email: order(d).email, customerId: order(d).customerId })
+        }
+      ]
+    }
+  ],
+  branches: {
+    denied: [{ name: "ask-for-another-card", commands: [{ name: "email-customer", channel: "notification", type: names.paymentDenied, data: (d) => need<PaymentDenied>(d, names.paymentDenied) }] }]
+  },
+  summary: (d) => {
+    const created = find<OrderCreated>(d, names.orderCreated)
+    const shipped = find<OrderShipped>(d, names.orderShipped)
+    return { ...(created === undefined ? {} : { orderId: created.orderId }), ...(shipped === undefined ? {} : { trackingId: shipped.trackingId }) }
+  }
+}
+
+/** The order domain's entries in the simple mediator's rule table. */
+export const rules: ReadonlyArray<Workflow.Rule> = [{ type: names.placeOrder, kind: "complex", workflow: workflow.name }]
