@@ -51,6 +51,23 @@ export interface Config {
   readonly commandTimeoutMs: number
   /** Sends of a command before it counts as failed. */
   readonly commandAttempts: number
+  /** The reference apps to run. */
+  readonly apps: ReadonlyArray<AppName>
+  /** Parked messages of one held key before a `parking-alert`. */
+  readonly parkMaxCount: number
+  /** Age of a held key before a `parking-alert`. */
+  readonly parkMaxAgeMs: number
+}
+
+export const appNames = ["order-entry", "customer", "trading"] as const
+export type AppName = (typeof appNames)[number]
+
+const appsOf = (env: Env): ReadonlyArray<AppName> => {
+  const raw = text(env, "BATON_APP") ?? "order-entry,customer"
+  const list = raw === "all" ? [...appNames] : raw.split(",").map((s) => s.trim()).filter((s) => s !== "")
+  const unknown = list.filter((a) => !(appNames as ReadonlyArray<string>).includes(a))
+  if (unknown.length > 0 || list.length === 0) throw new ConfigError(`BATON_APP must list apps among ${appNames.join(", ")} (comma-separated) or be 'all', got '${raw}'`)
+  return [...new Set(list)] as ReadonlyArray<AppName>
 }
 
 export class ConfigError extends Error {
@@ -120,6 +137,9 @@ export const fromEnv = (env: Env = process.env): Config => {
     databaseUrl,
     commandTimeoutMs: positive(env, "BATON_COMMAND_TIMEOUT_MS", 30_000),
     commandAttempts: positive(env, "BATON_COMMAND_ATTEMPTS", 3),
+    apps: appsOf(env),
+    parkMaxCount: positive(env, "BATON_PARK_MAX_COUNT", 1000),
+    parkMaxAgeMs: positive(env, "BATON_PARK_MAX_AGE_MS", 300_000),
     mqttPort: port(env, "BATON_MQTT_PORT", 1883),
     wsPort: ws === "off" ? undefined : port(env, "BATON_WS_PORT", 8083),
     httpPort: port(env, "BATON_HTTP_PORT", 8080),

@@ -13,6 +13,7 @@ import type { Inbox, Outbox, Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 import type { Router } from "./Router.ts"
+import { Parking, WorkflowProcessor } from "@baton/repair"
 
 /** Topic of a consumed type: initiating events arrive validated on `accepted/`, the rest on `events/`. */
 export const topicOf = (initiating: ReadonlySet<string>) => (type: string): string =>
@@ -48,30 +49,78 @@ export const make = (deps: {
   readonly outbox: Outbox.Outbox
   readonly reject: ErrorPath
   readonly poke: () => void
-  /** Routes announced events to local consumers in the same transaction (embedded broker). */
-  readonly router?: Router
+  /** Routes announced events to local consumers in the same transaction. */
+  readonly router: Router
+  /** Public topics too (embedded broker); otherwise only internal ones, the rest go over the broker. */
+  readonly routePublic: boolean
+  /** For processors with `onFailure: "park"`: held keys and parked messages. */
+  readonly parking?: Parking.Parking | undefined
+  readonly parkingLimits?: WorkflowProcessor.Limits
   readonly logger: Log.Logger
   readonly clock?: Envelope.Clock
 }): Consumer => {
   const { processor, store, inbox, outbox } = deps
+  const clock = deps.clock ?? Envelope.systemClock
   const inFlight = new Set<Promise<void>>()
+  const parking = processor.onFailure === "park" ? deps.parking : undefined
+  if (processor.onFailure === "park" && parking === undefined) throw new Error(`${processor.name} parks failed keys, but no parking is configured`)
+  /** Each failed attempt of a message, for the hand-off to the workflow processor. */
+  const attempts = new Map<string, Array<{ attempt: number; error: string; at: string }>>()
+
+  /** Parks a message of a held key (or behind older parked ones), alerting past the count limit. */
+  const park = (event: Envelope.Envelope, p: Parking.Parking) => {
+    const deliveries = store.transaction(() => {
+      const held = p.park(processor.name, event.key, event.id)
+      const data = { processor: processor.name, key: event.key, envelopeId: event.id, parked: held?.parked, heldBy: held?.failedId }
+      const out: Array<Envelope.Next> = [{ type: WorkflowProcessor.events.parked, data }]
+      const limit = deps.parkingLimits?.maxParked
+      if (held !== undefined && limit !== undefined && held.parked > limit && held.alerted?.includes("count") !== true) {
+        p.alerted(processor.name, event.key, [held.alerted, "count"].filter((x) => x !== undefined).join(","))
+        out.push({ type: WorkflowProcessor.events.alert, data: { processor: processor.name, key: event.key, reason: "count", parked: held.parked, limit } })
+        deps.logger.log("warn", "parking alert", { processor: processor.name, key: event.key, reason: "count", parked: held.parked })
+      }
+      return announce(event, out)
+    })
+    for (const deliver of deliveries) deliver()
+    deps.poke()
+  }
+
+  /** Inside the transaction that finished a message of `key`: release a resolved key, unpark the next. */
+  const drain = (event: Envelope.Envelope, p: Parking.Parking): Array<() => void> => {
+    const out: Array<() => void> = []
+    if (p.held(processor.name, event.key)?.resubmittedId === event.id) {
+      p.release(processor.name, event.key)
+      out.push(...announce(event, [{ type: WorkflowProcessor.events.released, data: { processor: processor.name, key: event.key, parked: p.parked(processor.name, event.key) } }]))
+    }
+    const next = p.next(processor.name, event.key)
+    if (next !== undefined) out.push(() => void schedule(JSON.parse(next.payload) as Envelope.Envelope, next.topic, next.payload))
+    return out
+  }
 
   const apply = async (event: Envelope.Envelope): Promise<void> => {
     if (inbox.status(processor.name, event.id) !== "pending") return
-    const prepared = processor.prepare === undefined ? undefined : await processor.prepare(event)
-    Crash.point("handler")
+    if (parking?.mustWait(processor.name, event.key, event.id) === true) return park(event, parking)
     let deliveries: Array<() => void> = []
+    let prepared: unknown
     try {
+      prepared = processor.prepare === undefined ? undefined : await processor.prepare(event)
+      Crash.point("handler", processor.name)
       deliveries = await store.group(() => {
         const local = announce(event, processor.handle(event, prepared))
         if (!inbox.settle(processor.name, event.id, "done")) throw new Error(`inbox entry ${event.id} is no longer pending`)
+        if (parking !== undefined) local.push(...drain(event, parking))
         return local
       })
     } catch (error) {
+      if (parking !== undefined) {
+        const history = attempts.get(event.id) ?? []
+        attempts.set(event.id, [...history, { attempt: history.length + 1, error: Log.reason(error), at: clock.now().toISOString() }])
+      }
       if (isDataError(error)) throw Object.assign(new Error(`data error: ${Log.reason(error)}`), { retryable: false })
       throw error
     }
-    Crash.point("processed-committed")
+    attempts.delete(event.id)
+    Crash.point("processed-committed", processor.name)
     for (const deliver of deliveries) deliver()
     deps.poke()
     try {
@@ -92,9 +141,10 @@ export const make = (deps: {
       const out = Envelope.next(cause, next, deps.clock)
       const topic = next.topic ?? Topics.event(out.type)
       const payload = Envelope.encode(out)
-      if (!Topics.isInternal(topic)) outbox.add(topic, payload)
-      else if (deps.router === undefined || !deps.router.consumes(topic)) throw new Error(`no local consumer for the internal topic ${topic}`)
-      if (deps.router !== undefined) local.push(...deps.router.route(topic, out, payload))
+      const internal = Topics.isInternal(topic)
+      if (!internal) outbox.add(topic, payload)
+      else if (!deps.router.consumes(topic)) throw new Error(`no local consumer for the internal topic ${topic}`)
+      if (internal || deps.routePublic) local.push(...deps.router.route(topic, out, payload))
     }
     return local
   }
@@ -105,8 +155,27 @@ export const make = (deps: {
       // A supervisor that gave up is a crash loop, not this message's fault: it stays pending for the next start.
       if (outcome._tag === "Done" || outcome.error instanceof Supervisor.RestartLimitExceeded) return
       const reason = `${processor.name} failed after ${outcome.attempts} attempt(s): ${Log.reason(outcome.error)}`
+      const history = attempts.get(event.id) ?? []
+      attempts.delete(event.id)
       const deliveries = store.transaction(() => {
         if (!inbox.settle(processor.name, event.id, "failed")) return []
+        if (parking !== undefined) {
+          // The workflow event pattern: hand it over, hold its key, and move on at once.
+          parking.hold(processor.name, event.key, event.id, clock.now())
+          const handOff: WorkflowProcessor.HandOff = {
+            processor: processor.name,
+            topic: Topics.publicTopic(topic),
+            envelope: event,
+            error: Log.reason(outcome.error),
+            attempts: history,
+            trail: [...new Set([event.correlationId, event.causationId, event.id])]
+          }
+          deps.logger.log("warn", "message handed to the workflow processor", { processor: processor.name, key: event.key, id: event.id, reason })
+          return announce(event, [
+            { type: "hand-off", topic: Topics.repair, data: handOff },
+            { type: WorkflowProcessor.events.keyHeld, data: { processor: processor.name, key: event.key, failedId: event.id, error: handOff.error } }
+          ])
+        }
         deps.reject({
           topic: Topics.publicTopic(topic),
           payload: typeof payload === "string" ? Buffer.from(payload) : payload,

@@ -1,6 +1,7 @@
 /**
  * Kill points for the crash tests: `BATON_CRASH_AT=<point>:<n>` makes the process SIGKILL itself
- * the n-th time it reaches `<point>` (n defaults to 1). Unset, every call is a no-op.
+ * the n-th time it reaches `<point>` (n defaults to 1); `<point>@<processor>` counts only that
+ * processor's passes (`handler@workflow-processor`). Unset, every call is a no-op.
  */
 export type Point =
   | "ingress-before-commit" // initiating events written to the log, not committed: no PUBACK may have left
@@ -14,8 +15,8 @@ const spec = process.env.BATON_CRASH_AT
 const [target, times] = spec === undefined || spec === "" ? [undefined, 0] : [spec.split(":")[0], Number(spec.split(":")[1] ?? 1)]
 let hits = 0
 
-export const point = (name: Point): void => {
-  if (name !== target) return
+export const point = (name: Point, processor?: string): void => {
+  if (name !== target && `${name}@${processor}` !== target) return
   hits++
   if (hits === times) process.kill(process.pid, "SIGKILL")
 }

@@ -2,9 +2,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import { createServer as createHttpsServer } from "node:https"
 import type { AddressInfo } from "node:net"
-import { Log, PortInUseError } from "@baton/core"
+import { Conflict, Log, NotFound, PortInUseError } from "@baton/core"
 import type { Rejections } from "@baton/store"
-import { Mediator, type Machine } from "@baton/mediator"
+import type { Machine } from "@baton/mediator"
+import type { Parking, WorkflowProcessor } from "@baton/repair"
 
 export type Phase = "starting" | "ready" | "stopping"
 
@@ -71,6 +72,14 @@ export const jsonBody = async (req: IncomingMessage): Promise<Record<string, unk
   return value as Record<string, unknown>
 }
 
+/** The workflow event pattern's dashboard, when a processor parks failed keys. */
+export interface Dashboard {
+  readonly entries: Pick<WorkflowProcessor.WorkflowProcessor, "list" | "get" | "resubmit" | "discard">
+  readonly held: () => ReadonlyArray<Parking.Held>
+}
+
+const entryStatuses = ["open", "repaired", "resubmitted", "discarded", "all"] as const
+
 export interface Status {
   readonly phase: () => Phase
   readonly detail: () => Record<string, unknown>
@@ -79,6 +88,14 @@ export interface Status {
 const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
   res.writeHead(status, { "content-type": "application/json", ...headers })
   res.end(JSON.stringify(body))
+}
+
+/** An operator's request that failed: 4xx with the reason, or a 500 for the unexpected. */
+const failed = (res: ServerResponse, error: unknown) => {
+  if (error instanceof HttpError) return json(res, error.status, { error: error.status === 413 ? "payload too large" : "bad request", reason: error.message })
+  if (error instanceof NotFound) return json(res, 404, { error: "not found", reason: error.message })
+  if (error instanceof Conflict) return json(res, 409, { error: "conflict", reason: error.message })
+  throw error
 }
 
 const notAllowed = (res: ServerResponse, req: IncomingMessage, url: URL) =>
@@ -94,6 +111,7 @@ export const start = (options: {
   readonly authorize?: (token: string) => Promise<string | undefined>
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer }
   readonly workflows?: Workflows
+  readonly dashboard?: Dashboard
 }) =>
   new Promise<{ readonly port: number; readonly close: () => Promise<void> }>((resolve, reject) => {
     const route = async (req: IncomingMessage, res: ServerResponse) => {
@@ -134,13 +152,32 @@ export const start = (options: {
             const state = await workflows.restart(id, patch)
             return json(res, 200, state === undefined ? { id, status: "completed" } : workflowView(state))
           } catch (error) {
-            if (error instanceof HttpError) return json(res, error.status, { error: "bad request", reason: error.message })
-            if (error instanceof Mediator.NotFound) return json(res, 404, { error: "not found", reason: error.message })
-            if (error instanceof Mediator.Conflict) return json(res, 409, { error: "conflict", reason: error.message })
-            throw error
+            return failed(res, error)
           }
         }
         return notAllowed(res, req, url)
+      }
+      const entry = /^\/dashboard\/([^/]+)\/(resubmit|discard)$/.exec(url.pathname)
+      if (url.pathname === "/dashboard" || entry !== null) {
+        const dashboard = options.dashboard
+        if (dashboard === undefined) return json(res, 404, { error: "not found", reason: "no processor of the running apps parks failed messages (try BATON_APP=trading)" })
+        if (route === "GET /dashboard") {
+          const status = url.searchParams.get("status") ?? "open"
+          if (!(entryStatuses as ReadonlyArray<string>).includes(status)) return json(res, 400, { error: "bad request", reason: `status must be one of ${entryStatuses.join(", ")}` })
+          const limit = Math.min(10_000, Math.max(1, Number(url.searchParams.get("limit") ?? 100) || 100))
+          return json(res, 200, { entries: dashboard.entries.list(status as (typeof entryStatuses)[number], limit), held: dashboard.held() })
+        }
+        if (req.method !== "POST" || entry === null) return notAllowed(res, req, url)
+        const id = decodeURIComponent(entry[1] ?? "")
+        try {
+          const body = await jsonBody(req)
+          if (entry[2] === "resubmit") return json(res, 200, dashboard.entries.resubmit(id, body))
+          const reason = body?.reason
+          if (typeof reason !== "string" || reason.trim() === "") throw new HttpError(400, 'discarding needs a reason: {"reason": "..."}')
+          return json(res, 200, dashboard.entries.discard(id, reason))
+        } catch (error) {
+          return failed(res, error)
+        }
       }
       if (req.method !== "GET") return notAllowed(res, req, url)
       switch (url.pathname) {

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Users } from "@baton/auth"
 import { Deferred, Effect, Exit, Scope } from "effect"
-import { Envelope, Log, Topics, type App, type Broker, type Processor } from "@baton/core"
+import { Envelope, Log, Topics, type App, type Broker, type Processor, type Repair } from "@baton/core"
 import { Policy, Supervisor } from "@baton/actors"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { MqttBroker } from "@baton/broker-mqtt"
@@ -16,8 +16,10 @@ import { Inbox, IngressLog, Outbox, Rejections, Sqlite, type Store } from "@bato
 import { payloadPreviewBytes } from "@baton/core"
 import * as OrderEntry from "@baton/order-entry"
 import * as Customer from "@baton/customer"
+import * as Trading from "@baton/trading"
+import { Parking, WorkflowProcessor } from "@baton/repair"
 import { Mediator, WorkflowStore } from "@baton/mediator"
-import type { Config } from "./Config.ts"
+import type { AppName, Config } from "./Config.ts"
 import * as Consumer from "./Consumer.ts"
 import * as Crash from "./Crash.ts"
 import * as ErrorPath from "./ErrorPath.ts"
@@ -52,9 +54,15 @@ export interface Runtime {
   readonly fatal: Effect.Effect<never, Supervisor.RestartLimitExceeded>
 }
 
+/** The reference apps named by `BATON_APP`. */
 const defaultApps = (deps: { readonly store: Store; readonly config: Config }): ReadonlyArray<App> => {
   const mailer = OrderEntry.Mailer.make({ smtpUrl: deps.config.smtpUrl })
-  return [OrderEntry.make({ store: deps.store, mailer }), Customer.make({ store: deps.store, mailer })]
+  const make: Record<AppName, () => App> = {
+    "order-entry": () => OrderEntry.make({ store: deps.store, mailer }),
+    customer: () => Customer.make({ store: deps.store, mailer }),
+    trading: () => Trading.make({ store: deps.store })
+  }
+  return deps.config.apps.map((name) => make[name]())
 }
 
 const sessionsOf = (config: Config): EmbeddedBroker.Sessions =>
@@ -112,16 +120,41 @@ export const make = (config: Config, options: Options = {}) =>
             })
           )
     yield* Effect.addFinalizer(() => Effect.sync(() => domains.forEach((d) => d.close())))
+    const hosted = [...apps.flatMap((a) => (mediated.includes(a) ? a.processors.map(Mediator.channel) : a.processors)), ...extra]
+    // The workflow event pattern, for processors that park the keys of failed messages.
+    const parking = hosted.some((p) => p.onFailure === "park") ? Parking.make(store) : undefined
+    const parkingLimits: WorkflowProcessor.Limits = { maxParked: config.parkMaxCount, maxHeldMs: config.parkMaxAgeMs }
+    const repairs =
+      parking === undefined
+        ? undefined
+        : WorkflowProcessor.make({
+            store,
+            parking,
+            outbox,
+            repairs: Object.assign({}, ...apps.map((a) => a.repairs ?? {})) as Readonly<Record<string, Repair>>,
+            limits: parkingLimits,
+            logger,
+            route: (topic, envelope, payload) => router.route(topic, envelope, payload),
+            schedule: (name, parked) => {
+              const consumer = consumers.find((c) => c.processor.name === name)?.consumer
+              void consumer?.schedule(JSON.parse(parked.payload) as Envelope.Envelope, parked.topic, parked.payload)
+            },
+            poke: () => relay.poke()
+          })
     const processors: ReadonlyArray<Processor> = [
       ...(mediated.length === 0 ? [] : [Mediator.simple(mediated.flatMap((a) => a.mediation?.rules ?? []), workflows), ...domains.map((d) => d.processor)]),
-      ...apps.flatMap((a) => (mediated.includes(a) ? a.processors.map(Mediator.channel) : a.processors)),
-      ...extra
+      ...hosted,
+      ...(repairs === undefined ? [] : [repairs.processor])
     ]
     const contracts = Ingress.contractsOf(apps)
     // With the embedded broker, internal hops are routed in-process through the inboxes; with an
     // external broker, every processor consumes from its own broker session.
-    const router = config.brokerUrl === undefined ? Router.make(inbox) : undefined
-    const ingress = Ingress.make({ contracts, maxPayloadBytes: config.maxPayloadBytes, store, log, outbox, reject, logger, ...(router === undefined ? {} : { router }) })
+    // Internal topics (command channels, repairs) are always routed in-process. With the embedded
+    // broker, so are public ones; with an external broker, every processor consumes those from its
+    // own broker session.
+    const router = Router.make(inbox)
+    const routePublic = config.brokerUrl === undefined
+    const ingress = Ingress.make({ contracts, maxPayloadBytes: config.maxPayloadBytes, store, log, outbox, reject, logger, ...(routePublic ? { router } : {}) })
 
     const users = config.authFile === undefined ? undefined : Users.load(config.authFile)
     if (users === undefined) logger.log("warn", "no BATON_AUTH_FILE: anonymous clients allowed, on loopback only, with the client role", { host: config.host })
@@ -191,6 +224,7 @@ export const make = (config: Config, options: Options = {}) =>
           security: security.counts,
           ...(users === undefined ? {} : { authorize: (token: string) => Users.checkToken(users, token) }),
           ...(tls === undefined ? {} : { tls }),
+          ...(repairs === undefined || parking === undefined ? {} : { dashboard: { entries: repairs, held: () => parking.all() } }),
           ...(workflowStore === undefined
             ? {}
             : {
@@ -222,6 +256,7 @@ export const make = (config: Config, options: Options = {}) =>
     const fatal = yield* Deferred.make<never, Supervisor.RestartLimitExceeded>()
     const system = Supervisor.system()
     const topicOf = Consumer.topicOf(new Set(contracts.keys()))
+    const topicsOf = (p: Processor): ReadonlyArray<string> => [...(p.topics ?? p.consumes.map(topicOf)), ...(p.onFailure === "park" ? [Topics.resubmit(p.name)] : [])]
 
     for (const processor of processors) {
       const pool = Array.from({ length: config.partitions }, (_, i) =>
@@ -241,8 +276,8 @@ export const make = (config: Config, options: Options = {}) =>
           )
         )
       }
-      const consumer = Consumer.make({ processor, actors: pool, store, inbox, outbox, reject, poke: relay.poke, logger, ...(router === undefined ? {} : { router }) })
-      for (const topic of processor.topics ?? processor.consumes.map(topicOf)) router?.add(topic, { name: processor.name, schedule: consumer.schedule })
+      const consumer = Consumer.make({ processor, actors: pool, store, inbox, outbox, reject, poke: relay.poke, logger, router, routePublic, parking, parkingLimits })
+      for (const topic of topicsOf(processor)) if (routePublic || Topics.isInternal(topic)) router.add(topic, { name: processor.name, schedule: consumer.schedule })
       consumers.push({ processor, pool, consumer })
     }
     for (const d of domains) {
@@ -267,7 +302,7 @@ export const make = (config: Config, options: Options = {}) =>
         relay.poke()
         for (const { processor, consumer } of consumers) {
           const recovered = consumer.recover()
-          const topics = processor.topics ?? processor.consumes.map(topicOf)
+          const topics = topicsOf(processor).filter((t) => routePublic || !Topics.isInternal(t))
           if (external !== undefined) subscriptions.push(yield* promise(() => external.subscribe({ clientId: processor.name, topics }, consumer.handler)))
           logger.log("info", "processor started", { processor: processor.name, topics: topics.join(","), via: external === undefined ? "in-process inbox" : "broker session", recovered })
         }
@@ -298,6 +333,12 @@ export const make = (config: Config, options: Options = {}) =>
       const ingressRows = log.prune(before)
       if (inboxRows + ingressRows > 0) logger.log("info", "retention sweep", { "inbox-rows": inboxRows, "ingress-rows": ingressRows, before: before.toISOString() })
     }
+    // Alert about keys held too long.
+    if (repairs !== undefined)
+      yield* Effect.acquireRelease(
+        Effect.sync(() => setInterval(() => repairs.sweep(new Date()), Math.min(5000, Math.max(100, Math.floor(config.parkMaxAgeMs / 2)))).unref()),
+        (timer) => Effect.sync(() => clearInterval(timer))
+      )
     yield* Effect.acquireRelease(
       Effect.sync(() => {
         prune()

@@ -1,13 +1,10 @@
 import { describe, expect, it } from "vitest"
 import fc from "fast-check"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import mqtt from "mqtt"
 import { Process } from "@baton/testkit"
 import { cards } from "./orders.ts"
 
-const { count, eventually, readStore, startProcess } = Process
+const { count, eventually, onDataDir, readStore } = Process
 
 /** Crash runs; raise for a soak run. */
 const runs = Number(process.env.BATON_CRASH_RUNS ?? 6)
@@ -33,26 +30,23 @@ describe("mediator topology across SIGKILL", () => {
     async () => {
       await fc.assert(
         fc.asyncProperty(scenario, async (s) => {
-          const dataDir = mkdtempSync(join(tmpdir(), "baton-mcrash-"))
           const ids = s.workflows.map(() => crypto.randomUUID())
           const messages = s.workflows.map((w, i) =>
             JSON.stringify({ id: ids[i], type: "place-order", data: { customerId: `mc-${i}`, email: `mc${i}@example.com`, items: [{ sku: "BOOK-2", qty: w.qty, price: 3 }], payment: { card: w.approved ? cards.approved : cards.declined } } })
           )
           const env = { BATON_TOPOLOGY: "mediator" }
-          let first: Process.Running | undefined
-          let second: Process.Running | undefined
-          try {
+          await onDataDir(async ({ dataDir, start }) => {
             // Each workflow takes four handler runs to reach step 2 (simple mediator, start,
             // create-order, its acknowledgement) and about ten more to finish: kill in between.
             const n = s.workflows.length
-            first = await startProcess(dataDir, { ...env, BATON_CRASH_AT: `${s.kill}:${4 * n + (s.hit % (4 * n))}` })
+            const first = await start({ ...env, BATON_CRASH_AT: `${s.kill}:${4 * n + (s.hit % (4 * n))}` })
             await publishAll(first.mqttPort!, messages)
             await Promise.race([first.exited, new Promise((r) => setTimeout(r, 3000))])
             await first.kill("SIGKILL")
             // It died mid-run: workflows were in flight, some past step 1.
             const stepTwo = readStore(dataDir, (db) => count(db, "SELECT COUNT(*) FROM workflows WHERE status = 'running' AND json_extract(state, '$.step') >= 1"))
             expect(stepTwo, "workflows in flight at the kill").toBeGreaterThan(0)
-            second = await startProcess(dataDir, env)
+            const second = await start(env)
             // The client resends everything (it cannot know what was acknowledged): duplicates change nothing.
             await publishAll(second.mqttPort!, messages)
             await eventually(
@@ -78,11 +72,7 @@ describe("mediator topology across SIGKILL", () => {
               expect(count(db, "SELECT COUNT(*) FROM rejections")).toBe(0)
               expect(count(db, "SELECT COUNT(*) FROM inbox WHERE status = 'failed'")).toBe(0)
             })
-          } finally {
-            await first?.kill("SIGKILL")
-            await second?.kill("SIGKILL")
-            rmSync(dataDir, { recursive: true, force: true })
-          }
+          })
         }),
         { numRuns: runs, endOnFailure: true }
       )

@@ -1,6 +1,6 @@
 /** An application: the initiating events it accepts and the processors that react to them. */
 import type { Result } from "effect"
-import type { Issue } from "./Envelope.ts"
+import type { Envelope, Issue } from "./Envelope.ts"
 import type { Processor } from "./Processor.ts"
 import type { Rule, Workflow } from "./Workflow.ts"
 
@@ -19,7 +19,12 @@ export interface App {
   readonly processors: ReadonlyArray<Processor>
   /** For the mediator topology: how its initiating events are classified, and its workflows. */
   readonly mediation?: Mediation
+  /** For the workflow event pattern: repairs of failed messages, by message type. */
+  readonly repairs?: Readonly<Record<string, Repair>>
 }
+
+/** Fixes a failed message's data, or returns undefined when it cannot tell what is wrong. */
+export type Repair = (message: Envelope, error: string) => { readonly data: unknown; readonly changes: ReadonlyArray<string> } | undefined
 
 export interface Mediation {
   readonly rules: ReadonlyArray<Rule>

@@ -93,6 +93,8 @@ export interface Next {
   readonly correlationId?: string
   /** Where the receiver answers (request-reply, a mediator's command channel). */
   readonly replyTo?: string
+  /** What caused it; the cause's id when absent (a resubmission names the failed message). */
+  readonly causationId?: string
 }
 
 /** A processing event caused by `cause`: new id, same correlation, causation = cause's id. */
@@ -100,7 +102,7 @@ export const next = (cause: Envelope, event: Next, clock: Clock = systemClock): 
   id: event.id ?? clock.newId(),
   type: event.type,
   correlationId: event.correlationId ?? cause.correlationId,
-  causationId: cause.id,
+  causationId: event.causationId ?? cause.id,
   key: event.key ?? cause.key,
   ...(event.replyTo === undefined ? {} : { replyTo: event.replyTo }),
   occurredAt: clock.now().toISOString(),

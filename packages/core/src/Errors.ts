@@ -11,3 +11,13 @@ export class PortInUseError extends Error {
     this.port = port
   }
 }
+
+/** An operator's request names something that does not exist (HTTP 404). */
+export class NotFound extends Error {
+  override readonly name = "NotFound"
+}
+
+/** An operator's request does not fit the current state (HTTP 409). */
+export class Conflict extends Error {
+  override readonly name = "Conflict"
+}

@@ -22,6 +22,12 @@ export interface Processor<P = unknown> {
    * processed and the announced events in the outbox: all of it commits, or none. Throwing is a crash.
    */
   handle(event: Envelope, prepared: P): ReadonlyArray<Next>
+  /**
+   * `park`: the workflow event pattern (EDA-NOTES.md, section 4): a message that fails goes to the
+   * workflow processor for repair, and the later messages of its key wait, in order, until it is
+   * resolved. Otherwise (the default) it goes to the error path and its key moves on.
+   */
+  readonly onFailure?: "error-path" | "park"
   /** Runs after the transaction committed (timers, clean-up); a throw is logged, not retried. */
   committed?(event: Envelope, prepared: P): Promise<void> | void
   /**

@@ -36,5 +36,9 @@ export const publicTopic = (topic: string): string =>
 export const isInternal = (topic: string): boolean => topic.startsWith(internalPrefix)
 /** A processor's command channel in the mediator topology. */
 export const channel = (processor: string): string => `${internalPrefix}channel/${processor}`
+/** The workflow processor's queue: failed messages handed over for repair. */
+export const repair = `${internalPrefix}repair`
+/** Where repaired and corrected messages go back to their consumer, and only to it. */
+export const resubmit = (processor: string): string => `${internalPrefix}resubmit/${processor}`
 /** A domain mediator's queue: workflow starts, acknowledgements, timeouts, restarts. */
 export const mediator = (domain: string): string => `${internalPrefix}mediator/${domain}`

@@ -12,7 +12,7 @@
  *   commands from its channel and acknowledges to the mediator instead of announcing its work.
  */
 import { randomUUID } from "node:crypto"
-import { Envelope, Log, Rejected, Topics, type Processor, type Workflow as W } from "@baton/core"
+import { Conflict, Envelope, Log, NotFound, Rejected, Topics, type Processor, type Workflow as W } from "@baton/core"
 
 type Result = W.Result
 type Rule = W.Rule
@@ -64,12 +64,6 @@ export const simple = (rules: ReadonlyArray<Rule>, workflows: ReadonlyArray<Work
   }
 }
 
-export class NotFound extends Error {
-  override readonly name = "NotFound"
-}
-export class Conflict extends Error {
-  override readonly name = "Conflict"
-}
 
 export interface Domain {
   readonly domain: string

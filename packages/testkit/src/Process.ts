@@ -5,6 +5,8 @@
  */
 import { spawn, type ChildProcess } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
 
@@ -82,3 +84,25 @@ export const eventually = async (done: () => boolean, timeoutMs: number, what: s
 /** The client ids of a runtime's sessions on an external broker (`<instance>.<name>`). */
 export const sessionIds = (instance: string, processors: ReadonlyArray<string>): ReadonlyArray<string> =>
   [...processors, "ingress"].map((name) => `${instance}.${name}`)
+
+/**
+ * A crash scenario on a fresh data directory: `start` runs the runtime on it (again and again);
+ * at the end every process still alive is killed and the directory removed.
+ */
+export const onDataDir = async <A>(body: (ctx: { readonly dataDir: string; readonly start: (env?: Record<string, string>) => Promise<Running> }) => Promise<A>): Promise<A> => {
+  const dataDir = mkdtempSync(join(tmpdir(), "baton-crash-"))
+  const started: Array<Running> = []
+  try {
+    return await body({
+      dataDir,
+      start: async (env = {}) => {
+        const running = await startProcess(dataDir, env)
+        started.push(running)
+        return running
+      }
+    })
+  } finally {
+    for (const running of started) await running.kill("SIGKILL")
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}

@@ -1,0 +1,2 @@
+export * as Parking from "./Parking.ts"
+export * as WorkflowProcessor from "./WorkflowProcessor.ts"

@@ -1,0 +1,132 @@
+/**
+ * The trading advisor (EDA-NOTES.md, section 4): trades of one account must execute in the order
+ * they were placed. The trade processor validates strictly and executes in per-account order,
+ * announcing `trade-executed` with a per-account sequence number. A malformed trade goes to the
+ * workflow processor: some are repaired (a quantity sent as a numeric string, a lower-case symbol,
+ * a known alias), others (an unknown account, a negative quantity) go to the dashboard; meanwhile
+ * the account's later trades are parked and other accounts keep trading.
+ */
+import { Envelope as E, Rejected, type App, type Envelope, type Processor } from "@baton/core"
+import type { Store } from "@baton/store"
+import { Schema } from "effect"
+
+export const names = { placeTrade: "place-trade", tradeExecuted: "trade-executed" } as const
+
+export const accounts: ReadonlyArray<string> = Array.from({ length: 9 }, (_, i) => `ACC-${i + 1}`)
+/** Reference prices: a market order executes at the symbol's price, a limit order at its limit. */
+export const quotes: Readonly<Record<string, number>> = { AAPL: 190.5, MSFT: 415.25, GOOG: 172.1, AMZN: 185.4 }
+export const aliases: Readonly<Record<string, string>> = { GOOGL: "GOOG", ALPHABET: "GOOG", APPLE: "AAPL", MICROSOFT: "MSFT", AMAZON: "AMZN" }
+
+/**
+ * What the door accepts: the shape, loosely (a quantity may come as a string), so that a
+ * malformed trade reaches the trade processor and the workflow processor, not the error path.
+ */
+export const PlaceTrade = Schema.Struct({
+  account: Schema.NonEmptyString,
+  symbol: Schema.NonEmptyString,
+  side: Schema.Literals(["buy", "sell"]),
+  quantity: Schema.Union([Schema.Finite, Schema.String]),
+  limitPrice: Schema.optionalKey(Schema.Finite.check(Schema.isGreaterThan(0)))
+})
+export type PlaceTrade = typeof PlaceTrade.Type
+
+export interface Trade {
+  readonly account: string
+  readonly symbol: string
+  readonly side: "buy" | "sell"
+  readonly quantity: number
+  readonly limitPrice?: number
+}
+
+export interface TradeExecuted extends Trade {
+  /** The trade's id: the id of the initiating `place-trade` event. */
+  readonly tradeId: string
+  /** 1, 2, 3, … per account, in execution order. */
+  readonly seq: number
+  readonly price: number
+}
+
+/** Everything wrong with a trade, or the valid trade. */
+export const validate = (t: PlaceTrade, known: (account: string) => boolean): { readonly trade: Trade } | { readonly problems: ReadonlyArray<string> } => {
+  const problems: Array<string> = []
+  if (!known(t.account)) problems.push(`unknown account ${t.account}`)
+  if (quotes[t.symbol] === undefined) problems.push(`unknown symbol ${JSON.stringify(t.symbol)}`)
+  if (typeof t.quantity !== "number") problems.push(`quantity must be a number, got ${JSON.stringify(t.quantity)}`)
+  else if (!Number.isInteger(t.quantity) || t.quantity <= 0) problems.push(`quantity must be a positive whole number, got ${t.quantity}`)
+  if (problems.length > 0) return { problems }
+  return { trade: { account: t.account, symbol: t.symbol, side: t.side, quantity: t.quantity as number, ...(t.limitPrice === undefined ? {} : { limitPrice: t.limitPrice }) } }
+}
+
+/**
+ * The repair: fixes what it can recognise, and only when the result is a valid trade; otherwise
+ * it cannot tell what is wrong, and a person must look (the dashboard).
+ */
+export const repair = (t: PlaceTrade, known: (account: string) => boolean): { readonly data: PlaceTrade; readonly changes: ReadonlyArray<string> } | undefined => {
+  const changes: Array<string> = []
+  let fixed: PlaceTrade = t
+  if (typeof t.quantity === "string" && /^\s*\d+\s*$/.test(t.quantity)) {
+    fixed = { ...fixed, quantity: Number(t.quantity) }
+    changes.push(`quantity ${JSON.stringify(t.quantity)} -> ${Number(t.quantity)}`)
+  }
+  const upper = t.symbol.trim().toUpperCase()
+  const symbol = aliases[upper] ?? upper
+  if (symbol !== t.symbol && quotes[symbol] !== undefined) {
+    fixed = { ...fixed, symbol }
+    changes.push(`symbol ${JSON.stringify(t.symbol)} -> ${symbol}`)
+  }
+  if (changes.length === 0 || !("trade" in validate(fixed, known))) return undefined
+  return { data: fixed, changes }
+}
+
+export const migrations = [
+  {
+    name: "trading/001-tables",
+    sql: `
+      CREATE TABLE trading_accounts (id TEXT PRIMARY KEY, next_seq INTEGER NOT NULL DEFAULT 1);
+      CREATE TABLE trades (account TEXT NOT NULL, seq INTEGER NOT NULL, trade_id TEXT NOT NULL, envelope_id TEXT NOT NULL UNIQUE, symbol TEXT NOT NULL, side TEXT NOT NULL, quantity INTEGER NOT NULL, price REAL NOT NULL, executed_at TEXT NOT NULL, PRIMARY KEY (account, seq));
+      CREATE TABLE positions (account TEXT NOT NULL, symbol TEXT NOT NULL, quantity INTEGER NOT NULL, PRIMARY KEY (account, symbol));
+      ${accounts.map((a) => `INSERT INTO trading_accounts (id) VALUES ('${a}');`).join("\n")}
+    `
+  }
+]
+
+export const make = (deps: { readonly store: Store; readonly clock?: Envelope.Clock }): App => {
+  const { store } = deps
+  const clock = deps.clock ?? E.systemClock
+  store.migrate(migrations)
+  const db = store.db
+  const account = db.prepare("SELECT next_seq FROM trading_accounts WHERE id = ?")
+  const known = (id: string) => account.get(id) !== undefined
+  const advance = db.prepare("UPDATE trading_accounts SET next_seq = next_seq + 1 WHERE id = ?")
+  const insert = db.prepare("INSERT INTO trades (account, seq, trade_id, envelope_id, symbol, side, quantity, price, executed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+  const position = db.prepare(
+    "INSERT INTO positions (account, symbol, quantity) VALUES (?, ?, ?) ON CONFLICT (account, symbol) DO UPDATE SET quantity = quantity + excluded.quantity"
+  )
+
+  const trades: Processor = {
+    name: "trade-execution",
+    consumes: [names.placeTrade],
+    onFailure: "park",
+    handle: (event) => {
+      const checked = validate(event.data as PlaceTrade, known)
+      if ("problems" in checked) throw new Rejected(checked.problems.join("; "))
+      const t = checked.trade
+      return store.transaction(() => {
+        const seq = Number(account.get(t.account)?.next_seq)
+        const price = t.limitPrice ?? quotes[t.symbol]!
+        insert.run(t.account, seq, event.correlationId, event.id, t.symbol, t.side, t.quantity, price, clock.now().toISOString())
+        advance.run(t.account)
+        position.run(t.account, t.symbol, t.side === "buy" ? t.quantity : -t.quantity)
+        const data: TradeExecuted = { ...t, tradeId: event.correlationId, seq, price }
+        return [{ type: names.tradeExecuted, data, key: t.account }]
+      })
+    }
+  }
+
+  return {
+    name: "trading",
+    initiating: [{ name: names.placeTrade, decode: E.decode(PlaceTrade), key: (d) => (d as PlaceTrade).account }],
+    processors: [trades],
+    repairs: { [names.placeTrade]: (message) => repair(message.data as PlaceTrade, known) }
+  }
+}
