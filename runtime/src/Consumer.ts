@@ -106,7 +106,9 @@ export const make = (deps: {
       prepared = processor.prepare === undefined ? undefined : await processor.prepare(event)
       Crash.point("handler", processor.name)
       deliveries = await store.group(() => {
-        const local = announce(event, processor.handle(event, prepared))
+        const announced = processor.handle(event, prepared)
+        const local = announce(event, announced)
+        reply(event, "reply", () => processor.reply?.(event, announced))
         if (!inbox.settle(processor.name, event.id, "done")) throw new Error(`inbox entry ${event.id} is no longer pending`)
         if (parking !== undefined) local.push(...drain(event, parking))
         return local
@@ -131,6 +133,19 @@ export const make = (deps: {
   }
 
   /**
+   * Request-reply: answers on the event's public `replyTo` (inside the transaction, through the
+   * outbox, at QoS 0 so that nothing piles up for a requester that went away). The reply's
+   * `correlationId` is the request's id.
+   */
+  const reply = (event: Envelope.Envelope, type: "reply" | "request-failed", data: () => unknown) => {
+    if (event.replyTo === undefined || !Topics.isReply(event.replyTo)) return
+    const answer = data()
+    if (answer === undefined) return
+    const envelope: Envelope.Envelope = { id: clock.newId(), type, correlationId: event.id, causationId: event.id, key: event.key, occurredAt: clock.now().toISOString(), data: answer }
+    outbox.add(event.replyTo, Envelope.encode(envelope), 0)
+  }
+
+  /**
    * Writes announced events, inside the caller's transaction: public ones to the outbox (the
    * broker's broadcast), and each to the inbox of its local consumers. Returns the deliveries to
    * run after the commit.
@@ -142,7 +157,7 @@ export const make = (deps: {
       const topic = next.topic ?? Topics.event(out.type)
       const payload = Envelope.encode(out)
       const internal = Topics.isInternal(topic)
-      if (!internal) outbox.add(topic, payload)
+      if (!internal) outbox.add(topic, payload, Topics.isReply(topic) ? 0 : 1)
       else if (!deps.router.consumes(topic)) throw new Error(`no local consumer for the internal topic ${topic}`)
       if (internal || deps.routePublic) local.push(...deps.router.route(topic, out, payload))
     }
@@ -176,6 +191,7 @@ export const make = (deps: {
             { type: WorkflowProcessor.events.keyHeld, data: { processor: processor.name, key: event.key, failedId: event.id, error: handOff.error } }
           ])
         }
+        reply(event, "request-failed", () => (processor.reply === undefined ? undefined : { error: reason }))
         deps.reject({
           topic: Topics.publicTopic(topic),
           payload: typeof payload === "string" ? Buffer.from(payload) : payload,

@@ -30,7 +30,9 @@ export const judge = (
   message: Message,
   maxPayloadBytes: number,
   clock: Envelope.Clock = Envelope.systemClock,
-  size: number = message.payload.length
+  size: number = message.payload.length,
+  /** The publisher, when the broker knows it: a `replyTo` must be one of its reply topics. */
+  clientId: string | null = null
 ): Verdict => {
   if (size > maxPayloadBytes)
     return { _tag: "Refused", kind: "oversized-payload", reason: `payload of ${size} bytes exceeds the limit of ${maxPayloadBytes} bytes` }
@@ -55,6 +57,8 @@ export const judge = (
     const e = input.success
     if (e.type !== name)
       return { _tag: "Refused", kind: "schema-violation", reason: `envelope type '${e.type}' does not match topic ${message.topic}`, issues: [{ path: "type", message: `Expected "${name}"` }] }
+    const replyProblem = e.replyTo === undefined ? undefined : Topics.replyToProblem(e.replyTo, clientId)
+    if (replyProblem !== undefined) return { _tag: "Refused", kind: "schema-violation", reason: `replyTo ${replyProblem}`, issues: [{ path: "replyTo", message: replyProblem }] }
     base = {
       id: e.id,
       type: e.type,
@@ -108,7 +112,7 @@ export const make = (deps: {
 
   /** Judges one logged entry and writes what it becomes; call inside the batch's transaction. */
   const forward = (entry: IngressLog.Entry): ReadonlyArray<() => void> => {
-    const verdict = judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size)
+    const verdict = judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size, entry.clientId)
     const local: Array<() => void> = []
     if (verdict._tag === "Accepted") {
       const topic = Topics.accepted(verdict.envelope.type)

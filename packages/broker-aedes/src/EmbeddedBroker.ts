@@ -88,6 +88,8 @@ export interface EmbeddedBroker {
   readonly wsPort: number | undefined
   /** Publishes in-process; resolves once the broker stored and forwarded the message. */
   readonly publish: (topic: string, payload: string | Buffer, qos?: QoS) => Promise<void>
+  /** The topic filters a connected client is subscribed to (operations and tests). */
+  readonly subscriptions: (clientId: string) => ReadonlyArray<string>
   readonly close: () => Promise<void>
 }
 
@@ -256,5 +258,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     return closing
   }
 
-  return { host: options.host, mqttPort, wsPort, publish, close }
+  const subscriptions = (clientId: string): ReadonlyArray<string> =>
+    Object.keys((aedes as unknown as { clients: Record<string, { subscriptions?: Record<string, unknown> } | undefined> }).clients[clientId]?.subscriptions ?? {})
+  return { host: options.host, mqttPort, wsPort, publish, subscriptions, close }
 }

@@ -28,6 +28,11 @@ export interface Processor<P = unknown> {
    * resolved. Otherwise (the default) it goes to the error path and its key moves on.
    */
   readonly onFailure?: "error-path" | "park"
+  /**
+   * The answer to an initiating event that carries `replyTo` (request-reply): the reply's data,
+   * from the event and what `handle` announced; undefined when this processor does not answer.
+   */
+  reply?(event: Envelope, announced: ReadonlyArray<Next>): unknown
   /** Runs after the transaction committed (timers, clean-up); a throw is logged, not retried. */
   committed?(event: Envelope, prepared: P): Promise<void> | void
   /**

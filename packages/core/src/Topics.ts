@@ -34,6 +34,20 @@ export const publicTopic = (topic: string): string =>
   topic.startsWith(acceptedPrefix) ? initiate(topic.slice(acceptedPrefix.length)) : topic
 
 export const isInternal = (topic: string): boolean => topic.startsWith(internalPrefix)
+
+/** Replies to requests: a client's reply topics are `reply/<its client id>/...`. */
+export const replyPrefix = "reply/"
+export const isReply = (topic: string): boolean => topic.startsWith(replyPrefix)
+
+/**
+ * Why `replyTo` is not acceptable from `clientId`, or undefined when it is: a reply topic of the
+ * client itself, without wildcards (no client can have replies sent to another's topics).
+ */
+export const replyToProblem = (replyTo: string, clientId: string | null): string | undefined => {
+  if (!/^reply\/[^/#+]+(\/[^/#+]+)+$/.test(replyTo)) return "must be a topic reply/<your client id>/<anything>, without wildcards"
+  if (clientId !== null && !replyTo.startsWith(`${replyPrefix}${clientId}/`)) return `must start with reply/${clientId}/ (your client id)`
+  return undefined
+}
 /** A processor's command channel in the mediator topology. */
 export const channel = (processor: string): string => `${internalPrefix}channel/${processor}`
 /** The workflow processor's queue: failed messages handed over for repair. */

@@ -47,6 +47,11 @@ export interface Workflow {
   readonly steps: ReadonlyArray<Step>
   /** Branches by outcome name; a workflow that ends in one ends with that outcome. */
   readonly branches?: Readonly<Record<string, ReadonlyArray<Step>>>
+  /**
+   * Request-reply: when the initiating event carried `replyTo`, the mediator answers once the step
+   * named `after` is done (the order id, after `create-order`).
+   */
+  readonly reply?: { readonly after: string; readonly data: (data: Data) => unknown }
   /** What `workflow-completed` reports besides the outcome (the order id). */
   readonly summary?: (data: Data) => Readonly<Record<string, unknown>>
 }

@@ -71,6 +71,7 @@ export type Input =
 export type Effect =
   | { readonly _tag: "Send"; readonly command: CommandState; readonly data: unknown }
   | { readonly _tag: "Announce"; readonly type: string; readonly data: Readonly<Record<string, unknown>> }
+  | { readonly _tag: "Reply"; readonly topic: string; readonly data: unknown }
 
 export interface Transition {
   readonly state: State | undefined
@@ -153,10 +154,13 @@ const enter = (workflow: Workflow, defaults: Defaults, state: State, track: stri
 const advance = (workflow: Workflow, defaults: Defaults, state: State, at: string, before: ReadonlyArray<Effect> = []): Transition => {
   const spec = trackOf(workflow, state.track)[state.step]
   const results = Object.fromEntries(currentCommands(state).map((c) => [c.name, state.data.results[c.key] ?? []]))
-  const completed = announce(state, "workflow-step-completed", { step: stepLabel(workflow, state.track, state.step), results })
+  const completed: Array<Effect> = [announce(state, "workflow-step-completed", { step: stepLabel(workflow, state.track, state.step), results })]
+  const reply = workflow.reply
+  if (state.replyTo !== undefined && state.track === "main" && reply !== undefined && reply.after === spec?.name)
+    completed.push({ _tag: "Reply", topic: state.replyTo, data: reply.data(state.data) })
   const branch = state.track === "main" ? spec?.decide?.(state.data) : undefined
   const entered = branch === undefined ? enter(workflow, defaults, state, state.track, state.step + 1, at) : enter(workflow, defaults, state, branch, 0, at)
-  return { state: entered.state, effects: [...before, completed, ...entered.effects] }
+  return { state: entered.state, effects: [...before, ...completed, ...entered.effects] }
 }
 
 const fail = (workflow: Workflow, state: State, command: CommandState, reason: string, at: string): Transition => {

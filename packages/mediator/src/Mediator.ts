@@ -189,7 +189,9 @@ export const domain = (options: {
                   replyTo: queue,
                   data: effect.data
                 }
-              : { id: `${event.id}/${i}`, type: effect.type, key: saved.id, correlationId: saved.id, data: effect.data }
+              : effect._tag === "Reply"
+                ? { id: `${event.id}/${i}`, type: "reply", topic: effect.topic, key: saved.id, correlationId: saved.id, causationId: saved.id, data: effect.data }
+                : { id: `${event.id}/${i}`, type: effect.type, key: saved.id, correlationId: saved.id, data: effect.data }
           ),
     committed: async (_event, saved) => {
       if (saved === undefined) return

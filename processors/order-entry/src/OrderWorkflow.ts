@@ -56,6 +56,7 @@ export const workflow: Workflow.Workflow = {
   branches: {
     denied: [{ name: "ask-for-another-card", commands: [{ name: "email-customer", channel: "notification", type: names.paymentDenied, data: (d) => need<PaymentDenied>(d, names.paymentDenied) }] }]
   },
+  reply: { after: "create-order", data: (d) => ({ orderId: order(d).orderId, total: order(d).total }) },
   summary: (d) => {
     const created = find<OrderCreated>(d, names.orderCreated)
     const shipped = find<OrderShipped>(d, names.orderShipped)

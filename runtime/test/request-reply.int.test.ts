@@ -1,0 +1,50 @@
+import { describe, expect, it } from "vitest"
+import mqtt from "mqtt"
+import { Log } from "@baton/core"
+import { make, type Mode } from "@baton/request-reply"
+import { useRuntime } from "./support.ts"
+import { cards } from "./orders.ts"
+
+const order = (sku = "BOOK-3") => ({ customerId: `rr-${crypto.randomUUID().slice(0, 6)}`, email: "rr@example.com", items: [{ sku, qty: 1, price: 7 }], payment: { card: cards.approved } })
+
+describe.each(["broker", "mediator"] as const)("request-reply, %s topology", (topology) => {
+  const ctx = useRuntime({ topology })
+
+  it.each<Mode>(["correlation", "temporary"])("%s mode: a place-order request is answered with its order id", async (mode) => {
+    const clientId = `rr-${mode}-${crypto.randomUUID().slice(0, 6)}`
+    const client = await mqtt.connectAsync(ctx.h.url, { protocolVersion: 4, clientId, reconnectPeriod: 0 })
+    const requester = await make(client, { clientId, mode, timeoutMs: 10_000, logger: Log.silent })
+    const replies = await Promise.all([order(), order(), order()].map((o) => requester.request("initiate/place-order", o)))
+    for (const reply of replies) {
+      expect(reply.type).toBe("reply")
+      expect(reply.data).toMatchObject({ orderId: expect.stringMatching(/^ORD-\d{6}$/), total: 7 })
+      const row = ctx.h.runtime.store.db.prepare("SELECT correlation_id FROM orders WHERE id = ?").get((reply.data as { orderId: string }).orderId)
+      expect(row?.correlation_id).toBe(reply.correlationId)
+    }
+    await requester.close()
+    await client.endAsync()
+  })
+
+  it("refuses a replyTo that is not the publisher's own reply topic", async () => {
+    const client = await mqtt.connectAsync(ctx.h.url, { protocolVersion: 4, clientId: "honest", reconnectPeriod: 0 })
+    const id = crypto.randomUUID()
+    await client.publishAsync("initiate/place-order", JSON.stringify({ id, type: "place-order", replyTo: "reply/someone-else/replies", data: order() }), { qos: 1 })
+    await ctx.events.until((all) => all.some((r) => r.topic === "errors/initiate/place-order" && JSON.stringify(r.envelope.data).includes("must start with reply/honest/")), 5000, "the refusal")
+    await client.endAsync()
+  })
+})
+
+describe("request-reply: a failed request is answered too", () => {
+  const ctx = useRuntime()
+
+  it("answers request-failed with the reason when the order cannot be placed", async () => {
+    const clientId = `rr-fail-${crypto.randomUUID().slice(0, 6)}`
+    const client = await mqtt.connectAsync(ctx.h.url, { protocolVersion: 4, clientId, reconnectPeriod: 0 })
+    const requester = await make(client, { clientId, timeoutMs: 10_000, logger: Log.silent })
+    const reply = await requester.request("initiate/place-order", order("NO-SUCH-SKU"))
+    expect(reply.type).toBe("request-failed")
+    expect((reply.data as { error: string }).error).toMatch(/unknown SKU NO-SUCH-SKU/)
+    await requester.close()
+    await client.endAsync()
+  })
+})
