@@ -53,13 +53,15 @@ export interface Config {
   readonly commandAttempts: number
   /** The reference apps to run. */
   readonly apps: ReadonlyArray<AppName>
+  /** How long each comment checker takes (the scenario's ~1 s each). */
+  readonly checkLatencyMs: number
   /** Parked messages of one held key before a `parking-alert`. */
   readonly parkMaxCount: number
   /** Age of a held key before a `parking-alert`. */
   readonly parkMaxAgeMs: number
 }
 
-export const appNames = ["order-entry", "customer", "trading"] as const
+export const appNames = ["order-entry", "customer", "trading", "comments", "order-stats"] as const
 export type AppName = (typeof appNames)[number]
 
 const appsOf = (env: Env): ReadonlyArray<AppName> => {
@@ -89,6 +91,14 @@ const positive = (env: Env, name: string, fallback: number): number => {
   if (raw === undefined || raw === "") return fallback
   const n = Number(raw)
   if (!Number.isInteger(n) || n <= 0) throw new ConfigError(`${name} must be a positive whole number, got '${raw}'`)
+  return n
+}
+
+const nonNegative = (env: Env, name: string, fallback: number): number => {
+  const raw = env[name]
+  if (raw === undefined || raw === "") return fallback
+  const n = Number(raw)
+  if (!Number.isInteger(n) || n < 0) throw new ConfigError(`${name} must be a whole number of 0 or more, got '${raw}'`)
   return n
 }
 
@@ -139,6 +149,7 @@ export const fromEnv = (env: Env = process.env): Config => {
     commandAttempts: positive(env, "BATON_COMMAND_ATTEMPTS", 3),
     apps: appsOf(env),
     parkMaxCount: positive(env, "BATON_PARK_MAX_COUNT", 1000),
+    checkLatencyMs: nonNegative(env, "BATON_CHECK_LATENCY_MS", 1000),
     parkMaxAgeMs: positive(env, "BATON_PARK_MAX_AGE_MS", 300_000),
     mqttPort: port(env, "BATON_MQTT_PORT", 1883),
     wsPort: ws === "off" ? undefined : port(env, "BATON_WS_PORT", 8083),

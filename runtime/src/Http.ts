@@ -2,7 +2,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import { createServer as createHttpsServer } from "node:https"
 import type { AddressInfo } from "node:net"
-import { Conflict, Log, NotFound, PortInUseError } from "@baton/core"
+import { Conflict, Log, NotFound, PortInUseError, type HttpRoute } from "@baton/core"
 import type { Rejections } from "@baton/store"
 import type { Machine } from "@baton/mediator"
 import type { Parking, WorkflowProcessor } from "@baton/repair"
@@ -112,6 +112,8 @@ export const start = (options: {
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer }
   readonly workflows?: Workflows
   readonly dashboard?: Dashboard
+  /** The apps' own endpoints, by `METHOD /path`. */
+  readonly routes?: Readonly<Record<string, HttpRoute>>
 }) =>
   new Promise<{ readonly port: number; readonly close: () => Promise<void> }>((resolve, reject) => {
     const route = async (req: IncomingMessage, res: ServerResponse) => {
@@ -156,6 +158,15 @@ export const start = (options: {
           }
         }
         return notAllowed(res, req, url)
+      }
+      const own = options.routes?.[route]
+      if (own !== undefined) {
+        try {
+          const answer = await own(await jsonBody(req))
+          return json(res, answer.status, answer.body)
+        } catch (error) {
+          return failed(res, error)
+        }
       }
       const entry = /^\/dashboard\/([^/]+)\/(resubmit|discard)$/.exec(url.pathname)
       if (url.pathname === "/dashboard" || entry !== null) {

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Users } from "@baton/auth"
 import { Deferred, Effect, Exit, Scope } from "effect"
-import { Envelope, Log, Topics, type App, type Broker, type Processor, type Repair } from "@baton/core"
+import { Envelope, Log, Topics, type App, type Broker, type HttpRoute, type Processor, type Repair } from "@baton/core"
 import { Policy, Supervisor } from "@baton/actors"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { MqttBroker } from "@baton/broker-mqtt"
@@ -17,6 +17,8 @@ import { payloadPreviewBytes } from "@baton/core"
 import * as OrderEntry from "@baton/order-entry"
 import * as Customer from "@baton/customer"
 import * as Trading from "@baton/trading"
+import * as Comments from "@baton/comments"
+import * as OrderStats from "@baton/order-stats"
 import { Parking, WorkflowProcessor } from "@baton/repair"
 import { Mediator, WorkflowStore } from "@baton/mediator"
 import type { AppName, Config } from "./Config.ts"
@@ -60,7 +62,9 @@ const defaultApps = (deps: { readonly store: Store; readonly config: Config }): 
   const make: Record<AppName, () => App> = {
     "order-entry": () => OrderEntry.make({ store: deps.store, mailer }),
     customer: () => Customer.make({ store: deps.store, mailer }),
-    trading: () => Trading.make({ store: deps.store })
+    trading: () => Trading.make({ store: deps.store }),
+    comments: () => Comments.make({ store: deps.store, mailer, checkLatencyMs: deps.config.checkLatencyMs }),
+    "order-stats": () => OrderStats.make({ store: deps.store })
   }
   return deps.config.apps.map((name) => make[name]())
 }
@@ -224,6 +228,7 @@ export const make = (config: Config, options: Options = {}) =>
           security: security.counts,
           ...(users === undefined ? {} : { authorize: (token: string) => Users.checkToken(users, token) }),
           ...(tls === undefined ? {} : { tls }),
+          routes: Object.assign({}, ...apps.map((a) => a.http ?? {})) as Readonly<Record<string, HttpRoute>>,
           ...(repairs === undefined || parking === undefined ? {} : { dashboard: { entries: repairs, held: () => parking.all() } }),
           ...(workflowStore === undefined
             ? {}

@@ -19,9 +19,14 @@ export interface App {
   readonly processors: ReadonlyArray<Processor>
   /** For the mediator topology: how its initiating events are classified, and its workflows. */
   readonly mediation?: Mediation
+  /** HTTP endpoints of the app, by `METHOD /path` (the synchronous `POST /comments`). */
+  readonly http?: Readonly<Record<string, HttpRoute>>
   /** For the workflow event pattern: repairs of failed messages, by message type. */
   readonly repairs?: Readonly<Record<string, Repair>>
 }
+
+/** Answers a request with a JSON object body (undefined when empty). */
+export type HttpRoute = (body: Readonly<Record<string, unknown>> | undefined) => Promise<{ readonly status: number; readonly body: unknown }>
 
 /** Fixes a failed message's data, or returns undefined when it cannot tell what is wrong. */
 export type Repair = (message: Envelope, error: string) => { readonly data: unknown; readonly changes: ReadonlyArray<string> } | undefined
