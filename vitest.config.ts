@@ -5,7 +5,7 @@ const report = process.env.BATON_TEST_REPORT
 
 export default defineConfig({
   test: {
-    include: ["packages/*/test/**/*.test.ts", "processors/*/test/**/*.test.ts", "runtime/test/**/*.test.ts"],
+    include: ["packages/*/test/**/*.test.ts", "processors/*/test/**/*.test.ts", "runtime/test/**/*.test.ts", "bench/test/**/*.test.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: report === undefined ? ["default"] : ["default", ["json", { outputFile: report }]]

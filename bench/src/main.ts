@@ -1,93 +1,255 @@
 /**
- * `pnpm bench` (quick, a few minutes) or `pnpm bench --full`: runs each scenario's contenders side
- * by side in one run, alternating them round by round (these machines are noisy), and reports
- * medians with min-max and the ratio between contenders. Writes bench/results/latest.json and
- * latest.md, and the README's benchmark table between its bench markers.
+ * `pnpm bench` (quick, about three minutes) or `pnpm bench --full`: runs each scenario's contenders
+ * side by side in one run, alternating which goes first round by round (these machines are noisy),
+ * and reports medians with min-max and the ratios against the targets. Writes
+ * bench/results/latest.json and latest.md, and the README's table between its bench markers.
+ * `BENCH_ONLY=one-hop,order-flow` runs some scenarios only (the README is then left alone).
  */
 import { cpus } from "node:os"
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
-import { orderFlow } from "./orderFlow.ts"
+import { summarize, type Summary } from "./lib.ts"
+import * as Latency from "./scenarios/latency.ts"
+import * as OneHop from "./scenarios/oneHop.ts"
+import * as OrderFlow from "./scenarios/orderFlow.ts"
+import * as Workflows from "./scenarios/workflows.ts"
 
 const full = process.argv.includes("--full")
 const root = fileURLToPath(new URL("../../", import.meta.url))
-const settings = full ? { orders: 10_000, rounds: 5 } : { orders: Number(process.env.BENCH_ORDERS ?? 2_000), rounds: Number(process.env.BENCH_ROUNDS ?? 3) }
 const command = `pnpm bench${full ? " --full" : ""}`
+const only = process.env.BENCH_ONLY?.split(",")
+const size = full
+  ? { rounds: 5, hop: 20_000, orders: 10_000, paced: 2_000, workflows: 3_000, pacedWorkflows: 1_000, memory: [1_000, 100_000], accept: 10_000, roundTrips: 2_000, comments: 200, context: 50_000 }
+  : { rounds: 3, hop: 4_000, orders: 1_500, paced: 400, workflows: 600, pacedWorkflows: 300, memory: [1_000, 5_000], accept: 3_000, roundTrips: 300, comments: 50, context: 10_000 }
 
-const median = (xs: ReadonlyArray<number>) => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
+const started = Date.now()
+const progress = (line: string) => process.stdout.write(`[${String(Math.round((Date.now() - started) / 1000)).padStart(4)} s] ${line}\n`)
 
-interface Contender {
+interface Contender<R> {
   readonly name: string
   readonly guarantee: string
-  readonly env: Record<string, string>
+  readonly run: () => Promise<R>
 }
 
-const contenders: ReadonlyArray<Contender> = [
-  {
-    name: "Baton, durable",
-    guarantee: "PUBACK after the ingress log commit; effects, inbox and outbox in one SQLite transaction (synchronous=NORMAL, group commit); sessions on disk; effects once across SIGKILL",
-    env: { BATON_DURABLE: "true" }
-  },
-  {
-    name: "Baton, non-durable",
-    guarantee: "same code path; SQLite synchronous=OFF, broker sessions in memory: a crash may lose acknowledged orders",
-    env: { BATON_DURABLE: "false" }
-  }
-]
-
-const results: Record<string, Array<number>> = Object.fromEntries(contenders.map((c) => [c.name, []]))
-const started = Date.now()
-for (let round = 1; round <= settings.rounds; round++) {
-  // Alternate which contender goes first, so drift on the machine hits both alike.
-  const order = round % 2 === 1 ? contenders : [...contenders].reverse()
-  for (const c of order) {
-    const r = await orderFlow({ orders: settings.orders, env: c.env })
-    results[c.name]!.push(r.ordersPerSecond)
-    process.stdout.write(`round ${round}/${settings.rounds}  ${c.name.padEnd(20)} ${r.ordersPerSecond.toFixed(0).padStart(6)} orders/s  (${((Date.now() - started) / 1000).toFixed(0)} s elapsed)\n`)
-  }
+interface Row {
+  readonly scenario: string
+  readonly contender: string
+  readonly guarantee: string
+  readonly metric: string
+  readonly unit: string
+  readonly result: Summary
 }
 
-const summary = contenders.map((c) => {
-  const xs = results[c.name]!
-  return { contender: c.name, guarantee: c.guarantee, median: median(xs), min: Math.min(...xs), max: Math.max(...xs), samples: xs }
-})
-const ratio = summary[0]!.median / summary[1]!.median
-const machine = { cores: cpus().length, cpu: cpus()[0]?.model ?? "?", node: process.version }
-const report = {
-  date: new Date().toISOString(),
-  machine,
-  mode: full ? "full" : "quick",
-  command,
-  scenarios: [
-    {
-      name: "broker-topology order flow, one client, all orders approved",
-      configuration: { orders: settings.orders, rounds: settings.rounds, qos: 1, partitions: 4 },
-      unit: "orders/s to order-shipped",
-      results: summary,
-      ratio: { "durable / non-durable": ratio }
+const rows: Array<Row> = []
+const extra: Record<string, unknown> = {}
+
+/** Runs the contenders `rounds` times, alternating their order, and records each metric. */
+const compare = async <R extends object>(
+  scenario: string,
+  rounds: number,
+  contenders: ReadonlyArray<Contender<R>>,
+  metrics: ReadonlyArray<{ readonly key: keyof R & string; readonly metric: string; readonly unit: string }>
+) => {
+  const samples = new Map<string, Array<R>>(contenders.map((c) => [c.name, []]))
+  for (let round = 1; round <= rounds; round++) {
+    for (const c of round % 2 === 1 ? contenders : [...contenders].reverse()) {
+      const r = await c.run()
+      samples.get(c.name)!.push(r)
+      progress(`${scenario} round ${round}/${rounds}  ${c.name.padEnd(34)} ${metrics.map((m) => `${m.metric} ${((r[m.key] as number | undefined) ?? Number.NaN).toFixed(1)} ${m.unit}`).join(", ")}`)
     }
-  ]
+  }
+  for (const c of contenders)
+    for (const m of metrics) {
+      const xs = samples.get(c.name)!.map((r) => r[m.key] as number | undefined).filter((x): x is number => x !== undefined)
+      rows.push({ scenario, contender: c.name, guarantee: c.guarantee, metric: m.metric, unit: m.unit, result: summarize(xs) })
+    }
 }
 
-const fmt = (n: number) => n.toFixed(0)
+const get = (scenario: string, contender: string, metric: string): number =>
+  rows.find((r) => r.scenario === scenario && r.contender === contender && r.metric === metric)?.result.median ?? Number.NaN
+
+const wanted = (name: string) => only === undefined || only.includes(name)
+
+const g = {
+  durable: "PUBACK after the ingress log commit; effects, inbox and outbox in one SQLite transaction (synchronous=NORMAL, group commit); sessions on disk; effects once across SIGKILL",
+  nonDurable: "the same code path with SQLite synchronous=OFF and broker sessions in memory: a crash may lose acknowledged messages",
+  raw: "QoS 1 hops, no store: a crash loses what is in flight",
+  moleculer: "at most once (MQTT transporter at QoS 1, but the client acknowledges before the handler runs, clean sessions, no store; events sent before discovery are dropped)",
+  mediator: "durable workflows (state in SQLite), commands and acknowledgements in the inboxes, effects once across SIGKILL",
+  bullmq: "at least once (jobs in Redis, no AOF here): a stage can run twice after a crash",
+  broker: "QoS 1 pub/sub, no application work"
+}
+
+if (wanted("one-hop"))
+  await compare(
+    "1. one hop, QoS 1, 500 in flight",
+    size.rounds,
+    [
+      { name: "raw MQTT.js relay on Aedes", guarantee: g.raw, run: async () => ({ rate: await OneHop.raw(size.hop) }) },
+      { name: "Baton, non-durable", guarantee: g.nonDurable, run: async () => ({ rate: await OneHop.baton(size.hop, { BATON_DURABLE: "false" }) }) },
+      { name: "Baton, durable", guarantee: g.durable, run: async () => ({ rate: await OneHop.baton(size.hop, {}) }) }
+    ],
+    [{ key: "rate", metric: "throughput", unit: "msg/s" }]
+  )
+
+if (wanted("order-flow")) {
+  await compare(
+    `2. order flow burst, ${size.orders} orders`,
+    size.rounds,
+    [
+      { name: "Baton, durable", guarantee: g.durable, run: async () => OrderFlow.baton({}, size.orders) },
+      { name: "Baton, non-durable", guarantee: g.nonDurable, run: async () => OrderFlow.baton({ BATON_DURABLE: "false" }, size.orders) },
+      { name: "Moleculer 0.15, 7 services in 3 processes", guarantee: g.moleculer, run: async () => OrderFlow.moleculer(size.orders) }
+    ],
+    [{ key: "ordersPerSecond", metric: "throughput", unit: "orders/s" }]
+  )
+  await compare(
+    `2. order flow at 200 orders/s, ${size.paced} orders`,
+    Math.max(2, size.rounds - 1),
+    [
+      { name: "Baton, durable", guarantee: g.durable, run: async () => OrderFlow.baton({}, size.paced, 200) },
+      { name: "Moleculer 0.15, 7 services in 3 processes", guarantee: g.moleculer, run: async () => OrderFlow.moleculer(size.paced, 200) }
+    ],
+    [
+      { key: "p50", metric: "p50 latency", unit: "ms" },
+      { key: "p99", metric: "p99 latency", unit: "ms" }
+    ]
+  )
+}
+
+if (wanted("workflows")) {
+  await compare(
+    `3. mediator workflow burst, ${size.workflows} workflows`,
+    Math.max(2, size.rounds - 1),
+    [
+      { name: "Baton mediator, durable", guarantee: g.mediator, run: async () => Workflows.baton(size.workflows) },
+      { name: "BullMQ 5 flows, 2 worker processes", guarantee: g.bullmq, run: async () => Workflows.bullmq(size.workflows) }
+    ],
+    [{ key: "perSecond", metric: "throughput", unit: "workflows/s" }]
+  )
+  await compare(
+    `3. mediator workflow at 100 workflows/s, ${size.pacedWorkflows} workflows`,
+    Math.max(2, size.rounds - 1),
+    [
+      { name: "Baton mediator, durable", guarantee: g.mediator, run: async () => Workflows.baton(size.pacedWorkflows, 100) },
+      { name: "BullMQ 5 flows, 2 worker processes", guarantee: g.bullmq, run: async () => Workflows.bullmq(size.pacedWorkflows, 100) }
+    ],
+    [
+      { key: "p50", metric: "p50 latency", unit: "ms" },
+      { key: "p99", metric: "p99 latency", unit: "ms" }
+    ]
+  )
+  const [few, many] = size.memory as [number, number]
+  const memory = await Workflows.memory(few, many, (done) => progress(`3. memory: ${done}/${many} workflows completed`))
+  progress(`3. memory: heap in use ${memory.heapFewMb} MB after ${few}, ${memory.heapManyMb} MB after ${many}; RSS ${memory.rssFewMb} -> ${memory.rssManyMb} MB`)
+  extra.memory = memory
+}
+
+if (wanted("accept")) {
+  await compare(
+    `4. accept latency at 1000 events/s, ${size.accept} events`,
+    1,
+    [{ name: "Baton, durable", guarantee: "PUBACK once the event is committed to the ingress log", run: () => Latency.accept(1000, size.accept) }],
+    [
+      { key: "p50", metric: "p50 latency", unit: "ms" },
+      { key: "p99", metric: "p99 latency", unit: "ms" }
+    ]
+  )
+}
+
+if (wanted("request-reply")) {
+  await compare(
+    `5. request-reply round trip, ${size.roundTrips} sequential`,
+    Math.max(2, size.rounds - 1),
+    [
+      { name: "raw MQTT ping-pong on Aedes", guarantee: "an MQTT.js echo, no store", run: () => Latency.rawPingPong(size.roundTrips) },
+      { name: "Baton, correlation-id mode", guarantee: "request durable before its PUBACK, reply at QoS 0", run: () => Latency.requestReply("correlation", size.roundTrips) },
+      { name: "Baton, temporary-queue mode", guarantee: "the same, plus a SUBSCRIBE and UNSUBSCRIBE per request", run: () => Latency.requestReply("temporary", size.roundTrips) }
+    ],
+    [
+      { key: "p50", metric: "p50 latency", unit: "ms" },
+      { key: "p99", metric: "p99 latency", unit: "ms" }
+    ]
+  )
+  const comments = await Latency.comments(size.comments, 3)
+  progress(`5. comments: accept p50 ${comments.accept.p50.toFixed(1)} ms p99 ${comments.accept.p99.toFixed(1)} ms; POST /comments p50 ${comments.synchronous.p50.toFixed(0)} ms`)
+  for (const [contender, r, guarantee] of [
+    ["initiate/post-comment (asynchronous accept)", comments.accept, "durable before the PUBACK; checks run after"],
+    ["POST /comments (synchronous)", comments.synchronous, "answers after the three checks (1 s each)"]
+  ] as const) {
+    rows.push({ scenario: "5. comment posting, time until the author has an answer", contender, guarantee, metric: "p50 latency", unit: "ms", result: summarize([r.p50]) })
+    rows.push({ scenario: "5. comment posting, time until the author has an answer", contender, guarantee, metric: "p99 latency", unit: "ms", result: summarize([r.p99]) })
+  }
+}
+
+if (wanted("brokers"))
+  await compare(
+    `6. context: one publisher, one subscriber, QoS 1, ${size.context} messages`,
+    Math.max(2, size.rounds - 1),
+    [
+      { name: "embedded Aedes 1.2 (memory)", guarantee: g.broker, run: async () => ({ rate: await Latency.aedesPubSub(size.context) }) },
+      { name: "Mosquitto 2 (127.0.0.1:1883)", guarantee: g.broker, run: async () => ({ rate: await Latency.pubSub(1883, size.context) }) }
+    ],
+    [{ key: "rate", metric: "throughput", unit: "msg/s" }]
+  )
+
+// Targets, as ratios measured in this run.
+const s = {
+  hop: "1. one hop, QoS 1, 500 in flight",
+  burst: `2. order flow burst, ${size.orders} orders`,
+  paced: `2. order flow at 200 orders/s, ${size.paced} orders`,
+  wf: `3. mediator workflow burst, ${size.workflows} workflows`,
+  wfPaced: `3. mediator workflow at 100 workflows/s, ${size.pacedWorkflows} workflows`,
+  accept: `4. accept latency at 1000 events/s, ${size.accept} events`,
+  rr: `5. request-reply round trip, ${size.roundTrips} sequential`,
+  comments: "5. comment posting, time until the author has an answer"
+}
+const targets = [
+  { target: "one hop: Baton non-durable >= 0.7x raw", value: get(s.hop, "Baton, non-durable", "throughput") / get(s.hop, "raw MQTT.js relay on Aedes", "throughput"), goal: 0.7, unit: "x" },
+  { target: "one hop: durable >= 0.6x non-durable", value: get(s.hop, "Baton, durable", "throughput") / get(s.hop, "Baton, non-durable", "throughput"), goal: 0.6, unit: "x" },
+  { target: "order flow: durable >= 0.6x non-durable", value: get(s.burst, "Baton, durable", "throughput") / get(s.burst, "Baton, non-durable", "throughput"), goal: 0.6, unit: "x" },
+  { target: "order flow: >= 2x Moleculer", value: get(s.burst, "Baton, durable", "throughput") / get(s.burst, "Moleculer 0.15, 7 services in 3 processes", "throughput"), goal: 2, unit: "x" },
+  { target: "order flow: >= 5,000 orders/s", value: get(s.burst, "Baton, durable", "throughput"), goal: 5000, unit: "orders/s" },
+  { target: "order flow at 200/s: p50 <= 2 ms", value: get(s.paced, "Baton, durable", "p50 latency"), goal: 2, unit: "ms", lower: true },
+  { target: "order flow at 200/s: p99 <= 5 ms", value: get(s.paced, "Baton, durable", "p99 latency"), goal: 5, unit: "ms", lower: true },
+  { target: "workflows: >= 2x BullMQ", value: get(s.wf, "Baton mediator, durable", "throughput") / get(s.wf, "BullMQ 5 flows, 2 worker processes", "throughput"), goal: 2, unit: "x" },
+  { target: "workflows at 100/s: p99 <= 30 ms", value: get(s.wfPaced, "Baton mediator, durable", "p99 latency"), goal: 30, unit: "ms", lower: true },
+  { target: "accept at 1000/s: p99 < 5 ms", value: get(s.accept, "Baton, durable", "p99 latency"), goal: 5, unit: "ms", lower: true },
+  { target: "request-reply: correlation p50 <= 1.3x raw ping-pong", value: get(s.rr, "Baton, correlation-id mode", "p50 latency") / get(s.rr, "raw MQTT ping-pong on Aedes", "p50 latency"), goal: 1.3, unit: "x", lower: true },
+  { target: "comment accept: p99 < 25 ms", value: get(s.comments, "initiate/post-comment (asynchronous accept)", "p99 latency"), goal: 25, unit: "ms", lower: true }
+]
+  .filter((t) => Number.isFinite(t.value))
+  .map((t) => ({ ...t, met: t.lower === true ? t.value <= t.goal : t.value >= t.goal }))
+
+const machine = { cores: cpus().length, cpu: cpus()[0]?.model ?? "?", node: process.version }
+const report = { date: new Date().toISOString(), machine, mode: full ? "full" : "quick", command, size, rows, targets, ...extra }
+
+const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1))
+const cell = (r: Row) => (r.result.samples.length > 1 ? `${fmt(r.result.median)} ${r.unit} [${fmt(r.result.min)}-${fmt(r.result.max)}]` : `${fmt(r.result.median)} ${r.unit}`)
+const grouped = new Map<string, Array<Row>>()
+for (const r of rows) grouped.set(`${r.scenario}|${r.contender}`, [...(grouped.get(`${r.scenario}|${r.contender}`) ?? []), r])
+const memory = extra.memory as { few: number; many: number; rssFewMb: number; rssManyMb: number; heapFewMb: number; heapManyMb: number } | undefined
 const md = [
-  `Measured ${report.date.slice(0, 10)} on ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, \`${command}\`; medians of ${settings.rounds} alternating rounds, min-max in brackets.`,
+  `Measured ${report.date.slice(0, 10)} on ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, \`${command}\`; medians of alternating rounds, min-max in brackets.`,
   "",
-  "| Scenario | Contender | Throughput | What it guarantees |",
+  "| Scenario | Contender | Result | What it guarantees |",
   "|---|---|---|---|",
-  ...summary.map((s) => `| order flow, ${settings.orders} orders | ${s.contender} | ${fmt(s.median)} orders/s [${fmt(s.min)}-${fmt(s.max)}] | ${s.guarantee} |`),
+  ...[...grouped.values()].map((rs) => `| ${rs[0]!.scenario} | ${rs[0]!.contender} | ${rs.map((r) => `${r.metric} ${cell(r)}`).join("; ")} | ${rs[0]!.guarantee} |`),
+  ...(memory === undefined
+    ? []
+    : ["", `Mediator memory (durable): V8 heap in use ${memory.heapFewMb} MB after ${memory.few} completed workflows, ${memory.heapManyMb} MB after ${memory.many} (workflow state is deleted on completion); RSS ${memory.rssFewMb} MB, then ${memory.rssManyMb} MB.`]),
   "",
-  `Durable / non-durable throughput: **${ratio.toFixed(2)}x** (target >= 0.6x).`
+  "| Target | Measured | Met |",
+  "|---|---|---|",
+  ...targets.map((t) => `| ${t.target} | ${fmt(t.value)} ${t.unit} | ${t.met ? "yes" : "**no**"} |`)
 ].join("\n")
 
 mkdirSync(`${root}bench/results`, { recursive: true })
 writeFileSync(`${root}bench/results/latest.json`, `${JSON.stringify(report, null, 2)}\n`)
 writeFileSync(`${root}bench/results/latest.md`, `${md}\n`)
-const readme = readFileSync(`${root}README.md`, "utf8")
-const updated = readme.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, `<!-- bench:start -->\n${md}\n<!-- bench:end -->`)
-writeFileSync(`${root}README.md`, updated)
-process.stdout.write(`\n${md}\n\nwritten: bench/results/latest.json, bench/results/latest.md, README.md\n`)
+if (only === undefined) {
+  const readme = readFileSync(`${root}README.md`, "utf8")
+  writeFileSync(`${root}README.md`, readme.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, `<!-- bench:start -->\n${md}\n<!-- bench:end -->`))
+}
+process.stdout.write(`\n${md}\n\nwritten: bench/results/latest.json, bench/results/latest.md${only === undefined ? ", README.md" : ""}\n`)
+process.exit(0)

@@ -61,7 +61,7 @@ export interface Config {
   readonly parkMaxAgeMs: number
 }
 
-export const appNames = ["order-entry", "customer", "trading", "comments", "order-stats"] as const
+export const appNames = ["order-entry", "customer", "trading", "comments", "order-stats", "ping"] as const
 export type AppName = (typeof appNames)[number]
 
 const appsOf = (env: Env): ReadonlyArray<AppName> => {

@@ -120,6 +120,8 @@ export const start = (options: {
       const url = new URL(req.url ?? "/", "http://localhost")
       if (url.pathname === "/healthz") {
         if (req.method !== "GET") return notAllowed(res, req, url)
+        // With --expose-gc (benchmarks), `?gc=1` collects first, so that memory figures mean something.
+        if (url.searchParams.get("gc") === "1") (globalThis as { gc?: () => void }).gc?.()
         const phase = options.status.phase()
         return json(res, phase === "ready" ? 200 : 503, { status: phase, ...options.status.detail() })
       }

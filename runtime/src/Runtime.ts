@@ -19,6 +19,7 @@ import * as Customer from "@baton/customer"
 import * as Trading from "@baton/trading"
 import * as Comments from "@baton/comments"
 import * as OrderStats from "@baton/order-stats"
+import * as Ping from "@baton/ping"
 import { Parking, WorkflowProcessor } from "@baton/repair"
 import { Mediator, WorkflowStore } from "@baton/mediator"
 import type { AppName, Config } from "./Config.ts"
@@ -64,7 +65,8 @@ const defaultApps = (deps: { readonly store: Store; readonly config: Config }): 
     customer: () => Customer.make({ store: deps.store, mailer }),
     trading: () => Trading.make({ store: deps.store }),
     comments: () => Comments.make({ store: deps.store, mailer, checkLatencyMs: deps.config.checkLatencyMs }),
-    "order-stats": () => OrderStats.make({ store: deps.store })
+    "order-stats": () => OrderStats.make({ store: deps.store }),
+    ping: () => Ping.make()
   }
   return deps.config.apps.map((name) => make[name]())
 }
@@ -247,6 +249,7 @@ export const make = (config: Config, options: Options = {}) =>
             phase: () => phase,
             detail: () => ({
               outbox: outbox.size(),
+              memory: Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [`${k}Mb`, Math.round(v / 1048576)])),
               processors: consumers.map(({ processor, pool }) => ({ name: processor.name, partitions: pool.length, restarts: pool.reduce((n, a) => n + a.restarts(), 0) }))
             })
           }

@@ -1,0 +1,116 @@
+/** Measuring helpers: statistics, child processes, paced load. */
+import { spawn, type ChildProcess } from "node:child_process"
+import type { Socket } from "node:net"
+import { fileURLToPath } from "node:url"
+import type { MqttClient } from "mqtt"
+
+export const median = (xs: ReadonlyArray<number>): number => percentile(xs, 50)
+
+/** Nearest-rank percentile. */
+export const percentile = (xs: ReadonlyArray<number>, p: number): number => {
+  if (xs.length === 0) return Number.NaN
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!
+}
+
+export interface Summary {
+  readonly median: number
+  readonly min: number
+  readonly max: number
+  readonly samples: ReadonlyArray<number>
+}
+
+export const summarize = (samples: ReadonlyArray<number>): Summary => ({ median: median(samples), min: Math.min(...samples), max: Math.max(...samples), samples })
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+export const noDelay = (client: MqttClient): MqttClient => {
+  ;(client.stream as Partial<Socket>).setNoDelay?.(true)
+  return client
+}
+
+export interface Child {
+  readonly child: ChildProcess
+  /** The JSON the child printed on its `ready` line. */
+  readonly info: Record<string, unknown>
+  readonly output: () => string
+  readonly stop: () => Promise<void>
+}
+
+/** Runs `bench/src/<script>` in its own Node process and waits for its `ready {json}` line. */
+export const child = async (script: string, env: Record<string, string> = {}, args: ReadonlyArray<string> = []): Promise<Child> => {
+  const path = fileURLToPath(new URL(script, import.meta.url))
+  const proc = spawn(process.execPath, [path, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
+  let output = ""
+  proc.stdout!.on("data", (b: Buffer) => (output += b.toString()))
+  proc.stderr!.on("data", (b: Buffer) => (output += b.toString()))
+  const exited = new Promise<void>((resolve) => proc.on("exit", () => resolve()))
+  const info = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${script} not ready after 30 s:\n${output}`)), 30_000)
+    const check = () => {
+      const m = output.match(/^ready (\{.*\})$/m)
+      if (m !== null) {
+        clearTimeout(timer)
+        resolve(JSON.parse(m[1]!) as Record<string, unknown>)
+      } else if (proc.exitCode !== null) {
+        clearTimeout(timer)
+        reject(new Error(`${script} exited (${proc.exitCode}):\n${output}`))
+      } else setTimeout(check, 20)
+    }
+    check()
+  })
+  return {
+    child: proc,
+    info,
+    output: () => output,
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM")
+      await Promise.race([exited, sleep(5000)])
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL")
+      await exited
+    }
+  }
+}
+
+/** Calls `send(i)` for i < count at `rate` per second, on an absolute schedule (no drift). */
+export const paced = async (rate: number, count: number, send: (i: number) => void): Promise<void> => {
+  const t0 = performance.now()
+  for (let i = 0; i < count; i++) {
+    const due = t0 + (i * 1000) / rate
+    const wait = due - performance.now()
+    if (wait > 1) await sleep(wait)
+    send(i)
+  }
+}
+
+/** Publishes `count` messages with at most `window` unacknowledged, as fast as the broker allows. */
+export const burst = async (count: number, window: number, publish: (i: number) => Promise<unknown>): Promise<void> => {
+  const inFlight = new Set<Promise<unknown>>()
+  for (let i = 0; i < count; i++) {
+    const p = publish(i)
+    inFlight.add(p)
+    void p.finally(() => inFlight.delete(p))
+    if (inFlight.size >= window) await Promise.race(inFlight)
+  }
+  await Promise.all(inFlight)
+}
+
+/** Resolves when `n` calls of the returned `hit` happened. */
+export const counter = (n: number) => {
+  let count = 0
+  let resolve: () => void = () => {}
+  const done = new Promise<void>((r) => (resolve = r))
+  if (n === 0) resolve()
+  return {
+    done,
+    hit: () => {
+      count++
+      if (count === n) resolve()
+    },
+    count: () => count
+  }
+}
+
+/** Waits for `done`, or fails after `ms` with what is missing. */
+export const within = <A>(done: Promise<A>, ms: number, what: string): Promise<A> =>
+  Promise.race([done, sleep(ms).then(() => Promise.reject(new Error(`${what}: not done within ${ms} ms`)))])

@@ -1,0 +1,123 @@
+/**
+ * Latency scenarios. Accept: publish → PUBACK of `initiate/place-order` at a fixed rate (the
+ * PUBACK means the event is committed to the ingress log). Request-reply: sequential round trips
+ * in the correlation-id and temporary-queue modes against the ping processor, and a raw MQTT
+ * ping-pong baseline (a hand-written MQTT.js echo on a bare Aedes). Comments: accepting
+ * `initiate/post-comment` versus the synchronous `POST /comments`.
+ */
+import mqtt from "mqtt"
+import { Log } from "@baton/core"
+import { make, type Mode } from "@baton/request-reply"
+import { burst, child, noDelay, paced, percentile, sleep } from "../lib.ts"
+import { onRuntime } from "./runtime.ts"
+
+export interface Latency {
+  readonly p50: number
+  readonly p99: number
+}
+
+const latency = (xs: ReadonlyArray<number>): Latency => ({ p50: percentile(xs, 50), p99: percentile(xs, 99) })
+
+const order = (i: number) => JSON.stringify({ customerId: `acc-${i % 100}`, email: "a@example.com", items: [{ sku: `BOOK-${(i % 5) + 1}`, qty: 1, price: 9.5 }], payment: { card: "4242424242424242" } })
+
+export const accept = (rate: number, count: number): Promise<Latency> =>
+  onRuntime({}, async (r) => {
+    const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 }))
+    const samples: Array<number> = []
+    const pending: Array<Promise<unknown>> = []
+    await paced(rate, count, (i) => {
+      const t = performance.now()
+      pending.push(client.publishAsync("initiate/place-order", order(i), { qos: 1 }).then(() => samples.push(performance.now() - t)))
+    })
+    await Promise.all(pending)
+    await client.endAsync()
+    return latency(samples)
+  })
+
+const roundTrips = async (count: number, once: () => Promise<unknown>): Promise<Latency> => {
+  for (let i = 0; i < 20; i++) await once() // warm-up
+  const samples: Array<number> = []
+  for (let i = 0; i < count; i++) {
+    const t = performance.now()
+    await once()
+    samples.push(performance.now() - t)
+  }
+  return latency(samples)
+}
+
+export const requestReply = (mode: Mode, count: number): Promise<Latency> =>
+  onRuntime({ BATON_APP: "ping" }, async (r) => {
+    const clientId = `bench-${mode}`
+    const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, clientId, reconnectPeriod: 0 }))
+    const requester = await make(client, { clientId, mode, timeoutMs: 10_000, logger: Log.silent })
+    try {
+      let n = 0
+      return await roundTrips(count, () => requester.request("initiate/ping", { n: n++ }))
+    } finally {
+      await requester.close()
+      await client.endAsync()
+    }
+  })
+
+export const rawPingPong = async (count: number): Promise<Latency> => {
+  const peer = await child("peers/aedes.ts", { PEER: "echo" })
+  const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${String(peer.info.port)}`, { protocolVersion: 4, clientId: "raw-requester", reconnectPeriod: 0 }))
+  try {
+    let waiting: (() => void) | undefined
+    client.on("message", () => waiting?.())
+    await client.subscribeAsync("reply/raw-requester/replies", { qos: 1 })
+    let n = 0
+    return await roundTrips(count, async () => {
+      const replied = new Promise<void>((resolve) => (waiting = resolve))
+      await client.publishAsync("rr/req", JSON.stringify({ id: String(n++), replyTo: "reply/raw-requester/replies", data: { n } }), { qos: 1 })
+      await replied
+    })
+  } finally {
+    await client.endAsync()
+    await peer.stop()
+  }
+}
+
+export const comments = (accepts: number, synchronous: number): Promise<{ readonly accept: Latency; readonly synchronous: Latency }> =>
+  onRuntime({ BATON_APP: "comments" }, async (r) => {
+    const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 }))
+    const comment = (i: number) => ({ author: `a${i}`, email: "a@example.com", text: `Comment number ${i}.` })
+    const accepted = await roundTrips(accepts, async () => client.publishAsync("initiate/post-comment", JSON.stringify(comment(Math.random())), { qos: 1 }))
+    await client.endAsync()
+    const samples = await Promise.all(
+      Array.from({ length: synchronous }, async (_, i) => {
+        await sleep(i * 50)
+        const t = performance.now()
+        const res = await fetch(`http://127.0.0.1:${r.httpPort}/comments`, { method: "POST", body: JSON.stringify(comment(i)) })
+        await res.json()
+        return performance.now() - t
+      })
+    )
+    return { accept: accepted, synchronous: latency(samples) }
+  })
+
+/** Context: one publisher, one subscriber, QoS 1, 64-byte messages, on a broker at `port`. */
+export const pubSub = async (port: number, count: number): Promise<number> => {
+  const topic = `bench/ctx/${crypto.randomUUID().slice(0, 8)}`
+  const sub = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0 }))
+  const pub = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0 }))
+  let got = 0
+  const done = new Promise<void>((resolve) => sub.on("message", () => ++got === count && resolve()))
+  await sub.subscribeAsync(topic, { qos: 1 })
+  const payload = Buffer.alloc(64, 120)
+  const t0 = performance.now()
+  await burst(count, 500, () => pub.publishAsync(topic, payload, { qos: 1 }))
+  await done
+  const rate = count / ((performance.now() - t0) / 1000)
+  await Promise.all([sub.endAsync(), pub.endAsync()])
+  return rate
+}
+
+export const aedesPubSub = async (count: number): Promise<number> => {
+  const peer = await child("peers/aedes.ts")
+  try {
+    return await pubSub(Number(peer.info.port), count)
+  } finally {
+    await peer.stop()
+  }
+}

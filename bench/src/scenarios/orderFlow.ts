@@ -1,0 +1,83 @@
+/**
+ * Scenario 2, the broker-topology order flow: orders per second to `order-shipped` (a burst from
+ * one client, 500 in flight), and end-to-end latency (publish → `order-shipped`) at a fixed rate.
+ * Baton runs as users run it (its own process, durable by default); the Moleculer peer runs the
+ * same chain as seven services in three processes on a bare Aedes.
+ */
+import { ServiceBroker } from "moleculer"
+import { setNoDelay, transporter } from "../moleculerTransport.ts"
+import { burst, child, counter, paced, percentile, sleep, within } from "../lib.ts"
+import { order, placeOrders } from "./orders.ts"
+import { onRuntime } from "./runtime.ts"
+
+export interface FlowResult {
+  readonly ordersPerSecond?: number
+  readonly p50?: number
+  readonly p99?: number
+}
+
+
+/** Burst: `count` orders; or paced: `count` orders at `rate` per second, with latencies. */
+export const baton = (env: Record<string, string>, count: number, rate?: number): Promise<FlowResult> =>
+  onRuntime(env, async (r) => {
+    const result = await placeOrders(r.mqttPort!, count, "events/order-shipped", rate)
+    return result.perSecond === undefined ? result : { ordersPerSecond: result.perSecond }
+  })
+
+export const moleculer = async (count: number, rate?: number): Promise<FlowResult> => {
+  const aedes = await child("peers/aedes.ts")
+  const port = String(aedes.info.port)
+  const nodes = await Promise.all(
+    [["order-placement", "payment"], ["notification", "inventory", "warehouse"], ["order-fulfillment", "shipping"]].map((services, n) =>
+      child("peers/moleculer.ts", { MQTT_PORT: port, SERVICES: services.join(","), NODE_ID: `services-${n}` })
+    )
+  )
+  const sent = new Map<string, number>()
+  const latencies: Array<number> = []
+  const shipped = counter(count)
+  const client = new ServiceBroker({
+    nodeID: "load",
+    transporter: transporter(Number(port)),
+    logger: false
+  })
+  let warm = false
+  client.createService({
+    name: "load",
+    events: {
+      "order-shipped"(ctx) {
+        if ((ctx.params as { orderId: string }).orderId.startsWith("warm-")) return void (warm = true)
+        const at = sent.get((ctx.params as { orderId: string }).orderId)
+        if (at !== undefined) latencies.push(performance.now() - at)
+        shipped.hit()
+      }
+    }
+  })
+  try {
+    await client.start()
+    setNoDelay(client)
+    await client.waitForServices(["order-placement", "payment", "notification", "inventory", "warehouse", "order-fulfillment", "shipping"], 20_000)
+    // Events sent before every node has discovered every other are dropped silently: warm up
+    // until an order makes it through the whole chain.
+    for (let i = 0; !warm; i++) {
+      if (i > 100) throw new Error("Moleculer never completed a warm-up order")
+      await client.emit("place-order", { ...order(i), orderId: `warm-${i}`, sentAt: Date.now() })
+      await sleep(200)
+    }
+    const t0 = performance.now()
+    const emit = (i: number) => {
+      const orderId = `m-${i}`
+      sent.set(orderId, performance.now())
+      return client.emit("place-order", { ...order(i), orderId, sentAt: Date.now() })
+    }
+    // Moleculer's emit resolves when the packet is handed to the transporter; bound the burst the same way.
+    if (rate === undefined) await burst(count, 500, async (i) => emit(i))
+    else await paced(rate, count, (i) => void emit(i))
+    await within(shipped.done, 120_000, `${count} Moleculer orders shipped (at-most-once: a loss shows here)`)
+    const seconds = (performance.now() - t0) / 1000
+    return rate === undefined ? { ordersPerSecond: count / seconds } : { p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
+  } finally {
+    await client.stop()
+    await Promise.all(nodes.map((n) => n.stop()))
+    await aedes.stop()
+  }
+}

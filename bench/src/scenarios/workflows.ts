@@ -1,0 +1,86 @@
+/**
+ * Scenario 3, the mediator order workflow (durable): workflows per second to
+ * `workflow-completed`, and completion latency at a fixed rate; versus the same five steps with
+ * BullMQ flows on the local Redis (two worker processes). Also the runtime's memory after many
+ * completed workflows versus after a few (state is deleted on completion: it must stay flat).
+ */
+import { Queue, QueueEvents } from "bullmq"
+import { Redis } from "ioredis"
+import { burst, child, counter, paced, percentile, within } from "../lib.ts"
+import { order, placeOrders } from "./orders.ts"
+import { onRuntime } from "./runtime.ts"
+
+export interface WorkflowResult {
+  readonly perSecond?: number
+  readonly p50?: number
+  readonly p99?: number
+}
+
+
+/** The runtime's memory as it reports it on /healthz after a full collection (it runs with --expose-gc). */
+const memoryOf = async (httpPort: number): Promise<{ readonly rssMb: number; readonly heapUsedMb: number }> => {
+  const health = (await (await fetch(`http://127.0.0.1:${httpPort}/healthz?gc=1`)).json()) as { memory: { rssMb: number; heapUsedMb: number } }
+  return health.memory
+}
+
+/** Runs `count` workflows (burst, or paced at `rate`) on a running mediator runtime. */
+const drive = (port: number, count: number, rate?: number): Promise<WorkflowResult> => placeOrders(port, count, "events/workflow-completed", rate)
+
+export const baton = (count: number, rate?: number) => onRuntime({ BATON_TOPOLOGY: "mediator" }, (r) => drive(r.mqttPort!, count, rate))
+
+/** RSS of the runtime after `few` completed workflows, and after `many` in total. */
+export const memory = (few: number, many: number, progress: (done: number) => void) =>
+  onRuntime({ BATON_TOPOLOGY: "mediator", NODE_OPTIONS: "--expose-gc" }, async (r) => {
+    await drive(r.mqttPort!, few)
+    const after = await memoryOf(r.httpPort)
+    let done = few
+    while (done < many) {
+      const n = Math.min(5000, many - done)
+      await drive(r.mqttPort!, n)
+      done += n
+      progress(done)
+    }
+    const end = await memoryOf(r.httpPort)
+    return { few, many, rssFewMb: after.rssMb, rssManyMb: end.rssMb, heapFewMb: after.heapUsedMb, heapManyMb: end.heapUsedMb }
+  })
+
+export const bullmq = async (count: number, rate?: number): Promise<WorkflowResult> => {
+  const db = 5
+  const prefix = `bench${Date.now()}`
+  const redis = new Redis({ host: "127.0.0.1", port: 6379, db })
+  await redis.flushdb()
+  const workers = await Promise.all([0, 1].map(() => child("peers/bullmq.ts", { REDIS_DB: String(db), BULL_PREFIX: prefix })))
+  const connection = { host: "127.0.0.1", port: 6379, db, maxRetriesPerRequest: null }
+  const queue = new Queue("wf-create", { connection, prefix })
+  const events = new QueueEvents("wf-step5", { connection, prefix })
+  try {
+    await events.waitUntilReady()
+    const sent = new Map<string, number>()
+    const latencies: Array<number> = []
+    const completed = counter(count)
+    events.on("completed", ({ jobId }) => {
+      const at = sent.get(jobId)
+      if (at === undefined) return
+      sent.delete(jobId)
+      latencies.push(performance.now() - at)
+      completed.hit()
+    })
+    const t0 = performance.now()
+    const add = (i: number) => {
+      const id = `w${i}`
+      sent.set(id, performance.now())
+      return queue.add("create-order", order(i), { jobId: id, removeOnComplete: true })
+    }
+    if (rate === undefined) await burst(count, 500, add)
+    else await paced(rate, count, (i) => void add(i))
+    await within(completed.done, 600_000, `${count} BullMQ workflows completed`)
+    const seconds = (performance.now() - t0) / 1000
+    return rate === undefined ? { perSecond: count / seconds } : { p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
+  } finally {
+    await events.close()
+    await queue.close()
+    await Promise.all(workers.map((w) => w.stop()))
+    await redis.flushdb()
+    redis.disconnect()
+  }
+}

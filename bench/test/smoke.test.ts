@@ -1,0 +1,34 @@
+/** Each benchmark scenario, tiny, so that they do not rot. No figure is asserted: benchmarks are not tests. */
+import { describe, expect, it } from "vitest"
+import * as Latency from "../src/scenarios/latency.ts"
+import * as OneHop from "../src/scenarios/oneHop.ts"
+import * as OrderFlow from "../src/scenarios/orderFlow.ts"
+import * as Workflows from "../src/scenarios/workflows.ts"
+
+const positive = (n: number | undefined) => expect(n).toBeGreaterThan(0)
+
+describe("benchmark scenarios, smoke runs", () => {
+  it("one hop: raw relay and Baton", async () => {
+    positive(await OneHop.raw(200))
+    positive(await OneHop.baton(200, { BATON_DURABLE: "false" }))
+  })
+  it("order flow: Baton burst and paced, Moleculer burst", async () => {
+    positive((await OrderFlow.baton({}, 50)).ordersPerSecond)
+    positive((await OrderFlow.baton({}, 20, 100)).p99)
+    positive((await OrderFlow.moleculer(50)).ordersPerSecond)
+  })
+  it("workflows: Baton mediator, BullMQ, memory", async () => {
+    positive((await Workflows.baton(20)).perSecond)
+    positive((await Workflows.bullmq(20)).perSecond)
+    positive((await Workflows.memory(10, 20, () => {})).heapManyMb)
+  })
+  it("latencies: accept, request-reply modes, raw ping-pong, comments, brokers", async () => {
+    positive((await Latency.accept(500, 100)).p99)
+    positive((await Latency.requestReply("correlation", 10)).p50)
+    positive((await Latency.requestReply("temporary", 10)).p50)
+    positive((await Latency.rawPingPong(10)).p50)
+    positive((await Latency.comments(5, 1)).synchronous.p50)
+    positive(await Latency.aedesPubSub(500))
+    positive(await Latency.pubSub(Number(process.env.BATON_TEST_MOSQUITTO_PORT ?? 1883), 500))
+  })
+})
