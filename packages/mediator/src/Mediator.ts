@@ -172,13 +172,18 @@ export const domain = (options: {
       const t = Machine.transition(spec, defaults, current, input, now().toISOString())
       if (t.state === undefined || (t.state === current && t.effects.length === 0)) return undefined
       const saved: Saved = { ...t.state, lastInput: event.id, lastEffects: t.effects }
-      await store.save(saved)
+      // A separate store (PostgreSQL) saves first; after a crash the input is redelivered and the
+      // saved effects replayed. The embedded store saves in the input's own transaction instead.
+      if (store.inline === undefined) await store.save(saved)
       return saved
     },
-    handle: (event, saved) =>
-      saved === undefined
-        ? []
-        : saved.lastEffects.map((effect, i): Envelope.Next =>
+    handle: (event, saved) => {
+      if (saved === undefined) return []
+      if (store.inline !== undefined) {
+        if (Machine.terminal(saved.status)) store.inline.remove(saved.id)
+        else store.inline.save(saved)
+      }
+      return saved.lastEffects.map((effect, i): Envelope.Next =>
             effect._tag === "Send"
               ? {
                   id: effect.command.envelopeId,
@@ -192,13 +197,14 @@ export const domain = (options: {
               : effect._tag === "Reply"
                 ? { id: `${event.id}/${i}`, type: "reply", topic: effect.topic, key: saved.id, correlationId: saved.id, causationId: saved.id, data: effect.data }
                 : { id: `${event.id}/${i}`, type: effect.type, key: saved.id, correlationId: saved.id, data: effect.data }
-          ),
+      )
+    },
     committed: async (_event, saved) => {
       if (saved === undefined) return
       disarm(saved)
       if (Machine.terminal(saved.status)) {
         // The workflow is over and announced: nothing is kept for it.
-        await store.remove(saved.id)
+        if (store.inline === undefined) await store.remove(saved.id)
         return
       }
       for (const effect of saved.lastEffects) if (effect._tag === "Send") arm(saved.id, effect.command)

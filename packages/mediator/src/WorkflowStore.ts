@@ -23,6 +23,11 @@ export interface WorkflowStore {
   readonly kind: "sqlite" | "postgres"
   readonly load: (id: string) => Promise<Saved | undefined>
   readonly save: (state: Saved) => Promise<void>
+  /**
+   * For a store in the same database as the inboxes (SQLite): saves or deletes inside the caller's
+   * transaction, so the state, its effects and the input's `done` mark commit together.
+   */
+  readonly inline?: { readonly save: (state: Saved) => void; readonly remove: (id: string) => void }
   readonly remove: (id: string) => Promise<void>
   readonly list: (filter: Filter) => Promise<ReadonlyArray<Saved>>
   readonly close: () => Promise<void>
@@ -53,6 +58,10 @@ export const sqlite = (store: Store): WorkflowStore => {
     },
     save: async (s) => {
       store.transaction(() => upsert.run(s.id, s.domain, s.workflow, s.status, JSON.stringify(s), s.updatedAt))
+    },
+    inline: {
+      save: (s) => void upsert.run(s.id, s.domain, s.workflow, s.status, JSON.stringify(s), s.updatedAt),
+      remove: (id) => void remove.run(id)
     },
     remove: async (id) => {
       store.transaction(() => remove.run(id))
