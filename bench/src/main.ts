@@ -41,6 +41,8 @@ interface Row {
 }
 
 const rows: Array<Row> = []
+const failures: Array<{ readonly scenario: string; readonly contender: string; readonly round: number; readonly reason: string }> = []
+process.on("unhandledRejection", (error) => progress(`unhandled: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`))
 const extra: Record<string, unknown> = {}
 
 /** Runs the contenders `rounds` times, alternating their order, and records each metric. */
@@ -53,7 +55,15 @@ const compare = async <R extends object>(
   const samples = new Map<string, Array<R>>(contenders.map((c) => [c.name, []]))
   for (let round = 1; round <= rounds; round++) {
     for (const c of round % 2 === 1 ? contenders : [...contenders].reverse()) {
-      const r = await c.run()
+      let r: R
+      try {
+        r = await c.run()
+      } catch (error) {
+        // A failed run is reported and left out; the other contenders and scenarios go on.
+        progress(`${scenario} round ${round}/${rounds}  ${c.name.padEnd(34)} FAILED: ${error instanceof Error ? error.message : String(error)}`)
+        failures.push({ scenario, contender: c.name, round, reason: error instanceof Error ? error.message : String(error) })
+        continue
+      }
       samples.get(c.name)!.push(r)
       progress(`${scenario} round ${round}/${rounds}  ${c.name.padEnd(34)} ${metrics.map((m) => `${m.metric} ${((r[m.key] as number | undefined) ?? Number.NaN).toFixed(1)} ${m.unit}`).join(", ")}`)
     }
@@ -61,8 +71,19 @@ const compare = async <R extends object>(
   for (const c of contenders)
     for (const m of metrics) {
       const xs = samples.get(c.name)!.map((r) => r[m.key] as number | undefined).filter((x): x is number => x !== undefined)
-      rows.push({ scenario, contender: c.name, guarantee: c.guarantee, metric: m.metric, unit: m.unit, result: summarize(xs) })
+      if (xs.length > 0)
+        rows.push({ scenario, contender: c.name, guarantee: c.guarantee, metric: m.metric, unit: m.unit, result: summarize(xs) })
     }
+}
+
+/** Runs a measurement that is not a comparison; a failure is reported and the run goes on. */
+const attempt = async (scenario: string, run: () => Promise<void>) => {
+  try {
+    await run()
+  } catch (error) {
+    progress(`${scenario} FAILED: ${error instanceof Error ? error.message : String(error)}`)
+    failures.push({ scenario, contender: "Baton", round: 1, reason: error instanceof Error ? error.message : String(error) })
+  }
 }
 
 const get = (scenario: string, contender: string, metric: string): number =>
@@ -140,9 +161,11 @@ if (wanted("workflows")) {
     ]
   )
   const [few, many] = size.memory as [number, number]
-  const memory = await Workflows.memory(few, many, (done) => progress(`3. memory: ${done}/${many} workflows completed`))
-  progress(`3. memory: heap in use ${memory.heapFewMb} MB after ${few}, ${memory.heapManyMb} MB after ${many}; RSS ${memory.rssFewMb} -> ${memory.rssManyMb} MB`)
-  extra.memory = memory
+  await attempt("3. memory", async () => {
+    const memory = await Workflows.memory(few, many, (done) => progress(`3. memory: ${done}/${many} workflows completed`))
+    progress(`3. memory: heap in use ${memory.heapFewMb} MB after ${few}, ${memory.heapManyMb} MB after ${many}; RSS ${memory.rssFewMb} -> ${memory.rssManyMb} MB`)
+    extra.memory = memory
+  })
 }
 
 if (wanted("accept")) {
@@ -171,20 +194,22 @@ if (wanted("request-reply")) {
       { key: "p99", metric: "p99 latency", unit: "ms" }
     ]
   )
-  const comments = await Latency.comments(size.comments, 3)
-  progress(`5. comments: accept p50 ${comments.accept.p50.toFixed(1)} ms p99 ${comments.accept.p99.toFixed(1)} ms; POST /comments p50 ${comments.synchronous.p50.toFixed(0)} ms`)
-  for (const [contender, r, guarantee] of [
-    ["initiate/post-comment (asynchronous accept)", comments.accept, "durable before the PUBACK; checks run after"],
-    ["POST /comments (synchronous)", comments.synchronous, "answers after the three checks (1 s each)"]
-  ] as const) {
-    rows.push({ scenario: "5. comment posting, time until the author has an answer", contender, guarantee, metric: "p50 latency", unit: "ms", result: summarize([r.p50]) })
-    rows.push({ scenario: "5. comment posting, time until the author has an answer", contender, guarantee, metric: "p99 latency", unit: "ms", result: summarize([r.p99]) })
-  }
+  await attempt("5. comments", async () => {
+    const comments = await Latency.comments(size.comments, 3)
+    progress(`5. comments: accept p50 ${comments.accept.p50.toFixed(1)} ms p99 ${comments.accept.p99.toFixed(1)} ms; POST /comments p50 ${comments.synchronous.p50.toFixed(0)} ms`)
+    for (const [contender, r, guarantee] of [
+      ["initiate/post-comment (asynchronous accept)", comments.accept, "durable before the PUBACK; checks run after"],
+      ["POST /comments (synchronous)", comments.synchronous, "answers after the three checks (1 s each)"]
+    ] as const) {
+      rows.push({ scenario: "5. comment posting, time until the author has an answer", contender, guarantee, metric: "p50 latency", unit: "ms", result: summarize([r.p50]) })
+      rows.push({ scenario: "5. comment posting, time until the author has an answer", contender, guarantee, metric: "p99 latency", unit: "ms", result: summarize([r.p99]) })
+    }
+  })
 }
 
 if (wanted("brokers"))
   await compare(
-    `6. context: one publisher, one subscriber, QoS 1, ${size.context} messages`,
+    `6. context: one publisher, one subscriber, QoS 1, 100 in flight, ${size.context} messages`,
     Math.max(2, size.rounds - 1),
     [
       { name: "embedded Aedes 1.2 (memory)", guarantee: g.broker, run: async () => ({ rate: await Latency.aedesPubSub(size.context) }) },
@@ -222,7 +247,7 @@ const targets = [
   .map((t) => ({ ...t, met: t.lower === true ? t.value <= t.goal : t.value >= t.goal }))
 
 const machine = { cores: cpus().length, cpu: cpus()[0]?.model ?? "?", node: process.version }
-const report = { date: new Date().toISOString(), machine, mode: full ? "full" : "quick", command, size, rows, targets, ...extra }
+const report = { date: new Date().toISOString(), machine, mode: full ? "full" : "quick", command, size, rows, targets, failures, ...extra }
 
 const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1))
 const cell = (r: Row) => (r.result.samples.length > 1 ? `${fmt(r.result.median)} ${r.unit} [${fmt(r.result.min)}-${fmt(r.result.max)}]` : `${fmt(r.result.median)} ${r.unit}`)
@@ -241,7 +266,8 @@ const md = [
   "",
   "| Target | Measured | Met |",
   "|---|---|---|",
-  ...targets.map((t) => `| ${t.target} | ${fmt(t.value)} ${t.unit} | ${t.met ? "yes" : "**no**"} |`)
+  ...targets.map((t) => `| ${t.target} | ${fmt(t.value)} ${t.unit} | ${t.met ? "yes" : "**no**"} |`),
+  ...(failures.length === 0 ? [] : ["", `Failed runs (left out of the medians): ${failures.map((f) => `${f.contender} in "${f.scenario}" round ${f.round}: ${f.reason}`).join("; ")}.`])
 ].join("\n")
 
 mkdirSync(`${root}bench/results`, { recursive: true })

@@ -53,6 +53,10 @@ export const bullmq = async (count: number, rate?: number): Promise<WorkflowResu
   const connection = { host: "127.0.0.1", port: 6379, db, maxRetriesPerRequest: null }
   const queue = new Queue("wf-create", { connection, prefix })
   const events = new QueueEvents("wf-step5", { connection, prefix })
+  const failed = new Promise<never>((_, reject) => {
+    queue.on("error", reject)
+    events.on("error", reject)
+  })
   try {
     await events.waitUntilReady()
     const sent = new Map<string, number>()
@@ -73,7 +77,7 @@ export const bullmq = async (count: number, rate?: number): Promise<WorkflowResu
     }
     if (rate === undefined) await burst(count, 500, add)
     else await paced(rate, count, (i) => void add(i))
-    await within(completed.done, 600_000, `${count} BullMQ workflows completed`)
+    await within(Promise.race([completed.done, failed]), 600_000, `${count} BullMQ workflows completed`)
     const seconds = (performance.now() - t0) / 1000
     return rate === undefined ? { perSecond: count / seconds } : { p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
   } finally {
