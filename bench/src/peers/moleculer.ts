@@ -59,16 +59,9 @@ const hosted = (process.env.SERVICES ?? "").split(",").filter((s) => s !== "")
 const broker = new ServiceBroker({
   nodeID: process.env.NODE_ID ?? `node-${process.pid}`,
   transporter: transporter(Number(process.env.MQTT_PORT)),
-  logger: process.env.MOLECULER_LOG === "1" ? { type: "Console", options: { level: "info" } } : false
+  logger: false
 })
-const debug = process.env.MOLECULER_LOG === "1"
-for (const name of hosted) {
-  const schema = services[name]!
-  const events = Object.fromEntries(
-    Object.entries(schema.events ?? {}).map(([event, handler]) => [event, debug ? function (this: unknown, ctx: unknown) { console.log(`${name} <- ${event}`); return (handler as (c: unknown) => unknown).call(this, ctx) } : handler])
-  )
-  broker.createService({ ...schema, events } as ServiceSchema)
-}
+for (const name of hosted) broker.createService(services[name]!)
 await broker.start()
 setNoDelay(broker)
 process.on("SIGTERM", () => void broker.stop().then(() => process.exit(0)))
