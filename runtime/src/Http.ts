@@ -74,7 +74,7 @@ export const jsonBody = async (req: IncomingMessage): Promise<Record<string, unk
 
 /** The workflow event pattern's dashboard, when a processor parks failed keys. */
 export interface Dashboard {
-  readonly entries: Pick<WorkflowProcessor.WorkflowProcessor, "list" | "get" | "resubmit" | "discard">
+  readonly entries: Pick<WorkflowProcessor.WorkflowProcessor, "list" | "resubmit" | "discard">
   readonly held: () => ReadonlyArray<Parking.Held>
 }
 

@@ -153,8 +153,6 @@ export const make = (config: Config, options: Options = {}) =>
       ...(repairs === undefined ? [] : [repairs.processor])
     ]
     const contracts = Ingress.contractsOf(apps)
-    // With the embedded broker, internal hops are routed in-process through the inboxes; with an
-    // external broker, every processor consumes from its own broker session.
     // Internal topics (command channels, repairs) are always routed in-process. With the embedded
     // broker, so are public ones; with an external broker, every processor consumes those from its
     // own broker session.

@@ -190,26 +190,22 @@ export const make = (deps: {
     }
   }
 
-  const open = (id: string): Entry => {
+  /** An open entry and the message that failed, or the reason it cannot be resolved. */
+  const open = (id: string): { readonly entry: Entry; readonly failed: Envelope.Envelope } => {
     const r = get.get(id)
     if (r === undefined) throw new NotFound(`no dashboard entry ${id}`)
     const entry = entryOf(r)
     if (entry.status !== "open") throw new Conflict(`dashboard entry ${id} is ${entry.status}${entry.resolution === undefined ? "" : ` (${entry.resolution})`}`)
-    return entry
+    return { entry, failed: JSON.parse(String(r.envelope)) as Envelope.Envelope }
   }
 
   return {
     processor,
     list: (status: EntryStatus | "all", limit: number): ReadonlyArray<Entry> => (status === "all" ? listAll.all(limit) : list.all(status, limit)).map(entryOf),
-    get: (id: string): Entry | undefined => {
-      const r = get.get(id)
-      return r === undefined ? undefined : entryOf(r)
-    },
     /** Resubmits an entry's message to its consumer, with corrected data when given. */
     resubmit: (id: string, data: unknown): Entry => {
       const deliveries = store.transaction(() => {
-        const entry = open(id)
-        const failed = JSON.parse(String(get.get(id)?.envelope)) as Envelope.Envelope
+        const { entry, failed } = open(id)
         const message = resubmission(failed, data === undefined ? failed.data : data)
         resolve.run("resubmitted", message.id, clock.now().toISOString(), id)
         parking.resubmitted(entry.processor, entry.key, entry.failedId, message.id)
@@ -224,9 +220,8 @@ export const make = (deps: {
     /** Discards an entry's message for good; its key is released and its parked messages drain. */
     discard: (id: string, reason: string): Entry => {
       const unparked = store.transaction(() => {
-        const entry = open(id)
+        const { entry, failed } = open(id)
         resolve.run("discarded", reason, clock.now().toISOString(), id)
-        const failed = JSON.parse(String(get.get(id)?.envelope)) as Envelope.Envelope
         announce(events.discarded, entry.key, failed.correlationId, { entryId: id, processor: entry.processor, key: entry.key, failedId: entry.failedId, reason })
         const held = parking.held(entry.processor, entry.key)
         if (held?.failedId !== entry.failedId) return undefined
