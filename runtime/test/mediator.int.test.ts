@@ -168,7 +168,7 @@ describe("mediator topology: domains are supervised apart", () => {
   it("answers bad workflow requests with a readable 4xx", async () => {
     const port = ctx.h.runtime.httpPort
     expect(await getJson(port, "/workflows/nope")).toMatchObject({ status: 404, body: { reason: expect.stringContaining("no workflow nope") } })
-    const put = await fetch(`http://127.0.0.1:${port}/workflows/nope`, { method: "DELETE" })
-    expect(put.status).toBe(405)
+    const deleted = await fetch(`http://127.0.0.1:${port}/workflows/nope`, { method: "DELETE" })
+    expect(deleted.status).toBe(405)
   })
 })

@@ -152,7 +152,7 @@ describe("the mediator's state machine", () => {
     )
   })
 
-  it("runs the five steps of the order workflow in order and deletes nothing it still needs", () => {
+  it("runs the five steps of the order workflow in order, each command once", () => {
     const end = simulate([])
     expect(end?.status).toBe("completed")
     expect(Object.keys(end?.commands ?? {})).toEqual([
