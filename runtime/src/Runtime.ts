@@ -12,7 +12,7 @@ import { Envelope, Log, Topics, type App, type Broker, type HttpRoute, type Proc
 import { Policy, Supervisor } from "@baton/actors"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { MqttBroker } from "@baton/broker-mqtt"
-import { Inbox, IngressLog, Outbox, Rejections, Sqlite, type Store } from "@baton/store"
+import { Inbox, IngressLog, Outbox, Postgres, Rejections, Sqlite, type Store } from "@baton/store"
 import { payloadPreviewBytes } from "@baton/core"
 import * as OrderEntry from "@baton/order-entry"
 import * as Customer from "@baton/customer"
@@ -78,6 +78,9 @@ const sessionsOf = (config: Config): EmbeddedBroker.Sessions =>
       ? { kind: "redis", url: config.redisUrl }
       : { kind: "disk", dir: join(config.dataDir, "sessions") }
 
+/** A database URL without its password, for the log. */
+const redact = (url: string): string => url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@")
+
 const promise = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (e) => e as Error })
 
 export const make = (config: Config, options: Options = {}) =>
@@ -86,12 +89,16 @@ export const make = (config: Config, options: Options = {}) =>
     let phase: Http.Phase = "starting"
     logger.log("info", "runtime starting", { pid: process.pid, node: process.version, topology: config.topology, durable: config.durable })
 
+    // Every store in one database: the embedded SQLite file, or PostgreSQL (shared by a cluster).
     const storePath = join(config.dataDir, "baton.db")
     const store = yield* Effect.acquireRelease(
-      Effect.sync(() => Sqlite.open({ path: storePath, synchronous: config.durable ? "NORMAL" : "OFF" })),
-      (s) => Effect.sync(() => { s.close(); logger.log("info", "store closed") })
+      Effect.try({
+        try: () => (config.databaseUrl === undefined ? Sqlite.open({ path: storePath, synchronous: config.durable ? "NORMAL" : "OFF" }) : Postgres.open({ url: config.databaseUrl })),
+        catch: (e) => new Error(`cannot open the store: ${Log.reason(e)}`)
+      }),
+      (s) => Effect.promise(() => s.close()).pipe(Effect.tap(() => Effect.sync(() => logger.log("info", "store closed"))))
     )
-    logger.log("info", "store opened", { path: storePath })
+    logger.log("info", "store opened", { kind: store.kind, where: config.databaseUrl === undefined ? storePath : redact(config.databaseUrl) })
     const rejections = Rejections.make(store)
     const outbox = Outbox.make(store)
     const inbox = Inbox.make(store)
@@ -107,7 +114,7 @@ export const make = (config: Config, options: Options = {}) =>
       mediated.length === 0
         ? undefined
         : yield* Effect.acquireRelease(
-            config.databaseUrl === undefined ? Effect.sync(() => WorkflowStore.sqlite(store)) : promise(() => WorkflowStore.postgres(config.databaseUrl ?? "")),
+            Effect.sync(() => WorkflowStore.inStore(store)),
             (s) => Effect.promise(() => s.close())
           )
     if (workflowStore !== undefined) logger.log("info", "workflow store opened", { kind: workflowStore.kind })

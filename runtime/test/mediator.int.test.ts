@@ -5,7 +5,7 @@ import type { Config } from "../src/Config.ts"
 import type * as Runtime from "../src/Runtime.ts"
 import { collect, connect, getJson, startRuntime, type Collector, type Harness } from "./support.ts"
 import { cards } from "./orders.ts"
-import { freshSchema, query } from "./postgres.ts"
+import { freshSchema, query } from "@baton/testkit/postgres"
 
 const failingCard = "4000000000000119"
 
@@ -61,7 +61,7 @@ describe.each(stores)("mediator topology, workflow state in %s", (_name, databas
   const stateRows = async () =>
     db.url === undefined
       ? Number(ctx.h.runtime.store.db.prepare("SELECT COUNT(*) AS n FROM workflows").get()?.n)
-      : Number((await query<{ n: string }>(db.url, "SELECT COUNT(*) AS n FROM baton_workflows"))[0]?.n)
+      : Number((await query<{ n: string }>(db.url, "SELECT COUNT(*) AS n FROM workflows"))[0]?.n)
 
   it("runs an approved order through the five steps and deletes its state", async () => {
     const id = await placeOrder(ctx.client, cards.approved)

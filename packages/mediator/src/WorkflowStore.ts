@@ -1,9 +1,9 @@
 /**
- * Where workflow state lives: the embedded SQLite store by default, PostgreSQL when
- * `BATON_DATABASE_URL` is set. A saved state records the mediator input it answered and the effects
- * of that answer, so that an input redelivered after a crash replays them instead of applying twice.
+ * Where workflow state lives: in the runtime's store (embedded SQLite by default, PostgreSQL when
+ * `BATON_DATABASE_URL` is set), saved in the transaction of the mediator input it answers, with
+ * that answer's effects and the input's `done` mark. A saved state also records the input and its
+ * effects, so that a store saving separately could replay them for a redelivered input.
  */
-import pg from "pg"
 import type { Store } from "@baton/store"
 import type { Effect, State } from "./Machine.ts"
 
@@ -42,7 +42,7 @@ const createTable = `CREATE TABLE IF NOT EXISTS workflows (
   updated_at TEXT NOT NULL
 )`
 
-export const sqlite = (store: Store): WorkflowStore => {
+export const inStore = (store: Store): WorkflowStore => {
   store.migrate([{ name: "mediator-1-workflows", sql: `${createTable}; CREATE INDEX workflows_status ON workflows (status, updated_at);` }])
   const db = store.db
   const load = db.prepare("SELECT state FROM workflows WHERE id = ?")
@@ -51,7 +51,7 @@ export const sqlite = (store: Store): WorkflowStore => {
   )
   const remove = db.prepare("DELETE FROM workflows WHERE id = ?")
   return {
-    kind: "sqlite",
+    kind: store.kind,
     load: async (id) => {
       const row = load.get(id)
       return row === undefined ? undefined : (JSON.parse(String(row.state)) as Saved)
@@ -82,43 +82,3 @@ export const sqlite = (store: Store): WorkflowStore => {
  * PostgreSQL: one row per workflow, the state as JSONB. The table is created under an advisory
  * lock, so instances starting at once do not race on it.
  */
-export const postgres = async (url: string): Promise<WorkflowStore> => {
-  const pool = new pg.Pool({ connectionString: url, max: 4 })
-  pool.on("error", () => {}) // an idle client's error surfaces on the next query
-  const client = await pool.connect()
-  try {
-    await client.query("SELECT pg_advisory_lock(4242001)")
-    await client.query(`CREATE TABLE IF NOT EXISTS baton_workflows (
-      id TEXT PRIMARY KEY, domain TEXT NOT NULL, workflow TEXT NOT NULL, status TEXT NOT NULL,
-      state JSONB NOT NULL, updated_at TIMESTAMPTZ NOT NULL)`)
-    await client.query("CREATE INDEX IF NOT EXISTS baton_workflows_status ON baton_workflows (status, updated_at)")
-  } finally {
-    await client.query("SELECT pg_advisory_unlock(4242001)").catch(() => undefined)
-    client.release()
-  }
-  return {
-    kind: "postgres",
-    load: async (id) => {
-      const r = await pool.query<{ state: Saved }>("SELECT state FROM baton_workflows WHERE id = $1", [id])
-      return r.rows[0]?.state
-    },
-    save: async (s) => {
-      await pool.query(
-        `INSERT INTO baton_workflows (id, domain, workflow, status, state, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, state = EXCLUDED.state, updated_at = EXCLUDED.updated_at`,
-        [s.id, s.domain, s.workflow, s.status, JSON.stringify(s), s.updatedAt]
-      )
-    },
-    remove: async (id) => {
-      await pool.query("DELETE FROM baton_workflows WHERE id = $1", [id])
-    },
-    list: async ({ status, domain, limit = 1000 }) => {
-      const r = await pool.query<{ state: Saved }>(
-        "SELECT state FROM baton_workflows WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR domain = $2) ORDER BY updated_at LIMIT $3",
-        [status ?? null, domain ?? null, limit]
-      )
-      return r.rows.map((row) => row.state)
-    },
-    close: () => pool.end()
-  }
-}

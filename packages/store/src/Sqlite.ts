@@ -3,7 +3,7 @@
  * survives a process crash (SIGKILL) but may lose the last transactions on power loss; set
  * `synchronous: "FULL"` for that (PLATFORM-FACTS.md: ~44k vs ~3.4k single-row transactions/s).
  */
-import { DatabaseSync } from "node:sqlite"
+import { DatabaseSync, type SQLInputValue, type SQLOutputValue, type StatementResultingChanges } from "node:sqlite"
 import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
 
@@ -13,8 +13,23 @@ export interface Options {
   readonly synchronous?: "OFF" | "NORMAL" | "FULL"
 }
 
+/** The synchronous SQL surface the stores and processors use: node:sqlite's, or PostgreSQL's through `Postgres.ts`. */
+export interface Statement {
+  readonly run: (...params: Array<SQLInputValue>) => StatementResultingChanges
+  readonly get: (...params: Array<SQLInputValue>) => Record<string, SQLOutputValue> | undefined
+  readonly all: (...params: Array<SQLInputValue>) => Array<Record<string, SQLOutputValue>>
+}
+
+export interface Db {
+  readonly prepare: (sql: string) => Statement
+  /** Runs a script of statements without parameters. */
+  readonly exec: (sql: string) => void
+  readonly isTransaction: boolean
+}
+
 export interface Store {
-  readonly db: DatabaseSync
+  readonly kind: "sqlite" | "postgres"
+  readonly db: Db
   /** Runs `fn` in one transaction (BEGIN IMMEDIATE ... COMMIT), rolled back if it throws. */
   readonly transaction: <T>(fn: () => T) => T
   /**
@@ -24,7 +39,7 @@ export interface Store {
   readonly group: <T>(fn: () => T) => Promise<T>
   /** Applies each named migration once, in order. */
   readonly migrate: (migrations: ReadonlyArray<Migration>) => void
-  readonly close: () => void
+  readonly close: () => Promise<void>
 }
 
 export interface Migration {
@@ -36,13 +51,29 @@ export const open = (options: Options): Store => {
   if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true })
   const db = new DatabaseSync(options.path)
   db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous ?? "NORMAL"}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;`)
+  return make({ kind: "sqlite", db, begin: "BEGIN IMMEDIATE", close: async () => db.close() })
+}
+
+/**
+ * Transactions, group commit and migrations over a synchronous connection. `lock` runs first in
+ * each migration's transaction (PostgreSQL: an advisory lock, so that instances starting together
+ * apply each migration once).
+ */
+export const make = (deps: {
+  readonly kind: Store["kind"]
+  readonly db: Db
+  readonly begin: string
+  readonly lock?: () => void
+  readonly close: () => Promise<void>
+}): Store => {
+  const { db } = deps
   db.exec("CREATE TABLE IF NOT EXISTS baton_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
 
   let depth = 0
   const transaction = <T>(fn: () => T): T => {
     // Nested calls join the outer transaction.
     if (depth > 0) return fn()
-    db.exec("BEGIN IMMEDIATE")
+    db.exec(deps.begin)
     depth++
     try {
       const result = fn()
@@ -96,6 +127,7 @@ export const open = (options: Options): Store => {
   const migrate = (migrations: ReadonlyArray<Migration>) => {
     for (const m of migrations) {
       transaction(() => {
+        deps.lock?.()
         if (applied.get(m.name) !== undefined) return
         db.exec(m.sql)
         record.run(m.name, new Date().toISOString())
@@ -103,5 +135,5 @@ export const open = (options: Options): Store => {
     }
   }
 
-  return { db, transaction, group, migrate, close: () => db.close() }
+  return { kind: deps.kind, db, transaction, group, migrate, close: deps.close }
 }

@@ -1,5 +1,6 @@
 export * as Sqlite from "./Sqlite.ts"
-export type { Store, Migration } from "./Sqlite.ts"
+export * as Postgres from "./Postgres.ts"
+export type { Store, Migration, Db, Statement } from "./Sqlite.ts"
 export * as Rejections from "./Rejections.ts"
 export * as Outbox from "./Outbox.ts"
 export * as Inbox from "./Inbox.ts"
