@@ -45,8 +45,17 @@ export interface Config {
   readonly partitions: number
   /** `broker`: processors chain by events; `mediator`: domain mediators run durable workflows. */
   readonly topology: "broker" | "mediator"
-  /** PostgreSQL for workflow state instead of the embedded store. */
+  /**
+   * PostgreSQL for every store instead of the embedded SQLite file. Instances sharing it form a
+   * cluster: they split the key partitions between them (see Cluster.ts).
+   */
   readonly databaseUrl: string | undefined
+  /** Key partitions of a cluster (the same on every instance). */
+  readonly clusterPartitions: number
+  /** How often a cluster instance renews its membership. */
+  readonly heartbeatMs: number
+  /** Silence after which an instance counts as dead and its partitions move. */
+  readonly deadAfterMs: number
   /** How long a mediator waits for a command's acknowledgement before sending it again. */
   readonly commandTimeoutMs: number
   /** Sends of a command before it counts as failed. */
@@ -137,14 +146,20 @@ export const fromEnv = (env: Env = process.env): Config => {
     throw new ConfigError(`refusing to listen on ${host} without authentication: set BATON_AUTH_FILE (add users with 'pnpm baton user add'), or keep BATON_HOST on 127.0.0.1`)
   const topology = text(env, "BATON_TOPOLOGY") ?? "broker"
   if (topology !== "broker" && topology !== "mediator") throw new ConfigError(`BATON_TOPOLOGY must be broker or mediator, got '${topology}'`)
-  if (topology === "mediator" && brokerUrl !== undefined)
-    throw new ConfigError("BATON_TOPOLOGY=mediator runs its command channels in-process over the embedded broker; unset BATON_BROKER_URL")
   const databaseUrl = text(env, "BATON_DATABASE_URL")
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) throw new ConfigError(`BATON_DATABASE_URL must be a postgres:// URL, got '${databaseUrl}'`)
+  if (topology === "mediator" && brokerUrl !== undefined && databaseUrl === undefined)
+    throw new ConfigError("BATON_TOPOLOGY=mediator with an external broker needs BATON_DATABASE_URL (its command channels go through the shared store); set it or unset BATON_BROKER_URL")
+  const heartbeatMs = positive(env, "BATON_HEARTBEAT_MS", 500)
+  const deadAfterMs = positive(env, "BATON_DEAD_AFTER_MS", 3000)
+  if (deadAfterMs < 3 * heartbeatMs) throw new ConfigError(`BATON_DEAD_AFTER_MS (${deadAfterMs}) must be at least three heartbeats (BATON_HEARTBEAT_MS=${heartbeatMs})`)
   return {
     host,
     topology,
     databaseUrl,
+    clusterPartitions: positive(env, "BATON_CLUSTER_PARTITIONS", 12),
+    heartbeatMs,
+    deadAfterMs,
     commandTimeoutMs: positive(env, "BATON_COMMAND_TIMEOUT_MS", 30_000),
     commandAttempts: positive(env, "BATON_COMMAND_ATTEMPTS", 3),
     apps: appsOf(env),

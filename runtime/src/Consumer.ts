@@ -9,7 +9,7 @@
 import { Result } from "effect"
 import { Envelope, Log, Topics, type Message, type Processor } from "@baton/core"
 import { Supervisor } from "@baton/actors"
-import type { Inbox, Outbox, Store } from "@baton/store"
+import { Inbox, Postgres, type Outbox, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 import type { Router } from "./Router.ts"
@@ -19,24 +19,36 @@ import { Parking, WorkflowProcessor } from "@baton/repair"
 export const topicOf = (initiating: ReadonlySet<string>) => (type: string): string =>
   initiating.has(type) ? Topics.accepted(type) : Topics.event(type)
 
-/** FNV-1a: a stable partition for a key. */
-export const partitionOf = (key: string, partitions: number): number => {
-  let h = 0x811c9dc5
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
-  return (h >>> 0) % partitions
-}
+export const partitionOf = Inbox.partitionOf
 
-/** SQLite constraint violations are data errors: retrying cannot fix them. */
+/** Constraint violations (SQLite's or PostgreSQL's wording) are data errors: retrying cannot fix them. */
 const isDataError = (error: unknown): boolean =>
-  error instanceof Error && /constraint failed|CHECK constraint|NOT NULL constraint|UNIQUE constraint|FOREIGN KEY constraint/.test(error.message)
+  error instanceof Error &&
+  (/constraint failed|CHECK constraint|NOT NULL constraint|UNIQUE constraint|FOREIGN KEY constraint/.test(error.message) ||
+    /violates (unique|not-null|foreign key|check) constraint/.test(error.message))
+
+/**
+ * Runs a transaction again when it lost a conflict with another instance's (PostgreSQL: deadlock,
+ * lock timeout): that is contention, not this message's fault, so it does not use up an attempt.
+ */
+const conflictsRetried = async <A>(run: () => Promise<A>, tries = 20): Promise<A> => {
+  for (let i = 1; ; i++) {
+    try {
+      return await run()
+    } catch (error) {
+      if (i >= tries || !Postgres.isConflict(error)) throw error
+      await new Promise((r) => setTimeout(r, 5 + Math.random() * 20 * i))
+    }
+  }
+}
 
 export interface Consumer {
   /** Takes a message from a broker session: commits it to the inbox, then runs it. */
   readonly handler: (message: Message) => Promise<void>
   /** Runs a message already committed to this processor's inbox (in-process routing). */
   readonly schedule: (event: Envelope.Envelope, topic: string, payload: string) => Promise<void>
-  /** Schedules what the inbox still holds from before a restart. */
-  readonly recover: () => number
+  /** Schedules what the inbox still holds from before a restart (in the given cluster partitions only). */
+  readonly recover: (parts?: ReadonlyArray<number>) => number
   /** Resolves when nothing is in flight. */
   readonly idle: () => Promise<void>
 }
@@ -58,6 +70,11 @@ export const make = (deps: {
   readonly parkingLimits?: WorkflowProcessor.Limits
   readonly logger: Log.Logger
   readonly clock?: Envelope.Clock
+  /**
+   * In a cluster: whether this instance owns a key's partition (else its owner runs the message),
+   * and, inside a transaction, whether it still does (locks the partition's row; see Cluster.ts).
+   */
+  readonly cluster?: { readonly owns: (key: string) => boolean; readonly holds: (key: string) => boolean }
 }): Consumer => {
   const { processor, store, inbox, outbox } = deps
   const clock = deps.clock ?? Envelope.systemClock
@@ -70,6 +87,7 @@ export const make = (deps: {
   /** Parks a message of a held key (or behind older parked ones), alerting past the count limit. */
   const park = (event: Envelope.Envelope, p: Parking.Parking) => {
     const deliveries = store.transaction(() => {
+      if (deps.cluster?.holds(event.key) === false) return []
       const held = p.park(processor.name, event.key, event.id)
       const data = { processor: processor.name, key: event.key, envelopeId: event.id, parked: held?.parked, heldBy: held?.failedId }
       const out: Array<Envelope.Next> = [{ type: WorkflowProcessor.events.parked, data }]
@@ -98,21 +116,23 @@ export const make = (deps: {
   }
 
   const apply = async (event: Envelope.Envelope): Promise<void> => {
-    if (inbox.status(processor.name, event.id) !== "pending") return
+    if (deps.cluster?.owns(event.key) === false || inbox.status(processor.name, event.id) !== "pending") return
     if (parking?.mustWait(processor.name, event.key, event.id) === true) return park(event, parking)
-    let deliveries: Array<() => void> = []
+    let deliveries: Array<() => void> | undefined = []
     let prepared: unknown
     try {
       prepared = processor.prepare === undefined ? undefined : await processor.prepare(event)
       Crash.point("handler", processor.name)
-      deliveries = await store.group(() => {
+      deliveries = await conflictsRetried(() => store.group(() => {
+        // The partition moved to another instance meanwhile: the message is its now.
+        if (deps.cluster?.holds(event.key) === false) return undefined
         const announced = processor.handle(event, prepared)
         const local = announce(event, announced)
         reply(event, "reply", () => processor.reply?.(event, announced))
         if (!inbox.settle(processor.name, event.id, "done")) throw new Error(`inbox entry ${event.id} is no longer pending`)
         if (parking !== undefined) local.push(...drain(event, parking))
         return local
-      })
+      }))
     } catch (error) {
       if (parking !== undefined) {
         const history = attempts.get(event.id) ?? []
@@ -122,6 +142,7 @@ export const make = (deps: {
       throw error
     }
     attempts.delete(event.id)
+    if (deliveries === undefined) return
     Crash.point("processed-committed", processor.name)
     for (const deliver of deliveries) deliver()
     deps.poke()
@@ -164,7 +185,11 @@ export const make = (deps: {
     return local
   }
 
-  const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer | string) => {
+  const running = new Map<string, Promise<void>>()
+  const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer | string): Promise<void> => {
+    if (deps.cluster?.owns(event.key) === false) return Promise.resolve()
+    const already = running.get(event.id)
+    if (already !== undefined) return already
     const actor = deps.actors[partitionOf(event.key, deps.actors.length)]!
     const run = actor.submit(() => apply(event)).then((outcome) => {
       // A supervisor that gave up is a crash loop, not this message's fault: it stays pending for the next start.
@@ -173,7 +198,7 @@ export const make = (deps: {
       const history = attempts.get(event.id) ?? []
       attempts.delete(event.id)
       const deliveries = store.transaction(() => {
-        if (!inbox.settle(processor.name, event.id, "failed")) return []
+        if (deps.cluster?.holds(event.key) === false || !inbox.settle(processor.name, event.id, "failed")) return []
         if (parking !== undefined) {
           // The workflow event pattern: hand it over, hold its key, and move on at once.
           parking.hold(processor.name, event.key, event.id, clock.now())
@@ -207,7 +232,11 @@ export const make = (deps: {
       deps.poke()
     })
     inFlight.add(run)
-    void run.finally(() => inFlight.delete(run))
+    running.set(event.id, run)
+    void run.finally(() => {
+      inFlight.delete(run)
+      running.delete(event.id)
+    })
     return run
   }
 
@@ -230,9 +259,10 @@ export const make = (deps: {
     if (fresh) schedule(event, message.topic, message.payload)
   }
 
-  const recover = () => {
-    const pending = inbox.pending(processor.name)
-    for (const entry of pending) schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
+  /** Schedules what the inbox holds (from before a restart), or what it holds in the given cluster partitions. */
+  const recover = (parts?: ReadonlyArray<number>) => {
+    const pending = parts === undefined ? inbox.pending(processor.name) : inbox.pendingIn(processor.name, parts)
+    for (const entry of pending) void schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
     return pending.length
   }
 

@@ -112,6 +112,8 @@ export const start = (options: {
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer }
   readonly workflows?: Workflows
   readonly dashboard?: Dashboard
+  /** The cluster's instances, their partitions and workflows; undefined for a single instance. */
+  readonly cluster?: () => unknown
   /** The apps' own endpoints, by `METHOD /path`. */
   readonly routes?: Readonly<Record<string, HttpRoute>>
 }) =>
@@ -133,6 +135,12 @@ export const start = (options: {
         if ((await options.authorize(token)) === undefined) return json(res, 401, { error: "unauthorized", reason: "unknown or wrong bearer token" }, challenge)
       }
       const route = `${req.method ?? "GET"} ${url.pathname}`
+      if (url.pathname === "/cluster") {
+        if (req.method !== "GET") return notAllowed(res, req, url)
+        const view = options.cluster?.()
+        if (view === undefined) return json(res, 404, { error: "not found", reason: "this instance runs alone on its embedded store; a cluster shares BATON_DATABASE_URL" })
+        return json(res, 200, view)
+      }
       const workflow = /^\/workflows\/([^/]+)(\/restart)?$/.exec(url.pathname)
       if (url.pathname === "/workflows" || workflow !== null) {
         const workflows = options.workflows

@@ -147,17 +147,19 @@ export const make = (deps: {
     return forwarded
   }
 
+  const drainSafely = () => {
+    try {
+      drain()
+    } catch (error) {
+      // The entries stay in the log and are forwarded at the next start (or the next drain).
+      deps.logger.log("error", "ingress drain failed", { reason: Log.reason(error) })
+    }
+  }
+
   const schedule = () => {
     if (scheduled || poke === undefined) return
     scheduled = true
-    setImmediate(() => {
-      try {
-        drain()
-      } catch (error) {
-        // The entries stay in the log and are forwarded at the next start (or the next drain).
-        deps.logger.log("error", "ingress drain failed", { reason: Log.reason(error) })
-      }
-    })
+    setImmediate(drainSafely)
   }
 
   return {
@@ -166,6 +168,12 @@ export const make = (deps: {
       await deps.log.append(topic, payload, clientId)
       Crash.point("ingress-committed")
       schedule()
+    },
+    /** Forwards what the log holds now (entries adopted from a dead instance). */
+    poke: () => schedule(),
+    /** Forwards at once, synchronously (the log's `afterCommit` in a cluster); once started. */
+    forwardNow: () => {
+      if (poke !== undefined) drainSafely()
     },
     /** Starts forwarding (first what a crash left in the log); `relay` is poked after each batch. */
     start: (relay: () => void): number => {

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Users } from "@baton/auth"
 import { Deferred, Effect, Exit, Scope } from "effect"
-import { Envelope, Log, Topics, type App, type Broker, type HttpRoute, type Processor, type Repair } from "@baton/core"
+import { Envelope, Log, Topics, type App, type Broker, type HttpRoute, type Processor, type Repair, type Subscription } from "@baton/core"
 import { Policy, Supervisor } from "@baton/actors"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { MqttBroker } from "@baton/broker-mqtt"
@@ -23,6 +23,7 @@ import * as Ping from "@baton/ping"
 import { Parking, WorkflowProcessor } from "@baton/repair"
 import { Mediator, WorkflowStore } from "@baton/mediator"
 import type { AppName, Config } from "./Config.ts"
+import * as Cluster from "./Cluster.ts"
 import * as Consumer from "./Consumer.ts"
 import * as Crash from "./Crash.ts"
 import * as ErrorPath from "./ErrorPath.ts"
@@ -99,10 +100,23 @@ export const make = (config: Config, options: Options = {}) =>
       (s) => Effect.promise(() => s.close()).pipe(Effect.tap(() => Effect.sync(() => logger.log("info", "store closed"))))
     )
     logger.log("info", "store opened", { kind: store.kind, where: config.databaseUrl === undefined ? storePath : redact(config.databaseUrl) })
+    // With PostgreSQL, instances sharing the database form a cluster: each owns some key partitions
+    // and processes only their messages; its outbox and ingress entries are its own (Cluster.ts).
+    const clustered = store.kind === "postgres"
+    let cluster: Cluster.Cluster | undefined
+    const partOf = (key: string) => Inbox.partitionOf(key, config.clusterPartitions)
+    const mine = clustered ? { instance: config.instance } : {}
     const rejections = Rejections.make(store)
-    const outbox = Outbox.make(store)
-    const inbox = Inbox.make(store)
-    const log = IngressLog.make(store, { maxBytes: config.maxPayloadBytes, previewBytes: payloadPreviewBytes, beforeCommit: () => Crash.point("ingress-before-commit") })
+    const outbox = Outbox.make(store, mine)
+    const inbox = Inbox.make(store, clustered ? { partitions: config.clusterPartitions, notify: (part) => cluster?.notify(part) } : {})
+    let ingressRef: Ingress.Ingress | undefined
+    const log = IngressLog.make(store, {
+      maxBytes: config.maxPayloadBytes,
+      previewBytes: payloadPreviewBytes,
+      beforeCommit: () => Crash.point("ingress-before-commit"),
+      ...mine,
+      ...(clustered ? { afterCommit: () => ingressRef?.forwardNow() } : {})
+    })
     const reject = ErrorPath.make({ store, outbox, rejections, logger })
 
     const apps = (options.apps ?? defaultApps)({ store, config })
@@ -160,12 +174,13 @@ export const make = (config: Config, options: Options = {}) =>
       ...(repairs === undefined ? [] : [repairs.processor])
     ]
     const contracts = Ingress.contractsOf(apps)
-    // Internal topics (command channels, repairs) are always routed in-process. With the embedded
-    // broker, so are public ones; with an external broker, every processor consumes those from its
-    // own broker session.
+    // Internal topics (command channels, repairs) are always routed through the store. With the
+    // embedded broker or in a cluster, so are public ones; with an external broker and a single
+    // instance, every processor consumes those from its own broker session.
     const router = Router.make(inbox)
-    const routePublic = config.brokerUrl === undefined
+    const routePublic = config.brokerUrl === undefined || clustered
     const ingress = Ingress.make({ contracts, maxPayloadBytes: config.maxPayloadBytes, store, log, outbox, reject, logger, ...(routePublic ? { router } : {}) })
+    ingressRef = ingress
 
     const users = config.authFile === undefined ? undefined : Users.load(config.authFile)
     if (users === undefined) logger.log("warn", "no BATON_AUTH_FILE: anonymous clients allowed, on loopback only, with the client role", { host: config.host })
@@ -250,6 +265,27 @@ export const make = (config: Config, options: Options = {}) =>
                   }
                 }
               }),
+          cluster: () => {
+            if (cluster === undefined) return undefined
+            const view = cluster.view()
+            const owners = new Map(view.partitions.map((p) => [p.part, p.owner] as const))
+            const owned = new Map<string, Array<string>>()
+            if (workflowStore !== undefined)
+              for (const row of store.db.prepare("SELECT id FROM workflows ORDER BY updated_at").all()) {
+                const owner = owners.get(partOf(String(row.id))) ?? "nobody"
+                owned.set(owner, [...(owned.get(owner) ?? []), String(row.id)])
+              }
+            return {
+              instance: cluster.instance,
+              partitions: cluster.partitions,
+              members: view.members.map((m) => ({
+                ...m,
+                partitions: view.partitions.filter((p) => p.owner === m.instance).map((p) => p.part),
+                workflows: owned.get(m.instance) ?? []
+              })),
+              unowned: view.partitions.filter((p) => p.owner === null).map((p) => p.part)
+            }
+          },
           status: {
             phase: () => phase,
             detail: () => ({
@@ -289,7 +325,21 @@ export const make = (config: Config, options: Options = {}) =>
           )
         )
       }
-      const consumer = Consumer.make({ processor, actors: pool, store, inbox, outbox, reject, poke: relay.poke, logger, router, routePublic, parking, parkingLimits })
+      const consumer = Consumer.make({
+        processor,
+        actors: pool,
+        store,
+        inbox,
+        outbox,
+        reject,
+        poke: relay.poke,
+        logger,
+        router,
+        routePublic,
+        parking,
+        parkingLimits,
+        ...(clustered ? { cluster: { owns: (key: string) => cluster?.owns(partOf(key)) ?? false, holds: (key: string) => cluster?.holds(partOf(key)) ?? false } } : {})
+      })
       for (const topic of topicsOf(processor)) if (routePublic || Topics.isInternal(topic)) router.add(topic, { name: processor.name, schedule: consumer.schedule })
       consumers.push({ processor, pool, consumer })
     }
@@ -308,31 +358,95 @@ export const make = (config: Config, options: Options = {}) =>
       await relay.idle()
     }
 
+    const pendingOf = (domain: Mediator.Domain) => (id: string) => inbox.status(domain.processor.name, id) === "pending"
+    // In a cluster with an external broker, one instance at a time (the owner of partition 0)
+    // holds the ingress session, under a cluster-wide client id: each initiating event is taken once.
+    let ingressSession: Promise<Subscription | undefined> | undefined
+    const subscribeIngress = () =>
+      external === undefined
+        ? Promise.resolve(undefined)
+        : external.subscribe({ clientId: "baton-cluster-ingress", unprefixed: true, topics: [Topics.allInitiating] }, (m) => ingress.receive(m.topic, m.payload, null))
+
     // Consuming stops first on shutdown; what is in flight finishes and the outbox is flushed.
     const subscribed = yield* Effect.acquireRelease(
       Effect.gen(function* () {
-        const subscriptions = []
+        const subscriptions: Array<Subscription> = []
         relay.poke()
         for (const { processor, consumer } of consumers) {
-          const recovered = consumer.recover()
+          const recovered = clustered ? 0 : consumer.recover()
           const topics = topicsOf(processor).filter((t) => routePublic || !Topics.isInternal(t))
-          if (external !== undefined) subscriptions.push(yield* promise(() => external.subscribe({ clientId: processor.name, topics }, consumer.handler)))
-          logger.log("info", "processor started", { processor: processor.name, topics: topics.join(","), via: external === undefined ? "in-process inbox" : "broker session", recovered })
+          if (external !== undefined && !routePublic) subscriptions.push(yield* promise(() => external.subscribe({ clientId: processor.name, topics }, consumer.handler)))
+          logger.log("info", "processor started", { processor: processor.name, topics: topics.join(","), via: routePublic ? "inbox" : "broker session", recovered })
         }
-        if (external !== undefined)
-          subscriptions.push(
-            yield* promise(() => external.subscribe({ clientId: "ingress", topics: [Topics.allInitiating] }, (m) => ingress.receive(m.topic, m.payload, null)))
-          )
-        for (const d of domains) {
-          const inFlight = yield* promise(() => d.recover((id) => inbox.status(d.processor.name, id) === "pending"))
-          logger.log("info", "mediator started", { domain: d.domain, workflows: workflows.filter((w) => w.domain === d.domain).map((w) => w.name).join(","), "in-flight": inFlight })
-        }
+        if (external !== undefined && !clustered) subscriptions.push(yield* promise(() => external.subscribe({ clientId: "ingress", topics: [Topics.allInitiating] }, (m) => ingress.receive(m.topic, m.payload, null))))
+        if (!clustered)
+          for (const d of domains) {
+            const inFlight = yield* promise(() => d.recover(pendingOf(d)))
+            logger.log("info", "mediator started", { domain: d.domain, workflows: workflows.filter((w) => w.domain === d.domain).map((w) => w.name).join(","), "in-flight": inFlight })
+          }
         const replayed = ingress.start(relay.poke)
         logger.log("info", "ingress started", { topics: [...contracts.keys()].map(Topics.initiate).join(","), replayed })
+        if (clustered) {
+          const scheduleIn = (parts: ReadonlyArray<number>) => consumers.reduce((n, c) => n + c.consumer.recover(parts), 0)
+          cluster = Cluster.make({
+            store,
+            url: config.databaseUrl ?? "",
+            instance: config.instance,
+            partitions: config.clusterPartitions,
+            heartbeatMs: config.heartbeatMs,
+            deadAfterMs: config.deadAfterMs,
+            address: { http: `${config.host}:${http.port}`, mqtt: embedded === undefined ? (config.brokerUrl ?? "") : `${embedded.host}:${embedded.mqttPort}` },
+            logger,
+            acquired: (parts) => {
+              const set = new Set(parts)
+              const recovered = scheduleIn(parts)
+              for (const d of domains)
+                d.recover(pendingOf(d), (id) => set.has(partOf(id))).then(
+                  (n) => n > 0 && logger.log("info", "workflows resumed", { domain: d.domain, workflows: n, partitions: parts.join(",") }),
+                  (error: unknown) => logger.log("error", "workflows not resumed", { domain: d.domain, reason: Log.reason(error) })
+                )
+              if (recovered > 0) logger.log("info", "pending messages scheduled", { messages: recovered, partitions: parts.join(",") })
+              if (set.has(0) && external !== undefined && ingressSession === undefined) {
+                ingressSession = subscribeIngress().catch((error: unknown) => {
+                  logger.log("error", "ingress session not opened", { reason: Log.reason(error) })
+                  return undefined
+                })
+                logger.log("info", "ingress session taken", { broker: config.brokerUrl })
+              }
+              relay.poke()
+            },
+            released: (parts) => {
+              if (!parts.includes(0) || ingressSession === undefined) return
+              const closing = ingressSession
+              ingressSession = undefined
+              void closing.then((s) => s?.close())
+              logger.log("info", "ingress session handed over", { broker: config.brokerUrl })
+            },
+            pending: (parts) => void scheduleIn(parts),
+            adopt: (dead) => {
+              const entries = outbox.adopt(dead)
+              const logged = log.adopt(dead)
+              if (entries + logged === 0) return
+              logger.log("info", "adopted what dead instances left", { instances: dead.join(","), "outbox-entries": entries, "ingress-entries": logged })
+              relay.poke()
+              ingress.poke()
+            }
+          })
+          yield* promise(() => cluster?.start() ?? Promise.resolve())
+        }
         return subscriptions
       }),
       (subscriptions) =>
         Effect.promise(async () => {
+          // A cluster instance stops taking partitions' work, finishes what is in flight, then
+          // hands its partitions over.
+          await cluster?.stop(async () => {
+            await (await ingressSession)?.close()
+            await Promise.all(subscriptions.map((s) => s.close()))
+            await idle()
+            await relay.close()
+          })
+          if (cluster !== undefined) return
           await Promise.all(subscriptions.map((s) => s.close()))
           await idle()
           await relay.close()

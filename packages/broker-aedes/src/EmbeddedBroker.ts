@@ -10,6 +10,7 @@ import { Aedes, type AedesOptions, type PublishPacket } from "aedes"
 import { Level } from "level"
 import persistenceLevel from "aedes-persistence-level"
 import persistenceRedis from "aedes-persistence-redis"
+import mqemitterRedis from "mqemitter-redis"
 import { WebSocketServer, createWebSocketStream } from "ws"
 import { Log, PortInUseError, type QoS } from "@baton/core"
 
@@ -121,8 +122,12 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const guard = options.guard
   let connections = 0
   const inflight = new Map<string, number>()
+  // With Redis, every broker on the same Redis is one logical broker: messages published on one
+  // reach subscribers connected to any (mqemitter-redis), sessions are shared (aedes-persistence-redis).
+  const mq = sessions.kind === "redis" ? mqemitterRedis(redisOptions(sessions.url)) : undefined
   const aedes = await Aedes.createBroker({
     ...(persistence === undefined ? {} : { persistence }),
+    ...(mq === undefined ? {} : { mq }),
     drainTimeout: options.drainTimeoutMs ?? 5000,
     authorizePublish: (client, packet, callback) => {
       const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload

@@ -84,7 +84,7 @@ export const make = async (options: Options): Promise<Broker> => {
   }
 
   const subscribe = async (sub: SubscribeOptions, handler: Handler): Promise<Subscription> => {
-    const clientId = `${options.clientPrefix}${sub.clientId}`
+    const clientId = sub.unprefixed === true ? sub.clientId : `${options.clientPrefix}${sub.clientId}`
     const client = open(options, { clientId, clean: false })
     noDelay(client)
     client.on("error", (e) => logger.log("warn", "mqtt subscriber error", { client: clientId, reason: e.message }))

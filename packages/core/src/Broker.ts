@@ -22,6 +22,8 @@ export interface Subscription {
 export interface SubscribeOptions {
   /** A stable client id: the broker keeps the session (and unacknowledged messages) under it. */
   readonly clientId: string
+  /** Use `clientId` as it is, without the instance's prefix: one session for the whole cluster. */
+  readonly unprefixed?: boolean
   readonly topics: ReadonlyArray<string>
   readonly qos?: QoS
 }

@@ -74,7 +74,11 @@ export interface Domain {
    * After a restart: arms the timeouts of commands in flight and deletes the state of workflows
    * that finished (their last input no longer pending). Returns the workflows in flight.
    */
-  readonly recover: (pending: (envelopeId: string) => boolean) => Promise<number>
+  /**
+   * Re-arms the command timeouts of workflows in flight (those `owns` accepts: in a cluster, the
+   * workflows of the partitions this instance just acquired) and forgets finished ones.
+   */
+  readonly recover: (pending: (envelopeId: string) => boolean, owns?: (workflowId: string) => boolean) => Promise<number>
   /** Resumes a failed workflow at its failed step, with its input patched. */
   readonly restart: (id: string, patch: Readonly<Record<string, unknown>> | undefined) => Promise<Saved | undefined>
   readonly close: () => void
@@ -217,9 +221,10 @@ export const domain = (options: {
     attach: (f) => {
       enqueue = f
     },
-    recover: async (pending) => {
+    recover: async (pending, owns) => {
       let inFlight = 0
       for (const state of await store.list({ domain: options.domain, limit: 1_000_000 })) {
+        if (owns !== undefined && !owns(state.id)) continue
         if (Machine.terminal(state.status)) {
           if (!pending(state.lastInput)) await store.remove(state.id)
           continue

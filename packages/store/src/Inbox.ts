@@ -20,6 +20,11 @@ export const migrations = [
       PRIMARY KEY (processor, envelope_id)
     );
     CREATE INDEX inbox_pending ON inbox (processor, status);`
+  },
+  {
+    // The cluster partition of the key, for the instance that owns it (0 for a single instance).
+    name: "runtime/006-inbox-partition",
+    sql: "ALTER TABLE inbox ADD COLUMN part INTEGER NOT NULL DEFAULT 0; CREATE INDEX inbox_part ON inbox (status, part)"
   }
 ]
 
@@ -32,11 +37,27 @@ export interface Entry {
   readonly payload: string
 }
 
-export const make = (store: Store) => {
+/** FNV-1a: a stable partition for a key. */
+export const partitionOf = (key: string, partitions: number): number => {
+  let h = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193)
+  return (h >>> 0) % partitions
+}
+
+export const make = (
+  store: Store,
+  options: {
+    /** Cluster partitions (1 for a single instance). */
+    readonly partitions?: number
+    /** Called inside the receiving transaction with the new entry's partition (wakes its owner). */
+    readonly notify?: (part: number) => void
+  } = {}
+) => {
   store.migrate(migrations)
   const db = store.db
+  const partitions = options.partitions ?? 1
   const insert = db.prepare(
-    "INSERT OR IGNORE INTO inbox (processor, envelope_id, topic, key, payload, status, received_at) VALUES (?, ?, ?, ?, ?, 'pending', ?)"
+    "INSERT OR IGNORE INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)"
   )
   const status = db.prepare("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?")
   const settle = db.prepare("UPDATE inbox SET status = ?, done_at = ?, payload = '' WHERE processor = ? AND envelope_id = ? AND status = 'pending'")
@@ -45,20 +66,34 @@ export const make = (store: Store) => {
   return {
     /** Records a received message; false when it was already here (a redelivery). */
     receive: (processor: string, entry: Entry): boolean =>
-      store.transaction(() => insert.run(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString()).changes > 0),
+      store.transaction(() => {
+        const part = partitionOf(entry.key, partitions)
+        const fresh = insert.run(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString(), part).changes > 0
+        if (fresh) options.notify?.(part)
+        return fresh
+      }),
     status: (processor: string, envelopeId: string): Status | undefined => status.get(processor, envelopeId)?.status as Status | undefined,
     /** Marks a pending message processed (or failed); call inside the transaction of its effects. */
     settle: (processor: string, envelopeId: string, outcome: "done" | "failed"): boolean =>
       settle.run(outcome, new Date().toISOString(), processor, envelopeId).changes > 0,
-    /** Messages received but not yet processed, in arrival order (recovery after a crash). */
     /**
      * Forgets settled messages settled before `before`: a redelivery older than that would be
      * applied again, so the retention is the deduplication window.
      */
     prune: (before: Date): number => store.transaction(() => Number(prune.run(before.toISOString()).changes)),
-    pending: (processor: string): ReadonlyArray<Entry> =>
-      pending.all(processor).map((r) => ({ envelopeId: String(r.envelope_id), topic: String(r.topic), key: String(r.key), payload: String(r.payload) }))
+    /** Messages received but not yet processed, in arrival order (recovery after a crash). */
+    pending: (processor: string): ReadonlyArray<Entry> => pending.all(processor).map(entryOf),
+    /** The same, for the given cluster partitions only (a partition this instance just acquired). */
+    pendingIn: (processor: string, parts: ReadonlyArray<number>): ReadonlyArray<Entry> =>
+      parts.length === 0
+        ? []
+        : db
+            .prepare(`SELECT envelope_id, topic, key, payload FROM inbox WHERE status = 'pending' AND processor = ? AND part IN (${parts.map(() => "?").join(", ")}) ORDER BY rowid`)
+            .all(processor, ...parts)
+            .map(entryOf)
   }
 }
+
+const entryOf = (r: Record<string, unknown>): Entry => ({ envelopeId: String(r.envelope_id), topic: String(r.topic), key: String(r.key), payload: String(r.payload) })
 
 export type Inbox = ReturnType<typeof make>

@@ -19,6 +19,11 @@ export const migrations = [
     );
     CREATE INDEX ingress_unforwarded ON ingress_log (forwarded_at) WHERE forwarded_at IS NULL;
     CREATE TABLE ingress_seen (envelope_id TEXT PRIMARY KEY, seq INTEGER NOT NULL);`
+  },
+  {
+    // The instance that forwards the entry (a cluster shares the table).
+    name: "runtime/008-ingress-instance",
+    sql: "ALTER TABLE ingress_log ADD COLUMN instance TEXT NOT NULL DEFAULT ''"
   }
 ]
 
@@ -38,12 +43,22 @@ export const make = (
     readonly maxBytes: number
     /** Called with a batch written but not committed yet (a kill point for the crash tests). */
     readonly beforeCommit?: () => void
+    /** In a cluster: this instance forwards only its own entries (and those it adopts). */
+    readonly instance?: string
+    /**
+     * Runs right after a batch commits, before any publisher is acknowledged (a cluster forwards
+     * there: once a publisher has its PUBACK, the event is already routed, so a later event of
+     * the same key sent to another instance cannot overtake it). Must not throw.
+     */
+    readonly afterCommit?: () => void
   }
 ) => {
   store.migrate(migrations)
   const db = store.db
-  const insert = db.prepare("INSERT INTO ingress_log (topic, payload, size, client_id, received_at) VALUES (?, ?, ?, ?, ?)")
-  const unforwarded = db.prepare("SELECT seq, topic, payload, size, client_id FROM ingress_log WHERE forwarded_at IS NULL ORDER BY seq LIMIT ?")
+  const instance = options.instance ?? ""
+  const insert = db.prepare("INSERT INTO ingress_log (topic, payload, size, client_id, received_at, instance) VALUES (?, ?, ?, ?, ?, ?)")
+  const unforwarded = db.prepare("SELECT seq, topic, payload, size, client_id FROM ingress_log WHERE forwarded_at IS NULL AND instance = ? ORDER BY seq LIMIT ?")
+  const adopt = db.prepare("UPDATE ingress_log SET instance = ? WHERE forwarded_at IS NULL AND instance = ?")
   const forwarded = db.prepare("UPDATE ingress_log SET forwarded_at = ? WHERE seq = ?")
   const seen = db.prepare("INSERT OR IGNORE INTO ingress_seen (envelope_id, seq) VALUES (?, ?)")
   const lastForwarded = db.prepare("SELECT MAX(seq) AS seq FROM ingress_log WHERE forwarded_at IS NOT NULL AND forwarded_at < ?")
@@ -60,14 +75,16 @@ export const make = (
         for (const e of entries) {
           // An oversized payload is kept as a preview: the rejection records its size.
           const kept = e.payload.length > options.maxBytes ? e.payload.subarray(0, options.previewBytes) : e.payload
-          insert.run(e.topic, kept, e.payload.length, e.clientId, at)
+          insert.run(e.topic, kept, e.payload.length, e.clientId, at, instance)
         }
         options.beforeCommit?.()
       })
-      for (const e of entries) e.done()
     } catch (error) {
       for (const e of entries) e.done(error as Error)
+      return
     }
+    options.afterCommit?.() // must not throw: the batch is committed
+    for (const e of entries) e.done()
   }
 
   return {
@@ -78,7 +95,7 @@ export const make = (
         batch.push({ topic, payload, clientId, done: (e) => (e === undefined ? resolve() : reject(e)) })
       }),
     unforwarded: (limit: number): ReadonlyArray<Entry> =>
-      unforwarded.all(limit).map((r) => ({
+      unforwarded.all(instance, limit).map((r) => ({
         seq: Number(r.seq),
         topic: String(r.topic),
         payload: Buffer.from(r.payload as Uint8Array),
@@ -95,6 +112,8 @@ export const make = (
         pruneSeen.run(Number(upTo))
         return Number(pruneLog.run(Number(upTo)).changes)
       }),
+    /** Takes over the unforwarded entries of dead instances; returns how many. */
+    adopt: (dead: ReadonlyArray<string>): number => store.transaction(() => dead.reduce((n, d) => n + Number(adopt.run(instance, d).changes), 0)),
     /** Records a full envelope's id; false when it was seen before (a client's retransmission). */
     firstSight: (envelopeId: string, seq: number): boolean => seen.run(envelopeId, seq).changes > 0
   }

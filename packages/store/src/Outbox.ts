@@ -16,6 +16,11 @@ export const migrations = [
       qos INTEGER NOT NULL,
       created_at TEXT NOT NULL
     )`
+  },
+  {
+    // The instance whose relay publishes the entry (a cluster shares the table).
+    name: "runtime/007-outbox-instance",
+    sql: "ALTER TABLE outbox ADD COLUMN instance TEXT NOT NULL DEFAULT ''"
   }
 ]
 
@@ -26,24 +31,29 @@ export interface Entry {
   readonly qos: QoS
 }
 
-export const make = (store: Store) => {
+/** `instance`: in a cluster, this instance's relay publishes only its own entries (and those it adopts). */
+export const make = (store: Store, options: { readonly instance?: string } = {}) => {
   store.migrate(migrations)
-  const insert = store.db.prepare("INSERT INTO outbox (topic, payload, qos, created_at) VALUES (?, ?, ?, ?)")
-  const pending = store.db.prepare("SELECT seq, topic, payload, qos FROM outbox ORDER BY seq LIMIT ?")
-  const remove = store.db.prepare("DELETE FROM outbox WHERE seq <= ? AND seq >= ?")
-  const count = store.db.prepare("SELECT COUNT(*) AS n FROM outbox")
+  const instance = options.instance ?? ""
+  const insert = store.db.prepare("INSERT INTO outbox (topic, payload, qos, created_at, instance) VALUES (?, ?, ?, ?, ?)")
+  const pending = store.db.prepare("SELECT seq, topic, payload, qos FROM outbox WHERE instance = ? ORDER BY seq LIMIT ?")
+  const remove = store.db.prepare("DELETE FROM outbox WHERE seq <= ? AND seq >= ? AND instance = ?")
+  const count = store.db.prepare("SELECT COUNT(*) AS n FROM outbox WHERE instance = ?")
+  const adopt = store.db.prepare("UPDATE outbox SET instance = ? WHERE instance = ?")
   return {
     /** Adds a message to publish; call inside the transaction of the change that caused it. */
     add: (topic: string, payload: string, qos: QoS = 1): void => {
-      insert.run(topic, payload, qos, new Date().toISOString())
+      insert.run(topic, payload, qos, new Date().toISOString(), instance)
     },
     pending: (limit: number): ReadonlyArray<Entry> =>
-      pending.all(limit).map((r) => ({ seq: Number(r.seq), topic: String(r.topic), payload: String(r.payload), qos: Number(r.qos) as QoS })),
+      pending.all(instance, limit).map((r) => ({ seq: Number(r.seq), topic: String(r.topic), payload: String(r.payload), qos: Number(r.qos) as QoS })),
     /** Deletes the entries from `first` to `last` (a contiguous run that `pending` returned). */
     sent: (first: number, last: number): void => {
-      store.transaction(() => remove.run(last, first))
+      store.transaction(() => remove.run(last, first, instance))
     },
-    size: (): number => Number(count.get()?.n ?? 0)
+    size: (): number => Number(count.get(instance)?.n ?? 0),
+    /** Takes over the unsent entries of dead instances; returns how many. */
+    adopt: (dead: ReadonlyArray<string>): number => store.transaction(() => dead.reduce((n, d) => n + Number(adopt.run(instance, d).changes), 0))
   }
 }
 

@@ -40,18 +40,29 @@ export const connect = (url: string, options: { readonly timeoutMs?: number } = 
   })
   worker.unref()
   let closed = false
+  let last = 0
   const query = (sql: string, params?: ReadonlyArray<unknown>): Result => {
     if (closed) throw new Error("the PostgreSQL connection is closed")
-    Atomics.store(signal, 0, 0)
-    port1.postMessage(params === undefined ? { sql } : { sql, params })
-    if (Atomics.wait(signal, 0, 0, timeoutMs) === "timed-out") throw new PgError(`no answer from PostgreSQL within ${timeoutMs} ms`, undefined)
-    const reply = receiveMessageOnPort(port1)?.message as
-      | { readonly ok: true; readonly rows: ReadonlyArray<Record<string, unknown>>; readonly rowCount: number }
-      | { readonly ok: false; readonly message: string; readonly code?: string }
-      | undefined
-    if (reply === undefined) throw new PgError("the PostgreSQL worker answered nothing", undefined)
-    if (!reply.ok) throw new PgError(reply.message, reply.code)
-    return reply
+    // Each answer names its request: an answer that comes after its caller gave up (a timeout)
+    // is skipped, never taken for the answer to a later query.
+    const id = ++last
+    port1.postMessage(params === undefined ? { id, sql } : { id, sql, params })
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const seen = Atomics.load(signal, 0)
+      for (let m = receiveMessageOnPort(port1); m !== undefined; m = receiveMessageOnPort(port1)) {
+        const reply = m.message as
+          | { readonly id: number; readonly ok: true; readonly rows: ReadonlyArray<Record<string, unknown>>; readonly rowCount: number }
+          | { readonly id: number; readonly ok: false; readonly message: string; readonly code?: string }
+        if (reply.id !== id) continue
+        if (!reply.ok) throw new PgError(reply.message, reply.code)
+        return reply
+      }
+      const left = deadline - Date.now()
+      if (left <= 0) throw new PgError(`no answer from PostgreSQL within ${timeoutMs} ms`, undefined)
+      // The worker bumps the signal after each answer it posts.
+      Atomics.wait(signal, 0, seen, left)
+    }
   }
   // Connect now, so that a wrong URL fails at start with its reason.
   query("SELECT 1")

@@ -6,6 +6,7 @@ import { workerData, type MessagePort } from "node:worker_threads"
 import pg from "pg"
 
 interface Request {
+  readonly id: number
   readonly sql: string
   readonly params?: ReadonlyArray<unknown>
 }
@@ -24,7 +25,7 @@ client.on("error", (error) => {
 
 const answer = (message: unknown) => {
   port.postMessage(message)
-  Atomics.store(signal, 0, 1)
+  Atomics.add(signal, 0, 1)
   Atomics.notify(signal, 0)
 }
 
@@ -42,10 +43,10 @@ port.on("message", (request: Request) => {
       const params = request.params?.map((p) => (p instanceof Uint8Array && !Buffer.isBuffer(p) ? Buffer.from(p.buffer, p.byteOffset, p.byteLength) : p))
       const result = params === undefined ? await client.query(request.sql) : await client.query({ text: request.sql, values: params })
       const last = Array.isArray(result) ? result.at(-1) : result
-      answer({ ok: true, rows: last?.rows ?? [], rowCount: last?.rowCount ?? 0 })
+      answer({ id: request.id, ok: true, rows: last?.rows ?? [], rowCount: last?.rowCount ?? 0 })
     })
     .catch((error: unknown) => {
       const e = error as { message?: string; code?: string }
-      answer({ ok: false, message: e.message ?? String(error), code: e.code })
+      answer({ id: request.id, ok: false, message: e.message ?? String(error), code: e.code })
     })
 })

@@ -64,6 +64,8 @@ export const make = (deps: {
   readonly db: Db
   readonly begin: string
   readonly lock?: () => void
+  /** Group commit: most items per transaction (64 by default). */
+  readonly maxBatch?: number
   readonly close: () => Promise<void>
 }): Store => {
   const { db } = deps
@@ -88,9 +90,13 @@ export const make = (deps: {
   }
 
   let batch: Array<{ readonly fn: () => unknown; readonly settle: (error: unknown, value?: unknown) => void }> = []
+  // At most this many items per transaction, so that a burst does not hold the event loop (and a
+  // cluster's heartbeat) for long; the rest commit in the next turn.
+  const maxBatch = deps.maxBatch ?? 64
   const flush = () => {
-    const items = batch
-    batch = []
+    const items = batch.slice(0, maxBatch)
+    batch = batch.slice(maxBatch)
+    if (batch.length > 0) setImmediate(flush)
     const outcomes: Array<{ readonly ok: boolean; readonly value: unknown }> = []
     try {
       transaction(() => {

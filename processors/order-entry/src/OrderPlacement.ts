@@ -16,7 +16,7 @@ export const make = ({ store, clock }: Deps): Processor => {
   const known = new Set(db.prepare("SELECT sku FROM catalogue").all().map((r) => String(r.sku)))
   const existing = db.prepare("SELECT id, payment_token FROM orders WHERE correlation_id = ?")
   const insert = db.prepare(
-    "INSERT INTO orders (id, correlation_id, customer_id, email, total, payment_token, created_at) VALUES ('pending', ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO orders (id, correlation_id, customer_id, email, total, payment_token, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
   )
   const setId = db.prepare("UPDATE orders SET id = ? WHERE seq = ?")
   const insertItem = db.prepare("INSERT INTO order_items (order_id, line, sku, qty, price) VALUES (?, ?, ?, ?, ?)")
@@ -53,8 +53,10 @@ export const make = ({ store, clock }: Deps): Processor => {
         if (row !== undefined) return announce(order, String(row.id), String(row.payment_token))
         const token = `tok_${clock.newId()}`
         vault.run(token, order.payment.card)
+        // A provisional id of its own (the order id is made from the sequence number): concurrent
+        // writers (a cluster's instances) never wait on each other's provisional row.
         const seq = Number(
-          insert.run(event.correlationId, order.customerId, order.email, total(order.items), token, clock.now().toISOString()).lastInsertRowid
+          insert.run(`pending:${event.correlationId}`, event.correlationId, order.customerId, order.email, total(order.items), token, clock.now().toISOString()).lastInsertRowid
         )
         const id = orderId(seq)
         setId.run(id, seq)

@@ -100,7 +100,7 @@ export const make = (deps: { readonly store: Store; readonly clock?: Envelope.Cl
   const advance = db.prepare("UPDATE trading_accounts SET next_seq = next_seq + 1 WHERE id = ?")
   const insert = db.prepare("INSERT INTO trades (account, seq, trade_id, envelope_id, symbol, side, quantity, price, executed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
   const position = db.prepare(
-    "INSERT INTO positions (account, symbol, quantity) VALUES (?, ?, ?) ON CONFLICT (account, symbol) DO UPDATE SET quantity = quantity + excluded.quantity"
+    "INSERT INTO positions (account, symbol, quantity) VALUES (?, ?, ?) ON CONFLICT (account, symbol) DO UPDATE SET quantity = positions.quantity + excluded.quantity"
   )
 
   const trades: Processor = {

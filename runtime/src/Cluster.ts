@@ -1,0 +1,266 @@
+/**
+ * Cluster membership and partition ownership, in the shared PostgreSQL store (`BATON_DATABASE_URL`).
+ *
+ * Every key belongs to one of a fixed number of partitions (`BATON_CLUSTER_PARTITIONS`). Each
+ * instance heartbeats a row in `cluster_members`; an instance whose heartbeat is older than
+ * `deadAfterMs` is dead. Partition p belongs, by design, to the p-th live instance (round robin over
+ * the live instances sorted by name); the actual owner is a row in `cluster_partitions`, which
+ * changes hands only when its owner releases it (it is no longer its designated owner) or is dead.
+ * Only the owner of a key's partition processes its messages, which keeps one processor per key
+ * and so the order per key. Every processing transaction re-reads its partition's row (and locks
+ * it): an instance that lost a partition without knowing it (paused, cut off) cannot commit for it,
+ * and a claim waits for the transactions in flight. The inbox's `done` mark in the same
+ * transaction keeps effects once whatever the timing.
+ *
+ * Hand-over bound: a joining instance gets its partitions within two heartbeats; a dead instance's
+ * partitions move within `deadAfterMs` plus one heartbeat, then their pending messages are
+ * scheduled on the new owners.
+ */
+import pg from "pg"
+import { Log } from "@baton/core"
+import type { Store } from "@baton/store"
+
+export const migrations = [
+  {
+    name: "cluster/001-membership",
+    sql: `CREATE TABLE cluster_members (
+      instance TEXT PRIMARY KEY,
+      pid INTEGER NOT NULL,
+      http TEXT NOT NULL,
+      mqtt TEXT NOT NULL,
+      started_at TEXT NOT NULL,
+      heartbeat_ms INTEGER NOT NULL
+    );
+    CREATE TABLE cluster_partitions (part INTEGER PRIMARY KEY, owner TEXT, epoch INTEGER NOT NULL, since TEXT)`
+  }
+]
+
+export interface Options {
+  readonly store: Store
+  readonly url: string
+  readonly instance: string
+  readonly partitions: number
+  readonly heartbeatMs: number
+  readonly deadAfterMs: number
+  readonly address: { readonly http: string; readonly mqtt: string }
+  readonly logger: Log.Logger
+  /** Partitions this instance now owns: schedule their pending work. */
+  readonly acquired: (parts: ReadonlyArray<number>) => void
+  /** Partitions this instance handed over (another instance joined). */
+  readonly released: (parts: ReadonlyArray<number>) => void
+  /** Partitions with new pending messages (a notification from another instance, or the periodic sweep). */
+  readonly pending: (parts: ReadonlyArray<number>) => void
+  /** Instances found dead: the leader adopts what they left to send. */
+  readonly adopt: (dead: ReadonlyArray<string>) => void
+}
+
+export interface Member {
+  readonly instance: string
+  readonly pid: number
+  readonly http: string
+  readonly mqtt: string
+  readonly startedAt: string
+  readonly heartbeatAgeMs: number
+  readonly live: boolean
+}
+
+export interface Cluster {
+  readonly instance: string
+  readonly partitions: number
+  readonly owns: (part: number) => boolean
+  /** Inside a transaction: whether this instance owns the partition now (locks its row until the commit). */
+  readonly holds: (part: number) => boolean
+  /** Inside a transaction: wakes the owner of a partition that has a new pending message. */
+  readonly notify: (part: number) => void
+  readonly view: () => { readonly members: ReadonlyArray<Member>; readonly partitions: ReadonlyArray<{ readonly part: number; readonly owner: string | null; readonly epoch: number; readonly since: string | null }> }
+  readonly start: () => Promise<void>
+  /**
+   * Stops taking work, runs `drain` (in-flight work still commits: the partitions are still ours
+   * in the store), then releases every partition and leaves, so the others take over at once.
+   */
+  readonly stop: (drain: () => Promise<void>) => Promise<void>
+}
+
+const channel = "baton_inbox"
+
+export const make = (options: Options): Cluster => {
+  const { store, instance, logger } = options
+  if (store.kind !== "postgres") throw new Error("a cluster keeps its stores in PostgreSQL: set BATON_DATABASE_URL")
+  store.migrate(migrations)
+  const db = store.db
+  const nowMs = db.prepare("SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS now")
+  const seed = db.prepare("INSERT INTO cluster_partitions (part, owner, epoch) VALUES (?, NULL, 0) ON CONFLICT DO NOTHING")
+  const countParts = db.prepare("SELECT COUNT(*) AS n FROM cluster_partitions")
+  const beat = db.prepare(
+    "INSERT INTO cluster_members (instance, pid, http, mqtt, started_at, heartbeat_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (instance) DO UPDATE SET pid = excluded.pid, http = excluded.http, mqtt = excluded.mqtt, started_at = excluded.started_at, heartbeat_ms = excluded.heartbeat_ms"
+  )
+  const members = db.prepare("SELECT instance, pid, http, mqtt, started_at, heartbeat_ms FROM cluster_members ORDER BY instance")
+  const leave = db.prepare("DELETE FROM cluster_members WHERE instance = ?")
+  const parts = db.prepare("SELECT part, owner, epoch, since FROM cluster_partitions ORDER BY part")
+  const claim = db.prepare("UPDATE cluster_partitions SET owner = ?, epoch = epoch + 1, since = ? WHERE part = ? AND owner IS NOT DISTINCT FROM ?")
+  const release = db.prepare("UPDATE cluster_partitions SET owner = NULL, since = ? WHERE part = ? AND owner = ?")
+  const ownerOf = db.prepare("SELECT owner FROM cluster_partitions WHERE part = ?")
+  const notifyStmt = db.prepare(`SELECT pg_notify('${channel}', ?)`)
+
+  const existing = Number(countParts.get()?.n ?? 0)
+  if (existing !== 0 && existing !== options.partitions)
+    throw new Error(`the cluster has ${existing} partitions but BATON_CLUSTER_PARTITIONS is ${options.partitions}: every instance must use the same number`)
+  store.transaction(() => {
+    for (let p = 0; p < options.partitions; p++) seed.run(p)
+  })
+
+  const owned = new Set<number>()
+  let live: ReadonlyArray<string> = []
+  let known = new Map<string, boolean>()
+  const startedAt = new Date().toISOString()
+  let timer: NodeJS.Timeout | undefined
+  let sweep: NodeJS.Timeout | undefined
+  let listener: pg.Client | undefined
+  let stopped = false
+
+  const readMembers = (): ReadonlyArray<Member> => {
+    const now = Number(nowMs.get()?.now)
+    return members.all().map((r) => {
+      const age = now - Number(r.heartbeat_ms)
+      return {
+        instance: String(r.instance),
+        pid: Number(r.pid),
+        http: String(r.http),
+        mqtt: String(r.mqtt),
+        startedAt: String(r.started_at),
+        heartbeatAgeMs: age,
+        live: age < options.deadAfterMs
+      }
+    })
+  }
+
+  const tick = () => {
+    if (stopped) return
+    const now = Number(nowMs.get()?.now)
+    store.transaction(() => beat.run(instance, process.pid, options.address.http, options.address.mqtt, startedAt, now))
+    const all = readMembers()
+    live = all.filter((m) => m.live || m.instance === instance).map((m) => m.instance)
+    // Membership changes, one line each.
+    const next = new Map(all.map((m) => [m.instance, m.live || m.instance === instance] as const))
+    const dead: Array<string> = []
+    for (const [name, alive] of next) {
+      const before = known.get(name)
+      if (before === alive) continue
+      if (alive) logger.log("info", "cluster member joined", { instance: name, live: live.length })
+      else if (before !== undefined) logger.log("warn", "cluster member dead", { instance: name, "silent-ms": all.find((m) => m.instance === name)?.heartbeatAgeMs, live: live.length })
+      if (!alive) dead.push(name)
+    }
+    for (const name of known.keys()) if (!next.has(name)) logger.log("info", "cluster member left", { instance: name, live: live.length })
+    known = next
+    // The leader (first live instance by name) takes over what dead instances left to send.
+    if (live[0] === instance) {
+      const gone = all.filter((m) => !m.live && m.instance !== instance).map((m) => m.instance)
+      if (gone.length > 0) options.adopt(gone)
+    }
+
+    const acquired: Array<number> = []
+    const released: Array<number> = []
+    const lost: Array<number> = []
+    const at = new Date().toISOString()
+    for (const row of parts.all()) {
+      const part = Number(row.part)
+      const owner = row.owner === null ? null : String(row.owner)
+      const designated = live[part % live.length]
+      if (owner === instance && designated !== instance) {
+        // Another instance joined: hand this partition over.
+        owned.delete(part)
+        store.transaction(() => release.run(at, part, instance))
+        released.push(part)
+      } else if (owner === instance) {
+        if (!owned.has(part)) {
+          owned.add(part)
+          acquired.push(part) // still ours from before a restart
+        }
+      } else if (designated === instance && (owner === null || !live.includes(owner))) {
+        if (store.transaction(() => Number(claim.run(instance, at, part, owner).changes)) > 0) {
+          owned.add(part)
+          acquired.push(part)
+        }
+      } else if (owned.delete(part)) lost.push(part) // taken over: we were thought dead
+    }
+    if (lost.length > 0) {
+      logger.log("warn", "partitions lost", { partitions: lost.join(","), owned: owned.size })
+      options.released(lost)
+    }
+    if (released.length > 0) {
+      logger.log("info", "partitions released", { partitions: released.join(","), owned: owned.size })
+      options.released(released)
+    }
+    if (acquired.length > 0) {
+      logger.log("info", "partitions acquired", { partitions: acquired.join(","), owned: owned.size })
+      options.acquired(acquired)
+    }
+  }
+
+  const safeTick = () => {
+    try {
+      tick()
+    } catch (error) {
+      logger.log("error", "cluster heartbeat failed", { reason: Log.reason(error) })
+    }
+  }
+
+  let dirty = new Set<number>()
+  let flushing: NodeJS.Timeout | undefined
+  const wake = (part: number) => {
+    if (!owned.has(part)) return
+    dirty.add(part)
+    flushing ??= setTimeout(() => {
+      flushing = undefined
+      const ps = [...dirty]
+      dirty = new Set()
+      options.pending(ps)
+    }, 2)
+  }
+
+  return {
+    instance,
+    partitions: options.partitions,
+    owns: (part) => owned.has(part),
+    holds: (part) => ownerOf.get(part)?.owner === instance,
+    notify: (part) => {
+      if (!owned.has(part)) notifyStmt.get(String(part))
+    },
+    view: () => ({
+      members: readMembers(),
+      partitions: parts.all().map((r) => ({ part: Number(r.part), owner: r.owner === null ? null : String(r.owner), epoch: Number(r.epoch), since: r.since === null ? null : String(r.since) }))
+    }),
+    start: async () => {
+      listener = new pg.Client({ connectionString: options.url })
+      listener.on("error", (error) => logger.log("warn", "cluster listener error", { reason: Log.reason(error) }))
+      listener.on("notification", (n) => wake(Number(n.payload)))
+      await listener.connect()
+      await listener.query(`LISTEN ${channel}`)
+      safeTick()
+      timer = setInterval(safeTick, options.heartbeatMs)
+      // Notifications are a wake-up, not a guarantee: sweep the owned partitions now and then.
+      sweep = setInterval(() => owned.size > 0 && options.pending([...owned]), Math.max(1000, options.heartbeatMs * 2))
+      logger.log("info", "cluster joined", { instance, partitions: options.partitions, owned: [...owned].join(","), live: live.join(",") })
+    },
+    stop: async (drain) => {
+      stopped = true
+      clearInterval(timer)
+      clearInterval(sweep)
+      clearTimeout(flushing)
+      const held = [...owned]
+      owned.clear()
+      await listener?.end().catch(() => undefined)
+      await drain()
+      const at = new Date().toISOString()
+      try {
+        store.transaction(() => {
+          for (const part of held) release.run(at, part, instance)
+          leave.run(instance)
+        })
+        logger.log("info", "cluster left", { instance, released: held.join(",") })
+      } catch (error) {
+        logger.log("warn", "cluster leave failed", { reason: Log.reason(error) })
+      }
+    }
+  }
+}
