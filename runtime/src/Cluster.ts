@@ -79,6 +79,8 @@ export interface Cluster {
    * in the store), then releases every partition and leaves, so the others take over at once.
    */
   readonly stop: (drain: () => Promise<void>) => Promise<void>
+  /** What a crash looks like to the others: stops heartbeating and owning, releases nothing (tests). */
+  readonly abandon: () => Promise<void>
 }
 
 const channel = "baton_inbox"
@@ -241,6 +243,14 @@ export const make = (options: Options): Cluster => {
       // Notifications are a wake-up, not a guarantee: sweep the owned partitions now and then.
       sweep = setInterval(() => owned.size > 0 && options.pending([...owned]), Math.max(1000, options.heartbeatMs * 2))
       logger.log("info", "cluster joined", { instance, partitions: options.partitions, owned: [...owned].join(","), live: live.join(",") })
+    },
+    abandon: async () => {
+      stopped = true
+      clearInterval(timer)
+      clearInterval(sweep)
+      clearTimeout(flushing)
+      owned.clear()
+      await listener?.end().catch(() => undefined)
     },
     stop: async (drain) => {
       stopped = true

@@ -76,7 +76,7 @@ const sessionsOf = (config: Config): EmbeddedBroker.Sessions =>
   !config.durable
     ? { kind: "memory" }
     : config.redisUrl !== undefined
-      ? { kind: "redis", url: config.redisUrl }
+      ? { kind: "redis", url: config.redisUrl, cluster: config.databaseUrl !== undefined }
       : { kind: "disk", dir: join(config.dataDir, "sessions") }
 
 /** A database URL without its password, for the log. */

@@ -64,7 +64,8 @@ export interface Guard {
 export type Sessions =
   | { readonly kind: "memory" }
   | { readonly kind: "disk"; readonly dir: string }
-  | { readonly kind: "redis"; readonly url: string }
+  /** `cluster`: every broker on this Redis is one logical broker (mqemitter-redis). */
+  | { readonly kind: "redis"; readonly url: string; readonly cluster?: boolean }
 
 /** Queued messages delivered per reconnect; Redis persistence defaults to 1000 (PLATFORM-FACTS.md). */
 const maxSessionDelivery = 1_000_000
@@ -124,7 +125,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const inflight = new Map<string, number>()
   // With Redis, every broker on the same Redis is one logical broker: messages published on one
   // reach subscribers connected to any (mqemitter-redis), sessions are shared (aedes-persistence-redis).
-  const mq = sessions.kind === "redis" ? mqemitterRedis(redisOptions(sessions.url)) : undefined
+  const mq = sessions.kind === "redis" && sessions.cluster === true ? mqemitterRedis(redisOptions(sessions.url)) : undefined
   const aedes = await Aedes.createBroker({
     ...(persistence === undefined ? {} : { persistence }),
     ...(mq === undefined ? {} : { mq }),
