@@ -9,6 +9,7 @@ import { cpus } from "node:os"
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { summarize, type Summary } from "./lib.ts"
+import * as Cluster from "./scenarios/cluster.ts"
 import * as Latency from "./scenarios/latency.ts"
 import * as OneHop from "./scenarios/oneHop.ts"
 import * as OrderFlow from "./scenarios/orderFlow.ts"
@@ -19,8 +20,8 @@ const root = fileURLToPath(new URL("../../", import.meta.url))
 const command = `pnpm bench${full ? " --full" : ""}`
 const only = process.env.BENCH_ONLY?.split(",")
 const size = full
-  ? { rounds: 5, hop: 20_000, orders: 10_000, paced: 2_000, workflows: 3_000, pacedWorkflows: 1_000, memory: [1_000, 100_000], accept: 10_000, roundTrips: 2_000, comments: 200, context: 50_000 }
-  : { rounds: 3, hop: 4_000, orders: 1_500, paced: 400, workflows: 600, pacedWorkflows: 300, memory: [1_000, 5_000], accept: 3_000, roundTrips: 300, comments: 50, context: 10_000 }
+  ? { rounds: 5, hop: 20_000, orders: 10_000, paced: 2_000, workflows: 3_000, pacedWorkflows: 1_000, memory: [1_000, 100_000], accept: 10_000, roundTrips: 2_000, comments: 200, context: 50_000, cluster: 5_000, clusterHop: 20_000 }
+  : { rounds: 3, hop: 4_000, orders: 1_500, paced: 400, workflows: 600, pacedWorkflows: 300, memory: [1_000, 5_000], accept: 3_000, roundTrips: 300, comments: 50, context: 10_000, cluster: 600, clusterHop: 3_000 }
 
 const started = Date.now()
 const progress = (line: string) => process.stdout.write(`[${String(Math.round((Date.now() - started) / 1000)).padStart(4)} s] ${line}\n`)
@@ -98,7 +99,11 @@ const g = {
   moleculer: "at most once (MQTT transporter at QoS 1, but the client acknowledges before the handler runs, clean sessions, no store; events sent before discovery are dropped)",
   mediator: "durable workflows (state in SQLite), commands and acknowledgements in the inboxes, effects once across SIGKILL",
   bullmq: "at least once (jobs in Redis, no AOF here): a stage can run twice after a crash",
-  broker: "QoS 1 pub/sub, no application work"
+  broker: "QoS 1 pub/sub, no application work",
+  cluster: "every store in PostgreSQL (shared), partitions owned by one instance each, fenced; effects once across SIGKILL of an instance",
+  hopMemory: "QoS 1, sessions in memory",
+  hopRedis: "QoS 1, sessions in Redis",
+  hopCluster: "QoS 1, sessions in Redis, publisher and subscriber on different nodes (mqemitter-redis)"
 }
 
 if (wanted("one-hop"))
@@ -217,6 +222,34 @@ if (wanted("brokers"))
     ],
     [{ key: "rate", metric: "throughput", unit: "msg/s" }]
   )
+
+if (wanted("cluster")) {
+  await compare(
+    `7. order flow burst over a cluster, ${size.cluster} orders`,
+    Math.max(2, size.rounds - 1),
+    [
+      { name: "Baton, 1 instance, SQLite", guarantee: g.durable, run: async () => OrderFlow.baton({}, size.cluster) },
+      { name: "Baton cluster, 1 instance", guarantee: g.cluster, run: async () => Cluster.orderFlow(1, size.cluster) },
+      { name: "Baton cluster, 2 instances", guarantee: g.cluster, run: async () => Cluster.orderFlow(2, size.cluster) },
+      { name: "Baton cluster, 3 instances", guarantee: g.cluster, run: async () => Cluster.orderFlow(3, size.cluster) }
+    ],
+    [{ key: "ordersPerSecond", metric: "throughput", unit: "orders/s" }]
+  )
+  await compare(
+    `7. one broker hop, ${size.clusterHop} messages`,
+    size.rounds,
+    [
+      { name: "one Aedes", guarantee: g.hopMemory, run: async () => Cluster.singleBroker(size.clusterHop) },
+      { name: "one Aedes, Redis sessions", guarantee: g.hopRedis, run: async () => Cluster.singleBroker(size.clusterHop, { REDIS_URL: process.env.BATON_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379/6" }) },
+      { name: "two Aedes clustered on Redis", guarantee: g.hopCluster, run: async () => Cluster.redisClustered(size.clusterHop) }
+    ],
+    [
+      { key: "rate", metric: "throughput", unit: "msg/s" },
+      { key: "p50", metric: "p50 latency at 1000/s", unit: "ms" },
+      { key: "p99", metric: "p99 latency at 1000/s", unit: "ms" }
+    ]
+  )
+}
 
 // Targets, as ratios measured in this run.
 const s = {

@@ -1,5 +1,6 @@
 /** Each benchmark scenario, tiny, so that they do not rot. No figure is asserted: benchmarks are not tests. */
 import { describe, expect, it } from "vitest"
+import * as Cluster from "../src/scenarios/cluster.ts"
 import * as Latency from "../src/scenarios/latency.ts"
 import * as OneHop from "../src/scenarios/oneHop.ts"
 import * as OrderFlow from "../src/scenarios/orderFlow.ts"
@@ -30,5 +31,10 @@ describe("benchmark scenarios, smoke runs", () => {
     positive((await Latency.comments(5, 1)).synchronous.p50)
     positive(await Latency.aedesPubSub(500))
     positive(await Latency.pubSub(Number(process.env.BATON_TEST_MOSQUITTO_PORT ?? 1883), 500))
+  })
+  it("scale-out: order flow over two clustered instances, one hop on one and on two clustered Aedes", async () => {
+    positive((await Cluster.orderFlow(2, 20)).ordersPerSecond)
+    positive((await Cluster.singleBroker(200)).rate)
+    positive((await Cluster.redisClustered(200)).p50)
   })
 })

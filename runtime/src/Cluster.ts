@@ -233,6 +233,16 @@ export const make = (options: Options): Cluster => {
       partitions: parts.all().map((r) => ({ part: Number(r.part), owner: r.owner === null ? null : String(r.owner), epoch: Number(r.epoch), since: r.since === null ? null : String(r.since) }))
     }),
     start: async () => {
+      // A member of the same name still heartbeating is this instance before a crash (it falls
+      // silent within deadAfterMs) or another process misconfigured with the same name.
+      const sameName = () => readMembers().find((m) => m.instance === instance && m.live)
+      const deadline = Date.now() + 2 * options.deadAfterMs
+      for (let m = sameName(); m !== undefined; m = sameName()) {
+        if (Date.now() > deadline)
+          throw new Error(`another instance named ${instance} is alive (pid ${m.pid}, http ${m.http}): give each instance its own BATON_INSTANCE`)
+        logger.log("info", "waiting for this instance's previous heartbeat to expire", { instance, "silent-ms": m.heartbeatAgeMs })
+        await new Promise((r) => setTimeout(r, options.heartbeatMs))
+      }
       listener = new pg.Client({ connectionString: options.url })
       listener.on("error", (error) => logger.log("warn", "cluster listener error", { reason: Log.reason(error) }))
       listener.on("notification", (n) => wake(Number(n.payload)))

@@ -2,14 +2,22 @@
  * A bare embedded Aedes (memory sessions, no guard, TCP_NODELAY) for the raw baselines, with an
  * optional hand-written MQTT.js peer in the same process (as Baton hosts its processors):
  * `PEER=relay` subscribes `hop/in` and publishes each message on to `hop/out` (QoS 1);
- * `PEER=echo` answers each `rr/req` on the reply topic named in it (QoS 0).
+ * `PEER=echo` answers each `rr/req` on the reply topic named in it (QoS 0). `REDIS_URL` and
+ * `CLUSTER=1`: a node of a Redis-clustered Aedes (the cluster scenario's per-hop cost).
  */
 import type { Socket } from "node:net"
 import mqtt from "mqtt"
 import { Log } from "@baton/core"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 
-const broker = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: Number(process.env.PORT ?? 0), logger: Log.silent })
+// REDIS_URL: sessions in Redis; with CLUSTER=1 too, every such broker on that Redis is one broker.
+const redis = process.env.REDIS_URL
+const broker = await EmbeddedBroker.start({
+  host: "127.0.0.1",
+  mqttPort: Number(process.env.PORT ?? 0),
+  logger: Log.silent,
+  ...(redis === undefined ? {} : { sessions: { kind: "redis", url: redis, cluster: process.env.CLUSTER === "1" } })
+})
 const peer = process.env.PEER
 if (peer === "relay" || peer === "echo") {
   const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${broker.mqttPort}`, { protocolVersion: 4, clientId: `raw-${peer}` })

@@ -8,7 +8,7 @@ export const order = (i: number) => ({ customerId: `bench-${i % 100}`, email: "b
  * Burst (500 in flight): resolves with the rate at which `doneTopic` events came; paced at `rate`
  * per second: with the p50/p99 time from each publish to its `doneTopic` event.
  */
-export const placeOrders = async (port: number, count: number, doneTopic: string, rate?: number): Promise<{ readonly perSecond?: number; readonly p50?: number; readonly p99?: number }> => {
+export const placeOrders = async (port: number, count: number, doneTopic: string, rate?: number, inFlight = 500): Promise<{ readonly perSecond?: number; readonly p50?: number; readonly p99?: number }> => {
   const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0 }))
   const sent = new Map<string, number>()
   const latencies: Array<number> = []
@@ -28,7 +28,7 @@ export const placeOrders = async (port: number, count: number, doneTopic: string
     sent.set(id, performance.now())
     return client.publishAsync("initiate/place-order", JSON.stringify({ id, type: "place-order", data: order(i) }), { qos: 1 })
   }
-  if (rate === undefined) await burst(count, 500, publish)
+  if (rate === undefined) await burst(count, inFlight, publish)
   else await paced(rate, count, (i) => void publish(i))
   await within(done.done, 600_000, `${count} events on ${doneTopic}`)
   const seconds = (performance.now() - t0) / 1000

@@ -100,6 +100,11 @@ export const make = (deps: {
     const outcomes: Array<{ readonly ok: boolean; readonly value: unknown }> = []
     try {
       transaction(() => {
+        // A lone item needs no savepoint: its failure rolls back a transaction that is only its.
+        if (items.length === 1) {
+          outcomes.push({ ok: true, value: items[0]!.fn() })
+          return
+        }
         for (const item of items) {
           db.exec("SAVEPOINT item")
           try {

@@ -1,0 +1,96 @@
+/**
+ * Scenario 7, scale-out. Order flow with 1, 2 and 3 runtime instances sharing PostgreSQL (every
+ * store) and Redis (one logical broker), the load spread over the instances; and the per-hop cost
+ * of the Redis-clustered broker: a QoS 1 message from a publisher to a subscriber on one Aedes,
+ * versus on two Aedes nodes joined by Redis (publisher on one, subscriber on the other).
+ */
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import mqtt from "mqtt"
+import { Process } from "@baton/testkit"
+import { freshSchema, query } from "@baton/testkit/postgres"
+import { burst, child, counter, noDelay, paced, percentile, sleep, within } from "../lib.ts"
+import { placeOrders } from "./orders.ts"
+
+const redisUrl = process.env.BATON_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379/6"
+
+/** `count` orders through `instances` clustered runtimes, 500 in flight spread over them. */
+export const orderFlow = async (instances: number, count: number): Promise<{ readonly ordersPerSecond: number }> => {
+  const schema = await freshSchema()
+  const dirs = Array.from({ length: instances }, () => mkdtempSync(join(tmpdir(), "baton-bench-cluster-")))
+  const env = { BATON_DATABASE_URL: schema.url, BATON_REDIS_URL: redisUrl, BATON_PUBLISH_RATE: "1000000" }
+  const running = await Promise.all(dirs.map((dir, i) => Process.startProcess(dir, { ...env, BATON_INSTANCE: `bench-${i + 1}` })))
+  try {
+    // Partitions spread over every instance before the clock starts.
+    for (let tries = 0; ; tries++) {
+      const owners = new Set((await query<{ owner: string | null }>(schema.url, "SELECT owner FROM cluster_partitions")).map((r) => r.owner))
+      if (owners.size === instances && !owners.has(null)) break
+      if (tries > 200) throw new Error("partitions not spread over the instances")
+      await sleep(50)
+    }
+    const t0 = performance.now()
+    const share = (i: number) => Math.floor(count / instances) + (i < count % instances ? 1 : 0)
+    await Promise.all(running.map((r, i) => placeOrders(r.mqttPort!, share(i), "events/order-shipped", undefined, Math.ceil(500 / instances))))
+    return { ordersPerSecond: count / ((performance.now() - t0) / 1000) }
+  } finally {
+    await Promise.all(running.map((r) => r.kill("SIGTERM")))
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+    await schema.drop()
+  }
+}
+
+export interface HopResult {
+  readonly rate: number
+  readonly p50: number
+  readonly p99: number
+}
+
+/** Throughput (500 in flight) and latency (at 1000/s) of QoS 1 messages from `pubPort` to a subscriber on `subPort`. */
+const hop = async (pubPort: number, subPort: number, count: number): Promise<HopResult> => {
+  const sub = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${subPort}`, { protocolVersion: 4, reconnectPeriod: 0 }))
+  const pub = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${pubPort}`, { protocolVersion: 4, reconnectPeriod: 0 }))
+  const topic = `bench/hop/${Math.random().toString(36).slice(2)}`
+  await sub.subscribeAsync(topic, { qos: 1 })
+  await sleep(200) // the subscription reaches the other node through Redis
+  const sent = new Map<number, number>()
+  const latencies: Array<number> = []
+  let got = counter(count)
+  sub.on("message", (_t, payload) => {
+    const n = Number(payload.toString())
+    const at = sent.get(n)
+    if (at !== undefined) latencies.push(performance.now() - at)
+    got.hit()
+  })
+  const t0 = performance.now()
+  await burst(count, 500, (i) => pub.publishAsync(topic, String(-1 - i), { qos: 1 }))
+  await within(got.done, 60_000, `${count} messages across the hop`)
+  const rate = count / ((performance.now() - t0) / 1000)
+  got = counter(Math.min(count, 1000))
+  await paced(1000, Math.min(count, 1000), (i) => {
+    sent.set(i, performance.now())
+    void pub.publishAsync(topic, String(i), { qos: 1 })
+  })
+  await within(got.done, 60_000, "paced messages across the hop")
+  await sub.endAsync()
+  await pub.endAsync()
+  return { rate, p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
+}
+
+export const singleBroker = async (count: number, env: Record<string, string> = {}): Promise<HopResult> => {
+  const node = await child("peers/aedes.ts", env)
+  try {
+    return await hop(Number(node.info.port), Number(node.info.port), count)
+  } finally {
+    await node.stop()
+  }
+}
+
+export const redisClustered = async (count: number): Promise<HopResult> => {
+  const nodes = await Promise.all([1, 2].map(() => child("peers/aedes.ts", { REDIS_URL: redisUrl, CLUSTER: "1" })))
+  try {
+    return await hop(Number(nodes[0]!.info.port), Number(nodes[1]!.info.port), count)
+  } finally {
+    await Promise.all(nodes.map((n) => n.stop()))
+  }
+}
