@@ -144,13 +144,11 @@ export const make = (options: Options): Cluster => {
     live = all.filter((m) => m.live || m.instance === instance).map((m) => m.instance)
     // Membership changes, one line each.
     const next = new Map(all.map((m) => [m.instance, m.live || m.instance === instance] as const))
-    const dead: Array<string> = []
     for (const [name, alive] of next) {
       const before = known.get(name)
       if (before === alive) continue
       if (alive) logger.log("info", "cluster member joined", { instance: name, live: live.length })
       else if (before !== undefined) logger.log("warn", "cluster member dead", { instance: name, "silent-ms": all.find((m) => m.instance === name)?.heartbeatAgeMs, live: live.length })
-      if (!alive) dead.push(name)
     }
     for (const name of known.keys()) if (!next.has(name)) logger.log("info", "cluster member left", { instance: name, live: live.length })
     known = next
