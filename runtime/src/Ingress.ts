@@ -171,9 +171,18 @@ export const make = (deps: {
     },
     /** Forwards what the log holds now (entries adopted from a dead instance). */
     poke: () => schedule(),
-    /** Forwards at once, synchronously (the log's `afterCommit` in a cluster); once started. */
+    /**
+     * Forwards at once, synchronously (the log's `afterCommit` in a cluster); once started. Throws
+     * when forwarding failed, so that the publishers are not acknowledged (see IngressLog).
+     */
     forwardNow: () => {
-      if (poke !== undefined) drainSafely()
+      if (poke === undefined) return
+      try {
+        drain()
+      } catch (error) {
+        deps.logger.log("error", "ingress forward failed, publishers not acknowledged", { reason: Log.reason(error) })
+        throw error
+      }
     },
     /** Starts forwarding (first what a crash left in the log); `relay` is poked after each batch. */
     start: (relay: () => void): number => {

@@ -115,7 +115,16 @@ export const make = (config: Config, options: Options = {}) =>
       previewBytes: payloadPreviewBytes,
       beforeCommit: () => Crash.point("ingress-before-commit"),
       ...mine,
-      ...(clustered ? { afterCommit: () => ingressRef?.forwardNow() } : {})
+      ...(clustered ? { afterCommit: () => ingressRef?.forwardNow() } : {}),
+      // On an external broker, only the holder of the cluster's ingress session (the owner of
+      // partition 0) logs initiating events: a former holder's client still connected cannot.
+      ...(clustered && config.brokerUrl !== undefined
+        ? {
+            fence: () => {
+              if (cluster?.holds(0) !== true) throw new Error("this instance no longer holds the cluster's ingress session")
+            }
+          }
+        : {})
     })
     const reject = ErrorPath.make({ store, outbox, rejections, logger })
 
@@ -361,11 +370,24 @@ export const make = (config: Config, options: Options = {}) =>
     const pendingOf = (domain: Mediator.Domain) => (id: string) => inbox.status(domain.processor.name, id) === "pending"
     // In a cluster with an external broker, one instance at a time (the owner of partition 0)
     // holds the ingress session, under a cluster-wide client id: each initiating event is taken once.
+    // The session's client never reconnects once this instance lost partition 0 (no two instances
+    // taking turns at one session), and opening it is retried while the partition stays ours.
     let ingressSession: Promise<Subscription | undefined> | undefined
-    const subscribeIngress = () =>
-      external === undefined
-        ? Promise.resolve(undefined)
-        : external.subscribe({ clientId: "baton-cluster-ingress", unprefixed: true, topics: [Topics.allInitiating] }, (m) => ingress.receive(m.topic, m.payload, null))
+    const holdsIngress = () => cluster?.holds(0) === true
+    const subscribeIngress = async (): Promise<Subscription | undefined> => {
+      for (let attempt = 1; external !== undefined && holdsIngress(); attempt++) {
+        try {
+          return await external.subscribe(
+            { clientId: "baton-cluster-ingress", unprefixed: true, topics: [Topics.allInitiating], exclusive: holdsIngress },
+            (m) => ingress.receive(m.topic, m.payload, null)
+          )
+        } catch (error) {
+          logger.log("warn", "ingress session not opened, trying again", { attempt, reason: Log.reason(error) })
+          await new Promise((r) => setTimeout(r, 500))
+        }
+      }
+      return undefined
+    }
 
     // Consuming stops first on shutdown; what is in flight finishes and the outbox is flushed.
     const subscribed = yield* Effect.acquireRelease(

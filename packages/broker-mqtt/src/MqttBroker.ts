@@ -106,11 +106,32 @@ export const make = async (options: Options): Promise<Broker> => {
         }
       )
     }
-    await connect(client, where, timeout)
-    const granted = await client.subscribeAsync(
-      sub.topics.map((t) => t),
-      { qos: sub.qos ?? 1 }
-    )
+    const exclusive = sub.exclusive
+    if (exclusive !== undefined)
+      client.on("close", () => {
+        let mayHold = true
+        try {
+          mayHold = exclusive()
+        } catch {
+          // cannot tell: keep reconnecting as any session would
+        }
+        if (!mayHold && !client.disconnecting) {
+          logger.log("info", "mqtt session let go", { client: clientId })
+          client.end(true)
+        }
+      })
+    let granted: Awaited<ReturnType<MqttClient["subscribeAsync"]>>
+    try {
+      await connect(client, where, timeout)
+      granted = await client.subscribeAsync(
+        sub.topics.map((t) => t),
+        { qos: sub.qos ?? 1 }
+      )
+    } catch (error) {
+      // No client left behind reconnecting under this session's id.
+      client.end(true)
+      throw error
+    }
     const refused = granted.filter((g) => g.qos === 128)
     if (refused.length > 0) {
       client.end(true)

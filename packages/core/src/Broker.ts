@@ -26,6 +26,12 @@ export interface SubscribeOptions {
   readonly unprefixed?: boolean
   readonly topics: ReadonlyArray<string>
   readonly qos?: QoS
+  /**
+   * A session that only this process may hold, while this says so: when the connection closes
+   * (another process took the session over, or the network dropped it) and it no longer may, the
+   * client ends instead of reconnecting and taking the session back.
+   */
+  readonly exclusive?: () => boolean
 }
 
 export interface Broker {

@@ -48,9 +48,17 @@ export const make = (
     /**
      * Runs right after a batch commits, before any publisher is acknowledged (a cluster forwards
      * there: once a publisher has its PUBACK, the event is already routed, so a later event of
-     * the same key sent to another instance cannot overtake it). Must not throw.
+     * the same key sent to another instance cannot overtake it). When it throws, the batch stays
+     * committed but its publishers are not acknowledged: the broker sends the messages again, and
+     * the copies are forwarded after the originals (the same envelope id is taken once).
      */
     readonly afterCommit?: () => void
+    /**
+     * Runs inside each append's transaction, before the inserts; throwing refuses the batch. A
+     * cluster on an external broker checks there that this instance still holds the ingress
+     * session (a former holder cannot log what the new one is taking).
+     */
+    readonly fence?: () => void
   }
 ) => {
   store.migrate(migrations)
@@ -71,6 +79,7 @@ export const make = (
     batch = []
     try {
       store.transaction(() => {
+        options.fence?.()
         const at = new Date().toISOString()
         for (const e of entries) {
           // An oversized payload is kept as a preview: the rejection records its size.
@@ -83,7 +92,12 @@ export const make = (
       for (const e of entries) e.done(error as Error)
       return
     }
-    options.afterCommit?.() // must not throw: the batch is committed
+    try {
+      options.afterCommit?.()
+    } catch (error) {
+      for (const e of entries) e.done(error as Error)
+      return
+    }
     for (const e of entries) e.done()
   }
 

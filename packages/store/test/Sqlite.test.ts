@@ -72,6 +72,30 @@ describe("IngressLog", () => {
     expect(log.firstSight("id-1", 1)).toBe(true)
     expect(log.firstSight("id-1", 2)).toBe(false)
   })
+
+  it("a fence that refuses keeps the batch out; an after-commit step that fails leaves it logged but unacknowledged", async () => {
+    const store = Sqlite.open({ path: ":memory:" })
+    let holder = false
+    let forwarding = "fails"
+    const log = IngressLog.make(store, {
+      maxBytes: 100,
+      previewBytes: 10,
+      fence: () => {
+        if (!holder) throw new Error("not the holder")
+      },
+      afterCommit: () => {
+        if (forwarding === "fails") throw new Error("forward failed")
+      }
+    })
+    await expect(log.append("initiate/a", Buffer.from("{}"), null)).rejects.toThrow("not the holder")
+    expect(log.unforwarded(10)).toEqual([])
+    holder = true
+    await expect(log.append("initiate/a", Buffer.from("1"), null)).rejects.toThrow("forward failed")
+    expect(log.unforwarded(10).map((e) => e.payload.toString())).toEqual(["1"])
+    forwarding = "works"
+    await log.append("initiate/a", Buffer.from("2"), null)
+    expect(log.unforwarded(10).map((e) => e.payload.toString())).toEqual(["1", "2"])
+  })
 })
 
 describe("Outbox", () => {
