@@ -23,6 +23,18 @@ client.on("error", (error) => {
   broken = error
 })
 
+// Statements with parameters are prepared once per connection (PostgreSQL parses and plans each
+// text once instead of at every execution): the stores run a small, fixed set of statements.
+const names = new Map<string, string>()
+const nameOf = (sql: string): string => {
+  let name = names.get(sql)
+  if (name === undefined) {
+    name = `baton_${names.size + 1}`
+    names.set(sql, name)
+  }
+  return name
+}
+
 const answer = (message: unknown) => {
   port.postMessage(message)
   Atomics.add(signal, 0, 1)
@@ -41,7 +53,7 @@ port.on("message", (request: Request) => {
     .then(async () => {
       if (broken !== undefined) throw broken
       const params = request.params?.map((p) => (p instanceof Uint8Array && !Buffer.isBuffer(p) ? Buffer.from(p.buffer, p.byteOffset, p.byteLength) : p))
-      const result = params === undefined ? await client.query(request.sql) : await client.query({ text: request.sql, values: params })
+      const result = params === undefined ? await client.query(request.sql) : await client.query({ name: nameOf(request.sql), text: request.sql, values: params })
       const last = Array.isArray(result) ? result.at(-1) : result
       answer({ id: request.id, ok: true, rows: last?.rows ?? [], rowCount: last?.rowCount ?? 0 })
     })

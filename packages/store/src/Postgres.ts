@@ -144,8 +144,11 @@ export const open = (options: Options): Store => {
     kind: "postgres",
     db,
     begin: "BEGIN",
-    // Short transactions: row locks that other instances wait for are held for less time.
-    maxBatch: 16,
+    // One message per transaction: a group holds the row locks of every message in it until its
+    // commit, and other instances wait for the hot ones (stock levels). Measured with three
+    // instances on the order flow: 16 per transaction 40 orders/s (a third of the time waiting on
+    // locks), 4 per transaction 53, one 56-67.
+    maxBatch: 1,
     lock: () => void conn.query("SELECT pg_advisory_xact_lock(4242000)"),
     close: () => conn.close()
   })
