@@ -57,6 +57,61 @@ describe("Postgres store (this machine's server)", () => {
     )
   })
 
+  it("for all transactions of writes, reads and failures: the same outcomes, reads and rows as SQLite", async () => {
+    // The stores are written against SQLite's semantics: a failing write (a duplicate key) fails
+    // its transaction, reads see the transaction's own writes, a rolled-back write leaves nothing,
+    // and `changes` counts what a statement did.
+    const { Sqlite } = await import("@baton/store")
+    const sqlite = Sqlite.open({ path: ":memory:" })
+    const ddl = "CREATE TABLE d (k INTEGER PRIMARY KEY, v TEXT NOT NULL)"
+    sqlite.migrate([{ name: "test/d", sql: ddl }])
+    store.migrate([{ name: "test/d", sql: ddl }])
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("insert" as const), k: fc.integer({ min: 0, max: 12 }), readChanges: fc.boolean() }),
+      fc.record({ kind: fc.constant("update" as const), k: fc.integer({ min: 0, max: 12 }), readChanges: fc.boolean() }),
+      fc.record({ kind: fc.constant("read" as const), k: fc.integer({ min: 0, max: 12 }) }),
+      fc.record({ kind: fc.constant("count" as const) })
+    )
+    const tx = fc.record({ ops: fc.array(op, { maxLength: 8 }), abort: fc.boolean() })
+    await fc.assert(
+      fc.asyncProperty(fc.array(tx, { minLength: 1, maxLength: 6 }), async (txs) => {
+        const runOn = (s: Store) => {
+          s.transaction(() => s.db.prepare("DELETE FROM d").run())
+          const insert = s.db.prepare("INSERT INTO d (k, v) VALUES (?, ?)")
+          const update = s.db.prepare("UPDATE d SET v = v || '+' WHERE k = ?")
+          const read = s.db.prepare("SELECT v FROM d WHERE k = ?")
+          const count = s.db.prepare("SELECT COUNT(*) AS n FROM d")
+          const seen: Array<unknown> = []
+          for (const t of txs) {
+            try {
+              s.transaction(() => {
+                for (const o of t.ops) {
+                  if (o.kind === "insert") {
+                    const r = insert.run(o.k, `v${o.k}`)
+                    if (o.readChanges) seen.push(["inserted", Number(r.changes)])
+                  } else if (o.kind === "update") {
+                    const r = update.run(o.k)
+                    if (o.readChanges) seen.push(["updated", Number(r.changes)])
+                  } else if (o.kind === "read") seen.push(["read", read.get(o.k)?.v ?? null])
+                  else seen.push(["count", Number(count.get()?.n)])
+                }
+                if (t.abort) throw new Error("abort")
+              })
+              seen.push("committed")
+            } catch (error) {
+              seen.push(error instanceof Error && error.message === "abort" ? "aborted" : "failed")
+            }
+          }
+          const rows = s.db.prepare("SELECT k, v FROM d ORDER BY k").all().map((r) => [Number(r.k), String(r.v)])
+          return { seen, rows }
+        }
+        expect(runOn(store)).toEqual(runOn(sqlite))
+      }),
+      { numRuns: Number(process.env.BATON_PROPERTY_RUNS ?? 30) * 2 }
+    )
+    await sqlite.close()
+  })
+
   it("runs the inbox, outbox and ingress log unchanged, with numbers, bytes and rowid order", async () => {
     const inbox = Inbox.make(store)
     const outbox = Outbox.make(store)
