@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { freshSchema, query } from "@baton/testkit/postgres"
-import { Inbox, IngressLog, Outbox, Postgres, type Store } from "@baton/store"
+import { Inbox, IngressLog, Outbox, Postgres, Sqlite, type Store } from "@baton/store"
 
 describe("Postgres.translate (SQLite's dialect as the stores write it)", () => {
   it("numbers parameters outside quotes and keeps INSERT OR IGNORE's meaning", () => {
@@ -44,7 +44,7 @@ describe("Postgres store (this machine's server)", () => {
           items.map((item) =>
             store.group(() => {
               for (let r = 0; r < item.rows; r++) insert.run(next++)
-              if (item.fails) insert.run(next - 1) // a unique violation, inside this item's savepoint
+              if (item.fails) insert.run(next - 1) // a unique violation, within this item (its own transaction on PostgreSQL)
               return item.rows
             })
           )
@@ -61,7 +61,6 @@ describe("Postgres store (this machine's server)", () => {
     // The stores are written against SQLite's semantics: a failing write (a duplicate key) fails
     // its transaction, reads see the transaction's own writes, a rolled-back write leaves nothing,
     // and `changes` counts what a statement did.
-    const { Sqlite } = await import("@baton/store")
     const sqlite = Sqlite.open({ path: ":memory:" })
     const ddl = "CREATE TABLE d (k INTEGER PRIMARY KEY, v TEXT NOT NULL)"
     sqlite.migrate([{ name: "test/d", sql: ddl }])
