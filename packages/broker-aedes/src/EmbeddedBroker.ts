@@ -125,7 +125,11 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const inflight = new Map<string, number>()
   // With Redis, every broker on the same Redis is one logical broker: messages published on one
   // reach subscribers connected to any (mqemitter-redis), sessions are shared (aedes-persistence-redis).
-  const mq = sessions.kind === "redis" && sessions.cluster === true ? mqemitterRedis(redisOptions(sessions.url)) : undefined
+  // No ready check (an INFO) on its connections: ioredis 5.8.2+ can send it after the subscriber
+  // connection's SUBSCRIBE, Redis refuses it ("Connection in subscriber mode"), and mqemitter-redis
+  // throws that error, ending the process (seen once, an instance starting in the cluster test;
+  // ioredis issue #2037). Without it, commands are sent as soon as the connection is up.
+  const mq = sessions.kind === "redis" && sessions.cluster === true ? mqemitterRedis({ ...redisOptions(sessions.url), enableReadyCheck: false }) : undefined
   const aedes = await Aedes.createBroker({
     ...(persistence === undefined ? {} : { persistence }),
     ...(mq === undefined ? {} : { mq }),
