@@ -5,7 +5,8 @@
  * its terminal state, effects must apply once, trades must execute in the order each account
  * placed them, and no workflow may be left behind.
  * `BATON_CLUSTER_ORDERS` (default 1200) sets the size; the Mosquitto run takes a third of it, since
- * every order it publishes also reaches the other tests' runtimes subscribed on that broker.
+ * every order it publishes also reaches the other tests' runtimes subscribed on that broker. Both
+ * topologies run on each broker.
  */
 import { describe, expect, it } from "vitest"
 import { cards } from "./orders.ts"
@@ -136,4 +137,5 @@ describe("scale-out: three instances, one SIGKILLed mid-run and restarted", () =
   it("broker topology on a Redis-clustered embedded broker: every order terminal, effects once, trades in order per account", () => scenario("broker", { redisUrl }, size), 400_000)
   it("mediator topology on a Redis-clustered embedded broker: every workflow ends, effects once, trades in order per account, none left behind", () => scenario("mediator", { redisUrl }, size), 400_000)
   it("broker topology on the external Mosquitto: the same", () => scenario("broker", { brokerUrl: mosquittoUrl }, Math.ceil(size / 3)), 400_000)
+  it("mediator topology on the external Mosquitto: the same", () => scenario("mediator", { brokerUrl: mosquittoUrl }, Math.ceil(size / 3)), 400_000)
 })
