@@ -3,6 +3,7 @@
  * an in-process publish for the runtime's broadcasts, and the guard's hooks. Aedes 1.x speaks
  * MQTT 3.1.1 only (PLATFORM-FACTS.md).
  */
+import type { EventEmitter } from "node:events"
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net"
 import { createServer as createTlsServer } from "node:tls"
 import { createServer as createHttpsServer } from "node:https"
@@ -11,6 +12,7 @@ import { Level } from "level"
 import persistenceLevel from "aedes-persistence-level"
 import persistenceRedis from "aedes-persistence-redis"
 import mqemitterRedis from "mqemitter-redis"
+import { Redis } from "ioredis"
 import { WebSocketServer, createWebSocketStream } from "ws"
 import { Log, PortInUseError, type QoS } from "@baton/core"
 
@@ -84,6 +86,29 @@ const redisOptions = (url: string) => {
   }
 }
 
+/** Logs a Redis connection's loss once (not each reconnection attempt) and its return. */
+const watchRedis = (logger: Log.Logger, what: string, emitter: EventEmitter, connected: ReadonlyArray<string>) => {
+  let down = false
+  emitter.on("error", (error: Error) => {
+    if (down) return
+    down = true
+    logger.log("warn", `redis connection lost (${what}), reconnecting`, { reason: error.message })
+  })
+  for (const event of connected)
+    emitter.on(event, () => {
+      if (!down) return
+      down = false
+      logger.log("info", `redis connection back (${what})`)
+    })
+}
+
+/** The sessions' connection, ours so that its errors are logged (aedes-persistence-redis closes it). */
+const sessionsConnection = (logger: Log.Logger, url: string): Redis => {
+  const connection = new Redis(redisOptions(url))
+  watchRedis(logger, "sessions", connection, ["connect"])
+  return connection
+}
+
 export interface EmbeddedBroker {
   readonly host: string
   readonly mqttPort: number
@@ -118,7 +143,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const sessions = options.sessions ?? { kind: "memory" }
   const level = sessions.kind === "disk" ? new Level(sessions.dir) : undefined
   const persistence =
-    sessions.kind === "disk" ? persistenceLevel(level) : sessions.kind === "redis" ? persistenceRedis(redisOptions(sessions.url)) : undefined
+    sessions.kind === "disk" ? persistenceLevel(level) : sessions.kind === "redis" ? persistenceRedis({ conn: sessionsConnection(logger, sessions.url), maxSessionDelivery }) : undefined
   const beforeAck = options.beforeAck
   const guard = options.guard
   let connections = 0
@@ -130,6 +155,11 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   // throws that error, ending the process (seen once, an instance starting in the cluster test;
   // ioredis issue #2037). Without it, commands are sent as soon as the connection is up.
   const mq = sessions.kind === "redis" && sessions.cluster === true ? mqemitterRedis({ ...redisOptions(sessions.url), enableReadyCheck: false }) : undefined
+  // mqemitter-redis re-emits its connections' errors on `state` (not in its type declarations),
+  // which throws when nobody listens: a Redis restart or network blip would end every instance of
+  // the cluster at once. ioredis reconnects by itself (commands wait in its offline queue
+  // meanwhile), so the loss and the return are logged, one line each.
+  if (mq !== undefined) watchRedis(logger, "clustered broker", (mq as unknown as { readonly state: EventEmitter }).state, ["subConnect", "pubConnect"])
   const aedes = await Aedes.createBroker({
     ...(persistence === undefined ? {} : { persistence }),
     ...(mq === undefined ? {} : { mq }),
