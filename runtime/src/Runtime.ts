@@ -367,7 +367,6 @@ export const make = (config: Config, options: Options = {}) =>
       await relay.idle()
     }
 
-    const pendingOf = (domain: Mediator.Domain) => (id: string) => inbox.status(domain.processor.name, id) === "pending"
     // In a cluster with an external broker, one instance at a time (the owner of partition 0)
     // holds the ingress session, under a cluster-wide client id: each initiating event is taken once.
     // The session's client never reconnects once this instance lost partition 0 (no two instances
@@ -403,7 +402,7 @@ export const make = (config: Config, options: Options = {}) =>
         if (external !== undefined && !clustered) subscriptions.push(yield* promise(() => external.subscribe({ clientId: "ingress", topics: [Topics.allInitiating] }, (m) => ingress.receive(m.topic, m.payload, null))))
         if (!clustered)
           for (const d of domains) {
-            const inFlight = yield* promise(() => d.recover(pendingOf(d)))
+            const inFlight = yield* promise(() => d.recover())
             logger.log("info", "mediator started", { domain: d.domain, workflows: workflows.filter((w) => w.domain === d.domain).map((w) => w.name).join(","), "in-flight": inFlight })
           }
         const replayed = ingress.start(relay.poke)
@@ -423,7 +422,7 @@ export const make = (config: Config, options: Options = {}) =>
               const set = new Set(parts)
               const recovered = scheduleIn(parts)
               for (const d of domains)
-                d.recover(pendingOf(d), (id) => set.has(partOf(id))).then(
+                d.recover((id) => set.has(partOf(id))).then(
                   (n) => n > 0 && logger.log("info", "workflows resumed", { domain: d.domain, workflows: n, partitions: parts.join(",") }),
                   (error: unknown) => logger.log("error", "workflows not resumed", { domain: d.domain, reason: Log.reason(error) })
                 )

@@ -71,14 +71,11 @@ export interface Domain {
   /** How timeouts and restarts enter the queue: committed to the inbox, then run; resolves when applied. */
   readonly attach: (enqueue: (event: Envelope.Envelope) => Promise<void>) => void
   /**
-   * After a restart: arms the timeouts of commands in flight and deletes the state of workflows
-   * that finished (their last input no longer pending). Returns the workflows in flight.
+   * After a start or a hand-over: re-arms the command timeouts of workflows in flight (those `owns`
+   * accepts: in a cluster, the workflows of the partitions this instance just acquired). Returns
+   * the workflows in flight.
    */
-  /**
-   * Re-arms the command timeouts of workflows in flight (those `owns` accepts: in a cluster, the
-   * workflows of the partitions this instance just acquired) and forgets finished ones.
-   */
-  readonly recover: (pending: (envelopeId: string) => boolean, owns?: (workflowId: string) => boolean) => Promise<number>
+  readonly recover: (owns?: (workflowId: string) => boolean) => Promise<number>
   /** Resumes a failed workflow at its failed step, with its input patched. */
   readonly restart: (id: string, patch: Readonly<Record<string, unknown>> | undefined) => Promise<Saved | undefined>
   readonly close: () => void
@@ -164,8 +161,6 @@ export const domain = (options: {
     prepare: async (event) => {
       options.fault?.()
       const current = await store.load(event.key)
-      // Redelivered after a crash between saving the state and committing its effects: replay them.
-      if (current?.lastInput === event.id) return current
       const input = inputOf(event)
       if (input === undefined) throw new Rejected(`${name} does not understand ${event.type}`)
       const spec = specOf(input._tag === "Start" ? String((event.data as { workflow?: unknown }).workflow) : (current?.workflow ?? ""))
@@ -175,18 +170,14 @@ export const domain = (options: {
       }
       const t = Machine.transition(spec, defaults, current, input, now().toISOString())
       if (t.state === undefined || (t.state === current && t.effects.length === 0)) return undefined
-      const saved: Saved = { ...t.state, lastInput: event.id, lastEffects: t.effects }
-      // A separate store (PostgreSQL) saves first; after a crash the input is redelivered and the
-      // saved effects replayed. The embedded store saves in the input's own transaction instead.
-      if (store.inline === undefined) await store.save(saved)
-      return saved
+      return { ...t.state, lastInput: event.id, lastEffects: t.effects } satisfies Saved
     },
     handle: (event, saved) => {
       if (saved === undefined) return []
-      if (store.inline !== undefined) {
-        if (Machine.terminal(saved.status)) store.inline.remove(saved.id)
-        else store.inline.save(saved)
-      }
+      // In the input's own transaction, with the effects below and the input's `done` mark. A
+      // finished workflow is announced by these effects, and nothing is kept for it.
+      if (Machine.terminal(saved.status)) store.remove(saved.id)
+      else store.save(saved)
       return saved.lastEffects.map((effect, i): Envelope.Next =>
             effect._tag === "Send"
               ? {
@@ -206,11 +197,7 @@ export const domain = (options: {
     committed: async (_event, saved) => {
       if (saved === undefined) return
       disarm(saved)
-      if (Machine.terminal(saved.status)) {
-        // The workflow is over and announced: nothing is kept for it.
-        if (store.inline === undefined) await store.remove(saved.id)
-        return
-      }
+      if (Machine.terminal(saved.status)) return
       for (const effect of saved.lastEffects) if (effect._tag === "Send") arm(saved.id, effect.command)
     }
   }
@@ -221,14 +208,12 @@ export const domain = (options: {
     attach: (f) => {
       enqueue = f
     },
-    recover: async (pending, owns) => {
+    recover: async (owns) => {
       let inFlight = 0
       for (const state of await store.list({ domain: options.domain, limit: 1_000_000 })) {
         if (owns !== undefined && !owns(state.id)) continue
-        if (Machine.terminal(state.status)) {
-          if (!pending(state.lastInput)) await store.remove(state.id)
-          continue
-        }
+        // (A finished workflow's state is deleted in the transaction that ends it.)
+        if (Machine.terminal(state.status)) continue
         inFlight++
         if (state.status === "running") for (const c of Object.values(state.commands)) if (c.status === "sent") arm(state.id, c)
       }

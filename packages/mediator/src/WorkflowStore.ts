@@ -1,15 +1,16 @@
 /**
  * Where workflow state lives: in the runtime's store (embedded SQLite by default, PostgreSQL when
  * `BATON_DATABASE_URL` is set), saved in the transaction of the mediator input it answers, with
- * that answer's effects and the input's `done` mark. A saved state also records the input and its
- * effects, so that a store saving separately could replay them for a redelivered input.
+ * that answer's effects and the input's `done` mark: after a crash, either all of them are there or
+ * none, and the input is redelivered.
  */
 import type { Store } from "@baton/store"
 import type { Effect, State } from "./Machine.ts"
 
 export interface Saved extends State {
-  /** The mediator queue entry this state answers. */
+  /** The mediator queue entry this state answers (for the record). */
   readonly lastInput: string
+  /** The effects of the transition to this state, sent in the same transaction. */
   readonly lastEffects: ReadonlyArray<Effect>
 }
 
@@ -22,13 +23,12 @@ export interface Filter {
 export interface WorkflowStore {
   readonly kind: "sqlite" | "postgres"
   readonly load: (id: string) => Promise<Saved | undefined>
-  readonly save: (state: Saved) => Promise<void>
   /**
-   * For a store in the same database as the inboxes (SQLite): saves or deletes inside the caller's
-   * transaction, so the state, its effects and the input's `done` mark commit together.
+   * Saves or deletes inside the caller's transaction (the store is the inboxes' own), so the state,
+   * its effects and the input's `done` mark commit together.
    */
-  readonly inline?: { readonly save: (state: Saved) => void; readonly remove: (id: string) => void }
-  readonly remove: (id: string) => Promise<void>
+  readonly save: (state: Saved) => void
+  readonly remove: (id: string) => void
   readonly list: (filter: Filter) => Promise<ReadonlyArray<Saved>>
   readonly close: () => Promise<void>
 }
@@ -56,16 +56,8 @@ export const inStore = (store: Store): WorkflowStore => {
       const row = load.get(id)
       return row === undefined ? undefined : (JSON.parse(String(row.state)) as Saved)
     },
-    save: async (s) => {
-      store.transaction(() => upsert.run(s.id, s.domain, s.workflow, s.status, JSON.stringify(s), s.updatedAt))
-    },
-    inline: {
-      save: (s) => void upsert.run(s.id, s.domain, s.workflow, s.status, JSON.stringify(s), s.updatedAt),
-      remove: (id) => void remove.run(id)
-    },
-    remove: async (id) => {
-      store.transaction(() => remove.run(id))
-    },
+    save: (s) => void upsert.run(s.id, s.domain, s.workflow, s.status, JSON.stringify(s), s.updatedAt),
+    remove: (id) => void remove.run(id),
     list: async ({ status, domain, limit = 1000 }) => {
       const where = [status === undefined ? undefined : "status = ?", domain === undefined ? undefined : "domain = ?"].filter((w) => w !== undefined)
       const params = [status, domain].filter((p) => p !== undefined)
