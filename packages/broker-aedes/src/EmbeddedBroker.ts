@@ -178,7 +178,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
         pending.then(
           () => callback(null),
           (error: Error) => {
-            logger.log("error", "publish not stored, connection dropped so the client resends", { client: clientId, topic: packet.topic, reason: error.message })
+            logger.log("error", "publish not acknowledged (not stored, or not routed after it was), connection dropped so the client resends", { client: clientId, topic: packet.topic, reason: error.message })
             callback(error)
           }
         )
