@@ -4,7 +4,7 @@
  * BullMQ flows on the local Redis (two worker processes). Also the runtime's memory after many
  * completed workflows versus after a few (state is deleted on completion: it must stay flat).
  */
-import { Queue, QueueEvents } from "bullmq"
+import { Queue, QueueEvents, type ConnectionOptions } from "bullmq"
 import { Redis } from "ioredis"
 import { burst, child, counter, paced, percentile, within } from "../lib.ts"
 import { order, placeOrders } from "./orders.ts"
@@ -44,6 +44,22 @@ export const memory = (few: number, many: number, progress: (done: number) => vo
     return { few, many, rssFewMb: after.rssMb, rssManyMb: end.rssMb, heapFewMb: after.heapUsedMb, heapManyMb: end.heapUsedMb }
   })
 
+/** Each stage queue's job counts, and why the first failed jobs failed. */
+const whereJobsAre = async (connection: ConnectionOptions, prefix: string): Promise<string> => {
+  const parts: Array<string> = []
+  for (const name of ["wf-create", "wf-command", "wf-step2", "wf-step3", "wf-step4", "wf-step5"]) {
+    const queue = new Queue(name, { connection, prefix })
+    try {
+      const counts = await queue.getJobCounts("waiting", "active", "delayed", "waiting-children", "failed", "completed")
+      const failed = await queue.getFailed(0, 2)
+      parts.push(`${name} ${JSON.stringify(counts)}${failed.map((j) => ` failed ${j.id}: ${j.failedReason}`).join("")}`)
+    } finally {
+      await queue.close()
+    }
+  }
+  return parts.join("; ")
+}
+
 export const bullmq = async (count: number, rate?: number): Promise<WorkflowResult> => {
   const db = 5
   const prefix = `bench${Date.now()}`
@@ -52,22 +68,40 @@ export const bullmq = async (count: number, rate?: number): Promise<WorkflowResu
   const workers = await Promise.all([0, 1].map(() => child("peers/bullmq.ts", { REDIS_DB: String(db), BULL_PREFIX: prefix })))
   const connection = { host: "127.0.0.1", port: 6379, db, maxRetriesPerRequest: null }
   const queue = new Queue("wf-create", { connection, prefix })
-  const events = new QueueEvents("wf-step5", { connection, prefix })
+  // From the stream's start (it is new: a fresh prefix): QueueEvents's default, '$', is taken at its
+  // first XREAD, which can come after waitUntilReady and after the first workflows completed; a run
+  // then waited for completions it had missed (BullMQ issue #2874).
+  const events = new QueueEvents("wf-step5", { connection, prefix, lastEventId: "0-0" })
   const failed = new Promise<never>((_, reject) => {
     queue.on("error", reject)
     events.on("error", reject)
   })
+  let watchdog: NodeJS.Timeout | undefined
   try {
     await events.waitUntilReady()
     const sent = new Map<string, number>()
     const latencies: Array<number> = []
     const completed = counter(count)
+    let progressAt = performance.now()
     events.on("completed", ({ jobId }) => {
       const at = sent.get(jobId)
       if (at === undefined) return
       sent.delete(jobId)
       latencies.push(performance.now() - at)
+      progressAt = performance.now()
       completed.hit()
+    })
+    // A run once sat idle until the overall limit, its workers waiting, cause unknown: 30 s without
+    // a completed workflow fails it at once, saying where the jobs are.
+    const stalled = new Promise<never>((_, reject) => {
+      watchdog = setInterval(() => {
+        if (performance.now() - progressAt < 30_000) return
+        clearInterval(watchdog)
+        void whereJobsAre(connection, prefix).then(
+          (where) => reject(new Error(`BullMQ made no progress for 30 s, ${completed.count()}/${count} workflows completed (not: ${[...sent.keys()].slice(0, 5).join(",")}); ${where}`)),
+          reject
+        )
+      }, 1000)
     })
     const t0 = performance.now()
     const add = (i: number) => {
@@ -77,10 +111,11 @@ export const bullmq = async (count: number, rate?: number): Promise<WorkflowResu
     }
     if (rate === undefined) await burst(count, 500, add)
     else await paced(rate, count, (i) => void add(i))
-    await within(Promise.race([completed.done, failed]), 600_000, `${count} BullMQ workflows completed`)
+    await within(Promise.race([completed.done, failed, stalled]), 600_000, `${count} BullMQ workflows completed`)
     const seconds = (performance.now() - t0) / 1000
     return rate === undefined ? { perSecond: count / seconds } : { p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
   } finally {
+    clearInterval(watchdog)
     await events.close()
     await queue.close()
     await Promise.all(workers.map((w) => w.stop()))
