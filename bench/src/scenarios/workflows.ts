@@ -91,8 +91,8 @@ export const bullmq = async (count: number, rate?: number): Promise<WorkflowResu
       progressAt = performance.now()
       completed.hit()
     })
-    // A run once sat idle until the overall limit, its workers waiting, cause unknown: 30 s without
-    // a completed workflow fails it at once, saying where the jobs are.
+    // Should completions stop coming again (a missed event, a stuck stage), 30 s without one fails
+    // the run at once, saying where the jobs are, rather than at the overall limit.
     const stalled = new Promise<never>((_, reject) => {
       watchdog = setInterval(() => {
         if (performance.now() - progressAt < 30_000) return
