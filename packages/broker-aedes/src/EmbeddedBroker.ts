@@ -81,8 +81,7 @@ const redisOptions = (url: string) => {
     ...(u.username === "" ? {} : { username: decodeURIComponent(u.username) }),
     ...(u.password === "" ? {} : { password: decodeURIComponent(u.password) }),
     ...(u.pathname.length > 1 ? { db: Number(u.pathname.slice(1)) } : {}),
-    ...(u.protocol === "rediss:" ? { tls: {} } : {}),
-    maxSessionDelivery
+    ...(u.protocol === "rediss:" ? { tls: {} } : {})
   }
 }
 
