@@ -4,8 +4,9 @@
  * Every key belongs to one of a fixed number of partitions (`BATON_CLUSTER_PARTITIONS`). Each
  * instance heartbeats a row in `cluster_members`; an instance whose heartbeat is older than
  * `deadAfterMs` is dead. Which live instance a partition belongs to, by design, is `assign`'s
- * answer (a pure function of the live instances' names); the actual owner is a row in `cluster_partitions`, which
- * changes hands only when its owner releases it (it is no longer its designated owner) or is dead.
+ * answer (a pure function of the live instances' names); the actual owner is a row in
+ * `cluster_partitions`, which changes hands only when its owner releases it (it is no longer its
+ * designated owner) or is dead.
  * Only the owner of a key's partition processes its messages, which keeps one processor per key
  * and so the order per key. Every processing transaction re-reads its partition's row (and locks
  * it): an instance that lost a partition without knowing it (paused, cut off) cannot commit for it,
