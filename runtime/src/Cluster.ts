@@ -19,20 +19,23 @@
  */
 import pg from "pg"
 import { Log } from "@baton/core"
-import type { Store } from "@baton/store"
+import { Effect } from "effect"
+import { ddl, type Sql, type Store } from "@baton/store"
 
 export const migrations = [
   {
     name: "cluster/001-membership",
-    sql: `CREATE TABLE cluster_members (
+    sql: ddl(
+      (t) => `CREATE TABLE cluster_members (
       instance TEXT PRIMARY KEY,
-      pid INTEGER NOT NULL,
+      pid ${t.int} NOT NULL,
       http TEXT NOT NULL,
       mqtt TEXT NOT NULL,
       started_at TEXT NOT NULL,
-      heartbeat_ms INTEGER NOT NULL
+      heartbeat_ms ${t.int} NOT NULL${t.rowid}
     );
-    CREATE TABLE cluster_partitions (part INTEGER PRIMARY KEY, owner TEXT, epoch INTEGER NOT NULL, since TEXT)`
+    CREATE TABLE cluster_partitions (part ${t.int} PRIMARY KEY, owner TEXT, epoch ${t.int} NOT NULL, since TEXT${t.rowid})`
+    )
   }
 ]
 
@@ -68,6 +71,8 @@ export const assign = (live: ReadonlyArray<string>, partitions: number): Readonl
 
 export interface Options {
   readonly store: Store
+  /** The store (a small pool of its own) for heartbeats, claims and views; `store` when absent. */
+  readonly control?: Store
   readonly url: string
   readonly instance: string
   readonly partitions: number
@@ -76,13 +81,13 @@ export interface Options {
   readonly address: { readonly http: string; readonly mqtt: string }
   readonly logger: Log.Logger
   /** Partitions this instance now owns: schedule their pending work. */
-  readonly acquired: (parts: ReadonlyArray<number>) => void
+  readonly acquired: (parts: ReadonlyArray<number>) => void | Promise<void>
   /** Partitions this instance handed over (another instance joined). */
   readonly released: (parts: ReadonlyArray<number>) => void
   /** Partitions with new pending messages (a notification from another instance, or the periodic sweep). */
   readonly pending: (parts: ReadonlyArray<number>) => void
   /** Instances found dead: the leader adopts what they left to send. */
-  readonly adopt: (dead: ReadonlyArray<string>) => void
+  readonly adopt: (dead: ReadonlyArray<string>) => void | Promise<void>
 }
 
 export interface Member {
@@ -99,11 +104,16 @@ export interface Cluster {
   readonly instance: string
   readonly partitions: number
   readonly owns: (part: number) => boolean
-  /** Inside a transaction: whether this instance owns the partition now (locks its row until the commit). */
-  readonly holds: (part: number) => boolean
+  /**
+   * Inside a transaction: whether this instance owns the partition now. It takes a share lock on
+   * the partition's row until the commit, so that no other instance can claim the partition while
+   * this transaction may still commit for it (fencing), while this instance's own transactions for
+   * the partition still run side by side.
+   */
+  readonly holds: (part: number) => Sql<boolean>
   /** Inside a transaction: wakes the owner of a partition that has a new pending message. */
-  readonly notify: (part: number) => void
-  readonly view: () => { readonly members: ReadonlyArray<Member>; readonly partitions: ReadonlyArray<{ readonly part: number; readonly owner: string | null; readonly epoch: number; readonly since: string | null }> }
+  readonly notify: (part: number) => Sql<void>
+  readonly view: () => Promise<{ readonly members: ReadonlyArray<Member>; readonly partitions: ReadonlyArray<{ readonly part: number; readonly owner: string | null; readonly epoch: number; readonly since: string | null }> }>
   readonly start: () => Promise<void>
   /**
    * Stops taking work, runs `drain` (in-flight work still commits: the partitions are still ours
@@ -116,11 +126,14 @@ export interface Cluster {
 
 const channel = "baton_inbox"
 
-export const make = (options: Options): Cluster => {
+export const make = async (options: Options): Promise<Cluster> => {
   const { store, instance, logger } = options
+  // Heartbeats and claims on connections of their own: a pool busy with (or waiting on) message
+  // transactions must not silence an instance's heartbeat, or the others would take it for dead.
+  const control = options.control ?? store
   if (store.kind !== "postgres") throw new Error("a cluster keeps its stores in PostgreSQL: set BATON_DATABASE_URL")
-  store.migrate(migrations)
-  const db = store.db
+  await store.migrate(migrations)
+  const db = { prepare: store.query }
   const nowMs = db.prepare("SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS now")
   const seed = db.prepare("INSERT INTO cluster_partitions (part, owner, epoch) VALUES (?, NULL, 0) ON CONFLICT DO NOTHING")
   const countParts = db.prepare("SELECT COUNT(*) AS n FROM cluster_partitions")
@@ -130,17 +143,15 @@ export const make = (options: Options): Cluster => {
   const members = db.prepare("SELECT instance, pid, http, mqtt, started_at, heartbeat_ms FROM cluster_members ORDER BY instance")
   const leave = db.prepare("DELETE FROM cluster_members WHERE instance = ?")
   const parts = db.prepare("SELECT part, owner, epoch, since FROM cluster_partitions ORDER BY part")
-  const claim = db.prepare("UPDATE cluster_partitions SET owner = ?, epoch = epoch + 1, since = ? WHERE part = ? AND owner IS NOT DISTINCT FROM ?")
+  const claim = db.prepare("UPDATE cluster_partitions SET owner = ?, epoch = epoch + 1, since = ? WHERE part = ? AND owner IS NOT DISTINCT FROM ? RETURNING part")
   const release = db.prepare("UPDATE cluster_partitions SET owner = NULL, since = ? WHERE part = ? AND owner = ?")
-  const ownerOf = db.prepare("SELECT owner FROM cluster_partitions WHERE part = ?")
+  const ownerOf = db.prepare("SELECT owner FROM cluster_partitions WHERE part = ? FOR SHARE")
   const notifyStmt = db.prepare(`SELECT pg_notify('${channel}', ?)`)
 
-  const existing = Number(countParts.get()?.n ?? 0)
+  const existing = await control.run(Effect.map(countParts.get(), (r) => Number(r?.n ?? 0)))
   if (existing !== 0 && existing !== options.partitions)
     throw new Error(`the cluster has ${existing} partitions but BATON_CLUSTER_PARTITIONS is ${options.partitions}: every instance must use the same number`)
-  store.transaction(() => {
-    for (let p = 0; p < options.partitions; p++) seed.run(p)
-  })
+  await control.transaction(Effect.forEach(Array.from({ length: options.partitions }, (_, p) => p), (p) => seed.run(p), { discard: true }))
 
   const owned = new Set<number>()
   let live: ReadonlyArray<string> = []
@@ -151,9 +162,9 @@ export const make = (options: Options): Cluster => {
   let listener: pg.Client | undefined
   let stopped = false
 
-  const readMembers = (): ReadonlyArray<Member> => {
-    const now = Number(nowMs.get()?.now)
-    return members.all().map((r) => {
+  const readMembers = async (): Promise<ReadonlyArray<Member>> => {
+    const [now, rows] = await control.run(Effect.all([Effect.map(nowMs.get(), (r) => Number(r?.now)), members.all()]))
+    return rows.map((r) => {
       const age = now - Number(r.heartbeat_ms)
       return {
         instance: String(r.instance),
@@ -167,11 +178,11 @@ export const make = (options: Options): Cluster => {
     })
   }
 
-  const tick = () => {
+  const tick = async () => {
     if (stopped) return
-    const now = Number(nowMs.get()?.now)
-    store.transaction(() => beat.run(instance, process.pid, options.address.http, options.address.mqtt, startedAt, now))
-    const all = readMembers()
+    const now = await control.run(Effect.map(nowMs.get(), (r) => Number(r?.now)))
+    await control.run(beat.run(instance, process.pid, options.address.http, options.address.mqtt, startedAt, now))
+    const all = await readMembers()
     live = all.filter((m) => m.live || m.instance === instance).map((m) => m.instance)
     // Membership changes, one line each.
     const next = new Map(all.map((m) => [m.instance, m.live || m.instance === instance] as const))
@@ -186,7 +197,7 @@ export const make = (options: Options): Cluster => {
     // The leader (first live instance by name) takes over what dead instances left to send.
     if (live[0] === instance) {
       const gone = all.filter((m) => !m.live && m.instance !== instance).map((m) => m.instance)
-      if (gone.length > 0) options.adopt(gone)
+      if (gone.length > 0) await options.adopt(gone)
     }
 
     const acquired: Array<number> = []
@@ -194,14 +205,14 @@ export const make = (options: Options): Cluster => {
     const lost: Array<number> = []
     const at = new Date().toISOString()
     const designatedOwners = assign(live, options.partitions)
-    for (const row of parts.all()) {
+    for (const row of await control.run(parts.all())) {
       const part = Number(row.part)
       const owner = row.owner === null ? null : String(row.owner)
       const designated = designatedOwners[part]
       if (owner === instance && designated !== instance) {
         // Another instance joined: hand this partition over.
         owned.delete(part)
-        store.transaction(() => release.run(at, part, instance))
+        await control.run(release.run(at, part, instance))
         released.push(part)
       } else if (owner === instance) {
         if (!owned.has(part)) {
@@ -209,7 +220,7 @@ export const make = (options: Options): Cluster => {
           acquired.push(part) // still ours from before a restart
         }
       } else if (designated === instance && (owner === null || !live.includes(owner))) {
-        if (store.transaction(() => Number(claim.run(instance, at, part, owner).changes)) > 0) {
+        if ((await control.run(claim.run(instance, at, part, owner))) > 0) {
           owned.add(part)
           acquired.push(part)
         }
@@ -225,16 +236,18 @@ export const make = (options: Options): Cluster => {
     }
     if (acquired.length > 0) {
       logger.log("info", "partitions acquired", { partitions: acquired.join(","), owned: owned.size })
-      options.acquired(acquired)
+      await options.acquired(acquired)
     }
   }
 
+  // One tick at a time: a slow one (the store under load) makes the next wait, not overlap.
+  let ticking: Promise<void> | undefined
   const safeTick = () => {
-    try {
-      tick()
-    } catch (error) {
-      logger.log("error", "cluster heartbeat failed", { reason: Log.reason(error) })
-    }
+    if (ticking !== undefined) return ticking
+    ticking = tick()
+      .catch((error: unknown) => logger.log("error", "cluster heartbeat failed", { reason: Log.reason(error) }))
+      .finally(() => (ticking = undefined))
+    return ticking
   }
 
   let dirty = new Set<number>()
@@ -254,20 +267,18 @@ export const make = (options: Options): Cluster => {
     instance,
     partitions: options.partitions,
     owns: (part) => owned.has(part),
-    holds: (part) => ownerOf.get(part)?.owner === instance,
-    notify: (part) => {
-      if (!owned.has(part)) notifyStmt.get(String(part))
-    },
-    view: () => ({
-      members: readMembers(),
-      partitions: parts.all().map((r) => ({ part: Number(r.part), owner: r.owner === null ? null : String(r.owner), epoch: Number(r.epoch), since: r.since === null ? null : String(r.since) }))
+    holds: (part) => Effect.map(ownerOf.get(part), (r) => r?.owner === instance),
+    notify: (part) => (owned.has(part) ? Effect.void : Effect.asVoid(notifyStmt.get(String(part)))),
+    view: async () => ({
+      members: await readMembers(),
+      partitions: (await control.run(parts.all())).map((r) => ({ part: Number(r.part), owner: r.owner === null ? null : String(r.owner), epoch: Number(r.epoch), since: r.since === null ? null : String(r.since) }))
     }),
     start: async () => {
       // A member of the same name still heartbeating is this instance before a crash (it falls
       // silent within deadAfterMs) or another process misconfigured with the same name.
-      const sameName = () => readMembers().find((m) => m.instance === instance && m.live)
+      const sameName = async () => (await readMembers()).find((m) => m.instance === instance && m.live)
       const deadline = Date.now() + 2 * options.deadAfterMs
-      for (let m = sameName(); m !== undefined; m = sameName()) {
+      for (let m = await sameName(); m !== undefined; m = await sameName()) {
         if (Date.now() > deadline)
           throw new Error(`another instance named ${instance} is alive (pid ${m.pid}, http ${m.http}): give each instance its own BATON_INSTANCE`)
         logger.log("info", "waiting for this instance's previous heartbeat to expire", { instance, "silent-ms": m.heartbeatAgeMs })
@@ -278,14 +289,15 @@ export const make = (options: Options): Cluster => {
       listener.on("notification", (n) => wake(Number(n.payload)))
       await listener.connect()
       await listener.query(`LISTEN ${channel}`)
-      safeTick()
-      timer = setInterval(safeTick, options.heartbeatMs)
+      await safeTick()
+      timer = setInterval(() => void safeTick(), options.heartbeatMs)
       // Notifications are a wake-up, not a guarantee: sweep the owned partitions now and then.
       sweep = setInterval(() => owned.size > 0 && options.pending([...owned]), Math.max(1000, options.heartbeatMs * 2))
       logger.log("info", "cluster joined", { instance, partitions: options.partitions, owned: [...owned].join(","), live: live.join(",") })
     },
     abandon: async () => {
       stopped = true
+      await ticking
       clearInterval(timer)
       clearInterval(sweep)
       clearTimeout(flushing)
@@ -300,13 +312,16 @@ export const make = (options: Options): Cluster => {
       const held = [...owned]
       owned.clear()
       await listener?.end().catch(() => undefined)
+      await ticking
       await drain()
       const at = new Date().toISOString()
       try {
-        store.transaction(() => {
-          for (const part of held) release.run(at, part, instance)
-          leave.run(instance)
-        })
+        await control.transaction(
+          Effect.andThen(
+            Effect.forEach(held, (part) => release.run(at, part, instance), { discard: true }),
+            leave.run(instance)
+          )
+        )
         logger.log("info", "cluster left", { instance, released: held.join(",") })
       } catch (error) {
         logger.log("warn", "cluster leave failed", { reason: Log.reason(error) })

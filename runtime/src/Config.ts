@@ -41,8 +41,12 @@ export interface Config {
    * which a redelivery or a client's resend is recognised as a duplicate.
    */
   readonly retentionHours: number
-  /** Actors per processor; messages are partitioned over them by key. */
+  /** Actors per processor; messages are partitioned over them by key, and run concurrently across them. */
   readonly partitions: number
+  /** PostgreSQL connections: how many transactions (of any processors' partitions) commit at once. */
+  readonly poolSize: number
+  /** The PostgreSQL driver: `pg` (node-postgres) or `effect-sql-pg` (`@effect/sql-pg`). */
+  readonly pgDriver: "pg" | "effect-sql-pg"
   /** `broker`: processors chain by events; `mediator`: domain mediators run durable workflows. */
   readonly topology: "broker" | "mediator"
   /**
@@ -119,6 +123,13 @@ const flag = (env: Env, name: string, fallback: boolean): boolean => {
   throw new ConfigError(`${name} must be true or false, got '${raw}'`)
 }
 
+const oneOf = <const A extends string>(env: Env, name: string, values: ReadonlyArray<A>, fallback: A): A => {
+  const raw = env[name]
+  if (raw === undefined || raw === "") return fallback
+  if (!values.includes(raw as A)) throw new ConfigError(`${name} must be one of ${values.join(", ")}, got '${raw}'`)
+  return raw as A
+}
+
 const text = (env: Env, name: string): string | undefined => {
   const raw = env[name]
   return raw === undefined || raw === "" ? undefined : raw
@@ -187,6 +198,8 @@ export const fromEnv = (env: Env = process.env): Config => {
     maxInflight: positive(env, "BATON_MAX_INFLIGHT", 10_000),
     drainTimeoutMs: positive(env, "BATON_DRAIN_TIMEOUT_MS", 5000),
     partitions: positive(env, "BATON_PARTITIONS", 4),
+    poolSize: positive(env, "BATON_DB_POOL", 16),
+    pgDriver: oneOf(env, "BATON_PG_DRIVER", ["pg", "effect-sql-pg"] as const, "pg"),
     retentionHours: positive(env, "BATON_RETENTION_HOURS", 168)
   }
 }

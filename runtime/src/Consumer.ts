@@ -6,10 +6,11 @@
  * message stalls only its own partition. An actor applies the handler's effects, marks the inbox
  * entry done and writes the announced events to the outbox in one transaction.
  */
-import { Result } from "effect"
+import { Effect, Result } from "effect"
+import { SqlError } from "effect/sql"
 import { Envelope, Log, Topics, type Message, type Processor } from "@baton/core"
 import { Supervisor } from "@baton/actors"
-import { Inbox, Postgres, type Outbox, type Store } from "@baton/store"
+import { Inbox, isUnavailable, Postgres, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 import type { Router } from "./Router.ts"
@@ -21,21 +22,26 @@ export const topicOf = (initiating: ReadonlySet<string>) => (type: string): stri
 
 export const partitionOf = Inbox.partitionOf
 
-/** Constraint violations (SQLite's or PostgreSQL's wording) are data errors: retrying cannot fix them. */
-const isDataError = (error: unknown): boolean =>
-  error instanceof Error &&
-  (/constraint failed|CHECK constraint|NOT NULL constraint|UNIQUE constraint|FOREIGN KEY constraint/.test(error.message) ||
-    /violates (unique|not-null|foreign key|check) constraint/.test(error.message))
+/** Constraint violations (classified from the driver's codes) are data errors: retrying cannot fix them. */
+export const isDataError = (error: unknown): boolean =>
+  SqlError.isSqlError(error) && (error.reason._tag === "ConstraintError" || error.reason._tag === "UniqueViolation")
 
 /**
- * Runs a transaction again when it lost a conflict with another instance's (PostgreSQL: deadlock,
- * lock timeout): that is contention, not this message's fault, so it does not use up an attempt.
+ * Runs a transaction again when it lost a conflict with another transaction (PostgreSQL: deadlock,
+ * lock timeout, serialization failure), and for as long as the database is out of reach (a
+ * connection lost mid-transaction, the server restarting: the transaction was rolled back). Neither
+ * is the message's fault, so neither uses up an attempt; the store logs the outage once.
  */
-const conflictsRetried = async <A>(run: () => Promise<A>, tries = 20): Promise<A> => {
-  for (let i = 1; ; i++) {
+export const conflictsRetried = async <A>(run: () => Promise<A>, tries = 20): Promise<A> => {
+  for (let i = 1, down = 0; ; i++) {
     try {
       return await run()
     } catch (error) {
+      if (isUnavailable(error)) {
+        down++
+        await new Promise((r) => setTimeout(r, Math.min(2_000, 50 * 2 ** Math.min(down, 6))))
+        continue
+      }
       if (i >= tries || !Postgres.isConflict(error)) throw error
       await new Promise((r) => setTimeout(r, 5 + Math.random() * 20 * i))
     }
@@ -48,7 +54,7 @@ export interface Consumer {
   /** Runs a message already committed to this processor's inbox (in-process routing). */
   readonly schedule: (event: Envelope.Envelope, topic: string, payload: string) => Promise<void>
   /** Schedules what the inbox still holds from before a restart (in the given cluster partitions only). */
-  readonly recover: (parts?: ReadonlyArray<number>) => number
+  readonly recover: (parts?: ReadonlyArray<number>) => Promise<number>
   /** Resolves when nothing is in flight. */
   readonly idle: () => Promise<void>
 }
@@ -74,7 +80,7 @@ export const make = (deps: {
    * In a cluster: whether this instance owns a key's partition (else its owner runs the message),
    * and, inside a transaction, whether it still does (locks the partition's row; see Cluster.ts).
    */
-  readonly cluster?: { readonly owns: (key: string) => boolean; readonly holds: (key: string) => boolean }
+  readonly cluster?: { readonly owns: (key: string) => boolean; readonly holds: (key: string) => Sql<boolean> }
 }): Consumer => {
   const { processor, store, inbox, outbox } = deps
   const clock = deps.clock ?? Envelope.systemClock
@@ -84,55 +90,71 @@ export const make = (deps: {
   /** Each failed attempt of a message, for the hand-off to the workflow processor. */
   const attempts = new Map<string, Array<{ attempt: number; error: string; at: string }>>()
 
-  /** Parks a message of a held key (or behind older parked ones), alerting past the count limit. */
-  const park = (event: Envelope.Envelope, p: Parking.Parking) => {
-    const deliveries = store.transaction(() => {
-      if (deps.cluster?.holds(event.key) === false) return []
-      const held = p.park(processor.name, event.key, event.id)
+  /** False when a cluster partition moved to another instance meanwhile: the message is its now. */
+  const holds = (key: string): Sql<boolean> => (deps.cluster === undefined ? Effect.succeed(true) : deps.cluster.holds(key))
+
+  /**
+   * Parks a message of a held key (or behind older parked ones), alerting past the count limit.
+   * The check and the parking are one transaction: a release between them would leave it parked.
+   * Undefined when the message need not wait.
+   */
+  const park = (event: Envelope.Envelope, p: Parking.Parking): Sql<Array<() => void> | undefined> =>
+    Effect.gen(function* () {
+      if (!(yield* p.mustWait(processor.name, event.key, event.id))) return undefined
+      if (!(yield* holds(event.key))) return []
+      const held = yield* p.park(processor.name, event.key, event.id)
       const data = { processor: processor.name, key: event.key, envelopeId: event.id, parked: held?.parked, heldBy: held?.failedId }
       const out: Array<Envelope.Next> = [{ type: WorkflowProcessor.events.parked, data }]
       const limit = deps.parkingLimits?.maxParked
-      if (held !== undefined && limit !== undefined && held.parked > limit && held.alerted?.includes("count") !== true) {
-        p.alerted(processor.name, event.key, [held.alerted, "count"].filter((x) => x !== undefined).join(","))
+      if (held !== undefined && limit !== undefined && held.parked > limit && (yield* p.alert(processor.name, event.key, "count")) !== undefined) {
         out.push({ type: WorkflowProcessor.events.alert, data: { processor: processor.name, key: event.key, reason: "count", parked: held.parked, limit } })
         deps.logger.log("warn", "parking alert", { processor: processor.name, key: event.key, reason: "count", parked: held.parked })
       }
-      return announce(event, out)
+      return yield* announce(event, out)
     })
-    for (const deliver of deliveries) deliver()
-    deps.poke()
-  }
 
   /** Inside the transaction that finished a message of `key`: release a resolved key, unpark the next. */
-  const drain = (event: Envelope.Envelope, p: Parking.Parking): Array<() => void> => {
-    const out: Array<() => void> = []
-    if (p.held(processor.name, event.key)?.resubmittedId === event.id) {
-      p.release(processor.name, event.key)
-      out.push(...announce(event, [{ type: WorkflowProcessor.events.released, data: { processor: processor.name, key: event.key, parked: p.parked(processor.name, event.key) } }]))
-    }
-    const next = p.next(processor.name, event.key)
-    if (next !== undefined) out.push(() => void schedule(JSON.parse(next.payload) as Envelope.Envelope, next.topic, next.payload))
-    return out
-  }
+  const drain = (event: Envelope.Envelope, p: Parking.Parking): Sql<Array<() => void>> =>
+    Effect.gen(function* () {
+      const out: Array<() => void> = []
+      if ((yield* p.held(processor.name, event.key))?.resubmittedId === event.id) {
+        yield* p.release(processor.name, event.key)
+        const parked = yield* p.parked(processor.name, event.key)
+        out.push(...(yield* announce(event, [{ type: WorkflowProcessor.events.released, data: { processor: processor.name, key: event.key, parked } }])))
+      }
+      const next = yield* p.next(processor.name, event.key)
+      if (next !== undefined) out.push(() => void schedule(JSON.parse(next.payload) as Envelope.Envelope, next.topic, next.payload))
+      return out
+    })
 
   const apply = async (event: Envelope.Envelope): Promise<void> => {
-    if (deps.cluster?.owns(event.key) === false || inbox.status(processor.name, event.id) !== "pending") return
-    if (parking?.mustWait(processor.name, event.key, event.id) === true) return park(event, parking)
+    if (deps.cluster?.owns(event.key) === false || (await conflictsRetried(() => store.run(inbox.status(processor.name, event.id)))) !== "pending") return
+    if (parking !== undefined) {
+      const parked = await conflictsRetried(() => store.transaction(park(event, parking)))
+      if (parked !== undefined) {
+        for (const deliver of parked) deliver()
+        return deps.poke()
+      }
+    }
     let deliveries: Array<() => void> | undefined = []
     let prepared: unknown
     try {
-      prepared = processor.prepare === undefined ? undefined : await processor.prepare(event)
+      const prepare = processor.prepare
+      prepared = prepare === undefined ? undefined : await conflictsRetried(() => Effect.runPromise(prepare(event)))
       Crash.point("handler", processor.name)
-      deliveries = await conflictsRetried(() => store.group(() => {
-        // The partition moved to another instance meanwhile: the message is its now.
-        if (deps.cluster?.holds(event.key) === false) return undefined
-        const announced = processor.handle(event, prepared)
-        const local = announce(event, announced)
-        reply(event, "reply", () => processor.reply?.(event, announced))
-        if (!inbox.settle(processor.name, event.id, "done")) throw new Error(`inbox entry ${event.id} is no longer pending`)
-        if (parking !== undefined) local.push(...drain(event, parking))
-        return local
-      }))
+      deliveries = await conflictsRetried(() =>
+        store.group(
+          Effect.gen(function* () {
+            if (!(yield* holds(event.key))) return undefined
+            const announced = yield* processor.handle(event, prepared)
+            const local = yield* announce(event, announced)
+            yield* reply(event, "reply", () => processor.reply?.(event, announced))
+            if (!(yield* inbox.settle(processor.name, event.id, "done"))) return yield* Effect.die(new Error(`inbox entry ${event.id} is no longer pending`))
+            if (parking !== undefined) local.push(...(yield* drain(event, parking)))
+            return local
+          })
+        )
+      )
     } catch (error) {
       if (parking !== undefined) {
         const history = attempts.get(event.id) ?? []
@@ -158,12 +180,12 @@ export const make = (deps: {
    * outbox, at QoS 0 so that nothing piles up for a requester that went away). The reply's
    * `correlationId` is the request's id.
    */
-  const reply = (event: Envelope.Envelope, type: "reply" | "request-failed", data: () => unknown) => {
-    if (event.replyTo === undefined || !Topics.isReply(event.replyTo)) return
+  const reply = (event: Envelope.Envelope, type: "reply" | "request-failed", data: () => unknown): Sql<void> => {
+    if (event.replyTo === undefined || !Topics.isReply(event.replyTo)) return Effect.void
     const answer = data()
-    if (answer === undefined) return
+    if (answer === undefined) return Effect.void
     const envelope: Envelope.Envelope = { id: clock.newId(), type, correlationId: event.id, causationId: event.id, key: event.key, occurredAt: clock.now().toISOString(), data: answer }
-    outbox.add(event.replyTo, Envelope.encode(envelope), 0)
+    return outbox.add(event.replyTo, Envelope.encode(envelope), 0)
   }
 
   /**
@@ -171,19 +193,57 @@ export const make = (deps: {
    * broker's broadcast), and each to the inbox of its local consumers. Returns the deliveries to
    * run after the commit.
    */
-  const announce = (cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>): Array<() => void> => {
-    const local: Array<() => void> = []
-    for (const next of announced) {
-      const out = Envelope.next(cause, next, deps.clock)
-      const topic = next.topic ?? Topics.event(out.type)
-      const payload = Envelope.encode(out)
-      const internal = Topics.isInternal(topic)
-      if (!internal) outbox.add(topic, payload, Topics.isReply(topic) ? 0 : 1)
-      else if (!deps.router.consumes(topic)) throw new Error(`no local consumer for the internal topic ${topic}`)
-      if (internal || deps.routePublic) local.push(...deps.router.route(topic, out, payload))
-    }
-    return local
-  }
+  const announce = (cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>): Sql<Array<() => void>> =>
+    Effect.gen(function* () {
+      const local: Array<() => void> = []
+      for (const next of announced) {
+        const out = Envelope.next(cause, next, deps.clock)
+        const topic = next.topic ?? Topics.event(out.type)
+        const payload = Envelope.encode(out)
+        const internal = Topics.isInternal(topic)
+        if (!internal) yield* outbox.add(topic, payload, Topics.isReply(topic) ? 0 : 1)
+        else if (!deps.router.consumes(topic)) return yield* Effect.die(new Error(`no local consumer for the internal topic ${topic}`))
+        if (internal || deps.routePublic) local.push(...(yield* deps.router.route(topic, out, payload)))
+      }
+      return local
+    })
+
+  /** The message failed for good: settle it as failed and hand it over, or send it down the error path. */
+  const fail = (event: Envelope.Envelope, topic: string, payload: Buffer | string, attemptsMade: number, error: unknown): Sql<Array<() => void>> =>
+    Effect.gen(function* () {
+      const reason = `${processor.name} failed after ${attemptsMade} attempt(s): ${Log.reason(error)}`
+      const history = attempts.get(event.id) ?? []
+      attempts.delete(event.id)
+      if (!(yield* holds(event.key)) || !(yield* inbox.settle(processor.name, event.id, "failed"))) return []
+      if (parking !== undefined) {
+        // The workflow event pattern: hand it over, hold its key, and move on at once.
+        yield* parking.hold(processor.name, event.key, event.id, clock.now())
+        const handOff: WorkflowProcessor.HandOff = {
+          processor: processor.name,
+          topic: Topics.publicTopic(topic),
+          envelope: event,
+          error: Log.reason(error),
+          attempts: history,
+          trail: [...new Set([event.correlationId, event.causationId, event.id])]
+        }
+        deps.logger.log("warn", "message handed to the workflow processor", { processor: processor.name, key: event.key, id: event.id, reason })
+        return yield* announce(event, [
+          { type: "hand-off", topic: Topics.repair, data: handOff },
+          { type: WorkflowProcessor.events.keyHeld, data: { processor: processor.name, key: event.key, failedId: event.id, error: handOff.error } }
+        ])
+      }
+      yield* reply(event, "request-failed", () => (processor.reply === undefined ? undefined : { error: reason }))
+      yield* deps.reject({
+        topic: Topics.publicTopic(topic),
+        payload: typeof payload === "string" ? Buffer.from(payload) : payload,
+        kind: "processing-failed",
+        reason,
+        processor: processor.name,
+        attempts: attemptsMade,
+        cause: event
+      })
+      return yield* announce(event, processor.failed?.(event, reason) ?? [])
+    })
 
   const running = new Map<string, Promise<void>>()
   const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer | string): Promise<void> => {
@@ -191,52 +251,21 @@ export const make = (deps: {
     const already = running.get(event.id)
     if (already !== undefined) return already
     const actor = deps.actors[partitionOf(event.key, deps.actors.length)]!
-    const run = actor.submit(() => apply(event)).then((outcome) => {
+    const run = actor.submit(() => apply(event)).then(async (outcome) => {
       // A supervisor that gave up is a crash loop, not this message's fault: it stays pending for the next start.
       if (outcome._tag === "Done" || outcome.error instanceof Supervisor.RestartLimitExceeded) return
-      const reason = `${processor.name} failed after ${outcome.attempts} attempt(s): ${Log.reason(outcome.error)}`
-      const history = attempts.get(event.id) ?? []
-      attempts.delete(event.id)
-      const deliveries = store.transaction(() => {
-        if (deps.cluster?.holds(event.key) === false || !inbox.settle(processor.name, event.id, "failed")) return []
-        if (parking !== undefined) {
-          // The workflow event pattern: hand it over, hold its key, and move on at once.
-          parking.hold(processor.name, event.key, event.id, clock.now())
-          const handOff: WorkflowProcessor.HandOff = {
-            processor: processor.name,
-            topic: Topics.publicTopic(topic),
-            envelope: event,
-            error: Log.reason(outcome.error),
-            attempts: history,
-            trail: [...new Set([event.correlationId, event.causationId, event.id])]
-          }
-          deps.logger.log("warn", "message handed to the workflow processor", { processor: processor.name, key: event.key, id: event.id, reason })
-          return announce(event, [
-            { type: "hand-off", topic: Topics.repair, data: handOff },
-            { type: WorkflowProcessor.events.keyHeld, data: { processor: processor.name, key: event.key, failedId: event.id, error: handOff.error } }
-          ])
-        }
-        reply(event, "request-failed", () => (processor.reply === undefined ? undefined : { error: reason }))
-        deps.reject({
-          topic: Topics.publicTopic(topic),
-          payload: typeof payload === "string" ? Buffer.from(payload) : payload,
-          kind: "processing-failed",
-          reason,
-          processor: processor.name,
-          attempts: outcome.attempts,
-          cause: event
-        })
-        return announce(event, processor.failed?.(event, reason) ?? [])
-      })
+      const deliveries = await conflictsRetried(() => store.transaction(fail(event, topic, payload, outcome.attempts, outcome.error)))
       for (const deliver of deliveries) deliver()
       deps.poke()
     })
     inFlight.add(run)
     running.set(event.id, run)
-    void run.finally(() => {
-      inFlight.delete(run)
-      running.delete(event.id)
-    })
+    void run
+      .catch((error: unknown) => deps.logger.log("error", "recording a failed message failed; it stays pending", { processor: processor.name, id: event.id, reason: Log.reason(error) }))
+      .finally(() => {
+        inFlight.delete(run)
+        running.delete(event.id)
+      })
     return run
   }
 
@@ -245,23 +274,23 @@ export const make = (deps: {
     try {
       json = JSON.parse(message.payload.toString("utf8"))
     } catch (error) {
-      deps.reject({ topic: message.topic, payload: message.payload, kind: "malformed-json", reason: `not an envelope: ${Log.reason(error)}`, processor: processor.name })
+      await store.transaction(deps.reject({ topic: message.topic, payload: message.payload, kind: "malformed-json", reason: `not an envelope: ${Log.reason(error)}`, processor: processor.name }))
       return deps.poke()
     }
     const decoded = Envelope.decodeEnvelope(json)
     if (Result.isFailure(decoded)) {
-      deps.reject({ topic: message.topic, payload: message.payload, kind: "schema-violation", reason: "invalid envelope", issues: decoded.failure, processor: processor.name })
+      await store.transaction(deps.reject({ topic: message.topic, payload: message.payload, kind: "schema-violation", reason: "invalid envelope", issues: decoded.failure, processor: processor.name }))
       return deps.poke()
     }
     const event = decoded.success
-    const fresh = inbox.receive(processor.name, { envelopeId: event.id, topic: message.topic, key: event.key, payload: message.payload.toString("utf8") })
+    const fresh = await store.transaction(inbox.receive(processor.name, { envelopeId: event.id, topic: message.topic, key: event.key, payload: message.payload.toString("utf8") }))
     Crash.point("received-committed")
     if (fresh) schedule(event, message.topic, message.payload)
   }
 
   /** Schedules what the inbox holds (from before a restart), or what it holds in the given cluster partitions. */
-  const recover = (parts?: ReadonlyArray<number>) => {
-    const pending = parts === undefined ? inbox.pending(processor.name) : inbox.pendingIn(processor.name, parts)
+  const recover = async (parts?: ReadonlyArray<number>) => {
+    const pending = parts === undefined ? await inbox.pending(processor.name) : await inbox.pendingIn(processor.name, parts)
     for (const entry of pending) void schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
     return pending.length
   }

@@ -4,7 +4,8 @@
  * reason and the payload.
  */
 import { Envelope, Topics, describePayload, type Log, type Rejection, type RejectionKind } from "@baton/core"
-import type { Outbox, Rejections, Store } from "@baton/store"
+import { Effect } from "effect"
+import type { Outbox, Rejections, Sql, Store } from "@baton/store"
 
 export interface Refusal {
   readonly topic: string
@@ -22,18 +23,18 @@ export interface Refusal {
 
 export const rejectedType = "message-rejected"
 
-/** Records a refusal; joins the caller's transaction, so it commits with whatever else it does. */
-export type ErrorPath = (refusal: Refusal) => void
+/** Records a refusal in the caller's transaction, so it commits with whatever else it does. */
+export type ErrorPath = (refusal: Refusal) => Sql<void>
 
 export const make = (deps: {
-  readonly store: Store
+  readonly store?: Store
   readonly outbox: Outbox.Outbox
   readonly rejections: Rejections.Log
   readonly logger: Log.Logger
   readonly clock?: Envelope.Clock
 }): ErrorPath => {
   const clock = deps.clock ?? Envelope.systemClock
-  return (refusal) => {
+  return (refusal) => Effect.suspend(() => {
     const rejection: Rejection = {
       kind: refusal.kind,
       topic: refusal.topic,
@@ -48,10 +49,10 @@ export const make = (deps: {
       refusal.cause === undefined
         ? Envelope.initiate(rejectedType, rejection, {}, clock)
         : Envelope.next(refusal.cause, { type: rejectedType, data: rejection }, clock)
-    deps.store.transaction(() => {
-      const recorded = deps.rejections.record(envelope.id, new Date(envelope.occurredAt), rejection)
-      deps.outbox.add(Topics.error(refusal.topic), Envelope.encode({ ...envelope, data: recorded }))
+    return Effect.gen(function* () {
+      const recorded = yield* deps.rejections.record(envelope.id, new Date(envelope.occurredAt), rejection)
+      yield* deps.outbox.add(Topics.error(refusal.topic), Envelope.encode({ ...envelope, data: recorded }))
+      deps.logger.log("warn", "message rejected", { kind: refusal.kind, topic: refusal.topic, processor: refusal.processor, reason: refusal.reason, id: envelope.id })
     })
-    deps.logger.log("warn", "message rejected", { kind: refusal.kind, topic: refusal.topic, processor: refusal.processor, reason: refusal.reason, id: envelope.id })
-  }
+  })
 }

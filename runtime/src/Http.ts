@@ -75,14 +75,14 @@ export const jsonBody = async (req: IncomingMessage): Promise<Record<string, unk
 /** The workflow event pattern's dashboard, when a processor parks failed keys. */
 export interface Dashboard {
   readonly entries: Pick<WorkflowProcessor.WorkflowProcessor, "list" | "resubmit" | "discard">
-  readonly held: () => ReadonlyArray<Parking.Held>
+  readonly held: () => Promise<ReadonlyArray<Parking.Held>>
 }
 
 const entryStatuses = ["open", "repaired", "resubmitted", "discarded", "all"] as const
 
 export interface Status {
   readonly phase: () => Phase
-  readonly detail: () => Record<string, unknown>
+  readonly detail: () => Promise<Record<string, unknown>>
 }
 
 const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -113,7 +113,7 @@ export const start = (options: {
   readonly workflows?: Workflows
   readonly dashboard?: Dashboard
   /** The cluster's instances, their partitions and workflows; undefined for a single instance. */
-  readonly cluster?: () => unknown
+  readonly cluster?: () => Promise<unknown>
   /** The apps' own endpoints, by `METHOD /path`. */
   readonly routes?: Readonly<Record<string, HttpRoute>>
 }) =>
@@ -125,7 +125,7 @@ export const start = (options: {
         // With --expose-gc (benchmarks), `?gc=1` collects first, so that memory figures mean something.
         if (url.searchParams.get("gc") === "1") (globalThis as { gc?: () => void }).gc?.()
         const phase = options.status.phase()
-        return json(res, phase === "ready" ? 200 : 503, { status: phase, ...options.status.detail() })
+        return json(res, phase === "ready" ? 200 : 503, { status: phase, ...(await options.status.detail()) })
       }
       if (options.authorize !== undefined) {
         const header = req.headers.authorization ?? ""
@@ -137,7 +137,7 @@ export const start = (options: {
       const route = `${req.method ?? "GET"} ${url.pathname}`
       if (url.pathname === "/cluster") {
         if (req.method !== "GET") return notAllowed(res, req, url)
-        const view = options.cluster?.()
+        const view = await options.cluster?.()
         if (view === undefined) return json(res, 404, { error: "not found", reason: "this instance runs alone on its embedded store; a cluster shares BATON_DATABASE_URL" })
         return json(res, 200, view)
       }
@@ -186,16 +186,16 @@ export const start = (options: {
           const status = url.searchParams.get("status") ?? "open"
           if (!(entryStatuses as ReadonlyArray<string>).includes(status)) return json(res, 400, { error: "bad request", reason: `status must be one of ${entryStatuses.join(", ")}` })
           const limit = Math.min(10_000, Math.max(1, Number(url.searchParams.get("limit") ?? 100) || 100))
-          return json(res, 200, { entries: dashboard.entries.list(status as (typeof entryStatuses)[number], limit), held: dashboard.held() })
+          return json(res, 200, { entries: await dashboard.entries.list(status as (typeof entryStatuses)[number], limit), held: await dashboard.held() })
         }
         if (req.method !== "POST" || entry === null) return notAllowed(res, req, url)
         const id = decodeURIComponent(entry[1] ?? "")
         try {
           const body = await jsonBody(req)
-          if (entry[2] === "resubmit") return json(res, 200, dashboard.entries.resubmit(id, body))
+          if (entry[2] === "resubmit") return json(res, 200, await dashboard.entries.resubmit(id, body))
           const reason = body?.reason
           if (typeof reason !== "string" || reason.trim() === "") throw new HttpError(400, 'discarding needs a reason: {"reason": "..."}')
-          return json(res, 200, dashboard.entries.discard(id, reason))
+          return json(res, 200, await dashboard.entries.discard(id, reason))
         } catch (error) {
           return failed(res, error)
         }
@@ -204,7 +204,7 @@ export const start = (options: {
       switch (url.pathname) {
         case "/errors": {
           const limit = Math.min(1000, Math.max(1, Number(url.searchParams.get("limit") ?? 100) || 100))
-          return json(res, 200, { counts: options.rejections.counts(), security: options.security?.() ?? {}, recent: options.rejections.recent(limit) })
+          return json(res, 200, { counts: await options.rejections.counts(), security: options.security?.() ?? {}, recent: await options.rejections.recent(limit) })
         }
         default:
           return json(res, 404, { error: "not found", reason: `no endpoint at ${url.pathname}; try /healthz or /errors` })

@@ -3,9 +3,9 @@
  * topic and schema, wraps a bare object in a new envelope, and forwards the envelope on
  * `accepted/<name>` for the processors. Anything else goes to the error path, never silently away.
  */
-import { Result } from "effect"
+import { Effect, Result } from "effect"
 import { Envelope, Log, Topics, type App, type Initiating, type Message } from "@baton/core"
-import type { IngressLog, Outbox, Store } from "@baton/store"
+import type { IngressLog, Outbox, Sql, Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 import type { Router } from "./Router.ts"
@@ -110,50 +110,54 @@ export const make = (deps: {
   let poke: (() => void) | undefined
   let scheduled = false
 
-  /** Judges one logged entry and writes what it becomes; call inside the batch's transaction. */
-  const forward = (entry: IngressLog.Entry): ReadonlyArray<() => void> => {
-    const verdict = judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size, entry.clientId)
-    const local: Array<() => void> = []
-    if (verdict._tag === "Accepted") {
-      const topic = Topics.accepted(verdict.envelope.type)
-      const payload = Envelope.encode(verdict.envelope)
-      if (!deps.log.firstSight(verdict.envelope.id, entry.seq))
-        deps.logger.log("info", "duplicate initiating event ignored", { id: verdict.envelope.id, topic: entry.topic })
-      else if (deps.router !== undefined) local.push(...deps.router.route(topic, verdict.envelope, payload))
-      else deps.outbox.add(topic, payload)
-    } else
-      deps.reject({
-        topic: entry.topic,
-        payload: entry.payload,
-        size: entry.size,
-        kind: verdict.kind,
-        reason: verdict.reason,
-        ...(verdict.issues === undefined ? {} : { issues: verdict.issues })
-      })
-    deps.log.forwarded(entry.seq)
-    return local
-  }
+  /** Judges one logged entry and writes what it becomes, inside the batch's transaction. */
+  const forward = (entry: IngressLog.Entry): Sql<ReadonlyArray<() => void>> =>
+    Effect.gen(function* () {
+      const verdict = judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size, entry.clientId)
+      const local: Array<() => void> = []
+      if (verdict._tag === "Accepted") {
+        const topic = Topics.accepted(verdict.envelope.type)
+        const payload = Envelope.encode(verdict.envelope)
+        if (!(yield* deps.log.firstSight(verdict.envelope.id, entry.seq)))
+          deps.logger.log("info", "duplicate initiating event ignored", { id: verdict.envelope.id, topic: entry.topic })
+        else if (deps.router !== undefined) local.push(...(yield* deps.router.route(topic, verdict.envelope, payload)))
+        else yield* deps.outbox.add(topic, payload)
+      } else
+        yield* deps.reject({
+          topic: entry.topic,
+          payload: entry.payload,
+          size: entry.size,
+          kind: verdict.kind,
+          reason: verdict.reason,
+          ...(verdict.issues === undefined ? {} : { issues: verdict.issues })
+        })
+      yield* deps.log.forwarded(entry.seq)
+      return local
+    })
 
-  const drain = () => {
-    scheduled = false
+  const drainOnce = async () => {
     let forwarded = 0
-    for (let entries = deps.log.unforwarded(256); entries.length > 0; entries = deps.log.unforwarded(256)) {
+    for (let entries = await deps.log.unforwarded(256); entries.length > 0; entries = await deps.log.unforwarded(256)) {
       // One transaction per batch; deliveries to local consumers only after its commit.
-      const deliveries = deps.store.transaction(() => entries.flatMap(forward))
+      const deliveries = await deps.store.transaction(Effect.map(Effect.forEach(entries, forward), (ds) => ds.flat()))
       for (const deliver of deliveries) deliver()
       forwarded += entries.length
       poke?.()
     }
     return forwarded
   }
+  // One drain at a time: two would read the same unforwarded entries.
+  let chain: Promise<unknown> = Promise.resolve()
+  const drain = (): Promise<number> => {
+    const run = chain.then(drainOnce, drainOnce)
+    chain = run.catch(() => undefined)
+    return run
+  }
 
   const drainSafely = () => {
-    try {
-      drain()
-    } catch (error) {
-      // The entries stay in the log and are forwarded at the next start (or the next drain).
-      deps.logger.log("error", "ingress drain failed", { reason: Log.reason(error) })
-    }
+    scheduled = false
+    // The entries stay in the log and are forwarded at the next start (or the next drain).
+    drain().catch((error: unknown) => deps.logger.log("error", "ingress drain failed", { reason: Log.reason(error) }))
   }
 
   const schedule = () => {
@@ -172,20 +176,20 @@ export const make = (deps: {
     /** Forwards what the log holds now (entries adopted from a dead instance). */
     poke: () => schedule(),
     /**
-     * Forwards at once, synchronously (the log's `afterCommit` in a cluster); once started. Throws
-     * when forwarding failed, so that the publishers are not acknowledged (see IngressLog).
+     * Forwards at once (the log's `afterCommit` in a cluster); once started. Rejects when
+     * forwarding failed, so that the publishers are not acknowledged (see IngressLog).
      */
-    forwardNow: () => {
+    forwardNow: async (): Promise<void> => {
       if (poke === undefined) return
       try {
-        drain()
+        await drain()
       } catch (error) {
         deps.logger.log("error", "ingress forward failed, publishers not acknowledged", { reason: Log.reason(error) })
         throw error
       }
     },
     /** Starts forwarding (first what a crash left in the log); `relay` is poked after each batch. */
-    start: (relay: () => void): number => {
+    start: (relay: () => void): Promise<number> => {
       poke = relay
       return drain()
     }

@@ -14,6 +14,17 @@ export interface Relay {
   readonly close: () => Promise<void>
 }
 
+/** Maximal runs of consecutive numbers, as [first, last] pairs, in order. */
+export const runs = (seqs: ReadonlyArray<number>): ReadonlyArray<readonly [number, number]> => {
+  const out: Array<[number, number]> = []
+  for (const n of seqs) {
+    const last = out.at(-1)
+    if (last !== undefined && n === last[1] + 1) last[1] = n
+    else out.push([n, n])
+  }
+  return out
+}
+
 export const make = (deps: {
   readonly outbox: Outbox.Outbox
   readonly publish: (topic: string, payload: string, qos: QoS) => Promise<void>
@@ -29,12 +40,14 @@ export const make = (deps: {
   const drain = async () => {
     do {
       again = false
-      for (let entries = deps.outbox.pending(batch); entries.length > 0 && !closed; entries = deps.outbox.pending(batch)) {
+      for (let entries = await deps.outbox.pending(batch); entries.length > 0 && !closed; entries = await deps.outbox.pending(batch)) {
         // One at a time, in order: a consumer must not see an effect before its cause. (Concurrent
         // in-process publishes to Aedes with level persistence stalled in a test here.)
         for (const e of entries) await deps.publish(e.topic, e.payload, e.qos)
         Crash.point("outbox-published")
-        deps.outbox.sent(entries[0]!.seq, entries.at(-1)!.seq)
+        // Only what was published: on PostgreSQL a lower sequence number can commit after a higher
+        // one was read (concurrent transactions), so a range over a gap would delete it unsent.
+        for (const [first, last] of runs(entries.map((e) => e.seq))) await deps.outbox.sent(first, last)
       }
     } while (again && !closed)
   }

@@ -5,7 +5,8 @@
  * internal hop crosses the broker, and no message is in flight outside a committed transaction.
  */
 import type { Envelope } from "@baton/core"
-import type { Inbox } from "@baton/store"
+import { Effect } from "effect"
+import type { Inbox, Sql } from "@baton/store"
 
 export interface Local {
   readonly name: string
@@ -20,7 +21,7 @@ export interface Router {
    * Records the message in the inbox of each local consumer of `topic`; call inside the
    * transaction. Returns the deliveries to run once it has committed.
    */
-  readonly route: (topic: string, event: Envelope.Envelope, payload: string) => ReadonlyArray<() => void>
+  readonly route: (topic: string, event: Envelope.Envelope, payload: string) => Sql<ReadonlyArray<() => void>>
 }
 
 export const make = (inbox: Inbox.Inbox): Router => {
@@ -29,8 +30,9 @@ export const make = (inbox: Inbox.Inbox): Router => {
     add: (topic, local) => routes.set(topic, [...(routes.get(topic) ?? []), local]),
     consumes: (topic) => routes.has(topic),
     route: (topic, event, payload) =>
-      (routes.get(topic) ?? [])
-        .filter((local) => inbox.receive(local.name, { envelopeId: event.id, topic, key: event.key, payload }))
-        .map((local) => () => local.schedule(event, topic, payload))
+      Effect.map(
+        Effect.filter(routes.get(topic) ?? [], (local) => inbox.receive(local.name, { envelopeId: event.id, topic, key: event.key, payload })),
+        (fresh) => fresh.map((local) => () => local.schedule(event, topic, payload))
+      )
   }
 }

@@ -36,7 +36,7 @@ import * as Security from "./Security.ts"
 export interface Options {
   readonly logger?: Log.Logger
   /** The apps to run; the order-entry app by default. */
-  readonly apps?: (deps: { readonly store: Store; readonly config: Config }) => ReadonlyArray<App>
+  readonly apps?: (deps: { readonly store: Store; readonly config: Config }) => ReadonlyArray<App> | Promise<ReadonlyArray<App>>
   /** Extra processors beside the apps' (they subscribe to existing events). */
   readonly processors?: (deps: { readonly store: Store }) => ReadonlyArray<Processor>
   readonly policy?: Partial<Policy.Policy>
@@ -59,9 +59,9 @@ export interface Runtime {
 }
 
 /** The reference apps named by `BATON_APP`. */
-const defaultApps = (deps: { readonly store: Store; readonly config: Config }): ReadonlyArray<App> => {
+const defaultApps = (deps: { readonly store: Store; readonly config: Config }): Promise<ReadonlyArray<App>> => {
   const mailer = OrderEntry.Mailer.make({ smtpUrl: deps.config.smtpUrl })
-  const make: Record<AppName, () => App> = {
+  const make: Record<AppName, () => App | Promise<App>> = {
     "order-entry": () => OrderEntry.make({ store: deps.store, mailer }),
     customer: () => Customer.make({ store: deps.store, mailer }),
     trading: () => Trading.make({ store: deps.store }),
@@ -69,7 +69,7 @@ const defaultApps = (deps: { readonly store: Store; readonly config: Config }): 
     "order-stats": () => OrderStats.make({ store: deps.store }),
     ping: () => Ping.make()
   }
-  return deps.config.apps.map((name) => make[name]())
+  return Promise.all(deps.config.apps.map((name) => make[name]()))
 }
 
 const sessionsOf = (config: Config): EmbeddedBroker.Sessions =>
@@ -93,42 +93,55 @@ export const make = (config: Config, options: Options = {}) =>
     // Every store in one database: the embedded SQLite file, or PostgreSQL (shared by a cluster).
     const storePath = join(config.dataDir, "baton.db")
     const store = yield* Effect.acquireRelease(
-      Effect.try({
-        try: () => (config.databaseUrl === undefined ? Sqlite.open({ path: storePath, synchronous: config.durable ? "NORMAL" : "OFF" }) : Postgres.open({ url: config.databaseUrl })),
+      Effect.tryPromise({
+        try: () =>
+          config.databaseUrl === undefined
+            ? Sqlite.open({ path: storePath, synchronous: config.durable ? "NORMAL" : "OFF" })
+            : Postgres.open({
+                url: config.databaseUrl,
+                poolSize: config.poolSize,
+                driver: config.pgDriver,
+                onIdleError: (error) => logger.log("warn", "idle database connection lost", { reason: Log.reason(error) })
+              }),
         catch: (e) => new Error(`cannot open the store: ${Log.reason(e)}`)
       }),
       (s) => Effect.promise(() => s.close()).pipe(Effect.tap(() => Effect.sync(() => logger.log("info", "store closed"))))
     )
     logger.log("info", "store opened", { kind: store.kind, where: config.databaseUrl === undefined ? storePath : redact(config.databaseUrl) })
+    store.onAvailability((available, reason) =>
+      available ? logger.log("info", "store reachable again", { kind: store.kind }) : logger.log("error", "store unreachable, retrying", { kind: store.kind, reason })
+    )
     // With PostgreSQL, instances sharing the database form a cluster: each owns some key partitions
     // and processes only their messages; its outbox and ingress entries are its own (Cluster.ts).
     const clustered = store.kind === "postgres"
     let cluster: Cluster.Cluster | undefined
     const partOf = (key: string) => Inbox.partitionOf(key, config.clusterPartitions)
     const mine = clustered ? { instance: config.instance } : {}
-    const rejections = Rejections.make(store)
-    const outbox = Outbox.make(store, mine)
-    const inbox = Inbox.make(store, clustered ? { partitions: config.clusterPartitions, notify: (part) => cluster?.notify(part) } : {})
+    const rejections = yield* promise(() => Rejections.make(store))
+    const outbox = yield* promise(() => Outbox.make(store, mine))
+    const inbox = yield* promise(() =>
+      Inbox.make(store, clustered ? { partitions: config.clusterPartitions, notify: (part) => cluster?.notify(part) ?? Effect.void } : {})
+    )
     let ingressRef: Ingress.Ingress | undefined
-    const log = IngressLog.make(store, {
+    const log = yield* promise(() => IngressLog.make(store, {
       maxBytes: config.maxPayloadBytes,
       previewBytes: payloadPreviewBytes,
       beforeCommit: () => Crash.point("ingress-before-commit"),
       ...mine,
-      ...(clustered ? { afterCommit: () => ingressRef?.forwardNow() } : {}),
+      ...(clustered ? { afterCommit: async () => ingressRef?.forwardNow() } : {}),
       // On an external broker, only the holder of the cluster's ingress session (the owner of
       // partition 0) logs initiating events: a former holder's client still connected cannot.
       ...(clustered && config.brokerUrl !== undefined
         ? {
-            fence: () => {
-              if (cluster?.holds(0) !== true) throw new Error("this instance no longer holds the cluster's ingress session")
-            }
+            fence: Effect.flatMap(Effect.suspend(() => cluster?.holds(0) ?? Effect.succeed(false)), (holds) =>
+              holds ? Effect.void : Effect.die(new Error("this instance no longer holds the cluster's ingress session"))
+            )
           }
         : {})
-    })
+    }))
     const reject = ErrorPath.make({ store, outbox, rejections, logger })
 
-    const apps = (options.apps ?? defaultApps)({ store, config })
+    const apps = yield* promise(async () => (options.apps ?? defaultApps)({ store, config }))
     const extra = options.processors?.({ store }) ?? []
     // The mediator topology: apps with workflows take commands on channels from their domain
     // mediators, behind the simple mediator; apps without keep chaining by events.
@@ -137,7 +150,7 @@ export const make = (config: Config, options: Options = {}) =>
       mediated.length === 0
         ? undefined
         : yield* Effect.acquireRelease(
-            Effect.sync(() => WorkflowStore.inStore(store)),
+            promise(() => WorkflowStore.inStore(store)),
             (s) => Effect.promise(() => s.close())
           )
     if (workflowStore !== undefined) logger.log("info", "workflow store opened", { kind: workflowStore.kind })
@@ -158,12 +171,12 @@ export const make = (config: Config, options: Options = {}) =>
     yield* Effect.addFinalizer(() => Effect.sync(() => domains.forEach((d) => d.close())))
     const hosted = [...apps.flatMap((a) => (mediated.includes(a) ? a.processors.map(Mediator.channel) : a.processors)), ...extra]
     // The workflow event pattern, for processors that park the keys of failed messages.
-    const parking = hosted.some((p) => p.onFailure === "park") ? Parking.make(store) : undefined
+    const parking = hosted.some((p) => p.onFailure === "park") ? yield* promise(() => Parking.make(store)) : undefined
     const parkingLimits: WorkflowProcessor.Limits = { maxParked: config.parkMaxCount, maxHeldMs: config.parkMaxAgeMs }
     const repairs =
       parking === undefined
         ? undefined
-        : WorkflowProcessor.make({
+        : yield* promise(() => WorkflowProcessor.make({
             store,
             parking,
             outbox,
@@ -176,7 +189,7 @@ export const make = (config: Config, options: Options = {}) =>
               void consumer?.schedule(JSON.parse(parked.payload) as Envelope.Envelope, parked.topic, parked.payload)
             },
             poke: () => relay.poke()
-          })
+          }))
     const processors: ReadonlyArray<Processor> = [
       ...(mediated.length === 0 ? [] : [Mediator.simple(mediated.flatMap((a) => a.mediation?.rules ?? []), workflows), ...domains.map((d) => d.processor)]),
       ...hosted,
@@ -274,13 +287,13 @@ export const make = (config: Config, options: Options = {}) =>
                   }
                 }
               }),
-          cluster: () => {
+          cluster: async () => {
             if (cluster === undefined) return undefined
-            const view = cluster.view()
+            const view = await cluster.view()
             const owners = new Map(view.partitions.map((p) => [p.part, p.owner] as const))
             const owned = new Map<string, Array<string>>()
             if (workflowStore !== undefined)
-              for (const row of store.db.prepare("SELECT id FROM workflows ORDER BY updated_at").all()) {
+              for (const row of await store.run(store.query("SELECT id FROM workflows ORDER BY updated_at").all())) {
                 const owner = owners.get(partOf(String(row.id))) ?? "nobody"
                 owned.set(owner, [...(owned.get(owner) ?? []), String(row.id)])
               }
@@ -297,8 +310,9 @@ export const make = (config: Config, options: Options = {}) =>
           },
           status: {
             phase: () => phase,
-            detail: () => ({
-              outbox: outbox.size(),
+            detail: async () => ({
+              outbox: await outbox.size(),
+              statements: store.statements(),
               memory: Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [`${k}Mb`, Math.round(v / 1048576)])),
               processors: consumers.map(({ processor, pool }) => ({ name: processor.name, partitions: pool.length, restarts: pool.reduce((n, a) => n + a.restarts(), 0) }))
             })
@@ -347,7 +361,7 @@ export const make = (config: Config, options: Options = {}) =>
         routePublic,
         parking,
         parkingLimits,
-        ...(clustered ? { cluster: { owns: (key: string) => cluster?.owns(partOf(key)) ?? false, holds: (key: string) => cluster?.holds(partOf(key)) ?? false } } : {})
+        ...(clustered ? { cluster: { owns: (key: string) => cluster?.owns(partOf(key)) ?? false, holds: (key: string) => cluster?.holds(partOf(key)) ?? Effect.succeed(false) } } : {})
       })
       for (const topic of topicsOf(processor)) if (routePublic || Topics.isInternal(topic)) router.add(topic, { name: processor.name, schedule: consumer.schedule })
       consumers.push({ processor, pool, consumer })
@@ -358,7 +372,9 @@ export const make = (config: Config, options: Options = {}) =>
       // Timeouts and restarts are inputs like acknowledgements: committed to the queue, then run.
       d.attach((event) => {
         const payload = Envelope.encode(event)
-        return inbox.receive(d.processor.name, { envelopeId: event.id, topic, key: event.key, payload }) ? consumer.schedule(event, topic, payload) : Promise.resolve()
+        return store
+          .transaction(inbox.receive(d.processor.name, { envelopeId: event.id, topic, key: event.key, payload }))
+          .then((fresh) => (fresh ? consumer.schedule(event, topic, payload) : undefined))
       })
     }
 
@@ -372,7 +388,7 @@ export const make = (config: Config, options: Options = {}) =>
     // The session's client never reconnects once this instance lost partition 0 (no two instances
     // taking turns at one session), and opening it is retried while the partition stays ours.
     let ingressSession: Promise<Subscription | undefined> | undefined
-    const holdsIngress = () => cluster?.holds(0) === true
+    const holdsIngress = () => cluster?.owns(0) === true
     const subscribeIngress = async (): Promise<Subscription | undefined> => {
       for (let attempt = 1; external !== undefined && holdsIngress(); attempt++) {
         try {
@@ -394,7 +410,7 @@ export const make = (config: Config, options: Options = {}) =>
         const subscriptions: Array<Subscription> = []
         relay.poke()
         for (const { processor, consumer } of consumers) {
-          const recovered = clustered ? 0 : consumer.recover()
+          const recovered = clustered ? 0 : yield* promise(() => consumer.recover())
           const topics = topicsOf(processor).filter((t) => routePublic || !Topics.isInternal(t))
           if (external !== undefined && !routePublic) subscriptions.push(yield* promise(() => external.subscribe({ clientId: processor.name, topics }, consumer.handler)))
           logger.log("info", "processor started", { processor: processor.name, topics: topics.join(","), via: routePublic ? "inbox" : "broker session", recovered })
@@ -405,12 +421,17 @@ export const make = (config: Config, options: Options = {}) =>
             const inFlight = yield* promise(() => d.recover())
             logger.log("info", "mediator started", { domain: d.domain, workflows: workflows.filter((w) => w.domain === d.domain).map((w) => w.name).join(","), "in-flight": inFlight })
           }
-        const replayed = ingress.start(relay.poke)
+        const replayed = yield* promise(() => ingress.start(relay.poke))
         logger.log("info", "ingress started", { topics: [...contracts.keys()].map(Topics.initiate).join(","), replayed })
         if (clustered) {
-          const scheduleIn = (parts: ReadonlyArray<number>) => consumers.reduce((n, c) => n + c.consumer.recover(parts), 0)
-          cluster = Cluster.make({
+          const scheduleIn = async (parts: ReadonlyArray<number>) => (await Promise.all(consumers.map((c) => c.consumer.recover(parts)))).reduce((n, m) => n + m, 0)
+          const control = yield* Effect.acquireRelease(
+            promise(() => Postgres.open({ url: config.databaseUrl ?? "", poolSize: 2, driver: config.pgDriver })),
+            (s) => Effect.promise(() => s.close())
+          )
+          cluster = yield* promise(() => Cluster.make({
             store,
+            control,
             url: config.databaseUrl ?? "",
             instance: config.instance,
             partitions: config.clusterPartitions,
@@ -418,9 +439,9 @@ export const make = (config: Config, options: Options = {}) =>
             deadAfterMs: config.deadAfterMs,
             address: { http: `${config.host}:${http.port}`, mqtt: embedded === undefined ? (config.brokerUrl ?? "") : `${embedded.host}:${embedded.mqttPort}` },
             logger,
-            acquired: (parts) => {
+            acquired: async (parts) => {
               const set = new Set(parts)
-              const recovered = scheduleIn(parts)
+              const recovered = await scheduleIn(parts)
               for (const d of domains)
                 d.recover((id) => set.has(partOf(id))).then(
                   (n) => n > 0 && logger.log("info", "workflows resumed", { domain: d.domain, workflows: n, partitions: parts.join(",") }),
@@ -443,16 +464,16 @@ export const make = (config: Config, options: Options = {}) =>
               void closing.then((s) => s?.close())
               logger.log("info", "ingress session handed over", { broker: config.brokerUrl })
             },
-            pending: (parts) => void scheduleIn(parts),
-            adopt: (dead) => {
-              const entries = outbox.adopt(dead)
-              const logged = log.adopt(dead)
+            pending: (parts) => void scheduleIn(parts).catch((error: unknown) => logger.log("error", "pending messages not scheduled", { reason: Log.reason(error) })),
+            adopt: async (dead) => {
+              const entries = await outbox.adopt(dead)
+              const logged = await log.adopt(dead)
               if (entries + logged === 0) return
               logger.log("info", "adopted what dead instances left", { instances: dead.join(","), "outbox-entries": entries, "ingress-entries": logged })
               relay.poke()
               ingress.poke()
             }
-          })
+          }))
           yield* promise(() => cluster?.start() ?? Promise.resolve())
         }
         return subscriptions
@@ -475,12 +496,13 @@ export const make = (config: Config, options: Options = {}) =>
     )
 
     // Forget what is older than the deduplication window, at start and every hour.
-    const prune = () => {
+    const prune = async () => {
       const before = new Date(Date.now() - config.retentionHours * 3_600_000)
-      const inboxRows = inbox.prune(before)
-      const ingressRows = log.prune(before)
+      const inboxRows = await inbox.prune(before)
+      const ingressRows = await log.prune(before)
       if (inboxRows + ingressRows > 0) logger.log("info", "retention sweep", { "inbox-rows": inboxRows, "ingress-rows": ingressRows, before: before.toISOString() })
     }
+    const pruneSafely = () => void prune().catch((error: unknown) => logger.log("error", "retention sweep failed", { reason: Log.reason(error) }))
     // Alert about keys held too long.
     if (repairs !== undefined)
       yield* Effect.acquireRelease(
@@ -488,9 +510,9 @@ export const make = (config: Config, options: Options = {}) =>
         (timer) => Effect.sync(() => clearInterval(timer))
       )
     yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        prune()
-        return setInterval(prune, 3_600_000).unref()
+      Effect.gen(function* () {
+        yield* promise(prune)
+        return setInterval(pruneSafely, 3_600_000).unref()
       }),
       (timer) => Effect.sync(() => clearInterval(timer))
     )

@@ -8,8 +8,9 @@
  */
 import { describe, expect, it } from "vitest"
 import fc from "fast-check"
+import { Effect } from "effect"
 import { Log } from "@baton/core"
-import { Inbox, Postgres, type Store } from "@baton/store"
+import { ddl, Inbox, Postgres, type Store } from "@baton/store"
 import { freshSchema, query } from "@baton/testkit/postgres"
 import * as Cluster from "../src/Cluster.ts"
 
@@ -25,11 +26,11 @@ interface Member {
 }
 
 const member = async (url: string, name: string, jitter: () => number): Promise<Member> => {
-  const store = Postgres.open({ url })
-  store.migrate([{ name: "test/effects", sql: "CREATE TABLE effects (n INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, seq INTEGER NOT NULL, by_member TEXT NOT NULL)" }])
+  const store = await Postgres.open({ url })
+  await store.migrate([{ name: "test/effects", sql: ddl((t) => `CREATE TABLE effects (n ${t.serialKey}, key TEXT NOT NULL, seq ${t.int} NOT NULL, by_member TEXT NOT NULL)`) }])
   let cluster: Cluster.Cluster | undefined
-  const inbox = Inbox.make(store, { partitions, notify: (part) => cluster?.notify(part) })
-  const record = store.db.prepare("INSERT INTO effects (key, seq, by_member) VALUES (?, ?, ?)")
+  const inbox = await Inbox.make(store, { partitions, notify: (part) => cluster?.notify(part) ?? Effect.void })
+  const record = store.query("INSERT INTO effects (key, seq, by_member) VALUES (?, ?, ?)")
   const queue: Array<Inbox.Entry> = []
   const queued = new Set<string>()
   let running = false
@@ -42,26 +43,28 @@ const member = async (url: string, name: string, jitter: () => number): Promise<
       await sleep(jitter()) // the handler's asynchronous part: a hand-over may happen meanwhile
       const part = Inbox.partitionOf(entry.key, partitions)
       const e = entry
-      store.transaction(() => {
-        if (!cluster!.holds(part)) return
-        if (!inbox.settle("p", e.envelopeId, "done")) return
-        const { seq } = JSON.parse(e.payload) as { seq: number }
-        record.run(e.key, seq, name)
-      })
+      await store.transaction(
+        Effect.gen(function* () {
+          if (!(yield* cluster!.holds(part))) return
+          if (!(yield* inbox.settle("p", e.envelopeId, "done"))) return
+          const { seq } = JSON.parse(e.payload) as { seq: number }
+          yield* record.run(e.key, seq, name)
+        })
+      )
       queued.delete(e.envelopeId)
     }
     running = false
   }
-  const schedule = (parts: ReadonlyArray<number>) => {
+  const schedule = async (parts: ReadonlyArray<number>) => {
     if (!self.alive) return
-    for (const entry of inbox.pendingIn("p", parts)) {
+    for (const entry of await inbox.pendingIn("p", parts)) {
       if (queued.has(entry.envelopeId)) continue
       queued.add(entry.envelopeId)
       queue.push(entry)
     }
     void work()
   }
-  cluster = Cluster.make({
+  cluster = await Cluster.make({
     store,
     url,
     instance: name,
@@ -95,8 +98,9 @@ describe("partition hand-over (Cluster.ts) on PostgreSQL", () => {
         const jitter = () => ((r = (r * 1103515245 + 12345) & 0x7fffffff) % 4)
         const members: Array<Member> = [await member(db.url, "m1", jitter), await member(db.url, "m2", jitter)]
         try {
-          const producer = Postgres.open({ url: db.url })
-          const inbox = Inbox.make(producer, { partitions, notify: (part) => void producer.db.prepare("SELECT pg_notify('baton_inbox', ?)").get(String(part)) })
+          const producer = await Postgres.open({ url: db.url })
+          const notify = producer.query("SELECT pg_notify('baton_inbox', ?)")
+          const inbox = await Inbox.make(producer, { partitions, notify: (part) => Effect.asVoid(notify.get(String(part))) })
           const seqs = new Map<string, number>()
           for (const [i, key] of messages.entries()) {
             for (const e of events.filter((x) => x.at === i)) {
@@ -110,7 +114,7 @@ describe("partition hand-over (Cluster.ts) on PostgreSQL", () => {
             }
             const seq = (seqs.get(key) ?? 0) + 1
             seqs.set(key, seq)
-            inbox.receive("p", { envelopeId: `${key}-${seq}`, topic: "t", key, payload: JSON.stringify({ seq }) })
+            await producer.transaction(inbox.receive("p", { envelopeId: `${key}-${seq}`, topic: "t", key, payload: JSON.stringify({ seq }) }))
             await sleep(3)
           }
           // Every message applied (hand-overs take up to the dead-after time plus a heartbeat).

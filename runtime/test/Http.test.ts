@@ -5,7 +5,7 @@ import * as Http from "../src/Http.ts"
 describe("Http", () => {
   it("answers /healthz 503 while starting or stopping and 200 when ready; JSON errors elsewhere", async () => {
     let phase: Http.Phase = "starting"
-    const http = await Http.start({ host: "127.0.0.1", port: 0, rejections: Rejections.make(Sqlite.open({ path: ":memory:" })), status: { phase: () => phase, detail: () => ({}) } })
+    const http = await Http.start({ host: "127.0.0.1", port: 0, rejections: await Rejections.make(await Sqlite.open({ path: ":memory:" })), status: { phase: () => phase, detail: async () => ({}) } })
     const get = (path: string, method = "GET") => fetch(`http://127.0.0.1:${http.port}${path}`, { method })
     try {
       expect((await get("/healthz")).status).toBe(503)

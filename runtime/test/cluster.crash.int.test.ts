@@ -101,7 +101,13 @@ const scenario = async (topology: "broker" | "mediator", broker: { readonly redi
     await c.settled()
     // Let what is still in flight (announcements, e-mails) finish before counting.
     const mentions = [`%${run}%`]
-    await waitFor("inboxes drained", async () => ((await c.number("SELECT COUNT(*) FROM inbox WHERE status = 'pending' AND payload LIKE $1", mentions)) === 0 ? 1 : 0), 1, 30_000, c.output)
+    await waitFor("inboxes drained", async () => ((await c.number("SELECT COUNT(*) FROM inbox WHERE status = 'pending' AND payload LIKE $1", mentions)) === 0 ? 1 : 0), 1, 30_000, c.output).catch(
+      async (error: unknown) => {
+        // What is left, and who owns its partition, for the diagnosis.
+        const left = await c.sql("SELECT i.processor, i.key, i.part, i.topic, i.received_at, p.owner, p.since FROM inbox i LEFT JOIN cluster_partitions p ON p.part = i.part WHERE i.status = 'pending' AND i.payload LIKE $1 LIMIT 20", mentions)
+        throw new Error(`${error instanceof Error ? error.message : String(error)}\npending: ${JSON.stringify(left, null, 1)}`)
+      }
+    )
     await waitFor("outboxes drained", async () => ((await c.number("SELECT COUNT(*) FROM outbox WHERE payload LIKE $1", mentions)) === 0 ? 1 : 0), 1, 30_000, c.output)
 
     await checkOrderEffects(c, run, orders)

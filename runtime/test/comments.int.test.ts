@@ -21,7 +21,8 @@ describe("asynchronous accept: comment posting", () => {
     await ctx.events.until((all) => all.some((r) => r.envelope.correlationId === id && r.envelope.type === "email-sent"), 10_000, "the author's e-mail")
     const mine = ctx.events.received.filter((r) => r.envelope.correlationId === id).map((r) => r.envelope.type)
     expect(mine).toEqual(["comment-accepted", "profanity-checked", "grammar-checked", "context-checked", "comment-published", "email-sent"])
-    const row = ctx.h.runtime.store.db.prepare("SELECT status FROM comments WHERE id = ?").get(id)
+    const store = ctx.h.runtime.store
+    const row = await store.run(store.query("SELECT status FROM comments WHERE id = ?").get(id))
     expect(row?.status).toBe("published")
   })
 
@@ -33,7 +34,8 @@ describe("asynchronous accept: comment posting", () => {
     expect(rejected?.envelope.data).toMatchObject({ commentId: id, status: "rejected", check: "profanity", reason: 'contains the profanity "frak"' })
     // The other checkers never ran for it.
     expect(ctx.events.received.some((r) => r.envelope.correlationId === id && r.envelope.type === "grammar-checked")).toBe(false)
-    const mail = ctx.h.runtime.store.db.prepare("SELECT recipient, template FROM comment_emails WHERE comment_id = ?").all(id)
+    const store = ctx.h.runtime.store
+    const mail = await store.run(store.query("SELECT recipient, template FROM comment_emails WHERE comment_id = ?").all(id))
     expect(mail).toEqual([{ recipient: "bob@example.com", template: "comment-rejected" }])
   })
 
@@ -61,10 +63,12 @@ describe("broadcasting: a processor added beside the order-entry app", () => {
     await Promise.all([place("4242424242424242"), place("4242424242424242"), place("4000000000000002")])
     await stats.until((all) => all.some((r) => (r.envelope.data as { shipped: number }).shipped === 2 && (r.envelope.data as { denied: number }).denied === 1), 10_000, "the counts")
     await ctx.h.runtime.idle()
-    const db = ctx.h.runtime.store.db
-    expect(Object.fromEntries(db.prepare("SELECT metric, value FROM order_stats").all().map((r) => [r.metric, r.value]))).toEqual({ placed: 3, paid: 2, denied: 1, shipped: 2, revenue: 20 })
+    const store = ctx.h.runtime.store
+    const metrics = await store.run(store.query("SELECT metric, value FROM order_stats").all())
+    expect(Object.fromEntries(metrics.map((r) => [String(r.metric), Number(r.value)]))).toEqual({ placed: 3, paid: 2, denied: 1, shipped: 2, revenue: 20 })
     // The order-entry processors did exactly the work they do without the counter.
-    expect(db.prepare("SELECT COUNT(*) AS n FROM inbox WHERE processor = 'notification' AND status = 'done'").get()?.n).toBe(6)
+    const done = await store.run(store.query("SELECT COUNT(*) AS n FROM inbox WHERE processor = 'notification' AND status = 'done'").get())
+    expect(Number(done?.n)).toBe(6)
     await watcher.endAsync()
   })
 })

@@ -1,20 +1,25 @@
 import { describe, expect, it } from "vitest"
+import { Effect } from "effect"
 import type { Processor } from "@baton/core"
 import type { Store } from "@baton/store"
 import { useRuntime } from "./support.ts"
 
 /** Records one loyalty entry per customer; a second order of the same customer violates the key. */
 const loyalty = ({ store }: { readonly store: Store }): Processor => {
-  store.db.exec("CREATE TABLE IF NOT EXISTS loyalty (customer_id TEXT PRIMARY KEY, order_id TEXT NOT NULL)")
-  const insert = store.db.prepare("INSERT INTO loyalty (customer_id, order_id) VALUES (?, ?)")
+  // Created before the first message is handled: `prepare` waits for it, outside the transaction.
+  const ready = store.migrate([{ name: "test/loyalty", sql: "CREATE TABLE IF NOT EXISTS loyalty (customer_id TEXT PRIMARY KEY, order_id TEXT NOT NULL)" }])
+  ready.catch(() => undefined)
+  const insert = store.query("INSERT INTO loyalty (customer_id, order_id) VALUES (?, ?)")
   return {
     name: "loyalty",
     consumes: ["order-created"],
-    handle: (event) => {
-      const data = event.data as { customerId: string; orderId: string }
-      insert.run(data.customerId, data.orderId)
-      return [{ type: "loyalty-recorded", data }]
-    }
+    prepare: () => Effect.tryPromise(() => ready),
+    handle: (event) =>
+      Effect.gen(function* () {
+        const data = event.data as { customerId: string; orderId: string }
+        yield* insert.run(data.customerId, data.orderId)
+        return [{ type: "loyalty-recorded", data }]
+      })
   }
 }
 
@@ -33,8 +38,9 @@ describe("data errors", () => {
     expect(rejected).toHaveLength(1)
     expect(rejected[0]!.envelope.data).toMatchObject({ kind: "processing-failed", processor: "loyalty", attempts: 1, reason: expect.stringContaining("UNIQUE constraint failed: loyalty.customer_id") })
     // Nothing of the failed transaction was applied, and the inbox records the failure.
-    const db = ctx.h.runtime.store.db
-    expect(db.prepare("SELECT COUNT(*) AS n FROM loyalty").get()?.n).toBe(2)
-    expect(db.prepare("SELECT COUNT(*) AS n FROM inbox WHERE processor = 'loyalty' AND status = 'failed'").get()?.n).toBe(1)
+    const store = ctx.h.runtime.store
+    const count = async (sql: string) => Number((await store.run(store.query(sql).get()))?.n)
+    expect(await count("SELECT COUNT(*) AS n FROM loyalty")).toBe(2)
+    expect(await count("SELECT COUNT(*) AS n FROM inbox WHERE processor = 'loyalty' AND status = 'failed'")).toBe(1)
   })
 })

@@ -19,7 +19,8 @@ describe("broker topology, embedded broker", () => {
 
   it("back-orders what is not in stock instead of refusing it", async () => {
     const customerId = `big-${Date.now()}`
-    const on = Number(ctx.h.runtime.store.db.prepare("SELECT on_hand FROM stock WHERE sku = 'BOOK-5'").get()?.on_hand)
+    const store = ctx.h.runtime.store
+    const on = Number((await store.run(store.query("SELECT on_hand FROM stock WHERE sku = 'BOOK-5'").get()))?.on_hand)
     await ctx.client.publishAsync(
       "initiate/place-order",
       JSON.stringify({ customerId, email: "big@example.com", items: [{ sku: "BOOK-5", qty: on + 7, price: 1 }], payment: { card: "4242424242424242" } }),

@@ -67,22 +67,23 @@ describe("fuzzing through real connections", () => {
         await client.publishAsync(a.topic, a.payload, { qos: 1 })
       }
     }
-    const db = ctx.h.runtime.store.db
-    const count = (sql: string) => Number(Object.values(db.prepare(sql).get() ?? { n: 0 })[0])
+    const store = ctx.h.runtime.store
+    const all = (sql: string) => store.run(store.query(sql).all())
+    const count = async (sql: string) => Number(Object.values((await store.run(store.query(sql).get())) ?? { n: 0 })[0])
     const until = Date.now() + 30_000
-    while ((count("SELECT COUNT(*) FROM shipments") < valid.length || count("SELECT COUNT(*) FROM rejections") < bad) && Date.now() < until) await sleep(50)
+    while (((await count("SELECT COUNT(*) FROM shipments")) < valid.length || (await count("SELECT COUNT(*) FROM rejections")) < bad) && Date.now() < until) await sleep(50)
 
     // Every valid order completed, once.
-    const shipped = db.prepare("SELECT o.correlation_id AS c FROM orders o JOIN shipments s ON s.order_id = o.id").all().map((r) => String(r.c))
+    const shipped = (await all("SELECT o.correlation_id AS c FROM orders o JOIN shipments s ON s.order_id = o.id")).map((r) => String(r.c))
     expect(shipped.sort()).toEqual([...valid].sort())
     // Every bad initiating event was recorded with a readable reason; nothing else was.
-    const rejections = db.prepare("SELECT kind, reason FROM rejections").all()
+    const rejections = await all("SELECT kind, reason FROM rejections")
     expect(rejections).toHaveLength(bad)
     for (const r of rejections) expect(String(r.reason).length).toBeGreaterThan(10)
     // Refused publishes never reached a processor, and were counted.
     const errors = await getJson(ctx.h.runtime.httpPort, "/errors")
     expect(errors.body.security["publish-refused"]).toBe(actions.filter((a) => a.kind === "refused").length)
-    expect(count("SELECT COUNT(*) FROM inbox WHERE status <> 'done'")).toBe(0)
+    expect(await count("SELECT COUNT(*) FROM inbox WHERE status <> 'done'")).toBe(0)
     // Still up, memory bounded.
     expect((await getJson(ctx.h.runtime.httpPort, "/healthz")).status).toBe(200)
     expect(process.memoryUsage().rss - rssBefore).toBeLessThan(256 * 1024 * 1024)

@@ -35,12 +35,13 @@ describe("connection and in-flight limits", () => {
     for (let n = 0; n < 20; n++) await publisher.publishAsync("initiate/place-order", order(n), { qos: 1 })
     // The other clients are not held back: every order is processed (the collector's own in-flight
     // window is as small as the lazy client's here, so the store is the witness, not its events).
-    const db = ctx.h.runtime.store.db
+    const store = ctx.h.runtime.store
+    const shipped = async () => Number((await store.run(store.query("SELECT COUNT(*) AS n FROM shipments WHERE order_id IN (SELECT id FROM orders WHERE customer_id LIKE 'lim-%')").get()))?.n)
     const until = Date.now() + 15_000
-    while (Number(db.prepare("SELECT COUNT(*) AS n FROM shipments WHERE order_id IN (SELECT id FROM orders WHERE customer_id LIKE 'lim-%')").get()?.n) < 20 && Date.now() < until) await sleep(50)
+    while ((await shipped()) < 20 && Date.now() < until) await sleep(50)
     await ctx.h.runtime.idle()
     const errors = await getJson(ctx.h.runtime.httpPort, "/errors")
-    expect(Number(db.prepare("SELECT COUNT(*) AS n FROM shipments WHERE order_id IN (SELECT id FROM orders WHERE customer_id LIKE 'lim-%')").get()?.n)).toBe(20)
+    expect(await shipped()).toBe(20)
     expect(errors.body.security["inflight-refused"]).toBeGreaterThanOrEqual(15)
     expect(seen.length).toBeLessThanOrEqual(5)
     expect(ctx.h.logger.lines.some((l) => l.includes("inflight refused") && l.includes("client=lazy-acker"))).toBe(true)

@@ -18,6 +18,10 @@ const placeOrder = (client: MqttClient, card: string, id = randomUUID()) =>
     )
     .then(() => id)
 
+/** Reads the runtime's own store. */
+const rows = (h: Harness, sql: string, ...params: ReadonlyArray<unknown>) => h.runtime.store.run(h.runtime.store.query(sql).all(...params))
+const row = (h: Harness, sql: string, ...params: ReadonlyArray<unknown>) => h.runtime.store.run(h.runtime.store.query(sql).get(...params))
+
 const ofWorkflow = (events: Collector, id: string, type: string) => events.received.filter((r) => r.envelope.correlationId === id && r.envelope.type === type)
 
 const finished = (events: Collector, id: string) =>
@@ -55,26 +59,26 @@ describe.each(stores)("mediator topology, workflow state in %s", (_name, databas
   })
   afterAll(async () => db?.drop())
 
-  const emails = (orderId: string) =>
-    ctx.h.runtime.store.db.prepare("SELECT template FROM emails WHERE order_id = ? ORDER BY template").all(orderId).map((r) => String(r.template))
-  const orderOf = (id: string) => String(ctx.h.runtime.store.db.prepare("SELECT id FROM orders WHERE correlation_id = ?").get(id)?.id)
+  const emails = async (orderId: string) => (await rows(ctx.h, "SELECT template FROM emails WHERE order_id = ? ORDER BY template", orderId)).map((r) => String(r.template))
+  const orderOf = async (id: string) => String((await row(ctx.h, "SELECT id FROM orders WHERE correlation_id = ?", id))?.id)
+  const count = async (sql: string, ...params: ReadonlyArray<unknown>) => Number((await row(ctx.h, sql, ...params))?.n)
   const stateRows = async () =>
     db.url === undefined
-      ? Number(ctx.h.runtime.store.db.prepare("SELECT COUNT(*) AS n FROM workflows").get()?.n)
+      ? count("SELECT COUNT(*) AS n FROM workflows")
       : Number((await query<{ n: string }>(db.url, "SELECT COUNT(*) AS n FROM workflows"))[0]?.n)
 
   it("runs an approved order through the five steps and deletes its state", async () => {
     const id = await placeOrder(ctx.client, cards.approved)
     await finished(ctx.events, id)
     const [done] = ofWorkflow(ctx.events, id, "workflow-completed")
-    const orderId = orderOf(id)
+    const orderId = await orderOf(id)
     expect(done?.envelope.data).toMatchObject({ workflowId: id, workflow: "place-order", outcome: "completed", orderId })
     const steps = ofWorkflow(ctx.events, id, "workflow-step-completed").map((r) => (r.envelope.data as { step: string }).step)
     expect(steps).toEqual(["1 (create-order)", "2 (payment-and-inventory)", "3 (fulfil-and-restock)", "4 (ship)", "5 (notify-shipped)"])
     // Every workflow event carries the workflow's id.
     for (const r of ctx.events.received.filter((r) => r.envelope.correlationId === id)) expect((r.envelope.data as { workflowId: string }).workflowId).toBe(id)
-    expect(emails(orderId)).toEqual(["order-confirmation", "ready-to-ship", "shipped"])
-    expect(ctx.h.runtime.store.db.prepare("SELECT COUNT(*) AS n FROM shipments WHERE order_id = ?").get(orderId)?.n).toBe(1)
+    expect(await emails(orderId)).toEqual(["order-confirmation", "ready-to-ship", "shipped"])
+    expect(await count("SELECT COUNT(*) AS n FROM shipments WHERE order_id = ?", orderId)).toBe(1)
     // Processors acknowledge to the mediator; they announce nothing to each other.
     expect(ctx.events.received.some((r) => r.envelope.correlationId === id && r.envelope.type === "order-created")).toBe(false)
     expect((await getJson(ctx.h.runtime.httpPort, `/workflows/${id}`)).status).toBe(404)
@@ -85,9 +89,9 @@ describe.each(stores)("mediator topology, workflow state in %s", (_name, databas
     const id = await placeOrder(ctx.client, cards.declined)
     await finished(ctx.events, id)
     expect(ofWorkflow(ctx.events, id, "workflow-completed")[0]?.envelope.data).toMatchObject({ outcome: "denied" })
-    const orderId = orderOf(id)
-    expect(emails(orderId)).toEqual(["order-confirmation", "payment-method-declined"])
-    expect(ctx.h.runtime.store.db.prepare("SELECT COUNT(*) AS n FROM fulfillments WHERE order_id = ?").get(orderId)?.n).toBe(0)
+    const orderId = await orderOf(id)
+    expect(await emails(orderId)).toEqual(["order-confirmation", "payment-method-declined"])
+    expect(await count("SELECT COUNT(*) AS n FROM fulfillments WHERE order_id = ?", orderId)).toBe(0)
   })
 
   it("stops a workflow whose payment fails, shows where, and restarts it at the failed step with a new card", async () => {
@@ -112,12 +116,12 @@ describe.each(stores)("mediator topology, workflow state in %s", (_name, databas
     expect(restarted.status).toBe(200)
     await finished(ctx.events, id)
     expect(ofWorkflow(ctx.events, id, "workflow-completed")[0]?.envelope.data).toMatchObject({ outcome: "completed" })
-    const orderId = orderOf(id)
+    const orderId = await orderOf(id)
     // Completed steps were not run again: one order, one confirmation, one stock allocation.
-    expect(ctx.h.runtime.store.db.prepare("SELECT COUNT(*) AS n FROM orders WHERE correlation_id = ?").get(id)?.n).toBe(1)
-    expect(emails(orderId)).toEqual(["order-confirmation", "ready-to-ship", "shipped"])
-    expect(ctx.h.runtime.store.db.prepare("SELECT COUNT(*) AS n FROM stock_allocations WHERE order_id = ?").get(orderId)?.n).toBe(1)
-    expect(ctx.h.runtime.store.db.prepare("SELECT approved FROM payments WHERE order_id = ?").all(orderId)).toEqual([{ approved: 1 }])
+    expect(await count("SELECT COUNT(*) AS n FROM orders WHERE correlation_id = ?", id)).toBe(1)
+    expect(await emails(orderId)).toEqual(["order-confirmation", "ready-to-ship", "shipped"])
+    expect(await count("SELECT COUNT(*) AS n FROM stock_allocations WHERE order_id = ?", orderId)).toBe(1)
+    expect((await rows(ctx.h, "SELECT approved FROM payments WHERE order_id = ?", orderId)).map((r) => ({ approved: Number(r.approved) }))).toEqual([{ approved: 1 }])
     expect((await post(port, `/workflows/${id}/restart`)).status).toBe(404)
   })
 })
@@ -142,7 +146,7 @@ describe("mediator topology: domains are supervised apart", () => {
     // The customer workflow finished while the order mediator was still backing off.
     expect(ofWorkflow(ctx.events, orderId, "workflow-started")).toEqual([])
     expect(ofWorkflow(ctx.events, registration, "workflow-completed")[0]?.envelope.data).toMatchObject({ outcome: "completed", customerId })
-    const mail = ctx.h.runtime.store.db.prepare("SELECT template, recipient FROM customer_emails WHERE customer_id = ?").all(customerId)
+    const mail = await rows(ctx.h, "SELECT template, recipient FROM customer_emails WHERE customer_id = ?", customerId)
     expect(mail).toEqual([{ template: "welcome", recipient: "ada@example.com" }])
     await finished(ctx.events, orderId)
     expect(faults).toBe(3)
@@ -157,9 +161,9 @@ describe("mediator topology: domains are supervised apart", () => {
     await ctx.events.until((all) => all.filter((r) => r.envelope.type === "workflow-completed" && (r.envelope.data as { customerId?: string }).customerId === customerId).length === 2)
     await ctx.client.publishAsync("initiate/unsubscribe", JSON.stringify({ customerId }), { qos: 1 })
     await ctx.events.until((all) => all.some((r) => r.envelope.type === "customer-unsubscribed" && (r.envelope.data as { customerId: string }).customerId === customerId))
-    const db = ctx.h.runtime.store.db
-    expect(db.prepare("SELECT email, newsletter FROM customers WHERE id = ?").get(customerId)).toEqual({ email: "bo@new.example.com", newsletter: 0 })
-    expect(db.prepare("SELECT template, recipient FROM customer_emails WHERE customer_id = ? ORDER BY at").all(customerId)).toEqual([
+    const customer = await row(ctx.h, "SELECT email, newsletter FROM customers WHERE id = ?", customerId)
+    expect(customer === undefined ? undefined : { ...customer, newsletter: Number(customer.newsletter) }).toEqual({ email: "bo@new.example.com", newsletter: 0 })
+    expect(await rows(ctx.h, "SELECT template, recipient FROM customer_emails WHERE customer_id = ? ORDER BY at", customerId)).toEqual([
       { template: "welcome", recipient: "bo@example.com" },
       { template: "profile-updated", recipient: "bo@new.example.com" }
     ])

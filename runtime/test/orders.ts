@@ -115,11 +115,12 @@ export const checkChain = (o: GeneratedOrder, id: string, all: ReadonlyArray<Rec
 
 /** Publishes generated orders and checks each order's causal graph and the stock it took. */
 export const orderFlowProperty = async (h: Harness, client: MqttClient, events: Collector) => {
-  const stock = () =>
-    new Map(h.runtime.store.db.prepare("SELECT sku, on_hand, backordered FROM stock").all().map((r) => [String(r.sku), Number(r.on_hand) - Number(r.backordered)]))
+  const store = h.runtime.store
+  const stock = async () =>
+    new Map((await store.run(store.query("SELECT sku, on_hand, backordered FROM stock").all())).map((r) => [String(r.sku), Number(r.on_hand) - Number(r.backordered)]))
   await fc.assert(
     fc.asyncProperty(fc.array(order, { minLength: 1, maxLength: 8 }), async (orders: ReadonlyArray<GeneratedOrder>) => {
-      const before = stock()
+      const before = await stock()
       const sent = orders.map((o) => ({ o, id: crypto.randomUUID() }))
       await Promise.all(sent.map(({ o, id }) => client.publishAsync("initiate/place-order", payload(o, id), { qos: 1 })))
       await events.until((all) => sent.every(({ o, id }) => complete(o, id, all)), 20_000, `${sent.length} order chains`)
@@ -127,7 +128,7 @@ export const orderFlowProperty = async (h: Harness, client: MqttClient, events: 
       const ids = sent.map(({ o, id }) => checkChain(o, id, events.received))
       expect(new Set(ids).size).toBe(ids.length)
       // Stock decremented once per item: on hand minus back-ordered drops by exactly the quantity ordered.
-      const after = stock()
+      const after = await stock()
       for (const [sku, units] of before) {
         const ordered = orders.flatMap((o) => o.items).filter((i) => i.sku === sku).reduce((n, i) => n + i.qty, 0)
         expect(units - (after.get(sku) ?? 0), sku).toBe(ordered)

@@ -18,7 +18,8 @@ describe.each(["broker", "mediator"] as const)("request-reply, %s topology", (to
     for (const reply of replies) {
       expect(reply.type).toBe("reply")
       expect(reply.data).toMatchObject({ orderId: expect.stringMatching(/^ORD-\d{6}$/), total: 7 })
-      const row = ctx.h.runtime.store.db.prepare("SELECT correlation_id FROM orders WHERE id = ?").get((reply.data as { orderId: string }).orderId)
+      const store = ctx.h.runtime.store
+      const row = await store.run(store.query("SELECT correlation_id FROM orders WHERE id = ?").get((reply.data as { orderId: string }).orderId))
       expect(row?.correlation_id).toBe(reply.correlationId)
     }
     await requester.close()

@@ -94,12 +94,13 @@ describe("security", () => {
   }
 
   it("counts and logs refusals, and a refused publish never reaches a processor", async () => {
-    const before = Number(h.runtime.store.db.prepare("SELECT COUNT(*) AS n FROM inbox").get()?.n)
+    const inbox = async () => Number((await h.runtime.store.run(h.runtime.store.query("SELECT COUNT(*) AS n FROM inbox").get()))?.n)
+    const before = await inbox()
     const eve = await login(url, "eve", { clientId: "eve-1" })
     expect(await tryPublish(eve, "initiate/place-order", JSON.stringify({ customerId: "e", email: "e@example.com", items: [{ sku: "BOOK-1", qty: 1, price: 1 }], payment: { card: "4242424242424242" } }))).toBe(false)
     eve.end(true)
     await new Promise((r) => setTimeout(r, 200))
-    expect(Number(h.runtime.store.db.prepare("SELECT COUNT(*) AS n FROM inbox").get()?.n)).toBe(before)
+    expect(await inbox()).toBe(before)
     const errors = await fetch(`http://127.0.0.1:${h.runtime.httpPort}/errors`, { headers: { authorization: `Bearer ${token}` } })
     const body = (await errors.json()) as { security: Record<string, number> }
     expect(body.security["publish-refused"]).toBeGreaterThan(0)

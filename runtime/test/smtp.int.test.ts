@@ -49,7 +49,7 @@ describe("Notification through SMTP (BATON_SMTP_URL)", () => {
     expect(subjects.some((s) => /^Order ORD-\d+ received$/.test(s)), subjects.join(" | ")).toBe(true)
     expect(subjects.some((s) => /^Order ORD-\d+ is ready to ship$/.test(s)), subjects.join(" | ")).toBe(true)
     // With SMTP the message left the process: the store keeps the record, not the rendered message.
-    const rows = h.runtime.store.db.prepare("SELECT template, message FROM emails ORDER BY at").all()
+    const rows = await h.runtime.store.run(h.runtime.store.query("SELECT template, message FROM emails ORDER BY at").all())
     expect(rows.map((r) => r.template).sort()).toEqual(["order-confirmation", "ready-to-ship"])
     expect(rows.every((r) => r.message === null)).toBe(true)
     await client.endAsync()

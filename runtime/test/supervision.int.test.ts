@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest"
+import { Effect } from "effect"
 import type { Processor } from "@baton/core"
 import { checkChain, complete, order, payload } from "./orders.ts"
 import fc from "fast-check"
@@ -11,12 +12,13 @@ const poisonPill = (): Processor & { seen: Array<string> } => {
     name: "poison-pill",
     consumes: ["order-created"],
     seen,
-    handle: (event) => {
-      const data = event.data as { customerId: string; orderId: string }
-      seen.push(data.orderId)
-      if (data.customerId.startsWith("poison")) throw new Error(`cannot digest order ${data.orderId}`)
-      return [{ type: "order-tasted", data: { orderId: data.orderId } }]
-    }
+    handle: (event) =>
+      Effect.sync(() => {
+        const data = event.data as { customerId: string; orderId: string }
+        seen.push(data.orderId)
+        if (data.customerId.startsWith("poison")) throw new Error(`cannot digest order ${data.orderId}`)
+        return [{ type: "order-tasted", data: { orderId: data.orderId } }]
+      })
   }
 }
 

@@ -5,8 +5,13 @@ import { checkExecuted, corrected, openEntries, post, publishInOrder, tradeArb, 
 
 describe("the workflow event pattern: trading advisor", () => {
   const ctx = useRuntime({ apps: ["trading"], parkMaxCount: 3, parkMaxAgeMs: 400 })
-  const executed = (account: string) =>
-    ctx.h.runtime.store.db.prepare("SELECT trade_id FROM trades WHERE account = ? ORDER BY seq").all(account).map((r) => String(r.trade_id))
+  const executed = async (account: string) =>
+    (await ctx.h.runtime.store.run(ctx.h.runtime.store.query("SELECT trade_id FROM trades WHERE account = ? ORDER BY seq").all(account))).map((r) => String(r.trade_id))
+  /** Whether `check` holds for every element, in turn. */
+  const every = async <A>(xs: ReadonlyArray<A>, check: (x: A) => Promise<boolean>) => {
+    for (const x of xs) if (!(await check(x))) return false
+    return true
+  }
 
   it("for any trades over several accounts, any of them malformed, resolved in any order: each account's trades execute once, in submitted order, and accounts without failures are never held back", async () => {
     const accounts = ["ACC-1", "ACC-2", "ACC-3", "ACC-4"]
@@ -19,7 +24,14 @@ describe("the workflow event pattern: trading advisor", () => {
         const port = ctx.h.runtime.httpPort
         await publishInOrder(ctx.client, trades)
         // Before anyone touches the dashboard, every trade not behind an unrepairable one executes.
-        await waitFor(() => accounts.every((a) => unblocked(trades, a).every((id) => executed(a).includes(id))), "the unblocked trades")
+        await waitFor(
+          () =>
+            every(accounts, async (a) => {
+              const done = await executed(a)
+              return unblocked(trades, a).every((id) => done.includes(id))
+            }),
+          "the unblocked trades"
+        )
         const failing = trades.filter((t) => unrepairable.includes(t.kind))
         const byId = new Map(trades.map((t, n) => [t.id, { t, n }]))
         let resolved = 0
@@ -31,7 +43,8 @@ describe("the workflow event pattern: trading advisor", () => {
           const { t, n } = byId.get(entry.trail[0]!)!
           // While it is open, none of the account's later trades has executed.
           const later = trades.filter((x) => x.account === t.account).slice(trades.filter((x) => x.account === t.account).indexOf(t) + 1)
-          expect(later.filter((x) => executed(t.account).includes(x.id))).toEqual([])
+          const done = await executed(t.account)
+          expect(later.filter((x) => done.includes(x.id))).toEqual([])
           const answer = t.resolution === "resubmit" ? await post(port, `/dashboard/${entry.id}/resubmit`, corrected(t, n)) : await post(port, `/dashboard/${entry.id}/discard`, { reason: "test" })
           expect(answer.status).toBe(200)
           if (resolved === 0) lateSent = publishInOrder(ctx.client, late, trades.length)
@@ -42,9 +55,15 @@ describe("the workflow event pattern: trading advisor", () => {
         const all = [...trades, ...late]
         for (const [n, t] of late.entries()) byId.set(t.id, { t, n: trades.length + n })
         const expected = all.length - failing.filter((t) => t.resolution === "discard").length
-        await waitFor(() => accounts.reduce((sum, a) => sum + executed(a).filter((id) => byId.has(id)).length, 0) === expected, "every trade to execute")
+        const executedCount = async () => {
+          let sum = 0
+          for (const a of accounts) sum += (await executed(a)).filter((id) => byId.has(id)).length
+          return sum
+        }
+        await waitFor(async () => (await executedCount()) === expected, "every trade to execute")
         await ctx.h.runtime.idle()
-        checkExecuted(executed, all)
+        const byAccount = new Map(await Promise.all([...new Set(all.map((t) => t.account))].map(async (a) => [a, await executed(a)] as const)))
+        checkExecuted((a) => byAccount.get(a) ?? [], all)
         expect((await getJson(port, "/dashboard")).body.held).toEqual([])
       }),
       { numRuns: propertyRuns }
@@ -57,10 +76,14 @@ describe("the workflow event pattern: trading advisor", () => {
     const others = withIds(Array.from({ length: 20 }, () => ({ account: "ACC-8", kind: "ok" as const, resolution: "discard" as const })))
     await publishInOrder(ctx.client, parked)
     await publishInOrder(ctx.client, others)
-    await waitFor(() => others.every((t) => executed("ACC-8").includes(t.id)), "ACC-8's trades")
+    await waitFor(async () => {
+      const done = await executed("ACC-8")
+      return others.every((t) => done.includes(t.id))
+    }, "ACC-8's trades")
     const dashboard = (await getJson(port, "/dashboard")).body
     expect(dashboard.held).toEqual([expect.objectContaining({ processor: "trade-execution", key: "ACC-7", failedId: parked[0]!.id, parked: 4 })])
-    expect(parked.filter((t) => executed("ACC-7").includes(t.id))).toEqual([])
+    const before = await executed("ACC-7")
+    expect(parked.filter((t) => before.includes(t.id))).toEqual([])
     const events = ctx.events as Collector
     await events.until((all) => all.some((r) => r.envelope.type === "parking-alert" && (r.envelope.data as { reason: string }).reason === "count"), 5000, "a count alert")
     await events.until((all) => all.some((r) => r.envelope.type === "parking-alert" && (r.envelope.data as { reason: string }).reason === "age"), 5000, "an age alert")
@@ -72,8 +95,11 @@ describe("the workflow event pattern: trading advisor", () => {
     expect((await getJson(port, "/dashboard?status=bogus")).status).toBe(400)
     expect((await post(port, `/dashboard/${entry.id}/discard`, { reason: "customer cancelled" })).status).toBe(200)
     expect((await post(port, `/dashboard/${entry.id}/discard`, { reason: "again" })).status).toBe(409)
-    await waitFor(() => parked.slice(1).every((t) => executed("ACC-7").includes(t.id)), "ACC-7's parked trades")
-    expect(executed("ACC-7").filter((id) => parked.some((t) => t.id === id))).toEqual(parked.slice(1).map((t) => t.id))
+    await waitFor(async () => {
+      const done = await executed("ACC-7")
+      return parked.slice(1).every((t) => done.includes(t.id))
+    }, "ACC-7's parked trades")
+    expect((await executed("ACC-7")).filter((id) => parked.some((t) => t.id === id))).toEqual(parked.slice(1).map((t) => t.id))
     for (const type of ["key-held", "dashboard-entry-added", "message-parked", "dashboard-entry-discarded", "key-released"])
       expect(events.received.some((r) => r.envelope.type === type && (r.envelope.data as { key?: string }).key === "ACC-7"), type).toBe(true)
   })
@@ -84,9 +110,9 @@ describe("the workflow event pattern: trading advisor", () => {
     await waitFor(async () => (await openEntries(ctx.h.runtime.httpPort)).some((e) => e.trail[0] === id && e.error === "unknown account ACC-404"), "the unknown account's entry")
     const fixed = crypto.randomUUID()
     await ctx.client.publishAsync("initiate/place-trade", JSON.stringify({ id: fixed, type: "place-trade", data: { account: "ACC-9", symbol: "amazon", side: "buy", quantity: "4" } }), { qos: 1 })
-    await waitFor(() => executed("ACC-9").includes(fixed), "the repaired trade")
-    const row = ctx.h.runtime.store.db.prepare("SELECT symbol, quantity FROM trades WHERE trade_id = ?").get(fixed)
-    expect(row).toEqual({ symbol: "AMZN", quantity: 4 })
+    await waitFor(async () => (await executed("ACC-9")).includes(fixed), "the repaired trade")
+    const row = await ctx.h.runtime.store.run(ctx.h.runtime.store.query("SELECT symbol, quantity FROM trades WHERE trade_id = ?").get(fixed))
+    expect(row === undefined ? undefined : { ...row, quantity: Number(row.quantity) }).toEqual({ symbol: "AMZN", quantity: 4 })
     const repaired = (await getJson(ctx.h.runtime.httpPort, "/dashboard?status=repaired")).body.entries.find((e: Entry) => e.trail[0] === fixed)
     expect(repaired).toMatchObject({ status: "repaired", key: "ACC-9" })
   })

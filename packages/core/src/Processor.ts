@@ -1,8 +1,35 @@
 /**
  * An event processor: one job, done when an event arrives (EDA-NOTES.md, section 1). Its business
  * logic is pure; `handle` is the thin shell that applies state changes and returns what to announce.
+ *
+ * The contract: `handle` is an `Effect` that reads and writes through effect's `SqlClient`
+ * (`effect/sql`) and succeeds with the events to announce. The runtime runs it inside the one
+ * transaction that also marks the message done in the processor's inbox and writes the announced
+ * events to the outbox and to local consumers' inboxes: all of it commits, or none of it. It may
+ * be retried (a failure, a crash before the commit, a lost conflict with another instance), so it
+ * must do nothing outside the transaction; asynchronous work outside it belongs in `prepare`.
+ * Messages of one key run one at a time, in order; different keys run concurrently.
+ *
+ * ```ts
+ * const payments: Processor = {
+ *   name: "payment",
+ *   consumes: ["order-created"],
+ *   handle: (event) =>
+ *     Effect.gen(function* () {
+ *       const sql = yield* SqlClient.SqlClient
+ *       const order = event.data as OrderCreated
+ *       yield* sql`INSERT INTO payments (order_id, amount) VALUES (${order.orderId}, ${order.total})`
+ *       return [{ type: "payment-applied", data: { orderId: order.orderId } }]
+ *     })
+ * }
+ * ```
  */
+import type { Effect } from "effect"
+import type { SqlClient } from "effect/sql"
 import type { Envelope, Next } from "./Envelope.ts"
+
+/** What a handler does: reads and writes through the transaction, and yields the events to announce. */
+export type Handling = Effect.Effect<ReadonlyArray<Next>, unknown, SqlClient.SqlClient>
 
 export interface Processor<P = unknown> {
   /** Stable name; also the processor's broker session and actor names. */
@@ -15,13 +42,14 @@ export interface Processor<P = unknown> {
    * Optional asynchronous work outside the transaction (an e-mail through SMTP): at least once,
    * since a crash before the commit runs it again.
    */
-  prepare?(event: Envelope): Promise<P>
+  prepare?(event: Envelope): Effect.Effect<P, unknown>
   /**
-   * Applies the event's state changes and returns the processing events to announce on
-   * `events/<type>`. Runs synchronously inside the transaction that also records the message as
-   * processed and the announced events in the outbox: all of it commits, or none. Throwing is a crash.
+   * Applies the event's state changes and yields the processing events to announce on
+   * `events/<type>`. Runs inside the transaction that also records the message as processed and
+   * the announced events in the outbox: all of it commits, or none. A failure (or a defect) is a
+   * failed attempt: retried, unless it is `Rejected` or a constraint violation.
    */
-  handle(event: Envelope, prepared: P): ReadonlyArray<Next>
+  handle(event: Envelope, prepared: P): Handling
   /**
    * `park`: the workflow event pattern (EDA-NOTES.md, section 4): a message that fails goes to the
    * workflow processor for repair, and the later messages of its key wait, in order, until it is

@@ -13,6 +13,7 @@
  */
 import { randomUUID } from "node:crypto"
 import { Conflict, Envelope, Log, NotFound, Rejected, Topics, type Processor, type Workflow as W } from "@baton/core"
+import { Effect } from "effect"
 
 type Result = W.Result
 type Rule = W.Rule
@@ -35,13 +36,13 @@ export const channel = <P>(p: Processor<P>): Processor<P> => ({
   consumes: [],
   topics: [Topics.channel(p.name)],
   ...(p.prepare === undefined ? {} : { prepare: (event: Envelope.Envelope) => p.prepare!(event) }),
-  handle: (event, prepared) => {
-    const results = p.handle(event, prepared)
-    // A command without a reply address (a simple event's) announces its work like in the broker topology.
-    if (event.replyTo === undefined) return results
-    const data: { commandId: string; results: ReadonlyArray<Result> } = { commandId: event.id, results: results.map((r) => ({ type: r.type, data: r.data })) }
-    return [{ type: messages.acked, topic: event.replyTo, key: event.key, data }]
-  },
+  handle: (event, prepared) =>
+    Effect.map(p.handle(event, prepared), (results): ReadonlyArray<Envelope.Next> => {
+      // A command without a reply address (a simple event's) announces its work like in the broker topology.
+      if (event.replyTo === undefined) return results
+      const data: { commandId: string; results: ReadonlyArray<Result> } = { commandId: event.id, results: results.map((r) => ({ type: r.type, data: r.data })) }
+      return [{ type: messages.acked, topic: event.replyTo, key: event.key, data }]
+    }),
   failed: (event, reason) => (event.replyTo === undefined ? [] : [{ type: messages.failed, topic: event.replyTo, key: event.key, data: { commandId: event.id, reason } }])
 })
 
@@ -54,12 +55,12 @@ export const simple = (rules: ReadonlyArray<Rule>, workflows: ReadonlyArray<Work
     consumes: rules.map((r) => r.type),
     handle: (event) => {
       const rule = rules.find((r) => r.type === event.type)
-      if (rule === undefined) throw new Rejected(`no mediation rule for ${event.type}`)
-      if (rule.kind === "simple") return [{ id: `${event.id}/command`, type: rule.command.type, topic: Topics.channel(rule.command.channel), data: event.data }]
+      if (rule === undefined) return Effect.fail(new Rejected(`no mediation rule for ${event.type}`))
+      if (rule.kind === "simple") return Effect.succeed([{ id: `${event.id}/command`, type: rule.command.type, topic: Topics.channel(rule.command.channel), data: event.data }])
       const workflow = workflows.find((w) => w.name === rule.workflow)!
       const data = { workflow: workflow.name, input: event.data, ...(event.replyTo === undefined ? {} : { replyTo: event.replyTo }) }
       // The workflow's id is the initiating event's id; its events carry it as their correlation id.
-      return [{ id: `${event.id}/start`, type: messages.start, topic: Topics.mediator(workflow.domain), key: event.id, correlationId: event.id, data }]
+      return Effect.succeed([{ id: `${event.id}/start`, type: messages.start, topic: Topics.mediator(workflow.domain), key: event.id, correlationId: event.id, data }])
     }
   }
 }
@@ -154,45 +155,56 @@ export const domain = (options: {
     }
   }
 
+  /** The next state for an input (undefined when it changes nothing), from the stored one. */
+  const transition = async (event: Envelope.Envelope): Promise<Saved | undefined> => {
+    options.fault?.()
+    const current = await store.load(event.key)
+    const input = inputOf(event)
+    if (input === undefined) throw new Rejected(`${name} does not understand ${event.type}`)
+    const spec = specOf(input._tag === "Start" ? String((event.data as { workflow?: unknown }).workflow) : (current?.workflow ?? ""))
+    if (spec === undefined) {
+      if (current === undefined) return undefined // an input for a workflow that has finished
+      throw new Rejected(`${name} has no workflow named ${current.workflow}`)
+    }
+    const t = Machine.transition(spec, defaults, current, input, now().toISOString())
+    if (t.state === undefined || (t.state === current && t.effects.length === 0)) return undefined
+    return { ...t.state, lastInput: event.id, lastEffects: t.effects } satisfies Saved
+  }
+
+  /** What a new state sends and announces. */
+  const outgoing = (event: Envelope.Envelope, saved: Saved): ReadonlyArray<Envelope.Next> =>
+    saved.lastEffects.map((effect, i): Envelope.Next =>
+      effect._tag === "Send"
+        ? {
+            id: effect.command.envelopeId,
+            type: effect.command.type,
+            topic: Topics.channel(effect.command.channel),
+            key: saved.id,
+            correlationId: saved.id,
+            replyTo: queue,
+            data: effect.data
+          }
+        : effect._tag === "Reply"
+          ? { id: `${event.id}/${i}`, type: "reply", topic: effect.topic, key: saved.id, correlationId: saved.id, causationId: saved.id, data: effect.data }
+          : { id: `${event.id}/${i}`, type: effect.type, key: saved.id, correlationId: saved.id, data: effect.data }
+    )
+
   const processor: Processor<Saved | undefined> = {
     name,
     consumes: [],
     topics: [queue],
-    prepare: async (event) => {
-      options.fault?.()
-      const current = await store.load(event.key)
-      const input = inputOf(event)
-      if (input === undefined) throw new Rejected(`${name} does not understand ${event.type}`)
-      const spec = specOf(input._tag === "Start" ? String((event.data as { workflow?: unknown }).workflow) : (current?.workflow ?? ""))
-      if (spec === undefined) {
-        if (current === undefined) return undefined // an input for a workflow that has finished
-        throw new Rejected(`${name} has no workflow named ${current.workflow}`)
-      }
-      const t = Machine.transition(spec, defaults, current, input, now().toISOString())
-      if (t.state === undefined || (t.state === current && t.effects.length === 0)) return undefined
-      return { ...t.state, lastInput: event.id, lastEffects: t.effects } satisfies Saved
-    },
+    // Outside the transaction: the state as it is (inputs of one workflow run one at a time), and
+    // the transition, whose result `handle` writes in the input's transaction.
+    prepare: (event) =>
+      Effect.tryPromise({
+        try: () => transition(event),
+        catch: (error) => error
+      }),
     handle: (event, saved) => {
-      if (saved === undefined) return []
+      if (saved === undefined) return Effect.succeed([])
       // In the input's own transaction, with the effects below and the input's `done` mark. A
       // finished workflow is announced by these effects, and nothing is kept for it.
-      if (Machine.terminal(saved.status)) store.remove(saved.id)
-      else store.save(saved)
-      return saved.lastEffects.map((effect, i): Envelope.Next =>
-            effect._tag === "Send"
-              ? {
-                  id: effect.command.envelopeId,
-                  type: effect.command.type,
-                  topic: Topics.channel(effect.command.channel),
-                  key: saved.id,
-                  correlationId: saved.id,
-                  replyTo: queue,
-                  data: effect.data
-                }
-              : effect._tag === "Reply"
-                ? { id: `${event.id}/${i}`, type: "reply", topic: effect.topic, key: saved.id, correlationId: saved.id, causationId: saved.id, data: effect.data }
-                : { id: `${event.id}/${i}`, type: effect.type, key: saved.id, correlationId: saved.id, data: effect.data }
-      )
+      return Effect.as(Machine.terminal(saved.status) ? store.remove(saved.id) : store.save(saved), outgoing(event, saved))
     },
     committed: async (_event, saved) => {
       if (saved === undefined) return

@@ -4,14 +4,15 @@
  * that answer's effects and the input's `done` mark: after a crash, either all of them are there or
  * none, and the input is redelivered.
  */
-import type { Store } from "@baton/store"
-import type { Effect, State } from "./Machine.ts"
+import { ddl, type Sql, type Store } from "@baton/store"
+import { Effect } from "effect"
+import type { Effect as Step, State } from "./Machine.ts"
 
 export interface Saved extends State {
   /** The mediator queue entry this state answers (for the record). */
   readonly lastInput: string
   /** The effects of the transition to this state, sent in the same transaction. */
-  readonly lastEffects: ReadonlyArray<Effect>
+  readonly lastEffects: ReadonlyArray<Step>
 }
 
 export interface Filter {
@@ -22,55 +23,58 @@ export interface Filter {
 
 export interface WorkflowStore {
   readonly kind: "sqlite" | "postgres"
+  /** Reads outside any transaction (a mediator's `prepare`, the HTTP API). */
   readonly load: (id: string) => Promise<Saved | undefined>
   /**
    * Saves or deletes inside the caller's transaction (the store is the inboxes' own), so the state,
-   * its effects and the input's `done` mark commit together.
+   * its effects and the input's `done` mark commit together: compose them into the input's handling.
    */
-  readonly save: (state: Saved) => void
-  readonly remove: (id: string) => void
+  readonly save: (state: Saved) => Sql<void>
+  readonly remove: (id: string) => Sql<void>
   readonly list: (filter: Filter) => Promise<ReadonlyArray<Saved>>
   readonly close: () => Promise<void>
 }
 
-const createTable = `CREATE TABLE IF NOT EXISTS workflows (
-  id TEXT PRIMARY KEY,
-  domain TEXT NOT NULL,
-  workflow TEXT NOT NULL,
-  status TEXT NOT NULL,
-  state TEXT NOT NULL,
-  updated_at TEXT NOT NULL
-)`
+export const migrations = [
+  {
+    name: "mediator-1-workflows",
+    sql: ddl(
+      (t) => `CREATE TABLE IF NOT EXISTS workflows (
+      id TEXT PRIMARY KEY,
+      domain TEXT NOT NULL,
+      workflow TEXT NOT NULL,
+      status TEXT NOT NULL,
+      state TEXT NOT NULL,
+      updated_at TEXT NOT NULL${t.rowid}
+    );
+    CREATE INDEX workflows_status ON workflows (status, updated_at);`
+    )
+  }
+]
 
-export const inStore = (store: Store): WorkflowStore => {
-  store.migrate([{ name: "mediator-1-workflows", sql: `${createTable}; CREATE INDEX workflows_status ON workflows (status, updated_at);` }])
-  const db = store.db
-  const load = db.prepare("SELECT state FROM workflows WHERE id = ?")
-  const upsert = db.prepare(
+const savedOf = (r: Record<string, unknown>): Saved => JSON.parse(String(r.state)) as Saved
+
+export const inStore = async (store: Store): Promise<WorkflowStore> => {
+  await store.migrate(migrations)
+  const load = store.query("SELECT state FROM workflows WHERE id = ?")
+  const upsert = store.query(
     "INSERT INTO workflows (id, domain, workflow, status, state, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET status = excluded.status, state = excluded.state, updated_at = excluded.updated_at"
   )
-  const remove = db.prepare("DELETE FROM workflows WHERE id = ?")
+  const remove = store.query("DELETE FROM workflows WHERE id = ?")
   return {
     kind: store.kind,
-    load: async (id) => {
-      const row = load.get(id)
-      return row === undefined ? undefined : (JSON.parse(String(row.state)) as Saved)
-    },
-    save: (s) => void upsert.run(s.id, s.domain, s.workflow, s.status, JSON.stringify(s), s.updatedAt),
-    remove: (id) => void remove.run(id),
-    list: async ({ status, domain, limit = 1000 }) => {
+    load: (id) => store.run(Effect.map(load.get(id), (row) => (row === undefined ? undefined : savedOf(row)))),
+    save: (s) => Effect.asVoid(upsert.run(s.id, s.domain, s.workflow, s.status, JSON.stringify(s), s.updatedAt)),
+    remove: (id) => Effect.asVoid(remove.run(id)),
+    list: ({ status, domain, limit = 1000 }) => {
       const where = [status === undefined ? undefined : "status = ?", domain === undefined ? undefined : "domain = ?"].filter((w) => w !== undefined)
       const params = [status, domain].filter((p) => p !== undefined)
-      return db
-        .prepare(`SELECT state FROM workflows ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY updated_at LIMIT ?`)
-        .all(...params, limit)
-        .map((r) => JSON.parse(String(r.state)) as Saved)
+      const query = store.query(`SELECT state FROM workflows ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY updated_at LIMIT ?`)
+      return store.run(Effect.map(query.all(...params, limit), (rows) => rows.map(savedOf)))
     },
     close: async () => {}
   }
 }
 
-/**
- * PostgreSQL: one row per workflow, the state as JSONB. The table is created under an advisory
- * lock, so instances starting at once do not race on it.
- */
+/** The same (the name of the other stores' constructors). */
+export const make = inStore

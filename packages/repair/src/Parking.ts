@@ -5,23 +5,32 @@
  * (its repair processed, or discarded), K is released and the parked messages drain one at a time,
  * oldest first, each unparked in the transaction that finished the one before, so that a crash
  * never loses the place and a newer message of K never overtakes them.
+ *
+ * Every operation but `all` is an effect to compose inside the caller's transaction (the
+ * message's, or an operator action's); none opens a transaction of its own. Messages of one key
+ * run one at a time on one instance, so the races left are with the operator's actions (discard,
+ * resubmit) and the alert sweep: the held row is read `FOR UPDATE` where a decision follows, and
+ * the other read-modify-writes are single statements.
  */
-import type { Store } from "@baton/store"
+import { Effect } from "effect"
+import { ddl, Postgres, type Sql, type Store } from "@baton/store"
 
 export const migrations = [
   {
     name: "repair/001-held-keys",
-    sql: `CREATE TABLE held_keys (
+    sql: ddl(
+      (t) => `CREATE TABLE held_keys (
       processor TEXT NOT NULL,
       key TEXT NOT NULL,
       failed_id TEXT NOT NULL,
       resubmitted_id TEXT,
       since TEXT NOT NULL,
-      parked INTEGER NOT NULL DEFAULT 0,
+      parked ${t.int} NOT NULL DEFAULT 0,
       alerted TEXT,
-      PRIMARY KEY (processor, key)
+      PRIMARY KEY (processor, key)${t.rowid}
     );
     CREATE INDEX inbox_key ON inbox (processor, key, status);`
+    )
   }
 ]
 
@@ -48,80 +57,93 @@ const heldOf = (r: Record<string, unknown>): Held => ({
   processor: String(r.processor),
   key: String(r.key),
   failedId: String(r.failed_id),
-  resubmittedId: r.resubmitted_id === null ? undefined : String(r.resubmitted_id),
+  resubmittedId: r.resubmitted_id === null || r.resubmitted_id === undefined ? undefined : String(r.resubmitted_id),
   since: String(r.since),
   parked: Number(r.parked),
-  alerted: r.alerted === null ? undefined : String(r.alerted)
+  alerted: r.alerted === null || r.alerted === undefined ? undefined : String(r.alerted)
 })
 
+const columns = "processor, key, failed_id, resubmitted_id, since, parked, alerted"
+
 /** Call after the inbox migrations (the index is on the inbox). */
-export const make = (store: Store) => {
-  store.migrate(migrations)
-  const db = store.db
-  const get = db.prepare("SELECT * FROM held_keys WHERE processor = ? AND key = ?")
-  const all = db.prepare("SELECT * FROM held_keys ORDER BY since")
-  const hold = db.prepare(
+export const make = async (store: Store) => {
+  await store.migrate(migrations)
+  const get = store.query(`SELECT ${columns} FROM held_keys WHERE processor = ? AND key = ?`)
+  const lock = store.query(`SELECT ${columns} FROM held_keys WHERE processor = ? AND key = ?${Postgres.forUpdate(store.dialect)}`)
+  const all = store.query(`SELECT ${columns} FROM held_keys ORDER BY since`)
+  const hold = store.query(
     "INSERT INTO held_keys (processor, key, failed_id, since) VALUES (?, ?, ?, ?) ON CONFLICT (processor, key) DO UPDATE SET failed_id = excluded.failed_id, resubmitted_id = NULL"
   )
-  const resubmitted = db.prepare("UPDATE held_keys SET resubmitted_id = ? WHERE processor = ? AND key = ? AND failed_id = ?")
-  const release = db.prepare("DELETE FROM held_keys WHERE processor = ? AND key = ?")
-  const park = db.prepare("UPDATE inbox SET status = 'parked' WHERE processor = ? AND envelope_id = ? AND status = 'pending'")
-  const count = db.prepare("UPDATE held_keys SET parked = parked + 1 WHERE processor = ? AND key = ?")
-  const alerted = db.prepare("UPDATE held_keys SET alerted = ? WHERE processor = ? AND key = ?")
-  const older = db.prepare(
-    `SELECT 1 FROM inbox WHERE processor = ? AND key = ? AND status IN ('pending', 'parked')
+  const resubmitted = store.query("UPDATE held_keys SET resubmitted_id = ? WHERE processor = ? AND key = ? AND failed_id = ? RETURNING key")
+  const release = store.query("DELETE FROM held_keys WHERE processor = ? AND key = ? RETURNING key")
+  const park = store.query("UPDATE inbox SET status = 'parked' WHERE processor = ? AND envelope_id = ? AND status = 'pending' RETURNING envelope_id")
+  const count = store.query(`UPDATE held_keys SET parked = parked + 1 WHERE processor = ? AND key = ? RETURNING ${columns}`)
+  const alerted = store.query("UPDATE held_keys SET alerted = ? WHERE processor = ? AND key = ? RETURNING key")
+  // Adds a reason to a hold's alerts unless it is there already: one alert per hold and reason, even from two instances.
+  const alertOnce = store.query(
+    `UPDATE held_keys SET alerted = CASE WHEN alerted IS NULL OR alerted = '' THEN ? ELSE alerted || ',' || ? END
+       WHERE processor = ? AND key = ? AND (alerted IS NULL OR ',' || alerted || ',' NOT LIKE ?) RETURNING ${columns}`
+  )
+  const older = store.query(
+    `SELECT 1 AS older FROM inbox WHERE processor = ? AND key = ? AND status IN ('pending', 'parked')
        AND rowid < (SELECT rowid FROM inbox WHERE processor = ? AND envelope_id = ?) LIMIT 1`
   )
-  const oldest = db.prepare("SELECT envelope_id, topic, payload FROM inbox WHERE processor = ? AND key = ? AND status = 'parked' ORDER BY rowid LIMIT 1")
-  const unpark = db.prepare("UPDATE inbox SET status = 'pending' WHERE processor = ? AND envelope_id = ? AND status = 'parked'")
-  const parkedOf = db.prepare("SELECT COUNT(*) AS n FROM inbox WHERE processor = ? AND key = ? AND status = 'parked'")
+  // The oldest parked message, unparked in one statement (a concurrent `next` cannot take it twice).
+  const unpark = store.query(
+    `UPDATE inbox SET status = 'pending' WHERE processor = ? AND status = 'parked' AND envelope_id = (
+       SELECT envelope_id FROM inbox WHERE processor = ? AND key = ? AND status = 'parked' ORDER BY rowid LIMIT 1
+     ) RETURNING envelope_id, topic, payload`
+  )
+  const parkedOf = store.query("SELECT COUNT(*) AS n FROM inbox WHERE processor = ? AND key = ? AND status = 'parked'")
+  const optional = (r: Record<string, unknown> | undefined) => (r === undefined ? undefined : heldOf(r))
   return {
-    held: (processor: string, key: string): Held | undefined => {
-      const r = get.get(processor, key)
-      return r === undefined ? undefined : heldOf(r)
-    },
-    all: (): ReadonlyArray<Held> => all.all().map(heldOf),
+    held: (processor: string, key: string): Sql<Held | undefined> => Effect.map(get.get(processor, key), optional),
+    /** Every hold, oldest first, inside the caller's transaction (the alert sweep). */
+    holds: (): Sql<ReadonlyArray<Held>> => Effect.map(all.all(), (rows) => rows.map(heldOf)),
+    /** Every hold, oldest first, outside any transaction (the dashboard). */
+    all: (): Promise<ReadonlyArray<Held>> => store.run(Effect.map(all.all(), (rows) => rows.map(heldOf))),
     /** Holds `key` because `failedId` failed (inside the failure's transaction). */
-    hold: (processor: string, key: string, failedId: string, at: Date): void => {
-      hold.run(processor, key, failedId, at.toISOString())
-    },
+    hold: (processor: string, key: string, failedId: string, at: Date): Sql<void> => Effect.asVoid(hold.run(processor, key, failedId, at.toISOString())),
     /** Lets `envelopeId`, the resubmission of the failed message, pass while the key is held. */
-    resubmitted: (processor: string, key: string, failedId: string, envelopeId: string): boolean =>
-      resubmitted.run(envelopeId, processor, key, failedId).changes > 0,
+    resubmitted: (processor: string, key: string, failedId: string, envelopeId: string): Sql<boolean> =>
+      Effect.map(resubmitted.run(envelopeId, processor, key, failedId), (n) => n > 0),
     /**
      * Whether a message must wait: its key is held, or an older message of its key still waits
      * (parked, or unparked and not yet processed). The resubmission of the failed message passes.
+     * Locks the hold (PostgreSQL): run it in the transaction that parks the message, so that a
+     * discard that releases the key meanwhile waits for the park and then unparks it.
      */
-    mustWait: (processor: string, key: string, envelopeId: string): boolean => {
-      const h = get.get(processor, key)
-      if (h !== undefined) return h.resubmitted_id !== envelopeId
-      return older.get(processor, key, processor, envelopeId) !== undefined
-    },
+    mustWait: (processor: string, key: string, envelopeId: string): Sql<boolean> =>
+      Effect.gen(function* () {
+        const h = yield* lock.get(processor, key)
+        if (h !== undefined) return h.resubmitted_id !== envelopeId
+        return (yield* older.get(processor, key, processor, envelopeId)) !== undefined
+      }),
     /** Parks a pending message; returns the key's hold with its new count (undefined while draining). */
-    park: (processor: string, key: string, envelopeId: string): Held | undefined => {
-      park.run(processor, envelopeId)
-      count.run(processor, key)
-      const r = get.get(processor, key)
-      return r === undefined ? undefined : heldOf(r)
-    },
-    parked: (processor: string, key: string): number => Number(parkedOf.get(processor, key)?.n ?? 0),
-    alerted: (processor: string, key: string, what: string): void => {
-      alerted.run(what, processor, key)
-    },
+    park: (processor: string, key: string, envelopeId: string): Sql<Held | undefined> =>
+      Effect.gen(function* () {
+        if ((yield* park.run(processor, envelopeId)) === 0) return optional(yield* get.get(processor, key))
+        return optional(yield* count.get(processor, key))
+      }),
+    parked: (processor: string, key: string): Sql<number> => Effect.map(parkedOf.get(processor, key), (r) => Number(r?.n ?? 0)),
+    /** Sets what was alerted about a hold (`count`, `age`, `count,age`). */
+    alerted: (processor: string, key: string, what: string): Sql<void> => Effect.asVoid(alerted.run(what, processor, key)),
+    /** Adds `reason` to a hold's alerts unless it is there already; the hold when it was added (then alert). */
+    alert: (processor: string, key: string, reason: string): Sql<Held | undefined> =>
+      Effect.map(alertOnce.get(reason, reason, processor, key, `%,${reason},%`), optional),
     /** Releases a key (inside the resolution's transaction). */
-    release: (processor: string, key: string): boolean => release.run(processor, key).changes > 0,
+    release: (processor: string, key: string): Sql<boolean> => Effect.map(release.run(processor, key), (n) => n > 0),
     /**
      * Unparks the oldest parked message of `key` unless the key is held (inside the transaction
      * that finished the message before it); the caller schedules it after the commit.
      */
-    next: (processor: string, key: string): Parked | undefined => {
-      if (get.get(processor, key) !== undefined) return undefined
-      const r = oldest.get(processor, key)
-      if (r === undefined) return undefined
-      unpark.run(processor, String(r.envelope_id))
-      return { envelopeId: String(r.envelope_id), topic: String(r.topic), payload: String(r.payload) }
-    }
+    next: (processor: string, key: string): Sql<Parked | undefined> =>
+      Effect.gen(function* () {
+        if ((yield* get.get(processor, key)) !== undefined) return undefined
+        const r = yield* unpark.get(processor, processor, key)
+        return r === undefined ? undefined : { envelopeId: String(r.envelope_id), topic: String(r.topic), payload: String(r.payload) }
+      })
   }
 }
 
-export type Parking = ReturnType<typeof make>
+export type Parking = Awaited<ReturnType<typeof make>>

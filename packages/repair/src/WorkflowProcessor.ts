@@ -8,8 +8,9 @@
  * Every hand-off is recorded, and every transition is announced on `events/`.
  */
 import { Conflict, Envelope, Log, NotFound, Topics, type Processor, type Repair } from "@baton/core"
-import type { Outbox, Store } from "@baton/store"
-import type { Parked, Parking } from "./Parking.ts"
+import { ddl, Postgres, type Outbox, type Sql, type Store } from "@baton/store"
+import { Effect } from "effect"
+import type { Held, Parked, Parking } from "./Parking.ts"
 
 /** What a consumer hands over when it fails on a message. */
 export interface HandOff {
@@ -59,7 +60,8 @@ export interface Entry {
 export const migrations = [
   {
     name: "repair/002-dashboard",
-    sql: `CREATE TABLE dashboard (
+    sql: ddl(
+      (t) => `CREATE TABLE dashboard (
       id TEXT PRIMARY KEY,
       processor TEXT NOT NULL,
       topic TEXT NOT NULL,
@@ -73,12 +75,12 @@ export const migrations = [
       status TEXT NOT NULL,
       resolution TEXT,
       created_at TEXT NOT NULL,
-      resolved_at TEXT
+      resolved_at TEXT${t.rowid}
     );
     CREATE INDEX dashboard_status ON dashboard (status, created_at);`
+    )
   }
 ]
-
 
 export interface Limits {
   /** Parked messages of one key before an alert. */
@@ -98,24 +100,31 @@ const entryOf = (r: Record<string, unknown>): Entry => {
     failedId: String(r.failed_id),
     error: String(r.error),
     status: String(r.status) as EntryStatus,
-    resolution: r.resolution === null ? undefined : String(r.resolution),
+    resolution: r.resolution === null || r.resolution === undefined ? undefined : String(r.resolution),
     payload: envelope.data,
     attempts: JSON.parse(String(r.attempts)) as HandOff["attempts"],
     trail: JSON.parse(String(r.trail)) as ReadonlyArray<string>,
     createdAt: String(r.created_at),
-    resolvedAt: r.resolved_at === null ? undefined : String(r.resolved_at)
+    resolvedAt: r.resolved_at === null || r.resolved_at === undefined ? undefined : String(r.resolved_at)
   }
 }
 
-export const make = (deps: {
+
+/**
+ * Records a message in the inboxes of its local consumers, inside the caller's transaction (the
+ * runtime's router); yields the deliveries to run after the commit.
+ */
+export type Route = (topic: string, envelope: Envelope.Envelope, payload: string) => Sql<ReadonlyArray<() => void>, unknown>
+
+export const make = async (deps: {
   readonly store: Store
   readonly parking: Parking
   readonly outbox: Outbox.Outbox
   readonly repairs: Readonly<Record<string, Repair>>
   readonly limits: Limits
   readonly logger: Log.Logger
-  /** Records a message in a local consumer's inbox (inside the transaction); returns its delivery. */
-  readonly route: (topic: string, envelope: Envelope.Envelope, payload: string) => ReadonlyArray<() => void>
+  /** Records a message in a local consumer's inbox (inside the transaction); yields its deliveries. */
+  readonly route: Route
   /** Runs an unparked message on its consumer, after the commit. */
   readonly schedule: (processor: string, parked: Parked) => void
   /** Tells the outbox relay that there is something to publish. */
@@ -124,28 +133,30 @@ export const make = (deps: {
 }) => {
   const { store, parking, outbox, logger } = deps
   const clock = deps.clock ?? Envelope.systemClock
-  store.migrate(migrations)
-  const db = store.db
-  const insert = db.prepare(
-    `INSERT OR IGNORE INTO dashboard (id, processor, topic, key, type, failed_id, envelope, error, attempts, trail, status, resolution, created_at, resolved_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+  await store.migrate(migrations)
+  const insert = store.query(
+    `INSERT INTO dashboard (id, processor, topic, key, type, failed_id, envelope, error, attempts, trail, status, resolution, created_at, resolved_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
   )
-  const get = db.prepare("SELECT * FROM dashboard WHERE id = ?")
-  const list = db.prepare("SELECT * FROM dashboard WHERE status = ? ORDER BY created_at, rowid LIMIT ?")
-  const listAll = db.prepare("SELECT * FROM dashboard ORDER BY created_at, rowid LIMIT ?")
-  const resolve = db.prepare("UPDATE dashboard SET status = ?, resolution = ?, resolved_at = ? WHERE id = ? AND status = 'open'")
+  const get = store.query("SELECT * FROM dashboard WHERE id = ?")
+  const lock = store.query(`SELECT * FROM dashboard WHERE id = ?${Postgres.forUpdate(store.dialect)}`)
+  const list = store.query("SELECT * FROM dashboard WHERE status = ? ORDER BY created_at, rowid LIMIT ?")
+  const listAll = store.query("SELECT * FROM dashboard ORDER BY created_at, rowid LIMIT ?")
+  const resolve = store.query("UPDATE dashboard SET status = ?, resolution = ?, resolved_at = ? WHERE id = ? AND status = 'open' RETURNING id")
 
   /** Announces on `events/` through the outbox (inside the caller's transaction). */
-  const announce = (type: string, key: string, correlationId: string, data: Record<string, unknown>) => {
+  const announce = (type: string, key: string, correlationId: string, data: Record<string, unknown>): Sql<void> => {
     const envelope: Envelope.Envelope = { id: clock.newId(), type, key, correlationId, causationId: correlationId, occurredAt: clock.now().toISOString(), data }
-    outbox.add(Topics.event(type), Envelope.encode(envelope))
+    return outbox.add(Topics.event(type), Envelope.encode(envelope))
   }
 
-  const record = (h: HandOff, status: EntryStatus, resolution: string | null): string => {
+  const record = (h: HandOff, status: EntryStatus, resolution: string | null): Sql<string> => {
     const id = clock.newId()
     const at = clock.now().toISOString()
-    insert.run(id, h.processor, h.topic, h.envelope.key, h.envelope.type, h.envelope.id, Envelope.encode(h.envelope), h.error, JSON.stringify(h.attempts), JSON.stringify(h.trail), status, resolution, at, status === "open" ? null : at)
-    return id
+    return Effect.as(
+      insert.run(id, h.processor, h.topic, h.envelope.key, h.envelope.type, h.envelope.id, Envelope.encode(h.envelope), h.error, JSON.stringify(h.attempts), JSON.stringify(h.trail), status, resolution, at, status === "open" ? null : at),
+      id
+    )
   }
 
   /** The new message that replaces a failed one, for its consumer only. */
@@ -164,95 +175,116 @@ export const make = (deps: {
     name: "workflow-processor",
     consumes: [],
     topics: [Topics.repair],
-    handle: (event) => {
-      const h = event.data as HandOff
-      const failed = h.envelope
-      let fix: ReturnType<Repair>
-      try {
-        fix = deps.repairs[failed.type]?.(failed, h.error)
-      } catch (error) {
-        logger.log("warn", "repair threw; sending to the dashboard", { type: failed.type, reason: Log.reason(error) })
-        fix = undefined
-      }
-      if (fix !== undefined) {
-        const resubmitted = resubmission(failed, fix.data)
-        parking.resubmitted(h.processor, failed.key, failed.id, resubmitted.id)
-        record(h, "repaired", resubmitted.id)
-        logger.log("info", "message repaired", { processor: h.processor, key: failed.key, failed: failed.id, changes: fix.changes.join("; ") })
-        return [
-          { id: resubmitted.id, type: failed.type, topic: Topics.resubmit(h.processor), key: failed.key, correlationId: failed.correlationId, causationId: failed.id, data: fix.data },
-          { type: events.repaired, key: failed.key, data: { processor: h.processor, key: failed.key, failedId: failed.id, resubmittedId: resubmitted.id, error: h.error, changes: fix.changes } }
-        ]
-      }
-      const entryId = record(h, "open", null)
-      logger.log("warn", "message sent to the dashboard", { processor: h.processor, key: failed.key, failed: failed.id, entry: entryId, reason: h.error })
-      return [{ type: events.added, key: failed.key, data: { entryId, processor: h.processor, key: failed.key, failedId: failed.id, type: failed.type, error: h.error } }]
-    }
+    handle: (event) =>
+      Effect.gen(function* () {
+        const h = event.data as HandOff
+        const failed = h.envelope
+        let fix: ReturnType<Repair>
+        try {
+          fix = deps.repairs[failed.type]?.(failed, h.error)
+        } catch (error) {
+          logger.log("warn", "repair threw; sending to the dashboard", { type: failed.type, reason: Log.reason(error) })
+          fix = undefined
+        }
+        if (fix !== undefined) {
+          const resubmitted = resubmission(failed, fix.data)
+          yield* parking.resubmitted(h.processor, failed.key, failed.id, resubmitted.id)
+          yield* record(h, "repaired", resubmitted.id)
+          logger.log("info", "message repaired", { processor: h.processor, key: failed.key, failed: failed.id, changes: fix.changes.join("; ") })
+          return [
+            { id: resubmitted.id, type: failed.type, topic: Topics.resubmit(h.processor), key: failed.key, correlationId: failed.correlationId, causationId: failed.id, data: fix.data },
+            { type: events.repaired, key: failed.key, data: { processor: h.processor, key: failed.key, failedId: failed.id, resubmittedId: resubmitted.id, error: h.error, changes: fix.changes } }
+          ]
+        }
+        const entryId = yield* record(h, "open", null)
+        logger.log("warn", "message sent to the dashboard", { processor: h.processor, key: failed.key, failed: failed.id, entry: entryId, reason: h.error })
+        return [{ type: events.added, key: failed.key, data: { entryId, processor: h.processor, key: failed.key, failedId: failed.id, type: failed.type, error: h.error } }]
+      })
   }
 
-  /** An open entry and the message that failed, or the reason it cannot be resolved. */
-  const open = (id: string): { readonly entry: Entry; readonly failed: Envelope.Envelope } => {
-    const r = get.get(id)
-    if (r === undefined) throw new NotFound(`no dashboard entry ${id}`)
-    const entry = entryOf(r)
-    if (entry.status !== "open") throw new Conflict(`dashboard entry ${id} is ${entry.status}${entry.resolution === undefined ? "" : ` (${entry.resolution})`}`)
-    return { entry, failed: JSON.parse(String(r.envelope)) as Envelope.Envelope }
-  }
+  /** An open entry and the message that failed (locked until the resolution commits), or the reason it cannot be resolved. */
+  const open = (id: string): Sql<{ readonly entry: Entry; readonly failed: Envelope.Envelope }, NotFound | Conflict> =>
+    Effect.gen(function* () {
+      const r = yield* lock.get(id)
+      if (r === undefined) return yield* Effect.fail(new NotFound(`no dashboard entry ${id}`))
+      const entry = entryOf(r)
+      if (entry.status !== "open") return yield* Effect.fail(new Conflict(`dashboard entry ${id} is ${entry.status}${entry.resolution === undefined ? "" : ` (${entry.resolution})`}`))
+      return { entry, failed: JSON.parse(String(r.envelope)) as Envelope.Envelope }
+    })
+
+  /** Marks an open entry resolved; a concurrent resolution that won is a conflict. */
+  const resolved = (id: string, status: "resubmitted" | "discarded", resolution: string): Sql<void, Conflict> =>
+    Effect.flatMap(resolve.run(status, resolution, clock.now().toISOString(), id), (n) =>
+      n > 0 ? Effect.void : Effect.fail(new Conflict(`dashboard entry ${id} was resolved meanwhile`))
+    )
+
+  /** The entry as it is now (inside the caller's transaction). */
+  const current = (id: string): Sql<Entry> => Effect.map(get.get(id), (r) => entryOf(r!))
 
   return {
     processor,
-    list: (status: EntryStatus | "all", limit: number): ReadonlyArray<Entry> => (status === "all" ? listAll.all(limit) : list.all(status, limit)).map(entryOf),
+    list: (status: EntryStatus | "all", limit: number): Promise<ReadonlyArray<Entry>> =>
+      store.run(Effect.map(status === "all" ? listAll.all(limit) : list.all(status, limit), (rows) => rows.map(entryOf))),
     /** Resubmits an entry's message to its consumer, with corrected data when given. */
-    resubmit: (id: string, data: unknown): Entry => {
-      const deliveries = store.transaction(() => {
-        const { entry, failed } = open(id)
-        const message = resubmission(failed, data === undefined ? failed.data : data)
-        resolve.run("resubmitted", message.id, clock.now().toISOString(), id)
-        parking.resubmitted(entry.processor, entry.key, entry.failedId, message.id)
-        announce(events.resubmitted, entry.key, failed.correlationId, { entryId: id, processor: entry.processor, key: entry.key, failedId: entry.failedId, resubmittedId: message.id, corrected: data !== undefined })
-        return deps.route(Topics.resubmit(entry.processor), message, Envelope.encode(message))
-      })
+    resubmit: async (id: string, data: unknown): Promise<Entry> => {
+      const { entry, deliveries } = await store.transaction(
+        Effect.gen(function* () {
+          const { entry, failed } = yield* open(id)
+          const message = resubmission(failed, data === undefined ? failed.data : data)
+          yield* resolved(id, "resubmitted", message.id)
+          yield* parking.resubmitted(entry.processor, entry.key, entry.failedId, message.id)
+          yield* announce(events.resubmitted, entry.key, failed.correlationId, { entryId: id, processor: entry.processor, key: entry.key, failedId: entry.failedId, resubmittedId: message.id, corrected: data !== undefined })
+          const deliveries = yield* deps.route(Topics.resubmit(entry.processor), message, Envelope.encode(message))
+          return { entry: yield* current(id), deliveries }
+        })
+      )
       for (const deliver of deliveries) deliver()
       deps.poke()
       logger.log("info", "dashboard entry resubmitted", { entry: id })
-      return entryOf(get.get(id)!)
+      return entry
     },
     /** Discards an entry's message for good; its key is released and its parked messages drain. */
-    discard: (id: string, reason: string): Entry => {
-      const unparked = store.transaction(() => {
-        const { entry, failed } = open(id)
-        resolve.run("discarded", reason, clock.now().toISOString(), id)
-        announce(events.discarded, entry.key, failed.correlationId, { entryId: id, processor: entry.processor, key: entry.key, failedId: entry.failedId, reason })
-        const held = parking.held(entry.processor, entry.key)
-        if (held?.failedId !== entry.failedId) return undefined
-        parking.release(entry.processor, entry.key)
-        announce(events.released, entry.key, failed.correlationId, { processor: entry.processor, key: entry.key, parked: parking.parked(entry.processor, entry.key) })
-        const next = parking.next(entry.processor, entry.key)
-        return next === undefined ? undefined : { processor: entry.processor, next }
-      })
+    discard: async (id: string, reason: string): Promise<Entry> => {
+      const { entry, unparked } = await store.transaction(
+        Effect.gen(function* () {
+          const { entry, failed } = yield* open(id)
+          yield* resolved(id, "discarded", reason)
+          yield* announce(events.discarded, entry.key, failed.correlationId, { entryId: id, processor: entry.processor, key: entry.key, failedId: entry.failedId, reason })
+          const held = yield* parking.held(entry.processor, entry.key)
+          if (held?.failedId !== entry.failedId) return { entry: yield* current(id), unparked: undefined }
+          yield* parking.release(entry.processor, entry.key)
+          yield* announce(events.released, entry.key, failed.correlationId, { processor: entry.processor, key: entry.key, parked: yield* parking.parked(entry.processor, entry.key) })
+          const next = yield* parking.next(entry.processor, entry.key)
+          return { entry: yield* current(id), unparked: next === undefined ? undefined : { processor: entry.processor, next } }
+        })
+      )
       if (unparked !== undefined) deps.schedule(unparked.processor, unparked.next)
       deps.poke()
       logger.log("info", "dashboard entry discarded", { entry: id, reason })
-      return entryOf(get.get(id)!)
+      return entry
     },
     /** Alerts about holds older than the limit, once per hold (run periodically). */
-    sweep: (now: Date): number => {
-      const alerts = store.transaction(() => {
-        let alerts = 0
-        for (const h of parking.all()) {
-          const age = now.getTime() - Date.parse(h.since)
-          if (age <= deps.limits.maxHeldMs || h.alerted?.includes("age") === true) continue
-          parking.alerted(h.processor, h.key, [h.alerted, "age"].filter((x) => x !== undefined).join(","))
-          announce(events.alert, h.key, h.failedId, { processor: h.processor, key: h.key, reason: "age", heldMs: age, limitMs: deps.limits.maxHeldMs, parked: h.parked })
-          logger.log("warn", "parking alert", { processor: h.processor, key: h.key, reason: "age", "held-ms": age })
-          alerts++
-        }
-        return alerts
-      })
-      if (alerts > 0) deps.poke()
-      return alerts
+    sweep: async (now: Date): Promise<number> => {
+      const alerts = await store.transaction(
+        Effect.gen(function* () {
+          const alerts: Array<{ readonly held: Held; readonly age: number }> = []
+          for (const h of yield* parking.holds()) {
+            const age = now.getTime() - Date.parse(h.since)
+            if (age <= deps.limits.maxHeldMs || h.alerted?.split(",").includes("age") === true) continue
+            // Atomic: another instance's sweep that alerted meanwhile wins, and this one skips it.
+            const held = yield* parking.alert(h.processor, h.key, "age")
+            if (held === undefined) continue
+            yield* announce(events.alert, held.key, held.failedId, { processor: held.processor, key: held.key, reason: "age", heldMs: age, limitMs: deps.limits.maxHeldMs, parked: held.parked })
+            alerts.push({ held, age })
+          }
+          return alerts
+        })
+      )
+      for (const { held, age } of alerts) logger.log("warn", "parking alert", { processor: held.processor, key: held.key, reason: "age", "held-ms": age })
+      if (alerts.length > 0) deps.poke()
+      return alerts.length
     }
   }
 }
 
-export type WorkflowProcessor = ReturnType<typeof make>
+export type WorkflowProcessor = Awaited<ReturnType<typeof make>>

@@ -4,18 +4,21 @@
  * After a crash, what is still here is published again: duplicates on the wire, never lost.
  */
 import type { QoS } from "@baton/core"
-import type { Store } from "./Sqlite.ts"
+import { Effect } from "effect"
+import { ddl, type Sql, type Store } from "./Store.ts"
 
 export const migrations = [
   {
     name: "runtime/002-outbox",
-    sql: `CREATE TABLE outbox (
-      seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    sql: ddl(
+      (t) => `CREATE TABLE outbox (
+      seq ${t.serialKey},
       topic TEXT NOT NULL,
       payload TEXT NOT NULL,
-      qos INTEGER NOT NULL,
-      created_at TEXT NOT NULL
+      qos ${t.int} NOT NULL,
+      created_at TEXT NOT NULL${t.rowid}
     )`
+    )
   },
   {
     // The instance whose relay publishes the entry (a cluster shares the table).
@@ -32,29 +35,30 @@ export interface Entry {
 }
 
 /** `instance`: in a cluster, this instance's relay publishes only its own entries (and those it adopts). */
-export const make = (store: Store, options: { readonly instance?: string } = {}) => {
-  store.migrate(migrations)
+export const make = async (store: Store, options: { readonly instance?: string } = {}) => {
+  await store.migrate(migrations)
   const instance = options.instance ?? ""
-  const insert = store.db.prepare("INSERT INTO outbox (topic, payload, qos, created_at, instance) VALUES (?, ?, ?, ?, ?)")
-  const pending = store.db.prepare("SELECT seq, topic, payload, qos FROM outbox WHERE instance = ? ORDER BY seq LIMIT ?")
-  const remove = store.db.prepare("DELETE FROM outbox WHERE seq <= ? AND seq >= ? AND instance = ?")
-  const count = store.db.prepare("SELECT COUNT(*) AS n FROM outbox WHERE instance = ?")
-  const adopt = store.db.prepare("UPDATE outbox SET instance = ? WHERE instance = ?")
+  const insert = store.query("INSERT INTO outbox (topic, payload, qos, created_at, instance) VALUES (?, ?, ?, ?, ?)")
+  const pending = store.query("SELECT seq, topic, payload, qos FROM outbox WHERE instance = ? ORDER BY seq LIMIT ?")
+  const remove = store.query("DELETE FROM outbox WHERE seq <= ? AND seq >= ? AND instance = ?")
+  const count = store.query("SELECT COUNT(*) AS n FROM outbox WHERE instance = ?")
+  const adopt = store.query("UPDATE outbox SET instance = ? WHERE instance = ? RETURNING seq")
   return {
     /** Adds a message to publish; call inside the transaction of the change that caused it. */
-    add: (topic: string, payload: string, qos: QoS = 1): void => {
-      insert.run(topic, payload, qos, new Date().toISOString(), instance)
-    },
-    pending: (limit: number): ReadonlyArray<Entry> =>
-      pending.all(instance, limit).map((r) => ({ seq: Number(r.seq), topic: String(r.topic), payload: String(r.payload), qos: Number(r.qos) as QoS })),
+    add: (topic: string, payload: string, qos: QoS = 1): Sql<void> => Effect.asVoid(insert.run(topic, payload, qos, new Date().toISOString(), instance)),
+    pending: (limit: number): Promise<ReadonlyArray<Entry>> =>
+      store.run(
+        Effect.map(pending.all(instance, limit), (rows) =>
+          rows.map((r) => ({ seq: Number(r.seq), topic: String(r.topic), payload: String(r.payload), qos: Number(r.qos) as QoS }))
+        )
+      ),
     /** Deletes the entries from `first` to `last` (a contiguous run that `pending` returned). */
-    sent: (first: number, last: number): void => {
-      store.transaction(() => remove.run(last, first, instance))
-    },
-    size: (): number => Number(count.get(instance)?.n ?? 0),
+    sent: (first: number, last: number): Promise<void> => store.run(Effect.asVoid(remove.run(last, first, instance))),
+    size: (): Promise<number> => store.run(Effect.map(count.get(instance), (r) => Number(r?.n ?? 0))),
     /** Takes over the unsent entries of dead instances; returns how many. */
-    adopt: (dead: ReadonlyArray<string>): number => store.transaction(() => dead.reduce((n, d) => n + Number(adopt.run(instance, d).changes), 0))
+    adopt: (dead: ReadonlyArray<string>): Promise<number> =>
+      store.transaction(Effect.reduce(dead, () => 0, (n, d) => Effect.map(adopt.run(instance, d), (m) => n + m)))
   }
 }
 
-export type Outbox = ReturnType<typeof make>
+export type Outbox = Awaited<ReturnType<typeof make>>

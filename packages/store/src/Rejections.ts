@@ -1,6 +1,7 @@
 /** The record of every refused or failed message: nothing is dropped without a row here. */
 import type { Rejection } from "@baton/core"
-import type { Store } from "./Sqlite.ts"
+import { Effect } from "effect"
+import { ddl, type Sql, type Store } from "./Store.ts"
 
 export interface Recorded extends Rejection {
   readonly id: string
@@ -10,34 +11,35 @@ export interface Recorded extends Rejection {
 export const migrations = [
   {
     name: "runtime/001-rejections",
-    sql: `CREATE TABLE rejections (
+    sql: ddl(
+      (t) => `CREATE TABLE rejections (
       id TEXT PRIMARY KEY,
       at TEXT NOT NULL,
       kind TEXT NOT NULL,
       topic TEXT NOT NULL,
       reason TEXT NOT NULL,
-      body TEXT NOT NULL
+      body TEXT NOT NULL${t.rowid}
     );
     CREATE INDEX rejections_at ON rejections (at);`
+    )
   }
 ]
 
-export const make = (store: Store) => {
-  store.migrate(migrations)
-  const insert = store.db.prepare("INSERT INTO rejections (id, at, kind, topic, reason, body) VALUES (?, ?, ?, ?, ?, ?)")
-  const recent = store.db.prepare("SELECT id, at, body FROM rejections ORDER BY at DESC, rowid DESC LIMIT ?")
-  const count = store.db.prepare("SELECT kind, COUNT(*) AS n FROM rejections GROUP BY kind")
+export const make = async (store: Store) => {
+  await store.migrate(migrations)
+  const insert = store.query("INSERT INTO rejections (id, at, kind, topic, reason, body) VALUES (?, ?, ?, ?, ?, ?)")
+  const recent = store.query("SELECT id, at, body FROM rejections ORDER BY at DESC, rowid DESC LIMIT ?")
+  const count = store.query("SELECT kind, COUNT(*) AS n FROM rejections GROUP BY kind")
   return {
-    record: (id: string, at: Date, rejection: Rejection): Recorded => {
+    /** Records a rejection, inside the caller's transaction. */
+    record: (id: string, at: Date, rejection: Rejection): Sql<Recorded> => {
       const row: Recorded = { id, at: at.toISOString(), ...rejection }
-      insert.run(id, row.at, rejection.kind, rejection.topic, rejection.reason, JSON.stringify(rejection))
-      return row
+      return Effect.as(insert.run(id, row.at, rejection.kind, rejection.topic, rejection.reason, JSON.stringify(rejection)), row)
     },
-    recent: (limit: number): ReadonlyArray<Recorded> =>
-      recent.all(limit).map((r) => ({ id: String(r.id), at: String(r.at), ...(JSON.parse(String(r.body)) as Rejection) })),
-    counts: (): Record<string, number> =>
-      Object.fromEntries(count.all().map((r) => [String(r.kind), Number(r.n)]))
+    recent: (limit: number): Promise<ReadonlyArray<Recorded>> =>
+      store.run(Effect.map(recent.all(limit), (rows) => rows.map((r) => ({ id: String(r.id), at: String(r.at), ...(JSON.parse(String(r.body)) as Rejection) })))),
+    counts: (): Promise<Record<string, number>> => store.run(Effect.map(count.all(), (rows) => Object.fromEntries(rows.map((r) => [String(r.kind), Number(r.n)]))))
   }
 }
 
-export type Log = ReturnType<typeof make>
+export type Log = Awaited<ReturnType<typeof make>>

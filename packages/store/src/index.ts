@@ -1,6 +1,7 @@
+export type { Store, Migration, Sql, Query, Row, Dialect, Types } from "./Store.ts"
+export { ddl, isUnavailable, squash } from "./Store.ts"
 export * as Sqlite from "./Sqlite.ts"
 export * as Postgres from "./Postgres.ts"
-export type { Store, Migration, Db, Statement } from "./Sqlite.ts"
 export * as Rejections from "./Rejections.ts"
 export * as Outbox from "./Outbox.ts"
 export * as Inbox from "./Inbox.ts"

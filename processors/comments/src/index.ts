@@ -7,9 +7,9 @@
  * contrast: the caller waits for all of it.
  */
 import { Envelope as E, Rejected, type App, type Envelope, type Processor } from "@baton/core"
-import { Mailer } from "@baton/order-entry"
-import type { Store } from "@baton/store"
-import { Result, Schema } from "effect"
+import type { Mailer } from "@baton/order-entry"
+import { ddl, type Sql, type Store } from "@baton/store"
+import { Effect, Result, Schema } from "effect"
 import * as Checks from "./Checks.ts"
 
 export { Checks }
@@ -51,10 +51,12 @@ export interface Decided {
 export const migrations = [
   {
     name: "comments/001-tables",
-    sql: `
-      CREATE TABLE comments (id TEXT PRIMARY KEY, author TEXT NOT NULL, email TEXT NOT NULL, text TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, via TEXT NOT NULL, accepted_at TEXT NOT NULL, decided_at TEXT);
-      CREATE TABLE comment_emails (cause_id TEXT PRIMARY KEY, comment_id TEXT NOT NULL, recipient TEXT NOT NULL, template TEXT NOT NULL, message_id TEXT NOT NULL, message TEXT, at TEXT NOT NULL);
+    sql: ddl(
+      (t) => `
+      CREATE TABLE comments (id TEXT PRIMARY KEY, author TEXT NOT NULL, email TEXT NOT NULL, text TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, via TEXT NOT NULL, accepted_at TEXT NOT NULL, decided_at TEXT${t.rowid});
+      CREATE TABLE comment_emails (cause_id TEXT PRIMARY KEY, comment_id TEXT NOT NULL, recipient TEXT NOT NULL, template TEXT NOT NULL, message_id TEXT NOT NULL, message TEXT, at TEXT NOT NULL${t.rowid});
     `
+    )
   }
 ]
 
@@ -65,27 +67,31 @@ const letter = (d: Decided) =>
     ? { template: "comment-published", commentId: d.commentId, to: d.email, subject: "Your comment is published", text: `Hello ${d.author}, your comment ${d.commentId} is published.` }
     : { template: "comment-rejected", commentId: d.commentId, to: d.email, subject: "Your comment was not published", text: `Hello ${d.author}, your comment ${d.commentId} was not published: it ${d.reason}.` }
 
-export const make = (deps: { readonly store: Store; readonly mailer: Mailer.Mailer; readonly checkLatencyMs: number; readonly clock?: Envelope.Clock }): App => {
+type Letter = ReturnType<typeof letter>
+
+export const make = async (deps: { readonly store: Store; readonly mailer: Mailer.Mailer; readonly checkLatencyMs: number; readonly clock?: Envelope.Clock }): Promise<App> => {
   const { store, mailer, checkLatencyMs } = deps
   const clock = deps.clock ?? E.systemClock
-  store.migrate(migrations)
-  const db = store.db
-  const insert = db.prepare("INSERT OR IGNORE INTO comments (id, author, email, text, status, via, accepted_at) VALUES (?, ?, ?, ?, 'checking', ?, ?)")
-  const decide = db.prepare("UPDATE comments SET status = ?, reason = ?, decided_at = ? WHERE id = ? AND status = 'checking'")
-  const get = db.prepare("SELECT status, reason FROM comments WHERE id = ?")
-  const insertEmail = db.prepare("INSERT OR IGNORE INTO comment_emails (cause_id, comment_id, recipient, template, message_id, message, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-  const email = db.prepare("SELECT comment_id, recipient, template, message_id FROM comment_emails WHERE cause_id = ?")
+  await store.migrate(migrations)
+  const insert = store.query("INSERT INTO comments (id, author, email, text, status, via, accepted_at) VALUES (?, ?, ?, ?, 'checking', ?, ?) ON CONFLICT DO NOTHING")
+  const decide = store.query("UPDATE comments SET status = ?, reason = ?, decided_at = ? WHERE id = ? AND status = 'checking'")
+  const get = store.query("SELECT status, reason FROM comments WHERE id = ?")
+  const insertEmail = store.query(
+    "INSERT INTO comment_emails (cause_id, comment_id, recipient, template, message_id, message, at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+  )
+  const email = store.query("SELECT comment_id, recipient, template, message_id FROM comment_emails WHERE cause_id = ?")
 
   const intake: Processor = {
     name: "comment-intake",
     consumes: [names.postComment],
-    handle: (event) => {
-      const c = event.data as PostComment
-      const commentId = event.correlationId
-      insert.run(commentId, c.author, c.email, c.text, "mqtt", clock.now().toISOString())
-      const data: Comment = { commentId, ...c }
-      return [{ type: names.accepted, data, key: commentId }]
-    },
+    handle: (event) =>
+      Effect.gen(function* () {
+        const c = event.data as PostComment
+        const commentId = event.correlationId
+        yield* insert.run(commentId, c.author, c.email, c.text, "mqtt", clock.now().toISOString())
+        const data: Comment = { commentId, ...c }
+        return [{ type: names.accepted, data, key: commentId }]
+      }),
     reply: (event) => ({ commentId: event.correlationId, status: "accepted" })
   }
 
@@ -93,51 +99,69 @@ export const make = (deps: { readonly store: Store; readonly mailer: Mailer.Mail
   const checker = (check: Checks.Check, after: string): Processor<Checks.Verdict | undefined> => ({
     name: `${check}-checker`,
     consumes: [after],
-    prepare: async (event) => {
-      const c = event.data as Checked | Comment
-      if ("ok" in c && !c.ok) return undefined // rejected earlier: nothing to check
-      await sleep(checkLatencyMs)
-      return Checks.run[check](c.text)
-    },
+    prepare: (event) =>
+      Effect.gen(function* () {
+        const c = event.data as Checked | Comment
+        if ("ok" in c && !c.ok) return undefined // rejected earlier: nothing to check
+        yield* Effect.promise(() => sleep(checkLatencyMs))
+        return Checks.run[check](c.text)
+      }),
     handle: (event, verdict) => {
-      if (verdict === undefined) return []
+      if (verdict === undefined) return Effect.succeed([])
       const { commentId, author, email: to, text } = event.data as Comment
       const data: Checked = { commentId, author, email: to, text, check, ...verdict }
-      return [{ type: names.checked(check), data }]
+      return Effect.succeed([{ type: names.checked(check), data }])
     }
   })
 
   const publisher: Processor = {
     name: "comment-publisher",
     consumes: Checks.checks.map(names.checked),
-    handle: (event) => {
-      const c = event.data as Checked
-      if (c.ok && c.check !== "context") return []
-      const status = c.ok ? "published" : "rejected"
-      decide.run(status, c.reason ?? null, clock.now().toISOString(), c.commentId)
-      const row = get.get(c.commentId)
-      if (row === undefined) throw new Rejected(`unknown comment ${c.commentId}`)
-      const data: Decided = { commentId: c.commentId, author: c.author, email: c.email, status, ...(c.ok ? {} : { check: c.check, reason: c.reason ?? "" }) }
-      return [{ type: c.ok ? names.published : names.rejected, data }]
-    }
+    handle: (event) =>
+      Effect.gen(function* () {
+        const c = event.data as Checked
+        if (c.ok && c.check !== "context") return []
+        const status = c.ok ? "published" : "rejected"
+        yield* decide.run(status, c.reason ?? null, clock.now().toISOString(), c.commentId)
+        const row = yield* get.get(c.commentId)
+        if (row === undefined) return yield* Effect.fail(new Rejected(`unknown comment ${c.commentId}`))
+        const data: Decided = { commentId: c.commentId, author: c.author, email: c.email, status, ...(c.ok ? {} : { check: c.check, reason: c.reason ?? "" }) }
+        return [{ type: c.ok ? names.published : names.rejected, data }]
+      })
   }
 
-  const record = (causeId: string, d: Decided, sent: Mailer.Sent) => {
+  const record = (causeId: string, d: Decided, sent: Mailer.Sent): Sql<number> => {
     const l = letter(d)
-    insertEmail.run(causeId, d.commentId, l.to, l.template, sent.messageId, sent.message ?? null, clock.now().toISOString())
+    return insertEmail.run(causeId, d.commentId, l.to, l.template, sent.messageId, sent.message ?? null, clock.now().toISOString())
   }
+  /** The `email-sent` data of the mail an event caused, or undefined before it is sent. */
+  const recorded = (causeId: string) =>
+    Effect.map(email.get(causeId), (row) =>
+      row === undefined ? undefined : { commentId: String(row.comment_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
+    )
 
-  const notifier = Mailer.processor({
+  /**
+   * E-mails the author on `comment-published` / `comment-rejected` and announces `email-sent`: the
+   * mail is sent before the transaction (at least once through SMTP), its record written in it
+   * (exactly once in the store), keyed by the causing event.
+   */
+  const notifier: Processor<{ readonly letter: Letter; readonly sent: Mailer.Sent } | undefined> = {
     name: "comment-notifier",
     consumes: [names.published, names.rejected],
-    mailer,
-    letter: (event) => letter(event.data as Decided),
-    record: (event, _l, sent) => record(event.id, event.data as Decided, sent),
-    recorded: (event) => {
-      const row = email.get(event.id)
-      return row === undefined ? undefined : { commentId: String(row.comment_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
-    }
-  })
+    prepare: (event) =>
+      Effect.gen(function* () {
+        const l = letter(event.data as Decided)
+        // Outside the transaction: a read through the pool.
+        if ((yield* Effect.tryPromise(() => store.run(recorded(event.id)))) !== undefined) return undefined
+        return { letter: l, sent: yield* Effect.tryPromise(() => mailer.send(l)) }
+      }),
+    handle: (event, prepared) =>
+      Effect.gen(function* () {
+        if (prepared !== undefined) yield* record(event.id, event.data as Decided, prepared.sent)
+        const data = yield* recorded(event.id)
+        return data === undefined ? [] : [{ type: "email-sent", data }]
+      })
+  }
 
   const decode = E.decode(PostComment)
 
@@ -147,7 +171,7 @@ export const make = (deps: { readonly store: Store; readonly mailer: Mailer.Mail
     if (Result.isFailure(input)) return { status: 400, body: { error: "bad request", reason: input.failure.map((i) => `${i.path}: ${i.message}`).join("; "), issues: input.failure } }
     const c = input.success
     const commentId = clock.newId()
-    store.transaction(() => insert.run(commentId, c.author, c.email, c.text, "http", clock.now().toISOString()))
+    await store.transaction(insert.run(commentId, c.author, c.email, c.text, "http", clock.now().toISOString()))
     let decided: Decided = { commentId, author: c.author, email: c.email, status: "published" }
     for (const check of Checks.checks) {
       await sleep(checkLatencyMs)
@@ -158,10 +182,12 @@ export const make = (deps: { readonly store: Store; readonly mailer: Mailer.Mail
       }
     }
     const sent = await mailer.send(letter(decided))
-    store.transaction(() => {
-      decide.run(decided.status, decided.reason ?? null, clock.now().toISOString(), commentId)
-      record(`http:${commentId}`, decided, sent)
-    })
+    await store.transaction(
+      Effect.gen(function* () {
+        yield* decide.run(decided.status, decided.reason ?? null, clock.now().toISOString(), commentId)
+        yield* record(`http:${commentId}`, decided, sent)
+      })
+    )
     return { status: 200, body: decided }
   }
 

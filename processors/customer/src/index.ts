@@ -5,9 +5,9 @@
  * events: `customer-registered` and `profile-updated` trigger the e-mail.
  */
 import { Envelope as E, Rejected, Workflow, type App, type Envelope, type Processor } from "@baton/core"
-import { Mailer } from "@baton/order-entry"
-import type { Store } from "@baton/store"
-import { Schema } from "effect"
+import type { Mailer } from "@baton/order-entry"
+import { ddl, Postgres, type Store } from "@baton/store"
+import { Effect, Schema } from "effect"
 
 export const names = {
   registerCustomer: "register-customer",
@@ -38,10 +38,12 @@ export interface Customer {
 export const migrations = [
   {
     name: "customer/001-tables",
-    sql: `
-      CREATE TABLE customers (id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, newsletter INTEGER NOT NULL DEFAULT 1, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
-      CREATE TABLE customer_emails (cause_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, recipient TEXT NOT NULL, template TEXT NOT NULL, message_id TEXT NOT NULL, message TEXT, at TEXT NOT NULL);
+    sql: ddl(
+      (t) => `
+      CREATE TABLE customers (id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, newsletter ${t.int} NOT NULL DEFAULT 1, created_at TEXT NOT NULL, updated_at TEXT NOT NULL${t.rowid});
+      CREATE TABLE customer_emails (cause_id TEXT PRIMARY KEY, customer_id TEXT NOT NULL, recipient TEXT NOT NULL, template TEXT NOT NULL, message_id TEXT NOT NULL, message TEXT, at TEXT NOT NULL${t.rowid});
     `
+    )
   }
 ]
 
@@ -53,43 +55,46 @@ interface Deps {
 
 /** Stores customers: registration, profile updates, unsubscribing. */
 export const profiles = ({ store, clock }: Deps): Processor => {
-  const db = store.db
-  const get = db.prepare("SELECT id, name, email FROM customers WHERE id = ?")
-  const insert = db.prepare("INSERT INTO customers (id, name, email, created_at, updated_at) VALUES (?, ?, ?, ?, ?)")
-  const update = db.prepare("UPDATE customers SET name = ?, email = ?, updated_at = ? WHERE id = ?")
-  const unsubscribe = db.prepare("UPDATE customers SET newsletter = 0, updated_at = ? WHERE id = ?")
+  const get = store.query("SELECT id, name, email FROM customers WHERE id = ?")
+  // The row a profile update rewrites, locked against another instance's update (PostgreSQL).
+  const getForUpdate = store.query(`SELECT id, name, email FROM customers WHERE id = ?${Postgres.forUpdate(store.dialect)}`)
+  // A registration racing another instance's inserts once; the loser compares with the winner's row.
+  const insert = store.query("INSERT INTO customers (id, name, email, created_at, updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id")
+  const update = store.query("UPDATE customers SET name = ?, email = ?, updated_at = ? WHERE id = ?")
+  const unsubscribe = store.query("UPDATE customers SET newsletter = 0, updated_at = ? WHERE id = ? RETURNING id")
   const customerOf = (row: Record<string, unknown>): Customer => ({ customerId: String(row.id), name: String(row.name), email: String(row.email) })
   return {
     name: "customer-profile",
     consumes: [names.registerCustomer, names.updateProfile, names.unsubscribe],
     handle: (event) =>
-      store.transaction(() => {
+      Effect.gen(function* () {
         const at = clock.now().toISOString()
         switch (event.type) {
           case names.registerCustomer: {
             const c = event.data as RegisterCustomer
-            const row = get.get(c.customerId)
-            if (row === undefined) insert.run(c.customerId, c.name, c.email, at, at)
-            else if (row.name !== c.name || row.email !== c.email) throw new Rejected(`customer ${c.customerId} is already registered`)
+            if ((yield* insert.run(c.customerId, c.name, c.email, at, at)) === 0) {
+              const row = yield* get.get(c.customerId)
+              if (row === undefined || row.name !== c.name || row.email !== c.email) return yield* Effect.fail(new Rejected(`customer ${c.customerId} is already registered`))
+            }
             return [{ type: names.customerRegistered, data: { customerId: c.customerId, name: c.name, email: c.email } satisfies Customer }]
           }
           case names.updateProfile: {
             const u = event.data as UpdateProfile
-            const row = get.get(u.customerId)
-            if (row === undefined) throw new Rejected(`unknown customer ${u.customerId}`)
+            const row = yield* getForUpdate.get(u.customerId)
+            if (row === undefined) return yield* Effect.fail(new Rejected(`unknown customer ${u.customerId}`))
             const before = customerOf(row)
             const after: Customer = { ...before, ...(u.name === undefined ? {} : { name: u.name }), ...(u.email === undefined ? {} : { email: u.email }) }
-            update.run(after.name, after.email, at, u.customerId)
+            yield* update.run(after.name, after.email, at, u.customerId)
             const changed = (["name", "email"] as const).filter((k) => before[k] !== after[k])
             return [{ type: names.profileUpdated, data: { ...after, changed } }]
           }
           case names.unsubscribe: {
             const u = event.data as Unsubscribe
-            if (unsubscribe.run(at, u.customerId).changes === 0) throw new Rejected(`unknown customer ${u.customerId}`)
+            if ((yield* unsubscribe.run(at, u.customerId)) === 0) return yield* Effect.fail(new Rejected(`unknown customer ${u.customerId}`))
             return [{ type: names.customerUnsubscribed, data: { customerId: u.customerId } }]
           }
           default:
-            throw new Rejected(`customer-profile does not handle ${event.type}`)
+            return yield* Effect.fail(new Rejected(`customer-profile does not handle ${event.type}`))
         }
       })
   }
@@ -109,22 +114,41 @@ export const letter = (event: Pick<Envelope.Envelope, "type" | "data">): Letter 
   }
 }
 
-/** E-mails customers: a welcome on registration, a confirmation on a profile update. */
-export const mail = ({ store, mailer, clock }: Deps) => {
-  const db = store.db
-  const insert = db.prepare("INSERT OR IGNORE INTO customer_emails (cause_id, customer_id, recipient, template, message_id, message, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-  const existing = db.prepare("SELECT customer_id, recipient, template, message_id FROM customer_emails WHERE cause_id = ?")
-  return Mailer.processor({
+/**
+ * E-mails customers: a welcome on registration, a confirmation on a profile update. The mail is
+ * sent before the transaction (at least once through SMTP); its record is written in the
+ * transaction (exactly once in the store), keyed by the causing event, and announced as `email-sent`.
+ */
+export const mail = ({ store, mailer, clock }: Deps): Processor<{ readonly letter: Letter; readonly sent: Mailer.Sent } | undefined> => {
+  const insert = store.query(
+    "INSERT INTO customer_emails (cause_id, customer_id, recipient, template, message_id, message, at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+  )
+  const existing = store.query("SELECT customer_id, recipient, template, message_id FROM customer_emails WHERE cause_id = ?")
+  /** The `email-sent` data of an event's recorded mail, or undefined before it is sent. */
+  const recorded = (event: Envelope.Envelope) =>
+    Effect.map(existing.get(event.id), (row) =>
+      row === undefined ? undefined : { customerId: String(row.customer_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
+    )
+  return {
     name: "customer-mail",
     consumes: [names.customerRegistered, names.profileUpdated],
-    mailer,
-    letter,
-    record: (event, l, sent) => insert.run(event.id, l.customerId, l.to, l.template, sent.messageId, sent.message ?? null, clock.now().toISOString()),
-    recorded: (event) => {
-      const row = existing.get(event.id)
-      return row === undefined ? undefined : { customerId: String(row.customer_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
-    }
-  })
+    prepare: (event) =>
+      Effect.gen(function* () {
+        const l = letter(event)
+        // Outside the transaction: a read through the pool.
+        if (l === undefined || (yield* Effect.tryPromise(() => store.run(recorded(event)))) !== undefined) return undefined
+        return { letter: l, sent: yield* Effect.tryPromise(() => mailer.send(l)) }
+      }),
+    handle: (event, prepared) =>
+      Effect.gen(function* () {
+        if (prepared !== undefined) {
+          const l = prepared.letter
+          yield* insert.run(event.id, l.customerId, l.to, l.template, prepared.sent.messageId, prepared.sent.message ?? null, clock.now().toISOString())
+        }
+        const data = yield* recorded(event)
+        return data === undefined ? [] : [{ type: names.emailSent, data }]
+      })
+  }
 }
 
 export const workflows: ReadonlyArray<Workflow.Workflow> = [
@@ -154,8 +178,8 @@ export const rules: ReadonlyArray<Workflow.Rule> = [
   { type: names.unsubscribe, kind: "simple", command: { channel: "customer-profile", type: names.unsubscribe } }
 ]
 
-export const make = (deps: { readonly store: Store; readonly mailer: Mailer.Mailer; readonly clock?: Envelope.Clock }): App => {
-  deps.store.migrate(migrations)
+export const make = async (deps: { readonly store: Store; readonly mailer: Mailer.Mailer; readonly clock?: Envelope.Clock }): Promise<App> => {
+  await deps.store.migrate(migrations)
   const full = { ...deps, clock: deps.clock ?? E.systemClock }
   return {
     name: "customer",

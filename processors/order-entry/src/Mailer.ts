@@ -3,7 +3,10 @@
  * JSON transport and kept in the store (`emails.message`), so the reference app sends nothing.
  */
 import nodemailer from "nodemailer"
+import { Effect } from "effect"
+import { SqlClient } from "effect/sql"
 import type { Envelope, Processor } from "@baton/core"
+import type { Sql, Store } from "@baton/store"
 
 export interface Mail {
   readonly to: string
@@ -45,22 +48,29 @@ export const processor = <L extends Mail>(options: {
   readonly name: string
   readonly consumes: ReadonlyArray<string>
   readonly mailer: Mailer
+  /** Where `prepare` looks for the record of a mail already sent (outside the transaction). */
+  readonly store: Store
   /** The letter for an event, or undefined when the event asks for none. */
   readonly letter: (event: Envelope.Envelope) => L | undefined
-  readonly record: (event: Envelope.Envelope, letter: L, sent: Sent) => void
+  readonly record: (event: Envelope.Envelope, letter: L, sent: Sent) => Sql<unknown>
   /** The `email-sent` data of an event's recorded mail, or undefined before it is sent. */
-  readonly recorded: (event: Envelope.Envelope) => unknown
+  readonly recorded: (event: Envelope.Envelope) => Sql<unknown>
 }): Processor<{ readonly letter: L; readonly sent: Sent } | undefined> => ({
   name: options.name,
   consumes: options.consumes,
-  prepare: async (event) => {
-    const l = options.letter(event)
-    if (l === undefined || options.recorded(event) !== undefined) return undefined
-    return { letter: l, sent: await options.mailer.send(l) }
-  },
-  handle: (event, prepared) => {
-    if (prepared !== undefined) options.record(event, prepared.letter, prepared.sent)
-    const data = options.recorded(event)
-    return data === undefined ? [] : [{ type: "email-sent", data }]
-  }
+  prepare: (event) =>
+    Effect.gen(function* () {
+      const l = options.letter(event)
+      if (l === undefined) return undefined
+      // Outside the transaction: a read on the store's own client (no transaction to join).
+      if ((yield* Effect.provideService(options.recorded(event), SqlClient.SqlClient, options.store.sql)) !== undefined) return undefined
+      const sent = yield* Effect.tryPromise(() => options.mailer.send(l))
+      return { letter: l, sent }
+    }),
+  handle: (event, prepared) =>
+    Effect.gen(function* () {
+      if (prepared !== undefined) yield* options.record(event, prepared.letter, prepared.sent)
+      const data = yield* options.recorded(event)
+      return data === undefined ? [] : [{ type: "email-sent", data }]
+    })
 })

@@ -5,6 +5,7 @@
  * The mail is sent before the transaction (at least once through SMTP); the record of it is
  * written in the transaction (exactly once in the store).
  */
+import { Effect } from "effect"
 import type { Envelope } from "@baton/core"
 import { names, type EmailSent, type OrderCreated, type OrderFulfilled, type OrderShipped, type PaymentDenied } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
@@ -57,22 +58,22 @@ export const letter = (event: Pick<Envelope.Envelope, "type" | "data">): Letter 
 }
 
 export const make = ({ store, mailer, clock }: Deps) => {
-  const db = store.db
-  const insert = db.prepare(
-    "INSERT OR IGNORE INTO emails (cause_id, order_id, recipient, template, message_id, message, at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+  const insert = store.query(
+    "INSERT INTO emails (cause_id, order_id, recipient, template, message_id, message, at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
   )
-  const existing = db.prepare("SELECT order_id, recipient, template, message_id FROM emails WHERE cause_id = ?")
+  const existing = store.query("SELECT order_id, recipient, template, message_id FROM emails WHERE cause_id = ?")
   return Mailer.processor({
     name: "notification",
     consumes: [names.orderCreated, names.paymentDenied, names.orderFulfilled],
     mailer,
+    store,
     letter,
     record: (event, l, sent) => insert.run(event.id, l.orderId, l.to, l.template, sent.messageId, sent.message ?? null, clock.now().toISOString()),
-    recorded: (event) => {
-      const row = existing.get(event.id)
-      if (row === undefined) return undefined
-      const data: EmailSent = { orderId: String(row.order_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
-      return data
-    }
+    recorded: (event) =>
+      Effect.map(existing.get(event.id), (row) => {
+        if (row === undefined) return undefined
+        const data: EmailSent = { orderId: String(row.order_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
+        return data
+      })
   })
 }

@@ -1,4 +1,5 @@
 /** OrderPlacement: stores the order, gets its id from the database, announces `order-created`. */
+import { Effect } from "effect"
 import { Rejected, type Envelope, type Processor } from "@baton/core"
 import { names, type Item, type OrderCreated, type PlaceOrder } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
@@ -12,15 +13,17 @@ export const unknownSkus = (items: ReadonlyArray<Item>, known: ReadonlySet<strin
 export const orderId = (seq: number): string => `ORD-${String(seq).padStart(6, "0")}`
 
 export const make = ({ store, clock }: Deps): Processor => {
-  const db = store.db
-  const known = new Set(db.prepare("SELECT sku FROM catalogue").all().map((r) => String(r.sku)))
-  const existing = db.prepare("SELECT id, payment_token FROM orders WHERE correlation_id = ?")
-  const insert = db.prepare(
-    "INSERT INTO orders (id, correlation_id, customer_id, email, total, payment_token, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+  const catalogue = store.query("SELECT sku FROM catalogue")
+  // The catalogue is seeded by the migration and never changes: read once, on the first order.
+  let known: ReadonlySet<string> | undefined
+  const existing = store.query("SELECT id, payment_token FROM orders WHERE correlation_id = ?")
+  // Atomic against another instance placing the same order: the first insert wins, the other reads it.
+  const insert = store.query(
+    "INSERT INTO orders (id, correlation_id, customer_id, email, total, payment_token, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING seq"
   )
-  const setId = db.prepare("UPDATE orders SET id = ? WHERE seq = ?")
-  const insertItem = db.prepare("INSERT INTO order_items (order_id, line, sku, qty, price) VALUES (?, ?, ?, ?, ?)")
-  const vault = db.prepare("INSERT INTO payment_vault (token, card) VALUES (?, ?)")
+  const setId = store.query("UPDATE orders SET id = ? WHERE seq = ?")
+  const insertItem = store.query("INSERT INTO order_items (order_id, line, sku, qty, price) VALUES (?, ?, ?, ?, ?)")
+  const vault = store.query("INSERT INTO payment_vault (token, card) VALUES (?, ?)")
 
   const announce = (order: PlaceOrder, id: string, paymentToken: string) => {
     const data: OrderCreated = {
@@ -43,26 +46,31 @@ export const make = ({ store, clock }: Deps): Processor => {
       const created = announced.find((n) => n.type === names.orderCreated)?.data as OrderCreated | undefined
       return created === undefined ? undefined : { orderId: created.orderId, total: created.total }
     },
-    handle: (event: Envelope.Envelope) => {
-      const order = event.data as PlaceOrder
-      const unknown = unknownSkus(order.items, known)
-      if (unknown.length > 0) throw new Rejected(`unknown SKU ${unknown.join(", ")}`)
-      return store.transaction(() => {
+    handle: (event: Envelope.Envelope) =>
+      Effect.gen(function* () {
+        const order = event.data as PlaceOrder
+        if (known === undefined) known = new Set((yield* catalogue.all()).map((r) => String(r.sku)))
+        const unknown = unknownSkus(order.items, known)
+        if (unknown.length > 0) return yield* Effect.fail(new Rejected(`unknown SKU ${unknown.join(", ")}`))
         // A redelivered place-order finds its order and announces it again: one order per event.
-        const row = existing.get(event.correlationId)
+        const row = yield* existing.get(event.correlationId)
         if (row !== undefined) return announce(order, String(row.id), String(row.payment_token))
         const token = `tok_${clock.newId()}`
-        vault.run(token, order.payment.card)
         // A provisional id of its own (the order id is made from the sequence number): concurrent
         // writers (a cluster's instances) never wait on each other's provisional row.
-        const seq = Number(
-          insert.run(`pending:${event.correlationId}`, event.correlationId, order.customerId, order.email, total(order.items), token, clock.now().toISOString()).lastInsertRowid
-        )
+        const inserted = yield* insert.get(`pending:${event.correlationId}`, event.correlationId, order.customerId, order.email, total(order.items), token, clock.now().toISOString())
+        if (inserted === undefined) {
+          // Another instance placed this order meanwhile (it committed first): announce its order.
+          const won = yield* existing.get(event.correlationId)
+          if (won === undefined) return yield* Effect.die(new Error(`order ${event.correlationId} neither inserted nor found`))
+          return announce(order, String(won.id), String(won.payment_token))
+        }
+        yield* vault.run(token, order.payment.card)
+        const seq = Number(inserted.seq)
         const id = orderId(seq)
-        setId.run(id, seq)
-        order.items.forEach((item, line) => insertItem.run(id, line, item.sku, item.qty, item.price))
+        yield* setId.run(id, seq)
+        yield* Effect.forEach(order.items, (item, line) => insertItem.run(id, line, item.sku, item.qty, item.price), { discard: true })
         return announce(order, id, token)
       })
-    }
   }
 }

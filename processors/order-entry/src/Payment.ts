@@ -1,5 +1,7 @@
 /** Payment: charges the card; `payment-applied` on approval, `payment-denied` with a reason. */
+import { Effect } from "effect"
 import type { Envelope, Processor } from "@baton/core"
+import { Postgres } from "@baton/store"
 import { names, type OrderCreated, type PaymentApplied, type PaymentDenied } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 
@@ -37,10 +39,12 @@ export const decide = (card: string): Decision =>
       : { approved: true }
 
 export const make = ({ store, clock }: Deps): Processor => {
-  const db = store.db
-  const card = db.prepare("SELECT card FROM payment_vault WHERE token = ?")
-  const existing = db.prepare("SELECT approved, authorization, reason FROM payments WHERE order_id = ?")
-  const insert = db.prepare("INSERT INTO payments (order_id, approved, amount, authorization, reason, at) VALUES (?, ?, ?, ?, ?, ?)")
+  const card = store.query("SELECT card FROM payment_vault WHERE token = ?")
+  const existing = store.query(`SELECT approved, "authorization", reason FROM payments WHERE order_id = ?${Postgres.forUpdate(store.dialect)}`)
+  // Atomic against another instance charging the same order: the first insert wins, the other reads it.
+  const insert = store.query(
+    `INSERT INTO payments (order_id, approved, amount, "authorization", reason, at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING order_id`
+  )
 
   const announce = (order: OrderCreated, approved: boolean, authorization: string | null, reason: string | null) => {
     if (approved) {
@@ -57,25 +61,29 @@ export const make = ({ store, clock }: Deps): Processor => {
     const data: PaymentDenied = { orderId: order.orderId, customerId: order.customerId, email: order.email, amount: order.total, reason: reason ?? "" }
     return [{ type: names.paymentDenied, data }]
   }
+  const announceRow = (order: OrderCreated, row: Readonly<Record<string, unknown>>) =>
+    announce(order, Number(row.approved) === 1, row.authorization as string | null, row.reason as string | null)
 
   return {
     name: "payment",
     consumes: [names.orderCreated],
-    handle: (event: Envelope.Envelope) => {
-      const order = event.data as OrderCreated
-      return store.transaction(() => {
-        const row = existing.get(order.orderId)
-        if (row !== undefined)
-          return announce(order, row.approved === 1, row.authorization as string | null, row.reason as string | null)
+    handle: (event: Envelope.Envelope) =>
+      Effect.gen(function* () {
+        const order = event.data as OrderCreated
+        const row = yield* existing.get(order.orderId)
+        if (row !== undefined) return announceRow(order, row)
         // A mediator restarted with a corrected card sends it along; otherwise the vault has it.
-        const number = (event.data as { card?: unknown }).card ?? card.get(order.paymentToken)?.card
-        if (number === failingCard) throw new GatewayError(`payment gateway error charging ${order.orderId} (test card ${failingCard})`)
+        const number = (event.data as { card?: unknown }).card ?? (yield* card.get(order.paymentToken))?.card
+        if (number === failingCard) return yield* Effect.fail(new GatewayError(`payment gateway error charging ${order.orderId} (test card ${failingCard})`))
         const decision: Decision = number === undefined ? { approved: false, reason: "unknown payment token" } : decide(String(number))
         const authorization = decision.approved ? `auth_${clock.newId().slice(0, 8)}` : null
         const reason = decision.approved ? null : decision.reason
-        insert.run(order.orderId, decision.approved ? 1 : 0, order.total, authorization, reason, clock.now().toISOString())
+        if ((yield* insert.run(order.orderId, decision.approved ? 1 : 0, order.total, authorization, reason, clock.now().toISOString())) === 0) {
+          // Another instance recorded this order's payment meanwhile: announce what it decided.
+          const won = yield* existing.get(order.orderId)
+          if (won !== undefined) return announceRow(order, won)
+        }
         return announce(order, decision.approved, authorization, reason)
       })
-    }
   }
 }

@@ -1,5 +1,7 @@
 /** Warehouse: keeps its view of stock from `inventory-updated` and re-orders SKUs that run low. */
+import { Effect } from "effect"
 import type { Envelope, Processor } from "@baton/core"
+import { Postgres } from "@baton/store"
 import { names, type InventoryUpdated, type StockReordered } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 
@@ -14,33 +16,38 @@ export interface Level {
 export const shouldReorder = (s: Level): boolean => s.level < s.threshold && !s.pendingReorder
 
 export const make = ({ store, clock }: Deps): Processor => {
-  const db = store.db
-  const seen = db.prepare("INSERT OR IGNORE INTO warehouse_seen (order_id) VALUES (?)")
-  const get = db.prepare("SELECT level, threshold, reorder_qty, pending_reorder FROM warehouse_stock WHERE sku = ?")
-  const setLevel = db.prepare("UPDATE warehouse_stock SET level = ? WHERE sku = ?")
-  const pending = db.prepare("UPDATE warehouse_stock SET pending_reorder = 1 WHERE sku = ?")
-  const reorder = db.prepare("INSERT INTO reorders (sku, qty, order_id, at) VALUES (?, ?, ?, ?)")
+  // Atomic: of two instances handling the same order, the second waits for the first's commit and inserts nothing.
+  const seen = store.query("INSERT INTO warehouse_seen (order_id) VALUES (?) ON CONFLICT DO NOTHING RETURNING order_id")
+  const lock = store.query(`SELECT sku FROM warehouse_stock WHERE sku = ?${Postgres.forUpdate(store.dialect)}`)
+  const get = store.query("SELECT level, threshold, reorder_qty, pending_reorder FROM warehouse_stock WHERE sku = ?")
+  const setLevel = store.query("UPDATE warehouse_stock SET level = ? WHERE sku = ?")
+  const pending = store.query("UPDATE warehouse_stock SET pending_reorder = 1 WHERE sku = ?")
+  const reorder = store.query("INSERT INTO reorders (sku, qty, order_id, at) VALUES (?, ?, ?, ?)")
 
   return {
     name: "warehouse",
     consumes: [names.inventoryUpdated],
-    handle: (event: Envelope.Envelope) => {
-      const update = event.data as InventoryUpdated
-      return store.transaction(() => {
-        if (seen.run(update.orderId).changes === 0) return []
+    handle: (event: Envelope.Envelope) =>
+      Effect.gen(function* () {
+        const update = event.data as InventoryUpdated
+        if ((yield* seen.run(update.orderId)) === 0) return []
+        // The SKUs' rows locked in SKU order (no deadlock between instances): a concurrent order for
+        // the same SKU sees this one's pending re-order instead of ordering again.
+        const skus = [...new Set(update.lines.map((l) => l.sku))].sort()
+        // (SQLite has one writer: nothing to lock.)
+        if (store.dialect === "pg") yield* Effect.forEach(skus, (sku) => lock.all(sku), { discard: true })
         const out: Array<{ type: string; data: StockReordered; key: string }> = []
         for (const line of update.lines) {
-          const row = get.get(line.sku)
+          const row = yield* get.get(line.sku)
           if (row === undefined) continue
-          setLevel.run(line.remaining, line.sku)
-          const s: Level = { level: line.remaining, threshold: Number(row.threshold), reorderQty: Number(row.reorder_qty), pendingReorder: row.pending_reorder === 1 }
+          yield* setLevel.run(line.remaining, line.sku)
+          const s: Level = { level: line.remaining, threshold: Number(row.threshold), reorderQty: Number(row.reorder_qty), pendingReorder: Number(row.pending_reorder) === 1 }
           if (!shouldReorder(s)) continue
-          pending.run(line.sku)
-          reorder.run(line.sku, s.reorderQty, update.orderId, clock.now().toISOString())
+          yield* pending.run(line.sku)
+          yield* reorder.run(line.sku, s.reorderQty, update.orderId, clock.now().toISOString())
           out.push({ type: names.stockReordered, key: line.sku, data: { sku: line.sku, qty: s.reorderQty, level: s.level, threshold: s.threshold, orderId: update.orderId } })
         }
         return out
       })
-    }
   }
 }

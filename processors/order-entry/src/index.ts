@@ -19,8 +19,8 @@ export * as Mailer from "./Mailer.ts"
 export { Inventory, Notification, OrderFulfillment, OrderPlacement, OrderWorkflow, Payment, Shipping, Warehouse }
 export { migrations }
 
-export const make = (deps: { readonly store: Store; readonly mailer: Mailer; readonly clock?: Envelope.Clock }): App => {
-  deps.store.migrate(migrations)
+export const make = async (deps: { readonly store: Store; readonly mailer: Mailer; readonly clock?: Envelope.Clock }): Promise<App> => {
+  await deps.store.migrate(migrations)
   const full = { ...deps, clock: deps.clock ?? E.systemClock }
   return {
     name: "order-entry",

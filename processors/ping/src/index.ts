@@ -4,7 +4,7 @@
  * broker), for diagnostics and for the benchmarks' one-hop and request-reply scenarios.
  */
 import { Envelope as E, type App } from "@baton/core"
-import { Schema } from "effect"
+import { Effect, Schema } from "effect"
 
 export const Ping = Schema.Struct({ n: Schema.optionalKey(Schema.Finite), sentAt: Schema.optionalKey(Schema.Finite) })
 
@@ -15,7 +15,7 @@ export const make = (): App => ({
     {
       name: "ping",
       consumes: ["ping"],
-      handle: (event) => [{ type: "pong", data: event.data }],
+      handle: (event) => Effect.succeed([{ type: "pong", data: event.data }]),
       reply: (event) => event.data
     }
   ]

@@ -7,8 +7,8 @@
  * the account's later trades are parked and other accounts keep trading.
  */
 import { Envelope as E, Rejected, type App, type Envelope, type Processor } from "@baton/core"
-import type { Store } from "@baton/store"
-import { Schema } from "effect"
+import { ddl, type Store } from "@baton/store"
+import { Effect, Schema } from "effect"
 
 export const names = { placeTrade: "place-trade", tradeExecuted: "trade-executed" } as const
 
@@ -81,46 +81,53 @@ export const repair = (t: PlaceTrade, known: (account: string) => boolean): { re
 export const migrations = [
   {
     name: "trading/001-tables",
-    sql: `
-      CREATE TABLE trading_accounts (id TEXT PRIMARY KEY, next_seq INTEGER NOT NULL DEFAULT 1);
-      CREATE TABLE trades (account TEXT NOT NULL, seq INTEGER NOT NULL, trade_id TEXT NOT NULL, envelope_id TEXT NOT NULL UNIQUE, symbol TEXT NOT NULL, side TEXT NOT NULL, quantity INTEGER NOT NULL, price REAL NOT NULL, executed_at TEXT NOT NULL, PRIMARY KEY (account, seq));
-      CREATE TABLE positions (account TEXT NOT NULL, symbol TEXT NOT NULL, quantity INTEGER NOT NULL, PRIMARY KEY (account, symbol));
+    sql: ddl(
+      (t) => `
+      CREATE TABLE trading_accounts (id TEXT PRIMARY KEY, next_seq ${t.int} NOT NULL DEFAULT 1${t.rowid});
+      CREATE TABLE trades (account TEXT NOT NULL, seq ${t.int} NOT NULL, trade_id TEXT NOT NULL, envelope_id TEXT NOT NULL UNIQUE, symbol TEXT NOT NULL, side TEXT NOT NULL, quantity ${t.int} NOT NULL, price ${t.real} NOT NULL, executed_at TEXT NOT NULL, PRIMARY KEY (account, seq)${t.rowid});
+      CREATE TABLE positions (account TEXT NOT NULL, symbol TEXT NOT NULL, quantity ${t.int} NOT NULL, PRIMARY KEY (account, symbol)${t.rowid});
       ${accounts.map((a) => `INSERT INTO trading_accounts (id) VALUES ('${a}');`).join("\n")}
     `
+    )
   }
 ]
 
-export const make = (deps: { readonly store: Store; readonly clock?: Envelope.Clock }): App => {
+export const make = async (deps: { readonly store: Store; readonly clock?: Envelope.Clock }): Promise<App> => {
   const { store } = deps
   const clock = deps.clock ?? E.systemClock
-  store.migrate(migrations)
-  const db = store.db
-  const account = db.prepare("SELECT next_seq FROM trading_accounts WHERE id = ?")
-  const known = (id: string) => account.get(id) !== undefined
-  const advance = db.prepare("UPDATE trading_accounts SET next_seq = next_seq + 1 WHERE id = ?")
-  const insert = db.prepare("INSERT INTO trades (account, seq, trade_id, envelope_id, symbol, side, quantity, price, executed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
-  const position = db.prepare(
+  await store.migrate(migrations)
+  const account = store.query("SELECT next_seq FROM trading_accounts WHERE id = ?")
+  /** Takes the account's next sequence number, atomically (instances may race on PostgreSQL). */
+  const advance = store.query("UPDATE trading_accounts SET next_seq = next_seq + 1 WHERE id = ? RETURNING next_seq - 1 AS seq")
+  const insert = store.query("INSERT INTO trades (account, seq, trade_id, envelope_id, symbol, side, quantity, price, executed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+  // Atomic in SQL: an upsert that adds to the position.
+  const position = store.query(
     "INSERT INTO positions (account, symbol, quantity) VALUES (?, ?, ?) ON CONFLICT (account, symbol) DO UPDATE SET quantity = positions.quantity + excluded.quantity"
   )
+  // The accounts, for the repairs (synchronous): the migration creates them all, nothing adds any.
+  const knownAccounts = new Set((await store.run(store.query("SELECT id FROM trading_accounts").all())).map((r) => String(r.id)))
+  const known = (id: string) => knownAccounts.has(id)
 
   const trades: Processor = {
     name: "trade-execution",
     consumes: [names.placeTrade],
     onFailure: "park",
-    handle: (event) => {
-      const checked = validate(event.data as PlaceTrade, known)
-      if ("problems" in checked) throw new Rejected(checked.problems.join("; "))
-      const t = checked.trade
-      return store.transaction(() => {
-        const seq = Number(account.get(t.account)?.next_seq)
+    handle: (event) =>
+      Effect.gen(function* () {
+        const placed = event.data as PlaceTrade
+        const exists = (yield* account.get(placed.account)) !== undefined
+        const checked = validate(placed, (id) => id === placed.account && exists)
+        if ("problems" in checked) return yield* Effect.fail(new Rejected(checked.problems.join("; ")))
+        const t = checked.trade
+        const next = yield* advance.get(t.account)
+        if (next === undefined) return yield* Effect.fail(new Rejected(`unknown account ${t.account}`))
+        const seq = Number(next.seq)
         const price = t.limitPrice ?? quotes[t.symbol]!
-        insert.run(t.account, seq, event.correlationId, event.id, t.symbol, t.side, t.quantity, price, clock.now().toISOString())
-        advance.run(t.account)
-        position.run(t.account, t.symbol, t.side === "buy" ? t.quantity : -t.quantity)
+        yield* insert.run(t.account, seq, event.correlationId, event.id, t.symbol, t.side, t.quantity, price, clock.now().toISOString())
+        yield* position.run(t.account, t.symbol, t.side === "buy" ? t.quantity : -t.quantity)
         const data: TradeExecuted = { ...t, tradeId: event.correlationId, seq, price }
         return [{ type: names.tradeExecuted, data, key: t.account }]
       })
-    }
   }
 
   return {

@@ -1,0 +1,191 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { Effect } from "effect"
+import { Envelope, Log, Topics } from "@baton/core"
+import { freshSchema } from "@baton/testkit/postgres"
+import { Inbox, Outbox, Postgres, Sqlite, type Store } from "@baton/store"
+import { Parking, WorkflowProcessor } from "@baton/repair"
+
+const cleanups: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c()
+})
+
+/** The same tests on both stores: the SQL is written once for both. */
+let engine: "sqlite" | "pg" = "sqlite"
+
+const open = async (): Promise<Store> => {
+  if (engine === "sqlite") {
+    const store = await Sqlite.open({ path: ":memory:" })
+    cleanups.push(() => store.close())
+    return store
+  }
+  const schema = await freshSchema()
+  cleanups.push(() => schema.drop())
+  const store = await Postgres.open({ url: schema.url, poolSize: 2 })
+  cleanups.push(() => store.close())
+  return store
+}
+
+const setup = async () => {
+  const store = await open()
+  const inbox = await Inbox.make(store)
+  const outbox = await Outbox.make(store)
+  const parking = await Parking.make(store)
+  return { store, inbox, outbox, parking }
+}
+
+const envelope = (id: string, key: string, data: unknown = {}): Envelope.Envelope => ({
+  id,
+  type: "place-order",
+  key,
+  correlationId: id,
+  causationId: id,
+  occurredAt: new Date(0).toISOString(),
+  data
+})
+
+const receive = (store: Store, inbox: Inbox.Inbox, e: Envelope.Envelope) =>
+  store.transaction(inbox.receive("p", { envelopeId: e.id, topic: "t", key: e.key, payload: Envelope.encode(e) }))
+
+const status = (store: Store, id: string) => store.run(store.query("SELECT status FROM inbox WHERE processor = 'p' AND envelope_id = ?").get(id)).then((r) => r?.status)
+
+for (const kind of ["sqlite", "pg"] as const)
+  describe(`on ${kind}`, () => {
+    beforeEach(() => {
+      engine = kind
+    })
+
+    describe("Parking", () => {
+      it("holds a key, parks its later messages in order, lets the resubmission pass and drains after the release", async () => {
+        const { store, inbox, parking } = await setup()
+        for (const id of ["m1", "m2", "m3"]) await receive(store, inbox, envelope(id, "K"))
+        await receive(store, inbox, envelope("o1", "other"))
+        await store.transaction(Effect.andThen(inbox.settle("p", "m1", "failed"), parking.hold("p", "K", "m1", new Date(1000))))
+
+        expect(await store.transaction(parking.mustWait("p", "K", "m2"))).toBe(true)
+        expect(await store.transaction(parking.mustWait("p", "other", "o1"))).toBe(false)
+        expect((await store.transaction(parking.park("p", "K", "m2")))?.parked).toBe(1)
+        expect((await store.transaction(parking.park("p", "K", "m3")))?.parked).toBe(2)
+        expect(await store.transaction(parking.parked("p", "K"))).toBe(2)
+        expect(await status(store, "m2")).toBe("parked")
+        // Nothing unparks while the key is held.
+        expect(await store.transaction(parking.next("p", "K"))).toBeUndefined()
+
+        expect(await store.transaction(parking.resubmitted("p", "K", "m1", "r1"))).toBe(true)
+        expect(await store.transaction(parking.resubmitted("p", "K", "other", "r2"))).toBe(false)
+        await receive(store, inbox, envelope("r1", "K"))
+        expect(await store.transaction(parking.mustWait("p", "K", "r1"))).toBe(false)
+        expect((await parking.all()).map((h) => [h.key, h.failedId, h.resubmittedId, h.parked])).toEqual([["K", "m1", "r1", 2]])
+
+        expect(await store.transaction(Effect.andThen(inbox.settle("p", "r1", "done"), parking.release("p", "K")))).toBe(true)
+        expect(await store.transaction(parking.release("p", "K"))).toBe(false)
+        expect(await store.transaction(parking.held("p", "K"))).toBeUndefined()
+        const first = await store.transaction(parking.next("p", "K"))
+        expect(first?.envelopeId).toBe("m2")
+        expect(JSON.parse(first!.payload).id).toBe("m2")
+        expect(await status(store, "m2")).toBe("pending")
+        // A newer message waits behind the unparked one.
+        await receive(store, inbox, envelope("m4", "K"))
+        expect(await store.transaction(parking.mustWait("p", "K", "m4"))).toBe(true)
+        expect(await store.transaction(parking.park("p", "K", "m4"))).toBeUndefined()
+        await store.transaction(inbox.settle("p", "m2", "done"))
+        expect((await store.transaction(parking.next("p", "K")))?.envelopeId).toBe("m3")
+        await store.transaction(inbox.settle("p", "m3", "done"))
+        expect((await store.transaction(parking.next("p", "K")))?.envelopeId).toBe("m4")
+        expect(await store.transaction(parking.next("p", "K"))).toBeUndefined()
+      })
+
+      it("alerts once per hold and reason", async () => {
+        const { store, parking } = await setup()
+        await store.transaction(parking.hold("p", "K", "m1", new Date(0)))
+        expect((await store.transaction(parking.alert("p", "K", "age")))?.alerted).toBe("age")
+        expect(await store.transaction(parking.alert("p", "K", "age"))).toBeUndefined()
+        expect((await store.transaction(parking.alert("p", "K", "count")))?.alerted).toBe("age,count")
+        await store.transaction(parking.alerted("p", "K", "count"))
+        expect((await store.transaction(parking.held("p", "K")))?.alerted).toBe("count")
+      })
+    })
+
+    describe("WorkflowProcessor", () => {
+      const handOff = (e: Envelope.Envelope): WorkflowProcessor.HandOff => ({
+        processor: "p",
+        topic: "commands/place-order",
+        envelope: e,
+        error: "bad data",
+        attempts: [{ attempt: 1, error: "bad data", at: new Date(0).toISOString() }],
+        trail: [e.id]
+      })
+
+      const make = async () => {
+        const s = await setup()
+        const routed: Array<string> = []
+        const scheduled: Array<string> = []
+        const delivered: Array<string> = []
+        const wp = await WorkflowProcessor.make({
+          store: s.store,
+          parking: s.parking,
+          outbox: s.outbox,
+          repairs: { "place-order": (m) => ((m.data as { fixable?: boolean }).fixable === true ? { data: { fixed: true }, changes: ["fixed"] } : undefined) },
+          limits: { maxParked: 10, maxHeldMs: 1000 },
+          logger: Log.silent,
+          route: (topic, envelope) =>
+            Effect.sync(() => {
+              routed.push(`${topic} ${envelope.id}`)
+              return [() => void delivered.push(envelope.id)]
+            }),
+          schedule: (processor, parked) => void scheduled.push(`${processor} ${parked.envelopeId}`),
+          poke: () => {}
+        })
+        return { ...s, wp, routed, scheduled, delivered }
+      }
+
+      const handle = (store: Store, wp: WorkflowProcessor.WorkflowProcessor, e: Envelope.Envelope) =>
+        store.transaction(wp.processor.handle(envelope(`h-${e.id}`, e.key, handOff(e)), undefined))
+
+      it("repairs what it can, resubmitting to the consumer only", async () => {
+        const { store, wp, parking } = await make()
+        await store.transaction(parking.hold("p", "K", "m1", new Date()))
+        const out = await handle(store, wp, envelope("m1", "K", { fixable: true }))
+        expect(out.map((n) => n.topic ?? n.type)).toEqual([Topics.resubmit("p"), WorkflowProcessor.events.repaired])
+        expect((await store.transaction(parking.held("p", "K")))?.resubmittedId).toBe(out[0]!.id)
+        expect((await wp.list("repaired", 10)).map((e) => e.failedId)).toEqual(["m1"])
+      })
+
+      it("sends the rest to the dashboard; a discard releases the key and unparks the next; a resubmit routes the message", async () => {
+        const { store, inbox, outbox, wp, parking, routed, scheduled, delivered } = await make()
+        for (const id of ["m1", "m2"]) await receive(store, inbox, envelope(id, "K"))
+        await store.transaction(parking.hold("p", "K", "m1", new Date()))
+        await store.transaction(parking.park("p", "K", "m2"))
+        const out = await handle(store, wp, envelope("m1", "K"))
+        expect(out.map((n) => n.type)).toEqual([WorkflowProcessor.events.added])
+        const [entry] = await wp.list("open", 10)
+        expect(entry?.failedId).toBe("m1")
+        expect((await wp.list("all", 10)).length).toBe(1)
+
+        const discarded = await wp.discard(entry!.id, "wrong")
+        expect([discarded.status, discarded.resolution]).toEqual(["discarded", "wrong"])
+        expect(scheduled).toEqual(["p m2"])
+        expect(await store.transaction(parking.held("p", "K"))).toBeUndefined()
+        await expect(wp.discard(entry!.id, "again")).rejects.toThrow(/is discarded/)
+        await expect(wp.resubmit("nope", undefined)).rejects.toThrow(/no dashboard entry/)
+        expect((await outbox.pending(10)).map((e) => e.topic)).toEqual([Topics.event(WorkflowProcessor.events.discarded), Topics.event(WorkflowProcessor.events.released)])
+
+        await handle(store, wp, envelope("m5", "L"))
+        const open = (await wp.list("open", 10))[0]!
+        const resubmitted = await wp.resubmit(open.id, { corrected: true })
+        expect(resubmitted.status).toBe("resubmitted")
+        expect(routed).toEqual([`${Topics.resubmit("p")} ${resubmitted.resolution}`])
+        expect(delivered).toEqual([resubmitted.resolution])
+      })
+
+      it("sweeps holds past the age limit once", async () => {
+        const { store, wp, parking, outbox } = await make()
+        await store.transaction(parking.hold("p", "K", "m1", new Date(0)))
+        await store.transaction(parking.hold("p", "L", "m2", new Date(5000)))
+        expect(await wp.sweep(new Date(5500))).toBe(1)
+        expect(await wp.sweep(new Date(5600))).toBe(0)
+        expect(await wp.sweep(new Date(9000))).toBe(1)
+        expect((await outbox.pending(10)).map((e) => e.topic)).toEqual([Topics.event(WorkflowProcessor.events.alert), Topics.event(WorkflowProcessor.events.alert)])
+      })
+    })
+  })

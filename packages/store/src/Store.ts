@@ -1,0 +1,267 @@
+/**
+ * The store every part of the runtime writes through: effect's own `SqlClient` (`effect/sql`) over
+ * the embedded SQLite (`Sqlite.ts`) or PostgreSQL (`Postgres.ts`). Everything that must commit
+ * together (a handler's effects, the inbox `done` mark, outbox rows, local inbox deliveries) is one
+ * `Effect` that needs a `SqlClient`, run in one transaction by `transaction` or `group`.
+ *
+ * SQL is written once in the dialect both engines accept (`?` placeholders, `ON CONFLICT DO
+ * NOTHING`, `RETURNING`); where they differ a caller branches explicitly on `dialect`.
+ */
+import { Effect, Exit, Option } from "effect"
+import { SqlClient, SqlError as SqlErrors, type SqlConnection, type SqlError } from "effect/sql"
+
+export type Dialect = "sqlite" | "pg"
+
+/** An effect that reads or writes through the current transaction (or, outside one, the pool). */
+export type Sql<A, E = never> = Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient>
+
+export type Row = Readonly<Record<string, unknown>>
+
+/** A statement written once with `?` placeholders, compiled for the store's dialect once. */
+export interface Query {
+  readonly all: (...params: ReadonlyArray<unknown>) => Sql<ReadonlyArray<Row>>
+  readonly get: (...params: ReadonlyArray<unknown>) => Sql<Row | undefined>
+  /** Runs it for its effect; resolves with the number of rows it returned (`RETURNING` counts changes). */
+  readonly run: (...params: ReadonlyArray<unknown>) => Sql<number>
+}
+
+export interface Migration {
+  readonly name: string
+  /** One script, or one per dialect where they differ (types, serial columns). */
+  readonly sql: string | { readonly sqlite: string; readonly pg: string }
+}
+
+export interface Store {
+  readonly kind: "sqlite" | "postgres"
+  readonly dialect: Dialect
+  readonly sql: SqlClient.SqlClient
+  readonly query: (text: string) => Query
+  /** Runs an effect outside any transaction (a read, or one autocommitted statement). */
+  readonly run: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Promise<A>
+  /** Runs an effect in one transaction: it commits, or none of it does. */
+  readonly transaction: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Promise<A>
+  /**
+   * Group commit: runs the effect in a transaction shared with the other `group` calls waiting
+   * at the same time (each in its own savepoint, so one that fails rolls back alone); resolves
+   * after the COMMIT. With `maxBatch` 1 (PostgreSQL) every call is its own transaction, and calls
+   * run concurrently on the pool.
+   */
+  readonly group: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Promise<A>
+  /** Applies each named migration once, in order. */
+  readonly migrate: (migrations: ReadonlyArray<Migration>) => Promise<void>
+  /**
+   * Called when the database becomes unreachable (a connection lost, the server restarting) and
+   * when a statement succeeds again: once per outage, not per failed statement.
+   */
+  readonly onAvailability: (listener: (available: boolean, reason: string) => void) => void
+  /** Statements sent so far through `query` and transaction control (a measure of the work per message). */
+  readonly statements: () => number
+  readonly close: () => Promise<void>
+}
+
+/** The database is out of reach (connection lost or refused, server shutting down): try again later. */
+export const isUnavailable = (error: unknown): boolean => {
+  if (!SqlErrors.isSqlError(error)) return false
+  if (error.reason._tag === "ConnectionError") return true
+  const code = (error.reason.cause as { readonly code?: unknown } | undefined)?.code
+  // SQLSTATE class 08 (connection exception), 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
+  return typeof code === "string" && (code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03")
+}
+
+/** Replaces each `?` outside quotes by `$1`, `$2`, ... (PostgreSQL's placeholders). */
+export const numberParams = (sql: string): string => {
+  let n = 0
+  let out = ""
+  let quote: string | undefined
+  for (const ch of sql) {
+    if (quote !== undefined) {
+      if (ch === quote) quote = undefined
+      out += ch
+    } else if (ch === "'" || ch === '"') {
+      quote = ch
+      out += ch
+    } else out += ch === "?" ? `$${++n}` : ch
+  }
+  return out
+}
+
+/** Splits a migration script into its statements (migrations hold no `;` inside literals). */
+const statements = (script: string): ReadonlyArray<string> =>
+  script
+    .split(";")
+    .map((s) => s.trim())
+    .filter((s) => s !== "")
+
+export const make = (deps: {
+  readonly kind: Store["kind"]
+  readonly sql: SqlClient.SqlClient
+  /** Group commit: most items per transaction. */
+  readonly maxBatch: number
+  /** Runs first in each migration's transaction (PostgreSQL: an advisory lock). */
+  readonly lock?: Sql<void>
+  readonly close: () => Promise<void>
+}): Store => {
+  const { sql } = deps
+  const dialect: Dialect = deps.kind === "sqlite" ? "sqlite" : "pg"
+  const provide = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Effect.provideService(effect, SqlClient.SqlClient, sql)
+
+  const listeners: Array<(available: boolean, reason: string) => void> = []
+  let available = true
+  const observe = <A>(exit: Exit.Exit<A, unknown>): Exit.Exit<A, unknown> => {
+    const error = Exit.isFailure(exit) ? squash(exit.cause) : undefined
+    const down = error !== undefined && isUnavailable(error)
+    if (down === available) {
+      available = !down
+      const reason = down ? (error instanceof Error ? error.message : String(error)) : ""
+      for (const listener of listeners) listener(available, reason)
+    }
+    return exit
+  }
+  const settleExit = <A>(exit: Exit.Exit<A, unknown>): A => {
+    observe(exit)
+    if (Exit.isSuccess(exit)) return exit.value
+    throw squash(exit.cause)
+  }
+  const run = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>): Promise<A> => Effect.runPromiseExit(provide(effect)).then(settleExit)
+
+  // Transactions are begun here rather than by `sql.withTransaction` (a span, a semaphore and a
+  // fiber reference per level: ~15x SQLite's own cost for a savepoint here). The connection is the
+  // client's own transaction connection, so `sql` statements and `sql.withTransaction` inside run
+  // on it (nested ones as savepoints).
+  let sent = 0
+  const control = (conn: SqlConnection.Connection, text: string) => {
+    sent++
+    return conn.executeUnprepared(text, [], undefined)
+  }
+  const begin = deps.kind === "sqlite" ? "BEGIN IMMEDIATE" : "BEGIN"
+  const inTransaction = <A, E>(body: Effect.Effect<A, E, SqlClient.SqlClient>): Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient> =>
+    Effect.scoped(
+      Effect.flatMap(sql.reserve, (conn) =>
+        Effect.gen(function* () {
+          yield* control(conn, begin)
+          const exit = yield* Effect.exit(Effect.provideService(body, sql.transactionService, [conn, 0] as const))
+          if (Exit.isFailure(exit)) {
+            yield* Effect.ignore(control(conn, "ROLLBACK"))
+            return yield* exit
+          }
+          const committed = yield* Effect.exit(control(conn, "COMMIT"))
+          if (Exit.isFailure(committed)) {
+            yield* Effect.ignore(control(conn, "ROLLBACK"))
+            return yield* Effect.failCause(committed.cause)
+          }
+          return exit.value
+        })
+      )
+    )
+  /** Runs one item of a group in a savepoint of the current transaction: its failure rolls back only it. */
+  const inSavepoint = <A, E>(body: Effect.Effect<A, E, SqlClient.SqlClient>): Effect.Effect<Exit.Exit<A, E | SqlError.SqlError>, never, SqlClient.SqlClient> =>
+    Effect.flatMap(Effect.serviceOption(sql.transactionService), (tx) => {
+      if (Option.isNone(tx)) return Effect.exit(body)
+      const conn = tx.value[0]
+      return Effect.gen(function* () {
+        const opened = yield* Effect.exit(control(conn, "SAVEPOINT baton_item"))
+        if (Exit.isFailure(opened)) return Exit.failCause(opened.cause) as Exit.Exit<A, E | SqlError.SqlError>
+        const exit: Exit.Exit<A, E | SqlError.SqlError> = yield* Effect.exit(body)
+        if (Exit.isFailure(exit)) yield* Effect.ignore(control(conn, "ROLLBACK TO baton_item"))
+        const released = yield* Effect.exit(control(conn, "RELEASE baton_item"))
+        return Exit.isFailure(released) && Exit.isSuccess(exit) ? (Exit.failCause(released.cause) as Exit.Exit<A, E | SqlError.SqlError>) : exit
+      })
+    })
+  const transaction = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>): Promise<A> => run(inTransaction(effect))
+
+  const query = (text: string): Query => {
+    const compiled = dialect === "pg" ? numberParams(text) : text
+    const params = (values: ReadonlyArray<unknown>) => values.map((v) => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v))
+    // Inside a transaction, straight to its connection: effect/sql's statement (compilation, a
+    // span, the connection lookup) costs ~30 us a statement, several times SQLite's own work.
+    const all = (...values: ReadonlyArray<unknown>): Sql<ReadonlyArray<Row>> =>
+      Effect.flatMap(Effect.service(SqlClient.SqlClient), (client) =>
+        Effect.flatMap(Effect.serviceOption(client.transactionService), (tx) => {
+          sent++
+          return Option.isSome(tx)
+            ? (tx.value[0].execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>)
+            : client.unsafe<Row>(compiled, params(values)).withoutTransform
+        })
+      )
+    return {
+      all,
+      get: (...values) => Effect.map(all(...values), (rows) => rows[0]),
+      run: (...values) => Effect.map(all(...values), (rows) => rows.length)
+    }
+  }
+
+  type Item = { readonly effect: Effect.Effect<unknown, unknown, SqlClient.SqlClient>; readonly resolve: (value: unknown) => void; readonly reject: (error: unknown) => void }
+  const batch: Array<Item> = []
+  const flush = () => {
+    const items = batch.splice(0, deps.maxBatch)
+    if (batch.length > 0) setImmediate(flush)
+    // A lone item needs no savepoint: its failure rolls back a transaction that is only its.
+    if (items.length === 1) {
+      const item = items[0]!
+      void Effect.runPromiseExit(provide(inTransaction(item.effect))).then((exit) => settle(item, observe(exit)))
+      return
+    }
+    const body = Effect.forEach(items, (item) => inSavepoint(item.effect))
+    void Effect.runPromiseExit(provide(inTransaction(body))).then((exit) => {
+      observe(exit)
+      if (Exit.isSuccess(exit)) exit.value.forEach((e, i) => settle(items[i]!, e))
+      else for (const item of items) item.reject(squash(exit.cause))
+    })
+  }
+  const settle = (item: Item, exit: Exit.Exit<unknown, unknown>) => (Exit.isSuccess(exit) ? item.resolve(exit.value) : item.reject(squash(exit.cause)))
+  const group = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>): Promise<A> => {
+    if (deps.maxBatch <= 1) return transaction(effect)
+    return new Promise<A>((resolve, reject) => {
+      if (batch.length === 0) setImmediate(flush)
+      batch.push({ effect, resolve: resolve as (value: unknown) => void, reject })
+    })
+  }
+
+  const migrate = async (migrations: ReadonlyArray<Migration>) => {
+    const applied = query("SELECT 1 AS applied FROM baton_migrations WHERE name = ?")
+    const record = query("INSERT INTO baton_migrations (name, applied_at) VALUES (?, ?)")
+    for (const m of migrations) {
+      await transaction(
+        Effect.gen(function* () {
+          if (deps.lock !== undefined) yield* deps.lock
+          if ((yield* applied.get(m.name)) !== undefined) return
+          const script = typeof m.sql === "string" ? m.sql : m.sql[dialect]
+          for (const s of statements(script)) yield* sql.unsafe(s).raw
+          yield* record.run(m.name, new Date().toISOString())
+        })
+      )
+    }
+  }
+
+  return { kind: deps.kind, dialect, sql, query, run, transaction, group, migrate, onAvailability: (listener) => void listeners.push(listener), statements: () => sent, close: deps.close }
+}
+
+/** The error a failed effect failed with (or died of), as one value a promise can reject with. */
+export const squash = (cause: import("effect").Cause.Cause<unknown>): unknown => {
+  const reason = cause.reasons.find((r) => r._tag === "Fail" || r._tag === "Die")
+  if (reason === undefined) return new Error("interrupted")
+  return reason._tag === "Fail" ? reason.error : reason.defect
+}
+
+/** Column types where the dialects differ, for migrations written once for both. */
+export interface Types {
+  /** An auto-incrementing integer primary key. */
+  readonly serialKey: string
+  /** A 64-bit integer. */
+  readonly int: string
+  readonly real: string
+  readonly blob: string
+  /**
+   * `, rowid BIGSERIAL` on PostgreSQL, nothing on SQLite (which has an implicit `rowid`): the
+   * arrival order that `ORDER BY rowid` reads.
+   */
+  readonly rowid: string
+}
+
+const types: Record<Dialect, Types> = {
+  sqlite: { serialKey: "INTEGER PRIMARY KEY AUTOINCREMENT", int: "INTEGER", real: "REAL", blob: "BLOB", rowid: "" },
+  pg: { serialKey: "BIGSERIAL PRIMARY KEY", int: "BIGINT", real: "DOUBLE PRECISION", blob: "BYTEA", rowid: ", rowid BIGSERIAL" }
+}
+
+/** A migration script per dialect, from one template over the column types. */
+export const ddl = (script: (t: Types) => string): { readonly sqlite: string; readonly pg: string } => ({ sqlite: script(types.sqlite), pg: script(types.pg) })

@@ -1,0 +1,745 @@
+/**
+ * The store contract, run against every engine: SQLite in memory, SQLite on a file, and
+ * PostgreSQL (this machine's server, a fresh schema per `describe`). Everything the runtime
+ * relies on from the store must hold on each: group commit's savepoints, the inbox, the outbox,
+ * the ingress log, rejections, migrations, values unchanged, typed errors. The tests at the end
+ * are PostgreSQL's own (conflicts, transactions of different partitions overlapping).
+ */
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import fc from "fast-check"
+import { Deferred, Effect } from "effect"
+import { SqlError } from "effect/sql"
+import { freshSchema } from "@baton/testkit/postgres"
+import { ddl, Inbox, IngressLog, Outbox, Postgres, Rejections, Sqlite, type Store } from "@baton/store"
+import type { Rejection } from "@baton/core"
+
+const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 50)
+/** For properties of many transactions: a PostgreSQL one is a round trip per statement, ~10x SQLite's. */
+const transactionRuns = (engine: Engine) => (engine.dialect === "pg" ? Math.max(1, Math.ceil(runs / 2)) : runs)
+
+interface Opened {
+  readonly store: Store
+  /** Another store on the same database (a second instance), where the engine has one to share. */
+  readonly another?: (options?: { readonly lockTimeoutMs?: number }) => Promise<Store>
+  readonly dispose: () => Promise<void>
+}
+
+interface Engine {
+  readonly name: string
+  readonly dialect: Store["dialect"]
+  readonly open: () => Promise<Opened>
+}
+
+const engines: ReadonlyArray<Engine> = [
+  {
+    name: "SQLite in memory",
+    dialect: "sqlite",
+    open: async () => ({ store: await Sqlite.open({ path: ":memory:" }), dispose: async () => {} })
+  },
+  {
+    name: "SQLite on a file",
+    dialect: "sqlite",
+    open: async () => {
+      const dir = mkdtempSync(join(tmpdir(), "baton-store-"))
+      const path = join(dir, "store.db")
+      return { store: await Sqlite.open({ path }), another: () => Sqlite.open({ path }), dispose: async () => rmSync(dir, { recursive: true, force: true }) }
+    }
+  },
+  {
+    name: "PostgreSQL",
+    dialect: "pg",
+    open: async () => {
+      const schema = await freshSchema()
+      return {
+        store: await Postgres.open({ url: schema.url }),
+        another: (options) => Postgres.open({ url: schema.url, ...options }),
+        dispose: schema.drop
+      }
+    }
+  }
+]
+
+/** Opens a fresh store (PostgreSQL: a fresh schema) for the enclosing `describe`; closes and drops it after. */
+const useStore = (engine: Engine) => {
+  let opened: Opened | undefined
+  const others: Array<Store> = []
+  beforeAll(async () => {
+    opened = await engine.open()
+  })
+  afterAll(async () => {
+    for (const s of others) await s.close()
+    await opened?.store.close()
+    await opened?.dispose()
+  })
+  return {
+    get store(): Store {
+      return opened!.store
+    },
+    /** A second store on the same database, closed with the first. */
+    another: async (options?: { readonly lockTimeoutMs?: number }): Promise<Store> => {
+      const s = await opened!.another!(options)
+      others.push(s)
+      return s
+    }
+  }
+}
+
+/** The error a promise rejected with. */
+const failure = (promise: Promise<unknown>): Promise<unknown> =>
+  promise.then(
+    () => {
+      throw new Error("expected a failure")
+    },
+    (error: unknown) => error
+  )
+
+const reasonOf = (error: unknown): string => (SqlError.isSqlError(error) ? error.reason._tag : `not a SqlError: ${String(error)}`)
+
+class Boom extends Error {}
+
+const rejection = (kind: Rejection["kind"], topic: string): Rejection => ({
+  kind,
+  topic,
+  reason: `${kind} on ${topic}`,
+  issues: [{ path: "/a", message: "bad" }],
+  payload: "{}",
+  payloadEncoding: "utf8",
+  payloadBytes: 2,
+  payloadTruncated: false
+})
+
+describe.each(engines)("Store contract on $name", (engine) => {
+  describe("group commit", () => {
+    const s = useStore(engine)
+    let next = 0
+
+    it("commits exactly the items that did not fail, each one whole, for all mixes of items", async () => {
+      const { store } = s
+      await store.migrate([{ name: "test/g", sql: `CREATE TABLE g (k ${engine.dialect === "pg" ? "BIGINT" : "INTEGER"} PRIMARY KEY)` }])
+      const insert = store.query("INSERT INTO g (k) VALUES (?)")
+      const since = store.query("SELECT k FROM g WHERE k >= ? ORDER BY k")
+      const failing = fc.constantFrom("no" as const, "fail" as const, "violation" as const, "defect" as const)
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.record({ rows: fc.integer({ min: 1, max: 4 }), fails: failing }), { maxLength: 24 }), async (items) => {
+          const start = next
+          const outcomes = await Promise.allSettled(
+            items.map((item) =>
+              store.group(
+                Effect.gen(function* () {
+                  const keys = Array.from({ length: item.rows }, () => next++)
+                  for (const k of keys) yield* insert.run(k)
+                  if (item.fails === "fail") return yield* Effect.fail(new Boom("boom"))
+                  if (item.fails === "violation") yield* insert.run(keys[0]) // a unique violation, within this item
+                  if (item.fails === "defect") throw new Error("defect")
+                  return keys
+                })
+              )
+            )
+          )
+          expect(outcomes.map((o) => o.status)).toEqual(items.map((i) => (i.fails === "no" ? "fulfilled" : "rejected")))
+          outcomes.forEach((o, i) => {
+            if (o.status === "fulfilled") return
+            const fails = items[i]!.fails
+            if (fails === "fail") expect(o.reason).toBeInstanceOf(Boom)
+            else if (fails === "violation") expect(reasonOf(o.reason)).toBe("UniqueViolation")
+            else expect((o.reason as Error).message).toBe("defect")
+          })
+          const committed = outcomes.flatMap((o) => (o.status === "fulfilled" ? o.value : []))
+          const rows = (await store.run(since.all(start))).map((r) => Number(r.k))
+          expect(rows).toEqual(committed.sort((a, b) => a - b))
+        }),
+        { numRuns: transactionRuns(engine) }
+      )
+    })
+
+    it("commits a burst larger than one batch, and each item's result comes back to its caller", async () => {
+      const { store } = s
+      const insert = store.query("INSERT INTO g (k) VALUES (?) RETURNING k")
+      const start = (next += 1000)
+      const keys = Array.from({ length: 150 }, (_, i) => start + i)
+      next += 150
+      const results = await Promise.all(keys.map((k) => store.group(Effect.map(insert.get(k), (r) => Number(r?.k)))))
+      expect(results).toEqual(keys)
+      const rows = await store.run(store.query("SELECT COUNT(*) AS n FROM g WHERE k >= ? AND k < ?").get(start, start + 150))
+      expect(Number(rows?.n)).toBe(150)
+    })
+
+    // KNOWN BUG (src/Store.ts): the comment there says a nested `sql.withTransaction` runs as a
+    // savepoint, but `inTransaction` provides only `transactionService`, and effect's nested
+    // `withTransaction` also reads its client's private TransactionSemaphore service: it dies with
+    // "Service not found: effect/sql/SqlClient/TransactionSemaphore/<n>". `it.fails` until fixed.
+    it.fails("runs a nested sql.withTransaction as a savepoint of the group's transaction", async () => {
+      const { store } = s
+      const insert = store.query("INSERT INTO g (k) VALUES (?)")
+      const start = (next += 10)
+      next += 3
+      await store.group(
+        Effect.gen(function* () {
+          yield* insert.run(start)
+          yield* Effect.ignore(store.sql.withTransaction(Effect.andThen(insert.run(start + 1), Effect.fail(new Boom("inner")))))
+          yield* store.sql.withTransaction(insert.run(start + 2))
+        })
+      )
+      const rows = await store.run(store.query("SELECT k FROM g WHERE k >= ? AND k < ? ORDER BY k").all(start, start + 3))
+      expect(rows.map((r) => Number(r.k))).toEqual([start, start + 2])
+    })
+  })
+
+  describe("transactions (against a model)", () => {
+    const s = useStore(engine)
+
+    it("for all transactions of writes, reads and failures: the model's outcomes, reads and rows", async () => {
+      const { store } = s
+      await store.migrate([{ name: "test/d", sql: "CREATE TABLE d (k INTEGER PRIMARY KEY, v TEXT NOT NULL)" }])
+      const clear = store.query("DELETE FROM d")
+      const insert = store.query("INSERT INTO d (k, v) VALUES (?, ?) RETURNING k")
+      const update = store.query("UPDATE d SET v = v || '+' WHERE k = ? RETURNING k")
+      const read = store.query("SELECT v FROM d WHERE k = ?")
+      const count = store.query("SELECT COUNT(*) AS n FROM d")
+      const all = store.query("SELECT k, v FROM d ORDER BY k")
+      const key = fc.integer({ min: 0, max: 8 })
+      const op = fc.oneof(
+        fc.record({ kind: fc.constant("insert" as const), k: key }),
+        fc.record({ kind: fc.constant("update" as const), k: key }),
+        fc.record({ kind: fc.constant("read" as const), k: key }),
+        fc.record({ kind: fc.constant("count" as const) })
+      )
+      const tx = fc.record({ ops: fc.array(op, { maxLength: 8 }), abort: fc.boolean() })
+      await fc.assert(
+        fc.asyncProperty(fc.array(tx, { minLength: 1, maxLength: 6 }), async (txs) => {
+          // The model: a duplicate key fails the transaction, reads see its own writes, a failed or
+          // aborted transaction leaves nothing, `run` counts the rows RETURNING gave.
+          let model = new Map<number, string>()
+          const expected: Array<unknown> = []
+          for (const t of txs) {
+            const state = new Map(model)
+            let outcome = "committed"
+            for (const o of t.ops) {
+              if (o.kind === "insert") {
+                if (state.has(o.k)) {
+                  outcome = "failed:UniqueViolation"
+                  break
+                }
+                state.set(o.k, `v${o.k}`)
+                expected.push(["inserted", 1])
+              } else if (o.kind === "update") {
+                if (state.has(o.k)) state.set(o.k, `${state.get(o.k)}+`)
+                expected.push(["updated", state.has(o.k) ? 1 : 0])
+              } else if (o.kind === "read") expected.push(["read", state.get(o.k) ?? null])
+              else expected.push(["count", state.size])
+            }
+            if (outcome === "committed" && t.abort) outcome = "aborted"
+            if (outcome === "committed") model = state
+            expected.push(outcome)
+          }
+
+          await store.run(clear.run())
+          const seen: Array<unknown> = []
+          for (const t of txs) {
+            try {
+              await store.transaction(
+                Effect.gen(function* () {
+                  for (const o of t.ops) {
+                    if (o.kind === "insert") seen.push(["inserted", yield* insert.run(o.k, `v${o.k}`)])
+                    else if (o.kind === "update") seen.push(["updated", yield* update.run(o.k)])
+                    else if (o.kind === "read") seen.push(["read", (yield* read.get(o.k))?.v ?? null])
+                    else seen.push(["count", Number((yield* count.get())?.n)])
+                  }
+                  if (t.abort) return yield* Effect.fail(new Boom("abort"))
+                })
+              )
+              seen.push("committed")
+            } catch (error) {
+              seen.push(error instanceof Boom ? "aborted" : `failed:${reasonOf(error)}`)
+            }
+          }
+          expect(seen).toEqual(expected)
+          const rows = (await store.run(all.all())).map((r) => [Number(r.k), String(r.v)])
+          expect(rows).toEqual([...model].sort(([a], [b]) => a - b))
+        }),
+        { numRuns: transactionRuns(engine) }
+      )
+    })
+  })
+
+  describe("values", () => {
+    const s = useStore(engine)
+
+    it("keeps numbers, text and bytes unchanged, for all values", async () => {
+      const { store } = s
+      await store.migrate([
+        { name: "test/v", sql: ddl((t) => `CREATE TABLE v (id ${t.serialKey}, n ${t.int}, r ${t.real}, b ${t.blob}, s TEXT, f ${t.int}${t.rowid})`) }
+      ])
+      const insert = store.query("INSERT INTO v (n, r, b, s, f) VALUES (?, ?, ?, ?, ?) RETURNING id")
+      const get = store.query("SELECT n, r, b, s, f FROM v WHERE id = ?")
+      let last = 0
+      await fc.assert(
+        fc.asyncProperty(
+          fc.maxSafeInteger(),
+          fc.double({ noNaN: true, noDefaultInfinity: true }).filter((d) => !Object.is(d, -0)),
+          fc.uint8Array({ maxLength: 300 }),
+          fc.string({ unit: "grapheme", maxLength: 40 }),
+          fc.boolean(),
+          async (n, r, b, text, flag) => {
+            const row = await store.transaction(
+              Effect.gen(function* () {
+                const id = Number((yield* insert.get(n, r, Buffer.from(b), text, flag))?.id)
+                expect(id).toBeGreaterThan(last)
+                last = id
+                return yield* get.get(id)
+              })
+            )
+            expect(Number(row?.n)).toBe(n)
+            expect(Number(row?.r)).toBe(r)
+            expect([...Buffer.from(row?.b as Uint8Array)]).toEqual([...b])
+            expect(row?.s).toBe(text)
+            expect(Number(row?.f)).toBe(flag ? 1 : 0)
+          }
+        ),
+        { numRuns: runs }
+      )
+    })
+
+    it("stores undefined as NULL, and leaves a quoted ? alone", async () => {
+      const { store } = s
+      const id = await store.transaction(Effect.map(store.query("INSERT INTO v (n, s) VALUES (?, ?) RETURNING id").get(undefined, "a?b"), (r) => Number(r?.id)))
+      const row = await store.run(store.query("SELECT n, b, s, '?' AS q, ? AS p FROM v WHERE id = ?").get("x", id))
+      expect(row).toMatchObject({ n: null, b: null, s: "a?b", q: "?", p: "x" })
+    })
+  })
+
+  describe("migrations", () => {
+    const s = useStore(engine)
+    const migrations = [
+      { name: "m/1", sql: "CREATE TABLE once (a INTEGER); INSERT INTO once (a) VALUES (1)" },
+      { name: "m/2", sql: "INSERT INTO once (a) VALUES (2)" }
+    ]
+    const values = async (store: Store) => (await store.run(store.query("SELECT a FROM once ORDER BY a").all())).map((r) => Number(r.a))
+
+    it("applies each named migration once, in order, and later ones on a later run", async () => {
+      const { store } = s
+      await store.migrate(migrations.slice(0, 1))
+      await store.migrate(migrations)
+      await store.migrate(migrations)
+      expect(await values(store)).toEqual([1, 2])
+      await store.migrate([...migrations, { name: "m/3", sql: { sqlite: "INSERT INTO once (a) VALUES (3)", pg: "INSERT INTO once (a) VALUES (33)" } }])
+      expect(await values(store)).toEqual([1, 2, engine.dialect === "pg" ? 33 : 3])
+    })
+
+    it("rolls a failing migration back whole, and applies it once it is fixed", async () => {
+      const { store } = s
+      const broken = { name: "m/4", sql: "INSERT INTO once (a) VALUES (4); INSERT INTO no_such_table (a) VALUES (4)" }
+      await expect(store.migrate([broken])).rejects.toSatisfy(SqlError.isSqlError)
+      expect(await values(store)).not.toContain(4)
+      await store.migrate([{ name: "m/4", sql: "INSERT INTO once (a) VALUES (4)" }])
+      expect(await values(store)).toContain(4)
+    })
+
+    it.runIf(engine.name !== "SQLite in memory")("applies each migration once when four instances open and migrate at the same moment", async () => {
+      const stores = await Promise.all(Array.from({ length: 4 }, () => s.another()))
+      const more = [
+        { name: "c/1", sql: "CREATE TABLE together (a INTEGER); INSERT INTO together (a) VALUES (1)" },
+        { name: "c/2", sql: "INSERT INTO together (a) VALUES (2)" }
+      ]
+      await Promise.all(stores.map((st) => st.migrate(more)))
+      const rows = await s.store.run(s.store.query("SELECT a FROM together ORDER BY a").all())
+      expect(rows.map((r) => Number(r.a))).toEqual([1, 2])
+    })
+  })
+
+  describe("typed errors", () => {
+    const s = useStore(engine)
+
+    it("fails a unique-constraint violation with a SqlError whose reason is UniqueViolation", async () => {
+      const { store } = s
+      await store.migrate([{ name: "test/u", sql: "CREATE TABLE u (k INTEGER PRIMARY KEY, name TEXT NOT NULL, UNIQUE (name))" }])
+      const insert = store.query("INSERT INTO u (k, name) VALUES (?, ?)")
+      await store.transaction(insert.run(1, "one"))
+      // Through the promise: the primary key, then a UNIQUE column.
+      const primary = await failure(store.transaction(insert.run(1, "uno")))
+      expect(SqlError.isSqlError(primary)).toBe(true)
+      expect(reasonOf(primary)).toBe("UniqueViolation")
+      expect(reasonOf(await failure(store.transaction(insert.run(2, "one"))))).toBe("UniqueViolation")
+      // In the effect's typed error channel.
+      const caught = await store.run(Effect.flip(insert.run(1, "uno")))
+      expect(caught.reason._tag).toBe("UniqueViolation")
+      expect(caught.reason.isRetryable).toBe(false)
+      expect(Postgres.isConflict(caught)).toBe(false)
+      // Another constraint (NOT NULL) is a ConstraintError.
+      expect(reasonOf(await failure(store.transaction(insert.run(3, null))))).toBe("ConstraintError")
+      expect(Number((await store.run(store.query("SELECT COUNT(*) AS n FROM u").get()))?.n)).toBe(1)
+    })
+
+    it("fails a statement on a missing table with a SqlError, and the transaction leaves nothing", async () => {
+      const { store } = s
+      const insert = store.query("INSERT INTO u (k, name) VALUES (?, ?)")
+      const error = await failure(store.transaction(Effect.andThen(insert.run(10, "ten"), store.query("SELECT * FROM no_such_table").all())))
+      expect(SqlError.isSqlError(error)).toBe(true)
+      expect(await store.run(store.query("SELECT k FROM u WHERE k = ?").get(10))).toBeUndefined()
+    })
+  })
+
+  describe("Inbox", () => {
+    const s = useStore(engine)
+
+    it("recognises a redelivered envelope id and settles a message once", async () => {
+      const { store } = s
+      const inbox = await Inbox.make(store)
+      const entry = { envelopeId: "e-1", topic: "events/x", key: "k", payload: "{}" }
+      expect(await store.transaction(inbox.receive("p", entry))).toBe(true)
+      expect(await store.transaction(inbox.receive("p", entry))).toBe(false)
+      expect(await store.transaction(inbox.receive("q", entry))).toBe(true)
+      expect(await inbox.pending("p")).toEqual([entry])
+      expect(await store.run(inbox.status("p", "e-1"))).toBe("pending")
+      expect(await store.transaction(inbox.settle("p", "e-1", "done"))).toBe(true)
+      expect(await store.transaction(inbox.settle("p", "e-1", "failed"))).toBe(false)
+      expect(await store.run(inbox.status("p", "e-1"))).toBe("done")
+      expect(await store.run(inbox.status("p", "nope"))).toBeUndefined()
+      expect(await inbox.pending("p")).toEqual([])
+      expect((await inbox.pending("q")).map((e) => e.envelopeId)).toEqual(["e-1"])
+    })
+
+    it("a receive in a transaction that fails is not there: the redelivery is new", async () => {
+      const { store } = s
+      const inbox = await Inbox.make(store)
+      const entry = { envelopeId: "r-1", topic: "t", key: "k", payload: "{}" }
+      await expect(store.transaction(Effect.andThen(inbox.receive("r", entry), Effect.fail(new Boom("crash"))))).rejects.toBeInstanceOf(Boom)
+      expect(await store.transaction(inbox.receive("r", entry))).toBe(true)
+    })
+
+    it("returns pending messages in arrival order, not id order", async () => {
+      const { store } = s
+      const inbox = await Inbox.make(store)
+      const ids = ["m", "c", "x", "a", "b"]
+      for (const id of ids.slice(0, 2)) await store.transaction(inbox.receive("o", { envelopeId: id, topic: "t", key: id, payload: id }))
+      await store.transaction(Effect.forEach(ids.slice(2), (id) => inbox.receive("o", { envelopeId: id, topic: "t", key: id, payload: id })))
+      expect((await inbox.pending("o")).map((e) => [e.envelopeId, e.payload])).toEqual(ids.map((id) => [id, id]))
+      await store.transaction(inbox.settle("o", "x", "done"))
+      expect((await inbox.pending("o")).map((e) => e.envelopeId)).toEqual(["m", "c", "a", "b"])
+    })
+
+    it("partitions keys: notifies the partition inside the receiving transaction, and lists a partition's pending", async () => {
+      const { store } = s
+      const notified: Array<number> = []
+      const inbox = await Inbox.make(store, { partitions: 4, notify: (part) => Effect.sync(() => void notified.push(part)) })
+      const keys = Array.from({ length: 12 }, (_, i) => `key-${i}`)
+      for (const key of keys) await store.transaction(inbox.receive("pp", { envelopeId: key, topic: "t", key, payload: "{}" }))
+      await store.transaction(inbox.receive("pp", { envelopeId: keys[0]!, topic: "t", key: keys[0]!, payload: "{}" })) // a redelivery: no notification
+      expect(notified).toEqual(keys.map((k) => Inbox.partitionOf(k, 4)))
+      for (const part of [0, 1, 2, 3]) {
+        expect((await inbox.pendingIn("pp", [part])).map((e) => e.key)).toEqual(keys.filter((k) => Inbox.partitionOf(k, 4) === part))
+      }
+      expect((await inbox.pendingIn("pp", [1, 3])).map((e) => e.key)).toEqual(keys.filter((k) => [1, 3].includes(Inbox.partitionOf(k, 4))))
+      expect(await inbox.pendingIn("pp", [])).toEqual([])
+    })
+  })
+
+  describe("Outbox", () => {
+    const s = useStore(engine)
+
+    it("returns entries in order with their QoS and deletes a sent run", async () => {
+      const { store } = s
+      const outbox = await Outbox.make(store)
+      await store.transaction(Effect.forEach(["a", "b", "c"], (t) => outbox.add(`events/${t}`, t)))
+      await store.transaction(outbox.add("events/d", "d", 0))
+      const first = await outbox.pending(2)
+      expect(first.map((e) => [e.topic, e.payload, e.qos])).toEqual([
+        ["events/a", "a", 1],
+        ["events/b", "b", 1]
+      ])
+      expect(typeof first[0]!.seq).toBe("number")
+      expect(first[1]!.seq).toBeGreaterThan(first[0]!.seq)
+      await outbox.sent(first[0]!.seq, first[1]!.seq)
+      expect((await outbox.pending(10)).map((e) => [e.payload, e.qos])).toEqual([
+        ["c", 1],
+        ["d", 0]
+      ])
+      expect(await outbox.size()).toBe(2)
+    })
+
+    it("an add in a failed transaction is not published", async () => {
+      const { store } = s
+      const outbox = await Outbox.make(store, { instance: "failing" })
+      await expect(store.transaction(Effect.andThen(outbox.add("events/x", "x"), Effect.fail(new Boom("no"))))).rejects.toBeInstanceOf(Boom)
+      expect(await outbox.size()).toBe(0)
+    })
+
+    it("keeps instances' entries apart, and adopts a dead instance's", async () => {
+      const { store } = s
+      const one = await Outbox.make(store, { instance: "one" })
+      const two = await Outbox.make(store, { instance: "two" })
+      await store.transaction(Effect.andThen(one.add("t", "1a"), one.add("t", "1b")))
+      await store.transaction(two.add("t", "2a"))
+      expect((await one.pending(10)).map((e) => e.payload)).toEqual(["1a", "1b"])
+      expect(await two.size()).toBe(1)
+      expect(await two.adopt(["one", "nobody"])).toBe(2)
+      expect(await one.size()).toBe(0)
+      expect((await two.pending(10)).map((e) => e.payload)).toEqual(["1a", "1b", "2a"])
+    })
+  })
+
+  describe("IngressLog", () => {
+    const s = useStore(engine)
+
+    it("commits appends of one tick together, keeps bytes, a preview of oversized payloads, and sees an envelope id once", async () => {
+      const { store } = s
+      let batches = 0
+      const log = await IngressLog.make(store, { maxBytes: 10, previewBytes: 4, instance: "a", beforeCommit: () => void batches++ })
+      const bytes = Buffer.from(Array.from({ length: 10 }, (_, i) => (i * 37) % 256).concat([0, 255]).slice(0, 10))
+      await Promise.all([
+        log.append("initiate/a", Buffer.from("{}"), "c1"),
+        log.append("initiate/a", Buffer.from("x".repeat(50)), null),
+        log.append("initiate/b", bytes, "c2")
+      ])
+      expect(batches).toBe(1)
+      const entries = await log.unforwarded(10)
+      expect(entries.map((e) => [e.topic, e.payload.toString("hex"), e.size, e.clientId])).toEqual([
+        ["initiate/a", Buffer.from("{}").toString("hex"), 2, "c1"],
+        ["initiate/a", Buffer.from("xxxx").toString("hex"), 50, null],
+        ["initiate/b", bytes.toString("hex"), 10, "c2"]
+      ])
+      expect(entries.every((e) => typeof e.seq === "number" && Buffer.isBuffer(e.payload))).toBe(true)
+      await store.transaction(log.forwarded(entries[0]!.seq))
+      expect(await log.unforwarded(10)).toHaveLength(2)
+      expect(await log.unforwarded(1)).toHaveLength(1)
+      expect(await store.transaction(log.firstSight("id-1", entries[0]!.seq))).toBe(true)
+      expect(await store.transaction(log.firstSight("id-1", entries[1]!.seq))).toBe(false)
+    })
+
+    it("keeps every byte value of a payload", async () => {
+      const { store } = s
+      const log = await IngressLog.make(store, { maxBytes: 1000, previewBytes: 10, instance: "bytes" })
+      const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
+      await log.append("initiate/bin", all, null)
+      const [entry] = await log.unforwarded(10)
+      expect(entry!.payload.equals(all)).toBe(true)
+      expect(entry!.size).toBe(256)
+    })
+
+    it("a fence that refuses keeps the batch out; an after-commit step that fails leaves it logged but unacknowledged", async () => {
+      const { store } = s
+      let holder = false
+      let forwarding = "fails"
+      const log = await IngressLog.make(store, {
+        maxBytes: 100,
+        previewBytes: 10,
+        instance: "fenced",
+        fence: Effect.suspend(() => (holder ? Effect.void : Effect.fail(new SqlError.SqlError({ reason: new SqlError.UnknownError({ cause: "not the holder", message: "not the holder" }) })))),
+        afterCommit: async () => {
+          if (forwarding === "fails") throw new Error("forward failed")
+        }
+      })
+      await expect(log.append("initiate/a", Buffer.from("{}"), null)).rejects.toThrow("not the holder")
+      expect(await log.unforwarded(10)).toEqual([])
+      holder = true
+      await expect(log.append("initiate/a", Buffer.from("1"), null)).rejects.toThrow("forward failed")
+      expect((await log.unforwarded(10)).map((e) => e.payload.toString())).toEqual(["1"])
+      forwarding = "works"
+      await log.append("initiate/a", Buffer.from("2"), null)
+      expect((await log.unforwarded(10)).map((e) => e.payload.toString())).toEqual(["1", "2"])
+    })
+
+    it("a batch that fails before its commit is not logged, and its publishers are told", async () => {
+      const { store } = s
+      let crash = true
+      const log = await IngressLog.make(store, {
+        maxBytes: 100,
+        previewBytes: 10,
+        instance: "crashing",
+        beforeCommit: () => {
+          if (crash) throw new Error("killed before commit")
+        }
+      })
+      const appends = [log.append("initiate/a", Buffer.from("1"), null), log.append("initiate/a", Buffer.from("2"), null)]
+      for (const a of appends) await expect(a).rejects.toThrow("killed before commit")
+      expect(await log.unforwarded(10)).toEqual([])
+      crash = false
+      await log.append("initiate/a", Buffer.from("3"), null)
+      expect((await log.unforwarded(10)).map((e) => e.payload.toString())).toEqual(["3"])
+    })
+
+    it("adopts a dead instance's unforwarded entries, not its forwarded ones", async () => {
+      const { store } = s
+      const dead = await IngressLog.make(store, { maxBytes: 100, previewBytes: 10, instance: "dead" })
+      const heir = await IngressLog.make(store, { maxBytes: 100, previewBytes: 10, instance: "heir" })
+      await Promise.all(["1", "2", "3"].map((p) => dead.append("initiate/a", Buffer.from(p), null)))
+      const [first] = await dead.unforwarded(1)
+      await store.transaction(dead.forwarded(first!.seq))
+      expect(await heir.adopt(["dead"])).toBe(2)
+      expect(await dead.unforwarded(10)).toEqual([])
+      expect((await heir.unforwarded(10)).map((e) => e.payload.toString())).toEqual(["2", "3"])
+    })
+  })
+
+  describe("retention", () => {
+    const s = useStore(engine)
+
+    it("forgets settled inbox entries and forwarded ingress entries older than the window, never pending ones", async () => {
+      const { store } = s
+      const inbox = await Inbox.make(store)
+      const log = await IngressLog.make(store, { maxBytes: 100, previewBytes: 10 })
+      for (const id of ["a", "b", "c"]) await store.transaction(inbox.receive("p", { envelopeId: id, topic: "t", key: "k", payload: "{}" }))
+      await store.transaction(Effect.andThen(inbox.settle("p", "a", "done"), inbox.settle("p", "b", "failed")))
+      await Promise.all([log.append("initiate/x", Buffer.from("{}"), null), log.append("initiate/x", Buffer.from("{}"), null)])
+      const [first] = await log.unforwarded(10)
+      await store.transaction(Effect.andThen(log.forwarded(first!.seq), log.firstSight("env-1", first!.seq)))
+      const earlier = new Date(Date.now() - 60_000)
+      expect(await inbox.prune(earlier)).toBe(0)
+      expect(await log.prune(earlier)).toBe(0)
+      const later = new Date(Date.now() + 60_000)
+      expect(await inbox.prune(later)).toBe(2)
+      expect((await inbox.pending("p")).map((e) => e.envelopeId)).toEqual(["c"])
+      // A pruned id is forgotten: past the window a redelivery is new again.
+      expect(await store.transaction(inbox.receive("p", { envelopeId: "a", topic: "t", key: "k", payload: "{}" }))).toBe(true)
+      expect(await log.prune(later)).toBe(1)
+      expect(await log.unforwarded(10)).toHaveLength(1)
+      // The id is forgotten with its entry: past the window a resend is new again.
+      expect(await store.transaction(log.firstSight("env-1", 99))).toBe(true)
+    })
+  })
+
+  describe("Rejections", () => {
+    const s = useStore(engine)
+
+    it("records rejections in the caller's transaction, lists the most recent first and counts them by kind", async () => {
+      const { store } = s
+      const log = await Rejections.make(store)
+      const at = new Date("2030-01-01T00:00:00.000Z")
+      const recorded = await store.transaction(
+        Effect.forEach(
+          [
+            ["r-1", new Date(at.getTime() - 1000), rejection("malformed-json", "a")],
+            ["r-2", at, rejection("schema-violation", "b")],
+            ["r-3", at, rejection("schema-violation", "c")]
+          ] as const,
+          ([id, when, r]) => log.record(id, when, r)
+        )
+      )
+      expect(recorded[1]).toEqual({ id: "r-2", at: at.toISOString(), ...rejection("schema-violation", "b") })
+      await expect(store.transaction(Effect.andThen(log.record("r-4", at, rejection("unknown-topic", "d")), Effect.fail(new Boom("no"))))).rejects.toBeInstanceOf(Boom)
+      // Same instant: the later row first.
+      expect((await log.recent(2)).map((r) => r.id)).toEqual(["r-3", "r-2"])
+      expect(await log.recent(3)).toEqual([recorded[2], recorded[1], recorded[0]])
+      expect(await log.counts()).toEqual({ "malformed-json": 1, "schema-violation": 2 })
+      expect(reasonOf(await failure(store.transaction(log.record("r-1", at, rejection("unknown-topic", "x")))))).toBe("UniqueViolation")
+    })
+  })
+
+  describe.runIf(engine.dialect === "pg")("PostgreSQL: concurrency", () => {
+    const s = useStore(engine)
+    const setup = async () => {
+      const { store } = s
+      await store.migrate([{ name: "test/rows", sql: "CREATE TABLE rows (k INTEGER PRIMARY KEY, v INTEGER NOT NULL); INSERT INTO rows (k, v) VALUES (1, 0), (2, 0), (3, 0)" }])
+      return {
+        lock: store.query(`SELECT v FROM rows WHERE k = ?${Postgres.forUpdate(store.dialect)}`),
+        bump: store.query("UPDATE rows SET v = v + 1 WHERE k = ? RETURNING v"),
+        value: store.query("SELECT v FROM rows WHERE k = ?")
+      }
+    }
+
+    it("runs the transactions of two partitions at the same time, and one on a locked row waits for its commit", async () => {
+      const { store } = s
+      const { lock, bump, value } = await setup()
+      const events: Array<string> = []
+      const locked = await Effect.runPromise(Deferred.make<void>())
+      const release = await Effect.runPromise(Deferred.make<void>())
+      const a = store.transaction(
+        Effect.gen(function* () {
+          yield* lock.get(1)
+          events.push("A locked 1")
+          yield* Deferred.succeed(locked, undefined)
+          yield* Deferred.await(release)
+          yield* bump.run(1)
+          events.push("A commits")
+        })
+      )
+      await Effect.runPromise(Deferred.await(locked))
+      // B, on another row, commits while A is open.
+      const b = await store.transaction(
+        Effect.gen(function* () {
+          yield* lock.get(2)
+          return Number((yield* bump.get(2))?.v)
+        })
+      )
+      events.push("B committed")
+      expect(b).toBe(1)
+      expect(Number((await store.run(value.get(2)))?.v)).toBe(1)
+      // C, on A's row, waits.
+      let cDone = false
+      const c = store
+        .transaction(
+          Effect.gen(function* () {
+            const seen = Number((yield* lock.get(1))?.v)
+            events.push(`C locked 1 and saw ${seen}`)
+            yield* bump.run(1)
+            return seen
+          })
+        )
+        .finally(() => void (cDone = true))
+      await new Promise((resolve) => setTimeout(resolve, 150))
+      expect(cDone).toBe(false)
+      events.push("releasing A")
+      await Effect.runPromise(Deferred.succeed(release, undefined))
+      await a
+      events.push("A committed")
+      // READ COMMITTED: C's locking read sees A's committed write.
+      expect(await c).toBe(1)
+      // (Whether the test sees A's promise settle before C's lock is the event loop's business.)
+      expect(events.slice(0, 4)).toEqual(["A locked 1", "B committed", "releasing A", "A commits"])
+      expect(events.slice(4).sort()).toEqual(["A committed", "C locked 1 and saw 1"])
+      expect(Number((await store.run(value.get(1)))?.v)).toBe(2)
+    })
+
+    it("a lock wait past lockTimeoutMs fails with a conflict (LockTimeoutError) that isConflict recognises", async () => {
+      const { store } = s
+      const { lock, bump } = await setup()
+      const impatient = await s.another({ lockTimeoutMs: 100 })
+      const locked = await Effect.runPromise(Deferred.make<void>())
+      const release = await Effect.runPromise(Deferred.make<void>())
+      const holder = store.transaction(
+        Effect.gen(function* () {
+          yield* lock.get(3)
+          yield* Deferred.succeed(locked, undefined)
+          yield* Deferred.await(release)
+        })
+      )
+      await Effect.runPromise(Deferred.await(locked))
+      const error = await failure(impatient.transaction(Effect.andThen(lock.get(3), bump.run(3))))
+      await Effect.runPromise(Deferred.succeed(release, undefined))
+      await holder
+      expect(reasonOf(error)).toBe("LockTimeoutError")
+      expect(Postgres.isConflict(error)).toBe(true)
+      expect((error as SqlError.SqlError).reason.isRetryable).toBe(true)
+      // Run again, it goes through.
+      expect(Number((await impatient.transaction(Effect.andThen(lock.get(3), bump.get(3))))?.v)).toBe(1)
+    })
+
+    it("a deadlock fails one of the two transactions with a conflict (DeadlockError) that isConflict recognises; the other commits", async () => {
+      const { store } = s
+      const { lock, bump } = await setup()
+      const first = await Effect.runPromise(Deferred.make<void>())
+      const second = await Effect.runPromise(Deferred.make<void>())
+      const fast = store.query("SET LOCAL deadlock_timeout = '50ms'")
+      const crossing = (mine: number, theirs: number, iHold: Deferred.Deferred<void>, theyHold: Deferred.Deferred<void>) =>
+        store.transaction(
+          Effect.gen(function* () {
+            yield* fast.run()
+            yield* lock.get(mine)
+            yield* Deferred.succeed(iHold, undefined)
+            yield* Deferred.await(theyHold)
+            yield* lock.get(theirs)
+            yield* bump.run(mine)
+            yield* bump.run(theirs)
+          })
+        )
+      const outcomes = await Promise.allSettled([crossing(1, 2, first, second), crossing(2, 1, second, first)])
+      expect(outcomes.map((o) => o.status).sort()).toEqual(["fulfilled", "rejected"])
+      const lost = outcomes.find((o) => o.status === "rejected")!.reason
+      expect(reasonOf(lost)).toBe("DeadlockError")
+      expect(Postgres.isConflict(lost)).toBe(true)
+    })
+  })
+})

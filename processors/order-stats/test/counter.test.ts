@@ -1,0 +1,17 @@
+import { describe, expect, it } from "vitest"
+import { Envelope as E } from "@baton/core"
+import { Sqlite } from "@baton/store"
+import { make } from "@baton/order-stats"
+
+describe("order-stats over SQLite", () => {
+  it("counts and sums, and announces the totals", async () => {
+    const store = await Sqlite.open({ path: ":memory:" })
+    const counter = (await make({ store })).processors[0]!
+    const run = (type: string, data: unknown) => store.transaction(counter.handle(E.initiate(type, data), undefined))
+    await run("order-created", {})
+    await run("payment-applied", { amount: 12.5 })
+    expect(await run("something-else", {})).toEqual([])
+    expect(await run("order-shipped", {})).toEqual([{ type: "order-stats-updated", key: "order-stats", data: { placed: 1, paid: 1, denied: 0, shipped: 1, revenue: 12.5 } }])
+    await store.close()
+  })
+})

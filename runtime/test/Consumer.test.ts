@@ -1,0 +1,134 @@
+/**
+ * The consumer over the real stores (SQLite in a file, PostgreSQL in a throw-away schema): keyed
+ * messages run through a pool of concurrent partitions, with random delays inside the handler's
+ * transaction and random transient failures. For all such streams: every message's effect applied
+ * once, in order per key; on PostgreSQL, transactions of different partitions really overlap.
+ * `BATON_PROPERTY_RUNS` sets the number of runs.
+ */
+import { afterAll, describe, expect, it } from "vitest"
+import fc from "fast-check"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect, Fiber } from "effect"
+import { Log, type Envelope, type Processor } from "@baton/core"
+import { Supervisor } from "@baton/actors"
+import { ddl, Inbox, Outbox, Postgres, Rejections, Sqlite, type Store } from "@baton/store"
+import { freshSchema } from "@baton/testkit/postgres"
+import * as Consumer from "../src/Consumer.ts"
+import * as ErrorPath from "../src/ErrorPath.ts"
+import * as Router from "../src/Router.ts"
+
+const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 8)
+const keys = ["k1", "k2", "k3", "k4", "k5", "k6"]
+const cleanups: Array<() => Promise<void>> = []
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c()
+})
+
+const engines: ReadonlyArray<readonly [string, () => Promise<Store>]> = [
+  [
+    "SQLite",
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "baton-consumer-"))
+      cleanups.push(async () => rmSync(dir, { recursive: true, force: true }))
+      return Sqlite.open({ path: join(dir, "baton.db") })
+    }
+  ],
+  [
+    "PostgreSQL",
+    async () => {
+      const schema = await freshSchema()
+      cleanups.push(schema.drop)
+      return Postgres.open({ url: schema.url, poolSize: 8 })
+    }
+  ]
+]
+
+const plan = fc.record({
+  messages: fc.array(fc.constantFrom(...keys), { minLength: 10, maxLength: 80 }),
+  delays: fc.array(fc.nat({ max: 4 }), { minLength: 80, maxLength: 80 }),
+  failures: fc.array(fc.boolean(), { minLength: 80, maxLength: 80 }),
+  partitions: fc.integer({ min: 2, max: 6 })
+})
+
+describe.each(engines)("Consumer on %s", (engine, open) => {
+  it("for any keyed stream over concurrent partitions, with delays and transient failures: each effect once, in order per key", async () => {
+    let round = 0
+    let overlapSeen = 0
+    await fc.assert(
+      fc.asyncProperty(plan, async ({ messages, delays, failures, partitions }) => {
+        const store = await open()
+        const table = `effects_${++round}`
+        await store.migrate([{ name: `test/${table}`, sql: ddl((t) => `CREATE TABLE ${table} (n ${t.serialKey}, key TEXT NOT NULL, seq ${t.int} NOT NULL)`) }])
+        const inbox = await Inbox.make(store)
+        const outbox = await Outbox.make(store)
+        const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+        const last = store.query(`SELECT MAX(seq) AS seq FROM ${table} WHERE key = ?`)
+        const record = store.query(`INSERT INTO ${table} (key, seq) VALUES (?, ?)`)
+        const failedOnce = new Set<string>()
+        let inside = 0
+        let overlap = 0
+        const processor: Processor = {
+          name: "p",
+          consumes: ["x"],
+          handle: (event: Envelope.Envelope) =>
+            Effect.gen(function* () {
+              const { seq, i } = event.data as { seq: number; i: number }
+              inside++
+              overlap = Math.max(overlap, inside)
+              try {
+                // The previous message of the key is committed before this one runs.
+                const before = Number((yield* last.get(event.key))?.seq ?? 0)
+                if (before !== seq - 1) return yield* Effect.die(new Error(`${event.key}: seq ${seq} ran after ${before}`))
+                yield* Effect.sleep(delays[i % delays.length]!)
+                yield* record.run(event.key, seq)
+                if (failures[i % failures.length] === true && !failedOnce.has(event.id)) {
+                  failedOnce.add(event.id)
+                  return yield* Effect.fail(new Error("transient"))
+                }
+                return []
+              } finally {
+                inside--
+              }
+            })
+        }
+        const system = Supervisor.system()
+        const actors = Array.from({ length: partitions }, (_, i) => Supervisor.make(system, `p-${round}-${i}`, { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
+        const fibers = actors.map((a) => Effect.runFork(a.run))
+        const router = Router.make(inbox)
+        const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
+        router.add("events/x", { name: "p", schedule: consumer.schedule })
+        try {
+          const seqs = new Map<string, number>()
+          const scheduled: Array<Promise<void>> = []
+          for (const [i, key] of messages.entries()) {
+            const seq = (seqs.get(key) ?? 0) + 1
+            seqs.set(key, seq)
+            const event: Envelope.Envelope = { id: `${key}-${seq}-${round}`, type: "x", correlationId: "c", causationId: "c", key, occurredAt: new Date().toISOString(), data: { seq, i } }
+            const payload = JSON.stringify(event)
+            const deliver = await store.transaction(router.route("events/x", event, payload))
+            scheduled.push(...deliver.map((d) => Promise.resolve(d())))
+          }
+          await Promise.all(scheduled)
+          await consumer.idle()
+          const rows = await store.run(store.query(`SELECT key, seq FROM ${table} ORDER BY n`).all())
+          expect(rows.length, "every message applied once").toBe(messages.length)
+          for (const key of keys) {
+            const order = rows.filter((r) => r.key === key).map((r) => Number(r.seq))
+            expect(order, `effects of ${key}: once each, in order`).toEqual(Array.from({ length: seqs.get(key) ?? 0 }, (_, i) => i + 1))
+          }
+          expect(await inbox.pending("p"), "nothing left pending").toEqual([])
+          if (overlap > 1) overlapSeen++
+        } finally {
+          for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+          await store.close()
+        }
+      }),
+      { numRuns: runs, endOnFailure: true }
+    )
+    // Partitions run side by side: their handlers (inside their transactions) overlapped on
+    // PostgreSQL's pool. SQLite's single connection runs one transaction at a time (group commit).
+    if (engine === "PostgreSQL") expect(overlapSeen, "handlers of different partitions overlapped in some run").toBeGreaterThan(0)
+  }, 240_000)
+})
