@@ -57,10 +57,12 @@ export const make = (options: { readonly users: Users.File | undefined; readonly
   const guard: EmbeddedBroker.Guard = {
     maxConnections: limits.maxConnections,
     maxInflight: limits.maxInflight,
-    connect: async (connection, username, password) => {
+    connect: async (connection, { username, password, assignedId }) => {
       const clientId = connection.id
-      if (clientId.length > limits.maxClientIdLength) return { ok: false, reason: `client id longer than ${limits.maxClientIdLength} characters` }
-      if (!clientIdPattern.test(clientId)) return { ok: false, reason: "client id may hold only letters, digits and . _ : -" }
+      // [MQTT-3.1.3-9]: CONNACK 2. The broker's own ids (`aedes_<uuid>`) are valid and unique.
+      if (!assignedId && clientId.length > limits.maxClientIdLength)
+        return { ok: false, badClientId: true, reason: `client id longer than ${limits.maxClientIdLength} characters` }
+      if (!assignedId && !clientIdPattern.test(clientId)) return { ok: false, badClientId: true, reason: "client id may hold only letters, digits and . _ : -" }
       if (users === undefined) {
         roles.set(connection, ["client"])
         return { ok: true }
@@ -68,8 +70,9 @@ export const make = (options: { readonly users: Users.File | undefined; readonly
       if (username === undefined || password === undefined) return { ok: false, reason: "authentication required: no username or password" }
       const granted = await Users.authenticate(users, username, password.toString("utf8"))
       if (granted === undefined) return { ok: false, reason: `wrong username or password for user '${username}'` }
-      // A client id belongs to its user: taking over another user's session would hand over its queued replies.
-      if (!granted.includes("service") && !ownsClientId(username, clientId))
+      // A client id belongs to its user: taking over another user's session would hand over its
+      // queued replies. An assigned one is new and has a clean session: nothing to take over.
+      if (!assignedId && !granted.includes("service") && !ownsClientId(username, clientId))
         return { ok: false, reason: `client id '${clientId}' does not belong to user '${username}': use '${username}' or '${username}-<suffix>'` }
       roles.set(connection, granted)
       return { ok: true }

@@ -93,8 +93,9 @@ describe("security", () => {
   })
 
   it("enforces the limits on client ids, topic depth and payload size, and reports them", async () => {
-    await expect(login(url, "ann", { clientId: "x".repeat(21) })).rejects.toThrow(/Not authorized/i)
-    await expect(login(url, "ann", { clientId: "bad/id" })).rejects.toThrow(/Not authorized/i)
+    // [MQTT-3.1.3-9]: CONNACK 2 (identifier rejected).
+    await expect(login(url, "ann", { clientId: "x".repeat(21) })).rejects.toThrow(/Identifier rejected/i)
+    await expect(login(url, "ann", { clientId: "bad/id" })).rejects.toThrow(/Identifier rejected/i)
     // Another user's client id would take over that user's session and its queued replies.
     await expect(login(url, "eve", { clientId: "ann-c" })).rejects.toThrow(/Not authorized/i)
     expect(h.logger.lines.some((l) => l.includes("does not belong to user 'eve'"))).toBe(true)

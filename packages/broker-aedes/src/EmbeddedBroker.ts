@@ -53,14 +53,26 @@ export interface Options {
  * disconnection is reported after the new one was authenticated.
  */
 export interface Connection {
-  /** The client id. */
+  /** The client id, the broker's own (`aedes_<uuid>`) when the client sent an empty one. */
   readonly id: string
 }
 
+export interface Login {
+  readonly username: string | undefined
+  readonly password: Buffer | undefined
+  /** The client sent an empty client id and the broker assigned one [MQTT-3.1.3-6]. */
+  readonly assignedId: boolean
+}
+
+export type Verdict =
+  | { readonly ok: true }
+  /** CONNACK 2 (identifier rejected) when `badClientId` [MQTT-3.1.3-9], else 5 (not authorized). */
+  | { readonly ok: false; readonly reason: string; readonly badClientId?: boolean }
+
 /** Access control at the broker's door; decisions are the runtime's, enforcement is here. */
 export interface Guard {
-  /** Resolves with the client's identity, or a reason to refuse (CONNACK 5, not authorized). */
-  readonly connect: (connection: Connection, username: string | undefined, password: Buffer | undefined) => Promise<{ readonly ok: true } | { readonly ok: false; readonly reason: string }>
+  /** Resolves with the client's identity, or a reason to refuse it. */
+  readonly connect: (connection: Connection, login: Login) => Promise<Verdict>
   /** A reason to refuse the publish (the client is disconnected: MQTT 3.1.1 has no negative PUBACK), or undefined. */
   readonly publish: (connection: Connection, topic: string, payload: Buffer) => string | undefined
   /** A reason to refuse the subscription (SUBACK 0x80), or undefined. */
@@ -159,6 +171,8 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   let connections = 0
   // Unacknowledged QoS 1/2 messages per connection (not per client id: see Connection).
   const inflight = new WeakMap<Connection, number>()
+  // Connections that sent an empty client id: Aedes replaces it with its own before `authenticate`.
+  const assignedIds = new WeakSet<Connection>()
   // With Redis, every broker on the same Redis is one logical broker: messages published on one
   // reach subscribers connected to any (mqemitter-redis), sessions are shared (aedes-persistence-redis).
   // No ready check (an INFO) on its connections: ioredis 5.8.2+ can send it after the subscriber
@@ -200,26 +214,36 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
       if (wait === undefined) accept()
       else void wait.then(accept)
     },
+    preConnect: (client, packet, callback) => {
+      if (guard?.maxConnections !== undefined && connections >= guard.maxConnections) {
+        guard.onRefused?.("connect", packet.clientId, `connection limit of ${guard.maxConnections} reached`)
+        return callback(null, false)
+      }
+      if (packet.clientId === "") assignedIds.add(client)
+      callback(null, true)
+    },
+    authenticate: (client, username, password, callback) => {
+      const refuse = (reason: string, returnCode: 2 | 3 | 5) => callback(Object.assign(new Error(reason), { returnCode }), false)
+      // Aedes 1.2 assigns an id and serves the client: [MQTT-3.1.3-8] wants CONNACK 2 and the
+      // connection closed, as a session without a client id could never be resumed.
+      if (assignedIds.has(client) && !client.clean) {
+        const reason = "an empty client id requires a clean session"
+        guard?.onRefused?.("connect", "", reason)
+        return refuse(reason, 2)
+      }
+      if (guard === undefined) return callback(null, true)
+      guard.connect(client, { username, password, assignedId: assignedIds.has(client) }).then(
+        (verdict) => {
+          if (verdict.ok) return callback(null, true)
+          guard.onRefused?.("connect", client.id, verdict.reason)
+          refuse(verdict.reason, verdict.badClientId === true ? 2 : 5)
+        },
+        (error: Error) => refuse(error.message, 3)
+      )
+    },
     ...(guard === undefined
       ? {}
       : {
-          preConnect: (_client, _packet, callback) => {
-            if (guard.maxConnections !== undefined && connections >= guard.maxConnections) {
-              guard.onRefused?.("connect", _packet.clientId, `connection limit of ${guard.maxConnections} reached`)
-              return callback(null, false)
-            }
-            callback(null, true)
-          },
-          authenticate: (client, username, password, callback) => {
-            guard.connect(client, username, password).then(
-              (verdict) => {
-                if (verdict.ok) return callback(null, true)
-                guard.onRefused?.("connect", client.id, verdict.reason)
-                callback(Object.assign(new Error(verdict.reason), { returnCode: 5 }), false)
-              },
-              (error: Error) => callback(Object.assign(error, { returnCode: 3 }), false)
-            )
-          },
           authorizeForward: (client, packet) => {
             if (guard.maxInflight === undefined || packet.qos === 0) return packet
             const n = inflight.get(client) ?? 0
