@@ -1,7 +1,8 @@
 /**
  * The broker's guard, Mosquitto 2 style: safe by default, explicit to open up. Without a users file
  * the runtime listens on loopback only and every (local, anonymous) client gets the `client` role;
- * with one, clients log in and get their users' roles. Limits apply to everyone but services.
+ * with one, clients log in and get their users' roles. Limits apply to everyone; services are exempt
+ * from the publish rate only (and may use any client id).
  */
 import { Acl, Topic, Users } from "@baton/auth"
 import { Topics, type Log } from "@baton/core"

@@ -59,8 +59,8 @@ describe("security", () => {
     },
     {
       user: "svc",
-      publish: { "initiate/place-order": true, "events/order-created": true, "accepted/place-order": true },
-      subscribe: { "#": true, "accepted/#": true, "reply/anyone/#": true }
+      publish: { "initiate/place-order": true, "events/order-created": true, "accepted/place-order": true, "$baton/x": true, "$SYS/x": false, "$other/x": false },
+      subscribe: { "#": true, "accepted/#": true, "reply/anyone/#": true, "$baton/#": true, "$SYS/#": false, "$other/#": false, "+/x": true }
     }
   ]
 
