@@ -4,15 +4,13 @@
  * as soon as it is durable, and its checks report as they finish; the HTTP comment answers only
  * when every check is done.
  *
- *   BATON_URL=mqtt://127.0.0.1:1884 BATON_HTTP=http://127.0.0.1:8081 pnpm example:comments
+ *   BATON_MQTT_PORT=1884 BATON_HTTP_PORT=8081 pnpm example:comments
  */
-import mqtt from "mqtt"
+import { connect, httpJson, within } from "./Endpoints.ts"
 
-const url = process.env.BATON_URL ?? "mqtt://127.0.0.1:1883"
-const http = process.env.BATON_HTTP ?? "http://127.0.0.1:8080"
 const comment = { author: "ann", email: "ann@example.com", text: process.argv[2] ?? "What a frak of a chapter." }
 
-const client = await mqtt.connectAsync(url, { protocolVersion: 4 })
+const client = await connect()
 const id = crypto.randomUUID()
 const started = performance.now()
 const since = () => `+${String(Math.round(performance.now() - started)).padStart(5)} ms`
@@ -28,10 +26,10 @@ await client.subscribeAsync(["events/#", "errors/#"], { qos: 1 })
 console.log(`MQTT: publishing initiate/post-comment ${JSON.stringify(comment.text)}`)
 await client.publishAsync("initiate/post-comment", JSON.stringify({ id, type: "post-comment", data: comment }), { qos: 1 })
 console.log(`${since()}  accepted (PUBACK: the comment is durable; the checks run on)`)
-await done
+await within(20_000, "the comment's checks did not finish", done)
 await client.endAsync()
 
 console.log("\nHTTP: POST /comments, the same work while the caller waits")
 const t = performance.now()
-const answer = await (await fetch(`${http}/comments`, { method: "POST", body: JSON.stringify(comment) })).json()
+const answer = await httpJson("POST", "/comments", comment)
 console.log(`+${String(Math.round(performance.now() - t)).padStart(5)} ms  ${JSON.stringify(answer)}`)

@@ -4,17 +4,15 @@
  * it with another card; the workflow resumes at the failed step and completes. Start the runtime
  * with `BATON_TOPOLOGY=mediator pnpm start`.
  *
- *   pnpm example:mediator          # BATON_URL=mqtt://127.0.0.1:1884 BATON_HTTP=http://127.0.0.1:8081 pnpm example:mediator
+ *   pnpm example:mediator          # BATON_MQTT_PORT=1884 BATON_HTTP_PORT=8081 pnpm example:mediator
  */
-import mqtt from "mqtt"
+import { connect, httpJson, within } from "./Endpoints.ts"
 
-const url = process.env.BATON_URL ?? "mqtt://127.0.0.1:1883"
-const http = process.env.BATON_HTTP ?? "http://127.0.0.1:8080"
 const id = crypto.randomUUID()
 const started = performance.now()
 const since = () => `+${String(Math.round(performance.now() - started)).padStart(5)} ms`
 
-const client = await mqtt.connectAsync(url, { protocolVersion: 4 })
+const client = await connect()
 const finished = new Promise<void>((resolve) => {
   client.on("message", (topic, payload) => {
     const e = JSON.parse(payload.toString()) as { correlationId: string; type: string; data: Record<string, unknown> }
@@ -27,16 +25,16 @@ const finished = new Promise<void>((resolve) => {
 })
 
 const restart = async () => {
-  const workflow = (await (await fetch(`${http}/workflows/${id}`)).json()) as { status: string; failure: unknown; commands: ReadonlyArray<{ key: string; status: string }> }
+  const workflow = await httpJson<{ status: string; failure: unknown; commands: ReadonlyArray<{ key: string; status: string }> }>("GET", `/workflows/${id}`)
   console.log(`operator: GET /workflows/${id} -> ${workflow.status}, ${workflow.commands.map((c) => `${c.key} ${c.status}`).join(", ")}`)
   console.log("operator: POST /workflows/<id>/restart with another card")
-  const res = await fetch(`${http}/workflows/${id}/restart`, { method: "POST", body: JSON.stringify({ payment: { card: "4242424242424242" } }) })
-  console.log(`operator: ${res.status}`)
+  const restarted = await httpJson<{ status?: string }>("POST", `/workflows/${id}/restart`, { payment: { card: "4242424242424242" } })
+  console.log(`operator: restarted${restarted.status === undefined ? "" : `, ${restarted.status}`}`)
 }
 
 await client.subscribeAsync("events/#", { qos: 1 })
 const order = { customerId: "c-med", email: "med@example.com", items: [{ sku: "BOOK-1", qty: 1, price: 12.5 }], payment: { card: "4000000000000119" } }
 await client.publishAsync("initiate/place-order", JSON.stringify({ id, type: "place-order", data: order }), { qos: 1 })
 console.log(`${since()}  placed workflow ${id}`)
-await Promise.race([finished, new Promise((_, reject) => setTimeout(() => reject(new Error("the workflow did not complete within 20 s")), 20_000))])
+await within(20_000, "the workflow did not complete", finished)
 await client.endAsync()

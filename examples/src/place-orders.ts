@@ -4,11 +4,10 @@
  * correlation id before the first event comes back.
  *
  *   pnpm example:orders                       # 3 orders to mqtt://127.0.0.1:1883
- *   BATON_URL=mqtt://127.0.0.1:1884 pnpm example:orders 5
+ *   BATON_MQTT_PORT=1884 pnpm example:orders 5  # the runtime's own variables (Endpoints.ts)
  */
-import mqtt from "mqtt"
+import { connect, silenceHint } from "./Endpoints.ts"
 
-const url = process.env.BATON_URL ?? "mqtt://127.0.0.1:1883"
 const count = Number(process.argv[2] ?? 3)
 const cards = ["4242424242424242", "5555555555554444", "4000000000000002"] // the last one is declined
 
@@ -20,7 +19,7 @@ interface Envelope {
   readonly data: Record<string, unknown>
 }
 
-const client = await mqtt.connectAsync(url, { protocolVersion: 4 })
+const client = await connect()
 const orders = new Map<string, { readonly label: string; readonly started: number; readonly seen: Array<string>; done: boolean }>()
 
 client.on("message", (topic, payload) => {
@@ -56,7 +55,7 @@ for (let i = 0; i < count; i++) {
 }
 
 const timer = setTimeout(() => {
-  console.error(`timed out: ${[...orders.values()].filter((o) => !o.done).map((o) => o.label).join(", ")} did not finish`)
+  console.error(`timed out: ${[...orders.values()].filter((o) => !o.done).map((o) => o.label).join(", ")} did not finish; ${silenceHint}`)
   finish(1)
 }, 10_000)
 

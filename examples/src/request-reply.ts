@@ -2,14 +2,13 @@
  * Request-reply (EDA-NOTES.md, section 7) with `@baton/request-reply`: places an order and waits
  * for its order id, in both modes. Works in both topologies (`BATON_TOPOLOGY=mediator pnpm start`).
  *
- *   pnpm example:request-reply          # BATON_URL=mqtt://127.0.0.1:1884 pnpm example:request-reply
+ *   pnpm example:request-reply          # BATON_MQTT_PORT=1884 pnpm example:request-reply
  */
-import mqtt from "mqtt"
 import { make, type Mode } from "@baton/request-reply"
+import { connect } from "./Endpoints.ts"
 
-const url = process.env.BATON_URL ?? "mqtt://127.0.0.1:1883"
 const clientId = `example-${crypto.randomUUID().slice(0, 8)}`
-const client = await mqtt.connectAsync(url, { protocolVersion: 4, clientId })
+const client = await connect({ clientId })
 const order = { customerId: "c-rr", email: "rr@example.com", items: [{ sku: "BOOK-2", qty: 1, price: 9.5 }], payment: { card: "4242424242424242" } }
 
 for (const mode of ["correlation", "temporary"] as ReadonlyArray<Mode>) {

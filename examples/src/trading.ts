@@ -5,12 +5,9 @@
  * operator and resubmits the broken trade corrected through the dashboard, and ACC-1's parked
  * trades execute in their original order. Start the runtime with `BATON_APP=trading pnpm start`.
  *
- *   pnpm example:trading          # BATON_URL=mqtt://127.0.0.1:1884 BATON_HTTP=http://127.0.0.1:8081 pnpm example:trading
+ *   pnpm example:trading          # BATON_MQTT_PORT=1884 BATON_HTTP_PORT=8081 pnpm example:trading
  */
-import mqtt from "mqtt"
-
-const url = process.env.BATON_URL ?? "mqtt://127.0.0.1:1883"
-const http = process.env.BATON_HTTP ?? "http://127.0.0.1:8080"
+import { connect, fail, httpJson, silenceHint } from "./Endpoints.ts"
 
 const trades = [
   { account: "ACC-1", symbol: "AAPL", side: "buy", quantity: 10 },
@@ -21,7 +18,7 @@ const trades = [
   { account: "ACC-2", symbol: "AMZN", side: "sell", quantity: 2 }
 ]
 
-const client = await mqtt.connectAsync(url, { protocolVersion: 4 })
+const client = await connect()
 const started = Date.now()
 let executed = 0
 client.on("message", (topic, payload) => {
@@ -42,16 +39,13 @@ for (const t of trades) await client.publishAsync("initiate/place-trade", JSON.s
 
 // The operator: wait for the dashboard entry, then resubmit it with a corrected quantity.
 for (;;) {
-  const { entries } = (await (await fetch(`${http}/dashboard`)).json()) as { entries: Array<{ id: string; key: string; payload: Record<string, unknown> }> }
+  const { entries } = await httpJson<{ entries: Array<{ id: string; key: string; payload: Record<string, unknown> }> }>("GET", "/dashboard")
   const entry = entries.find((e) => e.key === "ACC-1")
   if (entry !== undefined) {
     console.log(`operator: resubmitting dashboard entry ${entry.id} with quantity 5`)
-    await fetch(`${http}/dashboard/${entry.id}/resubmit`, { method: "POST", body: JSON.stringify({ ...entry.payload, quantity: 5 }) })
+    await httpJson("POST", `/dashboard/${entry.id}/resubmit`, { ...entry.payload, quantity: 5 })
     break
   }
   await new Promise((r) => setTimeout(r, 200))
 }
-setTimeout(() => {
-  console.error("not every trade executed within 10 s")
-  process.exit(1)
-}, 10_000).unref()
+setTimeout(() => fail(`not every trade executed within 10 s; ${silenceHint}`), 10_000).unref()

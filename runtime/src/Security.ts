@@ -1,7 +1,8 @@
 /**
  * The broker's guard, Mosquitto 2 style: safe by default, explicit to open up. Without a users file
  * the runtime listens on loopback only and every (local, anonymous) client gets the `client` role;
- * with one, clients log in and get their users' roles. Limits apply to everyone but services.
+ * with one, clients log in and get their users' roles. Limits apply to everyone; services are exempt
+ * from the publish rate only (and may use any client id).
  */
 import { Acl, Topic, Users } from "@baton/auth"
 import { Topics, type Log } from "@baton/core"
@@ -43,56 +44,62 @@ export const subscribeRefusal = (roles: ReadonlyArray<Acl.Role>, clientId: strin
 
 export const make = (options: { readonly users: Users.File | undefined; readonly limits: Limits; readonly logger: Log.Logger }) => {
   const { users, limits, logger } = options
-  const roles = new Map<string, ReadonlyArray<Acl.Role>>()
-  const buckets = new Map<string, { tokens: number; at: number }>()
+  // By connection, not client id: a takeover's old connection is reported gone after the new one
+  // logged in with the same client id [MQTT-3.1.4-2], and must not take the new one's state along.
+  const roles = new WeakMap<EmbeddedBroker.Connection, ReadonlyArray<Acl.Role>>()
+  const buckets = new WeakMap<EmbeddedBroker.Connection, { tokens: number; at: number }>()
   const counts: Record<Counter, number> = { "connect-refused": 0, "publish-refused": 0, "subscribe-refused": 0, "slow-consumer-refused": 0, "inflight-refused": 0, "publish-throttled": 0 }
   let throttleLogged = 0
   let inflightLogged = 0
 
-  const rolesOf = (clientId: string): ReadonlyArray<Acl.Role> => roles.get(clientId) ?? (users === undefined ? ["client"] : [])
-  const exempt = (clientId: string) => rolesOf(clientId).includes("service")
+  const rolesOf = (connection: EmbeddedBroker.Connection): ReadonlyArray<Acl.Role> => roles.get(connection) ?? (users === undefined ? ["client"] : [])
+  const exempt = (connection: EmbeddedBroker.Connection) => rolesOf(connection).includes("service")
 
   const guard: EmbeddedBroker.Guard = {
     maxConnections: limits.maxConnections,
     maxInflight: limits.maxInflight,
-    connect: async (clientId, username, password) => {
-      if (clientId.length > limits.maxClientIdLength) return { ok: false, reason: `client id longer than ${limits.maxClientIdLength} characters` }
-      if (!clientIdPattern.test(clientId)) return { ok: false, reason: "client id may hold only letters, digits and . _ : -" }
+    connect: async (connection, { username, password, assignedId }) => {
+      const clientId = connection.id
+      // [MQTT-3.1.3-9]: CONNACK 2. The broker's own ids (`aedes_<uuid>`) are valid and unique.
+      if (!assignedId && clientId.length > limits.maxClientIdLength)
+        return { ok: false, badClientId: true, reason: `client id longer than ${limits.maxClientIdLength} characters` }
+      if (!assignedId && !clientIdPattern.test(clientId)) return { ok: false, badClientId: true, reason: "client id may hold only letters, digits and . _ : -" }
       if (users === undefined) {
-        roles.set(clientId, ["client"])
+        roles.set(connection, ["client"])
         return { ok: true }
       }
       if (username === undefined || password === undefined) return { ok: false, reason: "authentication required: no username or password" }
       const granted = await Users.authenticate(users, username, password.toString("utf8"))
       if (granted === undefined) return { ok: false, reason: `wrong username or password for user '${username}'` }
-      // A client id belongs to its user: taking over another user's session would hand over its queued replies.
-      if (!granted.includes("service") && !ownsClientId(username, clientId))
+      // A client id belongs to its user: taking over another user's session would hand over its
+      // queued replies. An assigned one is new and has a clean session: nothing to take over.
+      if (!assignedId && !granted.includes("service") && !ownsClientId(username, clientId))
         return { ok: false, reason: `client id '${clientId}' does not belong to user '${username}': use '${username}' or '${username}-<suffix>'` }
-      roles.set(clientId, granted)
+      roles.set(connection, granted)
       return { ok: true }
     },
-    publish: (clientId, topic, payload) => publishRefusal(rolesOf(clientId), clientId, topic, payload, limits),
-    subscribe: (clientId, filter) => subscribeRefusal(rolesOf(clientId), clientId, filter, limits),
+    publish: (connection, topic, payload) => publishRefusal(rolesOf(connection), connection.id, topic, payload, limits),
+    subscribe: (connection, filter) => subscribeRefusal(rolesOf(connection), connection.id, filter, limits),
     // A token bucket per client; a publisher over its rate is slowed down (its PUBACKs wait), not cut off.
-    throttle: (clientId) => {
-      if (exempt(clientId)) return undefined
+    throttle: (connection) => {
+      if (exempt(connection)) return undefined
       const now = Date.now()
-      const b = buckets.get(clientId) ?? { tokens: limits.publishRate, at: now }
+      const b = buckets.get(connection) ?? { tokens: limits.publishRate, at: now }
       b.tokens = Math.min(limits.publishRate, b.tokens + ((now - b.at) / 1000) * limits.publishRate)
       b.at = now
       b.tokens -= 1
-      buckets.set(clientId, b)
+      buckets.set(connection, b)
       if (b.tokens >= 0) return undefined
       counts["publish-throttled"]++
       if (now - throttleLogged > 1000) {
         throttleLogged = now
-        logger.log("warn", "publish rate limit hit, slowing client down", { client: clientId, limit: `${limits.publishRate}/s` })
+        logger.log("warn", "publish rate limit hit, slowing client down", { client: connection.id, limit: `${limits.publishRate}/s` })
       }
       return new Promise<void>((r) => setTimeout(r, Math.ceil((-b.tokens / limits.publishRate) * 1000)))
     },
-    disconnected: (clientId) => {
-      roles.delete(clientId)
-      buckets.delete(clientId)
+    disconnected: (connection) => {
+      roles.delete(connection)
+      buckets.delete(connection)
     },
     onRefused: (what, clientId, reason, topic) => {
       counts[`${what}-refused`]++

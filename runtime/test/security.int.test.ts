@@ -3,10 +3,10 @@ import { execFileSync } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import mqtt, { type MqttClient } from "mqtt"
+import mqtt from "mqtt"
 import { Users } from "@baton/auth"
 import { ConfigError, fromEnv } from "../src/Config.ts"
-import { startRuntime, type Harness } from "./support.ts"
+import { startRuntime, tryPublish, trySubscribe, type Harness } from "./support.ts"
 
 const dir = mkdtempSync(join(tmpdir(), "baton-sec-"))
 const authFile = join(dir, "users.json")
@@ -15,22 +15,6 @@ const password = "correct horse"
 /** Connects with credentials; resolves with the client, or rejects with the CONNACK's reason. */
 const login = (url: string, username: string | undefined, options: mqtt.IClientOptions = {}) =>
   mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, ...(username === undefined ? {} : { username, password }), ...options })
-
-/** Publishes at QoS 1; true when acknowledged, false when the broker refused (it disconnects the client). */
-const tryPublish = async (client: MqttClient, topic: string, payload = "{}"): Promise<boolean> => {
-  const closed = new Promise<boolean>((r) => client.once("close", () => r(false)))
-  return Promise.race([client.publishAsync(topic, payload, { qos: 1 }).then(() => true), closed, new Promise<boolean>((r) => setTimeout(() => r(false), 3000))])
-}
-
-/** Subscribes; false when the SUBACK refused the filter (0x80). */
-const trySubscribe = (client: MqttClient, filter: string): Promise<boolean> =>
-  client.subscribeAsync(filter, { qos: 1 }).then(
-    (granted) => granted.every((g) => g.qos !== 128),
-    (error: Error) => {
-      if (/Subscribe error/.test(error.message)) return false
-      throw error
-    }
-  )
 
 describe("security", () => {
   let h: Harness
@@ -75,8 +59,8 @@ describe("security", () => {
     },
     {
       user: "svc",
-      publish: { "initiate/place-order": true, "events/order-created": true, "accepted/place-order": true },
-      subscribe: { "#": true, "accepted/#": true, "reply/anyone/#": true }
+      publish: { "initiate/place-order": true, "events/order-created": true, "accepted/place-order": true, "$baton/x": true, "$SYS/x": false, "$other/x": false },
+      subscribe: { "#": true, "accepted/#": true, "reply/anyone/#": true, "$baton/#": true, "$SYS/#": false, "$other/#": false, "+/x": true }
     }
   ]
 
@@ -110,8 +94,9 @@ describe("security", () => {
   })
 
   it("enforces the limits on client ids, topic depth and payload size, and reports them", async () => {
-    await expect(login(url, "ann", { clientId: "x".repeat(21) })).rejects.toThrow(/Not authorized/i)
-    await expect(login(url, "ann", { clientId: "bad/id" })).rejects.toThrow(/Not authorized/i)
+    // [MQTT-3.1.3-9]: CONNACK 2 (identifier rejected).
+    await expect(login(url, "ann", { clientId: "x".repeat(21) })).rejects.toThrow(/Identifier rejected/i)
+    await expect(login(url, "ann", { clientId: "bad/id" })).rejects.toThrow(/Identifier rejected/i)
     // Another user's client id would take over that user's session and its queued replies.
     await expect(login(url, "eve", { clientId: "ann-c" })).rejects.toThrow(/Not authorized/i)
     expect(h.logger.lines.some((l) => l.includes("does not belong to user 'eve'"))).toBe(true)

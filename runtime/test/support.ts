@@ -78,6 +78,22 @@ export const collect = async (client: MqttClient, topics: ReadonlyArray<string>)
   return { received, until }
 }
 
+/** Publishes at QoS 1; true when acknowledged, false when the broker refused (it disconnects the client). */
+export const tryPublish = async (client: MqttClient, topic: string, payload = "{}"): Promise<boolean> => {
+  const closed = new Promise<boolean>((r) => client.once("close", () => r(false)))
+  return Promise.race([client.publishAsync(topic, payload, { qos: 1 }).then(() => true), closed, new Promise<boolean>((r) => setTimeout(() => r(false), 3000))])
+}
+
+/** Subscribes; false when the SUBACK refused the filter (0x80). */
+export const trySubscribe = (client: MqttClient, filter: string): Promise<boolean> =>
+  client.subscribeAsync(filter, { qos: 1 }).then(
+    (granted) => granted.every((g) => g.qos !== 128),
+    (error: Error) => {
+      if (/Subscribe error/.test(error.message)) return false
+      throw error
+    }
+  )
+
 export type Harness = Awaited<ReturnType<typeof startRuntime>>
 export type Collector = Awaited<ReturnType<typeof collect>>
 

@@ -46,17 +46,40 @@ export interface Options {
   readonly aedes?: AedesOptions
 }
 
+/**
+ * One network connection of a client, from its CONNECT until it closes: a new one for every
+ * connection, even for a client id that is connected already. Keep per-connection state by it, not
+ * by the client id: the new connection takes over the client id [MQTT-3.1.4-2] and the old one's
+ * disconnection is reported after the new one was authenticated.
+ */
+export interface Connection {
+  /** The client id, the broker's own (`aedes_<uuid>`) when the client sent an empty one. */
+  readonly id: string
+}
+
+export interface Login {
+  readonly username: string | undefined
+  readonly password: Buffer | undefined
+  /** The client sent an empty client id and the broker assigned one [MQTT-3.1.3-6]. */
+  readonly assignedId: boolean
+}
+
+export type Verdict =
+  | { readonly ok: true }
+  /** CONNACK 2 (identifier rejected) when `badClientId` [MQTT-3.1.3-9], else 5 (not authorized). */
+  | { readonly ok: false; readonly reason: string; readonly badClientId?: boolean }
+
 /** Access control at the broker's door; decisions are the runtime's, enforcement is here. */
 export interface Guard {
-  /** Resolves with the client's identity, or a reason to refuse (CONNACK 5, not authorized). */
-  readonly connect: (clientId: string, username: string | undefined, password: Buffer | undefined) => Promise<{ readonly ok: true } | { readonly ok: false; readonly reason: string }>
+  /** Resolves with the client's identity, or a reason to refuse it. */
+  readonly connect: (connection: Connection, login: Login) => Promise<Verdict>
   /** A reason to refuse the publish (the client is disconnected: MQTT 3.1.1 has no negative PUBACK), or undefined. */
-  readonly publish: (clientId: string, topic: string, payload: Buffer) => string | undefined
+  readonly publish: (connection: Connection, topic: string, payload: Buffer) => string | undefined
   /** A reason to refuse the subscription (SUBACK 0x80), or undefined. */
-  readonly subscribe: (clientId: string, filter: string) => string | undefined
+  readonly subscribe: (connection: Connection, filter: string) => string | undefined
   /** Waits before a client's publish is accepted (rate limit); undefined when it may go at once. */
-  readonly throttle?: (clientId: string) => Promise<void> | undefined
-  readonly disconnected?: (clientId: string) => void
+  readonly throttle?: (connection: Connection) => Promise<void> | undefined
+  readonly disconnected?: (connection: Connection) => void
   readonly maxConnections?: number
   /** QoS 1/2 messages sent to a client and not yet acknowledged; past it, messages to that client are dropped. */
   readonly maxInflight?: number
@@ -146,7 +169,10 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const beforeAck = options.beforeAck
   const guard = options.guard
   let connections = 0
-  const inflight = new Map<string, number>()
+  // Unacknowledged QoS 1/2 messages per connection (not per client id: see Connection).
+  const inflight = new WeakMap<Connection, number>()
+  // Connections that sent an empty client id: Aedes replaces it with its own before `authenticate`.
+  const assignedIds = new WeakSet<Connection>()
   // With Redis, every broker on the same Redis is one logical broker: messages published on one
   // reach subscribers connected to any (mqemitter-redis), sessions are shared (aedes-persistence-redis).
   // No ready check (an INFO) on its connections: ioredis 5.8.2+ can send it after the subscriber
@@ -165,8 +191,10 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     drainTimeout: options.drainTimeoutMs ?? 5000,
     authorizePublish: (client, packet, callback) => {
       const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
-      const clientId = client?.id ?? ""
-      const refused = guard?.publish(clientId, packet.topic, payload)
+      // No client: the will of a client of another broker of the cluster, which died.
+      const connection: Connection = client ?? { id: "" }
+      const clientId = connection.id
+      const refused = guard?.publish(connection, packet.topic, payload)
       if (refused !== undefined) {
         guard?.onRefused?.("publish", clientId, refused, packet.topic)
         return callback(new Error(refused))
@@ -182,42 +210,52 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
           }
         )
       }
-      const wait = guard?.throttle?.(clientId)
+      const wait = guard?.throttle?.(connection)
       if (wait === undefined) accept()
       else void wait.then(accept)
+    },
+    preConnect: (client, packet, callback) => {
+      if (guard?.maxConnections !== undefined && connections >= guard.maxConnections) {
+        guard.onRefused?.("connect", packet.clientId, `connection limit of ${guard.maxConnections} reached`)
+        return callback(null, false)
+      }
+      if (packet.clientId === "") assignedIds.add(client)
+      callback(null, true)
+    },
+    authenticate: (client, username, password, callback) => {
+      const refuse = (reason: string, returnCode: 2 | 3 | 5) => callback(Object.assign(new Error(reason), { returnCode }), false)
+      // Aedes 1.2 assigns an id and serves the client: [MQTT-3.1.3-8] wants CONNACK 2 and the
+      // connection closed, as a session without a client id could never be resumed.
+      if (assignedIds.has(client) && !client.clean) {
+        const reason = "an empty client id requires a clean session"
+        guard?.onRefused?.("connect", "", reason)
+        return refuse(reason, 2)
+      }
+      if (guard === undefined) return callback(null, true)
+      guard.connect(client, { username, password, assignedId: assignedIds.has(client) }).then(
+        (verdict) => {
+          if (verdict.ok) return callback(null, true)
+          guard.onRefused?.("connect", client.id, verdict.reason)
+          refuse(verdict.reason, verdict.badClientId === true ? 2 : 5)
+        },
+        (error: Error) => refuse(error.message, 3)
+      )
     },
     ...(guard === undefined
       ? {}
       : {
-          preConnect: (_client, _packet, callback) => {
-            if (guard.maxConnections !== undefined && connections >= guard.maxConnections) {
-              guard.onRefused?.("connect", _packet.clientId, `connection limit of ${guard.maxConnections} reached`)
-              return callback(null, false)
-            }
-            callback(null, true)
-          },
-          authenticate: (client, username, password, callback) => {
-            guard.connect(client.id, username, password).then(
-              (verdict) => {
-                if (verdict.ok) return callback(null, true)
-                guard.onRefused?.("connect", client.id, verdict.reason)
-                callback(Object.assign(new Error(verdict.reason), { returnCode: 5 }), false)
-              },
-              (error: Error) => callback(Object.assign(error, { returnCode: 3 }), false)
-            )
-          },
           authorizeForward: (client, packet) => {
             if (guard.maxInflight === undefined || packet.qos === 0) return packet
-            const n = inflight.get(client.id) ?? 0
+            const n = inflight.get(client) ?? 0
             if (n >= guard.maxInflight) {
               guard.onRefused?.("inflight", client.id, `${n} messages unacknowledged (limit ${guard.maxInflight}); message dropped for this client`, packet.topic)
               return null
             }
-            inflight.set(client.id, n + 1)
+            inflight.set(client, n + 1)
             return packet
           },
           authorizeSubscribe: (client, subscription, callback) => {
-            const refused = guard.subscribe(client.id, subscription.topic)
+            const refused = guard.subscribe(client, subscription.topic)
             if (refused === undefined) return callback(null, subscription)
             guard.onRefused?.("subscribe", client.id, refused, subscription.topic)
             // [MQTT-3.9.3]: a null subscription answers 0x80 (failure) for this filter only.
@@ -232,18 +270,17 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     else if (/drain timeout/.test(error.message)) guard?.onRefused?.("slow-consumer", client.id, "stopped reading its socket; disconnected after the drain timeout")
     else logger.log("warn", "mqtt client error", { client: client.id, reason: error.message })
   })
-  aedes.on("client", (client) => {
+  aedes.on("client", () => {
     connections++
-    inflight.delete(client.id)
   })
   aedes.on("ack", (_packet, client) => {
-    const n = inflight.get(client.id)
-    if (n !== undefined && n > 0) inflight.set(client.id, n - 1)
+    const n = inflight.get(client)
+    if (n !== undefined && n > 0) inflight.set(client, n - 1)
   })
+  // After a takeover this is the old connection's, reported once the new one was authenticated.
   aedes.on("clientDisconnect", (client) => {
     connections--
-    inflight.delete(client.id)
-    guard?.disconnected?.(client.id)
+    guard?.disconnected?.(client)
   })
 
   const sockets = new Set<Socket>()
