@@ -209,11 +209,16 @@ export const make = (deps: {
     })
 
   /** The message failed for good: settle it as failed and hand it over, or send it down the error path. */
-  const fail = (event: Envelope.Envelope, topic: string, payload: Buffer | string, attemptsMade: number, error: unknown): Sql<Array<() => void>> =>
+  const fail = (
+    event: Envelope.Envelope,
+    topic: string,
+    payload: Buffer | string,
+    attemptsMade: number,
+    error: unknown,
+    history: ReadonlyArray<{ attempt: number; error: string; at: string }>
+  ): Sql<Array<() => void>> =>
     Effect.gen(function* () {
       const reason = `${processor.name} failed after ${attemptsMade} attempt(s): ${Log.reason(error)}`
-      const history = attempts.get(event.id) ?? []
-      attempts.delete(event.id)
       if (!(yield* holds(event.key)) || !(yield* inbox.settle(processor.name, event.id, "failed"))) return []
       if (parking !== undefined) {
         // The workflow event pattern: hand it over, hold its key, and move on at once.
@@ -254,7 +259,9 @@ export const make = (deps: {
     const run = actor.submit(() => apply(event)).then(async (outcome) => {
       // A supervisor that gave up is a crash loop, not this message's fault: it stays pending for the next start.
       if (outcome._tag === "Done" || outcome.error instanceof Supervisor.RestartLimitExceeded) return
-      const deliveries = await conflictsRetried(() => store.transaction(fail(event, topic, payload, outcome.attempts, outcome.error)))
+      const history = attempts.get(event.id) ?? []
+      attempts.delete(event.id)
+      const deliveries = await conflictsRetried(() => store.transaction(fail(event, topic, payload, outcome.attempts, outcome.error, history)))
       for (const deliver of deliveries) deliver()
       deps.poke()
     })

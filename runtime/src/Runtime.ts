@@ -506,7 +506,7 @@ export const make = (config: Config, options: Options = {}) =>
     // Alert about keys held too long.
     if (repairs !== undefined)
       yield* Effect.acquireRelease(
-        Effect.sync(() => setInterval(() => repairs.sweep(new Date()), Math.min(5000, Math.max(100, Math.floor(config.parkMaxAgeMs / 2)))).unref()),
+        Effect.sync(() => setInterval(() => void repairs.sweep(new Date()).catch((error: unknown) => logger.log("error", "parking sweep failed", { reason: Log.reason(error) })), Math.min(5000, Math.max(100, Math.floor(config.parkMaxAgeMs / 2)))).unref()),
         (timer) => Effect.sync(() => clearInterval(timer))
       )
     yield* Effect.acquireRelease(
