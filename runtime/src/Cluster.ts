@@ -133,20 +133,19 @@ export const make = async (options: Options): Promise<Cluster> => {
   const control = options.control ?? store
   if (store.kind !== "postgres") throw new Error("a cluster keeps its stores in PostgreSQL: set BATON_DATABASE_URL")
   await store.migrate(migrations)
-  const db = { prepare: store.query }
-  const nowMs = db.prepare("SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS now")
-  const seed = db.prepare("INSERT INTO cluster_partitions (part, owner, epoch) VALUES (?, NULL, 0) ON CONFLICT DO NOTHING")
-  const countParts = db.prepare("SELECT COUNT(*) AS n FROM cluster_partitions")
-  const beat = db.prepare(
+  const nowMs = store.query("SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS now")
+  const seed = store.query("INSERT INTO cluster_partitions (part, owner, epoch) VALUES (?, NULL, 0) ON CONFLICT DO NOTHING")
+  const countParts = store.query("SELECT COUNT(*) AS n FROM cluster_partitions")
+  const beat = store.query(
     "INSERT INTO cluster_members (instance, pid, http, mqtt, started_at, heartbeat_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (instance) DO UPDATE SET pid = excluded.pid, http = excluded.http, mqtt = excluded.mqtt, started_at = excluded.started_at, heartbeat_ms = excluded.heartbeat_ms"
   )
-  const members = db.prepare("SELECT instance, pid, http, mqtt, started_at, heartbeat_ms FROM cluster_members ORDER BY instance")
-  const leave = db.prepare("DELETE FROM cluster_members WHERE instance = ?")
-  const parts = db.prepare("SELECT part, owner, epoch, since FROM cluster_partitions ORDER BY part")
-  const claim = db.prepare("UPDATE cluster_partitions SET owner = ?, epoch = epoch + 1, since = ? WHERE part = ? AND owner IS NOT DISTINCT FROM ? RETURNING part")
-  const release = db.prepare("UPDATE cluster_partitions SET owner = NULL, since = ? WHERE part = ? AND owner = ?")
-  const ownerOf = db.prepare("SELECT owner FROM cluster_partitions WHERE part = ? FOR SHARE")
-  const notifyStmt = db.prepare(`SELECT pg_notify('${channel}', ?)`)
+  const members = store.query("SELECT instance, pid, http, mqtt, started_at, heartbeat_ms FROM cluster_members ORDER BY instance")
+  const leave = store.query("DELETE FROM cluster_members WHERE instance = ?")
+  const parts = store.query("SELECT part, owner, epoch, since FROM cluster_partitions ORDER BY part")
+  const claim = store.query("UPDATE cluster_partitions SET owner = ?, epoch = epoch + 1, since = ? WHERE part = ? AND owner IS NOT DISTINCT FROM ? RETURNING part")
+  const release = store.query("UPDATE cluster_partitions SET owner = NULL, since = ? WHERE part = ? AND owner = ?")
+  const ownerOf = store.query("SELECT owner FROM cluster_partitions WHERE part = ? FOR SHARE")
+  const notifyStmt = store.query(`SELECT pg_notify('${channel}', ?)`)
 
   const existing = await control.run(Effect.map(countParts.get(), (r) => Number(r?.n ?? 0)))
   if (existing !== 0 && existing !== options.partitions)

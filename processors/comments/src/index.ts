@@ -7,7 +7,7 @@
  * contrast: the caller waits for all of it.
  */
 import { Envelope as E, Rejected, type App, type Envelope, type Processor } from "@baton/core"
-import type { Mailer } from "@baton/order-entry"
+import { Mailer } from "@baton/order-entry"
 import { ddl, type Sql, type Store } from "@baton/store"
 import { Effect, Result, Schema } from "effect"
 import * as Checks from "./Checks.ts"
@@ -66,8 +66,6 @@ const letter = (d: Decided) =>
   d.status === "published"
     ? { template: "comment-published", commentId: d.commentId, to: d.email, subject: "Your comment is published", text: `Hello ${d.author}, your comment ${d.commentId} is published.` }
     : { template: "comment-rejected", commentId: d.commentId, to: d.email, subject: "Your comment was not published", text: `Hello ${d.author}, your comment ${d.commentId} was not published: it ${d.reason}.` }
-
-type Letter = ReturnType<typeof letter>
 
 export const make = async (deps: { readonly store: Store; readonly mailer: Mailer.Mailer; readonly checkLatencyMs: number; readonly clock?: Envelope.Clock }): Promise<App> => {
   const { store, mailer, checkLatencyMs } = deps
@@ -145,23 +143,15 @@ export const make = async (deps: { readonly store: Store; readonly mailer: Maile
    * mail is sent before the transaction (at least once through SMTP), its record written in it
    * (exactly once in the store), keyed by the causing event.
    */
-  const notifier: Processor<{ readonly letter: Letter; readonly sent: Mailer.Sent } | undefined> = {
+  const notifier = Mailer.processor({
     name: "comment-notifier",
     consumes: [names.published, names.rejected],
-    prepare: (event) =>
-      Effect.gen(function* () {
-        const l = letter(event.data as Decided)
-        // Outside the transaction: a read through the pool.
-        if ((yield* Effect.tryPromise(() => store.run(recorded(event.id)))) !== undefined) return undefined
-        return { letter: l, sent: yield* Effect.tryPromise(() => mailer.send(l)) }
-      }),
-    handle: (event, prepared) =>
-      Effect.gen(function* () {
-        if (prepared !== undefined) yield* record(event.id, event.data as Decided, prepared.sent)
-        const data = yield* recorded(event.id)
-        return data === undefined ? [] : [{ type: "email-sent", data }]
-      })
-  }
+    mailer,
+    store,
+    letter: (event) => letter(event.data as Decided),
+    record: (event, _l, sent) => record(event.id, event.data as Decided, sent),
+    recorded: (event) => recorded(event.id)
+  })
 
   const decode = E.decode(PostComment)
 

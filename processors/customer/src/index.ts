@@ -5,7 +5,7 @@
  * events: `customer-registered` and `profile-updated` trigger the e-mail.
  */
 import { Envelope as E, Rejected, Workflow, type App, type Envelope, type Processor } from "@baton/core"
-import type { Mailer } from "@baton/order-entry"
+import { Mailer } from "@baton/order-entry"
 import { ddl, Postgres, type Store } from "@baton/store"
 import { Effect, Schema } from "effect"
 
@@ -129,26 +129,15 @@ export const mail = ({ store, mailer, clock }: Deps): Processor<{ readonly lette
     Effect.map(existing.get(event.id), (row) =>
       row === undefined ? undefined : { customerId: String(row.customer_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
     )
-  return {
+  return Mailer.processor({
     name: "customer-mail",
     consumes: [names.customerRegistered, names.profileUpdated],
-    prepare: (event) =>
-      Effect.gen(function* () {
-        const l = letter(event)
-        // Outside the transaction: a read through the pool.
-        if (l === undefined || (yield* Effect.tryPromise(() => store.run(recorded(event)))) !== undefined) return undefined
-        return { letter: l, sent: yield* Effect.tryPromise(() => mailer.send(l)) }
-      }),
-    handle: (event, prepared) =>
-      Effect.gen(function* () {
-        if (prepared !== undefined) {
-          const l = prepared.letter
-          yield* insert.run(event.id, l.customerId, l.to, l.template, prepared.sent.messageId, prepared.sent.message ?? null, clock.now().toISOString())
-        }
-        const data = yield* recorded(event)
-        return data === undefined ? [] : [{ type: names.emailSent, data }]
-      })
-  }
+    mailer,
+    store,
+    letter,
+    record: (event, l, sent) => insert.run(event.id, l.customerId, l.to, l.template, sent.messageId, sent.message ?? null, clock.now().toISOString()),
+    recorded
+  })
 }
 
 export const workflows: ReadonlyArray<Workflow.Workflow> = [
