@@ -82,6 +82,16 @@ const sessionsOf = (config: Config): EmbeddedBroker.Sessions =>
 /** A database URL without its password, for the log. */
 const redact = (url: string): string => url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@")
 
+/** The correlation id of an envelope, for a log line. */
+const correlationOf = (payload: string | Buffer): string | undefined => {
+  try {
+    const id = (JSON.parse(String(payload)) as { correlationId?: unknown }).correlationId
+    return typeof id === "string" ? id : undefined
+  } catch {
+    return undefined
+  }
+}
+
 const promise = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (e) => e as Error })
 
 export const make = (config: Config, options: Options = {}) =>
@@ -323,7 +333,13 @@ export const make = (config: Config, options: Options = {}) =>
     )
     logger.log("info", "http listening", { address: `${config.host}:${http.port}` })
 
-    const relay = Relay.make({ outbox, publish: (t, p, q) => publish(t, p, q), logger })
+    // A reply goes out at QoS 0, which no broker queues: with no subscriber it is lost, so say so.
+    const relayed: Broker["publish"] = (topic, payload, qos) => {
+      if (Topics.isReply(topic) && embedded?.hasSubscribers(topic) === false)
+        logger.log("warn", "reply lost: nobody subscribes to its topic (subscribe before sending the request, on the connection that sends it)", { topic, request: correlationOf(payload) })
+      return publish(topic, payload, qos)
+    }
+    const relay = Relay.make({ outbox, publish: relayed, logger })
     const policy: Policy.Policy = { ...Policy.defaults, maxAttempts: config.maxAttempts, initialDelayMs: config.restartDelayMs, ...options.policy }
     const fatal = yield* Deferred.make<never, Supervisor.RestartLimitExceeded>()
     const system = Supervisor.system()

@@ -49,3 +49,32 @@ describe("request-reply: a failed request is answered too", () => {
     await client.endAsync()
   })
 })
+
+describe("request-reply: a reply nobody subscribes to", () => {
+  const ctx = useRuntime()
+  const lost = () => ctx.h.logger.lines.filter((l) => l.includes("reply lost: nobody subscribes to its topic"))
+
+  it("is logged once, with its topic and request; a reply someone subscribes to is not", async () => {
+    const clientId = `rr-lost-${crypto.randomUUID().slice(0, 6)}`
+    const client = await mqtt.connectAsync(ctx.h.url, { protocolVersion: 4, clientId, reconnectPeriod: 0 })
+    const send = async (id: string, replyTo: string) => {
+      await client.publishAsync("initiate/place-order", JSON.stringify({ id, type: "place-order", replyTo, data: order() }), { qos: 1 })
+      await ctx.events.until((all) => all.some((r) => r.topic === "events/order-created" && r.envelope.correlationId === id), 10_000, `order-created of ${id}`)
+      await ctx.h.runtime.idle()
+    }
+    // Nobody subscribes to reply/<id>/nobody: the reply is lost, with one line.
+    const unheard = crypto.randomUUID()
+    await send(unheard, `reply/${clientId}/nobody`)
+    expect(lost()).toHaveLength(1)
+    expect(lost()[0]).toContain(`topic=reply/${clientId}/nobody`)
+    expect(lost()[0]).toContain(`request=${unheard}`)
+    // Subscribed: the reply arrives and nothing more is logged.
+    await client.subscribeAsync(`reply/${clientId}/#`, { qos: 0 })
+    const reply = new Promise<string>((resolve) => client.on("message", (topic, payload) => topic.startsWith("reply/") && resolve(payload.toString())))
+    const heard = crypto.randomUUID()
+    await send(heard, `reply/${clientId}/replies`)
+    expect(JSON.parse(await reply)).toMatchObject({ type: "reply", correlationId: heard })
+    expect(lost()).toHaveLength(1)
+    await client.endAsync()
+  })
+})

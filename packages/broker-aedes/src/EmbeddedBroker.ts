@@ -139,6 +139,12 @@ export interface EmbeddedBroker {
   readonly publish: (topic: string, payload: string | Buffer, qos?: QoS) => Promise<void>
   /** The topic filters a connected client is subscribed to (operations and tests). */
   readonly subscriptions: (clientId: string) => ReadonlyArray<string>
+  /**
+   * Whether a subscriber on this broker would get a message published on `topic` now (a client's
+   * filter, or an in-process one, matches it); undefined when clustered on Redis, where
+   * subscribers connected to another instance are not known here.
+   */
+  readonly hasSubscribers: (topic: string) => boolean | undefined
   readonly close: () => Promise<void>
 }
 
@@ -336,5 +342,8 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
 
   const subscriptions = (clientId: string): ReadonlyArray<string> =>
     Object.keys((aedes as unknown as { clients: Record<string, { subscriptions?: Record<string, unknown> } | undefined> }).clients[clientId]?.subscriptions ?? {})
-  return { host: options.host, mqttPort, wsPort, publish, subscriptions, close }
+  // Aedes delivers through its emitter (mqemitter): its matcher holds every live subscription.
+  const matcher = (aedes as unknown as { mq: { _matcher: { match: (topic: string) => ReadonlyArray<unknown> } } }).mq._matcher
+  const hasSubscribers = (topic: string): boolean | undefined => (mq === undefined ? matcher.match(topic).length > 0 : undefined)
+  return { host: options.host, mqttPort, wsPort, publish, subscriptions, hasSubscribers, close }
 }
