@@ -10,6 +10,8 @@ import { fileURLToPath } from "node:url"
 import { useRuntime, type Harness } from "./support.ts"
 
 const example = (name: string) => fileURLToPath(new URL(`../../examples/src/${name}.ts`, import.meta.url))
+/** As `pnpm example:<name>` runs them: through the launcher that checks Node's version first. */
+const launcher = fileURLToPath(new URL("../bin/start.mjs", import.meta.url))
 
 /** Runs an example to its end; resolves with its exit code, output and duration. */
 const run = (name: string, env: Record<string, string>, args: ReadonlyArray<string> = []) =>
@@ -17,7 +19,7 @@ const run = (name: string, env: Record<string, string>, args: ReadonlyArray<stri
     const started = Date.now()
     // Only the runtime's variables: BATON_URL or BATON_HTTP from the test's environment would win.
     const { BATON_URL: _u, BATON_HTTP: _h, ...inherited } = process.env
-    execFile(process.execPath, [example(name), ...args], { env: { ...inherited, ...env }, timeout: 40_000 }, (error, stdout, stderr) =>
+    execFile(process.execPath, [launcher, example(name), ...args], { env: { ...inherited, ...env }, timeout: 40_000 }, (error, stdout, stderr) =>
       resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr, ms: Date.now() - started })
     )
   })

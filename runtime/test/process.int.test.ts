@@ -1,17 +1,18 @@
 import { describe, expect, it } from "vitest"
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { createServer, type AddressInfo } from "node:net"
-import { mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
+const launcher = fileURLToPath(new URL("../bin/start.mjs", import.meta.url))
 
-/** Runs `node runtime/src/main.ts` as a user would, collecting its log lines. */
-const run = (env: Record<string, string>) => {
+/** Runs `node runtime/src/main.ts` (or other arguments) as a user would, collecting its log lines. */
+const run = (env: Record<string, string>, args: ReadonlyArray<string> = [main]) => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-proc-"))
-  const child = spawn(process.execPath, [main], {
+  const child = spawn(process.execPath, args, {
     env: { ...process.env, BATON_MQTT_PORT: "0", BATON_WS_PORT: "0", BATON_HTTP_PORT: "0", BATON_DATA_DIR: dataDir, ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })
@@ -95,6 +96,51 @@ describe("the runtime process", () => {
       expect(p.output()).toContain("BATON_HTTP_PORT must be a port number from 0 to 65535, got 'eighty'")
     } finally {
       p.cleanup()
+    }
+  })
+})
+
+describe("the launcher (runtime/bin/start.mjs, behind pnpm start, pnpm baton and the examples)", () => {
+  // A Node too old for TypeScript sources: the machines' own (Node 20), or BATON_TEST_OLD_NODE.
+  const oldNode = process.env.BATON_TEST_OLD_NODE ?? "/usr/bin/node"
+
+  it("on an old Node, exits 1 with one line that says what to install", () => {
+    expect(existsSync(oldNode), `no old Node at ${oldNode}: set BATON_TEST_OLD_NODE to a Node older than 22.19`).toBe(true)
+    const version = spawnSync(oldNode, ["-p", "process.versions.node"], { encoding: "utf8" }).stdout.trim()
+    const [major = 0, minor = 0] = version.split(".").map(Number)
+    expect(major < 22 || (major === 22 && minor < 19), `${oldNode} is Node ${version}, not older than 22.19: set BATON_TEST_OLD_NODE`).toBe(true)
+    const result = spawnSync(oldNode, [launcher, main], { encoding: "utf8", timeout: 10_000 })
+    expect(result.status).toBe(1)
+    expect(result.stdout).toBe("")
+    expect(result.stderr.trimEnd().split("\n")).toEqual([
+      expect.stringMatching(new RegExp(`^Baton needs Node >=22\\.19 and this is Node v${version.replaceAll(".", "\\.")}: install Node 24`))
+    ])
+  })
+
+  it("on Node 24, starts the runtime, which stops gracefully on SIGTERM", async () => {
+    const p = run({}, [launcher, main])
+    try {
+      await p.waitFor(/runtime ready/)
+      p.child.kill("SIGTERM")
+      expect(await p.exited).toBe(0)
+    } finally {
+      p.child.kill("SIGKILL")
+      p.cleanup()
+    }
+  })
+
+  it("passes the entry point its own arguments", () => {
+    const dir = mkdtempSync(join(tmpdir(), "baton-launch-"))
+    try {
+      const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url))
+      const file = join(dir, "users.json")
+      const added = spawnSync(process.execPath, [launcher, cli, "user", "add", "ann", "--role", "observer", "--file", file], { encoding: "utf8", env: { ...process.env, BATON_PASSWORD: "correct horse" } })
+      expect(added.stderr).toBe("")
+      expect(added.status).toBe(0)
+      const listed = spawnSync(process.execPath, [launcher, cli, "user", "list", "--file", file], { encoding: "utf8" })
+      expect(listed.stdout).toBe("ann observer\n")
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 })
