@@ -77,13 +77,29 @@ export interface Config {
 export const appNames = ["order-entry", "customer", "trading", "comments", "order-stats", "ping"] as const
 export type AppName = (typeof appNames)[number]
 
-const appsOf = (env: Env): ReadonlyArray<AppName> => {
-  const raw = text(env, "BATON_APP") ?? "order-entry,customer"
-  const list = raw === "all" ? [...appNames] : raw.split(",").map((s) => s.trim()).filter((s) => s !== "")
-  const unknown = list.filter((a) => !(appNames as ReadonlyArray<string>).includes(a))
-  if (unknown.length > 0 || list.length === 0) throw new ConfigError(`BATON_APP must list apps among ${appNames.join(", ")} (comma-separated) or be 'all', got '${raw}'`)
-  return [...new Set(list)] as ReadonlyArray<AppName>
+/** The apps that run when `BATON_APP` is unset. */
+export const defaultApps: ReadonlyArray<AppName> = ["order-entry", "customer"]
+
+/**
+ * `BATON_APP`: plain names replace the defaults (`all` is every app), `+name` adds to them
+ * (`+order-stats` is the defaults and order-stats); both together are the plain names and the added.
+ */
+export const parseApps = (raw: string | undefined): ReadonlyArray<AppName> => {
+  const entries = (raw ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "")
+  const plain = entries.filter((e) => !e.startsWith("+"))
+  const added = entries.filter((e) => e.startsWith("+")).map((e) => e.slice(1))
+  const named = [...plain, ...added].filter((a) => a !== "all")
+  const unknown = named.filter((a) => !(appNames as ReadonlyArray<string>).includes(a))
+  if (unknown.length > 0 || (raw !== undefined && entries.length === 0))
+    throw new ConfigError(
+      `BATON_APP must list apps among ${appNames.join(", ")} (comma-separated; +name adds one to the defaults, ${defaultApps.join(",")}) or be 'all', got '${raw ?? ""}'${unknown.length > 0 ? `: unknown ${unknown.join(", ")}` : ""}`
+    )
+  const base = plain.length === 0 ? defaultApps : plain
+  const all = [...base, ...added].includes("all")
+  return all ? [...appNames] : ([...new Set([...base, ...added])] as ReadonlyArray<AppName>)
 }
+
+const appsOf = (env: Env): ReadonlyArray<AppName> => parseApps(text(env, "BATON_APP"))
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError"

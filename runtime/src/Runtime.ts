@@ -152,6 +152,7 @@ export const make = (config: Config, options: Options = {}) =>
     const reject = ErrorPath.make({ store, outbox, rejections, logger })
 
     const apps = yield* promise(async () => (options.apps ?? defaultApps)({ store, config }))
+    logger.log("info", "apps running", { apps: apps.map((a) => a.name).join(","), hint: "BATON_APP=+<app> adds one to the defaults" })
     const extra = options.processors?.({ store }) ?? []
     // The mediator topology: apps with workflows take commands on channels from their domain
     // mediators, behind the simple mediator; apps without keep chaining by events.

@@ -54,6 +54,7 @@ describe("the runtime process", () => {
       for (const event of ["runtime starting", "store opened", "broker listening", "http listening", "processor started", "runtime ready", "runtime stopping", "broker stopped", "store closed", "runtime stopped"])
         expect(lines.some((l) => l.includes(event)), event).toBe(true)
       expect(lines.every((l) => /^\d{4}-\d\d-\d\dT[\d:.]+Z (INFO|WARN|ERROR)/.test(l)), p.output()).toBe(true)
+      expect(lines.filter((l) => l.includes("apps running"))).toEqual([expect.stringContaining("apps running apps=order-entry,customer ")])
     } finally {
       p.child.kill("SIGKILL")
       p.cleanup()
@@ -117,10 +118,11 @@ describe("the launcher (runtime/bin/start.mjs, behind pnpm start, pnpm baton and
     ])
   })
 
-  it("on Node 24, starts the runtime, which stops gracefully on SIGTERM", async () => {
-    const p = run({}, [launcher, main])
+  it("on Node 24, starts the runtime (BATON_APP=+order-stats: the defaults and order-stats), which stops gracefully on SIGTERM", async () => {
+    const p = run({ BATON_APP: "+order-stats" }, [launcher, main])
     try {
       await p.waitFor(/runtime ready/)
+      expect(p.output()).toMatch(/INFO  apps running apps=order-entry,customer,order-stats /)
       p.child.kill("SIGTERM")
       expect(await p.exited).toBe(0)
     } finally {
