@@ -179,6 +179,13 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const inflight = new WeakMap<Connection, number>()
   // Connections that sent an empty client id: Aedes replaces it with its own before `authenticate`.
   const assignedIds = new WeakSet<Connection>()
+  // Errors handed to Aedes after they were logged (refusals and failed acknowledgements): Aedes
+  // reports them again as `clientError`, which must not log them a second time.
+  const reported = new WeakSet<Error>()
+  const logged = <E extends Error>(error: E): E => {
+    reported.add(error)
+    return error
+  }
   // With Redis, every broker on the same Redis is one logical broker: messages published on one
   // reach subscribers connected to any (mqemitter-redis), sessions are shared (aedes-persistence-redis).
   // No ready check (an INFO) on its connections: ioredis 5.8.2+ can send it after the subscriber
@@ -203,7 +210,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
       const refused = guard?.publish(connection, packet.topic, payload)
       if (refused !== undefined) {
         guard?.onRefused?.("publish", clientId, refused, packet.topic)
-        return callback(new Error(refused))
+        return callback(logged(new Error(refused)))
       }
       const accept = () => {
         const pending = beforeAck?.(clientId, packet.topic, payload, packet.qos)
@@ -212,7 +219,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
           () => callback(null),
           (error: Error) => {
             logger.log("error", "publish not acknowledged (not stored, or not routed after it was), connection dropped so the client resends", { client: clientId, topic: packet.topic, reason: error.message })
-            callback(error)
+            callback(logged(error))
           }
         )
       }
@@ -229,7 +236,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
       callback(null, true)
     },
     authenticate: (client, username, password, callback) => {
-      const refuse = (reason: string, returnCode: 2 | 3 | 5) => callback(Object.assign(new Error(reason), { returnCode }), false)
+      const refuse = (reason: string, returnCode: 2 | 3 | 5) => callback(logged(Object.assign(new Error(reason), { returnCode })), false)
       // Aedes 1.2 assigns an id and serves the client: [MQTT-3.1.3-8] wants CONNACK 2 and the
       // connection closed, as a session without a client id could never be resumed.
       if (assignedIds.has(client) && !client.clean) {
@@ -244,7 +251,10 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
           guard.onRefused?.("connect", client.id, verdict.reason)
           refuse(verdict.reason, verdict.badClientId === true ? 2 : 5)
         },
-        (error: Error) => refuse(error.message, 3)
+        (error: Error) => {
+          guard.onRefused?.("connect", client.id, `cannot check the client: ${error.message}`)
+          refuse(error.message, 3)
+        }
       )
     },
     ...(guard === undefined
@@ -271,6 +281,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     ...options.aedes
   })
   aedes.on("clientError", (client, error) => {
+    if (reported.has(error)) return
     // Aedes refuses wildcard and empty publish topics itself [MQTT-3.3.2-2], before authorizePublish.
     if (/not allowed in PUBLISH|too many levels/.test(error.message)) guard?.onRefused?.("publish", client.id, error.message)
     else if (/drain timeout/.test(error.message)) guard?.onRefused?.("slow-consumer", client.id, "stopped reading its socket; disconnected after the drain timeout")
