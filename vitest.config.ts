@@ -6,6 +6,8 @@ const report = process.env.BATON_TEST_REPORT
 export default defineConfig({
   test: {
     include: ["packages/*/test/**/*.test.ts", "processors/*/test/**/*.test.ts", "runtime/test/**/*.test.ts", "bench/test/**/*.test.ts"],
+    // Each test's Redis keys carry the run's prefix; the teardown fails the run if any is left.
+    globalSetup: ["packages/testkit/src/RedisTeardown.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: report === undefined ? ["default"] : ["default", ["json", { outputFile: report }]]

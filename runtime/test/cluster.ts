@@ -11,6 +11,7 @@ import { expect } from "vitest"
 import { Contract } from "@baton/order-entry"
 import { Process } from "@baton/testkit"
 import { freshSchema, query } from "@baton/testkit/postgres"
+import * as TestRedis from "@baton/testkit/redis"
 import { sleep } from "./support.ts"
 
 export interface Instance {
@@ -30,7 +31,9 @@ export const clusterEnv = (broker: { readonly redisUrl: string } | { readonly br
 export const startCluster = async (size: number, env: Record<string, string>) => {
   const schema = await freshSchema()
   const instances: Array<Instance> = Array.from({ length: size }, (_, i) => ({ name: `n${i + 1}`, dir: mkdtempSync(join(tmpdir(), `baton-cluster-n${i + 1}-`)), running: undefined }))
-  const fullEnv = { ...env, BATON_DATABASE_URL: schema.url }
+  // The brokers' Redis keys under a prefix of this cluster's, deleted when it stops.
+  const redis = env.BATON_REDIS_URL === undefined ? undefined : TestRedis.scoped(env.BATON_REDIS_URL)
+  const fullEnv = { ...env, ...(redis === undefined ? {} : { BATON_REDIS_URL: redis.url }), BATON_DATABASE_URL: schema.url }
   const start = async (i: Instance) => {
     i.running = await Process.startProcess(i.dir, { ...fullEnv, BATON_INSTANCE: i.name })
   }
@@ -63,6 +66,7 @@ export const startCluster = async (size: number, env: Record<string, string>) =>
       const codes = await Promise.all(instances.map((i) => i.running?.kill("SIGTERM")))
       for (const i of instances) rmSync(i.dir, { recursive: true, force: true })
       await schema.drop()
+      await redis?.clean()
       return codes
     },
     output: () => instances.map((i) => i.running?.output() ?? "").join("\n")

@@ -6,6 +6,7 @@ import { join } from "node:path"
 import mqtt from "mqtt"
 import { cards, type CardKind } from "./orders.ts"
 import { Process, Sessions } from "@baton/testkit"
+import * as TestRedis from "@baton/testkit/redis"
 
 const { count, eventually, readStore, startProcess } = Process
 type Running = Process.Running
@@ -116,8 +117,11 @@ const terminal = (dataDir: string, placed: ReadonlyArray<Placed>) => {
   return Object.entries(expected).every(([p, n]) => (done[p] ?? 0) >= n) && readStore(dataDir, (db) => count(db, "SELECT COUNT(*) FROM outbox") === 0)
 }
 
-const crashRun = (env: Record<string, string>, urlOf: (r: Running) => string) => async (s: Scenario) => {
+const crashRun = (given: Record<string, string>, urlOf: (r: Running) => string) => async (s: Scenario) => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-crash-"))
+  // Sessions in Redis: under a prefix of this run's, deleted after it.
+  const redis = given.BATON_REDIS_URL === undefined ? undefined : TestRedis.scoped(given.BATON_REDIS_URL)
+  const env = redis === undefined ? given : { ...given, BATON_REDIS_URL: redis.url }
   const instance = `crash${Math.random().toString(36).slice(2, 8)}`
   const placed: Array<Placed> = s.orders.map((o) => ({ id: crypto.randomUUID(), kind: o.cardKind, items: o.items, qos: o.qos }))
   // The ingress log commits once per batch of publishes, so its points are reached only a few times.
@@ -145,6 +149,7 @@ const crashRun = (env: Record<string, string>, urlOf: (r: Running) => string) =>
     await second?.kill("SIGKILL")
     if (env.BATON_BROKER_URL !== undefined) await Sessions.purge(env.BATON_BROKER_URL, Process.sessionIds(instance, processorNames))
     rmSync(dataDir, { recursive: true, force: true })
+    await redis?.clean()
   }
 }
 

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import mqtt from "mqtt"
 import { Process } from "@baton/testkit"
+import * as TestRedis from "@baton/testkit/redis"
 
 /** An outside client's persistent session: subscribed, then offline while events are queued for it. */
 const offlineSubscriber = async (url: string, clientId: string) => {
@@ -25,7 +26,7 @@ const drainSession = async (url: string, clientId: string, expected: number) => 
   return ids
 }
 
-const sessionsSurvive = (env: Record<string, string>) => async () => {
+const sessionsSurvive = (env: Record<string, string>, clean?: () => Promise<unknown>) => async () => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-sessions-"))
   const clientId = `watcher-${Math.random().toString(36).slice(2, 8)}`
   let first: Process.Running | undefined
@@ -54,10 +55,13 @@ const sessionsSurvive = (env: Record<string, string>) => async () => {
     await first?.kill("SIGKILL")
     await second?.kill("SIGKILL")
     rmSync(dataDir, { recursive: true, force: true })
+    await clean?.()
   }
 }
 
 describe("persistent sessions of outside clients across SIGKILL", () => {
+  // The sessions' keys under a prefix of this test's, deleted after it.
+  const redis = TestRedis.scoped(process.env.BATON_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/3")
   it("keep their queued QoS 1 messages on disk", sessionsSurvive({}), 60_000)
-  it("keep their queued QoS 1 messages in Redis", sessionsSurvive({ BATON_REDIS_URL: process.env.BATON_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/3" }), 60_000)
+  it("keep their queued QoS 1 messages in Redis", sessionsSurvive({ BATON_REDIS_URL: redis.url }, redis.clean), 60_000)
 })

@@ -10,6 +10,7 @@ import { join } from "node:path"
 import mqtt from "mqtt"
 import { Process } from "@baton/testkit"
 import { freshSchema, query } from "@baton/testkit/postgres"
+import * as TestRedis from "@baton/testkit/redis"
 import { burst, child, counter, noDelay, paced, percentile, sleep, within } from "../lib.ts"
 import { placeOrders } from "./orders.ts"
 
@@ -19,7 +20,9 @@ const redisUrl = process.env.BATON_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379/6"
 export const orderFlow = async (instances: number, count: number): Promise<{ readonly ordersPerSecond: number }> => {
   const schema = await freshSchema()
   const dirs = Array.from({ length: instances }, () => mkdtempSync(join(tmpdir(), "baton-bench-cluster-")))
-  const env = { BATON_DATABASE_URL: schema.url, BATON_REDIS_URL: redisUrl, BATON_PUBLISH_RATE: "1000000" }
+  // The brokers' Redis keys under a prefix of this run's, deleted after it.
+  const redis = TestRedis.scoped(redisUrl)
+  const env = { BATON_DATABASE_URL: schema.url, BATON_REDIS_URL: redis.url, BATON_PUBLISH_RATE: "1000000" }
   const running = await Promise.all(dirs.map((dir, i) => Process.startProcess(dir, { ...env, BATON_INSTANCE: `bench-${i + 1}` })))
   try {
     // Partitions spread over every instance before the clock starts.
@@ -37,6 +40,7 @@ export const orderFlow = async (instances: number, count: number): Promise<{ rea
     await Promise.all(running.map((r) => r.kill("SIGTERM")))
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
     await schema.drop()
+    await redis.clean()
   }
 }
 
@@ -87,10 +91,12 @@ export const singleBroker = async (count: number, env: Record<string, string> = 
 }
 
 export const redisClustered = async (count: number): Promise<HopResult> => {
-  const nodes = await Promise.all([1, 2].map(() => child("peers/aedes.ts", { REDIS_URL: redisUrl, CLUSTER: "1" })))
+  const redis = TestRedis.scoped(redisUrl)
+  const nodes = await Promise.all([1, 2].map(() => child("peers/aedes.ts", { REDIS_URL: redis.url, CLUSTER: "1" })))
   try {
     return await hop(Number(nodes[0]!.info.port), Number(nodes[1]!.info.port), count)
   } finally {
     await Promise.all(nodes.map((n) => n.stop()))
+    await redis.clean()
   }
 }

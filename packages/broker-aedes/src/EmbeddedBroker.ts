@@ -124,9 +124,14 @@ const watchRedis = (logger: Log.Logger, what: string, emitter: EventEmitter, con
     })
 }
 
-/** The sessions' connection, ours so that its errors are logged (aedes-persistence-redis closes it). */
+/**
+ * The sessions' connection, ours so that its errors are logged (aedes-persistence-redis closes it).
+ * `?prefix=<p>` in the URL puts `p` before every key the sessions keep, so that several deployments
+ * (or test runs) can share a database and each can find and delete its own keys.
+ */
 const sessionsConnection = (logger: Log.Logger, url: string): Redis => {
-  const connection = new Redis(redisOptions(url))
+  const keyPrefix = new URL(url).searchParams.get("prefix") ?? ""
+  const connection = new Redis({ ...redisOptions(url), ...(keyPrefix === "" ? {} : { keyPrefix }) })
   watchRedis(logger, "sessions", connection, ["connect"])
   return connection
 }

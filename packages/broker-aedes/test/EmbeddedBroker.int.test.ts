@@ -8,11 +8,12 @@ import { afterAll, describe, expect, it } from "vitest"
 import mqtt from "mqtt"
 import { Log } from "@baton/core"
 import { EmbeddedBroker } from "@baton/broker-aedes"
+import * as TestRedis from "@baton/testkit/redis"
 
 const redis = new URL(process.env.BATON_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/3")
 
 /** A TCP proxy to Redis: `cut` drops every connection and refuses new ones until `restore`. */
-const proxy = async () => {
+const proxy = async (prefix: string) => {
   const sockets = new Set<Socket>()
   const track = (s: Socket) => {
     sockets.add(s)
@@ -32,7 +33,7 @@ const proxy = async () => {
   await listen()
   port = (server.address() as AddressInfo).port
   return {
-    url: `redis://127.0.0.1:${port}${redis.pathname}`,
+    url: `redis://127.0.0.1:${port}${redis.pathname}?prefix=${prefix}`,
     cut: async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       for (const s of sockets) s.destroy()
@@ -61,7 +62,10 @@ describe("embedded brokers clustered on Redis", () => {
   })
 
   it("a Redis outage is logged, not fatal, and the brokers relay to each other again once it is back", async () => {
-    const link = await proxy()
+    // The sessions' keys under a prefix of this test's, deleted after it.
+    const keys = TestRedis.scoped(redis.toString())
+    cleanup.push(keys.clean)
+    const link = await proxy(keys.prefix)
     cleanup.push(link.close)
     const logs = [Log.memory(), Log.memory()]
     const [a, b] = await Promise.all(
