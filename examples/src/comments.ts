@@ -1,5 +1,5 @@
 /**
- * Asynchronous accept versus a synchronous call (EDA-NOTES.md, section 3). Start the runtime with
+ * Asynchronous accept versus a synchronous call (docs/concepts.md, section 3). Start the runtime with
  * `BATON_APP=comments pnpm start`, then `pnpm example:comments`. The MQTT comment is acknowledged
  * as soon as it is durable, and its checks report as they finish; the HTTP comment answers only
  * when every check is done.

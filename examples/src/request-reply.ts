@@ -1,5 +1,5 @@
 /**
- * Request-reply (EDA-NOTES.md, section 7) with `@baton/request-reply`: places an order and waits
+ * Request-reply (docs/concepts.md, section 7) with `@baton/request-reply`: places an order and waits
  * for its order id, in both modes. Works in both topologies (`BATON_TOPOLOGY=mediator pnpm start`).
  *
  *   pnpm example:request-reply          # BATON_MQTT_PORT=1884 pnpm example:request-reply

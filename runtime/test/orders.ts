@@ -1,4 +1,4 @@
-/** Generated orders and the causal graph every order must produce (EDA-NOTES.md, section 1). */
+/** Generated orders and the causal graph every order must produce (docs/concepts.md, section 1). */
 import fc from "fast-check"
 import { expect } from "vitest"
 import type { MqttClient } from "mqtt"

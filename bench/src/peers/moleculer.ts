@@ -3,7 +3,7 @@
  * reacting to an event and emitting the next, over its MQTT transporter (QoS 1, the strongest it
  * offers) on the same Aedes, with TCP_NODELAY. `SERVICES` picks the services this node hosts;
  * `CLIENT=1` makes it the load generator's node instead (see scenarios/orderFlow.ts). Its delivery
- * is at-most-once (PLATFORM-FACTS.md): the client acknowledges before the handler runs, sessions
+ * is at-most-once (docs/platform-facts.md): the client acknowledges before the handler runs, sessions
  * are clean, and there is no store.
  */
 import { ServiceBroker, type ServiceSchema } from "moleculer"

@@ -1,5 +1,5 @@
 /**
- * A supervised actor: a nact actor (`spawn`: `spawnStateless` ignores `onCrash`, PLATFORM-FACTS.md)
+ * A supervised actor: a nact actor (`spawn`: `spawnStateless` ignores `onCrash`, docs/platform-facts.md)
  * whose crashes are handled by an Effect fiber. On a crash nact stops the actor; the fiber waits an
  * exponential back-off, spawns a new incarnation, and hands it the crashed message (one attempt
  * more) and whatever was still in the mailbox. nact has no back-off or restart limit of its own.

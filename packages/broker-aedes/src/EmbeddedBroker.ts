@@ -1,7 +1,7 @@
 /**
  * The embedded Aedes broker: MQTT over TCP and over WebSocket (optionally TLS) for outside clients,
  * an in-process publish for the runtime's broadcasts, and the guard's hooks. Aedes 1.x speaks
- * MQTT 3.1.1 only (PLATFORM-FACTS.md).
+ * MQTT 3.1.1 only (docs/platform-facts.md).
  */
 import type { EventEmitter } from "node:events"
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net"
@@ -92,7 +92,7 @@ export type Sessions =
   /** `cluster`: every broker on this Redis is one logical broker (mqemitter-redis). */
   | { readonly kind: "redis"; readonly url: string; readonly cluster?: boolean }
 
-/** Queued messages delivered per reconnect; Redis persistence defaults to 1000 (PLATFORM-FACTS.md). */
+/** Queued messages delivered per reconnect; Redis persistence defaults to 1000 (docs/platform-facts.md). */
 const maxSessionDelivery = 1_000_000
 
 const redisOptions = (url: string) => {

@@ -1,7 +1,7 @@
 /**
  * A Broker over MQTT.js: any MQTT 3.1.1/5 broker by URL. One connection publishes; each subscription has its own connection, because
  * under 3.1.1 MQTT.js acknowledges serially and stops reading its socket while a handler runs
- * (PLATFORM-FACTS.md, MQTT.js): a handler that published on the same connection would deadlock.
+ * (docs/platform-facts.md, MQTT.js): a handler that published on the same connection would deadlock.
  */
 import type { Socket } from "node:net"
 import mqtt, { type MqttClient, type IClientOptions, type IPublishPacket } from "mqtt"
@@ -61,7 +61,7 @@ const connect = (client: MqttClient, where: string, timeoutMs: number): Promise<
     client.connect()
   })
 
-// Nagle's algorithm costs ~15 ms per QoS 1 hop (PLATFORM-FACTS.md, Measured).
+// Nagle's algorithm costs ~15 ms per QoS 1 hop (docs/platform-facts.md, TCP).
 const noDelay = (client: MqttClient) =>
   client.on("connect", () => {
     const socket = client.stream as Partial<Socket>
@@ -90,7 +90,7 @@ export const make = async (options: Options): Promise<Broker> => {
     client.on("error", (e) => logger.log("warn", "mqtt subscriber error", { client: clientId, reason: e.message }))
     client.on("reconnect", () => logger.log("warn", "mqtt reconnecting", { client: clientId }))
     // Acknowledge only after the handler settled. Set before connecting: messages queued in the
-    // session are flushed right after CONNACK (PLATFORM-FACTS.md, MQTT.js).
+    // session are flushed right after CONNACK (docs/platform-facts.md, MQTT.js).
     client.handleMessage = (packet: IPublishPacket, done) => {
       const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
       handler({ topic: packet.topic, payload }).then(

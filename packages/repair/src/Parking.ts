@@ -1,5 +1,5 @@
 /**
- * Order per key across failures (EDA-NOTES.md, section 4, the caveat): when a message of key K
+ * Order per key across failures (docs/concepts.md, section 4, the caveat): when a message of key K
  * fails, K is held; every later message of K is parked, in arrival order, in the processor's inbox
  * (status `parked`, payload kept); other keys keep flowing. When the failed message is resolved
  * (its repair processed, or discarded), K is released and the parked messages drain one at a time,

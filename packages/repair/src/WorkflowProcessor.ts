@@ -1,5 +1,5 @@
 /**
- * The workflow event pattern's workflow processor (EDA-NOTES.md, section 4), usable by any
+ * The workflow event pattern's workflow processor (docs/concepts.md, section 4), usable by any
  * consumer: a consumer that fails on a message hands it over (message, error, original topic,
  * consumer, attempt history, causation trail) and moves on at once. The workflow processor runs
  * the repair registered for the message's type; a repaired message is resubmitted to the original

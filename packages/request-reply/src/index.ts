@@ -1,5 +1,5 @@
 /**
- * Request-reply over MQTT (EDA-NOTES.md, section 7), for any client on an MQTT.js connection.
+ * Request-reply over MQTT (docs/concepts.md, section 7), for any client on an MQTT.js connection.
  * `request` publishes an envelope with `replyTo` and resolves with the reply, or fails with a
  * typed `RequestTimeout`. Two modes:
  *

@@ -1,6 +1,6 @@
 /**
  * The durable ingress log: an initiating event is committed here before the broker acknowledges
- * it to the publisher (Aedes sends a QoS 1 PUBACK before storing, PLATFORM-FACTS.md), and
+ * it to the publisher (Aedes sends a QoS 1 PUBACK before storing, docs/platform-facts.md), and
  * forwarded from here. Appends arriving together share one transaction (group commit).
  */
 import { Effect } from "effect"

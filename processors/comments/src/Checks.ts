@@ -1,4 +1,4 @@
-/** The comment checkers' business logic, pure (EDA-NOTES.md, section 3). */
+/** The comment checkers' business logic, pure (docs/concepts.md, section 3). */
 
 export type Check = "profanity" | "grammar" | "context"
 export const checks: ReadonlyArray<Check> = ["profanity", "grammar", "context"]

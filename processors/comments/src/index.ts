@@ -1,5 +1,5 @@
 /**
- * The comment-posting app (EDA-NOTES.md, section 3): asynchronous accept. `initiate/post-comment`
+ * The comment-posting app (docs/concepts.md, section 3): asynchronous accept. `initiate/post-comment`
  * is acknowledged as soon as it is durable and announced as `comment-accepted`; then the
  * profanity, grammar and context checkers run one after the other (each a processor, about a
  * second each by default), and the outcome, `comment-published` or `comment-rejected` with the

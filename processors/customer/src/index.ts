@@ -1,5 +1,5 @@
 /**
- * The customer app (EDA-NOTES.md, section 2: the customer mediator): registration and profile
+ * The customer app (docs/concepts.md, section 2: the customer mediator): registration and profile
  * updates, each a two-step workflow (store, then e-mail), and unsubscribing, a simple event that
  * the simple mediator handles in one step. In the broker topology the same processors chain by
  * events: `customer-registered` and `profile-updated` trigger the e-mail.

@@ -1,4 +1,4 @@
-/** The order-entry app's events (EDA-NOTES.md, section 1): names and data shapes. */
+/** The order-entry app's events (docs/concepts.md, section 1): names and data shapes. */
 import { Schema } from "effect"
 
 export const Item = Schema.Struct({

@@ -41,7 +41,7 @@ export const make = ({ store, clock }: Deps): Processor => {
   return {
     name: "order-placement",
     consumes: [names.placeOrder],
-    // Request-reply: the order id, which the database assigned (EDA-NOTES.md, section 7).
+    // Request-reply: the order id, which the database assigned (docs/concepts.md, section 7).
     reply: (_event, announced) => {
       const created = announced.find((n) => n.type === names.orderCreated)?.data as OrderCreated | undefined
       return created === undefined ? undefined : { orderId: created.orderId, total: created.total }

@@ -1,5 +1,5 @@
 /**
- * The order workflow of the mediator topology (EDA-NOTES.md, section 2), as data. The commands go
+ * The order workflow of the mediator topology (docs/concepts.md, section 2), as data. The commands go
  * to the same processors the broker topology runs; each takes its command as the event type it
  * already understands, and its results are what it would have announced.
  */

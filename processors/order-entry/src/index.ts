@@ -1,4 +1,4 @@
-/** The order-entry reference app (EDA-NOTES.md, section 1): seven processors over one SQL store. */
+/** The order-entry reference app (docs/concepts.md, section 1): seven processors over one SQL store. */
 import type { App, Envelope } from "@baton/core"
 import { Envelope as E } from "@baton/core"
 import type { Store } from "@baton/store"

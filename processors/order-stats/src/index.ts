@@ -1,5 +1,5 @@
 /**
- * Broadcasting (EDA-NOTES.md, section 6): a live order-statistics counter added beside the
+ * Broadcasting (docs/concepts.md, section 6): a live order-statistics counter added beside the
  * order-entry app without touching it. The producers do not know it exists; it subscribes to
  * events they already announce and keeps its own table, announcing `order-stats-updated`.
  */

@@ -1,5 +1,5 @@
 /**
- * The trading advisor (EDA-NOTES.md, section 4): trades of one account must execute in the order
+ * The trading advisor (docs/concepts.md, section 4): trades of one account must execute in the order
  * they were placed. The trade processor validates strictly and executes in per-account order,
  * announcing `trade-executed` with a per-account sequence number. A malformed trade goes to the
  * workflow processor: some are repaired (a quantity sent as a numeric string, a lower-case symbol,
