@@ -73,11 +73,10 @@ export const make = ({ store, clock }: Deps): Processor => {
    */
   const release = (denied: PaymentDenied) =>
     Effect.gen(function* () {
-      const prior = yield* released.get(denied.orderId)
-      if (prior !== undefined) return announceRelease(denied.orderId, linesOf(prior))
       const allocation = yield* done.get(denied.orderId)
       const lines = allocation === undefined ? [] : linesOf(allocation)
-      // The tombstone before the stock: it is what makes the release happen once.
+      // The tombstone before the stock: it is what makes the release happen once. Already there
+      // (a second denial, a redelivery): announce the release it recorded.
       if ((yield* tombstone.run(denied.orderId, JSON.stringify(lines), clock.now().toISOString())) === 0) {
         const won = yield* released.get(denied.orderId)
         return announceRelease(denied.orderId, won === undefined ? lines : linesOf(won))
