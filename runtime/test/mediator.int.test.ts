@@ -92,6 +92,10 @@ describe.each(stores)("mediator topology, workflow state in %s", (_name, databas
     const orderId = await orderOf(id)
     expect(await emails(orderId)).toEqual(["order-confirmation", "payment-method-declined"])
     expect(await count("SELECT COUNT(*) AS n FROM fulfillments WHERE order_id = ?", orderId)).toBe(0)
+    // The compensating step ran: the stock of step 2 went back, once.
+    const steps = ofWorkflow(ctx.events, id, "workflow-step-completed").map((r) => (r.envelope.data as { step: string }).step)
+    expect(steps.at(-1)).toMatch(/release-stock-and-ask-for-another-card/)
+    expect(await count("SELECT COUNT(*) AS n FROM stock_releases WHERE order_id = ?", orderId)).toBe(1)
   })
 
   it("stops a workflow whose payment fails, shows where, and restarts it at the failed step with a new card", async () => {
