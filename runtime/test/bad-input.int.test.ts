@@ -51,4 +51,23 @@ describe("bad input", () => {
     expect(recorded.body.counts).toEqual({ "malformed-json": 2, "schema-violation": 1, "unknown-topic": 1, "oversized-payload": 1, "processing-failed": 1 })
     expect((await getJson(ctx.h.runtime.httpPort, "/healthz")).status).toBe(200)
   })
+
+  it.each([0, -1])("rejects an order with qty %d as a schema violation at items[0].qty, and takes no stock", async (qty) => {
+    const store = ctx.h.runtime.store
+    const stock = async () => store.run(store.query("SELECT sku, on_hand, backordered FROM stock ORDER BY sku").all())
+    const before = await stock()
+    const customerId = `qty-${qty}-${crypto.randomUUID().slice(0, 8)}`
+    await ctx.client.publishAsync("initiate/place-order", JSON.stringify({ customerId, email: "q@example.com", items: [{ sku: "BOOK-1", qty, price: 1 }], payment: { card: "4242424242424242" } }), { qos: 1 })
+    // Whichever comes first, its rejection or its order: a non-positive quantity accepted fails here, not by a timeout.
+    const mine = (r: { envelope: { type: string; data: unknown } }) => JSON.stringify(r.envelope.data).includes(customerId)
+    await ctx.events.until((all) => all.some((r) => mine(r) && (r.envelope.type === "message-rejected" || r.envelope.type === "order-created")), 10_000, `the outcome of qty ${qty}`)
+    const outcome = ctx.events.received.find((r) => mine(r) && (r.envelope.type === "message-rejected" || r.envelope.type === "order-created"))!
+    expect(outcome.envelope.type, "a quantity must be a positive whole number").toBe("message-rejected")
+    const data = outcome.envelope.data as { kind: string; issues: Array<{ path: string; message: string }> }
+    expect(data.kind).toBe("schema-violation")
+    expect(data.issues).toEqual([{ path: "items[0].qty", message: "Expected a value greater than 0" }])
+    await ctx.h.runtime.idle()
+    expect(await store.run(store.query("SELECT id FROM orders WHERE customer_id = ?").all(customerId))).toEqual([])
+    expect(await stock(), "stock unchanged").toEqual(before)
+  })
 })

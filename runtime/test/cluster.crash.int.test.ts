@@ -34,11 +34,11 @@ const orderPayload = (n: number, run: string) =>
 const tradePayload = (account: string, i: number, run: string) =>
   JSON.stringify({ id: `${run}-${account}-t${i}`, type: "place-trade", key: account, data: { account, symbol: "AAPL", side: i % 2 === 0 ? "buy" : "sell", quantity: 1 + i } })
 
-/** This run's orders shipped, or denied with the customer asked for another card. */
+/** This run's orders shipped, or denied with the customer asked for another card and the stock released. */
 const terminal = (c: Cluster, run: string) =>
   c.number(
     `SELECT COUNT(*) FROM orders o WHERE o.customer_id LIKE $1 AND (EXISTS (SELECT 1 FROM shipments s WHERE s.order_id = o.id)
-      OR EXISTS (SELECT 1 FROM emails e WHERE e.order_id = o.id AND e.template = 'payment-method-declined'))`,
+      OR (EXISTS (SELECT 1 FROM emails e WHERE e.order_id = o.id AND e.template = 'payment-method-declined') AND EXISTS (SELECT 1 FROM stock_releases r WHERE r.order_id = o.id)))`,
     [`${run}-%`]
   )
 

@@ -70,15 +70,16 @@ const check = (dataDir: string, placed: ReadonlyArray<Placed>) =>
       const approved = p.kind === "approved"
       expect(count(db, "SELECT COUNT(*) FROM payments WHERE order_id = ? AND approved = ?", orderId, approved ? 1 : 0), `payment of ${orderId}`).toBe(1)
       expect(count(db, "SELECT COUNT(*) FROM stock_allocations WHERE order_id = ?", orderId)).toBe(1)
+      expect(count(db, "SELECT COUNT(*) FROM stock_releases WHERE order_id = ?", orderId), `release of ${orderId}`).toBe(approved ? 0 : 1)
       expect(count(db, "SELECT COUNT(*) FROM emails WHERE order_id = ? AND template = 'order-confirmation'", orderId)).toBe(1)
       expect(count(db, "SELECT COUNT(*) FROM emails WHERE order_id = ? AND template = 'ready-to-ship'", orderId)).toBe(approved ? 1 : 0)
       expect(count(db, "SELECT COUNT(*) FROM emails WHERE order_id = ? AND template = 'payment-method-declined'", orderId)).toBe(approved ? 0 : 1)
       expect(count(db, "SELECT COUNT(*) FROM fulfillments WHERE order_id = ?", orderId)).toBe(approved ? 1 : 0)
       expect(count(db, "SELECT COUNT(*) FROM shipments WHERE order_id = ?", orderId)).toBe(approved ? 1 : 0)
     }
-    // Stock decremented exactly once per item.
+    // Stock decremented exactly once per item of an approved order (a denied order's is given back once).
     for (const sku of ["BOOK-1", "BOOK-2", "BOOK-3"]) {
-      const ordered = placed.flatMap((p) => p.items).filter((i) => i.sku === sku).reduce((n, i) => n + i.qty, 0)
+      const ordered = placed.filter((p) => p.kind === "approved").flatMap((p) => p.items).filter((i) => i.sku === sku).reduce((n, i) => n + i.qty, 0)
       expect(count(db, "SELECT on_hand - backordered FROM stock WHERE sku = ?", sku), sku).toBe(1000 - ordered)
     }
     // No event applied twice: each processor processed exactly the events the orders caused.
@@ -98,7 +99,8 @@ const expectedWork = (placed: ReadonlyArray<Placed>): Record<string, number> => 
   return {
     "order-placement": placed.length,
     payment: placed.length,
-    inventory: placed.length,
+    // Each order's allocation, and each denied order's release.
+    inventory: placed.length + (placed.length - approved),
     warehouse: placed.length,
     notification: placed.length * 2,
     "order-fulfillment": approved,

@@ -6,6 +6,9 @@ import type * as Runtime from "../src/Runtime.ts"
 import { collect, connect, getJson, startRuntime, type Collector, type Harness } from "./support.ts"
 import { cards } from "./orders.ts"
 import { freshSchema, query } from "@baton/testkit/postgres"
+import { Effect } from "effect"
+import type { Envelope, Processor } from "@baton/core"
+import * as OrderEntry from "@baton/order-entry"
 
 const failingCard = "4000000000000119"
 
@@ -92,6 +95,10 @@ describe.each(stores)("mediator topology, workflow state in %s", (_name, databas
     const orderId = await orderOf(id)
     expect(await emails(orderId)).toEqual(["order-confirmation", "payment-method-declined"])
     expect(await count("SELECT COUNT(*) AS n FROM fulfillments WHERE order_id = ?", orderId)).toBe(0)
+    // The compensating step ran: the stock of step 2 went back, once.
+    const steps = ofWorkflow(ctx.events, id, "workflow-step-completed").map((r) => (r.envelope.data as { step: string }).step)
+    expect(steps.at(-1)).toMatch(/release-stock-and-ask-for-another-card/)
+    expect(await count("SELECT COUNT(*) AS n FROM stock_releases WHERE order_id = ?", orderId)).toBe(1)
   })
 
   it("stops a workflow whose payment fails, shows where, and restarts it at the failed step with a new card", async () => {
@@ -174,5 +181,50 @@ describe("mediator topology: domains are supervised apart", () => {
     expect(await getJson(port, "/workflows/nope")).toMatchObject({ status: 404, body: { reason: expect.stringContaining("no workflow nope") } })
     const deleted = await fetch(`http://127.0.0.1:${port}/workflows/nope`, { method: "DELETE" })
     expect(deleted.status).toBe(405)
+  })
+})
+
+describe("mediator topology: a card is charged once per order", () => {
+  // The case that needs Payment's guard against an existing payment: the first send of
+  // apply-payment is slower than the command timeout, so the workflow fails and is restarted (a
+  // second command, a new envelope id), and the late original commits as well.
+  let openGate = () => {}
+  const gate = new Promise<void>((resolve) => (openGate = resolve))
+  let authorisations = 0
+  const ctx = useMediator(async () => ({ commandTimeoutMs: 300, commandAttempts: 1 }), {
+    apps: async ({ store }) => {
+      const mailer = OrderEntry.Mailer.make()
+      const app = await OrderEntry.make({ store, mailer })
+      // Payment draws an authorisation from its clock each time it charges the card: count them.
+      const network: Envelope.Clock = { now: () => new Date(), newId: () => (authorisations++, randomUUID()) }
+      const payment = OrderEntry.Payment.make({ store, mailer, clock: network })
+      // Slow before its transaction (outside it: the rest of the runtime goes on meanwhile).
+      const slow: Processor = { ...payment, prepare: (event) => (event.id.endsWith("/apply-payment/1") ? Effect.promise(() => gate) : Effect.void) }
+      return [{ ...app, processors: app.processors.map((p) => (p.name === "payment" ? slow : p)) }]
+    }
+  })
+  afterAll(() => openGate())
+
+  it("a payment slower than the command timeout, the workflow restarted, the late original committed too: one payment, one authorisation", async () => {
+    const id = await placeOrder(ctx.client, cards.approved)
+    await ctx.events.until((all) => all.some((r) => r.envelope.correlationId === id && r.envelope.type === "workflow-failed"), 15_000, "the payment's timeout")
+    expect(ofWorkflow(ctx.events, id, "workflow-failed")[0]?.envelope.data).toMatchObject({ command: "apply-payment", reason: expect.stringContaining("no acknowledgement") })
+    expect((await post(ctx.h.runtime.httpPort, `/workflows/${id}/restart`)).status).toBe(200)
+    await ctx.events.until((all) => all.some((r) => r.envelope.correlationId === id && r.envelope.type === "workflow-restarted"), 5000, "the restart")
+    openGate()
+    await finished(ctx.events, id)
+    await ctx.h.runtime.idle()
+    expect(ofWorkflow(ctx.events, id, "workflow-completed")[0]?.envelope.data).toMatchObject({ outcome: "completed" })
+    // Both sends of the command were processed: the late original and the restart's.
+    const sends = await rows(ctx.h, "SELECT envelope_id, status FROM inbox WHERE processor = 'payment' AND envelope_id LIKE ? ORDER BY envelope_id", `${id}/%`)
+    expect(sends.map((r) => [String(r.envelope_id).slice(id.length), r.status])).toEqual([["/main/2/apply-payment/1", "done"], ["/main/2/apply-payment/2", "done"]])
+    const orderId = String((await row(ctx.h, "SELECT id FROM orders WHERE correlation_id = ?", id))?.id)
+    const payments = await rows(ctx.h, 'SELECT "authorization" AS auth FROM payments WHERE order_id = ?', orderId)
+    expect(payments, "one payment row per order").toHaveLength(1)
+    expect(authorisations, "the card is authorised once per order").toBe(1)
+    // What the workflow went on with is that payment's authorisation.
+    const step2 = ofWorkflow(ctx.events, id, "workflow-step-completed").find((r) => (r.envelope.data as { step: string }).step.startsWith("2 "))
+    const results = (step2?.envelope.data as { results: Record<string, ReadonlyArray<{ type: string; data: { authorization?: string } }>> }).results
+    expect(results["apply-payment"]?.[0]?.data.authorization).toBe(payments[0]!.auth)
   })
 })

@@ -56,9 +56,9 @@ export const correlationOf = (o: GeneratedOrder, id: string, all: ReadonlyArray<
     : all.find((r) => r.envelope.type === "order-created" && (r.envelope.data as { customerId: string }).customerId === o.customerId)?.envelope
         .correlationId
 
-const chainTypes = new Set(["order-created", "email-sent", "inventory-updated", "payment-applied", "payment-denied", "order-fulfilled", "order-shipped"])
+const chainTypes = new Set(["order-created", "email-sent", "inventory-updated", "payment-applied", "payment-denied", "inventory-released", "order-fulfilled", "order-shipped"])
 
-const expectedCount = (o: GeneratedOrder) => (o.cardKind === "approved" ? 7 : 5)
+const expectedCount = (o: GeneratedOrder) => (o.cardKind === "approved" ? 7 : 6)
 
 /** True once every event of the order's chain arrived (stock-reordered aside). */
 export const complete = (o: GeneratedOrder, id: string, all: ReadonlyArray<Received>): boolean => {
@@ -100,12 +100,17 @@ export const checkChain = (o: GeneratedOrder, id: string, all: ReadonlyArray<Rec
     expect((shipped.data as { trackingId: string }).trackingId).toMatch(/^TRK-/)
     expect(emailOf(fulfilled.id).map((e) => (e.data as { template: string }).template)).toEqual(["ready-to-ship"])
     expect(ofType("payment-denied")).toEqual([])
+    expect(ofType("inventory-released")).toEqual([])
     expect(emails.length).toBe(2)
   } else {
     const denied = one("payment-denied")
     expect(denied.causationId).toBe(created.id)
     expect((denied.data as { reason: string }).reason).toMatch(o.cardKind === "declined" ? /declined/ : /Luhn/)
     expect(emailOf(denied.id).map((e) => (e.data as { template: string }).template)).toEqual(["payment-method-declined"])
+    // The compensating step: the stock the order took is given back, once.
+    const released = one("inventory-released")
+    expect(released.causationId).toBe(denied.id)
+    expect((released.data as { lines: unknown }).lines).toEqual((inventory.data as { lines: unknown }).lines)
     expect(ofType("order-fulfilled")).toEqual([])
     expect(ofType("order-shipped")).toEqual([])
     expect(emails.length).toBe(2)
@@ -127,10 +132,11 @@ export const orderFlowProperty = async (h: Harness, client: MqttClient, events: 
       await sleep(150) // let any duplicate arrive before checking there is none
       const ids = sent.map(({ o, id }) => checkChain(o, id, events.received))
       expect(new Set(ids).size).toBe(ids.length)
-      // Stock decremented once per item: on hand minus back-ordered drops by exactly the quantity ordered.
+      // Stock decremented once per item of a paid order: on hand minus back-ordered drops by exactly
+      // the quantity of the approved orders (a denied order's allocation is given back).
       const after = await stock()
       for (const [sku, units] of before) {
-        const ordered = orders.flatMap((o) => o.items).filter((i) => i.sku === sku).reduce((n, i) => n + i.qty, 0)
+        const ordered = orders.filter((o) => o.cardKind === "approved").flatMap((o) => o.items).filter((i) => i.sku === sku).reduce((n, i) => n + i.qty, 0)
         expect(units - (after.get(sku) ?? 0), sku).toBe(ordered)
       }
     }),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import mqtt from "mqtt"
-import { Log } from "@baton/core"
+import { Log, type Envelope } from "@baton/core"
 import { make, type Mode } from "@baton/request-reply"
 import { useRuntime } from "./support.ts"
 import { cards } from "./orders.ts"
@@ -23,6 +23,27 @@ describe.each(["broker", "mediator"] as const)("request-reply, %s topology", (to
       expect(row?.correlation_id).toBe(reply.correlationId)
     }
     await requester.close()
+    await client.endAsync()
+  })
+
+  it("a reply's correlationId is the request's id, also when the request carries a correlationId of its own", async () => {
+    const clientId = `rr-raw-${crypto.randomUUID().slice(0, 6)}`
+    const client = await mqtt.connectAsync(ctx.h.url, { protocolVersion: 4, clientId, reconnectPeriod: 0 })
+    await client.subscribeAsync(`reply/${clientId}/#`, { qos: 1 })
+    // Whatever arrives first on the reply topic is checked: a wrong correlation fails here, not by a timeout.
+    const first = new Promise<Envelope.Envelope>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no reply at all within 10 s")), 10_000)
+      client.once("message", (_topic, payload) => {
+        clearTimeout(timer)
+        resolve(JSON.parse(payload.toString()) as Envelope.Envelope)
+      })
+    })
+    const id = crypto.randomUUID()
+    const correlationId = `conversation-${crypto.randomUUID()}`
+    await client.publishAsync("initiate/place-order", JSON.stringify({ id, correlationId, type: "place-order", replyTo: `reply/${clientId}/replies`, data: order() }), { qos: 1 })
+    const reply = await first
+    expect(reply.type).toBe("reply")
+    expect(reply.correlationId, "a reply's correlationId is the request's id, not the request's correlationId").toBe(id)
     await client.endAsync()
   })
 

@@ -2,6 +2,7 @@
 import fc from "fast-check"
 import { expect } from "vitest"
 import type { MqttClient } from "mqtt"
+import type { Store } from "@baton/store"
 import { getJson, sleep } from "./support.ts"
 
 export type Kind = "ok" | "string-quantity" | "lower-symbol" | "alias" | "negative" | "unknown-symbol"
@@ -63,7 +64,51 @@ export const checkExecuted = (executed: (account: string) => ReadonlyArray<strin
   for (const account of new Set(trades.map((t) => t.account))) {
     const ids = new Set(trades.map((t) => t.id))
     const got = executed(account).filter((id) => ids.has(id))
-    expect(got, `executed trades of ${account}`).toEqual(expectedOrder(trades, account))
+    expect(got, `each trade of ${account} executes once, in submitted order (the discarded ones left out)`).toEqual(expectedOrder(trades, account))
+  }
+}
+
+/** The rule on the way, not only at the end: what executed so far is in submitted order. */
+export const checkOrderSoFar = (executed: (account: string) => ReadonlyArray<string>, trades: ReadonlyArray<GeneratedTrade>) => {
+  for (const account of new Set(trades.map((t) => t.account))) {
+    const ids = new Set(trades.map((t) => t.id))
+    const got = executed(account).filter((id) => ids.has(id))
+    expect(got, `the trades of ${account} executed so far are in submitted order`).toEqual(expectedOrder(trades, account).filter((id) => got.includes(id)))
+  }
+}
+
+/**
+ * The parking rule: a released key's parked trades drain, oldest first, before anything newer; so
+ * once the runtime is idle, only a held key has parked trades.
+ */
+export const checkDrained = async (store: Store) => {
+  const stuck = await store.run(
+    store
+      .query(
+        "SELECT key, envelope_id FROM inbox WHERE processor = 'trade-execution' AND status = 'parked' AND key NOT IN (SELECT key FROM held_keys WHERE processor = 'trade-execution') ORDER BY rowid"
+      )
+      .all()
+  )
+  expect(
+    stuck.map((r) => `${String(r.key)} ${String(r.envelope_id)}`),
+    "a released account's parked trades drain, oldest first (none may stay parked once the runtime is idle)"
+  ).toEqual([])
+}
+
+/**
+ * Waits for `done`; returns early once the runtime is idle and `progress` has stopped changing (a
+ * stall), so that the caller's assertions name the rule that broke instead of timing out.
+ */
+export const settle = async (idle: () => Promise<void>, progress: () => Promise<unknown>, done: () => Promise<boolean>, timeoutMs = 15_000) => {
+  const until = Date.now() + timeoutMs
+  let last = JSON.stringify(await progress())
+  let unchanged = 0
+  while (!(await done()) && Date.now() < until && unchanged < 5) {
+    await idle()
+    await sleep(50)
+    const now = JSON.stringify(await progress())
+    unchanged = now === last ? unchanged + 1 : 0
+    last = now
   }
 }
 

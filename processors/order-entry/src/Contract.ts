@@ -25,6 +25,7 @@ export const names = {
   paymentApplied: "payment-applied",
   paymentDenied: "payment-denied",
   inventoryUpdated: "inventory-updated",
+  inventoryReleased: "inventory-released",
   stockReordered: "stock-reordered",
   orderFulfilled: "order-fulfilled",
   orderShipped: "order-shipped"
@@ -71,6 +72,13 @@ export interface InventoryUpdated {
   readonly lines: ReadonlyArray<StockLine>
   /** Units back-ordered over all lines; 0 when everything was in stock. */
   readonly shortfall: number
+}
+
+/** A denied order's allocation given back (the compensating step): each line's `taken` to stock, its `backordered` off the back-orders. */
+export interface InventoryReleased {
+  readonly orderId: string
+  /** The allocation's lines; none when the denial arrived before the order (nothing was taken, nor will be). */
+  readonly lines: ReadonlyArray<StockLine>
 }
 
 export interface StockReordered {

@@ -54,7 +54,16 @@ export const workflow: Workflow.Workflow = {
     }
   ],
   branches: {
-    denied: [{ name: "ask-for-another-card", commands: [{ name: "email-customer", channel: "notification", type: names.paymentDenied, data: (d) => need<PaymentDenied>(d, names.paymentDenied) }] }]
+    // The compensating step: the stock taken at step 2 goes back (once per order, whatever the resends).
+    denied: [
+      {
+        name: "release-stock-and-ask-for-another-card",
+        commands: [
+          { name: "release-inventory", channel: "inventory", type: names.paymentDenied, data: (d) => need<PaymentDenied>(d, names.paymentDenied) },
+          { name: "email-customer", channel: "notification", type: names.paymentDenied, data: (d) => need<PaymentDenied>(d, names.paymentDenied) }
+        ]
+      }
+    ]
   },
   reply: { after: "create-order", data: (d) => ({ orderId: order(d).orderId, total: order(d).total }) },
   summary: (d) => {

@@ -1,4 +1,7 @@
-/** Payment: charges the card; `payment-applied` on approval, `payment-denied` with a reason. */
+/**
+ * Payment: charges the card; `payment-applied` on approval, `payment-denied` with a reason (also
+ * when the charge fails for good in the broker topology).
+ */
 import { Effect } from "effect"
 import type { Envelope, Processor } from "@baton/core"
 import { Postgres } from "@baton/store"
@@ -67,6 +70,14 @@ export const make = ({ store, clock }: Deps): Processor => {
   return {
     name: "payment",
     consumes: [names.orderCreated],
+    // The charge failed for good (the gateway kept failing): the order cannot go on, so it is denied,
+    // which asks the customer for another card and gives its stock back. (In the mediator topology
+    // the command fails instead, and the workflow waits, failed, for a restart.) The reason leaves
+    // out the error, which may name the card.
+    failed: (event) => {
+      const order = event.data as OrderCreated
+      return announce(order, false, null, "the payment could not be processed")
+    },
     handle: (event: Envelope.Envelope) =>
       Effect.gen(function* () {
         const order = event.data as OrderCreated

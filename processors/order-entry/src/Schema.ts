@@ -32,5 +32,11 @@ export const migrations: ReadonlyArray<Migration> = [
       ${catalogue.map((c) => `INSERT INTO catalogue (sku, title) VALUES ('${c.sku}', '${c.title}'); INSERT INTO stock (sku, on_hand) VALUES ('${c.sku}', ${c.units}); INSERT INTO warehouse_stock (sku, level, threshold, reorder_qty) VALUES ('${c.sku}', ${c.units}, 100, 500);`).join("\n")}
     `
     )
+  },
+  {
+    // The compensating step's record, keyed by order: a release happens once, and an allocation
+    // that arrives after its order's release takes nothing (the tombstone).
+    name: "order-entry/002-stock-releases",
+    sql: ddl((t) => `CREATE TABLE stock_releases (order_id TEXT PRIMARY KEY, lines TEXT NOT NULL, at TEXT NOT NULL${t.rowid});`)
   }
 ]

@@ -57,6 +57,10 @@ export const flow = (open: () => Promise<{ readonly store: Store; readonly close
     expect(paid[0]!.type).toBe("payment-applied")
     expect(await run(store, p["payment"]!, oc)).toEqual(paid)
     await expect(run(store, p["payment"]!, envelope("order-created", { ...order, orderId: "ORD-X", card: OrderEntry.Payment.failingCard }))).rejects.toBeInstanceOf(OrderEntry.Payment.GatewayError)
+    // A charge that failed for good denies the order (broker topology), without the error's card number.
+    expect(p["payment"]!.failed!(envelope("order-created", { ...order, orderId: "ORD-X" }), `payment failed after 3 attempt(s): test card ${OrderEntry.Payment.failingCard}`)).toEqual([
+      { type: "payment-denied", data: { orderId: "ORD-X", customerId: "c1", email: "a@b.co", amount: 9525, reason: "the payment could not be processed" } }
+    ])
     const denied = await run(store, p["payment"]!, envelope("order-created", { ...order, orderId: "ORD-Y", card: OrderEntry.Payment.declinedCard }))
     expect(denied[0]).toMatchObject({ type: "payment-denied", data: { reason: "card declined by issuer" } })
 
@@ -83,6 +87,39 @@ export const flow = (open: () => Promise<{ readonly store: Store; readonly close
     expect(mail).toEqual([{ type: "email-sent", data: { orderId: order.orderId, to: "a@b.co", template: "order-confirmation", messageId: "m1" } }])
     expect(await run(store, p["notification"]!, oc)).toEqual(mail)
     expect(m.sent).toHaveLength(1)
+  })
+
+  it("gives a denied order's allocation back once, and takes nothing for an order whose denial came first", async () => {
+    const opened = await open()
+    close = opened.close
+    const { store } = opened
+    const app = await OrderEntry.make({ store, mailer: mailer(), clock: E.systemClock })
+    const inventory = app.processors.find((x) => x.name === "inventory")!
+    const units = async () =>
+      Object.fromEntries((await store.run(store.query("SELECT sku, on_hand, backordered FROM stock WHERE sku IN ('BOOK-3', 'BOOK-4')").all())).map((r) => [String(r.sku), [Number(r.on_hand), Number(r.backordered)]]))
+    const before = await units()
+    const order = (orderId: string) => ({ orderId, customerId: "c", email: "a@b.co", items: [{ sku: "BOOK-3", qty: 4, price: 1 }, { sku: "BOOK-4", qty: 1500, price: 1 }], total: 1504, paymentToken: "t", cardLast4: "0002" })
+    const denied = (orderId: string) => envelope("payment-denied", { orderId, customerId: "c", email: "a@b.co", amount: 1504, reason: "card declined by issuer" })
+
+    // Allocated (BOOK-4 partly back-ordered), then denied: stock and back-orders as before.
+    const [updated] = await run(store, inventory, envelope("order-created", order("ORD-D1")))
+    expect(updated!.data).toMatchObject({ shortfall: 500 })
+    expect(await units()).toEqual({ "BOOK-3": [before["BOOK-3"]![0]! - 4, 0], "BOOK-4": [0, 500] })
+    const first = denied("ORD-D1")
+    const [released] = await run(store, inventory, first)
+    expect(released).toEqual({ type: "inventory-released", data: { orderId: "ORD-D1", lines: (updated!.data as OrderEntry.Contract.InventoryUpdated).lines } })
+    expect(await units()).toEqual(before)
+    // The same denial again, or another one for the order: the same release announced, nothing given back twice.
+    expect(await run(store, inventory, first)).toEqual([released])
+    expect(await run(store, inventory, denied("ORD-D1"))).toEqual([released])
+    expect(await units()).toEqual(before)
+
+    // The denial first (the two run in parallel): a tombstone; the order then takes nothing, also when redelivered.
+    expect(await run(store, inventory, denied("ORD-D2"))).toEqual([{ type: "inventory-released", data: { orderId: "ORD-D2", lines: [] } }])
+    const late = envelope("order-created", order("ORD-D2"))
+    expect(await run(store, inventory, late)).toEqual([{ type: "inventory-updated", data: { orderId: "ORD-D2", lines: [], shortfall: 0 } }])
+    expect(await run(store, inventory, late)).toEqual([{ type: "inventory-updated", data: { orderId: "ORD-D2", lines: [], shortfall: 0 } }])
+    expect(await units()).toEqual(before)
   })
 }
 
