@@ -79,49 +79,59 @@ export interface Masker {
 
 const quoted = (name: string) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
 
+/** Deeper than this, a value is masked as its JSON text: the walk must not overflow the stack on hostile nesting. */
+const maxDepth = 64
+
+class TooDeep extends Error {}
+
 export const masker = (names: Iterable<string>): Masker => {
   const sensitive = new Set(names)
-  // A sensitive field's scalar value in JSON text, also when the text is not valid JSON (cut, malformed).
-  const inText =
-    sensitive.size === 0
-      ? undefined
-      : new RegExp(`("(?:${[...sensitive].map(quoted).join("|")})"\\s*:\\s*)("(?:[^"\\\\]|\\\\.)*"|-?[0-9][0-9.eE+-]*)`, "g")
+  const alternatives = [...sensitive].map(quoted).join("|")
+  // A sensitive field's key in JSON text, and with its scalar value (also in text that is not valid JSON: cut, malformed).
+  const keyed = sensitive.size === 0 ? undefined : new RegExp(`"(?:${alternatives})"\\s*:`)
+  const scalar = new RegExp(`("(?:${alternatives})"\\s*:\\s*)("(?:[^"\\\\]|\\\\.)*"|-?[0-9][0-9.eE+-]*)`, "g")
 
-  const walk = (v: unknown, hit: { found: boolean }): unknown => {
+  /** JSON text, or any text: sensitive scalars and card numbers masked, everything else as it was. */
+  const inText = (s: string): string =>
+    text(keyed === undefined ? s : s.replace(scalar, (_, key: string, v: string) => `${key}${JSON.stringify(value(v.startsWith('"') ? v.slice(1, -1) : v))}`))
+
+  const walk = (v: unknown, depth: number): unknown => {
     if (typeof v === "string") return text(v)
-    if (Array.isArray(v)) return v.map((x) => walk(x, hit))
     if (typeof v !== "object" || v === null) return v
-    return Object.fromEntries(
-      Object.entries(v).map(([k, x]) => {
-        if (!sensitive.has(k)) return [text(k), walk(x, hit)]
-        hit.found = true
-        return [k, value(x)]
-      })
-    )
+    if (depth > maxDepth) throw new TooDeep()
+    if (Array.isArray(v)) return v.map((x) => walk(x, depth + 1))
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => (sensitive.has(k) ? [k, value(x)] : [text(k), walk(x, depth + 1)])))
   }
 
-  const json = <A>(v: A): A => walk(v, { found: false }) as A
+  const json = <A>(v: A): A => {
+    try {
+      return walk(v, 0) as A
+    } catch (error) {
+      if (!(error instanceof TooDeep)) throw error
+      return JSON.parse(inText(JSON.stringify(v))) as A
+    }
+  }
 
   const payload = (raw: Buffer): Buffer => {
-    let parsed: unknown
-    let utf8 = true
+    let s: string
+    let encoding: "utf8" | "latin1" = "utf8"
     try {
-      parsed = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(raw))
-    } catch (error) {
-      utf8 = error instanceof SyntaxError
-      parsed = undefined
+      s = new TextDecoder("utf-8", { fatal: true }).decode(raw)
+    } catch {
+      // Latin-1 maps each byte to one character and back, so bytes that are not UTF-8 survive intact.
+      encoding = "latin1"
+      s = raw.toString(encoding)
     }
-    if (parsed !== undefined && typeof parsed === "object") {
-      const hit = { found: false }
-      const masked = walk(parsed, hit)
-      // Only a sensitive field needs the value rewritten; otherwise the text keeps its formatting.
-      if (hit.found) return Buffer.from(JSON.stringify(masked))
+    // Only a sensitive field needs the JSON rewritten (a value that is an object, say); otherwise the text keeps its formatting.
+    if (encoding === "utf8" && keyed?.test(s) === true) {
+      try {
+        const parsed: unknown = JSON.parse(s)
+        if (typeof parsed === "object" && parsed !== null) return Buffer.from(JSON.stringify(walk(parsed, 0)))
+      } catch {
+        // Not JSON, or too deep to walk: masked as text below.
+      }
     }
-    // Latin-1 maps each byte to one character and back, so bytes that are not UTF-8 survive intact.
-    const encoding = utf8 ? "utf8" : "latin1"
-    let s = raw.toString(encoding)
-    if (inText !== undefined) s = s.replace(inText, (_, key: string, v: string) => `${key}${JSON.stringify(value(v.startsWith('"') ? v.slice(1, -1) : v))}`)
-    return Buffer.from(text(s), encoding)
+    return Buffer.from(inText(s), encoding)
   }
 
   return { fields: sensitive, json, payload }

@@ -76,6 +76,13 @@ describe("Sensitive", () => {
     )
   })
 
+  it("masks hostile nesting as text instead of overflowing the stack", () => {
+    const m = Sensitive.masker(["card"])
+    const deep = (card: string, depth = 20_000) => `${"[".repeat(depth)}{"card":"${card}"}${"]".repeat(depth)}`
+    expect(m.payload(Buffer.from(deep("4000000000000002"))).toString()).toBe(deep("****0002"))
+    expect(JSON.stringify(m.json(JSON.parse(deep("12345", 1000))))).toBe(deep("****", 1000))
+  })
+
   it("masks card numbers in error reasons and in every field of a masked logger's lines", () => {
     expect(Log.reason(new Error("cannot charge 4000 0000 0000 0002"))).toBe("cannot charge ****0002")
     const lines = Log.memory()
