@@ -80,7 +80,7 @@ export interface Status {
 
 const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
   res.writeHead(status, { "content-type": "application/json", ...headers })
-  // No answer carries a card number, not even an error that echoes a request's body.
+  // No answer carries a card number, not even an error that echoes the request.
   res.end(Sensitive.text(JSON.stringify(body)))
 }
 

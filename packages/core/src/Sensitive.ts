@@ -69,8 +69,6 @@ export const value = (v: unknown): unknown => {
 }
 
 export interface Masker {
-  /** Names of the fields the apps mark sensitive. */
-  readonly fields: ReadonlySet<string>
   /** A JSON value with its sensitive fields and the card numbers in its strings masked (a copy). */
   readonly json: <A>(v: A) => A
   /** A payload as received (any bytes): masked the same way, its formatting kept where it can be. */
@@ -134,5 +132,5 @@ export const masker = (names: Iterable<string>): Masker => {
     return Buffer.from(inText(s), encoding)
   }
 
-  return { fields: sensitive, json, payload }
+  return { json, payload }
 }
