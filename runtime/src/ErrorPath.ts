@@ -1,9 +1,9 @@
 /**
  * The error path: every refused or failed message is recorded in the store, logged, and published
  * (through the outbox) on `errors/<original topic>` as a `message-rejected` envelope with the
- * reason and the payload.
+ * reason and the payload, card numbers and the apps' sensitive fields masked in each.
  */
-import { Envelope, Topics, describePayload, type Log, type Rejection, type RejectionKind } from "@baton/core"
+import { Envelope, Sensitive, Topics, describePayload, type Log, type Rejection, type RejectionKind } from "@baton/core"
 import { Effect } from "effect"
 import type { Outbox, Rejections, Sql, Store } from "@baton/store"
 
@@ -31,17 +31,25 @@ export const make = (deps: {
   readonly outbox: Outbox.Outbox
   readonly rejections: Rejections.Log
   readonly logger: Log.Logger
+  /** The apps' sensitive fields; card numbers are masked without it too. */
+  readonly mask?: Sensitive.Masker
   readonly clock?: Envelope.Clock
 }): ErrorPath => {
   const clock = deps.clock ?? Envelope.systemClock
+  const mask = deps.mask ?? Sensitive.masker([])
   return (refusal) => Effect.suspend(() => {
+    const size = refusal.size ?? refusal.payload.length
+    const payload = describePayload(mask.payload(refusal.payload))
+    const topic = Sensitive.text(refusal.topic)
     const rejection: Rejection = {
       kind: refusal.kind,
-      topic: refusal.topic,
-      reason: refusal.reason,
-      issues: refusal.issues ?? [],
-      ...describePayload(refusal.payload),
-      ...(refusal.size === undefined ? {} : { payloadBytes: refusal.size, payloadTruncated: refusal.size > refusal.payload.length }),
+      topic,
+      reason: Sensitive.text(refusal.reason),
+      issues: (refusal.issues ?? []).map((i) => ({ path: Sensitive.text(i.path), message: Sensitive.text(i.message) })),
+      ...payload,
+      // The size of what was received, not of its masked text.
+      payloadBytes: size,
+      payloadTruncated: payload.payloadTruncated || size > refusal.payload.length,
       ...(refusal.processor === undefined ? {} : { processor: refusal.processor }),
       ...(refusal.attempts === undefined ? {} : { attempts: refusal.attempts })
     }
@@ -51,8 +59,8 @@ export const make = (deps: {
         : Envelope.next(refusal.cause, { type: rejectedType, data: rejection }, clock)
     return Effect.gen(function* () {
       const recorded = yield* deps.rejections.record(envelope.id, new Date(envelope.occurredAt), rejection)
-      yield* deps.outbox.add(Topics.error(refusal.topic), Envelope.encode({ ...envelope, data: recorded }))
-      deps.logger.log("warn", "message rejected", { kind: refusal.kind, topic: refusal.topic, processor: refusal.processor, reason: refusal.reason, id: envelope.id })
+      yield* deps.outbox.add(Topics.error(topic), Envelope.encode({ ...envelope, data: recorded }))
+      deps.logger.log("warn", "message rejected", { kind: refusal.kind, topic, processor: refusal.processor, reason: rejection.reason, id: envelope.id })
     })
   })
 }

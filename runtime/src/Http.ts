@@ -2,7 +2,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import { createServer as createHttpsServer } from "node:https"
 import type { AddressInfo } from "node:net"
-import { Conflict, Log, NotFound, PortInUseError, type HttpRoute } from "@baton/core"
+import { Conflict, Log, NotFound, PortInUseError, Sensitive, type HttpRoute } from "@baton/core"
 import type { Rejections } from "@baton/store"
 import type { Machine } from "@baton/mediator"
 import type { Parking, WorkflowProcessor } from "@baton/repair"
@@ -16,7 +16,7 @@ export interface Workflows {
   readonly restart: (id: string, patch: Readonly<Record<string, unknown>> | undefined) => Promise<Machine.State | undefined>
 }
 
-/** What an operator sees of a workflow: card numbers masked, commands in the order they were sent. */
+/** What an operator sees of a workflow (masked by the runtime): commands in the order they were sent. */
 export const workflowView = (s: Machine.State) => ({
   id: s.id,
   workflow: s.workflow,
@@ -30,15 +30,8 @@ export const workflowView = (s: Machine.State) => ({
   commands: Object.values(s.commands).map(({ key, name, channel, step, track, status, attempts, generation, sentAt, ackedAt, failedAt, error }) => ({
     key, name, channel, track, step: step + 1, status, attempts, generation, sentAt, ackedAt, failedAt, error
   })),
-  input: mask(s.data.input)
+  input: s.data.input
 })
-
-const mask = (v: unknown): unknown =>
-  Array.isArray(v)
-    ? v.map(mask)
-    : typeof v === "object" && v !== null
-      ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, k === "card" && typeof x === "string" ? `****${x.slice(-4)}` : mask(x)]))
-      : v
 
 export class HttpError extends Error {
   override readonly name = "HttpError"
@@ -87,7 +80,8 @@ export interface Status {
 
 const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
   res.writeHead(status, { "content-type": "application/json", ...headers })
-  res.end(JSON.stringify(body))
+  // No answer carries a card number, not even an error that echoes the request.
+  res.end(Sensitive.text(JSON.stringify(body)))
 }
 
 /** An operator's request that failed: 4xx with the reason, or a 500 for the unexpected. */

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Users } from "@baton/auth"
 import { Deferred, Effect, Exit, Scope } from "effect"
-import { Envelope, Log, Topics, type App, type Broker, type HttpRoute, type Processor, type Repair, type Subscription } from "@baton/core"
+import { Envelope, Log, Sensitive, Topics, type App, type Broker, type HttpRoute, type Processor, type Repair, type Subscription } from "@baton/core"
 import { Policy, Supervisor } from "@baton/actors"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { MqttBroker } from "@baton/broker-mqtt"
@@ -96,7 +96,8 @@ const promise = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (
 
 export const make = (config: Config, options: Options = {}) =>
   Effect.gen(function* () {
-    const logger = options.logger ?? Log.console
+    // Card numbers are masked in every line, whichever part of the runtime writes it.
+    const logger = Log.masked(options.logger ?? Log.console)
     let phase: Http.Phase = "starting"
     logger.log("info", "runtime starting", { pid: process.pid, node: process.version, topology: config.topology, durable: config.durable })
 
@@ -149,10 +150,12 @@ export const make = (config: Config, options: Options = {}) =>
           }
         : {})
     }))
-    const reject = ErrorPath.make({ store, outbox, rejections, logger })
-
     const apps = yield* promise(async () => (options.apps ?? defaultApps)({ store, config }))
     logger.log("info", "apps running", { apps: apps.map((a) => a.name).join(","), hint: "BATON_APP=+<app> adds one to the defaults" })
+    // What must not leak: the fields the apps mark sensitive, and card numbers anywhere.
+    const mask = Sensitive.masker(apps.flatMap((a) => a.initiating.flatMap((i) => i.sensitive ?? [])))
+    const masked = <A extends ReadonlyArray<any>, B>(f: (...args: A) => Promise<B>) => async (...args: A): Promise<B> => mask.json(await f(...args))
+    const reject = ErrorPath.make({ store, outbox, rejections, logger, mask })
     const extra = options.processors?.({ store }) ?? []
     // The mediator topology: apps with workflows take commands on channels from their domain
     // mediators, behind the simple mediator; apps without keep chaining by events.
@@ -283,19 +286,22 @@ export const make = (config: Config, options: Options = {}) =>
           security: security.counts,
           ...(users === undefined ? {} : { authorize: (token: string) => Users.checkToken(users, token) }),
           ...(tls === undefined ? {} : { tls }),
-          routes: Object.assign({}, ...apps.map((a) => a.http ?? {})) as Readonly<Record<string, HttpRoute>>,
-          ...(repairs === undefined || parking === undefined ? {} : { dashboard: { entries: repairs, held: () => parking.all() } }),
+          // What the operators see is masked; the stores keep what a restart or a resubmission needs.
+          routes: Object.fromEntries(Object.entries(Object.assign({}, ...apps.map((a) => a.http ?? {})) as Readonly<Record<string, HttpRoute>>).map(([route, f]) => [route, masked(f)])),
+          ...(repairs === undefined || parking === undefined
+            ? {}
+            : { dashboard: { entries: { list: masked(repairs.list), resubmit: masked(repairs.resubmit), discard: masked(repairs.discard) }, held: masked(() => parking.all()) } }),
           ...(workflowStore === undefined
             ? {}
             : {
                 workflows: {
-                  list: (filter: WorkflowStore.Filter) => workflowStore.list(filter),
-                  get: (id: string) => workflowStore.load(id),
-                  restart: async (id: string, patch: Readonly<Record<string, unknown>> | undefined) => {
+                  list: masked((filter: WorkflowStore.Filter) => workflowStore.list(filter)),
+                  get: masked((id: string) => workflowStore.load(id)),
+                  restart: masked(async (id: string, patch: Readonly<Record<string, unknown>> | undefined) => {
                     const state = await workflowStore.load(id)
                     const owner = domains.find((d) => d.domain === state?.domain) ?? domains[0]!
                     return owner.restart(id, patch)
-                  }
+                  })
                 }
               }),
           cluster: async () => {

@@ -1,5 +1,5 @@
 /**
- * The compensating step (EDA-NOTES.md, sections 1 and 2): a declined order's stock goes back. For
+ * The compensating step (docs/concepts.md, sections 1 and 2): a declined order's stock goes back. For
  * any mix of approved, declined, failing and unplaceable orders, in each topology, on each store:
  * once everything has settled, the stock taken is exactly the stock of the orders that shipped.
  */

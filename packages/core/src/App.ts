@@ -11,6 +11,11 @@ export interface Initiating {
   readonly decode: (data: unknown) => Result.Result<unknown, ReadonlyArray<Issue>>
   /** The partition key of a bare event (order is kept per key); the event id when absent. */
   readonly key?: (data: unknown) => string | undefined
+  /**
+   * Names of the event's fields that must not leak (`Sensitive.fields(schema)` reads the fields
+   * marked with `Sensitive.annotation`): masked in rejections, log lines and HTTP answers.
+   */
+  readonly sensitive?: ReadonlyArray<string>
 }
 
 export interface App {

@@ -1,6 +1,6 @@
 /**
  * The one message format on every Baton topic. MQTT 3.1.1 (all Aedes 1.x speaks) has no user
- * properties, so the metadata travels in the payload (PLATFORM-FACTS.md, Aedes).
+ * properties, so the metadata travels in the payload (docs/platform-facts.md, Aedes).
  */
 import { Result, Schema, SchemaIssue } from "effect"
 

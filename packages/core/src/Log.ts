@@ -1,8 +1,10 @@
 /** One readable line per lifecycle event: `<time> <level> <event> key=value ...`. */
+import { text } from "./Sensitive.ts"
+
 export type Level = "info" | "warn" | "error"
 
-/** The readable reason of anything thrown. */
-export const reason = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+/** The readable reason of anything thrown, card numbers masked (an error message may echo its input). */
+export const reason = (error: unknown): string => text(error instanceof Error ? error.message : String(error))
 
 export type Fields = Readonly<Record<string, string | number | boolean | undefined>>
 
@@ -29,6 +31,12 @@ export const console: Logger = {
     else process.stderr.write(`${line}\n`)
   }
 }
+
+/** Masks the card numbers in every field of every line (the runtime's logger goes through this). */
+export const masked = (logger: Logger): Logger => ({
+  log: (level, event, fields = {}) =>
+    logger.log(level, event, Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, typeof v === "string" ? text(v) : v])))
+})
 
 export const silent: Logger = { log: () => {} }
 

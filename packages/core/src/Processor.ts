@@ -1,5 +1,5 @@
 /**
- * An event processor: one job, done when an event arrives (EDA-NOTES.md, section 1). Its business
+ * An event processor: one job, done when an event arrives (docs/concepts.md, section 1). Its business
  * logic is pure; `handle` is the thin shell that applies state changes and returns what to announce.
  *
  * The contract: `handle` is an `Effect` that reads and writes through effect's `SqlClient`
@@ -51,7 +51,7 @@ export interface Processor<P = unknown> {
    */
   handle(event: Envelope, prepared: P): Handling
   /**
-   * `park`: the workflow event pattern (EDA-NOTES.md, section 4): a message that fails goes to the
+   * `park`: the workflow event pattern (docs/concepts.md, section 4): a message that fails goes to the
    * workflow processor for repair, and the later messages of its key wait, in order, until it is
    * resolved. Otherwise (the default) it goes to the error path and its key moves on.
    */

@@ -1,5 +1,5 @@
 /**
- * Workflows declared as data (EDA-NOTES.md, section 2): an ordered list of steps; a step is a set
+ * Workflows declared as data (docs/concepts.md, section 2): an ordered list of steps; a step is a set
  * of commands sent at once to processor channels; the mediator moves on only when every command of
  * the step is acknowledged. A step may divert the workflow to a named branch (a declined payment),
  * whose name becomes the workflow's outcome.

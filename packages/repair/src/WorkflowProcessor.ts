@@ -7,7 +7,7 @@
  * be repaired goes to the durable dashboard, where a person resubmits it corrected or discards it.
  * Every hand-off is recorded, and every transition is announced on `events/`.
  */
-import { Conflict, Envelope, Log, NotFound, Topics, type Processor, type Repair } from "@baton/core"
+import { Conflict, Envelope, Log, NotFound, Sensitive, Topics, type Processor, type Repair } from "@baton/core"
 import { ddl, Postgres, type Outbox, type Sql, type Store } from "@baton/store"
 import { Effect } from "effect"
 import type { Held, Parked, Parking } from "./Parking.ts"
@@ -244,7 +244,9 @@ export const make = async (deps: {
       return entry
     },
     /** Discards an entry's message for good; its key is released and its parked messages drain. */
-    discard: async (id: string, reason: string): Promise<Entry> => {
+    discard: async (id: string, note: string): Promise<Entry> => {
+      // The operator's reason is published: no card number in it.
+      const reason = Sensitive.text(note)
       const { entry, unparked } = await store.transaction(
         Effect.gen(function* () {
           const { entry, failed } = yield* open(id)

@@ -1,4 +1,5 @@
 /** The order-entry app's events (docs/concepts.md, section 1): names and data shapes. */
+import { Sensitive } from "@baton/core"
 import { Schema } from "effect"
 
 export const Item = Schema.Struct({
@@ -13,7 +14,8 @@ export const PlaceOrder = Schema.Struct({
   email: Schema.String.check(Schema.isPattern(/^[^@\s]+@[^@\s]+\.[^@\s]+$/, { message: "must be an e-mail address" })),
   items: Schema.Array(Item).check(Schema.isMinLength(1, { message: "must hold at least one item" })),
   payment: Schema.Struct({
-    card: Schema.String.check(Schema.isPattern(/^[0-9]{12,19}$/, { message: "must be 12 to 19 digits" }))
+    // Masked in every rejection, log line and HTTP answer.
+    card: Schema.String.check(Schema.isPattern(/^[0-9]{12,19}$/, { message: "must be 12 to 19 digits" })).annotate(Sensitive.annotation)
   })
 })
 export type PlaceOrder = typeof PlaceOrder.Type

@@ -5,7 +5,7 @@
 import nodemailer from "nodemailer"
 import { Effect } from "effect"
 import { SqlClient } from "effect/sql"
-import type { Envelope, Processor } from "@baton/core"
+import { Sensitive, type Envelope, type Processor } from "@baton/core"
 import type { Sql, Store } from "@baton/store"
 
 export interface Mail {
@@ -32,7 +32,8 @@ export const make = (options: { readonly smtpUrl?: string | undefined; readonly 
   return {
     transport: smtp ? "smtp" : "store",
     send: async (mail) => {
-      const info = await transport.sendMail({ from, to: mail.to, subject: mail.subject, text: mail.text })
+      // No card number leaves in an e-mail, whatever a template or a reason in it echoes.
+      const info = await transport.sendMail({ from, to: mail.to, subject: Sensitive.text(mail.subject), text: Sensitive.text(mail.text) })
       const message = (info as { message?: unknown }).message
       return { messageId: String(info.messageId), message: typeof message === "string" ? message : undefined }
     }

@@ -1,6 +1,6 @@
 /** The order-entry reference app (docs/concepts.md, section 1): seven processors over one SQL store. */
 import type { App, Envelope } from "@baton/core"
-import { Envelope as E } from "@baton/core"
+import { Envelope as E, Sensitive } from "@baton/core"
 import type { Store } from "@baton/store"
 import { names, PlaceOrder } from "./Contract.ts"
 import type { Mailer } from "./Mailer.ts"
@@ -28,6 +28,7 @@ export const make = async (deps: { readonly store: Store; readonly mailer: Maile
       {
         name: names.placeOrder,
         decode: E.decode(PlaceOrder),
+        sensitive: Sensitive.fields(PlaceOrder),
         key: (data) => (data as PlaceOrder).customerId
       }
     ],

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import fc from "fast-check"
-import { Inventory, Notification, OrderPlacement, Payment, Shipping, Warehouse } from "@baton/order-entry"
+import { Inventory, Mailer, Notification, OrderPlacement, Payment, Shipping, Warehouse } from "@baton/order-entry"
 
 /** Appends the Luhn check digit to a digit string. */
 const withCheckDigit = (body: string): string => {
@@ -71,5 +71,23 @@ describe("Notification.letter", () => {
     expect(Notification.letter({ type: "payment-denied", data: { ...base, amount: 1, reason: "r" } })?.template).toBe("payment-method-declined")
     expect(Notification.letter({ type: "order-fulfilled", data: { ...base, items: [] } })?.template).toBe("ready-to-ship")
     expect(Notification.letter({ type: "order-shipped", data: {} })).toBeUndefined()
+  })
+})
+
+describe("Mailer", () => {
+  it("sends no card number, whatever a letter echoes", async () => {
+    const mailer = Mailer.make()
+    await fc.assert(
+      fc.asyncProperty(fc.stringMatching(/^[0-9]{12,19}$/), fc.constantFrom("", " ", "-"), async (card, sep) => {
+        const typed = (card.match(/.{1,4}/g) ?? []).join(sep)
+        const letter = Notification.letter({ type: "payment-denied", data: { orderId: "ORD-1", customerId: "c", email: "a@b.co", amount: 1, reason: `card ${typed} declined` } })!
+        const { message } = await mailer.send({ ...letter, subject: `${letter.subject} (${typed})` })
+        const sent = JSON.parse(message!) as { subject: string; text: string }
+        expect(`${sent.subject} ${sent.text}`).not.toContain(typed)
+        expect(sent.text).toContain(`card ****${card.slice(-4)} declined`)
+        expect(sent.subject).toContain(`(****${card.slice(-4)})`)
+      }),
+      { numRuns: 20 }
+    )
   })
 })

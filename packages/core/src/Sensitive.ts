@@ -1,0 +1,136 @@
+/**
+ * Data that must not leak: card numbers, and the fields an app marks sensitive in its schema.
+ * Rejections, log lines, e-mails and HTTP answers show them masked (`****0002`); the stores that
+ * need them to do their work (the payment vault, a failed workflow's input, the inboxes) keep them.
+ *
+ * An app marks a field of an initiating event's schema with the annotation, and declares the
+ * names it marks on its `Initiating` (`sensitive: Sensitive.fields(PlaceOrder)`). A field of that
+ * name is masked wherever it appears: in the event, in the envelope around it, in a workflow's
+ * input, in a dashboard entry. Independently of any declaration, a card number in free text (an
+ * error message that echoes the input, a payload that is not JSON) is masked too.
+ */
+import type { SchemaAST } from "effect"
+
+/** Marks a schema field sensitive: `Schema.String.annotate(Sensitive.annotation)`. */
+export const annotation = { sensitive: true } as const
+
+const marked = (ast: SchemaAST.AST): boolean =>
+  ast.annotations?.sensitive === true || (ast.checks ?? []).some((c) => c.annotations?.sensitive === true)
+
+/** The names of the fields marked sensitive anywhere in a schema (nested structs, arrays, unions). */
+export const fields = (schema: { readonly ast: SchemaAST.AST }): ReadonlyArray<string> => {
+  const found = new Set<string>()
+  const seen = new Set<SchemaAST.AST>()
+  const walk = (ast: SchemaAST.AST): void => {
+    if (seen.has(ast)) return
+    seen.add(ast)
+    switch (ast._tag) {
+      case "Objects":
+        for (const p of ast.propertySignatures) {
+          if (marked(p.type)) found.add(String(p.name))
+          walk(p.type)
+        }
+        for (const i of ast.indexSignatures) walk(i.type)
+        return
+      case "Arrays":
+        return [...ast.elements, ...ast.rest].forEach(walk)
+      case "Union":
+        return ast.types.forEach(walk)
+      case "Suspend":
+        return walk(ast.thunk())
+      case "Declaration":
+        return ast.typeParameters.forEach(walk)
+      default:
+        return
+    }
+  }
+  walk(schema.ast)
+  return [...found]
+}
+
+/**
+ * A card number in free text: a run of 12 digits or more (a card has 12 to 19), single spaces or
+ * dashes allowed between them. UUIDs (message and workflow ids) are left as they are, even when a
+ * group of theirs is all digits.
+ */
+const cardOrUuid = /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})|(?<![0-9])[0-9](?:[ -]?[0-9]){11,}/gi
+
+const lastFour = (digits: string): string => `****${digits.slice(-4)}`
+
+/** Masks every card number in a text to its last four digits: `4000 0000 0000 0002` → `****0002`. */
+export const text = (s: string): string =>
+  s.replace(cardOrUuid, (m, uuid: string | undefined) => (uuid !== undefined ? m : lastFour(m.replace(/[ -]/g, ""))))
+
+/** A sensitive field's value: its last four characters when it is long enough to keep them (12 and more), else nothing. */
+export const value = (v: unknown): unknown => {
+  if (v === null || v === undefined) return v
+  const s = typeof v === "string" || typeof v === "number" || typeof v === "bigint" ? String(v) : ""
+  return s.length >= 12 ? lastFour(s.replace(/[ -]/g, "")) : "****"
+}
+
+export interface Masker {
+  /** A JSON value with its sensitive fields and the card numbers in its strings masked (a copy). */
+  readonly json: <A>(v: A) => A
+  /** A payload as received (any bytes): masked the same way, its formatting kept where it can be. */
+  readonly payload: (payload: Buffer) => Buffer
+}
+
+const quoted = (name: string) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+
+/** Deeper than this, a value is masked as its JSON text: the walk must not overflow the stack on hostile nesting. */
+const maxDepth = 64
+
+class TooDeep extends Error {}
+
+export const masker = (names: Iterable<string>): Masker => {
+  const sensitive = new Set(names)
+  const alternatives = [...sensitive].map(quoted).join("|")
+  // A sensitive field's key in JSON text, and with its scalar value (also in text that is not valid JSON: cut, malformed).
+  const keyed = sensitive.size === 0 ? undefined : new RegExp(`"(?:${alternatives})"\\s*:`)
+  const scalar = new RegExp(`("(?:${alternatives})"\\s*:\\s*)("(?:[^"\\\\]|\\\\.)*"|-?[0-9][0-9.eE+-]*)`, "g")
+
+  /** JSON text, or any text: sensitive scalars and card numbers masked, everything else as it was. */
+  const inText = (s: string): string =>
+    text(keyed === undefined ? s : s.replace(scalar, (_, key: string, v: string) => `${key}${JSON.stringify(value(v.startsWith('"') ? v.slice(1, -1) : v))}`))
+
+  const walk = (v: unknown, depth: number): unknown => {
+    if (typeof v === "string") return text(v)
+    if (typeof v !== "object" || v === null) return v
+    if (depth > maxDepth) throw new TooDeep()
+    if (Array.isArray(v)) return v.map((x) => walk(x, depth + 1))
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => (sensitive.has(k) ? [k, value(x)] : [text(k), walk(x, depth + 1)])))
+  }
+
+  const json = <A>(v: A): A => {
+    try {
+      return walk(v, 0) as A
+    } catch (error) {
+      if (!(error instanceof TooDeep)) throw error
+      return JSON.parse(inText(JSON.stringify(v))) as A
+    }
+  }
+
+  const payload = (raw: Buffer): Buffer => {
+    let s: string
+    let encoding: "utf8" | "latin1" = "utf8"
+    try {
+      s = new TextDecoder("utf-8", { fatal: true }).decode(raw)
+    } catch {
+      // Latin-1 maps each byte to one character and back, so bytes that are not UTF-8 survive intact.
+      encoding = "latin1"
+      s = raw.toString(encoding)
+    }
+    // Only a sensitive field needs the JSON rewritten (a value that is an object, say); otherwise the text keeps its formatting.
+    if (encoding === "utf8" && keyed?.test(s) === true) {
+      try {
+        const parsed: unknown = JSON.parse(s)
+        if (typeof parsed === "object" && parsed !== null) return Buffer.from(JSON.stringify(walk(parsed, 0)))
+      } catch {
+        // Not JSON, or too deep to walk: masked as text below.
+      }
+    }
+    return Buffer.from(inText(s), encoding)
+  }
+
+  return { json, payload }
+}

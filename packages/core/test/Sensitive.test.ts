@@ -1,0 +1,92 @@
+import { describe, expect, it } from "vitest"
+import fc from "fast-check"
+import { Schema } from "effect"
+import { Log, Sensitive } from "@baton/core"
+
+/** A card number: 12 to 19 digits. */
+const card = fc.integer({ min: 12, max: 19 }).chain((n) => fc.stringMatching(new RegExp(`^[0-9]{${n}}$`)))
+/** As a person might write it: plain, in groups of four with spaces or dashes. */
+const written = fc.tuple(card, fc.constantFrom("", " ", "-")).map(([c, sep]) => ({ card: c, text: sep === "" ? c : (c.match(/.{1,4}/g) ?? []).join(sep) }))
+/** Text around it that is not itself part of a digit run. */
+const around = fc.string({ maxLength: 30 }).map((s) => s.replace(/[0-9]/g, "x"))
+
+/** Every run of 12 or more digits (spaces and dashes between them allowed), UUIDs taken out first. */
+const digitRuns = (s: string): ReadonlyArray<string> =>
+  (s.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, "<uuid>").match(/[0-9](?:[ -]?[0-9]){11,}/g) ?? []).map((m) => m.replace(/[ -]/g, ""))
+
+describe("Sensitive", () => {
+  it("masks any card number in free text to its last four digits, and leaves the text around it", () => {
+    fc.assert(
+      fc.property(around, written, around, (before, c, after) => {
+        const masked = Sensitive.text(`${before} ${c.text} ${after}`)
+        expect(masked).toBe(`${before} ****${c.card.slice(-4)} ${after}`)
+        expect(digitRuns(masked)).toEqual([])
+        expect(Sensitive.text(masked)).toBe(masked)
+      })
+    )
+  })
+
+  it("leaves UUIDs and shorter numbers alone, even a UUID whose groups are all digits", () => {
+    fc.assert(
+      fc.property(fc.uuid(), fc.integer({ min: 0, max: 99_999_999_999 }), (id, n) => {
+        const s = `id=${id} n=${n} at=2026-11-26T00:10:12.240Z order ORD-000001`
+        expect(Sensitive.text(s)).toBe(s)
+      })
+    )
+    expect(Sensitive.text("12345678-1234-1234-1234-123456789012")).toBe("12345678-1234-1234-1234-123456789012")
+  })
+
+  it("finds the fields marked sensitive in a schema, nested in structs, arrays and unions", () => {
+    const S = Schema.Struct({
+      name: Schema.String,
+      card: Schema.String.check(Schema.isMinLength(12)).annotate(Sensitive.annotation),
+      cards: Schema.Array(Schema.Struct({ pan: Schema.String.annotate(Sensitive.annotation), label: Schema.String })),
+      contact: Schema.Union([Schema.Struct({ phone: Schema.optionalKey(Schema.String.annotate(Sensitive.annotation)) }), Schema.Null])
+    })
+    expect([...Sensitive.fields(S)].sort()).toEqual(["card", "pan", "phone"])
+  })
+
+  it("masks the sensitive fields of a value wherever they are, and card numbers in every string", () => {
+    const m = Sensitive.masker(["card", "cvv"])
+    fc.assert(
+      fc.property(written, card, fc.string({ maxLength: 3 }), (c, other, cvv) => {
+        const v = { id: "e-1", data: { payment: { card: c.text, cvv }, items: [{ note: `call me on ${other}` }], qty: 2 } }
+        const masked = m.json(v)
+        expect(masked).toEqual({ id: "e-1", data: { payment: { card: `****${c.card.slice(-4)}`, cvv: "****" }, items: [{ note: `call me on ****${other.slice(-4)}` }], qty: 2 } })
+        expect(v.data.payment.card).toBe(c.text)
+      })
+    )
+  })
+
+  it("masks a payload whether it is JSON, malformed JSON or not UTF-8, keeping everything else byte for byte", () => {
+    const m = Sensitive.masker(["cvv"])
+    fc.assert(
+      fc.property(written, fc.stringMatching(/^[a-z0-9]{3,4}$/), fc.uint8Array({ maxLength: 20 }), (c, cvv, noise) => {
+        const json = Buffer.from(JSON.stringify({ payment: { card: c.text, cvv } }))
+        expect(JSON.parse(m.payload(json).toString())).toEqual({ payment: { card: `****${c.card.slice(-4)}`, cvv: "****" } })
+        const malformed = Buffer.from(`{"payment": {"cvv": "${cvv}", "card": "${c.text}"`)
+        expect(m.payload(malformed).toString()).toBe(`{"payment": {"cvv": "****", "card": "****${c.card.slice(-4)}"`)
+        // Bytes that are not UTF-8 stay as they were around the masked number.
+        const bytes = Buffer.concat([Buffer.from([0xff, 0xc3]), Buffer.from(` ${c.text} `), Buffer.from(noise.map((b) => (b >= 0x30 && b <= 0x39 ? 0x78 : b)))])
+        const out = m.payload(bytes)
+        expect(out.subarray(0, 2)).toEqual(Buffer.from([0xff, 0xc3]))
+        expect(out.toString("latin1")).toContain(` ****${c.card.slice(-4)} `)
+        expect(digitRuns(out.toString("latin1"))).toEqual([])
+      })
+    )
+  })
+
+  it("masks hostile nesting as text instead of overflowing the stack", () => {
+    const m = Sensitive.masker(["card"])
+    const deep = (card: string, depth = 20_000) => `${"[".repeat(depth)}{"card":"${card}"}${"]".repeat(depth)}`
+    expect(m.payload(Buffer.from(deep("4000000000000002"))).toString()).toBe(deep("****0002"))
+    expect(JSON.stringify(m.json(JSON.parse(deep("12345", 1000))))).toBe(deep("****", 1000))
+  })
+
+  it("masks card numbers in error reasons and in every field of a masked logger's lines", () => {
+    expect(Log.reason(new Error("cannot charge 4000 0000 0000 0002"))).toBe("cannot charge ****0002")
+    const lines = Log.memory()
+    Log.masked(lines).log("warn", "message rejected", { reason: "bad card 4000000000000002", attempts: 3 })
+    expect(lines.lines[0]).toMatch(/message rejected reason="bad card \*\*\*\*0002" attempts=3$/)
+  })
+})
