@@ -162,13 +162,13 @@ export const start = (options: {
       if (Acl.mayHttp(who.roles, access)) return true
       const needs = Acl.httpRoles[access].join(" or ")
       logger.log("warn", "http refused", { user: who.user, roles: who.roles.join(","), action: what })
-      json(res, 403, { error: "forbidden", reason: `user '${who.user}' (roles ${who.roles.join(",") || "none"}) may not ${what}: that needs the ${needs} role ('pnpm baton user add ${who.user} --role ...')` })
+      json(res, 403, { error: "forbidden", reason: `user '${who.user}' (roles ${who.roles.join(",") || "none"}) may not ${what}: that needs the ${needs} role` })
       return false
     }
 
     /**
-     * An operator action: runs it, answers, logs one line with the user, and records it (with the
-     * refusals a caller can fix: an unknown id, a conflict, a bad body).
+     * An operator action: runs it, answers, logs one line with the user, and records it (refusals
+     * included: an unknown id, a conflict, a bad body, an unexpected failure).
      */
     const operate = async (
       res: ServerResponse,
@@ -179,11 +179,20 @@ export const start = (options: {
     ) => {
       let reason: string | undefined
       let detail: Readonly<Record<string, unknown>> = {}
+      const note = (fields: { readonly reason?: string; readonly detail?: Readonly<Record<string, unknown>> }) => {
+        reason = fields.reason ?? reason
+        detail = { ...detail, ...fields.detail }
+      }
       let answer: { readonly status: number; readonly body: unknown }
       try {
-        answer = { status: 200, body: await run((f) => ((reason = f.reason ?? reason), (detail = { ...detail, ...f.detail }))) }
+        answer = { status: 200, body: await run(note) }
       } catch (error) {
-        answer = refusal(error)
+        try {
+          answer = refusal(error)
+        } catch {
+          // Unexpected: still logged and recorded, since part of the action may have happened.
+          answer = { status: 500, body: { error: "internal error", reason: Log.reason(error) } }
+        }
         detail = { ...detail, refused: (answer.body as { reason: string }).reason }
       }
       const at = new Date()

@@ -163,8 +163,13 @@ describe("HTTP authorisation", () => {
     let entry: { id: string } | undefined
     await waitFor(async () => (entry = (await call(port, "/dashboard?limit=1000", tokens.observer)).body.entries.find((e: { trail: Array<string> }) => e.trail[0] === id)) !== undefined, "the dashboard entry")
     const corrected = { account: "ACC-4", symbol: "AAPL", side: "buy", quantity: 1 }
+    const mentions = () => h.logger.lines.filter((l) => l.includes(entry!.id)).length
+    const before = mentions()
     const answer = await call(port, `/dashboard/${entry!.id}/resubmit`, tokens.operator, "POST", corrected)
     expect(answer.status).toBe(200)
+    // One log line for the action, with its user.
+    expect(mentions() - before).toBe(1)
+    expect(h.logger.lines.filter((l) => l.includes(entry!.id)).at(-1)).toMatch(/operator action .*user=operator .*action=dashboard-resubmit/)
     expect(answer.body).toMatchObject({ status: "resubmitted", payload: { account: "ACC-404" }, resubmittedPayload: corrected })
     const listed = (await call(port, "/dashboard?status=resubmitted&limit=1000", tokens.observer)).body.entries.find((e: { id: string }) => e.id === entry!.id)
     expect(listed.resubmittedPayload).toEqual(corrected)

@@ -235,7 +235,7 @@ export const make = async (deps: {
       const { items, next } = await Page.page(store, { select: "*", from: "dashboard", ...(status === "all" ? {} : { where: ["status = ?"], params: [status] }), keys: Page.arrival }, req)
       return { items: items.map(entryOf), next }
     },
-    /** Resubmits an entry's message to its consumer, with corrected data when given. */
+    /** Resubmits an entry's message to its consumer, with corrected data when given (the caller logs who did it). */
     resubmit: async (id: string, data: unknown): Promise<Entry> => {
       const { entry, deliveries } = await store.transaction(
         Effect.gen(function* () {
@@ -250,10 +250,9 @@ export const make = async (deps: {
       )
       for (const deliver of deliveries) deliver()
       deps.poke()
-      logger.log("info", "dashboard entry resubmitted", { entry: id })
       return entry
     },
-    /** Discards an entry's message for good; its key is released and its parked messages drain. */
+    /** Discards an entry's message for good; its key is released and its parked messages drain (the caller logs who did it). */
     discard: async (id: string, reason: string): Promise<Entry> => {
       const { entry, unparked } = await store.transaction(
         Effect.gen(function* () {
@@ -270,7 +269,6 @@ export const make = async (deps: {
       )
       if (unparked !== undefined) deps.schedule(unparked.processor, unparked.next)
       deps.poke()
-      logger.log("info", "dashboard entry discarded", { entry: id, reason })
       return entry
     },
     /** Alerts about holds older than the limit, once per hold (run periodically). */
