@@ -25,6 +25,8 @@ export interface Config {
   readonly redisUrl: string | undefined
   /** The users file; without it only anonymous local clients (role `client`) can connect. */
   readonly authFile: string | undefined
+  /** How often the users file is checked for changes (it is reloaded without a restart). */
+  readonly authReloadMs: number
   /** PEM certificate and key: TLS for MQTT, MQTT over WebSocket and HTTP. */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined
   readonly maxConnections: number
@@ -206,6 +208,7 @@ export const fromEnv = (env: Env = process.env): Config => {
     durable: flag(env, "BATON_DURABLE", true),
     redisUrl: text(env, "BATON_REDIS_URL"),
     authFile: text(env, "BATON_AUTH_FILE"),
+    authReloadMs: positive(env, "BATON_AUTH_RELOAD_MS", 1000),
     tls: tlsOf(env),
     maxConnections: positive(env, "BATON_MAX_CONNECTIONS", 1000),
     publishRate: positive(env, "BATON_PUBLISH_RATE", 5000),

@@ -12,7 +12,7 @@ import { Envelope, Log, Sensitive, Topics, type App, type Broker, type HttpRoute
 import { Policy, Supervisor } from "@baton/actors"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { MqttBroker } from "@baton/broker-mqtt"
-import { Inbox, IngressLog, Outbox, Postgres, Rejections, Sqlite, type Store } from "@baton/store"
+import { Inbox, IngressLog, Operations, Outbox, Postgres, Rejections, Sqlite, type Page, type Store } from "@baton/store"
 import { payloadPreviewBytes } from "@baton/core"
 import * as OrderEntry from "@baton/order-entry"
 import * as Customer from "@baton/customer"
@@ -129,6 +129,7 @@ export const make = (config: Config, options: Options = {}) =>
     const partOf = (key: string) => Inbox.partitionOf(key, config.clusterPartitions)
     const mine = clustered ? { instance: config.instance } : {}
     const rejections = yield* promise(() => Rejections.make(store))
+    const operations = yield* promise(() => Operations.make(store))
     const outbox = yield* promise(() => Outbox.make(store, mine))
     const inbox = yield* promise(() =>
       Inbox.make(store, clustered ? { partitions: config.clusterPartitions, notify: (part) => cluster?.notify(part) ?? Effect.void } : {})
@@ -218,11 +219,29 @@ export const make = (config: Config, options: Options = {}) =>
     const ingress = Ingress.make({ contracts, maxPayloadBytes: config.maxPayloadBytes, store, log, outbox, reject, logger, ...(routePublic ? { router } : {}) })
     ingressRef = ingress
 
-    const users = config.authFile === undefined ? undefined : Users.load(config.authFile)
-    if (users === undefined) logger.log("warn", "no BATON_AUTH_FILE: anonymous clients allowed, on loopback only, with the client role", { host: config.host })
-    else logger.log("info", "authentication on", { file: config.authFile, users: Object.keys(users.users).length })
+    // The users file is read at start (a bad one stops the start), then again whenever it changes.
+    let users = config.authFile === undefined ? undefined : Users.load(config.authFile)
+    const usersLoaded = (file: Users.File, event: string) => {
+      logger.log("info", event, { file: config.authFile, users: Object.keys(file.users).length, tokens: Object.keys(file.tokens).length })
+      const old = Users.scryptTokens(file)
+      if (old.length > 0)
+        logger.log("warn", "HTTP tokens hashed with scrypt: they work, but replace them ('pnpm baton token add <user>', then 'pnpm baton token remove <id>')", { tokens: old.join(",") })
+    }
+    if (users === undefined) logger.log("warn", "no BATON_AUTH_FILE: anonymous clients allowed, on loopback only, with the client role; HTTP open to local users", { host: config.host })
+    else {
+      usersLoaded(users, "authentication on")
+      const watcher = Users.watch(config.authFile!, {
+        intervalMs: config.authReloadMs,
+        changed: (file) => {
+          users = file
+          usersLoaded(file, "users file reloaded")
+        },
+        failed: (error) => logger.log("error", "users file not reloaded, the previous version stays in force", { reason: error.message })
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => watcher.close()))
+    }
     const security = Security.make({
-      users,
+      users: () => users,
       logger,
       limits: {
         maxPayloadBytes: config.maxPayloadBytes,
@@ -277,31 +296,37 @@ export const make = (config: Config, options: Options = {}) =>
 
     const actors: Array<Supervisor.Supervised> = []
     const consumers: Array<{ readonly processor: Processor; readonly pool: ReadonlyArray<Supervisor.Supervised>; readonly consumer: Consumer.Consumer }> = []
+    /** The domain mediator of a workflow (any, for an unknown one: it answers 404). */
+    const ownerOf = async (id: string) => {
+      const state = await workflowStore?.load(id)
+      return domains.find((d) => d.domain === state?.domain) ?? domains[0]!
+    }
     const http = yield* Effect.acquireRelease(
       promise(() =>
         Http.start({
           host: config.host,
           port: config.httpPort,
           rejections,
+          operations,
+          logger,
+          mask,
           security: security.counts,
-          ...(users === undefined ? {} : { authorize: (token: string) => Users.checkToken(users, token) }),
+          // `users` is set with authentication on, and a reload never unsets it.
+          ...(users === undefined ? {} : { authorize: (token: string) => Users.checkToken(users!, token) }),
           ...(tls === undefined ? {} : { tls }),
           // What the operators see is masked; the stores keep what a restart or a resubmission needs.
           routes: Object.fromEntries(Object.entries(Object.assign({}, ...apps.map((a) => a.http ?? {})) as Readonly<Record<string, HttpRoute>>).map(([route, f]) => [route, masked(f)])),
           ...(repairs === undefined || parking === undefined
             ? {}
-            : { dashboard: { entries: { list: masked(repairs.list), resubmit: masked(repairs.resubmit), discard: masked(repairs.discard) }, held: masked(() => parking.all()) } }),
+            : { dashboard: { entries: { page: masked(repairs.page), resubmit: masked(repairs.resubmit), discard: masked(repairs.discard) }, held: masked(() => parking.all()) } }),
           ...(workflowStore === undefined
             ? {}
             : {
                 workflows: {
-                  list: masked((filter: WorkflowStore.Filter) => workflowStore.list(filter)),
+                  page: masked((filter: Omit<WorkflowStore.Filter, "limit">, req: Page.Request) => workflowStore.page(filter, req)),
                   get: masked((id: string) => workflowStore.load(id)),
-                  restart: masked(async (id: string, patch: Readonly<Record<string, unknown>> | undefined) => {
-                    const state = await workflowStore.load(id)
-                    const owner = domains.find((d) => d.domain === state?.domain) ?? domains[0]!
-                    return owner.restart(id, patch)
-                  })
+                  restart: masked(async (id: string, patch: Readonly<Record<string, unknown>> | undefined) => (await ownerOf(id)).restart(id, patch)),
+                  discard: masked(async (id: string, reason: string, by: string) => (await ownerOf(id)).discard(id, reason, by))
                 }
               }),
           cluster: async () => {
@@ -310,7 +335,7 @@ export const make = (config: Config, options: Options = {}) =>
             const owners = new Map(view.partitions.map((p) => [p.part, p.owner] as const))
             const owned = new Map<string, Array<string>>()
             if (workflowStore !== undefined)
-              for (const row of await store.run(store.query("SELECT id FROM workflows ORDER BY updated_at").all())) {
+              for (const row of await store.run(store.query("SELECT id FROM workflows WHERE status <> 'discarded' ORDER BY updated_at").all())) {
                 const owner = owners.get(partOf(String(row.id))) ?? "nobody"
                 owned.set(owner, [...(owned.get(owner) ?? []), String(row.id)])
               }

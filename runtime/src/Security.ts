@@ -42,8 +42,13 @@ export const subscribeRefusal = (roles: ReadonlyArray<Acl.Role>, clientId: strin
   return undefined
 }
 
-export const make = (options: { readonly users: Users.File | undefined; readonly limits: Limits; readonly logger: Log.Logger }) => {
-  const { users, limits, logger } = options
+export const make = (options: {
+  /** The users file as it is now (it is reloaded when it changes); undefined: anonymous local clients. */
+  readonly users: () => Users.File | undefined
+  readonly limits: Limits
+  readonly logger: Log.Logger
+}) => {
+  const { limits, logger } = options
   // By connection, not client id: a takeover's old connection is reported gone after the new one
   // logged in with the same client id [MQTT-3.1.4-2], and must not take the new one's state along.
   const roles = new WeakMap<EmbeddedBroker.Connection, ReadonlyArray<Acl.Role>>()
@@ -52,7 +57,7 @@ export const make = (options: { readonly users: Users.File | undefined; readonly
   let throttleLogged = 0
   let inflightLogged = 0
 
-  const rolesOf = (connection: EmbeddedBroker.Connection): ReadonlyArray<Acl.Role> => roles.get(connection) ?? (users === undefined ? ["client"] : [])
+  const rolesOf = (connection: EmbeddedBroker.Connection): ReadonlyArray<Acl.Role> => roles.get(connection) ?? (options.users() === undefined ? ["client"] : [])
   const exempt = (connection: EmbeddedBroker.Connection) => rolesOf(connection).includes("service")
 
   const guard: EmbeddedBroker.Guard = {
@@ -64,6 +69,7 @@ export const make = (options: { readonly users: Users.File | undefined; readonly
       if (!assignedId && clientId.length > limits.maxClientIdLength)
         return { ok: false, badClientId: true, reason: `client id longer than ${limits.maxClientIdLength} characters` }
       if (!assignedId && !clientIdPattern.test(clientId)) return { ok: false, badClientId: true, reason: "client id may hold only letters, digits and . _ : -" }
+      const users = options.users()
       if (users === undefined) {
         roles.set(connection, ["client"])
         return { ok: true }

@@ -1,18 +1,24 @@
 /**
  * `pnpm baton <command>`: administration of the users file (BATON_AUTH_FILE, or --file).
  *
- *   pnpm baton user add <name> [--role client|observer|service]...   password from BATON_PASSWORD or stdin
+ *   pnpm baton user add <name> [--role client|observer|operator|service]...   password from BATON_PASSWORD or stdin
  *   pnpm baton user remove <name>
  *   pnpm baton user list
- *   pnpm baton token add <user>                                       prints a new HTTP bearer token once
+ *   pnpm baton token add <user>                                                prints a new HTTP bearer token once
+ *   pnpm baton token list
+ *   pnpm baton token remove <id>
+ *
+ * A running runtime picks the changes up by itself (it watches the file).
  */
 import { Acl, Users } from "@baton/auth"
 
 const usage = `usage:
-  pnpm baton user add <name> [--role client|observer|service]... [--file users.json]
+  pnpm baton user add <name> [--role client|observer|operator|service]... [--file users.json]
   pnpm baton user remove <name> [--file users.json]
   pnpm baton user list [--file users.json]
   pnpm baton token add <user> [--file users.json]
+  pnpm baton token list [--file users.json]
+  pnpm baton token remove <id> [--file users.json]
 The password comes from BATON_PASSWORD, or the first line of standard input.
 The file is --file, or BATON_AUTH_FILE.`
 
@@ -41,7 +47,7 @@ const [noun, verb, name] = positional
 if (noun === "user" && verb === "add" && name !== undefined) {
   const roles = option("--role")
   const bad = roles.filter((r) => !Acl.isRole(r))
-  if (bad.length > 0) fail(`unknown role ${bad.join(", ")}: roles are client, observer, service`)
+  if (bad.length > 0) fail(`unknown role ${bad.join(", ")}: roles are ${Acl.allRoles.join(", ")}`)
   const password = await readPassword()
   if (password.length < 8) fail("the password must hold at least 8 characters")
   Users.save(file, await Users.addUser(Users.loadOrEmpty(file), name, password, roles.length === 0 ? ["client"] : (roles as Array<Acl.Role>)))
@@ -58,7 +64,17 @@ if (noun === "user" && verb === "add" && name !== undefined) {
 } else if (noun === "token" && verb === "add" && name !== undefined) {
   const current = Users.loadOrEmpty(file)
   if (current.users[name] === undefined) fail(`no user ${name} in ${file}: add the user first`)
-  const { file: next, token } = await Users.addToken(current, name)
+  const { file: next, token } = Users.addToken(current, name)
   Users.save(file, next)
   process.stdout.write(`${token}\n`)
+} else if (noun === "token" && verb === "list") {
+  // The id is the part of a token before the dot; older scrypt-hashed tokens are marked for replacement.
+  const current = Users.loadOrEmpty(file)
+  const old = new Set(Users.scryptTokens(current))
+  for (const [id, t] of Object.entries(current.tokens)) process.stdout.write(`${id} ${t.user}${old.has(id) ? " scrypt (replace it: token add, then token remove)" : ""}\n`)
+} else if (noun === "token" && verb === "remove" && name !== undefined) {
+  const current = Users.loadOrEmpty(file)
+  if (current.tokens[name] === undefined) fail(`no token ${name} in ${file} (the id is the part of the token before the dot; see 'pnpm baton token list')`)
+  Users.save(file, Users.removeToken(current, name))
+  process.stdout.write(`token ${name} removed from ${file}\n`)
 } else fail(usage)

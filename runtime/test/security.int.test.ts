@@ -20,14 +20,17 @@ describe("security", () => {
   let h: Harness
   let url: string
   let token: string
+  let observerToken: string
 
   beforeAll(async () => {
     let file = await Users.addUser({ users: {}, tokens: {} }, "ann", password, ["client"])
     file = await Users.addUser(file, "eve", password, ["observer"])
     file = await Users.addUser(file, "svc", password, ["service"])
-    const added = await Users.addToken(file, "ann")
+    const added = Users.addToken(file, "ann")
     token = added.token
-    Users.save(authFile, added.file)
+    const observer = Users.addToken(added.file, "eve")
+    observerToken = observer.token
+    Users.save(authFile, observer.file)
     h = await startRuntime({ authFile, maxTopicDepth: 5, maxClientIdLength: 20, maxPayloadBytes: 2048 })
     url = h.url
   })
@@ -85,7 +88,7 @@ describe("security", () => {
     eve.end(true)
     await new Promise((r) => setTimeout(r, 200))
     expect(await inbox()).toBe(before)
-    const errors = await fetch(`http://127.0.0.1:${h.runtime.httpPort}/errors`, { headers: { authorization: `Bearer ${token}` } })
+    const errors = await fetch(`http://127.0.0.1:${h.runtime.httpPort}/errors`, { headers: { authorization: `Bearer ${observerToken}` } })
     const body = (await errors.json()) as { security: Record<string, number> }
     expect(body.security["publish-refused"]).toBeGreaterThan(0)
     expect(body.security["subscribe-refused"]).toBeGreaterThan(0)
@@ -118,7 +121,11 @@ describe("security", () => {
     expect(none.status).toBe(401)
     expect(((await none.json()) as { reason: string }).reason).toContain("Bearer")
     expect((await fetch(`${base}/errors`, { headers: { authorization: "Bearer 0000.nope" } })).status).toBe(401)
-    expect((await fetch(`${base}/errors`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200)
+    expect((await fetch(`${base}/errors`, { headers: { authorization: `Bearer ${observerToken}` } })).status).toBe(200)
+    // A client's token names its user, but reading every rejection needs the observer role or above.
+    const client = await fetch(`${base}/errors`, { headers: { authorization: `Bearer ${token}` } })
+    expect(client.status).toBe(403)
+    expect(((await client.json()) as { reason: string }).reason).toMatch(/user 'ann' \(roles client\) may not read rejections: that needs the observer or operator or service role/)
     expect((await fetch(`${base}/nope`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(404)
   })
 })

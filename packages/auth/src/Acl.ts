@@ -4,7 +4,7 @@
  */
 import * as Topic from "./Topic.ts"
 
-export type Role = "client" | "observer" | "service"
+export type Role = "client" | "observer" | "operator" | "service"
 
 export interface Grants {
   readonly publish: ReadonlyArray<string>
@@ -16,11 +16,15 @@ export const roles: Readonly<Record<Role, Grants>> = {
   client: { publish: ["initiate/#"], subscribe: ["events/#", "errors/#", "reply/%c/#"] },
   /** Dashboards: watch only. */
   observer: { publish: [], subscribe: ["events/#", "errors/#"] },
+  /** People who restart, resubmit and discard over HTTP: on MQTT they watch, like observers. */
+  operator: { publish: [], subscribe: ["events/#", "errors/#"] },
   /** Processors and mediators in their own processes: every channel, including the runtime's internal ones. */
   service: { publish: ["#", "$baton/#"], subscribe: ["#", "$baton/#"] }
 }
 
-export const isRole = (s: string): s is Role => s === "client" || s === "observer" || s === "service"
+export const allRoles: ReadonlyArray<Role> = ["client", "observer", "operator", "service"]
+
+export const isRole = (s: string): s is Role => (allRoles as ReadonlyArray<string>).includes(s)
 
 const expand = (grant: string, clientId: string) => grant.replaceAll("%c", clientId)
 
@@ -29,3 +33,18 @@ export const mayPublish = (userRoles: ReadonlyArray<Role>, clientId: string, top
 
 export const maySubscribe = (userRoles: ReadonlyArray<Role>, clientId: string, filter: string): boolean =>
   userRoles.some((r) => roles[r].subscribe.some((g) => Topic.covers(expand(g, clientId), filter)))
+
+/**
+ * What an HTTP request does: `read` the record (rejections, workflows, dashboard, cluster, the
+ * operations log), `operate` (restart, resubmit, discard: a person's decision, recorded with the
+ * person), or `submit` to an app's own endpoint (what a client would otherwise publish).
+ */
+export type HttpAccess = "read" | "operate" | "submit"
+
+export const httpRoles: Readonly<Record<HttpAccess, ReadonlyArray<Role>>> = {
+  read: ["observer", "operator", "service"],
+  operate: ["operator"],
+  submit: ["client", "service"]
+}
+
+export const mayHttp = (userRoles: ReadonlyArray<Role>, access: HttpAccess): boolean => userRoles.some((r) => httpRoles[access].includes(r))

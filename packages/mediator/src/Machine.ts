@@ -6,7 +6,8 @@
  * Rules: a step starts only when every command of the previous step is acknowledged; an
  * acknowledged command is never sent again; an acknowledgement that matches no command in flight
  * (a duplicate, a late one from before a restart) changes nothing; a failed command fails the
- * workflow, and a restart sends again only the failed commands of the failed step.
+ * workflow, and a restart sends again only the failed commands of the failed step. A failed
+ * workflow an operator gives up on is discarded: it stays on record, and nothing moves it again.
  */
 import type { Workflow as W } from "@baton/core"
 
@@ -40,13 +41,13 @@ export interface CommandState {
   readonly error?: string
 }
 
-export type Status = "running" | "failed" | "completed" | (string & {})
+export type Status = "running" | "failed" | "discarded" | "completed" | (string & {})
 
 export interface State {
   readonly id: string
   readonly workflow: string
   readonly domain: string
-  /** `running`, `failed`, or the terminal outcome: `completed` or a branch name (`denied`). */
+  /** `running`, `failed`, `discarded` (by an operator, from failed), or the outcome: `completed` or a branch name (`denied`). */
   readonly status: Status
   /** `main`, or the branch being run. */
   readonly track: string
@@ -55,6 +56,8 @@ export interface State {
   readonly data: Data
   readonly commands: Readonly<Record<string, CommandState>>
   readonly failure?: { readonly step: string; readonly command: string; readonly reason: string; readonly at: string }
+  /** Who gave up on the failed workflow, and why. */
+  readonly discarded?: { readonly by: string; readonly reason: string; readonly at: string }
   /** Where the initiating event asked for a reply. */
   readonly replyTo?: string
   readonly startedAt: string
@@ -67,6 +70,7 @@ export type Input =
   | { readonly _tag: "Nack"; readonly envelopeId: string; readonly reason: string }
   | { readonly _tag: "Timeout"; readonly envelopeId: string; readonly attempt: number }
   | { readonly _tag: "Restart"; readonly patch?: Readonly<Record<string, unknown>> }
+  | { readonly _tag: "Discard"; readonly by: string; readonly reason: string }
 
 export type Effect =
   | { readonly _tag: "Send"; readonly command: CommandState; readonly data: unknown }
@@ -84,6 +88,9 @@ export interface Defaults {
 }
 
 export const terminal = (status: Status): boolean => status !== "running" && status !== "failed"
+
+/** A terminal state kept on record (not deleted when reached): a discarded workflow. */
+export const kept = (status: Status): boolean => status === "discarded"
 
 const trackOf = (workflow: Workflow, track: string): ReadonlyArray<Step> =>
   track === "main" ? workflow.steps : (workflow.branches?.[track] ?? [])
@@ -249,6 +256,11 @@ export const transition = (workflow: Workflow, defaults: Defaults, state: State 
       const next: State = { ...restarted, commands }
       if (currentCommands(next).every((c) => c.status === "acked")) return advance(workflow, defaults, next, at, effects)
       return { state: next, effects }
+    }
+    case "Discard": {
+      if (state.status !== "failed") return { state, effects: [] }
+      const discarded: State = { ...state, status: "discarded", discarded: { by: input.by, reason: input.reason, at }, updatedAt: at }
+      return { state: discarded, effects: [announce(discarded, "workflow-discarded", { step: state.failure?.step, reason: input.reason, by: input.by })] }
     }
   }
 }

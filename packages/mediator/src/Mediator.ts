@@ -27,7 +27,8 @@ export const messages = {
   acked: "command-acked",
   failed: "command-failed",
   timedOut: "command-timed-out",
-  restart: "restart-workflow"
+  restart: "restart-workflow",
+  discard: "discard-workflow"
 } as const
 
 /** A business processor on its command channel: acknowledges with its results, or fails the command. */
@@ -79,6 +80,8 @@ export interface Domain {
   readonly recover: (owns?: (workflowId: string) => boolean) => Promise<number>
   /** Resumes a failed workflow at its failed step, with its input patched. */
   readonly restart: (id: string, patch: Readonly<Record<string, unknown>> | undefined) => Promise<Saved | undefined>
+  /** Gives up on a failed workflow: it ends `discarded`, kept with who and why, and cannot be restarted. */
+  readonly discard: (id: string, reason: string, by: string) => Promise<Saved>
   readonly close: () => void
 }
 
@@ -100,6 +103,8 @@ const inputOf = (event: Envelope.Envelope): Machine.Input | undefined => {
       return { _tag: "Timeout", envelopeId: String(d.commandId), attempt: Number(d.attempt) }
     case messages.restart:
       return { _tag: "Restart", ...(d.patch === undefined ? {} : { patch: d.patch as Record<string, unknown> }) }
+    case messages.discard:
+      return { _tag: "Discard", by: String(d.by), reason: String(d.reason) }
     default:
       return undefined
   }
@@ -149,7 +154,8 @@ export const domain = (options: {
 
   const disarm = (state: Machine.State) => {
     for (const c of Object.values(state.commands)) {
-      if (c.status === "sent") continue
+      // A finished workflow (a discarded one with siblings still in flight) waits for nothing.
+      if (c.status === "sent" && !Machine.terminal(state.status)) continue
       clearTimeout(timers.get(c.envelopeId))
       timers.delete(c.envelopeId)
     }
@@ -203,8 +209,8 @@ export const domain = (options: {
     handle: (event, saved) => {
       if (saved === undefined) return Effect.succeed([])
       // In the input's own transaction, with the effects below and the input's `done` mark. A
-      // finished workflow is announced by these effects, and nothing is kept for it.
-      return Effect.as(Machine.terminal(saved.status) ? store.remove(saved.id) : store.save(saved), outgoing(event, saved))
+      // finished workflow is announced by these effects, and nothing is kept for it but a discarded one.
+      return Effect.as(Machine.terminal(saved.status) && !Machine.kept(saved.status) ? store.remove(saved.id) : store.save(saved), outgoing(event, saved))
     },
     committed: async (_event, saved) => {
       if (saved === undefined) return
@@ -238,6 +244,17 @@ export const domain = (options: {
       if (enqueue === undefined) throw new Error(`${name} is not started`)
       await enqueue(message(`${id}/restart/${randomUUID()}`, messages.restart, id, id, patch === undefined ? {} : { patch }))
       return store.load(id)
+    },
+    discard: async (id, reason, by) => {
+      const state = await store.load(id)
+      if (state === undefined) throw new NotFound(`no workflow ${id} (finished workflows are deleted once their outcome is announced)`)
+      if (state.status !== "failed") throw new Conflict(`workflow ${id} is ${state.status}; only a failed workflow can be discarded`)
+      if (enqueue === undefined) throw new Error(`${name} is not started`)
+      await enqueue(message(`${id}/discard/${randomUUID()}`, messages.discard, id, id, { reason, by }))
+      const after = await store.load(id)
+      // A restart that got in first wins: the workflow runs again, and is not discarded.
+      if (after?.status !== "discarded") throw new Conflict(`workflow ${id} was ${after?.status ?? "finished"} before the discard reached it`)
+      return after
     },
     close: () => {
       for (const timer of timers.values()) clearTimeout(timer)

@@ -4,7 +4,7 @@
  * that answer's effects and the input's `done` mark: after a crash, either all of them are there or
  * none, and the input is redelivered.
  */
-import { ddl, type Sql, type Store } from "@baton/store"
+import { ddl, Page, type Sql, type Store } from "@baton/store"
 import { Effect } from "effect"
 import type { Effect as Step, State } from "./Machine.ts"
 
@@ -32,6 +32,8 @@ export interface WorkflowStore {
   readonly save: (state: Saved) => Sql<void>
   readonly remove: (id: string) => Sql<void>
   readonly list: (filter: Filter) => Promise<ReadonlyArray<Saved>>
+  /** A page of workflows by last change (oldest first, or newest with `desc`), for the HTTP API. */
+  readonly page: (filter: Omit<Filter, "limit">, req: Page.Request) => Promise<Page.Page<Saved>>
   readonly close: () => Promise<void>
 }
 
@@ -54,6 +56,17 @@ export const migrations = [
 
 const savedOf = (r: Record<string, unknown>): Saved => JSON.parse(String(r.state)) as Saved
 
+const conditions = ({ status, domain }: { readonly status?: string | undefined; readonly domain?: string | undefined }) => ({
+  where: [status === undefined ? undefined : "status = ?", domain === undefined ? undefined : "domain = ?"].filter((w) => w !== undefined),
+  params: [status, domain].filter((p) => p !== undefined)
+})
+
+/** Last change first, the id breaking ties. */
+const byChange: ReadonlyArray<Page.Key> = [
+  { column: "updated_at", kind: "text" },
+  { column: "id", kind: "text" }
+]
+
 export const inStore = async (store: Store): Promise<WorkflowStore> => {
   await store.migrate(migrations)
   const load = store.query("SELECT state FROM workflows WHERE id = ?")
@@ -67,10 +80,13 @@ export const inStore = async (store: Store): Promise<WorkflowStore> => {
     save: (s) => Effect.asVoid(upsert.run(s.id, s.domain, s.workflow, s.status, JSON.stringify(s), s.updatedAt)),
     remove: (id) => Effect.asVoid(remove.run(id)),
     list: ({ status, domain, limit = 1000 }) => {
-      const where = [status === undefined ? undefined : "status = ?", domain === undefined ? undefined : "domain = ?"].filter((w) => w !== undefined)
-      const params = [status, domain].filter((p) => p !== undefined)
+      const { where, params } = conditions({ status, domain })
       const query = store.query(`SELECT state FROM workflows ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY updated_at LIMIT ?`)
       return store.run(Effect.map(query.all(...params, limit), (rows) => rows.map(savedOf)))
+    },
+    page: async (filter, req) => {
+      const { items, next } = await Page.page(store, { select: "state", from: "workflows", ...conditions(filter), keys: byChange }, req)
+      return { items: items.map(savedOf), next }
     },
     close: async () => {}
   }

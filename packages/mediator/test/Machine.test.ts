@@ -167,6 +167,56 @@ describe("the mediator's state machine", () => {
     )
   })
 
+  it("for any run up to a failure, a discard ends it discarded with who and why, and then no input moves it or sends anything; a discard of a workflow that has not failed changes nothing", () => {
+    const later = fc.record({ kind: fc.constantFrom("ack", "nack", "timeout", "restart", "discard", "start"), pick: fc.nat() })
+    fc.assert(
+      fc.property(fc.array(action, { maxLength: 40 }), fc.array(later, { minLength: 1, maxLength: 20 }), (actions, afterwards) => {
+        const at = "2026-01-01T00:00:00.000Z"
+        const start: Machine.Input = { _tag: "Start", id: "w", input: { payment: { card: "4000000000000119" } } }
+        let state = Machine.transition(workflow, defaults, undefined, start, at).state
+        const envelopes = new Set<string>()
+        for (const a of actions) {
+          if (state === undefined || state.status !== "running") break
+          const sent = Object.values(state.commands).filter((c) => c.status === "sent")
+          const c = sent[a.pick % Math.max(1, sent.length)]
+          if (c === undefined) break
+          envelopes.add(c.envelopeId)
+          const input: Machine.Input =
+            a.kind === "nack" ? { _tag: "Nack", envelopeId: c.envelopeId, reason: "x" } : a.kind === "timeout" ? { _tag: "Timeout", envelopeId: c.envelopeId, attempt: c.attempts } : { _tag: "Ack", envelopeId: c.envelopeId, results: resultsOf(c.name, a.approve) }
+          state = Machine.transition(workflow, defaults, state, input, at).state
+        }
+        const discard: Machine.Input = { _tag: "Discard", by: "olga", reason: "card never fixed" }
+        const first = state === undefined ? undefined : Object.values(state.commands).find((c) => c.status === "sent")
+        if (state?.status === "running" && first !== undefined) {
+          // Running: a discard changes nothing. Then the run fails, for the discard to find it failed.
+          expect(Machine.transition(workflow, defaults, state, discard, at)).toEqual({ state, effects: [] })
+          state = Machine.transition(workflow, defaults, state, { _tag: "Nack", envelopeId: first.envelopeId, reason: "x" }, at).state
+        }
+        const t = Machine.transition(workflow, defaults, state, discard, at)
+        if (state?.status !== "failed") {
+          expect(t).toEqual({ state, effects: [] })
+          return
+        }
+        expect(t.state).toMatchObject({ status: "discarded", discarded: { by: "olga", reason: "card never fixed", at }, failure: state.failure })
+        expect(t.effects).toEqual([{ _tag: "Announce", type: "workflow-discarded", data: { workflowId: "w", workflow: workflow.name, step: state.failure?.step, reason: "card never fixed", by: "olga" } }])
+        expect(Machine.terminal(t.state!.status) && Machine.kept(t.state!.status)).toBe(true)
+        const ids = [...envelopes, ...Object.values(t.state!.commands).map((c) => c.envelopeId)]
+        for (const l of afterwards) {
+          const id = ids[l.pick % ids.length]!
+          const input: Machine.Input =
+            l.kind === "ack" ? { _tag: "Ack", envelopeId: id, results: [] }
+            : l.kind === "nack" ? { _tag: "Nack", envelopeId: id, reason: "late" }
+            : l.kind === "timeout" ? { _tag: "Timeout", envelopeId: id, attempt: 1 }
+            : l.kind === "restart" ? { _tag: "Restart", patch: { payment: { card: "4242424242424242" } } }
+            : l.kind === "discard" ? discard
+            : start
+          expect(Machine.transition(workflow, defaults, t.state, input, at), l.kind).toEqual({ state: t.state, effects: [] })
+        }
+      }),
+      { numRuns: runs }
+    )
+  })
+
   it("runs the five steps of the order workflow in order, each command once", () => {
     const end = simulate([])
     expect(end?.status).toBe("completed")

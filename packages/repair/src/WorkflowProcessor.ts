@@ -8,7 +8,7 @@
  * Every hand-off is recorded, and every transition is announced on `events/`.
  */
 import { Conflict, Envelope, Log, NotFound, Sensitive, Topics, type Processor, type Repair } from "@baton/core"
-import { ddl, Postgres, type Outbox, type Sql, type Store } from "@baton/store"
+import { ddl, Page, Postgres, type Outbox, type Sql, type Store } from "@baton/store"
 import { Effect } from "effect"
 import type { Held, Parked, Parking } from "./Parking.ts"
 
@@ -50,7 +50,10 @@ export interface Entry {
   readonly status: EntryStatus
   /** The discard reason, or the id of the resubmitted message. */
   readonly resolution: string | undefined
+  /** The failed message's data. */
   readonly payload: unknown
+  /** The data of the message sent in its place (repaired, or resubmitted corrected or as it was). */
+  readonly resubmittedPayload: unknown
   readonly attempts: HandOff["attempts"]
   readonly trail: ReadonlyArray<string>
   readonly createdAt: string
@@ -79,7 +82,8 @@ export const migrations = [
     );
     CREATE INDEX dashboard_status ON dashboard (status, created_at);`
     )
-  }
+  },
+  { name: "repair/003-dashboard-resubmitted", sql: "ALTER TABLE dashboard ADD COLUMN resubmitted TEXT" }
 ]
 
 export interface Limits {
@@ -102,6 +106,7 @@ const entryOf = (r: Record<string, unknown>): Entry => {
     status: String(r.status) as EntryStatus,
     resolution: r.resolution === null || r.resolution === undefined ? undefined : String(r.resolution),
     payload: envelope.data,
+    resubmittedPayload: r.resubmitted === null || r.resubmitted === undefined ? undefined : JSON.parse(String(r.resubmitted)),
     attempts: JSON.parse(String(r.attempts)) as HandOff["attempts"],
     trail: JSON.parse(String(r.trail)) as ReadonlyArray<string>,
     createdAt: String(r.created_at),
@@ -135,14 +140,14 @@ export const make = async (deps: {
   const clock = deps.clock ?? Envelope.systemClock
   await store.migrate(migrations)
   const insert = store.query(
-    `INSERT INTO dashboard (id, processor, topic, key, type, failed_id, envelope, error, attempts, trail, status, resolution, created_at, resolved_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+    `INSERT INTO dashboard (id, processor, topic, key, type, failed_id, envelope, error, attempts, trail, status, resolution, created_at, resolved_at, resubmitted)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
   )
   const get = store.query("SELECT * FROM dashboard WHERE id = ?")
   const lock = store.query(`SELECT * FROM dashboard WHERE id = ?${Postgres.forUpdate(store.dialect)}`)
   const list = store.query("SELECT * FROM dashboard WHERE status = ? ORDER BY created_at, rowid LIMIT ?")
   const listAll = store.query("SELECT * FROM dashboard ORDER BY created_at, rowid LIMIT ?")
-  const resolve = store.query("UPDATE dashboard SET status = ?, resolution = ?, resolved_at = ? WHERE id = ? AND status = 'open' RETURNING id")
+  const resolve = store.query("UPDATE dashboard SET status = ?, resolution = ?, resubmitted = ?, resolved_at = ? WHERE id = ? AND status = 'open' RETURNING id")
 
   /** Announces on `events/` through the outbox (inside the caller's transaction). */
   const announce = (type: string, key: string, correlationId: string, data: Record<string, unknown>): Sql<void> => {
@@ -150,11 +155,11 @@ export const make = async (deps: {
     return outbox.add(Topics.event(type), Envelope.encode(envelope))
   }
 
-  const record = (h: HandOff, status: EntryStatus, resolution: string | null): Sql<string> => {
+  const record = (h: HandOff, status: EntryStatus, resolution: string | null, resubmitted?: unknown): Sql<string> => {
     const id = clock.newId()
     const at = clock.now().toISOString()
     return Effect.as(
-      insert.run(id, h.processor, h.topic, h.envelope.key, h.envelope.type, h.envelope.id, Envelope.encode(h.envelope), h.error, JSON.stringify(h.attempts), JSON.stringify(h.trail), status, resolution, at, status === "open" ? null : at),
+      insert.run(id, h.processor, h.topic, h.envelope.key, h.envelope.type, h.envelope.id, Envelope.encode(h.envelope), h.error, JSON.stringify(h.attempts), JSON.stringify(h.trail), status, resolution, at, status === "open" ? null : at, resubmitted === undefined ? null : JSON.stringify(resubmitted)),
       id
     )
   }
@@ -189,7 +194,7 @@ export const make = async (deps: {
         if (fix !== undefined) {
           const resubmitted = resubmission(failed, fix.data)
           yield* parking.resubmitted(h.processor, failed.key, failed.id, resubmitted.id)
-          yield* record(h, "repaired", resubmitted.id)
+          yield* record(h, "repaired", resubmitted.id, fix.data)
           logger.log("info", "message repaired", { processor: h.processor, key: failed.key, failed: failed.id, changes: fix.changes.join("; ") })
           return [
             { id: resubmitted.id, type: failed.type, topic: Topics.resubmit(h.processor), key: failed.key, correlationId: failed.correlationId, causationId: failed.id, data: fix.data },
@@ -213,8 +218,8 @@ export const make = async (deps: {
     })
 
   /** Marks an open entry resolved; a concurrent resolution that won is a conflict. */
-  const resolved = (id: string, status: "resubmitted" | "discarded", resolution: string): Sql<void, Conflict> =>
-    Effect.flatMap(resolve.run(status, resolution, clock.now().toISOString(), id), (n) =>
+  const resolved = (id: string, status: "resubmitted" | "discarded", resolution: string, resubmitted?: unknown): Sql<void, Conflict> =>
+    Effect.flatMap(resolve.run(status, resolution, resubmitted === undefined ? null : JSON.stringify(resubmitted), clock.now().toISOString(), id), (n) =>
       n > 0 ? Effect.void : Effect.fail(new Conflict(`dashboard entry ${id} was resolved meanwhile`))
     )
 
@@ -225,13 +230,18 @@ export const make = async (deps: {
     processor,
     list: (status: EntryStatus | "all", limit: number): Promise<ReadonlyArray<Entry>> =>
       store.run(Effect.map(status === "all" ? listAll.all(limit) : list.all(status, limit), (rows) => rows.map(entryOf))),
-    /** Resubmits an entry's message to its consumer, with corrected data when given. */
+    /** A page of entries in the order they were recorded (`desc`: newest first). */
+    page: async (status: EntryStatus | "all", req: Page.Request): Promise<Page.Page<Entry>> => {
+      const { items, next } = await Page.page(store, { select: "*", from: "dashboard", ...(status === "all" ? {} : { where: ["status = ?"], params: [status] }), keys: Page.arrival }, req)
+      return { items: items.map(entryOf), next }
+    },
+    /** Resubmits an entry's message to its consumer, with corrected data when given (the caller logs who did it). */
     resubmit: async (id: string, data: unknown): Promise<Entry> => {
       const { entry, deliveries } = await store.transaction(
         Effect.gen(function* () {
           const { entry, failed } = yield* open(id)
           const message = resubmission(failed, data === undefined ? failed.data : data)
-          yield* resolved(id, "resubmitted", message.id)
+          yield* resolved(id, "resubmitted", message.id, message.data)
           yield* parking.resubmitted(entry.processor, entry.key, entry.failedId, message.id)
           yield* announce(events.resubmitted, entry.key, failed.correlationId, { entryId: id, processor: entry.processor, key: entry.key, failedId: entry.failedId, resubmittedId: message.id, corrected: data !== undefined })
           const deliveries = yield* deps.route(Topics.resubmit(entry.processor), message, Envelope.encode(message))
@@ -240,10 +250,9 @@ export const make = async (deps: {
       )
       for (const deliver of deliveries) deliver()
       deps.poke()
-      logger.log("info", "dashboard entry resubmitted", { entry: id })
       return entry
     },
-    /** Discards an entry's message for good; its key is released and its parked messages drain. */
+    /** Discards an entry's message for good; its key is released and its parked messages drain (the caller logs who did it). */
     discard: async (id: string, note: string): Promise<Entry> => {
       // The operator's reason is published: no card number in it.
       const reason = Sensitive.text(note)
@@ -262,7 +271,6 @@ export const make = async (deps: {
       )
       if (unparked !== undefined) deps.schedule(unparked.processor, unparked.next)
       deps.poke()
-      logger.log("info", "dashboard entry discarded", { entry: id, reason })
       return entry
     },
     /** Alerts about holds older than the limit, once per hold (run periodically). */

@@ -1,7 +1,8 @@
 /** The record of every refused or failed message: nothing is dropped without a row here. */
 import type { Rejection } from "@baton/core"
 import { Effect } from "effect"
-import { ddl, type Sql, type Store } from "./Store.ts"
+import * as Page from "./Page.ts"
+import { ddl, type Row, type Sql, type Store } from "./Store.ts"
 
 export interface Recorded extends Rejection {
   readonly id: string
@@ -25,6 +26,8 @@ export const migrations = [
   }
 ]
 
+const recordedOf = (r: Row): Recorded => ({ id: String(r.id), at: String(r.at), ...(JSON.parse(String(r.body)) as Rejection) })
+
 export const make = async (store: Store) => {
   await store.migrate(migrations)
   const insert = store.query("INSERT INTO rejections (id, at, kind, topic, reason, body) VALUES (?, ?, ?, ?, ?, ?)")
@@ -37,7 +40,12 @@ export const make = async (store: Store) => {
       return Effect.as(insert.run(id, row.at, rejection.kind, rejection.topic, rejection.reason, JSON.stringify(rejection)), row)
     },
     recent: (limit: number): Promise<ReadonlyArray<Recorded>> =>
-      store.run(Effect.map(recent.all(limit), (rows) => rows.map((r) => ({ id: String(r.id), at: String(r.at), ...(JSON.parse(String(r.body)) as Rejection) })))),
+      store.run(Effect.map(recent.all(limit), (rows) => rows.map(recordedOf))),
+    /** A page of rejections in the order they were recorded (`desc`: newest first). */
+    page: async (req: Page.Request): Promise<Page.Page<Recorded>> => {
+      const { items, next } = await Page.page(store, { select: "id, at, body", from: "rejections", keys: Page.arrival }, req)
+      return { items: items.map(recordedOf), next }
+    },
     counts: (): Promise<Record<string, number>> => store.run(Effect.map(count.all(), (rows) => Object.fromEntries(rows.map((r) => [String(r.kind), Number(r.n)]))))
   }
 }
