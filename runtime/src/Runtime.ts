@@ -92,6 +92,9 @@ const correlationOf = (payload: string | Buffer): string | undefined => {
   }
 }
 
+/** What `pg_stat_activity` shows for an instance's connections: `baton/<instance>`. */
+const applicationName = (config: Config): string => `baton/${config.instance}`
+
 const promise = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (e) => e as Error })
 
 export const make = (config: Config, options: Options = {}) =>
@@ -112,6 +115,7 @@ export const make = (config: Config, options: Options = {}) =>
                 url: config.databaseUrl,
                 poolSize: config.poolSize,
                 driver: config.pgDriver,
+                applicationName: applicationName(config),
                 onIdleError: (error) => logger.log("warn", "idle database connection lost", { reason: Log.reason(error) })
               }),
         catch: (e) => new Error(`cannot open the store: ${Log.reason(e)}`)
@@ -474,7 +478,7 @@ export const make = (config: Config, options: Options = {}) =>
         if (clustered) {
           const scheduleIn = async (parts: ReadonlyArray<number>) => (await Promise.all(consumers.map((c) => c.consumer.recover(parts)))).reduce((n, m) => n + m, 0)
           const control = yield* Effect.acquireRelease(
-            promise(() => Postgres.open({ url: config.databaseUrl ?? "", poolSize: 2, driver: config.pgDriver })),
+            promise(() => Postgres.open({ url: config.databaseUrl ?? "", poolSize: 2, driver: config.pgDriver, applicationName: applicationName(config) })),
             (s) => Effect.promise(() => s.close())
           )
           cluster = yield* promise(() => Cluster.make({
