@@ -193,7 +193,9 @@ const distinctOf = (events: ReadonlyArray<Envelope.Envelope>, type: string, corr
 const runOrders = async (r: Run) => {
   const run = `pgf-${Math.random().toString(36).slice(2, 8)}`
   const t0 = Date.now()
-  const resent = await placeOrders(r, run)
+  const died = r.running.exited.then((code) => Promise.reject(new Error(`the runtime exited (${code}) while orders were placed:\n${r.running.output().slice(-4000)}`)))
+  died.catch(() => undefined)
+  const resent = await Promise.race([placeOrders(r, run), died])
   process.stdout.write(`  ${size} orders acknowledged in ${Date.now() - t0} ms (${resent} sent again)\n`)
   await until(r, `${size} orders in a terminal state`, async () => (await terminal(r, run)) >= size, 50_000)
   process.stdout.write(`  ${size} orders in a terminal state after ${Date.now() - t0} ms\n`)
@@ -238,6 +240,7 @@ describe("PostgreSQL faults", () => {
         expect(r.running.child.exitCode).toBeNull()
         const down = lines(r.running.output(), "store unreachable, retrying")
         const back = lines(r.running.output(), "store reachable again")
+        process.stdout.write(`  ${cuts.rounds} rounds cut ${cuts.cut} connections; the store logged ${down.length} outages\n`)
         expect(down.length, "outages the store noticed").toBeGreaterThanOrEqual(1)
         // At most one line per outage (a round of cuts), and each outage ends with one line.
         expect(down.length, down.join("\n")).toBeLessThanOrEqual(cuts.rounds)
