@@ -106,6 +106,16 @@ export const make = (config: Config, options: Options = {}) =>
 
     // Every store in one database: the embedded SQLite file, or PostgreSQL (shared by a cluster).
     const storePath = join(config.dataDir, "baton.db")
+    // Idle pooled connections dropped together (the server restarting, connections cut): one line
+    // for the lot, a moment after the first, rather than one per connection.
+    let idleLosses = 0
+    const idleLost = (error: Error) => {
+      if (idleLosses++ > 0) return
+      setTimeout(() => {
+        logger.log("warn", "idle database connections lost", { connections: idleLosses, reason: Log.reason(error) })
+        idleLosses = 0
+      }, 250).unref()
+    }
     const store = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () =>
@@ -116,7 +126,7 @@ export const make = (config: Config, options: Options = {}) =>
                 poolSize: config.poolSize,
                 driver: config.pgDriver,
                 applicationName: applicationName(config),
-                onIdleError: (error) => logger.log("warn", "idle database connection lost", { reason: Log.reason(error) })
+                onIdleError: idleLost
               }),
         catch: (e) => new Error(`cannot open the store: ${Log.reason(e)}`)
       }),

@@ -240,7 +240,10 @@ describe("PostgreSQL faults", () => {
         expect(r.running.child.exitCode).toBeNull()
         const down = lines(r.running.output(), "store unreachable, retrying")
         const back = lines(r.running.output(), "store reachable again")
-        process.stdout.write(`  ${cuts.rounds} rounds cut ${cuts.cut} connections; the store logged ${down.length} outages\n`)
+        const idle = lines(r.running.output(), "idle database connections lost")
+        process.stdout.write(`  ${cuts.rounds} rounds cut ${cuts.cut} connections; the store logged ${down.length} outages, ${idle.length} losses of idle connections\n`)
+        // Idle connections dropped together: one line for the lot.
+        expect(idle.length, idle.join("\n")).toBeLessThanOrEqual(cuts.rounds)
         expect(down.length, "outages the store noticed").toBeGreaterThanOrEqual(1)
         // At most one line per outage (a round of cuts), and each outage ends with one line.
         expect(down.length, down.join("\n")).toBeLessThanOrEqual(cuts.rounds)
