@@ -92,6 +92,9 @@ const correlationOf = (payload: string | Buffer): string | undefined => {
   }
 }
 
+/** What `pg_stat_activity` shows for an instance's connections: `baton/<instance>`. */
+const applicationName = (config: Config): string => `baton/${config.instance}`
+
 const promise = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (e) => e as Error })
 
 export const make = (config: Config, options: Options = {}) =>
@@ -103,6 +106,16 @@ export const make = (config: Config, options: Options = {}) =>
 
     // Every store in one database: the embedded SQLite file, or PostgreSQL (shared by a cluster).
     const storePath = join(config.dataDir, "baton.db")
+    // Idle pooled connections dropped together (the server restarting, connections cut): one line
+    // for the lot, a moment after the first, rather than one per connection.
+    let idleLosses = 0
+    const idleLost = (error: Error) => {
+      if (idleLosses++ > 0) return
+      setTimeout(() => {
+        logger.log("warn", "idle database connections lost", { connections: idleLosses, reason: Log.reason(error) })
+        idleLosses = 0
+      }, 250).unref()
+    }
     const store = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () =>
@@ -112,7 +125,8 @@ export const make = (config: Config, options: Options = {}) =>
                 url: config.databaseUrl,
                 poolSize: config.poolSize,
                 driver: config.pgDriver,
-                onIdleError: (error) => logger.log("warn", "idle database connection lost", { reason: Log.reason(error) })
+                applicationName: applicationName(config),
+                onIdleError: idleLost
               }),
         catch: (e) => new Error(`cannot open the store: ${Log.reason(e)}`)
       }),
@@ -474,7 +488,7 @@ export const make = (config: Config, options: Options = {}) =>
         if (clustered) {
           const scheduleIn = async (parts: ReadonlyArray<number>) => (await Promise.all(consumers.map((c) => c.consumer.recover(parts)))).reduce((n, m) => n + m, 0)
           const control = yield* Effect.acquireRelease(
-            promise(() => Postgres.open({ url: config.databaseUrl ?? "", poolSize: 2, driver: config.pgDriver })),
+            promise(() => Postgres.open({ url: config.databaseUrl ?? "", poolSize: 2, driver: config.pgDriver, applicationName: applicationName(config) })),
             (s) => Effect.promise(() => s.close())
           )
           cluster = yield* promise(() => Cluster.make({

@@ -133,7 +133,7 @@ export const waitFor = async (what: string, done: () => Promise<number>, target:
  * shared external broker too): one order, allocation and payment each, stock taken exactly as
  * allocated, and nothing of the run left pending, unsent or unforwarded.
  */
-export const checkOrderEffects = async (c: Cluster, run: string, orders: number) => {
+export const checkOrderEffects = async (c: Pick<Cluster, "sql" | "number">, run: string, orders: number) => {
   const initial = new Map(Contract.catalogue.map((p) => [p.sku, p.units]))
   const ours = `${run}-%`
   expect(await c.number("SELECT COUNT(*) FROM orders WHERE customer_id LIKE $1", [ours])).toBe(orders)

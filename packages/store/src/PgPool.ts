@@ -17,6 +17,8 @@ export interface Options {
   /** Extra `-c name=value` settings for every connection. */
   readonly settings?: Readonly<Record<string, string | number>>
   readonly poolSize: number
+  /** `application_name` of every connection (`pg_stat_activity` shows it): `baton` by default. */
+  readonly applicationName?: string
   /** Errors of idle connections (the server restarted): the pool drops them and opens new ones. */
   readonly onIdleError?: (error: Error) => void
 }
@@ -105,7 +107,7 @@ export const make = (options: Options): Effect.Effect<{ readonly client: SqlClie
     url.searchParams.delete("options")
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const p = new pg.Pool({ connectionString: url.toString(), max: options.poolSize, application_name: "baton", types, ...(startup === "" ? {} : { options: startup }) })
+        const p = new pg.Pool({ connectionString: url.toString(), max: options.poolSize, application_name: options.applicationName ?? "baton", types, ...(startup === "" ? {} : { options: startup }) })
         p.on("error", (error) => options.onIdleError?.(error))
         // TCP_NODELAY, as on every socket the runtime owns.
         p.on("connect", (c) => (c as unknown as { connection?: { stream?: { setNoDelay?: (b: boolean) => void } } }).connection?.stream?.setNoDelay?.(true))
@@ -121,11 +123,20 @@ export const make = (options: Options): Effect.Effect<{ readonly client: SqlClie
           let names = statementNames.get(client)
           if (names === undefined) statementNames.set(client, (names = new Map()))
           const broken: { error?: Error } = {}
-          return { client, broken, conn: connection(client, names, broken) }
+          // The pool listens for errors of idle connections only: a checked-out one that the server
+          // drops between two statements (`pg_terminate_backend`, a restart) emits `error` with no
+          // listener, which would end the process. Its next statement fails; it is destroyed.
+          const onError = (error: Error) => void (broken.error ??= error)
+          client.on("error", onError)
+          return { client, broken, onError, conn: connection(client, names, broken) }
         }
       ),
       // A connection that failed at the socket is destroyed, not returned to the pool.
-      ({ client, broken }) => Effect.sync(() => client.release(broken.error))
+      ({ client, broken, onError }) =>
+        Effect.sync(() => {
+          client.removeListener("error", onError)
+          client.release(broken.error)
+        })
     )
     const acquirer = Effect.map(acquire, (a) => a.conn)
     const client = yield* SqlClient.make({

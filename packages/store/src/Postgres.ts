@@ -25,6 +25,8 @@ export interface Options {
   readonly poolSize?: number
   /** `pg` (node-postgres, the default) or `@effect/sql-pg`. */
   readonly driver?: "pg" | "effect-sql-pg"
+  /** `application_name` of its connections (`baton` by default): tells an instance's apart in `pg_stat_activity`. */
+  readonly applicationName?: string
   /** An idle pooled connection failed (the server restarted); the pool replaces it. */
   readonly onIdleError?: (error: Error) => void
 }
@@ -46,7 +48,7 @@ const effectSqlPg = (options: Options, lockTimeoutMs: number) => {
     url: Redacted.make(url.toString()),
     startupOptions,
     maxConnections: options.poolSize ?? 16,
-    applicationName: "baton",
+    applicationName: options.applicationName ?? "baton",
     transformJson: false
   }).pipe(Effect.provide(Reactivity.layer))
 }
@@ -65,6 +67,7 @@ export const open = async (options: Options): Promise<Store.Store> => {
                 url: options.url,
                 settings: { lock_timeout: lockTimeoutMs },
                 poolSize: options.poolSize ?? 16,
+                ...(options.applicationName === undefined ? {} : { applicationName: options.applicationName }),
                 ...(options.onIdleError === undefined ? {} : { onIdleError: options.onIdleError })
               }),
               (p) => p.client

@@ -107,22 +107,31 @@ export const make = (deps: {
 
   const listeners: Array<(available: boolean, reason: string) => void> = []
   let available = true
-  const observe = <A>(exit: Exit.Exit<A, unknown>): Exit.Exit<A, unknown> => {
+  // Changes of `available` so far. Only an outcome of work begun since the last change may change
+  // it again: when connections drop, work that was on them fails after other work has already
+  // succeeded on new ones (and work begun before the outage can still succeed after it was
+  // noticed); counting those would log one outage as several.
+  let changes = 0
+  const observe = <A>(exit: Exit.Exit<A, unknown>, since: number): Exit.Exit<A, unknown> => {
     const error = Exit.isFailure(exit) ? squash(exit.cause) : undefined
     const down = error !== undefined && isUnavailable(error)
-    if (down === available) {
+    if (down === available && since === changes) {
       available = !down
+      changes++
       const reason = down ? (error instanceof Error ? error.message : String(error)) : ""
       for (const listener of listeners) listener(available, reason)
     }
     return exit
   }
-  const settleExit = <A>(exit: Exit.Exit<A, unknown>): A => {
-    observe(exit)
+  const settleExit = <A>(exit: Exit.Exit<A, unknown>, since: number): A => {
+    observe(exit, since)
     if (Exit.isSuccess(exit)) return exit.value
     throw squash(exit.cause)
   }
-  const run = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>): Promise<A> => Effect.runPromiseExit(provide(effect)).then(settleExit)
+  const run = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>): Promise<A> => {
+    const since = changes
+    return Effect.runPromiseExit(provide(effect)).then((exit) => settleExit(exit, since))
+  }
 
   // Transactions are begun here rather than by `sql.withTransaction` (a span, a semaphore and a
   // fiber reference per level: ~15x SQLite's own cost for a savepoint here). The connection is the
@@ -197,14 +206,15 @@ export const make = (deps: {
     const items = batch.splice(0, deps.maxBatch)
     if (batch.length > 0) setImmediate(flush)
     // A lone item needs no savepoint: its failure rolls back a transaction that is only its.
+    const since = changes
     if (items.length === 1) {
       const item = items[0]!
-      void Effect.runPromiseExit(provide(inTransaction(item.effect))).then((exit) => settle(item, observe(exit)))
+      void Effect.runPromiseExit(provide(inTransaction(item.effect))).then((exit) => settle(item, observe(exit, since)))
       return
     }
     const body = Effect.forEach(items, (item) => inSavepoint(item.effect))
     void Effect.runPromiseExit(provide(inTransaction(body))).then((exit) => {
-      observe(exit)
+      observe(exit, since)
       if (Exit.isSuccess(exit)) exit.value.forEach((e, i) => settle(items[i]!, e))
       else for (const item of items) item.reject(squash(exit.cause))
     })
