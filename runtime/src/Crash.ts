@@ -3,13 +3,17 @@
  * the n-th time it reaches `<point>` (n defaults to 1); `<point>@<processor>` counts only that
  * processor's passes (`handler@workflow-processor`). Unset, every call is a no-op.
  */
-export type Point =
-  | "ingress-before-commit" // initiating events written to the log, not committed: no PUBACK may have left
-  | "ingress-committed" // initiating event in the durable log, before the broker's PUBACK
-  | "handler" // inside a processor handler, before its transaction commits
-  | "received-committed" // message in the processor's inbox, before it is acknowledged to the broker (external broker)
-  | "processed-committed" // effects, inbox and outbox committed, before the relay publishes
-  | "outbox-published" // relay's publish confirmed, before the entry is marked sent
+export const points = [
+  "ingress-before-commit", // initiating events written to the log, not committed: no PUBACK may have left
+  "ingress-committed", // initiating event in the durable log, before the broker's PUBACK
+  "handler", // inside a processor handler, before its transaction commits
+  "received-committed", // message in the processor's inbox, before it is acknowledged to the broker (external broker)
+  "processed-committed", // effects, inbox and outbox committed, before the relay publishes
+  "outbox-published" // relay's publish confirmed, before the entry is marked sent
+] as const
+
+/** Every point is reached by the crash test in durability.crash.int.test.ts at least once per run. */
+export type Point = (typeof points)[number]
 
 const spec = process.env.BATON_CRASH_AT
 const [target, times] = spec === undefined || spec === "" ? [undefined, 0] : [spec.split(":")[0], Number(spec.split(":")[1] ?? 1)]

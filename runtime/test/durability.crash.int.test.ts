@@ -1,20 +1,37 @@
 import { describe, expect, it } from "vitest"
 import fc from "fast-check"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import mqtt from "mqtt"
 import { cards, type CardKind } from "./orders.ts"
 import { Process, Sessions } from "@baton/testkit"
 import * as TestRedis from "@baton/testkit/redis"
+import * as Crash from "../src/Crash.ts"
 
 const { count, eventually, readStore, startProcess } = Process
 type Running = Process.Running
 
-/** Crash runs per property; raise for a soak run. */
+/** Crash runs per property (at least one per kill point of the broker's, see `cover`); raise for a soak run. */
 const runs = Number(process.env.BATON_CRASH_RUNS ?? 6)
 
-const allKillPoints = ["after-acks", "ingress-before-commit", "ingress-committed", "handler", "received-committed", "processed-committed", "outbox-published"] as const
+/**
+ * Every kill point of the runtime (Crash.ts), and where it is reached: `received-committed` only
+ * with an external broker (processors take their messages over broker sessions), the others with
+ * either. `after-acks`: no kill point, the process is killed once the broker acknowledged.
+ */
+type Where = "embedded" | "external"
+type KillPoint = Crash.Point | "after-acks"
+const reachedWith: Record<KillPoint, ReadonlyArray<Where>> = {
+  "after-acks": ["embedded"],
+  "ingress-before-commit": ["embedded"],
+  "ingress-committed": ["embedded"],
+  handler: ["embedded"],
+  "received-committed": ["external"],
+  "processed-committed": ["embedded", "external"],
+  "outbox-published": ["embedded"]
+}
+const allKillPoints = Object.keys(reachedWith) as Array<KillPoint>
 /** `BATON_CRASH_POINTS=handler,outbox-published` restricts the kill points (to chase one). */
 const killPoints = allKillPoints.filter((p) => (process.env.BATON_CRASH_POINTS ?? allKillPoints.join(",")).split(",").includes(p))
 
@@ -24,12 +41,14 @@ const order = fc.record({
   qos: fc.constantFrom<1 | 2>(1, 2)
 })
 
-const scenario = fc.record({
-  orders: fc.array(order, { minLength: 3, maxLength: 25 }),
-  kill: fc.constantFrom(...killPoints),
-  hit: fc.integer({ min: 1, max: 12 }),
-  resendAcked: fc.boolean()
-})
+const scenarioAt = (kill: fc.Arbitrary<KillPoint>, resendAcked = fc.boolean()) =>
+  fc.record({
+    orders: fc.array(order, { minLength: 3, maxLength: 20 }),
+    kill,
+    hit: fc.integer({ min: 1, max: 12 }),
+    resendAcked
+  })
+const scenario = scenarioAt(fc.constantFrom(...killPoints))
 
 type Scenario = typeof scenario extends fc.Arbitrary<infer T> ? T : never
 
@@ -119,7 +138,11 @@ const terminal = (dataDir: string, placed: ReadonlyArray<Placed>) => {
   return Object.entries(expected).every(([p, n]) => (done[p] ?? 0) >= n) && readStore(dataDir, (db) => count(db, "SELECT COUNT(*) FROM outbox") === 0)
 }
 
-const crashRun = (given: Record<string, string>, urlOf: (r: Running) => string) => async (s: Scenario) => {
+/**
+ * A crash run. `covering`: the run that covers its kill point, which must be reached (the process
+ * kills itself there): a hit count within the work, and time to get there.
+ */
+const crashRun = (given: Record<string, string>, urlOf: (r: Running) => string) => async (s: Scenario, covering = false) => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-crash-"))
   // Sessions in Redis: under a prefix of this run's, deleted after it.
   const redis = given.BATON_REDIS_URL === undefined ? undefined : TestRedis.scoped(given.BATON_REDIS_URL)
@@ -127,7 +150,8 @@ const crashRun = (given: Record<string, string>, urlOf: (r: Running) => string) 
   const instance = `crash${Math.random().toString(36).slice(2, 8)}`
   const placed: Array<Placed> = s.orders.map((o) => ({ id: crypto.randomUUID(), kind: o.cardKind, items: o.items, qos: o.qos }))
   // The ingress log commits once per batch of publishes, so its points are reached only a few times.
-  const hit = s.kill.startsWith("ingress-") ? 1 + (s.hit % 3) : s.hit
+  // A covering run kills within the work (every order passes each other point at least once).
+  const hit = s.kill.startsWith("ingress-") ? (covering ? 1 : 1 + (s.hit % 3)) : covering ? 1 + (s.hit % s.orders.length) : s.hit
   const crashAt: Record<string, string> = s.kill === "after-acks" ? {} : { BATON_CRASH_AT: `${s.kill}:${hit}` }
   let first: Running | undefined
   let second: Running | undefined
@@ -135,7 +159,8 @@ const crashRun = (given: Record<string, string>, urlOf: (r: Running) => string) 
     first = await startProcess(dataDir, { ...env, BATON_INSTANCE: instance, ...crashAt })
     const acked = await publishAll(urlOf(first), placed)
     // The kill point may not be reached (hit count past the work): then the kill comes from outside.
-    await Promise.race([first.exited, new Promise((r) => setTimeout(r, s.kill === "after-acks" ? 0 : 300))])
+    const reached = await Promise.race([first.exited.then((code) => code === "SIGKILL"), new Promise<boolean>((r) => setTimeout(() => r(false), s.kill === "after-acks" ? 0 : covering ? 20_000 : 300))])
+    if (covering && s.kill !== "after-acks") expect(reached, `the process killed itself at ${s.kill}:${hit}`).toBe(true)
     const exit = await first.kill("SIGKILL")
     expect(exit).toBe("SIGKILL")
 
@@ -155,11 +180,31 @@ const crashRun = (given: Record<string, string>, urlOf: (r: Running) => string) 
   }
 }
 
+/**
+ * Every kill point of `where` once, each at a run of its own with random orders (in every CI run,
+ * so that each durability guarantee fails every time it is broken), then random runs up to `total`.
+ * A covering run resends only what was not acknowledged: an acknowledged order lost shows.
+ */
+const cover = async (where: Where, total: number, run: (s: Scenario, covering: boolean) => Promise<void>) => {
+  const points = killPoints.filter((p) => reachedWith[p].includes(where))
+  for (const kill of points) await fc.assert(fc.asyncProperty(scenarioAt(fc.constant(kill), fc.constant(false)), (s) => run(s, true)), { numRuns: 1, endOnFailure: true })
+  if (total > points.length) await fc.assert(fc.asyncProperty(scenario, (s) => run(s, false)), { numRuns: total - points.length, endOnFailure: true })
+}
+
 describe("no data loss across SIGKILL", () => {
+  it("covers every kill point the runtime defines, and the runtime reaches each of them somewhere", () => {
+    expect(allKillPoints.filter((p) => p !== "after-acks").sort(), "the kill points of this test are Crash.ts's").toEqual([...Crash.points].sort())
+    const src = new URL("../src/", import.meta.url)
+    const called = readdirSync(src)
+      .filter((f) => f.endsWith(".ts"))
+      .flatMap((f) => [...readFileSync(new URL(f, src), "utf8").matchAll(/Crash\.point\("([a-z-]+)"/g)].map((m) => m[1]!))
+    expect([...new Set(called)].sort(), "every kill point is a Crash.point call of the runtime").toEqual([...Crash.points].sort())
+  })
+
   it(
-    "embedded broker: for random orders (QoS 1 and 2) and kill points, every order completes once, every effect applied once",
+    "embedded broker: for random orders (QoS 1 and 2) and every kill point, every order completes once, every effect applied once",
     async () => {
-      await fc.assert(fc.asyncProperty(scenario, crashRun({}, (r) => `mqtt://127.0.0.1:${r.mqttPort}`)), { numRuns: runs, endOnFailure: true })
+      await cover("embedded", runs, crashRun({}, (r) => `mqtt://127.0.0.1:${r.mqttPort}`))
     },
     300_000
   )
@@ -168,16 +213,17 @@ describe("no data loss across SIGKILL", () => {
     "embedded broker with sessions in Redis (BATON_REDIS_URL): the same guarantees",
     async () => {
       const redis = process.env.BATON_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/3"
-      await fc.assert(fc.asyncProperty(scenario, crashRun({ BATON_REDIS_URL: redis }, (r) => `mqtt://127.0.0.1:${r.mqttPort}`)), { numRuns: Math.max(2, Math.ceil(runs / 2)), endOnFailure: true })
+      const run = crashRun({ BATON_REDIS_URL: redis }, (r) => `mqtt://127.0.0.1:${r.mqttPort}`)
+      await fc.assert(fc.asyncProperty(scenario, (s) => run(s)), { numRuns: Math.max(2, Math.ceil(runs / 2)), endOnFailure: true })
     },
     300_000
   )
 
   it(
-    "external Mosquitto: the same guarantees for everything the runtime controls",
+    "external Mosquitto: the same guarantees for everything the runtime controls, and the kill point only an external broker reaches",
     async () => {
       const url = process.env.BATON_TEST_MOSQUITTO_URL ?? "mqtt://127.0.0.1:1883"
-      await fc.assert(fc.asyncProperty(scenario, crashRun({ BATON_BROKER_URL: url }, () => url)), { numRuns: Math.max(2, Math.ceil(runs / 2)), endOnFailure: true })
+      await cover("external", Math.max(2, Math.ceil(runs / 2)), crashRun({ BATON_BROKER_URL: url }, () => url))
     },
     300_000
   )
