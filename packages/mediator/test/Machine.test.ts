@@ -167,7 +167,7 @@ describe("the mediator's state machine", () => {
     )
   })
 
-  it("for any run up to a failure, a discard ends it discarded with who and why, and then no input moves it or sends anything; a discard of a workflow that has not failed changes nothing", () => {
+  it("for any run up to a failure, a discard ends it discarded with who and why and sends its compensations once, and then no input moves it or sends anything; a discard of a workflow that has not failed changes nothing", () => {
     const later = fc.record({ kind: fc.constantFrom("ack", "nack", "timeout", "restart", "discard", "start"), pick: fc.nat() })
     fc.assert(
       fc.property(fc.array(action, { maxLength: 40 }), fc.array(later, { minLength: 1, maxLength: 20 }), (actions, afterwards) => {
@@ -197,8 +197,14 @@ describe("the mediator's state machine", () => {
           expect(t).toEqual({ state, effects: [] })
           return
         }
-        expect(t.state).toMatchObject({ status: "discarded", discarded: { by: "olga", reason: "card never fixed", at }, failure: state.failure })
-        expect(t.effects).toEqual([{ _tag: "Announce", type: "workflow-discarded", data: { workflowId: "w", workflow: workflow.name, step: state.failure?.step, reason: "card never fixed", by: "olga" } }])
+        // The order's compensation: its stock goes back, once, if the order was ever created (no order, no stock).
+        const created = state.commands["main/1/create-order"]?.status === "acked"
+        const release = { _tag: "Compensate", envelopeId: "w/discard/release-inventory", name: "release-inventory", channel: "inventory", type: "payment-denied", data: expect.objectContaining({ orderId: order.orderId }) }
+        expect(t.state).toMatchObject({ status: "discarded", discarded: { by: "olga", reason: "card never fixed", at, compensations: created ? ["release-inventory"] : [] }, failure: state.failure })
+        expect(t.effects).toEqual([
+          { _tag: "Announce", type: "workflow-discarded", data: { workflowId: "w", workflow: workflow.name, step: state.failure?.step, reason: "card never fixed", by: "olga" } },
+          ...(created ? [release] : [])
+        ])
         expect(Machine.terminal(t.state!.status) && Machine.kept(t.state!.status)).toBe(true)
         const ids = [...envelopes, ...Object.values(t.state!.commands).map((c) => c.envelopeId)]
         for (const l of afterwards) {
