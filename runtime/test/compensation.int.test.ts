@@ -1,7 +1,8 @@
 /**
- * The compensating step (docs/concepts.md, sections 1 and 2): a declined order's stock goes back. For
- * any mix of approved, declined, failing and unplaceable orders, in each topology, on each store:
- * once everything has settled, the stock taken is exactly the stock of the orders that shipped.
+ * The compensating step (docs/concepts.md, sections 1 and 2): a declined order's stock goes back, and
+ * so does a failed order's whose workflow an operator discards. For any mix of approved, declined,
+ * failing and unplaceable orders, in each topology, on each store: once everything has settled, the
+ * stock taken is exactly the stock of the orders that shipped.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
@@ -20,8 +21,8 @@ type Kind = "approved" | "declined" | "invalid" | "failing" | "unplaceable"
 const order = fc.record({
   kind: fc.constantFrom<Kind>("approved", "declined", "invalid", "failing", "unplaceable"),
   items: fc.array(fc.record({ sku: fc.constantFrom("BOOK-1", "BOOK-2", "BOOK-3"), qty: fc.integer({ min: 1, max: 3 }) }), { minLength: 1, maxLength: 3 }),
-  // Mediator topology: the card a failed workflow is restarted with.
-  replacement: fc.constantFrom<"approved" | "declined">("approved", "declined")
+  // Mediator topology: the card a failed workflow is restarted with, or `discard`: an operator gives up on it.
+  replacement: fc.constantFrom<"approved" | "declined" | "discard">("approved", "declined", "discard")
 })
 type Order = typeof order extends fc.Arbitrary<infer T> ? T : never
 
@@ -55,17 +56,30 @@ const rejected = (events: Collector, id: string) =>
 const brokerSettled = (events: Collector, o: Order, id: string) =>
   o.kind === "unplaceable" || o.kind === "failing" ? rejected(events, id) : of(events.received, id, o.kind === "approved" ? "order-shipped" : "inventory-released").length > 0
 
-/** Mediator topology: the outcome; a failed workflow is restarted with the replacement card, once. */
+const discarded = (o: Order) => o.kind === "failing" && o.replacement === "discard"
+
+/**
+ * Mediator topology: the outcome; a failed workflow is restarted with the replacement card, or
+ * discarded, once. A discarded order has settled once its stock is released (announced: the
+ * release is sent fire-and-forget).
+ */
 const mediatorSettle = async (h: Harness, events: Collector, sent: ReadonlyArray<{ o: Order; id: string }>) => {
-  const restarted = new Set<string>()
+  const handled = new Set<string>()
   await events.until(
     (all) => {
       for (const { o, id } of sent)
-        if (o.kind === "failing" && !restarted.has(id) && of(all, id, "workflow-failed").length > 0) {
-          restarted.add(id)
-          void post(h.runtime.httpPort, `/workflows/${id}/restart`, JSON.stringify({ payment: { card: cards[o.replacement] } }))
+        if (o.kind === "failing" && !handled.has(id) && of(all, id, "workflow-failed").length > 0) {
+          handled.add(id)
+          if (o.replacement === "discard") void post(h.runtime.httpPort, `/workflows/${id}/discard`, JSON.stringify({ reason: "the card is never fixed" }))
+          else void post(h.runtime.httpPort, `/workflows/${id}/restart`, JSON.stringify({ payment: { card: cards[o.replacement] } }))
         }
-      return sent.every(({ o, id }) => (o.kind === "unplaceable" ? of(all, id, "workflow-failed").length > 0 : of(all, id, "workflow-completed").length > 0))
+      return sent.every(({ o, id }) =>
+        o.kind === "unplaceable"
+          ? of(all, id, "workflow-failed").length > 0
+          : discarded(o)
+            ? of(all, id, "workflow-discarded").length > 0 && of(all, id, "inventory-released").length > 0
+            : of(all, id, "workflow-completed").length > 0
+      )
     },
     30_000,
     "every workflow's outcome"
@@ -127,6 +141,7 @@ describe.each(setups)("compensation: %s", (_name, topology, postgres) => {
           expect(await count("shipments"), `shipments of ${orderId} (${o.kind})`).toBe(shipped(o, topology) ? 1 : 0)
           expect(await count("stock_releases"), `releases of ${orderId} (${o.kind})`).toBe(shipped(o, topology) ? 0 : 1)
           expect(await count("stock_allocations"), `allocations of ${orderId}`).toBe(1)
+          if (topology === "mediator" && discarded(o)) expect(of(ctx.events.received, id, "inventory-released"), `${orderId}'s release on discard`).toHaveLength(1)
         }
         expect((await read("SELECT envelope_id FROM inbox WHERE status = 'pending'")).length, "nothing left pending").toBe(0)
       }),
@@ -135,4 +150,49 @@ describe.each(setups)("compensation: %s", (_name, topology, postgres) => {
     // The seeded catalogue is the bound of what can ever be given back.
     for (const [sku, left] of await units()) expect(left, sku).toBeLessThanOrEqual(Contract.catalogue.find((c) => c.sku === sku)!.units)
   }, 240_000)
+
+  if (topology === "mediator")
+    it("gives a failed order's stock back once when its workflow is discarded over HTTP; an order never placed has nothing to give back", async () => {
+      const { h, client, events } = ctx
+      const store = h.runtime.store
+      const read = async (sql: string, ...params: ReadonlyArray<unknown>) => store.run(store.query(sql).all(...params))
+      const stock = async () => read("SELECT sku, on_hand, backordered FROM stock ORDER BY sku")
+      const discard = (id: string, reason: string) => post(h.runtime.httpPort, `/workflows/${id}/discard`, JSON.stringify({ reason }))
+      await h.runtime.idle()
+      const before = await stock()
+
+      const failing: Order = { kind: "failing", items: [{ sku: "BOOK-1", qty: 2 }, { sku: "BOOK-3", qty: 1 }], replacement: "discard" }
+      const unplaceable: Order = { ...failing, kind: "unplaceable" }
+      const [id, never] = [crypto.randomUUID(), crypto.randomUUID()]
+      await client.publishAsync("initiate/place-order", payload(failing, id), { qos: 1 })
+      await client.publishAsync("initiate/place-order", payload(unplaceable, never), { qos: 1 })
+      await events.until((all) => of(all, id, "workflow-failed").length > 0 && of(all, never, "workflow-failed").length > 0, 30_000, "both workflows to fail")
+      await h.runtime.idle()
+      const [placed] = await read("SELECT id FROM orders WHERE correlation_id = ?", id)
+      const orderId = String(placed!.id)
+      const taken = await stock()
+      expect(taken, "the failed order still holds its stock (it could be restarted)").not.toEqual(before)
+
+      const answer = await discard(id, "the customer gave up")
+      expect(answer.status).toBe(200)
+      expect(await answer.json()).toMatchObject({ id, status: "discarded", discarded: { reason: "the customer gave up", compensations: ["release-inventory"] } })
+      await events.until((all) => of(all, id, "inventory-released").length > 0, 15_000, "the discarded order's inventory-released")
+      // Nothing after: a second discard and a restart are refused, and send nothing again.
+      expect((await discard(id, "twice")).status).toBe(409)
+      expect((await post(h.runtime.httpPort, `/workflows/${id}/restart`, "{}")).status).toBe(409)
+
+      const none = await discard(never, "never placed")
+      expect(none.status).toBe(200)
+      expect(await none.json()).toMatchObject({ status: "discarded", discarded: { compensations: [] } })
+      await events.until((all) => of(all, never, "workflow-discarded").length > 0, 15_000, "the unplaced order's workflow-discarded")
+      await h.runtime.idle()
+
+      expect(await stock(), "stock after == stock before").toEqual(before)
+      const released = of(events.received, id, "inventory-released")
+      expect(released, "one inventory-released").toHaveLength(1)
+      expect(released[0]!.envelope.data).toMatchObject({ orderId, lines: [expect.objectContaining({ sku: "BOOK-1", qty: 2 }), expect.objectContaining({ sku: "BOOK-3", qty: 1 })] })
+      expect((await read("SELECT order_id FROM stock_releases WHERE order_id = ?", orderId)).length, "one release recorded").toBe(1)
+      expect(of(events.received, never, "inventory-released"), "nothing released for an order never placed").toHaveLength(0)
+      expect((await read("SELECT envelope_id FROM inbox WHERE status = 'pending'")).length, "nothing left pending").toBe(0)
+    }, 60_000)
 })

@@ -39,6 +39,20 @@ export interface Step {
   readonly decide?: (data: Data) => string | undefined
 }
 
+/**
+ * What a workflow sends when an operator discards it (its compensation: the stock it took goes
+ * back). Sent once, fire-and-forget: the processor announces its work like in the broker topology,
+ * and nothing waits for it.
+ */
+export interface Compensation {
+  readonly name: string
+  readonly channel: string
+  readonly type: string
+  readonly data: (data: Data) => unknown
+  /** Sent only when this holds for the workflow's data (there is something to give back); always when absent. */
+  readonly when?: (data: Data) => boolean
+}
+
 export interface Workflow {
   /** The workflow's name (`place-order`). */
   readonly name: string
@@ -54,6 +68,8 @@ export interface Workflow {
   readonly reply?: { readonly after: string; readonly data: (data: Data) => unknown }
   /** What `workflow-completed` reports besides the outcome (the order id). */
   readonly summary?: (data: Data) => Readonly<Record<string, unknown>>
+  /** Sent when a failed workflow is discarded. */
+  readonly onDiscard?: ReadonlyArray<Compensation>
 }
 
 /** The data of the first result of `type` among all results so far. */

@@ -7,7 +7,8 @@
  * acknowledged command is never sent again; an acknowledgement that matches no command in flight
  * (a duplicate, a late one from before a restart) changes nothing; a failed command fails the
  * workflow, and a restart sends again only the failed commands of the failed step. A failed
- * workflow an operator gives up on is discarded: it stays on record, and nothing moves it again.
+ * workflow an operator gives up on is discarded: it sends the workflow's declared compensations
+ * once (fire-and-forget), stays on record, and nothing moves it again.
  */
 import type { Workflow as W } from "@baton/core"
 
@@ -57,7 +58,7 @@ export interface State {
   readonly commands: Readonly<Record<string, CommandState>>
   readonly failure?: { readonly step: string; readonly command: string; readonly reason: string; readonly at: string }
   /** Who gave up on the failed workflow, and why. */
-  readonly discarded?: { readonly by: string; readonly reason: string; readonly at: string }
+  readonly discarded?: { readonly by: string; readonly reason: string; readonly at: string; readonly compensations: ReadonlyArray<string> }
   /** Where the initiating event asked for a reply. */
   readonly replyTo?: string
   readonly startedAt: string
@@ -76,6 +77,8 @@ export type Effect =
   | { readonly _tag: "Send"; readonly command: CommandState; readonly data: unknown }
   | { readonly _tag: "Announce"; readonly type: string; readonly data: Readonly<Record<string, unknown>> }
   | { readonly _tag: "Reply"; readonly topic: string; readonly data: unknown }
+  /** A discarded workflow's compensation: sent once, with no acknowledgement asked for. */
+  | { readonly _tag: "Compensate"; readonly envelopeId: string; readonly name: string; readonly channel: string; readonly type: string; readonly data: unknown }
 
 export interface Transition {
   readonly state: State | undefined
@@ -259,8 +262,17 @@ export const transition = (workflow: Workflow, defaults: Defaults, state: State 
     }
     case "Discard": {
       if (state.status !== "failed") return { state, effects: [] }
-      const discarded: State = { ...state, status: "discarded", discarded: { by: input.by, reason: input.reason, at }, updatedAt: at }
-      return { state: discarded, effects: [announce(discarded, "workflow-discarded", { step: state.failure?.step, reason: input.reason, by: input.by })] }
+      const compensations = (workflow.onDiscard ?? []).filter((c) => c.when?.(state.data) ?? true)
+      const discarded: State = {
+        ...state,
+        status: "discarded",
+        discarded: { by: input.by, reason: input.reason, at, compensations: compensations.map((c) => c.name) },
+        updatedAt: at
+      }
+      const sends = compensations.map(
+        (c): Effect => ({ _tag: "Compensate", envelopeId: `${state.id}/discard/${c.name}`, name: c.name, channel: c.channel, type: c.type, data: c.data(state.data) })
+      )
+      return { state: discarded, effects: [announce(discarded, "workflow-discarded", { step: state.failure?.step, reason: input.reason, by: input.by }), ...sends] }
     }
   }
 }

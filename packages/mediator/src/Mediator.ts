@@ -179,21 +179,20 @@ export const domain = (options: {
 
   /** What a new state sends and announces. */
   const outgoing = (event: Envelope.Envelope, saved: Saved): ReadonlyArray<Envelope.Next> =>
-    saved.lastEffects.map((effect, i): Envelope.Next =>
-      effect._tag === "Send"
-        ? {
-            id: effect.command.envelopeId,
-            type: effect.command.type,
-            topic: Topics.channel(effect.command.channel),
-            key: saved.id,
-            correlationId: saved.id,
-            replyTo: queue,
-            data: effect.data
-          }
-        : effect._tag === "Reply"
-          ? { id: `${event.id}/${i}`, type: "reply", topic: effect.topic, key: saved.id, correlationId: saved.id, causationId: saved.id, data: effect.data }
-          : { id: `${event.id}/${i}`, type: effect.type, key: saved.id, correlationId: saved.id, data: effect.data }
-    )
+    saved.lastEffects.map((effect, i): Envelope.Next => {
+      const of = { key: saved.id, correlationId: saved.id }
+      switch (effect._tag) {
+        case "Send":
+          return { ...of, id: effect.command.envelopeId, type: effect.command.type, topic: Topics.channel(effect.command.channel), replyTo: queue, data: effect.data }
+        case "Compensate":
+          // No reply address: the processor announces its work on `events/`, and the mediator waits for nothing.
+          return { ...of, id: effect.envelopeId, type: effect.type, topic: Topics.channel(effect.channel), causationId: saved.id, data: effect.data }
+        case "Reply":
+          return { ...of, id: `${event.id}/${i}`, type: "reply", topic: effect.topic, causationId: saved.id, data: effect.data }
+        case "Announce":
+          return { ...of, id: `${event.id}/${i}`, type: effect.type, data: effect.data }
+      }
+    })
 
   const processor: Processor<Saved | undefined> = {
     name,

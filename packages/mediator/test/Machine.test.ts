@@ -167,13 +167,21 @@ describe("the mediator's state machine", () => {
     )
   })
 
-  it("for any run up to a failure, a discard ends it discarded with who and why, and then no input moves it or sends anything; a discard of a workflow that has not failed changes nothing", () => {
+  it("for any run up to a failure, a discard ends it discarded with who and why and sends its compensations once, and then no input moves it or sends anything; a discard of a workflow that has not failed changes nothing", () => {
     const later = fc.record({ kind: fc.constantFrom("ack", "nack", "timeout", "restart", "discard", "start"), pick: fc.nat() })
     fc.assert(
-      fc.property(fc.array(action, { maxLength: 40 }), fc.array(later, { minLength: 1, maxLength: 20 }), (actions, afterwards) => {
+      fc.property(fc.array(action, { maxLength: 40 }), fc.array(later, { minLength: 1, maxLength: 20 }), fc.array(fc.boolean(), { maxLength: 3 }), (actions, afterwards, extras) => {
         const at = "2026-01-01T00:00:00.000Z"
+        // Besides the order's own release: more declared compensations, each sent or not by its `when`.
+        const spec: typeof workflow = {
+          ...workflow,
+          onDiscard: [
+            ...(workflow.onDiscard ?? []),
+            ...extras.map((sent, i) => ({ name: `note-${i}`, channel: "notification", type: "note", when: () => sent, data: (d: Machine.State["data"]) => ({ i, input: d.input }) }))
+          ]
+        }
         const start: Machine.Input = { _tag: "Start", id: "w", input: { payment: { card: "4000000000000119" } } }
-        let state = Machine.transition(workflow, defaults, undefined, start, at).state
+        let state = Machine.transition(spec, defaults, undefined, start, at).state
         const envelopes = new Set<string>()
         for (const a of actions) {
           if (state === undefined || state.status !== "running") break
@@ -183,24 +191,34 @@ describe("the mediator's state machine", () => {
           envelopes.add(c.envelopeId)
           const input: Machine.Input =
             a.kind === "nack" ? { _tag: "Nack", envelopeId: c.envelopeId, reason: "x" } : a.kind === "timeout" ? { _tag: "Timeout", envelopeId: c.envelopeId, attempt: c.attempts } : { _tag: "Ack", envelopeId: c.envelopeId, results: resultsOf(c.name, a.approve) }
-          state = Machine.transition(workflow, defaults, state, input, at).state
+          state = Machine.transition(spec, defaults, state, input, at).state
         }
         const discard: Machine.Input = { _tag: "Discard", by: "olga", reason: "card never fixed" }
         const first = state === undefined ? undefined : Object.values(state.commands).find((c) => c.status === "sent")
         if (state?.status === "running" && first !== undefined) {
           // Running: a discard changes nothing. Then the run fails, for the discard to find it failed.
-          expect(Machine.transition(workflow, defaults, state, discard, at)).toEqual({ state, effects: [] })
-          state = Machine.transition(workflow, defaults, state, { _tag: "Nack", envelopeId: first.envelopeId, reason: "x" }, at).state
+          expect(Machine.transition(spec, defaults, state, discard, at)).toEqual({ state, effects: [] })
+          state = Machine.transition(spec, defaults, state, { _tag: "Nack", envelopeId: first.envelopeId, reason: "x" }, at).state
         }
-        const t = Machine.transition(workflow, defaults, state, discard, at)
+        const t = Machine.transition(spec, defaults, state, discard, at)
         if (state?.status !== "failed") {
           expect(t).toEqual({ state, effects: [] })
           return
         }
-        expect(t.state).toMatchObject({ status: "discarded", discarded: { by: "olga", reason: "card never fixed", at }, failure: state.failure })
-        expect(t.effects).toEqual([{ _tag: "Announce", type: "workflow-discarded", data: { workflowId: "w", workflow: workflow.name, step: state.failure?.step, reason: "card never fixed", by: "olga" } }])
+        // The order's compensation: its stock goes back, once, if the order was ever created (no order, no stock).
+        const created = state.commands["main/1/create-order"]?.status === "acked"
+        const release = { _tag: "Compensate", envelopeId: "w/discard/release-inventory", name: "release-inventory", channel: "inventory", type: "payment-denied", data: expect.objectContaining({ orderId: order.orderId }) }
+        expect(t.state).toMatchObject({ status: "discarded", discarded: { by: "olga", reason: "card never fixed", at, compensations: [...(created ? ["release-inventory"] : []), ...extras.flatMap((sent, i) => (sent ? [`note-${i}`] : []))] }, failure: state.failure })
+        expect(t.effects).toEqual([
+          { _tag: "Announce", type: "workflow-discarded", data: { workflowId: "w", workflow: workflow.name, step: state.failure?.step, reason: "card never fixed", by: "olga" } },
+          ...(created ? [release] : []),
+          ...extras.flatMap((sent, i) =>
+            sent ? [{ _tag: "Compensate", envelopeId: `w/discard/note-${i}`, name: `note-${i}`, channel: "notification", type: "note", data: { i, input: state!.data.input } }] : []
+          )
+        ])
         expect(Machine.terminal(t.state!.status) && Machine.kept(t.state!.status)).toBe(true)
-        const ids = [...envelopes, ...Object.values(t.state!.commands).map((c) => c.envelopeId)]
+        // Late acknowledgements, of the compensations too (nothing asked for them), move nothing.
+        const ids = [...envelopes, ...Object.values(t.state!.commands).map((c) => c.envelopeId), ...t.effects.flatMap((e) => (e._tag === "Compensate" ? [e.envelopeId] : []))]
         for (const l of afterwards) {
           const id = ids[l.pick % ids.length]!
           const input: Machine.Input =
@@ -210,7 +228,7 @@ describe("the mediator's state machine", () => {
             : l.kind === "restart" ? { _tag: "Restart", patch: { payment: { card: "4242424242424242" } } }
             : l.kind === "discard" ? discard
             : start
-          expect(Machine.transition(workflow, defaults, t.state, input, at), l.kind).toEqual({ state: t.state, effects: [] })
+          expect(Machine.transition(spec, defaults, t.state, input, at), l.kind).toEqual({ state: t.state, effects: [] })
         }
       }),
       { numRuns: runs }

@@ -65,6 +65,17 @@ export const workflow: Workflow.Workflow = {
       }
     ]
   },
+  // A failed order an operator discards gives its stock back, like a declined one (Inventory's release is
+  // once per order, and takes nothing back when nothing was taken). No order, no stock: nothing to send.
+  onDiscard: [
+    {
+      name: "release-inventory",
+      channel: "inventory",
+      type: names.paymentDenied,
+      when: (d) => find<OrderCreated>(d, names.orderCreated) !== undefined,
+      data: (d): PaymentDenied => ({ orderId: order(d).orderId, customerId: order(d).customerId, email: order(d).email, amount: order(d).total, reason: "workflow discarded" })
+    }
+  ],
   reply: { after: "create-order", data: (d) => ({ orderId: order(d).orderId, total: order(d).total }) },
   summary: (d) => {
     const created = find<OrderCreated>(d, names.orderCreated)
