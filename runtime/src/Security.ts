@@ -55,7 +55,8 @@ export const make = (options: {
   const buckets = new WeakMap<EmbeddedBroker.Connection, { tokens: number; at: number }>()
   const counts: Record<Counter, number> = { "connect-refused": 0, "publish-refused": 0, "subscribe-refused": 0, "slow-consumer-refused": 0, "inflight-refused": 0, "publish-throttled": 0 }
   let throttleLogged = 0
-  let inflightLogged = 0
+  // When each client's in-flight refusal was last logged.
+  const inflightLogged = new Map<string, number>()
 
   const rolesOf = (connection: EmbeddedBroker.Connection): ReadonlyArray<Acl.Role> => roles.get(connection) ?? (options.users() === undefined ? ["client"] : [])
   const exempt = (connection: EmbeddedBroker.Connection) => rolesOf(connection).includes("service")
@@ -109,10 +110,14 @@ export const make = (options: {
     },
     onRefused: (what, clientId, reason, topic) => {
       counts[`${what}-refused`]++
-      // One line per second at most for the limits a misbehaving client hits message after message.
+      // One line per second at most per client for the limit a misbehaving client hits message
+      // after message (per client: another's refusals must not hide its line).
       const now = Date.now()
-      if (what === "inflight" && now - inflightLogged < 1000) return
-      if (what === "inflight") inflightLogged = now
+      if (what === "inflight") {
+        if (now - (inflightLogged.get(clientId) ?? 0) < 1000) return
+        if (inflightLogged.size >= 10_000) inflightLogged.clear()
+        inflightLogged.set(clientId, now)
+      }
       logger.log("warn", `${what} refused`, { client: clientId, topic, reason })
     }
   }
