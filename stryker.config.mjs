@@ -1,4 +1,6 @@
 // @ts-check
+import { createRequire } from "node:module"
+
 /**
  * `pnpm mutate`: mutation testing of the pure cores, outside `pnpm test` and CI (README, section
  * "Mutation testing"). In place: the tests import the workspace packages through pnpm's links to
@@ -6,6 +8,8 @@
  * @type {import("@stryker-mutator/api/core").PartialStrykerOptions}
  */
 export default {
+  // By path: under pnpm, Stryker's own lookup of @stryker-mutator/* does not see the runner.
+  plugins: [createRequire(import.meta.url).resolve("@stryker-mutator/vitest-runner")],
   testRunner: "vitest",
   vitest: { configFile: "vitest.stryker.config.ts", related: true },
   inPlace: true,

@@ -1,10 +1,13 @@
 import { defineConfig } from "vitest/config"
 
-// The unit tests of the pure cores, for `pnpm mutate` (stryker.config.json) only: no broker, no
-// integration test, no Redis teardown. `pnpm test` uses vitest.config.ts.
+// The unit tests of the pure cores, for `pnpm mutate` (stryker.config.mjs) only: no broker, no
+// integration test, no Redis teardown. `pnpm test` uses vitest.config.ts. BATON_MUTATE_TESTS
+// (comma-separated) narrows the run to some of them, for one module at a time.
+const only = process.env.BATON_MUTATE_TESTS
+
 export default defineConfig({
   test: {
-    include: [
+    include: only !== undefined && only !== "" ? only.split(",") : [
       "packages/mediator/test/Machine.test.ts",
       "runtime/test/Ingress.test.ts",
       "packages/auth/test/Topic.test.ts",

@@ -55,7 +55,7 @@ describe("Ingress.judge", () => {
     expect(issuesOf({ items: [] })).toEqual(["items: must hold at least one item"])
     for (const card of ["42424242424", "42424242424242424242", "4242-4242-4242-4242", ""])
       expect(issuesOf({ payment: { card } }), card).toEqual(["payment.card: must be 12 to 19 digits"])
-    for (const email of ["ann", "ann@example", "a n@example.com", "@example.com", "ann@@example.com"])
+    for (const email of ["ann", "ann@example", "a n@example.com", "@example.com", "ann@@example.com", "ann@example.com and more"])
       expect(issuesOf({ email }), email).toEqual(["email: must be an e-mail address"])
     for (const accepted of [{ item: { qty: 1, price: 0 } }, { changes: { payment: { card: "424242424242" } } }, { changes: { payment: { card: "4242424242424242424" } } }])
       expect(issuesOf(accepted.changes ?? {}, accepted.item ?? {})).toEqual([])

@@ -132,6 +132,7 @@ describe("Acl", () => {
       expect(Acl.maySubscribe([role], "o", "initiate/#"), role).toBe(false)
     }
     expect(Acl.maySubscribe(["client"], "ann", "errors/#")).toBe(true)
+    expect(Acl.maySubscribe(["client"], "ann", "events/#")).toBe(true)
     expect(Acl.maySubscribe(["client"], "ann", "initiate/#")).toBe(false)
     expect(Acl.mayPublish(["service"], "s", "events/order-created")).toBe(true)
     expect(Acl.mayPublish(["service"], "s", "$baton/cluster/s")).toBe(true)
