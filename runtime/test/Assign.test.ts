@@ -32,6 +32,7 @@ describe("partition assignment (Cluster.assign)", () => {
     const corpus = [["n1", "n2", "n3", "n4"], ["alpha", "bravo", "charlie", "delta"], ["baton-7f3a", "baton-91c2", "baton-c04e", "baton-e5d8"]]
     let ours = 0
     let roundRobins = 0
+    let oursBetweenSurvivors = 0
     for (const names of corpus)
       for (const mask of Array.from({ length: 16 }, (_, m) => m)) {
         const live = names.filter((_, i) => (mask >> i) & 1)
@@ -39,6 +40,7 @@ describe("partition assignment (Cluster.assign)", () => {
         for (const dead of live) {
           const after = live.filter((m) => m !== dead)
           // A death (live -> after) and a join (after -> live).
+          oursBetweenSurvivors += shuffled(assign(live, 12), assign(after, 12))
           ours += shuffled(assign(live, 12), assign(after, 12)) + shuffled(assign(after, 12), assign(live, 12))
           roundRobins += shuffled(roundRobin(live, 12), roundRobin(after, 12)) + shuffled(roundRobin(after, 12), roundRobin(live, 12))
         }
@@ -46,5 +48,12 @@ describe("partition assignment (Cluster.assign)", () => {
     // Measured: 456 against 828 over 84 deaths and 84 joins (deaths: 30 against 216 partitions
     // moved between survivors; joins, counting those the newcomer must get: 426 against 612).
     expect(ours).toBeLessThan(roundRobins * 0.75)
+    // The rendezvous hashing itself: a death moves almost nothing between survivors (README, Scale-out).
+    expect(oursBetweenSurvivors, "partitions moved between survivors over the corpus's deaths").toBeLessThanOrEqual(30)
+    expect(ours, "partitions moved over the corpus's deaths and joins").toBeLessThanOrEqual(456)
+  })
+
+  it("assigns nothing when no instance is live", () => {
+    expect(assign([], 4)).toEqual([])
   })
 })

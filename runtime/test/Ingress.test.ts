@@ -43,6 +43,79 @@ describe("Ingress.judge", () => {
     expect(v.reason).toContain("items[0].qty")
   })
 
+  it("holds the order schema's bounds: quantities whole and positive, prices not negative, 12 to 19 card digits", () => {
+    const issuesOf = (changes: Record<string, unknown>, item: Record<string, unknown> = {}) => {
+      const v = judge("initiate/place-order", JSON.stringify({ ...order, items: [{ ...order.items[0], ...item }], ...changes }))
+      return v._tag === "Accepted" ? [] : (v.issues ?? []).map((i) => `${i.path}: ${i.message}`)
+    }
+    for (const qty of [0, -1]) expect(issuesOf({}, { qty }), `qty ${qty}`).toEqual([expect.stringMatching(/^items\[0\]\.qty: /)])
+    expect(issuesOf({}, { qty: 0.5 })).toEqual([expect.stringContaining("must be a whole number")])
+    expect(issuesOf({}, { price: -0.01 })).toEqual([expect.stringMatching(/^items\[0\]\.price: /)])
+    expect(issuesOf({}, { sku: "" })).toEqual([expect.stringMatching(/^items\[0\]\.sku: /)])
+    expect(issuesOf({ items: [] })).toEqual(["items: must hold at least one item"])
+    for (const card of ["42424242424", "42424242424242424242", "4242-4242-4242-4242", ""])
+      expect(issuesOf({ payment: { card } }), card).toEqual(["payment.card: must be 12 to 19 digits"])
+    for (const email of ["ann", "ann@example", "a n@example.com", "@example.com", "ann@@example.com", "ann@example.com and more"])
+      expect(issuesOf({ email }), email).toEqual(["email: must be an e-mail address"])
+    for (const accepted of [{ item: { qty: 1, price: 0 } }, { changes: { payment: { card: "424242424242" } } }, { changes: { payment: { card: "4242424242424242424" } } }])
+      expect(issuesOf(accepted.changes ?? {}, accepted.item ?? {})).toEqual([])
+  })
+
+  it("keeps what a full envelope says and fills in only what it leaves out", () => {
+    const clock = { now: () => new Date("2026-01-02T03:04:05.000Z"), newId: () => "new-id" }
+    const full = (e: Record<string, unknown>, clientId: string | null = null) => {
+      const payload = Buffer.from(JSON.stringify({ id: "e-1", type: "place-order", data: order, ...e }))
+      return Ingress.judge(contracts, { topic: "initiate/place-order", payload }, 4096, clock, payload.length, clientId)
+    }
+    expect(full({ correlationId: "c-9", causationId: "k-9", key: "own", occurredAt: "2025-12-31T00:00:00.000Z" })).toMatchObject({
+      _tag: "Accepted",
+      envelope: { id: "e-1", correlationId: "c-9", causationId: "k-9", key: "own", occurredAt: "2025-12-31T00:00:00.000Z" }
+    })
+    const filled = full({})
+    expect(filled).toMatchObject({ _tag: "Accepted", envelope: { id: "e-1", correlationId: "e-1", causationId: "e-1", key: "c-1", occurredAt: "2026-01-02T03:04:05.000Z" } })
+    expect(filled._tag === "Accepted" && "replyTo" in filled.envelope).toBe(false)
+    expect(full({ replyTo: "reply/ann/1" }, "ann")).toMatchObject({ _tag: "Accepted", envelope: { replyTo: "reply/ann/1" } })
+    expect(full({ replyTo: "reply/bob/1" }, "ann")).toMatchObject({
+      _tag: "Refused",
+      kind: "schema-violation",
+      reason: "replyTo must start with reply/ann/ (your client id)",
+      issues: [{ path: "replyTo", message: "must start with reply/ann/ (your client id)" }]
+    })
+    expect(full({ type: "other" })).toMatchObject({ reason: "envelope type 'other' does not match topic initiate/place-order", issues: [{ path: "type", message: 'Expected "place-order"' }] })
+    expect(full({ id: 7 })).toMatchObject({ _tag: "Refused", kind: "schema-violation", reason: "invalid envelope" })
+    // Inside an envelope, the data's paths say so.
+    expect(full({ data: { ...order, email: "nope" } })).toMatchObject({
+      _tag: "Refused",
+      reason: "initiate/place-order does not match its schema: data.email: must be an e-mail address",
+      issues: [{ path: "data.email" }]
+    })
+    expect(full({ data: 3 })).toMatchObject({ _tag: "Refused", reason: expect.stringMatching(/schema: data: /), issues: [{ path: "data" }] })
+    // A bare array or an object without id, type and data is the data itself, in a new envelope.
+    for (const bare of [[order], { type: "place-order", data: order }, { id: "e", data: order }, { id: "e", type: "place-order" }]) {
+      const v = judge("initiate/place-order", JSON.stringify(bare))
+      expect(v, JSON.stringify(bare)).toMatchObject({ _tag: "Refused", kind: "schema-violation", issues: expect.arrayContaining([expect.anything()]) })
+      for (const i of v._tag === "Refused" ? (v.issues ?? []) : []) expect(i.path, JSON.stringify(bare)).not.toMatch(/^data/)
+    }
+    expect(judge("initiate/place-order", "null")).toMatchObject({ _tag: "Refused", reason: expect.stringContaining("(root): ") })
+    const bare = Ingress.judge(contracts, { topic: "initiate/place-order", payload: Buffer.from(JSON.stringify(order)) }, 4096, clock)
+    expect(bare).toMatchObject({ _tag: "Accepted", envelope: { id: "new-id", key: "c-1", occurredAt: "2026-01-02T03:04:05.000Z" } })
+  })
+
+  it("accepts a payload of exactly the limit and refuses one byte more, by the size the broker reports", () => {
+    const payload = Buffer.from(JSON.stringify(order))
+    const at = (max: number, size = payload.length) => Ingress.judge(contracts, { topic: "initiate/place-order", payload }, max, Envelope.systemClock, size)._tag
+    expect([at(payload.length), at(payload.length - 1), at(payload.length, payload.length + 1)]).toEqual(["Accepted", "Refused", "Refused"])
+    expect(Ingress.judge(contracts, { topic: "initiate/place-order", payload }, 10, Envelope.systemClock, 11)).toMatchObject({
+      reason: "payload of 11 bytes exceeds the limit of 10 bytes"
+    })
+    expect(judge("place-order", JSON.stringify(order))).toMatchObject({
+      kind: "unknown-topic",
+      reason: "no initiating event is published on place-order; known topics: initiate/place-order"
+    })
+    expect(judge("initiate/place-order", "{oops")).toMatchObject({ reason: expect.stringMatching(/^payload is not valid JSON: .*JSON/) })
+    expect(judge("initiate/place-order", Buffer.from([0xff]))).toMatchObject({ reason: "payload is not valid JSON: payload is not valid UTF-8" })
+  })
+
   it("never throws, whatever arrives", () => {
     fc.assert(
       fc.property(fc.oneof(fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)), fc.jsonValue().map((j) => Buffer.from(JSON.stringify(j) ?? "null"))), fc.constantFrom("initiate/place-order", "initiate/x"), (payload, topic) => {

@@ -39,4 +39,16 @@ describe("Policy", () => {
       })
     )
   })
+
+  it("doubles from the first delay up to the cap, the first restart after the first delay", () => {
+    const p = { ...Policy.defaults, initialDelayMs: 100, factor: 2, maxDelayMs: 1000 }
+    expect([0, 1, 2, 3, 4, 5, 20].map((n) => Policy.delayMs(p, n))).toEqual([100, 100, 200, 400, 800, 1000, 1000])
+  })
+
+  it("forgets a restart exactly windowMs old, and escalates on the first restart past maxRestarts", () => {
+    const p = { ...Policy.defaults, maxRestarts: 2, windowMs: 1000 }
+    expect(Policy.restart(p, [0, 1], 1000)).toEqual({ history: [1, 1000], escalate: false })
+    expect(Policy.restart(p, [1, 2], 1000)).toEqual({ history: [1, 2, 1000], escalate: true })
+    expect(Policy.restart(p, [], 5)).toEqual({ history: [5], escalate: false })
+  })
 })
