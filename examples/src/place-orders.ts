@@ -30,11 +30,13 @@ client.on("message", (topic, payload) => {
   const detail = e.data.orderId ?? e.data.reason ?? ""
   console.log(`${order.label} +${ms} ms  ${topic.padEnd(26)} ${String(e.data.template ?? e.data.trackingId ?? e.data.reason ?? detail)}`)
   order.seen.push(e.type)
-  // The chain ends with two e-mails and either order-shipped, or payment-denied and its stock
-  // released (inventory-released), or a rejection.
+  // The broker topology's chain ends with two e-mails and either order-shipped, or payment-denied
+  // and its stock released (inventory-released); the mediator topology's with the workflow's end
+  // (completed, denied included, or failed); either with a rejection.
   const emails = order.seen.filter((t) => t === "email-sent").length
   const ended = order.seen.includes("order-shipped") || (order.seen.includes("payment-denied") && order.seen.includes("inventory-released"))
-  if ((ended && emails === 2) || topic.startsWith("errors/")) order.done = true
+  const workflowEnded = e.type === "workflow-completed" || e.type === "workflow-failed"
+  if ((ended && emails === 2) || workflowEnded || topic.startsWith("errors/")) order.done = true
   if ([...orders.values()].every((o) => o.done)) finish(0)
 })
 await client.subscribeAsync(["events/#", "errors/#"], { qos: 1 })

@@ -71,4 +71,12 @@ describe("example:mediator against a mediator runtime on other ports", () => {
     expect(mediator.stdout).toContain("events/workflow-completed")
     expect(mediator.ms).toBeLessThan(15_000)
   })
+
+  it("example:orders ends on each workflow's end in the mediator topology (no order-shipped is published there)", { timeout: 60_000 }, async () => {
+    const orders = await run("place-orders", variables(ctx.h), ["2"])
+    expect(orders.stderr).toBe("")
+    expect(orders.code).toBe(0)
+    expect(orders.stdout).toContain("events/workflow-completed")
+    expect(orders.stdout).not.toContain("order-shipped")
+  })
 })
