@@ -13,6 +13,7 @@ import { Conflict, Log, NotFound, PortInUseError, Sensitive, type HttpRoute } fr
 import { Page, type Operations, type Rejections } from "@baton/store"
 import type { Machine } from "@baton/mediator"
 import type { Parking, WorkflowProcessor } from "@baton/repair"
+import * as OpenApi from "./OpenApi.ts"
 
 export type Phase = "starting" | "ready" | "stopping"
 
@@ -206,6 +207,11 @@ export const start = (options: {
         if (url.searchParams.get("gc") === "1") (globalThis as { gc?: () => void }).gc?.()
         const phase = options.status.phase()
         return json(res, phase === "ready" ? 200 : 503, { status: phase, ...(await options.status.detail()) })
+      }
+      // The API's description holds no data: like /healthz, it needs no token.
+      if (url.pathname === "/openapi.json") {
+        if (req.method !== "GET") return notAllowed(res, req, url)
+        return json(res, 200, OpenApi.document(Object.keys(options.routes ?? {})))
       }
       let who = anonymous
       if (options.authorize !== undefined) {

@@ -1,0 +1,54 @@
+/** What `pnpm baton` prints for people: aligned tables and a causation tree. Pure functions. */
+
+/** A cell: text on one line (newlines and tabs become spaces), `-` for nothing, cut at `max` characters. */
+export const cell = (value: unknown, max = 60): string => {
+  const raw = value === undefined || value === null || value === "" ? "-" : typeof value === "string" ? value : typeof value === "object" ? JSON.stringify(value) : String(value)
+  const flat = raw.replace(/[\r\n\t]+/g, " ")
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
+}
+
+/** Columns padded to their widest cell, two spaces apart, a header in capitals; `(none)` when empty. */
+export const table = (headers: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<unknown>>): string => {
+  if (rows.length === 0) return "(none)\n"
+  const cells = [headers.map((h) => h.toUpperCase()), ...rows.map((r) => headers.map((_, i) => cell(r[i])))]
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)))
+  return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd()).join("\n") + "\n"
+}
+
+/** `name  value` lines, names padded. */
+export const fields = (pairs: ReadonlyArray<readonly [string, unknown]>): string => {
+  const width = Math.max(...pairs.map(([k]) => k.length))
+  return pairs.map(([k, v]) => `${k.padEnd(width)}  ${cell(v, 200)}`).join("\n") + "\n"
+}
+
+export interface FlowEvent {
+  readonly id: string
+  readonly type: string
+  readonly causationId?: string | null
+  readonly processor?: string | null
+  readonly status?: string | null
+}
+
+/**
+ * The events of a flow as a tree by causation: each under the event that caused it, roots (no
+ * cause, or a cause outside the list, or itself) first; siblings in the order given.
+ */
+export const causationTree = (events: ReadonlyArray<FlowEvent>): string => {
+  const ids = new Set(events.map((e) => e.id))
+  const isRoot = (e: FlowEvent) => e.causationId == null || e.causationId === e.id || !ids.has(e.causationId)
+  const children = new Map<string, Array<FlowEvent>>()
+  for (const e of events) if (!isRoot(e)) children.set(e.causationId!, [...(children.get(e.causationId!) ?? []), e])
+  const lines: Array<string> = []
+  const seen = new Set<string>()
+  const walk = (e: FlowEvent, depth: number) => {
+    if (seen.has(e.id)) return
+    seen.add(e.id)
+    const notes = [e.processor == null ? undefined : `by ${e.processor}`, e.status ?? undefined].filter((n) => n !== undefined)
+    lines.push(`${"  ".repeat(depth)}${depth === 0 ? "" : "└ "}${e.type} ${e.id}${notes.length === 0 ? "" : ` (${notes.join(", ")})`}`)
+    for (const c of children.get(e.id) ?? []) walk(c, depth + 1)
+  }
+  for (const e of events) if (isRoot(e)) walk(e, 0)
+  // A cycle of causes has no root: shown flat rather than lost.
+  for (const e of events) walk(e, 0)
+  return lines.length === 0 ? "(no events)\n" : lines.join("\n") + "\n"
+}
