@@ -1,0 +1,311 @@
+/**
+ * `pnpm baton` against a real runtime (embedded broker, HTTP, users file, mediator topology with
+ * the trading app), run as a child process like a person or a script would: each command in both
+ * output modes, its refusals in one line, `tail` over MQTT with filters, and `user add`'s
+ * password read from a pipe and, hidden, from a pseudo-terminal.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { execFile, spawn, type ChildProcess } from "node:child_process"
+import { randomUUID } from "node:crypto"
+import { mkdtempSync, rmSync } from "node:fs"
+import { createServer, type AddressInfo } from "node:net"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import mqtt, { type MqttClient } from "mqtt"
+import { Users } from "@baton/auth"
+import { freshSchema } from "@baton/testkit/postgres"
+import { collect, startRuntime, type Collector, type Harness } from "./support.ts"
+import { cards } from "./orders.ts"
+import { waitFor } from "./trading.ts"
+
+const cli = resolve(import.meta.dirname, "../src/cli.ts")
+const password = "correct horse"
+const failingCard = "4000000000000119"
+
+interface Ran {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs `baton <args>` to its end; BATON_* variables from the test's environment are left out. */
+const baton = (args: ReadonlyArray<string>, env: Record<string, string> = {}, input?: string): Promise<Ran> =>
+  new Promise((done) => {
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("BATON_")))
+    const child = execFile(process.execPath, [cli, ...args], { env: { ...clean, ...env }, timeout: 30_000 }, (error, stdout, stderr) =>
+      done({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
+    )
+    if (input !== undefined) child.stdin!.end(input)
+    else child.stdin!.end()
+  })
+
+/** A port nothing listens on: one the system just gave out and took back. */
+const freePort = () =>
+  new Promise<number>((done) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as AddressInfo
+      server.close(() => done(port))
+    })
+  })
+
+const lines = (text: string) => text.trimEnd().split("\n")
+/** The table row whose first column is `first`, split on runs of two or more spaces. */
+const row = (table: string, first: string) => lines(table).find((l) => l.startsWith(`${first} `))?.split(/ {2,}/)
+
+const placeOrder = async (client: MqttClient, card: string, customerId = `c-${randomUUID().slice(0, 8)}`) => {
+  const id = randomUUID()
+  const data = { customerId, email: "h@example.com", items: [{ sku: "BOOK-1", qty: 1, price: 3 }], payment: { card } }
+  await client.publishAsync("initiate/place-order", JSON.stringify({ id, type: "place-order", data }), { qos: 1 })
+  return { id, customerId }
+}
+
+describe("pnpm baton against a running runtime", () => {
+  const dir = mkdtempSync(join(tmpdir(), "baton-cli-"))
+  const authFile = join(dir, "users.json")
+  let h: Harness
+  let client: MqttClient
+  let events: Collector
+  const tokens: Record<string, string> = {}
+  let env: Record<string, string>
+  let as: (role: string) => Record<string, string>
+
+  beforeAll(async () => {
+    let file: Users.File = { users: {}, tokens: {} }
+    for (const role of ["client", "observer", "operator"] as const) {
+      file = await Users.addUser(file, role, password, [role])
+      const added = Users.addToken(file, role)
+      file = added.file
+      tokens[role] = added.token
+    }
+    Users.save(authFile, file)
+    h = await startRuntime({ authFile, topology: "mediator", apps: ["order-entry", "customer", "trading"] })
+    env = { BATON_URL: `http://127.0.0.1:${h.runtime.httpPort}` }
+    as = (role) => ({ ...env, BATON_TOKEN: tokens[role]! })
+    client = await mqtt.connectAsync(h.url, { protocolVersion: 4, reconnectPeriod: 0, clientId: "client-cli", username: "client", password })
+    events = await collect(client, ["events/#", "errors/#"])
+  })
+  afterAll(async () => {
+    await client?.endAsync()
+    await h?.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  const failedWorkflow = async () => {
+    const { id } = await placeOrder(client, failingCard)
+    await events.until((all) => all.some((r) => r.envelope.correlationId === id && r.envelope.type === "workflow-failed"), 15_000, `workflow ${id} to fail`)
+    await h.runtime.idle()
+    return id
+  }
+
+  it("lists, shows, restarts and discards workflows, as tables and as JSON", async () => {
+    const [restartable, discardable] = [await failedWorkflow(), await failedWorkflow()]
+    const list = await baton(["workflows", "list", "--status", "failed"], as("observer"))
+    expect(list.code, list.stderr).toBe(0)
+    expect(lines(list.stdout)[0]).toMatch(/^ID +WORKFLOW +DOMAIN +STATUS +STEP +UPDATED +FAILURE$/)
+    expect(row(list.stdout, restartable)?.slice(1, 4)).toEqual(["place-order", "order", "failed"])
+    expect(row(list.stdout, discardable)).toBeDefined()
+    const json = await baton(["workflows", "list", "--json", "--limit", "1", "--order", "desc"], as("observer"))
+    const page = JSON.parse(json.stdout)
+    expect(page.workflows).toHaveLength(1)
+    expect(page.workflows[0].id).toBe(discardable)
+    expect(typeof page.next).toBe("string")
+    // The cursor of that page leads to the next one.
+    const second = JSON.parse((await baton(["workflows", "list", "--json", "--limit", "1", "--order", "desc", "--cursor", page.next], as("observer"))).stdout)
+    expect(second.workflows[0].id).toBe(restartable)
+
+    const show = await baton(["workflows", "show", restartable], as("observer"))
+    expect(show.stdout).toMatch(new RegExp(`^id +${restartable}$`, "m"))
+    expect(show.stdout).toMatch(/^status +failed$/m)
+    expect(show.stdout).toMatch(/^STEP +COMMAND +CHANNEL +STATUS +ATTEMPTS +SENT +ERROR$/m)
+    expect(show.stdout).toContain("****0119") // the card is masked, as in every answer
+    expect(show.stdout).not.toContain(failingCard)
+    expect(JSON.parse((await baton(["workflows", "show", restartable, "--json"], as("observer"))).stdout)).toMatchObject({ id: restartable, status: "failed" })
+
+    const restarted = await baton(["workflows", "restart", restartable, "--patch", JSON.stringify({ payment: { card: cards.approved } }), "--json"], as("operator"))
+    expect(restarted.code, restarted.stderr).toBe(0)
+    expect(JSON.parse(restarted.stdout)).toMatchObject({ id: restartable, operation: expect.any(String) })
+    const discarded = await baton(["workflows", "discard", discardable, "--reason", "customer gave up"], as("operator"))
+    expect(discarded.stdout).toMatch(new RegExp(`^workflow ${discardable} discarded \\(operation [0-9a-f-]+\\)\n$`))
+
+    // Both actions are in the operations log, with the operator's name.
+    const ops = await baton(["operations"], as("observer"))
+    expect(lines(ops.stdout)[0]).toMatch(/^AT +USER +ACTION +TARGET +STATUS +REASON$/)
+    expect(ops.stdout).toMatch(new RegExp(`operator +workflow-discard +${discardable} +200 +customer gave up`))
+    expect(ops.stdout).toMatch(new RegExp(`operator +workflow-restart +${restartable} +200`))
+    const opsJson = JSON.parse((await baton(["operations", "--json", "--target", restartable], as("observer"))).stdout)
+    expect(opsJson.operations.map((o: { action: string }) => o.action)).toEqual(["workflow-restart"])
+  })
+
+  it("lists the dashboard, resubmits a corrected payload and discards an entry", async () => {
+    const entryFor = async (account: string) => {
+      const id = randomUUID()
+      await client.publishAsync("initiate/place-trade", JSON.stringify({ id, type: "place-trade", data: { account, symbol: "AAPL", side: "buy", quantity: 1 } }), { qos: 1 })
+      let entry: { id: string } | undefined
+      await waitFor(async () => {
+        const page = JSON.parse((await baton(["dashboard", "list", "--json", "--limit", "1000"], as("observer"))).stdout)
+        return (entry = page.entries.find((e: { trail: Array<string> }) => e.trail[0] === id)) !== undefined
+      }, "the dashboard entry")
+      return entry!.id
+    }
+    const [fix, drop] = [await entryFor("ACC-404"), await entryFor("ACC-405")]
+    const list = await baton(["dashboard", "list"], as("observer"))
+    expect(lines(list.stdout)[0]).toMatch(/^ID +PROCESSOR +KEY +TYPE +STATUS +CREATED +ERROR$/)
+    expect(row(list.stdout, fix)?.slice(2, 5)).toEqual(["ACC-404", "place-trade", "open"])
+    expect(row(list.stdout, drop)?.[2]).toBe("ACC-405")
+    expect(list.stdout).toMatch(/^held keys$/m)
+    expect(list.stdout).toMatch(/^PROCESSOR +KEY +PARKED +SINCE +FAILED$/m)
+
+    const resubmitted = await baton(["dashboard", "resubmit", fix, "--payload", JSON.stringify({ account: "ACC-4", symbol: "AAPL", side: "buy", quantity: 1 }), "--json"], as("operator"))
+    expect(resubmitted.code, resubmitted.stderr).toBe(0)
+    expect(JSON.parse(resubmitted.stdout)).toMatchObject({ id: fix, status: "resubmitted", resubmittedPayload: { account: "ACC-4" } })
+    const discarded = await baton(["dashboard", "discard", drop, "--reason", "no such account"], as("operator"))
+    expect(discarded.stdout).toMatch(new RegExp(`^entry ${drop} discarded: discarded \\(operation [0-9a-f-]+\\)\n$`))
+    const all = await baton(["dashboard", "list", "--status", "all"], as("observer"))
+    expect(row(all.stdout, fix)?.[4]).toBe("resubmitted")
+    expect(row(all.stdout, drop)?.[4]).toBe("discarded")
+  })
+
+  it("lists rejections with their counts", async () => {
+    await client.publishAsync("initiate/place-order", "{not json", { qos: 1 })
+    await events.until((all) => all.some((r) => r.topic === "errors/initiate/place-order" && (r.envelope.data as { kind?: string }).kind === "malformed-json"), 10_000, "the rejection")
+    const text = await baton(["errors"], as("observer"))
+    expect(text.stdout).toMatch(/^counts: .*malformed-json=1/)
+    expect(text.stdout).toMatch(/^AT +KIND +TOPIC +PROCESSOR +REASON$/m)
+    expect(text.stdout).toMatch(/ malformed-json +initiate\/place-order +- +/)
+    const json = JSON.parse((await baton(["errors", "--json", "--limit", "1"], as("observer"))).stdout)
+    expect(json.counts["malformed-json"]).toBe(1)
+    expect(json.recent).toHaveLength(1)
+  })
+
+  it("says in one line what went wrong: no token, a missing role, an unknown id, no runtime, bad input", async () => {
+    const noToken = await baton(["errors"], env)
+    expect(noToken).toMatchObject({ code: 1, stdout: "" })
+    expect(noToken.stderr).toMatch(/^baton: 401 unauthorized: this endpoint needs an Authorization: Bearer <token> header .*; pass --token or set BATON_TOKEN\n$/)
+    const wrongRole = await baton(["workflows", "list", "--token", tokens.client!], env)
+    expect(wrongRole.stderr).toBe("baton: 403 forbidden: user 'client' (roles client) may not read workflows: that needs the observer or operator or service role\n")
+    const observerActs = await baton(["workflows", "discard", "x", "--reason", "r"], as("observer"))
+    expect(observerActs.stderr).toMatch(/that needs the operator role\n$/)
+    const unknown = await baton(["workflows", "show", "nope"], as("observer"))
+    expect(unknown).toMatchObject({ code: 1, stdout: "" })
+    expect(unknown.stderr).toMatch(/^baton: 404 not found: no workflow nope /)
+    const alone = await baton(["cluster"], as("observer"))
+    expect(alone.stderr).toMatch(/^baton: 404 not found: this instance runs alone/)
+    const closed = await freePort()
+    const down = await baton(["errors", "--url", `http://127.0.0.1:${closed}`], as("observer"))
+    expect(down.stderr).toBe(`baton: the runtime is not reachable at http://127.0.0.1:${closed} (ECONNREFUSED): is it running? set --url or BATON_URL\n`)
+    const badPatch = await baton(["workflows", "restart", "x", "--patch", "[1]"], as("operator"))
+    expect(badPatch).toMatchObject({ code: 2, stderr: "baton: --patch must be a JSON object\n" })
+    const badFlag = await baton(["workflows", "list", "--limit", "many"], as("observer"))
+    expect(badFlag.code).not.toBe(0)
+    expect(badFlag.stderr).toContain('Invalid value for flag --limit: "many"')
+  })
+
+  it("tails an order's events with a filter and leaves the others out", async () => {
+    const mine = randomUUID()
+    const tails: Array<{ child: ChildProcess; out: string; err: string; code: number | undefined }> = []
+    const tail = (args: ReadonlyArray<string>) => {
+      const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("BATON_")))
+      const child = spawn(process.execPath, [cli, "tail", "--mqtt", h.url, "--user", "observer", ...args], { env: { ...clean, BATON_PASSWORD: password } })
+      const t = { child, out: "", err: "", code: undefined as number | undefined }
+      child.stdout.on("data", (d) => (t.out += String(d)))
+      child.stderr.on("data", (d) => (t.err += String(d)))
+      child.once("exit", (code) => (t.code = code ?? -1))
+      tails.push(t)
+      return t
+    }
+    try {
+      // By correlation id, as JSON lines: the order's workflow start and end, not the other order's.
+      const byCorrelation = tail(["--json", "--correlation", mine, "--type", "workflow-started", "--type", "workflow-completed", "--count", "2"])
+      // By key (a trade's account), as a table line: only that account's trade.
+      const byKey = tail(["events/#", "--key", "ACC-7", "--type", "trade-executed", "--count", "1"])
+      await waitFor(() => tails.every((t) => t.err.startsWith("tailing ")), "the tails to subscribe")
+      const other = await placeOrder(client, cards.approved)
+      const otherTrade = randomUUID()
+      await client.publishAsync("initiate/place-trade", JSON.stringify({ id: otherTrade, type: "place-trade", data: { account: "ACC-8", symbol: "AAPL", side: "buy", quantity: 1 } }), { qos: 1 })
+      await events.until((all) => all.some((r) => r.envelope.correlationId === other.id && r.envelope.type === "workflow-completed"), 15_000, "the other order")
+      await events.until((all) => all.some((r) => r.envelope.correlationId === otherTrade && r.envelope.type === "trade-executed"), 15_000, "the other trade")
+      const data = { customerId: "c-mine", email: "h@example.com", items: [{ sku: "BOOK-1", qty: 1, price: 3 }], payment: { card: cards.approved } }
+      await client.publishAsync("initiate/place-order", JSON.stringify({ id: mine, type: "place-order", data }), { qos: 1 })
+      const trade = randomUUID()
+      await client.publishAsync("initiate/place-trade", JSON.stringify({ id: trade, type: "place-trade", data: { account: "ACC-7", symbol: "AAPL", side: "buy", quantity: 1 } }), { qos: 1 })
+      await waitFor(() => tails.every((t) => t.code !== undefined), "the tails to stop at their --count", 20_000)
+      expect(tails.map((t) => t.code)).toEqual([0, 0])
+      const seen = lines(byCorrelation.out).map((l) => JSON.parse(l) as { topic: string; type: string; correlationId: string })
+      expect(seen.map((e) => [e.topic, e.type, e.correlationId])).toEqual([
+        ["events/workflow-started", "workflow-started", mine],
+        ["events/workflow-completed", "workflow-completed", mine]
+      ])
+      expect(lines(byKey.out)).toEqual([expect.stringMatching(new RegExp(`^\\S+  events/trade-executed  trade-executed  key=ACC-7  correlation=${trade}  id=\\S+$`))])
+    } finally {
+      for (const t of tails) t.child.kill()
+    }
+  })
+
+  it("refuses a tail with a wrong password or a filter outside the user's grants", async () => {
+    const wrong = await baton(["tail", "--mqtt", h.url, "--user", "observer"], { BATON_PASSWORD: "wrong password" })
+    expect(wrong.code).toBe(1)
+    expect(wrong.stderr).toMatch(/^baton: cannot connect to mqtt:\/\/127\.0\.0\.1:\d+: .*Not authorized.* \(set --user and BATON_PASSWORD\)\n$/)
+    const outside = await baton(["tail", "--mqtt", h.url, "--user", "observer", "accepted/#"], { BATON_PASSWORD: password })
+    expect(outside.stderr).toMatch(/^baton: the broker refused the subscription to accepted\/#: /)
+    expect((await baton(["tail", "events/#/x"], {})).stderr).toBe("baton: not an MQTT topic filter: events/#/x\n")
+  })
+})
+
+describe("pnpm baton cluster", () => {
+  let h: Harness
+  let schema: { readonly url: string; readonly drop: () => Promise<void> }
+  beforeAll(async () => {
+    schema = await freshSchema()
+    h = await startRuntime({ databaseUrl: schema.url, apps: ["order-entry"] })
+  })
+  afterAll(async () => {
+    await h?.stop()
+    await schema?.drop()
+  })
+
+  it("shows the instances and their partitions", async () => {
+    const env = { BATON_URL: `http://127.0.0.1:${h.runtime.httpPort}` }
+    const text = await baton(["cluster"], env)
+    expect(text.code, text.stderr).toBe(0)
+    expect(lines(text.stdout)[0]).toMatch(new RegExp(`^instance ${h.config.instance}, \\d+ partitions$`))
+    expect(text.stdout).toMatch(/^INSTANCE +LIVE +HEARTBEAT MS +PARTITIONS +WORKFLOWS +HTTP +MQTT$/m)
+    expect(row(text.stdout, h.config.instance)?.[1]).toBe("true")
+    const json = JSON.parse((await baton(["cluster", "--json"], env)).stdout)
+    expect(json.members.map((m: { instance: string }) => m.instance)).toEqual([h.config.instance])
+  })
+})
+
+describe("pnpm baton user add", () => {
+  const dir = mkdtempSync(join(tmpdir(), "baton-cli-users-"))
+  afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+  it("reads the password from a pipe", async () => {
+    const file = join(dir, "piped.json")
+    const added = await baton(["user", "add", "ann", "--role", "observer", "--role", "operator", "--file", file], {}, "piped secret 1\n")
+    expect(added).toEqual({ code: 0, stdout: `user ann saved in ${file} with roles observer,operator\n`, stderr: "" })
+    expect(await Users.authenticate(Users.load(file), "ann", "piped secret 1")).toEqual(["observer", "operator"])
+    const short = await baton(["user", "add", "bob", "--file", file], {}, "short\n")
+    expect(short).toMatchObject({ code: 2, stderr: "baton: the password must hold at least 8 characters\n" })
+    expect((await baton(["user", "list", "--file", file])).stdout).toBe("ann observer,operator\n")
+  })
+
+  it("reads the password at a terminal without echoing it", async () => {
+    const file = join(dir, "tty.json")
+    const secret = "tty-secret-4711"
+    // util-linux `script` gives the CLI a pseudo-terminal; everything the terminal shows comes back on its stdout.
+    const child = spawn("script", ["-qfec", `${JSON.stringify(process.execPath)} ${JSON.stringify(cli)} user add tess --role observer --file ${JSON.stringify(file)}`, "/dev/null"], {
+      env: Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("BATON_")))
+    })
+    let screen = ""
+    child.stdout.on("data", (d) => (screen += String(d)))
+    const exit = new Promise<number>((r) => child.once("exit", (code) => r(code ?? -1)))
+    await waitFor(() => screen.includes("password: "), "the prompt", 15_000)
+    // Typed with a mistake corrected by Backspace, then Enter.
+    child.stdin.write(`${secret}x\u007f\r`)
+    expect(await exit).toBe(0)
+    expect(screen).toContain("user tess saved in")
+    expect(screen).not.toContain(secret)
+    expect(screen).not.toContain("tty-secret")
+    expect(await Users.authenticate(Users.load(file), "tess", secret)).toEqual(["observer"])
+  })
+})

@@ -1,0 +1,95 @@
+/**
+ * The OpenAPI document against the router it describes, on a real runtime (mediator topology,
+ * every app with an HTTP route): a method and path is answered by a route (anything but the
+ * router's "no endpoint" 404 or a 405) exactly when the document has the operation. Checked for
+ * every documented operation, for every path the router's source names with every method, and for
+ * generated paths; so a route added without its documentation (or the reverse) fails here.
+ */
+import { readFileSync } from "node:fs"
+import { resolve } from "node:path"
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import { useRuntime } from "./support.ts"
+
+const methods = ["GET", "POST", "PUT", "PATCH", "DELETE"] as const
+
+type Doc = { openapi: string; paths: Record<string, Record<string, { "x-baton-access": string; responses: Record<string, unknown> }>>; components: { schemas: Record<string, unknown> } }
+
+/** `/workflows/{id}/restart` as a regular expression over concrete paths. */
+const template = (path: string) => new RegExp(`^${path.replace(/[.]/g, "\\.").replace(/\{[^}]+\}/g, "[^/]+")}$`)
+
+const documented = (doc: Doc, method: string, path: string): boolean =>
+  Object.entries(doc.paths).some(([p, ops]) => template(p).test(path) && ops[method.toLowerCase()] !== undefined)
+
+/** The paths Http.ts tests for: `pathname === "/x"`, `startsWith("/x")` and regular expressions `/^\/x...`. */
+const pathsInSource = (): ReadonlyArray<string> => {
+  const source = readFileSync(resolve(import.meta.dirname, "../src/Http.ts"), "utf8")
+  const found = new Set<string>()
+  for (const m of source.matchAll(/pathname\s*===\s*"(\/[^"]*)"/g)) found.add(m[1]!)
+  for (const m of source.matchAll(/startsWith\("(\/[^"]*)"\)/g)) found.add(m[1]!)
+  for (const m of source.matchAll(/\/\^\\\/([A-Za-z0-9_.-]+)/g)) found.add(`/${m[1]}`)
+  return [...found]
+}
+
+describe("the OpenAPI document", () => {
+  const ctx = useRuntime({ topology: "mediator", apps: ["order-entry", "customer", "trading", "comments"] })
+
+  const document = async (): Promise<Doc> => {
+    const res = await fetch(`http://127.0.0.1:${ctx.h.runtime.httpPort}/openapi.json`)
+    expect(res.status).toBe(200)
+    return (await res.json()) as Doc
+  }
+
+  /** Whether a route answered: the router's fallthrough is a 404 "no endpoint at …" or a 405. */
+  const answered = async (method: string, path: string): Promise<{ readonly answered: boolean; readonly status: number }> => {
+    const res = await fetch(`http://127.0.0.1:${ctx.h.runtime.httpPort}${path}`, { method, ...(method === "GET" ? {} : { body: JSON.stringify({ reason: "openapi test" }) }) })
+    const body = (await res.json()) as { reason?: string }
+    const fallthrough = res.status === 405 || (res.status === 404 && (body.reason ?? "").startsWith("no endpoint at"))
+    return { answered: !fallthrough, status: res.status }
+  }
+
+  it("is OpenAPI 3.1 with a role for every operation and every reference resolved", async () => {
+    const doc = await document()
+    expect(doc.openapi).toBe("3.1.0")
+    for (const [path, ops] of Object.entries(doc.paths))
+      for (const [method, op] of Object.entries(ops)) {
+        expect(["none", "read", "operate", "submit"], `${method} ${path}`).toContain(op["x-baton-access"])
+        expect(Object.keys(op.responses).length, `${method} ${path}`).toBeGreaterThan(0)
+      }
+    for (const m of JSON.stringify(doc).matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)) expect(doc.components.schemas, m[1]).toHaveProperty(m[1]!)
+    // The apps' own routes are in it: the comments app's.
+    expect(doc.paths["/comments"]?.post?.["x-baton-access"]).toBe("submit")
+  })
+
+  it("has every operation the router answers, and the router answers every operation it has", async () => {
+    const doc = await document()
+    const concrete = Object.keys(doc.paths).map((p) => p.replace(/\{[^}]+\}/g, "nope"))
+    const fromSource = pathsInSource()
+    // The source scan finds the router's paths (a guard on the scan itself).
+    expect(fromSource).toEqual(expect.arrayContaining(["/healthz", "/openapi.json", "/cluster", "/workflows", "/dashboard", "/errors", "/operations"]))
+    const candidates = new Set([...concrete, ...fromSource.flatMap((p) => [p, `${p}/nope`, ...["restart", "discard", "resubmit"].map((a) => `${p}/nope/${a}`)])])
+    const mismatches: Array<string> = []
+    for (const path of candidates)
+      for (const method of methods) {
+        const { answered: yes, status } = await answered(method, path)
+        if (yes !== documented(doc, method, path)) mismatches.push(`${method} ${path}: answered ${status}, ${yes ? "not documented" : "documented"}`)
+      }
+    expect(mismatches).toEqual([])
+  })
+
+  it("for any path and method: answered exactly when documented", async () => {
+    const doc = await document()
+    const segment = fc.oneof(
+      fc.constantFrom("healthz", "openapi.json", "errors", "cluster", "workflows", "dashboard", "operations", "comments", "flows", "metrics", "console", "restart", "discard", "resubmit", "nope"),
+      // Not `.` or `..`: the URL would be normalised to another path than the one checked.
+      fc.stringMatching(/^[a-z0-9.-]{1,8}$/).filter((s) => s !== "." && s !== "..")
+    )
+    await fc.assert(
+      fc.asyncProperty(fc.array(segment, { minLength: 1, maxLength: 3 }), fc.constantFrom(...methods), async (segments, method) => {
+        const path = `/${segments.join("/")}`
+        expect((await answered(method, path)).answered, `${method} ${path}`).toBe(documented(doc, method, path))
+      }),
+      { numRuns: 150 }
+    )
+  })
+})
