@@ -24,9 +24,9 @@ export const fields = (pairs: ReadonlyArray<readonly [string, unknown]>): string
 export interface FlowEvent {
   readonly id: string
   readonly type: string
-  readonly causationId?: string | null
-  readonly processor?: string | null
-  readonly status?: string | null
+  readonly causationId?: string | null | undefined
+  readonly processor?: string | null | undefined
+  readonly status?: string | null | undefined
 }
 
 /**

@@ -3,8 +3,9 @@
  * dashboard, errors, cluster, operations, flow), live events over MQTT (tail), and the HTTP API's
  * OpenAPI document (openapi). Parsed by effect's own `effect/cli`; `--help` on any command.
  *
- * HTTP commands talk to `--url` (BATON_URL, default http://127.0.0.1:<BATON_HTTP_PORT or 8080>)
- * with `--token` (BATON_TOKEN); they print aligned tables, or the runtime's JSON with `--json`.
+ * HTTP commands talk to `--url` (BATON_HTTP, default http://<BATON_HOST>:<BATON_HTTP_PORT>, as the
+ * examples do) with `--token` (BATON_TOKEN); they print aligned tables, or the runtime's JSON with
+ * `--json`. `tail` connects to `--mqtt` (BATON_URL, default mqtt://<BATON_HOST>:<BATON_MQTT_PORT>).
  * A failure is one line on standard error and exit code 1 (2 for bad usage).
  */
 import { randomUUID } from "node:crypto"
@@ -184,7 +185,7 @@ const tokenRemove = Command.make(
 // ---------------------------------------------------------------- the HTTP API
 
 const api = {
-  url: Flag.String("url").pipe(Flag.withDescription("The runtime's HTTP address (default BATON_URL, or http://127.0.0.1:<BATON_HTTP_PORT or 8080>)"), Flag.optional),
+  url: Flag.String("url").pipe(Flag.withDescription("The runtime's HTTP address (default BATON_HTTP, or http://<BATON_HOST>:<BATON_HTTP_PORT>)"), Flag.optional),
   token: Flag.String("token").pipe(Flag.withDescription("A bearer token from 'pnpm baton token add' (default BATON_TOKEN)"), Flag.optional),
   json: Flag.Boolean("json").pipe(Flag.withDescription("Print the runtime's JSON answer instead of a table"), Flag.withDefault(false))
 }
@@ -196,7 +197,13 @@ const paging = {
 type Api = { readonly url: Option.Option<string>; readonly token: Option.Option<string>; readonly json: boolean }
 type Paging = { readonly limit: Option.Option<number>; readonly cursor: Option.Option<string>; readonly order: Option.Option<"asc" | "desc"> }
 
-const baseUrl = (a: Api) => (some(a.url) ?? process.env.BATON_URL ?? `http://127.0.0.1:${process.env.BATON_HTTP_PORT ?? 8080}`).replace(/\/+$/, "")
+/** The runtime listens on the wildcard address when told to; a client connects to loopback then. */
+const clientHost = (host: string) => (host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host)
+/** Where the runtime is, from its own variables (README's configuration table), like the examples. */
+const endpoint = (scheme: string, portVariable: string, fallback: number) =>
+  `${scheme}://${clientHost(process.env.BATON_HOST || "127.0.0.1")}:${process.env[portVariable] || fallback}`
+
+const baseUrl = (a: Api) => (some(a.url) ?? process.env.BATON_HTTP ?? endpoint("http", "BATON_HTTP_PORT", 8080)).replace(/\/+$/, "")
 
 const query = (params: Readonly<Record<string, string | number | undefined>>): string => {
   const q = new URLSearchParams(Object.entries(params).flatMap(([k, v]) => (v === undefined ? [] : [[k, String(v)] as [string, string]])))
@@ -231,7 +238,7 @@ const call = async (a: Api, method: "GET" | "POST", path: string, body?: unknown
     })
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause
-    throw new Failure(`the runtime is not reachable at ${baseUrl(a)} (${cause?.code ?? cause?.message ?? (error as Error).message}): is it running? set --url or BATON_URL`)
+    throw new Failure(`the runtime is not reachable at ${baseUrl(a)} (${cause?.code ?? cause?.message ?? (error as Error).message}): is it running? set --url or BATON_HTTP`)
   }
   const text = await res.text()
   let answer: any
@@ -389,7 +396,7 @@ const flow = Command.make(
 /** An MQTT topic filter: `+` a whole level, `#` the whole last level. */
 const isFilter = (f: string) => f.length > 0 && !f.includes("\u0000") && f.split("/").every((l, i, all) => (l === "#" ? i === all.length - 1 : l === "+" || !/[+#]/.test(l)))
 
-const defaultMqtt = () => process.env.BATON_MQTT_URL ?? `mqtt://127.0.0.1:${process.env.BATON_MQTT_PORT ?? 1883}`
+const defaultMqtt = () => process.env.BATON_URL ?? endpoint("mqtt", "BATON_MQTT_PORT", 1883)
 
 const tail = Command.make(
   "tail",
@@ -399,7 +406,7 @@ const tail = Command.make(
     key: Flag.String("key").pipe(Flag.withDescription("Only events with this key"), Flag.optional),
     correlation: Flag.String("correlation").pipe(Flag.withDescription("Only events of this correlation id"), Flag.optional),
     count: Flag.Int("count").pipe(Flag.withDescription("Stop after this many events"), Flag.optional),
-    mqtt: Flag.String("mqtt").pipe(Flag.withDescription("The broker (default BATON_MQTT_URL, or mqtt://127.0.0.1:<BATON_MQTT_PORT or 1883>)"), Flag.optional),
+    mqtt: Flag.String("mqtt").pipe(Flag.withDescription("The broker (default BATON_URL, or mqtt://<BATON_HOST>:<BATON_MQTT_PORT>)"), Flag.optional),
     user: Flag.String("user").pipe(Flag.withDescription("The MQTT user (default BATON_USER; the password from BATON_PASSWORD or a prompt)"), Flag.optional),
     json: api.json
   },
