@@ -263,12 +263,15 @@ describe("pnpm baton against a running runtime", () => {
   })
 
   it("refuses a tail with a wrong password or a filter outside the user's grants", async () => {
-    const wrong = await baton(["tail", "--mqtt", h.url, "--user", "observer"], { BATON_PASSWORD: "wrong password" })
+    const [wrong, outside, badFilter] = await Promise.all([
+      baton(["tail", "--mqtt", h.url, "--user", "observer"], { BATON_PASSWORD: "wrong password" }),
+      baton(["tail", "--mqtt", h.url, "--user", "observer", "accepted/#"], { BATON_PASSWORD: password }),
+      baton(["tail", "events/#/x"], {})
+    ])
     expect(wrong.code).toBe(1)
     expect(wrong.stderr).toMatch(/^baton: cannot connect to mqtt:\/\/127\.0\.0\.1:\d+: .*Not authorized.* \(set --user and BATON_PASSWORD\)\n$/)
-    const outside = await baton(["tail", "--mqtt", h.url, "--user", "observer", "accepted/#"], { BATON_PASSWORD: password })
     expect(outside.stderr).toMatch(/^baton: the broker refused the subscription to accepted\/#: /)
-    expect((await baton(["tail", "events/#/x"], {})).stderr).toBe("baton: not an MQTT topic filter: events/#/x\n")
+    expect(badFilter.stderr).toBe("baton: not an MQTT topic filter: events/#/x\n")
   })
 })
 
@@ -302,10 +305,12 @@ describe("pnpm baton user add", () => {
 
   it("reads the password from a pipe", async () => {
     const file = join(dir, "piped.json")
-    const added = await baton(["user", "add", "ann", "--role", "observer", "--role", "operator", "--file", file], {}, "piped secret 1\n")
+    const [added, short] = await Promise.all([
+      baton(["user", "add", "ann", "--role", "observer", "--role", "operator", "--file", file], {}, "piped secret 1\n"),
+      baton(["user", "add", "bob", "--file", join(dir, "other.json")], {}, "short\n")
+    ])
     expect(added).toEqual({ code: 0, stdout: `user ann saved in ${file} with roles observer,operator\n`, stderr: "" })
     expect(await Users.authenticate(Users.load(file), "ann", "piped secret 1")).toEqual(["observer", "operator"])
-    const short = await baton(["user", "add", "bob", "--file", file], {}, "short\n")
     expect(short).toMatchObject({ code: 2, stderr: "baton: the password must hold at least 8 characters\n" })
     expect((await baton(["user", "list", "--file", file])).stdout).toBe("ann observer,operator\n")
   })
