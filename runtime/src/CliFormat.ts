@@ -1,9 +1,13 @@
 /** What `pnpm baton` prints for people: aligned tables and a causation tree. Pure functions. */
 
-/** A cell: text on one line (newlines and tabs become spaces), `-` for nothing, cut at `max` characters. */
+/**
+ * A cell: text on one line with single spaces between words (so two spaces always part columns),
+ * `-` for nothing (blank included), cut at `max` characters.
+ */
 export const cell = (value: unknown, max = 60): string => {
-  const raw = value === undefined || value === null || value === "" ? "-" : typeof value === "string" ? value : typeof value === "object" ? JSON.stringify(value) : String(value)
-  const flat = raw.replace(/[\r\n\t]+/g, " ")
+  const raw = value === undefined || value === null ? "" : typeof value === "string" ? value : typeof value === "object" ? JSON.stringify(value) : String(value)
+  const flat = raw.replace(/\s+/g, " ").trim()
+  if (flat === "") return "-"
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
 }
 

@@ -17,6 +17,8 @@ describe("table", () => {
         const header = out[0]!
         const starts = [0, header.indexOf("B"), header.indexOf("C")]
         out.slice(1).forEach((line, r) => rows[r]!.forEach((v, i) => expect(line.slice(starts[i]!).startsWith(cell(v))).toBe(true)))
+        // Two spaces only ever between columns: a script can split a row on them.
+        out.slice(1).forEach((line, r) => expect(line.split(/ {2,}/)).toEqual(rows[r]!.map((v) => cell(v))))
       })
     )
   })
