@@ -31,7 +31,16 @@ export interface FlowEvent {
   readonly causationId?: string | null | undefined
   readonly processor?: string | null | undefined
   readonly status?: string | null | undefined
+  /** What each processor that received the event made of it, when the answer lists them. */
+  readonly deliveries?: ReadonlyArray<{ readonly processor: string; readonly status: string }> | undefined
 }
+
+/** `by <processor>, <status>`, or one `<processor> <status>` per delivery. */
+const notesOf = (e: FlowEvent): ReadonlyArray<string> => [
+  ...(e.processor == null ? [] : [`by ${e.processor}`]),
+  ...(e.status == null ? [] : [e.status]),
+  ...(e.deliveries ?? []).map((d) => `${d.processor} ${d.status}`)
+]
 
 /**
  * The events of a flow as a tree by causation: each under the event that caused it, roots (no
@@ -47,7 +56,7 @@ export const causationTree = (events: ReadonlyArray<FlowEvent>): string => {
   const walk = (e: FlowEvent, depth: number) => {
     if (seen.has(e.id)) return
     seen.add(e.id)
-    const notes = [e.processor == null ? undefined : `by ${e.processor}`, e.status ?? undefined].filter((n) => n !== undefined)
+    const notes = notesOf(e)
     lines.push(`${"  ".repeat(depth)}${depth === 0 ? "" : "└ "}${e.type} ${e.id}${notes.length === 0 ? "" : ` (${notes.join(", ")})`}`)
     for (const c of children.get(e.id) ?? []) walk(c, depth + 1)
   }

@@ -388,6 +388,8 @@ const flow = Command.make(
     const answer = await call(a, "GET", `/flows/${encodeURIComponent(a.correlationId)}`)
     if (a.json) return printJson(answer)
     out(causationTree((answer.events ?? []) as ReadonlyArray<FlowEvent>))
+    if (Array.isArray(answer.rejections) && answer.rejections.length > 0)
+      out(`\nrejections\n${table(["at", "kind", "processor", "topic", "reason"], answer.rejections.map((r: any) => [r.at, r.kind, r.processor, r.topic, r.reason]))}`)
   })
 ).pipe(Command.withDescription("The events of one initiating event, as a tree by causation"))
 

@@ -37,6 +37,14 @@ describe("causationTree", () => {
     )
   })
 
+  it("lists each processor's delivery of an event when the answer has them", () => {
+    const events: ReadonlyArray<FlowEvent> = [
+      { id: "1", type: "place-order", causationId: "1", deliveries: [{ processor: "order-placement", status: "done" }] },
+      { id: "2", type: "order-created", causationId: "1", deliveries: [{ processor: "payment", status: "failed" }, { processor: "notification", status: "pending" }] }
+    ]
+    expect(causationTree(events)).toBe("place-order 1 (order-placement done)\n  └ order-created 2 (payment failed, notification pending)\n")
+  })
+
   it("shows every event exactly once, after its cause, for any causation (cycles and unknown causes included)", () => {
     const ids = ["a", "b", "c", "d", "e", "f"]
     fc.assert(

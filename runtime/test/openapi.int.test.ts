@@ -5,8 +5,8 @@
  * every documented operation, for every path the router's source names with every method, and for
  * generated paths; so a route added without its documentation (or the reverse) fails here.
  */
-import { readFileSync } from "node:fs"
-import { resolve } from "node:path"
+import { readdirSync, readFileSync } from "node:fs"
+import { join, resolve } from "node:path"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { useRuntime } from "./support.ts"
@@ -21,9 +21,17 @@ const template = (path: string) => new RegExp(`^${path.replace(/[.]/g, "\\.").re
 const documented = (doc: Doc, method: string, path: string): boolean =>
   Object.entries(doc.paths).some(([p, ops]) => template(p).test(path) && ops[method.toLowerCase()] !== undefined)
 
-/** The paths Http.ts tests for: `pathname === "/x"`, `startsWith("/x")` and regular expressions `/^\/x...`. */
+/**
+ * The paths the runtime's sources test a request for (Http.ts's router, and any module that answers
+ * requests beside it): `pathname === "/x"`, `startsWith("/x")` and regular expressions `/^\/x...`.
+ * The CLI and this document only name paths, they answer none.
+ */
 const pathsInSource = (): ReadonlyArray<string> => {
-  const source = readFileSync(resolve(import.meta.dirname, "../src/Http.ts"), "utf8")
+  const dir = resolve(import.meta.dirname, "../src")
+  const source = readdirSync(dir)
+    .filter((f) => f.endsWith(".ts") && !["OpenApi.ts", "cli.ts"].includes(f))
+    .map((f) => readFileSync(join(dir, f), "utf8"))
+    .join("\n")
   const found = new Set<string>()
   for (const m of source.matchAll(/pathname\s*===\s*"(\/[^"]*)"/g)) found.add(m[1]!)
   for (const m of source.matchAll(/startsWith\("(\/[^"]*)"\)/g)) found.add(m[1]!)
