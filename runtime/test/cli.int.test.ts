@@ -74,7 +74,8 @@ const placeOrder = async (client: MqttClient, card: string, customerId = `c-${ra
   return { id, customerId }
 }
 
-describe("pnpm baton against a running runtime", () => {
+// Each command is a Node process (about a second of CPU): on a loaded machine a test of several takes a while.
+describe("pnpm baton against a running runtime", { timeout: 120_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), "baton-cli-"))
   const authFile = join(dir, "users.json")
   let h: Harness
