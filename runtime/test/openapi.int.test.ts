@@ -3,13 +3,18 @@
  * every app with an HTTP route): a method and path is answered by a route (anything but the
  * router's "no endpoint" 404 or a 405) exactly when the document has the operation. Checked for
  * every documented operation, for every path the router's source names with every method, and for
- * generated paths; so a route added without its documentation (or the reverse) fails here.
+ * generated paths; so a route added without its documentation (or the reverse) fails here. And
+ * the answers of a runtime with something in every list match the documented schemas (Ajv, JSON
+ * Schema 2020-12, the dialect of OpenAPI 3.1).
  */
 import { readdirSync, readFileSync } from "node:fs"
 import { join, resolve } from "node:path"
+import { randomUUID } from "node:crypto"
+import { Ajv2020 } from "ajv/dist/2020.js"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { useRuntime } from "./support.ts"
+import { waitFor } from "./trading.ts"
 
 const methods = ["GET", "POST", "PUT", "PATCH", "DELETE"] as const
 
@@ -109,5 +114,48 @@ describe("the OpenAPI document", () => {
       }),
       { numRuns: 150 }
     )
+  })
+
+  it("describes what the runtime answers: every answer matches its documented schema", async () => {
+    const port = ctx.h.runtime.httpPort
+    // Something in every list: a failed workflow, a dashboard entry, a rejection, an operator action.
+    const order = randomUUID()
+    const data = { customerId: "c-openapi", email: "h@example.com", items: [{ sku: "BOOK-1", qty: 1, price: 3 }], payment: { card: "4000000000000119" } }
+    await ctx.client.publishAsync("initiate/place-order", JSON.stringify({ id: order, type: "place-order", data }), { qos: 1 })
+    await ctx.client.publishAsync("initiate/place-trade", JSON.stringify({ id: randomUUID(), type: "place-trade", data: { account: "ACC-404", symbol: "AAPL", side: "buy", quantity: 1 } }), { qos: 1 })
+    await ctx.client.publishAsync("initiate/place-order", "{not json", { qos: 1 })
+    const get = async (path: string) => (await fetch(`http://127.0.0.1:${port}${path}`)).json() as Promise<any>
+    await waitFor(async () => (await get("/workflows?status=failed")).workflows.length > 0 && (await get("/dashboard")).entries.length > 0, "a failed workflow and a dashboard entry")
+    await fetch(`http://127.0.0.1:${port}/workflows/nope/discard`, { method: "POST", body: JSON.stringify({ reason: "r" }) })
+
+    const doc = await document()
+    const ajv = new Ajv2020({ strict: false, allErrors: true })
+    ajv.addSchema({ ...doc, $id: "openapi" })
+    const check = async (method: string, path: string, template: string, status: string, body?: unknown) => {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`, { method, ...(body === undefined ? {} : { body: JSON.stringify(body) }) })
+      expect(String(res.status), `${method} ${path}`).toBe(status)
+      const pointer = ["paths", template, method.toLowerCase(), "responses", status, "content", "application/json", "schema"].map((k) => k.replaceAll("~", "~0").replaceAll("/", "~1")).join("/")
+      const validate = ajv.getSchema(`openapi#/${pointer}`)!
+      const answer = await res.json()
+      expect(validate(answer) ? [] : validate.errors, `${method} ${path}: ${JSON.stringify(answer).slice(0, 300)}`).toEqual([])
+      return answer
+    }
+    await check("GET", "/healthz", "/healthz", "200")
+    await check("GET", "/openapi.json", "/openapi.json", "200")
+    await check("GET", "/errors", "/errors", "200")
+    await check("GET", "/workflows", "/workflows", "200")
+    await check("GET", `/workflows/${order}`, "/workflows/{id}", "200")
+    await check("GET", "/workflows/nope", "/workflows/{id}", "404")
+    await check("POST", "/workflows/nope/restart", "/workflows/{id}/restart", "404")
+    await check("POST", `/workflows/${order}/discard`, "/workflows/{id}/discard", "400", {})
+    await check("GET", "/dashboard?status=all", "/dashboard", "200")
+    await check("GET", "/dashboard?status=bogus", "/dashboard", "400")
+    await check("GET", "/operations", "/operations", "200")
+    await check("GET", "/cluster", "/cluster", "404")
+    await check("POST", "/comments", "/comments", "400", {})
+    const entry = (await get("/dashboard")).entries[0]
+    await check("POST", `/dashboard/${entry.id}/discard`, "/dashboard/{id}/discard", "200", { reason: "openapi test" })
+    await check("POST", `/dashboard/${entry.id}/resubmit`, "/dashboard/{id}/resubmit", "409")
+    await check("POST", `/workflows/${order}/restart`, "/workflows/{id}/restart", "200", { payment: { card: "4242424242424242" } })
   })
 })
