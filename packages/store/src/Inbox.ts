@@ -62,7 +62,9 @@ export const make = async (
     "INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING RETURNING part"
   )
   const status = store.query("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?")
-  const settle = store.query("UPDATE inbox SET status = ?, done_at = ?, payload = '' WHERE processor = ? AND envelope_id = ? AND status = 'pending' RETURNING status")
+  // The payload stays until the row is pruned: the flows API (runtime/src/Flows.ts) reads the
+  // envelopes from here, and a failed message is resubmitted from it.
+  const settle = store.query("UPDATE inbox SET status = ?, done_at = ? WHERE processor = ? AND envelope_id = ? AND status = 'pending' RETURNING status")
   const pending = store.query("SELECT envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' ORDER BY rowid")
   const prune = store.query("DELETE FROM inbox WHERE status <> 'pending' AND done_at < ? RETURNING status")
   return {
