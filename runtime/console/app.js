@@ -108,7 +108,7 @@ const flowsPage = async (main, params) => {
       h("td", {}, f.initiating?.type ?? h("span.muted", {}, "(not kept)")),
       h("td.mono", {}, f.initiating?.key ?? ""),
       h("td", {}, f.events),
-      h("td", {}, f.pending > 0 ? badge("pending") : "", f.failed > 0 ? badge("failed") : ""),
+      h("td", {}, f.pending > 0 ? badge("pending") : "", f.parked > 0 ? badge("parked") : "", f.failed > 0 ? badge("failed") : ""),
       h("td", {}, time(f.lastAt))))
   main.append(
     h("h2", {}, "Flows"), search, stuck,
@@ -151,8 +151,8 @@ const flowPage = async (main, id) => {
   const arrived = h("ul.log.mono", { id: "arrived" })
   main.append(
     h("h2", {}, "Flow ", h("span.mono", {}, id)),
-    h("p", { id: "flow-summary", "data-pending": s.pending, "data-failed": s.failed, "data-events": s.events },
-      `${s.events} events · ${s.pending} pending · ${s.failed} failed`, s.initiating ? ` · initiated by ${s.initiating.type} (key ${s.initiating.key})` : ""),
+    h("p", { id: "flow-summary", "data-pending": s.pending, "data-parked": s.parked, "data-failed": s.failed, "data-events": s.events },
+      `${s.events} events · ${s.pending} pending · ${s.parked} parked · ${s.failed} failed`, s.initiating ? ` · initiated by ${s.initiating.type} (key ${s.initiating.key})` : ""),
     workflow ? h("p", {}, "Workflow ", h("a", { href: `#/workflows/${encodeURIComponent(id)}` }, workflow.workflow), " ", badge(workflow.status)) : "",
     h("div.card", {}, tree(flow)),
     flow.rejections.length === 0 ? "" : h("div", {}, h("h3", {}, "Failures and rejections"), rejectionsTable(flow.rejections)),
@@ -326,7 +326,8 @@ const render = async () => {
   if (rendering) return rerenderSoon()
   rendering = true
   const [path, query = ""] = location.hash.replace(/^#\/?/, "").split("?")
-  const [page = "flows", id] = path.split("/")
+  const [first, id] = path.split("/")
+  const page = first || "flows"
   const params = new URLSearchParams(query)
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.page === page)
   const main = h("main", { id: "main", "data-page": page })
@@ -354,5 +355,8 @@ document.getElementById("token-form").addEventListener("submit", (e) => {
   notice("token saved", true)
   void render()
 })
-window.addEventListener("hashchange", () => void render())
+window.addEventListener("hashchange", () => {
+  notice("")
+  void render()
+})
 void render()

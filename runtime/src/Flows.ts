@@ -14,6 +14,7 @@ import type { Row, Store } from "@baton/store"
 
 export interface Delivery {
   readonly processor: string
+  /** pending, done, failed, or parked (behind a held key, the workflow event pattern). */
   readonly status: string
   readonly receivedAt: string
   readonly doneAt: string | undefined
@@ -50,7 +51,9 @@ export interface Summary {
   readonly initiating: { readonly id: string; readonly type: string; readonly key: string; readonly occurredAt: string } | undefined
   readonly events: number
   readonly types: ReadonlyArray<string>
+  /** Deliveries not processed yet: waiting in an inbox, or parked behind a held key. */
   readonly pending: number
+  readonly parked: number
   readonly failed: number
   readonly lastAt: string
 }
@@ -206,6 +209,7 @@ export const make = (deps: {
       events: events.length,
       types: [...new Set(events.map((e) => e.type))],
       pending: deliveries.filter((d) => d.status === "pending").length,
+      parked: deliveries.filter((d) => d.status === "parked").length,
       failed: deliveries.filter((d) => d.status === "failed").length,
       lastAt: events.reduce((at, e) => (e.occurredAt > at ? e.occurredAt : at), "")
     }
