@@ -187,7 +187,7 @@ describe("console, mediator topology: workflows", () => {
     await page.waitForSelector("#flow-tree [data-event-type=workflow-completed]", { timeout: 15_000 })
     await page.waitForSelector("#flow-tree [data-event-type=workflow-restarted]")
     await shot(page, "workflow-flow")
-    const ops = await (await fetch(`${ctx.base}/operations?target=${id}`, { headers: { authorization: `Bearer ${ctx.token}` } })).json()
+    const ops = (await (await fetch(`${ctx.base}/operations?target=${id}`, { headers: { authorization: `Bearer ${ctx.token}` } })).json()) as { operations: Array<{ action: string; user: string }> }
     expect(ops.operations.map((o: { action: string; user: string }) => [o.action, o.user])).toEqual([["workflow-restart", "ops"]])
     expect(JSON.stringify(ops)).not.toContain(cards.approved)
   })
