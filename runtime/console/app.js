@@ -67,7 +67,11 @@ const live = (query, onEvent) => {
   const open = streams.get(key)
   if (open !== undefined) return void (open.onEvent = onEvent)
   const entry = { onEvent }
-  entry.stop = stream(query, (e) => entry.onEvent(e), (on) => document.getElementById("live")?.classList.toggle("on", on))
+  entry.stop = stream(query, (e) => entry.onEvent(e), (on) => {
+    const dot = document.getElementById("live")
+    dot.classList.toggle("on", on)
+    dot.textContent = on ? "● live" : "○"
+  })
   streams.set(key, entry)
 }
 
@@ -294,7 +298,7 @@ const errorsPage = async (main) => {
 const clusterPage = async (main) => {
   const health = await fetch("/healthz").then((r) => r.json())
   main.append(h("h2", {}, "Cluster"),
-    h("div.card", {}, h("h3", {}, "This instance"), h("p", {}, badge(health.status === "ready" ? "done" : "pending"), ` ${health.status} · outbox ${health.outbox} · memory ${health.memory?.rssMb} MB`),
+    h("div.card", {}, h("h3", {}, "This instance"), h("p", {}, badge(health.status), ` outbox ${health.outbox} · memory ${health.memory?.rssMb} MB`),
       table(["processor", "partitions", "restarts"], (health.processors ?? []).map((p) => h("tr", {}, h("td", {}, p.name), h("td", {}, p.partitions), h("td", {}, p.restarts))))))
   try {
     const c = await api("/cluster")
@@ -302,7 +306,7 @@ const clusterPage = async (main) => {
       table(["instance", "partitions", "workflows", "seen"], c.members.map((m) => h("tr", {}, h("td.mono", {}, m.instance), h("td", {}, m.partitions.join(", ")), h("td", {}, m.workflows.length), h("td", {}, time(m.heartbeatAt ?? m.seenAt))))),
       c.unowned.length > 0 ? h("p.s-failed", {}, `unowned partitions: ${c.unowned.join(", ")}`) : "")
   } catch (e) {
-    main.append(h("p.muted", { id: "cluster-note" }, e.message))
+    main.append(h("p.muted", { id: "cluster-note" }, e.status === 404 ? "Not a cluster: this instance runs alone on its embedded store (a cluster shares BATON_DATABASE_URL)." : e.message))
   }
   every(5000, () => rerenderIfIdle())
 }
