@@ -21,22 +21,25 @@ const shots = join(import.meta.dirname, "..", "..", ".baton-screenshots")
 const password = "correct horse"
 const failingCard = "4000000000000119"
 
-/** A users file with an operator (its HTTP token returned) and a client for MQTT. */
+/** A users file with an operator and an observer (their HTTP tokens returned) and a client for MQTT. */
 const usersFile = async (dir: string) => {
   const path = join(dir, "users.json")
   let file = await Users.addUser({ users: {}, tokens: {} }, "ops", password, ["operator"])
+  file = await Users.addUser(file, "watcher", password, ["observer"])
   file = await Users.addUser(file, "app", password, ["client"])
-  const added = Users.addToken(file, "ops")
-  Users.save(path, added.file)
-  return { path, token: added.token }
+  const ops = Users.addToken(file, "ops")
+  const watcher = Users.addToken(ops.file, "watcher")
+  Users.save(path, watcher.file)
+  return { path, token: ops.token, observer: watcher.token }
 }
 
 const rig = (overrides: Parameters<typeof startRuntime>[0]) => {
-  const ctx = {} as { h: Harness; client: MqttClient; token: string; page: Page; base: string; dir: string }
+  const ctx = {} as { h: Harness; client: MqttClient; token: string; observer: string; page: Page; base: string; dir: string }
   beforeAll(async () => {
     ctx.dir = mkdtempSync(join(tmpdir(), "baton-console-"))
     const users = await usersFile(ctx.dir)
     ctx.token = users.token
+    ctx.observer = users.observer
     ctx.h = await startRuntime({ authFile: users.path, ...overrides })
     ctx.client = await mqtt.connectAsync(ctx.h.url, { protocolVersion: 4, reconnectPeriod: 0, clientId: `app-${randomUUID().slice(0, 8)}`, username: "app", password })
     ctx.base = `http://127.0.0.1:${ctx.h.runtime.httpPort}`
@@ -147,6 +150,24 @@ describe("console, broker topology: flows and the repair queue", () => {
     await page.goto(`${ctx.base}/console/#/flows/${trades[0]!.id}`)
     await page.waitForSelector("#flow-tree [data-status=failed]")
     await page.waitForSelector("#flow-tree [data-event-type=trade-executed]")
+  })
+
+  it("asks the console's endpoints for a token and a role, like the others", async () => {
+    const call = (path: string, token?: string, method = "GET") =>
+      fetch(`${ctx.base}${path}`, { method, headers: token === undefined ? {} : { authorization: `Bearer ${token}` } }).then(async (r) => {
+        const status = r.status
+        await r.body?.cancel()
+        return status
+      })
+    expect(await call("/flows")).toBe(401)
+    expect(await call("/events/stream")).toBe(401)
+    expect(await call("/flows", ctx.observer)).toBe(200)
+    expect(await call("/flows/stuck?type=place-order&notReached=order-shipped", ctx.observer)).toBe(200)
+    expect(await call("/events/stream", ctx.observer)).toBe(200)
+    expect(await call("/errors/any/resubmit", ctx.observer, "POST")).toBe(403)
+    expect(await call("/errors/any/resubmit", ctx.token, "POST")).toBe(404)
+    // The page itself needs no token: it holds no data.
+    expect(await call("/console/")).toBe(200)
   })
 
   it("shows the errors and cluster pages", async () => {
