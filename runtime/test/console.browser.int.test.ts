@@ -105,12 +105,22 @@ describe("console, broker topology: flows and the repair queue", () => {
     expect(await page.content()).not.toContain(cards.approved)
     await shot(page, "flow")
 
+    // A declined order never ships: the stuck query finds it, not the shipped one.
+    const declined = randomUUID()
+    await ctx.client.publishAsync(
+      "initiate/place-order",
+      JSON.stringify({ id: declined, type: "place-order", data: { customerId: "c-declined", email: "d@example.com", items: [{ sku: "BOOK-1", qty: 1, price: 9 }], payment: { card: cards.declined } } }),
+      { qos: 1 }
+    )
     await page.goto(`${ctx.base}/console/#/flows?minutes=10`)
     await page.waitForSelector(`tr[data-flow='${id}']`)
+    await page.waitForSelector(`tr[data-flow='${declined}']`)
+    await shot(page, "flows")
     await page.fill("#flow-stuck input[name=type]", "place-order")
     await page.fill("#flow-stuck input[name=notReached]", "order-shipped")
     await page.click("#flow-stuck button")
     await page.waitForSelector("text=Initiated by place-order, not reached order-shipped")
+    await page.waitForSelector(`tr[data-flow='${declined}']`)
     expect(await page.locator(`tr[data-flow='${id}']`).count()).toBe(0)
     await shot(page, "flows-stuck")
   })
