@@ -12,6 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import mqtt, { type MqttClient } from "mqtt"
 import { chromium, type Browser, type Page } from "playwright-core"
 import { Users } from "@baton/auth"
+import type { Processor } from "@baton/core"
+import { Effect } from "effect"
+import type * as Runtime from "../src/Runtime.ts"
 import { cards } from "./orders.ts"
 import { startRuntime, type Harness } from "./support.ts"
 import { waitFor } from "./trading.ts"
@@ -33,14 +36,14 @@ const usersFile = async (dir: string) => {
   return { path, token: ops.token, observer: watcher.token }
 }
 
-const rig = (overrides: Parameters<typeof startRuntime>[0]) => {
+const rig = (overrides: Parameters<typeof startRuntime>[0], options: Runtime.Options = {}) => {
   const ctx = {} as { h: Harness; client: MqttClient; token: string; observer: string; page: Page; base: string; dir: string }
   beforeAll(async () => {
     ctx.dir = mkdtempSync(join(tmpdir(), "baton-console-"))
     const users = await usersFile(ctx.dir)
     ctx.token = users.token
     ctx.observer = users.observer
-    ctx.h = await startRuntime({ authFile: users.path, ...overrides })
+    ctx.h = await startRuntime({ authFile: users.path, ...overrides }, options)
     ctx.client = await mqtt.connectAsync(ctx.h.url, { protocolVersion: 4, reconnectPeriod: 0, clientId: `app-${randomUUID().slice(0, 8)}`, username: "app", password })
     ctx.base = `http://127.0.0.1:${ctx.h.runtime.httpPort}`
     ctx.page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
@@ -77,10 +80,22 @@ afterAll(async () => {
   expect(pageErrors, "no script error on any page").toEqual([])
 })
 
+/** Fails on an order-created whose customer id starts with `bad-` (a processing failure); records the others. */
+const loyalty: Processor = {
+  name: "loyalty",
+  consumes: ["order-created"],
+  handle: (event) =>
+    Effect.suspend(() => {
+      const data = event.data as { customerId: string }
+      if (data.customerId.startsWith("bad-")) return Effect.die(new Error(`no loyalty account for ${data.customerId}`))
+      return Effect.succeed([{ type: "loyalty-recorded", data: { customerId: data.customerId } }])
+    })
+}
+
 const shot = (page: Page, name: string) => page.screenshot({ path: join(shots, `${name}.png`), fullPage: true })
 
 describe("console, broker topology: flows and the repair queue", () => {
-  const ctx = rig({ apps: ["order-entry", "trading"] })
+  const ctx = rig({ apps: ["order-entry", "trading"], maxAttempts: 1 }, { processors: () => [loyalty] })
 
   it("shows an order's events arriving live and its causation graph complete", async () => {
     const { page } = ctx
@@ -160,6 +175,35 @@ describe("console, broker topology: flows and the repair queue", () => {
     await page.goto(`${ctx.base}/console/#/flows/${trades[0]!.id}`)
     await page.waitForSelector("#flow-tree [data-status=failed]")
     await page.waitForSelector("#flow-tree [data-event-type=trade-executed]")
+  })
+
+  it("resubmits a processing failure from the repair queue with corrected data, to its processor only", async () => {
+    const { page } = ctx
+    const id = randomUUID()
+    await ctx.client.publishAsync(
+      "initiate/place-order",
+      JSON.stringify({ id, type: "place-order", data: { customerId: "bad-customer", email: "r@example.com", items: [{ sku: "BOOK-1", qty: 1, price: 9 }], payment: { card: cards.approved } } }),
+      { qos: 1 }
+    )
+    const auth = { headers: { authorization: `Bearer ${ctx.token}` } }
+    const flow = async () => (await (await fetch(`${ctx.base}/flows/${id}`, auth)).json()) as { rejections: Array<{ id: string; processor: string }>; events: Array<{ type: string; data: Record<string, unknown> }> }
+    await waitFor(async () => (await flow()).rejections.some((r) => r.processor === "loyalty"), "the loyalty processor's rejection")
+    const { rejections, events } = await flow()
+    const rejection = rejections.find((r) => r.processor === "loyalty")!
+    const created = events.find((e) => e.type === "order-created")!
+
+    await page.goto(`${ctx.base}/console/#/repair`)
+    const row = page.locator(`tr[data-rejection='${rejection.id}']`)
+    await row.waitFor()
+    await shot(page, "repair-processing-failure")
+    await row.locator("textarea").fill(JSON.stringify({ ...created.data, customerId: "good-customer" }))
+    await row.locator("button", { hasText: "Resubmit" }).click()
+    await page.waitForSelector(".notice.ok >> text=done")
+    await page.goto(`${ctx.base}/console/#/flows/${id}`)
+    await page.waitForSelector("#flow-tree [data-event-type=loyalty-recorded]", { timeout: 15_000 })
+    await page.waitForSelector("#flow-tree [data-processor=loyalty][data-status=failed]")
+    await page.waitForSelector("#flow-tree [data-processor=loyalty][data-status=done]")
+    await shot(page, "flow-resubmitted")
   })
 
   it("asks the console's endpoints for a token and a role, like the others", async () => {
