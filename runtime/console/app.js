@@ -182,12 +182,25 @@ const rejectionsTable = (rejections) =>
       h("td", {}, time(r.at)), h("td", {}, r.kind), h("td", {}, r.processor ?? ""), h("td", {}, r.reason),
       h("td", {}, r.resubmittable ?? r.kind === "processing-failed" ? resubmitRejection(r) : ""))))
 
+/** The failed envelope in a rejection's payload (masked), when it is whole JSON. */
+const failedOf = (r) => {
+  try {
+    return typeof r.payload === "string" ? JSON.parse(r.payload) : undefined
+  } catch {
+    return undefined
+  }
+}
+
 const resubmitRejection = (r) => {
   const data = h("textarea", { rows: 3, placeholder: "corrected data (JSON); empty resubmits it as it was", "aria-label": "corrected data" })
+  const failed = failedOf(r)
   return h("form.resubmit", { onsubmit: (e) => {
     e.preventDefault()
     act(`resubmit rejection ${r.id.slice(0, 8)}`, () => api(`/errors/${encodeURIComponent(r.id)}/resubmit`, { method: "POST", body: jsonOf(data.value) }))
-  } }, data, h("button", { type: "submit" }, "Resubmit"))
+  } },
+    failed?.data === undefined ? "" : h("details", {}, h("summary.muted", {}, "failed data (masked: copy, then fix what is masked)"), h("pre.mono", {}, pretty(failed.data))),
+    failed?.correlationId === undefined ? "" : h("p", {}, h("a", { href: `#/flows/${encodeURIComponent(failed.correlationId)}` }, "its flow")),
+    data, h("button", { type: "submit" }, "Resubmit"))
 }
 
 // ---- Workflows ---------------------------------------------------------------------------------
@@ -318,7 +331,7 @@ let pending = undefined
 /** Re-renders unless the operator is typing in a field of this page. */
 const rerenderIfIdle = () => {
   const a = document.activeElement
-  if (a !== null && ["INPUT", "TEXTAREA", "SELECT"].includes(a.tagName) && a.id !== "token") return
+  if (a !== null && ["INPUT", "TEXTAREA", "SELECT", "SUMMARY"].includes(a.tagName) && a.id !== "token") return
   void render()
 }
 const rerenderSoon = () => {

@@ -91,6 +91,11 @@ describe.each(stores)("flows API on %s", (_name, database) => {
     expect(body.summary).toMatchObject({ pending: 0, failed: 0, initiating: { id, type: "place-order" } })
     // The card number never leaves the runtime whole.
     expect(JSON.stringify(body)).not.toContain(cards.approved)
+    // Nor does the inbox keep it once the message is processed: it keeps the masked envelope.
+    const store = ctx.h.runtime.store
+    const kept = await store.run(store.query("SELECT payload FROM inbox WHERE envelope_id = ? AND status = 'done'").all(id))
+    expect(kept.length).toBeGreaterThan(0)
+    for (const r of kept) expect(String(r.payload)).toContain(`"card":"****${cards.approved.slice(-4)}"`)
 
     const byKey = await getJson(port, `/flows?key=${encodeURIComponent(created.key)}`)
     expect(byKey.body.flows.map((f: any) => f.correlationId)).toEqual([id])
