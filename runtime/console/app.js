@@ -180,7 +180,7 @@ const rejectionsTable = (rejections) =>
   table(["at", "kind", "processor", "reason", ""], rejections.map((r) =>
     h("tr", { "data-rejection": r.id },
       h("td", {}, time(r.at)), h("td", {}, r.kind), h("td", {}, r.processor ?? ""), h("td", {}, r.reason),
-      h("td", {}, r.resubmittable ?? r.kind === "processing-failed" ? resubmitRejection(r) : ""))))
+      h("td", { "data-resubmitted": r.resubmittedAs }, r.resubmittedAs ? h("span.badge.s-resubmitted", {}, "resubmitted") : r.resubmittable ? resubmitRejection(r) : ""))))
 
 /** The failed envelope in a rejection's payload (masked), when it is whole JSON. */
 const failedOf = (r) => {

@@ -10,7 +10,7 @@ import { Conflict, NotFound, Sensitive, type Envelope } from "@baton/core"
 import type { Inbox, Store } from "@baton/store"
 import type { Tools } from "./Http.ts"
 import { HttpError, jsonBody } from "./Http.ts"
-import { BadQuery, type Flows, type Tap } from "./Flows.ts"
+import { BadQuery, resubmissionOf, type Flows, type Tap } from "./Flows.ts"
 
 /** The console's files, next to `src/`. */
 export const assetsDir = new URL("../console/", import.meta.url)
@@ -156,7 +156,7 @@ export const resubmitter = (deps: {
     }
     const message: Envelope.Envelope = {
       ...failed,
-      id: `${id}/resubmitted`,
+      id: resubmissionOf(id),
       causationId: failed.id,
       occurredAt: new Date().toISOString(),
       data: data === undefined ? failed.data : data

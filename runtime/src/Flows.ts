@@ -41,8 +41,10 @@ export interface FlowRejection {
   readonly processor: string | undefined
   readonly reason: string
   readonly envelopeId: string | undefined
-  /** `POST /errors/<id>/resubmit` accepts it (a processor failed on a valid message). */
+  /** `POST /errors/<id>/resubmit` accepts it (a processor failed on a valid message, not resubmitted yet). */
   readonly resubmittable: boolean
+  /** The id of its resubmission, once resubmitted (Console.ts names it `<rejection id>/resubmitted`). */
+  readonly resubmittedAs?: string
 }
 
 export interface Summary {
@@ -102,6 +104,9 @@ const parse = (payload: string): Envelopes.Envelope | undefined => {
 
 /** `%text%` for `LIKE ... ESCAPE '\'`. */
 const containing = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
+
+/** The envelope id of a rejection's resubmission: resubmitted once. */
+export const resubmissionOf = (rejectionId: string) => `${rejectionId}/resubmitted`
 
 export class BadQuery extends Error {
   override readonly name = "BadQuery"
@@ -247,7 +252,7 @@ export const make = (deps: {
       const rejections = (await store.run(rejectionsOf.all(containing(correlationId))))
         .map(rejectionOf)
         .filter((r) => (r.envelopeId !== undefined && ids.has(r.envelopeId)) || parse(r.payload)?.correlationId === correlationId)
-        .map(({ payload: _, ...r }) => r)
+        .map(({ payload: _, ...r }) => (ids.has(resubmissionOf(r.id)) ? { ...r, resubmittable: false, resubmittedAs: resubmissionOf(r.id) } : r))
       const dashboard =
         dashboardOf === undefined
           ? []

@@ -203,6 +203,7 @@ describe("console, broker topology: flows and the repair queue", () => {
     await page.waitForSelector("#flow-tree [data-event-type=loyalty-recorded]", { timeout: 15_000 })
     await page.waitForSelector("#flow-tree [data-processor=loyalty][data-status=failed]")
     await page.waitForSelector("#flow-tree [data-processor=loyalty][data-status=done]")
+    await page.waitForSelector(`tr[data-rejection='${rejection.id}'] [data-resubmitted]`)
     await shot(page, "flow-resubmitted")
   })
 

@@ -143,6 +143,7 @@ describe.each(stores)("flows API on %s", (_name, database) => {
     expect(resent.causationId).toBe(created.id)
     expect(resent.deliveries.map((d: any) => [d.processor, d.status])).toEqual([["picky", "done"]])
     expect(again.events.filter((e: any) => e.type === "order-shipped")).toHaveLength(1)
+    expect(again.rejections.find((r: any) => r.id === rejection.id)).toMatchObject({ resubmittable: false, resubmittedAs: resubmitted.body.resubmittedId })
 
     // Once; the operations log has it, the card masked.
     expect((await post(port, `/errors/${rejection.id}/resubmit`)).status).toBe(409)
