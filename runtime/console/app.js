@@ -85,7 +85,7 @@ const flowsPage = async (main, params) => {
     field("last minutes", h("input", { name: "minutes", value: params.get("minutes") ?? "60", size: 5 })),
     h("button", { type: "submit" }, "Search"))
   const stuck = h("form.bar", { id: "flow-stuck" },
-    field("initiated by", h("input", { name: "type", value: params.get("stuckType") ?? "", placeholder: "order-placed" })),
+    field("initiated by", h("input", { name: "type", value: params.get("stuckType") ?? "", placeholder: "place-order" })),
     field("has not reached", h("input", { name: "notReached", value: params.get("notReached") ?? "", placeholder: "order-shipped" })),
     field("in the last minutes", h("input", { name: "minutes", value: params.get("stuckMinutes") ?? "10", size: 5 })),
     h("button.quiet", { type: "submit" }, "Find stuck flows"))
