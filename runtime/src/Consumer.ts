@@ -8,7 +8,7 @@
  */
 import { Effect, Result } from "effect"
 import { SqlError } from "effect/sql"
-import { Envelope, Log, Topics, type Message, type Processor } from "@baton/core"
+import { Envelope, Log, Topics, type Message, type Processor, type Sensitive } from "@baton/core"
 import { Supervisor } from "@baton/actors"
 import { Inbox, isUnavailable, Postgres, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
@@ -75,6 +75,13 @@ export const make = (deps: {
   readonly parking?: Parking.Parking | undefined
   readonly parkingLimits?: WorkflowProcessor.Limits
   readonly logger: Log.Logger
+  /**
+   * Masks what the inbox keeps of a processed message until it is pruned, when it has a sensitive
+   * field (an initiating event's card, a workflow's input): the field and every card number in it.
+   * A message without one is kept as it is (masking all costs ~11 us a message); a failed message
+   * is kept whole, for its resubmission.
+   */
+  readonly mask?: Sensitive.Masker
   readonly clock?: Envelope.Clock
   /**
    * In a cluster: whether this instance owns a key's partition (else its owner runs the message),
@@ -84,6 +91,10 @@ export const make = (deps: {
 }): Consumer => {
   const { processor, store, inbox, outbox } = deps
   const clock = deps.clock ?? Envelope.systemClock
+  const kept = (payload: Buffer | string): string | undefined => {
+    const text = typeof payload === "string" ? payload : payload.toString("utf8")
+    return deps.mask?.mentions(text) === true ? deps.mask.text(text) : undefined
+  }
   const inFlight = new Set<Promise<void>>()
   const parking = processor.onFailure === "park" ? deps.parking : undefined
   if (processor.onFailure === "park" && parking === undefined) throw new Error(`${processor.name} parks failed keys, but no parking is configured`)
@@ -127,7 +138,7 @@ export const make = (deps: {
       return out
     })
 
-  const apply = async (event: Envelope.Envelope): Promise<void> => {
+  const apply = async (event: Envelope.Envelope, payload: Buffer | string): Promise<void> => {
     if (deps.cluster?.owns(event.key) === false || (await conflictsRetried(() => store.run(inbox.status(processor.name, event.id)))) !== "pending") return
     if (parking !== undefined) {
       const parked = await conflictsRetried(() => store.transaction(park(event, parking)))
@@ -149,7 +160,7 @@ export const make = (deps: {
             const announced = yield* processor.handle(event, prepared)
             const local = yield* announce(event, announced)
             yield* reply(event, "reply", () => processor.reply?.(event, announced))
-            if (!(yield* inbox.settle(processor.name, event.id, "done"))) return yield* Effect.die(new Error(`inbox entry ${event.id} is no longer pending`))
+            if (!(yield* inbox.settle(processor.name, event.id, "done", kept(payload)))) return yield* Effect.die(new Error(`inbox entry ${event.id} is no longer pending`))
             if (parking !== undefined) local.push(...(yield* drain(event, parking)))
             return local
           })
@@ -256,7 +267,7 @@ export const make = (deps: {
     const already = running.get(event.id)
     if (already !== undefined) return already
     const actor = deps.actors[partitionOf(event.key, deps.actors.length)]!
-    const run = actor.submit(() => apply(event)).then(async (outcome) => {
+    const run = actor.submit(() => apply(event, payload)).then(async (outcome) => {
       // A supervisor that gave up is a crash loop, not this message's fault: it stays pending for the next start.
       if (outcome._tag === "Done" || outcome.error instanceof Supervisor.RestartLimitExceeded) return
       const history = attempts.get(event.id) ?? []

@@ -51,7 +51,8 @@ export const make = (deps: {
       payloadBytes: size,
       payloadTruncated: payload.payloadTruncated || size > refusal.payload.length,
       ...(refusal.processor === undefined ? {} : { processor: refusal.processor }),
-      ...(refusal.attempts === undefined ? {} : { attempts: refusal.attempts })
+      ...(refusal.attempts === undefined ? {} : { attempts: refusal.attempts }),
+      ...(refusal.cause === undefined ? {} : { envelopeId: refusal.cause.id })
     }
     const envelope =
       refusal.cause === undefined

@@ -130,6 +130,21 @@ const pageOf = (url: URL, order: Page.Order, maxLimit: number) => Page.request(u
 const notAllowed = (res: ServerResponse, req: IncomingMessage, url: URL) =>
   json(res, 405, { error: "method not allowed", reason: `${req.method} is not supported on ${url.pathname}` })
 
+/** What an extra endpoint gets: the caller, the role check, the recorded operator action, a JSON answer (card numbers masked). */
+export interface Tools {
+  readonly who: Principal
+  /** True when the caller may; otherwise it has answered 403. */
+  readonly allowed: (access: Acl.HttpAccess, what: string) => boolean
+  readonly operate: (
+    action: string,
+    target: string,
+    run: (note: (fields: { readonly reason?: string; readonly detail?: Readonly<Record<string, unknown>> }) => void) => Promise<unknown>
+  ) => Promise<void>
+  readonly json: (status: number, body: unknown) => void
+  /** The apps' sensitive fields masked. */
+  readonly mask: <A>(value: A) => A
+}
+
 export const start = (options: {
   readonly host: string
   readonly port: number
@@ -150,6 +165,10 @@ export const start = (options: {
   readonly routes?: Readonly<Record<string, HttpRoute>>
   /** Masks what an operator sent before it is recorded: the apps' sensitive fields (card numbers in any text without it). */
   readonly mask?: Sensitive.Masker
+  /** Public pages served without a token (the console's static files, Console.ts): true when one answered. */
+  readonly pages?: (req: IncomingMessage, res: ServerResponse, url: URL) => boolean | Promise<boolean>
+  /** More endpoints (the flows API, Console.ts), tried after authentication, before the 404: true when one answered. */
+  readonly extra?: (req: IncomingMessage, res: ServerResponse, url: URL, tools: Tools) => Promise<boolean>
 }) =>
   new Promise<{ readonly port: number; readonly close: () => Promise<void> }>((resolve, reject) => {
     const logger = options.logger ?? Log.silent
@@ -213,6 +232,7 @@ export const start = (options: {
         if (req.method !== "GET") return notAllowed(res, req, url)
         return json(res, 200, OpenApi.document(Object.keys(options.routes ?? {})))
       }
+      if (options.pages !== undefined && (await options.pages(req, res, url))) return
       let who = anonymous
       if (options.authorize !== undefined) {
         const header = req.headers.authorization ?? ""
@@ -306,6 +326,14 @@ export const start = (options: {
           const page = (await options.operations?.page(pageOf(url, "desc", 1000), target)) ?? { items: [], next: undefined }
           return json(res, 200, { operations: page.items, next: page.next })
         }
+        const tools: Tools = {
+          who,
+          allowed: (access, what) => allowed(res, who, access, what),
+          operate: (action, target, run) => operate(res, who, action, target, run),
+          json: (status, body) => json(res, status, body),
+          mask
+        }
+        if (options.extra !== undefined && (await options.extra(req, res, url, tools))) return
         if (req.method !== "GET") return notAllowed(res, req, url)
         return json(res, 404, { error: "not found", reason: `no endpoint at ${url.pathname}; try /healthz or /errors` })
       } catch (error) {

@@ -117,7 +117,21 @@ const schemas: Readonly<Record<string, Schema>> = {
   ),
   Operations: object({ operations: list(ref("Operation")), next: ref("Next") }, ["operations"]),
   Reason: object({ reason: { type: "string", minLength: 1 } }),
-  Patch: { type: "object", description: "Merged into the workflow's input (restart), or the corrected data (resubmit).", additionalProperties: true }
+  Patch: { type: "object", description: "Merged into the workflow's input (restart), or the corrected data (resubmit).", additionalProperties: true },
+  Delivery: object({ processor: text, status: { enum: ["pending", "done", "failed", "parked"] }, receivedAt: time, doneAt: time }, ["processor", "status", "receivedAt"]),
+  FlowEvent: object(
+    { id: text, type: text, key: text, correlationId: text, causationId: text, occurredAt: text, topic: text, data: any, deliveries: list(ref("Delivery")) },
+    ["id", "type", "key", "correlationId", "causationId", "occurredAt", "topic", "deliveries"]
+  ),
+  FlowSummary: object(
+    { correlationId: text, initiating: object({ id: text, type: text, key: text, occurredAt: text }), events: int, types: list(text), pending: int, parked: int, failed: int, lastAt: text },
+    ["correlationId", "events", "types", "pending", "parked", "failed", "lastAt"]
+  ),
+  Flow: object(
+    { correlationId: text, summary: ref("FlowSummary"), events: list(ref("FlowEvent")), rejections: list({ type: "object" }), dashboard: list({ type: "object" }) },
+    ["correlationId", "summary", "events", "rejections", "dashboard"]
+  ),
+  FlowList: object({ flows: list(ref("FlowSummary")), type: text, notReached: text }, ["flows"])
 }
 
 const paging = [
@@ -239,6 +253,81 @@ const runtimeOperations: Readonly<Record<string, Readonly<Record<string, Operati
       parameters: [idParam],
       requestBody: body(ref("Reason"), true),
       responses: { "200": answer("the entry, with `operation`", ref("DashboardEntry")), "400": error("no reason"), "404": error("unknown entry"), "409": error("already resolved") }
+    }
+  },
+  "/": {
+    get: { summary: "Redirects to the operator console", access: "none", responses: { "302": answer("to /console/") } }
+  },
+  "/console": {
+    get: { summary: "Redirects to the operator console", access: "none", responses: { "302": answer("to /console/") } }
+  },
+  "/console/{file}": {
+    get: {
+      summary: "The operator console's static files (index.html when empty); they hold no data, the pages call the API with the user's token",
+      access: "none",
+      parameters: [{ name: "file", in: "path", required: true, schema: text }],
+      responses: { "200": { description: "the file (HTML, CSS or JavaScript)" }, "404": { description: "no such file" } }
+    }
+  },
+  "/flows": {
+    get: {
+      summary: "Flows seen in a time window, newest first: by correlation id, key or event type",
+      access: "read",
+      parameters: [
+        { name: "correlationId", in: "query", schema: text },
+        { name: "key", in: "query", schema: text },
+        { name: "type", in: "query", description: "Flows with an event of this type.", schema: text },
+        { name: "minutes", in: "query", description: "The window (default 60).", schema: { type: "integer", minimum: 1 } },
+        { name: "since", in: "query", description: "The window's start, instead of minutes.", schema: time },
+        { name: "limit", in: "query", schema: { type: "integer", minimum: 1 } }
+      ],
+      responses: { "200": answer("the flows' summaries", ref("FlowList")), "400": error("a bad parameter") }
+    }
+  },
+  "/flows/stuck": {
+    get: {
+      summary: "Initiating events of type X in the last N minutes whose flow has not reached event Y",
+      access: "read",
+      parameters: [
+        { name: "type", in: "query", required: true, schema: text },
+        { name: "notReached", in: "query", required: true, schema: text },
+        { name: "minutes", in: "query", description: "The window (default 10).", schema: { type: "integer", minimum: 1 } },
+        { name: "limit", in: "query", schema: { type: "integer", minimum: 1 } }
+      ],
+      responses: { "200": answer("the stuck flows, oldest first", ref("FlowList")), "400": error("type or notReached missing, or a bad parameter") }
+    }
+  },
+  "/flows/{id}": {
+    get: {
+      summary: "One flow (by correlation id): its events by causation, each processor's delivery status, its rejections and dashboard entries",
+      access: "read",
+      parameters: [idParam],
+      responses: { "200": answer("the flow (empty lists when nothing is kept)", ref("Flow")) }
+    }
+  },
+  "/events/stream": {
+    get: {
+      summary: "Server-sent events: each envelope the runtime publishes from now on (event `envelope`), masked",
+      access: "read",
+      parameters: [
+        { name: "correlationId", in: "query", schema: text },
+        { name: "type", in: "query", schema: text }
+      ],
+      responses: { "200": { description: "a text/event-stream that stays open" } }
+    }
+  },
+  "/errors/{id}/resubmit": {
+    post: {
+      summary: "Resubmit the message of a processing-failed rejection to the processor that failed on it; a body replaces its data",
+      access: "operate",
+      parameters: [idParam],
+      requestBody: body(ref("Patch"), false),
+      responses: {
+        "200": answer("the resubmission (rejection, processor, failedId, resubmittedId, corrected), with `operation`", { type: "object" }),
+        "400": error("a body that is not JSON"),
+        "404": error("unknown rejection"),
+        "409": error("not a processing failure, resubmitted already, or its message is no longer kept")
+      }
     }
   },
   "/operations": {

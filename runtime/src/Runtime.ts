@@ -25,8 +25,10 @@ import { Mediator, WorkflowStore } from "@baton/mediator"
 import type { AppName, Config } from "./Config.ts"
 import * as Cluster from "./Cluster.ts"
 import * as Consumer from "./Consumer.ts"
+import * as Console from "./Console.ts"
 import * as Crash from "./Crash.ts"
 import * as ErrorPath from "./ErrorPath.ts"
+import * as Flows from "./Flows.ts"
 import * as Http from "./Http.ts"
 import * as Ingress from "./Ingress.ts"
 import * as Relay from "./Relay.ts"
@@ -94,6 +96,9 @@ const correlationOf = (payload: string | Buffer): string | undefined => {
 
 /** What `pg_stat_activity` shows for an instance's connections: `baton/<instance>`. */
 const applicationName = (config: Config): string => `baton/${config.instance}`
+
+/** Published envelopes the flows API keeps in memory (the ends of chains no local processor consumes). */
+const flowTapSize = 10_000
 
 const promise = <A>(f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (e) => e as Error })
 
@@ -315,9 +320,18 @@ export const make = (config: Config, options: Options = {}) =>
       const state = await workflowStore?.load(id)
       return domains.find((d) => d.domain === state?.domain) ?? domains[0]!
     }
+    // The console's flows: the store's record, and the envelopes published lately (Flows.ts).
+    const tap = Flows.tap(flowTapSize)
+    const flows = Flows.make({ store, tap, dashboard: parking !== undefined })
     const http = yield* Effect.acquireRelease(
       promise(() =>
         Http.start({
+          pages: Console.pages(),
+          extra: Console.endpoints({
+            flows,
+            tap,
+            resubmit: Console.resubmitter({ store, inbox, flows, consumer: (name) => consumers.find((c) => c.processor.name === name)?.consumer })
+          }),
           host: config.host,
           port: config.httpPort,
           rejections,
@@ -383,6 +397,7 @@ export const make = (config: Config, options: Options = {}) =>
     const relayed: Broker["publish"] = (topic, payload, qos) => {
       if (Topics.isReply(topic) && embedded?.hasSubscribers(topic) === false)
         logger.log("warn", "reply lost: nobody subscribes to its topic (subscribe before sending the request, on the connection that sends it)", { topic, request: correlationOf(payload) })
+      tap.record(topic, String(payload))
       return publish(topic, payload, qos)
     }
     const relay = Relay.make({ outbox, publish: relayed, logger })
@@ -423,6 +438,7 @@ export const make = (config: Config, options: Options = {}) =>
         routePublic,
         parking,
         parkingLimits,
+        mask,
         ...(clustered ? { cluster: { owns: (key: string) => cluster?.owns(partOf(key)) ?? false, holds: (key: string) => cluster?.holds(partOf(key)) ?? Effect.succeed(false) } } : {})
       })
       for (const topic of topicsOf(processor)) if (routePublic || Topics.isInternal(topic)) router.add(topic, { name: processor.name, schedule: consumer.schedule })

@@ -20,6 +20,8 @@ export interface Rejection {
   readonly payloadTruncated: boolean
   readonly processor?: string
   readonly attempts?: number
+  /** The id of the envelope that failed (processing-failed): what a resubmission replaces. */
+  readonly envelopeId?: string
 }
 
 /** Rejections publish at most this much of the original payload; the size is always recorded. */

@@ -73,6 +73,10 @@ export interface Masker {
   readonly json: <A>(v: A) => A
   /** A payload as received (any bytes): masked the same way, its formatting kept where it can be. */
   readonly payload: (payload: Buffer) => Buffer
+  /** JSON (or any) text: sensitive scalars and card numbers masked, everything else as it was. */
+  readonly text: (s: string) => string
+  /** Whether a JSON text has a field of a sensitive name (a cheap test, before `text`). */
+  readonly mentions: (s: string) => boolean
 }
 
 const quoted = (name: string) => name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
@@ -132,5 +136,17 @@ export const masker = (names: Iterable<string>): Masker => {
     return Buffer.from(inText(s), encoding)
   }
 
-  return { json, payload }
+  const jsonText = (s: string): string => {
+    if (keyed?.test(s) === true) {
+      try {
+        const parsed: unknown = JSON.parse(s)
+        if (typeof parsed === "object" && parsed !== null) return JSON.stringify(walk(parsed, 0))
+      } catch {
+        // Not JSON, or too deep to walk: masked as text below.
+      }
+    }
+    return inText(s)
+  }
+
+  return { json, payload, text: jsonText, mentions: (s) => keyed?.test(s) === true }
 }

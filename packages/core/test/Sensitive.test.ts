@@ -90,3 +90,22 @@ describe("Sensitive", () => {
     expect(lines.lines[0]).toMatch(/message rejected reason="bad card \*\*\*\*0002" attempts=3$/)
   })
 })
+
+describe("masking text", () => {
+  it("for any JSON value with cards and sensitive fields: text() masks a string as payload() masks its bytes, and leaves no card whole", () => {
+    const masker = Sensitive.masker(["card", "cvv"])
+    const card = fc.constantFrom("4242424242424242", "4000 0000 0000 0002", "5555-5555-5555-4444")
+    const leaf = fc.oneof(fc.string(), fc.integer(), card, fc.boolean())
+    const value = fc.letrec<{ v: unknown }>((tie) => ({
+      v: fc.oneof({ depthSize: "small" }, leaf, fc.array(tie("v"), { maxLength: 3 }), fc.dictionary(fc.constantFrom("card", "cvv", "name", "data", "note"), tie("v"), { maxKeys: 4 }))
+    })).v
+    fc.assert(
+      fc.property(value, (v) => {
+        const s = JSON.stringify(v)
+        const masked = masker.text(s)
+        expect(masked).toBe(masker.payload(Buffer.from(s)).toString("utf8"))
+        for (const c of ["4242424242424242", "4000000000000002", "5555555555554444"]) expect(masked.replace(/[ -]/g, "")).not.toContain(c)
+      })
+    )
+  })
+})

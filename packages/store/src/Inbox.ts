@@ -62,7 +62,10 @@ export const make = async (
     "INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING RETURNING part"
   )
   const status = store.query("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?")
-  const settle = store.query("UPDATE inbox SET status = ?, done_at = ?, payload = '' WHERE processor = ? AND envelope_id = ? AND status = 'pending' RETURNING status")
+  // The payload stays until the row is pruned (masked, when the caller gives its masked text): the
+  // flows API (runtime/src/Flows.ts) reads the envelopes from here, and a failed message is
+  // resubmitted from it.
+  const settle = store.query("UPDATE inbox SET status = ?, done_at = ?, payload = COALESCE(?, payload) WHERE processor = ? AND envelope_id = ? AND status = 'pending' RETURNING status")
   const pending = store.query("SELECT envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' ORDER BY rowid")
   const prune = store.query("DELETE FROM inbox WHERE status <> 'pending' AND done_at < ? RETURNING status")
   return {
@@ -76,9 +79,12 @@ export const make = async (
       }),
     status: (processor: string, envelopeId: string): Sql<Status | undefined> =>
       Effect.map(status.get(processor, envelopeId), (r) => r?.status as Status | undefined),
-    /** Marks a pending message processed (or failed); call inside the transaction of its effects. */
-    settle: (processor: string, envelopeId: string, outcome: "done" | "failed"): Sql<boolean> =>
-      Effect.map(settle.run(outcome, new Date().toISOString(), processor, envelopeId), (n) => n > 0),
+    /**
+     * Marks a pending message processed (or failed); call inside the transaction of its effects.
+     * `kept` replaces the payload kept until the row is pruned (its masked text).
+     */
+    settle: (processor: string, envelopeId: string, outcome: "done" | "failed", kept?: string): Sql<boolean> =>
+      Effect.map(settle.run(outcome, new Date().toISOString(), kept ?? null, processor, envelopeId), (n) => n > 0),
     /**
      * Forgets settled messages settled before `before`: a redelivery older than that would be
      * applied again, so the retention is the deduplication window.
