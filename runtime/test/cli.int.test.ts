@@ -188,6 +188,24 @@ describe("pnpm baton against a running runtime", { timeout: 120_000 }, () => {
     expect(row(all.stdout, drop)?.[4]).toBe("discarded")
   })
 
+  it("shows one order's flow as a causation tree, and as JSON", async () => {
+    const order = await placeOrder(client, cards.approved)
+    await events.until((all) => all.some((r) => r.envelope.correlationId === order.id && r.envelope.type === "workflow-completed"), 20_000, "the order's workflow")
+    const [text, jsonOut] = await Promise.all([baton(["flow", order.id], as("observer")), baton(["flow", order.id, "--json"], as("observer"))])
+    expect(text.code, text.stderr).toBe(0)
+    const tree = lines(text.stdout)
+    // The initiating event is the root, and what it caused is indented under it, with the processor that received it.
+    expect(tree[0]).toMatch(new RegExp(`^place-order ${order.id} \\(.*done`))
+    expect(tree.slice(1).every((l) => l.startsWith("  ")), text.stdout).toBe(true)
+    const json = JSON.parse(jsonOut.stdout) as { correlationId: string; events: Array<{ id: string; type: string; causationId: string }> }
+    expect(json.correlationId).toBe(order.id)
+    const ids = new Set(json.events.map((e) => e.id))
+    for (const e of json.events) if (e.id !== order.id) expect(ids.has(e.causationId), `${e.type} caused by an event of the flow`).toBe(true)
+    // Every event the JSON lists is a line of the tree.
+    for (const e of json.events) expect(text.stdout).toContain(`${e.type} ${e.id}`)
+    expect(json.events.length).toBeGreaterThan(1)
+  })
+
   it("lists rejections with their counts", async () => {
     await client.publishAsync("initiate/place-order", "{not json", { qos: 1 })
     await events.until((all) => all.some((r) => r.topic === "errors/initiate/place-order" && (r.envelope.data as { kind?: string }).kind === "malformed-json"), 10_000, "the rejection")
