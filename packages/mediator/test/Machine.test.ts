@@ -304,11 +304,14 @@ describe("the mediator's state machine, for any workflow", () => {
     order: fc.array(fc.nat(), { minLength: 1, maxLength: 30 }),
     duplicates: fc.array(fc.boolean(), { minLength: 1, maxLength: 30 }),
     failAt: fc.nat(),
-    byTimeout: fc.boolean()
+    byTimeout: fc.boolean(),
+    lateAck: fc.boolean(),
+    /** Declared compensations: each with no `when`, or one that says yes or no. */
+    compensations: fc.option(fc.array(fc.option(fc.boolean(), { nil: undefined }), { maxLength: 3 }), { nil: undefined })
   })
   type Generated = typeof shapes extends fc.Arbitrary<infer G> ? G : never
   const names = ["a", "b", "c"]
-  const dataOf = (d: Machine.State["data"]) => ({ input: d.input, seen: Object.keys(d.results).sort() })
+  const dataOf = (name: string) => (d: Machine.State["data"]) => ({ command: name, input: d.input, seen: Object.keys(d.results).sort() })
   const stepsOf = (prefix: string, shapes: ReadonlyArray<Shape>, decideAt: number | undefined) =>
     shapes.map((s, i) => ({
       name: `${prefix}${i}`,
@@ -316,7 +319,7 @@ describe("the mediator's state machine, for any workflow", () => {
         name,
         channel: `ch-${name}`,
         type: `do-${name}`,
-        data: dataOf,
+        data: dataOf(name),
         ...(s.timeoutMs === undefined ? {} : { timeoutMs: s.timeoutMs }),
         ...(s.maxAttempts === undefined ? {} : { maxAttempts: s.maxAttempts })
       })),
@@ -328,7 +331,9 @@ describe("the mediator's state machine, for any workflow", () => {
       name: "any",
       domain: "anything",
       steps: stepsOf("s", g.main, g.decideAt % g.main.length),
-      branches: { alt: stepsOf("alt", g.alt, undefined) },
+      // The branch's own first step decides too: only the main track's decisions count.
+      branches: { alt: stepsOf("alt", g.alt, 0) },
+      ...(g.compensations === undefined ? {} : { onDiscard: g.compensations.map((when, i) => ({ name: `undo-${i}`, channel: "ch-undo", type: "undo", data: (d: Machine.State["data"]) => ({ i, input: d.input }), ...(when === undefined ? {} : { when: () => when }) })) }),
       ...(g.replyAfter === undefined ? {} : { reply: { after: stepNames[g.replyAfter % stepNames.length]!, data: (d: Machine.State["data"]) => ({ replied: Object.keys(d.results).sort() }) } }),
       ...(g.summary ? { summary: (d: Machine.State["data"]) => ({ count: Object.keys(d.results).length }) } : {})
     } as unknown as typeof workflow
@@ -382,6 +387,9 @@ describe("the mediator's state machine, for any workflow", () => {
         for (let i = 0; t.state?.status === "running"; i++) {
           const open = sent(t.state)
           const c = open[g.order[i % g.order.length]! % open.length]!
+          // Running: a restart, a discard, or a refusal or timeout of no envelope of it change nothing.
+          for (const input of [{ _tag: "Restart" }, { _tag: "Discard", by: "x", reason: "y" }, { _tag: "Nack", envelopeId: "none", reason: "z" }, { _tag: "Timeout", envelopeId: "none", attempt: 1 }] as const)
+            expect(Machine.transition(wf, defaults, t.state, input, "now"), input._tag).toEqual({ state: t.state, effects: [] })
           t = Machine.transition(wf, defaults, t.state, { _tag: "Ack", envelopeId: c.envelopeId, results: resultsFor(c.key) }, `t${i + 1}`)
           effects.push(...t.effects)
           acked.push(c)
@@ -419,7 +427,7 @@ describe("the mediator's state machine, for any workflow", () => {
             // Silent: sent again, the same envelope, until its attempts run out; or refused.
             for (let attempt = 1; g.byTimeout && attempt < c.maxAttempts; attempt++) {
               t = Machine.transition(wf, defaults, t.state, { _tag: "Timeout", envelopeId: c.envelopeId, attempt }, "t")
-              expect(t.effects).toEqual([{ _tag: "Send", command: { ...c, attempts: attempt + 1, sentAt: "t" }, data: dataOf(t.state!.data) }])
+              expect(t.effects).toEqual([{ _tag: "Send", command: { ...c, attempts: attempt + 1, sentAt: "t" }, data: dataOf(c.name)(t.state!.data) }])
             }
             const reason = g.byTimeout ? `no acknowledgement from ${c.channel} after ${c.maxAttempts} attempt(s) of ${c.timeoutMs} ms` : "refused"
             t = Machine.transition(wf, defaults, t.state, g.byTimeout ? { _tag: "Timeout", envelopeId: c.envelopeId, attempt: c.maxAttempts } : { _tag: "Nack", envelopeId: c.envelopeId, reason }, "t")
@@ -435,9 +443,29 @@ describe("the mediator's state machine, for any workflow", () => {
             // Acknowledgements and timeouts of the failed envelope change nothing.
             expect(Machine.transition(wf, defaults, t.state, { _tag: "Nack", envelopeId: c.envelopeId, reason: "again" }, "t3")).toEqual({ state: t.state, effects: [] })
             expect(Machine.transition(wf, defaults, t.state, { _tag: "Timeout", envelopeId: c.envelopeId, attempt: c.maxAttempts }, "t3")).toEqual({ state: t.state, effects: [] })
+            // Given up on: its compensations (those whose `when` does not say no) are sent, once.
+            const d = Machine.transition(wf, defaults, t.state, { _tag: "Discard", by: "olga", reason: "no" }, "t3")
+            const compensated = (g.compensations ?? []).flatMap((when, i) => (when === false ? [] : [i]))
+            expect(d.effects).toEqual([
+              announced("workflow-discarded", { step, reason: "no", by: "olga" }),
+              ...compensated.map((i) => ({ _tag: "Compensate", envelopeId: `w/discard/undo-${i}`, name: `undo-${i}`, channel: "ch-undo", type: "undo", data: { i, input: t.state!.data.input } }))
+            ])
+            expect(d.state?.discarded?.compensations).toEqual(compensated.map((i) => `undo-${i}`))
+            if (g.lateAck) {
+              // The failed command's acknowledgement arrives late: recorded, the workflow stays failed; a restart finds nothing to send again and moves on.
+              const late = Machine.transition(wf, defaults, t.state, { _tag: "Ack", envelopeId: c.envelopeId, results: resultsFor(c.key) }, "t4")
+              expect(late.effects).toEqual([])
+              expect(late.state).toMatchObject({ status: "failed", commands: { [c.key]: { status: "acked" } } })
+              const r = Machine.transition(wf, defaults, late.state, { _tag: "Restart", patch: { toAlt: g.toAlt } }, "t4")
+              expect(r.effects[0]).toEqual(announced("workflow-restarted", { step, patched: true }))
+              expect(r.effects.filter((e) => e._tag === "Send" && e.command.key === c.key)).toEqual([])
+              t = { state: r.state, effects: r.effects.slice(1) }
+              effects.push(...t.effects)
+              continue
+            }
             const r = Machine.transition(wf, defaults, t.state, { _tag: "Restart" }, "t4")
             const again = { ...c, generation: 2, envelopeId: `w/${c.key}/2`, attempts: 1, sentAt: "t4" }
-            expect(r.effects).toEqual([announced("workflow-restarted", { step, patched: false }), { _tag: "Send", command: again, data: dataOf(t.state!.data) }])
+            expect(r.effects).toEqual([announced("workflow-restarted", { step, patched: false }), { _tag: "Send", command: again, data: dataOf(c.name)(t.state!.data) }])
             expect(r.state).toMatchObject({ status: "running", commands: { [c.key]: again } })
             expect(r.state?.failure).toBeUndefined()
             // The old envelope's acknowledgement is late: it changes nothing.
@@ -459,6 +487,9 @@ describe("the mediator's state machine, for any workflow", () => {
     expect(Machine.stepLabel(workflow, "main", 99)).toBe("100 (end)")
     expect(Machine.stepLabel(workflow, "nowhere", 0)).toBe("nowhere 1 (end)")
     expect(Machine.kept("discarded")).toBe(true)
+    // An input for no workflow (nothing started) changes nothing.
+    for (const input of [{ _tag: "Ack", envelopeId: "x", results: [] }, { _tag: "Nack", envelopeId: "x", reason: "r" }, { _tag: "Timeout", envelopeId: "x", attempt: 1 }, { _tag: "Restart" }] as const)
+      expect(Machine.transition(workflow, defaults, undefined, input, "t")).toEqual({ state: undefined, effects: [] })
     for (const s of ["running", "failed", "completed", "denied"]) expect(Machine.kept(s), s).toBe(false)
     const base = { a: { b: 1, c: 2 }, d: [1, 2], e: 1, f: { g: 1 }, h: { i: 1 }, keep: "k" }
     const copy = structuredClone(base)

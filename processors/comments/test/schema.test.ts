@@ -31,6 +31,7 @@ describe("comments: the post-comment schema", () => {
     for (const author of ["", "a".repeat(65), 7]) expect(pathsOf({ ...valid, author }), `author ${author}`).toEqual(["author"])
     for (const email of ["nope", "ann@example", "@example.com", "ann@.com", "ann@example.", "a nn@example.com", "ann@example.com and more", "x ann@example.com"])
       expect(pathsOf({ ...valid, email }), email).toEqual(["email"])
+    expect(Result.getFailure(decode({ ...valid, email: "nope" }))).toMatchObject({ value: [{ path: "email", message: "must be an e-mail address" }] })
     for (const text of ["", "t".repeat(4001)]) expect(pathsOf({ ...valid, text }), `text of ${text.length}`).toEqual(["text"])
     expect(pathsOf({})).toEqual(["author", "email", "text"])
   })

@@ -33,6 +33,9 @@ describe("customer: the register, update-profile and unsubscribe schemas", () =>
       for (const e of badEmails) expect(pathsOf(schema, { ...valid, email: e }), e).toEqual(["email"])
       expect(pathsOf(schema, { ...valid, name: "" })).toEqual(["name"])
     }
+    expect(Result.getFailure(E.decode(RegisterCustomer)({ ...valid, email: "nope", customerId: "a b" }))).toMatchObject({
+      value: [{ path: "customerId", message: "must be 1-64 letters, digits, '-' or '_'" }, { path: "email", message: "must be an e-mail address" }]
+    })
     expect(pathsOf(RegisterCustomer, {})).toEqual(["customerId", "email", "name"])
     expect(pathsOf(UpdateProfile, {})).toEqual(["customerId"])
   })
