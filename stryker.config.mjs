@@ -19,6 +19,11 @@ export default {
     "packages/auth/src/Topic.ts",
     "packages/auth/src/Acl.ts",
     "processors/order-entry/src/Contract.ts",
+    // The schemas of the other reference apps (order-stats takes no initiating event).
+    "processors/trading/src/index.ts:24-31",
+    "processors/comments/src/index.ts:25-29",
+    "processors/customer/src/index.ts:24-31",
+    "processors/ping/src/index.ts:11-11",
     "packages/actors/src/Policy.ts",
     "runtime/src/Cluster.ts:42-70",
     "packages/repair/src/Parking.ts"

@@ -12,6 +12,10 @@ export default defineConfig({
       "runtime/test/Ingress.test.ts",
       "packages/auth/test/Topic.test.ts",
       "processors/order-entry/test/logic.test.ts",
+      "processors/trading/test/schema.test.ts",
+      "processors/comments/test/schema.test.ts",
+      "processors/customer/test/schema.test.ts",
+      "processors/ping/test/schema.test.ts",
       "packages/actors/test/Policy.test.ts",
       "runtime/test/Assign.test.ts",
       "packages/repair/test/Parking.test.ts"

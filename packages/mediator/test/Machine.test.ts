@@ -280,3 +280,221 @@ describe("the mediator's state machine", () => {
     expect(t.state?.failure?.reason).toMatch(/no acknowledgement from order-placement after 2 attempt/)
   })
 })
+
+/**
+ * Any workflow, not only the order's: steps of zero to three commands, a branch entered by one
+ * step's decision, a reply after one of the steps, a summary. A model of the rules gives the
+ * effects the machine must produce, whatever the order of the acknowledgements.
+ */
+describe("the mediator's state machine, for any workflow", () => {
+  type Shape = { readonly n: number; readonly timeoutMs: number | undefined; readonly maxAttempts: number | undefined }
+  const stepShape = fc.record({
+    n: fc.integer({ min: 0, max: 3 }),
+    timeoutMs: fc.option(fc.integer({ min: 1, max: 5000 }), { nil: undefined }),
+    maxAttempts: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined })
+  })
+  const shapes = fc.record({
+    main: fc.array(stepShape, { minLength: 1, maxLength: 4 }),
+    alt: fc.array(stepShape, { maxLength: 3 }),
+    decideAt: fc.nat(),
+    replyAfter: fc.option(fc.nat(), { nil: undefined }),
+    summary: fc.boolean(),
+    replyTo: fc.boolean(),
+    toAlt: fc.boolean(),
+    order: fc.array(fc.nat(), { minLength: 1, maxLength: 30 }),
+    duplicates: fc.array(fc.boolean(), { minLength: 1, maxLength: 30 }),
+    failAt: fc.nat(),
+    byTimeout: fc.boolean(),
+    lateAck: fc.boolean(),
+    /** Declared compensations: each with no `when`, or one that says yes or no. */
+    compensations: fc.option(fc.array(fc.option(fc.boolean(), { nil: undefined }), { maxLength: 3 }), { nil: undefined })
+  })
+  type Generated = typeof shapes extends fc.Arbitrary<infer G> ? G : never
+  const names = ["a", "b", "c"]
+  const dataOf = (name: string) => (d: Machine.State["data"]) => ({ command: name, input: d.input, seen: Object.keys(d.results).sort() })
+  const stepsOf = (prefix: string, shapes: ReadonlyArray<Shape>, decideAt: number | undefined) =>
+    shapes.map((s, i) => ({
+      name: `${prefix}${i}`,
+      commands: names.slice(0, s.n).map((name) => ({
+        name,
+        channel: `ch-${name}`,
+        type: `do-${name}`,
+        data: dataOf(name),
+        ...(s.timeoutMs === undefined ? {} : { timeoutMs: s.timeoutMs }),
+        ...(s.maxAttempts === undefined ? {} : { maxAttempts: s.maxAttempts })
+      })),
+      ...(i === decideAt ? { decide: (d: Machine.State["data"]) => (d.input.toAlt === true ? "alt" : undefined) } : {})
+    }))
+  const workflowOf = (g: Generated): typeof workflow => {
+    const stepNames = [...g.main.map((_, i) => `s${i}`), ...g.alt.map((_, i) => `alt${i}`)]
+    return {
+      name: "any",
+      domain: "anything",
+      steps: stepsOf("s", g.main, g.decideAt % g.main.length),
+      // The branch's own first step decides too: only the main track's decisions count.
+      branches: { alt: stepsOf("alt", g.alt, 0) },
+      ...(g.compensations === undefined ? {} : { onDiscard: g.compensations.map((when, i) => ({ name: `undo-${i}`, channel: "ch-undo", type: "undo", data: (d: Machine.State["data"]) => ({ i, input: d.input }), ...(when === undefined ? {} : { when: () => when }) })) }),
+      ...(g.replyAfter === undefined ? {} : { reply: { after: stepNames[g.replyAfter % stepNames.length]!, data: (d: Machine.State["data"]) => ({ replied: Object.keys(d.results).sort() }) } }),
+      ...(g.summary ? { summary: (d: Machine.State["data"]) => ({ count: Object.keys(d.results).length }) } : {})
+    } as unknown as typeof workflow
+  }
+  const resultsFor = (key: string) => [{ type: "done", data: { key } }]
+  const announced = (type: string, data: Record<string, unknown> = {}) => ({ _tag: "Announce", type, data: { workflowId: "w", workflow: "any", ...data } })
+
+  /** What the rules say the workflow does when every command is acknowledged: its effects, in order, and its outcome. */
+  const model = (wf: typeof workflow, input: Record<string, unknown>, replyTo: string | undefined) => {
+    const effects: Array<unknown> = [announced("workflow-started")]
+    const results: Record<string, ReadonlyArray<{ type: string; data: unknown }>> = {}
+    const data = () => ({ input, results: { ...results } })
+    const label = (track: string, step: number, name: string) => `${track === "main" ? "" : `${track} `}${step + 1} (${name})`
+    let track = "main"
+    let step = 0
+    for (;;) {
+      const steps = track === "main" ? wf.steps : (wf.branches?.[track] ?? [])
+      const spec = steps[step]
+      if (spec === undefined) {
+        const outcome = track === "main" ? "completed" : track
+        effects.push(announced("workflow-completed", { outcome, ...(wf.summary?.(data()) ?? {}) }))
+        return { effects, outcome }
+      }
+      for (const c of spec.commands) {
+        const key = `${track}/${step + 1}/${c.name}`
+        const command = { key, name: c.name, channel: c.channel, type: c.type, track, step, generation: 1, envelopeId: `w/${key}/1`, status: "sent", attempts: 1, maxAttempts: c.maxAttempts ?? defaults.maxAttempts, timeoutMs: c.timeoutMs ?? defaults.timeoutMs }
+        effects.push({ _tag: "Send", command: expect.objectContaining(command), data: c.data(data()) })
+      }
+      for (const c of spec.commands) results[`${track}/${step + 1}/${c.name}`] = resultsFor(`${track}/${step + 1}/${c.name}`)
+      effects.push(announced("workflow-step-completed", { step: label(track, step, spec.name), results: Object.fromEntries(spec.commands.map((c) => [c.name, results[`${track}/${step + 1}/${c.name}`]])) }))
+      if (replyTo !== undefined && track === "main" && wf.reply?.after === spec.name) effects.push({ _tag: "Reply", topic: replyTo, data: wf.reply.data(data()) })
+      const branch = track === "main" ? spec.decide?.(data()) : undefined
+      if (branch === undefined) step++
+      else [track, step] = [branch, 0]
+    }
+  }
+
+  const start = (g: Generated, wf: typeof workflow) =>
+    Machine.transition(wf, defaults, undefined, { _tag: "Start", id: "w", input: { toAlt: g.toAlt }, ...(g.replyTo ? { replyTo: "reply/me" } : {}) }, "t0")
+  const sent = (state: Machine.State | undefined) => Object.values(state?.commands ?? {}).filter((c) => c.status === "sent")
+
+  it("acknowledged in any order, with duplicates: the effects the rules give, in order, and the outcome (completed, or the branch)", () => {
+    fc.assert(
+      fc.property(shapes, (g) => {
+        const wf = workflowOf(g)
+        const expected = model(wf, { toAlt: g.toAlt }, g.replyTo ? "reply/me" : undefined)
+        let t = start(g, wf)
+        expect(t.state?.replyTo).toBe(g.replyTo ? "reply/me" : undefined)
+        const effects = [...t.effects]
+        const acked: Array<Machine.CommandState> = []
+        for (let i = 0; t.state?.status === "running"; i++) {
+          const open = sent(t.state)
+          const c = open[g.order[i % g.order.length]! % open.length]!
+          // Running: a restart, a discard, or a refusal or timeout of no envelope of it change nothing.
+          for (const input of [{ _tag: "Restart" }, { _tag: "Discard", by: "x", reason: "y" }, { _tag: "Nack", envelopeId: "none", reason: "z" }, { _tag: "Timeout", envelopeId: "none", attempt: 1 }] as const)
+            expect(Machine.transition(wf, defaults, t.state, input, "now"), input._tag).toEqual({ state: t.state, effects: [] })
+          t = Machine.transition(wf, defaults, t.state, { _tag: "Ack", envelopeId: c.envelopeId, results: resultsFor(c.key) }, `t${i + 1}`)
+          effects.push(...t.effects)
+          acked.push(c)
+          if (g.duplicates[i % g.duplicates.length]) {
+            const again = acked[g.order[(i + 1) % g.order.length]! % acked.length]!
+            expect(Machine.transition(wf, defaults, t.state, { _tag: "Ack", envelopeId: again.envelopeId, results: [] }, "later"), "a duplicate acknowledgement").toEqual({ state: t.state, effects: [] })
+          }
+        }
+        expect(effects).toEqual(expected.effects)
+        expect(t.state?.status).toBe(expected.outcome)
+        expect(Machine.terminal(t.state!.status) && !Machine.kept(t.state!.status)).toBe(true)
+        // Nothing moves a finished workflow.
+        for (const input of [{ _tag: "Restart" }, { _tag: "Discard", by: "x", reason: "y" }, { _tag: "Nack", envelopeId: acked[0]?.envelopeId ?? "none", reason: "late" }] as const)
+          expect(Machine.transition(wf, defaults, t.state, input, "later")).toEqual({ state: t.state, effects: [] })
+      }),
+      { numRuns: runs }
+    )
+  })
+
+  it("a command failed (refused, or silent past its attempts) fails the workflow at its step, once; a restart sends it again with a new envelope and the workflow ends as if nothing failed", () => {
+    fc.assert(
+      fc.property(shapes, (g) => {
+        const wf = workflowOf(g)
+        const expected = model(wf, { toAlt: g.toAlt }, g.replyTo ? "reply/me" : undefined)
+        let t = start(g, wf)
+        const effects = [...t.effects]
+        let failed = false
+        for (let i = 0; t.state?.status === "running"; i++) {
+          const open = sent(t.state)
+          const c = open[g.order[i % g.order.length]! % open.length]!
+          if (!failed && i === g.failAt % 8) {
+            failed = true
+            const step = Machine.stepLabel(wf, c.track, c.step)
+            expect(step).toBe(`${c.track === "main" ? "" : "alt "}${c.step + 1} (${c.track === "main" ? "s" : "alt"}${c.step})`)
+            // Silent: sent again, the same envelope, until its attempts run out; or refused.
+            for (let attempt = 1; g.byTimeout && attempt < c.maxAttempts; attempt++) {
+              t = Machine.transition(wf, defaults, t.state, { _tag: "Timeout", envelopeId: c.envelopeId, attempt }, "t")
+              expect(t.effects).toEqual([{ _tag: "Send", command: { ...c, attempts: attempt + 1, sentAt: "t" }, data: dataOf(c.name)(t.state!.data) }])
+            }
+            const reason = g.byTimeout ? `no acknowledgement from ${c.channel} after ${c.maxAttempts} attempt(s) of ${c.timeoutMs} ms` : "refused"
+            t = Machine.transition(wf, defaults, t.state, g.byTimeout ? { _tag: "Timeout", envelopeId: c.envelopeId, attempt: c.maxAttempts } : { _tag: "Nack", envelopeId: c.envelopeId, reason }, "t")
+            expect(t.effects).toEqual([announced("workflow-failed", { step, command: c.name, reason })])
+            expect(t.state).toMatchObject({ status: "failed", failure: { step, command: c.name, reason, at: "t" }, commands: { [c.key]: { status: "failed", error: reason, failedAt: "t" } } })
+            // A sibling failing now is recorded; the first failure stands, nothing is announced.
+            const sibling = sent(t.state)[0]
+            if (sibling !== undefined) {
+              const s = Machine.transition(wf, defaults, t.state, { _tag: "Nack", envelopeId: sibling.envelopeId, reason: "too" }, "t2")
+              expect(s.effects).toEqual([])
+              expect(s.state).toMatchObject({ status: "failed", failure: t.state!.failure, commands: { [sibling.key]: { status: "failed" } } })
+            }
+            // Acknowledgements and timeouts of the failed envelope change nothing.
+            expect(Machine.transition(wf, defaults, t.state, { _tag: "Nack", envelopeId: c.envelopeId, reason: "again" }, "t3")).toEqual({ state: t.state, effects: [] })
+            expect(Machine.transition(wf, defaults, t.state, { _tag: "Timeout", envelopeId: c.envelopeId, attempt: c.maxAttempts }, "t3")).toEqual({ state: t.state, effects: [] })
+            // Given up on: its compensations (those whose `when` does not say no) are sent, once.
+            const d = Machine.transition(wf, defaults, t.state, { _tag: "Discard", by: "olga", reason: "no" }, "t3")
+            const compensated = (g.compensations ?? []).flatMap((when, i) => (when === false ? [] : [i]))
+            expect(d.effects).toEqual([
+              announced("workflow-discarded", { step, reason: "no", by: "olga" }),
+              ...compensated.map((i) => ({ _tag: "Compensate", envelopeId: `w/discard/undo-${i}`, name: `undo-${i}`, channel: "ch-undo", type: "undo", data: { i, input: t.state!.data.input } }))
+            ])
+            expect(d.state?.discarded?.compensations).toEqual(compensated.map((i) => `undo-${i}`))
+            if (g.lateAck) {
+              // The failed command's acknowledgement arrives late: recorded, the workflow stays failed; a restart finds nothing to send again and moves on.
+              const late = Machine.transition(wf, defaults, t.state, { _tag: "Ack", envelopeId: c.envelopeId, results: resultsFor(c.key) }, "t4")
+              expect(late.effects).toEqual([])
+              expect(late.state).toMatchObject({ status: "failed", commands: { [c.key]: { status: "acked" } } })
+              const r = Machine.transition(wf, defaults, late.state, { _tag: "Restart", patch: { toAlt: g.toAlt } }, "t4")
+              expect(r.effects[0]).toEqual(announced("workflow-restarted", { step, patched: true }))
+              expect(r.effects.filter((e) => e._tag === "Send" && e.command.key === c.key)).toEqual([])
+              t = { state: r.state, effects: r.effects.slice(1) }
+              effects.push(...t.effects)
+              continue
+            }
+            const r = Machine.transition(wf, defaults, t.state, { _tag: "Restart" }, "t4")
+            const again = { ...c, generation: 2, envelopeId: `w/${c.key}/2`, attempts: 1, sentAt: "t4" }
+            expect(r.effects).toEqual([announced("workflow-restarted", { step, patched: false }), { _tag: "Send", command: again, data: dataOf(c.name)(t.state!.data) }])
+            expect(r.state).toMatchObject({ status: "running", commands: { [c.key]: again } })
+            expect(r.state?.failure).toBeUndefined()
+            // The old envelope's acknowledgement is late: it changes nothing.
+            expect(Machine.transition(wf, defaults, r.state, { _tag: "Ack", envelopeId: c.envelopeId, results: [] }, "t5")).toEqual({ state: r.state, effects: [] })
+            t = Machine.transition(wf, defaults, r.state, { _tag: "Ack", envelopeId: again.envelopeId, results: resultsFor(c.key) }, "t5")
+          } else t = Machine.transition(wf, defaults, t.state, { _tag: "Ack", envelopeId: c.envelopeId, results: resultsFor(c.key) }, `t${i + 1}`)
+          effects.push(...t.effects)
+        }
+        // Besides the failure and the restart (checked above, not collected): the effects of a run where nothing failed.
+        expect(effects).toEqual(expected.effects)
+        expect(t.state?.status).toBe(expected.outcome)
+      }),
+      { numRuns: runs }
+    )
+  })
+
+  it("names steps, past the end too, and merges a restart's patch deeply (objects merge, anything else replaces)", () => {
+    expect(Machine.stepLabel(workflow, "main", 0)).toBe("1 (create-order)")
+    expect(Machine.stepLabel(workflow, "main", 99)).toBe("100 (end)")
+    expect(Machine.stepLabel(workflow, "nowhere", 0)).toBe("nowhere 1 (end)")
+    expect(Machine.kept("discarded")).toBe(true)
+    // An input for no workflow (nothing started) changes nothing.
+    for (const input of [{ _tag: "Ack", envelopeId: "x", results: [] }, { _tag: "Nack", envelopeId: "x", reason: "r" }, { _tag: "Timeout", envelopeId: "x", attempt: 1 }, { _tag: "Restart" }] as const)
+      expect(Machine.transition(workflow, defaults, undefined, input, "t")).toEqual({ state: undefined, effects: [] })
+    for (const s of ["running", "failed", "completed", "denied"]) expect(Machine.kept(s), s).toBe(false)
+    const base = { a: { b: 1, c: 2 }, d: [1, 2], e: 1, f: { g: 1 }, h: { i: 1 }, keep: "k" }
+    const copy = structuredClone(base)
+    expect(Machine.merge(base, { a: { b: 3 }, d: { 0: 9 }, e: { x: 1 }, f: null, h: [1] })).toEqual({ a: { b: 3, c: 2 }, d: { 0: 9 }, e: { x: 1 }, f: null, h: [1], keep: "k" })
+    expect(Machine.merge(base, {})).toEqual(base)
+    expect(base, "the base is not changed").toEqual(copy)
+  })
+})

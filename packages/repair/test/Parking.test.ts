@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
 import { Effect } from "effect"
+import fc from "fast-check"
 import { Envelope, Log, Topics } from "@baton/core"
 import { freshSchema } from "@baton/testkit/postgres"
 import { Inbox, Outbox, Postgres, Sqlite, type Store } from "@baton/store"
@@ -49,7 +50,9 @@ const receive = (store: Store, inbox: Inbox.Inbox, e: Envelope.Envelope) =>
 
 const status = (store: Store, id: string) => store.run(store.query("SELECT status FROM inbox WHERE processor = 'p' AND envelope_id = ?").get(id)).then((r) => r?.status)
 
-for (const kind of ["sqlite", "pg"] as const)
+// Under `pnpm mutate` (BATON_MUTATE_TESTS set), SQLite in memory only: the SQL is the same on both.
+const engines = process.env.BATON_MUTATE_TESTS === undefined ? (["sqlite", "pg"] as const) : (["sqlite"] as const)
+for (const kind of engines)
   describe(`on ${kind}`, () => {
     beforeEach(() => {
       engine = kind
@@ -93,6 +96,49 @@ for (const kind of ["sqlite", "pg"] as const)
         await store.transaction(inbox.settle("p", "m3", "done"))
         expect((await store.transaction(parking.next("p", "K")))?.envelopeId).toBe("m4")
         expect(await store.transaction(parking.next("p", "K"))).toBeUndefined()
+      })
+
+      it("for any arrival of messages over a few keys and a failure of one of them: every other key passes, and the held key's messages run after the release in arrival order", async () => {
+        const arrivals = fc.record({ keys: fc.array(fc.constantFrom("K", "L", "M"), { minLength: 2, maxLength: 12 }), failAt: fc.nat() })
+        await fc.assert(
+          fc.asyncProperty(arrivals, async ({ keys, failAt }) => {
+            const { store, inbox, parking } = await setup()
+            const ids = keys.map((k, i) => `${k}-${i}`)
+            const failed = failAt % keys.length
+            const held = keys[failed]!
+            const ran: Array<string> = []
+            // In arrival order: what may run runs (done), the first of the held key fails and holds it, the rest of it parks.
+            for (const [i, id] of ids.entries()) {
+              await receive(store, inbox, envelope(id, keys[i]!))
+              if (i === failed) {
+                await store.transaction(Effect.andThen(inbox.settle("p", id, "failed"), parking.hold("p", held, id, new Date(i))))
+                const h = await store.transaction(parking.held("p", held))
+                expect(h).toEqual({ processor: "p", key: held, failedId: id, resubmittedId: undefined, since: new Date(i).toISOString(), parked: 0, alerted: undefined })
+              } else if (await store.transaction(parking.mustWait("p", keys[i]!, id))) {
+                expect(keys[i], "only the held key waits").toBe(held)
+                expect(i).toBeGreaterThan(failed)
+                await store.transaction(parking.park("p", keys[i]!, id))
+              } else {
+                expect(keys[i] !== held || i < failed, `${id} passed a held key`).toBe(true)
+                await store.transaction(inbox.settle("p", id, "done"))
+                ran.push(id)
+              }
+            }
+            const later = ids.filter((_, i) => keys[i] === held && i > failed)
+            expect(await store.transaction(parking.parked("p", held))).toBe(later.length)
+            expect((await store.transaction(parking.held("p", held)))?.parked).toBe(later.length)
+            // Discarded: released; then the parked messages drain oldest first (the runtime unparks each in the transaction that finished the one before).
+            await store.transaction(parking.release("p", held))
+            const drained: Array<string> = []
+            for (let next = await store.transaction(parking.next("p", held)); next !== undefined; next = await store.transaction(parking.next("p", held))) {
+              drained.push(next.envelopeId)
+              await store.transaction(inbox.settle("p", next.envelopeId, "done"))
+            }
+            expect(drained, "the held key's parked messages, in arrival order").toEqual(later)
+            expect(ran).toEqual(ids.filter((_, i) => keys[i] !== held || i < failed))
+          }),
+          { numRuns: 25 }
+        )
       })
 
       it("alerts once per hold and reason", async () => {
