@@ -127,7 +127,7 @@ export const make = (deps: {
         if (!(yield* deps.log.firstSight(accepted.id, entry.seq)))
           deps.logger.log("info", "duplicate initiating event ignored", { id: accepted.id, topic: entry.topic, ...Envelope.logFields(accepted) })
         else {
-          const hop = tracing.begin(`ingress ${accepted.type}`, accepted.traceparent, { "baton.event.type": accepted.type, "baton.event.id": accepted.id, "baton.correlation_id": accepted.correlationId, "baton.key": accepted.key })
+          const hop = tracing.begin(`ingress ${accepted.type}`, accepted.traceparent, { "baton.event.type": accepted.type, "baton.event.id": accepted.id, "baton.correlation_id": accepted.correlationId, "baton.causation_id": accepted.causationId, "baton.key": accepted.key })
           const envelope: Envelope.Envelope = { ...accepted, traceparent: hop.traceparent }
           hop.end()
           const payload = Envelope.encode(envelope)

@@ -112,9 +112,9 @@ export const makeMetrics = (deps: {
         setAll(parked, "processor", rows.map((r) => [String(r.processor), num(r.parked)]))
       }
       if (tables.dashboard)
-        setAll(dashboard, "status", (await q("SELECT status, COUNT(*) AS n FROM dashboard GROUP BY status")).map((r) => [String(r.status), num(r.n)]), ["open"])
+        setAll(dashboard, "status", (await q("SELECT status, COUNT(*) AS n FROM dashboard GROUP BY status")).map((r) => [String(r.status), num(r.n)]), ["open", "repaired", "resubmitted", "discarded"])
       if (tables.workflows)
-        setAll(workflows, "status", (await q("SELECT status, COUNT(*) AS n FROM workflows GROUP BY status")).map((r) => [String(r.status), num(r.n)]))
+        setAll(workflows, "status", (await q("SELECT status, COUNT(*) AS n FROM workflows GROUP BY status")).map((r) => [String(r.status), num(r.n)]), ["running", "failed", "discarded"])
       const connected = deps.gauges.connections()
       if (connected !== undefined) set(connections, connected)
       return PrometheusMetrics.formatUnsafe(context)
