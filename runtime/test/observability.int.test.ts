@@ -4,11 +4,15 @@
  * collector receiving one trace per order, a span per hop, parents matching causation; JSON log
  * lines carrying correlation and trace ids.
  */
+import { mkdtempSync, rmSync } from "node:fs"
 import { createServer, type Server } from "node:http"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import type { AddressInfo } from "node:net"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { MqttClient } from "mqtt"
+import { Users } from "@baton/auth"
 import { Log, Trace } from "@baton/core"
 import { collect, connect, startRuntime, type Collector, type Harness } from "./support.ts"
 import { complete, order, payload, type GeneratedOrder } from "./orders.ts"
@@ -177,7 +181,7 @@ describe("observability", () => {
 
   it("writes JSON log lines, those about a message with its correlation id and trace id", async () => {
     const [o] = fc.sample(order, { numRuns: 1, seed: 3 })
-    const [{ id }] = await placeOrders([o!])
+    const id = (await placeOrders([o!]))[0]!.id
     const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>)
     for (const p of parsed) {
       expect(typeof p.time).toBe("string")
@@ -245,5 +249,39 @@ describe("observability, mediator topology", () => {
     // Finished workflows are deleted once announced: none left running.
     expect(metrics.value("baton_workflows", { status: "running" })).toBe(0)
     expect(metrics.sum("baton_messages_handled_total", { outcome: "done" })).toBeGreaterThanOrEqual(trace.length - 1)
+  })
+})
+
+describe("observability, with authentication", () => {
+  const dir = mkdtempSync(join(tmpdir(), "baton-obs-"))
+  let h: Harness
+  const tokens: Record<string, string> = {}
+
+  beforeAll(async () => {
+    let file: Users.File = { users: {}, tokens: {} }
+    for (const role of ["observer", "client"] as const) {
+      file = await Users.addUser(file, role, "correct horse", [role])
+      const added = Users.addToken(file, role)
+      file = added.file
+      tokens[role] = added.token
+    }
+    Users.save(join(dir, "users.json"), file)
+    h = await startRuntime({ authFile: join(dir, "users.json") })
+  })
+  afterAll(async () => {
+    await h?.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it("serves /metrics to a reader's bearer token only, like every other read", async () => {
+    const get = (token?: string) => fetch(`http://127.0.0.1:${h.runtime.httpPort}/metrics`, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` } })
+    expect((await get()).status).toBe(401)
+    expect((await get("not-a-token")).status).toBe(401)
+    expect((await get(tokens.client)).status).toBe(403)
+    const ok = await get(tokens.observer)
+    expect(ok.status).toBe(200)
+    expect(parse(await ok.text()).types.get("baton_messages_handled_total")).toBe("counter")
+    const post = await fetch(`http://127.0.0.1:${h.runtime.httpPort}/metrics`, { method: "POST", headers: { authorization: `Bearer ${tokens.observer}` } })
+    expect(post.status).toBe(405)
   })
 })
