@@ -8,13 +8,13 @@
  *
  * Traces: one span per hop (the ingress, then each processor that handles an event, mediator
  * steps included) whose parent is the span that emitted the event (its `traceparent`, Trace.ts).
- * With `BATON_OTLP_URL` the spans go to effect's `OtlpTracer` (OTLP/HTTP, JSON, batched every
- * second); without it no span is recorded, and only the trace context is passed on.
+ * With `BATON_OTLP_URL` the spans go out over OTLP/HTTP (JSON) through effect's `OtlpExporter`,
+ * batched every second; without it no span is recorded, and only the trace context is passed on.
  */
-import { Context, Effect, Exit, Layer, Metric, Option, Tracer } from "effect"
+import { Context, Effect, Layer, Metric } from "effect"
 import { FetchHttpClient } from "effect/http"
-import { OtlpExporter, OtlpSerialization, OtlpTracer, PrometheusMetrics } from "effect/observability"
-import { Trace } from "@baton/core"
+import { OtlpExporter, OtlpResource, OtlpSerialization, PrometheusMetrics } from "effect/observability"
+import { Log, Trace } from "@baton/core"
 import type { Store } from "@baton/store"
 
 // ---------------------------------------------------------------------------------------------
@@ -150,40 +150,61 @@ export const untraced: Tracing = {
 }
 
 /** Nanoseconds since the epoch, as OTLP wants them. */
-const nowNanos = (): bigint => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n
+const nowNanos = (): string => String(BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n)
+
+const text = (key: string, value: string) => ({ key, value: { stringValue: value } })
 
 /**
- * Spans exported over OTLP/HTTP to `url` (`.../v1/traces`) by effect's OtlpTracer, batched; the
- * last batch is sent when the scope closes. An unreachable collector is retried three times, then
- * the exporter pauses for a minute (effect's OtlpExporter); the runtime is never held up.
+ * Spans exported over OTLP/HTTP (JSON) to `url` (`.../v1/traces`) by effect's OtlpExporter:
+ * batched every `exportIntervalMs` (or at 512 spans), the last batch sent when the scope closes.
+ * An unreachable collector is retried three times, then the exporter pauses for a minute; the
+ * runtime is never held up. The spans are built here rather than by effect's OtlpTracer, whose
+ * ids are its own: Baton's ids never hold a card-number-like run of digits (Trace.ts), which the
+ * masking of log lines would otherwise hide.
  */
 export const otlp = (options: { readonly url: string; readonly serviceName: string; readonly exportIntervalMs: number }) =>
   Effect.gen(function* () {
-    const tracer = yield* OtlpTracer.make({
+    const resource = yield* OtlpResource.fromConfig({ serviceName: options.serviceName })
+    const serialization = yield* OtlpSerialization.OtlpSerialization
+    const scope = { name: "baton" }
+    const exporter = yield* OtlpExporter.make({
+      label: "baton",
       url: options.url,
-      resource: { serviceName: options.serviceName },
+      headers: undefined,
       exportInterval: options.exportIntervalMs,
-      maxBatchSize: 512
+      maxBatchSize: 512,
+      shutdownTimeout: 3000,
+      body: (spans) => [serialization.traces({ resourceSpans: [{ resource, scopeSpans: [{ scope, spans }] }] }), Effect.void]
     })
     const tracing: Tracing = {
       enabled: true,
       begin: (name, parent, attributes) => {
-        const p = Trace.parse(parent)
-        const span = tracer.span({
-          name,
-          parent: p === undefined ? Option.none() : Option.some(Tracer.externalSpan(p)),
-          annotations: Context.empty(),
-          links: [],
-          startTime: nowNanos(),
-          kind: p === undefined ? "server" : "consumer",
-          root: p === undefined,
-          sampled: p?.sampled ?? true
-        })
-        for (const key in attributes) span.attribute(key, attributes[key])
+        const c = Trace.begin(parent)
+        const startTimeUnixNano = nowNanos()
         return {
-          traceparent: Trace.format({ traceId: span.traceId, spanId: span.spanId, sampled: span.sampled }),
-          traceId: span.traceId,
-          end: (error) => span.end(nowNanos(), error === undefined ? Exit.void : Exit.fail(error))
+          traceparent: Trace.format(c),
+          traceId: c.traceId,
+          end: (error) => {
+            if (!c.sampled) return
+            exporter.push({
+              traceId: c.traceId,
+              spanId: c.spanId,
+              ...(c.parentSpanId === undefined ? {} : { parentSpanId: c.parentSpanId }),
+              name,
+              // OTLP SpanKind: 2 server (a trace's start at the ingress), 5 consumer (a hop).
+              kind: c.parentSpanId === undefined ? 2 : 5,
+              startTimeUnixNano,
+              endTimeUnixNano: nowNanos(),
+              attributes: Object.entries(attributes).map(([k, v]) => text(k, v)),
+              droppedAttributesCount: 0,
+              events: [],
+              droppedEventsCount: 0,
+              // OTLP StatusCode: 1 ok, 2 error.
+              status: error === undefined ? { code: 1 } : { code: 2, message: Log.reason(error) },
+              links: [],
+              droppedLinksCount: 0
+            })
+          }
         }
       }
     }

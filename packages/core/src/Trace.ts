@@ -30,9 +30,21 @@ export interface Ids {
   readonly spanId: () => string
 }
 
+/**
+ * Random hex ids whose every 8th character is a letter (a-f): no run of 12 digits, which the
+ * masking of card numbers in log lines and answers (Sensitive.ts) would take for one, can form in
+ * an id or across a `traceparent`'s dashes. 122 random bits in a trace id, 61 in a span id.
+ */
+const id = (chars: number): string => {
+  const bytes = randomBytes(chars)
+  let out = ""
+  for (let i = 0; i < chars; i++) out += i % 8 === 7 ? "abcdef"[bytes[i]! % 6] : "0123456789abcdef"[bytes[i]! & 15]
+  return out
+}
+
 export const randomIds: Ids = {
-  traceId: () => randomBytes(16).toString("hex"),
-  spanId: () => randomBytes(8).toString("hex")
+  traceId: () => id(32),
+  spanId: () => id(16)
 }
 
 /** A span begun under a `traceparent` (or a new trace): its own context and its parent's span id. */

@@ -1,6 +1,6 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { Envelope, Trace } from "../src/index.ts"
+import { Envelope, Sensitive, Trace } from "../src/index.ts"
 
 const hex = (n: number) => fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)).filter((s) => !/^0+$/.test(s))
 
@@ -67,6 +67,16 @@ describe("W3C trace context", () => {
         })
       })
     )
+  })
+
+  it("makes ids the card-number masking leaves alone: no run of 12 digits in a traceparent", () => {
+    for (let i = 0; i < 20_000; i++) {
+      const parent = i % 2 === 0 ? undefined : Trace.format(Trace.begin(undefined))
+      const tp = Trace.format(Trace.begin(parent))
+      expect(Trace.parse(tp)).toBeDefined()
+      expect(tp).not.toMatch(/[0-9](?:[ -]?[0-9]){11,}/)
+      expect(Sensitive.text(`traceparent=${tp} traceId=${Trace.traceIdOf(tp)}`)).toBe(`traceparent=${tp} traceId=${Trace.traceIdOf(tp)}`)
+    }
   })
 
   it("starts a new trace for a malformed traceparent, and each initiating event gets its own", () => {
