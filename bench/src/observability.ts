@@ -11,6 +11,7 @@ import { onRuntime } from "./scenarios/runtime.ts"
 
 const orders = Number(process.env.AB_ORDERS ?? 1500)
 const rounds = Number(process.env.AB_ROUNDS ?? 3)
+const modes = (process.env.AB_MODES ?? "off,otlp").split(",")
 let spans = 0
 const sink = createServer((req, res) => {
   let body = ""
@@ -39,13 +40,13 @@ const run = (env: Record<string, string>) =>
 
 const results: Record<string, Array<{ perSecond: number; cpuMsPerOrder: number }>> = { off: [], otlp: [] }
 for (let round = 1; round <= rounds; round++)
-  for (const name of round % 2 === 1 ? ["off", "otlp"] : ["otlp", "off"]) {
+  for (const name of round % 2 === 1 ? modes : [...modes].reverse()) {
     const r = await run(name === "otlp" ? { BATON_OTLP_URL: otlp } : {})
     results[name]!.push(r)
     process.stdout.write(`round ${round} ${name}: ${Math.round(r.perSecond)} orders/s, ${r.cpuMsPerOrder.toFixed(2)} ms CPU/order\n`)
   }
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-for (const [name, rs] of Object.entries(results))
+for (const [name, rs] of Object.entries(results).filter(([, rs]) => rs.length > 0))
   process.stdout.write(`${name}: median ${Math.round(median(rs.map((r) => r.perSecond)))} orders/s, ${median(rs.map((r) => r.cpuMsPerOrder)).toFixed(2)} ms CPU/order\n`)
 process.stdout.write(`spans received by the sink: ${spans}\n`)
 sink.close()

@@ -140,7 +140,7 @@ export const make = (deps: {
   /** One attempt at a message, in its span: what became of it (`skipped`: not this instance's, or no longer pending). */
   const apply = async (event: Envelope.Envelope): Promise<"done" | "parked" | "skipped"> => {
     if (deps.cluster?.owns(event.key) === false || (await conflictsRetried(() => store.run(inbox.status(processor.name, event.id)))) !== "pending") return "skipped"
-    const hop = tracing.begin(processor.name, event.traceparent, { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key })
+    const hop = tracing.begin(processor.name, event.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key } : {})
     const started = performance.now()
     try {
       const result = await attempt(event, hop)
@@ -156,7 +156,7 @@ export const make = (deps: {
     }
   }
 
-  const attempt = async (event: Envelope.Envelope, hop: Hop): Promise<"done" | "parked"> => {
+  const attempt = async (event: Envelope.Envelope, hop: Hop): Promise<"done" | "parked" | "skipped"> => {
     if (parking !== undefined) {
       const parked = await conflictsRetried(() => store.transaction(park(event, parking)))
       if (parked !== undefined) {
@@ -193,7 +193,8 @@ export const make = (deps: {
       throw error
     }
     attempts.delete(event.id)
-    if (deliveries === undefined) return "done"
+    // The partition moved to another instance meanwhile: the message is its now.
+    if (deliveries === undefined) return "skipped"
     Crash.point("processed-committed", processor.name)
     for (const deliver of deliveries) deliver()
     deps.poke()
