@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { MqttClient } from "mqtt"
 import { Users } from "@baton/auth"
 import { Log, Trace } from "@baton/core"
+import type { Config } from "../src/Config.ts"
+import type * as Runtime from "../src/Runtime.ts"
 import { collect, connect, startRuntime, type Collector, type Harness } from "./support.ts"
 import { complete, order, payload, type GeneratedOrder } from "./orders.ts"
 import { parse } from "./prometheus.ts"
@@ -73,38 +75,45 @@ const until = async (check: () => boolean, what: string, timeoutMs = 15_000) => 
   }
 }
 
-describe("observability", () => {
-  let otlp: Awaited<ReturnType<typeof collector>>
-  let h: Harness
-  let client: MqttClient
-  let events: Collector
-  const lines: Array<string> = []
-
+/** A runtime exporting to a fake collector, a client and an event collector, around a describe block. */
+const traced = (overrides: Partial<Config>, options: Runtime.Options = {}) => {
+  const ctx = {} as { otlp: Awaited<ReturnType<typeof collector>>; h: Harness; client: MqttClient; events: Collector }
   beforeAll(async () => {
-    otlp = await collector()
-    h = await startRuntime(
-      { otlpUrl: otlp.url, otlpIntervalMs: 100 },
-      { logger: Log.stream({ format: "json", threshold: "debug", write: (_level, line) => lines.push(line) }) }
-    )
-    client = await connect(h.url)
-    events = await collect(client, ["events/#", "errors/#"])
+    ctx.otlp = await collector()
+    ctx.h = await startRuntime({ otlpUrl: ctx.otlp.url, otlpIntervalMs: 100, ...overrides }, options)
+    ctx.client = await connect(ctx.h.url)
+    ctx.events = await collect(ctx.client, ["events/#", "errors/#"])
   })
   afterAll(async () => {
-    await client?.endAsync()
-    await h?.stop()
-    await otlp?.close()
+    await ctx.client?.endAsync()
+    await ctx.h?.stop()
+    await ctx.otlp?.close()
   })
+  return ctx
+}
+
+/** Waits until no span arrived for 500 ms (the last batch comes within an export interval or two). */
+const quiet = async (spans: ReadonlyArray<Span>) => {
+  for (let n = -1; n !== spans.length; ) {
+    n = spans.length
+    await new Promise((r) => setTimeout(r, 500))
+  }
+}
+
+describe("observability", () => {
+  const lines: Array<string> = []
+  const ctx = traced({}, { logger: Log.stream({ format: "json", threshold: "debug", write: (_level, line) => lines.push(line) }) })
 
   const placeOrders = async (orders: ReadonlyArray<GeneratedOrder>) => {
     const sent = orders.map((o) => ({ o: { ...o, asEnvelope: true }, id: crypto.randomUUID() }))
-    await Promise.all(sent.map(({ o, id }) => client.publishAsync("initiate/place-order", payload(o, id), { qos: 1 })))
-    await events.until((all) => sent.every(({ o, id }) => complete(o, id, all)), 20_000, `${sent.length} order chains`)
-    await h.runtime.idle()
+    await Promise.all(sent.map(({ o, id }) => ctx.client.publishAsync("initiate/place-order", payload(o, id), { qos: 1 })))
+    await ctx.events.until((all) => sent.every(({ o, id }) => complete(o, id, all)), 20_000, `${sent.length} order chains`)
+    await ctx.h.runtime.idle()
     return sent
   }
 
   it("serves /metrics in the Prometheus text format, the counters moving as orders flow", async () => {
-    const before = await scrape(h.runtime.httpPort)
+    const before = await scrape(ctx.h.runtime.httpPort)
     for (const [name, type] of [
       ["baton_messages_handled_total", "counter"], ["baton_retries_total", "counter"], ["baton_in_flight", "gauge"],
       ["baton_inbox_pending", "gauge"], ["baton_outbox_pending", "gauge"], ["baton_outbox_oldest_age_seconds", "gauge"], ["baton_broker_connections", "gauge"]
@@ -115,7 +124,7 @@ describe("observability", () => {
 
     const orders = fc.sample(order, { numRuns: 6, seed: 18 })
     const sent = await placeOrders(orders)
-    const after = await scrape(h.runtime.httpPort)
+    const after = await scrape(ctx.h.runtime.httpPort)
     // A histogram appears once it observed something.
     expect(after.types.get("baton_handling_seconds")).toBe("histogram")
     const handled = (e: typeof before, processor?: string) => e.sum("baton_messages_handled_total", { outcome: "done", ...(processor === undefined ? {} : { processor }) })
@@ -138,22 +147,19 @@ describe("observability", () => {
   it("sends one trace per order to the OTLP collector, a span per hop, each span's parent the span that emitted its cause", async () => {
     const orders = fc.sample(order, { numRuns: 4, seed: 7 })
     const sent = await placeOrders(orders)
-    const chain = (id: string) => events.received.filter((r) => r.envelope.correlationId === id && r.topic.startsWith("events/")).map((r) => r.envelope)
+    const chain = (id: string) => ctx.events.received.filter((r) => r.envelope.correlationId === id && r.topic.startsWith("events/")).map((r) => r.envelope)
     // Everything handled (idle); the last batch arrives within an export interval or two: wait until no span comes for 500 ms.
-    for (let n = -1; n !== otlp.spans.length; ) {
-      n = otlp.spans.length
-      await new Promise((r) => setTimeout(r, 500))
-    }
-    const consumed = new Set(otlp.spans.filter((s) => !s.name.startsWith("ingress")).map((s) => s.attributes["baton.event.type"]))
-    expect(otlp.requests.every((r) => r.path === "/v1/traces" && r.contentType === "application/json")).toBe(true)
+    await quiet(ctx.otlp.spans)
+    const consumed = new Set(ctx.otlp.spans.filter((s) => !s.name.startsWith("ingress")).map((s) => s.attributes["baton.event.type"]))
+    expect(ctx.otlp.requests.every((r) => r.path === "/v1/traces" && r.contentType === "application/json")).toBe(true)
     for (const { id } of sent) {
-      const ingress = otlp.spans.filter((s) => s.name === "ingress place-order" && s.attributes["baton.event.id"] === id)
+      const ingress = ctx.otlp.spans.filter((s) => s.name === "ingress place-order" && s.attributes["baton.event.id"] === id)
       expect(ingress, `one ingress span for ${id}`).toHaveLength(1)
       const traceId = ingress[0]!.traceId
       expect(ingress[0]!.parentSpanId).toBeUndefined()
-      const trace = otlp.spans.filter((s) => s.traceId === traceId)
+      const trace = ctx.otlp.spans.filter((s) => s.traceId === traceId)
       // One trace per order: all its spans, and only its, share the trace id.
-      expect(new Set(otlp.spans.filter((s) => s.attributes["baton.correlation_id"] === id).map((s) => s.traceId))).toEqual(new Set([traceId]))
+      expect(new Set(ctx.otlp.spans.filter((s) => s.attributes["baton.correlation_id"] === id).map((s) => s.traceId))).toEqual(new Set([traceId]))
       expect(trace.every((s) => s.attributes["baton.correlation_id"] === id)).toBe(true)
       const byId = new Map(trace.map((s) => [s.spanId, s]))
       expect(byId.size).toBe(trace.length)
@@ -191,7 +197,7 @@ describe("observability", () => {
     }
     const about = parsed.filter((p) => p.event === "message handled" && p.correlationId === id)
     expect(about.length).toBeGreaterThanOrEqual(6)
-    const ingress = () => otlp.spans.find((s) => s.name === "ingress place-order" && s.attributes["baton.event.id"] === id)
+    const ingress = () => ctx.otlp.spans.find((s) => s.name === "ingress place-order" && s.attributes["baton.event.id"] === id)
     await until(() => ingress() !== undefined, "the order's ingress span")
     for (const p of about) expect(p.traceId).toBe(ingress()!.traceId)
     // Every line about a message, whatever its event, carries both ids.
@@ -200,36 +206,18 @@ describe("observability", () => {
 })
 
 describe("observability, mediator topology", () => {
-  let otlp: Awaited<ReturnType<typeof collector>>
-  let h: Harness
-  let client: MqttClient
-  let events: Collector
-
-  beforeAll(async () => {
-    otlp = await collector()
-    h = await startRuntime({ topology: "mediator", otlpUrl: otlp.url, otlpIntervalMs: 100 })
-    client = await connect(h.url)
-    events = await collect(client, ["events/#", "errors/#"])
-  })
-  afterAll(async () => {
-    await client?.endAsync()
-    await h?.stop()
-    await otlp?.close()
-  })
+  const ctx = traced({ topology: "mediator" })
 
   it("traces a workflow: a span per mediator step and command, in the order's one trace, and counts workflows by status", async () => {
     const [o] = fc.sample(order, { numRuns: 1, seed: 11 })
     const id = crypto.randomUUID()
-    await client.publishAsync("initiate/place-order", payload({ ...o!, cardKind: "approved", payment: { card: "4242424242424242" }, asEnvelope: true }, id), { qos: 1 })
-    await events.until((all) => all.some((r) => r.envelope.correlationId === id && r.envelope.type === "workflow-completed"), 15_000, "the workflow to complete")
-    await h.runtime.idle()
-    await until(() => otlp.spans.some((s) => s.name === "ingress place-order" && s.attributes["baton.event.id"] === id), "the ingress span")
-    for (let n = -1; n !== otlp.spans.length; ) {
-      n = otlp.spans.length
-      await new Promise((r) => setTimeout(r, 500))
-    }
-    const traceId = otlp.spans.find((s) => s.name === "ingress place-order" && s.attributes["baton.event.id"] === id)!.traceId
-    const trace = otlp.spans.filter((s) => s.traceId === traceId)
+    await ctx.client.publishAsync("initiate/place-order", payload({ ...o!, cardKind: "approved", payment: { card: "4242424242424242" }, asEnvelope: true }, id), { qos: 1 })
+    await ctx.events.until((all) => all.some((r) => r.envelope.correlationId === id && r.envelope.type === "workflow-completed"), 15_000, "the workflow to complete")
+    await ctx.h.runtime.idle()
+    await until(() => ctx.otlp.spans.some((s) => s.name === "ingress place-order" && s.attributes["baton.event.id"] === id), "the ingress span")
+    await quiet(ctx.otlp.spans)
+    const traceId = ctx.otlp.spans.find((s) => s.name === "ingress place-order" && s.attributes["baton.event.id"] === id)!.traceId
+    const trace = ctx.otlp.spans.filter((s) => s.traceId === traceId)
     const byId = new Map(trace.map((s) => [s.spanId, s]))
     const mediatorSteps = trace.filter((s) => /mediator/.test(s.name))
     // The workflow's inputs (its start and each command's acknowledgement) are mediator steps; its commands are hops too.
@@ -244,7 +232,7 @@ describe("observability, mediator topology", () => {
       expect(parent, `parent of ${s.name}`).toBeDefined()
       expect(parent!.attributes["baton.event.id"]).toBe(s.attributes["baton.causation_id"])
     }
-    const metrics = await scrape(h.runtime.httpPort)
+    const metrics = await scrape(ctx.h.runtime.httpPort)
     expect(metrics.types.get("baton_workflows")).toBe("gauge")
     // Finished workflows are deleted once announced: none left running.
     expect(metrics.value("baton_workflows", { status: "running" })).toBe(0)
