@@ -39,12 +39,10 @@ const reserved = new Set(["time", "level", "event"])
 
 /** One JSON object: `time`, `level`, `event`, then the fields (one named like those gets a trailing `_`). */
 export const formatJson = (level: Level, event: string, fields: Fields = {}, at: Date = new Date()): string => {
-  const line: Record<string, string | number | boolean> = { time: at.toISOString(), level, event }
-  for (const k in fields) {
-    const v = fields[k]
-    if (v !== undefined) line[reserved.has(k) ? `${k}_` : k] = v
-  }
-  return JSON.stringify(line)
+  const entries: Array<[string, string | number | boolean]> = [["time", at.toISOString()], ["level", level], ["event", event]]
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined) entries.push([reserved.has(k) ? `${k}_` : k, v])
+  // fromEntries defines each key, `__proto__` included, as a plain field.
+  return JSON.stringify(Object.fromEntries(entries))
 }
 
 /** Lines of `threshold` and above, in `format`, to `write` (stdout for debug and info, stderr above by default). */

@@ -25,11 +25,17 @@ describe("log lines", () => {
           expect(Number.isNaN(Date.parse(o.time as string))).toBe(false)
           for (const [k, v] of Object.entries(fields)) {
             const key = ["time", "level", "event"].includes(k) ? `${k}_` : k
-            expect(o[key]).toBe(v)
+            if (v === undefined) expect(Object.hasOwn(o, key) && !["time", "level", "event"].includes(key)).toBe(false)
+            else expect(Object.hasOwn(o, key) ? o[key] : "missing").toBe(v)
           }
         }
       )
     )
+  })
+
+  it("JSON: a field named like a built-in or a reserved key stays a plain field", () => {
+    const o = JSON.parse(Log.formatJson("info", "e", JSON.parse('{"__proto__": 1, "time": "x", "constructor": true}') as Log.Fields)) as Record<string, unknown>
+    expect(Object.entries(o).filter(([k]) => k !== "time")).toEqual([["level", "info"], ["event", "e"], ["__proto__", 1], ["time_", "x"], ["constructor", true]])
   })
 
   it("writes only lines at or above the threshold, and says which levels are enabled", () => {
