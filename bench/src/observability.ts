@@ -33,9 +33,13 @@ const run = (env: Record<string, string>) =>
       const f = readFileSync(`/proc/${r.child.pid}/stat`, "utf8").split(") ")[1]!.split(" ")
       return ((Number(f[11]) + Number(f[12])) * 1000) / 100
     }
+    let done = false
+    void r.exited.then((code) => done || process.stdout.write(`runtime exited (${code}) during the run:\n${r.output().slice(-3000)}\n`))
     const before = await cpu()
     const result = await placeOrders(r.mqttPort!, orders, "events/order-shipped")
-    return { perSecond: result.perSecond ?? 0, cpuMsPerOrder: ((await cpu()) - before) / orders }
+    const spent = { perSecond: result.perSecond ?? 0, cpuMsPerOrder: ((await cpu()) - before) / orders }
+    done = true
+    return spent
   })
 
 const results: Record<string, Array<{ perSecond: number; cpuMsPerOrder: number }>> = { off: [], otlp: [] }
