@@ -74,6 +74,14 @@ export interface Config {
   readonly parkMaxCount: number
   /** Age of a held key before a `parking-alert`. */
   readonly parkMaxAgeMs: number
+  /** OTLP/HTTP traces endpoint (`http://collector:4318/v1/traces`); undefined: no spans recorded. */
+  readonly otlpUrl: string | undefined
+  /** How often recorded spans are sent in one batch. */
+  readonly otlpIntervalMs: number
+  /** `text` (readable) or `json` (one object per line). */
+  readonly logFormat: "text" | "json"
+  /** The least level logged; `debug` adds a line per handled message. */
+  readonly logLevel: "debug" | "info" | "warn" | "error"
 }
 
 export const appNames = ["order-entry", "customer", "trading", "comments", "order-stats", "ping"] as const
@@ -179,6 +187,8 @@ export const fromEnv = (env: Env = process.env): Config => {
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) throw new ConfigError(`BATON_DATABASE_URL must be a postgres:// URL, got '${databaseUrl}'`)
   if (topology === "mediator" && brokerUrl !== undefined && databaseUrl === undefined)
     throw new ConfigError("BATON_TOPOLOGY=mediator with an external broker needs BATON_DATABASE_URL (its command channels go through the shared store); set it or unset BATON_BROKER_URL")
+  const otlpUrl = text(env, "BATON_OTLP_URL")
+  if (otlpUrl !== undefined && !/^https?:\/\/[^/]/.test(otlpUrl)) throw new ConfigError(`BATON_OTLP_URL must be an http:// or https:// URL (an OTLP/HTTP traces endpoint, e.g. http://localhost:4318/v1/traces), got '${otlpUrl}'`)
   const heartbeatMs = positive(env, "BATON_HEARTBEAT_MS", 500)
   const deadAfterMs = positive(env, "BATON_DEAD_AFTER_MS", 3000)
   if (deadAfterMs < 3 * heartbeatMs) throw new ConfigError(`BATON_DEAD_AFTER_MS (${deadAfterMs}) must be at least three heartbeats (BATON_HEARTBEAT_MS=${heartbeatMs})`)
@@ -219,7 +229,11 @@ export const fromEnv = (env: Env = process.env): Config => {
     partitions: positive(env, "BATON_PARTITIONS", 4),
     poolSize: positive(env, "BATON_DB_POOL", 16),
     pgDriver: oneOf(env, "BATON_PG_DRIVER", ["pg", "effect-sql-pg"] as const, "pg"),
-    retentionHours: positive(env, "BATON_RETENTION_HOURS", 168)
+    retentionHours: positive(env, "BATON_RETENTION_HOURS", 168),
+    otlpUrl,
+    otlpIntervalMs: positive(env, "BATON_OTLP_INTERVAL_MS", 1000),
+    logFormat: oneOf(env, "BATON_LOG_FORMAT", ["text", "json"] as const, "text"),
+    logLevel: oneOf(env, "BATON_LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info")
   }
 }
 

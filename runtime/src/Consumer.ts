@@ -12,6 +12,7 @@ import { Envelope, Log, Topics, type Message, type Processor, type Sensitive } f
 import { Supervisor } from "@baton/actors"
 import { Inbox, isUnavailable, Postgres, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
+import { untraced, type Hop, type ProcessorMetrics, type Tracing } from "./Observability.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 import type { Router } from "./Router.ts"
 import { Parking, WorkflowProcessor } from "@baton/repair"
@@ -57,6 +58,8 @@ export interface Consumer {
   readonly recover: (parts?: ReadonlyArray<number>) => Promise<number>
   /** Resolves when nothing is in flight. */
   readonly idle: () => Promise<void>
+  /** Messages scheduled and not finished. */
+  readonly inFlight: () => number
 }
 
 export const make = (deps: {
@@ -83,6 +86,10 @@ export const make = (deps: {
    */
   readonly mask?: Sensitive.Masker
   readonly clock?: Envelope.Clock
+  /** This processor's counters and latency histogram (in memory only). */
+  readonly metrics?: ProcessorMetrics
+  /** A span per handling attempt, parented by the event's `traceparent`. */
+  readonly tracing?: Tracing
   /**
    * In a cluster: whether this instance owns a key's partition (else its owner runs the message),
    * and, inside a transaction, whether it still does (locks the partition's row; see Cluster.ts).
@@ -96,6 +103,9 @@ export const make = (deps: {
     return deps.mask?.mentions(text) === true ? deps.mask.text(text) : undefined
   }
   const inFlight = new Set<Promise<void>>()
+  const tracing = deps.tracing ?? untraced
+  const metrics = deps.metrics
+  const debug = Log.enabled(deps.logger, "debug")
   const parking = processor.onFailure === "park" ? deps.parking : undefined
   if (processor.onFailure === "park" && parking === undefined) throw new Error(`${processor.name} parks failed keys, but no parking is configured`)
   /** Each failed attempt of a message, for the hand-off to the workflow processor. */
@@ -119,7 +129,7 @@ export const make = (deps: {
       const limit = deps.parkingLimits?.maxParked
       if (held !== undefined && limit !== undefined && held.parked > limit && (yield* p.alert(processor.name, event.key, "count")) !== undefined) {
         out.push({ type: WorkflowProcessor.events.alert, data: { processor: processor.name, key: event.key, reason: "count", parked: held.parked, limit } })
-        deps.logger.log("warn", "parking alert", { processor: processor.name, key: event.key, reason: "count", parked: held.parked })
+        deps.logger.log("warn", "parking alert", { processor: processor.name, key: event.key, reason: "count", parked: held.parked, ...Envelope.logFields(event) })
       }
       return yield* announce(event, out)
     })
@@ -138,13 +148,32 @@ export const make = (deps: {
       return out
     })
 
-  const apply = async (event: Envelope.Envelope, payload: Buffer | string): Promise<void> => {
-    if (deps.cluster?.owns(event.key) === false || (await conflictsRetried(() => store.run(inbox.status(processor.name, event.id)))) !== "pending") return
+  /** One attempt at a message, in its span: what became of it (`skipped`: not this instance's, or no longer pending). */
+  const apply = async (event: Envelope.Envelope, payload: Buffer | string): Promise<"done" | "parked" | "skipped"> => {
+    if (deps.cluster?.owns(event.key) === false || (await conflictsRetried(() => store.run(inbox.status(processor.name, event.id)))) !== "pending") return "skipped"
+    const hop = tracing.begin(processor.name, event.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key } : {})
+    const started = performance.now()
+    try {
+      const result = await attempt(event, payload, hop)
+      hop.end()
+      metrics?.latency((performance.now() - started) / 1000)
+      if (debug) deps.logger.log("debug", "message handled", { processor: processor.name, id: event.id, type: event.type, outcome: result, ms: Math.round((performance.now() - started) * 10) / 10, correlationId: event.correlationId, traceId: hop.traceId })
+      return result
+    } catch (error) {
+      hop.end(error)
+      metrics?.latency((performance.now() - started) / 1000)
+      deps.logger.log("warn", "handling attempt failed", { processor: processor.name, id: event.id, type: event.type, reason: Log.reason(error), correlationId: event.correlationId, traceId: hop.traceId })
+      throw error
+    }
+  }
+
+  const attempt = async (event: Envelope.Envelope, payload: Buffer | string, hop: Hop): Promise<"done" | "parked" | "skipped"> => {
     if (parking !== undefined) {
       const parked = await conflictsRetried(() => store.transaction(park(event, parking)))
       if (parked !== undefined) {
         for (const deliver of parked) deliver()
-        return deps.poke()
+        deps.poke()
+        return "parked"
       }
     }
     let deliveries: Array<() => void> | undefined = []
@@ -158,8 +187,8 @@ export const make = (deps: {
           Effect.gen(function* () {
             if (!(yield* holds(event.key))) return undefined
             const announced = yield* processor.handle(event, prepared)
-            const local = yield* announce(event, announced)
-            yield* reply(event, "reply", () => processor.reply?.(event, announced))
+            const local = yield* announce(event, announced, hop.traceparent)
+            yield* reply(event, "reply", () => processor.reply?.(event, announced), hop.traceparent)
             if (!(yield* inbox.settle(processor.name, event.id, "done", kept(payload)))) return yield* Effect.die(new Error(`inbox entry ${event.id} is no longer pending`))
             if (parking !== undefined) local.push(...(yield* drain(event, parking)))
             return local
@@ -175,15 +204,17 @@ export const make = (deps: {
       throw error
     }
     attempts.delete(event.id)
-    if (deliveries === undefined) return
+    // The partition moved to another instance meanwhile: the message is its now.
+    if (deliveries === undefined) return "skipped"
     Crash.point("processed-committed", processor.name)
     for (const deliver of deliveries) deliver()
     deps.poke()
     try {
       await processor.committed?.(event, prepared)
     } catch (error) {
-      deps.logger.log("warn", "after-commit step failed", { processor: processor.name, envelope: event.id, reason: Log.reason(error) })
+      deps.logger.log("warn", "after-commit step failed", { processor: processor.name, envelope: event.id, reason: Log.reason(error), ...Envelope.logFields(event) })
     }
+    return "done"
   }
 
   /**
@@ -191,24 +222,24 @@ export const make = (deps: {
    * outbox, at QoS 0 so that nothing piles up for a requester that went away). The reply's
    * `correlationId` is the request's id.
    */
-  const reply = (event: Envelope.Envelope, type: "reply" | "request-failed", data: () => unknown): Sql<void> => {
+  const reply = (event: Envelope.Envelope, type: "reply" | "request-failed", data: () => unknown, traceparent = event.traceparent): Sql<void> => {
     if (event.replyTo === undefined || !Topics.isReply(event.replyTo)) return Effect.void
     const answer = data()
     if (answer === undefined) return Effect.void
-    const envelope: Envelope.Envelope = { id: clock.newId(), type, correlationId: event.id, causationId: event.id, key: event.key, occurredAt: clock.now().toISOString(), data: answer }
+    const envelope: Envelope.Envelope = { id: clock.newId(), type, correlationId: event.id, causationId: event.id, key: event.key, occurredAt: clock.now().toISOString(), ...(traceparent === undefined ? {} : { traceparent }), data: answer }
     return outbox.add(event.replyTo, Envelope.encode(envelope), 0)
   }
 
   /**
    * Writes announced events, inside the caller's transaction: public ones to the outbox (the
    * broker's broadcast), and each to the inbox of its local consumers. Returns the deliveries to
-   * run after the commit.
+   * run after the commit. Each carries `traceparent`: the span of the hop that emitted it.
    */
-  const announce = (cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>): Sql<Array<() => void>> =>
+  const announce = (cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>, traceparent = cause.traceparent): Sql<Array<() => void>> =>
     Effect.gen(function* () {
       const local: Array<() => void> = []
       for (const next of announced) {
-        const out = Envelope.next(cause, next, deps.clock)
+        const out = Envelope.next(cause, next, deps.clock, traceparent)
         const topic = next.topic ?? Topics.event(out.type)
         const payload = Envelope.encode(out)
         const internal = Topics.isInternal(topic)
@@ -242,7 +273,7 @@ export const make = (deps: {
           attempts: history,
           trail: [...new Set([event.correlationId, event.causationId, event.id])]
         }
-        deps.logger.log("warn", "message handed to the workflow processor", { processor: processor.name, key: event.key, id: event.id, reason })
+        deps.logger.log("warn", "message handed to the workflow processor", { processor: processor.name, key: event.key, id: event.id, reason, ...Envelope.logFields(event) })
         return yield* announce(event, [
           { type: "hand-off", topic: Topics.repair, data: handOff },
           { type: WorkflowProcessor.events.keyHeld, data: { processor: processor.name, key: event.key, failedId: event.id, error: handOff.error } }
@@ -267,9 +298,16 @@ export const make = (deps: {
     const already = running.get(event.id)
     if (already !== undefined) return already
     const actor = deps.actors[partitionOf(event.key, deps.actors.length)]!
-    const run = actor.submit(() => apply(event, payload)).then(async (outcome) => {
+    let tries = 0
+    let result: "done" | "parked" | "skipped" = "skipped"
+    const run = actor.submit(async () => {
+      if (tries++ > 0) metrics?.retried()
+      result = await apply(event, payload)
+    }).then(async (outcome) => {
+      if (outcome._tag === "Done" && result !== "skipped") metrics?.handled(result)
       // A supervisor that gave up is a crash loop, not this message's fault: it stays pending for the next start.
       if (outcome._tag === "Done" || outcome.error instanceof Supervisor.RestartLimitExceeded) return
+      metrics?.handled("failed")
       const history = attempts.get(event.id) ?? []
       attempts.delete(event.id)
       const deliveries = await conflictsRetried(() => store.transaction(fail(event, topic, payload, outcome.attempts, outcome.error, history)))
@@ -279,7 +317,7 @@ export const make = (deps: {
     inFlight.add(run)
     running.set(event.id, run)
     void run
-      .catch((error: unknown) => deps.logger.log("error", "recording a failed message failed; it stays pending", { processor: processor.name, id: event.id, reason: Log.reason(error) }))
+      .catch((error: unknown) => deps.logger.log("error", "recording a failed message failed; it stays pending", { processor: processor.name, id: event.id, reason: Log.reason(error), ...Envelope.logFields(event) }))
       .finally(() => {
         inFlight.delete(run)
         running.delete(event.id)
@@ -317,5 +355,5 @@ export const make = (deps: {
     while (inFlight.size > 0) await Promise.all([...inFlight])
   }
 
-  return { handler, schedule, recover, idle }
+  return { handler, schedule, recover, idle, inFlight: () => inFlight.size }
 }

@@ -61,7 +61,7 @@ export const make = (deps: {
     return Effect.gen(function* () {
       const recorded = yield* deps.rejections.record(envelope.id, new Date(envelope.occurredAt), rejection)
       yield* deps.outbox.add(Topics.error(topic), Envelope.encode({ ...envelope, data: recorded }))
-      deps.logger.log("warn", "message rejected", { kind: refusal.kind, topic, processor: refusal.processor, reason: rejection.reason, id: envelope.id })
+      deps.logger.log("warn", "message rejected", { kind: refusal.kind, topic, processor: refusal.processor, reason: rejection.reason, id: envelope.id, ...Envelope.logFields(envelope) })
     })
   })
 }

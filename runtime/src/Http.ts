@@ -154,6 +154,8 @@ export const start = (options: {
   readonly operations?: Operations.Log
   readonly logger?: Log.Logger
   readonly security?: () => Record<string, number>
+  /** The Prometheus text exposition, for `GET /metrics` (a read). */
+  readonly metrics?: () => Promise<string>
   /** With authentication on: the user of a bearer token and its roles, or undefined. */
   readonly authorize?: (token: string) => Promise<Principal | undefined>
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer }
@@ -245,6 +247,13 @@ export const start = (options: {
       }
       const route = `${req.method ?? "GET"} ${url.pathname}`
       try {
+        if (url.pathname === "/metrics" && options.metrics !== undefined) {
+          if (req.method !== "GET") return notAllowed(res, req, url)
+          if (!allowed(res, who, "read", "read the metrics")) return
+          const text = await options.metrics()
+          res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" })
+          return void res.end(text)
+        }
         if (url.pathname === "/cluster") {
           if (req.method !== "GET") return notAllowed(res, req, url)
           if (!allowed(res, who, "read", "read the cluster")) return

@@ -4,10 +4,11 @@
  * `accepted/<name>` for the processors. Anything else goes to the error path, never silently away.
  */
 import { Effect, Result } from "effect"
-import { Envelope, Log, Topics, type App, type Initiating, type Message } from "@baton/core"
+import { Envelope, Log, Topics, Trace, type App, type Initiating, type Message } from "@baton/core"
 import type { IngressLog, Outbox, Sql, Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
+import { untraced, type Tracing } from "./Observability.ts"
 import type { Router } from "./Router.ts"
 
 export type Verdict =
@@ -67,6 +68,8 @@ export const judge = (
       key: e.key ?? contract.key?.(e.data) ?? e.id,
       ...(e.replyTo === undefined ? {} : { replyTo: e.replyTo }),
       occurredAt: e.occurredAt ?? clock.now().toISOString(),
+      // A client's trace context is kept when well-formed; otherwise the ingress starts a trace.
+      ...(Trace.parse(e.traceparent) === undefined ? {} : { traceparent: e.traceparent! }),
       data: e.data
     }
   } else {
@@ -106,7 +109,10 @@ export const make = (deps: {
   /** Routes accepted events to local consumers in the same transaction (embedded broker). */
   readonly router?: Router
   readonly logger: Log.Logger
+  /** The ingress span: the root of each initiating event's trace (or a child of the client's). */
+  readonly tracing?: Tracing
 }) => {
+  const tracing = deps.tracing ?? untraced
   let poke: (() => void) | undefined
   let scheduled = false
 
@@ -116,12 +122,18 @@ export const make = (deps: {
       const verdict = judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size, entry.clientId)
       const local: Array<() => void> = []
       if (verdict._tag === "Accepted") {
-        const topic = Topics.accepted(verdict.envelope.type)
-        const payload = Envelope.encode(verdict.envelope)
-        if (!(yield* deps.log.firstSight(verdict.envelope.id, entry.seq)))
-          deps.logger.log("info", "duplicate initiating event ignored", { id: verdict.envelope.id, topic: entry.topic })
-        else if (deps.router !== undefined) local.push(...(yield* deps.router.route(topic, verdict.envelope, payload)))
-        else yield* deps.outbox.add(topic, payload)
+        const accepted = verdict.envelope
+        const topic = Topics.accepted(accepted.type)
+        if (!(yield* deps.log.firstSight(accepted.id, entry.seq)))
+          deps.logger.log("info", "duplicate initiating event ignored", { id: accepted.id, topic: entry.topic, ...Envelope.logFields(accepted) })
+        else {
+          const hop = tracing.begin(`ingress ${accepted.type}`, accepted.traceparent, { "baton.event.type": accepted.type, "baton.event.id": accepted.id, "baton.correlation_id": accepted.correlationId, "baton.causation_id": accepted.causationId, "baton.key": accepted.key })
+          const envelope: Envelope.Envelope = { ...accepted, traceparent: hop.traceparent }
+          hop.end()
+          const payload = Envelope.encode(envelope)
+          if (deps.router !== undefined) local.push(...(yield* deps.router.route(topic, envelope, payload)))
+          else yield* deps.outbox.add(topic, payload)
+        }
       } else
         yield* deps.reject({
           topic: entry.topic,

@@ -330,6 +330,13 @@ const runtimeOperations: Readonly<Record<string, Readonly<Record<string, Operati
       }
     }
   },
+  "/metrics": {
+    get: {
+      summary: "Prometheus metrics: messages handled, retries, handling time, in flight, inbox and outbox depth, parked, dashboard, workflows by status, broker connections",
+      access: "read",
+      responses: { "200": { description: "the Prometheus text exposition format (text/plain; version=0.0.4)" } }
+    }
+  },
   "/operations": {
     get: {
       summary: "The operations log, newest first: every operator action with its user",

@@ -31,6 +31,7 @@ import * as ErrorPath from "./ErrorPath.ts"
 import * as Flows from "./Flows.ts"
 import * as Http from "./Http.ts"
 import * as Ingress from "./Ingress.ts"
+import * as Observability from "./Observability.ts"
 import * as Relay from "./Relay.ts"
 import * as Router from "./Router.ts"
 import * as Security from "./Security.ts"
@@ -144,6 +145,11 @@ export const make = (config: Config, options: Options = {}) =>
     // With PostgreSQL, instances sharing the database form a cluster: each owns some key partitions
     // and processes only their messages; its outbox and ingress entries are its own (Cluster.ts).
     const clustered = store.kind === "postgres"
+    // Spans only with an OTLP endpoint; the exporter sends its last batch when the runtime stops.
+    const tracing = config.otlpUrl === undefined
+      ? Observability.untraced
+      : yield* Observability.otlp({ url: config.otlpUrl, serviceName: `baton/${config.instance}`, exportIntervalMs: config.otlpIntervalMs })
+    if (config.otlpUrl !== undefined) logger.log("info", "traces exported", { url: config.otlpUrl })
     let cluster: Cluster.Cluster | undefined
     const partOf = (key: string) => Inbox.partitionOf(key, config.clusterPartitions)
     const mine = clustered ? { instance: config.instance } : {}
@@ -235,7 +241,7 @@ export const make = (config: Config, options: Options = {}) =>
     // instance, every processor consumes those from its own broker session.
     const router = Router.make(inbox)
     const routePublic = config.brokerUrl === undefined || clustered
-    const ingress = Ingress.make({ contracts, maxPayloadBytes: config.maxPayloadBytes, store, log, outbox, reject, logger, ...(routePublic ? { router } : {}) })
+    const ingress = Ingress.make({ contracts, maxPayloadBytes: config.maxPayloadBytes, store, log, outbox, reject, logger, tracing, ...(routePublic ? { router } : {}) })
     ingressRef = ingress
 
     // The users file is read at start (a bad one stops the start), then again whenever it changes.
@@ -315,6 +321,11 @@ export const make = (config: Config, options: Options = {}) =>
 
     const actors: Array<Supervisor.Supervised> = []
     const consumers: Array<{ readonly processor: Processor; readonly pool: ReadonlyArray<Supervisor.Supervised>; readonly consumer: Consumer.Consumer }> = []
+    const metrics = Observability.makeMetrics({
+      store,
+      gauges: { inFlight: () => consumers.map((c) => [c.processor.name, c.consumer.inFlight()] as const), connections: () => embedded?.connections() },
+      tables: () => ({ parking: parking !== undefined, dashboard: repairs !== undefined, workflows: workflowStore !== undefined })
+    })
     /** The domain mediator of a workflow (any, for an unknown one: it answers 404). */
     const ownerOf = async (id: string) => {
       const state = await workflowStore?.load(id)
@@ -339,6 +350,7 @@ export const make = (config: Config, options: Options = {}) =>
           logger,
           mask,
           security: security.counts,
+          metrics: metrics.scrape,
           // `users` is set with authentication on, and a reload never unsets it.
           ...(users === undefined ? {} : { authorize: (token: string) => Users.checkToken(users!, token) }),
           ...(tls === undefined ? {} : { tls }),
@@ -439,6 +451,8 @@ export const make = (config: Config, options: Options = {}) =>
         parking,
         parkingLimits,
         mask,
+        metrics: metrics.processor(processor.name),
+        tracing,
         ...(clustered ? { cluster: { owns: (key: string) => cluster?.owns(partOf(key)) ?? false, holds: (key: string) => cluster?.holds(partOf(key)) ?? Effect.succeed(false) } } : {})
       })
       for (const topic of topicsOf(processor)) if (routePublic || Topics.isInternal(topic)) router.add(topic, { name: processor.name, schedule: consumer.schedule })

@@ -5,7 +5,8 @@ import { Log, PortInUseError } from "@baton/core"
 import { ConfigError, fromEnv, portVariable } from "./Config.ts"
 import * as Runtime from "./Runtime.ts"
 
-const logger = Log.console
+// The configured format and level once the configuration is read; readable until then.
+let logger: Log.Logger = Log.console
 
 /** One readable line for the failures a user can fix; the full cause otherwise. */
 const explain = (error: unknown): string => {
@@ -17,6 +18,7 @@ const explain = (error: unknown): string => {
 
 const program = Effect.gen(function* () {
   const config = yield* Effect.try({ try: () => fromEnv(), catch: (e) => e })
+  logger = Log.stream({ format: config.logFormat, threshold: config.logLevel })
   const runtime = yield* Runtime.make(config, { logger })
   return yield* runtime.fatal
 }).pipe(

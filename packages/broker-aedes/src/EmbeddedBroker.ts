@@ -150,6 +150,8 @@ export interface EmbeddedBroker {
    * subscribers connected to another instance are not known here.
    */
   readonly hasSubscribers: (topic: string) => boolean | undefined
+  /** Clients connected now (metrics). */
+  readonly connections: () => number
   readonly close: () => Promise<void>
 }
 
@@ -361,5 +363,5 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   // Aedes delivers through its emitter (mqemitter): its matcher holds every live subscription.
   const matcher = (aedes as unknown as { mq: { _matcher: { match: (topic: string) => ReadonlyArray<unknown> } } }).mq._matcher
   const hasSubscribers = (topic: string): boolean | undefined => (mq === undefined ? matcher.match(topic).length > 0 : undefined)
-  return { host: options.host, mqttPort, wsPort, publish, subscriptions, hasSubscribers, close }
+  return { host: options.host, mqttPort, wsPort, publish, subscriptions, hasSubscribers, connections: () => aedes.connectedClients, close }
 }

@@ -3,6 +3,7 @@
  * properties, so the metadata travels in the payload (docs/platform-facts.md, Aedes).
  */
 import { Result, Schema, SchemaIssue } from "effect"
+import { traceIdOf } from "./Trace.ts"
 
 export const Envelope = Schema.Struct({
   id: Schema.NonEmptyString,
@@ -12,6 +13,8 @@ export const Envelope = Schema.Struct({
   key: Schema.String,
   replyTo: Schema.optionalKey(Schema.NonEmptyString),
   occurredAt: Schema.String,
+  /** W3C trace context (Trace.ts): the span of the processor that emitted it, or the ingress's. */
+  traceparent: Schema.optionalKey(Schema.String),
   data: Schema.Unknown
 })
 export type Envelope = typeof Envelope.Type
@@ -25,6 +28,7 @@ export const InitiatingInput = Schema.Struct({
   key: Schema.optionalKey(Schema.String),
   replyTo: Schema.optionalKey(Schema.NonEmptyString),
   occurredAt: Schema.optionalKey(Schema.String),
+  traceparent: Schema.optionalKey(Schema.String),
   data: Schema.Unknown
 })
 
@@ -97,8 +101,11 @@ export interface Next {
   readonly causationId?: string
 }
 
-/** A processing event caused by `cause`: new id, same correlation, causation = cause's id. */
-export const next = (cause: Envelope, event: Next, clock: Clock = systemClock): Envelope => ({
+/**
+ * A processing event caused by `cause`: new id, same correlation, causation = cause's id. Its
+ * `traceparent` is the span that emitted it (the handling processor's), else the cause's.
+ */
+export const next = (cause: Envelope, event: Next, clock: Clock = systemClock, traceparent: string | undefined = cause.traceparent): Envelope => ({
   id: event.id ?? clock.newId(),
   type: event.type,
   correlationId: event.correlationId ?? cause.correlationId,
@@ -106,7 +113,14 @@ export const next = (cause: Envelope, event: Next, clock: Clock = systemClock): 
   key: event.key ?? cause.key,
   ...(event.replyTo === undefined ? {} : { replyTo: event.replyTo }),
   occurredAt: clock.now().toISOString(),
+  ...(traceparent === undefined ? {} : { traceparent }),
   data: event.data
 })
 
 export const encode = (envelope: Envelope): string => JSON.stringify(envelope)
+
+/** What every log line about a message carries: its correlation id and trace id. */
+export const logFields = (envelope: Envelope): { readonly correlationId: string; readonly traceId: string | undefined } => ({
+  correlationId: envelope.correlationId,
+  traceId: traceIdOf(envelope.traceparent)
+})

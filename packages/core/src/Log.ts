@@ -1,7 +1,13 @@
-/** One readable line per lifecycle event: `<time> <level> <event> key=value ...`. */
+/**
+ * One line per lifecycle event: readable (`<time> <level> <event> key=value ...`) or, with
+ * `BATON_LOG_FORMAT=json`, one JSON object (`{"time","level","event",...fields}`). Lines about a
+ * message carry its `correlationId` and `traceId`.
+ */
 import { text } from "./Sensitive.ts"
 
-export type Level = "info" | "warn" | "error"
+export type Level = "debug" | "info" | "warn" | "error"
+export const levels: ReadonlyArray<Level> = ["debug", "info", "warn", "error"]
+export type Format = "text" | "json"
 
 /** The readable reason of anything thrown, card numbers masked (an error message may echo its input). */
 export const reason = (error: unknown): string => text(error instanceof Error ? error.message : String(error))
@@ -10,7 +16,12 @@ export type Fields = Readonly<Record<string, string | number | boolean | undefin
 
 export interface Logger {
   readonly log: (level: Level, event: string, fields?: Fields) => void
+  /** The least level written (`info` when absent): a caller skips building a line below it. */
+  readonly threshold?: Level
 }
+
+/** Whether a line of `level` would be written: check before building a costly debug line. */
+export const enabled = (logger: Logger, level: Level): boolean => levels.indexOf(level) >= levels.indexOf(logger.threshold ?? "info")
 
 const render = (value: string | number | boolean): string => {
   const s = String(value)
@@ -24,16 +35,35 @@ export const format = (level: Level, event: string, fields: Fields = {}, at: Dat
   return [at.toISOString(), level.toUpperCase().padEnd(5), event, ...parts].join(" ")
 }
 
-export const console: Logger = {
-  log: (level, event, fields) => {
-    const line = format(level, event, fields)
-    if (level === "info") process.stdout.write(`${line}\n`)
-    else process.stderr.write(`${line}\n`)
+const reserved = new Set(["time", "level", "event"])
+
+/** One JSON object: `time`, `level`, `event`, then the fields (one named like those gets a trailing `_`). */
+export const formatJson = (level: Level, event: string, fields: Fields = {}, at: Date = new Date()): string => {
+  const entries: Array<[string, string | number | boolean]> = [["time", at.toISOString()], ["level", level], ["event", event]]
+  for (const [k, v] of Object.entries(fields)) if (v !== undefined) entries.push([reserved.has(k) ? `${k}_` : k, v])
+  // fromEntries defines each key, `__proto__` included, as a plain field.
+  return JSON.stringify(Object.fromEntries(entries))
+}
+
+/** Lines of `threshold` and above, in `format`, to `write` (stdout for debug and info, stderr above by default). */
+export const stream = (options: { readonly format?: Format; readonly threshold?: Level; readonly write?: (level: Level, line: string) => void } = {}): Logger => {
+  const render = options.format === "json" ? formatJson : format
+  const threshold = options.threshold ?? "info"
+  const least = levels.indexOf(threshold)
+  const write = options.write ?? ((level, line) => (level === "debug" || level === "info" ? process.stdout : process.stderr).write(`${line}\n`))
+  return {
+    threshold,
+    log: (level, event, fields) => {
+      if (levels.indexOf(level) >= least) write(level, render(level, event, fields))
+    }
   }
 }
 
+export const console: Logger = stream()
+
 /** Masks the card numbers in every field of every line (the runtime's logger goes through this). */
 export const masked = (logger: Logger): Logger => ({
+  ...(logger.threshold === undefined ? {} : { threshold: logger.threshold }),
   log: (level, event, fields = {}) =>
     logger.log(level, event, Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, typeof v === "string" ? text(v) : v])))
 })

@@ -1,6 +1,7 @@
 export * as Envelope from "./Envelope.ts"
 export * as Topics from "./Topics.ts"
 export * as Log from "./Log.ts"
+export * as Trace from "./Trace.ts"
 export type { Broker, Handler, Message, QoS, SubscribeOptions, Subscription } from "./Broker.ts"
 export type { Handling, Processor } from "./Processor.ts"
 export { Rejected } from "./Processor.ts"

@@ -173,6 +173,8 @@ export const make = async (deps: {
     key: failed.key,
     ...(failed.replyTo === undefined ? {} : { replyTo: failed.replyTo }),
     occurredAt: clock.now().toISOString(),
+    // It stays in the failed message's trace.
+    ...(failed.traceparent === undefined ? {} : { traceparent: failed.traceparent }),
     data
   })
 

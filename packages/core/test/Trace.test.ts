@@ -1,0 +1,102 @@
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import { Envelope, Sensitive, Trace } from "../src/index.ts"
+
+const hex = (n: number) => fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)).filter((s) => !/^0+$/.test(s))
+
+/** A causation tree: each event after the first names an earlier one as its cause. */
+const tree = fc.array(fc.nat(), { minLength: 0, maxLength: 40 }).map((picks) => picks.map((p, i) => p % (i + 1)))
+
+interface Span {
+  readonly traceId: string
+  readonly spanId: string
+  readonly parentSpanId: string | undefined
+}
+
+/**
+ * What the runtime does along a chain: the ingress begins a span under the client's context (or
+ * a new trace) and stamps the accepted event; each handling begins a span under its event's
+ * `traceparent`, and every event it emits carries that span (Envelope.next).
+ */
+const run = (causes: ReadonlyArray<number>, clientTraceparent: string | undefined) => {
+  const spans: Array<Span> = []
+  const ingress = Trace.begin(clientTraceparent)
+  spans.push(ingress)
+  const root: Envelope.Envelope = { ...Envelope.initiate("start", {}), traceparent: Trace.format(ingress) }
+  const events: Array<{ readonly envelope: Envelope.Envelope; readonly emittedBy: string }> = [{ envelope: root, emittedBy: ingress.spanId }]
+  for (const c of causes) {
+    const cause = events[c]!.envelope
+    const hop = Trace.begin(cause.traceparent)
+    spans.push(hop)
+    const out = Envelope.next(cause, { type: "next", data: {} }, Envelope.systemClock, Trace.format(hop))
+    events.push({ envelope: out, emittedBy: hop.spanId })
+  }
+  return { spans, events }
+}
+
+describe("W3C trace context", () => {
+  it("parses what it formats, and only well-formed, non-zero ids", () => {
+    fc.assert(
+      fc.property(hex(32), hex(16), fc.boolean(), (traceId, spanId, sampled) => {
+        const tp = Trace.format({ traceId, spanId, sampled })
+        expect(Trace.parse(tp)).toEqual({ traceId, spanId, sampled })
+      })
+    )
+    for (const bad of [undefined, "", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331", "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+      "00-00000000000000000000000000000000-b7ad6b7169203331-01", "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01", "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01"])
+      expect(Trace.parse(bad)).toBeUndefined()
+    expect(Trace.parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")).toEqual({ traceId: "0af7651916cd43dd8448eb211c80319c", spanId: "b7ad6b7169203331", sampled: true })
+  })
+
+  it("for all causation trees: one trace, and every span's parent is the span that emitted its cause", () => {
+    fc.assert(
+      fc.property(tree, fc.option(fc.tuple(hex(32), hex(16)), { nil: undefined }), (causes, client) => {
+        const clientTp = client === undefined ? undefined : Trace.format({ traceId: client[0], spanId: client[1], sampled: true })
+        const { spans, events } = run(causes, clientTp)
+        const traceId = spans[0]!.traceId
+        // One trace: the client's when it sent one, a new one otherwise.
+        if (client !== undefined) expect(traceId).toBe(client[0])
+        expect(spans[0]!.parentSpanId).toBe(client?.[1])
+        for (const s of spans) expect(s.traceId).toBe(traceId)
+        expect(new Set(spans.map((s) => s.spanId)).size).toBe(spans.length)
+        // Span i+1 handled the event caused by causes[i]: its parent emitted that cause.
+        causes.forEach((c, i) => {
+          expect(spans[i + 1]!.parentSpanId).toBe(events[c]!.emittedBy)
+          expect(events[i + 1]!.envelope.causationId).toBe(events[c]!.envelope.id)
+          expect(Trace.traceIdOf(events[i + 1]!.envelope.traceparent)).toBe(traceId)
+        })
+      })
+    )
+  })
+
+  it("makes ids the card-number masking leaves alone: no run of 12 digits in a traceparent", () => {
+    for (let i = 0; i < 20_000; i++) {
+      const parent = i % 2 === 0 ? undefined : Trace.format(Trace.begin(undefined))
+      const tp = Trace.format(Trace.begin(parent))
+      expect(Trace.parse(tp)).toBeDefined()
+      expect(tp).not.toMatch(/[0-9](?:[ -]?[0-9]){11,}/)
+      expect(Sensitive.text(`traceparent=${tp} traceId=${Trace.traceIdOf(tp)}`)).toBe(`traceparent=${tp} traceId=${Trace.traceIdOf(tp)}`)
+    }
+  })
+
+  it("starts a new trace for a malformed traceparent, and each initiating event gets its own", () => {
+    fc.assert(
+      fc.property(fc.string(), (junk) => {
+        fc.pre(Trace.parse(junk) === undefined)
+        const a = Trace.begin(junk)
+        const b = Trace.begin(junk)
+        expect(a.parentSpanId).toBeUndefined()
+        expect(a.traceId).not.toBe(b.traceId)
+        expect(Trace.parse(Trace.format(a))).toEqual({ traceId: a.traceId, spanId: a.spanId, sampled: true })
+      })
+    )
+  })
+
+  it("passes the cause's context on when no span is given, and keeps an unsampled flag", () => {
+    const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    const cause = { ...Envelope.initiate("a", {}), traceparent: tp }
+    expect(Envelope.next(cause, { type: "b", data: 1 }).traceparent).toBe(tp)
+    expect(Trace.begin(tp).sampled).toBe(false)
+    expect(Envelope.logFields(cause)).toEqual({ correlationId: cause.correlationId, traceId: "0af7651916cd43dd8448eb211c80319c" })
+  })
+})

@@ -1,0 +1,212 @@
+/**
+ * Metrics for Prometheus and traces for OpenTelemetry, both on effect's own modules.
+ *
+ * Metrics: effect's `Metric` in a registry of this runtime's own (two runtimes in one process keep
+ * theirs apart), rendered by `PrometheusMetrics`. On the hot path only in-memory counters and a
+ * histogram move; the depths (inboxes, outbox, parking, dashboard, workflows) are COUNT queries
+ * run when `/metrics` is scraped.
+ *
+ * Traces: one span per hop (the ingress, then each processor that handles an event, mediator
+ * steps included) whose parent is the span that emitted the event (its `traceparent`, Trace.ts).
+ * With `BATON_OTLP_URL` the spans go out over OTLP/HTTP (JSON) through effect's `OtlpExporter`,
+ * batched every second; without it no span is recorded, and only the trace context is passed on.
+ */
+import { Context, Effect, Layer, Metric } from "effect"
+import { FetchHttpClient } from "effect/http"
+import { OtlpExporter, OtlpResource, OtlpSerialization, PrometheusMetrics } from "effect/observability"
+import { Log, Trace } from "@baton/core"
+import type { Store } from "@baton/store"
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+/** Seconds: 0.5 ms to 10 s, for a handler that commits one transaction. */
+const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+/** The counters of one processor, made once so that the hot path does no label work. */
+export interface ProcessorMetrics {
+  readonly handled: (outcome: "done" | "failed" | "parked") => void
+  readonly retried: () => void
+  /** Seconds one attempt took. */
+  readonly latency: (seconds: number) => void
+}
+
+export interface Gauges {
+  readonly inFlight: () => ReadonlyArray<readonly [processor: string, count: number]>
+  readonly connections: () => number | undefined
+}
+
+export interface Metrics {
+  readonly processor: (name: string) => ProcessorMetrics
+  /** The Prometheus text exposition (format 0.0.4) of every metric, the depths read now. */
+  readonly scrape: () => Promise<string>
+}
+
+const num = (v: unknown): number => (typeof v === "number" ? v : typeof v === "bigint" ? Number(v) : Number(v ?? 0))
+
+export const makeMetrics = (deps: {
+  readonly store: Store
+  readonly gauges: Gauges
+  /** Which optional tables exist: queries on the others are skipped. */
+  readonly tables: () => { readonly parking: boolean; readonly dashboard: boolean; readonly workflows: boolean }
+}): Metrics => {
+  const context = Context.make(Metric.MetricRegistry, new Map()) as Context.Context<never>
+  const handled = Metric.counter("baton_messages_handled_total", { description: "Messages a processor finished, by outcome (done, failed for good, parked behind a held key)", incremental: true })
+  const retries = Metric.counter("baton_retries_total", { description: "Attempts run again after a failed one", incremental: true })
+  const latency = Metric.histogram("baton_handling_seconds", { description: "Time of one handling attempt (handler and its transaction)", boundaries: latencyBuckets })
+  const gauge = (name: string, description: string) => Metric.gauge(name, { description })
+  const inFlight = gauge("baton_in_flight", "Messages scheduled on a processor's actors and not finished")
+  const inboxPending = gauge("baton_inbox_pending", "Messages committed to a processor's inbox and not yet handled")
+  const outboxPending = gauge("baton_outbox_pending", "Outbox entries not yet published")
+  const outboxAge = gauge("baton_outbox_oldest_age_seconds", "Age of the oldest outbox entry not yet published (0 when empty)")
+  const heldKeys = gauge("baton_held_keys", "Keys held after a failure (workflow event pattern)")
+  const parked = gauge("baton_parked_messages", "Messages parked behind held keys")
+  const dashboard = gauge("baton_dashboard_entries", "Dashboard entries by status")
+  const workflows = gauge("baton_workflows", "Mediator workflows by status")
+  const connections = gauge("baton_broker_connections", "Clients connected to the embedded broker")
+
+  const set = (m: Metric.Gauge<number>, value: number, attributes?: Record<string, string>) =>
+    (attributes === undefined ? m : Metric.withAttributes(m, attributes)).updateUnsafe(value, context)
+  /** Label values seen before stay, at 0, once their rows are gone (a gauge must not freeze at its last value). */
+  const seen = new Map<string, Set<string>>()
+  const setAll = (m: Metric.Gauge<number>, label: string, rows: ReadonlyArray<readonly [string, number]>, known: ReadonlyArray<string> = []) => {
+    const values = seen.get(m.id) ?? new Set(known)
+    seen.set(m.id, values)
+    const now = new Map(rows)
+    for (const [v] of rows) values.add(v)
+    for (const v of values) set(m, now.get(v) ?? 0, { [label]: v })
+  }
+  const q = (text: string) => deps.store.run(deps.store.query(text).all())
+  const processors = new Set<string>()
+
+  return {
+    processor: (name) => {
+      processors.add(name)
+      const byOutcome = {
+        done: Metric.withAttributes(handled, { processor: name, outcome: "done" }),
+        failed: Metric.withAttributes(handled, { processor: name, outcome: "failed" }),
+        parked: Metric.withAttributes(handled, { processor: name, outcome: "parked" })
+      }
+      const retry = Metric.withAttributes(retries, { processor: name })
+      const time = Metric.withAttributes(latency, { processor: name })
+      // Registered at 0, so that a rate is defined from the first scrape.
+      for (const m of Object.values(byOutcome)) m.updateUnsafe(0, context)
+      retry.updateUnsafe(0, context)
+      return {
+        handled: (outcome) => byOutcome[outcome].updateUnsafe(1, context),
+        retried: () => retry.updateUnsafe(1, context),
+        latency: (seconds) => time.updateUnsafe(seconds, context)
+      }
+    },
+    scrape: async () => {
+      const tables = deps.tables()
+      const known = [...processors]
+      for (const [name, count] of deps.gauges.inFlight()) set(inFlight, count, { processor: name })
+      setAll(inboxPending, "processor", (await q("SELECT processor, COUNT(*) AS n FROM inbox WHERE status = 'pending' GROUP BY processor")).map((r) => [String(r.processor), num(r.n)]), known)
+      const outbox = (await q("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox"))[0]
+      set(outboxPending, num(outbox?.n))
+      set(outboxAge, outbox?.oldest == null ? 0 : Math.max(0, (Date.now() - Date.parse(String(outbox.oldest))) / 1000))
+      if (tables.parking) {
+        const rows = await q("SELECT processor, COUNT(*) AS keys, SUM(parked) AS parked FROM held_keys GROUP BY processor")
+        setAll(heldKeys, "processor", rows.map((r) => [String(r.processor), num(r.keys)]))
+        setAll(parked, "processor", rows.map((r) => [String(r.processor), num(r.parked)]))
+      }
+      if (tables.dashboard)
+        setAll(dashboard, "status", (await q("SELECT status, COUNT(*) AS n FROM dashboard GROUP BY status")).map((r) => [String(r.status), num(r.n)]), ["open", "repaired", "resubmitted", "discarded"])
+      if (tables.workflows)
+        setAll(workflows, "status", (await q("SELECT status, COUNT(*) AS n FROM workflows GROUP BY status")).map((r) => [String(r.status), num(r.n)]), ["running", "failed", "discarded"])
+      const connected = deps.gauges.connections()
+      if (connected !== undefined) set(connections, connected)
+      return PrometheusMetrics.formatUnsafe(context)
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Traces
+
+/** The span of one hop; `traceparent` goes on every event it emits. */
+export interface Hop {
+  readonly traceparent: string
+  readonly traceId: string
+  readonly end: (error?: unknown) => void
+}
+
+export interface Tracing {
+  readonly enabled: boolean
+  /** Begins a span under `parent` (a `traceparent`), or a new trace. */
+  readonly begin: (name: string, parent: string | undefined, attributes: Readonly<Record<string, string>>) => Hop
+}
+
+const noEnd = () => {}
+
+/** No export: the trace context is passed on (ids made by Trace.begin), nothing is recorded. */
+export const untraced: Tracing = {
+  enabled: false,
+  begin: (_name, parent) => {
+    const c = Trace.begin(parent)
+    return { traceparent: Trace.format(c), traceId: c.traceId, end: noEnd }
+  }
+}
+
+/** Nanoseconds since the epoch, as OTLP wants them. */
+const nowNanos = (): string => String(BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n)
+
+const text = (key: string, value: string) => ({ key, value: { stringValue: value } })
+
+/**
+ * Spans exported over OTLP/HTTP (JSON) to `url` (`.../v1/traces`) by effect's OtlpExporter:
+ * batched every `exportIntervalMs` (or at 512 spans), the last batch sent when the scope closes.
+ * An unreachable collector is retried three times, then the exporter pauses for a minute; the
+ * runtime is never held up. The spans are built here rather than by effect's OtlpTracer, whose
+ * ids are its own: Baton's ids never hold a card-number-like run of digits (Trace.ts), which the
+ * masking of log lines would otherwise hide.
+ */
+export const otlp = (options: { readonly url: string; readonly serviceName: string; readonly exportIntervalMs: number }) =>
+  Effect.gen(function* () {
+    const resource = yield* OtlpResource.fromConfig({ serviceName: options.serviceName })
+    const serialization = yield* OtlpSerialization.OtlpSerialization
+    const scope = { name: "baton" }
+    const exporter = yield* OtlpExporter.make({
+      label: "baton",
+      url: options.url,
+      headers: undefined,
+      exportInterval: options.exportIntervalMs,
+      maxBatchSize: 512,
+      shutdownTimeout: 3000,
+      body: (spans) => [serialization.traces({ resourceSpans: [{ resource, scopeSpans: [{ scope, spans }] }] }), Effect.void]
+    })
+    const tracing: Tracing = {
+      enabled: true,
+      begin: (name, parent, attributes) => {
+        const c = Trace.begin(parent)
+        const startTimeUnixNano = nowNanos()
+        return {
+          traceparent: Trace.format(c),
+          traceId: c.traceId,
+          end: (error) => {
+            if (!c.sampled) return
+            exporter.push({
+              traceId: c.traceId,
+              spanId: c.spanId,
+              ...(c.parentSpanId === undefined ? {} : { parentSpanId: c.parentSpanId }),
+              name,
+              // OTLP SpanKind: 2 server (a trace's start at the ingress), 5 consumer (a hop).
+              kind: c.parentSpanId === undefined ? 2 : 5,
+              startTimeUnixNano,
+              endTimeUnixNano: nowNanos(),
+              attributes: Object.entries(attributes).map(([k, v]) => text(k, v)),
+              droppedAttributesCount: 0,
+              events: [],
+              droppedEventsCount: 0,
+              // OTLP StatusCode: 1 ok, 2 error.
+              status: error === undefined ? { code: 1 } : { code: 2, message: Log.reason(error) },
+              links: [],
+              droppedLinksCount: 0
+            })
+          }
+        }
+      }
+    }
+    return tracing
+  }).pipe(Effect.provide(Layer.mergeAll(OtlpSerialization.layerJson, FetchHttpClient.layer, OtlpExporter.layerFlusher)))
