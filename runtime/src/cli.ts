@@ -69,8 +69,9 @@ const readLine = async (): Promise<string> => {
 const readHidden = (prompt: string): Promise<string> =>
   new Promise((resolve, reject) => {
     const stdin = process.stdin
-    process.stderr.write(prompt)
+    // Echo off before the prompt shows: what is typed as soon as it appears is not echoed either.
     stdin.setRawMode(true)
+    process.stderr.write(prompt)
     stdin.resume()
     stdin.setEncoding("utf8")
     let typed = ""
