@@ -128,7 +128,10 @@ export const make = (deps: {
     })
 
   const apply = async (event: Envelope.Envelope): Promise<void> => {
-    if (deps.cluster?.owns(event.key) === false || (await conflictsRetried(() => store.run(inbox.status(processor.name, event.id)))) !== "pending") return
+    if (deps.cluster?.owns(event.key) === false) return
+    // A message no longer pending (a redelivery raced its first run) is skipped by the transaction's
+    // first statement below; a read beforehand is needed only where work runs before it.
+    if ((processor.prepare !== undefined || parking !== undefined) && (await conflictsRetried(() => store.run(inbox.status(processor.name, event.id)))) !== "pending") return
     if (parking !== undefined) {
       const parked = await conflictsRetried(() => store.transaction(park(event, parking)))
       if (parked !== undefined) {
@@ -145,11 +148,14 @@ export const make = (deps: {
       deliveries = await conflictsRetried(() =>
         store.group(
           Effect.gen(function* () {
-            if (!(yield* holds(event.key))) return undefined
+            // Marked done first: the one statement finds it still pending and (in a cluster, through
+            // the inbox's guard) its partition still ours, locking both until the commit; when it
+            // finds neither, nothing runs and nothing commits.
+            if (!inbox.guarded && !(yield* holds(event.key))) return undefined
+            if (!(yield* inbox.settle(processor.name, event.id, "done"))) return undefined
             const announced = yield* processor.handle(event, prepared)
             const local = yield* announce(event, announced)
             yield* reply(event, "reply", () => processor.reply?.(event, announced))
-            if (!(yield* inbox.settle(processor.name, event.id, "done"))) return yield* Effect.die(new Error(`inbox entry ${event.id} is no longer pending`))
             if (parking !== undefined) local.push(...(yield* drain(event, parking)))
             return local
           })
@@ -219,7 +225,7 @@ export const make = (deps: {
   ): Sql<Array<() => void>> =>
     Effect.gen(function* () {
       const reason = `${processor.name} failed after ${attemptsMade} attempt(s): ${Log.reason(error)}`
-      if (!(yield* holds(event.key)) || !(yield* inbox.settle(processor.name, event.id, "failed"))) return []
+      if ((!inbox.guarded && !(yield* holds(event.key))) || !(yield* inbox.settle(processor.name, event.id, "failed"))) return []
       if (parking !== undefined) {
         // The workflow event pattern: hand it over, hold its key, and move on at once.
         yield* parking.hold(processor.name, event.key, event.id, clock.now())

@@ -54,6 +54,11 @@ export const make = async (
     readonly partitions?: number
     /** Called inside the receiving transaction with the new entry's partition (wakes its owner). */
     readonly notify?: (part: number) => Sql<void>
+    /**
+     * A condition on the entry's row that `settle` also requires (a cluster's fencing: this
+     * instance still owns the entry's partition, checked and locked in the same statement).
+     */
+    readonly guard?: { readonly condition: string; readonly params: ReadonlyArray<unknown> }
   } = {}
 ) => {
   await store.migrate(migrations)
@@ -62,7 +67,11 @@ export const make = async (
     "INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING RETURNING part"
   )
   const status = store.query("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?")
-  const settle = store.query("UPDATE inbox SET status = ?, done_at = ?, payload = '' WHERE processor = ? AND envelope_id = ? AND status = 'pending' RETURNING status")
+  const guard = options.guard
+  const settle = store.query(
+    `UPDATE inbox SET status = ?, done_at = ?, payload = '' WHERE processor = ? AND envelope_id = ? AND status = 'pending'${guard === undefined ? "" : ` AND ${guard.condition}`} RETURNING status`
+  )
+  const guardParams = guard?.params ?? []
   const pending = store.query("SELECT envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' ORDER BY rowid")
   const prune = store.query("DELETE FROM inbox WHERE status <> 'pending' AND done_at < ? RETURNING status")
   return {
@@ -76,9 +85,14 @@ export const make = async (
       }),
     status: (processor: string, envelopeId: string): Sql<Status | undefined> =>
       Effect.map(status.get(processor, envelopeId), (r) => r?.status as Status | undefined),
-    /** Marks a pending message processed (or failed); call inside the transaction of its effects. */
+    /**
+     * Marks a pending message processed (or failed); call inside the transaction of its effects.
+     * False when it is no longer pending (or fails the guard): then nothing of it may commit.
+     */
     settle: (processor: string, envelopeId: string, outcome: "done" | "failed"): Sql<boolean> =>
-      Effect.map(settle.run(outcome, new Date().toISOString(), processor, envelopeId), (n) => n > 0),
+      Effect.map(settle.run(outcome, new Date().toISOString(), processor, envelopeId, ...guardParams), (n) => n > 0),
+    /** Whether `settle` checks the guard (a cluster's ownership) itself. */
+    guarded: guard !== undefined,
     /**
      * Forgets settled messages settled before `before`: a redelivery older than that would be
      * applied again, so the retention is the deduplication window.

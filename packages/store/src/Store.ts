@@ -56,6 +56,8 @@ export interface Store {
   readonly onAvailability: (listener: (available: boolean, reason: string) => void) => void
   /** Statements sent so far through `query` and transaction control (a measure of the work per message). */
   readonly statements: () => number
+  /** The same, per statement text (most sent first): which component's statements a message costs. */
+  readonly breakdown: () => ReadonlyArray<{ readonly text: string; readonly count: number }>
   readonly close: () => Promise<void>
 }
 
@@ -139,8 +141,13 @@ export const make = (deps: {
   // `sql.withTransaction` does not work inside (it needs a semaphore service that only effect/sql's
   // own outer `withTransaction` provides): the contract suite pins that until it is fixed.
   let sent = 0
-  const control = (conn: SqlConnection.Connection, text: string) => {
+  const byText = new Map<string, number>()
+  const count = (text: string) => {
     sent++
+    byText.set(text, (byText.get(text) ?? 0) + 1)
+  }
+  const control = (conn: SqlConnection.Connection, text: string) => {
+    count(text)
     return conn.executeUnprepared(text, [], undefined)
   }
   const begin = deps.kind === "sqlite" ? "BEGIN IMMEDIATE" : "BEGIN"
@@ -187,7 +194,7 @@ export const make = (deps: {
     const all = (...values: ReadonlyArray<unknown>): Sql<ReadonlyArray<Row>> =>
       Effect.flatMap(Effect.service(SqlClient.SqlClient), (client) =>
         Effect.flatMap(Effect.serviceOption(client.transactionService), (tx) => {
-          sent++
+          count(text)
           return Option.isSome(tx)
             ? (tx.value[0].execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>)
             : client.unsafe<Row>(compiled, params(values)).withoutTransform
@@ -244,7 +251,20 @@ export const make = (deps: {
     }
   }
 
-  return { kind: deps.kind, dialect, sql, query, run, transaction, group, migrate, onAvailability: (listener) => void listeners.push(listener), statements: () => sent, close: deps.close }
+  return {
+    kind: deps.kind,
+    dialect,
+    sql,
+    query,
+    run,
+    transaction,
+    group,
+    migrate,
+    onAvailability: (listener) => void listeners.push(listener),
+    statements: () => sent,
+    breakdown: () => [...byText].map(([text, count]) => ({ text, count })).sort((a, b) => b.count - a.count),
+    close: deps.close
+  }
 }
 
 /** The error a failed effect failed with (or died of), as one value a promise can reject with. */
