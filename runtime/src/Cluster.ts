@@ -126,6 +126,16 @@ export interface Cluster {
 
 const channel = "baton_inbox"
 
+/**
+ * The inbox's fencing guard (`Inbox.make({ guard })`): the entry's partition is still `instance`'s,
+ * with a share lock on the partition's row until the commit, as `holds` takes; checked in the
+ * statement that marks the entry done, so fencing costs no statement of its own.
+ */
+export const inboxGuard = (instance: string) => ({
+  condition: "EXISTS (SELECT 1 FROM cluster_partitions WHERE cluster_partitions.part = inbox.part AND cluster_partitions.owner = ? FOR SHARE)",
+  params: [instance]
+})
+
 export const make = async (options: Options): Promise<Cluster> => {
   const { store, instance, logger } = options
   // Heartbeats and claims on connections of their own: a pool busy with (or waiting on) message

@@ -150,7 +150,10 @@ export const make = (deps: {
 
   /** One attempt at a message, in its span: what became of it (`skipped`: not this instance's, or no longer pending). */
   const apply = async (event: Envelope.Envelope, payload: Buffer | string): Promise<"done" | "parked" | "skipped"> => {
-    if (deps.cluster?.owns(event.key) === false || (await conflictsRetried(() => store.run(inbox.status(processor.name, event.id)))) !== "pending") return "skipped"
+    if (deps.cluster?.owns(event.key) === false) return "skipped"
+    // A message no longer pending (a redelivery raced its first run) is skipped by the transaction's
+    // first statement (see attempt); a read beforehand is needed only where work runs before it.
+    if ((processor.prepare !== undefined || parking !== undefined) && (await conflictsRetried(() => store.run(inbox.status(processor.name, event.id)))) !== "pending") return "skipped"
     const hop = tracing.begin(processor.name, event.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key } : {})
     const started = performance.now()
     try {
@@ -185,11 +188,14 @@ export const make = (deps: {
       deliveries = await conflictsRetried(() =>
         store.group(
           Effect.gen(function* () {
-            if (!(yield* holds(event.key))) return undefined
+            // Marked done first: the one statement finds it still pending and (in a cluster, through
+            // the inbox's guard) its partition still ours, locking both until the commit; when it
+            // finds neither, nothing runs and nothing commits.
+            if (!inbox.guarded && !(yield* holds(event.key))) return undefined
+            if (!(yield* inbox.settle(processor.name, event.id, "done", kept(payload)))) return undefined
             const announced = yield* processor.handle(event, prepared)
             const local = yield* announce(event, announced, hop.traceparent)
             yield* reply(event, "reply", () => processor.reply?.(event, announced), hop.traceparent)
-            if (!(yield* inbox.settle(processor.name, event.id, "done", kept(payload)))) return yield* Effect.die(new Error(`inbox entry ${event.id} is no longer pending`))
             if (parking !== undefined) local.push(...(yield* drain(event, parking)))
             return local
           })
@@ -261,7 +267,7 @@ export const make = (deps: {
   ): Sql<Array<() => void>> =>
     Effect.gen(function* () {
       const reason = `${processor.name} failed after ${attemptsMade} attempt(s): ${Log.reason(error)}`
-      if (!(yield* holds(event.key)) || !(yield* inbox.settle(processor.name, event.id, "failed"))) return []
+      if ((!inbox.guarded && !(yield* holds(event.key))) || !(yield* inbox.settle(processor.name, event.id, "failed"))) return []
       if (parking !== undefined) {
         // The workflow event pattern: hand it over, hold its key, and move on at once.
         yield* parking.hold(processor.name, event.key, event.id, clock.now())

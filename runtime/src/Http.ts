@@ -94,7 +94,8 @@ const entryStatuses = ["open", "repaired", "resubmitted", "discarded", "all"] as
 
 export interface Status {
   readonly phase: () => Phase
-  readonly detail: () => Promise<Record<string, unknown>>
+  /** `statements`: with the statements sent per statement text (`/healthz?statements=1`). */
+  readonly detail: (options?: { readonly statements?: boolean }) => Promise<Record<string, unknown>>
 }
 
 const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -227,7 +228,7 @@ export const start = (options: {
         // With --expose-gc (benchmarks), `?gc=1` collects first, so that memory figures mean something.
         if (url.searchParams.get("gc") === "1") (globalThis as { gc?: () => void }).gc?.()
         const phase = options.status.phase()
-        return json(res, phase === "ready" ? 200 : 503, { status: phase, ...(await options.status.detail()) })
+        return json(res, phase === "ready" ? 200 : 503, { status: phase, ...(await options.status.detail({ statements: url.searchParams.get("statements") === "1" })) })
       }
       // The API's description holds no data: like /healthz, it needs no token.
       if (url.pathname === "/openapi.json") {

@@ -159,7 +159,10 @@ const runtimeOperations: Readonly<Record<string, Readonly<Record<string, Operati
     get: {
       summary: "Readiness: 200 once every processor is subscribed, 503 while starting and stopping",
       access: "none",
-      parameters: [{ name: "gc", in: "query", description: "`1` collects garbage first (Node with --expose-gc).", schema: { enum: ["1"] } }],
+      parameters: [
+        { name: "gc", in: "query", description: "`1` collects garbage first (Node with --expose-gc).", schema: { enum: ["1"] } },
+        { name: "statements", in: "query", description: "`1` adds the SQL statements sent so far, per statement text (no values), most sent first.", schema: { enum: ["1"] } }
+      ],
       responses: { "200": answer("ready", ref("Health")), "503": answer("starting or stopping", ref("Health")) }
     }
   },

@@ -157,7 +157,10 @@ export const make = (config: Config, options: Options = {}) =>
     const operations = yield* promise(() => Operations.make(store))
     const outbox = yield* promise(() => Outbox.make(store, mine))
     const inbox = yield* promise(() =>
-      Inbox.make(store, clustered ? { partitions: config.clusterPartitions, notify: (part) => cluster?.notify(part) ?? Effect.void } : {})
+      Inbox.make(
+        store,
+        clustered ? { partitions: config.clusterPartitions, notify: (part) => cluster?.notify(part) ?? Effect.void, guard: Cluster.inboxGuard(config.instance) } : {}
+      )
     )
     let ingressRef: Ingress.Ingress | undefined
     const log = yield* promise(() => IngressLog.make(store, {
@@ -392,9 +395,10 @@ export const make = (config: Config, options: Options = {}) =>
           },
           status: {
             phase: () => phase,
-            detail: async () => ({
+            detail: async (options) => ({
               outbox: await outbox.size(),
               statements: store.statements(),
+              ...(options?.statements === true ? { statementTexts: store.breakdown() } : {}),
               memory: Object.fromEntries(Object.entries(process.memoryUsage()).map(([k, v]) => [`${k}Mb`, Math.round(v / 1048576)])),
               processors: consumers.map(({ processor, pool }) => ({ name: processor.name, partitions: pool.length, restarts: pool.reduce((n, a) => n + a.restarts(), 0) }))
             })

@@ -40,7 +40,11 @@ const member = (store: Store, url: string, instance: string) =>
   })
 
 describe("fencing (Cluster.ts) on PostgreSQL", () => {
-  it("a member that lost its partitions without knowing it commits nothing: effects, error path, parking, workflow state", async () => {
+  // The fencing check in its own statement (`holds`), and folded into the inbox's done mark (the guard the runtime uses).
+  it.each([
+    ["checked by holds", false],
+    ["checked by the inbox's guard", true]
+  ] as const)("a member that lost its partitions without knowing it commits nothing: effects, error path, parking, workflow state (%s)", async (_how, guarded) => {
     const db = await freshSchema()
     const store = await Postgres.open({ url: db.url, poolSize: 4 })
     const other = await Postgres.open({ url: db.url })
@@ -51,7 +55,7 @@ describe("fencing (Cluster.ts) on PostgreSQL", () => {
     const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
     try {
       await store.migrate([{ name: "test/effects", sql: ddl((t) => `CREATE TABLE effects (n ${t.serialKey}, id TEXT NOT NULL)`) }])
-      const inbox = await Inbox.make(store, { partitions, notify: (part) => stale.notify(part) })
+      const inbox = await Inbox.make(store, { partitions, notify: (part) => stale.notify(part), ...(guarded ? { guard: Cluster.inboxGuard("m1") } : {}) })
       const outbox = await Outbox.make(store)
       const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
       const parking = await Parking.make(store)

@@ -54,6 +54,11 @@ export const make = async (
     readonly partitions?: number
     /** Called inside the receiving transaction with the new entry's partition (wakes its owner). */
     readonly notify?: (part: number) => Sql<void>
+    /**
+     * A condition on the entry's row that `settle` also requires (a cluster's fencing: this
+     * instance still owns the entry's partition, checked and locked in the same statement).
+     */
+    readonly guard?: { readonly condition: string; readonly params: ReadonlyArray<unknown> }
   } = {}
 ) => {
   await store.migrate(migrations)
@@ -65,7 +70,11 @@ export const make = async (
   // The payload stays until the row is pruned (masked, when the caller gives its masked text): the
   // flows API (runtime/src/Flows.ts) reads the envelopes from here, and a failed message is
   // resubmitted from it.
-  const settle = store.query("UPDATE inbox SET status = ?, done_at = ?, payload = COALESCE(?, payload) WHERE processor = ? AND envelope_id = ? AND status = 'pending' RETURNING status")
+  const guard = options.guard
+  const settle = store.query(
+    `UPDATE inbox SET status = ?, done_at = ?, payload = COALESCE(?, payload) WHERE processor = ? AND envelope_id = ? AND status = 'pending'${guard === undefined ? "" : ` AND ${guard.condition}`} RETURNING status`
+  )
+  const guardParams = guard?.params ?? []
   const pending = store.query("SELECT envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' ORDER BY rowid")
   const prune = store.query("DELETE FROM inbox WHERE status <> 'pending' AND done_at < ? RETURNING status")
   return {
@@ -82,9 +91,12 @@ export const make = async (
     /**
      * Marks a pending message processed (or failed); call inside the transaction of its effects.
      * `kept` replaces the payload kept until the row is pruned (its masked text).
+     * False when it is no longer pending (or fails the guard): then nothing of it may commit.
      */
     settle: (processor: string, envelopeId: string, outcome: "done" | "failed", kept?: string): Sql<boolean> =>
-      Effect.map(settle.run(outcome, new Date().toISOString(), kept ?? null, processor, envelopeId), (n) => n > 0),
+      Effect.map(settle.run(outcome, new Date().toISOString(), kept ?? null, processor, envelopeId, ...guardParams), (n) => n > 0),
+    /** Whether `settle` checks the guard (a cluster's ownership) itself. */
+    guarded: guard !== undefined,
     /**
      * Forgets settled messages settled before `before`: a redelivery older than that would be
      * applied again, so the retention is the deduplication window.

@@ -105,12 +105,24 @@ export const make = (options: Options): Effect.Effect<{ readonly client: SqlClie
     const settings = Object.entries(options.settings ?? {}).map(([k, v]) => `-c ${k}=${v}`)
     const startup = [url.searchParams.get("options") ?? "", ...settings].filter((s) => s !== "").join(" ")
     url.searchParams.delete("options")
+    /** The checked-out connections, with the error the server dropped each with (see `connect` below). */
+    const checkedOut = new WeakMap<pg.Client, { error?: Error }>()
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const p = new pg.Pool({ connectionString: url.toString(), max: options.poolSize, application_name: options.applicationName ?? "baton", types, ...(startup === "" ? {} : { options: startup }) })
         p.on("error", (error) => options.onIdleError?.(error))
-        // TCP_NODELAY, as on every socket the runtime owns.
-        p.on("connect", (c) => (c as unknown as { connection?: { stream?: { setNoDelay?: (b: boolean) => void } } }).connection?.stream?.setNoDelay?.(true))
+        p.on("connect", (c) => {
+          // TCP_NODELAY, as on every socket the runtime owns.
+          ;(c as unknown as { connection?: { stream?: { setNoDelay?: (b: boolean) => void } } }).connection?.stream?.setNoDelay?.(true)
+          // Every connection always has a listener for its errors: the pool listens only while it is
+          // idle, and between the pool handing it out and the checkout below taking it (a fiber
+          // step may yield to I/O) a server that drops it (`pg_terminate_backend`, a restart) would
+          // emit `error` with no listener, which ends the process. Recorded on its checkout, if any.
+          c.on("error", (error) => {
+            const broken = checkedOut.get(c)
+            if (broken !== undefined) broken.error ??= error
+          })
+        })
         return p
       }),
       (p) => Effect.promise(() => p.end())
@@ -122,19 +134,17 @@ export const make = (options: Options): Effect.Effect<{ readonly client: SqlClie
         (client) => {
           let names = statementNames.get(client)
           if (names === undefined) statementNames.set(client, (names = new Map()))
+          // A checked-out connection the server drops between two statements: its next statement
+          // fails, and it is destroyed on release.
           const broken: { error?: Error } = {}
-          // The pool listens for errors of idle connections only: a checked-out one that the server
-          // drops between two statements (`pg_terminate_backend`, a restart) emits `error` with no
-          // listener, which would end the process. Its next statement fails; it is destroyed.
-          const onError = (error: Error) => void (broken.error ??= error)
-          client.on("error", onError)
-          return { client, broken, onError, conn: connection(client, names, broken) }
+          checkedOut.set(client, broken)
+          return { client, broken, conn: connection(client, names, broken) }
         }
       ),
       // A connection that failed at the socket is destroyed, not returned to the pool.
-      ({ client, broken, onError }) =>
+      ({ client, broken }) =>
         Effect.sync(() => {
-          client.removeListener("error", onError)
+          checkedOut.delete(client)
           client.release(broken.error)
         })
     )

@@ -72,10 +72,9 @@ const connection = (db: DatabaseSync): SqlConnection.Connection => {
     executeStream: (sql, params, transformRows) => Stream.fromIterableEffect(execute(sql, params, transformRows)),
     executeValues: values,
     executeValuesUnprepared: values,
-    executeUnprepared: (sql, params, transformRows) =>
-      params.length === 0 && transformRows === undefined
-        ? Effect.try({ try: () => (db.exec(sql), []), catch: (cause) => toSqlError(cause, "exec") })
-        : execute(sql, params, transformRows)
+    // Transaction control (BEGIN, COMMIT, SAVEPOINT, RELEASE) too is prepared once and cached:
+    // `exec` parses the text again each time, a measurable share of a message's cost here.
+    executeUnprepared: execute
   }
 }
 

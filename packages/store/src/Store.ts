@@ -56,6 +56,8 @@ export interface Store {
   readonly onAvailability: (listener: (available: boolean, reason: string) => void) => void
   /** Statements sent so far through `query` and transaction control (a measure of the work per message). */
   readonly statements: () => number
+  /** The same, per statement text (most sent first): which component's statements a message costs. */
+  readonly breakdown: () => ReadonlyArray<{ readonly text: string; readonly count: number }>
   readonly close: () => Promise<void>
 }
 
@@ -139,8 +141,13 @@ export const make = (deps: {
   // `sql.withTransaction` does not work inside (it needs a semaphore service that only effect/sql's
   // own outer `withTransaction` provides): the contract suite pins that until it is fixed.
   let sent = 0
-  const control = (conn: SqlConnection.Connection, text: string) => {
+  const byText = new Map<string, number>()
+  const count = (text: string) => {
     sent++
+    byText.set(text, (byText.get(text) ?? 0) + 1)
+  }
+  const control = (conn: SqlConnection.Connection, text: string) => {
+    count(text)
     return conn.executeUnprepared(text, [], undefined)
   }
   const begin = deps.kind === "sqlite" ? "BEGIN IMMEDIATE" : "BEGIN"
@@ -187,7 +194,7 @@ export const make = (deps: {
     const all = (...values: ReadonlyArray<unknown>): Sql<ReadonlyArray<Row>> =>
       Effect.flatMap(Effect.service(SqlClient.SqlClient), (client) =>
         Effect.flatMap(Effect.serviceOption(client.transactionService), (tx) => {
-          sent++
+          count(text)
           return Option.isSome(tx)
             ? (tx.value[0].execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>)
             : client.unsafe<Row>(compiled, params(values)).withoutTransform
@@ -200,6 +207,7 @@ export const make = (deps: {
     }
   }
 
+  const itemFailed = new Error("an item of the group failed")
   type Item = { readonly effect: Effect.Effect<unknown, unknown, SqlClient.SqlClient>; readonly resolve: (value: unknown) => void; readonly reject: (error: unknown) => void }
   const batch: Array<Item> = []
   const flush = () => {
@@ -212,11 +220,23 @@ export const make = (deps: {
       void Effect.runPromiseExit(provide(inTransaction(item.effect))).then((exit) => settle(item, observe(exit, since)))
       return
     }
-    const body = Effect.forEach(items, (item) => inSavepoint(item.effect))
-    void Effect.runPromiseExit(provide(inTransaction(body))).then((exit) => {
-      observe(exit, since)
-      if (Exit.isSuccess(exit)) exit.value.forEach((e, i) => settle(items[i]!, e))
-      else for (const item of items) item.reject(squash(exit.cause))
+    // Optimistically without savepoints (two statements per item saved): when an item fails, the
+    // whole transaction rolls back and the items run again, each in its own savepoint, so that the
+    // failure rolls back only its own.
+    const optimistic = Effect.flatMap(
+      Effect.forEach(items, (item) => Effect.exit(item.effect)),
+      (exits) => (exits.some(Exit.isFailure) ? Effect.fail(itemFailed) : Effect.succeed(exits))
+    )
+    const guarded = Effect.forEach(items, (item) => inSavepoint(item.effect))
+    void Effect.runPromiseExit(provide(inTransaction(optimistic))).then((first) => {
+      const again = Exit.isFailure(first) && squash(first.cause) === itemFailed
+      const done = (exit: Exit.Exit<ReadonlyArray<Exit.Exit<unknown, unknown>>, unknown>) => {
+        observe(exit, since)
+        if (Exit.isSuccess(exit)) exit.value.forEach((e, i) => settle(items[i]!, e))
+        else for (const item of items) item.reject(squash(exit.cause))
+      }
+      if (!again) return done(first)
+      void Effect.runPromiseExit(provide(inTransaction(guarded))).then(done)
     })
   }
   const settle = (item: Item, exit: Exit.Exit<unknown, unknown>) => (Exit.isSuccess(exit) ? item.resolve(exit.value) : item.reject(squash(exit.cause)))
@@ -244,7 +264,20 @@ export const make = (deps: {
     }
   }
 
-  return { kind: deps.kind, dialect, sql, query, run, transaction, group, migrate, onAvailability: (listener) => void listeners.push(listener), statements: () => sent, close: deps.close }
+  return {
+    kind: deps.kind,
+    dialect,
+    sql,
+    query,
+    run,
+    transaction,
+    group,
+    migrate,
+    onAvailability: (listener) => void listeners.push(listener),
+    statements: () => sent,
+    breakdown: () => [...byText].map(([text, count]) => ({ text, count })).sort((a, b) => b.count - a.count),
+    close: deps.close
+  }
 }
 
 /** The error a failed effect failed with (or died of), as one value a promise can reject with. */

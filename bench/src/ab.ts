@@ -1,0 +1,155 @@
+/**
+ * `node bench/src/ab.ts <sqlite|pg> <orders> <rounds> <tree> [<tree> ...]`: the order flow (burst)
+ * on one runtime process per git tree (each tree's own `runtime/src/main.ts`), in interleaved
+ * rounds, so that a change is measured against a base commit on the same machine at the same
+ * time. Per run: orders/s, the runtime process's CPU per order (utime + stime from /proc), the
+ * statements per order (the store's own count, `/healthz`), and on PostgreSQL the CPU of the
+ * server's processes per order (every backend: other users of the server count too). With
+ * `BATON_AB_BREAKDOWN=1`, the statements of the last run of each tree per order, by text.
+ */
+import { spawn } from "node:child_process"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { freshSchema } from "@baton/testkit/postgres"
+import { median } from "./lib.ts"
+import { placeOrders } from "./scenarios/orders.ts"
+
+const [engine = "sqlite", countArg = "1000", roundsArg = "3", ...trees] = process.argv.slice(2)
+if ((engine !== "sqlite" && engine !== "pg") || trees.length === 0) {
+  console.error("usage: node bench/src/ab.ts <sqlite|pg> <orders> <rounds> <tree> [<tree> ...]")
+  process.exit(2)
+}
+const count = Number(countArg)
+const rounds = Number(roundsArg)
+const warmup = Math.min(200, Math.ceil(count / 5))
+const ticks = 100 // USER_HZ
+
+const cpuMsOf = (pid: number): number => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticks
+}
+/** CPU of every `postgres` process on this machine (the server's backends and workers). */
+const postgresCpuMs = (): number => {
+  let total = 0
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+      if (!stat.includes("(postgres)")) continue
+      total += cpuMsOf(Number(pid))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total
+}
+
+const healthz = async (port: number, statements = false) =>
+  (await (await fetch(`http://127.0.0.1:${port}/healthz${statements ? "?statements=1" : ""}`)).json()) as {
+    statements: number
+    statementTexts?: ReadonlyArray<{ text: string; count: number }>
+  }
+
+interface Result {
+  readonly tree: string
+  readonly perSecond: number
+  readonly cpuMsPerOrder: number
+  readonly statementsPerOrder: number
+  readonly pgCpuMsPerOrder?: number
+  readonly breakdown?: ReadonlyArray<{ text: string; count: number }>
+}
+
+const runOnce = async (tree: string): Promise<Result> => {
+  const dataDir = mkdtempSync(join(tmpdir(), "baton-ab-"))
+  const schema = engine === "pg" ? await freshSchema() : undefined
+  const child = spawn(process.execPath, [join(tree, "runtime/src/main.ts")], {
+    env: {
+      ...process.env,
+      BATON_MQTT_PORT: "0",
+      BATON_WS_PORT: "off",
+      BATON_HTTP_PORT: "0",
+      BATON_DATA_DIR: dataDir,
+      BATON_PUBLISH_RATE: "1000000",
+      ...(schema === undefined ? {} : { BATON_DATABASE_URL: schema.url })
+    },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout.on("data", (b: Buffer) => (output += b.toString()))
+  child.stderr.on("data", (b: Buffer) => (output += b.toString()))
+  try {
+    const ready = await new Promise<RegExpMatchArray>((ok, fail) => {
+      const started = Date.now()
+      const check = () => {
+        const m = output.match(/runtime ready .*http=(\d+)(?: mqtt=(\d+))?/)
+        if (m !== null) ok(m)
+        else if (child.exitCode !== null || Date.now() - started > 30_000) fail(new Error(`runtime not ready:\n${output}`))
+        else setTimeout(check, 20)
+      }
+      check()
+    })
+    const http = Number(ready[1])
+    const mqtt = Number(ready[2])
+    await placeOrders(mqtt, warmup, "events/order-shipped")
+    await new Promise((r) => setTimeout(r, 300))
+    const breakdown = process.env.BATON_AB_BREAKDOWN === "1"
+    const s0 = await healthz(http, breakdown)
+    const c0 = cpuMsOf(child.pid!)
+    const p0 = schema === undefined ? 0 : postgresCpuMs()
+    const { perSecond } = await placeOrders(mqtt, count, "events/order-shipped")
+    // The tail (relay deletes, last done marks) of the measured orders.
+    await new Promise((r) => setTimeout(r, 300))
+    const c1 = cpuMsOf(child.pid!)
+    const p1 = schema === undefined ? 0 : postgresCpuMs()
+    const s1 = await healthz(http, breakdown)
+    const before = new Map((s0.statementTexts ?? []).map((t) => [t.text, t.count]))
+    return {
+      tree,
+      perSecond: perSecond!,
+      cpuMsPerOrder: (c1 - c0) / count,
+      statementsPerOrder: (s1.statements - s0.statements) / count,
+      ...(schema === undefined ? {} : { pgCpuMsPerOrder: (p1 - p0) / count }),
+      ...(breakdown
+        ? {
+            breakdown: (s1.statementTexts ?? [])
+              .map((t) => ({ text: t.text, count: (t.count - (before.get(t.text) ?? 0)) / count }))
+              .filter((t) => t.count > 0)
+              .sort((a, b) => b.count - a.count)
+          }
+        : {})
+    }
+  } finally {
+    child.kill("SIGTERM")
+    await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.on("exit", r)))
+    rmSync(dataDir, { recursive: true, force: true })
+    await schema?.drop()
+  }
+}
+
+const roots = trees.map((t) => resolve(t))
+const results = new Map<string, Array<Result>>(roots.map((t) => [t, []]))
+for (let round = 0; round < rounds; round++) {
+  // Alternate which tree goes first.
+  const order = round % 2 === 0 ? roots : [...roots].reverse()
+  for (const tree of order) {
+    const r = await runOnce(tree)
+    results.get(tree)!.push(r)
+    console.log(
+      `round ${round + 1} ${tree}: ${r.perSecond.toFixed(1)} orders/s, ${r.cpuMsPerOrder.toFixed(2)} ms CPU/order, ${r.statementsPerOrder.toFixed(1)} statements/order` +
+        (r.pgCpuMsPerOrder === undefined ? "" : `, postgres ${r.pgCpuMsPerOrder.toFixed(2)} ms CPU/order`)
+    )
+  }
+}
+const base = results.get(roots[0]!)!
+for (const tree of roots) {
+  const rs = results.get(tree)!
+  const m = (f: (r: Result) => number) => median(rs.map(f))
+  const ratio = (f: (r: Result) => number) => (m(f) / median(base.map(f))).toFixed(2)
+  console.log(
+    `${engine} ${tree}: median ${m((r) => r.perSecond).toFixed(1)} orders/s (${ratio((r) => r.perSecond)}x), ${m((r) => r.cpuMsPerOrder).toFixed(2)} ms CPU/order (${ratio((r) => r.cpuMsPerOrder)}x), ` +
+      `${m((r) => r.statementsPerOrder).toFixed(1)} statements/order (${ratio((r) => r.statementsPerOrder)}x)` +
+      (engine === "pg" ? `, postgres ${m((r) => r.pgCpuMsPerOrder ?? 0).toFixed(2)} ms CPU/order (${ratio((r) => r.pgCpuMsPerOrder ?? 0)}x)` : "")
+  )
+  const last = rs.at(-1)?.breakdown
+  if (last !== undefined) for (const t of last) console.log(`  ${t.count.toFixed(2)}  ${t.text.replace(/\s+/g, " ").slice(0, 150)}`)
+}
