@@ -27,11 +27,17 @@ export const pages = (dir: URL = assetsDir) => {
       res.end()
       return true
     }
-    const file = /^\/console\/([a-z0-9-]*(?:\.(html|js|css|svg))?)$/.exec(url.pathname)
+    const file = /^\/console\/([^/]*)$/.exec(url.pathname)
     if (file === null) return false
     const name = file[1] === "" ? "index.html" : file[1]!
     const ext = name.split(".").pop() ?? ""
     let body = cache.get(name)
+    // Flat names of the console's kinds of file only (no path, no dot files): anything else is no file of it.
+    if (body === undefined && !/^[a-z0-9-]+\.(html|js|css|svg)$/.test(name)) {
+      res.writeHead(404, { "content-type": "text/plain" })
+      res.end(`no console file ${name}`)
+      return true
+    }
     if (body === undefined) {
       try {
         body = readFileSync(new URL(name, dir))
