@@ -23,14 +23,25 @@ export interface Options {
   readonly onIdleError?: (error: Error) => void
 }
 
+/**
+ * The SQLSTATE of a server's error; undefined for anything else. A socket error has a `code` too
+ * (`ECONNRESET`, `ECONNREFUSED`, `EPIPE`: a server restarting), with the `syscall` that failed:
+ * that is a lost connection, not a statement's error.
+ */
+const sqlState = (cause: unknown): string | undefined => {
+  if (typeof cause !== "object" || cause === null) return undefined
+  const { code } = cause as { readonly code?: unknown }
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && !("syscall" in cause) && !("errno" in cause) ? code : undefined
+}
+
 /** PostgreSQL's SQLSTATE codes, as effect/sql's error reasons (retryable or not). */
 export const classify = (cause: unknown, operation: string): SqlError.SqlError => {
-  const code = (cause as { readonly code?: unknown } | undefined)?.code
+  const code = sqlState(cause)
   const text = cause instanceof Error ? cause.message : String(cause)
   const props = { cause, message: `PostgreSQL ${operation} failed: ${text}`, operation }
   const reason =
-    typeof code !== "string"
-      ? new SqlError.ConnectionError(props) // a socket error (ECONNRESET, ECONNREFUSED) or a closed connection
+    code === undefined
+      ? new SqlError.ConnectionError(props) // a socket error (ECONNRESET, ECONNREFUSED, EPIPE) or a closed connection
       : code === "23505"
         ? new SqlError.UniqueViolation({ ...props, constraint: (cause as { readonly constraint?: string }).constraint ?? "" })
         : code.startsWith("23")
