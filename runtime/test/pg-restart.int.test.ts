@@ -7,7 +7,8 @@
  * started again (crash recovery). Then: every order whose PUBACK a client received is processed
  * exactly once (one order, one payment, one allocation, the stock as the allocations say, the
  * inbox `done` counts of exactly the orders that exist), nothing failed, the runtime is the same
- * process, and its log shows the outage once and its end once.
+ * process, its log shows the outage once and its end once, and the cluster's LISTEN connection
+ * (hand-over notifications between instances) is open again.
  *
  * What a client sees while the server is down: its publishes get no PUBACK. The ingress log
  * cannot commit, so the broker drops the publisher's connection; a new connection is accepted
@@ -224,6 +225,9 @@ describe("PostgreSQL restart", () => {
       try {
         await until(r, "orders acknowledged before the outage", async () => orders.acked() >= 40, 15_000)
         const before = orders.acked()
+        // The cluster's LISTEN connection (hand-over notifications between instances), before and after.
+        const listening = () => r.number("SELECT COUNT(*) FROM pg_stat_activity WHERE query = 'LISTEN baton_inbox' AND datname = current_database()")
+        expect(await listening()).toBe(1)
         const outputBefore = r.running.output().length
         await server.stop("immediate")
         const downAt = Date.now()
@@ -234,6 +238,7 @@ describe("PostgreSQL restart", () => {
         await until(r, "orders acknowledged after the restart", async () => [...orders.outcomes.values()].filter((o) => o.outcome === "acked" && o.at > upAt).length >= 40, 20_000)
         const outcomes = await orders.stop()
         const acked = [...outcomes].filter(([, o]) => o.outcome === "acked").map(([n]) => n)
+        await until(r, "the LISTEN connection opened again", async () => (await listening()) === 1, 10_000)
         await quiescent(r, run)
         const processed = await checkEffects(r, run, acked)
         const during = r.running.output().slice(outputBefore)
@@ -242,12 +247,13 @@ describe("PostgreSQL restart", () => {
         const noisy = during.split("\n").filter((l) => / (WARN|ERROR) /.test(l))
         process.stdout.write(
           `  ${outcomes.size} orders published: ${JSON.stringify(tally(outcomes))} (${before} acknowledged before the outage, ${ackedWhileDown} while down); ${processed} processed\n` +
-            `  warnings and errors from the outage on (${noisy.length}):\n${noisy.map((l) => `    ${l.slice(0, 3000)}`).join("\n")}\n`
+            `  warnings and errors from the outage on (${noisy.length}):\n${noisy.map((l) => `    ${l.slice(0, 220)}`).join("\n")}\n`
         )
         expect(ackedWhileDown, "PUBACKs while the server was down").toBe(0)
         expect(outcomes.size - acked.length, "publishes refused during the outage").toBeGreaterThan(0)
         expect(down.length, down.join("\n")).toBe(1)
         expect(back.length, back.join("\n")).toBe(1)
+        expect(lines(during, "cluster notifications resumed")).toHaveLength(1)
         // Not a flood: a handful of lines for the whole outage, not one per message or heartbeat.
         expect(noisy.length, noisy.join("\n")).toBeLessThanOrEqual(6)
         expect(r.running.child.exitCode).toBeNull()

@@ -72,6 +72,13 @@ const types = {
     oid === 20 && format !== "binary" ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as "text")) as pg.CustomTypesConfig["getTypeParser"]
 }
 
+/** Classifies a failure; a lost connection marks the client broken (destroyed, not returned to the pool). */
+const failed = (cause: unknown, operation: string, broken: { error?: Error }): SqlError.SqlError => {
+  const error = classify(cause, operation)
+  if (error.reason._tag === "ConnectionError") broken.error ??= cause instanceof Error ? cause : new Error(String(cause))
+  return error
+}
+
 /** One pooled client as a `SqlConnection`; statements are prepared once per connection, by name. */
 const connection = (client: pg.PoolClient, names: Map<string, string>, broken: { error?: Error }): SqlConnection.Connection => {
   const query = (sql: string, params: ReadonlyArray<unknown>, rowMode?: "array") =>
@@ -85,11 +92,7 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
         }
         return client.query({ text: sql, values: params as Array<unknown>, ...(name === undefined ? {} : { name }), ...(rowMode === undefined ? {} : { rowMode }) })
       },
-      catch: (cause) => {
-        const error = classify(cause, "query")
-        if (error.reason._tag === "ConnectionError") broken.error = cause instanceof Error ? cause : new Error(String(cause))
-        return error
-      }
+      catch: (cause) => failed(cause, "query", broken)
     })
   const execute = (sql: string, params: ReadonlyArray<unknown>, transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined) =>
     Effect.map(query(sql, params), (r) => (transformRows === undefined ? r.rows : transformRows(r.rows)))
@@ -103,7 +106,7 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
     executeUnprepared: (sql, params, transformRows) =>
       params.length === 0
         ? Effect.map(
-            Effect.tryPromise({ try: () => client.query(sql), catch: (cause) => classify(cause, "statement") }),
+            Effect.tryPromise({ try: () => client.query(sql), catch: (cause) => failed(cause, "statement", broken) }),
             (r) => (transformRows === undefined ? r.rows : transformRows(r.rows))
           )
         : execute(sql, params, transformRows)
@@ -116,12 +119,20 @@ export const make = (options: Options): Effect.Effect<{ readonly client: SqlClie
     const settings = Object.entries(options.settings ?? {}).map(([k, v]) => `-c ${k}=${v}`)
     const startup = [url.searchParams.get("options") ?? "", ...settings].filter((s) => s !== "").join(" ")
     url.searchParams.delete("options")
+    const lostClients = new WeakMap<pg.PoolClient | pg.Client, Error>()
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const p = new pg.Pool({ connectionString: url.toString(), max: options.poolSize, application_name: options.applicationName ?? "baton", types, ...(startup === "" ? {} : { options: startup }) })
         p.on("error", (error) => options.onIdleError?.(error))
         // TCP_NODELAY, as on every socket the runtime owns.
-        p.on("connect", (c) => (c as unknown as { connection?: { stream?: { setNoDelay?: (b: boolean) => void } } }).connection?.stream?.setNoDelay?.(true))
+        p.on("connect", (c) => {
+          ;(c as unknown as { connection?: { stream?: { setNoDelay?: (b: boolean) => void } } }).connection?.stream?.setNoDelay?.(true)
+          // Every client's errors are recorded for its whole life: the pool listens only while it
+          // is idle, and a client that the server drops between the pool handing it out and its
+          // next statement (`pg_terminate_backend`, a restart) would otherwise emit `error` with no
+          // listener, which ends the process. Its next statement fails; it is destroyed.
+          c.on("error", (error) => void (lostClients.has(c) || lostClients.set(c, error)))
+        })
         return p
       }),
       (p) => Effect.promise(() => p.end())
@@ -134,20 +145,12 @@ export const make = (options: Options): Effect.Effect<{ readonly client: SqlClie
           let names = statementNames.get(client)
           if (names === undefined) statementNames.set(client, (names = new Map()))
           const broken: { error?: Error } = {}
-          // The pool listens for errors of idle connections only: a checked-out one that the server
-          // drops between two statements (`pg_terminate_backend`, a restart) emits `error` with no
-          // listener, which would end the process. Its next statement fails; it is destroyed.
-          const onError = (error: Error) => void (broken.error ??= error)
-          client.on("error", onError)
-          return { client, broken, onError, conn: connection(client, names, broken) }
+          return { client, broken, conn: connection(client, names, broken) }
         }
       ),
-      // A connection that failed at the socket is destroyed, not returned to the pool.
-      ({ client, broken, onError }) =>
-        Effect.sync(() => {
-          client.removeListener("error", onError)
-          client.release(broken.error)
-        })
+      // A connection that failed at the socket (or that the server dropped) is destroyed, not
+      // returned to the pool.
+      ({ client, broken }) => Effect.sync(() => client.release(broken.error ?? lostClients.get(client)))
     )
     const acquirer = Effect.map(acquire, (a) => a.conn)
     const client = yield* SqlClient.make({
