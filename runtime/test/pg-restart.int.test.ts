@@ -63,8 +63,8 @@ const freshDatabase = async () => {
   return server.url.replace(/\/postgres$/, `/${name}`)
 }
 
-const startRuntime = async (env: Record<string, string>) => {
-  const url = await freshDatabase()
+const startRuntime = async (env: Record<string, string>, database?: string) => {
+  const url = database ?? (await freshDatabase())
   const dir = mkdtempSync(join(tmpdir(), "baton-pgrestart-"))
   let running: Process.Running
   try {
@@ -77,6 +77,7 @@ const startRuntime = async (env: Record<string, string>) => {
   const number = async (text: string, params: ReadonlyArray<unknown> = []) => Number(Object.values((await sql(text, params))[0] ?? { n: 0 })[0])
   return {
     running,
+    database: url,
     url: `mqtt://127.0.0.1:${running.mqttPort}`,
     sql,
     number,
@@ -191,10 +192,13 @@ const checkEffects = async (r: Run, run: string, acked: ReadonlyArray<number>) =
   return size
 }
 
+/** Orders (of customers LIKE $1) that have not reached their end: shipped, or declined with the stock released. */
+const unended = `SELECT COUNT(*) FROM orders o WHERE o.customer_id LIKE $1 AND NOT (EXISTS (SELECT 1 FROM shipments s WHERE s.order_id = o.id)
+      OR (EXISTS (SELECT 1 FROM emails e WHERE e.order_id = o.id AND e.template = 'payment-method-declined') AND EXISTS (SELECT 1 FROM stock_releases x WHERE x.order_id = o.id)))`
+
 /** Waits until every order that exists has reached its end and nothing is left to do. */
 const quiescent = async (r: Run, run: string) => {
-  const ended = `SELECT COUNT(*) FROM orders o WHERE o.customer_id LIKE $1 AND NOT (EXISTS (SELECT 1 FROM shipments s WHERE s.order_id = o.id)
-      OR (EXISTS (SELECT 1 FROM emails e WHERE e.order_id = o.id AND e.template = 'payment-method-declined') AND EXISTS (SELECT 1 FROM stock_releases x WHERE x.order_id = o.id)))`
+  const ended = unended
   await until(
     r,
     "every order at its end, the inbox, outbox and ingress log drained",
@@ -261,6 +265,51 @@ describe("PostgreSQL restart", () => {
       } finally {
         await orders.stop()
         await r.end()
+      }
+    },
+    60_000
+  )
+
+  it(
+    "a cluster of two instances: after the restart both reopen their LISTEN connection, and a message for the other instance's partition wakes it at once",
+    async () => {
+      // Heartbeats every 2.5 s: the sweep that catches what no notification announced runs every
+      // 5 s. An order takes well under a second when the instance that owns its key is woken by a
+      // notification, and seconds without (each hop waits for the sweep): no order may take 3 s.
+      const env = { BATON_HEARTBEAT_MS: "2500", BATON_DEAD_AFTER_MS: "7500" }
+      const database = await freshDatabase()
+      const [a, b] = await Promise.all([startRuntime({ ...env, BATON_INSTANCE: "a" }, database), startRuntime({ ...env, BATON_INSTANCE: "b" }, database)])
+      const client = await mqtt.connectAsync(a.url, { protocolVersion: 4, reconnectPeriod: 0 })
+      client.on("error", () => undefined)
+      try {
+        await until(a, "the partitions spread over both instances", async () => (await a.number("SELECT COUNT(DISTINCT owner) FROM cluster_partitions WHERE owner IS NOT NULL")) === 2 && (await a.number("SELECT COUNT(*) FROM cluster_partitions WHERE owner IS NULL")) === 0, 20_000)
+        const listening = () => a.number("SELECT COUNT(*) FROM pg_stat_activity WHERE query = 'LISTEN baton_inbox' AND datname = current_database()")
+        expect(await listening()).toBe(2)
+        await server.stop("immediate")
+        await sleep(1500)
+        await server.start()
+        await until(a, "both LISTEN connections opened again", async () => (await listening()) === 2, 10_000)
+        const run = `pgc-${Math.random().toString(36).slice(2, 8)}`
+        const slow: Array<string> = []
+        const took: Array<number> = []
+        for (let n = 0; n < 12; n++) {
+          const t0 = Date.now()
+          await client.publishAsync("initiate/place-order", orderPayload(run, n), { qos: 1 })
+          await until(a, `order ${n} at its end`, async () => (await a.number(unended, [`${run}-c${n}`])) === 0 && (await a.number("SELECT COUNT(*) FROM orders WHERE customer_id = $1", [`${run}-c${n}`])) === 1, 5_000)
+          took.push(Date.now() - t0)
+          if (Date.now() - t0 > 3000) slow.push(`order ${n}: ${Date.now() - t0} ms`)
+        }
+        const owners = await a.sql<{ owner: string }>("SELECT DISTINCT owner FROM cluster_partitions")
+        process.stdout.write(`  12 orders through a cluster of ${owners.length} after the restart (${took.join(", ")} ms); slower than 3 s: ${slow.length === 0 ? "none" : slow.join(", ")}\n`)
+        expect(slow).toEqual([])
+        for (const r of [a, b]) {
+          expect(lines(r.running.output(), "cluster notifications resumed")).toHaveLength(1)
+          expect(r.running.child.exitCode).toBeNull()
+        }
+      } finally {
+        client.end(true)
+        await a.end()
+        await b.end()
       }
     },
     60_000
