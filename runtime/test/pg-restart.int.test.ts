@@ -138,7 +138,7 @@ const load = (url: string, run: string, clients: number, inFlight: number) => {
         const outcome = await Promise.race([
           s.client.publishAsync("initiate/place-order", orderPayload(run, n), { qos: 1 }).then((): Outcome => "acked", (): Outcome => "closed"),
           s.closed.catch((): Outcome => "closed"),
-          sleep(4000).then((): Outcome => "no-puback")
+          sleep(10_000).then((): Outcome => "no-puback")
         ])
         outcomes.set(n, { outcome, at: Date.now() })
         if (outcome !== "acked") {
