@@ -322,8 +322,11 @@ describe("PostgreSQL restart", () => {
       const run = `pgp-${Math.random().toString(36).slice(2, 8)}`
       const orders = load(r.url, run, 3, 8)
       try {
-        await until(r, "orders acknowledged", async () => orders.acked() >= 150, 20_000)
+        // Five seconds of load (at least 16 transactions wait for the two connections at a time).
+        await sleep(5000)
         const outcomes = await orders.stop()
+        process.stdout.write(`  pool of two: ${outcomes.size} orders published in 5 s: ${JSON.stringify(tally(outcomes))}\n`)
+        expect(outcomes.size).toBeGreaterThanOrEqual(24)
         const acked = [...outcomes].filter(([, o]) => o.outcome === "acked").map(([n]) => n)
         expect(tally(outcomes)).toEqual({ acked: outcomes.size })
         await quiescent(r, run)
