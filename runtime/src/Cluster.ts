@@ -20,7 +20,7 @@
 import pg from "pg"
 import { Log } from "@baton/core"
 import { Effect } from "effect"
-import { ddl, type Sql, type Store } from "@baton/store"
+import { ddl, isUnavailable, type Sql, type Store } from "@baton/store"
 
 export const migrations = [
   {
@@ -254,7 +254,8 @@ export const make = async (options: Options): Promise<Cluster> => {
   const safeTick = () => {
     if (ticking !== undefined) return ticking
     ticking = tick()
-      .catch((error: unknown) => logger.log("error", "cluster heartbeat failed", { reason: Log.reason(error) }))
+      // The database out of reach: the store logs the outage once; the next tick tries again.
+      .catch((error: unknown) => void (isUnavailable(error) || logger.log("error", "cluster heartbeat failed", { reason: Log.reason(error) })))
       .finally(() => (ticking = undefined))
     return ticking
   }
@@ -270,6 +271,55 @@ export const make = async (options: Options): Promise<Cluster> => {
       dirty = new Set()
       options.pending(ps)
     }, 2)
+  }
+
+  /**
+   * The LISTEN connection. When it is lost (the server restarted, the connection was cut) a new
+   * one is opened, retrying quietly until the server is back (the store logs the outage once);
+   * then the owned partitions are swept for what was notified meanwhile.
+   */
+  let relisten: NodeJS.Timeout | undefined
+  const listen = async () => {
+    const client = new pg.Client({ connectionString: options.url })
+    let lost = false
+    const onLost = () => {
+      if (lost) return
+      lost = true
+      if (listener === client) listener = undefined
+      void client.end().catch(() => undefined)
+      if (stopped) return
+      const since = Date.now()
+      const retry = (attempt: number) => {
+        relisten = setTimeout(() => {
+          relisten = undefined
+          if (stopped) return
+          listen().then(
+            () => {
+              logger.log("info", "cluster notifications resumed", { "lost-ms": Date.now() - since, attempts: attempt })
+              if (owned.size > 0) options.pending([...owned])
+            },
+            () => retry(attempt + 1)
+          )
+        }, Math.min(2_000, 50 * 2 ** Math.min(attempt, 6)))
+      }
+      retry(1)
+    }
+    client.on("error", onLost)
+    client.on("end", onLost)
+    client.on("notification", (n) => wake(Number(n.payload)))
+    try {
+      await client.connect()
+      await client.query(`LISTEN ${channel}`)
+    } catch (error) {
+      lost = true
+      client.removeAllListeners("end")
+      client.removeAllListeners("error")
+      client.on("error", () => undefined)
+      void client.end().catch(() => undefined)
+      throw error
+    }
+    if (stopped) return void client.end().catch(() => undefined)
+    listener = client
   }
 
   return {
@@ -293,11 +343,7 @@ export const make = async (options: Options): Promise<Cluster> => {
         logger.log("info", "waiting for this instance's previous heartbeat to expire", { instance, "silent-ms": m.heartbeatAgeMs })
         await new Promise((r) => setTimeout(r, options.heartbeatMs))
       }
-      listener = new pg.Client({ connectionString: options.url })
-      listener.on("error", (error) => logger.log("warn", "cluster listener error", { reason: Log.reason(error) }))
-      listener.on("notification", (n) => wake(Number(n.payload)))
-      await listener.connect()
-      await listener.query(`LISTEN ${channel}`)
+      await listen()
       await safeTick()
       timer = setInterval(() => void safeTick(), options.heartbeatMs)
       // Notifications are a wake-up, not a guarantee: sweep the owned partitions now and then.
@@ -311,6 +357,7 @@ export const make = async (options: Options): Promise<Cluster> => {
       clearInterval(sweep)
       clearTimeout(flushing)
       owned.clear()
+      clearTimeout(relisten)
       await listener?.end().catch(() => undefined)
     },
     stop: async (drain) => {
@@ -320,6 +367,7 @@ export const make = async (options: Options): Promise<Cluster> => {
       clearTimeout(flushing)
       const held = [...owned]
       owned.clear()
+      clearTimeout(relisten)
       await listener?.end().catch(() => undefined)
       await ticking
       await drain()

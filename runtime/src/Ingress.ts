@@ -5,7 +5,7 @@
  */
 import { Effect, Result } from "effect"
 import { Envelope, Log, Topics, Trace, type App, type Initiating, type Message } from "@baton/core"
-import type { IngressLog, Outbox, Sql, Store } from "@baton/store"
+import { isUnavailable, type IngressLog, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 import { untraced, type Tracing } from "./Observability.ts"
@@ -169,7 +169,8 @@ export const make = (deps: {
   const drainSafely = () => {
     scheduled = false
     // The entries stay in the log and are forwarded at the next start (or the next drain).
-    drain().catch((error: unknown) => deps.logger.log("error", "ingress drain failed", { reason: Log.reason(error) }))
+    // The database out of reach: the store logs the outage once.
+    drain().catch((error: unknown) => isUnavailable(error) || deps.logger.log("error", "ingress drain failed", { reason: Log.reason(error) }))
   }
 
   const schedule = () => {
@@ -196,7 +197,7 @@ export const make = (deps: {
       try {
         await drain()
       } catch (error) {
-        deps.logger.log("error", "ingress forward failed, publishers not acknowledged", { reason: Log.reason(error) })
+        if (!isUnavailable(error)) deps.logger.log("error", "ingress forward failed, publishers not acknowledged", { reason: Log.reason(error) })
         throw error
       }
     },

@@ -3,7 +3,7 @@
  * One relay per runtime; it drains whenever poked and once at start-up (entries a crash left).
  */
 import { Log, type QoS } from "@baton/core"
-import type { Outbox } from "@baton/store"
+import { isUnavailable, type Outbox } from "@baton/store"
 import * as Crash from "./Crash.ts"
 
 export interface Relay {
@@ -60,7 +60,8 @@ export const make = (deps: {
     }
     running = drain()
       .catch((error: unknown) => {
-        deps.logger.log("error", "outbox relay failed, retrying", { reason: Log.reason(error) })
+        // The database out of reach: the store logs the outage once; the relay retries quietly.
+        if (!isUnavailable(error)) deps.logger.log("error", "outbox relay failed, retrying", { reason: Log.reason(error) })
         if (!closed) setTimeout(poke, deps.retryMs ?? 500)
       })
       .finally(() => {

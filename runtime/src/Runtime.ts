@@ -12,7 +12,7 @@ import { Envelope, Log, Sensitive, Topics, type App, type Broker, type HttpRoute
 import { Policy, Supervisor } from "@baton/actors"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { MqttBroker } from "@baton/broker-mqtt"
-import { Inbox, IngressLog, Operations, Outbox, Postgres, Rejections, Sqlite, type Page, type Store } from "@baton/store"
+import { Inbox, IngressLog, isUnavailable, Operations, Outbox, Postgres, Rejections, Sqlite, type Page, type Store } from "@baton/store"
 import { payloadPreviewBytes } from "@baton/core"
 import * as OrderEntry from "@baton/order-entry"
 import * as Customer from "@baton/customer"
@@ -297,6 +297,7 @@ export const make = (config: Config, options: Options = {}) =>
                 // Synchronous send means stored: PUBACK/PUBREC only after the ingress log commit.
                 beforeAck: (clientId, topic, payload) =>
                   Topics.initiatingName(topic) === undefined ? undefined : ingress.receive(topic, payload, clientId),
+                reportedElsewhere: isUnavailable,
                 logger
               })
             ),
@@ -560,7 +561,8 @@ export const make = (config: Config, options: Options = {}) =>
               void closing.then((s) => s?.close())
               logger.log("info", "ingress session handed over", { broker: config.brokerUrl })
             },
-            pending: (parts) => void scheduleIn(parts).catch((error: unknown) => logger.log("error", "pending messages not scheduled", { reason: Log.reason(error) })),
+            pending: (parts) =>
+              void scheduleIn(parts).catch((error: unknown) => isUnavailable(error) || logger.log("error", "pending messages not scheduled", { reason: Log.reason(error) })),
             adopt: async (dead) => {
               const entries = await outbox.adopt(dead)
               const logged = await log.adopt(dead)

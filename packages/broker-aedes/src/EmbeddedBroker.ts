@@ -33,6 +33,11 @@ export interface Options {
    * or PUBREC (QoS 2) waits for the returned promise, so the message can be made durable first.
    */
   readonly beforeAck?: (clientId: string, topic: string, payload: Buffer, qos: QoS) => Promise<void> | undefined
+  /**
+   * A `beforeAck` failure that is logged elsewhere, once for many (the store out of reach logs
+   * its outage once): the publisher's connection is still dropped, without a line per publish.
+   */
+  readonly reportedElsewhere?: (error: Error) => boolean
   /** Who may connect, publish and subscribe; everything is allowed without one. */
   readonly guard?: Guard
   /**
@@ -225,7 +230,8 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
         pending.then(
           () => callback(null),
           (error: Error) => {
-            logger.log("error", "publish not acknowledged (not stored, or not routed after it was), connection dropped so the client resends", { client: clientId, topic: packet.topic, reason: error.message })
+            if (options.reportedElsewhere?.(error) !== true)
+              logger.log("error", "publish not acknowledged (not stored, or not routed after it was), connection dropped so the client resends", { client: clientId, topic: packet.topic, reason: error.message })
             callback(logged(error))
           }
         )

@@ -23,14 +23,25 @@ export interface Options {
   readonly onIdleError?: (error: Error) => void
 }
 
+/**
+ * The SQLSTATE of a server's error; undefined for anything else. A socket error has a `code` too
+ * (`ECONNRESET`, `ECONNREFUSED`, `EPIPE`: a server restarting), with the `syscall` that failed:
+ * that is a lost connection, not a statement's error.
+ */
+const sqlState = (cause: unknown): string | undefined => {
+  if (typeof cause !== "object" || cause === null) return undefined
+  const { code } = cause as { readonly code?: unknown }
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && !("syscall" in cause) && !("errno" in cause) ? code : undefined
+}
+
 /** PostgreSQL's SQLSTATE codes, as effect/sql's error reasons (retryable or not). */
 export const classify = (cause: unknown, operation: string): SqlError.SqlError => {
-  const code = (cause as { readonly code?: unknown } | undefined)?.code
+  const code = sqlState(cause)
   const text = cause instanceof Error ? cause.message : String(cause)
   const props = { cause, message: `PostgreSQL ${operation} failed: ${text}`, operation }
   const reason =
-    typeof code !== "string"
-      ? new SqlError.ConnectionError(props) // a socket error (ECONNRESET, ECONNREFUSED) or a closed connection
+    code === undefined
+      ? new SqlError.ConnectionError(props) // a socket error (ECONNRESET, ECONNREFUSED, EPIPE) or a closed connection
       : code === "23505"
         ? new SqlError.UniqueViolation({ ...props, constraint: (cause as { readonly constraint?: string }).constraint ?? "" })
         : code.startsWith("23")
@@ -61,6 +72,13 @@ const types = {
     oid === 20 && format !== "binary" ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as "text")) as pg.CustomTypesConfig["getTypeParser"]
 }
 
+/** Classifies a failure; a lost connection marks the client broken (destroyed, not returned to the pool). */
+const failed = (cause: unknown, operation: string, broken: { error?: Error }): SqlError.SqlError => {
+  const error = classify(cause, operation)
+  if (error.reason._tag === "ConnectionError") broken.error ??= cause instanceof Error ? cause : new Error(String(cause))
+  return error
+}
+
 /** One pooled client as a `SqlConnection`; statements are prepared once per connection, by name. */
 const connection = (client: pg.PoolClient, names: Map<string, string>, broken: { error?: Error }): SqlConnection.Connection => {
   const query = (sql: string, params: ReadonlyArray<unknown>, rowMode?: "array") =>
@@ -74,11 +92,7 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
         }
         return client.query({ text: sql, values: params as Array<unknown>, ...(name === undefined ? {} : { name }), ...(rowMode === undefined ? {} : { rowMode }) })
       },
-      catch: (cause) => {
-        const error = classify(cause, "query")
-        if (error.reason._tag === "ConnectionError") broken.error = cause instanceof Error ? cause : new Error(String(cause))
-        return error
-      }
+      catch: (cause) => failed(cause, "query", broken)
     })
   const execute = (sql: string, params: ReadonlyArray<unknown>, transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined) =>
     Effect.map(query(sql, params), (r) => (transformRows === undefined ? r.rows : transformRows(r.rows)))
@@ -92,7 +106,7 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
     executeUnprepared: (sql, params, transformRows) =>
       params.length === 0
         ? Effect.map(
-            Effect.tryPromise({ try: () => client.query(sql), catch: (cause) => classify(cause, "statement") }),
+            Effect.tryPromise({ try: () => client.query(sql), catch: (cause) => failed(cause, "statement", broken) }),
             (r) => (transformRows === undefined ? r.rows : transformRows(r.rows))
           )
         : execute(sql, params, transformRows)
@@ -105,23 +119,19 @@ export const make = (options: Options): Effect.Effect<{ readonly client: SqlClie
     const settings = Object.entries(options.settings ?? {}).map(([k, v]) => `-c ${k}=${v}`)
     const startup = [url.searchParams.get("options") ?? "", ...settings].filter((s) => s !== "").join(" ")
     url.searchParams.delete("options")
-    /** The checked-out connections, with the error the server dropped each with (see `connect` below). */
-    const checkedOut = new WeakMap<pg.Client, { error?: Error }>()
+    const lostClients = new WeakMap<pg.PoolClient | pg.Client, Error>()
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
         const p = new pg.Pool({ connectionString: url.toString(), max: options.poolSize, application_name: options.applicationName ?? "baton", types, ...(startup === "" ? {} : { options: startup }) })
         p.on("error", (error) => options.onIdleError?.(error))
+        // TCP_NODELAY, as on every socket the runtime owns.
         p.on("connect", (c) => {
-          // TCP_NODELAY, as on every socket the runtime owns.
           ;(c as unknown as { connection?: { stream?: { setNoDelay?: (b: boolean) => void } } }).connection?.stream?.setNoDelay?.(true)
-          // Every connection always has a listener for its errors: the pool listens only while it is
-          // idle, and between the pool handing it out and the checkout below taking it (a fiber
-          // step may yield to I/O) a server that drops it (`pg_terminate_backend`, a restart) would
-          // emit `error` with no listener, which ends the process. Recorded on its checkout, if any.
-          c.on("error", (error) => {
-            const broken = checkedOut.get(c)
-            if (broken !== undefined) broken.error ??= error
-          })
+          // Every client's errors are recorded for its whole life: the pool listens only while it
+          // is idle, and a client that the server drops between the pool handing it out and its
+          // next statement (`pg_terminate_backend`, a restart) would otherwise emit `error` with no
+          // listener, which ends the process. Its next statement fails; it is destroyed.
+          c.on("error", (error) => void (lostClients.has(c) || lostClients.set(c, error)))
         })
         return p
       }),
@@ -134,19 +144,13 @@ export const make = (options: Options): Effect.Effect<{ readonly client: SqlClie
         (client) => {
           let names = statementNames.get(client)
           if (names === undefined) statementNames.set(client, (names = new Map()))
-          // A checked-out connection the server drops between two statements: its next statement
-          // fails, and it is destroyed on release.
           const broken: { error?: Error } = {}
-          checkedOut.set(client, broken)
           return { client, broken, conn: connection(client, names, broken) }
         }
       ),
-      // A connection that failed at the socket is destroyed, not returned to the pool.
-      ({ client, broken }) =>
-        Effect.sync(() => {
-          checkedOut.delete(client)
-          client.release(broken.error)
-        })
+      // A connection that failed at the socket (or that the server dropped) is destroyed, not
+      // returned to the pool.
+      ({ client, broken }) => Effect.sync(() => client.release(broken.error ?? lostClients.get(client)))
     )
     const acquirer = Effect.map(acquire, (a) => a.conn)
     const client = yield* SqlClient.make({
