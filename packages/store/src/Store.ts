@@ -207,7 +207,15 @@ export const make = (deps: {
     }
   }
 
-  const itemFailed = new Error("an item of the group failed")
+  /** The first item of an optimistic group run that failed, and how (its effects rolled back with the run). */
+  class ItemFailed {
+    readonly index: number
+    readonly exit: Exit.Exit<unknown, unknown>
+    constructor(index: number, exit: Exit.Exit<unknown, unknown>) {
+      this.index = index
+      this.exit = exit
+    }
+  }
   type Item = { readonly effect: Effect.Effect<unknown, unknown, SqlClient.SqlClient>; readonly resolve: (value: unknown) => void; readonly reject: (error: unknown) => void }
   const batch: Array<Item> = []
   const flush = () => {
@@ -220,23 +228,27 @@ export const make = (deps: {
       void Effect.runPromiseExit(provide(inTransaction(item.effect))).then((exit) => settle(item, observe(exit, since)))
       return
     }
-    // Optimistically without savepoints (two statements per item saved): when an item fails, the
-    // whole transaction rolls back and the items run again, each in its own savepoint, so that the
-    // failure rolls back only its own.
-    const optimistic = Effect.flatMap(
-      Effect.forEach(items, (item) => Effect.exit(item.effect)),
-      (exits) => (exits.some(Exit.isFailure) ? Effect.fail(itemFailed) : Effect.succeed(exits))
-    )
-    const guarded = Effect.forEach(items, (item) => inSavepoint(item.effect))
+    // Optimistically without savepoints (two statements per item saved), up to the first item that
+    // fails: the transaction rolls back, that item has failed (rolled back alone, as in a
+    // savepoint), and the others run again, each in its own savepoint. Each item's effect thus runs
+    // at most once per failed attempt (a poisoned message is not run twice per attempt); one that
+    // succeeds may run twice, the first run rolled back.
+    const optimistic = Effect.forEach(items, (item, i) => Effect.flatMap(Effect.exit(item.effect), (exit) => (Exit.isFailure(exit) ? Effect.fail(new ItemFailed(i, exit)) : Effect.succeed(exit))))
     void Effect.runPromiseExit(provide(inTransaction(optimistic))).then((first) => {
-      const again = Exit.isFailure(first) && squash(first.cause) === itemFailed
-      const done = (exit: Exit.Exit<ReadonlyArray<Exit.Exit<unknown, unknown>>, unknown>) => {
-        observe(exit, since)
-        if (Exit.isSuccess(exit)) exit.value.forEach((e, i) => settle(items[i]!, e))
-        else for (const item of items) item.reject(squash(exit.cause))
+      const failed = Exit.isFailure(first) ? squash(first.cause) : undefined
+      if (!(failed instanceof ItemFailed)) {
+        observe(first, since)
+        if (Exit.isSuccess(first)) first.value.forEach((e, i) => settle(items[i]!, e))
+        else for (const item of items) item.reject(squash(first.cause))
+        return
       }
-      if (!again) return done(first)
-      void Effect.runPromiseExit(provide(inTransaction(guarded))).then(done)
+      settle(items[failed.index]!, failed.exit)
+      const rest = items.filter((_, i) => i !== failed.index)
+      void Effect.runPromiseExit(provide(inTransaction(Effect.forEach(rest, (item) => inSavepoint(item.effect))))).then((exit) => {
+        observe(exit, since)
+        if (Exit.isSuccess(exit)) exit.value.forEach((e, i) => settle(rest[i]!, e))
+        else for (const item of rest) item.reject(squash(exit.cause))
+      })
     })
   }
   const settle = (item: Item, exit: Exit.Exit<unknown, unknown>) => (Exit.isSuccess(exit) ? item.resolve(exit.value) : item.reject(squash(exit.cause)))
