@@ -20,7 +20,7 @@ import * as Trading from "@baton/trading"
 import * as Comments from "@baton/comments"
 import * as OrderStats from "@baton/order-stats"
 import * as Ping from "@baton/ping"
-import { Parking, WorkflowProcessor } from "@baton/repair"
+import { Parking, ParkingPolicy, WorkflowProcessor } from "@baton/repair"
 import { Mediator, WorkflowStore } from "@baton/mediator"
 import type { AppName, Config } from "./Config.ts"
 import * as Cluster from "./Cluster.ts"
@@ -452,8 +452,7 @@ export const make = (config: Config, options: Options = {}) =>
         logger,
         router,
         routePublic,
-        parking,
-        parkingLimits,
+        parking: parking === undefined ? undefined : ParkingPolicy.make(parking, logger, parkingLimits),
         mask,
         metrics: metrics.processor(processor.name),
         tracing,
