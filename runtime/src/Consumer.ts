@@ -14,6 +14,7 @@ import * as Crash from "./Crash.ts"
 import * as Decision from "./Decision.ts"
 import { untraced, type Hop, type ProcessorMetrics, type Tracing } from "./Observability.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
+import type { Attempt, Parking } from "./Parking.ts"
 import type { Router } from "./Router.ts"
 
 /** Topic of a consumed type: initiating events arrive validated on `accepted/`, the rest on `events/`. */
@@ -21,9 +22,6 @@ export const topicOf = (initiating: ReadonlySet<string>) => (type: string): stri
   initiating.has(type) ? Topics.accepted(type) : Topics.event(type)
 
 export const partitionOf = Inbox.partitionOf
-
-/** Constraint violations (classified from the driver's codes) are data errors: retrying cannot fix them. */
-export const isDataError = (error: unknown): boolean => Decision.classify(error) === "data"
 
 /** Runs of a transaction that lost a conflict before the conflict counts as a failed attempt. */
 const conflictTries = 20
@@ -44,29 +42,6 @@ export const conflictsRetried = async <A>(run: () => Promise<A>, tries = conflic
       await new Promise((r) => setTimeout(r, wait))
     }
   }
-}
-
-/**
- * Failure policy of processors with `onFailure: "park"` (implemented by @baton/repair's
- * `ParkingPolicy`): holds the key of a failed message, parks the later ones of it. Each operation
- * runs inside the consumer's transaction and returns the events for the consumer to announce.
- */
-export interface Parking {
-  /** Before an attempt: undefined when the message need not wait; else parks it (when `owned`). */
-  readonly park: (processor: string, event: Envelope.Envelope, owned: Sql<boolean>) => Sql<ReadonlyArray<Envelope.Next> | undefined>
-  /** In the transaction that finished a message: releases its key when it was the failed one's resubmission. */
-  readonly release: (processor: string, event: Envelope.Envelope) => Sql<ReadonlyArray<Envelope.Next>>
-  /** Then: unparks the key's oldest parked message. */
-  readonly next: (processor: string, key: string) => Sql<{ readonly topic: string; readonly payload: string } | undefined>
-  /** The message failed for good: holds its key; returns the hand-off. */
-  readonly hold: (processor: string, event: Envelope.Envelope, failure: { readonly topic: string; readonly error: string; readonly reason: string; readonly attempts: ReadonlyArray<Attempt> }, at: Date) => Sql<ReadonlyArray<Envelope.Next>>
-}
-
-/** A failed attempt of a message, for the hand-off. */
-export interface Attempt {
-  readonly attempt: number
-  readonly error: string
-  readonly at: string
 }
 
 type Handled = "done" | "parked" | "skipped"

@@ -216,6 +216,7 @@ export const make = (config: Config, options: Options = {}) =>
     // The workflow event pattern, for processors that park the keys of failed messages.
     const parking = hosted.some((p) => p.onFailure === "park") ? yield* promise(() => Parking.make(store)) : undefined
     const parkingLimits: WorkflowProcessor.Limits = { maxParked: config.parkMaxCount, maxHeldMs: config.parkMaxAgeMs }
+    const parkingPolicy = parking === undefined ? undefined : ParkingPolicy.make(parking, logger, parkingLimits)
     const repairs =
       parking === undefined
         ? undefined
@@ -452,7 +453,7 @@ export const make = (config: Config, options: Options = {}) =>
         logger,
         router,
         routePublic,
-        parking: parking === undefined ? undefined : ParkingPolicy.make(parking, logger, parkingLimits),
+        parking: parkingPolicy,
         mask,
         metrics: metrics.processor(processor.name),
         tracing,
