@@ -191,8 +191,8 @@ export const make = (deps: {
       const decision = Decision.decide({ _tag: "Failed", failure: Decision.classify(error), tries: Infinity }, n, policy)
       decided.set(event.id, decision)
       // A retryable failure crashes the actor, whose supervisor runs the message again or, past its
-      // attempts, settles it failed; one that is not settles at once.
-      if ((decision._tag === "Park" || decision._tag === "Reject") && !decision.exhausted) throw Object.assign(new Error(`data error: ${Log.reason(error)}`), { retryable: false })
+      // attempts, settles it failed; one marked not retryable settles at once.
+      if ((decision._tag === "Park" || decision._tag === "Reject") && !decision.exhausted && !Decision.isPermanent(error)) throw Object.assign(new Error(`data error: ${Log.reason(error)}`), { retryable: false })
       throw error
     }
     attempts.delete(event.id)

@@ -4,10 +4,15 @@
  * type (the store's `SqlError` reasons, classified from the driver's codes), never of its text.
  */
 import { SqlError } from "effect/sql"
+import { Rejected } from "@baton/core"
 import { isUnavailable, Postgres } from "@baton/store"
 
+/** Marked not retryable: a handler's `Rejected`, or what the consumer already decided to give up on. */
+export const isPermanent = (error: unknown): boolean =>
+  error instanceof Rejected || (typeof error === "object" && error !== null && (error as { readonly retryable?: unknown }).retryable === false)
+
 /**
- * `data`: a constraint violation, retrying cannot fix it. `conflict`: lost to another transaction
+ * `data`: rejected data (`Rejected`) or a constraint violation, retrying cannot fix it. `conflict`: lost to another transaction
  * (deadlock, lock timeout, serialization failure). `unavailable`: the database is out of reach (the
  * transaction was rolled back). `transient`: anything else (a handler's failure, a crash).
  */
@@ -16,7 +21,7 @@ export type Failure = "data" | "conflict" | "unavailable" | "transient"
 export const classify = (error: unknown): Failure => {
   if (isUnavailable(error)) return "unavailable"
   if (Postgres.isConflict(error)) return "conflict"
-  if (SqlError.isSqlError(error) && (error.reason._tag === "ConstraintError" || error.reason._tag === "UniqueViolation")) return "data"
+  if (isPermanent(error) || (SqlError.isSqlError(error) && (error.reason._tag === "ConstraintError" || error.reason._tag === "UniqueViolation"))) return "data"
   return "transient"
 }
 

@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { SqlError } from "effect/sql"
+import { Rejected } from "@baton/core"
 import * as Decision from "../src/Decision.ts"
 
 const policy = fc.record({
@@ -123,6 +124,7 @@ describe("Decision", () => {
         expect(Decision.classify(sqlError(new SqlError.LockTimeoutError(props(message))))).toBe("conflict")
         expect(Decision.classify(sqlError(new SqlError.ConnectionError(props(message))))).toBe("unavailable")
         expect(Decision.classify(sqlError(new SqlError.UnknownError(props(message))))).toBe("transient")
+        expect(Decision.classify(new Rejected(message))).toBe("data")
         expect(Decision.classify(new Error(message))).toBe("transient")
         expect(Decision.classify(message)).toBe("transient")
       })
