@@ -86,8 +86,9 @@ export const retriedInPlace = (error: unknown, tries: number, conflictTries: num
 }
 
 /**
- * The supervisor settled the message as failed (past its attempts, at once for an error that is not
- * retryable, or on a stopped actor): the last attempt's decision when it gave up, else a final one.
+ * The supervisor settled the message as failed after `attempts` (past its attempts, at once for an
+ * error that is not retryable, or on a stopped actor): the last attempt's decision when it gave up,
+ * else a final one.
  */
 export const givenUp = (last: Decision | undefined, attempts: number, policy: Policy): GivenUp =>
-  last !== undefined && (last._tag === "Park" || last._tag === "Reject") ? last : final(policy, attempts, true)
+  last !== undefined && (last._tag === "Park" || last._tag === "Reject") ? { ...last, attempts } : final(policy, attempts, true)
