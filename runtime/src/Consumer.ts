@@ -7,15 +7,15 @@
  * entry done and writes the announced events to the outbox in one transaction.
  */
 import { Effect, Result } from "effect"
-import { SqlError } from "effect/sql"
 import { Envelope, Log, Topics, type Message, type Processor, type Sensitive } from "@baton/core"
 import { Supervisor } from "@baton/actors"
-import { Inbox, isUnavailable, Postgres, type Outbox, type Sql, type Store } from "@baton/store"
+import { Inbox, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
+import * as Decision from "./Decision.ts"
 import { untraced, type Hop, type ProcessorMetrics, type Tracing } from "./Observability.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
+import type { Attempt, Parking } from "./Parking.ts"
 import type { Router } from "./Router.ts"
-import { Parking, WorkflowProcessor } from "@baton/repair"
 
 /** Topic of a consumed type: initiating events arrive validated on `accepted/`, the rest on `events/`. */
 export const topicOf = (initiating: ReadonlySet<string>) => (type: string): string =>
@@ -23,9 +23,8 @@ export const topicOf = (initiating: ReadonlySet<string>) => (type: string): stri
 
 export const partitionOf = Inbox.partitionOf
 
-/** Constraint violations (classified from the driver's codes) are data errors: retrying cannot fix them. */
-export const isDataError = (error: unknown): boolean =>
-  SqlError.isSqlError(error) && (error.reason._tag === "ConstraintError" || error.reason._tag === "UniqueViolation")
+/** Runs of a transaction that lost a conflict before the conflict counts as a failed attempt. */
+const conflictTries = 20
 
 /**
  * Runs a transaction again when it lost a conflict with another transaction (PostgreSQL: deadlock,
@@ -33,21 +32,21 @@ export const isDataError = (error: unknown): boolean =>
  * connection lost mid-transaction, the server restarting: the transaction was rolled back). Neither
  * is the message's fault, so neither uses up an attempt; the store logs the outage once.
  */
-export const conflictsRetried = async <A>(run: () => Promise<A>, tries = 20): Promise<A> => {
+export const conflictsRetried = async <A>(run: () => Promise<A>, tries = conflictTries): Promise<A> => {
   for (let i = 1, down = 0; ; i++) {
     try {
       return await run()
     } catch (error) {
-      if (isUnavailable(error)) {
-        down++
-        await new Promise((r) => setTimeout(r, Math.min(2_000, 50 * 2 ** Math.min(down, 6))))
-        continue
-      }
-      if (i >= tries || !Postgres.isConflict(error)) throw error
-      await new Promise((r) => setTimeout(r, 5 + Math.random() * 20 * i))
+      if (!Decision.retriedInPlace(error, i, tries)) throw error
+      const wait = Decision.classify(error) === "unavailable" ? Math.min(2_000, 50 * 2 ** Math.min(++down, 6)) : 5 + Math.random() * 20 * i
+      await new Promise((r) => setTimeout(r, wait))
     }
   }
 }
+
+type Handled = "done" | "parked" | "skipped"
+
+const handled: Record<Handled, Decision.Outcome> = { done: { _tag: "Committed" }, parked: { _tag: "Parked" }, skipped: { _tag: "Skipped" } }
 
 export interface Consumer {
   /** Takes a message from a broker session: commits it to the inbox, then runs it. */
@@ -75,8 +74,7 @@ export const make = (deps: {
   /** Public topics too (embedded broker); otherwise only internal ones, the rest go over the broker. */
   readonly routePublic: boolean
   /** For processors with `onFailure: "park"`: held keys and parked messages. */
-  readonly parking?: Parking.Parking | undefined
-  readonly parkingLimits?: WorkflowProcessor.Limits
+  readonly parking?: Parking | undefined
   readonly logger: Log.Logger
   /**
    * Masks what the inbox keeps of a processed message until it is pruned, when it has a sensitive
@@ -108,48 +106,30 @@ export const make = (deps: {
   const debug = Log.enabled(deps.logger, "debug")
   const parking = processor.onFailure === "park" ? deps.parking : undefined
   if (processor.onFailure === "park" && parking === undefined) throw new Error(`${processor.name} parks failed keys, but no parking is configured`)
+  const policy: Decision.Policy = { maxAttempts: deps.actors[0]?.policy.maxAttempts ?? 1, conflictTries, onFailure: processor.onFailure ?? "error-path" }
   /** Each failed attempt of a message, for the hand-off to the workflow processor. */
-  const attempts = new Map<string, Array<{ attempt: number; error: string; at: string }>>()
+  const attempts = new Map<string, Array<Attempt>>()
+  /** The decision on a message's last failed attempt, until the supervisor settles it. */
+  const decided = new Map<string, Decision.Decision>()
 
   /** False when a cluster partition moved to another instance meanwhile: the message is its now. */
   const holds = (key: string): Sql<boolean> => (deps.cluster === undefined ? Effect.succeed(true) : deps.cluster.holds(key))
 
-  /**
-   * Parks a message of a held key (or behind older parked ones), alerting past the count limit.
-   * The check and the parking are one transaction: a release between them would leave it parked.
-   * Undefined when the message need not wait.
-   */
-  const park = (event: Envelope.Envelope, p: Parking.Parking): Sql<Array<() => void> | undefined> =>
-    Effect.gen(function* () {
-      if (!(yield* p.mustWait(processor.name, event.key, event.id))) return undefined
-      if (!(yield* holds(event.key))) return []
-      const held = yield* p.park(processor.name, event.key, event.id)
-      const data = { processor: processor.name, key: event.key, envelopeId: event.id, parked: held?.parked, heldBy: held?.failedId }
-      const out: Array<Envelope.Next> = [{ type: WorkflowProcessor.events.parked, data }]
-      const limit = deps.parkingLimits?.maxParked
-      if (held !== undefined && limit !== undefined && held.parked > limit && (yield* p.alert(processor.name, event.key, "count")) !== undefined) {
-        out.push({ type: WorkflowProcessor.events.alert, data: { processor: processor.name, key: event.key, reason: "count", parked: held.parked, limit } })
-        deps.logger.log("warn", "parking alert", { processor: processor.name, key: event.key, reason: "count", parked: held.parked, ...Envelope.logFields(event) })
-      }
-      return yield* announce(event, out)
-    })
+  /** Parks a message of a held key (or behind older parked ones); undefined when it need not wait. */
+  const park = (event: Envelope.Envelope, p: Parking): Sql<Array<() => void> | undefined> =>
+    Effect.flatMap(p.park(processor.name, event, holds(event.key)), (out) => (out === undefined ? Effect.succeed(undefined) : announce(event, out)))
 
   /** Inside the transaction that finished a message of `key`: release a resolved key, unpark the next. */
-  const drain = (event: Envelope.Envelope, p: Parking.Parking): Sql<Array<() => void>> =>
+  const drain = (event: Envelope.Envelope, p: Parking): Sql<Array<() => void>> =>
     Effect.gen(function* () {
-      const out: Array<() => void> = []
-      if ((yield* p.held(processor.name, event.key))?.resubmittedId === event.id) {
-        yield* p.release(processor.name, event.key)
-        const parked = yield* p.parked(processor.name, event.key)
-        out.push(...(yield* announce(event, [{ type: WorkflowProcessor.events.released, data: { processor: processor.name, key: event.key, parked } }])))
-      }
+      const out = yield* announce(event, yield* p.release(processor.name, event))
       const next = yield* p.next(processor.name, event.key)
       if (next !== undefined) out.push(() => void schedule(JSON.parse(next.payload) as Envelope.Envelope, next.topic, next.payload))
       return out
     })
 
   /** One attempt at a message, in its span: what became of it (`skipped`: not this instance's, or no longer pending). */
-  const apply = async (event: Envelope.Envelope, payload: Buffer | string): Promise<"done" | "parked" | "skipped"> => {
+  const apply = async (event: Envelope.Envelope, payload: Buffer | string, n: number): Promise<Handled> => {
     if (deps.cluster?.owns(event.key) === false) return "skipped"
     // A message no longer pending (a redelivery raced its first run) is skipped by the transaction's
     // first statement (see attempt); a read beforehand is needed only where work runs before it.
@@ -157,7 +137,7 @@ export const make = (deps: {
     const hop = tracing.begin(processor.name, event.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key } : {})
     const started = performance.now()
     try {
-      const result = await attempt(event, payload, hop)
+      const result = await attempt(event, payload, hop, n)
       hop.end()
       metrics?.latency((performance.now() - started) / 1000)
       if (debug) deps.logger.log("debug", "message handled", { processor: processor.name, id: event.id, type: event.type, outcome: result, ms: Math.round((performance.now() - started) * 10) / 10, correlationId: event.correlationId, traceId: hop.traceId })
@@ -170,7 +150,8 @@ export const make = (deps: {
     }
   }
 
-  const attempt = async (event: Envelope.Envelope, payload: Buffer | string, hop: Hop): Promise<"done" | "parked" | "skipped"> => {
+  /** Attempt `n` (the first is 1); throws what failed it, marked `retryable: false` when the decision gives up at once. */
+  const attempt = async (event: Envelope.Envelope, payload: Buffer | string, hop: Hop, n: number): Promise<Handled> => {
     if (parking !== undefined) {
       const parked = await conflictsRetried(() => store.transaction(park(event, parking)))
       if (parked !== undefined) {
@@ -206,7 +187,12 @@ export const make = (deps: {
         const history = attempts.get(event.id) ?? []
         attempts.set(event.id, [...history, { attempt: history.length + 1, error: Log.reason(error), at: clock.now().toISOString() }])
       }
-      if (isDataError(error)) throw Object.assign(new Error(`data error: ${Log.reason(error)}`), { retryable: false })
+      // The transaction's runs in place are over (conflictsRetried): what failed it fails the attempt.
+      const decision = Decision.decide({ _tag: "Failed", failure: Decision.classify(error), tries: Infinity }, n, policy)
+      decided.set(event.id, decision)
+      // A retryable failure crashes the actor, whose supervisor runs the message again or, past its
+      // attempts, settles it failed; one marked not retryable settles at once.
+      if ((decision._tag === "Park" || decision._tag === "Reject") && !decision.exhausted && !Decision.isPermanent(error)) throw Object.assign(new Error(`data error: ${Log.reason(error)}`), { retryable: false })
       throw error
     }
     attempts.delete(event.id)
@@ -261,29 +247,18 @@ export const make = (deps: {
     event: Envelope.Envelope,
     topic: string,
     payload: Buffer | string,
-    attemptsMade: number,
+    decision: Decision.GivenUp,
     error: unknown,
-    history: ReadonlyArray<{ attempt: number; error: string; at: string }>
+    history: ReadonlyArray<Attempt>
   ): Sql<Array<() => void>> =>
     Effect.gen(function* () {
+      const attemptsMade = decision.attempts
       const reason = `${processor.name} failed after ${attemptsMade} attempt(s): ${Log.reason(error)}`
       if ((!inbox.guarded && !(yield* holds(event.key))) || !(yield* inbox.settle(processor.name, event.id, "failed"))) return []
-      if (parking !== undefined) {
+      if (decision._tag === "Park" && parking !== undefined) {
         // The workflow event pattern: hand it over, hold its key, and move on at once.
-        yield* parking.hold(processor.name, event.key, event.id, clock.now())
-        const handOff: WorkflowProcessor.HandOff = {
-          processor: processor.name,
-          topic: Topics.publicTopic(topic),
-          envelope: event,
-          error: Log.reason(error),
-          attempts: history,
-          trail: [...new Set([event.correlationId, event.causationId, event.id])]
-        }
-        deps.logger.log("warn", "message handed to the workflow processor", { processor: processor.name, key: event.key, id: event.id, reason, ...Envelope.logFields(event) })
-        return yield* announce(event, [
-          { type: "hand-off", topic: Topics.repair, data: handOff },
-          { type: WorkflowProcessor.events.keyHeld, data: { processor: processor.name, key: event.key, failedId: event.id, error: handOff.error } }
-        ])
+        const failure = { topic: Topics.publicTopic(topic), error: Log.reason(error), reason, attempts: history }
+        return yield* announce(event, yield* parking.hold(processor.name, event, failure, clock.now()))
       }
       yield* reply(event, "request-failed", () => (processor.reply === undefined ? undefined : { error: reason }))
       yield* deps.reject({
@@ -305,18 +280,25 @@ export const make = (deps: {
     if (already !== undefined) return already
     const actor = deps.actors[partitionOf(event.key, deps.actors.length)]!
     let tries = 0
-    let result: "done" | "parked" | "skipped" = "skipped"
+    let result: Handled = "skipped"
     const run = actor.submit(async () => {
       if (tries++ > 0) metrics?.retried()
-      result = await apply(event, payload)
+      result = await apply(event, payload, tries)
     }).then(async (outcome) => {
-      if (outcome._tag === "Done" && result !== "skipped") metrics?.handled(result)
-      // A supervisor that gave up is a crash loop, not this message's fault: it stays pending for the next start.
-      if (outcome._tag === "Done" || outcome.error instanceof Supervisor.RestartLimitExceeded) return
+      const decision =
+        outcome._tag === "Done"
+          ? Decision.decide(handled[result], tries, policy)
+          : outcome.error instanceof Supervisor.RestartLimitExceeded
+            ? Decision.decide({ _tag: "GaveUp" }, outcome.attempts, policy)
+            : Decision.givenUp(decided.get(event.id), outcome.attempts, policy)
+      decided.delete(event.id)
+      if (decision._tag === "Done" && decision.outcome !== "skipped") metrics?.handled(decision.outcome)
+      // Pending: the supervisor gave up, a crash loop and not this message's fault; it stays pending for the next start.
+      if (decision._tag !== "Park" && decision._tag !== "Reject") return
       metrics?.handled("failed")
       const history = attempts.get(event.id) ?? []
       attempts.delete(event.id)
-      const deliveries = await conflictsRetried(() => store.transaction(fail(event, topic, payload, outcome.attempts, outcome.error, history)))
+      const deliveries = await conflictsRetried(() => store.transaction(fail(event, topic, payload, decision, outcome._tag === "Failed" ? outcome.error : undefined, history)))
       for (const deliver of deliveries) deliver()
       deps.poke()
     })

@@ -20,7 +20,7 @@ import * as Trading from "@baton/trading"
 import * as Comments from "@baton/comments"
 import * as OrderStats from "@baton/order-stats"
 import * as Ping from "@baton/ping"
-import { Parking, WorkflowProcessor } from "@baton/repair"
+import { Parking, ParkingPolicy, WorkflowProcessor } from "@baton/repair"
 import { Mediator, WorkflowStore } from "@baton/mediator"
 import type { AppName, Config } from "./Config.ts"
 import * as Cluster from "./Cluster.ts"
@@ -216,6 +216,7 @@ export const make = (config: Config, options: Options = {}) =>
     // The workflow event pattern, for processors that park the keys of failed messages.
     const parking = hosted.some((p) => p.onFailure === "park") ? yield* promise(() => Parking.make(store)) : undefined
     const parkingLimits: WorkflowProcessor.Limits = { maxParked: config.parkMaxCount, maxHeldMs: config.parkMaxAgeMs }
+    const parkingPolicy = parking === undefined ? undefined : ParkingPolicy.make(parking, logger, parkingLimits)
     const repairs =
       parking === undefined
         ? undefined
@@ -453,8 +454,7 @@ export const make = (config: Config, options: Options = {}) =>
         logger,
         router,
         routePublic,
-        parking,
-        parkingLimits,
+        parking: parkingPolicy,
         mask,
         metrics: metrics.processor(processor.name),
         tracing,

@@ -13,7 +13,7 @@ import { Effect, Fiber } from "effect"
 import { Log, Topics, type Envelope, type Processor } from "@baton/core"
 import { Supervisor } from "@baton/actors"
 import { Mediator, WorkflowStore } from "@baton/mediator"
-import { Parking } from "@baton/repair"
+import { Parking, ParkingPolicy } from "@baton/repair"
 import { ddl, Inbox, Outbox, Postgres, Rejections, type Store } from "@baton/store"
 import { freshSchema, query } from "@baton/testkit/postgres"
 import * as Cluster from "../src/Cluster.ts"
@@ -86,7 +86,7 @@ describe("fencing (Cluster.ts) on PostgreSQL", () => {
       const consumers = processors.map((processor, i) => {
         const actors = [Supervisor.make(system, `fence-${i}`, { maxAttempts: 1, initialDelayMs: 1, maxDelayMs: 1, factor: 2, maxRestarts: 1000, windowMs: 60_000 })]
         fibers.push(...actors.map((a) => Effect.runFork(a.run)))
-        const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, parking, poke: () => undefined, router, routePublic: false, logger: Log.silent, cluster })
+        const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, parking: ParkingPolicy.make(parking, Log.silent), poke: () => undefined, router, routePublic: false, logger: Log.silent, cluster })
         for (const topic of processor.topics ?? processor.consumes.map(Topics.event)) router.add(topic, { name: processor.name, schedule: consumer.schedule })
         return consumer
       })

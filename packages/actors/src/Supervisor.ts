@@ -44,6 +44,8 @@ export interface Supervised {
   /** Runs `work` in the actor; a throw crashes the actor and `work` is retried up to `maxAttempts`. */
   readonly submit: (work: () => Promise<void>) => Promise<Outcome>
   readonly restarts: () => number
+  /** Its restart policy (`maxAttempts`: attempts of one message). */
+  readonly policy: Policy.Policy
   /** Runs until the restart limit is exceeded (fails) or the fiber is interrupted. */
   readonly run: Effect.Effect<never, RestartLimitExceeded>
 }
@@ -150,5 +152,5 @@ export const make = (parent: ActorSystemRef, name: string, policy: Policy.Policy
       else send({ work, attempt: 1, settle: resolve })
     })
 
-  return { name, submit, restarts: () => restarts, run }
+  return { name, submit, restarts: () => restarts, policy, run }
 }

@@ -1,2 +1,3 @@
 export * as Parking from "./Parking.ts"
 export * as WorkflowProcessor from "./WorkflowProcessor.ts"
+export * as ParkingPolicy from "./ParkingPolicy.ts"
