@@ -55,7 +55,8 @@ export interface LatencySummary {
 // Microseconds, three significant digits (0.1%), resized as needed.
 const histogram = (): Histogram => build({ lowestDiscernibleValue: 1, numberOfSignificantValueDigits: 3, autoResize: true })
 const us = (ms: number) => Math.max(0, Math.round(ms * 1000))
-const ms = (h: Histogram, percentile: number) => (h.totalCount === 0 ? Number.NaN : (percentile === 100 ? h.maxValue : h.getValueAtPercentile(percentile)) / 1000)
+// A percentile is its bucket's highest equivalent value, which can pass the exact maximum: capped at it.
+const ms = (h: Histogram, percentile: number) => (h.totalCount === 0 ? Number.NaN : Math.min(h.getValueAtPercentile(percentile), h.maxValue) / 1000)
 
 /** HDR histograms of the latencies from the schedule and from the send, and of the sender's lateness. */
 export const recorder = () => {
