@@ -12,7 +12,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { freshSchema } from "@baton/testkit/postgres"
-import { median } from "./lib.ts"
+import { cpuMs, median } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 
 const [engine = "sqlite", countArg = "1000", roundsArg = "3", ...trees] = process.argv.slice(2)
@@ -23,12 +23,6 @@ if ((engine !== "sqlite" && engine !== "pg") || trees.length === 0) {
 const count = Number(countArg)
 const rounds = Number(roundsArg)
 const warmup = Math.min(200, Math.ceil(count / 5))
-const ticks = 100 // USER_HZ
-
-const cpuMsOf = (pid: number): number => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticks
-}
 /** CPU of every `postgres` process on this machine (the server's backends and workers). */
 const postgresCpuMs = (): number => {
   let total = 0
@@ -36,7 +30,7 @@ const postgresCpuMs = (): number => {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
       if (!stat.includes("(postgres)")) continue
-      total += cpuMsOf(Number(pid))
+      total += cpuMs(Number(pid))
     } catch {
       // gone meanwhile
     }
@@ -94,12 +88,12 @@ const runOnce = async (tree: string): Promise<Result> => {
     await new Promise((r) => setTimeout(r, 300))
     const breakdown = process.env.BATON_AB_BREAKDOWN === "1"
     const s0 = await healthz(http, breakdown)
-    const c0 = cpuMsOf(child.pid!)
+    const c0 = cpuMs(child.pid!)
     const p0 = schema === undefined ? 0 : postgresCpuMs()
     const { perSecond } = await placeOrders(mqtt, count, "events/order-shipped")
     // The tail (relay deletes, last done marks) of the measured orders.
     await new Promise((r) => setTimeout(r, 300))
-    const c1 = cpuMsOf(child.pid!)
+    const c1 = cpuMs(child.pid!)
     const p1 = schema === undefined ? 0 : postgresCpuMs()
     const s1 = await healthz(http, breakdown)
     const before = new Map((s0.statementTexts ?? []).map((t) => [t.text, t.count]))

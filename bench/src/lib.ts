@@ -1,5 +1,6 @@
-/** Measuring helpers: statistics, child processes, paced load. */
+/** Measuring helpers: statistics, child processes, bursts, CPU time. (Paced load: `pacing.ts`.) */
 import { spawn, type ChildProcess } from "node:child_process"
+import { readFileSync } from "node:fs"
 import type { Socket } from "node:net"
 import { fileURLToPath } from "node:url"
 import type { MqttClient } from "mqtt"
@@ -72,17 +73,6 @@ export const child = async (script: string, env: Record<string, string> = {}, ar
   }
 }
 
-/** Calls `send(i)` for i < count at `rate` per second, on an absolute schedule (no drift). */
-export const paced = async (rate: number, count: number, send: (i: number) => void): Promise<void> => {
-  const t0 = performance.now()
-  for (let i = 0; i < count; i++) {
-    const due = t0 + (i * 1000) / rate
-    const wait = due - performance.now()
-    if (wait > 1) await sleep(wait)
-    send(i)
-  }
-}
-
 /** Publishes `count` messages with at most `window` unacknowledged, as fast as the broker allows. */
 export const burst = async (count: number, window: number, publish: (i: number) => Promise<unknown>): Promise<void> => {
   const inFlight = new Set<Promise<unknown>>()
@@ -114,3 +104,18 @@ export const counter = (n: number) => {
 /** Waits for `done`, or fails after `ms` with what is missing. */
 export const within = <A>(done: Promise<A>, ms: number, what: string): Promise<A> =>
   Promise.race([done, sleep(ms).then(() => Promise.reject(new Error(`${what}: not done within ${ms} ms`)))])
+
+/** CPU time (user + system, all threads) a process has used so far, in ms, from /proc (Linux). */
+export const cpuMs = (pid: number): number => {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100 // utime, stime in USER_HZ ticks (100)
+}
+
+/** The CPU ms that `processes` use while `body` runs, with `settleMs` after it for the work it left behind. */
+export const cpuDuring = async <A>(pids: ReadonlyArray<number>, body: () => Promise<A>, settleMs = 300): Promise<{ readonly result: A; readonly cpuMs: number }> => {
+  const total = () => pids.reduce((sum, pid) => sum + cpuMs(pid), 0)
+  const before = total()
+  const result = await body()
+  await sleep(settleMs)
+  return { result, cpuMs: total() - before }
+}

@@ -5,7 +5,7 @@
  * bench/results/latest.json and latest.md, and the README's table between its bench markers.
  * `BENCH_ONLY=one-hop,order-flow` runs some scenarios only (the README is then left alone).
  */
-import { cpus } from "node:os"
+import { cpus, loadavg } from "node:os"
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { summarize, type Summary } from "./lib.ts"
@@ -24,6 +24,8 @@ const size = full
   : { rounds: 3, hop: 4_000, orders: 1_500, paced: 400, workflows: 600, pacedWorkflows: 300, memory: [1_000, 5_000], accept: 3_000, roundTrips: 300, comments: 50, context: 10_000, cluster: 600, clusterHop: 3_000 }
 
 const started = Date.now()
+// The machine may be shared: the load average at the start and the end goes with the figures.
+const loadAtStart = loadavg()[0]!
 const progress = (line: string) => process.stdout.write(`[${String(Math.round((Date.now() - started) / 1000)).padStart(4)} s] ${line}\n`)
 
 interface Contender<R> {
@@ -92,6 +94,24 @@ const get = (scenario: string, contender: string, metric: string): number =>
 
 const wanted = (name: string) => only === undefined || only.includes(name)
 
+// Fixed-rate scenarios: latencies from each message's scheduled send (the honest figure: a sender
+// that fell behind does not hide the wait), then from its actual send, and how late the sender was.
+const scheduled = (suffix = "") =>
+  [
+    { key: "p50", metric: `p50 latency${suffix}`, unit: "ms" },
+    { key: "p99", metric: `p99 latency${suffix}`, unit: "ms" },
+    { key: "p999", metric: `p99.9 latency${suffix}`, unit: "ms" },
+    { key: "max", metric: `max latency${suffix}`, unit: "ms" },
+    { key: "p50Sent", metric: "p50 from the actual send", unit: "ms" },
+    { key: "p99Sent", metric: "p99 from the actual send", unit: "ms" },
+    { key: "senderLateMax", metric: "sender late by at most", unit: "ms" }
+  ] as const
+const closedLoop = [
+  { key: "p50", metric: "p50 latency", unit: "ms" },
+  { key: "p99", metric: "p99 latency", unit: "ms" }
+] as const
+const cpuPerOrder = { key: "cpuMsPerOrder", metric: "CPU per order", unit: "ms" } as const
+
 const g = {
   durable: "PUBACK after the ingress log commit; effects, inbox and outbox in one SQLite transaction (synchronous=NORMAL, group commit); sessions on disk; effects once across SIGKILL",
   nonDurable: "the same code path with SQLite synchronous=OFF and broker sessions in memory: a crash may lose acknowledged messages",
@@ -127,7 +147,7 @@ if (wanted("order-flow")) {
       { name: "Baton, non-durable", guarantee: g.nonDurable, run: async () => OrderFlow.baton({ BATON_DURABLE: "false" }, size.orders) },
       { name: "Moleculer 0.15, 7 services in 3 processes", guarantee: g.moleculer, run: async () => OrderFlow.moleculer(size.orders) }
     ],
-    [{ key: "ordersPerSecond", metric: "throughput", unit: "orders/s" }]
+    [{ key: "ordersPerSecond", metric: "throughput", unit: "orders/s" }, cpuPerOrder]
   )
   await compare(
     `2. order flow at 200 orders/s, ${size.paced} orders`,
@@ -136,10 +156,7 @@ if (wanted("order-flow")) {
       { name: "Baton, durable", guarantee: g.durable, run: async () => OrderFlow.baton({}, size.paced, 200) },
       { name: "Moleculer 0.15, 7 services in 3 processes", guarantee: g.moleculer, run: async () => OrderFlow.moleculer(size.paced, 200) }
     ],
-    [
-      { key: "p50", metric: "p50 latency", unit: "ms" },
-      { key: "p99", metric: "p99 latency", unit: "ms" }
-    ]
+    scheduled()
   )
 }
 
@@ -160,10 +177,7 @@ if (wanted("workflows")) {
       { name: "Baton mediator, durable", guarantee: g.mediator, run: async () => Workflows.baton(size.pacedWorkflows, 100) },
       { name: "BullMQ 5 flows, 2 worker processes", guarantee: g.bullmq, run: async () => Workflows.bullmq(size.pacedWorkflows, 100) }
     ],
-    [
-      { key: "p50", metric: "p50 latency", unit: "ms" },
-      { key: "p99", metric: "p99 latency", unit: "ms" }
-    ]
+    scheduled()
   )
   const [few, many] = size.memory as [number, number]
   await attempt("3. memory", async () => {
@@ -178,10 +192,7 @@ if (wanted("accept")) {
     `4. accept latency at 1000 events/s, ${size.accept} events`,
     1,
     [{ name: "Baton, durable", guarantee: "PUBACK once the event is committed to the ingress log", run: () => Latency.accept(1000, size.accept) }],
-    [
-      { key: "p50", metric: "p50 latency", unit: "ms" },
-      { key: "p99", metric: "p99 latency", unit: "ms" }
-    ]
+    scheduled()
   )
 }
 
@@ -194,10 +205,7 @@ if (wanted("request-reply")) {
       { name: "Baton, correlation-id mode", guarantee: "request durable before its PUBACK, reply at QoS 0", run: () => Latency.requestReply("correlation", size.roundTrips) },
       { name: "Baton, temporary-queue mode", guarantee: "the same, plus a SUBSCRIBE and UNSUBSCRIBE per request", run: () => Latency.requestReply("temporary", size.roundTrips) }
     ],
-    [
-      { key: "p50", metric: "p50 latency", unit: "ms" },
-      { key: "p99", metric: "p99 latency", unit: "ms" }
-    ]
+    closedLoop
   )
   await attempt("5. comments", async () => {
     const comments = await Latency.comments(size.comments, 3)
@@ -233,7 +241,7 @@ if (wanted("cluster")) {
       { name: "Baton cluster, 2 instances", guarantee: g.cluster, run: async () => Cluster.orderFlow(2, size.cluster) },
       { name: "Baton cluster, 3 instances", guarantee: g.cluster, run: async () => Cluster.orderFlow(3, size.cluster) }
     ],
-    [{ key: "ordersPerSecond", metric: "throughput", unit: "orders/s" }]
+    [{ key: "ordersPerSecond", metric: "throughput", unit: "orders/s" }, cpuPerOrder]
   )
   await compare(
     `7. one broker hop, ${size.clusterHop} messages`,
@@ -243,11 +251,7 @@ if (wanted("cluster")) {
       { name: "one Aedes, Redis sessions", guarantee: g.hopRedis, run: async () => Cluster.singleBroker(size.clusterHop, { REDIS_URL: process.env.BATON_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379/6" }) },
       { name: "two Aedes clustered on Redis", guarantee: g.hopCluster, run: async () => Cluster.redisClustered(size.clusterHop) }
     ],
-    [
-      { key: "rate", metric: "throughput", unit: "msg/s" },
-      { key: "p50", metric: "p50 latency at 1000/s", unit: "ms" },
-      { key: "p99", metric: "p99 latency at 1000/s", unit: "ms" }
-    ]
+    [{ key: "rate", metric: "throughput", unit: "msg/s" }, ...scheduled(" at 1000/s")]
   )
 }
 
@@ -268,18 +272,18 @@ const targets = [
   { target: "order flow: durable >= 0.6x non-durable", value: get(s.burst, "Baton, durable", "throughput") / get(s.burst, "Baton, non-durable", "throughput"), goal: 0.6, unit: "x" },
   { target: "order flow: >= 2x Moleculer", value: get(s.burst, "Baton, durable", "throughput") / get(s.burst, "Moleculer 0.15, 7 services in 3 processes", "throughput"), goal: 2, unit: "x" },
   { target: "order flow: >= 5,000 orders/s", value: get(s.burst, "Baton, durable", "throughput"), goal: 5000, unit: "orders/s" },
-  { target: "order flow at 200/s: p50 <= 2 ms", value: get(s.paced, "Baton, durable", "p50 latency"), goal: 2, unit: "ms", lower: true },
-  { target: "order flow at 200/s: p99 <= 5 ms", value: get(s.paced, "Baton, durable", "p99 latency"), goal: 5, unit: "ms", lower: true },
+  { target: "order flow at 200/s: p50 <= 2 ms (from the scheduled send)", value: get(s.paced, "Baton, durable", "p50 latency"), goal: 2, unit: "ms", lower: true },
+  { target: "order flow at 200/s: p99 <= 5 ms (from the scheduled send)", value: get(s.paced, "Baton, durable", "p99 latency"), goal: 5, unit: "ms", lower: true },
   { target: "workflows: >= 2x BullMQ", value: get(s.wf, "Baton mediator, durable", "throughput") / get(s.wf, "BullMQ 5 flows, 2 worker processes", "throughput"), goal: 2, unit: "x" },
-  { target: "workflows at 100/s: p99 <= 30 ms", value: get(s.wfPaced, "Baton mediator, durable", "p99 latency"), goal: 30, unit: "ms", lower: true },
-  { target: "accept at 1000/s: p99 < 5 ms", value: get(s.accept, "Baton, durable", "p99 latency"), goal: 5, unit: "ms", lower: true },
+  { target: "workflows at 100/s: p99 <= 30 ms (from the scheduled send)", value: get(s.wfPaced, "Baton mediator, durable", "p99 latency"), goal: 30, unit: "ms", lower: true },
+  { target: "accept at 1000/s: p99 < 5 ms (from the scheduled send)", value: get(s.accept, "Baton, durable", "p99 latency"), goal: 5, unit: "ms", lower: true },
   { target: "request-reply: correlation p50 <= 1.3x raw ping-pong", value: get(s.rr, "Baton, correlation-id mode", "p50 latency") / get(s.rr, "raw MQTT ping-pong on Aedes", "p50 latency"), goal: 1.3, unit: "x", lower: true },
   { target: "comment accept: p99 < 25 ms", value: get(s.comments, "initiate/post-comment (asynchronous accept)", "p99 latency"), goal: 25, unit: "ms", lower: true }
 ]
   .filter((t) => Number.isFinite(t.value))
   .map((t) => ({ ...t, met: t.lower === true ? t.value <= t.goal : t.value >= t.goal }))
 
-const machine = { cores: cpus().length, cpu: cpus()[0]?.model ?? "?", node: process.version }
+const machine = { cores: cpus().length, cpu: cpus()[0]?.model ?? "?", node: process.version, load1: [loadAtStart, loadavg()[0]!] }
 const report = { date: new Date().toISOString(), machine, mode: full ? "full" : "quick", command, size, rows, targets, failures, ...extra }
 
 const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1))
@@ -288,7 +292,8 @@ const grouped = new Map<string, Array<Row>>()
 for (const r of rows) grouped.set(`${r.scenario}|${r.contender}`, [...(grouped.get(`${r.scenario}|${r.contender}`) ?? []), r])
 const memory = extra.memory as { few: number; many: number; rssFewMb: number; rssManyMb: number; heapFewMb: number; heapManyMb: number } | undefined
 const md = [
-  `Measured ${report.date.slice(0, 10)} on ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, \`${command}\`; medians of alternating rounds, min-max in brackets.`,
+  `Measured ${report.date.slice(0, 10)} on ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, \`${command}\`${only === undefined ? "" : ` (BENCH_ONLY=${only.join(",")})`}, load average ${machine.load1.map((l) => l.toFixed(1)).join(" at the start, ")} at the end; medians of alternating rounds, min-max in brackets.`,
+  "Latencies at a fixed rate count from each message's scheduled send (`bench/src/pacing.ts`), so a sender that fell behind does not hide the wait; the figures from the actual send, and how late the sender was, stand beside them. CPU per order: user + system time of the processes doing the work (Baton's runtime; Moleculer's three service processes and its Aedes), not the load generator's.",
   "",
   "| Scenario | Contender | Result | What it guarantees |",
   "|---|---|---|---|",

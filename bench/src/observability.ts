@@ -6,6 +6,7 @@
  */
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
+import { cpuMs } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 import { onRuntime } from "./scenarios/runtime.ts"
 
@@ -28,16 +29,11 @@ const otlp = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/v1/traces
 /** Orders per second, and the runtime's CPU milliseconds per order (from /proc). */
 const run = (env: Record<string, string>) =>
   onRuntime(env, async (r) => {
-    const cpu = async () => {
-      const { readFileSync } = await import("node:fs")
-      const f = readFileSync(`/proc/${r.child.pid}/stat`, "utf8").split(") ")[1]!.split(" ")
-      return ((Number(f[11]) + Number(f[12])) * 1000) / 100
-    }
     let done = false
     void r.exited.then((code) => done || process.stdout.write(`runtime exited (${code}) during the run:\n${r.output().slice(-3000)}\n`))
-    const before = await cpu()
+    const before = cpuMs(r.child.pid!)
     const result = await placeOrders(r.mqttPort!, orders, "events/order-shipped")
-    const spent = { perSecond: result.perSecond ?? 0, cpuMsPerOrder: ((await cpu()) - before) / orders }
+    const spent = { perSecond: result.perSecond ?? 0, cpuMsPerOrder: (cpuMs(r.child.pid!) - before) / orders }
     done = true
     return spent
   })

@@ -14,9 +14,15 @@ describe("benchmark scenarios, smoke runs", () => {
     positive(await OneHop.baton(200, { BATON_DURABLE: "false" }))
   })
   it("order flow: Baton burst and paced, Moleculer burst", async () => {
-    positive((await OrderFlow.baton({}, 50)).ordersPerSecond)
-    positive((await OrderFlow.baton({}, 20, 100)).p99)
-    positive((await OrderFlow.moleculer(50)).ordersPerSecond)
+    const burst = await OrderFlow.baton({}, 50)
+    positive(burst.ordersPerSecond)
+    positive(burst.cpuMsPerOrder)
+    const paced = await OrderFlow.baton({}, 20, 100)
+    expect(paced.count).toBe(20)
+    expect(paced.p99).toBeGreaterThanOrEqual(paced.p99Sent!)
+    const moleculer = await OrderFlow.moleculer(50)
+    positive(moleculer.ordersPerSecond)
+    positive(moleculer.cpuMsPerOrder)
   })
   it("workflows: Baton mediator, BullMQ, memory", async () => {
     positive((await Workflows.baton(20)).perSecond)
@@ -24,7 +30,9 @@ describe("benchmark scenarios, smoke runs", () => {
     positive((await Workflows.memory(10, 20, () => {})).heapManyMb)
   })
   it("latencies: accept, request-reply modes, raw ping-pong, comments, brokers", async () => {
-    positive((await Latency.accept(500, 100)).p99)
+    const accepted = await Latency.accept(500, 100)
+    expect(accepted.count).toBe(100)
+    expect(accepted.p99).toBeGreaterThanOrEqual(accepted.p99Sent)
     positive((await Latency.requestReply("correlation", 10)).p50)
     positive((await Latency.requestReply("temporary", 10)).p50)
     positive((await Latency.rawPingPong(10)).p50)
@@ -33,7 +41,7 @@ describe("benchmark scenarios, smoke runs", () => {
     positive(await Latency.pubSub(Number(process.env.BATON_TEST_MOSQUITTO_PORT ?? 1883), 500))
   })
   it("scale-out: order flow over two clustered instances, one hop on one and on two clustered Aedes", async () => {
-    positive((await Cluster.orderFlow(2, 20)).ordersPerSecond)
+    positive((await Cluster.orderFlow(2, 20)).cpuMsPerOrder)
     positive((await Cluster.singleBroker(200)).rate)
     positive((await Cluster.redisClustered(200)).p50)
   })

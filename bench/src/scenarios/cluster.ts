@@ -11,13 +11,17 @@ import mqtt from "mqtt"
 import { Process } from "@baton/testkit"
 import { freshSchema, query } from "@baton/testkit/postgres"
 import * as TestRedis from "@baton/testkit/redis"
-import { burst, child, counter, noDelay, paced, percentile, sleep, within } from "../lib.ts"
+import { burst, child, counter, cpuDuring, noDelay, sleep, within } from "../lib.ts"
+import { paced, tracker, type LatencySummary } from "../pacing.ts"
 import { placeOrders } from "./orders.ts"
 
 const redisUrl = process.env.BATON_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379/6"
 
-/** `count` orders through `instances` clustered runtimes, 500 in flight spread over them. */
-export const orderFlow = async (instances: number, count: number): Promise<{ readonly ordersPerSecond: number }> => {
+/**
+ * `count` orders through `instances` clustered runtimes, 500 in flight spread over them; the CPU per
+ * order is the instances' (PostgreSQL's and Redis's are not counted: other work shares them).
+ */
+export const orderFlow = async (instances: number, count: number): Promise<{ readonly ordersPerSecond: number; readonly cpuMsPerOrder: number }> => {
   const schema = await freshSchema()
   const dirs = Array.from({ length: instances }, () => mkdtempSync(join(tmpdir(), "baton-bench-cluster-")))
   // The brokers' Redis keys under a prefix of this run's, deleted after it.
@@ -32,10 +36,16 @@ export const orderFlow = async (instances: number, count: number): Promise<{ rea
       if (tries > 200) throw new Error("partitions not spread over the instances")
       await sleep(50)
     }
-    const t0 = performance.now()
     const share = (i: number) => Math.floor(count / instances) + (i < count % instances ? 1 : 0)
-    await Promise.all(running.map((r, i) => placeOrders(r.mqttPort!, share(i), "events/order-shipped", undefined, Math.ceil(500 / instances))))
-    return { ordersPerSecond: count / ((performance.now() - t0) / 1000) }
+    const { result: seconds, cpuMs } = await cpuDuring(
+      running.map((r) => r.child.pid!),
+      async () => {
+        const t0 = performance.now()
+        await Promise.all(running.map((r, i) => placeOrders(r.mqttPort!, share(i), "events/order-shipped", undefined, Math.ceil(500 / instances))))
+        return (performance.now() - t0) / 1000
+      }
+    )
+    return { ordersPerSecond: count / seconds, cpuMsPerOrder: cpuMs / count }
   } finally {
     await Promise.all(running.map((r) => r.kill("SIGTERM")))
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
@@ -44,26 +54,19 @@ export const orderFlow = async (instances: number, count: number): Promise<{ rea
   }
 }
 
-export interface HopResult {
-  readonly rate: number
-  readonly p50: number
-  readonly p99: number
-}
+export type HopResult = { readonly rate: number } & LatencySummary
 
-/** Throughput (500 in flight) and latency (at 1000/s) of QoS 1 messages from `pubPort` to a subscriber on `subPort`. */
+/** Throughput (500 in flight) and latency (at 1000/s, from the scheduled send) of QoS 1 messages from `pubPort` to a subscriber on `subPort`. */
 const hop = async (pubPort: number, subPort: number, count: number): Promise<HopResult> => {
   const sub = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${subPort}`, { protocolVersion: 4, reconnectPeriod: 0 }))
   const pub = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${pubPort}`, { protocolVersion: 4, reconnectPeriod: 0 }))
   const topic = `bench/hop/${Math.random().toString(36).slice(2)}`
   await sub.subscribeAsync(topic, { qos: 1 })
   await sleep(200) // the subscription reaches the other node through Redis
-  const sent = new Map<number, number>()
-  const latencies: Array<number> = []
+  const messages = tracker<number>()
   let got = counter(count)
   sub.on("message", (_t, payload) => {
-    const n = Number(payload.toString())
-    const at = sent.get(n)
-    if (at !== undefined) latencies.push(performance.now() - at)
+    messages.done(Number(payload.toString()))
     got.hit()
   })
   const t0 = performance.now()
@@ -71,14 +74,14 @@ const hop = async (pubPort: number, subPort: number, count: number): Promise<Hop
   await within(got.done, 60_000, `${count} messages across the hop`)
   const rate = count / ((performance.now() - t0) / 1000)
   got = counter(Math.min(count, 1000))
-  await paced(1000, Math.min(count, 1000), (i) => {
-    sent.set(i, performance.now())
+  await paced(1000, Math.min(count, 1000), (i, due) => {
+    messages.sent(i, due)
     void pub.publishAsync(topic, String(i), { qos: 1 })
   })
   await within(got.done, 60_000, "paced messages across the hop")
   await sub.endAsync()
   await pub.endAsync()
-  return { rate, p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
+  return { rate, ...messages.summary() }
 }
 
 export const singleBroker = async (count: number, env: Record<string, string> = {}): Promise<HopResult> => {

@@ -1,6 +1,7 @@
 /**
  * Latency scenarios. Accept: publish → PUBACK of `initiate/place-order` at a fixed rate (the
- * PUBACK means the event is committed to the ingress log). Request-reply: sequential round trips
+ * PUBACK means the event is committed to the ingress log), from each publish's scheduled time
+ * (`pacing.ts`). Request-reply: sequential round trips (a closed loop: each timed from its send)
  * in the correlation-id and temporary-queue modes against the ping processor, and a raw MQTT
  * ping-pong baseline (a hand-written MQTT.js echo on a bare Aedes). Comments: accepting
  * `initiate/post-comment` versus the synchronous `POST /comments`.
@@ -8,41 +9,37 @@
 import mqtt from "mqtt"
 import { Log } from "@baton/core"
 import { make, type Mode } from "@baton/request-reply"
-import { burst, child, counter, noDelay, paced, percentile, sleep, within } from "../lib.ts"
+import { burst, child, counter, noDelay, sleep, within } from "../lib.ts"
+import { paced, tracker, type LatencySummary } from "../pacing.ts"
 import { onRuntime } from "./runtime.ts"
 
-export interface Latency {
-  readonly p50: number
-  readonly p99: number
-}
-
-const latency = (xs: ReadonlyArray<number>): Latency => ({ p50: percentile(xs, 50), p99: percentile(xs, 99) })
+export type Latency = LatencySummary
 
 const order = (i: number) => JSON.stringify({ customerId: `acc-${i % 100}`, email: "a@example.com", items: [{ sku: `BOOK-${(i % 5) + 1}`, qty: 1, price: 9.5 }], payment: { card: "4242424242424242" } })
 
 export const accept = (rate: number, count: number): Promise<Latency> =>
   onRuntime({}, async (r) => {
     const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 }))
-    const samples: Array<number> = []
+    const accepted = tracker<number>()
     const pending: Array<Promise<unknown>> = []
-    await paced(rate, count, (i) => {
-      const t = performance.now()
-      pending.push(client.publishAsync("initiate/place-order", order(i), { qos: 1 }).then(() => samples.push(performance.now() - t)))
+    await paced(rate, count, (i, due) => {
+      accepted.sent(i, due)
+      pending.push(client.publishAsync("initiate/place-order", order(i), { qos: 1 }).then(() => accepted.done(i)))
     })
     await Promise.all(pending)
     await client.endAsync()
-    return latency(samples)
+    return accepted.summary()
   })
 
 const roundTrips = async (count: number, once: () => Promise<unknown>): Promise<Latency> => {
   for (let i = 0; i < 20; i++) await once() // warm-up
-  const samples: Array<number> = []
+  const trips = tracker<number>()
   for (let i = 0; i < count; i++) {
-    const t = performance.now()
+    trips.sent(i)
     await once()
-    samples.push(performance.now() - t)
+    trips.done(i)
   }
-  return latency(samples)
+  return trips.summary()
 }
 
 export const requestReply = (mode: Mode, count: number): Promise<Latency> =>
@@ -84,16 +81,19 @@ export const comments = (accepts: number, synchronous: number): Promise<{ readon
     const comment = (i: number) => ({ author: `a${i}`, email: "a@example.com", text: `Comment number ${i}.` })
     const accepted = await roundTrips(accepts, async () => client.publishAsync("initiate/post-comment", JSON.stringify(comment(Math.random())), { qos: 1 }))
     await client.endAsync()
-    const samples = await Promise.all(
+    // One request every 50 ms, each timed from its scheduled start.
+    const posts = tracker<number>()
+    const t0 = performance.now()
+    await Promise.all(
       Array.from({ length: synchronous }, async (_, i) => {
         await sleep(i * 50)
-        const t = performance.now()
+        posts.sent(i, t0 + i * 50)
         const res = await fetch(`http://127.0.0.1:${r.httpPort}/comments`, { method: "POST", body: JSON.stringify(comment(i)) })
         await res.json()
-        return performance.now() - t
+        posts.done(i)
       })
     )
-    return { accept: accepted, synchronous: latency(samples) }
+    return { accept: accepted, synchronous: posts.summary() }
   })
 
 /** Context: one publisher, one subscriber, QoS 1, 64-byte messages, 100 in flight, on a broker at `port`. */

@@ -1,27 +1,28 @@
 /**
  * Scenario 2, the broker-topology order flow: orders per second to `order-shipped` (a burst from
- * one client, 500 in flight), and end-to-end latency (publish → `order-shipped`) at a fixed rate.
+ * one client, 500 in flight) with the CPU time per order of the processes doing the work, and
+ * end-to-end latency (publish → `order-shipped`) at a fixed rate, from each order's scheduled send.
  * Baton runs as users run it (its own process, durable by default); the Moleculer peer runs the
- * same chain as seven services in three processes on a bare Aedes.
+ * same chain as seven services in three processes on a bare Aedes (all four counted for its CPU).
  */
 import { ServiceBroker } from "moleculer"
 import { setNoDelay, transporter } from "../moleculerTransport.ts"
-import { burst, child, counter, paced, percentile, sleep, within } from "../lib.ts"
+import { burst, child, counter, cpuDuring, sleep, within } from "../lib.ts"
+import { paced, tracker, type LatencySummary } from "../pacing.ts"
 import { order, placeOrders } from "./orders.ts"
 import { onRuntime } from "./runtime.ts"
 
-export interface FlowResult {
+export type FlowResult = {
   readonly ordersPerSecond?: number
-  readonly p50?: number
-  readonly p99?: number
-}
-
+  /** CPU time (user + system) of the system's processes per order, ms; not the load generator's. */
+  readonly cpuMsPerOrder?: number
+} & Partial<LatencySummary>
 
 /** Burst: `count` orders; or paced: `count` orders at `rate` per second, with latencies. */
 export const baton = (env: Record<string, string>, count: number, rate?: number): Promise<FlowResult> =>
   onRuntime(env, async (r) => {
-    const result = await placeOrders(r.mqttPort!, count, "events/order-shipped", rate)
-    return result.perSecond === undefined ? result : { ordersPerSecond: result.perSecond }
+    const { result, cpuMs } = await cpuDuring([r.child.pid!], () => placeOrders(r.mqttPort!, count, "events/order-shipped", rate))
+    return result.perSecond === undefined ? result : { ordersPerSecond: result.perSecond, cpuMsPerOrder: cpuMs / count }
   })
 
 export const moleculer = async (count: number, rate?: number): Promise<FlowResult> => {
@@ -32,8 +33,7 @@ export const moleculer = async (count: number, rate?: number): Promise<FlowResul
       child("peers/moleculer.ts", { MQTT_PORT: port, SERVICES: services.join(","), NODE_ID: `services-${n}` })
     )
   )
-  const sent = new Map<string, number>()
-  const latencies: Array<number> = []
+  const orders = tracker<string>()
   const shipped = counter(count)
   const client = new ServiceBroker({
     nodeID: "load",
@@ -46,8 +46,7 @@ export const moleculer = async (count: number, rate?: number): Promise<FlowResul
     events: {
       "order-shipped"(ctx) {
         if ((ctx.params as { orderId: string }).orderId.startsWith("warm-")) return void (warm = true)
-        const at = sent.get((ctx.params as { orderId: string }).orderId)
-        if (at !== undefined) latencies.push(performance.now() - at)
+        orders.done((ctx.params as { orderId: string }).orderId)
         shipped.hit()
       }
     }
@@ -63,18 +62,20 @@ export const moleculer = async (count: number, rate?: number): Promise<FlowResul
       await client.emit("place-order", { ...order(i), orderId: `warm-${i}`, sentAt: Date.now() })
       await sleep(200)
     }
-    const t0 = performance.now()
-    const emit = (i: number) => {
+    const emit = (i: number, due?: number) => {
       const orderId = `m-${i}`
-      sent.set(orderId, performance.now())
+      orders.sent(orderId, due)
       return client.emit("place-order", { ...order(i), orderId, sentAt: Date.now() })
     }
-    // Moleculer's emit resolves when the packet is handed to the transporter; bound the burst the same way.
-    if (rate === undefined) await burst(count, 500, async (i) => emit(i))
-    else await paced(rate, count, (i) => void emit(i))
-    await within(shipped.done, 120_000, `${count} Moleculer orders shipped (at-most-once: a loss shows here)`)
-    const seconds = (performance.now() - t0) / 1000
-    return rate === undefined ? { ordersPerSecond: count / seconds } : { p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
+    const { result: seconds, cpuMs } = await cpuDuring([aedes, ...nodes].map((c) => c.child.pid!), async () => {
+      const t0 = performance.now()
+      // Moleculer's emit resolves when the packet is handed to the transporter; bound the burst the same way.
+      if (rate === undefined) await burst(count, 500, async (i) => emit(i))
+      else await paced(rate, count, (i, due) => void emit(i, due))
+      await within(shipped.done, 120_000, `${count} Moleculer orders shipped (at-most-once: a loss shows here)`)
+      return (performance.now() - t0) / 1000
+    })
+    return rate === undefined ? { ordersPerSecond: count / seconds, cpuMsPerOrder: cpuMs / count } : orders.summary()
   } finally {
     await client.stop()
     await Promise.all(nodes.map((n) => n.stop()))

@@ -6,15 +6,12 @@
  */
 import { Queue, QueueEvents, type ConnectionOptions } from "bullmq"
 import { Redis } from "ioredis"
-import { burst, child, counter, paced, percentile, within } from "../lib.ts"
-import { order, placeOrders } from "./orders.ts"
+import { burst, child, counter, within } from "../lib.ts"
+import { paced, tracker } from "../pacing.ts"
+import { order, placeOrders, type Placed } from "./orders.ts"
 import { onRuntime } from "./runtime.ts"
 
-export interface WorkflowResult {
-  readonly perSecond?: number
-  readonly p50?: number
-  readonly p99?: number
-}
+export type WorkflowResult = Placed
 
 
 /** The runtime's memory as it reports it on /healthz after a full collection (it runs with --expose-gc). */
@@ -79,15 +76,11 @@ export const bullmq = async (count: number, rate?: number): Promise<WorkflowResu
   let watchdog: NodeJS.Timeout | undefined
   try {
     await events.waitUntilReady()
-    const sent = new Map<string, number>()
-    const latencies: Array<number> = []
+    const workflows = tracker<string>()
     const completed = counter(count)
     let progressAt = performance.now()
     events.on("completed", ({ jobId }) => {
-      const at = sent.get(jobId)
-      if (at === undefined) return
-      sent.delete(jobId)
-      latencies.push(performance.now() - at)
+      if (!workflows.done(jobId)) return
       progressAt = performance.now()
       completed.hit()
     })
@@ -98,22 +91,22 @@ export const bullmq = async (count: number, rate?: number): Promise<WorkflowResu
         if (performance.now() - progressAt < 30_000) return
         clearInterval(watchdog)
         void whereJobsAre(connection, prefix).then(
-          (where) => reject(new Error(`BullMQ made no progress for 30 s, ${completed.count()}/${count} workflows completed (not: ${[...sent.keys()].slice(0, 5).join(",")}); ${where}`)),
+          (where) => reject(new Error(`BullMQ made no progress for 30 s, ${completed.count()}/${count} workflows completed (not: ${workflows.pending().slice(0, 5).join(",")}); ${where}`)),
           reject
         )
       }, 1000)
     })
     const t0 = performance.now()
-    const add = (i: number) => {
+    const add = (i: number, due?: number) => {
       const id = `w${i}`
-      sent.set(id, performance.now())
+      workflows.sent(id, due)
       return queue.add("create-order", order(i), { jobId: id, removeOnComplete: true })
     }
-    if (rate === undefined) await burst(count, 500, add)
-    else await paced(rate, count, (i) => void add(i))
+    if (rate === undefined) await burst(count, 500, (i) => add(i))
+    else await paced(rate, count, (i, due) => void add(i, due))
     await within(Promise.race([completed.done, failed, stalled]), 600_000, `${count} BullMQ workflows completed`)
     const seconds = (performance.now() - t0) / 1000
-    return rate === undefined ? { perSecond: count / seconds } : { p50: percentile(latencies, 50), p99: percentile(latencies, 99) }
+    return rate === undefined ? { perSecond: count / seconds } : workflows.summary()
   } finally {
     clearInterval(watchdog)
     await events.close()
