@@ -3,30 +3,14 @@
  * orders through the embedded broker, the graph read back from the store and the relay's tap.
  */
 import { randomUUID } from "node:crypto"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { MqttClient } from "mqtt"
+import { afterAll, describe, expect, it } from "vitest"
 import { freshSchema } from "@baton/testkit/postgres"
 import type { Config } from "../src/Config.ts"
-import type * as Runtime from "../src/Runtime.ts"
 import { Effect } from "effect"
 import type { Processor } from "@baton/core"
 import { cards } from "./orders.ts"
-import { collect, connect, getJson, startRuntime, type Collector, type Harness } from "./support.ts"
+import { getJson, useRuntime } from "./support.ts"
 
-/** useRuntime, with overrides computed before the start (a fresh PostgreSQL schema). */
-const useRuntimeWith = (database: () => Promise<Partial<Config>>, overrides: Partial<Config>, options: Runtime.Options) => {
-  const ctx = {} as { h: Harness; client: MqttClient; events: Collector }
-  beforeAll(async () => {
-    ctx.h = await startRuntime({ ...overrides, ...(await database()) }, options)
-    ctx.client = await connect(ctx.h.url)
-    ctx.events = await collect(ctx.client, ["events/#", "errors/#"])
-  })
-  afterAll(async () => {
-    await ctx.client?.endAsync()
-    await ctx.h?.stop()
-  })
-  return ctx
-}
 
 const order = (id: string, customerId: string, card: string = cards.approved) =>
   JSON.stringify({ id, type: "place-order", data: { customerId, email: "f@example.com", items: [{ sku: "BOOK-1", qty: 1, price: 3 }], payment: { card } } })
@@ -66,7 +50,7 @@ afterAll(async () => {
 })
 
 describe.each(stores)("flows API on %s", (_name, database) => {
-  const ctx = useRuntimeWith(database, { maxAttempts: 1 }, { processors: () => [picky] })
+  const ctx = useRuntime(async () => ({ maxAttempts: 1, ...(await database()) }), { processors: () => [picky] })
 
   it("shows one order's causation graph, each event with the processors that received it, and finds it by key, type and the stuck query", async () => {
     const id = randomUUID()

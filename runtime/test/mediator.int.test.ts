@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, describe, expect, it } from "vitest"
 import { randomUUID } from "node:crypto"
 import type { MqttClient } from "mqtt"
 import type { Config } from "../src/Config.ts"
 import type * as Runtime from "../src/Runtime.ts"
-import { collect, connect, getJson, startRuntime, type Collector, type Harness } from "./support.ts"
+import { getJson, useRuntime, type Collector, type Harness } from "./support.ts"
 import { cards } from "./orders.ts"
 import { freshSchema, query } from "@baton/testkit/postgres"
 import { Effect } from "effect"
@@ -35,19 +35,8 @@ const post = async (port: number, path: string, body?: string) => {
   return { status: res.status, body: (await res.json()) as Record<string, any> }
 }
 
-const useMediator = (overrides: () => Promise<Partial<Config>>, options: Runtime.Options = {}) => {
-  const ctx = {} as { h: Harness; client: MqttClient; events: Collector; cleanup?: () => Promise<void> }
-  beforeAll(async () => {
-    ctx.h = await startRuntime({ topology: "mediator", ...(await overrides()) }, options)
-    ctx.client = await connect(ctx.h.url)
-    ctx.events = await collect(ctx.client, ["events/#", "errors/#"])
-  })
-  afterAll(async () => {
-    await ctx.client?.endAsync()
-    await ctx.h?.stop()
-  })
-  return ctx
-}
+const useMediator = (overrides: () => Promise<Partial<Config>>, options: Runtime.Options = {}) =>
+  useRuntime(async () => ({ topology: "mediator", ...(await overrides()) }), options)
 
 const stores: ReadonlyArray<readonly [string, () => Promise<{ readonly url?: string; readonly drop: () => Promise<void> }>]> = [
   ["embedded SQLite", async () => ({ drop: async () => {} })],

@@ -105,10 +105,11 @@ export const getJson = async (port: number, path: string): Promise<{ status: num
 }
 
 /** Starts a runtime, a client and a collector on `events/#` and `errors/#` around a describe block. */
-export const useRuntime = (overrides: Partial<Config> = {}, options: Runtime.Options = {}, clientUrl?: string) => {
+export const useRuntime = (overrides: Partial<Config> | (() => Promise<Partial<Config>>) = {}, options: Runtime.Options = {}, clientUrl?: string) => {
   const ctx = {} as { h: Harness; client: MqttClient; events: Collector }
   beforeAll(async () => {
-    ctx.h = await startRuntime(overrides, options)
+    // Overrides computed before the start (a fresh PostgreSQL schema, say) come as a function.
+    ctx.h = await startRuntime(typeof overrides === "function" ? await overrides() : overrides, options)
     ctx.client = await connect(clientUrl ?? ctx.h.url)
     ctx.events = await collect(ctx.client, ["events/#", "errors/#"])
   })
