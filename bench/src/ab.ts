@@ -147,3 +147,5 @@ for (const tree of roots) {
   const last = rs.at(-1)?.breakdown
   if (last !== undefined) for (const t of last) console.log(`  ${t.count.toFixed(2)}  ${t.text.replace(/\s+/g, " ").slice(0, 150)}`)
 }
+// The runtimes are stopped; a client or pool a scenario left open would keep the process waiting.
+process.exit(0)
