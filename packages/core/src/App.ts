@@ -28,6 +28,8 @@ export interface App {
   readonly http?: Readonly<Record<string, HttpRoute>>
   /** For the workflow event pattern: repairs of failed messages, by message type. */
   readonly repairs?: Readonly<Record<string, Repair>>
+  /** The events the app declares with a schema, at their current version (checked against the store at start). */
+  readonly events?: ReadonlyArray<{ readonly type: string; readonly version: number }>
 }
 
 /** Answers a request with a JSON object body (undefined when empty). */
@@ -40,3 +42,43 @@ export interface Mediation {
   readonly rules: ReadonlyArray<Rule>
   readonly workflows: ReadonlyArray<Workflow>
 }
+
+/**
+ * What an app is given when the runtime starts it: the store's SQL (the same `SqlClient` its
+ * handlers get inside their transaction), its migrations, the environment and the clock. The public
+ * face of it is `@baton/sdk`'s `Context`; the runtime builds it from its store.
+ */
+export interface AppContext {
+  readonly dialect: "sqlite" | "pg"
+  readonly sql: import("effect/sql").SqlClient.SqlClient
+  /** A statement written once with `?` placeholders, compiled for the dialect once. */
+  readonly query: (text: string) => AppQuery
+  /** Runs an effect outside any transaction (a read, or one autocommitted statement). */
+  readonly run: <A, E>(effect: import("effect").Effect.Effect<A, E, import("effect/sql").SqlClient.SqlClient>) => Promise<A>
+  /** Runs an effect in one transaction: it commits, or none of it does. */
+  readonly transaction: <A, E>(effect: import("effect").Effect.Effect<A, E, import("effect/sql").SqlClient.SqlClient>) => Promise<A>
+  /** Applies each named migration once, in order (a table of applied names; safe when instances start together). */
+  readonly migrate: (migrations: ReadonlyArray<{ readonly name: string; readonly sql: string | { readonly sqlite: string; readonly pg: string } }>) => Promise<void>
+  /** The process environment (an app's own settings: `SMTP_URL`, ...). */
+  readonly env: Readonly<Record<string, string | undefined>>
+  readonly clock: import("./Envelope.ts").Clock
+}
+
+export interface AppQuery {
+  readonly all: (...params: ReadonlyArray<unknown>) => import("effect").Effect.Effect<ReadonlyArray<Readonly<Record<string, unknown>>>, import("effect/sql").SqlError.SqlError, import("effect/sql").SqlClient.SqlClient>
+  readonly get: (...params: ReadonlyArray<unknown>) => import("effect").Effect.Effect<Readonly<Record<string, unknown>> | undefined, import("effect/sql").SqlError.SqlError, import("effect/sql").SqlClient.SqlClient>
+  readonly run: (...params: ReadonlyArray<unknown>) => import("effect").Effect.Effect<number, import("effect/sql").SqlError.SqlError, import("effect/sql").SqlClient.SqlClient>
+}
+
+/** Marks an app module's default export (`Baton.app(...)` in `@baton/sdk`). */
+export const AppModuleTypeId = "~baton/AppModule" as const
+
+/** An app as a module exports it: a name and how to make the app once the runtime's store is up. */
+export interface AppModule {
+  readonly [AppModuleTypeId]: true
+  readonly name: string
+  readonly make: (context: AppContext) => Promise<App>
+}
+
+export const isAppModule = (u: unknown): u is AppModule =>
+  typeof u === "object" && u !== null && (u as Record<string, unknown>)[AppModuleTypeId] === true && typeof (u as AppModule).make === "function"

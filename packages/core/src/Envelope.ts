@@ -15,6 +15,8 @@ export const Envelope = Schema.Struct({
   occurredAt: Schema.String,
   /** W3C trace context (Trace.ts): the span of the processor that emitted it, or the ingress's. */
   traceparent: Schema.optionalKey(Schema.String),
+  /** The version of the event's schema its data follows (1 when absent); see the SDK's `Event`. */
+  version: Schema.optionalKey(Schema.Int),
   data: Schema.Unknown
 })
 export type Envelope = typeof Envelope.Type
@@ -29,6 +31,7 @@ export const InitiatingInput = Schema.Struct({
   replyTo: Schema.optionalKey(Schema.NonEmptyString),
   occurredAt: Schema.optionalKey(Schema.String),
   traceparent: Schema.optionalKey(Schema.String),
+  version: Schema.optionalKey(Schema.Int),
   data: Schema.Unknown
 })
 
@@ -99,6 +102,8 @@ export interface Next {
   readonly replyTo?: string
   /** What caused it; the cause's id when absent (a resubmission names the failed message). */
   readonly causationId?: string
+  /** The version of the event's schema that `data` follows; 1 when absent. */
+  readonly version?: number
 }
 
 /**
@@ -114,6 +119,7 @@ export const next = (cause: Envelope, event: Next, clock: Clock = systemClock, t
   ...(event.replyTo === undefined ? {} : { replyTo: event.replyTo }),
   occurredAt: clock.now().toISOString(),
   ...(traceparent === undefined ? {} : { traceparent }),
+  ...(event.version === undefined || event.version === 1 ? {} : { version: event.version }),
   data: event.data
 })
 

@@ -1,0 +1,284 @@
+/**
+ * Baton's public API: the one import an app needs. Everything an app declares goes through it:
+ * its events, each with an Effect Schema and a version; its processors (broker topology); its
+ * workflows (mediator topology); repairs for the workflow event pattern; HTTP routes; migrations.
+ * Only what this module exports is public; the runtime's other packages may change.
+ *
+ * ```ts
+ * import { Baton, Effect, Schema, SqlClient } from "@baton/sdk"
+ *
+ * const PlaceOrder = Baton.initiating("place-order", Schema.Struct({ orderId: Schema.String, total: Schema.Number }), {
+ *   key: (order) => order.orderId
+ * })
+ * const OrderAccepted = Baton.event("order-accepted", Schema.Struct({ orderId: Schema.String }))
+ *
+ * const accept = Baton.processor({
+ *   name: "accept",
+ *   on: PlaceOrder,
+ *   handle: (event) =>
+ *     Effect.gen(function* () {
+ *       const sql = yield* SqlClient.SqlClient
+ *       yield* sql`INSERT INTO orders (id, total) VALUES (${event.data.orderId}, ${event.data.total})`
+ *       return [OrderAccepted.make({ orderId: event.data.orderId })]
+ *     })
+ * })
+ *
+ * export default Baton.app({
+ *   name: "shop",
+ *   initiating: [PlaceOrder],
+ *   events: [OrderAccepted],
+ *   migrations: [{ name: "shop-1", sql: "CREATE TABLE orders (id TEXT PRIMARY KEY, total REAL NOT NULL)" }],
+ *   processors: [accept]
+ * })
+ * ```
+ *
+ * The runtime reads an event's data before a handler sees it: an older version is upcast by the
+ * functions the event declares, then the data is decoded with the schema. Data that does not
+ * decode is rejected (the error path, with every issue's path), never handed to the handler.
+ */
+import { Effect, Result, Schema } from "effect"
+import type { SqlClient } from "effect/sql"
+import {
+  AppModuleTypeId,
+  Envelope as CoreEnvelope,
+  Rejected,
+  Sensitive,
+  type App as CoreApp,
+  type AppContext,
+  type AppModule,
+  type HttpRoute,
+  type Mediation,
+  type Processor as CoreProcessor,
+  type Repair
+} from "@baton/core"
+
+export { Effect, Schema } from "effect"
+export { SqlClient } from "effect/sql"
+export { Rejected, Sensitive, Workflow } from "@baton/core"
+export type { AppContext as Context, AppModule, AppQuery as Query, HttpRoute, Mediation, Repair } from "@baton/core"
+
+/** An envelope as it travels (`data` not yet read). */
+export type RawEnvelope = CoreEnvelope.Envelope
+/** What a handler announces: an event's type and data (built by `Event.make`), with routing options. */
+export type Next = CoreEnvelope.Next
+/** The options of an announced event besides its type, data and version. */
+export type NextOptions = Omit<CoreEnvelope.Next, "type" | "data" | "version">
+
+/** A schema an event's data can be decoded and encoded with, without services. */
+export type EventSchema = Schema.Codec<any, any, never, never>
+
+/** Turns data of version `from` into data of version `from + 1`. */
+export type Upcaster = (data: any) => unknown
+
+export interface EventOptions {
+  /** The version of the schema (1 when absent). Raise it for an incompatible change, with an upcaster from the one before. */
+  readonly version?: number
+  /** By version `v`: turns version-`v` data into version `v + 1`. Every version below `version` needs one. */
+  readonly upcast?: Readonly<Record<number, Upcaster>>
+}
+
+/** A processing event: a type, a schema for its data, and its version. */
+export interface Event<T extends string = string, A = any> {
+  readonly _tag: "Event"
+  readonly type: T
+  readonly version: number
+  readonly schema: EventSchema
+  /** The names of the fields marked `Sensitive.annotation` (masked in rejections, logs and HTTP answers). */
+  readonly sensitive: ReadonlyArray<string>
+  /** The event to announce from a handler, its data encoded with the schema, at the current version. */
+  readonly make: (data: A, options?: NextOptions) => Next
+  /** Reads an envelope's data: upcast from its version to the current one, then decoded. */
+  readonly read: (envelope: RawEnvelope) => Result.Result<A, string>
+}
+
+/** An initiating event (published by clients on `initiate/<name>`): an event version 1 with a partition key. */
+export interface Initiating<T extends string = string, A = any> extends Event<T, A> {
+  readonly key: ((data: A) => string | undefined) | undefined
+}
+
+/** The envelope of an event, with its data read and typed. */
+export type Typed<E> = E extends Event<infer T, infer A> ? Omit<RawEnvelope, "type" | "data"> & { readonly type: T; readonly data: A } : never
+
+const render = (issues: ReadonlyArray<CoreEnvelope.Issue>): string => issues.map((i) => (i.path === "" ? i.message : `${i.path}: ${i.message}`)).join("; ")
+
+/** Declares a processing event. Fails at once (at start) when a version below the current one has no upcaster. */
+export const event = <const T extends string, S extends EventSchema>(type: T, schema: S, options: EventOptions = {}): Event<T, S["Type"]> => {
+  const version = options.version ?? 1
+  if (!Number.isInteger(version) || version < 1) throw new Error(`event '${type}': version must be a whole number from 1, got ${version}`)
+  const upcast = options.upcast ?? {}
+  for (let v = 1; v < version; v++)
+    if (typeof upcast[v] !== "function")
+      throw new Error(
+        `event '${type}' is at version ${version} but declares no upcaster from version ${v} to ${v + 1}: events of version ${v} already stored or in flight could not be read. Declare upcast: { ${v}: (data) => ... } (or keep version ${version - 1}).`
+      )
+  const decode = CoreEnvelope.decode(schema)
+  const encode = Schema.encodeSync(schema)
+  return {
+    _tag: "Event",
+    type,
+    version,
+    schema,
+    sensitive: Sensitive.fields(schema),
+    make: (data, options = {}) => ({ ...options, type, data: encode(data), ...(version === 1 ? {} : { version }) }),
+    read: (envelope) => {
+      const from = envelope.version ?? 1
+      if (from > version)
+        return Result.fail(`'${type}' version ${from} is newer than the version ${version} this app reads: deploy the app that declares version ${from}`)
+      let data: unknown = envelope.data
+      for (let v = from; v < version; v++) {
+        try {
+          data = upcast[v]!(data)
+        } catch (e) {
+          return Result.fail(`'${type}' could not be upcast from version ${v} to ${v + 1}: ${e instanceof Error ? e.message : String(e)}`)
+        }
+      }
+      return Result.mapError(decode(data), (issues) => `'${type}' data does not match its schema: ${render(issues)}`)
+    }
+  }
+}
+
+/** Declares an initiating event: clients publish it on `initiate/<name>`; `key` partitions it (order is kept per key). */
+export const initiating = <const T extends string, S extends EventSchema>(
+  name: T,
+  schema: S,
+  options: { readonly key?: (data: S["Type"]) => string | undefined } = {}
+): Initiating<T, S["Type"]> => ({ ...event(name, schema), key: options.key })
+
+export interface ProcessorSpec<E extends Event, P = void> {
+  /** Stable name: the processor's broker session, actor and inbox. */
+  readonly name: string
+  /** The events it reacts to. */
+  readonly on: E | ReadonlyArray<E>
+  /** Explicit topics instead of those of `on` (a command channel). */
+  readonly topics?: ReadonlyArray<string>
+  /** Asynchronous work outside the transaction (an e-mail); at least once. */
+  readonly prepare?: (event: Typed<E>) => Effect.Effect<P, unknown>
+  /**
+   * Applies the event's state changes through `SqlClient` and succeeds with the events to
+   * announce. Runs in the transaction that also marks the message processed and writes the
+   * announced events: all of it commits, or none. It may run again (a retry, a crash before the
+   * commit), so it does nothing outside the transaction. A failure is retried, unless `Rejected`.
+   */
+  readonly handle: (event: Typed<E>, prepared: P) => Effect.Effect<ReadonlyArray<Next>, unknown, SqlClient.SqlClient>
+  /** `park`: a failed message waits for repair and holds back the later messages of its key. */
+  readonly onFailure?: "error-path" | "park"
+  /** Request-reply: the answer's data to an event that carries `replyTo`. */
+  readonly reply?: (event: Typed<E>, announced: ReadonlyArray<Next>) => unknown
+  /** After the commit (timers, clean-up); a throw is logged, not retried. */
+  readonly committed?: (event: Typed<E>, prepared: P) => Promise<void> | void
+  /** The message failed for good: what to announce about it (its data may not have decoded). */
+  readonly failed?: (event: RawEnvelope, reason: string) => ReadonlyArray<Next>
+}
+
+/** Declares a processor: its handler gets the event's data upcast and decoded, typed by `on`. */
+export const processor = <E extends Event, P = void>(spec: ProcessorSpec<E, P>): CoreProcessor<P> => {
+  const on: ReadonlyArray<Event> = Array.isArray(spec.on) ? spec.on : [spec.on as Event]
+  const byType = new Map(on.map((e) => [e.type, e]))
+  // An envelope is read once per processor, even when `prepare` and `handle` both need it.
+  const cache = new WeakMap<RawEnvelope, Result.Result<Typed<E>, string>>()
+  const read = (envelope: RawEnvelope): Result.Result<Typed<E>, string> => {
+    const hit = cache.get(envelope)
+    if (hit !== undefined) return hit
+    const def = byType.get(envelope.type)
+    const result =
+      def === undefined
+        ? Result.fail(`processor '${spec.name}' does not declare events of type '${envelope.type}' (it reads ${[...byType.keys()].join(", ")})`)
+        : Result.map(def.read(envelope), (data) => ({ ...envelope, data, version: def.version }) as unknown as Typed<E>)
+    cache.set(envelope, result)
+    return result
+  }
+  const typed = (envelope: RawEnvelope): Typed<E> => Result.getOrThrow(read(envelope))
+  return {
+    name: spec.name,
+    consumes: on.map((e) => e.type),
+    ...(spec.topics === undefined ? {} : { topics: spec.topics }),
+    ...(spec.prepare === undefined
+      ? {}
+      : {
+          prepare: (envelope) => {
+            const r = read(envelope)
+            // Data that does not decode is rejected by `handle`; there is nothing to prepare.
+            return Result.isFailure(r) ? Effect.succeed(undefined as P) : spec.prepare!(r.success)
+          }
+        }),
+    handle: (envelope, prepared) =>
+      Effect.suspend(() => {
+        const r = read(envelope)
+        return Result.isFailure(r) ? Effect.fail(new Rejected(r.failure)) : spec.handle(r.success, prepared)
+      }),
+    ...(spec.onFailure === undefined ? {} : { onFailure: spec.onFailure }),
+    ...(spec.reply === undefined ? {} : { reply: (envelope, announced) => spec.reply!(typed(envelope), announced) }),
+    ...(spec.committed === undefined ? {} : { committed: (envelope, prepared) => spec.committed!(typed(envelope), prepared) }),
+    ...(spec.failed === undefined ? {} : { failed: spec.failed })
+  }
+}
+
+export interface Migration {
+  readonly name: string
+  /** One script, or one per dialect where they differ. */
+  readonly sql: string | { readonly sqlite: string; readonly pg: string }
+}
+
+export interface AppSpec {
+  readonly name: string
+  readonly initiating: ReadonlyArray<Initiating>
+  /** The processing events the app announces and reads (their versions are checked against the store at start). */
+  readonly events?: ReadonlyArray<Event>
+  readonly processors: ReadonlyArray<CoreProcessor<any>>
+  /** The mediator topology: how initiating events are classified, and the workflows. */
+  readonly mediation?: Mediation
+  /** HTTP endpoints by `METHOD /path`. */
+  readonly http?: Readonly<Record<string, HttpRoute>>
+  /** The workflow event pattern: repairs of failed messages, by message type. */
+  readonly repairs?: Readonly<Record<string, Repair>>
+  /** Applied once each, in order, before the app starts. */
+  readonly migrations?: ReadonlyArray<Migration>
+}
+
+/**
+ * Declares an app: the module's default export. Either the spec itself, or a name and a function
+ * of the `Context` (the store's SQL, the environment, the clock) for apps that need them to build
+ * their processors.
+ */
+export function app(spec: AppSpec): AppModule
+export function app(name: string, define: (context: AppContext) => AppSpec | Promise<AppSpec>): AppModule
+export function app(specOrName: AppSpec | string, define?: (context: AppContext) => AppSpec | Promise<AppSpec>): AppModule {
+  const name = typeof specOrName === "string" ? specOrName : specOrName.name
+  return {
+    [AppModuleTypeId]: true,
+    name,
+    make: async (context) => {
+      const spec = typeof specOrName === "string" ? await define!(context) : specOrName
+      await context.migrate(spec.migrations ?? [])
+      return toApp(spec)
+    }
+  }
+}
+
+const toApp = (spec: AppSpec): CoreApp => {
+  const events = new Map<string, Event>()
+  for (const e of [...spec.initiating, ...(spec.events ?? [])]) {
+    const seen = events.get(e.type)
+    if (seen !== undefined && seen.version !== e.version)
+      throw new Error(`app '${spec.name}' declares event '${e.type}' twice, at versions ${seen.version} and ${e.version}`)
+    events.set(e.type, e)
+  }
+  return {
+    name: spec.name,
+    initiating: spec.initiating.map((i) => ({
+      name: i.type,
+      // Every issue with its path (`items[0].qty`): the ingress's schema-violation rejection lists them.
+      decode: CoreEnvelope.decode(i.schema),
+      ...(i.key === undefined ? {} : { key: i.key as (data: unknown) => string | undefined }),
+      ...(i.sensitive.length === 0 ? {} : { sensitive: i.sensitive })
+    })),
+    processors: spec.processors,
+    events: [...events.values()].map((e) => ({ type: e.type, version: e.version })),
+    ...(spec.mediation === undefined ? {} : { mediation: spec.mediation }),
+    ...(spec.http === undefined ? {} : { http: spec.http }),
+    ...(spec.repairs === undefined ? {} : { repairs: spec.repairs })
+  }
+}
+
+/** The SDK's declarations under one name: `Baton.event`, `Baton.processor`, `Baton.app`, ... */
+export const Baton = { event, initiating, processor, app } as const
