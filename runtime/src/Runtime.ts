@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs"
 import { join } from "node:path"
 import { Users } from "@baton/auth"
 import { Deferred, Effect, Exit, Scope } from "effect"
-import { Envelope, Log, Sensitive, Topics, type App, type Broker, type HttpRoute, type Processor, type Repair, type Subscription } from "@baton/core"
+import { Envelope, isAppModule, Log, Sensitive, Topics, type App, type AppModule, type Broker, type HttpRoute, type Processor, type Repair, type Subscription } from "@baton/core"
 import { Policy, Supervisor } from "@baton/actors"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { MqttBroker } from "@baton/broker-mqtt"
@@ -19,9 +19,9 @@ import * as Customer from "@baton/customer"
 import * as Trading from "@baton/trading"
 import * as Comments from "@baton/comments"
 import * as OrderStats from "@baton/order-stats"
-import * as Ping from "@baton/ping"
 import { Parking, ParkingPolicy, WorkflowProcessor } from "@baton/repair"
 import { Mediator, WorkflowStore } from "@baton/mediator"
+import * as Apps from "./Apps.ts"
 import type { AppName, Config } from "./Config.ts"
 import * as Cluster from "./Cluster.ts"
 import * as Consumer from "./Consumer.ts"
@@ -39,7 +39,7 @@ import * as Security from "./Security.ts"
 export interface Options {
   readonly logger?: Log.Logger
   /** The apps to run; the order-entry app by default. */
-  readonly apps?: (deps: { readonly store: Store; readonly config: Config }) => ReadonlyArray<App> | Promise<ReadonlyArray<App>>
+  readonly apps?: (deps: { readonly store: Store; readonly config: Config }) => ReadonlyArray<App | AppModule> | Promise<ReadonlyArray<App | AppModule>>
   /** Extra processors beside the apps' (they subscribe to existing events). */
   readonly processors?: (deps: { readonly store: Store }) => ReadonlyArray<Processor>
   readonly policy?: Partial<Policy.Policy>
@@ -70,7 +70,7 @@ const defaultApps = (deps: { readonly store: Store; readonly config: Config }): 
     trading: () => Trading.make({ store: deps.store }),
     comments: () => Comments.make({ store: deps.store, mailer, checkLatencyMs: deps.config.checkLatencyMs }),
     "order-stats": () => OrderStats.make({ store: deps.store }),
-    ping: () => Ping.make()
+    ping: () => Apps.load("ping").then((m) => Apps.instantiate(m, Apps.context(deps.store)))
   }
   return Promise.all(deps.config.apps.map((name) => make[name]()))
 }
@@ -179,7 +179,11 @@ export const make = (config: Config, options: Options = {}) =>
           }
         : {})
     }))
-    const apps = yield* promise(async () => (options.apps ?? defaultApps)({ store, config }))
+    const apps = yield* promise(async () => {
+      const given = await (options.apps ?? defaultApps)({ store, config })
+      const ctx = Apps.context(store)
+      return Promise.all(given.map((a) => (isAppModule(a) ? Apps.instantiate(a, ctx) : a)))
+    })
     logger.log("info", "apps running", { apps: apps.map((a) => a.name).join(","), hint: "BATON_APP=+<app> adds one to the defaults" })
     // What must not leak: the fields the apps mark sensitive, and card numbers anywhere.
     const mask = Sensitive.masker(apps.flatMap((a) => a.initiating.flatMap((i) => i.sensitive ?? [])))
