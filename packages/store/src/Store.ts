@@ -105,7 +105,7 @@ export const make = (deps: {
 }): Store => {
   const { sql } = deps
   const dialect: Dialect = deps.kind === "sqlite" ? "sqlite" : "pg"
-  const provide = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Effect.provideService(effect, SqlClient.SqlClient, sql)
+  const provide = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Effect.provideService(effect, SqlClient.SqlClient, nesting)
 
   const listeners: Array<(available: boolean, reason: string) => void> = []
   let available = true
@@ -138,8 +138,7 @@ export const make = (deps: {
   // Transactions are begun here rather than by `sql.withTransaction` (a span, a semaphore and a
   // fiber reference per level: ~15x SQLite's own cost for a savepoint here). The connection is the
   // client's own transaction connection, so `sql` statements inside run on it. A nested
-  // `sql.withTransaction` does not work inside (it needs a semaphore service that only effect/sql's
-  // own outer `withTransaction` provides): the contract suite pins that until it is fixed.
+  // `sql.withTransaction` inside is a savepoint (`nesting` below).
   let sent = 0
   const byText = new Map<string, number>()
   const count = (text: string) => {
@@ -184,6 +183,20 @@ export const make = (deps: {
         return Exit.isFailure(released) && Exit.isSuccess(exit) ? (Exit.failCause(released.cause) as Exit.Exit<A, E | SqlError.SqlError>) : exit
       })
     })
+  // The client a handler gets (and `store.sql`): inside a transaction begun here, a nested
+  // `withTransaction` is a savepoint of it (effect's own would look for the semaphore of a
+  // transaction it began itself); outside any, it is effect's own.
+  const nesting: SqlClient.SqlClient = new Proxy(sql, {
+    get: (target, property, receiver) =>
+      property === "withTransaction"
+        ? <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+            Effect.flatMap(Effect.serviceOption(target.transactionService), (tx) =>
+              Option.isNone(tx)
+                ? target.withTransaction(effect)
+                : (Effect.flatMap(inSavepoint(effect as Effect.Effect<A, E, SqlClient.SqlClient>), (exit) => exit) as unknown as Effect.Effect<A, E | SqlError.SqlError, R>)
+            )
+        : Reflect.get(target, property, receiver)
+  })
   const transaction = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>): Promise<A> => run(inTransaction(effect))
 
   const query = (text: string): Query => {
@@ -279,7 +292,7 @@ export const make = (deps: {
   return {
     kind: deps.kind,
     dialect,
-    sql,
+    sql: nesting,
     query,
     run,
     transaction,

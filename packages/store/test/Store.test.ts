@@ -173,11 +173,7 @@ describe.each(engines)("Store contract on $name", (engine) => {
       expect(Number(rows?.n)).toBe(150)
     })
 
-    // KNOWN BUG (src/Store.ts): the comment there says a nested `sql.withTransaction` runs as a
-    // savepoint, but `inTransaction` provides only `transactionService`, and effect's nested
-    // `withTransaction` also reads its client's private TransactionSemaphore service: it dies with
-    // "Service not found: effect/sql/SqlClient/TransactionSemaphore/<n>". `it.fails` until fixed.
-    it.fails("runs a nested sql.withTransaction as a savepoint of the group's transaction", async () => {
+    it("runs a nested sql.withTransaction as a savepoint of the group's transaction", async () => {
       const { store } = s
       const insert = store.query("INSERT INTO g (k) VALUES (?)")
       const start = (next += 10)
@@ -191,6 +187,28 @@ describe.each(engines)("Store contract on $name", (engine) => {
       )
       const rows = await store.run(store.query("SELECT k FROM g WHERE k >= ? AND k < ? ORDER BY k").all(start, start + 3))
       expect(rows.map((r) => Number(r.k))).toEqual([start, start + 2])
+    })
+
+    it("runs nested sql.withTransaction levels as savepoints of a transaction; an outer failure rolls back the inner", async () => {
+      const { store } = s
+      const insert = store.query("INSERT INTO g (k) VALUES (?)")
+      const start = (next += 10)
+      next += 4
+      await store.transaction(
+        Effect.gen(function* () {
+          yield* insert.run(start)
+          // Two levels deep: the innermost fails and rolls back alone; its parent keeps its own row.
+          yield* store.sql.withTransaction(
+            Effect.gen(function* () {
+              yield* insert.run(start + 1)
+              yield* Effect.ignore(store.sql.withTransaction(Effect.andThen(insert.run(start + 2), Effect.fail(new Boom("innermost")))))
+            })
+          )
+        })
+      )
+      await expect(store.transaction(Effect.andThen(store.sql.withTransaction(insert.run(start + 3)), Effect.fail(new Boom("outer"))))).rejects.toThrow("outer")
+      const rows = await store.run(store.query("SELECT k FROM g WHERE k >= ? AND k < ? ORDER BY k").all(start, start + 4))
+      expect(rows.map((r) => Number(r.k))).toEqual([start, start + 1])
     })
   })
 
