@@ -175,6 +175,8 @@ export const make = async (deps: {
     occurredAt: clock.now().toISOString(),
     // It stays in the failed message's trace.
     ...(failed.traceparent === undefined ? {} : { traceparent: failed.traceparent }),
+    // The repaired data follows the failed message's schema version.
+    ...(failed.version === undefined ? {} : { version: failed.version }),
     data
   })
 

@@ -91,7 +91,7 @@ export interface Event<T extends string = string, A = any> {
   readonly read: (envelope: RawEnvelope) => Result.Result<A, string>
 }
 
-/** An initiating event (published by clients on `initiate/<name>`): an event version 1 with a partition key. */
+/** An initiating event (published by clients on `initiate/<name>`): an event with a partition key. */
 export interface Initiating<T extends string = string, A = any> extends Event<T, A> {
   readonly key: ((data: A) => string | undefined) | undefined
 }
@@ -137,12 +137,16 @@ export const event = <const T extends string, S extends EventSchema>(type: T, sc
   }
 }
 
-/** Declares an initiating event: clients publish it on `initiate/<name>`; `key` partitions it (order is kept per key). */
+/**
+ * Declares an initiating event: clients publish it on `initiate/<name>`; `key` partitions it (order
+ * is kept per key). The ingress checks what clients send against the current schema and stamps the
+ * current version; the upcasters read events of older versions still logged or in flight.
+ */
 export const initiating = <const T extends string, S extends EventSchema>(
   name: T,
   schema: S,
-  options: { readonly key?: (data: S["Type"]) => string | undefined } = {}
-): Initiating<T, S["Type"]> => ({ ...event(name, schema), key: options.key })
+  options: EventOptions & { readonly key?: (data: S["Type"]) => string | undefined } = {}
+): Initiating<T, S["Type"]> => ({ ...event(name, schema, options), key: options.key })
 
 export interface ProcessorSpec<E extends Event, P = void> {
   /** Stable name: the processor's broker session, actor and inbox. */
@@ -255,6 +259,15 @@ export function app(specOrName: AppSpec | string, define?: (context: AppContext)
   }
 }
 
+/** The schema as JSON Schema, compared across deployments; none when it has no JSON form (only its version is checked then). */
+const jsonSchemaOf = (schema: EventSchema): { readonly schema?: unknown } => {
+  try {
+    return { schema: Schema.toJsonSchemaDocument(schema) }
+  } catch {
+    return {}
+  }
+}
+
 const toApp = (spec: AppSpec): CoreApp => {
   const events = new Map<string, Event>()
   for (const e of [...spec.initiating, ...(spec.events ?? [])]) {
@@ -269,11 +282,12 @@ const toApp = (spec: AppSpec): CoreApp => {
       name: i.type,
       // Every issue with its path (`items[0].qty`): the ingress's schema-violation rejection lists them.
       decode: CoreEnvelope.decode(i.schema),
+      ...(i.version === 1 ? {} : { version: i.version }),
       ...(i.key === undefined ? {} : { key: i.key as (data: unknown) => string | undefined }),
       ...(i.sensitive.length === 0 ? {} : { sensitive: i.sensitive })
     })),
     processors: spec.processors,
-    events: [...events.values()].map((e) => ({ type: e.type, version: e.version })),
+    events: [...events.values()].map((e) => ({ type: e.type, version: e.version, ...jsonSchemaOf(e.schema) })),
     ...(spec.mediation === undefined ? {} : { mediation: spec.mediation }),
     ...(spec.http === undefined ? {} : { http: spec.http }),
     ...(spec.repairs === undefined ? {} : { repairs: spec.repairs })
