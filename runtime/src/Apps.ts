@@ -52,7 +52,15 @@ export const load = async (entry: string): Promise<AppModule> => {
 }
 
 const describe = (value: unknown): string =>
-  value === null ? "null" : typeof value === "function" ? `a function (${value.name || "anonymous"})` : Array.isArray(value) ? "an array" : `a ${typeof value}`
+  value === null
+    ? "null"
+    : typeof value === "function"
+      ? `a function (${value.name || "anonymous"})`
+      : Array.isArray(value)
+        ? "an array"
+        : typeof value === "object"
+          ? `an object with ${Object.keys(value).length === 0 ? "no keys" : `keys ${Object.keys(value).join(", ")}`}`
+          : `a ${typeof value} (${JSON.stringify(value)})`
 
 /** What an app is given at start: the store's SQL, the environment and the clock. */
 export const context = (store: Store, env: Readonly<Record<string, string | undefined>> = process.env, clock: Envelope.Clock = Envelope.systemClock): AppContext => ({
