@@ -55,14 +55,20 @@ type Json = Readonly<Record<string, unknown>>
 export const additive = (before: unknown, after: unknown): boolean => {
   const a = before as { readonly schema?: Json; readonly definitions?: unknown } | null
   const b = after as { readonly schema?: Json; readonly definitions?: unknown } | null
-  if (a?.schema?.type !== "object" || b?.schema?.type !== "object") return false
-  if (canonical(a.definitions) !== canonical(b.definitions)) return false
-  const { properties: pa = {}, required: ra = [], ...restA } = a.schema as { properties?: Json; required?: ReadonlyArray<string> }
-  const { properties: pb = {}, required: rb = [], ...restB } = b.schema as { properties?: Json; required?: ReadonlyArray<string> }
+  const sa = struct(a?.schema)
+  const sb = struct(b?.schema)
+  if (sa?.type !== "object" || sb?.type !== "object") return false
+  if (canonical(a?.definitions) !== canonical(b?.definitions)) return false
+  const { properties: pa = {}, required: ra = [], ...restA } = sa as { properties?: Json; required?: ReadonlyArray<string> }
+  const { properties: pb = {}, required: rb = [], ...restB } = sb as { properties?: Json; required?: ReadonlyArray<string> }
   if (canonical(restA) !== canonical(restB) || canonical([...ra].sort()) !== canonical([...rb].sort())) return false
   if ((restA as Json).additionalProperties === false) return false
   return Object.keys(pa).filter((k) => k in pb).every((k) => canonical(pa[k]) === canonical(pb[k]))
 }
+
+/** `Schema.Struct({})` has no object form in JSON Schema (`{ not: { type: "null" } }`): an object without properties. */
+const struct = (schema: Json | undefined): Json | undefined =>
+  schema !== undefined && canonical(schema) === canonical({ not: { type: "null" } }) ? { type: "object", additionalProperties: true } : schema
 
 /** Records the apps' declared events, failing with one readable error on a version or schema conflict. */
 export const check = async (store: Store, apps: ReadonlyArray<App>, now: () => Date = () => new Date()): Promise<void> => {
