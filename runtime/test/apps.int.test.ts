@@ -135,8 +135,8 @@ describe("a broken app fails at start with one readable line", () => {
         ...broken.filter((b) => b.file === "not-an-app.ts" || b.file === "bad-migration.ts").map((b) => ({ app: join(dir, b.file!), message: b.message, data: join(data, b.file!) })),
         { app: changed, message: /^app 'ledger': event 'booked' changed its schema at version 1: an incompatible change needs version 2 and an upcaster from 1/, data: join(data, "v") }
       ]
-      for (const { app, message, data } of cases) {
-        const { code, out } = await main({ BATON_APP: app, BATON_DATA_DIR: data })
+      const runs = await Promise.all(cases.map(async (c) => ({ ...c, ...(await main({ BATON_APP: c.app, BATON_DATA_DIR: c.data })) })))
+      for (const { message, code, out } of runs) {
         expect(code, out).toBe(1)
         const errors = out.split("\n").filter((l) => / ERROR /.test(l))
         expect(errors, out).toHaveLength(1)
@@ -164,9 +164,11 @@ const main = (env: Readonly<Record<string, string>>, ready?: string): Promise<{ 
       stdio: ["ignore", "pipe", "pipe"]
     })
     let out = ""
+    let stopping = false
     child.stdout.on("data", (d: Buffer) => {
       out += d.toString()
-      if (ready !== undefined && out.includes(ready)) child.kill("SIGTERM")
+      // Once: a second signal during the graceful shutdown would kill it.
+      if (ready !== undefined && out.includes(ready) && !stopping) stopping = child.kill("SIGTERM")
     })
     child.stderr.on("data", (d: Buffer) => (out += d.toString()))
     const timer = setTimeout(() => child.kill("SIGKILL"), 30_000)
