@@ -395,3 +395,61 @@ describe("the mediator topology", () => {
     }
   })
 })
+
+const vault = write(
+  "vault.ts",
+  `import { Baton, Effect, Rejected, Schema } from "@baton/sdk"
+const Deposit = Baton.initiating("deposit", Schema.Struct({ account: Schema.String, cents: Schema.Int }), { key: (d) => d.account })
+// Version 1 was in euros.
+const Credited = Baton.event("credited", Schema.Struct({ account: Schema.String, cents: Schema.Int }), {
+  version: 2,
+  upcast: { 1: (d) => ({ account: d.account, cents: Math.round(d.euros * 100) }) }
+})
+const Booked = Baton.event("booked", Schema.Struct({ account: Schema.String, cents: Schema.Int }))
+export default Baton.app({
+  name: "vault",
+  initiating: [Deposit],
+  events: [Credited, Booked],
+  processors: [
+    Baton.processor({ name: "credit", on: Deposit, handle: (e) => Effect.succeed([Credited.make(e.data)]) }),
+    Baton.processor({
+      name: "book",
+      on: Credited,
+      onFailure: "park",
+      handle: (e) =>
+        e.data.cents < 0 || e.data.cents > 1_000_000 ? Effect.fail(new Rejected(\`cents out of range: \${e.data.cents}\`)) : Effect.succeed([Booked.make(e.data)])
+    })
+  ],
+  // A negative amount is a sign mistake; anything else waits for an operator.
+  repairs: { credited: (m) => (m.data.cents < 0 ? { data: { ...m.data, cents: -m.data.cents }, changes: ["cents made positive"] } : undefined) }
+})
+`
+)
+
+describe("versions through the workflow event pattern", () => {
+  it("a parked version-2 event, repaired or resubmitted corrected from the dashboard, is read at version 2", async () => {
+    const h = await startRuntime({ apps: [vault], maxAttempts: 1 })
+    const client = await connect(h.url)
+    const port = h.runtime.httpPort
+    try {
+      const booked = await collect(client, ["events/booked", "errors/#"])
+      await client.publishAsync("initiate/deposit", JSON.stringify({ account: "a1", cents: -250 }), { qos: 1 })
+      await client.publishAsync("initiate/deposit", JSON.stringify({ account: "a2", cents: 2_000_000 }), { qos: 1 })
+      await booked.until((all) => all.some((r) => r.envelope.key === "a1"), 20_000, "a1's repaired deposit booked")
+      let entries: ReadonlyArray<{ id: string; key: string; status: string }> = []
+      for (const until = Date.now() + 20_000; entries.length === 0 && Date.now() < until; await new Promise((r) => setTimeout(r, 50)))
+        entries = ((await (await fetch(`http://127.0.0.1:${port}/dashboard`)).json()) as { entries: typeof entries }).entries.filter((e) => e.key === "a2")
+      expect(entries).toMatchObject([{ key: "a2", status: "open" }])
+      const res = await fetch(`http://127.0.0.1:${port}/dashboard/${entries[0]!.id}/resubmit`, { method: "POST", body: JSON.stringify({ account: "a2", cents: 900 }) })
+      expect(res.status, await res.clone().text()).toBe(200)
+      await booked.until((all) => all.some((r) => r.envelope.key === "a2"), 20_000, "a2's corrected deposit booked")
+      expect(booked.received.map((r) => [r.topic, r.envelope.data])).toEqual([
+        ["events/booked", { account: "a1", cents: 250 }],
+        ["events/booked", { account: "a2", cents: 900 }]
+      ])
+    } finally {
+      await client.endAsync()
+      await h.stop()
+    }
+  })
+})
