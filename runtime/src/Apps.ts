@@ -24,9 +24,12 @@ const root = fileURLToPath(new URL("../../", import.meta.url))
 /** An entry of `BATON_APP` that names a module rather than a reference app. */
 export const isPath = (entry: string): boolean => entry.startsWith(".") || isAbsolute(entry) || /\.(ts|mts|js|mjs)$/.test(entry)
 
-/** The module an entry names: a reference app's, or the path resolved against the working directory. */
-export const modulePath = (entry: string): string =>
-  Object.hasOwn(reference, entry) ? resolve(root, reference[entry as keyof typeof reference]) : resolve(entry)
+/**
+ * The module an entry names: a reference app's, or the path resolved against the directory the
+ * command was run from (`pnpm start` runs in the workspace's root, and says where it was run in `INIT_CWD`).
+ */
+export const modulePath = (entry: string, base: string = process.env.INIT_CWD ?? process.cwd()): string =>
+  Object.hasOwn(reference, entry) ? resolve(root, reference[entry as keyof typeof reference]) : resolve(base, entry)
 
 export class AppLoadError extends Error {
   override readonly name = "AppLoadError"
