@@ -49,7 +49,8 @@ import {
   type HttpRoute,
   type Mediation,
   type Processor as CoreProcessor,
-  type Repair
+  type Repair,
+  type Workflow as CoreWorkflow
 } from "@baton/core"
 
 export { Effect, Schema } from "effect"
@@ -89,6 +90,20 @@ export interface Event<T extends string = string, A = any> {
   readonly make: (data: A, options?: NextOptions) => Next
   /** Reads an envelope's data: upcast from its version to the current one, then decoded. */
   readonly read: (envelope: RawEnvelope) => Result.Result<A, string>
+  /**
+   * A workflow command (mediator topology) that sends this event to a processor's channel: its data
+   * built from the workflow's and encoded, with the current version (so it is not upcast again).
+   */
+  readonly command: (spec: CommandSpec<A>) => CoreWorkflow.Command
+}
+
+export interface CommandSpec<A> {
+  readonly name: string
+  /** The processor whose channel receives it. */
+  readonly channel: string
+  readonly data: (data: CoreWorkflow.Data) => A
+  readonly timeoutMs?: number
+  readonly maxAttempts?: number
 }
 
 /** An initiating event (published by clients on `initiate/<name>`): an event with a partition key. */
@@ -120,6 +135,7 @@ export const event = <const T extends string, S extends EventSchema>(type: T, sc
     schema,
     sensitive: Sensitive.fields(schema),
     make: (data, options = {}) => ({ ...options, type, data: encode(data), ...(version === 1 ? {} : { version }) }),
+    command: ({ data, ...spec }) => ({ ...spec, type, version, data: (workflow) => encode(data(workflow)) }),
     read: (envelope) => {
       const from = envelope.version ?? 1
       if (from > version)

@@ -73,6 +73,17 @@ describe("Event versions", () => {
   })
 })
 
+describe("Event.command", () => {
+  it("a workflow command of the event: its type, its version, its data built from the workflow's and encoded", () => {
+    const E = Baton.event("priced", Schema.Struct({ amount: Schema.FiniteFromString }), { version: 2, upcast: { 1: (d) => d } })
+    const c = E.command({ name: "price", channel: "pricing", data: (w) => ({ amount: Number(w.input.n) * 2 }), timeoutMs: 5 })
+    expect(c).toMatchObject({ name: "price", channel: "pricing", type: "priced", version: 2, timeoutMs: 5 })
+    const data = c.data({ input: { n: 4 }, results: {} })
+    expect(data).toEqual({ amount: "8" })
+    expect(E.read(wire({ type: c.type, data, version: c.version! }))).toEqual(Result.succeed({ amount: 8 }))
+  })
+})
+
 describe("Baton.processor", () => {
   const Line = Schema.Struct({ sku: Schema.String, qty: Schema.Int })
   const Order = Baton.event("order", Schema.Struct({ name: Schema.String, items: Schema.Array(Line) }))
