@@ -220,6 +220,11 @@ describe("a user's broken handler and rejected data go down the error path, read
         topic: "errors/events/measure",
         reason: "reader failed after 1 attempt(s): 'measure' data does not match its schema: qty: Expected number; unit: Missing key"
       })
+      expect(errors.received.find((r) => r.envelope.key === "bad-data")?.envelope.data).toMatchObject({
+        kind: "processing-failed",
+        processor: "reader",
+        issues: [{ path: "data.qty", message: "Expected number" }, { path: "data.unit", message: "Missing key" }]
+      })
       const logged = h.logger.lines.filter((l) => l.includes("message rejected"))
       expect(logged).toHaveLength(3)
       for (const line of logged) expect(line).not.toMatch(/\[object Object\]|\n\s+at /)

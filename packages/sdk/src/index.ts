@@ -128,7 +128,23 @@ export const event = <const T extends string, S extends EventSchema>(type: T, sc
       )
   const decode = CoreEnvelope.decode(schema)
   const encode = Schema.encodeSync(schema)
-  return {
+  const readAll = (envelope: RawEnvelope): Result.Result<S["Type"], Rejected> => {
+    const from = envelope.version ?? 1
+    if (from > version) return Result.fail(new Rejected(`'${type}' version ${from} is newer than the version ${version} this app reads: deploy the app that declares version ${from}`))
+    let data: unknown = envelope.data
+    for (let v = from; v < version; v++) {
+      try {
+        data = upcast[v]!(data)
+      } catch (e) {
+        return Result.fail(new Rejected(`'${type}' could not be upcast from version ${v} to ${v + 1}: ${e instanceof Error ? e.message : String(e)}`))
+      }
+    }
+    return Result.mapError(
+      decode(data),
+      (issues) => new Rejected(`'${type}' data does not match its schema: ${render(issues)}`, issues.map((i) => ({ ...i, path: i.path === "" ? "data" : `data.${i.path}` })))
+    )
+  }
+  const declared: Event<T, S["Type"]> = {
     _tag: "Event",
     type,
     version,
@@ -136,22 +152,14 @@ export const event = <const T extends string, S extends EventSchema>(type: T, sc
     sensitive: Sensitive.fields(schema),
     make: (data, options = {}) => ({ ...options, type, data: encode(data), ...(version === 1 ? {} : { version }) }),
     command: ({ data, ...spec }) => ({ ...spec, type, version, data: (workflow) => encode(data(workflow)) }),
-    read: (envelope) => {
-      const from = envelope.version ?? 1
-      if (from > version)
-        return Result.fail(`'${type}' version ${from} is newer than the version ${version} this app reads: deploy the app that declares version ${from}`)
-      let data: unknown = envelope.data
-      for (let v = from; v < version; v++) {
-        try {
-          data = upcast[v]!(data)
-        } catch (e) {
-          return Result.fail(`'${type}' could not be upcast from version ${v} to ${v + 1}: ${e instanceof Error ? e.message : String(e)}`)
-        }
-      }
-      return Result.mapError(decode(data), (issues) => `'${type}' data does not match its schema: ${render(issues)}`)
-    }
+    read: (envelope) => Result.mapError(readAll(envelope), (r) => r.message)
   }
+  reading.set(declared, readAll)
+  return declared
 }
+
+/** How a processor reads each declared event: the failure a `Rejected` with the issues, for the error path. */
+const reading = new WeakMap<Event, (envelope: RawEnvelope) => Result.Result<unknown, Rejected>>()
 
 /**
  * Declares an initiating event: clients publish it on `initiate/<name>`; `key` partitions it (order
@@ -195,15 +203,16 @@ export const processor = <E extends Event, P = void>(spec: ProcessorSpec<E, P>):
   const on: ReadonlyArray<Event> = Array.isArray(spec.on) ? spec.on : [spec.on as Event]
   const byType = new Map(on.map((e) => [e.type, e]))
   // An envelope is read once per processor, even when `prepare` and `handle` both need it.
-  const cache = new WeakMap<RawEnvelope, Result.Result<Typed<E>, string>>()
-  const read = (envelope: RawEnvelope): Result.Result<Typed<E>, string> => {
+  const cache = new WeakMap<RawEnvelope, Result.Result<Typed<E>, Rejected>>()
+  const read = (envelope: RawEnvelope): Result.Result<Typed<E>, Rejected> => {
     const hit = cache.get(envelope)
     if (hit !== undefined) return hit
     const def = byType.get(envelope.type)
+    const readAll = def === undefined ? undefined : (reading.get(def) ?? ((e: RawEnvelope) => Result.mapError(def.read(e), (message) => new Rejected(message))))
     const result =
-      def === undefined
-        ? Result.fail(`processor '${spec.name}' does not declare events of type '${envelope.type}' (it reads ${[...byType.keys()].join(", ")})`)
-        : Result.map(def.read(envelope), (data) => ({ ...envelope, data, version: def.version }) as unknown as Typed<E>)
+      def === undefined || readAll === undefined
+        ? Result.fail(new Rejected(`processor '${spec.name}' does not declare events of type '${envelope.type}' (it reads ${[...byType.keys()].join(", ")})`))
+        : Result.map(readAll(envelope), (data) => ({ ...envelope, data, version: def.version }) as unknown as Typed<E>)
     cache.set(envelope, result)
     return result
   }
@@ -224,7 +233,7 @@ export const processor = <E extends Event, P = void>(spec: ProcessorSpec<E, P>):
     handle: (envelope, prepared) =>
       Effect.suspend(() => {
         const r = read(envelope)
-        return Result.isFailure(r) ? Effect.fail(new Rejected(r.failure)) : spec.handle(r.success, prepared)
+        return Result.isFailure(r) ? Effect.fail(r.failure) : spec.handle(r.success, prepared)
       }),
     ...(spec.onFailure === undefined ? {} : { onFailure: spec.onFailure }),
     ...(spec.reply === undefined ? {} : { reply: (envelope, announced) => spec.reply!(typed(envelope), announced) }),

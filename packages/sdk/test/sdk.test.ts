@@ -110,6 +110,8 @@ describe("Baton.processor", () => {
         expect(message).toMatch(/^'order' data does not match its schema: /)
         for (const path of paths) expect(message).toContain(`${path}: `)
         expect(message.split("; ")).toHaveLength(paths.length)
+        // The same issues for the rejection's record, with their path in the envelope.
+        expect((error as Rejected).issues.map((i) => i.path).sort()).toEqual(paths.map((p) => `data.${p}`).sort())
       }),
       { numRuns: 200 }
     )
