@@ -24,9 +24,12 @@ const root = fileURLToPath(new URL("../../", import.meta.url))
 /** An entry of `BATON_APP` that names a module rather than a reference app. */
 export const isPath = (entry: string): boolean => entry.startsWith(".") || isAbsolute(entry) || /\.(ts|mts|js|mjs)$/.test(entry)
 
-/** The module an entry names: a reference app's, or the path resolved against the working directory. */
-export const modulePath = (entry: string): string =>
-  Object.hasOwn(reference, entry) ? resolve(root, reference[entry as keyof typeof reference]) : resolve(entry)
+/**
+ * The module an entry names: a reference app's, or the path resolved against the directory the
+ * command was run from (`pnpm start` runs in the workspace's root, and says where it was run in `INIT_CWD`).
+ */
+export const modulePath = (entry: string, base: string = process.env.INIT_CWD ?? process.cwd()): string =>
+  Object.hasOwn(reference, entry) ? resolve(root, reference[entry as keyof typeof reference]) : resolve(base, entry)
 
 export class AppLoadError extends Error {
   override readonly name = "AppLoadError"
@@ -52,7 +55,15 @@ export const load = async (entry: string): Promise<AppModule> => {
 }
 
 const describe = (value: unknown): string =>
-  value === null ? "null" : typeof value === "function" ? `a function (${value.name || "anonymous"})` : Array.isArray(value) ? "an array" : `a ${typeof value}`
+  value === null
+    ? "null"
+    : typeof value === "function"
+      ? `a function (${value.name || "anonymous"})`
+      : Array.isArray(value)
+        ? "an array"
+        : typeof value === "object"
+          ? `an object with ${Object.keys(value).length === 0 ? "no keys" : `keys ${Object.keys(value).join(", ")}`}`
+          : `a ${typeof value} (${JSON.stringify(value)})`
 
 /** What an app is given at start: the store's SQL, the environment and the clock. */
 export const context = (store: Store, env: Readonly<Record<string, string | undefined>> = process.env, clock: Envelope.Clock = Envelope.systemClock): AppContext => ({

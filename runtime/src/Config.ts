@@ -1,5 +1,6 @@
 /** Runtime configuration from environment variables (the README's configuration table). */
 import { join } from "node:path"
+import { isPath } from "./Apps.ts"
 
 export interface Config {
   readonly host: string
@@ -66,8 +67,8 @@ export interface Config {
   readonly commandTimeoutMs: number
   /** Sends of a command before it counts as failed. */
   readonly commandAttempts: number
-  /** The reference apps to run. */
-  readonly apps: ReadonlyArray<AppName>
+  /** The apps to run, in order: reference apps by name (`AppName`) and app modules by path (`Apps.isPath`). */
+  readonly apps: ReadonlyArray<string>
   /** How long each comment checker takes (the scenario's ~1 s each). */
   readonly checkLatencyMs: number
   /** Parked messages of one held key before a `parking-alert`. */
@@ -91,25 +92,24 @@ export type AppName = (typeof appNames)[number]
 export const defaultApps: ReadonlyArray<AppName> = ["order-entry", "customer"]
 
 /**
- * `BATON_APP`: plain names replace the defaults (`all` is every app), `+name` adds to them
- * (`+order-stats` is the defaults and order-stats); both together are the plain names and the added.
+ * `BATON_APP`: plain entries replace the defaults (`all` is every reference app), `+entry` adds to
+ * them (`+order-stats` is the defaults and order-stats); both together are the plain entries and the
+ * added. An entry is a reference app's name or an app module's path (`./src/app.ts`), kept in order.
  */
-export const parseApps = (raw: string | undefined): ReadonlyArray<AppName> => {
+export const parseApps = (raw: string | undefined): ReadonlyArray<string> => {
   const entries = (raw ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "")
   const plain = entries.filter((e) => !e.startsWith("+"))
   const added = entries.filter((e) => e.startsWith("+")).map((e) => e.slice(1))
-  const named = [...plain, ...added].filter((a) => a !== "all")
-  const unknown = named.filter((a) => !(appNames as ReadonlyArray<string>).includes(a))
+  const unknown = [...plain, ...added].filter((a) => a !== "all" && !isPath(a) && !(appNames as ReadonlyArray<string>).includes(a))
   if (unknown.length > 0 || (raw !== undefined && entries.length === 0))
     throw new ConfigError(
-      `BATON_APP must list apps among ${appNames.join(", ")} (comma-separated; +name adds one to the defaults, ${defaultApps.join(",")}) or be 'all', got '${raw ?? ""}'${unknown.length > 0 ? `: unknown ${unknown.join(", ")}` : ""}`
+      `BATON_APP must list reference apps among ${appNames.join(", ")} or 'all', or paths of app modules (./src/app.ts) (comma-separated; +entry adds one to the defaults, ${defaultApps.join(",")}), got '${raw ?? ""}'${unknown.length > 0 ? `: unknown ${unknown.join(", ")}` : ""}`
     )
-  const base = plain.length === 0 ? defaultApps : plain
-  const all = [...base, ...added].includes("all")
-  return all ? [...appNames] : ([...new Set([...base, ...added])] as ReadonlyArray<AppName>)
+  const listed = [...(plain.length === 0 ? defaultApps : plain), ...added].flatMap((a) => (a === "all" ? appNames : [a]))
+  return [...new Set(listed)]
 }
 
-const appsOf = (env: Env): ReadonlyArray<AppName> => parseApps(text(env, "BATON_APP"))
+const appsOf = (env: Env): ReadonlyArray<string> => parseApps(text(env, "BATON_APP"))
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError"

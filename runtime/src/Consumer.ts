@@ -7,7 +7,7 @@
  * entry done and writes the announced events to the outbox in one transaction.
  */
 import { Effect, Result } from "effect"
-import { Envelope, Log, Topics, type Message, type Processor, type Sensitive } from "@baton/core"
+import { Envelope, Log, Rejected, Topics, type Message, type Processor, type Sensitive } from "@baton/core"
 import { Supervisor } from "@baton/actors"
 import { Inbox, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
@@ -266,6 +266,7 @@ export const make = (deps: {
         payload: typeof payload === "string" ? Buffer.from(payload) : payload,
         kind: "processing-failed",
         reason,
+        ...(error instanceof Rejected && error.issues.length > 0 ? { issues: error.issues } : {}),
         processor: processor.name,
         attempts: attemptsMade,
         cause: event

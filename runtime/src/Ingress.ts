@@ -86,7 +86,9 @@ export const judge = (
     }
   }
   const key = looksLikeEnvelope(json) ? base.key : (contract.key?.(data.success) ?? base.key)
-  return { _tag: "Accepted", envelope: { ...base, key, data: data.success } }
+  // The data follows the current schema: its version, whatever a client's envelope says.
+  const version = contract.version === undefined || contract.version === 1 ? {} : { version: contract.version }
+  return { _tag: "Accepted", envelope: { ...base, key, ...version, data: data.success } }
 }
 
 export const contractsOf = (apps: ReadonlyArray<App>): ReadonlyMap<string, Initiating> =>

@@ -28,6 +28,7 @@ import * as Consumer from "./Consumer.ts"
 import * as Console from "./Console.ts"
 import * as Crash from "./Crash.ts"
 import * as ErrorPath from "./ErrorPath.ts"
+import * as EventVersions from "./EventVersions.ts"
 import * as Flows from "./Flows.ts"
 import * as Http from "./Http.ts"
 import * as Ingress from "./Ingress.ts"
@@ -72,7 +73,14 @@ const defaultApps = (deps: { readonly store: Store; readonly config: Config }): 
     "order-stats": () => OrderStats.make({ store: deps.store }),
     ping: () => Apps.load("ping").then((m) => Apps.instantiate(m, Apps.context(deps.store)))
   }
-  return Promise.all(deps.config.apps.map((name) => make[name]()))
+  return Promise.all(deps.config.apps.map((name) => make[name as AppName]()))
+}
+
+/** `BATON_APP` in its order: the reference apps it names (`defaultApps`) and the app modules at its paths. */
+const configuredApps = async (deps: { readonly store: Store; readonly config: Config }): Promise<ReadonlyArray<App | AppModule>> => {
+  const named = [...(await defaultApps({ ...deps, config: { ...deps.config, apps: deps.config.apps.filter((a) => !Apps.isPath(a)) } }))]
+  const loaded = await Promise.all(deps.config.apps.filter(Apps.isPath).map((a) => Apps.load(a)))
+  return deps.config.apps.map((a): App | AppModule => (Apps.isPath(a) ? loaded.shift()! : named.shift()!))
 }
 
 const sessionsOf = (config: Config): EmbeddedBroker.Sessions =>
@@ -180,10 +188,12 @@ export const make = (config: Config, options: Options = {}) =>
         : {})
     }))
     const apps = yield* promise(async () => {
-      const given = await (options.apps ?? defaultApps)({ store, config })
+      const given = await (options.apps ?? configuredApps)({ store, config })
       const ctx = Apps.context(store)
       return Promise.all(given.map((a) => (isAppModule(a) ? Apps.instantiate(a, ctx) : a)))
     })
+    // Their events' versions and schemas against those earlier deployments recorded.
+    yield* promise(() => EventVersions.check(store, apps))
     logger.log("info", "apps running", { apps: apps.map((a) => a.name).join(","), hint: "BATON_APP=+<app> adds one to the defaults" })
     // What must not leak: the fields the apps mark sensitive, and card numbers anywhere.
     const mask = Sensitive.masker(apps.flatMap((a) => a.initiating.flatMap((i) => i.sensitive ?? [])))

@@ -2,7 +2,9 @@
 import { Cause, Effect, Exit } from "effect"
 import { NodeRuntime } from "@effect/platform-node"
 import { Log, PortInUseError } from "@baton/core"
+import { AppLoadError } from "./Apps.ts"
 import { ConfigError, fromEnv, portVariable } from "./Config.ts"
+import { EventVersionError } from "./EventVersions.ts"
 import * as Runtime from "./Runtime.ts"
 
 // The configured format and level once the configuration is read; readable until then.
@@ -13,6 +15,7 @@ const explain = (error: unknown): string => {
   if (error instanceof PortInUseError)
     return `${error.message}; set ${portVariable[error.listener] ?? "the port variable"} to a free port (0 picks one)`
   if (error instanceof ConfigError) return `configuration error: ${error.message}`
+  if (error instanceof AppLoadError || error instanceof EventVersionError) return error.message
   return Log.reason(error)
 }
 

@@ -32,7 +32,25 @@ describe("BATON_APP", () => {
   it("refuses unknown apps and an empty list with the names and the + form", () => {
     expect(() => parseApps("order-entry,+stats")).toThrow(ConfigError)
     expect(() => parseApps("order-entry,+stats")).toThrow(/unknown stats/)
-    expect(() => parseApps("+")).toThrow(/\+name adds one to the defaults, order-entry,customer/)
+    expect(() => parseApps("+")).toThrow(/\+entry adds one to the defaults, order-entry,customer/)
+    expect(() => parseApps("shop")).toThrow(/paths of app modules \(\.\/src\/app\.ts\).*: unknown shop$/)
     expect(() => parseApps(",")).toThrow(ConfigError)
+  })
+
+  it("takes app modules by path beside names, in the order given, each once", () => {
+    expect(parseApps("./app.ts,ping,/abs/shop.mjs,+lib/other.js,./app.ts")).toEqual(["./app.ts", "ping", "/abs/shop.mjs", "lib/other.js"])
+    expect(parseApps("+./app.ts")).toEqual(["order-entry", "customer", "./app.ts"])
+    expect(parseApps("../shop,all")).toEqual(["../shop", ...appNames])
+    expect(fromEnv({ BATON_APP: "./shop/src/app.ts" }).apps).toEqual(["./shop/src/app.ts"])
+  })
+
+  it("for any names and paths: each once, in the order listed", () => {
+    const path = fc.constantFrom("./a.ts", "/srv/b.ts", "../c", "d/e.mjs")
+    fc.assert(
+      fc.property(fc.array(fc.oneof(fc.constantFrom(...appNames), path), { minLength: 1, maxLength: 8 }), (entries) => {
+        expect(parseApps(entries.join(","))).toEqual([...new Set(entries)])
+      }),
+      { numRuns: 200 }
+    )
   })
 })

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest"
 import fc from "fast-check"
+import { Result } from "effect"
 import { Envelope, type App } from "@baton/core"
 import { Sqlite } from "@baton/store"
 import * as OrderEntry from "@baton/order-entry"
@@ -24,6 +25,17 @@ describe("Ingress.judge", () => {
   it("keeps the id, key and replyTo of a full envelope", () => {
     const v = judge("initiate/place-order", JSON.stringify({ id: "e-1", type: "place-order", key: "k", replyTo: "reply/me/1", data: order }))
     expect(v).toMatchObject({ _tag: "Accepted", envelope: { id: "e-1", correlationId: "e-1", causationId: "e-1", key: "k", replyTo: "reply/me/1" } })
+  })
+
+  it("stamps the initiating event's version on what it accepts, whatever a client's envelope says", () => {
+    const ping = (version?: number) => Ingress.contractsOf([{ name: "p", processors: [], initiating: [{ name: "ping", decode: Result.succeed, ...(version === undefined ? {} : { version }) }] }])
+    const judged = (version: number | undefined, payload: unknown) => Ingress.judge(ping(version), { topic: "initiate/ping", payload: Buffer.from(JSON.stringify(payload)) }, 1024)
+    expect(judged(2, { n: 1 })).toMatchObject({ _tag: "Accepted", envelope: { version: 2, data: { n: 1 } } })
+    expect(judged(3, { id: "e-1", type: "ping", version: 1, data: {} })).toMatchObject({ _tag: "Accepted", envelope: { version: 3 } })
+    for (const v of [undefined, 1]) {
+      const accepted = judged(v, { id: "e-1", type: "ping", version: 5, data: {} })
+      expect(accepted._tag === "Accepted" && "version" in accepted.envelope).toBe(false)
+    }
   })
 
   it("refuses each kind of bad input with a readable reason", () => {

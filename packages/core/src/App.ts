@@ -9,6 +9,8 @@ export interface Initiating {
   readonly name: string
   /** Validates the event's data, reporting every issue with its path. */
   readonly decode: (data: unknown) => Result.Result<unknown, ReadonlyArray<Issue>>
+  /** The version of its schema (1 when absent): the accepted envelope carries it, so readers know what `data` follows. */
+  readonly version?: number
   /** The partition key of a bare event (order is kept per key); the event id when absent. */
   readonly key?: (data: unknown) => string | undefined
   /**
@@ -28,8 +30,11 @@ export interface App {
   readonly http?: Readonly<Record<string, HttpRoute>>
   /** For the workflow event pattern: repairs of failed messages, by message type. */
   readonly repairs?: Readonly<Record<string, Repair>>
-  /** The events the app declares with a schema, at their current version (checked against the store at start). */
-  readonly events?: ReadonlyArray<{ readonly type: string; readonly version: number }>
+  /**
+   * The events the app declares with a schema, at their current version, with the JSON Schema of
+   * their data (`Schema.toJsonSchemaDocument`): recorded in the store and checked against it at start.
+   */
+  readonly events?: ReadonlyArray<{ readonly type: string; readonly version: number; readonly schema?: unknown }>
 }
 
 /** Answers a request with a JSON object body (undefined when empty). */

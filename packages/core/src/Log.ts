@@ -9,8 +9,19 @@ export type Level = "debug" | "info" | "warn" | "error"
 export const levels: ReadonlyArray<Level> = ["debug", "info", "warn", "error"]
 export type Format = "text" | "json"
 
-/** The readable reason of anything thrown, card numbers masked (an error message may echo its input). */
-export const reason = (error: unknown): string => text(error instanceof Error ? error.message : String(error))
+/**
+ * The readable reason of anything thrown, card numbers masked (an error message may echo its input).
+ * A failure that is not an `Error` (an app's `Effect.fail({ code: 503 })`) reads as its JSON.
+ */
+export const reason = (error: unknown): string => text(error instanceof Error ? error.message : typeof error === "object" && error !== null ? json(error) : String(error))
+
+const json = (value: object): string => {
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return String(value)
+  }
+}
 
 export type Fields = Readonly<Record<string, string | number | boolean | undefined>>
 

@@ -26,7 +26,7 @@
  */
 import type { Effect } from "effect"
 import type { SqlClient } from "effect/sql"
-import type { Envelope, Next } from "./Envelope.ts"
+import type { Envelope, Issue, Next } from "./Envelope.ts"
 
 /** What a handler does: reads and writes through the transaction, and yields the events to announce. */
 export type Handling = Effect.Effect<ReadonlyArray<Next>, unknown, SqlClient.SqlClient>
@@ -74,4 +74,10 @@ export interface Processor<P = unknown> {
 export class Rejected extends Error {
   override readonly name = "Rejected"
   readonly retryable = false
+  /** Data that did not decode: each issue with its path in the envelope (`data.items[0].qty`), listed by the rejection. */
+  readonly issues: ReadonlyArray<Issue>
+  constructor(message: string, issues: ReadonlyArray<Issue> = []) {
+    super(message)
+    this.issues = issues
+  }
 }

@@ -8,6 +8,8 @@
 /** What a processor answered: the events its work produced (the same as in the broker topology). */
 export interface Result {
   readonly type: string
+  /** The version of the event's schema `data` follows (1 when absent). */
+  readonly version?: number
   readonly data: unknown
 }
 
@@ -25,6 +27,11 @@ export interface Command {
   readonly channel: string
   /** The event type the processor takes it as (the processor is the same in both topologies). */
   readonly type: string
+  /**
+   * The version of that event's schema `data` follows (1 when absent): the processor upcasts from
+   * it, so a command built at version 2 must say so (`Event.version` of the SDK's event).
+   */
+  readonly version?: number
   readonly data: (data: Data) => unknown
   /** How long to wait for the acknowledgement before sending again; the mediator's default when absent. */
   readonly timeoutMs?: number
@@ -48,6 +55,8 @@ export interface Compensation {
   readonly name: string
   readonly channel: string
   readonly type: string
+  /** The version of the event's schema `data` follows (1 when absent), as for a `Command`. */
+  readonly version?: number
   readonly data: (data: Data) => unknown
   /** Sent only when this holds for the workflow's data (there is something to give back); always when absent. */
   readonly when?: (data: Data) => boolean
@@ -94,7 +103,7 @@ export type Rule =
       readonly type: string
       readonly kind: "simple"
       /** Handled in one step by the simple mediator itself: one command, nothing to track. */
-      readonly command: { readonly channel: string; readonly type: string }
+      readonly command: { readonly channel: string; readonly type: string; readonly version?: number }
     }
   | {
       readonly type: string

@@ -61,3 +61,15 @@ describe("log lines", () => {
     expect(json.lines[0]!.line).not.toContain("4242424242424242")
   })
 })
+
+describe("Log.reason", () => {
+  it("an Error reads as its message, another failure as its JSON, a cycle or a primitive as its text", () => {
+    expect(Log.reason(new Error("down"))).toBe("down")
+    expect(Log.reason({ code: 503, service: "pricing" })).toBe(`{"code":503,"service":"pricing"}`)
+    const cycle: Record<string, unknown> = {}
+    cycle.self = cycle
+    expect(Log.reason(cycle)).toBe("[object Object]")
+    expect(Log.reason("plain")).toBe("plain")
+    expect(Log.reason(undefined)).toBe("undefined")
+  })
+})

@@ -25,6 +25,8 @@ export interface CommandState {
   readonly name: string
   readonly channel: string
   readonly type: string
+  /** The version of the event's schema the command's data follows (1 when absent). */
+  readonly version?: number
   readonly track: string
   readonly step: number
   /** Bumped by a restart: a new envelope id, so the processor sees a new message. */
@@ -78,7 +80,7 @@ export type Effect =
   | { readonly _tag: "Announce"; readonly type: string; readonly data: Readonly<Record<string, unknown>> }
   | { readonly _tag: "Reply"; readonly topic: string; readonly data: unknown }
   /** A discarded workflow's compensation: sent once, with no acknowledgement asked for. */
-  | { readonly _tag: "Compensate"; readonly envelopeId: string; readonly name: string; readonly channel: string; readonly type: string; readonly data: unknown }
+  | { readonly _tag: "Compensate"; readonly envelopeId: string; readonly name: string; readonly channel: string; readonly type: string; readonly version?: number; readonly data: unknown }
 
 export interface Transition {
   readonly state: State | undefined
@@ -141,6 +143,7 @@ const enter = (workflow: Workflow, defaults: Defaults, state: State, track: stri
       name: c.name,
       channel: c.channel,
       type: c.type,
+      ...(c.version === undefined ? {} : { version: c.version }),
       track,
       step,
       generation: 1,
@@ -270,7 +273,7 @@ export const transition = (workflow: Workflow, defaults: Defaults, state: State 
         updatedAt: at
       }
       const sends = compensations.map(
-        (c): Effect => ({ _tag: "Compensate", envelopeId: `${state.id}/discard/${c.name}`, name: c.name, channel: c.channel, type: c.type, data: c.data(state.data) })
+        (c): Effect => ({ _tag: "Compensate", envelopeId: `${state.id}/discard/${c.name}`, name: c.name, channel: c.channel, type: c.type, ...(c.version === undefined ? {} : { version: c.version }), data: c.data(state.data) })
       )
       return { state: discarded, effects: [announce(discarded, "workflow-discarded", { step: state.failure?.step, reason: input.reason, by: input.by }), ...sends] }
     }

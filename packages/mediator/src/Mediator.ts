@@ -31,6 +31,9 @@ export const messages = {
   discard: "discard-workflow"
 } as const
 
+/** The version a command's data follows, for its envelope (absent is 1). */
+const versionOf = (c: { readonly version?: number }): { readonly version?: number } => (c.version === undefined ? {} : { version: c.version })
+
 /** A business processor on its command channel: acknowledges with its results, or fails the command. */
 export const channel = <P>(p: Processor<P>): Processor<P> => ({
   name: p.name,
@@ -41,7 +44,7 @@ export const channel = <P>(p: Processor<P>): Processor<P> => ({
     Effect.map(p.handle(event, prepared), (results): ReadonlyArray<Envelope.Next> => {
       // A command without a reply address (a simple event's) announces its work like in the broker topology.
       if (event.replyTo === undefined) return results
-      const data: { commandId: string; results: ReadonlyArray<Result> } = { commandId: event.id, results: results.map((r) => ({ type: r.type, data: r.data })) }
+      const data: { commandId: string; results: ReadonlyArray<Result> } = { commandId: event.id, results: results.map((r) => ({ type: r.type, ...versionOf(r), data: r.data })) }
       return [{ type: messages.acked, topic: event.replyTo, key: event.key, data }]
     }),
   failed: (event, reason) => (event.replyTo === undefined ? [] : [{ type: messages.failed, topic: event.replyTo, key: event.key, data: { commandId: event.id, reason } }])
@@ -57,7 +60,7 @@ export const simple = (rules: ReadonlyArray<Rule>, workflows: ReadonlyArray<Work
     handle: (event) => {
       const rule = rules.find((r) => r.type === event.type)
       if (rule === undefined) return Effect.fail(new Rejected(`no mediation rule for ${event.type}`))
-      if (rule.kind === "simple") return Effect.succeed([{ id: `${event.id}/command`, type: rule.command.type, topic: Topics.channel(rule.command.channel), data: event.data }])
+      if (rule.kind === "simple") return Effect.succeed([{ id: `${event.id}/command`, type: rule.command.type, topic: Topics.channel(rule.command.channel), ...versionOf(rule.command), data: event.data }])
       const workflow = workflows.find((w) => w.name === rule.workflow)!
       const data = { workflow: workflow.name, input: event.data, ...(event.replyTo === undefined ? {} : { replyTo: event.replyTo }) }
       // The workflow's id is the initiating event's id; its events carry it as their correlation id.
@@ -183,10 +186,10 @@ export const domain = (options: {
       const of = { key: saved.id, correlationId: saved.id }
       switch (effect._tag) {
         case "Send":
-          return { ...of, id: effect.command.envelopeId, type: effect.command.type, topic: Topics.channel(effect.command.channel), replyTo: queue, data: effect.data }
+          return { ...of, id: effect.command.envelopeId, type: effect.command.type, topic: Topics.channel(effect.command.channel), replyTo: queue, ...versionOf(effect.command), data: effect.data }
         case "Compensate":
           // No reply address: the processor announces its work on `events/`, and the mediator waits for nothing.
-          return { ...of, id: effect.envelopeId, type: effect.type, topic: Topics.channel(effect.channel), causationId: saved.id, data: effect.data }
+          return { ...of, id: effect.envelopeId, type: effect.type, topic: Topics.channel(effect.channel), causationId: saved.id, ...versionOf(effect), data: effect.data }
         case "Reply":
           return { ...of, id: `${event.id}/${i}`, type: "reply", topic: effect.topic, causationId: saved.id, data: effect.data }
         case "Announce":

@@ -268,6 +268,26 @@ describe("the mediator's state machine", () => {
     expect(t.state?.commands["main/2/adjust-inventory"]?.status).toBe("sent")
   })
 
+  it("a command's and a compensation's event version goes with every send of it: first, after a timeout, after a restart, on discard", () => {
+    const at = "2026-01-01T00:00:00.000Z"
+    const versioned = {
+      name: "v",
+      domain: "d",
+      steps: [{ name: "s", commands: [{ name: "c", channel: "p", type: "measured", version: 3, data: () => ({ kelvin: 1 }) }, { name: "u", channel: "q", type: "plain", data: () => ({}) }] }],
+      onDiscard: [{ name: "undo", channel: "p", type: "unmeasured", version: 2, data: () => ({}) }]
+    }
+    const versionsOf = (t: Machine.Transition) => t.effects.flatMap((e) => (e._tag === "Send" ? [[e.command.name, e.command.version]] : e._tag === "Compensate" ? [[e.name, e.version]] : []))
+    let t = Machine.transition(versioned, defaults, undefined, { _tag: "Start", id: "w", input: {} }, at)
+    expect(versionsOf(t)).toEqual([["c", 3], ["u", undefined]])
+    t = Machine.transition(versioned, defaults, t.state, { _tag: "Timeout", envelopeId: "w/main/1/c/1", attempt: 1 }, at)
+    expect(versionsOf(t)).toEqual([["c", 3]])
+    t = Machine.transition(versioned, defaults, t.state, { _tag: "Nack", envelopeId: "w/main/1/c/1", reason: "no" }, at)
+    const failed = t.state
+    t = Machine.transition(versioned, defaults, failed, { _tag: "Restart" }, at)
+    expect(versionsOf(t)).toEqual([["c", 3]])
+    expect(versionsOf(Machine.transition(versioned, defaults, failed, { _tag: "Discard", by: "op", reason: "r" }, at))).toEqual([["undo", 2]])
+  })
+
   it("times out a silent command: sends it again, then fails the workflow", () => {
     const at = "2026-01-01T00:00:00.000Z"
     let t = Machine.transition(workflow, defaults, undefined, { _tag: "Start", id: "w", input: {} }, at)

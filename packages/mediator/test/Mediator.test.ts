@@ -120,6 +120,12 @@ for (const kind of ["sqlite", "pg"] as const)
       const acked = await run(store, channel, envelope("c1", "order-created", "wf-1", { n: 1 }, Topics.mediator("order")))
       expect(acked).toEqual([{ type: Mediator.messages.acked, topic: Topics.mediator("order"), key: "wf-1", data: { commandId: "c1", results: [{ type: "payment-applied", data: { n: 1 } }] } }])
       expect(await run(store, channel, envelope("c2", "order-created", "k", { n: 2 }))).toEqual([{ type: "payment-applied", data: { n: 2 } }])
+      // An announced event's version is kept in the acknowledgement's results.
+      const versioned = Mediator.channel({ ...business, handle: (event) => Effect.succeed([{ type: "payment-applied", version: 2, data: event.data }]) })
+      expect((await run(store, versioned, envelope("c4", "order-created", "wf-1", { n: 4 }, Topics.mediator("order"))))[0]?.data).toEqual({
+        commandId: "c4",
+        results: [{ type: "payment-applied", version: 2, data: { n: 4 } }]
+      })
       expect(channel.failed?.(envelope("c3", "order-created", "wf-1", {}, "q"), "no")).toEqual([{ type: Mediator.messages.failed, topic: "q", key: "wf-1", data: { commandId: "c3", reason: "no" } }])
     })
 
@@ -129,5 +135,8 @@ for (const kind of ["sqlite", "pg"] as const)
       const out = await run(store, simple, envelope("p1", OrderWorkflow.rules[0]!.type, "k", order))
       expect(out.map((n) => [n.type, n.topic, n.key])).toEqual([[Mediator.messages.start, Topics.mediator("order"), "p1"]])
       await expect(run(store, simple, envelope("p2", "nothing", "k", {}))).rejects.toThrow(Rejected)
+      // A simple rule's command says which version of its event the data follows.
+      const direct = Mediator.simple([{ type: "sample", kind: "simple", command: { channel: "lab", type: "sample", version: 2 } }], [])
+      expect(await run(store, direct, envelope("p3", "sample", "k", { n: 1 }))).toEqual([{ id: "p3/command", type: "sample", topic: Topics.channel("lab"), version: 2, data: { n: 1 } }])
     })
   })

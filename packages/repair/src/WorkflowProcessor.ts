@@ -175,6 +175,8 @@ export const make = async (deps: {
     occurredAt: clock.now().toISOString(),
     // It stays in the failed message's trace.
     ...(failed.traceparent === undefined ? {} : { traceparent: failed.traceparent }),
+    // The repaired data follows the failed message's schema version.
+    ...(failed.version === undefined ? {} : { version: failed.version }),
     data
   })
 
@@ -199,7 +201,7 @@ export const make = async (deps: {
           yield* record(h, "repaired", resubmitted.id, fix.data)
           logger.log("info", "message repaired", { processor: h.processor, key: failed.key, failed: failed.id, changes: fix.changes.join("; ") })
           return [
-            { id: resubmitted.id, type: failed.type, topic: Topics.resubmit(h.processor), key: failed.key, correlationId: failed.correlationId, causationId: failed.id, data: fix.data },
+            { id: resubmitted.id, type: failed.type, topic: Topics.resubmit(h.processor), key: failed.key, correlationId: failed.correlationId, causationId: failed.id, ...(resubmitted.version === undefined ? {} : { version: resubmitted.version }), data: fix.data },
             { type: events.repaired, key: failed.key, data: { processor: h.processor, key: failed.key, failedId: failed.id, resubmittedId: resubmitted.id, error: h.error, changes: fix.changes } }
           ]
         }

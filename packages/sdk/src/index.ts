@@ -49,7 +49,8 @@ import {
   type HttpRoute,
   type Mediation,
   type Processor as CoreProcessor,
-  type Repair
+  type Repair,
+  type Workflow as CoreWorkflow
 } from "@baton/core"
 
 export { Effect, Schema } from "effect"
@@ -89,9 +90,23 @@ export interface Event<T extends string = string, A = any> {
   readonly make: (data: A, options?: NextOptions) => Next
   /** Reads an envelope's data: upcast from its version to the current one, then decoded. */
   readonly read: (envelope: RawEnvelope) => Result.Result<A, string>
+  /**
+   * A workflow command (mediator topology) that sends this event to a processor's channel: its data
+   * built from the workflow's and encoded, with the current version (so it is not upcast again).
+   */
+  readonly command: (spec: CommandSpec<A>) => CoreWorkflow.Command
 }
 
-/** An initiating event (published by clients on `initiate/<name>`): an event version 1 with a partition key. */
+export interface CommandSpec<A> {
+  readonly name: string
+  /** The processor whose channel receives it. */
+  readonly channel: string
+  readonly data: (data: CoreWorkflow.Data) => A
+  readonly timeoutMs?: number
+  readonly maxAttempts?: number
+}
+
+/** An initiating event (published by clients on `initiate/<name>`): an event with a partition key. */
 export interface Initiating<T extends string = string, A = any> extends Event<T, A> {
   readonly key: ((data: A) => string | undefined) | undefined
 }
@@ -113,36 +128,49 @@ export const event = <const T extends string, S extends EventSchema>(type: T, sc
       )
   const decode = CoreEnvelope.decode(schema)
   const encode = Schema.encodeSync(schema)
-  return {
+  const readAll = (envelope: RawEnvelope): Result.Result<S["Type"], Rejected> => {
+    const from = envelope.version ?? 1
+    if (from > version) return Result.fail(new Rejected(`'${type}' version ${from} is newer than the version ${version} this app reads: deploy the app that declares version ${from}`))
+    let data: unknown = envelope.data
+    for (let v = from; v < version; v++) {
+      try {
+        data = upcast[v]!(data)
+      } catch (e) {
+        return Result.fail(new Rejected(`'${type}' could not be upcast from version ${v} to ${v + 1}: ${e instanceof Error ? e.message : String(e)}`))
+      }
+    }
+    return Result.mapError(
+      decode(data),
+      (issues) => new Rejected(`'${type}' data does not match its schema: ${render(issues)}`, issues.map((i) => ({ ...i, path: i.path === "" ? "data" : `data.${i.path}` })))
+    )
+  }
+  const declared: Event<T, S["Type"]> = {
     _tag: "Event",
     type,
     version,
     schema,
     sensitive: Sensitive.fields(schema),
     make: (data, options = {}) => ({ ...options, type, data: encode(data), ...(version === 1 ? {} : { version }) }),
-    read: (envelope) => {
-      const from = envelope.version ?? 1
-      if (from > version)
-        return Result.fail(`'${type}' version ${from} is newer than the version ${version} this app reads: deploy the app that declares version ${from}`)
-      let data: unknown = envelope.data
-      for (let v = from; v < version; v++) {
-        try {
-          data = upcast[v]!(data)
-        } catch (e) {
-          return Result.fail(`'${type}' could not be upcast from version ${v} to ${v + 1}: ${e instanceof Error ? e.message : String(e)}`)
-        }
-      }
-      return Result.mapError(decode(data), (issues) => `'${type}' data does not match its schema: ${render(issues)}`)
-    }
+    command: ({ data, ...spec }) => ({ ...spec, type, version, data: (workflow) => encode(data(workflow)) }),
+    read: (envelope) => Result.mapError(readAll(envelope), (r) => r.message)
   }
+  reading.set(declared, readAll)
+  return declared
 }
 
-/** Declares an initiating event: clients publish it on `initiate/<name>`; `key` partitions it (order is kept per key). */
+/** How a processor reads each declared event: the failure a `Rejected` with the issues, for the error path. */
+const reading = new WeakMap<Event, (envelope: RawEnvelope) => Result.Result<unknown, Rejected>>()
+
+/**
+ * Declares an initiating event: clients publish it on `initiate/<name>`; `key` partitions it (order
+ * is kept per key). The ingress checks what clients send against the current schema and stamps the
+ * current version; the upcasters read events of older versions still logged or in flight.
+ */
 export const initiating = <const T extends string, S extends EventSchema>(
   name: T,
   schema: S,
-  options: { readonly key?: (data: S["Type"]) => string | undefined } = {}
-): Initiating<T, S["Type"]> => ({ ...event(name, schema), key: options.key })
+  options: EventOptions & { readonly key?: (data: S["Type"]) => string | undefined } = {}
+): Initiating<T, S["Type"]> => ({ ...event(name, schema, options), key: options.key })
 
 export interface ProcessorSpec<E extends Event, P = void> {
   /** Stable name: the processor's broker session, actor and inbox. */
@@ -175,15 +203,16 @@ export const processor = <E extends Event, P = void>(spec: ProcessorSpec<E, P>):
   const on: ReadonlyArray<Event> = Array.isArray(spec.on) ? spec.on : [spec.on as Event]
   const byType = new Map(on.map((e) => [e.type, e]))
   // An envelope is read once per processor, even when `prepare` and `handle` both need it.
-  const cache = new WeakMap<RawEnvelope, Result.Result<Typed<E>, string>>()
-  const read = (envelope: RawEnvelope): Result.Result<Typed<E>, string> => {
+  const cache = new WeakMap<RawEnvelope, Result.Result<Typed<E>, Rejected>>()
+  const read = (envelope: RawEnvelope): Result.Result<Typed<E>, Rejected> => {
     const hit = cache.get(envelope)
     if (hit !== undefined) return hit
     const def = byType.get(envelope.type)
+    const readAll = def === undefined ? undefined : (reading.get(def) ?? ((e: RawEnvelope) => Result.mapError(def.read(e), (message) => new Rejected(message))))
     const result =
-      def === undefined
-        ? Result.fail(`processor '${spec.name}' does not declare events of type '${envelope.type}' (it reads ${[...byType.keys()].join(", ")})`)
-        : Result.map(def.read(envelope), (data) => ({ ...envelope, data, version: def.version }) as unknown as Typed<E>)
+      def === undefined || readAll === undefined
+        ? Result.fail(new Rejected(`processor '${spec.name}' does not declare events of type '${envelope.type}' (it reads ${[...byType.keys()].join(", ")})`))
+        : Result.map(readAll(envelope), (data) => ({ ...envelope, data, version: def.version }) as unknown as Typed<E>)
     cache.set(envelope, result)
     return result
   }
@@ -204,7 +233,7 @@ export const processor = <E extends Event, P = void>(spec: ProcessorSpec<E, P>):
     handle: (envelope, prepared) =>
       Effect.suspend(() => {
         const r = read(envelope)
-        return Result.isFailure(r) ? Effect.fail(new Rejected(r.failure)) : spec.handle(r.success, prepared)
+        return Result.isFailure(r) ? Effect.fail(r.failure) : spec.handle(r.success, prepared)
       }),
     ...(spec.onFailure === undefined ? {} : { onFailure: spec.onFailure }),
     ...(spec.reply === undefined ? {} : { reply: (envelope, announced) => spec.reply!(typed(envelope), announced) }),
@@ -255,6 +284,15 @@ export function app(specOrName: AppSpec | string, define?: (context: AppContext)
   }
 }
 
+/** The schema as JSON Schema, compared across deployments; none when it has no JSON form (only its version is checked then). */
+const jsonSchemaOf = (schema: EventSchema): { readonly schema?: unknown } => {
+  try {
+    return { schema: Schema.toJsonSchemaDocument(schema) }
+  } catch {
+    return {}
+  }
+}
+
 const toApp = (spec: AppSpec): CoreApp => {
   const events = new Map<string, Event>()
   for (const e of [...spec.initiating, ...(spec.events ?? [])]) {
@@ -269,11 +307,12 @@ const toApp = (spec: AppSpec): CoreApp => {
       name: i.type,
       // Every issue with its path (`items[0].qty`): the ingress's schema-violation rejection lists them.
       decode: CoreEnvelope.decode(i.schema),
+      ...(i.version === 1 ? {} : { version: i.version }),
       ...(i.key === undefined ? {} : { key: i.key as (data: unknown) => string | undefined }),
       ...(i.sensitive.length === 0 ? {} : { sensitive: i.sensitive })
     })),
     processors: spec.processors,
-    events: [...events.values()].map((e) => ({ type: e.type, version: e.version })),
+    events: [...events.values()].map((e) => ({ type: e.type, version: e.version, ...jsonSchemaOf(e.schema) })),
     ...(spec.mediation === undefined ? {} : { mediation: spec.mediation }),
     ...(spec.http === undefined ? {} : { http: spec.http }),
     ...(spec.repairs === undefined ? {} : { repairs: spec.repairs })
