@@ -10,6 +10,7 @@
  * A failure is one line on standard error and exit code 1 (2 for bad usage).
  */
 import { randomUUID } from "node:crypto"
+import { resolve } from "node:path"
 // Modules, not the `effect` and `@effect/platform-node` indexes: each index loads everything, which
 // doubled the start of every command. mqtt and the OpenAPI document load only where used.
 import * as NodeChildProcessSpawner from "@effect/platform-node/NodeChildProcessSpawner"
@@ -163,7 +164,8 @@ const scaffold = Command.make(
     const { scaffold, ScaffoldError } = await import("./Scaffold.ts")
     let files: ReadonlyArray<string>
     try {
-      files = scaffold(dir)
+      // `pnpm baton` runs in the repository's root: a relative directory is the caller's (INIT_CWD).
+      files = scaffold(resolve(process.env.INIT_CWD ?? process.cwd(), dir))
     } catch (error) {
       throw error instanceof ScaffoldError ? new Failure(error.message, 2) : error
     }
