@@ -60,7 +60,8 @@ describe("an app outside the workspace, on @baton/sdk", () => {
     let output = ""
     child.stdout.on("data", (b: Buffer) => (output += b.toString()))
     child.stderr.on("data", (b: Buffer) => (output += b.toString()))
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+    // "close": every process holding its output (npm, sh, the runtime) has ended.
+    const closed = new Promise<void>((resolve) => child.on("close", () => resolve()))
     try {
       const mqttPort = await new Promise<string>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`not ready within 30 s:\n${output}`)), 30_000)
@@ -90,7 +91,7 @@ describe("an app outside the workspace, on @baton/sdk", () => {
       }
     } finally {
       if (child.exitCode === null) process.kill(-child.pid!, "SIGTERM")
-      await exited
+      await closed
     }
     expect(output).toMatch(/runtime stopped/)
   }, 60_000)
@@ -100,5 +101,13 @@ describe("an app outside the workspace, on @baton/sdk", () => {
     expect(started.code).toBe(1)
     expect(started.output).toContain(`app './src/missing.ts': no module at ${join(project, "src/missing.ts")}`)
     expect(started.output).not.toMatch(/\n\s+at /)
+  }, 30_000)
+
+  it("baton new into a directory that is not empty: one line, exit code 2, nothing overwritten", async () => {
+    const before = readFileSync(join(project, "src/app.ts"), "utf8")
+    const again = await run(join(project, "node_modules/.bin/baton"), ["new", project], project, 20_000)
+    expect(again.code).toBe(2)
+    expect(again.output.trim()).toBe(`baton: ${project} is not empty: choose a new directory`)
+    expect(readFileSync(join(project, "src/app.ts"), "utf8")).toBe(before)
   }, 30_000)
 })

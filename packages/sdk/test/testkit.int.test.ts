@@ -37,6 +37,14 @@ describe("Testkit.start: an app in process, on the real runtime", () => {
     )
   })
 
+  it("a tally its processor rejects: a rejection in its flow, no event, no effect", async () => {
+    const sent = await kit.publish(Tally, { account: "neg", amount: -3 })
+    const flow = await kit.flow(sent)
+    expect(flow.rejections.map((r) => [r.kind, r.processor, r.reason])).toEqual([["processing-failed", "tally", expect.stringContaining("amount -3 is negative")]])
+    expect(flow.count(Tallied)).toBe(0)
+    expect(await rowsOf(kit, sent.id)).toBe(0)
+  })
+
   it("the same event id published twice is processed once", async () => {
     const sent = await kit.publish(Tally, { account: "dup", amount: 3 })
     await kit.publish(Tally, { account: "dup", amount: 3 }, { id: sent.id })
