@@ -305,7 +305,9 @@ export interface Crashing extends Running {
 /**
  * Runs the app module at `path` in a child process as `baton start --app <path>` does, set to die
  * at a kill point. Publish, wait for `crashed()`, `restart()`, then check the flow and the store:
- * nothing the runtime acknowledged is lost, and each effect happened once.
+ * nothing the runtime acknowledged is lost, and each effect happened once. `publish` resolves once
+ * the runtime acknowledged the event, which a crash in the ingress delays until after the restart
+ * (the client sends it again): start it, do not await it before `crashed()`.
  */
 export const crashing = async (path: string, options: CrashOptions): Promise<Crashing> => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-crash-"))
