@@ -1,5 +1,6 @@
 /**
- * `pnpm baton <command>`: the users file (user, token), a running runtime over HTTP (workflows,
+ * `pnpm baton <command>`: the runtime with a user's apps (start), a new app project (new), the
+ * users file (user, token), a running runtime over HTTP (workflows,
  * dashboard, errors, cluster, operations, flow), live events over MQTT (tail), and the HTTP API's
  * OpenAPI document (openapi). Parsed by effect's own `effect/cli`; `--help` on any command.
  *
@@ -9,6 +10,7 @@
  * A failure is one line on standard error and exit code 1 (2 for bad usage).
  */
 import { randomUUID } from "node:crypto"
+import { resolve } from "node:path"
 // Modules, not the `effect` and `@effect/platform-node` indexes: each index loads everything, which
 // doubled the start of every command. mqtt and the OpenAPI document load only where used.
 import * as NodeChildProcessSpawner from "@effect/platform-node/NodeChildProcessSpawner"
@@ -17,9 +19,12 @@ import * as NodePath from "@effect/platform-node/NodePath"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeStdio from "@effect/platform-node/NodeStdio"
 import * as NodeTerminal from "@effect/platform-node/NodeTerminal"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as EffectRuntime from "effect/Runtime"
 import { Argument, Command, Flag } from "effect/cli"
 import { Acl, Users } from "@baton/auth"
 import { causationTree, fields, table, type FlowEvent } from "./CliFormat.ts"
@@ -99,6 +104,74 @@ const readPassword = async (): Promise<string> => {
   if (process.env.BATON_PASSWORD !== undefined) return process.env.BATON_PASSWORD
   return process.stdin.isTTY ? readHidden("password: ") : readLine()
 }
+
+// ---------------------------------------------------------------- apps
+
+/** Set by `start`: a signal then ends a graceful shutdown, exit code 0 (as `pnpm start`). */
+let serving = false
+
+/**
+ * `baton start --app <module>`: what `pnpm start` does, with these apps. The modules are loaded
+ * here (a missing one, or one without an app, is one line); BATON_APP is set to them as well.
+ */
+const start = Command.make(
+  "start",
+  {
+    app: Flag.String("app").pipe(
+      Flag.withDescription("An app module (./src/app.ts, its default export a Baton.app) or a reference app's name; repeat for several (default: BATON_APP)"),
+      Flag.atLeast(0)
+    )
+  },
+  ({ app }) =>
+    Effect.gen(function* () {
+      serving = true
+      const [{ Log, PortInUseError }, Config, Apps, Runtime] = yield* Effect.promise(() =>
+        Promise.all([import("@baton/core"), import("./Config.ts"), import("./Apps.ts"), import("./Runtime.ts")])
+      )
+      let logger: import("@baton/core").Log.Logger = Log.console
+      const explain = (error: unknown): string =>
+        error instanceof PortInUseError
+          ? `${error.message}; set ${Config.portVariable[error.listener] ?? "the port variable"} to a free port (0 picks one)`
+          : error instanceof Config.ConfigError
+            ? `configuration error: ${error.message}`
+            : Log.reason(error)
+      if (app.length > 0) process.env.BATON_APP = app.join(",")
+      yield* Effect.gen(function* () {
+        // The apps given here are loaded here; the configuration's own list is for `pnpm start`.
+        const config = yield* Effect.try({ try: () => Config.fromEnv(app.length > 0 ? { ...process.env, BATON_APP: undefined } : process.env), catch: (e) => e })
+        logger = Log.stream({ format: config.logFormat, threshold: config.logLevel })
+        const modules = app.length === 0 ? undefined : yield* Effect.tryPromise({ try: () => Promise.all(app.map(Apps.load)), catch: (e) => e })
+        const runtime = yield* Runtime.make(config, { logger, ...(modules === undefined ? {} : { apps: () => modules }) })
+        return yield* runtime.fatal
+      }).pipe(
+        Effect.scoped,
+        Effect.catchCause((cause) =>
+          Effect.sync(() => {
+            if (Cause.hasInterruptsOnly(cause)) return
+            logger.log("error", "runtime failed", { reason: explain(Cause.squash(cause)) })
+            process.exitCode = 1
+          })
+        ),
+        Effect.ensuring(Effect.sync(() => logger.log("info", "runtime stopped")))
+      )
+    })
+).pipe(Command.withDescription("Run the runtime with these apps; BATON_* variables configure it, as for pnpm start"))
+
+const scaffold = Command.make(
+  "new",
+  { dir: Argument.String("dir").pipe(Argument.withDescription("Where to create the project (absent or empty)")) },
+  act(async ({ dir }) => {
+    const { scaffold, ScaffoldError } = await import("./Scaffold.ts")
+    let files: ReadonlyArray<string>
+    try {
+      // `pnpm baton` runs in the repository's root: a relative directory is the caller's (INIT_CWD).
+      files = scaffold(resolve(process.env.INIT_CWD ?? process.cwd(), dir))
+    } catch (error) {
+      throw error instanceof ScaffoldError ? new Failure(error.message, 2) : error
+    }
+    out(`${files.map((f) => `created ${f}`).join("\n")}\n\nnext: cd ${dir} && npm install && npm test && npm start\n`)
+  })
+).pipe(Command.withDescription("Create an app project (one processor, one workflow, a property test) that depends on this checkout's @baton/sdk"))
 
 // ---------------------------------------------------------------- the users file
 
@@ -474,8 +547,10 @@ const openapi = Command.make(
 ).pipe(Command.withDescription("Print the HTTP API's OpenAPI 3.1 document (the runtime serves it at GET /openapi.json, with its apps' routes)"))
 
 const baton = Command.make("baton").pipe(
-  Command.withDescription("Administer Baton: users and tokens, and a running runtime over HTTP and MQTT"),
+  Command.withDescription("Run apps, create one, administer Baton: users and tokens, and a running runtime over HTTP and MQTT"),
   Command.withSubcommands([
+    start,
+    scaffold,
     Command.make("user").pipe(Command.withDescription("The users file"), Command.withSubcommands([userAdd, userRemove, userList])),
     Command.make("token").pipe(Command.withDescription("HTTP bearer tokens"), Command.withSubcommands([tokenAdd, tokenList, tokenRemove])),
     Command.make("workflows").pipe(Command.withDescription("Mediator workflows"), Command.withSubcommands([workflowsList, workflowsShow, workflowsRestart, workflowsDiscard])),
@@ -491,4 +566,10 @@ const baton = Command.make("baton").pipe(
 
 const services = Layer.provideMerge(NodeChildProcessSpawner.layer, Layer.mergeAll(NodeFileSystem.layer, NodePath.layer, NodeStdio.layer, NodeTerminal.layer))
 
-baton.pipe(Command.run({ version: "0.1.0" }), Effect.provide(services), NodeRuntime.runMain)
+baton.pipe(
+  Command.run({ version: "0.1.0" }),
+  Effect.provide(services),
+  NodeRuntime.runMain({
+    teardown: (exit, onExit) => (serving && Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : EffectRuntime.defaultTeardown(exit, onExit))
+  })
+)

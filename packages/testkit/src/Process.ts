@@ -22,9 +22,12 @@ export interface Running {
   readonly kill: (signal?: NodeJS.Signals) => Promise<number | string>
 }
 
-/** Starts the runtime and waits until it is ready (or until it died trying). */
-export const startProcess = async (dataDir: string, env: Record<string, string> = {}): Promise<Running> => {
-  const child = spawn(process.execPath, [main], {
+/**
+ * Starts the runtime and waits until it is ready (or until it died trying). `args`: what Node runs,
+ * `main.ts` by default (`[cli.ts, "start", "--app", path]` runs a user's app as `baton start` does).
+ */
+export const startProcess = async (dataDir: string, env: Record<string, string> = {}, args: ReadonlyArray<string> = [main]): Promise<Running> => {
+  const child = spawn(process.execPath, [...args], {
     env: { ...process.env, BATON_MQTT_PORT: "0", BATON_WS_PORT: "off", BATON_HTTP_PORT: "0", BATON_DATA_DIR: dataDir, BATON_RESTART_DELAY_MS: "10", ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })
