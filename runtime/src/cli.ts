@@ -111,8 +111,8 @@ const readPassword = async (): Promise<string> => {
 let serving = false
 
 /**
- * `baton start --app <module>`: what `pnpm start` does, with these apps. The modules are loaded
- * here (a missing one, or one without an app, is one line); BATON_APP is set to them as well.
+ * `baton start --app <module>`: what `pnpm start` does (Serve.ts), with BATON_APP set to these
+ * apps; a missing module, or one without an app, is one line and exit code 1.
  */
 const start = Command.make(
   "start",
@@ -125,35 +125,9 @@ const start = Command.make(
   ({ app }) =>
     Effect.gen(function* () {
       serving = true
-      const [{ Log, PortInUseError }, Config, Apps, Runtime] = yield* Effect.promise(() =>
-        Promise.all([import("@baton/core"), import("./Config.ts"), import("./Apps.ts"), import("./Runtime.ts")])
-      )
-      let logger: import("@baton/core").Log.Logger = Log.console
-      const explain = (error: unknown): string =>
-        error instanceof PortInUseError
-          ? `${error.message}; set ${Config.portVariable[error.listener] ?? "the port variable"} to a free port (0 picks one)`
-          : error instanceof Config.ConfigError
-            ? `configuration error: ${error.message}`
-            : Log.reason(error)
+      const Serve = yield* Effect.promise(() => import("./Serve.ts"))
       if (app.length > 0) process.env.BATON_APP = app.join(",")
-      yield* Effect.gen(function* () {
-        // The apps given here are loaded here; the configuration's own list is for `pnpm start`.
-        const config = yield* Effect.try({ try: () => Config.fromEnv(app.length > 0 ? { ...process.env, BATON_APP: undefined } : process.env), catch: (e) => e })
-        logger = Log.stream({ format: config.logFormat, threshold: config.logLevel })
-        const modules = app.length === 0 ? undefined : yield* Effect.tryPromise({ try: () => Promise.all(app.map(Apps.load)), catch: (e) => e })
-        const runtime = yield* Runtime.make(config, { logger, ...(modules === undefined ? {} : { apps: () => modules }) })
-        return yield* runtime.fatal
-      }).pipe(
-        Effect.scoped,
-        Effect.catchCause((cause) =>
-          Effect.sync(() => {
-            if (Cause.hasInterruptsOnly(cause)) return
-            logger.log("error", "runtime failed", { reason: explain(Cause.squash(cause)) })
-            process.exitCode = 1
-          })
-        ),
-        Effect.ensuring(Effect.sync(() => logger.log("info", "runtime stopped")))
-      )
+      yield* Serve.program(process.env).pipe(Effect.catchCause((cause) => Effect.sync(() => void (Cause.hasInterruptsOnly(cause) ? undefined : (process.exitCode = 1)))))
     })
 ).pipe(Command.withDescription("Run the runtime with these apps; BATON_* variables configure it, as for pnpm start"))
 
