@@ -20,8 +20,8 @@ export default {
     "packages/auth/src/Acl.ts",
     "processors/order-entry/src/Contract.ts",
     // The schemas of the other reference apps (order-stats takes no initiating event).
-    "processors/trading/src/index.ts:24-31",
-    "processors/comments/src/index.ts:25-29",
+    "processors/trading/src/app.ts:18-30",
+    "processors/comments/src/app.ts:17-21",
     "processors/customer/src/index.ts:24-31",
     "processors/ping/src/index.ts:11-11",
     "packages/actors/src/Policy.ts",

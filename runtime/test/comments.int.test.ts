@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest"
+import { configure } from "@baton/comments"
 import { collect, connect, useRuntime } from "./support.ts"
 
 const latency = 150
@@ -9,7 +10,8 @@ const post = async (port: number, body: unknown) => {
 }
 
 describe("asynchronous accept: comment posting", () => {
-  const ctx = useRuntime({ apps: ["comments"], checkLatencyMs: latency })
+  // The app module as a user would run it, its checkers given a short latency.
+  const ctx = useRuntime({}, { apps: () => [configure({ checkLatencyMs: latency })] })
 
   it("accepts a comment before any checker has finished, then publishes it and tells the author", async () => {
     const id = crypto.randomUUID()

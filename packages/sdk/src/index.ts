@@ -321,3 +321,9 @@ const toApp = (spec: AppSpec): CoreApp => {
 
 /** The SDK's declarations under one name: `Baton.event`, `Baton.processor`, `Baton.app`, ... */
 export const Baton = { event, initiating, processor, app } as const
+
+/** A migration written once for both dialects: `ddl((t) => \`... quantity ${t.int} NOT NULL${t.rowid}\`)`. */
+export { ddl, type Types as ColumnTypes } from "@baton/store"
+/** Decodes data with a schema, every issue with its path (`items[0].qty`): what an HTTP route's 400 answer lists. */
+export const decode = CoreEnvelope.decode
+export type Issue = CoreEnvelope.Issue

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import { Envelope as E, type Envelope, type Processor } from "@baton/core"
 import { Sqlite, type Store } from "@baton/store"
-import { make, names } from "@baton/comments"
+import { configure, names } from "@baton/comments"
 
 const mailer = () => {
   const sent: Array<{ readonly to: string; readonly subject: string }> = []
@@ -18,7 +18,7 @@ describe("comments over SQLite", () => {
   it("accepts, checks, decides and e-mails once; POST /comments does it synchronously", async () => {
     const store = await Sqlite.open({ path: ":memory:" })
     const m = mailer()
-    const app = await make({ store, mailer: m.mailer, checkLatencyMs: 1 })
+    const app = await configure({ mailer: m.mailer, checkLatencyMs: 1 }).make({ ...store, env: {}, clock: E.systemClock })
     const byName = (n: string) => app.processors.find((p) => p.name === n)!
     const post = E.initiate(names.postComment, { author: "ann", email: "ann@example.com", text: "What the frak" })
     let events: ReadonlyArray<Envelope.Next> = await step(store, byName("comment-intake"), post)

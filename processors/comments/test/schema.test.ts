@@ -2,10 +2,10 @@
 import { describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Result } from "effect"
-import { Envelope as E } from "@baton/core"
-import { PostComment } from "@baton/comments"
+import { decode as decoder } from "@baton/sdk"
+import { PostCommentData } from "@baton/comments"
 
-const decode = E.decode(PostComment)
+const decode = decoder(PostCommentData)
 const pathsOf = (input: unknown) => Result.match(decode(input), { onSuccess: () => [], onFailure: (issues) => [...new Set(issues.map((i) => i.path))].sort() })
 const valid = { author: "ann", email: "ann@example.com", text: "Nice." }
 const part = fc.stringMatching(/^[a-z0-9]{1,12}$/)

@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import { Envelope as E, type Processor } from "@baton/core"
 import { Sqlite, type Store } from "@baton/store"
-import { make, names } from "@baton/trading"
+import app from "@baton/trading/app"
+import { names } from "@baton/trading"
 
 const run = async (store: Store, p: Processor, type: string, data: unknown) => {
   const event = E.initiate(type, data)
@@ -13,8 +14,8 @@ const run = async (store: Store, p: Processor, type: string, data: unknown) => {
 describe("trade execution over SQLite", () => {
   it("executes in per-account sequence, keeps positions, rejects a malformed trade, repairs", async () => {
     const store = await Sqlite.open({ path: ":memory:" })
-    const app = await make({ store })
-    const trades = app.processors[0]!
+    const trading = await app.make({ ...store, env: {}, clock: E.systemClock })
+    const trades = trading.processors[0]!
     const a = await run(store, trades, names.placeTrade, { account: "ACC-1", symbol: "AAPL", side: "buy", quantity: 10 })
     const b = await run(store, trades, names.placeTrade, { account: "ACC-1", symbol: "MSFT", side: "buy", quantity: 2, limitPrice: 400 })
     const c = await run(store, trades, names.placeTrade, { account: "ACC-1", symbol: "AAPL", side: "sell", quantity: 3 })
@@ -24,9 +25,11 @@ describe("trade execution over SQLite", () => {
     await expect(run(store, trades, names.placeTrade, { account: "ACC-404", symbol: "AAPL", side: "buy", quantity: 1 })).rejects.toMatchObject({ name: "Rejected", message: "unknown account ACC-404" })
     const positions = await store.run(store.query("SELECT account, symbol, quantity FROM positions ORDER BY account, symbol").all())
     expect(positions.map((r) => [r.account, r.symbol, Number(r.quantity)])).toEqual([["ACC-1", "AAPL", 7], ["ACC-1", "MSFT", 2], ["ACC-2", "AAPL", 1]])
-    const repair = app.repairs![names.placeTrade]!
+    const repair = trading.repairs![names.placeTrade]!
     expect(repair(E.initiate(names.placeTrade, { account: "ACC-3", symbol: "apple", side: "buy", quantity: "4" }), "")?.data).toEqual({ account: "ACC-3", symbol: "AAPL", side: "buy", quantity: 4 })
     expect(repair(E.initiate(names.placeTrade, { account: "ACC-404", symbol: "apple", side: "buy", quantity: 4 }), "")).toBeUndefined()
+    // Data that does not read as a trade is not guessed at.
+    expect(repair(E.initiate(names.placeTrade, { account: "ACC-3", symbol: "apple", side: "hold", quantity: "4" }), "")).toBeUndefined()
     await store.close()
   })
 })

@@ -2,10 +2,10 @@
 import { describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Result } from "effect"
-import { Envelope as E } from "@baton/core"
-import { PlaceTrade } from "@baton/trading"
+import { decode as decoder } from "@baton/sdk"
+import { PlaceTradeData } from "@baton/trading"
 
-const decode = E.decode(PlaceTrade)
+const decode = decoder(PlaceTradeData)
 const pathsOf = (input: unknown) => Result.match(decode(input), { onSuccess: () => [], onFailure: (issues) => [...new Set(issues.map((i) => i.path))].sort() })
 const valid = { account: "ACC-1", symbol: "AAPL", side: "buy", quantity: 10 }
 
