@@ -51,6 +51,8 @@ import {
   type Processor as CoreProcessor,
   type Repair
 } from "@baton/core"
+import { Workflow as CoreWorkflow } from "@baton/core"
+import { Postgres } from "@baton/store"
 
 export { Effect, Schema } from "effect"
 export { SqlClient } from "effect/sql"
@@ -282,3 +284,31 @@ const toApp = (spec: AppSpec): CoreApp => {
 
 /** The SDK's declarations under one name: `Baton.event`, `Baton.processor`, `Baton.app`, ... */
 export const Baton = { event, initiating, processor, app } as const
+
+/** The processor `processor` makes (a maker's return type). */
+export type Processor<P = unknown> = CoreProcessor<P>
+
+/** The data of an event, as its handler gets it. */
+export type DataOf<E> = E extends Event<string, infer A> ? A : never
+
+/** A migration's script per dialect, from one template over the column types where they differ (`t.int`, `t.serialKey`, `t.rowid`). */
+export { ddl, type Types as ColumnTypes } from "@baton/store"
+
+/** ` FOR UPDATE` on PostgreSQL (another instance's transaction waits for the row), nothing on SQLite (one writer). */
+export const forUpdate: (dialect: AppContext["dialect"]) => string = Postgres.forUpdate
+
+/**
+ * A workflow's data read with the events' schemas, typed rather than cast: its input, and the
+ * results of its commands (the data processors announced, at the current version).
+ */
+export const WorkflowData = {
+  /** The input (patchable on restart), or as much of it as `schema` reads. */
+  input: <S extends EventSchema>(data: CoreWorkflow.Data, schema: S): S["Type"] => Schema.decodeUnknownSync(schema)(data.input),
+  /** The first result of the event's type, or undefined before one arrives. */
+  find: <E extends Event>(data: CoreWorkflow.Data, event: E): DataOf<E> | undefined => {
+    const found = CoreWorkflow.find<unknown>(data, event.type)
+    return found === undefined ? undefined : Schema.decodeUnknownSync(event.schema)(found)
+  },
+  /** Like `find`, for a result the workflow cannot go on without. */
+  need: <E extends Event>(data: CoreWorkflow.Data, event: E): DataOf<E> => Schema.decodeUnknownSync(event.schema)(CoreWorkflow.need<unknown>(data, event.type))
+} as const
