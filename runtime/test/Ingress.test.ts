@@ -3,10 +3,11 @@ import fc from "fast-check"
 import { Result } from "effect"
 import { Envelope, type App } from "@baton/core"
 import { Sqlite } from "@baton/store"
-import * as OrderEntry from "@baton/order-entry"
+import orderEntry from "@baton/order-entry/app"
+import * as Apps from "../src/Apps.ts"
 import * as Ingress from "../src/Ingress.ts"
 
-const app: App = await OrderEntry.make({ store: await Sqlite.open({ path: ":memory:" }), mailer: OrderEntry.Mailer.make() })
+const app: App = await orderEntry.make(Apps.context(await Sqlite.open({ path: ":memory:" })))
 const contracts = Ingress.contractsOf([app])
 const order = { customerId: "c-1", email: "ann@example.com", items: [{ sku: "BOOK-1", qty: 2, price: 12.5 }], payment: { card: "4242424242424242" } }
 const judge = (topic: string, payload: string | Buffer, max = 1024) =>

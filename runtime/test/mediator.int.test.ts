@@ -9,6 +9,7 @@ import { freshSchema, query } from "@baton/testkit/postgres"
 import { Effect } from "effect"
 import type { Envelope, Processor } from "@baton/core"
 import * as OrderEntry from "@baton/order-entry"
+import * as Apps from "../src/Apps.ts"
 
 const failingCard = "4000000000000119"
 
@@ -182,11 +183,12 @@ describe("mediator topology: a card is charged once per order", () => {
   let authorisations = 0
   const ctx = useMediator(async () => ({ commandTimeoutMs: 300, commandAttempts: 1 }), {
     apps: async ({ store }) => {
+      const ctx = Apps.context(store)
       const mailer = OrderEntry.Mailer.make()
-      const app = await OrderEntry.make({ store, mailer })
+      const app = await OrderEntry.makeApp({ mailer }).make(ctx)
       // Payment draws an authorisation from its clock each time it charges the card: count them.
       const network: Envelope.Clock = { now: () => new Date(), newId: () => (authorisations++, randomUUID()) }
-      const payment = OrderEntry.Payment.make({ store, mailer, clock: network })
+      const payment = OrderEntry.Payment.make({ ...ctx, mailer, clock: network })
       // Slow before its transaction (outside it: the rest of the runtime goes on meanwhile).
       const slow: Processor = { ...payment, prepare: (event) => (event.id.endsWith("/apply-payment/1") ? Effect.promise(() => gate) : Effect.void) }
       return [{ ...app, processors: app.processors.map((p) => (p.name === "payment" ? slow : p)) }]

@@ -46,6 +46,8 @@ const run = async <P>(store: Store, p: Processor<P>, event: Envelope.Envelope) =
 }
 
 const order = { orderId: "ORD-1", customerId: "c1", email: "c1@example.com", items: [{ sku: "BOOK-1", qty: 1, price: 2 }], total: 2, payment: { card: "4242424242424242" } }
+/** Its `order-created`, as order placement announces it (the workflow reads results with their schemas). */
+const created = { ...order, paymentToken: "tok_1", cardLast4: "4242" }
 
 for (const kind of ["sqlite", "pg"] as const)
   describe(`on ${kind}`, () => {
@@ -98,7 +100,7 @@ for (const kind of ["sqlite", "pg"] as const)
       // A repeated start changes nothing.
       expect(await run(store, domain.processor, { ...start, id: "s2" })).toEqual([])
 
-      const ack = envelope("a1", Mediator.messages.acked, "wf-1", { commandId: send!.id, results: [{ type: "order-created", data: order }] })
+      const ack = envelope("a1", Mediator.messages.acked, "wf-1", { commandId: send!.id, results: [{ type: "order-created", data: created }] })
       const next = await run(store, domain.processor, ack)
       expect(next.filter((n) => n.replyTo !== undefined).map((n) => n.topic).sort()).toEqual([Topics.channel("inventory"), Topics.channel("notification"), Topics.channel("payment")])
       expect(Object.keys((await workflows.load("wf-1"))!.commands).length).toBe(4)

@@ -49,9 +49,10 @@ import {
   type HttpRoute,
   type Mediation,
   type Processor as CoreProcessor,
-  type Repair,
-  type Workflow as CoreWorkflow
+  type Repair
 } from "@baton/core"
+import { Workflow as CoreWorkflow } from "@baton/core"
+import { Postgres } from "@baton/store"
 
 export { Effect, Schema } from "effect"
 export { SqlClient } from "effect/sql"
@@ -327,3 +328,28 @@ export { ddl, type Types as ColumnTypes } from "@baton/store"
 /** Decodes data with a schema, every issue with its path (`items[0].qty`): what an HTTP route's 400 answer lists. */
 export const decode = CoreEnvelope.decode
 export type Issue = CoreEnvelope.Issue
+
+/** The processor `processor` makes (a maker's return type). */
+export type Processor<P = unknown> = CoreProcessor<P>
+
+/** The data of an event, as its handler gets it. */
+export type DataOf<E> = E extends Event<string, infer A> ? A : never
+
+/** ` FOR UPDATE` on PostgreSQL (another instance's transaction waits for the row), nothing on SQLite (one writer). */
+export const forUpdate: (dialect: AppContext["dialect"]) => string = Postgres.forUpdate
+
+/**
+ * A workflow's data read with the events' schemas, typed rather than cast: its input, and the
+ * results of its commands (the data processors announced, at the current version).
+ */
+export const WorkflowData = {
+  /** The input (patchable on restart), or as much of it as `schema` reads. */
+  input: <S extends EventSchema>(data: CoreWorkflow.Data, schema: S): S["Type"] => Schema.decodeUnknownSync(schema)(data.input),
+  /** The first result of the event's type, or undefined before one arrives. */
+  find: <E extends Event>(data: CoreWorkflow.Data, event: E): DataOf<E> | undefined => {
+    const found = CoreWorkflow.find<unknown>(data, event.type)
+    return found === undefined ? undefined : Schema.decodeUnknownSync(event.schema)(found)
+  },
+  /** Like `find`, for a result the workflow cannot go on without. */
+  need: <E extends Event>(data: CoreWorkflow.Data, event: E): DataOf<E> => Schema.decodeUnknownSync(event.schema)(CoreWorkflow.need<unknown>(data, event.type))
+} as const

@@ -2,13 +2,14 @@ import { describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import { Envelope as E, type Processor } from "@baton/core"
 import { Sqlite } from "@baton/store"
-import { make, names } from "@baton/customer"
+import { makeApp, names } from "@baton/customer"
 
 describe("customer over SQLite", () => {
   it("registers once, updates, unsubscribes, rejects the unknown, mails exactly once", async () => {
     const store = await Sqlite.open({ path: ":memory:" })
     let mails = 0
-    const app = await make({ store, mailer: { transport: "store", send: async () => ({ messageId: `m-${++mails}`, message: undefined }) } })
+    const mailer = { transport: "store" as const, send: async () => ({ messageId: `m-${++mails}`, message: undefined }) }
+    const app = await makeApp({ mailer }).make({ ...store, env: {}, clock: E.systemClock })
     const [profiles, mail] = app.processors as [Processor, Processor]
     const run = async (p: Processor, event: ReturnType<typeof E.initiate>) =>
       store.transaction(p.handle(event, p.prepare === undefined ? undefined : await Effect.runPromise(p.prepare(event))))

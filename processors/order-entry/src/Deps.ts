@@ -1,9 +1,7 @@
-import type { Envelope } from "@baton/core"
-import type { Store } from "@baton/store"
+import type { Context } from "@baton/sdk"
 import type { Mailer } from "./Mailer.ts"
 
-export interface Deps {
-  readonly store: Store
+/** What the processors are made of: the app's context (its SQL, dialect and clock) and the mailer. */
+export interface Deps extends Context {
   readonly mailer: Mailer
-  readonly clock: Envelope.Clock
 }

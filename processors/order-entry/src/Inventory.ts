@@ -2,10 +2,9 @@
  * Inventory: decrements stock; what is not in stock is back-ordered, never refused. On
  * `payment-denied` it gives the order's allocation back (the compensating step, once per order).
  */
-import { Effect } from "effect"
-import type { Envelope, Processor } from "@baton/core"
-import { Postgres } from "@baton/store"
-import { names, type InventoryReleased, type InventoryUpdated, type OrderCreated, type PaymentDenied, type StockLine } from "./Contract.ts"
+import { Schema } from "effect"
+import { Baton, Effect, forUpdate } from "@baton/sdk"
+import { events, names, StockLine, type OrderCreated, type PaymentDenied } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 
 /** Takes `qty` units from `onHand`; the rest is back-ordered. */
@@ -14,32 +13,30 @@ export const allocate = (sku: string, onHand: number, qty: number): StockLine =>
   return { sku, qty, taken, backordered: qty - taken, remaining: onHand - taken }
 }
 
-const linesOf = (row: Readonly<Record<string, unknown>>): Array<StockLine> => JSON.parse(String(row.lines)) as Array<StockLine>
+/** An allocation's lines, as its row keeps them (JSON). */
+const linesOf = (row: Readonly<Record<string, unknown>>): ReadonlyArray<StockLine> => decodeLines(String(row.lines))
+const decodeLines = Schema.decodeUnknownSync(Schema.fromJsonString(Schema.Array(StockLine)))
 
-export const make = ({ store, clock }: Deps): Processor => {
-  const done = store.query("SELECT lines FROM stock_allocations WHERE order_id = ?")
+export const make = ({ query, dialect, clock }: Deps) => {
+  const done = query("SELECT lines FROM stock_allocations WHERE order_id = ?")
   // Locks the row on PostgreSQL: another instance's order for the same SKU waits for this one's commit.
-  const lock = store.query(`SELECT sku FROM stock WHERE sku = ?${Postgres.forUpdate(store.dialect)}`)
-  const level = store.query("SELECT on_hand FROM stock WHERE sku = ?")
-  const update = store.query("UPDATE stock SET on_hand = ?, backordered = backordered + ? WHERE sku = ?")
-  const record = store.query("INSERT INTO stock_allocations (order_id, lines) VALUES (?, ?)")
-  const released = store.query("SELECT lines FROM stock_releases WHERE order_id = ?")
+  const lock = query(`SELECT sku FROM stock WHERE sku = ?${forUpdate(dialect)}`)
+  const level = query("SELECT on_hand FROM stock WHERE sku = ?")
+  const update = query("UPDATE stock SET on_hand = ?, backordered = backordered + ? WHERE sku = ?")
+  const record = query("INSERT INTO stock_allocations (order_id, lines) VALUES (?, ?)")
+  const released = query("SELECT lines FROM stock_releases WHERE order_id = ?")
   // Atomic: of two releases of one order at once, the second waits for the first's commit and inserts nothing.
-  const tombstone = store.query("INSERT INTO stock_releases (order_id, lines, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING order_id")
-  const giveBack = store.query("UPDATE stock SET on_hand = on_hand + ?, backordered = backordered - ? WHERE sku = ?")
+  const tombstone = query("INSERT INTO stock_releases (order_id, lines, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING order_id")
+  const giveBack = query("UPDATE stock SET on_hand = on_hand + ?, backordered = backordered - ? WHERE sku = ?")
 
   // The stock rows in SKU order (instances locking the same rows never deadlock). (SQLite has one writer: nothing to lock.)
   const lockStock = (skus: ReadonlyArray<string>) =>
-    store.dialect === "pg" ? Effect.forEach([...new Set(skus)].sort(), (sku) => lock.all(sku), { discard: true }) : Effect.void
+    dialect === "pg" ? Effect.forEach([...new Set(skus)].sort(), (sku) => lock.all(sku), { discard: true }) : Effect.void
 
-  const announce = (orderId: string, lines: ReadonlyArray<StockLine>) => {
-    const data: InventoryUpdated = { orderId, lines, shortfall: lines.reduce((n, l) => n + l.backordered, 0) }
-    return [{ type: names.inventoryUpdated, data }]
-  }
-  const announceRelease = (orderId: string, lines: ReadonlyArray<StockLine>) => {
-    const data: InventoryReleased = { orderId, lines }
-    return [{ type: names.inventoryReleased, data }]
-  }
+  const announce = (orderId: string, lines: ReadonlyArray<StockLine>) => [
+    events.inventoryUpdated.make({ orderId, lines, shortfall: lines.reduce((n, l) => n + l.backordered, 0) })
+  ]
+  const announceRelease = (orderId: string, lines: ReadonlyArray<StockLine>) => [events.inventoryReleased.make({ orderId, lines })]
 
   const allocateOrder = (order: OrderCreated) =>
     Effect.gen(function* () {
@@ -86,9 +83,9 @@ export const make = ({ store, clock }: Deps): Processor => {
       return announceRelease(denied.orderId, lines)
     })
 
-  return {
+  return Baton.processor({
     name: "inventory",
-    consumes: [names.orderCreated, names.paymentDenied],
-    handle: (event: Envelope.Envelope) => (event.type === names.paymentDenied ? release(event.data as PaymentDenied) : allocateOrder(event.data as OrderCreated))
-  }
+    on: [events.orderCreated, events.paymentDenied],
+    handle: (event) => (event.type === names.paymentDenied ? release(event.data) : allocateOrder(event.data))
+  })
 }

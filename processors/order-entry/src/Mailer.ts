@@ -3,10 +3,7 @@
  * JSON transport and kept in the store (`emails.message`), so the reference app sends nothing.
  */
 import nodemailer from "nodemailer"
-import { Effect } from "effect"
-import { SqlClient } from "effect/sql"
-import { Sensitive, type Envelope, type Processor } from "@baton/core"
-import type { Sql, Store } from "@baton/store"
+import { Baton, Effect, Schema, Sensitive, SqlClient, type Event, type Processor, type Typed } from "@baton/sdk"
 
 export interface Mail {
   readonly to: string
@@ -45,33 +42,43 @@ export const make = (options: { readonly smtpUrl?: string | undefined; readonly 
  * transaction (at least once through SMTP); its record is written in the transaction (exactly
  * once in the store), keyed by the causing event.
  */
-export const processor = <L extends Mail>(options: {
+export const processor = <E extends Event, L extends Mail, D>(options: {
   readonly name: string
-  readonly consumes: ReadonlyArray<string>
+  /** The events it mails on. */
+  readonly on?: E | ReadonlyArray<E>
+  /** Or their types only, read untyped (`data` unknown). */
+  readonly consumes?: ReadonlyArray<string>
+  /** Explicit topics instead of those of the events (some it takes only as commands). */
+  readonly topics?: ReadonlyArray<string>
   readonly mailer: Mailer
   /** Where `prepare` looks for the record of a mail already sent (outside the transaction). */
-  readonly store: Store
+  readonly store: { readonly sql: SqlClient.SqlClient }
   /** The letter for an event, or undefined when the event asks for none. */
-  readonly letter: (event: Envelope.Envelope) => L | undefined
-  readonly record: (event: Envelope.Envelope, letter: L, sent: Sent) => Sql<unknown>
+  readonly letter: (event: Typed<E>) => L | undefined
+  readonly record: (event: Typed<E>, letter: L, sent: Sent) => Effect.Effect<unknown, unknown, SqlClient.SqlClient>
   /** The `email-sent` data of an event's recorded mail, or undefined before it is sent. */
-  readonly recorded: (event: Envelope.Envelope) => Sql<unknown>
-}): Processor<{ readonly letter: L; readonly sent: Sent } | undefined> => ({
-  name: options.name,
-  consumes: options.consumes,
-  prepare: (event) =>
-    Effect.gen(function* () {
-      const l = options.letter(event)
-      if (l === undefined) return undefined
-      // Outside the transaction: a read on the store's own client (no transaction to join).
-      if ((yield* Effect.provideService(options.recorded(event), SqlClient.SqlClient, options.store.sql)) !== undefined) return undefined
-      const sent = yield* Effect.tryPromise(() => options.mailer.send(l))
-      return { letter: l, sent }
-    }),
-  handle: (event, prepared) =>
-    Effect.gen(function* () {
-      if (prepared !== undefined) yield* options.record(event, prepared.letter, prepared.sent)
-      const data = yield* options.recorded(event)
-      return data === undefined ? [] : [{ type: "email-sent", data }]
-    })
-})
+  readonly recorded: (event: Typed<E>) => Effect.Effect<D | undefined, unknown, SqlClient.SqlClient>
+  /** The `email-sent` event its data is announced as (encoded by its schema); as recorded when absent. */
+  readonly sent?: Event<"email-sent", D>
+}): Processor<{ readonly letter: L; readonly sent: Sent } | undefined> =>
+  Baton.processor({
+    name: options.name,
+    // Without `on`, E is the bare `Event` (data of any type): each type read with `Schema.Unknown`.
+    on: options.on ?? (options.consumes ?? []).map((type) => Baton.event(type, Schema.Unknown) as E),
+    ...(options.topics === undefined ? {} : { topics: options.topics }),
+    prepare: (event) =>
+      Effect.gen(function* () {
+        const l = options.letter(event)
+        if (l === undefined) return undefined
+        // Outside the transaction: a read on the store's own client (no transaction to join).
+        if ((yield* Effect.provideService(options.recorded(event), SqlClient.SqlClient, options.store.sql)) !== undefined) return undefined
+        const sent = yield* Effect.tryPromise(() => options.mailer.send(l))
+        return { letter: l, sent }
+      }),
+    handle: (event, prepared) =>
+      Effect.gen(function* () {
+        if (prepared !== undefined) yield* options.record(event, prepared.letter, prepared.sent)
+        const data = yield* options.recorded(event)
+        return data === undefined ? [] : [options.sent === undefined ? { type: "email-sent", data } : options.sent.make(data)]
+      })
+  })

@@ -5,9 +5,8 @@
  * The mail is sent before the transaction (at least once through SMTP); the record of it is
  * written in the transaction (exactly once in the store).
  */
-import { Effect } from "effect"
-import type { Envelope } from "@baton/core"
-import { names, type EmailSent, type OrderCreated, type OrderFulfilled, type OrderShipped, type PaymentDenied } from "./Contract.ts"
+import { Effect, type DataOf } from "@baton/sdk"
+import { commands, events, names, type OrderCreated, type OrderFulfilled, type PaymentDenied } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 import * as Mailer from "./Mailer.ts"
 import type { Mail } from "./Mailer.ts"
@@ -19,11 +18,18 @@ export interface Letter extends Mail {
   readonly orderId: string
 }
 
+/** The events it reads: what it mails on, and the mediator's "shipped" command. */
+export type Mailable =
+  | { readonly type: typeof names.orderCreated; readonly data: Omit<OrderCreated, "paymentToken" | "cardLast4"> }
+  | { readonly type: typeof names.paymentDenied; readonly data: PaymentDenied }
+  | { readonly type: typeof names.orderFulfilled; readonly data: OrderFulfilled }
+  | { readonly type: typeof names.orderShipped; readonly data: DataOf<typeof commands.notifyShipped> }
+
 /** The letter for an event, or undefined when the event asks for none. */
-export const letter = (event: Pick<Envelope.Envelope, "type" | "data">): Letter | undefined => {
+export const letter = (event: Mailable): Letter | undefined => {
   switch (event.type) {
     case names.orderCreated: {
-      const o = event.data as OrderCreated
+      const o = event.data
       return {
         template: "order-confirmation",
         orderId: o.orderId,
@@ -33,7 +39,7 @@ export const letter = (event: Pick<Envelope.Envelope, "type" | "data">): Letter 
       }
     }
     case names.paymentDenied: {
-      const p = event.data as PaymentDenied
+      const p = event.data
       return {
         template: "payment-method-declined",
         orderId: p.orderId,
@@ -43,37 +49,36 @@ export const letter = (event: Pick<Envelope.Envelope, "type" | "data">): Letter 
       }
     }
     case names.orderFulfilled: {
-      const f = event.data as OrderFulfilled
+      const f = event.data
       return { template: "ready-to-ship", orderId: f.orderId, to: f.email, subject: `Order ${f.orderId} is ready to ship`, text: `Your order ${f.orderId} is packed and ready to ship.` }
     }
     case names.orderShipped: {
       // The mediator's "shipped" e-mail: the shipment with the customer's address added.
-      const s = event.data as OrderShipped & { readonly email?: string }
+      const s = event.data
       if (s.email === undefined) return undefined
       return { template: "shipped", orderId: s.orderId, to: s.email, subject: `Order ${s.orderId} has shipped`, text: `Your order ${s.orderId} is on its way by ${s.method} post, tracking ${s.trackingId}.` }
     }
-    default:
-      return undefined
   }
 }
 
-export const make = ({ store, mailer, clock }: Deps) => {
-  const insert = store.query(
+export const make = ({ sql, query, mailer, clock }: Deps) => {
+  const insert = query(
     "INSERT INTO emails (cause_id, order_id, recipient, template, message_id, message, at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
   )
-  const existing = store.query("SELECT order_id, recipient, template, message_id FROM emails WHERE cause_id = ?")
+  const existing = query("SELECT order_id, recipient, template, message_id FROM emails WHERE cause_id = ?")
   return Mailer.processor({
     name: "notification",
-    consumes: [names.orderCreated, names.paymentDenied, names.orderFulfilled],
+    on: [events.orderCreated, events.paymentDenied, events.orderFulfilled, commands.notifyShipped],
+    // `order-shipped` comes only as the mediator's command: no subscription to the event.
+    topics: [names.orderCreated, names.paymentDenied, names.orderFulfilled].map((type) => `events/${type}`),
     mailer,
-    store,
+    store: { sql },
     letter,
     record: (event, l, sent) => insert.run(event.id, l.orderId, l.to, l.template, sent.messageId, sent.message ?? null, clock.now().toISOString()),
     recorded: (event) =>
-      Effect.map(existing.get(event.id), (row) => {
-        if (row === undefined) return undefined
-        const data: EmailSent = { orderId: String(row.order_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
-        return data
-      })
+      Effect.map(existing.get(event.id), (row) =>
+        row === undefined ? undefined : { orderId: String(row.order_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
+      ),
+    sent: events.emailSent
   })
 }

@@ -1,20 +1,18 @@
 /** OrderFulfillment: on `payment-applied`, picks and packs, announces `order-fulfilled`. */
-import { Effect } from "effect"
-import type { Envelope, Processor } from "@baton/core"
-import { names, type OrderFulfilled, type PaymentApplied } from "./Contract.ts"
+import { Baton, Effect } from "@baton/sdk"
+import { events } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 
-export const make = ({ store, clock }: Deps): Processor => {
-  const record = store.query("INSERT INTO fulfillments (order_id, at) VALUES (?, ?) ON CONFLICT DO NOTHING")
-  return {
+export const make = ({ query, clock }: Deps) => {
+  const record = query("INSERT INTO fulfillments (order_id, at) VALUES (?, ?) ON CONFLICT DO NOTHING")
+  return Baton.processor({
     name: "order-fulfillment",
-    consumes: [names.paymentApplied],
-    handle: (event: Envelope.Envelope) =>
+    on: events.paymentApplied,
+    handle: (event) =>
       Effect.gen(function* () {
-        const p = event.data as PaymentApplied
+        const p = event.data
         yield* record.run(p.orderId, clock.now().toISOString())
-        const data: OrderFulfilled = { orderId: p.orderId, customerId: p.customerId, email: p.email, items: p.items }
-        return [{ type: names.orderFulfilled, data }]
+        return [events.orderFulfilled.make({ orderId: p.orderId, customerId: p.customerId, email: p.email, items: p.items })]
       })
-  }
+  })
 }

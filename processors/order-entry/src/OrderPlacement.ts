@@ -1,7 +1,7 @@
 /** OrderPlacement: stores the order, gets its id from the database, announces `order-created`. */
-import { Effect } from "effect"
-import { Rejected, type Envelope, type Processor } from "@baton/core"
-import { names, type Item, type OrderCreated, type PlaceOrder } from "./Contract.ts"
+import { Schema } from "effect"
+import { Baton, Effect, Rejected } from "@baton/sdk"
+import { events, names, OrderCreated, type Item, type PlaceOrder } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 
 export const total = (items: ReadonlyArray<Item>): number =>
@@ -12,43 +12,51 @@ export const unknownSkus = (items: ReadonlyArray<Item>, known: ReadonlySet<strin
 
 export const orderId = (seq: number): string => `ORD-${String(seq).padStart(6, "0")}`
 
-export const make = ({ store, clock }: Deps): Processor => {
-  const catalogue = store.query("SELECT sku FROM catalogue")
+/** The `order-created` among what a handler announced (encoded), read back. */
+const createdIn = (announced: ReadonlyArray<{ readonly type: string; readonly data: unknown }>) => {
+  const created = announced.find((n) => n.type === names.orderCreated)
+  return created === undefined ? undefined : Schema.decodeUnknownSync(OrderCreated)(created.data)
+}
+
+export const make = ({ query, clock }: Deps) => {
+  const catalogue = query("SELECT sku FROM catalogue")
   // The catalogue is seeded by the migration and never changes: read once, on the first order.
   let known: ReadonlySet<string> | undefined
-  const existing = store.query("SELECT id, payment_token FROM orders WHERE correlation_id = ?")
+  const existing = query("SELECT id, payment_token FROM orders WHERE correlation_id = ?")
   // Atomic against another instance placing the same order: the first insert wins, the other reads it.
-  const insert = store.query(
+  const insert = query(
     "INSERT INTO orders (id, correlation_id, customer_id, email, total, payment_token, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING seq"
   )
-  const setId = store.query("UPDATE orders SET id = ? WHERE seq = ?")
-  const insertItem = store.query("INSERT INTO order_items (order_id, line, sku, qty, price) VALUES (?, ?, ?, ?, ?)")
-  const vault = store.query("INSERT INTO payment_vault (token, card) VALUES (?, ?)")
+  const setId = query("UPDATE orders SET id = ? WHERE seq = ?")
+  const insertItem = query("INSERT INTO order_items (order_id, line, sku, qty, price) VALUES (?, ?, ?, ?, ?)")
+  const vault = query("INSERT INTO payment_vault (token, card) VALUES (?, ?)")
 
-  const announce = (order: PlaceOrder, id: string, paymentToken: string) => {
-    const data: OrderCreated = {
-      orderId: id,
-      customerId: order.customerId,
-      email: order.email,
-      items: order.items,
-      total: total(order.items),
-      paymentToken,
-      cardLast4: order.payment.card.slice(-4)
-    }
-    return [{ type: names.orderCreated, data, key: id }]
-  }
+  const announce = (order: PlaceOrder, id: string, paymentToken: string) => [
+    events.orderCreated.make(
+      {
+        orderId: id,
+        customerId: order.customerId,
+        email: order.email,
+        items: order.items,
+        total: total(order.items),
+        paymentToken,
+        cardLast4: order.payment.card.slice(-4)
+      },
+      { key: id }
+    )
+  ]
 
-  return {
+  return Baton.processor({
     name: "order-placement",
-    consumes: [names.placeOrder],
+    on: events.placeOrder,
     // Request-reply: the order id, which the database assigned (docs/concepts.md, section 7).
     reply: (_event, announced) => {
-      const created = announced.find((n) => n.type === names.orderCreated)?.data as OrderCreated | undefined
+      const created = createdIn(announced)
       return created === undefined ? undefined : { orderId: created.orderId, total: created.total }
     },
-    handle: (event: Envelope.Envelope) =>
+    handle: (event) =>
       Effect.gen(function* () {
-        const order = event.data as PlaceOrder
+        const order = event.data
         if (known === undefined) known = new Set((yield* catalogue.all()).map((r) => String(r.sku)))
         const unknown = unknownSkus(order.items, known)
         if (unknown.length > 0) return yield* Effect.fail(new Rejected(`unknown SKU ${unknown.join(", ")}`))
@@ -72,5 +80,5 @@ export const make = ({ store, clock }: Deps): Processor => {
         yield* Effect.forEach(order.items, (item, line) => insertItem.run(id, line, item.sku, item.qty, item.price), { discard: true })
         return announce(order, id, token)
       })
-  }
+  })
 }

@@ -3,14 +3,17 @@
  * to the same processors the broker topology runs; each takes its command as the event type it
  * already understands, and its results are what it would have announced.
  */
-import { Workflow } from "@baton/core"
-import { names, type InventoryUpdated, type OrderCreated, type OrderFulfilled, type OrderShipped, type PaymentApplied, type PaymentDenied, type PlaceOrder } from "./Contract.ts"
+import { Schema } from "effect"
+import { WorkflowData, type Workflow } from "@baton/sdk"
+import { events, names, type PaymentDenied } from "./Contract.ts"
 
 type Data = Workflow.Data
-const { need, find } = Workflow
+const { need, find } = WorkflowData
 
-const order = (d: Data) => need<OrderCreated>(d, names.orderCreated)
-const input = (d: Data) => d.input as unknown as PlaceOrder
+const order = (d: Data) => need(d, events.orderCreated)
+/** The card of the input, which a restart may have corrected. */
+const Card = Schema.Struct({ payment: Schema.Struct({ card: Schema.String }) })
+const card = (d: Data) => WorkflowData.input(d, Card).payment.card
 
 export const workflow: Workflow.Workflow = {
   name: names.placeOrder,
@@ -22,23 +25,23 @@ export const workflow: Workflow.Workflow = {
       commands: [
         { name: "email-customer", channel: "notification", type: names.orderCreated, data: order },
         // The card travels with the command (never broadcast), so a restart can patch it.
-        { name: "apply-payment", channel: "payment", type: names.orderCreated, data: (d) => ({ ...order(d), card: input(d).payment.card }) },
+        { name: "apply-payment", channel: "payment", type: names.orderCreated, data: (d) => ({ ...order(d), card: card(d) }) },
         { name: "adjust-inventory", channel: "inventory", type: names.orderCreated, data: order }
       ],
-      decide: (d) => (find<PaymentDenied>(d, names.paymentDenied) === undefined ? undefined : "denied")
+      decide: (d) => (find(d, events.paymentDenied) === undefined ? undefined : "denied")
     },
     {
       name: "fulfil-and-restock",
       commands: [
-        { name: "fulfill-order", channel: "order-fulfillment", type: names.paymentApplied, data: (d) => need<PaymentApplied>(d, names.paymentApplied) },
-        { name: "order-stock", channel: "warehouse", type: names.inventoryUpdated, data: (d) => need<InventoryUpdated>(d, names.inventoryUpdated) }
+        { name: "fulfill-order", channel: "order-fulfillment", type: names.paymentApplied, data: (d) => need(d, events.paymentApplied) },
+        { name: "order-stock", channel: "warehouse", type: names.inventoryUpdated, data: (d) => need(d, events.inventoryUpdated) }
       ]
     },
     {
       name: "ship",
       commands: [
-        { name: "ship-order", channel: "shipping", type: names.orderFulfilled, data: (d) => need<OrderFulfilled>(d, names.orderFulfilled) },
-        { name: "email-customer", channel: "notification", type: names.orderFulfilled, data: (d) => need<OrderFulfilled>(d, names.orderFulfilled) }
+        { name: "ship-order", channel: "shipping", type: names.orderFulfilled, data: (d) => need(d, events.orderFulfilled) },
+        { name: "email-customer", channel: "notification", type: names.orderFulfilled, data: (d) => need(d, events.orderFulfilled) }
       ]
     },
     {
@@ -48,7 +51,7 @@ export const workflow: Workflow.Workflow = {
           name: "email-customer",
           channel: "notification",
           type: names.orderShipped,
-          data: (d) => ({ ...need<OrderShipped>(d, names.orderShipped), email: order(d).email, customerId: order(d).customerId })
+          data: (d) => ({ ...need(d, events.orderShipped), email: order(d).email, customerId: order(d).customerId })
         }
       ]
     }
@@ -59,8 +62,8 @@ export const workflow: Workflow.Workflow = {
       {
         name: "release-stock-and-ask-for-another-card",
         commands: [
-          { name: "release-inventory", channel: "inventory", type: names.paymentDenied, data: (d) => need<PaymentDenied>(d, names.paymentDenied) },
-          { name: "email-customer", channel: "notification", type: names.paymentDenied, data: (d) => need<PaymentDenied>(d, names.paymentDenied) }
+          { name: "release-inventory", channel: "inventory", type: names.paymentDenied, data: (d) => need(d, events.paymentDenied) },
+          { name: "email-customer", channel: "notification", type: names.paymentDenied, data: (d) => need(d, events.paymentDenied) }
         ]
       }
     ]
@@ -72,14 +75,14 @@ export const workflow: Workflow.Workflow = {
       name: "release-inventory",
       channel: "inventory",
       type: names.paymentDenied,
-      when: (d) => find<OrderCreated>(d, names.orderCreated) !== undefined,
+      when: (d) => find(d, events.orderCreated) !== undefined,
       data: (d): PaymentDenied => ({ orderId: order(d).orderId, customerId: order(d).customerId, email: order(d).email, amount: order(d).total, reason: "workflow discarded" })
     }
   ],
   reply: { after: "create-order", data: (d) => ({ orderId: order(d).orderId, total: order(d).total }) },
   summary: (d) => {
-    const created = find<OrderCreated>(d, names.orderCreated)
-    const shipped = find<OrderShipped>(d, names.orderShipped)
+    const created = find(d, events.orderCreated)
+    const shipped = find(d, events.orderShipped)
     return { ...(created === undefined ? {} : { orderId: created.orderId }), ...(shipped === undefined ? {} : { trackingId: shipped.trackingId }) }
   }
 }

@@ -2,10 +2,9 @@
  * Payment: charges the card; `payment-applied` on approval, `payment-denied` with a reason (also
  * when the charge fails for good in the broker topology).
  */
-import { Effect } from "effect"
-import type { Envelope, Processor } from "@baton/core"
-import { Postgres } from "@baton/store"
-import { names, type OrderCreated, type PaymentApplied, type PaymentDenied } from "./Contract.ts"
+import { Result } from "effect"
+import { Baton, Effect, forUpdate } from "@baton/sdk"
+import { commands, events, type OrderCreated } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 
 /** The test card that the (simulated) card network declines. */
@@ -41,50 +40,46 @@ export const decide = (card: string): Decision =>
       ? { approved: false, reason: "card declined by issuer" }
       : { approved: true }
 
-export const make = ({ store, clock }: Deps): Processor => {
-  const card = store.query("SELECT card FROM payment_vault WHERE token = ?")
-  const existing = store.query(`SELECT approved, "authorization", reason FROM payments WHERE order_id = ?${Postgres.forUpdate(store.dialect)}`)
+export const make = ({ query, dialect, clock }: Deps) => {
+  const card = query("SELECT card FROM payment_vault WHERE token = ?")
+  const existing = query(`SELECT approved, "authorization", reason FROM payments WHERE order_id = ?${forUpdate(dialect)}`)
   // Atomic against another instance charging the same order: the first insert wins, the other reads it.
-  const insert = store.query(
+  const insert = query(
     `INSERT INTO payments (order_id, approved, amount, "authorization", reason, at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING order_id`
   )
 
-  const announce = (order: OrderCreated, approved: boolean, authorization: string | null, reason: string | null) => {
-    if (approved) {
-      const data: PaymentApplied = {
-        orderId: order.orderId,
-        customerId: order.customerId,
-        email: order.email,
-        amount: order.total,
-        authorization: authorization ?? "",
-        items: order.items
-      }
-      return [{ type: names.paymentApplied, data }]
-    }
-    const data: PaymentDenied = { orderId: order.orderId, customerId: order.customerId, email: order.email, amount: order.total, reason: reason ?? "" }
-    return [{ type: names.paymentDenied, data }]
-  }
+  const announce = (order: OrderCreated, approved: boolean, authorization: string | null, reason: string | null) =>
+    approved
+      ? [
+          events.paymentApplied.make({
+            orderId: order.orderId,
+            customerId: order.customerId,
+            email: order.email,
+            amount: order.total,
+            authorization: authorization ?? "",
+            items: order.items
+          })
+        ]
+      : [events.paymentDenied.make({ orderId: order.orderId, customerId: order.customerId, email: order.email, amount: order.total, reason: reason ?? "" })]
   const announceRow = (order: OrderCreated, row: Readonly<Record<string, unknown>>) =>
-    announce(order, Number(row.approved) === 1, row.authorization as string | null, row.reason as string | null)
+    announce(order, Number(row.approved) === 1, row.authorization === null ? null : String(row.authorization), row.reason === null ? null : String(row.reason))
 
-  return {
+  return Baton.processor({
     name: "payment",
-    consumes: [names.orderCreated],
+    // The order; in the mediator topology, with the card of a restarted workflow's corrected input.
+    on: commands.chargeOrder,
     // The charge failed for good (the gateway kept failing): the order cannot go on, so it is denied,
     // which asks the customer for another card and gives its stock back. (In the mediator topology
     // the command fails instead, and the workflow waits, failed, for a restart.) The reason leaves
-    // out the error, which may name the card.
-    failed: (event) => {
-      const order = event.data as OrderCreated
-      return announce(order, false, null, "the payment could not be processed")
-    },
-    handle: (event: Envelope.Envelope) =>
+    // out the error, which may name the card. Data that is no order denies nothing.
+    failed: (event) => Result.match(commands.chargeOrder.read(event), { onFailure: () => [], onSuccess: (order) => announce(order, false, null, "the payment could not be processed") }),
+    handle: (event) =>
       Effect.gen(function* () {
-        const order = event.data as OrderCreated
+        const order = event.data
         const row = yield* existing.get(order.orderId)
         if (row !== undefined) return announceRow(order, row)
         // A mediator restarted with a corrected card sends it along; otherwise the vault has it.
-        const number = (event.data as { card?: unknown }).card ?? (yield* card.get(order.paymentToken))?.card
+        const number = order.card ?? (yield* card.get(order.paymentToken))?.card
         if (number === failingCard) return yield* Effect.fail(new GatewayError(`payment gateway error charging ${order.orderId} (test card ${failingCard})`))
         const decision: Decision = number === undefined ? { approved: false, reason: "unknown payment token" } : decide(String(number))
         const authorization = decision.approved ? `auth_${clock.newId().slice(0, 8)}` : null
@@ -96,5 +91,5 @@ export const make = ({ store, clock }: Deps): Processor => {
         }
         return announce(order, decision.approved, authorization, reason)
       })
-  }
+  })
 }

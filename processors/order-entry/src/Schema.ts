@@ -1,5 +1,5 @@
 /** Tables of the order-entry app; each processor writes only its own. */
-import { ddl, type Migration } from "@baton/store"
+import { ddl, type Migration } from "@baton/sdk"
 import { catalogue } from "./Contract.ts"
 
 export const migrations: ReadonlyArray<Migration> = [

@@ -1,8 +1,6 @@
 /** Warehouse: keeps its view of stock from `inventory-updated` and re-orders SKUs that run low. */
-import { Effect } from "effect"
-import type { Envelope, Processor } from "@baton/core"
-import { Postgres } from "@baton/store"
-import { names, type InventoryUpdated, type StockReordered } from "./Contract.ts"
+import { Baton, Effect, forUpdate, type Next } from "@baton/sdk"
+import { events } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 
 export interface Level {
@@ -15,28 +13,28 @@ export interface Level {
 /** Re-order when the level falls under the threshold and no re-order is on its way. */
 export const shouldReorder = (s: Level): boolean => s.level < s.threshold && !s.pendingReorder
 
-export const make = ({ store, clock }: Deps): Processor => {
+export const make = ({ query, dialect, clock }: Deps) => {
   // Atomic: of two instances handling the same order, the second waits for the first's commit and inserts nothing.
-  const seen = store.query("INSERT INTO warehouse_seen (order_id) VALUES (?) ON CONFLICT DO NOTHING RETURNING order_id")
-  const lock = store.query(`SELECT sku FROM warehouse_stock WHERE sku = ?${Postgres.forUpdate(store.dialect)}`)
-  const get = store.query("SELECT level, threshold, reorder_qty, pending_reorder FROM warehouse_stock WHERE sku = ?")
-  const setLevel = store.query("UPDATE warehouse_stock SET level = ? WHERE sku = ?")
-  const pending = store.query("UPDATE warehouse_stock SET pending_reorder = 1 WHERE sku = ?")
-  const reorder = store.query("INSERT INTO reorders (sku, qty, order_id, at) VALUES (?, ?, ?, ?)")
+  const seen = query("INSERT INTO warehouse_seen (order_id) VALUES (?) ON CONFLICT DO NOTHING RETURNING order_id")
+  const lock = query(`SELECT sku FROM warehouse_stock WHERE sku = ?${forUpdate(dialect)}`)
+  const get = query("SELECT level, threshold, reorder_qty, pending_reorder FROM warehouse_stock WHERE sku = ?")
+  const setLevel = query("UPDATE warehouse_stock SET level = ? WHERE sku = ?")
+  const pending = query("UPDATE warehouse_stock SET pending_reorder = 1 WHERE sku = ?")
+  const reorder = query("INSERT INTO reorders (sku, qty, order_id, at) VALUES (?, ?, ?, ?)")
 
-  return {
+  return Baton.processor({
     name: "warehouse",
-    consumes: [names.inventoryUpdated],
-    handle: (event: Envelope.Envelope) =>
+    on: events.inventoryUpdated,
+    handle: (event) =>
       Effect.gen(function* () {
-        const update = event.data as InventoryUpdated
+        const update = event.data
         if ((yield* seen.run(update.orderId)) === 0) return []
         // The SKUs' rows locked in SKU order (no deadlock between instances): a concurrent order for
         // the same SKU sees this one's pending re-order instead of ordering again.
         const skus = [...new Set(update.lines.map((l) => l.sku))].sort()
         // (SQLite has one writer: nothing to lock.)
-        if (store.dialect === "pg") yield* Effect.forEach(skus, (sku) => lock.all(sku), { discard: true })
-        const out: Array<{ type: string; data: StockReordered; key: string }> = []
+        if (dialect === "pg") yield* Effect.forEach(skus, (sku) => lock.all(sku), { discard: true })
+        const out: Array<Next> = []
         for (const line of update.lines) {
           const row = yield* get.get(line.sku)
           if (row === undefined) continue
@@ -45,9 +43,9 @@ export const make = ({ store, clock }: Deps): Processor => {
           if (!shouldReorder(s)) continue
           yield* pending.run(line.sku)
           yield* reorder.run(line.sku, s.reorderQty, update.orderId, clock.now().toISOString())
-          out.push({ type: names.stockReordered, key: line.sku, data: { sku: line.sku, qty: s.reorderQty, level: s.level, threshold: s.threshold, orderId: update.orderId } })
+          out.push(events.stockReordered.make({ sku: line.sku, qty: s.reorderQty, level: s.level, threshold: s.threshold, orderId: update.orderId }, { key: line.sku }))
         }
         return out
       })
-  }
+  })
 }

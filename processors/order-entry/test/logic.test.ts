@@ -70,7 +70,7 @@ describe("Notification.letter", () => {
     expect(Notification.letter({ type: "order-created", data: { ...base, items: [], total: 0 } })?.template).toBe("order-confirmation")
     expect(Notification.letter({ type: "payment-denied", data: { ...base, amount: 1, reason: "r" } })?.template).toBe("payment-method-declined")
     expect(Notification.letter({ type: "order-fulfilled", data: { ...base, items: [] } })?.template).toBe("ready-to-ship")
-    expect(Notification.letter({ type: "order-shipped", data: {} })).toBeUndefined()
+    expect(Notification.letter({ type: "order-shipped", data: { orderId: "ORD-1", method: "standard", trackingId: "TRK-1" } })).toBeUndefined()
   })
 })
 

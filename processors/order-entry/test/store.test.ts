@@ -22,6 +22,10 @@ const envelope = (type: string, data: unknown, id = crypto.randomUUID()): Envelo
   data
 })
 
+/** The app module over a store, as the runtime starts it (the environment empty: no SMTP). */
+const start = (store: Store, mailer: Mailer.Mailer) =>
+  OrderEntry.makeApp({ mailer }).make({ ...store, env: {}, clock: E.systemClock })
+
 const mailer = (): Mailer.Mailer & { readonly sent: Array<Mailer.Mail> } => {
   const sent: Array<Mailer.Mail> = []
   return { transport: "store", sent, send: async (mail) => (sent.push(mail), { messageId: `m${sent.length}`, message: undefined }) }
@@ -39,7 +43,7 @@ export const flow = (open: () => Promise<{ readonly store: Store; readonly close
     close = opened.close
     const { store } = opened
     const m = mailer()
-    const app = await OrderEntry.make({ store, mailer: m, clock: E.systemClock })
+    const app = await start(store, m)
     await store.migrate(OrderEntry.migrations)
     const p = Object.fromEntries(app.processors.map((x) => [x.name, x])) as Record<string, Processor<unknown>>
 
@@ -93,7 +97,7 @@ export const flow = (open: () => Promise<{ readonly store: Store; readonly close
     const opened = await open()
     close = opened.close
     const { store } = opened
-    const app = await OrderEntry.make({ store, mailer: mailer(), clock: E.systemClock })
+    const app = await start(store, mailer())
     const inventory = app.processors.find((x) => x.name === "inventory")!
     const units = async () =>
       Object.fromEntries((await store.run(store.query("SELECT sku, on_hand, backordered FROM stock WHERE sku IN ('BOOK-3', 'BOOK-4')").all())).map((r) => [String(r.sku), [Number(r.on_hand), Number(r.backordered)]]))
