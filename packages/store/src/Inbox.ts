@@ -86,6 +86,18 @@ export const make = async (
         if (fresh && options.notify !== undefined) yield* options.notify(part)
         return fresh
       }),
+    /**
+     * `receive` for a message announced inside a transaction (in-process routing): on PostgreSQL
+     * its statement goes out with the transaction's next one. Whether it was new is read after the
+     * commit; the owner of its partition is woken either way (a redelivery wakes it for nothing).
+     */
+    deliver: (processor: string, entry: Entry): Sql<() => boolean> =>
+      Effect.gen(function* () {
+        const part = partitionOf(entry.key, partitions)
+        const rows = yield* insert.write(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString(), part)
+        if (options.notify !== undefined) yield* options.notify(part)
+        return () => rows() > 0
+      }),
     status: (processor: string, envelopeId: string): Sql<Status | undefined> =>
       Effect.map(status.get(processor, envelopeId), (r) => r?.status as Status | undefined),
     /**
