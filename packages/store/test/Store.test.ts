@@ -422,7 +422,7 @@ describe.each(engines)("Store contract on $name", (engine) => {
       const insert = s.store.query("INSERT INTO w (k, v) VALUES (?, ?)")
       const [taken] = keys(1)
       await s.store.run(insert.run(taken, "x"))
-      for (const after of [s.store.query("SELECT k FROM w WHERE k = ?").get(taken), insert.run(-1, "y"), Effect.void]) {
+      for (const after of [Effect.asVoid(s.store.query("SELECT k FROM w WHERE k = ?").get(taken)), Effect.asVoid(insert.run(-1, "y")), Effect.void]) {
         const [k] = keys(1)
         const error = await failure(s.store.transaction(Effect.andThen(Effect.andThen(insert.run(k, "a"), insert.run(taken, "dup")), after)))
         expect(reasonOf(error)).toBe("UniqueViolation")
