@@ -151,13 +151,27 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
     earlier.forEach((q, i) => q.onResult?.((settled[i] as PromiseFulfilledResult<pg.QueryResult>).value.rows.length))
     return (settled.at(-1) as PromiseFulfilledResult<pg.QueryResult>).value
   }
+  /**
+   * What failed the transaction (its first failure since the last success): a statement after it
+   * fails with it too, rather than with "current transaction is aborted" (25P02), so that a
+   * failure reported one statement late keeps its own type.
+   */
+  let aborted: unknown
   const query = (sql: string, params: ReadonlyArray<unknown>, rowMode?: "array") =>
     Effect.tryPromise({
       try: async () => {
-        const result = await send(sql, params, rowMode)
+        let result: pg.QueryResult
+        try {
+          result = await send(sql, params, rowMode)
+        } catch (cause) {
+          if (sqlState(cause) === "25P02" && aborted !== undefined) throw aborted
+          aborted = inTransaction ? cause : undefined
+          throw cause
+        }
         // A COMMIT of a transaction that a failed statement aborted answers ROLLBACK, not an error.
         if (result.command === "ROLLBACK" && sql === "COMMIT")
-          throw Object.assign(new Error("the transaction was rolled back at its COMMIT: a statement of it failed"), { code: "25P02" })
+          throw aborted ?? Object.assign(new Error("the transaction was rolled back at its COMMIT: a statement of it failed"), { code: "25P02" })
+        aborted = undefined
         return result
       },
       catch: (cause) => failed(cause, "query", broken)

@@ -95,10 +95,21 @@ export const numberParams = (sql: string): string => {
   return out
 }
 
-/** Splits a migration script into its statements (migrations hold no `;` inside literals). */
+/** Splits a migration script into its statements (no `;` inside literals; a `$$` body is one piece). */
 const statements = (script: string): ReadonlyArray<string> =>
   script
-    .split(";")
+    .split("$$")
+    .reduce<Array<string>>((out, piece, i) => {
+      // Even pieces are outside `$$ ... $$`: split them; an odd one (a function's body) joins its statement.
+      if (i % 2 === 1) out[out.length - 1] += `$$${piece}$$`
+      else {
+        const [first = "", ...rest] = piece.split(";")
+        if (out.length === 0) out.push(first)
+        else out[out.length - 1] += first
+        out.push(...rest)
+      }
+      return out
+    }, [])
     .map((s) => s.trim())
     .filter((s) => s !== "")
 

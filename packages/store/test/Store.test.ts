@@ -477,6 +477,27 @@ describe.each(engines)("Store contract on $name", (engine) => {
       )
     })
 
+    it("settleFirst marks a pending message done; for one no longer pending, nothing of its transaction commits", async () => {
+      await table()
+      const inbox = await Inbox.make(s.store)
+      const insert = s.store.query("INSERT INTO w (k, v) VALUES (?, ?)")
+      const [a, b] = keys(2)
+      await s.store.transaction(inbox.receive("sf", { envelopeId: "sf-1", topic: "t", key: "k", payload: "{}" }))
+      const handle = (k: number) =>
+        Effect.gen(function* () {
+          if (!(yield* inbox.settleFirst("sf", "sf-1", "done"))) return "not pending"
+          yield* insert.run(k, "effect")
+          return "done"
+        })
+      expect(await s.store.transaction(handle(a!))).toBe("done")
+      expect(await s.store.run(inbox.status("sf", "sf-1"))).toBe("done")
+      // Again: SQLite answers false at once; PostgreSQL fails the transaction, recognisably.
+      const again = await s.store.transaction(handle(b!)).catch((error: unknown) => (Inbox.isNotPending(error) ? "failed: not pending" : error))
+      expect(again).toBe(engine.dialect === "pg" ? "failed: not pending" : "not pending")
+      expect(await present([a!, b!])).toEqual([a])
+      expect(Inbox.isNotPending(new Error("other"))).toBe(false)
+    })
+
     it("a write outside a transaction commits at once; write's outcome is read after the commit", async () => {
       await table()
       const insert = s.store.query("INSERT INTO w (k, v) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING k")
