@@ -173,20 +173,23 @@ export const make = (deps: {
       prepared = prepare === undefined ? undefined : await conflictsRetried(() => Effect.runPromise(prepare(event)))
       Crash.point("handler", processor.name)
       deliveries = await conflictsRetried(() =>
-        notPendingSkipped(store.group(
-          Effect.gen(function* () {
-            // Marked done first: the one statement finds it still pending and (in a cluster, through
-            // the inbox's guard) its partition still ours, locking both until the commit; when it
-            // finds neither, nothing runs and nothing commits.
-            if (!inbox.guarded && !(yield* holds(event.key))) return undefined
-            if (!(yield* inbox.settleFirst(processor.name, event.id, "done", kept(payload)))) return undefined
-            const announced = yield* processor.handle(event, prepared)
-            const local = yield* announce(event, announced, hop.traceparent)
-            yield* reply(event, "reply", () => processor.reply?.(event, announced), hop.traceparent)
-            if (parking !== undefined) local.push(...(yield* drain(event, parking)))
-            return local
-          })
-        ))
+        notPendingSkipped(
+          store.group(
+            Effect.gen(function* () {
+              // Marked done first: the one statement finds it still pending and (in a cluster, through
+              // the inbox's guard) its partition still ours, locking both until the commit; when it
+              // finds neither, nothing commits (on SQLite nothing runs; on PostgreSQL the statement
+              // goes out with the handler's first one and fails the transaction: skipped).
+              if (!inbox.guarded && !(yield* holds(event.key))) return undefined
+              if (!(yield* inbox.settleFirst(processor.name, event.id, "done", kept(payload)))) return undefined
+              const announced = yield* processor.handle(event, prepared)
+              const local = yield* announce(event, announced, hop.traceparent)
+              yield* reply(event, "reply", () => processor.reply?.(event, announced), hop.traceparent)
+              if (parking !== undefined) local.push(...(yield* drain(event, parking)))
+              return local
+            })
+          )
+        )
       )
     } catch (error) {
       if (parking !== undefined) {
