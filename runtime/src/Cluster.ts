@@ -327,7 +327,7 @@ export const make = async (options: Options): Promise<Cluster> => {
     partitions: options.partitions,
     owns: (part) => owned.has(part),
     holds: (part) => Effect.map(ownerOf.get(part), (r) => r?.owner === instance),
-    notify: (part) => (owned.has(part) ? Effect.void : Effect.asVoid(notifyStmt.get(String(part)))),
+    notify: (part) => (owned.has(part) ? Effect.void : Effect.asVoid(notifyStmt.write(String(part)))),
     view: async () => ({
       members: await readMembers(),
       partitions: (await control.run(parts.all())).map((r) => ({ part: Number(r.part), owner: r.owner === null ? null : String(r.owner), epoch: Number(r.epoch), since: r.since === null ? null : String(r.since) }))

@@ -44,6 +44,12 @@ export const conflictsRetried = async <A>(run: () => Promise<A>, tries = conflic
   }
 }
 
+/**
+ * On PostgreSQL `settleFirst` finds a message no longer pending (or no longer this instance's)
+ * only when the handler has run: its transaction fails instead, and the message is skipped.
+ */
+const notPendingSkipped = <A>(run: Promise<A>): Promise<A | undefined> => run.catch((error: unknown) => (Inbox.isNotPending(error) ? undefined : Promise.reject(error)))
+
 type Handled = "done" | "parked" | "skipped"
 
 const handled: Record<Handled, Decision.Outcome> = { done: { _tag: "Committed" }, parked: { _tag: "Parked" }, skipped: { _tag: "Skipped" } }
@@ -167,19 +173,22 @@ export const make = (deps: {
       prepared = prepare === undefined ? undefined : await conflictsRetried(() => Effect.runPromise(prepare(event)))
       Crash.point("handler", processor.name)
       deliveries = await conflictsRetried(() =>
-        store.group(
-          Effect.gen(function* () {
-            // Marked done first: the one statement finds it still pending and (in a cluster, through
-            // the inbox's guard) its partition still ours, locking both until the commit; when it
-            // finds neither, nothing runs and nothing commits.
-            if (!inbox.guarded && !(yield* holds(event.key))) return undefined
-            if (!(yield* inbox.settle(processor.name, event.id, "done", kept(payload)))) return undefined
-            const announced = yield* processor.handle(event, prepared)
-            const local = yield* announce(event, announced, hop.traceparent)
-            yield* reply(event, "reply", () => processor.reply?.(event, announced), hop.traceparent)
-            if (parking !== undefined) local.push(...(yield* drain(event, parking)))
-            return local
-          })
+        notPendingSkipped(
+          store.group(
+            Effect.gen(function* () {
+              // Marked done first: the one statement finds it still pending and (in a cluster, through
+              // the inbox's guard) its partition still ours, locking both until the commit; when it
+              // finds neither, nothing commits (on SQLite nothing runs; on PostgreSQL the statement
+              // goes out with the handler's first one and fails the transaction: skipped).
+              if (!inbox.guarded && !(yield* holds(event.key))) return undefined
+              if (!(yield* inbox.settleFirst(processor.name, event.id, "done", kept(payload)))) return undefined
+              const announced = yield* processor.handle(event, prepared)
+              const local = yield* announce(event, announced, hop.traceparent)
+              yield* reply(event, "reply", () => processor.reply?.(event, announced), hop.traceparent)
+              if (parking !== undefined) local.push(...(yield* drain(event, parking)))
+              return local
+            })
+          )
         )
       )
     } catch (error) {

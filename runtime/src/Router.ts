@@ -30,9 +30,10 @@ export const make = (inbox: Inbox.Inbox): Router => {
     add: (topic, local) => routes.set(topic, [...(routes.get(topic) ?? []), local]),
     consumes: (topic) => routes.has(topic),
     route: (topic, event, payload) =>
-      Effect.map(
-        Effect.filter(routes.get(topic) ?? [], (local) => inbox.receive(local.name, { envelopeId: event.id, topic, key: event.key, payload })),
-        (fresh) => fresh.map((local) => () => local.schedule(event, topic, payload))
+      Effect.forEach(routes.get(topic) ?? [], (local) =>
+        Effect.map(inbox.deliver(local.name, { envelopeId: event.id, topic, key: event.key, payload }), (fresh) => () => {
+          if (fresh()) local.schedule(event, topic, payload)
+        })
       )
   }
 }

@@ -45,7 +45,7 @@ export const make = async (store: Store, options: { readonly instance?: string }
   const adopt = store.query("UPDATE outbox SET instance = ? WHERE instance = ? RETURNING seq")
   return {
     /** Adds a message to publish; call inside the transaction of the change that caused it. */
-    add: (topic: string, payload: string, qos: QoS = 1): Sql<void> => Effect.asVoid(insert.run(topic, payload, qos, new Date().toISOString(), instance)),
+    add: (topic: string, payload: string, qos: QoS = 1): Sql<void> => Effect.asVoid(insert.write(topic, payload, qos, new Date().toISOString(), instance)),
     pending: (limit: number): Promise<ReadonlyArray<Entry>> =>
       store.run(
         Effect.map(pending.all(instance, limit), (rows) =>

@@ -79,23 +79,110 @@ const failed = (cause: unknown, operation: string, broken: { error?: Error }): S
   return error
 }
 
+/**
+ * A connection that holds a statement back until the next one that is waited for: both go out in
+ * one write (the client runs in `pg`'s pipeline mode) and the server runs them in order. Each write
+ * and each wake-up for an answer costs more CPU here than the statement's own work on either side
+ * (a system call in this virtual machine is dear), so inside a transaction its BEGIN and every
+ * write whose outcome nobody reads (an INSERT, UPDATE or DELETE without RETURNING: its rows are
+ * none) ride along with the next statement. A failure of one fails that statement with its error,
+ * so the transaction never commits without it; a savepoint's RELEASE is such a statement, so a
+ * nested transaction still fails as a whole (Store.ts).
+ */
+export interface Pipelined extends SqlConnection.Connection {
+  /**
+   * Queues a statement; the next statement sent on the connection writes it first, and fails with
+   * its error when it failed (the transaction then never commits).
+   */
+  readonly queue: (sql: string, params: ReadonlyArray<unknown>, onResult?: (rows: number) => void) => void
+}
+
+const blind = new Map<string, boolean>()
+/** An INSERT, UPDATE or DELETE without RETURNING: it answers no rows, only success or failure. */
+export const isBlindWrite = (sql: string): boolean => {
+  let b = blind.get(sql)
+  if (b === undefined) {
+    b = /^\s*(INSERT|UPDATE|DELETE)\b/i.test(sql) && !/\bRETURNING\b/i.test(sql)
+    if (blind.size < 10_000) blind.set(sql, b)
+  }
+  return b
+}
+
+type Queued = { readonly sql: string; readonly params: ReadonlyArray<unknown>; readonly onResult: ((rows: number) => void) | undefined }
+
 /** One pooled client as a `SqlConnection`; statements are prepared once per connection, by name. */
-const connection = (client: pg.PoolClient, names: Map<string, string>, broken: { error?: Error }): SqlConnection.Connection => {
+const connection = (client: pg.PoolClient, names: Map<string, string>, broken: { error?: Error }): Pipelined => {
+  let queued: Array<Queued> = []
+  /** Between a BEGIN and its COMMIT or ROLLBACK: only there may a write wait for the next statement. */
+  let inTransaction = false
+  const track = (sql: string) => {
+    if (sql === "BEGIN") inTransaction = true
+    else if (sql === "COMMIT" || sql === "ROLLBACK") inTransaction = false
+  }
+  const config = (sql: string, params: ReadonlyArray<unknown>, rowMode?: "array"): pg.QueryConfig | string => {
+    if (params.length === 0 && rowMode === undefined) return sql
+    let name = names.get(sql)
+    if (name === undefined) {
+      name = `baton_${names.size}`
+      if (names.size < 2_000) names.set(sql, name)
+      else name = undefined
+    }
+    return { text: sql, values: params as Array<unknown>, ...(name === undefined ? {} : { name }), ...(rowMode === undefined ? {} : { rowMode }) }
+  }
+  const send = async (sql: string, params: ReadonlyArray<unknown>, rowMode?: "array"): Promise<pg.QueryResult> => {
+    track(sql)
+    if (queued.length === 0) return client.query(config(sql, params, rowMode) as pg.QueryConfig)
+    const earlier = queued
+    queued = []
+    // One write for all: pg corks each statement's messages, and corks nest.
+    const stream = (client as unknown as { connection: { stream: { cork: () => void; uncork: () => void } } }).connection.stream
+    const sent: Array<Promise<pg.QueryResult>> = []
+    stream.cork()
+    try {
+      for (const q of earlier) sent.push(client.query(config(q.sql, q.params) as pg.QueryConfig))
+      sent.push(client.query(config(sql, params, rowMode) as pg.QueryConfig))
+    } finally {
+      stream.uncork()
+    }
+    const settled = await Promise.allSettled(sent)
+    // The first failure: the statements after it failed because of it (an aborted transaction).
+    const failure = settled.find((s) => s.status === "rejected")
+    if (failure !== undefined) throw failure.reason
+    earlier.forEach((q, i) => q.onResult?.((settled[i] as PromiseFulfilledResult<pg.QueryResult>).value.rows.length))
+    return (settled.at(-1) as PromiseFulfilledResult<pg.QueryResult>).value
+  }
+  /**
+   * What failed the transaction (its first failure since the last success): a statement after it
+   * fails with it too, rather than with "current transaction is aborted" (25P02), so that a
+   * failure reported one statement late keeps its own type.
+   */
+  let aborted: unknown
   const query = (sql: string, params: ReadonlyArray<unknown>, rowMode?: "array") =>
     Effect.tryPromise({
-      try: () => {
-        let name = names.get(sql)
-        if (name === undefined && params.length > 0) {
-          name = `baton_${names.size}`
-          if (names.size < 2_000) names.set(sql, name)
-          else name = undefined
+      try: async () => {
+        let result: pg.QueryResult
+        try {
+          result = await send(sql, params, rowMode)
+        } catch (cause) {
+          if (sqlState(cause) === "25P02" && aborted !== undefined) throw aborted
+          aborted = inTransaction ? cause : undefined
+          throw cause
         }
-        return client.query({ text: sql, values: params as Array<unknown>, ...(name === undefined ? {} : { name }), ...(rowMode === undefined ? {} : { rowMode }) })
+        // A COMMIT of a transaction that a failed statement aborted answers ROLLBACK, not an error.
+        if (result.command === "ROLLBACK" && sql === "COMMIT")
+          throw aborted ?? Object.assign(new Error("the transaction was rolled back at its COMMIT: a statement of it failed"), { code: "25P02" })
+        aborted = undefined
+        return result
       },
       catch: (cause) => failed(cause, "query", broken)
     })
   const execute = (sql: string, params: ReadonlyArray<unknown>, transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined) =>
-    Effect.map(query(sql, params), (r) => (transformRows === undefined ? r.rows : transformRows(r.rows)))
+    inTransaction && isBlindWrite(sql)
+      ? Effect.sync(() => {
+          queued.push({ sql, params, onResult: undefined })
+          return []
+        })
+      : Effect.map(query(sql, params), (r) => (transformRows === undefined ? r.rows : transformRows(r.rows)))
   const values = (sql: string, params: ReadonlyArray<unknown>) => Effect.map(query(sql, params, "array"), (r) => r.rows as unknown as ReadonlyArray<ReadonlyArray<unknown>>)
   return {
     execute,
@@ -103,13 +190,11 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
     executeStream: (sql, params, transformRows) => Stream.fromIterableEffect(execute(sql, params, transformRows)),
     executeValues: values,
     executeValuesUnprepared: values,
-    executeUnprepared: (sql, params, transformRows) =>
-      params.length === 0
-        ? Effect.map(
-            Effect.tryPromise({ try: () => client.query(sql), catch: (cause) => failed(cause, "statement", broken) }),
-            (r) => (transformRows === undefined ? r.rows : transformRows(r.rows))
-          )
-        : execute(sql, params, transformRows)
+    executeUnprepared: execute,
+    queue: (sql, params, onResult) => {
+      track(sql)
+      queued.push({ sql, params, onResult })
+    }
   }
 }
 
@@ -122,7 +207,7 @@ export const make = (options: Options): Effect.Effect<{ readonly client: SqlClie
     const lostClients = new WeakMap<pg.PoolClient | pg.Client, Error>()
     const pool = yield* Effect.acquireRelease(
       Effect.sync(() => {
-        const p = new pg.Pool({ connectionString: url.toString(), max: options.poolSize, application_name: options.applicationName ?? "baton", types, ...(startup === "" ? {} : { options: startup }) })
+        const p = new pg.Pool({ connectionString: url.toString(), max: options.poolSize, pipeline: true, application_name: options.applicationName ?? "baton", types, ...(startup === "" ? {} : { options: startup }) })
         p.on("error", (error) => options.onIdleError?.(error))
         // TCP_NODELAY, as on every socket the runtime owns.
         p.on("connect", (c) => {

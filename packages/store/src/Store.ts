@@ -9,6 +9,7 @@
  */
 import { Effect, Exit, Option } from "effect"
 import { SqlClient, SqlError as SqlErrors, type SqlConnection, type SqlError } from "effect/sql"
+import type { Pipelined } from "./PgPool.ts"
 
 export type Dialect = "sqlite" | "pg"
 
@@ -23,6 +24,13 @@ export interface Query {
   readonly get: (...params: ReadonlyArray<unknown>) => Sql<Row | undefined>
   /** Runs it for its effect; resolves with the number of rows it returned (`RETURNING` counts changes). */
   readonly run: (...params: ReadonlyArray<unknown>) => Sql<number>
+  /**
+   * Runs it for its effect, not waiting for it inside a PostgreSQL transaction: it goes out with
+   * the transaction's next statement (or its COMMIT), in one write; when it fails, that statement
+   * fails with its error. Elsewhere the same as `run`. Gives what `run` gives, to read once the
+   * transaction has committed.
+   */
+  readonly write: (...params: ReadonlyArray<unknown>) => Sql<() => number>
 }
 
 export interface Migration {
@@ -87,10 +95,21 @@ export const numberParams = (sql: string): string => {
   return out
 }
 
-/** Splits a migration script into its statements (migrations hold no `;` inside literals). */
+/** Splits a migration script into its statements (no `;` inside literals; a `$$` body is one piece). */
 const statements = (script: string): ReadonlyArray<string> =>
   script
-    .split(";")
+    .split("$$")
+    .reduce<Array<string>>((out, piece, i) => {
+      // Even pieces are outside `$$ ... $$`: split them; an odd one (a function's body) joins its statement.
+      if (i % 2 === 1) out[out.length - 1] += `$$${piece}$$`
+      else {
+        const [first = "", ...rest] = piece.split(";")
+        if (out.length === 0) out.push(first)
+        else out[out.length - 1] += first
+        out.push(...rest)
+      }
+      return out
+    }, [])
     .map((s) => s.trim())
     .filter((s) => s !== "")
 
@@ -150,11 +169,19 @@ export const make = (deps: {
     return conn.executeUnprepared(text, [], undefined)
   }
   const begin = deps.kind === "sqlite" ? "BEGIN IMMEDIATE" : "BEGIN"
+  /** Queues a statement on a pipelined connection (PostgreSQL); false on one that is not. */
+  const queued = (conn: SqlConnection.Connection, text: string, compiled: string, params: ReadonlyArray<unknown>, onResult?: (rows: number) => void): boolean => {
+    if (!("queue" in conn)) return false
+    count(text)
+    ;(conn as Pipelined).queue(compiled, params, onResult)
+    return true
+  }
   const inTransaction = <A, E>(body: Effect.Effect<A, E, SqlClient.SqlClient>): Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient> =>
     Effect.scoped(
       Effect.flatMap(sql.reserve, (conn) =>
         Effect.gen(function* () {
-          yield* control(conn, begin)
+          // On PostgreSQL the BEGIN goes out with the first statement.
+          if (!queued(conn, begin, begin, [])) yield* control(conn, begin)
           const exit = yield* Effect.exit(Effect.provideService(body, sql.transactionService, [conn, 0] as const))
           if (Exit.isFailure(exit)) {
             yield* Effect.ignore(control(conn, "ROLLBACK"))
@@ -180,7 +207,11 @@ export const make = (deps: {
         const exit: Exit.Exit<A, E | SqlError.SqlError> = yield* Effect.exit(body)
         if (Exit.isFailure(exit)) yield* Effect.ignore(control(conn, "ROLLBACK TO baton_item"))
         const released = yield* Effect.exit(control(conn, "RELEASE baton_item"))
-        return Exit.isFailure(released) && Exit.isSuccess(exit) ? (Exit.failCause(released.cause) as Exit.Exit<A, E | SqlError.SqlError>) : exit
+        if (Exit.isSuccess(released) || Exit.isFailure(exit)) return exit
+        // A queued write of the item failed (it fails the RELEASE sent with it): the item failed.
+        yield* Effect.ignore(control(conn, "ROLLBACK TO baton_item"))
+        yield* Effect.ignore(control(conn, "RELEASE baton_item"))
+        return Exit.failCause(released.cause) as Exit.Exit<A, E | SqlError.SqlError>
       })
     })
   // The client a handler gets (and `store.sql`): inside a transaction begun here, a nested
@@ -213,10 +244,23 @@ export const make = (deps: {
             : client.unsafe<Row>(compiled, params(values)).withoutTransform
         })
       )
+    const run = (...values: ReadonlyArray<unknown>) => Effect.map(all(...values), (rows) => rows.length)
     return {
       all,
       get: (...values) => Effect.map(all(...values), (rows) => rows[0]),
-      run: (...values) => Effect.map(all(...values), (rows) => rows.length)
+      run,
+      write: (...values) =>
+        Effect.flatMap(Effect.service(SqlClient.SqlClient), (client) =>
+          Effect.flatMap(Effect.serviceOption(client.transactionService), (tx) => {
+            let rows: number | undefined
+            if (Option.isSome(tx) && queued(tx.value[0], text, compiled, params(values), (n) => (rows = n)))
+              return Effect.succeed(() => {
+                if (rows === undefined) throw new Error(`the outcome of ${text} is read before it is known (read it after the commit)`)
+                return rows
+              })
+            return Effect.map(run(...values), (n) => () => n)
+          })
+        )
     }
   }
 
