@@ -22,8 +22,8 @@ export default {
     // The schemas of the other reference apps (order-stats takes no initiating event).
     "processors/trading/src/app.ts:18-30",
     "processors/comments/src/app.ts:17-21",
-    "processors/customer/src/index.ts:24-31",
-    "processors/ping/src/index.ts:11-11",
+    "processors/customer/src/app.ts:20-28",
+    "processors/ping/src/app.ts:7-7",
     "packages/actors/src/Policy.ts",
     "runtime/src/Cluster.ts:42-70",
     "packages/repair/src/Parking.ts"

@@ -14,7 +14,6 @@ export interface Config {
   /** Prefix of the runtime's MQTT client ids: `<instance>.<processor>`. */
   readonly instance: string
   readonly maxPayloadBytes: number
-  readonly smtpUrl: string | undefined
   readonly maxAttempts: number
   readonly restartDelayMs: number
   /**
@@ -69,8 +68,6 @@ export interface Config {
   readonly commandAttempts: number
   /** The apps to run, in order: reference apps by name (`AppName`) and app modules by path (`Apps.isPath`). */
   readonly apps: ReadonlyArray<string>
-  /** How long each comment checker takes (the scenario's ~1 s each). */
-  readonly checkLatencyMs: number
   /** Parked messages of one held key before a `parking-alert`. */
   readonly parkMaxCount: number
   /** Age of a held key before a `parking-alert`. */
@@ -133,13 +130,6 @@ const positive = (env: Env, name: string, fallback: number): number => {
   return n
 }
 
-const nonNegative = (env: Env, name: string, fallback: number): number => {
-  const raw = env[name]
-  if (raw === undefined || raw === "") return fallback
-  const n = Number(raw)
-  if (!Number.isInteger(n) || n < 0) throw new ConfigError(`${name} must be a whole number of 0 or more, got '${raw}'`)
-  return n
-}
 
 const flag = (env: Env, name: string, fallback: boolean): boolean => {
   const raw = env[name]
@@ -203,7 +193,6 @@ export const fromEnv = (env: Env = process.env): Config => {
     commandAttempts: positive(env, "BATON_COMMAND_ATTEMPTS", 3),
     apps: appsOf(env),
     parkMaxCount: positive(env, "BATON_PARK_MAX_COUNT", 1000),
-    checkLatencyMs: nonNegative(env, "BATON_CHECK_LATENCY_MS", 1000),
     parkMaxAgeMs: positive(env, "BATON_PARK_MAX_AGE_MS", 300_000),
     mqttPort: port(env, "BATON_MQTT_PORT", 1883),
     wsPort: ws === "off" ? undefined : port(env, "BATON_WS_PORT", 8083),
@@ -212,7 +201,6 @@ export const fromEnv = (env: Env = process.env): Config => {
     brokerUrl,
     instance,
     maxPayloadBytes: positive(env, "BATON_MAX_PAYLOAD_BYTES", 256 * 1024),
-    smtpUrl: text(env, "BATON_SMTP_URL"),
     maxAttempts: positive(env, "BATON_MAX_ATTEMPTS", 3),
     restartDelayMs: positive(env, "BATON_RESTART_DELAY_MS", 100),
     durable: flag(env, "BATON_DURABLE", true),

@@ -14,15 +14,10 @@ import { EmbeddedBroker } from "@baton/broker-aedes"
 import { MqttBroker } from "@baton/broker-mqtt"
 import { Inbox, IngressLog, isUnavailable, Operations, Outbox, Postgres, Rejections, Sqlite, type Page, type Store } from "@baton/store"
 import { payloadPreviewBytes } from "@baton/core"
-import * as OrderEntry from "@baton/order-entry"
-import * as Customer from "@baton/customer"
-import * as Trading from "@baton/trading"
-import * as Comments from "@baton/comments"
-import * as OrderStats from "@baton/order-stats"
 import { Parking, ParkingPolicy, WorkflowProcessor } from "@baton/repair"
 import { Mediator, WorkflowStore } from "@baton/mediator"
 import * as Apps from "./Apps.ts"
-import type { AppName, Config } from "./Config.ts"
+import type { Config } from "./Config.ts"
 import * as Cluster from "./Cluster.ts"
 import * as Consumer from "./Consumer.ts"
 import * as Console from "./Console.ts"
@@ -41,6 +36,8 @@ export interface Options {
   readonly logger?: Log.Logger
   /** The apps to run; the order-entry app by default. */
   readonly apps?: (deps: { readonly store: Store; readonly config: Config }) => ReadonlyArray<App | AppModule> | Promise<ReadonlyArray<App | AppModule>>
+  /** The environment the apps read their own settings from (`BATON_SMTP_URL`, ...); the process's when absent. */
+  readonly env?: Readonly<Record<string, string | undefined>>
   /** Extra processors beside the apps' (they subscribe to existing events). */
   readonly processors?: (deps: { readonly store: Store }) => ReadonlyArray<Processor>
   readonly policy?: Partial<Policy.Policy>
@@ -62,26 +59,8 @@ export interface Runtime {
   readonly fatal: Effect.Effect<never, Supervisor.RestartLimitExceeded>
 }
 
-/** The reference apps named by `BATON_APP`. */
-const defaultApps = (deps: { readonly store: Store; readonly config: Config }): Promise<ReadonlyArray<App>> => {
-  const mailer = OrderEntry.Mailer.make({ smtpUrl: deps.config.smtpUrl })
-  const make: Record<AppName, () => App | Promise<App>> = {
-    "order-entry": () => OrderEntry.make({ store: deps.store, mailer }),
-    customer: () => Customer.make({ store: deps.store, mailer }),
-    trading: () => Trading.make({ store: deps.store }),
-    comments: () => Comments.make({ store: deps.store, mailer, checkLatencyMs: deps.config.checkLatencyMs }),
-    "order-stats": () => OrderStats.make({ store: deps.store }),
-    ping: () => Apps.load("ping").then((m) => Apps.instantiate(m, Apps.context(deps.store)))
-  }
-  return Promise.all(deps.config.apps.map((name) => make[name as AppName]()))
-}
-
-/** `BATON_APP` in its order: the reference apps it names (`defaultApps`) and the app modules at its paths. */
-const configuredApps = async (deps: { readonly store: Store; readonly config: Config }): Promise<ReadonlyArray<App | AppModule>> => {
-  const named = [...(await defaultApps({ ...deps, config: { ...deps.config, apps: deps.config.apps.filter((a) => !Apps.isPath(a)) } }))]
-  const loaded = await Promise.all(deps.config.apps.filter(Apps.isPath).map((a) => Apps.load(a)))
-  return deps.config.apps.map((a): App | AppModule => (Apps.isPath(a) ? loaded.shift()! : named.shift()!))
-}
+/** `BATON_APP` in its order: app modules, by path or by a reference app's name (Apps.ts). */
+const configuredApps = (deps: { readonly config: Config }): Promise<ReadonlyArray<AppModule>> => Promise.all(deps.config.apps.map((a) => Apps.load(a)))
 
 const sessionsOf = (config: Config): EmbeddedBroker.Sessions =>
   !config.durable
@@ -189,12 +168,12 @@ export const make = (config: Config, options: Options = {}) =>
     }))
     const apps = yield* promise(async () => {
       const given = await (options.apps ?? configuredApps)({ store, config })
-      const ctx = Apps.context(store)
+      const ctx = Apps.context(store, options.env ?? process.env)
       return Promise.all(given.map((a) => (isAppModule(a) ? Apps.instantiate(a, ctx) : a)))
     })
     // Their events' versions and schemas against those earlier deployments recorded.
     yield* promise(() => EventVersions.check(store, apps))
-    logger.log("info", "apps running", { apps: apps.map((a) => a.name).join(","), hint: "BATON_APP=+<app> adds one to the defaults" })
+    logger.log("info", "apps running", { apps: apps.map((a) => a.name).join(","), hint: "BATON_APP=+<app or ./path/app.ts> adds one to the defaults" })
     // What must not leak: the fields the apps mark sensitive, and card numbers anywhere.
     const mask = Sensitive.masker(apps.flatMap((a) => a.initiating.flatMap((i) => i.sensitive ?? [])))
     const masked = <A extends ReadonlyArray<any>, B>(f: (...args: A) => Promise<B>) => async (...args: A): Promise<B> => mask.json(await f(...args))

@@ -28,7 +28,8 @@ describe("Notification through SMTP (BATON_SMTP_URL)", () => {
   beforeAll(async () => {
     await new Promise<void>((r) => mail.server.listen(0, "127.0.0.1", () => r()))
     const port = (mail.server.server.address() as AddressInfo).port
-    h = await startRuntime({ smtpUrl: `smtp://127.0.0.1:${port}` })
+    // The apps read it from their environment (the runtime's `env` option, else the process's).
+    h = await startRuntime({}, { env: { ...process.env, BATON_SMTP_URL: `smtp://127.0.0.1:${port}` } })
   })
   afterAll(async () => {
     await h?.stop()

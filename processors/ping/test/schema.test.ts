@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Result } from "effect"
 import { Envelope as E } from "@baton/core"
-import { Ping } from "@baton/ping"
+import { PingData as Ping } from "@baton/ping"
 
 const decode = E.decode(Ping)
 const pathsOf = (input: unknown) => Result.match(decode(input), { onSuccess: () => [], onFailure: (issues) => [...new Set(issues.map((i) => i.path))].sort() })
