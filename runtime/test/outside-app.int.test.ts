@@ -17,7 +17,10 @@ import { connect, collect } from "./support.ts"
 const root = realpathSync(fileURLToPath(new URL("../..", import.meta.url)))
 const bin = dirname(process.execPath)
 // npm and the scripts' `node` are this Node's.
-const env = { ...process.env, PATH: `${bin}:${process.env.PATH ?? ""}`, BATON_MQTT_PORT: "0", BATON_HTTP_PORT: "0", BATON_WS_PORT: "off" }
+// As from a user's shell: not the INIT_CWD that `pnpm test` set for this process (a relative
+// `--app` would resolve against it, as it does under `pnpm start`).
+const { INIT_CWD: _, ...shell } = process.env
+const env = { ...shell, PATH: `${bin}:${process.env.PATH ?? ""}`, BATON_MQTT_PORT: "0", BATON_HTTP_PORT: "0", BATON_WS_PORT: "off" }
 const npm = existsSync(join(bin, "npm")) ? join(bin, "npm") : "npm"
 
 const run = (file: string, args: ReadonlyArray<string>, cwd: string, timeoutMs: number) =>
