@@ -61,6 +61,19 @@ const lastFour = (digits: string): string => `****${digits.slice(-4)}`
 export const text = (s: string): string =>
   s.replace(cardOrUuid, (m, uuid: string | undefined) => (uuid !== undefined ? m : lastFour(m.replace(/[ -]/g, ""))))
 
+/**
+ * A value as JSON text with every card number masked, still JSON: a number of 12 digits or more
+ * (`text` would turn it into a bare `****1234`, which no client can parse) becomes the masked string.
+ */
+export const json = (v: unknown): string =>
+  text(
+    JSON.stringify(v, (_key, x: unknown) => {
+      if (typeof x !== "number") return x
+      const masked = text(String(x))
+      return masked === String(x) ? x : masked
+    })
+  )
+
 /** A sensitive field's value: its last four characters when it is long enough to keep them (12 and more), else nothing. */
 export const value = (v: unknown): unknown => {
   if (v === null || v === undefined) return v

@@ -76,6 +76,18 @@ describe("Sensitive", () => {
     )
   })
 
+  it("for any JSON value: json() is JSON that parses, and leaves no card whole, a number's digits included", () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.double({ noNaN: true, noDefaultInfinity: true }), (value, n) => {
+        const out = Sensitive.json({ value, n, ts: 1764495312000 })
+        const back = JSON.parse(out) as { ts: unknown }
+        expect(back.ts).toBe("****2000")
+        expect(digitRuns(out)).toEqual([])
+      }),
+      { numRuns: 200 }
+    )
+  })
+
   it("masks hostile nesting as text instead of overflowing the stack", () => {
     const m = Sensitive.masker(["card"])
     const deep = (card: string, depth = 20_000) => `${"[".repeat(depth)}{"card":"${card}"}${"]".repeat(depth)}`

@@ -128,6 +128,8 @@ export interface StartOptions {
   readonly topology?: "broker" | "mediator"
   /** Any other setting of the runtime (`Config`, as the BATON_* variables set it). */
   readonly config?: Partial<Config>
+  /** The app's own settings (its context's `env`, e.g. `BATON_CHECK_LATENCY_MS`), over the process's environment. */
+  readonly env?: Readonly<Record<string, string | undefined>>
   /** Print the runtime's log lines. */
   readonly log?: boolean
 }
@@ -250,7 +252,7 @@ export const start = async (app: AppModule, options: StartOptions = {}): Promise
   const logger = Log.memory(options.log === true ? Log.console : Log.silent)
   let runtime: Awaited<ReturnType<typeof Runtime.start>>
   try {
-    runtime = await Runtime.start(config, { logger, apps: () => [app] })
+    runtime = await Runtime.start(config, { logger, apps: () => [app], env: { ...process.env, ...options.env } })
   } catch (error) {
     rmSync(dataDir, { recursive: true, force: true })
     throw error
