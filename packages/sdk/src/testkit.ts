@@ -235,8 +235,13 @@ const observer = async (mqttUrl: () => string, httpUrl: () => string, settle: ()
 
 const loopback = (port: number | undefined, scheme: string) => `${scheme}://127.0.0.1:${port}`
 
-/** Runs an app in this process: the real runtime, embedded broker, SQLite, on ephemeral ports. */
-export const start = async (app: AppModule, options: StartOptions = {}): Promise<App> => {
+/**
+ * Runs an app in this process: the real runtime, embedded broker, SQLite, on ephemeral ports.
+ * Several apps run together as `BATON_APP` lists them: an app that consumes another's events,
+ * tested with it (or with a producer the test declares).
+ */
+export const start = async (app: AppModule | ReadonlyArray<AppModule>, options: StartOptions = {}): Promise<App> => {
+  const apps = Array.isArray(app) ? app : [app as AppModule]
   const dataDir = mkdtempSync(join(tmpdir(), "baton-testkit-"))
   const config: Config = {
     ...fromEnv({}),
@@ -252,7 +257,7 @@ export const start = async (app: AppModule, options: StartOptions = {}): Promise
   const logger = Log.memory(options.log === true ? Log.console : Log.silent)
   let runtime: Awaited<ReturnType<typeof Runtime.start>>
   try {
-    runtime = await Runtime.start(config, { logger, apps: () => [app], env: { ...process.env, ...options.env } })
+    runtime = await Runtime.start(config, { logger, apps: () => apps, env: { ...process.env, ...options.env } })
   } catch (error) {
     rmSync(dataDir, { recursive: true, force: true })
     throw error
