@@ -57,6 +57,8 @@ export interface PublishOptions {
   readonly key?: string
   /** The event's id (a fresh UUID when absent): publish the same id twice to test deduplication. */
   readonly id?: string
+  /** Sends `data` as it is, not encoded with the schema: to test what the app's door refuses. */
+  readonly unchecked?: boolean
 }
 
 /** One event of a flow: an envelope, without the data read yet. */
@@ -182,7 +184,7 @@ const observer = async (mqttUrl: () => string, httpUrl: () => string, settle: ()
 
   const publish = async <A>(event: Initiating<string, A>, data: A, options: PublishOptions = {}): Promise<Sent> => {
     const id = options.id ?? randomUUID()
-    const envelope = { id, type: event.type, ...(options.key === undefined ? {} : { key: options.key }), data: event.make(data).data }
+    const envelope = { id, type: event.type, ...(options.key === undefined ? {} : { key: options.key }), data: options.unchecked === true ? data : event.make(data).data }
     await client.publishAsync(Topics.initiate(event.type), JSON.stringify(envelope), { qos: 1 })
     return { id, correlationId: id, type: event.type }
   }
