@@ -76,13 +76,21 @@ describe("Sensitive", () => {
     )
   })
 
-  it("for any JSON value: json() is JSON that parses, and leaves no card whole, a number's digits included", () => {
+  it("for any JSON value: json() is JSON that parses, no card whole in a string, a key or a number written in digits, fractions and exponents kept", () => {
+    const cardsIn = (v: unknown): ReadonlyArray<string> =>
+      typeof v === "string"
+        ? digitRuns(v)
+        : typeof v === "number"
+          ? /^-?[0-9]+$/.test(String(v)) ? digitRuns(String(v)) : []
+          : v !== null && typeof v === "object"
+            ? Object.entries(v).flatMap(([k, y]) => [...digitRuns(k), ...cardsIn(y)])
+            : []
     fc.assert(
-      fc.property(fc.jsonValue(), fc.double({ noNaN: true, noDefaultInfinity: true }), (value, n) => {
-        const out = Sensitive.json({ value, n, ts: 1764495312000 })
-        const back = JSON.parse(out) as { ts: unknown }
+      fc.property(fc.jsonValue(), fc.double({ noNaN: true, noDefaultInfinity: true }), written, (value, n, c) => {
+        const back = JSON.parse(Sensitive.json({ value, n, ts: 1764495312000, [c.text]: c.text, card: Number(c.card) })) as Record<string, unknown>
         expect(back.ts).toBe("****2000")
-        expect(digitRuns(out)).toEqual([])
+        if (!/^-?[0-9]+$/.test(String(n))) expect(back.n).toBe(n)
+        expect(cardsIn(back)).toEqual([])
       }),
       { numRuns: 200 }
     )

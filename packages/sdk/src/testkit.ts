@@ -214,10 +214,12 @@ const observer = async (mqttUrl: () => string, httpUrl: () => string, settle: ()
       try {
         if (until === undefined) await settle()
         const { flow, pending } = await snapshot(correlationId)
-        if (until !== undefined && flow.has(until)) return flow
+        // The data as published, not as the HTTP answer masks it: once the client has the events too.
+        const received = (events: ReadonlyArray<FlowEvent>) => events.every((e) => !e.topic.startsWith(Topics.eventsPrefix) || seen.has(e.id))
+        if (until !== undefined && flow.has(until) && received(flow.byType(until))) return flow
         // Settled: something arrived, nothing pending, and the same for three reads in a row.
         const same = last !== undefined && last.events.length === flow.events.length && last.rejections.length === flow.rejections.length
-        stable = until === undefined && pending === 0 && flow.events.length + flow.rejections.length > 0 && same ? stable + 1 : 0
+        stable = until === undefined && pending === 0 && flow.events.length + flow.rejections.length > 0 && same && received(flow.events) ? stable + 1 : 0
         last = flow
         if (stable >= 2) return flow
       } catch (error) {
