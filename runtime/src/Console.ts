@@ -118,7 +118,7 @@ const stream = (req: IncomingMessage, res: ServerResponse, url: URL, tools: Tool
   const send = (topic: string, e: Envelope.Envelope) => {
     if ((correlationId !== undefined && e.correlationId !== correlationId) || (type !== undefined && e.type !== type)) return
     const view = tools.mask({ topic, id: e.id, type: e.type, key: e.key, correlationId: e.correlationId, causationId: e.causationId, occurredAt: e.occurredAt, data: e.data })
-    res.write(`event: envelope\ndata: ${Sensitive.text(JSON.stringify(view))}\n\n`)
+    res.write(`event: envelope\ndata: ${Sensitive.json(view)}\n\n`)
   }
   const stop = deps.tap.listen(send)
   const beat = setInterval(() => res.write(": keep-alive\n\n"), deps.heartbeatMs ?? 15_000)

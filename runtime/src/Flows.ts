@@ -105,6 +105,22 @@ const parse = (payload: string): Envelopes.Envelope | undefined => {
 /** `%text%` for `LIKE ... ESCAPE '\'`. */
 const containing = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
 
+/**
+ * The correlation of a refused payload: a client's initiating event (refused at the door) has its
+ * own id as its correlation, as the ingress would have stamped it.
+ */
+const correlationOf = (payload: string): string | undefined => {
+  const e = parse(payload)
+  if (e !== undefined) return e.correlationId
+  try {
+    const value = JSON.parse(payload) as { readonly id?: unknown; readonly correlationId?: unknown } | null
+    const id = value?.correlationId ?? value?.id
+    return typeof id === "string" ? id : undefined
+  } catch {
+    return undefined
+  }
+}
+
 /** The envelope id of a rejection's resubmission: resubmitted once. */
 export const resubmissionOf = (rejectionId: string) => `${rejectionId}/resubmitted`
 
@@ -251,7 +267,7 @@ export const make = (deps: {
       const ids = new Set(events.map((e) => e.id))
       const rejections = (await store.run(rejectionsOf.all(containing(correlationId))))
         .map(rejectionOf)
-        .filter((r) => (r.envelopeId !== undefined && ids.has(r.envelopeId)) || parse(r.payload)?.correlationId === correlationId)
+        .filter((r) => (r.envelopeId !== undefined && ids.has(r.envelopeId)) || correlationOf(r.payload) === correlationId)
         .map(({ payload: _, ...r }) => (ids.has(resubmissionOf(r.id)) ? { ...r, resubmittable: false, resubmittedAs: resubmissionOf(r.id) } : r))
       const dashboard =
         dashboardOf === undefined

@@ -101,7 +101,7 @@ export interface Status {
 const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
   res.writeHead(status, { "content-type": "application/json", ...headers })
   // No answer carries a card number, not even an error that echoes the request.
-  res.end(Sensitive.text(JSON.stringify(body)))
+  res.end(Sensitive.json(body))
 }
 
 /** The 4xx answer to a request that failed for a reason the caller can fix; the unexpected is rethrown (a 500). */

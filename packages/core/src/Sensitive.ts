@@ -61,6 +61,27 @@ const lastFour = (digits: string): string => `****${digits.slice(-4)}`
 export const text = (s: string): string =>
   s.replace(cardOrUuid, (m, uuid: string | undefined) => (uuid !== undefined ? m : lastFour(m.replace(/[ -]/g, ""))))
 
+/**
+ * A value as JSON text with every card number masked, still JSON: in strings and keys as `text`
+ * masks them, and a whole number of 12 digits or more as the masked string (`text` over the JSON
+ * would leave a bare `****1234`, which no client parses). A fraction or an exponent is no card:
+ * `0.1 + 0.2` and `3.293156665913041e+74` stay numbers.
+ */
+export const json = (v: unknown): string =>
+  JSON.stringify(v, (_key, x: unknown) => {
+    if (typeof x === "string") return text(x)
+    if (typeof x === "number") {
+      // Written as plain digits (a whole number below 1e21): as a card sent as a number would be.
+      const masked = /^-?[0-9]+$/.test(String(x)) ? text(String(x)) : undefined
+      return masked === undefined || masked === String(x) ? x : masked
+    }
+    if (x !== null && typeof x === "object" && !Array.isArray(x)) {
+      const entries = Object.entries(x)
+      return entries.some(([k]) => text(k) !== k) ? Object.fromEntries(entries.map(([k, y]) => [text(k), y])) : x
+    }
+    return x
+  })
+
 /** A sensitive field's value: its last four characters when it is long enough to keep them (12 and more), else nothing. */
 export const value = (v: unknown): unknown => {
   if (v === null || v === undefined) return v

@@ -76,6 +76,26 @@ describe("Sensitive", () => {
     )
   })
 
+  it("for any JSON value: json() is JSON that parses, no card whole in a string, a key or a number written in digits, fractions and exponents kept", () => {
+    const cardsIn = (v: unknown): ReadonlyArray<string> =>
+      typeof v === "string"
+        ? digitRuns(v)
+        : typeof v === "number"
+          ? /^-?[0-9]+$/.test(String(v)) ? digitRuns(String(v)) : []
+          : v !== null && typeof v === "object"
+            ? Object.entries(v).flatMap(([k, y]) => [...digitRuns(k), ...cardsIn(y)])
+            : []
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.double({ noNaN: true, noDefaultInfinity: true }), written, (value, n, c) => {
+        const back = JSON.parse(Sensitive.json({ value, n, ts: 1764495312000, [c.text]: c.text, card: Number(c.card) })) as Record<string, unknown>
+        expect(back.ts).toBe("****2000")
+        if (!/^-?[0-9]+$/.test(String(n))) expect(back.n).toBe(n)
+        expect(cardsIn(back)).toEqual([])
+      }),
+      { numRuns: 200 }
+    )
+  })
+
   it("masks hostile nesting as text instead of overflowing the stack", () => {
     const m = Sensitive.masker(["card"])
     const deep = (card: string, depth = 20_000) => `${"[".repeat(depth)}{"card":"${card}"}${"]".repeat(depth)}`

@@ -60,6 +60,8 @@ export const make = ({ query, clock }: Deps) => {
         if (known === undefined) known = new Set((yield* catalogue.all()).map((r) => String(r.sku)))
         const unknown = unknownSkus(order.items, known)
         if (unknown.length > 0) return yield* Effect.fail(new Rejected(`unknown SKU ${unknown.join(", ")}`))
+        // Quantities and prices the schema admits can still add up past any number: refused, not retried.
+        if (!Number.isFinite(total(order.items))) return yield* Effect.fail(new Rejected("the order's total is too large to be an amount"))
         // A redelivered place-order finds its order and announces it again: one order per event.
         const row = yield* existing.get(event.correlationId)
         if (row !== undefined) return announce(order, String(row.id), String(row.payment_token))
