@@ -56,13 +56,14 @@ describe("Ingress.judge", () => {
     expect(v.reason).toContain("items[0].qty")
   })
 
-  it("holds the order schema's bounds: quantities whole and positive, prices not negative, 12 to 19 card digits", () => {
+  it("holds the order schema's bounds: quantities whole, positive and at most a million, prices not negative, 12 to 19 card digits", () => {
     const issuesOf = (changes: Record<string, unknown>, item: Record<string, unknown> = {}) => {
       const v = judge("initiate/place-order", JSON.stringify({ ...order, items: [{ ...order.items[0], ...item }], ...changes }))
       return v._tag === "Accepted" ? [] : (v.issues ?? []).map((i) => `${i.path}: ${i.message}`)
     }
     for (const qty of [0, -1]) expect(issuesOf({}, { qty }), `qty ${qty}`).toEqual([expect.stringMatching(/^items\[0\]\.qty: /)])
     expect(issuesOf({}, { qty: 0.5 })).toEqual([expect.stringContaining("must be a whole number")])
+    expect(issuesOf({}, { qty: 1_000_001 })).toEqual(["items[0].qty: must be at most 1000000"])
     expect(issuesOf({}, { price: -0.01 })).toEqual([expect.stringMatching(/^items\[0\]\.price: /)])
     expect(issuesOf({}, { sku: "" })).toEqual([expect.stringMatching(/^items\[0\]\.sku: /)])
     expect(issuesOf({ items: [] })).toEqual(["items: must hold at least one item"])
@@ -70,7 +71,7 @@ describe("Ingress.judge", () => {
       expect(issuesOf({ payment: { card } }), card).toEqual(["payment.card: must be 12 to 19 digits"])
     for (const email of ["ann", "ann@example", "a n@example.com", "@example.com", "ann@@example.com", "ann@example.com and more"])
       expect(issuesOf({ email }), email).toEqual(["email: must be an e-mail address"])
-    for (const accepted of [{ item: { qty: 1, price: 0 } }, { changes: { payment: { card: "424242424242" } } }, { changes: { payment: { card: "4242424242424242424" } } }])
+    for (const accepted of [{ item: { qty: 1, price: 0 } }, { item: { qty: 1_000_000 } }, { changes: { payment: { card: "424242424242" } } }, { changes: { payment: { card: "4242424242424242424" } } }])
       expect(issuesOf(accepted.changes ?? {}, accepted.item ?? {})).toEqual([])
   })
 

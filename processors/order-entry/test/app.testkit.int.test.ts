@@ -14,15 +14,9 @@ const numRuns = Number(process.env.BATON_PROPERTY_RUNS ?? 10)
 const luhnCard = fc.stringMatching(/^[0-9]{11,18}$/).map((body) => [..."0123456789"].map((d) => body + d).find(luhn)!)
 /** Any card the schema admits, a valid one, or the issuer's declined one (not the failing gateway's: retried for long). */
 const card = fc.oneof(Testkit.arbitrary(events.placeOrder).map((o) => o.payment.card), luhnCard, fc.constant(declinedCard)).filter((c) => c !== failingCard)
-/**
- * Quantities up to a million units a line. The schema admits any whole number, but the stock's
- * counters are JavaScript numbers: back-orders adding up past 2^53 lose units (found by this
- * property, not fixed: the schema or the counters need a bound).
- */
-const units = (qty: number) => ((qty - 1) % 1_000_000) + 1
 const order: fc.Arbitrary<PlaceOrder> = fc
   .tuple(Testkit.arbitrary(events.placeOrder), fc.array(fc.constantFrom(...catalogue.map((c) => c.sku)), { minLength: 1, maxLength: 8 }), card)
-  .map(([o, skus, c]) => ({ ...o, items: o.items.map((item, n) => ({ ...item, sku: skus[n % skus.length]!, qty: units(item.qty) })), payment: { card: c } }))
+  .map(([o, skus, c]) => ({ ...o, items: o.items.map((item, n) => ({ ...item, sku: skus[n % skus.length]!, qty: item.qty })), payment: { card: c } }))
 
 type Stock = Map<string, { onHand: number; backordered: number }>
 
