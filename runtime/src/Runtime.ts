@@ -36,6 +36,8 @@ export interface Options {
   readonly logger?: Log.Logger
   /** The apps to run; the order-entry app by default. */
   readonly apps?: (deps: { readonly store: Store; readonly config: Config }) => ReadonlyArray<App | AppModule> | Promise<ReadonlyArray<App | AppModule>>
+  /** The apps' clock (their context's `clock`: the times and ids they make); the system's when absent. */
+  readonly clock?: Envelope.Clock
   /** The environment the apps read their own settings from (`BATON_SMTP_URL`, ...); the process's when absent. */
   readonly env?: Readonly<Record<string, string | undefined>>
   /** Extra processors beside the apps' (they subscribe to existing events). */
@@ -168,7 +170,7 @@ export const make = (config: Config, options: Options = {}) =>
     }))
     const apps = yield* promise(async () => {
       const given = await (options.apps ?? configuredApps)({ store, config })
-      const ctx = Apps.context(store, options.env ?? process.env)
+      const ctx = Apps.context(store, options.env ?? process.env, options.clock)
       return Promise.all(given.map((a) => (isAppModule(a) ? Apps.instantiate(a, ctx) : a)))
     })
     // Their events' versions and schemas against those earlier deployments recorded.

@@ -26,7 +26,9 @@
  * - `Testkit.arbitrary(event)`: a fast-check arbitrary of the event's schema. Use the `fc` exported
  *   here, the same copy the arbitraries are built with.
  *
- * The clock is the system's: the runtime takes no injected clock yet.
+ * - `Testkit.clock(start)`: a clock the test moves (`advance`, `set`), given to the app as its
+ *   context's `clock` with `Testkit.start(app, { clock })`: the times and ids the app makes. The
+ *   runtime's own timers (retries, a mediator's timeouts) and envelope times stay the system's.
  */
 import { randomUUID } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -132,8 +134,28 @@ export interface StartOptions {
   readonly config?: Partial<Config>
   /** The app's own settings (its context's `env`, e.g. `BATON_CHECK_LATENCY_MS`), over the process's environment. */
   readonly env?: Readonly<Record<string, string | undefined>>
+  /** The app's clock (its context's `clock`), e.g. `Testkit.clock(new Date("2026-01-01"))`; the system's when absent. */
+  readonly clock?: { readonly now: () => Date; readonly newId: () => string }
   /** Print the runtime's log lines. */
   readonly log?: boolean
+}
+
+/** A clock a test controls: `now()` stays put until `advance(ms)` or `set(date)`; ids are new UUIDs. */
+export interface TestClock {
+  readonly now: () => Date
+  readonly newId: () => string
+  readonly advance: (ms: number) => Date
+  readonly set: (date: Date) => Date
+}
+
+export const clock = (start: Date = new Date()): TestClock => {
+  let t = start.getTime()
+  return {
+    now: () => new Date(t),
+    newId: () => randomUUID(),
+    advance: (ms) => new Date((t += ms)),
+    set: (date) => new Date((t = date.getTime()))
+  }
 }
 
 const names = (type: string | Event) => (typeof type === "string" ? type : type.type)
@@ -261,7 +283,7 @@ export const start = async (app: AppModule | ReadonlyArray<AppModule>, options: 
   const logger = Log.memory(options.log === true ? Log.console : Log.silent)
   let runtime: Awaited<ReturnType<typeof Runtime.start>>
   try {
-    runtime = await Runtime.start(config, { logger, apps: () => apps, env: { ...process.env, ...options.env } })
+    runtime = await Runtime.start(config, { logger, apps: () => apps, env: { ...process.env, ...options.env }, ...(options.clock === undefined ? {} : { clock: options.clock }) })
   } catch (error) {
     rmSync(dataDir, { recursive: true, force: true })
     throw error
@@ -369,4 +391,4 @@ export const crashing = async (path: string, options: CrashOptions): Promise<Cra
 export const arbitrary = <A>(event: Event<string, A> | (EventSchema & { readonly Type: A })): fc.Arbitrary<A> =>
   "read" in event && "schema" in event ? Arbitrary.of<A>(event.schema, `event '${event.type}'`) : Arbitrary.of<A>(event as EventSchema & { readonly Type: A })
 
-export const Testkit = { start, crashing, arbitrary } as const
+export const Testkit = { start, crashing, arbitrary, clock } as const
