@@ -1,39 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import type { AddressInfo } from "node:net"
-import { SMTPServer } from "smtp-server"
+import * as Smtp from "@baton/testkit/smtp"
 import { startRuntime, connect, collect, type Harness } from "./support.ts"
 
-/** A real SMTP server on an ephemeral port, keeping what it receives. */
-const smtp = () => {
-  const received: Array<{ from: string; to: ReadonlyArray<string>; body: string }> = []
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ["STARTTLS"],
-    onData: (stream, session, done) => {
-      let body = ""
-      stream.on("data", (c: Buffer) => (body += c.toString()))
-      stream.on("end", () => {
-        received.push({ from: session.envelope.mailFrom === false ? "" : session.envelope.mailFrom.address, to: session.envelope.rcptTo.map((r) => r.address), body })
-        done()
-      })
-    }
-  })
-  return { server, received }
-}
-
 describe("Notification through SMTP (BATON_SMTP_URL)", () => {
-  const mail = smtp()
+  let mail: Smtp.Smtp
   let h: Harness
 
   beforeAll(async () => {
-    await new Promise<void>((r) => mail.server.listen(0, "127.0.0.1", () => r()))
-    const port = (mail.server.server.address() as AddressInfo).port
+    mail = await Smtp.start()
     // The apps read it from their environment (the runtime's `env` option, else the process's).
-    h = await startRuntime({}, { env: { ...process.env, BATON_SMTP_URL: `smtp://127.0.0.1:${port}` } })
+    h = await startRuntime({}, { env: { ...process.env, BATON_SMTP_URL: mail.url } })
   })
   afterAll(async () => {
     await h?.stop()
-    await new Promise<void>((r) => mail.server.close(() => r()))
+    await mail?.close()
   })
 
   it("sends the customer's e-mails to the SMTP server", async () => {

@@ -1,9 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest"
-import type { AddressInfo } from "node:net"
-import { SMTPServer } from "smtp-server"
 import { Effect } from "effect"
 import { Envelope as E, type Envelope, type Processor } from "@baton/core"
 import { Sqlite, type Store } from "@baton/store"
+import * as Smtp from "@baton/testkit/smtp"
 import orderEntry from "@baton/order-entry/app"
 
 /** Runs a processor the way the runtime does: `prepare` outside, `handle` in one transaction. */
@@ -27,31 +26,20 @@ describe("the order-entry app module (the default export, as the runtime loads i
   })
 
   it("mails through the SMTP server at BATON_SMTP_URL of its context, and dates and numbers with the context's clock", async () => {
-    const received: Array<{ to: ReadonlyArray<string>; body: string }> = []
-    const server = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ["STARTTLS"],
-      onData: (stream, session, done) => {
-        let body = ""
-        stream.on("data", (c: Buffer) => (body += c.toString()))
-        stream.on("end", () => (received.push({ to: session.envelope.rcptTo.map((r) => r.address), body }), done()))
-      }
-    })
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())))
+    const mail = await Smtp.start()
+    cleanups.push(mail.close)
     const store = await Sqlite.open({ path: ":memory:" })
     cleanups.push(store.close)
-    const port = (server.server.address() as AddressInfo).port
 
-    const app = await orderEntry.make({ ...store, env: { BATON_SMTP_URL: `smtp://127.0.0.1:${port}` }, clock: fixedClock("2030-01-02T03:04:05.000Z") })
+    const app = await orderEntry.make({ ...store, env: { BATON_SMTP_URL: mail.url }, clock: fixedClock("2030-01-02T03:04:05.000Z") })
     const p = Object.fromEntries(app.processors.map((x) => [x.name, x])) as Record<string, Processor<unknown>>
     const place = E.initiate("place-order", order)
     const [created] = await run(store, p["order-placement"]!, place)
     expect(created).toMatchObject({ type: "order-created", data: { customerId: "c-7", total: 14, paymentToken: "tok_id00000001", cardLast4: "4242" } })
     const sent = await run(store, p["notification"]!, E.next(place, created!))
     expect(sent).toMatchObject([{ type: "email-sent", data: { to: "zoe@example.com", template: "order-confirmation" } }])
-    expect(received.map((m) => m.to)).toEqual([["zoe@example.com"]])
-    expect(received[0]!.body).toContain("Thank you for your order")
+    expect(mail.received.map((m) => m.to)).toEqual([["zoe@example.com"]])
+    expect(mail.received[0]!.body).toContain("Thank you for your order")
     // The message left the process: the record keeps no rendered copy; its time is the context's.
     expect(await store.run(store.query("SELECT message, at FROM emails").all())).toEqual([{ message: null, at: "2030-01-02T03:04:05.000Z" }])
   })
