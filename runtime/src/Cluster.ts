@@ -78,8 +78,12 @@ export interface Options {
   readonly partitions: number
   readonly heartbeatMs: number
   readonly deadAfterMs: number
-  readonly address: { readonly http: string; readonly mqtt: string }
   readonly logger: Log.Logger
+}
+
+/** Where this instance is reached, and what it does as partitions move: given at `make` or at `start`. */
+export interface Hooks {
+  readonly address: { readonly http: string; readonly mqtt: string }
   /** Partitions this instance now owns: schedule their pending work. */
   readonly acquired: (parts: ReadonlyArray<number>) => void | Promise<void>
   /** Partitions this instance handed over (another instance joined). */
@@ -114,7 +118,8 @@ export interface Cluster {
   /** Inside a transaction: wakes the owner of a partition that has a new pending message. */
   readonly notify: (part: number) => Sql<void>
   readonly view: () => Promise<{ readonly members: ReadonlyArray<Member>; readonly partitions: ReadonlyArray<{ readonly part: number; readonly owner: string | null; readonly epoch: number; readonly since: string | null }> }>
-  readonly start: () => Promise<void>
+  /** Joins the cluster; `hooks` replace those given to `make` (a runtime knows its address only once it listens). */
+  readonly start: (hooks?: Hooks) => Promise<void>
   /**
    * Stops taking work, runs `drain` (in-flight work still commits: the partitions are still ours
    * in the store), then releases every partition and leaves, so the others take over at once.
@@ -136,8 +141,12 @@ export const inboxGuard = (instance: string) => ({
   params: [instance]
 })
 
-export const make = async (options: Options): Promise<Cluster> => {
-  const { store, instance, logger } = options
+export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster> => {
+  const { store, instance, logger } = settings
+  const unset = () => {
+    throw new Error("the cluster's hooks are given to make or to start")
+  }
+  let options: Options & Hooks = { address: { http: "-", mqtt: "-" }, acquired: unset, released: unset, pending: unset, adopt: unset, ...settings }
   // Heartbeats and claims on connections of their own: a pool busy with (or waiting on) message
   // transactions must not silence an instance's heartbeat, or the others would take it for dead.
   const control = options.control ?? store
@@ -332,7 +341,8 @@ export const make = async (options: Options): Promise<Cluster> => {
       members: await readMembers(),
       partitions: (await control.run(parts.all())).map((r) => ({ part: Number(r.part), owner: r.owner === null ? null : String(r.owner), epoch: Number(r.epoch), since: r.since === null ? null : String(r.since) }))
     }),
-    start: async () => {
+    start: async (hooks) => {
+      if (hooks !== undefined) options = { ...options, ...hooks }
       // A member of the same name still heartbeating is this instance before a crash (it falls
       // silent within deadAfterMs) or another process misconfigured with the same name.
       const sameName = async () => (await readMembers()).find((m) => m.instance === instance && m.live)

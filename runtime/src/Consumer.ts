@@ -95,8 +95,9 @@ export const make = (deps: {
   /** A span per handling attempt, parented by the event's `traceparent`. */
   readonly tracing?: Tracing
   /**
-   * In a cluster: whether this instance owns a key's partition (else its owner runs the message),
-   * and, inside a transaction, whether it still does (locks the partition's row; see Cluster.ts).
+   * Whether this instance owns a key's partition (else its owner runs the message), and, inside a
+   * transaction, whether it still does (in a cluster: locks the partition's row; see Cluster.ts).
+   * The runtime gives its ownership (layers/Ownership.ts: alone, always); absent, the same.
    */
   readonly cluster?: { readonly owns: (key: string) => boolean; readonly holds: (key: string) => Sql<boolean> }
 }): Consumer => {

@@ -247,7 +247,7 @@ describe("no data loss across SIGKILL", () => {
   it("covers every kill point the runtime defines, and the runtime reaches each of them somewhere", () => {
     expect(allKillPoints.filter((p) => p !== "after-acks").sort(), "the kill points of this test are Crash.ts's").toEqual([...Crash.points].sort())
     const src = new URL("../src/", import.meta.url)
-    const called = readdirSync(src)
+    const called = readdirSync(src, { recursive: true, encoding: "utf8" })
       .filter((f) => f.endsWith(".ts"))
       .flatMap((f) => [...readFileSync(new URL(f, src), "utf8").matchAll(/Crash\.point\("([a-z-]+)"/g)].map((m) => m[1]!))
     expect([...new Set(called)].sort(), "every kill point is a Crash.point call of the runtime").toEqual([...Crash.points].sort())

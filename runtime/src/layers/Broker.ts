@@ -1,0 +1,121 @@
+/**
+ * The broker: the embedded one (Aedes, behind the security guard, acknowledging an initiating
+ * event once the ingress logged it) or an external one, where every processor and the ingress get
+ * their own MQTT session. With them, who may connect: the users file (reloaded when it changes),
+ * the limits, and TLS, which the HTTP port shares.
+ */
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import { Users } from "@baton/auth"
+import { EmbeddedBroker } from "@baton/broker-aedes"
+import { MqttBroker } from "@baton/broker-mqtt"
+import { Topics, type Broker as Port } from "@baton/core"
+import { isUnavailable } from "@baton/store"
+import { Context, Effect, Layer } from "effect"
+import type { Config } from "../Config.ts"
+import * as Security from "../Security.ts"
+import { Ingress } from "./Ingress.ts"
+import { promise, Settings } from "./Settings.ts"
+
+export interface Shape {
+  readonly embedded: EmbeddedBroker.EmbeddedBroker | undefined
+  readonly external: Awaited<ReturnType<typeof MqttBroker.make>> | undefined
+  readonly publish: Port["publish"]
+  readonly security: ReturnType<typeof Security.make>
+  /** The users file in force (undefined: authentication off; a reload never unsets it). */
+  readonly users: () => Users.File | undefined
+  readonly tls: { readonly cert: Buffer; readonly key: Buffer } | undefined
+}
+
+export class Broker extends Context.Service<Broker, Shape>()("baton/runtime/Broker") {}
+
+const sessionsOf = (config: Config): EmbeddedBroker.Sessions =>
+  !config.durable
+    ? { kind: "memory" }
+    : config.redisUrl !== undefined
+      ? { kind: "redis", url: config.redisUrl, cluster: config.databaseUrl !== undefined }
+      : { kind: "disk", dir: join(config.dataDir, "sessions") }
+
+export const layer = Layer.effect(
+  Broker,
+  Effect.gen(function* () {
+    const { config, logger } = yield* Settings
+    const { ingress } = yield* Ingress
+    // The users file is read at start (a bad one stops the start), then again whenever it changes.
+    let users = config.authFile === undefined ? undefined : Users.load(config.authFile)
+    const usersLoaded = (file: Users.File, event: string) => {
+      logger.log("info", event, { file: config.authFile, users: Object.keys(file.users).length, tokens: Object.keys(file.tokens).length })
+      const old = Users.scryptTokens(file)
+      if (old.length > 0)
+        logger.log("warn", "HTTP tokens hashed with scrypt: they work, but replace them ('pnpm baton token add <user>', then 'pnpm baton token remove <id>')", { tokens: old.join(",") })
+    }
+    if (users === undefined) logger.log("warn", "no BATON_AUTH_FILE: anonymous clients allowed, on loopback only, with the client role; HTTP open to local users", { host: config.host })
+    else {
+      usersLoaded(users, "authentication on")
+      const watcher = Users.watch(config.authFile!, {
+        intervalMs: config.authReloadMs,
+        changed: (file) => {
+          users = file
+          usersLoaded(file, "users file reloaded")
+        },
+        failed: (error) => logger.log("error", "users file not reloaded, the previous version stays in force", { reason: error.message })
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => watcher.close()))
+    }
+    const security = Security.make({
+      users: () => users,
+      logger,
+      limits: {
+        maxPayloadBytes: config.maxPayloadBytes,
+        maxConnections: config.maxConnections,
+        publishRate: config.publishRate,
+        maxTopicDepth: config.maxTopicDepth,
+        maxClientIdLength: config.maxClientIdLength,
+        maxInflight: config.maxInflight
+      }
+    })
+    const tls = config.tls === undefined ? undefined : { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }
+
+    const embedded =
+      config.brokerUrl === undefined
+        ? yield* Effect.acquireRelease(
+            promise(() =>
+              EmbeddedBroker.start({
+                host: config.host,
+                mqttPort: config.mqttPort,
+                ...(config.wsPort === undefined ? {} : { wsPort: config.wsPort }),
+                sessions: sessionsOf(config),
+                guard: security.guard,
+                drainTimeoutMs: config.drainTimeoutMs,
+                ...(tls === undefined ? {} : { tls }),
+                // Synchronous send means stored: PUBACK/PUBREC only after the ingress log commit.
+                beforeAck: (clientId, topic, payload) =>
+                  Topics.initiatingName(topic) === undefined ? undefined : ingress.receive(topic, payload, clientId),
+                reportedElsewhere: isUnavailable,
+                logger
+              })
+            ),
+            (b) => Effect.promise(() => b.close()).pipe(Effect.tap(() => Effect.sync(() => logger.log("info", "broker stopped"))))
+          )
+        : undefined
+    if (embedded !== undefined)
+      logger.log("info", "broker listening", {
+        mqtt: `${tls === undefined ? "mqtt" : "mqtts"}://${embedded.host}:${embedded.mqttPort}`,
+        ws: embedded.wsPort === undefined ? "off" : `${embedded.host}:${embedded.wsPort}`,
+        sessions: sessionsOf(config).kind
+      })
+
+    // An external broker: every processor and the ingress get their own MQTT session on it.
+    const external =
+      config.brokerUrl === undefined
+        ? undefined
+        : yield* Effect.acquireRelease(
+            promise(() => MqttBroker.make({ clientPrefix: `${config.instance}.`, logger, url: config.brokerUrl ?? "" })),
+            (b) => Effect.promise(() => b.close())
+          )
+    const publish: Port["publish"] | undefined = embedded?.publish ?? external?.publish
+    if (publish === undefined) throw new Error("neither an embedded nor an external broker")
+    logger.log("info", "broker connected", { broker: external === undefined ? "embedded" : config.brokerUrl })
+    return { embedded, external, publish, security, users: () => users, tls } satisfies Shape
+  })
+)

@@ -1,0 +1,55 @@
+/**
+ * The mediator topology: apps with workflows take commands on channels from their domain
+ * mediators (behind the simple mediator), which keep their workflows in the workflow store; apps
+ * without keep chaining by events. Nothing here in the broker topology.
+ */
+import type { App } from "@baton/core"
+import { Mediator, WorkflowStore } from "@baton/mediator"
+import { Context, Effect, Layer } from "effect"
+import { Apps } from "./Apps.ts"
+import { promise, Settings } from "./Settings.ts"
+import { Store } from "./Store.ts"
+
+export interface Shape {
+  /** The apps whose processors take commands from mediators. */
+  readonly mediated: ReadonlyArray<App>
+  readonly workflowStore: WorkflowStore.WorkflowStore | undefined
+  readonly workflows: NonNullable<App["mediation"]>["workflows"]
+  readonly domains: ReadonlyArray<Mediator.Domain>
+}
+
+export class Mediation extends Context.Service<Mediation, Shape>()("baton/runtime/Mediation") {}
+
+export const layer = Layer.effect(
+  Mediation,
+  Effect.gen(function* () {
+    const { config, options, logger } = yield* Settings
+    const store = yield* Store
+    const { apps } = yield* Apps
+    const mediated = config.topology === "mediator" ? apps.filter((a) => a.mediation !== undefined) : []
+    const workflowStore =
+      mediated.length === 0
+        ? undefined
+        : yield* Effect.acquireRelease(
+            promise(() => WorkflowStore.inStore(store)),
+            (s) => Effect.promise(() => s.close())
+          )
+    if (workflowStore !== undefined) logger.log("info", "workflow store opened", { kind: workflowStore.kind })
+    const workflows = mediated.flatMap((a) => a.mediation?.workflows ?? [])
+    const domains =
+      workflowStore === undefined
+        ? []
+        : [...new Set(workflows.map((w) => w.domain))].map((domain) =>
+            Mediator.domain({
+              domain,
+              workflows: workflows.filter((w) => w.domain === domain),
+              store: workflowStore,
+              defaults: { timeoutMs: config.commandTimeoutMs, maxAttempts: config.commandAttempts },
+              logger,
+              ...(options.mediatorFault === undefined ? {} : { fault: () => options.mediatorFault?.(domain) })
+            })
+          )
+    yield* Effect.addFinalizer(() => Effect.sync(() => domains.forEach((d) => d.close())))
+    return { mediated, workflowStore, workflows, domains }
+  })
+)

@@ -1,0 +1,51 @@
+/**
+ * The outbox relay (Relay.ts) on the broker, and the tap that keeps what it published lately for
+ * the console's flows. The relay has no finalizer of its own: it is flushed and closed when
+ * consuming stops (Consuming.ts), before the actors stop.
+ */
+import { Topics, type Broker as Port } from "@baton/core"
+import { Context, Effect, Layer } from "effect"
+import * as Flows from "../Flows.ts"
+import * as Relay_ from "../Relay.ts"
+import { Broker } from "./Broker.ts"
+import { Queues } from "./Queues.ts"
+import { Settings } from "./Settings.ts"
+
+export interface Shape {
+  readonly relay: Relay_.Relay
+  /** The envelopes published lately (the ends of chains no local processor consumes). */
+  readonly tap: Flows.Tap
+}
+
+export class Relay extends Context.Service<Relay, Shape>()("baton/runtime/Relay") {}
+
+/** Published envelopes the flows API keeps in memory. */
+const flowTapSize = 10_000
+
+/** The correlation id of an envelope, for a log line. */
+const correlationOf = (payload: string | Buffer): string | undefined => {
+  try {
+    const id = (JSON.parse(String(payload)) as { correlationId?: unknown }).correlationId
+    return typeof id === "string" ? id : undefined
+  } catch {
+    return undefined
+  }
+}
+
+export const layer = Layer.effect(
+  Relay,
+  Effect.gen(function* () {
+    const { logger } = yield* Settings
+    const { outbox } = yield* Queues
+    const { embedded, publish } = yield* Broker
+    const tap = Flows.tap(flowTapSize)
+    // A reply goes out at QoS 0, which no broker queues: with no subscriber it is lost, so say so.
+    const relayed: Port["publish"] = (topic, payload, qos) => {
+      if (Topics.isReply(topic) && embedded?.hasSubscribers(topic) === false)
+        logger.log("warn", "reply lost: nobody subscribes to its topic (subscribe before sending the request, on the connection that sends it)", { topic, request: correlationOf(payload) })
+      tap.record(topic, String(payload))
+      return publish(topic, payload, qos)
+    }
+    return { relay: Relay_.make({ outbox, publish: relayed, logger }), tap }
+  })
+)
