@@ -453,6 +453,7 @@ export const make = (config: Config, options: Options = {}) =>
         mask,
         metrics: metrics.processor(processor.name),
         tracing,
+        maxScheduled: config.maxScheduled,
         ...(clustered ? { cluster: { owns: (key: string) => cluster?.owns(partOf(key)) ?? false, holds: (key: string) => cluster?.holds(partOf(key)) ?? Effect.succeed(false) } } : {})
       })
       for (const topic of topicsOf(processor)) if (routePublic || Topics.isInternal(topic)) router.add(topic, { name: processor.name, schedule: consumer.schedule })
