@@ -45,6 +45,8 @@ export interface Config {
   readonly retentionHours: number
   /** Actors per processor; messages are partitioned over them by key, and run concurrently across them. */
   readonly partitions: number
+  /** Messages of one processor in memory at most (its actors' mailboxes and running); the rest wait in its durable inbox. */
+  readonly maxScheduled: number
   /** PostgreSQL connections: how many transactions (of any processors' partitions) commit at once. */
   readonly poolSize: number
   /** The PostgreSQL driver: `pg` (node-postgres) or `effect-sql-pg` (`@effect/sql-pg`). */
@@ -215,6 +217,7 @@ export const fromEnv = (env: Env = process.env): Config => {
     maxInflight: positive(env, "BATON_MAX_INFLIGHT", 10_000),
     drainTimeoutMs: positive(env, "BATON_DRAIN_TIMEOUT_MS", 5000),
     partitions: positive(env, "BATON_PARTITIONS", 4),
+    maxScheduled: positive(env, "BATON_MAX_SCHEDULED", 1000),
     poolSize: positive(env, "BATON_DB_POOL", 16),
     pgDriver: oneOf(env, "BATON_PG_DRIVER", ["pg", "effect-sql-pg"] as const, "pg"),
     retentionHours: positive(env, "BATON_RETENTION_HOURS", 168),

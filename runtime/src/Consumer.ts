@@ -9,7 +9,7 @@
 import { Effect, Result } from "effect"
 import { Envelope, Log, Rejected, Topics, type Message, type Processor, type Sensitive } from "@baton/core"
 import { Supervisor } from "@baton/actors"
-import { Inbox, type Outbox, type Sql, type Store } from "@baton/store"
+import { Inbox, isUnavailable, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import * as Decision from "./Decision.ts"
 import { untraced, type Hop, type ProcessorMetrics, type Tracing } from "./Observability.ts"
@@ -63,8 +63,10 @@ export interface Consumer {
   readonly recover: (parts?: ReadonlyArray<number>) => Promise<number>
   /** Resolves when nothing is in flight. */
   readonly idle: () => Promise<void>
-  /** Messages scheduled and not finished. */
+  /** Messages scheduled and not finished (at most `maxScheduled`, but for a parked message's turn). */
   readonly inFlight: () => number
+  /** Whether messages wait in the inbox for room (back-pressure). */
+  readonly backlogged: () => boolean
 }
 
 export const make = (deps: {
@@ -99,6 +101,8 @@ export const make = (deps: {
    * transaction, whether it still does (in a cluster: locks the partition's row; see Cluster.ts).
    * The runtime gives its ownership (layers/Ownership.ts: alone, always); absent, the same.
    */
+  /** Messages of this processor in memory at most (mailboxes and running); past it they wait in the inbox. Default 1000. */
+  readonly maxScheduled?: number
   readonly cluster?: { readonly owns: (key: string) => boolean; readonly holds: (key: string) => Sql<boolean> }
 }): Consumer => {
   const { processor, store, inbox, outbox } = deps
@@ -131,7 +135,7 @@ export const make = (deps: {
     Effect.gen(function* () {
       const out = yield* announce(event, yield* p.release(processor.name, event))
       const next = yield* p.next(processor.name, event.key)
-      if (next !== undefined) out.push(() => void schedule(JSON.parse(next.payload) as Envelope.Envelope, next.topic, next.payload))
+      if (next !== undefined) out.push(() => void submit(JSON.parse(next.payload) as Envelope.Envelope, next.topic, next.payload))
       return out
     })
 
@@ -285,7 +289,8 @@ export const make = (deps: {
     })
 
   const running = new Map<string, Promise<void>>()
-  const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer | string): Promise<void> => {
+  /** Runs a message of the inbox now (past the bound too: a parked message's turn, a backlog's page). */
+  const submit = (event: Envelope.Envelope, topic: string, payload: Buffer | string): Promise<void> => {
     if (deps.cluster?.owns(event.key) === false) return Promise.resolve()
     const already = running.get(event.id)
     if (already !== undefined) return already
@@ -320,8 +325,61 @@ export const make = (deps: {
       .finally(() => {
         inFlight.delete(run)
         running.delete(event.id)
+        if (backlog && inFlight.size <= maxScheduled / 2) refill()
       })
     return run
+  }
+
+  /*
+   * Back-pressure: at most `maxScheduled` messages of this processor are in memory (in its actors'
+   * mailboxes or running). Past that, arrivals stay pending in the durable inbox (where they are
+   * already committed) and are read back in arrival order, a page at a time, once half the room
+   * is free; until the backlog is read out, every arrival waits behind it, so the order per key holds.
+   */
+  const maxScheduled = deps.maxScheduled ?? 1000
+  let backlog = false
+  /** An arrival was left in the inbox while a refill was reading it: read again before leaving backlog. */
+  let missed = false
+  let refilling: Promise<void> | undefined
+  const readBacklog = async (): Promise<void> => {
+    while (backlog) {
+      missed = false
+      let after = 0
+      for (;;) {
+        const page = await inbox.pendingPage(processor.name, after, maxScheduled)
+        for (const entry of page) {
+          if (inFlight.size >= maxScheduled) return // the end of a run reads on from the start
+          after = entry.seq
+          void submit(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, entry.payload)
+        }
+        if (page.length < maxScheduled) break
+      }
+      if (!missed) backlog = false
+    }
+  }
+  const refill = (): void => {
+    if (refilling !== undefined) return
+    refilling = readBacklog()
+      .catch(async (error: unknown) => {
+        // The messages stay in the inbox: read again shortly (the database out of reach: the store logs it once).
+        if (!isUnavailable(error)) deps.logger.log("error", "reading the inbox backlog failed, retrying", { processor: processor.name, reason: Log.reason(error) })
+        await new Promise((r) => setTimeout(r, 500))
+      })
+      .finally(() => {
+        refilling = undefined
+        if (backlog && inFlight.size <= maxScheduled / 2) refill()
+      })
+  }
+  /** A message just committed to the inbox: run now, or left there while the processor is full. */
+  const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer | string): Promise<void> => {
+    if (running.has(event.id)) return running.get(event.id)!
+    if (backlog || inFlight.size >= maxScheduled) {
+      backlog = true
+      missed = true
+      if (inFlight.size <= maxScheduled / 2) refill()
+      return Promise.resolve()
+    }
+    return submit(event, topic, payload)
   }
 
   const handler = async (message: Message): Promise<void> => {
@@ -343,16 +401,25 @@ export const make = (deps: {
     if (fresh) schedule(event, message.topic, message.payload)
   }
 
-  /** Schedules what the inbox holds (from before a restart), or what it holds in the given cluster partitions. */
+  /**
+   * Schedules what the inbox holds (from before a restart: the first page, the rest as a backlog),
+   * or what it holds in the given cluster partitions. Returns how many it read.
+   */
   const recover = async (parts?: ReadonlyArray<number>) => {
-    const pending = parts === undefined ? await inbox.pending(processor.name) : await inbox.pendingIn(processor.name, parts)
+    const pending = parts === undefined ? await inbox.pendingPage(processor.name, 0, maxScheduled) : await inbox.pendingIn(processor.name, parts)
+    if (parts === undefined && pending.length === maxScheduled) {
+      backlog = true
+      missed = true
+      refill()
+      return pending.length
+    }
     for (const entry of pending) void schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
     return pending.length
   }
 
   const idle = async () => {
-    while (inFlight.size > 0) await Promise.all([...inFlight])
+    while (inFlight.size > 0 || refilling !== undefined) await Promise.all([...inFlight, refilling])
   }
 
-  return { handler, schedule, recover, idle, inFlight: () => inFlight.size }
+  return { handler, schedule, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
 }

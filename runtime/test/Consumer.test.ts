@@ -49,15 +49,17 @@ const plan = fc.record({
   messages: fc.array(fc.constantFrom(...keys), { minLength: 10, maxLength: 80 }),
   delays: fc.array(fc.nat({ max: 4 }), { minLength: 80, maxLength: 80 }),
   failures: fc.array(fc.boolean(), { minLength: 80, maxLength: 80 }),
-  partitions: fc.integer({ min: 2, max: 6 })
+  partitions: fc.integer({ min: 2, max: 6 }),
+  /** Back-pressure: messages in memory at most (the rest wait in the inbox); the default when absent. */
+  maxScheduled: fc.option(fc.integer({ min: 1, max: 12 }), { nil: undefined })
 })
 
 describe.each(engines)("Consumer on %s", (engine, open) => {
-  it("for any keyed stream over concurrent partitions, with delays and transient failures: each effect once, in order per key", async () => {
+  it("for any keyed stream over concurrent partitions, with delays, transient failures and any bound on what is in memory: each effect once, in order per key, within the bound", async () => {
     let round = 0
     let overlapSeen = 0
     await fc.assert(
-      fc.asyncProperty(plan, async ({ messages, delays, failures, partitions }) => {
+      fc.asyncProperty(plan, async ({ messages, delays, failures, partitions, maxScheduled }) => {
         const store = await open()
         const table = `effects_${++round}`
         await store.migrate([{ name: `test/${table}`, sql: ddl((t) => `CREATE TABLE ${table} (n ${t.serialKey}, key TEXT NOT NULL, seq ${t.int} NOT NULL)`) }])
@@ -69,6 +71,8 @@ describe.each(engines)("Consumer on %s", (engine, open) => {
         const failedOnce = new Set<string>()
         let inside = 0
         let overlap = 0
+        let scheduledMax = 0
+        let consumer: Consumer.Consumer | undefined
         const processor: Processor = {
           name: "p",
           consumes: ["x"],
@@ -77,6 +81,7 @@ describe.each(engines)("Consumer on %s", (engine, open) => {
               const { seq, i } = event.data as { seq: number; i: number }
               inside++
               overlap = Math.max(overlap, inside)
+              scheduledMax = Math.max(scheduledMax, consumer?.inFlight() ?? 0)
               try {
                 // The previous message of the key is committed before this one runs.
                 const before = Number((yield* last.get(event.key))?.seq ?? 0)
@@ -97,7 +102,7 @@ describe.each(engines)("Consumer on %s", (engine, open) => {
         const actors = Array.from({ length: partitions }, (_, i) => Supervisor.make(system, `p-${round}-${i}`, { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
         const fibers = actors.map((a) => Effect.runFork(a.run))
         const router = Router.make(inbox)
-        const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
+        consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent, ...(maxScheduled === undefined ? {} : { maxScheduled }) })
         router.add("events/x", { name: "p", schedule: consumer.schedule })
         try {
           const seqs = new Map<string, number>()
@@ -119,6 +124,8 @@ describe.each(engines)("Consumer on %s", (engine, open) => {
             expect(order, `effects of ${key}: once each, in order`).toEqual(Array.from({ length: seqs.get(key) ?? 0 }, (_, i) => i + 1))
           }
           expect(await inbox.pending("p"), "nothing left pending").toEqual([])
+          expect(scheduledMax, "messages in memory within the bound").toBeLessThanOrEqual(maxScheduled ?? 1000)
+          expect(consumer.backlogged(), "the backlog read out").toBe(false)
           if (overlap > 1) overlapSeen++
         } finally {
           for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))

@@ -97,6 +97,7 @@ export const make = async (
   const settleUpdate = `UPDATE inbox SET status = ?, done_at = ?, payload = COALESCE(?, payload) WHERE processor = ? AND envelope_id = ? AND status = 'pending'${guard === undefined ? "" : ` AND ${guard.condition}`} RETURNING 1`
   const settled = store.dialect === "pg" ? store.query(`WITH s AS (${settleUpdate}) SELECT baton_settled((SELECT COUNT(*) FROM s))`) : undefined
   const pending = store.query("SELECT envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' ORDER BY rowid")
+  const pendingAfter = store.query("SELECT rowid AS seq, envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' AND rowid > ? ORDER BY rowid LIMIT ?")
   const prune = store.query("DELETE FROM inbox WHERE status <> 'pending' AND done_at < ? RETURNING status")
   return {
     /** Records a received message, inside the caller's transaction; false when it was already here (a redelivery). */
@@ -148,6 +149,12 @@ export const make = async (
     prune: (before: Date): Promise<number> => store.transaction(prune.run(before.toISOString())),
     /** Messages received but not yet processed, in arrival order (recovery after a crash). */
     pending: (processor: string): Promise<ReadonlyArray<Entry>> => store.run(Effect.map(pending.all(processor), (rows) => rows.map(entryOf))),
+    /**
+     * At most `limit` of them, in arrival order, after the row `after` (0: from the first): a page
+     * of a backlog, read when there is room to run it (back-pressure, see Consumer).
+     */
+    pendingPage: (processor: string, after: number, limit: number): Promise<ReadonlyArray<Entry & { readonly seq: number }>> =>
+      store.run(Effect.map(pendingAfter.all(processor, after, limit), (rows) => rows.map((r) => ({ ...entryOf(r), seq: Number(r.seq) })))),
     /** The same, for the given cluster partitions only (a partition this instance just acquired). */
     pendingIn: (processor: string, parts: ReadonlyArray<number>): Promise<ReadonlyArray<Entry>> =>
       parts.length === 0

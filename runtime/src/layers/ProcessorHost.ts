@@ -140,6 +140,7 @@ export const layer = Layer.effect(
         mask,
         metrics: metrics.processor(processor.name),
         tracing,
+        maxScheduled: config.maxScheduled,
         cluster: { owns: (key: string) => ownership.owns(ownership.partOf(key)), holds: (key: string) => ownership.holds(ownership.partOf(key)) }
       })
       for (const topic of topicsOf(processor)) if (routePublic || Topics.isInternal(topic)) router.add(topic, { name: processor.name, schedule: consumer.schedule })
