@@ -5,7 +5,8 @@
  * time. Per run: orders/s, the runtime process's CPU per order (utime + stime from /proc), the
  * statements per order (the store's own count, `/healthz`), the runtime's write syscalls per order, and on PostgreSQL the CPU of the
  * server's processes per order (every backend: other users of the server count too). With
- * `BATON_AB_BREAKDOWN=1`, the statements of the last run of each tree per order, by text.
+ * `BATON_AB_BREAKDOWN=1`, the statements of the last run of each tree per order, by text. With
+ * `BATON_AB_TOPOLOGY=mediator`, the mediator's order workflow instead (to `workflow-completed`).
  */
 import { spawn } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
@@ -23,6 +24,8 @@ if ((engine !== "sqlite" && engine !== "pg") || trees.length === 0) {
 const count = Number(countArg)
 const rounds = Number(roundsArg)
 const warmup = Math.min(200, Math.ceil(count / 5))
+const mediator = process.env.BATON_AB_TOPOLOGY === "mediator"
+const doneTopic = mediator ? "events/workflow-completed" : "events/order-shipped"
 /** CPU of every `postgres` process on this machine (the server's backends and workers). */
 const postgresCpuMs = (): number => {
   let total = 0
@@ -69,6 +72,7 @@ const runOnce = async (tree: string): Promise<Result> => {
       BATON_HTTP_PORT: "0",
       BATON_DATA_DIR: dataDir,
       BATON_PUBLISH_RATE: "1000000",
+      ...(mediator ? { BATON_TOPOLOGY: "mediator" } : {}),
       ...(schema === undefined ? {} : { BATON_DATABASE_URL: schema.url })
     },
     stdio: ["ignore", "pipe", "pipe"]
@@ -89,14 +93,14 @@ const runOnce = async (tree: string): Promise<Result> => {
     })
     const http = Number(ready[1])
     const mqtt = Number(ready[2])
-    await placeOrders(mqtt, warmup, "events/order-shipped")
+    await placeOrders(mqtt, warmup, doneTopic)
     await new Promise((r) => setTimeout(r, 300))
     const breakdown = process.env.BATON_AB_BREAKDOWN === "1"
     const s0 = await healthz(http, breakdown)
     const c0 = cpuMs(child.pid!)
     const w0 = writeCalls(child.pid!)
     const p0 = schema === undefined ? 0 : postgresCpuMs()
-    const { perSecond } = await placeOrders(mqtt, count, "events/order-shipped")
+    const { perSecond } = await placeOrders(mqtt, count, doneTopic)
     // The tail (relay deletes, last done marks) of the measured orders.
     await new Promise((r) => setTimeout(r, 300))
     const c1 = cpuMs(child.pid!)

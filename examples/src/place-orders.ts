@@ -20,6 +20,7 @@ interface Envelope {
 }
 
 const client = await connect()
+let timer: NodeJS.Timeout | undefined
 const orders = new Map<string, { readonly label: string; readonly started: number; readonly seen: Array<string>; done: boolean }>()
 
 client.on("message", (topic, payload) => {
@@ -37,7 +38,8 @@ client.on("message", (topic, payload) => {
   const ended = order.seen.includes("order-shipped") || (order.seen.includes("payment-denied") && order.seen.includes("inventory-released"))
   const workflowEnded = e.type === "workflow-completed" || e.type === "workflow-failed"
   if ((ended && emails === 2) || workflowEnded || topic.startsWith("errors/")) order.done = true
-  if ([...orders.values()].every((o) => o.done)) finish(0)
+  // Every order placed (an early one can end before the next is placed) and every one ended.
+  if (orders.size === count && [...orders.values()].every((o) => o.done)) finish(0)
 })
 await client.subscribeAsync(["events/#", "errors/#"], { qos: 1 })
 
@@ -57,7 +59,7 @@ for (let i = 0; i < count; i++) {
   console.log(`order ${i + 1} placed (correlation ${id}, card ${card.slice(-4)})`)
 }
 
-const timer = setTimeout(() => {
+timer = setTimeout(() => {
   console.error(`timed out: ${[...orders.values()].filter((o) => !o.done).map((o) => o.label).join(", ")} did not finish; ${silenceHint}`)
   finish(1)
 }, 10_000)

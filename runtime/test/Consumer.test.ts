@@ -139,3 +139,53 @@ describe.each(engines)("Consumer on %s", (engine, open) => {
     if (engine === "PostgreSQL") expect(overlapSeen, "handlers of different partitions overlapped in some run").toBeGreaterThan(0)
   }, 240_000)
 })
+
+describe("Consumer: a prepare that only reads", () => {
+  it("runs without a read of the message's status first (one statement less); a message handled already is still skipped by its done mark: its effect once", async () => {
+    const store = await engines[0]![1]()
+    cleanups.push(() => store.close())
+    await store.migrate([{ name: "test/reads-only", sql: ddl(() => "CREATE TABLE reads_only (key TEXT NOT NULL)") }])
+    const inbox = await Inbox.make(store)
+    const outbox = await Outbox.make(store)
+    const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+    const record = store.query("INSERT INTO reads_only (key) VALUES (?)")
+    const status = "SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?"
+    const statusReads = () => store.breakdown().find((b) => b.text === status)?.count ?? 0
+    const run = async (readsOnly: boolean) => {
+      let prepared = 0
+      const processor: Processor<number> = {
+        name: `reads-only-${readsOnly}`,
+        consumes: ["x"],
+        prepare: () => Effect.sync(() => ++prepared),
+        prepareReadsOnly: readsOnly,
+        handle: (event) => Effect.as(record.run(event.key), [])
+      }
+      const system = Supervisor.system()
+      const actors = [Supervisor.make(system, processor.name, { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 10, windowMs: 60_000 })]
+      const fibers = actors.map((a) => Effect.runFork(a.run))
+      const router = Router.make(inbox)
+      const consumer = Consumer.make({ processor: processor as Processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
+      const topic = `events/x-${readsOnly}`
+      router.add(topic, { name: processor.name, schedule: consumer.schedule })
+      try {
+        const event: Envelope.Envelope = { id: `e-${readsOnly}`, type: "x", correlationId: "c", causationId: "c", key: `k-${readsOnly}`, occurredAt: new Date().toISOString(), data: {} }
+        const payload = JSON.stringify(event)
+        const before = statusReads()
+        for (const deliver of await store.transaction(router.route(topic, event, payload))) await deliver()
+        await consumer.idle()
+        // Delivered again (a recovery racing the first run): handled once.
+        await consumer.schedule(event, topic, payload)
+        await consumer.idle()
+        const rows = await store.run(store.query("SELECT COUNT(*) AS n FROM reads_only WHERE key = ?").all(event.key))
+        return { effects: Number(rows[0]?.n), prepared, statusReads: statusReads() - before }
+      } finally {
+        for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+      }
+    }
+    const reading = await run(false)
+    const readsOnly = await run(true)
+    expect(reading).toEqual({ effects: 1, prepared: 1, statusReads: 2 })
+    // Prepared again for the redelivery (it only reads), and nothing of it committed.
+    expect(readsOnly).toEqual({ effects: 1, prepared: 2, statusReads: 0 })
+  })
+})

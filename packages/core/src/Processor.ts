@@ -39,10 +39,23 @@ export interface Processor<P = unknown> {
   /** Explicit topics, instead of those of `consumes` (a command channel, a mediator's queue). */
   readonly topics?: ReadonlyArray<string>
   /**
+   * How many of its messages may run at once, at least: its actors, each taking a share of the keys
+   * (a key's messages stay in order on one). The runtime gives it the larger of this and
+   * `BATON_PARTITIONS`. A processor many short inputs pass through (a domain mediator) asks for
+   * more, so that more of them share each group commit.
+   */
+  readonly actors?: number
+  /**
    * Optional asynchronous work outside the transaction (an e-mail through SMTP): at least once,
    * since a crash before the commit runs it again.
    */
   prepare?(event: Envelope): Effect.Effect<P, unknown>
+  /**
+   * `prepare` only reads and computes (no work outside the store, nothing it would be wrong to run
+   * for a message already handled): it runs without a read first that the message is still
+   * pending; the transaction's done mark still skips one handled meanwhile. Default false.
+   */
+  readonly prepareReadsOnly?: boolean
   /**
    * Applies the event's state changes and yields the processing events to announce on
    * `events/<type>`. Runs inside the transaction that also records the message as processed and

@@ -21,6 +21,12 @@ type Workflow = W.Workflow
 import * as Machine from "./Machine.ts"
 import type { Saved, WorkflowStore } from "./WorkflowStore.ts"
 
+/**
+ * The actors of a domain mediator and of each channel, at least: the inputs of different workflows
+ * that run at once, and so share a group commit.
+ */
+const mediatorActors = 16
+
 /** Message types on a mediator's queue. */
 export const messages = {
   start: "start-workflow",
@@ -39,7 +45,9 @@ export const channel = <P>(p: Processor<P>): Processor<P> => ({
   name: p.name,
   consumes: [],
   topics: [Topics.channel(p.name)],
+  actors: Math.max(p.actors ?? 0, mediatorActors),
   ...(p.prepare === undefined ? {} : { prepare: (event: Envelope.Envelope) => p.prepare!(event) }),
+  ...(p.prepareReadsOnly === undefined ? {} : { prepareReadsOnly: p.prepareReadsOnly }),
   handle: (event, prepared) =>
     Effect.map(p.handle(event, prepared), (results): ReadonlyArray<Envelope.Next> => {
       // A command without a reply address (a simple event's) announces its work like in the broker topology.
@@ -113,6 +121,9 @@ const inputOf = (event: Envelope.Envelope): Machine.Input | undefined => {
   }
 }
 
+/** Workflows whose state a domain mediator keeps in memory at most. */
+const maxCached = 10_000
+
 export const domain = (options: {
   readonly domain: string
   readonly workflows: ReadonlyArray<Workflow>
@@ -122,6 +133,13 @@ export const domain = (options: {
   readonly now?: () => Date
   /** Test hook: called before each input; a throw crashes the mediator. */
   readonly fault?: () => void
+  /**
+   * Keep the committed state of the workflows in flight in memory, so that an input's transition
+   * starts from it instead of reading and parsing the stored row. Only where this mediator is the
+   * store's one writer: the default on SQLite (one instance); in a cluster (PostgreSQL) another
+   * instance may have moved a workflow meanwhile, so every input reads the store.
+   */
+  readonly cache?: boolean
 }): Domain => {
   const { store, defaults, logger } = options
   const now = options.now ?? (() => new Date())
@@ -129,6 +147,20 @@ export const domain = (options: {
   const queue = Topics.mediator(options.domain)
   const timers = new Map<string, NodeJS.Timeout>()
   let enqueue: ((event: Envelope.Envelope) => Promise<void>) | undefined
+  /**
+   * The state of each workflow in flight as its last input's transaction committed it (set only
+   * after the commit: a rolled-back or retried input leaves it as it was). Inputs of one workflow
+   * run one at a time, so the next one starts from here; a miss reads the store.
+   */
+  const cache = (options.cache ?? store.kind === "sqlite") ? new Map<string, Saved>() : undefined
+  const cached = (state: Saved) => {
+    if (cache === undefined) return
+    cache.delete(state.id)
+    if (Machine.terminal(state.status)) return
+    cache.set(state.id, state)
+    // Bounded (failed workflows stay until an operator acts): the least recently changed goes.
+    if (cache.size > maxCached) cache.delete(cache.keys().next().value!)
+  }
   const specOf = (workflow: string) => options.workflows.find((w) => w.name === workflow)
 
   const message = (id: string, type: string, workflowId: string, causationId: string, data: unknown): Envelope.Envelope => ({
@@ -167,7 +199,7 @@ export const domain = (options: {
   /** The next state for an input (undefined when it changes nothing), from the stored one. */
   const transition = async (event: Envelope.Envelope): Promise<Saved | undefined> => {
     options.fault?.()
-    const current = await store.load(event.key)
+    const current = cache?.get(event.key) ?? (await store.load(event.key))
     const input = inputOf(event)
     if (input === undefined) throw new Rejected(`${name} does not understand ${event.type}`)
     const spec = specOf(input._tag === "Start" ? String((event.data as { workflow?: unknown }).workflow) : (current?.workflow ?? ""))
@@ -201,6 +233,9 @@ export const domain = (options: {
     name,
     consumes: [],
     topics: [queue],
+    // Ten inputs a workflow of five steps, each in a transaction: with more of them in flight, more
+    // share each commit (a group commit on SQLite; side by side on PostgreSQL's pool).
+    actors: mediatorActors,
     // Outside the transaction: the state as it is (inputs of one workflow run one at a time), and
     // the transition, whose result `handle` writes in the input's transaction.
     prepare: (event) =>
@@ -208,6 +243,8 @@ export const domain = (options: {
         try: () => transition(event),
         catch: (error) => error
       }),
+    // It only reads the workflow's state and computes the transition.
+    prepareReadsOnly: true,
     handle: (event, saved) => {
       if (saved === undefined) return Effect.succeed([])
       // In the input's own transaction, with the effects below and the input's `done` mark. A
@@ -216,6 +253,7 @@ export const domain = (options: {
     },
     committed: async (_event, saved) => {
       if (saved === undefined) return
+      cached(saved)
       disarm(saved)
       if (Machine.terminal(saved.status)) return
       for (const effect of saved.lastEffects) if (effect._tag === "Send") arm(saved.id, effect.command)
@@ -261,6 +299,7 @@ export const domain = (options: {
     close: () => {
       for (const timer of timers.values()) clearTimeout(timer)
       timers.clear()
+      cache?.clear()
     }
   }
 }

@@ -108,7 +108,7 @@ export const layer = Layer.effect(
     const topicsOf = (p: Processor): ReadonlyArray<string> => [...(p.topics ?? p.consumes.map(topicOf)), ...(p.onFailure === "park" ? [Topics.resubmit(p.name)] : [])]
 
     for (const processor of processors) {
-      const pool = Array.from({ length: config.partitions }, (_, i) =>
+      const pool = Array.from({ length: Math.max(config.partitions, processor.actors ?? 0) }, (_, i) =>
         Supervisor.make(system, `${processor.name}-${i}`, policy, {
           onCrash: ({ actor, error, attempt, delayMs }) =>
             logger.log("warn", "processor crashed", { processor: actor, attempt, "restart-in-ms": delayMs, reason: Log.reason(error) }),
