@@ -449,6 +449,7 @@ export const make = (config: Config, options: Options = {}) =>
         logger,
         router,
         routePublic,
+        ...(embedded === undefined ? {} : { audience: { wanted: (topic: string) => embedded.wanted(topic) ?? true, unsent: tap.record } }),
         parking: parkingPolicy,
         mask,
         metrics: metrics.processor(processor.name),
