@@ -39,11 +39,8 @@ const toSqlError = (cause: unknown, operation: string) => {
 const input = (v: unknown): SQLInputValue =>
   v === undefined || v === null ? null : typeof v === "boolean" ? (v ? 1 : 0) : (v as SQLInputValue)
 
-/**
- * The `SqlConnection` over one `DatabaseSync`, and `direct`: a statement run at once when no
- * transaction is open on it (checked and run in one synchronous step, so that none begins between).
- */
-const connection = (db: DatabaseSync) => {
+/** The `SqlConnection` over one `DatabaseSync`. */
+const connection = (db: DatabaseSync): SqlConnection.Connection => {
   const cache = new Map<string, { readonly statement: StatementSync; readonly reader: boolean }>()
   const prepared = (sql: string) => {
     let entry = cache.get(sql)
@@ -69,15 +66,7 @@ const connection = (db: DatabaseSync) => {
     })
   const values = (sql: string, params: ReadonlyArray<unknown>) =>
     Effect.map(execute(sql, params, undefined), (rs) => rs.map((r) => Object.values(r)))
-  const direct = (sql: string, params: ReadonlyArray<unknown>): Effect.Effect<ReadonlyArray<Record<string, unknown>>, SqlError.SqlError> | undefined => {
-    if (db.isTransaction) return undefined
-    try {
-      return Effect.succeed(rows(sql, params))
-    } catch (cause) {
-      return Effect.fail(toSqlError(cause, "execute"))
-    }
-  }
-  const conn: SqlConnection.Connection = {
+  return {
     execute,
     executeRaw: (sql, params) => execute(sql, params, undefined),
     executeStream: (sql, params, transformRows) => Stream.fromIterableEffect(execute(sql, params, transformRows)),
@@ -87,12 +76,12 @@ const connection = (db: DatabaseSync) => {
     // `exec` parses the text again each time, a measurable share of a message's cost here.
     executeUnprepared: execute
   }
-  return { conn, direct }
 }
 
 /** A `SqlClient` over an open database. */
-export const client = (db: DatabaseSync, conn: SqlConnection.Connection = connection(db).conn): Effect.Effect<SqlClient.SqlClient, never, Scope.Scope> =>
+export const client = (db: DatabaseSync): Effect.Effect<SqlClient.SqlClient, never, Scope.Scope> =>
   Effect.gen(function* () {
+    const conn = connection(db)
     const acquirers = SqlClient.makeSqliteAcquirers({
       connection: Effect.succeed(conn),
       semaphore: Semaphore.makeUnsafe(1),
@@ -113,14 +102,10 @@ export const open = async (options: Options): Promise<Store.Store> => {
   db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous ?? "NORMAL"}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;`)
   db.exec("CREATE TABLE IF NOT EXISTS baton_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
   const scope = Scope.makeUnsafe()
-  const { conn, direct } = connection(db)
-  const sql = await Effect.runPromise(Scope.provide(client(db, conn), scope))
+  const sql = await Effect.runPromise(Scope.provide(client(db), scope))
   return Store.make({
     kind: "sqlite",
     sql,
-    // With no transaction open, a statement cannot join one: it runs at once, without effect/sql's
-    // statement (a span, the semaphore) around it (~25 us a statement here).
-    direct,
     // A burst commits in transactions of at most this many messages, so that it does not hold the
     // event loop for long; the rest commit in the next turn.
     maxBatch: 64,

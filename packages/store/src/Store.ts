@@ -120,11 +120,6 @@ export const make = (deps: {
   readonly maxBatch: number
   /** Runs first in each migration's transaction (PostgreSQL: an advisory lock). */
   readonly lock?: Sql<void>
-  /**
-   * A statement outside any transaction straight on the connection, when none is open on it
-   * (SQLite); undefined when one is, and the statement waits for it through the client.
-   */
-  readonly direct?: (sql: string, params: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError> | undefined
   readonly close: () => Promise<void>
 }): Store => {
   const { sql } = deps
@@ -244,8 +239,9 @@ export const make = (deps: {
       Effect.flatMap(Effect.service(SqlClient.SqlClient), (client) =>
         Effect.flatMap(Effect.serviceOption(client.transactionService), (tx) => {
           count(text)
-          if (Option.isSome(tx)) return tx.value[0].execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>
-          return deps.direct?.(compiled, params(values)) ?? client.unsafe<Row>(compiled, params(values)).withoutTransform
+          return Option.isSome(tx)
+            ? (tx.value[0].execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>)
+            : client.unsafe<Row>(compiled, params(values)).withoutTransform
         })
       )
     const run = (...values: ReadonlyArray<unknown>) => Effect.map(all(...values), (rows) => rows.length)
