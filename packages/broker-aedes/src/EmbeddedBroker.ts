@@ -404,6 +404,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     let hit = persistentHits.get(topic)
     if (hit === undefined) {
       hit = [...persistentFilters].some((f) => Topics.matches(f, topic))
+      if (persistentHits.size >= 10_000) persistentHits.clear()
       persistentHits.set(topic, hit)
     }
     return hit
