@@ -3,7 +3,7 @@
  * on one runtime process per git tree (each tree's own `runtime/src/main.ts`), in interleaved
  * rounds, so that a change is measured against a base commit on the same machine at the same
  * time. Per run: orders/s, the runtime process's CPU per order (utime + stime from /proc), the
- * statements per order (the store's own count, `/healthz`), the runtime's write syscalls per order, and on PostgreSQL the CPU of the
+ * statements per order (the store's own count, `/healthz`; n/a for a tree that does not count them), the runtime's read and write syscalls per order, and on PostgreSQL the CPU of the
  * server's processes per order (every backend: other users of the server count too). With
  * `BATON_AB_BREAKDOWN=1`, the statements of the last run of each tree per order, by text. With
  * `BATON_AB_TOPOLOGY=mediator`, the mediator's order workflow instead (to `workflow-completed`).
@@ -41,12 +41,13 @@ const postgresCpuMs = (): number => {
   return total
 }
 
-/** Write syscalls of a process so far (`syscw` of /proc/<pid>/io). */
-const writeCalls = (pid: number): number => Number(/syscw: (\d+)/.exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? 0)
+/** Write (`syscw`) or read (`syscr`) syscalls of a process so far, from /proc/<pid>/io. */
+const ioCalls = (pid: number, field: "syscw" | "syscr"): number => Number(new RegExp(`${field}: (\\d+)`).exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? 0)
 
 const healthz = async (port: number, statements = false) =>
   (await (await fetch(`http://127.0.0.1:${port}/healthz${statements ? "?statements=1" : ""}`)).json()) as {
-    statements: number
+    /** Absent in trees from before the store counted its statements. */
+    statements?: number
     statementTexts?: ReadonlyArray<{ text: string; count: number }>
   }
 
@@ -57,6 +58,8 @@ interface Result {
   readonly statementsPerOrder: number
   /** The runtime's write syscalls per order (sockets and files): round trips to PostgreSQL, mostly. */
   readonly writesPerOrder: number
+  /** Its read syscalls per order (SQLite pages not in its cache, sockets). */
+  readonly readsPerOrder: number
   readonly pgCpuMsPerOrder?: number
   readonly breakdown?: ReadonlyArray<{ text: string; count: number }>
 }
@@ -98,13 +101,15 @@ const runOnce = async (tree: string): Promise<Result> => {
     const breakdown = process.env.BATON_AB_BREAKDOWN === "1"
     const s0 = await healthz(http, breakdown)
     const c0 = cpuMs(child.pid!)
-    const w0 = writeCalls(child.pid!)
+    const w0 = ioCalls(child.pid!, "syscw")
+    const r0 = ioCalls(child.pid!, "syscr")
     const p0 = schema === undefined ? 0 : postgresCpuMs()
     const { perSecond } = await placeOrders(mqtt, count, doneTopic)
     // The tail (relay deletes, last done marks) of the measured orders.
     await new Promise((r) => setTimeout(r, 300))
     const c1 = cpuMs(child.pid!)
-    const w1 = writeCalls(child.pid!)
+    const w1 = ioCalls(child.pid!, "syscw")
+    const r1 = ioCalls(child.pid!, "syscr")
     const p1 = schema === undefined ? 0 : postgresCpuMs()
     const s1 = await healthz(http, breakdown)
     const before = new Map((s0.statementTexts ?? []).map((t) => [t.text, t.count]))
@@ -112,8 +117,9 @@ const runOnce = async (tree: string): Promise<Result> => {
       tree,
       perSecond: perSecond!,
       cpuMsPerOrder: (c1 - c0) / count,
-      statementsPerOrder: (s1.statements - s0.statements) / count,
+      statementsPerOrder: ((s1.statements ?? Number.NaN) - (s0.statements ?? Number.NaN)) / count,
       writesPerOrder: (w1 - w0) / count,
+      readsPerOrder: (r1 - r0) / count,
       ...(schema === undefined ? {} : { pgCpuMsPerOrder: (p1 - p0) / count }),
       ...(breakdown
         ? {
@@ -132,6 +138,9 @@ const runOnce = async (tree: string): Promise<Result> => {
   }
 }
 
+/** A figure, or n/a where a tree does not report it. */
+const na = (x: number, digits = 1): string => (Number.isNaN(x) ? "n/a" : x.toFixed(digits))
+
 const roots = trees.map((t) => resolve(t))
 const results = new Map<string, Array<Result>>(roots.map((t) => [t, []]))
 for (let round = 0; round < rounds; round++) {
@@ -141,7 +150,7 @@ for (let round = 0; round < rounds; round++) {
     const r = await runOnce(tree)
     results.get(tree)!.push(r)
     console.log(
-      `round ${round + 1} ${tree}: ${r.perSecond.toFixed(1)} orders/s, ${r.cpuMsPerOrder.toFixed(2)} ms CPU/order, ${r.statementsPerOrder.toFixed(1)} statements/order, ${r.writesPerOrder.toFixed(1)} writes/order` +
+      `round ${round + 1} ${tree}: ${r.perSecond.toFixed(1)} orders/s, ${r.cpuMsPerOrder.toFixed(2)} ms CPU/order, ${na(r.statementsPerOrder)} statements/order, ${r.writesPerOrder.toFixed(1)} writes/order, ${r.readsPerOrder.toFixed(1)} reads/order` +
         (r.pgCpuMsPerOrder === undefined ? "" : `, postgres ${r.pgCpuMsPerOrder.toFixed(2)} ms CPU/order`)
     )
   }
@@ -153,7 +162,7 @@ for (const tree of roots) {
   const ratio = (f: (r: Result) => number) => (m(f) / median(base.map(f))).toFixed(2)
   console.log(
     `${engine} ${tree}: median ${m((r) => r.perSecond).toFixed(1)} orders/s (${ratio((r) => r.perSecond)}x), ${m((r) => r.cpuMsPerOrder).toFixed(2)} ms CPU/order (${ratio((r) => r.cpuMsPerOrder)}x), ` +
-      `${m((r) => r.statementsPerOrder).toFixed(1)} statements/order (${ratio((r) => r.statementsPerOrder)}x), ${m((r) => r.writesPerOrder).toFixed(1)} writes/order (${ratio((r) => r.writesPerOrder)}x)` +
+      `${na(m((r) => r.statementsPerOrder))} statements/order (${na(m((r) => r.statementsPerOrder) / median(base.map((r) => r.statementsPerOrder)), 2)}x), ${m((r) => r.writesPerOrder).toFixed(1)} writes/order (${ratio((r) => r.writesPerOrder)}x), ${m((r) => r.readsPerOrder).toFixed(1)} reads/order (${ratio((r) => r.readsPerOrder)}x)` +
       (engine === "pg" ? `, postgres ${m((r) => r.pgCpuMsPerOrder ?? 0).toFixed(2)} ms CPU/order (${ratio((r) => r.pgCpuMsPerOrder ?? 0)}x)` : "")
   )
   const last = rs.at(-1)?.breakdown

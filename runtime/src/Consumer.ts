@@ -81,6 +81,13 @@ export const make = (deps: {
   readonly router: Router
   /** Public topics too (embedded broker); otherwise only internal ones, the rest go over the broker. */
   readonly routePublic: boolean
+  /**
+   * The embedded broker's audience: an announced event no subscriber would get (`wanted`: none
+   * connected, no persistent session's filter) is not written to the outbox, nor published; after
+   * the commit it is only shown to the flows' tap (`unsent`), as if published to nobody. Replies
+   * always go out (a reply nobody gets is logged). Absent: every public event goes to the outbox.
+   */
+  readonly audience?: { readonly wanted: (topic: string) => boolean; readonly unsent: (topic: string, payload: string) => void }
   /** For processors with `onFailure: "park"`: held keys and parked messages. */
   readonly parking?: Parking | undefined
   readonly logger: Log.Logger
@@ -249,8 +256,12 @@ export const make = (deps: {
         const topic = next.topic ?? Topics.event(out.type)
         const payload = Envelope.encode(out)
         const internal = Topics.isInternal(topic)
-        if (!internal) yield* outbox.add(topic, payload, Topics.isReply(topic) ? 0 : 1)
-        else if (!deps.router.consumes(topic)) return yield* Effect.die(new Error(`no local consumer for the internal topic ${topic}`))
+        const audience = deps.audience
+        if (internal) {
+          if (!deps.router.consumes(topic)) return yield* Effect.die(new Error(`no local consumer for the internal topic ${topic}`))
+        } else if (Topics.isReply(topic)) yield* outbox.add(topic, payload, 0)
+        else if (audience === undefined || audience.wanted(topic)) yield* outbox.add(topic, payload, 1)
+        else local.push(() => audience.unsent(topic, payload))
         if (internal || deps.routePublic) local.push(...(yield* deps.router.route(topic, out, payload)))
       }
       return local

@@ -43,8 +43,11 @@ export const make = (deps: {
       for (let entries = await deps.outbox.pending(batch); entries.length > 0 && !closed; entries = await deps.outbox.pending(batch)) {
         // One at a time, in order: a consumer must not see an effect before its cause. (Concurrent
         // in-process publishes to Aedes with level persistence stalled in a test here.)
-        for (const e of entries) await deps.publish(e.topic, e.payload, e.qos)
-        Crash.point("outbox-published")
+        // The kill point after each publish: a crash may come between two of a batch too.
+        for (const e of entries) {
+          await deps.publish(e.topic, e.payload, e.qos)
+          Crash.point("outbox-published")
+        }
         // Only what was published: on PostgreSQL a lower sequence number can commit after a higher
         // one was read (concurrent transactions), so a range over a gap would delete it unsent.
         for (const [first, last] of runs(entries.map((e) => e.seq))) await deps.outbox.sent(first, last)

@@ -157,6 +157,7 @@ const crashRun = (given: Record<string, string>, urlOf: (r: Running) => string) 
   let second: Running | undefined
   try {
     first = await startProcess(dataDir, { ...env, BATON_INSTANCE: instance, ...crashAt })
+    if (env.BATON_BROKER_URL === undefined) await Process.watchEverything(urlOf(first))
     const acked = await publishAll(urlOf(first), placed)
     // The kill point may not be reached (hit count past the work): then the kill comes from outside.
     const reached = await Promise.race([first.exited.then((code) => code === "SIGKILL"), new Promise<boolean>((r) => setTimeout(() => r(false), s.kill === "after-acks" ? 0 : covering ? 20_000 : 300))])

@@ -48,6 +48,7 @@ describe("the workflow event pattern across SIGKILL", () => {
             const repairs = trades.filter((t) => t.kind !== "ok").length
             const hit = 1 + (s.hit % (s.kill.endsWith("@workflow-processor") ? Math.max(1, repairs) : 2 * trades.length))
             const first = await start({ ...env, BATON_CRASH_AT: `${s.kill}:${hit}` })
+            await Process.watchEverything(`mqtt://127.0.0.1:${first.mqttPort!}`)
             await publishUntilDead(first.mqttPort!, trades)
             await Promise.race([first.exited, new Promise((r) => setTimeout(r, 1000))])
             await first.kill("SIGKILL")

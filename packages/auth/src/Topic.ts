@@ -1,17 +1,8 @@
 /** MQTT topic filter matching (MQTT 3.1.1, section 4.7). */
+import { Topics } from "@baton/core"
 
-/** True when `topic` (no wildcards) matches `filter`. Wildcards do not match `$` topics at level one [MQTT-4.7.2-1]. */
-export const matches = (filter: string, topic: string): boolean => {
-  const f = filter.split("/")
-  const t = topic.split("/")
-  if (topic.startsWith("$") && (f[0] === "#" || f[0] === "+")) return false
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === "#") return true
-    if (i >= t.length) return false
-    if (f[i] !== "+" && f[i] !== t[i]) return false
-  }
-  return f.length === t.length
-}
+/** True when `topic` (no wildcards) matches `filter` (defined with the topic contract). */
+export const matches = Topics.matches
 
 /** True when every topic that `filter` can match is matched by `pattern` (a subscription inside a grant). */
 export const covers = (pattern: string, filter: string): boolean => {

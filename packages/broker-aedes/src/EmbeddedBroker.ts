@@ -14,7 +14,7 @@ import persistenceRedis from "aedes-persistence-redis"
 import mqemitterRedis from "mqemitter-redis"
 import { Redis } from "ioredis"
 import { WebSocketServer, createWebSocketStream } from "ws"
-import { Log, PortInUseError, type QoS } from "@baton/core"
+import { Log, PortInUseError, Topics, type QoS } from "@baton/core"
 
 export interface Options {
   readonly host: string
@@ -155,6 +155,14 @@ export interface EmbeddedBroker {
    * subscribers connected to another instance are not known here.
    */
   readonly hasSubscribers: (topic: string) => boolean | undefined
+  /**
+   * Whether anyone would get a message published on `topic` now: a subscriber connected to this
+   * broker, or a persistent session (clean = false) whose filter matches it, connected or not (an
+   * offline one gets it queued). It may say yes for nobody (a persistent filter is never
+   * forgotten, even after an unsubscribe), never no for somebody. Undefined with sessions in Redis
+   * or clustered, where sessions of other instances are not known here.
+   */
+  readonly wanted: (topic: string) => boolean | undefined
   /** Clients connected now (metrics). */
   readonly connections: () => number
   readonly close: () => Promise<void>
@@ -175,6 +183,9 @@ const listen = (server: Server | WebSocketServer | import("node:https").Server, 
 
 const closeServer = (server: Server | WebSocketServer | import("node:https").Server): Promise<void> =>
   new Promise<void>((resolve) => server.close(() => resolve()))
+
+/** Where aedes-persistence-level keeps persistent sessions' subscriptions. */
+const subscriptionKeys = "subscriptions:"
 
 const closeAedes = (aedes: Aedes): Promise<void> => new Promise<void>((resolve) => aedes.close(() => resolve()))
 
@@ -293,6 +304,24 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
         }),
     ...options.aedes
   })
+  // The filters of persistent sessions, connected or not: those in the sessions store from before
+  // (aedes-persistence-level keys them `subscriptions:<encoded client id>:<filter>`), then each one
+  // Aedes stores (only persistent sessions' are: before it subscribes the client and answers).
+  const persistentFilters = new Set<string>()
+  const persistentHits = new Map<string, boolean>()
+  const remember = (filter: string) => {
+    if (persistentFilters.has(filter)) return
+    persistentFilters.add(filter)
+    persistentHits.clear()
+  }
+  const store = (aedes as unknown as { persistence: { addSubscriptions: (client: unknown, subs: ReadonlyArray<{ readonly topic: string }>) => Promise<void> } }).persistence
+  const addSubscriptions = store.addSubscriptions.bind(store)
+  store.addSubscriptions = (client, subs) => {
+    for (const sub of subs) remember(sub.topic)
+    return addSubscriptions(client, subs)
+  }
+  if (level !== undefined)
+    for await (const key of level.keys({ gte: subscriptionKeys, lt: `${subscriptionKeys.slice(0, -1)};` })) remember(key.slice(key.indexOf(":", subscriptionKeys.length) + 1))
   aedes.on("clientError", (client, error) => {
     if (reported.has(error)) return
     // Aedes refuses wildcard and empty publish topics itself [MQTT-3.3.2-2], before authorizePublish.
@@ -369,5 +398,16 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   // Aedes delivers through its emitter (mqemitter): its matcher holds every live subscription.
   const matcher = (aedes as unknown as { mq: { _matcher: { match: (topic: string) => ReadonlyArray<unknown> } } }).mq._matcher
   const hasSubscribers = (topic: string): boolean | undefined => (mq === undefined ? matcher.match(topic).length > 0 : undefined)
-  return { host: options.host, mqttPort, wsPort, publish, subscriptions, hasSubscribers, connections: () => aedes.connectedClients, close }
+  const wanted = (topic: string): boolean | undefined => {
+    if (mq !== undefined || sessions.kind === "redis") return undefined
+    if (matcher.match(topic).length > 0) return true
+    let hit = persistentHits.get(topic)
+    if (hit === undefined) {
+      hit = [...persistentFilters].some((f) => Topics.matches(f, topic))
+      if (persistentHits.size >= 10_000) persistentHits.clear()
+      persistentHits.set(topic, hit)
+    }
+    return hit
+  }
+  return { host: options.host, mqttPort, wsPort, publish, subscriptions, hasSubscribers, wanted, connections: () => aedes.connectedClients, close }
 }

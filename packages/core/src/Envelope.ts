@@ -106,22 +106,43 @@ export interface Next {
   readonly version?: number
 }
 
+const vouches = new WeakMap<object, unknown>()
+
 /**
  * A processing event caused by `cause`: new id, same correlation, causation = cause's id. Its
  * `traceparent` is the span that emitted it (the handling processor's), else the cause's.
  */
-export const next = (cause: Envelope, event: Next, clock: Clock = systemClock, traceparent: string | undefined = cause.traceparent): Envelope => ({
-  id: event.id ?? clock.newId(),
-  type: event.type,
-  correlationId: event.correlationId ?? cause.correlationId,
-  causationId: event.causationId ?? cause.id,
-  key: event.key ?? cause.key,
-  ...(event.replyTo === undefined ? {} : { replyTo: event.replyTo }),
-  occurredAt: clock.now().toISOString(),
-  ...(traceparent === undefined ? {} : { traceparent }),
-  ...(event.version === undefined || event.version === 1 ? {} : { version: event.version }),
-  data: event.data
-})
+export const next = (cause: Envelope, event: Next, clock: Clock = systemClock, traceparent: string | undefined = cause.traceparent): Envelope => {
+  const out: Envelope = {
+    id: event.id ?? clock.newId(),
+    type: event.type,
+    correlationId: event.correlationId ?? cause.correlationId,
+    causationId: event.causationId ?? cause.id,
+    key: event.key ?? cause.key,
+    ...(event.replyTo === undefined ? {} : { replyTo: event.replyTo }),
+    occurredAt: clock.now().toISOString(),
+    ...(traceparent === undefined ? {} : { traceparent }),
+    ...(event.version === undefined || event.version === 1 ? {} : { version: event.version }),
+    data: event.data
+  }
+  const by = vouches.get(event)
+  if (by !== undefined) vouches.set(out, by)
+  return out
+}
+
+/**
+ * Marks an announced event (`Next`) whose data its declaration itself encoded (the SDK's
+ * `Event.make`), by a token of that declaration; `next` carries the mark to the envelope it builds.
+ * In-process only: an envelope read from JSON (the broker, the inbox after a restart) has none, so
+ * what crosses a trust boundary is decoded in full.
+ */
+export const vouch = <A extends object>(value: A, by: unknown): A => {
+  vouches.set(value, by)
+  return value
+}
+
+/** The token `vouch` marked this value (or the event it was built from) with, if any. */
+export const vouchedBy = (value: object): unknown => vouches.get(value)
 
 export const encode = (envelope: Envelope): string => JSON.stringify(envelope)
 

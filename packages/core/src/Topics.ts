@@ -56,3 +56,19 @@ export const repair = `${internalPrefix}repair`
 export const resubmit = (processor: string): string => `${internalPrefix}resubmit/${processor}`
 /** A domain mediator's queue: workflow starts, acknowledgements, timeouts, restarts. */
 export const mediator = (domain: string): string => `${internalPrefix}mediator/${domain}`
+
+/**
+ * True when `topic` (no wildcards) matches the MQTT filter `filter` (MQTT 3.1.1, section 4.7;
+ * `a/#` matches `a`). Wildcards do not match `$` topics at level one [MQTT-4.7.2-1].
+ */
+export const matches = (filter: string, topic: string): boolean => {
+  const f = filter.split("/")
+  const t = topic.split("/")
+  if (topic.startsWith("$") && (f[0] === "#" || f[0] === "+")) return false
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === "#") return true
+    if (i >= t.length) return false
+    if (f[i] !== "+" && f[i] !== t[i]) return false
+  }
+  return f.length === t.length
+}

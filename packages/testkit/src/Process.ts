@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { DatabaseSync } from "node:sqlite"
+import mqtt from "mqtt"
 
 const main = fileURLToPath(import.meta.resolve("@baton/runtime/main"))
 
@@ -108,4 +109,16 @@ export const onDataDir = async <A>(body: (ctx: { readonly dataDir: string; reado
     for (const running of started) await running.kill("SIGKILL")
     rmSync(dataDir, { recursive: true, force: true })
   }
+}
+
+/**
+ * An outside watcher of every event and rejection: a persistent session (subscribed, then offline)
+ * on the runtime's embedded broker. The runtime writes no outbox row for an event nobody would get;
+ * with the watcher every event has an audience, so the relay publishes each one (and its kill points
+ * are reached), before and after a restart (the broker keeps the session on disk).
+ */
+export const watchEverything = async (url: string): Promise<void> => {
+  const client = await mqtt.connectAsync(url, { protocolVersion: 4, clientId: `watcher-${crypto.randomUUID().slice(0, 8)}`, clean: false, reconnectPeriod: 0 })
+  await client.subscribeAsync(["events/#", "errors/#"], { qos: 1 })
+  await client.endAsync()
 }

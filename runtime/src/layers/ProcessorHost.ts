@@ -62,7 +62,7 @@ export const layer = Layer.effect(
     const { apps, mask, reject, contracts } = yield* Apps
     const { router, routePublic } = yield* Ingress
     const { embedded } = yield* Broker
-    const { relay } = yield* Relay
+    const { relay, tap } = yield* Relay
     const consumers: Array<Hosted> = []
     const consumer = (name: string) => consumers.find((c) => c.processor.name === name)?.consumer
 
@@ -136,6 +136,7 @@ export const layer = Layer.effect(
         logger,
         router,
         routePublic,
+        ...(embedded === undefined ? {} : { audience: { wanted: (topic: string) => embedded.wanted(topic) ?? true, unsent: tap.record } }),
         parking: parkingPolicy,
         mask,
         metrics: metrics.processor(processor.name),

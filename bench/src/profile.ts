@@ -1,0 +1,40 @@
+/**
+ * `node bench/src/profile.ts <tree> <orders> <outDir>`: the order flow (burst) on one SQLite runtime of
+ * `<tree>` run under `node --cpu-prof`; after a warm-up of 200 orders, `<orders>` orders; the profile
+ * is written to `<outDir>` when the runtime stops. Then prints the top frames by self and inclusive
+ * time (`bench/src/profileTop.ts`).
+ */
+import { spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import { placeOrders } from "./scenarios/orders.ts"
+
+const [treeArg = ".", countArg = "3000", outDir = "/tmp/baton-prof"] = process.argv.slice(2)
+const tree = resolve(treeArg)
+const dataDir = mkdtempSync(join(tmpdir(), "baton-prof-"))
+const child = spawn(process.execPath, ["--cpu-prof", `--cpu-prof-dir=${outDir}`, join(tree, "runtime/src/main.ts")], {
+  env: { ...process.env, BATON_MQTT_PORT: "0", BATON_WS_PORT: "off", BATON_HTTP_PORT: "0", BATON_DATA_DIR: dataDir, BATON_PUBLISH_RATE: "1000000" },
+  stdio: ["ignore", "pipe", "pipe"]
+})
+let output = ""
+child.stdout.on("data", (b: Buffer) => (output += b.toString()))
+child.stderr.on("data", (b: Buffer) => (output += b.toString()))
+const ready = await new Promise<RegExpMatchArray>((ok, fail) => {
+  const check = () => {
+    const m = output.match(/runtime ready .*http=(\d+)(?: mqtt=(\d+))?/)
+    if (m !== null) ok(m)
+    else if (child.exitCode !== null) fail(new Error(`runtime not ready:\n${output}`))
+    else setTimeout(check, 20)
+  }
+  check()
+})
+const mqtt = Number(ready[2])
+await placeOrders(mqtt, 200, "events/order-shipped")
+const { perSecond } = await placeOrders(mqtt, Number(countArg), "events/order-shipped")
+console.log(`${perSecond?.toFixed(1)} orders/s under the profiler`)
+await new Promise((r) => setTimeout(r, 300))
+child.kill("SIGINT")
+await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.on("exit", r)))
+rmSync(dataDir, { recursive: true, force: true })
+process.exit(0)
