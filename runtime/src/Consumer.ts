@@ -244,11 +244,9 @@ export const make = (deps: {
         const topic = next.topic ?? Topics.event(out.type)
         const payload = Envelope.encode(out)
         const internal = Topics.isInternal(topic)
-        const qos = Topics.isReply(topic) ? 0 : 1
-        if (internal && !deps.router.consumes(topic)) return yield* Effect.die(new Error(`no local consumer for the internal topic ${topic}`))
-        // A public event routed to local consumers too: its outbox row goes with their inbox rows.
-        if (internal || deps.routePublic) local.push(...(yield* deps.router.route(topic, out, payload, internal ? undefined : outbox.addition(topic, payload, qos))))
-        else yield* outbox.add(topic, payload, qos)
+        if (!internal) yield* outbox.add(topic, payload, Topics.isReply(topic) ? 0 : 1)
+        else if (!deps.router.consumes(topic)) return yield* Effect.die(new Error(`no local consumer for the internal topic ${topic}`))
+        if (internal || deps.routePublic) local.push(...(yield* deps.router.route(topic, out, payload)))
       }
       return local
     })

@@ -6,7 +6,7 @@
  */
 import type { Envelope } from "@baton/core"
 import { Effect } from "effect"
-import type { Inbox, Sql, Statement } from "@baton/store"
+import type { Inbox, Sql } from "@baton/store"
 
 export interface Local {
   readonly name: string
@@ -21,7 +21,7 @@ export interface Router {
    * Records the message in the inbox of each local consumer of `topic`; call inside the
    * transaction. Returns the deliveries to run once it has committed.
    */
-  readonly route: (topic: string, event: Envelope.Envelope, payload: string, alongside?: Statement) => Sql<ReadonlyArray<() => void>>
+  readonly route: (topic: string, event: Envelope.Envelope, payload: string) => Sql<ReadonlyArray<() => void>>
 }
 
 export const make = (inbox: Inbox.Inbox): Router => {
@@ -29,15 +29,11 @@ export const make = (inbox: Inbox.Inbox): Router => {
   return {
     add: (topic, local) => routes.set(topic, [...(routes.get(topic) ?? []), local]),
     consumes: (topic) => routes.has(topic),
-    // One statement for all the topic's local consumers (carrying `alongside`: the event's outbox row).
-    route: (topic, event, payload, alongside) => {
-      const locals = routes.get(topic) ?? []
-      return Effect.map(inbox.deliverAll(locals.map((l) => l.name), { envelopeId: event.id, topic, key: event.key, payload }, alongside), (fresh) =>
-        locals.map((local, i) => () => {
-          // A consumer listed twice runs the message once.
-          if (fresh().has(local.name) && locals.findIndex((l) => l.name === local.name) === i) local.schedule(event, topic, payload)
+    route: (topic, event, payload) =>
+      Effect.forEach(routes.get(topic) ?? [], (local) =>
+        Effect.map(inbox.deliver(local.name, { envelopeId: event.id, topic, key: event.key, payload }), (fresh) => () => {
+          if (fresh()) local.schedule(event, topic, payload)
         })
       )
-    }
   }
 }

@@ -5,7 +5,7 @@
  */
 import { Effect } from "effect"
 import { SqlError } from "effect/sql"
-import { ddl, type Query, type Sql, type Statement, type Store } from "./Store.ts"
+import { ddl, type Sql, type Store } from "./Store.ts"
 
 /** The SQLSTATE that `settleFirst` fails a transaction with on PostgreSQL. */
 const notPendingCode = "BTN01"
@@ -85,15 +85,6 @@ export const make = async (
   const insert = store.query(
     "INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING RETURNING part"
   )
-  /** Statements made at run time (the insert of `n` rows, with what it carries), prepared once each. */
-  const queries = new Map<string, Query>()
-  const cached = (text: string): Query => {
-    let q = queries.get(text)
-    if (q === undefined && queries.size < 1_000) queries.set(text, (q = store.query(text)))
-    return q ?? store.query(text)
-  }
-  const insertMany = (n: number, alongside: string | undefined): string =>
-    `${alongside === undefined ? "" : `WITH alongside AS (${alongside}) `}INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, 'pending', ?, ?)").join(", ")} ON CONFLICT DO NOTHING RETURNING processor`
   const status = store.query("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?")
   // The payload stays until the row is pruned (masked, when the caller gives its masked text): the
   // flows API (runtime/src/Flows.ts) reads the envelopes from here, and a failed message is
@@ -127,26 +118,6 @@ export const make = async (
         const rows = yield* insert.write(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString(), part)
         if (options.notify !== undefined) yield* options.notify(part)
         return () => rows() > 0
-      }),
-    /**
-     * `deliver` to several processors at once, in one statement: the processors whose inbox did
-     * not have it yet, read after the commit. The owner of its partition is woken once. On
-     * PostgreSQL the statement carries `alongside` (the outbox row of the same event) as a
-     * data-modifying `WITH`; on SQLite that runs as its own statement before it.
-     */
-    deliverAll: (processors: ReadonlyArray<string>, entry: Entry, alongside?: Statement): Sql<() => ReadonlySet<string>> =>
-      Effect.gen(function* () {
-        const names = [...new Set(processors)]
-        const carried = alongside !== undefined && store.dialect === "pg" && names.length > 0
-        if (alongside !== undefined && !carried) yield* cached(alongside.text).write(...alongside.params)
-        if (names.length === 0) return () => new Set<string>()
-        const part = partitionOf(entry.key, partitions)
-        const at = new Date().toISOString()
-        const rows = names.flatMap((p) => [p, entry.envelopeId, entry.topic, entry.key, entry.payload, at, part])
-        const inserted = yield* cached(insertMany(names.length, carried ? alongside.text : undefined)).writeAll(...(carried ? [...alongside.params, ...rows] : rows))
-        if (options.notify !== undefined) yield* options.notify(part)
-        let fresh: ReadonlySet<string> | undefined
-        return () => (fresh ??= new Set(inserted().map((r) => String(r.processor))))
       }),
     status: (processor: string, envelopeId: string): Sql<Status | undefined> =>
       Effect.map(status.get(processor, envelopeId), (r) => r?.status as Status | undefined),

@@ -5,7 +5,7 @@
  */
 import type { QoS } from "@baton/core"
 import { Effect } from "effect"
-import { ddl, type Sql, type Statement, type Store } from "./Store.ts"
+import { ddl, type Sql, type Store } from "./Store.ts"
 
 export const migrations = [
   {
@@ -38,8 +38,7 @@ export interface Entry {
 export const make = async (store: Store, options: { readonly instance?: string } = {}) => {
   await store.migrate(migrations)
   const instance = options.instance ?? ""
-  const insertText = "INSERT INTO outbox (topic, payload, qos, created_at, instance) VALUES (?, ?, ?, ?, ?)"
-  const insert = store.query(insertText)
+  const insert = store.query("INSERT INTO outbox (topic, payload, qos, created_at, instance) VALUES (?, ?, ?, ?, ?)")
   const pending = store.query("SELECT seq, topic, payload, qos FROM outbox WHERE instance = ? ORDER BY seq LIMIT ?")
   const remove = store.query("DELETE FROM outbox WHERE seq <= ? AND seq >= ? AND instance = ?")
   const count = store.query("SELECT COUNT(*) AS n FROM outbox WHERE instance = ?")
@@ -47,8 +46,6 @@ export const make = async (store: Store, options: { readonly instance?: string }
   return {
     /** Adds a message to publish; call inside the transaction of the change that caused it. */
     add: (topic: string, payload: string, qos: QoS = 1): Sql<void> => Effect.asVoid(insert.write(topic, payload, qos, new Date().toISOString(), instance)),
-    /** `add` as a statement for another to carry along (`Inbox.deliverAll`): the same row, one statement less. */
-    addition: (topic: string, payload: string, qos: QoS = 1): Statement => ({ text: insertText, params: [topic, payload, qos, new Date().toISOString(), instance] }),
     pending: (limit: number): Promise<ReadonlyArray<Entry>> =>
       store.run(
         Effect.map(pending.all(instance, limit), (rows) =>

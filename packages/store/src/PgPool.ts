@@ -94,7 +94,7 @@ export interface Pipelined extends SqlConnection.Connection {
    * Queues a statement; the next statement sent on the connection writes it first, and fails with
    * its error when it failed (the transaction then never commits).
    */
-  readonly queue: (sql: string, params: ReadonlyArray<unknown>, onResult?: (rows: ReadonlyArray<Readonly<Record<string, unknown>>>) => void) => void
+  readonly queue: (sql: string, params: ReadonlyArray<unknown>, onResult?: (rows: number) => void) => void
 }
 
 const blind = new Map<string, boolean>()
@@ -108,7 +108,7 @@ export const isBlindWrite = (sql: string): boolean => {
   return b
 }
 
-type Queued = { readonly sql: string; readonly params: ReadonlyArray<unknown>; readonly onResult: ((rows: ReadonlyArray<Readonly<Record<string, unknown>>>) => void) | undefined }
+type Queued = { readonly sql: string; readonly params: ReadonlyArray<unknown>; readonly onResult: ((rows: number) => void) | undefined }
 
 /** One pooled client as a `SqlConnection`; statements are prepared once per connection, by name. */
 const connection = (client: pg.PoolClient, names: Map<string, string>, broken: { error?: Error }): Pipelined => {
@@ -148,7 +148,7 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
     // The first failure: the statements after it failed because of it (an aborted transaction).
     const failure = settled.find((s) => s.status === "rejected")
     if (failure !== undefined) throw failure.reason
-    earlier.forEach((q, i) => q.onResult?.((settled[i] as PromiseFulfilledResult<pg.QueryResult>).value.rows))
+    earlier.forEach((q, i) => q.onResult?.((settled[i] as PromiseFulfilledResult<pg.QueryResult>).value.rows.length))
     return (settled.at(-1) as PromiseFulfilledResult<pg.QueryResult>).value
   }
   /**

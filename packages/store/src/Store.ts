@@ -31,14 +31,6 @@ export interface Query {
    * transaction has committed.
    */
   readonly write: (...params: ReadonlyArray<unknown>) => Sql<() => number>
-  /** `write`, giving the rows it returned (`RETURNING`), to read once the transaction has committed. */
-  readonly writeAll: (...params: ReadonlyArray<unknown>) => Sql<() => ReadonlyArray<Row>>
-}
-
-/** A statement's text (with `?` placeholders) and its parameters, for another to carry along (`Inbox.deliverAll`). */
-export interface Statement {
-  readonly text: string
-  readonly params: ReadonlyArray<unknown>
 }
 
 export interface Migration {
@@ -178,7 +170,7 @@ export const make = (deps: {
   }
   const begin = deps.kind === "sqlite" ? "BEGIN IMMEDIATE" : "BEGIN"
   /** Queues a statement on a pipelined connection (PostgreSQL); false on one that is not. */
-  const queued = (conn: SqlConnection.Connection, text: string, compiled: string, params: ReadonlyArray<unknown>, onResult?: (rows: ReadonlyArray<Row>) => void): boolean => {
+  const queued = (conn: SqlConnection.Connection, text: string, compiled: string, params: ReadonlyArray<unknown>, onResult?: (rows: number) => void): boolean => {
     if (!("queue" in conn)) return false
     count(text)
     ;(conn as Pipelined).queue(compiled, params, onResult)
@@ -252,24 +244,23 @@ export const make = (deps: {
             : client.unsafe<Row>(compiled, params(values)).withoutTransform
         })
       )
-    const writeAll = (...values: ReadonlyArray<unknown>): Sql<() => ReadonlyArray<Row>> =>
-      Effect.flatMap(Effect.service(SqlClient.SqlClient), (client) =>
-        Effect.flatMap(Effect.serviceOption(client.transactionService), (tx) => {
-          let rows: ReadonlyArray<Row> | undefined
-          if (Option.isSome(tx) && queued(tx.value[0], text, compiled, params(values), (r) => (rows = r)))
-            return Effect.succeed(() => {
-              if (rows === undefined) throw new Error(`the outcome of ${text} is read before it is known (read it after the commit)`)
-              return rows
-            })
-          return Effect.map(all(...values), (r) => () => r)
-        })
-      )
+    const run = (...values: ReadonlyArray<unknown>) => Effect.map(all(...values), (rows) => rows.length)
     return {
       all,
       get: (...values) => Effect.map(all(...values), (rows) => rows[0]),
-      run: (...values) => Effect.map(all(...values), (rows) => rows.length),
-      write: (...values) => Effect.map(writeAll(...values), (rows) => () => rows().length),
-      writeAll
+      run,
+      write: (...values) =>
+        Effect.flatMap(Effect.service(SqlClient.SqlClient), (client) =>
+          Effect.flatMap(Effect.serviceOption(client.transactionService), (tx) => {
+            let rows: number | undefined
+            if (Option.isSome(tx) && queued(tx.value[0], text, compiled, params(values), (n) => (rows = n)))
+              return Effect.succeed(() => {
+                if (rows === undefined) throw new Error(`the outcome of ${text} is read before it is known (read it after the commit)`)
+                return rows
+              })
+            return Effect.map(run(...values), (n) => () => n)
+          })
+        )
     }
   }
 

@@ -1,4 +1,4 @@
-export type { Store, Migration, Sql, Query, Row, Dialect, Types, Statement } from "./Store.ts"
+export type { Store, Migration, Sql, Query, Row, Dialect, Types } from "./Store.ts"
 export { ddl, isUnavailable, squash } from "./Store.ts"
 export * as Sqlite from "./Sqlite.ts"
 export * as Postgres from "./Postgres.ts"

@@ -515,42 +515,6 @@ describe.each(engines)("Store contract on $name", (engine) => {
       expect([fresh(), redelivered()]).toEqual([true, false])
       expect((await inbox.pending("d")).map((e) => e.envelopeId)).toEqual(["d-1"])
     })
-
-    it("deliverAll records an envelope for several processors in one statement; each learns after the commit whether it was new", async () => {
-      const inbox = await Inbox.make(s.store)
-      const entry = { envelopeId: "m-1", topic: "t", key: "k", payload: "{}" }
-      await s.store.transaction(inbox.deliver("b", entry))
-      const before = s.store.statements()
-      await expect(s.store.transaction(Effect.andThen(inbox.deliverAll(["a", "c"], entry), Effect.fail(new Boom("crash"))))).rejects.toBeInstanceOf(Boom)
-      const fresh = await s.store.transaction(inbox.deliverAll(["a", "b", "c", "a"], entry))
-      expect([...fresh()].sort()).toEqual(["a", "c"])
-      const again = await s.store.transaction(inbox.deliverAll(["a", "b", "c"], entry))
-      expect([...again()]).toEqual([])
-      // One insert per call, besides BEGIN and COMMIT (or ROLLBACK).
-      expect(s.store.statements() - before).toBe(9)
-      for (const p of ["a", "b", "c"]) expect((await inbox.pending(p)).map((e) => e.envelopeId)).toEqual(["m-1"])
-    })
-
-    it("deliverAll carries the event's outbox row: both commit, or neither (one statement on PostgreSQL)", async () => {
-      const inbox = await Inbox.make(s.store)
-      const outbox = await Outbox.make(s.store, { instance: "carry" })
-      const entry = { envelopeId: "o-1", topic: "events/x", key: "k", payload: "{}" }
-      await expect(
-        s.store.transaction(Effect.andThen(inbox.deliverAll(["ca"], entry, outbox.addition(entry.topic, entry.payload)), Effect.fail(new Boom("crash"))))
-      ).rejects.toBeInstanceOf(Boom)
-      expect([await outbox.size(), (await inbox.pending("ca")).length]).toEqual([0, 0])
-      const before = s.store.statements()
-      const fresh = await s.store.transaction(inbox.deliverAll(["ca", "cb"], entry, outbox.addition(entry.topic, entry.payload)))
-      expect(s.store.statements() - before).toBe(engine.dialect === "pg" ? 3 : 4)
-      expect([...fresh()].sort()).toEqual(["ca", "cb"])
-      // With no local consumer, the outbox row alone.
-      await s.store.transaction(inbox.deliverAll([], { ...entry, envelopeId: "o-2" }, outbox.addition(entry.topic, "{2}", 0)))
-      expect((await outbox.pending(10)).map((e) => [e.topic, e.payload, e.qos])).toEqual([
-        ["events/x", "{}", 1],
-        ["events/x", "{2}", 0]
-      ])
-      expect((await inbox.pending("cb")).map((e) => e.envelopeId)).toEqual(["o-1"])
-    })
   })
 
   describe("Inbox", () => {
