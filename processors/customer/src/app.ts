@@ -128,21 +128,20 @@ export const letter = (event: { readonly type: string; readonly data: Customer }
  */
 export const mail = ({ sql, query, mailer, clock }: Deps) => {
   const insert = query(
-    "INSERT INTO customer_emails (cause_id, customer_id, recipient, template, message_id, message, at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    "INSERT INTO customer_emails (cause_id, customer_id, recipient, template, message_id, message, at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING customer_id, recipient, template, message_id"
   )
   const existing = query("SELECT customer_id, recipient, template, message_id FROM customer_emails WHERE cause_id = ?")
   /** The `email-sent` data of an event's recorded mail, or undefined before it is sent. */
-  const recorded = (event: { readonly id: string }) =>
-    Effect.map(existing.get(event.id), (row) =>
-      row === undefined ? undefined : { customerId: String(row.customer_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
-    )
+  const sentOf = (row: Readonly<Record<string, unknown>> | undefined) =>
+    row === undefined ? undefined : { customerId: String(row.customer_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
+  const recorded = (event: { readonly id: string }) => Effect.map(existing.get(event.id), sentOf)
   return Mailer.processor({
     name: "customer-mail",
     on: [events.customerRegistered, events.profileUpdated],
     mailer,
     store: { sql },
     letter,
-    record: (event, l, sent) => insert.run(event.id, l.customerId, l.to, l.template, sent.messageId, sent.message ?? null, clock.now().toISOString()),
+    record: (event, l, sent) => Effect.map(insert.get(event.id, l.customerId, l.to, l.template, sent.messageId, sent.message ?? null, clock.now().toISOString()), sentOf),
     recorded,
     sent: events.emailSent
   })

@@ -21,7 +21,10 @@ export const make = ({ query, dialect, clock }: Deps) => {
   const done = query("SELECT lines FROM stock_allocations WHERE order_id = ?")
   // Locks the row on PostgreSQL: another instance's order for the same SKU waits for this one's commit.
   const lock = query(`SELECT sku FROM stock WHERE sku = ?${forUpdate(dialect)}`)
-  const level = query("SELECT on_hand FROM stock WHERE sku = ?")
+  // The same lock, reading the level it guards (one statement and one round trip for both).
+  const level = query(`SELECT on_hand FROM stock WHERE sku = ?${forUpdate(dialect)}`)
+  // Whether the order was allocated or released already, in one statement.
+  const history = query("SELECT (SELECT lines FROM stock_allocations WHERE order_id = ?) AS allocated, (SELECT lines FROM stock_releases WHERE order_id = ?) AS released")
   const update = query("UPDATE stock SET on_hand = ?, backordered = backordered + ? WHERE sku = ?")
   const record = query("INSERT INTO stock_allocations (order_id, lines) VALUES (?, ?)")
   const released = query("SELECT lines FROM stock_releases WHERE order_id = ?")
@@ -40,21 +43,26 @@ export const make = ({ query, dialect, clock }: Deps) => {
 
   const allocateOrder = (order: OrderCreated) =>
     Effect.gen(function* () {
-      // The stock rows first; the allocation record second: an order handled twice at once waits
-      // here, then finds it done.
-      yield* lockStock(order.items.map((i) => i.sku))
-      const seen = yield* done.get(order.orderId)
-      if (seen !== undefined) return announce(order.orderId, linesOf(seen))
+      // The stock rows first, locked in SKU order (instances locking the same rows never deadlock)
+      // and read with their levels; the allocation record second: an order handled twice at once
+      // waits here, then finds it done.
+      const onHand = new Map<string, number>()
+      for (const sku of [...new Set(order.items.map((i) => i.sku))].sort()) {
+        const row = yield* level.get(sku)
+        onHand.set(sku, row === undefined ? 0 : Number(row.on_hand))
+      }
+      const seen = yield* history.get(order.orderId, order.orderId)
+      if (seen?.allocated != null) return announce(order.orderId, decodeLines(String(seen.allocated)))
       // Its payment was denied before it reached us (the two run in parallel): take nothing. The
       // empty allocation makes a redelivery of the order find it done.
-      if ((yield* released.get(order.orderId)) !== undefined) {
+      if (seen?.released != null) {
         yield* record.run(order.orderId, "[]")
         return announce(order.orderId, [])
       }
       const lines = yield* Effect.forEach(order.items, (item) =>
         Effect.gen(function* () {
-          const row = yield* level.get(item.sku)
-          const line = allocate(item.sku, row === undefined ? 0 : Number(row.on_hand), item.qty)
+          const line = allocate(item.sku, onHand.get(item.sku) ?? 0, item.qty)
+          onHand.set(item.sku, line.remaining)
           yield* update.run(line.remaining, line.backordered, item.sku)
           return line
         })

@@ -55,7 +55,8 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
   readonly store: { readonly sql: SqlClient.SqlClient }
   /** The letter for an event, or undefined when the event asks for none. */
   readonly letter: (event: Typed<E>) => L | undefined
-  readonly record: (event: Typed<E>, letter: L, sent: Sent) => Effect.Effect<unknown, unknown, SqlClient.SqlClient>
+  /** Records a sent mail: the `email-sent` data of the record it wrote, or undefined when the event's mail was recorded already. */
+  readonly record: (event: Typed<E>, letter: L, sent: Sent) => Effect.Effect<D | undefined, unknown, SqlClient.SqlClient>
   /** The `email-sent` data of an event's recorded mail, or undefined before it is sent. */
   readonly recorded: (event: Typed<E>) => Effect.Effect<D | undefined, unknown, SqlClient.SqlClient>
   /** The `email-sent` event its data is announced as (encoded by its schema); as recorded when absent. */
@@ -77,8 +78,9 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
       }),
     handle: (event, prepared) =>
       Effect.gen(function* () {
-        if (prepared !== undefined) yield* options.record(event, prepared.letter, prepared.sent)
-        const data = yield* options.recorded(event)
+        // The record written here needs no reading back (one statement less); one written before is read.
+        const written = prepared === undefined ? undefined : yield* options.record(event, prepared.letter, prepared.sent)
+        const data = written ?? (yield* options.recorded(event))
         return data === undefined ? [] : [options.sent === undefined ? { type: "email-sent", data } : options.sent.make(data)]
       })
   })

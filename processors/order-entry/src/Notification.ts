@@ -63,9 +63,11 @@ export const letter = (event: Mailable): Letter | undefined => {
 
 export const make = ({ sql, query, mailer, clock }: Deps) => {
   const insert = query(
-    "INSERT INTO emails (cause_id, order_id, recipient, template, message_id, message, at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    "INSERT INTO emails (cause_id, order_id, recipient, template, message_id, message, at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING order_id, recipient, template, message_id"
   )
   const existing = query("SELECT order_id, recipient, template, message_id FROM emails WHERE cause_id = ?")
+  const sentOf = (row: Readonly<Record<string, unknown>> | undefined) =>
+    row === undefined ? undefined : { orderId: String(row.order_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
   return Mailer.processor({
     name: "notification",
     on: [events.orderCreated, events.paymentDenied, events.orderFulfilled, commands.notifyShipped],
@@ -74,11 +76,8 @@ export const make = ({ sql, query, mailer, clock }: Deps) => {
     mailer,
     store: { sql },
     letter,
-    record: (event, l, sent) => insert.run(event.id, l.orderId, l.to, l.template, sent.messageId, sent.message ?? null, clock.now().toISOString()),
-    recorded: (event) =>
-      Effect.map(existing.get(event.id), (row) =>
-        row === undefined ? undefined : { orderId: String(row.order_id), to: String(row.recipient), template: String(row.template), messageId: String(row.message_id) }
-      ),
+    record: (event, l, sent) => Effect.map(insert.get(event.id, l.orderId, l.to, l.template, sent.messageId, sent.message ?? null, clock.now().toISOString()), sentOf),
+    recorded: (event) => Effect.map(existing.get(event.id), sentOf),
     sent: events.emailSent
   })
 }

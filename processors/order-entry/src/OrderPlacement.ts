@@ -62,15 +62,14 @@ export const make = ({ query, clock }: Deps) => {
         if (unknown.length > 0) return yield* Effect.fail(new Rejected(`unknown SKU ${unknown.join(", ")}`))
         // Quantities and prices the schema admits can still add up past any number: refused, not retried.
         if (!Number.isFinite(total(order.items))) return yield* Effect.fail(new Rejected("the order's total is too large to be an amount"))
-        // A redelivered place-order finds its order and announces it again: one order per event.
-        const row = yield* existing.get(event.correlationId)
-        if (row !== undefined) return announce(order, String(row.id), String(row.payment_token))
         const token = `tok_${clock.newId()}`
         // A provisional id of its own (the order id is made from the sequence number): concurrent
-        // writers (a cluster's instances) never wait on each other's provisional row.
+        // writers (a cluster's instances) never wait on each other's provisional row. Inserted
+        // first (one statement in the usual case).
         const inserted = yield* insert.get(`pending:${event.correlationId}`, event.correlationId, order.customerId, order.email, total(order.items), token, clock.now().toISOString())
         if (inserted === undefined) {
-          // Another instance placed this order meanwhile (it committed first): announce its order.
+          // A redelivered place-order, or another instance placed this order meanwhile (it committed
+          // first): announce the order recorded, one order per event.
           const won = yield* existing.get(event.correlationId)
           if (won === undefined) return yield* Effect.die(new Error(`order ${event.correlationId} neither inserted nor found`))
           return announce(order, String(won.id), String(won.payment_token))

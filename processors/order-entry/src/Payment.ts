@@ -41,8 +41,12 @@ export const decide = (card: string): Decision =>
       : { approved: true }
 
 export const make = ({ query, dialect, clock }: Deps) => {
-  const card = query("SELECT card FROM payment_vault WHERE token = ?")
   const existing = query(`SELECT approved, "authorization", reason FROM payments WHERE order_id = ?${forUpdate(dialect)}`)
+  // The order's payment (locked, as `existing`) and the card in the vault, in one statement: one
+  // row whose payment columns are null when there is none yet.
+  const paymentAndCard = query(
+    `SELECT p.approved, p."authorization", p.reason, v.card FROM (SELECT 1 AS one) AS o LEFT JOIN (SELECT order_id, approved, "authorization", reason FROM payments WHERE order_id = ?${forUpdate(dialect)}) AS p ON 1 = 1 LEFT JOIN payment_vault AS v ON v.token = ?`
+  )
   // Atomic against another instance charging the same order: the first insert wins, the other reads it.
   const insert = query(
     `INSERT INTO payments (order_id, approved, amount, "authorization", reason, at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING order_id`
@@ -76,10 +80,10 @@ export const make = ({ query, dialect, clock }: Deps) => {
     handle: (event) =>
       Effect.gen(function* () {
         const order = event.data
-        const row = yield* existing.get(order.orderId)
-        if (row !== undefined) return announceRow(order, row)
+        const row = yield* paymentAndCard.get(order.orderId, order.paymentToken)
+        if (row?.approved != null) return announceRow(order, row)
         // A mediator restarted with a corrected card sends it along; otherwise the vault has it.
-        const number = order.card ?? (yield* card.get(order.paymentToken))?.card
+        const number = order.card ?? row?.card ?? undefined
         if (number === failingCard) return yield* Effect.fail(new GatewayError(`payment gateway error charging ${order.orderId} (test card ${failingCard})`))
         const decision: Decision = number === undefined ? { approved: false, reason: "unknown payment token" } : decide(String(number))
         const authorization = decision.approved ? `auth_${clock.newId().slice(0, 8)}` : null

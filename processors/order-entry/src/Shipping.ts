@@ -18,8 +18,8 @@ export const make = ({ query, clock }: Deps) => {
     handle: (event) =>
       Effect.gen(function* () {
         const f = event.data
-        const row = yield* existing.get(f.orderId)
-        if (row !== undefined) return [events.orderShipped.make(shippedOf(f.orderId, row))]
+        // Inserted first (one statement in the usual case); a redelivery, or another instance that
+        // shipped it first, inserts nothing and reads the shipment recorded.
         let shipped: OrderShipped = { orderId: f.orderId, method: method(f.items), trackingId: `TRK-${clock.newId().slice(0, 8).toUpperCase()}` }
         if ((yield* insert.run(shipped.orderId, shipped.method, shipped.trackingId, clock.now().toISOString())) === 0) {
           const won = yield* existing.get(f.orderId)
