@@ -179,7 +179,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
   const release = store.query("UPDATE cluster_partitions SET owner = NULL, since = ? WHERE part = ? AND owner = ?")
   const ownerOf = store.query("SELECT owner FROM cluster_partitions WHERE part = ? FOR SHARE")
   const notifyStmt = store.query("SELECT pg_notify(?, ?)")
-  const schema = await control.run(Effect.map(store.query("SELECT current_schema() AS s").get(), (r) => r?.s))
+  const schema = await store.run(Effect.map(store.query("SELECT current_schema() AS s").get(), (r) => r?.s))
   if (typeof schema !== "string") throw new Error("the cluster's PostgreSQL connection has no schema: check the search_path of BATON_DATABASE_URL")
   const channel = channelOf(schema)
 
