@@ -17,6 +17,7 @@
  * partitions move within `deadAfterMs` plus one heartbeat, then their pending messages are
  * scheduled on the new owners.
  */
+import { createHash } from "node:crypto"
 import pg from "pg"
 import { Log } from "@baton/core"
 import { Effect } from "effect"
@@ -107,6 +108,8 @@ export interface Member {
 export interface Cluster {
   readonly instance: string
   readonly partitions: number
+  /** The notification channel (`channelOf` the schema of the cluster's tables). */
+  readonly channel: string
   readonly owns: (part: number) => boolean
   /**
    * Inside a transaction: whether this instance owns the partition now. It takes a share lock on
@@ -129,7 +132,18 @@ export interface Cluster {
   readonly abandon: () => Promise<void>
 }
 
-const channel = "baton_inbox"
+/**
+ * The notification channel of the cluster whose tables are in `schema`. PostgreSQL's channels are
+ * per database, not per schema: clusters in different schemas of one database must not wake each
+ * other. A name past PostgreSQL's 63-byte identifier limit is hashed (SHA-256, 160 bits).
+ */
+export const channelOf = (schema: string): string => {
+  const plain = `baton_inbox_${schema}`
+  return Buffer.byteLength(plain) <= 63 ? plain : `baton_inbox_${createHash("sha256").update(schema).digest("hex").slice(0, 40)}`
+}
+
+/** `LISTEN` on `channel`, quoted: the name is taken as it is (no case folding), as `pg_notify` takes it. */
+export const listenSql = (channel: string): string => `LISTEN "${channel.replaceAll('"', '""')}"`
 
 /**
  * The inbox's fencing guard (`Inbox.make({ guard })`): the entry's partition is still `instance`'s,
@@ -164,7 +178,10 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
   const claim = store.query("UPDATE cluster_partitions SET owner = ?, epoch = epoch + 1, since = ? WHERE part = ? AND owner IS NOT DISTINCT FROM ? RETURNING part")
   const release = store.query("UPDATE cluster_partitions SET owner = NULL, since = ? WHERE part = ? AND owner = ?")
   const ownerOf = store.query("SELECT owner FROM cluster_partitions WHERE part = ? FOR SHARE")
-  const notifyStmt = store.query(`SELECT pg_notify('${channel}', ?)`)
+  const notifyStmt = store.query("SELECT pg_notify(?, ?)")
+  const schema = await store.run(Effect.map(store.query("SELECT current_schema() AS s").get(), (r) => r?.s))
+  if (typeof schema !== "string") throw new Error("the cluster's PostgreSQL connection has no schema: check the search_path of BATON_DATABASE_URL")
+  const channel = channelOf(schema)
 
   const existing = await control.run(Effect.map(countParts.get(), (r) => Number(r?.n ?? 0)))
   if (existing !== 0 && existing !== options.partitions)
@@ -318,7 +335,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     client.on("notification", (n) => wake(Number(n.payload)))
     try {
       await client.connect()
-      await client.query(`LISTEN ${channel}`)
+      await client.query(listenSql(channel))
     } catch (error) {
       lost = true
       client.removeAllListeners("end")
@@ -334,9 +351,10 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
   return {
     instance,
     partitions: options.partitions,
+    channel,
     owns: (part) => owned.has(part),
     holds: (part) => Effect.map(ownerOf.get(part), (r) => r?.owner === instance),
-    notify: (part) => (owned.has(part) ? Effect.void : Effect.asVoid(notifyStmt.write(String(part)))),
+    notify: (part) => (owned.has(part) ? Effect.void : Effect.asVoid(notifyStmt.write(channel, String(part)))),
     view: async () => ({
       members: await readMembers(),
       partitions: (await control.run(parts.all())).map((r) => ({ part: Number(r.part), owner: r.owner === null ? null : String(r.owner), epoch: Number(r.epoch), since: r.since === null ? null : String(r.since) }))

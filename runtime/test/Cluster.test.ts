@@ -99,8 +99,8 @@ describe("partition hand-over (Cluster.ts) on PostgreSQL", () => {
         const members: Array<Member> = [await member(db.url, "m1", jitter), await member(db.url, "m2", jitter)]
         try {
           const producer = await Postgres.open({ url: db.url })
-          const notify = producer.query("SELECT pg_notify('baton_inbox', ?)")
-          const inbox = await Inbox.make(producer, { partitions, notify: (part) => Effect.asVoid(notify.get(String(part))) })
+          const notify = producer.query("SELECT pg_notify(?, ?)")
+          const inbox = await Inbox.make(producer, { partitions, notify: (part) => Effect.asVoid(notify.get(members[0]!.cluster.channel, String(part))) })
           const seqs = new Map<string, number>()
           for (const [i, key] of messages.entries()) {
             for (const e of events.filter((x) => x.at === i)) {

@@ -33,6 +33,10 @@ import { query } from "@baton/testkit/postgres"
 import { Contract } from "@baton/order-entry"
 import { cards } from "./orders.ts"
 import { sleep } from "./support.ts"
+import * as Cluster from "../src/Cluster.ts"
+
+/** The cluster's LISTEN statement in a fresh database (schema public), as pg_stat_activity shows it. */
+const listening = Cluster.listenSql(Cluster.channelOf("public"))
 
 const skus = ["BOOK-1", "BOOK-2", "BOOK-3", "BOOK-4", "BOOK-5"]
 const approved = (n: number) => n % 7 !== 3
@@ -230,8 +234,8 @@ describe("PostgreSQL restart", () => {
         await until(r, "orders acknowledged before the outage", async () => orders.acked() >= 40, 15_000)
         const before = orders.acked()
         // The cluster's LISTEN connection (hand-over notifications between instances), before and after.
-        const listening = () => r.number("SELECT COUNT(*) FROM pg_stat_activity WHERE query = 'LISTEN baton_inbox' AND datname = current_database()")
-        expect(await listening()).toBe(1)
+        const listeners = () => r.number(`SELECT COUNT(*) FROM pg_stat_activity WHERE query = '${listening}' AND datname = current_database()`)
+        expect(await listeners()).toBe(1)
         const outputBefore = r.running.output().length
         await server.stop("immediate")
         const downAt = Date.now()
@@ -242,7 +246,7 @@ describe("PostgreSQL restart", () => {
         await until(r, "orders acknowledged after the restart", async () => [...orders.outcomes.values()].filter((o) => o.outcome === "acked" && o.at > upAt).length >= 40, 20_000)
         const outcomes = await orders.stop()
         const acked = [...outcomes].filter(([, o]) => o.outcome === "acked").map(([n]) => n)
-        await until(r, "the LISTEN connection opened again", async () => (await listening()) === 1, 10_000)
+        await until(r, "the LISTEN connection opened again", async () => (await listeners()) === 1, 10_000)
         await quiescent(r, run)
         const processed = await checkEffects(r, run, acked)
         const during = r.running.output().slice(outputBefore)
@@ -283,12 +287,12 @@ describe("PostgreSQL restart", () => {
       client.on("error", () => undefined)
       try {
         await until(a, "the partitions spread over both instances", async () => (await a.number("SELECT COUNT(DISTINCT owner) FROM cluster_partitions WHERE owner IS NOT NULL")) === 2 && (await a.number("SELECT COUNT(*) FROM cluster_partitions WHERE owner IS NULL")) === 0, 20_000)
-        const listening = () => a.number("SELECT COUNT(*) FROM pg_stat_activity WHERE query = 'LISTEN baton_inbox' AND datname = current_database()")
-        expect(await listening()).toBe(2)
+        const listeners = () => a.number(`SELECT COUNT(*) FROM pg_stat_activity WHERE query = '${listening}' AND datname = current_database()`)
+        expect(await listeners()).toBe(2)
         await server.stop("immediate")
         await sleep(1500)
         await server.start()
-        await until(a, "both LISTEN connections opened again", async () => (await listening()) === 2, 10_000)
+        await until(a, "both LISTEN connections opened again", async () => (await listeners()) === 2, 10_000)
         const run = `pgc-${Math.random().toString(36).slice(2, 8)}`
         const slow: Array<string> = []
         const took: Array<number> = []
