@@ -30,6 +30,8 @@ export interface Config {
   /** PEM certificate and key: TLS for MQTT, MQTT over WebSocket and HTTP. */
   readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined
   readonly maxConnections: number
+  /** HTTP requests in progress at most; past it a request is answered 503 (`/healthz` and `/metrics` exempt). */
+  readonly httpMaxConcurrent: number
   /** Publishes per second per client; a faster client is slowed down. */
   readonly publishRate: number
   readonly maxTopicDepth: number
@@ -211,6 +213,7 @@ export const fromEnv = (env: Env = process.env): Config => {
     authReloadMs: positive(env, "BATON_AUTH_RELOAD_MS", 1000),
     tls: tlsOf(env),
     maxConnections: positive(env, "BATON_MAX_CONNECTIONS", 1000),
+    httpMaxConcurrent: positive(env, "BATON_HTTP_MAX_CONCURRENT", 256),
     publishRate: positive(env, "BATON_PUBLISH_RATE", 5000),
     maxTopicDepth: positive(env, "BATON_MAX_TOPIC_DEPTH", 8),
     maxClientIdLength: positive(env, "BATON_MAX_CLIENT_ID_LENGTH", 64),

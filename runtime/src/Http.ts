@@ -172,6 +172,12 @@ export const start = (options: {
   readonly pages?: (req: IncomingMessage, res: ServerResponse, url: URL) => boolean | Promise<boolean>
   /** More endpoints (the flows API, Console.ts), tried after authentication, before the 404: true when one answered. */
   readonly extra?: (req: IncomingMessage, res: ServerResponse, url: URL, tools: Tools) => Promise<boolean>
+  /**
+   * Requests in progress at most (`BATON_HTTP_MAX_CONCURRENT`): one more is answered 503 with
+   * `Retry-After: 1`, and counted (`http-busy-refused` in `/errors`). `/healthz` and `/metrics`
+   * are exempt, so that operators see what is going on. Undefined: no bound.
+   */
+  readonly maxConcurrent?: number
 }) =>
   new Promise<{ readonly port: number; readonly close: () => Promise<void> }>((resolve, reject) => {
     const logger = options.logger ?? Log.silent
@@ -221,8 +227,7 @@ export const start = (options: {
       json(res, answer.status, answer.status === 200 && recorded !== undefined ? { ...(answer.body as object), operation: recorded.id } : answer.body)
     }
 
-    const route = async (req: IncomingMessage, res: ServerResponse) => {
-      const url = new URL(req.url ?? "/", "http://localhost")
+    const route = async (req: IncomingMessage, res: ServerResponse, url: URL) => {
       if (url.pathname === "/healthz") {
         if (req.method !== "GET") return notAllowed(res, req, url)
         // With --expose-gc (benchmarks), `?gc=1` collects first, so that memory figures mean something.
@@ -330,7 +335,8 @@ export const start = (options: {
           if (!allowed(res, who, "read", url.pathname === "/errors" ? "read rejections" : "read the operations log")) return
           if (url.pathname === "/errors") {
             const page = await options.rejections.page(pageOf(url, "desc", 1000))
-            return json(res, 200, { counts: await options.rejections.counts(), security: options.security?.() ?? {}, recent: page.items, next: page.next })
+            const security = { ...options.security?.(), ...(options.maxConcurrent === undefined ? {} : { "http-busy-refused": busyRefused }) }
+            return json(res, 200, { counts: await options.rejections.counts(), security, recent: page.items, next: page.next })
           }
           const target = url.searchParams.get("target") ?? undefined
           const page = (await options.operations?.page(pageOf(url, "desc", 1000), target)) ?? { items: [], next: undefined }
@@ -350,8 +356,37 @@ export const start = (options: {
         return failed(res, error)
       }
     }
-    const handler = (req: IncomingMessage, res: ServerResponse) =>
-      void route(req, res).catch((error: unknown) => json(res, 500, { error: "internal error", reason: Log.reason(error) }))
+    // The bound on requests in progress: one is in progress until its route has answered (an event
+    // stream, once it is set up). Health and metrics are exempt: they must answer at the bound.
+    let inProgress = 0
+    let busyRefused = 0
+    let busyLogged = 0
+    const exempt = new Set(["/healthz", "/metrics"])
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
+      let url: URL
+      try {
+        url = new URL(req.url ?? "/", "http://localhost")
+      } catch (error) {
+        return json(res, 500, { error: "internal error", reason: Log.reason(error) })
+      }
+      const bounded = options.maxConcurrent !== undefined && !exempt.has(url.pathname)
+      if (bounded && inProgress >= options.maxConcurrent) {
+        busyRefused++
+        // One line per second at most: a client that retries at once must not flood the log.
+        const now = Date.now()
+        if (now - busyLogged > 1000) {
+          busyLogged = now
+          logger.log("warn", "http busy, refusing requests", { inProgress, limit: options.maxConcurrent, refused: busyRefused })
+        }
+        return json(res, 503, { error: "service unavailable", reason: `${options.maxConcurrent} requests are in progress (BATON_HTTP_MAX_CONCURRENT): retry later` }, { "retry-after": "1" })
+      }
+      if (bounded) inProgress++
+      void route(req, res, url)
+        .catch((error: unknown) => json(res, 500, { error: "internal error", reason: Log.reason(error) }))
+        .finally(() => {
+          if (bounded) inProgress--
+        })
+    }
     const server: Server = options.tls === undefined ? createServer(handler) : createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, handler)
     server.keepAliveTimeout = 1000
     server.once("error", (error: NodeJS.ErrnoException) =>

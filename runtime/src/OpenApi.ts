@@ -25,7 +25,7 @@ const list = (items: Schema): Schema => ({ type: "array", items })
 const nullable = (s: Schema): Schema => ({ oneOf: [s, { type: "null" }] })
 
 const schemas: Readonly<Record<string, Schema>> = {
-  Error: object({ error: { type: "string", examples: ["not found", "forbidden", "unauthorized", "bad request", "conflict"] }, reason: text }),
+  Error: object({ error: { type: "string", examples: ["not found", "forbidden", "unauthorized", "bad request", "conflict", "service unavailable"] }, reason: text }),
   Next: { type: "string", description: "Present while more entries follow: pass it as `cursor` for the next page." },
   Health: { type: "object", properties: { status: { enum: ["starting", "ready", "stopping"] } }, required: ["status"], additionalProperties: true },
   Rejection: object(
@@ -350,11 +350,20 @@ const runtimeOperations: Readonly<Record<string, Readonly<Record<string, Operati
   }
 }
 
-const withAccess = (op: Operation) => {
+/** Paths answered at the bound on requests in progress too (Http.ts): every other answers 503 past it. */
+const unbounded = new Set(["/healthz", "/metrics"])
+const busy = {
+  ...error("more than `BATON_HTTP_MAX_CONCURRENT` requests in progress; retry after the `Retry-After` header's seconds"),
+  headers: { "Retry-After": { description: "Seconds to wait before retrying (1)", schema: int } }
+}
+
+const withAccess = (op: Operation, path: string) => {
   const { access, ...rest } = op
   const roles = access === "none" ? [] : Acl.httpRoles[access]
+  const responses = unbounded.has(path) ? rest.responses : { ...rest.responses, "503": busy }
   return {
     ...rest,
+    responses,
     description: access === "none" ? "Needs no token." : `Needs a bearer token of a user with the ${roles.join(" or ")} role (access \`${access}\`).`,
     "x-baton-access": access,
     "x-baton-roles": roles,
@@ -362,7 +371,7 @@ const withAccess = (op: Operation) => {
       ? { security: [] }
       : {
           responses: {
-            ...rest.responses,
+            ...responses,
             "401": error("no token, or an unknown one (with a users file)"),
             "403": error(`the user lacks the ${roles.join(" or ")} role`)
           }
@@ -377,7 +386,7 @@ const withAccess = (op: Operation) => {
 export const document = (appRoutes: ReadonlyArray<string> = []) => {
   const paths: Record<string, Record<string, unknown>> = {}
   for (const [path, ops] of Object.entries(runtimeOperations))
-    paths[path] = Object.fromEntries(Object.entries(ops).map(([method, op]) => [method, withAccess(op)]))
+    paths[path] = Object.fromEntries(Object.entries(ops).map(([method, op]) => [method, withAccess(op, path)]))
   for (const route of appRoutes) {
     const [method, path] = route.split(" ") as [string, string]
     paths[path] = {
@@ -387,7 +396,7 @@ export const document = (appRoutes: ReadonlyArray<string> = []) => {
         access: "submit",
         requestBody: body({ type: "object" }, false),
         responses: { "200": answer("the app's answer", any), "400": error("a body that does not match the app's schema") }
-      })
+      }, path)
     }
   }
   return {
@@ -396,7 +405,7 @@ export const document = (appRoutes: ReadonlyArray<string> = []) => {
       title: "Baton runtime HTTP API",
       version: "0.1.0",
       description:
-        "Health, the record (rejections, workflows, dashboard, cluster, operations) and the operator actions. With a users file every operation but /healthz and /openapi.json needs `Authorization: Bearer <token>` (pnpm baton token add); without one the port is on loopback and a local request may do everything. Errors are `{error, reason}`. Every answer masks card numbers and the apps' sensitive fields."
+        "Health, the record (rejections, workflows, dashboard, cluster, operations) and the operator actions. With a users file every operation but /healthz and /openapi.json needs `Authorization: Bearer <token>` (pnpm baton token add); without one the port is on loopback and a local request may do everything. Errors are `{error, reason}`. Past `BATON_HTTP_MAX_CONCURRENT` requests in progress, every operation but /healthz and /metrics answers 503 with `Retry-After: 1`. Every answer masks card numbers and the apps' sensitive fields."
     },
     servers: [{ url: "http://127.0.0.1:8080" }],
     security: [{ bearer: [] }],

@@ -54,3 +54,11 @@ describe("BATON_APP", () => {
     )
   })
 })
+
+describe("BATON_HTTP_MAX_CONCURRENT", () => {
+  it("defaults to 256 and takes a positive whole number only", () => {
+    expect(fromEnv({}).httpMaxConcurrent).toBe(256)
+    expect(fromEnv({ BATON_HTTP_MAX_CONCURRENT: "3" }).httpMaxConcurrent).toBe(3)
+    for (const bad of ["0", "-1", "2.5", "many"]) expect(() => fromEnv({ BATON_HTTP_MAX_CONCURRENT: bad }), bad).toThrow(/BATON_HTTP_MAX_CONCURRENT must be a positive whole number/)
+  })
+})

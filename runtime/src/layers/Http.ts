@@ -52,6 +52,7 @@ export const layer = Layer.effect(
           }),
           host: config.host,
           port: config.httpPort,
+          maxConcurrent: config.httpMaxConcurrent,
           rejections,
           operations,
           logger,
