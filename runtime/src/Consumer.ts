@@ -103,13 +103,13 @@ export const make = (deps: {
   readonly metrics?: ProcessorMetrics
   /** A span per handling attempt, parented by the event's `traceparent`. */
   readonly tracing?: Tracing
+  /** Messages of this processor in memory at most (mailboxes and running); past it they wait in the inbox. Default 1000. */
+  readonly maxScheduled?: number
   /**
    * Whether this instance owns a key's partition (else its owner runs the message), and, inside a
    * transaction, whether it still does (in a cluster: locks the partition's row; see Cluster.ts).
    * The runtime gives its ownership (layers/Ownership.ts: alone, always); absent, the same.
    */
-  /** Messages of this processor in memory at most (mailboxes and running); past it they wait in the inbox. Default 1000. */
-  readonly maxScheduled?: number
   readonly cluster?: { readonly owns: (key: string) => boolean; readonly holds: (key: string) => Sql<boolean> }
 }): Consumer => {
   const { processor, store, inbox, outbox } = deps
