@@ -12,6 +12,7 @@ import { Log, Topics, type Envelope, type Processor } from "@baton/core"
 import { Sqlite, type Store } from "@baton/store"
 import { OrderWorkflow } from "@baton/order-entry"
 import { Mediator, WorkflowStore } from "@baton/mediator"
+import { resultsFor } from "./results.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 4) * 10
 
@@ -23,25 +24,7 @@ afterEach(async () => {
 const order = { orderId: "ORD-1", customerId: "c1", email: "c1@example.com", items: [{ sku: "BOOK-1", qty: 1, price: 2 }], total: 2, payment: { card: "4242424242424242" } }
 const created = { ...order, paymentToken: "tok_1", cardLast4: "4242" }
 
-/** What each processor answers to a command, as in the reference app. */
-const resultsOf = (name: string, approve: boolean): ReadonlyArray<{ type: string; data: unknown }> => {
-  switch (name) {
-    case "create-order":
-      return [{ type: "order-created", data: created }]
-    case "apply-payment":
-      return approve ? [{ type: "payment-applied", data: { ...created, amount: 2, authorization: "a" } }] : [{ type: "payment-denied", data: { ...created, amount: 2, reason: "declined" } }]
-    case "adjust-inventory":
-      return [{ type: "inventory-updated", data: { orderId: order.orderId, lines: [], shortfall: 0 } }]
-    case "fulfill-order":
-      return [{ type: "order-fulfilled", data: created }]
-    case "ship-order":
-      return [{ type: "order-shipped", data: { orderId: order.orderId, method: "standard", trackingId: "TRK-1" } }]
-    case "order-stock":
-      return []
-    default:
-      return [{ type: "email-sent", data: { orderId: order.orderId } }]
-  }
-}
+const resultsOf = resultsFor(created)
 
 const envelope = (id: string, type: string, data: unknown): Envelope.Envelope => ({
   id,

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { OrderWorkflow } from "@baton/order-entry"
 import { Machine } from "@baton/mediator"
+import { resultsFor } from "./results.ts"
 
 const workflow = OrderWorkflow.workflow
 const defaults = { timeoutMs: 1000, maxAttempts: 2 }
@@ -9,25 +10,7 @@ const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 4) * 50
 
 const order = { orderId: "ORD-000001", customerId: "c1", email: "c1@example.com", items: [{ sku: "BOOK-1", qty: 1, price: 2 }], total: 2, paymentToken: "tok", cardLast4: "4242" }
 
-/** What each processor answers to a command, as in the reference app. */
-const resultsOf = (name: string, approve: boolean): ReadonlyArray<{ type: string; data: unknown }> => {
-  switch (name) {
-    case "create-order":
-      return [{ type: "order-created", data: order }]
-    case "apply-payment":
-      return approve ? [{ type: "payment-applied", data: { ...order, amount: 2, authorization: "a" } }] : [{ type: "payment-denied", data: { ...order, amount: 2, reason: "declined" } }]
-    case "adjust-inventory":
-      return [{ type: "inventory-updated", data: { orderId: order.orderId, lines: [], shortfall: 0 } }]
-    case "fulfill-order":
-      return [{ type: "order-fulfilled", data: order }]
-    case "ship-order":
-      return [{ type: "order-shipped", data: { orderId: order.orderId, method: "standard", trackingId: "TRK-1" } }]
-    case "order-stock":
-      return []
-    default:
-      return [{ type: "email-sent", data: { orderId: order.orderId } }]
-  }
-}
+const resultsOf = resultsFor(order)
 
 const action = fc.record({
   kind: fc.constantFrom("ack", "ack", "ack", "duplicate", "late", "nack", "timeout", "restart"),
