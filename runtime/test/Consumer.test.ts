@@ -189,3 +189,57 @@ describe("Consumer: a prepare that only reads", () => {
     expect(readsOnly).toEqual({ effects: 1, prepared: 2, statusReads: 0 })
   })
 })
+
+describe("Consumer: recovery past the bound", () => {
+  it("for any stored backlog larger than the bound (a restart after a crash): every message runs once, in order per key, never more in memory than the bound", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.constantFrom(...keys), { minLength: 5, maxLength: 40 }), fc.integer({ min: 1, max: 4 }), async (messages, maxScheduled) => {
+        const store = await engines[0]![1]()
+        const inbox = await Inbox.make(store)
+        const outbox = await Outbox.make(store)
+        const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+        const applied: Array<string> = []
+        let consumer: Consumer.Consumer | undefined
+        let scheduledMax = 0
+        const processor: Processor = {
+          name: "p",
+          consumes: ["x"],
+          handle: (event: Envelope.Envelope) =>
+            Effect.sync(() => {
+              scheduledMax = Math.max(scheduledMax, consumer?.inFlight() ?? 0)
+              applied.push(`${event.key}:${(event.data as { seq: number }).seq}`)
+              return []
+            })
+        }
+        const system = Supervisor.system()
+        const actors = Array.from({ length: 3 }, (_, i) => Supervisor.make(system, `r-${i}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 100, windowMs: 60_000 }))
+        const fibers = actors.map((a) => Effect.runFork(a.run))
+        const router = Router.make(inbox)
+        consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent, maxScheduled })
+        router.add("events/x", { name: "p", schedule: consumer.schedule })
+        try {
+          // Committed to the inbox and never scheduled: what a crashed process leaves behind.
+          const seqs = new Map<string, number>()
+          for (const key of messages) {
+            const seq = (seqs.get(key) ?? 0) + 1
+            seqs.set(key, seq)
+            const event: Envelope.Envelope = { id: `${key}-${seq}`, type: "x", correlationId: "c", causationId: "c", key, occurredAt: new Date().toISOString(), data: { seq } }
+            await store.transaction(router.route("events/x", event, JSON.stringify(event)))
+          }
+          await consumer.recover()
+          for (let i = 0; i < 100 && (consumer.backlogged() || consumer.inFlight() > 0); i++) await consumer.idle()
+          expect(applied.length, "every message once").toBe(messages.length)
+          for (const key of keys) {
+            expect(applied.filter((a) => a.startsWith(`${key}:`)), `${key} in order`).toEqual(Array.from({ length: seqs.get(key) ?? 0 }, (_, i) => `${key}:${i + 1}`))
+          }
+          expect(await inbox.pending("p"), "nothing left pending").toEqual([])
+          expect(scheduledMax, "within the bound").toBeLessThanOrEqual(maxScheduled)
+        } finally {
+          for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+          await store.close()
+        }
+      }),
+      { numRuns: runs, endOnFailure: true }
+    )
+  }, 120_000)
+})
