@@ -418,13 +418,12 @@ export const make = (deps: {
    */
   const recover = async (parts?: ReadonlyArray<number>) => {
     const pending = parts === undefined ? await inbox.pendingPage(processor.name, 0, maxScheduled) : await inbox.pendingIn(processor.name, parts)
+    for (const entry of pending) void schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
+    // A full page: more may wait behind it, read once half the room is free (the page is not read twice).
     if (parts === undefined && pending.length === maxScheduled) {
       backlog = true
       missed = true
-      refill()
-      return pending.length
     }
-    for (const entry of pending) void schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
     return pending.length
   }
 
