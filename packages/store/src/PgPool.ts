@@ -119,37 +119,51 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
     if (sql === "BEGIN") inTransaction = true
     else if (sql === "COMMIT" || sql === "ROLLBACK") inTransaction = false
   }
-  const config = (sql: string, params: ReadonlyArray<unknown>, rowMode?: "array"): pg.QueryConfig | string => {
-    if (params.length === 0 && rowMode === undefined) return sql
-    let name = names.get(sql)
-    if (name === undefined) {
-      name = `baton_${names.size}`
-      if (names.size < 2_000) names.set(sql, name)
-      else name = undefined
+  type Done = (error: unknown, result: pg.QueryResult | undefined) => void
+  /**
+   * A `pg` query with its callback: no promise of pg's own, and its text given as a string, so
+   * that pg does not copy a config object's property descriptors (both measured per statement).
+   */
+  const submit = (sql: string, params: ReadonlyArray<unknown>, rowMode: "array" | undefined, done: Done): void => {
+    if (rowMode !== undefined) {
+      void client.query({ text: sql, values: params as Array<unknown>, rowMode }, done)
+      return
     }
-    return { text: sql, values: params as Array<unknown>, ...(name === undefined ? {} : { name }), ...(rowMode === undefined ? {} : { rowMode }) }
+    const query = new pg.Query(sql, params.length === 0 ? undefined : (params as Array<unknown>), done)
+    if (params.length > 0) {
+      let name = names.get(sql)
+      if (name === undefined && names.size < 2_000) names.set(sql, (name = `baton_${names.size}`))
+      // Named: prepared once per connection (pg reads the name when it sends the query).
+      if (name !== undefined) (query as unknown as { name?: string }).name = name
+    }
+    void client.query(query)
   }
-  const send = async (sql: string, params: ReadonlyArray<unknown>, rowMode?: "array"): Promise<pg.QueryResult> => {
+  const send = (sql: string, params: ReadonlyArray<unknown>, rowMode: "array" | undefined, done: Done): void => {
     track(sql)
-    if (queued.length === 0) return client.query(config(sql, params, rowMode) as pg.QueryConfig)
+    if (queued.length === 0) return submit(sql, params, rowMode, done)
     const earlier = queued
     queued = []
     // One write for all: pg corks each statement's messages, and corks nest.
     const stream = (client as unknown as { connection: { stream: { cork: () => void; uncork: () => void } } }).connection.stream
-    const sent: Array<Promise<pg.QueryResult>> = []
+    const results: Array<pg.QueryResult | undefined> = new Array(earlier.length + 1)
+    // The first failure in order: the statements after it failed because of it (an aborted transaction).
+    let failure: { readonly index: number; readonly error: unknown } | undefined
+    let waiting = earlier.length + 1
+    const answered = (i: number) => (error: unknown, result: pg.QueryResult | undefined) => {
+      if (result === undefined) failure = failure === undefined || i < failure.index ? { index: i, error } : failure
+      else results[i] = result
+      if (--waiting > 0) return
+      if (failure !== undefined) return done(failure.error, undefined)
+      earlier.forEach((q, j) => q.onResult?.(results[j]!.rows.length))
+      done(undefined, results[earlier.length])
+    }
     stream.cork()
     try {
-      for (const q of earlier) sent.push(client.query(config(q.sql, q.params) as pg.QueryConfig))
-      sent.push(client.query(config(sql, params, rowMode) as pg.QueryConfig))
+      earlier.forEach((q, i) => submit(q.sql, q.params, undefined, answered(i)))
+      submit(sql, params, rowMode, answered(earlier.length))
     } finally {
       stream.uncork()
     }
-    const settled = await Promise.allSettled(sent)
-    // The first failure: the statements after it failed because of it (an aborted transaction).
-    const failure = settled.find((s) => s.status === "rejected")
-    if (failure !== undefined) throw failure.reason
-    earlier.forEach((q, i) => q.onResult?.((settled[i] as PromiseFulfilledResult<pg.QueryResult>).value.rows.length))
-    return (settled.at(-1) as PromiseFulfilledResult<pg.QueryResult>).value
   }
   /**
    * What failed the transaction (its first failure since the last success): a statement after it
@@ -158,23 +172,24 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
    */
   let aborted: unknown
   const query = (sql: string, params: ReadonlyArray<unknown>, rowMode?: "array") =>
-    Effect.tryPromise({
-      try: async () => {
-        let result: pg.QueryResult
-        try {
-          result = await send(sql, params, rowMode)
-        } catch (cause) {
-          if (sqlState(cause) === "25P02" && aborted !== undefined) throw aborted
-          aborted = inTransaction ? cause : undefined
-          throw cause
-        }
-        // A COMMIT of a transaction that a failed statement aborted answers ROLLBACK, not an error.
-        if (result.command === "ROLLBACK" && sql === "COMMIT")
-          throw aborted ?? Object.assign(new Error("the transaction was rolled back at its COMMIT: a statement of it failed"), { code: "25P02" })
-        aborted = undefined
-        return result
-      },
-      catch: (cause) => failed(cause, "query", broken)
+    Effect.callback<pg.QueryResult, SqlError.SqlError>((resume) => {
+      const fail = (cause: unknown) => resume(Effect.fail(failed(cause, "query", broken)))
+      try {
+        send(sql, params, rowMode, (cause, result) => {
+          if (result === undefined) {
+            if (sqlState(cause) === "25P02" && aborted !== undefined) return fail(aborted)
+            aborted = inTransaction ? cause : undefined
+            return fail(cause)
+          }
+          // A COMMIT of a transaction that a failed statement aborted answers ROLLBACK, not an error.
+          if (result.command === "ROLLBACK" && sql === "COMMIT")
+            return fail(aborted ?? Object.assign(new Error("the transaction was rolled back at its COMMIT: a statement of it failed"), { code: "25P02" }))
+          aborted = undefined
+          resume(Effect.succeed(result))
+        })
+      } catch (cause) {
+        fail(cause)
+      }
     })
   const execute = (sql: string, params: ReadonlyArray<unknown>, transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined) =>
     inTransaction && isBlindWrite(sql)
