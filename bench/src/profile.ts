@@ -1,6 +1,6 @@
 /**
- * `node bench/src/profile.ts <tree> <orders> <outDir>`: the order flow (burst) on one SQLite runtime of
- * `<tree>` run under `node --cpu-prof`; after a warm-up of 200 orders, `<orders>` orders; the profile
+ * `node bench/src/profile.ts <tree> <orders> <outDir> [sqlite|pg]`: the order flow (burst) on one
+ * runtime of `<tree>` (SQLite by default; `pg`: on a fresh PostgreSQL schema) run under `node --cpu-prof`; after a warm-up of 200 orders, `<orders>` orders; the profile
  * is written to `<outDir>` when the runtime stops. Then prints the top frames by self and inclusive
  * time (`bench/src/profileTop.ts`).
  */
@@ -8,13 +8,15 @@ import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
+import { freshSchema } from "@baton/testkit/postgres"
 import { placeOrders } from "./scenarios/orders.ts"
 
-const [treeArg = ".", countArg = "3000", outDir = "/tmp/baton-prof"] = process.argv.slice(2)
+const [treeArg = ".", countArg = "3000", outDir = "/tmp/baton-prof", engine = "sqlite"] = process.argv.slice(2)
 const tree = resolve(treeArg)
 const dataDir = mkdtempSync(join(tmpdir(), "baton-prof-"))
+const schema = engine === "pg" ? await freshSchema() : undefined
 const child = spawn(process.execPath, ["--cpu-prof", `--cpu-prof-dir=${outDir}`, join(tree, "runtime/src/main.ts")], {
-  env: { ...process.env, BATON_MQTT_PORT: "0", BATON_WS_PORT: "off", BATON_HTTP_PORT: "0", BATON_DATA_DIR: dataDir, BATON_PUBLISH_RATE: "1000000" },
+  env: { ...process.env, BATON_MQTT_PORT: "0", BATON_WS_PORT: "off", BATON_HTTP_PORT: "0", BATON_DATA_DIR: dataDir, BATON_PUBLISH_RATE: "1000000", ...(schema === undefined ? {} : { BATON_DATABASE_URL: schema.url }) },
   stdio: ["ignore", "pipe", "pipe"]
 })
 let output = ""
@@ -37,4 +39,5 @@ await new Promise((r) => setTimeout(r, 300))
 child.kill("SIGINT")
 await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.on("exit", r)))
 rmSync(dataDir, { recursive: true, force: true })
+await schema?.drop()
 process.exit(0)

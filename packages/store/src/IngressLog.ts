@@ -1,10 +1,14 @@
 /**
  * The durable ingress log: an initiating event is committed here before the broker acknowledges
  * it to the publisher (Aedes sends a QoS 1 PUBACK before storing, docs/platform-facts.md), and
- * forwarded from here. Appends arriving together share one transaction (group commit).
+ * forwarded from here. Appends arriving together share one transaction (group commit); on
+ * PostgreSQL up to 32 of them are one INSERT, committed on its own (no BEGIN and COMMIT).
  */
 import { Effect } from "effect"
-import { ddl, type Sql, type Store } from "./Store.ts"
+import { ddl, type Query, type Sql, type Store } from "./Store.ts"
+
+/** Most appends written by one statement on PostgreSQL (a larger batch is a transaction of one statement per append). */
+const maxRowsPerStatement = 32
 
 export const migrations = [
   {
@@ -44,7 +48,7 @@ export const make = async (
   options: {
     readonly previewBytes: number
     readonly maxBytes: number
-    /** Called with a batch written but not committed yet (a kill point for the crash tests). */
+    /** Called with a batch written but not committed yet (a kill point for the crash tests); before a batch of one statement is sent. */
     readonly beforeCommit?: () => void
     /** In a cluster: this instance forwards only its own entries (and those it adopts). */
     readonly instance?: string
@@ -66,7 +70,8 @@ export const make = async (
 ) => {
   await store.migrate(migrations)
   const instance = options.instance ?? ""
-  const insert = store.query("INSERT INTO ingress_log (topic, payload, size, client_id, received_at, instance) VALUES (?, ?, ?, ?, ?, ?)")
+  const insertText = "INSERT INTO ingress_log (topic, payload, size, client_id, received_at, instance)"
+  const insert = store.query(`${insertText} VALUES (?, ?, ?, ?, ?, ?)`)
   const unforwarded = store.query("SELECT seq, topic, payload, size, client_id FROM ingress_log WHERE forwarded_at IS NULL AND instance = ? ORDER BY seq LIMIT ?")
   const adopt = store.query("UPDATE ingress_log SET instance = ? WHERE forwarded_at IS NULL AND instance = ? RETURNING seq")
   const forwarded = store.query("UPDATE ingress_log SET forwarded_at = ? WHERE seq = ?")
@@ -75,23 +80,33 @@ export const make = async (
   const pruneLog = store.query("DELETE FROM ingress_log WHERE forwarded_at IS NOT NULL AND seq <= ? RETURNING seq")
   const pruneSeen = store.query("DELETE FROM ingress_seen WHERE seq <= ?")
 
+  /** PostgreSQL: a batch of `n` appends as one statement (atomic on its own). */
+  const insertsOf = new Map<number, Query>()
+  const insertOf = (n: number): Query => {
+    let q = insertsOf.get(n)
+    if (q === undefined) insertsOf.set(n, (q = store.query(`${insertText} VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?)").join(", ")}`)))
+    return q
+  }
   let batch: Array<{ readonly topic: string; readonly payload: Buffer; readonly clientId: string | null; readonly done: (e?: Error) => void }> = []
   const flush = async () => {
     const entries = batch
     batch = []
+    const at = new Date().toISOString()
+    // An oversized payload is kept as a preview: the rejection records its size.
+    const row = (e: (typeof entries)[number]) => [e.topic, e.payload.length > options.maxBytes ? e.payload.subarray(0, options.previewBytes) : e.payload, e.payload.length, e.clientId, at, instance]
     try {
-      await store.transaction(
-        Effect.gen(function* () {
-          if (options.fence !== undefined) yield* options.fence
-          const at = new Date().toISOString()
-          for (const e of entries) {
-            // An oversized payload is kept as a preview: the rejection records its size.
-            const kept = e.payload.length > options.maxBytes ? e.payload.subarray(0, options.previewBytes) : e.payload
-            yield* insert.run(e.topic, kept, e.payload.length, e.clientId, at, instance)
-          }
-          options.beforeCommit?.()
-        })
-      )
+      if (store.dialect === "pg" && options.fence === undefined && entries.length <= maxRowsPerStatement) {
+        // One statement, committed on its own: no BEGIN and COMMIT (two statements less a batch).
+        options.beforeCommit?.()
+        await store.run(insertOf(entries.length).run(...entries.flatMap(row)))
+      } else
+        await store.transaction(
+          Effect.gen(function* () {
+            if (options.fence !== undefined) yield* options.fence
+            for (const e of entries) yield* insert.run(...row(e))
+            options.beforeCommit?.()
+          })
+        )
     } catch (error) {
       for (const e of entries) e.done(error as Error)
       return
