@@ -249,8 +249,11 @@ export const make = (deps: {
     const all = (...values: ReadonlyArray<unknown>): Sql<ReadonlyArray<Row>> =>
       withTransaction((client, tx) => {
         count(text)
-        return tx !== undefined
-          ? (tx.execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>)
+        if (tx !== undefined) return tx.execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>
+        // PostgreSQL, outside a transaction: on a pooled connection of its own, committed on its
+        // own. (SQLite's one connection may be in a transaction: effect's statement waits for it.)
+        return dialect === "pg"
+          ? Effect.scoped(Effect.flatMap(client.reserve, (conn) => conn.execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>))
           : client.unsafe<Row>(compiled, params(values)).withoutTransform
       })
     const run = (...values: ReadonlyArray<unknown>) => Effect.map(all(...values), (rows) => rows.length)
