@@ -196,7 +196,7 @@ export const make = (deps: {
               if (!(yield* inbox.settleFirst(processor.name, event.id, "done", kept(payload)))) return undefined
               const announced = yield* processor.handle(event, prepared)
               const local = yield* announce(event, announced, hop.traceparent)
-              yield* reply(event, "reply", () => processor.reply?.(event, announced), hop.traceparent)
+              if (yield* reply(event, "reply", () => processor.reply?.(event, announced), hop.traceparent)) local.push(deps.poke)
               if (parking !== undefined) local.push(...(yield* drain(event, parking)))
               return local
             })
@@ -220,8 +220,8 @@ export const make = (deps: {
     // The partition moved to another instance meanwhile: the message is its now.
     if (deliveries === undefined) return "skipped"
     Crash.point("processed-committed", processor.name)
+    // The relay is poked by the deliveries when the transaction wrote to the outbox (announce).
     for (const deliver of deliveries) deliver()
-    deps.poke()
     try {
       await processor.committed?.(event, prepared)
     } catch (error) {
@@ -233,20 +233,22 @@ export const make = (deps: {
   /**
    * Request-reply: answers on the event's public `replyTo` (inside the transaction, through the
    * outbox, at QoS 0 so that nothing piles up for a requester that went away). The reply's
-   * `correlationId` is the request's id.
+   * `correlationId` is the request's id. Whether it wrote one.
    */
-  const reply = (event: Envelope.Envelope, type: "reply" | "request-failed", data: () => unknown, traceparent = event.traceparent): Sql<void> => {
-    if (event.replyTo === undefined || !Topics.isReply(event.replyTo)) return Effect.void
+  const reply = (event: Envelope.Envelope, type: "reply" | "request-failed", data: () => unknown, traceparent = event.traceparent): Sql<boolean> => {
+    if (event.replyTo === undefined || !Topics.isReply(event.replyTo)) return Effect.succeed(false)
     const answer = data()
-    if (answer === undefined) return Effect.void
+    if (answer === undefined) return Effect.succeed(false)
     const envelope: Envelope.Envelope = { id: clock.newId(), type, correlationId: event.id, causationId: event.id, key: event.key, occurredAt: clock.now().toISOString(), ...(traceparent === undefined ? {} : { traceparent }), data: answer }
-    return outbox.add(event.replyTo, Envelope.encode(envelope), 0)
+    return Effect.as(outbox.add(event.replyTo, Envelope.encode(envelope), 0), true)
   }
 
   /**
    * Writes announced events, inside the caller's transaction: public ones to the outbox (the
    * broker's broadcast), and each to the inbox of its local consumers. Returns the deliveries to
-   * run after the commit. Each carries `traceparent`: the span of the hop that emitted it.
+   * run after the commit (the relay's poke among them when it wrote to the outbox: a message
+   * that wrote nothing there costs the relay no read). Each carries `traceparent`: the span of
+   * the hop that emitted it.
    */
   const announce = (cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>, traceparent = cause.traceparent): Sql<Array<() => void>> =>
     Effect.gen(function* () {
@@ -259,9 +261,10 @@ export const make = (deps: {
         const audience = deps.audience
         if (internal) {
           if (!deps.router.consumes(topic)) return yield* Effect.die(new Error(`no local consumer for the internal topic ${topic}`))
-        } else if (Topics.isReply(topic)) yield* outbox.add(topic, payload, 0)
-        else if (audience === undefined || audience.wanted(topic)) yield* outbox.add(topic, payload, 1)
-        else local.push(() => audience.unsent(topic, payload))
+        } else if (Topics.isReply(topic) || audience === undefined || audience.wanted(topic)) {
+          yield* outbox.add(topic, payload, Topics.isReply(topic) ? 0 : 1)
+          if (!local.includes(deps.poke)) local.push(deps.poke)
+        } else local.push(() => audience.unsent(topic, payload))
         if (internal || deps.routePublic) local.push(...(yield* deps.router.route(topic, out, payload)))
       }
       return local
