@@ -243,3 +243,42 @@ describe("Consumer: recovery past the bound", () => {
     )
   }, 120_000)
 })
+
+describe.each(engines)("Consumer on %s: the relay's poke", (_, open) => {
+  it("for any messages announcing public events or none: the relay is poked once after the commit of each that wrote to the outbox (its entry already readable), never for one that wrote nothing", async () => {
+    const store = await open()
+    cleanups.push(() => store.close())
+    const inbox = await Inbox.make(store)
+    const reject = ErrorPath.make({ outbox: await Outbox.make(store), rejections: await Rejections.make(store), logger: Log.silent })
+    let run = 0
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.boolean(), { minLength: 1, maxLength: 12 }), async (announces) => {
+        const outbox = await Outbox.make(store, { instance: `poke-${++run}` })
+        const processor: Processor = { name: `poke-${run}`, consumes: ["x"], handle: (event) => Effect.succeed((event.data as { announce: boolean }).announce ? [{ type: "y", data: {} }] : []) }
+        const system = Supervisor.system()
+        const actors = [Supervisor.make(system, processor.name, { maxAttempts: 1, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 10, windowMs: 60_000 })]
+        const fibers = actors.map((a) => Effect.runFork(a.run))
+        const seen: Array<Promise<number>> = []
+        const router = Router.make(inbox)
+        const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => void seen.push(outbox.size()), router, routePublic: true, logger: Log.silent })
+        const topic = `events/x-${run}`
+        router.add(topic, { name: processor.name, schedule: consumer.schedule })
+        try {
+          // One key: in order, each committed before the next runs.
+          for (const [i, announce] of announces.entries()) {
+            const event: Envelope.Envelope = { id: `p-${run}-${i}`, type: "x", correlationId: "c", causationId: "c", key: "k", occurredAt: new Date().toISOString(), data: { announce } }
+            for (const deliver of await store.transaction(router.route(topic, event, JSON.stringify(event)))) deliver()
+          }
+          await consumer.idle()
+          const sizes = await Promise.all(seen)
+          expect(sizes).toHaveLength(announces.filter((a) => a).length)
+          // The n-th poke finds n entries at least (later messages may have committed meanwhile).
+          sizes.forEach((n, i) => expect(n).toBeGreaterThanOrEqual(i + 1))
+        } finally {
+          for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+        }
+      }),
+      { numRuns: runs }
+    )
+  })
+})
