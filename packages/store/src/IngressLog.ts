@@ -2,12 +2,13 @@
  * The durable ingress log: an initiating event is committed here before the broker acknowledges
  * it to the publisher (Aedes sends a QoS 1 PUBACK before storing, docs/platform-facts.md), and
  * forwarded from here. Appends arriving together share one transaction (group commit); on
- * PostgreSQL up to 32 of them are one INSERT, committed on its own (no BEGIN and COMMIT).
+ * PostgreSQL up to 32 of them are one INSERT, committed on its own (no BEGIN and COMMIT), and a
+ * larger batch is a transaction of such INSERTs.
  */
 import { Effect } from "effect"
 import { ddl, type Query, type Sql, type Store } from "./Store.ts"
 
-/** Most appends written by one statement on PostgreSQL (a larger batch is a transaction of one statement per append). */
+/** Most appends written by one statement on PostgreSQL (a larger batch: a transaction of such statements). */
 const maxRowsPerStatement = 32
 
 export const migrations = [
@@ -71,7 +72,6 @@ export const make = async (
   await store.migrate(migrations)
   const instance = options.instance ?? ""
   const insertText = "INSERT INTO ingress_log (topic, payload, size, client_id, received_at, instance)"
-  const insert = store.query(`${insertText} VALUES (?, ?, ?, ?, ?, ?)`)
   const unforwarded = store.query("SELECT seq, topic, payload, size, client_id FROM ingress_log WHERE forwarded_at IS NULL AND instance = ? ORDER BY seq LIMIT ?")
   const adopt = store.query("UPDATE ingress_log SET instance = ? WHERE forwarded_at IS NULL AND instance = ? RETURNING seq")
   const forwarded = store.query("UPDATE ingress_log SET forwarded_at = ? WHERE seq = ?")
@@ -80,7 +80,7 @@ export const make = async (
   const pruneLog = store.query("DELETE FROM ingress_log WHERE forwarded_at IS NOT NULL AND seq <= ? RETURNING seq")
   const pruneSeen = store.query("DELETE FROM ingress_seen WHERE seq <= ?")
 
-  /** PostgreSQL: a batch of `n` appends as one statement (atomic on its own). */
+  /** `n` appends as one statement. */
   const insertsOf = new Map<number, Query>()
   const insertOf = (n: number): Query => {
     let q = insertsOf.get(n)
@@ -103,7 +103,12 @@ export const make = async (
         await store.transaction(
           Effect.gen(function* () {
             if (options.fence !== undefined) yield* options.fence
-            for (const e of entries) yield* insert.run(...row(e))
+            // SQLite: an INSERT per append (its statements cost no round trip).
+            const rows = store.dialect === "pg" ? maxRowsPerStatement : 1
+            for (let i = 0; i < entries.length; i += rows) {
+              const chunk = entries.slice(i, i + rows)
+              yield* insertOf(chunk.length).run(...chunk.flatMap(row))
+            }
             options.beforeCommit?.()
           })
         )
