@@ -118,15 +118,32 @@ export const make = (deps: {
   let poke: (() => void) | undefined
   let scheduled = false
 
-  /** Judges one logged entry and writes what it becomes, inside the batch's transaction. */
-  const forward = (entry: IngressLog.Entry): Sql<ReadonlyArray<() => void>> =>
+  /**
+   * Judges logged entries and writes what each becomes, in order, inside the batch's transaction.
+   * The envelope ids of the accepted ones are recorded in one statement (one round trip a batch).
+   */
+  const forward = (entries: ReadonlyArray<IngressLog.Entry>): Sql<ReadonlyArray<() => void>> =>
     Effect.gen(function* () {
-      const verdict = judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size, entry.clientId)
+      const verdicts = entries.map((entry) => judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size, entry.clientId))
+      const sightings = entries.flatMap((entry, i) => {
+        const verdict = verdicts[i]!
+        return verdict._tag === "Accepted" ? [{ envelopeId: verdict.envelope.id, seq: entry.seq }] : []
+      })
+      const first = yield* deps.log.firstSights(sightings)
+      const local: Array<() => void> = []
+      for (const [i, entry] of entries.entries()) local.push(...(yield* judged(entry, verdicts[i]!, first)))
+      yield* deps.log.forwarded(...entries.map((e) => e.seq))
+      return local
+    })
+
+  /** Writes what one judged entry becomes (`first`: the entries whose envelope id is seen first). */
+  const judged = (entry: IngressLog.Entry, verdict: ReturnType<typeof judge>, first: ReadonlySet<number>): Sql<ReadonlyArray<() => void>> =>
+    Effect.gen(function* () {
       const local: Array<() => void> = []
       if (verdict._tag === "Accepted") {
         const accepted = verdict.envelope
         const topic = Topics.accepted(accepted.type)
-        if (!(yield* deps.log.firstSight(accepted.id, entry.seq)))
+        if (!first.has(entry.seq))
           deps.logger.log("info", "duplicate initiating event ignored", { id: accepted.id, topic: entry.topic, ...Envelope.logFields(accepted) })
         else {
           const hop = tracing.begin(`ingress ${accepted.type}`, accepted.traceparent, { "baton.event.type": accepted.type, "baton.event.id": accepted.id, "baton.correlation_id": accepted.correlationId, "baton.causation_id": accepted.causationId, "baton.key": accepted.key })
@@ -145,7 +162,6 @@ export const make = (deps: {
           reason: verdict.reason,
           ...(verdict.issues === undefined ? {} : { issues: verdict.issues })
         })
-      yield* deps.log.forwarded(entry.seq)
       return local
     })
 
@@ -153,7 +169,7 @@ export const make = (deps: {
     let forwarded = 0
     for (let entries = await deps.log.unforwarded(256); entries.length > 0; entries = await deps.log.unforwarded(256)) {
       // One transaction per batch; deliveries to local consumers only after its commit.
-      const deliveries = await deps.store.transaction(Effect.map(Effect.forEach(entries, forward), (ds) => ds.flat()))
+      const deliveries = await deps.store.transaction(forward(entries))
       for (const deliver of deliveries) deliver()
       forwarded += entries.length
       poke?.()

@@ -44,6 +44,12 @@ export interface Entry {
   readonly clientId: string | null
 }
 
+/** Most entries one statement of a drain marks or records. */
+const maxKeysPerStatement = 128
+
+const chunks = <A>(items: ReadonlyArray<A>, size: number): ReadonlyArray<ReadonlyArray<A>> =>
+  Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size))
+
 export const make = async (
   store: Store,
   options: {
@@ -71,22 +77,27 @@ export const make = async (
 ) => {
   await store.migrate(migrations)
   const instance = options.instance ?? ""
+  /** A statement over `n` rows or keys, compiled once per `n`. */
+  const sized = (text: (n: number) => string): ((n: number) => Query) => {
+    const compiled = new Map<number, Query>()
+    return (n) => {
+      let q = compiled.get(n)
+      if (q === undefined) compiled.set(n, (q = store.query(text(n))))
+      return q
+    }
+  }
   const insertText = "INSERT INTO ingress_log (topic, payload, size, client_id, received_at, instance)"
   const unforwarded = store.query("SELECT seq, topic, payload, size, client_id FROM ingress_log WHERE forwarded_at IS NULL AND instance = ? ORDER BY seq LIMIT ?")
   const adopt = store.query("UPDATE ingress_log SET instance = ? WHERE forwarded_at IS NULL AND instance = ? RETURNING seq")
-  const forwarded = store.query("UPDATE ingress_log SET forwarded_at = ? WHERE seq = ?")
-  const seen = store.query("INSERT INTO ingress_seen (envelope_id, seq) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING seq")
+  // Statements over `n` entries at once (a drained batch: one statement, not one per entry).
+  const forwarded = sized((n) => `UPDATE ingress_log SET forwarded_at = ? WHERE seq ${n === 1 ? "= ?" : `IN (${Array.from({ length: n }, () => "?").join(", ")})`}`)
+  const seen = sized((n) => `INSERT INTO ingress_seen (envelope_id, seq) VALUES ${Array.from({ length: n }, () => "(?, ?)").join(", ")} ON CONFLICT DO NOTHING RETURNING seq`)
   const lastForwarded = store.query("SELECT MAX(seq) AS seq FROM ingress_log WHERE forwarded_at IS NOT NULL AND forwarded_at < ?")
   const pruneLog = store.query("DELETE FROM ingress_log WHERE forwarded_at IS NOT NULL AND seq <= ? RETURNING seq")
   const pruneSeen = store.query("DELETE FROM ingress_seen WHERE seq <= ?")
 
   /** `n` appends as one statement. */
-  const insertsOf = new Map<number, Query>()
-  const insertOf = (n: number): Query => {
-    let q = insertsOf.get(n)
-    if (q === undefined) insertsOf.set(n, (q = store.query(`${insertText} VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?)").join(", ")}`)))
-    return q
-  }
+  const insertOf = sized((n) => `${insertText} VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?)").join(", ")}`)
   let batch: Array<{ readonly topic: string; readonly payload: Buffer; readonly clientId: string | null; readonly done: (e?: Error) => void }> = []
   const flush = async () => {
     const entries = batch
@@ -105,10 +116,7 @@ export const make = async (
             if (options.fence !== undefined) yield* options.fence
             // SQLite: an INSERT per append (its statements cost no round trip).
             const rows = store.dialect === "pg" ? maxRowsPerStatement : 1
-            for (let i = 0; i < entries.length; i += rows) {
-              const chunk = entries.slice(i, i + rows)
-              yield* insertOf(chunk.length).run(...chunk.flatMap(row))
-            }
+            for (const chunk of chunks(entries, rows)) yield* insertOf(chunk.length).run(...chunk.flatMap(row))
             options.beforeCommit?.()
           })
         )
@@ -145,7 +153,11 @@ export const make = async (
         )
       ),
     /** Marks an entry forwarded; call inside the transaction that wrote what it became. */
-    forwarded: (seq: number): Sql<void> => Effect.asVoid(forwarded.run(new Date().toISOString(), seq)),
+    /** Marks entries forwarded; call inside the transaction that wrote what they became. */
+    forwarded: (...seqs: ReadonlyArray<number>): Sql<void> => {
+      const at = new Date().toISOString()
+      return Effect.forEach(chunks(seqs, maxKeysPerStatement), (chunk) => forwarded(chunk.length).run(at, ...chunk), { discard: true })
+    },
     /** Forgets entries forwarded before `before`, and the envelope ids seen with them (the deduplication window). */
     prune: (before: Date): Promise<number> =>
       store.transaction(
@@ -160,7 +172,16 @@ export const make = async (
     adopt: (dead: ReadonlyArray<string>): Promise<number> =>
       store.transaction(Effect.reduce(dead, () => 0, (n, d) => Effect.map(adopt.run(instance, d), (m) => n + m))),
     /** Records a full envelope's id, inside the caller's transaction; false when it was seen before (a client's retransmission). */
-    firstSight: (envelopeId: string, seq: number): Sql<boolean> => Effect.map(seen.run(envelopeId, seq), (n) => n > 0)
+    firstSight: (envelopeId: string, seq: number): Sql<boolean> => Effect.map(seen(1).all(envelopeId, seq), (rows) => rows.length > 0),
+    /**
+     * `firstSight` for several entries at once, in one statement: the entries (by `seq`) whose
+     * envelope id was first seen here. Of two with the same id, the first in the list.
+     */
+    firstSights: (sightings: ReadonlyArray<{ readonly envelopeId: string; readonly seq: number }>): Sql<ReadonlySet<number>> =>
+      Effect.map(
+        Effect.forEach(chunks(sightings, maxKeysPerStatement), (chunk) => seen(chunk.length).all(...chunk.flatMap((s) => [s.envelopeId, s.seq]))),
+        (results) => new Set(results.flat().map((r) => Number(r.seq)))
+      )
   }
 }
 

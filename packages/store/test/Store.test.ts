@@ -674,6 +674,30 @@ describe.each(engines)("Store contract on $name", (engine) => {
       )
     })
 
+    it("for any drained batches of envelope ids: firstSights answers the first entry of each id never seen before, in one statement per 128; forwarded marks them all", async () => {
+      const { store } = s
+      let n = 0
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.array(fc.constantFrom("a", "b", "c", "d", "e"), { minLength: 1, maxLength: 150 }), { minLength: 1, maxLength: 3 }), async (batches) => {
+          const log = await IngressLog.make(store, { maxBytes: 100, previewBytes: 10, instance: `sight-${++n}` })
+          const seen = new Set<string>()
+          for (const ids of batches) {
+            await Promise.all(ids.map(() => log.append("initiate/a", Buffer.from("{}"), null)))
+            const entries = await log.unforwarded(1000)
+            const sightings = entries.map((e, i) => ({ envelopeId: `${n}-${ids[i]}`, seq: e.seq }))
+            const expected = new Set(sightings.filter((x) => !seen.has(x.envelopeId) && seen.add(x.envelopeId)).map((x) => x.seq))
+            const before = store.statements()
+            const first = await store.transaction(Effect.andThen(log.firstSights(sightings), (f) => Effect.as(log.forwarded(...entries.map((e) => e.seq)), f)))
+            expect(first).toEqual(expected)
+            // BEGIN, COMMIT, and per 128 entries one INSERT and one UPDATE.
+            expect(store.statements() - before).toBe(2 + 2 * Math.ceil(entries.length / 128))
+            expect(await log.unforwarded(1000)).toEqual([])
+          }
+        }),
+        { numRuns: transactionRuns(engine) }
+      )
+    })
+
     it("a fence that refuses keeps the batch out; an after-commit step that fails leaves it logged but unacknowledged", async () => {
       const { store } = s
       let holder = false
