@@ -29,11 +29,22 @@ export const make = (inbox: Inbox.Inbox): Router => {
   return {
     add: (topic, local) => routes.set(topic, [...(routes.get(topic) ?? []), local]),
     consumes: (topic) => routes.has(topic),
-    route: (topic, event, payload) =>
-      Effect.forEach(routes.get(topic) ?? [], (local) =>
-        Effect.map(inbox.deliver(local.name, { envelopeId: event.id, topic, key: event.key, payload }), (fresh) => () => {
+    route: (topic, event, payload) => {
+      const locals = routes.get(topic) ?? []
+      const entry = { envelopeId: event.id, topic, key: event.key, payload }
+      // Several consumers: one statement for all (each is scheduled if the message is new to it).
+      if (locals.length > 1)
+        return Effect.map(inbox.deliverAll(locals.map((l) => l.name), entry), (fresh) =>
+          locals.map((local, i) => () => {
+            // A consumer added twice runs it once (as its second delivery would find it there).
+            if (fresh().has(local.name) && locals.findIndex((l) => l.name === local.name) === i) local.schedule(event, topic, payload)
+          })
+        )
+      return Effect.forEach(locals, (local) =>
+        Effect.map(inbox.deliver(local.name, entry), (fresh) => () => {
           if (fresh()) local.schedule(event, topic, payload)
         })
       )
+    }
   }
 }

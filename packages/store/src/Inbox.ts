@@ -5,7 +5,7 @@
  */
 import { Effect } from "effect"
 import { SqlError } from "effect/sql"
-import { ddl, type Sql, type Store } from "./Store.ts"
+import { ddl, type Query, type Sql, type Store } from "./Store.ts"
 
 /** The SQLSTATE that `settleFirst` fails a transaction with on PostgreSQL. */
 const notPendingCode = "BTN01"
@@ -85,6 +85,14 @@ export const make = async (
   const insert = store.query(
     "INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING RETURNING part"
   )
+  /** One message to `n` processors' inboxes in one statement, answering the processors it was new to. */
+  const inserts = new Map<number, Query>()
+  const insertFor = (n: number): Query => {
+    let q = inserts.get(n)
+    const rows = Array.from({ length: n }, () => "(?, ?, ?, ?, ?, 'pending', ?, ?)").join(", ")
+    if (q === undefined) inserts.set(n, (q = store.query(`INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES ${rows} ON CONFLICT DO NOTHING RETURNING processor`)))
+    return q
+  }
   const status = store.query("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?")
   // The payload stays until the row is pruned (masked, when the caller gives its masked text): the
   // flows API (runtime/src/Flows.ts) reads the envelopes from here, and a failed message is
@@ -119,6 +127,20 @@ export const make = async (
         const rows = yield* insert.write(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString(), part)
         if (options.notify !== undefined) yield* options.notify(part)
         return () => rows() > 0
+      }),
+    /**
+     * `deliver` to several processors at once (the local consumers of one topic): one statement.
+     * Gives the processors it was new to, read after the commit.
+     */
+    deliverAll: (processors: ReadonlyArray<string>, entry: Entry): Sql<() => ReadonlySet<string>> =>
+      Effect.gen(function* () {
+        const part = partitionOf(entry.key, partitions)
+        const at = new Date().toISOString()
+        const names = [...new Set(processors)]
+        const rows = yield* insertFor(names.length).writeRows(...names.flatMap((p) => [p, entry.envelopeId, entry.topic, entry.key, entry.payload, at, part]))
+        if (options.notify !== undefined) yield* options.notify(part)
+        let fresh: ReadonlySet<string> | undefined
+        return () => (fresh ??= new Set(rows().map((r) => String(r.processor))))
       }),
     status: (processor: string, envelopeId: string): Sql<Status | undefined> =>
       Effect.map(status.get(processor, envelopeId), (r) => r?.status as Status | undefined),

@@ -94,7 +94,7 @@ export interface Pipelined extends SqlConnection.Connection {
    * Queues a statement; the next statement sent on the connection writes it first, and fails with
    * its error when it failed (the transaction then never commits).
    */
-  readonly queue: (sql: string, params: ReadonlyArray<unknown>, onResult?: (rows: number) => void) => void
+  readonly queue: (sql: string, params: ReadonlyArray<unknown>, onResult?: (rows: ReadonlyArray<Record<string, unknown>>) => void) => void
 }
 
 const blind = new Map<string, boolean>()
@@ -108,7 +108,7 @@ export const isBlindWrite = (sql: string): boolean => {
   return b
 }
 
-type Queued = { readonly sql: string; readonly params: ReadonlyArray<unknown>; readonly onResult: ((rows: number) => void) | undefined }
+type Queued = { readonly sql: string; readonly params: ReadonlyArray<unknown>; readonly onResult: ((rows: ReadonlyArray<Record<string, unknown>>) => void) | undefined }
 
 /** One pooled client as a `SqlConnection`; statements are prepared once per connection, by name. */
 const connection = (client: pg.PoolClient, names: Map<string, string>, broken: { error?: Error }): Pipelined => {
@@ -154,7 +154,7 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
       else results[i] = result
       if (--waiting > 0) return
       if (failure !== undefined) return done(failure.error, undefined)
-      earlier.forEach((q, j) => q.onResult?.(results[j]!.rows.length))
+      earlier.forEach((q, j) => q.onResult?.(results[j]!.rows))
       done(undefined, results[earlier.length])
     }
     stream.cork()

@@ -31,6 +31,8 @@ export interface Query {
    * transaction has committed.
    */
   readonly write: (...params: ReadonlyArray<unknown>) => Sql<() => number>
+  /** `write`, giving the rows it returned (`RETURNING`), to read once the transaction has committed. */
+  readonly writeRows: (...params: ReadonlyArray<unknown>) => Sql<() => ReadonlyArray<Row>>
 }
 
 export interface Migration {
@@ -170,7 +172,7 @@ export const make = (deps: {
   }
   const begin = deps.kind === "sqlite" ? "BEGIN IMMEDIATE" : "BEGIN"
   /** Queues a statement on a pipelined connection (PostgreSQL); false on one that is not. */
-  const queued = (conn: SqlConnection.Connection, text: string, compiled: string, params: ReadonlyArray<unknown>, onResult?: (rows: number) => void): boolean => {
+  const queued = (conn: SqlConnection.Connection, text: string, compiled: string, params: ReadonlyArray<unknown>, onResult?: (rows: ReadonlyArray<Row>) => void): boolean => {
     if (!("queue" in conn)) return false
     count(text)
     ;(conn as Pipelined).queue(compiled, params, onResult)
@@ -257,20 +259,22 @@ export const make = (deps: {
           : client.unsafe<Row>(compiled, params(values)).withoutTransform
       })
     const run = (...values: ReadonlyArray<unknown>) => Effect.map(all(...values), (rows) => rows.length)
+    const writeRows = (...values: ReadonlyArray<unknown>): Sql<() => ReadonlyArray<Row>> =>
+      withTransaction((_, tx) => {
+        let rows: ReadonlyArray<Row> | undefined
+        if (tx !== undefined && queued(tx, text, compiled, params(values), (r) => (rows = r)))
+          return Effect.succeed(() => {
+            if (rows === undefined) throw new Error(`the outcome of ${text} is read before it is known (read it after the commit)`)
+            return rows
+          })
+        return Effect.map(all(...values), (r) => () => r)
+      })
     return {
       all,
       get: (...values) => Effect.map(all(...values), (rows) => rows[0]),
       run,
-      write: (...values) =>
-        withTransaction((_, tx) => {
-          let rows: number | undefined
-          if (tx !== undefined && queued(tx, text, compiled, params(values), (n) => (rows = n)))
-            return Effect.succeed(() => {
-              if (rows === undefined) throw new Error(`the outcome of ${text} is read before it is known (read it after the commit)`)
-              return rows
-            })
-          return Effect.map(run(...values), (n) => () => n)
-        })
+      write: (...values) => Effect.map(writeRows(...values), (rows) => () => rows().length),
+      writeRows
     }
   }
 

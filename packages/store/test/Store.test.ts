@@ -537,6 +537,30 @@ describe.each(engines)("Store contract on $name", (engine) => {
       expect((await inbox.pending("q")).map((e) => e.envelopeId)).toEqual(["e-1"])
     })
 
+    it("for any deliveries of messages to several processors at once: one statement each, new to each processor once, pending for each", async () => {
+      const { store } = s
+      const inbox = await Inbox.make(store)
+      let run = 0
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.tuple(fc.constantFrom("m1", "m2", "m3"), fc.subarray(["p", "q", "r", "s"], { minLength: 1 })), { minLength: 1, maxLength: 8 }), async (deliveries) => {
+          run++
+          const had = new Set<string>()
+          for (const [id, processors] of deliveries) {
+            const entry = { envelopeId: `${run}-${id}`, topic: "events/x", key: id, payload: "{}" }
+            const before = store.statements()
+            const fresh = await store.transaction(inbox.deliverAll([...processors, processors[0]!], entry))
+            // BEGIN, the INSERT, COMMIT.
+            expect(store.statements() - before).toBe(3)
+            expect(fresh()).toEqual(new Set(processors.filter((p) => !had.has(`${p}/${entry.envelopeId}`))))
+            for (const p of processors) had.add(`${p}/${entry.envelopeId}`)
+          }
+          for (const p of ["p", "q", "r", "s"])
+            expect((await inbox.pending(p)).map((e) => e.envelopeId).filter((e) => e.startsWith(`${run}-`)).sort()).toEqual([...had].filter((h) => h.startsWith(`${p}/`)).map((h) => h.slice(2)).sort())
+        }),
+        { numRuns: transactionRuns(engine) }
+      )
+    })
+
     it("a receive in a transaction that fails is not there: the redelivery is new", async () => {
       const { store } = s
       const inbox = await Inbox.make(store)
