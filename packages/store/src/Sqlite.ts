@@ -13,8 +13,9 @@ import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
 import { Effect, Exit, Scope, Semaphore, Stream } from "effect"
 import { Reactivity } from "effect/reactivity"
-import { SqlClient, SqlError, Statement, type SqlConnection } from "effect/sql"
+import { SqlClient, SqlError, Statement } from "effect/sql"
 import * as Store from "./Store.ts"
+import type { Synchronous } from "./Store.ts"
 
 export interface Options {
   /** File path, or ":memory:". */
@@ -40,7 +41,7 @@ const input = (v: unknown): SQLInputValue =>
   v === undefined || v === null ? null : typeof v === "boolean" ? (v ? 1 : 0) : (v as SQLInputValue)
 
 /** The `SqlConnection` over one `DatabaseSync`. */
-const connection = (db: DatabaseSync): SqlConnection.Connection => {
+const connection = (db: DatabaseSync): Synchronous => {
   const cache = new Map<string, { readonly statement: StatementSync; readonly reader: boolean }>()
   const prepared = (sql: string) => {
     let entry = cache.get(sql)
@@ -64,6 +65,13 @@ const connection = (db: DatabaseSync): SqlConnection.Connection => {
       try: () => (transformRows === undefined ? rows(sql, params) : transformRows(rows(sql, params))),
       catch: (cause) => toSqlError(cause, "execute")
     })
+  const executeNow = (sql: string, params: ReadonlyArray<unknown>): Exit.Exit<ReadonlyArray<Record<string, unknown>>, SqlError.SqlError> => {
+    try {
+      return Exit.succeed(rows(sql, params))
+    } catch (cause) {
+      return Exit.fail(toSqlError(cause, "execute"))
+    }
+  }
   const values = (sql: string, params: ReadonlyArray<unknown>) =>
     Effect.map(execute(sql, params, undefined), (rs) => rs.map((r) => Object.values(r)))
   return {
@@ -74,7 +82,8 @@ const connection = (db: DatabaseSync): SqlConnection.Connection => {
     executeValuesUnprepared: values,
     // Transaction control (BEGIN, COMMIT, SAVEPOINT, RELEASE) too is prepared once and cached:
     // `exec` parses the text again each time, a measurable share of a message's cost here.
-    executeUnprepared: execute
+    executeUnprepared: execute,
+    executeNow
   }
 }
 

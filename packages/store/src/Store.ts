@@ -7,7 +7,7 @@
  * SQL is written once in the dialect both engines accept (`?` placeholders, `ON CONFLICT DO
  * NOTHING`, `RETURNING`); where they differ a caller branches explicitly on `dialect`.
  */
-import { Effect, Exit, Option } from "effect"
+import { Context, Effect, Exit, Option } from "effect"
 import { SqlClient, SqlError as SqlErrors, type SqlConnection, type SqlError } from "effect/sql"
 import type { Pipelined } from "./PgPool.ts"
 
@@ -31,6 +31,15 @@ export interface Query {
    * transaction has committed.
    */
   readonly write: (...params: ReadonlyArray<unknown>) => Sql<() => number>
+}
+
+/**
+ * A connection whose statements run synchronously on the calling fiber (SQLite): `executeNow`
+ * gives a statement's outcome at once, so that `query` runs a statement inside a transaction as one
+ * step of the interpreter instead of the ~6 of `execute`'s effect.
+ */
+export interface Synchronous extends SqlConnection.Connection {
+  readonly executeNow: (sql: string, params: ReadonlyArray<unknown>) => Exit.Exit<ReadonlyArray<Row>, SqlError.SqlError>
 }
 
 export interface Migration {
@@ -234,33 +243,38 @@ export const make = (deps: {
     const compiled = dialect === "pg" ? numberParams(text) : text
     const params = (values: ReadonlyArray<unknown>) => values.map((v) => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v))
     // Inside a transaction, straight to its connection: effect/sql's statement (compilation, a
-    // span, the connection lookup) costs ~30 us a statement, several times SQLite's own work.
-    const all = (...values: ReadonlyArray<unknown>): Sql<ReadonlyArray<Row>> =>
-      Effect.flatMap(Effect.service(SqlClient.SqlClient), (client) =>
-        Effect.flatMap(Effect.serviceOption(client.transactionService), (tx) => {
-          count(text)
-          return Option.isSome(tx)
-            ? (tx.value[0].execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>)
-            : client.unsafe<Row>(compiled, params(values)).withoutTransform
-        })
-      )
-    const run = (...values: ReadonlyArray<unknown>) => Effect.map(all(...values), (rows) => rows.length)
+    // span, the connection lookup) costs ~30 us a statement, several times SQLite's own work. The
+    // client and the transaction are read off the fiber's context in one step, and on a
+    // synchronous connection (SQLite) the statement's outcome is that step's result. Outside a
+    // transaction the statement takes the client's path (it waits for the connection there).
+    const statement = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> =>
+      Effect.withFiber((fiber) => {
+        const client = Context.getUnsafe(fiber.context, SqlClient.SqlClient)
+        const tx = Context.getOrUndefined(fiber.context, client.transactionService)
+        count(text)
+        if (tx === undefined) return Effect.map(client.unsafe<Row>(compiled, params(values)).withoutTransform, outcome)
+        const conn = tx[0]
+        if (!("executeNow" in conn)) return Effect.map(conn.execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>, outcome)
+        const exit = (conn as Synchronous).executeNow(compiled, params(values))
+        return Exit.isSuccess(exit) ? Exit.succeed(outcome(exit.value)) : exit
+      })
+    const all = (...values: ReadonlyArray<unknown>): Sql<ReadonlyArray<Row>> => statement(values, (rows) => rows)
+    const run = (...values: ReadonlyArray<unknown>): Sql<number> => statement(values, (rows) => rows.length)
     return {
       all,
-      get: (...values) => Effect.map(all(...values), (rows) => rows[0]),
+      get: (...values) => statement(values, (rows) => rows[0]),
       run,
       write: (...values) =>
-        Effect.flatMap(Effect.service(SqlClient.SqlClient), (client) =>
-          Effect.flatMap(Effect.serviceOption(client.transactionService), (tx) => {
-            let rows: number | undefined
-            if (Option.isSome(tx) && queued(tx.value[0], text, compiled, params(values), (n) => (rows = n)))
-              return Effect.succeed(() => {
-                if (rows === undefined) throw new Error(`the outcome of ${text} is read before it is known (read it after the commit)`)
-                return rows
-              })
-            return Effect.map(run(...values), (n) => () => n)
-          })
-        )
+        Effect.withFiber((fiber) => {
+          const tx = Context.getOrUndefined(fiber.context, Context.getUnsafe(fiber.context, SqlClient.SqlClient).transactionService)
+          let rows: number | undefined
+          if (tx !== undefined && queued(tx[0], text, compiled, params(values), (n) => (rows = n)))
+            return Effect.succeed(() => {
+              if (rows === undefined) throw new Error(`the outcome of ${text} is read before it is known (read it after the commit)`)
+              return rows
+            })
+          return statement(values, (rows) => () => rows.length)
+        })
     }
   }
 
