@@ -7,7 +7,7 @@
  * SQL is written once in the dialect both engines accept (`?` placeholders, `ON CONFLICT DO
  * NOTHING`, `RETURNING`); where they differ a caller branches explicitly on `dialect`.
  */
-import { Context, Effect, Exit, Option } from "effect"
+import { Context, Effect, Exit, Option, type Fiber } from "effect"
 import { SqlClient, SqlError as SqlErrors, type SqlConnection, type SqlError } from "effect/sql"
 import type { Pipelined } from "./PgPool.ts"
 
@@ -175,7 +175,7 @@ export const make = (deps: {
   }
   const control = (conn: SqlConnection.Connection, text: string) => {
     count(text)
-    return conn.executeUnprepared(text, [], undefined)
+    return "executeNow" in conn ? (conn as Synchronous).executeNow(text, []) : conn.executeUnprepared(text, [], undefined)
   }
   const begin = deps.kind === "sqlite" ? "BEGIN IMMEDIATE" : "BEGIN"
   /** Queues a statement on a pipelined connection (PostgreSQL); false on one that is not. */
@@ -247,23 +247,21 @@ export const make = (deps: {
     // client and the transaction are read off the fiber's context in one step, and on a
     // synchronous connection (SQLite) the statement's outcome is that step's result. Outside a
     // transaction the statement takes the client's path (it waits for the connection there).
-    const statement = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> =>
-      Effect.withFiber((fiber) => {
-        const client = Context.getUnsafe(fiber.context, SqlClient.SqlClient)
-        const tx = Context.getOrUndefined(fiber.context, client.transactionService)
-        count(text)
-        if (tx === undefined) return Effect.map(client.unsafe<Row>(compiled, params(values)).withoutTransform, outcome)
-        const conn = tx[0]
-        if (!("executeNow" in conn)) return Effect.map(conn.execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>, outcome)
-        const exit = (conn as Synchronous).executeNow(compiled, params(values))
-        return Exit.isSuccess(exit) ? Exit.succeed(outcome(exit.value)) : exit
-      })
-    const all = (...values: ReadonlyArray<unknown>): Sql<ReadonlyArray<Row>> => statement(values, (rows) => rows)
-    const run = (...values: ReadonlyArray<unknown>): Sql<number> => statement(values, (rows) => rows.length)
+    const execute = <B>(fiber: Fiber.Fiber<unknown, unknown>, values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> => {
+      const client = Context.getUnsafe(fiber.context, SqlClient.SqlClient)
+      const tx = Context.getOrUndefined(fiber.context, client.transactionService)
+      count(text)
+      if (tx === undefined) return Effect.map(client.unsafe<Row>(compiled, params(values)).withoutTransform, outcome)
+      const conn = tx[0]
+      if (!("executeNow" in conn)) return Effect.map(conn.execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>, outcome)
+      const exit = (conn as Synchronous).executeNow(compiled, params(values))
+      return Exit.isSuccess(exit) ? Exit.succeed(outcome(exit.value)) : exit
+    }
+    const statement = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> => Effect.withFiber((fiber) => execute(fiber, values, outcome))
     return {
-      all,
+      all: (...values) => statement(values, (rows) => rows),
       get: (...values) => statement(values, (rows) => rows[0]),
-      run,
+      run: (...values) => statement(values, (rows) => rows.length),
       write: (...values) =>
         Effect.withFiber((fiber) => {
           const tx = Context.getOrUndefined(fiber.context, Context.getUnsafe(fiber.context, SqlClient.SqlClient).transactionService)
@@ -273,7 +271,7 @@ export const make = (deps: {
               if (rows === undefined) throw new Error(`the outcome of ${text} is read before it is known (read it after the commit)`)
               return rows
             })
-          return statement(values, (rows) => () => rows.length)
+          return execute(fiber, values, (rows) => () => rows.length)
         })
     }
   }
