@@ -287,6 +287,11 @@ export const make = (deps: {
   }
   type Item = { readonly effect: Effect.Effect<unknown, unknown, SqlClient.SqlClient>; readonly resolve: (value: unknown) => void; readonly reject: (error: unknown) => void }
   const batch: Array<Item> = []
+  /**
+   * Runs a group's transaction and calls back with its outcome: at once when it completed
+   * synchronously (SQLite, with synchronous handlers), without a promise's turn in between.
+   */
+  const runThen = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, then: (exit: Exit.Exit<A, E>) => void) => void Effect.runFork(provide(effect)).addObserver(then)
   const flush = () => {
     const items = batch.splice(0, deps.maxBatch)
     if (batch.length > 0) setImmediate(flush)
@@ -294,26 +299,40 @@ export const make = (deps: {
     const since = changes
     if (items.length === 1) {
       const item = items[0]!
-      void Effect.runPromiseExit(provide(inTransaction(item.effect))).then((exit) => settle(item, observe(exit, since)))
+      runThen(inTransaction(item.effect), (exit) => settle(item, observe(exit, since)))
       return
     }
     // Optimistically without savepoints (two statements per item saved), up to the first item that
     // fails: the transaction rolls back, that item has failed (rolled back alone, as in a
     // savepoint), and the others run again, each in its own savepoint. Each item's effect thus runs
     // at most once per failed attempt (a poisoned message is not run twice per attempt); one that
-    // succeeds may run twice, the first run rolled back.
-    const optimistic = Effect.forEach(items, (item, i) => Effect.flatMap(Effect.exit(item.effect), (exit) => (Exit.isFailure(exit) ? Effect.fail(new ItemFailed(i, exit)) : Effect.succeed(exit))))
-    void Effect.runPromiseExit(provide(inTransaction(optimistic))).then((first) => {
+    // succeeds may run twice, the first run rolled back. One step of the interpreter per item
+    // (matchCauseEffect), rather than forEach's and an exit's and a flatMap's.
+    const optimistic = Effect.suspend(() => {
+      const values: Array<unknown> = []
+      const from = (i: number): Effect.Effect<Array<unknown>, ItemFailed, SqlClient.SqlClient> =>
+        i === items.length
+          ? Effect.succeed(values)
+          : Effect.matchCauseEffect(items[i]!.effect, {
+              onFailure: (cause) => Effect.fail(new ItemFailed(i, Exit.failCause(cause))),
+              onSuccess: (value) => {
+                values.push(value)
+                return from(i + 1)
+              }
+            })
+      return from(0)
+    })
+    runThen(inTransaction(optimistic), (first) => {
       const failed = Exit.isFailure(first) ? squash(first.cause) : undefined
       if (!(failed instanceof ItemFailed)) {
         observe(first, since)
-        if (Exit.isSuccess(first)) first.value.forEach((e, i) => settle(items[i]!, e))
+        if (Exit.isSuccess(first)) first.value.forEach((value, i) => items[i]!.resolve(value))
         else for (const item of items) item.reject(squash(first.cause))
         return
       }
       settle(items[failed.index]!, failed.exit)
       const rest = items.filter((_, i) => i !== failed.index)
-      void Effect.runPromiseExit(provide(inTransaction(Effect.forEach(rest, (item) => inSavepoint(item.effect))))).then((exit) => {
+      runThen(inTransaction(Effect.forEach(rest, (item) => inSavepoint(item.effect))), (exit) => {
         observe(exit, since)
         if (Exit.isSuccess(exit)) exit.value.forEach((e, i) => settle(rest[i]!, e))
         else for (const item of rest) item.reject(squash(exit.cause))
