@@ -13,7 +13,7 @@ import { mkdirSync } from "node:fs"
 import { dirname } from "node:path"
 import { Effect, Exit, Scope, Semaphore, Stream } from "effect"
 import { Reactivity } from "effect/reactivity"
-import { SqlClient, SqlError, Statement } from "effect/sql"
+import { SqlClient, SqlError, Statement, type SqlConnection } from "effect/sql"
 import * as Store from "./Store.ts"
 import type { Synchronous } from "./Store.ts"
 
@@ -87,8 +87,8 @@ const connection = (db: DatabaseSync): Synchronous => {
   }
 }
 
-/** A `SqlClient` over an open database. */
-export const client = (db: DatabaseSync): Effect.Effect<SqlClient.SqlClient, never, Scope.Scope> =>
+/** A `SqlClient` over an open database, and `exclusive`: runs an effect on its connection alone (a transaction). */
+export const client = (db: DatabaseSync): Effect.Effect<{ readonly sql: SqlClient.SqlClient; readonly exclusive: SqlConnection.Borrower }, never, Scope.Scope> =>
   Effect.gen(function* () {
     const conn = connection(db)
     const acquirers = SqlClient.makeSqliteAcquirers({
@@ -96,13 +96,14 @@ export const client = (db: DatabaseSync): Effect.Effect<SqlClient.SqlClient, nev
       semaphore: Semaphore.makeUnsafe(1),
       isTransaction: () => db.isTransaction
     })
-    return yield* SqlClient.make({
+    const sql = yield* SqlClient.make({
       ...acquirers,
       compiler: Statement.makeCompilerSqlite(),
       driver: "sqlite",
       spanAttributes: [["db.system.name", "sqlite"]],
       beginTransaction: "BEGIN IMMEDIATE"
     }).pipe(Effect.provide(Reactivity.layer))
+    return { sql, exclusive: acquirers.borrower }
   })
 
 export const open = async (options: Options): Promise<Store.Store> => {
@@ -111,10 +112,11 @@ export const open = async (options: Options): Promise<Store.Store> => {
   db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous ?? "NORMAL"}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;`)
   db.exec("CREATE TABLE IF NOT EXISTS baton_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
   const scope = Scope.makeUnsafe()
-  const sql = await Effect.runPromise(Scope.provide(client(db), scope))
+  const { sql, exclusive } = await Effect.runPromise(Scope.provide(client(db), scope))
   return Store.make({
     kind: "sqlite",
     sql,
+    exclusive,
     // A burst commits in transactions of at most this many messages, so that it does not hold the
     // event loop for long; the rest commit in the next turn.
     maxBatch: 64,

@@ -7,7 +7,7 @@
  * SQL is written once in the dialect both engines accept (`?` placeholders, `ON CONFLICT DO
  * NOTHING`, `RETURNING`); where they differ a caller branches explicitly on `dialect`.
  */
-import { Context, Effect, Exit, Option, type Fiber } from "effect"
+import { type Cause, Context, Effect, Exit, Option, type Fiber } from "effect"
 import { SqlClient, SqlError as SqlErrors, type SqlConnection, type SqlError } from "effect/sql"
 import type { Pipelined } from "./PgPool.ts"
 
@@ -129,6 +129,11 @@ export const make = (deps: {
   readonly maxBatch: number
   /** Runs first in each migration's transaction (PostgreSQL: an advisory lock). */
   readonly lock?: Sql<void>
+  /**
+   * Runs a transaction on the connection, alone (SQLite: its one connection under the client's
+   * semaphore, cheaper than a scoped `reserve`). Absent: `sql.reserve`.
+   */
+  readonly exclusive?: SqlConnection.Borrower
   readonly close: () => Promise<void>
 }): Store => {
   const { sql } = deps
@@ -185,26 +190,18 @@ export const make = (deps: {
     ;(conn as Pipelined).queue(compiled, params, onResult)
     return true
   }
+  const exclusive: SqlConnection.Borrower = deps.exclusive ?? ((f) => Effect.scoped(Effect.flatMap(sql.reserve, f)))
+  /** Rolls back after `cause`, and fails with it. */
+  const rollback = (conn: SqlConnection.Connection, cause: Cause.Cause<unknown>) => Effect.andThen(Effect.ignore(control(conn, "ROLLBACK")), Effect.failCause(cause))
   const inTransaction = <A, E>(body: Effect.Effect<A, E, SqlClient.SqlClient>): Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient> =>
-    Effect.scoped(
-      Effect.flatMap(sql.reserve, (conn) =>
-        Effect.gen(function* () {
-          // On PostgreSQL the BEGIN goes out with the first statement.
-          if (!queued(conn, begin, begin, [])) yield* control(conn, begin)
-          const exit = yield* Effect.exit(Effect.provideService(body, sql.transactionService, [conn, 0] as const))
-          if (Exit.isFailure(exit)) {
-            yield* Effect.ignore(control(conn, "ROLLBACK"))
-            return yield* exit
-          }
-          const committed = yield* Effect.exit(control(conn, "COMMIT"))
-          if (Exit.isFailure(committed)) {
-            yield* Effect.ignore(control(conn, "ROLLBACK"))
-            return yield* Effect.failCause(committed.cause)
-          }
-          return exit.value
-        })
-      )
-    )
+    exclusive((conn) => {
+      const run = Effect.matchCauseEffect(Effect.provideService(body, sql.transactionService, [conn, 0] as const), {
+        onFailure: (cause) => rollback(conn, cause),
+        onSuccess: (value) => Effect.matchCauseEffect(control(conn, "COMMIT"), { onFailure: (cause) => rollback(conn, cause), onSuccess: () => Effect.succeed(value) })
+      })
+      // On PostgreSQL the BEGIN goes out with the first statement.
+      return queued(conn, begin, begin, []) ? run : Effect.andThen(control(conn, begin), run)
+    }) as Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient>
   /** Runs one item of a group in a savepoint of the current transaction: its failure rolls back only it. */
   const inSavepoint = <A, E>(body: Effect.Effect<A, E, SqlClient.SqlClient>): Effect.Effect<Exit.Exit<A, E | SqlError.SqlError>, never, SqlClient.SqlClient> =>
     Effect.flatMap(Effect.serviceOption(sql.transactionService), (tx) => {
