@@ -244,15 +244,20 @@ export const make = (deps: {
     // client and the transaction are read off the fiber's context in one step, and on a
     // synchronous connection (SQLite) the statement's outcome is that step's result. Outside a
     // transaction the statement takes the client's path (it waits for the connection there).
+    const on = <B>(conn: SqlConnection.Connection, values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> => {
+      if (!("executeNow" in conn)) return Effect.map(conn.execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>, outcome)
+      const exit = (conn as Synchronous).executeNow(compiled, params(values))
+      return Exit.isSuccess(exit) ? Exit.succeed(outcome(exit.value)) : exit
+    }
     const execute = <B>(fiber: Fiber.Fiber<unknown, unknown>, values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> => {
       const client = Context.getUnsafe(fiber.context, SqlClient.SqlClient)
       const tx = Context.getOrUndefined(fiber.context, client.transactionService)
       count(text)
-      if (tx === undefined) return Effect.map(client.unsafe<Row>(compiled, params(values)).withoutTransform, outcome)
-      const conn = tx[0]
-      if (!("executeNow" in conn)) return Effect.map(conn.execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>, outcome)
-      const exit = (conn as Synchronous).executeNow(compiled, params(values))
-      return Exit.isSuccess(exit) ? Exit.succeed(outcome(exit.value)) : exit
+      if (tx !== undefined) return on(tx[0], values, outcome)
+      // Outside a transaction on this store's own exclusive connection (SQLite): it waits for the
+      // connection as the client's statement would, without effect/sql's statement around it.
+      if (deps.exclusive !== undefined && client === nesting) return deps.exclusive((conn) => on(conn, values, outcome))
+      return Effect.map(client.unsafe<Row>(compiled, params(values)).withoutTransform, outcome)
     }
     const statement = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> => Effect.withFiber((fiber) => execute(fiber, values, outcome))
     return {
