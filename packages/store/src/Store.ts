@@ -35,8 +35,9 @@ export interface Query {
 
 /**
  * A connection whose statements run synchronously on the calling fiber (SQLite): `executeNow`
- * gives a statement's outcome at once, so that `query` runs a statement inside a transaction as one
- * step of the interpreter instead of the ~6 of `execute`'s effect.
+ * gives a statement's outcome at once (failed with the `SqlError` that `execute` fails with), so
+ * that `query` runs a statement as one step of the interpreter instead of the ~6 of `execute`'s
+ * effect.
  */
 export interface Synchronous extends SqlConnection.Connection {
   readonly executeNow: (sql: string, params: ReadonlyArray<unknown>) => Exit.Exit<ReadonlyArray<Row>, SqlError.SqlError>
