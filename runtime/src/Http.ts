@@ -178,6 +178,8 @@ export const start = (options: {
    * are exempt, so that operators see what is going on. Undefined: no bound.
    */
   readonly maxConcurrent?: number
+  /** Called for each request refused at `maxConcurrent` (a Prometheus counter). */
+  readonly onBusy?: () => void
 }) =>
   new Promise<{ readonly port: number; readonly close: () => Promise<void> }>((resolve, reject) => {
     const logger = options.logger ?? Log.silent
@@ -372,6 +374,7 @@ export const start = (options: {
       const bounded = options.maxConcurrent !== undefined && !exempt.has(url.pathname)
       if (bounded && inProgress >= options.maxConcurrent) {
         busyRefused++
+        options.onBusy?.()
         // One line per second at most: a client that retries at once must not flood the log.
         const now = Date.now()
         if (now - busyLogged > 1000) {

@@ -38,6 +38,8 @@ export interface Gauges {
 
 export interface Metrics {
   readonly processor: (name: string) => ProcessorMetrics
+  /** An HTTP request refused with 503 at `BATON_HTTP_MAX_CONCURRENT`. */
+  readonly httpRefused: () => void
   /** The Prometheus text exposition (format 0.0.4) of every metric, the depths read now. */
   readonly scrape: () => Promise<string>
 }
@@ -54,6 +56,7 @@ export const makeMetrics = (deps: {
   const handled = Metric.counter("baton_messages_handled_total", { description: "Messages a processor finished, by outcome (done, failed for good, parked behind a held key)", incremental: true })
   const retries = Metric.counter("baton_retries_total", { description: "Attempts run again after a failed one", incremental: true })
   const latency = Metric.histogram("baton_handling_seconds", { description: "Time of one handling attempt (handler and its transaction)", boundaries: latencyBuckets })
+  const httpRefused = Metric.counter("baton_http_refused_total", { description: "HTTP requests refused with 503 because BATON_HTTP_MAX_CONCURRENT requests were in progress", incremental: true })
   const gauge = (name: string, description: string) => Metric.gauge(name, { description })
   const inFlight = gauge("baton_in_flight", "Messages scheduled on a processor's actors and not finished")
   const inboxPending = gauge("baton_inbox_pending", "Messages committed to a processor's inbox and not yet handled")
@@ -79,7 +82,11 @@ export const makeMetrics = (deps: {
   const q = (text: string) => deps.store.run(deps.store.query(text).all())
   const processors = new Set<string>()
 
+  // Registered at 0, so that a rate is defined from the first scrape.
+  httpRefused.updateUnsafe(0, context)
+
   return {
+    httpRefused: () => httpRefused.updateUnsafe(1, context),
     processor: (name) => {
       processors.add(name)
       const byOutcome = {

@@ -69,7 +69,8 @@ describe("back-pressure: concurrent HTTP requests", () => {
       expect((await fetch(`${base}/healthz`)).status).toBe(200)
       const metrics = await fetch(`${base}/metrics`)
       expect(metrics.status).toBe(200)
-      await metrics.text()
+      // Prometheus counts the refusals too: the 22 so far.
+      expect(await metrics.text()).toMatch(/^baton_http_refused_total 22$/m)
       const lines = h.logger.lines.filter((l) => l.includes("http busy")).length
       expect(lines, "logged").toBeGreaterThanOrEqual(1)
       expect(lines, "at most one line a second, not one per refusal").toBeLessThan(5)

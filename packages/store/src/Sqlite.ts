@@ -15,6 +15,7 @@ import { Effect, Exit, Scope, Semaphore, Stream } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { SqlClient, SqlError, Statement, type SqlConnection } from "effect/sql"
 import * as Store from "./Store.ts"
+import type { Synchronous } from "./Store.ts"
 
 export interface Options {
   /** File path, or ":memory:". */
@@ -40,7 +41,7 @@ const input = (v: unknown): SQLInputValue =>
   v === undefined || v === null ? null : typeof v === "boolean" ? (v ? 1 : 0) : (v as SQLInputValue)
 
 /** The `SqlConnection` over one `DatabaseSync`. */
-const connection = (db: DatabaseSync): SqlConnection.Connection => {
+const connection = (db: DatabaseSync): Synchronous => {
   const cache = new Map<string, { readonly statement: StatementSync; readonly reader: boolean }>()
   const prepared = (sql: string) => {
     let entry = cache.get(sql)
@@ -64,6 +65,13 @@ const connection = (db: DatabaseSync): SqlConnection.Connection => {
       try: () => (transformRows === undefined ? rows(sql, params) : transformRows(rows(sql, params))),
       catch: (cause) => toSqlError(cause, "execute")
     })
+  const executeNow = (sql: string, params: ReadonlyArray<unknown>): Exit.Exit<ReadonlyArray<Record<string, unknown>>, SqlError.SqlError> => {
+    try {
+      return Exit.succeed(rows(sql, params))
+    } catch (cause) {
+      return Exit.fail(toSqlError(cause, "execute"))
+    }
+  }
   const values = (sql: string, params: ReadonlyArray<unknown>) =>
     Effect.map(execute(sql, params, undefined), (rs) => rs.map((r) => Object.values(r)))
   return {
@@ -74,12 +82,13 @@ const connection = (db: DatabaseSync): SqlConnection.Connection => {
     executeValuesUnprepared: values,
     // Transaction control (BEGIN, COMMIT, SAVEPOINT, RELEASE) too is prepared once and cached:
     // `exec` parses the text again each time, a measurable share of a message's cost here.
-    executeUnprepared: execute
+    executeUnprepared: execute,
+    executeNow
   }
 }
 
-/** A `SqlClient` over an open database. */
-export const client = (db: DatabaseSync): Effect.Effect<SqlClient.SqlClient, never, Scope.Scope> =>
+/** A `SqlClient` over an open database, and `exclusive`: runs an effect on its connection alone (a transaction). */
+export const client = (db: DatabaseSync): Effect.Effect<{ readonly sql: SqlClient.SqlClient; readonly exclusive: SqlConnection.Borrower }, never, Scope.Scope> =>
   Effect.gen(function* () {
     const conn = connection(db)
     const acquirers = SqlClient.makeSqliteAcquirers({
@@ -87,13 +96,14 @@ export const client = (db: DatabaseSync): Effect.Effect<SqlClient.SqlClient, nev
       semaphore: Semaphore.makeUnsafe(1),
       isTransaction: () => db.isTransaction
     })
-    return yield* SqlClient.make({
+    const sql = yield* SqlClient.make({
       ...acquirers,
       compiler: Statement.makeCompilerSqlite(),
       driver: "sqlite",
       spanAttributes: [["db.system.name", "sqlite"]],
       beginTransaction: "BEGIN IMMEDIATE"
     }).pipe(Effect.provide(Reactivity.layer))
+    return { sql, exclusive: acquirers.borrower }
   })
 
 export const open = async (options: Options): Promise<Store.Store> => {
@@ -102,10 +112,11 @@ export const open = async (options: Options): Promise<Store.Store> => {
   db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous ?? "NORMAL"}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;`)
   db.exec("CREATE TABLE IF NOT EXISTS baton_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
   const scope = Scope.makeUnsafe()
-  const sql = await Effect.runPromise(Scope.provide(client(db), scope))
+  const { sql, exclusive } = await Effect.runPromise(Scope.provide(client(db), scope))
   return Store.make({
     kind: "sqlite",
     sql,
+    exclusive,
     // A burst commits in transactions of at most this many messages, so that it does not hold the
     // event loop for long; the rest commit in the next turn.
     maxBatch: 64,

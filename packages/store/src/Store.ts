@@ -7,7 +7,7 @@
  * SQL is written once in the dialect both engines accept (`?` placeholders, `ON CONFLICT DO
  * NOTHING`, `RETURNING`); where they differ a caller branches explicitly on `dialect`.
  */
-import { Context, Effect, Exit, Option } from "effect"
+import { type Cause, Context, Effect, Exit, Option, type Fiber } from "effect"
 import { SqlClient, SqlError as SqlErrors, type SqlConnection, type SqlError } from "effect/sql"
 import type { Pipelined } from "./PgPool.ts"
 
@@ -33,6 +33,16 @@ export interface Query {
   readonly write: (...params: ReadonlyArray<unknown>) => Sql<() => number>
   /** `write`, giving the rows it returned (`RETURNING`), to read once the transaction has committed. */
   readonly writeRows: (...params: ReadonlyArray<unknown>) => Sql<() => ReadonlyArray<Row>>
+}
+
+/**
+ * A connection whose statements run synchronously on the calling fiber (SQLite): `executeNow`
+ * gives a statement's outcome at once (failed with the `SqlError` that `execute` fails with), so
+ * that `query` runs a statement as one step of the interpreter instead of the ~6 of `execute`'s
+ * effect.
+ */
+export interface Synchronous extends SqlConnection.Connection {
+  readonly executeNow: (sql: string, params: ReadonlyArray<unknown>) => Exit.Exit<ReadonlyArray<Row>, SqlError.SqlError>
 }
 
 export interface Migration {
@@ -122,6 +132,11 @@ export const make = (deps: {
   readonly maxBatch: number
   /** Runs first in each migration's transaction (PostgreSQL: an advisory lock). */
   readonly lock?: Sql<void>
+  /**
+   * Runs a transaction on the connection, alone (SQLite: its one connection under the client's
+   * semaphore, cheaper than a scoped `reserve`). Absent: `sql.reserve`.
+   */
+  readonly exclusive?: SqlConnection.Borrower
   readonly close: () => Promise<void>
 }): Store => {
   const { sql } = deps
@@ -168,7 +183,7 @@ export const make = (deps: {
   }
   const control = (conn: SqlConnection.Connection, text: string) => {
     count(text)
-    return conn.executeUnprepared(text, [], undefined)
+    return "executeNow" in conn ? (conn as Synchronous).executeNow(text, []) : conn.executeUnprepared(text, [], undefined)
   }
   const begin = deps.kind === "sqlite" ? "BEGIN IMMEDIATE" : "BEGIN"
   /** Queues a statement on a pipelined connection (PostgreSQL); false on one that is not. */
@@ -178,26 +193,18 @@ export const make = (deps: {
     ;(conn as Pipelined).queue(compiled, params, onResult)
     return true
   }
+  const exclusive: SqlConnection.Borrower = deps.exclusive ?? ((f) => Effect.scoped(Effect.flatMap(sql.reserve, f)))
+  /** Rolls back after `cause`, and fails with it. */
+  const rollback = (conn: SqlConnection.Connection, cause: Cause.Cause<unknown>) => Effect.andThen(Effect.ignore(control(conn, "ROLLBACK")), Effect.failCause(cause))
   const inTransaction = <A, E>(body: Effect.Effect<A, E, SqlClient.SqlClient>): Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient> =>
-    Effect.scoped(
-      Effect.flatMap(sql.reserve, (conn) =>
-        Effect.gen(function* () {
-          // On PostgreSQL the BEGIN goes out with the first statement.
-          if (!queued(conn, begin, begin, [])) yield* control(conn, begin)
-          const exit = yield* Effect.exit(Effect.provideService(body, sql.transactionService, [conn, 0] as const))
-          if (Exit.isFailure(exit)) {
-            yield* Effect.ignore(control(conn, "ROLLBACK"))
-            return yield* exit
-          }
-          const committed = yield* Effect.exit(control(conn, "COMMIT"))
-          if (Exit.isFailure(committed)) {
-            yield* Effect.ignore(control(conn, "ROLLBACK"))
-            return yield* Effect.failCause(committed.cause)
-          }
-          return exit.value
-        })
-      )
-    )
+    exclusive((conn) => {
+      const run = Effect.matchCauseEffect(Effect.provideService(body, sql.transactionService, [conn, 0] as const), {
+        onFailure: (cause) => rollback(conn, cause),
+        onSuccess: (value) => Effect.matchCauseEffect(control(conn, "COMMIT"), { onFailure: (cause) => rollback(conn, cause), onSuccess: () => Effect.succeed(value) })
+      })
+      // On PostgreSQL the BEGIN goes out with the first statement.
+      return queued(conn, begin, begin, []) ? run : Effect.andThen(control(conn, begin), run)
+    }) as Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient>
   /** Runs one item of a group in a savepoint of the current transaction: its failure rolls back only it. */
   const inSavepoint = <A, E>(body: Effect.Effect<A, E, SqlClient.SqlClient>): Effect.Effect<Exit.Exit<A, E | SqlError.SqlError>, never, SqlClient.SqlClient> =>
     Effect.flatMap(Effect.serviceOption(sql.transactionService), (tx) => {
@@ -232,49 +239,52 @@ export const make = (deps: {
   })
   const transaction = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>): Promise<A> => run(inTransaction(effect))
 
-  /**
-   * The client and the connection of its current transaction (undefined outside one), read from
-   * the fiber's context at once: one step per statement rather than four.
-   */
-  const withTransaction = <A>(f: (client: SqlClient.SqlClient, tx: SqlConnection.Connection | undefined) => Sql<A>): Sql<A> =>
-    Effect.contextWith((context: Context.Context<SqlClient.SqlClient>) => {
-      const client = Context.get(context, SqlClient.SqlClient)
-      const tx = Context.getOption(context, client.transactionService)
-      return f(client, Option.isSome(tx) ? tx.value[0] : undefined)
-    })
-
   const query = (text: string): Query => {
     const compiled = dialect === "pg" ? numberParams(text) : text
     const params = (values: ReadonlyArray<unknown>) => values.map((v) => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v))
     // Inside a transaction, straight to its connection: effect/sql's statement (compilation, a
-    // span, the connection lookup) costs ~30 us a statement, several times SQLite's own work.
-    const all = (...values: ReadonlyArray<unknown>): Sql<ReadonlyArray<Row>> =>
-      withTransaction((client, tx) => {
-        count(text)
-        if (tx !== undefined) return tx.execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>
-        // PostgreSQL, outside a transaction: on a pooled connection of its own, committed on its
-        // own. (SQLite's one connection may be in a transaction: effect's statement waits for it.)
-        return dialect === "pg"
-          ? Effect.scoped(Effect.flatMap(client.reserve, (conn) => conn.execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>))
-          : client.unsafe<Row>(compiled, params(values)).withoutTransform
-      })
-    const run = (...values: ReadonlyArray<unknown>) => Effect.map(all(...values), (rows) => rows.length)
-    const writeRows = (...values: ReadonlyArray<unknown>): Sql<() => ReadonlyArray<Row>> =>
-      withTransaction((_, tx) => {
+    // span, the connection lookup) costs ~30 us a statement, several times SQLite's own work. The
+    // client and the transaction are read off the fiber's context in one step, and on a
+    // synchronous connection (SQLite) the statement's outcome is that step's result: one step of
+    // the interpreter per statement, where effect's own path takes ~6.
+    const on = <B>(conn: SqlConnection.Connection, values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> => {
+      if (!("executeNow" in conn)) return Effect.map(conn.execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>, outcome)
+      const exit = (conn as Synchronous).executeNow(compiled, params(values))
+      // A failure has no rows: the same exit, whatever `outcome` would have made of them.
+      return Exit.isSuccess(exit) ? Exit.succeed(outcome(exit.value)) : (exit as unknown as Exit.Exit<B, SqlError.SqlError>)
+    }
+    const execute = <B>(fiber: Fiber.Fiber<unknown, unknown>, values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> => {
+      const client = Context.getUnsafe(fiber.context, SqlClient.SqlClient)
+      const tx = Context.getOrUndefined(fiber.context, client.transactionService)
+      count(text)
+      if (tx !== undefined) return on(tx[0], values, outcome)
+      // Outside a transaction on this store's own exclusive connection (SQLite): it waits for the
+      // connection as the client's statement would, without effect/sql's statement around it.
+      if (deps.exclusive !== undefined && client === nesting) return deps.exclusive((conn) => on(conn, values, outcome))
+      // PostgreSQL: on a pooled connection of its own, committed on its own (~15 us less than
+      // effect/sql's statement).
+      if (dialect === "pg" && client === nesting) return exclusive((conn) => on(conn, values, outcome))
+      return Effect.map(client.unsafe<Row>(compiled, params(values)).withoutTransform, outcome)
+    }
+    const statement = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> => Effect.withFiber((fiber) => execute(fiber, values, outcome))
+    /** `write`: queued on a pipelined connection in a transaction; what it gives is read after the commit. */
+    const written = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<() => B> =>
+      Effect.withFiber((fiber) => {
+        const tx = Context.getOrUndefined(fiber.context, Context.getUnsafe(fiber.context, SqlClient.SqlClient).transactionService)
         let rows: ReadonlyArray<Row> | undefined
-        if (tx !== undefined && queued(tx, text, compiled, params(values), (r) => (rows = r)))
+        if (tx !== undefined && queued(tx[0], text, compiled, params(values), (r) => (rows = r)))
           return Effect.succeed(() => {
             if (rows === undefined) throw new Error(`the outcome of ${text} is read before it is known (read it after the commit)`)
-            return rows
+            return outcome(rows)
           })
-        return Effect.map(all(...values), (r) => () => r)
+        return execute(fiber, values, (rows) => () => outcome(rows))
       })
     return {
-      all,
-      get: (...values) => Effect.map(all(...values), (rows) => rows[0]),
-      run,
-      write: (...values) => Effect.map(writeRows(...values), (rows) => () => rows().length),
-      writeRows
+      all: (...values) => statement(values, (rows) => rows),
+      get: (...values) => statement(values, (rows) => rows[0]),
+      run: (...values) => statement(values, (rows) => rows.length),
+      write: (...values) => written(values, (rows) => rows.length),
+      writeRows: (...values) => written(values, (rows) => rows)
     }
   }
 
@@ -289,6 +299,11 @@ export const make = (deps: {
   }
   type Item = { readonly effect: Effect.Effect<unknown, unknown, SqlClient.SqlClient>; readonly resolve: (value: unknown) => void; readonly reject: (error: unknown) => void }
   const batch: Array<Item> = []
+  /**
+   * Runs a group's transaction and calls back with its outcome: at once when it completed
+   * synchronously (SQLite, with synchronous handlers), without a promise's turn in between.
+   */
+  const runThen = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, then: (exit: Exit.Exit<A, E>) => void) => void Effect.runFork(provide(effect)).addObserver(then)
   const flush = () => {
     const items = batch.splice(0, deps.maxBatch)
     if (batch.length > 0) setImmediate(flush)
@@ -296,26 +311,40 @@ export const make = (deps: {
     const since = changes
     if (items.length === 1) {
       const item = items[0]!
-      void Effect.runPromiseExit(provide(inTransaction(item.effect))).then((exit) => settle(item, observe(exit, since)))
+      runThen(inTransaction(item.effect), (exit) => settle(item, observe(exit, since)))
       return
     }
     // Optimistically without savepoints (two statements per item saved), up to the first item that
     // fails: the transaction rolls back, that item has failed (rolled back alone, as in a
     // savepoint), and the others run again, each in its own savepoint. Each item's effect thus runs
     // at most once per failed attempt (a poisoned message is not run twice per attempt); one that
-    // succeeds may run twice, the first run rolled back.
-    const optimistic = Effect.forEach(items, (item, i) => Effect.flatMap(Effect.exit(item.effect), (exit) => (Exit.isFailure(exit) ? Effect.fail(new ItemFailed(i, exit)) : Effect.succeed(exit))))
-    void Effect.runPromiseExit(provide(inTransaction(optimistic))).then((first) => {
+    // succeeds may run twice, the first run rolled back. One step of the interpreter per item
+    // (matchCauseEffect), rather than forEach's and an exit's and a flatMap's.
+    const optimistic = Effect.suspend(() => {
+      const values: Array<unknown> = []
+      const from = (i: number): Effect.Effect<Array<unknown>, ItemFailed, SqlClient.SqlClient> =>
+        i === items.length
+          ? Effect.succeed(values)
+          : Effect.matchCauseEffect(items[i]!.effect, {
+              onFailure: (cause) => Effect.fail(new ItemFailed(i, Exit.failCause(cause))),
+              onSuccess: (value) => {
+                values.push(value)
+                return from(i + 1)
+              }
+            })
+      return from(0)
+    })
+    runThen(inTransaction(optimistic), (first) => {
       const failed = Exit.isFailure(first) ? squash(first.cause) : undefined
       if (!(failed instanceof ItemFailed)) {
         observe(first, since)
-        if (Exit.isSuccess(first)) first.value.forEach((e, i) => settle(items[i]!, e))
+        if (Exit.isSuccess(first)) first.value.forEach((value, i) => items[i]!.resolve(value))
         else for (const item of items) item.reject(squash(first.cause))
         return
       }
       settle(items[failed.index]!, failed.exit)
       const rest = items.filter((_, i) => i !== failed.index)
-      void Effect.runPromiseExit(provide(inTransaction(Effect.forEach(rest, (item) => inSavepoint(item.effect))))).then((exit) => {
+      runThen(inTransaction(Effect.forEach(rest, (item) => inSavepoint(item.effect))), (exit) => {
         observe(exit, since)
         if (Exit.isSuccess(exit)) exit.value.forEach((e, i) => settle(rest[i]!, e))
         else for (const item of rest) item.reject(squash(exit.cause))

@@ -946,3 +946,87 @@ describe.each(engines)("Store contract on $name", (engine) => {
     })
   })
 })
+
+// On SQLite a statement of `query` runs straight on the connection, in one step of the interpreter
+// (Store.ts `query`, Sqlite.ts `executeNow`): inside a transaction on its connection, outside one
+// under the connection's semaphore. It must behave as effect/sql's client statement does.
+describe.each(engines.filter((e) => e.dialect === "sqlite"))("SQLite: statements in a transaction and outside one, on $name", (engine) => {
+  const inside = useStore(engine)
+  const outside = useStore(engine)
+  const client = useStore(engine)
+  const schema = [{ name: "test/same", sql: "CREATE TABLE same (k INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, n INTEGER)" }]
+
+  it("gives the same rows, and fails with the same typed errors, as the client's path, for all statement sequences", async () => {
+    await inside.store.migrate(schema)
+    await outside.store.migrate(schema)
+    await client.store.migrate(schema)
+    type Outcome = { readonly rows: ReadonlyArray<Record<string, unknown>> } | { readonly error: string; readonly message: string }
+    const outcome = async (run: Promise<ReadonlyArray<Record<string, unknown>>>): Promise<Outcome> =>
+      run.then(
+        (rows) => ({ rows: rows.map((r) => ({ ...r })) }),
+        (error: unknown) => ({ error: reasonOf(error), message: error instanceof Error ? error.message : String(error) })
+      )
+    const key = fc.integer({ min: 0, max: 6 })
+    const op = fc.oneof(
+      fc.record({ text: fc.constant("INSERT INTO same (k, name, n) VALUES (?, ?, ?) RETURNING k, name, n"), params: fc.tuple(key, fc.constantFrom("a", "b", "c"), fc.option(fc.integer(), { nil: null })) }),
+      fc.record({ text: fc.constant("INSERT INTO same (k, name) VALUES (?, ?)"), params: fc.tuple(key, fc.constantFrom("a", "d", null)) }),
+      fc.record({ text: fc.constant("UPDATE same SET n = COALESCE(n, 0) + ? WHERE k = ? RETURNING n"), params: fc.tuple(fc.integer({ min: -5, max: 5 }), key) }),
+      fc.record({ text: fc.constant("SELECT k, name, n FROM same WHERE k >= ? ORDER BY k"), params: fc.tuple(key) }),
+      fc.record({ text: fc.constant("DELETE FROM same WHERE k = ?"), params: fc.tuple(key) }),
+      fc.record({ text: fc.constant("SELECT * FROM no_such_table WHERE k = ?"), params: fc.tuple(key) })
+    )
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { maxLength: 12 }), async (ops) => {
+        for (const { text, params } of ops) {
+          // Each statement its own transaction in one store, autocommitted in the others: the same states.
+          const expected = await outcome(client.store.run(client.store.sql.unsafe<Record<string, unknown>>(text, params).withoutTransform))
+          expect(await outcome(inside.store.transaction(inside.store.query(text).all(...params)))).toEqual(expected)
+          expect(await outcome(outside.store.run(outside.store.query(text).all(...params)))).toEqual(expected)
+        }
+        const all = "SELECT k, name, n FROM same ORDER BY k"
+        const rows = await client.store.run(client.store.sql.unsafe(all).withoutTransform)
+        expect(await inside.store.run(inside.store.query(all).all())).toEqual(rows)
+        expect(await outside.store.run(outside.store.query(all).all())).toEqual(rows)
+      }),
+      { numRuns: runs }
+    )
+  })
+
+  it("a statement outside a transaction, and another transaction, wait until a running transaction has ended", async () => {
+    const { store } = inside
+    const insert = store.query("INSERT INTO same (k, name) VALUES (?, ?)")
+    const read = store.query("SELECT name FROM same WHERE k = ?")
+    await store.transaction(store.query("DELETE FROM same").run())
+    const inserted = await Effect.runPromise(Deferred.make<void>())
+    const release = await Effect.runPromise(Deferred.make<void>())
+    const events: Array<string> = []
+    // A group item that waits (an asynchronous handler) holds the transaction open.
+    const open = store.group(
+      Effect.gen(function* () {
+        yield* insert.run(100, "held")
+        yield* Deferred.succeed(inserted, undefined)
+        yield* Deferred.await(release)
+        yield* insert.run(101, "after the wait")
+        events.push("transaction ends")
+      })
+    )
+    await Effect.runPromise(Deferred.await(inserted))
+    const outsideRead = store.run(read.get(100)).then((row) => {
+      events.push("read")
+      return row?.name
+    })
+    const other = store.transaction(Effect.map(read.all(101), (rows) => rows.length)).then((n) => {
+      events.push("other transaction")
+      return n
+    })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(events).toEqual([])
+    await Effect.runPromise(Deferred.succeed(release, undefined))
+    await open
+    // Both saw the transaction committed: the read its first row, the other transaction its last.
+    expect(await outsideRead).toBe("held")
+    expect(await other).toBe(1)
+    expect(events[0]).toBe("transaction ends")
+    expect(events.slice(1).sort()).toEqual(["other transaction", "read"])
+  })
+})

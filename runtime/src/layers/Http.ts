@@ -53,6 +53,7 @@ export const layer = Layer.effect(
           host: config.host,
           port: config.httpPort,
           maxConcurrent: config.httpMaxConcurrent,
+          onBusy: metrics.httpRefused,
           rejections,
           operations,
           logger,

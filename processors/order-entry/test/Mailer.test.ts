@@ -1,0 +1,42 @@
+import { describe, expect, it } from "vitest"
+import fc from "fast-check"
+import nodemailer from "nodemailer"
+import * as Mailer from "../src/Mailer.ts"
+
+const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 200)
+const json = nodemailer.createTransport({ jsonTransport: true })
+/** What nodemailer's JSON transport renders, its message id replaced by `messageId`. */
+const reference = async (mail: Mailer.Mail & { readonly from: string }, messageId: string) => {
+  const info = await json.sendMail(mail)
+  return String((info as { message?: unknown }).message).replace(JSON.stringify(info.messageId), JSON.stringify(messageId))
+}
+
+describe("Mailer without SMTP", () => {
+  it("records every mail as nodemailer's JSON transport renders it (property)", async () => {
+    const mailer = Mailer.make({ from: "Baton Books <orders@baton.example>" })
+    let rendered = 0
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(fc.emailAddress(), fc.string()), fc.string({ unit: "grapheme" }), fc.string({ unit: "grapheme", maxLength: 300 }), async (to, subject, text) => {
+        const sent = await mailer.send({ to, subject, text })
+        expect(sent.messageId).toMatch(/^<[^<>@]+@baton\.example>$/)
+        const expected = await reference({ from: "Baton Books <orders@baton.example>", to, subject, text }, sent.messageId)
+        expect(sent.message).toBe(expected)
+        if (Mailer.plain(to)) rendered++
+      }),
+      { numRuns: runs }
+    )
+    expect(rendered).toBeGreaterThan(runs / 4)
+  })
+
+  it("renders a named sender and a plain recipient field by field", () => {
+    const sent = Mailer.render({ from: "Baton Books <orders@baton.example>", to: "zoe@example.com", subject: "Order ORD-1 received", text: "Thanks" }, "<id@baton.example>")
+    expect(JSON.parse(sent.message!)).toEqual({
+      from: { address: "orders@baton.example", name: "Baton Books" },
+      to: [{ address: "zoe@example.com", name: "" }],
+      subject: "Order ORD-1 received",
+      text: "Thanks",
+      headers: {},
+      messageId: "<id@baton.example>"
+    })
+  })
+})
