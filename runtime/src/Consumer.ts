@@ -129,6 +129,12 @@ export const make = (deps: {
   const attempts = new Map<string, Array<Attempt>>()
   /** The decision on a message's last failed attempt, until the supervisor settles it. */
   const decided = new Map<string, Decision.Decision>()
+  /** Runs of one key's waiting messages in one transaction (see `Processor.batch`); not with parking or replies. */
+  const batch = parking === undefined && processor.reply === undefined ? processor.batch : undefined
+  /** Per key, its messages scheduled and not yet run, in order: what a run can take. */
+  const waiting = new Map<string, Array<{ readonly event: Envelope.Envelope; readonly payload: Buffer | string }>>()
+  /** Messages applied in an earlier message's run: their own turn finds them done. */
+  const applied = new Set<string>()
 
   /** False when a cluster partition moved to another instance meanwhile: the message is its now. */
   const holds = (key: string): Sql<boolean> => (deps.cluster === undefined ? Effect.succeed(true) : deps.cluster.holds(key))
@@ -230,6 +236,63 @@ export const make = (deps: {
     return "done"
   }
 
+  /** The waiting messages of `event`'s key from it on (at most the batch's `max`); it alone when it is not the first. */
+  const runOf = (event: Envelope.Envelope, max: number) => {
+    const queue = waiting.get(event.key) ?? []
+    return queue[0]?.event.id === event.id ? queue.slice(0, max) : []
+  }
+  const unwait = (key: string, ids: ReadonlySet<string>) => {
+    const queue = waiting.get(key)?.filter((w) => !ids.has(w.event.id))
+    if (queue === undefined || queue.length === 0) waiting.delete(key)
+    else waiting.set(key, queue)
+  }
+  const notRun = new Error("the run did not apply")
+
+  /**
+   * A run of one key's waiting messages in one transaction: true once committed. False when
+   * anything failed it (nothing of it committed): its first message then runs alone.
+   */
+  const applyRun = async (b: NonNullable<typeof batch>, run: ReadonlyArray<{ readonly event: Envelope.Envelope; readonly payload: Buffer | string }>): Promise<boolean> => {
+    const events = run.map((w) => w.event)
+    const first = events[0]!
+    if (deps.cluster?.owns(first.key) === false) return false
+    const hop = tracing.begin(processor.name, first.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": first.type, "baton.event.id": first.id, "baton.key": first.key, "baton.run": String(events.length) } : {})
+    const started = performance.now()
+    let deliveries: Array<() => void>
+    let prepared: unknown
+    try {
+      prepared = await Effect.runPromise(b.prepare(events))
+      Crash.point("handler", processor.name)
+      deliveries = await store.group(
+        Effect.gen(function* () {
+          if (!inbox.guarded && !(yield* holds(first.key))) return yield* Effect.fail(notRun)
+          for (const w of run) if (!(yield* inbox.settleFirst(processor.name, w.event.id, "done", kept(w.payload)))) return yield* Effect.fail(notRun)
+          const announced = yield* b.handle(events, prepared)
+          const local: Array<() => void> = []
+          for (const [i, event] of events.entries()) local.push(...(yield* announce(event, announced[i] ?? [], hop.traceparent)))
+          return local
+        })
+      )
+    } catch (error) {
+      hop.end(error)
+      if (debug) deps.logger.log("debug", "run of messages not applied; one at a time", { processor: processor.name, id: first.id, messages: events.length, reason: Log.reason(error) })
+      return false
+    }
+    hop.end()
+    metrics?.latency((performance.now() - started) / 1000)
+    Crash.point("processed-committed", processor.name)
+    for (const w of run.slice(1)) applied.add(w.event.id)
+    unwait(first.key, new Set(events.map((e) => e.id)))
+    for (const deliver of deliveries) deliver()
+    deps.poke()
+    try {
+      await b.committed?.(events, prepared)
+    } catch (error) {
+      deps.logger.log("warn", "after-commit step failed", { processor: processor.name, envelope: first.id, reason: Log.reason(error), ...Envelope.logFields(first) })
+    }
+    return true
+  }
+
   /**
    * Request-reply: answers on the event's public `replyTo` (inside the transaction, through the
    * outbox, at QoS 0 so that nothing piles up for a requester that went away). The reply's
@@ -308,8 +371,21 @@ export const make = (deps: {
     const actor = deps.actors[partitionOf(event.key, deps.actors.length)]!
     let tries = 0
     let result: Handled = "skipped"
+    if (batch !== undefined) waiting.set(event.key, [...(waiting.get(event.key) ?? []), { event, payload }])
     const run = actor.submit(async () => {
       if (tries++ > 0) metrics?.retried()
+      if (batch !== undefined) {
+        if (applied.delete(event.id)) {
+          result = "done"
+          return
+        }
+        const taken = tries === 1 ? runOf(event, batch.max) : []
+        if (taken.length > 1 && (await applyRun(batch, taken))) {
+          result = "done"
+          return
+        }
+        unwait(event.key, new Set([event.id]))
+      }
       result = await apply(event, payload, tries)
     }).then(async (outcome) => {
       const decision =
@@ -336,6 +412,10 @@ export const make = (deps: {
       .finally(() => {
         inFlight.delete(run)
         running.delete(event.id)
+        if (batch !== undefined) {
+          applied.delete(event.id)
+          unwait(event.key, new Set([event.id]))
+        }
         if (backlog && inFlight.size <= maxScheduled / 2) refill()
       })
     return run
