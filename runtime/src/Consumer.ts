@@ -152,13 +152,17 @@ export const make = (deps: {
       return out
     })
 
+  /** A message's span (its handling: an attempt, or its part of a run). */
+  const begin = (event: Envelope.Envelope): Hop =>
+    tracing.begin(processor.name, event.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key } : {})
+
   /** One attempt at a message, in its span: what became of it (`skipped`: not this instance's, or no longer pending). */
   const apply = async (event: Envelope.Envelope, payload: Buffer | string, n: number): Promise<Handled> => {
     if (deps.cluster?.owns(event.key) === false) return "skipped"
     // A message no longer pending (a redelivery raced its first run) is skipped by the transaction's
     // first statement (see attempt); a read beforehand is needed only where work runs before it.
     if (((processor.prepare !== undefined && processor.prepareReadsOnly !== true) || parking !== undefined) && (await conflictsRetried(() => store.run(inbox.status(processor.name, event.id)))) !== "pending") return "skipped"
-    const hop = tracing.begin(processor.name, event.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key } : {})
+    const hop = begin(event)
     const started = performance.now()
     try {
       const result = await attempt(event, payload, hop, n)
@@ -256,7 +260,8 @@ export const make = (deps: {
     const events = run.map((w) => w.event)
     const first = events[0]!
     if (deps.cluster?.owns(first.key) === false) return false
-    const hop = tracing.begin(processor.name, first.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": first.type, "baton.event.id": first.id, "baton.key": first.key, "baton.run": String(events.length) } : {})
+    // A span per message, as one at a time: each message's events are its own span's children.
+    const hops = events.map((event) => begin(event))
     const started = performance.now()
     let deliveries: Array<() => void>
     let prepared: unknown
@@ -269,16 +274,16 @@ export const make = (deps: {
           for (const w of run) if (!(yield* inbox.settleFirst(processor.name, w.event.id, "done", kept(w.payload)))) return yield* Effect.fail(notRun)
           const announced = yield* b.handle(events, prepared)
           const local: Array<() => void> = []
-          for (const [i, event] of events.entries()) local.push(...(yield* announce(event, announced[i] ?? [], hop.traceparent)))
+          for (const [i, event] of events.entries()) local.push(...(yield* announce(event, announced[i] ?? [], hops[i]!.traceparent)))
           return local
         })
       )
     } catch (error) {
-      hop.end(error)
+      for (const hop of hops) hop.end(error)
       if (debug) deps.logger.log("debug", "run of messages not applied; one at a time", { processor: processor.name, id: first.id, messages: events.length, reason: Log.reason(error) })
       return false
     }
-    hop.end()
+    for (const hop of hops) hop.end()
     metrics?.latency((performance.now() - started) / 1000)
     Crash.point("processed-committed", processor.name)
     for (const w of run.slice(1)) applied.add(w.event.id)
