@@ -156,6 +156,17 @@ export const make = (deps: {
   const begin = (event: Envelope.Envelope): Hop =>
     tracing.begin(processor.name, event.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key } : {})
 
+  /** After a message's (or a run's) commit: its deliveries, then the processor's `committed` (a throw is logged). */
+  const afterCommit = async (event: Envelope.Envelope, deliveries: ReadonlyArray<() => void>, committed: () => Promise<void> | void): Promise<void> => {
+    for (const deliver of deliveries) deliver()
+    deps.poke()
+    try {
+      await committed()
+    } catch (error) {
+      deps.logger.log("warn", "after-commit step failed", { processor: processor.name, envelope: event.id, reason: Log.reason(error), ...Envelope.logFields(event) })
+    }
+  }
+
   /** One attempt at a message, in its span: what became of it (`skipped`: not this instance's, or no longer pending). */
   const apply = async (event: Envelope.Envelope, payload: Buffer | string, n: number): Promise<Handled> => {
     if (deps.cluster?.owns(event.key) === false) return "skipped"
@@ -230,13 +241,7 @@ export const make = (deps: {
     // The partition moved to another instance meanwhile: the message is its now.
     if (deliveries === undefined) return "skipped"
     Crash.point("processed-committed", processor.name)
-    for (const deliver of deliveries) deliver()
-    deps.poke()
-    try {
-      await processor.committed?.(event, prepared)
-    } catch (error) {
-      deps.logger.log("warn", "after-commit step failed", { processor: processor.name, envelope: event.id, reason: Log.reason(error), ...Envelope.logFields(event) })
-    }
+    await afterCommit(event, deliveries, () => processor.committed?.(event, prepared))
     return "done"
   }
 
@@ -288,13 +293,7 @@ export const make = (deps: {
     Crash.point("processed-committed", processor.name)
     for (const w of run.slice(1)) applied.add(w.event.id)
     unwait(first.key, new Set(events.map((e) => e.id)))
-    for (const deliver of deliveries) deliver()
-    deps.poke()
-    try {
-      await b.committed?.(events, prepared)
-    } catch (error) {
-      deps.logger.log("warn", "after-commit step failed", { processor: processor.name, envelope: first.id, reason: Log.reason(error), ...Envelope.logFields(first) })
-    }
+    await afterCommit(first, deliveries, () => b.committed?.(events, prepared))
     return true
   }
 
