@@ -375,7 +375,11 @@ export const make = (deps: {
     const actor = deps.actors[partitionOf(event.key, deps.actors.length)]!
     let tries = 0
     let result: Handled = "skipped"
-    if (batch !== undefined) waiting.set(event.key, [...(waiting.get(event.key) ?? []), { event, payload }])
+    if (batch !== undefined) {
+      const queue = waiting.get(event.key)
+      if (queue === undefined) waiting.set(event.key, [{ event, payload }])
+      else queue.push({ event, payload })
+    }
     const run = actor.submit(async () => {
       if (tries++ > 0) metrics?.retried()
       if (batch !== undefined) {
