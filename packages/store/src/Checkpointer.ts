@@ -3,7 +3,7 @@
  * takes the WAL past 1,000 pages, on the thread that commits: it copies the pages into the
  * database file and syncs it, a 20-130 ms stall of the runtime's one event loop. Here a worker
  * thread with its own connection to the same file runs `PRAGMA wal_checkpoint(PASSIVE)` every
- * `intervalMs` instead: PASSIVE takes no lock a writer waits for (it copies what no reader
+ * `intervalMs` instead (less often while nothing is written): PASSIVE takes no lock a writer waits for (it copies what no reader
  * needs), and the writer restarts the WAL from its start once a checkpoint has copied all of it,
  * so the file stays small. The writing connection keeps an automatic checkpoint at a much higher
  * mark (`fallbackPages`) as a bound should the worker fall behind or die.
@@ -31,15 +31,24 @@ const { DatabaseSync } = require("node:sqlite")
 const db = new DatabaseSync(workerData.path)
 db.exec("PRAGMA synchronous = " + workerData.synchronous + "; PRAGMA wal_autocheckpoint = 0;")
 const checkpoint = db.prepare("PRAGMA wal_checkpoint(PASSIVE)")
-const timer = setInterval(() => {
+// Idle (nothing new in the WAL since the last checkpoint): the wait doubles, up to 16 times the interval.
+let wait = workerData.intervalMs
+let last = -1
+let timer
+const tick = () => {
   try {
-    checkpoint.get()
+    const { log, checkpointed } = checkpoint.get()
+    const idle = log === last && checkpointed === log
+    last = log
+    wait = idle ? Math.min(wait * 2, 16 * workerData.intervalMs) : workerData.intervalMs
   } catch (error) {
     parentPort.postMessage({ error: String(error && error.message || error) })
   }
-}, workerData.intervalMs)
+  timer = setTimeout(tick, wait)
+}
+timer = setTimeout(tick, wait)
 parentPort.on("message", () => {
-  clearInterval(timer)
+  clearTimeout(timer)
   db.close()
   parentPort.close()
 })
