@@ -86,6 +86,13 @@ export const burst = async (count: number, window: number, publish: (i: number) 
 }
 
 /** Resolves when `n` calls of the returned `hit` happened. */
+/**
+ * Orders (or workflows) every contender runs, unmeasured, before a measured run: the same number for
+ * each, so that no one's figures carry its JIT warm-up (the first orders on a fresh runtime take
+ * several times as long). `BENCH_WARMUP` sets it.
+ */
+export const warmup = (): number => Number(process.env.BENCH_WARMUP ?? 50)
+
 export const counter = (n: number) => {
   let count = 0
   let resolve: () => void = () => {}

@@ -2,7 +2,8 @@
  * `node bench/src/profile.ts <tree> <orders> <outDir> [sqlite|pg]`: the order flow (burst) on one
  * runtime of `<tree>` (SQLite by default; `pg`: on a fresh PostgreSQL schema) run under `node --cpu-prof`; after a warm-up of 200 orders, `<orders>` orders; the profile
  * is written to `<outDir>` when the runtime stops. Then prints the top frames by self and inclusive
- * time (`bench/src/profileTop.ts`).
+ * time (`bench/src/profileTop.ts`). With `BATON_AB_TOPOLOGY=mediator`, the mediator's order workflow
+ * instead (to `workflow-completed`), as in `ab.ts`.
  */
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -13,10 +14,21 @@ import { placeOrders } from "./scenarios/orders.ts"
 
 const [treeArg = ".", countArg = "3000", outDir = "/tmp/baton-prof", engine = "sqlite"] = process.argv.slice(2)
 const tree = resolve(treeArg)
+const mediator = process.env.BATON_AB_TOPOLOGY === "mediator"
+const doneTopic = mediator ? "events/workflow-completed" : "events/order-shipped"
 const dataDir = mkdtempSync(join(tmpdir(), "baton-prof-"))
 const schema = engine === "pg" ? await freshSchema() : undefined
 const child = spawn(process.execPath, ["--cpu-prof", `--cpu-prof-dir=${outDir}`, join(tree, "runtime/src/main.ts")], {
-  env: { ...process.env, BATON_MQTT_PORT: "0", BATON_WS_PORT: "off", BATON_HTTP_PORT: "0", BATON_DATA_DIR: dataDir, BATON_PUBLISH_RATE: "1000000", ...(schema === undefined ? {} : { BATON_DATABASE_URL: schema.url }) },
+  env: {
+    ...process.env,
+    BATON_MQTT_PORT: "0",
+    BATON_WS_PORT: "off",
+    BATON_HTTP_PORT: "0",
+    BATON_DATA_DIR: dataDir,
+    BATON_PUBLISH_RATE: "1000000",
+    ...(mediator ? { BATON_TOPOLOGY: "mediator" } : {}),
+    ...(schema === undefined ? {} : { BATON_DATABASE_URL: schema.url })
+  },
   stdio: ["ignore", "pipe", "pipe"]
 })
 let output = ""
@@ -32,8 +44,8 @@ const ready = await new Promise<RegExpMatchArray>((ok, fail) => {
   check()
 })
 const mqtt = Number(ready[2])
-await placeOrders(mqtt, 200, "events/order-shipped")
-const { perSecond } = await placeOrders(mqtt, Number(countArg), "events/order-shipped")
+await placeOrders(mqtt, 200, doneTopic)
+const { perSecond } = await placeOrders(mqtt, Number(countArg), doneTopic)
 console.log(`${perSecond?.toFixed(1)} orders/s under the profiler`)
 await new Promise((r) => setTimeout(r, 300))
 child.kill("SIGINT")

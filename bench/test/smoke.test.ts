@@ -7,6 +7,8 @@ import * as OrderFlow from "../src/scenarios/orderFlow.ts"
 import * as Workflows from "../src/scenarios/workflows.ts"
 
 const positive = (n: number | undefined) => expect(n).toBeGreaterThan(0)
+// A short warm-up: the scenarios read it at each run (the smoke runs check that it runs, not its size).
+process.env.BENCH_WARMUP ??= "5"
 
 describe("benchmark scenarios, smoke runs", () => {
   it("one hop: raw relay and Baton", async () => {

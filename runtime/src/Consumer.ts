@@ -129,6 +129,12 @@ export const make = (deps: {
   const attempts = new Map<string, Array<Attempt>>()
   /** The decision on a message's last failed attempt, until the supervisor settles it. */
   const decided = new Map<string, Decision.Decision>()
+  /** Runs of one key's waiting messages in one transaction (see `Processor.batch`); not with parking or replies. */
+  const batch = parking === undefined && processor.reply === undefined ? processor.batch : undefined
+  /** Per key, its messages scheduled and not yet run, in order: what a run can take. */
+  const waiting = new Map<string, Array<{ readonly event: Envelope.Envelope; readonly payload: Buffer | string }>>()
+  /** Messages applied in an earlier message's run: their own turn finds them done. */
+  const applied = new Set<string>()
 
   /** False when a cluster partition moved to another instance meanwhile: the message is its now. */
   const holds = (key: string): Sql<boolean> => (deps.cluster === undefined ? Effect.succeed(true) : deps.cluster.holds(key))
@@ -146,13 +152,30 @@ export const make = (deps: {
       return out
     })
 
+  /** A message's span (its handling: an attempt, or its part of a run). */
+  const begin = (event: Envelope.Envelope): Hop =>
+    tracing.begin(processor.name, event.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key } : {})
+
+  /**
+   * After a message's (or a run's) commit: its deliveries (the relay's poke among them when it
+   * wrote to the outbox, see `announce`), then the processor's `committed` (a throw is logged).
+   */
+  const afterCommit = async (event: Envelope.Envelope, deliveries: ReadonlyArray<() => void>, committed: () => Promise<void> | void): Promise<void> => {
+    for (const deliver of deliveries) deliver()
+    try {
+      await committed()
+    } catch (error) {
+      deps.logger.log("warn", "after-commit step failed", { processor: processor.name, envelope: event.id, reason: Log.reason(error), ...Envelope.logFields(event) })
+    }
+  }
+
   /** One attempt at a message, in its span: what became of it (`skipped`: not this instance's, or no longer pending). */
   const apply = async (event: Envelope.Envelope, payload: Buffer | string, n: number): Promise<Handled> => {
     if (deps.cluster?.owns(event.key) === false) return "skipped"
     // A message no longer pending (a redelivery raced its first run) is skipped by the transaction's
     // first statement (see attempt); a read beforehand is needed only where work runs before it.
     if (((processor.prepare !== undefined && processor.prepareReadsOnly !== true) || parking !== undefined) && (await conflictsRetried(() => store.run(inbox.status(processor.name, event.id)))) !== "pending") return "skipped"
-    const hop = tracing.begin(processor.name, event.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key } : {})
+    const hop = begin(event)
     const started = performance.now()
     try {
       const result = await attempt(event, payload, hop, n)
@@ -220,14 +243,60 @@ export const make = (deps: {
     // The partition moved to another instance meanwhile: the message is its now.
     if (deliveries === undefined) return "skipped"
     Crash.point("processed-committed", processor.name)
-    // The relay is poked by the deliveries when the transaction wrote to the outbox (announce).
-    for (const deliver of deliveries) deliver()
-    try {
-      await processor.committed?.(event, prepared)
-    } catch (error) {
-      deps.logger.log("warn", "after-commit step failed", { processor: processor.name, envelope: event.id, reason: Log.reason(error), ...Envelope.logFields(event) })
-    }
+    await afterCommit(event, deliveries, () => processor.committed?.(event, prepared))
     return "done"
+  }
+
+  /** The waiting messages of `event`'s key from it on (at most the batch's `max`); it alone when it is not the first. */
+  const runOf = (event: Envelope.Envelope, max: number) => {
+    const queue = waiting.get(event.key) ?? []
+    return queue[0]?.event.id === event.id ? queue.slice(0, max) : []
+  }
+  const unwait = (key: string, ids: ReadonlySet<string>) => {
+    const queue = waiting.get(key)?.filter((w) => !ids.has(w.event.id))
+    if (queue === undefined || queue.length === 0) waiting.delete(key)
+    else waiting.set(key, queue)
+  }
+  const notRun = new Error("the run did not apply")
+
+  /**
+   * A run of one key's waiting messages in one transaction: true once committed. False when
+   * anything failed it (nothing of it committed): its first message then runs alone.
+   */
+  const applyRun = async (b: NonNullable<typeof batch>, run: ReadonlyArray<{ readonly event: Envelope.Envelope; readonly payload: Buffer | string }>): Promise<boolean> => {
+    const events = run.map((w) => w.event)
+    const first = events[0]!
+    if (deps.cluster?.owns(first.key) === false) return false
+    // A span per message, as one at a time: each message's events are its own span's children.
+    const hops = events.map((event) => begin(event))
+    const started = performance.now()
+    let deliveries: Array<() => void>
+    let prepared: unknown
+    try {
+      prepared = await Effect.runPromise(b.prepare(events))
+      Crash.point("handler", processor.name)
+      deliveries = await store.group(
+        Effect.gen(function* () {
+          if (!inbox.guarded && !(yield* holds(first.key))) return yield* Effect.fail(notRun)
+          for (const w of run) if (!(yield* inbox.settleFirst(processor.name, w.event.id, "done", kept(w.payload)))) return yield* Effect.fail(notRun)
+          const announced = yield* b.handle(events, prepared)
+          const local: Array<() => void> = []
+          for (const [i, event] of events.entries()) local.push(...(yield* announce(event, announced[i] ?? [], hops[i]!.traceparent)))
+          return local
+        })
+      )
+    } catch (error) {
+      for (const hop of hops) hop.end(error)
+      if (debug) deps.logger.log("debug", "run of messages not applied; one at a time", { processor: processor.name, id: first.id, messages: events.length, reason: Log.reason(error) })
+      return false
+    }
+    for (const hop of hops) hop.end()
+    metrics?.latency((performance.now() - started) / 1000)
+    Crash.point("processed-committed", processor.name)
+    for (const w of run.slice(1)) applied.add(w.event.id)
+    unwait(first.key, new Set(events.map((e) => e.id)))
+    await afterCommit(first, deliveries, () => b.committed?.(events, prepared))
+    return true
   }
 
   /**
@@ -311,8 +380,25 @@ export const make = (deps: {
     const actor = deps.actors[partitionOf(event.key, deps.actors.length)]!
     let tries = 0
     let result: Handled = "skipped"
+    if (batch !== undefined) {
+      const queue = waiting.get(event.key)
+      if (queue === undefined) waiting.set(event.key, [{ event, payload }])
+      else queue.push({ event, payload })
+    }
     const run = actor.submit(async () => {
       if (tries++ > 0) metrics?.retried()
+      if (batch !== undefined) {
+        if (applied.delete(event.id)) {
+          result = "done"
+          return
+        }
+        const taken = tries === 1 ? runOf(event, batch.max) : []
+        if (taken.length > 1 && (await applyRun(batch, taken))) {
+          result = "done"
+          return
+        }
+        unwait(event.key, new Set([event.id]))
+      }
       result = await apply(event, payload, tries)
     }).then(async (outcome) => {
       const decision =
@@ -339,6 +425,10 @@ export const make = (deps: {
       .finally(() => {
         inFlight.delete(run)
         running.delete(event.id)
+        if (batch !== undefined) {
+          applied.delete(event.id)
+          unwait(event.key, new Set([event.id]))
+        }
         if (backlog && inFlight.size <= maxScheduled / 2) refill()
       })
     return run

@@ -51,15 +51,18 @@ const plan = fc.record({
   failures: fc.array(fc.boolean(), { minLength: 80, maxLength: 80 }),
   partitions: fc.integer({ min: 2, max: 6 }),
   /** Back-pressure: messages in memory at most (the rest wait in the inbox); the default when absent. */
-  maxScheduled: fc.option(fc.integer({ min: 1, max: 12 }), { nil: undefined })
+  maxScheduled: fc.option(fc.integer({ min: 1, max: 12 }), { nil: undefined }),
+  /** Runs of a key's waiting messages in one transaction (`Processor.batch`), of at most this many. */
+  batch: fc.option(fc.integer({ min: 2, max: 5 }), { nil: undefined })
 })
 
 describe.each(engines)("Consumer on %s", (engine, open) => {
-  it("for any keyed stream over concurrent partitions, with delays, transient failures and any bound on what is in memory: each effect once, in order per key, within the bound", async () => {
+  it("for any keyed stream over concurrent partitions, with delays, transient failures, any bound on what is in memory and runs of a key's messages or not: each effect once, in order per key, within the bound", async () => {
     let round = 0
     let overlapSeen = 0
+    let runsSeen = 0
     await fc.assert(
-      fc.asyncProperty(plan, async ({ messages, delays, failures, partitions, maxScheduled }) => {
+      fc.asyncProperty(plan, async ({ messages, delays, failures, partitions, maxScheduled, batch }) => {
         const store = await open()
         const table = `effects_${++round}`
         await store.migrate([{ name: `test/${table}`, sql: ddl((t) => `CREATE TABLE ${table} (n ${t.serialKey}, key TEXT NOT NULL, seq ${t.int} NOT NULL)`) }])
@@ -73,10 +76,7 @@ describe.each(engines)("Consumer on %s", (engine, open) => {
         let overlap = 0
         let scheduledMax = 0
         let consumer: Consumer.Consumer | undefined
-        const processor: Processor = {
-          name: "p",
-          consumes: ["x"],
-          handle: (event: Envelope.Envelope) =>
+        const handle = (event: Envelope.Envelope) =>
             Effect.gen(function* () {
               const { seq, i } = event.data as { seq: number; i: number }
               inside++
@@ -97,6 +97,21 @@ describe.each(engines)("Consumer on %s", (engine, open) => {
                 inside--
               }
             })
+        const processor: Processor = {
+          name: "p",
+          consumes: ["x"],
+          handle,
+          // A run applies its messages in order in one transaction; a transient failure of one fails the run.
+          ...(batch === undefined
+            ? {}
+            : {
+                batch: {
+                  max: batch,
+                  prepare: () => Effect.void,
+                  handle: (events: ReadonlyArray<Envelope.Envelope>) =>
+                    Effect.forEach(events, handle).pipe(Effect.tap(() => Effect.sync(() => void (runsSeen += events.length > 1 ? 1 : 0))))
+                }
+              })
         }
         const system = Supervisor.system()
         const actors = Array.from({ length: partitions }, (_, i) => Supervisor.make(system, `p-${round}-${i}`, { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
@@ -137,6 +152,7 @@ describe.each(engines)("Consumer on %s", (engine, open) => {
     // Partitions run side by side: their handlers (inside their transactions) overlapped on
     // PostgreSQL's pool. SQLite's single connection runs one transaction at a time (group commit).
     if (engine === "PostgreSQL") expect(overlapSeen, "handlers of different partitions overlapped in some run").toBeGreaterThan(0)
+    expect(runsSeen, "some runs of several messages of a key were applied").toBeGreaterThan(0)
   }, 240_000)
 })
 

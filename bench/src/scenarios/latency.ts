@@ -9,8 +9,9 @@
 import mqtt from "mqtt"
 import { Log } from "@baton/core"
 import { make, type Mode } from "@baton/request-reply"
-import { burst, child, counter, noDelay, sleep, within } from "../lib.ts"
+import { burst, child, counter, noDelay, sleep, warmup, within } from "../lib.ts"
 import { paced, tracker, type LatencySummary } from "../pacing.ts"
+import { placeOrders } from "./orders.ts"
 import { onRuntime } from "./runtime.ts"
 
 export type Latency = LatencySummary
@@ -19,6 +20,8 @@ const order = (i: number) => JSON.stringify({ customerId: `acc-${i % 100}`, emai
 
 export const accept = (rate: number, count: number): Promise<Latency> =>
   onRuntime({}, async (r) => {
+    // The warm-up every fixed-rate scenario gets (orders through to the end: nothing left running).
+    await placeOrders(r.mqttPort!, warmup(), "events/order-shipped")
     const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 }))
     const accepted = tracker<number>()
     const pending: Array<Promise<unknown>> = []

@@ -7,7 +7,7 @@
  */
 import { ServiceBroker } from "moleculer"
 import { setNoDelay, transporter } from "../moleculerTransport.ts"
-import { burst, child, counter, cpuDuring, sleep, within } from "../lib.ts"
+import { burst, child, counter, cpuDuring, sleep, warmup, within } from "../lib.ts"
 import { paced, tracker, type LatencySummary } from "../pacing.ts"
 import { order, placeOrders } from "./orders.ts"
 import { onRuntime } from "./runtime.ts"
@@ -21,6 +21,7 @@ export type FlowResult = {
 /** Burst: `count` orders; or paced: `count` orders at `rate` per second, with latencies. */
 export const baton = (env: Record<string, string>, count: number, rate?: number): Promise<FlowResult> =>
   onRuntime(env, async (r) => {
+    await placeOrders(r.mqttPort!, warmup(), "events/order-shipped")
     const { result, cpuMs } = await cpuDuring([r.child.pid!], () => placeOrders(r.mqttPort!, count, "events/order-shipped", rate))
     return result.perSecond === undefined ? result : { ordersPerSecond: result.perSecond, cpuMsPerOrder: cpuMs / count }
   })
@@ -41,11 +42,14 @@ export const moleculer = async (count: number, rate?: number): Promise<FlowResul
     logger: false
   })
   let warm = false
+  const warmed = counter(warmup())
   client.createService({
     name: "load",
     events: {
       "order-shipped"(ctx) {
-        if ((ctx.params as { orderId: string }).orderId.startsWith("warm-")) return void (warm = true)
+        const { orderId } = ctx.params as { orderId: string }
+        if (orderId.startsWith("warmup-")) return warmed.hit()
+        if (orderId.startsWith("warm-")) return void (warm = true)
         orders.done((ctx.params as { orderId: string }).orderId)
         shipped.hit()
       }
@@ -62,6 +66,9 @@ export const moleculer = async (count: number, rate?: number): Promise<FlowResul
       await client.emit("place-order", { ...order(i), orderId: `warm-${i}`, sentAt: Date.now() })
       await sleep(200)
     }
+    // Then the warm-up every contender gets.
+    await burst(warmup(), 500, async (i) => client.emit("place-order", { ...order(i), orderId: `warmup-${i}`, sentAt: Date.now() }))
+    await within(warmed.done, 60_000, `${warmup()} Moleculer warm-up orders shipped`)
     const emit = (i: number, due?: number) => {
       const orderId = `m-${i}`
       orders.sent(orderId, due)

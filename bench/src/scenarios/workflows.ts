@@ -6,7 +6,7 @@
  */
 import { Queue, QueueEvents, type ConnectionOptions } from "bullmq"
 import { Redis } from "ioredis"
-import { burst, child, counter, within } from "../lib.ts"
+import { burst, child, counter, warmup, within } from "../lib.ts"
 import { paced, tracker } from "../pacing.ts"
 import { order, placeOrders, type Placed } from "./orders.ts"
 import { onRuntime } from "./runtime.ts"
@@ -23,7 +23,11 @@ const memoryOf = async (httpPort: number): Promise<{ readonly rssMb: number; rea
 /** Runs `count` workflows (burst, or paced at `rate`) on a running mediator runtime. */
 const drive = (port: number, count: number, rate?: number): Promise<WorkflowResult> => placeOrders(port, count, "events/workflow-completed", rate)
 
-export const baton = (count: number, rate?: number) => onRuntime({ BATON_TOPOLOGY: "mediator" }, (r) => drive(r.mqttPort!, count, rate))
+export const baton = (count: number, rate?: number) =>
+  onRuntime({ BATON_TOPOLOGY: "mediator" }, async (r) => {
+    await drive(r.mqttPort!, warmup())
+    return drive(r.mqttPort!, count, rate)
+  })
 
 /** RSS of the runtime after `few` completed workflows, and after `many` in total. */
 export const memory = (few: number, many: number, progress: (done: number) => void) =>
@@ -79,7 +83,9 @@ export const bullmq = async (count: number, rate?: number): Promise<WorkflowResu
     const workflows = tracker<string>()
     const completed = counter(count)
     let progressAt = performance.now()
+    const warmed = counter(warmup())
     events.on("completed", ({ jobId }) => {
+      if (jobId.startsWith("warmup-")) return warmed.hit()
       if (!workflows.done(jobId)) return
       progressAt = performance.now()
       completed.hit()
@@ -96,6 +102,10 @@ export const bullmq = async (count: number, rate?: number): Promise<WorkflowResu
         )
       }, 1000)
     })
+    // The warm-up every contender gets.
+    await burst(warmup(), 500, (i) => queue.add("create-order", order(i), { jobId: `warmup-${i}`, removeOnComplete: true }))
+    await within(Promise.race([warmed.done, failed, stalled]), 60_000, `${warmup()} BullMQ warm-up workflows completed`)
+    progressAt = performance.now()
     const t0 = performance.now()
     const add = (i: number, due?: number) => {
       const id = `w${i}`

@@ -77,10 +77,29 @@ export interface Processor<P = unknown> {
   /** Runs after the transaction committed (timers, clean-up); a throw is logged, not retried. */
   committed?(event: Envelope, prepared: P): Promise<void> | void
   /**
+   * Messages of one key that wait together (a domain mediator's acknowledgements of one step) may
+   * be applied as one run, in one transaction with each one's done mark: the same as one at a time,
+   * in their order, with fewer transitions written. Its `prepare` only reads and computes (as with
+   * `prepareReadsOnly`); `handle` yields the events each message announces, in their order. When a
+   * run fails in any way (a message handled meanwhile, a failed handler, a lost conflict), nothing
+   * of it commits and its first message runs alone, with its own retries; the rest follow. Not
+   * for a processor that parks failed keys or answers requests.
+   */
+  readonly batch?: Batch<unknown>
+  /**
    * The message failed for good (after its retries, or `Rejected`): what to announce about it,
    * written in the transaction that records the failure (a negative acknowledgement).
    */
   failed?(event: Envelope, reason: string): ReadonlyArray<Next>
+}
+
+/** How a processor applies a run of one key's waiting messages at once (see `Processor.batch`). */
+export interface Batch<B> {
+  /** Messages in one run at most. */
+  readonly max: number
+  prepare(events: ReadonlyArray<Envelope>): Effect.Effect<B, unknown>
+  handle(events: ReadonlyArray<Envelope>, prepared: B): Effect.Effect<ReadonlyArray<ReadonlyArray<Next>>, unknown, SqlClient.SqlClient>
+  committed?(events: ReadonlyArray<Envelope>, prepared: B): Promise<void> | void
 }
 
 /** A failure that retrying cannot fix (bad data): it goes straight to the error path. */

@@ -12,7 +12,7 @@
  *   commands from its channel and acknowledges to the mediator instead of announcing its work.
  */
 import { randomUUID } from "node:crypto"
-import { Conflict, Envelope, Log, NotFound, Rejected, Topics, type Processor, type Workflow as W } from "@baton/core"
+import { Conflict, Envelope, Log, NotFound, Rejected, Topics, type Batch, type Processor, type Workflow as W } from "@baton/core"
 import { Effect } from "effect"
 
 type Result = W.Result
@@ -196,19 +196,21 @@ export const domain = (options: {
     }
   }
 
-  /** The next state for an input (undefined when it changes nothing), from the stored one. */
-  const transition = async (event: Envelope.Envelope): Promise<Saved | undefined> => {
+  /** The workflow's state as its last input committed it. */
+  const current = async (id: string): Promise<Saved | undefined> => cache?.get(id) ?? (await store.load(id))
+
+  /** The next state for an input (undefined when it changes nothing), from the state before it. */
+  const transition = (before: Saved | undefined, event: Envelope.Envelope): Saved | undefined => {
     options.fault?.()
-    const current = cache?.get(event.key) ?? (await store.load(event.key))
     const input = inputOf(event)
     if (input === undefined) throw new Rejected(`${name} does not understand ${event.type}`)
-    const spec = specOf(input._tag === "Start" ? String((event.data as { workflow?: unknown }).workflow) : (current?.workflow ?? ""))
+    const spec = specOf(input._tag === "Start" ? String((event.data as { workflow?: unknown }).workflow) : (before?.workflow ?? ""))
     if (spec === undefined) {
-      if (current === undefined) return undefined // an input for a workflow that has finished
-      throw new Rejected(`${name} has no workflow named ${current.workflow}`)
+      if (before === undefined) return undefined // an input for a workflow that has finished
+      throw new Rejected(`${name} has no workflow named ${before.workflow}`)
     }
-    const t = Machine.transition(spec, defaults, current, input, now().toISOString())
-    if (t.state === undefined || (t.state === current && t.effects.length === 0)) return undefined
+    const t = Machine.transition(spec, defaults, before, input, now().toISOString())
+    if (t.state === undefined || (t.state === before && t.effects.length === 0)) return undefined
     return { ...t.state, lastInput: event.id, lastEffects: t.effects } satisfies Saved
   }
 
@@ -229,6 +231,52 @@ export const domain = (options: {
       }
     })
 
+  /** After the commit of a new state: kept in memory, and the timeouts of the commands it still waits for armed. */
+  const settled = (saved: Saved, sends: ReadonlyArray<Machine.Effect>) => {
+    cached(saved)
+    disarm(saved)
+    if (Machine.terminal(saved.status)) return
+    for (const effect of sends) {
+      if (effect._tag !== "Send") continue
+      const command = saved.commands[effect.command.key]
+      // (In a run, a later input of it may have acknowledged it already.)
+      if (command?.status === "sent" && command.envelopeId === effect.command.envelopeId) arm(saved.id, command)
+    }
+  }
+
+  /** In the input's transaction: the state written (or a finished workflow's removed). */
+  const write = (saved: Saved) => (Machine.terminal(saved.status) && !Machine.kept(saved.status) ? store.remove(saved.id) : store.save(saved))
+
+  /**
+   * A run of one workflow's waiting inputs (the acknowledgements of a step, come together): each
+   * input's transition from the one before, as one at a time would give; the last state written
+   * once, each input's effects announced as its own.
+   */
+  const batch: Batch<ReadonlyArray<Saved | undefined>> = {
+    max: 16,
+    prepare: (events) =>
+      Effect.tryPromise({
+        try: async () => {
+          let state = await current(events[0]!.key)
+          return events.map((event) => {
+            const next = transition(state, event)
+            if (next !== undefined) state = next
+            return next
+          })
+        },
+        catch: (error) => error
+      }),
+    handle: (events, steps) => {
+      const last = steps.findLast((s) => s !== undefined)
+      const announced = events.map((event, i) => (steps[i] === undefined ? [] : outgoing(event, steps[i])))
+      return last === undefined ? Effect.succeed(announced) : Effect.as(write(last), announced)
+    },
+    committed: (_events, steps) => {
+      const last = steps.findLast((s) => s !== undefined)
+      if (last !== undefined) settled(last, steps.flatMap((s) => s?.lastEffects ?? []))
+    }
+  }
+
   const processor: Processor<Saved | undefined> = {
     name,
     consumes: [],
@@ -240,7 +288,7 @@ export const domain = (options: {
     // the transition, whose result `handle` writes in the input's transaction.
     prepare: (event) =>
       Effect.tryPromise({
-        try: () => transition(event),
+        try: async () => transition(await current(event.key), event),
         catch: (error) => error
       }),
     // It only reads the workflow's state and computes the transition.
@@ -249,15 +297,12 @@ export const domain = (options: {
       if (saved === undefined) return Effect.succeed([])
       // In the input's own transaction, with the effects below and the input's `done` mark. A
       // finished workflow is announced by these effects, and nothing is kept for it but a discarded one.
-      return Effect.as(Machine.terminal(saved.status) && !Machine.kept(saved.status) ? store.remove(saved.id) : store.save(saved), outgoing(event, saved))
+      return Effect.as(write(saved), outgoing(event, saved))
     },
     committed: async (_event, saved) => {
-      if (saved === undefined) return
-      cached(saved)
-      disarm(saved)
-      if (Machine.terminal(saved.status)) return
-      for (const effect of saved.lastEffects) if (effect._tag === "Send") arm(saved.id, effect.command)
-    }
+      if (saved !== undefined) settled(saved, saved.lastEffects)
+    },
+    batch
   }
 
   return {

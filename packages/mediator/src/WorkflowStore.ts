@@ -11,7 +11,10 @@ import type { Effect as Step, State } from "./Machine.ts"
 export interface Saved extends State {
   /** The mediator queue entry this state answers (for the record). */
   readonly lastInput: string
-  /** The effects of the transition to this state, sent in the same transaction. */
+  /**
+   * The effects of the transition to this state, sent in the same transaction. In memory only (for
+   * the mediator's steps after the commit): they are not stored, and a loaded state has none.
+   */
   readonly lastEffects: ReadonlyArray<Step>
 }
 
@@ -54,7 +57,13 @@ export const migrations = [
   }
 ]
 
-const savedOf = (r: Record<string, unknown>): Saved => JSON.parse(String(r.state)) as Saved
+const savedOf = (r: Record<string, unknown>): Saved => ({ ...(JSON.parse(String(r.state)) as Saved), lastEffects: [] })
+
+/**
+ * The stored text of a state: without its effects, which were sent with it (a command's data, an
+ * announcement's: up to a third of a workflow's text).
+ */
+const stateText = ({ lastEffects: _effects, ...state }: Saved): string => JSON.stringify(state)
 
 const conditions = ({ status, domain }: { readonly status?: string | undefined; readonly domain?: string | undefined }) => ({
   where: [status === undefined ? undefined : "status = ?", domain === undefined ? undefined : "domain = ?"].filter((w) => w !== undefined),
@@ -77,7 +86,7 @@ export const inStore = async (store: Store): Promise<WorkflowStore> => {
   return {
     kind: store.kind,
     load: (id) => store.run(Effect.map(load.get(id), (row) => (row === undefined ? undefined : savedOf(row)))),
-    save: (s) => Effect.asVoid(upsert.run(s.id, s.domain, s.workflow, s.status, JSON.stringify(s), s.updatedAt)),
+    save: (s) => Effect.asVoid(upsert.run(s.id, s.domain, s.workflow, s.status, stateText(s), s.updatedAt)),
     remove: (id) => Effect.asVoid(remove.run(id)),
     list: ({ status, domain, limit = 1000 }) => {
       const { where, params } = conditions({ status, domain })

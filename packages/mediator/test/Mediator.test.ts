@@ -84,6 +84,10 @@ for (const kind of ["sqlite", "pg"] as const)
       expect(await workflows.load("a")).toBeDefined()
       await store.transaction(workflows.remove("a"))
       expect(await workflows.load("a")).toBeUndefined()
+      // The effects a state was reached with went out with it: not stored, and a loaded state has none.
+      await store.transaction(workflows.save({ ...saved("c", "running", "2026-01-04"), lastEffects: [{ _tag: "Announce", type: "workflow-started", data: { workflowId: "c" } }] }))
+      expect((await workflows.load("c"))?.lastEffects).toEqual([])
+      expect(String((await store.run(store.query("SELECT state FROM workflows WHERE id = ?").get("c")))?.state)).not.toContain("workflow-started")
     })
 
     it("a domain mediator starts a workflow, saves its state with the input and advances on acknowledgements", async () => {

@@ -1,3 +1,5 @@
+import type { Envelope } from "@baton/core"
+
 /**
  * What each processor of the reference order workflow answers to a command, for tests: `order` is
  * the data `order-created` carries (and the payment events extend).
@@ -22,3 +24,21 @@ export const resultsFor =
         return [{ type: "email-sent", data: { orderId: order.orderId } }]
     }
   }
+
+/** The reference order (a workflow's input), and its `order-created` as order placement announces it. */
+export const order = { orderId: "ORD-1", customerId: "c1", email: "c1@example.com", items: [{ sku: "BOOK-1", qty: 1, price: 2 }], total: 2, payment: { card: "4242424242424242" } }
+export const created = { ...order, paymentToken: "tok_1", cardLast4: "4242" }
+
+/** The answers for the reference order. */
+export const resultsOf = resultsFor(created)
+
+/** An input of the workflow `wf-1`. */
+export const envelope = (id: string, type: string, data: unknown): Envelope.Envelope => ({
+  id,
+  type,
+  key: "wf-1",
+  correlationId: "wf-1",
+  causationId: id,
+  occurredAt: new Date(0).toISOString(),
+  data
+})

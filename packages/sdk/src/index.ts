@@ -345,18 +345,26 @@ export type DataOf<E> = E extends Event<string, infer A> ? A : never
 /** ` FOR UPDATE` on PostgreSQL (another instance's transaction waits for the row), nothing on SQLite (one writer). */
 export const forUpdate: (dialect: AppContext["dialect"]) => string = Postgres.forUpdate
 
+/** A schema's decoder, made once (a workflow's steps read the same results several times each). */
+const decoders = new WeakMap<EventSchema, (u: unknown) => any>()
+const decoderOf = (schema: EventSchema): ((u: unknown) => any) => {
+  let decode = decoders.get(schema)
+  if (decode === undefined) decoders.set(schema, (decode = Schema.decodeUnknownSync(schema)))
+  return decode
+}
+
 /**
  * A workflow's data read with the events' schemas, typed rather than cast: its input, and the
  * results of its commands (the data processors announced, at the current version).
  */
 export const WorkflowData = {
   /** The input (patchable on restart), or as much of it as `schema` reads. */
-  input: <S extends EventSchema>(data: CoreWorkflow.Data, schema: S): S["Type"] => Schema.decodeUnknownSync(schema)(data.input),
+  input: <S extends EventSchema>(data: CoreWorkflow.Data, schema: S): S["Type"] => decoderOf(schema)(data.input),
   /** The first result of the event's type, or undefined before one arrives. */
   find: <E extends Event>(data: CoreWorkflow.Data, event: E): DataOf<E> | undefined => {
     const found = CoreWorkflow.find<unknown>(data, event.type)
-    return found === undefined ? undefined : Schema.decodeUnknownSync(event.schema)(found)
+    return found === undefined ? undefined : decoderOf(event.schema)(found)
   },
   /** Like `find`, for a result the workflow cannot go on without. */
-  need: <E extends Event>(data: CoreWorkflow.Data, event: E): DataOf<E> => Schema.decodeUnknownSync(event.schema)(CoreWorkflow.need<unknown>(data, event.type))
+  need: <E extends Event>(data: CoreWorkflow.Data, event: E): DataOf<E> => decoderOf(event.schema)(CoreWorkflow.need<unknown>(data, event.type))
 } as const

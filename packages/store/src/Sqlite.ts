@@ -14,6 +14,7 @@ import { dirname } from "node:path"
 import { Effect, Exit, Scope, Semaphore, Stream } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { SqlClient, SqlError, Statement, type SqlConnection } from "effect/sql"
+import * as Checkpointer from "./Checkpointer.ts"
 import * as Store from "./Store.ts"
 import type { Synchronous } from "./Store.ts"
 
@@ -21,6 +22,13 @@ export interface Options {
   /** File path, or ":memory:". */
   readonly path: string
   readonly synchronous?: "OFF" | "NORMAL" | "FULL"
+  /**
+   * How often a worker thread checkpoints the WAL (`Checkpointer.ts`), ms; 0: SQLite's automatic
+   * checkpoint in the committing thread instead. A file database only.
+   */
+  readonly checkpointIntervalMs?: number
+  /** Told when a checkpoint in the worker fails (the next one tries again). */
+  readonly onCheckpointError?: (message: string) => void
 }
 
 /**
@@ -109,7 +117,12 @@ export const client = (db: DatabaseSync): Effect.Effect<{ readonly sql: SqlClien
 export const open = async (options: Options): Promise<Store.Store> => {
   if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true })
   const db = new DatabaseSync(options.path)
-  db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${options.synchronous ?? "NORMAL"}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;`)
+  const synchronous = options.synchronous ?? "NORMAL"
+  db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;`)
+  const intervalMs = options.checkpointIntervalMs ?? 50
+  const checkpointer =
+    options.path === ":memory:" || intervalMs <= 0 ? undefined : Checkpointer.start({ path: options.path, synchronous, intervalMs }, options.onCheckpointError)
+  if (checkpointer !== undefined) db.exec(`PRAGMA wal_autocheckpoint = ${Checkpointer.fallbackPages}`)
   db.exec("CREATE TABLE IF NOT EXISTS baton_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
   const scope = Scope.makeUnsafe()
   const { sql, exclusive } = await Effect.runPromise(Scope.provide(client(db), scope))
@@ -122,6 +135,8 @@ export const open = async (options: Options): Promise<Store.Store> => {
     maxBatch: 64,
     close: async () => {
       await Effect.runPromise(Scope.close(scope, Exit.void))
+      // The worker's connection first: the last one to close checkpoints the whole WAL and removes it.
+      await checkpointer?.stop()
       if (db.isOpen) db.close()
     }
   })

@@ -38,7 +38,11 @@ export const layer: Layer.Layer<Store, Error, Settings> = Layer.effect(
       Effect.tryPromise({
         try: () =>
           config.databaseUrl === undefined
-            ? Sqlite.open({ path: storePath, synchronous: config.durable ? "NORMAL" : "OFF" })
+            ? Sqlite.open({
+                path: storePath,
+                synchronous: config.durable ? "NORMAL" : "OFF",
+                onCheckpointError: (message) => logger.log("warn", "WAL checkpoint failed (the next one tries again)", { reason: message })
+              })
             : Postgres.open({
                 url: config.databaseUrl,
                 poolSize: config.poolSize,
