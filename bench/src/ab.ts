@@ -13,7 +13,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { freshSchema } from "@baton/testkit/postgres"
-import { cpuMs, median } from "./lib.ts"
+import { benchRuntimeEnv, cpuMs, median } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 
 const [engine = "sqlite", countArg = "1000", roundsArg = "3", ...trees] = process.argv.slice(2)
@@ -68,16 +68,7 @@ const runOnce = async (tree: string): Promise<Result> => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-ab-"))
   const schema = engine === "pg" ? await freshSchema() : undefined
   const child = spawn(process.execPath, [join(tree, "runtime/src/main.ts")], {
-    env: {
-      ...process.env,
-      BATON_MQTT_PORT: "0",
-      BATON_WS_PORT: "off",
-      BATON_HTTP_PORT: "0",
-      BATON_DATA_DIR: dataDir,
-      BATON_PUBLISH_RATE: "1000000",
-      ...(mediator ? { BATON_TOPOLOGY: "mediator" } : {}),
-      ...(schema === undefined ? {} : { BATON_DATABASE_URL: schema.url })
-    },
+    env: benchRuntimeEnv(dataDir, { mediator, databaseUrl: schema?.url }),
     stdio: ["ignore", "pipe", "pipe"]
   })
   let output = ""

@@ -126,3 +126,18 @@ export const cpuDuring = async <A>(pids: ReadonlyArray<number>, body: () => Prom
   await sleep(settleMs)
   return { result, cpuMs: total() - before }
 }
+
+/**
+ * The environment of a runtime that `ab.ts` or `profile.ts` starts: ephemeral ports, its own data
+ * folder, no publish limit; the mediator topology or a PostgreSQL store when given.
+ */
+export const benchRuntimeEnv = (dataDir: string, options: { readonly mediator: boolean; readonly databaseUrl?: string | undefined }): NodeJS.ProcessEnv => ({
+  ...process.env,
+  BATON_MQTT_PORT: "0",
+  BATON_WS_PORT: "off",
+  BATON_HTTP_PORT: "0",
+  BATON_DATA_DIR: dataDir,
+  BATON_PUBLISH_RATE: "1000000",
+  ...(options.mediator ? { BATON_TOPOLOGY: "mediator" } : {}),
+  ...(options.databaseUrl === undefined ? {} : { BATON_DATABASE_URL: options.databaseUrl })
+})

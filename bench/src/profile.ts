@@ -10,6 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { freshSchema } from "@baton/testkit/postgres"
+import { benchRuntimeEnv } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 
 const [treeArg = ".", countArg = "3000", outDir = "/tmp/baton-prof", engine = "sqlite"] = process.argv.slice(2)
@@ -19,16 +20,7 @@ const doneTopic = mediator ? "events/workflow-completed" : "events/order-shipped
 const dataDir = mkdtempSync(join(tmpdir(), "baton-prof-"))
 const schema = engine === "pg" ? await freshSchema() : undefined
 const child = spawn(process.execPath, ["--cpu-prof", `--cpu-prof-dir=${outDir}`, join(tree, "runtime/src/main.ts")], {
-  env: {
-    ...process.env,
-    BATON_MQTT_PORT: "0",
-    BATON_WS_PORT: "off",
-    BATON_HTTP_PORT: "0",
-    BATON_DATA_DIR: dataDir,
-    BATON_PUBLISH_RATE: "1000000",
-    ...(mediator ? { BATON_TOPOLOGY: "mediator" } : {}),
-    ...(schema === undefined ? {} : { BATON_DATABASE_URL: schema.url })
-  },
+  env: benchRuntimeEnv(dataDir, { mediator, databaseUrl: schema?.url }),
   stdio: ["ignore", "pipe", "pipe"]
 })
 let output = ""
