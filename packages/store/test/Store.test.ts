@@ -668,6 +668,25 @@ describe.each(engines)("Store contract on $name", (engine) => {
       expect(await store.transaction(log.firstSight("id-1", entries[1]!.seq))).toBe(false)
     })
 
+    it("SQLite commits appends once the code running now is done, ahead of the turn's other callbacks; PostgreSQL those of the whole turn together", async () => {
+      const { store } = s
+      const log = await IngressLog.make(store, { maxBytes: 100, previewBytes: 10, instance: "when" })
+      // A publisher's PUBACK waits for its append: on SQLite it must not wait behind the rest of
+      // the event loop's turn (here an immediate queued before the append).
+      let turnOver = false
+      setImmediate(() => (turnOver = true))
+      await log.append("initiate/a", Buffer.from("{}"), null)
+      expect(turnOver).toBe(engine.dialect === "pg")
+      // Appends of two runs of code in the same turn: two transactions on SQLite (BEGIN, INSERT,
+      // COMMIT each), one statement on PostgreSQL.
+      const before = store.statements()
+      const first = log.append("initiate/a", Buffer.from("{}"), null)
+      await Promise.resolve()
+      await Promise.all([first, log.append("initiate/a", Buffer.from("{}"), null)])
+      expect(store.statements() - before).toBe(engine.dialect === "sqlite" ? 6 : 1)
+      expect(await log.unforwarded(10)).toHaveLength(3)
+    })
+
     it("keeps every byte value of a payload", async () => {
       const { store } = s
       const log = await IngressLog.make(store, { maxBytes: 1000, previewBytes: 10, instance: "bytes" })
