@@ -199,11 +199,11 @@ export const make = (deps: {
         if (quiet && left === decided && poke !== undefined && inlineEnabled) clean = true
         return forwarded
       }
-      // One transaction per batch; deliveries to local consumers only after its commit.
+      // One transaction per batch; deliveries to local consumers (and the relay's poke, when it
+      // wrote to the outbox) only after its commit.
       const deliveries = await deps.store.transaction(forward(entries))
       for (const deliver of deliveries) deliver()
       forwarded += entries.length
-      poke?.()
     }
   }
   // One drain at a time: two would read the same unforwarded entries.
@@ -282,7 +282,7 @@ export const make = (deps: {
         throw error
       }
     },
-    /** Starts forwarding (first what a crash left in the log); `relay` is poked after each batch. */
+    /** Starts forwarding (first what a crash left in the log); `relay` is poked after what wrote to the outbox. */
     start: (relay: () => void): Promise<number> => {
       poke = relay
       return drain()

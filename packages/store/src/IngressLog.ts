@@ -162,9 +162,9 @@ export const make = async (
     row: (e: (typeof batch)[number]) => ReadonlyArray<unknown>,
     forward: (entries: ReadonlyArray<Entry>) => Sql<() => void>
   ) => {
-    let then: () => void
+    let after: () => void
     try {
-      then = await store.transaction(
+      after = await store.transaction(
         Effect.gen(function* () {
           const rows = store.dialect === "pg" ? maxRowsPerStatement : 1
           const seqs: Array<number> = []
@@ -173,9 +173,9 @@ export const make = async (
             // Sequence numbers are taken in the order of the rows.
             seqs.push(...inserted.map((r) => Number(r.seq)).sort((a, b) => a - b))
           }
-          const then = yield* forward(entries.map((e, i) => ({ seq: seqs[i]!, topic: e.topic, payload: kept(e), size: e.payload.length, clientId: e.clientId })))
+          const after = yield* forward(entries.map((e, i) => ({ seq: seqs[i]!, topic: e.topic, payload: kept(e), size: e.payload.length, clientId: e.clientId })))
           options.beforeCommit?.()
-          return then
+          return after
         })
       )
     } catch (error) {
@@ -183,7 +183,7 @@ export const make = async (
       return
     }
     for (const e of entries) e.done(undefined, true)
-    then()
+    after()
   }
 
   return {
