@@ -110,6 +110,11 @@ export const make = (deps: {
   readonly reject: ErrorPath
   /** Routes accepted events to local consumers in the same transaction (embedded broker). */
   readonly router?: Router
+  /**
+   * Forward a batch inside its append's transaction when nothing older is unforwarded (the log
+   * must be made with `inline`); only for a single instance with the router (embedded broker).
+   */
+  readonly inline?: boolean
   readonly logger: Log.Logger
   /** The ingress span: the root of each initiating event's trace (or a child of the client's). */
   readonly tracing?: Tracing
@@ -122,7 +127,7 @@ export const make = (deps: {
    * Judges logged entries and writes what each becomes, in order, inside the batch's transaction.
    * The envelope ids of the accepted ones are recorded in one statement (one round trip a batch).
    */
-  const forward = (entries: ReadonlyArray<IngressLog.Entry>): Sql<ReadonlyArray<() => void>> =>
+  const forward = (entries: ReadonlyArray<IngressLog.Entry>, mark = true): Sql<ReadonlyArray<() => void>> =>
     Effect.gen(function* () {
       const verdicts = entries.map((entry) => judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size, entry.clientId))
       const sightings = entries.flatMap((entry, i) => {
@@ -132,7 +137,7 @@ export const make = (deps: {
       const first = yield* deps.log.firstSights(sightings)
       const local: Array<() => void> = []
       for (const [i, entry] of entries.entries()) local.push(...(yield* judged(entry, verdicts[i]!, first)))
-      yield* deps.log.forwarded(...entries.map((e) => e.seq))
+      if (mark) yield* deps.log.forwarded(...entries.map((e) => e.seq))
       return local
     })
 
@@ -151,9 +156,13 @@ export const make = (deps: {
           hop.end()
           const payload = Envelope.encode(envelope)
           if (deps.router !== undefined) local.push(...(yield* deps.router.route(topic, envelope, payload)))
-          else yield* deps.outbox.add(topic, payload)
+          else {
+            yield* deps.outbox.add(topic, payload)
+            local.push(pokeRelay)
+          }
         }
-      } else
+      } else {
+        local.push(pokeRelay)
         yield* deps.reject({
           topic: entry.topic,
           payload: entry.payload,
@@ -162,27 +171,71 @@ export const make = (deps: {
           reason: verdict.reason,
           ...(verdict.issues === undefined ? {} : { issues: verdict.issues })
         })
+      }
       return local
     })
 
+  const pokeRelay = () => poke?.()
+
+  /**
+   * Whether the log holds nothing unforwarded older than what is appended now: then a batch is
+   * forwarded in its own append's transaction (`inline`, single-instance embedded setup). False
+   * until the start-up drain found the log empty; false again as soon as a batch is left to the
+   * drain, or an inline one or a drain failed; true again once a drain finds the log empty with
+   * every batch left to it committed before that read (none can then be overtaken).
+   */
+  let clean = false
+  /** Batches left to the drain: decided, and committed or failed. */
+  let left = 0
+  let leftSettled = 0
+
   const drainOnce = async () => {
     let forwarded = 0
-    for (let entries = await deps.log.unforwarded(256); entries.length > 0; entries = await deps.log.unforwarded(256)) {
-      // One transaction per batch; deliveries to local consumers only after its commit.
+    for (;;) {
+      const quiet = left === leftSettled
+      const decided = left
+      const entries = await deps.log.unforwarded(256)
+      if (entries.length === 0) {
+        if (quiet && left === decided && poke !== undefined && inlineEnabled) clean = true
+        return forwarded
+      }
+      // One transaction per batch; deliveries to local consumers (and the relay's poke, when it
+      // wrote to the outbox) only after its commit.
       const deliveries = await deps.store.transaction(forward(entries))
       for (const deliver of deliveries) deliver()
       forwarded += entries.length
-      poke?.()
     }
-    return forwarded
   }
   // One drain at a time: two would read the same unforwarded entries.
   let chain: Promise<unknown> = Promise.resolve()
   const drain = (): Promise<number> => {
     const run = chain.then(drainOnce, drainOnce)
-    chain = run.catch(() => undefined)
+    chain = run.catch(() => {
+      clean = false
+    })
     return run
   }
+
+  const inlineEnabled = deps.inline === true && deps.router !== undefined
+  /** The log's `inline` option: forwarding a batch inside its append's transaction while `clean`. */
+  const inline: IngressLog.Inline = {
+    forwarder: () => {
+      if (clean) return forwardInline
+      left++
+      return undefined
+    },
+    settled: () => {
+      leftSettled++
+    }
+  }
+  const forwardInline = (entries: ReadonlyArray<IngressLog.Entry>): Sql<() => void> =>
+    Effect.map(forward(entries, false), (deliveries) => () => {
+      try {
+        for (const deliver of deliveries) deliver()
+      } catch (error) {
+        deps.logger.log("error", "ingress delivery failed", { reason: Log.reason(error) })
+      }
+    })
 
   const drainSafely = () => {
     scheduled = false
@@ -200,10 +253,20 @@ export const make = (deps: {
   return {
     /** Commits an initiating event; resolves once it is durable. */
     receive: async (topic: string, payload: Buffer, clientId: string | null): Promise<void> => {
-      await deps.log.append(topic, payload, clientId)
+      let forwarded: boolean
+      try {
+        forwarded = await deps.log.append(topic, payload, clientId)
+      } catch (error) {
+        // A drain finds the log empty again (the batch rolled back) before anything is inlined.
+        clean = false
+        schedule()
+        throw error
+      }
       Crash.point("ingress-committed")
-      schedule()
+      if (!forwarded) schedule()
     },
+    /** For `IngressLog.make`'s `inline` option (the log is made before the ingress: set it once both exist). */
+    inline,
     /** Forwards what the log holds now (entries adopted from a dead instance). */
     poke: () => schedule(),
     /**
@@ -219,7 +282,7 @@ export const make = (deps: {
         throw error
       }
     },
-    /** Starts forwarding (first what a crash left in the log); `relay` is poked after each batch. */
+    /** Starts forwarding (first what a crash left in the log); `relay` is poked after what wrote to the outbox. */
     start: (relay: () => void): Promise<number> => {
       poke = relay
       return drain()

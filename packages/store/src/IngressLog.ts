@@ -44,6 +44,12 @@ export interface Entry {
   readonly clientId: string | null
 }
 
+/** See `make`'s `inline` option. */
+export interface Inline {
+  readonly forwarder: () => ((entries: ReadonlyArray<Entry>) => Sql<() => void>) | undefined
+  readonly settled: () => void
+}
+
 /** Most entries one statement of a drain marks or records. */
 const maxKeysPerStatement = 128
 
@@ -73,6 +79,14 @@ export const make = async (
      * session (a former holder cannot log what the new one is taking).
      */
     readonly fence?: Sql<void>
+    /**
+     * Forwarding inside the append's own transaction (the single-instance embedded setup).
+     * `forwarder` is asked as a batch starts: a function means nothing older is left unforwarded,
+     * and the batch's entries are inserted already marked forwarded and given to it in the same
+     * transaction (it returns what to run once committed); `undefined` leaves the batch to the
+     * drain, and `settled` is called once such a batch has committed or failed.
+     */
+    readonly inline?: Inline
   }
 ) => {
   await store.migrate(migrations)
@@ -98,13 +112,18 @@ export const make = async (
 
   /** `n` appends as one statement. */
   const insertOf = sized((n) => `${insertText} VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?)").join(", ")}`)
-  let batch: Array<{ readonly topic: string; readonly payload: Buffer; readonly clientId: string | null; readonly done: (e?: Error) => void }> = []
+  /** `n` appends born forwarded, giving their sequence numbers. */
+  const insertForwardedOf = sized((n) => `${insertText.slice(0, -1)}, forwarded_at) VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?, ?)").join(", ")} RETURNING seq`)
+  let batch: Array<{ readonly topic: string; readonly payload: Buffer; readonly clientId: string | null; readonly done: (e?: Error, inline?: boolean) => void }> = []
   const flush = async () => {
     const entries = batch
     batch = []
     const at = new Date().toISOString()
     // An oversized payload is kept as a preview: the rejection records its size.
-    const row = (e: (typeof entries)[number]) => [e.topic, e.payload.length > options.maxBytes ? e.payload.subarray(0, options.previewBytes) : e.payload, e.payload.length, e.clientId, at, instance]
+    const kept = (e: (typeof entries)[number]) => (e.payload.length > options.maxBytes ? e.payload.subarray(0, options.previewBytes) : e.payload)
+    const row = (e: (typeof entries)[number]) => [e.topic, kept(e), e.payload.length, e.clientId, at, instance]
+    const forward = options.inline?.forwarder()
+    if (forward !== undefined) return flushForwarded(entries, at, kept, row, forward)
     try {
       if (store.dialect === "pg" && options.fence === undefined && entries.length <= maxRowsPerStatement) {
         // One statement, committed on its own: no BEGIN and COMMIT (two statements less a batch).
@@ -121,9 +140,11 @@ export const make = async (
           })
         )
     } catch (error) {
+      options.inline?.settled()
       for (const e of entries) e.done(error as Error)
       return
     }
+    options.inline?.settled()
     try {
       await options.afterCommit?.()
     } catch (error) {
@@ -131,6 +152,38 @@ export const make = async (
       return
     }
     for (const e of entries) e.done()
+  }
+
+  /** A batch inserted born forwarded and forwarded in the same transaction (see `inline`). */
+  const flushForwarded = async (
+    entries: typeof batch,
+    at: string,
+    kept: (e: (typeof batch)[number]) => Buffer,
+    row: (e: (typeof batch)[number]) => ReadonlyArray<unknown>,
+    forward: (entries: ReadonlyArray<Entry>) => Sql<() => void>
+  ) => {
+    let after: () => void
+    try {
+      after = await store.transaction(
+        Effect.gen(function* () {
+          const rows = store.dialect === "pg" ? maxRowsPerStatement : 1
+          const seqs: Array<number> = []
+          for (const chunk of chunks(entries, rows)) {
+            const inserted = yield* insertForwardedOf(chunk.length).all(...chunk.flatMap((e) => [...row(e), at]))
+            // Sequence numbers are taken in the order of the rows.
+            seqs.push(...inserted.map((r) => Number(r.seq)).sort((a, b) => a - b))
+          }
+          const after = yield* forward(entries.map((e, i) => ({ seq: seqs[i]!, topic: e.topic, payload: kept(e), size: e.payload.length, clientId: e.clientId })))
+          options.beforeCommit?.()
+          return after
+        })
+      )
+    } catch (error) {
+      for (const e of entries) e.done(error as Error)
+      return
+    }
+    for (const e of entries) e.done(undefined, true)
+    after()
   }
 
   // When a batch commits. SQLite: once the code running now is done (the publishes parsed from
@@ -141,11 +194,14 @@ export const make = async (
   const schedule: (flush: () => void) => void = store.dialect === "sqlite" ? queueMicrotask : setImmediate
 
   return {
-    /** Resolves once the message is committed; messages appended together (see `schedule`) commit together. */
-    append: (topic: string, payload: Buffer, clientId: string | null): Promise<void> =>
-      new Promise<void>((resolve, reject) => {
+    /**
+     * Resolves once the message is committed (true: forwarded in the same transaction, see
+     * `inline`); messages appended together (see `schedule`) commit together.
+     */
+    append: (topic: string, payload: Buffer, clientId: string | null): Promise<boolean> =>
+      new Promise<boolean>((resolve, reject) => {
         if (batch.length === 0) schedule(() => void flush())
-        batch.push({ topic, payload, clientId, done: (e) => (e === undefined ? resolve() : reject(e)) })
+        batch.push({ topic, payload, clientId, done: (e, inline = false) => (e === undefined ? resolve(inline) : reject(e)) })
       }),
     unforwarded: (limit: number): Promise<ReadonlyArray<Entry>> =>
       store.run(

@@ -37,6 +37,9 @@ export const layer = Layer.effect(
     const ownership = yield* Ownership
     const { outbox, inbox } = yield* Queues
     const { contracts, reject } = yield* Apps
+    // A single instance on the embedded broker and SQLite forwards a batch in its append's
+    // transaction (SQLite commits its transactions one at a time, in the order they begin).
+    const inline = config.brokerUrl === undefined && !ownership.clustered && store.dialect === "sqlite"
     const log = yield* promise(() =>
       IngressLog.make(store, {
         maxBytes: config.maxPayloadBytes,
@@ -45,6 +48,7 @@ export const layer = Layer.effect(
         ...ownership.entries,
         // In a cluster, an entry is forwarded at once (no broker round trip wakes the ingress).
         ...(ownership.clustered ? { afterCommit: async () => ingress.forwardNow() } : {}),
+        ...(inline ? { inline: { forwarder: () => ingress.inline.forwarder(), settled: () => ingress.inline.settled() } } : {}),
         // On an external broker, only the holder of the cluster's ingress session (the owner of
         // partition 0) logs initiating events: a former holder's client still connected cannot.
         ...(ownership.clustered && config.brokerUrl !== undefined
@@ -59,7 +63,7 @@ export const layer = Layer.effect(
     )
     const router = Router.make(inbox)
     const routePublic = config.brokerUrl === undefined || ownership.clustered
-    const ingress = Ingress_.make({ contracts, maxPayloadBytes: config.maxPayloadBytes, store, log, outbox, reject, logger, tracing, ...(routePublic ? { router } : {}) })
+    const ingress = Ingress_.make({ contracts, maxPayloadBytes: config.maxPayloadBytes, store, log, outbox, reject, logger, tracing, inline, ...(routePublic ? { router } : {}) })
     return { ingress, log, router, routePublic }
   })
 )
