@@ -51,6 +51,38 @@ describe("Envelope", () => {
     )
   })
 
+  it("decodes every input as the envelope's schema does: the same value, fields and their order, or the same issues", () => {
+    const full = Envelope.decode(Envelope.Envelope)
+    const field = fc.oneof(fc.uuid(), fc.constant(""), fc.string(), fc.integer(), fc.double(), fc.constant(null), fc.boolean(), fc.constant(undefined), json)
+    const shaped = fc.record(
+      { id: field, type: field, correlationId: field, causationId: field, key: field, replyTo: field, occurredAt: field, traceparent: field, version: fc.oneof(fc.integer(), fc.double(), field), data: json, extra: json },
+      { requiredKeys: [] }
+    )
+    const valid = fc.tuple(envelope, fc.option(fc.string(), { nil: undefined }), fc.option(fc.integer(), { nil: undefined }), fc.option(json, { nil: undefined })).map(([e, traceparent, version, extra]) => ({
+      ...e,
+      ...(traceparent === undefined ? {} : { traceparent }),
+      ...(version === undefined ? {} : { version }),
+      ...(extra === undefined ? {} : { extra })
+    }))
+    const names = ["id", "type", "correlationId", "causationId", "key", "replyTo", "occurredAt", "traceparent", "version", "data"] as const
+    // A valid envelope with one field changed to anything, or removed.
+    const corrupted = fc.tuple(valid, fc.constantFrom(...names), fc.option(field, { nil: undefined }), fc.boolean()).map(([e, name, value, remove]) => {
+      const copy: Record<string, unknown> = { ...e }
+      if (remove) delete copy[name]
+      else copy[name] = value
+      return copy
+    })
+    fc.assert(
+      fc.property(fc.oneof(valid, corrupted, shaped, fc.anything()), (input) => {
+        const fast = Envelope.decodeEnvelope(input)
+        const slow = full(input)
+        expect(fast).toStrictEqual(slow)
+        if (Result.isSuccess(fast) && Result.isSuccess(slow)) expect(Object.keys(fast.success)).toEqual(Object.keys(slow.success))
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
   it("reports every issue of an invalid envelope with its path", () => {
     const r = Envelope.decodeEnvelope({ id: "", type: 3, correlationId: "c", key: "k", occurredAt: "t" })
     expect(Result.isFailure(r)).toBe(true)
