@@ -139,18 +139,19 @@ const vouches = new WeakMap<object, unknown>()
  * `traceparent` is the span that emitted it (the handling processor's), else the cause's.
  */
 export const next = (cause: Envelope, event: Next, clock: Clock = systemClock, traceparent: string | undefined = cause.traceparent): Envelope => {
-  const out: Envelope = {
+  // Built field by field (not spread from optional parts), in the order the JSON has always had.
+  const out: { -readonly [K in keyof Envelope]: Envelope[K] } = {
     id: event.id ?? clock.newId(),
     type: event.type,
     correlationId: event.correlationId ?? cause.correlationId,
     causationId: event.causationId ?? cause.id,
-    key: event.key ?? cause.key,
-    ...(event.replyTo === undefined ? {} : { replyTo: event.replyTo }),
-    occurredAt: clock.now().toISOString(),
-    ...(traceparent === undefined ? {} : { traceparent }),
-    ...(event.version === undefined || event.version === 1 ? {} : { version: event.version }),
-    data: event.data
-  }
+    key: event.key ?? cause.key
+  } as Envelope
+  if (event.replyTo !== undefined) out.replyTo = event.replyTo
+  out.occurredAt = clock.now().toISOString()
+  if (traceparent !== undefined) out.traceparent = traceparent
+  if (event.version !== undefined && event.version !== 1) out.version = event.version
+  out.data = event.data
   const by = vouches.get(event)
   if (by !== undefined) vouches.set(out, by)
   return out

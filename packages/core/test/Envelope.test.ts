@@ -83,6 +83,30 @@ describe("Envelope", () => {
     )
   })
 
+  it("builds a processing event's fields in the one order of its JSON, each optional one only when set", () => {
+    const order = ["id", "type", "correlationId", "causationId", "key", "replyTo", "occurredAt", "traceparent", "version", "data"]
+    const opt = <A>(a: fc.Arbitrary<A>) => fc.option(a, { nil: undefined })
+    const spec = fc.record({ type: fc.stringMatching(/^[a-z]+$/), data: json, key: opt(fc.string()), id: opt(fc.uuid()), replyTo: opt(fc.string({ minLength: 1 })), version: opt(fc.integer({ min: 1, max: 3 })) })
+    fc.assert(
+      fc.property(envelope, spec, opt(fc.string()), (cause, raw, traceparent) => {
+        const event = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)) as Envelope.Next
+        const out = Envelope.next(cause, event, Envelope.systemClock, traceparent)
+        const expected = [
+          "id", "type", "correlationId", "causationId", "key",
+          ...(event.replyTo === undefined ? [] : ["replyTo"]),
+          "occurredAt",
+          ...(traceparent === undefined ? [] : ["traceparent"]),
+          ...(event.version === undefined || event.version === 1 ? [] : ["version"]),
+          "data"
+        ]
+        expect(Object.keys(out)).toEqual(expected)
+        expect(expected.map((k) => order.indexOf(k))).toEqual([...expected.map((k) => order.indexOf(k))].sort((a, b) => a - b))
+        expect(out).toMatchObject({ type: event.type, key: event.key ?? cause.key, correlationId: cause.correlationId, causationId: cause.id, ...(event.id === undefined ? {} : { id: event.id }) })
+        expect(out.data).toBe(event.data)
+      })
+    )
+  })
+
   it("reports every issue of an invalid envelope with its path", () => {
     const r = Envelope.decodeEnvelope({ id: "", type: 3, correlationId: "c", key: "k", occurredAt: "t" })
     expect(Result.isFailure(r)).toBe(true)
