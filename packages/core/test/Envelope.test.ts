@@ -89,7 +89,7 @@ describe("Envelope", () => {
     const spec = fc.record({ type: fc.stringMatching(/^[a-z]+$/), data: json, key: opt(fc.string()), id: opt(fc.uuid()), replyTo: opt(fc.string({ minLength: 1 })), version: opt(fc.integer({ min: 1, max: 3 })) })
     fc.assert(
       fc.property(envelope, spec, opt(fc.string()), (cause, raw, traceparent) => {
-        const event = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)) as Envelope.Next
+        const event = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)) as unknown as Envelope.Next
         const out = Envelope.next(cause, event, Envelope.systemClock, traceparent)
         const expected = [
           "id", "type", "correlationId", "causationId", "key",
