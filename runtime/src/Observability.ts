@@ -53,9 +53,14 @@ export const makeMetrics = (deps: {
   readonly tables: () => { readonly parking: boolean; readonly dashboard: boolean; readonly workflows: boolean }
 }): Metrics => {
   const context = Context.make(Metric.MetricRegistry, new Map()) as Context.Context<never>
-  const handled = Metric.counter("baton_messages_handled_total", { description: "Messages a processor finished, by outcome (done, failed for good, parked behind a held key)", incremental: true })
-  const retries = Metric.counter("baton_retries_total", { description: "Attempts run again after a failed one", incremental: true })
-  const latency = Metric.histogram("baton_handling_seconds", { description: "Time of one handling attempt (handler and its transaction)", boundaries: latencyBuckets })
+  // A processor's series are metrics of their own with their labels built in (`attributes`), not
+  // `Metric.withAttributes` views of one metric: a view copies the context and rebuilds the
+  // series key on every update; a metric of its own finds its key cached.
+  const handled = (attributes: Record<string, string>) =>
+    Metric.counter("baton_messages_handled_total", { description: "Messages a processor finished, by outcome (done, failed for good, parked behind a held key)", incremental: true, attributes })
+  const retries = (attributes: Record<string, string>) => Metric.counter("baton_retries_total", { description: "Attempts run again after a failed one", incremental: true, attributes })
+  const latency = (attributes: Record<string, string>) =>
+    Metric.histogram("baton_handling_seconds", { description: "Time of one handling attempt (handler and its transaction)", boundaries: latencyBuckets, attributes })
   const httpRefused = Metric.counter("baton_http_refused_total", { description: "HTTP requests refused with 503 because BATON_HTTP_MAX_CONCURRENT requests were in progress", incremental: true })
   const gauge = (name: string, description: string) => Metric.gauge(name, { description })
   const inFlight = gauge("baton_in_flight", "Messages scheduled on a processor's actors and not finished")
@@ -90,12 +95,12 @@ export const makeMetrics = (deps: {
     processor: (name) => {
       processors.add(name)
       const byOutcome = {
-        done: Metric.withAttributes(handled, { processor: name, outcome: "done" }),
-        failed: Metric.withAttributes(handled, { processor: name, outcome: "failed" }),
-        parked: Metric.withAttributes(handled, { processor: name, outcome: "parked" })
+        done: handled({ processor: name, outcome: "done" }),
+        failed: handled({ processor: name, outcome: "failed" }),
+        parked: handled({ processor: name, outcome: "parked" })
       }
-      const retry = Metric.withAttributes(retries, { processor: name })
-      const time = Metric.withAttributes(latency, { processor: name })
+      const retry = retries({ processor: name })
+      const time = latency({ processor: name })
       // Registered at 0, so that a rate is defined from the first scrape.
       for (const m of Object.values(byOutcome)) m.updateUnsafe(0, context)
       retry.updateUnsafe(0, context)

@@ -57,9 +57,12 @@ const cardOrUuid = /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 const lastFour = (digits: string): string => `****${digits.slice(-4)}`
 
+/** Whether a text has a run of 12 digits at all (UUIDs not told apart): without one, `text` has nothing to mask. */
+const digitRun = /[0-9](?:[ -]?[0-9]){11}/
+
 /** Masks every card number in a text to its last four digits: `4000 0000 0000 0002` → `****0002`. */
 export const text = (s: string): string =>
-  s.replace(cardOrUuid, (m, uuid: string | undefined) => (uuid !== undefined ? m : lastFour(m.replace(/[ -]/g, ""))))
+  digitRun.test(s) ? s.replace(cardOrUuid, (m, uuid: string | undefined) => (uuid !== undefined ? m : lastFour(m.replace(/[ -]/g, "")))) : s
 
 /**
  * A value as JSON text with every card number masked, still JSON: in strings and keys as `text`

@@ -51,6 +51,62 @@ describe("Envelope", () => {
     )
   })
 
+  it("decodes every input as the envelope's schema does: the same value, fields and their order, or the same issues", () => {
+    const full = Envelope.decode(Envelope.Envelope)
+    const field = fc.oneof(fc.uuid(), fc.constant(""), fc.string(), fc.integer(), fc.double(), fc.constant(null), fc.boolean(), fc.constant(undefined), json)
+    const shaped = fc.record(
+      { id: field, type: field, correlationId: field, causationId: field, key: field, replyTo: field, occurredAt: field, traceparent: field, version: fc.oneof(fc.integer(), fc.double(), field), data: json, extra: json },
+      { requiredKeys: [] }
+    )
+    const valid = fc.tuple(envelope, fc.option(fc.string(), { nil: undefined }), fc.option(fc.integer(), { nil: undefined }), fc.option(json, { nil: undefined })).map(([e, traceparent, version, extra]) => ({
+      ...e,
+      ...(traceparent === undefined ? {} : { traceparent }),
+      ...(version === undefined ? {} : { version }),
+      ...(extra === undefined ? {} : { extra })
+    }))
+    const names = ["id", "type", "correlationId", "causationId", "key", "replyTo", "occurredAt", "traceparent", "version", "data"] as const
+    // A valid envelope with one field changed to anything, or removed.
+    const corrupted = fc.tuple(valid, fc.constantFrom(...names), fc.option(field, { nil: undefined }), fc.boolean()).map(([e, name, value, remove]) => {
+      const copy: Record<string, unknown> = { ...e }
+      if (remove) delete copy[name]
+      else copy[name] = value
+      return copy
+    })
+    fc.assert(
+      fc.property(fc.oneof(valid, corrupted, shaped, fc.anything()), (input) => {
+        const fast = Envelope.decodeEnvelope(input)
+        const slow = full(input)
+        expect(fast).toStrictEqual(slow)
+        if (Result.isSuccess(fast) && Result.isSuccess(slow)) expect(Object.keys(fast.success)).toEqual(Object.keys(slow.success))
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
+  it("builds a processing event's fields in the one order of its JSON, each optional one only when set", () => {
+    const order = ["id", "type", "correlationId", "causationId", "key", "replyTo", "occurredAt", "traceparent", "version", "data"]
+    const opt = <A>(a: fc.Arbitrary<A>) => fc.option(a, { nil: undefined })
+    const spec = fc.record({ type: fc.stringMatching(/^[a-z]+$/), data: json, key: opt(fc.string()), id: opt(fc.uuid()), replyTo: opt(fc.string({ minLength: 1 })), version: opt(fc.integer({ min: 1, max: 3 })) })
+    fc.assert(
+      fc.property(envelope, spec, opt(fc.string()), (cause, raw, traceparent) => {
+        const event = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== undefined)) as unknown as Envelope.Next
+        const out = Envelope.next(cause, event, Envelope.systemClock, traceparent)
+        const expected = [
+          "id", "type", "correlationId", "causationId", "key",
+          ...(event.replyTo === undefined ? [] : ["replyTo"]),
+          "occurredAt",
+          ...(traceparent === undefined ? [] : ["traceparent"]),
+          ...(event.version === undefined || event.version === 1 ? [] : ["version"]),
+          "data"
+        ]
+        expect(Object.keys(out)).toEqual(expected)
+        expect(expected.map((k) => order.indexOf(k))).toEqual([...expected.map((k) => order.indexOf(k))].sort((a, b) => a - b))
+        expect(out).toMatchObject({ type: event.type, key: event.key ?? cause.key, correlationId: cause.correlationId, causationId: cause.id, ...(event.id === undefined ? {} : { id: event.id }) })
+        expect(out.data).toBe(event.data)
+      })
+    )
+  })
+
   it("reports every issue of an invalid envelope with its path", () => {
     const r = Envelope.decodeEnvelope({ id: "", type: 3, correlationId: "c", key: "k", occurredAt: "t" })
     expect(Result.isFailure(r)).toBe(true)
