@@ -38,11 +38,23 @@ const address = (text: string): { readonly address: string; readonly name: strin
  */
 export const render = (mail: Mail & { readonly from: string }, messageId = `<${randomUUID()}@${address(mail.from).address.split("@")[1] ?? "localhost"}>`): Sent => ({
   messageId,
-  message: JSON.stringify({ from: address(mail.from), to: [address(mail.to)], subject: mail.subject, text: mail.text, headers: {}, messageId })
+  message: JSON.stringify({ from: address(mail.from), to: [plain(mail.to) ? recipient(mail.to) : address(mail.to)], subject: mail.subject, text: mail.text, headers: {}, messageId })
 })
 
-/** A plain address (no display name, list or group) that `render` records as nodemailer would. */
-export const plain = (to: string): boolean => /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z][A-Za-z0-9-]*$/.test(to)
+/**
+ * A plain address that `render` records as nodemailer would: no display name, list or group; a
+ * dot-atom local part (nodemailer quotes any other); an ASCII domain whose last label starts with a
+ * letter (nodemailer rewrites a numeric one as an IPv4 address) and without an A-label (`xn--`,
+ * which it decodes and checks). Such a domain nodemailer only lowercases.
+ */
+export const plain = (to: string): boolean =>
+  /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?!(?:[^@]*\.)?xn--)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z][A-Za-z0-9-]*$/i.test(to)
+
+/** A plain address as nodemailer records it: its domain in lower case. */
+const recipient = (to: string): { readonly address: string; readonly name: string } => {
+  const at = to.lastIndexOf("@")
+  return { address: to.slice(0, at + 1) + to.slice(at + 1).toLowerCase(), name: "" }
+}
 
 export const make = (options: { readonly smtpUrl?: string | undefined; readonly from?: string } = {}): Mailer => {
   const from = options.from ?? "Baton Books <orders@baton.example>"
