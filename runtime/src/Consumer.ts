@@ -77,6 +77,11 @@ export const make = (deps: {
   readonly outbox: Outbox.Outbox
   readonly reject: ErrorPath
   readonly poke: () => void
+  /**
+   * The relay's `offer` (Relay.ts): given the outbox entries a handler's transaction wrote, right
+   * after its commit, in place of `poke`. Absent (a cluster, whose instances share the outbox): `poke`.
+   */
+  readonly offer?: (entries: ReadonlyArray<Outbox.Entry>) => void
   /** Routes announced events to local consumers in the same transaction. */
   readonly router: Router
   /** Public topics too (embedded broker); otherwise only internal ones, the rest go over the broker. */
@@ -219,7 +224,8 @@ export const make = (deps: {
               if (!(yield* inbox.settleFirst(processor.name, event.id, "done", kept(payload)))) return undefined
               const announced = yield* processor.handle(event, prepared)
               const local = yield* announce(event, announced, hop.traceparent)
-              if (yield* reply(event, "reply", () => processor.reply?.(event, announced), hop.traceparent)) local.push(deps.poke)
+              const answered = yield* reply(event, "reply", () => processor.reply?.(event, announced), hop.traceparent)
+              if (answered !== undefined) local.push(answered)
               if (parking !== undefined) local.push(...(yield* drain(event, parking)))
               return local
             })
@@ -302,15 +308,28 @@ export const make = (deps: {
   /**
    * Request-reply: answers on the event's public `replyTo` (inside the transaction, through the
    * outbox, at QoS 0 so that nothing piles up for a requester that went away). The reply's
-   * `correlationId` is the request's id. Whether it wrote one.
+   * `correlationId` is the request's id. What to run after the commit when it wrote one (the
+   * relay's offer of the reply).
    */
-  const reply = (event: Envelope.Envelope, type: "reply" | "request-failed", data: () => unknown, traceparent = event.traceparent): Sql<boolean> => {
-    if (event.replyTo === undefined || !Topics.isReply(event.replyTo)) return Effect.succeed(false)
+  const reply = (event: Envelope.Envelope, type: "reply" | "request-failed", data: () => unknown, traceparent = event.traceparent): Sql<(() => void) | undefined> => {
+    if (event.replyTo === undefined || !Topics.isReply(event.replyTo)) return Effect.succeed(undefined)
     const answer = data()
-    if (answer === undefined) return Effect.succeed(false)
+    if (answer === undefined) return Effect.succeed(undefined)
     const envelope: Envelope.Envelope = { id: clock.newId(), type, correlationId: event.id, causationId: event.id, key: event.key, occurredAt: clock.now().toISOString(), ...(traceparent === undefined ? {} : { traceparent }), data: answer }
-    return Effect.as(outbox.add(event.replyTo, Envelope.encode(envelope), 0), true)
+    return write([], event.replyTo, Envelope.encode(envelope), 0)
   }
+
+  /**
+   * Writes an outbox entry inside the caller's transaction. The entries `written` so far (of one
+   * `announce`) are offered to the relay after the commit by the one delivery returned for the
+   * first of them (without `offer`, a cluster: the relay's poke).
+   */
+  const offer = deps.offer ?? (() => deps.poke())
+  const write = (written: Array<() => Outbox.Entry>, topic: string, payload: string, qos: 0 | 1): Sql<(() => void) | undefined> =>
+    Effect.map(outbox.added(topic, payload, qos), (entry) => {
+      written.push(entry)
+      return written.length === 1 ? () => offer(written.map((e) => e())) : undefined
+    })
 
   /**
    * Writes announced events, inside the caller's transaction: public ones to the outbox (the
@@ -322,6 +341,7 @@ export const make = (deps: {
   const announce = (cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>, traceparent = cause.traceparent): Sql<Array<() => void>> =>
     Effect.gen(function* () {
       const local: Array<() => void> = []
+      const written: Array<() => Outbox.Entry> = []
       for (const next of announced) {
         const out = Envelope.next(cause, next, deps.clock, traceparent)
         const topic = next.topic ?? Topics.event(out.type)
@@ -331,8 +351,8 @@ export const make = (deps: {
         if (internal) {
           if (!deps.router.consumes(topic)) return yield* Effect.die(new Error(`no local consumer for the internal topic ${topic}`))
         } else if (Topics.isReply(topic) || audience === undefined || audience.wanted(topic)) {
-          yield* outbox.add(topic, payload, Topics.isReply(topic) ? 0 : 1)
-          if (!local.includes(deps.poke)) local.push(deps.poke)
+          const deliver = yield* write(written, topic, payload, Topics.isReply(topic) ? 0 : 1)
+          if (deliver !== undefined) local.push(deliver)
         } else local.push(() => audience.unsent(topic, payload))
         if (internal || deps.routePublic) local.push(...(yield* deps.router.route(topic, out, payload)))
       }

@@ -1,6 +1,8 @@
 /**
  * The outbox relay: publishes outbox entries in order with confirmed sends, then deletes them.
- * One relay per runtime; it drains whenever poked and once at start-up (entries a crash left).
+ * One relay per runtime; it drains whenever poked and once at start-up (entries a crash left), and
+ * publishes entries offered right after their commit without reading them back when nothing older
+ * is unsent.
  */
 import { Log, type QoS } from "@baton/core"
 import { isUnavailable, type Outbox } from "@baton/store"
@@ -9,6 +11,13 @@ import * as Crash from "./Crash.ts"
 export interface Relay {
   /** Schedules a drain (coalesced). */
   readonly poke: () => void
+  /**
+   * Entries a transaction just committed, in the order of their sequence numbers (call after the
+   * commit). Published without reading them back when they follow, without a gap, the last entry
+   * the relay handed to publishing (then nothing older of this instance is unsent: SQLite numbers
+   * the outbox's rows in commit order without gaps); otherwise the same as `poke`.
+   */
+  readonly offer: (entries: ReadonlyArray<Outbox.Entry>) => void
   /** Resolves when the outbox is empty (or the relay stopped). */
   readonly idle: () => Promise<void>
   readonly close: () => Promise<void>
@@ -34,43 +43,82 @@ export const make = (deps: {
 }): Relay => {
   const batch = deps.batch ?? 256
   let running: Promise<void> | undefined
+  /** A read of the outbox is wanted (a poke, or more may follow a full batch). */
   let again = false
   let closed = false
+  /**
+   * The highest sequence number handed to publishing, in order: every entry of this instance up to
+   * it is published or queued. Unknown before the first drain published anything and after a failure.
+   */
+  let high: number | undefined
+  /** Offered entries following `high` without a gap, published before the next read. */
+  const queued: Array<Outbox.Entry> = []
+  /** A read of the outbox is under way: what commits meanwhile may or may not be in it. */
+  let reading = false
 
-  const drain = async () => {
-    do {
-      again = false
-      for (let entries = await deps.outbox.pending(batch); entries.length > 0 && !closed; entries = await deps.outbox.pending(batch)) {
-        // One at a time, in order: a consumer must not see an effect before its cause. (Concurrent
-        // in-process publishes to Aedes with level persistence stalled in a test here.)
-        // The kill point after each publish: a crash may come between two of a batch too.
-        for (const e of entries) {
-          await deps.publish(e.topic, e.payload, e.qos)
-          Crash.point("outbox-published")
-        }
-        // Only what was published: on PostgreSQL a lower sequence number can commit after a higher
-        // one was read (concurrent transactions), so a range over a gap would delete it unsent.
-        for (const [first, last] of runs(entries.map((e) => e.seq))) await deps.outbox.sent(first, last)
-      }
-    } while (again && !closed)
+  const publishAll = async (entries: ReadonlyArray<Outbox.Entry>) => {
+    // One at a time, in order: a consumer must not see an effect before its cause. (Concurrent
+    // in-process publishes to Aedes with level persistence stalled in a test here.)
+    // The kill point after each publish: a crash may come between two of a batch too.
+    for (const e of entries) {
+      await deps.publish(e.topic, e.payload, e.qos)
+      Crash.point("outbox-published")
+    }
+    // Only what was published: on PostgreSQL a lower sequence number can commit after a higher
+    // one was read (concurrent transactions), so a range over a gap would delete it unsent.
+    for (const [first, last] of runs(entries.map((e) => e.seq))) await deps.outbox.sent(first, last)
   }
 
-  const poke = () => {
-    if (closed) return
-    if (running !== undefined) {
-      again = true
-      return
+  const drain = async () => {
+    while (!closed) {
+      if (queued.length > 0) {
+        await publishAll(queued.splice(0))
+        continue
+      }
+      if (!again) return
+      again = false
+      reading = true
+      let entries: ReadonlyArray<Outbox.Entry>
+      try {
+        entries = await deps.outbox.pending(batch)
+      } finally {
+        reading = false
+      }
+      if (entries.length === 0 || closed) continue
+      high = Math.max(high ?? 0, entries.at(-1)!.seq)
+      await publishAll(entries)
+      again = true // read until the outbox is empty
     }
+  }
+
+  const start = () => {
     running = drain()
       .catch((error: unknown) => {
+        // What was queued is still in the outbox: the next drain reads it back.
+        high = undefined
+        queued.length = 0
         // The database out of reach: the store logs the outage once; the relay retries quietly.
         if (!isUnavailable(error)) deps.logger.log("error", "outbox relay failed, retrying", { reason: Log.reason(error) })
         if (!closed) setTimeout(poke, deps.retryMs ?? 500)
       })
       .finally(() => {
         running = undefined
-        if (again) poke()
+        if (!closed && (again || queued.length > 0)) start()
       })
+  }
+
+  const poke = () => {
+    if (closed) return
+    again = true
+    if (running === undefined) start()
+  }
+
+  const offer = (entries: ReadonlyArray<Outbox.Entry>) => {
+    if (closed || entries.length === 0) return
+    if (reading || high === undefined || !entries.every((e, i) => e.seq === high! + 1 + i)) return poke()
+    queued.push(...entries)
+    high = entries.at(-1)!.seq
+    if (running === undefined) start()
   }
 
   const idle = async () => {
@@ -79,6 +127,7 @@ export const make = (deps: {
 
   return {
     poke,
+    offer,
     idle,
     close: async () => {
       await idle()

@@ -298,3 +298,66 @@ describe.each(engines)("Consumer on %s: the relay's poke", (_, open) => {
     )
   })
 })
+
+describe.each(engines)("Consumer on %s: the relay's offer", (_, open) => {
+  it("for any messages announcing public events (none, one or several) and replies or not: after the commit of each that wrote to the outbox, the relay is offered exactly its entries (already readable, in order), never poked", async () => {
+    const store = await open()
+    cleanups.push(() => store.close())
+    const inbox = await Inbox.make(store)
+    const reject = ErrorPath.make({ outbox: await Outbox.make(store), rejections: await Rejections.make(store), logger: Log.silent })
+    const readable = store.query("SELECT seq, topic, payload FROM outbox WHERE seq = ?")
+    let run = 0
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.record({ announce: fc.integer({ min: 0, max: 3 }), reply: fc.boolean() }), { minLength: 1, maxLength: 10 }), async (messages) => {
+        const outbox = await Outbox.make(store, { instance: `offer-${++run}` })
+        const processor: Processor = {
+          name: `offer-${run}`,
+          consumes: ["x"],
+          handle: (event) => Effect.succeed(Array.from({ length: (event.data as { announce: number }).announce }, (_, j) => ({ type: "y", data: { j } }))),
+          reply: (event) => ((event.data as { reply: boolean }).reply ? { ok: true } : undefined)
+        }
+        const system = Supervisor.system()
+        const actors = [Supervisor.make(system, processor.name, { maxAttempts: 1, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 10, windowMs: 60_000 })]
+        const fibers = actors.map((a) => Effect.runFork(a.run))
+        const offered: Array<Promise<ReadonlyArray<{ readonly entry: Outbox.Entry; readonly row: unknown }>>> = []
+        let pokes = 0
+        const router = Router.make(inbox)
+        const consumer = Consumer.make({
+          processor,
+          actors,
+          store,
+          inbox,
+          outbox,
+          reject,
+          poke: () => void pokes++,
+          offer: (entries) => void offered.push(Promise.all(entries.map(async (entry) => ({ entry, row: await store.run(readable.get(entry.seq)) })))),
+          router,
+          routePublic: true,
+          logger: Log.silent
+        })
+        const topic = `events/x-${run}`
+        router.add(topic, { name: processor.name, schedule: consumer.schedule })
+        try {
+          // One key: in order, each committed before the next runs.
+          for (const [i, data] of messages.entries()) {
+            const event: Envelope.Envelope = { id: `o-${run}-${i}`, type: "x", correlationId: "c", causationId: "c", key: "k", occurredAt: new Date().toISOString(), ...(data.reply ? { replyTo: "reply/c/r" } : {}), data }
+            for (const deliver of await store.transaction(router.route(topic, event, JSON.stringify(event)))) deliver()
+          }
+          await consumer.idle()
+          const offers = (await Promise.all(offered)).flat()
+          expect(pokes).toBe(0)
+          // Each entry readable when offered, as written.
+          for (const { entry, row } of offers) expect(row).toEqual({ seq: entry.seq, topic: entry.topic, payload: entry.payload })
+          // Exactly what the messages wrote, in the order written (sequence numbers without a gap).
+          const expected = messages.flatMap((m, i) => [...Array.from({ length: m.announce }, () => `events/y:o-${run}-${i}`), ...(m.reply ? [`reply/c/r:o-${run}-${i}`] : [])])
+          expect(offers.map(({ entry }) => `${entry.topic}:${(JSON.parse(entry.payload) as { causationId: string }).causationId}`)).toEqual(expected)
+          offers.forEach(({ entry }, i) => i > 0 && expect(entry.seq).toBe(offers[i - 1]!.entry.seq + 1))
+          expect(offers.map(({ entry }) => entry.qos)).toEqual(expected.map((t) => (t.startsWith("reply/") ? 0 : 1)))
+        } finally {
+          for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+        }
+      }),
+      { numRuns: runs }
+    )
+  })
+})

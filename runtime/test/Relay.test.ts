@@ -39,6 +39,121 @@ describe("Relay", () => {
     )
   })
 
+  it("for any interleaving of commits, offers (in or out of order, or none), drains, publish failures and crashes: every entry is published at least once, marked sent once, and never before an older entry of its key", async () => {
+    type Action =
+      | { readonly _tag: "commit"; readonly keys: ReadonlyArray<number>; readonly via: "offer" | "poke" | "late" }
+      | { readonly _tag: "tick"; readonly turns: number }
+      | { readonly _tag: "late"; readonly reversed: boolean }
+      | { readonly _tag: "crash" }
+    const action: fc.Arbitrary<Action> = fc.oneof(
+      { weight: 5, arbitrary: fc.record({ _tag: fc.constant("commit" as const), keys: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 1, maxLength: 3 }), via: fc.constantFrom("offer" as const, "poke" as const, "late" as const) }) },
+      { weight: 3, arbitrary: fc.record({ _tag: fc.constant("tick" as const), turns: fc.integer({ min: 0, max: 2 }) }) },
+      { weight: 2, arbitrary: fc.record({ _tag: fc.constant("late" as const), reversed: fc.boolean() }) },
+      { weight: 1, arbitrary: fc.record({ _tag: fc.constant("crash" as const) }) }
+    )
+    /** 0: resolves at once, 1: next turn, 2: two turns later, 3: fails (the broker away). */
+    const publishes = fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 20 })
+    /** Lets the relay go on for `turns` turns of the event loop. */
+    const pause = async (turns: number) => {
+      for (let i = 0; i <= turns; i++) await new Promise((r) => setImmediate(r))
+    }
+    await fc.assert(
+      fc.asyncProperty(fc.array(action, { maxLength: 30 }), publishes, async (actions, outcomes) => {
+        const store = await Sqlite.open({ path: ":memory:" })
+        try {
+          const outbox = await Outbox.make(store)
+          /** Each entry's key and commit order, by its payload's `c`. */
+          const committed: Array<{ readonly key: number; readonly c: number; readonly seq: number }> = []
+          /** What went out on the wire, in order (`c` of each publish), and each live `sent` call's sequence numbers. */
+          const wire: Array<number> = []
+          const marked: Array<number> = []
+          let incarnation = 0
+          let calls = 0
+          let reads = 0
+          const never = new Promise<never>(() => {})
+          // A relay incarnation: after a crash (a newer incarnation) nothing of it happens any more.
+          const start = () => {
+            const mine = ++incarnation
+            const alive = () => mine === incarnation
+            const relay = Relay.make({
+              outbox: {
+                ...outbox,
+                // A read's answer may come late: what commits meanwhile is not in it.
+                pending: async (limit) => {
+                  const entries = alive() ? await outbox.pending(limit) : await never
+                  const delay = outcomes[reads++ % outcomes.length]!
+                  if (delay > 0) await pause(delay - 1)
+                  return alive() ? entries : never
+                },
+                sent: (first, last) => {
+                  if (!alive()) return never
+                  for (let s = first; s <= last; s++) marked.push(s)
+                  return outbox.sent(first, last)
+                }
+              },
+              logger: Log.silent,
+              batch: 3,
+              retryMs: 1,
+              publish: async (_t, payload) => {
+                const outcome = outcomes[calls++ % outcomes.length]!
+                if (outcome === 3 && calls < 100) throw new Error("broker away")
+                if (outcome > 0) await pause(outcome - 1)
+                if (!alive()) return never
+                wire.push((JSON.parse(payload) as { c: number }).c)
+              }
+            })
+            relay.poke() // the start-up drain
+            return relay
+          }
+          let relay = start()
+          let late: Array<() => void> = []
+          for (const a of actions) {
+            if (a._tag === "commit") {
+              const written = await store.transaction(
+                Effect.forEach(a.keys, (key, i) => outbox.added(`events/k${key}`, JSON.stringify({ key, c: committed.length + i }), 1))
+              )
+              const entries = written.map((e) => e())
+              for (const e of entries) committed.push({ ...(JSON.parse(e.payload) as { key: number; c: number }), seq: e.seq })
+              const to = relay
+              if (a.via === "offer") to.offer(entries)
+              else if (a.via === "poke") to.poke()
+              else late.push(() => to.offer(entries))
+            } else if (a._tag === "tick") await pause(a.turns)
+            else if (a._tag === "late") {
+              const run = a.reversed ? [...late].reverse() : late
+              late = []
+              for (const offer of run) offer()
+            } else {
+              late = [] // a crash loses what was only in memory
+              relay = start()
+            }
+          }
+          for (const offer of late) offer()
+          const until = Date.now() + 5000
+          while (((await outbox.size()) > 0 || wire.length < committed.length) && Date.now() < until) {
+            relay.poke()
+            await relay.idle()
+            await pause(1)
+          }
+          await relay.close()
+          expect(await outbox.size()).toBe(0)
+          // At least once on the wire, each marked sent once.
+          expect(new Set(wire)).toEqual(new Set(committed.map((e) => e.c)))
+          expect([...marked].sort((x, y) => x - y)).toEqual(committed.map((e) => e.seq).sort((x, y) => x - y))
+          // Never before an older entry of its key: each publish follows one of every older entry of the key.
+          for (const [i, c] of wire.entries()) {
+            const key = committed.find((e) => e.c === c)!.key
+            const before = new Set(wire.slice(0, i))
+            for (const older of committed) if (older.key === key && older.c < c) expect(before.has(older.c), `entry ${c} (key ${key}) went out before ${older.c}`).toBe(true)
+          }
+        } finally {
+          await store.close()
+        }
+      }),
+      { numRuns: 400 }
+    )
+  })
+
   it("runs: splits sequence numbers into maximal runs of consecutive numbers", () => {
     expect(Relay.runs([])).toEqual([])
     expect(Relay.runs([5])).toEqual([[5, 5]])

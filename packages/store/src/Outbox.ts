@@ -39,6 +39,7 @@ export const make = async (store: Store, options: { readonly instance?: string }
   await store.migrate(migrations)
   const instance = options.instance ?? ""
   const insert = store.query("INSERT INTO outbox (topic, payload, qos, created_at, instance) VALUES (?, ?, ?, ?, ?)")
+  const insertReturning = store.query("INSERT INTO outbox (topic, payload, qos, created_at, instance) VALUES (?, ?, ?, ?, ?) RETURNING seq")
   const pending = store.query("SELECT seq, topic, payload, qos FROM outbox WHERE instance = ? ORDER BY seq LIMIT ?")
   const remove = store.query("DELETE FROM outbox WHERE seq <= ? AND seq >= ? AND instance = ?")
   const count = store.query("SELECT COUNT(*) AS n FROM outbox WHERE instance = ?")
@@ -46,6 +47,12 @@ export const make = async (store: Store, options: { readonly instance?: string }
   return {
     /** Adds a message to publish; call inside the transaction of the change that caused it. */
     add: (topic: string, payload: string, qos: QoS = 1): Sql<void> => Effect.asVoid(insert.write(topic, payload, qos, new Date().toISOString(), instance)),
+    /**
+     * `add`, giving the entry as written (with its sequence number), to read once the transaction
+     * has committed: for the relay's `offer` (publishing it at once when nothing older is unsent).
+     */
+    added: (topic: string, payload: string, qos: QoS = 1): Sql<() => Entry> =>
+      Effect.map(insertReturning.writeRows(topic, payload, qos, new Date().toISOString(), instance), (rows) => () => ({ seq: Number(rows()[0]?.seq), topic, payload, qos })),
     pending: (limit: number): Promise<ReadonlyArray<Entry>> =>
       store.run(
         Effect.map(pending.all(instance, limit), (rows) =>

@@ -133,6 +133,9 @@ export const layer = Layer.effect(
         outbox,
         reject,
         poke: relay.poke,
+        // Alone, a handler's outbox entries are offered to the relay after its commit; a cluster's
+        // instances share the outbox (adopted entries, numbers taken by other instances): poked.
+        ...(ownership.clustered ? {} : { offer: relay.offer }),
         logger,
         router,
         routePublic,
