@@ -91,6 +91,10 @@ export interface Clock {
   readonly newId: () => string
 }
 
+/** The millisecond of the last version-7 id made, and its formatted prefix. */
+let v7Ms = -1
+let v7Prefix = ""
+
 /**
  * A UUID of version 7 (RFC 9562) at `ms`: the 48-bit Unix time in milliseconds first, then 74
  * random bits (a v4 UUID's, with its version digit set to 7). Ids made later sort after those made
@@ -99,8 +103,13 @@ export interface Clock {
  * random page per row: a commit writes a few pages where random ids dirty one per row.
  */
 export const uuidV7 = (ms: number, random: string = crypto.randomUUID()): string => {
-  const t = ms.toString(16).padStart(12, "0")
-  return `${t.slice(0, 8)}-${t.slice(8, 12)}-7${random.slice(15)}`
+  // Ids of one millisecond share their first 15 characters: formatted once per millisecond.
+  if (ms !== v7Ms) {
+    const t = ms.toString(16).padStart(12, "0")
+    v7Ms = ms
+    v7Prefix = `${t.slice(0, 8)}-${t.slice(8, 12)}-7`
+  }
+  return v7Prefix + random.slice(15)
 }
 
 export const systemClock: Clock = { now: () => new Date(), newId: () => uuidV7(Date.now()) }

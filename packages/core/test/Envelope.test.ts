@@ -42,6 +42,8 @@ describe("Envelope", () => {
         // The random part is the v4 UUID's, but for its version digit.
         expect(a.slice(15)).toBe(r1.slice(15))
         if (t1 < t2) expect(a < b).toBe(true)
+        // The same millisecond again (its prefix formatted once), and back: the same ids.
+        expect([Envelope.uuidV7(t2, r2), Envelope.uuidV7(t1, r1), Envelope.uuidV7(t1, r2).slice(0, 15)]).toEqual([b, a, a.slice(0, 15)])
       })
     )
     const ids = Array.from({ length: 2000 }, () => Envelope.systemClock.newId())
