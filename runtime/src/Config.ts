@@ -219,7 +219,7 @@ export const fromEnv = (env: Env = process.env): Config => {
     maxClientIdLength: positive(env, "BATON_MAX_CLIENT_ID_LENGTH", 64),
     maxInflight: positive(env, "BATON_MAX_INFLIGHT", 10_000),
     drainTimeoutMs: positive(env, "BATON_DRAIN_TIMEOUT_MS", 5000),
-    partitions: positive(env, "BATON_PARTITIONS", 4),
+    partitions: positive(env, "BATON_PARTITIONS", 16),
     maxScheduled: positive(env, "BATON_MAX_SCHEDULED", 1000),
     poolSize: positive(env, "BATON_DB_POOL", 16),
     pgDriver: oneOf(env, "BATON_PG_DRIVER", ["pg", "effect-sql-pg"] as const, "pg"),

@@ -157,6 +157,21 @@ export const make = (deps: {
       return out
     })
 
+  /**
+   * Inside a message's transaction, once it is marked done: the handler's effects, its announced
+   * events and reply, the next parked message. The deliveries to run after the commit. (Plain
+   * `flatMap`s: a generator per message costs ~0.4 us a step more, on every hop of every message.)
+   */
+  const handleIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined): Sql<Array<() => void>, unknown> =>
+    Effect.flatMap(processor.handle(event, prepared), (announced) => {
+      const announcedIn = announce(event, announced, traceparent)
+      const replied =
+        event.replyTo === undefined
+          ? announcedIn
+          : Effect.flatMap(announcedIn, (local) => Effect.map(reply(event, "reply", () => processor.reply?.(event, announced), traceparent), (answered) => (answered === undefined ? local : [...local, answered])))
+      return parking === undefined ? replied : Effect.flatMap(replied, (local) => Effect.map(drain(event, parking), (drained) => [...local, ...drained]))
+    })
+
   /** A message's span (its handling: an attempt, or its part of a run). */
   const begin = (event: Envelope.Envelope): Hop =>
     tracing.begin(processor.name, event.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key } : {})
@@ -215,19 +230,17 @@ export const make = (deps: {
       deliveries = await conflictsRetried(() =>
         notPendingSkipped(
           store.group(
-            Effect.gen(function* () {
+            // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
+            // deliveries are those of the run that commits.
+            Effect.suspend(() => {
               // Marked done first: the one statement finds it still pending and (in a cluster, through
               // the inbox's guard) its partition still ours, locking both until the commit; when it
               // finds neither, nothing commits (on SQLite nothing runs; on PostgreSQL the statement
               // goes out with the handler's first one and fails the transaction: skipped).
-              if (!inbox.guarded && !(yield* holds(event.key))) return undefined
-              if (!(yield* inbox.settleFirst(processor.name, event.id, "done", kept(payload)))) return undefined
-              const announced = yield* processor.handle(event, prepared)
-              const local = yield* announce(event, announced, hop.traceparent)
-              const answered = yield* reply(event, "reply", () => processor.reply?.(event, announced), hop.traceparent)
-              if (answered !== undefined) local.push(answered)
-              if (parking !== undefined) local.push(...(yield* drain(event, parking)))
-              return local
+              const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) =>
+                pending ? handleIn(event, prepared, hop.traceparent) : Effect.undefined
+              )
+              return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
             })
           )
         )
@@ -339,24 +352,32 @@ export const make = (deps: {
    * the hop that emitted it.
    */
   const announce = (cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>, traceparent = cause.traceparent): Sql<Array<() => void>> =>
-    Effect.gen(function* () {
+    Effect.suspend(() => {
       const local: Array<() => void> = []
-      const written: Array<() => Outbox.Entry> = []
-      for (const next of announced) {
+      const entries: Array<() => Outbox.Entry> = []
+      const routed = (deliveries: ReadonlyArray<() => void>) => void local.push(...deliveries)
+      /** The announced events from the `i`th on (a step per event, a loop in `flatMap`s). */
+      const from = (i: number): Sql<Array<() => void>> => {
+        if (i === announced.length) return Effect.succeed(local)
+        const next = announced[i]!
         const out = Envelope.next(cause, next, deps.clock, traceparent)
         const topic = next.topic ?? Topics.event(out.type)
         const payload = Envelope.encode(out)
         const internal = Topics.isInternal(topic)
         const audience = deps.audience
+        const route = internal || deps.routePublic ? Effect.map(deps.router.route(topic, out, payload), routed) : undefined
+        let written: Sql<void> | undefined
         if (internal) {
-          if (!deps.router.consumes(topic)) return yield* Effect.die(new Error(`no local consumer for the internal topic ${topic}`))
+          if (!deps.router.consumes(topic)) return Effect.die(new Error(`no local consumer for the internal topic ${topic}`))
         } else if (Topics.isReply(topic) || audience === undefined || audience.wanted(topic)) {
-          const deliver = yield* write(written, topic, payload, Topics.isReply(topic) ? 0 : 1)
-          if (deliver !== undefined) local.push(deliver)
+          written = Effect.map(write(entries, topic, payload, Topics.isReply(topic) ? 0 : 1), (deliver) => {
+            if (deliver !== undefined) local.push(deliver)
+          })
         } else local.push(() => audience.unsent(topic, payload))
-        if (internal || deps.routePublic) local.push(...(yield* deps.router.route(topic, out, payload)))
+        const step = written === undefined ? route : route === undefined ? written : Effect.flatMap(written, () => route)
+        return step === undefined ? from(i + 1) : Effect.flatMap(step, () => from(i + 1))
       }
-      return local
+      return from(0)
     })
 
   /** The message failed for good: settle it as failed and hand it over, or send it down the error path. */

@@ -24,6 +24,8 @@ export interface Router {
   readonly route: (topic: string, event: Envelope.Envelope, payload: string) => Sql<ReadonlyArray<() => void>>
 }
 
+const none: ReadonlyArray<() => void> = []
+
 export const make = (inbox: Inbox.Inbox): Router => {
   const routes = new Map<string, Array<Local>>()
   return {
@@ -40,11 +42,14 @@ export const make = (inbox: Inbox.Inbox): Router => {
             if (fresh().has(local.name) && locals.findIndex((l) => l.name === local.name) === i) local.schedule(event, topic, payload)
           })
         )
-      return Effect.forEach(locals, (local) =>
+      const deliver = (local: Local) =>
         Effect.map(inbox.deliver(local.name, entry), (fresh) => () => {
           if (fresh()) local.schedule(event, topic, payload)
         })
-      )
+      // None or one consumer (the common cases): without `forEach`'s loop around it.
+      const one = locals[0]
+      if (one === undefined) return Effect.succeed(none)
+      return locals.length === 1 ? Effect.map(deliver(one), (d) => [d]) : Effect.forEach(locals, deliver)
     }
   }
 }

@@ -91,7 +91,28 @@ export interface Clock {
   readonly newId: () => string
 }
 
-export const systemClock: Clock = { now: () => new Date(), newId: () => crypto.randomUUID() }
+/** The millisecond of the last version-7 id made, and its formatted prefix. */
+let v7Ms = -1
+let v7Prefix = ""
+
+/**
+ * A UUID of version 7 (RFC 9562) at `ms`: the 48-bit Unix time in milliseconds first, then 74
+ * random bits (a v4 UUID's, with its version digit set to 7). Ids made later sort after those made
+ * earlier (to the millisecond), so each table and index keyed by them (every inbox, the ingress's
+ * log, the processors' own tables) grows at its end, as an autoincrement would, instead of at a
+ * random page per row: a commit writes a few pages where random ids dirty one per row.
+ */
+export const uuidV7 = (ms: number, random: string = crypto.randomUUID()): string => {
+  // Ids of one millisecond share their first 15 characters: formatted once per millisecond.
+  if (ms !== v7Ms) {
+    const t = ms.toString(16).padStart(12, "0")
+    v7Ms = ms
+    v7Prefix = `${t.slice(0, 8)}-${t.slice(8, 12)}-7`
+  }
+  return v7Prefix + random.slice(15)
+}
+
+export const systemClock: Clock = { now: () => new Date(), newId: () => uuidV7(Date.now()) }
 
 /** Wraps the data of an initiating event in a new envelope; the event starts its own correlation. */
 export const initiate = (

@@ -30,6 +30,28 @@ describe("Envelope", () => {
     )
   })
 
+  it("makes ids that are UUIDs of version 7 and sort by the millisecond they were made in, for all times and random parts", () => {
+    const v7 = /^([0-9a-f]{8})-([0-9a-f]{4})-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+    const ms = fc.integer({ min: 0, max: 2 ** 48 - 1 })
+    fc.assert(
+      fc.property(ms, ms, fc.uuid({ version: 4 }), fc.uuid({ version: 4 }), (t1, t2, r1, r2) => {
+        const [a, b] = [Envelope.uuidV7(t1, r1), Envelope.uuidV7(t2, r2)]
+        const m = v7.exec(a)
+        expect(m).not.toBeNull()
+        expect(parseInt(m![1]! + m![2]!, 16)).toBe(t1)
+        // The random part is the v4 UUID's, but for its version digit.
+        expect(a.slice(15)).toBe(r1.slice(15))
+        if (t1 < t2) expect(a < b).toBe(true)
+        // The same millisecond again (its prefix formatted once), and back: the same ids.
+        expect([Envelope.uuidV7(t2, r2), Envelope.uuidV7(t1, r1), Envelope.uuidV7(t1, r2).slice(0, 15)]).toEqual([b, a, a.slice(0, 15)])
+      })
+    )
+    const ids = Array.from({ length: 2000 }, () => Envelope.systemClock.newId())
+    for (const id of ids) expect(id).toMatch(v7)
+    expect(new Set(ids).size).toBe(ids.length)
+    expect(ids.map((id) => id.slice(0, 13))).toEqual(ids.map((id) => id.slice(0, 13)).sort())
+  })
+
   it("gives every processing event a new id, the initiating correlation and its cause's id", () => {
     fc.assert(
       fc.property(json, fc.array(fc.stringMatching(/^[a-z]+$/), { minLength: 1, maxLength: 6 }), (data, chain) => {

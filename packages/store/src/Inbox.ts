@@ -107,14 +107,17 @@ export const make = async (
   const pending = store.query("SELECT envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' ORDER BY rowid")
   const pendingAfter = store.query("SELECT rowid AS seq, envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' AND rowid > ? ORDER BY rowid LIMIT ?")
   const prune = store.query("DELETE FROM inbox WHERE status <> 'pending' AND done_at < ? RETURNING status")
+  const notify = options.notify
+  /** `value`, once the owner of partition `part` is told of a new entry (when there is one to tell). */
+  const notified = <A>(part: number, value: A): Sql<A> => (notify === undefined ? Effect.succeed(value) : Effect.as(notify(part), value))
   return {
     /** Records a received message, inside the caller's transaction; false when it was already here (a redelivery). */
     receive: (processor: string, entry: Entry): Sql<boolean> =>
-      Effect.gen(function* () {
+      Effect.suspend(() => {
         const part = partitionOf(entry.key, partitions)
-        const fresh = (yield* insert.run(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString(), part)) > 0
-        if (fresh && options.notify !== undefined) yield* options.notify(part)
-        return fresh
+        return Effect.flatMap(insert.run(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString(), part), (n) =>
+          n > 0 ? notified(part, true) : Effect.succeed(false)
+        )
       }),
     /**
      * `receive` for a message announced inside a transaction (in-process routing): on PostgreSQL
@@ -122,25 +125,25 @@ export const make = async (
      * commit; the owner of its partition is woken either way (a redelivery wakes it for nothing).
      */
     deliver: (processor: string, entry: Entry): Sql<() => boolean> =>
-      Effect.gen(function* () {
+      Effect.suspend(() => {
         const part = partitionOf(entry.key, partitions)
-        const rows = yield* insert.write(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString(), part)
-        if (options.notify !== undefined) yield* options.notify(part)
-        return () => rows() > 0
+        return Effect.flatMap(insert.write(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString(), part), (rows) =>
+          notified(part, () => rows() > 0)
+        )
       }),
     /**
      * `deliver` to several processors at once (the local consumers of one topic): one statement.
      * Gives the processors it was new to, read after the commit.
      */
     deliverAll: (processors: ReadonlyArray<string>, entry: Entry): Sql<() => ReadonlySet<string>> =>
-      Effect.gen(function* () {
+      Effect.suspend(() => {
         const part = partitionOf(entry.key, partitions)
         const at = new Date().toISOString()
         const names = [...new Set(processors)]
-        const rows = yield* insertFor(names.length).writeRows(...names.flatMap((p) => [p, entry.envelopeId, entry.topic, entry.key, entry.payload, at, part]))
-        if (options.notify !== undefined) yield* options.notify(part)
-        let fresh: ReadonlySet<string> | undefined
-        return () => (fresh ??= new Set(rows().map((r) => String(r.processor))))
+        return Effect.flatMap(insertFor(names.length).writeRows(...names.flatMap((p) => [p, entry.envelopeId, entry.topic, entry.key, entry.payload, at, part])), (rows) => {
+          let fresh: ReadonlySet<string> | undefined
+          return notified(part, () => (fresh ??= new Set(rows().map((r) => String(r.processor)))))
+        })
       }),
     status: (processor: string, envelopeId: string): Sql<Status | undefined> =>
       Effect.map(status.get(processor, envelopeId), (r) => r?.status as Status | undefined),

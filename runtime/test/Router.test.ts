@@ -1,0 +1,53 @@
+/**
+ * The router on a real inbox (SQLite in memory): whatever the number of local consumers of a topic
+ * (none, one: routed without `forEach`; several: one statement), an announced event is written to
+ * the inbox of each consumer once and, after the commit, scheduled once on each consumer it was
+ * new to; routed again (a redelivery), it is scheduled nowhere.
+ */
+import { describe, expect, it } from "vitest"
+import fc from "fast-check"
+import { Envelope } from "@baton/core"
+import { Inbox, Sqlite } from "@baton/store"
+import * as Router from "../src/Router.ts"
+
+const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 50)
+
+describe("Router", () => {
+  it("writes an event to each local consumer's inbox once and schedules it once on each it was new to, for all consumer sets and redeliveries", async () => {
+    const store = await Sqlite.open({ path: ":memory:" })
+    const inbox = await Inbox.make(store)
+    const names = fc.constantFrom("a", "b", "c")
+    // Per topic, its consumers' names in the order they were added (a name added twice is one consumer added twice).
+    const scenario = fc.record({
+      consumers: fc.array(names, { maxLength: 4 }),
+      events: fc.array(fc.record({ key: fc.constantFrom("k1", "k2"), again: fc.boolean() }), { minLength: 1, maxLength: 5 })
+    })
+    let topicNo = 0
+    try {
+      await fc.assert(
+        fc.asyncProperty(scenario, async ({ consumers, events }) => {
+          const topic = `events/routed-${topicNo++}`
+          const router = Router.make(inbox)
+          const scheduled: Array<[string, string]> = []
+          for (const name of consumers) router.add(topic, { name: `${name}-${topic}`, schedule: (event) => void scheduled.push([name, event.id]) })
+          const expected: Array<[string, string]> = []
+          for (const { key, again } of events) {
+            const event: Envelope.Envelope = { ...Envelope.initiate("routed", { key }, { key }), type: "routed" }
+            const payload = Envelope.encode(event)
+            for (const run of again ? [1, 2] : [1]) {
+              const deliveries = await store.transaction(router.route(topic, event, payload))
+              for (const deliver of deliveries) deliver()
+              if (run === 1) for (const name of new Set(consumers)) expected.push([name, event.id])
+            }
+            const rows = await store.run(store.query("SELECT processor FROM inbox WHERE envelope_id = ? ORDER BY processor").all(event.id))
+            expect(rows.map((r) => String(r.processor))).toEqual([...new Set(consumers)].sort().map((n) => `${n}-${topic}`))
+          }
+          expect(scheduled.sort()).toEqual(expected.sort())
+        }),
+        { numRuns: runs }
+      )
+    } finally {
+      await store.close()
+    }
+  })
+})
