@@ -13,7 +13,7 @@
  * the other read-modify-writes are single statements.
  */
 import { Effect } from "effect"
-import { ddl, Postgres, type Sql, type Store } from "@baton/store"
+import { ddl, Inbox, Postgres, type Sql, type Store } from "@baton/store"
 
 export const migrations = [
   {
@@ -76,7 +76,7 @@ export const make = async (store: Store) => {
   )
   const resubmitted = store.query("UPDATE held_keys SET resubmitted_id = ? WHERE processor = ? AND key = ? AND failed_id = ? RETURNING key")
   const release = store.query("DELETE FROM held_keys WHERE processor = ? AND key = ? RETURNING key")
-  const park = store.query("UPDATE inbox SET status = 'parked' WHERE processor = ? AND envelope_id = ? AND status = 'pending' RETURNING envelope_id")
+  const park = store.query(`UPDATE inbox SET status = 'parked' WHERE processor = ? AND envelope_id = ? AND ${Inbox.pendingByKey(store.dialect)} RETURNING envelope_id`)
   const count = store.query(`UPDATE held_keys SET parked = parked + 1 WHERE processor = ? AND key = ? RETURNING ${columns}`)
   const alerted = store.query("UPDATE held_keys SET alerted = ? WHERE processor = ? AND key = ? RETURNING key")
   // Adds a reason to a hold's alerts unless it is there already: one alert per hold and reason, even from two instances.

@@ -5,7 +5,7 @@
  */
 import { Effect } from "effect"
 import { SqlError } from "effect/sql"
-import { ddl, type Query, type Sql, type Store } from "./Store.ts"
+import { ddl, type Dialect, type Query, type Sql, type Store } from "./Store.ts"
 
 /** The SQLSTATE that `settleFirst` fails a transaction with on PostgreSQL. */
 const notPendingCode = "BTN01"
@@ -59,6 +59,17 @@ export interface Entry {
   readonly payload: string
 }
 
+/**
+ * `status = 'pending'` for a row found by its primary key (processor, envelope_id), as a condition
+ * that PostgreSQL's planner cannot use as an index condition. Written plainly, the planner takes
+ * `inbox_part` (status, part) or `inbox_pending` (processor, status) for it rather than the
+ * primary key (to the statistics, pending rows are few and the costs tie), and walks every index
+ * entry a row left when it was pending: the dead ones of every message processed since the last
+ * vacuum (measured: ~570 index entries read per settle of the order flow, a third of PostgreSQL's
+ * CPU). SQLite takes the primary key either way.
+ */
+export const pendingByKey = (dialect: Dialect): string => (dialect === "pg" ? "(status = 'pending') IS TRUE" : "status = 'pending'")
+
 /** FNV-1a: a stable partition for a key. */
 export const partitionOf = (key: string, partitions: number): number => {
   let h = 0x811c9dc5
@@ -98,11 +109,10 @@ export const make = async (
   // flows API (runtime/src/Flows.ts) reads the envelopes from here, and a failed message is
   // resubmitted from it.
   const guard = options.guard
-  const settle = store.query(
-    `UPDATE inbox SET status = ?, done_at = ?, payload = COALESCE(?, payload) WHERE processor = ? AND envelope_id = ? AND status = 'pending'${guard === undefined ? "" : ` AND ${guard.condition}`} RETURNING status`
-  )
+  const settleWhere = `processor = ? AND envelope_id = ? AND ${pendingByKey(store.dialect)}${guard === undefined ? "" : ` AND ${guard.condition}`}`
+  const settle = store.query(`UPDATE inbox SET status = ?, done_at = ?, payload = COALESCE(?, payload) WHERE ${settleWhere} RETURNING status`)
   const guardParams = guard?.params ?? []
-  const settleUpdate = `UPDATE inbox SET status = ?, done_at = ?, payload = COALESCE(?, payload) WHERE processor = ? AND envelope_id = ? AND status = 'pending'${guard === undefined ? "" : ` AND ${guard.condition}`} RETURNING 1`
+  const settleUpdate = `UPDATE inbox SET status = ?, done_at = ?, payload = COALESCE(?, payload) WHERE ${settleWhere} RETURNING 1`
   const settled = store.dialect === "pg" ? store.query(`WITH s AS (${settleUpdate}) SELECT baton_settled((SELECT COUNT(*) FROM s))`) : undefined
   const pending = store.query("SELECT envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' ORDER BY rowid")
   const pendingAfter = store.query("SELECT rowid AS seq, envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' AND rowid > ? ORDER BY rowid LIMIT ?")

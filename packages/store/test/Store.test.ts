@@ -15,6 +15,7 @@ import { SqlError } from "effect/sql"
 import { freshSchema } from "@baton/testkit/postgres"
 import { ddl, Inbox, IngressLog, Outbox, Postgres, Rejections, Sqlite, type Store } from "@baton/store"
 import type { Rejection } from "@baton/core"
+import { numberParams } from "../src/Store.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 50)
 /** For properties of many transactions: a PostgreSQL one is a round trip per statement, ~10x SQLite's. */
@@ -847,6 +848,63 @@ describe.each(engines)("Store contract on $name", (engine) => {
       expect(await log.recent(3)).toEqual([recorded[2], recorded[1], recorded[0]])
       expect(await log.counts()).toEqual({ "malformed-json": 1, "schema-violation": 2 })
       expect(reasonOf(await failure(store.transaction(log.record("r-1", at, rejection("unknown-topic", "x")))))).toBe("UniqueViolation")
+    })
+  })
+
+  if (engine.dialect === "pg") describe("PostgreSQL: plans", () => {
+    const s = useStore(engine)
+
+    // The settle of a message finds its row by the primary key, not by an index on `status` (whose
+    // entries of every message once pending, dead ones included, it would walk: Inbox.pendingByKey).
+    it("settling a message scans the inbox by its primary key, for all mixes of settled and pending rows", async () => {
+      const { store } = s
+      const inbox = await Inbox.make(store)
+      for (const id of ["a", "b"]) await store.transaction(inbox.receive("p0", { envelopeId: id, topic: "t", key: "k", payload: "{}" }))
+      await store.transaction(inbox.settle("p0", "a", "done"))
+      await store.transaction(inbox.settleFirst("p0", "b", "done"))
+      const settles = store
+        .breakdown()
+        .map((b) => b.text)
+        .filter((t) => t.startsWith("UPDATE inbox SET status = ?") || t.startsWith("WITH s AS (UPDATE inbox"))
+      expect(settles).toHaveLength(2)
+      let n = 0
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.record({ done: fc.integer({ min: 0, max: 3000 }), pending: fc.integer({ min: 0, max: 3 }) }), { minLength: 1, maxLength: 5 }),
+          async (processors) => {
+            n++
+            await store.transaction(
+              Effect.gen(function* () {
+                yield* store.sql.unsafe("TRUNCATE inbox").raw
+                for (const [i, p] of processors.entries())
+                  for (const [status, count] of [["done", p.done], ["pending", p.pending]] as const)
+                    if (count > 0)
+                      yield* store.sql.unsafe(
+                        `INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at) SELECT 'p${i}', '${status}-' || g, 't', 'k', '{}', '${status}', 'x' FROM generate_series(1, ${count}) AS g`
+                      ).raw
+              })
+            )
+            // With statistics (autovacuum analyzes a busy inbox within seconds); on a table never
+            // analyzed the planner's defaults tie the indexes.
+            await store.run(store.sql.unsafe("ANALYZE inbox").raw)
+            for (const [j, text] of settles.entries()) {
+              const plan = await store.transaction(
+                Effect.gen(function* () {
+                  yield* store.sql.unsafe("SET LOCAL plan_cache_mode = force_generic_plan").raw
+                  yield* store.sql.unsafe(`PREPARE settle_${n}_${j} AS ${numberParams(text)}`).raw
+                  const rows = yield* store.sql.unsafe<{ "QUERY PLAN": string }>(`EXPLAIN EXECUTE settle_${n}_${j}('done', 'x', NULL, 'p0', 'pending-1')`).withoutTransform
+                  yield* store.sql.unsafe(`DEALLOCATE settle_${n}_${j}`).raw
+                  return rows.map((r) => r["QUERY PLAN"]).join("\n")
+                })
+              )
+              expect(plan).not.toMatch(/inbox_pending|inbox_part/)
+              // A table of a page or two is read whole; a larger one through its primary key.
+              if (processors.reduce((sum, p) => sum + p.done + p.pending, 0) >= 1000) expect(plan).toContain("Index Scan using inbox_pkey on inbox")
+            }
+          }
+        ),
+        { numRuns: Math.min(runs, 25) }
+      )
     })
   })
 
