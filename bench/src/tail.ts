@@ -4,8 +4,8 @@
  * prints their latency percentiles (to `order-shipped`; with `accept`, to the PUBACK) from the
  * schedule, with what the runtime's event loop did meanwhile, from a preloaded probe
  * (`tailProbe.mjs`): its stalls over 3 ms, its garbage collections (V8's kind: 1 scavenge, 4 mark-
- * compact) and its event-loop delay. `RT_NODE_OPTIONS`: Node options of the runtime (say
- * `--max-semi-space-size=64`); `TAIL_DETAIL=1`: the slowest 1% of messages, each with the stalls and
+ * compact) and its event-loop delay. `RT_NODE_OPTIONS`: more Node options of the runtime (say
+ * `--trace-gc`; the testkit's own, `Process.nodeOptions`, come first on its command line and win); `TAIL_DETAIL=1`: the slowest 1% of messages, each with the stalls and
  * collections that overlapped it; `TAIL_STRACE=<file>`: the runtime's fsyncs per thread (strace),
  * to see which thread waits on the disk.
  */
