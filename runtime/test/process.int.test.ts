@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest"
 import { spawn, spawnSync } from "node:child_process"
 import { createServer, type AddressInfo } from "node:net"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { Process } from "@baton/testkit"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 const launcher = fileURLToPath(new URL("../bin/start.mjs", import.meta.url))
@@ -129,6 +130,15 @@ describe("the launcher (runtime/bin/start.mjs, behind pnpm start, pnpm baton and
       p.child.kill("SIGKILL")
       p.cleanup()
     }
+  })
+
+  it("`pnpm start`, `pnpm baton` and the testkit's processes run Node with young-generation semi-spaces of at most 8 MB", () => {
+    // Short scavenges (README, "Configuration"): V8 would size them from the machine's memory.
+    const scripts = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { scripts: Record<string, string> }).scripts
+    for (const name of ["start", "baton"]) expect(scripts[name]).toMatch(new RegExp(`^node ${Process.nodeOptions.join(" ")} runtime/bin/start\\.mjs `))
+    const newSpace = spawnSync(process.execPath, [...Process.nodeOptions, "-p", "require('node:v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size"], { encoding: "utf8" })
+    // Both semi-spaces: 16 MB at most (128 MB here without the option).
+    expect(Number(newSpace.stdout)).toBeLessThanOrEqual(16 * 2 ** 20)
   })
 
   it("passes the entry point its own arguments", () => {

@@ -13,6 +13,12 @@ import mqtt from "mqtt"
 
 const main = fileURLToPath(import.meta.resolve("@baton/runtime/main"))
 
+/**
+ * The Node options the runtime runs with, as `pnpm start` and `pnpm baton` give them (package.json;
+ * README, "Configuration"): young-generation semi-spaces of at most 8 MB, so that each scavenge is short.
+ */
+export const nodeOptions: ReadonlyArray<string> = ["--max-semi-space-size=8"]
+
 export interface Running {
   readonly child: ChildProcess
   readonly mqttPort: number | undefined
@@ -28,7 +34,7 @@ export interface Running {
  * `main.ts` by default (`[cli.ts, "start", "--app", path]` runs a user's app as `baton start` does).
  */
 export const startProcess = async (dataDir: string, env: Record<string, string> = {}, args: ReadonlyArray<string> = [main]): Promise<Running> => {
-  const child = spawn(process.execPath, [...args], {
+  const child = spawn(process.execPath, [...nodeOptions, ...args], {
     env: { ...process.env, BATON_MQTT_PORT: "0", BATON_WS_PORT: "off", BATON_HTTP_PORT: "0", BATON_DATA_DIR: dataDir, BATON_RESTART_DELAY_MS: "10", ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })

@@ -1,0 +1,82 @@
+/**
+ * `node bench/src/tail.ts <rate> <count> [accept]`: a diagnosis loop for the tail. Runs the runtime
+ * (its own process, as `onRuntime` does), warms it up, paces `count` orders at `rate` per second and
+ * prints their latency percentiles (to `order-shipped`; with `accept`, to the PUBACK) from the
+ * schedule, with what the runtime's event loop did meanwhile, from a preloaded probe
+ * (`tailProbe.mjs`): its stalls over 3 ms, its garbage collections (V8's kind: 1 scavenge, 4 mark-
+ * compact) and its event-loop delay. `RT_NODE_OPTIONS`: more Node options of the runtime (say
+ * `--trace-gc`; the testkit's own, `Process.nodeOptions`, come first on its command line and win); `TAIL_DETAIL=1`: the slowest 1% of messages, each with the stalls and
+ * collections that overlapped it; `TAIL_STRACE=<file>`: the runtime's fsyncs per thread (strace),
+ * to see which thread waits on the disk.
+ */
+import { spawn } from "node:child_process"
+import { readFileSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import mqtt from "mqtt"
+import { Process } from "@baton/testkit"
+import { noDelay, counter, within } from "./lib.ts"
+import { paced } from "./pacing.ts"
+import { order, placeOrders } from "./scenarios/orders.ts"
+
+const [rate = 200, count = 2000] = process.argv.slice(2, 4).map(Number)
+const acceptOnly = process.argv[4] === "accept"
+const dataDir = mkdtempSync(join(tmpdir(), "baton-tail-"))
+const probeOut = join(dataDir, "probe.json")
+const r = await Process.startProcess(dataDir, { BATON_PUBLISH_RATE: "1000000", NODE_OPTIONS: `${process.env.RT_NODE_OPTIONS ?? ""} --import ${fileURLToPath(new URL("./tailProbe.mjs", import.meta.url))}`, PROBE_OUT: probeOut })
+const t0 = performance.timeOrigin
+// TAIL_STRACE=<file>: the runtime's fsync/fdatasync calls (per thread, with their durations), to see which thread syncs.
+const strace = process.env.TAIL_STRACE === undefined ? undefined : spawn("strace", ["-f", "-y", "-ttt", "-T", "-e", "trace=fsync,fdatasync", "-p", String(r.child.pid), "-o", process.env.TAIL_STRACE], { stdio: "ignore" })
+if (strace !== undefined) await new Promise((ok) => setTimeout(ok, 500))
+const msgs: Array<{ due: number; sent: number; done: number }> = []
+try {
+  await placeOrders(r.mqttPort!, 50, "events/order-shipped")
+  const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 }))
+  const byId = new Map<string, number>()
+  const done = counter(count)
+  client.on("message", (_t, payload) => {
+    const e = JSON.parse(payload.toString()) as { correlationId: string }
+    const i = byId.get(e.correlationId)
+    if (i !== undefined && !acceptOnly) (msgs[i]!.done = t0 + performance.now()), done.hit()
+  })
+  if (!acceptOnly) await client.subscribeAsync("events/order-shipped", { qos: 1 })
+  await paced(rate, count, (i, due) => {
+    const id = crypto.randomUUID()
+    byId.set(id, i)
+    msgs[i] = { due: t0 + due, sent: t0 + performance.now(), done: 0 }
+    void client.publishAsync("initiate/place-order", JSON.stringify({ id, type: "place-order", data: order(i) }), { qos: 1 }).then(() => {
+      if (acceptOnly) (msgs[i]!.done = t0 + performance.now()), done.hit()
+    })
+  })
+  await within(done.done, 120_000, "all done")
+  await client.endAsync()
+} finally {
+  r.child.kill("SIGUSR2")
+  await new Promise((ok) => setTimeout(ok, 300))
+  await r.kill("SIGKILL")
+  strace?.kill()
+}
+const probe = JSON.parse(readFileSync(probeOut, "utf8")) as { gcs: Array<[number, number, number]>; stalls: Array<[number, number]>; eld: unknown; newSpace: number }
+rmSync(dataDir, { recursive: true, force: true })
+const lat = msgs.map((m) => ({ ...m, l: m.done - Math.min(m.due, m.sent) })).sort((a, b) => a.l - b.l)
+const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))]!.l.toFixed(2)
+const start = msgs[0]!.due
+const end = Math.max(...msgs.map((m) => m.done))
+const gcs = probe.gcs.filter(([at]) => at >= start && at <= end)
+const stalls = probe.stalls.filter(([at]) => at >= start && at <= end)
+const sum = (xs: Array<number>) => xs.reduce((a, b) => a + b, 0)
+console.log(`p50 ${pct(50)} p90 ${pct(90)} p99 ${pct(99)} p99.9 ${pct(99.9)} max ${lat.at(-1)!.l.toFixed(2)} ms; eld ${JSON.stringify(probe.eld)} new space ${probe.newSpace} MB`)
+const kinds = new Map<number, Array<number>>()
+for (const [, d, k] of gcs) kinds.set(k, [...(kinds.get(k) ?? []), d])
+console.log(`gc during run: ${[...kinds].map(([k, ds]) => `kind ${k}: ${ds.length}x, mean ${(sum(ds) / ds.length).toFixed(2)} max ${Math.max(...ds).toFixed(2)} ms`).join("; ")}`)
+console.log(`stalls > 3 ms: ${stalls.length}, total ${sum(stalls.map((s) => s[1])).toFixed(0)} ms, max ${Math.max(0, ...stalls.map((s) => s[1])).toFixed(1)}`)
+if (process.env.TAIL_DETAIL) {
+  for (const m of lat.slice(-Math.ceil(lat.length / 100))) {
+    const overlapping = (a: number, b: number) => a < m.done && b > m.due
+    const g = gcs.filter(([at, d]) => overlapping(at, at + d)).map(([, d, k]) => `gc${k}:${d.toFixed(1)}`)
+    const s = stalls.filter(([at, d]) => overlapping(at, at + d)).map(([, d]) => d.toFixed(1))
+    console.log(`  ${m.l.toFixed(1)} ms (late ${(m.sent - m.due).toFixed(1)}): stalls [${s.join(" ")}] ${g.join(" ")}`)
+  }
+}
+process.exit(0)
