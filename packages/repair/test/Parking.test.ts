@@ -7,9 +7,10 @@ import { Inbox, Outbox, Postgres, Sqlite, type Store } from "@baton/store"
 import { Parking, WorkflowProcessor } from "@baton/repair"
 
 const cleanups: Array<() => Promise<void>> = []
-afterEach(async () => {
+const dispose = async () => {
   for (const c of cleanups.splice(0).reverse()) await c()
-})
+}
+afterEach(dispose)
 
 /** The same tests on both stores: the SQL is written once for both. */
 let engine: "sqlite" | "pg" = "sqlite"
@@ -136,9 +137,13 @@ for (const kind of engines)
             }
             expect(drained, "the held key's parked messages, in arrival order").toEqual(later)
             expect(ran).toEqual(ids.filter((_, i) => keys[i] !== held || i < failed))
-          }),
+          })
+            // Each run closes its store and drops its schema: kept to the end of the property, a
+            // pool per run ran PostgreSQL out of connections ('too many clients already').
+            .afterEach(dispose),
           { numRuns: 25 }
         )
+        expect(cleanups, "every run closed its store").toHaveLength(0)
       })
 
       it("alerts once per hold and reason", async () => {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest"
 import fc from "fast-check"
 import mqtt, { type MqttClient } from "mqtt"
 import { Log } from "@baton/core"
@@ -59,7 +59,11 @@ describe("request-reply on a real Aedes broker", () => {
           // Late replies are dropped. In correlation mode every timed-out request's reply comes late;
           // in temporary mode only one that arrives between the timeout and the UNSUBACK does.
           const late = outcomes.filter((o) => "error" in o).length
-          if (mode === "correlation") expect(requester.dropped()).toBe(late)
+          if (mode === "correlation") {
+            // On a loaded machine a late reply may still be on its way after the wait: until it is in.
+            await vi.waitFor(() => expect(requester.dropped()).toBeGreaterThanOrEqual(late), { timeout: 10_000, interval: 20 })
+            expect(requester.dropped()).toBe(late)
+          }
           else expect(requester.dropped()).toBeLessThanOrEqual(late)
           expect(broker.subscriptions(clientId)).toEqual(mode === "correlation" ? [`reply/${clientId}/replies`] : [])
           await requester.close()
