@@ -108,6 +108,20 @@ export const numberParams = (sql: string): string => {
 }
 
 /** Splits a migration script into its statements (no `;` inside literals; a `$$` body is one piece). */
+const bound = (v: unknown): unknown => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v)
+/**
+ * A statement's values as the drivers take them: undefined as NULL, a boolean as 0 or 1. The
+ * values themselves (a statement's own rest array) when none needs it, as most do: no copy per
+ * statement.
+ */
+export const boundValues = (values: ReadonlyArray<unknown>): ReadonlyArray<unknown> => {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]
+    if (v === undefined || typeof v === "boolean") return values.map(bound)
+  }
+  return values
+}
+
 const statements = (script: string): ReadonlyArray<string> =>
   script
     .split("$$")
@@ -241,7 +255,7 @@ export const make = (deps: {
 
   const query = (text: string): Query => {
     const compiled = dialect === "pg" ? numberParams(text) : text
-    const params = (values: ReadonlyArray<unknown>) => values.map((v) => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v))
+    const params = boundValues
     // Inside a transaction, straight to its connection: effect/sql's statement (compilation, a
     // span, the connection lookup) costs ~30 us a statement, several times SQLite's own work. The
     // client and the transaction are read off the fiber's context in one step, and on a
