@@ -179,9 +179,13 @@ export const make = (deps: {
   /**
    * After a message's (or a run's) commit: its deliveries (the relay's poke among them when it
    * wrote to the outbox, see `announce`), then the processor's `committed` (a throw is logged).
+   * Without a `committed` (most processors), nothing to wait for: no promise, no turn.
    */
-  const afterCommit = async (event: Envelope.Envelope, deliveries: ReadonlyArray<() => void>, committed: () => Promise<void> | void): Promise<void> => {
+  const afterCommit = (event: Envelope.Envelope, deliveries: ReadonlyArray<() => void>, committed: (() => Promise<void> | void) | undefined): Promise<void> | undefined => {
     for (const deliver of deliveries) deliver()
+    return committed === undefined ? undefined : committedLogged(event, committed)
+  }
+  const committedLogged = async (event: Envelope.Envelope, committed: () => Promise<void> | void): Promise<void> => {
     try {
       await committed()
     } catch (error) {
@@ -262,7 +266,8 @@ export const make = (deps: {
     // The partition moved to another instance meanwhile: the message is its now.
     if (deliveries === undefined) return "skipped"
     Crash.point("processed-committed", processor.name)
-    await afterCommit(event, deliveries, () => processor.committed?.(event, prepared))
+    const after = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, prepared))
+    if (after !== undefined) await after
     return "done"
   }
 
@@ -314,7 +319,8 @@ export const make = (deps: {
     Crash.point("processed-committed", processor.name)
     for (const w of run.slice(1)) applied.add(w.event.id)
     unwait(first.key, new Set(events.map((e) => e.id)))
-    await afterCommit(first, deliveries, () => b.committed?.(events, prepared))
+    const after = afterCommit(first, deliveries, b.committed === undefined ? undefined : () => b.committed?.(events, prepared))
+    if (after !== undefined) await after
     return true
   }
 
