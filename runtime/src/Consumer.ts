@@ -32,14 +32,26 @@ const conflictTries = 20
  * connection lost mid-transaction, the server restarting: the transaction was rolled back). Neither
  * is the message's fault, so neither uses up an attempt; the store logs the outage once.
  */
-export const conflictsRetried = async <A>(run: () => Promise<A>, tries = conflictTries): Promise<A> => {
+export const conflictsRetried = <A>(run: () => Promise<A>, tries = conflictTries): Promise<A> => {
+  // The first run without an async function around it (its promise, its suspension): one per
+  // transaction of every message. A failure goes on in `retried`.
+  try {
+    return run().catch((error: unknown) => retried(run, tries, error))
+  } catch (error) {
+    return retried(run, tries, error)
+  }
+}
+
+/** `conflictsRetried` from the first run's failure (`error`) on. */
+const retried = async <A>(run: () => Promise<A>, tries: number, error: unknown): Promise<A> => {
   for (let i = 1, down = 0; ; i++) {
+    if (!Decision.retriedInPlace(error, i, tries)) throw error
+    const wait = Decision.classify(error) === "unavailable" ? Math.min(2_000, 50 * 2 ** Math.min(++down, 6)) : 5 + Math.random() * 20 * i
+    await new Promise((r) => setTimeout(r, wait))
     try {
       return await run()
-    } catch (error) {
-      if (!Decision.retriedInPlace(error, i, tries)) throw error
-      const wait = Decision.classify(error) === "unavailable" ? Math.min(2_000, 50 * 2 ** Math.min(++down, 6)) : 5 + Math.random() * 20 * i
-      await new Promise((r) => setTimeout(r, wait))
+    } catch (next) {
+      error = next
     }
   }
 }
