@@ -430,6 +430,16 @@ export const make = (deps: {
       return yield* announce(event, processor.failed?.(event, reason) ?? [])
     })
 
+  /** The supervisor settled a message as failed for good: record it so (`fail`), then its deliveries. */
+  const failedForGood = async (event: Envelope.Envelope, topic: string, payload: Buffer | string, decision: Decision.GivenUp, error: unknown): Promise<void> => {
+    metrics?.handled("failed")
+    const history = attempts.get(event.id) ?? []
+    attempts.delete(event.id)
+    const deliveries = await conflictsRetried(() => store.transaction(fail(event, topic, payload, decision, error, history)))
+    for (const deliver of deliveries) deliver()
+    deps.poke()
+  }
+
   const running = new Map<string, Promise<void>>()
   /** Runs a message of the inbox now (past the bound too: a parked message's turn, a backlog's page). */
   const submit = (event: Envelope.Envelope, topic: string, payload: Buffer | string): Promise<void> => {
@@ -459,7 +469,7 @@ export const make = (deps: {
         unwait(event.key, new Set([event.id]))
       }
       result = await apply(event, payload, tries)
-    }).then(async (outcome) => {
+    }).then((outcome): Promise<void> | undefined => {
       const decision =
         outcome._tag === "Done"
           ? Decision.decide(handled[result], tries, policy)
@@ -469,13 +479,9 @@ export const make = (deps: {
       decided.delete(event.id)
       if (decision._tag === "Done" && decision.outcome !== "skipped") metrics?.handled(decision.outcome)
       // Pending: the supervisor gave up, a crash loop and not this message's fault; it stays pending for the next start.
-      if (decision._tag !== "Park" && decision._tag !== "Reject") return
-      metrics?.handled("failed")
-      const history = attempts.get(event.id) ?? []
-      attempts.delete(event.id)
-      const deliveries = await conflictsRetried(() => store.transaction(fail(event, topic, payload, decision, outcome._tag === "Failed" ? outcome.error : undefined, history)))
-      for (const deliver of deliveries) deliver()
-      deps.poke()
+      // Done (nearly every message): no async function, no promise of its own.
+      if (decision._tag !== "Park" && decision._tag !== "Reject") return undefined
+      return failedForGood(event, topic, payload, decision, outcome._tag === "Failed" ? outcome.error : undefined)
     })
     inFlight.add(run)
     running.set(event.id, run)
