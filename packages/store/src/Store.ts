@@ -122,6 +122,11 @@ export const boundValues = (values: ReadonlyArray<unknown>): ReadonlyArray<unkno
   return values
 }
 
+// What a statement gives, made once (not a closure per statement).
+const allRows = (rows: ReadonlyArray<Row>): ReadonlyArray<Row> => rows
+const firstRow = (rows: ReadonlyArray<Row>): Row | undefined => rows[0]
+const rowCount = (rows: ReadonlyArray<Row>): number => rows.length
+
 const statements = (script: string): ReadonlyArray<string> =>
   script
     .split("$$")
@@ -294,11 +299,11 @@ export const make = (deps: {
         return execute(fiber, values, (rows) => () => outcome(rows))
       })
     return {
-      all: (...values) => statement(values, (rows) => rows),
-      get: (...values) => statement(values, (rows) => rows[0]),
-      run: (...values) => statement(values, (rows) => rows.length),
-      write: (...values) => written(values, (rows) => rows.length),
-      writeRows: (...values) => written(values, (rows) => rows)
+      all: (...values) => statement(values, allRows),
+      get: (...values) => statement(values, firstRow),
+      run: (...values) => statement(values, rowCount),
+      write: (...values) => written(values, rowCount),
+      writeRows: (...values) => written(values, allRows)
     }
   }
 
