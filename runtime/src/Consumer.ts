@@ -32,14 +32,26 @@ const conflictTries = 20
  * connection lost mid-transaction, the server restarting: the transaction was rolled back). Neither
  * is the message's fault, so neither uses up an attempt; the store logs the outage once.
  */
-export const conflictsRetried = async <A>(run: () => Promise<A>, tries = conflictTries): Promise<A> => {
+export const conflictsRetried = <A>(run: () => Promise<A>, tries = conflictTries): Promise<A> => {
+  // The first run without an async function around it (its promise, its suspension): one per
+  // transaction of every message. A failure goes on in `retried`.
+  try {
+    return run().catch((error: unknown) => retried(run, tries, error))
+  } catch (error) {
+    return retried(run, tries, error)
+  }
+}
+
+/** `conflictsRetried` from the first run's failure (`error`) on. */
+const retried = async <A>(run: () => Promise<A>, tries: number, error: unknown): Promise<A> => {
   for (let i = 1, down = 0; ; i++) {
+    if (!Decision.retriedInPlace(error, i, tries)) throw error
+    const wait = Decision.classify(error) === "unavailable" ? Math.min(2_000, 50 * 2 ** Math.min(++down, 6)) : 5 + Math.random() * 20 * i
+    await new Promise((r) => setTimeout(r, wait))
     try {
       return await run()
-    } catch (error) {
-      if (!Decision.retriedInPlace(error, i, tries)) throw error
-      const wait = Decision.classify(error) === "unavailable" ? Math.min(2_000, 50 * 2 ** Math.min(++down, 6)) : 5 + Math.random() * 20 * i
-      await new Promise((r) => setTimeout(r, wait))
+    } catch (next) {
+      error = next
     }
   }
 }
@@ -179,9 +191,13 @@ export const make = (deps: {
   /**
    * After a message's (or a run's) commit: its deliveries (the relay's poke among them when it
    * wrote to the outbox, see `announce`), then the processor's `committed` (a throw is logged).
+   * Without a `committed` (most processors), nothing to wait for: no promise, no turn.
    */
-  const afterCommit = async (event: Envelope.Envelope, deliveries: ReadonlyArray<() => void>, committed: () => Promise<void> | void): Promise<void> => {
+  const afterCommit = (event: Envelope.Envelope, deliveries: ReadonlyArray<() => void>, committed: (() => Promise<void> | void) | undefined): Promise<void> | undefined => {
     for (const deliver of deliveries) deliver()
+    return committed === undefined ? undefined : committedLogged(event, committed)
+  }
+  const committedLogged = async (event: Envelope.Envelope, committed: () => Promise<void> | void): Promise<void> => {
     try {
       await committed()
     } catch (error) {
@@ -262,7 +278,8 @@ export const make = (deps: {
     // The partition moved to another instance meanwhile: the message is its now.
     if (deliveries === undefined) return "skipped"
     Crash.point("processed-committed", processor.name)
-    await afterCommit(event, deliveries, () => processor.committed?.(event, prepared))
+    const after = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, prepared))
+    if (after !== undefined) await after
     return "done"
   }
 
@@ -314,7 +331,8 @@ export const make = (deps: {
     Crash.point("processed-committed", processor.name)
     for (const w of run.slice(1)) applied.add(w.event.id)
     unwait(first.key, new Set(events.map((e) => e.id)))
-    await afterCommit(first, deliveries, () => b.committed?.(events, prepared))
+    const after = afterCommit(first, deliveries, b.committed === undefined ? undefined : () => b.committed?.(events, prepared))
+    if (after !== undefined) await after
     return true
   }
 
@@ -412,6 +430,16 @@ export const make = (deps: {
       return yield* announce(event, processor.failed?.(event, reason) ?? [])
     })
 
+  /** The supervisor settled a message as failed for good: record it so (`fail`), then its deliveries. */
+  const failedForGood = async (event: Envelope.Envelope, topic: string, payload: Buffer | string, decision: Decision.GivenUp, error: unknown): Promise<void> => {
+    metrics?.handled("failed")
+    const history = attempts.get(event.id) ?? []
+    attempts.delete(event.id)
+    const deliveries = await conflictsRetried(() => store.transaction(fail(event, topic, payload, decision, error, history)))
+    for (const deliver of deliveries) deliver()
+    deps.poke()
+  }
+
   const running = new Map<string, Promise<void>>()
   /** Runs a message of the inbox now (past the bound too: a parked message's turn, a backlog's page). */
   const submit = (event: Envelope.Envelope, topic: string, payload: Buffer | string): Promise<void> => {
@@ -441,7 +469,7 @@ export const make = (deps: {
         unwait(event.key, new Set([event.id]))
       }
       result = await apply(event, payload, tries)
-    }).then(async (outcome) => {
+    }).then((outcome): Promise<void> | undefined => {
       const decision =
         outcome._tag === "Done"
           ? Decision.decide(handled[result], tries, policy)
@@ -451,27 +479,29 @@ export const make = (deps: {
       decided.delete(event.id)
       if (decision._tag === "Done" && decision.outcome !== "skipped") metrics?.handled(decision.outcome)
       // Pending: the supervisor gave up, a crash loop and not this message's fault; it stays pending for the next start.
-      if (decision._tag !== "Park" && decision._tag !== "Reject") return
-      metrics?.handled("failed")
-      const history = attempts.get(event.id) ?? []
-      attempts.delete(event.id)
-      const deliveries = await conflictsRetried(() => store.transaction(fail(event, topic, payload, decision, outcome._tag === "Failed" ? outcome.error : undefined, history)))
-      for (const deliver of deliveries) deliver()
-      deps.poke()
+      // Done (nearly every message): no async function, no promise of its own.
+      if (decision._tag !== "Park" && decision._tag !== "Reject") return undefined
+      return failedForGood(event, topic, payload, decision, outcome._tag === "Failed" ? outcome.error : undefined)
     })
     inFlight.add(run)
     running.set(event.id, run)
-    void run
-      .catch((error: unknown) => deps.logger.log("error", "recording a failed message failed; it stays pending", { processor: processor.name, id: event.id, reason: Log.reason(error), ...Envelope.logFields(event) }))
-      .finally(() => {
-        inFlight.delete(run)
-        running.delete(event.id)
-        if (batch !== undefined) {
-          applied.delete(event.id)
-          unwait(event.key, new Set([event.id]))
-        }
-        if (backlog && inFlight.size <= maxScheduled / 2) refill()
-      })
+    const settled = () => {
+      inFlight.delete(run)
+      running.delete(event.id)
+      if (batch !== undefined) {
+        applied.delete(event.id)
+        unwait(event.key, new Set([event.id]))
+      }
+      if (backlog && inFlight.size <= maxScheduled / 2) refill()
+    }
+    // One `then` (not `catch` and `finally`: two promises more, and `finally`'s own): per message.
+    void run.then(settled, (error: unknown) => {
+      try {
+        deps.logger.log("error", "recording a failed message failed; it stays pending", { processor: processor.name, id: event.id, reason: Log.reason(error), ...Envelope.logFields(event) })
+      } finally {
+        settled()
+      }
+    })
     return run
   }
 

@@ -361,3 +361,69 @@ describe.each(engines)("Consumer on %s: the relay's offer", (_, open) => {
     )
   })
 })
+
+describe("Consumer: the committed step", () => {
+  it("for any keyed stream, with or without a committed step (some throwing): it runs once per message, after its commit; a throw is logged and the message stays done", async () => {
+    let round = 0
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.constantFrom(...keys), { minLength: 1, maxLength: 30 }), fc.option(fc.array(fc.boolean(), { minLength: 30, maxLength: 30 }), { nil: undefined }), async (messages, throws) => {
+        const store = await engines[0]![1]()
+        const table = `committed_${++round}`
+        await store.migrate([{ name: `test/${table}`, sql: ddl(() => `CREATE TABLE ${table} (id TEXT NOT NULL)`) }])
+        const inbox = await Inbox.make(store)
+        const outbox = await Outbox.make(store)
+        const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+        const record = store.query(`INSERT INTO ${table} (id) VALUES (?)`)
+        const find = store.query(`SELECT COUNT(*) AS n FROM ${table} WHERE id = ?`)
+        const committed: Array<string> = []
+        const warned: Array<string> = []
+        const processor: Processor = {
+          name: "p",
+          consumes: ["x"],
+          handle: (event: Envelope.Envelope) => Effect.as(record.run(event.id), []),
+          ...(throws === undefined
+            ? {}
+            : {
+                committed: async (event: Envelope.Envelope) => {
+                  // After the commit: the message's effect is there to read.
+                  const seen = Number((await store.run(find.get(event.id)))?.n)
+                  committed.push(`${event.id}:${seen}`)
+                  if (throws[(event.data as { i: number }).i % throws.length] === true) throw new Error("after-commit")
+                }
+              })
+        }
+        const logger: Log.Logger = { log: (level, event, fields) => void (level === "warn" && event === "after-commit step failed" ? warned.push(String(fields?.envelope)) : undefined) }
+        const system = Supervisor.system()
+        const actors = Array.from({ length: 2 }, (_, i) => Supervisor.make(system, `c-${round}-${i}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 100, windowMs: 60_000 }))
+        const fibers = actors.map((a) => Effect.runFork(a.run))
+        const router = Router.make(inbox)
+        const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger })
+        router.add("events/x", { name: "p", schedule: consumer.schedule })
+        try {
+          const ids: Array<string> = []
+          const scheduled: Array<Promise<void>> = []
+          for (const [i, key] of messages.entries()) {
+            const event: Envelope.Envelope = { id: `${key}-${i}-${round}`, type: "x", correlationId: "c", causationId: "c", key, occurredAt: new Date().toISOString(), data: { i } }
+            ids.push(event.id)
+            scheduled.push(...(await store.transaction(router.route("events/x", event, JSON.stringify(event)))).map((d) => Promise.resolve(d())))
+          }
+          await Promise.all(scheduled)
+          await consumer.idle()
+          expect(await inbox.pending("p"), "every message done").toEqual([])
+          expect(Number((await store.run(store.query(`SELECT COUNT(*) AS n FROM ${table}`).get()))?.n), "each effect once").toBe(messages.length)
+          if (throws === undefined) {
+            expect(committed).toEqual([])
+            expect(warned).toEqual([])
+          } else {
+            expect([...committed].sort(), "committed once per message, each after its commit").toEqual(ids.map((id) => `${id}:1`).sort())
+            expect([...warned].sort(), "each throw logged").toEqual(ids.filter((_, i) => throws[i % throws.length] === true).sort())
+          }
+        } finally {
+          for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+          await store.close()
+        }
+      }),
+      { numRuns: runs * 2 }
+    )
+  }, 120_000)
+})

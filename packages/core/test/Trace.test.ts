@@ -100,3 +100,34 @@ describe("W3C trace context", () => {
     expect(Envelope.logFields(cause)).toEqual({ correlationId: cause.correlationId, traceId: "0af7651916cd43dd8448eb211c80319c" })
   })
 })
+
+describe("ids", () => {
+  /** The ids as they were built before `idOf`: a character at a time. */
+  const reference = (bytes: Uint8Array, at: number, chars: number): string => {
+    let out = ""
+    for (let i = 0; i < chars; i++) {
+      const b = bytes[at + i]!
+      out += i % 8 === 7 ? "abcdef"[b % 6] : "0123456789abcdef"[b & 15]
+    }
+    return out
+  }
+  it("for all random bytes, an id is the one built a character at a time", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 80, maxLength: 96 }), fc.nat(48), fc.constantFrom(16, 32), (bytes, at, chars) => {
+        expect(Trace.idOf(bytes, at, chars)).toBe(reference(bytes, at, chars))
+      }),
+      { numRuns: 2000 }
+    )
+  })
+  it("for all spans begun, ids are lowercase hex with a letter every 8th character", () => {
+    fc.assert(
+      fc.property(fc.nat(50), (n) => {
+        for (let i = 0; i <= n; i++) {
+          const b = Trace.begin(undefined)
+          expect(b.traceId).toMatch(/^([0-9a-f]{7}[a-f]){4}$/)
+          expect(b.spanId).toMatch(/^([0-9a-f]{7}[a-f]){2}$/)
+        }
+      })
+    )
+  })
+})

@@ -45,8 +45,8 @@ const toSqlError = (cause: unknown, operation: string) => {
   return new SqlError.SqlError({ reason: SqlError.classifySqliteError(normalized, { message: `SQLite ${operation} failed: ${message}`, operation }) })
 }
 
-const input = (v: unknown): SQLInputValue =>
-  v === undefined || v === null ? null : typeof v === "boolean" ? (v ? 1 : 0) : (v as SQLInputValue)
+// undefined as NULL, a boolean as 0 or 1 (node:sqlite takes neither); no copy when none is there.
+const input = (params: ReadonlyArray<unknown>): ReadonlyArray<SQLInputValue> => Store.boundValues(params) as ReadonlyArray<SQLInputValue>
 
 /** The `SqlConnection` over one `DatabaseSync`. */
 const connection = (db: DatabaseSync): Synchronous => {
@@ -63,7 +63,7 @@ const connection = (db: DatabaseSync): Synchronous => {
   }
   const rows = (sql: string, params: ReadonlyArray<unknown>): ReadonlyArray<Record<string, unknown>> => {
     const { statement, reader } = prepared(sql)
-    const values = params.map(input)
+    const values = input(params)
     if (reader) return statement.all(...values)
     statement.run(...values)
     return []

@@ -108,6 +108,25 @@ export const numberParams = (sql: string): string => {
 }
 
 /** Splits a migration script into its statements (no `;` inside literals; a `$$` body is one piece). */
+const bound = (v: unknown): unknown => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v)
+/**
+ * A statement's values as the drivers take them: undefined as NULL, a boolean as 0 or 1. The
+ * values themselves (a statement's own rest array) when none needs it, as most do: no copy per
+ * statement.
+ */
+export const boundValues = (values: ReadonlyArray<unknown>): ReadonlyArray<unknown> => {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]
+    if (v === undefined || typeof v === "boolean") return values.map(bound)
+  }
+  return values
+}
+
+// What a statement gives, made once (not a closure per statement).
+const allRows = (rows: ReadonlyArray<Row>): ReadonlyArray<Row> => rows
+const firstRow = (rows: ReadonlyArray<Row>): Row | undefined => rows[0]
+const rowCount = (rows: ReadonlyArray<Row>): number => rows.length
+
 const statements = (script: string): ReadonlyArray<string> =>
   script
     .split("$$")
@@ -241,7 +260,7 @@ export const make = (deps: {
 
   const query = (text: string): Query => {
     const compiled = dialect === "pg" ? numberParams(text) : text
-    const params = (values: ReadonlyArray<unknown>) => values.map((v) => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v))
+    const params = boundValues
     // Inside a transaction, straight to its connection: effect/sql's statement (compilation, a
     // span, the connection lookup) costs ~30 us a statement, several times SQLite's own work. The
     // client and the transaction are read off the fiber's context in one step, and on a
@@ -280,11 +299,11 @@ export const make = (deps: {
         return execute(fiber, values, (rows) => () => outcome(rows))
       })
     return {
-      all: (...values) => statement(values, (rows) => rows),
-      get: (...values) => statement(values, (rows) => rows[0]),
-      run: (...values) => statement(values, (rows) => rows.length),
-      write: (...values) => written(values, (rows) => rows.length),
-      writeRows: (...values) => written(values, (rows) => rows)
+      all: (...values) => statement(values, allRows),
+      get: (...values) => statement(values, firstRow),
+      run: (...values) => statement(values, rowCount),
+      write: (...values) => written(values, rowCount),
+      writeRows: (...values) => written(values, allRows)
     }
   }
 

@@ -15,7 +15,7 @@ import { SqlError } from "effect/sql"
 import { freshSchema } from "@baton/testkit/postgres"
 import { ddl, Inbox, IngressLog, Outbox, Postgres, Rejections, Sqlite, type Store } from "@baton/store"
 import type { Rejection } from "@baton/core"
-import { numberParams } from "../src/Store.ts"
+import { boundValues, numberParams } from "../src/Store.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 50)
 /** For properties of many transactions: a PostgreSQL one is a round trip per statement, ~10x SQLite's. */
@@ -1105,5 +1105,24 @@ describe.each(engines.filter((e) => e.dialect === "sqlite"))("SQLite: statements
     expect(await other).toBe(1)
     expect(events[0]).toBe("transaction ends")
     expect(events.slice(1).sort()).toEqual(["other transaction", "read"])
+  })
+})
+
+describe("boundValues", () => {
+  /** A statement's values as they were bound before: a copy of each, undefined as NULL, a boolean as 0 or 1. */
+  const reference = (values: ReadonlyArray<unknown>) => values.map((v) => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v))
+  const value = fc.oneof(fc.constant(undefined), fc.constant(null), fc.boolean(), fc.integer(), fc.double(), fc.string(), fc.bigInt(), fc.uint8Array({ maxLength: 4 }))
+  it("for all values, binds what the copy made value for value, and copies only when one changes", () => {
+    fc.assert(
+      fc.property(fc.array(value, { maxLength: 12 }), (values) => {
+        const out = boundValues(values)
+        expect(out).toEqual(reference(values))
+        const changes = values.some((v) => v === undefined || typeof v === "boolean")
+        expect(out === values).toBe(!changes)
+        // The caller's values are left as they were.
+        if (changes) expect(values.some((v) => v === undefined || typeof v === "boolean")).toBe(true)
+      }),
+      { numRuns: 2000 }
+    )
   })
 })

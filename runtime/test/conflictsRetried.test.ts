@@ -1,0 +1,69 @@
+/**
+ * `conflictsRetried` (a transaction run again after a lost conflict or an outage) against the
+ * async loop it replaced, for all sequences of runs: the same outcome (value or error), after the
+ * same number of runs, a synchronous throw of a run included.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest"
+import fc from "fast-check"
+import { SqlError } from "effect/sql"
+import * as Decision from "../src/Decision.ts"
+import { conflictsRetried } from "../src/Consumer.ts"
+
+const sqlError = (reason: SqlError.SqlError["reason"]) => new SqlError.SqlError({ reason })
+const props = (message: string) => ({ cause: new Error(message), message, operation: "execute" })
+
+/** The loop as it was: an async function around every run. */
+const reference = async <A>(run: () => Promise<A>, tries: number): Promise<A> => {
+  for (let i = 1, down = 0; ; i++) {
+    try {
+      return await run()
+    } catch (error) {
+      if (!Decision.retriedInPlace(error, i, tries)) throw error
+      const wait = Decision.classify(error) === "unavailable" ? Math.min(2_000, 50 * 2 ** Math.min(++down, 6)) : 5 + Math.random() * 20 * i
+      await new Promise((r) => setTimeout(r, wait))
+    }
+  }
+}
+
+type Step = { readonly kind: "ok" | "conflict" | "outage" | "data" | "other"; readonly sync: boolean }
+const errorOf = (kind: Step["kind"], n: number): unknown =>
+  kind === "conflict"
+    ? sqlError(new SqlError.DeadlockError(props(`deadlock ${n}`)))
+    : kind === "outage"
+      ? sqlError(new SqlError.ConnectionError(props(`connection lost ${n}`)))
+      : kind === "data"
+        ? sqlError(new SqlError.UniqueViolation({ ...props(`duplicate ${n}`), constraint: "pk" }))
+        : new Error(`other ${n}`)
+
+describe("conflictsRetried", () => {
+  beforeEach(() => void vi.useFakeTimers())
+  afterEach(() => void vi.useRealTimers())
+
+  it("for all sequences of runs (values, conflicts, outages, other failures; thrown at once or rejected): the outcome and the runs of the loop it replaced", async () => {
+    const step = fc.record({ kind: fc.constantFrom<Step["kind"]>("ok", "conflict", "outage", "data", "other"), sync: fc.boolean() })
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 8 }), fc.integer({ min: 1, max: 5 }), async (steps, tries) => {
+        const outcome = async (retry: <A>(run: () => Promise<A>, tries: number) => Promise<A>) => {
+          let runs = 0
+          const run = (): Promise<number> => {
+            const n = runs++
+            // Past the sequence, the run succeeds (an outage is retried for as long as it lasts).
+            const s = steps[n]
+            if (s === undefined || s.kind === "ok") return Promise.resolve(n)
+            const error = errorOf(s.kind, n)
+            if (s.sync) throw error
+            return Promise.reject(error)
+          }
+          const settled = retry(run, tries).then(
+            (value) => ({ value }),
+            (error: unknown) => ({ error: String(error) })
+          )
+          await vi.runAllTimersAsync()
+          return { ...(await settled), runs }
+        }
+        expect(await outcome(conflictsRetried)).toEqual(await outcome(reference))
+      }),
+      { numRuns: 300 }
+    )
+  })
+})
