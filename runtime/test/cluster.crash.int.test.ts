@@ -12,6 +12,7 @@ import { describe, expect, it } from "vitest"
 import { cards } from "./orders.ts"
 import { checkOrderEffects, clusterEnv, failoverPublisher, startCluster, waitFor, type Cluster } from "./cluster.ts"
 import { getJson, sleep } from "./support.ts"
+import { Mosquitto } from "@baton/testkit"
 
 const size = Number(process.env.BATON_CLUSTER_ORDERS ?? 1200)
 const tradesPerAccount = Math.max(5, Math.round(size / 60))
@@ -151,6 +152,6 @@ const scenario = async (topology: "broker" | "mediator", broker: { readonly redi
 describe("scale-out: three instances, one SIGKILLed mid-run and restarted", () => {
   it("broker topology on a Redis-clustered embedded broker: every order terminal, effects once, trades in order per account", () => scenario("broker", { redisUrl }, size), 400_000)
   it("mediator topology on a Redis-clustered embedded broker: every workflow ends, effects once, trades in order per account, none left behind", () => scenario("mediator", { redisUrl }, size), 400_000)
-  it("broker topology on the external Mosquitto: the same", () => scenario("broker", { brokerUrl: mosquittoUrl }, Math.ceil(size / 3)), 400_000)
-  it("mediator topology on the external Mosquitto: the same", () => scenario("mediator", { brokerUrl: mosquittoUrl }, Math.ceil(size / 3)), 400_000)
+  it("broker topology on the external Mosquitto: the same", () => Mosquitto.exclusive(() => scenario("broker", { brokerUrl: mosquittoUrl }, Math.ceil(size / 3))), 600_000)
+  it("mediator topology on the external Mosquitto: the same", () => Mosquitto.exclusive(() => scenario("mediator", { brokerUrl: mosquittoUrl }, Math.ceil(size / 3))), 600_000)
 })

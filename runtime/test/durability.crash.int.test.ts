@@ -5,7 +5,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import mqtt from "mqtt"
 import { cards, type CardKind } from "./orders.ts"
-import { Process, Sessions } from "@baton/testkit"
+import { Mosquitto, Process, Sessions } from "@baton/testkit"
 import * as TestRedis from "@baton/testkit/redis"
 import * as Crash from "../src/Crash.ts"
 
@@ -275,17 +275,17 @@ describe("no data loss across SIGKILL", () => {
   it(
     "external Mosquitto: messages the inbox already holds, redelivered after kills between the inbox commit and the acknowledgement (several per run), are applied once",
     async () => {
-      await redeliveries(process.env.BATON_TEST_MOSQUITTO_URL ?? "mqtt://127.0.0.1:1883")
+      await Mosquitto.exclusive(() => redeliveries(process.env.BATON_TEST_MOSQUITTO_URL ?? "mqtt://127.0.0.1:1883"))
     },
-    180_000
+    600_000 // with the wait for Mosquitto (Mosquitto.ts)
   )
 
   it(
     "external Mosquitto: the same guarantees for everything the runtime controls, and the kill point only an external broker reaches",
     async () => {
       const url = process.env.BATON_TEST_MOSQUITTO_URL ?? "mqtt://127.0.0.1:1883"
-      await cover("external", Math.max(2, Math.ceil(runs / 2)), crashRun({ BATON_BROKER_URL: url }, () => url))
+      await Mosquitto.exclusive(() => cover("external", Math.max(2, Math.ceil(runs / 2)), crashRun({ BATON_BROKER_URL: url }, () => url)))
     },
-    300_000
+    600_000 // with the wait for Mosquitto
   )
 })

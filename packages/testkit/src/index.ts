@@ -1,2 +1,3 @@
 export * as Process from "./Process.ts"
 export * as Sessions from "./Sessions.ts"
+export * as Mosquitto from "./Mosquitto.ts"
