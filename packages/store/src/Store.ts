@@ -107,7 +107,6 @@ export const numberParams = (sql: string): string => {
   return out
 }
 
-/** Splits a migration script into its statements (no `;` inside literals; a `$$` body is one piece). */
 const bound = (v: unknown): unknown => (v === undefined ? null : typeof v === "boolean" ? (v ? 1 : 0) : v)
 /**
  * A statement's values as the drivers take them: undefined as NULL, a boolean as 0 or 1. The
@@ -127,6 +126,7 @@ const allRows = (rows: ReadonlyArray<Row>): ReadonlyArray<Row> => rows
 const firstRow = (rows: ReadonlyArray<Row>): Row | undefined => rows[0]
 const rowCount = (rows: ReadonlyArray<Row>): number => rows.length
 
+/** Splits a migration script into its statements (no `;` inside literals; a `$$` body is one piece). */
 const statements = (script: string): ReadonlyArray<string> =>
   script
     .split("$$")
