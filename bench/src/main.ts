@@ -121,6 +121,7 @@ const g = {
   bullmq: "at least once (jobs in Redis, no AOF here): a stage can run twice after a crash",
   broker: "QoS 1 pub/sub, no application work",
   cluster: "every store in PostgreSQL (shared), partitions owned by one instance each, fenced; effects once across SIGKILL of an instance",
+  postgres: "every store in PostgreSQL (a cluster of one: partitions owned and fenced), sessions of its embedded broker on disk; effects once across SIGKILL",
   hopMemory: "QoS 1, sessions in memory",
   hopRedis: "QoS 1, sessions in Redis",
   hopCluster: "QoS 1, sessions in Redis, publisher and subscriber on different nodes (mqemitter-redis)"
@@ -237,6 +238,7 @@ if (wanted("cluster")) {
     Math.max(2, size.rounds - 1),
     [
       { name: "Baton, 1 instance, SQLite", guarantee: g.durable, run: async () => OrderFlow.baton({}, size.cluster) },
+      { name: "Baton, 1 instance, PostgreSQL", guarantee: g.postgres, run: async () => Cluster.orderFlow(1, size.cluster, { redis: false }) },
       { name: "Baton cluster, 1 instance", guarantee: g.cluster, run: async () => Cluster.orderFlow(1, size.cluster) },
       { name: "Baton cluster, 2 instances", guarantee: g.cluster, run: async () => Cluster.orderFlow(2, size.cluster) },
       { name: "Baton cluster, 3 instances", guarantee: g.cluster, run: async () => Cluster.orderFlow(3, size.cluster) }
@@ -264,7 +266,8 @@ const s = {
   wfPaced: `3. mediator workflow at 100 workflows/s, ${size.pacedWorkflows} workflows`,
   accept: `4. accept latency at 1000 events/s, ${size.accept} events`,
   rr: `5. request-reply round trip, ${size.roundTrips} sequential`,
-  comments: "5. comment posting, time until the author has an answer"
+  comments: "5. comment posting, time until the author has an answer",
+  cluster: `7. order flow burst over a cluster, ${size.cluster} orders`
 }
 const targets = [
   { target: "one hop: Baton non-durable >= 0.7x raw", value: get(s.hop, "Baton, non-durable", "throughput") / get(s.hop, "raw MQTT.js relay on Aedes", "throughput"), goal: 0.7, unit: "x" },
@@ -278,6 +281,7 @@ const targets = [
   { target: "workflows at 100/s: p99 <= 30 ms (from the scheduled send)", value: get(s.wfPaced, "Baton mediator, durable", "p99 latency"), goal: 30, unit: "ms", lower: true },
   { target: "accept at 1000/s: p99 < 5 ms (from the scheduled send)", value: get(s.accept, "Baton, durable", "p99 latency"), goal: 5, unit: "ms", lower: true },
   { target: "request-reply: correlation p50 <= 1.3x raw ping-pong", value: get(s.rr, "Baton, correlation-id mode", "p50 latency") / get(s.rr, "raw MQTT ping-pong on Aedes", "p50 latency"), goal: 1.3, unit: "x", lower: true },
+  { target: "order flow: 1 instance on PostgreSQL >= 0.4x 1 on SQLite", value: get(s.cluster, "Baton, 1 instance, PostgreSQL", "throughput") / get(s.cluster, "Baton, 1 instance, SQLite", "throughput"), goal: 0.4, unit: "x" },
   { target: "comment accept: p99 < 25 ms", value: get(s.comments, "initiate/post-comment (asynchronous accept)", "p99 latency"), goal: 25, unit: "ms", lower: true }
 ]
   .filter((t) => Number.isFinite(t.value))

@@ -11,22 +11,25 @@ import mqtt from "mqtt"
 import { Process } from "@baton/testkit"
 import { freshSchema, query } from "@baton/testkit/postgres"
 import * as TestRedis from "@baton/testkit/redis"
-import { burst, child, counter, cpuDuring, noDelay, sleep, within } from "../lib.ts"
+import { burst, child, counter, cpuDuring, noDelay, sleep, warmup, within } from "../lib.ts"
 import { paced, tracker, type LatencySummary } from "../pacing.ts"
 import { placeOrders } from "./orders.ts"
 
 const redisUrl = process.env.BATON_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379/6"
 
 /**
- * `count` orders through `instances` clustered runtimes, 500 in flight spread over them; the CPU per
- * order is the instances' (PostgreSQL's and Redis's are not counted: other work shares them).
+ * `count` orders through `instances` clustered runtimes, 500 in flight spread over them, after the
+ * warm-up every contender gets (`BENCH_WARMUP` orders, spread the same way); the CPU per order is
+ * the instances' (PostgreSQL's and Redis's are not counted: other work shares them). Without
+ * `redis`: one instance whose only shared part is PostgreSQL (its embedded broker's sessions on
+ * disk, as on SQLite), the figure to set against one instance on SQLite.
  */
-export const orderFlow = async (instances: number, count: number): Promise<{ readonly ordersPerSecond: number; readonly cpuMsPerOrder: number }> => {
+export const orderFlow = async (instances: number, count: number, options: { readonly redis: boolean } = { redis: true }): Promise<{ readonly ordersPerSecond: number; readonly cpuMsPerOrder: number }> => {
   const schema = await freshSchema()
   const dirs = Array.from({ length: instances }, () => mkdtempSync(join(tmpdir(), "baton-bench-cluster-")))
   // The brokers' Redis keys under a prefix of this run's, deleted after it.
   const redis = TestRedis.scoped(redisUrl)
-  const env = { BATON_DATABASE_URL: schema.url, BATON_REDIS_URL: redis.url, BATON_PUBLISH_RATE: "1000000" }
+  const env = { BATON_DATABASE_URL: schema.url, ...(options.redis ? { BATON_REDIS_URL: redis.url } : {}), BATON_PUBLISH_RATE: "1000000" }
   const running = await Promise.all(dirs.map((dir, i) => Process.startProcess(dir, { ...env, BATON_INSTANCE: `bench-${i + 1}` })))
   try {
     // Partitions spread over every instance before the clock starts.
@@ -36,12 +39,14 @@ export const orderFlow = async (instances: number, count: number): Promise<{ rea
       if (tries > 200) throw new Error("partitions not spread over the instances")
       await sleep(50)
     }
-    const share = (i: number) => Math.floor(count / instances) + (i < count % instances ? 1 : 0)
+    const share = (n: number) => (i: number) => Math.floor(n / instances) + (i < n % instances ? 1 : 0)
+    await Promise.all(running.map((r, i) => placeOrders(r.mqttPort!, share(warmup())(i), "events/order-shipped", undefined, Math.ceil(500 / instances))))
+    await sleep(300)
     const { result: seconds, cpuMs } = await cpuDuring(
       running.map((r) => r.child.pid!),
       async () => {
         const t0 = performance.now()
-        await Promise.all(running.map((r, i) => placeOrders(r.mqttPort!, share(i), "events/order-shipped", undefined, Math.ceil(500 / instances))))
+        await Promise.all(running.map((r, i) => placeOrders(r.mqttPort!, share(count)(i), "events/order-shipped", undefined, Math.ceil(500 / instances))))
         return (performance.now() - t0) / 1000
       }
     )
