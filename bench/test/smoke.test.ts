@@ -42,8 +42,9 @@ describe("benchmark scenarios, smoke runs", () => {
     positive(await Latency.aedesPubSub(500))
     positive(await Latency.pubSub(Number(process.env.BATON_TEST_MOSQUITTO_PORT ?? 1883), 500))
   })
-  it("scale-out: order flow over two clustered instances, one hop on one and on two clustered Aedes", async () => {
+  it("scale-out: order flow over two clustered instances and on PostgreSQL alone, one hop on one and on two clustered Aedes", async () => {
     positive((await Cluster.orderFlow(2, 20)).cpuMsPerOrder)
+    positive((await Cluster.orderFlow(1, 20, { redis: false })).ordersPerSecond)
     positive((await Cluster.singleBroker(200)).rate)
     positive((await Cluster.redisClustered(200)).p50)
   })
