@@ -7,10 +7,13 @@
  * compact) and its event-loop delay. `RT_NODE_OPTIONS`: more Node options of the runtime (say
  * `--trace-gc`; the testkit's own, `Process.nodeOptions`, come first on its command line and win); `TAIL_DETAIL=1`: the slowest 1% of messages, each with the stalls and
  * collections that overlapped it; `TAIL_STRACE=<file>`: the runtime's fsyncs per thread (strace),
- * to see which thread waits on the disk.
+ * to see which thread waits on the disk; `TAIL_PROFILE=<dir>`: the runtime runs under `--cpu-prof`
+ * (into `<dir>`, a sample every 250 us) and stops gracefully (its profile is written as it exits),
+ * and what its event loop ran during the stalls is printed (`stallProfile.ts`) from the window
+ * of the paced messages.
  */
 import { spawn } from "node:child_process"
-import { readFileSync, mkdtempSync, rmSync } from "node:fs"
+import { readFileSync, readdirSync, mkdtempSync, rmSync, statSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -19,12 +22,15 @@ import { Process } from "@baton/testkit"
 import { noDelay, counter, within } from "./lib.ts"
 import { paced } from "./pacing.ts"
 import { order, placeOrders } from "./scenarios/orders.ts"
+import { report } from "./stallProfile.ts"
 
 const [rate = 200, count = 2000] = process.argv.slice(2, 4).map(Number)
 const acceptOnly = process.argv[4] === "accept"
 const dataDir = mkdtempSync(join(tmpdir(), "baton-tail-"))
 const probeOut = join(dataDir, "probe.json")
-const r = await Process.startProcess(dataDir, { BATON_PUBLISH_RATE: "1000000", NODE_OPTIONS: `${process.env.RT_NODE_OPTIONS ?? ""} --import ${fileURLToPath(new URL("./tailProbe.mjs", import.meta.url))}`, PROBE_OUT: probeOut })
+const profileDir = process.env.TAIL_PROFILE
+const profiling = profileDir === undefined ? "" : ` --cpu-prof --cpu-prof-dir=${profileDir} --cpu-prof-interval=250`
+const r = await Process.startProcess(dataDir, { BATON_PUBLISH_RATE: "1000000", NODE_OPTIONS: `${process.env.RT_NODE_OPTIONS ?? ""}${profiling} --import ${fileURLToPath(new URL("./tailProbe.mjs", import.meta.url))}`, PROBE_OUT: probeOut })
 const t0 = performance.timeOrigin
 // TAIL_STRACE=<file>: the runtime's fsync/fdatasync calls (per thread, with their durations), to see which thread syncs.
 const strace = process.env.TAIL_STRACE === undefined ? undefined : spawn("strace", ["-f", "-y", "-ttt", "-T", "-e", "trace=fsync,fdatasync", "-p", String(r.child.pid), "-o", process.env.TAIL_STRACE], { stdio: "ignore" })
@@ -54,10 +60,12 @@ try {
 } finally {
   r.child.kill("SIGUSR2")
   await new Promise((ok) => setTimeout(ok, 300))
+  // Profiling: a graceful stop, which writes the profile (a bound: then killed, without one).
+  if (profileDir !== undefined) await Promise.race([r.kill("SIGTERM"), new Promise((ok) => setTimeout(ok, 30_000))])
   await r.kill("SIGKILL")
   strace?.kill()
 }
-const probe = JSON.parse(readFileSync(probeOut, "utf8")) as { gcs: Array<[number, number, number]>; stalls: Array<[number, number]>; eld: unknown; newSpace: number }
+const probe = JSON.parse(readFileSync(probeOut, "utf8")) as { gcs: Array<[number, number, number]>; stalls: Array<[number, number]>; monotonic: Array<[number, number]>; eld: unknown; newSpace: number }
 rmSync(dataDir, { recursive: true, force: true })
 const lat = msgs.map((m) => ({ ...m, l: m.done - Math.min(m.due, m.sent) })).sort((a, b) => a.l - b.l)
 const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))]!.l.toFixed(2)
@@ -71,6 +79,13 @@ const kinds = new Map<number, Array<number>>()
 for (const [, d, k] of gcs) kinds.set(k, [...(kinds.get(k) ?? []), d])
 console.log(`gc during run: ${[...kinds].map(([k, ds]) => `kind ${k}: ${ds.length}x, mean ${(sum(ds) / ds.length).toFixed(2)} max ${Math.max(...ds).toFixed(2)} ms`).join("; ")}`)
 console.log(`stalls > 3 ms: ${stalls.length}, total ${sum(stalls.map((s) => s[1])).toFixed(0)} ms, max ${Math.max(0, ...stalls.map((s) => s[1])).toFixed(1)}`)
+if (profileDir !== undefined) {
+  // The main thread's profile (the largest; worker threads write their own), its stalls in the paced window.
+  const profiles = readdirSync(profileDir).filter((f) => f.endsWith(".cpuprofile") && f.includes(`.${r.child.pid}.`))
+  const main = profiles.map((f) => join(profileDir, f)).sort((a, b) => statSync(b).size - statSync(a).size)[0]
+  const window = probe.monotonic.filter((_, i) => probe.stalls[i]![0] >= start && probe.stalls[i]![0] <= end)
+  console.log(main === undefined ? `no CPU profile of the runtime in ${profileDir}` : report(main, window))
+}
 if (process.env.TAIL_DETAIL) {
   for (const m of lat.slice(-Math.ceil(lat.length / 100))) {
     const overlapping = (a: number, b: number) => a < m.done && b > m.due
