@@ -210,6 +210,18 @@ export const make = (deps: {
     }
   }
 
+  /**
+   * Inside a message's transaction: marks it done, then its handler's effects (`handleIn`); the
+   * deliveries, or undefined when it ran nothing. Marked done first: the one statement finds it
+   * still pending and (in a cluster, through the inbox's guard) its partition still ours, locking
+   * both until the commit; when it finds neither, nothing commits (on SQLite nothing runs; on
+   * PostgreSQL the statement goes out with the handler's first one and fails the transaction: skipped).
+   */
+  const doneAndHandled = (event: Envelope.Envelope, payload: Buffer | string, prepared: unknown, hop: Hop): Sql<Array<() => void> | undefined, unknown> => {
+    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent) : Effect.undefined))
+    return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
+  }
+
   /** One attempt at a message, in its span: what became of it (`skipped`: not this instance's, or no longer pending). */
   const apply = async (event: Envelope.Envelope, payload: Buffer | string, n: number): Promise<Handled> => {
     if (deps.cluster?.owns(event.key) === false) return "skipped"
@@ -253,16 +265,7 @@ export const make = (deps: {
           store.group(
             // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
             // deliveries are those of the run that commits.
-            Effect.suspend(() => {
-              // Marked done first: the one statement finds it still pending and (in a cluster, through
-              // the inbox's guard) its partition still ours, locking both until the commit; when it
-              // finds neither, nothing commits (on SQLite nothing runs; on PostgreSQL the statement
-              // goes out with the handler's first one and fails the transaction: skipped).
-              const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) =>
-                pending ? handleIn(event, prepared, hop.traceparent) : Effect.undefined
-              )
-              return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
-            })
+            Effect.suspend(() => doneAndHandled(event, payload, prepared, hop))
           )
         )
       )
@@ -580,8 +583,7 @@ export const make = (deps: {
       const started = performance.now()
       const body = Effect.suspend(() => {
         Crash.point("handler", processor.name)
-        const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) => (pending ? handleIn(event, undefined, hop.traceparent) : Effect.undefined))
-        return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
+        return doneAndHandled(event, payload, undefined, hop)
       })
       return Effect.map(Effect.exit(store.sql.withTransaction(body)), (exit) => {
         if (Exit.isFailure(exit) || exit.value === undefined) {
