@@ -6,7 +6,7 @@
  * message stalls only its own partition. An actor applies the handler's effects, marks the inbox
  * entry done and writes the announced events to the outbox in one transaction.
  */
-import { Effect, Result } from "effect"
+import { Effect, Exit, Result } from "effect"
 import { Envelope, Log, Rejected, Topics, type Message, type Processor, type Sensitive } from "@baton/core"
 import { Supervisor } from "@baton/actors"
 import { Inbox, isUnavailable, type Outbox, type Sql, type Store } from "@baton/store"
@@ -73,6 +73,11 @@ export interface Consumer {
   readonly schedule: (event: Envelope.Envelope, topic: string, payload: string) => Promise<void>
   /** Schedules what the inbox still holds from before a restart (in the given cluster partitions only). */
   readonly recover: (parts?: ReadonlyArray<number>) => Promise<number>
+  /**
+   * A request (an event with `replyTo`) run inside the transaction that just wrote it to the inbox
+   * (the ingress's, see Router's `Local.inline`); undefined when it cannot run so.
+   */
+  readonly inline: (event: Envelope.Envelope, topic: string, payload: string) => Sql<(() => void) | undefined> | undefined
   /** Resolves when nothing is in flight. */
   readonly idle: () => Promise<void>
   /** Messages scheduled and not finished (at most `maxScheduled`, but for a parked message's turn). */
@@ -205,6 +210,18 @@ export const make = (deps: {
     }
   }
 
+  /**
+   * Inside a message's transaction: marks it done, then its handler's effects (`handleIn`); the
+   * deliveries, or undefined when it ran nothing. Marked done first: the one statement finds it
+   * still pending and (in a cluster, through the inbox's guard) its partition still ours, locking
+   * both until the commit; when it finds neither, nothing commits (on SQLite nothing runs; on
+   * PostgreSQL the statement goes out with the handler's first one and fails the transaction: skipped).
+   */
+  const doneAndHandled = (event: Envelope.Envelope, payload: Buffer | string, prepared: unknown, hop: Hop): Sql<Array<() => void> | undefined, unknown> => {
+    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent) : Effect.undefined))
+    return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
+  }
+
   /** One attempt at a message, in its span: what became of it (`skipped`: not this instance's, or no longer pending). */
   const apply = async (event: Envelope.Envelope, payload: Buffer | string, n: number): Promise<Handled> => {
     if (deps.cluster?.owns(event.key) === false) return "skipped"
@@ -248,16 +265,7 @@ export const make = (deps: {
           store.group(
             // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
             // deliveries are those of the run that commits.
-            Effect.suspend(() => {
-              // Marked done first: the one statement finds it still pending and (in a cluster, through
-              // the inbox's guard) its partition still ours, locking both until the commit; when it
-              // finds neither, nothing commits (on SQLite nothing runs; on PostgreSQL the statement
-              // goes out with the handler's first one and fails the transaction: skipped).
-              const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) =>
-                pending ? handleIn(event, prepared, hop.traceparent) : Effect.undefined
-              )
-              return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
-            })
+            Effect.suspend(() => doneAndHandled(event, payload, prepared, hop))
           )
         )
       )
@@ -557,6 +565,48 @@ export const make = (deps: {
     return submit(event, topic, payload)
   }
 
+  /**
+   * Request-reply on a single SQLite instance: a request is handled in the transaction that wrote
+   * it to the inbox (the ingress's append, before its PUBACK), in a savepoint, when this processor
+   * has no other pending message (nothing older of its key can wait; SQLite runs one transaction
+   * at a time, so none is being handled meanwhile). The inbox row is marked done with the
+   * handler's effects, as in `attempt`. A failure rolls back only the savepoint: the message stays
+   * pending and is scheduled as any other after the commit (its attempts counted from there). Not
+   * for processors with `prepare` (it runs outside the transaction), parking or runs of a key.
+   */
+  const inline = (event: Envelope.Envelope, _topic: string, payload: string): Sql<(() => void) | undefined> | undefined => {
+    if (event.replyTo === undefined || store.dialect !== "sqlite" || processor.prepare !== undefined || parking !== undefined || batch !== undefined) return undefined
+    if (deps.cluster?.owns(event.key) === false) return undefined
+    return Effect.flatMap(inbox.othersPending(processor.name, event.id), (others) => {
+      if (others) return Effect.succeed(undefined)
+      const hop = begin(event)
+      const started = performance.now()
+      const body = Effect.suspend(() => {
+        Crash.point("handler", processor.name)
+        return doneAndHandled(event, payload, undefined, hop)
+      })
+      return Effect.map(Effect.exit(store.sql.withTransaction(body)), (exit) => {
+        if (Exit.isFailure(exit) || exit.value === undefined) {
+          hop.end(Exit.isFailure(exit) ? exit.cause : undefined)
+          if (debug) deps.logger.log("debug", "request not handled in the ingress's transaction; scheduled", { processor: processor.name, id: event.id, ...Envelope.logFields(event) })
+          return undefined
+        }
+        const deliveries = exit.value
+        return () => {
+          hop.end()
+          metrics?.latency((performance.now() - started) / 1000)
+          metrics?.handled("done")
+          Crash.point("processed-committed", processor.name)
+          const after = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, undefined))
+          if (after !== undefined) {
+            inFlight.add(after)
+            void after.then(() => inFlight.delete(after))
+          }
+        }
+      })
+    })
+  }
+
   const handler = async (message: Message): Promise<void> => {
     let json: unknown
     try {
@@ -595,5 +645,5 @@ export const make = (deps: {
     while (inFlight.size > 0 || refilling !== undefined) await Promise.all([...inFlight, refilling])
   }
 
-  return { handler, schedule, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
+  return { handler, schedule, inline, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
 }

@@ -155,7 +155,7 @@ export const make = (deps: {
           const envelope: Envelope.Envelope = { ...accepted, traceparent: hop.traceparent }
           hop.end()
           const payload = Envelope.encode(envelope)
-          if (deps.router !== undefined) local.push(...(yield* deps.router.route(topic, envelope, payload)))
+          if (deps.router !== undefined) local.push(...(yield* deps.router.route(topic, envelope, payload, true)))
           else {
             yield* deps.outbox.add(topic, payload)
             local.push(pokeRelay)

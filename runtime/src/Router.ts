@@ -12,6 +12,12 @@ export interface Local {
   readonly name: string
   /** Runs a message already committed to this consumer's inbox. */
   readonly schedule: (event: Envelope.Envelope, topic: string, payload: string) => void
+  /**
+   * Runs the message now, inside the transaction that just wrote it to the inbox (Consumer's
+   * `inline`): what to run after the commit, or undefined when it did not run (it is then
+   * scheduled as any other). Undefined when it cannot run so (asked before anything is written).
+   */
+  readonly inline?: (event: Envelope.Envelope, topic: string, payload: string) => Sql<(() => void) | undefined> | undefined
 }
 
 export interface Router {
@@ -19,9 +25,10 @@ export interface Router {
   readonly consumes: (topic: string) => boolean
   /**
    * Records the message in the inbox of each local consumer of `topic`; call inside the
-   * transaction. Returns the deliveries to run once it has committed.
+   * transaction. Returns the deliveries to run once it has committed. `inline` (the ingress): a
+   * lone consumer that can run it at once (see `Local.inline`) runs it in that transaction.
    */
-  readonly route: (topic: string, event: Envelope.Envelope, payload: string) => Sql<ReadonlyArray<() => void>>
+  readonly route: (topic: string, event: Envelope.Envelope, payload: string, inline?: boolean) => Sql<ReadonlyArray<() => void>>
 }
 
 const none: ReadonlyArray<() => void> = []
@@ -31,7 +38,7 @@ export const make = (inbox: Inbox.Inbox): Router => {
   return {
     add: (topic, local) => routes.set(topic, [...(routes.get(topic) ?? []), local]),
     consumes: (topic) => routes.has(topic),
-    route: (topic, event, payload) => {
+    route: (topic, event, payload, inline = false) => {
       const locals = routes.get(topic) ?? []
       const entry = { envelopeId: event.id, topic, key: event.key, payload }
       // Several consumers: one statement for all (each is scheduled if the message is new to it).
@@ -43,8 +50,14 @@ export const make = (inbox: Inbox.Inbox): Router => {
           })
         )
       const deliver = (local: Local) =>
-        Effect.map(inbox.deliver(local.name, entry), (fresh) => () => {
-          if (fresh()) local.schedule(event, topic, payload)
+        Effect.flatMap(inbox.deliver(local.name, entry), (fresh) => {
+          const schedule = () => {
+            if (fresh()) local.schedule(event, topic, payload)
+          }
+          const now = inline ? local.inline?.(event, topic, payload) : undefined
+          // A message already there (a redelivery) is not run again.
+          if (now === undefined || !fresh()) return Effect.succeed(schedule)
+          return Effect.map(now, (ran) => ran ?? schedule)
         })
       // None or one consumer (the common cases): without `forEach`'s loop around it.
       const one = locals[0]

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest"
 import fc from "fast-check"
+import { Effect } from "effect"
 import { Envelope } from "@baton/core"
 import { Inbox, Sqlite } from "@baton/store"
 import * as Router from "../src/Router.ts"
@@ -43,6 +44,55 @@ describe("Router", () => {
             expect(rows.map((r) => String(r.processor))).toEqual([...new Set(consumers)].sort().map((n) => `${n}-${topic}`))
           }
           expect(scheduled.sort()).toEqual(expected.sort())
+        }),
+        { numRuns: runs }
+      )
+    } finally {
+      await store.close()
+    }
+  })
+  it("routed by the ingress (inline) to a lone consumer that can run it: run once in the transaction, or scheduled once when it declines or did not run it; never for a redelivery nor with several consumers", async () => {
+    const store = await Sqlite.open({ path: ":memory:" })
+    const inbox = await Inbox.make(store)
+    const scenario = fc.record({
+      consumers: fc.integer({ min: 1, max: 3 }),
+      events: fc.array(fc.record({ again: fc.boolean(), runs: fc.constantFrom("declines", "not-run", "runs") }), { minLength: 1, maxLength: 5 })
+    })
+    let topicNo = 0
+    try {
+      await fc.assert(
+        fc.asyncProperty(scenario, async ({ consumers, events }) => {
+          const topic = `accepted/inline-${topicNo++}`
+          const router = Router.make(inbox)
+          const log: Array<string> = []
+          let mode = "runs"
+          for (let c = 0; c < consumers; c++)
+            router.add(topic, {
+              name: `c${c}-${topic}`,
+              schedule: (event) => void log.push(`scheduled ${event.id}`),
+              inline: (event) =>
+                mode === "declines"
+                  ? undefined
+                  : Effect.sync(() => {
+                      log.push(`inline ${event.id}`)
+                      return mode === "runs" ? () => void log.push(`ran ${event.id}`) : undefined
+                    })
+            })
+          const expected: Array<string> = []
+          for (const { again, runs } of events) {
+            const event: Envelope.Envelope = { ...Envelope.initiate("inline", {}, { key: "k" }), type: "inline" }
+            mode = runs
+            for (const run of again ? [1, 2] : [1]) {
+              const deliveries = await store.transaction(router.route(topic, event, Envelope.encode(event), true))
+              for (const deliver of deliveries) deliver()
+              if (run === 2) continue
+              if (consumers > 1) for (let c = 0; c < consumers; c++) expected.push(`scheduled ${event.id}`)
+              else if (runs === "declines") expected.push(`scheduled ${event.id}`)
+              else if (runs === "not-run") expected.push(`inline ${event.id}`, `scheduled ${event.id}`)
+              else expected.push(`inline ${event.id}`, `ran ${event.id}`)
+            }
+          }
+          expect(log).toEqual(expected)
         }),
         { numRuns: runs }
       )

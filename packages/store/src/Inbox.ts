@@ -117,6 +117,7 @@ export const make = async (
   const pending = store.query("SELECT envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' ORDER BY rowid")
   const pendingAfter = store.query("SELECT rowid AS seq, envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' AND rowid > ? ORDER BY rowid LIMIT ?")
   const prune = store.query("DELETE FROM inbox WHERE status <> 'pending' AND done_at < ? RETURNING status")
+  const othersPending = store.query("SELECT 1 AS pending FROM inbox WHERE processor = ? AND status = 'pending' AND envelope_id <> ? LIMIT 1")
   const notify = options.notify
   /** `value`, once the owner of partition `part` is told of a new entry (when there is one to tell). */
   const notified = <A>(part: number, value: A): Sql<A> => (notify === undefined ? Effect.succeed(value) : Effect.as(notify(part), value))
@@ -175,6 +176,11 @@ export const make = async (
       settled === undefined
         ? Effect.map(settle.run(outcome, new Date().toISOString(), kept ?? null, processor, envelopeId, ...guardParams), (n) => n > 0)
         : Effect.as(settled.write(outcome, new Date().toISOString(), kept ?? null, processor, envelopeId, ...guardParams), true),
+    /**
+     * Whether the processor has a pending message other than `envelopeId` (any key): none means
+     * nothing older waits for it, so it may run at once (see Consumer's `inline`).
+     */
+    othersPending: (processor: string, envelopeId: string): Sql<boolean> => Effect.map(othersPending.get(processor, envelopeId), (r) => r !== undefined),
     /** Whether `settle` checks the guard (a cluster's ownership) itself. */
     guarded: guard !== undefined,
     /**

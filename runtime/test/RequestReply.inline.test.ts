@@ -1,0 +1,139 @@
+/**
+ * Requests handled inside the ingress's append transaction (single instance, embedded broker,
+ * SQLite; Consumer's `inline`): the real ingress log, ingress, router and consumer over a SQLite
+ * file. For all streams of requests and plain events over a few keys, in batches or a turn apart,
+ * with handlers that fail transiently (a failed run in the ingress's transaction rolls back only
+ * its savepoint: the request is scheduled as any other): every event is acknowledged, every
+ * effect applied once and in the order of the log per key, every request answered once, and
+ * nothing left pending. Both ways (in the ingress's transaction and scheduled) are taken.
+ */
+import { afterAll, describe, expect, it } from "vitest"
+import fc from "fast-check"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect, Fiber, Result } from "effect"
+import { Log, Topics, type Envelope, type Processor } from "@baton/core"
+import { Supervisor } from "@baton/actors"
+import { ddl, Inbox, IngressLog, Outbox, Rejections, Sqlite } from "@baton/store"
+import * as Consumer from "../src/Consumer.ts"
+import * as ErrorPath from "../src/ErrorPath.ts"
+import * as Ingress from "../src/Ingress.ts"
+import * as Router from "../src/Router.ts"
+
+const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 30)
+const keys = ["k1", "k2", "k3"]
+const dir = mkdtempSync(join(tmpdir(), "baton-rr-inline-"))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve))
+const contracts = Ingress.contractsOf([{ name: "ping", processors: [], initiating: [{ name: "ping", decode: (d: unknown) => Result.succeed(d), key: (d) => (d as { key: string }).key }] }])
+
+const scenario = fc.array(
+  fc.record({
+    key: fc.constantFrom(...keys),
+    /** With `replyTo`: a request (only requests run in the ingress's transaction). */
+    request: fc.nat(4).map((n) => n > 0),
+    /** A turn of the event loop before it (its own batch), or appended with the ones before. */
+    gap: fc.boolean(),
+    /** Its handler's first runs fail. */
+    fails: fc.nat(4).map((n) => (n < 3 ? 0 : n - 2))
+  }),
+  { minLength: 1, maxLength: 30 }
+)
+
+describe("Request-reply: requests handled in the ingress's transaction", () => {
+  it("for any stream of requests and events, with transient handler failures: each acknowledged, each effect once in order per key, each request answered once", async () => {
+    let inlined = 0
+    let scheduled = 0
+    let round = 0
+    await fc.assert(
+      fc.asyncProperty(scenario, async (steps) => {
+        const store = await Sqlite.open({ path: join(dir, `baton-${++round}.db`) })
+        const table = `effects_${round}`
+        await store.migrate([{ name: `test/${table}`, sql: ddl((t) => `CREATE TABLE ${table} (n ${t.serialKey}, key TEXT NOT NULL, seq ${t.int} NOT NULL)`) }])
+        const inbox = await Inbox.make(store)
+        const outbox = await Outbox.make(store)
+        const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+        const record = store.query(`INSERT INTO ${table} (key, seq) VALUES (?, ?)`)
+        const last = store.query(`SELECT MAX(seq) AS seq FROM ${table} WHERE key = ?`)
+        const failures = new Map<string, number>()
+        const outOfOrder: Array<string> = []
+        const processor: Processor = {
+          name: "p",
+          consumes: ["ping"],
+          handle: (event) =>
+            Effect.gen(function* () {
+              const { seq, fails } = event.data as { seq: number; fails: number }
+              // The previous event of the key is applied (and committed, or in this transaction) before this one runs.
+              const before = Number((yield* last.get(event.key))?.seq ?? 0)
+              if (before !== seq - 1) outOfOrder.push(`${event.key}: ${seq} ran after ${before}`)
+              yield* record.run(event.key, seq)
+              const failed = failures.get(event.id) ?? 0
+              if (failed < fails) {
+                failures.set(event.id, failed + 1)
+                return yield* Effect.fail(new Error("transient"))
+              }
+              return []
+            }),
+          reply: (event) => ({ seq: (event.data as { seq: number }).seq })
+        }
+        const system = Supervisor.system()
+        const actors = Array.from({ length: 2 }, (_, i) => Supervisor.make(system, `p-${round}-${i}`, { maxAttempts: 10, initialDelayMs: 1, maxDelayMs: 2, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
+        const fibers = actors.map((a) => Effect.runFork(a.run))
+        const router = Router.make(inbox)
+        const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
+        router.add(Topics.accepted("ping"), {
+          name: "p",
+          schedule: (event, topic, payload) => {
+            scheduled++
+            void consumer.schedule(event, topic, payload)
+          },
+          inline: (event, topic, payload) => {
+            const run = consumer.inline(event, topic, payload)
+            return run === undefined ? undefined : Effect.map(run, (after) => (after === undefined ? undefined : (inlined++, after)))
+          }
+        })
+        let ingress: Ingress.Ingress | undefined
+        const log = await IngressLog.make(store, { maxBytes: 4096, previewBytes: 16, inline: { forwarder: () => ingress!.inline.forwarder(), settled: () => ingress!.inline.settled() } })
+        ingress = Ingress.make({ contracts, maxPayloadBytes: 4096, store, log, outbox, reject, router, inline: true, logger: Log.silent })
+        await ingress.start(() => undefined)
+        try {
+          const seqs = new Map<string, number>()
+          const received: Array<Promise<boolean>> = []
+          const requests = new Map<string, number>()
+          for (const [i, step] of steps.entries()) {
+            if (step.gap) await tick()
+            const seq = (seqs.get(step.key) ?? 0) + 1
+            seqs.set(step.key, seq)
+            const id = `r-${round}-${i}`
+            if (step.request) requests.set(id, seq)
+            const envelope = { id, type: "ping", key: step.key, ...(step.request ? { replyTo: "reply/c/replies" } : {}), data: { key: step.key, seq, fails: step.fails } }
+            received.push(ingress.receive("initiate/ping", Buffer.from(JSON.stringify(envelope)), "c").then(() => true, () => false))
+          }
+          expect(await Promise.all(received), "every event acknowledged").toEqual(steps.map(() => true))
+          await consumer.idle()
+          // A scheduled message's run may still be starting: wait until nothing is pending.
+          for (let i = 0; i < 200 && (await inbox.pending("p")).length > 0; i++) {
+            await new Promise((r) => setTimeout(r, 5))
+            await consumer.idle()
+          }
+          expect(outOfOrder, "no event ran before an older one of its key").toEqual([])
+          const rows = await store.run(store.query(`SELECT key, seq FROM ${table} ORDER BY n`).all())
+          for (const key of keys)
+            expect(rows.filter((r) => r.key === key).map((r) => Number(r.seq)), `effects of ${key}: once each, in order`).toEqual(Array.from({ length: seqs.get(key) ?? 0 }, (_, i) => i + 1))
+          expect(await inbox.pending("p"), "nothing left pending").toEqual([])
+          const replies = (await store.run(store.query("SELECT topic, payload FROM outbox WHERE topic = 'reply/c/replies' ORDER BY seq").all())).map((r) => JSON.parse(String(r.payload)) as Envelope.Envelope)
+          expect(replies.map((r) => r.correlationId).sort(), "each request answered once").toEqual([...requests.keys()].sort())
+          for (const r of replies) expect((r.data as { seq: number }).seq).toBe(requests.get(r.correlationId))
+        } finally {
+          for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+          await store.close()
+        }
+      }),
+      { numRuns: runs, endOnFailure: true }
+    )
+    // Both ways were taken (else the property says nothing about their interleaving).
+    expect(inlined, "requests handled in the ingress's transaction").toBeGreaterThan(0)
+    expect(scheduled, "events scheduled").toBeGreaterThan(0)
+  }, 120_000)
+})
