@@ -59,13 +59,18 @@ export const channel = <P>(p: Processor<P>): Processor<P> => ({
   failed: (event, reason) => (event.replyTo === undefined ? [] : [{ type: messages.failed, topic: event.replyTo, key: event.key, data: { commandId: event.id, reason } }])
 })
 
-/** The simple mediator: classifies each initiating event by the rule table. */
-export const simple = (rules: ReadonlyArray<Rule>, workflows: ReadonlyArray<Workflow>): Processor => {
+/**
+ * The simple mediator: classifies each initiating event by the rule table. It takes the events of
+ * `consumes` (all the rules' by default; one instance alone, only the simple rules': the domain
+ * mediators take the others directly) and still delegates any rule's event in its inbox (one left
+ * there by a version before that).
+ */
+export const simple = (rules: ReadonlyArray<Rule>, workflows: ReadonlyArray<Workflow>, consumes: ReadonlyArray<string> = rules.map((r) => r.type)): Processor => {
   for (const rule of rules)
     if (rule.kind !== "simple" && !workflows.some((w) => w.name === rule.workflow)) throw new Error(`rule for ${rule.type} names an unknown workflow ${rule.workflow}`)
   return {
     name: "simple-mediator",
-    consumes: rules.map((r) => r.type),
+    consumes,
     handle: (event) => {
       const rule = rules.find((r) => r.type === event.type)
       if (rule === undefined) return Effect.fail(new Rejected(`no mediation rule for ${event.type}`))

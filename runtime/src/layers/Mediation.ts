@@ -17,11 +17,13 @@ export interface Shape {
   readonly workflowStore: WorkflowStore.WorkflowStore | undefined
   readonly workflows: NonNullable<App["mediation"]>["workflows"]
   readonly domains: ReadonlyArray<Mediator.Domain>
-  /**
-   * The rules the simple mediator classifies: all of them in a cluster; for one instance alone,
-   * only the simple ones, the domain mediators taking their complex rules' events themselves.
-   */
+  /** The rule table of every mediated app. */
   readonly rules: ReadonlyArray<NonNullable<App["mediation"]>["rules"][number]>
+  /**
+   * The types the simple mediator takes: every rule's in a cluster; for one instance alone, only
+   * those no domain mediator takes itself (`initiating`: the simple rules').
+   */
+  readonly simpleTypes: ReadonlyArray<string>
 }
 
 export class Mediation extends Context.Service<Mediation, Shape>()("baton/runtime/Mediation") {}
@@ -62,7 +64,7 @@ export const layer = Layer.effect(
             })
           )
     yield* Effect.addFinalizer(() => Effect.sync(() => domains.forEach((d) => d.close())))
-    const rules = direct ? allRules.filter((r) => r.kind === "simple" || !workflows.some((w) => w.name === r.workflow)) : allRules
-    return { mediated, workflowStore, workflows, domains, rules }
+    const simpleTypes = allRules.filter((r) => !direct || r.kind === "simple" || !workflows.some((w) => w.name === r.workflow)).map((r) => r.type)
+    return { mediated, workflowStore, workflows, domains, rules: allRules, simpleTypes }
   })
 )
