@@ -18,6 +18,8 @@ import { freshSchema } from "@baton/testkit/postgres"
 import * as Consumer from "../src/Consumer.ts"
 import * as ErrorPath from "../src/ErrorPath.ts"
 import * as Router from "../src/Router.ts"
+import { Baton, Schema } from "@baton/sdk"
+import * as Mailer from "@baton/order-entry/mailer"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 8)
 const keys = ["k1", "k2", "k3", "k4", "k5", "k6"]
@@ -156,17 +158,23 @@ describe.each(engines)("Consumer on %s", (engine, open) => {
   }, 240_000)
 })
 
+/** A SQLite store with a table of the test's own, the consumer's queues, and a count of its reads of a message's status. */
+const queuesWith = async (name: string, table: string) => {
+  const store = await engines[0]![1]()
+  cleanups.push(() => store.close())
+  await store.migrate([{ name, sql: ddl(() => table) }])
+  const inbox = await Inbox.make(store)
+  const outbox = await Outbox.make(store)
+  const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+  const status = "SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?"
+  const statusReads = () => store.breakdown().find((b) => b.text === status)?.count ?? 0
+  return { store, inbox, outbox, reject, statusReads }
+}
+
 describe("Consumer: a prepare that only reads", () => {
   it("runs without a read of the message's status first (one statement less); a message handled already is still skipped by its done mark: its effect once", async () => {
-    const store = await engines[0]![1]()
-    cleanups.push(() => store.close())
-    await store.migrate([{ name: "test/reads-only", sql: ddl(() => "CREATE TABLE reads_only (key TEXT NOT NULL)") }])
-    const inbox = await Inbox.make(store)
-    const outbox = await Outbox.make(store)
-    const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+    const { store, inbox, outbox, reject, statusReads } = await queuesWith("test/reads-only", "CREATE TABLE reads_only (key TEXT NOT NULL)")
     const record = store.query("INSERT INTO reads_only (key) VALUES (?)")
-    const status = "SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?"
-    const statusReads = () => store.breakdown().find((b) => b.text === status)?.count ?? 0
     const run = async (readsOnly: boolean) => {
       let prepared = 0
       const processor: Processor<number> = {
@@ -203,6 +211,67 @@ describe("Consumer: a prepare that only reads", () => {
     expect(reading).toEqual({ effects: 1, prepared: 1, statusReads: 2 })
     // Prepared again for the redelivery (it only reads), and nothing of it committed.
     expect(readsOnly).toEqual({ effects: 1, prepared: 2, statusReads: 0 })
+  })
+})
+
+describe("Consumer: the reference mailer's prepare, without a status read", () => {
+  it("for any mail events, some delivered again after they were handled or while they run: each mail sent once and recorded once, and no read of a message's status", async () => {
+    const { store, inbox, outbox, reject, statusReads } = await queuesWith("test/mails", "CREATE TABLE mails (cause_id TEXT PRIMARY KEY, recipient TEXT NOT NULL, message_id TEXT NOT NULL)")
+    const insert = store.query("INSERT INTO mails (cause_id, recipient, message_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING recipient, message_id")
+    const existing = store.query("SELECT recipient, message_id FROM mails WHERE cause_id = ?")
+    const sentOf = (row: Readonly<Record<string, unknown>> | undefined) => (row === undefined ? undefined : { to: String(row.recipient), messageId: String(row.message_id) })
+    const ordered = Baton.event("ordered", Schema.Struct({ email: Schema.String }))
+    let round = 0
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.constantFrom("once", "again-after", "again-racing"), { minLength: 1, maxLength: 12 }), async (plans) => {
+        round++
+        const sent = new Map<string, number>()
+        const processor = Mailer.processor({
+          name: `mail-${round}`,
+          on: ordered,
+          mailer: {
+            transport: "store",
+            send: async (mail) => {
+              sent.set(mail.subject, (sent.get(mail.subject) ?? 0) + 1)
+              return { messageId: `<${mail.subject}@test>`, message: undefined }
+            }
+          },
+          store: { sql: store.sql },
+          letter: (event) => ({ to: event.data.email, subject: event.id, text: "thanks" }),
+          record: (event, l, s) => Effect.map(insert.get(event.id, l.to, s.messageId), sentOf),
+          recorded: (event) => Effect.map(existing.get(event.id), sentOf)
+        })
+        const system = Supervisor.system()
+        const actors = [0, 1].map((i) => Supervisor.make(system, `${processor.name}-${i}`, { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 10, windowMs: 60_000 }))
+        const fibers = actors.map((a) => Effect.runFork(a.run))
+        const router = Router.make(inbox)
+        const consumer = Consumer.make({ processor: processor as Processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
+        const topic = `events/ordered-${round}`
+        router.add(topic, { name: processor.name, schedule: consumer.schedule })
+        const before = statusReads()
+        try {
+          const events = plans.map((plan, i) => ({ plan, event: { id: `r${round}-m${i}`, type: "ordered", correlationId: "c", causationId: "c", key: `k${i % 3}`, occurredAt: new Date().toISOString(), data: { email: "a@example.com" } } satisfies Envelope.Envelope }))
+          for (const { plan, event } of events) {
+            const payload = JSON.stringify(event)
+            for (const deliver of await store.transaction(router.route(topic, event, payload))) deliver()
+            // Scheduled again while its first run is under way (a recovery racing it).
+            if (plan === "again-racing") void consumer.schedule(event, topic, payload)
+          }
+          await consumer.idle()
+          // Scheduled again once handled: its prepare finds its mail recorded, and its done mark skips it.
+          for (const { plan, event } of events) if (plan === "again-after") await consumer.schedule(event, topic, JSON.stringify(event))
+          await consumer.idle()
+          for (const { event } of events) {
+            expect(sent.get(event.id), event.id).toBe(1)
+            expect(await store.run(existing.all(event.id))).toHaveLength(1)
+          }
+          expect(statusReads() - before).toBe(0)
+        } finally {
+          for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+        }
+      }),
+      { numRuns: runs * 3 }
+    )
   })
 })
 

@@ -52,8 +52,10 @@ export interface Processor<P = unknown> {
   prepare?(event: Envelope): Effect.Effect<P, unknown>
   /**
    * `prepare` only reads and computes (no work outside the store, nothing it would be wrong to run
-   * for a message already handled): it runs without a read first that the message is still
-   * pending; the transaction's done mark still skips one handled meanwhile. Default false.
+   * for a message already handled), or its work outside is guarded by a record that commits with
+   * the message's done mark and that it reads first (a mailer's: no mail when the event's is
+   * recorded): it runs without a read first that the message is still pending; the transaction's
+   * done mark still skips one handled meanwhile. Default false.
    */
   readonly prepareReadsOnly?: boolean
   /**

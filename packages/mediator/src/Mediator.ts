@@ -2,8 +2,9 @@
  * The mediator topology's moving parts as processors, so that the runtime hosts them like any
  * other: each is a pool of supervised actors over a durable inbox (its queue).
  *
- * - `simple`: every initiating event reaches it first; it classifies the event by the declared rule
- *   table and handles a simple one itself (one command) or delegates it to its domain mediator.
+ * - `simple`: classifies an initiating event by the declared rule table and handles a simple one
+ *   itself (one command) or delegates it to its domain mediator. On one instance alone it gets only
+ *   the simple rules' events: the domain mediators take their workflows' events directly (`initiating`).
  * - `domain`: one per domain (`order`, `customer`): runs the workflows of that domain with the pure
  *   state machine, keeps their state in the workflow store, sends commands to processor channels
  *   and announces progress on `events/`. Acknowledgements, timeouts and restarts all arrive on its
@@ -58,13 +59,18 @@ export const channel = <P>(p: Processor<P>): Processor<P> => ({
   failed: (event, reason) => (event.replyTo === undefined ? [] : [{ type: messages.failed, topic: event.replyTo, key: event.key, data: { commandId: event.id, reason } }])
 })
 
-/** The simple mediator: classifies each initiating event by the rule table. */
-export const simple = (rules: ReadonlyArray<Rule>, workflows: ReadonlyArray<Workflow>): Processor => {
+/**
+ * The simple mediator: classifies each initiating event by the rule table. It takes the events of
+ * `consumes` (all the rules' by default; one instance alone, only the simple rules': the domain
+ * mediators take the others directly) and still delegates any rule's event in its inbox (one left
+ * there by a version before that).
+ */
+export const simple = (rules: ReadonlyArray<Rule>, workflows: ReadonlyArray<Workflow>, consumes: ReadonlyArray<string> = rules.map((r) => r.type)): Processor => {
   for (const rule of rules)
     if (rule.kind !== "simple" && !workflows.some((w) => w.name === rule.workflow)) throw new Error(`rule for ${rule.type} names an unknown workflow ${rule.workflow}`)
   return {
     name: "simple-mediator",
-    consumes: rules.map((r) => r.type),
+    consumes,
     handle: (event) => {
       const rule = rules.find((r) => r.type === event.type)
       if (rule === undefined) return Effect.fail(new Rejected(`no mediation rule for ${event.type}`))
@@ -96,7 +102,9 @@ export interface Domain {
   readonly close: () => void
 }
 
-const inputOf = (event: Envelope.Envelope): Machine.Input | undefined => {
+const inputOf = (event: Envelope.Envelope, initiating: boolean): Machine.Input | undefined => {
+  // An initiating event taken directly (no simple mediator before it): it starts the workflow it names, whose id is its own.
+  if (initiating) return { _tag: "Start", id: event.id, input: (event.data ?? {}) as Record<string, unknown>, ...(event.replyTo === undefined ? {} : { replyTo: event.replyTo }) }
   const d = event.data as Record<string, unknown>
   switch (event.type) {
     case messages.start:
@@ -140,6 +148,16 @@ export const domain = (options: {
    * instance may have moved a workflow meanwhile, so every input reads the store.
    */
   readonly cache?: boolean
+  /**
+   * Rules of this domain (hard or complex) whose initiating events it takes itself, from their `accepted/`
+   * topics, instead of a `start-workflow` from the simple mediator (one message and transaction a
+   * workflow fewer). Such an event is keyed by its contract's key (a customer's), not by the
+   * workflow's id: it is always its workflow's first input, and the inputs after it (keyed by the
+   * workflow's id) exist only once it has committed. Only for one instance alone: in a cluster
+   * the instance owning the event's key would run the workflow's first step (and arm its command
+   * timeouts) while another owns the workflow.
+   */
+  readonly initiating?: ReadonlyArray<Rule>
 }): Domain => {
   const { store, defaults, logger } = options
   const now = options.now ?? (() => new Date())
@@ -162,6 +180,14 @@ export const domain = (options: {
     if (cache.size > maxCached) cache.delete(cache.keys().next().value!)
   }
   const specOf = (workflow: string) => options.workflows.find((w) => w.name === workflow)
+  /** The workflow each directly taken initiating type starts. */
+  const starts = new Map<string, string>()
+  for (const rule of options.initiating ?? []) {
+    if (rule.kind === "simple" || specOf(rule.workflow) === undefined) throw new Error(`${name} cannot start ${rule.type}: no workflow of its domain named ${rule.kind === "simple" ? "(a simple rule)" : rule.workflow}`)
+    starts.set(rule.type, rule.workflow)
+  }
+  /** The workflow an input is for: an initiating event's own id, else the input's key. */
+  const workflowOf = (event: Envelope.Envelope): string => (starts.has(event.type) ? event.id : event.key)
 
   const message = (id: string, type: string, workflowId: string, causationId: string, data: unknown): Envelope.Envelope => ({
     id,
@@ -202,9 +228,10 @@ export const domain = (options: {
   /** The next state for an input (undefined when it changes nothing), from the state before it. */
   const transition = (before: Saved | undefined, event: Envelope.Envelope): Saved | undefined => {
     options.fault?.()
-    const input = inputOf(event)
+    const started = starts.get(event.type)
+    const input = inputOf(event, started !== undefined)
     if (input === undefined) throw new Rejected(`${name} does not understand ${event.type}`)
-    const spec = specOf(input._tag === "Start" ? String((event.data as { workflow?: unknown }).workflow) : (before?.workflow ?? ""))
+    const spec = specOf(started ?? (input._tag === "Start" ? String((event.data as { workflow?: unknown }).workflow) : (before?.workflow ?? "")))
     if (spec === undefined) {
       if (before === undefined) return undefined // an input for a workflow that has finished
       throw new Rejected(`${name} has no workflow named ${before.workflow}`)
@@ -247,40 +274,56 @@ export const domain = (options: {
   /** In the input's transaction: the state written (or a finished workflow's removed). */
   const write = (saved: Saved) => (Machine.terminal(saved.status) && !Machine.kept(saved.status) ? store.remove(saved.id) : store.save(saved))
 
+  /** Of each workflow in a run, its last new state: the one written, in the order they were last moved. */
+  const lastOfEach = (steps: ReadonlyArray<Saved | undefined>): ReadonlyArray<Saved> => {
+    const last = new Map<string, Saved>()
+    for (const s of steps) {
+      if (s === undefined) continue
+      last.delete(s.id)
+      last.set(s.id, s)
+    }
+    return [...last.values()]
+  }
+
   /**
-   * A run of one workflow's waiting inputs (the acknowledgements of a step, come together): each
-   * input's transition from the one before, as one at a time would give; the last state written
-   * once, each input's effects announced as its own.
+   * A run of one key's waiting inputs (the acknowledgements of a step, come together; or initiating
+   * events of one key, each a workflow of its own): each input's transition from the state its
+   * workflow's input before it left, as one at a time would give; each workflow's last state
+   * written once, each input's effects announced as its own.
    */
   const batch: Batch<ReadonlyArray<Saved | undefined>> = {
     max: 16,
     prepare: (events) =>
       Effect.tryPromise({
         try: async () => {
-          let state = await current(events[0]!.key)
-          return events.map((event) => {
-            const next = transition(state, event)
-            if (next !== undefined) state = next
-            return next
-          })
+          const states = new Map<string, Saved | undefined>()
+          const steps: Array<Saved | undefined> = []
+          for (const event of events) {
+            const id = workflowOf(event)
+            const before = states.has(id) ? states.get(id) : await current(id)
+            const next = transition(before, event)
+            states.set(id, next ?? before)
+            steps.push(next)
+          }
+          return steps
         },
         catch: (error) => error
       }),
     handle: (events, steps) => {
-      const last = steps.findLast((s) => s !== undefined)
       const announced = events.map((event, i) => (steps[i] === undefined ? [] : outgoing(event, steps[i])))
-      return last === undefined ? Effect.succeed(announced) : Effect.as(write(last), announced)
+      const last = lastOfEach(steps)
+      if (last.length === 0) return Effect.succeed(announced)
+      return Effect.as(last.length === 1 ? write(last[0]!) : Effect.forEach(last, write, { discard: true }), announced)
     },
     committed: (_events, steps) => {
-      const last = steps.findLast((s) => s !== undefined)
-      if (last !== undefined) settled(last, steps.flatMap((s) => s?.lastEffects ?? []))
+      for (const last of lastOfEach(steps)) settled(last, steps.flatMap((s) => (s?.id === last.id ? s.lastEffects : [])))
     }
   }
 
   const processor: Processor<Saved | undefined> = {
     name,
     consumes: [],
-    topics: [queue],
+    topics: [queue, ...[...starts.keys()].map(Topics.accepted)],
     // Ten inputs a workflow of five steps, each in a transaction: with more of them in flight, more
     // share each commit (a group commit on SQLite; side by side on PostgreSQL's pool).
     actors: mediatorActors,
@@ -288,7 +331,7 @@ export const domain = (options: {
     // the transition, whose result `handle` writes in the input's transaction.
     prepare: (event) =>
       Effect.tryPromise({
-        try: async () => transition(await current(event.key), event),
+        try: async () => transition(await current(workflowOf(event)), event),
         catch: (error) => error
       }),
     // It only reads the workflow's state and computes the transition.

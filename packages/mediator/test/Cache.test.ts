@@ -237,3 +237,81 @@ describe("a domain mediator's runs of one workflow's inputs", () => {
     expect((await m.workflows.load("wf-1"))?.step).toBe(2)
   })
 })
+
+/** The order workflow's rule: its initiating event, which a domain mediator alone may take itself. */
+const startRule = OrderWorkflow.rules[0]!
+
+/** An input as the runtime keys it: an initiating event by its customer, the rest by their workflow. */
+const keyed = (id: string, type: string, key: string, data: unknown): Envelope.Envelope => ({ id, type, key, correlationId: key, causationId: id, occurredAt: new Date(0).toISOString(), data })
+
+const directAction = fc.record({
+  kind: fc.constantFrom("initiate", "initiate", "ack", "ack", "ack", "ack", "resend"),
+  /** Which workflow (of four), and which of its sent commands. */
+  workflow: fc.nat({ max: 3 }),
+  pick: fc.nat(),
+  approve: fc.boolean()
+})
+
+describe("a domain mediator taking its initiating events directly (one instance alone)", () => {
+  it("for any initiating events of several workflows, some of one customer (one key), re-sent ones and acknowledgements, cut into runs of one key in any way: each input's effects and every workflow's state as the simple mediator's start-workflow one at a time", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(directAction, { maxLength: 30 }), fc.array(fc.nat({ max: 4 }), { maxLength: 30 }), fc.boolean(), async (actions, cuts, cache) => {
+        const make = async (initiating: boolean) => {
+          const store = await Sqlite.open({ path: ":memory:" })
+          cleanups.push(() => store.close())
+          const workflows = await WorkflowStore.inStore(store)
+          const domain = Mediator.domain({ domain: "order", workflows: [OrderWorkflow.workflow], store: workflows, defaults: { timeoutMs: 600_000, maxAttempts: 2 }, logger: Log.silent, now: () => new Date(0), cache, ...(initiating ? { initiating: [startRule] } : {}) })
+          cleanups.push(() => domain.close())
+          return { store, workflows, domain }
+        }
+        // The reference: each initiating event reaches the mediator as the simple mediator's start-workflow (keyed by the workflow), one at a time.
+        const reference = await make(false)
+        const ids = ["w0", "w1", "w2", "w3"]
+        /** Two customers for four workflows: initiating events of one key in one run. */
+        const customerOf = (id: string) => `c${ids.indexOf(id) % 2}`
+        const direct: Array<Envelope.Envelope> = []
+        const outs: Array<unknown> = []
+        const started = new Set<string>()
+        const states = async () => Promise.all(ids.map((id) => reference.workflows.load(id)))
+        for (const [n, a] of actions.entries()) {
+          const id = ids[a.workflow]!
+          let input: Envelope.Envelope | undefined
+          let viaStart: Envelope.Envelope | undefined
+          if (a.kind === "initiate" || (a.kind === "resend" && started.has(id))) {
+            input = keyed(id, startRule.type, customerOf(id), order)
+            viaStart = keyed(id, Mediator.messages.start, id, { workflow: OrderWorkflow.workflow.name, input: order })
+            started.add(id)
+          } else if (a.kind === "ack") {
+            const sent = Object.values((await reference.workflows.load(id))?.commands ?? {}).filter((c) => c.status === "sent")
+            const c = sent[a.pick % Math.max(1, sent.length)]
+            if (c !== undefined) input = viaStart = keyed(`i${n}`, Mediator.messages.acked, id, { commandId: c.envelopeId, results: resultsOf(c.name, a.approve) })
+          }
+          if (input === undefined || viaStart === undefined) continue
+          direct.push(input)
+          outs.push(await run(reference.store, reference.domain.processor, viaStart))
+        }
+        const expected = await states()
+        // The same inputs on a mediator that takes the initiating events itself, in runs of one key's consecutive inputs (as the consumer forms them).
+        const m = await make(true)
+        let at = 0
+        for (let i = 0; at < direct.length; i++) {
+          let size = 1
+          while (size < (cuts[i] ?? 0) + 1 && at + size < direct.length && direct[at + size]!.key === direct[at]!.key) size++
+          const slice = direct.slice(at, at + size)
+          const out = size === 1 ? [await run(m.store, m.domain.processor, slice[0]!)] : await inRun(m.store, m.domain.processor, slice)
+          expect(out).toEqual(outs.slice(at, at + size))
+          at += size
+        }
+        expect(await Promise.all(ids.map((id) => m.workflows.load(id)))).toEqual(expected)
+      }),
+      { numRuns: runs }
+    )
+  })
+
+  it("takes the initiating events of its domain's complex rules from their accepted topics, and refuses a rule of another domain", () => {
+    const store = { kind: "sqlite" } as unknown as WorkflowStore.WorkflowStore
+    const domain = Mediator.domain({ domain: "order", workflows: [OrderWorkflow.workflow], store, defaults: { timeoutMs: 1, maxAttempts: 1 }, logger: Log.silent, initiating: [startRule] })
+    expect(domain.processor.topics).toEqual([Topics.mediator("order"), Topics.accepted(startRule.type)])
+    expect(() => Mediator.domain({ domain: "customer", workflows: [], store, defaults: { timeoutMs: 1, maxAttempts: 1 }, logger: Log.silent, initiating: [startRule] })).toThrow(/cannot start/)
+  })
+})

@@ -148,5 +148,9 @@ for (const kind of ["sqlite", "pg"] as const)
       // A simple rule's command says which version of its event the data follows.
       const direct = Mediator.simple([{ type: "sample", kind: "simple", command: { channel: "lab", type: "sample", version: 2 } }], [])
       expect(await run(store, direct, envelope("p3", "sample", "k", { n: 1 }))).toEqual([{ id: "p3/command", type: "sample", topic: Topics.channel("lab"), version: 2, data: { n: 1 } }])
+      // One instance alone it takes only the simple rules' events, and still delegates a workflow's event left in its inbox.
+      const alone = Mediator.simple([...OrderWorkflow.rules, { type: "sample", kind: "simple", command: { channel: "lab", type: "sample" } }], [OrderWorkflow.workflow], ["sample"])
+      expect(alone.consumes).toEqual(["sample"])
+      expect((await run(store, alone, envelope("p4", OrderWorkflow.rules[0]!.type, "k", order))).map((n) => [n.type, n.key])).toEqual([[Mediator.messages.start, "p4"]])
     })
   })

@@ -97,8 +97,8 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
   readonly recorded: (event: Typed<E>) => Effect.Effect<D | undefined, unknown, SqlClient.SqlClient>
   /** The `email-sent` event its data is announced as (encoded by its schema); as recorded when absent. */
   readonly sent?: Event<"email-sent", D>
-}): Processor<{ readonly letter: L; readonly sent: Sent } | undefined> =>
-  Baton.processor({
+}): Processor<{ readonly letter: L; readonly sent: Sent } | undefined> => ({
+  ...Baton.processor({
     name: options.name,
     // Without `on`, E is the bare `Event` (data of any type): each type read with `Schema.Unknown`.
     on: options.on ?? (options.consumes ?? []).map((type) => Baton.event(type, Schema.Unknown) as E),
@@ -119,4 +119,9 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
         const data = written ?? (yield* options.recorded(event))
         return data === undefined ? [] : [options.sent === undefined ? { type: "email-sent", data } : options.sent.make(data)]
       })
-  })
+  }),
+  // `prepare` mails only when it finds no record of the event's mail, and the record commits with
+  // the message's done mark: for a message already handled it finds the record and sends nothing.
+  // So the runtime needs no read of the message's status before it (one statement a mail fewer).
+  prepareReadsOnly: true
+})

@@ -64,7 +64,8 @@ export const layer = Layer.effect(
           // In a cluster, pending messages are scheduled as their partitions are acquired.
           const recovered = ownership.clustered ? 0 : yield* promise(() => consumer.recover())
           const topics = topicsOf(processor).filter((t) => routePublic || !Topics.isInternal(t))
-          if (external !== undefined && !routePublic) subscriptions.push(yield* promise(() => external.subscribe({ clientId: processor.name, topics }, consumer.handler)))
+          // (A processor that takes no topic, the simple mediator without simple rules, needs no session.)
+          if (external !== undefined && !routePublic && topics.length > 0) subscriptions.push(yield* promise(() => external.subscribe({ clientId: processor.name, topics }, consumer.handler)))
           logger.log("info", "processor started", { processor: processor.name, topics: topics.join(","), via: routePublic ? "inbox" : "broker session", recovered })
         }
         if (external !== undefined && !ownership.clustered)

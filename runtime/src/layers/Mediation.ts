@@ -8,6 +8,7 @@ import { Mediator, WorkflowStore } from "@baton/mediator"
 import { Context, Effect, Layer } from "effect"
 import { Apps } from "./Apps.ts"
 import { promise, Settings } from "./Settings.ts"
+import { Ownership } from "./Ownership.ts"
 import { Store } from "./Store.ts"
 
 export interface Shape {
@@ -16,6 +17,13 @@ export interface Shape {
   readonly workflowStore: WorkflowStore.WorkflowStore | undefined
   readonly workflows: NonNullable<App["mediation"]>["workflows"]
   readonly domains: ReadonlyArray<Mediator.Domain>
+  /** The rule table of every mediated app. */
+  readonly rules: ReadonlyArray<NonNullable<App["mediation"]>["rules"][number]>
+  /**
+   * The types the simple mediator takes: every rule's in a cluster; for one instance alone, only
+   * those no domain mediator takes itself (`initiating`: the simple rules').
+   */
+  readonly simpleTypes: ReadonlyArray<string>
 }
 
 export class Mediation extends Context.Service<Mediation, Shape>()("baton/runtime/Mediation") {}
@@ -36,6 +44,11 @@ export const layer = Layer.effect(
           )
     if (workflowStore !== undefined) logger.log("info", "workflow store opened", { kind: workflowStore.kind })
     const workflows = mediated.flatMap((a) => a.mediation?.workflows ?? [])
+    const allRules = mediated.flatMap((a) => a.mediation?.rules ?? [])
+    // Alone, an initiating event of a workflow goes to its domain mediator directly (see `initiating`).
+    const direct = !(yield* Ownership).clustered
+    const startedBy = (domain: string) =>
+      direct ? allRules.filter((r) => r.kind !== "simple" && workflows.some((w) => w.name === r.workflow && w.domain === domain)) : []
     const domains =
       workflowStore === undefined
         ? []
@@ -46,10 +59,12 @@ export const layer = Layer.effect(
               store: workflowStore,
               defaults: { timeoutMs: config.commandTimeoutMs, maxAttempts: config.commandAttempts },
               logger,
+              initiating: startedBy(domain),
               ...(options.mediatorFault === undefined ? {} : { fault: () => options.mediatorFault?.(domain) })
             })
           )
     yield* Effect.addFinalizer(() => Effect.sync(() => domains.forEach((d) => d.close())))
-    return { mediated, workflowStore, workflows, domains }
+    const simpleTypes = allRules.filter((r) => !direct || r.kind === "simple" || !workflows.some((w) => w.name === r.workflow)).map((r) => r.type)
+    return { mediated, workflowStore, workflows, domains, rules: allRules, simpleTypes }
   })
 )

@@ -67,7 +67,7 @@ export const layer = Layer.effect(
     const consumer = (name: string) => consumers.find((c) => c.processor.name === name)?.consumer
 
     const extra = options.processors?.({ store }) ?? []
-    const { mediated, workflowStore, workflows, domains } = yield* Mediation
+    const { mediated, workflowStore, workflows, domains, rules, simpleTypes } = yield* Mediation
     const hosted = [...apps.flatMap((a) => (mediated.includes(a) ? a.processors.map(Mediator.channel) : a.processors)), ...extra]
     // The workflow event pattern, for processors that park the keys of failed messages.
     const parking = hosted.some((p) => p.onFailure === "park") ? yield* promise(() => Parking.make(store)) : undefined
@@ -90,7 +90,7 @@ export const layer = Layer.effect(
             })
           )
     const processors: ReadonlyArray<Processor> = [
-      ...(mediated.length === 0 ? [] : [Mediator.simple(mediated.flatMap((a) => a.mediation?.rules ?? []), workflows), ...domains.map((d) => d.processor)]),
+      ...(mediated.length === 0 ? [] : [Mediator.simple(rules, workflows, simpleTypes), ...domains.map((d) => d.processor)]),
       ...hosted,
       ...(repairs === undefined ? [] : [repairs.processor])
     ]
