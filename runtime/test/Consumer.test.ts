@@ -427,3 +427,66 @@ describe("Consumer: the committed step", () => {
     )
   }, 120_000)
 })
+
+describe("Consumer: the order-entry mailer's prepare", () => {
+  it("for all events, redeliveries and transports: each mail recorded once; through SMTP sent once per event (a redelivery is skipped by the status read first); without SMTP no status read", async () => {
+    const { processor: mailing } = await import("@baton/order-entry/mailer")
+    const store = await engines[0]![1]()
+    cleanups.push(() => store.close())
+    await store.migrate([{ name: "test/mails", sql: ddl(() => "CREATE TABLE mails (cause_id TEXT NOT NULL, message_id TEXT NOT NULL)") }])
+    const inbox = await Inbox.make(store)
+    const outbox = await Outbox.make(store)
+    const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+    const insert = store.query("INSERT INTO mails (cause_id, message_id) VALUES (?, ?)")
+    const find = store.query("SELECT message_id FROM mails WHERE cause_id = ?")
+    const status = "SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?"
+    const statusReads = () => store.breakdown().find((b) => b.text === status)?.count ?? 0
+    let round = 0
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom("store" as const, "smtp" as const), fc.array(fc.nat(3), { minLength: 1, maxLength: 8 }), async (transport, order) => {
+        round++
+        const sends = new Map<string, number>()
+        const processor = mailing({
+          name: `mailer-${round}`,
+          consumes: ["x"],
+          mailer: { transport, send: async (mail) => (sends.set(mail.to, (sends.get(mail.to) ?? 0) + 1), { messageId: `m-${mail.to}`, message: undefined }) },
+          store: { sql: store.sql },
+          letter: (event) => ({ to: event.id, subject: "s", text: "t" }),
+          record: (event, _letter, sent) => Effect.map(insert.run(event.id, sent.messageId), () => ({ messageId: sent.messageId })),
+          recorded: (event) => Effect.map(find.get(event.id), (row) => (row === undefined ? undefined : { messageId: String(row.message_id) }))
+        })
+        const system = Supervisor.system()
+        const actors = [Supervisor.make(system, processor.name, { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 10, windowMs: 60_000 })]
+        const fibers = actors.map((a) => Effect.runFork(a.run))
+        const router = Router.make(inbox)
+        const consumer = Consumer.make({ processor: processor as Processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
+        const topic = `events/x-${round}`
+        router.add(topic, { name: processor.name, schedule: consumer.schedule })
+        const before = statusReads()
+        let runs = 0
+        try {
+          const seen = new Set<number>()
+          for (const i of order) {
+            const event: Envelope.Envelope = { id: `e-${round}-${i}`, type: "x", correlationId: "c", causationId: "c", key: `k-${i % 2}`, occurredAt: new Date().toISOString(), data: {} }
+            const payload = JSON.stringify(event)
+            // The first delivery through the inbox; then again (a recovery racing the first run).
+            if (seen.has(i)) await consumer.schedule(event, topic, payload)
+            else for (const deliver of await store.transaction(router.route(topic, event, payload))) await deliver()
+            seen.add(i)
+            runs++
+            await consumer.idle()
+          }
+          for (const i of seen) {
+            const rows = await store.run(find.all(`e-${round}-${i}`))
+            expect(rows).toHaveLength(1)
+            if (transport === "smtp") expect(sends.get(`e-${round}-${i}`)).toBe(1)
+          }
+          expect(statusReads() - before).toBe(transport === "store" ? 0 : runs)
+        } finally {
+          for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+        }
+      }),
+      { numRuns: 30 }
+    )
+  })
+})

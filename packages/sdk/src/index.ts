@@ -227,6 +227,8 @@ export interface ProcessorSpec<E extends Event, P = void> {
   readonly topics?: ReadonlyArray<string>
   /** Asynchronous work outside the transaction (an e-mail); at least once. */
   readonly prepare?: (event: Typed<E>) => Effect.Effect<P, unknown>
+  /** `prepare` only reads and computes (nothing outside the store): no read that the message is still pending before it. Default false. */
+  readonly prepareReadsOnly?: boolean
   /**
    * Applies the event's state changes through `SqlClient` and succeeds with the events to
    * announce. Runs in the transaction that also marks the message processed and writes the
@@ -276,6 +278,7 @@ export const processor = <E extends Event, P = void>(spec: ProcessorSpec<E, P>):
             return Result.isFailure(r) ? Effect.succeed(undefined as P) : spec.prepare!(r.success)
           }
         }),
+    ...(spec.prepareReadsOnly === undefined ? {} : { prepareReadsOnly: spec.prepareReadsOnly }),
     handle: (envelope, prepared) =>
       Effect.suspend(() => {
         const r = read(envelope)
