@@ -156,17 +156,33 @@ describe.each(engines)("Consumer on %s", (engine, open) => {
   }, 240_000)
 })
 
+/** A SQLite store with `table` migrated, its queues, and how many times the inbox's status read ran so far. */
+const statusHarness = async (name: string, table: string) => {
+  const store = await engines[0]![1]()
+  cleanups.push(() => store.close())
+  await store.migrate([{ name, sql: ddl(() => table) }])
+  const inbox = await Inbox.make(store)
+  const outbox = await Outbox.make(store)
+  const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+  const status = "SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?"
+  const statusReads = () => store.breakdown().find((b) => b.text === status)?.count ?? 0
+  /** `processor` on one actor, consuming `topic` through the router; its actor's fibers to interrupt at the end. */
+  const consuming = (processor: Processor, topic: string) => {
+    const system = Supervisor.system()
+    const actors = [Supervisor.make(system, processor.name, { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 10, windowMs: 60_000 })]
+    const fibers = actors.map((a) => Effect.runFork(a.run))
+    const router = Router.make(inbox)
+    const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
+    router.add(topic, { name: processor.name, schedule: consumer.schedule })
+    return { router, consumer, stop: async () => { for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f)) } }
+  }
+  return { store, statusReads, consuming }
+}
+
 describe("Consumer: a prepare that only reads", () => {
   it("runs without a read of the message's status first (one statement less); a message handled already is still skipped by its done mark: its effect once", async () => {
-    const store = await engines[0]![1]()
-    cleanups.push(() => store.close())
-    await store.migrate([{ name: "test/reads-only", sql: ddl(() => "CREATE TABLE reads_only (key TEXT NOT NULL)") }])
-    const inbox = await Inbox.make(store)
-    const outbox = await Outbox.make(store)
-    const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+    const { store, statusReads, consuming } = await statusHarness("test/reads-only", "CREATE TABLE reads_only (key TEXT NOT NULL)")
     const record = store.query("INSERT INTO reads_only (key) VALUES (?)")
-    const status = "SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?"
-    const statusReads = () => store.breakdown().find((b) => b.text === status)?.count ?? 0
     const run = async (readsOnly: boolean) => {
       let prepared = 0
       const processor: Processor<number> = {
@@ -176,13 +192,8 @@ describe("Consumer: a prepare that only reads", () => {
         prepareReadsOnly: readsOnly,
         handle: (event) => Effect.as(record.run(event.key), [])
       }
-      const system = Supervisor.system()
-      const actors = [Supervisor.make(system, processor.name, { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 10, windowMs: 60_000 })]
-      const fibers = actors.map((a) => Effect.runFork(a.run))
-      const router = Router.make(inbox)
-      const consumer = Consumer.make({ processor: processor as Processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
       const topic = `events/x-${readsOnly}`
-      router.add(topic, { name: processor.name, schedule: consumer.schedule })
+      const { router, consumer, stop } = consuming(processor, topic)
       try {
         const event: Envelope.Envelope = { id: `e-${readsOnly}`, type: "x", correlationId: "c", causationId: "c", key: `k-${readsOnly}`, occurredAt: new Date().toISOString(), data: {} }
         const payload = JSON.stringify(event)
@@ -195,7 +206,7 @@ describe("Consumer: a prepare that only reads", () => {
         const rows = await store.run(store.query("SELECT COUNT(*) AS n FROM reads_only WHERE key = ?").all(event.key))
         return { effects: Number(rows[0]?.n), prepared, statusReads: statusReads() - before }
       } finally {
-        for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+        await stop()
       }
     }
     const reading = await run(false)
@@ -431,16 +442,9 @@ describe("Consumer: the committed step", () => {
 describe("Consumer: the order-entry mailer's prepare", () => {
   it("for all events, redeliveries and transports: each mail recorded once; through SMTP sent once per event (a redelivery is skipped by the status read first); without SMTP no status read", async () => {
     const { processor: mailing } = await import("@baton/order-entry/mailer")
-    const store = await engines[0]![1]()
-    cleanups.push(() => store.close())
-    await store.migrate([{ name: "test/mails", sql: ddl(() => "CREATE TABLE mails (cause_id TEXT NOT NULL, message_id TEXT NOT NULL)") }])
-    const inbox = await Inbox.make(store)
-    const outbox = await Outbox.make(store)
-    const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+    const { store, statusReads, consuming } = await statusHarness("test/mails", "CREATE TABLE mails (cause_id TEXT NOT NULL, message_id TEXT NOT NULL)")
     const insert = store.query("INSERT INTO mails (cause_id, message_id) VALUES (?, ?)")
     const find = store.query("SELECT message_id FROM mails WHERE cause_id = ?")
-    const status = "SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?"
-    const statusReads = () => store.breakdown().find((b) => b.text === status)?.count ?? 0
     let round = 0
     await fc.assert(
       fc.asyncProperty(fc.constantFrom("store" as const, "smtp" as const), fc.array(fc.nat(3), { minLength: 1, maxLength: 8 }), async (transport, order) => {
@@ -455,13 +459,8 @@ describe("Consumer: the order-entry mailer's prepare", () => {
           record: (event, _letter, sent) => Effect.map(insert.run(event.id, sent.messageId), () => ({ messageId: sent.messageId })),
           recorded: (event) => Effect.map(find.get(event.id), (row) => (row === undefined ? undefined : { messageId: String(row.message_id) }))
         })
-        const system = Supervisor.system()
-        const actors = [Supervisor.make(system, processor.name, { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 10, windowMs: 60_000 })]
-        const fibers = actors.map((a) => Effect.runFork(a.run))
-        const router = Router.make(inbox)
-        const consumer = Consumer.make({ processor: processor as Processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
         const topic = `events/x-${round}`
-        router.add(topic, { name: processor.name, schedule: consumer.schedule })
+        const { router, consumer, stop } = consuming(processor as Processor, topic)
         const before = statusReads()
         let runs = 0
         try {
@@ -483,7 +482,7 @@ describe("Consumer: the order-entry mailer's prepare", () => {
           }
           expect(statusReads() - before).toBe(transport === "store" ? 0 : runs)
         } finally {
-          for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+          await stop()
         }
       }),
       { numRuns: 30 }
