@@ -4,10 +4,10 @@
  * profiler (`heapSampling.mjs`, preloaded): after a warm-up of 200 orders, `<orders>` orders
  * sampled; then the `<top>` frames that allocate most themselves (a frame inlined by the optimizer
  * counts for the function it was inlined into; run the runtime with `BATON_ALLOC_NODE_ARGS=--no-turbo-inlining`
- * to place them, at the cost of its speed). Deterministic to ~1% where CPU figures are not.
+ * to place them, at the cost of its speed; `BATON_ALLOC_KEEP=<file>` keeps the profile's call tree). Deterministic to ~1% where CPU figures are not.
  */
 import { spawn } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -65,6 +65,8 @@ const walk = (node: Node) => {
   for (const c of node.children) walk(c)
 }
 walk((JSON.parse(readFileSync(out, "utf8")) as { head: Node }).head)
+// BATON_ALLOC_KEEP=<file>: the sampled profile kept there (its call tree: who called a frame that allocates).
+if (process.env.BATON_ALLOC_KEEP !== undefined) copyFileSync(out, process.env.BATON_ALLOC_KEEP)
 rmSync(dataDir, { recursive: true, force: true })
 console.log(`${tree}: ${(total / count / 1024).toFixed(1)} KB allocated per order (${(total / 2 ** 20).toFixed(0)} MB over ${count} orders, ${perSecond?.toFixed(0)} orders/s while sampled)`)
 for (const [at, bytes] of [...self].sort((a, b) => b[1] - a[1]).slice(0, Number(topArg))) console.log(`${(bytes / count / 1024).toFixed(2).padStart(7)} KB  ${at}`)

@@ -19,8 +19,16 @@ const spec = process.env.BATON_CRASH_AT
 const [target, times] = spec === undefined || spec === "" ? [undefined, 0] : [spec.split(":")[0], Number(spec.split(":")[1] ?? 1)]
 let hits = 0
 
+/**
+ * Whether a pass at `name` (by `processor`) counts toward `target`. Unset, false before anything
+ * is built: the `<point>@<processor>` text is made only when a target is set (it was made on every
+ * pass, several a message).
+ */
+export const aims = (target: string | undefined, name: Point, processor?: string): boolean =>
+  target !== undefined && (name === target || `${name}@${processor}` === target)
+
 export const point = (name: Point, processor?: string): void => {
-  if (name !== target && `${name}@${processor}` !== target) return
+  if (!aims(target, name, processor)) return
   hits++
   if (hits === times) process.kill(process.pid, "SIGKILL")
 }

@@ -88,7 +88,9 @@ export const judge = (
   const key = looksLikeEnvelope(json) ? base.key : (contract.key?.(data.success) ?? base.key)
   // The data follows the current schema: its version, whatever a client's envelope says.
   const version = contract.version === undefined || contract.version === 1 ? {} : { version: contract.version }
-  return { _tag: "Accepted", envelope: { ...base, key, ...version, data: data.success } }
+  const envelope: Envelope.Envelope = { ...base, key, ...version, data: data.success }
+  // Its data is what the contract decoded: a reader of the same declaration need not decode it again.
+  return { _tag: "Accepted", envelope: contract.vouch === undefined ? envelope : Envelope.vouch(envelope, contract.vouch) }
 }
 
 export const contractsOf = (apps: ReadonlyArray<App>): ReadonlyMap<string, Initiating> =>
@@ -153,6 +155,8 @@ export const make = (deps: {
         else {
           const hop = tracing.begin(`ingress ${accepted.type}`, accepted.traceparent, { "baton.event.type": accepted.type, "baton.event.id": accepted.id, "baton.correlation_id": accepted.correlationId, "baton.causation_id": accepted.causationId, "baton.key": accepted.key })
           const envelope: Envelope.Envelope = { ...accepted, traceparent: hop.traceparent }
+          const vouchedBy = Envelope.vouchedBy(accepted)
+          if (vouchedBy !== undefined) Envelope.vouch(envelope, vouchedBy)
           hop.end()
           const payload = Envelope.encode(envelope)
           if (deps.router !== undefined) local.push(...(yield* deps.router.route(topic, envelope, payload, true)))

@@ -158,8 +158,8 @@ describe.each(engines)("Consumer on %s", (engine, open) => {
   }, 240_000)
 })
 
-/** A SQLite store with a table of the test's own, the consumer's queues, and a count of its reads of a message's status. */
-const queuesWith = async (name: string, table: string) => {
+/** A SQLite store with `table` migrated, its queues, and how many times the inbox's status read ran so far. */
+const statusHarness = async (name: string, table: string) => {
   const store = await engines[0]![1]()
   cleanups.push(() => store.close())
   await store.migrate([{ name, sql: ddl(() => table) }])
@@ -168,12 +168,22 @@ const queuesWith = async (name: string, table: string) => {
   const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
   const status = "SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?"
   const statusReads = () => store.breakdown().find((b) => b.text === status)?.count ?? 0
-  return { store, inbox, outbox, reject, statusReads }
+  /** `processor` on one actor, consuming `topic` through the router; its actor's fibers to interrupt at the end. */
+  const consuming = (processor: Processor, topic: string) => {
+    const system = Supervisor.system()
+    const actors = [Supervisor.make(system, processor.name, { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 10, windowMs: 60_000 })]
+    const fibers = actors.map((a) => Effect.runFork(a.run))
+    const router = Router.make(inbox)
+    const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
+    router.add(topic, { name: processor.name, schedule: consumer.schedule })
+    return { router, consumer, stop: async () => { for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f)) } }
+  }
+  return { store, inbox, outbox, reject, statusReads, consuming }
 }
 
 describe("Consumer: a prepare that only reads", () => {
   it("runs without a read of the message's status first (one statement less); a message handled already is still skipped by its done mark: its effect once", async () => {
-    const { store, inbox, outbox, reject, statusReads } = await queuesWith("test/reads-only", "CREATE TABLE reads_only (key TEXT NOT NULL)")
+    const { store, statusReads, consuming } = await statusHarness("test/reads-only", "CREATE TABLE reads_only (key TEXT NOT NULL)")
     const record = store.query("INSERT INTO reads_only (key) VALUES (?)")
     const run = async (readsOnly: boolean) => {
       let prepared = 0
@@ -184,13 +194,8 @@ describe("Consumer: a prepare that only reads", () => {
         prepareReadsOnly: readsOnly,
         handle: (event) => Effect.as(record.run(event.key), [])
       }
-      const system = Supervisor.system()
-      const actors = [Supervisor.make(system, processor.name, { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 10, windowMs: 60_000 })]
-      const fibers = actors.map((a) => Effect.runFork(a.run))
-      const router = Router.make(inbox)
-      const consumer = Consumer.make({ processor: processor as Processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
       const topic = `events/x-${readsOnly}`
-      router.add(topic, { name: processor.name, schedule: consumer.schedule })
+      const { router, consumer, stop } = consuming(processor, topic)
       try {
         const event: Envelope.Envelope = { id: `e-${readsOnly}`, type: "x", correlationId: "c", causationId: "c", key: `k-${readsOnly}`, occurredAt: new Date().toISOString(), data: {} }
         const payload = JSON.stringify(event)
@@ -203,7 +208,7 @@ describe("Consumer: a prepare that only reads", () => {
         const rows = await store.run(store.query("SELECT COUNT(*) AS n FROM reads_only WHERE key = ?").all(event.key))
         return { effects: Number(rows[0]?.n), prepared, statusReads: statusReads() - before }
       } finally {
-        for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+        await stop()
       }
     }
     const reading = await run(false)
@@ -216,7 +221,7 @@ describe("Consumer: a prepare that only reads", () => {
 
 describe("Consumer: the reference mailer's prepare, without a status read", () => {
   it("for any mail events, some delivered again after they were handled or while they run: each mail sent once and recorded once, and no read of a message's status", async () => {
-    const { store, inbox, outbox, reject, statusReads } = await queuesWith("test/mails", "CREATE TABLE mails (cause_id TEXT PRIMARY KEY, recipient TEXT NOT NULL, message_id TEXT NOT NULL)")
+    const { store, inbox, outbox, reject, statusReads } = await statusHarness("test/mails", "CREATE TABLE mails (cause_id TEXT PRIMARY KEY, recipient TEXT NOT NULL, message_id TEXT NOT NULL)")
     const insert = store.query("INSERT INTO mails (cause_id, recipient, message_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING recipient, message_id")
     const existing = store.query("SELECT recipient, message_id FROM mails WHERE cause_id = ?")
     const sentOf = (row: Readonly<Record<string, unknown>> | undefined) => (row === undefined ? undefined : { to: String(row.recipient), messageId: String(row.message_id) })
@@ -495,4 +500,55 @@ describe("Consumer: the committed step", () => {
       { numRuns: runs * 2 }
     )
   }, 120_000)
+})
+
+describe("Consumer: the order-entry mailer's prepare", () => {
+  it("for all events, redeliveries and transports: each mail recorded once; through SMTP sent once per event (a redelivery is skipped by the status read first); without SMTP no status read", async () => {
+    const { processor: mailing } = await import("@baton/order-entry/mailer")
+    const { store, statusReads, consuming } = await statusHarness("test/mails", "CREATE TABLE mails (cause_id TEXT NOT NULL, message_id TEXT NOT NULL)")
+    const insert = store.query("INSERT INTO mails (cause_id, message_id) VALUES (?, ?)")
+    const find = store.query("SELECT message_id FROM mails WHERE cause_id = ?")
+    let round = 0
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom("store" as const, "smtp" as const), fc.array(fc.nat(3), { minLength: 1, maxLength: 8 }), async (transport, order) => {
+        round++
+        const sends = new Map<string, number>()
+        const processor = mailing({
+          name: `mailer-${round}`,
+          consumes: ["x"],
+          mailer: { transport, send: async (mail) => (sends.set(mail.to, (sends.get(mail.to) ?? 0) + 1), { messageId: `m-${mail.to}`, message: undefined }) },
+          store: { sql: store.sql },
+          letter: (event) => ({ to: event.id, subject: "s", text: "t" }),
+          record: (event, _letter, sent) => Effect.map(insert.run(event.id, sent.messageId), () => ({ messageId: sent.messageId })),
+          recorded: (event) => Effect.map(find.get(event.id), (row) => (row === undefined ? undefined : { messageId: String(row.message_id) }))
+        })
+        const topic = `events/x-${round}`
+        const { router, consumer, stop } = consuming(processor as Processor, topic)
+        const before = statusReads()
+        let runs = 0
+        try {
+          const seen = new Set<number>()
+          for (const i of order) {
+            const event: Envelope.Envelope = { id: `e-${round}-${i}`, type: "x", correlationId: "c", causationId: "c", key: `k-${i % 2}`, occurredAt: new Date().toISOString(), data: {} }
+            const payload = JSON.stringify(event)
+            // The first delivery through the inbox; then again (a recovery racing the first run).
+            if (seen.has(i)) await consumer.schedule(event, topic, payload)
+            else for (const deliver of await store.transaction(router.route(topic, event, payload))) await deliver()
+            seen.add(i)
+            runs++
+            await consumer.idle()
+          }
+          for (const i of seen) {
+            const rows = await store.run(find.all(`e-${round}-${i}`))
+            expect(rows).toHaveLength(1)
+            if (transport === "smtp") expect(sends.get(`e-${round}-${i}`)).toBe(1)
+          }
+          expect(statusReads() - before).toBe(transport === "store" ? 0 : runs)
+        } finally {
+          await stop()
+        }
+      }),
+      { numRuns: 30 }
+    )
+  })
 })

@@ -9,6 +9,12 @@ export interface Initiating {
   readonly name: string
   /** Validates the event's data, reporting every issue with its path. */
   readonly decode: (data: unknown) => Result.Result<unknown, ReadonlyArray<Issue>>
+  /**
+   * When `decode`'s output is the declaration's own decoded form (a schema without transformations):
+   * the token (`Envelope.vouch`) the ingress marks an accepted envelope with, so that a processor
+   * reading it with the same declaration takes its data as `decode` checked it, not decoded again.
+   */
+  readonly vouch?: unknown
   /** The version of its schema (1 when absent): the accepted envelope carries it, so readers know what `data` follows. */
   readonly version?: number
   /** The partition key of a bare event (order is kept per key); the event id when absent. */

@@ -117,6 +117,35 @@ export type Typed<E> = E extends Event<infer T, infer A> ? Omit<RawEnvelope, "ty
 
 const render = (issues: ReadonlyArray<CoreEnvelope.Issue>): string => issues.map((i) => (i.path === "" ? i.message : `${i.path}: ${i.message}`)).join("; ")
 
+/**
+ * Whether a schema only checks (no transformation anywhere: its decoded form is its encoded form).
+ * `flip(ast) === ast` says so for most, but not for one with a check on an array or a struct
+ * (`items: Schema.Array(Item).check(...)`): flipping moves that check to the encoded side. Whatever
+ * this does not know (a declaration, a recursive schema) counts as transforming.
+ */
+export const checksOnly = (ast: SchemaAST.AST): boolean => {
+  if (ast.encoding !== undefined) return false
+  switch (ast._tag) {
+    case "Arrays":
+      return ast.elements.every(checksOnly) && ast.rest.every(checksOnly)
+    case "Objects":
+      return ast.propertySignatures.every((p) => checksOnly(p.type)) && ast.indexSignatures.every((i) => checksOnly(i.parameter) && checksOnly(i.type))
+    case "Union":
+      return ast.types.every(checksOnly)
+    case "Null":
+    case "Undefined":
+    case "Unknown":
+    case "Any":
+    case "Literal":
+    case "String":
+    case "Number":
+    case "Boolean":
+      return true
+    default:
+      return false
+  }
+}
+
 /** Declares a processing event. Fails at once (at start) when a version below the current one has no upcaster. */
 export const event = <const T extends string, S extends EventSchema>(type: T, schema: S, options: EventOptions = {}): Event<T, S["Type"]> => {
   const version = options.version ?? 1
@@ -131,7 +160,7 @@ export const event = <const T extends string, S extends EventSchema>(type: T, sc
   const encode = Schema.encodeSync(schema)
   // Without a transformation anywhere in the schema, its encoded data is its decoded data: what
   // `make` encoded in this process (vouched for) is handed over as it is, not decoded again.
-  const plain = SchemaAST.flip(schema.ast) === schema.ast
+  const plain = SchemaAST.flip(schema.ast) === schema.ast || checksOnly(schema.ast)
   const readAll = (envelope: RawEnvelope): Result.Result<S["Type"], Rejected> => {
     const from = envelope.version ?? 1
     if (plain && from === version && CoreEnvelope.vouchedBy(envelope) === declared) return Result.succeed(envelope.data as S["Type"])
@@ -163,11 +192,14 @@ export const event = <const T extends string, S extends EventSchema>(type: T, sc
     read: (envelope) => Result.mapError(readAll(envelope), (r) => r.message)
   }
   reading.set(declared, readAll)
+  if (plain) vouching.set(declared, declared)
   return declared
 }
 
 /** How a processor reads each declared event: the failure a `Rejected` with the issues, for the error path. */
 const reading = new WeakMap<Event, (envelope: RawEnvelope) => Result.Result<unknown, Rejected>>()
+/** The token an envelope of a declaration with a plain schema is vouched with (its `declared`); absent for one with transformations. */
+const vouching = new WeakMap<Event, unknown>()
 
 /**
  * Declares an initiating event: clients publish it on `initiate/<name>`; `key` partitions it (order
@@ -178,7 +210,13 @@ export const initiating = <const T extends string, S extends EventSchema>(
   name: T,
   schema: S,
   options: EventOptions & { readonly key?: (data: S["Type"]) => string | undefined } = {}
-): Initiating<T, S["Type"]> => ({ ...event(name, schema, options), key: options.key })
+): Initiating<T, S["Type"]> => {
+  const declared = event(name, schema, options)
+  const out: Initiating<T, S["Type"]> = { ...declared, key: options.key }
+  // The event's token: its `read` (the event's) takes what the ingress vouched for with it.
+  if (vouching.has(declared)) vouching.set(out, vouching.get(declared))
+  return out
+}
 
 export interface ProcessorSpec<E extends Event, P = void> {
   /** Stable name: the processor's broker session, actor and inbox. */
@@ -189,6 +227,8 @@ export interface ProcessorSpec<E extends Event, P = void> {
   readonly topics?: ReadonlyArray<string>
   /** Asynchronous work outside the transaction (an e-mail); at least once. */
   readonly prepare?: (event: Typed<E>) => Effect.Effect<P, unknown>
+  /** `prepare` only reads and computes (nothing outside the store): no read that the message is still pending before it. Default false. */
+  readonly prepareReadsOnly?: boolean
   /**
    * Applies the event's state changes through `SqlClient` and succeeds with the events to
    * announce. Runs in the transaction that also marks the message processed and writes the
@@ -238,6 +278,7 @@ export const processor = <E extends Event, P = void>(spec: ProcessorSpec<E, P>):
             return Result.isFailure(r) ? Effect.succeed(undefined as P) : spec.prepare!(r.success)
           }
         }),
+    ...(spec.prepareReadsOnly === undefined ? {} : { prepareReadsOnly: spec.prepareReadsOnly }),
     handle: (envelope, prepared) =>
       Effect.suspend(() => {
         const r = read(envelope)
@@ -315,6 +356,8 @@ const toApp = (spec: AppSpec): CoreApp => {
       name: i.type,
       // Every issue with its path (`items[0].qty`): the ingress's schema-violation rejection lists them.
       decode: CoreEnvelope.decode(i.schema),
+      // Its processors' reads take the data the ingress decoded with this schema as it is.
+      ...(vouching.has(i) ? { vouch: vouching.get(i) } : {}),
       ...(i.version === 1 ? {} : { version: i.version }),
       ...(i.key === undefined ? {} : { key: i.key as (data: unknown) => string | undefined }),
       ...(i.sensitive.length === 0 ? {} : { sensitive: i.sensitive })

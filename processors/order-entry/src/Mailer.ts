@@ -112,6 +112,12 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
         const sent = yield* Effect.tryPromise(() => options.mailer.send(l))
         return { letter: l, sent }
       }),
+    // Without SMTP nothing leaves the process (the mail is rendered and kept in the store): for a
+    // message handled meanwhile it renders in vain, so no read that it is still pending comes first
+    // (one statement a message); the transaction's done mark still skips it. Through SMTP the read
+    // stays: a message settled without a mail recorded (rejected, parked) must not mail when it is
+    // scheduled again.
+    prepareReadsOnly: options.mailer.transport === "store",
     handle: (event, prepared) =>
       Effect.gen(function* () {
         // The record written here needs no reading back (one statement less); one written before is read.
@@ -119,9 +125,5 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
         const data = written ?? (yield* options.recorded(event))
         return data === undefined ? [] : [options.sent === undefined ? { type: "email-sent", data } : options.sent.make(data)]
       })
-  }),
-  // `prepare` mails only when it finds no record of the event's mail, and the record commits with
-  // the message's done mark: for a message already handled it finds the record and sends nothing.
-  // So the runtime needs no read of the message's status before it (one statement a mail fewer).
-  prepareReadsOnly: true
+  })
 })
