@@ -257,7 +257,8 @@ export const make = (deps: {
                 pending ? handleIn(event, prepared, hop.traceparent) : Effect.undefined
               )
               return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
-            })
+            }),
+            processor.name
           )
         )
       )
@@ -319,7 +320,8 @@ export const make = (deps: {
           const local: Array<() => void> = []
           for (const [i, event] of events.entries()) local.push(...(yield* announce(event, announced[i] ?? [], hops[i]!.traceparent)))
           return local
-        })
+        }),
+        processor.name
       )
     } catch (error) {
       for (const hop of hops) hop.end(error)
