@@ -7,6 +7,9 @@
  * server's processes per order (every backend: other users of the server count too). With
  * `BATON_AB_BREAKDOWN=1`, the statements of the last run of each tree per order, by text. With
  * `BATON_AB_TOPOLOGY=mediator`, the mediator's order workflow instead (to `workflow-completed`).
+ * With `BATON_AB_DRAIN=1`, orders/s until every processor's backlog is done too (its inbox done
+ * marks stop for 300 ms; at most 30 s), not only until the last order has shipped: a tree that
+ * leaves off-path work (the notifications) for after the last shipment is not flattered.
  */
 import { spawn } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
@@ -95,9 +98,22 @@ const runOnce = async (tree: string): Promise<Result> => {
     const w0 = ioCalls(child.pid!, "syscw")
     const r0 = ioCalls(child.pid!, "syscr")
     const p0 = schema === undefined ? 0 : postgresCpuMs()
-    const { perSecond } = await placeOrders(mqtt, count, doneTopic)
+    const t0 = performance.now()
+    const placed = await placeOrders(mqtt, count, doneTopic)
+    let perSecond = placed.perSecond!
     // The tail (relay deletes, last done marks) of the measured orders.
-    await new Promise((r) => setTimeout(r, 300))
+    if (process.env.BATON_AB_DRAIN !== "1") await new Promise((r) => setTimeout(r, 300))
+    else {
+      const settled = async () => (await healthz(http, true)).statementTexts?.filter((t) => /^(WITH s AS \()?UPDATE inbox SET status/.test(t.text)).reduce((n, t) => n + t.count, 0) ?? 0
+      let last = -1
+      let lastAt = performance.now()
+      while (performance.now() - lastAt < 300 && performance.now() - t0 < 30_000) {
+        const n = await settled()
+        if (n !== last) [last, lastAt] = [n, performance.now()]
+        await new Promise((r) => setTimeout(r, 20))
+      }
+      perSecond = count / ((lastAt - t0) / 1000)
+    }
     const c1 = cpuMs(child.pid!)
     const w1 = ioCalls(child.pid!, "syscw")
     const r1 = ioCalls(child.pid!, "syscr")

@@ -265,7 +265,8 @@ export const make = (deps: {
           store.group(
             // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
             // deliveries are those of the run that commits.
-            Effect.suspend(() => doneAndHandled(event, payload, prepared, hop))
+            Effect.suspend(() => doneAndHandled(event, payload, prepared, hop)),
+            processor.name
           )
         )
       )
@@ -327,7 +328,8 @@ export const make = (deps: {
           const local: Array<() => void> = []
           for (const [i, event] of events.entries()) local.push(...(yield* announce(event, announced[i] ?? [], hops[i]!.traceparent)))
           return local
-        })
+        }),
+        processor.name
       )
     } catch (error) {
       for (const hop of hops) hop.end(error)

@@ -95,7 +95,16 @@ export interface Pipelined extends SqlConnection.Connection {
    * its error when it failed (the transaction then never commits).
    */
   readonly queue: (sql: string, params: ReadonlyArray<unknown>, onResult?: (rows: ReadonlyArray<Record<string, unknown>>) => void) => void
+  /**
+   * Who issues the statements from now on (a group's item, Store.ts): a statement's failure is
+   * blamed on the owner current when it was issued (`blamed`), though it fails a later one.
+   */
+  owner: number | undefined
 }
+
+const blame = new WeakMap<object, number>()
+/** The owner (`Pipelined.owner`) of the statement whose failure `error` is, when it had one. */
+export const blamed = (error: unknown): number | undefined => (typeof error === "object" && error !== null ? blame.get(error) : undefined)
 
 const blind = new Map<string, boolean>()
 /** An INSERT, UPDATE or DELETE without RETURNING: it answers no rows, only success or failure. */
@@ -108,7 +117,12 @@ export const isBlindWrite = (sql: string): boolean => {
   return b
 }
 
-type Queued = { readonly sql: string; readonly params: ReadonlyArray<unknown>; readonly onResult: ((rows: ReadonlyArray<Record<string, unknown>>) => void) | undefined }
+type Queued = {
+  readonly sql: string
+  readonly params: ReadonlyArray<unknown>
+  readonly onResult: ((rows: ReadonlyArray<Record<string, unknown>>) => void) | undefined
+  readonly owner: number | undefined
+}
 
 /** One pooled client as a `SqlConnection`; statements are prepared once per connection, by name. */
 const connection = (client: pg.PoolClient, names: Map<string, string>, broken: { error?: Error }): Pipelined => {
@@ -119,7 +133,8 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
     if (sql === "BEGIN") inTransaction = true
     else if (sql === "COMMIT" || sql === "ROLLBACK") inTransaction = false
   }
-  type Done = (error: unknown, result: pg.QueryResult | undefined) => void
+  /** `owner`: of the statement that failed. */
+  type Done = (error: unknown, result: pg.QueryResult | undefined, owner?: number) => void
   /**
    * A `pg` query with its callback: no promise of pg's own, and its text given as a string, so
    * that pg does not copy a config object's property descriptors (both measured per statement).
@@ -140,20 +155,21 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
   }
   const send = (sql: string, params: ReadonlyArray<unknown>, rowMode: "array" | undefined, done: Done): void => {
     track(sql)
-    if (queued.length === 0) return submit(sql, params, rowMode, done)
+    const owner = self.owner
+    if (queued.length === 0) return submit(sql, params, rowMode, (error, result) => done(error, result, owner))
     const earlier = queued
     queued = []
     // One write for all: pg corks each statement's messages, and corks nest.
     const stream = (client as unknown as { connection: { stream: { cork: () => void; uncork: () => void } } }).connection.stream
     const results: Array<pg.QueryResult | undefined> = new Array(earlier.length + 1)
     // The first failure in order: the statements after it failed because of it (an aborted transaction).
-    let failure: { readonly index: number; readonly error: unknown } | undefined
+    let failure: { readonly index: number; readonly error: unknown; readonly owner: number | undefined } | undefined
     let waiting = earlier.length + 1
     const answered = (i: number) => (error: unknown, result: pg.QueryResult | undefined) => {
-      if (result === undefined) failure = failure === undefined || i < failure.index ? { index: i, error } : failure
+      if (result === undefined) failure = failure === undefined || i < failure.index ? { index: i, error, owner: i < earlier.length ? earlier[i]!.owner : owner } : failure
       else results[i] = result
       if (--waiting > 0) return
-      if (failure !== undefined) return done(failure.error, undefined)
+      if (failure !== undefined) return done(failure.error, undefined, failure.owner)
       earlier.forEach((q, j) => q.onResult?.(results[j]!.rows))
       done(undefined, results[earlier.length])
     }
@@ -170,36 +186,43 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
    * fails with it too, rather than with "current transaction is aborted" (25P02), so that a
    * failure reported one statement late keeps its own type.
    */
-  let aborted: unknown
+  let aborted: { readonly cause: unknown; readonly owner: number | undefined } | undefined
   const query = (sql: string, params: ReadonlyArray<unknown>, rowMode?: "array") =>
     Effect.callback<pg.QueryResult, SqlError.SqlError>((resume) => {
-      const fail = (cause: unknown) => resume(Effect.fail(failed(cause, "query", broken)))
+      const fail = (cause: unknown, owner: number | undefined) => {
+        const error = failed(cause, "query", broken)
+        if (owner !== undefined) blame.set(error, owner)
+        resume(Effect.fail(error))
+      }
       try {
-        send(sql, params, rowMode, (cause, result) => {
+        send(sql, params, rowMode, (cause, result, owner) => {
           if (result === undefined) {
-            if (sqlState(cause) === "25P02" && aborted !== undefined) return fail(aborted)
-            aborted = inTransaction ? cause : undefined
-            return fail(cause)
+            if (sqlState(cause) === "25P02" && aborted !== undefined) return fail(aborted.cause, aborted.owner)
+            aborted = inTransaction ? { cause, owner } : undefined
+            return fail(cause, owner)
           }
           // A COMMIT of a transaction that a failed statement aborted answers ROLLBACK, not an error.
           if (result.command === "ROLLBACK" && sql === "COMMIT")
-            return fail(aborted ?? Object.assign(new Error("the transaction was rolled back at its COMMIT: a statement of it failed"), { code: "25P02" }))
+            return aborted === undefined
+              ? fail(Object.assign(new Error("the transaction was rolled back at its COMMIT: a statement of it failed"), { code: "25P02" }), undefined)
+              : fail(aborted.cause, aborted.owner)
           aborted = undefined
           resume(Effect.succeed(result))
         })
       } catch (cause) {
-        fail(cause)
+        fail(cause, self.owner)
       }
     })
   const execute = (sql: string, params: ReadonlyArray<unknown>, transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined) =>
     inTransaction && isBlindWrite(sql)
       ? Effect.sync(() => {
-          queued.push({ sql, params, onResult: undefined })
+          queued.push({ sql, params, onResult: undefined, owner: self.owner })
           return []
         })
       : Effect.map(query(sql, params), (r) => (transformRows === undefined ? r.rows : transformRows(r.rows)))
   const values = (sql: string, params: ReadonlyArray<unknown>) => Effect.map(query(sql, params, "array"), (r) => r.rows as unknown as ReadonlyArray<ReadonlyArray<unknown>>)
-  return {
+  const self: Pipelined = {
+    owner: undefined,
     execute,
     executeRaw: (sql, params) => query(sql, params),
     executeStream: (sql, params, transformRows) => Stream.fromIterableEffect(execute(sql, params, transformRows)),
@@ -208,9 +231,10 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
     executeUnprepared: execute,
     queue: (sql, params, onResult) => {
       track(sql)
-      queued.push({ sql, params, onResult })
+      queued.push({ sql, params, onResult, owner: self.owner })
     }
   }
+  return self
 }
 
 export const make = (options: Options): Effect.Effect<{ readonly client: SqlClient.SqlClient; readonly pool: pg.Pool }, SqlError.SqlError, Scope.Scope> =>

@@ -9,7 +9,7 @@
  */
 import { type Cause, Context, Effect, Exit, Option, type Fiber } from "effect"
 import { SqlClient, SqlError as SqlErrors, type SqlConnection, type SqlError } from "effect/sql"
-import type { Pipelined } from "./PgPool.ts"
+import { blamed, type Pipelined } from "./PgPool.ts"
 
 export type Dialect = "sqlite" | "pg"
 
@@ -63,10 +63,10 @@ export interface Store {
   /**
    * Group commit: runs the effect in a transaction shared with the other `group` calls waiting
    * at the same time (each in its own savepoint, so one that fails rolls back alone); resolves
-   * after the COMMIT. With `maxBatch` 1 (PostgreSQL) every call is its own transaction, and calls
-   * run concurrently on the pool.
+   * after the COMMIT. `lane` (the consumer's processor): on PostgreSQL a transaction holds at most
+   * one call of each lane, and transactions run concurrently on the pool.
    */
-  readonly group: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Promise<A>
+  readonly group: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, lane?: string) => Promise<A>
   /** Applies each named migration once, in order. */
   readonly migrate: (migrations: ReadonlyArray<Migration>) => Promise<void>
   /**
@@ -149,6 +149,11 @@ export const make = (deps: {
   readonly sql: SqlClient.SqlClient
   /** Group commit: most items per transaction. */
   readonly maxBatch: number
+  /**
+   * A group holds at most one item of each lane (`group`'s second argument: the consumer's
+   * processor), ordered by lane, and groups run concurrently (PostgreSQL). Absent: any items.
+   */
+  readonly onePerLane?: boolean
   /** Runs first in each migration's transaction (PostgreSQL: an advisory lock). */
   readonly lock?: Sql<void>
   /**
@@ -307,24 +312,52 @@ export const make = (deps: {
     }
   }
 
-  /** The first item of an optimistic group run that failed, and how (its effects rolled back with the run). */
+  /**
+   * The items of an optimistic group run that failed, and how (their effects rolled back with the
+   * run): the first that failed, and on PostgreSQL an earlier one whose write failed with it.
+   */
   class ItemFailed {
-    readonly index: number
-    readonly exit: Exit.Exit<unknown, unknown>
-    constructor(index: number, exit: Exit.Exit<unknown, unknown>) {
-      this.index = index
-      this.exit = exit
+    readonly failures: ReadonlyArray<readonly [index: number, exit: Exit.Exit<unknown, unknown>]>
+    constructor(failures: ReadonlyArray<readonly [index: number, exit: Exit.Exit<unknown, unknown>]>) {
+      this.failures = failures
     }
   }
-  type Item = { readonly effect: Effect.Effect<unknown, unknown, SqlClient.SqlClient>; readonly resolve: (value: unknown) => void; readonly reject: (error: unknown) => void }
+  type Item = {
+    readonly effect: Effect.Effect<unknown, unknown, SqlClient.SqlClient>
+    readonly lane: string | undefined
+    readonly resolve: (value: unknown) => void
+    readonly reject: (error: unknown) => void
+  }
   const batch: Array<Item> = []
+  /**
+   * The items of the next group: the first `maxBatch` waiting, or with `onePerLane` the first
+   * waiting of each lane (an item without a lane is a lane of its own), in lane order. Two
+   * concurrent groups then each hold at most one message of a processor, each taking that
+   * processor's row locks in its own order after those of the lanes before it, as one message
+   * alone in its transaction would.
+   */
+  const take = (): Array<Item> => {
+    if (deps.onePerLane !== true) return batch.splice(0, deps.maxBatch)
+    const lanes = new Set<string>()
+    const taken: Array<Item> = []
+    const left: Array<Item> = []
+    for (const item of batch) {
+      if (taken.length < deps.maxBatch && (item.lane === undefined || !lanes.has(item.lane))) {
+        if (item.lane !== undefined) lanes.add(item.lane)
+        taken.push(item)
+      } else left.push(item)
+    }
+    batch.length = 0
+    batch.push(...left)
+    return taken.sort((a, b) => (a.lane === b.lane ? 0 : a.lane === undefined ? 1 : b.lane === undefined ? -1 : a.lane < b.lane ? -1 : 1))
+  }
   /**
    * Runs a group's transaction and calls back with its outcome: at once when it completed
    * synchronously (SQLite, with synchronous handlers), without a promise's turn in between.
    */
   const runThen = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, then: (exit: Exit.Exit<A, E>) => void) => void Effect.runFork(provide(effect)).addObserver(then)
   const flush = () => {
-    const items = batch.splice(0, deps.maxBatch)
+    const items = take()
     if (batch.length > 0) setImmediate(flush)
     // A lone item needs no savepoint: its failure rolls back a transaction that is only its.
     const since = changes
@@ -339,13 +372,39 @@ export const make = (deps: {
     // at most once per failed attempt (a poisoned message is not run twice per attempt); one that
     // succeeds may run twice, the first run rolled back. One step of the interpreter per item
     // (matchCauseEffect), rather than forEach's and an exit's and a flatMap's.
-    const optimistic = Effect.suspend(() => {
+    // On PostgreSQL an item's writes go out with a later statement (PgPool.ts), maybe the next
+    // item's or the COMMIT, and fail that one: the connection tells whose statement failed.
+    const optimistic = Effect.flatMap(Effect.serviceOption(sql.transactionService), (tx) => {
+      const conn = Option.isSome(tx) && "queue" in tx.value[0] ? (tx.value[0] as Pipelined) : undefined
       const values: Array<unknown> = []
       const from = (i: number): Effect.Effect<Array<unknown>, ItemFailed, SqlClient.SqlClient> =>
         i === items.length
-          ? Effect.succeed(values)
-          : Effect.matchCauseEffect(items[i]!.effect, {
-              onFailure: (cause) => Effect.fail(new ItemFailed(i, Exit.failCause(cause))),
+          ? Effect.sync(() => {
+              if (conn !== undefined) conn.owner = undefined
+              return values
+            })
+          : Effect.matchCauseEffect(conn === undefined ? items[i]!.effect : Effect.suspend(() => ((conn.owner = i), items[i]!.effect)), {
+              onFailure: (cause) => {
+                const own = [i, Exit.failCause(cause)] as const
+                if (conn === undefined) return Effect.fail(new ItemFailed([own]))
+                // Writes still waiting to go out may fail: sent now, so that an item whose write
+                // fails is known to have failed (and runs no more this attempt). This item failed
+                // too unless it failed of that write (a statement after it in the transaction).
+                conn.owner = undefined
+                const earlier = (b: number, error: unknown) => {
+                  const ofIt = blamed(squash(cause)) === b
+                  return Effect.fail(new ItemFailed(b === i || ofIt ? [[b, Exit.fail(error)]] : [[b, Exit.fail(error)], own]))
+                }
+                const owner = blamed(squash(cause))
+                if (owner !== undefined && owner !== i) return earlier(owner, squash(cause))
+                return Effect.matchEffect(conn.executeRaw("SELECT 1", []), {
+                  onFailure: (error) => {
+                    const b = blamed(error)
+                    return b === undefined ? Effect.fail(new ItemFailed([own])) : earlier(b, error)
+                  },
+                  onSuccess: () => Effect.fail(new ItemFailed([own]))
+                })
+              },
               onSuccess: (value) => {
                 values.push(value)
                 return from(i + 1)
@@ -354,15 +413,22 @@ export const make = (deps: {
       return from(0)
     })
     runThen(inTransaction(optimistic), (first) => {
-      const failed = Exit.isFailure(first) ? squash(first.cause) : undefined
-      if (!(failed instanceof ItemFailed)) {
+      if (Exit.isSuccess(first)) {
         observe(first, since)
-        if (Exit.isSuccess(first)) first.value.forEach((value, i) => items[i]!.resolve(value))
-        else for (const item of items) item.reject(squash(first.cause))
+        first.value.forEach((value, i) => items[i]!.resolve(value))
         return
       }
-      settle(items[failed.index]!, failed.exit)
-      const rest = items.filter((_, i) => i !== failed.index)
+      const error = squash(first.cause)
+      // The items that failed; on PostgreSQL a COMMIT may fail of an item's write (PgPool.ts).
+      const owner = blamed(error)
+      const failures = error instanceof ItemFailed ? error.failures : owner === undefined ? undefined : [[owner, Exit.fail(error)] as const]
+      if (failures === undefined) {
+        observe(first, since)
+        for (const item of items) item.reject(error)
+        return
+      }
+      for (const [index, exit] of failures) settle(items[index]!, exit)
+      const rest = items.filter((_, i) => !failures.some(([index]) => index === i))
       runThen(inTransaction(Effect.forEach(rest, (item) => inSavepoint(item.effect))), (exit) => {
         observe(exit, since)
         if (Exit.isSuccess(exit)) exit.value.forEach((e, i) => settle(rest[i]!, e))
@@ -371,11 +437,11 @@ export const make = (deps: {
     })
   }
   const settle = (item: Item, exit: Exit.Exit<unknown, unknown>) => (Exit.isSuccess(exit) ? item.resolve(exit.value) : item.reject(squash(exit.cause)))
-  const group = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>): Promise<A> => {
+  const group = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, lane?: string): Promise<A> => {
     if (deps.maxBatch <= 1) return transaction(effect)
     return new Promise<A>((resolve, reject) => {
       if (batch.length === 0) setImmediate(flush)
-      batch.push({ effect, resolve: resolve as (value: unknown) => void, reject })
+      batch.push({ effect, lane, resolve: resolve as (value: unknown) => void, reject })
     })
   }
 

@@ -152,7 +152,11 @@ describe.each(engines)("Store contract on $name", (engine) => {
           })
           // A failed item is one failed attempt: its effect ran once (a poisoned message's handler
           // does not run twice per attempt); a committed one may have run again after a rollback.
-          items.forEach((item, i) => expect(runs[i], `runs of item ${i} (${item.fails})`).toBe(item.fails === "no" ? runs[i] : 1))
+          // On PostgreSQL a write's violation is known only when the write goes out (PgPool.ts): one
+          // behind another failed item of its group had not gone out when that one failed the
+          // transaction, so it runs again (in its savepoint), where it fails: twice at most.
+          const twiceAtMost = (i: number) => engine.dialect === "pg" && items[i]!.fails === "violation" && items.slice(0, i).some((x) => x.fails !== "no")
+          items.forEach((item, i) => expect(runs[i], `runs of item ${i} (${item.fails})`).toBe(item.fails === "no" || (twiceAtMost(i) && runs[i]! <= 2) ? runs[i] : 1))
           expect(runs.every((n) => n >= 1 && n <= 2)).toBe(true)
           const committed = outcomes.flatMap((o) => (o.status === "fulfilled" ? o.value : []))
           const rows = (await store.run(since.all(start))).map((r) => Number(r.k))
@@ -1020,6 +1024,37 @@ describe.each(engines)("Store contract on $name", (engine) => {
       const lost = outcomes.find((o) => o.status === "rejected")!.reason
       expect(reasonOf(lost)).toBe("DeadlockError")
       expect(Postgres.isConflict(lost)).toBe(true)
+    })
+
+    it("for any burst of group calls in lanes, some failing: a transaction holds at most one call of a lane, in lane order; each call that did not fail commits once, each that failed not at all", async () => {
+      const { store } = s
+      await store.migrate([{ name: "test/laned", sql: "CREATE TABLE laned (n BIGINT PRIMARY KEY, lane TEXT NOT NULL, tx BIGINT NOT NULL, at BIGINT NOT NULL)" }])
+      // Each call's row: its transaction (txid_current()) and its place in it (a sequence).
+      await store.migrate([{ name: "test/laned_seq", sql: "CREATE SEQUENCE laned_at" }])
+      const record = store.query("INSERT INTO laned (n, lane, tx, at) VALUES (?, ?, txid_current(), nextval('laned_at'))")
+      const since = store.query("SELECT n, lane, tx, at FROM laned WHERE n >= ? ORDER BY at")
+      let next = 0
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.record({ lane: fc.constantFrom("a", "b", "c", "d"), fails: fc.constantFrom(false, false, false, true) }), { minLength: 1, maxLength: 24 }), async (calls) => {
+          const start = next
+          next += calls.length
+          const outcomes = await Promise.allSettled(
+            calls.map((c, i) =>
+              store.group(
+                Effect.andThen(record.run(start + i, c.lane), c.fails ? record.run(start + i, c.lane) : Effect.void), // a unique violation, found at the commit
+                c.lane
+              )
+            )
+          )
+          expect(outcomes.map((o) => o.status)).toEqual(calls.map((c) => (c.fails ? "rejected" : "fulfilled")))
+          const rows = (await store.run(since.all(start))).map((r) => ({ n: Number(r.n), lane: String(r.lane), tx: Number(r.tx) }))
+          expect(rows.map((r) => r.n).sort((a, b) => a - b)).toEqual(calls.flatMap((c, i) => (c.fails ? [] : [start + i])))
+          const byTx = new Map<number, Array<string>>()
+          for (const r of rows) byTx.set(r.tx, [...(byTx.get(r.tx) ?? []), r.lane])
+          for (const lanes of byTx.values()) expect(lanes).toEqual([...new Set(lanes)].sort())
+        }),
+        { numRuns: transactionRuns(engine) }
+      )
     })
   })
 })
