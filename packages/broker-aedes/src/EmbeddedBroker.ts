@@ -4,7 +4,6 @@
  * MQTT 3.1.1 only (docs/platform-facts.md).
  */
 import type { EventEmitter } from "node:events"
-import type { Writable } from "node:stream"
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net"
 import { createServer as createTlsServer } from "node:tls"
 import { createServer as createHttpsServer } from "node:https"
@@ -210,40 +209,6 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     reported.add(error)
     return error
   }
-  type ForwardClient = Parameters<NonNullable<AedesOptions["authorizeForward"]>>[0]
-  const withinInflight = <P extends { readonly topic: string }>(client: ForwardClient, packet: P, max: number): P | null => {
-    const n = inflight.get(client) ?? 0
-    if (n >= max) {
-      guard?.onRefused?.("inflight", client.id, `${n} messages unacknowledged (limit ${max}); message dropped for this client`, packet.topic)
-      return null
-    }
-    inflight.set(client, n + 1)
-    return packet
-  }
-  // One socket write for what a client is sent in one turn: a message forwarded to a client is
-  // written by Aedes in a later `setImmediate` (its deliver0/deliverQoS), while what is written
-  // meanwhile (the PUBACK of the request whose reply this is, written right after the request's
-  // commit) would go out in a write of its own. The client's socket is corked from the forward
-  // until just after that write (an immediate queued behind Aedes', from a microtask: Aedes
-  // queues its immediate right after this hook returns), then uncorked: one writev instead of two.
-  // Nothing waits longer than that write, which was going to happen in that immediate anyway.
-  const corked = new Set<Writable>()
-  let uncorkQueued = false
-  const uncorkAll = () => {
-    uncorkQueued = false
-    const conns = [...corked]
-    corked.clear()
-    for (const conn of conns) conn.uncork()
-  }
-  const corkUntilWritten = (client: ForwardClient) => {
-    const conn = (client as unknown as { readonly conn?: Writable }).conn
-    if (conn === undefined || typeof conn.cork !== "function" || corked.has(conn)) return
-    conn.cork()
-    corked.add(conn)
-    if (uncorkQueued) return
-    uncorkQueued = true
-    queueMicrotask(() => setImmediate(uncorkAll))
-  }
   // With Redis, every broker on the same Redis is one logical broker: messages published on one
   // reach subscribers connected to any (mqemitter-redis), sessions are shared (aedes-persistence-redis).
   // No ready check (an INFO) on its connections: ioredis 5.8.2+ can send it after the subscriber
@@ -316,14 +281,19 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
         }
       )
     },
-    authorizeForward: (client, packet) => {
-      const forwarded = guard?.maxInflight === undefined || packet.qos === 0 ? packet : withinInflight(client, packet, guard.maxInflight)
-      if (forwarded !== null) corkUntilWritten(client)
-      return forwarded
-    },
     ...(guard === undefined
       ? {}
       : {
+          authorizeForward: (client, packet) => {
+            if (guard.maxInflight === undefined || packet.qos === 0) return packet
+            const n = inflight.get(client) ?? 0
+            if (n >= guard.maxInflight) {
+              guard.onRefused?.("inflight", client.id, `${n} messages unacknowledged (limit ${guard.maxInflight}); message dropped for this client`, packet.topic)
+              return null
+            }
+            inflight.set(client, n + 1)
+            return packet
+          },
           authorizeSubscribe: (client, subscription, callback) => {
             const refused = guard.subscribe(client, subscription.topic)
             if (refused === undefined) return callback(null, subscription)
