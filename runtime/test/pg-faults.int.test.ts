@@ -117,6 +117,8 @@ const cutConnections = (instance: string) => {
   })()
   loop.catch(() => undefined) // reported by `stop`
   return {
+    /** Rounds that cut at least one connection so far. */
+    rounds: () => rounds,
     stop: async () => {
       stopped = true
       await loop
@@ -179,10 +181,11 @@ const terminal = (r: Run, run: string) =>
     [`${run}-%`]
   )
 
-/** What each processor must have processed once every order's chain is complete. */
-const expectedWork = () => {
+/** What each processor must have processed once every order's chain is complete, for `runs` runs of the orders. */
+const expectedWork = (runs = 1) => {
   const ok = Array.from({ length: size }, (_, n) => n).filter(approved).length
-  return { "order-placement": size, payment: size, inventory: size + (size - ok), warehouse: size, notification: size * 2, "order-fulfillment": ok, shipping: ok }
+  const work = { "order-placement": size, payment: size, inventory: size + (size - ok), warehouse: size, notification: size * 2, "order-fulfillment": ok, shipping: ok }
+  return Object.fromEntries(Object.entries(work).map(([processor, n]) => [processor, n * runs]))
 }
 
 /** The distinct envelopes (by id) of a type in each order's chain: retransmissions on the wire count once. */
@@ -202,23 +205,26 @@ const runOrders = async (r: Run) => {
   return run
 }
 
-const checkQuiescent = async (r: Run, run: string) => {
+const checkQuiescent = async (r: Run, runs: string | ReadonlyArray<string>) => {
+  const all = typeof runs === "string" ? [runs] : runs
   // Quiescence: nothing pending, nothing left to send; then every end event on the wire.
   await until(r, "the inbox and the outbox to drain", async () => (await r.number("SELECT COUNT(*) FROM inbox WHERE status = 'pending'")) === 0 && (await r.number("SELECT COUNT(*) FROM outbox")) === 0, 20_000)
-  const ends = () => Array.from({ length: size }, (_, n) => distinctOf(r.events, approved(n) ? "order-shipped" : "inventory-released", orderId(run, n)))
+  const ends = () => all.flatMap((run) => Array.from({ length: size }, (_, n) => distinctOf(r.events, approved(n) ? "order-shipped" : "inventory-released", orderId(run, n))))
   await until(r, "every order's end event on the broker", async () => ends().every((n) => n >= 1), 10_000)
   await sleep(300) // any duplicate arrives meanwhile
-  for (let n = 0; n < size; n++) {
-    const c = orderId(run, n)
-    expect([distinctOf(r.events, "order-created", c), distinctOf(r.events, "payment-applied", c), distinctOf(r.events, "payment-denied", c)], `order ${c}`).toEqual(
-      approved(n) ? [1, 1, 0] : [1, 0, 1]
-    )
-    expect([distinctOf(r.events, "order-shipped", c), distinctOf(r.events, "inventory-released", c)], `end of ${c}`).toEqual(approved(n) ? [1, 0] : [0, 1])
+  for (const run of all) {
+    for (let n = 0; n < size; n++) {
+      const c = orderId(run, n)
+      expect([distinctOf(r.events, "order-created", c), distinctOf(r.events, "payment-applied", c), distinctOf(r.events, "payment-denied", c)], `order ${c}`).toEqual(
+        approved(n) ? [1, 1, 0] : [1, 0, 1]
+      )
+      expect([distinctOf(r.events, "order-shipped", c), distinctOf(r.events, "inventory-released", c)], `end of ${c}`).toEqual(approved(n) ? [1, 0] : [0, 1])
+    }
   }
-  await checkOrderEffects(r, run, size)
+  for (const run of all) await checkOrderEffects(r, run, size)
   // One payment and one allocation per order (checkOrderEffects counts them), and no message applied twice or failed.
   const done = Object.fromEntries((await r.sql<{ processor: string; n: string }>("SELECT processor, COUNT(*) AS n FROM inbox WHERE status = 'done' GROUP BY processor")).map((x) => [x.processor, Number(x.n)]))
-  expect(done).toEqual(expectedWork())
+  expect(done).toEqual(expectedWork(all.length))
   expect(await r.number("SELECT COUNT(*) FROM inbox WHERE status <> 'done'")).toBe(0)
   expect(await r.sql("SELECT kind, reason FROM rejections")).toEqual([])
 }
@@ -232,9 +238,12 @@ describe("PostgreSQL faults", () => {
       const r = await start({})
       const cutter = cutConnections(r.instance)
       try {
-        const run = await runOrders(r)
+        // Orders until the cuts have hit the runtime in three rounds at least (a run of the orders
+        // can take less than three rounds' time: 400-900 ms each).
+        const runs = [await runOrders(r)]
+        while (cutter.rounds() < 3 && runs.length < 20) runs.push(await runOrders(r))
         const cuts = await cutter.stop()
-        await checkQuiescent(r, run)
+        await checkQuiescent(r, runs)
         // The cuts did hit the runtime mid-flight, and it survived them.
         expect(cuts.rounds, "rounds of cut connections").toBeGreaterThanOrEqual(3)
         expect(r.running.child.exitCode).toBeNull()
