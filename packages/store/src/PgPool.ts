@@ -6,6 +6,7 @@
  * and for the protocol), and transactions of 12 statements run ~1.5x as fast. Both queue on an
  * exhausted pool rather than fail.
  */
+import { createRequire } from "node:module"
 import pg from "pg"
 import { Effect, Scope, Stream } from "effect"
 import { Reactivity } from "effect/reactivity"
@@ -117,6 +118,86 @@ export const isBlindWrite = (sql: string): boolean => {
   return b
 }
 
+/** pg's own mapping of a parameter to its text (a Date, a Buffer, an array, JSON), as its `Query` binds it. */
+const { prepareValue } = createRequire(import.meta.url)("pg/lib/utils.js") as { readonly prepareValue: (value: unknown) => unknown }
+
+/** What a prepared statement answers (its RowDescription, or none), with the parsers pg builds from it. */
+interface Described {
+  readonly fields: ReadonlyArray<unknown>
+  readonly parsers: ReadonlyArray<(value: string) => unknown> | undefined
+  readonly empty: Record<string, unknown> | null
+}
+
+/** The internals of pg's `Query` and `Result` (pg 8.23) that `Prepared` uses. */
+interface QueryInternals {
+  text: string
+  name: string | undefined
+  values: ReadonlyArray<unknown> | undefined
+  _accumulateRows: boolean
+  _result: { fields: ReadonlyArray<unknown>; _parsers: ReadonlyArray<(value: string) => unknown> | undefined; _prebuiltEmptyResultObject: Record<string, unknown> | null }
+  hasBeenParsed(connection: PgConnection): boolean
+  prepare(connection: PgConnection): void
+  handleCommandComplete(msg: unknown, connection: PgConnection): void
+  handleError(error: unknown, connection: PgConnection): void
+}
+interface PgConnection {
+  readonly stream: { readonly writable: boolean; write: (buffer: Buffer) => boolean }
+  bind: (config: { portal: string; statement: string; values: ReadonlyArray<unknown> | undefined; binary: boolean; valueMapper: (value: unknown) => unknown }) => void
+  close: (config: { type: "S"; name: string }) => void
+  sync: () => void
+}
+const QueryBase = pg.Query as unknown as new (text: string, values: ReadonlyArray<unknown> | undefined, callback: (error: unknown, result: pg.QueryResult | undefined) => void) => QueryInternals
+
+/** The described statements of each connection, by name (pg's `parsedStatements` is per connection too). */
+const describedOf = new WeakMap<PgConnection, Map<string, Described>>()
+/** Execute (unnamed portal, all rows) and Sync in one buffer: one chunk of the socket's write, not two. */
+const executeSync = Buffer.from([0x45, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0x53, 0, 0, 0, 4])
+
+/**
+ * A named statement that asks the server for its row description (Describe) only once per
+ * connection: pg sends Parse once, then Bind, Describe, Execute and Sync every time, and builds
+ * the row's parsers again from each RowDescription. A prepared statement's result type cannot
+ * change under it (the server fails it with 0A000, "cached plan must not change result type"),
+ * so the description of its first run holds for every later run on that connection; a statement
+ * parsed again (pg parses once more after a failed first parse) is described again.
+ */
+class Prepared extends QueryBase {
+  /** Described in this run: its description is remembered once the statement completes. */
+  private learning: Map<string, Described> | undefined = undefined
+  override prepare(connection: PgConnection): void {
+    const name = this.name!
+    let described = describedOf.get(connection)
+    if (described === undefined) describedOf.set(connection, (described = new Map()))
+    const known = this.hasBeenParsed(connection) ? described.get(name) : undefined
+    if (known === undefined) {
+      described.delete(name)
+      this.learning = described
+      return super.prepare(connection)
+    }
+    try {
+      connection.bind({ portal: "", statement: name, values: this.values, binary: false, valueMapper: prepareValue })
+    } catch (error) {
+      // As pg's own `prepare` does on a value it cannot bind.
+      connection.close({ type: "S", name })
+      connection.sync()
+      this.handleError(error, connection)
+      return
+    }
+    const result = this._result
+    result.fields = known.fields
+    result._parsers = known.parsers
+    result._prebuiltEmptyResultObject = known.empty
+    this._accumulateRows = true
+    if (connection.stream.writable) connection.stream.write(executeSync)
+  }
+  override handleCommandComplete(msg: unknown, connection: PgConnection): void {
+    super.handleCommandComplete(msg, connection)
+    const result = this._result
+    this.learning?.set(this.name!, { fields: result.fields, parsers: result._parsers, empty: result._prebuiltEmptyResultObject })
+    this.learning = undefined
+  }
+}
+
 type Queued = {
   readonly sql: string
   readonly params: ReadonlyArray<unknown>
@@ -144,14 +225,15 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
       void client.query({ text: sql, values: params as Array<unknown>, rowMode }, done)
       return
     }
-    const query = new pg.Query(sql, params.length === 0 ? undefined : (params as Array<unknown>), done)
+    let name: string | undefined
     if (params.length > 0) {
-      let name = names.get(sql)
+      name = names.get(sql)
       if (name === undefined && names.size < 2_000) names.set(sql, (name = `baton_${names.size}`))
-      // Named: prepared once per connection (pg reads the name when it sends the query).
-      if (name !== undefined) (query as unknown as { name?: string }).name = name
     }
-    void client.query(query)
+    // Named: prepared once per connection (pg reads the name when it sends the query).
+    const query = name === undefined ? new pg.Query(sql, params.length === 0 ? undefined : (params as Array<unknown>), done) : new Prepared(sql, params, done)
+    if (name !== undefined) (query as { name?: string | undefined }).name = name
+    void client.query(query as pg.Query)
   }
   const send = (sql: string, params: ReadonlyArray<unknown>, rowMode: "array" | undefined, done: Done): void => {
     track(sql)
