@@ -134,24 +134,42 @@ interface QueryInternals {
   name: string | undefined
   values: ReadonlyArray<unknown> | undefined
   _accumulateRows: boolean
-  _result: { fields: ReadonlyArray<unknown>; _parsers: ReadonlyArray<(value: string) => unknown> | undefined; _prebuiltEmptyResultObject: Record<string, unknown> | null }
+  _result: PgResult
   hasBeenParsed(connection: PgConnection): boolean
   prepare(connection: PgConnection): void
   handleCommandComplete(msg: unknown, connection: PgConnection): void
   handleError(error: unknown, connection: PgConnection): void
 }
 interface PgConnection {
-  readonly stream: { readonly writable: boolean; write: (buffer: Buffer) => boolean }
+  readonly stream: { readonly writable: boolean; write: (buffer: Buffer) => boolean; cork: () => void; uncork: () => void }
+  readonly parsedStatements: Record<string, string | undefined>
+  readonly submittedNamedStatements: Record<string, string | undefined>
+  parse: (config: { text: string; name: string; types: undefined }) => void
   bind: (config: { portal: string; statement: string; values: ReadonlyArray<unknown> | undefined; binary: boolean; valueMapper: (value: unknown) => unknown }) => void
+  describe: (config: { type: "P"; name: string }) => void
   close: (config: { type: "S"; name: string }) => void
   sync: () => void
 }
+/** pg's `Result` (pg 8.23): what a statement answered. */
+interface PgResult {
+  readonly rows: Array<Record<string, unknown>>
+  fields: ReadonlyArray<unknown>
+  _parsers: ReadonlyArray<(value: string) => unknown> | undefined
+  _prebuiltEmptyResultObject: Record<string, unknown> | null
+  readonly _types: unknown
+  addFields(fields: ReadonlyArray<unknown>): void
+  parseRow(values: ReadonlyArray<unknown>): Record<string, unknown>
+  addRow(row: Record<string, unknown>): void
+  addCommandComplete(msg: unknown): void
+}
+const ResultOf = pg.Result as unknown as new (rowMode: undefined, types: unknown) => PgResult
 const QueryBase = pg.Query as unknown as new (text: string, values: ReadonlyArray<unknown> | undefined, callback: (error: unknown, result: pg.QueryResult | undefined) => void) => QueryInternals
 
 /** The described statements of each connection, by name (pg's `parsedStatements` is per connection too). */
 const describedOf = new WeakMap<PgConnection, Map<string, Described>>()
 /** Execute (unnamed portal, all rows) and Sync in one buffer: one chunk of the socket's write, not two. */
 const executeSync = Buffer.from([0x45, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0x53, 0, 0, 0, 4])
+const execute = executeSync.subarray(0, 10)
 
 /**
  * A named statement that asks the server for its row description (Describe) only once per
@@ -169,19 +187,21 @@ class Prepared extends QueryBase {
     let described = describedOf.get(connection)
     if (described === undefined) describedOf.set(connection, (described = new Map()))
     const known = this.hasBeenParsed(connection) ? described.get(name) : undefined
+    // A value pg cannot turn into text (a cyclic object) fails the statement before anything of it
+    // goes out. pg's own `prepare` sends its Parse, then a Close of it, but has it marked as parsed
+    // when the ParseComplete comes: every later run on the connection failed (26000).
+    try {
+      if (known === undefined) for (const value of this.values ?? []) prepareValue(value)
+      else connection.bind({ portal: "", statement: name, values: this.values, binary: false, valueMapper: prepareValue })
+    } catch (error) {
+      connection.sync()
+      this.handleError(error, connection)
+      return
+    }
     if (known === undefined) {
       described.delete(name)
       this.learning = described
       return super.prepare(connection)
-    }
-    try {
-      connection.bind({ portal: "", statement: name, values: this.values, binary: false, valueMapper: prepareValue })
-    } catch (error) {
-      // As pg's own `prepare` does on a value it cannot bind.
-      connection.close({ type: "S", name })
-      connection.sync()
-      this.handleError(error, connection)
-      return
     }
     const result = this._result
     result.fields = known.fields
@@ -198,11 +218,160 @@ class Prepared extends QueryBase {
   }
 }
 
+/** A statement of a `Batch`: its name (none: unnamed, parsed each time), and what it answered. */
+interface Item {
+  readonly sql: string
+  readonly params: ReadonlyArray<unknown>
+  readonly name: string | undefined
+  /** Parse sent with it (this batch prepares its name). */
+  parsed: boolean
+  /** Described in this batch: its description is remembered once it completes. */
+  learn: boolean
+  result: PgResult | undefined
+}
+
+/**
+ * Statements of one transaction in one message sequence with a single Sync at its end: pg's
+ * pipeline mode sends a Sync after each statement, and the server answers each Sync with a
+ * ReadyForQuery and a flush of its socket (a send() each). Inside a transaction block, the
+ * statements up to the Sync run in it as they would with a Sync each; the first that fails makes
+ * the server skip the rest up to the Sync (with a Sync each they would fail with 25P02 instead),
+ * so the batch fails with that statement's error and index, as before. To pg it is one query: the
+ * client gives it every message up to its ReadyForQuery; it tells a statement's answers from the
+ * next one's by their CommandComplete. `name` and `text` are those of the statement being answered,
+ * which is what pg's client reads (a ParseComplete marks that statement as prepared; an error
+ * forgets its name as submitted).
+ */
+class Batch extends QueryBase {
+  private at = 0
+  private failed: { readonly index: number; readonly error: unknown } | undefined = undefined
+  private items: Array<Item> = []
+  private finished = false
+  private readonly answer: (error: unknown, results: ReadonlyArray<PgResult> | undefined, index: number) => void
+  constructor(
+    items: ReadonlyArray<{ readonly sql: string; readonly params: ReadonlyArray<unknown> }>,
+    names: Map<string, string>,
+    answer: (error: unknown, results: ReadonlyArray<PgResult> | undefined, index: number) => void
+  ) {
+    super("", undefined, () => {})
+    this.answer = answer
+    for (const { sql, params } of items) this.items.push({ sql, params, name: params.length === 0 ? undefined : nameOf(names, sql), parsed: false, learn: false, result: undefined })
+  }
+  // Read by pg's client for the statement being answered (see above); set by pg's constructor.
+  override get name(): string | undefined {
+    return this.items?.[this.at]?.name
+  }
+  override set name(_: string | undefined) {}
+  override get text(): string {
+    return this.items?.[this.at]?.sql ?? ""
+  }
+  override set text(_: string) {}
+  submit(connection: PgConnection): null {
+    const types = this._result._types
+    let described = describedOf.get(connection)
+    if (described === undefined) describedOf.set(connection, (described = new Map()))
+    connection.stream.cork()
+    try {
+      for (const [i, item] of this.items.entries()) {
+        const name = item.name ?? ""
+        let known: Described | undefined
+        if (item.name === undefined || !(connection.parsedStatements[name] !== undefined || connection.submittedNamedStatements[name] !== undefined)) {
+          connection.parse({ text: item.sql, name, types: undefined })
+          if (item.name !== undefined) connection.submittedNamedStatements[name] = item.sql
+          item.parsed = true
+        } else known = described.get(name)
+        item.result = new ResultOf(undefined, types)
+        try {
+          connection.bind({ portal: "", statement: name, values: item.params, binary: false, valueMapper: prepareValue })
+        } catch (error) {
+          // A value pg cannot bind: the statements before it go out and the batch fails with it
+          // (unless one of them fails first); a statement parsed for it is closed, as pg does.
+          if (item.parsed && item.name !== undefined) connection.close({ type: "S", name })
+          this.failed = { index: i, error }
+          this.forgetFrom(connection, i)
+          this.items.length = i
+          break
+        }
+        if (known === undefined) {
+          connection.describe({ type: "P", name: "" })
+          item.learn = item.name !== undefined
+        } else {
+          item.result.fields = known.fields
+          item.result._parsers = known.parsers
+          item.result._prebuiltEmptyResultObject = known.empty
+        }
+        if (connection.stream.writable) connection.stream.write(execute)
+      }
+      connection.sync()
+    } finally {
+      connection.stream.uncork()
+    }
+    return null
+  }
+  /** A statement of it failed in the client, when it was sent (`submit`): the ones after it never went out. */
+  get refused(): boolean {
+    return this.failed !== undefined
+  }
+  /** Names this batch prepared from statement `from` on, which the server never parsed: prepared again next time. */
+  private forgetFrom(connection: PgConnection, from: number): void {
+    for (const item of this.items.slice(from)) if (item.parsed && item.name !== undefined && connection.parsedStatements[item.name] === undefined) delete connection.submittedNamedStatements[item.name]
+  }
+  handleRowDescription(msg: { readonly fields: ReadonlyArray<unknown> }): void {
+    this.items[this.at]?.result?.addFields(msg.fields)
+  }
+  handleDataRow(msg: { readonly fields: ReadonlyArray<unknown> }): void {
+    const result = this.items[this.at]?.result
+    if (result === undefined || this.failed !== undefined) return
+    try {
+      result.addRow(result.parseRow(msg.fields))
+    } catch (error) {
+      this.failed = { index: this.at, error }
+    }
+  }
+  override handleCommandComplete(msg: unknown, connection: PgConnection): void {
+    const item = this.items[this.at++]
+    if (item === undefined || item.result === undefined) return
+    item.result.addCommandComplete(msg)
+    if (item.learn && connection !== undefined) {
+      const { fields, _parsers, _prebuiltEmptyResultObject } = item.result
+      describedOf.get(connection)?.set(item.name!, { fields, parsers: _parsers, empty: _prebuiltEmptyResultObject })
+    }
+  }
+  handleEmptyQuery(): void {
+    this.at++
+  }
+  override handleError(error: unknown, connection: PgConnection): void {
+    // The server skipped the statements after this one up to the Sync.
+    if (connection !== undefined) this.forgetFrom(connection, this.at + 1)
+    const index = Math.min(this.at, this.items.length - 1)
+    this.finish(...(this.failed !== undefined && this.failed.index <= index ? ([this.failed.error, undefined, this.failed.index] as const) : ([error, undefined, index] as const)))
+  }
+  /** Once: a connection lost after an error fails the batch again (pg's `_errorAllQueries`). */
+  private finish(error: unknown, results: ReadonlyArray<PgResult> | undefined, index: number): void {
+    if (this.finished) return
+    this.finished = true
+    this.answer(error, results, index)
+  }
+  handleReadyForQuery(): void {
+    if (this.failed !== undefined) return this.finish(this.failed.error, undefined, this.failed.index)
+    this.finish(undefined, this.items.map((i) => i.result!), -1)
+  }
+}
+
 type Queued = {
   readonly sql: string
   readonly params: ReadonlyArray<unknown>
   readonly onResult: ((rows: ReadonlyArray<Record<string, unknown>>) => void) | undefined
   readonly owner: number | undefined
+  /** Queued inside a transaction block (after its BEGIN): it may share the next statement's Sync. */
+  readonly inTransaction: boolean
+}
+
+/** The name of a statement with parameters on a connection, given in the order it meets them: none past 2,000 (unnamed, parsed each time). */
+const nameOf = (names: Map<string, string>, sql: string): string | undefined => {
+  let name = names.get(sql)
+  if (name === undefined && names.size < 2_000) names.set(sql, (name = `baton_${names.size}`))
+  return name
 }
 
 /** One pooled client as a `SqlConnection`; statements are prepared once per connection, by name. */
@@ -225,11 +394,7 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
       void client.query({ text: sql, values: params as Array<unknown>, rowMode }, done)
       return
     }
-    let name: string | undefined
-    if (params.length > 0) {
-      name = names.get(sql)
-      if (name === undefined && names.size < 2_000) names.set(sql, (name = `baton_${names.size}`))
-    }
+    const name = params.length > 0 ? nameOf(names, sql) : undefined
     // Named: prepared once per connection (pg reads the name when it sends the query).
     const query = name === undefined ? new pg.Query(sql, params.length === 0 ? undefined : (params as Array<unknown>), done) : new Prepared(sql, params, done)
     if (name !== undefined) (query as { name?: string | undefined }).name = name
@@ -241,6 +406,20 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
     if (queued.length === 0) return submit(sql, params, rowMode, (error, result) => done(error, result, owner))
     const earlier = queued
     queued = []
+    // In a transaction block, one Sync for all (`Batch`); but a COMMIT or ROLLBACK goes with its own,
+    // so that it runs even when a statement before it failed (the server skips the rest of a
+    // batch after a failure): the block never stays open.
+    const batched = rowMode === undefined && earlier.every((q) => q.inTransaction)
+    if (batched && inTransaction) {
+      void client.query(
+        new Batch([...earlier, { sql, params }], names, (error, results, index) => {
+          if (results === undefined) return done(error, undefined, index < earlier.length ? earlier[index]!.owner : owner)
+          earlier.forEach((q, j) => q.onResult?.(results[j]!.rows))
+          done(undefined, results[earlier.length] as unknown as pg.QueryResult)
+        }) as unknown as pg.Query
+      )
+      return
+    }
     // One write for all: pg corks each statement's messages, and corks nest.
     const stream = (client as unknown as { connection: { stream: { cork: () => void; uncork: () => void } } }).connection.stream
     const results: Array<pg.QueryResult | undefined> = new Array(earlier.length + 1)
@@ -257,8 +436,17 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
     }
     stream.cork()
     try {
-      earlier.forEach((q, i) => submit(q.sql, q.params, undefined, answered(i)))
-      submit(sql, params, rowMode, answered(earlier.length))
+      let last = sql
+      if (batched) {
+        const batch = new Batch(earlier, names, (error, results, index) =>
+          earlier.forEach((_, j) => (results !== undefined ? answered(j)(undefined, results[j] as unknown as pg.QueryResult) : answered(j)(j === index ? error : undefined, j === index ? undefined : ({} as pg.QueryResult))))
+        )
+        void client.query(batch as unknown as pg.Query)
+        // A statement that never went out (a value pg could not bind) fails the transaction, which
+        // the server does not know: it must not commit the statements before it.
+        if (batch.refused && sql === "COMMIT") last = "ROLLBACK"
+      } else earlier.forEach((q, i) => submit(q.sql, q.params, undefined, answered(i)))
+      submit(last, params, rowMode, answered(earlier.length))
     } finally {
       stream.uncork()
     }
@@ -298,7 +486,7 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
   const execute = (sql: string, params: ReadonlyArray<unknown>, transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined) =>
     inTransaction && isBlindWrite(sql)
       ? Effect.sync(() => {
-          queued.push({ sql, params, onResult: undefined, owner: self.owner })
+          queued.push({ sql, params, onResult: undefined, owner: self.owner, inTransaction })
           return []
         })
       : Effect.map(query(sql, params), (r) => (transformRows === undefined ? r.rows : transformRows(r.rows)))
@@ -313,7 +501,7 @@ const connection = (client: pg.PoolClient, names: Map<string, string>, broken: {
     executeUnprepared: execute,
     queue: (sql, params, onResult) => {
       track(sql)
-      queued.push({ sql, params, onResult, owner: self.owner })
+      queued.push({ sql, params, onResult, owner: self.owner, inTransaction })
     }
   }
   return self

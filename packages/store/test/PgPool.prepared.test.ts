@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Effect } from "effect"
 import { SqlError } from "effect/sql"
-import { freshSchema } from "@baton/testkit/postgres"
+import { freshSchema, query } from "@baton/testkit/postgres"
 import { blamed, make, type Pipelined } from "../src/PgPool.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 50)
@@ -52,6 +52,22 @@ const statements: ReadonlyArray<Statement> = [
     expected: ([k]) => Array.from({ length: k as number }, (_, i) => ({ x: i + 1, twice: 2 * (i + 1) }))
   },
   {
+    // A write without rows (queued in a transaction: it goes out with the next statement); a negative k fails its CHECK (23514).
+    sql: "INSERT INTO p_log (k) VALUES ($1)",
+    params: fc.tuple(fc.integer({ min: -1, max: 20 })),
+    expected: ([k]) => ((k as number) < 0 ? "23514" : [])
+  },
+  {
+    // A value pg cannot turn into text (a cyclic object) fails in the client, before its Bind goes out: "client".
+    sql: "SELECT $1::jsonb AS doc, $2::int4 AS n",
+    params: fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 9 })).map(([cyclic, n]) => {
+      const doc: Record<string, unknown> = { n }
+      if (cyclic) doc.self = doc
+      return [doc, n]
+    }),
+    expected: ([doc, n]) => ("self" in (doc as object) ? "client" : [{ doc: { n }, n }])
+  },
+  {
     // No columns at all (NoData to a Describe).
     sql: "SELECT FROM generate_series(1, $1::int4)",
     params: fc.tuple(fc.integer({ min: 0, max: 2 })),
@@ -59,25 +75,50 @@ const statements: ReadonlyArray<Statement> = [
   }
 ]
 
-/** A batch of statements on one connection: sent in one write (queued), or one by one. */
+const inserts = statements.findIndex((s) => s.sql.startsWith("INSERT"))
+
+/** A batch of statements on one connection: sent in one write (queued), or one by one; in a transaction or not. */
 const batch = fc.record({
   queued: fc.boolean(),
+  transaction: fc.boolean(),
+  /** In a transaction: its COMMIT sends the queued statements (or a SELECT does, and the COMMIT goes alone). */
+  commitSends: fc.boolean(),
   items: fc.array(
     fc.integer({ min: 0, max: statements.length - 1 }).chain((s) => statements[s]!.params.map((params) => ({ s, params }))),
     { minLength: 1, maxLength: 5 }
   )
 })
 
+/** The SQLSTATE of a statement's failure; "client" for one raised in pg before the statement went out. */
 const sqlState = (error: unknown): string | undefined => {
   const cause = SqlError.isSqlError(error) ? (error.reason as { readonly cause?: unknown }).cause : error
-  return (cause as { readonly code?: string } | undefined)?.code
+  return cause instanceof TypeError ? "client" : (cause as { readonly code?: string } | undefined)?.code
 }
 
-/** Runs a batch and checks every statement's rows, or that the batch fails with its first failure, blamed on it. */
-const check = (conn: Pipelined, b: { readonly queued: boolean; readonly items: ReadonlyArray<{ readonly s: number; readonly params: ReadonlyArray<unknown> }> }) =>
+const logged = (conn: Pipelined) => Effect.map(conn.execute("SELECT count(*) AS n FROM p_log", [], undefined), (rows) => rows[0]!.n as number)
+
+/**
+ * Runs a batch and checks every statement's rows, or that the batch fails with its first failure,
+ * blamed on it; and the rows it wrote: in a transaction all or none, outside one those of each
+ * statement that succeeded (each its own transaction, also after one that failed).
+ */
+const check = (conn: Pipelined, b: { readonly queued: boolean; readonly transaction: boolean; readonly commitSends: boolean; readonly items: ReadonlyArray<{ readonly s: number; readonly params: ReadonlyArray<unknown> }> }) =>
   Effect.gen(function* () {
     const expected = b.items.map(({ s, params }) => statements[s]!.expected(params))
-    if (!b.queued) {
+    const before = yield* logged(conn)
+    if (b.transaction) conn.queue("BEGIN", [])
+    yield* run(conn, b, expected)
+    const failed = expected.some((e) => typeof e === "string")
+    // A COMMIT that failed (of a statement before it) ended the transaction block all the same:
+    // the next statement (the count) runs outside it.
+    if (b.transaction && !b.commitSends) yield* conn.execute(failed ? "ROLLBACK" : "COMMIT", [], undefined)
+    const writes = b.items.filter((item, i) => item.s === inserts && (b.transaction ? !failed : typeof expected[i] !== "string")).length
+    expect((yield* logged(conn)) - before).toBe(writes)
+  })
+
+const run = (conn: Pipelined, b: { readonly queued: boolean; readonly transaction: boolean; readonly commitSends: boolean; readonly items: ReadonlyArray<{ readonly s: number; readonly params: ReadonlyArray<unknown> }> }, expected: ReadonlyArray<ReadonlyArray<Row> | string>) =>
+  Effect.gen(function* () {
+    if (!b.queued && !b.transaction) {
       for (const [i, { s, params }] of b.items.entries()) {
         const exit = yield* Effect.exit(conn.execute(statements[s]!.sql, params, undefined))
         const want = expected[i]!
@@ -91,32 +132,40 @@ const check = (conn: Pipelined, b: { readonly queued: boolean; readonly items: R
       }
       return
     }
-    // All but the last queued, the last sent with them: one write, each with its own Sync.
+    // All but the last queued, the last sent with them: one write (in a transaction, with one
+    // Sync; else one each). In a transaction every item is queued and a SELECT sends them (a last
+    // write would be queued too).
+    const items = b.transaction ? [...b.items, { s: b.commitSends ? -2 : -1, params: b.commitSends ? [] : [7] }] : b.items
+    const sqlOf = (s: number) => (s === -2 ? "COMMIT" : s === -1 ? "SELECT $1::int4 AS last" : statements[s]!.sql)
+    const want = b.transaction ? [...expected, b.commitSends ? [] : [{ last: 7 }]] : expected
     const got: Array<ReadonlyArray<Row>> = []
-    b.items.slice(0, -1).forEach(({ s, params }, i) => {
+    items.slice(0, -1).forEach(({ s, params }, i) => {
       conn.owner = i
-      conn.queue(statements[s]!.sql, params, (rows) => (got[i] = rows))
+      conn.queue(sqlOf(s), params, (rows) => (got[i] = rows))
     })
-    const last = b.items.length - 1
+    const last = items.length - 1
     conn.owner = last
-    const exit = yield* Effect.exit(conn.execute(statements[b.items[last]!.s]!.sql, b.items[last]!.params, undefined))
+    const exit = yield* Effect.exit(conn.execute(sqlOf(items[last]!.s), items[last]!.params, undefined))
     conn.owner = undefined
-    const first = expected.findIndex((e) => typeof e === "string")
+    const first = want.findIndex((e) => typeof e === "string")
     if (first === -1) {
       expect(exit._tag).toBe("Success")
       if (exit._tag === "Success") got[last] = exit.value as ReadonlyArray<Row>
-      expect(got).toEqual(expected)
+      expect(got).toEqual(want)
     } else {
       expect(exit._tag).toBe("Failure")
       const error = exit._tag === "Failure" && exit.cause.reasons[0]?._tag === "Fail" ? exit.cause.reasons[0].error : undefined
-      expect(sqlState(error)).toBe(expected[first])
+      expect(sqlState(error)).toBe(want[first])
       expect(blamed(error)).toBe(first)
     }
   })
 
 describe("PgPool: named statements described once per connection", () => {
   let schema: Awaited<ReturnType<typeof freshSchema>>
-  beforeAll(async () => void (schema = await freshSchema()))
+  beforeAll(async () => {
+    schema = await freshSchema()
+    await query(schema.url, "CREATE TABLE p_log (k int4 NOT NULL CHECK (k >= 0))")
+  })
   afterAll(async () => schema?.drop())
 
   it("for all batches on two connections (one name, different statements on each): every row as the statement answers it, a failure blamed on its statement", () =>
