@@ -31,6 +31,15 @@ export const migrations = [
     );
     CREATE INDEX inbox_key ON inbox (processor, key, status);`
     )
+  },
+  {
+    // PostgreSQL: over pending and parked rows only (the statuses read through it), so that a
+    // message's done mark adds no entry to it (see the inbox's runtime/010-inbox-pending-only).
+    name: "repair/002-inbox-key-open",
+    sql: {
+      sqlite: "",
+      pg: "DROP INDEX IF EXISTS inbox_key; CREATE INDEX inbox_key ON inbox (processor, key, status) WHERE status IN ('pending', 'parked')"
+    }
   }
 ]
 

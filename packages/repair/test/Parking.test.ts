@@ -146,6 +146,45 @@ for (const kind of engines)
         expect(cleanups, "every run closed its store").toHaveLength(0)
       })
 
+      // PostgreSQL: a done mark changes `status`, so its row version is never HOT; the inbox's
+      // indexes other than the primary key hold pending (and parked) rows only, so that it adds
+      // no entry to them (Inbox's runtime/010-inbox-pending-only, Parking's repair/002).
+      if (kind === "pg")
+        it("for any mix of messages settled done or failed, settling adds no entry to the inbox's secondary indexes", async () => {
+          const { store, inbox, parking } = await setup()
+          const indexBytes = async () =>
+            Number(
+              (
+                await store.run(
+                  store
+                    .query("SELECT SUM(pg_relation_size(indexrelid)) AS n FROM pg_index WHERE indrelid = 'inbox'::regclass AND NOT indisprimary")
+                    .get()
+                )
+              )?.n
+            )
+          await fc.assert(
+            fc.asyncProperty(
+              fc.array(fc.record({ key: fc.constantFrom("K", "L", "M"), outcome: fc.constantFrom("done", "failed") }), { minLength: 400, maxLength: 700 }),
+              fc.nat(),
+              async (messages, parkAt) => {
+                await store.run(store.sql.unsafe("TRUNCATE inbox").raw)
+                const ids = messages.map((m, i) => `${m.key}-${i}`)
+                const parked = ids[parkAt % ids.length]!
+                await store.transaction(Effect.forEach(messages, (m, i) => inbox.receive("p", { envelopeId: ids[i]!, topic: "t", key: m.key, payload: "{}" }), { discard: true }))
+                await store.transaction(parking.park("p", messages[parkAt % ids.length]!.key, parked))
+                const before = await indexBytes()
+                await store.transaction(
+                  Effect.forEach(messages, (m, i) => (ids[i] === parked ? Effect.void : Effect.asVoid(inbox.settleFirst("p", ids[i]!, m.outcome as "done" | "failed"))), { discard: true })
+                )
+                expect(await indexBytes()).toBe(before)
+                expect(await inbox.pending("p")).toEqual([])
+                expect(await store.transaction(parking.parked("p", messages[parkAt % ids.length]!.key))).toBe(1)
+              }
+            ),
+            { numRuns: 5 }
+          )
+        })
+
       it("alerts once per hold and reason", async () => {
         const { store, parking } = await setup()
         await store.transaction(parking.hold("p", "K", "m1", new Date(0)))

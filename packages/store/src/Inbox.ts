@@ -43,6 +43,24 @@ export const migrations = [
         IF n = 0 THEN RAISE EXCEPTION 'the message is no longer pending here' USING ERRCODE = '${notPendingCode}'; END IF;
       END $$`
     }
+  },
+  {
+    // PostgreSQL: the pending rows' index holds pending rows only (a partial index), and the
+    // partition index goes (the pending reads by partition filter a processor's pending rows).
+    // A done mark changes `status`, so its new row version is never HOT and was inserted into
+    // every index on the inbox (inbox_part, inbox_pending, the primary key, and Parking's
+    // inbox_key): a partial index over pending rows gets no entry for it, so a done mark now
+    // inserts into the primary key only, and a receive into 3 indexes instead of 4. Measured
+    // (order flow, 1,200 orders, 9 interleaved rounds against the previous schema, CPU of the
+    // runtime's own backends): median 0.94x per order (~2.85 -> ~2.7 ms; 8 of 9 rounds lower,
+    // per-round 0.92-1.02x). A fillfactor of 75 on top measured no further gain (0.98x). SQLite:
+    // unchanged (its planner uses a partial index only for queries that name the predicate's
+    // terms; not measured there).
+    name: "runtime/010-inbox-pending-only",
+    sql: {
+      sqlite: "",
+      pg: "DROP INDEX IF EXISTS inbox_part; DROP INDEX IF EXISTS inbox_pending; CREATE INDEX inbox_waiting ON inbox (processor, rowid) WHERE status = 'pending'"
+    }
   }
 ]
 
@@ -61,9 +79,9 @@ export interface Entry {
 
 /**
  * `status = 'pending'` for a row found by its primary key (processor, envelope_id), as a condition
- * that PostgreSQL's planner cannot use as an index condition. Written plainly, the planner takes
- * `inbox_part` (status, part) or `inbox_pending` (processor, status) for it rather than the
- * primary key (to the statistics, pending rows are few and the costs tie), and walks every index
+ * that PostgreSQL's planner cannot use as an index condition. Written plainly, the planner took
+ * `inbox_part` (status, part) or `inbox_pending` (processor, status) for it (today's partial
+ * `inbox_waiting` holds the same dead entries until a vacuum) rather than the primary key (to the statistics, pending rows are few and the costs tie), and walks every index
  * entry a row left when it was pending: the dead ones of every message processed since the last
  * vacuum (measured: ~570 index entries read per settle of the order flow, a third of PostgreSQL's
  * CPU). SQLite takes the primary key either way.

@@ -901,7 +901,7 @@ describe.each(engines)("Store contract on $name", (engine) => {
                   return rows.map((r) => r["QUERY PLAN"]).join("\n")
                 })
               )
-              expect(plan).not.toMatch(/inbox_pending|inbox_part/)
+              expect(plan).not.toMatch(/inbox_pending|inbox_part|inbox_waiting/)
               // A table of a page or two is read whole; a larger one through its primary key.
               if (processors.reduce((sum, p) => sum + p.done + p.pending, 0) >= 1000) expect(plan).toContain("Index Scan using inbox_pkey on inbox")
             }
@@ -909,6 +909,35 @@ describe.each(engines)("Store contract on $name", (engine) => {
         ),
         { numRuns: Math.min(runs, 25) }
       )
+    })
+  })
+
+  if (engine.dialect === "pg") describe("PostgreSQL: an inbox of the previous schema", () => {
+    const s = useStore(engine)
+
+    // runtime/010-inbox-pending-only on a database that the previous version created and used.
+    it("is migrated to the index over pending rows only, its messages kept", async () => {
+      const { store } = s
+      await store.migrate(Inbox.migrations.filter((m) => m.name !== "runtime/010-inbox-pending-only"))
+      const indexes = async () =>
+        (await store.run(store.query("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'inbox' AND schemaname = current_schema() ORDER BY indexname").all())).map(
+          (r) => `${String(r.indexname)}: ${String(r.indexdef).replace(/ ON \S+ /, " ON inbox ")}`
+        )
+      expect((await indexes()).map((i) => i.split(":")[0])).toEqual(["inbox_part", "inbox_pending", "inbox_pkey"])
+      const insert = store.query("INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES (?, ?, 't', ?, '{}', ?, 'x', ?)")
+      const rows = [["p", "a", "done"], ["p", "b", "pending"], ["q", "c", "pending"], ["p", "d", "failed"], ["p", "e", "pending"]] as const
+      await store.transaction(Effect.forEach(rows, ([p, id, status], i) => insert.run(p, id, `k${i}`, status, i % 2), { discard: true }))
+      const inbox = await Inbox.make(store)
+      expect(await indexes()).toEqual([
+        "inbox_pkey: CREATE UNIQUE INDEX inbox_pkey ON inbox USING btree (processor, envelope_id)",
+        "inbox_waiting: CREATE INDEX inbox_waiting ON inbox USING btree (processor, rowid) WHERE (status = 'pending'::text)"
+      ])
+      expect((await inbox.pending("p")).map((e) => e.envelopeId)).toEqual(["b", "e"])
+      expect((await inbox.pendingIn("p", [0])).map((e) => e.envelopeId)).toEqual(["e"])
+      expect(await store.transaction(inbox.settle("p", "b", "done"))).toBe(true)
+      expect(await store.transaction(inbox.settle("p", "a", "done"))).toBe(false)
+      expect((await inbox.pendingPage("p", 0, 10)).map((e) => e.envelopeId)).toEqual(["e"])
+      expect(await store.transaction(inbox.status("q", "c"))).toBe("pending")
     })
   })
 
