@@ -87,7 +87,7 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
   /** Explicit topics instead of those of the events (some it takes only as commands). */
   readonly topics?: ReadonlyArray<string>
   readonly mailer: Mailer
-  /** Where `prepare` looks for the record of a mail already sent (outside the transaction). */
+  /** Where `prepare` looks for the record of a mail already sent (outside the transaction; see `renderAgain`). */
   readonly store: { readonly sql: SqlClient.SqlClient }
   /** The letter for an event, or undefined when the event asks for none. */
   readonly letter: (event: Typed<E>) => L | undefined
@@ -97,6 +97,14 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
   readonly recorded: (event: Typed<E>) => Effect.Effect<D | undefined, unknown, SqlClient.SqlClient>
   /** The `email-sent` event its data is announced as (encoded by its schema); as recorded when absent. */
   readonly sent?: Event<"email-sent", D>
+  /**
+   * Without SMTP (the `store` transport), no read in `prepare` of a mail recorded already: nothing
+   * leaves the process, so a mail rendered again for such an event is only dropped (the record's
+   * insert inserts nothing and the recorded one is read and announced). One statement and one
+   * round trip less per mail; `send` may then run more than once per event. Through SMTP the read
+   * stays whatever this says. Default false.
+   */
+  readonly renderAgain?: boolean
 }): Processor<{ readonly letter: L; readonly sent: Sent } | undefined> => ({
   ...Baton.processor({
     name: options.name,
@@ -108,7 +116,7 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
         const l = options.letter(event)
         if (l === undefined) return undefined
         // Outside the transaction: a read on the store's own client (no transaction to join).
-        if ((yield* Effect.provideService(options.recorded(event), SqlClient.SqlClient, options.store.sql)) !== undefined) return undefined
+        if (!(options.renderAgain === true && options.mailer.transport === "store") && (yield* Effect.provideService(options.recorded(event), SqlClient.SqlClient, options.store.sql)) !== undefined) return undefined
         const sent = yield* Effect.tryPromise(() => options.mailer.send(l))
         return { letter: l, sent }
       }),
