@@ -28,6 +28,19 @@ export const make = ({ query, dialect, clock }: Deps) => {
   const update = query("UPDATE stock SET on_hand = ?, backordered = backordered + ? WHERE sku = ?")
   const record = query("INSERT INTO stock_allocations (order_id, lines) VALUES (?, ?)")
   const released = query("SELECT lines FROM stock_releases WHERE order_id = ?")
+  // PostgreSQL: the order's allocation claimed (its record inserted first, empty; a redelivery, or
+  // another instance allocating it meanwhile, inserts nothing: that one waits here for the first's
+  // commit), whether it was released before, and the first SKU's stock row locked and read, in one
+  // statement and one round trip (of the two of `level` and `history`; the record's lines are then
+  // set by a write that rides along). The row is locked only when the order takes stock (new and
+  // not released). SQLite runs no data-modifying WITH, and has one writer: `level` and `history`.
+  const claim =
+    dialect === "pg"
+      ? query(
+          `WITH claim AS (INSERT INTO stock_allocations (order_id, lines) VALUES (?, '[]') ON CONFLICT DO NOTHING RETURNING (SELECT lines FROM stock_releases WHERE order_id = ?) AS released) SELECT (SELECT COUNT(*) FROM claim) AS fresh, (SELECT released FROM claim) AS released, (SELECT on_hand FROM stock WHERE sku = ? AND EXISTS (SELECT 1 FROM claim WHERE released IS NULL) FOR UPDATE) AS on_hand`
+        )
+      : undefined
+  const setLines = query("UPDATE stock_allocations SET lines = ? WHERE order_id = ?")
   // Atomic: of two releases of one order at once, the second waits for the first's commit and inserts nothing.
   const tombstone = query("INSERT INTO stock_releases (order_id, lines, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING order_id")
   const giveBack = query("UPDATE stock SET on_hand = on_hand + ?, backordered = backordered - ? WHERE sku = ?")
@@ -45,19 +58,34 @@ export const make = ({ query, dialect, clock }: Deps) => {
     Effect.gen(function* () {
       // The stock rows first, locked in SKU order (instances locking the same rows never deadlock)
       // and read with their levels; the allocation record second: an order handled twice at once
-      // waits here, then finds it done.
+      // waits here, then finds it done. On PostgreSQL the record comes first (`claim`, with the
+      // first row): the second of an order handled twice at once waits there, then finds it done.
       const onHand = new Map<string, number>()
-      for (const sku of [...new Set(order.items.map((i) => i.sku))].sort()) {
+      const skus = [...new Set(order.items.map((i) => i.sku))].sort()
+      const claimed = claim !== undefined && skus.length > 0 ? yield* claim.get(order.orderId, order.orderId, skus[0]) : undefined
+      if (claimed !== undefined) {
+        if (Number(claimed.fresh) === 0) {
+          // Allocated before (and committed: a concurrent claim waits for the first's commit).
+          const allocation = yield* done.get(order.orderId)
+          return announce(order.orderId, allocation === undefined ? [] : linesOf(allocation))
+        }
+        // Its payment was denied before it reached us: nothing taken, the empty record kept.
+        if (claimed.released != null) return announce(order.orderId, [])
+        onHand.set(skus[0]!, claimed.on_hand == null ? 0 : Number(claimed.on_hand))
+      }
+      for (const sku of claimed === undefined ? skus : skus.slice(1)) {
         const row = yield* level.get(sku)
         onHand.set(sku, row === undefined ? 0 : Number(row.on_hand))
       }
-      const seen = yield* history.get(order.orderId, order.orderId)
-      if (seen?.allocated != null) return announce(order.orderId, decodeLines(String(seen.allocated)))
-      // Its payment was denied before it reached us (the two run in parallel): take nothing. The
-      // empty allocation makes a redelivery of the order find it done.
-      if (seen?.released != null) {
-        yield* record.run(order.orderId, "[]")
-        return announce(order.orderId, [])
+      if (claimed === undefined) {
+        const seen = yield* history.get(order.orderId, order.orderId)
+        if (seen?.allocated != null) return announce(order.orderId, decodeLines(String(seen.allocated)))
+        // Its payment was denied before it reached us (the two run in parallel): take nothing. The
+        // empty allocation makes a redelivery of the order find it done.
+        if (seen?.released != null) {
+          yield* record.run(order.orderId, "[]")
+          return announce(order.orderId, [])
+        }
       }
       const lines = yield* Effect.forEach(order.items, (item) =>
         Effect.gen(function* () {
@@ -67,7 +95,7 @@ export const make = ({ query, dialect, clock }: Deps) => {
           return line
         })
       )
-      yield* record.run(order.orderId, JSON.stringify(lines))
+      yield* (claimed === undefined ? record.run(order.orderId, JSON.stringify(lines)) : setLines.run(JSON.stringify(lines), order.orderId))
       return announce(order.orderId, lines)
     })
 

@@ -17,12 +17,22 @@ export interface Sent {
   readonly messageId: string
   /** The rendered message when nothing left the process (JSON transport). */
   readonly message: string | undefined
+  /**
+   * The message id is the cause's own (`causeMessageId`): every rendering of the cause's mail has
+   * the same id, so a record of it written before is what this one would write.
+   */
+  readonly perCause?: boolean
 }
 
 export interface Mailer {
   readonly transport: "store" | "smtp"
-  readonly send: (mail: Mail) => Promise<Sent>
+  /** `causeId`: the id of the event the mail is for; without SMTP (to a plain address) the message id is made from it. */
+  readonly send: (mail: Mail, causeId?: string) => Promise<Sent>
 }
+
+/** The message id of a cause's mail (without SMTP), when its id is fit for one (letters, digits, `.`, `_`, `-`). */
+export const causeMessageId = (causeId: string, from: string): string | undefined =>
+  /^[A-Za-z0-9._-]{1,200}$/.test(causeId) ? `<${causeId}@${domainOf(from)}>` : undefined
 
 /** `Name <address>` or a bare address, as nodemailer's JSON transport records it. */
 const address = (text: string): { readonly address: string; readonly name: string } => {
@@ -30,13 +40,16 @@ const address = (text: string): { readonly address: string; readonly name: strin
   return named === null ? { address: text.trim(), name: "" } : { address: named[2]!, name: named[1]! }
 }
 
+/** The domain of the sender's address, which message ids end with. */
+const domainOf = (from: string): string => address(from).address.split("@")[1] ?? "localhost"
+
 /**
  * The message nodemailer's JSON transport would render (`jsonTransport: true`), for a mail with
  * single plain addresses: the same JSON with a new message id. That transport builds the whole MIME
  * tree to read back these fields (~130 us a mail here, a tenth of an order's CPU); this takes ~2 us.
  * `Mailer.test.ts` checks it against nodemailer's own rendering.
  */
-export const render = (mail: Mail & { readonly from: string }, messageId = `<${randomUUID()}@${address(mail.from).address.split("@")[1] ?? "localhost"}>`): Sent => ({
+export const render = (mail: Mail & { readonly from: string }, messageId = `<${randomUUID()}@${domainOf(mail.from)}>`): Sent => ({
   messageId,
   message: JSON.stringify({ from: address(mail.from), to: [plain(mail.to) ? recipient(mail.to) : address(mail.to)], subject: mail.subject, text: mail.text, headers: {}, messageId })
 })
@@ -62,10 +75,14 @@ export const make = (options: { readonly smtpUrl?: string | undefined; readonly 
   const transport = smtp ? nodemailer.createTransport(options.smtpUrl) : nodemailer.createTransport({ jsonTransport: true })
   return {
     transport: smtp ? "smtp" : "store",
-    send: async (mail) => {
+    send: async (mail, causeId) => {
       // No card number leaves in an e-mail, whatever a template or a reason in it echoes.
       const masked = { from, to: mail.to, subject: Sensitive.text(mail.subject), text: Sensitive.text(mail.text) }
-      if (!smtp && plain(mail.to)) return render(masked)
+      if (!smtp && plain(mail.to)) {
+        // The message id the cause's (the same for every rendering of its mail), where it is fit for one.
+        const messageId = causeId === undefined ? undefined : causeMessageId(causeId, from)
+        return messageId === undefined ? render(masked) : { ...render(masked, messageId), perCause: true }
+      }
       const info = await transport.sendMail(masked)
       const message = (info as { message?: unknown }).message
       return { messageId: String(info.messageId), message: typeof message === "string" ? message : undefined }
@@ -87,7 +104,7 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
   /** Explicit topics instead of those of the events (some it takes only as commands). */
   readonly topics?: ReadonlyArray<string>
   readonly mailer: Mailer
-  /** Where `prepare` looks for the record of a mail already sent (outside the transaction). */
+  /** Where `prepare` looks for the record of a mail already sent (outside the transaction; see `renderAgain`). */
   readonly store: { readonly sql: SqlClient.SqlClient }
   /** The letter for an event, or undefined when the event asks for none. */
   readonly letter: (event: Typed<E>) => L | undefined
@@ -97,6 +114,14 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
   readonly recorded: (event: Typed<E>) => Effect.Effect<D | undefined, unknown, SqlClient.SqlClient>
   /** The `email-sent` event its data is announced as (encoded by its schema); as recorded when absent. */
   readonly sent?: Event<"email-sent", D>
+  /**
+   * Without SMTP (the `store` transport), no read in `prepare` of a mail recorded already: nothing
+   * leaves the process, so a mail rendered again for such an event is only dropped (the record's
+   * insert inserts nothing and the recorded one is read and announced). One statement and one
+   * round trip less per mail; `send` may then run more than once per event. Through SMTP the read
+   * stays whatever this says. Default false.
+   */
+  readonly renderAgain?: boolean
 }): Processor<{ readonly letter: L; readonly sent: Sent } | undefined> => ({
   ...Baton.processor({
     name: options.name,
@@ -108,8 +133,8 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
         const l = options.letter(event)
         if (l === undefined) return undefined
         // Outside the transaction: a read on the store's own client (no transaction to join).
-        if ((yield* Effect.provideService(options.recorded(event), SqlClient.SqlClient, options.store.sql)) !== undefined) return undefined
-        const sent = yield* Effect.tryPromise(() => options.mailer.send(l))
+        if (!(options.renderAgain === true && options.mailer.transport === "store") && (yield* Effect.provideService(options.recorded(event), SqlClient.SqlClient, options.store.sql)) !== undefined) return undefined
+        const sent = yield* Effect.tryPromise(() => options.mailer.send(l, event.id))
         return { letter: l, sent }
       }),
     // Without SMTP nothing leaves the process (the mail is rendered and kept in the store): for a

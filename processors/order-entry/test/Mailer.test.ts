@@ -35,6 +35,23 @@ describe("Mailer without SMTP", () => {
     expect(rendered).toBeGreaterThan(runs / 4)
   })
 
+  it("gives every rendering of a cause's mail the cause's message id, as nodemailer renders it with that id (property)", async () => {
+    const mailer = Mailer.make({ from: "Baton Books <orders@baton.example>" })
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(fc.emailAddress(), edgy), fc.oneof(fc.uuid(), fc.string({ maxLength: 20 })), fc.string({ maxLength: 40 }), async (to, causeId, text) => {
+        const [a, b] = [await mailer.send({ to, subject: "s", text }, causeId), await mailer.send({ to, subject: "s", text }, causeId)]
+        const fit = /^[A-Za-z0-9._-]+$/.test(causeId) && Mailer.plain(to)
+        // A cause id unfit for a message id, or an address that nodemailer renders: a new id each time, and no claim that it is the cause's.
+        expect(a.perCause === true).toBe(fit)
+        expect(a.messageId === b.messageId).toBe(fit)
+        if (fit) expect(a.messageId).toBe(`<${causeId}@baton.example>`)
+        expect(a.message).toBe(await reference({ from: "Baton Books <orders@baton.example>", to, subject: "s", text }, a.messageId))
+        expect(b).toEqual(fit ? a : { ...a, messageId: b.messageId, message: a.message!.replace(JSON.stringify(a.messageId), JSON.stringify(b.messageId)) })
+      }),
+      { numRuns: Math.ceil(runs / 2) }
+    )
+  })
+
   it("renders a named sender and a plain recipient field by field", () => {
     const sent = Mailer.render({ from: "Baton Books <orders@baton.example>", to: "zoe@example.com", subject: "Order ORD-1 received", text: "Thanks" }, "<id@baton.example>")
     expect(JSON.parse(sent.message!)).toEqual({

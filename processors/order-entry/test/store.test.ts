@@ -2,9 +2,10 @@ import { afterEach, describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import type { Envelope, Processor } from "@baton/core"
 import { Envelope as E } from "@baton/core"
-import { Sqlite, type Store } from "@baton/store"
+import type { Store } from "@baton/store"
 import * as OrderEntry from "@baton/order-entry"
 import type { Mailer } from "@baton/order-entry"
+import { engines, type Opened } from "./stores.ts"
 
 /** Runs processors the way the runtime does: `prepare` outside, `handle` in one transaction. */
 const run = async <P>(store: Store, p: Processor<P>, event: Envelope.Envelope) => {
@@ -26,12 +27,12 @@ const envelope = (type: string, data: unknown, id = crypto.randomUUID()): Envelo
 const start = (store: Store, mailer: Mailer.Mailer) =>
   OrderEntry.makeApp({ mailer }).make({ ...store, env: {}, clock: E.systemClock })
 
-const mailer = (): Mailer.Mailer & { readonly sent: Array<Mailer.Mail> } => {
+const mailer = (transport: Mailer.Mailer["transport"] = "store"): Mailer.Mailer & { readonly sent: Array<Mailer.Mail> } => {
   const sent: Array<Mailer.Mail> = []
-  return { transport: "store", sent, send: async (mail) => (sent.push(mail), { messageId: `m${sent.length}`, message: undefined }) }
+  return { transport, sent, send: async (mail) => (sent.push(mail), { messageId: `m${sent.length}`, message: undefined }) }
 }
 
-export const flow = (open: () => Promise<{ readonly store: Store; readonly close: () => Promise<void> }>) => {
+export const flow = (open: () => Promise<Opened>) => {
   let close: (() => Promise<void>) | undefined
   afterEach(async () => {
     await close?.()
@@ -89,8 +90,17 @@ export const flow = (open: () => Promise<{ readonly store: Store; readonly close
 
     const mail = await run(store, p["notification"]!, oc)
     expect(mail).toEqual([{ type: "email-sent", data: { orderId: order.orderId, to: "a@b.co", template: "order-confirmation", messageId: "m1" } }])
+    // Again: without SMTP rendered again, and dropped: the mail recorded once, the same one announced.
     expect(await run(store, p["notification"]!, oc)).toEqual(mail)
-    expect(m.sent).toHaveLength(1)
+    expect(await store.run(store.query("SELECT message_id FROM emails WHERE cause_id = ?").all(oc.id))).toEqual([{ message_id: "m1" }])
+    // Through SMTP: not sent again.
+    const smtp = mailer("smtp")
+    const notification = (await start(store, smtp)).processors.find((x) => x.name === "notification")!
+    const of2 = envelope("order-fulfilled", fulfilled[0]!.data)
+    const ready = await run(store, notification, of2)
+    expect(ready).toEqual([{ type: "email-sent", data: { orderId: order.orderId, to: "a@b.co", template: "ready-to-ship", messageId: "m1" } }])
+    expect(await run(store, notification, of2)).toEqual(ready)
+    expect(smtp.sent).toHaveLength(1)
   })
 
   it("gives a denied order's allocation back once, and takes nothing for an order whose denial came first", async () => {
@@ -127,9 +137,4 @@ export const flow = (open: () => Promise<{ readonly store: Store; readonly close
   })
 }
 
-describe("order-entry on SQLite", () => {
-  flow(async () => {
-    const store = await Sqlite.open({ path: ":memory:" })
-    return { store, close: store.close }
-  })
-})
+for (const [engine, open] of engines) describe(`order-entry on ${engine}`, () => flow(open))
