@@ -52,6 +52,30 @@ describe("Envelope", () => {
     expect(ids.map((id) => id.slice(0, 13))).toEqual(ids.map((id) => id.slice(0, 13)).sort())
   })
 
+  it("makes ids from its random pool that are UUIDs of version 7, sort by their millisecond and differ within one, for all times", () => {
+    const v7 = /^([0-9a-f]{8})-([0-9a-f]{4})-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+    const ms = fc.integer({ min: 0, max: 2 ** 48 - 1 })
+    fc.assert(
+      fc.property(ms, ms, fc.integer({ min: 1, max: 5 }), (t1, t2, n) => {
+        // Several of one millisecond, another's, then the first's again (its prefix written anew).
+        const ids = [...Array.from({ length: n }, () => Envelope.newUuidV7(t1)), Envelope.newUuidV7(t2), Envelope.newUuidV7(t1)]
+        for (const [i, id] of ids.entries()) {
+          const m = v7.exec(id)
+          expect(m).not.toBeNull()
+          expect(parseInt(m![1]! + m![2]!, 16)).toBe(i === n ? t2 : t1)
+        }
+        if (t1 < t2) expect(ids[0]! < ids[n]!).toBe(true)
+        if (t2 < t1) expect(ids[n]! < ids[0]!).toBe(true)
+        expect(new Set(ids).size).toBe(ids.length)
+      })
+    )
+    // Every random digit takes every value, and the variant's every one of 8, 9, a and b: its 74 bits are drawn, none fixed.
+    const seen = Array.from({ length: 36 }, () => new Set<string>())
+    for (let i = 0; i < 4000; i++) [...Envelope.newUuidV7(1_700_000_000_000)].forEach((c, at) => seen[at]!.add(c))
+    for (const at of [15, 16, 17, 20, 21, 22, ...Array.from({ length: 12 }, (_, k) => 24 + k)]) expect(seen[at]!.size).toBe(16)
+    expect([...seen[19]!].sort()).toEqual(["8", "9", "a", "b"])
+  })
+
   it("gives every processing event a new id, the initiating correlation and its cause's id", () => {
     fc.assert(
       fc.property(json, fc.array(fc.stringMatching(/^[a-z]+$/), { minLength: 1, maxLength: 6 }), (data, chain) => {

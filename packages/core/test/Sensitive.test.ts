@@ -115,6 +115,32 @@ describe("Sensitive", () => {
     )
   })
 
+  it("for any value, whatever its keys (__proto__ among them): json() builds the object Object.fromEntries would, own properties only", () => {
+    const masker = Sensitive.masker(["card"])
+    // The masking as it was written first (a pair array per field): what the loop must build.
+    const reference = (v: unknown): unknown => {
+      if (typeof v === "string") return Sensitive.text(v)
+      if (typeof v !== "object" || v === null) return v
+      if (Array.isArray(v)) return v.map(reference)
+      return Object.fromEntries(Object.entries(v).map(([k, x]) => (k === "card" ? [k, Sensitive.value(x)] : [Sensitive.text(k), reference(x)])))
+    }
+    const key = fc.oneof(fc.constantFrom("__proto__", "card", "constructor", "toString", "4242424242424242", "a", "b"), fc.string({ maxLength: 14 }))
+    const leaf = fc.oneof(fc.string({ maxLength: 20 }), fc.integer(), fc.constant("4000 0000 0000 0002"), fc.boolean(), fc.constant(null))
+    const value = fc.letrec<{ v: unknown }>((tie) => ({
+      v: fc.oneof({ depthSize: "small" }, leaf, fc.array(tie("v"), { maxLength: 3 }), fc.array(fc.tuple(key, tie("v")), { maxLength: 5 }).map((pairs) => JSON.parse(`{${pairs.map(([k, x]) => `${JSON.stringify(k)}:${JSON.stringify(x)}`).join(",")}}`) as unknown))
+    })).v
+    const plain = (v: unknown): boolean =>
+      typeof v !== "object" || v === null || (Array.isArray(v) ? v.every(plain) : Object.getPrototypeOf(v) === Object.prototype && Object.values(v).every(plain))
+    fc.assert(
+      fc.property(value, (v) => {
+        const masked = masker.json(v)
+        expect(JSON.stringify(masked)).toBe(JSON.stringify(reference(v)))
+        expect(plain(masked)).toBe(true)
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
   it("masks hostile nesting as text instead of overflowing the stack", () => {
     const m = Sensitive.masker(["card"])
     const deep = (card: string, depth = 20_000) => `${"[".repeat(depth)}{"card":"${card}"}${"]".repeat(depth)}`
