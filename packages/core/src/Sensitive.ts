@@ -50,10 +50,11 @@ export const fields = (schema: { readonly ast: SchemaAST.AST }): ReadonlyArray<s
 
 /**
  * A card number in free text: a run of 12 digits or more (a card has 12 to 19), single spaces or
- * dashes allowed between them. UUIDs (message and workflow ids) are left as they are, even when a
- * group of theirs is all digits.
+ * dashes allowed between them. UUIDs (message and workflow ids) and W3C traceparents
+ * (`00-<trace id>-<span id>-01`) are left as they are, even when a group of theirs is all digits
+ * (a span id ending in ten digits, then `-01`, read as a card before).
  */
-const cardOrUuid = /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})|(?<![0-9])[0-9](?:[ -]?[0-9]){11,}/gi
+const cardOrUuid = /((?<![0-9a-f])[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(?![0-9a-f])|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})|(?<![0-9])[0-9](?:[ -]?[0-9]){11,}/gi
 
 const lastFour = (digits: string): string => `****${digits.slice(-4)}`
 

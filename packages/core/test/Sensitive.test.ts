@@ -36,9 +36,25 @@ describe("Sensitive", () => {
     expect(Sensitive.text("12345678-1234-1234-1234-123456789012")).toBe("12345678-1234-1234-1234-123456789012")
   })
 
+  it("leaves W3C traceparents alone, even one whose span id ends in ten digits or more, and still masks a card beside one", () => {
+    const hex = (n: number) => fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`))
+    // A span id of 6 hex digits then 10 decimal ones: with the flags' `01` a run of 12 digits.
+    const traceparent = fc
+      .tuple(hex(32), hex(6), fc.stringMatching(/^[0-9]{10}$/), fc.constantFrom("00", "01"))
+      .map(([trace, head, digits, flags]) => `00-${trace}-${head}${digits}-${flags}`)
+    fc.assert(
+      fc.property(traceparent, written, (tp, c) => {
+        expect(Sensitive.text(tp)).toBe(tp)
+        expect(Sensitive.text(`{"traceparent":"${tp}"}`)).toBe(`{"traceparent":"${tp}"}`)
+        expect(Sensitive.text(`${tp} card ${c.text}`)).toBe(`${tp} card ****${c.card.slice(-4)}`)
+      })
+    )
+    expect(Sensitive.text("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")).toBe("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+  })
+
   it("for any text: text() is the full masking replace (its quick test for a run of 12 digits skips only texts the replace leaves as they are)", () => {
     // The masking replace as it is, run on every text: the reference text() must agree with.
-    const cardOrUuid = /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})|(?<![0-9])[0-9](?:[ -]?[0-9]){11,}/gi
+    const cardOrUuid = /((?<![0-9a-f])[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(?![0-9a-f])|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})|(?<![0-9])[0-9](?:[ -]?[0-9]){11,}/gi
     const full = (s: string) => s.replace(cardOrUuid, (m, uuid: string | undefined) => (uuid !== undefined ? m : `****${m.replace(/[ -]/g, "").slice(-4)}`))
     const piece = fc.oneof(
       fc.stringMatching(/^[0-9a-fA-F -]{0,24}$/),
