@@ -167,6 +167,18 @@ const QueryBase = pg.Query as unknown as new (text: string, values: ReadonlyArra
 
 /** The described statements of each connection, by name (pg's `parsedStatements` is per connection too). */
 const describedOf = new WeakMap<PgConnection, Map<string, Described>>()
+/** `connection`'s described statements (made on its first use). */
+const describedFor = (connection: PgConnection): Map<string, Described> => {
+  let described = describedOf.get(connection)
+  if (described === undefined) describedOf.set(connection, (described = new Map()))
+  return described
+}
+/** A run of a described statement: its result answers as the first run's did, without a RowDescription. */
+const reuse = (result: PgResult, known: Described): void => {
+  result.fields = known.fields
+  result._parsers = known.parsers
+  result._prebuiltEmptyResultObject = known.empty
+}
 /** Execute (unnamed portal, all rows) and Sync in one buffer: one chunk of the socket's write, not two. */
 const executeSync = Buffer.from([0x45, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0x53, 0, 0, 0, 4])
 const execute = executeSync.subarray(0, 10)
@@ -184,8 +196,7 @@ class Prepared extends QueryBase {
   private learning: Map<string, Described> | undefined = undefined
   override prepare(connection: PgConnection): void {
     const name = this.name!
-    let described = describedOf.get(connection)
-    if (described === undefined) describedOf.set(connection, (described = new Map()))
+    const described = describedFor(connection)
     const known = this.hasBeenParsed(connection) ? described.get(name) : undefined
     // A value pg cannot turn into text (a cyclic object) fails the statement before anything of it
     // goes out. pg's own `prepare` sends its Parse, then a Close of it, but has it marked as parsed
@@ -203,10 +214,7 @@ class Prepared extends QueryBase {
       this.learning = described
       return super.prepare(connection)
     }
-    const result = this._result
-    result.fields = known.fields
-    result._parsers = known.parsers
-    result._prebuiltEmptyResultObject = known.empty
+    reuse(this._result, known)
     this._accumulateRows = true
     if (connection.stream.writable) connection.stream.write(executeSync)
   }
@@ -271,8 +279,7 @@ class Batch extends QueryBase {
   override set text(_: string) {}
   submit(connection: PgConnection): null {
     const types = this._result._types
-    let described = describedOf.get(connection)
-    if (described === undefined) describedOf.set(connection, (described = new Map()))
+    const described = describedFor(connection)
     connection.stream.cork()
     try {
       for (const [i, item] of this.items.entries()) {
@@ -298,11 +305,7 @@ class Batch extends QueryBase {
         if (known === undefined) {
           connection.describe({ type: "P", name: "" })
           item.learn = item.name !== undefined
-        } else {
-          item.result.fields = known.fields
-          item.result._parsers = known.parsers
-          item.result._prebuiltEmptyResultObject = known.empty
-        }
+        } else reuse(item.result, known)
         if (connection.stream.writable) connection.stream.write(execute)
       }
       connection.sync()
