@@ -40,8 +40,24 @@ export const migrations = [
       sqlite: "",
       pg: "DROP INDEX IF EXISTS inbox_key; CREATE INDEX inbox_key ON inbox (processor, key, status) WHERE status IN ('pending', 'parked')"
     }
+  },
+  {
+    // SQLite: the same (see the inbox's runtime/011-inbox-pending-only-sqlite). Its planner takes
+    // a partial index only for a query that names the index's own terms: the reads of parked
+    // rows name them too (`open`).
+    name: "repair/004-inbox-key-open-sqlite",
+    sql: {
+      sqlite: "DROP INDEX IF EXISTS inbox_key; CREATE INDEX inbox_key ON inbox (processor, key, status) WHERE status IN ('pending', 'parked')",
+      pg: ""
+    }
   }
 ]
+
+/**
+ * `status = 'parked'` as a condition that SQLite's planner matches with inbox_key, whose rows are
+ * the pending and parked ones only (PostgreSQL proves the implication itself).
+ */
+const parkedIn = (dialect: Store["dialect"]): string => (dialect === "sqlite" ? "status IN ('pending', 'parked') AND status = 'parked'" : "status = 'parked'")
 
 export interface Held {
   readonly processor: string
@@ -100,10 +116,10 @@ export const make = async (store: Store) => {
   // The oldest parked message, unparked in one statement (a concurrent `next` cannot take it twice).
   const unpark = store.query(
     `UPDATE inbox SET status = 'pending' WHERE processor = ? AND status = 'parked' AND envelope_id = (
-       SELECT envelope_id FROM inbox WHERE processor = ? AND key = ? AND status = 'parked' ORDER BY rowid LIMIT 1
+       SELECT envelope_id FROM inbox WHERE processor = ? AND key = ? AND ${parkedIn(store.dialect)} ORDER BY rowid LIMIT 1
      ) RETURNING envelope_id, topic, payload`
   )
-  const parkedOf = store.query("SELECT COUNT(*) AS n FROM inbox WHERE processor = ? AND key = ? AND status = 'parked'")
+  const parkedOf = store.query(`SELECT COUNT(*) AS n FROM inbox WHERE processor = ? AND key = ? AND ${parkedIn(store.dialect)}`)
   const optional = (r: Record<string, unknown> | undefined) => (r === undefined ? undefined : heldOf(r))
   return {
     held: (processor: string, key: string): Sql<Held | undefined> => Effect.map(get.get(processor, key), optional),

@@ -185,6 +185,92 @@ for (const kind of engines)
           )
         })
 
+      // SQLite: the inbox's secondary indexes hold the open rows only (Inbox's
+      // runtime/011-inbox-pending-only-sqlite, Parking's repair/004), and its planner takes a
+      // partial index only for a query that names the index's terms: every read of pending or
+      // parked rows must still answer as before, through them, never by a scan of the inbox.
+      if (kind === "sqlite")
+        it("for any mix of pending, done, failed and parked rows, the inbox's and Parking's reads answer as the model, through indexes that hold the open rows only", async () => {
+          type Fate = "pending" | "done" | "failed" | "parked"
+          await fc.assert(
+            fc
+              .asyncProperty(
+                fc.array(
+                  fc.record({ processor: fc.constantFrom("p", "q"), key: fc.constantFrom("K", "L", "M"), fate: fc.constantFrom<Fate>("pending", "done", "failed", "parked") }),
+                  { minLength: 1, maxLength: 60 }
+                ),
+                fc.integer({ min: 1, max: 7 }),
+                async (rows, pageSize) => {
+                  const { store, inbox, parking } = await setup()
+                  const ids = rows.map((r, i) => `${r.processor}${r.key}-${i}`)
+                  for (const [i, r] of rows.entries()) await store.transaction(inbox.receive(r.processor, { envelopeId: ids[i]!, topic: "t", key: r.key, payload: `{"n":${i}}` }))
+                  for (const [i, r] of rows.entries())
+                    if (r.fate === "parked") expect(await store.transaction(parking.park(r.processor, r.key, ids[i]!))).toBeUndefined()
+                    else if (r.fate !== "pending") expect(await store.transaction(inbox.settle(r.processor, ids[i]!, r.fate))).toBe(true)
+                  const of = (processor: string, fates: ReadonlyArray<Fate>, key?: string) =>
+                    ids.filter((_, i) => rows[i]!.processor === processor && fates.includes(rows[i]!.fate) && (key === undefined || rows[i]!.key === key))
+                  for (const processor of ["p", "q"]) {
+                    const pending = of(processor, ["pending"])
+                    expect((await inbox.pending(processor)).map((e) => e.envelopeId)).toEqual(pending)
+                    const paged: Array<string> = []
+                    for (let after = 0, page = await inbox.pendingPage(processor, 0, pageSize); page.length > 0; page = await inbox.pendingPage(processor, after, pageSize)) {
+                      paged.push(...page.map((e) => e.envelopeId))
+                      after = page.at(-1)!.seq
+                    }
+                    expect(paged).toEqual(pending)
+                    expect((await inbox.pendingIn(processor, [0])).map((e) => e.envelopeId)).toEqual(pending)
+                    for (const id of ids.filter((_, i) => rows[i]!.processor === processor))
+                      expect(await store.transaction(inbox.othersPending(processor, id))).toBe(pending.some((other) => other !== id))
+                    for (const key of ["K", "L", "M"]) {
+                      const open = of(processor, ["pending", "parked"], key)
+                      expect(await store.transaction(parking.parked(processor, key))).toBe(of(processor, ["parked"], key).length)
+                      for (const id of of(processor, ["pending"], key)) expect(await store.transaction(parking.mustWait(processor, key, id))).toBe(open.indexOf(id) > 0)
+                    }
+                  }
+                  // Each read of open rows through a partial index (none scans the inbox), and the
+                  // indexes hold an entry per open row: none for a settled one.
+                  for (const { text } of store.breakdown().filter((b) => / inbox /.test(b.text) && !b.text.startsWith("INSERT"))) {
+                    const plan = (await store.run(store.query(`EXPLAIN QUERY PLAN ${text}`).all(...Array.from(text.matchAll(/\?/g), () => null))))
+                      .map((r) => String(r.detail))
+                      .join(" | ")
+                    expect(plan, text).not.toMatch(/SCAN inbox|inbox_pending|inbox_part/)
+                    if (/ key = \?/.test(text)) expect(plan, text).toContain("inbox_key")
+                    else if (/status = 'pending'/.test(text) && !/envelope_id = \?/.test(text)) expect(plan, text).toContain("inbox_waiting")
+                  }
+                  const entries = async (index: string) => Number((await store.run(store.query("SELECT COALESCE(SUM(ncell), 0) AS n FROM dbstat WHERE name = ?").get(index)))?.n)
+                  const count = (fates: ReadonlyArray<Fate>) => rows.filter((r) => fates.includes(r.fate)).length
+                  expect(await entries("inbox_waiting")).toBe(count(["pending"]))
+                  expect(await entries("inbox_key")).toBe(count(["pending", "parked"]))
+                  // The oldest parked message of each key unparks first.
+                  for (const processor of ["p", "q"])
+                    for (const key of ["K", "L", "M"]) expect((await store.transaction(parking.next(processor, key)))?.envelopeId).toBe(of(processor, ["parked"], key)[0])
+                }
+              )
+              .afterEach(dispose),
+            { numRuns: 50 }
+          )
+        })
+
+      // A database that the previous version created and used (inbox_key over every row).
+      if (kind === "sqlite")
+        it("SQLite: an inbox_key of the previous schema is migrated to open rows only, parked messages kept", async () => {
+          const store = await open()
+          const inbox = await Inbox.make(store)
+          await store.migrate(Parking.migrations.filter((m) => m.name !== "repair/004-inbox-key-open-sqlite"))
+          const definition = async () => String((await store.run(store.query("SELECT sql FROM sqlite_schema WHERE name = 'inbox_key'").get()))?.sql)
+          expect(await definition()).toBe("CREATE INDEX inbox_key ON inbox (processor, key, status)")
+          for (const id of ["a", "b", "c", "d"]) await receive(store, inbox, envelope(id, "K"))
+          await store.transaction(inbox.settle("p", "a", "failed"))
+          const parking = await Parking.make(store)
+          expect(await definition()).toBe("CREATE INDEX inbox_key ON inbox (processor, key, status) WHERE status IN ('pending', 'parked')")
+          await store.transaction(parking.park("p", "K", "c"))
+          await store.transaction(parking.park("p", "K", "d"))
+          expect(await store.transaction(parking.parked("p", "K"))).toBe(2)
+          expect(await store.transaction(parking.mustWait("p", "K", "c"))).toBe(true)
+          await store.transaction(inbox.settle("p", "b", "done"))
+          expect((await store.transaction(parking.next("p", "K")))?.envelopeId).toBe("c")
+        })
+
       it("alerts once per hold and reason", async () => {
         const { store, parking } = await setup()
         await store.transaction(parking.hold("p", "K", "m1", new Date(0)))

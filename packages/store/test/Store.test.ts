@@ -941,6 +941,32 @@ describe.each(engines)("Store contract on $name", (engine) => {
     })
   })
 
+  if (engine.dialect === "sqlite") describe("SQLite: an inbox of the previous schema", () => {
+    const s = useStore(engine)
+
+    // runtime/011-inbox-pending-only-sqlite on a database that the previous version created and used.
+    it("is migrated to the index over pending rows only, its messages kept", async () => {
+      const { store } = s
+      await store.migrate(Inbox.migrations.filter((m) => m.name !== "runtime/011-inbox-pending-only-sqlite"))
+      const indexes = async () =>
+        (await store.run(store.query("SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'inbox' ORDER BY name").all())).map((r) => `${String(r.name)}: ${String(r.sql)}`)
+      expect((await indexes()).map((i) => i.split(":")[0])).toEqual(["inbox_part", "inbox_pending", "sqlite_autoindex_inbox_1"])
+      const insert = store.query("INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES (?, ?, 't', ?, '{}', ?, 'x', ?)")
+      const rows = [["p", "a", "done"], ["p", "b", "pending"], ["q", "c", "pending"], ["p", "d", "failed"], ["p", "e", "pending"]] as const
+      await store.transaction(Effect.forEach(rows, ([p, id, status], i) => insert.run(p, id, `k${i}`, status, i % 2), { discard: true }))
+      const inbox = await Inbox.make(store)
+      expect(await indexes()).toEqual(["inbox_waiting: CREATE INDEX inbox_waiting ON inbox (processor) WHERE status = 'pending'", "sqlite_autoindex_inbox_1: null"])
+      expect((await inbox.pending("p")).map((e) => e.envelopeId)).toEqual(["b", "e"])
+      expect((await inbox.pendingIn("p", [0])).map((e) => e.envelopeId)).toEqual(["e"])
+      expect(await store.transaction(inbox.othersPending("p", "b"))).toBe(true)
+      expect(await store.transaction(inbox.settle("p", "b", "done"))).toBe(true)
+      expect(await store.transaction(inbox.settle("p", "a", "done"))).toBe(false)
+      expect(await store.transaction(inbox.othersPending("p", "e"))).toBe(false)
+      expect((await inbox.pendingPage("p", 0, 10)).map((e) => e.envelopeId)).toEqual(["e"])
+      expect(await store.transaction(inbox.status("q", "c"))).toBe("pending")
+    })
+  })
+
   if (engine.dialect === "pg") describe("PostgreSQL: concurrency", () => {
     const s = useStore(engine)
     const setup = async () => {
