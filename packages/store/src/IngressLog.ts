@@ -32,6 +32,20 @@ export const migrations = [
     // The instance that forwards the entry (a cluster shares the table).
     name: "runtime/008-ingress-instance",
     sql: "ALTER TABLE ingress_log ADD COLUMN instance TEXT NOT NULL DEFAULT ''"
+  },
+  {
+    // SQLite: the seen envelope ids in one b-tree keyed by the id (WITHOUT ROWID), not a rowid
+    // table beside an index of its primary key: a first sighting writes one page, not two.
+    // Measured (a request-reply's two commits: log, seen id, inbox, done mark, reply): 10.9 ->
+    // 9.9 WAL pages a request. PostgreSQL: unchanged.
+    name: "runtime/012-ingress-seen-keyed",
+    sql: {
+      sqlite: `CREATE TABLE ingress_seen_keyed (envelope_id TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+      INSERT INTO ingress_seen_keyed (envelope_id, seq) SELECT envelope_id, seq FROM ingress_seen;
+      DROP TABLE ingress_seen;
+      ALTER TABLE ingress_seen_keyed RENAME TO ingress_seen`,
+      pg: ""
+    }
   }
 ]
 

@@ -941,7 +941,7 @@ describe.each(engines)("Store contract on $name", (engine) => {
     })
   })
 
-  if (engine.dialect === "sqlite") describe("SQLite: an inbox of the previous schema", () => {
+  if (engine.dialect === "sqlite") describe("SQLite: a database of the previous schema", () => {
     const s = useStore(engine)
 
     // runtime/011-inbox-pending-only-sqlite on a database that the previous version created and used.
@@ -964,6 +964,28 @@ describe.each(engines)("Store contract on $name", (engine) => {
       expect(await store.transaction(inbox.othersPending("p", "e"))).toBe(false)
       expect((await inbox.pendingPage("p", 0, 10)).map((e) => e.envelopeId)).toEqual(["e"])
       expect(await store.transaction(inbox.status("q", "c"))).toBe("pending")
+    })
+
+    // runtime/012-ingress-seen-keyed on a database that the previous version created and used.
+    it("keeps the ingress's seen envelope ids in one b-tree keyed by the id, those seen before kept", async () => {
+      const { store } = s
+      await store.migrate(IngressLog.migrations.filter((m) => m.name !== "runtime/012-ingress-seen-keyed"))
+      const trees = async () =>
+        (await store.run(store.query("SELECT name FROM sqlite_schema WHERE tbl_name = 'ingress_seen' ORDER BY name").all())).map((r) => String(r.name))
+      expect(await trees()).toEqual(["ingress_seen", "sqlite_autoindex_ingress_seen_1"])
+      const insert = store.query("INSERT INTO ingress_log (topic, payload, size, client_id, received_at, forwarded_at) VALUES ('initiate/x', ?, 2, NULL, 'x', ?)")
+      await store.transaction(Effect.forEach(["2000-01-01T00:00:00.000Z", "2000-01-01T00:00:00.000Z", null], (at) => insert.run(Buffer.from("{}"), at), { discard: true }))
+      await store.run(store.sql.unsafe("INSERT INTO ingress_seen (envelope_id, seq) VALUES ('env-1', 1), ('env-2', 2), ('env-3', 3)").raw)
+      const log = await IngressLog.make(store, { maxBytes: 100, previewBytes: 10 })
+      expect(await trees()).toEqual(["ingress_seen"])
+      expect(String((await store.run(store.query("SELECT sql FROM sqlite_schema WHERE name = 'ingress_seen'").get()))?.sql)).toMatch(/WITHOUT ROWID$/)
+      expect(await store.transaction(log.firstSight("env-2", 9))).toBe(false)
+      expect([...(await store.transaction(log.firstSights([{ envelopeId: "env-3", seq: 3 }, { envelopeId: "env-4", seq: 3 }])))]).toEqual([3])
+      expect((await log.unforwarded(10)).map((e) => e.seq)).toEqual([3])
+      // Forgotten with their entries (1 and 2, forwarded): past the window a resend is new again.
+      expect(await log.prune(new Date())).toBe(2)
+      expect(await store.transaction(log.firstSight("env-1", 9))).toBe(true)
+      expect(await store.transaction(log.firstSight("env-3", 9))).toBe(false)
     })
   })
 
