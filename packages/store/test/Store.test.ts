@@ -912,50 +912,39 @@ describe.each(engines)("Store contract on $name", (engine) => {
     })
   })
 
-  if (engine.dialect === "pg") describe("PostgreSQL: an inbox of the previous schema", () => {
+  describe("an inbox of the previous schema", () => {
     const s = useStore(engine)
+    /** Per dialect: the migration to the indexes over pending rows only, and the inbox's indexes before and after it. */
+    const schema =
+      engine.dialect === "pg"
+        ? {
+            migration: "runtime/010-inbox-pending-only",
+            indexes: "SELECT indexname AS name, indexdef AS sql FROM pg_indexes WHERE tablename = 'inbox' AND schemaname = current_schema() ORDER BY indexname",
+            before: ["inbox_part", "inbox_pending", "inbox_pkey"],
+            after: [
+              "inbox_pkey: CREATE UNIQUE INDEX inbox_pkey ON inbox USING btree (processor, envelope_id)",
+              "inbox_waiting: CREATE INDEX inbox_waiting ON inbox USING btree (processor, rowid) WHERE (status = 'pending'::text)"
+            ]
+          }
+        : {
+            migration: "runtime/011-inbox-pending-only-sqlite",
+            indexes: "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'inbox' ORDER BY name",
+            before: ["inbox_part", "inbox_pending", "sqlite_autoindex_inbox_1"],
+            after: ["inbox_waiting: CREATE INDEX inbox_waiting ON inbox (processor) WHERE status = 'pending'", "sqlite_autoindex_inbox_1: null"]
+          }
 
-    // runtime/010-inbox-pending-only on a database that the previous version created and used.
+    // The migration on a database that the previous version created and used.
     it("is migrated to the index over pending rows only, its messages kept", async () => {
       const { store } = s
-      await store.migrate(Inbox.migrations.filter((m) => m.name !== "runtime/010-inbox-pending-only"))
+      await store.migrate(Inbox.migrations.filter((m) => m.name !== schema.migration))
       const indexes = async () =>
-        (await store.run(store.query("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'inbox' AND schemaname = current_schema() ORDER BY indexname").all())).map(
-          (r) => `${String(r.indexname)}: ${String(r.indexdef).replace(/ ON \S+ /, " ON inbox ")}`
-        )
-      expect((await indexes()).map((i) => i.split(":")[0])).toEqual(["inbox_part", "inbox_pending", "inbox_pkey"])
+        (await store.run(store.query(schema.indexes).all())).map((r) => `${String(r.name)}: ${String(r.sql).replace(/ ON \S+ /, " ON inbox ")}`)
+      expect((await indexes()).map((i) => i.split(":")[0])).toEqual(schema.before)
       const insert = store.query("INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES (?, ?, 't', ?, '{}', ?, 'x', ?)")
       const rows = [["p", "a", "done"], ["p", "b", "pending"], ["q", "c", "pending"], ["p", "d", "failed"], ["p", "e", "pending"]] as const
       await store.transaction(Effect.forEach(rows, ([p, id, status], i) => insert.run(p, id, `k${i}`, status, i % 2), { discard: true }))
       const inbox = await Inbox.make(store)
-      expect(await indexes()).toEqual([
-        "inbox_pkey: CREATE UNIQUE INDEX inbox_pkey ON inbox USING btree (processor, envelope_id)",
-        "inbox_waiting: CREATE INDEX inbox_waiting ON inbox USING btree (processor, rowid) WHERE (status = 'pending'::text)"
-      ])
-      expect((await inbox.pending("p")).map((e) => e.envelopeId)).toEqual(["b", "e"])
-      expect((await inbox.pendingIn("p", [0])).map((e) => e.envelopeId)).toEqual(["e"])
-      expect(await store.transaction(inbox.settle("p", "b", "done"))).toBe(true)
-      expect(await store.transaction(inbox.settle("p", "a", "done"))).toBe(false)
-      expect((await inbox.pendingPage("p", 0, 10)).map((e) => e.envelopeId)).toEqual(["e"])
-      expect(await store.transaction(inbox.status("q", "c"))).toBe("pending")
-    })
-  })
-
-  if (engine.dialect === "sqlite") describe("SQLite: a database of the previous schema", () => {
-    const s = useStore(engine)
-
-    // runtime/011-inbox-pending-only-sqlite on a database that the previous version created and used.
-    it("is migrated to the index over pending rows only, its messages kept", async () => {
-      const { store } = s
-      await store.migrate(Inbox.migrations.filter((m) => m.name !== "runtime/011-inbox-pending-only-sqlite"))
-      const indexes = async () =>
-        (await store.run(store.query("SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'inbox' ORDER BY name").all())).map((r) => `${String(r.name)}: ${String(r.sql)}`)
-      expect((await indexes()).map((i) => i.split(":")[0])).toEqual(["inbox_part", "inbox_pending", "sqlite_autoindex_inbox_1"])
-      const insert = store.query("INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES (?, ?, 't', ?, '{}', ?, 'x', ?)")
-      const rows = [["p", "a", "done"], ["p", "b", "pending"], ["q", "c", "pending"], ["p", "d", "failed"], ["p", "e", "pending"]] as const
-      await store.transaction(Effect.forEach(rows, ([p, id, status], i) => insert.run(p, id, `k${i}`, status, i % 2), { discard: true }))
-      const inbox = await Inbox.make(store)
-      expect(await indexes()).toEqual(["inbox_waiting: CREATE INDEX inbox_waiting ON inbox (processor) WHERE status = 'pending'", "sqlite_autoindex_inbox_1: null"])
+      expect(await indexes()).toEqual(schema.after)
       expect((await inbox.pending("p")).map((e) => e.envelopeId)).toEqual(["b", "e"])
       expect((await inbox.pendingIn("p", [0])).map((e) => e.envelopeId)).toEqual(["e"])
       expect(await store.transaction(inbox.othersPending("p", "b"))).toBe(true)
@@ -965,6 +954,10 @@ describe.each(engines)("Store contract on $name", (engine) => {
       expect((await inbox.pendingPage("p", 0, 10)).map((e) => e.envelopeId)).toEqual(["e"])
       expect(await store.transaction(inbox.status("q", "c"))).toBe("pending")
     })
+  })
+
+  if (engine.dialect === "sqlite") describe("SQLite: an ingress log of the previous schema", () => {
+    const s = useStore(engine)
 
     // runtime/012-ingress-seen-keyed on a database that the previous version created and used.
     it("keeps the ingress's seen envelope ids in one b-tree keyed by the id, those seen before kept", async () => {
