@@ -129,14 +129,16 @@ export const make = (parent: ActorSystemRef, name: string, policy: Policy.Policy
             current = undefined
             consecutive = 0
             msg.settle(done)
-            if (stopped || mailbox.length === 0) end()
-            else nextTurn(next)
+            after()
           }
           const failed = (error: unknown): void => {
             if (!isPermanent(error)) return crash(error) // `current` stays: the crash is about it
             const msg = current!
             current = undefined
             msg.settle({ _tag: "Failed", error, attempts: msg.attempt })
+            after()
+          }
+          const after = (): void => {
             if (stopped || mailbox.length === 0) end()
             else nextTurn(next)
           }
