@@ -599,6 +599,8 @@ class Clients {
         void client.end().catch(() => {})
         const next = this.waiting.shift()
         if (next !== undefined) next(error)
+        // The next borrower waiting tries a connection of its own (and fails of it too when the server is still out of reach).
+        if (!this.ended && this.waiting.length > 0 && this.open < this.size) this.connect()
         this.settled()
         return
       }

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Effect, Exit } from "effect"
-import { freshSchema, query } from "@baton/testkit/postgres"
+import { freshSchema, query, serverUrl } from "@baton/testkit/postgres"
 import { make, type Pipelined } from "../src/PgPool.ts"
 import { squash } from "../src/Store.ts"
 
@@ -82,4 +82,31 @@ describe("PgPool's pool", () => {
       }),
       { numRuns: runs }
     ), 120_000)
+
+  it("a database refusing connections fails every borrower waiting, more borrowers than clients, each of its own attempt: none waits forever", async () => {
+    const name = `baton_t_refuse_${Math.random().toString(36).slice(2, 8)}`
+    await query(serverUrl, `CREATE DATABASE ${name}`)
+    const url = new URL(serverUrl)
+    url.pathname = `/${name}`
+    try {
+      await Effect.runPromise(
+        Effect.scoped(
+          Effect.gen(function* () {
+            const { exclusive } = yield* make({ url: url.toString(), poolSize: 1 })
+            yield* Effect.promise(() => query(serverUrl, `ALTER DATABASE ${name} ALLOW_CONNECTIONS false`))
+            // Its one client dies: every borrower after it needs a new one, which the server refuses.
+            yield* exclusive((c) => Effect.exit(c.execute("SELECT pg_terminate_backend(pg_backend_pid())", [], undefined)))
+            const exits = yield* Effect.forEach([1, 2, 3, 4], () => Effect.exit(exclusive((c) => c.execute("SELECT 1 AS one", [], undefined))), { concurrency: "unbounded" })
+            for (const exit of exits) expect(Exit.isFailure(exit)).toBe(true)
+            // Connections allowed again: the pool opens a new client.
+            yield* Effect.promise(() => query(serverUrl, `ALTER DATABASE ${name} ALLOW_CONNECTIONS true`))
+            expect(yield* exclusive((c) => c.execute("SELECT 1 AS one", [], undefined))).toEqual([{ one: 1 }])
+          })
+        )
+      )
+    } finally {
+      await query(serverUrl, `ALTER DATABASE ${name} ALLOW_CONNECTIONS true`)
+      await query(serverUrl, `DROP DATABASE ${name} WITH (FORCE)`)
+    }
+  }, 30_000)
 })
