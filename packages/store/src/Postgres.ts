@@ -14,7 +14,7 @@ import { Effect, Exit, Redacted, Scope } from "effect"
 import { Reactivity } from "effect/reactivity"
 import { SqlError } from "effect/sql"
 import { PgClient } from "@effect/sql-pg"
-import type { SqlClient } from "effect/sql"
+import type { SqlClient, SqlConnection } from "effect/sql"
 import * as PgPool from "./PgPool.ts"
 import * as Store from "./Store.ts"
 
@@ -56,25 +56,21 @@ const effectSqlPg = (options: Options, lockTimeoutMs: number) => {
 export const open = async (options: Options): Promise<Store.Store> => {
   const lockTimeoutMs = Math.max(1, Math.floor(options.lockTimeoutMs ?? 5_000))
   const scope = Scope.makeUnsafe()
+  // `pg`: transactions and autocommitted statements borrow the pool's clients directly (PgPool.ts).
+  const opening: Effect.Effect<{ readonly client: SqlClient.SqlClient; readonly exclusive?: SqlConnection.Borrower }, SqlError.SqlError, Scope.Scope> =
+    options.driver === "effect-sql-pg"
+      ? Effect.map(effectSqlPg(options, lockTimeoutMs), (client) => ({ client }))
+      : PgPool.make({
+          url: options.url,
+          settings: { lock_timeout: lockTimeoutMs },
+          poolSize: options.poolSize ?? 16,
+          ...(options.applicationName === undefined ? {} : { applicationName: options.applicationName }),
+          ...(options.onIdleError === undefined ? {} : { onIdleError: options.onIdleError })
+        })
   let client: SqlClient.SqlClient
+  let exclusive: SqlConnection.Borrower | undefined
   try {
-    client = await Effect.runPromise(
-      Scope.provide(
-        options.driver === "effect-sql-pg"
-          ? effectSqlPg(options, lockTimeoutMs)
-          : Effect.map(
-              PgPool.make({
-                url: options.url,
-                settings: { lock_timeout: lockTimeoutMs },
-                poolSize: options.poolSize ?? 16,
-                ...(options.applicationName === undefined ? {} : { applicationName: options.applicationName }),
-                ...(options.onIdleError === undefined ? {} : { onIdleError: options.onIdleError })
-              }),
-              (p) => p.client
-            ),
-        scope
-      )
-    )
+    ;({ client, exclusive } = await Effect.runPromise(Scope.provide(opening, scope)))
   } catch (error) {
     await Effect.runPromise(Scope.close(scope, Exit.void))
     throw error
@@ -108,6 +104,7 @@ export const open = async (options: Options): Promise<Store.Store> => {
     // inventory messages in each of two groups) and ran at 0.4x.
     maxBatch: 16,
     onePerLane: true,
+    ...(exclusive === undefined ? {} : { exclusive }),
     lock: Effect.asVoid(client.unsafe("SELECT pg_advisory_xact_lock(4242000)").raw),
     close
   })
