@@ -7,8 +7,19 @@
  * the partitions, commit; after the takeover nothing it commits survives, and its messages stay
  * pending for the new owner. The inbox's pending-to-done update cannot catch this: the new owner
  * has not run them yet.
+ *
+ * In flight during a hand-over: a member (m1) falls silent while its transactions for its
+ * partitions are still running, and another (m2) claims the partitions as soon as m1 is dead. For
+ * any timing of m1's transactions (when each checks its partition, through the inbox's guard or
+ * `holds`, and how long it then runs before its commit) against the claims: a transaction that
+ * committed never ran while the new owner's claim was committed (the owner it reads just before
+ * its commit is still m1: the claim waited for it), and one that checked after a claim committed
+ * commits nothing. Without the lock on the partition that the check takes (or with a claim that
+ * does not wait for it), a claim commits under a transaction that then commits for a partition
+ * whose owner it no longer is. `BATON_PROPERTY_RUNS` sets the number of runs.
  */
 import { describe, expect, it } from "vitest"
+import fc from "fast-check"
 import { Effect, Fiber } from "effect"
 import { Log, Topics, type Envelope, type Processor } from "@baton/core"
 import { Supervisor } from "@baton/actors"
@@ -22,6 +33,7 @@ import * as ErrorPath from "../src/ErrorPath.ts"
 import * as Router from "../src/Router.ts"
 
 const partitions = 2
+const deadAfterMs = 200
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const member = (store: Store, url: string, instance: string) =>
   Cluster.make({
@@ -30,7 +42,7 @@ const member = (store: Store, url: string, instance: string) =>
     instance,
     partitions,
     heartbeatMs: 40,
-    deadAfterMs: 200,
+    deadAfterMs,
     address: { http: "-", mqtt: "-" },
     logger: Log.silent,
     acquired: () => undefined,
@@ -158,4 +170,79 @@ describe("fencing (Cluster.ts) on PostgreSQL", () => {
       await db.drop()
     }
   }, 60_000)
+})
+
+/** m1's transactions: when each starts (ms after the moment m2 may claim), how long it runs after its check, which check. */
+const plan = fc.record({
+  claimAt: fc.nat({ max: 40 }),
+  transactions: fc.array(fc.record({ at: fc.nat({ max: 120 }), runs: fc.nat({ max: 80 }), via: fc.constantFrom("guard", "holds"), key: fc.constantFrom("a", "b", "c", "d") }), {
+    minLength: 2,
+    maxLength: 8
+  })
+})
+
+const seen = { committed: 0, refused: 0 }
+
+describe("fencing of transactions in flight during a hand-over (Cluster.ts) on PostgreSQL", () => {
+  it("for any timing of the old owner's transactions against the new owner's claims: none commits under a committed claim, none that checked after one commits", async () => {
+    await fc.assert(
+      fc.asyncProperty(plan, async ({ claimAt, transactions }) => {
+        const db = await freshSchema()
+        const store = await Postgres.open({ url: db.url, poolSize: transactions.length + 2 })
+        const other = await Postgres.open({ url: db.url })
+        const stale = await member(store, db.url, "m1")
+        let owner: Cluster.Cluster | undefined
+        try {
+          await stale.start()
+          await store.migrate([{ name: "test/effects", sql: ddl(() => "CREATE TABLE effects (id TEXT PRIMARY KEY, owner_seen TEXT)") }])
+          const guarded = await Inbox.make(store, { partitions, guard: Cluster.inboxGuard("m1") })
+          const plain = await Inbox.make(store, { partitions })
+          // The owner this transaction reads just before its commit (READ COMMITTED: whatever committed by then).
+          const record = store.query("INSERT INTO effects (id, owner_seen) SELECT ?, owner FROM cluster_partitions WHERE part = ?")
+          const ids = transactions.map((t, i) => ({ ...t, id: `m-${i}`, part: Inbox.partitionOf(t.key, partitions) }))
+          for (const t of ids) await store.transaction(guarded.receive("p", { envelopeId: t.id, topic: "t", key: t.key, payload: "{}" }))
+
+          // m1 falls silent: from `deadAfterMs` on, m2 may claim its partitions.
+          await stale.abandon()
+          await sleep(deadAfterMs + 20)
+          const t0 = performance.now()
+          const claimed = (async () => {
+            await sleep(claimAt)
+            owner = await member(other, db.url, "m2")
+            await owner.start() // its first tick claims both partitions
+          })()
+          const outcomes = await Promise.all(
+            ids.map(async (t) => {
+              await sleep(Math.max(0, t.at - (performance.now() - t0)))
+              return store.transaction(
+                Effect.gen(function* () {
+                  const ours = t.via === "guard" ? yield* guarded.settle("p", t.id, "done") : (yield* stale.holds(t.part)) && (yield* plain.settle("p", t.id, "done"))
+                  if (!ours) return "refused" as const
+                  yield* Effect.promise(() => sleep(t.runs))
+                  yield* record.run(t.id, t.part)
+                  return "committed" as const
+                })
+              )
+            })
+          )
+          await claimed
+          expect((await owner!.view()).partitions.map((p) => p.owner), "m2 took both partitions over").toEqual(["m2", "m2"])
+          const effects = await query<{ id: string; owner_seen: string }>(db.url, "SELECT id, owner_seen FROM effects ORDER BY id")
+          expect(effects.map((e) => e.id)).toEqual(ids.filter((_, i) => outcomes[i] === "committed").map((t) => t.id).sort())
+          for (const e of effects) expect(e.owner_seen, `${e.id} committed by m1 while m2's claim of its partition had committed`).toBe("m1")
+          for (const o of outcomes) seen[o]++
+        } finally {
+          await stale.abandon()
+          await owner?.abandon()
+          await store.close()
+          await other.close()
+          await db.drop()
+        }
+      }),
+      { numRuns: Number(process.env.BATON_PROPERTY_RUNS ?? 15) }
+    )
+    // Both sides of the race were reached: transactions that committed in flight, and ones refused.
+    expect(seen.committed).toBeGreaterThan(0)
+    expect(seen.refused).toBeGreaterThan(0)
+  }, 300_000)
 })
