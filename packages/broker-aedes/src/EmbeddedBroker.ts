@@ -187,6 +187,54 @@ const closeServer = (server: Server | WebSocketServer | import("node:https").Ser
 /** Where aedes-persistence-level keeps persistent sessions' subscriptions. */
 const subscriptionKeys = "subscriptions:"
 
+/** Where aedes-persistence-level (9.2) indexes a client's messages sent and not yet acknowledged. */
+const outgoingIdKeys = "outgoing-id:"
+/** The suffix of its key for (client, message id): `padId` of aedes-persistence-level. */
+const outgoingId = (clientId: string, messageId: number | undefined): string =>
+  `${encodeURIComponent(clientId)}:${messageId?.toString().padStart(16, "0")}`
+
+interface OutgoingStore {
+  outgoingUpdate: (client: { readonly id: string }, packet: { readonly messageId?: number }) => Promise<void>
+  outgoingClearMessageId: (client: { readonly id: string }, packet: { readonly messageId?: number }) => Promise<unknown>
+}
+
+/**
+ * Every PUBACK (and every message Aedes drops for a client) makes aedes-persistence-level read the
+ * message's `outgoing-id:` key to find and delete it: a LevelDB lookup that misses for every clean
+ * session (nothing of theirs is stored) and for acknowledgements already handled, ~3.7% of the
+ * order flow's CPU. Those keys are written only by `outgoingUpdate`, so the ones that can exist are
+ * known here: the store's at start, then each one an update may write (kept until the clear that
+ * deletes it, unless an update of the same id is still running). A clear of any other id reads
+ * nothing and resolves as the store would have: nothing deleted, no packet. The store's writes are
+ * unchanged, so what survives a crash is too.
+ */
+const skipAbsentAcks = async (level: Level<string, string>, store: OutgoingStore): Promise<void> => {
+  const present = new Set<string>()
+  const updating = new Map<string, number>()
+  for await (const key of level.keys({ gte: outgoingIdKeys, lt: `${outgoingIdKeys.slice(0, -1)};` })) present.add(key.slice(outgoingIdKeys.length))
+  const update = store.outgoingUpdate.bind(store)
+  const clear = store.outgoingClearMessageId.bind(store)
+  store.outgoingUpdate = async (client, packet) => {
+    const id = outgoingId(client.id, packet.messageId)
+    present.add(id)
+    updating.set(id, (updating.get(id) ?? 0) + 1)
+    try {
+      return await update(client, packet)
+    } finally {
+      const n = updating.get(id)! - 1
+      if (n === 0) updating.delete(id)
+      else updating.set(id, n)
+    }
+  }
+  store.outgoingClearMessageId = async (client, packet) => {
+    const id = outgoingId(client.id, packet.messageId)
+    if (!present.has(id)) return undefined
+    const cleared = await clear(client, packet)
+    if (!updating.has(id)) present.delete(id)
+    return cleared
+  }
+}
+
 const closeAedes = (aedes: Aedes): Promise<void> => new Promise<void>((resolve) => aedes.close(() => resolve()))
 
 export const start = async (options: Options): Promise<EmbeddedBroker> => {
@@ -322,6 +370,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   }
   if (level !== undefined)
     for await (const key of level.keys({ gte: subscriptionKeys, lt: `${subscriptionKeys.slice(0, -1)};` })) remember(key.slice(key.indexOf(":", subscriptionKeys.length) + 1))
+  if (level !== undefined) await skipAbsentAcks(level, store as unknown as OutgoingStore)
   aedes.on("clientError", (client, error) => {
     if (reported.has(error)) return
     // Aedes refuses wildcard and empty publish topics itself [MQTT-3.3.2-2], before authorizePublish.
