@@ -503,6 +503,45 @@ describe.each(engines)("Store contract on $name", (engine) => {
       expect(Inbox.isNotPending(new Error("other"))).toBe(false)
     })
 
+    it("for all mixes of messages settled together (pending, already done, never received, failing the guard; effects after the mark awaited, written or none): exactly the pending ones commit, the others fail recognisably and leave nothing", async () => {
+      await table()
+      // The guard as a cluster's: a condition on the row, checked in the same statement.
+      const inbox = await Inbox.make(s.store, { guard: { condition: "key <> ?", params: ["fenced"] } })
+      const insert = s.store.query("INSERT INTO w (k, v) VALUES (?, ?)")
+      const read = s.store.query("SELECT COUNT(*) AS n FROM w WHERE k = ?")
+      let id = 0
+      const message = fc.record({ state: fc.constantFrom("pending" as const, "done" as const, "absent" as const, "fenced" as const), after: fc.constantFrom("none" as const, "write" as const, "run" as const, "read-then-write" as const) })
+      await fc.assert(
+        fc.asyncProperty(fc.array(message, { minLength: 1, maxLength: 8 }), async (messages) => {
+          const cases = messages.map((m) => ({ ...m, envelope: `sfp-${++id}`, k: keys(1)[0]! }))
+          for (const c of cases) {
+            if (c.state === "absent") continue
+            await s.store.transaction(inbox.receive("sfp", { envelopeId: c.envelope, topic: "t", key: c.state === "fenced" ? "fenced" : "k", payload: "{}" }))
+            if (c.state === "done") await s.store.transaction(inbox.settle("sfp", c.envelope, "done"))
+          }
+          const handle = (c: (typeof cases)[number]) =>
+            Effect.gen(function* () {
+              if (!(yield* inbox.settleFirst("sfp", c.envelope, "done"))) return "not pending"
+              if (c.after === "write") yield* insert.write(c.k, "effect")
+              if (c.after === "run") yield* insert.run(c.k, "effect")
+              if (c.after === "read-then-write") {
+                yield* read.get(c.k)
+                yield* insert.write(c.k, "effect")
+              }
+              return "done"
+            })
+          // Together, as the consumers' messages are: in one group's transaction (a failing mark fails a later statement of it, or its COMMIT).
+          const outcomes = await Promise.all(cases.map((c) => s.store.group(handle(c)).catch((error: unknown) => (Inbox.isNotPending(error) ? "failed: not pending" : error))))
+          const notPending = engine.dialect === "pg" ? "failed: not pending" : "not pending"
+          expect(outcomes).toEqual(cases.map((c) => (c.state === "pending" ? "done" : notPending)))
+          const effects = cases.filter((c) => c.after !== "none")
+          if (effects.length > 0) expect(await present(effects.map((c) => c.k))).toEqual(effects.filter((c) => c.state === "pending").map((c) => c.k))
+          for (const c of cases) expect(await s.store.run(inbox.status("sfp", c.envelope))).toBe(c.state === "absent" ? undefined : c.state === "fenced" ? "pending" : "done")
+        }),
+        { numRuns: transactionRuns(engine) }
+      )
+    })
+
     it("a write outside a transaction commits at once; write's outcome is read after the commit", async () => {
       await table()
       const insert = s.store.query("INSERT INTO w (k, v) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING k")
