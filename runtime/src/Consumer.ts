@@ -266,7 +266,9 @@ export const make = (deps: {
             // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
             // deliveries are those of the run that commits.
             Effect.suspend(() => doneAndHandled(event, payload, prepared, hop)),
-            processor.name
+            // A processor that locks only its message's own rows: a lane per message, so a group
+            // holds several of its messages (a mailer's two an order on PostgreSQL).
+            processor.ownRows === true ? `${processor.name}\u0000${event.id}` : processor.name
           )
         )
       )

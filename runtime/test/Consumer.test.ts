@@ -552,3 +552,61 @@ describe("Consumer: the order-entry mailer's prepare", () => {
     )
   })
 })
+
+describe("Consumer on PostgreSQL: a processor whose rows are its messages' own", () => {
+  it("for any mail events over concurrent partitions, some delivered again while they run: each recorded once and done, and several of them share a group commit (fewer transactions than messages)", async () => {
+    const schema = await freshSchema()
+    cleanups.push(schema.drop)
+    const store = await Postgres.open({ url: schema.url, poolSize: 8 })
+    cleanups.push(() => store.close())
+    await store.migrate([{ name: "test/own-rows", sql: ddl(() => "CREATE TABLE own_mails (cause_id TEXT PRIMARY KEY, recipient TEXT NOT NULL, message_id TEXT NOT NULL)") }])
+    const inbox = await Inbox.make(store)
+    const outbox = await Outbox.make(store)
+    const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+    const insert = store.query("INSERT INTO own_mails (cause_id, recipient, message_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING RETURNING recipient, message_id")
+    const existing = store.query("SELECT recipient, message_id FROM own_mails WHERE cause_id = ?")
+    const sentOf = (row: Readonly<Record<string, unknown>> | undefined) => (row === undefined ? undefined : { to: String(row.recipient), messageId: String(row.message_id) })
+    const ordered = Baton.event("ordered", Schema.Struct({ email: Schema.String }))
+    const begins = () => store.breakdown().find((b) => b.text === "BEGIN")?.count ?? 0
+    let round = 0
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.boolean(), { minLength: 6, maxLength: 16 }), fc.integer({ min: 4, max: 8 }), async (racing, partitions) => {
+        round++
+        const processor = Mailer.processor({
+          name: `own-${round}`,
+          on: ordered,
+          mailer: { transport: "store", send: async (mail) => ({ messageId: `<${mail.subject}@test>`, message: undefined }) },
+          store: { sql: store.sql },
+          letter: (event) => ({ to: event.data.email, subject: event.id, text: "thanks" }),
+          record: (event, l, s) => Effect.map(insert.get(event.id, l.to, s.messageId), sentOf),
+          recorded: (event) => Effect.map(existing.get(event.id), sentOf),
+          renderAgain: true,
+          ownRows: true
+        })
+        const system = Supervisor.system()
+        const actors = Array.from({ length: partitions }, (_, i) => Supervisor.make(system, `${processor.name}-${i}`, { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 10, windowMs: 60_000 }))
+        const fibers = actors.map((a) => Effect.runFork(a.run))
+        const router = Router.make(inbox)
+        const consumer = Consumer.make({ processor: processor as Processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
+        const topic = `events/own-${round}`
+        router.add(topic, { name: processor.name, schedule: consumer.schedule })
+        try {
+          const events = racing.map((again, i) => ({ again, event: { id: `o${round}-m${i}`, type: "ordered", correlationId: "c", causationId: "c", key: `k${i}`, occurredAt: new Date().toISOString(), data: { email: "a@example.com" } } satisfies Envelope.Envelope }))
+          // All routed in one transaction, then delivered at once: the partitions run them side by side.
+          const deliveries = await store.transaction(Effect.forEach(events, ({ event }) => router.route(topic, event, JSON.stringify(event))))
+          const before = begins()
+          for (const deliver of deliveries.flat()) deliver()
+          for (const { again, event } of events) if (again) void consumer.schedule(event, topic, JSON.stringify(event))
+          await consumer.idle()
+          const transactions = begins() - before
+          for (const { event } of events) expect(await store.run(existing.all(event.id)), event.id).toHaveLength(1)
+          expect(await inbox.pending(processor.name), "nothing left pending").toEqual([])
+          expect(transactions, "messages sharing group commits").toBeLessThan(events.length)
+        } finally {
+          for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+        }
+      }),
+      { numRuns: runs }
+    )
+  }, 120_000)
+})

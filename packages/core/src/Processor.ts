@@ -59,6 +59,14 @@ export interface Processor<P = unknown> {
    */
   readonly prepareReadsOnly?: boolean
   /**
+   * Its transaction locks only rows of its message's own: the message's inbox row, records keyed
+   * by the message's id (a mailer's, by the causing event), rows it inserts new (the events it
+   * announces). A group commit on PostgreSQL (Store.ts `onePerLane`) then holds several of its
+   * messages at once, as no two of them wait for each other's locks; otherwise at most one.
+   * Default false.
+   */
+  readonly ownRows?: boolean
+  /**
    * Applies the event's state changes and yields the processing events to announce on
    * `events/<type>`. Runs inside the transaction that also records the message as processed and
    * the announced events in the outbox: all of it commits, or none. A failure (or a defect) is a

@@ -49,6 +49,7 @@ export const channel = <P>(p: Processor<P>): Processor<P> => ({
   actors: Math.max(p.actors ?? 0, mediatorActors),
   ...(p.prepare === undefined ? {} : { prepare: (event: Envelope.Envelope) => p.prepare!(event) }),
   ...(p.prepareReadsOnly === undefined ? {} : { prepareReadsOnly: p.prepareReadsOnly }),
+  ...(p.ownRows === undefined ? {} : { ownRows: p.ownRows }),
   handle: (event, prepared) =>
     Effect.map(p.handle(event, prepared), (results): ReadonlyArray<Envelope.Next> => {
       // A command without a reply address (a simple event's) announces its work like in the broker topology.

@@ -229,6 +229,8 @@ export interface ProcessorSpec<E extends Event, P = void> {
   readonly prepare?: (event: Typed<E>) => Effect.Effect<P, unknown>
   /** `prepare` only reads and computes (nothing outside the store): no read that the message is still pending before it. Default false. */
   readonly prepareReadsOnly?: boolean
+  /** Its transaction locks only rows of the message's own (`Processor.ownRows`): several of its messages share a group commit. Default false. */
+  readonly ownRows?: boolean
   /**
    * Applies the event's state changes through `SqlClient` and succeeds with the events to
    * announce. Runs in the transaction that also marks the message processed and writes the
@@ -279,6 +281,7 @@ export const processor = <E extends Event, P = void>(spec: ProcessorSpec<E, P>):
           }
         }),
     ...(spec.prepareReadsOnly === undefined ? {} : { prepareReadsOnly: spec.prepareReadsOnly }),
+    ...(spec.ownRows === undefined ? {} : { ownRows: spec.ownRows }),
     handle: (envelope, prepared) =>
       Effect.suspend(() => {
         const r = read(envelope)

@@ -122,6 +122,11 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
    * stays whatever this says. Default false.
    */
   readonly renderAgain?: boolean
+  /**
+   * `record` writes only rows keyed by the event (`Processor.ownRows`): several of its messages
+   * share a group commit on PostgreSQL. Default false.
+   */
+  readonly ownRows?: boolean
 }): Processor<{ readonly letter: L; readonly sent: Sent } | undefined> => ({
   ...Baton.processor({
     name: options.name,
@@ -143,6 +148,7 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
     // stays: a message settled without a mail recorded (rejected, parked) must not mail when it is
     // scheduled again.
     prepareReadsOnly: options.mailer.transport === "store",
+    ...(options.ownRows === undefined ? {} : { ownRows: options.ownRows }),
     handle: (event, prepared) =>
       Effect.gen(function* () {
         // The record written here needs no reading back (one statement less); one written before is read.
