@@ -520,6 +520,9 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
   return { conn: self, reset }
 }
 
+/** What a borrower gets from a pool that was ended (pg.Pool's words). */
+const endedError = (): Error => new Error("Cannot use a pool after calling end on the pool")
+
 /** A client of the pool with its connection, made once and lent to one borrower at a time. */
 interface Slot {
   readonly client: pg.Client
@@ -563,7 +566,7 @@ class Clients {
   /** Waits for a client (one is opened when fewer than `size` are); gives a function that stops waiting. */
   wait(then: (slot: Slot | Error) => void): () => void {
     if (this.ended) {
-      then(new Error("Cannot use a pool after calling end on the pool"))
+      then(endedError())
       return () => {}
     }
     this.waiting.push(then)
@@ -636,7 +639,7 @@ class Clients {
   /** Closes the idle clients and those lent when they come back; resolves once all are closed. */
   end(): Promise<void> {
     this.ended = true
-    for (const then of this.waiting.splice(0)) then(new Error("Cannot use a pool after calling end on the pool"))
+    for (const then of this.waiting.splice(0)) then(endedError())
     const closed = new Promise<void>((resolve) => (this.ending = resolve))
     for (const slot of this.idle.splice(0)) this.destroy(slot)
     this.settled()
