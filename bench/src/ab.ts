@@ -15,7 +15,7 @@ import { spawn } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import { freshSchema } from "@baton/testkit/postgres"
+import { freshSchema, query } from "@baton/testkit/postgres"
 import { benchRuntimeEnv, cpuMs, median } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 
@@ -29,16 +29,33 @@ const rounds = Number(roundsArg)
 const warmup = Math.min(200, Math.ceil(count / 5))
 const mediator = process.env.BATON_AB_TOPOLOGY === "mediator"
 const doneTopic = mediator ? "events/workflow-completed" : "events/order-shipped"
-/** CPU of every `postgres` process on this machine (the server's backends and workers). */
-const postgresCpuMs = (): number => {
-  let total = 0
+/** CPU so far of every `postgres` process on this machine (the server's backends and workers), by pid. */
+const postgresCpuByPid = (): Map<number, number> => {
+  const byPid = new Map<number, number>()
   for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
     try {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-      if (!stat.includes("(postgres)")) continue
-      total += cpuMs(Number(pid))
+      if (readFileSync(`/proc/${pid}/stat`, "utf8").includes("(postgres)")) byPid.set(Number(pid), cpuMs(Number(pid)))
     } catch {
       // gone meanwhile
+    }
+  }
+  return byPid
+}
+
+/**
+ * CPU since `before` of the backends serving this runtime (found by its application name,
+ * `baton/<instance>`, unique to the round) and of the server's own processes (WAL writer,
+ * checkpointer, autovacuum...), not of other clients' backends on the same server (a test suite
+ * running beside the benchmark, another round's backends still closing).
+ */
+const runtimeBackendsCpuMs = async (url: string, instance: string, before: Map<number, number>): Promise<number> => {
+  const pids = (await query<{ pid: number }>(url, "SELECT pid FROM pg_stat_activity WHERE application_name = $1 OR backend_type <> 'client backend'", [`baton/${instance}`])).map((r) => r.pid)
+  let total = 0
+  for (const pid of pids) {
+    try {
+      total += cpuMs(pid) - (before.get(pid) ?? 0)
+    } catch {
+      // closed meanwhile
     }
   }
   return total
@@ -67,11 +84,13 @@ interface Result {
   readonly breakdown?: ReadonlyArray<{ text: string; count: number }>
 }
 
+let runs = 0
 const runOnce = async (tree: string): Promise<Result> => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-ab-"))
   const schema = engine === "pg" ? await freshSchema() : undefined
+  const instance = `ab${process.pid}-${++runs}`
   const child = spawn(process.execPath, [join(tree, "runtime/src/main.ts")], {
-    env: benchRuntimeEnv(dataDir, { mediator, databaseUrl: schema?.url }),
+    env: { ...benchRuntimeEnv(dataDir, { mediator, databaseUrl: schema?.url }), BATON_INSTANCE: instance },
     stdio: ["ignore", "pipe", "pipe"]
   })
   let output = ""
@@ -97,7 +116,7 @@ const runOnce = async (tree: string): Promise<Result> => {
     const c0 = cpuMs(child.pid!)
     const w0 = ioCalls(child.pid!, "syscw")
     const r0 = ioCalls(child.pid!, "syscr")
-    const p0 = schema === undefined ? 0 : postgresCpuMs()
+    const p0 = schema === undefined ? new Map<number, number>() : postgresCpuByPid()
     const t0 = performance.now()
     const placed = await placeOrders(mqtt, count, doneTopic)
     let perSecond = placed.perSecond!
@@ -117,7 +136,7 @@ const runOnce = async (tree: string): Promise<Result> => {
     const c1 = cpuMs(child.pid!)
     const w1 = ioCalls(child.pid!, "syscw")
     const r1 = ioCalls(child.pid!, "syscr")
-    const p1 = schema === undefined ? 0 : postgresCpuMs()
+    const pgCpuMs = schema === undefined ? 0 : await runtimeBackendsCpuMs(schema.url, instance, p0)
     const s1 = await healthz(http, breakdown)
     const before = new Map((s0.statementTexts ?? []).map((t) => [t.text, t.count]))
     return {
@@ -127,7 +146,7 @@ const runOnce = async (tree: string): Promise<Result> => {
       statementsPerOrder: ((s1.statements ?? Number.NaN) - (s0.statements ?? Number.NaN)) / count,
       writesPerOrder: (w1 - w0) / count,
       readsPerOrder: (r1 - r0) / count,
-      ...(schema === undefined ? {} : { pgCpuMsPerOrder: (p1 - p0) / count }),
+      ...(schema === undefined ? {} : { pgCpuMsPerOrder: pgCpuMs / count }),
       ...(breakdown
         ? {
             breakdown: (s1.statementTexts ?? [])
