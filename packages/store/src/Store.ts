@@ -231,15 +231,23 @@ export const make = (deps: {
     }) as Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient>
   /** An item side by side asked for a savepoint (a nested transaction): the group runs again, one item at a time. */
   class OneAtATime {}
-  /** The connections of a group's items running side by side (`Pipelined.ownedBy`). */
-  const sideBySide = new WeakSet<SqlConnection.Connection>()
+  /**
+   * The connection of each item of a group running side by side (`Pipelined.ownedBy`), with its
+   * index and the run's items that asked for a savepoint.
+   */
+  const sideBySide = new WeakMap<SqlConnection.Connection, { readonly index: number; readonly refused: Set<number> }>()
   /** Runs one item of a group in a savepoint of the current transaction: its failure rolls back only it. */
   const inSavepoint = <A, E>(body: Effect.Effect<A, E, SqlClient.SqlClient>): Effect.Effect<Exit.Exit<A, E | SqlError.SqlError>, never, SqlClient.SqlClient> =>
     Effect.flatMap(Effect.serviceOption(sql.transactionService), (tx) => {
       if (Option.isNone(tx)) return Effect.exit(body)
       const conn = tx.value[0]
       // Items side by side share the savepoints' stack: the group runs again, one item at a time.
-      if (sideBySide.has(conn)) return Effect.succeed(Exit.die(new OneAtATime()))
+      // Refused whatever the item makes of it: the run is void for it (`together`).
+      const side = sideBySide.get(conn)
+      if (side !== undefined) {
+        side.refused.add(side.index)
+        return Effect.succeed(Exit.die(new OneAtATime()))
+      }
       return Effect.gen(function* () {
         const opened = yield* Effect.exit(control(conn, "SAVEPOINT baton_item"))
         if (Exit.isFailure(opened)) return Exit.failCause(opened.cause) as Exit.Exit<A, E | SqlError.SqlError>
@@ -455,14 +463,17 @@ export const make = (deps: {
    * Every statement is its item's (`ownedBy`): the first failure, wherever the server reports it,
    * is blamed on the item that sent it; the items that failed of their own fail the run as
    * `ItemFailed` (the others then run again, in savepoints, as in the sequential run). An item
-   * that asks for a savepoint (`OneAtATime`) has the whole group run again, one at a time.
+   * that asks for a savepoint (`OneAtATime`: the items side by side share the savepoints' stack)
+   * has the run void for it, whatever it made of the refusal: it runs again, in its savepoint, with
+   * the items that did not fail.
    */
   const together = (conn: Pipelined, items: ReadonlyArray<Item>): Effect.Effect<Array<unknown>, ItemFailed, SqlClient.SqlClient> =>
     Effect.suspend(() => {
       const exits: Array<Exit.Exit<unknown, unknown> | undefined> = new Array(items.length)
+      const refused = new Set<number>()
       const runItem = (i: number) => {
         const own = conn.ownedBy(i)
-        sideBySide.add(own)
+        sideBySide.set(own, { index: i, refused })
         return Effect.map(Effect.exit(Effect.provideService(items[i]!.effect, sql.transactionService, [own, 0] as const)), (exit) => {
           exits[i] = exit
           return Exit.isSuccess(exit)
@@ -478,17 +489,21 @@ export const make = (deps: {
       return Effect.flatMap(
         Effect.ensuring(
           Effect.forEach(strands, (s) => Effect.ensuring(s, Effect.sync(strand.ended)), { concurrency: "unbounded", discard: true }),
-          Effect.sync(strand.close)
+          Effect.sync(() => {
+            strand.close()
+            items.forEach((_, i) => sideBySide.delete(conn.ownedBy(i)))
+          })
         ),
         () => {
-          if (exits.every((exit) => exit !== undefined && Exit.isSuccess(exit))) return Effect.succeed(exits.map((exit) => (exit as Exit.Success<unknown>).value))
+          if (refused.size === 0 && exits.every((exit) => exit !== undefined && Exit.isSuccess(exit))) return Effect.succeed(exits.map((exit) => (exit as Exit.Success<unknown>).value))
           const failures = new Map<number, Exit.Exit<unknown, unknown>>()
+          // What a refused item did counts for nothing, its failed writes neither (they may follow
+          // from the refusal): it runs again, in its savepoint.
+          const fail = (i: number, exit: Exit.Exit<unknown, unknown>) => void (refused.has(i) || failures.has(i) || failures.set(i, exit))
           const blame = (i: number, exit: Exit.Exit<unknown, unknown>) => {
             const error = Exit.isFailure(exit) ? squash(exit.cause) : undefined
-            if (error instanceof OneAtATime) return
             const owner = blamed(error)
-            if (owner === undefined || owner === i) failures.set(i, failures.get(i) ?? exit)
-            else if (!failures.has(owner)) failures.set(owner, Exit.fail(error))
+            fail(owner ?? i, owner === undefined || owner === i ? exit : Exit.fail(error))
           }
           exits.forEach((exit, i) => exit !== undefined && Exit.isFailure(exit) && blame(i, exit))
           const failed = () => Effect.fail(new ItemFailed([...failures].sort(([a], [b]) => a - b)))
@@ -497,7 +512,7 @@ export const make = (deps: {
           return Effect.matchEffect(conn.executeRaw("SELECT 1", []), {
             onFailure: (error) => {
               const owner = blamed(error)
-              if (owner !== undefined && !failures.has(owner)) failures.set(owner, Exit.fail(error))
+              if (owner !== undefined) fail(owner, Exit.fail(error))
               return failed()
             },
             onSuccess: failed
