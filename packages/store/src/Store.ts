@@ -64,7 +64,9 @@ export interface Store {
    * Group commit: runs the effect in a transaction shared with the other `group` calls waiting
    * at the same time (each in its own savepoint, so one that fails rolls back alone); resolves
    * after the COMMIT. `lane` (the consumer's processor): on PostgreSQL a transaction holds at most
-   * one call of each lane, and transactions run concurrently on the pool.
+   * one call of each lane, and transactions run concurrently on the pool. A lane of one message's
+   * own (`<processor>\u0000<message id>`, for a processor that says `ownRows`) runs side by side
+   * with the transaction's other calls, whose lanes run one after another in lane order.
    */
   readonly group: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, lane?: string) => Promise<A>
   /** Applies each named migration once, in order. */
