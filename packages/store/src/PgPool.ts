@@ -101,6 +101,19 @@ export interface Pipelined extends SqlConnection.Connection {
    * blamed on the owner current when it was issued (`blamed`), though it fails a later one.
    */
   owner: number | undefined
+  /**
+   * The connection as seen by item `owner` of a group whose items run side by side (Store.ts): its
+   * statements are that owner's (`blamed`), whatever `owner` is meanwhile.
+   */
+  readonly ownedBy: (owner: number) => Pipelined
+  /**
+   * Statements of `strands` fibers running side by side on the connection go out together: from
+   * the first statement sent, the socket is held (corked) until every strand waits for an answer
+   * or has ended (`ended`), so that the statements each one waits for share one write (at the
+   * latest at the next turn of the event loop, should a strand wait for something else). `close`
+   * ends it (the socket is let go).
+   */
+  readonly together: (strands: number) => { readonly ended: () => void; readonly close: () => void }
 }
 
 const blame = new WeakMap<object, number>()
@@ -406,9 +419,8 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
     if (name !== undefined) (query as { name?: string | undefined }).name = name
     void client.query(query as pg.Query)
   }
-  const send = (sql: string, params: ReadonlyArray<unknown>, rowMode: "array" | undefined, done: Done): void => {
+  const send = (sql: string, params: ReadonlyArray<unknown>, rowMode: "array" | undefined, owner: number | undefined, done: Done): void => {
     track(sql)
-    const owner = self.owner
     if (queued.length === 0) return submit(sql, params, rowMode, (error, result) => done(error, result, owner))
     const earlier = queued
     queued = []
@@ -463,15 +475,73 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
    * failure reported one statement late keeps its own type.
    */
   let aborted: { readonly cause: unknown; readonly owner: number | undefined } | undefined
-  const query = (sql: string, params: ReadonlyArray<unknown>, rowMode?: "array") =>
+  /**
+   * Strands side by side (`together`): how many; how many wait for a statement still held back
+   * (`unsent`) or gone out (`inflight`: its answer will come), and how many have ended; whether
+   * the socket is held; the socket's writes so far (`gen`), to tell the one a statement went in.
+   */
+  let held: { readonly strands: number; unsent: number; inflight: number; ended: number; gen: number; corked: boolean; closed: boolean; checking: boolean } | undefined
+  const socket = () => (client as unknown as { connection: { stream: { cork: () => void; uncork: () => void } } }).connection.stream
+  const letGo = (h: NonNullable<typeof held>) => {
+    if (!h.corked) return
+    h.corked = false
+    h.inflight += h.unsent
+    h.unsent = 0
+    h.gen++
+    socket().uncork()
+  }
+  const hold = (h: NonNullable<typeof held>) => {
+    if (h.corked) return
+    h.corked = true
+    socket().cork()
+    // A strand that waits for something other than an answer (a timer) holds the others a timer's
+    // turn at most (not the next turn's check phase: the strands forked after the first start
+    // there); while an answer is still to come, its strand's next statement is awaited (the server
+    // runs the held statements after it anyway).
+    const fallback = () => {
+      if (!h.corked || h.closed) return
+      if (h.inflight > 0) setTimeout(fallback, 0)
+      else letGo(h)
+    }
+    setTimeout(fallback, 0)
+  }
+  /**
+   * Lets the socket go once every strand waits for a statement held back or has ended: while an
+   * answer is still to come, its strand will send with the others (the server answers the
+   * statements of one write one Sync at a time, in several reads). Checked once the answers of one
+   * read have all been handed out.
+   */
+  const settled = (h: NonNullable<typeof held>) => {
+    if (h.checking) return
+    h.checking = true
+    queueMicrotask(() => {
+      h.checking = false
+      if (!h.closed && h.inflight === 0 && h.unsent > 0 && h.unsent + h.ended >= h.strands) letGo(h)
+    })
+  }
+  const query = (sql: string, params: ReadonlyArray<unknown>, rowMode: "array" | undefined, ownerOf: () => number | undefined) =>
     Effect.callback<pg.QueryResult, SqlError.SqlError>((resume) => {
+      const owner = ownerOf()
+      const h = held
+      const gen = h?.gen ?? 0
+      const answered = () => {
+        if (h === undefined || h.closed) return
+        if (gen < h.gen) h.inflight--
+        else h.unsent--
+        settled(h)
+      }
       const fail = (cause: unknown, owner: number | undefined) => {
+        answered()
         const error = failed(cause, "query", broken)
         if (owner !== undefined) blame.set(error, owner)
         resume(Effect.fail(error))
       }
+      if (h !== undefined) {
+        hold(h)
+        h.unsent++
+      }
       try {
-        send(sql, params, rowMode, (cause, result, owner) => {
+        send(sql, params, rowMode, owner, (cause, result, owner) => {
           if (result === undefined) {
             if (sqlState(cause) === "25P02" && aborted !== undefined) return fail(aborted.cause, aborted.owner)
             aborted = inTransaction ? { cause, owner } : undefined
@@ -483,32 +553,64 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
               ? fail(Object.assign(new Error("the transaction was rolled back at its COMMIT: a statement of it failed"), { code: "25P02" }), undefined)
               : fail(aborted.cause, aborted.owner)
           aborted = undefined
+          answered()
           resume(Effect.succeed(result))
         })
       } catch (cause) {
-        fail(cause, self.owner)
+        fail(cause, owner)
       }
+      if (h !== undefined && !h.closed) settled(h)
     })
-  const execute = (sql: string, params: ReadonlyArray<unknown>, transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined) =>
-    inTransaction && isBlindWrite(sql)
-      ? Effect.sync(() => {
-          queued.push({ sql, params, onResult: undefined, owner: self.owner, inTransaction })
-          return []
-        })
-      : Effect.map(query(sql, params), (r) => (transformRows === undefined ? r.rows : transformRows(r.rows)))
-  const values = (sql: string, params: ReadonlyArray<unknown>) => Effect.map(query(sql, params, "array"), (r) => r.rows as unknown as ReadonlyArray<ReadonlyArray<unknown>>)
+  /** The connection's statements as `ownerOf()`'s. */
+  const view = (ownerOf: () => number | undefined): Omit<Pipelined, "owner" | "ownedBy" | "together"> => {
+    const execute = (sql: string, params: ReadonlyArray<unknown>, transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined) =>
+      inTransaction && isBlindWrite(sql)
+        ? Effect.sync(() => {
+            queued.push({ sql, params, onResult: undefined, owner: ownerOf(), inTransaction })
+            return []
+          })
+        : Effect.map(query(sql, params, undefined, ownerOf), (r) => (transformRows === undefined ? r.rows : transformRows(r.rows)))
+    const values = (sql: string, params: ReadonlyArray<unknown>) =>
+      Effect.map(query(sql, params, "array", ownerOf), (r) => r.rows as unknown as ReadonlyArray<ReadonlyArray<unknown>>)
+    return {
+      execute,
+      executeRaw: (sql, params) => query(sql, params, undefined, ownerOf),
+      executeStream: (sql, params, transformRows) => Stream.fromIterableEffect(execute(sql, params, transformRows)),
+      executeValues: values,
+      executeValuesUnprepared: values,
+      executeUnprepared: execute,
+      queue: (sql, params, onResult) => {
+        track(sql)
+        queued.push({ sql, params, onResult, owner: ownerOf(), inTransaction })
+      }
+    }
+  }
+  const owned = new Map<number, Pipelined>()
+  const together: Pipelined["together"] = (strands) => {
+    const h = { strands, unsent: 0, inflight: 0, ended: 0, gen: 0, corked: false, closed: false, checking: false }
+    held = h
+    return {
+      ended: () => {
+        if (h.closed) return
+        h.ended++
+        settled(h)
+      },
+      close: () => {
+        h.closed = true
+        if (held === h) held = undefined
+        letGo(h)
+      }
+    }
+  }
   const self: Pipelined = {
     owner: undefined,
-    execute,
-    executeRaw: (sql, params) => query(sql, params),
-    executeStream: (sql, params, transformRows) => Stream.fromIterableEffect(execute(sql, params, transformRows)),
-    executeValues: values,
-    executeValuesUnprepared: values,
-    executeUnprepared: execute,
-    queue: (sql, params, onResult) => {
-      track(sql)
-      queued.push({ sql, params, onResult, owner: self.owner, inTransaction })
-    }
+    ...view(() => self.owner),
+    ownedBy: (owner) => {
+      let conn = owned.get(owner)
+      if (conn === undefined) owned.set(owner, (conn = { ...view(() => owner), owner, ownedBy: self.ownedBy, together }))
+      return conn
+    },
+    together
   }
   /** As new, for its next borrower (a connection is made once per client and lent again and again). */
   const reset = () => {
@@ -516,6 +618,11 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
     inTransaction = false
     aborted = undefined
     self.owner = undefined
+    if (held !== undefined) {
+      held.closed = true
+      letGo(held)
+      held = undefined
+    }
   }
   return { conn: self, reset }
 }

@@ -64,7 +64,9 @@ export interface Store {
    * Group commit: runs the effect in a transaction shared with the other `group` calls waiting
    * at the same time (each in its own savepoint, so one that fails rolls back alone); resolves
    * after the COMMIT. `lane` (the consumer's processor): on PostgreSQL a transaction holds at most
-   * one call of each lane, and transactions run concurrently on the pool.
+   * one call of each lane, and transactions run concurrently on the pool. A lane of one message's
+   * own (`<processor>\u0000<message id>`, for a processor that says `ownRows`) runs side by side
+   * with the transaction's other calls, whose lanes run one after another in lane order.
    */
   readonly group: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, lane?: string) => Promise<A>
   /** Applies each named migration once, in order. */
@@ -229,11 +231,25 @@ export const make = (deps: {
       // On PostgreSQL the BEGIN goes out with the first statement.
       return queued(conn, begin, begin, []) ? run : Effect.andThen(control(conn, begin), run)
     }) as Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient>
+  /** An item side by side asked for a savepoint (a nested transaction): the group runs again, one item at a time. */
+  class OneAtATime {}
+  /**
+   * The connection of each item of a group running side by side (`Pipelined.ownedBy`), with its
+   * index and the run's items that asked for a savepoint.
+   */
+  const sideBySide = new WeakMap<SqlConnection.Connection, { readonly index: number; readonly refused: Set<number> }>()
   /** Runs one item of a group in a savepoint of the current transaction: its failure rolls back only it. */
   const inSavepoint = <A, E>(body: Effect.Effect<A, E, SqlClient.SqlClient>): Effect.Effect<Exit.Exit<A, E | SqlError.SqlError>, never, SqlClient.SqlClient> =>
     Effect.flatMap(Effect.serviceOption(sql.transactionService), (tx) => {
       if (Option.isNone(tx)) return Effect.exit(body)
       const conn = tx.value[0]
+      // Items side by side share the savepoints' stack: the group runs again, one item at a time.
+      // Refused whatever the item makes of it: the run is void for it (`together`).
+      const side = sideBySide.get(conn)
+      if (side !== undefined) {
+        side.refused.add(side.index)
+        return Effect.succeed(Exit.die(new OneAtATime()))
+      }
       return Effect.gen(function* () {
         const opened = yield* Effect.exit(control(conn, "SAVEPOINT baton_item"))
         if (Exit.isFailure(opened)) return Exit.failCause(opened.cause) as Exit.Exit<A, E | SqlError.SqlError>
@@ -376,6 +392,7 @@ export const make = (deps: {
     // item's or the COMMIT, and fail that one: the connection tells whose statement failed.
     const optimistic = Effect.flatMap(Effect.serviceOption(sql.transactionService), (tx) => {
       const conn = Option.isSome(tx) && "queue" in tx.value[0] ? (tx.value[0] as Pipelined) : undefined
+      if (conn !== undefined && items.some((item) => ownLane(item.lane))) return together(conn, items)
       const values: Array<unknown> = []
       const from = (i: number): Effect.Effect<Array<unknown>, ItemFailed, SqlClient.SqlClient> =>
         i === items.length
@@ -436,6 +453,75 @@ export const make = (deps: {
       })
     })
   }
+  /** A lane of one message's own (Consumer's `<processor>\u0000<message id>`, for a processor that says `ownRows`). */
+  const ownLane = (lane: string | undefined): boolean => lane !== undefined && lane.includes("\u0000")
+  /**
+   * PostgreSQL: a group's items side by side on its connection, so that the statements they wait
+   * for go out in one write (`Pipelined.together`) rather than one write and one wake-up of the
+   * server each. The items of lanes shared by several messages run one after another in lane order
+   * (one strand: each takes its processor's row locks after those of the lanes before it, as
+   * `take` orders them); each item of a message's own lane (`ownLane`) is a strand of its own: it
+   * locks only rows nobody else waits for, so its order among the others takes no lock from them.
+   * Every statement is its item's (`ownedBy`): the first failure, wherever the server reports it,
+   * is blamed on the item that sent it; the items that failed of their own fail the run as
+   * `ItemFailed` (the others then run again, in savepoints, as in the sequential run). An item
+   * that asks for a savepoint (`OneAtATime`: the items side by side share the savepoints' stack)
+   * has the run void for it, whatever it made of the refusal: it runs again, in its savepoint, with
+   * the items that did not fail.
+   */
+  const together = (conn: Pipelined, items: ReadonlyArray<Item>): Effect.Effect<Array<unknown>, ItemFailed, SqlClient.SqlClient> =>
+    Effect.suspend(() => {
+      const exits: Array<Exit.Exit<unknown, unknown> | undefined> = new Array(items.length)
+      const refused = new Set<number>()
+      const runItem = (i: number) => {
+        const own = conn.ownedBy(i)
+        sideBySide.set(own, { index: i, refused })
+        return Effect.map(Effect.exit(Effect.provideService(items[i]!.effect, sql.transactionService, [own, 0] as const)), (exit) => {
+          exits[i] = exit
+          return Exit.isSuccess(exit)
+        })
+      }
+      const shared: Array<number> = []
+      const strands: Array<Effect.Effect<unknown, never, SqlClient.SqlClient>> = []
+      items.forEach((item, i) => (ownLane(item.lane) ? strands.push(runItem(i)) : shared.push(i)))
+      // The shared lanes' items in order, up to the first that fails.
+      const chain = (k: number): Effect.Effect<unknown, never, SqlClient.SqlClient> => (k === shared.length ? Effect.void : Effect.flatMap(runItem(shared[k]!), (ok) => (ok ? chain(k + 1) : Effect.void)))
+      if (shared.length > 0) strands.unshift(chain(0))
+      const strand = conn.together(strands.length)
+      return Effect.flatMap(
+        Effect.ensuring(
+          Effect.forEach(strands, (s) => Effect.ensuring(s, Effect.sync(strand.ended)), { concurrency: "unbounded", discard: true }),
+          Effect.sync(() => {
+            strand.close()
+            items.forEach((_, i) => sideBySide.delete(conn.ownedBy(i)))
+          })
+        ),
+        () => {
+          if (refused.size === 0 && exits.every((exit) => exit !== undefined && Exit.isSuccess(exit))) return Effect.succeed(exits.map((exit) => (exit as Exit.Success<unknown>).value))
+          const failures = new Map<number, Exit.Exit<unknown, unknown>>()
+          // What a refused item did counts for nothing, its failed writes neither (they may follow
+          // from the refusal): it runs again, in its savepoint.
+          const fail = (i: number, exit: Exit.Exit<unknown, unknown>) => void (refused.has(i) || failures.has(i) || failures.set(i, exit))
+          const blame = (i: number, exit: Exit.Exit<unknown, unknown>) => {
+            const error = Exit.isFailure(exit) ? squash(exit.cause) : undefined
+            const owner = blamed(error)
+            fail(owner ?? i, owner === undefined || owner === i ? exit : Exit.fail(error))
+          }
+          exits.forEach((exit, i) => exit !== undefined && Exit.isFailure(exit) && blame(i, exit))
+          const failed = () => Effect.fail(new ItemFailed([...failures].sort(([a], [b]) => a - b)))
+          // Writes still waiting to go out may fail: sent now, so that an item whose write fails is known to have failed.
+          conn.owner = undefined
+          return Effect.matchEffect(conn.executeRaw("SELECT 1", []), {
+            onFailure: (error) => {
+              const owner = blamed(error)
+              if (owner !== undefined) fail(owner, Exit.fail(error))
+              return failed()
+            },
+            onSuccess: failed
+          })
+        }
+      )
+    })
   const settle = (item: Item, exit: Exit.Exit<unknown, unknown>) => (Exit.isSuccess(exit) ? item.resolve(exit.value) : item.reject(squash(exit.cause)))
   const group = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, lane?: string): Promise<A> => {
     if (deps.maxBatch <= 1) return transaction(effect)

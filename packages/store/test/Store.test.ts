@@ -8,9 +8,10 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import net from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
-import { Deferred, Effect } from "effect"
+import { Deferred, Effect, Exit } from "effect"
 import { SqlError } from "effect/sql"
 import { freshSchema } from "@baton/testkit/postgres"
 import { ddl, Inbox, IngressLog, Outbox, Postgres, Rejections, Sqlite, type Store } from "@baton/store"
@@ -1161,6 +1162,126 @@ describe.each(engines)("Store contract on $name", (engine) => {
           const byTx = new Map<number, Array<string>>()
           for (const r of rows) byTx.set(r.tx, [...(byTx.get(r.tx) ?? []), r.lane])
           for (const lanes of byTx.values()) expect(lanes).toEqual([...new Set(lanes)].sort())
+        }),
+        { numRuns: transactionRuns(engine) }
+      )
+    })
+
+    // Own lanes (`<processor>\u0000<message id>`, Consumer's for a processor that says ownRows) run
+    // side by side in their group (Store.ts `together`), shared lanes one after another in lane order.
+    const Fails = ["no", "fail", "violation", "blind violation", "savepoint"] as const
+    interface Side {
+      readonly own: boolean
+      readonly shared: string
+      readonly waits: number
+      readonly fails: (typeof Fails)[number]
+    }
+    const side = (fails: fc.Arbitrary<Side["fails"]>) => fc.record({ own: fc.boolean(), shared: fc.constantFrom("a", "b", "c"), waits: fc.integer({ min: 0, max: 3 }), fails })
+    let sidesNext = 0
+    /**
+     * Runs `calls` as one burst of group calls: each writes a row a step (blind, then `waits`
+     * waited for) and fails as it says. Checks each call's outcome, that each that did not fail
+     * committed whole and each that failed not at all, and that a transaction's shared lanes ran
+     * one call after another, in lane order; gives the rows by transaction and the writes of the
+     * sockets to the server meanwhile.
+     */
+    const burst = async (calls: ReadonlyArray<Side>) => {
+      const { store } = s
+      await store.migrate([{ name: "test/sides", sql: "CREATE TABLE sides (n BIGINT NOT NULL, step INTEGER NOT NULL, lane TEXT NOT NULL, tx BIGINT NOT NULL, at BIGINT NOT NULL, PRIMARY KEY (n, step)); CREATE SEQUENCE sides_at" }])
+      // Blind: goes out with the next statement waited for (PgPool.ts); `read` is waited for.
+      const write = store.query("INSERT INTO sides (n, step, lane, tx, at) VALUES (?, ?, ?, txid_current(), nextval('sides_at'))")
+      const read = store.query("INSERT INTO sides (n, step, lane, tx, at) VALUES (?, ?, ?, txid_current(), nextval('sides_at')) RETURNING tx")
+      const since = store.query("SELECT n, step, lane, tx FROM sides WHERE n >= ? ORDER BY at")
+      // The writes of every socket to the server while the burst runs (one `_write` or `_writev` a
+      // write), but a new connection's startup message (protocol 3.0; the pool opens one when all are lent).
+      const sockets = net.Socket.prototype as unknown as Record<"_write" | "_writev", (this: net.Socket, ...args: Array<unknown>) => void>
+      let written = 0
+      const startup = (chunk: unknown) => Buffer.isBuffer(chunk) && chunk.length >= 8 && chunk.readInt32BE(4) === 0x30000
+      const originals = { _write: sockets._write, _writev: sockets._writev }
+      for (const name of ["_write", "_writev"] as const)
+        sockets[name] = function (this: net.Socket, ...args: Array<unknown>) {
+          const first = name === "_write" ? args[0] : (args[0] as ReadonlyArray<{ readonly chunk: unknown }>)[0]?.chunk
+          if (this.remotePort === 5432 && !startup(first)) written++
+          return originals[name].apply(this, args)
+        }
+      const start = sidesNext
+      sidesNext += calls.length
+      const runs = calls.map(() => 0)
+      const failed = calls.map(() => 0)
+      let outcomes: Array<PromiseSettledResult<number>>
+      try {
+        outcomes = await Promise.allSettled(
+          calls.map((c, i) => {
+            const n = start + i
+            // The row keeps `own` for an own lane (text holds no NUL).
+            const lane = c.own ? "own" : c.shared
+            return store.group(
+              Effect.gen(function* () {
+                runs[i]! += 1
+                let step = 0
+                yield* write.run(n, step++, lane)
+                for (let k = 0; k < c.waits; k++) yield* read.get(n, step++, lane)
+                if (c.fails === "fail") {
+                  failed[i]! += 1
+                  return yield* Effect.fail(new Boom("boom"))
+                }
+                if (c.fails === "violation") yield* read.get(n, 0, lane)
+                if (c.fails === "blind violation") yield* write.run(n, 0, lane)
+                // A nested transaction whose failure the call would let pass: it must not fail unseen.
+                if (c.fails === "savepoint" && Exit.isSuccess(yield* Effect.exit(store.sql.withTransaction(write.run(n, step, lane))))) step++
+                return step
+              }),
+              c.own ? `own\u0000${n}` : c.shared
+            )
+          })
+        )
+      } finally {
+        Object.assign(sockets, originals)
+      }
+      expect(outcomes.map((o) => o.status)).toEqual(calls.map((c) => (c.fails === "no" || c.fails === "savepoint" ? "fulfilled" : "rejected")))
+      outcomes.forEach((o, i) => {
+        if (o.status === "fulfilled") return expect(o.value, `steps of call ${i}`).toBe(calls[i]!.waits + (calls[i]!.fails === "savepoint" ? 2 : 1))
+        if (calls[i]!.fails === "fail") expect(o.reason).toBeInstanceOf(Boom)
+        else expect(reasonOf(o.reason)).toBe("UniqueViolation")
+      })
+      // A call fails once an attempt; it may run twice: a run cut short by another call's failure
+      // (side by side, or a violation known only when it went out) runs again, in its savepoint.
+      calls.forEach((_, i) => expect(runs[i], `runs of call ${i}`).toBeLessThanOrEqual(2))
+      calls.forEach((c, i) => expect(failed[i], `failures of call ${i}`).toBe(c.fails === "fail" ? 1 : 0))
+      const rows = (await store.run(since.all(start))).map((r) => ({ n: Number(r.n), step: Number(r.step), lane: String(r.lane), tx: Number(r.tx) }))
+      // Each call that did not fail whole (each of its steps once), each that failed not at all.
+      const expected = outcomes.flatMap((o, i) => (o.status === "fulfilled" ? Array.from({ length: o.value }, (_, step) => `${start + i}:${step}`) : []))
+      expect(rows.map((r) => `${r.n}:${r.step}`).sort()).toEqual(expected.sort())
+      const byTx = new Map<number, Array<number>>()
+      for (const r of rows) byTx.set(r.tx, [...(byTx.get(r.tx) ?? []), r.n - start])
+      for (const tx of byTx.values()) {
+        // The shared lanes' calls one after another, in lane order, one call a lane.
+        const shared = tx.filter((i) => !calls[i]!.own)
+        const runsOf = shared.filter((i, k) => k === 0 || shared[k - 1] !== i).map((i) => calls[i]!.shared)
+        expect(runsOf).toEqual([...new Set(runsOf)].sort())
+      }
+      return { written, transactions: [...byTx.values()].map((tx) => [...new Set(tx)]) }
+    }
+
+    it("for any burst of group calls in own and shared lanes, some failing: each call that did not fail commits once and whole, each that failed not at all; shared lanes in lane order", async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(side(fc.constantFrom("no", "no", "no", "fail", "violation", "blind violation", "savepoint")), { minLength: 1, maxLength: 16 }), async (calls) => void (await burst(calls))),
+        { numRuns: transactionRuns(engine) }
+      )
+    })
+
+    it("for any burst of group calls in own and shared lanes: the statements a transaction's calls wait for go out together, a write for its longest strand's and one for its COMMIT", async () => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(side(fc.constant("no")), { minLength: 1, maxLength: 16 }), async (calls) => {
+          const { written, transactions } = await burst(calls)
+          // A strand: the shared lanes' calls one after another, or one own lane's call. One write a
+          // statement waited for would be the sum of the calls' waits.
+          const longest = (tx: ReadonlyArray<number>) =>
+            Math.max(
+              tx.filter((i) => !calls[i]!.own).reduce((sum, i) => sum + calls[i]!.waits, 0),
+              ...tx.filter((i) => calls[i]!.own).map((i) => calls[i]!.waits)
+            )
+          expect(written, `writes of ${transactions.length} transactions`).toBeLessThanOrEqual(transactions.reduce((sum, tx) => sum + longest(tx) + 1, 0))
         }),
         { numRuns: transactionRuns(engine) }
       )

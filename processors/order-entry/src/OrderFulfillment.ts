@@ -8,6 +8,8 @@ export const make = ({ query, clock }: Deps) => {
   return Baton.processor({
     name: "order-fulfillment",
     on: events.paymentApplied,
+    // Its one row is its order's (`fulfillments` by order id): a lane per message (Processor.ownRows).
+    ownRows: true,
     handle: (event) =>
       Effect.gen(function* () {
         const p = event.data

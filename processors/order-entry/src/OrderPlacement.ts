@@ -58,6 +58,9 @@ export const make = ({ query, dialect, clock }: Deps) => {
   return Baton.processor({
     name: "order-placement",
     on: events.placeOrder,
+    // It only inserts rows of its own order (the order, its lines, its card under a new token; the
+    // sequence takes no lock): a lane per message (Processor.ownRows).
+    ownRows: true,
     // Request-reply: the order id, which the database assigned (docs/concepts.md, section 7).
     reply: (_event, announced) => {
       const created = createdIn(announced)

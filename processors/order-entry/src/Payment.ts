@@ -72,6 +72,8 @@ export const make = ({ query, dialect, clock }: Deps) => {
     name: "payment",
     // The order; in the mediator topology, with the card of a restarted workflow's corrected input.
     on: commands.chargeOrder,
+    // Its rows are its order's (`payments` by order id; the vault only read): a lane per message (Processor.ownRows).
+    ownRows: true,
     // The charge failed for good (the gateway kept failing): the order cannot go on, so it is denied,
     // which asks the customer for another card and gives its stock back. (In the mediator topology
     // the command fails instead, and the workflow waits, failed, for a restart.) The reason leaves

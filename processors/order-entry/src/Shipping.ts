@@ -15,6 +15,8 @@ export const make = ({ query, clock }: Deps) => {
   return Baton.processor({
     name: "shipping",
     on: events.orderFulfilled,
+    // Its one row is its order's (`shipments` by order id): a lane per message (Processor.ownRows).
+    ownRows: true,
     handle: (event) =>
       Effect.gen(function* () {
         const f = event.data
