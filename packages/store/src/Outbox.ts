@@ -24,8 +24,41 @@ export const migrations = [
     // The instance whose relay publishes the entry (a cluster shares the table).
     name: "runtime/007-outbox-instance",
     sql: "ALTER TABLE outbox ADD COLUMN instance TEXT NOT NULL DEFAULT ''"
+  },
+  {
+    // SQLite: `seq` a plain rowid, not AUTOINCREMENT, whose high-water mark in sqlite_sequence
+    // was one more page written by every transaction that adds an entry. A rowid is one more than
+    // the largest in the table, so the numbers of the last entries deleted would be given again
+    // once the relay has sent everything: `make` numbers the entries itself above the largest
+    // number this process has deleted (`sentUpTo`). PostgreSQL: unchanged (a sequence).
+    name: "runtime/013-outbox-rowid-sqlite",
+    sql: {
+      sqlite: `CREATE TABLE outbox_rowid (
+      seq INTEGER PRIMARY KEY,
+      topic TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      qos INTEGER NOT NULL,
+      created_at TEXT NOT NULL,
+      instance TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO outbox_rowid (seq, topic, payload, qos, created_at, instance) SELECT seq, topic, payload, qos, created_at, instance FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_rowid RENAME TO outbox`,
+      pg: ""
+    }
   }
 ]
+
+/**
+ * Per store, the largest sequence number that this process has deleted from the outbox (SQLite).
+ * The relay keeps the last number it handed to publishing and takes an entry offered right after
+ * a commit as the next one to publish when it follows that number (Relay.ts): a number deleted
+ * and given again to a later entry could be taken for the one right after what was published
+ * while older entries are still unsent (published out of order). Numbers above this one, and
+ * above every entry in the table, were never given in this process; a new process has no relay
+ * position to confuse, and nothing stored refers to a deleted entry's number.
+ */
+const sentUpTo = new WeakMap<Store, { top: number }>()
 
 export interface Entry {
   readonly seq: number
@@ -38,21 +71,31 @@ export interface Entry {
 export const make = async (store: Store, options: { readonly instance?: string } = {}) => {
   await store.migrate(migrations)
   const instance = options.instance ?? ""
-  const insert = store.query("INSERT INTO outbox (topic, payload, qos, created_at, instance) VALUES (?, ?, ?, ?, ?)")
-  const insertReturning = store.query("INSERT INTO outbox (topic, payload, qos, created_at, instance) VALUES (?, ?, ?, ?, ?) RETURNING seq")
+  let found = sentUpTo.get(store)
+  if (found === undefined) sentUpTo.set(store, (found = { top: 0 }))
+  const deleted = found
+  // SQLite: above both the largest number in the table and the largest this process deleted
+  // (`sentUpTo`); PostgreSQL: its sequence.
+  const columns = store.dialect === "sqlite" ? "(seq, topic, payload, qos, created_at, instance) VALUES (max(?, (SELECT coalesce(max(seq), 0) FROM outbox)) + 1, " : "(topic, payload, qos, created_at, instance) VALUES ("
+  const insertText = `INSERT INTO outbox ${columns}?, ?, ?, ?, ?)`
+  const insert = store.query(insertText)
+  const insertReturning = store.query(`${insertText} RETURNING seq`)
+  /** The values of an insert: on SQLite led by the number to stay above. */
+  const values = (topic: string, payload: string, qos: QoS): ReadonlyArray<unknown> =>
+    store.dialect === "sqlite" ? [deleted.top, topic, payload, qos, new Date().toISOString(), instance] : [topic, payload, qos, new Date().toISOString(), instance]
   const pending = store.query("SELECT seq, topic, payload, qos FROM outbox WHERE instance = ? ORDER BY seq LIMIT ?")
   const remove = store.query("DELETE FROM outbox WHERE seq <= ? AND seq >= ? AND instance = ?")
   const count = store.query("SELECT COUNT(*) AS n FROM outbox WHERE instance = ?")
   const adopt = store.query("UPDATE outbox SET instance = ? WHERE instance = ? RETURNING seq")
   return {
     /** Adds a message to publish; call inside the transaction of the change that caused it. */
-    add: (topic: string, payload: string, qos: QoS = 1): Sql<void> => Effect.asVoid(insert.write(topic, payload, qos, new Date().toISOString(), instance)),
+    add: (topic: string, payload: string, qos: QoS = 1): Sql<void> => Effect.asVoid(insert.write(...values(topic, payload, qos))),
     /**
      * `add`, giving the entry as written (with its sequence number), to read once the transaction
      * has committed: for the relay's `offer` (publishing it at once when nothing older is unsent).
      */
     added: (topic: string, payload: string, qos: QoS = 1): Sql<() => Entry> =>
-      Effect.map(insertReturning.writeRows(topic, payload, qos, new Date().toISOString(), instance), (rows) => () => ({ seq: Number(rows()[0]?.seq), topic, payload, qos })),
+      Effect.map(insertReturning.writeRows(...values(topic, payload, qos)), (rows) => () => ({ seq: Number(rows()[0]?.seq), topic, payload, qos })),
     pending: (limit: number): Promise<ReadonlyArray<Entry>> =>
       store.run(
         Effect.map(pending.all(instance, limit), (rows) =>
@@ -60,7 +103,11 @@ export const make = async (store: Store, options: { readonly instance?: string }
         )
       ),
     /** Deletes the entries from `first` to `last` (a contiguous run that `pending` returned). */
-    sent: (first: number, last: number): Promise<void> => store.run(Effect.asVoid(remove.run(last, first, instance))),
+    sent: (first: number, last: number): Promise<void> => {
+      // Before the delete: should it commit and still fail, its numbers are not given again either.
+      deleted.top = Math.max(deleted.top, last)
+      return store.run(Effect.asVoid(remove.run(last, first, instance)))
+    },
     size: (): Promise<number> => store.run(Effect.map(count.get(instance), (r) => Number(r?.n ?? 0))),
     /** Takes over the unsent entries of dead instances; returns how many. */
     adopt: (dead: ReadonlyArray<string>): Promise<number> =>
