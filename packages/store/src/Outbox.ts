@@ -5,6 +5,7 @@
  */
 import type { QoS } from "@baton/core"
 import { Effect } from "effect"
+import { beforeClose } from "./Sqlite.ts"
 import { ddl, type Sql, type Store } from "./Store.ts"
 
 export const migrations = [
@@ -67,6 +68,9 @@ export interface Entry {
   readonly qos: QoS
 }
 
+/** SQLite: how long the delete of sent entries waits for a transaction that adds one, ms (see `deferred`). */
+const laterMs = 5
+
 /** `instance`: in a cluster, this instance's relay publishes only its own entries (and those it adopts). */
 export const make = async (store: Store, options: { readonly instance?: string } = {}) => {
   await store.migrate(migrations)
@@ -87,28 +91,92 @@ export const make = async (store: Store, options: { readonly instance?: string }
   const remove = store.query("DELETE FROM outbox WHERE seq <= ? AND seq >= ? AND instance = ?")
   const count = store.query("SELECT COUNT(*) AS n FROM outbox WHERE instance = ?")
   const adopt = store.query("UPDATE outbox SET instance = ? WHERE instance = ? RETURNING seq")
+
+  // SQLite: the delete of entries that the relay was offered (`added`) and has sent goes with the
+  // next transaction that adds one (the page it deletes from is the one the add writes: a page
+  // and a commit less a request-reply round trip, where a delete of its own commits a page of its
+  // own), or, when none comes within `laterMs`, in a commit of its own. Until then they are left
+  // out of what this outbox reads (`pending`, `size`: both delete them first). A crash in between
+  // publishes them again, as one between a publish and its delete would. What a drain read
+  // (`pending`) is deleted at once, as before. PostgreSQL: deleted at once (the next add may be
+  // on another connection).
+  const deferred = store.dialect === "sqlite"
+  /** Numbers of entries given by `added` (offered to the relay), not yet sent. */
+  const offered = new Set<number>()
+  /** Runs of sent entries not yet deleted, in order; `riding`: how many of them an add's transaction has deleted (maybe rolled back). */
+  const unsent: Array<[number, number]> = []
+  let riding = 0
+  let timer: ReturnType<typeof setTimeout> | undefined
+  /** Deletes the runs of sent entries in a commit of their own (again those an add's transaction deleted: it may have rolled back). */
+  const deleteSent = async (): Promise<void> => {
+    if (timer !== undefined) clearTimeout(timer)
+    timer = undefined
+    const runs = unsent.splice(0)
+    riding = 0
+    if (runs.length === 0) return
+    try {
+      const deletes = Effect.forEach(runs, ([first, last]) => remove.run(last, first, instance), { discard: true })
+      await (runs.length === 1 ? store.run(deletes) : store.transaction(deletes))
+    } catch (error) {
+      unsent.unshift(...runs)
+      throw error
+    }
+  }
+  if (deferred) beforeClose(store, () => deleteSent().catch(() => {}))
+  /** The deletes of runs sent since the last add, inside the add's transaction. */
+  const deleteRiding: Sql<void> = Effect.suspend(() => {
+    if (riding === unsent.length) return Effect.void
+    const runs = unsent.slice(riding)
+    riding = unsent.length
+    return Effect.forEach(runs, ([first, last]) => remove.run(last, first, instance), { discard: true })
+  })
+  const withDeletes = <A>(add: Sql<A>): Sql<A> => (deferred ? Effect.andThen(deleteRiding, add) : add)
   return {
     /** Adds a message to publish; call inside the transaction of the change that caused it. */
-    add: (topic: string, payload: string, qos: QoS = 1): Sql<void> => Effect.asVoid(insert.write(...values(topic, payload, qos))),
+    add: (topic: string, payload: string, qos: QoS = 1): Sql<void> => withDeletes(Effect.asVoid(insert.write(...values(topic, payload, qos)))),
     /**
      * `add`, giving the entry as written (with its sequence number), to read once the transaction
      * has committed: for the relay's `offer` (publishing it at once when nothing older is unsent).
      */
     added: (topic: string, payload: string, qos: QoS = 1): Sql<() => Entry> =>
-      Effect.map(insertReturning.writeRows(...values(topic, payload, qos)), (rows) => () => ({ seq: Number(rows()[0]?.seq), topic, payload, qos })),
-    pending: (limit: number): Promise<ReadonlyArray<Entry>> =>
-      store.run(
+      withDeletes(Effect.map(insertReturning.writeRows(...values(topic, payload, qos)), (rows) => () => {
+        const seq = Number(rows()[0]?.seq)
+        if (deferred) offered.add(seq)
+        return { seq, topic, payload, qos }
+      })),
+    pending: async (limit: number): Promise<ReadonlyArray<Entry>> => {
+      await deleteSent()
+      return store.run(
         Effect.map(pending.all(instance, limit), (rows) =>
           rows.map((r) => ({ seq: Number(r.seq), topic: String(r.topic), payload: String(r.payload), qos: Number(r.qos) as QoS }))
         )
-      ),
-    /** Deletes the entries from `first` to `last` (a contiguous run that `pending` returned). */
+      )
+    },
+    /**
+     * Deletes the entries from `first` to `last` (a contiguous run that `pending` returned); on
+     * SQLite with the next add's transaction or soon after (see `deferred`).
+     */
     sent: (first: number, last: number): Promise<void> => {
       // Before the delete: should it commit and still fail, its numbers are not given again either.
       deleted.top = Math.max(deleted.top, last)
-      return store.run(Effect.asVoid(remove.run(last, first, instance)))
+      let all = deferred
+      for (let seq = first; all && seq <= last; seq++) all = offered.has(seq)
+      // The relay publishes in order: nothing offered up to `last` is left to send.
+      for (const seq of offered) if (seq <= last) offered.delete(seq)
+      if (!all) return store.run(Effect.asVoid(remove.run(last, first, instance)))
+      const tail = unsent.at(-1)
+      if (tail !== undefined && unsent.length > riding && tail[1] + 1 === first) tail[1] = last
+      else unsent.push([first, last])
+      if (timer === undefined) {
+        timer = setTimeout(() => void deleteSent().catch(() => {}), laterMs)
+        timer.unref()
+      }
+      return Promise.resolve()
     },
-    size: (): Promise<number> => store.run(Effect.map(count.get(instance), (r) => Number(r?.n ?? 0))),
+    size: async (): Promise<number> => {
+      await deleteSent()
+      return store.run(Effect.map(count.get(instance), (r) => Number(r?.n ?? 0)))
+    },
     /** Takes over the unsent entries of dead instances; returns how many. */
     adopt: (dead: ReadonlyArray<string>): Promise<number> =>
       store.transaction(Effect.reduce(dead, () => 0, (n, d) => Effect.map(adopt.run(instance, d), (m) => n + m)))

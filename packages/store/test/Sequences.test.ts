@@ -132,6 +132,112 @@ describe("SQLite outbox numbers", () => {
   })
 })
 
+describe("SQLite outbox: the delete of sent offered entries goes with the next add", () => {
+  it("never reads a sent entry back, deletes no unsent one, and leaves no sent one behind on close, over offered adds, sends, drains, failed adds and restarts", async () => {
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("add" as const), n: fc.integer({ min: 1, max: 3 }), fails: fc.boolean() }),
+      fc.record({ kind: fc.constant("send" as const), n: fc.integer({ min: 1, max: 3 }) }),
+      fc.record({ kind: fc.constant("drain" as const), n: fc.integer({ min: 1, max: 4 }) }),
+      fc.record({ kind: fc.constant("wait" as const) }),
+      fc.record({ kind: fc.constant("size" as const) }),
+      fc.record({ kind: fc.constant("restart" as const) })
+    )
+    const rows = async (store: Store) => (await store.run(store.query("SELECT payload FROM outbox ORDER BY seq").all())).map((r) => String(r.payload))
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), async (ops) => {
+        const path = freshPath()
+        let store = await Sqlite.open({ path, checkpointIntervalMs: 0 })
+        let outbox = await Outbox.make(store)
+        /** The model: unsent entries in commit order, and those of them offered to this process's relay (the fast path publishes them without a read). */
+        let unsent: Array<string> = []
+        let offered: Array<Outbox.Entry> = []
+        let n = 0
+        try {
+          for (const o of ops) {
+            if (o.kind === "restart") {
+              await store.close()
+              store = await Sqlite.open({ path, checkpointIntervalMs: 0 })
+              // Closed: what was sent is gone from the table, what was not is all there.
+              expect(await rows(store)).toEqual(unsent)
+              outbox = await Outbox.make(store)
+              offered = []
+            } else if (o.kind === "add") {
+              const payloads = Array.from({ length: o.n }, () => `m${++n}`)
+              const written = store.transaction(
+                Effect.gen(function* () {
+                  const entries: Array<() => Outbox.Entry> = []
+                  for (const p of payloads) entries.push(yield* outbox.added("events/x", p))
+                  if (o.fails) return yield* Effect.fail(new Error("rolled back"))
+                  return entries
+                })
+              )
+              if (o.fails) {
+                await expect(written).rejects.toThrow("rolled back")
+                continue
+              }
+              // Offered in order when nothing older is unsent or offered (the relay's fast path).
+              const entries = (await written).map((e) => e())
+              if (offered.length === unsent.length) offered.push(...entries)
+              unsent.push(...payloads)
+            } else if (o.kind === "send") {
+              // The relay publishes offered entries in order and marks each run sent.
+              const run = offered.splice(0, o.n)
+              if (run.length === 0) continue
+              await outbox.sent(run[0]!.seq, run.at(-1)!.seq)
+              unsent = unsent.slice(run.length)
+            } else if (o.kind === "drain") {
+              // A drain reads what is unsent (never an entry already sent) and sends it.
+              const read = await outbox.pending(o.n)
+              expect(read.map((e) => e.payload)).toEqual(unsent.slice(0, o.n))
+              offered = offered.slice(Math.min(offered.length, read.length))
+              if (read.length === 0) continue
+              await outbox.sent(read[0]!.seq, read.at(-1)!.seq)
+              unsent = unsent.slice(read.length)
+            } else if (o.kind === "size") {
+              expect(await outbox.size()).toBe(unsent.length)
+            } else {
+              await new Promise((r) => setTimeout(r, 10))
+              // Left alone, the sent entries are deleted on their own.
+              expect(await rows(store)).toEqual(unsent)
+            }
+            // Whatever was sent and not deleted yet, no unsent entry is gone.
+            const left = await rows(store)
+            expect(left.slice(left.length - unsent.length)).toEqual(unsent)
+          }
+        } finally {
+          await store.close()
+          rmSync(path, { force: true })
+        }
+      }),
+      { numRuns: runs }
+    )
+  })
+})
+
+describe("SQLite outbox: where the delete of a sent offered entry goes", () => {
+  it("goes with the next add's transaction, one statement more in it and no commit of its own", async () => {
+    const store = await Sqlite.open({ path: freshPath(), checkpointIntervalMs: 0 })
+    try {
+      const outbox = await Outbox.make(store)
+      const rows = async () => (await store.run(store.query("SELECT payload FROM outbox ORDER BY seq").all())).map((r) => String(r.payload))
+      const first = (await store.transaction(outbox.added("reply/c", "a")))()
+      await outbox.sent(first.seq, first.seq)
+      expect(await rows()).toEqual(["a"])
+      const before = store.statements()
+      await store.transaction(outbox.added("reply/c", "b"))
+      // BEGIN, the delete, the insert, COMMIT.
+      expect(store.statements() - before).toBe(4)
+      expect(await rows()).toEqual(["b"])
+      // An entry a drain read is deleted at once.
+      const [second] = await outbox.pending(10)
+      await outbox.sent(second!.seq, second!.seq)
+      expect(await rows()).toEqual([])
+    } finally {
+      await store.close()
+    }
+  })
+})
+
 describe("SQLite ingress log numbers", () => {
   it("gives no seen envelope id's number to a new entry, and sees an envelope id once within the window, over appends, forwards, prunes and restarts", async () => {
     const op = fc.oneof(
