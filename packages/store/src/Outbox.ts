@@ -104,30 +104,38 @@ export const make = async (store: Store, options: { readonly instance?: string }
   /** Numbers of entries given by `added` (offered to the relay), not yet sent. */
   const offered = new Set<number>()
   /** Runs of sent entries not yet deleted, in order; `riding`: how many of them an add's transaction has deleted (maybe rolled back). */
-  const unsent: Array<[number, number]> = []
+  const sentRuns: Array<[number, number]> = []
   let riding = 0
   let timer: ReturnType<typeof setTimeout> | undefined
-  /** Deletes the runs of sent entries in a commit of their own (again those an add's transaction deleted: it may have rolled back). */
+  /** The last `deleteSent`'s delete (settled: never rejects). */
+  let deleting: Promise<unknown> = Promise.resolve()
+  /**
+   * Deletes the runs of sent entries in a commit of their own (again those an add's transaction
+   * deleted: it may have rolled back); resolves once every delete begun before it is done.
+   */
   const deleteSent = async (): Promise<void> => {
     if (timer !== undefined) clearTimeout(timer)
     timer = undefined
-    const runs = unsent.splice(0)
+    const runs = sentRuns.splice(0)
     riding = 0
-    if (runs.length === 0) return
+    const before = deleting
+    if (runs.length === 0) return void (await before)
+    const deletes = Effect.forEach(runs, ([first, last]) => remove.run(last, first, instance), { discard: true })
+    const done = before.then(() => (runs.length === 1 ? store.run(deletes) : store.transaction(deletes)))
+    deleting = done.catch(() => {})
     try {
-      const deletes = Effect.forEach(runs, ([first, last]) => remove.run(last, first, instance), { discard: true })
-      await (runs.length === 1 ? store.run(deletes) : store.transaction(deletes))
+      await done
     } catch (error) {
-      unsent.unshift(...runs)
+      sentRuns.unshift(...runs)
       throw error
     }
   }
   if (deferred) beforeClose(store, () => deleteSent().catch(() => {}))
   /** The deletes of runs sent since the last add, inside the add's transaction. */
   const deleteRiding: Sql<void> = Effect.suspend(() => {
-    if (riding === unsent.length) return Effect.void
-    const runs = unsent.slice(riding)
-    riding = unsent.length
+    if (riding === sentRuns.length) return Effect.void
+    const runs = sentRuns.slice(riding)
+    riding = sentRuns.length
     return Effect.forEach(runs, ([first, last]) => remove.run(last, first, instance), { discard: true })
   })
   const withDeletes = <A>(add: Sql<A>): Sql<A> => (deferred ? Effect.andThen(deleteRiding, add) : add)
@@ -164,9 +172,9 @@ export const make = async (store: Store, options: { readonly instance?: string }
       // The relay publishes in order: nothing offered up to `last` is left to send.
       for (const seq of offered) if (seq <= last) offered.delete(seq)
       if (!all) return store.run(Effect.asVoid(remove.run(last, first, instance)))
-      const tail = unsent.at(-1)
-      if (tail !== undefined && unsent.length > riding && tail[1] + 1 === first) tail[1] = last
-      else unsent.push([first, last])
+      const tail = sentRuns.at(-1)
+      if (tail !== undefined && sentRuns.length > riding && tail[1] + 1 === first) tail[1] = last
+      else sentRuns.push([first, last])
       if (timer === undefined) {
         timer = setTimeout(() => void deleteSent().catch(() => {}), laterMs)
         timer.unref()
