@@ -19,12 +19,34 @@ const dir = mkdtempSync(join(tmpdir(), "baton-sequences-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 let files = 0
 const freshPath = () => join(dir, `store-${++files}.db`)
+/** A store on the file at `path`, checkpointed by SQLite itself (no worker to start per run). */
+const openAt = (path: string): Promise<Store> => Sqlite.open({ path, checkpointIntervalMs: 0 })
+/** Runs `body` on a fresh database file, removed after. */
+const onFreshFile = async (body: (path: string) => Promise<void>) => {
+  const path = freshPath()
+  try {
+    await body(path)
+  } finally {
+    rmSync(path, { force: true })
+  }
+}
+/** `body` holds for every sequence of operations drawn from `op`. */
+const everySequence = <O>(op: fc.Arbitrary<O>, body: (ops: ReadonlyArray<O>) => Promise<void>) =>
+  fc.assert(fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), body), { numRuns: runs })
 
 const schemaOf = async (store: Store, table: string) => String((await store.run(store.query("SELECT sql FROM sqlite_schema WHERE name = ?").get(table)))?.sql)
 const sequenceRows = async (store: Store) =>
   (await store.run(store.query("SELECT name FROM sqlite_schema WHERE name = 'sqlite_sequence'").get())) === undefined
     ? []
     : (await store.run(store.query("SELECT name, seq FROM sqlite_sequence ORDER BY name").all())).map((r) => `${String(r.name)}=${String(r.seq)}`)
+
+/** A store whose `table` is of the previous schema (numbered by AUTOINCREMENT): every migration but `name` applied. */
+const previousSchema = async (migrations: ReadonlyArray<{ readonly name: string }>, name: string, table: string): Promise<Store> => {
+  const store = await openAt(freshPath())
+  await store.migrate((migrations as typeof Outbox.migrations).filter((m) => m.name !== name))
+  expect(await schemaOf(store, table)).toMatch(/AUTOINCREMENT/)
+  return store
+}
 
 describe("SQLite outbox numbers", () => {
   it("never gives again, in one process, a number it has deleted, and numbers entries in commit order, over adds, sends, failed adds and restarts", async () => {
@@ -33,10 +55,9 @@ describe("SQLite outbox numbers", () => {
       fc.record({ kind: fc.constant("send" as const), n: fc.integer({ min: 1, max: 4 }) }),
       fc.record({ kind: fc.constant("restart" as const) })
     )
-    await fc.assert(
-      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), async (ops) => {
-        const path = freshPath()
-        let store = await Sqlite.open({ path, checkpointIntervalMs: 0 })
+    await everySequence(op, (ops) =>
+      onFreshFile(async (path) => {
+        let store = await openAt(path)
         let outbox = await Outbox.make(store)
         /** Numbers deleted by this process (the relay may still hold them as its position). */
         let deleted = new Set<number>()
@@ -48,7 +69,7 @@ describe("SQLite outbox numbers", () => {
           for (const o of ops) {
             if (o.kind === "restart") {
               await store.close()
-              store = await Sqlite.open({ path, checkpointIntervalMs: 0 })
+              store = await openAt(path)
               outbox = await Outbox.make(store)
               deleted = new Set()
               highest = 0
@@ -93,19 +114,14 @@ describe("SQLite outbox numbers", () => {
           }
         } finally {
           await store.close()
-          rmSync(path, { force: true })
         }
-      }),
-      { numRuns: runs }
+      })
     )
   })
 
   it("an outbox of the previous schema (AUTOINCREMENT) keeps its entries and numbers, and numbers new ones above them", async () => {
-    const path = freshPath()
-    const store = await Sqlite.open({ path, checkpointIntervalMs: 0 })
+    const store = await previousSchema(Outbox.migrations, "runtime/013-outbox-rowid-sqlite", "outbox")
     try {
-      await store.migrate(Outbox.migrations.filter((m) => m.name !== "runtime/013-outbox-rowid-sqlite"))
-      expect(await schemaOf(store, "outbox")).toMatch(/AUTOINCREMENT/)
       const insert = store.query("INSERT INTO outbox (topic, payload, qos, created_at, instance) VALUES ('events/x', ?, ?, 'x', ?)")
       await store.transaction(Effect.forEach([["a", 1, ""], ["b", 0, "other"], ["c", 1, ""], ["d", 1, ""]] as const, ([p, q, i]) => insert.run(p, q, i), { discard: true }))
       await store.run(store.query("DELETE FROM outbox WHERE payload = 'd'").run())
@@ -143,10 +159,9 @@ describe("SQLite outbox: the delete of sent offered entries goes with the next a
       fc.record({ kind: fc.constant("restart" as const) })
     )
     const rows = async (store: Store) => (await store.run(store.query("SELECT payload FROM outbox ORDER BY seq").all())).map((r) => String(r.payload))
-    await fc.assert(
-      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), async (ops) => {
-        const path = freshPath()
-        let store = await Sqlite.open({ path, checkpointIntervalMs: 0 })
+    await everySequence(op, (ops) =>
+      onFreshFile(async (path) => {
+        let store = await openAt(path)
         let outbox = await Outbox.make(store)
         /** The model: unsent entries in commit order, and those of them offered to this process's relay (the fast path publishes them without a read). */
         let unsent: Array<string> = []
@@ -156,7 +171,7 @@ describe("SQLite outbox: the delete of sent offered entries goes with the next a
           for (const o of ops) {
             if (o.kind === "restart") {
               await store.close()
-              store = await Sqlite.open({ path, checkpointIntervalMs: 0 })
+              store = await openAt(path)
               // Closed: what was sent is gone from the table, what was not is all there.
               expect(await rows(store)).toEqual(unsent)
               outbox = await Outbox.make(store)
@@ -206,17 +221,15 @@ describe("SQLite outbox: the delete of sent offered entries goes with the next a
           }
         } finally {
           await store.close()
-          rmSync(path, { force: true })
         }
-      }),
-      { numRuns: runs }
+      })
     )
   })
 })
 
 describe("SQLite outbox: where the delete of a sent offered entry goes", () => {
   it("goes with the next add's transaction, one statement more in it and no commit of its own", async () => {
-    const store = await Sqlite.open({ path: freshPath(), checkpointIntervalMs: 0 })
+    const store = await openAt(freshPath())
     try {
       const outbox = await Outbox.make(store)
       const rows = async () => (await store.run(store.query("SELECT payload FROM outbox ORDER BY seq").all())).map((r) => String(r.payload))
@@ -246,11 +259,10 @@ describe("SQLite ingress log numbers", () => {
       fc.record({ kind: fc.constant("prune" as const) }),
       fc.record({ kind: fc.constant("restart" as const) })
     )
-    await fc.assert(
-      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 30 }), async (ops) => {
-        const path = freshPath()
+    await everySequence(op, (ops) =>
+      onFreshFile(async (path) => {
         const open = async () => {
-          const s = await Sqlite.open({ path, checkpointIntervalMs: 0 })
+          const s = await openAt(path)
           return { store: s, log: await IngressLog.make(s, { maxBytes: 100, previewBytes: 10 }) }
         }
         let { store, log } = await open()
@@ -305,19 +317,14 @@ describe("SQLite ingress log numbers", () => {
           expect(await sequenceRows(store)).toEqual([])
         } finally {
           await store.close()
-          rmSync(path, { force: true })
         }
-      }),
-      { numRuns: runs }
+      })
     )
   })
 
   it("an ingress log of the previous schema (AUTOINCREMENT) keeps its entries, numbers and unforwarded index", async () => {
-    const path = freshPath()
-    const store = await Sqlite.open({ path, checkpointIntervalMs: 0 })
+    const store = await previousSchema(IngressLog.migrations, "runtime/014-ingress-rowid-sqlite", "ingress_log")
     try {
-      await store.migrate(IngressLog.migrations.filter((m) => m.name !== "runtime/014-ingress-rowid-sqlite"))
-      expect(await schemaOf(store, "ingress_log")).toMatch(/AUTOINCREMENT/)
       const insert = store.query("INSERT INTO ingress_log (topic, payload, size, client_id, received_at, forwarded_at, instance) VALUES ('initiate/x', ?, 2, ?, 'x', ?, ?)")
       const rows = [["a", "c1", "2000-01-01T00:00:00.000Z", ""], ["b", null, null, ""], ["c", "c3", null, "other"], ["d", null, "2000-01-01T00:00:00.000Z", ""]] as const
       await store.transaction(Effect.forEach(rows, ([p, c, at, i]) => insert.run(Buffer.from(p), c, at, i), { discard: true }))
