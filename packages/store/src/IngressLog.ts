@@ -46,6 +46,35 @@ export const migrations = [
       ALTER TABLE ingress_seen_keyed RENAME TO ingress_seen`,
       pg: ""
     }
+  },
+  {
+    // SQLite: `seq` a plain rowid, not AUTOINCREMENT, whose high-water mark in sqlite_sequence
+    // was one more page written by every append. A rowid is one more than the largest in the
+    // table, so a number is given again only once every entry from it up was pruned, and nothing
+    // then refers to it: a seen envelope id keeps the number of an entry still in the log (both
+    // are pruned in one transaction, up to one number), the drain and the inline forwarding hold
+    // only entries not yet forwarded (never pruned), and the relay's position is the outbox's.
+    // The log's order is still the numbers' order (a new entry is above every entry left).
+    // PostgreSQL: unchanged (a sequence).
+    name: "runtime/014-ingress-rowid-sqlite",
+    sql: {
+      sqlite: `CREATE TABLE ingress_log_rowid (
+      seq INTEGER PRIMARY KEY,
+      topic TEXT NOT NULL,
+      payload BLOB NOT NULL,
+      size INTEGER NOT NULL,
+      client_id TEXT,
+      received_at TEXT NOT NULL,
+      forwarded_at TEXT,
+      instance TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO ingress_log_rowid (seq, topic, payload, size, client_id, received_at, forwarded_at, instance)
+      SELECT seq, topic, payload, size, client_id, received_at, forwarded_at, instance FROM ingress_log;
+    DROP TABLE ingress_log;
+    ALTER TABLE ingress_log_rowid RENAME TO ingress_log;
+    CREATE INDEX ingress_unforwarded ON ingress_log (forwarded_at) WHERE forwarded_at IS NULL`,
+      pg: ""
+    }
   }
 ]
 

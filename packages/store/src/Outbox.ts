@@ -5,6 +5,7 @@
  */
 import type { QoS } from "@baton/core"
 import { Effect } from "effect"
+import { beforeClose } from "./Sqlite.ts"
 import { ddl, type Sql, type Store } from "./Store.ts"
 
 export const migrations = [
@@ -24,8 +25,41 @@ export const migrations = [
     // The instance whose relay publishes the entry (a cluster shares the table).
     name: "runtime/007-outbox-instance",
     sql: "ALTER TABLE outbox ADD COLUMN instance TEXT NOT NULL DEFAULT ''"
+  },
+  {
+    // SQLite: `seq` a plain rowid, not AUTOINCREMENT, whose high-water mark in sqlite_sequence
+    // was one more page written by every transaction that adds an entry. A rowid is one more than
+    // the largest in the table, so the numbers of the last entries deleted would be given again
+    // once the relay has sent everything: `make` numbers the entries itself above the largest
+    // number this process has deleted (`sentUpTo`). PostgreSQL: unchanged (a sequence).
+    name: "runtime/013-outbox-rowid-sqlite",
+    sql: {
+      sqlite: `CREATE TABLE outbox_rowid (
+      seq INTEGER PRIMARY KEY,
+      topic TEXT NOT NULL,
+      payload TEXT NOT NULL,
+      qos INTEGER NOT NULL,
+      created_at TEXT NOT NULL,
+      instance TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO outbox_rowid (seq, topic, payload, qos, created_at, instance) SELECT seq, topic, payload, qos, created_at, instance FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_rowid RENAME TO outbox`,
+      pg: ""
+    }
   }
 ]
+
+/**
+ * Per store, the largest sequence number that this process has deleted from the outbox (SQLite).
+ * The relay keeps the last number it handed to publishing and takes an entry offered right after
+ * a commit as the next one to publish when it follows that number (Relay.ts): a number deleted
+ * and given again to a later entry could be taken for the one right after what was published
+ * while older entries are still unsent (published out of order). Numbers above this one, and
+ * above every entry in the table, were never given in this process; a new process has no relay
+ * position to confuse, and nothing stored refers to a deleted entry's number.
+ */
+const sentUpTo = new WeakMap<Store, { top: number }>()
 
 export interface Entry {
   readonly seq: number
@@ -34,34 +68,123 @@ export interface Entry {
   readonly qos: QoS
 }
 
+/** SQLite: how long the delete of sent entries waits for a transaction that adds one, ms (see `deferred`). */
+const laterMs = 5
+
 /** `instance`: in a cluster, this instance's relay publishes only its own entries (and those it adopts). */
 export const make = async (store: Store, options: { readonly instance?: string } = {}) => {
   await store.migrate(migrations)
   const instance = options.instance ?? ""
-  const insert = store.query("INSERT INTO outbox (topic, payload, qos, created_at, instance) VALUES (?, ?, ?, ?, ?)")
-  const insertReturning = store.query("INSERT INTO outbox (topic, payload, qos, created_at, instance) VALUES (?, ?, ?, ?, ?) RETURNING seq")
+  let found = sentUpTo.get(store)
+  if (found === undefined) sentUpTo.set(store, (found = { top: 0 }))
+  const deleted = found
+  // SQLite: above both the largest number in the table and the largest this process deleted
+  // (`sentUpTo`); PostgreSQL: its sequence.
+  const columns = store.dialect === "sqlite" ? "(seq, topic, payload, qos, created_at, instance) VALUES (max(?, (SELECT coalesce(max(seq), 0) FROM outbox)) + 1, " : "(topic, payload, qos, created_at, instance) VALUES ("
+  const insertText = `INSERT INTO outbox ${columns}?, ?, ?, ?, ?)`
+  const insert = store.query(insertText)
+  const insertReturning = store.query(`${insertText} RETURNING seq`)
+  /** The values of an insert: on SQLite led by the number to stay above. */
+  const values = (topic: string, payload: string, qos: QoS): ReadonlyArray<unknown> =>
+    store.dialect === "sqlite" ? [deleted.top, topic, payload, qos, new Date().toISOString(), instance] : [topic, payload, qos, new Date().toISOString(), instance]
   const pending = store.query("SELECT seq, topic, payload, qos FROM outbox WHERE instance = ? ORDER BY seq LIMIT ?")
   const remove = store.query("DELETE FROM outbox WHERE seq <= ? AND seq >= ? AND instance = ?")
   const count = store.query("SELECT COUNT(*) AS n FROM outbox WHERE instance = ?")
   const adopt = store.query("UPDATE outbox SET instance = ? WHERE instance = ? RETURNING seq")
+
+  // SQLite: the delete of entries that the relay was offered (`added`) and has sent goes with the
+  // next transaction that adds one (the page it deletes from is the one the add writes: a page
+  // and a commit less a request-reply round trip, where a delete of its own commits a page of its
+  // own), or, when none comes within `laterMs`, in a commit of its own. Until then they are left
+  // out of what this outbox reads (`pending`, `size`: both delete them first). A crash in between
+  // publishes them again, as one between a publish and its delete would. What a drain read
+  // (`pending`) is deleted at once, as before. PostgreSQL: deleted at once (the next add may be
+  // on another connection).
+  const deferred = store.dialect === "sqlite"
+  /** Numbers of entries given by `added` (offered to the relay), not yet sent. */
+  const offered = new Set<number>()
+  /** Runs of sent entries not yet deleted, in order; `riding`: how many of them an add's transaction has deleted (maybe rolled back). */
+  const sentRuns: Array<[number, number]> = []
+  let riding = 0
+  let timer: ReturnType<typeof setTimeout> | undefined
+  /** The last `deleteSent`'s delete (settled: never rejects). */
+  let deleting: Promise<unknown> = Promise.resolve()
+  /**
+   * Deletes the runs of sent entries in a commit of their own (again those an add's transaction
+   * deleted: it may have rolled back); resolves once every delete begun before it is done.
+   */
+  const deleteSent = async (): Promise<void> => {
+    if (timer !== undefined) clearTimeout(timer)
+    timer = undefined
+    const runs = sentRuns.splice(0)
+    riding = 0
+    const before = deleting
+    if (runs.length === 0) return void (await before)
+    const deletes = Effect.forEach(runs, ([first, last]) => remove.run(last, first, instance), { discard: true })
+    const done = before.then(() => (runs.length === 1 ? store.run(deletes) : store.transaction(deletes)))
+    deleting = done.catch(() => {})
+    try {
+      await done
+    } catch (error) {
+      sentRuns.unshift(...runs)
+      throw error
+    }
+  }
+  if (deferred) beforeClose(store, () => deleteSent().catch(() => {}))
+  /** The deletes of runs sent since the last add, inside the add's transaction. */
+  const deleteRiding: Sql<void> = Effect.suspend(() => {
+    if (riding === sentRuns.length) return Effect.void
+    const runs = sentRuns.slice(riding)
+    riding = sentRuns.length
+    return Effect.forEach(runs, ([first, last]) => remove.run(last, first, instance), { discard: true })
+  })
+  const withDeletes = <A>(add: Sql<A>): Sql<A> => (deferred ? Effect.andThen(deleteRiding, add) : add)
   return {
     /** Adds a message to publish; call inside the transaction of the change that caused it. */
-    add: (topic: string, payload: string, qos: QoS = 1): Sql<void> => Effect.asVoid(insert.write(topic, payload, qos, new Date().toISOString(), instance)),
+    add: (topic: string, payload: string, qos: QoS = 1): Sql<void> => withDeletes(Effect.asVoid(insert.write(...values(topic, payload, qos)))),
     /**
      * `add`, giving the entry as written (with its sequence number), to read once the transaction
      * has committed: for the relay's `offer` (publishing it at once when nothing older is unsent).
      */
     added: (topic: string, payload: string, qos: QoS = 1): Sql<() => Entry> =>
-      Effect.map(insertReturning.writeRows(topic, payload, qos, new Date().toISOString(), instance), (rows) => () => ({ seq: Number(rows()[0]?.seq), topic, payload, qos })),
-    pending: (limit: number): Promise<ReadonlyArray<Entry>> =>
-      store.run(
+      withDeletes(Effect.map(insertReturning.writeRows(...values(topic, payload, qos)), (rows) => () => {
+        const seq = Number(rows()[0]?.seq)
+        if (deferred) offered.add(seq)
+        return { seq, topic, payload, qos }
+      })),
+    pending: async (limit: number): Promise<ReadonlyArray<Entry>> => {
+      await deleteSent()
+      return store.run(
         Effect.map(pending.all(instance, limit), (rows) =>
           rows.map((r) => ({ seq: Number(r.seq), topic: String(r.topic), payload: String(r.payload), qos: Number(r.qos) as QoS }))
         )
-      ),
-    /** Deletes the entries from `first` to `last` (a contiguous run that `pending` returned). */
-    sent: (first: number, last: number): Promise<void> => store.run(Effect.asVoid(remove.run(last, first, instance))),
-    size: (): Promise<number> => store.run(Effect.map(count.get(instance), (r) => Number(r?.n ?? 0))),
+      )
+    },
+    /**
+     * Deletes the entries from `first` to `last` (a contiguous run that `pending` returned); on
+     * SQLite with the next add's transaction or soon after (see `deferred`).
+     */
+    sent: (first: number, last: number): Promise<void> => {
+      // Before the delete: should it commit and still fail, its numbers are not given again either.
+      deleted.top = Math.max(deleted.top, last)
+      let all = deferred
+      for (let seq = first; all && seq <= last; seq++) all = offered.has(seq)
+      // The relay publishes in order: nothing offered up to `last` is left to send.
+      for (const seq of offered) if (seq <= last) offered.delete(seq)
+      if (!all) return store.run(Effect.asVoid(remove.run(last, first, instance)))
+      const tail = sentRuns.at(-1)
+      if (tail !== undefined && sentRuns.length > riding && tail[1] + 1 === first) tail[1] = last
+      else sentRuns.push([first, last])
+      if (timer === undefined) {
+        timer = setTimeout(() => void deleteSent().catch(() => {}), laterMs)
+        timer.unref()
+      }
+      return Promise.resolve()
+    },
+    size: async (): Promise<number> => {
+      await deleteSent()
+      return store.run(Effect.map(count.get(instance), (r) => Number(r?.n ?? 0)))
+    },
     /** Takes over the unsent entries of dead instances; returns how many. */
     adopt: (dead: ReadonlyArray<string>): Promise<number> =>
       store.transaction(Effect.reduce(dead, () => 0, (n, d) => Effect.map(adopt.run(instance, d), (m) => n + m)))

@@ -114,6 +114,12 @@ export const client = (db: DatabaseSync): Effect.Effect<{ readonly sql: SqlClien
     return { sql, exclusive: acquirers.borrower }
   })
 
+/** Per open store: what runs as it closes, before the connection does (`beforeClose`). */
+const closing = new WeakMap<Store.Store, Array<() => Promise<void>>>()
+
+/** Runs `f` when `store` (a store this module opened) closes, before its connection closes. */
+export const beforeClose = (store: Store.Store, f: () => Promise<void>): void => void closing.get(store)?.push(f)
+
 export const open = async (options: Options): Promise<Store.Store> => {
   if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true })
   const db = new DatabaseSync(options.path)
@@ -126,7 +132,8 @@ export const open = async (options: Options): Promise<Store.Store> => {
   db.exec("CREATE TABLE IF NOT EXISTS baton_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
   const scope = Scope.makeUnsafe()
   const { sql, exclusive } = await Effect.runPromise(Scope.provide(client(db), scope))
-  return Store.make({
+  const hooks: Array<() => Promise<void>> = []
+  const store = Store.make({
     kind: "sqlite",
     sql,
     exclusive,
@@ -134,10 +141,13 @@ export const open = async (options: Options): Promise<Store.Store> => {
     // event loop for long; the rest commit in the next turn.
     maxBatch: 64,
     close: async () => {
+      for (const f of hooks.splice(0)) await f()
       await Effect.runPromise(Scope.close(scope, Exit.void))
       // The worker's connection first: the last one to close checkpoints the whole WAL and removes it.
       await checkpointer?.stop()
       if (db.isOpen) db.close()
     }
   })
+  closing.set(store, hooks)
+  return store
 }
