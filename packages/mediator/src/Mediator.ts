@@ -15,6 +15,7 @@
 import { randomUUID } from "node:crypto"
 import { Conflict, Envelope, Log, NotFound, Rejected, Topics, type Batch, type Processor, type Workflow as W } from "@baton/core"
 import { Effect } from "effect"
+import { SqlError } from "effect/sql"
 
 type Result = W.Result
 type Rule = W.Rule
@@ -144,9 +145,10 @@ export const domain = (options: {
   readonly fault?: () => void
   /**
    * Keep the committed state of the workflows in flight in memory, so that an input's transition
-   * starts from it instead of reading and parsing the stored row. Only where this mediator is the
-   * store's one writer: the default on SQLite (one instance); in a cluster (PostgreSQL) another
-   * instance may have moved a workflow meanwhile, so every input reads the store.
+   * starts from it instead of reading and parsing the stored row (default on). Each write asserts
+   * the stored row's version is the one the transition started from: in a cluster, where another
+   * instance may have moved a workflow meanwhile (its partition handed over and back), a stale
+   * copy fails the write as a conflict, is dropped, and the input runs again from the store.
    */
   readonly cache?: boolean
   /**
@@ -171,7 +173,7 @@ export const domain = (options: {
    * after the commit: a rolled-back or retried input leaves it as it was). Inputs of one workflow
    * run one at a time, so the next one starts from here; a miss reads the store.
    */
-  const cache = (options.cache ?? store.kind === "sqlite") ? new Map<string, Saved>() : undefined
+  const cache = (options.cache ?? true) ? new Map<string, Saved>() : undefined
   const cached = (state: Saved) => {
     if (cache === undefined) return
     cache.delete(state.id)
@@ -239,7 +241,7 @@ export const domain = (options: {
     }
     const t = Machine.transition(spec, defaults, before, input, now().toISOString())
     if (t.state === undefined || (t.state === before && t.effects.length === 0)) return undefined
-    return { ...t.state, lastInput: event.id, lastEffects: t.effects } satisfies Saved
+    return { ...t.state, lastInput: event.id, lastEffects: t.effects, version: (before?.version ?? 0) + 1 } satisfies Saved
   }
 
   /** What a new state sends and announces. */
@@ -272,8 +274,19 @@ export const domain = (options: {
     }
   }
 
-  /** In the input's transaction: the state written (or a finished workflow's removed). */
-  const write = (saved: Saved) => (Machine.terminal(saved.status) && !Machine.kept(saved.status) ? store.remove(saved.id) : store.save(saved))
+  /**
+   * In the input's transaction: the state written (or a finished workflow's removed), if the stored
+   * row is still the one it was computed from. Otherwise another instance moved the workflow (this
+   * one's copy is stale): the copy is dropped and the transaction fails as a lost conflict, run
+   * again from the stored state.
+   */
+  const write = (saved: Saved, expected = (saved.version ?? 1) - 1) =>
+    Effect.flatMap(Machine.terminal(saved.status) && !Machine.kept(saved.status) ? store.remove(saved, expected) : store.save(saved, expected), (written) => {
+      if (written) return Effect.void
+      cache?.delete(saved.id)
+      const message = `workflow ${saved.id} was moved by another writer since version ${expected} was read`
+      return Effect.fail(new SqlError.SqlError({ reason: new SqlError.SerializationError({ message, operation: "write workflow", cause: undefined }) }))
+    })
 
   /** Of each workflow in a run, its last new state: the one written, in the order they were last moved. */
   const lastOfEach = (steps: ReadonlyArray<Saved | undefined>): ReadonlyArray<Saved> => {
@@ -292,31 +305,35 @@ export const domain = (options: {
    * workflow's input before it left, as one at a time would give; each workflow's last state
    * written once, each input's effects announced as its own.
    */
-  const batch: Batch<ReadonlyArray<Saved | undefined>> = {
+  const batch: Batch<{ readonly steps: ReadonlyArray<Saved | undefined>; readonly stored: ReadonlyMap<string, number> }> = {
     max: 16,
     prepare: (events) =>
       Effect.tryPromise({
         try: async () => {
           const states = new Map<string, Saved | undefined>()
           const steps: Array<Saved | undefined> = []
+          /** Of each workflow, the version stored before the run (its last state's write expects it). */
+          const stored = new Map<string, number>()
           for (const event of events) {
             const id = workflowOf(event)
             const before = states.has(id) ? states.get(id) : await current(id)
+            if (!stored.has(id)) stored.set(id, before?.version ?? 0)
             const next = transition(before, event)
             states.set(id, next ?? before)
             steps.push(next)
           }
-          return steps
+          return { steps, stored }
         },
         catch: (error) => error
       }),
-    handle: (events, steps) => {
+    handle: (events, { steps, stored }) => {
       const announced = events.map((event, i) => (steps[i] === undefined ? [] : outgoing(event, steps[i])))
       const last = lastOfEach(steps)
       if (last.length === 0) return Effect.succeed(announced)
-      return Effect.as(last.length === 1 ? write(last[0]!) : Effect.forEach(last, write, { discard: true }), announced)
+      const written = (s: Saved) => write(s, stored.get(s.id))
+      return Effect.as(last.length === 1 ? written(last[0]!) : Effect.forEach(last, written, { discard: true }), announced)
     },
-    committed: (_events, steps) => {
+    committed: (_events, { steps }) => {
       for (const last of lastOfEach(steps)) settled(last, steps.flatMap((s) => (s?.id === last.id ? s.lastEffects : [])))
     }
   }
@@ -356,6 +373,8 @@ export const domain = (options: {
       enqueue = f
     },
     recover: async (owns) => {
+      // Workflows of partitions just acquired: another instance may have moved them since this one held them.
+      if (owns !== undefined) for (const id of [...(cache?.keys() ?? [])]) if (owns(id)) cache?.delete(id)
       let inFlight = 0
       for (const state of await store.list({ domain: options.domain, limit: 1_000_000 })) {
         if (owns !== undefined && !owns(state.id)) continue
