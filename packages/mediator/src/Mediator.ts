@@ -174,6 +174,8 @@ export const domain = (options: {
    * run one at a time, so the next one starts from here; a miss reads the store.
    */
   const cache = (options.cache ?? true) ? new Map<string, Saved>() : undefined
+  /** Workflows whose last write found the stored row moved: their next input reads it. */
+  const conflicted = new Set<string>()
   const cached = (state: Saved) => {
     if (cache === undefined) return
     cache.delete(state.id)
@@ -226,7 +228,15 @@ export const domain = (options: {
   }
 
   /** The workflow's state as its last input committed it. */
-  const current = async (id: string): Promise<Saved | undefined> => cache?.get(id) ?? (await store.load(id))
+  const current = async (event: Envelope.Envelope): Promise<Saved | undefined> => {
+    const id = workflowOf(event)
+    const copy = cache?.get(id)
+    if (copy !== undefined) return copy
+    if (cache === undefined || conflicted.delete(id)) return store.load(id)
+    // A start is for a workflow not stored yet (a repeated one's write finds the row: a conflict,
+    // and it runs again from the store), so it reads nothing first.
+    return starts.has(event.type) || event.type === messages.start ? undefined : store.load(id)
+  }
 
   /** The next state for an input (undefined when it changes nothing), from the state before it. */
   const transition = (before: Saved | undefined, event: Envelope.Envelope): Saved | undefined => {
@@ -284,6 +294,7 @@ export const domain = (options: {
     Effect.flatMap(Machine.terminal(saved.status) && !Machine.kept(saved.status) ? store.remove(saved, expected) : store.save(saved, expected), (written) => {
       if (written) return Effect.void
       cache?.delete(saved.id)
+      conflicted.add(saved.id)
       const message = `workflow ${saved.id} was moved by another writer since version ${expected} was read`
       return Effect.fail(new SqlError.SqlError({ reason: new SqlError.SerializationError({ message, operation: "write workflow", cause: undefined }) }))
     })
@@ -316,7 +327,7 @@ export const domain = (options: {
           const stored = new Map<string, number>()
           for (const event of events) {
             const id = workflowOf(event)
-            const before = states.has(id) ? states.get(id) : await current(id)
+            const before = states.has(id) ? states.get(id) : await current(event)
             if (!stored.has(id)) stored.set(id, before?.version ?? 0)
             const next = transition(before, event)
             states.set(id, next ?? before)
@@ -349,7 +360,7 @@ export const domain = (options: {
     // the transition, whose result `handle` writes in the input's transaction.
     prepare: (event) =>
       Effect.tryPromise({
-        try: async () => transition(await current(workflowOf(event)), event),
+        try: async () => transition(await current(event), event),
         catch: (error) => error
       }),
     // It only reads the workflow's state and computes the transition.
