@@ -228,14 +228,18 @@ export const domain = (options: {
   }
 
   /** The workflow's state as its last input committed it. */
-  const current = async (event: Envelope.Envelope): Promise<Saved | undefined> => {
+  /**
+   * The workflow's state for an input, and whether it was read from the store (else it is this
+   * mediator's copy, or assumed: to be checked by the write). `read`: from the store.
+   */
+  const current = async (event: Envelope.Envelope, read = false): Promise<readonly [Saved | undefined, boolean]> => {
     const id = workflowOf(event)
-    const copy = cache?.get(id)
-    if (copy !== undefined) return copy
-    if (cache === undefined || conflicted.delete(id)) return store.load(id)
+    const copy = read ? undefined : cache?.get(id)
+    if (copy !== undefined) return [copy, false]
+    if (read || cache === undefined || conflicted.delete(id)) return [await store.load(id), true]
     // A start is for a workflow not stored yet (a repeated one's write finds the row: a conflict,
     // and it runs again from the store), so it reads nothing first.
-    return starts.has(event.type) || event.type === messages.start ? undefined : store.load(id)
+    return starts.has(event.type) || event.type === messages.start ? [undefined, false] : [await store.load(id), true]
   }
 
   /** The next state for an input (undefined when it changes nothing), from the state before it. */
@@ -316,24 +320,35 @@ export const domain = (options: {
    * workflow's input before it left, as one at a time would give; each workflow's last state
    * written once, each input's effects announced as its own.
    */
-  const batch: Batch<{ readonly steps: ReadonlyArray<Saved | undefined>; readonly stored: ReadonlyMap<string, number> }> = {
+  const batch: Batch<{ readonly steps: ReadonlyArray<Saved | undefined>; readonly stored: ReadonlyMap<string, number>; readonly unchecked: boolean }> = {
     max: 16,
     prepare: (events) =>
       Effect.tryPromise({
         try: async () => {
-          const states = new Map<string, Saved | undefined>()
-          const steps: Array<Saved | undefined> = []
-          /** Of each workflow, the version stored before the run (its last state's write expects it). */
-          const stored = new Map<string, number>()
-          for (const event of events) {
-            const id = workflowOf(event)
-            const before = states.has(id) ? states.get(id) : await current(event)
-            if (!stored.has(id)) stored.set(id, before?.version ?? 0)
-            const next = transition(before, event)
-            states.set(id, next ?? before)
-            steps.push(next)
+          const transitions = async (read: boolean) => {
+            const states = new Map<string, Saved | undefined>()
+            const steps: Array<Saved | undefined> = []
+            /** Of each workflow, the version stored before the run (its last state's write expects it). */
+            const stored = new Map<string, number>()
+            let unchecked = false
+            for (const event of events) {
+              const id = workflowOf(event)
+              let before = states.get(id)
+              if (!states.has(id)) {
+                const [state, checked] = await current(event, read)
+                before = state
+                stored.set(id, before?.version ?? 0)
+                unchecked ||= !checked
+              }
+              const next = transition(before, event)
+              states.set(id, next ?? before)
+              steps.push(next)
+            }
+            return { steps, stored, unchecked }
           }
-          return { steps, stored }
+          const run = await transitions(false)
+          // An input that changes nothing writes nothing to check its copy by: such a run is computed again from the store.
+          return run.unchecked && run.steps.includes(undefined) ? transitions(true) : run
         },
         catch: (error) => error
       }),
@@ -360,7 +375,12 @@ export const domain = (options: {
     // the transition, whose result `handle` writes in the input's transaction.
     prepare: (event) =>
       Effect.tryPromise({
-        try: async () => transition(await current(event), event),
+        try: async () => {
+          const [before, checked] = await current(event)
+          const next = transition(before, event)
+          // It changes nothing, so no write checks the copy it started from: it is computed again from the store.
+          return next !== undefined || checked ? next : transition((await current(event, true))[0], event)
+        },
         catch: (error) => error
       }),
     // It only reads the workflow's state and computes the transition.
