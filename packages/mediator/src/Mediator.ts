@@ -385,6 +385,10 @@ export const domain = (options: {
       }),
     // It only reads the workflow's state and computes the transition.
     prepareReadsOnly: true,
+    // Its transaction locks only rows of its message's own: its inbox row, its workflow's row (the
+    // message's key, whose messages run one at a time) and the rows of what it sends: on
+    // PostgreSQL a group commit holds several of its messages (of different workflows) at once.
+    ownRows: true,
     handle: (event, saved) => {
       if (saved === undefined) return Effect.succeed([])
       // In the input's own transaction, with the effects below and the input's `done` mark. A
