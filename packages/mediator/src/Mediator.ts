@@ -227,7 +227,6 @@ export const domain = (options: {
     }
   }
 
-  /** The workflow's state as its last input committed it. */
   /**
    * The workflow's state for an input, and whether it was read from the store (else it is this
    * mediator's copy, or assumed: to be checked by the write). `read`: from the store.
