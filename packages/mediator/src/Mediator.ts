@@ -15,6 +15,7 @@
 import { randomUUID } from "node:crypto"
 import { Conflict, Envelope, Log, NotFound, Rejected, Topics, type Batch, type Processor, type Workflow as W } from "@baton/core"
 import { Effect } from "effect"
+import { SqlError } from "effect/sql"
 
 type Result = W.Result
 type Rule = W.Rule
@@ -144,9 +145,10 @@ export const domain = (options: {
   readonly fault?: () => void
   /**
    * Keep the committed state of the workflows in flight in memory, so that an input's transition
-   * starts from it instead of reading and parsing the stored row. Only where this mediator is the
-   * store's one writer: the default on SQLite (one instance); in a cluster (PostgreSQL) another
-   * instance may have moved a workflow meanwhile, so every input reads the store.
+   * starts from it instead of reading and parsing the stored row (default on). Each write asserts
+   * the stored row's version is the one the transition started from: in a cluster, where another
+   * instance may have moved a workflow meanwhile (its partition handed over and back), a stale
+   * copy fails the write as a conflict, is dropped, and the input runs again from the store.
    */
   readonly cache?: boolean
   /**
@@ -171,7 +173,9 @@ export const domain = (options: {
    * after the commit: a rolled-back or retried input leaves it as it was). Inputs of one workflow
    * run one at a time, so the next one starts from here; a miss reads the store.
    */
-  const cache = (options.cache ?? store.kind === "sqlite") ? new Map<string, Saved>() : undefined
+  const cache = (options.cache ?? true) ? new Map<string, Saved>() : undefined
+  /** Workflows whose last write found the stored row moved: their next input reads it. */
+  const conflicted = new Set<string>()
   const cached = (state: Saved) => {
     if (cache === undefined) return
     cache.delete(state.id)
@@ -223,8 +227,19 @@ export const domain = (options: {
     }
   }
 
-  /** The workflow's state as its last input committed it. */
-  const current = async (id: string): Promise<Saved | undefined> => cache?.get(id) ?? (await store.load(id))
+  /**
+   * The workflow's state for an input, and whether it was read from the store (else it is this
+   * mediator's copy, or assumed: to be checked by the write). `read`: from the store.
+   */
+  const current = async (event: Envelope.Envelope, read = false): Promise<readonly [Saved | undefined, boolean]> => {
+    const id = workflowOf(event)
+    const copy = read ? undefined : cache?.get(id)
+    if (copy !== undefined) return [copy, false]
+    if (read || cache === undefined || conflicted.delete(id)) return [await store.load(id), true]
+    // A start is for a workflow not stored yet (a repeated one's write finds the row: a conflict,
+    // and it runs again from the store), so it reads nothing first.
+    return starts.has(event.type) || event.type === messages.start ? [undefined, false] : [await store.load(id), true]
+  }
 
   /** The next state for an input (undefined when it changes nothing), from the state before it. */
   const transition = (before: Saved | undefined, event: Envelope.Envelope): Saved | undefined => {
@@ -239,7 +254,7 @@ export const domain = (options: {
     }
     const t = Machine.transition(spec, defaults, before, input, now().toISOString())
     if (t.state === undefined || (t.state === before && t.effects.length === 0)) return undefined
-    return { ...t.state, lastInput: event.id, lastEffects: t.effects } satisfies Saved
+    return { ...t.state, lastInput: event.id, lastEffects: t.effects, version: (before?.version ?? 0) + 1 } satisfies Saved
   }
 
   /** What a new state sends and announces. */
@@ -272,8 +287,20 @@ export const domain = (options: {
     }
   }
 
-  /** In the input's transaction: the state written (or a finished workflow's removed). */
-  const write = (saved: Saved) => (Machine.terminal(saved.status) && !Machine.kept(saved.status) ? store.remove(saved.id) : store.save(saved))
+  /**
+   * In the input's transaction: the state written (or a finished workflow's removed), if the stored
+   * row is still the one it was computed from. Otherwise another instance moved the workflow (this
+   * one's copy is stale): the copy is dropped and the transaction fails as a lost conflict, run
+   * again from the stored state.
+   */
+  const write = (saved: Saved, expected = (saved.version ?? 1) - 1) =>
+    Effect.flatMap(Machine.terminal(saved.status) && !Machine.kept(saved.status) ? store.remove(saved, expected) : store.save(saved, expected), (written) => {
+      if (written) return Effect.void
+      cache?.delete(saved.id)
+      conflicted.add(saved.id)
+      const message = `workflow ${saved.id} was moved by another writer since version ${expected} was read`
+      return Effect.fail(new SqlError.SqlError({ reason: new SqlError.SerializationError({ message, operation: "write workflow", cause: undefined }) }))
+    })
 
   /** Of each workflow in a run, its last new state: the one written, in the order they were last moved. */
   const lastOfEach = (steps: ReadonlyArray<Saved | undefined>): ReadonlyArray<Saved> => {
@@ -292,31 +319,46 @@ export const domain = (options: {
    * workflow's input before it left, as one at a time would give; each workflow's last state
    * written once, each input's effects announced as its own.
    */
-  const batch: Batch<ReadonlyArray<Saved | undefined>> = {
+  const batch: Batch<{ readonly steps: ReadonlyArray<Saved | undefined>; readonly stored: ReadonlyMap<string, number>; readonly unchecked: boolean }> = {
     max: 16,
     prepare: (events) =>
       Effect.tryPromise({
         try: async () => {
-          const states = new Map<string, Saved | undefined>()
-          const steps: Array<Saved | undefined> = []
-          for (const event of events) {
-            const id = workflowOf(event)
-            const before = states.has(id) ? states.get(id) : await current(id)
-            const next = transition(before, event)
-            states.set(id, next ?? before)
-            steps.push(next)
+          const transitions = async (read: boolean) => {
+            const states = new Map<string, Saved | undefined>()
+            const steps: Array<Saved | undefined> = []
+            /** Of each workflow, the version stored before the run (its last state's write expects it). */
+            const stored = new Map<string, number>()
+            let unchecked = false
+            for (const event of events) {
+              const id = workflowOf(event)
+              let before = states.get(id)
+              if (!states.has(id)) {
+                const [state, checked] = await current(event, read)
+                before = state
+                stored.set(id, before?.version ?? 0)
+                unchecked ||= !checked
+              }
+              const next = transition(before, event)
+              states.set(id, next ?? before)
+              steps.push(next)
+            }
+            return { steps, stored, unchecked }
           }
-          return steps
+          const run = await transitions(false)
+          // An input that changes nothing writes nothing to check its copy by: such a run is computed again from the store.
+          return run.unchecked && run.steps.includes(undefined) ? transitions(true) : run
         },
         catch: (error) => error
       }),
-    handle: (events, steps) => {
+    handle: (events, { steps, stored }) => {
       const announced = events.map((event, i) => (steps[i] === undefined ? [] : outgoing(event, steps[i])))
       const last = lastOfEach(steps)
       if (last.length === 0) return Effect.succeed(announced)
-      return Effect.as(last.length === 1 ? write(last[0]!) : Effect.forEach(last, write, { discard: true }), announced)
+      const written = (s: Saved) => write(s, stored.get(s.id))
+      return Effect.as(last.length === 1 ? written(last[0]!) : Effect.forEach(last, written, { discard: true }), announced)
     },
-    committed: (_events, steps) => {
+    committed: (_events, { steps }) => {
       for (const last of lastOfEach(steps)) settled(last, steps.flatMap((s) => (s?.id === last.id ? s.lastEffects : [])))
     }
   }
@@ -332,11 +374,20 @@ export const domain = (options: {
     // the transition, whose result `handle` writes in the input's transaction.
     prepare: (event) =>
       Effect.tryPromise({
-        try: async () => transition(await current(workflowOf(event)), event),
+        try: async () => {
+          const [before, checked] = await current(event)
+          const next = transition(before, event)
+          // It changes nothing, so no write checks the copy it started from: it is computed again from the store.
+          return next !== undefined || checked ? next : transition((await current(event, true))[0], event)
+        },
         catch: (error) => error
       }),
     // It only reads the workflow's state and computes the transition.
     prepareReadsOnly: true,
+    // Its transaction locks only rows of its message's own: its inbox row, its workflow's row (the
+    // message's key, whose messages run one at a time) and the rows of what it sends: on
+    // PostgreSQL a group commit holds several of its messages (of different workflows) at once.
+    ownRows: true,
     handle: (event, saved) => {
       if (saved === undefined) return Effect.succeed([])
       // In the input's own transaction, with the effects below and the input's `done` mark. A
@@ -356,6 +407,8 @@ export const domain = (options: {
       enqueue = f
     },
     recover: async (owns) => {
+      // Workflows of partitions just acquired: another instance may have moved them since this one held them.
+      if (owns !== undefined) for (const id of [...(cache?.keys() ?? [])]) if (owns(id)) cache?.delete(id)
       let inFlight = 0
       for (const state of await store.list({ domain: options.domain, limit: 1_000_000 })) {
         if (owns !== undefined && !owns(state.id)) continue

@@ -1,7 +1,7 @@
 /**
- * A domain mediator keeps the committed state of its workflows in flight in memory (on SQLite, its
- * one writer) instead of reading the stored row for each input. These tests check that this
- * changes nothing of what it does: for any run, the same sends, announcements and stored states as
+ * A domain mediator keeps the committed state of its workflows in flight in memory instead of
+ * reading the stored row for each input (in a cluster too: see Handover.test.ts). These tests
+ * check that this changes nothing of what it does: for any run, the same sends, announcements and stored states as
  * a mediator that reads every input's state from the store, across rolled-back transactions and
  * restarts of the process. The same for runs of one workflow's inputs applied in one transaction
  * (`processor.batch`: the acknowledgements of a step that come together): for any cut of the
@@ -136,7 +136,7 @@ describe("a domain mediator's state in memory (SQLite)", () => {
     expect((await Effect.runPromise(m.domain.processor.prepare!(ack)))?.lastEffects).toEqual(next?.lastEffects)
     await run(m.store, m.domain.processor, ack)
     expect((await m.workflows.load("wf-1"))?.step).toBe(1)
-    // On PostgreSQL (a cluster: other instances move workflows too) every input reads the store.
+    // Without the copy in memory (`cache: false`) every input reads the store.
     const reading = await mediator(false)
     await run(reading.store, reading.domain.processor, start)
     const read = reading.store.statements()

@@ -58,7 +58,7 @@ for (const kind of ["sqlite", "pg"] as const)
     it("the workflow store saves and removes inside the caller's transaction, and reads outside", async () => {
       const store = await open()
       const workflows = await WorkflowStore.inStore(store)
-      const saved = (id: string, status: string, updatedAt: string): WorkflowStore.Saved => ({
+      const saved = (id: string, status: string, updatedAt: string, version = 1): WorkflowStore.Saved => ({
         id,
         workflow: "w",
         domain: "d",
@@ -70,19 +70,25 @@ for (const kind of ["sqlite", "pg"] as const)
         startedAt: updatedAt,
         updatedAt,
         lastInput: "x",
-        lastEffects: []
+        lastEffects: [],
+        version
       })
       await store.transaction(Effect.andThen(workflows.save(saved("a", "running", "2026-01-01")), workflows.save(saved("b", "failed", "2026-01-02"))))
-      await store.transaction(workflows.save(saved("a", "running", "2026-01-03")))
+      expect(await store.transaction(workflows.save(saved("a", "running", "2026-01-03", 2)))).toBe(true)
       expect((await workflows.load("a"))?.updatedAt).toBe("2026-01-03")
+      // A write from a stale copy (computed from a version that is no longer the stored one) writes nothing.
+      expect(await store.transaction(workflows.save(saved("a", "running", "2026-01-09", 2)))).toBe(false)
+      expect(await store.transaction(workflows.save(saved("a", "running", "2026-01-09", 1)))).toBe(false)
+      expect(await store.transaction(workflows.remove(saved("a", "completed", "2026-01-09", 2)))).toBe(false)
+      expect(await workflows.load("a")).toMatchObject({ updatedAt: "2026-01-03", version: 2 })
       expect(await workflows.load("nope")).toBeUndefined()
       expect((await workflows.list({})).map((s) => s.id)).toEqual(["b", "a"])
       expect((await workflows.list({ status: "failed", domain: "d" })).map((s) => s.id)).toEqual(["b"])
       expect(await workflows.list({ domain: "other" })).toEqual([])
       // A failed transaction keeps nothing of it.
-      await expect(store.transaction(Effect.andThen(workflows.remove("a"), Effect.fail(new Error("boom"))))).rejects.toThrow("boom")
+      await expect(store.transaction(Effect.andThen(workflows.remove(saved("a", "completed", "2026-01-05", 3)), Effect.fail(new Error("boom"))))).rejects.toThrow("boom")
       expect(await workflows.load("a")).toBeDefined()
-      await store.transaction(workflows.remove("a"))
+      expect(await store.transaction(workflows.remove(saved("a", "completed", "2026-01-05", 3)))).toBe(true)
       expect(await workflows.load("a")).toBeUndefined()
       // The effects a state was reached with went out with it: not stored, and a loaded state has none.
       await store.transaction(workflows.save({ ...saved("c", "running", "2026-01-04"), lastEffects: [{ _tag: "Announce", type: "workflow-started", data: { workflowId: "c" } }] }))
