@@ -23,8 +23,6 @@ export type Verdict =
 const looksLikeEnvelope = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value) && "id" in value && "type" in value && "data" in value
 
-const decodeInput = Envelope.decode(Envelope.InitiatingInput)
-
 /** Decides what happens to one message on `initiate/...`: pure, so it is tested without a broker. */
 export const judge = (
   contracts: ReadonlyMap<string, Initiating>,
@@ -52,7 +50,7 @@ export const judge = (
   }
   let base: Envelope.Envelope
   if (looksLikeEnvelope(json)) {
-    const input = decodeInput(json)
+    const input = Envelope.decodeInitiatingInput(json)
     if (Result.isFailure(input))
       return { _tag: "Refused", kind: "schema-violation", reason: "invalid envelope", issues: input.failure }
     const e = input.success

@@ -129,6 +129,40 @@ describe("Envelope", () => {
     )
   })
 
+  it("decodes every client's initiating envelope as its schema does: the same value, fields and their order, or the same issues", () => {
+    const full = Envelope.decode(Envelope.InitiatingInput)
+    const field = fc.oneof(fc.uuid(), fc.constant(""), fc.string(), fc.integer(), fc.double(), fc.constant(null), fc.boolean(), fc.constant(undefined), json)
+    const names = ["id", "type", "correlationId", "causationId", "key", "replyTo", "occurredAt", "traceparent", "version", "data"] as const
+    const shaped = fc.record(
+      { id: field, type: field, correlationId: field, causationId: field, key: field, replyTo: field, occurredAt: field, traceparent: field, version: fc.oneof(fc.integer(), fc.double(), field), data: json, extra: json },
+      { requiredKeys: [] }
+    )
+    // Only `id`, `type` and `data` required: any subset of the other fields, valid, in any order.
+    const valid = fc
+      .tuple(envelope, fc.option(fc.string(), { nil: undefined }), fc.option(fc.integer(), { nil: undefined }), fc.option(json, { nil: undefined }), fc.subarray([...names.slice(2, 9)]), fc.boolean())
+      .map(([e, traceparent, version, extra, kept, reversed]) => {
+        const all: Record<string, unknown> = { ...e, ...(traceparent === undefined ? {} : { traceparent }), ...(version === undefined ? {} : { version }), ...(extra === undefined ? {} : { extra }) }
+        const keys = Object.keys(all).filter((k) => !(names as ReadonlyArray<string>).slice(2, 9).includes(k) || kept.includes(k as (typeof names)[number]))
+        return Object.fromEntries((reversed ? keys.reverse() : keys).map((k) => [k, all[k]]))
+      })
+    // A valid input with one field changed to anything, or removed.
+    const corrupted = fc.tuple(valid, fc.constantFrom(...names), fc.option(field, { nil: undefined }), fc.boolean()).map(([e, name, value, remove]) => {
+      const copy: Record<string, unknown> = { ...e }
+      if (remove) delete copy[name]
+      else copy[name] = value
+      return copy
+    })
+    fc.assert(
+      fc.property(fc.oneof(valid, corrupted, shaped, fc.anything()), (input) => {
+        const fast = Envelope.decodeInitiatingInput(input)
+        const slow = full(input)
+        expect(fast).toStrictEqual(slow)
+        if (Result.isSuccess(fast) && Result.isSuccess(slow)) expect(Object.keys(fast.success)).toEqual(Object.keys(slow.success))
+      }),
+      { numRuns: 3000 }
+    )
+  })
+
   it("builds a processing event's fields in the one order of its JSON, each optional one only when set", () => {
     const order = ["id", "type", "correlationId", "causationId", "key", "replyTo", "occurredAt", "traceparent", "version", "data"]
     const opt = <A>(a: fc.Arbitrary<A>) => fc.option(a, { nil: undefined })
