@@ -60,7 +60,24 @@ const retried = async <A>(run: () => Promise<A>, tries: number, error: unknown):
  * On PostgreSQL `settleFirst` finds a message no longer pending (or no longer this instance's)
  * only when the handler has run: its transaction fails instead, and the message is skipped.
  */
-const notPendingSkipped = <A>(run: Promise<A>): Promise<A | undefined> => run.catch((error: unknown) => (Inbox.isNotPending(error) ? undefined : Promise.reject(error)))
+export const notPendingSkipped = <A>(run: Promise<A>): Promise<A | undefined> => run.catch((error: unknown) => (Inbox.isNotPending(error) ? undefined : Promise.reject(error)))
+
+/**
+ * `conflictsRetried(() => notPendingSkipped(run()))` with one handler on the first run's promise
+ * (not two, a promise each: on every message's transaction).
+ */
+export const skippedOrRetried = <A>(run: () => Promise<A>, tries = conflictTries): Promise<A | undefined> => {
+  const again = () => notPendingSkipped(run())
+  const failed = (error: unknown): Promise<A | undefined> | undefined => (Inbox.isNotPending(error) ? undefined : retried(again, tries, error))
+  try {
+    return run().catch(failed)
+  } catch (error) {
+    return retried(again, tries, error)
+  }
+}
+
+/** The attributes of a span nobody records (untraced): one object for all. */
+const noAttributes: Readonly<Record<string, string>> = Object.freeze({})
 
 type Handled = "done" | "parked" | "skipped"
 
@@ -191,7 +208,7 @@ export const make = (deps: {
 
   /** A message's span (its handling: an attempt, or its part of a run). */
   const begin = (event: Envelope.Envelope): Hop =>
-    tracing.begin(processor.name, event.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key } : {})
+    tracing.begin(processor.name, event.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key } : noAttributes)
 
   /**
    * After a message's (or a run's) commit: its deliveries (the relay's poke among them when it
@@ -260,16 +277,14 @@ export const make = (deps: {
       const prepare = processor.prepare
       prepared = prepare === undefined ? undefined : await conflictsRetried(() => Effect.runPromise(prepare(event)))
       Crash.point("handler", processor.name)
-      deliveries = await conflictsRetried(() =>
-        notPendingSkipped(
-          store.group(
-            // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
-            // deliveries are those of the run that commits.
-            Effect.suspend(() => doneAndHandled(event, payload, prepared, hop)),
-            // A processor that locks only its message's own rows: a lane per message, so a group
-            // holds several of its messages (a mailer's two an order on PostgreSQL).
-            processor.ownRows === true ? `${processor.name}\u0000${event.id}` : processor.name
-          )
+      deliveries = await skippedOrRetried(() =>
+        store.group(
+          // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
+          // deliveries are those of the run that commits.
+          Effect.suspend(() => doneAndHandled(event, payload, prepared, hop)),
+          // A processor that locks only its message's own rows: a lane per message, so a group
+          // holds several of its messages (a mailer's two an order on PostgreSQL).
+          processor.ownRows === true ? `${processor.name}\u0000${event.id}` : processor.name
         )
       )
     } catch (error) {
@@ -537,6 +552,9 @@ export const make = (deps: {
         for (const entry of page) {
           if (inFlight.size >= maxScheduled) return // the end of a run reads on from the start
           after = entry.seq
+          // Running already (the page starts at the oldest pending, those in flight): its submit
+          // would find it running; not parsed again (half of a page read at half the room).
+          if (running.has(entry.envelopeId)) continue
           void submit(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, entry.payload)
         }
         if (page.length < maxScheduled) break
