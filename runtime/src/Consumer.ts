@@ -401,7 +401,13 @@ export const make = (deps: {
       const local: Array<() => void> = []
       const entries: Array<() => Outbox.Entry> = []
       const routed = (deliveries: ReadonlyArray<() => void>) => void local.push(...deliveries)
-      /** The announced events from the `i`th on (a step per event, a loop in `flatMap`s). */
+      const offered = (deliver: (() => void) | undefined) => {
+        if (deliver !== undefined) local.push(deliver)
+      }
+      /**
+       * The announced events from the `i`th on (a step per event, a loop in `flatMap`s; the last
+       * event's step ends in a `map`, most handlers announcing one).
+       */
       const from = (i: number): Sql<Array<() => void>> => {
         if (i === announced.length) return Effect.succeed(local)
         const next = announced[i]!
@@ -410,17 +416,31 @@ export const make = (deps: {
         const payload = Envelope.encode(out)
         const internal = Topics.isInternal(topic)
         const audience = deps.audience
-        const route = internal || deps.routePublic ? Effect.map(deps.router.route(topic, out, payload), routed) : undefined
-        let written: Sql<void> | undefined
+        const last = i + 1 === announced.length
+        /** `step`, what it gives recorded by `f`, then the events after this one. */
+        const then = <A>(step: Sql<A>, f: (a: A) => void): Sql<Array<() => void>> =>
+          last
+            ? Effect.map(step, (a) => {
+                f(a)
+                return local
+              })
+            : Effect.flatMap(step, (a) => {
+                f(a)
+                return from(i + 1)
+              })
+        const route = internal || deps.routePublic ? deps.router.route(topic, out, payload) : undefined
+        let written: Sql<(() => void) | undefined> | undefined
         if (internal) {
           if (!deps.router.consumes(topic)) return Effect.die(new Error(`no local consumer for the internal topic ${topic}`))
         } else if (Topics.isReply(topic) || audience === undefined || audience.wanted(topic)) {
-          written = Effect.map(write(entries, topic, payload, Topics.isReply(topic) ? 0 : 1), (deliver) => {
-            if (deliver !== undefined) local.push(deliver)
-          })
+          written = write(entries, topic, payload, Topics.isReply(topic) ? 0 : 1)
         } else local.push(() => audience.unsent(topic, payload))
-        const step = written === undefined ? route : route === undefined ? written : Effect.flatMap(written, () => route)
-        return step === undefined ? from(i + 1) : Effect.flatMap(step, () => from(i + 1))
+        if (written === undefined) return route === undefined ? from(i + 1) : then(route, routed)
+        if (route === undefined) return then(written, offered)
+        return Effect.flatMap(written, (deliver) => {
+          offered(deliver)
+          return then(route, routed)
+        })
       }
       return from(0)
     })

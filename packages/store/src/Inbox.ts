@@ -173,9 +173,9 @@ export const make = async (
     deliver: (processor: string, entry: Entry): Sql<() => boolean> =>
       Effect.suspend(() => {
         const part = partitionOf(entry.key, partitions)
-        return Effect.flatMap(insert.write(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString(), part), (rows) =>
-          notified(part, () => rows() > 0)
-        )
+        const written = insert.write(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString(), part)
+        // Nobody to wake (a single instance): the answer in the write's `map`.
+        return notify === undefined ? Effect.map(written, (rows) => () => rows() > 0) : Effect.flatMap(written, (rows) => notified(part, () => rows() > 0))
       }),
     /**
      * `deliver` to several processors at once (the local consumers of one topic): one statement.
