@@ -239,74 +239,88 @@ export const make = (deps: {
     return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
   }
 
-  /** One attempt at a message, in its span: what became of it (`skipped`: not this instance's, or no longer pending). */
+  /**
+   * One attempt at a message (the `n`th, the first is 1), in its span: what became of it
+   * (`skipped`: not this instance's, or no longer pending). Throws what failed it, marked
+   * `retryable: false` when the decision gives up at once. (One async function: its frame and
+   * promise are per message.)
+   */
   const apply = async (event: Envelope.Envelope, payload: Buffer | string, n: number): Promise<Handled> => {
     if (deps.cluster?.owns(event.key) === false) return "skipped"
     // A message no longer pending (a redelivery raced its first run) is skipped by the transaction's
-    // first statement (see attempt); a read beforehand is needed only where work runs before it.
+    // first statement (see below); a read beforehand is needed only where work runs before it.
     if (((processor.prepare !== undefined && processor.prepareReadsOnly !== true) || parking !== undefined) && (await conflictsRetried(() => store.run(inbox.status(processor.name, event.id)))) !== "pending") return "skipped"
     const hop = begin(event)
     const started = performance.now()
+    let result: Handled = "parked"
     try {
-      const result = await attempt(event, payload, hop, n)
-      hop.end()
-      metrics?.latency((performance.now() - started) / 1000)
-      if (debug) deps.logger.log("debug", "message handled", { processor: processor.name, id: event.id, type: event.type, outcome: result, ms: Math.round((performance.now() - started) * 10) / 10, correlationId: event.correlationId, traceId: hop.traceId })
-      return result
+      if (parking === undefined || !(await parked(event, parking))) {
+        let deliveries: Array<() => void> | undefined
+        let prepared: unknown
+        try {
+          const prepare = processor.prepare
+          prepared = prepare === undefined ? undefined : await conflictsRetried(() => Effect.runPromise(prepare(event)))
+          Crash.point("handler", processor.name)
+          deliveries = await skippedOrRetried(() =>
+            store.group(
+              // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
+              // deliveries are those of the run that commits.
+              Effect.suspend(() => doneAndHandled(event, payload, prepared, hop)),
+              // A processor that locks only its message's own rows: a lane per message, so a group
+              // holds several of its messages (a mailer's two an order on PostgreSQL).
+              processor.ownRows === true ? `${processor.name}\u0000${event.id}` : processor.name
+            )
+          )
+        } catch (error) {
+          throw failedAttempt(event, error, n)
+        }
+        attempts.delete(event.id)
+        // The partition moved to another instance meanwhile: the message is its now.
+        if (deliveries === undefined) result = "skipped"
+        else {
+          Crash.point("processed-committed", processor.name)
+          const after = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, prepared))
+          if (after !== undefined) await after
+          result = "done"
+        }
+      }
     } catch (error) {
       hop.end(error)
       metrics?.latency((performance.now() - started) / 1000)
       deps.logger.log("warn", "handling attempt failed", { processor: processor.name, id: event.id, type: event.type, reason: Log.reason(error), correlationId: event.correlationId, traceId: hop.traceId })
       throw error
     }
+    hop.end()
+    metrics?.latency((performance.now() - started) / 1000)
+    if (debug) deps.logger.log("debug", "message handled", { processor: processor.name, id: event.id, type: event.type, outcome: result, ms: Math.round((performance.now() - started) * 10) / 10, correlationId: event.correlationId, traceId: hop.traceId })
+    return result
   }
 
-  /** Attempt `n` (the first is 1); throws what failed it, marked `retryable: false` when the decision gives up at once. */
-  const attempt = async (event: Envelope.Envelope, payload: Buffer | string, hop: Hop, n: number): Promise<Handled> => {
+  /** A processor that parks: whether the message was parked (behind its held key) instead of run. */
+  const parked = async (event: Envelope.Envelope, p: Parking): Promise<boolean> => {
+    const out = await conflictsRetried(() => store.transaction(park(event, p)))
+    if (out === undefined) return false
+    for (const deliver of out) deliver()
+    deps.poke()
+    return true
+  }
+
+  /**
+   * An attempt's transaction (or its `prepare`) failed, its runs in place over (conflictsRetried):
+   * records the failure and the decision on it; what to throw (marked `retryable: false` when the
+   * decision gives up at once).
+   */
+  const failedAttempt = (event: Envelope.Envelope, error: unknown, n: number): unknown => {
     if (parking !== undefined) {
-      const parked = await conflictsRetried(() => store.transaction(park(event, parking)))
-      if (parked !== undefined) {
-        for (const deliver of parked) deliver()
-        deps.poke()
-        return "parked"
-      }
+      const history = attempts.get(event.id) ?? []
+      attempts.set(event.id, [...history, { attempt: history.length + 1, error: Log.reason(error), at: clock.now().toISOString() }])
     }
-    let deliveries: Array<() => void> | undefined = []
-    let prepared: unknown
-    try {
-      const prepare = processor.prepare
-      prepared = prepare === undefined ? undefined : await conflictsRetried(() => Effect.runPromise(prepare(event)))
-      Crash.point("handler", processor.name)
-      deliveries = await skippedOrRetried(() =>
-        store.group(
-          // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
-          // deliveries are those of the run that commits.
-          Effect.suspend(() => doneAndHandled(event, payload, prepared, hop)),
-          // A processor that locks only its message's own rows: a lane per message, so a group
-          // holds several of its messages (a mailer's two an order on PostgreSQL).
-          processor.ownRows === true ? `${processor.name}\u0000${event.id}` : processor.name
-        )
-      )
-    } catch (error) {
-      if (parking !== undefined) {
-        const history = attempts.get(event.id) ?? []
-        attempts.set(event.id, [...history, { attempt: history.length + 1, error: Log.reason(error), at: clock.now().toISOString() }])
-      }
-      // The transaction's runs in place are over (conflictsRetried): what failed it fails the attempt.
-      const decision = Decision.decide({ _tag: "Failed", failure: Decision.classify(error), tries: Infinity }, n, policy)
-      decided.set(event.id, decision)
-      // A retryable failure crashes the actor, whose supervisor runs the message again or, past its
-      // attempts, settles it failed; one marked not retryable settles at once.
-      if ((decision._tag === "Park" || decision._tag === "Reject") && !decision.exhausted && !Decision.isPermanent(error)) throw Object.assign(new Error(`data error: ${Log.reason(error)}`), { retryable: false })
-      throw error
-    }
-    attempts.delete(event.id)
-    // The partition moved to another instance meanwhile: the message is its now.
-    if (deliveries === undefined) return "skipped"
-    Crash.point("processed-committed", processor.name)
-    const after = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, prepared))
-    if (after !== undefined) await after
-    return "done"
+    const decision = Decision.decide({ _tag: "Failed", failure: Decision.classify(error), tries: Infinity }, n, policy)
+    decided.set(event.id, decision)
+    // A retryable failure crashes the actor, whose supervisor runs the message again or, past its
+    // attempts, settles it failed; one marked not retryable settles at once.
+    if ((decision._tag === "Park" || decision._tag === "Reject") && !decision.exhausted && !Decision.isPermanent(error)) return Object.assign(new Error(`data error: ${Log.reason(error)}`), { retryable: false })
+    return error
   }
 
   /** The waiting messages of `event`'s key from it on (at most the batch's `max`); it alone when it is not the first. */
