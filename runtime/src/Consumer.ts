@@ -515,22 +515,31 @@ export const make = (deps: {
       if (queue === undefined) waiting.set(event.key, [{ event, payload }])
       else queue.push({ event, payload })
     }
-    const run = actor.submit(async () => {
-      if (tries++ > 0) metrics?.retried()
-      if (batch !== undefined) {
-        if (applied.delete(event.id)) {
-          result = "done"
-          return
-        }
-        const taken = tries === 1 ? runOf(event, batch.max) : []
-        if (taken.length > 1 && (await applyRun(batch, taken))) {
-          result = "done"
-          return
-        }
-        unwait(event.key, new Set([event.id]))
-      }
-      result = await apply(event, payload, tries)
-    }).then((outcome): Promise<void> | undefined => {
+    const record = (handled: Handled) => {
+      result = handled
+    }
+    // Without runs of a key (most processors): the attempt's promise, not an async function around it.
+    const work =
+      batch === undefined
+        ? () => {
+            if (tries++ > 0) metrics?.retried()
+            return apply(event, payload, tries).then(record)
+          }
+        : async () => {
+            if (tries++ > 0) metrics?.retried()
+            if (applied.delete(event.id)) {
+              result = "done"
+              return
+            }
+            const taken = tries === 1 ? runOf(event, batch.max) : []
+            if (taken.length > 1 && (await applyRun(batch, taken))) {
+              result = "done"
+              return
+            }
+            unwait(event.key, new Set([event.id]))
+            result = await apply(event, payload, tries)
+          }
+    const run = actor.submit(work).then((outcome): Promise<void> | undefined => {
       const decision =
         outcome._tag === "Done"
           ? Decision.decide(handled[result], tries, policy)
