@@ -60,7 +60,24 @@ const retried = async <A>(run: () => Promise<A>, tries: number, error: unknown):
  * On PostgreSQL `settleFirst` finds a message no longer pending (or no longer this instance's)
  * only when the handler has run: its transaction fails instead, and the message is skipped.
  */
-const notPendingSkipped = <A>(run: Promise<A>): Promise<A | undefined> => run.catch((error: unknown) => (Inbox.isNotPending(error) ? undefined : Promise.reject(error)))
+export const notPendingSkipped = <A>(run: Promise<A>): Promise<A | undefined> => run.catch((error: unknown) => (Inbox.isNotPending(error) ? undefined : Promise.reject(error)))
+
+/**
+ * `conflictsRetried(() => notPendingSkipped(run()))` with one handler on the first run's promise
+ * (not two, a promise each: on every message's transaction).
+ */
+export const skippedOrRetried = <A>(run: () => Promise<A>, tries = conflictTries): Promise<A | undefined> => {
+  const again = () => notPendingSkipped(run())
+  const failed = (error: unknown): Promise<A | undefined> | undefined => (Inbox.isNotPending(error) ? undefined : retried(again, tries, error))
+  try {
+    return run().catch(failed)
+  } catch (error) {
+    return retried(again, tries, error)
+  }
+}
+
+/** The attributes of a span nobody records (untraced): one object for all. */
+const noAttributes: Readonly<Record<string, string>> = Object.freeze({})
 
 type Handled = "done" | "parked" | "skipped"
 
@@ -191,7 +208,7 @@ export const make = (deps: {
 
   /** A message's span (its handling: an attempt, or its part of a run). */
   const begin = (event: Envelope.Envelope): Hop =>
-    tracing.begin(processor.name, event.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key } : {})
+    tracing.begin(processor.name, event.traceparent, tracing.enabled ? { "baton.processor": processor.name, "baton.event.type": event.type, "baton.event.id": event.id, "baton.correlation_id": event.correlationId, "baton.causation_id": event.causationId, "baton.key": event.key } : noAttributes)
 
   /**
    * After a message's (or a run's) commit: its deliveries (the relay's poke among them when it
@@ -222,76 +239,88 @@ export const make = (deps: {
     return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
   }
 
-  /** One attempt at a message, in its span: what became of it (`skipped`: not this instance's, or no longer pending). */
+  /**
+   * One attempt at a message (the `n`th, the first is 1), in its span: what became of it
+   * (`skipped`: not this instance's, or no longer pending). Throws what failed it, marked
+   * `retryable: false` when the decision gives up at once. (One async function: its frame and
+   * promise are per message.)
+   */
   const apply = async (event: Envelope.Envelope, payload: Buffer | string, n: number): Promise<Handled> => {
     if (deps.cluster?.owns(event.key) === false) return "skipped"
     // A message no longer pending (a redelivery raced its first run) is skipped by the transaction's
-    // first statement (see attempt); a read beforehand is needed only where work runs before it.
+    // first statement (see below); a read beforehand is needed only where work runs before it.
     if (((processor.prepare !== undefined && processor.prepareReadsOnly !== true) || parking !== undefined) && (await conflictsRetried(() => store.run(inbox.status(processor.name, event.id)))) !== "pending") return "skipped"
     const hop = begin(event)
     const started = performance.now()
+    let result: Handled = "parked"
     try {
-      const result = await attempt(event, payload, hop, n)
-      hop.end()
-      metrics?.latency((performance.now() - started) / 1000)
-      if (debug) deps.logger.log("debug", "message handled", { processor: processor.name, id: event.id, type: event.type, outcome: result, ms: Math.round((performance.now() - started) * 10) / 10, correlationId: event.correlationId, traceId: hop.traceId })
-      return result
+      if (parking === undefined || !(await parked(event, parking))) {
+        let deliveries: Array<() => void> | undefined
+        let prepared: unknown
+        try {
+          const prepare = processor.prepare
+          prepared = prepare === undefined ? undefined : await conflictsRetried(() => Effect.runPromise(prepare(event)))
+          Crash.point("handler", processor.name)
+          deliveries = await skippedOrRetried(() =>
+            store.group(
+              // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
+              // deliveries are those of the run that commits.
+              Effect.suspend(() => doneAndHandled(event, payload, prepared, hop)),
+              // A processor that locks only its message's own rows: a lane per message, so a group
+              // holds several of its messages (a mailer's two an order on PostgreSQL).
+              processor.ownRows === true ? `${processor.name}\u0000${event.id}` : processor.name
+            )
+          )
+        } catch (error) {
+          throw failedAttempt(event, error, n)
+        }
+        attempts.delete(event.id)
+        // The partition moved to another instance meanwhile: the message is its now.
+        if (deliveries === undefined) result = "skipped"
+        else {
+          Crash.point("processed-committed", processor.name)
+          const after = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, prepared))
+          if (after !== undefined) await after
+          result = "done"
+        }
+      }
     } catch (error) {
       hop.end(error)
       metrics?.latency((performance.now() - started) / 1000)
       deps.logger.log("warn", "handling attempt failed", { processor: processor.name, id: event.id, type: event.type, reason: Log.reason(error), correlationId: event.correlationId, traceId: hop.traceId })
       throw error
     }
+    hop.end()
+    metrics?.latency((performance.now() - started) / 1000)
+    if (debug) deps.logger.log("debug", "message handled", { processor: processor.name, id: event.id, type: event.type, outcome: result, ms: Math.round((performance.now() - started) * 10) / 10, correlationId: event.correlationId, traceId: hop.traceId })
+    return result
   }
 
-  /** Attempt `n` (the first is 1); throws what failed it, marked `retryable: false` when the decision gives up at once. */
-  const attempt = async (event: Envelope.Envelope, payload: Buffer | string, hop: Hop, n: number): Promise<Handled> => {
+  /** A processor that parks: whether the message was parked (behind its held key) instead of run. */
+  const parked = async (event: Envelope.Envelope, p: Parking): Promise<boolean> => {
+    const out = await conflictsRetried(() => store.transaction(park(event, p)))
+    if (out === undefined) return false
+    for (const deliver of out) deliver()
+    deps.poke()
+    return true
+  }
+
+  /**
+   * An attempt's transaction (or its `prepare`) failed, its runs in place over (conflictsRetried):
+   * records the failure and the decision on it; what to throw (marked `retryable: false` when the
+   * decision gives up at once).
+   */
+  const failedAttempt = (event: Envelope.Envelope, error: unknown, n: number): unknown => {
     if (parking !== undefined) {
-      const parked = await conflictsRetried(() => store.transaction(park(event, parking)))
-      if (parked !== undefined) {
-        for (const deliver of parked) deliver()
-        deps.poke()
-        return "parked"
-      }
+      const history = attempts.get(event.id) ?? []
+      attempts.set(event.id, [...history, { attempt: history.length + 1, error: Log.reason(error), at: clock.now().toISOString() }])
     }
-    let deliveries: Array<() => void> | undefined = []
-    let prepared: unknown
-    try {
-      const prepare = processor.prepare
-      prepared = prepare === undefined ? undefined : await conflictsRetried(() => Effect.runPromise(prepare(event)))
-      Crash.point("handler", processor.name)
-      deliveries = await conflictsRetried(() =>
-        notPendingSkipped(
-          store.group(
-            // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
-            // deliveries are those of the run that commits.
-            Effect.suspend(() => doneAndHandled(event, payload, prepared, hop)),
-            // A processor that locks only its message's own rows: a lane per message, so a group
-            // holds several of its messages (a mailer's two an order on PostgreSQL).
-            processor.ownRows === true ? `${processor.name}\u0000${event.id}` : processor.name
-          )
-        )
-      )
-    } catch (error) {
-      if (parking !== undefined) {
-        const history = attempts.get(event.id) ?? []
-        attempts.set(event.id, [...history, { attempt: history.length + 1, error: Log.reason(error), at: clock.now().toISOString() }])
-      }
-      // The transaction's runs in place are over (conflictsRetried): what failed it fails the attempt.
-      const decision = Decision.decide({ _tag: "Failed", failure: Decision.classify(error), tries: Infinity }, n, policy)
-      decided.set(event.id, decision)
-      // A retryable failure crashes the actor, whose supervisor runs the message again or, past its
-      // attempts, settles it failed; one marked not retryable settles at once.
-      if ((decision._tag === "Park" || decision._tag === "Reject") && !decision.exhausted && !Decision.isPermanent(error)) throw Object.assign(new Error(`data error: ${Log.reason(error)}`), { retryable: false })
-      throw error
-    }
-    attempts.delete(event.id)
-    // The partition moved to another instance meanwhile: the message is its now.
-    if (deliveries === undefined) return "skipped"
-    Crash.point("processed-committed", processor.name)
-    const after = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, prepared))
-    if (after !== undefined) await after
-    return "done"
+    const decision = Decision.decide({ _tag: "Failed", failure: Decision.classify(error), tries: Infinity }, n, policy)
+    decided.set(event.id, decision)
+    // A retryable failure crashes the actor, whose supervisor runs the message again or, past its
+    // attempts, settles it failed; one marked not retryable settles at once.
+    if ((decision._tag === "Park" || decision._tag === "Reject") && !decision.exhausted && !Decision.isPermanent(error)) return Object.assign(new Error(`data error: ${Log.reason(error)}`), { retryable: false })
+    return error
   }
 
   /** The waiting messages of `event`'s key from it on (at most the batch's `max`); it alone when it is not the first. */
@@ -386,7 +415,13 @@ export const make = (deps: {
       const local: Array<() => void> = []
       const entries: Array<() => Outbox.Entry> = []
       const routed = (deliveries: ReadonlyArray<() => void>) => void local.push(...deliveries)
-      /** The announced events from the `i`th on (a step per event, a loop in `flatMap`s). */
+      const offered = (deliver: (() => void) | undefined) => {
+        if (deliver !== undefined) local.push(deliver)
+      }
+      /**
+       * The announced events from the `i`th on (a step per event, a loop in `flatMap`s; the last
+       * event's step ends in a `map`, most handlers announcing one).
+       */
       const from = (i: number): Sql<Array<() => void>> => {
         if (i === announced.length) return Effect.succeed(local)
         const next = announced[i]!
@@ -395,17 +430,31 @@ export const make = (deps: {
         const payload = Envelope.encode(out)
         const internal = Topics.isInternal(topic)
         const audience = deps.audience
-        const route = internal || deps.routePublic ? Effect.map(deps.router.route(topic, out, payload), routed) : undefined
-        let written: Sql<void> | undefined
+        const last = i + 1 === announced.length
+        /** `step`, what it gives recorded by `f`, then the events after this one. */
+        const then = <A>(step: Sql<A>, f: (a: A) => void): Sql<Array<() => void>> =>
+          last
+            ? Effect.map(step, (a) => {
+                f(a)
+                return local
+              })
+            : Effect.flatMap(step, (a) => {
+                f(a)
+                return from(i + 1)
+              })
+        const route = internal || deps.routePublic ? deps.router.route(topic, out, payload) : undefined
+        let written: Sql<(() => void) | undefined> | undefined
         if (internal) {
           if (!deps.router.consumes(topic)) return Effect.die(new Error(`no local consumer for the internal topic ${topic}`))
         } else if (Topics.isReply(topic) || audience === undefined || audience.wanted(topic)) {
-          written = Effect.map(write(entries, topic, payload, Topics.isReply(topic) ? 0 : 1), (deliver) => {
-            if (deliver !== undefined) local.push(deliver)
-          })
+          written = write(entries, topic, payload, Topics.isReply(topic) ? 0 : 1)
         } else local.push(() => audience.unsent(topic, payload))
-        const step = written === undefined ? route : route === undefined ? written : Effect.flatMap(written, () => route)
-        return step === undefined ? from(i + 1) : Effect.flatMap(step, () => from(i + 1))
+        if (written === undefined) return route === undefined ? from(i + 1) : then(route, routed)
+        if (route === undefined) return then(written, offered)
+        return Effect.flatMap(written, (deliver) => {
+          offered(deliver)
+          return then(route, routed)
+        })
       }
       return from(0)
     })
@@ -466,22 +515,31 @@ export const make = (deps: {
       if (queue === undefined) waiting.set(event.key, [{ event, payload }])
       else queue.push({ event, payload })
     }
-    const run = actor.submit(async () => {
-      if (tries++ > 0) metrics?.retried()
-      if (batch !== undefined) {
-        if (applied.delete(event.id)) {
-          result = "done"
-          return
-        }
-        const taken = tries === 1 ? runOf(event, batch.max) : []
-        if (taken.length > 1 && (await applyRun(batch, taken))) {
-          result = "done"
-          return
-        }
-        unwait(event.key, new Set([event.id]))
-      }
-      result = await apply(event, payload, tries)
-    }).then((outcome): Promise<void> | undefined => {
+    const record = (handled: Handled) => {
+      result = handled
+    }
+    // Without runs of a key (most processors): the attempt's promise, not an async function around it.
+    const work =
+      batch === undefined
+        ? () => {
+            if (tries++ > 0) metrics?.retried()
+            return apply(event, payload, tries).then(record)
+          }
+        : async () => {
+            if (tries++ > 0) metrics?.retried()
+            if (applied.delete(event.id)) {
+              result = "done"
+              return
+            }
+            const taken = tries === 1 ? runOf(event, batch.max) : []
+            if (taken.length > 1 && (await applyRun(batch, taken))) {
+              result = "done"
+              return
+            }
+            unwait(event.key, new Set([event.id]))
+            result = await apply(event, payload, tries)
+          }
+    const run = actor.submit(work).then((outcome): Promise<void> | undefined => {
       const decision =
         outcome._tag === "Done"
           ? Decision.decide(handled[result], tries, policy)
@@ -537,6 +595,9 @@ export const make = (deps: {
         for (const entry of page) {
           if (inFlight.size >= maxScheduled) return // the end of a run reads on from the start
           after = entry.seq
+          // Running already (the page starts at the oldest pending, those in flight): its submit
+          // would find it running; not parsed again (half of a page read at half the room).
+          if (running.has(entry.envelopeId)) continue
           void submit(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, entry.payload)
         }
         if (page.length < maxScheduled) break

@@ -20,10 +20,10 @@ export type Verdict =
       readonly issues?: ReadonlyArray<Envelope.Issue>
     }
 
+const none: ReadonlyArray<() => void> = []
+
 const looksLikeEnvelope = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value) && "id" in value && "type" in value && "data" in value
-
-const decodeInput = Envelope.decode(Envelope.InitiatingInput)
 
 /** Decides what happens to one message on `initiate/...`: pure, so it is tested without a broker. */
 export const judge = (
@@ -52,7 +52,7 @@ export const judge = (
   }
   let base: Envelope.Envelope
   if (looksLikeEnvelope(json)) {
-    const input = decodeInput(json)
+    const input = Envelope.decodeInitiatingInput(json)
     if (Result.isFailure(input))
       return { _tag: "Refused", kind: "schema-violation", reason: "invalid envelope", issues: input.failure }
     const e = input.success
@@ -143,41 +143,38 @@ export const make = (deps: {
       return local
     })
 
-  /** Writes what one judged entry becomes (`first`: the entries whose envelope id is seen first). */
-  const judged = (entry: IngressLog.Entry, verdict: ReturnType<typeof judge>, first: ReadonlySet<number>): Sql<ReadonlyArray<() => void>> =>
-    Effect.gen(function* () {
-      const local: Array<() => void> = []
-      if (verdict._tag === "Accepted") {
-        const accepted = verdict.envelope
-        const topic = Topics.accepted(accepted.type)
-        if (!first.has(entry.seq))
-          deps.logger.log("info", "duplicate initiating event ignored", { id: accepted.id, topic: entry.topic, ...Envelope.logFields(accepted) })
-        else {
-          const hop = tracing.begin(`ingress ${accepted.type}`, accepted.traceparent, { "baton.event.type": accepted.type, "baton.event.id": accepted.id, "baton.correlation_id": accepted.correlationId, "baton.causation_id": accepted.causationId, "baton.key": accepted.key })
-          const envelope: Envelope.Envelope = { ...accepted, traceparent: hop.traceparent }
-          const vouchedBy = Envelope.vouchedBy(accepted)
-          if (vouchedBy !== undefined) Envelope.vouch(envelope, vouchedBy)
-          hop.end()
-          const payload = Envelope.encode(envelope)
-          if (deps.router !== undefined) local.push(...(yield* deps.router.route(topic, envelope, payload, true)))
-          else {
-            yield* deps.outbox.add(topic, payload)
-            local.push(pokeRelay)
-          }
-        }
-      } else {
-        local.push(pokeRelay)
-        yield* deps.reject({
+  /**
+   * Writes what one judged entry becomes (`first`: the entries whose envelope id is seen first).
+   * Built as it runs, inside `forward`'s generator: plain steps, not a generator of its own per entry.
+   */
+  const judged = (entry: IngressLog.Entry, verdict: ReturnType<typeof judge>, first: ReadonlySet<number>): Sql<ReadonlyArray<() => void>> => {
+    if (verdict._tag !== "Accepted")
+      return Effect.as(
+        deps.reject({
           topic: entry.topic,
           payload: entry.payload,
           size: entry.size,
           kind: verdict.kind,
           reason: verdict.reason,
           ...(verdict.issues === undefined ? {} : { issues: verdict.issues })
-        })
-      }
-      return local
-    })
+        }),
+        [pokeRelay]
+      )
+    const accepted = verdict.envelope
+    const topic = Topics.accepted(accepted.type)
+    if (!first.has(entry.seq)) {
+      deps.logger.log("info", "duplicate initiating event ignored", { id: accepted.id, topic: entry.topic, ...Envelope.logFields(accepted) })
+      return Effect.succeed(none)
+    }
+    const hop = tracing.begin(`ingress ${accepted.type}`, accepted.traceparent, { "baton.event.type": accepted.type, "baton.event.id": accepted.id, "baton.correlation_id": accepted.correlationId, "baton.causation_id": accepted.causationId, "baton.key": accepted.key })
+    const envelope: Envelope.Envelope = { ...accepted, traceparent: hop.traceparent }
+    const vouchedBy = Envelope.vouchedBy(accepted)
+    if (vouchedBy !== undefined) Envelope.vouch(envelope, vouchedBy)
+    hop.end()
+    const payload = Envelope.encode(envelope)
+    if (deps.router !== undefined) return deps.router.route(topic, envelope, payload, true)
+    return Effect.as(deps.outbox.add(topic, payload), [pokeRelay])
+  }
 
   const pokeRelay = () => poke?.()
 

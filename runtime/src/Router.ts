@@ -62,6 +62,13 @@ export const make = (inbox: Inbox.Inbox): Router => {
       // None or one consumer (the common cases): without `forEach`'s loop around it.
       const one = locals[0]
       if (one === undefined) return Effect.succeed(none)
+      // One, announced by a processor (not inline): its delivery in the `map` of its write.
+      if (!inline && locals.length === 1)
+        return Effect.map(inbox.deliver(one.name, entry), (fresh) => [
+          () => {
+            if (fresh()) one.schedule(event, topic, payload)
+          }
+        ])
       return locals.length === 1 ? Effect.map(deliver(one), (d) => [d]) : Effect.forEach(locals, deliver)
     }
   }

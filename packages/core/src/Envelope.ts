@@ -86,6 +86,38 @@ export const decodeEnvelope = (input: unknown): Result.Result<Envelope, Readonly
   return Result.succeed(out as Envelope)
 }
 
+const decodeInitiatingInFull = decode(InitiatingInput)
+
+/**
+ * `decode(InitiatingInput)` (what a client may send as a full envelope), with the common case
+ * checked by hand first, as `decodeEnvelope` does: a valid input is built as the schema builds it
+ * (its fields only, the optional ones when present, in its order); anything else is decoded by the
+ * schema, so a failure and its issues are the schema's own. The ingress runs it on every
+ * initiating event a client sends as an envelope; the schema's interpreter allocated ~2.7 KB of
+ * each order's ~195 KB.
+ */
+export const decodeInitiatingInput = (input: unknown): Result.Result<typeof InitiatingInput.Type, ReadonlyArray<Issue>> => {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) return decodeInitiatingInFull(input)
+  const i = input as Record<string, unknown>
+  if (
+    !has(i, "id") || !filled(i.id) || !has(i, "type") || !filled(i.type) || !has(i, "data") ||
+    (has(i, "correlationId") && !filled(i.correlationId)) || (has(i, "causationId") && !filled(i.causationId)) || (has(i, "key") && typeof i.key !== "string") ||
+    (has(i, "replyTo") && !filled(i.replyTo)) || (has(i, "occurredAt") && typeof i.occurredAt !== "string") ||
+    (has(i, "traceparent") && typeof i.traceparent !== "string") || (has(i, "version") && !Number.isSafeInteger(i.version))
+  )
+    return decodeInitiatingInFull(input)
+  const out: Record<string, unknown> = { id: i.id, type: i.type }
+  if (has(i, "correlationId")) out.correlationId = i.correlationId
+  if (has(i, "causationId")) out.causationId = i.causationId
+  if (has(i, "key")) out.key = i.key
+  if (has(i, "replyTo")) out.replyTo = i.replyTo
+  if (has(i, "occurredAt")) out.occurredAt = i.occurredAt
+  if (has(i, "traceparent")) out.traceparent = i.traceparent
+  if (has(i, "version")) out.version = i.version
+  out.data = i.data
+  return Result.succeed(out as typeof InitiatingInput.Type)
+}
+
 export interface Clock {
   readonly now: () => Date
   readonly newId: () => string

@@ -135,8 +135,11 @@ export const make = async (
   const inserts = new Map<number, Query>()
   const insertFor = (n: number): Query => {
     let q = inserts.get(n)
-    const rows = Array.from({ length: n }, () => "(?, ?, ?, ?, ?, 'pending', ?, ?)").join(", ")
-    if (q === undefined) inserts.set(n, (q = store.query(`INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES ${rows} ON CONFLICT DO NOTHING RETURNING processor`)))
+    if (q === undefined) {
+      // Its text built once per `n` (not on each delivery).
+      const rows = Array.from({ length: n }, () => "(?, ?, ?, ?, ?, 'pending', ?, ?)").join(", ")
+      inserts.set(n, (q = store.query(`INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES ${rows} ON CONFLICT DO NOTHING RETURNING processor`)))
+    }
     return q
   }
   const status = store.query("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?")
@@ -173,9 +176,9 @@ export const make = async (
     deliver: (processor: string, entry: Entry): Sql<() => boolean> =>
       Effect.suspend(() => {
         const part = partitionOf(entry.key, partitions)
-        return Effect.flatMap(insert.write(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString(), part), (rows) =>
-          notified(part, () => rows() > 0)
-        )
+        const written = insert.write(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString(), part)
+        // Nobody to wake (a single instance): the answer in the write's `map`.
+        return notify === undefined ? Effect.map(written, (rows) => () => rows() > 0) : Effect.flatMap(written, (rows) => notified(part, () => rows() > 0))
       }),
     /**
      * `deliver` to several processors at once (the local consumers of one topic): one statement.
@@ -186,10 +189,16 @@ export const make = async (
         const part = partitionOf(entry.key, partitions)
         const at = new Date().toISOString()
         const names = [...new Set(processors)]
-        return Effect.flatMap(insertFor(names.length).writeRows(...names.flatMap((p) => [p, entry.envelopeId, entry.topic, entry.key, entry.payload, at, part])), (rows) => {
+        // The rows' parameters in one array (not an array per row, flattened).
+        const params: Array<unknown> = []
+        for (const p of names) params.push(p, entry.envelopeId, entry.topic, entry.key, entry.payload, at, part)
+        const written = insertFor(names.length).writeRows(...params)
+        const freshOf = (rows: () => ReadonlyArray<Record<string, unknown>>) => {
           let fresh: ReadonlySet<string> | undefined
-          return notified(part, () => (fresh ??= new Set(rows().map((r) => String(r.processor)))))
-        })
+          return () => (fresh ??= new Set(rows().map((r) => String(r.processor))))
+        }
+        // Nobody to wake (a single instance): the answer in the write's `map`.
+        return notify === undefined ? Effect.map(written, freshOf) : Effect.flatMap(written, (rows) => notified(part, freshOf(rows)))
       }),
     status: (processor: string, envelopeId: string): Sql<Status | undefined> =>
       Effect.map(status.get(processor, envelopeId), (r) => r?.status as Status | undefined),
