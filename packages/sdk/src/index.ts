@@ -161,9 +161,22 @@ export const event = <const T extends string, S extends EventSchema>(type: T, sc
   // Without a transformation anywhere in the schema, its encoded data is its decoded data: what
   // `make` encoded in this process (vouched for) is handed over as it is, not decoded again.
   const plain = SchemaAST.flip(schema.ast) === schema.ast || checksOnly(schema.ast)
+  // Vouched for by another declaration (another processor's view of the same event, with fields
+  // of its own): taken as it is when this schema reads that one's data to itself (`readsAsIs`).
+  const vouchers = new WeakMap<object, boolean>()
+  const readsAsIs = (by: unknown): boolean => {
+    if (by === declared) return true
+    if (typeof by !== "object" || by === null) return false
+    let yes = vouchers.get(by)
+    if (yes === undefined) {
+      const theirs = plainSchemas.get(by)
+      vouchers.set(by, (yes = theirs !== undefined && readsToItself(schema.ast, theirs)))
+    }
+    return yes
+  }
   const readAll = (envelope: RawEnvelope): Result.Result<S["Type"], Rejected> => {
     const from = envelope.version ?? 1
-    if (plain && from === version && CoreEnvelope.vouchedBy(envelope) === declared) return Result.succeed(envelope.data as S["Type"])
+    if (plain && from === version && readsAsIs(CoreEnvelope.vouchedBy(envelope))) return Result.succeed(envelope.data as S["Type"])
     if (from > version) return Result.fail(new Rejected(`'${type}' version ${from} is newer than the version ${version} this app reads: deploy the app that declares version ${from}`))
     let data: unknown = envelope.data
     for (let v = from; v < version; v++) {
@@ -192,7 +205,10 @@ export const event = <const T extends string, S extends EventSchema>(type: T, sc
     read: (envelope) => Result.mapError(readAll(envelope), (r) => r.message)
   }
   reading.set(declared, readAll)
-  if (plain) vouching.set(declared, declared)
+  if (plain) {
+    vouching.set(declared, declared)
+    plainSchemas.set(declared, schema.ast)
+  }
   return declared
 }
 
@@ -200,6 +216,58 @@ export const event = <const T extends string, S extends EventSchema>(type: T, sc
 const reading = new WeakMap<Event, (envelope: RawEnvelope) => Result.Result<unknown, Rejected>>()
 /** The token an envelope of a declaration with a plain schema is vouched with (its `declared`); absent for one with transformations. */
 const vouching = new WeakMap<Event, unknown>()
+/** The schema of each vouching token (a declaration with a plain schema). */
+const plainSchemas = new WeakMap<object, SchemaAST.AST>()
+
+/**
+ * Whether `ours` (a plain schema) decodes every value `theirs` (a plain schema) accepts to that
+ * same value, key order included, so that data vouched for by `theirs` is `ours` as it is: the same
+ * node, or the same kind with no check of its own beyond `theirs`'s; a struct with `theirs`'s
+ * properties in the same order (each read to itself, optional only where `theirs`'s may be) and
+ * only optional ones besides. What this does not know (a union not the same node) counts as no.
+ */
+export const readsToItself = (ours: SchemaAST.AST, theirs: SchemaAST.AST): boolean => {
+  if (ours === theirs) return true
+  if (ours.encoding !== undefined || theirs.encoding !== undefined) return false
+  if (ours.checks !== undefined && ours.checks !== theirs.checks) return false
+  if (ours._tag === "Unknown" || ours._tag === "Any") return true
+  if (ours._tag !== theirs._tag) return false
+  switch (ours._tag) {
+    case "Null":
+    case "Undefined":
+    case "String":
+    case "Number":
+    case "Boolean":
+      return true
+    case "Literal":
+      return ours.literal === (theirs as SchemaAST.Literal).literal
+    case "Arrays": {
+      const t = theirs as SchemaAST.Arrays
+      return (
+        ours.elements.length === t.elements.length &&
+        ours.rest.length === t.rest.length &&
+        ours.elements.every((e, i) => SchemaAST.isOptional(e) === SchemaAST.isOptional(t.elements[i]!) && readsToItself(e, t.elements[i]!)) &&
+        ours.rest.every((r, i) => readsToItself(r, t.rest[i]!))
+      )
+    }
+    case "Objects": {
+      const t = theirs as SchemaAST.Objects
+      if (ours.indexSignatures.length > 0 || t.indexSignatures.length > 0) return false
+      const mine = new Map(ours.propertySignatures.map((p) => [p.name, p.type] as const))
+      let at = -1
+      for (const p of t.propertySignatures) {
+        const o = mine.get(p.name)
+        const i = o === undefined ? -1 : ours.propertySignatures.findIndex((q) => q.name === p.name)
+        if (o === undefined || i < at || (SchemaAST.isOptional(p.type) && !SchemaAST.isOptional(o)) || !readsToItself(o, p.type)) return false
+        at = i
+      }
+      const known = new Set(t.propertySignatures.map((p) => p.name))
+      return ours.propertySignatures.every((p) => known.has(p.name) || SchemaAST.isOptional(p.type))
+    }
+    default:
+      return false
+  }
+}
 
 /**
  * Declares an initiating event: clients publish it on `initiate/<name>`; `key` partitions it (order
