@@ -240,6 +240,17 @@ export const make = (deps: {
   }
 
   /**
+   * `doneAndHandled` for a message received in this transaction (`inline`): its inbox row written
+   * done at once (never pending), then its effects; undefined when it was already there (a
+   * redelivery, nothing runs) or its key is not this instance's.
+   */
+  const receivedAndHandled = (event: Envelope.Envelope, topic: string, payload: string, hop: Hop): Sql<Array<() => void> | undefined, unknown> => {
+    const entry = { envelopeId: event.id, topic, key: event.key, payload }
+    const received = Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload)), (fresh) => (fresh ? handleIn(event, undefined, hop.traceparent) : Effect.undefined))
+    return Effect.flatMap(holds(event.key), (ours) => (ours ? received : Effect.undefined))
+  }
+
+  /**
    * One attempt at a message (the `n`th, the first is 1), in its span: what became of it
    * (`skipped`: not this instance's, or no longer pending). Throws what failed it, marked
    * `retryable: false` when the decision gives up at once. (One async function: its frame and
@@ -631,16 +642,17 @@ export const make = (deps: {
   }
 
   /**
-   * Request-reply on a single SQLite instance: a request is handled in the transaction that wrote
-   * it to the inbox (the ingress's append, before its PUBACK), in a savepoint, when this processor
+   * Request-reply on a single SQLite instance: a request is handled in the transaction that
+   * receives it (the ingress's append, before its PUBACK), in a savepoint, when this processor
    * has no other pending message (nothing older of its key can wait; SQLite runs one transaction
-   * at a time, so none is being handled meanwhile). The inbox row is marked done with the
-   * handler's effects, as in `attempt`. A failure rolls back only the savepoint: the message stays
-   * pending and is scheduled as any other after the commit (its attempts counted from there). Not
-   * for processors with `prepare` (it runs outside the transaction), parking or runs of a key.
+   * at a time, so none is being handled meanwhile). Its inbox row is written done with the
+   * handler's effects (`receivedAndHandled`), never pending. A failure rolls back only the
+   * savepoint: then the message is received pending and scheduled as any other after the commit
+   * (its attempts counted from there). Not for processors with `prepare` (it runs outside the
+   * transaction), parking or runs of a key, nor under a cluster's inbox guard.
    */
-  const inline = (event: Envelope.Envelope, _topic: string, payload: string): Sql<(() => void) | undefined> | undefined => {
-    if (event.replyTo === undefined || store.dialect !== "sqlite" || processor.prepare !== undefined || parking !== undefined || batch !== undefined) return undefined
+  const inline = (event: Envelope.Envelope, topic: string, payload: string): Sql<(() => void) | undefined> | undefined => {
+    if (event.replyTo === undefined || store.dialect !== "sqlite" || processor.prepare !== undefined || parking !== undefined || batch !== undefined || inbox.guarded) return undefined
     if (deps.cluster?.owns(event.key) === false) return undefined
     return Effect.flatMap(inbox.othersPending(processor.name, event.id), (others) => {
       if (others) return Effect.succeed(undefined)
@@ -648,7 +660,7 @@ export const make = (deps: {
       const started = performance.now()
       const body = Effect.suspend(() => {
         Crash.point("handler", processor.name)
-        return doneAndHandled(event, payload, undefined, hop)
+        return receivedAndHandled(event, topic, payload, hop)
       })
       return Effect.map(Effect.exit(store.sql.withTransaction(body)), (exit) => {
         if (Exit.isFailure(exit) || exit.value === undefined) {

@@ -13,9 +13,10 @@ export interface Local {
   /** Runs a message already committed to this consumer's inbox. */
   readonly schedule: (event: Envelope.Envelope, topic: string, payload: string) => void
   /**
-   * Runs the message now, inside the transaction that just wrote it to the inbox (Consumer's
-   * `inline`): what to run after the commit, or undefined when it did not run (it is then
-   * scheduled as any other). Undefined when it cannot run so (asked before anything is written).
+   * Runs the message now, inside the transaction that receives it, writing its inbox row itself
+   * (done, with its effects; Consumer's `inline`): what to run after the commit, or undefined
+   * when it did not run and wrote nothing (it is then received and scheduled as any other, a
+   * redelivery not). Undefined when it cannot run so (asked before anything is written).
    */
   readonly inline?: (event: Envelope.Envelope, topic: string, payload: string) => Sql<(() => void) | undefined> | undefined
 }
@@ -49,16 +50,16 @@ export const make = (inbox: Inbox.Inbox): Router => {
             if (fresh().has(local.name) && locals.findIndex((l) => l.name === local.name) === i) local.schedule(event, topic, payload)
           })
         )
-      const deliver = (local: Local) =>
-        Effect.flatMap(inbox.deliver(local.name, entry), (fresh) => {
-          const schedule = () => {
-            if (fresh()) local.schedule(event, topic, payload)
-          }
-          const now = inline ? local.inline?.(event, topic, payload) : undefined
+      const received = (local: Local) =>
+        Effect.map(inbox.deliver(local.name, entry), (fresh) => () => {
           // A message already there (a redelivery) is not run again.
-          if (now === undefined || !fresh()) return Effect.succeed(schedule)
-          return Effect.map(now, (ran) => ran ?? schedule)
+          if (fresh()) local.schedule(event, topic, payload)
         })
+      const deliver = (local: Local) => {
+        const now = inline ? local.inline?.(event, topic, payload) : undefined
+        // Run at once, its row written done; else (it did not run) received pending as any other.
+        return now === undefined ? received(local) : Effect.flatMap(now, (ran) => (ran === undefined ? received(local) : Effect.succeed(ran)))
+      }
       // None or one consumer (the common cases): without `forEach`'s loop around it.
       const one = locals[0]
       if (one === undefined) return Effect.succeed(none)

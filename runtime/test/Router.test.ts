@@ -51,7 +51,7 @@ describe("Router", () => {
       await store.close()
     }
   })
-  it("routed by the ingress (inline) to a lone consumer that can run it: run once in the transaction, or scheduled once when it declines or did not run it; never for a redelivery nor with several consumers", async () => {
+  it("routed by the ingress (inline) to a lone consumer that can run it: run once in the transaction with its row written done (never pending), or received pending and scheduled once when it declines or did not run it; never for a redelivery nor with several consumers", async () => {
     const store = await Sqlite.open({ path: ":memory:" })
     const inbox = await Inbox.make(store)
     const scenario = fc.record({
@@ -70,13 +70,23 @@ describe("Router", () => {
             router.add(topic, {
               name: `c${c}-${topic}`,
               schedule: (event) => void log.push(`scheduled ${event.id}`),
-              inline: (event) =>
+              // As Consumer's `inline`: its row written done in a savepoint, then its effects; a
+              // failure (not-run) rolls the savepoint back; a redelivery finds its row and runs nothing.
+              inline: (event, t, payload) =>
                 mode === "declines"
                   ? undefined
-                  : Effect.sync(() => {
-                      log.push(`inline ${event.id}`)
-                      return mode === "runs" ? () => void log.push(`ran ${event.id}`) : undefined
-                    })
+                  : Effect.map(
+                      Effect.exit(
+                        store.sql.withTransaction(
+                          Effect.flatMap(inbox.receiveDone(`c${c}-${topic}`, { envelopeId: event.id, topic: t, key: event.key, payload }), (fresh) => {
+                            if (!fresh) return Effect.succeed(undefined)
+                            log.push(`inline ${event.id}`)
+                            return mode === "runs" ? Effect.succeed(() => void log.push(`ran ${event.id}`)) : Effect.fail("not run")
+                          })
+                        )
+                      ),
+                      (exit) => (exit._tag === "Success" ? exit.value : undefined)
+                    )
             })
           const expected: Array<string> = []
           for (const { again, runs } of events) {
@@ -85,6 +95,8 @@ describe("Router", () => {
             for (const run of again ? [1, 2] : [1]) {
               const deliveries = await store.transaction(router.route(topic, event, Envelope.encode(event), true))
               for (const deliver of deliveries) deliver()
+              const statuses = await Promise.all(Array.from({ length: consumers }, (_, c) => store.run(inbox.status(`c${c}-${topic}`, event.id))))
+              expect(statuses).toEqual(Array.from({ length: consumers }, () => (consumers === 1 && runs === "runs" ? "done" : "pending")))
               if (run === 2) continue
               if (consumers > 1) for (let c = 0; c < consumers; c++) expected.push(`scheduled ${event.id}`)
               else if (runs === "declines") expected.push(`scheduled ${event.id}`)

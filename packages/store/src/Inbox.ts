@@ -142,6 +142,9 @@ export const make = async (
     }
     return q
   }
+  const insertDone = store.query(
+    "INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING part"
+  )
   const status = store.query("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?")
   // The payload stays until the row is pruned (masked, when the caller gives its masked text): the
   // flows API (runtime/src/Flows.ts) reads the envelopes from here, and a failed message is
@@ -199,6 +202,17 @@ export const make = async (
         }
         // Nobody to wake (a single instance): the answer in the write's `map`.
         return notify === undefined ? Effect.map(written, freshOf) : Effect.flatMap(written, (rows) => notified(part, freshOf(rows)))
+      }),
+    /**
+     * `receive` and `settle` (done) at once, for a message handled in the transaction that
+     * receives it (the ingress's inline request-reply): its row written done, never pending (no
+     * entry in the pending rows' index to add and remove again). False when it was already here
+     * (a redelivery): then nothing of it may run. `kept` replaces the payload (its masked text).
+     */
+    receiveDone: (processor: string, entry: Entry, kept?: string): Sql<boolean> =>
+      Effect.suspend(() => {
+        const at = new Date().toISOString()
+        return Effect.map(insertDone.run(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, at, at, partitionOf(entry.key, partitions)), (n) => n > 0)
       }),
     status: (processor: string, envelopeId: string): Sql<Status | undefined> =>
       Effect.map(status.get(processor, envelopeId), (r) => r?.status as Status | undefined),
