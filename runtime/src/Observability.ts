@@ -52,7 +52,22 @@ export const makeMetrics = (deps: {
   /** Which optional tables exist: queries on the others are skipped. */
   readonly tables: () => { readonly parking: boolean; readonly dashboard: boolean; readonly workflows: boolean }
 }): Metrics => {
-  const context = Context.make(Metric.MetricRegistry, new Map()) as Context.Context<never>
+  const registry = new Map<string, Metric.Metric.Metadata<any, any>>()
+  const context = Context.make(Metric.MetricRegistry, registry) as Context.Context<never>
+  /**
+   * `m`'s updates straight into its series' hooks, found in the registry after its first update
+   * (which creates the series, as before): `updateUnsafe` looks the series up on every update (the
+   * context's attributes, the registry by its key). Until found (or if effect ever keeps its
+   * series otherwise), through `updateUnsafe`.
+   */
+  const direct = <I>(m: Metric.Metric<I, any>): ((input: I) => void) => {
+    let hooks: Metric.Metric.Hooks<I, any> | undefined
+    return (input) => {
+      if (hooks !== undefined) return hooks.update(input, context)
+      m.updateUnsafe(input, context)
+      for (const series of registry.values()) if (series.id === m.id && series.type === m.type && series.attributes === m.attributes) hooks = series.hooks
+    }
+  }
   // A processor's series are metrics of their own with their labels built in (`attributes`), not
   // `Metric.withAttributes` views of one metric: a view copies the context and rebuilds the
   // series key on every update; a metric of its own finds its key cached.
@@ -94,20 +109,24 @@ export const makeMetrics = (deps: {
     httpRefused: () => httpRefused.updateUnsafe(1, context),
     processor: (name) => {
       processors.add(name)
-      const byOutcome = {
-        done: handled({ processor: name, outcome: "done" }),
-        failed: handled({ processor: name, outcome: "failed" }),
-        parked: handled({ processor: name, outcome: "parked" })
-      }
-      const retry = retries({ processor: name })
-      const time = latency({ processor: name })
       // Registered at 0, so that a rate is defined from the first scrape.
-      for (const m of Object.values(byOutcome)) m.updateUnsafe(0, context)
-      retry.updateUnsafe(0, context)
+      const counter = (m: Metric.Counter<number>) => {
+        const add = direct(m)
+        add(0)
+        return () => add(1)
+      }
+      const byOutcome = {
+        done: counter(handled({ processor: name, outcome: "done" })),
+        failed: counter(handled({ processor: name, outcome: "failed" })),
+        parked: counter(handled({ processor: name, outcome: "parked" }))
+      }
+      const retried = counter(retries({ processor: name }))
+      // Its series created by its first observation, as before.
+      const time = direct(latency({ processor: name }))
       return {
-        handled: (outcome) => byOutcome[outcome].updateUnsafe(1, context),
-        retried: () => retry.updateUnsafe(1, context),
-        latency: (seconds) => time.updateUnsafe(seconds, context)
+        handled: (outcome) => byOutcome[outcome](),
+        retried,
+        latency: time
       }
     },
     scrape: async () => {
