@@ -9,7 +9,7 @@
 import { Effect, Exit, Result } from "effect"
 import { Envelope, Log, Rejected, Topics, type Message, type Processor, type Sensitive } from "@baton/core"
 import { Supervisor } from "@baton/actors"
-import { Inbox, isUnavailable, type Outbox, type Sql, type Store } from "@baton/store"
+import { Inbox, isUnavailable, ownLaneOf, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import * as Decision from "./Decision.ts"
 import { untraced, type Hop, type ProcessorMetrics, type Tracing } from "./Observability.ts"
@@ -279,7 +279,7 @@ export const make = (deps: {
               Effect.suspend(() => doneAndHandled(event, payload, prepared, hop)),
               // A processor that locks only its message's own rows: a lane per message, so a group
               // holds several of its messages (a mailer's two an order on PostgreSQL).
-              processor.ownRows === true ? `${processor.name}\u0000${event.id}` : processor.name
+              processor.ownRows === true ? ownLaneOf(processor.name, event.id) : processor.name
             )
           )
         } catch (error) {

@@ -65,7 +65,7 @@ export interface Store {
    * at the same time (each in its own savepoint, so one that fails rolls back alone); resolves
    * after the COMMIT. `lane` (the consumer's processor): on PostgreSQL a transaction holds at most
    * one call of each lane, and transactions run concurrently on the pool. A lane of one message's
-   * own (`<processor>\u0000<message id>`, for a processor that says `ownRows`) runs side by side
+   * own (`ownLaneOf`, for a processor that says `ownRows`) runs side by side
    * with the transaction's other calls, whose lanes run one after another in lane order.
    */
   readonly group: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, lane?: string) => Promise<A>
@@ -145,6 +145,11 @@ const statements = (script: string): ReadonlyArray<string> =>
     }, [])
     .map((s) => s.trim())
     .filter((s) => s !== "")
+
+/** The `group` lane of one message's own (for a processor that says `ownRows`): it runs side by side with the group's other calls. */
+export const ownLaneOf = (processor: string, messageId: string): string => `${processor}\u0000${messageId}`
+/** Whether `lane` is one message's own (`ownLaneOf`). */
+const ownLane = (lane: string | undefined): boolean => lane !== undefined && lane.includes("\u0000")
 
 export const make = (deps: {
   readonly kind: Store["kind"]
@@ -453,8 +458,6 @@ export const make = (deps: {
       })
     })
   }
-  /** A lane of one message's own (Consumer's `<processor>\u0000<message id>`, for a processor that says `ownRows`). */
-  const ownLane = (lane: string | undefined): boolean => lane !== undefined && lane.includes("\u0000")
   /**
    * PostgreSQL: a group's items side by side on its connection, so that the statements they wait
    * for go out in one write (`Pipelined.together`) rather than one write and one wake-up of the

@@ -16,7 +16,7 @@ import { SqlError } from "effect/sql"
 import { freshSchema } from "@baton/testkit/postgres"
 import { ddl, Inbox, IngressLog, Outbox, Postgres, Rejections, Sqlite, type Store } from "@baton/store"
 import type { Rejection } from "@baton/core"
-import { boundValues, numberParams } from "../src/Store.ts"
+import { boundValues, numberParams, ownLaneOf } from "../src/Store.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 50)
 /** For properties of many transactions: a PostgreSQL one is a round trip per statement, ~10x SQLite's. */
@@ -1167,7 +1167,7 @@ describe.each(engines)("Store contract on $name", (engine) => {
       )
     })
 
-    // Own lanes (`<processor>\u0000<message id>`, Consumer's for a processor that says ownRows) run
+    // Own lanes (`ownLaneOf`, Consumer's for a processor that says ownRows) run
     // side by side in their group (Store.ts `together`), shared lanes one after another in lane order.
     const Fails = ["no", "fail", "violation", "blind violation", "savepoint"] as const
     interface Side {
@@ -1231,7 +1231,7 @@ describe.each(engines)("Store contract on $name", (engine) => {
                 if (c.fails === "savepoint" && Exit.isSuccess(yield* Effect.exit(store.sql.withTransaction(write.run(n, step, lane))))) step++
                 return step
               }),
-              c.own ? `own\u0000${n}` : c.shared
+              c.own ? ownLaneOf("own", String(n)) : c.shared
             )
           })
         )
