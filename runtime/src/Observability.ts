@@ -55,16 +55,20 @@ export const makeMetrics = (deps: {
   const registry = new Map<string, Metric.Metric.Metadata<any, any>>()
   const context = Context.make(Metric.MetricRegistry, registry) as Context.Context<never>
   /**
-   * `m`'s updates straight into its series' hooks, found in the registry after its first update
+   * `m`'s updates straight into its series' hooks, found in the registry once, after its first update
    * (which creates the series, as before): `updateUnsafe` looks the series up on every update (the
    * context's attributes, the registry by its key). Until found (or if effect ever keeps its
    * series otherwise), through `updateUnsafe`.
    */
   const direct = <I>(m: Metric.Metric<I, any>): ((input: I) => void) => {
     let hooks: Metric.Metric.Hooks<I, any> | undefined
+    let looked = false
     return (input) => {
       if (hooks !== undefined) return hooks.update(input, context)
       m.updateUnsafe(input, context)
+      // Looked up once: not found, every update goes through `updateUnsafe` (no scan per update).
+      if (looked) return
+      looked = true
       for (const series of registry.values()) if (series.id === m.id && series.type === m.type && series.attributes === m.attributes) hooks = series.hooks
     }
   }
