@@ -4,16 +4,26 @@
  * prints their latency percentiles (to `order-shipped`; with `accept`, to the PUBACK) from the
  * schedule, with what the runtime's event loop did meanwhile, from a preloaded probe
  * (`tailProbe.mjs`): its stalls over 3 ms, its garbage collections (V8's kind: 1 scavenge, 4 mark-
- * compact) and its event-loop delay. `RT_NODE_OPTIONS`: more Node options of the runtime (say
- * `--trace-gc`; the testkit's own, `Process.nodeOptions`, come first on its command line and win); `TAIL_DETAIL=1`: the slowest 1% of messages, each with the stalls and
- * collections that overlapped it; `TAIL_STRACE=<file>`: the runtime's fsyncs per thread (strace),
- * to see which thread waits on the disk; `TAIL_PROFILE=<dir>`: the runtime runs under `--cpu-prof`
- * (into `<dir>`, a sample every 250 us) and stops gracefully (its profile is written as it exits),
- * and what its event loop ran during the stalls is printed (`stallProfile.ts`) from the window
- * of the paced messages.
+ * compact) and its event-loop delay, and those counted per 1,000 messages (which a busy machine
+ * disturbs less than the percentiles).
+ *
+ * - `TAIL_TREE=<dir>`: the runtime of another git tree (a base, with the same probe and load).
+ * - `RT_NODE_OPTIONS`: more Node options of the runtime (say `--trace-gc`; the testkit's own,
+ *   `Process.nodeOptions`, come first on its command line and win); `RT_NODE_ARGS`: flags put on
+ *   its command line after those (V8's own too, such as `--max-semi-space-size=4`, which then wins,
+ *   or `--single-threaded-gc`, which NODE_OPTIONS refuses).
+ * - `TAIL_GC=1`: the runtime runs with `--trace-gc-nvp`, and the scavenges of the paced window are
+ *   summed up: median and mean pause, bytes that survived and were promoted per scavenge (what a
+ *   scavenge copies is what makes it long), mark-compacts. `TAIL_OUTPUT=<file>`: the runtime's output.
+ * - `TAIL_DETAIL=1`: the slowest 1% of messages, each with the stalls and collections that overlapped it.
+ * - `TAIL_STRACE=<file>`: the runtime's fsyncs per thread (strace), to see which thread waits on the
+ *   disk (`TAIL_STRACE_CALLS`: other system calls, say `pwrite64,fsync`).
+ * - `TAIL_PROFILE=<dir>`: the runtime runs under `--cpu-prof` (into `<dir>`, a sample every 250 us)
+ *   and stops gracefully (its profile is written as it exits), and what its event loop ran during
+ *   the stalls is printed (`stallProfile.ts`) from the window of the paced messages.
  */
 import { spawn } from "node:child_process"
-import { readFileSync, readdirSync, mkdtempSync, rmSync, statSync } from "node:fs"
+import { readFileSync, readdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -30,10 +40,16 @@ const dataDir = mkdtempSync(join(tmpdir(), "baton-tail-"))
 const probeOut = join(dataDir, "probe.json")
 const profileDir = process.env.TAIL_PROFILE
 const profiling = profileDir === undefined ? "" : ` --cpu-prof --cpu-prof-dir=${profileDir} --cpu-prof-interval=250`
-const r = await Process.startProcess(dataDir, { BATON_PUBLISH_RATE: "1000000", NODE_OPTIONS: `${process.env.RT_NODE_OPTIONS ?? ""}${profiling} --import ${fileURLToPath(new URL("./tailProbe.mjs", import.meta.url))}`, PROBE_OUT: probeOut })
+const gcTrace = process.env.TAIL_GC !== undefined
+const runtimeArgs = [...(gcTrace ? ["--trace-gc-nvp"] : []), ...(process.env.RT_NODE_ARGS ?? "").split(" ").filter((a) => a !== "")]
+const r = await Process.startProcess(
+  dataDir,
+  { BATON_PUBLISH_RATE: "1000000", NODE_OPTIONS: `${process.env.RT_NODE_OPTIONS ?? ""}${profiling} --import ${fileURLToPath(new URL("./tailProbe.mjs", import.meta.url))}`, PROBE_OUT: probeOut },
+  [...runtimeArgs, process.env.TAIL_TREE === undefined ? fileURLToPath(new URL("../../runtime/src/main.ts", import.meta.url)) : join(process.env.TAIL_TREE, "runtime/src/main.ts")]
+)
 const t0 = performance.timeOrigin
 // TAIL_STRACE=<file>: the runtime's fsync/fdatasync calls (per thread, with their durations), to see which thread syncs.
-const strace = process.env.TAIL_STRACE === undefined ? undefined : spawn("strace", ["-f", "-y", "-ttt", "-T", "-e", "trace=fsync,fdatasync", "-p", String(r.child.pid), "-o", process.env.TAIL_STRACE], { stdio: "ignore" })
+const strace = process.env.TAIL_STRACE === undefined ? undefined : spawn("strace", ["-f", "-y", "-ttt", "-T", "-e", `trace=${process.env.TAIL_STRACE_CALLS ?? "fsync,fdatasync"}`, "-p", String(r.child.pid), "-o", process.env.TAIL_STRACE], { stdio: "ignore" })
 if (strace !== undefined) await new Promise((ok) => setTimeout(ok, 500))
 const msgs: Array<{ due: number; sent: number; done: number }> = []
 try {
@@ -65,7 +81,9 @@ try {
   await r.kill("SIGKILL")
   strace?.kill()
 }
-const probe = JSON.parse(readFileSync(probeOut, "utf8")) as { gcs: Array<[number, number, number]>; stalls: Array<[number, number]>; monotonic: Array<[number, number]>; eld: unknown; newSpace: number }
+// TAIL_OUTPUT=<file>: what the runtime wrote to stdout and stderr (say with RT_NODE_ARGS=--trace-gc-nvp).
+if (process.env.TAIL_OUTPUT !== undefined) writeFileSync(process.env.TAIL_OUTPUT, r.output())
+const probe = JSON.parse(readFileSync(probeOut, "utf8")) as { gcs: Array<[number, number, number]>; stalls: Array<[number, number]>; monotonic: Array<[number, number]>; eld: unknown; newSpace: number; origin: number }
 rmSync(dataDir, { recursive: true, force: true })
 const lat = msgs.map((m) => ({ ...m, l: m.done - Math.min(m.due, m.sent) })).sort((a, b) => a.l - b.l)
 const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))]!.l.toFixed(2)
@@ -79,6 +97,28 @@ const kinds = new Map<number, Array<number>>()
 for (const [, d, k] of gcs) kinds.set(k, [...(kinds.get(k) ?? []), d])
 console.log(`gc during run: ${[...kinds].map(([k, ds]) => `kind ${k}: ${ds.length}x, mean ${(sum(ds) / ds.length).toFixed(2)} max ${Math.max(...ds).toFixed(2)} ms`).join("; ")}`)
 console.log(`stalls > 3 ms: ${stalls.length}, total ${sum(stalls.map((s) => s[1])).toFixed(0)} ms, max ${Math.max(0, ...stalls.map((s) => s[1])).toFixed(1)}`)
+// Counts per 1,000 messages, which the machine's load disturbs less than the percentiles.
+const per1000 = (n: number) => ((n * 1000) / count).toFixed(1)
+console.log(`per 1000 messages: stalls > 3 ms ${per1000(stalls.length)}, gc pauses ${per1000(gcs.length)} (> 3 ms ${per1000(gcs.filter((g) => g[1] > 3).length)}), gc time ${per1000(sum(gcs.map((g) => g[1])))} ms`)
+if (gcTrace) {
+  // `--trace-gc-nvp` lines of the paced window's scavenges ("gc=s"), as name=value pairs; each is
+  // stamped with ms since the runtime's isolate started (its time origin, within a millisecond).
+  const lines = r.output().split("\n")
+  const inWindow = (line: string) => {
+    const at = probe.origin + Number(/(\d+) ms: /.exec(line)?.[1] ?? Number.NaN)
+    return at >= start && at <= end
+  }
+  const scavenges = lines
+    .filter((line) => line.includes(" gc=s ") && inWindow(line))
+    .map((line) => Object.fromEntries([...line.matchAll(/([\w.]+)=([\d.]+)/g)].map((m) => [m[1]!, Number(m[2])])) as Record<string, number>)
+  const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN
+  const mean = (xs: Array<number>) => sum(xs) / xs.length
+  const pauses = scavenges.map((g) => g.pause ?? 0)
+  const kb = (xs: Array<number>) => (mean(xs) / 1024).toFixed(0)
+  console.log(
+    `scavenges: ${scavenges.length}, pause median ${median(pauses).toFixed(2)} mean ${mean(pauses).toFixed(2)} ms; per scavenge survived ${kb(scavenges.map((g) => g.new_space_survived ?? 0))} KB, promoted ${kb(scavenges.map((g) => g.promoted ?? 0))} KB; mark-compacts ${lines.filter((l) => l.includes(" gc=mc ") && inWindow(l)).length}`
+  )
+}
 if (profileDir !== undefined) {
   // The main thread's profile (the largest; worker threads write their own), its stalls in the paced window.
   const profiles = readdirSync(profileDir).filter((f) => f.endsWith(".cpuprofile") && f.includes(`.${r.child.pid}.`))

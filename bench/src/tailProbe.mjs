@@ -1,7 +1,8 @@
 // Preloaded into the runtime by `tail.ts` (NODE_OPTIONS=--import): records the event loop's stalls
 // (gaps of a 1 ms timer over 3 ms) and the garbage collections, in epoch ms (the stalls in the
 // monotonic clock's microseconds too), and writes them with
-// the event-loop delay and the new space's size to PROBE_OUT when the process gets SIGUSR2.
+// the event-loop delay, the new space's size and the process's time origin (epoch ms) to PROBE_OUT
+// when the process gets SIGUSR2.
 import { PerformanceObserver, performance, monitorEventLoopDelay } from "node:perf_hooks"
 import { writeFileSync } from "node:fs"
 import v8 from "node:v8"
@@ -31,5 +32,5 @@ delay.enable()
 process.on("SIGUSR2", () => {
   const newSpace = v8.getHeapSpaceStatistics().find((s) => s.space_name === "new_space")?.space_size ?? 0
   const eld = { p50: delay.percentile(50) / 1e6, p99: delay.percentile(99) / 1e6, max: delay.max / 1e6 }
-  writeFileSync(process.env.PROBE_OUT, JSON.stringify({ gcs, stalls, monotonic, newSpace: newSpace / 2 ** 20, eld }))
+  writeFileSync(process.env.PROBE_OUT, JSON.stringify({ gcs, stalls, monotonic, newSpace: newSpace / 2 ** 20, eld, origin: t0 }))
 })
