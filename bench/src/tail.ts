@@ -18,6 +18,8 @@
  * - `TAIL_DETAIL=1`: the slowest 1% of messages, each with the stalls and collections that overlapped it.
  * - `TAIL_STRACE=<file>`: the runtime's fsyncs per thread (strace), to see which thread waits on the
  *   disk (`TAIL_STRACE_CALLS`: other system calls, say `pwrite64,fsync`).
+ * - `TAIL_PERF=<file>`: the runtime's system calls per thread, summed up by `perf trace -s` (count,
+ *   total, mean and max time of each), with less overhead than strace (`TAIL_PERF_CALLS`: only those, say `fsync,fdatasync`).
  * - `TAIL_PROFILE=<dir>`: the runtime runs under `--cpu-prof` (into `<dir>`, a sample every 250 us)
  *   and stops gracefully (its profile is written as it exits), and what its event loop ran during
  *   the stalls is printed (`stallProfile.ts`) from the window of the paced messages.
@@ -50,7 +52,9 @@ const r = await Process.startProcess(
 const t0 = performance.timeOrigin
 // TAIL_STRACE=<file>: the runtime's fsync/fdatasync calls (per thread, with their durations), to see which thread syncs.
 const strace = process.env.TAIL_STRACE === undefined ? undefined : spawn("strace", ["-f", "-y", "-ttt", "-T", "-e", `trace=${process.env.TAIL_STRACE_CALLS ?? "fsync,fdatasync"}`, "-p", String(r.child.pid), "-o", process.env.TAIL_STRACE], { stdio: "ignore" })
-if (strace !== undefined) await new Promise((ok) => setTimeout(ok, 500))
+// TAIL_PERF=<file>: a summary of the runtime's system calls per thread (perf trace -s: count, total, mean and max), lighter than strace.
+const perf = process.env.TAIL_PERF === undefined ? undefined : spawn("perf", ["trace", "-s", ...(process.env.TAIL_PERF_CALLS === undefined ? [] : ["-e", process.env.TAIL_PERF_CALLS]), "-p", String(r.child.pid), "-o", process.env.TAIL_PERF], { stdio: "ignore" })
+if (strace !== undefined || perf !== undefined) await new Promise((ok) => setTimeout(ok, 500))
 const msgs: Array<{ due: number; sent: number; done: number }> = []
 try {
   await placeOrders(r.mqttPort!, 50, "events/order-shipped")
@@ -80,6 +84,7 @@ try {
   if (profileDir !== undefined) await Promise.race([r.kill("SIGTERM"), new Promise((ok) => setTimeout(ok, 30_000))])
   await r.kill("SIGKILL")
   strace?.kill()
+  perf?.kill("SIGINT")
 }
 // TAIL_OUTPUT=<file>: what the runtime wrote to stdout and stderr (say with RT_NODE_ARGS=--trace-gc-nvp).
 if (process.env.TAIL_OUTPUT !== undefined) writeFileSync(process.env.TAIL_OUTPUT, r.output())

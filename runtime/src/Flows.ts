@@ -68,8 +68,8 @@ export interface Tap {
   readonly listen: (listener: (topic: string, envelope: Envelopes.Envelope) => void) => () => void
 }
 
-/** Bytes of the tap's buffer per envelope it keeps, by default (an order's envelopes are 0.5-1.5 KB). */
-export const tapBytesPerEntry = 2048
+/** Bytes of the tap's buffer per envelope it keeps, by default (the order flow's envelopes are about 0.5 KB). */
+export const tapBytesPerEntry = 1024
 
 /**
  * The last `size` envelopes published, as long as they fit in `bytes` (the oldest go first), their
