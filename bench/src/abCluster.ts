@@ -16,6 +16,7 @@ import { Process } from "@baton/testkit"
 import { freshSchema, query } from "@baton/testkit/postgres"
 import * as TestRedis from "@baton/testkit/redis"
 import { cpuMs, median, sleep } from "./lib.ts"
+import { placeSpread } from "./scenarios/cluster.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 
 const [instancesArg = "2", countArg = "600", roundsArg = "3", ...trees] = process.argv.slice(2)
@@ -27,6 +28,8 @@ const sizes = instancesArg.split(",").map(Number)
 const count = Number(countArg)
 const rounds = Number(roundsArg)
 const warmup = Math.min(200, Math.ceil(count / 5))
+/** `BATON_AB_OBSERVER=one`: one subscriber to the orders' outcome in all (`placeSpread`), not one per instance. */
+const observer = process.env.BATON_AB_OBSERVER === "one" ? "one" : "each"
 const redisUrl = process.env.BATON_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379/6"
 
 /** Write syscalls of a process so far (`syscw` of /proc/<pid>/io). */
@@ -44,6 +47,9 @@ const pidsNamed = (name: string): ReadonlyArray<number> =>
       }
     })
     .map(Number)
+
+/** System (kernel) CPU time of a process so far, ms: the syscalls, socket writes and wake-ups mostly. */
+const sysMs = (pid: number): number => (Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[12]) * 1000) / 100
 
 const cpuOf = (pids: ReadonlyArray<number>): Map<number, number> => {
   const m = new Map<number, number>()
@@ -86,6 +92,8 @@ interface Result {
   readonly statementsPerOrder: number
   /** The instances' write syscalls per order (PostgreSQL, Redis and MQTT sockets). */
   readonly writesPerOrder: number
+  /** The part of the instances' CPU spent in the kernel. */
+  readonly sysMsPerOrder: number
 }
 
 let runs = 0
@@ -110,7 +118,10 @@ const runOnce = async (tree: string, instances: number): Promise<Result> => {
       await sleep(50)
     }
     const share = (n: number) => (i: number) => Math.floor(n / instances) + (i < n % instances ? 1 : 0)
-    const place = (n: number) => Promise.all(running.map((r, i) => placeOrders(r.mqttPort!, share(n)(i), "events/order-shipped", undefined, Math.ceil(500 / instances))))
+    const place = (n: number) =>
+      observer === "one"
+        ? placeSpread(running.map((r) => r.mqttPort!), n)
+        : Promise.all(running.map((r, i) => placeOrders(r.mqttPort!, share(n)(i), "events/order-shipped", undefined, Math.ceil(500 / instances))))
     await place(warmup)
     await sleep(300)
     const pgPids = (await query<{ pid: number }>(schema.url, "SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1) OR backend_type <> 'client backend'", [names.map((n) => `baton/${n}`)])).map((r) => r.pid)
@@ -119,13 +130,15 @@ const runOnce = async (tree: string, instances: number): Promise<Result> => {
     const s0 = await statements(running.map((r) => r.httpPort))
     const before = cpuOf([...own, ...pgPids, ...redisPids])
     const w0 = own.map((pid) => ioCalls(pid, "syscw"))
+    const k0 = own.map(sysMs)
     const t0 = performance.now()
     await place(count)
     const seconds = (performance.now() - t0) / 1000
     await sleep(300) // the tail (relay deletes, last done marks) of the measured orders
     const cpu = (pids: ReadonlyArray<number>) => since(before, pids) / count
     const writesPerOrder = own.reduce((n, pid, i) => n + ioCalls(pid, "syscw") - w0[i]!, 0) / count
-    const result = { perSecond: count / seconds, cpuMsPerOrder: cpu(own), pgCpuMsPerOrder: cpu(pgPids), redisCpuMsPerOrder: cpu(redisPids), writesPerOrder }
+    const sysMsPerOrder = own.reduce((n, pid, i) => n + sysMs(pid) - k0[i]!, 0) / count
+    const result = { perSecond: count / seconds, cpuMsPerOrder: cpu(own), pgCpuMsPerOrder: cpu(pgPids), redisCpuMsPerOrder: cpu(redisPids), writesPerOrder, sysMsPerOrder }
     const s1 = await statements(running.map((r) => r.httpPort))
     if (process.env.BATON_AB_BREAKDOWN === "1")
       for (const [text, n] of [...s1.byText].map(([t, n]) => [t, (n - (s0.byText.get(t) ?? 0)) / count] as const).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]))
@@ -143,7 +156,7 @@ const roots = trees.map((t) => resolve(t))
 const results = new Map<string, Array<Result>>()
 const keyOf = (tree: string, n: number) => `${n} ${tree}`
 const line = (r: Result) =>
-  `${r.perSecond.toFixed(1)} orders/s, instances ${r.cpuMsPerOrder.toFixed(2)} ms CPU/order, postgres ${r.pgCpuMsPerOrder.toFixed(2)}, redis ${r.redisCpuMsPerOrder.toFixed(2)}, ${r.statementsPerOrder.toFixed(1)} statements/order, ${r.writesPerOrder.toFixed(1)} writes/order`
+  `${r.perSecond.toFixed(1)} orders/s, instances ${r.cpuMsPerOrder.toFixed(2)} ms CPU/order (${r.sysMsPerOrder.toFixed(2)} in the kernel), postgres ${r.pgCpuMsPerOrder.toFixed(2)}, redis ${r.redisCpuMsPerOrder.toFixed(2)}, ${r.statementsPerOrder.toFixed(1)} statements/order, ${r.writesPerOrder.toFixed(1)} writes/order`
 for (let round = 0; round < rounds; round++)
   for (const n of sizes) {
     const order = round % 2 === 0 ? roots : [...roots].reverse()
