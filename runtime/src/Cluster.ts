@@ -339,6 +339,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
    * longer pending, a tenth of the transactions with three instances). The sweep reads everything.
    */
   const handed = new Map<number, number>()
+  const maxHanded = 20_000
   /** Whether 32-bit transaction id `x` is at or after `h` (modulo 2^32), as `arrivedSql` compares them. */
   const atOrAfter = (x: number, h: number) => (x - (h % 2 ** 32) + 2 ** 32) % 2 ** 32 < 2 ** 31
   /** A read of what arrived is running; `more`: a notification came meanwhile (read once more after it). */
@@ -365,6 +366,9 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
         const fresh = rows.filter((r) => r.processor !== null && !handed.has(Number(r.rowid))).sort((a, b) => Number(a.rowid) - Number(b.rowid))
         for (const r of fresh) handed.set(Number(r.rowid), Number(r.xid))
         for (const [rowid, xid] of handed) if (!atOrAfter(xid, horizon)) handed.delete(rowid)
+        // A transaction held open for long (anyone's, in the database) holds the horizon back and
+        // the map would grow meanwhile: past a bound, a row may be handed over twice instead.
+        if (handed.size > maxHanded) handed.clear()
         if (fresh.length > 0) arrived(fresh.map((r) => ({ processor: String(r.processor), envelopeId: String(r.envelope_id), topic: String(r.topic), key: String(r.key), payload: String(r.payload) })))
       } while (more && !stopped)
     } catch (error) {
