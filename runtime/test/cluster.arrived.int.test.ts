@@ -83,4 +83,39 @@ describe("messages another instance writes for this one's partitions (Cluster.ts
       await db.drop()
     }
   })
+
+  it("a message whose notification never came reaches its owner through the sweep's read of what arrived, once", async () => {
+    const db = await freshSchema()
+    const store = await Postgres.open({ url: db.url, poolSize: 2 })
+    const arrived: Array<string> = []
+    const member = await Cluster.make({
+      store,
+      url: db.url,
+      instance: "member",
+      partitions,
+      heartbeatMs: 100, // a sweep every second
+      deadAfterMs: 5_000,
+      address: { http: "-", mqtt: "-" },
+      logger: Log.silent,
+      acquired: () => undefined,
+      released: () => undefined,
+      pending: () => undefined,
+      adopt: () => undefined,
+      arrived: (entries) => entries.forEach((e) => arrived.push(e.envelopeId))
+    })
+    try {
+      await member.start()
+      // Written with no notification at all.
+      const silent = await Inbox.make(store, { partitions })
+      await store.transaction(silent.receive("p", { envelopeId: "quiet", topic: "t", key: "a", payload: "{}" }))
+      const deadline = Date.now() + 5_000
+      while (arrived.length === 0 && Date.now() < deadline) await sleep(20)
+      await sleep(1_200) // the next sweep does not hand it over again
+      expect(arrived).toEqual(["quiet"])
+    } finally {
+      await member.abandon()
+      await store.close()
+      await db.drop()
+    }
+  })
 })
