@@ -11,7 +11,7 @@ import { describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Effect } from "effect"
 import { Log } from "@baton/core"
-import { Inbox, Postgres } from "@baton/store"
+import { Inbox, Postgres, type Store } from "@baton/store"
 import { freshSchema } from "@baton/testkit/postgres"
 import * as Cluster from "../src/Cluster.ts"
 
@@ -24,26 +24,20 @@ const plan = fc
   .array(fc.record({ key: fc.constantFrom("a", "b", "c", "d", "e", "f"), pause: fc.nat({ max: 15 }) }), { minLength: 1, maxLength: 8 })
   .chain((messages) => fc.record({ messages: fc.constant(messages), commits: fc.shuffledSubarray(messages.map((_, i) => i), { minLength: messages.length }) }))
 
+/** A member's settings: hooks that do nothing (but `arrived`, given per test), the sweep every two heartbeats (at least a second). */
+const options = (store: Store, url: string, heartbeatMs: number) => {
+  const nothing = () => undefined
+  return { store, url, partitions, heartbeatMs, deadAfterMs: heartbeatMs * 50, address: { http: "-", mqtt: "-" }, logger: Log.silent, acquired: nothing, released: nothing, pending: nothing, adopt: nothing }
+}
+
 describe("messages another instance writes for this one's partitions (Cluster.ts, arrived)", () => {
   it("for any order of commits of concurrent transactions: every message is handed over by the notifications alone, once", async () => {
     const db = await freshSchema()
     const store = await Postgres.open({ url: db.url, poolSize: 12 })
     const arrived = new Set<string>()
     const twice: Array<string> = []
-    const common = {
-      store,
-      url: db.url,
-      partitions,
-      // No heartbeat nor sweep during the test: only notifications wake the member.
-      heartbeatMs: 60_000,
-      deadAfterMs: 180_000,
-      address: { http: "-", mqtt: "-" },
-      logger: Log.silent,
-      acquired: () => undefined,
-      released: () => undefined,
-      pending: () => undefined,
-      adopt: () => undefined
-    }
+    // No heartbeat nor sweep during the test: only notifications wake the member.
+    const common = options(store, db.url, 60_000)
     const member = await Cluster.make({ ...common, instance: "member", arrived: (entries) => entries.forEach((e) => (arrived.has(e.envelopeId) ? twice.push(e.envelopeId) : arrived.add(e.envelopeId))) })
     const sender = await Cluster.make({ ...common, instance: "sender" })
     const inbox = await Inbox.make(store, { partitions, notify: sender.notify })
@@ -88,21 +82,8 @@ describe("messages another instance writes for this one's partitions (Cluster.ts
     const db = await freshSchema()
     const store = await Postgres.open({ url: db.url, poolSize: 2 })
     const arrived: Array<string> = []
-    const member = await Cluster.make({
-      store,
-      url: db.url,
-      instance: "member",
-      partitions,
-      heartbeatMs: 100, // a sweep every second
-      deadAfterMs: 5_000,
-      address: { http: "-", mqtt: "-" },
-      logger: Log.silent,
-      acquired: () => undefined,
-      released: () => undefined,
-      pending: () => undefined,
-      adopt: () => undefined,
-      arrived: (entries) => entries.forEach((e) => arrived.push(e.envelopeId))
-    })
+    // Heartbeats every 100 ms: a sweep every second.
+    const member = await Cluster.make({ ...options(store, db.url, 100), instance: "member", arrived: (entries) => entries.forEach((e) => arrived.push(e.envelopeId)) })
     try {
       await member.start()
       // Written with no notification at all.
