@@ -91,9 +91,43 @@ export interface Hooks {
   readonly released: (parts: ReadonlyArray<number>) => void
   /** Partitions with new pending messages (a notification from another instance, or the periodic sweep). */
   readonly pending: (parts: ReadonlyArray<number>) => void
+  /**
+   * When given, a notification hands over the messages that arrived instead of calling `pending`:
+   * the owned partitions' pending messages written by transactions that had not ended at the
+   * previous such read (`arrivedSql`), in arrival order, each once. The periodic sweep does the same,
+   * and every tenth time calls `pending` with every owned partition.
+   */
+  readonly arrived?: (entries: ReadonlyArray<Arrived>) => void
   /** Instances found dead: the leader adopts what they left to send. */
   readonly adopt: (dead: ReadonlyArray<string>) => void | Promise<void>
 }
+
+/** A pending inbox message that another instance's transaction wrote into a partition this instance owns. */
+export interface Arrived {
+  readonly processor: string
+  readonly envelopeId: string
+  readonly topic: string
+  readonly key: string
+  readonly payload: string
+}
+
+/**
+ * The owned partitions' pending inbox messages, with the oldest transaction still running when the
+ * statement's snapshot was taken (`horizon`, a 64-bit transaction id) on a row of its own (the
+ * other columns null), so that the answer has one even with no message. With a horizon from the
+ * previous read (its low 32 bits, as the rows' `xmin` carries them): only rows written by a
+ * transaction at or after it (modulo 2^32), i.e. not yet ended when that read's snapshot was taken;
+ * every older one had ended, so that read saw it (or it was not written). A wake then reads what
+ * arrived since, not again every message in flight (41 rows an order with two instances, each a
+ * payload to send, parse and drop as already scheduled). A row updated meanwhile counts as new
+ * (read twice: harmless). The sweep reads everything: rows older than 2^31 transactions, or
+ * written while a partition changed hands, are found there.
+ */
+export const arrivedSql = (since: boolean): string =>
+  "SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon, NULL AS processor, NULL AS envelope_id, NULL AS topic, NULL AS key, NULL AS payload, NULL::bigint AS rowid, NULL::bigint AS xid " +
+  "UNION ALL (SELECT NULL, processor, envelope_id, topic, key, payload, rowid, xmin::text::bigint FROM inbox WHERE status = 'pending' AND part = ANY(?::int[])" +
+  (since ? " AND (xmin::text::bigint - ? + 4294967296) % 4294967296 < 2147483648" : "") +
+  ")"
 
 export interface Member {
   readonly instance: string
@@ -155,6 +189,9 @@ export const inboxGuard = (instance: string) => ({
   params: [instance]
 })
 
+/** One sweep in this many reads every pending message of the owned partitions; the others, what arrived. */
+const fullSweepEvery = 10
+
 export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster> => {
   const { store, instance, logger } = settings
   const unset = () => {
@@ -179,6 +216,8 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
   const release = store.query("UPDATE cluster_partitions SET owner = NULL, since = ? WHERE part = ? AND owner = ?")
   const ownerOf = store.query("SELECT owner FROM cluster_partitions WHERE part = ? FOR SHARE")
   const notifyStmt = store.query("SELECT pg_notify(?, ?)")
+  const arrivedAll = store.query(arrivedSql(false))
+  const arrivedSince = store.query(arrivedSql(true))
   const schema = await store.run(Effect.map(store.query("SELECT current_schema() AS s").get(), (r) => r?.s))
   if (typeof schema !== "string") throw new Error("the cluster's PostgreSQL connection has no schema: check the search_path of BATON_DATABASE_URL")
   const channel = channelOf(schema)
@@ -270,6 +309,9 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
       options.released(released)
     }
     if (acquired.length > 0) {
+      horizon = undefined
+      handed.clear()
+      resets++
       logger.log("info", "partitions acquired", { partitions: acquired.join(","), owned: owned.size })
       await options.acquired(acquired)
     }
@@ -286,6 +328,61 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     return ticking
   }
 
+  /**
+   * `arrivedSql`'s horizon after the last read of every owned partition (a 64-bit transaction
+   * id); undefined before the first, and again once a partition was acquired (the next read takes
+   * all its pending messages). `resets` counts them, so that a read begun before one does not
+   * set the horizon after it.
+   */
+  let horizon: number | undefined
+  let resets = 0
+  /**
+   * Rows handed over since the last reset that a read may return again (their transaction had not
+   * ended at the horizon: another transaction held it back), by rowid, with their `xmin`: each is
+   * handed over once, not again once it may be done (run twice, it failed its transaction as no
+   * longer pending, a tenth of the transactions with three instances). The sweep reads everything.
+   */
+  const handed = new Map<number, number>()
+  const maxHanded = 20_000
+  /** Whether 32-bit transaction id `x` is at or after `h` (modulo 2^32), as `arrivedSql` compares them. */
+  const atOrAfter = (x: number, h: number) => (x - (h % 2 ** 32) + 2 ** 32) % 2 ** 32 < 2 ** 31
+  /** A read of what arrived is running; `more`: a notification came meanwhile (read once more after it). */
+  let reading = false
+  let more = false
+  const readArrived = async (arrived: NonNullable<Hooks["arrived"]>) => {
+    if (reading) return void (more = true)
+    reading = true
+    try {
+      do {
+        more = false
+        const parts = [...owned]
+        if (parts.length === 0) break
+        const since = horizon
+        const reset = resets
+        const rows = await store.run(since === undefined ? arrivedAll.all(parts) : arrivedSince.all(parts, since % 2 ** 32))
+        // Partitions acquired meanwhile: read again, all of them.
+        if (reset !== resets) {
+          more = true
+          continue
+        }
+        const next = Number(rows.find((r) => r.horizon !== null)?.horizon)
+        if (horizon === undefined || next > horizon) horizon = next
+        const fresh = rows.filter((r) => r.processor !== null && !handed.has(Number(r.rowid))).sort((a, b) => Number(a.rowid) - Number(b.rowid))
+        for (const r of fresh) handed.set(Number(r.rowid), Number(r.xid))
+        for (const [rowid, xid] of handed) if (!atOrAfter(xid, horizon)) handed.delete(rowid)
+        // A transaction held open for long (anyone's, in the database) holds the horizon back and
+        // the map would grow meanwhile: past a bound, a row may be handed over twice instead.
+        if (handed.size > maxHanded) handed.clear()
+        if (fresh.length > 0) arrived(fresh.map((r) => ({ processor: String(r.processor), envelopeId: String(r.envelope_id), topic: String(r.topic), key: String(r.key), payload: String(r.payload) })))
+      } while (more && !stopped)
+    } catch (error) {
+      // The sweep finds what this read would have: the database out of reach is logged by the store.
+      if (!isUnavailable(error)) logger.log("error", "arrived messages not read", { reason: Log.reason(error) })
+    } finally {
+      reading = false
+    }
+  }
+
   let dirty = new Set<number>()
   let flushing: NodeJS.Timeout | undefined
   const wake = (part: number) => {
@@ -295,7 +392,8 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
       flushing = undefined
       const ps = [...dirty]
       dirty = new Set()
-      options.pending(ps)
+      if (options.arrived === undefined) options.pending(ps)
+      else void readArrived(options.arrived)
     }, 2)
   }
 
@@ -374,8 +472,16 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
       await listen()
       await safeTick()
       timer = setInterval(() => void safeTick(), options.heartbeatMs)
-      // Notifications are a wake-up, not a guarantee: sweep the owned partitions now and then.
-      sweep = setInterval(() => owned.size > 0 && options.pending([...owned]), Math.max(1000, options.heartbeatMs * 2))
+      // Notifications are a wake-up, not a guarantee: sweep the owned partitions now and then. With
+      // `arrived`, most sweeps read what arrived (a third of the rows an order read with three
+      // instances was the sweep's, nearly all in flight); every `fullSweepEvery`-th one reads
+      // everything pending (a message handed over once that its consumer did not keep).
+      let sweeps = 0
+      sweep = setInterval(() => {
+        if (owned.size === 0) return
+        if (options.arrived !== undefined && ++sweeps % fullSweepEvery !== 0) void readArrived(options.arrived)
+        else options.pending([...owned])
+      }, Math.max(1000, options.heartbeatMs * 2))
       logger.log("info", "cluster joined", { instance, partitions: options.partitions, owned: [...owned].join(","), live: live.join(",") })
     },
     abandon: async () => {

@@ -66,7 +66,7 @@ export const make = (deps: {
     }
     // Only what was published: on PostgreSQL a lower sequence number can commit after a higher
     // one was read (concurrent transactions), so a range over a gap would delete it unsent.
-    for (const [first, last] of runs(entries.map((e) => e.seq))) await deps.outbox.sent(first, last)
+    await deps.outbox.sentRuns(runs(entries.map((e) => e.seq)))
   }
 
   const drain = async () => {

@@ -55,14 +55,16 @@ const member = async (url: string, name: string, jitter: () => number): Promise<
     }
     running = false
   }
-  const schedule = async (parts: ReadonlyArray<number>) => {
-    if (!self.alive) return
-    for (const entry of await inbox.pendingIn("p", parts)) {
+  const enqueue = (entries: ReadonlyArray<Inbox.Entry>) => {
+    for (const entry of entries) {
       if (queued.has(entry.envelopeId)) continue
       queued.add(entry.envelopeId)
       queue.push(entry)
     }
     void work()
+  }
+  const schedule = async (parts: ReadonlyArray<number>) => {
+    if (self.alive) enqueue(await inbox.pendingIn("p", parts))
   }
   cluster = await Cluster.make({
     store,
@@ -76,6 +78,10 @@ const member = async (url: string, name: string, jitter: () => number): Promise<
     acquired: schedule,
     released: () => undefined,
     pending: schedule,
+    // A notification hands over what arrived, as in the runtime (the sweep still reads everything).
+    arrived: (entries) => {
+      if (self.alive) enqueue(entries)
+    },
     adopt: () => undefined
   })
   await cluster.start()

@@ -85,10 +85,10 @@ describe("Relay", () => {
                   if (delay > 0) await pause(delay - 1)
                   return alive() ? entries : never
                 },
-                sent: (first, last) => {
+                sentRuns: (runs) => {
                   if (!alive()) return never
-                  for (let s = first; s <= last; s++) marked.push(s)
-                  return outbox.sent(first, last)
+                  for (const [first, last] of runs) for (let s = first; s <= last; s++) marked.push(s)
+                  return outbox.sentRuns(runs)
                 }
               },
               logger: Log.silent,

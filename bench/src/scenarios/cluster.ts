@@ -13,7 +13,7 @@ import { freshSchema, query } from "@baton/testkit/postgres"
 import * as TestRedis from "@baton/testkit/redis"
 import { burst, child, counter, cpuDuring, noDelay, sleep, warmup, within } from "../lib.ts"
 import { paced, tracker, type LatencySummary } from "../pacing.ts"
-import { placeOrders } from "./orders.ts"
+import { order, placeOrders } from "./orders.ts"
 
 const redisUrl = process.env.BATON_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379/6"
 
@@ -57,6 +57,35 @@ export const orderFlow = async (instances: number, count: number, options: { rea
     await schema.drop()
     await redis.clean()
   }
+}
+
+/**
+ * `count` orders placed through every instance in `ports` (an even share each, `inFlight`
+ * unacknowledged in all), tracked until each one's `order-shipped` by ONE observer connected to
+ * the first instance: each instance sends the event once per order it ships, as in a deployment
+ * with one consumer of the outcome. (`placeOrders` on every instance makes each of them deliver
+ * every order's event to its own subscriber too: N deliveries an order, the instances' CPU growing
+ * with their number for the load generator's sake.) Resolves with the orders per second.
+ */
+export const placeSpread = async (ports: ReadonlyArray<number>, count: number, inFlight = 500): Promise<number> => {
+  const observer = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${ports[0]}`, { protocolVersion: 4, reconnectPeriod: 0 }))
+  const publishers = await Promise.all(ports.map(async (port) => noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0 }))))
+  const open = new Set<string>()
+  const done = counter(count)
+  observer.on("message", (_t, payload) => {
+    if (open.delete((JSON.parse(payload.toString()) as { correlationId: string }).correlationId)) done.hit()
+  })
+  await observer.subscribeAsync("events/order-shipped", { qos: 1 })
+  const t0 = performance.now()
+  await burst(count, inFlight, (i) => {
+    const id = crypto.randomUUID()
+    open.add(id)
+    return publishers[i % publishers.length]!.publishAsync("initiate/place-order", JSON.stringify({ id, type: "place-order", data: order(i) }), { qos: 1 })
+  })
+  await within(done.done, 600_000, `${count} events on events/order-shipped`)
+  const perSecond = count / ((performance.now() - t0) / 1000)
+  await Promise.all([observer, ...publishers].map((c) => c.endAsync()))
+  return perSecond
 }
 
 export type HopResult = { readonly rate: number } & LatencySummary

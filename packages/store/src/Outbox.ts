@@ -89,6 +89,8 @@ export const make = async (store: Store, options: { readonly instance?: string }
     store.dialect === "sqlite" ? [deleted.top, topic, payload, qos, new Date().toISOString(), instance] : [topic, payload, qos, new Date().toISOString(), instance]
   const pending = store.query("SELECT seq, topic, payload, qos FROM outbox WHERE instance = ? ORDER BY seq LIMIT ?")
   const remove = store.query("DELETE FROM outbox WHERE seq <= ? AND seq >= ? AND instance = ?")
+  // PostgreSQL: the entries of several runs in one statement (`sentRuns`).
+  const removeListed = store.dialect === "pg" ? store.query("DELETE FROM outbox WHERE instance = ? AND seq = ANY(?::bigint[])") : undefined
   const count = store.query("SELECT COUNT(*) AS n FROM outbox WHERE instance = ?")
   const adopt = store.query("UPDATE outbox SET instance = ? WHERE instance = ? RETURNING seq")
 
@@ -138,6 +140,27 @@ export const make = async (store: Store, options: { readonly instance?: string }
     riding = sentRuns.length
     return Effect.forEach(runs, ([first, last]) => remove.run(last, first, instance), { discard: true })
   })
+  /**
+   * Deletes the entries from `first` to `last` (a contiguous run that `pending` returned); on
+   * SQLite with the next add's transaction or soon after (see `deferred`).
+   */
+  const sent = (first: number, last: number): Promise<void> => {
+    // Before the delete: should it commit and still fail, its numbers are not given again either.
+    deleted.top = Math.max(deleted.top, last)
+    let all = deferred
+    for (let seq = first; all && seq <= last; seq++) all = offered.has(seq)
+    // The relay publishes in order: nothing offered up to `last` is left to send.
+    for (const seq of offered) if (seq <= last) offered.delete(seq)
+    if (!all) return store.run(Effect.asVoid(remove.run(last, first, instance)))
+    const tail = sentRuns.at(-1)
+    if (tail !== undefined && sentRuns.length > riding && tail[1] + 1 === first) tail[1] = last
+    else sentRuns.push([first, last])
+    if (timer === undefined) {
+      timer = setTimeout(() => void deleteSent().catch(() => {}), laterMs)
+      timer.unref()
+    }
+    return Promise.resolve()
+  }
   const withDeletes = <A>(add: Sql<A>): Sql<A> => (deferred ? Effect.andThen(deleteRiding, add) : add)
   return {
     /** Adds a message to publish; call inside the transaction of the change that caused it. */
@@ -160,26 +183,20 @@ export const make = async (store: Store, options: { readonly instance?: string }
         )
       )
     },
+    sent,
     /**
-     * Deletes the entries from `first` to `last` (a contiguous run that `pending` returned); on
-     * SQLite with the next add's transaction or soon after (see `deferred`).
+     * `sent` for several runs (in order) of what one batch published. On PostgreSQL in one
+     * statement: in a cluster the instances share the numbering, so an instance's entries are
+     * rarely consecutive and a batch is as many runs as entries (one delete each, before).
      */
-    sent: (first: number, last: number): Promise<void> => {
-      // Before the delete: should it commit and still fail, its numbers are not given again either.
-      deleted.top = Math.max(deleted.top, last)
-      let all = deferred
-      for (let seq = first; all && seq <= last; seq++) all = offered.has(seq)
-      // The relay publishes in order: nothing offered up to `last` is left to send.
-      for (const seq of offered) if (seq <= last) offered.delete(seq)
-      if (!all) return store.run(Effect.asVoid(remove.run(last, first, instance)))
-      const tail = sentRuns.at(-1)
-      if (tail !== undefined && sentRuns.length > riding && tail[1] + 1 === first) tail[1] = last
-      else sentRuns.push([first, last])
-      if (timer === undefined) {
-        timer = setTimeout(() => void deleteSent().catch(() => {}), laterMs)
-        timer.unref()
+    sentRuns: async (runs: ReadonlyArray<readonly [number, number]>): Promise<void> => {
+      if (removeListed === undefined || runs.length < 2) {
+        for (const [first, last] of runs) await sent(first, last)
+        return
       }
-      return Promise.resolve()
+      const seqs: Array<number> = []
+      for (const [first, last] of runs) for (let seq = first; seq <= last; seq++) seqs.push(seq)
+      return store.run(Effect.asVoid(removeListed.run(instance, seqs)))
     },
     size: async (): Promise<number> => {
       await deleteSent()

@@ -4,7 +4,7 @@
  * last, so it stops first on shutdown: consuming stops, what is in flight finishes, the outbox is
  * flushed, then (in a cluster) the partitions are handed over.
  */
-import { Log, Topics, type Subscription } from "@baton/core"
+import { type Envelope, Log, Topics, type Subscription } from "@baton/core"
 import { isUnavailable } from "@baton/store"
 import { Context, Effect, Layer } from "effect"
 import { Apps } from "./Apps.ts"
@@ -53,6 +53,7 @@ export const layer = Layer.effect(
       }
       return undefined
     }
+    const byName = new Map(consumers.map((c) => [c.processor.name, c.consumer]))
     const scheduleIn = async (parts: ReadonlyArray<number>) => (await Promise.all(consumers.map((c) => c.consumer.recover(parts)))).reduce((n, m) => n + m, 0)
 
     // Consuming stops first on shutdown; what is in flight finishes and the outbox is flushed.
@@ -107,6 +108,10 @@ export const layer = Layer.effect(
             },
             pending: (parts) =>
               void scheduleIn(parts).catch((error: unknown) => isUnavailable(error) || logger.log("error", "pending messages not scheduled", { reason: Log.reason(error) })),
+            // What another instance's transaction wrote for this instance's partitions, read once for every processor.
+            arrived: (entries) => {
+              for (const e of entries) void byName.get(e.processor)?.schedule(JSON.parse(e.payload) as Envelope.Envelope, e.topic, e.payload)
+            },
             adopt: async (dead) => {
               const entries = await outbox.adopt(dead)
               const logged = await log.adopt(dead)
