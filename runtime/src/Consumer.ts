@@ -83,6 +83,12 @@ type Handled = "done" | "parked" | "skipped"
 
 const handled: Record<Handled, Decision.Outcome> = { done: { _tag: "Committed" }, parked: { _tag: "Parked" }, skipped: { _tag: "Skipped" } }
 
+/** What a message run for its caller (`Consumer.call`) gave back: its answers, and what to run once the caller's transaction committed. */
+export interface Called {
+  readonly answers: ReadonlyArray<Envelope.Next>
+  readonly committed: () => void
+}
+
 export interface Consumer {
   /** Takes a message from a broker session: commits it to the inbox, then runs it. */
   readonly handler: (message: Message) => Promise<void>
@@ -95,6 +101,13 @@ export interface Consumer {
    * (the ingress's, see Router's `Local.inline`); undefined when it cannot run so.
    */
   readonly inline: (event: Envelope.Envelope, topic: string, payload: string) => Sql<(() => void) | undefined> | undefined
+  /**
+   * `inline` for a caller that consumes the answer itself (a domain mediator's command, see
+   * Mediator's `Call`): the message runs inside the caller's transaction, its inbox row written
+   * done, and what it addresses to its `replyTo` is given back instead of delivered. Undefined
+   * when it cannot run so (asked before anything is written).
+   */
+  readonly call: (event: Envelope.Envelope, topic: string, payload: string) => Sql<Called | undefined> | undefined
   /** Resolves when nothing is in flight. */
   readonly idle: () => Promise<void>
   /** Messages scheduled and not finished (at most `maxScheduled`, but for a parked message's turn). */
@@ -651,35 +664,81 @@ export const make = (deps: {
    * (its attempts counted from there). Not for processors with `prepare` (it runs outside the
    * transaction), parking or runs of a key, nor under a cluster's inbox guard.
    */
-  const inline = (event: Envelope.Envelope, topic: string, payload: string): Sql<(() => void) | undefined> | undefined => {
-    if (event.replyTo === undefined || store.dialect !== "sqlite" || processor.prepare !== undefined || parking !== undefined || batch !== undefined || inbox.guarded) return undefined
+  const inline = (event: Envelope.Envelope, topic: string, payload: string): Sql<(() => void) | undefined> | undefined =>
+    event.replyTo === undefined
+      ? undefined
+      : inSavepoint(event, (hop) => receivedAndHandled(event, topic, payload, hop), (deliveries, after) => () => {
+          after()
+          const done = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, undefined))
+          if (done !== undefined) {
+            inFlight.add(done)
+            void done.then(() => inFlight.delete(done))
+          }
+        })
+
+  /**
+   * `inline` for a caller that takes the answer itself (a domain mediator's command on its
+   * channel): what the handler addresses to the message's `replyTo` is given back, not written
+   * to the caller's inbox; the rest it announces as always. Not for a processor with a
+   * `committed` step (nothing runs it) or a `reply` (answers go to the caller only).
+   */
+  const call = (event: Envelope.Envelope, topic: string, payload: string): Sql<Called | undefined> | undefined => {
+    const replyTo = event.replyTo
+    if (replyTo === undefined || processor.committed !== undefined || processor.reply !== undefined) return undefined
+    const entry = { envelopeId: event.id, topic, key: event.key, payload }
+    const called = (hop: Hop): Sql<readonly [ReadonlyArray<Envelope.Next>, Array<() => void>] | undefined, unknown> =>
+      Effect.flatMap(holds(event.key), (ours) =>
+        !ours
+          ? Effect.undefined
+          : Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload)), (fresh) =>
+              !fresh
+                ? Effect.undefined
+                : Effect.flatMap(processor.handle(event, undefined), (announced) => {
+                    const answers = announced.filter((n) => n.topic === replyTo)
+                    const rest = answers.length === announced.length ? [] : announced.filter((n) => n.topic !== replyTo)
+                    return Effect.map(announce(event, rest, hop.traceparent), (deliveries) => [answers, deliveries] as const)
+                  })
+            )
+      )
+    return inSavepoint(event, called, ([answers, deliveries], after): Called => ({
+      answers,
+      committed: () => {
+        after()
+        for (const deliver of deliveries) deliver()
+      }
+    }))
+  }
+
+  /**
+   * The common part of `inline` and `call`: on a single SQLite instance, when this processor has
+   * no other pending message, `body` runs in a savepoint of the caller's transaction (its failure
+   * rolls back only the savepoint, and undefined is given: the caller then sends the message as any
+   * other). `done` makes what the caller gets of its outcome, given what to run after the commit
+   * for the span, the metrics and the crash point.
+   */
+  const inSavepoint = <A, B>(event: Envelope.Envelope, body: (hop: Hop) => Sql<A | undefined, unknown>, done: (a: A, after: () => void) => B): Sql<B | undefined> | undefined => {
+    if (store.dialect !== "sqlite" || processor.prepare !== undefined || parking !== undefined || batch !== undefined || inbox.guarded) return undefined
     if (deps.cluster?.owns(event.key) === false) return undefined
     return Effect.flatMap(inbox.othersPending(processor.name, event.id), (others) => {
       if (others) return Effect.succeed(undefined)
       const hop = begin(event)
       const started = performance.now()
-      const body = Effect.suspend(() => {
+      const run = Effect.suspend(() => {
         Crash.point("handler", processor.name)
-        return receivedAndHandled(event, topic, payload, hop)
+        return body(hop)
       })
-      return Effect.map(Effect.exit(store.sql.withTransaction(body)), (exit) => {
+      return Effect.map(Effect.exit(store.sql.withTransaction(run)), (exit) => {
         if (Exit.isFailure(exit) || exit.value === undefined) {
           hop.end(Exit.isFailure(exit) ? exit.cause : undefined)
-          if (debug) deps.logger.log("debug", "request not handled in the ingress's transaction; scheduled", { processor: processor.name, id: event.id, ...Envelope.logFields(event) })
+          if (debug) deps.logger.log("debug", "message not handled in its sender's transaction; scheduled", { processor: processor.name, id: event.id, ...Envelope.logFields(event) })
           return undefined
         }
-        const deliveries = exit.value
-        return () => {
+        return done(exit.value, () => {
           hop.end()
           metrics?.latency((performance.now() - started) / 1000)
           metrics?.handled("done")
           Crash.point("processed-committed", processor.name)
-          const after = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, undefined))
-          if (after !== undefined) {
-            inFlight.add(after)
-            void after.then(() => inFlight.delete(after))
-          }
-        }
+        })
       })
     })
   }
@@ -722,5 +781,5 @@ export const make = (deps: {
     while (inFlight.size > 0 || refilling !== undefined) await Promise.all([...inFlight, refilling])
   }
 
-  return { handler, schedule, inline, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
+  return { handler, schedule, inline, call, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
 }
