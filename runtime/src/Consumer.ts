@@ -6,7 +6,7 @@
  * message stalls only its own partition. An actor applies the handler's effects, marks the inbox
  * entry done and writes the announced events to the outbox in one transaction.
  */
-import { Effect, Exit, Result } from "effect"
+import { Cause, Effect, Result } from "effect"
 import { Envelope, Log, Rejected, Topics, type Message, type Processor, type Sensitive } from "@baton/core"
 import { Supervisor } from "@baton/actors"
 import { Inbox, isUnavailable, ownLaneOf, type Outbox, type Sql, type Store } from "@baton/store"
@@ -107,7 +107,7 @@ export interface Consumer {
    * done, and what it addresses to its `replyTo` is given back instead of delivered. Undefined
    * when it cannot run so (asked before anything is written).
    */
-  readonly call: (event: Envelope.Envelope, topic: string, payload: string) => Sql<Called | undefined> | undefined
+  readonly call: (event: Envelope.Envelope, topic: string, payload: string) => Sql<Called | undefined, Decision.RunElsewhere> | undefined
   /** Resolves when nothing is in flight. */
   readonly idle: () => Promise<void>
   /** Messages scheduled and not finished (at most `maxScheduled`, but for a parked message's turn). */
@@ -667,7 +667,7 @@ export const make = (deps: {
   const inline = (event: Envelope.Envelope, topic: string, payload: string): Sql<(() => void) | undefined> | undefined =>
     event.replyTo === undefined
       ? undefined
-      : inSavepoint(event, (hop) => receivedAndHandled(event, topic, payload, hop), (deliveries, after) => () => {
+      : runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop), true, () => Effect.undefined, (deliveries, after) => () => {
           after()
           const done = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, undefined))
           if (done !== undefined) {
@@ -680,11 +680,14 @@ export const make = (deps: {
    * `inline` for a caller that takes the answer itself (a domain mediator's command on its
    * channel): what the handler addresses to the message's `replyTo` is given back, not written
    * to the caller's inbox; the rest it announces as always. Not for a processor with a
-   * `committed` step (nothing runs it) or a `reply` (answers go to the caller only).
+   * `committed` step (nothing runs it) or a `reply` (answers go to the caller only). Without a
+   * savepoint of its own (two statements, and a copy of each page it changes first): a failure
+   * fails the caller's transaction (`Decision.RunElsewhere`), which runs again at once, and the
+   * message, refused here then, is sent as any other.
    */
-  const call = (event: Envelope.Envelope, topic: string, payload: string): Sql<Called | undefined> | undefined => {
+  const call = (event: Envelope.Envelope, topic: string, payload: string): Sql<Called | undefined, Decision.RunElsewhere> | undefined => {
     const replyTo = event.replyTo
-    if (replyTo === undefined || processor.committed !== undefined || processor.reply !== undefined) return undefined
+    if (replyTo === undefined || processor.committed !== undefined || processor.reply !== undefined || refused.delete(event.id)) return undefined
     const entry = { envelopeId: event.id, topic, key: event.key, payload }
     const called = (hop: Hop): Sql<readonly [ReadonlyArray<Envelope.Next>, Array<() => void>] | undefined, unknown> =>
       Effect.flatMap(holds(event.key), (ours) =>
@@ -700,7 +703,12 @@ export const make = (deps: {
                   })
             )
       )
-    return inSavepoint(event, called, ([answers, deliveries], after): Called => ({
+    const failed = (cause: Cause.Cause<unknown>) => {
+      if (refused.size >= 10_000) refused.clear()
+      refused.add(event.id)
+      return Effect.fail(new Decision.RunElsewhere(processor.name, event.id, Cause.squash(cause)))
+    }
+    return runHere(event, called, false, failed, ([answers, deliveries], after): Called => ({
       answers,
       committed: () => {
         after()
@@ -708,15 +716,23 @@ export const make = (deps: {
       }
     }))
   }
+  /** Messages whose run for a caller failed (`call`): refused once when asked again, so sent as any other. */
+  const refused = new Set<string>()
 
   /**
    * The common part of `inline` and `call`: on a single SQLite instance, when this processor has
-   * no other pending message, `body` runs in a savepoint of the caller's transaction (its failure
-   * rolls back only the savepoint, and undefined is given: the caller then sends the message as any
-   * other). `done` makes what the caller gets of its outcome, given what to run after the commit
-   * for the span, the metrics and the crash point.
+   * no other pending message, `body` runs in the caller's transaction (`inSavepoint`: in a
+   * savepoint of it, when its failure is to roll back only its own work). `failed` says what its
+   * failure makes of the caller's transaction; `done`, what the caller gets of its outcome, given
+   * what to run after the commit for the span, the metrics and the crash point.
    */
-  const inSavepoint = <A, B>(event: Envelope.Envelope, body: (hop: Hop) => Sql<A | undefined, unknown>, done: (a: A, after: () => void) => B): Sql<B | undefined> | undefined => {
+  const runHere = <A, B, E>(
+    event: Envelope.Envelope,
+    body: (hop: Hop) => Sql<A | undefined, unknown>,
+    inSavepoint: boolean,
+    failed: (cause: Cause.Cause<unknown>) => Sql<undefined, E>,
+    done: (a: A, after: () => void) => B
+  ): Sql<B | undefined, E> | undefined => {
     if (store.dialect !== "sqlite" || processor.prepare !== undefined || parking !== undefined || batch !== undefined || inbox.guarded) return undefined
     if (deps.cluster?.owns(event.key) === false) return undefined
     return Effect.flatMap(inbox.othersPending(processor.name, event.id), (others) => {
@@ -727,18 +743,29 @@ export const make = (deps: {
         Crash.point("handler", processor.name)
         return body(hop)
       })
-      return Effect.map(Effect.exit(store.sql.withTransaction(run)), (exit) => {
-        if (Exit.isFailure(exit) || exit.value === undefined) {
-          hop.end(Exit.isFailure(exit) ? exit.cause : undefined)
-          if (debug) deps.logger.log("debug", "message not handled in its sender's transaction; scheduled", { processor: processor.name, id: event.id, ...Envelope.logFields(event) })
-          return undefined
+      const notRun = (cause: Cause.Cause<unknown> | undefined) => {
+        hop.end(cause)
+        if (debug) deps.logger.log("debug", "message not handled in its sender's transaction; sent as any other", { processor: processor.name, id: event.id, ...Envelope.logFields(event) })
+      }
+      return Effect.matchCauseEffect(inSavepoint ? store.sql.withTransaction(run) : run, {
+        onFailure: (cause) => {
+          notRun(cause)
+          return failed(cause)
+        },
+        onSuccess: (value): Sql<B | undefined> => {
+          if (value === undefined) {
+            notRun(undefined)
+            return Effect.undefined
+          }
+          return Effect.succeed(
+            done(value, () => {
+              hop.end()
+              metrics?.latency((performance.now() - started) / 1000)
+              metrics?.handled("done")
+              Crash.point("processed-committed", processor.name)
+            })
+          )
         }
-        return done(exit.value, () => {
-          hop.end()
-          metrics?.latency((performance.now() - started) / 1000)
-          metrics?.handled("done")
-          Crash.point("processed-committed", processor.name)
-        })
       })
     })
   }
