@@ -107,7 +107,7 @@ export interface Consumer {
    * done, and what it addresses to its `replyTo` is given back instead of delivered. Undefined
    * when it cannot run so (asked before anything is written).
    */
-  readonly call: (event: Envelope.Envelope, topic: string, payload: string) => Sql<Called | undefined, Decision.RunElsewhere> | undefined
+  readonly call: ((event: Envelope.Envelope, topic: string, payload: string) => Sql<Called | undefined, Decision.RunElsewhere> | undefined) | undefined
   /** Resolves when nothing is in flight. */
   readonly idle: () => Promise<void>
   /** Messages scheduled and not finished (at most `maxScheduled`, but for a parked message's turn). */
@@ -808,5 +808,7 @@ export const make = (deps: {
     while (inFlight.size > 0 || refilling !== undefined) await Promise.all([...inFlight, refilling])
   }
 
-  return { handler, schedule, inline, call, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
+  // Absent where it never runs (PostgreSQL, a cluster's guarded inbox, see `runHere`): its senders need not ask.
+  const callable = store.dialect === "sqlite" && processor.prepare === undefined && parking === undefined && batch === undefined && !inbox.guarded
+  return { handler, schedule, inline, call: callable ? call : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
 }

@@ -90,6 +90,7 @@ describe("Consumer.call on SQLite", () => {
         const router = Router.make(inbox)
         const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
         router.add("baton/channel/p", { name: "p", schedule: consumer.schedule })
+        expect(consumer.call, "a processor without prepare on SQLite alone can be called").toBeDefined()
         // The answers of messages run from the queue (as to a mediator's queue): a consumer that takes them.
         router.add(answers, { name: "sender", schedule: () => undefined })
         const answered: Array<string> = []
@@ -102,7 +103,7 @@ describe("Consumer.call on SQLite", () => {
             const payload = JSON.stringify(event)
             const queued = router.route("baton/channel/p", event, payload)
             const once = Effect.suspend(() => {
-              const run = called ? consumer.call(event, "baton/channel/p", payload) : undefined
+              const run = called ? consumer.call?.(event, "baton/channel/p", payload) : undefined
               if (run === undefined) return queued
               return Effect.flatMap(run, (outcome) => {
                 if (outcome === undefined) return queued

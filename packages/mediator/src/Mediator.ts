@@ -331,6 +331,8 @@ export const domain = (options: {
     if (!calls.has(channel)) calls.set(channel, callOf?.(channel))
     return calls.get(channel)
   }
+  /** Whether a new state sends a command that its channel may run at once (else it goes out as it is, no `chain`). */
+  const chainable = (saved: Saved): boolean => callOf !== undefined && saved.lastEffects.some((e) => e._tag === "Send" && callFor(e.command.channel) !== undefined)
   /** Envelopes as the runtime makes them of what a handler announces (a command's id is its own). */
   const clock: Envelope.Clock = { now, newId: Envelope.systemClock.newId }
 
@@ -447,7 +449,7 @@ export const domain = (options: {
       const last = lastOfEach(steps)
       if (last.length === 0) return Effect.succeed(announced)
       const written = (s: Saved) => write(s, stored.get(s.id))
-      if (callOf === undefined) return Effect.as(last.length === 1 ? written(last[0]!) : Effect.forEach(last, written, { discard: true }), announced)
+      if (!last.some(chainable)) return Effect.as(last.length === 1 ? written(last[0]!) : Effect.forEach(last, written, { discard: true }), announced)
       // Each workflow's last state runs its chain; the commands of its states before it are queued already.
       const chained = (s: Saved) => {
         const at = steps.lastIndexOf(s)
@@ -504,7 +506,7 @@ export const domain = (options: {
       if (saved === undefined) return Effect.succeed([])
       // In the input's own transaction, with the effects below and the input's `done` mark. A
       // finished workflow is announced by these effects, and nothing is kept for it but a discarded one.
-      if (callOf === undefined) return Effect.as(write(saved), outgoing(event, saved))
+      if (!chainable(saved)) return Effect.as(write(saved), outgoing(event, saved))
       return Effect.flatMap(chain(event, saved, new Set()), (c) => {
         chains.set(saved, [c])
         return Effect.as(write(c.last, (saved.version ?? 1) - 1), c.out)
