@@ -86,6 +86,8 @@ const handled: Record<Handled, Decision.Outcome> = { done: { _tag: "Committed" }
 /** What a message run for its caller (`Consumer.call`) gave back: its answers, and what to run once the caller's transaction committed. */
 export interface Called {
   readonly answers: ReadonlyArray<Envelope.Next>
+  /** The span of its handling, which its answers go out under. */
+  readonly traceparent: string
   readonly committed: () => void
 }
 
@@ -689,6 +691,7 @@ export const make = (deps: {
     const replyTo = event.replyTo
     if (replyTo === undefined || processor.committed !== undefined || processor.reply !== undefined || refused.delete(event.id)) return undefined
     const entry = { envelopeId: event.id, topic, key: event.key, payload }
+    let traceparent = ""
     const called = (hop: Hop): Sql<readonly [ReadonlyArray<Envelope.Next>, Array<() => void>] | undefined, unknown> =>
       Effect.flatMap(holds(event.key), (ours) =>
         !ours
@@ -697,6 +700,7 @@ export const make = (deps: {
               !fresh
                 ? Effect.undefined
                 : Effect.flatMap(processor.handle(event, undefined), (announced) => {
+                    traceparent = hop.traceparent
                     const answers = announced.filter((n) => n.topic === replyTo)
                     const rest = answers.length === announced.length ? [] : announced.filter((n) => n.topic !== replyTo)
                     return Effect.map(announce(event, rest, hop.traceparent), (deliveries) => [answers, deliveries] as const)
@@ -710,6 +714,7 @@ export const make = (deps: {
     }
     return runHere(event, called, false, failed, ([answers, deliveries], after): Called => ({
       answers,
+      traceparent,
       committed: () => {
         after()
         for (const deliver of deliveries) deliver()

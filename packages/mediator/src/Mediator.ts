@@ -96,7 +96,7 @@ export type Call = (
   command: Envelope.Envelope,
   topic: string,
   payload: string
-) => Effect.Effect<{ readonly answers: ReadonlyArray<Envelope.Next>; readonly committed: () => void } | undefined, unknown, SqlClient.SqlClient> | undefined
+) => Effect.Effect<{ readonly answers: ReadonlyArray<Envelope.Next>; readonly traceparent: string; readonly committed: () => void } | undefined, unknown, SqlClient.SqlClient> | undefined
 
 export interface Domain {
   readonly domain: string
@@ -367,12 +367,15 @@ export const domain = (options: {
           const channel = effect._tag === "Send" ? effect.command.channel : effect.channel
           const call = effect._tag === "Send" && !queued.has(channel) ? callFor(channel) : undefined
           if (call !== undefined) {
-            const command = Envelope.next(input, next, clock)
+            // Its cause and span are those of the input's sender (the chain's acknowledgements are
+            // never stored, and the mediator's own span is not known here): in a flow's causation
+            // tree and in its trace it hangs beside the input, under what sent it.
+            const command = Envelope.next(input, { ...next, causationId: input.causationId }, clock)
             const run = call(command, next.topic!, Envelope.encode(command))
             const called = run === undefined ? undefined : yield* run
             if (called !== undefined) {
               committed.push(called.committed)
-              for (const answer of called.answers) acks.push(Envelope.next(command, answer, clock))
+              for (const answer of called.answers) acks.push(Envelope.next(command, answer, clock, called.traceparent))
               continue
             }
           }

@@ -87,7 +87,7 @@ const play = async (plan: Plan, inline: boolean) => {
     domain.connect((channel) => (command) => {
       // A channel with messages queued, a busy one or one whose handler fails (its savepoint rolled back) runs nothing now.
       if (waiting.get(channel)!.length > 0 || busy(command.id) || fails(command.id)) return busy(command.id) ? undefined : Effect.succeed(undefined)
-      return Effect.as(record.run(channel, command.key, command.id), { answers: [{ type: Mediator.messages.acked, topic: queue, key: command.key, data: answer(command).data }], committed: () => {} })
+      return Effect.as(record.run(channel, command.key, command.id), { answers: [{ type: Mediator.messages.acked, topic: queue, key: command.key, data: answer(command).data }], traceparent: "", committed: () => {} })
     })
   for (const [i] of plan.workflows.entries())
     inputs.push({ id: `wf${i}`, type: Mediator.messages.start, key: `wf${i}`, correlationId: `wf${i}`, causationId: `wf${i}`, occurredAt: "", data: { workflow: `w${i}`, input: {} } })
