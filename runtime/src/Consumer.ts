@@ -6,7 +6,7 @@
  * message stalls only its own partition. An actor applies the handler's effects, marks the inbox
  * entry done and writes the announced events to the outbox in one transaction.
  */
-import { Effect, Exit, Result } from "effect"
+import { Cause, Effect, Result } from "effect"
 import { Envelope, Log, Rejected, Topics, type Message, type Processor, type Sensitive } from "@baton/core"
 import { Supervisor } from "@baton/actors"
 import { Inbox, isUnavailable, ownLaneOf, type Outbox, type Sql, type Store } from "@baton/store"
@@ -83,6 +83,14 @@ type Handled = "done" | "parked" | "skipped"
 
 const handled: Record<Handled, Decision.Outcome> = { done: { _tag: "Committed" }, parked: { _tag: "Parked" }, skipped: { _tag: "Skipped" } }
 
+/** What a message run for its caller (`Consumer.call`) gave back: its answers, and what to run once the caller's transaction committed. */
+export interface Called {
+  readonly answers: ReadonlyArray<Envelope.Next>
+  /** The span of its handling, which its answers go out under. */
+  readonly traceparent: string
+  readonly committed: () => void
+}
+
 export interface Consumer {
   /** Takes a message from a broker session: commits it to the inbox, then runs it. */
   readonly handler: (message: Message) => Promise<void>
@@ -95,6 +103,13 @@ export interface Consumer {
    * (the ingress's, see Router's `Local.inline`); undefined when it cannot run so.
    */
   readonly inline: (event: Envelope.Envelope, topic: string, payload: string) => Sql<(() => void) | undefined> | undefined
+  /**
+   * `inline` for a caller that consumes the answer itself (a domain mediator's command, see
+   * Mediator's `Call`): the message runs inside the caller's transaction, its inbox row written
+   * done, and what it addresses to its `replyTo` is given back instead of delivered. Undefined
+   * when it cannot run so (asked before anything is written).
+   */
+  readonly call: ((event: Envelope.Envelope, topic: string, payload: string) => Sql<Called | undefined, Decision.RunElsewhere> | undefined) | undefined
   /** Resolves when nothing is in flight. */
   readonly idle: () => Promise<void>
   /** Messages scheduled and not finished (at most `maxScheduled`, but for a parked message's turn). */
@@ -651,34 +666,110 @@ export const make = (deps: {
    * (its attempts counted from there). Not for processors with `prepare` (it runs outside the
    * transaction), parking or runs of a key, nor under a cluster's inbox guard.
    */
-  const inline = (event: Envelope.Envelope, topic: string, payload: string): Sql<(() => void) | undefined> | undefined => {
-    if (event.replyTo === undefined || store.dialect !== "sqlite" || processor.prepare !== undefined || parking !== undefined || batch !== undefined || inbox.guarded) return undefined
+  const inline = (event: Envelope.Envelope, topic: string, payload: string): Sql<(() => void) | undefined> | undefined =>
+    event.replyTo === undefined
+      ? undefined
+      : runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop), true, () => Effect.undefined, (deliveries, after) => () => {
+          after()
+          const done = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, undefined))
+          if (done !== undefined) {
+            inFlight.add(done)
+            void done.then(() => inFlight.delete(done))
+          }
+        })
+
+  /**
+   * `inline` for a caller that takes the answer itself (a domain mediator's command on its
+   * channel): what the handler addresses to the message's `replyTo` is given back, not written
+   * to the caller's inbox; the rest it announces as always. Not for a processor with a
+   * `committed` step (nothing runs it) or a `reply` (answers go to the caller only). Without a
+   * savepoint of its own (two statements, and a copy of each page it changes first): a failure
+   * fails the caller's transaction (`Decision.RunElsewhere`), which runs again at once, and the
+   * message, refused here then, is sent as any other.
+   */
+  const call = (event: Envelope.Envelope, topic: string, payload: string): Sql<Called | undefined, Decision.RunElsewhere> | undefined => {
+    const replyTo = event.replyTo
+    if (replyTo === undefined || processor.committed !== undefined || processor.reply !== undefined || refused.delete(event.id)) return undefined
+    const entry = { envelopeId: event.id, topic, key: event.key, payload }
+    let traceparent = ""
+    const called = (hop: Hop): Sql<readonly [ReadonlyArray<Envelope.Next>, Array<() => void>] | undefined, unknown> =>
+      Effect.flatMap(holds(event.key), (ours) =>
+        !ours
+          ? Effect.undefined
+          : Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload)), (fresh) =>
+              !fresh
+                ? Effect.undefined
+                : Effect.flatMap(processor.handle(event, undefined), (announced) => {
+                    traceparent = hop.traceparent
+                    const answers = announced.filter((n) => n.topic === replyTo)
+                    const rest = answers.length === announced.length ? [] : announced.filter((n) => n.topic !== replyTo)
+                    return Effect.map(announce(event, rest, hop.traceparent), (deliveries) => [answers, deliveries] as const)
+                  })
+            )
+      )
+    const failed = (cause: Cause.Cause<unknown>) => {
+      if (refused.size >= 10_000) refused.clear()
+      refused.add(event.id)
+      return Effect.fail(new Decision.RunElsewhere(processor.name, event.id, Cause.squash(cause)))
+    }
+    return runHere(event, called, false, failed, ([answers, deliveries], after): Called => ({
+      answers,
+      traceparent,
+      committed: () => {
+        after()
+        for (const deliver of deliveries) deliver()
+      }
+    }))
+  }
+  /** Messages whose run for a caller failed (`call`): refused once when asked again, so sent as any other. */
+  const refused = new Set<string>()
+
+  /**
+   * The common part of `inline` and `call`: on a single SQLite instance, when this processor has
+   * no other pending message, `body` runs in the caller's transaction (`inSavepoint`: in a
+   * savepoint of it, when its failure is to roll back only its own work). `failed` says what its
+   * failure makes of the caller's transaction; `done`, what the caller gets of its outcome, given
+   * what to run after the commit for the span, the metrics and the crash point.
+   */
+  const runHere = <A, B, E>(
+    event: Envelope.Envelope,
+    body: (hop: Hop) => Sql<A | undefined, unknown>,
+    inSavepoint: boolean,
+    failed: (cause: Cause.Cause<unknown>) => Sql<undefined, E>,
+    done: (a: A, after: () => void) => B
+  ): Sql<B | undefined, E> | undefined => {
+    if (store.dialect !== "sqlite" || processor.prepare !== undefined || parking !== undefined || batch !== undefined || inbox.guarded) return undefined
     if (deps.cluster?.owns(event.key) === false) return undefined
     return Effect.flatMap(inbox.othersPending(processor.name, event.id), (others) => {
       if (others) return Effect.succeed(undefined)
       const hop = begin(event)
       const started = performance.now()
-      const body = Effect.suspend(() => {
+      const run = Effect.suspend(() => {
         Crash.point("handler", processor.name)
-        return receivedAndHandled(event, topic, payload, hop)
+        return body(hop)
       })
-      return Effect.map(Effect.exit(store.sql.withTransaction(body)), (exit) => {
-        if (Exit.isFailure(exit) || exit.value === undefined) {
-          hop.end(Exit.isFailure(exit) ? exit.cause : undefined)
-          if (debug) deps.logger.log("debug", "request not handled in the ingress's transaction; scheduled", { processor: processor.name, id: event.id, ...Envelope.logFields(event) })
-          return undefined
-        }
-        const deliveries = exit.value
-        return () => {
-          hop.end()
-          metrics?.latency((performance.now() - started) / 1000)
-          metrics?.handled("done")
-          Crash.point("processed-committed", processor.name)
-          const after = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, undefined))
-          if (after !== undefined) {
-            inFlight.add(after)
-            void after.then(() => inFlight.delete(after))
+      const notRun = (cause: Cause.Cause<unknown> | undefined) => {
+        hop.end(cause)
+        if (debug) deps.logger.log("debug", "message not handled in its sender's transaction; sent as any other", { processor: processor.name, id: event.id, ...Envelope.logFields(event) })
+      }
+      return Effect.matchCauseEffect(inSavepoint ? store.sql.withTransaction(run) : run, {
+        onFailure: (cause) => {
+          notRun(cause)
+          return failed(cause)
+        },
+        onSuccess: (value): Sql<B | undefined> => {
+          if (value === undefined) {
+            notRun(undefined)
+            return Effect.undefined
           }
+          return Effect.succeed(
+            done(value, () => {
+              hop.end()
+              metrics?.latency((performance.now() - started) / 1000)
+              metrics?.handled("done")
+              Crash.point("processed-committed", processor.name)
+            })
+          )
         }
       })
     })
@@ -722,5 +813,7 @@ export const make = (deps: {
     while (inFlight.size > 0 || refilling !== undefined) await Promise.all([...inFlight, refilling])
   }
 
-  return { handler, schedule, inline, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
+  // Absent where it never runs (PostgreSQL, a cluster's guarded inbox, see `runHere`): its senders need not ask.
+  const callable = store.dialect === "sqlite" && processor.prepare === undefined && parking === undefined && batch === undefined && !inbox.guarded
+  return { handler, schedule, inline, call: callable ? call : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
 }

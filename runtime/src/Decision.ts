@@ -18,9 +18,24 @@ export const isPermanent = (error: unknown): boolean =>
  */
 export type Failure = "data" | "conflict" | "unavailable" | "transient"
 
+/**
+ * A message run inside its sender's transaction (Consumer's `call`) failed there, failing the
+ * sender's transaction with it: not the sender's fault, so the sender runs again at once (as after
+ * a lost conflict), and the message, refused there then, is sent as any other.
+ */
+export class RunElsewhere extends Error {
+  readonly processor: string
+  readonly envelopeId: string
+  constructor(processor: string, envelopeId: string, cause: unknown) {
+    super(`${processor} failed on ${envelopeId} in its sender's transaction: ${cause instanceof Error ? cause.message : String(cause)}`, { cause })
+    this.processor = processor
+    this.envelopeId = envelopeId
+  }
+}
+
 export const classify = (error: unknown): Failure => {
   if (isUnavailable(error)) return "unavailable"
-  if (Postgres.isConflict(error)) return "conflict"
+  if (Postgres.isConflict(error) || error instanceof RunElsewhere) return "conflict"
   if (isPermanent(error) || (SqlError.isSqlError(error) && (error.reason._tag === "ConstraintError" || error.reason._tag === "UniqueViolation"))) return "data"
   return "transient"
 }

@@ -15,7 +15,7 @@
 import { randomUUID } from "node:crypto"
 import { Conflict, Envelope, Log, NotFound, Rejected, Topics, type Batch, type Processor, type Workflow as W } from "@baton/core"
 import { Effect } from "effect"
-import { SqlError } from "effect/sql"
+import { SqlError, type SqlClient } from "effect/sql"
 
 type Result = W.Result
 type Rule = W.Rule
@@ -86,11 +86,25 @@ export const simple = (rules: ReadonlyArray<Rule>, workflows: ReadonlyArray<Work
 }
 
 
+/**
+ * A channel's processor run inside the mediator's transaction (the runtime's `Consumer.call`): its
+ * inbox row written done with its effects, and its acknowledgement given back instead of queued.
+ * Undefined (asked before anything is written), or an outcome of undefined (it did not run and
+ * wrote nothing), when it cannot run so now: the command is then sent as any other.
+ */
+export type Call = (
+  command: Envelope.Envelope,
+  topic: string,
+  payload: string
+) => Effect.Effect<{ readonly answers: ReadonlyArray<Envelope.Next>; readonly traceparent: string; readonly committed: () => void } | undefined, unknown, SqlClient.SqlClient> | undefined
+
 export interface Domain {
   readonly domain: string
   readonly processor: Processor<Saved | undefined>
   /** How timeouts and restarts enter the queue: committed to the inbox, then run; resolves when applied. */
   readonly attach: (enqueue: (event: Envelope.Envelope) => Promise<void>) => void
+  /** How a command runs on its channel inside the input's transaction (see `Call`), by channel name; not connected, every command is queued. */
+  readonly connect: (callOf: (channel: string) => Call | undefined) => void
   /**
    * After a start or a hand-over: re-arms the command timeouts of workflows in flight (those `owns`
    * accepts: in a cluster, the workflows of the partitions this instance just acquired). Returns
@@ -129,6 +143,14 @@ const inputOf = (event: Envelope.Envelope, initiating: boolean): Machine.Input |
     default:
       return undefined
   }
+}
+
+/** What `chain` gives. */
+interface Chained {
+  readonly out: ReadonlyArray<Envelope.Next>
+  readonly last: Saved
+  readonly effects: ReadonlyArray<Machine.Effect>
+  readonly committed: ReadonlyArray<() => void>
 }
 
 /** Workflows whose state a domain mediator keeps in memory at most. */
@@ -302,6 +324,79 @@ export const domain = (options: {
       return Effect.fail(new SqlError.SqlError({ reason: new SqlError.SerializationError({ message, operation: "write workflow", cause: undefined }) }))
     })
 
+  /** See `Domain.connect`. */
+  let callOf: ((channel: string) => Call | undefined) | undefined
+  const calls = new Map<string, Call | undefined>()
+  const callFor = (channel: string): Call | undefined => {
+    if (!calls.has(channel)) calls.set(channel, callOf?.(channel))
+    return calls.get(channel)
+  }
+  /** Whether a new state sends a command that its channel may run at once (else it goes out as it is, no `chain`). */
+  const chainable = (saved: Saved): boolean => callOf !== undefined && saved.lastEffects.some((e) => e._tag === "Send" && callFor(e.command.channel) !== undefined)
+  /** Envelopes as the runtime makes them of what a handler announces (a command's id is its own). */
+  const clock: Envelope.Clock = { now, newId: Envelope.systemClock.newId }
+
+  /**
+   * In an input's transaction, from the new state it made (`saved`): each command that state
+   * sends whose channel can run it now (`Call`) runs here, and its acknowledgement is applied at
+   * once as the next input (acknowledgements in the order they come, as from the queue), whose
+   * commands may run so in turn. A chain of steps thus commits as one input: the state written
+   * once, the acknowledgements never queued, no transaction of their own. A command whose
+   * channel cannot run it now is sent as always, and so is every later message of the chain to
+   * that channel (`queued`: the channels with a message of this transaction queued), so that a
+   * channel takes a workflow's messages in the order they were sent. Gives what goes out (the
+   * effects of every state of the chain, in order), the last state, the effects of them all
+   * (to arm timeouts by) and what to run once committed.
+   */
+  const chain = (event: Envelope.Envelope, saved: Saved, queued: Set<string>) =>
+    Effect.gen(function* () {
+      const out: Array<Envelope.Next> = []
+      const effects: Array<Machine.Effect> = []
+      const committed: Array<() => void> = []
+      const acks: Array<Envelope.Envelope> = []
+      let state = saved
+      for (let input = event; ; ) {
+        const nexts = outgoing(input, state)
+        for (const [i, effect] of state.lastEffects.entries()) {
+          const next = nexts[i]!
+          effects.push(effect)
+          if (effect._tag !== "Send" && effect._tag !== "Compensate") {
+            out.push(next)
+            continue
+          }
+          const channel = effect._tag === "Send" ? effect.command.channel : effect.channel
+          const call = effect._tag === "Send" && !queued.has(channel) ? callFor(channel) : undefined
+          if (call !== undefined) {
+            // Its cause and span are those of the input's sender (the chain's acknowledgements are
+            // never stored, and the mediator's own span is not known here): in a flow's causation
+            // tree and in its trace it hangs beside the input, under what sent it.
+            const command = Envelope.next(input, { ...next, causationId: input.causationId }, clock)
+            const run = call(command, next.topic!, Envelope.encode(command))
+            const called = run === undefined ? undefined : yield* run
+            if (called !== undefined) {
+              committed.push(called.committed)
+              for (const answer of called.answers) acks.push(Envelope.next(command, answer, clock, called.traceparent))
+              continue
+            }
+          }
+          queued.add(channel)
+          out.push(next)
+        }
+        // The next acknowledgement that moves the workflow (one that changes nothing is dropped, as from the queue).
+        let moved: Saved | undefined
+        while (moved === undefined && acks.length > 0) {
+          input = acks.shift()!
+          const ack = input
+          moved = yield* Effect.try({ try: () => transition(state, ack), catch: (error) => error })
+        }
+        if (moved === undefined) return { out, last: state, effects, committed }
+        state = moved
+      }
+    })
+
+  /** What an input's transaction left for after its commit, by its prepared value: the chains it ran (see `chain`). */
+  const chains = new WeakMap<object, ReadonlyArray<Chained>>()
+
   /** Of each workflow in a run, its last new state: the one written, in the order they were last moved. */
   const lastOfEach = (steps: ReadonlyArray<Saved | undefined>): ReadonlyArray<Saved> => {
     const last = new Map<string, Saved>()
@@ -351,15 +446,37 @@ export const domain = (options: {
         },
         catch: (error) => error
       }),
-    handle: (events, { steps, stored }) => {
+    handle: (events, prepared) => {
+      const { steps, stored } = prepared
       const announced = events.map((event, i) => (steps[i] === undefined ? [] : outgoing(event, steps[i])))
       const last = lastOfEach(steps)
       if (last.length === 0) return Effect.succeed(announced)
       const written = (s: Saved) => write(s, stored.get(s.id))
-      return Effect.as(last.length === 1 ? written(last[0]!) : Effect.forEach(last, written, { discard: true }), announced)
+      if (!last.some(chainable)) return Effect.as(last.length === 1 ? written(last[0]!) : Effect.forEach(last, written, { discard: true }), announced)
+      // Each workflow's last state runs its chain; the commands of its states before it are queued already.
+      const chained = (s: Saved) => {
+        const at = steps.lastIndexOf(s)
+        const queued = new Set<string>()
+        for (const before of steps.slice(0, at)) if (before?.id === s.id) for (const e of before.lastEffects) if (e._tag === "Send" || e._tag === "Compensate") queued.add(e._tag === "Send" ? e.command.channel : e.channel)
+        return Effect.flatMap(chain(events[at]!, s, queued), (c) => {
+          announced[at] = c.out
+          return Effect.as(write(c.last, stored.get(s.id)), c)
+        })
+      }
+      return Effect.map(Effect.forEach(last, chained), (cs) => {
+        chains.set(prepared, cs)
+        return announced
+      })
     },
-    committed: (_events, { steps }) => {
-      for (const last of lastOfEach(steps)) settled(last, steps.flatMap((s) => (s?.id === last.id ? s.lastEffects : [])))
+    committed: (_events, prepared) => {
+      const { steps } = prepared
+      const cs = chains.get(prepared)
+      chains.delete(prepared)
+      for (const last of lastOfEach(steps)) {
+        const c = cs?.find((c) => c.last.id === last.id)
+        settled(c?.last ?? last, [...steps.flatMap((s) => (s?.id === last.id ? s.lastEffects : [])), ...(c?.effects ?? [])])
+        for (const f of c?.committed ?? []) f()
+      }
     }
   }
 
@@ -392,10 +509,18 @@ export const domain = (options: {
       if (saved === undefined) return Effect.succeed([])
       // In the input's own transaction, with the effects below and the input's `done` mark. A
       // finished workflow is announced by these effects, and nothing is kept for it but a discarded one.
-      return Effect.as(write(saved), outgoing(event, saved))
+      if (!chainable(saved)) return Effect.as(write(saved), outgoing(event, saved))
+      return Effect.flatMap(chain(event, saved, new Set()), (c) => {
+        chains.set(saved, [c])
+        return Effect.as(write(c.last, (saved.version ?? 1) - 1), c.out)
+      })
     },
     committed: async (_event, saved) => {
-      if (saved !== undefined) settled(saved, saved.lastEffects)
+      if (saved === undefined) return
+      const c = chains.get(saved)?.[0]
+      chains.delete(saved)
+      settled(c?.last ?? saved, c?.effects ?? saved.lastEffects)
+      for (const f of c?.committed ?? []) f()
     },
     batch
   }
@@ -405,6 +530,10 @@ export const domain = (options: {
     processor,
     attach: (f) => {
       enqueue = f
+    },
+    connect: (f) => {
+      callOf = f
+      calls.clear()
     },
     recover: async (owns) => {
       // Workflows of partitions just acquired: another instance may have moved them since this one held them.

@@ -151,6 +151,8 @@ export const layer = Layer.effect(
       consumers.push({ processor, pool, consumer })
     }
     for (const d of domains) {
+      // A command whose channel can run it at once runs in the mediator's transaction (Consumer's `call`).
+      d.connect((channel) => consumers.find((c) => c.processor.name === channel)?.consumer.call)
       const consumer = consumers.find((c) => c.processor === d.processor)!.consumer
       const topic = Topics.mediator(d.domain)
       // Timeouts and restarts are inputs like acknowledgements: committed to the queue, then run.
