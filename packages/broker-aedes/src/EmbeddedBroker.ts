@@ -113,6 +113,41 @@ const redisOptions = (url: string) => {
   }
 }
 
+/**
+ * The scope of a clustered broker's Redis channels: its URL's database number and `?prefix=`.
+ * Redis's PUBLISH and SUBSCRIBE ignore the database, and mqemitter-redis names a channel after the
+ * topic alone, so two deployments sharing a Redis (another database, another prefix: the sessions'
+ * keys were apart already) received each other's messages. Empty for database 0 without a prefix:
+ * the channels stay the topics, as other Aedes nodes on plain mqemitter-redis name them. A prefix
+ * outside `[A-Za-z0-9_.:-]` is written in hex, so that no glob character of Redis's PSUBSCRIBE
+ * patterns comes from it.
+ */
+export const channelScope = (url: string): string => {
+  const u = new URL(url)
+  const db = u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0
+  const prefix = u.searchParams.get("prefix") ?? ""
+  if (db === 0 && prefix === "") return ""
+  return `$baton/${db}/${/^[\w.:-]*$/.test(prefix) ? prefix : Buffer.from(prefix).toString("hex")}/`
+}
+
+/**
+ * mqemitter-redis with its Redis channels under `scope` (`channelScope`): a message is published
+ * on `scope + topic`, a subscription listens on `scope + ` its channel or pattern. The message
+ * itself (topic included) and the local matching of the emitter are unchanged: only the Redis
+ * channel names move. It publishes through `pubConn` alone and names every channel it subscribes
+ * to, or unsubscribes from, through `_subTopic` (mqemitter-redis 7.x; the test of clustered brokers
+ * on one Redis under two scopes fails if that changes).
+ */
+const scopedChannels = <M>(mq: M, scope: string): M => {
+  if (scope === "") return mq
+  const inner = mq as unknown as { _subTopic: (topic: string) => string; readonly pubConn: { publish: (channel: string, payload: Buffer) => Promise<unknown> } }
+  const subTopic = inner._subTopic.bind(inner)
+  inner._subTopic = (topic) => scope + subTopic(topic)
+  const publish = inner.pubConn.publish.bind(inner.pubConn)
+  inner.pubConn.publish = (channel, payload) => publish(scope + channel, payload)
+  return mq
+}
+
 /** Logs a Redis connection's loss once (not each reconnection attempt) and its return. */
 const watchRedis = (logger: Log.Logger, what: string, emitter: EventEmitter, connected: ReadonlyArray<string>) => {
   let down = false
@@ -263,7 +298,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   // connection's SUBSCRIBE, Redis refuses it ("Connection in subscriber mode"), and mqemitter-redis
   // throws that error, ending the process (seen once, an instance starting in the cluster test;
   // ioredis issue #2037). Without it, commands are sent as soon as the connection is up.
-  const mq = sessions.kind === "redis" && sessions.cluster === true ? mqemitterRedis({ ...redisOptions(sessions.url), enableReadyCheck: false }) : undefined
+  const mq = sessions.kind === "redis" && sessions.cluster === true ? scopedChannels(mqemitterRedis({ ...redisOptions(sessions.url), enableReadyCheck: false }), channelScope(sessions.url)) : undefined
   // mqemitter-redis re-emits its connections' errors on `state` (not in its type declarations),
   // which throws when nobody listens: a Redis restart or network blip would end every instance of
   // the cluster at once. ioredis reconnects by itself (commands wait in its offline queue

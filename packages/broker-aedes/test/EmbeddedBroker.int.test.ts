@@ -103,4 +103,40 @@ describe("embedded brokers clustered on Redis", () => {
     // The loss is one line per outage, not one per reconnection attempt.
     for (const l of logs) for (const what of ["clustered broker", "sessions"]) expect(l.lines.filter((x) => x.includes(`redis connection lost (${what})`))).toHaveLength(1)
   }, 60_000)
+
+  it("clusters under another prefix or database of the same Redis do not receive each other's messages", async () => {
+    // Redis's PUBLISH ignores the database: only the channels' scope keeps the clusters apart.
+    const other = new URL(redis)
+    other.pathname = `/${(Number(redis.pathname.slice(1) || 0) + 1) % 16}`
+    const first = TestRedis.scoped(redis.toString())
+    const second = TestRedis.scoped(redis.toString())
+    const third = TestRedis.scoped(other.toString())
+    // The first scope's prefix in another database: a fourth cluster.
+    const fourth = new URL(third.url)
+    fourth.searchParams.set("prefix", first.prefix)
+    cleanup.push(first.clean, second.clean, third.clean, () => TestRedis.scoped(fourth.toString()).clean())
+    const urls = [first.url, first.url, second.url, third.url, fourth.toString()]
+    const brokers = await Promise.all(urls.map((url) => EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, logger: Log.memory(), sessions: { kind: "redis", url, cluster: true } })))
+    cleanup.push(...brokers.map((b) => () => b.close()))
+    const topic = `embedded-test/${crypto.randomUUID()}`
+    const received = brokers.map(() => [] as Array<string>)
+    const clients = await Promise.all(brokers.map((b) => mqtt.connectAsync(`mqtt://127.0.0.1:${b.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 })))
+    cleanup.push(...clients.map((c) => () => c.endAsync()))
+    await Promise.all(clients.map((c, i) => (c.on("message", (_t, payload) => received[i]!.push(payload.toString())), c.subscribeAsync(topic, { qos: 1 }))))
+    // Each of brokers 1-4 publishes until its own subscriber has it back through Redis (broker 1's
+    // also through broker 0, its cluster's other node).
+    const from = (i: number) => `from-${i}`
+    await until("every cluster's own messages, through Redis", () => {
+      const missing = [1, 2, 3, 4].filter((i) => !received[i]!.includes(from(i)) || (i === 1 && !received[0]!.includes(from(1))))
+      for (const i of missing) void clients[i]!.publishAsync(topic, from(i), { qos: 1 })
+      return missing.length === 0
+    })
+    await new Promise((r) => setTimeout(r, 300))
+    const senders = (i: number) => [...new Set(received[i])].sort()
+    expect(senders(0)).toEqual([from(1)])
+    expect(senders(1)).toEqual([from(1)])
+    expect(senders(2)).toEqual([from(2)])
+    expect(senders(3)).toEqual([from(3)])
+    expect(senders(4)).toEqual([from(4)])
+  }, 60_000)
 })
