@@ -294,7 +294,9 @@ export const make = (deps: {
               Effect.suspend(() => doneAndHandled(event, payload, prepared, hop)),
               // A processor that locks only its message's own rows: a lane per message, so a group
               // holds several of its messages (a mailer's two an order on PostgreSQL).
-              processor.ownRows === true ? ownLaneOf(processor.name, event.id) : processor.name
+              processor.ownRows === true ? ownLaneOf(processor.name, event.id) : processor.name,
+              // The shared rows it locks (Processor.lockKeys): several of its messages in a group.
+              processor.lockKeys?.(event)
             )
           )
         } catch (error) {

@@ -67,6 +67,20 @@ export interface Processor<P = unknown> {
    */
   readonly ownRows?: boolean
   /**
+   * The shared rows its transaction locks for a message, named as keys (`stock/BOOK-1`: a table and
+   * a row), or undefined when they are not known from the message. A key names the same rows for
+   * every processor that gives it, so two processors that lock the same rows give the same keys.
+   * With them, a group commit on PostgreSQL holds several of its messages at once (those on the
+   * keys of its first): it takes an advisory lock on each of its messages' keys first, all in one
+   * global order (no two groups then deadlock, whatever order their messages lock rows in), and
+   * this instance starts no group on a key that a group of its own still holds (its messages wait
+   * for the next group rather than a connection waiting for a lock). The keys must cover every row
+   * it locks that another message may lock too; a message without keys (undefined) is one of its
+   * processor's at most in a group, as without `lockKeys`. Ignored by SQLite (one writer). Rows of
+   * the message's own need no key.
+   */
+  readonly lockKeys?: (event: Envelope) => ReadonlyArray<string> | undefined
+  /**
    * Applies the event's state changes and yields the processing events to announce on
    * `events/<type>`. Runs inside the transaction that also records the message as processed and
    * the announced events in the outbox: all of it commits, or none. A failure (or a defect) is a

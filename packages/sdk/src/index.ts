@@ -299,6 +299,8 @@ export interface ProcessorSpec<E extends Event, P = void> {
   readonly prepareReadsOnly?: boolean
   /** Its transaction locks only rows of the message's own (`Processor.ownRows`): several of its messages share a group commit. Default false. */
   readonly ownRows?: boolean
+  /** The shared rows it locks for a message, as keys (`Processor.lockKeys`): several of its messages share a group commit on PostgreSQL. */
+  readonly lockKeys?: (event: Typed<E>) => ReadonlyArray<string> | undefined
   /**
    * Applies the event's state changes through `SqlClient` and succeeds with the events to
    * announce. Runs in the transaction that also marks the message processed and writes the
@@ -350,6 +352,15 @@ export const processor = <E extends Event, P = void>(spec: ProcessorSpec<E, P>):
         }),
     ...(spec.prepareReadsOnly === undefined ? {} : { prepareReadsOnly: spec.prepareReadsOnly }),
     ...(spec.ownRows === undefined ? {} : { ownRows: spec.ownRows }),
+    ...(spec.lockKeys === undefined
+      ? {}
+      : {
+          lockKeys: (envelope) => {
+            const r = read(envelope)
+            // Data that does not decode is rejected by `handle`, which then locks nothing.
+            return Result.isFailure(r) ? [] : spec.lockKeys!(r.success)
+          }
+        }),
     handle: (envelope, prepared) =>
       Effect.suspend(() => {
         const r = read(envelope)

@@ -13,6 +13,9 @@ export const allocate = (sku: string, onHand: number, qty: number): StockLine =>
   return { sku, qty, taken, backordered: qty - taken, remaining: onHand - taken }
 }
 
+/** The lock key of a SKU's `stock` row (Processor.lockKeys). */
+export const stockKey = (sku: string): string => `stock/${sku}`
+
 /** An allocation's lines, as its row keeps them (JSON). */
 const linesOf = (row: Readonly<Record<string, unknown>>): ReadonlyArray<StockLine> => decodeLines(String(row.lines))
 const decodeLines = Schema.decodeUnknownSync(Schema.fromJsonString(Schema.Array(StockLine)))
@@ -122,6 +125,9 @@ export const make = ({ query, dialect, clock }: Deps) => {
   return Baton.processor({
     name: "inventory",
     on: [events.orderCreated, events.paymentDenied],
+    // An order locks its SKUs' stock rows: several orders share a group commit on PostgreSQL
+    // (Processor.lockKeys). A denial's SKUs are those of the allocation it reads: not known before.
+    lockKeys: (event) => (event.type === names.paymentDenied ? undefined : event.data.items.map((i) => stockKey(i.sku))),
     handle: (event) => (event.type === names.paymentDenied ? release(event.data) : allocateOrder(event.data))
   })
 }

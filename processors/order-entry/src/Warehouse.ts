@@ -38,6 +38,8 @@ export const make = ({ query, dialect, clock }: Deps) => {
   return Baton.processor({
     name: "warehouse",
     on: events.inventoryUpdated,
+    // It locks its SKUs' `warehouse_stock` rows: several updates share a group commit on PostgreSQL (Processor.lockKeys).
+    lockKeys: (event) => event.data.lines.map((l) => `warehouse_stock/${l.sku}`),
     handle: (event) =>
       Effect.gen(function* () {
         const update = event.data
