@@ -30,7 +30,8 @@ export interface Mailer {
   readonly send: (mail: Mail, causeId?: string) => Promise<Sent>
   /**
    * `send` at once, where it needs nothing asynchronous (without SMTP, to a plain address: only
-   * `render`); undefined otherwise. Lets a handler render in its transaction without awaiting.
+   * `render`); undefined otherwise. Lets a handler render in its transaction without awaiting (a
+   * fiber suspended in the transaction per mail: order flow 0.97x of main awaiting, 1.06x so).
    */
   readonly sendNow?: (mail: Mail, causeId?: string) => Sent | undefined
 }
