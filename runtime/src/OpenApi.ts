@@ -88,6 +88,8 @@ const schemas: Readonly<Record<string, Schema>> = {
     },
     ["id", "workflow", "domain", "status", "step", "commands"]
   ),
+  /** A workflow that a restart finished at once (its commands run in the restart's transaction): deleted, only its id is left. */
+  Finished: object({ id: text, status: { enum: ["completed"] } }),
   Workflows: object({ workflows: list(ref("Workflow")), next: ref("Next") }, ["workflows"]),
   DashboardEntry: object(
     {
@@ -211,7 +213,7 @@ const runtimeOperations: Readonly<Record<string, Readonly<Record<string, Operati
       parameters: [idParam],
       requestBody: body(ref("Patch"), false),
       responses: {
-        "200": answer("the workflow after the restart (status completed when it finished at once), with `operation`", ref("Workflow")),
+        "200": answer("the workflow after the restart (only its id and status completed when it finished at once), with `operation`", { anyOf: [ref("Workflow"), ref("Finished")] }),
         "400": error("a body that is not a JSON object"),
         "404": error("unknown workflow"),
         "409": error("the workflow is not failed")

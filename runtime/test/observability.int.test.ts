@@ -220,9 +220,11 @@ describe("observability, mediator topology", () => {
     const trace = ctx.otlp.spans.filter((s) => s.traceId === traceId)
     const byId = new Map(trace.map((s) => [s.spanId, s]))
     const mediatorSteps = trace.filter((s) => /mediator/.test(s.name))
-    // The workflow's inputs (its start and each command's acknowledgement) are mediator steps; its commands are hops too.
-    expect(mediatorSteps.length).toBeGreaterThanOrEqual(3)
-    expect(trace.length).toBeGreaterThan(mediatorSteps.length + 1)
+    // The workflow's inputs are mediator steps (its start; an acknowledgement only of a command
+    // queued: one run in the input's transaction, `Consumer.call`, is applied there), and each of
+    // its 9 commands is a hop of its own.
+    expect(mediatorSteps.length).toBeGreaterThanOrEqual(1)
+    expect(trace.length).toBeGreaterThanOrEqual(mediatorSteps.length + 1 + 9)
     for (const s of trace) {
       if (s.parentSpanId === undefined) {
         expect(s.name).toBe("ingress place-order")

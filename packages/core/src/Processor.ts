@@ -47,7 +47,9 @@ export interface Processor<P = unknown> {
   readonly actors?: number
   /**
    * Optional asynchronous work outside the transaction (an e-mail through SMTP): at least once,
-   * since a crash before the commit runs it again.
+   * since a crash before the commit runs it again. A processor with one is never run inside its
+   * sender's transaction (a request inline, a mediator's command through `Consumer.call`): work
+   * that is only computing (rendering a mail kept in the store) belongs in `handle` instead.
    */
   prepare?(event: Envelope): Effect.Effect<P, unknown>
   /**

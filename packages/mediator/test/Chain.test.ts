@@ -3,7 +3,8 @@
  * run it at once inside the input's transaction and applies its acknowledgement there (a chain of
  * steps as one input). This checks that this changes nothing of what happens: for random workflows
  * (commands on a few channels, several to one channel in a step, failures), channels that refuse
- * at random (busy, a handler that fails and rolls back its savepoint) and any interleaving of the
+ * at random (busy, a handler that fails and rolls back its savepoint), channels never called (their
+ * processor has a `prepare`) and any interleaving of the
  * queues, each command is handled once, each channel takes each workflow's commands in the order
  * the queued mediator sends them, and every workflow ends as it does with every command queued.
  */
@@ -30,6 +31,8 @@ interface Plan {
   readonly fails: ReadonlyArray<boolean>
   /** Per command, whether its channel refuses to run it at once (busy). */
   readonly busy: ReadonlyArray<boolean>
+  /** Per channel, whether its processor has a `prepare` (one that only reads): never called (`Consumer.call` absent), every command to it queued. */
+  readonly prepared: ReadonlyArray<boolean>
   /** Which queue runs next (modulo the queues that hold something), and how many of a workflow's waiting inputs run together. */
   readonly picks: ReadonlyArray<number>
 }
@@ -84,11 +87,11 @@ const play = async (plan: Plan, inline: boolean) => {
     }
   }
   if (inline)
-    domain.connect((channel) => (command) => {
+    domain.connect((channel) => (plan.prepared[channels.indexOf(channel as (typeof channels)[number])] === true ? undefined : (command) => {
       // A channel with messages queued, a busy one or one whose handler fails (its savepoint rolled back) runs nothing now.
       if (waiting.get(channel)!.length > 0 || busy(command.id) || fails(command.id)) return busy(command.id) ? undefined : Effect.succeed(undefined)
       return Effect.as(record.run(channel, command.key, command.id), { answers: [{ type: Mediator.messages.acked, topic: queue, key: command.key, data: answer(command).data }], traceparent: "", committed: () => {} })
-    })
+    }))
   for (const [i] of plan.workflows.entries())
     inputs.push({ id: `wf${i}`, type: Mediator.messages.start, key: `wf${i}`, correlationId: `wf${i}`, causationId: `wf${i}`, occurredAt: "", data: { workflow: `w${i}`, input: {} } })
   const batch = p.batch!
@@ -129,6 +132,7 @@ const planArb: fc.Arbitrary<Plan> = fc.record({
   workflows: fc.array(fc.array(fc.array(fc.integer({ min: 0, max: channels.length - 1 }), { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 4 }),
   fails: fc.array(fc.nat(11).map((n) => n === 0), { minLength: 1, maxLength: 30 }),
   busy: fc.array(fc.boolean(), { minLength: 1, maxLength: 30 }),
+  prepared: fc.array(fc.nat(3).map((n) => n === 0), { minLength: channels.length, maxLength: channels.length }),
   picks: fc.array(fc.nat(50), { minLength: 1, maxLength: 40 })
 })
 
