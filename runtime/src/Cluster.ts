@@ -475,11 +475,15 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
       // Notifications are a wake-up, not a guarantee: sweep the owned partitions now and then. With
       // `arrived`, most sweeps read what arrived (a third of the rows an order read with three
       // instances was the sweep's, nearly all in flight); every `fullSweepEvery`-th one reads
-      // everything pending (a message handed over once that its consumer did not keep).
+      // everything pending (a message handed over once that its consumer did not keep). Alone
+      // (no other live instance writes into its partitions), an instance sweeps as before: what
+      // arrived since the last read is then its own messages in flight, each read again, parsed
+      // and a few run twice to fail as no longer pending (one instance on PostgreSQL, `ab.ts pg
+      // 1500 6`: 30.8 -> 29.8 statements and 4.6 -> 4.0 writes an order with the sweep as before).
       let sweeps = 0
       sweep = setInterval(() => {
         if (owned.size === 0) return
-        if (options.arrived !== undefined && ++sweeps % fullSweepEvery !== 0) void readArrived(options.arrived)
+        if (options.arrived !== undefined && live.length > 1 && ++sweeps % fullSweepEvery !== 0) void readArrived(options.arrived)
         else options.pending([...owned])
       }, Math.max(1000, options.heartbeatMs * 2))
       logger.log("info", "cluster joined", { instance, partitions: options.partitions, owned: [...owned].join(","), live: live.join(",") })

@@ -78,22 +78,35 @@ describe("messages another instance writes for this one's partitions (Cluster.ts
     }
   })
 
-  it("a message whose notification never came reaches its owner through the sweep's read of what arrived, once", async () => {
+  it("a message whose notification never came reaches its owner through the sweep's read of what arrived, once; alone, an instance sweeps every pending message", async () => {
     const db = await freshSchema()
-    const store = await Postgres.open({ url: db.url, poolSize: 2 })
+    const store = await Postgres.open({ url: db.url, poolSize: 4 })
     const arrived: Array<string> = []
+    const swept: Array<ReadonlyArray<number>> = []
     // Heartbeats every 100 ms: a sweep every second.
-    const member = await Cluster.make({ ...options(store, db.url, 100), instance: "member", arrived: (entries) => entries.forEach((e) => arrived.push(e.envelopeId)) })
+    const member = await Cluster.make({ ...options(store, db.url, 100), instance: "member", arrived: (entries) => entries.forEach((e) => arrived.push(e.envelopeId)), pending: (parts) => void swept.push(parts) })
+    const other = await Cluster.make({ ...options(store, db.url, 100), instance: "other" })
     try {
       await member.start()
-      // Written with no notification at all.
-      const silent = await Inbox.make(store, { partitions })
-      await store.transaction(silent.receive("p", { envelopeId: "quiet", topic: "t", key: "a", payload: "{}" }))
+      // Alone: its sweeps go through `pending` (what arrived would be its own messages in flight).
       const deadline = Date.now() + 5_000
-      while (arrived.length === 0 && Date.now() < deadline) await sleep(20)
+      while (swept.length === 0 && Date.now() < deadline) await sleep(20)
+      expect(swept.length).toBeGreaterThan(0)
+      await other.start()
+      // The partitions shared out: each owned by one of the two.
+      const all = Array.from({ length: partitions }, (_, p) => p)
+      const shared = () => all.every((p) => member.owns(p) !== other.owns(p)) && !all.every((p) => member.owns(p))
+      while (!shared() && Date.now() < deadline + 10_000) await sleep(20)
+      expect(shared()).toBe(true)
+      // Two live instances: a key of a partition the member owns, written with no notification at all.
+      const key = ["a", "b", "c", "d", "e", "f", "g", "h"].find((k) => member.owns(Inbox.partitionOf(k, partitions)))!
+      const silent = await Inbox.make(store, { partitions })
+      await store.transaction(silent.receive("p", { envelopeId: "quiet", topic: "t", key, payload: "{}" }))
+      while (arrived.length === 0 && Date.now() < deadline + 15_000) await sleep(20)
       await sleep(1_200) // the next sweep does not hand it over again
       expect(arrived).toEqual(["quiet"])
     } finally {
+      await other.abandon()
       await member.abandon()
       await store.close()
       await db.drop()
