@@ -5,7 +5,7 @@
  * is unsent.
  */
 import { Log, type QoS } from "@baton/core"
-import { isUnavailable, type Outbox } from "@baton/store"
+import { isUnavailable, Outbox } from "@baton/store"
 import * as Crash from "./Crash.ts"
 
 export interface Relay {
@@ -23,16 +23,8 @@ export interface Relay {
   readonly close: () => Promise<void>
 }
 
-/** Maximal runs of consecutive numbers, as [first, last] pairs, in order. */
-export const runs = (seqs: ReadonlyArray<number>): ReadonlyArray<readonly [number, number]> => {
-  const out: Array<[number, number]> = []
-  for (const n of seqs) {
-    const last = out.at(-1)
-    if (last !== undefined && n === last[1] + 1) last[1] = n
-    else out.push([n, n])
-  }
-  return out
-}
+/** Maximal runs of consecutive numbers, as [first, last] pairs, in order (`Outbox.runs`). */
+export const runs = Outbox.runs
 
 export const make = (deps: {
   readonly outbox: Outbox.Outbox

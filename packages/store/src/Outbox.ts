@@ -71,6 +71,17 @@ export interface Entry {
 /** SQLite: how long the delete of sent entries waits for a transaction that adds one, ms (see `deferred`). */
 const laterMs = 5
 
+/** Maximal runs of consecutive numbers, as [first, last] pairs, in order: what `sentRuns` takes. */
+export const runs = (seqs: ReadonlyArray<number>): ReadonlyArray<readonly [number, number]> => {
+  const out: Array<[number, number]> = []
+  for (const n of seqs) {
+    const last = out.at(-1)
+    if (last !== undefined && n === last[1] + 1) last[1] = n
+    else out.push([n, n])
+  }
+  return out
+}
+
 /** `instance`: in a cluster, this instance's relay publishes only its own entries (and those it adopts). */
 export const make = async (store: Store, options: { readonly instance?: string } = {}) => {
   await store.migrate(migrations)

@@ -37,7 +37,7 @@ describe("Outbox.sentRuns (PostgreSQL)", () => {
         }
         const published = written.filter((e) => e.mine && e.published).map((e) => e.seq)
         const before = statements(store)
-        await a.sentRuns(runsOf(published))
+        await a.sentRuns(Outbox.runs(published))
         if (published.length > 0) expect(statements(store) - before).toBe(1)
         const left = (await store.run(store.query("SELECT seq FROM outbox ORDER BY seq").all())).map((r) => Number(r.seq))
         expect(left).toEqual(written.filter((e) => !(e.mine && e.published)).map((e) => e.seq))
@@ -50,13 +50,3 @@ describe("Outbox.sentRuns (PostgreSQL)", () => {
 /** The statements the store has run so far. */
 const statements = (store: Store): number => store.statements()
 
-/** Maximal runs of consecutive numbers, as the relay gives them. */
-const runsOf = (seqs: ReadonlyArray<number>): ReadonlyArray<readonly [number, number]> => {
-  const out: Array<[number, number]> = []
-  for (const n of seqs) {
-    const last = out.at(-1)
-    if (last !== undefined && n === last[1] + 1) last[1] = n
-    else out.push([n, n])
-  }
-  return out
-}
