@@ -124,7 +124,12 @@ export const open = async (options: Options): Promise<Store.Store> => {
   if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true })
   const db = new DatabaseSync(options.path)
   const synchronous = options.synchronous ?? "NORMAL"
-  db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;`)
+  // temp_store = MEMORY: a savepoint's statement journal (a group commit's items each run in one)
+  // in memory, not in a temporary file that a large group spills to; it holds nothing a crash
+  // needs (the WAL does). Order flow side by side (`ab.ts sqlite 1500`, two runs): write
+  // syscalls 0.89-0.90x an order, CPU 0.92-0.95x, 1.04x and 1.18x orders/s; mediator workflows
+  // 1.15x and 1.03x.
+  db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;`)
   const intervalMs = options.checkpointIntervalMs ?? 50
   const checkpointer =
     options.path === ":memory:" || intervalMs <= 0 ? undefined : Checkpointer.start({ path: options.path, synchronous, intervalMs }, options.onCheckpointError)
