@@ -15,7 +15,7 @@ import * as Decision from "./Decision.ts"
 import { untraced, type Hop, type ProcessorMetrics, type Tracing } from "./Observability.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 import type { Attempt, Parking } from "./Parking.ts"
-import type { Router } from "./Router.ts"
+import type { Chained, Router } from "./Router.ts"
 
 /** Topic of a consumed type: initiating events arrive validated on `accepted/`, the rest on `events/`. */
 export const topicOf = (initiating: ReadonlySet<string>) => (type: string): string =>
@@ -110,6 +110,12 @@ export interface Consumer {
    * when it cannot run so (asked before anything is written).
    */
   readonly call: ((event: Envelope.Envelope, topic: string, payload: string) => Sql<Called | undefined, Decision.RunElsewhere> | undefined) | undefined
+  /**
+   * An event another handler announced, run inside that handler's transaction (Router's
+   * `Local.chain`): its inbox row written done with its effects, its own announced events run so
+   * in turn (up to `Router.maxDepth` deep). Undefined when it cannot run so.
+   */
+  readonly chain: ((event: Envelope.Envelope, topic: string, payload: string, at: Chained) => Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined) | undefined
   /** Resolves when nothing is in flight. */
   readonly idle: () => Promise<void>
   /** Messages scheduled and not finished (at most `maxScheduled`, but for a parked message's turn). */
@@ -211,9 +217,9 @@ export const make = (deps: {
    * events and reply, the next parked message. The deliveries to run after the commit. (Plain
    * `flatMap`s: a generator per message costs ~0.4 us a step more, on every hop of every message.)
    */
-  const handleIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined): Sql<Array<() => void>, unknown> =>
+  const handleIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at: Chained): Sql<Array<() => void>, unknown> =>
     Effect.flatMap(processor.handle(event, prepared), (announced) => {
-      const announcedIn = announce(event, announced, traceparent)
+      const announcedIn = announce(event, announced, traceparent, at)
       const replied =
         event.replyTo === undefined
           ? announcedIn
@@ -250,7 +256,7 @@ export const make = (deps: {
    * PostgreSQL the statement goes out with the handler's first one and fails the transaction: skipped).
    */
   const doneAndHandled = (event: Envelope.Envelope, payload: Buffer | string, prepared: unknown, hop: Hop): Sql<Array<() => void> | undefined, unknown> => {
-    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent) : Effect.undefined))
+    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent, { root: event.id, depth: 0 }) : Effect.undefined))
     return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
   }
 
@@ -259,9 +265,9 @@ export const make = (deps: {
    * done at once (never pending), then its effects; undefined when it was already there (a
    * redelivery, nothing runs) or its key is not this instance's.
    */
-  const receivedAndHandled = (event: Envelope.Envelope, topic: string, payload: string, hop: Hop): Sql<Array<() => void> | undefined, unknown> => {
+  const receivedAndHandled = (event: Envelope.Envelope, topic: string, payload: string, hop: Hop, at: Chained): Sql<Array<() => void> | undefined, unknown> => {
     const entry = { envelopeId: event.id, topic, key: event.key, payload }
-    const received = Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload)), (fresh) => (fresh ? handleIn(event, undefined, hop.traceparent) : Effect.undefined))
+    const received = Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload)), (fresh) => (fresh ? handleIn(event, undefined, hop.traceparent, at) : Effect.undefined))
     return Effect.flatMap(holds(event.key), (ours) => (ours ? received : Effect.undefined))
   }
 
@@ -436,9 +442,14 @@ export const make = (deps: {
    * broker's broadcast), and each to the inbox of its local consumers. Returns the deliveries to
    * run after the commit (the relay's poke among them when it wrote to the outbox: a message
    * that wrote nothing there costs the relay no read). Each carries `traceparent`: the span of
-   * the hop that emitted it.
+   * the hop that emitted it. `at` (a handler's events, in its transaction): a local consumer that
+   * can run one at once runs it there (Consumer's `chain`), its failure failing the transaction.
    */
-  const announce = (cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>, traceparent = cause.traceparent): Sql<Array<() => void>> =>
+  const announce: {
+    (cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>, traceparent?: string): Sql<Array<() => void>>
+    (cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>, traceparent: string | undefined, at: Chained): Sql<Array<() => void>, Decision.RunElsewhere>
+  } = ((cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>, traceparent = cause.traceparent, at?: Chained): Sql<Array<() => void>, Decision.RunElsewhere> =>
+    // (Without `at` nothing runs at once: nothing fails it so.)
     Effect.suspend(() => {
       const local: Array<() => void> = []
       const entries: Array<() => Outbox.Entry> = []
@@ -450,7 +461,7 @@ export const make = (deps: {
        * The announced events from the `i`th on (a step per event, a loop in `flatMap`s; the last
        * event's step ends in a `map`, most handlers announcing one).
        */
-      const from = (i: number): Sql<Array<() => void>> => {
+      const from = (i: number): Sql<Array<() => void>, Decision.RunElsewhere> => {
         if (i === announced.length) return Effect.succeed(local)
         const next = announced[i]!
         const out = Envelope.next(cause, next, deps.clock, traceparent)
@@ -460,7 +471,7 @@ export const make = (deps: {
         const audience = deps.audience
         const last = i + 1 === announced.length
         /** `step`, what it gives recorded by `f`, then the events after this one. */
-        const then = <A>(step: Sql<A>, f: (a: A) => void): Sql<Array<() => void>> =>
+        const then = <A>(step: Sql<A, Decision.RunElsewhere>, f: (a: A) => void): Sql<Array<() => void>, Decision.RunElsewhere> =>
           last
             ? Effect.map(step, (a) => {
                 f(a)
@@ -470,7 +481,7 @@ export const make = (deps: {
                 f(a)
                 return from(i + 1)
               })
-        const route = internal || deps.routePublic ? deps.router.route(topic, out, payload) : undefined
+        const route = internal || deps.routePublic ? deps.router.route(topic, out, payload, false, at) : undefined
         let written: Sql<(() => void) | undefined> | undefined
         if (internal) {
           if (!deps.router.consumes(topic)) return Effect.die(new Error(`no local consumer for the internal topic ${topic}`))
@@ -485,7 +496,7 @@ export const make = (deps: {
         })
       }
       return from(0)
-    })
+    })) as typeof announce
 
   /** The message failed for good: settle it as failed and hand it over, or send it down the error path. */
   const fail = (
@@ -671,14 +682,33 @@ export const make = (deps: {
   const inline = (event: Envelope.Envelope, topic: string, payload: string): Sql<(() => void) | undefined> | undefined =>
     event.replyTo === undefined
       ? undefined
-      : runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop), true, () => Effect.undefined, (deliveries, after) => () => {
-          after()
-          const done = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, undefined))
-          if (done !== undefined) {
-            inFlight.add(done)
-            void done.then(() => inFlight.delete(done))
-          }
-        })
+      : runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, { root: event.id, depth: 0 }), true, () => Effect.undefined, ranHere(event))
+
+  /** What `inline` and `chain` run after the commit of a message they ran: the span's end and the rest (`after`), its deliveries, its `committed`. */
+  const ranHere =
+    (event: Envelope.Envelope) =>
+    (deliveries: ReadonlyArray<() => void>, after: () => void) =>
+    (): void => {
+      after()
+      const done = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, undefined))
+      if (done !== undefined) {
+        inFlight.add(done)
+        void done.then(() => inFlight.delete(done))
+      }
+    }
+
+  /**
+   * An event a handler announced, run in the handler's transaction (see `Consumer.chain`), on the
+   * terms of `inline` (`runHere`: this processor has no other pending message, so nothing of it
+   * queued earlier, in this transaction or before, is overtaken). Without a savepoint, as `call`:
+   * a failure fails the transaction (`Decision.RunElsewhere`), which runs again at once, and the
+   * event, refused here on the root's next run, is received pending and run as any other.
+   */
+  const chain = (event: Envelope.Envelope, topic: string, payload: string, at: Chained): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
+    if (refused.delete(at.root)) return undefined
+    const inner: Chained = { root: at.root, depth: at.depth + 1 }
+    return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, inner), false, refusing(event, at.root), ranHere(event))
+  }
 
   /**
    * `inline` for a caller that takes the answer itself (a domain mediator's command on its
@@ -709,12 +739,7 @@ export const make = (deps: {
                   })
             )
       )
-    const failed = (cause: Cause.Cause<unknown>) => {
-      if (refused.size >= 10_000) refused.clear()
-      refused.add(event.id)
-      return Effect.fail(new Decision.RunElsewhere(processor.name, event.id, Cause.squash(cause)))
-    }
-    return runHere(event, called, false, failed, ([answers, deliveries], after): Called => ({
+    return runHere(event, called, false, refusing(event, event.id), ([answers, deliveries], after): Called => ({
       answers,
       traceparent,
       committed: () => {
@@ -723,8 +748,22 @@ export const make = (deps: {
       }
     }))
   }
-  /** Messages whose run for a caller failed (`call`): refused once when asked again, so sent as any other. */
+  /**
+   * Messages whose run for a caller failed (`call`, by their id), and the roots of chains whose
+   * run here failed (`chain`, by the root's id): refused once when asked again, so sent as any other.
+   */
   const refused = new Set<string>()
+  /**
+   * A run in a sender's transaction failed: it fails that transaction, and is refused (`key`) when
+   * asked again. One failed deeper in a chain (already refused there) fails it as it is.
+   */
+  const refusing = (event: Envelope.Envelope, key: string) => (cause: Cause.Cause<unknown>) => {
+    const error = Cause.squash(cause)
+    if (error instanceof Decision.RunElsewhere) return Effect.fail(error)
+    if (refused.size >= 10_000) refused.clear()
+    refused.add(key)
+    return Effect.fail(new Decision.RunElsewhere(processor.name, event.id, error))
+  }
 
   /**
    * The common part of `inline` and `call`: on a single SQLite instance, when this processor has
@@ -817,5 +856,5 @@ export const make = (deps: {
 
   // Absent where it never runs (PostgreSQL, a cluster's guarded inbox, see `runHere`): its senders need not ask.
   const callable = store.dialect === "sqlite" && processor.prepare === undefined && parking === undefined && batch === undefined && !inbox.guarded
-  return { handler, schedule, inline, call: callable ? call : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
+  return { handler, schedule, inline, call: callable ? call : undefined, chain: callable ? chain : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
 }

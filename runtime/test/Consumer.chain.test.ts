@@ -1,0 +1,263 @@
+/**
+ * `Consumer.chain`: an event a handler announces runs in the handler's own transaction on each
+ * local consumer that can run it at once (SQLite alone), recursively. Over the real SQLite store,
+ * for any tree of local processors (chains, and fan-outs: several consumers of one topic, or a
+ * topic each), messages arriving from outside at any of them while others run, and handlers that
+ * fail their first runs (a chained run's failure fails its root's transaction, which runs again
+ * with the failed consumer refusing, and its message is then queued and retried as any other):
+ * every handler's effect applied once, in order per key on each consumer, each announced event
+ * written to the outbox once (all are public), every span's parent the span that announced its event, every
+ * message counted handled once, and the same final state as with every delivery queued.
+ */
+import { afterAll, describe, expect, it } from "vitest"
+import fc from "fast-check"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect, Fiber } from "effect"
+import { Log, Trace, type Envelope, type Processor } from "@baton/core"
+import { Supervisor } from "@baton/actors"
+import { Inbox, Outbox, Rejections, Sqlite } from "@baton/store"
+import * as Consumer from "../src/Consumer.ts"
+import * as Decision from "../src/Decision.ts"
+import * as ErrorPath from "../src/ErrorPath.ts"
+import type { Tracing } from "../src/Observability.ts"
+import * as Router from "../src/Router.ts"
+
+const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 4) * 5
+const keys = ["k1", "k2", "k3"]
+const cleanups: Array<() => Promise<void>> = []
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c()
+})
+
+/**
+ * Processor `i` (`p<i>`, i > 0) consumes an event its parent announces: on the parent's shared
+ * topic (`shared`: with its siblings that do too, a fan-out) or on a topic of its own. Every
+ * processor announces one event on each topic its children consume, and one to the outside.
+ */
+interface Node {
+  readonly parent: number
+  readonly shared: boolean
+}
+const topicOf = (nodes: ReadonlyArray<Node | undefined>, i: number): string => {
+  const node = nodes[i]
+  return node === undefined ? "events/from-nobody" : node.shared ? `events/of-p${node.parent}` : `events/of-p${node.parent}-to-p${i}`
+}
+const outsideTopic = (i: number) => `events/out-p${i}`
+/** Where messages from outside arrive at processor `i`. */
+const inTopic = (i: number) => `events/in-p${i}`
+/** The topics processor `i` announces on: its children's, then the outside's (all public: each also written to the outbox). */
+const outsOf = (nodes: ReadonlyArray<Node | undefined>, i: number): Array<string> => [...new Set(nodes.flatMap((n, j) => (n?.parent === i ? [topicOf(nodes, j)] : []))), outsideTopic(i)]
+
+/** A message from outside: at processor `at`, of `key`. */
+interface Arrival {
+  readonly at: number
+  readonly key: string
+  readonly settle: boolean
+}
+
+interface Effects {
+  readonly rows: ReadonlyArray<string>
+  readonly outbox: ReadonlyArray<string>
+}
+
+/**
+ * Runs `arrivals` through the tree `nodes` (chained, or every delivery queued), its handlers
+ * failing their first runs where `fails` says so. What was applied, what went to the outbox, and
+ * what was seen on the way.
+ */
+const play = async (nodes: ReadonlyArray<Node | undefined>, arrivals: ReadonlyArray<Arrival>, fails: (processor: number, source: number, key: string, seq: number) => number, chained: boolean, round: string) => {
+  const dir = mkdtempSync(join(tmpdir(), "baton-chain-"))
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }))
+  const store = await Sqlite.open({ path: join(dir, "baton.db") })
+  await store.transaction(store.query("CREATE TABLE effects (n INTEGER PRIMARY KEY, consumer TEXT NOT NULL, source INTEGER NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL)").run())
+  const inbox = await Inbox.make(store)
+  const outbox = await Outbox.make(store)
+  const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+  const router = Router.make(inbox)
+  const system = Supervisor.system()
+  const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+  const seen = { outOfOrder: [] as Array<string>, chainedRuns: 0, chainFailures: 0, handled: new Map<string, number>(), failedRuns: new Map<string, number>() }
+  /** Spans: by their own span id, the processor, the event and its parent's span id; whether they ended well. */
+  const spans = new Map<string, { readonly name: string; readonly event: string; readonly parent: string | undefined; ok?: boolean }>()
+  const tracing: Tracing = {
+    enabled: true,
+    begin: (name, parent, attributes) => {
+      const c = Trace.begin(parent)
+      const span = { name, event: attributes["baton.event.id"] ?? "", parent: c.parentSpanId }
+      spans.set(c.spanId, span)
+      return { traceparent: Trace.format(c), traceId: c.traceId, end: (error) => void (error === undefined ? Object.assign(span, { ok: true }) : undefined) }
+    }
+  }
+  const consumers: Array<Consumer.Consumer> = []
+  for (const [i] of nodes.entries()) {
+    const name = `p${i}`
+    const outs = outsOf(nodes, i)
+    const processor: Processor = {
+      name,
+      consumes: [],
+      topics: [topicOf(nodes, i), inTopic(i)],
+      handle: (event) =>
+        Effect.gen(function* () {
+          const { source, seq } = event.data as { source: number; seq: number }
+          const before = Number((yield* store.query("SELECT MAX(seq) AS seq FROM effects WHERE consumer = ? AND source = ? AND key = ?").get(name, source, event.key))?.seq ?? 0)
+          if (before !== seq - 1) seen.outOfOrder.push(`${name} ${source}/${event.key}: ${seq} after ${before}`)
+          yield* store.query("INSERT INTO effects (consumer, source, key, seq) VALUES (?, ?, ?, ?)").run(name, source, event.key, seq)
+          const id = `${name} ${source}/${event.key}/${seq}`
+          const failed = seen.failedRuns.get(id) ?? 0
+          if (failed < fails(i, source, event.key, seq)) {
+            seen.failedRuns.set(id, failed + 1)
+            return yield* Effect.fail(new Error(`${id} fails its run ${failed + 1}`))
+          }
+          return outs.map((topic) => ({ type: "x", topic, data: { source, seq } }))
+        })
+    }
+    const actors = Array.from({ length: 2 }, (_, a) => Supervisor.make(system, `${name}-${round}-${a}`, { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
+    fibers.push(...actors.map((a) => Effect.runFork(a.run)))
+    const metrics = { handled: (outcome: string) => void seen.handled.set(`${name} ${outcome}`, (seen.handled.get(`${name} ${outcome}`) ?? 0) + 1), retried: () => {}, latency: () => {} }
+    const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent, tracing, metrics })
+    consumers.push(consumer)
+    const chain = consumer.chain
+    const local: Router.Local = {
+      name,
+      schedule: consumer.schedule,
+      chain:
+        chained && chain !== undefined
+          ? (event, topic, payload, at) => {
+              const run = chain(event, topic, payload, at)
+              return run?.pipe(
+                Effect.map((ran) => {
+                  if (ran !== undefined) seen.chainedRuns++
+                  return ran
+                }),
+                Effect.tapError((error) => Effect.sync(() => void (error instanceof Decision.RunElsewhere && seen.chainFailures++)))
+              )
+            }
+          : undefined
+    }
+    for (const topic of processor.topics ?? []) router.add(topic, local)
+  }
+  try {
+    const seqs = new Map<string, number>()
+    const scheduled: Array<Promise<void>> = []
+    const settle = async () => {
+      for (;;) {
+        await Promise.all(scheduled.splice(0))
+        await Promise.all(consumers.map((c) => c.idle()))
+        const pending = await store.run(store.query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'").get())
+        if (Number(pending?.n) === 0 && consumers.every((c) => c.inFlight() === 0)) return
+        await new Promise((r) => setTimeout(r, 2))
+      }
+    }
+    for (const [n, a] of arrivals.entries()) {
+      const seq = (seqs.get(`${a.at}/${a.key}`) ?? 0) + 1
+      seqs.set(`${a.at}/${a.key}`, seq)
+      const event: Envelope.Envelope = { id: `${round}-${n}`, type: "x", correlationId: `c-${n}`, causationId: `c-${n}`, key: a.key, occurredAt: new Date().toISOString(), data: { source: a.at, seq } }
+      // As a broker session or the ingress (not inline) hands it over: received pending, then scheduled.
+      const deliveries = await store.transaction(router.route(inTopic(a.at), event, JSON.stringify(event)))
+      scheduled.push(...deliveries.map((d) => Promise.resolve(d())))
+      if (a.settle) await settle()
+    }
+    await settle()
+    const rows = (await store.run(store.query("SELECT consumer, source, key, seq FROM effects ORDER BY consumer, source, key, n").all())).map((r) => `${r.consumer} ${r.source}/${r.key}/${r.seq}`)
+    const outboxRows = (await store.run(store.query("SELECT topic, payload FROM outbox").all())).map((r) => {
+      const e = JSON.parse(String(r.payload)) as Envelope.Envelope & { data: { source: number; seq: number } }
+      return `${r.topic} ${e.data.source}/${e.key}/${e.data.seq}`
+    })
+    const inboxRows = await store.run(store.query("SELECT processor, envelope_id, status FROM inbox").all())
+    // The span of each message handled (that ended well), by processor and event id, and the event of each span.
+    const handledSpans = new Map([...spans.entries()].filter(([, s]) => s.ok === true).map(([id, s]) => [`${s.name} ${s.event}`, id]))
+    const spanOf = new Map([...spans.entries()].map(([id, s]) => [id, s]))
+    const events = await store.run(store.query("SELECT processor, payload FROM inbox WHERE status = 'done'").all())
+    const misparented: Array<string> = []
+    for (const r of events) {
+      const e = JSON.parse(String(r.payload)) as Envelope.Envelope
+      const own = handledSpans.get(`${r.processor} ${e.id}`)
+      if (own === undefined) {
+        misparented.push(`${r.processor} ${e.id}: no span ended well`)
+        continue
+      }
+      const parent = spanOf.get(own)?.parent
+      // An arrival from outside has no parent span; an announced event's is its sender's span (the one that ended well).
+      if (e.causationId.startsWith("c-") ? parent !== undefined : parent === undefined || spanOf.get(parent)?.event !== e.causationId || spanOf.get(parent)?.ok !== true)
+        misparented.push(`${r.processor} ${e.id}: parent ${parent} of cause ${e.causationId}`)
+    }
+    const effects: Effects = { rows: rows.sort(), outbox: outboxRows.sort() }
+    return { effects, seen, seqs, inboxRows, misparented }
+  } finally {
+    for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+    await store.close()
+  }
+}
+
+/** A tree of 1 to 6 processors: each after the first consumes an event of an earlier one. */
+const tree = fc.integer({ min: 1, max: 6 }).chain((n) =>
+  fc.tuple(...Array.from({ length: n }, (_, i) => (i === 0 ? fc.constant(undefined) : fc.record({ parent: fc.nat(i - 1), shared: fc.boolean() }))))
+)
+
+const plan = tree.chain((nodes) =>
+  fc.record({
+    nodes: fc.constant(nodes as ReadonlyArray<Node | undefined>),
+    arrivals: fc.array(fc.record({ at: fc.nat(nodes.length - 1), key: fc.constantFrom(...keys), settle: fc.nat(4).map((n) => n === 0) }), { minLength: 1, maxLength: 30 }),
+    /** Which runs fail: a message's first one or two runs on a processor, about one in six. */
+    seed: fc.nat()
+  })
+)
+
+/** The processors under `i` (itself too). */
+const under = (nodes: ReadonlyArray<Node | undefined>, i: number): Array<number> => [i, ...nodes.flatMap((n, j) => (n?.parent === i ? under(nodes, j) : []))]
+
+describe("Consumer.chain on SQLite", () => {
+  it("for any tree of local processors (chains, fan-outs), arrivals from outside at any of them meanwhile and handlers failing their first runs: each effect once, in order per key on each consumer, each announced event in the outbox once, each span under its cause's, each message counted once, the same final state as with every delivery queued", async () => {
+    let round = 0
+    let chainedRuns = 0
+    let chainFailures = 0
+    await fc.assert(
+      fc.asyncProperty(plan, async ({ nodes, arrivals, seed }) => {
+        round++
+        const fails = (processor: number, source: number, key: string, seq: number) => {
+          const h = (seed ^ (processor * 7919) ^ (source * 104729) ^ (key.charCodeAt(1) * 1299709) ^ (seq * 15485863)) >>> 0
+          return h % 6 === 0 ? 1 + ((h >>> 3) % 2) : 0
+        }
+        const chained = await play(nodes, arrivals, fails, true, `${round}c`)
+        const queued = await play(nodes, arrivals, fails, false, `${round}q`)
+        expect(chained.seen.outOfOrder, "no message ran before an older one of its key on its consumer").toEqual([])
+        expect(queued.seen.outOfOrder, "(queued) no message ran before an older one of its key").toEqual([])
+        // Every arrival at `at` reaches every processor under it once, and each of them announces it outside once.
+        const expected: Array<string> = []
+        const outside: Array<string> = []
+        for (const [at, count] of [...chained.seqs.entries()].map(([k, v]) => [k, v] as const)) {
+          const [source, key] = at.split("/") as [string, string]
+          for (const p of under(nodes, Number(source)))
+            for (let seq = 1; seq <= count; seq++) {
+              expected.push(`p${p} ${source}/${key}/${seq}`)
+              for (const topic of outsOf(nodes, p)) outside.push(`${topic} ${source}/${key}/${seq}`)
+            }
+        }
+        expect(chained.effects.rows, "each effect applied once").toEqual(expected.sort())
+        expect(chained.effects.outbox, "each announced event written to the outbox once").toEqual(outside.sort())
+        expect(chained.effects, "the same final state as with every delivery queued").toEqual(queued.effects)
+        expect(chained.inboxRows.filter((r) => r.status !== "done"), "every message done").toEqual([])
+        expect(chained.misparented, "each span's parent is the span of its cause").toEqual([])
+        for (const [i] of nodes.entries())
+          expect(chained.seen.handled.get(`p${i} done`) ?? 0, `p${i}: each message counted handled once`).toBe(expected.filter((e) => e.startsWith(`p${i} `)).length)
+        chainedRuns += chained.seen.chainedRuns
+        chainFailures += chained.seen.chainFailures
+        expect(queued.seen.chainedRuns).toBe(0)
+      }),
+      { numRuns: runs, endOnFailure: true }
+    )
+    expect(chainedRuns, "some messages ran in their sender's transaction").toBeGreaterThan(0)
+    expect(chainFailures, "some failed there, failing their root's transaction").toBeGreaterThan(0)
+  }, 240_000)
+
+  it(`runs a chain ${Router.maxDepth} handlers deep in one transaction, and queues the events of the last`, async () => {
+    const length = Router.maxDepth + 4
+    const nodes = Array.from({ length }, (_, i) => (i === 0 ? undefined : { parent: i - 1, shared: false }))
+    const { effects, seen } = await play(nodes, [{ at: 0, key: "k1", settle: true }], () => 0, true, "deep")
+    expect(effects.rows).toEqual(Array.from({ length }, (_, i) => `p${i} 0/k1/1`).sort())
+    // p0 from its queue, then p1..p16 in its transaction; p17 queued, running p18..p19 in its own.
+    expect(seen.chainedRuns).toBe(length - 2)
+  })
+})
