@@ -806,8 +806,10 @@ export const make = (deps: {
           return Effect.succeed(
             done(value, () => {
               hop.end()
-              metrics?.latency((performance.now() - started) / 1000)
+              const ms = performance.now() - started
+              metrics?.latency(ms / 1000)
               metrics?.handled("done")
+              if (debug) deps.logger.log("debug", "message handled", { processor: processor.name, id: event.id, type: event.type, outcome: "done", ms: Math.round(ms * 10) / 10, correlationId: event.correlationId, traceId: hop.traceId })
               Crash.point("processed-committed", processor.name)
             })
           )
