@@ -184,7 +184,11 @@ const play = async (nodes: ReadonlyArray<Node | undefined>, arrivals: ReadonlyAr
         misparented.push(`${r.processor} ${e.id}: parent ${parent} of cause ${e.causationId}`)
     }
     const effects: Effects = { rows: rows.sort(), outbox: outboxRows.sort() }
-    return { effects, seen, seqs, inboxRows, misparented }
+    const rejections = (await store.run(store.query("SELECT kind, body FROM rejections").all())).map((r) => {
+      const body = JSON.parse(String(r.body)) as { processor?: string; attempts?: number }
+      return `${r.kind} ${body.processor} after ${body.attempts}`
+    })
+    return { effects, seen, seqs, inboxRows, misparented, rejections }
   } finally {
     for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
     await store.close()
@@ -259,5 +263,18 @@ describe("Consumer.chain on SQLite", () => {
     expect(effects.rows).toEqual(Array.from({ length }, (_, i) => `p${i} 0/k1/1`).sort())
     // p0 from its queue, then p1..p16 in its transaction; p17 queued, running p18..p19 in its own.
     expect(seen.chainedRuns).toBe(length - 2)
+  })
+
+  it("a chained handler that always fails: its root's effects once, and the message queued and failed for good after the attempts it has when queued (its run in the chain not one of them)", async () => {
+    const nodes = [undefined, { parent: 0, shared: false }, { parent: 1, shared: false }]
+    for (const chained of [true, false]) {
+      const { effects, seen, rejections } = await play(nodes, [{ at: 0, key: "k1", settle: true }], (p) => (p === 1 ? Infinity : 0), chained, `always-${chained}`)
+      expect(effects.rows, "p0's effect once; p1's rolled back, p2 never reached").toEqual(["p0 0/k1/1"])
+      expect(rejections, "p1's message failed for good once, after its 5 attempts").toEqual(["processing-failed p1 after 5"])
+      expect(seen.failedRuns.get("p1 0/k1/1"), "p1 ran its 5 attempts from its queue, and once before in p0's transaction when chained").toBe(chained ? 6 : 5)
+      expect(seen.handled.get("p1 failed")).toBe(1)
+      expect(seen.handled.get("p0 done")).toBe(1)
+      expect(seen.chainFailures).toBe(chained ? 1 : 0)
+    }
   })
 })
