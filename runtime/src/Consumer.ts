@@ -702,10 +702,12 @@ export const make = (deps: {
    * terms of `inline` (`runHere`: this processor has no other pending message, so nothing of it
    * queued earlier, in this transaction or before, is overtaken). Without a savepoint, as `call`:
    * a failure fails the transaction (`Decision.RunElsewhere`), which runs again at once, and the
-   * event, refused here on the root's next run, is received pending and run as any other.
+   * event, refused here on the root's next run, is received pending and run as any other. Not a
+   * message with a `replyTo` (a domain mediator's command): its sender runs it (`call`) or
+   * queued it, and so every later one to this channel (a refused call is not run again here).
    */
   const chain = (event: Envelope.Envelope, topic: string, payload: string, at: Chained): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
-    if (refused.delete(at.root)) return undefined
+    if (event.replyTo !== undefined || refused.delete(at.root)) return undefined
     const inner: Chained = { root: at.root, depth: at.depth + 1 }
     return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, inner), false, refusing(event, at.root), ranHere(event))
   }
