@@ -15,7 +15,7 @@ import * as Decision from "./Decision.ts"
 import { untraced, type Hop, type ProcessorMetrics, type Tracing } from "./Observability.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 import type { Attempt, Parking } from "./Parking.ts"
-import type { Chained, Router } from "./Router.ts"
+import { chainOf, drain as drainChain, type Chained, type Router } from "./Router.ts"
 
 /** Topic of a consumed type: initiating events arrive validated on `accepted/`, the rest on `events/`. */
 export const topicOf = (initiating: ReadonlySet<string>) => (type: string): string =>
@@ -216,8 +216,15 @@ export const make = (deps: {
    * Inside a message's transaction, once it is marked done: the handler's effects, its announced
    * events and reply, the next parked message. The deliveries to run after the commit. (Plain
    * `flatMap`s: a generator per message costs ~0.4 us a step more, on every hop of every message.)
+   * `at`: where it stands in a chain (Consumer's `chain`); absent, it is the root of one, whose
+   * events' local deliveries take their turns once it is done (breadth first, see Router's `Chain`).
    */
-  const handleIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at: Chained): Sql<Array<() => void>, unknown> =>
+  const handleIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at?: Chained): Sql<Array<() => void>, unknown> => {
+    if (at !== undefined) return handledIn(event, prepared, traceparent, at)
+    const chain = chainOf(event.id)
+    return Effect.flatMap(handledIn(event, prepared, traceparent, { chain, depth: 0 }), (deliveries) => (chain.turns.length === 0 ? Effect.succeed(deliveries) : drainChain(chain, deliveries)))
+  }
+  const handledIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at: Chained): Sql<Array<() => void>, unknown> =>
     Effect.flatMap(processor.handle(event, prepared), (announced) => {
       const announcedIn = announce(event, announced, traceparent, at)
       const replied =
@@ -256,7 +263,7 @@ export const make = (deps: {
    * PostgreSQL the statement goes out with the handler's first one and fails the transaction: skipped).
    */
   const doneAndHandled = (event: Envelope.Envelope, payload: Buffer | string, prepared: unknown, hop: Hop): Sql<Array<() => void> | undefined, unknown> => {
-    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent, { root: event.id, depth: 0 }) : Effect.undefined))
+    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent) : Effect.undefined))
     return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
   }
 
@@ -265,7 +272,7 @@ export const make = (deps: {
    * done at once (never pending), then its effects; undefined when it was already there (a
    * redelivery, nothing runs) or its key is not this instance's.
    */
-  const receivedAndHandled = (event: Envelope.Envelope, topic: string, payload: string, hop: Hop, at: Chained): Sql<Array<() => void> | undefined, unknown> => {
+  const receivedAndHandled = (event: Envelope.Envelope, topic: string, payload: string, hop: Hop, at?: Chained): Sql<Array<() => void> | undefined, unknown> => {
     const entry = { envelopeId: event.id, topic, key: event.key, payload }
     const received = Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload)), (fresh) => (fresh ? handleIn(event, undefined, hop.traceparent, at) : Effect.undefined))
     return Effect.flatMap(holds(event.key), (ours) => (ours ? received : Effect.undefined))
@@ -682,7 +689,7 @@ export const make = (deps: {
   const inline = (event: Envelope.Envelope, topic: string, payload: string): Sql<(() => void) | undefined> | undefined =>
     event.replyTo === undefined
       ? undefined
-      : runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, { root: event.id, depth: 0 }), true, () => Effect.undefined, ranHere(event))
+      : runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop), true, () => Effect.undefined, ranHere(event))
 
   /** What `inline` and `chain` run after the commit of a message they ran: the span's end and the rest (`after`), its deliveries, its `committed`. */
   const ranHere =
@@ -707,9 +714,9 @@ export const make = (deps: {
    * queued it, and so every later one to this channel (a refused call is not run again here).
    */
   const chain = (event: Envelope.Envelope, topic: string, payload: string, at: Chained): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
-    if (event.replyTo !== undefined || refused.delete(at.root)) return undefined
-    const inner: Chained = { root: at.root, depth: at.depth + 1 }
-    return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, inner), false, refusing(event, at.root), ranHere(event))
+    if (event.replyTo !== undefined || refused.delete(at.chain.root)) return undefined
+    const inner: Chained = { chain: at.chain, depth: at.depth + 1 }
+    return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, inner), false, refusing(event, at.chain.root), ranHere(event))
   }
 
   /**

@@ -10,17 +10,44 @@ import type { Inbox, Sql } from "@baton/store"
 import type { RunElsewhere } from "./Decision.ts"
 
 /**
- * Where an announced event stands in a chain of handlers run in one transaction (Consumer's
- * `chain`): `root`, the message whose transaction it is (a consumer whose run failed refuses
- * its next one, `Local.chain`), and how many handlers deep it is.
+ * The local deliveries of one transaction's chain (Consumer's `chain`), rooted at the message
+ * whose transaction it is (`root`: a consumer whose run failed refuses the root's next run, see
+ * `Local.chain`). Each delivery of an event announced in the chain to a consumer that can run
+ * events at once waits its turn here (`turns`, first in first out), and runs when the root's
+ * handler is done (`drain`): breadth first, as the queues would take them. Each consumer thus
+ * gets the chain's events in the order they would reach its inbox, and the outbox its entries in
+ * the order of their transactions (a handler's events all before those its consumers announce).
  */
-export interface Chained {
+export interface Chain {
   readonly root: string
+  readonly turns: Array<Sql<ReadonlyArray<() => void>, RunElsewhere>>
+  /** Handlers run so far in the chain. */
+  runs: number
+}
+
+/** Where an announced event stands in its chain: its handler's (0 for the root's events, 1 for those of a handler the root's event ran...). */
+export interface Chained {
+  readonly chain: Chain
   readonly depth: number
 }
 
-/** Handlers a chain runs in one transaction at most, one inside the other; the events of the last are queued. */
+/** Hops from the root a chain runs at most; the events of the last are queued. */
 export const maxDepth = 16
+/** Handlers a chain runs at most (a fan-out's too); past them, its events are queued. */
+export const maxRuns = 64
+
+export const chainOf = (root: string): Chain => ({ root, turns: [], runs: 0 })
+
+/** Runs the chain's turns in order (those they add too), after the root's `deliveries`; all the deliveries to run after the commit. */
+export const drain = (chain: Chain, deliveries: Array<() => void>): Sql<Array<() => void>, RunElsewhere> => {
+  const turn = chain.turns.shift()
+  return turn === undefined
+    ? Effect.succeed(deliveries)
+    : Effect.flatMap(turn, (more) => {
+        for (const d of more) deliveries.push(d)
+        return drain(chain, deliveries)
+      })
+}
 
 export interface Local {
   readonly name: string
@@ -50,9 +77,9 @@ export interface Router {
    * Records the message in the inbox of each local consumer of `topic`; call inside the
    * transaction. Returns the deliveries to run once it has committed. `inline` (the ingress): a
    * lone consumer that can run it at once (see `Local.inline`) runs it in that transaction.
-   * `chained` (an event a handler announced, in its transaction): each consumer that can run it
-   * at once (see `Local.chain`) runs it there, the others receive it pending, one consumer after
-   * the other in the order they were added (a consumer's own later events see what it left pending).
+   * `chained` (an event a handler announced, in its transaction): each consumer that can run
+   * events at once (`Local.chain`) gets it in its turn (see `Chain`), run there or received
+   * pending; the others receive it pending now.
    */
   readonly route: {
     (topic: string, event: Envelope.Envelope, payload: string, inline?: boolean): Sql<ReadonlyArray<() => void>>
@@ -70,42 +97,70 @@ export const make = (inbox: Inbox.Inbox): Router => {
     route: ((topic: string, event: Envelope.Envelope, payload: string, inline = false, chained?: Chained): Sql<ReadonlyArray<() => void>, RunElsewhere> => {
       const locals = routes.get(topic) ?? []
       const entry = { envelopeId: event.id, topic, key: event.key, payload }
-      // Past the chain's depth, or where no consumer can run it at once: received pending, as by any other.
-      const at = chained !== undefined && chained.depth < maxDepth && locals.some((l) => l.chain !== undefined) ? chained : undefined
+      const received = (local: Local) =>
+        Effect.map(inbox.deliver(local.name, entry), (fresh) => () => {
+          // A message already there (a redelivery) is not run again.
+          if (fresh()) local.schedule(event, topic, payload)
+        })
+      if (chained !== undefined && locals.some((l) => l.chain !== undefined)) return inTurn(chained, locals, event, topic, payload, received)
       // Several consumers: one statement for all (each is scheduled if the message is new to it).
-      if (locals.length > 1 && at === undefined)
+      if (locals.length > 1)
         return Effect.map(inbox.deliverAll(locals.map((l) => l.name), entry), (fresh) =>
           locals.map((local, i) => () => {
             // A consumer added twice runs it once (as its second delivery would find it there).
             if (fresh().has(local.name) && locals.findIndex((l) => l.name === local.name) === i) local.schedule(event, topic, payload)
           })
         )
-      const received = (local: Local) =>
-        Effect.map(inbox.deliver(local.name, entry), (fresh) => () => {
-          // A message already there (a redelivery) is not run again.
-          if (fresh()) local.schedule(event, topic, payload)
-        })
-      const deliver = (local: Local): Sql<() => void, RunElsewhere> => {
-        const now = inline ? local.inline?.(event, topic, payload) : at === undefined ? undefined : local.chain?.(event, topic, payload, at)
-        // Run at once, its row written done; else (it did not run) received pending as any other.
-        return now === undefined ? received(local) : Effect.flatMap(now, (ran) => (ran === undefined ? received(local) : Effect.succeed(ran)))
-      }
       // None or one consumer (the common cases): without `forEach`'s loop around it.
       const one = locals[0]
       if (one === undefined) return Effect.succeed(none)
-      // One, announced by a processor and not run at once: its delivery in the `map` of its write.
-      if (!inline && at === undefined && locals.length === 1)
+      // One, announced by a processor (not inline): its delivery in the `map` of its write.
+      if (!inline)
         return Effect.map(inbox.deliver(one.name, entry), (fresh) => [
           () => {
             if (fresh()) one.schedule(event, topic, payload)
           }
         ])
-      if (locals.length === 1) return Effect.map(deliver(one), (d) => [d])
-      // Each consumer in turn (a consumer added twice once): what one runs sees what those before it left pending.
-      return Effect.forEach(
-        locals.filter((l, i) => locals.findIndex((o) => o.name === l.name) === i),
-        deliver
-      )
+      const now = one.inline?.(event, topic, payload)
+      // Run at once, its row written done; else (it did not run) received pending as any other.
+      return Effect.map(now === undefined ? received(one) : Effect.flatMap(now, (ran) => (ran === undefined ? received(one) : Effect.succeed(ran))), (d) => [d])
     }) as Router["route"]
   }
+}
+
+/**
+ * An event of a chain (`chained`) to its consumers (each once, in the order they were added): a
+ * turn for each that can run events at once (run in its turn, past the chain's bounds received
+ * pending then), received pending now by the others.
+ */
+const inTurn = (
+  chained: Chained,
+  locals: ReadonlyArray<Local>,
+  event: Envelope.Envelope,
+  topic: string,
+  payload: string,
+  received: (local: Local) => Sql<() => void>
+): Sql<ReadonlyArray<() => void>> => {
+  const { chain, depth } = chained
+  const now: Array<Local> = []
+  for (const [i, local] of locals.entries()) {
+    const run = local.chain
+    if (locals.findIndex((l) => l.name === local.name) !== i) continue
+    if (run === undefined) {
+      now.push(local)
+      continue
+    }
+    chain.turns.push(
+      Effect.suspend(() => {
+        const ran = depth < maxDepth && chain.runs < maxRuns ? run(event, topic, payload, chained) : undefined
+        if (ran === undefined) return Effect.map(received(local), (d) => [d])
+        return Effect.flatMap(ran, (d) => {
+          if (d === undefined) return Effect.map(received(local), (r) => [r])
+          chain.runs++
+          return Effect.succeed([d])
+        })
+      })
+    )
+  }
+  return now.length === 0 ? Effect.succeed(none) : Effect.forEach(now, received)
 }

@@ -47,6 +47,8 @@ const topicOf = (nodes: ReadonlyArray<Node | undefined>, i: number): string => {
 const outsideTopic = (i: number) => `events/out-p${i}`
 /** Where messages from outside arrive at processor `i`. */
 const inTopic = (i: number) => `events/in-p${i}`
+/** An edge beside the tree: `to` consumes what `from` announces on it too. */
+const alsoTopic = ([from, to]: readonly [number, number]) => `events/also-p${from}-to-p${to}`
 /** The topics processor `i` announces on: its children's, then the outside's (all public: each also written to the outbox). */
 const outsOf = (nodes: ReadonlyArray<Node | undefined>, i: number): Array<string> => [...new Set(nodes.flatMap((n, j) => (n?.parent === i ? [topicOf(nodes, j)] : []))), outsideTopic(i)]
 
@@ -63,15 +65,22 @@ interface Effects {
 }
 
 /**
- * Runs `arrivals` through the tree `nodes` (chained, or every delivery queued), its handlers
- * failing their first runs where `fails` says so. What was applied, what went to the outbox, and
- * what was seen on the way.
+ * Runs `arrivals` through the tree `nodes` (and the edges `also` beside it; chained, or every
+ * delivery queued), its handlers failing their first runs where `fails` says so. What was
+ * applied, what went to the outbox, and what was seen on the way.
  */
-const play = async (nodes: ReadonlyArray<Node | undefined>, arrivals: ReadonlyArray<Arrival>, fails: (processor: number, source: number, key: string, seq: number) => number, chained: boolean, round: string) => {
+const play = async (
+  nodes: ReadonlyArray<Node | undefined>,
+  arrivals: ReadonlyArray<Arrival>,
+  fails: (processor: number, source: number, key: string, seq: number) => number,
+  chained: boolean,
+  round: string,
+  also: ReadonlyArray<readonly [number, number]> = []
+) => {
   const dir = mkdtempSync(join(tmpdir(), "baton-chain-"))
   cleanups.push(async () => rmSync(dir, { recursive: true, force: true }))
   const store = await Sqlite.open({ path: join(dir, "baton.db") })
-  await store.transaction(store.query("CREATE TABLE effects (n INTEGER PRIMARY KEY, consumer TEXT NOT NULL, source INTEGER NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL)").run())
+  await store.transaction(store.query("CREATE TABLE effects (n INTEGER PRIMARY KEY, consumer TEXT NOT NULL, via TEXT NOT NULL, source INTEGER NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL)").run())
   const inbox = await Inbox.make(store)
   const outbox = await Outbox.make(store)
   const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
@@ -93,24 +102,24 @@ const play = async (nodes: ReadonlyArray<Node | undefined>, arrivals: ReadonlyAr
   const consumers: Array<Consumer.Consumer> = []
   for (const [i] of nodes.entries()) {
     const name = `p${i}`
-    const outs = outsOf(nodes, i)
+    const outs = [...outsOf(nodes, i), ...also.filter(([from]) => from === i).map(alsoTopic)]
     const processor: Processor = {
       name,
       consumes: [],
-      topics: [topicOf(nodes, i), inTopic(i)],
+      topics: [topicOf(nodes, i), inTopic(i), ...also.filter(([, to]) => to === i).map(alsoTopic)],
       handle: (event) =>
         Effect.gen(function* () {
-          const { source, seq } = event.data as { source: number; seq: number }
-          const before = Number((yield* store.query("SELECT MAX(seq) AS seq FROM effects WHERE consumer = ? AND source = ? AND key = ?").get(name, source, event.key))?.seq ?? 0)
-          if (before !== seq - 1) seen.outOfOrder.push(`${name} ${source}/${event.key}: ${seq} after ${before}`)
-          yield* store.query("INSERT INTO effects (consumer, source, key, seq) VALUES (?, ?, ?, ?)").run(name, source, event.key, seq)
+          const { source, seq, via } = event.data as { source: number; seq: number; via: string }
+          const before = Number((yield* store.query("SELECT MAX(seq) AS seq FROM effects WHERE consumer = ? AND via = ? AND source = ? AND key = ?").get(name, via, source, event.key))?.seq ?? 0)
+          if (before !== seq - 1) seen.outOfOrder.push(`${name} ${via} ${source}/${event.key}: ${seq} after ${before}`)
+          yield* store.query("INSERT INTO effects (consumer, via, source, key, seq) VALUES (?, ?, ?, ?, ?)").run(name, via, source, event.key, seq)
           const id = `${name} ${source}/${event.key}/${seq}`
           const failed = seen.failedRuns.get(id) ?? 0
           if (failed < fails(i, source, event.key, seq)) {
             seen.failedRuns.set(id, failed + 1)
             return yield* Effect.fail(new Error(`${id} fails its run ${failed + 1}`))
           }
-          return outs.map((topic) => ({ type: "x", topic, data: { source, seq } }))
+          return outs.map((topic) => ({ type: "x", topic, data: { source, seq, via: topic } }))
         })
     }
     const actors = Array.from({ length: 2 }, (_, a) => Supervisor.make(system, `${name}-${round}-${a}`, { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
@@ -153,7 +162,7 @@ const play = async (nodes: ReadonlyArray<Node | undefined>, arrivals: ReadonlyAr
     for (const [n, a] of arrivals.entries()) {
       const seq = (seqs.get(`${a.at}/${a.key}`) ?? 0) + 1
       seqs.set(`${a.at}/${a.key}`, seq)
-      const event: Envelope.Envelope = { id: `${round}-${n}`, type: "x", correlationId: `c-${n}`, causationId: `c-${n}`, key: a.key, occurredAt: new Date().toISOString(), data: { source: a.at, seq } }
+      const event: Envelope.Envelope = { id: `${round}-${n}`, type: "x", correlationId: `c-${n}`, causationId: `c-${n}`, key: a.key, occurredAt: new Date().toISOString(), data: { source: a.at, seq, via: inTopic(a.at) } }
       // As a broker session or the ingress (not inline) hands it over: received pending, then scheduled.
       const deliveries = await store.transaction(router.route(inTopic(a.at), event, JSON.stringify(event)))
       scheduled.push(...deliveries.map((d) => Promise.resolve(d())))
@@ -161,7 +170,8 @@ const play = async (nodes: ReadonlyArray<Node | undefined>, arrivals: ReadonlyAr
     }
     await settle()
     const rows = (await store.run(store.query("SELECT consumer, source, key, seq FROM effects ORDER BY consumer, source, key, n").all())).map((r) => `${r.consumer} ${r.source}/${r.key}/${r.seq}`)
-    const outboxRows = (await store.run(store.query("SELECT topic, payload FROM outbox").all())).map((r) => {
+    const ordered = (await store.run(store.query("SELECT consumer, via, source, key, seq FROM effects ORDER BY n").all())).map((r) => `${r.consumer} ${r.via} ${r.source}/${r.key}/${r.seq}`)
+    const outboxRows = (await store.run(store.query("SELECT topic, payload FROM outbox ORDER BY seq").all())).map((r) => {
       const e = JSON.parse(String(r.payload)) as Envelope.Envelope & { data: { source: number; seq: number } }
       return `${r.topic} ${e.data.source}/${e.key}/${e.data.seq}`
     })
@@ -183,12 +193,12 @@ const play = async (nodes: ReadonlyArray<Node | undefined>, arrivals: ReadonlyAr
       if (e.causationId.startsWith("c-") ? parent !== undefined : parent === undefined || spanOf.get(parent)?.event !== e.causationId || spanOf.get(parent)?.ok !== true)
         misparented.push(`${r.processor} ${e.id}: parent ${parent} of cause ${e.causationId}`)
     }
-    const effects: Effects = { rows: rows.sort(), outbox: outboxRows.sort() }
+    const effects: Effects = { rows: rows.sort(), outbox: [...outboxRows].sort() }
     const rejections = (await store.run(store.query("SELECT kind, body FROM rejections").all())).map((r) => {
       const body = JSON.parse(String(r.body)) as { processor?: string; attempts?: number }
       return `${r.kind} ${body.processor} after ${body.attempts}`
     })
-    return { effects, seen, seqs, inboxRows, misparented, rejections }
+    return { effects, seen, seqs, inboxRows, misparented, rejections, ordered, outboxInOrder: outboxRows }
   } finally {
     for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
     await store.close()
@@ -276,5 +286,27 @@ describe("Consumer.chain on SQLite", () => {
       expect(seen.handled.get("p0 done")).toBe(1)
       expect(seen.chainFailures).toBe(chained ? 1 : 0)
     }
+  })
+
+  it("runs a chain breadth first, as the queues would: a consumer gets the root's event before one the root's other consumer announces, and the outbox the root's events before theirs", async () => {
+    // p0 announces to p1, then to p2; p1 announces to p2 too (beside the tree).
+    const nodes = [undefined, { parent: 0, shared: false }, { parent: 0, shared: false }]
+    for (const chained of [true, false]) {
+      const { ordered, outboxInOrder, seen } = await play(nodes, [{ at: 0, key: "k1", settle: true }], () => 0, chained, `bfs-${chained}`, [[1, 2]])
+      expect(ordered.filter((r) => r.startsWith("p2 ")), "p2: p0's event, then p1's").toEqual(["p2 events/of-p0-to-p2 0/k1/1", "p2 events/also-p1-to-p2 0/k1/1"])
+      const announcer = (row: string) => /p(\d+)/.exec(row)![1]
+      expect(outboxInOrder.map(announcer).slice(0, 3), "p0's three events first in the outbox").toEqual(["0", "0", "0"])
+      expect(seen.chainedRuns).toBe(chained ? 3 : 0)
+    }
+  })
+
+  it("queues an event to a consumer that has one pending (a run that failed in its chain, queued and retried): it does not overtake it", async () => {
+    const nodes = [undefined, { parent: 0, shared: false }]
+    const arrivals = Array.from({ length: 6 }, () => ({ at: 0, key: "k1", settle: false }))
+    // p1 fails the first order's first three runs: in p0's transaction, then twice from its queue.
+    const { effects, seen } = await play(nodes, arrivals, (p, _source, _key, seq) => (p === 1 && seq === 1 ? 3 : 0), true, "overtake")
+    expect(seen.outOfOrder).toEqual([])
+    expect(effects.rows).toEqual(Array.from({ length: 6 }, (_, i) => [`p0 0/k1/${i + 1}`, `p1 0/k1/${i + 1}`]).flat().sort())
+    expect(seen.chainFailures).toBe(1)
   })
 })
