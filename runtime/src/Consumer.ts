@@ -113,7 +113,7 @@ export interface Consumer {
   /**
    * An event another handler announced, run inside that handler's transaction (Router's
    * `Local.chain`): its inbox row written done with its effects, its own announced events run so
-   * in turn (up to `Router.maxDepth` deep). Undefined when it cannot run so.
+   * in their turn (see Router's `Chain`). Undefined when it cannot run so.
    */
   readonly chain: ((event: Envelope.Envelope, topic: string, payload: string, at: Chained) => Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined) | undefined
   /** Resolves when nothing is in flight. */
@@ -762,16 +762,11 @@ export const make = (deps: {
    * run here failed (`chain`, by the root's id): refused once when asked again, so sent as any other.
    */
   const refused = new Set<string>()
-  /**
-   * A run in a sender's transaction failed: it fails that transaction, and is refused (`key`) when
-   * asked again. One failed deeper in a chain (already refused there) fails it as it is.
-   */
+  /** A run in a sender's transaction failed: it fails that transaction, and is refused (`key`) when asked again. */
   const refusing = (event: Envelope.Envelope, key: string) => (cause: Cause.Cause<unknown>) => {
-    const error = Cause.squash(cause)
-    if (error instanceof Decision.RunElsewhere) return Effect.fail(error)
     if (refused.size >= 10_000) refused.clear()
     refused.add(key)
-    return Effect.fail(new Decision.RunElsewhere(processor.name, event.id, error))
+    return Effect.fail(new Decision.RunElsewhere(processor.name, event.id, Cause.squash(cause)))
   }
 
   /**
