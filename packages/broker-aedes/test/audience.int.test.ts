@@ -99,15 +99,23 @@ describe("clustered brokers that know the cluster's filters", () => {
           const client = await mqtt.connectAsync(url(brokers[subscriberAt]!), { protocolVersion: 4, clean: true, reconnectPeriod: 0 })
           const got = new Set<number>()
           client.on("message", (_t, payload) => got.add(Number(payload.toString())))
-          // The publisher decides as the runtime does (no outbox row, nothing published, when unwanted).
+          // Every other message the publisher decides as the runtime does (no outbox row, nothing
+          // published, when unwanted); the others a client of the publisher's sends, which the
+          // broker does not hand to Redis when unwanted.
+          const sender = await mqtt.connectAsync(url(publisher), { protocolVersion: 4, clean: true, reconnectPeriod: 0 })
           const decided: Array<{ readonly n: number; readonly at: number; readonly wanted: boolean | undefined }> = []
           let stop = false
-          const published: Array<Promise<void>> = []
+          const published: Array<Promise<unknown>> = []
           const publishing = (async () => {
             for (let n = 0; !stop; n++) {
-              const wanted = publisher.wanted("orders/o1/shipped")
-              decided.push({ n, at: performance.now(), wanted })
-              if (wanted !== false) published.push(publisher.publish("orders/o1/shipped", String(n), 1))
+              if (n % 2 === 0) {
+                const wanted = publisher.wanted("orders/o1/shipped")
+                decided.push({ n, at: performance.now(), wanted })
+                if (wanted !== false) published.push(publisher.publish("orders/o1/shipped", String(n), 1))
+              } else {
+                decided.push({ n, at: performance.now(), wanted: true })
+                published.push(sender.publishAsync("orders/o1/shipped", String(n), { qos: 1 }))
+              }
               await sleep(gapMs)
             }
           })()
@@ -123,6 +131,7 @@ describe("clustered brokers that know the cluster's filters", () => {
           for (const d of after) expect(d.wanted, `event ${d.n}, decided ${(d.at - subacked).toFixed(1)} ms after the SUBACK`).toBe(true)
           await vi.waitFor(() => expect(after.filter((d) => !got.has(d.n)).map((d) => d.n)).toEqual([]), { timeout: 5_000, interval: 20 })
           await client.endAsync()
+          await sender.endAsync()
         } finally {
           await close()
         }
