@@ -119,16 +119,20 @@ export const start = async (options: Options, channel: string): Promise<Audience
    * does not make this instance certain after it.
    */
   let epoch = 0
+  let failing = false
   const becomeCertain = async (since: number) => {
     while (!closed && since === epoch) {
       try {
         if ((await options.live()).includes(instance)) {
           await load()
           if (since === epoch) certain = true
+          failing = false
           return
         }
       } catch (error) {
-        logger.log("warn", "broker audience: cluster members or filters not read, retrying", { reason: Log.reason(error) })
+        // The store or Redis out of reach: they log their outages; one line here until it works.
+        if (!failing) logger.log("warn", "broker audience: cluster members or filters not read, retrying", { reason: Log.reason(error) })
+        failing = true
       }
       await new Promise((r) => setTimeout(r, 100))
     }
@@ -178,9 +182,13 @@ export const start = async (options: Options, channel: string): Promise<Audience
     const deadline = Date.now() + timeoutMs
     try {
       for (;;) {
-        const missing = (await peers()).filter((p) => !waiting.heard.has(p))
-        if (missing.length === 0) break
         if (closed) throw new Error("broker closing")
+        // The members not read (the store out of reach a moment): again after a while.
+        const missing = await peers().then(
+          (ps) => ps.filter((p) => !waiting.heard.has(p)),
+          (error: unknown) => [`(members not read: ${Log.reason(error)})`]
+        )
+        if (missing.length === 0) break
         if (Date.now() > deadline) throw new Error(`no acknowledgement of the filter from ${missing.join(",")} within ${timeoutMs} ms`)
         const heard = new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, retryMs)

@@ -56,7 +56,12 @@ export interface Options {
    * them, every instance knows every client's filters (Audience.ts): a SUBSCRIBE of a new filter
    * is answered once every live instance knows it, and `wanted` answers in a cluster too.
    */
-  readonly members?: { readonly instance: string; readonly live: () => Promise<ReadonlyArray<string>> }
+  readonly members?: {
+    readonly instance: string
+    readonly live: () => Promise<ReadonlyArray<string>>
+    /** How long a SUBSCRIBE may wait for the others before it is refused: past the time a dead one takes to be found dead. */
+    readonly waitMs?: number
+  }
 }
 
 /**
@@ -329,7 +334,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     mq === undefined || sessionsRedis === undefined || sessions.kind !== "redis" || options.members === undefined
       ? undefined
       : await Audience.start(
-          { bus: mq as unknown as Audience.Bus, sets: sessionsRedis, instance: options.members.instance, live: options.members.live, stored: () => storedFilters(sessionsRedis), logger },
+          { bus: mq as unknown as Audience.Bus, sets: sessionsRedis, instance: options.members.instance, live: options.members.live, ...(options.members.waitMs === undefined ? {} : { timeoutMs: options.members.waitMs }), stored: () => storedFilters(sessionsRedis), logger },
           channelScope(sessions.url) + Audience.controlTopic
         )
   const aedes = await Aedes.createBroker({

@@ -96,7 +96,14 @@ export const layer = Layer.effect(
                 reportedElsewhere: isUnavailable,
                 // In a cluster, every instance knows the filters subscribed on any (Audience.ts).
                 ...(ownership.clustered
-                  ? { members: { instance: config.instance, live: async () => ((await ownership.view())?.members ?? []).filter((m) => m.live).map((m) => m.instance) } }
+                  ? {
+                      members: {
+                        instance: config.instance,
+                        live: async () => ((await ownership.view())?.members ?? []).filter((m) => m.live).map((m) => m.instance),
+                        // A SIGKILLed instance holds a new filter's SUBACK back until it is found dead.
+                        waitMs: Math.max(15_000, 2 * config.deadAfterMs + config.heartbeatMs)
+                      }
+                    }
                   : {}),
                 logger
               })
