@@ -40,16 +40,18 @@ const lagging = async (url: string, lagMs: number) => {
     upstream.on("data", (chunk: Buffer) => setTimeout(() => client.writable && client.write(chunk), lagMs))
     upstream.on("close", () => setTimeout(() => client.destroy(), lagMs))
   })
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  let port = 0
+  const listen = () => new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve))
+  await listen()
+  port = (server.address() as AddressInfo).port
   const proxied = new URL(url)
-  proxied.host = `127.0.0.1:${(server.address() as AddressInfo).port}`
-  return {
-    url: proxied.toString(),
-    close: async () => {
-      for (const s of sockets) s.destroy()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    }
+  proxied.host = `127.0.0.1:${port}`
+  const close = async () => {
+    for (const s of sockets) s.destroy()
+    if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()))
   }
+  /** `cut` drops every connection and refuses new ones until `restore`. */
+  return { url: proxied.toString(), close, cut: close, restore: listen }
 }
 
 /**
@@ -73,6 +75,7 @@ const cluster = async (names: ReadonlyArray<string>, live: () => ReadonlyArray<s
     brokers,
     start,
     scope,
+    link,
     close: async (more: ReadonlyArray<EmbeddedBroker.EmbeddedBroker> = []) => {
       await Promise.all([...brokers, ...more].map((b) => b.close()))
       await link.close()
@@ -212,6 +215,28 @@ describe("clustered brokers that know the cluster's filters", () => {
       await client.endAsync()
     } finally {
       redis.disconnect()
+      await close()
+    }
+  })
+
+  it("an instance cut off from Redis does not know meanwhile, and a new filter's SUBACK waits until it is back and knows it", async () => {
+    const { brokers, link, close } = await cluster(["a", "b"])
+    try {
+      await certain(brokers)
+      const [a, b] = brokers as [EmbeddedBroker.EmbeddedBroker, EmbeddedBroker.EmbeddedBroker]
+      await link.cut()
+      await vi.waitFor(() => expect(a.wanted("events/cut")).toBeUndefined(), { timeout: 10_000, interval: 20 })
+      const client = await mqtt.connectAsync(url(b), { protocolVersion: 4, clean: true, reconnectPeriod: 0 })
+      let subacked = false
+      const subscribing = client.subscribeAsync("events/cut", { qos: 1 }).then(() => (subacked = true))
+      await sleep(500)
+      expect(subacked).toBe(false)
+      await link.restore()
+      await subscribing
+      await certain([a])
+      expect(a.wanted("events/cut")).toBe(true)
+      await client.endAsync()
+    } finally {
       await close()
     }
   })
