@@ -14,7 +14,9 @@ import persistenceRedis from "aedes-persistence-redis"
 import mqemitterRedis from "mqemitter-redis"
 import { Redis } from "ioredis"
 import { WebSocketServer, createWebSocketStream } from "ws"
-import { Log, PortInUseError, Topics, type QoS } from "@baton/core"
+import { Log, PortInUseError, type QoS } from "@baton/core"
+import * as Audience from "./Audience.ts"
+import * as Filters from "./Filters.ts"
 
 export interface Options {
   readonly host: string
@@ -49,6 +51,17 @@ export interface Options {
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer }
   readonly logger?: Log.Logger
   readonly aedes?: AedesOptions
+  /**
+   * Clustered on Redis: this instance's name and the instances live in the cluster table. With
+   * them, every instance knows every client's filters (Audience.ts): a SUBSCRIBE of a new filter
+   * is answered once every live instance knows it, and `wanted` answers in a cluster too.
+   */
+  readonly members?: {
+    readonly instance: string
+    readonly live: () => Promise<ReadonlyArray<string>>
+    /** How long a SUBSCRIBE may wait for the others before it is refused: past the time a dead one takes to be found dead. */
+    readonly waitMs?: number
+  }
 }
 
 /**
@@ -194,8 +207,10 @@ export interface EmbeddedBroker {
    * Whether anyone would get a message published on `topic` now: a subscriber connected to this
    * broker, or a persistent session (clean = false) whose filter matches it, connected or not (an
    * offline one gets it queued). It may say yes for nobody (a persistent filter is never
-   * forgotten, even after an unsubscribe), never no for somebody. Undefined with sessions in Redis
-   * or clustered, where sessions of other instances are not known here.
+   * forgotten, even after an unsubscribe), never no for somebody. Clustered with `members`: a
+   * subscriber or session on any instance (Audience.ts), undefined while this instance does not
+   * know them all yet. Undefined with sessions in Redis otherwise, or clustered without `members`,
+   * where sessions of other instances are not known here.
    */
   readonly wanted: (topic: string) => boolean | undefined
   /** Clients connected now (metrics). */
@@ -270,14 +285,25 @@ const skipAbsentAcks = async (level: Level<string, string>, store: OutgoingStore
   }
 }
 
+/**
+ * The filters of the persistent sessions aedes-persistence-redis (12.x) keeps: the `clients` set
+ * of client ids, and a hash `client:<encoded id>` of each one's subscriptions, by filter.
+ */
+const storedFilters = async (redis: Redis): Promise<ReadonlyArray<string>> => {
+  const ids = await redis.smembers("clients")
+  const filters = await Promise.all(ids.map((id) => redis.hkeys(`client:${encodeURIComponent(id)}`)))
+  return filters.flat()
+}
+
 const closeAedes = (aedes: Aedes): Promise<void> => new Promise<void>((resolve) => aedes.close(() => resolve()))
 
 export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const logger = options.logger ?? Log.silent
   const sessions = options.sessions ?? { kind: "memory" }
   const level = sessions.kind === "disk" ? new Level(sessions.dir) : undefined
+  const sessionsRedis = sessions.kind === "redis" ? sessionsConnection(logger, sessions.url) : undefined
   const persistence =
-    sessions.kind === "disk" ? persistenceLevel(level) : sessions.kind === "redis" ? persistenceRedis({ conn: sessionsConnection(logger, sessions.url), maxSessionDelivery }) : undefined
+    sessions.kind === "disk" ? persistenceLevel(level) : sessionsRedis !== undefined ? persistenceRedis({ conn: sessionsRedis, maxSessionDelivery }) : undefined
   const beforeAck = options.beforeAck
   const guard = options.guard
   let connections = 0
@@ -304,6 +330,13 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   // the cluster at once. ioredis reconnects by itself (commands wait in its offline queue
   // meanwhile), so the loss and the return are logged, one line each.
   if (mq !== undefined) watchRedis(logger, "clustered broker", (mq as unknown as { readonly state: EventEmitter }).state, ["subConnect", "pubConnect"])
+  const audience =
+    mq === undefined || sessionsRedis === undefined || sessions.kind !== "redis" || options.members === undefined
+      ? undefined
+      : await Audience.start(
+          { bus: mq as unknown as Audience.Bus, sets: sessionsRedis, instance: options.members.instance, live: options.members.live, ...(options.members.waitMs === undefined ? {} : { timeoutMs: options.members.waitMs }), stored: () => storedFilters(sessionsRedis), logger },
+          channelScope(sessions.url) + Audience.controlTopic
+        )
   const aedes = await Aedes.createBroker({
     ...(persistence === undefined ? {} : { persistence }),
     ...(mq === undefined ? {} : { mq }),
@@ -376,13 +409,27 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
             }
             inflight.set(client, n + 1)
             return packet
-          },
+          }
+        }),
+    ...(guard === undefined && audience === undefined
+      ? {}
+      : {
           authorizeSubscribe: (client, subscription, callback) => {
-            const refused = guard.subscribe(client, subscription.topic)
-            if (refused === undefined) return callback(null, subscription)
-            guard.onRefused?.("subscribe", client.id, refused, subscription.topic)
-            // [MQTT-3.9.3]: a null subscription answers 0x80 (failure) for this filter only.
-            callback(null, null)
+            const refused = guard?.subscribe(client, subscription.topic)
+            if (refused !== undefined) {
+              guard?.onRefused?.("subscribe", client.id, refused, subscription.topic)
+              // [MQTT-3.9.3]: a null subscription answers 0x80 (failure) for this filter only.
+              return callback(null, null)
+            }
+            if (audience === undefined) return callback(null, subscription)
+            // The SUBACK waits until every live instance of the cluster knows the filter.
+            audience.register(subscription.topic).then(
+              () => callback(null, subscription),
+              (error: Error) => {
+                logger.log("warn", "subscription refused: the other instances do not all know its filter yet", { client: client.id, filter: subscription.topic, reason: error.message })
+                callback(null, null)
+              }
+            )
           }
         }),
     ...options.aedes
@@ -390,13 +437,8 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   // The filters of persistent sessions, connected or not: those in the sessions store from before
   // (aedes-persistence-level keys them `subscriptions:<encoded client id>:<filter>`), then each one
   // Aedes stores (only persistent sessions' are: before it subscribes the client and answers).
-  const persistentFilters = new Set<string>()
-  const persistentHits = new Map<string, boolean>()
-  const remember = (filter: string) => {
-    if (persistentFilters.has(filter)) return
-    persistentFilters.add(filter)
-    persistentHits.clear()
-  }
+  const persistentFilters = Filters.make()
+  const remember = persistentFilters.add
   const store = (aedes as unknown as { persistence: { addSubscriptions: (client: unknown, subs: ReadonlyArray<{ readonly topic: string }>) => Promise<void> } }).persistence
   const addSubscriptions = store.addSubscriptions.bind(store)
   store.addSubscriptions = (client, subs) => {
@@ -468,6 +510,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const close = () => {
     closing ??= (async () => {
       const servers = [closeServer(tcp), ...(ws === undefined ? [] : [closeServer(ws)]), ...(web?.listening === true ? [closeServer(web)] : [])]
+      await audience?.close()
       await closeAedes(aedes)
       for (const socket of sockets) socket.destroy()
       if (ws !== undefined) for (const client of ws.clients) client.terminate()
@@ -483,15 +526,9 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const matcher = (aedes as unknown as { mq: { _matcher: { match: (topic: string) => ReadonlyArray<unknown> } } }).mq._matcher
   const hasSubscribers = (topic: string): boolean | undefined => (mq === undefined ? matcher.match(topic).length > 0 : undefined)
   const wanted = (topic: string): boolean | undefined => {
+    if (audience !== undefined) return matcher.match(topic).length > 0 || audience.wanted(topic)
     if (mq !== undefined || sessions.kind === "redis") return undefined
-    if (matcher.match(topic).length > 0) return true
-    let hit = persistentHits.get(topic)
-    if (hit === undefined) {
-      hit = [...persistentFilters].some((f) => Topics.matches(f, topic))
-      if (persistentHits.size >= 10_000) persistentHits.clear()
-      persistentHits.set(topic, hit)
-    }
-    return hit
+    return matcher.match(topic).length > 0 || persistentFilters.matches(topic)
   }
   return { host: options.host, mqttPort, wsPort, publish, subscriptions, hasSubscribers, wanted, connections: () => aedes.connectedClients, close }
 }

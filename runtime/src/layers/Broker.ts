@@ -15,6 +15,7 @@ import { Context, Effect, Layer } from "effect"
 import type { Config } from "../Config.ts"
 import * as Security from "../Security.ts"
 import { Ingress } from "./Ingress.ts"
+import { Ownership } from "./Ownership.ts"
 import { promise, Settings } from "./Settings.ts"
 
 export interface Shape {
@@ -41,6 +42,7 @@ export const layer = Layer.effect(
   Effect.gen(function* () {
     const { config, logger } = yield* Settings
     const { ingress } = yield* Ingress
+    const ownership = yield* Ownership
     // The users file is read at start (a bad one stops the start), then again whenever it changes.
     let users = config.authFile === undefined ? undefined : Users.load(config.authFile)
     const usersLoaded = (file: Users.File, event: string) => {
@@ -92,6 +94,17 @@ export const layer = Layer.effect(
                 beforeAck: (clientId, topic, payload) =>
                   Topics.initiatingName(topic) === undefined ? undefined : ingress.receive(topic, payload, clientId),
                 reportedElsewhere: isUnavailable,
+                // In a cluster, every instance knows the filters subscribed on any (Audience.ts).
+                ...(ownership.clustered
+                  ? {
+                      members: {
+                        instance: config.instance,
+                        live: async () => ((await ownership.view())?.members ?? []).filter((m) => m.live).map((m) => m.instance),
+                        // A SIGKILLed instance holds a new filter's SUBACK back until it is found dead.
+                        waitMs: Math.max(15_000, 2 * config.deadAfterMs + config.heartbeatMs)
+                      }
+                    }
+                  : {}),
                 logger
               })
             ),
