@@ -10,7 +10,9 @@
  * the cluster's control channel, and waits for an acknowledgement of each peer, publishing again
  * every `retryMs` for those not heard yet (one that subscribed to the channel late). Peers are the
  * instances live in the cluster table (`live`) that registered here (the `brokers` set: an instance
- * of an earlier version, which never acknowledges, publishes every event anyway). A filter all of
+ * of an earlier version, which never acknowledges, publishes every event anyway; while one is live,
+ * a persistent session may subscribe through it unannounced, so `wanted` does not answer then, and
+ * the stored sessions' filters are read again once none is: `olderLive`). A filter all of
  * them acknowledged is `confirmed`, and a later SUBSCRIBE of it waits for nobody.
  *
  * An instance that starts subscribes to the channel, registers in `brokers`, waits to be live in
@@ -78,6 +80,8 @@ export const start = async (options: Options, channel: string): Promise<Audience
   const awaiting = new Map<string, { readonly heard: Set<string>; wake: () => void }>()
   const registering = new Map<string, Promise<void>>()
   let certain = false
+  /** A live instance without the registry is in the cluster (see `olderLive`). */
+  let older = false
   let closed = false
   let requests = 0
 
@@ -124,6 +128,7 @@ export const start = async (options: Options, channel: string): Promise<Audience
     while (!closed && since === epoch) {
       try {
         if ((await options.live()).includes(instance)) {
+          older = await olderLive()
           await load()
           if (since === epoch) certain = true
           failing = false
@@ -166,6 +171,35 @@ export const start = async (options: Options, channel: string): Promise<Audience
   await pub.hset(brokersKey, instance, String(Date.now()))
   started = true
   void becomeCertain(epoch)
+
+  /**
+   * A live instance that does not keep the registry (an earlier version, during a rolling upgrade):
+   * a persistent session subscribing through it is not announced, so while one is live this
+   * instance does not know (`wanted` undefined: every event goes out), and once none is, it reads
+   * the stored sessions' filters again before it answers. Checked every `retryMs * 5`.
+   */
+  const olderLive = async (): Promise<boolean> => {
+    const [live, brokers] = await Promise.all([options.live(), pub.hkeys(brokersKey)])
+    const registered = new Set(brokers)
+    return live.some((m) => m !== instance && !registered.has(m))
+  }
+  let checking = false
+  const watch = setInterval(() => {
+    if (checking || closed || !certain) return
+    checking = true
+    const since = epoch
+    olderLive()
+      .then(async (now) => {
+        if (now) older = true
+        else if (older) {
+          await load()
+          if (since === epoch) older = false
+        }
+      })
+      .catch(() => undefined)
+      .finally(() => (checking = false))
+  }, retryMs * 5)
+  watch.unref()
 
   const peers = async (): Promise<ReadonlyArray<string>> => {
     const [live, brokers] = await Promise.all([options.live(), pub.hkeys(brokersKey)])
@@ -211,7 +245,7 @@ export const start = async (options: Options, channel: string): Promise<Audience
 
   return {
     wanted: (topic) => {
-      if (!certain || Topics.isReply(topic)) return undefined
+      if (!certain || older || Topics.isReply(topic)) return undefined
       return known.matches(topic)
     },
     register: (filter) => {
@@ -228,6 +262,7 @@ export const start = async (options: Options, channel: string): Promise<Audience
     close: async () => {
       closed = true
       certain = false
+      clearInterval(watch)
       await pub.hdel(brokersKey, instance).catch(() => undefined)
     }
   }

@@ -177,18 +177,31 @@ describe("clustered brokers that know the cluster's filters", () => {
     }
   })
 
-  it("waits for no live instance that runs no registry (an earlier version, which publishes everything)", async () => {
-    const { brokers, close } = await cluster(["a", "b"], () => ["a", "b", "old"])
+  it("while a live instance runs no registry (an earlier version, in a rolling upgrade) waits for it in no SUBACK and does not know; once it is gone, knows the persistent sessions subscribed through it", async () => {
+    const live = new Set(["a", "b", "old"])
+    const { brokers, scope, close } = await cluster(["a", "b"], () => [...live])
+    // An instance of the earlier version: clustered on the same Redis, without the registry.
+    const old = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, logger: Log.silent, sessions: { kind: "redis", url: scope.url, cluster: true } })
     try {
-      await certain(brokers)
+      // Its persistent session's filter is never announced: until it is gone nobody here may say no.
+      const device = await mqtt.connectAsync(url(old), { protocolVersion: 4, clientId: "device", clean: false, reconnectPeriod: 0 })
+      await device.subscribeAsync("events/device", { qos: 1 })
+      await device.endAsync()
       const client = await mqtt.connectAsync(url(brokers[1]!), { protocolVersion: 4, clean: true, reconnectPeriod: 0 })
       const started = performance.now()
       await client.subscribeAsync("events/x", { qos: 1 })
-      expect(performance.now() - started).toBeLessThan(5_000)
+      expect(performance.now() - started, "no SUBACK waits for it").toBeLessThan(5_000)
+      await sleep(1_500)
+      for (const b of brokers) expect(b.wanted("events/device"), "unknown while it is live: every event goes out").toBeUndefined()
+      live.delete("old")
+      await vi.waitFor(() => {
+        for (const b of brokers) expect(b.wanted("events/device"), "the offline session's filter, read once it is gone").toBe(true)
+      }, { timeout: 10_000, interval: 50 })
       expect(brokers[0]!.wanted("events/x")).toBe(true)
+      expect(brokers[0]!.wanted("never/subscribed")).toBe(false)
       await client.endAsync()
     } finally {
-      await close()
+      await close([old])
     }
   })
 
