@@ -6,11 +6,12 @@
  * `BENCH_WARMUP` orders), in interleaved rounds, so that a change is measured against a base tree
  * on the same machine at the same time. Besides the latencies, the runtime's CPU per order (user +
  * system of the process, every thread, from /proc) from the first publish until every accepted order
- * has shipped: a counter that the machine's other load disturbs much less than the percentiles.
+ * has shipped, and its store's statements and write syscalls per order over the same span: counters
+ * that the machine's other load disturbs much less than the percentiles.
  * Prints each run, then per tree the medians, the pairwise ratios to the first tree's (the median
  * of the per-round ratios) and in how many rounds each tree had the lowest p99 and CPU per order.
  */
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import mqtt from "mqtt"
@@ -26,7 +27,12 @@ if (trees.length === 0) {
 }
 const [rate, count, rounds] = [Number(rateArg), Number(countArg), Number(roundsArg)]
 
-type Run = LatencySummary & { readonly cpu: number }
+type Run = LatencySummary & { readonly cpu: number; readonly statements: number; readonly writes: number }
+
+/** The store's statements so far (its own count, `/healthz`; NaN for a tree that does not count them). */
+const statements = async (port: number): Promise<number> => ((await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { statements?: number }).statements ?? Number.NaN
+/** Write syscalls of a process so far (`syscw` of /proc/<pid>/io: WAL frames, socket writes). */
+const writes = (pid: number): number => Number(/syscw: (\d+)/.exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? Number.NaN)
 
 const acceptOn = async (tree: string): Promise<Run> => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-accept-ab-"))
@@ -39,7 +45,8 @@ const acceptOn = async (tree: string): Promise<Run> => {
     await client.subscribeAsync("events/order-shipped", { qos: 1 })
     const accepted = tracker<number>()
     const pending: Array<Promise<unknown>> = []
-    const before = cpuMs(r.child.pid!)
+    const pid = r.child.pid!
+    const [cpu0, statements0, writes0] = [cpuMs(pid), await statements(r.httpPort), writes(pid)]
     await paced(rate, count, (i, due) => {
       accepted.sent(i, due)
       // A bare order, as latency.ts's accept publishes it (the ingress makes its envelope).
@@ -47,9 +54,10 @@ const acceptOn = async (tree: string): Promise<Run> => {
     })
     await Promise.all(pending)
     await within(shipped.done, 120_000, `${count} orders shipped`)
-    const cpu = (cpuMs(r.child.pid!) - before) / count
+    const cpu = (cpuMs(pid) - cpu0) / count
+    const [statements1, writes1] = [await statements(r.httpPort), writes(pid)]
     await client.endAsync()
-    return { ...accepted.summary(), cpu }
+    return { ...accepted.summary(), cpu, statements: (statements1 - statements0) / count, writes: (writes1 - writes0) / count }
   } finally {
     await r.kill("SIGTERM")
     rmSync(dataDir, { recursive: true, force: true })
@@ -64,10 +72,10 @@ for (let round = 0; round < rounds; round++) {
   for (const i of order) {
     const s = await acceptOn(trees[i]!)
     runs[i]!.push(s)
-    console.log(`round ${round} ${trees[i]}: p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} p99.9 ${fmt(s.p999)} max ${fmt(s.max)} ms; sender late by at most ${fmt(s.senderLateMax)} ms; CPU ${fmt(s.cpu)} ms an order`)
+    console.log(`round ${round} ${trees[i]}: p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} (from the send ${fmt(s.p99Sent)}) p99.9 ${fmt(s.p999)} max ${fmt(s.max)} ms; sender late by at most ${fmt(s.senderLateMax)} ms; an order: CPU ${fmt(s.cpu)} ms, ${fmt(s.statements)} statements, ${fmt(s.writes)} write syscalls`)
   }
 }
-const keys = ["p50", "p99", "p999", "max", "cpu"] as const
+const keys = ["p50", "p99", "p999", "max", "cpu", "statements", "writes"] as const
 /** In how many rounds each tree had the lowest `k`. */
 const lowest = (k: (typeof keys)[number]) => {
   const wins = trees.map(() => 0)
@@ -84,6 +92,6 @@ for (const [i, tree] of trees.entries()) {
     const pairwise = median(runs[i]!.map((s, r) => s[k] / runs[0]![r]![k]))
     return `${k} ${fmt(m)} (${pairwise.toFixed(2)}x)`
   })
-  console.log(`${tree}: ${figures.join(", ")} (ms; cpu: ms an order); lowest p99 in ${p99Wins[i]}/${rounds} rounds, lowest CPU in ${cpuWins[i]}/${rounds}`)
+  console.log(`${tree}: ${figures.join(", ")} (ms; cpu, statements, writes: an order); lowest p99 in ${p99Wins[i]}/${rounds} rounds, lowest CPU in ${cpuWins[i]}/${rounds}`)
 }
 process.exit(0)
