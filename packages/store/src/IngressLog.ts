@@ -93,6 +93,9 @@ export interface Inline {
   readonly settled: () => void
 }
 
+/** What `firstSights` of nothing finds. */
+const noneSeen: ReadonlySet<number> = new Set()
+
 /** Most entries one statement of a drain marks or records. */
 const maxKeysPerStatement = 128
 
@@ -284,10 +287,12 @@ export const make = async (
      * envelope id was first seen here. Of two with the same id, the first in the list.
      */
     firstSights: (sightings: ReadonlyArray<{ readonly envelopeId: string; readonly seq: number }>): Sql<ReadonlySet<number>> =>
-      Effect.map(
-        Effect.forEach(chunks(sightings, maxKeysPerStatement), (chunk) => seen(chunk.length).all(...chunk.flatMap((s) => [s.envelopeId, s.seq]))),
-        (results) => new Set(results.flat().map((r) => Number(r.seq)))
-      )
+      sightings.length === 0
+        ? Effect.succeed(noneSeen)
+        : Effect.map(
+            Effect.forEach(chunks(sightings, maxKeysPerStatement), (chunk) => seen(chunk.length).all(...chunk.flatMap((s) => [s.envelopeId, s.seq]))),
+            (results) => new Set(results.flat().map((r) => Number(r.seq)))
+          )
   }
 }
 
