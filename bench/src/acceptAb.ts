@@ -8,15 +8,16 @@
  * system of the process, every thread, from /proc) from the first publish until every accepted order
  * has shipped, and its store's statements and write syscalls per order over the same span: counters
  * that the machine's other load disturbs much less than the percentiles.
- * Prints each run, then per tree the medians, the pairwise ratios to the first tree's (the median
- * of the per-round ratios) and in how many rounds each tree had the lowest p99 and CPU per order.
+ * Prints each run, then per tree the medians, the pairwise ratios to the first tree's and in how
+ * many rounds each tree had the lowest p99 and CPU per order (`interleave.ts`).
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import mqtt from "mqtt"
 import { Process } from "@baton/testkit"
-import { counter, cpuMs, median, noDelay, warmup, within } from "./lib.ts"
+import { interleave, statements, writes } from "./interleave.ts"
+import { counter, cpuMs, noDelay, warmup, within } from "./lib.ts"
 import { paced, tracker, type LatencySummary } from "./pacing.ts"
 import { order, placeOrders } from "./scenarios/orders.ts"
 
@@ -29,10 +30,6 @@ const [rate, count, rounds] = [Number(rateArg), Number(countArg), Number(roundsA
 
 type Run = LatencySummary & { readonly cpu: number; readonly statements: number; readonly writes: number }
 
-/** The store's statements so far (its own count, `/healthz`; NaN for a tree that does not count them). */
-const statements = async (port: number): Promise<number> => ((await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { statements?: number }).statements ?? Number.NaN
-/** Write syscalls of a process so far (`syscw` of /proc/<pid>/io: WAL frames, socket writes). */
-const writes = (pid: number): number => Number(/syscw: (\d+)/.exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? Number.NaN)
 
 const acceptOn = async (tree: string): Promise<Run> => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-accept-ab-"))
@@ -64,34 +61,15 @@ const acceptOn = async (tree: string): Promise<Run> => {
   }
 }
 
-const runs = trees.map((): Array<Run> => [])
 const fmt = (v: number) => v.toFixed(2)
-for (let round = 0; round < rounds; round++) {
-  // Alternate which tree goes first.
-  const order = round % 2 === 0 ? trees.map((_, i) => i) : trees.map((_, i) => i).reverse()
-  for (const i of order) {
-    const s = await acceptOn(trees[i]!)
-    runs[i]!.push(s)
-    console.log(`round ${round} ${trees[i]}: p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} (from the send ${fmt(s.p99Sent)}) p99.9 ${fmt(s.p999)} max ${fmt(s.max)} ms; sender late by at most ${fmt(s.senderLateMax)} ms; an order: CPU ${fmt(s.cpu)} ms, ${fmt(s.statements)} statements, ${fmt(s.writes)} write syscalls`)
-  }
-}
-const keys = ["p50", "p99", "p999", "max", "cpu", "statements", "writes"] as const
-/** In how many rounds each tree had the lowest `k`. */
-const lowest = (k: (typeof keys)[number]) => {
-  const wins = trees.map(() => 0)
-  for (let r = 0; r < rounds; r++) {
-    const values = runs.map((rs) => rs[r]![k])
-    wins[values.indexOf(Math.min(...values))]!++
-  }
-  return wins
-}
-const [p99Wins, cpuWins] = [lowest("p99"), lowest("cpu")]
-for (const [i, tree] of trees.entries()) {
-  const figures = keys.map((k) => {
-    const m = median(runs[i]!.map((s) => s[k]))
-    const pairwise = median(runs[i]!.map((s, r) => s[k] / runs[0]![r]![k]))
-    return `${k} ${fmt(m)} (${pairwise.toFixed(2)}x)`
-  })
-  console.log(`${tree}: ${figures.join(", ")} (ms; cpu, statements, writes: an order); lowest p99 in ${p99Wins[i]}/${rounds} rounds, lowest CPU in ${cpuWins[i]}/${rounds}`)
-}
+await interleave({
+  trees,
+  rounds,
+  run: acceptOn,
+  line: (s) =>
+    `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} (from the send ${fmt(s.p99Sent)}) p99.9 ${fmt(s.p999)} max ${fmt(s.max)} ms; sender late by at most ${fmt(s.senderLateMax)} ms; an order: CPU ${fmt(s.cpu)} ms, ${fmt(s.statements)} statements, ${fmt(s.writes)} write syscalls`,
+  keys: ["p50", "p99", "p999", "max", "cpu", "statements", "writes"],
+  lowest: ["p99", "cpu"],
+  digits: 2
+})
 process.exit(0)
