@@ -29,6 +29,8 @@ export type Verdict =
     }
 
 const none: ReadonlyArray<() => void> = []
+/** One decoder for every payload (without `stream`, each `decode` starts afresh). */
+const utf8 = new TextDecoder("utf-8", { fatal: true })
 
 const looksLikeEnvelope = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value) && "id" in value && "type" in value && "data" in value
@@ -53,7 +55,7 @@ export const judge = (
   }
   let json: unknown
   try {
-    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(message.payload))
+    json = JSON.parse(utf8.decode(message.payload))
   } catch (error) {
     const why = error instanceof SyntaxError ? error.message : "payload is not valid UTF-8"
     return { _tag: "Refused", kind: "malformed-json", reason: `payload is not valid JSON: ${why}` }
@@ -141,17 +143,24 @@ export const make = (deps: {
    * of the seen ids less for each batch of them.
    */
   const forward = (entries: ReadonlyArray<IngressLog.Entry>, mark = true): Sql<ReadonlyArray<() => void>> =>
-    Effect.gen(function* () {
+    Effect.suspend(() => {
       const verdicts = entries.map((entry) => judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size, entry.clientId))
       const sightings = entries.flatMap((entry, i) => {
         const verdict = verdicts[i]!
         return verdict._tag === "Accepted" && verdict.wrapped !== true ? [{ envelopeId: verdict.envelope.id, seq: entry.seq }] : []
       })
-      const first = yield* deps.log.firstSights(sightings)
       const local: Array<() => void> = []
-      for (const [i, entry] of entries.entries()) local.push(...(yield* judged(entry, verdicts[i]!, first)))
-      if (mark) yield* deps.log.forwarded(...entries.map((e) => e.seq))
-      return local
+      // The entries in order, as plain steps (not a generator): a request-reply round trip is a batch of one.
+      const from = (first: ReadonlySet<number>, i: number): Sql<ReadonlyArray<() => void>> =>
+        i < entries.length
+          ? Effect.flatMap(judged(entries[i]!, verdicts[i]!, first), (deliveries) => {
+              local.push(...deliveries)
+              return from(first, i + 1)
+            })
+          : mark
+            ? Effect.as(deps.log.forwarded(...entries.map((e) => e.seq)), local)
+            : Effect.succeed(local)
+      return Effect.flatMap(deps.log.firstSights(sightings), (first) => from(first, 0))
     })
 
   /**
