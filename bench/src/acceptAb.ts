@@ -5,14 +5,15 @@
  * (`<tree>/runtime/src/main.ts`, its own process on a fresh data folder, after the same warm-up of
  * `BENCH_WARMUP` orders), in interleaved rounds, so that a change is measured against a base tree
  * on the same machine at the same time. Besides the latencies, the runtime's CPU per order (user +
- * system of the process, every thread, from /proc) from the first publish until the flows of the
+ * system of the process, every thread, from /proc; and of its event loop's thread alone: times the
+ * rate, how busy the loop was) from the first publish until the flows of the
  * accepted orders are done (the inbox's done marks stop for 300 ms; nothing subscribes to their
  * events, as in latency.ts), and its store's statements and write syscalls per order over the same
  * span: counters that the machine's other load disturbs much less than the percentiles.
  * Prints each run, then per tree the medians, the pairwise ratios to the first tree's and in how
  * many rounds each tree had the lowest p99 and CPU per order (`interleave.ts`).
  */
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import mqtt from "mqtt"
@@ -49,7 +50,13 @@ const settled = async (httpPort: number): Promise<void> => {
   }
 }
 
-type Run = LatencySummary & { readonly cpu: number; readonly statements: number; readonly writes: number }
+/** CPU time of a process's main thread (its event loop) so far, in ms, from /proc (Linux; USER_HZ ticks of 10 ms). */
+const loopMs = (pid: number): number => {
+  const fields = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+
+type Run = LatencySummary & { readonly cpu: number; readonly loop: number; readonly statements: number; readonly writes: number }
 
 
 const acceptOn = async (tree: string): Promise<Run> => {
@@ -61,7 +68,7 @@ const acceptOn = async (tree: string): Promise<Run> => {
     const accepted = tracker<number>()
     const pending: Array<Promise<unknown>> = []
     const pid = r.child.pid!
-    const [cpu0, statements0, writes0] = [cpuMs(pid), await statements(r.httpPort), writes(pid)]
+    const [cpu0, loop0, statements0, writes0] = [cpuMs(pid), loopMs(pid), await statements(r.httpPort), writes(pid)]
     await paced(rate, count, (i, due) => {
       accepted.sent(i, due)
       // A bare order, as latency.ts's accept publishes it (the ingress makes its envelope).
@@ -69,9 +76,9 @@ const acceptOn = async (tree: string): Promise<Run> => {
     })
     await Promise.all(pending)
     await settled(r.httpPort)
-    const [cpu, statements1, writes1] = [(cpuMs(pid) - cpu0) / count, await statements(r.httpPort), writes(pid)]
+    const [cpu, loop, statements1, writes1] = [(cpuMs(pid) - cpu0) / count, (loopMs(pid) - loop0) / count, await statements(r.httpPort), writes(pid)]
     await client.endAsync()
-    return { ...accepted.summary(), cpu, statements: (statements1 - statements0) / count, writes: (writes1 - writes0) / count }
+    return { ...accepted.summary(), cpu, loop, statements: (statements1 - statements0) / count, writes: (writes1 - writes0) / count }
   } finally {
     await r.kill("SIGTERM")
     rmSync(dataDir, { recursive: true, force: true })
@@ -84,8 +91,8 @@ await interleave({
   rounds,
   run: acceptOn,
   line: (s) =>
-    `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} (from the send ${fmt(s.p99Sent)}) p99.9 ${fmt(s.p999)} max ${fmt(s.max)} ms; sender late by at most ${fmt(s.senderLateMax)} ms; an order: CPU ${fmt(s.cpu)} ms, ${fmt(s.statements)} statements, ${fmt(s.writes)} write syscalls`,
-  keys: ["p50", "p99", "p999", "max", "cpu", "statements", "writes"],
+    `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} (from the send ${fmt(s.p99Sent)}) p99.9 ${fmt(s.p999)} max ${fmt(s.max)} ms; sender late by at most ${fmt(s.senderLateMax)} ms; an order: CPU ${fmt(s.cpu)} ms (event loop ${fmt(s.loop)}), ${fmt(s.statements)} statements, ${fmt(s.writes)} write syscalls`,
+  keys: ["p50", "p99", "p999", "max", "cpu", "loop", "statements", "writes"],
   lowest: ["p99", "cpu"],
   digits: 2
 })
