@@ -12,7 +12,15 @@ import { untraced, type Tracing } from "./Observability.ts"
 import type { Router } from "./Router.ts"
 
 export type Verdict =
-  | { readonly _tag: "Accepted"; readonly envelope: Envelope.Envelope }
+  | {
+      readonly _tag: "Accepted"
+      readonly envelope: Envelope.Envelope
+      /**
+       * The envelope is the ingress's own (a bare object wrapped, its id new): no resend can carry
+       * its id, so it is not recorded among the ids seen (a resent bare object is a new event).
+       */
+      readonly wrapped?: true
+    }
   | {
       readonly _tag: "Refused"
       readonly kind: "malformed-json" | "schema-violation" | "unknown-topic" | "oversized-payload"
@@ -21,6 +29,8 @@ export type Verdict =
     }
 
 const none: ReadonlyArray<() => void> = []
+/** One decoder for every payload (without `stream`, each `decode` starts afresh). */
+const utf8 = new TextDecoder("utf-8", { fatal: true })
 
 const looksLikeEnvelope = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value) && "id" in value && "type" in value && "data" in value
@@ -45,7 +55,7 @@ export const judge = (
   }
   let json: unknown
   try {
-    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(message.payload))
+    json = JSON.parse(utf8.decode(message.payload))
   } catch (error) {
     const why = error instanceof SyntaxError ? error.message : "payload is not valid UTF-8"
     return { _tag: "Refused", kind: "malformed-json", reason: `payload is not valid JSON: ${why}` }
@@ -90,7 +100,8 @@ export const judge = (
   const version = contract.version === undefined || contract.version === 1 ? {} : { version: contract.version }
   const envelope: Envelope.Envelope = { ...base, key, ...version, data: data.success }
   // Its data is what the contract decoded: a reader of the same declaration need not decode it again.
-  return { _tag: "Accepted", envelope: contract.vouch === undefined ? envelope : Envelope.vouch(envelope, contract.vouch) }
+  const vouched = contract.vouch === undefined ? envelope : Envelope.vouch(envelope, contract.vouch)
+  return looksLikeEnvelope(json) ? { _tag: "Accepted", envelope: vouched } : { _tag: "Accepted", envelope: vouched, wrapped: true }
 }
 
 export const contractsOf = (apps: ReadonlyArray<App>): ReadonlyMap<string, Initiating> =>
@@ -127,20 +138,29 @@ export const make = (deps: {
 
   /**
    * Judges logged entries and writes what each becomes, in order, inside the batch's transaction.
-   * The envelope ids of the accepted ones are recorded in one statement (one round trip a batch).
+   * The envelope ids of the accepted full envelopes are recorded in one statement (one round trip
+   * a batch); those of bare objects wrapped here are new, recorded nowhere: a statement and a page
+   * of the seen ids less for each batch of them.
    */
   const forward = (entries: ReadonlyArray<IngressLog.Entry>, mark = true): Sql<ReadonlyArray<() => void>> =>
-    Effect.gen(function* () {
+    Effect.suspend(() => {
       const verdicts = entries.map((entry) => judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size, entry.clientId))
       const sightings = entries.flatMap((entry, i) => {
         const verdict = verdicts[i]!
-        return verdict._tag === "Accepted" ? [{ envelopeId: verdict.envelope.id, seq: entry.seq }] : []
+        return verdict._tag === "Accepted" && verdict.wrapped !== true ? [{ envelopeId: verdict.envelope.id, seq: entry.seq }] : []
       })
-      const first = yield* deps.log.firstSights(sightings)
       const local: Array<() => void> = []
-      for (const [i, entry] of entries.entries()) local.push(...(yield* judged(entry, verdicts[i]!, first)))
-      if (mark) yield* deps.log.forwarded(...entries.map((e) => e.seq))
-      return local
+      // The entries in order, as plain steps (not a generator): a request-reply round trip is a batch of one.
+      const from = (first: ReadonlySet<number>, i: number): Sql<ReadonlyArray<() => void>> =>
+        i < entries.length
+          ? Effect.flatMap(judged(entries[i]!, verdicts[i]!, first), (deliveries) => {
+              local.push(...deliveries)
+              return from(first, i + 1)
+            })
+          : mark
+            ? Effect.as(deps.log.forwarded(...entries.map((e) => e.seq)), local)
+            : Effect.succeed(local)
+      return Effect.flatMap(deps.log.firstSights(sightings), (first) => from(first, 0))
     })
 
   /**
@@ -162,7 +182,7 @@ export const make = (deps: {
       )
     const accepted = verdict.envelope
     const topic = Topics.accepted(accepted.type)
-    if (!first.has(entry.seq)) {
+    if (verdict.wrapped !== true && !first.has(entry.seq)) {
       deps.logger.log("info", "duplicate initiating event ignored", { id: accepted.id, topic: entry.topic, ...Envelope.logFields(accepted) })
       return Effect.succeed(none)
     }

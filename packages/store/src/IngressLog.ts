@@ -93,11 +93,15 @@ export interface Inline {
   readonly settled: () => void
 }
 
+/** What `firstSights` of nothing finds. */
+const noneSeen: ReadonlySet<number> = new Set()
+
 /** Most entries one statement of a drain marks or records. */
 const maxKeysPerStatement = 128
 
 const chunks = <A>(items: ReadonlyArray<A>, size: number): ReadonlyArray<ReadonlyArray<A>> =>
-  Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size))
+  // One chunk (a batch of one, say) without Array.from's iteration over an array-like.
+  items.length === 0 ? [] : items.length <= size ? [items] : Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size))
 
 export const make = async (
   store: Store,
@@ -207,19 +211,20 @@ export const make = async (
   ) => {
     let after: () => void
     try {
+      // SQLite: an INSERT per append (its statements cost no round trip); plain steps, not a
+      // generator (a request-reply round trip is one such batch of one).
+      const inserts = chunks(entries, store.dialect === "pg" ? maxRowsPerStatement : 1)
+      // Sequence numbers are taken in the order of the rows.
+      const insert = (chunk: ReadonlyArray<(typeof batch)[number]>): Sql<ReadonlyArray<number>> =>
+        Effect.map(insertForwardedOf(chunk.length).all(...chunk.flatMap((e) => [...row(e), at])), (inserted) => inserted.map((r) => Number(r.seq)).sort((a, b) => a - b))
+      const seqs: Sql<ReadonlyArray<number>> = inserts.length === 1 ? insert(inserts[0]!) : Effect.map(Effect.forEach(inserts, insert), (lists) => lists.flat())
       after = await store.transaction(
-        Effect.gen(function* () {
-          const rows = store.dialect === "pg" ? maxRowsPerStatement : 1
-          const seqs: Array<number> = []
-          for (const chunk of chunks(entries, rows)) {
-            const inserted = yield* insertForwardedOf(chunk.length).all(...chunk.flatMap((e) => [...row(e), at]))
-            // Sequence numbers are taken in the order of the rows.
-            seqs.push(...inserted.map((r) => Number(r.seq)).sort((a, b) => a - b))
-          }
-          const after = yield* forward(entries.map((e, i) => ({ seq: seqs[i]!, topic: e.topic, payload: kept(e), size: e.payload.length, clientId: e.clientId })))
-          options.beforeCommit?.()
-          return after
-        })
+        Effect.flatMap(seqs, (numbers) =>
+          Effect.map(forward(entries.map((e, i) => ({ seq: numbers[i]!, topic: e.topic, payload: kept(e), size: e.payload.length, clientId: e.clientId }))), (after) => {
+            options.beforeCommit?.()
+            return after
+          })
+        )
       )
     } catch (error) {
       for (const e of entries) e.done(error as Error)
@@ -284,10 +289,12 @@ export const make = async (
      * envelope id was first seen here. Of two with the same id, the first in the list.
      */
     firstSights: (sightings: ReadonlyArray<{ readonly envelopeId: string; readonly seq: number }>): Sql<ReadonlySet<number>> =>
-      Effect.map(
-        Effect.forEach(chunks(sightings, maxKeysPerStatement), (chunk) => seen(chunk.length).all(...chunk.flatMap((s) => [s.envelopeId, s.seq]))),
-        (results) => new Set(results.flat().map((r) => Number(r.seq)))
-      )
+      sightings.length === 0
+        ? Effect.succeed(noneSeen)
+        : Effect.map(
+            Effect.forEach(chunks(sightings, maxKeysPerStatement), (chunk) => seen(chunk.length).all(...chunk.flatMap((s) => [s.envelopeId, s.seq]))),
+            (results) => new Set(results.flat().map((r) => Number(r.seq)))
+          )
   }
 }
 

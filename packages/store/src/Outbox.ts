@@ -68,6 +68,8 @@ export interface Entry {
   readonly qos: QoS
 }
 
+const noRuns: ReadonlyArray<[number, number]> = []
+
 /** SQLite: how long the delete of sent entries waits for a transaction that adds one, ms (see `deferred`). */
 const laterMs = 5
 
@@ -144,13 +146,30 @@ export const make = async (store: Store, options: { readonly instance?: string }
     }
   }
   if (deferred) beforeClose(store, () => deleteSent().catch(() => {}))
-  /** The deletes of runs sent since the last add, inside the add's transaction. */
-  const deleteRiding: Sql<void> = Effect.suspend(() => {
-    if (riding === sentRuns.length) return Effect.void
+  /** The deletes of runs sent since the last add, inside the add's transaction; gives the runs it deletes. */
+  const deleteRiding: Sql<ReadonlyArray<[number, number]>> = Effect.suspend(() => {
+    if (riding === sentRuns.length) return Effect.succeed(noRuns)
     const runs = sentRuns.slice(riding)
     riding = sentRuns.length
-    return Effect.forEach(runs, ([first, last]) => remove.run(last, first, instance), { discard: true })
+    return Effect.as(
+      Effect.forEach(runs, ([first, last]) => remove.run(last, first, instance), { discard: true }),
+      runs
+    )
   })
+  /**
+   * The runs an add's transaction deleted, once it has committed (`added`'s entry is read only
+   * then): they are gone, and need no delete of their own (`deleteSent` would delete them again,
+   * in a transaction of its own every `laterMs`, not knowing whether that add committed). Runs
+   * that `deleteSent` has taken meanwhile (or put back, its delete failed) are left to it.
+   */
+  const committed = (runs: ReadonlyArray<[number, number]>) => {
+    for (const run of runs) {
+      const at = sentRuns.indexOf(run)
+      if (at < 0 || at >= riding) continue
+      sentRuns.splice(at, 1)
+      riding--
+    }
+  }
   /**
    * Deletes the entries from `first` to `last` (a contiguous run that `pending` returned); on
    * SQLite with the next add's transaction or soon after (see `deferred`).
@@ -173,19 +192,27 @@ export const make = async (store: Store, options: { readonly instance?: string }
     return Promise.resolve()
   }
   const withDeletes = <A>(add: Sql<A>): Sql<A> => (deferred ? Effect.andThen(deleteRiding, add) : add)
+  /** `withDeletes`, giving also the runs it deleted. */
+  const withDeleted = <A>(add: Sql<A>): Sql<readonly [A, ReadonlyArray<[number, number]>]> =>
+    deferred ? Effect.flatMap(deleteRiding, (runs) => Effect.map(add, (a) => [a, runs] as const)) : Effect.map(add, (a) => [a, noRuns] as const)
   return {
     /** Adds a message to publish; call inside the transaction of the change that caused it. */
     add: (topic: string, payload: string, qos: QoS = 1): Sql<void> => withDeletes(Effect.asVoid(insert.write(...values(topic, payload, qos)))),
     /**
      * `add`, giving the entry as written (with its sequence number), to read once the transaction
-     * has committed: for the relay's `offer` (publishing it at once when nothing older is unsent).
+     * has committed (and only then: reading it tells the outbox that the sent entries this
+     * transaction deleted are gone): for the relay's `offer` (publishing it at once when nothing
+     * older is unsent).
      */
     added: (topic: string, payload: string, qos: QoS = 1): Sql<() => Entry> =>
-      withDeletes(Effect.map(insertReturning.writeRows(...values(topic, payload, qos)), (rows) => () => {
+      Effect.map(withDeleted(insertReturning.writeRows(...values(topic, payload, qos))), ([rows, runs]) => () => {
         const seq = Number(rows()[0]?.seq)
-        if (deferred) offered.add(seq)
+        if (deferred) {
+          offered.add(seq)
+          committed(runs)
+        }
         return { seq, topic, payload, qos }
-      })),
+      }),
     pending: async (limit: number): Promise<ReadonlyArray<Entry>> => {
       await deleteSent()
       return store.run(

@@ -285,18 +285,21 @@ export const make = (deps: {
         side.refused.add(side.index)
         return Effect.succeed(Exit.die(new OneAtATime()))
       }
-      return Effect.gen(function* () {
-        const opened = yield* Effect.exit(control(conn, "SAVEPOINT baton_item"))
-        if (Exit.isFailure(opened)) return Exit.failCause(opened.cause) as Exit.Exit<A, E | SqlError.SqlError>
-        const exit: Exit.Exit<A, E | SqlError.SqlError> = yield* Effect.exit(body)
-        if (Exit.isFailure(exit)) yield* Effect.ignore(control(conn, "ROLLBACK TO baton_item"))
-        const released = yield* Effect.exit(control(conn, "RELEASE baton_item"))
-        if (Exit.isSuccess(released) || Exit.isFailure(exit)) return exit
-        // A queued write of the item failed (it fails the RELEASE sent with it): the item failed.
-        yield* Effect.ignore(control(conn, "ROLLBACK TO baton_item"))
-        yield* Effect.ignore(control(conn, "RELEASE baton_item"))
-        return Exit.failCause(released.cause) as Exit.Exit<A, E | SqlError.SqlError>
-      })
+      // Plain steps, not a generator (a request handled inline runs in one, every round trip).
+      const release = (exit: Exit.Exit<A, E | SqlError.SqlError>): Effect.Effect<Exit.Exit<A, E | SqlError.SqlError>> =>
+        Effect.flatMap(Effect.exit(control(conn, "RELEASE baton_item")), (released) =>
+          Exit.isSuccess(released) || Exit.isFailure(exit)
+            ? Effect.succeed(exit)
+            : // A queued write of the item failed (it fails the RELEASE sent with it): the item failed.
+              Effect.andThen(Effect.ignore(control(conn, "ROLLBACK TO baton_item")), Effect.as(Effect.ignore(control(conn, "RELEASE baton_item")), Exit.failCause(released.cause) as Exit.Exit<A, E | SqlError.SqlError>))
+        )
+      return Effect.flatMap(Effect.exit(control(conn, "SAVEPOINT baton_item")), (opened) =>
+        Exit.isFailure(opened)
+          ? Effect.succeed(Exit.failCause(opened.cause) as Exit.Exit<A, E | SqlError.SqlError>)
+          : Effect.flatMap(Effect.exit(body), (exit: Exit.Exit<A, E | SqlError.SqlError>) =>
+              Exit.isFailure(exit) ? Effect.andThen(Effect.ignore(control(conn, "ROLLBACK TO baton_item")), release(exit)) : release(exit)
+            )
+      )
     })
   // The client a handler gets (and `store.sql`): inside a transaction begun here, a nested
   // `withTransaction` is a savepoint of it (effect's own would look for the semaphore of a

@@ -4,7 +4,9 @@
  * entries deleted come again. Over any sequence of adds, sends, appends, forwards, prunes and
  * restarts: no number comes again while something still refers to it (the relay's position in
  * this process for the outbox; a seen envelope id for the ingress log), and the migrations keep
- * what a database of the previous schema holds.
+ * what a database of the previous schema holds. The delete of sent offered entries rides with the
+ * next add's transaction, and once that add has committed they are not deleted again in a commit
+ * of their own.
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -46,6 +48,26 @@ const previousSchema = async (migrations: ReadonlyArray<{ readonly name: string 
   await store.migrate((migrations as typeof Outbox.migrations).filter((m) => m.name !== name))
   expect(await schemaOf(store, table)).toMatch(/AUTOINCREMENT/)
   return store
+}
+
+/**
+ * Adds offered entries (`added`) in one transaction, rolled back when `fails`: their entries, read
+ * after the commit as the relay's offer reads them, or undefined.
+ */
+const addOffered = async (store: Store, outbox: Outbox.Outbox, payloads: ReadonlyArray<string>, fails: boolean): Promise<ReadonlyArray<Outbox.Entry> | undefined> => {
+  const written = store.transaction(
+    Effect.gen(function* () {
+      const entries: Array<() => Outbox.Entry> = []
+      for (const p of payloads) entries.push(yield* outbox.added("events/x", p))
+      if (fails) return yield* Effect.fail(new Error("rolled back"))
+      return entries
+    })
+  )
+  if (fails) {
+    await expect(written).rejects.toThrow("rolled back")
+    return undefined
+  }
+  return (await written).map((e) => e())
 }
 
 describe("SQLite outbox numbers", () => {
@@ -178,20 +200,9 @@ describe("SQLite outbox: the delete of sent offered entries goes with the next a
               offered = []
             } else if (o.kind === "add") {
               const payloads = Array.from({ length: o.n }, () => `m${++n}`)
-              const written = store.transaction(
-                Effect.gen(function* () {
-                  const entries: Array<() => Outbox.Entry> = []
-                  for (const p of payloads) entries.push(yield* outbox.added("events/x", p))
-                  if (o.fails) return yield* Effect.fail(new Error("rolled back"))
-                  return entries
-                })
-              )
-              if (o.fails) {
-                await expect(written).rejects.toThrow("rolled back")
-                continue
-              }
+              const entries = await addOffered(store, outbox, payloads, o.fails)
+              if (entries === undefined) continue
               // Offered in order when nothing older is unsent or offered (the relay's fast path).
-              const entries = (await written).map((e) => e())
               if (offered.length === unsent.length) offered.push(...entries)
               unsent.push(...payloads)
             } else if (o.kind === "send") {
@@ -248,6 +259,91 @@ describe("SQLite outbox: where the delete of a sent offered entry goes", () => {
     } finally {
       await store.close()
     }
+  })
+})
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+/** Longer than the outbox's delay before a delete of its own (`laterMs`, 5 ms). */
+const pastTheDelay = 20
+const outboxRows = async (store: Store) => (await store.run(store.query("SELECT payload FROM outbox ORDER BY seq").all())).map((r) => String(r.payload))
+
+describe("SQLite outbox: sent entries an add's committed transaction deleted", () => {
+  it("are not deleted again in a commit of their own", async () => {
+    const store = await openAt(freshPath())
+    try {
+      const outbox = await Outbox.make(store)
+      const first = (await store.transaction(outbox.added("reply/c", "a")))()
+      await outbox.sent(first.seq, first.seq)
+      ;(await store.transaction(outbox.added("reply/c", "b")))()
+      const before = store.statements()
+      await sleep(pastTheDelay)
+      expect(store.statements() - before).toBe(0)
+      expect(await outboxRows(store)).toEqual(["b"])
+    } finally {
+      await store.close()
+    }
+  })
+
+  it("commit nothing of their own after a committed add carried them, and are deleted when none did, for all adds, failed adds, sends and waits", async () => {
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("add" as const), n: fc.integer({ min: 1, max: 3 }), fails: fc.boolean() }),
+      fc.record({ kind: fc.constant("send" as const), n: fc.integer({ min: 1, max: 3 }) }),
+      fc.record({ kind: fc.constant("wait" as const) })
+    )
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 20 }), async (ops) => {
+        const path = freshPath()
+        const store = await openAt(path)
+        try {
+          const outbox = await Outbox.make(store)
+          /**
+           * The model: unsent entries, offered ones in order; sent runs no add has carried yet, and
+           * those a rolled-back add carried (both left to a delete of their own).
+           */
+          let unsent: Array<string> = []
+          const offered: Array<Outbox.Entry> = []
+          let uncarried = 0
+          let rolledBack = 0
+          let n = 0
+          for (const o of ops) {
+            if (o.kind === "add") {
+              const payloads = Array.from({ length: o.n }, () => `m${++n}`)
+              const entries = await addOffered(store, outbox, payloads, o.fails)
+              if (entries === undefined) {
+                rolledBack += uncarried
+                uncarried = 0
+                continue
+              }
+              if (offered.length === unsent.length) offered.push(...entries)
+              unsent.push(...payloads)
+              // It carried the runs sent since the last add.
+              uncarried = 0
+            } else if (o.kind === "send") {
+              const run = offered.splice(0, o.n)
+              if (run.length === 0) continue
+              await outbox.sent(run[0]!.seq, run.at(-1)!.seq)
+              unsent = unsent.slice(run.length)
+              uncarried++
+            } else {
+              const before = store.statements()
+              await sleep(pastTheDelay)
+              const during = store.statements() - before
+              // Left alone: what was sent is gone, with a commit of its own only for what no committed add carried.
+              expect(await outboxRows(store)).toEqual(unsent)
+              if (uncarried + rolledBack === 0) expect(during).toBe(0)
+              uncarried = 0
+              rolledBack = 0
+            }
+            const left = await outboxRows(store)
+            expect(left.slice(left.length - unsent.length)).toEqual(unsent)
+          }
+        } finally {
+          await store.close()
+          rmSync(path, { force: true })
+        }
+      }),
+      { numRuns: runs }
+    )
   })
 })
 

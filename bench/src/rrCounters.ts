@@ -1,0 +1,74 @@
+/**
+ * `node bench/src/rrCounters.ts <round trips> <rounds> <tree> [<tree> ...]`: request-reply round
+ * trips (correlation mode, the ping processor) on each tree's own runtime (`<tree>/runtime/src/main.ts`,
+ * its own process on a fresh data folder, after 200 unmeasured round trips), in interleaved rounds,
+ * with the counters a loaded machine disturbs little: the runtime's CPU per round trip (user +
+ * system, every thread, from /proc), the store's statements (`/healthz`) and the runtime's write
+ * syscalls (`syscw`: WAL frames, socket writes) per round trip; and the p50. Prints each run, then
+ * per tree the medians, their pairwise ratios to the first tree's and in how many rounds each tree
+ * had the lowest CPU (`interleave.ts`).
+ */
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import mqtt from "mqtt"
+import { Log } from "@baton/core"
+import { make } from "@baton/request-reply"
+import { Process } from "@baton/testkit"
+import { interleave, statements, writes } from "./interleave.ts"
+import { cpuMs, noDelay } from "./lib.ts"
+import { tracker } from "./pacing.ts"
+
+const [countArg = "3000", roundsArg = "4", ...trees] = process.argv.slice(2)
+if (trees.length === 0) {
+  console.error("usage: node bench/src/rrCounters.ts <round trips> <rounds> <tree> [<tree> ...]")
+  process.exit(2)
+}
+const [count, rounds] = [Number(countArg), Number(roundsArg)]
+
+interface Run {
+  readonly p50: number
+  readonly cpu: number
+  readonly statements: number
+  readonly writes: number
+}
+
+const roundTrips = async (tree: string): Promise<Run> => {
+  const dataDir = mkdtempSync(join(tmpdir(), "baton-rr-counters-"))
+  const r = await Process.startProcess(dataDir, { BATON_PUBLISH_RATE: "1000000", BATON_APP: "ping" }, [resolve(tree, "runtime/src/main.ts")])
+  try {
+    const clientId = "rr-counters"
+    const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, clientId, reconnectPeriod: 0 }))
+    const requester = await make(client, { clientId, mode: "correlation", timeoutMs: 10_000, logger: Log.silent })
+    for (let i = 0; i < 200; i++) await requester.request("initiate/ping", { n: i })
+    const pid = r.child.pid!
+    const [cpu0, statements0, writes0] = [cpuMs(pid), await statements(r.httpPort), writes(pid)]
+    const trips = tracker<number>()
+    for (let i = 0; i < count; i++) {
+      trips.sent(i)
+      await requester.request("initiate/ping", { n: i })
+      trips.done(i)
+    }
+    // The deletes left for after the last reply (a few ms), in the figures of the run.
+    await new Promise((ok) => setTimeout(ok, 50))
+    const run = { p50: trips.summary().p50, cpu: (cpuMs(pid) - cpu0) / count, statements: ((await statements(r.httpPort)) - statements0) / count, writes: (writes(pid) - writes0) / count }
+    await requester.close()
+    await client.endAsync()
+    return run
+  } finally {
+    await r.kill("SIGTERM")
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+}
+
+const fmt = (v: number) => v.toFixed(3)
+await interleave({
+  trees,
+  rounds,
+  run: roundTrips,
+  line: (s) => `p50 ${fmt(s.p50)} ms; a round trip: CPU ${fmt(s.cpu)} ms, ${fmt(s.statements)} statements, ${fmt(s.writes)} write syscalls`,
+  keys: ["p50", "cpu", "statements", "writes"],
+  lowest: ["cpu"],
+  digits: 3
+})
+process.exit(0)
