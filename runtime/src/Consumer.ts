@@ -170,7 +170,12 @@ export const make = (deps: {
    * transaction, whether it still does (in a cluster: locks the partition's row; see Cluster.ts).
    * The runtime gives its ownership (layers/Ownership.ts: alone, always); absent, the same.
    */
-  readonly cluster?: { readonly owns: (key: string) => boolean; readonly holds: (key: string) => Sql<boolean> }
+  readonly cluster?: {
+    readonly owns: (key: string) => boolean
+    readonly holds: (key: string) => Sql<boolean>
+    /** Whether this instance owns every partition now (a cluster of one); absent, never (no `chain` on PostgreSQL). */
+    readonly alone?: () => boolean
+  }
 }): Consumer => {
   const { processor, store, inbox, outbox } = deps
   const clock = deps.clock ?? Envelope.systemClock
@@ -191,6 +196,16 @@ export const make = (deps: {
   const decided = new Map<string, Decision.Decision>()
   /** Runs of one key's waiting messages in one transaction (see `Processor.batch`); not with parking or replies. */
   const batch = parking === undefined && processor.reply === undefined ? processor.batch : undefined
+  /** Whether a message can run in its sender's transaction (`runHere`): on a single SQLite instance. */
+  const runsHere = store.dialect === "sqlite" && processor.prepare === undefined && parking === undefined && batch === undefined && !inbox.guarded
+  /**
+   * Whether `chain` runs here on PostgreSQL: on an instance that owns every partition (checked
+   * at each run, `openHere`), not for a processor with lock keys (its advisory locks would be
+   * taken in the middle of another processor's transaction, out of the one order of every group).
+   */
+  const chainsHere = store.dialect === "pg" && processor.prepare === undefined && parking === undefined && batch === undefined && processor.lockKeys === undefined && deps.cluster?.alone !== undefined
+  /** A statement answered only once every statement queued before it was (PostgreSQL's pipeline). */
+  const sent = store.query("SELECT 1")
   /** Per key, its messages scheduled and not yet run, in order: what a run can take. */
   const waiting = new Map<string, Array<{ readonly event: Envelope.Envelope; readonly payload: Buffer | string }>>()
   /** Messages applied in an earlier message's run: their own turn finds them done. */
@@ -219,9 +234,9 @@ export const make = (deps: {
    * `at`: where it stands in a chain (Consumer's `chain`); absent, it is the root of one, whose
    * events' local deliveries take their turns once it is done (breadth first, see Router's `Chain`).
    */
-  const handleIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at?: Chained): Sql<Array<() => void>, unknown> => {
+  const handleIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at?: Chained, ended?: Array<() => void>): Sql<Array<() => void>, unknown> => {
     if (at !== undefined) return handledIn(event, prepared, traceparent, at)
-    const chain = chainOf(event.id)
+    const chain = chainOf(event.id, ended)
     return Effect.flatMap(handledIn(event, prepared, traceparent, { chain, depth: 0 }), (deliveries) => (chain.turns.length === 0 ? Effect.succeed(deliveries) : drainChain(chain, deliveries)))
   }
   const handledIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at: Chained): Sql<Array<() => void>, unknown> =>
@@ -262,20 +277,21 @@ export const make = (deps: {
    * both until the commit; when it finds neither, nothing commits (on SQLite nothing runs; on
    * PostgreSQL the statement goes out with the handler's first one and fails the transaction: skipped).
    */
-  const doneAndHandled = (event: Envelope.Envelope, payload: Buffer | string, prepared: unknown, hop: Hop): Sql<Array<() => void> | undefined, unknown> => {
-    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent) : Effect.undefined))
+  const doneAndHandled = (event: Envelope.Envelope, payload: Buffer | string, prepared: unknown, hop: Hop, ended?: Array<() => void>): Sql<Array<() => void> | undefined, unknown> => {
+    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent, undefined, ended) : Effect.undefined))
     return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
   }
 
   /**
    * `doneAndHandled` for a message received in this transaction (`inline`): its inbox row written
    * done at once (never pending), then its effects; undefined when it was already there (a
-   * redelivery, nothing runs) or its key is not this instance's.
+   * redelivery, nothing runs) or its key is not this instance's (under the inbox's guard, checked
+   * and locked by the write itself).
    */
   const receivedAndHandled = (event: Envelope.Envelope, topic: string, payload: string, hop: Hop, at?: Chained): Sql<Array<() => void> | undefined, unknown> => {
     const entry = { envelopeId: event.id, topic, key: event.key, payload }
     const received = Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload)), (fresh) => (fresh ? handleIn(event, undefined, hop.traceparent, at) : Effect.undefined))
-    return Effect.flatMap(holds(event.key), (ours) => (ours ? received : Effect.undefined))
+    return inbox.guarded ? received : Effect.flatMap(holds(event.key), (ours) => (ours ? received : Effect.undefined))
   }
 
   /**
@@ -300,16 +316,20 @@ export const make = (deps: {
           const prepare = processor.prepare
           prepared = prepare === undefined ? undefined : await conflictsRetried(() => Effect.runPromise(prepare(event)))
           Crash.point("handler", processor.name)
+          // A run of this key chained in another transaction still open (PostgreSQL): after it.
+          for (let open = opened.get(event.key); open !== undefined; open = opened.get(event.key)) await open.ended
           deliveries = await skippedOrRetried(() =>
-            store.group(
-              // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
-              // deliveries are those of the run that commits.
-              Effect.suspend(() => doneAndHandled(event, payload, prepared, hop)),
-              // A processor that locks only its message's own rows: a lane per message, so a group
-              // holds several of its messages (a mailer's two an order on PostgreSQL).
-              processor.ownRows === true ? ownLaneOf(processor.name, event.id) : processor.name,
-              // The shared rows it locks (Processor.lockKeys): several of its messages in a group.
-              processor.lockKeys?.(event)
+            chainsEnded((ended) =>
+              store.group(
+                // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
+                // deliveries are those of the run that commits.
+                Effect.suspend(() => doneAndHandled(event, payload, prepared, hop, ended)),
+                // A processor that locks only its message's own rows: a lane per message, so a group
+                // holds several of its messages (a mailer's two an order on PostgreSQL).
+                processor.ownRows === true ? ownLaneOf(processor.name, event.id) : processor.name,
+                // The shared rows it locks (Processor.lockKeys): several of its messages in a group.
+                processor.lockKeys?.(event)
+              )
             )
           )
         } catch (error) {
@@ -715,8 +735,62 @@ export const make = (deps: {
    */
   const chain = (event: Envelope.Envelope, topic: string, payload: string, at: Chained): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
     if (event.replyTo !== undefined || refused.delete(at.chain.root)) return undefined
+    if (store.dialect === "pg" && !openHere(event.key, at.chain.ended)) return undefined
     const inner: Chained = { chain: at.chain, depth: at.depth + 1 }
-    return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, inner), false, refusing(event, at.chain.root), ranHere(event))
+    return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, inner), false, refusing(event, at.chain.root), ranHere(event), store.dialect === "pg")
+  }
+
+  /**
+   * PostgreSQL (one instance, `chainsHere`): transactions run side by side, so a run chained in
+   * one must not overtake, nor run beside, one of its key in another. `othersPending` sees every
+   * message of this processor committed to its inbox, those being handled in another open
+   * transaction too (still pending there); what it cannot see is a message received by another
+   * transaction still open. That one is scheduled here once committed (this instance is the only
+   * one that runs its partitions), after its transaction's commit, so after `othersPending`'s
+   * read, so after the key was opened here: it waits for the chain's transaction to end
+   * (`apply`), and runs after the chained message, whose effects it then sees. Until then both
+   * transactions were open side by side, neither saw the other's message, and so which came
+   * first is what the chained run's commit made it (the queued one, handled later, is the later
+   * in every table). Opens `key` for the chain's transaction (`ended` calls what closes it);
+   * false when it cannot: a message of this processor is in memory (scheduled or running: its
+   * row pending, or done in a transaction not yet ended, or being handled in the same group's
+   * transaction beside this one), or another transaction's chain holds the key open.
+   */
+  const openHere = (key: string, ended: Array<() => void> | undefined): boolean => {
+    if (ended === undefined || running.size > 0 || deps.cluster?.alone?.() !== true) return false
+    const open = opened.get(key)
+    if (open !== undefined) return open.by === ended
+    let close!: () => void
+    const entry = { by: ended, ended: new Promise<void>((resolve) => (close = resolve)) }
+    opened.set(key, entry)
+    ended.push(() => {
+      opened.delete(key)
+      close()
+    })
+    return true
+  }
+  /** Keys of this processor with a chained run in a transaction not yet ended (`openHere`), by the chain's `ended`. */
+  const opened = new Map<string, { readonly by: Array<() => void>; readonly ended: Promise<void> }>()
+  /**
+   * One attempt's group commit (`group`), given what to call when its transaction has ended
+   * (`Chain.ended`; PostgreSQL with chains, else nothing to call: undefined).
+   */
+  const chainsEnded = <A>(group: (ended: Array<() => void> | undefined) => Promise<A>): Promise<A> => {
+    if (!chainsHere) return group(undefined)
+    const ended: Array<() => void> = []
+    const close = () => {
+      for (const end of ended.splice(0)) end()
+    }
+    return group(ended).then(
+      (value) => {
+        close()
+        return value
+      },
+      (error: unknown) => {
+        close()
+        throw error
+      }
+    )
   }
 
   /**
@@ -781,9 +855,10 @@ export const make = (deps: {
     body: (hop: Hop) => Sql<A | undefined, unknown>,
     inSavepoint: boolean,
     failed: (cause: Cause.Cause<unknown>) => Sql<undefined, E>,
-    done: (a: A, after: () => void) => B
+    done: (a: A, after: () => void) => B,
+    pg = false
   ): Sql<B | undefined, E> | undefined => {
-    if (store.dialect !== "sqlite" || processor.prepare !== undefined || parking !== undefined || batch !== undefined || inbox.guarded) return undefined
+    if (!(pg ? chainsHere : runsHere)) return undefined
     if (deps.cluster?.owns(event.key) === false) return undefined
     return Effect.flatMap(inbox.othersPending(processor.name, event.id), (others) => {
       if (others) return Effect.succeed(undefined)
@@ -791,7 +866,9 @@ export const make = (deps: {
       const started = performance.now()
       const run = Effect.suspend(() => {
         Crash.point("handler", processor.name)
-        return body(hop)
+        // PostgreSQL: the writes it queued (`Query.write`) sent and answered here, so that one that
+        // fails is its failure (not that of the caller's next statement, after this has succeeded).
+        return pg ? Effect.flatMap(body(hop), (a) => Effect.as(sent.get(), a)) : body(hop)
       })
       const notRun = (cause: Cause.Cause<unknown> | undefined) => {
         hop.end(cause)
@@ -860,7 +937,6 @@ export const make = (deps: {
     while (inFlight.size > 0 || refilling !== undefined) await Promise.all([...inFlight, refilling])
   }
 
-  // Absent where it never runs (PostgreSQL, a cluster's guarded inbox, see `runHere`): its senders need not ask.
-  const callable = store.dialect === "sqlite" && processor.prepare === undefined && parking === undefined && batch === undefined && !inbox.guarded
-  return { handler, schedule, inline, call: callable ? call : undefined, chain: callable ? chain : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
+  // Absent where it never runs (see `runsHere`, `chainsHere`): its senders need not ask.
+  return { handler, schedule, inline, call: runsHere ? call : undefined, chain: runsHere || chainsHere ? chain : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
 }

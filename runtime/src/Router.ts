@@ -23,6 +23,12 @@ export interface Chain {
   readonly turns: Array<Sql<ReadonlyArray<() => void>, RunElsewhere>>
   /** Handlers run so far in the chain. */
   runs: number
+  /**
+   * What to call once the root's transaction has ended, committed or rolled back (PostgreSQL:
+   * a consumer's keys held open by a run in it, see Consumer's `chain`). Absent where nobody
+   * calls them: then nothing that needs them runs in the chain.
+   */
+  readonly ended?: Array<() => void> | undefined
 }
 
 /** Where an announced event stands in its chain: its handler's (0 for the root's events, 1 for those of a handler the root's event ran...). */
@@ -36,7 +42,7 @@ export const maxDepth = 16
 /** Handlers a chain runs at most (a fan-out's too); past them, its events are queued. */
 export const maxRuns = 64
 
-export const chainOf = (root: string): Chain => ({ root, turns: [], runs: 0 })
+export const chainOf = (root: string, ended?: Array<() => void>): Chain => ({ root, turns: [], runs: 0, ended })
 
 /** Runs the chain's turns in order (those they add too), after the root's `deliveries`; all the deliveries to run after the commit. */
 export const drain = (chain: Chain, deliveries: Array<() => void>): Sql<Array<() => void>, RunElsewhere> => {

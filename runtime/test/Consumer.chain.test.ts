@@ -17,7 +17,9 @@ import { join } from "node:path"
 import { Effect, Fiber } from "effect"
 import { Log, Trace, type Envelope, type Processor } from "@baton/core"
 import { Supervisor } from "@baton/actors"
-import { Inbox, Outbox, Rejections, Sqlite } from "@baton/store"
+import { Inbox, Outbox, Postgres, Rejections, Sqlite, type Store } from "@baton/store"
+import { freshSchema } from "@baton/testkit/postgres"
+import * as Cluster from "../src/Cluster.ts"
 import * as Consumer from "../src/Consumer.ts"
 import * as Decision from "../src/Decision.ts"
 import * as ErrorPath from "../src/ErrorPath.ts"
@@ -57,6 +59,41 @@ interface Arrival {
   readonly at: number
   readonly key: string
   readonly settle: boolean
+  /** A moment to wait before it arrives (PostgreSQL: for it to arrive while the runs before it are in their transactions). */
+  readonly pauseMs?: number
+}
+
+/**
+ * Where a round runs: SQLite alone, or PostgreSQL as one instance runs on it (a cluster of one:
+ * its groups side by side on a pool, its inbox fenced by the cluster's guard, every partition its own).
+ */
+interface Backend {
+  readonly name: string
+  readonly open: () => Promise<{ readonly store: Store; readonly inbox: Inbox.Inbox; readonly cluster?: Parameters<typeof Consumer.make>[0]["cluster"] }>
+}
+const partitions = 4
+const sqlite: Backend = {
+  name: "SQLite",
+  open: async () => {
+    const dir = mkdtempSync(join(tmpdir(), "baton-chain-"))
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }))
+    const store = await Sqlite.open({ path: join(dir, "baton.db") })
+    await store.transaction(store.query("CREATE TABLE effects (n INTEGER PRIMARY KEY, consumer TEXT NOT NULL, via TEXT NOT NULL, source INTEGER NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, prior INTEGER NOT NULL)").run())
+    return { store, inbox: await Inbox.make(store) }
+  }
+}
+const postgres: Backend = {
+  name: "PostgreSQL",
+  open: async () => {
+    const schema = await freshSchema()
+    cleanups.push(schema.drop)
+    const store = await Postgres.open({ url: schema.url, poolSize: 8 })
+    await store.transaction(store.query("CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, via TEXT NOT NULL, source INTEGER NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, prior INTEGER NOT NULL)").run())
+    await store.migrate(Cluster.migrations)
+    for (let part = 0; part < partitions; part++) await store.transaction(store.query("INSERT INTO cluster_partitions (part, owner, epoch) VALUES (?, 'me', 1)").run(part))
+    const inbox = await Inbox.make(store, { partitions, guard: Cluster.inboxGuard("me") })
+    return { store, inbox, cluster: { owns: () => true, holds: () => Effect.succeed(true), alone: () => true } }
+  }
 }
 
 interface Effects {
@@ -75,13 +112,10 @@ const play = async (
   fails: (processor: number, source: number, key: string, seq: number) => number,
   chained: boolean,
   round: string,
-  also: ReadonlyArray<readonly [number, number]> = []
+  also: ReadonlyArray<readonly [number, number]> = [],
+  backend: Backend = sqlite
 ) => {
-  const dir = mkdtempSync(join(tmpdir(), "baton-chain-"))
-  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }))
-  const store = await Sqlite.open({ path: join(dir, "baton.db") })
-  await store.transaction(store.query("CREATE TABLE effects (n INTEGER PRIMARY KEY, consumer TEXT NOT NULL, via TEXT NOT NULL, source INTEGER NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL)").run())
-  const inbox = await Inbox.make(store)
+  const { store, inbox, cluster } = await backend.open()
   const outbox = await Outbox.make(store)
   const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
   const router = Router.make(inbox)
@@ -112,7 +146,11 @@ const play = async (
           const { source, seq, via } = event.data as { source: number; seq: number; via: string }
           const before = Number((yield* store.query("SELECT MAX(seq) AS seq FROM effects WHERE consumer = ? AND via = ? AND source = ? AND key = ?").get(name, via, source, event.key))?.seq ?? 0)
           if (before !== seq - 1) seen.outOfOrder.push(`${name} ${via} ${source}/${event.key}: ${seq} after ${before}`)
-          yield* store.query("INSERT INTO effects (consumer, via, source, key, seq) VALUES (?, ?, ?, ?, ?)").run(name, via, source, event.key, seq)
+          // The effects of the key on this consumer so far (any source): one at a time, each sees all before it.
+          const prior = Number((yield* store.query("SELECT COUNT(*) AS n FROM effects WHERE consumer = ? AND key = ?").get(name, event.key))?.n)
+          // PostgreSQL: a moment for a run beside it (another transaction's, of the same key) to read the same.
+          if (store.dialect === "pg") yield* Effect.sleep(3)
+          yield* store.query("INSERT INTO effects (consumer, via, source, key, seq, prior) VALUES (?, ?, ?, ?, ?, ?)").run(name, via, source, event.key, seq, prior)
           const id = `${name} ${source}/${event.key}/${seq}`
           const failed = seen.failedRuns.get(id) ?? 0
           if (failed < fails(i, source, event.key, seq)) {
@@ -125,7 +163,7 @@ const play = async (
     const actors = Array.from({ length: 2 }, (_, a) => Supervisor.make(system, `${name}-${round}-${a}`, { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
     fibers.push(...actors.map((a) => Effect.runFork(a.run)))
     const metrics = { handled: (outcome: string) => void seen.handled.set(`${name} ${outcome}`, (seen.handled.get(`${name} ${outcome}`) ?? 0) + 1), retried: () => {}, latency: () => {} }
-    const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent, tracing, metrics })
+    const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent, tracing, metrics, ...(cluster === undefined ? {} : { cluster }) })
     consumers.push(consumer)
     const chain = consumer.chain
     const local: Router.Local = {
@@ -160,6 +198,7 @@ const play = async (
       }
     }
     for (const [n, a] of arrivals.entries()) {
+      if (a.pauseMs !== undefined) await new Promise((r) => setTimeout(r, a.pauseMs))
       const seq = (seqs.get(`${a.at}/${a.key}`) ?? 0) + 1
       seqs.set(`${a.at}/${a.key}`, seq)
       const event: Envelope.Envelope = { id: `${round}-${n}`, type: "x", correlationId: `c-${n}`, causationId: `c-${n}`, key: a.key, occurredAt: new Date().toISOString(), data: { source: a.at, seq, via: inTopic(a.at) } }
@@ -194,11 +233,13 @@ const play = async (
         misparented.push(`${r.processor} ${e.id}: parent ${parent} of cause ${e.causationId}`)
     }
     const effects: Effects = { rows: rows.sort(), outbox: [...outboxRows].sort() }
+    // Two effects of a key on a consumer that each saw the same ones before it: they ran side by side.
+    const besides = (await store.run(store.query("SELECT consumer, key, prior FROM effects GROUP BY consumer, key, prior HAVING COUNT(*) > 1").all())).map((r) => `${r.consumer} ${r.key} after ${r.prior}`)
     const rejections = (await store.run(store.query("SELECT kind, body FROM rejections").all())).map((r) => {
       const body = JSON.parse(String(r.body)) as { processor?: string; attempts?: number }
       return `${r.kind} ${body.processor} after ${body.attempts}`
     })
-    return { effects, seen, seqs, inboxRows, misparented, rejections, ordered, outboxInOrder: outboxRows }
+    return { effects, seen, seqs, inboxRows, misparented, rejections, ordered, outboxInOrder: outboxRows, besides }
   } finally {
     for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
     await store.close()
@@ -222,7 +263,7 @@ const plan = tree.chain((nodes) =>
 /** The processors under `i` (itself too). */
 const under = (nodes: ReadonlyArray<Node | undefined>, i: number): Array<number> => [i, ...nodes.flatMap((n, j) => (n?.parent === i ? under(nodes, j) : []))]
 
-describe("Consumer.chain on SQLite", () => {
+describe.each([sqlite, postgres])("Consumer.chain on $name", (backend) => {
   it("for any tree of local processors (chains, fan-outs), arrivals from outside at any of them meanwhile and handlers failing their first runs: each effect once, in order per key on each consumer, each announced event in the outbox once, each span under its cause's, each message counted once, the same final state as with every delivery queued", async () => {
     let round = 0
     let chainedRuns = 0
@@ -234,10 +275,12 @@ describe("Consumer.chain on SQLite", () => {
           const h = (seed ^ (processor * 7919) ^ (source * 104729) ^ (key.charCodeAt(1) * 1299709) ^ (seq * 15485863)) >>> 0
           return h % 6 === 0 ? 1 + ((h >>> 3) % 2) : 0
         }
-        const chained = await play(nodes, arrivals, fails, true, `${round}c`)
-        const queued = await play(nodes, arrivals, fails, false, `${round}q`)
+        const chained = await play(nodes, arrivals, fails, true, `${round}c`, [], backend)
+        const queued = await play(nodes, arrivals, fails, false, `${round}q`, [], backend)
         expect(chained.seen.outOfOrder, "no message ran before an older one of its key on its consumer").toEqual([])
         expect(queued.seen.outOfOrder, "(queued) no message ran before an older one of its key").toEqual([])
+        expect(chained.besides, "no two messages of a key ran side by side on a consumer").toEqual([])
+        expect(queued.besides, "(queued) no two messages of a key ran side by side on a consumer").toEqual([])
         // Every arrival at `at` reaches every processor under it once, and each of them announces it outside once.
         const expected: Array<string> = []
         const outside: Array<string> = []
@@ -275,6 +318,17 @@ describe("Consumer.chain on SQLite", () => {
               ],
               seed: 3
             }
+          ],
+          // Messages from outside at p1 while p0's chain into p1 runs, of one key (PostgreSQL: side by side).
+          [
+            {
+              nodes: [undefined, { parent: 0, shared: false }],
+              arrivals: Array.from({ length: 12 }, (_, i) => [
+                { at: 0, key: "k1", settle: false },
+                { at: 1, key: "k1", settle: true, pauseMs: i % 6 }
+              ]).flat(),
+              seed: 1
+            }
           ]
         ]
       }
@@ -286,7 +340,7 @@ describe("Consumer.chain on SQLite", () => {
   it(`runs a chain ${Router.maxDepth} handlers deep in one transaction, and queues the events of the last`, async () => {
     const length = Router.maxDepth + 4
     const nodes = Array.from({ length }, (_, i) => (i === 0 ? undefined : { parent: i - 1, shared: false }))
-    const { effects, seen } = await play(nodes, [{ at: 0, key: "k1", settle: true }], () => 0, true, "deep")
+    const { effects, seen } = await play(nodes, [{ at: 0, key: "k1", settle: true }], () => 0, true, "deep", [], backend)
     expect(effects.rows).toEqual(Array.from({ length }, (_, i) => `p${i} 0/k1/1`).sort())
     // p0 from its queue, then p1..p16 in its transaction; p17 queued, running p18..p19 in its own.
     expect(seen.chainedRuns).toBe(length - 2)
@@ -295,7 +349,7 @@ describe("Consumer.chain on SQLite", () => {
   it("a chained handler that always fails: its root's effects once, and the message queued and failed for good after the attempts it has when queued (its run in the chain not one of them)", async () => {
     const nodes = [undefined, { parent: 0, shared: false }, { parent: 1, shared: false }]
     for (const chained of [true, false]) {
-      const { effects, seen, rejections } = await play(nodes, [{ at: 0, key: "k1", settle: true }], (p) => (p === 1 ? Infinity : 0), chained, `always-${chained}`)
+      const { effects, seen, rejections } = await play(nodes, [{ at: 0, key: "k1", settle: true }], (p) => (p === 1 ? Infinity : 0), chained, `always-${chained}`, [], backend)
       expect(effects.rows, "p0's effect once; p1's rolled back, p2 never reached").toEqual(["p0 0/k1/1"])
       expect(rejections, "p1's message failed for good once, after its 5 attempts").toEqual(["processing-failed p1 after 5"])
       expect(seen.failedRuns.get("p1 0/k1/1"), "p1 ran its 5 attempts from its queue, and once before in p0's transaction when chained").toBe(chained ? 6 : 5)
@@ -309,7 +363,7 @@ describe("Consumer.chain on SQLite", () => {
     // p0 announces to p1, then to p2; p1 announces to p2 too (beside the tree).
     const nodes = [undefined, { parent: 0, shared: false }, { parent: 0, shared: false }]
     for (const chained of [true, false]) {
-      const { ordered, outboxInOrder, seen } = await play(nodes, [{ at: 0, key: "k1", settle: true }], () => 0, chained, `bfs-${chained}`, [[1, 2]])
+      const { ordered, outboxInOrder, seen } = await play(nodes, [{ at: 0, key: "k1", settle: true }], () => 0, chained, `bfs-${chained}`, [[1, 2]], backend)
       expect(ordered.filter((r) => r.startsWith("p2 ")), "p2: p0's event, then p1's").toEqual(["p2 events/of-p0-to-p2 0/k1/1", "p2 events/also-p1-to-p2 0/k1/1"])
       const announcer = (row: string) => /p(\d+)/.exec(row)![1]
       expect(outboxInOrder.map(announcer).slice(0, 3), "p0's three events first in the outbox").toEqual(["0", "0", "0"])
@@ -317,11 +371,26 @@ describe("Consumer.chain on SQLite", () => {
     }
   })
 
+  it("two transactions chaining into one consumer, of one key, at once: one runs it, the other's is queued behind it (never side by side)", async () => {
+    // p0 announces to p1 and p2; p1 announces to p2 too. Arrivals at p0 and p1 together: each's
+    // transaction may chain into p2 with the other's open.
+    const nodes = [undefined, { parent: 0, shared: false }, { parent: 0, shared: false }]
+    const arrivals = Array.from({ length: 10 }, (_, i) => [
+      { at: 0, key: "k1", settle: false },
+      { at: 1, key: "k1", settle: true, pauseMs: i % 3 }
+    ]).flat()
+    const { effects, seen, besides } = await play(nodes, arrivals, () => 0, true, "together", [[1, 2]], backend)
+    expect(besides, "no two messages of a key ran side by side on a consumer").toEqual([])
+    expect(seen.outOfOrder).toEqual([])
+    expect(effects.rows.filter((r) => r.startsWith("p2 ")).length, "p2: each of p0's 10 events and each of p1's 20 once").toBe(30)
+    expect(seen.chainedRuns).toBeGreaterThan(0)
+  })
+
   it("queues an event to a consumer that has one pending (a run that failed in its chain, queued and retried): it does not overtake it", async () => {
     const nodes = [undefined, { parent: 0, shared: false }]
     const arrivals = Array.from({ length: 6 }, () => ({ at: 0, key: "k1", settle: false }))
     // p1 fails the first order's first three runs: in p0's transaction, then twice from its queue.
-    const { effects, seen } = await play(nodes, arrivals, (p, _source, _key, seq) => (p === 1 && seq === 1 ? 3 : 0), true, "overtake")
+    const { effects, seen } = await play(nodes, arrivals, (p, _source, _key, seq) => (p === 1 && seq === 1 ? 3 : 0), true, "overtake", [], backend)
     expect(seen.outOfOrder).toEqual([])
     expect(effects.rows).toEqual(Array.from({ length: 6 }, (_, i) => [`p0 0/k1/${i + 1}`, `p1 0/k1/${i + 1}`]).flat().sort())
     expect(seen.chainFailures).toBe(1)

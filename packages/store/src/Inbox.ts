@@ -142,14 +142,19 @@ export const make = async (
     }
     return q
   }
+  const guard = options.guard
+  // Under a guard (a cluster's fencing), the new row is checked against it as `settle` checks a
+  // pending one (the row as `inbox`, so that the guard's condition reads its `part`): a row of a
+  // partition no longer this instance's is not written, and the partition's row is locked to the commit.
   const insertDone = store.query(
-    "INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING part"
+    guard === undefined
+      ? "INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING part"
+      : `INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) SELECT * FROM (VALUES (?, ?, ?, ?, ?, 'done', ?, ?, CAST(? AS BIGINT))) AS inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) WHERE ${guard.condition} ON CONFLICT DO NOTHING RETURNING part`
   )
   const status = store.query("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?")
   // The payload stays until the row is pruned (masked, when the caller gives its masked text): the
   // flows API (runtime/src/Flows.ts) reads the envelopes from here, and a failed message is
   // resubmitted from it.
-  const guard = options.guard
   const settleWhere = `processor = ? AND envelope_id = ? AND ${pendingByKey(store.dialect)}${guard === undefined ? "" : ` AND ${guard.condition}`}`
   const settle = store.query(`UPDATE inbox SET status = ?, done_at = ?, payload = COALESCE(?, payload) WHERE ${settleWhere} RETURNING status`)
   const guardParams = guard?.params ?? []
@@ -207,12 +212,13 @@ export const make = async (
      * `receive` and `settle` (done) at once, for a message handled in the transaction that
      * receives it (the ingress's inline request-reply): its row written done, never pending (no
      * entry in the pending rows' index to add and remove again). False when it was already here
-     * (a redelivery): then nothing of it may run. `kept` replaces the payload (its masked text).
+     * (a redelivery), or under a guard its partition is no longer this instance's: then nothing
+     * of it may run. `kept` replaces the payload (its masked text).
      */
     receiveDone: (processor: string, entry: Entry, kept?: string): Sql<boolean> =>
       Effect.suspend(() => {
         const at = new Date().toISOString()
-        return Effect.map(insertDone.run(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, at, at, partitionOf(entry.key, partitions)), (n) => n > 0)
+        return Effect.map(insertDone.run(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, at, at, partitionOf(entry.key, partitions), ...guardParams), (n) => n > 0)
       }),
     status: (processor: string, envelopeId: string): Sql<Status | undefined> =>
       Effect.map(status.get(processor, envelopeId), (r) => r?.status as Status | undefined),

@@ -107,6 +107,11 @@ export const layer = Layer.effect(
     const topicOf = Consumer.topicOf(new Set(contracts.keys()))
     const topicsOf = (p: Processor): ReadonlyArray<string> => [...(p.topics ?? p.consumes.map(topicOf)), ...(p.onFailure === "park" ? [Topics.resubmit(p.name)] : [])]
 
+    // Whether this instance owns every partition (alone, or a cluster of one): Consumer's `chain` on PostgreSQL.
+    const alone = () => {
+      for (let part = 0; part < ownership.partitions; part++) if (!ownership.owns(part)) return false
+      return true
+    }
     for (const processor of processors) {
       const pool = Array.from({ length: Math.max(config.partitions, processor.actors ?? 0) }, (_, i) =>
         Supervisor.make(system, `${processor.name}-${i}`, policy, {
@@ -145,7 +150,7 @@ export const layer = Layer.effect(
         metrics: metrics.processor(processor.name),
         tracing,
         maxScheduled: config.maxScheduled,
-        cluster: { owns: (key: string) => ownership.owns(ownership.partOf(key)), holds: (key: string) => ownership.holds(ownership.partOf(key)) }
+        cluster: { owns: (key: string) => ownership.owns(ownership.partOf(key)), holds: (key: string) => ownership.holds(ownership.partOf(key)), alone }
       })
       for (const topic of topicsOf(processor)) if (routePublic || Topics.isInternal(topic)) router.add(topic, { name: processor.name, schedule: consumer.schedule, inline: consumer.inline, chain: consumer.chain })
       consumers.push({ processor, pool, consumer })
