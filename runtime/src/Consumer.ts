@@ -15,7 +15,7 @@ import * as Decision from "./Decision.ts"
 import { untraced, type Hop, type ProcessorMetrics, type Tracing } from "./Observability.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 import type { Attempt, Parking } from "./Parking.ts"
-import { chainOf, drain as drainChain, type Chained, type Router } from "./Router.ts"
+import { chainOf, drain as drainChain, type Chain, type Chained, type Router } from "./Router.ts"
 
 /** Topic of a consumed type: initiating events arrive validated on `accepted/`, the rest on `events/`. */
 export const topicOf = (initiating: ReadonlySet<string>) => (type: string): string =>
@@ -237,8 +237,25 @@ export const make = (deps: {
   const handleIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at?: Chained, ended?: Array<() => void>): Sql<Array<() => void>, unknown> => {
     if (at !== undefined) return handledIn(event, prepared, traceparent, at)
     const chain = chainOf(event.id, ended)
-    return Effect.flatMap(handledIn(event, prepared, traceparent, { chain, depth: 0 }), (deliveries) => (chain.turns.length === 0 ? Effect.succeed(deliveries) : drainChain(chain, deliveries)))
+    return Effect.flatMap(handledIn(event, prepared, traceparent, { chain, depth: 0 }), (deliveries) =>
+      chain.turns.length === 0 ? Effect.succeed(deliveries) : ended === undefined ? drainChain(chain, deliveries) : answered(chain, drainChain(chain, deliveries))
+    )
   }
+  /**
+   * PostgreSQL: a chain's turns, then one statement that waits for every write before it (those
+   * of its runs go out with later statements, see `receiveDoneFirst`). When a run began, a failure
+   * from there on is the chain's: each consumer that began a run refuses the root once, and the
+   * root's transaction fails as a lost conflict (it runs again at once, those events queued).
+   */
+  const answered = (chain: Chain, drained: Sql<Array<() => void>, Decision.RunElsewhere>): Sql<Array<() => void>, unknown> =>
+    Effect.catchCause(
+      Effect.flatMap(drained, (deliveries) => (chain.begun.length === 0 ? Effect.succeed(deliveries) : Effect.as(sent.get(), deliveries))),
+      (cause) => {
+        if (chain.begun.length === 0) return Effect.failCause(cause)
+        for (const refuse of chain.begun.splice(0)) refuse()
+        return Effect.fail(new Decision.RunElsewhere(processor.name, chain.root, Cause.squash(cause)))
+      }
+    )
   const handledIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at: Chained): Sql<Array<() => void>, unknown> =>
     Effect.flatMap(processor.handle(event, prepared), (announced) => {
       const announcedIn = announce(event, announced, traceparent, at)
@@ -290,6 +307,9 @@ export const make = (deps: {
    */
   const receivedAndHandled = (event: Envelope.Envelope, topic: string, payload: string, hop: Hop, at?: Chained): Sql<Array<() => void> | undefined, unknown> => {
     const entry = { envelopeId: event.id, topic, key: event.key, payload }
+    // PostgreSQL (a chained run): written done first, the transaction failing when it cannot be.
+    const first = inbox.receiveDoneFirst
+    if (first !== undefined) return Effect.andThen(first(processor.name, entry, kept(payload)), handleIn(event, undefined, hop.traceparent, at))
     const received = Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload)), (fresh) => (fresh ? handleIn(event, undefined, hop.traceparent, at) : Effect.undefined))
     return inbox.guarded ? received : Effect.flatMap(holds(event.key), (ours) => (ours ? received : Effect.undefined))
   }
@@ -735,7 +755,11 @@ export const make = (deps: {
    */
   const chain = (event: Envelope.Envelope, topic: string, payload: string, at: Chained): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
     if (event.replyTo !== undefined || refused.delete(at.chain.root)) return undefined
-    if (store.dialect === "pg" && !openHere(event.key, at.chain.ended)) return undefined
+    if (store.dialect === "pg") {
+      if (!openHere(event.key, at.chain.ended)) return undefined
+      const root = at.chain.root
+      at.chain.begun.push(() => refused.add(root))
+    }
     const inner: Chained = { chain: at.chain, depth: at.depth + 1 }
     return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, inner), false, refusing(event, at.chain.root), ranHere(event), store.dialect === "pg")
   }
@@ -860,15 +884,14 @@ export const make = (deps: {
   ): Sql<B | undefined, E> | undefined => {
     if (!(pg ? chainsHere : runsHere)) return undefined
     if (deps.cluster?.owns(event.key) === false) return undefined
-    return Effect.flatMap(inbox.othersPending(processor.name, event.id), (others) => {
+    // PostgreSQL: nothing of this processor in memory (`openHere`); one pending in the inbox fails the write of its row (`receiveDoneFirst`).
+    return Effect.flatMap(pg ? Effect.succeed(false) : inbox.othersPending(processor.name, event.id), (others) => {
       if (others) return Effect.succeed(undefined)
       const hop = begin(event)
       const started = performance.now()
       const run = Effect.suspend(() => {
         Crash.point("handler", processor.name)
-        // PostgreSQL: the writes it queued (`Query.write`) sent and answered here, so that one that
-        // fails is its failure (not that of the caller's next statement, after this has succeeded).
-        return pg ? Effect.flatMap(body(hop), (a) => Effect.as(sent.get(), a)) : body(hop)
+        return body(hop)
       })
       const notRun = (cause: Cause.Cause<unknown> | undefined) => {
         hop.end(cause)

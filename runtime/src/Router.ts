@@ -29,6 +29,12 @@ export interface Chain {
    * calls them: then nothing that needs them runs in the chain.
    */
   readonly ended?: Array<() => void> | undefined
+  /**
+   * PostgreSQL: for each run begun in the chain, what makes its consumer refuse the root's next
+   * run (a failure of the chain once its root's handler is done is blamed on all of them: a
+   * write of a run may fail a later statement).
+   */
+  readonly begun: Array<() => void>
 }
 
 /** Where an announced event stands in its chain: its handler's (0 for the root's events, 1 for those of a handler the root's event ran...). */
@@ -42,7 +48,7 @@ export const maxDepth = 16
 /** Handlers a chain runs at most (a fan-out's too); past them, its events are queued. */
 export const maxRuns = 64
 
-export const chainOf = (root: string, ended?: Array<() => void>): Chain => ({ root, turns: [], runs: 0, ended })
+export const chainOf = (root: string, ended?: Array<() => void>): Chain => ({ root, turns: [], runs: 0, ended, begun: [] })
 
 /** Runs the chain's turns in order (those they add too), after the root's `deliveries`; all the deliveries to run after the commit. */
 export const drain = (chain: Chain, deliveries: Array<() => void>): Sql<Array<() => void>, RunElsewhere> => {

@@ -9,6 +9,8 @@ import { ddl, type Dialect, type Query, type Sql, type Store } from "./Store.ts"
 
 /** The SQLSTATE that `settleFirst` fails a transaction with on PostgreSQL. */
 const notPendingCode = "BTN01"
+/** What `receiveDoneFirst` fails a transaction with on PostgreSQL: a serialization failure (a lost conflict, run again at once). */
+const notFirstCode = "40001"
 
 export const migrations = [
   {
@@ -77,6 +79,17 @@ export const migrations = [
     sql: {
       sqlite: "DROP INDEX IF EXISTS inbox_part; DROP INDEX IF EXISTS inbox_pending; CREATE INDEX inbox_waiting ON inbox (processor) WHERE status = 'pending'",
       pg: ""
+    }
+  },
+  {
+    // PostgreSQL: fails the transaction of a message that could not be written done first (`receiveDoneFirst`).
+    name: "runtime/015-inbox-done-first",
+    sql: {
+      sqlite: "",
+      pg: `CREATE OR REPLACE FUNCTION baton_done_first(n BIGINT) RETURNS VOID LANGUAGE plpgsql AS $$
+      BEGIN
+        IF n = 0 THEN RAISE EXCEPTION 'the message could not run in its sender''s transaction' USING ERRCODE = '${notFirstCode}'; END IF;
+      END $$`
     }
   }
 ]
@@ -151,6 +164,14 @@ export const make = async (
       ? "INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING part"
       : `INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) SELECT * FROM (VALUES (?, ?, ?, ?, ?, 'done', ?, ?, CAST(? AS BIGINT))) AS inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) WHERE ${guard.condition} ON CONFLICT DO NOTHING RETURNING part`
   )
+  // `receiveDoneFirst`: written only when nothing of the processor is pending (the guard's
+  // condition too), else the transaction fails; the answer goes out with the next statement.
+  const doneFirst =
+    store.dialect === "pg"
+      ? store.query(
+          `WITH i AS (INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) SELECT * FROM (VALUES (?, ?, ?, ?, ?, 'done', ?, ?, CAST(? AS BIGINT))) AS inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) WHERE NOT EXISTS (SELECT 1 FROM inbox AS o WHERE o.processor = inbox.processor AND o.status = 'pending')${guard === undefined ? "" : ` AND ${guard.condition}`} ON CONFLICT DO NOTHING RETURNING 1) SELECT baton_done_first((SELECT COUNT(*) FROM i))`
+        )
+      : undefined
   const status = store.query("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?")
   // The payload stays until the row is pruned (masked, when the caller gives its masked text): the
   // flows API (runtime/src/Flows.ts) reads the envelopes from here, and a failed message is
@@ -220,6 +241,20 @@ export const make = async (
         const at = new Date().toISOString()
         return Effect.map(insertDone.run(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, at, at, partitionOf(entry.key, partitions), ...guardParams), (n) => n > 0)
       }),
+    /**
+     * PostgreSQL: `receiveDone` as a statement of its transaction that goes out with the next
+     * one, for a message that no other of the processor's may precede: when one is pending (or
+     * the row is there, or fails the guard), the transaction fails with a serialization failure
+     * (a lost conflict: it runs again). Undefined elsewhere.
+     */
+    receiveDoneFirst:
+      doneFirst === undefined
+        ? undefined
+        : (processor: string, entry: Entry, kept?: string): Sql<void> =>
+            Effect.suspend(() => {
+              const at = new Date().toISOString()
+              return Effect.asVoid(doneFirst.write(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, at, at, partitionOf(entry.key, partitions), ...guardParams))
+            }),
     status: (processor: string, envelopeId: string): Sql<Status | undefined> =>
       Effect.map(status.get(processor, envelopeId), (r) => r?.status as Status | undefined),
     /**
