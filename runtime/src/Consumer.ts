@@ -588,6 +588,8 @@ export const make = (deps: {
   }
 
   const running = new Map<string, Promise<void>>()
+  /** PostgreSQL with chains (`openHere`): messages of `running` by key. */
+  const runningKeys = new Map<string, number>()
   /** Runs a message of the inbox now (past the bound too: a parked message's turn, a backlog's page). */
   const submit = (event: Envelope.Envelope, topic: string, payload: Buffer | string): Promise<void> => {
     if (deps.cluster?.owns(event.key) === false) return Promise.resolve()
@@ -641,9 +643,15 @@ export const make = (deps: {
     })
     inFlight.add(run)
     running.set(event.id, run)
+    if (chainsHere) runningKeys.set(event.key, (runningKeys.get(event.key) ?? 0) + 1)
     const settled = () => {
       inFlight.delete(run)
       running.delete(event.id)
+      if (chainsHere) {
+        const n = runningKeys.get(event.key)!
+        if (n <= 1) runningKeys.delete(event.key)
+        else runningKeys.set(event.key, n - 1)
+      }
       if (batch !== undefined) {
         applied.delete(event.id)
         unwait(event.key, new Set([event.id]))
@@ -778,10 +786,13 @@ export const make = (deps: {
    * in every table). Opens `key` for the chain's transaction (`ended` calls what closes it);
    * false when it cannot: a message of this processor is in memory (scheduled or running: its
    * row pending, or done in a transaction not yet ended, or being handled in the same group's
-   * transaction beside this one), or another transaction's chain holds the key open.
+   * transaction beside this one; of this key only for a processor that says `ownRows`, whose
+   * messages of different keys run side by side in one transaction anyway), or another
+   * transaction's chain holds the key open. One of the key pending in the inbox and not in
+   * memory (arrived a moment ago, or a backlog's) fails the write of its row (`receiveDoneFirst`).
    */
   const openHere = (key: string, ended: Array<() => void> | undefined): boolean => {
-    if (ended === undefined || running.size > 0 || deps.cluster?.alone?.() !== true) return false
+    if (ended === undefined || (processor.ownRows === true ? runningKeys.has(key) : running.size > 0) || deps.cluster?.alone?.() !== true) return false
     const open = opened.get(key)
     if (open !== undefined) return open.by === ended
     let close!: () => void
@@ -884,7 +895,7 @@ export const make = (deps: {
   ): Sql<B | undefined, E> | undefined => {
     if (!(pg ? chainsHere : runsHere)) return undefined
     if (deps.cluster?.owns(event.key) === false) return undefined
-    // PostgreSQL: nothing of this processor in memory (`openHere`); one pending in the inbox fails the write of its row (`receiveDoneFirst`).
+    // PostgreSQL: nothing of this processor (of this key) in memory (`openHere`); one of the key pending in the inbox fails the write of its row (`receiveDoneFirst`).
     return Effect.flatMap(pg ? Effect.succeed(false) : inbox.othersPending(processor.name, event.id), (others) => {
       if (others) return Effect.succeed(undefined)
       const hop = begin(event)

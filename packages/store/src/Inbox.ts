@@ -164,12 +164,12 @@ export const make = async (
       ? "INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING part"
       : `INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) SELECT * FROM (VALUES (?, ?, ?, ?, ?, 'done', ?, ?, CAST(? AS BIGINT))) AS inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) WHERE ${guard.condition} ON CONFLICT DO NOTHING RETURNING part`
   )
-  // `receiveDoneFirst`: written only when nothing of the processor is pending (the guard's
+  // `receiveDoneFirst`: written only when nothing of the processor's of its key is pending (the guard's
   // condition too), else the transaction fails; the answer goes out with the next statement.
   const doneFirst =
     store.dialect === "pg"
       ? store.query(
-          `WITH i AS (INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) SELECT * FROM (VALUES (?, ?, ?, ?, ?, 'done', ?, ?, CAST(? AS BIGINT))) AS inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) WHERE NOT EXISTS (SELECT 1 FROM inbox AS o WHERE o.processor = inbox.processor AND o.status = 'pending')${guard === undefined ? "" : ` AND ${guard.condition}`} ON CONFLICT DO NOTHING RETURNING 1) SELECT baton_done_first((SELECT COUNT(*) FROM i))`
+          `WITH i AS (INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) SELECT * FROM (VALUES (?, ?, ?, ?, ?, 'done', ?, ?, CAST(? AS BIGINT))) AS inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) WHERE NOT EXISTS (SELECT 1 FROM inbox AS o WHERE o.processor = inbox.processor AND o.status = 'pending' AND o.key = inbox.key)${guard === undefined ? "" : ` AND ${guard.condition}`} ON CONFLICT DO NOTHING RETURNING 1) SELECT baton_done_first((SELECT COUNT(*) FROM i))`
         )
       : undefined
   const status = store.query("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?")
@@ -243,7 +243,7 @@ export const make = async (
       }),
     /**
      * PostgreSQL: `receiveDone` as a statement of its transaction that goes out with the next
-     * one, for a message that no other of the processor's may precede: when one is pending (or
+     * one, for a message that no other of the processor's may precede: when one of its key is pending (or
      * the row is there, or fails the guard), the transaction fails with a serialization failure
      * (a lost conflict: it runs again). Undefined elsewhere.
      */
