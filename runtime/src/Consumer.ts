@@ -755,7 +755,8 @@ export const make = (deps: {
   /**
    * An event a handler announced, run in the handler's transaction (see `Consumer.chain`), on the
    * terms of `inline` (`runHere`: this processor has no other pending message, so nothing of it
-   * queued earlier, in this transaction or before, is overtaken). Without a savepoint, as `call`:
+   * queued earlier, in this transaction or before, is overtaken; on PostgreSQL see `openHere`
+   * and `answered`). Without a savepoint, as `call`:
    * a failure fails the transaction (`Decision.RunElsewhere`), which runs again at once, and the
    * event, refused here on the root's next run, is received pending and run as any other. Not a
    * message with a `replyTo` (a domain mediator's command): its sender runs it (`call`) or
@@ -774,22 +775,23 @@ export const make = (deps: {
 
   /**
    * PostgreSQL (one instance, `chainsHere`): transactions run side by side, so a run chained in
-   * one must not overtake, nor run beside, one of its key in another. `othersPending` sees every
-   * message of this processor committed to its inbox, those being handled in another open
-   * transaction too (still pending there); what it cannot see is a message received by another
-   * transaction still open. That one is scheduled here once committed (this instance is the only
-   * one that runs its partitions), after its transaction's commit, so after `othersPending`'s
-   * read, so after the key was opened here: it waits for the chain's transaction to end
-   * (`apply`), and runs after the chained message, whose effects it then sees. Until then both
-   * transactions were open side by side, neither saw the other's message, and so which came
-   * first is what the chained run's commit made it (the queued one, handled later, is the later
-   * in every table). Opens `key` for the chain's transaction (`ended` calls what closes it);
-   * false when it cannot: a message of this processor is in memory (scheduled or running: its
-   * row pending, or done in a transaction not yet ended, or being handled in the same group's
-   * transaction beside this one; of this key only for a processor that says `ownRows`, whose
-   * messages of different keys run side by side in one transaction anyway), or another
-   * transaction's chain holds the key open. One of the key pending in the inbox and not in
-   * memory (arrived a moment ago, or a backlog's) fails the write of its row (`receiveDoneFirst`).
+   * one must not overtake, nor run beside, one of its key in another. The chained row's write
+   * (`receiveDoneFirst`) fails the transaction when a message of the key is pending: committed to
+   * the inbox, or being handled in another open transaction (still pending there). What it
+   * cannot see is a message received by another transaction still open. That one is scheduled
+   * here once committed (this instance is the only one that runs its partitions), after its
+   * transaction's commit, so after that write's read, so after the key was opened here: it waits
+   * for the chain's transaction to end (`apply`), and runs after the chained message, whose
+   * effects it then sees. Until then both transactions were open side by side, neither saw the
+   * other's message, and so which came first is what the chained run's commit made it (the
+   * queued one, handled later, is the later in every table). Opens `key` for the chain's
+   * transaction (`ended` calls what closes it); false when it cannot: a message of this processor
+   * is in memory (scheduled or running: its row pending, or done in a transaction not yet ended,
+   * or being handled in the same group's transaction beside this one, where the write cannot see
+   * it pending; of this key only for a processor that says `ownRows`, whose messages of different
+   * keys run side by side in one transaction anyway), or another transaction's chain holds the
+   * key open. One of the key pending in the inbox and not in memory (arrived a moment ago, or a
+   * backlog's) fails the chain's transaction, which runs again with this processor refusing.
    */
   const openHere = (key: string, ended: Array<() => void> | undefined): boolean => {
     if (ended === undefined || (processor.ownRows === true ? runningKeys.has(key) : running.size > 0) || deps.cluster?.alone?.() !== true) return false
