@@ -116,6 +116,8 @@ export interface Consumer {
    * in their turn (see Router's `Chain`). Undefined when it cannot run so.
    */
   readonly chain: ((event: Envelope.Envelope, topic: string, payload: string, at: Chained) => Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined) | undefined
+  /** Whether `chain` may run now (PostgreSQL: while this instance owns every partition); absent, whenever it is there. */
+  readonly chaining: (() => boolean) | undefined
   /** Resolves when nothing is in flight. */
   readonly idle: () => Promise<void>
   /** Messages scheduled and not finished (at most `maxScheduled`, but for a parked message's turn). */
@@ -794,7 +796,7 @@ export const make = (deps: {
    * backlog's) fails the chain's transaction, which runs again with this processor refusing.
    */
   const openHere = (key: string, ended: Array<() => void> | undefined): boolean => {
-    if (ended === undefined || (processor.ownRows === true ? runningKeys.has(key) : running.size > 0) || deps.cluster?.alone?.() !== true) return false
+    if (ended === undefined || (processor.ownRows === true ? runningKeys.has(key) : running.size > 0) || !alone()) return false
     const open = opened.get(key)
     if (open !== undefined) return open.by === ended
     let close!: () => void
@@ -813,7 +815,8 @@ export const make = (deps: {
    * (`Chain.ended`; PostgreSQL with chains, else nothing to call: undefined).
    */
   const chainsEnded = <A>(group: (ended: Array<() => void> | undefined) => Promise<A>): Promise<A> => {
-    if (!chainsHere) return group(undefined)
+    // Nothing chains where this instance does not own every partition (a cluster of several).
+    if (!chainsHere || !alone()) return group(undefined)
     const ended: Array<() => void> = []
     const close = () => {
       for (const end of ended.splice(0)) end()
@@ -974,5 +977,6 @@ export const make = (deps: {
   }
 
   // Absent where it never runs (see `runsHere`, `chainsHere`): its senders need not ask.
-  return { handler, schedule, inline, call: runsHere ? call : undefined, chain: runsHere || chainsHere ? chain : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
+  const alone = () => deps.cluster?.alone?.() === true
+  return { handler, schedule, inline, call: runsHere ? call : undefined, chain: runsHere || chainsHere ? chain : undefined, chaining: chainsHere ? alone : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
 }

@@ -80,6 +80,8 @@ export interface Local {
    * Undefined when it cannot run so (asked before anything is written).
    */
   readonly chain?: ((event: Envelope.Envelope, topic: string, payload: string, at: Chained) => Sql<(() => void) | undefined, RunElsewhere> | undefined) | undefined
+  /** Whether `chain` may run now (absent: whenever it is there); when not, the event is delivered as to a consumer without one. */
+  readonly chaining?: (() => boolean) | undefined
 }
 
 export interface Router {
@@ -114,7 +116,7 @@ export const make = (inbox: Inbox.Inbox): Router => {
           // A message already there (a redelivery) is not run again.
           if (fresh()) local.schedule(event, topic, payload)
         })
-      if (chained !== undefined && locals.some((l) => l.chain !== undefined)) return inTurn(chained, locals, event, topic, payload, received)
+      if (chained !== undefined && locals.some((l) => l.chain !== undefined && l.chaining?.() !== false)) return inTurn(chained, locals, event, topic, payload, received)
       // Several consumers: one statement for all (each is scheduled if the message is new to it).
       if (locals.length > 1)
         return Effect.map(inbox.deliverAll(locals.map((l) => l.name), entry), (fresh) =>
@@ -156,7 +158,7 @@ const inTurn = (
   const { chain, depth } = chained
   const now: Array<Local> = []
   for (const [i, local] of locals.entries()) {
-    const run = local.chain
+    const run = local.chaining?.() === false ? undefined : local.chain
     if (locals.findIndex((l) => l.name === local.name) !== i) continue
     if (run === undefined) {
       now.push(local)

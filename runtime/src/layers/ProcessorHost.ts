@@ -152,7 +152,7 @@ export const layer = Layer.effect(
         maxScheduled: config.maxScheduled,
         cluster: { owns: (key: string) => ownership.owns(ownership.partOf(key)), holds: (key: string) => ownership.holds(ownership.partOf(key)), alone }
       })
-      for (const topic of topicsOf(processor)) if (routePublic || Topics.isInternal(topic)) router.add(topic, { name: processor.name, schedule: consumer.schedule, inline: consumer.inline, chain: consumer.chain })
+      for (const topic of topicsOf(processor)) if (routePublic || Topics.isInternal(topic)) router.add(topic, { name: processor.name, schedule: consumer.schedule, inline: consumer.inline, chain: consumer.chain, chaining: consumer.chaining })
       consumers.push({ processor, pool, consumer })
     }
     for (const d of domains) {
