@@ -69,6 +69,8 @@ interface Arrival {
  */
 interface Backend {
   readonly name: string
+  /** The processors say `ownRows` (PostgreSQL: a group's messages of theirs side by side on its connection). */
+  readonly ownRows?: boolean
   readonly open: () => Promise<{ readonly store: Store; readonly inbox: Inbox.Inbox; readonly cluster?: Parameters<typeof Consumer.make>[0]["cluster"] }>
 }
 const partitions = 4
@@ -83,7 +85,7 @@ const sqlite: Backend = {
   }
 }
 const postgres: Backend = {
-  name: "PostgreSQL",
+  name: "PostgreSQL, one instance",
   open: async () => {
     const schema = await freshSchema()
     cleanups.push(schema.drop)
@@ -95,6 +97,8 @@ const postgres: Backend = {
     return { store, inbox, cluster: { owns: () => true, holds: () => Effect.succeed(true), alone: () => true } }
   }
 }
+
+const postgresOwnRows: Backend = { ...postgres, name: "PostgreSQL, one instance, processors that say ownRows", ownRows: true }
 
 interface Effects {
   readonly rows: ReadonlyArray<string>
@@ -141,6 +145,7 @@ const play = async (
       name,
       consumes: [],
       topics: [topicOf(nodes, i), inTopic(i), ...also.filter(([, to]) => to === i).map(alsoTopic)],
+      ...(backend.ownRows === true ? { ownRows: true } : {}),
       handle: (event) =>
         Effect.gen(function* () {
           const { source, seq, via } = event.data as { source: number; seq: number; via: string }
@@ -263,7 +268,7 @@ const plan = tree.chain((nodes) =>
 /** The processors under `i` (itself too). */
 const under = (nodes: ReadonlyArray<Node | undefined>, i: number): Array<number> => [i, ...nodes.flatMap((n, j) => (n?.parent === i ? under(nodes, j) : []))]
 
-describe.each([sqlite, postgres])("Consumer.chain on $name", (backend) => {
+describe.each([sqlite, postgres, postgresOwnRows])("Consumer.chain on $name", (backend) => {
   it("for any tree of local processors (chains, fan-outs), arrivals from outside at any of them meanwhile and handlers failing their first runs: each effect once, in order per key on each consumer, each announced event in the outbox once, each span under its cause's, each message counted once, the same final state as with every delivery queued", async () => {
     let round = 0
     let chainedRuns = 0
