@@ -714,7 +714,7 @@ export const make = (deps: {
    * queued it, and so every later one to this channel (a refused call is not run again here).
    */
   const chain = (event: Envelope.Envelope, topic: string, payload: string, at: Chained): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
-    if (event.replyTo !== undefined || refused.delete(at.chain.root)) return undefined
+    if (event.replyTo !== undefined || refused.has(at.chain.root)) return undefined
     const inner: Chained = { chain: at.chain, depth: at.depth + 1 }
     return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, inner), false, refusing(event, at.chain.root), ranHere(event))
   }
@@ -730,7 +730,7 @@ export const make = (deps: {
    */
   const call = (event: Envelope.Envelope, topic: string, payload: string): Sql<Called | undefined, Decision.RunElsewhere> | undefined => {
     const replyTo = event.replyTo
-    if (replyTo === undefined || processor.committed !== undefined || processor.reply !== undefined || refused.delete(event.id)) return undefined
+    if (replyTo === undefined || processor.committed !== undefined || processor.reply !== undefined || refused.has(event.id)) return undefined
     const entry = { envelopeId: event.id, topic, key: event.key, payload }
     let traceparent = ""
     const called = (hop: Hop): Sql<readonly [ReadonlyArray<Envelope.Next>, Array<() => void>] | undefined, unknown> =>
@@ -759,12 +759,15 @@ export const make = (deps: {
   }
   /**
    * Messages whose run for a caller failed (`call`, by their id), and the roots of chains whose
-   * run here failed (`chain`, by the root's id): refused once when asked again, so sent as any other.
+   * run here failed (`chain`, by the root's id): refused whenever asked again, so sent as any other.
+   * Not spent by the first refusal: that run may roll back (a group commit's optimistic run, undone
+   * by a later message's failure, runs it again in a savepoint), and a fan-out's other consumer
+   * roots a chain of the same id. The oldest forgotten past 10,000 (their roots long committed).
    */
   const refused = new Set<string>()
   /** A run in a sender's transaction failed: it fails that transaction, and is refused (`key`) when asked again. */
   const refusing = (event: Envelope.Envelope, key: string) => (cause: Cause.Cause<unknown>) => {
-    if (refused.size >= 10_000) refused.clear()
+    if (refused.size >= 10_000) refused.delete(refused.values().next().value!)
     refused.add(key)
     return Effect.fail(new Decision.RunElsewhere(processor.name, event.id, Cause.squash(cause)))
   }

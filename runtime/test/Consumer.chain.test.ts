@@ -327,3 +327,96 @@ describe("Consumer.chain on SQLite", () => {
     expect(seen.chainFailures).toBe(1)
   })
 })
+
+/**
+ * Consumer `c` alone (failing on the events `failing` names), chained into roots run by hand: each
+ * root's run is what a consumer's `handleIn` makes of a handler that announces `event` on `c`'s
+ * topic, in a transaction of its own or in a group commit with others (`store.group`, as `apply`).
+ */
+const lone = async (round: string, failing: (event: Envelope.Envelope) => boolean) => {
+  const dir = mkdtempSync(join(tmpdir(), "baton-chain-"))
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }))
+  const store = await Sqlite.open({ path: join(dir, "baton.db") })
+  const inbox = await Inbox.make(store)
+  const outbox = await Outbox.make(store)
+  const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+  const router = Router.make(inbox)
+  const system = Supervisor.system()
+  const runs: Array<string> = []
+  const processor: Processor = {
+    name: "c",
+    consumes: [],
+    topics: ["events/to-c"],
+    handle: (event) => (runs.push(event.id), failing(event) ? Effect.fail(new Error(`c fails ${event.id}`)) : Effect.succeed([]))
+  }
+  const actors = [Supervisor.make(system, `c-${round}`, { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 })]
+  const fibers = actors.map((a) => Effect.runFork(a.run))
+  cleanups.unshift(async () => {
+    for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+    await store.close()
+  })
+  const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
+  router.add("events/to-c", { name: "c", schedule: consumer.schedule, chain: consumer.chain })
+  const eventOf = (id: string): Envelope.Envelope => ({ id, type: "x", correlationId: id, causationId: id, key: "k1", occurredAt: new Date().toISOString(), data: {} })
+  /** The transaction of root `root`, whose handler announced `event` to `c`: the deliveries after its commit. */
+  const root = (rootId: string, event: Envelope.Envelope) =>
+    // Built when it runs, as `apply`'s (a group may run it again, in a savepoint).
+    Effect.suspend(() => {
+      const chain = Router.chainOf(rootId)
+      return Effect.flatMap(router.route("events/to-c", event, JSON.stringify(event), false, { chain, depth: 0 }), (d) => Router.drain(chain, [...d]))
+    })
+  const status = async (id: string) => (await store.run(inbox.status("c", id))) ?? "absent"
+  return { store, consumer, runs, eventOf, root, status }
+}
+
+describe("Consumer.chain's refusals (review)", () => {
+  it("a root whose chain failed, run again in a group commit with a message that fails after it: the refusal spent by the run rolled back with the group still holds for its run in a savepoint (the root does not fail again)", async () => {
+    const { store, runs, eventOf, root, status } = await lone("group", (e) => e.id === "e1")
+    const e1 = eventOf("e1")
+    await expect(store.group(root("r1", e1)), "c fails e1 in r1's transaction").rejects.toBeInstanceOf(Decision.RunElsewhere)
+    expect(runs).toEqual(["e1"])
+    // r1 again (refused by c), then a message that fails after it in the same group: the group's
+    // optimistic run rolls back, and r1 runs again in a savepoint.
+    const [again, other] = await Promise.allSettled([store.group(root("r1", e1)), store.group(Effect.fail(new Error("another message fails")))])
+    expect(other.status).toBe("rejected")
+    expect(again.status, "r1 commits, its event to c queued").toBe("fulfilled")
+    expect(runs, "c ran e1 once, in r1's first transaction").toEqual(["e1"])
+    expect(await status("e1")).not.toBe("absent")
+  })
+
+  it("a domain mediator's command whose call failed, asked again in a group commit with a message that fails after it: still refused in the savepoint's run (its sender does not fail again)", async () => {
+    const { store, consumer, runs, eventOf } = await lone("call", (e) => e.id === "m1")
+    const m1 = { ...eventOf("m1"), replyTo: "baton/mediator/test" }
+    // The sender's transaction: the call, built when it runs (undefined: refused, the sender queues it).
+    const sender = () => Effect.suspend(() => consumer.call!(m1, "events/to-c", JSON.stringify(m1)) ?? Effect.succeed<Consumer.Called | "queued">("queued"))
+    await expect(store.group(sender()), "c fails m1 in its sender's transaction").rejects.toBeInstanceOf(Decision.RunElsewhere)
+    const [again] = await Promise.allSettled([store.group(sender()), store.group(Effect.fail(new Error("another message fails")))])
+    expect(again, "refused: the sender queues m1").toEqual({ status: "fulfilled", value: "queued" })
+    expect(runs, "c ran m1 once, in its sender's first transaction").toEqual(["m1"])
+  })
+
+  it("past 10,000 refusals, the oldest is forgotten, not the latest: a root refused just before is refused still", async () => {
+    const { store, runs, eventOf, root } = await lone("many", () => true)
+    const failed = async (i: number) => expect(store.transaction(root(`r${i}`, eventOf(`e${i}`)))).rejects.toBeInstanceOf(Decision.RunElsewhere)
+    for (let i = 0; i <= 10_000; i++) await failed(i)
+    // r0's refusal forgotten: run (and failing) again; r9999's (refused before the 10,001st) and r10000's hold: their events queued.
+    await failed(0)
+    await expect(store.transaction(root("r9999", eventOf("e9999")))).resolves.toBeDefined()
+    await expect(store.transaction(root("r10000", eventOf("e10000")))).resolves.toBeDefined()
+    expect(runs.length).toBe(10_002)
+  }, 60_000)
+
+  it("a root's refusal is not spent by another root of the same id (a fan-out's other consumer of the root's event): the root's run again does not fail again", async () => {
+    // The root's event is consumed by p and q: each handles it as the root of its own chain, of the same id.
+    const { store, consumer, runs, eventOf, root, status } = await lone("fan-out", (e) => e.id === "e1")
+    await expect(store.transaction(root("r1", eventOf("e1"))), "p's chain: c fails e1").rejects.toBeInstanceOf(Decision.RunElsewhere)
+    // q's chain, rooted at the same event, before p's run again: its event e2 queued or run by c.
+    const deliveries = await store.transaction(root("r1", eventOf("e2")))
+    for (const d of deliveries) d()
+    await consumer.idle()
+    expect(await status("e2")).toBe("done")
+    // p's transaction again: c refuses it, e1 queued.
+    await expect(store.transaction(root("r1", eventOf("e1"))), "p's run again commits").resolves.toBeDefined()
+    expect(runs.filter((id) => id === "e1"), "c ran e1 once in a root's transaction").toEqual(["e1"])
+  })
+})
