@@ -712,6 +712,8 @@ export const make = (deps: {
    * event, refused here on the root's next run, is received pending and run as any other. Not a
    * message with a `replyTo` (a domain mediator's command): its sender runs it (`call`) or
    * queued it, and so every later one to this channel (a refused call is not run again here).
+   * Not for a processor with a `committed` step: run from its queue, one key's steps run one
+   * after another (its actor waits for each); here they would all start at the root's commit.
    */
   const chain = (event: Envelope.Envelope, topic: string, payload: string, at: Chained): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
     if (event.replyTo !== undefined || refused.has(at.chain.root)) return undefined
@@ -865,5 +867,5 @@ export const make = (deps: {
 
   // Absent where it never runs (PostgreSQL, a cluster's guarded inbox, see `runHere`): its senders need not ask.
   const callable = store.dialect === "sqlite" && processor.prepare === undefined && parking === undefined && batch === undefined && !inbox.guarded
-  return { handler, schedule, inline, call: callable ? call : undefined, chain: callable ? chain : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
+  return { handler, schedule, inline, call: callable ? call : undefined, chain: callable && processor.committed === undefined ? chain : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
 }

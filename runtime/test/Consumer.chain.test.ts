@@ -333,7 +333,7 @@ describe("Consumer.chain on SQLite", () => {
  * root's run is what a consumer's `handleIn` makes of a handler that announces `event` on `c`'s
  * topic, in a transaction of its own or in a group commit with others (`store.group`, as `apply`).
  */
-const lone = async (round: string, failing: (event: Envelope.Envelope) => boolean) => {
+const lone = async (round: string, failing: (event: Envelope.Envelope) => boolean, committed?: Processor["committed"]) => {
   const dir = mkdtempSync(join(tmpdir(), "baton-chain-"))
   cleanups.push(async () => rmSync(dir, { recursive: true, force: true }))
   const store = await Sqlite.open({ path: join(dir, "baton.db") })
@@ -347,7 +347,8 @@ const lone = async (round: string, failing: (event: Envelope.Envelope) => boolea
     name: "c",
     consumes: [],
     topics: ["events/to-c"],
-    handle: (event) => (runs.push(event.id), failing(event) ? Effect.fail(new Error(`c fails ${event.id}`)) : Effect.succeed([]))
+    handle: (event) => (runs.push(event.id), failing(event) ? Effect.fail(new Error(`c fails ${event.id}`)) : Effect.succeed([])),
+    ...(committed === undefined ? {} : { committed })
   }
   const actors = [Supervisor.make(system, `c-${round}`, { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 })]
   const fibers = actors.map((a) => Effect.runFork(a.run))
@@ -359,17 +360,18 @@ const lone = async (round: string, failing: (event: Envelope.Envelope) => boolea
   router.add("events/to-c", { name: "c", schedule: consumer.schedule, chain: consumer.chain })
   const eventOf = (id: string): Envelope.Envelope => ({ id, type: "x", correlationId: id, causationId: id, key: "k1", occurredAt: new Date().toISOString(), data: {} })
   /** The transaction of root `root`, whose handler announced `event` to `c`: the deliveries after its commit. */
-  const root = (rootId: string, event: Envelope.Envelope) =>
+  const root = (rootId: string, ...events: ReadonlyArray<Envelope.Envelope>) =>
     // Built when it runs, as `apply`'s (a group may run it again, in a savepoint).
     Effect.suspend(() => {
       const chain = Router.chainOf(rootId)
-      return Effect.flatMap(router.route("events/to-c", event, JSON.stringify(event), false, { chain, depth: 0 }), (d) => Router.drain(chain, [...d]))
+      const announced = Effect.forEach(events, (event) => router.route("events/to-c", event, JSON.stringify(event), false, { chain, depth: 0 }))
+      return Effect.flatMap(announced, (d) => Router.drain(chain, d.flat()))
     })
   const status = async (id: string) => (await store.run(inbox.status("c", id))) ?? "absent"
   return { store, consumer, runs, eventOf, root, status }
 }
 
-describe("Consumer.chain's refusals (review)", () => {
+describe("Consumer.chain, roots run by hand: refusals, committed steps", () => {
   it("a root whose chain failed, run again in a group commit with a message that fails after it: the refusal spent by the run rolled back with the group still holds for its run in a savepoint (the root does not fail again)", async () => {
     const { store, runs, eventOf, root, status } = await lone("group", (e) => e.id === "e1")
     const e1 = eventOf("e1")
@@ -393,6 +395,18 @@ describe("Consumer.chain's refusals (review)", () => {
     const [again] = await Promise.allSettled([store.group(sender()), store.group(Effect.fail(new Error("another message fails")))])
     expect(again, "refused: the sender queues m1").toEqual({ status: "fulfilled", value: "queued" })
     expect(runs, "c ran m1 once, in its sender's first transaction").toEqual(["m1"])
+  })
+
+  it("a consumer with a `committed` step: those of one key's messages run one after another, as from its queue (not side by side after their root's commit)", async () => {
+    const steps: Array<string> = []
+    const { store, consumer, eventOf, root } = await lone("committed", () => false, async (event) => {
+      steps.push(`${event.id} begins`)
+      await new Promise((r) => setTimeout(r, event.id === "e1" ? 20 : 1))
+      steps.push(`${event.id} ends`)
+    })
+    for (const d of await store.transaction(root("r1", eventOf("e1"), eventOf("e2")))) d()
+    await consumer.idle()
+    expect(steps).toEqual(["e1 begins", "e1 ends", "e2 begins", "e2 ends"])
   })
 
   it("past 10,000 refusals, the oldest is forgotten, not the latest: a root refused just before is refused still", async () => {
