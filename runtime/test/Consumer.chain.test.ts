@@ -386,6 +386,47 @@ describe("Consumer.chain, roots run by hand: refusals, committed steps", () => {
     expect(await status("e1")).not.toBe("absent")
   })
 
+  it("for any roots with events to a consumer that fails some, run again until they commit in group commits with messages that fail, in any order: each root fails at most once (its refusal holds for each run of it after), and each commits", async () => {
+    let round = 0
+    let optimisticRollbacks = 0
+    const roots = fc.array(fc.array(fc.boolean(), { minLength: 1, maxLength: 2 }), { minLength: 1, maxLength: 5 })
+    await fc.assert(
+      fc.asyncProperty(roots, fc.nat(3), fc.array(fc.nat(), { minLength: 8, maxLength: 8 }), async (events, others, orders) => {
+        round++
+        // Root i announces one event to c per entry of events[i], which c fails when true.
+        const { store, consumer, eventOf, root } = await lone(`prop-${round}`, (e) => e.data !== null && (e.data as { fails?: boolean }).fails === true)
+        const eventsOf = events.map((fails, i) => fails.map((f, j) => ({ ...eventOf(`r${i}-e${j}`), data: { fails: f } })))
+        const failures = new Map<number, number>()
+        let left = events.map((_, i) => i)
+        for (let pass = 0; left.length > 0; pass++) {
+          expect(pass, "every root commits, each run again after it failed").toBeLessThan(8)
+          // The roots left and the failing messages, in an order of this pass's.
+          const items = [...left.map((i) => ({ root: i })), ...Array.from({ length: others }, () => ({ root: undefined }))]
+          const ordered = items.map((item, n) => ({ item, at: (orders[pass]! * (n + 1) * 2654435761) % 1000 })).sort((a, b) => a.at - b.at)
+          if (ordered.some((o, n) => o.item.root === undefined && ordered.slice(0, n).some((e) => e.item.root !== undefined))) optimisticRollbacks++
+          const settled = await Promise.allSettled(ordered.map(({ item }) => (item.root === undefined ? store.group(Effect.fail(new Error("another message fails"))) : store.group(root(`r${item.root}`, ...eventsOf[item.root]!)))))
+          const failedNow: Array<number> = []
+          for (const [n, { item }] of ordered.entries()) {
+            if (item.root === undefined) continue
+            const outcome = settled[n]!
+            if (outcome.status === "fulfilled") for (const d of outcome.value) d()
+            else {
+              expect(outcome.reason).toBeInstanceOf(Decision.RunElsewhere)
+              failures.set(item.root, (failures.get(item.root) ?? 0) + 1)
+              failedNow.push(item.root)
+            }
+          }
+          left = failedNow
+          // c runs what was queued (failing for good what always fails), as between the roots' runs.
+          await consumer.idle()
+        }
+        expect([...failures.values()].filter((n) => n > 1), "no root failed twice").toEqual([])
+      }),
+      { numRuns: runs, endOnFailure: true, examples: [[[[true]], 1, [0, 0, 0, 0, 0, 0, 0, 0]]] }
+    )
+    expect(optimisticRollbacks, "some groups had a message failing after a root").toBeGreaterThan(0)
+  }, 120_000)
+
   it("a domain mediator's command whose call failed, asked again in a group commit with a message that fails after it: still refused in the savepoint's run (its sender does not fail again)", async () => {
     const { store, consumer, runs, eventOf } = await lone("call", (e) => e.id === "m1")
     const m1 = { ...eventOf("m1"), replyTo: "baton/mediator/test" }
