@@ -222,7 +222,11 @@ export const make = (deps: {
   const handleIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at?: Chained): Sql<Array<() => void>, unknown> => {
     if (at !== undefined) return handledIn(event, prepared, traceparent, at)
     const chain = chainOf(event.id)
-    return Effect.flatMap(handledIn(event, prepared, traceparent, { chain, depth: 0 }), (deliveries) => (chain.turns.length === 0 ? Effect.succeed(deliveries) : drainChain(chain, deliveries)))
+    const rolledBack = (cause: Cause.Cause<unknown>) =>
+      Effect.sync(() => {
+        for (const end of chain.rolledBack) end(cause)
+      })
+    return Effect.flatMap(handledIn(event, prepared, traceparent, { chain, depth: 0 }), (deliveries) => (chain.turns.length === 0 ? Effect.succeed(deliveries) : Effect.tapCause(drainChain(chain, deliveries), rolledBack)))
   }
   const handledIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at: Chained): Sql<Array<() => void>, unknown> =>
     Effect.flatMap(processor.handle(event, prepared), (announced) => {
@@ -718,7 +722,10 @@ export const make = (deps: {
   const chain = (event: Envelope.Envelope, topic: string, payload: string, at: Chained): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
     if (event.replyTo !== undefined || refused.has(at.chain.root)) return undefined
     const inner: Chained = { chain: at.chain, depth: at.depth + 1 }
-    return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, inner), false, refusing(event, at.chain.root), ranHere(event))
+    return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, inner), false, refusing(event, at.chain.root), (deliveries, after, hop) => {
+      at.chain.rolledBack.push((cause) => hop.end(cause))
+      return ranHere(event)(deliveries, after)
+    })
   }
 
   /**
@@ -786,7 +793,7 @@ export const make = (deps: {
     body: (hop: Hop) => Sql<A | undefined, unknown>,
     inSavepoint: boolean,
     failed: (cause: Cause.Cause<unknown>) => Sql<undefined, E>,
-    done: (a: A, after: () => void) => B
+    done: (a: A, after: () => void, hop: Hop) => B
   ): Sql<B | undefined, E> | undefined => {
     if (store.dialect !== "sqlite" || processor.prepare !== undefined || parking !== undefined || batch !== undefined || inbox.guarded) return undefined
     if (deps.cluster?.owns(event.key) === false) return undefined
@@ -820,7 +827,7 @@ export const make = (deps: {
               metrics?.handled("done")
               if (debug) deps.logger.log("debug", "message handled", { processor: processor.name, id: event.id, type: event.type, outcome: "done", ms: Math.round(ms * 10) / 10, correlationId: event.correlationId, traceId: hop.traceId })
               Crash.point("processed-committed", processor.name)
-            })
+            }, hop)
           )
         }
       })

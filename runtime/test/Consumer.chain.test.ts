@@ -96,7 +96,7 @@ const play = async (
       const c = Trace.begin(parent)
       const span = { name, event: attributes["baton.event.id"] ?? "", parent: c.parentSpanId }
       spans.set(c.spanId, span)
-      return { traceparent: Trace.format(c), traceId: c.traceId, end: (error) => void (error === undefined ? Object.assign(span, { ok: true }) : undefined) }
+      return { traceparent: Trace.format(c), traceId: c.traceId, end: (error) => void Object.assign(span, { ok: error === undefined }) }
     }
   }
   const consumers: Array<Consumer.Consumer> = []
@@ -198,7 +198,9 @@ const play = async (
       const body = JSON.parse(String(r.body)) as { processor?: string; attempts?: number }
       return `${r.kind} ${body.processor} after ${body.attempts}`
     })
-    return { effects, seen, seqs, inboxRows, misparented, rejections, ordered, outboxInOrder: outboxRows }
+    // Spans exported (ended, well or not) whose parent span was begun here and never ended: orphans in the trace.
+    const orphans = [...spans.values()].filter((s) => s.ok !== undefined && s.parent !== undefined && spanOf.has(s.parent) && spanOf.get(s.parent)!.ok === undefined).map((s) => `${s.name} ${s.event}`)
+    return { effects, seen, seqs, inboxRows, misparented, rejections, ordered, outboxInOrder: outboxRows, orphans }
   } finally {
     for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
     await store.close()
@@ -303,6 +305,15 @@ describe("Consumer.chain on SQLite", () => {
       expect(seen.handled.get("p0 done")).toBe(1)
       expect(seen.chainFailures).toBe(chained ? 1 : 0)
     }
+  })
+
+  it("a chained run that failed under one that ran and was rolled back with it: the span of the run rolled back ends too (the failed run's span is no orphan in the trace)", async () => {
+    // p0 -> p1 -> p2 in p0's transaction; p2 fails its first run: p1's run there is rolled back.
+    const nodes = [undefined, { parent: 0, shared: false }, { parent: 1, shared: false }]
+    const { orphans, seen, misparented } = await play(nodes, [{ at: 0, key: "k1", settle: true }], (p) => (p === 2 ? 1 : 0), true, "orphan")
+    expect(seen.chainFailures).toBe(1)
+    expect(misparented).toEqual([])
+    expect(orphans).toEqual([])
   })
 
   it("runs a chain breadth first, as the queues would: a consumer gets the root's event before one the root's other consumer announces, and the outbox the root's events before theirs", async () => {
