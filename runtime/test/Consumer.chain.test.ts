@@ -379,7 +379,7 @@ const lone = async (round: string, failing: (event: Envelope.Envelope) => boolea
       return Effect.flatMap(announced, (d) => Router.drain(chain, d.flat()))
     })
   const status = async (id: string) => (await store.run(inbox.status("c", id))) ?? "absent"
-  return { store, consumer, runs, eventOf, root, status }
+  return { store, consumer, runs, eventOf, root, status, router }
 }
 
 describe("Consumer.chain, roots run by hand: refusals, committed steps", () => {
@@ -471,6 +471,17 @@ describe("Consumer.chain, roots run by hand: refusals, committed steps", () => {
     await expect(store.transaction(root("r10000", eventOf("e10000")))).resolves.toBeDefined()
     expect(runs.length).toBe(10_002)
   }, 60_000)
+
+  it("an event run in a chain and then delivered again (from outside, or in another root's chain): not run again", async () => {
+    const { store, consumer, runs, eventOf, root, status, router } = await lone("redelivered", () => false)
+    const e1 = eventOf("e1")
+    for (const d of await store.transaction(root("r1", e1))) d()
+    expect(await status("e1")).toBe("done")
+    for (const d of await store.transaction(router.route("events/to-c", e1, JSON.stringify(e1)))) d()
+    for (const d of await store.transaction(root("r2", e1))) d()
+    await consumer.idle()
+    expect(runs).toEqual(["e1"])
+  })
 
   it("a root's refusal is not spent by another root of the same id (a fan-out's other consumer of the root's event): the root's run again does not fail again", async () => {
     // The root's event is consumed by p and q: each handles it as the root of its own chain, of the same id.
