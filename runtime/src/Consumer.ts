@@ -222,7 +222,11 @@ export const make = (deps: {
   const handleIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at?: Chained): Sql<Array<() => void>, unknown> => {
     if (at !== undefined) return handledIn(event, prepared, traceparent, at)
     const chain = chainOf(event.id)
-    return Effect.flatMap(handledIn(event, prepared, traceparent, { chain, depth: 0 }), (deliveries) => (chain.turns.length === 0 ? Effect.succeed(deliveries) : drainChain(chain, deliveries)))
+    const rolledBack = (cause: Cause.Cause<unknown>) =>
+      Effect.sync(() => {
+        for (const end of chain.rolledBack) end(cause)
+      })
+    return Effect.flatMap(handledIn(event, prepared, traceparent, { chain, depth: 0 }), (deliveries) => (chain.turns.length === 0 ? Effect.succeed(deliveries) : Effect.tapCause(drainChain(chain, deliveries), rolledBack)))
   }
   const handledIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at: Chained): Sql<Array<() => void>, unknown> =>
     Effect.flatMap(processor.handle(event, prepared), (announced) => {
@@ -712,11 +716,16 @@ export const make = (deps: {
    * event, refused here on the root's next run, is received pending and run as any other. Not a
    * message with a `replyTo` (a domain mediator's command): its sender runs it (`call`) or
    * queued it, and so every later one to this channel (a refused call is not run again here).
+   * Not for a processor with a `committed` step: run from its queue, one key's steps run one
+   * after another (its actor waits for each); here they would all start at the root's commit.
    */
   const chain = (event: Envelope.Envelope, topic: string, payload: string, at: Chained): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
-    if (event.replyTo !== undefined || refused.delete(at.chain.root)) return undefined
+    if (event.replyTo !== undefined || refused.has(at.chain.root)) return undefined
     const inner: Chained = { chain: at.chain, depth: at.depth + 1 }
-    return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, inner), false, refusing(event, at.chain.root), ranHere(event))
+    return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, inner), false, refusing(event, at.chain.root), (deliveries, after, hop) => {
+      at.chain.rolledBack.push((cause) => hop.end(cause))
+      return ranHere(event)(deliveries, after)
+    })
   }
 
   /**
@@ -730,7 +739,7 @@ export const make = (deps: {
    */
   const call = (event: Envelope.Envelope, topic: string, payload: string): Sql<Called | undefined, Decision.RunElsewhere> | undefined => {
     const replyTo = event.replyTo
-    if (replyTo === undefined || processor.committed !== undefined || processor.reply !== undefined || refused.delete(event.id)) return undefined
+    if (replyTo === undefined || processor.committed !== undefined || processor.reply !== undefined || refused.has(event.id)) return undefined
     const entry = { envelopeId: event.id, topic, key: event.key, payload }
     let traceparent = ""
     const called = (hop: Hop): Sql<readonly [ReadonlyArray<Envelope.Next>, Array<() => void>] | undefined, unknown> =>
@@ -759,12 +768,15 @@ export const make = (deps: {
   }
   /**
    * Messages whose run for a caller failed (`call`, by their id), and the roots of chains whose
-   * run here failed (`chain`, by the root's id): refused once when asked again, so sent as any other.
+   * run here failed (`chain`, by the root's id): refused whenever asked again, so sent as any other.
+   * Not spent by the first refusal: that run may roll back (a group commit's optimistic run, undone
+   * by a later message's failure, runs it again in a savepoint), and a fan-out's other consumer
+   * roots a chain of the same id. The oldest forgotten past 10,000 (their roots long committed).
    */
   const refused = new Set<string>()
   /** A run in a sender's transaction failed: it fails that transaction, and is refused (`key`) when asked again. */
   const refusing = (event: Envelope.Envelope, key: string) => (cause: Cause.Cause<unknown>) => {
-    if (refused.size >= 10_000) refused.clear()
+    if (refused.size >= 10_000) refused.delete(refused.values().next().value!)
     refused.add(key)
     return Effect.fail(new Decision.RunElsewhere(processor.name, event.id, Cause.squash(cause)))
   }
@@ -781,7 +793,7 @@ export const make = (deps: {
     body: (hop: Hop) => Sql<A | undefined, unknown>,
     inSavepoint: boolean,
     failed: (cause: Cause.Cause<unknown>) => Sql<undefined, E>,
-    done: (a: A, after: () => void) => B
+    done: (a: A, after: () => void, hop: Hop) => B
   ): Sql<B | undefined, E> | undefined => {
     if (store.dialect !== "sqlite" || processor.prepare !== undefined || parking !== undefined || batch !== undefined || inbox.guarded) return undefined
     if (deps.cluster?.owns(event.key) === false) return undefined
@@ -815,7 +827,7 @@ export const make = (deps: {
               metrics?.handled("done")
               if (debug) deps.logger.log("debug", "message handled", { processor: processor.name, id: event.id, type: event.type, outcome: "done", ms: Math.round(ms * 10) / 10, correlationId: event.correlationId, traceId: hop.traceId })
               Crash.point("processed-committed", processor.name)
-            })
+            }, hop)
           )
         }
       })
@@ -862,5 +874,5 @@ export const make = (deps: {
 
   // Absent where it never runs (PostgreSQL, a cluster's guarded inbox, see `runHere`): its senders need not ask.
   const callable = store.dialect === "sqlite" && processor.prepare === undefined && parking === undefined && batch === undefined && !inbox.guarded
-  return { handler, schedule, inline, call: callable ? call : undefined, chain: callable ? chain : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
+  return { handler, schedule, inline, call: callable ? call : undefined, chain: callable && processor.committed === undefined ? chain : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
 }

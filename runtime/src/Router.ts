@@ -23,6 +23,12 @@ export interface Chain {
   readonly turns: Array<Sql<ReadonlyArray<() => void>, RunElsewhere>>
   /** Handlers run so far in the chain. */
   runs: number
+  /**
+   * What ends the span of each run done so far (its own ends after the commit): called with the
+   * cause when a later turn fails the transaction, rolling them back (an exported span under one
+   * never ended would be an orphan in its trace).
+   */
+  readonly rolledBack: Array<(cause: unknown) => void>
 }
 
 /** Where an announced event stands in its chain: its handler's (0 for the root's events, 1 for those of a handler the root's event ran...). */
@@ -36,7 +42,7 @@ export const maxDepth = 16
 /** Handlers a chain runs at most (a fan-out's too); past them, its events are queued. */
 export const maxRuns = 64
 
-export const chainOf = (root: string): Chain => ({ root, turns: [], runs: 0 })
+export const chainOf = (root: string): Chain => ({ root, turns: [], runs: 0, rolledBack: [] })
 
 /** Runs the chain's turns in order (those they add too), after the root's `deliveries`; all the deliveries to run after the commit. */
 export const drain = (chain: Chain, deliveries: Array<() => void>): Sql<Array<() => void>, RunElsewhere> => {
