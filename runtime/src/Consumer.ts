@@ -206,6 +206,8 @@ export const make = (deps: {
    * taken in the middle of another processor's transaction, out of the one order of every group).
    */
   const chainsHere = store.dialect === "pg" && processor.prepare === undefined && parking === undefined && batch === undefined && processor.lockKeys === undefined && deps.cluster?.alone !== undefined
+  /** Whether this processor's messages may root chains on PostgreSQL (`chainsEnded`): on one instance. */
+  const rootsChains = store.dialect === "pg" && deps.cluster?.alone !== undefined
   /** A statement answered only once every statement queued before it was (PostgreSQL's pipeline). */
   const sent = store.query("SELECT 1")
   /** Per key, its messages scheduled and not yet run, in order: what a run can take. */
@@ -239,9 +241,15 @@ export const make = (deps: {
   const handleIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at?: Chained, ended?: Array<() => void>): Sql<Array<() => void>, unknown> => {
     if (at !== undefined) return handledIn(event, prepared, traceparent, at)
     const chain = chainOf(event.id, ended)
-    return Effect.flatMap(handledIn(event, prepared, traceparent, { chain, depth: 0 }), (deliveries) =>
-      chain.turns.length === 0 ? Effect.succeed(deliveries) : ended === undefined ? drainChain(chain, deliveries) : answered(chain, drainChain(chain, deliveries))
-    )
+    const rolledBack = (cause: Cause.Cause<unknown>) =>
+      Effect.sync(() => {
+        for (const end of chain.rolledBack) end(cause)
+      })
+    return Effect.flatMap(handledIn(event, prepared, traceparent, { chain, depth: 0 }), (deliveries) => {
+      if (chain.turns.length === 0) return Effect.succeed(deliveries)
+      const drained = drainChain(chain, deliveries)
+      return Effect.tapCause(ended === undefined ? drained : answered(chain, drained), rolledBack)
+    })
   }
   /**
    * PostgreSQL: a chain's turns, then one statement that waits for every write before it (those
@@ -763,16 +771,28 @@ export const make = (deps: {
    * event, refused here on the root's next run, is received pending and run as any other. Not a
    * message with a `replyTo` (a domain mediator's command): its sender runs it (`call`) or
    * queued it, and so every later one to this channel (a refused call is not run again here).
+   * Not for a processor with a `committed` step: run from its queue, one key's steps run one
+   * after another (its actor waits for each); here they would all start at the root's commit.
    */
   const chain = (event: Envelope.Envelope, topic: string, payload: string, at: Chained): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
-    if (event.replyTo !== undefined || refused.delete(at.chain.root)) return undefined
+    if (event.replyTo !== undefined || refused.has(at.chain.root)) return undefined
     if (store.dialect === "pg") {
       if (!openHere(event.key, at.chain.ended)) return undefined
       const root = at.chain.root
-      at.chain.begun.push(() => refused.add(root))
+      at.chain.begun.push(() => refuse(root))
     }
     const inner: Chained = { chain: at.chain, depth: at.depth + 1 }
-    return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop, inner), false, refusing(event, at.chain.root), ranHere(event), store.dialect === "pg")
+    return runHere(
+      event,
+      (hop) => receivedAndHandled(event, topic, payload, hop, inner),
+      false,
+      refusing(event, at.chain.root),
+      (deliveries, after, hop) => {
+        at.chain.rolledBack.push((cause) => hop.end(cause))
+        return ranHere(event)(deliveries, after)
+      },
+      store.dialect === "pg"
+    )
   }
 
   /**
@@ -815,8 +835,9 @@ export const make = (deps: {
    * (`Chain.ended`; PostgreSQL with chains, else nothing to call: undefined).
    */
   const chainsEnded = <A>(group: (ended: Array<() => void> | undefined) => Promise<A>): Promise<A> => {
-    // Nothing chains where this instance does not own every partition (a cluster of several).
-    if (!chainsHere || !alone()) return group(undefined)
+    // Any processor's message may root a chain (on PostgreSQL); nothing chains where this
+    // instance does not own every partition (a cluster of several).
+    if (!rootsChains || !alone()) return group(undefined)
     const ended: Array<() => void> = []
     const close = () => {
       for (const end of ended.splice(0)) end()
@@ -844,7 +865,7 @@ export const make = (deps: {
    */
   const call = (event: Envelope.Envelope, topic: string, payload: string): Sql<Called | undefined, Decision.RunElsewhere> | undefined => {
     const replyTo = event.replyTo
-    if (replyTo === undefined || processor.committed !== undefined || processor.reply !== undefined || refused.delete(event.id)) return undefined
+    if (replyTo === undefined || processor.committed !== undefined || processor.reply !== undefined || refused.has(event.id)) return undefined
     const entry = { envelopeId: event.id, topic, key: event.key, payload }
     let traceparent = ""
     const called = (hop: Hop): Sql<readonly [ReadonlyArray<Envelope.Next>, Array<() => void>] | undefined, unknown> =>
@@ -873,13 +894,19 @@ export const make = (deps: {
   }
   /**
    * Messages whose run for a caller failed (`call`, by their id), and the roots of chains whose
-   * run here failed (`chain`, by the root's id): refused once when asked again, so sent as any other.
+   * run here failed (`chain`, by the root's id): refused whenever asked again, so sent as any other.
+   * Not spent by the first refusal: that run may roll back (a group commit's optimistic run, undone
+   * by a later message's failure, runs it again in a savepoint), and a fan-out's other consumer
+   * roots a chain of the same id. The oldest forgotten past 10,000 (their roots long committed).
    */
   const refused = new Set<string>()
   /** A run in a sender's transaction failed: it fails that transaction, and is refused (`key`) when asked again. */
-  const refusing = (event: Envelope.Envelope, key: string) => (cause: Cause.Cause<unknown>) => {
-    if (refused.size >= 10_000) refused.clear()
+  const refuse = (key: string) => {
+    if (refused.size >= 10_000) refused.delete(refused.values().next().value!)
     refused.add(key)
+  }
+  const refusing = (event: Envelope.Envelope, key: string) => (cause: Cause.Cause<unknown>) => {
+    refuse(key)
     return Effect.fail(new Decision.RunElsewhere(processor.name, event.id, Cause.squash(cause)))
   }
 
@@ -895,7 +922,7 @@ export const make = (deps: {
     body: (hop: Hop) => Sql<A | undefined, unknown>,
     inSavepoint: boolean,
     failed: (cause: Cause.Cause<unknown>) => Sql<undefined, E>,
-    done: (a: A, after: () => void) => B,
+    done: (a: A, after: () => void, hop: Hop) => B,
     pg = false
   ): Sql<B | undefined, E> | undefined => {
     if (!(pg ? chainsHere : runsHere)) return undefined
@@ -931,7 +958,7 @@ export const make = (deps: {
               metrics?.handled("done")
               if (debug) deps.logger.log("debug", "message handled", { processor: processor.name, id: event.id, type: event.type, outcome: "done", ms: Math.round(ms * 10) / 10, correlationId: event.correlationId, traceId: hop.traceId })
               Crash.point("processed-committed", processor.name)
-            })
+            }, hop)
           )
         }
       })
@@ -976,7 +1003,9 @@ export const make = (deps: {
     while (inFlight.size > 0 || refilling !== undefined) await Promise.all([...inFlight, refilling])
   }
 
-  // Absent where it never runs (see `runsHere`, `chainsHere`): its senders need not ask.
+  // Absent where it never runs (see `runsHere`, `chainsHere`): its senders need not ask. Not
+  // `chain` for a processor with a `committed` step (see `chain`).
   const alone = () => deps.cluster?.alone?.() === true
-  return { handler, schedule, inline, call: runsHere ? call : undefined, chain: runsHere || chainsHere ? chain : undefined, chaining: chainsHere ? alone : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
+  const chains = (runsHere || chainsHere) && processor.committed === undefined
+  return { handler, schedule, inline, call: runsHere ? call : undefined, chain: chains ? chain : undefined, chaining: chains && chainsHere ? alone : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
 }

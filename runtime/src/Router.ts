@@ -30,11 +30,17 @@ export interface Chain {
    */
   readonly ended?: Array<() => void> | undefined
   /**
-   * PostgreSQL: for each run begun in the chain, what makes its consumer refuse the root's next
-   * run (a failure of the chain once its root's handler is done is blamed on all of them: a
+   * PostgreSQL: for each run begun in the chain, what makes its consumer refuse the root from
+   * then on (a failure of the chain once its root's handler is done is blamed on all of them: a
    * write of a run may fail a later statement).
    */
   readonly begun: Array<() => void>
+  /**
+   * What ends the span of each run done so far (its own ends after the commit): called with the
+   * cause when a later turn fails the transaction, rolling them back (an exported span under one
+   * never ended would be an orphan in its trace).
+   */
+  readonly rolledBack: Array<(cause: unknown) => void>
 }
 
 /** Where an announced event stands in its chain: its handler's (0 for the root's events, 1 for those of a handler the root's event ran...). */
@@ -48,7 +54,7 @@ export const maxDepth = 16
 /** Handlers a chain runs at most (a fan-out's too); past them, its events are queued. */
 export const maxRuns = 64
 
-export const chainOf = (root: string, ended?: Array<() => void>): Chain => ({ root, turns: [], runs: 0, ended, begun: [] })
+export const chainOf = (root: string, ended?: Array<() => void>): Chain => ({ root, turns: [], runs: 0, ended, begun: [], rolledBack: [] })
 
 /** Runs the chain's turns in order (those they add too), after the root's `deliveries`; all the deliveries to run after the commit. */
 export const drain = (chain: Chain, deliveries: Array<() => void>): Sql<Array<() => void>, RunElsewhere> => {

@@ -134,7 +134,7 @@ const play = async (
       const c = Trace.begin(parent)
       const span = { name, event: attributes["baton.event.id"] ?? "", parent: c.parentSpanId }
       spans.set(c.spanId, span)
-      return { traceparent: Trace.format(c), traceId: c.traceId, end: (error) => void (error === undefined ? Object.assign(span, { ok: true }) : undefined) }
+      return { traceparent: Trace.format(c), traceId: c.traceId, end: (error) => void Object.assign(span, { ok: error === undefined }) }
     }
   }
   const consumers: Array<Consumer.Consumer> = []
@@ -244,7 +244,9 @@ const play = async (
       const body = JSON.parse(String(r.body)) as { processor?: string; attempts?: number }
       return `${r.kind} ${body.processor} after ${body.attempts}`
     })
-    return { effects, seen, seqs, inboxRows, misparented, rejections, ordered, outboxInOrder: outboxRows, besides }
+    // Spans exported (ended, well or not) whose parent span was begun here and never ended: orphans in the trace.
+    const orphans = [...spans.values()].filter((s) => s.ok !== undefined && s.parent !== undefined && spanOf.has(s.parent) && spanOf.get(s.parent)!.ok === undefined).map((s) => `${s.name} ${s.event}`)
+    return { effects, seen, seqs, inboxRows, misparented, rejections, ordered, outboxInOrder: outboxRows, orphans, besides }
   } finally {
     for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
     await store.close()
@@ -364,6 +366,15 @@ describe.each([sqlite, postgres, postgresOwnRows])("Consumer.chain on $name", (b
     }
   })
 
+  it("a chained run that failed under one that ran and was rolled back with it: the span of the run rolled back ends too (the failed run's span is no orphan in the trace)", async () => {
+    // p0 -> p1 -> p2 in p0's transaction; p2 fails its first run: p1's run there is rolled back.
+    const nodes = [undefined, { parent: 0, shared: false }, { parent: 1, shared: false }]
+    const { orphans, seen, misparented } = await play(nodes, [{ at: 0, key: "k1", settle: true }], (p) => (p === 2 ? 1 : 0), true, "orphan", [], backend)
+    expect(seen.chainFailures).toBe(1)
+    expect(misparented).toEqual([])
+    expect(orphans).toEqual([])
+  })
+
   it("runs a chain breadth first, as the queues would: a consumer gets the root's event before one the root's other consumer announces, and the outbox the root's events before theirs", async () => {
     // p0 announces to p1, then to p2; p1 announces to p2 too (beside the tree).
     const nodes = [undefined, { parent: 0, shared: false }, { parent: 0, shared: false }]
@@ -399,5 +410,164 @@ describe.each([sqlite, postgres, postgresOwnRows])("Consumer.chain on $name", (b
     expect(seen.outOfOrder).toEqual([])
     expect(effects.rows).toEqual(Array.from({ length: 6 }, (_, i) => [`p0 0/k1/${i + 1}`, `p1 0/k1/${i + 1}`]).flat().sort())
     expect(seen.chainFailures).toBe(1)
+  })
+})
+
+/**
+ * Consumer `c` alone (failing on the events `failing` names), chained into roots run by hand: each
+ * root's run is what a consumer's `handleIn` makes of a handler that announces `event` on `c`'s
+ * topic, in a transaction of its own or in a group commit with others (`store.group`, as `apply`).
+ */
+const lone = async (round: string, failing: (event: Envelope.Envelope) => boolean, committed?: Processor["committed"]) => {
+  const dir = mkdtempSync(join(tmpdir(), "baton-chain-"))
+  cleanups.push(async () => rmSync(dir, { recursive: true, force: true }))
+  const store = await Sqlite.open({ path: join(dir, "baton.db") })
+  const inbox = await Inbox.make(store)
+  const outbox = await Outbox.make(store)
+  const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+  const router = Router.make(inbox)
+  const system = Supervisor.system()
+  const runs: Array<string> = []
+  const processor: Processor = {
+    name: "c",
+    consumes: [],
+    topics: ["events/to-c"],
+    handle: (event) => (runs.push(event.id), failing(event) ? Effect.fail(new Error(`c fails ${event.id}`)) : Effect.succeed([])),
+    ...(committed === undefined ? {} : { committed })
+  }
+  const actors = [Supervisor.make(system, `c-${round}`, { maxAttempts: 5, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 })]
+  const fibers = actors.map((a) => Effect.runFork(a.run))
+  cleanups.unshift(async () => {
+    for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+    await store.close()
+  })
+  const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
+  router.add("events/to-c", { name: "c", schedule: consumer.schedule, chain: consumer.chain })
+  const eventOf = (id: string): Envelope.Envelope => ({ id, type: "x", correlationId: id, causationId: id, key: "k1", occurredAt: new Date().toISOString(), data: {} })
+  /** The transaction of root `root`, whose handler announced `event` to `c`: the deliveries after its commit. */
+  const root = (rootId: string, ...events: ReadonlyArray<Envelope.Envelope>) =>
+    // Built when it runs, as `apply`'s (a group may run it again, in a savepoint).
+    Effect.suspend(() => {
+      const chain = Router.chainOf(rootId)
+      const announced = Effect.forEach(events, (event) => router.route("events/to-c", event, JSON.stringify(event), false, { chain, depth: 0 }))
+      return Effect.flatMap(announced, (d) => Router.drain(chain, d.flat()))
+    })
+  const status = async (id: string) => (await store.run(inbox.status("c", id))) ?? "absent"
+  return { store, consumer, runs, eventOf, root, status, router }
+}
+
+describe("Consumer.chain, roots run by hand: refusals, committed steps", () => {
+  it("a root whose chain failed, run again in a group commit with a message that fails after it: the refusal spent by the run rolled back with the group still holds for its run in a savepoint (the root does not fail again)", async () => {
+    const { store, runs, eventOf, root, status } = await lone("group", (e) => e.id === "e1")
+    const e1 = eventOf("e1")
+    await expect(store.group(root("r1", e1)), "c fails e1 in r1's transaction").rejects.toBeInstanceOf(Decision.RunElsewhere)
+    expect(runs).toEqual(["e1"])
+    // r1 again (refused by c), then a message that fails after it in the same group: the group's
+    // optimistic run rolls back, and r1 runs again in a savepoint.
+    const [again, other] = await Promise.allSettled([store.group(root("r1", e1)), store.group(Effect.fail(new Error("another message fails")))])
+    expect(other.status).toBe("rejected")
+    expect(again.status, "r1 commits, its event to c queued").toBe("fulfilled")
+    expect(runs, "c ran e1 once, in r1's first transaction").toEqual(["e1"])
+    expect(await status("e1")).not.toBe("absent")
+  })
+
+  it("for any roots with events to a consumer that fails some, run again until they commit in group commits with messages that fail, in any order: each root fails at most once (its refusal holds for each run of it after), and each commits", async () => {
+    let round = 0
+    let optimisticRollbacks = 0
+    const roots = fc.array(fc.array(fc.boolean(), { minLength: 1, maxLength: 2 }), { minLength: 1, maxLength: 5 })
+    await fc.assert(
+      fc.asyncProperty(roots, fc.nat(3), fc.array(fc.nat(), { minLength: 8, maxLength: 8 }), async (events, others, orders) => {
+        round++
+        // Root i announces one event to c per entry of events[i], which c fails when true.
+        const { store, consumer, eventOf, root } = await lone(`prop-${round}`, (e) => e.data !== null && (e.data as { fails?: boolean }).fails === true)
+        const eventsOf = events.map((fails, i) => fails.map((f, j) => ({ ...eventOf(`r${i}-e${j}`), data: { fails: f } })))
+        const failures = new Map<number, number>()
+        let left = events.map((_, i) => i)
+        for (let pass = 0; left.length > 0; pass++) {
+          expect(pass, "every root commits, each run again after it failed").toBeLessThan(8)
+          // The roots left and the failing messages, in an order of this pass's.
+          const items = [...left.map((i) => ({ root: i })), ...Array.from({ length: others }, () => ({ root: undefined }))]
+          const ordered = items.map((item, n) => ({ item, at: (orders[pass]! * (n + 1) * 2654435761) % 1000 })).sort((a, b) => a.at - b.at)
+          if (ordered.some((o, n) => o.item.root === undefined && ordered.slice(0, n).some((e) => e.item.root !== undefined))) optimisticRollbacks++
+          const settled = await Promise.allSettled(ordered.map(({ item }) => (item.root === undefined ? store.group(Effect.fail(new Error("another message fails"))) : store.group(root(`r${item.root}`, ...eventsOf[item.root]!)))))
+          const failedNow: Array<number> = []
+          for (const [n, { item }] of ordered.entries()) {
+            if (item.root === undefined) continue
+            const outcome = settled[n]!
+            if (outcome.status === "fulfilled") for (const d of outcome.value) d()
+            else {
+              expect(outcome.reason).toBeInstanceOf(Decision.RunElsewhere)
+              failures.set(item.root, (failures.get(item.root) ?? 0) + 1)
+              failedNow.push(item.root)
+            }
+          }
+          left = failedNow
+          // c runs what was queued (failing for good what always fails), as between the roots' runs.
+          await consumer.idle()
+        }
+        expect([...failures.values()].filter((n) => n > 1), "no root failed twice").toEqual([])
+      }),
+      { numRuns: runs, endOnFailure: true, examples: [[[[true]], 1, [0, 0, 0, 0, 0, 0, 0, 0]]] }
+    )
+    expect(optimisticRollbacks, "some groups had a message failing after a root").toBeGreaterThan(0)
+  }, 120_000)
+
+  it("a domain mediator's command whose call failed, asked again in a group commit with a message that fails after it: still refused in the savepoint's run (its sender does not fail again)", async () => {
+    const { store, consumer, runs, eventOf } = await lone("call", (e) => e.id === "m1")
+    const m1 = { ...eventOf("m1"), replyTo: "baton/mediator/test" }
+    // The sender's transaction: the call, built when it runs (undefined: refused, the sender queues it).
+    const sender = () => Effect.suspend(() => consumer.call!(m1, "events/to-c", JSON.stringify(m1)) ?? Effect.succeed<Consumer.Called | "queued">("queued"))
+    await expect(store.group(sender()), "c fails m1 in its sender's transaction").rejects.toBeInstanceOf(Decision.RunElsewhere)
+    const [again] = await Promise.allSettled([store.group(sender()), store.group(Effect.fail(new Error("another message fails")))])
+    expect(again, "refused: the sender queues m1").toEqual({ status: "fulfilled", value: "queued" })
+    expect(runs, "c ran m1 once, in its sender's first transaction").toEqual(["m1"])
+  })
+
+  it("a consumer with a `committed` step: those of one key's messages run one after another, as from its queue (not side by side after their root's commit)", async () => {
+    const steps: Array<string> = []
+    const { store, consumer, eventOf, root } = await lone("committed", () => false, async (event) => {
+      steps.push(`${event.id} begins`)
+      await new Promise((r) => setTimeout(r, event.id === "e1" ? 20 : 1))
+      steps.push(`${event.id} ends`)
+    })
+    for (const d of await store.transaction(root("r1", eventOf("e1"), eventOf("e2")))) d()
+    await consumer.idle()
+    expect(steps).toEqual(["e1 begins", "e1 ends", "e2 begins", "e2 ends"])
+  })
+
+  it("past 10,000 refusals, the oldest is forgotten, not the latest: a root refused just before is refused still", async () => {
+    const { store, runs, eventOf, root } = await lone("many", () => true)
+    const failed = async (i: number) => expect(store.transaction(root(`r${i}`, eventOf(`e${i}`)))).rejects.toBeInstanceOf(Decision.RunElsewhere)
+    for (let i = 0; i <= 10_000; i++) await failed(i)
+    // r0's refusal forgotten: run (and failing) again; r9999's (refused before the 10,001st) and r10000's hold: their events queued.
+    await failed(0)
+    await expect(store.transaction(root("r9999", eventOf("e9999")))).resolves.toBeDefined()
+    await expect(store.transaction(root("r10000", eventOf("e10000")))).resolves.toBeDefined()
+    expect(runs.length).toBe(10_002)
+  }, 60_000)
+
+  it("an event run in a chain and then delivered again (from outside, or in another root's chain): not run again", async () => {
+    const { store, consumer, runs, eventOf, root, status, router } = await lone("redelivered", () => false)
+    const e1 = eventOf("e1")
+    for (const d of await store.transaction(root("r1", e1))) d()
+    expect(await status("e1")).toBe("done")
+    for (const d of await store.transaction(router.route("events/to-c", e1, JSON.stringify(e1)))) d()
+    for (const d of await store.transaction(root("r2", e1))) d()
+    await consumer.idle()
+    expect(runs).toEqual(["e1"])
+  })
+
+  it("a root's refusal is not spent by another root of the same id (a fan-out's other consumer of the root's event): the root's run again does not fail again", async () => {
+    // The root's event is consumed by p and q: each handles it as the root of its own chain, of the same id.
+    const { store, consumer, runs, eventOf, root, status } = await lone("fan-out", (e) => e.id === "e1")
+    await expect(store.transaction(root("r1", eventOf("e1"))), "p's chain: c fails e1").rejects.toBeInstanceOf(Decision.RunElsewhere)
+    // q's chain, rooted at the same event, before p's run again: its event e2 queued or run by c.
+    const deliveries = await store.transaction(root("r1", eventOf("e2")))
+    for (const d of deliveries) d()
+    await consumer.idle()
+    expect(await status("e2")).toBe("done")
+    // p's transaction again: c refuses it, e1 queued.
+    await expect(store.transaction(root("r1", eventOf("e1"))), "p's run again commits").resolves.toBeDefined()
+    expect(runs.filter((id) => id === "e1"), "c ran e1 once in a root's transaction").toEqual(["e1"])
   })
 })

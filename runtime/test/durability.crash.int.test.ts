@@ -263,6 +263,16 @@ describe("no data loss across SIGKILL", () => {
   )
 
   it(
+    "embedded broker: kills at a hop of the order flow run in its root's transaction (Consumer.chain: warehouse's, inside order-placement's transaction, and once it committed, amid the chained hops' after-commit work): every order completes once, every effect applied once",
+    async () => {
+      const run = crashRun({}, (r) => `mqtt://127.0.0.1:${r.mqttPort}`)
+      for (const kill of ["handler@warehouse", "processed-committed@warehouse"] as ReadonlyArray<string>)
+        await fc.assert(fc.asyncProperty(scenarioAt(fc.constant(kill as KillPoint), fc.constant(false)), (s) => run(s, true)), { numRuns: 2, endOnFailure: true })
+    },
+    300_000
+  )
+
+  it(
     "embedded broker with sessions in Redis (BATON_REDIS_URL): the same guarantees",
     async () => {
       const redis = process.env.BATON_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/3"
