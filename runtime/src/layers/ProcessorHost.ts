@@ -169,9 +169,13 @@ export const layer = Layer.effect(
       })
     }
 
+    // Until every consumer is idle at once: one that finishes after another's wait resolved may
+    // have handed that one a message meanwhile.
     const idle = async () => {
-      await Promise.all(consumers.map((c) => c.consumer.idle()))
-      await relay.idle()
+      do {
+        await Promise.all(consumers.map((c) => c.consumer.idle()))
+        await relay.idle()
+      } while (consumers.some((c) => c.consumer.inFlight() > 0))
     }
     return { processors, consumers, consumer, actors, topicsOf, workflowStore, domains, workflows, parking, repairs, metrics, idle, fatal } satisfies Shape
   })
