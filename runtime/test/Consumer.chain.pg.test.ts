@@ -61,7 +61,8 @@ const setUp = async (round: string, ownRows: boolean) => {
     {
       name: "p0",
       consumes: [],
-      topics: ["events/in-p0"],
+      // events/both: p2 too (one delivery for both: they run in one group commit, p0's first).
+      topics: ["events/in-p0", "events/both"],
       ...(ownRows ? { ownRows: true } : {}),
       handle: (event) =>
         Effect.as(Effect.andThen(Effect.sync(() => void p0Runs.set(event.id, (p0Runs.get(event.id) ?? 0) + 1)), store.query("INSERT INTO effects (consumer, id, key) VALUES (?, ?, ?)").run("p0", event.id, event.key)), [
@@ -92,7 +93,7 @@ const setUp = async (round: string, ownRows: boolean) => {
       // A message of another processor that fails, in the same group commit as a root (its optimistic run rolled back).
       name: "p2",
       consumes: [],
-      topics: ["events/in-p2"],
+      topics: ["events/both"],
       handle: (event) => ((event.data as { fails?: boolean }).fails === true ? Effect.fail(new Error("p2 fails")) : Effect.succeed([]))
     }
   ]
@@ -124,10 +125,11 @@ const setUp = async (round: string, ownRows: boolean) => {
     }
     for (const topic of processor.topics ?? []) router.add(topic, local)
   }
-  cleanups.unshift(async () => {
+  /** Ends the round (its pool's connections given back at once: rounds would run the server out of them). */
+  const close = async () => {
     for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
     await store.close()
-  })
+  }
   let n = 0
   const eventOf = (key: string, data: unknown = {}): Envelope.Envelope => {
     const id = `${round}-${++n}`
@@ -160,6 +162,7 @@ const setUp = async (round: string, ownRows: boolean) => {
     arrive,
     idle,
     setOwner,
+    close,
     setAlone: (a: boolean) => void (alone = a),
     isAlone: () => alone,
     effects: async (consumer: string) => (await store.run(store.query("SELECT id, key FROM effects WHERE consumer = ? ORDER BY n").all(consumer))).map((r) => `${r.id} ${r.key}`)
@@ -188,14 +191,15 @@ const rootWith = async (h: Awaited<ReturnType<typeof setUp>>, key: string, mode:
     await h.consumers.get("p0")!.idle()
     await h.consumers.get("p1")!.recover()
   } else if (mode === "group-fails") {
-    // p2's failing message in the same group commit, after the root: the optimistic run rolls back, the root runs again in a savepoint.
-    const failing = h.eventOf(rootKey, { fails: true })
-    await Promise.all([h.arrive("events/in-p0", root), h.arrive("events/in-p2", failing)])
+    // p2 fails the root's event in the same group commit, after p0's: the optimistic run rolls back, the root runs again in a savepoint.
+    await h.arrive("events/both", { ...root, data: { to: key, fails: true } })
   } else if (mode === "moved") {
     // Another instance took p1's partition (this one still thinks it owns it): the chained run's write fails the guard.
     await h.setOwner(key, "other")
     await h.arrive("events/in-p0", root)
+    // p0's root committed, its event to p1 received pending (not in p1's partition, now another's: p1 skips it).
     await h.consumers.get("p0")!.idle()
+    await h.consumers.get("p1")!.idle()
     await h.setOwner(key, "me")
     // The event p1 refused is pending in a partition of this instance's again: as after a claim.
     await h.consumers.get("p1")!.recover()
@@ -226,33 +230,38 @@ describe.each([false, true])("Consumer.chain on PostgreSQL (processors say ownRo
       fc.asyncProperty(fc.array(fc.record({ key: fc.constantFrom("k1", "k2"), mode: fc.constantFrom(...modes) }), { minLength: 1, maxLength: 6 }), async (steps) => {
         round++
         const h = await setUp(`r${round}${ownRows ? "o" : ""}`, ownRows)
-        const roots: Array<{ readonly id: string; readonly applied: number }> = []
-        for (const step of steps) {
-          seenModes.add(step.mode)
-          const chained = h.seen.chained
-          const [root, ...more] = await rootWith(h, step.key, step.mode)
-          roots.push(root!, ...more)
-          // The mode did what it says: the chained run failed its root's transaction (run again with p1 refusing), or ran.
-          if (step.mode === "ok" || step.mode === "group-fails" || step.mode === "not-alone") expect(h.seen.chained - chained, `${step.mode}: chained`).toBeGreaterThan(0)
-          // (A chained handler's blind writes are not waited for: the failure may surface after its run, at the chain's end.)
-          else expect(h.p0Runs.get(root!.id), `${step.mode}: the chain failed its root's transaction, which ran again`).toBe(2)
+        try {
+          const roots: Array<{ readonly id: string; readonly applied: number }> = []
+          for (const step of steps) {
+            seenModes.add(step.mode)
+            const chained = h.seen.chained
+            const [root, ...more] = await rootWith(h, step.key, step.mode)
+            roots.push(root!, ...more)
+            // The mode did what it says: the chained run failed its root's transaction (run again with p1 refusing), or ran.
+            if (step.mode === "group-fails") expect(h.p0Runs.get(root!.id), "group-fails: the root ran again in a savepoint, its chain too").toBe(2)
+            if (step.mode === "ok" || step.mode === "group-fails" || step.mode === "not-alone") expect(h.seen.chained - chained, `${step.mode}: chained`).toBeGreaterThan(0)
+            // (A chained handler's blind writes are not waited for: the failure may surface after its run, at the chain's end.)
+            else expect(h.p0Runs.get(root!.id), `${step.mode}: the chain failed its root's transaction, which ran again`).toBe(2)
+          }
+          // From outside, a message of each key to p1: handled (no hold of its key left behind).
+          const outside = ["k1", "k2"].map((key) => h.eventOf(key))
+          for (const e of outside) await h.arrive("events/in-p1", e)
+          await within(h.idle(), 15_000, "the keys' messages from outside")
+          // A root of each key again: its event chained into p1 (no other transaction holds the key).
+          const chainedBefore = h.seen.chained
+          for (const key of ["k1", "k2"]) roots.push(...(await rootWith(h, key, "ok")))
+          expect(h.seen.chained - chainedBefore, "each key chained into again").toBe(2)
+          const p1 = await h.effects("p1")
+          for (const root of roots) expect(p1.filter((e) => e.startsWith(`${root.id} `)), `p1 applied ${root.id}'s event once (none already there)`).toHaveLength(root.applied)
+          for (const e of outside) expect(p1.filter((r) => r.startsWith(`${e.id} `)), `p1 applied ${e.id} once`).toHaveLength(1)
+          expect((await h.effects("p0")).length, "p0 applied each root once").toBe(roots.length)
+          expect(h.seen.handled.get("p0 failed") ?? 0, "no root failed").toBe(0)
+          expect(h.seen.handled.get("p1 failed") ?? 0, "no p1 message failed").toBe(0)
+          const inbox = await h.store.run(h.store.query("SELECT processor, status, COUNT(*) AS n FROM inbox WHERE processor <> 'p2' GROUP BY processor, status ORDER BY processor, status").all())
+          expect(inbox.every((r) => r.status === "done"), JSON.stringify(inbox)).toBe(true)
+        } finally {
+          await h.close()
         }
-        // From outside, a message of each key to p1: handled (no hold of its key left behind).
-        const outside = ["k1", "k2"].map((key) => h.eventOf(key))
-        for (const e of outside) await h.arrive("events/in-p1", e)
-        await within(h.idle(), 15_000, "the keys' messages from outside")
-        // A root of each key again: its event chained into p1 (no other transaction holds the key).
-        const chainedBefore = h.seen.chained
-        for (const key of ["k1", "k2"]) roots.push(...(await rootWith(h, key, "ok")))
-        expect(h.seen.chained - chainedBefore, "each key chained into again").toBe(2)
-        const p1 = await h.effects("p1")
-        for (const root of roots) expect(p1.filter((e) => e.startsWith(`${root.id} `)), `p1 applied ${root.id}'s event once (none already there)`).toHaveLength(root.applied)
-        for (const e of outside) expect(p1.filter((r) => r.startsWith(`${e.id} `)), `p1 applied ${e.id} once`).toHaveLength(1)
-        expect((await h.effects("p0")).length, "p0 applied each root once").toBe(roots.length)
-        expect(h.seen.handled.get("p0 failed") ?? 0, "no root failed").toBe(0)
-        expect(h.seen.handled.get("p1 failed") ?? 0, "no p1 message failed").toBe(0)
-        const inbox = await h.store.run(h.store.query("SELECT processor, status, COUNT(*) AS n FROM inbox WHERE processor <> 'p2' GROUP BY processor, status ORDER BY processor, status").all())
-        expect(inbox.every((r) => r.status === "done"), JSON.stringify(inbox)).toBe(true)
       }),
       {
         numRuns: Number(process.env.BATON_PROPERTY_RUNS ?? 4) * 2,
