@@ -26,7 +26,7 @@ afterAll(async () => {
 })
 
 /** What happens to p1's run of a root's event in the root's transaction (its first run only). */
-type Mode = "ok" | "fails" | "cut" | "pending" | "group-fails" | "moved" | "again" | "not-alone"
+type Mode = "ok" | "fails" | "cut" | "pending" | "group-fails" | "moved" | "again" | "not-alone" | "held" | "held-early"
 const modes: ReadonlyArray<Mode> = ["ok", "fails", "cut", "pending", "group-fails", "moved", "again", "not-alone"]
 /** A root's key (p0's), in a partition of neither of p1's keys. */
 const rootKey = (() => {
@@ -85,6 +85,10 @@ const setUp = async (round: string, ownRows: boolean) => {
           if (mode === "cut") yield* store.query("SELECT pg_terminate_backend(pg_backend_pid())").get()
           // Another instance joins meanwhile (this one no longer owns every partition): the chain's transaction goes on.
           if (mode === "not-alone") alone = false
+          // Held until the test lets it go (its transaction open meanwhile): after a statement (its
+          // inbox row, written first, went out with it), or before any.
+          if (mode === "held") yield* store.query("SELECT 1").get()
+          if (mode === "held" || mode === "held-early") yield* Effect.promise(() => held.promise)
           yield* store.query("INSERT INTO effects (consumer, id, key) VALUES (?, ?, ?)").run("p1", root ?? event.id, event.key)
           return []
         })
@@ -99,6 +103,11 @@ const setUp = async (round: string, ownRows: boolean) => {
   ]
   const consumers = new Map<string, Consumer.Consumer>()
   let alone = true
+  const held = (() => {
+    let release!: () => void
+    const promise = new Promise<void>((r) => (release = r))
+    return { promise, release, reached: 0 }
+  })()
   for (const processor of processors) {
     const actors = Array.from({ length: 2 }, (_, a) => Supervisor.make(system, `${processor.name}-${round}-${a}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
     fibers.push(...actors.map((a) => Effect.runFork(a.run)))
@@ -163,6 +172,7 @@ const setUp = async (round: string, ownRows: boolean) => {
     idle,
     setOwner,
     close,
+    held,
     setAlone: (a: boolean) => void (alone = a),
     isAlone: () => alone,
     effects: async (consumer: string) => (await store.run(store.query("SELECT id, key FROM effects WHERE consumer = ? ORDER BY n").all(consumer))).map((r) => `${r.id} ${r.key}`)
@@ -271,4 +281,39 @@ describe.each([false, true])("Consumer.chain on PostgreSQL (processors say ownRo
     )
     expect([...seenModes].sort()).toEqual([...modes].sort())
   }, 240_000)
+})
+
+describe.each([false, true])("Consumer.chain on PostgreSQL (processors say ownRows: %s): a key held by a chain's open transaction", (ownRows) => {
+  for (const mode of ["held", "held-early"] as const)
+    it(`a message of the key from outside, and another root's event of the key, while a chained run of it is in its open transaction (${mode === "held" ? "its row written" : "its row not yet written"}): they wait for the transaction, never run beside it, and the order is that of the commits`, async () => {
+      const h = await setUp(`${mode}${ownRows ? "o" : ""}`, ownRows)
+      try {
+        const root = h.eventOf(rootKey, { to: "k1" })
+        h.first.set(root.id, mode)
+        const delivered = h.arrive("events/in-p0", root)
+        // p1's chained run has begun (and waits): its key is held by p0's transaction.
+        while (!h.p1Runs.includes(`${root.id} ${mode}`)) await new Promise((r) => setTimeout(r, 2))
+        const outside = h.eventOf("k1")
+        await h.arrive("events/in-p1", outside)
+        // Another root, on p0's other actor (not behind the first root): its transaction runs meanwhile.
+        const otherKey = ["o1", "o2", "o3", "o4", "o5"].find((k) => Inbox.partitionOf(k, 2) !== Inbox.partitionOf(rootKey, 2))!
+        const other = h.eventOf(otherKey, { to: "k1" })
+        const otherDelivered = h.arrive("events/in-p0", other)
+        await new Promise((r) => setTimeout(r, 100))
+        expect(h.p1Runs, "nothing else of p1's key k1 ran while the chain's transaction is open").toEqual([`${root.id} ${mode}`])
+        expect(await h.effects("p0"), "the other root committed meanwhile").toEqual([`${other.id} ${otherKey}`])
+        h.held.release()
+        await Promise.all([delivered, otherDelivered])
+        await within(h.idle(), 15_000, "after the chain's transaction")
+        // Its row written, the chained run commits first; not yet written, it finds the others'
+        // pending when it is (40001): its root runs again, its event queued after theirs.
+        const order = mode === "held" ? [root, outside, other] : [outside, other, root]
+        expect(await h.effects("p1"), "p1: each once, in the order of their commits").toEqual(order.map((e) => `${e.id} k1`))
+        expect(h.p0Runs.get(root.id), "the chain's root ran once (run again when its row could not be written)").toBe(mode === "held" ? 1 : 2)
+        expect(h.p0Runs.get(other.id), "the other root once").toBe(1)
+      } finally {
+        h.held.release()
+        await h.close()
+      }
+    }, 60_000)
 })
