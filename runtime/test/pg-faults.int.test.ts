@@ -37,13 +37,14 @@ const orderPayload = (run: string, n: number) =>
   })
 
 /** The runtime on a fresh schema, with a subscriber that records every public event it publishes. */
-const start = async (env: Record<string, string>) => {
-  const schema = await freshSchema()
+/** The runtime on a fresh schema (or on `given`, which `end` then leaves to its caller). */
+const start = async (env: Record<string, string>, given?: Awaited<ReturnType<typeof freshSchema>>) => {
+  const schema = given ?? (await freshSchema())
   const dir = mkdtempSync(join(tmpdir(), "baton-pgfault-"))
-  const instance = `pgf${Math.random().toString(36).slice(2, 8)}`
+  const instance = env.BATON_INSTANCE ?? `pgf${Math.random().toString(36).slice(2, 8)}`
   const cleanup = async () => {
     rmSync(dir, { recursive: true, force: true })
-    await schema.drop()
+    if (given === undefined) await schema.drop()
   }
   let running: Process.Running
   try {
@@ -205,10 +206,22 @@ const runOrders = async (r: Run) => {
   return run
 }
 
-const checkQuiescent = async (r: Run, runs: string | ReadonlyArray<string>) => {
+/** `wire`: the events on the broker too (not after a SIGKILL: what the subscriber, not a persistent session, had in flight is gone). */
+const checkQuiescent = async (r: Run, runs: string | ReadonlyArray<string>, wire = true) => {
   const all = typeof runs === "string" ? [runs] : runs
   // Quiescence: nothing pending, nothing left to send; then every end event on the wire.
   await until(r, "the inbox and the outbox to drain", async () => (await r.number("SELECT COUNT(*) FROM inbox WHERE status = 'pending'")) === 0 && (await r.number("SELECT COUNT(*) FROM outbox")) === 0, 20_000)
+  if (wire) await checkWire(r, all)
+  for (const run of all) await checkOrderEffects(r, run, size)
+  // One payment and one allocation per order (checkOrderEffects counts them), and no message applied twice or failed.
+  const done = Object.fromEntries((await r.sql<{ processor: string; n: string }>("SELECT processor, COUNT(*) AS n FROM inbox WHERE status = 'done' GROUP BY processor")).map((x) => [x.processor, Number(x.n)]))
+  expect(done).toEqual(expectedWork(all.length))
+  expect(await r.number("SELECT COUNT(*) FROM inbox WHERE status <> 'done'")).toBe(0)
+  expect(await r.sql("SELECT kind, reason FROM rejections")).toEqual([])
+}
+
+/** Every order's events on the broker once (by id): its creation, its payment's outcome, its end. */
+const checkWire = async (r: Run, all: ReadonlyArray<string>) => {
   const ends = () => all.flatMap((run) => Array.from({ length: size }, (_, n) => distinctOf(r.events, approved(n) ? "order-shipped" : "inventory-released", orderId(run, n))))
   await until(r, "every order's end event on the broker", async () => ends().every((n) => n >= 1), 10_000)
   await sleep(300) // any duplicate arrives meanwhile
@@ -221,12 +234,6 @@ const checkQuiescent = async (r: Run, runs: string | ReadonlyArray<string>) => {
       expect([distinctOf(r.events, "order-shipped", c), distinctOf(r.events, "inventory-released", c)], `end of ${c}`).toEqual(approved(n) ? [1, 0] : [0, 1])
     }
   }
-  for (const run of all) await checkOrderEffects(r, run, size)
-  // One payment and one allocation per order (checkOrderEffects counts them), and no message applied twice or failed.
-  const done = Object.fromEntries((await r.sql<{ processor: string; n: string }>("SELECT processor, COUNT(*) AS n FROM inbox WHERE status = 'done' GROUP BY processor")).map((x) => [x.processor, Number(x.n)]))
-  expect(done).toEqual(expectedWork(all.length))
-  expect(await r.number("SELECT COUNT(*) FROM inbox WHERE status <> 'done'")).toBe(0)
-  expect(await r.sql("SELECT kind, reason FROM rejections")).toEqual([])
 }
 
 const lines = (output: string, event: string) => output.split("\n").filter((l) => l.includes(event))
@@ -295,4 +302,49 @@ describe("PostgreSQL faults", () => {
     },
     90_000
   )
+
+  // Consumer.chain on PostgreSQL: payment's and shipping's messages run in their root's transaction
+  // (not the warehouse's: it has lock keys); durability.crash kills in chains on SQLite only.
+  for (const point of ["handler@shipping", "processed-committed@payment", "handler@payment"])
+    it(
+      `SIGKILL at ${point} (a hop run in its root's transaction), then restarted on the same schema with every order sent again: every order once, every effect once`,
+      async () => {
+        const schema = await freshSchema()
+        const instance = `pgk${Math.random().toString(36).slice(2, 8)}`
+        const run = `pgk-${Math.random().toString(36).slice(2, 8)}`
+        try {
+          const first = await start({ BATON_INSTANCE: instance, BATON_CRASH_AT: `${point}:7` }, schema)
+          // Orders one at a time until the runtime killed itself (each acknowledged before the next).
+          const client = await mqtt.connectAsync(first.url, { protocolVersion: 4, reconnectPeriod: 0 })
+          client.on("error", () => undefined)
+          let acked = 0
+          const gone = first.running.exited.then(() => Promise.reject(new Error("gone")))
+          gone.catch(() => undefined)
+          try {
+            for (; acked < size; acked++) await Promise.race([client.publishAsync("initiate/place-order", orderPayload(run, acked), { qos: 1 }), gone])
+          } catch {
+            // killed meanwhile
+          }
+          expect(await first.running.exited, `the runtime killed itself at ${point}:7`).toBe("SIGKILL")
+          expect(acked, "orders acknowledged before the kill").toBeGreaterThan(0)
+          client.end(true)
+          await first.end()
+          const second = await start({ BATON_INSTANCE: instance }, schema)
+          try {
+            await placeOrders(second, run)
+            await until(second, `${size} orders in a terminal state`, async () => (await terminal(second, run)) >= size, 60_000)
+            await checkQuiescent(second, run, false)
+            // Its messages ran in their roots' transactions (a row written done at once: received when done).
+            const chained = await second.number("SELECT COUNT(*) FROM inbox WHERE processor = $1 AND received_at = done_at", [point.split("@")[1]])
+            expect(chained, `${point.split("@")[1]}'s messages chained`).toBeGreaterThan(size / 2)
+            expect(await second.end("SIGTERM")).toBe(0)
+          } finally {
+            await second.end()
+          }
+        } finally {
+          await schema.drop()
+        }
+      },
+      120_000
+    )
 })
