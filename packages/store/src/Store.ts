@@ -209,7 +209,8 @@ export const make = (deps: {
    * ingress append that was ready at once waited for the group to resume, behind the turn's other
    * work, and the PUBACK with it. Measured (`acceptAb.ts 1000 3000`, four interleaved rounds each,
    * from an append's start to its transaction's first statement): p99 2.8-4.9 -> 0.1-0.5 ms,
-   * appends waiting over 1 ms 37-60 -> 0-5 of ~1,400; CPU per order 0.95x (lower in 7 of 10 rounds).
+   * appends waiting over 1 ms 37-60 -> 0-5 of ~1,400. CPU per order unchanged (two runs of ten
+   * rounds against the base: 0.95x and 1.02x, on a machine loaded by other benchmarks).
    */
   const provide =
     dialect === "sqlite"
