@@ -9,7 +9,7 @@
 import { Cause, Effect, Result } from "effect"
 import { Envelope, Log, Rejected, Topics, type Message, type Processor, type Sensitive } from "@baton/core"
 import { Supervisor } from "@baton/actors"
-import { Inbox, isUnavailable, ownLaneOf, type Outbox, type Sql, type Store } from "@baton/store"
+import { Inbox, isUnavailable, ownLaneOf, sent as sentBefore, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import * as Decision from "./Decision.ts"
 import { untraced, type Hop, type ProcessorMetrics, type Tracing } from "./Observability.ts"
@@ -208,8 +208,8 @@ export const make = (deps: {
   const chainsHere = store.dialect === "pg" && processor.prepare === undefined && parking === undefined && batch === undefined && processor.lockKeys === undefined && deps.cluster?.alone !== undefined
   /** Whether this processor's messages may root chains on PostgreSQL (`chainsEnded`): on one instance. */
   const rootsChains = store.dialect === "pg" && deps.cluster?.alone !== undefined
-  /** A statement answered only once every statement queued before it was (PostgreSQL's pipeline). */
-  const sent = store.query("SELECT 1")
+  /** Answered once every statement of the transaction before it was (PostgreSQL's pipeline): a `SELECT 1` when a write is held back. */
+  const sent = sentBefore(store.query("SELECT 1"))
   /** Per key, its messages scheduled and not yet run, in order: what a run can take. */
   const waiting = new Map<string, Array<{ readonly event: Envelope.Envelope; readonly payload: Buffer | string }>>()
   /** Messages applied in an earlier message's run: their own turn finds them done. */
@@ -259,7 +259,7 @@ export const make = (deps: {
    */
   const answered = (chain: Chain, drained: Sql<Array<() => void>, Decision.RunElsewhere>): Sql<Array<() => void>, unknown> =>
     Effect.catchCause(
-      Effect.flatMap(drained, (deliveries) => (chain.begun.length === 0 ? Effect.succeed(deliveries) : Effect.as(sent.get(), deliveries))),
+      Effect.flatMap(drained, (deliveries) => (chain.begun.length === 0 ? Effect.succeed(deliveries) : Effect.as(sent, deliveries))),
       (cause) => {
         if (chain.begun.length === 0) return Effect.failCause(cause)
         for (const refuse of chain.begun.splice(0)) refuse()

@@ -97,6 +97,14 @@ export interface Pipelined extends SqlConnection.Connection {
    */
   readonly queue: (sql: string, params: ReadonlyArray<unknown>, onResult?: (rows: ReadonlyArray<Record<string, unknown>>) => void) => void
   /**
+   * Waits until every statement issued so far has been answered, and fails with the first that
+   * failed (one more while the transaction is aborted). The last write held back goes out as the
+   * statement waited for, carrying the others (no statement of its own); with none held back,
+   * `otherwise` (a `SELECT 1`) is sent when a statement is in flight (another strand's, `together`)
+   * or the transaction is aborted, else nothing.
+   */
+  readonly flush: <E, R>(otherwise: Effect.Effect<unknown, E, R>) => Effect.Effect<void, E | SqlError.SqlError, R>
+  /**
    * Who issues the statements from now on (a group's item, Store.ts): a statement's failure is
    * blamed on the owner current when it was issued (`blamed`), though it fails a later one.
    */
@@ -519,12 +527,18 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
       if (!h.closed && h.inflight === 0 && h.unsent > 0 && h.unsent + h.ended >= h.strands) letGo(h)
     })
   }
+  /** Statements sent and not answered yet (`flush`). */
+  let inflight = 0
   const query = (sql: string, params: ReadonlyArray<unknown>, rowMode: "array" | undefined, ownerOf: () => number | undefined) =>
     Effect.callback<pg.QueryResult, SqlError.SqlError>((resume) => {
       const owner = ownerOf()
       const h = held
       const gen = h?.gen ?? 0
+      inflight++
+      let out = true
       const answered = () => {
+        if (out) inflight--
+        out = false
         if (h === undefined || h.closed) return
         if (gen < h.gen) h.inflight--
         else h.unsent--
@@ -579,6 +593,12 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
       executeValues: values,
       executeValuesUnprepared: values,
       executeUnprepared: execute,
+      flush: (otherwise) =>
+        Effect.suspend((): Effect.Effect<void, SqlError.SqlError | Effect.Error<typeof otherwise>, Effect.Services<typeof otherwise>> => {
+          const last = queued.pop()
+          if (last === undefined) return inflight === 0 && aborted === undefined ? Effect.void : Effect.asVoid(otherwise)
+          return Effect.map(query(last.sql, last.params, undefined, () => last.owner), (r) => void last.onResult?.(r.rows))
+        }),
       queue: (sql, params, onResult) => {
         track(sql)
         queued.push({ sql, params, onResult, owner: ownerOf(), inTransaction })

@@ -95,6 +95,19 @@ export const isUnavailable = (error: unknown): boolean => {
   return typeof code === "string" && (code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03")
 }
 
+/**
+ * In a transaction: waits until every statement issued before it on the transaction's connection
+ * has been answered, and fails with the first that failed. On PostgreSQL the last write held back
+ * (PgPool's `queue`) is the statement waited for (`Pipelined.flush`); `select` (a `SELECT 1`) goes
+ * out only when none is held back and one is in flight or the transaction is aborted.
+ */
+export const sent = (select: Query): Sql<void> =>
+  Effect.withFiber((fiber) => {
+    const client = Context.getUnsafe(fiber.context, SqlClient.SqlClient)
+    const conn = Context.getOrUndefined(fiber.context, client.transactionService)?.[0]
+    return conn !== undefined && "flush" in conn ? (conn as Pipelined).flush(select.get()) : Effect.asVoid(select.get())
+  })
+
 /** Replaces each `?` outside quotes by `$1`, `$2`, ... (PostgreSQL's placeholders). */
 export const numberParams = (sql: string): string => {
   let n = 0
