@@ -16,7 +16,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { freshSchema, query } from "@baton/testkit/postgres"
-import { benchRuntimeEnv, cpuMs, median } from "./lib.ts"
+import { benchRuntimeEnv, cpuMs, ioCalls, median } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 
 const [engine = "sqlite", countArg = "1000", roundsArg = "3", ...trees] = process.argv.slice(2)
@@ -61,8 +61,6 @@ const runtimeBackendsCpuMs = async (url: string, instance: string, before: Map<n
   return total
 }
 
-/** Write (`syscw`) or read (`syscr`) syscalls of a process so far, from /proc/<pid>/io. */
-const ioCalls = (pid: number, field: "syscw" | "syscr"): number => Number(new RegExp(`${field}: (\\d+)`).exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? 0)
 
 const healthz = async (port: number, statements = false) =>
   (await (await fetch(`http://127.0.0.1:${port}/healthz${statements ? "?statements=1" : ""}`)).json()) as {

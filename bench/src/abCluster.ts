@@ -15,7 +15,7 @@ import { join, resolve } from "node:path"
 import { Process } from "@baton/testkit"
 import { freshSchema, query } from "@baton/testkit/postgres"
 import * as TestRedis from "@baton/testkit/redis"
-import { cpuMs, median, sleep } from "./lib.ts"
+import { cpuMs, ioCalls, median, sleep } from "./lib.ts"
 import { placeSpread } from "./scenarios/cluster.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 
@@ -32,8 +32,6 @@ const warmup = Math.min(200, Math.ceil(count / 5))
 const observer = process.env.BATON_AB_OBSERVER === "one" ? "one" : "each"
 const redisUrl = process.env.BATON_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379/6"
 
-/** Write syscalls of a process so far (`syscw` of /proc/<pid>/io). */
-const ioCalls = (pid: number, field: "syscw" | "syscr"): number => Number(new RegExp(`${field}: (\\d+)`).exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? 0)
 
 /** Pids of the processes whose command name is `name` (`postgres`, `redis-server`). */
 const pidsNamed = (name: string): ReadonlyArray<number> =>

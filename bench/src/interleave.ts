@@ -4,13 +4,12 @@
  * the median of each figure, its pairwise ratio to the first tree's (the median of the per-round
  * ratios) and in how many rounds the tree had the lowest value of each figure in `lowest`.
  */
-import { readFileSync } from "node:fs"
-import { median } from "./lib.ts"
+import { ioCalls, median } from "./lib.ts"
 
 /** A runtime's store statements so far (its own count, `/healthz`; NaN for a tree that does not count them). */
 export const statements = async (httpPort: number): Promise<number> => ((await (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).json()) as { statements?: number }).statements ?? Number.NaN
 /** Write syscalls of a process so far (`syscw` of /proc/<pid>/io: WAL frames, socket writes). */
-export const writes = (pid: number): number => Number(/syscw: (\d+)/.exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? Number.NaN)
+export const writes = (pid: number): number => ioCalls(pid, "syscw")
 
 export const interleave = async <R extends Record<K, number>, K extends string>(options: {
   readonly trees: ReadonlyArray<string>

@@ -113,6 +113,10 @@ export const within = <A>(done: Promise<A>, ms: number, what: string): Promise<A
   Promise.race([done, sleep(ms).then(() => Promise.reject(new Error(`${what}: not done within ${ms} ms`)))])
 
 /** CPU time (user + system, all threads) a process has used so far, in ms, from /proc (Linux). */
+/** Write (`syscw`) or read (`syscr`) syscalls of a process so far, from /proc/<pid>/io. */
+export const ioCalls = (pid: number, field: "syscw" | "syscr"): number =>
+  Number(new RegExp(`${field}: (\\d+)`).exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? Number.NaN)
+
 export const cpuMs = (pid: number): number => {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100 // utime, stime in USER_HZ ticks (100)
