@@ -202,10 +202,11 @@ export const make = (deps: {
   const runsHere = store.dialect === "sqlite" && processor.prepare === undefined && parking === undefined && batch === undefined && !inbox.guarded
   /**
    * Whether `chain` runs here on PostgreSQL: on an instance that owns every partition (checked
-   * at each run, `openHere`), not for a processor with lock keys (its advisory locks would be
-   * taken in the middle of another processor's transaction, out of the one order of every group).
+   * at each run, `openHere`); for a processor with lock keys, only on keys whose advisory locks
+   * the chain's root's group holds already (`chain`: none taken in the middle of another
+   * processor's transaction, out of the one order of every group).
    */
-  const chainsHere = store.dialect === "pg" && processor.prepare === undefined && parking === undefined && batch === undefined && processor.lockKeys === undefined && deps.cluster?.alone !== undefined
+  const chainsHere = store.dialect === "pg" && processor.prepare === undefined && parking === undefined && batch === undefined && deps.cluster?.alone !== undefined
   /** Whether this processor's messages may root chains on PostgreSQL (`chainsEnded`): on one instance. */
   const rootsChains = store.dialect === "pg" && deps.cluster?.alone !== undefined
   /** Answered once every statement of the transaction before it was (PostgreSQL's pipeline): a `SELECT 1` when a write is held back. */
@@ -238,9 +239,16 @@ export const make = (deps: {
    * `at`: where it stands in a chain (Consumer's `chain`); absent, it is the root of one, whose
    * events' local deliveries take their turns once it is done (breadth first, see Router's `Chain`).
    */
-  const handleIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at?: Chained, ended?: Array<() => void>): Sql<Array<() => void>, unknown> => {
+  const handleIn = (
+    event: Envelope.Envelope,
+    prepared: unknown,
+    traceparent: string | undefined,
+    at?: Chained,
+    ended?: Array<() => void>,
+    keys?: ReadonlyArray<string>
+  ): Sql<Array<() => void>, unknown> => {
     if (at !== undefined) return handledIn(event, prepared, traceparent, at)
-    const chain = chainOf(event.id, ended)
+    const chain = chainOf(event.id, ended, keys)
     const rolledBack = (cause: Cause.Cause<unknown>) =>
       Effect.sync(() => {
         for (const end of chain.rolledBack) end(cause)
@@ -304,8 +312,15 @@ export const make = (deps: {
    * both until the commit; when it finds neither, nothing commits (on SQLite nothing runs; on
    * PostgreSQL the statement goes out with the handler's first one and fails the transaction: skipped).
    */
-  const doneAndHandled = (event: Envelope.Envelope, payload: Buffer | string, prepared: unknown, hop: Hop, ended?: Array<() => void>): Sql<Array<() => void> | undefined, unknown> => {
-    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent, undefined, ended) : Effect.undefined))
+  const doneAndHandled = (
+    event: Envelope.Envelope,
+    payload: Buffer | string,
+    prepared: unknown,
+    hop: Hop,
+    ended?: Array<() => void>,
+    keys?: ReadonlyArray<string>
+  ): Sql<Array<() => void> | undefined, unknown> => {
+    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent, undefined, ended, keys) : Effect.undefined))
     return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
   }
 
@@ -348,17 +363,22 @@ export const make = (deps: {
           Crash.point("handler", processor.name)
           // A run of this key chained in another transaction still open (PostgreSQL): after it.
           for (let open = opened.get(event.key); open !== undefined; open = opened.get(event.key)) await open.ended
+          // The shared rows it locks (Processor.lockKeys): several of its messages in a group,
+          // whose advisory locks on them its chain may run processors on (`chain`): not for a
+          // processor that says `ownRows`, whose messages run side by side in their group (two of
+          // one key's would each read a chained run's rows before the other's write).
+          const keys = processor.lockKeys?.(event)
+          const chainKeys = processor.ownRows === true ? undefined : keys
           deliveries = await skippedOrRetried(() =>
             chainsEnded((ended) =>
               store.group(
                 // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
                 // deliveries are those of the run that commits.
-                Effect.suspend(() => doneAndHandled(event, payload, prepared, hop, ended)),
+                Effect.suspend(() => doneAndHandled(event, payload, prepared, hop, ended, chainKeys)),
                 // A processor that locks only its message's own rows: a lane per message, so a group
                 // holds several of its messages (a mailer's two an order on PostgreSQL).
                 processor.ownRows === true ? ownLaneOf(processor.name, event.id) : processor.name,
-                // The shared rows it locks (Processor.lockKeys): several of its messages in a group.
-                processor.lockKeys?.(event)
+                keys
               )
             )
           )
@@ -777,7 +797,7 @@ export const make = (deps: {
   const chain = (event: Envelope.Envelope, topic: string, payload: string, at: Chained): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
     if (event.replyTo !== undefined || refused.has(at.chain.root)) return undefined
     if (store.dialect === "pg") {
-      if (!openHere(event.key, at.chain.ended)) return undefined
+      if (!heldFor(event, at.chain.keys) || !openHere(event.key, at.chain.ended)) return undefined
       const root = at.chain.root
       at.chain.begun.push(() => refuse(root))
     }
@@ -827,6 +847,17 @@ export const make = (deps: {
       close()
     })
     return true
+  }
+  /**
+   * PostgreSQL: whether the chain's transaction holds the advisory locks of every lock key of
+   * this processor's (Processor.lockKeys) for `event`: true without lock keys. A message whose
+   * keys are not known (undefined) is not chained: its locks could only be taken here, in the
+   * middle of the transaction, out of the one order of every group.
+   */
+  const heldFor = (event: Envelope.Envelope, held: ReadonlySet<string> | undefined): boolean => {
+    if (processor.lockKeys === undefined) return true
+    const keys = processor.lockKeys(event)
+    return keys !== undefined && keys.every((k) => held?.has(k) === true)
   }
   /** Keys of this processor with a chained run in a transaction not yet ended (`openHere`), by the chain's `ended`. */
   const opened = new Map<string, { readonly by: Array<() => void>; readonly ended: Promise<void> }>()

@@ -30,6 +30,13 @@ export interface Chain {
    */
   readonly ended?: Array<() => void> | undefined
   /**
+   * PostgreSQL: the lock keys (Processor.lockKeys) of the root's message, whose advisory locks
+   * its group took before anything of it ran: a processor with lock keys runs in the chain only
+   * on keys among these (Consumer's `chain`), so that no lock is taken out of the one order of
+   * every group. Absent: none held (the root gave none).
+   */
+  readonly keys?: ReadonlySet<string> | undefined
+  /**
    * PostgreSQL: for each run begun in the chain, what makes its consumer refuse the root from
    * then on (a failure of the chain once its root's handler is done is blamed on all of them: a
    * write of a run may fail a later statement).
@@ -54,7 +61,15 @@ export const maxDepth = 16
 /** Handlers a chain runs at most (a fan-out's too); past them, its events are queued. */
 export const maxRuns = 64
 
-export const chainOf = (root: string, ended?: Array<() => void>): Chain => ({ root, turns: [], runs: 0, ended, begun: [], rolledBack: [] })
+export const chainOf = (root: string, ended?: Array<() => void>, keys?: ReadonlyArray<string>): Chain => ({
+  root,
+  turns: [],
+  runs: 0,
+  ended,
+  keys: keys === undefined ? undefined : new Set(keys),
+  begun: [],
+  rolledBack: []
+})
 
 /** Runs the chain's turns in order (those they add too), after the root's `deliveries`; all the deliveries to run after the commit. */
 export const drain = (chain: Chain, deliveries: Array<() => void>): Sql<Array<() => void>, RunElsewhere> => {

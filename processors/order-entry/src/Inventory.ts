@@ -6,6 +6,7 @@ import { Schema } from "effect"
 import { Baton, Effect, forUpdate } from "@baton/sdk"
 import { events, names, StockLine, type OrderCreated, type PaymentDenied } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
+import * as Warehouse from "./Warehouse.ts"
 
 /** Takes `qty` units from `onHand`; the rest is back-ordered. */
 export const allocate = (sku: string, onHand: number, qty: number): StockLine => {
@@ -127,7 +128,9 @@ export const make = ({ query, dialect, clock }: Deps) => {
     on: [events.orderCreated, events.paymentDenied],
     // An order locks its SKUs' stock rows: several orders share a group commit on PostgreSQL
     // (Processor.lockKeys). A denial's SKUs are those of the allocation it reads: not known before.
-    lockKeys: (event) => (event.type === names.paymentDenied ? undefined : event.data.items.map((i) => stockKey(i.sku))),
+    // The warehouse's rows of its SKUs too: its `inventory-updated` (same SKUs) then runs in this
+    // transaction on one instance on PostgreSQL (Consumer.chain: on keys its group locked first).
+    lockKeys: (event) => (event.type === names.paymentDenied ? undefined : event.data.items.flatMap((i) => [stockKey(i.sku), Warehouse.stockKey(i.sku)])),
     handle: (event) => (event.type === names.paymentDenied ? release(event.data) : allocateOrder(event.data))
   })
 }

@@ -13,6 +13,9 @@ export interface Level {
 /** Re-order when the level falls under the threshold and no re-order is on its way. */
 export const shouldReorder = (s: Level): boolean => s.level < s.threshold && !s.pendingReorder
 
+/** The lock key of a SKU's `warehouse_stock` row (Processor.lockKeys). */
+export const stockKey = (sku: string): string => `warehouse_stock/${sku}`
+
 export const make = ({ query, dialect, clock }: Deps) => {
   // Atomic: of two instances handling the same order, the second waits for the first's commit and inserts nothing.
   const seen = query("INSERT INTO warehouse_seen (order_id) VALUES (?) ON CONFLICT DO NOTHING RETURNING order_id")
@@ -39,7 +42,7 @@ export const make = ({ query, dialect, clock }: Deps) => {
     name: "warehouse",
     on: events.inventoryUpdated,
     // It locks its SKUs' `warehouse_stock` rows: several updates share a group commit on PostgreSQL (Processor.lockKeys).
-    lockKeys: (event) => event.data.lines.map((l) => `warehouse_stock/${l.sku}`),
+    lockKeys: (event) => event.data.lines.map((l) => stockKey(l.sku)),
     handle: (event) =>
       Effect.gen(function* () {
         const update = event.data
