@@ -368,7 +368,7 @@ export const make = (deps: {
           // processor that says `ownRows`, whose messages run side by side in their group (two of
           // one key's would each read a chained run's rows before the other's write).
           const keys = processor.lockKeys?.(event)
-          const chainKeys = processor.ownRows === true ? undefined : keys
+          const chainKeys = processor.ownRows === true || !rootsChains ? undefined : keys
           deliveries = await skippedOrRetried(() =>
             chainsEnded((ended) =>
               store.group(
