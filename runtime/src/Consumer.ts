@@ -852,12 +852,19 @@ export const make = (deps: {
    * PostgreSQL: whether the chain's transaction holds the advisory locks of every lock key of
    * this processor's (Processor.lockKeys) for `event`: true without lock keys. A message whose
    * keys are not known (undefined) is not chained: its locks could only be taken here, in the
-   * middle of the transaction, out of the one order of every group.
+   * middle of the transaction, out of the one order of every group. Nor one whose `lockKeys`
+   * throws (user code, in the root's transaction before this processor refuses the root): queued,
+   * it fails its own message (`apply`), not its sender's.
    */
   const heldFor = (event: Envelope.Envelope, held: ReadonlySet<string> | undefined): boolean => {
     if (processor.lockKeys === undefined) return true
-    const keys = processor.lockKeys(event)
-    return keys !== undefined && keys.every((k) => held?.has(k) === true)
+    let keys: ReadonlyArray<string> | undefined
+    try {
+      keys = processor.lockKeys(event)
+    } catch {
+      return false
+    }
+    return Array.isArray(keys) && keys.every((k) => held?.has(k) === true)
   }
   /** Keys of this processor with a chained run in a transaction not yet ended (`openHere`), by the chain's `ended`. */
   const opened = new Map<string, { readonly by: Array<() => void>; readonly ended: Promise<void> }>()

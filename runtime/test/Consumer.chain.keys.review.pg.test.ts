@@ -1,0 +1,230 @@
+/**
+ * Review of `Consumer.chain` into a processor with lock keys on PostgreSQL (one instance).
+ *
+ * 1. A chained target's `lockKeys` is user code called in the root's transaction (`heldFor`),
+ *    before the target registered its refusal of the root: when it throws, the root's attempt
+ *    fails (a defect, not `RunElsewhere`), every attempt again, and the healthy root goes to the
+ *    error path. Queued (as on main, where no keyed processor was chained), only the target's
+ *    own message fails.
+ * 2. Property: roots of `a` (lock keys) chaining into `b` (lock keys) in groups that also hold
+ *    messages of an `ownRows` processor `m` (so the group runs side by side, `Store.together`:
+ *    keyed strands beside own lanes), with `b`'s own messages from outside: each run of `b` holds
+ *    its keys' advisory locks, counters exact, every message applied once.
+ */
+import { afterAll, describe, expect, it } from "vitest"
+import fc from "fast-check"
+import { Effect, Fiber } from "effect"
+import { Log, type Envelope, type Processor } from "@baton/core"
+import { Supervisor } from "@baton/actors"
+import { Inbox, Outbox, Postgres, Rejections } from "@baton/store"
+import { advisoryKey } from "../../packages/store/src/Store.ts"
+import { freshSchema } from "@baton/testkit/postgres"
+import * as Cluster from "../src/Cluster.ts"
+import * as Consumer from "../src/Consumer.ts"
+import * as ErrorPath from "../src/ErrorPath.ts"
+import * as Router from "../src/Router.ts"
+
+const partitions = 4
+const cleanups: Array<() => Promise<void>> = []
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c()
+})
+
+const within = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
+  Promise.race([p, new Promise<A>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))])
+
+interface Data {
+  readonly aKeys?: ReadonlyArray<string> | undefined
+  readonly bKeys?: ReadonlyArray<string> | undefined
+  /** `b`'s lockKeys throws for this event. */
+  readonly bThrows?: boolean
+}
+
+const allKeys = ["s/1", "s/2", "w/1", "w/2"]
+
+const setUp = async (round: string) => {
+  const schema = await freshSchema()
+  cleanups.push(schema.drop)
+  const store = await Postgres.open({ url: schema.url, poolSize: 6 })
+  await store.migrate(Cluster.migrations)
+  await store.transaction(store.query("CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, id TEXT NOT NULL, unlocked TEXT)").run())
+  await store.transaction(store.query("CREATE TABLE counters (k TEXT PRIMARY KEY, v BIGINT NOT NULL)").run())
+  for (const k of allKeys) await store.transaction(store.query("INSERT INTO counters (k, v) VALUES (?, 0)").run(k))
+  const read = store.query("SELECT v FROM counters WHERE k = ? FOR UPDATE")
+  const write = store.query("UPDATE counters SET v = ? WHERE k = ?")
+  for (let part = 0; part < partitions; part++) await store.transaction(store.query("INSERT INTO cluster_partitions (part, owner, epoch) VALUES (?, 'me', 1)").run(part))
+  const inbox = await Inbox.make(store, { partitions, guard: Cluster.inboxGuard("me") })
+  const outbox = await Outbox.make(store)
+  const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+  const router = Router.make(inbox)
+  const system = Supervisor.system()
+  const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+  const chained = new Set<string>()
+  const held = store.query(
+    "SELECT COUNT(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = ANY(CAST(? AS BIGINT[]))"
+  )
+  const unlockedOf = (keys: ReadonlyArray<string>) =>
+    Effect.map(held.get([...new Set(keys.map(advisoryKey))]), (r) => (Number(r?.n) === new Set(keys.map(advisoryKey)).size ? null : keys.join(",")))
+  const processors: Array<Processor> = [
+    {
+      name: "a",
+      consumes: [],
+      topics: ["events/in-a"],
+      lockKeys: (event) => (event.data as Data).aKeys,
+      handle: (event) =>
+        Effect.as(store.query("INSERT INTO effects (consumer, id) VALUES ('a', ?)").run(event.id), [
+          { type: "x", topic: "events/to-b", key: event.key, id: `${event.id}-to-b`, data: { bKeys: (event.data as Data).bKeys, bThrows: (event.data as Data).bThrows } }
+        ])
+    },
+    {
+      name: "b",
+      consumes: [],
+      topics: ["events/to-b", "events/in-b"],
+      lockKeys: (event) => {
+        if ((event.data as Data).bThrows === true) throw new Error("b's lockKeys cannot read this event")
+        return (event.data as Data).bKeys
+      },
+      handle: (event) =>
+        Effect.gen(function* () {
+          const keys = (event.data as Data).bKeys
+          const unlocked = keys === undefined ? null : yield* unlockedOf(keys)
+          for (const k of [...(keys ?? [])].sort()) {
+            const row = yield* read.get(k)
+            yield* write.run(Number(row?.v) + 1, k)
+          }
+          yield* store.query("INSERT INTO effects (consumer, id, unlocked) VALUES ('b', ?, ?)").run(event.id, unlocked)
+          return []
+        })
+    },
+    {
+      // Own rows only: a lane per message, so its messages make a group run side by side.
+      name: "m",
+      consumes: [],
+      topics: ["events/in-m"],
+      ownRows: true,
+      handle: (event) => Effect.as(store.query("INSERT INTO effects (consumer, id) VALUES ('m', ?)").run(event.id), [])
+    }
+  ]
+  const consumers = new Map<string, Consumer.Consumer>()
+  for (const processor of processors) {
+    const actors = Array.from({ length: 3 }, (_, a) => Supervisor.make(system, `${processor.name}-${round}-${a}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
+    fibers.push(...actors.map((a) => Effect.runFork(a.run)))
+    const cluster = { owns: () => true, holds: () => Effect.succeed(true), alone: () => true }
+    const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent, cluster })
+    consumers.set(processor.name, consumer)
+    const chain = consumer.chain
+    const local: Router.Local = {
+      name: processor.name,
+      schedule: consumer.schedule,
+      chaining: consumer.chaining,
+      chain:
+        chain === undefined
+          ? undefined
+          : (event, topic, payload, at) =>
+              chain(event, topic, payload, at)?.pipe(
+                Effect.map((ran) => {
+                  if (ran !== undefined) chained.add(event.id)
+                  return ran
+                })
+              )
+    }
+    for (const topic of processor.topics ?? []) router.add(topic, local)
+  }
+  const close = async () => {
+    for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+    await store.close()
+  }
+  let n = 0
+  const eventOf = (key: string, data: Data): Envelope.Envelope => {
+    const id = `${round}-${++n}`
+    return { id, type: "x", correlationId: id, causationId: id, key, occurredAt: new Date().toISOString(), data }
+  }
+  const arrive = async (messages: ReadonlyArray<readonly [topic: string, event: Envelope.Envelope]>) => {
+    const deliveries = await store.transaction(Effect.forEach(messages, ([topic, event]) => router.route(topic, event, JSON.stringify(event))))
+    return Promise.all(deliveries.flat().map((d) => Promise.resolve(d())))
+  }
+  const idle = async () => {
+    for (;;) {
+      await Promise.all([...consumers.values()].map((c) => c.idle()))
+      const pending = await store.run(store.query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'").get())
+      if (Number(pending?.n) === 0 && [...consumers.values()].every((c) => c.inFlight() === 0)) return
+      await new Promise((r) => setTimeout(r, 5))
+    }
+  }
+  const effects = async (consumer: string) => await store.run(store.query("SELECT id, unlocked FROM effects WHERE consumer = ? ORDER BY n").all(consumer))
+  const counters = async () => new Map((await store.run(store.query("SELECT k, v FROM counters").all())).map((r) => [String(r.k), Number(r.v)]))
+  const status = async (processor: string, id: string) => (await store.run(store.query("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?").get(processor, id)))?.status
+  return { chained, eventOf, arrive, idle, effects, counters, status, close }
+}
+
+describe("Consumer.chain on PostgreSQL into a processor with lock keys (review)", () => {
+  it("a chained target whose lockKeys throws for the event fails its own message, not its healthy root", async () => {
+    const h = await setUp("throws")
+    try {
+      const root = h.eventOf("k1", { aKeys: ["s/1", "w/1"], bKeys: ["w/1"], bThrows: true })
+      await h.arrive([["events/in-a", root]])
+      await within(h.idle(), 30_000, "the messages")
+      expect(await h.status("a", root.id), "the root a (its handler healthy) committed").toBe("done")
+      expect((await h.effects("a")).map((r) => r.id)).toEqual([root.id])
+      expect(await h.status("b", `${root.id}-to-b`), "b's own message failed (its lockKeys threw)").toBe("failed")
+    } finally {
+      await h.close()
+    }
+  }, 60_000)
+
+  it("for any roots, b's messages and ownRows messages in one group (run side by side): b's runs hold their keys, counters exact, each message once", async () => {
+    let round = 0
+    const keys = fc.uniqueArray(fc.constantFrom(...allKeys), { maxLength: 3 })
+    const step = fc.record({
+      at: fc.constantFrom("a", "a", "b", "m"),
+      key: fc.constantFrom("k1", "k2", "k3"),
+      aKeys: keys,
+      bKeys: keys,
+      pauseMs: fc.constantFrom(0, 0, 0, 2)
+    })
+    let chainedKeyed = 0
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 2, maxLength: 14 }), async (steps) => {
+        round++
+        const h = await setUp(`p${round}`)
+        try {
+          const roots: Array<{ id: string; aKeys: ReadonlyArray<string>; bKeys: ReadonlyArray<string> }> = []
+          const outsideB: Array<string> = []
+          const outsideM: Array<string> = []
+          const arrivals: Array<Promise<unknown>> = []
+          let together: Array<readonly [string, Envelope.Envelope]> = []
+          for (const s of steps) {
+            // Roots cover b's keys (so they chain) unless told otherwise by the draw.
+            const aKeys = s.at === "a" ? [...new Set([...s.aKeys, ...s.bKeys])] : s.aKeys
+            const event = h.eventOf(s.key, s.at === "a" ? { aKeys, bKeys: s.bKeys } : { bKeys: s.bKeys })
+            if (s.at === "a") roots.push({ id: event.id, aKeys, bKeys: s.bKeys })
+            else if (s.at === "b") outsideB.push(event.id)
+            else outsideM.push(event.id)
+            together.push([`events/in-${s.at}`, event])
+            if (s.pauseMs > 0) {
+              arrivals.push(h.arrive(together))
+              together = []
+              await new Promise((r) => setTimeout(r, s.pauseMs))
+            }
+          }
+          arrivals.push(h.arrive(together))
+          await Promise.all(arrivals)
+          await within(h.idle(), 30_000, "the messages")
+          const b = await h.effects("b")
+          expect(b.filter((r) => r.unlocked !== null), "b ran without the advisory lock of a key of its").toEqual([])
+          for (const id of [...roots.map((r) => `${r.id}-to-b`), ...outsideB]) expect(b.filter((r) => r.id === id), `b applied ${id} once`).toHaveLength(1)
+          const counted = new Map(allKeys.map((k) => [k, 0]))
+          for (const s of steps) if (s.at !== "m") for (const k of s.bKeys) counted.set(k, counted.get(k)! + 1)
+          expect(await h.counters(), "each of b's runs counted once on each of its keys").toEqual(counted)
+          expect((await h.effects("a")).map((r) => r.id).sort()).toEqual(roots.map((r) => r.id).sort())
+          expect((await h.effects("m")).map((r) => r.id).sort()).toEqual(outsideM.sort())
+          for (const r of roots) if (h.chained.has(`${r.id}-to-b`) && r.bKeys.length > 0) chainedKeyed++
+        } finally {
+          await h.close()
+        }
+      }),
+      { numRuns: Number(process.env.BATON_PROPERTY_RUNS ?? 4) * 5, endOnFailure: true }
+    )
+    expect(chainedKeyed).toBeGreaterThan(0)
+  }, 300_000)
+})
