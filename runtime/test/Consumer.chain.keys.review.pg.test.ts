@@ -38,6 +38,8 @@ interface Data {
   readonly bKeys?: ReadonlyArray<string> | undefined
   /** `b`'s lockKeys throws for this event. */
   readonly bThrows?: boolean
+  /** `b`'s handler fails on this event: every time, or on its first run only. */
+  readonly bFails?: "always" | "once"
 }
 
 const allKeys = ["s/1", "s/2", "w/1", "w/2"]
@@ -60,6 +62,8 @@ const setUp = async (round: string) => {
   const system = Supervisor.system()
   const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
   const chained = new Set<string>()
+  /** b's runs by event id (each started run, committed or not). */
+  const bRuns = new Map<string, number>()
   const held = store.query(
     "SELECT COUNT(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = ANY(CAST(? AS BIGINT[]))"
   )
@@ -73,7 +77,7 @@ const setUp = async (round: string) => {
       lockKeys: (event) => (event.data as Data).aKeys,
       handle: (event) =>
         Effect.as(store.query("INSERT INTO effects (consumer, id) VALUES ('a', ?)").run(event.id), [
-          { type: "x", topic: "events/to-b", key: event.key, id: `${event.id}-to-b`, data: { bKeys: (event.data as Data).bKeys, bThrows: (event.data as Data).bThrows } }
+          { type: "x", topic: "events/to-b", key: event.key, id: `${event.id}-to-b`, data: { bKeys: (event.data as Data).bKeys, bThrows: (event.data as Data).bThrows, bFails: (event.data as Data).bFails } }
         ])
     },
     {
@@ -87,6 +91,10 @@ const setUp = async (round: string) => {
       handle: (event) =>
         Effect.gen(function* () {
           const keys = (event.data as Data).bKeys
+          const runs = (bRuns.get(event.id) ?? 0) + 1
+          bRuns.set(event.id, runs)
+          const fails = (event.data as Data).bFails
+          if (fails === "always" || (fails === "once" && runs === 1)) return yield* Effect.fail(new Error(`b fails on ${event.id}`))
           const unlocked = keys === undefined ? null : yield* unlockedOf(keys)
           for (const k of [...(keys ?? [])].sort()) {
             const row = yield* read.get(k)
@@ -154,7 +162,7 @@ const setUp = async (round: string) => {
   const effects = async (consumer: string) => await store.run(store.query("SELECT id, unlocked FROM effects WHERE consumer = ? ORDER BY n").all(consumer))
   const counters = async () => new Map((await store.run(store.query("SELECT k, v FROM counters").all())).map((r) => [String(r.k), Number(r.v)]))
   const status = async (processor: string, id: string) => (await store.run(store.query("SELECT status FROM inbox WHERE processor = ? AND envelope_id = ?").get(processor, id)))?.status
-  return { chained, eventOf, arrive, idle, effects, counters, status, close }
+  return { chained, bRuns, eventOf, arrive, idle, effects, counters, status, close }
 }
 
 describe("Consumer.chain on PostgreSQL into a processor with lock keys (review)", () => {
@@ -167,6 +175,27 @@ describe("Consumer.chain on PostgreSQL into a processor with lock keys (review)"
       expect(await h.status("a", root.id), "the root a (its handler healthy) committed").toBe("done")
       expect((await h.effects("a")).map((r) => r.id)).toEqual([root.id])
       expect(await h.status("b", `${root.id}-to-b`), "b's own message failed (its lockKeys threw)").toBe("failed")
+    } finally {
+      await h.close()
+    }
+  }, 60_000)
+
+  it.each(["always", "once"] as const)("a chained keyed run that fails (%s): the root committed once, b's message queued (refused), applied once or failed, counters exact", async (fails) => {
+    const h = await setUp(`fails-${fails}`)
+    try {
+      const other = h.eventOf("k2", { aKeys: ["s/2", "w/2"], bKeys: ["w/2"] })
+      const root = h.eventOf("k1", { aKeys: ["s/1", "w/1"], bKeys: ["w/1"], bFails: fails })
+      const third = h.eventOf("k3", { aKeys: ["s/1", "w/1"], bKeys: ["w/1"] })
+      await h.arrive([["events/in-a", other], ["events/in-a", root], ["events/in-a", third]])
+      await within(h.idle(), 30_000, "the messages")
+      for (const e of [other, root, third]) expect(await h.status("a", e.id), `root ${e.id} committed`).toBe("done")
+      expect((await h.effects("a")).map((r) => r.id).sort()).toEqual([other.id, root.id, third.id].sort())
+      expect(h.chained.has(`${other.id}-to-b`) || h.chained.has(`${third.id}-to-b`), "the healthy ones chained").toBe(true)
+      expect(await h.status("b", `${root.id}-to-b`)).toBe(fails === "always" ? "failed" : "done")
+      const b = await h.effects("b")
+      expect(b.filter((r) => r.unlocked !== null)).toEqual([])
+      expect(b.filter((r) => r.id === `${root.id}-to-b`)).toHaveLength(fails === "always" ? 0 : 1)
+      expect(await h.counters()).toEqual(new Map([["s/1", 0], ["s/2", 0], ["w/1", fails === "always" ? 1 : 2], ["w/2", 1]]))
     } finally {
       await h.close()
     }
@@ -191,7 +220,6 @@ describe("Consumer.chain on PostgreSQL into a processor with lock keys (review)"
           const roots: Array<{ id: string; aKeys: ReadonlyArray<string>; bKeys: ReadonlyArray<string> }> = []
           const outsideB: Array<string> = []
           const outsideM: Array<string> = []
-          const arrivals: Array<Promise<unknown>> = []
           let together: Array<readonly [string, Envelope.Envelope]> = []
           for (const s of steps) {
             // Roots cover b's keys (so they chain) unless told otherwise by the draw.
@@ -201,14 +229,14 @@ describe("Consumer.chain on PostgreSQL into a processor with lock keys (review)"
             else if (s.at === "b") outsideB.push(event.id)
             else outsideM.push(event.id)
             together.push([`events/in-${s.at}`, event])
+            // Arrivals one transaction after another (committed in step order: the order per key the checks below expect).
             if (s.pauseMs > 0) {
-              arrivals.push(h.arrive(together))
+              await h.arrive(together)
               together = []
               await new Promise((r) => setTimeout(r, s.pauseMs))
             }
           }
-          arrivals.push(h.arrive(together))
-          await Promise.all(arrivals)
+          await h.arrive(together)
           await within(h.idle(), 30_000, "the messages")
           const b = await h.effects("b")
           expect(b.filter((r) => r.unlocked !== null), "b ran without the advisory lock of a key of its").toEqual([])
@@ -218,6 +246,17 @@ describe("Consumer.chain on PostgreSQL into a processor with lock keys (review)"
           expect(await h.counters(), "each of b's runs counted once on each of its keys").toEqual(counted)
           expect((await h.effects("a")).map((r) => r.id).sort()).toEqual(roots.map((r) => r.id).sort())
           expect((await h.effects("m")).map((r) => r.id).sort()).toEqual(outsideM.sort())
+          // Per message key: b's messages from outside applied in their arrival order, and the
+          // events of a's roots of one key in their roots' order.
+          const appliedAt = new Map(b.map((r, i) => [String(r.id), i]))
+          for (const key of ["k1", "k2", "k3"]) {
+            const ofKey = (at: string) => steps.flatMap((s, i) => (s.at === at && s.key === key ? [i] : []))
+            const idOf = (i: number) => `p${round}-${i + 1}`
+            const outside = ofKey("b").map((i) => appliedAt.get(idOf(i))!)
+            expect(outside, `b's outside messages of ${key} in order`).toEqual([...outside].sort((x, y) => x - y))
+            const fromRoots = ofKey("a").map((i) => appliedAt.get(`${idOf(i)}-to-b`)!)
+            expect(fromRoots, `b's events of a's roots of ${key} in order`).toEqual([...fromRoots].sort((x, y) => x - y))
+          }
           for (const r of roots) if (h.chained.has(`${r.id}-to-b`) && r.bKeys.length > 0) chainedKeyed++
         } finally {
           await h.close()
