@@ -12,15 +12,34 @@ export interface Context {
   readonly sampled: boolean
 }
 
-const pattern = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
-const zeros = /^0+$/
+/** The value of a lowercase hex digit's character code, else -1. */
+const hexValue = (c: number): number => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1)
 
-/** The context of a `traceparent`, or undefined when it is malformed (an all-zero id is invalid). */
+/** Of `s[from, to)`: -1 when a character is not a lowercase hex digit, 0 when all are "0", else 1. */
+const hexRun = (s: string, from: number, to: number): number => {
+  let nonZero = 0
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i)
+    if (hexValue(c) < 0) return -1
+    if (c !== 48) nonZero = 1
+  }
+  return nonZero
+}
+
+/**
+ * The context of a `traceparent`, or undefined when it is malformed (an all-zero id is invalid):
+ * `/^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/` checked character by character, which every
+ * hop does on its event's `traceparent` (the regular expression, its match array and the two
+ * all-zero tests were ~0.7% of an order's CPU).
+ */
 export const parse = (traceparent: string | undefined): Context | undefined => {
-  if (traceparent === undefined) return undefined
-  const m = pattern.exec(traceparent)
-  if (m === null || zeros.test(m[1]!) || zeros.test(m[2]!)) return undefined
-  return { traceId: m[1]!, spanId: m[2]!, sampled: (parseInt(m[3]!, 16) & 1) === 1 }
+  const t = traceparent
+  if (t === undefined || t.length !== 55) return undefined
+  if (t.charCodeAt(0) !== 48 || t.charCodeAt(1) !== 48 || t.charCodeAt(2) !== 45 || t.charCodeAt(35) !== 45 || t.charCodeAt(52) !== 45) return undefined
+  const high = hexValue(t.charCodeAt(53))
+  const low = hexValue(t.charCodeAt(54))
+  if (high < 0 || low < 0 || hexRun(t, 3, 35) !== 1 || hexRun(t, 36, 52) !== 1) return undefined
+  return { traceId: t.slice(3, 35), spanId: t.slice(36, 52), sampled: (low & 1) === 1 }
 }
 
 export const format = (c: Context): string => `00-${c.traceId}-${c.spanId}-${c.sampled ? "01" : "00"}`
