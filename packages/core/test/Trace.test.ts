@@ -71,6 +71,32 @@ describe("W3C trace context", () => {
     )
   })
 
+  it("child(parent) is format(begin(parent)) with the same ids, for all parents, valid or not", () => {
+    const id = (n: number) => fc.oneof(fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)), fc.constant("0".repeat(n)))
+    const flags = fc.stringMatching(/^[0-9a-f]{2}$/)
+    const parent = fc.oneof(
+      fc.constant(undefined),
+      fc.tuple(id(32), id(16), flags).map(([t, s, f]) => `00-${t}-${s}-${f}`),
+      fc.tuple(id(32), id(16), flags, fc.nat(54), fc.constantFrom("G", "-", "0", "A")).map(([t, s, f, at, c]) => {
+        const tp = `00-${t}-${s}-${f}`
+        return tp.slice(0, at) + c + tp.slice(at + 1)
+      }),
+      fc.string()
+    )
+    // Ids drawn from one list, each call the next: both functions given the same draws.
+    const seeded = (draws: ReadonlyArray<string>): Trace.Ids => {
+      let i = 0
+      const next = (n: number) => (draws[i++ % draws.length]! + "0".repeat(n)).slice(0, n)
+      return { traceId: () => next(32), spanId: () => next(16) }
+    }
+    fc.assert(
+      fc.property(parent, fc.array(fc.stringMatching(/^[0-9a-f]{32}$/), { minLength: 2, maxLength: 2 }), (p, draws) => {
+        expect(Trace.child(p, seeded(draws))).toBe(Trace.format(Trace.begin(p, seeded(draws))))
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
   it("for all causation trees: one trace, and every span's parent is the span that emitted its cause", () => {
     fc.assert(
       fc.property(tree, fc.option(fc.tuple(hex(32), hex(16)), { nil: undefined }), (causes, client) => {
