@@ -191,6 +191,26 @@ export const newUuidV7 = (ms: number): string => {
 
 export const systemClock: Clock = { now: () => new Date(), newId: () => newUuidV7(Date.now()) }
 
+/** The millisecond of the last time formatted, and its text. */
+let isoMs = Number.NaN
+let isoText = ""
+
+/**
+ * `new Date(ms).toISOString()`, formatted once per millisecond (internal; exported for its test):
+ * the events of one millisecond (a dozen at a thousand orders a second) share their `occurredAt`
+ * text, where each made a `Date` and formatted it (~1 us a time here, against ~0.15 us).
+ */
+export const isoAt = (ms: number): string => {
+  if (ms !== isoMs) {
+    isoText = new Date(ms).toISOString()
+    isoMs = ms
+  }
+  return isoText
+}
+
+/** The time an event occurs at: the system clock's to the millisecond (`isoAt`), another clock's as it says. */
+const occurred = (clock: Clock): string => (clock === systemClock ? isoAt(Date.now()) : clock.now().toISOString())
+
 /** Wraps the data of an initiating event in a new envelope; the event starts its own correlation. */
 export const initiate = (
   type: string,
@@ -206,7 +226,7 @@ export const initiate = (
     causationId: id,
     key: options.key ?? id,
     ...(options.replyTo === undefined ? {} : { replyTo: options.replyTo }),
-    occurredAt: clock.now().toISOString(),
+    occurredAt: occurred(clock),
     data
   }
 }
@@ -257,7 +277,7 @@ export const next = (cause: Envelope, event: Next, clock: Clock = systemClock, t
     key: event.key ?? cause.key
   } as Envelope
   if (event.replyTo !== undefined) out.replyTo = event.replyTo
-  out.occurredAt = clock.now().toISOString()
+  out.occurredAt = occurred(clock)
   if (traceparent !== undefined) out.traceparent = traceparent
   if (event.version !== undefined && event.version !== 1) out.version = event.version
   out.data = event.data

@@ -210,6 +210,19 @@ describe("Envelope", () => {
     )
   })
 
+  it("formats a time once per millisecond as Date does, for all runs of milliseconds (repeated, back and forth)", () => {
+    const ms = fc.integer({ min: -8.64e15, max: 8.64e15 })
+    const run = fc.array(fc.oneof(ms, fc.integer({ min: 1_700_000_000_000, max: 1_700_000_000_003 })), { minLength: 1, maxLength: 30 })
+    fc.assert(
+      fc.property(run, (times) => {
+        for (const t of times) expect(Envelope.isoAt(t)).toBe(new Date(t).toISOString())
+      }),
+      { numRuns: 500 }
+    )
+    const at = Date.now()
+    expect(Date.parse(Envelope.next(Envelope.initiate("a", {}), { type: "b", data: {} }).occurredAt)).toBeGreaterThanOrEqual(at)
+  })
+
   it("reports every issue of an invalid envelope with its path", () => {
     const r = Envelope.decodeEnvelope({ id: "", type: 3, correlationId: "c", key: "k", occurredAt: "t" })
     expect(Result.isFailure(r)).toBe(true)
