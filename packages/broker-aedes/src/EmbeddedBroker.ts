@@ -239,9 +239,27 @@ const subscriptionKeys = "subscriptions:"
 
 /** Where aedes-persistence-level (9.2) indexes a client's messages sent and not yet acknowledged. */
 const outgoingIdKeys = "outgoing-id:"
-/** The suffix of its key for (client, message id): `padId` of aedes-persistence-level. */
-const outgoingId = (clientId: string, messageId: number | undefined): string =>
-  `${encodeURIComponent(clientId)}:${messageId?.toString().padStart(16, "0")}`
+/** Each client id's part of those keys, `encodeURIComponent(id)` and a colon, made once per client. */
+const outgoingPrefixes = new Map<string, string>()
+const zeros = "0".repeat(16)
+
+/**
+ * The suffix of its key for (client, message id): `padId` of aedes-persistence-level,
+ * `${encodeURIComponent(clientId)}:${messageId?.toString().padStart(16, "0")}` (internal; exported
+ * for its test). Two a message a subscriber gets (its update, its PUBACK's clear): the client's part
+ * is encoded once, not for each (~0.4% of the order flow's CPU in the profile).
+ */
+export const outgoingId = (clientId: string, messageId: number | undefined): string => {
+  let prefix = outgoingPrefixes.get(clientId)
+  if (prefix === undefined) {
+    prefix = `${encodeURIComponent(clientId)}:`
+    if (outgoingPrefixes.size >= 10_000) outgoingPrefixes.clear()
+    outgoingPrefixes.set(clientId, prefix)
+  }
+  if (messageId === undefined) return `${prefix}undefined`
+  const digits = messageId.toString()
+  return digits.length >= 16 ? prefix + digits : prefix + zeros.slice(digits.length) + digits
+}
 
 interface OutgoingStore {
   outgoingUpdate: (client: { readonly id: string }, packet: { readonly messageId?: number }) => Promise<void>
