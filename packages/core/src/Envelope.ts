@@ -208,8 +208,11 @@ export const isoAt = (ms: number): string => {
   return isoText
 }
 
+/** `new Date().toISOString()`, formatted once per millisecond (`isoAt`): for the stores' timestamps of each row. */
+export const isoNow = (): string => isoAt(Date.now())
+
 /** The time an event occurs at: the system clock's to the millisecond (`isoAt`), another clock's as it says. */
-const occurred = (clock: Clock): string => (clock === systemClock ? isoAt(Date.now()) : clock.now().toISOString())
+const occurred = (clock: Clock): string => (clock === systemClock ? isoNow() : clock.now().toISOString())
 
 /** Wraps the data of an initiating event in a new envelope; the event starts its own correlation. */
 export const initiate = (

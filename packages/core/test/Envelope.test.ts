@@ -221,6 +221,9 @@ describe("Envelope", () => {
     )
     const at = Date.now()
     expect(Date.parse(Envelope.next(Envelope.initiate("a", {}), { type: "b", data: {} }).occurredAt)).toBeGreaterThanOrEqual(at)
+    const now = Date.parse(Envelope.isoNow())
+    expect(now).toBeGreaterThanOrEqual(at)
+    expect(now).toBeLessThanOrEqual(Date.now())
   })
 
   it("reports every issue of an invalid envelope with its path", () => {
