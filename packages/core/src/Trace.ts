@@ -33,13 +33,18 @@ const hexRun = (s: string, from: number, to: number): number => {
  * all-zero tests were ~0.7% of an order's CPU).
  */
 export const parse = (traceparent: string | undefined): Context | undefined => {
-  const t = traceparent
-  if (t === undefined || t.length !== 55) return undefined
-  if (t.charCodeAt(0) !== 48 || t.charCodeAt(1) !== 48 || t.charCodeAt(2) !== 45 || t.charCodeAt(35) !== 45 || t.charCodeAt(52) !== 45) return undefined
+  const sampled = sampledOf(traceparent)
+  return sampled < 0 ? undefined : { traceId: traceparent!.slice(3, 35), spanId: traceparent!.slice(36, 52), sampled: sampled === 1 }
+}
+
+/** Of a `traceparent`: -1 when `parse` refuses it, else its sampled flag (0 or 1); nothing allocated. */
+const sampledOf = (t: string | undefined): number => {
+  if (t === undefined || t.length !== 55) return -1
+  if (t.charCodeAt(0) !== 48 || t.charCodeAt(1) !== 48 || t.charCodeAt(2) !== 45 || t.charCodeAt(35) !== 45 || t.charCodeAt(52) !== 45) return -1
   const high = hexValue(t.charCodeAt(53))
   const low = hexValue(t.charCodeAt(54))
-  if (high < 0 || low < 0 || hexRun(t, 3, 35) !== 1 || hexRun(t, 36, 52) !== 1) return undefined
-  return { traceId: t.slice(3, 35), spanId: t.slice(36, 52), sampled: (low & 1) === 1 }
+  if (high < 0 || low < 0 || hexRun(t, 3, 35) !== 1 || hexRun(t, 36, 52) !== 1) return -1
+  return low & 1
 }
 
 export const format = (c: Context): string => `00-${c.traceId}-${c.spanId}-${c.sampled ? "01" : "00"}`
@@ -99,13 +104,13 @@ export const begin = (parent: string | undefined, ids: Ids = randomIds): Begun =
 }
 
 /**
- * `format(begin(parent, ids))` without the contexts in between: a valid parent's first 36
+ * `format(begin(parent, ids))` without the contexts in between (nor `parse`'s): a valid parent's first 36
  * characters (its version and trace id) kept as they are, a new span id and the flags after them.
  * What a hop whose span is not recorded needs (Observability's `untraced`), once per handling.
  */
 export const child = (parent: string | undefined, ids: Ids = randomIds): string => {
-  const p = parse(parent)
-  return p === undefined ? `00-${ids.traceId()}-${ids.spanId()}-01` : `${parent!.slice(0, 36)}${ids.spanId()}-${p.sampled ? "01" : "00"}`
+  const sampled = sampledOf(parent)
+  return sampled < 0 ? `00-${ids.traceId()}-${ids.spanId()}-01` : `${parent!.slice(0, 36)}${ids.spanId()}-${sampled === 1 ? "01" : "00"}`
 }
 
 /** The trace id of an envelope's `traceparent`, for log lines. */
