@@ -173,15 +173,26 @@ export interface Tracing {
   readonly begin: (name: string, parent: string | undefined, attributes: Readonly<Record<string, string>>) => Hop
 }
 
-const noEnd = () => {}
+/** A hop of `untraced`: its traceparent only, the trace id read off it when a log line asks. */
+class UntracedHop implements Hop {
+  readonly traceparent: string
+  constructor(traceparent: string) {
+    this.traceparent = traceparent
+  }
+  get traceId(): string {
+    return this.traceparent.slice(3, 35)
+  }
+  end(): void {}
+}
 
-/** No export: the trace context is passed on (ids made by Trace.begin), nothing is recorded. */
+/**
+ * No export: the trace context is passed on (ids made as Trace.begin makes them), nothing is
+ * recorded. One string and one object per hop (`Trace.child`), where the parsed context, the
+ * span's and the formatted string's were made for each.
+ */
 export const untraced: Tracing = {
   enabled: false,
-  begin: (_name, parent) => {
-    const c = Trace.begin(parent)
-    return { traceparent: Trace.format(c), traceId: c.traceId, end: noEnd }
-  }
+  begin: (_name, parent) => new UntracedHop(Trace.child(parent))
 }
 
 /** Nanoseconds since the epoch, as OTLP wants them. */

@@ -19,6 +19,7 @@ describe("observability configuration", () => {
     expect(Observability.untraced.enabled).toBe(false)
     const child = Observability.untraced.begin("p", root.traceparent, {})
     expect(child.traceId).toBe(root.traceId)
+    expect(root.traceId).toBe(Trace.parse(root.traceparent)?.traceId)
     expect(Trace.parse(child.traceparent)?.spanId).not.toBe(Trace.parse(root.traceparent)?.spanId)
     child.end(new Error("nothing recorded"))
   })

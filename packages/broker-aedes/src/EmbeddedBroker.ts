@@ -239,9 +239,27 @@ const subscriptionKeys = "subscriptions:"
 
 /** Where aedes-persistence-level (9.2) indexes a client's messages sent and not yet acknowledged. */
 const outgoingIdKeys = "outgoing-id:"
-/** The suffix of its key for (client, message id): `padId` of aedes-persistence-level. */
-const outgoingId = (clientId: string, messageId: number | undefined): string =>
-  `${encodeURIComponent(clientId)}:${messageId?.toString().padStart(16, "0")}`
+/** Each client id's part of those keys, `encodeURIComponent(id)` and a colon, made once per client. */
+const outgoingPrefixes = new Map<string, string>()
+const zeros = "0".repeat(16)
+
+/**
+ * The suffix of its key for (client, message id): `padId` of aedes-persistence-level,
+ * `${encodeURIComponent(clientId)}:${messageId?.toString().padStart(16, "0")}` (internal; exported
+ * for its test). Two a message a subscriber gets (its update, its PUBACK's clear): the client's part
+ * is encoded once, not for each (~0.4% of the order flow's CPU in the profile).
+ */
+export const outgoingId = (clientId: string, messageId: number | undefined): string => {
+  let prefix = outgoingPrefixes.get(clientId)
+  if (prefix === undefined) {
+    prefix = `${encodeURIComponent(clientId)}:`
+    if (outgoingPrefixes.size >= 10_000) outgoingPrefixes.clear()
+    outgoingPrefixes.set(clientId, prefix)
+  }
+  if (messageId === undefined) return `${prefix}undefined`
+  const digits = messageId.toString()
+  return digits.length >= 16 ? prefix + digits : prefix + zeros.slice(digits.length) + digits
+}
 
 interface OutgoingStore {
   outgoingUpdate: (client: { readonly id: string }, packet: { readonly messageId?: number }) => Promise<void>
@@ -523,12 +541,36 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const subscriptions = (clientId: string): ReadonlyArray<string> =>
     Object.keys((aedes as unknown as { clients: Record<string, { subscriptions?: Record<string, unknown> } | undefined> }).clients[clientId]?.subscriptions ?? {})
   // Aedes delivers through its emitter (mqemitter): its matcher holds every live subscription.
-  const matcher = (aedes as unknown as { mq: { _matcher: { match: (topic: string) => ReadonlyArray<unknown> } } }).mq._matcher
-  const hasSubscribers = (topic: string): boolean | undefined => (mq === undefined ? matcher.match(topic).length > 0 : undefined)
+  const matcher = (aedes as unknown as { mq: { _matcher: Record<string, unknown> & { match: (topic: string) => ReadonlyArray<unknown> } } }).mq._matcher
+  // Whether a live subscription matches a topic, cached by topic until the matcher changes (a
+  // subscription added or removed, a client gone): asked for every event a processor emits, where
+  // the matcher's walk and the array of its matches were ~0.8% of an order's CPU.
+  const live = new Map<string, boolean>()
+  for (const name of ["add", "remove", "clear"]) {
+    const change = matcher[name]
+    if (typeof change !== "function") continue
+    matcher[name] = function (this: unknown, ...args: Array<unknown>) {
+      try {
+        return (change as (...a: Array<unknown>) => unknown).apply(this, args)
+      } finally {
+        live.clear()
+      }
+    }
+  }
+  const subscribed = (topic: string): boolean => {
+    let hit = live.get(topic)
+    if (hit === undefined) {
+      hit = matcher.match(topic).length > 0
+      if (live.size >= 10_000) live.clear()
+      live.set(topic, hit)
+    }
+    return hit
+  }
+  const hasSubscribers = (topic: string): boolean | undefined => (mq === undefined ? subscribed(topic) : undefined)
   const wanted = (topic: string): boolean | undefined => {
     if (audience !== undefined) return matcher.match(topic).length > 0 || audience.wanted(topic)
     if (mq !== undefined || sessions.kind === "redis") return undefined
-    return matcher.match(topic).length > 0 || persistentFilters.matches(topic)
+    return subscribed(topic) || persistentFilters.matches(topic)
   }
   return { host: options.host, mqttPort, wsPort, publish, subscriptions, hasSubscribers, wanted, connections: () => aedes.connectedClients, close }
 }

@@ -106,4 +106,67 @@ describe("EmbeddedBroker.wanted", () => {
       { numRuns: runs }
     )
   })
+
+  it("for any run of subscribes, unsubscribes and disconnects, asked between each: wanted is whether a live filter matches, never a stale answer", async () => {
+    const level = fc.constantFrom("a", "b")
+    const filter = fc.array(fc.oneof(level, fc.constant("+")), { minLength: 1, maxLength: 2 }).chain((ls) => fc.constantFrom(ls.join("/"), `${ls.join("/")}/#`, "#"))
+    const topics = ["a", "b", "a/a", "a/b", "b/a", "b/b", "a/a/b"].map((t) => `events/${t}`)
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("subscribe" as const), client: fc.nat(2), filter }),
+      fc.record({ kind: fc.constant("unsubscribe" as const), client: fc.nat(2), filter }),
+      fc.record({ kind: fc.constant("disconnect" as const), client: fc.nat(2) })
+    )
+    const matches = (f: string, t: string): boolean => {
+      const fs = f.split("/")
+      const ts = t.split("/")
+      for (let i = 0; i < fs.length; i++) {
+        if (fs[i] === "#") return true
+        if (i >= ts.length || (fs[i] !== "+" && fs[i] !== ts[i])) return false
+      }
+      return fs.length === ts.length
+    }
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 8 }), async (ops) => {
+        const broker = await start(sessionsDir())
+        const clients = new Map<number, Awaited<ReturnType<typeof client>>>()
+        // The model: each connected (clean) client's filters.
+        const filters = new Map<number, Set<string>>()
+        const check = async () => {
+          const live = [...filters.values()].flatMap((fs) => [...fs])
+          await eventually(() => {
+            for (const t of topics) expect(broker.wanted(t), t).toBe(live.some((f) => matches(`events/${f}`, t)))
+          })
+        }
+        try {
+          await check()
+          for (const o of ops) {
+            if (o.kind === "disconnect") {
+              await clients.get(o.client)?.c.endAsync()
+              clients.delete(o.client)
+              filters.delete(o.client)
+            } else {
+              let c = clients.get(o.client)
+              if (c === undefined) {
+                c = await client(broker, `c${o.client}`, true)
+                clients.set(o.client, c)
+                filters.set(o.client, new Set())
+              }
+              if (o.kind === "subscribe") {
+                await c.c.subscribeAsync(`events/${o.filter}`, { qos: 1 })
+                filters.get(o.client)!.add(o.filter)
+              } else {
+                await c.c.unsubscribeAsync(`events/${o.filter}`)
+                filters.get(o.client)!.delete(o.filter)
+              }
+            }
+            await check()
+          }
+        } finally {
+          for (const c of clients.values()) await c.c.endAsync()
+          await broker.close()
+        }
+      }),
+      { numRuns: Math.max(runs, 12) }
+    )
+  })
 })

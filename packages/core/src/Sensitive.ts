@@ -61,10 +61,34 @@ const lastFour = (digits: string): string => `****${digits.slice(-4)}`
 /** Whether a text has a run of 12 digits at all (UUIDs not told apart): without one, `text` has nothing to mask. */
 const digitRun = /[0-9](?:[ -]?[0-9]){11}/
 
+/** Whether `s[from, to)` is hex digits only, of either case (as `cardOrUuid`'s `[0-9a-f]` with its `i` flag). */
+const hexOnly = (s: string, from: number, to: number): boolean => {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i) | 32
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false
+  }
+  return true
+}
+
+/**
+ * Whether the whole of `s` is one id that `cardOrUuid` keeps as it is: a UUID (8-4-4-4-12 hex
+ * digits) or a traceparent's shape (2-32-16-2). Checked by hand because most strings `text` sees
+ * are such ids (an envelope's id, correlation, causation and key, a UUID of version 7 whose time
+ * and version digits make a run of 12 digits with dashes between them, so `digitRun` holds and the
+ * replace ran for each: ~5 of the ~8 us a payload's masking took).
+ */
+const wholeId = (s: string): boolean =>
+  s.length === 36
+    ? s.charCodeAt(8) === 45 && s.charCodeAt(13) === 45 && s.charCodeAt(18) === 45 && s.charCodeAt(23) === 45 &&
+      hexOnly(s, 0, 8) && hexOnly(s, 9, 13) && hexOnly(s, 14, 18) && hexOnly(s, 19, 23) && hexOnly(s, 24, 36)
+    : s.length === 55 &&
+      s.charCodeAt(2) === 45 && s.charCodeAt(35) === 45 && s.charCodeAt(52) === 45 &&
+      hexOnly(s, 0, 2) && hexOnly(s, 3, 35) && hexOnly(s, 36, 52) && hexOnly(s, 53, 55)
+
 /** Masks every card number in a text to its last four digits: `4000 0000 0000 0002` → `****0002`. */
 export const text = (s: string): string =>
   // Shorter than a run of 12 digits (most keys and values): nothing to test.
-  s.length >= 12 && digitRun.test(s) ? s.replace(cardOrUuid, (m, uuid: string | undefined) => (uuid !== undefined ? m : lastFour(m.replace(/[ -]/g, "")))) : s
+  s.length >= 12 && !wholeId(s) && digitRun.test(s) ? s.replace(cardOrUuid, (m, uuid: string | undefined) => (uuid !== undefined ? m : lastFour(m.replace(/[ -]/g, "")))) : s
 
 /**
  * A value as JSON text with every card number masked, still JSON: in strings and keys as `text`

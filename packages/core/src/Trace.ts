@@ -12,15 +12,39 @@ export interface Context {
   readonly sampled: boolean
 }
 
-const pattern = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
-const zeros = /^0+$/
+/** The value of a lowercase hex digit's character code, else -1. */
+const hexValue = (c: number): number => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1)
 
-/** The context of a `traceparent`, or undefined when it is malformed (an all-zero id is invalid). */
+/** Of `s[from, to)`: -1 when a character is not a lowercase hex digit, 0 when all are "0", else 1. */
+const hexRun = (s: string, from: number, to: number): number => {
+  let nonZero = 0
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i)
+    if (hexValue(c) < 0) return -1
+    if (c !== 48) nonZero = 1
+  }
+  return nonZero
+}
+
+/**
+ * The context of a `traceparent`, or undefined when it is malformed (an all-zero id is invalid):
+ * `/^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/` checked character by character, which every
+ * hop does on its event's `traceparent` (the regular expression, its match array and the two
+ * all-zero tests were ~0.7% of an order's CPU).
+ */
 export const parse = (traceparent: string | undefined): Context | undefined => {
-  if (traceparent === undefined) return undefined
-  const m = pattern.exec(traceparent)
-  if (m === null || zeros.test(m[1]!) || zeros.test(m[2]!)) return undefined
-  return { traceId: m[1]!, spanId: m[2]!, sampled: (parseInt(m[3]!, 16) & 1) === 1 }
+  const sampled = sampledOf(traceparent)
+  return sampled < 0 ? undefined : { traceId: traceparent!.slice(3, 35), spanId: traceparent!.slice(36, 52), sampled: sampled === 1 }
+}
+
+/** Of a `traceparent`: -1 when `parse` refuses it, else its sampled flag (0 or 1); nothing allocated. */
+const sampledOf = (t: string | undefined): number => {
+  if (t === undefined || t.length !== 55) return -1
+  if (t.charCodeAt(0) !== 48 || t.charCodeAt(1) !== 48 || t.charCodeAt(2) !== 45 || t.charCodeAt(35) !== 45 || t.charCodeAt(52) !== 45) return -1
+  const high = hexValue(t.charCodeAt(53))
+  const low = hexValue(t.charCodeAt(54))
+  if (high < 0 || low < 0 || hexRun(t, 3, 35) !== 1 || hexRun(t, 36, 52) !== 1) return -1
+  return low & 1
 }
 
 export const format = (c: Context): string => `00-${c.traceId}-${c.spanId}-${c.sampled ? "01" : "00"}`
@@ -77,6 +101,16 @@ export const begin = (parent: string | undefined, ids: Ids = randomIds): Begun =
   return p === undefined
     ? { traceId: ids.traceId(), spanId: ids.spanId(), sampled: true, parentSpanId: undefined }
     : { traceId: p.traceId, spanId: ids.spanId(), sampled: p.sampled, parentSpanId: p.spanId }
+}
+
+/**
+ * `format(begin(parent, ids))` without the contexts in between (nor `parse`'s): a valid parent's first 36
+ * characters (its version and trace id) kept as they are, a new span id and the flags after them.
+ * What a hop whose span is not recorded needs (Observability's `untraced`), once per handling.
+ */
+export const child = (parent: string | undefined, ids: Ids = randomIds): string => {
+  const sampled = sampledOf(parent)
+  return sampled < 0 ? `00-${ids.traceId()}-${ids.spanId()}-01` : `${parent!.slice(0, 36)}${ids.spanId()}-${sampled === 1 ? "01" : "00"}`
 }
 
 /** The trace id of an envelope's `traceparent`, for log lines. */

@@ -175,6 +175,57 @@ describe("Envelope", () => {
     )
   })
 
+  it("keeps a vouch on the value and on the envelope built from it, never on a copy, its JSON or its equality, for all envelopes and tokens", () => {
+    const token = fc.oneof(fc.object(), fc.string({ minLength: 1 }), fc.integer(), fc.func(fc.anything()))
+    const how = fc.constantFrom("plain", "frozen", "sealed", "preventExtensions")
+    fc.assert(
+      fc.property(envelope, fc.record({ type: fc.stringMatching(/^[a-z]+$/), data: json }), token, token, how, (cause, spec, by, other, made) => {
+        const event: Envelope.Next = { ...spec }
+        const plain = { ...spec }
+        if (made === "frozen") Object.freeze(event)
+        if (made === "sealed") Object.seal(event)
+        if (made === "preventExtensions") Object.preventExtensions(event)
+        expect(Envelope.vouchedBy(event)).toBeUndefined()
+        expect(Envelope.vouch(event, by)).toBe(event)
+        expect(Envelope.vouchedBy(event)).toBe(by)
+        // Invisible to everything but `vouchedBy`: keys, JSON, deep equality, copies.
+        expect(Object.keys(event)).toEqual(Object.keys(plain))
+        expect(JSON.stringify(event)).toBe(JSON.stringify(plain))
+        expect(event).toStrictEqual(plain)
+        expect(Envelope.vouchedBy({ ...event })).toBeUndefined()
+        expect(Envelope.vouchedBy(Object.assign({}, event))).toBeUndefined()
+        expect(Envelope.vouchedBy(structuredClone(event))).toBeUndefined()
+        expect(Envelope.vouchedBy(JSON.parse(JSON.stringify(event)) as object)).toBeUndefined()
+        // Carried to the envelope built from it, and only to that one.
+        const out = Envelope.next(cause, event)
+        expect(Envelope.vouchedBy(out)).toBe(by)
+        expect(Envelope.vouchedBy({ ...out })).toBeUndefined()
+        expect(Envelope.vouchedBy(Envelope.next(cause, { ...event }))).toBeUndefined()
+        expect(JSON.parse(Envelope.encode(out))).toStrictEqual(JSON.parse(Envelope.encode({ ...out })))
+        // Vouched again: the last token.
+        Envelope.vouch(out, other)
+        expect(Envelope.vouchedBy(out)).toBe(other)
+        expect(Envelope.vouchedBy(cause)).toBeUndefined()
+      })
+    )
+  })
+
+  it("formats a time once per millisecond as Date does, for all runs of milliseconds (repeated, back and forth)", () => {
+    const ms = fc.integer({ min: -8.64e15, max: 8.64e15 })
+    const run = fc.array(fc.oneof(ms, fc.integer({ min: 1_700_000_000_000, max: 1_700_000_000_003 })), { minLength: 1, maxLength: 30 })
+    fc.assert(
+      fc.property(run, (times) => {
+        for (const t of times) expect(Envelope.isoAt(t)).toBe(new Date(t).toISOString())
+      }),
+      { numRuns: 500 }
+    )
+    const at = Date.now()
+    expect(Date.parse(Envelope.next(Envelope.initiate("a", {}), { type: "b", data: {} }).occurredAt)).toBeGreaterThanOrEqual(at)
+    const now = Date.parse(Envelope.isoNow())
+    expect(now).toBeGreaterThanOrEqual(at)
+    expect(now).toBeLessThanOrEqual(Date.now())
+  })
+
   it("reports every issue of an invalid envelope with its path", () => {
     const r = Envelope.decodeEnvelope({ id: "", type: 3, correlationId: "c", key: "k", occurredAt: "t" })
     expect(Result.isFailure(r)).toBe(true)

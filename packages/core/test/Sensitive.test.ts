@@ -69,6 +69,22 @@ describe("Sensitive", () => {
       }),
       { numRuns: 3000 }
     )
+    // Whole texts of an id's shape (a UUID, a traceparent), their digits mostly decimal, of either
+    // case, some with a character changed, inserted or cut: those `text` keeps without the replace.
+    const digitish = (n: number) => fc.array(fc.oneof({ weight: 6, arbitrary: fc.constantFrom(..."0123456789") }, fc.constantFrom(..."abcdefABCDEFgG-: `@/")), { minLength: n, maxLength: n }).map((cs) => cs.join(""))
+    const shaped = fc.oneof(
+      fc.tuple(digitish(8), digitish(4), digitish(4), digitish(4), digitish(12)).map((g) => g.join("-")),
+      fc.tuple(digitish(2), digitish(32), digitish(16), digitish(2)).map((g) => g.join("-"))
+    )
+    const edited = fc.tuple(shaped, fc.nat(56), fc.constantFrom("replace", "insert", "cut"), fc.constantFrom(..."09aF- x`@G/")).map(([t, at, how, c]) =>
+      how === "replace" ? t.slice(0, at) + c + t.slice(at + 1) : how === "insert" ? t.slice(0, at) + c + t.slice(at) : t.slice(0, at) + t.slice(at + 1)
+    )
+    fc.assert(
+      fc.property(fc.oneof(shaped, edited, fc.uuid().map((u) => u.toUpperCase())), (s) => {
+        expect(Sensitive.text(s)).toBe(full(s))
+      }),
+      { numRuns: 5000 }
+    )
   })
 
   it("finds the fields marked sensitive in a schema, nested in structs, arrays and unions", () => {

@@ -48,6 +48,55 @@ describe("W3C trace context", () => {
     expect(Trace.parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")).toEqual({ traceId: "0af7651916cd43dd8448eb211c80319c", spanId: "b7ad6b7169203331", sampled: true })
   })
 
+  it("parses by hand exactly as the W3C pattern does, for all near-valid texts", () => {
+    const pattern = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/
+    const reference = (t: string): Trace.Context | undefined => {
+      const m = pattern.exec(t)
+      if (m === null || /^0+$/.test(m[1]!) || /^0+$/.test(m[2]!)) return undefined
+      return { traceId: m[1]!, spanId: m[2]!, sampled: (parseInt(m[3]!, 16) & 1) === 1 }
+    }
+    // A well-formed traceparent (ids sometimes all zeros), then characters replaced, inserted or cut.
+    const id = (n: number) => fc.oneof(fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)), fc.constant("0".repeat(n)))
+    const valid = fc.tuple(id(32), id(16), fc.stringMatching(/^[0-9a-f]{2}$/)).map(([t, s, f]) => `00-${t}-${s}-${f}`)
+    const char = fc.oneof(fc.constantFrom(..."0189afgAF-\n \u0660"), fc.string({ minLength: 1, maxLength: 1 }))
+    const edit = fc.tuple(fc.nat(56), fc.constantFrom("replace", "insert", "cut"), char)
+    const text = fc.oneof(valid, fc.tuple(valid, fc.array(edit, { maxLength: 3 })).map(([t, edits]) =>
+      edits.reduce((s, [at, how, c]) => (how === "replace" ? s.slice(0, at) + c + s.slice(at + 1) : how === "insert" ? s.slice(0, at) + c + s.slice(at) : s.slice(0, at) + s.slice(at + 1)), t)
+    ), fc.string())
+    fc.assert(
+      fc.property(text, (t) => {
+        expect(Trace.parse(t)).toEqual(reference(t))
+      }),
+      { numRuns: 3000 }
+    )
+  })
+
+  it("child(parent) is format(begin(parent)) with the same ids, for all parents, valid or not", () => {
+    const id = (n: number) => fc.oneof(fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)), fc.constant("0".repeat(n)))
+    const flags = fc.stringMatching(/^[0-9a-f]{2}$/)
+    const parent = fc.oneof(
+      fc.constant(undefined),
+      fc.tuple(id(32), id(16), flags).map(([t, s, f]) => `00-${t}-${s}-${f}`),
+      fc.tuple(id(32), id(16), flags, fc.nat(54), fc.constantFrom("G", "-", "0", "A")).map(([t, s, f, at, c]) => {
+        const tp = `00-${t}-${s}-${f}`
+        return tp.slice(0, at) + c + tp.slice(at + 1)
+      }),
+      fc.string()
+    )
+    // Ids drawn from one list, each call the next: both functions given the same draws.
+    const seeded = (draws: ReadonlyArray<string>): Trace.Ids => {
+      let i = 0
+      const next = (n: number) => (draws[i++ % draws.length]! + "0".repeat(n)).slice(0, n)
+      return { traceId: () => next(32), spanId: () => next(16) }
+    }
+    fc.assert(
+      fc.property(parent, fc.array(fc.stringMatching(/^[0-9a-f]{32}$/), { minLength: 2, maxLength: 2 }), (p, draws) => {
+        expect(Trace.child(p, seeded(draws))).toBe(Trace.format(Trace.begin(p, seeded(draws))))
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
   it("for all causation trees: one trace, and every span's parent is the span that emitted its cause", () => {
     fc.assert(
       fc.property(tree, fc.option(fc.tuple(hex(32), hex(16)), { nil: undefined }), (causes, client) => {

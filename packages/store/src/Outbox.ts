@@ -3,7 +3,7 @@
  * state change that caused it; a relay publishes it with confirmed sends and deletes it after.
  * After a crash, what is still here is published again: duplicates on the wire, never lost.
  */
-import type { QoS } from "@baton/core"
+import { Envelope, type QoS } from "@baton/core"
 import { Effect } from "effect"
 import { beforeClose } from "./Sqlite.ts"
 import { ddl, type Sql, type Store } from "./Store.ts"
@@ -99,7 +99,7 @@ export const make = async (store: Store, options: { readonly instance?: string }
   const insertReturning = store.query(`${insertText} RETURNING seq`)
   /** The values of an insert: on SQLite led by the number to stay above. */
   const values = (topic: string, payload: string, qos: QoS): ReadonlyArray<unknown> =>
-    store.dialect === "sqlite" ? [deleted.top, topic, payload, qos, new Date().toISOString(), instance] : [topic, payload, qos, new Date().toISOString(), instance]
+    store.dialect === "sqlite" ? [deleted.top, topic, payload, qos, Envelope.isoNow(), instance] : [topic, payload, qos, Envelope.isoNow(), instance]
   const pending = store.query("SELECT seq, topic, payload, qos FROM outbox WHERE instance = ? ORDER BY seq LIMIT ?")
   const remove = store.query("DELETE FROM outbox WHERE seq <= ? AND seq >= ? AND instance = ?")
   // PostgreSQL: the entries of several runs in one statement (`sentRuns`).
