@@ -335,10 +335,6 @@ class Batch extends QueryBase {
     }
     return null
   }
-  /** A statement of it failed in the client, when it was sent (`submit`): the ones after it never went out. */
-  get refused(): boolean {
-    return this.failed !== undefined
-  }
   /** Names this batch prepared from statement `from` on, which the server never parsed: prepared again next time. */
   private forgetFrom(connection: PgConnection, from: number): void {
     for (const item of this.items.slice(from)) if (item.parsed && item.name !== undefined && connection.parsedStatements[item.name] === undefined) delete connection.submittedNamedStatements[item.name]
@@ -432,14 +428,21 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
     if (queued.length === 0) return submit(sql, params, rowMode, (error, result) => done(error, result, owner))
     const earlier = queued
     queued = []
-    // In a transaction block, one Sync for all (`Batch`); but a COMMIT or ROLLBACK goes with its own,
-    // so that it runs even when a statement before it failed (the server skips the rest of a
-    // batch after a failure): the block never stays open.
+    // In a transaction block, one Sync for all (`Batch`), its COMMIT too: the server skips the rest
+    // of a batch after a failure (its COMMIT as well), so a batch with a COMMIT that failed is
+    // followed by a ROLLBACK, sent before anyone hears of the failure: the block never stays open.
+    // (With a Sync of its own, the COMMIT's answer came in a read of its own, after its fsync: one
+    // more wake-up per transaction.) A ROLLBACK goes with its own Sync, so that it runs whatever
+    // failed before it.
     const batched = rowMode === undefined && earlier.every((q) => q.inTransaction)
-    if (batched && inTransaction) {
+    const commits = sql === "COMMIT"
+    if (batched && (inTransaction || commits)) {
       void client.query(
         new Batch([...earlier, { sql, params }], names, (error, results, index) => {
-          if (results === undefined) return done(error, undefined, index < earlier.length ? earlier[index]!.owner : owner)
+          if (results === undefined) {
+            if (commits) submit("ROLLBACK", [], undefined, () => {})
+            return done(error, undefined, index < earlier.length ? earlier[index]!.owner : owner)
+          }
           earlier.forEach((q, j) => q.onResult?.(results[j]!.rows))
           done(undefined, results[earlier.length] as unknown as pg.QueryResult)
         }) as unknown as pg.Query
@@ -462,17 +465,15 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
     }
     stream.cork()
     try {
-      let last = sql
-      if (batched) {
-        const batch = new Batch(earlier, names, (error, results, index) =>
-          earlier.forEach((_, j) => (results !== undefined ? answered(j)(undefined, results[j] as unknown as pg.QueryResult) : answered(j)(j === index ? error : undefined, j === index ? undefined : ({} as pg.QueryResult))))
+      // Here `batched` ends with a ROLLBACK (a COMMIT goes in the batch, above).
+      if (batched)
+        void client.query(
+          new Batch(earlier, names, (error, results, index) =>
+            earlier.forEach((_, j) => (results !== undefined ? answered(j)(undefined, results[j] as unknown as pg.QueryResult) : answered(j)(j === index ? error : undefined, j === index ? undefined : ({} as pg.QueryResult))))
+          ) as unknown as pg.Query
         )
-        void client.query(batch as unknown as pg.Query)
-        // A statement that never went out (a value pg could not bind) fails the transaction, which
-        // the server does not know: it must not commit the statements before it.
-        if (batch.refused && sql === "COMMIT") last = "ROLLBACK"
-      } else earlier.forEach((q, i) => submit(q.sql, q.params, undefined, answered(i)))
-      submit(last, params, rowMode, answered(earlier.length))
+      else earlier.forEach((q, i) => submit(q.sql, q.params, undefined, answered(i)))
+      submit(sql, params, rowMode, answered(earlier.length))
     } finally {
       stream.uncork()
     }
