@@ -279,15 +279,24 @@ class Batch extends QueryBase {
   private failed: { readonly index: number; readonly error: unknown } | undefined = undefined
   private items: Array<Item> = []
   private finished = false
-  private readonly answer: (error: unknown, results: ReadonlyArray<PgResult> | undefined, index: number) => void
-  constructor(
-    items: ReadonlyArray<{ readonly sql: string; readonly params: ReadonlyArray<unknown> }>,
-    names: Map<string, string>,
-    answer: (error: unknown, results: ReadonlyArray<PgResult> | undefined, index: number) => void
-  ) {
+  /** Its requests (`add`), each answered for its own statements, `from` (inclusive) `to` (exclusive). */
+  private readonly requests: Array<{ readonly from: number; readonly to: number; readonly answer: Answer }> = []
+  private readonly names: Map<string, string>
+  /** Who issued each statement (kept when a refused statement cuts `items` short). */
+  private readonly owners: Array<number | undefined> = []
+  constructor(items: ReadonlyArray<Statement>, names: Map<string, string>, answer: Answer) {
     super("", undefined, () => {})
-    this.answer = answer
-    for (const { sql, params } of items) this.items.push({ sql, params, name: nameOf(names, sql), parsed: false, learn: false, result: undefined })
+    this.names = names
+    this.add(items, answer)
+  }
+  /** More statements, answered on their own (before the batch is sent): a failure of one skips those after it, in every request. */
+  add(items: ReadonlyArray<Statement>, answer: Answer): void {
+    const from = this.items.length
+    for (const { sql, params, owner } of items) {
+      this.items.push({ sql, params, name: nameOf(this.names, sql), parsed: false, learn: false, result: undefined })
+      this.owners.push(owner)
+    }
+    this.requests.push({ from, to: this.items.length, answer })
   }
   // Read by pg's client for the statement being answered (see above); set by pg's constructor.
   override get name(): string | undefined {
@@ -369,17 +378,29 @@ class Batch extends QueryBase {
     const index = Math.min(this.at, this.items.length - 1)
     this.finish(...(this.failed !== undefined && this.failed.index <= index ? ([this.failed.error, undefined, this.failed.index] as const) : ([error, undefined, index] as const)))
   }
-  /** Once: a connection lost after an error fails the batch again (pg's `_errorAllQueries`). */
+  /**
+   * Once: a connection lost after an error fails the batch again (pg's `_errorAllQueries`). With
+   * statement `index` failed, the requests before it have their results, its own fails at it, and
+   * those after it fail with its error and owner (the server skipped their statements).
+   */
   private finish(error: unknown, results: ReadonlyArray<PgResult> | undefined, index: number): void {
     if (this.finished) return
     this.finished = true
-    this.answer(error, results, index)
+    const owner = results === undefined ? this.owners[index] : undefined
+    for (const { from, to, answer } of this.requests)
+      if (results !== undefined || to <= index) answer(undefined, (results ?? this.items.map((i) => i.result!)).slice(from, to), -1, undefined)
+      else answer(error, undefined, index < from ? -1 : index - from, owner)
   }
   handleReadyForQuery(): void {
     if (this.failed !== undefined) return this.finish(this.failed.error, undefined, this.failed.index)
     this.finish(undefined, this.items.map((i) => i.result!), -1)
   }
 }
+
+/** A statement of a `Batch`, and who issued it. */
+type Statement = { readonly sql: string; readonly params: ReadonlyArray<unknown>; readonly owner: number | undefined }
+/** What a `Batch` answers a request: its statements' results, or the failure at its statement `index` (-1: one before it, of `owner`'s). */
+type Answer = (error: unknown, results: ReadonlyArray<PgResult> | undefined, index: number, owner: number | undefined) => void
 
 type Queued = {
   readonly sql: string
@@ -423,9 +444,26 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
     if (name !== undefined) (query as { name?: string | undefined }).name = name
     void client.query(query as pg.Query)
   }
+  /**
+   * Statements of strands side by side (`together`) in a transaction block, while the socket is
+   * held: one `Batch`, sent as the socket is let go (`letGo`), with one Sync for all rather than
+   * one each (the server answers each Sync with a ReadyForQuery and a send() of its own). A failure
+   * fails the statements after it in the batch as it would with a Sync each (the transaction is
+   * aborted), blamed on its owner.
+   */
+  let gathering: Batch | undefined
+  const sendGathered = () => {
+    const batch = gathering
+    gathering = undefined
+    if (batch !== undefined) void client.query(batch as unknown as pg.Query)
+  }
   const send = (sql: string, params: ReadonlyArray<unknown>, rowMode: "array" | undefined, owner: number | undefined, done: Done): void => {
     track(sql)
-    if (queued.length === 0) return submit(sql, params, rowMode, (error, result) => done(error, result, owner))
+    const gathers = inTransaction && rowMode === undefined && held?.corked === true && queued.every((q) => q.inTransaction)
+    if (!gathers) {
+      sendGathered()
+      if (queued.length === 0) return submit(sql, params, rowMode, (error, result) => done(error, result, owner))
+    }
     const earlier = queued
     queued = []
     // In a transaction block, one Sync for all (`Batch`), its COMMIT too: the server skips the rest
@@ -437,16 +475,18 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
     const batched = rowMode === undefined && earlier.every((q) => q.inTransaction)
     const commits = sql === "COMMIT"
     if (batched && (inTransaction || commits)) {
-      void client.query(
-        new Batch([...earlier, { sql, params }], names, (error, results, index) => {
-          if (results === undefined) {
-            if (commits) submit("ROLLBACK", [], undefined, () => {})
-            return done(error, undefined, index < earlier.length ? earlier[index]!.owner : owner)
-          }
-          earlier.forEach((q, j) => q.onResult?.(results[j]!.rows))
-          done(undefined, results[earlier.length] as unknown as pg.QueryResult)
-        }) as unknown as pg.Query
-      )
+      const statements = [...earlier, { sql, params, owner }]
+      const answer: Answer = (error, results, _, failedOwner) => {
+        if (results === undefined) {
+          if (commits) submit("ROLLBACK", [], undefined, () => {})
+          return done(error, undefined, failedOwner)
+        }
+        earlier.forEach((q, j) => q.onResult?.(results[j]!.rows))
+        done(undefined, results[earlier.length] as unknown as pg.QueryResult)
+      }
+      if (!gathers) void client.query(new Batch(statements, names, answer) as unknown as pg.Query)
+      else if (gathering === undefined) gathering = new Batch(statements, names, answer)
+      else gathering.add(statements, answer)
       return
     }
     // One write for all: pg corks each statement's messages, and corks nest.
@@ -497,6 +537,7 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
     h.inflight += h.unsent
     h.unsent = 0
     h.gen++
+    sendGathered()
     socket().uncork()
   }
   const hold = (h: NonNullable<typeof held>) => {
