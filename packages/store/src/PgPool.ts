@@ -118,8 +118,9 @@ export interface Pipelined extends SqlConnection.Connection {
    * Statements of `strands` fibers running side by side on the connection go out together: from
    * the first statement sent, the socket is held (corked) until every strand waits for an answer
    * or has ended (`ended`), so that the statements each one waits for share one write (at the
-   * latest at the next turn of the event loop, should a strand wait for something else). `close`
-   * ends it (the socket is let go).
+   * latest at the next turn of the event loop, should a strand wait for something else), and in a
+   * transaction block one Sync (a failure skips the statements after it, which fail with it,
+   * blamed on its owner). `close` ends it (the socket is let go).
    */
   readonly together: (strands: number) => { readonly ended: () => void; readonly close: () => void }
 }
