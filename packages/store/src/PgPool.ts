@@ -118,8 +118,9 @@ export interface Pipelined extends SqlConnection.Connection {
    * Statements of `strands` fibers running side by side on the connection go out together: from
    * the first statement sent, the socket is held (corked) until every strand waits for an answer
    * or has ended (`ended`), so that the statements each one waits for share one write (at the
-   * latest at the next turn of the event loop, should a strand wait for something else). `close`
-   * ends it (the socket is let go).
+   * latest at the next turn of the event loop, should a strand wait for something else), and in a
+   * transaction block one Sync (a failure skips the statements after it, which fail with it,
+   * blamed on its owner). `close` ends it (the socket is let go).
    */
   readonly together: (strands: number) => { readonly ended: () => void; readonly close: () => void }
 }
@@ -279,15 +280,24 @@ class Batch extends QueryBase {
   private failed: { readonly index: number; readonly error: unknown } | undefined = undefined
   private items: Array<Item> = []
   private finished = false
-  private readonly answer: (error: unknown, results: ReadonlyArray<PgResult> | undefined, index: number) => void
-  constructor(
-    items: ReadonlyArray<{ readonly sql: string; readonly params: ReadonlyArray<unknown> }>,
-    names: Map<string, string>,
-    answer: (error: unknown, results: ReadonlyArray<PgResult> | undefined, index: number) => void
-  ) {
+  /** Its requests (`add`), each answered for its own statements, `from` (inclusive) `to` (exclusive). */
+  private readonly requests: Array<{ readonly from: number; readonly to: number; readonly answer: Answer }> = []
+  private readonly names: Map<string, string>
+  /** Who issued each statement (kept when a refused statement cuts `items` short). */
+  private readonly owners: Array<number | undefined> = []
+  constructor(items: ReadonlyArray<Statement>, names: Map<string, string>, answer: Answer) {
     super("", undefined, () => {})
-    this.answer = answer
-    for (const { sql, params } of items) this.items.push({ sql, params, name: nameOf(names, sql), parsed: false, learn: false, result: undefined })
+    this.names = names
+    this.add(items, answer)
+  }
+  /** More statements, answered on their own (before the batch is sent): a failure of one skips those after it, in every request. */
+  add(items: ReadonlyArray<Statement>, answer: Answer): void {
+    const from = this.items.length
+    for (const { sql, params, owner } of items) {
+      this.items.push({ sql, params, name: nameOf(this.names, sql), parsed: false, learn: false, result: undefined })
+      this.owners.push(owner)
+    }
+    this.requests.push({ from, to: this.items.length, answer })
   }
   // Read by pg's client for the statement being answered (see above); set by pg's constructor.
   override get name(): string | undefined {
@@ -335,10 +345,6 @@ class Batch extends QueryBase {
     }
     return null
   }
-  /** A statement of it failed in the client, when it was sent (`submit`): the ones after it never went out. */
-  get refused(): boolean {
-    return this.failed !== undefined
-  }
   /** Names this batch prepared from statement `from` on, which the server never parsed: prepared again next time. */
   private forgetFrom(connection: PgConnection, from: number): void {
     for (const item of this.items.slice(from)) if (item.parsed && item.name !== undefined && connection.parsedStatements[item.name] === undefined) delete connection.submittedNamedStatements[item.name]
@@ -373,17 +379,29 @@ class Batch extends QueryBase {
     const index = Math.min(this.at, this.items.length - 1)
     this.finish(...(this.failed !== undefined && this.failed.index <= index ? ([this.failed.error, undefined, this.failed.index] as const) : ([error, undefined, index] as const)))
   }
-  /** Once: a connection lost after an error fails the batch again (pg's `_errorAllQueries`). */
+  /**
+   * Once: a connection lost after an error fails the batch again (pg's `_errorAllQueries`). With
+   * statement `index` failed, the requests before it have their results, its own fails at it, and
+   * those after it fail with its error and owner (the server skipped their statements).
+   */
   private finish(error: unknown, results: ReadonlyArray<PgResult> | undefined, index: number): void {
     if (this.finished) return
     this.finished = true
-    this.answer(error, results, index)
+    const owner = results === undefined ? this.owners[index] : undefined
+    for (const { from, to, answer } of this.requests)
+      if (results !== undefined || to <= index) answer(undefined, (results ?? this.items.map((i) => i.result!)).slice(from, to), -1, undefined)
+      else answer(error, undefined, index < from ? -1 : index - from, owner)
   }
   handleReadyForQuery(): void {
     if (this.failed !== undefined) return this.finish(this.failed.error, undefined, this.failed.index)
     this.finish(undefined, this.items.map((i) => i.result!), -1)
   }
 }
+
+/** A statement of a `Batch`, and who issued it. */
+type Statement = { readonly sql: string; readonly params: ReadonlyArray<unknown>; readonly owner: number | undefined }
+/** What a `Batch` answers a request: its statements' results, or the failure at its statement `index` (-1: one before it, of `owner`'s). */
+type Answer = (error: unknown, results: ReadonlyArray<PgResult> | undefined, index: number, owner: number | undefined) => void
 
 type Queued = {
   readonly sql: string
@@ -427,23 +445,49 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
     if (name !== undefined) (query as { name?: string | undefined }).name = name
     void client.query(query as pg.Query)
   }
+  /**
+   * Statements of strands side by side (`together`) in a transaction block, while the socket is
+   * held: one `Batch`, sent as the socket is let go (`letGo`), with one Sync for all rather than
+   * one each (the server answers each Sync with a ReadyForQuery and a send() of its own). A failure
+   * fails the statements after it in the batch as it would with a Sync each (the transaction is
+   * aborted), blamed on its owner.
+   */
+  let gathering: Batch | undefined
+  const sendGathered = () => {
+    const batch = gathering
+    gathering = undefined
+    if (batch !== undefined) void client.query(batch as unknown as pg.Query)
+  }
   const send = (sql: string, params: ReadonlyArray<unknown>, rowMode: "array" | undefined, owner: number | undefined, done: Done): void => {
     track(sql)
-    if (queued.length === 0) return submit(sql, params, rowMode, (error, result) => done(error, result, owner))
+    const gathers = inTransaction && rowMode === undefined && held?.corked === true && queued.every((q) => q.inTransaction)
+    if (!gathers) {
+      sendGathered()
+      if (queued.length === 0) return submit(sql, params, rowMode, (error, result) => done(error, result, owner))
+    }
     const earlier = queued
     queued = []
-    // In a transaction block, one Sync for all (`Batch`); but a COMMIT or ROLLBACK goes with its own,
-    // so that it runs even when a statement before it failed (the server skips the rest of a
-    // batch after a failure): the block never stays open.
+    // In a transaction block, one Sync for all (`Batch`), its COMMIT too: the server skips the rest
+    // of a batch after a failure (its COMMIT as well), so a batch with a COMMIT that failed is
+    // followed by a ROLLBACK, sent before anyone hears of the failure: the block never stays open.
+    // (With a Sync of its own, the COMMIT's answer came in a read of its own, after its fsync: one
+    // more wake-up per transaction.) A ROLLBACK goes with its own Sync, so that it runs whatever
+    // failed before it.
     const batched = rowMode === undefined && earlier.every((q) => q.inTransaction)
-    if (batched && inTransaction) {
-      void client.query(
-        new Batch([...earlier, { sql, params }], names, (error, results, index) => {
-          if (results === undefined) return done(error, undefined, index < earlier.length ? earlier[index]!.owner : owner)
-          earlier.forEach((q, j) => q.onResult?.(results[j]!.rows))
-          done(undefined, results[earlier.length] as unknown as pg.QueryResult)
-        }) as unknown as pg.Query
-      )
+    const commits = sql === "COMMIT"
+    if (batched && (inTransaction || commits)) {
+      const statements = [...earlier, { sql, params, owner }]
+      const answer: Answer = (error, results, _, failedOwner) => {
+        if (results === undefined) {
+          if (commits) submit("ROLLBACK", [], undefined, () => {})
+          return done(error, undefined, failedOwner)
+        }
+        earlier.forEach((q, j) => q.onResult?.(results[j]!.rows))
+        done(undefined, results[earlier.length] as unknown as pg.QueryResult)
+      }
+      if (!gathers) void client.query(new Batch(statements, names, answer) as unknown as pg.Query)
+      else if (gathering === undefined) gathering = new Batch(statements, names, answer)
+      else gathering.add(statements, answer)
       return
     }
     // One write for all: pg corks each statement's messages, and corks nest.
@@ -462,17 +506,15 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
     }
     stream.cork()
     try {
-      let last = sql
-      if (batched) {
-        const batch = new Batch(earlier, names, (error, results, index) =>
-          earlier.forEach((_, j) => (results !== undefined ? answered(j)(undefined, results[j] as unknown as pg.QueryResult) : answered(j)(j === index ? error : undefined, j === index ? undefined : ({} as pg.QueryResult))))
+      // Here `batched` ends with a ROLLBACK (a COMMIT goes in the batch, above).
+      if (batched)
+        void client.query(
+          new Batch(earlier, names, (error, results, index) =>
+            earlier.forEach((_, j) => (results !== undefined ? answered(j)(undefined, results[j] as unknown as pg.QueryResult) : answered(j)(j === index ? error : undefined, j === index ? undefined : ({} as pg.QueryResult))))
+          ) as unknown as pg.Query
         )
-        void client.query(batch as unknown as pg.Query)
-        // A statement that never went out (a value pg could not bind) fails the transaction, which
-        // the server does not know: it must not commit the statements before it.
-        if (batch.refused && sql === "COMMIT") last = "ROLLBACK"
-      } else earlier.forEach((q, i) => submit(q.sql, q.params, undefined, answered(i)))
-      submit(last, params, rowMode, answered(earlier.length))
+      else earlier.forEach((q, i) => submit(q.sql, q.params, undefined, answered(i)))
+      submit(sql, params, rowMode, answered(earlier.length))
     } finally {
       stream.uncork()
     }
@@ -496,6 +538,7 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
     h.inflight += h.unsent
     h.unsent = 0
     h.gen++
+    sendGathered()
     socket().uncork()
   }
   const hold = (h: NonNullable<typeof held>) => {
