@@ -9,7 +9,7 @@
 import { Cause, Effect, Result } from "effect"
 import { Envelope, Log, Rejected, Topics, type Message, type Processor, type Sensitive } from "@baton/core"
 import { Supervisor } from "@baton/actors"
-import { Inbox, isUnavailable, ownLaneOf, sent as sentBefore, type Outbox, type Sql, type Store } from "@baton/store"
+import { blamed, Inbox, isUnavailable, ownLaneOf, tagged, taggedBy, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import * as Decision from "./Decision.ts"
 import { untraced, type Hop, type ProcessorMetrics, type Tracing } from "./Observability.ts"
@@ -209,8 +209,6 @@ export const make = (deps: {
   const chainsHere = store.dialect === "pg" && processor.prepare === undefined && parking === undefined && batch === undefined && deps.cluster?.alone !== undefined
   /** Whether this processor's messages may root chains on PostgreSQL (`chainsEnded`): on one instance. */
   const rootsChains = store.dialect === "pg" && deps.cluster?.alone !== undefined
-  /** Answered once every statement of the transaction before it was (PostgreSQL's pipeline): a `SELECT 1` when a write is held back. */
-  const sent = sentBefore(store.query("SELECT 1"))
   /** Per key, its messages scheduled and not yet run, in order: what a run can take. */
   const waiting = new Map<string, Array<{ readonly event: Envelope.Envelope; readonly payload: Buffer | string }>>()
   /** Messages applied in an earlier message's run: their own turn finds them done. */
@@ -244,36 +242,55 @@ export const make = (deps: {
     prepared: unknown,
     traceparent: string | undefined,
     at?: Chained,
-    ended?: Array<() => void>,
-    keys?: ReadonlyArray<string>
+    root?: Chain
   ): Sql<Array<() => void>, unknown> => {
     if (at !== undefined) return handledIn(event, prepared, traceparent, at)
-    const chain = chainOf(event.id, ended, keys)
+    const chain = root ?? chainOf(event.id)
     const rolledBack = (cause: Cause.Cause<unknown>) =>
       Effect.sync(() => {
-        for (const end of chain.rolledBack) end(cause)
+        for (const end of chain.rolledBack.splice(0)) end(cause)
       })
-    return Effect.flatMap(handledIn(event, prepared, traceparent, { chain, depth: 0 }), (deliveries) => {
+    const handled = Effect.flatMap(handledIn(event, prepared, traceparent, { chain, depth: 0 }), (deliveries) => {
       if (chain.turns.length === 0) return Effect.succeed(deliveries)
       const drained = drainChain(chain, deliveries)
-      return Effect.tapCause(ended === undefined ? drained : answered(chain, drained), rolledBack)
+      return Effect.tapCause(chain.ended === undefined ? drained : answered(chain, drained), rolledBack)
     })
+    // PostgreSQL: its statements are the chain's (`chainFailed`), the root's first.
+    return chain.ended === undefined ? handled : Effect.andThen(tagged(chain), handled)
   }
   /**
-   * PostgreSQL: a chain's turns, then one statement that waits for every write before it (those
-   * of its runs go out with later statements, see `receiveDoneFirst`). When a run began, a failure
-   * from there on is the chain's: each consumer that began a run refuses the root once, and the
-   * root's transaction fails as a lost conflict (it runs again at once, those events queued).
+   * PostgreSQL: a chain's turns. When a run began, a failure from there on is the chain's (unless
+   * it is another item's write, failing a statement of this one in a group): each consumer that
+   * began a run refuses the root once, and the root's transaction fails as a lost conflict (it
+   * runs again at once, those events queued). Its writes held back when it ends go out with a
+   * later statement (`receiveDoneFirst`): one that fails fails the transaction there, the COMMIT
+   * or the item's RELEASE at the latest, tagged with the chain (`tagged`), and `chainFailed` tells
+   * it from there (nothing waits for them here: a round trip a chain saved).
    */
   const answered = (chain: Chain, drained: Sql<Array<() => void>, Decision.RunElsewhere>): Sql<Array<() => void>, unknown> =>
-    Effect.catchCause(
-      Effect.flatMap(drained, (deliveries) => (chain.begun.length === 0 ? Effect.succeed(deliveries) : Effect.as(sent, deliveries))),
-      (cause) => {
-        if (chain.begun.length === 0) return Effect.failCause(cause)
-        for (const refuse of chain.begun.splice(0)) refuse()
-        return Effect.fail(new Decision.RunElsewhere(processor.name, chain.root, Cause.squash(cause)))
-      }
-    )
+    Effect.catchCause(drained, (cause) => {
+      const error = Cause.squash(cause)
+      if (chain.begun.length === 0 || !ofChain(chain, error)) return Effect.failCause(cause)
+      for (const refuse of chain.begun.splice(0)) refuse()
+      return Effect.fail(new Decision.RunElsewhere(processor.name, chain.root, error))
+    })
+  /** Whether `error` is the chain's: a statement's tagged with it, or not a statement's of another item of the group (a handler's own failure). */
+  const ofChain = (chain: Chain, error: unknown): boolean => {
+    const tag = taggedBy(error)
+    return tag === undefined ? blamed(error) === undefined : tag === chain
+  }
+  /**
+   * A root's transaction failed after its chain's turns were done (`answered`): at the COMMIT, the
+   * item's RELEASE, or a later item's statement of its group, of a write held back. The chain's
+   * failure when that write was one of its own (`ofChain`) and a run began: as in `answered`.
+   * The spans of its runs end, rolled back.
+   */
+  const chainFailed = (chain: Chain, error: unknown): unknown => {
+    for (const end of chain.rolledBack.splice(0)) end(error)
+    if (chain.begun.length === 0 || taggedBy(error) !== chain) return error
+    for (const refuse of chain.begun.splice(0)) refuse()
+    return new Decision.RunElsewhere(processor.name, chain.root, error)
+  }
   const handledIn = (event: Envelope.Envelope, prepared: unknown, traceparent: string | undefined, at: Chained): Sql<Array<() => void>, unknown> =>
     Effect.flatMap(processor.handle(event, prepared), (announced) => {
       const announcedIn = announce(event, announced, traceparent, at)
@@ -320,7 +337,7 @@ export const make = (deps: {
     ended?: Array<() => void>,
     keys?: ReadonlyArray<string>
   ): Sql<Array<() => void> | undefined, unknown> => {
-    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent, undefined, ended, keys) : Effect.undefined))
+    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent, undefined, rooted(event, ended, keys)) : Effect.undefined))
     return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
   }
 
@@ -806,7 +823,9 @@ export const make = (deps: {
       event,
       (hop) => receivedAndHandled(event, topic, payload, hop, inner),
       false,
-      refusing(event, at.chain.root),
+      // PostgreSQL: another item's write of the group failing a statement of this run is not its
+      // failure (that item's chain, or that item, is blamed: `ofChain`); it fails the transaction as it is.
+      store.dialect === "pg" ? (cause) => (ofChain(at.chain, Cause.squash(cause)) ? refusing(event, at.chain.root)(cause) : (Effect.failCause(cause) as Sql<never, Decision.RunElsewhere>)) : refusing(event, at.chain.root),
       (deliveries, after, hop) => {
         at.chain.rolledBack.push((cause) => hop.end(cause))
         return ranHere(event)(deliveries, after)
@@ -866,6 +885,20 @@ export const make = (deps: {
     }
     return Array.isArray(keys) && keys.every((k) => held?.has(k) === true)
   }
+  /** The chain of the latest run of an attempt (`chainsEnded`), by its `ended`: `chainFailed` looks at it when the attempt's transaction failed. */
+  const rooting = new Map<Array<() => void>, Chain>()
+  /** A root's chain, for a run of its attempt (run again in a group's savepoint: the run before it rolled back). */
+  const rooted = (event: Envelope.Envelope, ended: Array<() => void> | undefined, keys: ReadonlyArray<string> | undefined): Chain => {
+    const chain = chainOf(event.id, ended, keys)
+    if (ended === undefined) return chain
+    const before = rooting.get(ended)
+    if (before !== undefined && before.rolledBack.length > 0) {
+      const cause = new Error("rolled back with its group's transaction: its root runs again")
+      for (const end of before.rolledBack.splice(0)) end(cause)
+    }
+    rooting.set(ended, chain)
+    return chain
+  }
   /** Keys of this processor with a chained run in a transaction not yet ended (`openHere`), by the chain's `ended`. */
   const opened = new Map<string, { readonly by: Array<() => void>; readonly ended: Promise<void> }>()
   /**
@@ -882,12 +915,15 @@ export const make = (deps: {
     }
     return group(ended).then(
       (value) => {
+        rooting.delete(ended)
         close()
         return value
       },
       (error: unknown) => {
+        const chain = rooting.get(ended)
+        rooting.delete(ended)
         close()
-        throw error
+        throw chain === undefined ? error : chainFailed(chain, error)
       }
     )
   }

@@ -110,6 +110,13 @@ export interface Pipelined extends SqlConnection.Connection {
    */
   owner: number | undefined
   /**
+   * What the statements issued from now on are part of (a chain of runs in a message's transaction,
+   * runtime's Consumer): a statement's failure carries the tag current when it was issued
+   * (`taggedBy`), though it fails a later one (the next item's, a RELEASE, the COMMIT). Per owner
+   * (`ownedBy`); cleared by whoever runs the next item (Store.ts), and for the next borrower.
+   */
+  tag: object | undefined
+  /**
    * The connection as seen by item `owner` of a group whose items run side by side (Store.ts): its
    * statements are that owner's (`blamed`), whatever `owner` is meanwhile.
    */
@@ -128,6 +135,18 @@ export interface Pipelined extends SqlConnection.Connection {
 const blame = new WeakMap<object, number>()
 /** The owner (`Pipelined.owner`) of the statement whose failure `error` is, when it had one. */
 export const blamed = (error: unknown): number | undefined => (typeof error === "object" && error !== null ? blame.get(error) : undefined)
+const tags = new WeakMap<object, object>()
+/** The tag (`Pipelined.tag`) of the statement whose failure `error` is, when it had one. */
+export const taggedBy = (error: unknown): object | undefined => (typeof error === "object" && error !== null ? tags.get(error) : undefined)
+/** Who issued a statement: its owner, or its owner and tag (one object per owner and tag, made when the tag is set). */
+type Issuer = number | { readonly owner: number | undefined; readonly tag: object }
+/** Records who issued the statement that `error` is the failure of (`blamed`, `taggedBy`). */
+const issuedBy = (error: object, by: Issuer | undefined): void => {
+  if (by === undefined) return
+  if (typeof by === "number") return void blame.set(error, by)
+  if (by.owner !== undefined) blame.set(error, by.owner)
+  tags.set(error, by.tag)
+}
 
 const blind = new Map<string, boolean>()
 /** An INSERT, UPDATE or DELETE without RETURNING: it answers no rows, only success or failure. */
@@ -284,7 +303,7 @@ class Batch extends QueryBase {
   private readonly requests: Array<{ readonly from: number; readonly to: number; readonly answer: Answer }> = []
   private readonly names: Map<string, string>
   /** Who issued each statement (kept when a refused statement cuts `items` short). */
-  private readonly owners: Array<number | undefined> = []
+  private readonly owners: Array<Issuer | undefined> = []
   constructor(items: ReadonlyArray<Statement>, names: Map<string, string>, answer: Answer) {
     super("", undefined, () => {})
     this.names = names
@@ -399,15 +418,15 @@ class Batch extends QueryBase {
 }
 
 /** A statement of a `Batch`, and who issued it. */
-type Statement = { readonly sql: string; readonly params: ReadonlyArray<unknown>; readonly owner: number | undefined }
+type Statement = { readonly sql: string; readonly params: ReadonlyArray<unknown>; readonly owner: Issuer | undefined }
 /** What a `Batch` answers a request: its statements' results, or the failure at its statement `index` (-1: one before it, of `owner`'s). */
-type Answer = (error: unknown, results: ReadonlyArray<PgResult> | undefined, index: number, owner: number | undefined) => void
+type Answer = (error: unknown, results: ReadonlyArray<PgResult> | undefined, index: number, owner: Issuer | undefined) => void
 
 type Queued = {
   readonly sql: string
   readonly params: ReadonlyArray<unknown>
   readonly onResult: ((rows: ReadonlyArray<Record<string, unknown>>) => void) | undefined
-  readonly owner: number | undefined
+  readonly owner: Issuer | undefined
   /** Queued inside a transaction block (after its BEGIN): it may share the next statement's Sync. */
   readonly inTransaction: boolean
 }
@@ -429,7 +448,7 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
     else if (sql === "COMMIT" || sql === "ROLLBACK") inTransaction = false
   }
   /** `owner`: of the statement that failed. */
-  type Done = (error: unknown, result: pg.QueryResult | undefined, owner?: number) => void
+  type Done = (error: unknown, result: pg.QueryResult | undefined, owner?: Issuer) => void
   /**
    * A `pg` query with its callback: no promise of pg's own, and its text given as a string, so
    * that pg does not copy a config object's property descriptors (both measured per statement).
@@ -458,7 +477,7 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
     gathering = undefined
     if (batch !== undefined) void client.query(batch as unknown as pg.Query)
   }
-  const send = (sql: string, params: ReadonlyArray<unknown>, rowMode: "array" | undefined, owner: number | undefined, done: Done): void => {
+  const send = (sql: string, params: ReadonlyArray<unknown>, rowMode: "array" | undefined, owner: Issuer | undefined, done: Done): void => {
     track(sql)
     const gathers = inTransaction && rowMode === undefined && held?.corked === true && queued.every((q) => q.inTransaction)
     if (!gathers) {
@@ -494,7 +513,7 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
     const stream = (client as unknown as { connection: { stream: { cork: () => void; uncork: () => void } } }).connection.stream
     const results: Array<pg.QueryResult | undefined> = new Array(earlier.length + 1)
     // The first failure in order: the statements after it failed because of it (an aborted transaction).
-    let failure: { readonly index: number; readonly error: unknown; readonly owner: number | undefined } | undefined
+    let failure: { readonly index: number; readonly error: unknown; readonly owner: Issuer | undefined } | undefined
     let waiting = earlier.length + 1
     const answered = (i: number) => (error: unknown, result: pg.QueryResult | undefined) => {
       if (result === undefined) failure = failure === undefined || i < failure.index ? { index: i, error, owner: i < earlier.length ? earlier[i]!.owner : owner } : failure
@@ -524,7 +543,7 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
    * fails with it too, rather than with "current transaction is aborted" (25P02), so that a
    * failure reported one statement late keeps its own type.
    */
-  let aborted: { readonly cause: unknown; readonly owner: number | undefined } | undefined
+  let aborted: { readonly cause: unknown; readonly owner: Issuer | undefined } | undefined
   /**
    * Strands side by side (`together`): how many; how many wait for a statement still held back
    * (`unsent`) or gone out (`inflight`: its answer will come), and how many have ended; whether
@@ -572,7 +591,7 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
   }
   /** Statements sent and not answered yet (`flush`). */
   let inflight = 0
-  const query = (sql: string, params: ReadonlyArray<unknown>, rowMode: "array" | undefined, ownerOf: () => number | undefined) =>
+  const query = (sql: string, params: ReadonlyArray<unknown>, rowMode: "array" | undefined, ownerOf: () => Issuer | undefined) =>
     Effect.callback<pg.QueryResult, SqlError.SqlError>((resume) => {
       const owner = ownerOf()
       const h = held
@@ -587,10 +606,10 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
         else h.unsent--
         settled(h)
       }
-      const fail = (cause: unknown, owner: number | undefined) => {
+      const fail = (cause: unknown, owner: Issuer | undefined) => {
         answered()
         const error = failed(cause, "query", broken)
-        if (owner !== undefined) blame.set(error, owner)
+        issuedBy(error, owner)
         resume(Effect.fail(error))
       }
       if (h !== undefined) {
@@ -619,7 +638,7 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
       if (h !== undefined && !h.closed) settled(h)
     })
   /** The connection's statements as `ownerOf()`'s. */
-  const view = (ownerOf: () => number | undefined): Omit<Pipelined, "owner" | "ownedBy" | "together"> => {
+  const view = (ownerOf: () => Issuer | undefined): Omit<Pipelined, "owner" | "tag" | "ownedBy" | "together"> => {
     const execute = (sql: string, params: ReadonlyArray<unknown>, transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined) =>
       inTransaction && isBlindWrite(sql)
         ? Effect.sync(() => {
@@ -665,12 +684,25 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
       }
     }
   }
+  /** Who issues `conn`'s statements now: its owner, with its tag when it has one (one object for both while neither changes). */
+  const issuer = (conn: Pipelined, last: { by?: Exclude<Issuer, number> }): Issuer | undefined => {
+    const { owner, tag } = conn
+    if (tag === undefined) return owner
+    const by = last.by
+    return by !== undefined && by.owner === owner && by.tag === tag ? by : (last.by = { owner, tag })
+  }
+  const selfLast = {}
   const self: Pipelined = {
     owner: undefined,
-    ...view(() => self.owner),
+    tag: undefined,
+    ...view(() => issuer(self, selfLast)),
     ownedBy: (owner) => {
       let conn = owned.get(owner)
-      if (conn === undefined) owned.set(owner, (conn = { ...view(() => owner), owner, ownedBy: self.ownedBy, together }))
+      if (conn === undefined) {
+        const last = {}
+        const own: Pipelined = { ...view(() => issuer(own, last)), owner, tag: undefined, ownedBy: self.ownedBy, together }
+        owned.set(owner, (conn = own))
+      }
       return conn
     },
     together
@@ -681,6 +713,8 @@ const connection = (client: pg.Client, names: Map<string, string>, broken: { err
     inTransaction = false
     aborted = undefined
     self.owner = undefined
+    self.tag = undefined
+    for (const conn of owned.values()) conn.tag = undefined
     if (held !== undefined) {
       held.closed = true
       letGo(held)

@@ -108,6 +108,20 @@ export const sent = (select: Query): Sql<void> =>
     return conn !== undefined && "flush" in conn ? (conn as Pipelined).flush(select.get()) : Effect.asVoid(select.get())
   })
 
+/**
+ * In a transaction: the statements issued from here on in this item of it carry `tag`
+ * (`Pipelined.tag`), which a failure of one carries (`taggedBy`) wherever it surfaces: at a later
+ * statement, at the item's RELEASE or at the COMMIT. Nothing on a connection that does not hold
+ * statements back (SQLite: a statement fails at once).
+ */
+export const tagged = (tag: object): Sql<void> =>
+  Effect.withFiber((fiber) => {
+    const client = Context.getUnsafe(fiber.context, SqlClient.SqlClient)
+    const conn = Context.getOrUndefined(fiber.context, client.transactionService)?.[0]
+    if (conn !== undefined && "queue" in conn) (conn as Pipelined).tag = tag
+    return Effect.void
+  })
+
 /** Replaces each `?` outside quotes by `$1`, `$2`, ... (PostgreSQL's placeholders). */
 export const numberParams = (sql: string): string => {
   let n = 0
@@ -280,6 +294,13 @@ export const make = (deps: {
     ;(conn as Pipelined).queue(compiled, params, onResult)
     return true
   }
+  /**
+   * The statements from here on are nobody's tagged ones (`tagged`): the COMMIT's own (that fails
+   * of a lost connection, not of a tagged write; the writes it carries keep their tags).
+   */
+  const untag = (conn: SqlConnection.Connection) => {
+    if ("queue" in conn) (conn as Pipelined).tag = undefined
+  }
   const exclusive: SqlConnection.Borrower = deps.exclusive ?? ((f) => Effect.scoped(Effect.flatMap(sql.reserve, f)))
   /** Rolls back after `cause`, and fails with it. */
   const rollback = (conn: SqlConnection.Connection, cause: Cause.Cause<unknown>) => Effect.andThen(Effect.ignore(control(conn, "ROLLBACK")), Effect.failCause(cause))
@@ -287,7 +308,7 @@ export const make = (deps: {
     exclusive((conn) => {
       const run = Effect.matchCauseEffect(Effect.provideService(body, sql.transactionService, [conn, 0] as const), {
         onFailure: (cause) => rollback(conn, cause),
-        onSuccess: (value) => Effect.matchCauseEffect(control(conn, "COMMIT"), { onFailure: (cause) => rollback(conn, cause), onSuccess: () => Effect.succeed(value) })
+        onSuccess: (value) => Effect.matchCauseEffect((untag(conn), control(conn, "COMMIT")), { onFailure: (cause) => rollback(conn, cause), onSuccess: () => Effect.succeed(value) })
       })
       // On PostgreSQL the BEGIN goes out with the first statement.
       return queued(conn, begin, begin, []) ? run : Effect.andThen(control(conn, begin), run)
@@ -517,10 +538,13 @@ export const make = (deps: {
       const from = (i: number): Effect.Effect<Array<unknown>, ItemFailed, SqlClient.SqlClient> =>
         i === items.length
           ? Effect.sync(() => {
-              if (conn !== undefined) conn.owner = undefined
+              if (conn !== undefined) {
+                conn.owner = undefined
+                conn.tag = undefined
+              }
               return values
             })
-          : Effect.matchCauseEffect(conn === undefined ? items[i]!.effect : Effect.suspend(() => ((conn.owner = i), items[i]!.effect)), {
+          : Effect.matchCauseEffect(conn === undefined ? items[i]!.effect : Effect.suspend(() => ((conn.owner = i), (conn.tag = undefined), items[i]!.effect)), {
               onFailure: (cause) => {
                 const own = [i, Exit.failCause(cause)] as const
                 if (conn === undefined) return Effect.fail(new ItemFailed([own]))
@@ -528,6 +552,7 @@ export const make = (deps: {
                 // fails is known to have failed (and runs no more this attempt). This item failed
                 // too unless it failed of that write (a statement after it in the transaction).
                 conn.owner = undefined
+                conn.tag = undefined
                 const earlier = (b: number, error: unknown) => {
                   const ofIt = blamed(squash(cause)) === b
                   return Effect.fail(new ItemFailed(b === i || ofIt ? [[b, Exit.fail(error)]] : [[b, Exit.fail(error)], own]))
@@ -597,6 +622,7 @@ export const make = (deps: {
       const refused = new Set<number>()
       const runItem = (i: number) => {
         const own = conn.ownedBy(i)
+        own.tag = undefined
         sideBySide.set(own, { index: i, refused })
         return Effect.map(Effect.exit(Effect.provideService(items[i]!.effect, sql.transactionService, [own, 0] as const)), (exit) => {
           exits[i] = exit
@@ -647,6 +673,7 @@ export const make = (deps: {
           const failed = () => Effect.fail(new ItemFailed([...failures].sort(([a], [b]) => a - b)))
           // Writes still waiting to go out may fail: sent now, so that an item whose write fails is known to have failed.
           conn.owner = undefined
+          conn.tag = undefined
           return Effect.matchEffect(conn.executeRaw("SELECT 1", []), {
             onFailure: (error) => {
               const owner = blamed(error)
