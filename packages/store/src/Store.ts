@@ -555,7 +555,8 @@ export const make = (deps: {
                 conn.tag = undefined
                 const earlier = (b: number, error: unknown) => {
                   const ofIt = blamed(squash(cause)) === b
-                  return Effect.fail(new ItemFailed(b === i || ofIt ? [[b, Exit.fail(error)]] : [[b, Exit.fail(error)], own]))
+                  // Its own write: its failure as it saw it (a chain's `RunElsewhere`, runtime's Consumer).
+                  return Effect.fail(new ItemFailed(b === i ? [own] : ofIt ? [[b, Exit.fail(error)]] : [[b, Exit.fail(error)], own]))
                 }
                 const owner = blamed(squash(cause))
                 if (owner !== undefined && owner !== i) return earlier(owner, squash(cause))
