@@ -256,7 +256,7 @@ export const make = (deps: {
       return Effect.tapCause(chain.ended === undefined ? drained : answered(chain, drained), rolledBack)
     })
     // PostgreSQL: its statements are the chain's (`chainFailed`), the root's first.
-    return chain.ended === undefined ? handled : Effect.andThen(tagged(chain), handled)
+    return chain.ended === undefined ? handled : tagged(chain, handled)
   }
   /**
    * PostgreSQL: a chain's turns. When a run began, a failure from there on is the chain's (unless

@@ -109,17 +109,17 @@ export const sent = (select: Query): Sql<void> =>
   })
 
 /**
- * In a transaction: the statements issued from here on in this item of it carry `tag`
- * (`Pipelined.tag`), which a failure of one carries (`taggedBy`) wherever it surfaces: at a later
- * statement, at the item's RELEASE or at the COMMIT. Nothing on a connection that does not hold
- * statements back (SQLite: a statement fails at once).
+ * In a transaction: `effect`, the statements issued from its start on in this item of the
+ * transaction carrying `tag` (`Pipelined.tag`), which a failure of one carries (`taggedBy`)
+ * wherever it surfaces: at a later statement, at the item's RELEASE or at the COMMIT. Nothing on a
+ * connection that does not hold statements back (SQLite: a statement fails at once).
  */
-export const tagged = (tag: object): Sql<void> =>
+export const tagged = <A, E>(tag: object, effect: Sql<A, E>): Sql<A, E> =>
   Effect.withFiber((fiber) => {
     const client = Context.getUnsafe(fiber.context, SqlClient.SqlClient)
     const conn = Context.getOrUndefined(fiber.context, client.transactionService)?.[0]
     if (conn !== undefined && "queue" in conn) (conn as Pipelined).tag = tag
-    return Effect.void
+    return effect
   })
 
 /** Replaces each `?` outside quotes by `$1`, `$2`, ... (PostgreSQL's placeholders). */
