@@ -3,7 +3,8 @@
  * PostgreSQL server: the statements that go out in one write carry one Sync between them (the
  * server answers each Sync with a ReadyForQuery and a send() of its own), and each statement still
  * answers its own rows, or fails with the transaction's first failure, blamed on the strand whose
- * statement it was (a write held back goes out with another strand's statement).
+ * statement it was (a write held back goes out with another strand's statement), and carrying the
+ * tag that strand's statements were issued under (`Pipelined.tag`: a chain's, runtime's Consumer).
  */
 import net from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -11,7 +12,7 @@ import fc from "fast-check"
 import { Effect } from "effect"
 import { SqlError } from "effect/sql"
 import { freshSchema, query } from "@baton/testkit/postgres"
-import { blamed, make, type Pipelined } from "../src/PgPool.ts"
+import { blamed, make, taggedBy, type Pipelined } from "../src/PgPool.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 50)
 
@@ -42,9 +43,11 @@ describe("PgPool: strands side by side in a transaction", () => {
   })
   afterAll(async () => schema?.drop())
 
-  it("for any strands: one Sync a write; each statement its own rows, or the first failure blamed on its strand; a strand with a failing statement never succeeds", () =>
+  it("for any strands: one Sync a write; each statement its own rows, or the first failure blamed on its strand (and tagged with its tag); a strand with a failing statement never succeeds", () =>
     fc.assert(
-      fc.asyncProperty(fc.array(strand, { minLength: 1, maxLength: 4 }), async (strands) => {
+      fc.asyncProperty(fc.array(strand, { minLength: 1, maxLength: 4 }), fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }), async (strands, tagging) => {
+        // Some strands issue their statements under a tag of their own (as a chain's run does), the others under none.
+        const tags = tagging.map((t, i) => (t ? { strand: i } : undefined))
         // Every write to the server meanwhile, as its bytes.
         const writes: Array<Buffer> = []
         const sockets = net.Socket.prototype as unknown as Record<"_write" | "_writev", (this: net.Socket, ...args: Array<unknown>) => void>
@@ -61,6 +64,7 @@ describe("PgPool: strands side by side in a transaction", () => {
                   if (this.remotePort === 5432) writes.push(name === "_write" ? Buffer.from(args[0] as Buffer) : Buffer.concat((args[0] as ReadonlyArray<{ readonly chunk: Buffer }>).map((c) => c.chunk)))
                   return originals[name].apply(this, args)
                 }
+              strands.forEach((_, i) => (conn.ownedBy(i).tag = tags[i]))
               const side = conn.together(strands.length)
               const run = (steps: ReadonlyArray<Step>, i: number) =>
                 Effect.exit(
@@ -95,6 +99,7 @@ describe("PgPool: strands side by side in a transaction", () => {
           // A row that was not its statement's fails the strand with the assertion's error.
           expect(["22012", "23514"]).toContain(sqlState(error))
           expect(failers.has(blamed(error)!), `strand ${i} failed, blamed on ${blamed(error)}`).toBe(true)
+          expect(taggedBy(error), `strand ${i} failed, tagged as the strand it is blamed on`).toBe(tags[blamed(error)!])
         })
         if (failers.size === 0) expect(outcomes.every((exit) => exit._tag === "Success")).toBe(true)
       }),
