@@ -13,14 +13,10 @@
 import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Effect, Fiber } from "effect"
-import { Log, type Envelope, type Processor } from "@baton/core"
-import { Supervisor } from "@baton/actors"
-import { Inbox, Outbox, Postgres, Rejections } from "@baton/store"
-import { freshSchema } from "@baton/testkit/postgres"
-import * as Cluster from "../src/Cluster.ts"
-import * as Consumer from "../src/Consumer.ts"
-import * as ErrorPath from "../src/ErrorPath.ts"
-import * as Router from "../src/Router.ts"
+import type { Envelope, Processor } from "@baton/core"
+import type * as Consumer from "../src/Consumer.ts"
+import type * as Router from "../src/Router.ts"
+import { alone, consumerOf } from "./chainPg.ts"
 
 const partitions = 4
 const roots = 4
@@ -42,20 +38,8 @@ const within = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
   Promise.race([p, new Promise<A>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))])
 
 const setUp = async (round: string, ownRows: boolean) => {
-  const schema = await freshSchema()
-  cleanups.push(schema.drop)
-  const store = await Postgres.open({ url: schema.url, poolSize: 6 })
-  await store.migrate(Cluster.migrations)
-  await store.transaction(
-    store.query("CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, id TEXT NOT NULL, tx BIGINT NOT NULL, bad INT NOT NULL DEFAULT 0 CHECK (bad = 0))").run()
-  )
-  for (let part = 0; part < partitions; part++) await store.transaction(store.query("INSERT INTO cluster_partitions (part, owner, epoch) VALUES (?, 'me', 1)").run(part))
-  const inbox = await Inbox.make(store, { partitions, guard: Cluster.inboxGuard("me") })
-  const outbox = await Outbox.make(store)
-  const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
-  const router = Router.make(inbox)
-  const system = Supervisor.system()
-  const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+  const h = await alone(partitions, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, id TEXT NOT NULL, tx BIGINT NOT NULL, bad INT NOT NULL DEFAULT 0 CHECK (bad = 0))")
+  const { store, inbox, router, fibers } = h
   const handled = new Map<string, number>()
   /** What p1's runs of a root's event in its root's transaction do (by the root's id). */
   const first = new Map<string, Mode>()
@@ -95,12 +79,8 @@ const setUp = async (round: string, ownRows: boolean) => {
   ]
   const consumers = new Map<string, Consumer.Consumer>()
   for (const processor of processors) {
-    const actors = Array.from({ length: 2 }, (_, a) => Supervisor.make(system, `${processor.name}-${round}-${a}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
-    fibers.push(...actors.map((a) => Effect.runFork(a.run)))
+    const consumer = consumerOf(h, processor, round, handled, () => true)
     const name = processor.name
-    const metrics = { handled: (outcome: string) => void handled.set(`${name} ${outcome}`, (handled.get(`${name} ${outcome}`) ?? 0) + 1), retried: () => {}, latency: () => {} }
-    const cluster = { owns: () => true, holds: () => Effect.succeed(true), alone: () => true }
-    const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent, metrics, cluster })
     consumers.set(name, consumer)
     const local: Router.Local = { name, schedule: consumer.schedule, chaining: consumer.chaining, chain: consumer.chain }
     for (const topic of processor.topics ?? []) router.add(topic, local)

@@ -10,14 +10,11 @@
 import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Effect, Fiber } from "effect"
-import { Log, type Envelope, type Processor } from "@baton/core"
-import { Supervisor } from "@baton/actors"
-import { Inbox, Outbox, Postgres, Rejections } from "@baton/store"
-import { freshSchema } from "@baton/testkit/postgres"
-import * as Cluster from "../src/Cluster.ts"
-import * as Consumer from "../src/Consumer.ts"
-import * as ErrorPath from "../src/ErrorPath.ts"
-import * as Router from "../src/Router.ts"
+import type { Envelope, Processor } from "@baton/core"
+import { Inbox } from "@baton/store"
+import type * as Consumer from "../src/Consumer.ts"
+import type * as Router from "../src/Router.ts"
+import { alone as alonePg, consumerOf } from "./chainPg.ts"
 
 const partitions = 4
 const cleanups: Array<() => Promise<void>> = []
@@ -38,18 +35,8 @@ const within = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
   Promise.race([p, new Promise<A>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms (a key held forever?)`)), ms))])
 
 const setUp = async (round: string, ownRows: boolean) => {
-  const schema = await freshSchema()
-  cleanups.push(schema.drop)
-  const store = await Postgres.open({ url: schema.url, poolSize: 6 })
-  await store.migrate(Cluster.migrations)
-  await store.transaction(store.query("CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL)").run())
-  for (let part = 0; part < partitions; part++) await store.transaction(store.query("INSERT INTO cluster_partitions (part, owner, epoch) VALUES (?, 'me', 1)").run(part))
-  const inbox = await Inbox.make(store, { partitions, guard: Cluster.inboxGuard("me") })
-  const outbox = await Outbox.make(store)
-  const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
-  const router = Router.make(inbox)
-  const system = Supervisor.system()
-  const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+  const h = await alonePg(partitions, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL)")
+  const { store, inbox, router, fibers } = h
   const seen = { chained: 0, handled: new Map<string, number>() }
   /** p1's first chained run of an event does this (by the event's id), and what p1's handler does first. */
   const first = new Map<string, Mode>()
@@ -109,12 +96,8 @@ const setUp = async (round: string, ownRows: boolean) => {
     return { promise, release, reached: 0 }
   })()
   for (const processor of processors) {
-    const actors = Array.from({ length: 2 }, (_, a) => Supervisor.make(system, `${processor.name}-${round}-${a}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
-    fibers.push(...actors.map((a) => Effect.runFork(a.run)))
     const name = processor.name
-    const metrics = { handled: (outcome: string) => void seen.handled.set(`${name} ${outcome}`, (seen.handled.get(`${name} ${outcome}`) ?? 0) + 1), retried: () => {}, latency: () => {} }
-    const cluster = { owns: () => true, holds: () => Effect.succeed(true), alone: () => alone }
-    const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent, metrics, cluster })
+    const consumer = consumerOf(h, processor, round, seen.handled, () => alone)
     consumers.set(name, consumer)
     const chain = consumer.chain
     const local: Router.Local = {
