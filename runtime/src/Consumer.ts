@@ -96,8 +96,9 @@ export interface Consumer {
   readonly handler: (message: Message) => Promise<void>
   /**
    * Runs a message already committed to this processor's inbox (in-process routing). `encoded`:
-   * the payload is `Envelope.encode(event)` (Router's deliveries), so what the inbox keeps of it is
-   * masked from the event itself (`Sensitive.Masker.kept`), not from its text parsed again.
+   * the payload is `Envelope.encode(event)` (Router's deliveries) or `event` was parsed from it, so
+   * what the inbox keeps of it is masked from the event itself (`Sensitive.Masker.kept`), not from
+   * its text parsed again.
    */
   readonly schedule: (event: Envelope.Envelope, topic: string, payload: string, encoded?: boolean) => Promise<void>
   /** Schedules what the inbox still holds from before a restart (in the given cluster partitions only). */
@@ -189,7 +190,8 @@ export const make = (deps: {
   /**
    * What the inbox keeps of a processed message's payload (`mask`'s text, undefined: the payload as
    * it is). `encodes`: the event whose `Envelope.encode` the payload is (the router's deliveries, an
-   * `inline`, `chain` or `call`), masked as it is in memory (not parsed again from the text).
+   * `inline`, `chain` or `call`) or that was parsed from it (a backlog's page), masked as it is in
+   * memory (not parsed again from the text).
    */
   const kept = (payload: Buffer | string, encodes?: Envelope.Envelope): string | undefined =>
     deps.mask?.kept(typeof payload === "string" ? encodes : undefined, typeof payload === "string" ? payload : payload.toString("utf8"))
@@ -731,7 +733,7 @@ export const make = (deps: {
           // Running already (the page starts at the oldest pending, those in flight): its submit
           // would find it running; not parsed again (half of a page read at half the room).
           if (running.has(entry.envelopeId)) continue
-          void submit(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, entry.payload)
+          void submit(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, entry.payload, true)
         }
         if (page.length < maxScheduled) break
       }

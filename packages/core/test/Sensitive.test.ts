@@ -257,6 +257,13 @@ describe("masking text", () => {
     // Keys that mask to the same key, one of them left out of the text (undefined, a function).
     const colliding = fc.dictionary(fc.constantFrom("4242424242424242", "****4242", "4242-4242-4242-4242", "card"), fc.oneof(fc.string(), fc.constantFrom(undefined, () => 1)), { minKeys: 2 })
     fc.assert(fc.property(colliding, same))
+    // A value parsed from any JSON text (spaces, escapes such as "\u0063ard", which mentions() does not read as the name).
+    fc.assert(
+      fc.property(fc.json(), fc.constantFrom("card", "\\u0063ard", "cvv"), fc.constantFrom("", " ", "\n  "), card, (json, name, space, c) => {
+        const s = `{${space}"${name}"${space}:${space}${JSON.stringify(c)},${space}"v":${space}${json}${space}}`
+        expect(masker.kept(JSON.parse(s), s)).toBe(masker.mentions(s) ? masker.text(s) : undefined)
+      })
+    )
     fc.assert(fc.property(fc.integer({ min: 60, max: 70 }), fc.oneof(card, fc.string()), (n, inner) => same(deep(n, { card: inner }))))
   })
 })
