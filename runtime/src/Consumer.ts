@@ -94,8 +94,13 @@ export interface Called {
 export interface Consumer {
   /** Takes a message from a broker session: commits it to the inbox, then runs it. */
   readonly handler: (message: Message) => Promise<void>
-  /** Runs a message already committed to this processor's inbox (in-process routing). */
-  readonly schedule: (event: Envelope.Envelope, topic: string, payload: string) => Promise<void>
+  /**
+   * Runs a message already committed to this processor's inbox (in-process routing). `encoded`:
+   * the payload is `Envelope.encode(event)` (Router's deliveries) or `event` was parsed from it, so
+   * what the inbox keeps of it is masked from the event itself (`Sensitive.Masker.kept`), not from
+   * its text parsed again.
+   */
+  readonly schedule: (event: Envelope.Envelope, topic: string, payload: string, encoded?: boolean) => Promise<void>
   /** Schedules what the inbox still holds from before a restart (in the given cluster partitions only). */
   readonly recover: (parts?: ReadonlyArray<number>) => Promise<number>
   /**
@@ -107,7 +112,8 @@ export interface Consumer {
    * `inline` for a caller that consumes the answer itself (a domain mediator's command, see
    * Mediator's `Call`): the message runs inside the caller's transaction, its inbox row written
    * done, and what it addresses to its `replyTo` is given back instead of delivered. Undefined
-   * when it cannot run so (asked before anything is written).
+   * when it cannot run so (asked before anything is written). As for `inline` and `chain`, the
+   * payload is `Envelope.encode(event)`.
    */
   readonly call: ((event: Envelope.Envelope, topic: string, payload: string) => Sql<Called | undefined, Decision.RunElsewhere> | undefined) | undefined
   /**
@@ -181,10 +187,14 @@ export const make = (deps: {
 }): Consumer => {
   const { processor, store, inbox, outbox } = deps
   const clock = deps.clock ?? Envelope.systemClock
-  const kept = (payload: Buffer | string): string | undefined => {
-    const text = typeof payload === "string" ? payload : payload.toString("utf8")
-    return deps.mask?.mentions(text) === true ? deps.mask.text(text) : undefined
-  }
+  /**
+   * What the inbox keeps of a processed message's payload (`mask`'s text, undefined: the payload as
+   * it is). `encodes`: the event whose `Envelope.encode` the payload is (the router's deliveries, an
+   * `inline`, `chain` or `call`) or that was parsed from it (a backlog's page), masked as it is in
+   * memory (not parsed again from the text).
+   */
+  const kept = (payload: Buffer | string, encodes?: Envelope.Envelope): string | undefined =>
+    deps.mask?.kept(typeof payload === "string" ? encodes : undefined, typeof payload === "string" ? payload : payload.toString("utf8"))
   const inFlight = new Set<Promise<void>>()
   const tracing = deps.tracing ?? untraced
   const metrics = deps.metrics
@@ -332,12 +342,13 @@ export const make = (deps: {
   const doneAndHandled = (
     event: Envelope.Envelope,
     payload: Buffer | string,
+    encoded: boolean,
     prepared: unknown,
     hop: Hop,
     ended?: Array<() => void>,
     keys?: ReadonlyArray<string>
   ): Sql<Array<() => void> | undefined, unknown> => {
-    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent, undefined, rooted(event, ended, keys)) : Effect.undefined))
+    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload, encoded ? event : undefined)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent, undefined, rooted(event, ended, keys)) : Effect.undefined))
     return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
   }
 
@@ -351,8 +362,8 @@ export const make = (deps: {
     const entry = { envelopeId: event.id, topic, key: event.key, payload }
     // PostgreSQL (a chained run): written done first, the transaction failing when it cannot be.
     const first = inbox.receiveDoneFirst
-    if (first !== undefined) return Effect.andThen(first(processor.name, entry, kept(payload)), handleIn(event, undefined, hop.traceparent, at))
-    const received = Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload)), (fresh) => (fresh ? handleIn(event, undefined, hop.traceparent, at) : Effect.undefined))
+    if (first !== undefined) return Effect.andThen(first(processor.name, entry, kept(payload, event)), handleIn(event, undefined, hop.traceparent, at))
+    const received = Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload, event)), (fresh) => (fresh ? handleIn(event, undefined, hop.traceparent, at) : Effect.undefined))
     return inbox.guarded ? received : Effect.flatMap(holds(event.key), (ours) => (ours ? received : Effect.undefined))
   }
 
@@ -362,7 +373,7 @@ export const make = (deps: {
    * `retryable: false` when the decision gives up at once. (One async function: its frame and
    * promise are per message.)
    */
-  const apply = async (event: Envelope.Envelope, payload: Buffer | string, n: number): Promise<Handled> => {
+  const apply = async (event: Envelope.Envelope, payload: Buffer | string, n: number, encoded: boolean): Promise<Handled> => {
     if (deps.cluster?.owns(event.key) === false) return "skipped"
     // A message no longer pending (a redelivery raced its first run) is skipped by the transaction's
     // first statement (see below); a read beforehand is needed only where work runs before it.
@@ -391,7 +402,7 @@ export const make = (deps: {
               store.group(
                 // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
                 // deliveries are those of the run that commits.
-                Effect.suspend(() => doneAndHandled(event, payload, prepared, hop, ended, chainKeys)),
+                Effect.suspend(() => doneAndHandled(event, payload, encoded, prepared, hop, ended, chainKeys)),
                 // A processor that locks only its message's own rows: a lane per message, so a group
                 // holds several of its messages (a mailer's two an order on PostgreSQL).
                 processor.ownRows === true ? ownLaneOf(processor.name, event.id) : processor.name,
@@ -638,7 +649,7 @@ export const make = (deps: {
   /** PostgreSQL with chains (`openHere`): messages of `running` by key. */
   const runningKeys = new Map<string, number>()
   /** Runs a message of the inbox now (past the bound too: a parked message's turn, a backlog's page). */
-  const submit = (event: Envelope.Envelope, topic: string, payload: Buffer | string): Promise<void> => {
+  const submit = (event: Envelope.Envelope, topic: string, payload: Buffer | string, encoded = false): Promise<void> => {
     if (deps.cluster?.owns(event.key) === false) return Promise.resolve()
     const already = running.get(event.id)
     if (already !== undefined) return already
@@ -658,7 +669,7 @@ export const make = (deps: {
       batch === undefined
         ? () => {
             if (tries++ > 0) metrics?.retried()
-            return apply(event, payload, tries).then(record)
+            return apply(event, payload, tries, encoded).then(record)
           }
         : async () => {
             if (tries++ > 0) metrics?.retried()
@@ -672,7 +683,7 @@ export const make = (deps: {
               return
             }
             unwait(event.key, new Set([event.id]))
-            result = await apply(event, payload, tries)
+            result = await apply(event, payload, tries, encoded)
           }
     const run = actor.submit(work).then((outcome): Promise<void> | undefined => {
       const decision =
@@ -739,7 +750,7 @@ export const make = (deps: {
           // Running already (the page starts at the oldest pending, those in flight): its submit
           // would find it running; not parsed again (half of a page read at half the room).
           if (running.has(entry.envelopeId)) continue
-          void submit(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, entry.payload)
+          void submit(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, entry.payload, true)
         }
         if (page.length < maxScheduled) break
       }
@@ -760,7 +771,7 @@ export const make = (deps: {
       })
   }
   /** A message just committed to the inbox: run now, or left there while the processor is full. */
-  const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer | string): Promise<void> => {
+  const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer | string, encoded = false): Promise<void> => {
     if (running.has(event.id)) return running.get(event.id)!
     if (backlog || inFlight.size >= maxScheduled) {
       backlog = true
@@ -768,7 +779,7 @@ export const make = (deps: {
       if (inFlight.size <= maxScheduled / 2) refill()
       return Promise.resolve()
     }
-    return submit(event, topic, payload)
+    return submit(event, topic, payload, encoded)
   }
 
   /**
@@ -946,7 +957,7 @@ export const make = (deps: {
       Effect.flatMap(holds(event.key), (ours) =>
         !ours
           ? Effect.undefined
-          : Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload)), (fresh) =>
+          : Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload, event)), (fresh) =>
               !fresh
                 ? Effect.undefined
                 : Effect.flatMap(processor.handle(event, undefined), (announced) => {

@@ -84,8 +84,8 @@ export const drain = (chain: Chain, deliveries: Array<() => void>): Sql<Array<()
 
 export interface Local {
   readonly name: string
-  /** Runs a message already committed to this consumer's inbox. */
-  readonly schedule: (event: Envelope.Envelope, topic: string, payload: string) => void
+  /** Runs a message already committed to this consumer's inbox; `encoded`: the payload is `Envelope.encode(event)` (as every `route`'s is). */
+  readonly schedule: (event: Envelope.Envelope, topic: string, payload: string, encoded?: boolean) => void
   /**
    * Runs the message now, inside the transaction that receives it, writing its inbox row itself
    * (done, with its effects; Consumer's `inline`): what to run after the commit, or undefined
@@ -110,7 +110,8 @@ export interface Router {
   readonly consumes: (topic: string) => boolean
   /**
    * Records the message in the inbox of each local consumer of `topic`; call inside the
-   * transaction. Returns the deliveries to run once it has committed. `inline` (the ingress): a
+   * transaction. `payload` is `Envelope.encode(event)` (the consumers keep what they mask of it
+   * from the event itself). Returns the deliveries to run once it has committed. `inline` (the ingress): a
    * lone consumer that can run it at once (see `Local.inline`) runs it in that transaction.
    * `chained` (an event a handler announced, in its transaction): each consumer that can run
    * events at once (`Local.chain`) gets it in its turn (see `Chain`), run there or received
@@ -135,7 +136,7 @@ export const make = (inbox: Inbox.Inbox): Router => {
       const received = (local: Local) =>
         Effect.map(inbox.deliver(local.name, entry), (fresh) => () => {
           // A message already there (a redelivery) is not run again.
-          if (fresh()) local.schedule(event, topic, payload)
+          if (fresh()) local.schedule(event, topic, payload, true)
         })
       if (chained !== undefined && locals.some((l) => l.chain !== undefined && l.chaining?.() !== false)) return inTurn(chained, locals, event, topic, payload, received)
       // Several consumers: one statement for all (each is scheduled if the message is new to it).
@@ -143,7 +144,7 @@ export const make = (inbox: Inbox.Inbox): Router => {
         return Effect.map(inbox.deliverAll(locals.map((l) => l.name), entry), (fresh) =>
           locals.map((local, i) => () => {
             // A consumer added twice runs it once (as its second delivery would find it there).
-            if (fresh().has(local.name) && locals.findIndex((l) => l.name === local.name) === i) local.schedule(event, topic, payload)
+            if (fresh().has(local.name) && locals.findIndex((l) => l.name === local.name) === i) local.schedule(event, topic, payload, true)
           })
         )
       // None or one consumer (the common cases): without `forEach`'s loop around it.
@@ -153,7 +154,7 @@ export const make = (inbox: Inbox.Inbox): Router => {
       if (!inline)
         return Effect.map(inbox.deliver(one.name, entry), (fresh) => [
           () => {
-            if (fresh()) one.schedule(event, topic, payload)
+            if (fresh()) one.schedule(event, topic, payload, true)
           }
         ])
       const now = one.inline?.(event, topic, payload)

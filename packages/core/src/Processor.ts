@@ -79,7 +79,10 @@ export interface Processor<P = unknown> {
    * for the next group rather than a connection waiting for a lock). The keys must cover every row
    * it locks that another message may lock too; a message without keys (undefined) is one of its
    * processor's at most in a group, as without `lockKeys`. Ignored by SQLite (one writer). Rows of
-   * the message's own need no key.
+   * the message's own need no key. The keys may also name rows that the processors its events
+   * chain into lock (on one PostgreSQL instance an announced event runs at once in the sender's
+   * transaction on a lock-keyed consumer only when all that consumer's keys for it are among the
+   * root's): the order-entry inventory names the warehouse's `warehouse_stock/<sku>` for that.
    */
   readonly lockKeys?: (event: Envelope) => ReadonlyArray<string> | undefined
   /**

@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest"
+import { describe, expect, it, vi } from "vitest"
 import fc from "fast-check"
 import { Schema } from "effect"
 import { Log, Sensitive } from "@baton/core"
@@ -204,5 +204,66 @@ describe("masking text", () => {
         for (const c of ["4242424242424242", "4000000000000002", "5555555555554444"]) expect(masked.replace(/[ -]/g, "")).not.toContain(c)
       })
     )
+  })
+
+  it("for any value and its JSON text: kept() is what mentions() and text() make of the text, read from the value where it is plain JSON (property)", () => {
+    const masker = Sensitive.masker(["card", "cvv"])
+    const card = fc.constantFrom("4242424242424242", "4000 0000 0000 0002", "5555-5555-5555-4444", 4242424242424242, -0, 1e21)
+    class Money {
+      readonly amount: number
+      constructor(amount: number) {
+        this.amount = amount
+      }
+    }
+    // What JSON.parse would not give back as it is: each must be read from the text.
+    const odd = fc.oneof(
+      fc.constantFrom(undefined, NaN, Infinity, -Infinity, () => 1, Symbol("s")),
+      fc.date({ noInvalidDate: false }),
+      fc.integer().map((n) => new Money(n)),
+      card.map((c) => ({ toJSON: () => ({ card: c, note: `card ${String(c)}` }) })),
+      fc.string().map((x) => Object.assign([x], { toJSON: () => x }))
+    )
+    const key = fc.oneof(fc.constantFrom("card", "cvv", "name", "__proto__", "toJSON", "1", "01", 'x"card', "4242424242424242", "****4242", "note 4000-0000-0000-0002"), fc.string())
+    const value = fc.anything({
+      key,
+      values: [fc.string(), fc.double(), fc.integer(), card, fc.boolean(), fc.constant(null), odd],
+      maxDepth: 4,
+      withBoxedValues: true,
+      withNullPrototype: true,
+      withSparseArray: true,
+      withDate: true,
+      withMap: true,
+      withObjectString: true
+    })
+    const deep = (n: number, inner: unknown): unknown => (n === 0 ? inner : n % 2 === 0 ? [deep(n - 1, inner)] : { card: "4242424242424242", a: deep(n - 1, inner) })
+    const same = (v: unknown) => {
+      const s = JSON.stringify(v) as string | undefined
+      if (typeof s !== "string") return
+      expect(masker.kept(v, s)).toBe(masker.mentions(s) ? masker.text(s) : undefined)
+    }
+    fc.assert(fc.property(value, same), { numRuns: 2000 })
+    fc.assert(fc.property(fc.record({ id: fc.uuid(), data: fc.record({ payment: fc.record({ card: fc.oneof(card, odd, value) }), items: fc.array(value, { maxLength: 3 }) }) }), same))
+    // A plain envelope is masked from the value: its text is not parsed.
+    const envelope = { id: "01a23278-2eb9-7324-9bac-2892a1b9c2e6", type: "place-order", key: "k", data: { items: [{ sku: "BOOK-1", qty: 1, price: 9.5 }], payment: { card: "4242424242424242" } } }
+    const parse = vi.spyOn(JSON, "parse")
+    try {
+      expect(masker.kept(envelope, JSON.stringify(envelope))).toBe(masker.text(JSON.stringify(envelope)))
+      parse.mockClear()
+      masker.kept(envelope, JSON.stringify(envelope))
+      expect(parse).not.toHaveBeenCalled()
+    } finally {
+      parse.mockRestore()
+    }
+    // Keys that mask to the same key, one of them left out of the text (undefined, a function).
+    const colliding = fc.dictionary(fc.constantFrom("4242424242424242", "****4242", "4242-4242-4242-4242", "card"), fc.oneof(fc.string(), fc.constantFrom(undefined, () => 1)), { minKeys: 2 })
+    fc.assert(fc.property(colliding, same))
+    // A value parsed from any JSON text (spaces, escapes such as "\u0063ard", which mentions() does not read as the name).
+    fc.assert(
+      fc.property(fc.json(), fc.constantFrom("card", "\\u0063ard", "cvv"), fc.constantFrom("", " ", "\n  "), card, (json, name, space, c) => {
+        const s = `{${space}"${name}"${space}:${space}${JSON.stringify(c)},${space}"v":${space}${json}${space}}`
+        expect(masker.kept(JSON.parse(s), s)).toBe(masker.mentions(s) ? masker.text(s) : undefined)
+      })
+    )
+    fc.assert(fc.property(fc.integer({ min: 60, max: 70 }), fc.oneof(card, fc.string()), (n, inner) => same(deep(n, { card: inner }))))
   })
 })

@@ -3,6 +3,7 @@
  * processed from here. Its envelope id is the primary key, so a redelivered message is recognised
  * and not applied twice; the row is marked done in the transaction that applies its effects.
  */
+import { Envelope } from "@baton/core"
 import { Effect } from "effect"
 import { SqlError } from "effect/sql"
 import { ddl, type Dialect, type Query, type Sql, type Store } from "./Store.ts"
@@ -200,7 +201,7 @@ export const make = async (
     receive: (processor: string, entry: Entry): Sql<boolean> =>
       Effect.suspend(() => {
         const part = partitionOf(entry.key, partitions)
-        return Effect.flatMap(insert.run(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString(), part), (n) =>
+        return Effect.flatMap(insert.run(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, Envelope.isoNow(), part), (n) =>
           n > 0 ? notified(part, true) : Effect.succeed(false)
         )
       }),
@@ -212,7 +213,7 @@ export const make = async (
     deliver: (processor: string, entry: Entry): Sql<() => boolean> =>
       Effect.suspend(() => {
         const part = partitionOf(entry.key, partitions)
-        const written = insert.write(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, new Date().toISOString(), part)
+        const written = insert.write(processor, entry.envelopeId, entry.topic, entry.key, entry.payload, Envelope.isoNow(), part)
         // Nobody to wake (a single instance): the answer in the write's `map`.
         return notify === undefined ? Effect.map(written, (rows) => () => rows() > 0) : Effect.flatMap(written, (rows) => notified(part, () => rows() > 0))
       }),
@@ -223,7 +224,7 @@ export const make = async (
     deliverAll: (processors: ReadonlyArray<string>, entry: Entry): Sql<() => ReadonlySet<string>> =>
       Effect.suspend(() => {
         const part = partitionOf(entry.key, partitions)
-        const at = new Date().toISOString()
+        const at = Envelope.isoNow()
         const names = [...new Set(processors)]
         // The rows' parameters in one array (not an array per row, flattened).
         const params: Array<unknown> = []
@@ -245,7 +246,7 @@ export const make = async (
      */
     receiveDone: (processor: string, entry: Entry, kept?: string): Sql<boolean> =>
       Effect.suspend(() => {
-        const at = new Date().toISOString()
+        const at = Envelope.isoNow()
         return Effect.map(insertDone.run(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, at, at, partitionOf(entry.key, partitions), ...guardParams), (n) => n > 0)
       }),
     /**
@@ -259,7 +260,7 @@ export const make = async (
         ? undefined
         : (processor: string, entry: Entry, kept?: string): Sql<void> =>
             Effect.suspend(() => {
-              const at = new Date().toISOString()
+              const at = Envelope.isoNow()
               return Effect.asVoid(doneFirst.write(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, at, at, partitionOf(entry.key, partitions), ...guardParams))
             }),
     status: (processor: string, envelopeId: string): Sql<Status | undefined> =>
@@ -270,7 +271,7 @@ export const make = async (
      * False when it is no longer pending (or fails the guard): then nothing of it may commit.
      */
     settle: (processor: string, envelopeId: string, outcome: "done" | "failed", kept?: string): Sql<boolean> =>
-      Effect.map(settle.run(outcome, new Date().toISOString(), kept ?? null, processor, envelopeId, ...guardParams), (n) => n > 0),
+      Effect.map(settle.run(outcome, Envelope.isoNow(), kept ?? null, processor, envelopeId, ...guardParams), (n) => n > 0),
     /**
      * `settle` as the first statement of the transaction of a message's effects. On PostgreSQL it
      * goes out with the next statement (one round trip less) and answers true: when the message
@@ -280,8 +281,8 @@ export const make = async (
      */
     settleFirst: (processor: string, envelopeId: string, outcome: "done" | "failed", kept?: string): Sql<boolean> =>
       settled === undefined
-        ? Effect.map(settle.run(outcome, new Date().toISOString(), kept ?? null, processor, envelopeId, ...guardParams), (n) => n > 0)
-        : Effect.as(settled.write(outcome, new Date().toISOString(), kept ?? null, processor, envelopeId, ...guardParams), true),
+        ? Effect.map(settle.run(outcome, Envelope.isoNow(), kept ?? null, processor, envelopeId, ...guardParams), (n) => n > 0)
+        : Effect.as(settled.write(outcome, Envelope.isoNow(), kept ?? null, processor, envelopeId, ...guardParams), true),
     /**
      * Whether the processor has a pending message other than `envelopeId` (any key): none means
      * nothing older waits for it, so it may run at once (see Consumer's `inline`).

@@ -46,8 +46,23 @@ const address = (text: string): { readonly address: string; readonly name: strin
   return named === null ? { address: text.trim(), name: "" } : { address: named[2]!, name: named[1]! }
 }
 
+/**
+ * `address` of the sender (`from`): the same text for every mail of a mailer, parsed once (the last
+ * text asked, with its domain), not twice a mail (~4 us a mail in the order flow's profile).
+ */
+let fromText: string | undefined
+let fromParsed: { readonly address: { readonly address: string; readonly name: string }; readonly domain: string } = { address: { address: "", name: "" }, domain: "" }
+const sender = (from: string) => {
+  if (from !== fromText) {
+    const parsed = address(from)
+    fromParsed = { address: parsed, domain: parsed.address.split("@")[1] ?? "localhost" }
+    fromText = from
+  }
+  return fromParsed
+}
+
 /** The domain of the sender's address, which message ids end with. */
-const domainOf = (from: string): string => address(from).address.split("@")[1] ?? "localhost"
+const domainOf = (from: string): string => sender(from).domain
 
 /**
  * The message nodemailer's JSON transport would render (`jsonTransport: true`), for a mail with
@@ -57,7 +72,7 @@ const domainOf = (from: string): string => address(from).address.split("@")[1] ?
  */
 export const render = (mail: Mail & { readonly from: string }, messageId = `<${randomUUID()}@${domainOf(mail.from)}>`): Sent => ({
   messageId,
-  message: JSON.stringify({ from: address(mail.from), to: [plain(mail.to) ? recipient(mail.to) : address(mail.to)], subject: mail.subject, text: mail.text, headers: {}, messageId })
+  message: JSON.stringify({ from: sender(mail.from).address, to: [plain(mail.to) ? recipient(mail.to) : address(mail.to)], subject: mail.subject, text: mail.text, headers: {}, messageId })
 })
 
 /**

@@ -52,6 +52,25 @@ describe("Mailer without SMTP", () => {
     )
   })
 
+  it("mailers of different senders, their mails interleaved: each mail's sender and message id its own mailer's, as nodemailer renders them (property)", async () => {
+    // The sender's address is parsed once and kept for the mails after it (the last sender asked).
+    // (Senders that nodemailer records as written: a plain address, its domain in lower case.)
+    const at = fc.oneof(fc.emailAddress(), edgy).filter((a) => Mailer.plain(a) && a === a.toLowerCase())
+    const senders = fc.oneof(at, fc.tuple(fc.stringMatching(/^[A-Za-z][A-Za-z ]{0,8}$/), at).map(([name, a]) => `${name.trim() || "X"} <${a}>`))
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(senders, { minLength: 2, maxLength: 4 }), fc.array(fc.tuple(fc.nat(), fc.oneof(fc.uuid(), fc.constant("c-1"))), { minLength: 1, maxLength: 8 }), async (froms, sends) => {
+        const mailers = froms.map((from) => Mailer.make({ from }))
+        for (const [n, causeId] of sends) {
+          const from = froms[n % froms.length]!
+          const sent = await mailers[n % froms.length]!.send({ to: "zoe@example.com", subject: "s", text: "t" }, causeId)
+          expect(sent.message).toBe(await reference({ from, to: "zoe@example.com", subject: "s", text: "t" }, sent.messageId))
+          expect(sent.messageId).toBe(`<${causeId}@${from.replace(/^.*<|>$/g, "").split("@")[1]}>`)
+        }
+      }),
+      { numRuns: Math.ceil(runs / 4) }
+    )
+  })
+
   it("renders a named sender and a plain recipient field by field", () => {
     const sent = Mailer.render({ from: "Baton Books <orders@baton.example>", to: "zoe@example.com", subject: "Order ORD-1 received", text: "Thanks" }, "<id@baton.example>")
     expect(JSON.parse(sent.message!)).toEqual({
