@@ -146,6 +146,14 @@ export interface Cluster {
   readonly channel: string
   readonly owns: (part: number) => boolean
   /**
+   * This instance's tenure of the partition: a number that changes each time it claims or takes
+   * the partition (again). Work scheduled in an earlier tenure is stale: the partition was, or may
+   * have been, another's meanwhile, which skipped some of its messages here (not owned, fenced),
+   * and `acquired` schedules the pending ones again in their order; run, a stale later one of a
+   * key would go before an older one skipped then (Consumer's `submit` skips it instead).
+   */
+  readonly tenure: (part: number) => number
+  /**
    * Inside a transaction: whether this instance owns the partition now. It takes a share lock on
    * the partition's row until the commit, so that no other instance can claim the partition while
    * this transaction may still commit for it (fencing), while this instance's own transactions for
@@ -228,6 +236,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
   await control.transaction(Effect.forEach(Array.from({ length: options.partitions }, (_, p) => p), (p) => seed.run(p), { discard: true }))
 
   const owned = new Set<number>()
+  const tenures = new Map<number, number>()
   let live: ReadonlyArray<string> = []
   let known = new Map<string, boolean>()
   const startedAt = new Date().toISOString()
@@ -263,6 +272,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
    */
   const gain = (part: number) => {
     owned.add(part)
+    tenures.set(part, (tenures.get(part) ?? 0) + 1)
     horizon = undefined
     handed.clear()
     resets++
@@ -310,6 +320,9 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
           acquired.push(part) // still ours from before a restart
         }
       } else if (designated === instance && (owner === null || !live.includes(owner))) {
+        // A new tenure from before the claim's commit (see `tenure`): a stale message must not run
+        // between it and `gain` (the partition still in `owned` when another released it).
+        tenures.set(part, (tenures.get(part) ?? 0) + 1)
         if ((await control.run(claim.run(instance, at, part, owner))) > 0) {
           gain(part)
           acquired.push(part)
@@ -464,6 +477,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     partitions: options.partitions,
     channel,
     owns: (part) => owned.has(part),
+    tenure: (part) => tenures.get(part) ?? 0,
     holds: (part) => Effect.map(ownerOf.get(part), (r) => r?.owner === instance),
     notify: (part) => (owned.has(part) ? Effect.void : Effect.asVoid(notifyStmt.write(channel, String(part)))),
     view: async () => ({

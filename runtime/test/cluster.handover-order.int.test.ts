@@ -21,7 +21,7 @@ import fc from "fast-check"
 import { Effect, Fiber } from "effect"
 import { Log, Topics, type Envelope, type Processor } from "@baton/core"
 import { Supervisor } from "@baton/actors"
-import { ddl, Inbox, Outbox, Postgres, Rejections } from "@baton/store"
+import { ddl, Inbox, Outbox, Postgres, Rejections, type Store } from "@baton/store"
 import { freshSchema, query } from "@baton/testkit/postgres"
 import * as Cluster from "../src/Cluster.ts"
 import * as Consumer from "../src/Consumer.ts"
@@ -57,7 +57,12 @@ const plan = fc.record({
 })
 
 /** Member m1, as the runtime runs it: its own store, the inbox's guard, a Consumer fed by the cluster's hooks. */
-const runtimeMember = async (url: string, system: ReturnType<typeof Supervisor.system>, fibers: Array<Fiber.Fiber<unknown, unknown>>) => {
+const runtimeMember = async (
+  url: string,
+  system: ReturnType<typeof Supervisor.system>,
+  fibers: Array<Fiber.Fiber<unknown, unknown>>,
+  tweak: { readonly actors?: number; readonly prepare?: (event: Envelope.Envelope) => Promise<void> } = {}
+) => {
   const store = await Postgres.open({ url, poolSize: 4 })
   let cluster: Cluster.Cluster | undefined
   const inbox = await Inbox.make(store, { partitions, notify: (part) => cluster?.notify(part) ?? Effect.void, guard: Cluster.inboxGuard("m1") })
@@ -68,12 +73,15 @@ const runtimeMember = async (url: string, system: ReturnType<typeof Supervisor.s
   const processor: Processor<unknown> = {
     name: "p",
     consumes: ["x"],
-    handle: (event) => Effect.as(record.run(event.key, (event.data as { seq: number }).seq), [])
+    handle: (event) => Effect.as(record.run(event.key, (event.data as { seq: number }).seq), []),
+    ...(tweak.prepare === undefined ? {} : { prepare: (event: Envelope.Envelope) => Effect.promise(() => tweak.prepare!(event)) })
   }
-  const actors = Array.from({ length: 4 }, (_, i) => Supervisor.make(system, `order-${i}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
+  const actors = Array.from({ length: tweak.actors ?? 4 }, (_, i) => Supervisor.make(system, `order-${i}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
   fibers.push(...actors.map((a) => Effect.runFork(a.run)))
   const ownsKey = (key: string) => cluster?.owns(Inbox.partitionOf(key, partitions)) === true
-  const ownership = { owns: ownsKey, holds: (key: string) => cluster!.holds(Inbox.partitionOf(key, partitions)) }
+  // As layers/ProcessorHost.ts gives the runtime's ownership.
+  const partOf = (key: string) => Inbox.partitionOf(key, partitions)
+  const ownership = { owns: ownsKey, holds: (key: string) => cluster!.holds(partOf(key)), tenure: (key: string) => cluster!.tenure(partOf(key)) }
   const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: false, logger: Log.silent, cluster: ownership })
   // The hooks as layers/Consuming.ts gives them.
   cluster = await Cluster.make({
@@ -94,6 +102,30 @@ const runtimeMember = async (url: string, system: ReturnType<typeof Supervisor.s
     adopt: () => undefined
   })
   return { store, cluster, consumer }
+}
+
+/** Sends keyed messages to processor `p`'s inbox, waking the owner; then checks that each key's effects are once each, in order. */
+const sender = async (producer: Store, channel: string, url: string) => {
+  const notify = producer.query("SELECT pg_notify(?, ?)")
+  const inbox = await Inbox.make(producer, { partitions, notify: (part) => Effect.asVoid(notify.get(channel, String(part))) })
+  const seqs = new Map<string, number>()
+  const send = (key: string) => {
+    const seq = (seqs.get(key) ?? 0) + 1
+    seqs.set(key, seq)
+    const id = `${key}-${seq}`
+    const event: Envelope.Envelope = { id, type: "x", correlationId: id, causationId: id, key, occurredAt: new Date().toISOString(), data: { seq } }
+    return producer.transaction(inbox.receive("p", { envelopeId: id, topic: Topics.event("x"), key, payload: JSON.stringify(event) }))
+  }
+  const inOrder = async (consumer: Consumer.Consumer) => {
+    await until("every message applied", async () => Number((await query<{ n: string }>(url, "SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'"))[0]!.n) === 0, 15_000)
+    await consumer.idle()
+    const applied = await query<{ key: string; seq: string }>(url, "SELECT key, seq FROM effects ORDER BY n")
+    for (const key of seqs.keys()) {
+      const order = applied.filter((a) => a.key === key).map((a) => Number(a.seq))
+      expect(order, `effects of ${key}: once each, in order`).toEqual(Array.from({ length: seqs.get(key)! }, (_, i) => i + 1))
+    }
+  }
+  return { send, inOrder }
 }
 
 const seen = { inWindow: 0 }
@@ -122,16 +154,7 @@ describe("order per key across a partition hand-over (Cluster.ts with the runtim
           await m1.cluster.start()
           await m2.start()
           await until("the partitions shared out", () => ofM2.every((p) => m2.owns(p) && !m1.cluster.owns(p)) && ofM1.every((p) => m1.cluster.owns(p)))
-          const notify = producer.query("SELECT pg_notify(?, ?)")
-          const inbox = await Inbox.make(producer, { partitions, notify: (part) => Effect.asVoid(notify.get(m1.cluster.channel, String(part))) })
-          const seqs = new Map<string, number>()
-          const send = (key: string) => {
-            const seq = (seqs.get(key) ?? 0) + 1
-            seqs.set(key, seq)
-            const id = `${key}-${seq}`
-            const event: Envelope.Envelope = { id, type: "x", correlationId: id, causationId: id, key, occurredAt: new Date().toISOString(), data: { seq } }
-            return producer.transaction(inbox.receive("p", { envelopeId: id, topic: Topics.event("x"), key, payload: JSON.stringify(event) }))
-          }
+          const { send, inOrder } = await sender(producer, m1.cluster.channel, db.url)
           // Written while m2 owns the partition: nobody runs them.
           for (const s of sends) for (let i = 0; i < s.before; i++) await send(keys[s.key]!)
           // Then m1 reads what arrived for its own partitions (its horizon passes them, as in a busy cluster).
@@ -152,24 +175,14 @@ describe("order per key across a partition hand-over (Cluster.ts with the runtim
           if ((await query(db.url, "SELECT 1 FROM effects")).length > 1) seen.inWindow++
           unlock.resolve()
           await holding
-          await until(
-            "every message applied",
-            async () => Number((await query<{ n: string }>(db.url, "SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'"))[0]!.n) === 0,
-            15_000
-          )
-          await m1.consumer.idle()
-          const applied = await query<{ key: string; seq: string }>(db.url, "SELECT key, seq FROM effects ORDER BY n")
-          for (const key of seqs.keys()) {
-            const order = applied.filter((a) => a.key === key).map((a) => Number(a.seq))
-            expect(order, `effects of ${key}: once each, in order`).toEqual(Array.from({ length: seqs.get(key)! }, (_, i) => i + 1))
-          }
+          await inOrder(m1.consumer)
         } finally {
           unlock.resolve()
           await holding?.catch(() => undefined)
           await m2.abandon()
           await m1.cluster.abandon()
+          await Promise.race([m1.consumer.idle(), sleep(5_000)])
           for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
-          await m1.consumer.idle()
           for (const s of [m1.store, m2store, producer, locker]) await s.close()
           await db.drop()
         }
@@ -177,5 +190,76 @@ describe("order per key across a partition hand-over (Cluster.ts with the runtim
       { numRuns: Number(process.env.BATON_PROPERTY_RUNS ?? 6), endOnFailure: true }
     )
     expect(seen.inWindow, "runs where messages were applied while the claim waited").toBeGreaterThan(0)
+  }, 300_000)
+
+  /**
+   * A member loses a partition (another member took it while this one seemed dead) and gets it
+   * back while messages of its key, scheduled before, still wait in an actor's mailbox behind
+   * another key's slow message. Those run while it did not own the partition are skipped; the
+   * reacquiring read schedules them again, behind the later ones still queued from before, which
+   * the reacquired ownership lets run: those would be applied first.
+   */
+  it("messages scheduled before a partition was lost and got back are not applied before their key's older ones, skipped meanwhile", async () => {
+    const [part, other] = [ofM1[ofM1.length - 1]!, ofM1[0]!]
+    const [key, slow] = [keysIn(part)[0]!, keysIn(other)[0]!]
+    await fc.assert(
+      fc.asyncProperty(fc.record({ skipped: fc.integer({ min: 1, max: 3 }), queued: fc.integer({ min: 1, max: 3 }) }), async ({ skipped, queued }) => {
+        const db = await freshSchema()
+        const system = Supervisor.system()
+        const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+        const producer = await Postgres.open({ url: db.url, poolSize: 2 })
+        await producer.migrate([{ name: "test/effects", sql: ddl((t) => `CREATE TABLE effects (n ${t.serialKey}, key TEXT NOT NULL, seq ${t.int} NOT NULL)`) }])
+        // The slow key's messages wait in `prepare` until let go; one actor: every key's messages queue behind them.
+        const gates = new Map<string, PromiseWithResolvers<void>>()
+        const gate = (id: string) => gates.get(id) ?? gates.set(id, Promise.withResolvers<void>()).get(id)!
+        const m1 = await runtimeMember(db.url, system, fibers, { actors: 1, prepare: (event) => (event.key === slow ? gate(event.id).promise : Promise.resolve()) })
+        // m2: a member whose heartbeat the test writes (it claims and releases nothing itself).
+        const beat = "UPDATE cluster_members SET heartbeat_ms = (extract(epoch from clock_timestamp()) * 1000)::bigint WHERE instance = 'm2'"
+        await query(db.url, "INSERT INTO cluster_members (instance, pid, http, mqtt, started_at, heartbeat_ms) VALUES ('m2', 0, '-', '-', '-', 0)")
+        await query(db.url, beat)
+        let beating = true
+        const beats = (async () => {
+          while (beating) {
+            await query(db.url, beat)
+            await sleep(20)
+          }
+        })()
+        try {
+          await m1.cluster.start()
+          await until("m1 owns its partitions", () => ofM1.every((p) => m1.cluster.owns(p)))
+          const { send, inOrder } = await sender(producer, m1.cluster.channel, db.url)
+          // The actor's mailbox: slow-1 (running, held), key 1..skipped, slow-2, key skipped+1..skipped+queued.
+          await send(slow)
+          await until("slow-1 running", () => gates.has(`${slow}-1`))
+          for (let i = 0; i < skipped; i++) await send(key)
+          await send(slow)
+          for (let i = 0; i < queued; i++) await send(key)
+          await until("every message scheduled", () => m1.consumer.inFlight() === skipped + queued + 2)
+          // m2 takes the partition over (m1 seemed dead to it); m1 sees it is m2's.
+          await query(db.url, `UPDATE cluster_partitions SET owner = 'm2', epoch = epoch + 1 WHERE part = ${part}`)
+          await until("m1 lost the partition", () => !m1.cluster.owns(part))
+          // slow-1 ends: the key's first messages run while the partition is m2's (skipped), up to slow-2.
+          gate(`${slow}-1`).resolve()
+          await until("slow-2 running", () => gates.has(`${slow}-2`))
+          // m2 dies: m1 claims the partition back and schedules its pending messages.
+          beating = false
+          await beats
+          await until("m1 got the partition back", () => m1.cluster.owns(part))
+          await until("the skipped messages scheduled again", () => m1.consumer.inFlight() >= 1 + queued + skipped)
+          gate(`${slow}-2`).resolve()
+          await inOrder(m1.consumer)
+        } finally {
+          beating = false
+          await beats
+          for (const g of gates.values()) g.resolve()
+          await m1.cluster.abandon()
+          await Promise.race([m1.consumer.idle(), sleep(5_000)])
+          for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+          for (const s of [m1.store, producer]) await s.close()
+          await db.drop()
+        }
+      }),
+      { numRuns: Number(process.env.BATON_PROPERTY_RUNS ?? 4), endOnFailure: true }
+    )
   }, 300_000)
 })
