@@ -146,6 +146,14 @@ export interface Cluster {
   readonly channel: string
   readonly owns: (part: number) => boolean
   /**
+   * This instance's tenure of the partition: a number that changes each time it claims or takes
+   * the partition (again). Work scheduled in an earlier tenure is stale: the partition was, or may
+   * have been, another's meanwhile, which skipped some of its messages here (not owned, fenced),
+   * and `acquired` schedules the pending ones again in their order; run, a stale later one of a
+   * key would go before an older one skipped then (Consumer's `submit` skips it instead).
+   */
+  readonly tenure: (part: number) => number
+  /**
    * Inside a transaction: whether this instance owns the partition now. It takes a share lock on
    * the partition's row until the commit, so that no other instance can claim the partition while
    * this transaction may still commit for it (fencing), while this instance's own transactions for
@@ -228,6 +236,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
   await control.transaction(Effect.forEach(Array.from({ length: options.partitions }, (_, p) => p), (p) => seed.run(p), { discard: true }))
 
   const owned = new Set<number>()
+  const tenures = new Map<number, number>()
   let live: ReadonlyArray<string> = []
   let known = new Map<string, boolean>()
   const startedAt = new Date().toISOString()
@@ -250,6 +259,23 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
         live: age < options.deadAfterMs
       }
     })
+  }
+
+  /**
+   * A partition now owned: notifications for it are taken from here on, so the next read of what
+   * arrived reads all pending messages (`horizon` reset here, not once the tick's other claims are
+   * done). Its older messages were written while it was another's (no read of this instance saw
+   * them) and are scheduled by `acquired` only after those claims, one of which may wait for the
+   * dead owner's transaction in flight: a read with the horizon of before would hand over just a
+   * message that arrived meanwhile, ahead of its key's older ones (applied first: order per key
+   * broken; cluster.handover-order.int.test.ts).
+   */
+  const gain = (part: number) => {
+    owned.add(part)
+    tenures.set(part, (tenures.get(part) ?? 0) + 1)
+    horizon = undefined
+    handed.clear()
+    resets++
   }
 
   const tick = async () => {
@@ -290,12 +316,15 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
         released.push(part)
       } else if (owner === instance) {
         if (!owned.has(part)) {
-          owned.add(part)
+          gain(part)
           acquired.push(part) // still ours from before a restart
         }
       } else if (designated === instance && (owner === null || !live.includes(owner))) {
+        // A new tenure from before the claim's commit (see `tenure`): a stale message must not run
+        // between it and `gain` (the partition still in `owned` when another released it).
+        tenures.set(part, (tenures.get(part) ?? 0) + 1)
         if ((await control.run(claim.run(instance, at, part, owner))) > 0) {
-          owned.add(part)
+          gain(part)
           acquired.push(part)
         }
       } else if (owned.delete(part)) lost.push(part) // taken over: we were thought dead
@@ -309,9 +338,6 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
       options.released(released)
     }
     if (acquired.length > 0) {
-      horizon = undefined
-      handed.clear()
-      resets++
       logger.log("info", "partitions acquired", { partitions: acquired.join(","), owned: owned.size })
       await options.acquired(acquired)
     }
@@ -330,8 +356,8 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
 
   /**
    * `arrivedSql`'s horizon after the last read of every owned partition (a 64-bit transaction
-   * id); undefined before the first, and again once a partition was acquired (the next read takes
-   * all its pending messages). `resets` counts them, so that a read begun before one does not
+   * id); undefined before the first, and again as soon as a partition is owned (`gain`: the next
+   * read takes all its pending messages). `resets` counts them, so that a read begun before one does not
    * set the horizon after it.
    */
   let horizon: number | undefined
@@ -451,6 +477,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     partitions: options.partitions,
     channel,
     owns: (part) => owned.has(part),
+    tenure: (part) => tenures.get(part) ?? 0,
     holds: (part) => Effect.map(ownerOf.get(part), (r) => r?.owner === instance),
     notify: (part) => (owned.has(part) ? Effect.void : Effect.asVoid(notifyStmt.write(channel, String(part)))),
     view: async () => ({

@@ -183,6 +183,8 @@ export const make = (deps: {
     readonly holds: (key: string) => Sql<boolean>
     /** Whether this instance owns every partition now (a cluster of one); absent, never (no `chain` on PostgreSQL). */
     readonly alone?: () => boolean
+    /** In a cluster: this instance's tenure of the key's partition (Cluster.ts `tenure`); a message scheduled in an earlier one is skipped. */
+    readonly tenure?: (key: string) => number
   }
 }): Consumer => {
   const { processor, store, inbox, outbox } = deps
@@ -646,13 +648,27 @@ export const make = (deps: {
   }
 
   const running = new Map<string, Promise<void>>()
+  /**
+   * In a cluster, the tenure of its partition each message of `running` was scheduled in. One of
+   * an earlier tenure is skipped when its turn comes (see Cluster.ts `tenure`: the partition got
+   * back, its pending messages are scheduled again in their order, not behind it), and does not
+   * stand for the message when it is scheduled again.
+   */
+  const tenureOf = deps.cluster?.tenure
+  const tenures = new Map<string, number>()
+  /** The run of message `id` (of `key`) in memory, unless it is stale (scheduled in an earlier tenure). */
+  const runningNow = (id: string, key: string): Promise<void> | undefined => {
+    const run = running.get(id)
+    return run === undefined || tenureOf === undefined || tenures.get(id) === tenureOf(key) ? run : undefined
+  }
   /** PostgreSQL with chains (`openHere`): messages of `running` by key. */
   const runningKeys = new Map<string, number>()
   /** Runs a message of the inbox now (past the bound too: a parked message's turn, a backlog's page). */
   const submit = (event: Envelope.Envelope, topic: string, payload: Buffer | string, encoded = false): Promise<void> => {
     if (deps.cluster?.owns(event.key) === false) return Promise.resolve()
-    const already = running.get(event.id)
+    const already = runningNow(event.id, event.key)
     if (already !== undefined) return already
+    const tenure = tenureOf?.(event.key)
     const actor = deps.actors[partitionOf(event.key, deps.actors.length)]!
     let tries = 0
     let result: Handled = "skipped"
@@ -669,10 +685,12 @@ export const make = (deps: {
       batch === undefined
         ? () => {
             if (tries++ > 0) metrics?.retried()
+            if (tenure !== undefined && tenureOf!(event.key) !== tenure) return Promise.resolve(record("skipped"))
             return apply(event, payload, tries, encoded).then(record)
           }
         : async () => {
             if (tries++ > 0) metrics?.retried()
+            if (tenure !== undefined && tenureOf!(event.key) !== tenure) return record("skipped")
             if (applied.delete(event.id)) {
               result = "done"
               return
@@ -701,10 +719,15 @@ export const make = (deps: {
     })
     inFlight.add(run)
     running.set(event.id, run)
+    if (tenure !== undefined) tenures.set(event.id, tenure)
     if (chainsHere) runningKeys.set(event.key, (runningKeys.get(event.key) ?? 0) + 1)
     const settled = () => {
       inFlight.delete(run)
-      running.delete(event.id)
+      if (tenure === undefined) running.delete(event.id)
+      else if (running.get(event.id) === run) {
+        running.delete(event.id)
+        tenures.delete(event.id)
+      }
       if (chainsHere) {
         const n = runningKeys.get(event.key)!
         if (n <= 1) runningKeys.delete(event.key)
@@ -749,7 +772,7 @@ export const make = (deps: {
           after = entry.seq
           // Running already (the page starts at the oldest pending, those in flight): its submit
           // would find it running; not parsed again (half of a page read at half the room).
-          if (running.has(entry.envelopeId)) continue
+          if (runningNow(entry.envelopeId, entry.key) !== undefined) continue
           void submit(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, entry.payload, true)
         }
         if (page.length < maxScheduled) break
@@ -772,7 +795,8 @@ export const make = (deps: {
   }
   /** A message just committed to the inbox: run now, or left there while the processor is full. */
   const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer | string, encoded = false): Promise<void> => {
-    if (running.has(event.id)) return running.get(event.id)!
+    const already = runningNow(event.id, event.key)
+    if (already !== undefined) return already
     if (backlog || inFlight.size >= maxScheduled) {
       backlog = true
       missed = true

@@ -1,9 +1,10 @@
 /**
  * The partition hand-over protocol (Cluster.ts) on this machine's PostgreSQL: several members in
  * this process, each with its own connection, inbox and a keyed consumer that does what the
- * runtime's Consumer does (process its partitions' pending messages in arrival order; commit an
- * effect with the inbox `done` mark, fenced by `holds`). Members join and die (abandon: no release,
- * in-flight work carries on as a zombie) at random moments while keyed messages stream in.
+ * runtime's Consumer does (process its partitions' pending messages in arrival order; skip what
+ * was queued in an earlier tenure of its partition; commit an effect with the inbox `done` mark,
+ * fenced by `holds`). Members join and die (abandon: no release, in-flight work carries on as a
+ * zombie) at random moments while keyed messages stream in.
  * `BATON_PROPERTY_RUNS` sets the number of runs.
  */
 import { describe, expect, it } from "vitest"
@@ -31,18 +32,25 @@ const member = async (url: string, name: string, jitter: () => number): Promise<
   let cluster: Cluster.Cluster | undefined
   const inbox = await Inbox.make(store, { partitions, notify: (part) => cluster?.notify(part) ?? Effect.void })
   const record = store.query("INSERT INTO effects (key, seq, by_member) VALUES (?, ?, ?)")
-  const queue: Array<Inbox.Entry> = []
-  const queued = new Set<string>()
+  // Each queued entry with its partition's tenure when queued (as the runtime's Consumer keeps it):
+  // one queued in an earlier tenure (the partition lost and got back meanwhile) is skipped, and
+  // does not stand for the entry when the reacquiring read queues it again, in its order.
+  const queue: Array<{ readonly entry: Inbox.Entry; readonly tenure: number }> = []
+  const queued = new Map<string, number>()
   let running = false
   const self: { alive: boolean } = { alive: true }
   const work = async () => {
     if (running) return
     running = true
     // One at a time, in arrival order: the per-key order of a partition's owner.
-    for (let entry = queue.shift(); entry !== undefined; entry = queue.shift()) {
+    for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+      const { entry: e, tenure } = next
+      const part = Inbox.partitionOf(e.key, partitions)
+      if (cluster!.tenure(part) !== tenure) {
+        if (queued.get(e.envelopeId) === tenure) queued.delete(e.envelopeId)
+        continue
+      }
       await sleep(jitter()) // the handler's asynchronous part: a hand-over may happen meanwhile
-      const part = Inbox.partitionOf(entry.key, partitions)
-      const e = entry
       await store.transaction(
         Effect.gen(function* () {
           if (!(yield* cluster!.holds(part))) return
@@ -51,15 +59,16 @@ const member = async (url: string, name: string, jitter: () => number): Promise<
           yield* record.run(e.key, seq, name)
         })
       )
-      queued.delete(e.envelopeId)
+      if (queued.get(e.envelopeId) === tenure) queued.delete(e.envelopeId)
     }
     running = false
   }
   const enqueue = (entries: ReadonlyArray<Inbox.Entry>) => {
     for (const entry of entries) {
-      if (queued.has(entry.envelopeId)) continue
-      queued.add(entry.envelopeId)
-      queue.push(entry)
+      const tenure = cluster!.tenure(Inbox.partitionOf(entry.key, partitions))
+      if (queued.get(entry.envelopeId) === tenure) continue
+      queued.set(entry.envelopeId, tenure)
+      queue.push({ entry, tenure })
     }
     void work()
   }

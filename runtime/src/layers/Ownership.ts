@@ -22,6 +22,8 @@ export interface Shape {
   readonly partOf: (key: string) => number
   /** Whether this instance owns the partition now (else its owner runs its messages). */
   readonly owns: (part: number) => boolean
+  /** In a cluster: this instance's tenure of the partition (Cluster.ts `tenure`); alone, absent. */
+  readonly tenure?: (part: number) => number
   /** Inside a transaction: whether it still does, fenced until the commit (Cluster.ts). */
   readonly holds: (part: number) => Sql<boolean>
   /** Inside a transaction: wakes the owner of a partition with a new pending message. */
@@ -93,6 +95,7 @@ export const cluster = Layer.effect(
       partitions: member.partitions,
       partOf: (key) => Inbox.partitionOf(key, config.clusterPartitions),
       owns: member.owns,
+      tenure: member.tenure,
       holds: member.holds,
       notify: member.notify,
       entries: { instance: config.instance },

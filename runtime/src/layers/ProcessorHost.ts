@@ -112,6 +112,7 @@ export const layer = Layer.effect(
       for (let part = 0; part < ownership.partitions; part++) if (!ownership.owns(part)) return false
       return true
     }
+    const tenure = ownership.tenure
     for (const processor of processors) {
       const pool = Array.from({ length: Math.max(config.partitions, processor.actors ?? 0) }, (_, i) =>
         Supervisor.make(system, `${processor.name}-${i}`, policy, {
@@ -150,7 +151,12 @@ export const layer = Layer.effect(
         metrics: metrics.processor(processor.name),
         tracing,
         maxScheduled: config.maxScheduled,
-        cluster: { owns: (key: string) => ownership.owns(ownership.partOf(key)), holds: (key: string) => ownership.holds(ownership.partOf(key)), alone }
+        cluster: {
+          owns: (key: string) => ownership.owns(ownership.partOf(key)),
+          holds: (key: string) => ownership.holds(ownership.partOf(key)),
+          alone,
+          ...(tenure === undefined ? {} : { tenure: (key: string) => tenure(ownership.partOf(key)) })
+        }
       })
       for (const topic of topicsOf(processor)) if (routePublic || Topics.isInternal(topic)) router.add(topic, { name: processor.name, schedule: consumer.schedule, inline: consumer.inline, chain: consumer.chain, chaining: consumer.chaining })
       consumers.push({ processor, pool, consumer })

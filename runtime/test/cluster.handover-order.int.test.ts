@@ -1,0 +1,265 @@
+/**
+ * Order per key across a partition hand-over (Cluster.ts), through the runtime's Consumer wired as
+ * the runtime wires it (layers/Consuming.ts: `acquired` and `pending` read the partitions' pending
+ * messages and schedule them, `arrived` schedules what a notification handed over at once).
+ *
+ * A dead member's partitions are claimed one after another in one heartbeat, and a claim can
+ * wait (for the dead member's transaction still in flight on that partition: its share lock).
+ * The partitions claimed before it are owned meanwhile (notifications for them are taken), but
+ * `acquired` is called only once every claim is done. A message arriving for such a partition
+ * then must not be handed over alone (a read of what arrived since the horizon of the partitions
+ * owned before: it is the only one such a read finds) ahead of its key's older messages, which
+ * only `acquired`'s read will schedule: it would be applied first. The older messages were
+ * written while the partition was still the dead member's, so no read of this member saw them.
+ *
+ * Here the blocking transaction is held on purpose (a share lock on a later partition's row, as
+ * the dead member's in-flight transaction takes it through `holds` or the inbox's guard), so the
+ * window is open as long as the test wants. `BATON_PROPERTY_RUNS` sets the number of runs.
+ */
+import { describe, expect, it } from "vitest"
+import fc from "fast-check"
+import { Effect, Fiber } from "effect"
+import { Log, Topics, type Envelope, type Processor } from "@baton/core"
+import { Supervisor } from "@baton/actors"
+import { ddl, Inbox, Outbox, Postgres, Rejections, type Store } from "@baton/store"
+import { freshSchema, query } from "@baton/testkit/postgres"
+import * as Cluster from "../src/Cluster.ts"
+import * as Consumer from "../src/Consumer.ts"
+import * as ErrorPath from "../src/ErrorPath.ts"
+import * as Router from "../src/Router.ts"
+
+const partitions = 6
+const heartbeatMs = 40
+const deadAfterMs = 200
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const until = async (what: string, ok: () => boolean | Promise<boolean>, ms = 10_000) => {
+  const deadline = Date.now() + ms
+  while (!(await ok())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
+    await sleep(10)
+  }
+}
+
+/** The partitions m2 gets beside m1 (rendezvous hashing over the two names), in claim order. */
+const ofM2 = Cluster.assign(["m1", "m2"], partitions).flatMap((owner, part) => (owner === "m2" ? [part] : []))
+const ofM1 = Cluster.assign(["m1", "m2"], partitions).flatMap((owner, part) => (owner === "m1" ? [part] : []))
+const names = Array.from({ length: 200 }, (_, i) => `key-${i}`)
+const keysIn = (part: number) => names.filter((k) => Inbox.partitionOf(k, partitions) === part).slice(0, 3)
+
+/**
+ * Per key of the first partition m1 claims from m2: messages written while m2 owned it (`before`)
+ * and while m1 owned it but had not yet claimed the others (`after`); how long the window stays
+ * open after those (the claim of the blocked partition waiting).
+ */
+const plan = fc.record({
+  keys: fc.array(fc.record({ key: fc.nat({ max: 2 }), before: fc.integer({ min: 1, max: 4 }), after: fc.integer({ min: 1, max: 3 }) }), { minLength: 1, maxLength: 3 }),
+  window: fc.integer({ min: 30, max: 150 })
+})
+
+/** Member m1, as the runtime runs it: its own store, the inbox's guard, a Consumer fed by the cluster's hooks. */
+const runtimeMember = async (
+  url: string,
+  system: ReturnType<typeof Supervisor.system>,
+  fibers: Array<Fiber.Fiber<unknown, unknown>>,
+  tweak: { readonly actors?: number; readonly prepare?: (event: Envelope.Envelope) => Promise<void> } = {}
+) => {
+  const store = await Postgres.open({ url, poolSize: 4 })
+  let cluster: Cluster.Cluster | undefined
+  const inbox = await Inbox.make(store, { partitions, notify: (part) => cluster?.notify(part) ?? Effect.void, guard: Cluster.inboxGuard("m1") })
+  const outbox = await Outbox.make(store)
+  const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+  const router = Router.make(inbox)
+  const record = store.query("INSERT INTO effects (key, seq) VALUES (?, ?)")
+  const processor: Processor<unknown> = {
+    name: "p",
+    consumes: ["x"],
+    handle: (event) => Effect.as(record.run(event.key, (event.data as { seq: number }).seq), []),
+    ...(tweak.prepare === undefined ? {} : { prepare: (event: Envelope.Envelope) => Effect.promise(() => tweak.prepare!(event)) })
+  }
+  const actors = Array.from({ length: tweak.actors ?? 4 }, (_, i) => Supervisor.make(system, `order-${i}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
+  fibers.push(...actors.map((a) => Effect.runFork(a.run)))
+  const ownsKey = (key: string) => cluster?.owns(Inbox.partitionOf(key, partitions)) === true
+  // As layers/ProcessorHost.ts gives the runtime's ownership.
+  const partOf = (key: string) => Inbox.partitionOf(key, partitions)
+  const ownership = { owns: ownsKey, holds: (key: string) => cluster!.holds(partOf(key)), tenure: (key: string) => cluster!.tenure(partOf(key)) }
+  const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: false, logger: Log.silent, cluster: ownership })
+  // The hooks as layers/Consuming.ts gives them.
+  cluster = await Cluster.make({
+    store,
+    url,
+    instance: "m1",
+    partitions,
+    heartbeatMs,
+    deadAfterMs,
+    address: { http: "-", mqtt: "-" },
+    logger: Log.silent,
+    acquired: async (parts) => void (await consumer.recover(parts)),
+    released: () => undefined,
+    pending: (parts) => void consumer.recover(parts),
+    arrived: (entries) => {
+      for (const e of entries) void consumer.schedule(JSON.parse(e.payload) as Envelope.Envelope, e.topic, e.payload)
+    },
+    adopt: () => undefined
+  })
+  return { store, cluster, consumer }
+}
+
+/** Sends keyed messages to processor `p`'s inbox, waking the owner; then checks that each key's effects are once each, in order. */
+const sender = async (producer: Store, channel: string, url: string) => {
+  const notify = producer.query("SELECT pg_notify(?, ?)")
+  const inbox = await Inbox.make(producer, { partitions, notify: (part) => Effect.asVoid(notify.get(channel, String(part))) })
+  const seqs = new Map<string, number>()
+  const send = (key: string) => {
+    const seq = (seqs.get(key) ?? 0) + 1
+    seqs.set(key, seq)
+    const id = `${key}-${seq}`
+    const event: Envelope.Envelope = { id, type: "x", correlationId: id, causationId: id, key, occurredAt: new Date().toISOString(), data: { seq } }
+    return producer.transaction(inbox.receive("p", { envelopeId: id, topic: Topics.event("x"), key, payload: JSON.stringify(event) }))
+  }
+  const inOrder = async (consumer: Consumer.Consumer) => {
+    await until("every message applied", async () => Number((await query<{ n: string }>(url, "SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'"))[0]!.n) === 0, 15_000)
+    await consumer.idle()
+    const applied = await query<{ key: string; seq: string }>(url, "SELECT key, seq FROM effects ORDER BY n")
+    for (const key of seqs.keys()) {
+      const order = applied.filter((a) => a.key === key).map((a) => Number(a.seq))
+      expect(order, `effects of ${key}: once each, in order`).toEqual(Array.from({ length: seqs.get(key)! }, (_, i) => i + 1))
+    }
+  }
+  return { send, inOrder }
+}
+
+const seen = { inWindow: 0 }
+
+describe("order per key across a partition hand-over (Cluster.ts with the runtime's Consumer) on PostgreSQL", () => {
+  it("a message arriving for a partition claimed while a later claim waits is not applied before its key's older messages", async () => {
+    expect(ofM2.length).toBeGreaterThanOrEqual(2)
+    const [first, blocked] = [ofM2[0]!, ofM2[ofM2.length - 1]!]
+    const keys = keysIn(first)
+    await fc.assert(
+      fc.asyncProperty(plan, async ({ keys: sends, window }) => {
+        const db = await freshSchema()
+        const system = Supervisor.system()
+        const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+        const producer = await Postgres.open({ url: db.url, poolSize: 2 })
+        await producer.migrate([{ name: "test/effects", sql: ddl((t) => `CREATE TABLE effects (n ${t.serialKey}, key TEXT NOT NULL, seq ${t.int} NOT NULL)`) }])
+        const m1 = await runtimeMember(db.url, system, fibers)
+        const m2store = await Postgres.open({ url: db.url, poolSize: 2 })
+        // m2 runs nothing: what is written for its partitions stays pending (it dies next).
+        const nothing = () => undefined
+        const m2 = await Cluster.make({ store: m2store, url: db.url, instance: "m2", partitions, heartbeatMs, deadAfterMs, address: { http: "-", mqtt: "-" }, logger: Log.silent, acquired: nothing, released: nothing, pending: nothing, adopt: nothing })
+        const locker = await Postgres.open({ url: db.url, poolSize: 1 })
+        const unlock = Promise.withResolvers<void>()
+        let holding: Promise<unknown> | undefined
+        try {
+          await m1.cluster.start()
+          await m2.start()
+          await until("the partitions shared out", () => ofM2.every((p) => m2.owns(p) && !m1.cluster.owns(p)) && ofM1.every((p) => m1.cluster.owns(p)))
+          const { send, inOrder } = await sender(producer, m1.cluster.channel, db.url)
+          // Written while m2 owns the partition: nobody runs them.
+          for (const s of sends) for (let i = 0; i < s.before; i++) await send(keys[s.key]!)
+          // Then m1 reads what arrived for its own partitions (its horizon passes them, as in a busy cluster).
+          const own = names.find((k) => Inbox.partitionOf(k, partitions) === ofM1[ofM1.length - 1])!
+          await send(own)
+          await until("m1's own message applied", async () => (await query(db.url, "SELECT 1 FROM effects")).length === 1)
+          // m2's transaction still in flight on the last of its partitions, then m2 dies.
+          holding = locker.transaction(
+            Effect.andThen(locker.query("SELECT owner FROM cluster_partitions WHERE part = ? FOR SHARE").all(blocked), Effect.promise(() => unlock.promise))
+          )
+          await sleep(20)
+          await m2.abandon()
+          await until("m1 claimed m2's first partition", () => m1.cluster.owns(first))
+          // The claim of the blocked partition waits: messages arrive for the claimed one.
+          for (const s of sends) for (let i = 0; i < s.after; i++) await send(keys[s.key]!)
+          await sleep(window)
+          // Applied while the claim still waited: the notification path ran in the window (else the test shows nothing).
+          if ((await query(db.url, "SELECT 1 FROM effects")).length > 1) seen.inWindow++
+          unlock.resolve()
+          await holding
+          await inOrder(m1.consumer)
+        } finally {
+          unlock.resolve()
+          await holding?.catch(() => undefined)
+          await m2.abandon()
+          await m1.cluster.abandon()
+          await Promise.race([m1.consumer.idle(), sleep(5_000)])
+          for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+          for (const s of [m1.store, m2store, producer, locker]) await s.close()
+          await db.drop()
+        }
+      }),
+      { numRuns: Number(process.env.BATON_PROPERTY_RUNS ?? 6), endOnFailure: true }
+    )
+    expect(seen.inWindow, "runs where messages were applied while the claim waited").toBeGreaterThan(0)
+  }, 300_000)
+
+  /**
+   * A member loses a partition (another member took it while this one seemed dead) and gets it
+   * back while messages of its key, scheduled before, still wait in an actor's mailbox behind
+   * another key's slow message. Those run while it did not own the partition are skipped; the
+   * reacquiring read schedules them again, behind the later ones still queued from before, which
+   * the reacquired ownership lets run: those would be applied first.
+   */
+  it("messages scheduled before a partition was lost and got back are not applied before their key's older ones, skipped meanwhile", async () => {
+    const [part, other] = [ofM1[ofM1.length - 1]!, ofM1[0]!]
+    const [key, slow] = [keysIn(part)[0]!, keysIn(other)[0]!]
+    await fc.assert(
+      fc.asyncProperty(fc.record({ skipped: fc.integer({ min: 1, max: 3 }), queued: fc.integer({ min: 1, max: 3 }) }), async ({ skipped, queued }) => {
+        const db = await freshSchema()
+        const system = Supervisor.system()
+        const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+        const producer = await Postgres.open({ url: db.url, poolSize: 2 })
+        await producer.migrate([{ name: "test/effects", sql: ddl((t) => `CREATE TABLE effects (n ${t.serialKey}, key TEXT NOT NULL, seq ${t.int} NOT NULL)`) }])
+        // The slow key's messages wait in `prepare` until let go; one actor: every key's messages queue behind them.
+        const gates = new Map<string, PromiseWithResolvers<void>>()
+        const gate = (id: string) => gates.get(id) ?? gates.set(id, Promise.withResolvers<void>()).get(id)!
+        const m1 = await runtimeMember(db.url, system, fibers, { actors: 1, prepare: (event) => (event.key === slow ? gate(event.id).promise : Promise.resolve()) })
+        // m2: a member whose heartbeat the test writes (it claims and releases nothing itself).
+        const beat = "UPDATE cluster_members SET heartbeat_ms = (extract(epoch from clock_timestamp()) * 1000)::bigint WHERE instance = 'm2'"
+        await query(db.url, "INSERT INTO cluster_members (instance, pid, http, mqtt, started_at, heartbeat_ms) VALUES ('m2', 0, '-', '-', '-', 0)")
+        await query(db.url, beat)
+        let beating = true
+        const beats = (async () => {
+          while (beating) {
+            await query(db.url, beat)
+            await sleep(20)
+          }
+        })()
+        try {
+          await m1.cluster.start()
+          await until("m1 owns its partitions", () => ofM1.every((p) => m1.cluster.owns(p)))
+          const { send, inOrder } = await sender(producer, m1.cluster.channel, db.url)
+          // The actor's mailbox: slow-1 (running, held), key 1..skipped, slow-2, key skipped+1..skipped+queued.
+          await send(slow)
+          await until("slow-1 running", () => gates.has(`${slow}-1`))
+          for (let i = 0; i < skipped; i++) await send(key)
+          await send(slow)
+          for (let i = 0; i < queued; i++) await send(key)
+          await until("every message scheduled", () => m1.consumer.inFlight() === skipped + queued + 2)
+          // m2 takes the partition over (m1 seemed dead to it); m1 sees it is m2's.
+          await query(db.url, `UPDATE cluster_partitions SET owner = 'm2', epoch = epoch + 1 WHERE part = ${part}`)
+          await until("m1 lost the partition", () => !m1.cluster.owns(part))
+          // slow-1 ends: the key's first messages run while the partition is m2's (skipped), up to slow-2.
+          gate(`${slow}-1`).resolve()
+          await until("slow-2 running", () => gates.has(`${slow}-2`))
+          // m2 dies: m1 claims the partition back and schedules its pending messages.
+          beating = false
+          await beats
+          await until("m1 got the partition back", () => m1.cluster.owns(part))
+          await until("the skipped messages scheduled again", () => m1.consumer.inFlight() >= 1 + queued + skipped)
+          gate(`${slow}-2`).resolve()
+          await inOrder(m1.consumer)
+        } finally {
+          beating = false
+          await beats
+          for (const g of gates.values()) g.resolve()
+          await m1.cluster.abandon()
+          await Promise.race([m1.consumer.idle(), sleep(5_000)])
+          for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+          for (const s of [m1.store, producer]) await s.close()
+          await db.drop()
+        }
+      }),
+      { numRuns: Number(process.env.BATON_PROPERTY_RUNS ?? 4), endOnFailure: true }
+    )
+  }, 300_000)
+})
