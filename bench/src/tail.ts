@@ -23,8 +23,14 @@
  * - `TAIL_PROFILE=<dir>`: the runtime runs under `--cpu-prof` (into `<dir>`, a sample every 250 us)
  *   and stops gracefully (its profile is written as it exits), and what its event loop ran during
  *   the stalls is printed (`stallProfile.ts`) from the window of the paced messages.
+ * - `TAIL_NICE=<n>` (root): the runtime's threads and this process reniced to `n` after the start.
+ * - `TAIL_TIMELINE=1` (with `accept`): the runtime marks each accept's steps (its `BATON_TIMELINE`,
+ *   in the monotonic clock this client shares) and each accept's time is split (`timeline.ts`):
+ *   the sender late, the PUBLISH waiting for the runtime's loop (from its send to the ingress's
+ *   `receive`), the append waiting for its flush and for the connection, its transaction, the
+ *   promises to the end of `receive`, and the PUBACK's way back; with what the loop ran meanwhile.
  */
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import { readFileSync, readdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -35,18 +41,23 @@ import { noDelay, counter, within } from "./lib.ts"
 import { paced } from "./pacing.ts"
 import { order, placeOrders } from "./scenarios/orders.ts"
 import { report } from "./stallProfile.ts"
+import { split } from "./timeline.ts"
 
 const [rate = 200, count = 2000] = process.argv.slice(2, 4).map(Number)
 const acceptOnly = process.argv[4] === "accept"
 const dataDir = mkdtempSync(join(tmpdir(), "baton-tail-"))
 const probeOut = join(dataDir, "probe.json")
+const timelineOut = process.env.TAIL_TIMELINE === undefined ? undefined : join(dataDir, "timeline.json")
+/** The monotonic clock in microseconds (shared by every process on the machine), and performance.now()'s offset from it. */
+const monoUs = () => Number(process.hrtime.bigint() / 1000n)
+const monoOffset = monoUs() - performance.now() * 1000
 const profileDir = process.env.TAIL_PROFILE
 const profiling = profileDir === undefined ? "" : ` --cpu-prof --cpu-prof-dir=${profileDir} --cpu-prof-interval=250`
 const gcTrace = process.env.TAIL_GC !== undefined
 const runtimeArgs = [...(gcTrace ? ["--trace-gc-nvp"] : []), ...(process.env.RT_NODE_ARGS ?? "").split(" ").filter((a) => a !== "")]
 const r = await Process.startProcess(
   dataDir,
-  { BATON_PUBLISH_RATE: "1000000", NODE_OPTIONS: `${process.env.RT_NODE_OPTIONS ?? ""}${profiling} --import ${fileURLToPath(new URL("./tailProbe.mjs", import.meta.url))}`, PROBE_OUT: probeOut },
+  { BATON_PUBLISH_RATE: "1000000", NODE_OPTIONS: `${process.env.RT_NODE_OPTIONS ?? ""}${profiling} --import ${fileURLToPath(new URL("./tailProbe.mjs", import.meta.url))}`, PROBE_OUT: probeOut, ...(timelineOut === undefined ? {} : { BATON_TIMELINE: timelineOut }) },
   [...runtimeArgs, process.env.TAIL_TREE === undefined ? fileURLToPath(new URL("../../runtime/src/main.ts", import.meta.url)) : join(process.env.TAIL_TREE, "runtime/src/main.ts")]
 )
 const t0 = performance.timeOrigin
@@ -55,7 +66,13 @@ const strace = process.env.TAIL_STRACE === undefined ? undefined : spawn("strace
 // TAIL_PERF=<file>: a summary of the runtime's system calls per thread (perf trace -s: count, total, mean and max), lighter than strace.
 const perf = process.env.TAIL_PERF === undefined ? undefined : spawn("perf", ["trace", "-s", ...(process.env.TAIL_PERF_CALLS === undefined ? [] : ["-e", process.env.TAIL_PERF_CALLS]), "-p", String(r.child.pid), "-o", process.env.TAIL_PERF], { stdio: "ignore" })
 if (strace !== undefined || perf !== undefined) await new Promise((ok) => setTimeout(ok, 500))
+// TAIL_NICE=<n> (root): the runtime's threads and this process at that priority (say -10), so that
+// a diagnosis on a machine that other benchmarks load sees the runtime as a quieter machine would.
+if (process.env.TAIL_NICE !== undefined)
+  for (const pid of [r.child.pid!, process.pid]) for (const task of readdirSync(`/proc/${pid}/task`)) spawnSync("renice", ["-n", process.env.TAIL_NICE, "-p", task], { stdio: "ignore" })
 const msgs: Array<{ due: number; sent: number; done: number }> = []
+/** Per accept, in the monotonic clock's microseconds: due, sent, PUBACK read. */
+const mono: Array<[number, number, number]> = []
 try {
   await placeOrders(r.mqttPort!, 50, "events/order-shipped")
   const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 }))
@@ -71,8 +88,10 @@ try {
     const id = crypto.randomUUID()
     byId.set(id, i)
     msgs[i] = { due: t0 + due, sent: t0 + performance.now(), done: 0 }
-    void client.publishAsync("initiate/place-order", JSON.stringify({ id, type: "place-order", data: order(i) }), { qos: 1 }).then(() => {
-      if (acceptOnly) (msgs[i]!.done = t0 + performance.now()), done.hit()
+    mono[i] = [monoOffset + due * 1000, monoUs(), 0]
+    // The accept: a bare order, as latency.ts's scenario and acceptAb.ts publish it.
+    void client.publishAsync("initiate/place-order", JSON.stringify(acceptOnly ? order(i) : { id, type: "place-order", data: order(i) }), { qos: 1 }).then(() => {
+      if (acceptOnly) (msgs[i]!.done = t0 + performance.now()), (mono[i]![2] = monoUs()), done.hit()
     })
   })
   await within(done.done, 120_000, "all done")
@@ -89,6 +108,7 @@ try {
 // TAIL_OUTPUT=<file>: what the runtime wrote to stdout and stderr (say with RT_NODE_ARGS=--trace-gc-nvp).
 if (process.env.TAIL_OUTPUT !== undefined) writeFileSync(process.env.TAIL_OUTPUT, r.output())
 const probe = JSON.parse(readFileSync(probeOut, "utf8")) as { gcs: Array<[number, number, number]>; stalls: Array<[number, number]>; monotonic: Array<[number, number]>; eld: unknown; newSpace: number; origin: number }
+const marks = timelineOut === undefined ? undefined : (JSON.parse(readFileSync(timelineOut, "utf8")) as Array<string | number>)
 rmSync(dataDir, { recursive: true, force: true })
 const lat = msgs.map((m) => ({ ...m, l: m.done - Math.min(m.due, m.sent) })).sort((a, b) => a.l - b.l)
 const pct = (p: number) => lat[Math.min(lat.length - 1, Math.floor((p / 100) * lat.length))]!.l.toFixed(2)
@@ -124,6 +144,7 @@ if (gcTrace) {
     `scavenges: ${scavenges.length}, pause median ${median(pauses).toFixed(2)} mean ${mean(pauses).toFixed(2)} ms; per scavenge survived ${kb(scavenges.map((g) => g.new_space_survived ?? 0))} KB, promoted ${kb(scavenges.map((g) => g.promoted ?? 0))} KB; mark-compacts ${lines.filter((l) => l.includes(" gc=mc ") && inWindow(l)).length}`
   )
 }
+if (marks !== undefined) console.log(split(marks, mono))
 if (profileDir !== undefined) {
   // The main thread's profile (the largest; worker threads write their own), its stalls in the paced window.
   const profiles = readdirSync(profileDir).filter((f) => f.endsWith(".cpuprofile") && f.includes(`.${r.child.pid}.`))

@@ -5,7 +5,7 @@
  */
 import { Effect, Result } from "effect"
 import { Envelope, Log, Topics, Trace, type App, type Initiating, type Message } from "@baton/core"
-import { isUnavailable, type IngressLog, type Outbox, type Sql, type Store } from "@baton/store"
+import { isUnavailable, timeline, type IngressLog, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 import { untraced, type Tracing } from "./Observability.ts"
@@ -274,6 +274,7 @@ export const make = (deps: {
   return {
     /** Commits an initiating event; resolves once it is durable. */
     receive: async (topic: string, payload: Buffer, clientId: string | null): Promise<void> => {
+      timeline?.("r")
       let forwarded: boolean
       try {
         forwarded = await deps.log.append(topic, payload, clientId)
@@ -285,6 +286,7 @@ export const make = (deps: {
       }
       Crash.point("ingress-committed")
       if (!forwarded) schedule()
+      timeline?.("a")
     },
     /** For `IngressLog.make`'s `inline` option (the log is made before the ingress: set it once both exist). */
     inline,

@@ -6,7 +6,7 @@
  * larger batch is a transaction of such INSERTs.
  */
 import { Effect } from "effect"
-import { ddl, type Query, type Sql, type Store } from "./Store.ts"
+import { ddl, timeline, type Query, type Sql, type Store } from "./Store.ts"
 
 /** Most appends written by one statement on PostgreSQL (a larger batch: a transaction of such statements). */
 const maxRowsPerStatement = 32
@@ -165,6 +165,7 @@ export const make = async (
   const flush = async () => {
     const entries = batch
     batch = []
+    timeline?.("f", entries.length)
     const at = new Date().toISOString()
     // An oversized payload is kept as a preview: the rejection records its size.
     const kept = (e: (typeof entries)[number]) => (e.payload.length > options.maxBytes ? e.payload.subarray(0, options.previewBytes) : e.payload)
@@ -175,10 +176,12 @@ export const make = async (
       if (store.dialect === "pg" && options.fence === undefined && entries.length <= maxRowsPerStatement) {
         // One statement, committed on its own: no BEGIN and COMMIT (two statements less a batch).
         options.beforeCommit?.()
+        timeline?.("s", entries.length)
         await store.run(insertOf(entries.length).run(...entries.flatMap(row)))
       } else
         await store.transaction(
           Effect.gen(function* () {
+            timeline?.("s", entries.length)
             if (options.fence !== undefined) yield* options.fence
             // SQLite: an INSERT per append (its statements cost no round trip).
             const rows = store.dialect === "pg" ? maxRowsPerStatement : 1
@@ -191,6 +194,7 @@ export const make = async (
       for (const e of entries) e.done(error as Error)
       return
     }
+    timeline?.("c", entries.length)
     options.inline?.settled()
     try {
       await options.afterCommit?.()
@@ -219,7 +223,7 @@ export const make = async (
         Effect.map(insertForwardedOf(chunk.length).all(...chunk.flatMap((e) => [...row(e), at])), (inserted) => inserted.map((r) => Number(r.seq)).sort((a, b) => a - b))
       const seqs: Sql<ReadonlyArray<number>> = inserts.length === 1 ? insert(inserts[0]!) : Effect.map(Effect.forEach(inserts, insert), (lists) => lists.flat())
       after = await store.transaction(
-        Effect.flatMap(seqs, (numbers) =>
+        Effect.flatMap(timeline === undefined ? seqs : Effect.andThen(Effect.sync(() => timeline?.("s", entries.length)), seqs), (numbers) =>
           Effect.map(forward(entries.map((e, i) => ({ seq: numbers[i]!, topic: e.topic, payload: kept(e), size: e.payload.length, clientId: e.clientId }))), (after) => {
             options.beforeCommit?.()
             return after
@@ -230,6 +234,7 @@ export const make = async (
       for (const e of entries) e.done(error as Error)
       return
     }
+    timeline?.("c", entries.length)
     for (const e of entries) e.done(undefined, true)
     after()
   }

@@ -13,6 +13,20 @@ import { blamed, type Pipelined } from "./PgPool.ts"
 
 export type Dialect = "sqlite" | "pg"
 
+/**
+ * Benchmarks only (`BATON_TIMELINE=<file>`): marks of what the event loop did, each a code, the
+ * monotonic clock in microseconds (the clock every process on the machine shares, so a client's
+ * marks line up with these) and a number; written to the file as JSON when the process gets
+ * SIGUSR2 (`bench/src/tail.ts`'s `TAIL_TIMELINE`). Unset, `timeline` is undefined and nothing is kept.
+ */
+export const timeline: ((code: string, n?: number) => void) | undefined = (() => {
+  const file = process.env.BATON_TIMELINE
+  if (file === undefined || file === "") return undefined
+  const marks: Array<string | number> = []
+  process.on("SIGUSR2", () => void import("node:fs").then((fs) => fs.writeFileSync(file, JSON.stringify(marks))))
+  return (code: string, n = 0) => void marks.push(code, Number(process.hrtime.bigint() / 1000n), n)
+})()
+
 /** An effect that reads or writes through the current transaction (or, outside one, the pool). */
 export type Sql<A, E = never> = Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient>
 
@@ -510,6 +524,7 @@ export const make = (deps: {
     scheduled = false
     const items = take()
     if (items.length === 0) return
+    timeline?.("g", items.length)
     schedule()
     const keys = unionOf(items)
     hold(keys)
@@ -518,6 +533,7 @@ export const make = (deps: {
     if (items.length === 1) {
       const item = items[0]!
       runThen(inTransaction(locked(keys, item.effect)), (exit) => {
+        timeline?.("G", 1)
         letGo(keys)
         settle(item, observe(exit, since))
       })
@@ -576,6 +592,7 @@ export const make = (deps: {
       return from(0)
     })
     runThen(inTransaction(locked(keys, optimistic)), (first) => {
+      timeline?.("G", items.length)
       if (Exit.isSuccess(first)) {
         letGo(keys)
         observe(first, since)
