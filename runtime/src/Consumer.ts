@@ -334,6 +334,8 @@ export const make = (deps: {
     }
   }
 
+  /** The tag of a root's own settle (`doneAndHandled`): no chain's. */
+  const rootsOwn = {}
   /**
    * Inside a message's transaction: marks it done, then its handler's effects (`handleIn`); the
    * deliveries, or undefined when it ran nothing. Marked done first: the one statement finds it
@@ -341,8 +343,6 @@ export const make = (deps: {
    * both until the commit; when it finds neither, nothing commits (on SQLite nothing runs; on
    * PostgreSQL the statement goes out with the handler's first one and fails the transaction: skipped).
    */
-  /** The tag of a root's own settle (`doneAndHandled`): no chain's. */
-  const rootsOwn = {}
   const doneAndHandled = (
     event: Envelope.Envelope,
     payload: Buffer | string,
