@@ -288,6 +288,7 @@ export const make = (deps: {
     })
   /** Whether `error` is the chain's: a statement's tagged with it, or not a statement's of another item of the group (a handler's own failure). */
   const ofChain = (chain: Chain, error: unknown): boolean => {
+    if (isUnavailable(error)) return false
     const tag = taggedBy(error)
     return tag === undefined ? blamed(error) === undefined : tag === chain
   }
@@ -299,7 +300,8 @@ export const make = (deps: {
    */
   const chainFailed = (chain: Chain, error: unknown): unknown => {
     for (const end of chain.rolledBack.splice(0)) end(error)
-    if (chain.begun.length === 0 || taggedBy(error) !== chain) return error
+    // A lost connection is the store's, whatever statement it failed first (maybe a chained write held back): retried as unavailable.
+    if (chain.begun.length === 0 || taggedBy(error) !== chain || isUnavailable(error)) return error
     for (const refuse of chain.begun.splice(0)) refuse()
     return new Decision.RunElsewhere(processor.name, chain.root, error)
   }
@@ -334,6 +336,8 @@ export const make = (deps: {
     }
   }
 
+  /** The tag of a root's own settle (`doneAndHandled`): no chain's. */
+  const rootsOwn = {}
   /**
    * Inside a message's transaction: marks it done, then its handler's effects (`handleIn`); the
    * deliveries, or undefined when it ran nothing. Marked done first: the one statement finds it
@@ -350,7 +354,9 @@ export const make = (deps: {
     ended?: Array<() => void>,
     keys?: ReadonlyArray<string>
   ): Sql<Array<() => void> | undefined, unknown> => {
-    const settled = Effect.flatMap(inbox.settleFirst(processor.name, event.id, "done", kept(payload, encoded ? event : undefined)), (pending) => (pending ? handleIn(event, prepared, hop.traceparent, undefined, rooted(event, ended, keys)) : Effect.undefined))
+    // PostgreSQL with chains: its settle tagged as the root's own (`rootsOwn`), not its chain's, wherever its failure surfaces (`ofChain`).
+    const settle = inbox.settleFirst(processor.name, event.id, "done", kept(payload, encoded ? event : undefined))
+    const settled = Effect.flatMap(ended === undefined ? settle : tagged(rootsOwn, settle), (pending) => (pending ? handleIn(event, prepared, hop.traceparent, undefined, rooted(event, ended, keys)) : Effect.undefined))
     return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
   }
 
