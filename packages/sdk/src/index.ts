@@ -320,6 +320,9 @@ export interface ProcessorSpec<E extends Event, P = void> {
 
 /** Declares a processor: its handler gets the event's data upcast and decoded, typed by `on`. */
 export const processor = <E extends Event, P = void>(spec: ProcessorSpec<E, P>): CoreProcessor<P> => {
+  // Two promises that contradict each other: a group would run two messages of one shared row side by side.
+  if (spec.ownRows === true && spec.lockKeys !== undefined)
+    throw new Error(`processor '${spec.name}' says both ownRows (it locks only its message's own rows) and lockKeys (it locks shared rows): keep the one that is true`)
   const on: ReadonlyArray<Event> = Array.isArray(spec.on) ? spec.on : [spec.on as Event]
   const byType = new Map(on.map((e) => [e.type, e]))
   // An envelope is read once per processor, even when `prepare` and `handle` both need it.

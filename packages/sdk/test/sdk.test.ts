@@ -117,6 +117,13 @@ describe("Baton.processor", () => {
     )
   })
 
+  it("ownRows and lockKeys together fail at declaration, naming the processor", () => {
+    expect(() => Baton.processor({ name: "stock", on: Order, ownRows: true, lockKeys: (e) => e.data.items.map((l) => `stock/${l.sku}`), handle: () => Effect.succeed([]) })).toThrow(
+      "processor 'stock' says both ownRows (it locks only its message's own rows) and lockKeys (it locks shared rows): keep the one that is true"
+    )
+    expect(() => Baton.processor({ name: "stock", on: Order, ownRows: false, lockKeys: () => [], handle: () => Effect.succeed([]) })).not.toThrow()
+  })
+
   it("an event type it does not declare is rejected, naming what it reads", () => {
     const p = Baton.processor({ name: "ship", on: Order, handle: () => Effect.succeed([]) })
     const exit = Effect.runSyncExit(p.handle(envelope("other", {}), undefined) as Effect.Effect<unknown, unknown>)
