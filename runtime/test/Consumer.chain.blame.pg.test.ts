@@ -12,11 +12,9 @@
  */
 import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
-import { Effect, Fiber } from "effect"
+import { Effect } from "effect"
 import type { Envelope, Processor } from "@baton/core"
-import type * as Consumer from "../src/Consumer.ts"
-import type * as Router from "../src/Router.ts"
-import { alone, consumerOf } from "./chainPg.ts"
+import { alone, closeHarness, routedConsumers, within } from "./chainPg.ts"
 
 const partitions = 4
 const roots = 4
@@ -34,12 +32,9 @@ afterAll(async () => {
 type Mode = "ok" | "late" | "early" | "pending"
 const modes: ReadonlyArray<Mode> = ["ok", "late", "early", "pending"]
 
-const within = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
-  Promise.race([p, new Promise<A>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))])
-
 const setUp = async (round: string, ownRows: boolean) => {
   const h = await alone(partitions, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, id TEXT NOT NULL, tx BIGINT NOT NULL, bad INT NOT NULL DEFAULT 0 CHECK (bad = 0))")
-  const { store, inbox, router, fibers } = h
+  const { store, inbox, router } = h
   const handled = new Map<string, number>()
   /** What p1's runs of a root's event in its root's transaction do (by the root's id). */
   const first = new Map<string, Mode>()
@@ -77,18 +72,8 @@ const setUp = async (round: string, ownRows: boolean) => {
         })
     }
   ]
-  const consumers = new Map<string, Consumer.Consumer>()
-  for (const processor of processors) {
-    const consumer = consumerOf(h, processor, round, handled, () => true)
-    const name = processor.name
-    consumers.set(name, consumer)
-    const local: Router.Local = { name, schedule: consumer.schedule, chaining: consumer.chaining, chain: consumer.chain }
-    for (const topic of processor.topics ?? []) router.add(topic, local)
-  }
-  const close = async () => {
-    for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
-    await store.close()
-  }
+  const consumers = routedConsumers(h, processors, round, handled, () => true)
+  const close = () => closeHarness(h)
   let n = 0
   const eventOf = (key: string, data: unknown = {}): Envelope.Envelope => {
     const id = `${round}-${++n}`

@@ -14,25 +14,16 @@
  */
 import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
-import { Effect, Fiber } from "effect"
-import { Log, type Envelope, type Processor } from "@baton/core"
-import { Supervisor } from "@baton/actors"
-import { Inbox, Outbox, Postgres, Rejections } from "@baton/store"
+import { Effect } from "effect"
+import type { Envelope, Processor } from "@baton/core"
 import { advisoryKey } from "../../packages/store/src/Store.ts"
-import { freshSchema } from "@baton/testkit/postgres"
-import * as Cluster from "../src/Cluster.ts"
-import * as Consumer from "../src/Consumer.ts"
-import * as ErrorPath from "../src/ErrorPath.ts"
-import * as Router from "../src/Router.ts"
+import { alone, closeHarness, routedConsumers, within } from "./chainPg.ts"
 
 const partitions = 4
 const cleanups: Array<() => Promise<void>> = []
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c()
 })
-
-const within = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
-  Promise.race([p, new Promise<A>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))])
 
 interface Data {
   /** `a`'s lock keys (a root). */
@@ -44,22 +35,12 @@ interface Data {
 const allKeys = ["s/1", "s/2", "s/3", "w/1", "w/2"]
 
 const setUp = async (round: string, ownRows: boolean) => {
-  const schema = await freshSchema()
-  cleanups.push(schema.drop)
-  const store = await Postgres.open({ url: schema.url, poolSize: 6 })
-  await store.migrate(Cluster.migrations)
-  await store.transaction(store.query("CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, id TEXT NOT NULL, unlocked TEXT)").run())
+  const h = await alone(partitions, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, id TEXT NOT NULL, unlocked TEXT)")
+  const { store, router } = h
   await store.transaction(store.query("CREATE TABLE counters (k TEXT PRIMARY KEY, v BIGINT NOT NULL)").run())
   for (const k of allKeys) await store.transaction(store.query("INSERT INTO counters (k, v) VALUES (?, 0)").run(k))
   const read = store.query("SELECT v FROM counters WHERE k = ? FOR UPDATE")
   const write = store.query("UPDATE counters SET v = ? WHERE k = ?")
-  for (let part = 0; part < partitions; part++) await store.transaction(store.query("INSERT INTO cluster_partitions (part, owner, epoch) VALUES (?, 'me', 1)").run(part))
-  const inbox = await Inbox.make(store, { partitions, guard: Cluster.inboxGuard("me") })
-  const outbox = await Outbox.make(store)
-  const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
-  const router = Router.make(inbox)
-  const system = Supervisor.system()
-  const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
   /** `b`'s chained runs, by the id of the event run. */
   const chained = new Set<string>()
   /** The advisory locks of `keys` that this transaction does not hold, read in it. */
@@ -98,35 +79,8 @@ const setUp = async (round: string, ownRows: boolean) => {
         })
     }
   ]
-  const consumers = new Map<string, Consumer.Consumer>()
-  for (const processor of processors) {
-    const actors = Array.from({ length: 3 }, (_, a) => Supervisor.make(system, `${processor.name}-${round}-${a}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
-    fibers.push(...actors.map((a) => Effect.runFork(a.run)))
-    const cluster = { owns: () => true, holds: () => Effect.succeed(true), alone: () => true }
-    const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent, cluster })
-    consumers.set(processor.name, consumer)
-    const chain = consumer.chain
-    const local: Router.Local = {
-      name: processor.name,
-      schedule: consumer.schedule,
-      chaining: consumer.chaining,
-      chain:
-        chain === undefined
-          ? undefined
-          : (event, topic, payload, at) =>
-              chain(event, topic, payload, at)?.pipe(
-                Effect.map((ran) => {
-                  if (ran !== undefined) chained.add(event.id)
-                  return ran
-                })
-              )
-    }
-    for (const topic of processor.topics ?? []) router.add(topic, local)
-  }
-  const close = async () => {
-    for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
-    await store.close()
-  }
+  const consumers = routedConsumers(h, processors, round, new Map(), () => true, { actors: 3, onChained: (event) => void chained.add(event.id) })
+  const close = () => closeHarness(h)
   let n = 0
   const eventOf = (key: string, data: Data): Envelope.Envelope => {
     const id = `${round}-${++n}`

@@ -9,12 +9,11 @@
  */
 import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
-import { Effect, Fiber } from "effect"
+import { Effect } from "effect"
 import type { Envelope, Processor } from "@baton/core"
 import { Inbox } from "@baton/store"
 import type * as Consumer from "../src/Consumer.ts"
-import type * as Router from "../src/Router.ts"
-import { alone as alonePg, consumerOf } from "./chainPg.ts"
+import { alone as alonePg, closeHarness, routedConsumers } from "./chainPg.ts"
 
 const partitions = 4
 const cleanups: Array<() => Promise<void>> = []
@@ -36,7 +35,7 @@ const within = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
 
 const setUp = async (round: string, ownRows: boolean) => {
   const h = await alonePg(partitions, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL)")
-  const { store, inbox, router, fibers } = h
+  const { store, inbox, router } = h
   const seen = { chained: 0, handled: new Map<string, number>() }
   /** p1's first chained run of an event does this (by the event's id), and what p1's handler does first. */
   const first = new Map<string, Mode>()
@@ -95,33 +94,8 @@ const setUp = async (round: string, ownRows: boolean) => {
     const promise = new Promise<void>((r) => (release = r))
     return { promise, release, reached: 0 }
   })()
-  for (const processor of processors) {
-    const name = processor.name
-    const consumer = consumerOf(h, processor, round, seen.handled, () => alone)
-    consumers.set(name, consumer)
-    const chain = consumer.chain
-    const local: Router.Local = {
-      name,
-      schedule: consumer.schedule,
-      chaining: consumer.chaining,
-      chain:
-        chain === undefined
-          ? undefined
-          : (event, topic, payload, at) =>
-              chain(event, topic, payload, at)?.pipe(
-                Effect.map((ran) => {
-                  if (ran !== undefined) seen.chained++
-                  return ran
-                })
-              )
-    }
-    for (const topic of processor.topics ?? []) router.add(topic, local)
-  }
-  /** Ends the round (its pool's connections given back at once: rounds would run the server out of them). */
-  const close = async () => {
-    for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
-    await store.close()
-  }
+  for (const [name, consumer] of routedConsumers(h, processors, round, seen.handled, () => alone, { onChained: () => void seen.chained++ })) consumers.set(name, consumer)
+  const close = () => closeHarness(h)
   let n = 0
   const eventOf = (key: string, data: unknown = {}): Envelope.Envelope => {
     const id = `${round}-${++n}`

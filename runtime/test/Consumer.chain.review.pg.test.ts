@@ -13,12 +13,10 @@
  *    the root runs unchained) rather than an unavailable store, retried with its chain.
  */
 import { afterAll, describe, expect, it } from "vitest"
-import { Effect, Fiber } from "effect"
+import { Effect } from "effect"
 import type { Envelope, Processor } from "@baton/core"
 import type { Sql } from "@baton/store"
-import type * as Consumer from "../src/Consumer.ts"
-import type * as Router from "../src/Router.ts"
-import { alone, consumerOf } from "./chainPg.ts"
+import { alone, closeHarness, routedConsumers, within } from "./chainPg.ts"
 
 const partitions = 4
 const cleanups: Array<() => Promise<void>> = []
@@ -26,12 +24,9 @@ afterAll(async () => {
   for (const c of cleanups.reverse()) await c()
 })
 
-const within = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
-  Promise.race([p, new Promise<A>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))])
-
 const setUp = async (round: string, r1: (event: Envelope.Envelope) => Sql<unknown, unknown>, p1Extra: Sql<unknown, unknown>) => {
   const h = await alone(partitions, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, id TEXT NOT NULL, tx BIGINT NOT NULL)")
-  const { store, router, fibers } = h
+  const { store, router } = h
   const handled = new Map<string, number>()
   /** p1's runs of a root's event inside the root's transaction (chained). */
   const chainedRuns = new Map<string, number>()
@@ -68,17 +63,8 @@ const setUp = async (round: string, r1: (event: Envelope.Envelope) => Sql<unknow
         })
     }
   ]
-  const consumers = new Map<string, Consumer.Consumer>()
-  for (const processor of processors) {
-    const consumer = consumerOf(h, processor, round, handled, () => true)
-    consumers.set(processor.name, consumer)
-    const local: Router.Local = { name: processor.name, schedule: consumer.schedule, chaining: consumer.chaining, chain: consumer.chain }
-    for (const topic of processor.topics ?? []) router.add(topic, local)
-  }
-  const close = async () => {
-    for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
-    await store.close()
-  }
+  const consumers = routedConsumers(h, processors, round, handled, () => true)
+  const close = () => closeHarness(h)
   let n = 0
   const eventOf = (key: string): Envelope.Envelope => {
     const id = `${round}-${++n}`

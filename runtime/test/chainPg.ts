@@ -3,7 +3,7 @@
  * one instance of a cluster owning every partition, and consumers on it, each with two actors.
  */
 import { Effect, Fiber } from "effect"
-import { Log, type Processor } from "@baton/core"
+import { Log, type Envelope, type Processor } from "@baton/core"
 import { Supervisor } from "@baton/actors"
 import { Inbox, Outbox, Postgres, Rejections } from "@baton/store"
 import { freshSchema } from "@baton/testkit/postgres"
@@ -26,15 +26,65 @@ export const alone = async (partitions: number, cleanups: Array<() => Promise<vo
   return { store, inbox, outbox, reject, router: Router.make(inbox), system: Supervisor.system(), fibers: [] as Array<Fiber.Fiber<unknown, unknown>> }
 }
 
+export type Harness = Awaited<ReturnType<typeof alone>>
+
+/** `p`, or a failure naming `what` after `ms`. */
+export const within = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
+  Promise.race([p, new Promise<A>((_, reject) => setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))])
+
 /**
- * A consumer of `processor` on two actors of its own (their fibers in `h.fibers`), its outcomes
- * counted in `handled` (by `<name> <outcome>`), the cluster's `alone` as given.
+ * A consumer of `processor` on `actors` actors of its own (two by default; their fibers in
+ * `h.fibers`), its outcomes counted in `handled` (by `<name> <outcome>`), the cluster's `alone` as given.
  */
-export const consumerOf = (h: Awaited<ReturnType<typeof alone>>, processor: Processor, round: string, handled: Map<string, number>, isAlone: () => boolean): Consumer.Consumer => {
-  const actors = Array.from({ length: 2 }, (_, a) => Supervisor.make(h.system, `${processor.name}-${round}-${a}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
+export const consumerOf = (h: Harness, processor: Processor, round: string, handled: Map<string, number>, isAlone: () => boolean, actorCount = 2): Consumer.Consumer => {
+  const actors = Array.from({ length: actorCount }, (_, a) => Supervisor.make(h.system, `${processor.name}-${round}-${a}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
   h.fibers.push(...actors.map((a) => Effect.runFork(a.run)))
   const name = processor.name
   const metrics = { handled: (outcome: string) => void handled.set(`${name} ${outcome}`, (handled.get(`${name} ${outcome}`) ?? 0) + 1), retried: () => {}, latency: () => {} }
   const cluster = { owns: () => true, holds: () => Effect.succeed(true), alone: isAlone }
   return Consumer.make({ processor, actors, store: h.store, inbox: h.inbox, outbox: h.outbox, reject: h.reject, poke: () => undefined, router: h.router, routePublic: true, logger: Log.silent, metrics, cluster })
+}
+
+/**
+ * A consumer of each of `processors` (`consumerOf`), routed on its topics in `h.router`, by name;
+ * `onChained`: told of each event a consumer ran in its sender's transaction (`Consumer.chain`).
+ */
+export const routedConsumers = (
+  h: Harness,
+  processors: ReadonlyArray<Processor>,
+  round: string,
+  handled: Map<string, number>,
+  isAlone: () => boolean,
+  options: { readonly actors?: number; readonly onChained?: (event: Envelope.Envelope) => void } = {}
+): Map<string, Consumer.Consumer> => {
+  const consumers = new Map<string, Consumer.Consumer>()
+  for (const processor of processors) {
+    const consumer = consumerOf(h, processor, round, handled, isAlone, options.actors)
+    consumers.set(processor.name, consumer)
+    const chain = consumer.chain
+    const onChained = options.onChained
+    const local: Router.Local = {
+      name: processor.name,
+      schedule: consumer.schedule,
+      chaining: consumer.chaining,
+      chain:
+        chain === undefined || onChained === undefined
+          ? chain
+          : (event, topic, payload, at) =>
+              chain(event, topic, payload, at)?.pipe(
+                Effect.map((ran) => {
+                  if (ran !== undefined) onChained(event)
+                  return ran
+                })
+              )
+    }
+    for (const topic of processor.topics ?? []) h.router.add(topic, local)
+  }
+  return consumers
+}
+
+/** Ends a round: its actors' fibers interrupted, its pool's connections given back at once (rounds would run the server out of them). */
+export const closeHarness = async (h: Harness): Promise<void> => {
+  for (const f of h.fibers) await Effect.runPromise(Fiber.interrupt(f))
+  await h.store.close()
 }
