@@ -87,7 +87,9 @@ const runOnce = async (tree: string): Promise<Result> => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-ab-"))
   const schema = engine === "pg" ? await freshSchema() : undefined
   const instance = `ab${process.pid}-${++runs}`
-  const child = spawn(process.execPath, [join(tree, "runtime/src/main.ts")], {
+  // BATON_AB_NODE_FLAGS: V8/Node flags for the runtime only (e.g. "--log-deopt --logfile=/tmp/v8-%p.log"), which NODE_OPTIONS refuses
+  const nodeFlags = (process.env.BATON_AB_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "")
+  const child = spawn(process.execPath, [...nodeFlags, join(tree, "runtime/src/main.ts")], {
     env: { ...benchRuntimeEnv(dataDir, { mediator, databaseUrl: schema?.url }), BATON_INSTANCE: instance },
     stdio: ["ignore", "pipe", "pipe"]
   })
