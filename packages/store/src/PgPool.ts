@@ -225,6 +225,79 @@ const executeSync = Buffer.from([0x45, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0x53, 0, 0, 0,
 const execute = executeSync.subarray(0, 10)
 
 /**
+ * Up to this length a text is measured and copied a character at a time when it is ASCII (its
+ * UTF-8 is its characters): two calls into C++ (Buffer.byteLength, write) cost more than the loop.
+ */
+const shortText = 48
+/** The length of `text` in UTF-8. */
+const textLength = (text: string): number => {
+  if (text.length > shortText) return Buffer.byteLength(text)
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) >= 0x80) return Buffer.byteLength(text)
+  return text.length
+}
+/** `bindExecute`'s parameters as pg binds them (`prepareValue`), and their lengths in bytes (-1: NULL). */
+const mapped: Array<unknown> = []
+const lengths: Array<number> = []
+/**
+ * Bind of prepared statement `name` to `values` (unnamed portal, results as text), Execute, and
+ * Sync when `sync`: the bytes pg's serializer writes for them (`connection.bind` with
+ * `prepareValue`, then Execute and Sync), in one buffer sized up front, for one chunk of the
+ * socket's write rather than two or three. pg's writer measures the name and each value, copies
+ * them into its own buffer (grown as it goes), then allocates its next one and slices the message
+ * out of it: in a CPU profile of 120,000 statements (transactions of a read and three writes), its
+ * Bind took ~1.9 us of the ~3 us pg spent sending a statement. By itself, a Bind and Execute of
+ * seven parameters (one a ~250-byte JSON text), five interleaved rounds: 1.3-2.8 us here, 1.9-4.5
+ * us through pg. A value pg cannot turn into text throws before anything is written, as pg's does.
+ */
+export const bindExecute = (name: string, values: ReadonlyArray<unknown>, sync: boolean): Buffer => {
+  const n = values.length
+  // Bind: its code and length, the portal "" and the name (C strings), the formats (count and
+  // one each), the values (count, and length and bytes each), the result formats (one: text).
+  let size = 1 + 4 + 1 + name.length + 1 + 2 + 2 * n + 2 + 2 + 2
+  for (let i = 0; i < n; i++) {
+    const value = prepareValue(values[i])
+    mapped[i] = value
+    const length = value === null || value === undefined ? -1 : value instanceof Buffer ? value.length : textLength(value as string)
+    lengths[i] = length
+    size += length < 0 ? 4 : 4 + length
+  }
+  const buffer = Buffer.allocUnsafe(size + (sync ? executeSync.length : 10))
+  buffer[0] = 0x42
+  buffer.writeInt32BE(size - 1, 1)
+  buffer[5] = 0
+  let at = 6
+  // The names are ASCII (`nameOf`).
+  for (let i = 0; i < name.length; i++) buffer[at++] = name.charCodeAt(i)
+  buffer[at++] = 0
+  buffer[at++] = (n >>> 8) & 0xff
+  buffer[at++] = n & 0xff
+  for (let i = 0; i < n; i++) {
+    buffer[at++] = 0
+    buffer[at++] = mapped[i] instanceof Buffer ? 1 : 0
+  }
+  buffer[at++] = (n >>> 8) & 0xff
+  buffer[at++] = n & 0xff
+  for (let i = 0; i < n; i++) {
+    const length = lengths[i]!
+    buffer.writeInt32BE(length, at)
+    at += 4
+    if (length <= 0) continue
+    const value = mapped[i]
+    if (value instanceof Buffer) value.copy(buffer, at)
+    else if (length === (value as string).length && length <= shortText) for (let j = 0; j < length; j++) buffer[at + j] = (value as string).charCodeAt(j)
+    else buffer.write(value as string, at, length, "utf8")
+    at += length
+  }
+  buffer[at++] = 0
+  buffer[at++] = 1
+  buffer[at++] = 0
+  buffer[at++] = 0
+  executeSync.copy(buffer, at, 0, sync ? executeSync.length : 10)
+  mapped.length = 0
+  return buffer
+}
+
+/**
  * A named statement that asks the server for its row description (Describe) only once per
  * connection: pg sends Parse once, then Bind, Describe, Execute and Sync every time, and builds
  * the row's parsers again from each RowDescription. A prepared statement's result type cannot
@@ -242,10 +315,12 @@ class Prepared extends QueryBase {
     // A value pg cannot turn into text (a cyclic object) fails the statement before anything of it
     // goes out. pg's own `prepare` sends its Parse, then a Close of it, but has it marked as parsed
     // when the ParseComplete comes: every later run on the connection failed (26000).
+    let message: Buffer | undefined
     try {
       if (known === undefined) for (const value of this.values ?? []) prepareValue(value)
-      else connection.bind({ portal: "", statement: name, values: this.values, binary: false, valueMapper: prepareValue })
+      else message = bindExecute(name, this.values ?? [], true)
     } catch (error) {
+      mapped.length = 0
       connection.sync()
       this.handleError(error, connection)
       return
@@ -257,7 +332,7 @@ class Prepared extends QueryBase {
     }
     reuse(this._result, known)
     this._accumulateRows = true
-    if (connection.stream.writable) connection.stream.write(executeSync)
+    if (connection.stream.writable) connection.stream.write(message!)
   }
   override handleCommandComplete(msg: unknown, connection: PgConnection): void {
     super.handleCommandComplete(msg, connection)
@@ -341,9 +416,13 @@ class Batch extends QueryBase {
           item.parsed = true
         } else known = described.get(name)
         item.result = new ResultOf(undefined, types)
+        // Described before: its Bind and Execute in one buffer (`bindExecute`).
+        let message: Buffer | undefined
         try {
-          connection.bind({ portal: "", statement: name, values: item.params, binary: false, valueMapper: prepareValue })
+          if (known === undefined) connection.bind({ portal: "", statement: name, values: item.params, binary: false, valueMapper: prepareValue })
+          else message = bindExecute(name, item.params, false)
         } catch (error) {
+          mapped.length = 0
           // A value pg cannot bind: the statements before it go out and the batch fails with it
           // (unless one of them fails first); a statement parsed for it is closed, as pg does.
           if (item.parsed && item.name !== undefined) connection.close({ type: "S", name })
@@ -355,8 +434,11 @@ class Batch extends QueryBase {
         if (known === undefined) {
           connection.describe({ type: "P", name: "" })
           item.learn = item.name !== undefined
-        } else reuse(item.result, known)
-        if (connection.stream.writable) connection.stream.write(execute)
+          if (connection.stream.writable) connection.stream.write(execute)
+        } else {
+          reuse(item.result, known)
+          if (connection.stream.writable) connection.stream.write(message!)
+        }
       }
       connection.sync()
     } finally {
