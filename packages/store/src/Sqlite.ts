@@ -100,8 +100,10 @@ const connection = (db: DatabaseSync): Synchronous => {
     string,
     {
       readonly statement: StatementSync
-      /** Its rows as objects from its rows as arrays (`rowsOf`); undefined for a statement without columns. */
+      /** Its rows as objects from its rows as arrays (`rowsOf`); undefined for a statement without columns or with a `*`. */
       readonly objects: ((arrays: ReadonlyArray<ReadonlyArray<unknown>>) => ReadonlyArray<Row>) | undefined
+      /** It has columns (rows read with node's own objects when `objects` is undefined). */
+      readonly reader: boolean
       /** Changes the schema (the cache is cleared after it), or may undo such a change (`rollback`). */
       readonly schema: "change" | "rollback" | undefined
     }
@@ -118,8 +120,17 @@ const connection = (db: DatabaseSync): Synchronous => {
       if (cache.size >= 500) cache.clear()
       const statement = db.prepare(sql)
       const columns = statement.columns()
-      statement.setReturnArrays(true)
-      entry = { statement, objects: columns.length > 0 ? rowsOf(columns.map((c) => c.name)) : undefined, schema: ddl.test(sql) ? "change" : rollback.test(sql) ? "rollback" : undefined }
+      // A `*` takes its columns from the schema as it is when SQLite prepares the statement again
+      // (a column added by another connection, a newer CLI migrating the file, say): its rows stay
+      // node's own objects, named at each step. Other statements name their columns in their text.
+      const fixed = columns.length > 0 && !sql.includes("*")
+      if (fixed) statement.setReturnArrays(true)
+      entry = {
+        statement,
+        objects: fixed ? rowsOf(columns.map((c) => c.name)) : undefined,
+        reader: columns.length > 0,
+        schema: ddl.test(sql) ? "change" : rollback.test(sql) ? "rollback" : undefined
+      }
       cache.set(sql, entry)
     }
     return entry
@@ -128,12 +139,14 @@ const connection = (db: DatabaseSync): Synchronous => {
     const entry = prepared(sql)
     const values = input(params)
     if (entry.objects !== undefined) return entry.objects(entry.statement.all(...values) as unknown as ReadonlyArray<ReadonlyArray<unknown>>)
+    if (entry.reader) return entry.statement.all(...values)
     // Cleared before the rollback runs: it fails if SQLite rolled the transaction back itself (an
     // I/O error, say), whose change is undone all the same.
     if (changedInTransaction && entry.schema === "rollback") cache.clear()
     entry.statement.run(...values)
-    // A statement prepared before a schema change keeps the columns it had then (its class above):
-    // after one, every statement is prepared again (`SELECT *` of a table given a column, say).
+    // A statement prepared before a schema change keeps the names it had then (its class above):
+    // after one, every statement is prepared again (a column named without an alias is named as
+    // the table declares it: a rename that only changes its case still runs, under the new name).
     if (entry.schema === "change") {
       cache.clear()
       if (db.isTransaction) changedInTransaction = true

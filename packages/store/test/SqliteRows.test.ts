@@ -123,6 +123,26 @@ describe("SQLite rows", () => {
     )
   })
 
+  it("of a `*` cached before another connection changed the schema are node's rows of the schema now", async () => {
+    const path = join(dir, "other-connection.db")
+    const store = await Sqlite.open({ path, checkpointIntervalMs: 0 })
+    const other = new DatabaseSync(path)
+    try {
+      await store.run(store.query("CREATE TABLE t (a, b)").run())
+      await store.run(store.query("INSERT INTO t VALUES (1, 2)").run())
+      const all = store.query("SELECT * FROM t")
+      expect((await store.run(all.all())).map(seen)).toEqual(other.prepare("SELECT * FROM t").all().map((r) => seen(r as Record<string, unknown>)))
+      // Another connection (a newer CLI migrating the file, say): this store's cache never hears of it.
+      other.exec("ALTER TABLE t DROP COLUMN a; ALTER TABLE t ADD COLUMN c DEFAULT 3")
+      const expected = other.prepare("SELECT * FROM t").all().map((r) => seen(r as Record<string, unknown>))
+      expect(expected[0]!.keys).toEqual(["b", "c"])
+      expect((await store.run(all.all())).map(seen)).toEqual(expected)
+    } finally {
+      other.close()
+      await store.close()
+    }
+  })
+
   it("are node:sqlite's rows, for any columns and values, where code made from text is refused", () => {
     const script = join(dirname(fileURLToPath(import.meta.url)), "sqliteRowsNoCodegen.ts")
     const child = spawnSync(process.execPath, ["--disallow-code-generation-from-strings", script], { encoding: "utf8", timeout: 60_000 })
