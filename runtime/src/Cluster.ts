@@ -146,11 +146,14 @@ export interface Cluster {
   readonly channel: string
   readonly owns: (part: number) => boolean
   /**
-   * This instance's tenure of the partition: a number that changes each time it claims or takes
-   * the partition (again). Work scheduled in an earlier tenure is stale: the partition was, or may
-   * have been, another's meanwhile, which skipped some of its messages here (not owned, fenced),
-   * and `acquired` schedules the pending ones again in their order; run, a stale later one of a
-   * key would go before an older one skipped then (Consumer's `submit` skips it instead).
+   * This instance's tenure of the partition: the epoch of its claim of it (`cluster_partitions.epoch`,
+   * bumped by every claim), so it changes each time it claims or takes the partition (again);
+   * -1 while a claim is on its way (no epoch is). Work scheduled in an earlier tenure is stale: the
+   * partition was, or may have been, another's meanwhile, which skipped some of its messages here
+   * (not owned, fenced), and `acquired` schedules the pending ones again in their order; run, a
+   * stale later one of a key would go before an older one skipped then (Consumer's `submit` skips
+   * it when its turn comes; one whose turn had begun fails the inbox's guard given its tenure,
+   * `inboxGuard`'s `fence`).
    */
   readonly tenure: (part: number) => number
   /**
@@ -190,11 +193,19 @@ export const listenSql = (channel: string): string => `LISTEN "${channel.replace
 /**
  * The inbox's fencing guard (`Inbox.make({ guard })`): the entry's partition is still `instance`'s,
  * with a share lock on the partition's row until the commit, as `holds` takes; checked in the
- * statement that marks the entry done, so fencing costs no statement of its own.
+ * statement that marks the entry done, so fencing costs no statement of its own. Given the tenure
+ * a message was scheduled in (`fence`: the epoch of the claim, see `tenure`), still under that
+ * claim: a message whose run began before the partition was lost and claimed back, its done mark
+ * after, no longer commits ahead of its key's older messages that were skipped meanwhile and are
+ * scheduled again by the new claim (cluster.handover-order.int.test.ts: effects 2, 1 fenced on
+ * the owner alone). Without one (a message received and run in one transaction: nothing stale),
+ * the owner alone (`COALESCE` of a null).
  */
 export const inboxGuard = (instance: string) => ({
-  condition: "EXISTS (SELECT 1 FROM cluster_partitions WHERE cluster_partitions.part = inbox.part AND cluster_partitions.owner = ? FOR SHARE)",
-  params: [instance]
+  condition:
+    "EXISTS (SELECT 1 FROM cluster_partitions WHERE cluster_partitions.part = inbox.part AND cluster_partitions.owner = ? AND cluster_partitions.epoch = COALESCE(?, cluster_partitions.epoch) FOR SHARE)",
+  params: [instance, null],
+  fence: (tenure: number) => [instance, tenure]
 })
 
 /** One sweep in this many reads every pending message of the owned partitions; the others, what arrived. */
@@ -220,7 +231,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
   const members = store.query("SELECT instance, pid, http, mqtt, started_at, heartbeat_ms FROM cluster_members ORDER BY instance")
   const leave = store.query("DELETE FROM cluster_members WHERE instance = ?")
   const parts = store.query("SELECT part, owner, epoch, since FROM cluster_partitions ORDER BY part")
-  const claim = store.query("UPDATE cluster_partitions SET owner = ?, epoch = epoch + 1, since = ? WHERE part = ? AND owner IS NOT DISTINCT FROM ? RETURNING part")
+  const claim = store.query("UPDATE cluster_partitions SET owner = ?, epoch = epoch + 1, since = ? WHERE part = ? AND owner IS NOT DISTINCT FROM ? RETURNING epoch")
   const release = store.query("UPDATE cluster_partitions SET owner = NULL, since = ? WHERE part = ? AND owner = ?")
   const ownerOf = store.query("SELECT owner FROM cluster_partitions WHERE part = ? FOR SHARE")
   const notifyStmt = store.query("SELECT pg_notify(?, ?)")
@@ -270,9 +281,9 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
    * message that arrived meanwhile, ahead of its key's older ones (applied first: order per key
    * broken; cluster.handover-order.int.test.ts).
    */
-  const gain = (part: number) => {
+  const gain = (part: number, epoch: number) => {
     owned.add(part)
-    tenures.set(part, (tenures.get(part) ?? 0) + 1)
+    tenures.set(part, epoch)
     horizon = undefined
     handed.clear()
     resets++
@@ -308,6 +319,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     for (const row of await control.run(parts.all())) {
       const part = Number(row.part)
       const owner = row.owner === null ? null : String(row.owner)
+      const epoch = Number(row.epoch)
       const designated = designatedOwners[part]
       if (owner === instance && designated !== instance) {
         // Another instance joined: hand this partition over.
@@ -315,16 +327,20 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
         await control.run(release.run(at, part, instance))
         released.push(part)
       } else if (owner === instance) {
-        if (!owned.has(part)) {
-          gain(part)
-          acquired.push(part) // still ours from before a restart
+        // Still ours from before a restart; or under a claim this instance did not make (another
+        // epoch: a tenure of its own, its work from before stale).
+        if (!owned.has(part) || tenures.get(part) !== epoch) {
+          gain(part, epoch)
+          acquired.push(part)
         }
       } else if (designated === instance && (owner === null || !live.includes(owner))) {
         // A new tenure from before the claim's commit (see `tenure`): a stale message must not run
-        // between it and `gain` (the partition still in `owned` when another released it).
-        tenures.set(part, (tenures.get(part) ?? 0) + 1)
-        if ((await control.run(claim.run(instance, at, part, owner))) > 0) {
-          gain(part)
+        // between it and `gain` (the partition still in `owned` when another released it); one
+        // scheduled meanwhile fails the inbox's guard (no epoch is -1).
+        tenures.set(part, -1)
+        const claimed = await control.run(claim.get(instance, at, part, owner))
+        if (claimed !== undefined) {
+          gain(part, Number(claimed.epoch))
           acquired.push(part)
         }
       } else if (owned.delete(part)) lost.push(part) // taken over: we were thought dead

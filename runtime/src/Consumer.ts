@@ -80,6 +80,8 @@ export const skippedOrRetried = <A>(run: () => Promise<A>, tries = conflictTries
 const noAttributes: Readonly<Record<string, string>> = Object.freeze({})
 
 type Handled = "done" | "parked" | "skipped"
+/** A message scheduled and not yet run (for a run of its key): with its partition's tenure then, in a cluster. */
+type Waiting = { readonly event: Envelope.Envelope; readonly payload: Buffer | string; readonly tenure: number | undefined }
 
 const handled: Record<Handled, Decision.Outcome> = { done: { _tag: "Committed" }, parked: { _tag: "Parked" }, skipped: { _tag: "Skipped" } }
 
@@ -222,7 +224,7 @@ export const make = (deps: {
   /** Whether this processor's messages may root chains on PostgreSQL (`chainsEnded`): on one instance. */
   const rootsChains = store.dialect === "pg" && deps.cluster?.alone !== undefined
   /** Per key, its messages scheduled and not yet run, in order: what a run can take. */
-  const waiting = new Map<string, Array<{ readonly event: Envelope.Envelope; readonly payload: Buffer | string }>>()
+  const waiting = new Map<string, Array<Waiting>>()
   /** Messages applied in an earlier message's run: their own turn finds them done. */
   const applied = new Set<string>()
 
@@ -352,10 +354,11 @@ export const make = (deps: {
     prepared: unknown,
     hop: Hop,
     ended?: Array<() => void>,
-    keys?: ReadonlyArray<string>
+    keys?: ReadonlyArray<string>,
+    tenure?: number
   ): Sql<Array<() => void> | undefined, unknown> => {
     // PostgreSQL with chains: its settle tagged as the root's own (`rootsOwn`), not its chain's, wherever its failure surfaces (`ofChain`).
-    const settle = inbox.settleFirst(processor.name, event.id, "done", kept(payload, encoded ? event : undefined))
+    const settle = inbox.settleFirst(processor.name, event.id, "done", kept(payload, encoded ? event : undefined), tenure)
     const settled = Effect.flatMap(ended === undefined ? settle : tagged(rootsOwn, settle), (pending) => (pending ? handleIn(event, prepared, hop.traceparent, undefined, rooted(event, ended, keys)) : Effect.undefined))
     return inbox.guarded ? settled : Effect.flatMap(holds(event.key), (ours) => (ours ? settled : Effect.undefined))
   }
@@ -379,9 +382,10 @@ export const make = (deps: {
    * One attempt at a message (the `n`th, the first is 1), in its span: what became of it
    * (`skipped`: not this instance's, or no longer pending). Throws what failed it, marked
    * `retryable: false` when the decision gives up at once. (One async function: its frame and
-   * promise are per message.)
+   * promise are per message.) `tenure`: in a cluster, its partition's when it was scheduled (`submit`),
+   * which its done mark is fenced on.
    */
-  const apply = async (event: Envelope.Envelope, payload: Buffer | string, n: number, encoded: boolean): Promise<Handled> => {
+  const apply = async (event: Envelope.Envelope, payload: Buffer | string, n: number, encoded: boolean, tenure?: number): Promise<Handled> => {
     if (deps.cluster?.owns(event.key) === false) return "skipped"
     // A message no longer pending (a redelivery raced its first run) is skipped by the transaction's
     // first statement (see below); a read beforehand is needed only where work runs before it.
@@ -410,7 +414,7 @@ export const make = (deps: {
               store.group(
                 // Built when it runs (a group may run it again, in a savepoint): its timestamps, ids and
                 // deliveries are those of the run that commits.
-                Effect.suspend(() => doneAndHandled(event, payload, encoded, prepared, hop, ended, chainKeys)),
+                Effect.suspend(() => doneAndHandled(event, payload, encoded, prepared, hop, ended, chainKeys, tenure)),
                 // A processor that locks only its message's own rows: a lane per message, so a group
                 // holds several of its messages (a mailer's two an order on PostgreSQL).
                 processor.ownRows === true ? ownLaneOf(processor.name, event.id) : processor.name,
@@ -486,7 +490,7 @@ export const make = (deps: {
    * A run of one key's waiting messages in one transaction: true once committed. False when
    * anything failed it (nothing of it committed): its first message then runs alone.
    */
-  const applyRun = async (b: NonNullable<typeof batch>, run: ReadonlyArray<{ readonly event: Envelope.Envelope; readonly payload: Buffer | string }>): Promise<boolean> => {
+  const applyRun = async (b: NonNullable<typeof batch>, run: ReadonlyArray<Waiting>): Promise<boolean> => {
     const events = run.map((w) => w.event)
     const first = events[0]!
     if (deps.cluster?.owns(first.key) === false) return false
@@ -501,7 +505,7 @@ export const make = (deps: {
       deliveries = await store.group(
         Effect.gen(function* () {
           if (!inbox.guarded && !(yield* holds(first.key))) return yield* Effect.fail(notRun)
-          for (const w of run) if (!(yield* inbox.settleFirst(processor.name, w.event.id, "done", kept(w.payload)))) return yield* Effect.fail(notRun)
+          for (const w of run) if (!(yield* inbox.settleFirst(processor.name, w.event.id, "done", kept(w.payload), w.tenure))) return yield* Effect.fail(notRun)
           const announced = yield* b.handle(events, prepared)
           const local: Array<() => void> = []
           for (const [i, event] of events.entries()) local.push(...(yield* announce(event, announced[i] ?? [], hops[i]!.traceparent)))
@@ -618,12 +622,13 @@ export const make = (deps: {
     payload: Buffer | string,
     decision: Decision.GivenUp,
     error: unknown,
-    history: ReadonlyArray<Attempt>
+    history: ReadonlyArray<Attempt>,
+    tenure: number | undefined
   ): Sql<Array<() => void>> =>
     Effect.gen(function* () {
       const attemptsMade = decision.attempts
       const reason = `${processor.name} failed after ${attemptsMade} attempt(s): ${Log.reason(error)}`
-      if ((!inbox.guarded && !(yield* holds(event.key))) || !(yield* inbox.settle(processor.name, event.id, "failed"))) return []
+      if ((!inbox.guarded && !(yield* holds(event.key))) || !(yield* inbox.settle(processor.name, event.id, "failed", undefined, tenure))) return []
       if (decision._tag === "Park" && parking !== undefined) {
         // The workflow event pattern: hand it over, hold its key, and move on at once.
         const failure = { topic: Topics.publicTopic(topic), error: Log.reason(error), reason, attempts: history }
@@ -644,11 +649,11 @@ export const make = (deps: {
     })
 
   /** The supervisor settled a message as failed for good: record it so (`fail`), then its deliveries. */
-  const failedForGood = async (event: Envelope.Envelope, topic: string, payload: Buffer | string, decision: Decision.GivenUp, error: unknown): Promise<void> => {
+  const failedForGood = async (event: Envelope.Envelope, topic: string, payload: Buffer | string, decision: Decision.GivenUp, error: unknown, tenure: number | undefined): Promise<void> => {
     metrics?.handled("failed")
     const history = attempts.get(event.id) ?? []
     attempts.delete(event.id)
-    const deliveries = await conflictsRetried(() => store.transaction(fail(event, topic, payload, decision, error, history)))
+    const deliveries = await conflictsRetried(() => store.transaction(fail(event, topic, payload, decision, error, history, tenure)))
     for (const deliver of deliveries) deliver()
     deps.poke()
   }
@@ -658,7 +663,9 @@ export const make = (deps: {
    * In a cluster, the tenure of its partition each message of `running` was scheduled in. One of
    * an earlier tenure is skipped when its turn comes (see Cluster.ts `tenure`: the partition got
    * back, its pending messages are scheduled again in their order, not behind it), and does not
-   * stand for the message when it is scheduled again.
+   * stand for the message when it is scheduled again. One whose turn had begun already is stopped
+   * by its done mark, fenced on the tenure it was scheduled in (Cluster.ts `inboxGuard`: the
+   * claim's epoch, a parameter of the statement that marks it done, no statement more).
    */
   const tenureOf = deps.cluster?.tenure
   const tenures = new Map<string, number>()
@@ -680,8 +687,8 @@ export const make = (deps: {
     let result: Handled = "skipped"
     if (batch !== undefined) {
       const queue = waiting.get(event.key)
-      if (queue === undefined) waiting.set(event.key, [{ event, payload }])
-      else queue.push({ event, payload })
+      if (queue === undefined) waiting.set(event.key, [{ event, payload, tenure }])
+      else queue.push({ event, payload, tenure })
     }
     const record = (handled: Handled) => {
       result = handled
@@ -692,7 +699,7 @@ export const make = (deps: {
         ? () => {
             if (tries++ > 0) metrics?.retried()
             if (tenure !== undefined && tenureOf!(event.key) !== tenure) return Promise.resolve(record("skipped"))
-            return apply(event, payload, tries, encoded).then(record)
+            return apply(event, payload, tries, encoded, tenure).then(record)
           }
         : async () => {
             if (tries++ > 0) metrics?.retried()
@@ -707,7 +714,7 @@ export const make = (deps: {
               return
             }
             unwait(event.key, new Set([event.id]))
-            result = await apply(event, payload, tries, encoded)
+            result = await apply(event, payload, tries, encoded, tenure)
           }
     const run = actor.submit(work).then((outcome): Promise<void> | undefined => {
       const decision =
@@ -721,7 +728,7 @@ export const make = (deps: {
       // Pending: the supervisor gave up, a crash loop and not this message's fault; it stays pending for the next start.
       // Done (nearly every message): no async function, no promise of its own.
       if (decision._tag !== "Park" && decision._tag !== "Reject") return undefined
-      return failedForGood(event, topic, payload, decision, outcome._tag === "Failed" ? outcome.error : undefined)
+      return failedForGood(event, topic, payload, decision, outcome._tag === "Failed" ? outcome.error : undefined, tenure)
     })
     inFlight.add(run)
     running.set(event.id, run)

@@ -61,7 +61,7 @@ const runtimeMember = async (
   url: string,
   system: ReturnType<typeof Supervisor.system>,
   fibers: Array<Fiber.Fiber<unknown, unknown>>,
-  tweak: { readonly actors?: number; readonly prepare?: (event: Envelope.Envelope) => Promise<void> } = {}
+  tweak: { readonly actors?: number; readonly prepare?: (event: Envelope.Envelope) => Promise<void>; readonly heartbeatMs?: number; readonly deadAfterMs?: number } = {}
 ) => {
   const store = await Postgres.open({ url, poolSize: 4 })
   let cluster: Cluster.Cluster | undefined
@@ -89,8 +89,8 @@ const runtimeMember = async (
     url,
     instance: "m1",
     partitions,
-    heartbeatMs,
-    deadAfterMs,
+    heartbeatMs: tweak.heartbeatMs ?? heartbeatMs,
+    deadAfterMs: tweak.deadAfterMs ?? deadAfterMs,
     address: { http: "-", mqtt: "-" },
     logger: Log.silent,
     acquired: async (parts) => void (await consumer.recover(parts)),
@@ -128,7 +128,65 @@ const sender = async (producer: Store, channel: string, url: string) => {
   return { send, inOrder }
 }
 
-const seen = { inWindow: 0 }
+const seen = { inWindow: 0, heldAcross: 0 }
+
+/** Member m2, a heartbeat the test writes (it claims and releases nothing itself) until `silence`: then it is dead. */
+const heartbeatOnly = async (url: string) => {
+  const beat = "UPDATE cluster_members SET heartbeat_ms = (extract(epoch from clock_timestamp()) * 1000)::bigint WHERE instance = 'm2'"
+  await query(url, "INSERT INTO cluster_members (instance, pid, http, mqtt, started_at, heartbeat_ms) VALUES ('m2', 0, '-', '-', '-', 0)")
+  await query(url, beat)
+  let beating = true
+  const beats = (async () => {
+    while (beating) {
+      await query(url, beat)
+      await sleep(20)
+    }
+  })()
+  return {
+    silence: async () => {
+      beating = false
+      await beats
+    }
+  }
+}
+
+/**
+ * Member m1 (one actor: every key's messages queue behind each other; a message `gated` picks
+ * waits in `prepare` until its `gate` is let go) beside m2 (`heartbeatOnly`); `body` runs, then all is closed.
+ */
+const gatedBeside = async (
+  gated: (event: Envelope.Envelope) => boolean,
+  tweak: { readonly heartbeatMs?: number; readonly deadAfterMs?: number },
+  body: (run: {
+    readonly db: { readonly url: string }
+    readonly producer: Store
+    readonly m1: Awaited<ReturnType<typeof runtimeMember>>
+    readonly m2: Awaited<ReturnType<typeof heartbeatOnly>>
+    readonly gates: ReadonlyMap<string, PromiseWithResolvers<void>>
+    readonly gate: (id: string) => PromiseWithResolvers<void>
+  }) => Promise<void>
+) => {
+  const db = await freshSchema()
+  const system = Supervisor.system()
+  const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+  const producer = await Postgres.open({ url: db.url, poolSize: 2 })
+  await producer.migrate([{ name: "test/effects", sql: ddl((t) => `CREATE TABLE effects (n ${t.serialKey}, key TEXT NOT NULL, seq ${t.int} NOT NULL)`) }])
+  const gates = new Map<string, PromiseWithResolvers<void>>()
+  const gate = (id: string) => gates.get(id) ?? gates.set(id, Promise.withResolvers<void>()).get(id)!
+  const m1 = await runtimeMember(db.url, system, fibers, { actors: 1, ...tweak, prepare: (event) => (gated(event) ? gate(event.id).promise : Promise.resolve()) })
+  const m2 = await heartbeatOnly(db.url)
+  try {
+    await body({ db, producer, m1, m2, gates, gate })
+  } finally {
+    await m2.silence()
+    for (const g of gates.values()) g.resolve()
+    await m1.cluster.abandon()
+    await Promise.race([m1.consumer.idle(), sleep(5_000)])
+    for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+    for (const s of [m1.store, producer]) await s.close()
+    await db.drop()
+  }
+}
 
 describe("order per key across a partition hand-over (Cluster.ts with the runtime's Consumer) on PostgreSQL", () => {
   it("a message arriving for a partition claimed while a later claim waits is not applied before its key's older messages", async () => {
@@ -204,27 +262,8 @@ describe("order per key across a partition hand-over (Cluster.ts with the runtim
     const [key, slow] = [keysIn(part)[0]!, keysIn(other)[0]!]
     await fc.assert(
       fc.asyncProperty(fc.record({ skipped: fc.integer({ min: 1, max: 3 }), queued: fc.integer({ min: 1, max: 3 }) }), async ({ skipped, queued }) => {
-        const db = await freshSchema()
-        const system = Supervisor.system()
-        const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
-        const producer = await Postgres.open({ url: db.url, poolSize: 2 })
-        await producer.migrate([{ name: "test/effects", sql: ddl((t) => `CREATE TABLE effects (n ${t.serialKey}, key TEXT NOT NULL, seq ${t.int} NOT NULL)`) }])
         // The slow key's messages wait in `prepare` until let go; one actor: every key's messages queue behind them.
-        const gates = new Map<string, PromiseWithResolvers<void>>()
-        const gate = (id: string) => gates.get(id) ?? gates.set(id, Promise.withResolvers<void>()).get(id)!
-        const m1 = await runtimeMember(db.url, system, fibers, { actors: 1, prepare: (event) => (event.key === slow ? gate(event.id).promise : Promise.resolve()) })
-        // m2: a member whose heartbeat the test writes (it claims and releases nothing itself).
-        const beat = "UPDATE cluster_members SET heartbeat_ms = (extract(epoch from clock_timestamp()) * 1000)::bigint WHERE instance = 'm2'"
-        await query(db.url, "INSERT INTO cluster_members (instance, pid, http, mqtt, started_at, heartbeat_ms) VALUES ('m2', 0, '-', '-', '-', 0)")
-        await query(db.url, beat)
-        let beating = true
-        const beats = (async () => {
-          while (beating) {
-            await query(db.url, beat)
-            await sleep(20)
-          }
-        })()
-        try {
+        await gatedBeside((event) => event.key === slow, {}, async ({ db, producer, m1, m2, gates, gate }) => {
           await m1.cluster.start()
           await until("m1 owns its partitions", () => ofM1.every((p) => m1.cluster.owns(p)))
           const { send, inOrder } = await sender(producer, m1.cluster.channel, db.url)
@@ -242,24 +281,62 @@ describe("order per key across a partition hand-over (Cluster.ts with the runtim
           gate(`${slow}-1`).resolve()
           await until("slow-2 running", () => gates.has(`${slow}-2`))
           // m2 dies: m1 claims the partition back and schedules its pending messages.
-          beating = false
-          await beats
+          await m2.silence()
           await until("m1 got the partition back", () => m1.cluster.owns(part))
           await until("the skipped messages scheduled again", () => m1.consumer.inFlight() >= 1 + queued + skipped)
           gate(`${slow}-2`).resolve()
           await inOrder(m1.consumer)
-        } finally {
-          beating = false
-          await beats
-          for (const g of gates.values()) g.resolve()
-          await m1.cluster.abandon()
-          await Promise.race([m1.consumer.idle(), sleep(5_000)])
-          for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
-          for (const s of [m1.store, producer]) await s.close()
-          await db.drop()
-        }
+        })
       }),
       { numRuns: Number(process.env.BATON_PROPERTY_RUNS ?? 4), endOnFailure: true }
     )
+  }, 300_000)
+
+  /**
+   * A message whose run began before a lose-and-reclaim cycle and whose done mark runs after it
+   * (its `prepare` held across the cycle): the partition is m2's in the store, which m1 has not
+   * seen yet, so the key's older messages fail their fenced done marks (skipped) while its turn
+   * begins; m1 then sees the partition lost, m2 dies, m1 claims it back and schedules the older
+   * ones again. The held run's done mark, fenced on the owner only, found m1 the owner again and
+   * committed ahead of them (effects 2, 1 with one older message); fenced on the claim's epoch
+   * the message was scheduled under, it fails and is read again in order.
+   */
+  it("a message whose run began before a partition was lost and got back does not commit ahead of its key's older ones", async () => {
+    const part = ofM1[ofM1.length - 1]!
+    const key = keysIn(part)[0]!
+    // Ticks far apart: the partition m2's in the store, m1 not yet knowing it, for the older messages' runs.
+    const slowTicks = { heartbeatMs: 300, deadAfterMs: 900 }
+    await fc.assert(
+      fc.asyncProperty(fc.record({ older: fc.integer({ min: 1, max: 3 }), later: fc.integer({ min: 0, max: 2 }) }), async ({ older, later }) => {
+        // The key's first message and the held one (the one after the older ones) wait in `prepare` until let go.
+        const [first, held] = [`${key}-1`, `${key}-${older + 1}`]
+        await gatedBeside((event) => event.id === first || event.id === held, slowTicks, async ({ db, producer, m1, m2, gates, gate }) => {
+          await m1.cluster.start()
+          await until("m1 owns its partitions", () => ofM1.every((p) => m1.cluster.owns(p)))
+          const { send, inOrder } = await sender(producer, m1.cluster.channel, db.url)
+          for (let i = 0; i < older + 1 + later; i++) await send(key)
+          await until("the first message running", () => gates.has(first))
+          await until("every message scheduled", () => m1.consumer.inFlight() === older + 1 + later)
+          // m2 takes the partition over (m1 seemed dead to it); before m1 sees it, the older messages run (their done marks fail).
+          await query(db.url, `UPDATE cluster_partitions SET owner = 'm2', epoch = epoch + 1 WHERE part = ${part}`)
+          gate(first).resolve()
+          await until("the held message running, or m1 saw the partition lost first", () => gates.has(held) || !m1.cluster.owns(part))
+          // Held across the cycle only when its turn began while m1 still thought the partition its own.
+          const across = gates.has(held)
+          if (across) seen.heldAcross++
+          await until("m1 lost the partition", () => !m1.cluster.owns(part))
+          // m2 dies: m1 claims the partition back and schedules its pending messages (the older ones among them).
+          await m2.silence()
+          await until("m1 got the partition back", () => m1.cluster.owns(part))
+          // Its tenure now: the epoch of its new claim (the fence of what it schedules from here on).
+          expect(m1.cluster.tenure(part)).toBe(Number((await query<{ epoch: string }>(db.url, `SELECT epoch FROM cluster_partitions WHERE part = ${part}`))[0]!.epoch))
+          await until("the pending messages scheduled again", () => m1.consumer.inFlight() >= older + 1 + later + (across ? 1 : 0))
+          gate(held).resolve()
+          await inOrder(m1.consumer)
+        })
+      }),
+      { numRuns: Number(process.env.BATON_PROPERTY_RUNS ?? 4), endOnFailure: true }
+    )
+    expect(seen.heldAcross, "runs where a message's run was held across the cycle").toBeGreaterThan(0)
   }, 300_000)
 })

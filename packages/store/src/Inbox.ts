@@ -142,9 +142,11 @@ export const make = async (
     readonly notify?: (part: number) => Sql<void>
     /**
      * A condition on the entry's row that `settle` also requires (a cluster's fencing: this
-     * instance still owns the entry's partition, checked and locked in the same statement).
+     * instance still owns the entry's partition, checked and locked in the same statement), with
+     * its parameters; `fence`: those for a message given a fencing token (a cluster: the tenure it
+     * was scheduled in), the statement and its cost the same.
      */
-    readonly guard?: { readonly condition: string; readonly params: ReadonlyArray<unknown> }
+    readonly guard?: { readonly condition: string; readonly params: ReadonlyArray<unknown>; readonly fence?: (token: number) => ReadonlyArray<unknown> }
   } = {}
 ) => {
   await store.migrate(migrations)
@@ -187,6 +189,9 @@ export const make = async (
   const settleWhere = `processor = ? AND envelope_id = ? AND ${pendingByKey(store.dialect)}${guard === undefined ? "" : ` AND ${guard.condition}`}`
   const settle = store.query(`UPDATE inbox SET status = ?, done_at = ?, payload = COALESCE(?, payload) WHERE ${settleWhere} RETURNING status`)
   const guardParams = guard?.params ?? []
+  const fenceOf = guard?.fence
+  /** The guard's parameters for a message with fencing token `fence` (none: the guard's own). */
+  const paramsOf = (fence: number | undefined): ReadonlyArray<unknown> => (fence === undefined || fenceOf === undefined ? guardParams : fenceOf(fence))
   const settleUpdate = `UPDATE inbox SET status = ?, done_at = ?, payload = COALESCE(?, payload) WHERE ${settleWhere} RETURNING 1`
   const settled = store.dialect === "pg" ? store.query(`WITH s AS (${settleUpdate}) SELECT baton_settled((SELECT COUNT(*) FROM s))`) : undefined
   const pending = store.query("SELECT envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' ORDER BY rowid")
@@ -269,9 +274,10 @@ export const make = async (
      * Marks a pending message processed (or failed); call inside the transaction of its effects.
      * `kept` replaces the payload kept until the row is pruned (its masked text).
      * False when it is no longer pending (or fails the guard): then nothing of it may commit.
+     * `fence`: the message's fencing token for the guard (see `guard`).
      */
-    settle: (processor: string, envelopeId: string, outcome: "done" | "failed", kept?: string): Sql<boolean> =>
-      Effect.map(settle.run(outcome, Envelope.isoNow(), kept ?? null, processor, envelopeId, ...guardParams), (n) => n > 0),
+    settle: (processor: string, envelopeId: string, outcome: "done" | "failed", kept?: string, fence?: number): Sql<boolean> =>
+      Effect.map(settle.run(outcome, Envelope.isoNow(), kept ?? null, processor, envelopeId, ...paramsOf(fence)), (n) => n > 0),
     /**
      * `settle` as the first statement of the transaction of a message's effects. On PostgreSQL it
      * goes out with the next statement (one round trip less) and answers true: when the message
@@ -279,10 +285,10 @@ export const make = async (
      * `isNotPending` recognises, so nothing of it commits. The server runs it before anything
      * after it, so its row locks are taken first as with `settle`.
      */
-    settleFirst: (processor: string, envelopeId: string, outcome: "done" | "failed", kept?: string): Sql<boolean> =>
+    settleFirst: (processor: string, envelopeId: string, outcome: "done" | "failed", kept?: string, fence?: number): Sql<boolean> =>
       settled === undefined
-        ? Effect.map(settle.run(outcome, Envelope.isoNow(), kept ?? null, processor, envelopeId, ...guardParams), (n) => n > 0)
-        : Effect.as(settled.write(outcome, Envelope.isoNow(), kept ?? null, processor, envelopeId, ...guardParams), true),
+        ? Effect.map(settle.run(outcome, Envelope.isoNow(), kept ?? null, processor, envelopeId, ...paramsOf(fence)), (n) => n > 0)
+        : Effect.as(settled.write(outcome, Envelope.isoNow(), kept ?? null, processor, envelopeId, ...paramsOf(fence)), true),
     /**
      * Whether the processor has a pending message other than `envelopeId` (any key): none means
      * nothing older waits for it, so it may run at once (see Consumer's `inline`).
