@@ -235,7 +235,13 @@ const textLength = (text: string): number => {
   for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) >= 0x80) return Buffer.byteLength(text)
   return text.length
 }
-/** `bindExecute`'s parameters as pg binds them (`prepareValue`), and their lengths in bytes (-1: NULL). */
+/**
+ * `bindExecute`'s parameters as pg binds them (`prepareValue`), and their lengths in bytes (-1:
+ * NULL). Empty between calls: a call that finds values in them was entered from a value's
+ * `toPostgres` or `toJSON` (user code, which may send a statement: a pipelined client submits it
+ * at once) and takes arrays of its own, so that the outer Bind keeps its values (with one pair for
+ * both, the inner one overwrote the outer's lengths and emptied its values: a "" went as NULL).
+ */
 const mapped: Array<unknown> = []
 const lengths: Array<number> = []
 /**
@@ -254,12 +260,20 @@ export const bindExecute = (name: string, values: ReadonlyArray<unknown>, sync: 
   // Bind: its code and length, the portal "" and the name (C strings), the formats (count and
   // one each), the values (count, and length and bytes each), the result formats (one: text).
   let size = 1 + 4 + 1 + name.length + 1 + 2 + 2 * n + 2 + 2 + 2
-  for (let i = 0; i < n; i++) {
-    const value = prepareValue(values[i])
-    mapped[i] = value
-    const length = value === null || value === undefined ? -1 : value instanceof Buffer ? value.length : textLength(value as string)
-    lengths[i] = length
-    size += length < 0 ? 4 : 4 + length
+  const own = mapped.length === 0
+  const prepared = own ? mapped : new Array<unknown>(n)
+  const measured = own ? lengths : new Array<number>(n)
+  try {
+    for (let i = 0; i < n; i++) {
+      const value = prepareValue(values[i])
+      prepared[i] = value
+      const length = value === null || value === undefined ? -1 : value instanceof Buffer ? value.length : textLength(value as string)
+      measured[i] = length
+      size += length < 0 ? 4 : 4 + length
+    }
+  } catch (error) {
+    if (own) mapped.length = 0
+    throw error
   }
   const buffer = Buffer.allocUnsafe(size + (sync ? executeSync.length : 10))
   buffer[0] = 0x42
@@ -273,16 +287,16 @@ export const bindExecute = (name: string, values: ReadonlyArray<unknown>, sync: 
   buffer[at++] = n & 0xff
   for (let i = 0; i < n; i++) {
     buffer[at++] = 0
-    buffer[at++] = mapped[i] instanceof Buffer ? 1 : 0
+    buffer[at++] = prepared[i] instanceof Buffer ? 1 : 0
   }
   buffer[at++] = (n >>> 8) & 0xff
   buffer[at++] = n & 0xff
   for (let i = 0; i < n; i++) {
-    const length = lengths[i]!
+    const length = measured[i]!
     buffer.writeInt32BE(length, at)
     at += 4
     if (length <= 0) continue
-    const value = mapped[i]
+    const value = prepared[i]
     if (value instanceof Buffer) value.copy(buffer, at)
     else if (length === (value as string).length && length <= shortText) for (let j = 0; j < length; j++) buffer[at + j] = (value as string).charCodeAt(j)
     else buffer.write(value as string, at, length, "utf8")
@@ -293,7 +307,7 @@ export const bindExecute = (name: string, values: ReadonlyArray<unknown>, sync: 
   buffer[at++] = 0
   buffer[at++] = 0
   executeSync.copy(buffer, at, 0, sync ? executeSync.length : 10)
-  mapped.length = 0
+  if (own) mapped.length = 0
   return buffer
 }
 
@@ -308,6 +322,13 @@ export const bindExecute = (name: string, values: ReadonlyArray<unknown>, sync: 
 class Prepared extends QueryBase {
   /** Described in this run: its description is remembered once the statement completes. */
   private learning: Map<string, Described> | undefined = undefined
+  // Its results always as text, as `bindExecute` and `Batch` ask for them (and `types` reads an
+  // int8 as a number): pg's client makes a query binary when `pg.defaults.binary` is set, and the
+  // first run's (binary) parsers then read the later runs' text (an int4 7 came back as null).
+  get binary(): boolean {
+    return false
+  }
+  set binary(_: boolean) {}
   override prepare(connection: PgConnection): void {
     const name = this.name!
     const described = describedFor(connection)
@@ -320,7 +341,6 @@ class Prepared extends QueryBase {
       if (known === undefined) for (const value of this.values ?? []) prepareValue(value)
       else message = bindExecute(name, this.values ?? [], true)
     } catch (error) {
-      mapped.length = 0
       connection.sync()
       this.handleError(error, connection)
       return
@@ -422,7 +442,6 @@ class Batch extends QueryBase {
           if (known === undefined) connection.bind({ portal: "", statement: name, values: item.params, binary: false, valueMapper: prepareValue })
           else message = bindExecute(name, item.params, false)
         } catch (error) {
-          mapped.length = 0
           // A value pg cannot bind: the statements before it go out and the batch fails with it
           // (unless one of them fails first); a statement parsed for it is closed, as pg does.
           if (item.parsed && item.name !== undefined) connection.close({ type: "S", name })

@@ -8,6 +8,7 @@ import { createRequire } from "node:module"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Effect } from "effect"
+import pg from "pg"
 import { freshSchema } from "@baton/testkit/postgres"
 import { bindExecute, make, type Pipelined } from "../src/PgPool.ts"
 
@@ -69,6 +70,37 @@ describe("PgPool.bindExecute", () => {
     expect(() => bindExecute("baton_0", ["a", cyclic], false)).toThrow(/circular/)
     expect(bindExecute("baton_1", ["b", 2], true).equals(pgBytes("baton_1", ["b", 2], true))).toBe(true)
   })
+
+  // A value's `toPostgres` (or `toJSON`) runs user code in the middle of a Bind: one that sends a
+  // statement at once (a pipelined client submits synchronously) binds it there, before the outer
+  // one is written. Red with one pair of scratch arrays for both: the inner Bind overwrote the
+  // outer's lengths and emptied its values (a "" went as NULL, a text as another, or a TypeError).
+  it("for all parameters: a statement bound from inside a value's toPostgres (re-entered, failing or not), both the bytes pg writes", () =>
+    fc.assert(
+      fc.property(fc.array(param, { maxLength: 6 }), fc.array(param, { maxLength: 6 }), fc.nat({ max: 6 }), fc.boolean(), (outer, inner, at, fails) => {
+        const cyclic: { toPostgres?: () => unknown } = {}
+        cyclic.toPostgres = () => cyclic
+        const innerValues = fails ? [...inner, cyclic] : inner
+        const bound: Array<Buffer> = []
+        const reentrant = {
+          toPostgres: () => {
+            try {
+              bound.push(bindExecute("baton_1", innerValues, false))
+            } catch (error) {
+              expect(String(error)).toMatch(/circular/)
+            }
+            return "r"
+          }
+        }
+        const values = [...outer.slice(0, at), reentrant, ...outer.slice(at)]
+        const ours = bindExecute("baton_0", values, true)
+        expect(ours.equals(pgBytes("baton_0", values, true))).toBe(true)
+        if (!fails) expect(bound[0]!.equals(pgBytes("baton_1", innerValues, false))).toBe(true)
+        // And the next statement, on its own.
+        expect(bindExecute("baton_2", outer, true).equals(pgBytes("baton_2", outer, true))).toBe(true)
+      }),
+      { numRuns: runs * 20 }
+    ))
 })
 
 describe("PgPool: described statements bound by bindExecute, on PostgreSQL", () => {
@@ -120,6 +152,48 @@ describe("PgPool: described statements bound by bindExecute, on PostgreSQL", () 
       ),
       { numRuns: runs }
     ), 60_000)
+
+  it("a statement sent from inside a value's toPostgres does not change the outer one's parameters (a \"\" stays a \"\", not NULL)", () =>
+    Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function* () {
+          const { client } = yield* make({ url: schema.url, poolSize: 1 })
+          const conn = (yield* client.reserve) as Pipelined
+          const outer = "SELECT $1::text IS NULL AS absent, $1::text AS t, $2::text AS v"
+          const inner = "SELECT $1::text AS x"
+          // Both described: their next runs go through `bindExecute`.
+          expect(yield* conn.execute(outer, ["a", "b"], undefined)).toEqual([{ absent: false, t: "a", v: "b" }])
+          expect(yield* conn.execute(inner, ["c"], undefined)).toEqual([{ x: "c" }])
+          let sent: Promise<ReadonlyArray<unknown>> | undefined
+          // The pipelined client submits a statement at once: the inner one is bound inside the outer's Bind.
+          const reentrant = { toPostgres: () => ((sent = Effect.runPromise(conn.execute(inner, [null], undefined))), "r") }
+          expect(yield* conn.execute(outer, ["", reentrant], undefined)).toEqual([{ absent: false, t: "", v: "r" }])
+          expect(yield* Effect.promise(() => sent!)).toEqual([{ x: null }])
+        })
+      )
+    ))
+
+  // Red without `Prepared`'s own `binary`: the first run asked for binary results (its int8 came
+  // back a string) and its parsers read the later runs' text (`bindExecute` asks for text: an
+  // int4 7 came back as null).
+  it("with pg.defaults.binary set, a statement's later runs answer as its first", async () => {
+    const defaults = pg.defaults as { binary: boolean }
+    defaults.binary = true
+    try {
+      await Effect.runPromise(
+        Effect.scoped(
+          Effect.gen(function* () {
+            const { client } = yield* make({ url: schema.url, poolSize: 1 })
+            const conn = (yield* client.reserve) as Pipelined
+            const sql = "SELECT $1::int4 AS n, $2::text AS t, $3::int8 AS b"
+            for (let i = 0; i < 3; i++) expect(yield* conn.execute(sql, [7 + i, "x", 2 ** 40], undefined)).toEqual([{ n: 7 + i, t: "x", b: 2 ** 40 }])
+          })
+        )
+      )
+    } finally {
+      defaults.binary = false
+    }
+  })
 
   it("a value pg cannot bind fails its statement (a later run of it and the connection still work)", () =>
     Effect.runPromise(
