@@ -124,21 +124,26 @@ export interface Router {
 }
 
 const none: ReadonlyArray<() => void> = []
+const noLocals: ReadonlyArray<Local> = []
+/** Whether `local` runs a chain's events in their turn now (made once, not a closure per event routed). */
+const chainsNow = (local: Local) => local.chain !== undefined && local.chaining?.() !== false
 
 export const make = (inbox: Inbox.Inbox): Router => {
   const routes = new Map<string, Array<Local>>()
+  /** The delivery to `local`, pending: scheduled after the commit when it is new to it. */
+  const receivedBy = (local: Local, entry: Inbox.Entry, event: Envelope.Envelope): Sql<() => void> =>
+    Effect.map(inbox.deliver(local.name, entry), (fresh) => () => {
+      // A message already there (a redelivery) is not run again.
+      if (fresh()) local.schedule(event, entry.topic, entry.payload, true)
+    })
   return {
     add: (topic, local) => routes.set(topic, [...(routes.get(topic) ?? []), local]),
     consumes: (topic) => routes.has(topic),
     route: ((topic: string, event: Envelope.Envelope, payload: string, inline = false, chained?: Chained): Sql<ReadonlyArray<() => void>, RunElsewhere> => {
-      const locals = routes.get(topic) ?? []
+      const locals = routes.get(topic) ?? noLocals
       const entry = { envelopeId: event.id, topic, key: event.key, payload }
-      const received = (local: Local) =>
-        Effect.map(inbox.deliver(local.name, entry), (fresh) => () => {
-          // A message already there (a redelivery) is not run again.
-          if (fresh()) local.schedule(event, topic, payload, true)
-        })
-      if (chained !== undefined && locals.some((l) => l.chain !== undefined && l.chaining?.() !== false)) return inTurn(chained, locals, event, topic, payload, received)
+      // Per event routed, only what its path uses (no closure made for the paths it does not take).
+      if (chained !== undefined && locals.some(chainsNow)) return inTurn(chained, locals, event, topic, payload, (local) => receivedBy(local, entry, event))
       // Several consumers: one statement for all (each is scheduled if the message is new to it).
       if (locals.length > 1)
         return Effect.map(inbox.deliverAll(locals.map((l) => l.name), entry), (fresh) =>
@@ -159,7 +164,7 @@ export const make = (inbox: Inbox.Inbox): Router => {
         ])
       const now = one.inline?.(event, topic, payload)
       // Run at once, its row written done; else (it did not run) received pending as any other.
-      return Effect.map(now === undefined ? received(one) : Effect.flatMap(now, (ran) => (ran === undefined ? received(one) : Effect.succeed(ran))), (d) => [d])
+      return Effect.map(now === undefined ? receivedBy(one, entry, event) : Effect.flatMap(now, (ran) => (ran === undefined ? receivedBy(one, entry, event) : Effect.succeed(ran))), (d) => [d])
     }) as Router["route"]
   }
 }
@@ -179,7 +184,9 @@ const inTurn = (
 ): Sql<ReadonlyArray<() => void>> => {
   const { chain, depth } = chained
   const now: Array<Local> = []
-  for (const [i, local] of locals.entries()) {
+  // An index, not `entries()`: no iterator and no pair per consumer, per event of a chain.
+  for (let i = 0; i < locals.length; i++) {
+    const local = locals[i]!
     const run = local.chaining?.() === false ? undefined : local.chain
     if (locals.findIndex((l) => l.name === local.name) !== i) continue
     if (run === undefined) {

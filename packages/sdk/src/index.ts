@@ -198,7 +198,8 @@ export const event = <const T extends string, S extends EventSchema>(type: T, sc
     schema,
     sensitive: Sensitive.fields(schema),
     make: (data, options = {}) => {
-      const next = { ...options, type, data: encode(data), ...(version === 1 ? {} : { version }) }
+      // Without a spread of an object made for it (version 1, most events: none at all).
+      const next = version === 1 ? { ...options, type, data: encode(data) } : { ...options, type, data: encode(data), version }
       return plain ? CoreEnvelope.vouch(next, declared) : next
     },
     command: ({ data, ...spec }) => ({ ...spec, type, version, data: (workflow) => encode(data(workflow)) }),

@@ -171,6 +171,11 @@ export const boundValues = (values: ReadonlyArray<unknown>): ReadonlyArray<unkno
 const allRows = (rows: ReadonlyArray<Row>): ReadonlyArray<Row> => rows
 const firstRow = (rows: ReadonlyArray<Row>): Row | undefined => rows[0]
 const rowCount = (rows: ReadonlyArray<Row>): number => rows.length
+// `write`'s and `writeRows`'s outcome when it is known at once (SQLite): what to read after the commit,
+// made once (not two closures and a callback per write; with `on`'s exit and Router's closures, the
+// order flow's allocation 139.6-140.5 -> 137.2-137.9 KB an order, `allocation.ts`).
+const rowCountLater = (rows: ReadonlyArray<Row>) => (): number => rows.length
+const allRowsLater = (rows: ReadonlyArray<Row>) => (): ReadonlyArray<Row> => rows
 
 /** Splits a migration script into its statements (no `;` inside literals; a `$$` body is one piece). */
 const statements = (script: string): ReadonlyArray<string> =>
@@ -389,8 +394,9 @@ export const make = (deps: {
     const on = <B>(conn: SqlConnection.Connection, values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> => {
       if (!("executeNow" in conn)) return Effect.map(conn.execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>, outcome)
       const exit = (conn as Synchronous).executeNow(compiled, params(values))
-      // A failure has no rows: the same exit, whatever `outcome` would have made of them.
-      return Exit.isSuccess(exit) ? Exit.succeed(outcome(exit.value)) : (exit as unknown as Exit.Exit<B, SqlError.SqlError>)
+      // A failure has no rows: the same exit, whatever `outcome` would have made of them; and so
+      // the rows themselves (`all`: no second exit around the same rows).
+      return Exit.isFailure(exit) || outcome === (allRows as unknown) ? (exit as unknown as Exit.Exit<B, SqlError.SqlError>) : Exit.succeed(outcome(exit.value))
     }
     const execute = <B>(fiber: Fiber.Fiber<unknown, unknown>, values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> => {
       const client = Context.getUnsafe(fiber.context, SqlClient.SqlClient)
@@ -407,23 +413,26 @@ export const make = (deps: {
     }
     const statement = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> => Effect.withFiber((fiber) => execute(fiber, values, outcome))
     /** `write`: queued on a pipelined connection in a transaction; what it gives is read after the commit. */
-    const written = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<() => B> =>
+    const written = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B, later: (rows: ReadonlyArray<Row>) => () => B): Sql<() => B> =>
       Effect.withFiber((fiber) => {
         const tx = Context.getOrUndefined(fiber.context, Context.getUnsafe(fiber.context, SqlClient.SqlClient).transactionService)
-        let rows: ReadonlyArray<Row> | undefined
-        if (tx !== undefined && queued(tx[0], text, compiled, params(values), (r) => (rows = r)))
+        // Only a pipelined connection queues it (the callback made for it alone; SQLite: none).
+        if (tx !== undefined && "queue" in tx[0]) {
+          let rows: ReadonlyArray<Row> | undefined
+          queued(tx[0], text, compiled, params(values), (r) => (rows = r))
           return Effect.succeed(() => {
             if (rows === undefined) throw new Error(`the outcome of ${text} is read before it is known (read it after the commit)`)
             return outcome(rows)
           })
-        return execute(fiber, values, (rows) => () => outcome(rows))
+        }
+        return execute(fiber, values, later)
       })
     return {
       all: (...values) => statement(values, allRows),
       get: (...values) => statement(values, firstRow),
       run: (...values) => statement(values, rowCount),
-      write: (...values) => written(values, rowCount),
-      writeRows: (...values) => written(values, allRows)
+      write: (...values) => written(values, rowCount, rowCountLater),
+      writeRows: (...values) => written(values, allRows, allRowsLater)
     }
   }
 

@@ -14,7 +14,7 @@ import fc from "fast-check"
 import { Deferred, Effect, Exit } from "effect"
 import { SqlError } from "effect/sql"
 import { freshSchema } from "@baton/testkit/postgres"
-import { ddl, Inbox, IngressLog, Outbox, Postgres, Rejections, Sqlite, type Store } from "@baton/store"
+import { ddl, Inbox, IngressLog, Outbox, Postgres, Rejections, Sqlite, type Row, type Sql, type Store } from "@baton/store"
 import type { Rejection } from "@baton/core"
 import { boundValues, numberParams, ownLaneOf } from "../src/Store.ts"
 
@@ -538,6 +538,28 @@ describe.each(engines)("Store contract on $name", (engine) => {
           const effects = cases.filter((c) => c.after !== "none")
           if (effects.length > 0) expect(await present(effects.map((c) => c.k))).toEqual(effects.filter((c) => c.state === "pending").map((c) => c.k))
           for (const c of cases) expect(await s.store.run(inbox.status("sfp", c.envelope))).toBe(c.state === "absent" ? undefined : c.state === "fenced" ? "pending" : "done")
+        }),
+        { numRuns: transactionRuns(engine) }
+      )
+    })
+
+    it("for all writes in a transaction (new keys and taken ones, write and writeRows): each outcome, read after the commit, is what the statement did", async () => {
+      await table()
+      const insert = s.store.query("INSERT INTO w (k, v) VALUES (?, ?) ON CONFLICT DO NOTHING RETURNING k")
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.tuple(fc.nat(4), fc.boolean()), { minLength: 1, maxLength: 8 }), async (writes) => {
+          const base = keys(5)
+          const outcomes = await s.store.transaction(Effect.forEach(writes, ([i, rows]): Sql<() => number | ReadonlyArray<Row>> => (rows ? insert.writeRows(base[i], "v") : insert.write(base[i], "v"))))
+          // The first write of a key inserts it (one row returned), a later one finds it taken (none).
+          const expected = writes.map(([i, rows], n) => {
+            const first = writes.findIndex(([j]) => j === i) === n
+            return rows ? (first ? [base[i]] : []) : first ? 1 : 0
+          })
+          const read = (o: () => number | ReadonlyArray<Row>) => {
+            const v = o()
+            return typeof v === "number" ? v : v.map((r) => Number(r.k))
+          }
+          expect(outcomes.map(read)).toEqual(expected)
         }),
         { numRuns: transactionRuns(engine) }
       )
