@@ -322,6 +322,13 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     // without, partition 0 gained before a failing claim never had `acquired`, so its workflows'
     // timeouts were not re-armed nor its ingress session taken).
     let failure: { readonly error: unknown } | undefined
+    /** Claims the partition from `owner` (as it stands in the row read): a new tenure when it is claimed. */
+    const claimOf = async (part: number, owner: string | null) => {
+      const claimed = await control.run(claim.get(instance, at, part, owner))
+      if (claimed === undefined) return
+      gain(part, Number(claimed.epoch))
+      acquired.push(part)
+    }
     try {
       for (const row of await control.run(parts.all())) {
         const part = Number(row.part)
@@ -334,9 +341,13 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
           await control.run(release.run(at, part, instance))
           released.push(part)
         } else if (owner === instance) {
-          // Still ours from before a restart; or under a claim this instance did not make (another
-          // epoch: a tenure of its own, its work from before stale).
-          if (!owned.has(part) || tenures.get(part) !== epoch) {
+          // Let go of here under this very epoch (its release failed) and ours again: claimed anew,
+          // for a new tenure (its messages were skipped meanwhile, not owned; a later one still
+          // queued from before must fail its fence: cluster.acquired.int.test.ts). Else still ours
+          // from before a restart; or under a claim this instance did not make (another epoch: a
+          // tenure of its own, its work from before stale).
+          if (!owned.has(part) && tenures.get(part) === epoch) await claimOf(part, instance)
+          else if (!owned.has(part) || tenures.get(part) !== epoch) {
             gain(part, epoch)
             acquired.push(part)
           }
@@ -345,11 +356,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
           // between it and `gain` (the partition still in `owned` when another released it); one
           // scheduled meanwhile fails the inbox's guard (no epoch is -1).
           tenures.set(part, -1)
-          const claimed = await control.run(claim.get(instance, at, part, owner))
-          if (claimed !== undefined) {
-            gain(part, Number(claimed.epoch))
-            acquired.push(part)
-          }
+          await claimOf(part, owner)
         } else if (owned.delete(part)) lost.push(part) // taken over: we were thought dead
       }
     } catch (error) {

@@ -1,5 +1,6 @@
 /**
- * `acquired` for every partition a heartbeat gained (Cluster.ts `tick`) on PostgreSQL. A heartbeat
+ * A heartbeat whose statements fail (Cluster.ts `tick`) on PostgreSQL: `acquired` for every
+ * partition it gained, and a new tenure for a partition got back after a failed release. A heartbeat
  * claims partitions one after another; when a later statement of it fails (the database cut off
  * for a moment, a statement timeout: a hand-over is when that happens), the partitions gained
  * before it are owned, under their tenure, and the next heartbeat sees nothing new about them.
@@ -11,7 +12,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Effect } from "effect"
 import { Log } from "@baton/core"
-import { Postgres, type Store } from "@baton/store"
+import { Postgres, type Sql, type Store } from "@baton/store"
 import { freshSchema } from "@baton/testkit/postgres"
 import * as Cluster from "../src/Cluster.ts"
 
@@ -23,20 +24,22 @@ afterAll(async () => {
   for (const c of cleanups.reverse()) await c()
 })
 
-/** `store` whose claim statement fails at its `failAt`th run (as a connection cut then would). */
-const failingClaim = (store: Store, failAt: number): Store => {
+/** `store` whose statement starting `text` fails at the runs `fails` picks (as a connection cut then would). */
+const failing = (store: Store, statement: string, fails: (n: number) => boolean): Store => {
   let n = 0
   return {
     ...store,
     query: (text) => {
       const q = store.query(text)
-      if (!text.startsWith("UPDATE cluster_partitions SET owner = ?, epoch = epoch + 1")) return q
-      return { ...q, get: (...params) => Effect.suspend(() => (++n === failAt ? Effect.die(new Error("connection reset")) : q.get(...params))) }
+      if (!text.startsWith(statement)) return q
+      const cut = <A>(run: () => Sql<A>): Sql<A> => Effect.suspend(() => (fails(++n) ? Effect.die(new Error("connection reset")) : run()))
+      return { ...q, get: (...params) => cut(() => q.get(...params)), run: (...params) => cut(() => q.run(...params)) }
     }
   }
 }
+const failingClaim = (store: Store, failAt: number): Store => failing(store, "UPDATE cluster_partitions SET owner = ?, epoch = epoch + 1", (n) => n === failAt)
 
-describe("acquired for every partition a heartbeat gained (Cluster.ts) on PostgreSQL", () => {
+describe("a heartbeat whose statements fail (Cluster.ts) on PostgreSQL", () => {
   it("for all claims of a heartbeat that fail: every partition owned was handed to `acquired`", async () => {
     const schema = await freshSchema()
     cleanups.push(schema.drop)
@@ -79,4 +82,54 @@ describe("acquired for every partition a heartbeat gained (Cluster.ts) on Postgr
       { numRuns: Number(process.env.BATON_PROPERTY_RUNS ?? 12) }
     )
   }, 120_000)
+
+  /**
+   * A partition this instance let go of in memory (another joined) whose release failed stays its
+   * in the store; the joiner dead, it is this instance's again without a claim. Its tenure must be
+   * a new one all the same: messages of its keys scheduled before were skipped meanwhile (not
+   * owned), and a later one of them, still queued, must not pass the done mark's fence ahead of
+   * them (the tenure is the claim's epoch: got back under the same epoch, it would).
+   */
+  it("a partition got back after its release failed is under a new tenure", async () => {
+    const schema = await freshSchema()
+    cleanups.push(schema.drop)
+    const store = await Postgres.open({ url: schema.url, poolSize: 2 })
+    cleanups.push(() => store.close())
+    const nothing = () => undefined
+    const deadAfterMs = 400
+    const cluster = await Cluster.make({
+      store: failing(store, "UPDATE cluster_partitions SET owner = NULL", () => true),
+      url: schema.url,
+      instance: "m1",
+      partitions,
+      heartbeatMs: 30,
+      deadAfterMs,
+      address: { http: "-", mqtt: "-" },
+      logger: Log.silent,
+      acquired: nothing,
+      released: nothing,
+      pending: nothing,
+      adopt: nothing
+    })
+    try {
+      await cluster.start()
+      const all = Array.from({ length: partitions }, (_, p) => p)
+      const until = async (ok: () => boolean) => {
+        const deadline = Date.now() + 5_000
+        while (!ok() && Date.now() < deadline) await sleep(5)
+      }
+      await until(() => all.every((p) => cluster.owns(p)))
+      const before = all.map((p) => cluster.tenure(p))
+      // m2 joins (one heartbeat, then silent: dead after deadAfterMs); m1 lets go of m2's partitions, their releases failing.
+      await store.run(store.query("INSERT INTO cluster_members (instance, pid, http, mqtt, started_at, heartbeat_ms) VALUES ('m2', 0, '-', '-', '-', (extract(epoch from clock_timestamp()) * 1000)::bigint)").run())
+      const ofM2 = Cluster.assign(["m1", "m2"], partitions).flatMap((owner, part) => (owner === "m2" ? [part] : []))
+      await until(() => !cluster.owns(ofM2[0]!))
+      expect(cluster.owns(ofM2[0]!), "let go of").toBe(false)
+      await until(() => all.every((p) => cluster.owns(p)))
+      expect(cluster.owns(ofM2[0]!), "got back once m2 is dead").toBe(true)
+      expect(cluster.tenure(ofM2[0]!), "a new tenure").not.toBe(before[ofM2[0]!])
+    } finally {
+      await cluster.abandon()
+    }
+  }, 30_000)
 })
