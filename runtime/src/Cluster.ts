@@ -316,34 +316,51 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     const lost: Array<number> = []
     const at = new Date().toISOString()
     const designatedOwners = assign(live, options.partitions)
-    for (const row of await control.run(parts.all())) {
-      const part = Number(row.part)
-      const owner = row.owner === null ? null : String(row.owner)
-      const epoch = Number(row.epoch)
-      const designated = designatedOwners[part]
-      if (owner === instance && designated !== instance) {
-        // Another instance joined: hand this partition over.
-        owned.delete(part)
-        await control.run(release.run(at, part, instance))
-        released.push(part)
-      } else if (owner === instance) {
-        // Still ours from before a restart; or under a claim this instance did not make (another
-        // epoch: a tenure of its own, its work from before stale).
-        if (!owned.has(part) || tenures.get(part) !== epoch) {
-          gain(part, epoch)
-          acquired.push(part)
-        }
-      } else if (designated === instance && (owner === null || !live.includes(owner))) {
-        // A new tenure from before the claim's commit (see `tenure`): a stale message must not run
-        // between it and `gain` (the partition still in `owned` when another released it); one
-        // scheduled meanwhile fails the inbox's guard (no epoch is -1).
-        tenures.set(part, -1)
-        const claimed = await control.run(claim.get(instance, at, part, owner))
-        if (claimed !== undefined) {
-          gain(part, Number(claimed.epoch))
-          acquired.push(part)
-        }
-      } else if (owned.delete(part)) lost.push(part) // taken over: we were thought dead
+    // A statement failing part way (the database cut off for a moment: a hand-over is when that
+    // happens) leaves the partitions gained before it owned under their tenure, which the next
+    // heartbeat finds unchanged: their hooks run still, then the failure (cluster.acquired.int.test.ts:
+    // without, partition 0 gained before a failing claim never had `acquired`, so its workflows'
+    // timeouts were not re-armed nor its ingress session taken).
+    let failure: { readonly error: unknown } | undefined
+    /** Claims the partition from `owner` (as it stands in the row read): a new tenure when it is claimed. */
+    const claimOf = async (part: number, owner: string | null) => {
+      const claimed = await control.run(claim.get(instance, at, part, owner))
+      if (claimed === undefined) return
+      gain(part, Number(claimed.epoch))
+      acquired.push(part)
+    }
+    try {
+      for (const row of await control.run(parts.all())) {
+        const part = Number(row.part)
+        const owner = row.owner === null ? null : String(row.owner)
+        const epoch = Number(row.epoch)
+        const designated = designatedOwners[part]
+        if (owner === instance && designated !== instance) {
+          // Another instance joined: hand this partition over.
+          owned.delete(part)
+          await control.run(release.run(at, part, instance))
+          released.push(part)
+        } else if (owner === instance) {
+          // Let go of here under this very epoch (its release failed) and ours again: claimed anew,
+          // for a new tenure (its messages were skipped meanwhile, not owned; a later one still
+          // queued from before must fail its fence: cluster.acquired.int.test.ts). Else still ours
+          // from before a restart; or under a claim this instance did not make (another epoch: a
+          // tenure of its own, its work from before stale).
+          if (!owned.has(part) && tenures.get(part) === epoch) await claimOf(part, instance)
+          else if (!owned.has(part) || tenures.get(part) !== epoch) {
+            gain(part, epoch)
+            acquired.push(part)
+          }
+        } else if (designated === instance && (owner === null || !live.includes(owner))) {
+          // A new tenure from before the claim's commit (see `tenure`): a stale message must not run
+          // between it and `gain` (the partition still in `owned` when another released it); one
+          // scheduled meanwhile fails the inbox's guard (no epoch is -1).
+          tenures.set(part, -1)
+          await claimOf(part, owner)
+        } else if (owned.delete(part)) lost.push(part) // taken over: we were thought dead
+      }
+    } catch (error) {
+      failure = { error }
     }
     if (lost.length > 0) {
       logger.log("warn", "partitions lost", { partitions: lost.join(","), owned: owned.size })
@@ -357,6 +374,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
       logger.log("info", "partitions acquired", { partitions: acquired.join(","), owned: owned.size })
       await options.acquired(acquired)
     }
+    if (failure !== undefined) throw failure.error
   }
 
   // One tick at a time: a slow one (the store under load) makes the next wait, not overlap.

@@ -484,6 +484,15 @@ export const make = (deps: {
     if (queue === undefined || queue.length === 0) waiting.delete(key)
     else waiting.set(key, queue)
   }
+  /** Takes one submission's entry out of its key's line (not another entry of the same message). */
+  const unwaitEntry = (key: string, entry: Waiting) => {
+    const queue = waiting.get(key)
+    if (queue === undefined) return
+    const i = queue.indexOf(entry)
+    if (i < 0) return
+    if (queue.length === 1) waiting.delete(key)
+    else queue.splice(i, 1)
+  }
   const notRun = new Error("the run did not apply")
 
   /**
@@ -685,10 +694,11 @@ export const make = (deps: {
     const actor = deps.actors[partitionOf(event.key, deps.actors.length)]!
     let tries = 0
     let result: Handled = "skipped"
+    const entry: Waiting = { event, payload, tenure }
     if (batch !== undefined) {
       const queue = waiting.get(event.key)
-      if (queue === undefined) waiting.set(event.key, [{ event, payload, tenure }])
-      else queue.push({ event, payload, tenure })
+      if (queue === undefined) waiting.set(event.key, [entry])
+      else queue.push(entry)
     }
     const record = (handled: Handled) => {
       result = handled
@@ -748,7 +758,10 @@ export const make = (deps: {
       }
       if (batch !== undefined) {
         applied.delete(event.id)
-        unwait(event.key, new Set([event.id]))
+        // Its own entry only: a stale one's (scheduled in an earlier tenure) end must not take out
+        // the entry its message was scheduled again with, or a run of the key's older messages
+        // would take a later one along ahead of it (cluster.handover-order.int.test.ts: 1, 2, 5, 3, 4).
+        unwaitEntry(event.key, entry)
       }
       if (backlog && inFlight.size <= maxScheduled / 2) refill()
     }
