@@ -13,8 +13,8 @@
 import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Effect } from "effect"
-import type { Envelope, Processor } from "@baton/core"
-import { alone, closeHarness, routedConsumers, within } from "./chainPg.ts"
+import type { Processor } from "@baton/core"
+import { alone, closeHarness, eventsOf, routedConsumers, settled, within } from "./chainPg.ts"
 
 const partitions = 4
 const roots = 4
@@ -74,22 +74,9 @@ const setUp = async (round: string, ownRows: boolean) => {
   ]
   const consumers = routedConsumers(h, processors, round, handled, () => true)
   const close = () => closeHarness(h)
-  let n = 0
-  const eventOf = (key: string, data: unknown = {}): Envelope.Envelope => {
-    const id = `${round}-${++n}`
-    return { id, type: "x", correlationId: id, causationId: id, key, occurredAt: new Date().toISOString(), data }
-  }
-  const idle = async () => {
-    for (;;) {
-      await Promise.all([...consumers.values()].map((c) => c.idle()))
-      const pending = await store.run(store.query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'").get())
-      const busy = [...consumers.values()].some((c) => c.inFlight() > 0)
-      if (Number(pending?.n) === 0 && !busy) return
-      // A message of a key pending for p1 from before (`pending`): as after a restart.
-      if (!busy) await consumers.get("p1")!.recover()
-      await new Promise((r) => setTimeout(r, 5))
-    }
-  }
+  const eventOf = eventsOf(round)
+  // A message of a key pending for p1 from before (`pending`): recovered as after a restart.
+  const idle = () => settled(h, consumers, () => consumers.get("p1")!.recover())
   return { store, inbox, handled, first, rootRuns, eventOf, router, idle, close }
 }
 

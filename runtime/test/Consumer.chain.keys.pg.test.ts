@@ -17,7 +17,7 @@ import fc from "fast-check"
 import { Effect } from "effect"
 import type { Envelope, Processor } from "@baton/core"
 import { advisoryKey } from "../../packages/store/src/Store.ts"
-import { alone, closeHarness, routedConsumers, within } from "./chainPg.ts"
+import { alone, arriving, closeHarness, eventsOf, routedConsumers, settled, within } from "./chainPg.ts"
 
 const partitions = 4
 const cleanups: Array<() => Promise<void>> = []
@@ -36,7 +36,7 @@ const allKeys = ["s/1", "s/2", "s/3", "w/1", "w/2"]
 
 const setUp = async (round: string, ownRows: boolean) => {
   const h = await alone(partitions, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, consumer TEXT NOT NULL, id TEXT NOT NULL, unlocked TEXT)")
-  const { store, router } = h
+  const { store } = h
   await store.transaction(store.query("CREATE TABLE counters (k TEXT PRIMARY KEY, v BIGINT NOT NULL)").run())
   for (const k of allKeys) await store.transaction(store.query("INSERT INTO counters (k, v) VALUES (?, 0)").run(k))
   const read = store.query("SELECT v FROM counters WHERE k = ? FOR UPDATE")
@@ -81,24 +81,9 @@ const setUp = async (round: string, ownRows: boolean) => {
   ]
   const consumers = routedConsumers(h, processors, round, new Map(), () => true, { actors: 3, onChained: (event) => void chained.add(event.id) })
   const close = () => closeHarness(h)
-  let n = 0
-  const eventOf = (key: string, data: Data): Envelope.Envelope => {
-    const id = `${round}-${++n}`
-    return { id, type: "x", correlationId: id, causationId: id, key, occurredAt: new Date().toISOString(), data }
-  }
-  /** Messages from outside, received in one transaction and scheduled at once (their groups may hold several). */
-  const arrive = async (messages: ReadonlyArray<readonly [topic: string, event: Envelope.Envelope]>) => {
-    const deliveries = await store.transaction(Effect.forEach(messages, ([topic, event]) => router.route(topic, event, JSON.stringify(event))))
-    return Promise.all(deliveries.flat().map((d) => Promise.resolve(d())))
-  }
-  const idle = async () => {
-    for (;;) {
-      await Promise.all([...consumers.values()].map((c) => c.idle()))
-      const pending = await store.run(store.query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'").get())
-      if (Number(pending?.n) === 0 && [...consumers.values()].every((c) => c.inFlight() === 0)) return
-      await new Promise((r) => setTimeout(r, 5))
-    }
-  }
+  const eventOf: (key: string, data: Data) => Envelope.Envelope = eventsOf(round)
+  const arrive = arriving(h)
+  const idle = () => settled(h, consumers)
   const effects = async (consumer: string) => await store.run(store.query("SELECT id, unlocked FROM effects WHERE consumer = ? ORDER BY n").all(consumer))
   const counters = async () => new Map((await store.run(store.query("SELECT k, v FROM counters").all())).map((r) => [String(r.k), Number(r.v)]))
   return { chained, eventOf, arrive, idle, effects, counters, close }

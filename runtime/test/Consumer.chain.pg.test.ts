@@ -13,7 +13,7 @@ import { Effect } from "effect"
 import type { Envelope, Processor } from "@baton/core"
 import { Inbox } from "@baton/store"
 import type * as Consumer from "../src/Consumer.ts"
-import { alone as alonePg, closeHarness, routedConsumers } from "./chainPg.ts"
+import { alone as alonePg, closeHarness, eventsOf, routedConsumers, settled } from "./chainPg.ts"
 
 const partitions = 4
 const cleanups: Array<() => Promise<void>> = []
@@ -96,24 +96,13 @@ const setUp = async (round: string, ownRows: boolean) => {
   })()
   for (const [name, consumer] of routedConsumers(h, processors, round, seen.handled, () => alone, { onChained: () => void seen.chained++ })) consumers.set(name, consumer)
   const close = () => closeHarness(h)
-  let n = 0
-  const eventOf = (key: string, data: unknown = {}): Envelope.Envelope => {
-    const id = `${round}-${++n}`
-    return { id, type: "x", correlationId: id, causationId: id, key, occurredAt: new Date().toISOString(), data }
-  }
+  const eventOf = eventsOf(round)
   /** A message from outside on `topic`: received pending, then scheduled (as a broker session hands it over). */
   const arrive = async (topic: string, event: Envelope.Envelope) => {
     const deliveries = await store.transaction(router.route(topic, event, JSON.stringify(event)))
     return Promise.all(deliveries.map((d) => Promise.resolve(d())))
   }
-  const idle = async () => {
-    for (;;) {
-      await Promise.all([...consumers.values()].map((c) => c.idle()))
-      const pending = await store.run(store.query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'").get())
-      if (Number(pending?.n) === 0 && [...consumers.values()].every((c) => c.inFlight() === 0)) return
-      await new Promise((r) => setTimeout(r, 5))
-    }
-  }
+  const idle = () => settled(h, consumers)
   const partOf = (key: string) => Inbox.partitionOf(key, partitions)
   const setOwner = (key: string, owner: string) => store.transaction(store.query("UPDATE cluster_partitions SET owner = ? WHERE part = ?").run(owner, partOf(key)))
   return {

@@ -16,7 +16,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import type { Envelope, Processor } from "@baton/core"
 import type { Sql } from "@baton/store"
-import { alone, closeHarness, routedConsumers, within } from "./chainPg.ts"
+import { alone, closeHarness, eventsOf, routedConsumers, settled, within } from "./chainPg.ts"
 
 const partitions = 4
 const cleanups: Array<() => Promise<void>> = []
@@ -65,19 +65,8 @@ const setUp = async (round: string, r1: (event: Envelope.Envelope) => Sql<unknow
   ]
   const consumers = routedConsumers(h, processors, round, handled, () => true)
   const close = () => closeHarness(h)
-  let n = 0
-  const eventOf = (key: string): Envelope.Envelope => {
-    const id = `${round}-${++n}`
-    return { id, type: "x", correlationId: id, causationId: id, key, occurredAt: new Date().toISOString(), data: {} }
-  }
-  const idle = async () => {
-    for (;;) {
-      await Promise.all([...consumers.values()].map((c) => c.idle()))
-      const pending = await store.run(store.query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'").get())
-      if (Number(pending?.n) === 0 && ![...consumers.values()].some((c) => c.inFlight() > 0)) return
-      await new Promise((r) => setTimeout(r, 5))
-    }
-  }
+  const eventOf = eventsOf(round)
+  const idle = () => settled(h, consumers)
   const deliver = async (roots: ReadonlyArray<readonly [string, Envelope.Envelope]>) => {
     const deliveries = await store.transaction(Effect.map(Effect.forEach(roots, ([topic, e]) => router.route(topic, e, JSON.stringify(e))), (all) => all.flat()))
     for (const d of deliveries) d()

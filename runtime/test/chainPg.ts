@@ -88,3 +88,33 @@ export const closeHarness = async (h: Harness): Promise<void> => {
   for (const f of h.fibers) await Effect.runPromise(Fiber.interrupt(f))
   await h.store.close()
 }
+
+/** Envelopes of round `round`, numbered in order: `eventOf(key, data)`. */
+export const eventsOf = (round: string) => {
+  let n = 0
+  return (key: string, data: unknown = {}): Envelope.Envelope => {
+    const id = `${round}-${++n}`
+    return { id, type: "x", correlationId: id, causationId: id, key, occurredAt: new Date().toISOString(), data }
+  }
+}
+
+/**
+ * Resolves once every consumer is idle and nothing is pending in the inbox; `stalled`: run when
+ * something is pending and no consumer has a message in flight (a recovery, say), before waiting again.
+ */
+export const settled = async (h: Harness, consumers: ReadonlyMap<string, Consumer.Consumer>, stalled?: () => Promise<unknown>): Promise<void> => {
+  for (;;) {
+    await Promise.all([...consumers.values()].map((c) => c.idle()))
+    const pending = await h.store.run(h.store.query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'").get())
+    const busy = [...consumers.values()].some((c) => c.inFlight() > 0)
+    if (Number(pending?.n) === 0 && !busy) return
+    if (!busy && stalled !== undefined) await stalled()
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
+
+/** Messages from outside, received in one transaction and scheduled at once (their groups may hold several). */
+export const arriving = (h: Harness) => async (messages: ReadonlyArray<readonly [topic: string, event: Envelope.Envelope]>) => {
+  const deliveries = await h.store.transaction(Effect.forEach(messages, ([topic, event]) => h.router.route(topic, event, JSON.stringify(event))))
+  return Promise.all(deliveries.flat().map((d) => Promise.resolve(d())))
+}
