@@ -17,14 +17,21 @@ import { order, placeOrders } from "./orders.ts"
 
 const redisUrl = process.env.BATON_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379/6"
 
+/** Clustered runtimes started: their processes, and `batch` to run orders through them. */
+export interface ClusterPeer {
+  /** The instances' processes (PostgreSQL's and Redis's are not counted: other work shares them). */
+  readonly pids: ReadonlyArray<number>
+  /** `count` orders, 500 in flight spread over the instances; resolves with the seconds until the last shipped. */
+  readonly batch: (count: number) => Promise<number>
+}
+
 /**
- * `count` orders through `instances` clustered runtimes, 500 in flight spread over them, after the
- * warm-up every contender gets (`BENCH_WARMUP` orders, spread the same way); the CPU per order is
- * the instances' (PostgreSQL's and Redis's are not counted: other work shares them). Without
- * `redis`: one instance whose only shared part is PostgreSQL (its embedded broker's sessions on
- * disk, as on SQLite), the figure to set against one instance on SQLite.
+ * Starts `instances` runtimes on a fresh PostgreSQL schema (and, with `redis`, one logical broker
+ * on Redis), waits until the partitions are spread over every instance, and stops them after
+ * `body`. Without `redis`: one instance whose only shared part is PostgreSQL (its embedded
+ * broker's sessions on disk, as on SQLite).
  */
-export const orderFlow = async (instances: number, count: number, options: { readonly redis: boolean } = { redis: true }): Promise<{ readonly ordersPerSecond: number; readonly cpuMsPerOrder: number }> => {
+export const clusterPeer = async <A>(instances: number, options: { readonly redis: boolean }, body: (peer: ClusterPeer) => Promise<A>): Promise<A> => {
   const schema = await freshSchema()
   const dirs = Array.from({ length: instances }, () => mkdtempSync(join(tmpdir(), "baton-bench-cluster-")))
   // The brokers' Redis keys under a prefix of this run's, deleted after it.
@@ -40,17 +47,14 @@ export const orderFlow = async (instances: number, count: number, options: { rea
       await sleep(50)
     }
     const share = (n: number) => (i: number) => Math.floor(n / instances) + (i < n % instances ? 1 : 0)
-    await Promise.all(running.map((r, i) => placeOrders(r.mqttPort!, share(warmup())(i), "events/order-shipped", undefined, Math.ceil(500 / instances))))
-    await sleep(300)
-    const { result: seconds, cpuMs } = await cpuDuring(
-      running.map((r) => r.child.pid!),
-      async () => {
+    return await body({
+      pids: running.map((r) => r.child.pid!),
+      batch: async (count) => {
         const t0 = performance.now()
         await Promise.all(running.map((r, i) => placeOrders(r.mqttPort!, share(count)(i), "events/order-shipped", undefined, Math.ceil(500 / instances))))
         return (performance.now() - t0) / 1000
       }
-    )
-    return { ordersPerSecond: count / seconds, cpuMsPerOrder: cpuMs / count }
+    })
   } finally {
     await Promise.all(running.map((r) => r.kill("SIGTERM")))
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
@@ -58,6 +62,19 @@ export const orderFlow = async (instances: number, count: number, options: { rea
     await redis.clean()
   }
 }
+
+/**
+ * `count` orders through `instances` clustered runtimes (`clusterPeer`), after the warm-up every
+ * contender gets (`BENCH_WARMUP` orders, spread the same way); the CPU per order is the
+ * instances'. Without `redis`: the figure to set against one instance on SQLite.
+ */
+export const orderFlow = (instances: number, count: number, options: { readonly redis: boolean } = { redis: true }): Promise<{ readonly ordersPerSecond: number; readonly cpuMsPerOrder: number }> =>
+  clusterPeer(instances, options, async (peer) => {
+    await peer.batch(warmup())
+    await sleep(300)
+    const { result: seconds, cpuMs } = await cpuDuring(peer.pids, () => peer.batch(count))
+    return { ordersPerSecond: count / seconds, cpuMsPerOrder: cpuMs / count }
+  })
 
 /**
  * `count` orders placed through every instance in `ports` (an even share each, `inFlight`

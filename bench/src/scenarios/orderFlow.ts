@@ -26,7 +26,16 @@ export const baton = (env: Record<string, string>, count: number, rate?: number)
     return result.perSecond === undefined ? result : { ordersPerSecond: result.perSecond, cpuMsPerOrder: cpuMs / count }
   })
 
-export const moleculer = async (count: number, rate?: number): Promise<FlowResult> => {
+/** The Moleculer peer started: its processes, and `batch` to run orders through it (ids `<prefix><i>`). */
+export interface MoleculerPeer {
+  /** Aedes and the three service processes: the processes whose CPU counts. */
+  readonly pids: ReadonlyArray<number>
+  /** `count` orders, a burst (500 in flight) or paced at `rate`; resolves when all have shipped, with the seconds it took and their latencies. */
+  readonly batch: (count: number, prefix: string, rate?: number, ms?: number) => Promise<{ readonly seconds: number; readonly latencies: LatencySummary }>
+}
+
+/** Starts the Moleculer peer (Aedes and three service processes) and a load node, warmed until discovery is done; stops them after `body`. */
+export const moleculerPeer = async <A>(body: (peer: MoleculerPeer) => Promise<A>): Promise<A> => {
   const aedes = await child("peers/aedes.ts")
   const port = String(aedes.info.port)
   const nodes = await Promise.all(
@@ -34,24 +43,20 @@ export const moleculer = async (count: number, rate?: number): Promise<FlowResul
       child("peers/moleculer.ts", { MQTT_PORT: port, SERVICES: services.join(","), NODE_ID: `services-${n}` })
     )
   )
-  const orders = tracker<string>()
-  const shipped = counter(count)
+  const batches = new Set<{ readonly orders: ReturnType<typeof tracker<string>>; readonly shipped: ReturnType<typeof counter> }>()
   const client = new ServiceBroker({
     nodeID: "load",
     transporter: transporter(Number(port)),
     logger: false
   })
   let warm = false
-  const warmed = counter(warmup())
   client.createService({
     name: "load",
     events: {
       "order-shipped"(ctx) {
         const { orderId } = ctx.params as { orderId: string }
-        if (orderId.startsWith("warmup-")) return warmed.hit()
         if (orderId.startsWith("warm-")) return void (warm = true)
-        orders.done((ctx.params as { orderId: string }).orderId)
-        shipped.hit()
+        for (const b of batches) if (b.orders.done(orderId)) return b.shipped.hit()
       }
     }
   })
@@ -66,26 +71,39 @@ export const moleculer = async (count: number, rate?: number): Promise<FlowResul
       await client.emit("place-order", { ...order(i), orderId: `warm-${i}`, sentAt: Date.now() })
       await sleep(200)
     }
-    // Then the warm-up every contender gets.
-    await burst(warmup(), 500, async (i) => client.emit("place-order", { ...order(i), orderId: `warmup-${i}`, sentAt: Date.now() }))
-    await within(warmed.done, 60_000, `${warmup()} Moleculer warm-up orders shipped`)
-    const emit = (i: number, due?: number) => {
-      const orderId = `m-${i}`
-      orders.sent(orderId, due)
-      return client.emit("place-order", { ...order(i), orderId, sentAt: Date.now() })
-    }
-    const { result: seconds, cpuMs } = await cpuDuring([aedes, ...nodes].map((c) => c.child.pid!), async () => {
-      const t0 = performance.now()
-      // Moleculer's emit resolves when the packet is handed to the transporter; bound the burst the same way.
-      if (rate === undefined) await burst(count, 500, async (i) => emit(i))
-      else await paced(rate, count, (i, due) => void emit(i, due))
-      await within(shipped.done, 120_000, `${count} Moleculer orders shipped (at-most-once: a loss shows here)`)
-      return (performance.now() - t0) / 1000
+    return await body({
+      pids: [aedes, ...nodes].map((c) => c.child.pid!),
+      batch: async (count, prefix, rate, ms = 120_000) => {
+        const b = { orders: tracker<string>(), shipped: counter(count) }
+        batches.add(b)
+        try {
+          const emit = (i: number, due?: number) => {
+            const orderId = `${prefix}${i}`
+            b.orders.sent(orderId, due)
+            return client.emit("place-order", { ...order(i), orderId, sentAt: Date.now() })
+          }
+          const t0 = performance.now()
+          // Moleculer's emit resolves when the packet is handed to the transporter; bound the burst the same way.
+          if (rate === undefined) await burst(count, 500, async (i) => emit(i))
+          else await paced(rate, count, (i, due) => void emit(i, due))
+          await within(b.shipped.done, ms, `${count} Moleculer orders shipped (at-most-once: a loss shows here)`)
+          return { seconds: (performance.now() - t0) / 1000, latencies: b.orders.summary() }
+        } finally {
+          batches.delete(b)
+        }
+      }
     })
-    return rate === undefined ? { ordersPerSecond: count / seconds, cpuMsPerOrder: cpuMs / count } : orders.summary()
   } finally {
     await client.stop()
     await Promise.all(nodes.map((n) => n.stop()))
     await aedes.stop()
   }
 }
+
+export const moleculer = (count: number, rate?: number): Promise<FlowResult> =>
+  moleculerPeer(async (peer) => {
+    // The warm-up every contender gets.
+    await peer.batch(warmup(), "warmup-", undefined, 60_000)
+    const { result, cpuMs } = await cpuDuring(peer.pids, () => peer.batch(count, "m-", rate))
+    return rate === undefined ? { ordersPerSecond: count / result.seconds, cpuMsPerOrder: cpuMs / count } : result.latencies
+  })

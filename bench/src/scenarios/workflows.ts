@@ -7,7 +7,7 @@
 import { Queue, QueueEvents, type ConnectionOptions } from "bullmq"
 import { Redis } from "ioredis"
 import { burst, child, counter, warmup, within } from "../lib.ts"
-import { paced, tracker } from "../pacing.ts"
+import { paced, tracker, type LatencySummary } from "../pacing.ts"
 import { order, placeOrders, type Placed } from "./orders.ts"
 import { onRuntime } from "./runtime.ts"
 
@@ -21,7 +21,7 @@ const memoryOf = async (httpPort: number): Promise<{ readonly rssMb: number; rea
 }
 
 /** Runs `count` workflows (burst, or paced at `rate`) on a running mediator runtime. */
-const drive = (port: number, count: number, rate?: number): Promise<WorkflowResult> => placeOrders(port, count, "events/workflow-completed", rate)
+export const drive = (port: number, count: number, rate?: number): Promise<WorkflowResult> => placeOrders(port, count, "events/workflow-completed", rate)
 
 export const baton = (count: number, rate?: number) =>
   onRuntime({ BATON_TOPOLOGY: "mediator" }, async (r) => {
@@ -61,7 +61,16 @@ const whereJobsAre = async (connection: ConnectionOptions, prefix: string): Prom
   return parts.join("; ")
 }
 
-export const bullmq = async (count: number, rate?: number): Promise<WorkflowResult> => {
+/** The BullMQ peer started: its worker processes, and `batch` to run workflows through it (job ids `<prefix><i>`). */
+export interface BullmqPeer {
+  /** The two worker processes (Redis is not counted: other work shares it). */
+  readonly pids: ReadonlyArray<number>
+  /** `count` workflows, a burst (500 in flight) or paced at `rate`; resolves when all have completed, with the seconds it took and their latencies. */
+  readonly batch: (count: number, prefix: string, rate?: number, ms?: number) => Promise<{ readonly seconds: number; readonly latencies: LatencySummary }>
+}
+
+/** Starts the BullMQ peer (two worker processes on a fresh prefix of the local Redis) and stops it after `body`. */
+export const bullmqPeer = async <A>(body: (peer: BullmqPeer) => Promise<A>): Promise<A> => {
   const db = 5
   const prefix = `bench${Date.now()}`
   const redis = new Redis({ host: "127.0.0.1", port: 6379, db })
@@ -77,48 +86,54 @@ export const bullmq = async (count: number, rate?: number): Promise<WorkflowResu
     queue.on("error", reject)
     events.on("error", reject)
   })
-  let watchdog: NodeJS.Timeout | undefined
+  const batches = new Set<{ readonly workflows: ReturnType<typeof tracker<string>>; readonly completed: ReturnType<typeof counter> }>()
+  let progressAt = performance.now()
+  events.on("completed", ({ jobId }) => {
+    for (const b of batches)
+      if (b.workflows.done(jobId)) {
+        progressAt = performance.now()
+        return b.completed.hit()
+      }
+  })
   try {
     await events.waitUntilReady()
-    const workflows = tracker<string>()
-    const completed = counter(count)
-    let progressAt = performance.now()
-    const warmed = counter(warmup())
-    events.on("completed", ({ jobId }) => {
-      if (jobId.startsWith("warmup-")) return warmed.hit()
-      if (!workflows.done(jobId)) return
-      progressAt = performance.now()
-      completed.hit()
+    return await body({
+      pids: workers.map((w) => w.child.pid!),
+      batch: async (count, idPrefix, rate, ms = 600_000) => {
+        const b = { workflows: tracker<string>(), completed: counter(count) }
+        batches.add(b)
+        let watchdog: NodeJS.Timeout | undefined
+        try {
+          // Should completions stop coming again (a missed event, a stuck stage), 30 s without one fails
+          // the run at once, saying where the jobs are, rather than at the overall limit.
+          const stalled = new Promise<never>((_, reject) => {
+            watchdog = setInterval(() => {
+              if (performance.now() - progressAt < 30_000) return
+              clearInterval(watchdog)
+              void whereJobsAre(connection, prefix).then(
+                (where) => reject(new Error(`BullMQ made no progress for 30 s, ${b.completed.count()}/${count} workflows completed (not: ${b.workflows.pending().slice(0, 5).join(",")}); ${where}`)),
+                reject
+              )
+            }, 1000)
+          })
+          progressAt = performance.now()
+          const t0 = performance.now()
+          const add = (i: number, due?: number) => {
+            const id = `${idPrefix}${i}`
+            b.workflows.sent(id, due)
+            return queue.add("create-order", order(i), { jobId: id, removeOnComplete: true })
+          }
+          if (rate === undefined) await burst(count, 500, (i) => add(i))
+          else await paced(rate, count, (i, due) => void add(i, due))
+          await within(Promise.race([b.completed.done, failed, stalled]), ms, `${count} BullMQ workflows completed`)
+          return { seconds: (performance.now() - t0) / 1000, latencies: b.workflows.summary() }
+        } finally {
+          clearInterval(watchdog)
+          batches.delete(b)
+        }
+      }
     })
-    // Should completions stop coming again (a missed event, a stuck stage), 30 s without one fails
-    // the run at once, saying where the jobs are, rather than at the overall limit.
-    const stalled = new Promise<never>((_, reject) => {
-      watchdog = setInterval(() => {
-        if (performance.now() - progressAt < 30_000) return
-        clearInterval(watchdog)
-        void whereJobsAre(connection, prefix).then(
-          (where) => reject(new Error(`BullMQ made no progress for 30 s, ${completed.count()}/${count} workflows completed (not: ${workflows.pending().slice(0, 5).join(",")}); ${where}`)),
-          reject
-        )
-      }, 1000)
-    })
-    // The warm-up every contender gets.
-    await burst(warmup(), 500, (i) => queue.add("create-order", order(i), { jobId: `warmup-${i}`, removeOnComplete: true }))
-    await within(Promise.race([warmed.done, failed, stalled]), 60_000, `${warmup()} BullMQ warm-up workflows completed`)
-    progressAt = performance.now()
-    const t0 = performance.now()
-    const add = (i: number, due?: number) => {
-      const id = `w${i}`
-      workflows.sent(id, due)
-      return queue.add("create-order", order(i), { jobId: id, removeOnComplete: true })
-    }
-    if (rate === undefined) await burst(count, 500, (i) => add(i))
-    else await paced(rate, count, (i, due) => void add(i, due))
-    await within(Promise.race([completed.done, failed, stalled]), 600_000, `${count} BullMQ workflows completed`)
-    const seconds = (performance.now() - t0) / 1000
-    return rate === undefined ? { perSecond: count / seconds } : workflows.summary()
   } finally {
-    clearInterval(watchdog)
     await events.close()
     await queue.close()
     await Promise.all(workers.map((w) => w.stop()))
@@ -126,3 +141,11 @@ export const bullmq = async (count: number, rate?: number): Promise<WorkflowResu
     redis.disconnect()
   }
 }
+
+export const bullmq = (count: number, rate?: number): Promise<WorkflowResult> =>
+  bullmqPeer(async (peer) => {
+    // The warm-up every contender gets.
+    await peer.batch(warmup(), "warmup-", undefined, 60_000)
+    const { seconds, latencies } = await peer.batch(count, "w", rate)
+    return rate === undefined ? { perSecond: count / seconds } : latencies
+  })
