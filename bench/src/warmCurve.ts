@@ -9,8 +9,11 @@
  * two workers, with the Redis server's CPU beside it since it does much of BullMQ's work but is
  * shared with other users). Then per segment the medians over the fresh runs, where each contender
  * flattens (the first segment from which every segment's CPU per order stays within 10% of the
- * final figure, the median of the last three), and the CPU per order the curve predicts for a
+ * final figure, the median of the last three; and the same on a 3-segment rolling mean, less
+ * thrown by one noisy segment), and the CPU per order the curve predicts for a
  * measured window of M orders after W warm-up orders (uniform within a segment).
+ *
+ * `node bench/src/warmCurve.ts reread <file>`: that summary again from a saved log of `curve`.
  *
  * `node bench/src/warmCurve.ts warmup [rounds=3] [W,W,...=50,500,1000,2000]`: the scenarios'
  * own burst runs (scenario 2: Baton durable and Moleculer, 1,500 orders; 3: Baton mediator and
@@ -20,7 +23,8 @@
  * measured burst, stop), from which the added time of a larger W in `pnpm bench` follows.
  *
  * Contenders run interleaved (A, B, C, A, B, C, the order reversed every other round), fresh every
- * time. `WARM_ONLY=sqlite,moleculer,mediator,bullmq,pg` picks some. Writes nothing.
+ * time. `WARM_ONLY=sqlite,moleculer,mediator,bullmq,pg` picks some; `WARM_TOTAL` and `WARM_TOTAL_PG`
+ * set how far a curve goes. Writes nothing (keep the output: `reread` summarizes it again).
  */
 import { loadavg } from "node:os"
 import { readdirSync, readFileSync } from "node:fs"
@@ -69,7 +73,7 @@ interface Curve {
   readonly redis?: boolean
 }
 
-const total = 6000
+const total = Number(process.env.WARM_TOTAL ?? 6000)
 const allCurves: ReadonlyArray<Curve> = [
   {
     key: "sqlite",
@@ -99,7 +103,7 @@ const allCurves: ReadonlyArray<Curve> = [
   {
     key: "pg",
     name: "Baton, PostgreSQL, 1 instance (7)",
-    total: 4200,
+    total: Number(process.env.WARM_TOTAL_PG ?? 4200),
     start: (body) => Cluster.clusterPeer(1, { redis: false }, (p) => body({ pids: p.pids, segment: (n) => p.batch(n) }))
   }
 ]
@@ -122,6 +126,13 @@ const flattensAt = (cpu: ReadonlyArray<number>, tolerance = 0.1): { readonly ind
   while (index > 0 && Math.abs(cpu[index - 1]! / final - 1) <= tolerance) index--
   return { index, final }
 }
+
+/** The mean of each segment with its neighbours (one each side; at the ends, the two there are). */
+const rolling = (xs: ReadonlyArray<number>): Array<number> =>
+  xs.map((_, k) => {
+    const window = xs.slice(Math.max(0, k - 1), k + 2)
+    return window.reduce((a, b) => a + b, 0) / window.length
+  })
 
 /** The CPU per order over orders [w, w + m) of a curve of `size`-order segments, uniform within a segment. */
 export const windowCpu = (cpu: ReadonlyArray<number>, size: number, w: number, m: number): number => {
@@ -153,8 +164,14 @@ const curve = async (size: number) => {
         `round ${round} ${c.name} (load ${load()}): ${segments.map((s) => `${Math.round(s.perSecond)}/s ${fmt(s.cpuMsPerOrder)}${c.redis === true ? `+r${fmt(s.redisMsPerOrder)}` : ""}`).join(" | ")}`
       )
     }
-  console.log(`\nmedians over ${rounds} fresh runs, per segment of ${size} (orders before it: throughput /s, CPU ms/order${curves.some((c) => c.redis) ? "; BullMQ: + Redis server ms/order" : ""})`)
-  for (const c of curves) {
+  summary(runs, size)
+}
+
+/** Per contender: the medians per segment over the fresh runs, where it flattens, and the CPU per order the curve predicts after W. */
+const summary = (runs: ReadonlyMap<string, ReadonlyArray<ReadonlyArray<Segment>>>, size: number) => {
+  const present = curves.filter((c) => (runs.get(c.key)?.length ?? 0) > 0)
+  console.log(`\nmedians over the fresh runs, per segment of ${size} (orders before it: throughput /s, CPU ms/order${present.some((c) => c.redis) ? "; BullMQ: + Redis server ms/order" : ""})`)
+  for (const c of present) {
     const rs = runs.get(c.key)!
     const rate = medians(rs, "perSecond")
     const cpu = medians(rs, "cpuMsPerOrder")
@@ -162,11 +179,31 @@ const curve = async (size: number) => {
     console.log(`${c.name}:`)
     console.log(`  ${cpu.map((x, k) => `${k * size}: ${Math.round(rate[k]!)}/s ${fmt(x)}${c.redis === true ? `+${fmt(redis[k]!)}` : ""}`).join(" | ")}`)
     const flat = flattensAt(cpu)
-    console.log(`  final CPU/order ${fmt(flat.final)} ms (median of the last 3 segments); within 10% from the segment after ${flat.index * size} orders; first segment ${fmt(cpu[0]! / flat.final)}x final`)
+    const smooth = flattensAt(rolling(cpu))
+    console.log(
+      `  final CPU/order ${fmt(flat.final)} ms (median of the last 3 segments); within 10% from the segment after ${flat.index * size} orders (3-segment rolling mean: after ${smooth.index * size}); first segment ${fmt(cpu[0]! / flat.final)}x final`
+    )
     const m = c.key === "sqlite" || c.key === "moleculer" ? [600, 1500] : [600]
     for (const count of m)
       console.log(`  predicted CPU/order of a ${count}-order window after W: ${ws.map((w) => `W=${w} ${fmt(windowCpu(cpu, size, w, count))} (${fmt(windowCpu(cpu, size, w, count) / flat.final)}x)`).join(", ")}`)
   }
+}
+
+/** The summary again from a log of `curve` (its `round` lines), e.g. with other criteria. */
+const reread = (file: string) => {
+  const text = readFileSync(file, "utf8")
+  const size = Number(/segments of (\d+)/.exec(text)?.[1] ?? 300)
+  const runs = new Map<string, Array<Array<Segment>>>()
+  for (const [, name, segments] of text.matchAll(/^round \d+ (.+?) \(load [^)]*\): (.*)$/gm)) {
+    const c = curves.find((x) => x.name === name)
+    if (c === undefined) continue
+    const parsed = segments!.split(" | ").map((seg) => {
+      const [, rate, cpu, redis] = /^(\d+)\/s (\S+?)(?:\+r(\S+))?$/.exec(seg) ?? []
+      return { perSecond: Number(rate), cpuMsPerOrder: Number(cpu), redisMsPerOrder: redis === undefined ? Number.NaN : Number(redis) }
+    })
+    runs.set(c.key, [...(runs.get(c.key) ?? []), parsed])
+  }
+  summary(runs, size)
 }
 
 /** The scenarios' own burst runs, each on a fresh contender with `BENCH_WARMUP` orders first. */
@@ -195,7 +232,7 @@ const warmups = async (list: ReadonlyArray<number>) => {
         console.log(`round ${round} W=${w} ${s.name}: ${Math.round(r.perSecond)}/s, CPU ${fmt(r.cpuMsPerOrder)} ms/order, run ${fmt(run.wallSeconds, 1)} s (load ${load()})`)
       }
   const of = (w: number, name: string) => runs.get(`${w}|${name}`) ?? []
-  const ratio = (w: number, a: string, b: string) => median(of(w, a).map((x, i) => x.perSecond / (of(w, b)[i]?.perSecond ?? Number.NaN)))
+  const ratio = (w: number, a: string, b: string, key: "perSecond" | "cpuMsPerOrder" = "perSecond") => median(of(w, a).map((x, i) => x[key] / (of(w, b)[i]?.[key] ?? Number.NaN)))
   console.log(`\nmedians over ${rounds} rounds (throughput /s, CPU ms/order, wall s of the whole run)`)
   for (const w of list) {
     console.log(`W=${w}:`)
@@ -204,16 +241,20 @@ const warmups = async (list: ReadonlyArray<number>) => {
       console.log(`  ${s.name.padEnd(30)} ${String(Math.round(median(rs.map((r) => r.perSecond)))).padStart(5)}/s  CPU ${fmt(median(rs.map((r) => r.cpuMsPerOrder)))}  run ${fmt(median(rs.map((r) => r.wallSeconds)), 1)} s`)
     }
     console.log(
-      `  ratios: Baton/Moleculer ${fmt(ratio(w, "2. Baton durable 1500", "2. Moleculer 1500"))}, mediator/BullMQ ${fmt(ratio(w, "3. Baton mediator 600", "3. BullMQ 600"))}, PostgreSQL/SQLite ${fmt(ratio(w, "7. PostgreSQL 1 instance 600", "7. SQLite 1 instance 600"))}`
+      `  throughput ratios: Baton/Moleculer ${fmt(ratio(w, "2. Baton durable 1500", "2. Moleculer 1500"))}, mediator/BullMQ ${fmt(ratio(w, "3. Baton mediator 600", "3. BullMQ 600"))}, PostgreSQL/SQLite ${fmt(ratio(w, "7. PostgreSQL 1 instance 600", "7. SQLite 1 instance 600"))}`
+    )
+    console.log(
+      `  CPU per order ratios: Baton/Moleculer ${fmt(ratio(w, "2. Baton durable 1500", "2. Moleculer 1500", "cpuMsPerOrder"))}, PostgreSQL/SQLite ${fmt(ratio(w, "7. PostgreSQL 1 instance 600", "7. SQLite 1 instance 600", "cpuMsPerOrder"))}`
     )
   }
   console.log(`load ${load()}`)
 }
 
 if (mode === "curve") await curve(Number(third ?? 300))
+else if (mode === "reread") reread(roundsArg)
 else if (mode === "warmup") await warmups((third ?? ws.join(",")).split(",").map(Number))
 else {
-  console.error("usage: node bench/src/warmCurve.ts curve [rounds] [segment] | warmup [rounds] [W,W,...]")
+  console.error("usage: node bench/src/warmCurve.ts curve [rounds] [segment] | warmup [rounds] [W,W,...] | reread <log of curve>")
   process.exit(2)
 }
 process.exit(0)
