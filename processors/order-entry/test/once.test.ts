@@ -161,34 +161,45 @@ for (const [engine, open] of engines)
       )
     })
 
-    it("order placement and notification: for any orders placed and mailed again or twice at once: one order and one mail each, its id made from its sequence number, the same events announced", async () => {
+    it("order placement and notification: for any orders (any lines) placed and mailed again or twice at once: one order, its lines and its card once each, one mail, its id made from its sequence number, the same events announced", async () => {
       const placement = processor("order-placement")
       const notification = processor("notification")
+      const line = fc.record({ sku: fc.constantFrom(...skus), qty: fc.integer({ min: 1, max: 50 }), price: fc.constantFrom(0.5, 2, 12.25) })
       await fc.assert(
-        fc.asyncProperty(fc.array(fc.record({ order: fc.nat(4), twice: fc.boolean(), mail: fc.boolean() }), { minLength: 1, maxLength: 10 }), async (steps) => {
-          const placed = new Map<number, { readonly event: Envelope.Envelope; readonly created: unknown; mail?: unknown }>()
-          for (const step of steps) {
-            const first = placed.get(step.order)
-            const event = first?.event ?? envelope("place-order", { customerId: "c", email: "a@b.co", items: [{ sku: skus[step.order % skus.length]!, qty: 1, price: 2 }], payment: { card: "4242424242424242" } })
-            const [created] = await deliver(placement, event, step.twice)
-            if (first !== undefined) expect(created).toEqual(first.created)
-            const entry = first ?? { event, created }
-            placed.set(step.order, entry)
-            const id = (created!.data as { orderId: string }).orderId
-            const rows = await store.run(store.query("SELECT seq, id FROM orders WHERE correlation_id = ?").all(event.correlationId))
-            expect(rows.map((r) => String(r.id))).toEqual([orderId(Number(rows[0]!.seq))])
-            expect(rows[0]!.id).toBe(id)
-            expect((await store.run(store.query("SELECT order_id FROM order_items WHERE order_id = ?").all(id))).length).toBe(1)
-            if (step.mail) {
-              const mailed = await deliver(notification, { ...envelope("order-created", created!.data), id: `mail-${event.id}` }, step.twice)
-              entry.mail ??= mailed
-              expect(mailed).toEqual(entry.mail)
-              // The one record, and the mail announced is the one recorded.
-              const recorded = await store.run(store.query("SELECT message_id FROM emails WHERE cause_id = ?").all(`mail-${event.id}`))
-              expect(recorded.map((r) => r.message_id)).toEqual([(mailed[0]!.data as { messageId: string }).messageId])
+        fc.asyncProperty(
+          fc.array(fc.array(line, { minLength: 1, maxLength: 3 }), { minLength: 5, maxLength: 5 }),
+          fc.array(fc.record({ order: fc.nat(4), twice: fc.boolean(), mail: fc.boolean() }), { minLength: 1, maxLength: 10 }),
+          async (orders, steps) => {
+            const placed = new Map<number, { readonly event: Envelope.Envelope; readonly created: unknown; mail?: unknown }>()
+            for (const step of steps) {
+              const first = placed.get(step.order)
+              const items = orders[step.order]!
+              const card = ["4242424242424242", "4000000000000002"][step.order % 2]!
+              const event = first?.event ?? envelope("place-order", { customerId: "c", email: "a@b.co", items, payment: { card } })
+              const [created] = await deliver(placement, event, step.twice)
+              if (first !== undefined) expect(created).toEqual(first.created)
+              const entry = first ?? { event, created }
+              placed.set(step.order, entry)
+              const id = (created!.data as { orderId: string }).orderId
+              const rows = await store.run(store.query("SELECT seq, id FROM orders WHERE correlation_id = ?").all(event.correlationId))
+              expect(rows.map((r) => String(r.id))).toEqual([orderId(Number(rows[0]!.seq))])
+              expect(rows[0]!.id).toBe(id)
+              // Its lines as placed (line numbers from 0), and its card in the vault under the token it announced.
+              const lines = await store.run(store.query("SELECT line, sku, qty, price FROM order_items WHERE order_id = ? ORDER BY line").all(id))
+              expect(lines.map((r) => ({ line: Number(r.line), sku: r.sku, qty: Number(r.qty), price: Number(r.price) }))).toEqual(items.map((i, n) => ({ line: n, ...i })))
+              const token = (created!.data as { paymentToken: string }).paymentToken
+              expect((await store.run(store.query("SELECT card FROM payment_vault WHERE token = ?").all(token))).map((r) => r.card)).toEqual([card])
+              if (step.mail) {
+                const mailed = await deliver(notification, { ...envelope("order-created", created!.data), id: `mail-${event.id}` }, step.twice)
+                entry.mail ??= mailed
+                expect(mailed).toEqual(entry.mail)
+                // The one record, and the mail announced is the one recorded.
+                const recorded = await store.run(store.query("SELECT message_id FROM emails WHERE cause_id = ?").all(`mail-${event.id}`))
+                expect(recorded.map((r) => r.message_id)).toEqual([(mailed[0]!.data as { messageId: string }).messageId])
+              }
             }
           }
-        }),
+        ),
         { numRuns }
       )
     })
