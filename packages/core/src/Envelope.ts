@@ -3,6 +3,7 @@
  * properties, so the metadata travels in the payload (docs/platform-facts.md, Aedes).
  */
 import { Result, Schema, SchemaIssue } from "effect"
+import * as PlainSchema from "./PlainSchema.ts"
 import { traceIdOf } from "./Trace.ts"
 
 export const Envelope = Schema.Struct({
@@ -51,11 +52,23 @@ export const formatIssues = (issue: SchemaIssue.Issue): ReadonlyArray<Issue> =>
     message: i.message
   }))
 
-/** Decodes with every issue reported, as `Result` of the value or readable issues. */
+/**
+ * Decodes with every issue reported, as `Result` of the value or readable issues. A plain schema's
+ * value is decoded without effect's interpreter (`PlainSchema.compile`); otherwise (and for any
+ * value that does not decode so) by the schema, first stopping at its first issue (effect's own
+ * fast path for a struct), and only a value that fails it again with every issue reported (the
+ * same value either way: only the issues differ).
+ */
 export const decode = <S extends Schema.Decoder<unknown>>(schema: S) => {
   const run = Schema.decodeUnknownResult(schema)
-  return (input: unknown): Result.Result<S["Type"], ReadonlyArray<Issue>> =>
-    Result.mapError(run(input, { errors: "all" }), (e) => formatIssues(e.issue))
+  const plain = PlainSchema.compile(schema.ast)
+  return (input: unknown): Result.Result<S["Type"], ReadonlyArray<Issue>> => {
+    const fast = plain === undefined ? PlainSchema.refused : PlainSchema.attempt(plain, input)
+    if (fast !== PlainSchema.refused) return Result.succeed(fast as S["Type"])
+    const first = run(input)
+    if (Result.isSuccess(first)) return Result.succeed(first.success)
+    return Result.mapError(run(input, { errors: "all" }), (e) => formatIssues(e.issue))
+  }
 }
 
 const decodeEnvelopeInFull = decode(Envelope)

@@ -42,6 +42,7 @@ import {
   AppModuleTypeId,
   Envelope as CoreEnvelope,
   Rejected,
+  PlainSchema,
   Sensitive,
   type App as CoreApp,
   type AppContext,
@@ -157,7 +158,14 @@ export const event = <const T extends string, S extends EventSchema>(type: T, sc
         `event '${type}' is at version ${version} but declares no upcaster from version ${v} to ${v + 1}: events of version ${v} already stored or in flight could not be read. Declare upcast: { ${v}: (data) => ... } (or keep version ${version - 1}).`
       )
   const decode = CoreEnvelope.decode(schema)
-  const encode = Schema.encodeSync(schema)
+  // A plain schema's data encoded without effect's interpreter (`PlainSchema`), the rest (and
+  // what does not encode so, to fail as the schema fails) by the schema.
+  const encodeBySchema = Schema.encodeSync(schema)
+  const encodePlain = PlainSchema.compile(SchemaAST.flip(schema.ast))
+  const encode = (data: S["Type"]): S["Encoded"] => {
+    const fast = encodePlain === undefined ? PlainSchema.refused : PlainSchema.attempt(encodePlain, data)
+    return fast === PlainSchema.refused ? encodeBySchema(data) : (fast as S["Encoded"])
+  }
   // Without a transformation anywhere in the schema, its encoded data is its decoded data: what
   // `make` encoded in this process (vouched for) is handed over as it is, not decoded again.
   const plain = SchemaAST.flip(schema.ast) === schema.ast || checksOnly(schema.ast)
