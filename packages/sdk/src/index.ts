@@ -334,17 +334,25 @@ export const processor = <E extends Event, P = void>(spec: ProcessorSpec<E, P>):
     throw new Error(`processor '${spec.name}' says both ownRows (it locks only its message's own rows) and lockKeys (it locks shared rows): keep the one that is true`)
   const on: ReadonlyArray<Event> = Array.isArray(spec.on) ? spec.on : [spec.on as Event]
   const byType = new Map(on.map((e) => [e.type, e]))
-  // An envelope is read once per processor, even when `prepare` and `handle` both need it.
-  const cache = new WeakMap<RawEnvelope, Result.Result<Typed<E>, Rejected>>()
+  /** Each declared type's read (its declaration's, looked up once here, not per message). */
+  const readers = new Map(on.map((def) => [def.type, { def, readAll: reading.get(def) ?? ((e: RawEnvelope) => Result.mapError(def.read(e), (message) => new Rejected(message))) }]))
+  const readNow = (envelope: RawEnvelope): Result.Result<Typed<E>, Rejected> => {
+    const reader = readers.get(envelope.type)
+    if (reader === undefined) return Result.fail(new Rejected(`processor '${spec.name}' does not declare events of type '${envelope.type}' (it reads ${[...byType.keys()].join(", ")})`))
+    const version = reader.def.version
+    return Result.map(reader.readAll(envelope), (data) => ({ ...envelope, data, version }) as unknown as Typed<E>)
+  }
+  // An envelope is read once per processor, even when `prepare` (or `lockKeys`) and `handle`, or
+  // `handle` and `reply` (or `committed`), both need it. A processor with `handle` alone reads it
+  // once an attempt anyway: no cache (a `WeakMap` set per message, whose ephemerons every garbage
+  // collection walks).
+  const rereads = spec.prepare !== undefined || spec.lockKeys !== undefined || spec.reply !== undefined || spec.committed !== undefined
+  const cache = rereads ? new WeakMap<RawEnvelope, Result.Result<Typed<E>, Rejected>>() : undefined
   const read = (envelope: RawEnvelope): Result.Result<Typed<E>, Rejected> => {
+    if (cache === undefined) return readNow(envelope)
     const hit = cache.get(envelope)
     if (hit !== undefined) return hit
-    const def = byType.get(envelope.type)
-    const readAll = def === undefined ? undefined : (reading.get(def) ?? ((e: RawEnvelope) => Result.mapError(def.read(e), (message) => new Rejected(message))))
-    const result =
-      def === undefined || readAll === undefined
-        ? Result.fail(new Rejected(`processor '${spec.name}' does not declare events of type '${envelope.type}' (it reads ${[...byType.keys()].join(", ")})`))
-        : Result.map(readAll(envelope), (data) => ({ ...envelope, data, version: def.version }) as unknown as Typed<E>)
+    const result = readNow(envelope)
     cache.set(envelope, result)
     return result
   }
