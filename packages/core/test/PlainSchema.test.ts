@@ -81,10 +81,30 @@ const misfit = (fits: fc.Arbitrary<unknown>): fc.Arbitrary<unknown> =>
 const ordered = (value: unknown): unknown =>
   Array.isArray(value) ? value.map(ordered) : typeof value === "object" && value !== null ? Object.entries(value).map(([k, v]) => [k, ordered(v)]) : value
 
+/** The paths in `out` to objects that are the input's own (not copies): a parse copies every struct and array, and takes an `Unknown`'s value as it is. */
+const sharedWith = (input: unknown, out: unknown): ReadonlyArray<string> => {
+  const theirs = new Set<unknown>()
+  const collect = (v: unknown) => {
+    if (typeof v !== "object" || v === null || theirs.has(v)) return
+    theirs.add(v)
+    for (const x of Object.values(v)) collect(x)
+  }
+  collect(input)
+  const paths: Array<string> = []
+  const walk = (v: unknown, path: string) => {
+    if (typeof v !== "object" || v === null) return
+    if (theirs.has(v)) paths.push(path)
+    else for (const [k, x] of Object.entries(v)) walk(x, `${path}.${k}`)
+  }
+  walk(out, "")
+  return paths
+}
+
 /**
  * For all schemas and values: where the compiled parse of the schema's AST (or of its flipped AST,
  * an encode) takes a value, the schema's own parse takes it too and gives an equal value, its keys
- * in the same order; where the schema's takes one, the compiled parse (when there is one) does.
+ * in the same order, copied where the schema's copies; where the schema's takes one, the compiled
+ * parse (when there is one) does.
  */
 const parsesAsSchema = (side: "decode" | "encode") =>
   fc.assert(
@@ -104,6 +124,7 @@ const parsesAsSchema = (side: "decode" | "encode") =>
         if (Result.isSuccess(own)) {
           expect(fast).toStrictEqual(own.success)
           expect(ordered(fast)).toStrictEqual(ordered(own.success))
+          expect(sharedWith(input, fast)).toEqual(sharedWith(input, own.success))
         }
       }
     ),
