@@ -3,7 +3,8 @@
  * for the schemas most events are made of: structs of strings, numbers, booleans, literals, `null`,
  * `Unknown` and arrays of them, with filter checks (`NonEmptyString`, `isInt`, `isPattern`, ...) and
  * optional keys, nothing transformed. The interpreter builds a state object, an exit per value, a
- * result around it (~2-4 us and ~1.3 KB for an order's event); this walks the value once and copies
+ * result around it (the order flow: ~7% of the runtime's CPU in effect's schema code, 10 KB of
+ * each order's 137 KB; with this, 129 KB, `allocation.ts`); this walks the value once and copies
  * what the interpreter copies (every struct and array anew, in the schema's key order, keys it
  * does not declare left out). A value it does not accept, whatever the reason, gives `refused`:
  * the caller then runs the schema's own parse, whose failure (and issues) are the schema's.
