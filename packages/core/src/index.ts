@@ -1,4 +1,5 @@
 export * as Envelope from "./Envelope.ts"
+export * as PlainSchema from "./PlainSchema.ts"
 export * as Topics from "./Topics.ts"
 export * as Log from "./Log.ts"
 export * as Trace from "./Trace.ts"

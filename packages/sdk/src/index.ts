@@ -42,6 +42,7 @@ import {
   AppModuleTypeId,
   Envelope as CoreEnvelope,
   Rejected,
+  PlainSchema,
   Sensitive,
   type App as CoreApp,
   type AppContext,
@@ -157,7 +158,14 @@ export const event = <const T extends string, S extends EventSchema>(type: T, sc
         `event '${type}' is at version ${version} but declares no upcaster from version ${v} to ${v + 1}: events of version ${v} already stored or in flight could not be read. Declare upcast: { ${v}: (data) => ... } (or keep version ${version - 1}).`
       )
   const decode = CoreEnvelope.decode(schema)
-  const encode = Schema.encodeSync(schema)
+  // A plain schema's data encoded without effect's interpreter (`PlainSchema`), the rest (and
+  // what does not encode so, to fail as the schema fails) by the schema.
+  const encodeBySchema = Schema.encodeSync(schema)
+  const encodePlain = PlainSchema.compile(SchemaAST.flip(schema.ast))
+  const encode = (data: S["Type"]): S["Encoded"] => {
+    const fast = encodePlain === undefined ? PlainSchema.refused : PlainSchema.attempt(encodePlain, data)
+    return fast === PlainSchema.refused ? encodeBySchema(data) : (fast as S["Encoded"])
+  }
   // Without a transformation anywhere in the schema, its encoded data is its decoded data: what
   // `make` encoded in this process (vouched for) is handed over as it is, not decoded again.
   const plain = SchemaAST.flip(schema.ast) === schema.ast || checksOnly(schema.ast)
@@ -326,17 +334,25 @@ export const processor = <E extends Event, P = void>(spec: ProcessorSpec<E, P>):
     throw new Error(`processor '${spec.name}' says both ownRows (it locks only its message's own rows) and lockKeys (it locks shared rows): keep the one that is true`)
   const on: ReadonlyArray<Event> = Array.isArray(spec.on) ? spec.on : [spec.on as Event]
   const byType = new Map(on.map((e) => [e.type, e]))
-  // An envelope is read once per processor, even when `prepare` and `handle` both need it.
-  const cache = new WeakMap<RawEnvelope, Result.Result<Typed<E>, Rejected>>()
+  /** Each declared type's read (its declaration's, looked up once here, not per message). */
+  const readers = new Map(on.map((def) => [def.type, { def, readAll: reading.get(def) ?? ((e: RawEnvelope) => Result.mapError(def.read(e), (message) => new Rejected(message))) }]))
+  const readNow = (envelope: RawEnvelope): Result.Result<Typed<E>, Rejected> => {
+    const reader = readers.get(envelope.type)
+    if (reader === undefined) return Result.fail(new Rejected(`processor '${spec.name}' does not declare events of type '${envelope.type}' (it reads ${[...byType.keys()].join(", ")})`))
+    const version = reader.def.version
+    return Result.map(reader.readAll(envelope), (data) => ({ ...envelope, data, version }) as unknown as Typed<E>)
+  }
+  // An envelope is read once per processor, even when `prepare` (or `lockKeys`) and `handle`, or
+  // `handle` and `reply` (or `committed`), both need it. A processor with `handle` alone reads it
+  // once an attempt anyway: no cache (a `WeakMap` set per message, whose ephemerons every garbage
+  // collection walks).
+  const rereads = spec.prepare !== undefined || spec.lockKeys !== undefined || spec.reply !== undefined || spec.committed !== undefined
+  const cache = rereads ? new WeakMap<RawEnvelope, Result.Result<Typed<E>, Rejected>>() : undefined
   const read = (envelope: RawEnvelope): Result.Result<Typed<E>, Rejected> => {
+    if (cache === undefined) return readNow(envelope)
     const hit = cache.get(envelope)
     if (hit !== undefined) return hit
-    const def = byType.get(envelope.type)
-    const readAll = def === undefined ? undefined : (reading.get(def) ?? ((e: RawEnvelope) => Result.mapError(def.read(e), (message) => new Rejected(message))))
-    const result =
-      def === undefined || readAll === undefined
-        ? Result.fail(new Rejected(`processor '${spec.name}' does not declare events of type '${envelope.type}' (it reads ${[...byType.keys()].join(", ")})`))
-        : Result.map(readAll(envelope), (data) => ({ ...envelope, data, version: def.version }) as unknown as Typed<E>)
+    const result = readNow(envelope)
     cache.set(envelope, result)
     return result
   }

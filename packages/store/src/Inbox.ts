@@ -252,7 +252,7 @@ export const make = async (
     receiveDone: (processor: string, entry: Entry, kept?: string): Sql<boolean> =>
       Effect.suspend(() => {
         const at = Envelope.isoNow()
-        return Effect.map(insertDone.run(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, at, at, partitionOf(entry.key, partitions), ...guardParams), (n) => n > 0)
+        return insertDone.any(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, at, at, partitionOf(entry.key, partitions), ...guardParams)
       }),
     /**
      * PostgreSQL: `receiveDone` as a statement of its transaction that goes out with the next
@@ -277,7 +277,7 @@ export const make = async (
      * `fence`: the message's fencing token for the guard (see `guard`).
      */
     settle: (processor: string, envelopeId: string, outcome: "done" | "failed", kept?: string, fence?: number): Sql<boolean> =>
-      Effect.map(settle.run(outcome, Envelope.isoNow(), kept ?? null, processor, envelopeId, ...paramsOf(fence)), (n) => n > 0),
+      settle.any(outcome, Envelope.isoNow(), kept ?? null, processor, envelopeId, ...paramsOf(fence)),
     /**
      * `settle` as the first statement of the transaction of a message's effects. On PostgreSQL it
      * goes out with the next statement (one round trip less) and answers true: when the message
@@ -287,13 +287,13 @@ export const make = async (
      */
     settleFirst: (processor: string, envelopeId: string, outcome: "done" | "failed", kept?: string, fence?: number): Sql<boolean> =>
       settled === undefined
-        ? Effect.map(settle.run(outcome, Envelope.isoNow(), kept ?? null, processor, envelopeId, ...paramsOf(fence)), (n) => n > 0)
+        ? settle.any(outcome, Envelope.isoNow(), kept ?? null, processor, envelopeId, ...paramsOf(fence))
         : Effect.as(settled.write(outcome, Envelope.isoNow(), kept ?? null, processor, envelopeId, ...paramsOf(fence)), true),
     /**
      * Whether the processor has a pending message other than `envelopeId` (any key): none means
      * nothing older waits for it, so it may run at once (see Consumer's `inline`).
      */
-    othersPending: (processor: string, envelopeId: string): Sql<boolean> => Effect.map(othersPending.get(processor, envelopeId), (r) => r !== undefined),
+    othersPending: (processor: string, envelopeId: string): Sql<boolean> => othersPending.any(processor, envelopeId),
     /** Whether `settle` checks the guard (a cluster's ownership) itself. */
     guarded: guard !== undefined,
     /**

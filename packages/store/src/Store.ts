@@ -39,6 +39,11 @@ export interface Query {
   /** Runs it for its effect; resolves with the number of rows it returned (`RETURNING` counts changes). */
   readonly run: (...params: ReadonlyArray<unknown>) => Sql<number>
   /**
+   * Whether it returned a row (`RETURNING` counts changes): `run`'s `n > 0`, or `get`'s row being
+   * there, as the statement's own outcome (no `map` around it, its step and its closure).
+   */
+  readonly any: (...params: ReadonlyArray<unknown>) => Sql<boolean>
+  /**
    * Runs it for its effect, not waiting for it inside a PostgreSQL transaction: it goes out with
    * the transaction's next statement (or its COMMIT), in one write; when it fails, that statement
    * fails with its error. Elsewhere the same as `run`. Gives what `run` gives, to read once the
@@ -171,6 +176,7 @@ export const boundValues = (values: ReadonlyArray<unknown>): ReadonlyArray<unkno
 const allRows = (rows: ReadonlyArray<Row>): ReadonlyArray<Row> => rows
 const firstRow = (rows: ReadonlyArray<Row>): Row | undefined => rows[0]
 const rowCount = (rows: ReadonlyArray<Row>): number => rows.length
+const anyRow = (rows: ReadonlyArray<Row>): boolean => rows.length > 0
 // `write`'s and `writeRows`'s outcome when it is known at once (SQLite): what to read after the commit,
 // made once (not two closures and a callback per write; with `on`'s exit and Router's closures, the
 // order flow's allocation 139.6-140.5 -> 137.2-137.9 KB an order, `allocation.ts`).
@@ -431,6 +437,7 @@ export const make = (deps: {
       all: (...values) => statement(values, allRows),
       get: (...values) => statement(values, firstRow),
       run: (...values) => statement(values, rowCount),
+      any: (...values) => statement(values, anyRow),
       write: (...values) => written(values, rowCount, rowCountLater),
       writeRows: (...values) => written(values, allRows, allRowsLater)
     }
