@@ -89,9 +89,13 @@ export const burst = async (count: number, window: number, publish: (i: number) 
 /**
  * Orders (or workflows) every contender runs, unmeasured, before a measured run: the same number for
  * each, so that no one's figures carry its JIT warm-up (the first orders on a fresh runtime take
- * several times as long). `BENCH_WARMUP` sets it.
+ * several times as long). `BENCH_WARMUP` sets it. 1,000 by default: `warmCurve.ts curve` found
+ * Baton on SQLite, Moleculer, the mediator and BullMQ within about 10% of their steady CPU per
+ * order after 600-1,200 orders (Moleculer's first 300 at about 3x its final figure), Baton on
+ * PostgreSQL only after several thousand; 50, the earlier default, left every contender's short
+ * rounds carrying part of its warm-up, Moleculer's and PostgreSQL's most.
  */
-export const warmup = (): number => Number(process.env.BENCH_WARMUP ?? 50)
+export const warmup = (): number => Number(process.env.BENCH_WARMUP ?? 1000)
 
 export const counter = (n: number) => {
   let count = 0
