@@ -62,7 +62,8 @@ export const compile = (ast: SchemaAST.AST): Parse | undefined => {
     case "Literal": {
       const literal = (ast as SchemaAST.Literal).literal
       if (typeof literal === "bigint") return undefined
-      return checked(ast, (input) => (input === literal ? literal : refused))
+      // The input as it is (the schema's too): `-0 === 0`, and a literal 0 (or -0) gives the input's zero.
+      return checked(ast, (input) => (input === literal ? input : refused))
     }
     case "Arrays": {
       const arrays = ast as SchemaAST.Arrays

@@ -23,7 +23,9 @@ const leaves: ReadonlyArray<Spec> = [
   leaf(Schema.Null, fc.constant(null)),
   leaf(Schema.Unknown, fc.anything()),
   leaf(Schema.Literal("a"), fc.constant("a")),
-  leaf(Schema.Literal(0), fc.constant(0)),
+  // -0 too: `-0 === 0`, and the schema gives the input's zero as it is.
+  leaf(Schema.Literal(0), fc.constantFrom(0, -0)),
+  leaf(Schema.Literal(-0), fc.constantFrom(0, -0)),
   // Not known to it: the schema's own parse every time.
   leaf(Schema.Union([Schema.String, Schema.Number]), fc.oneof(fc.string(), fc.integer())),
   leaf(Schema.NumberFromString, fc.integer().map(String)),
