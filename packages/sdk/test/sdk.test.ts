@@ -57,6 +57,19 @@ describe("Event versions", () => {
     )
   })
 
+  it("make refuses what the schema's encode refuses: a struct's or an array's check runs on the data given, not on its copy", () => {
+    // Checks that look beyond the declared fields (an undeclared key, an array's own property).
+    const noExtra = Schema.makeFilter((o: object) => !Object.hasOwn(o, "extra") || "no key 'extra'")
+    const Line = Schema.Struct({ sku: Schema.String }).check(noExtra)
+    const E = Baton.event("lined", Schema.Struct({ lines: Schema.Array(Line).check(noExtra) }))
+    const lines = Object.assign([{ sku: "a" }], { extra: true })
+    for (const data of [{ lines: [{ sku: "a", extra: 1 }] }, { lines }]) {
+      expect(() => Schema.encodeSync(E.schema)(data)).toThrow("no key 'extra'")
+      expect(() => E.make(data)).toThrow("no key 'extra'")
+    }
+    expect(E.make({ lines: [{ sku: "a" }] }).data).toStrictEqual({ lines: [{ sku: "a" }] })
+  })
+
   it("a version below the current one without its upcaster fails at declaration, naming it", () => {
     expect(() => Baton.event("x", Schema.Struct({}), { version: 3, upcast: { 1: (d) => d } })).toThrow(
       "event 'x' is at version 3 but declares no upcaster from version 2 to 3"
