@@ -130,6 +130,41 @@ describe("Baton.processor", () => {
     )
   })
 
+  it("for all sets of hooks besides handle: each hook of a message gets the event handle gets, read once", () => {
+    const hooks = ["prepare", "lockKeys", "reply", "committed"] as const
+    fc.assert(
+      fc.property(fc.subarray([...hooks], { minLength: 1 }), fc.integer({ min: 1, max: 3 }), (used, attempts) => {
+        // Version 2 over stored version 1: each read of the envelope runs the upcaster once.
+        let reads = 0
+        const Versioned = Baton.event("order", Order.schema, { version: 2, upcast: { 1: (d) => { reads++; return d } } })
+        const seen: Array<unknown> = []
+        const saw = (e: unknown) => void seen.push(e)
+        const p = Baton.processor({
+          name: "ship",
+          on: Versioned,
+          handle: (e) => Effect.sync(() => { saw(e); return [] }),
+          ...(used.includes("prepare") ? { prepare: (e) => Effect.sync(() => saw(e)) } : {}),
+          ...(used.includes("lockKeys") ? { lockKeys: (e) => { saw(e); return [] } } : {}),
+          ...(used.includes("reply") ? { reply: (e) => saw(e) } : {}),
+          ...(used.includes("committed") ? { committed: (e) => saw(e) } : {})
+        })
+        const message = envelope("order", { name: "n", items: [{ sku: "a", qty: 1 }] })
+        // A retried message: its hooks again, the same envelope.
+        for (let i = 0; i < attempts; i++) {
+          if (p.prepare !== undefined) Effect.runSync(p.prepare(message) as Effect.Effect<unknown>)
+          p.lockKeys?.(message)
+          Effect.runSync(p.handle(message, undefined) as Effect.Effect<unknown>)
+          p.reply?.(message, [])
+          void p.committed?.(message, undefined)
+        }
+        expect(seen).toHaveLength(attempts * (1 + used.length))
+        expect(new Set(seen).size).toBe(1)
+        expect(reads).toBe(1)
+      }),
+      { numRuns: 100 }
+    )
+  })
+
   it("ownRows and lockKeys together fail at declaration, naming the processor", () => {
     expect(() => Baton.processor({ name: "stock", on: Order, ownRows: true, lockKeys: (e) => e.data.items.map((l) => `stock/${l.sku}`), handle: () => Effect.succeed([]) })).toThrow(
       "processor 'stock' says both ownRows (it locks only its message's own rows) and lockKeys (it locks shared rows): keep the one that is true"
