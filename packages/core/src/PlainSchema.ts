@@ -29,13 +29,18 @@ const passes = (checks: ReadonlyArray<SchemaAST.Check<any>>, value: unknown, ast
   return true
 }
 
-/** `parse` with the node's checks (and encoding checks: a node without an encoding has the same value on both sides) after it. */
+/**
+ * `parse` with the node's checks after it, as the interpreter runs them: its encoding checks (a
+ * struct's or an array's checks, once flipped for an encode) on the value it is given, then its
+ * checks on the value it gives (a struct's copy: without the keys it does not declare).
+ */
 const checked = (ast: SchemaAST.AST, parse: Parse): Parse => {
-  const checks = [...(ast.checks ?? []), ...(("encodingChecks" in ast ? (ast.encodingChecks as ReadonlyArray<SchemaAST.Check<any>> | undefined) : undefined) ?? [])]
-  if (checks.length === 0) return parse
+  const checks = ast.checks ?? []
+  const encodingChecks = ("encodingChecks" in ast ? (ast.encodingChecks as ReadonlyArray<SchemaAST.Check<any>> | undefined) : undefined) ?? []
+  if (checks.length === 0 && encodingChecks.length === 0) return parse
   return (input) => {
     const out = parse(input)
-    return out !== refused && passes(checks, out, ast) ? out : refused
+    return out !== refused && passes(encodingChecks, input, ast) && passes(checks, out, ast) ? out : refused
   }
 }
 
@@ -63,7 +68,8 @@ export const compile = (ast: SchemaAST.AST): Parse | undefined => {
     case "Literal": {
       const literal = (ast as SchemaAST.Literal).literal
       if (typeof literal === "bigint") return undefined
-      return checked(ast, (input) => (input === literal ? literal : refused))
+      // The input as it is (the schema's too): `-0 === 0`, and a literal 0 (or -0) gives the input's zero.
+      return checked(ast, (input) => (input === literal ? input : refused))
     }
     case "Arrays": {
       const arrays = ast as SchemaAST.Arrays

@@ -2,6 +2,8 @@ import { describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Result } from "effect"
 import { Envelope } from "@baton/core"
+import vm from "node:vm"
+import { Worker } from "node:worker_threads"
 
 const json: fc.Arbitrary<unknown> = fc.jsonValue()
 
@@ -208,6 +210,29 @@ describe("Envelope", () => {
         expect(Envelope.vouchedBy(cause)).toBeUndefined()
       })
     )
+  })
+
+  it("keeps a vouch on an object frozen after it (vouched again too) and on one of another realm; not on one sent to a worker and back", async () => {
+    const event = Envelope.vouch({ type: "a", data: 1 }, "one")
+    Object.freeze(event)
+    expect(Envelope.vouchedBy(event)).toBe("one")
+    Envelope.vouch(event, "two")
+    expect(Envelope.vouchedBy(event)).toBe("two")
+    for (const theirs of [vm.runInNewContext("({ type: 'a', data: 1 })") as object, vm.runInNewContext("Object.freeze({ type: 'a', data: 1 })") as object]) {
+      expect(Envelope.vouchedBy(theirs)).toBeUndefined()
+      expect(Envelope.vouchedBy(Envelope.vouch(theirs, "one"))).toBe("one")
+    }
+    const worker = new Worker("require('node:worker_threads').parentPort.on('message', (m) => require('node:worker_threads').parentPort.postMessage(m))", { eval: true })
+    try {
+      const back = await new Promise<object>((resolve) => {
+        worker.once("message", resolve)
+        worker.postMessage(Envelope.vouch({ type: "a", data: 1 }, "one"))
+      })
+      expect(back).toStrictEqual({ type: "a", data: 1 })
+      expect(Envelope.vouchedBy(back)).toBeUndefined()
+    } finally {
+      await worker.terminate()
+    }
   })
 
   it("formats a time once per millisecond as Date does, for all runs of milliseconds (repeated, back and forth)", () => {

@@ -23,13 +23,22 @@ const leaves: ReadonlyArray<Spec> = [
   leaf(Schema.Null, fc.constant(null)),
   leaf(Schema.Unknown, fc.anything()),
   leaf(Schema.Literal("a"), fc.constant("a")),
-  leaf(Schema.Literal(0), fc.constant(0)),
+  // -0 too: `-0 === 0`, and the schema gives the input's zero as it is.
+  leaf(Schema.Literal(0), fc.constantFrom(0, -0)),
+  leaf(Schema.Literal(-0), fc.constantFrom(0, -0)),
   // Not known to it: the schema's own parse every time.
   leaf(Schema.Union([Schema.String, Schema.Number]), fc.oneof(fc.string(), fc.integer())),
   leaf(Schema.NumberFromString, fc.integer().map(String)),
   leaf(Schema.Record(Schema.String, Schema.Number), fc.dictionary(fc.string({ maxLength: 2 }), fc.integer(), { maxKeys: 2 })),
   leaf(Schema.Tuple([Schema.String]), fc.tuple(fc.string()))
 ]
+
+/**
+ * A struct's check that looks at a key it does not declare: the schema runs a check on the value it
+ * gives (decoding: a copy without that key), but an encoding check (a struct's or an array's checks,
+ * once flipped) on the value it is given.
+ */
+const noExtra = Schema.makeFilter((o: object) => !Object.hasOwn(o, "extra") || "no key 'extra'")
 
 /** Field names: an inherited one (`toString`, `in` every object) among them. */
 const fieldNames = ["a", "b", "c", "toString"] as const
@@ -41,9 +50,11 @@ const spec: fc.Arbitrary<Spec> = fc.letrec<{ spec: Spec }>((tie) => ({
     tie("spec").map((item) => ({ schema: Schema.Array(item.schema), fits: fc.array(item.fits, { maxLength: 3 }) })),
     tie("spec").map((item) => ({ schema: Schema.Array(item.schema).check(Schema.isMinLength(1)), fits: fc.array(item.fits, { minLength: 1, maxLength: 3 }) })),
     fc
-      .uniqueArray(fc.tuple(fc.constantFrom(...fieldNames), tie("spec"), fc.boolean()), { minLength: 1, maxLength: 3, selector: ([name]) => name })
-      .map((fields) => ({
-        schema: Schema.Struct(Object.fromEntries(fields.map(([name, s, optional]) => [name, optional ? Schema.optionalKey(s.schema) : s.schema]))),
+      .tuple(fc.uniqueArray(fc.tuple(fc.constantFrom(...fieldNames), tie("spec"), fc.boolean()), { minLength: 1, maxLength: 3, selector: ([name]) => name }), fc.boolean())
+      .map(([fields, checked]) => ({
+        schema: ((struct: Schema.Top) => (checked ? (struct as Schema.Struct<{}>).check(noExtra) : struct))(
+          Schema.Struct(Object.fromEntries(fields.map(([name, s, optional]) => [name, optional ? Schema.optionalKey(s.schema) : s.schema])))
+        ),
         // Keys in any order, the optional ones maybe left out, and maybe one it does not declare.
         fits: fc
           .tuple(

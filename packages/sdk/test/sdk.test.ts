@@ -57,6 +57,19 @@ describe("Event versions", () => {
     )
   })
 
+  it("make refuses what the schema's encode refuses: a struct's or an array's check runs on the data given, not on its copy", () => {
+    // Checks that look beyond the declared fields (an undeclared key, an array's own property).
+    const noExtra = Schema.makeFilter((o: object) => !Object.hasOwn(o, "extra") || "no key 'extra'")
+    const Line = Schema.Struct({ sku: Schema.String }).check(noExtra)
+    const E = Baton.event("lined", Schema.Struct({ lines: Schema.Array(Line).check(noExtra) }))
+    const lines = Object.assign([{ sku: "a" }], { extra: true })
+    for (const data of [{ lines: [{ sku: "a", extra: 1 }] }, { lines }]) {
+      expect(() => Schema.encodeSync(E.schema)(data)).toThrow("no key 'extra'")
+      expect(() => E.make(data)).toThrow("no key 'extra'")
+    }
+    expect(E.make({ lines: [{ sku: "a" }] }).data).toStrictEqual({ lines: [{ sku: "a" }] })
+  })
+
   it("a version below the current one without its upcaster fails at declaration, naming it", () => {
     expect(() => Baton.event("x", Schema.Struct({}), { version: 3, upcast: { 1: (d) => d } })).toThrow(
       "event 'x' is at version 3 but declares no upcaster from version 2 to 3"
@@ -114,6 +127,41 @@ describe("Baton.processor", () => {
         expect((error as Rejected).issues.map((i) => i.path).sort()).toEqual(paths.map((p) => `data.${p}`).sort())
       }),
       { numRuns: 200 }
+    )
+  })
+
+  it("for all sets of hooks besides handle: each hook of a message gets the event handle gets, read once", () => {
+    const hooks = ["prepare", "lockKeys", "reply", "committed"] as const
+    fc.assert(
+      fc.property(fc.subarray([...hooks], { minLength: 1 }), fc.integer({ min: 1, max: 3 }), (used, attempts) => {
+        // Version 2 over stored version 1: each read of the envelope runs the upcaster once.
+        let reads = 0
+        const Versioned = Baton.event("order", Order.schema, { version: 2, upcast: { 1: (d) => { reads++; return d } } })
+        const seen: Array<unknown> = []
+        const saw = (e: unknown) => void seen.push(e)
+        const p = Baton.processor({
+          name: "ship",
+          on: Versioned,
+          handle: (e) => Effect.sync(() => { saw(e); return [] }),
+          ...(used.includes("prepare") ? { prepare: (e) => Effect.sync(() => saw(e)) } : {}),
+          ...(used.includes("lockKeys") ? { lockKeys: (e) => { saw(e); return [] } } : {}),
+          ...(used.includes("reply") ? { reply: (e) => saw(e) } : {}),
+          ...(used.includes("committed") ? { committed: (e) => saw(e) } : {})
+        })
+        const message = envelope("order", { name: "n", items: [{ sku: "a", qty: 1 }] })
+        // A retried message: its hooks again, the same envelope.
+        for (let i = 0; i < attempts; i++) {
+          if (p.prepare !== undefined) Effect.runSync(p.prepare(message) as Effect.Effect<unknown>)
+          p.lockKeys?.(message)
+          Effect.runSync(p.handle(message, undefined) as Effect.Effect<unknown>)
+          p.reply?.(message, [])
+          void p.committed?.(message, undefined)
+        }
+        expect(seen).toHaveLength(attempts * (1 + used.length))
+        expect(new Set(seen).size).toBe(1)
+        expect(reads).toBe(1)
+      }),
+      { numRuns: 100 }
     )
   })
 
