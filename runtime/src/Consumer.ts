@@ -669,6 +669,25 @@ export const make = (deps: {
 
   const running = new Map<string, Promise<void>>()
   /**
+   * A read of the inbox's pending rows out (a backlog's page, a recovery or a cluster's sweep,
+   * `readPending`): the ids of the messages whose runs here committed them done meanwhile. Such a
+   * message left `running` before the read's answer came, so `running` no longer tells that its row
+   * in the answer is stale: without this it was scheduled again, ran its handler, and its done mark
+   * failed the whole group transaction as no longer pending (PostgreSQL, one instance: the
+   * cluster's sweep every second or two, ~0.01-0.05 an order of `ab.ts pg`, all of them so).
+   */
+  const reads = new Set<Set<string>>()
+  /** `read` (of pending rows) with the ids of the messages committed done here while it was out: rows of them in its answer are stale. */
+  const readPending = async <A>(read: () => Promise<A>): Promise<readonly [A, ReadonlySet<string>]> => {
+    const done = new Set<string>()
+    reads.add(done)
+    try {
+      return [await read(), done]
+    } finally {
+      reads.delete(done)
+    }
+  }
+  /**
    * In a cluster, the tenure of its partition each message of `running` was scheduled in. One of
    * an earlier tenure is skipped when its turn comes (see Cluster.ts `tenure`: the partition got
    * back, its pending messages are scheduled again in their order, not behind it), and does not
@@ -756,6 +775,8 @@ export const make = (deps: {
         if (n <= 1) runningKeys.delete(event.key)
         else runningKeys.set(event.key, n - 1)
       }
+      // Committed done (its row never pending again): a read of pending rows out now may hold it still pending.
+      if (result === "done" && reads.size > 0) for (const done of reads) done.add(event.id)
       if (batch !== undefined) {
         applied.delete(event.id)
         // Its own entry only: a stale one's (scheduled in an earlier tenure) end must not take out
@@ -792,10 +813,11 @@ export const make = (deps: {
       missed = false
       let after = 0
       for (;;) {
-        const page = await inbox.pendingPage(processor.name, after, maxScheduled)
+        const [page, done] = await readPending(() => inbox.pendingPage(processor.name, after, maxScheduled))
         for (const entry of page) {
           if (inFlight.size >= maxScheduled) return // the end of a run reads on from the start
           after = entry.seq
+          if (done.has(entry.envelopeId)) continue
           // Running already (the page starts at the oldest pending, those in flight): its submit
           // would find it running; not parsed again (half of a page read at half the room).
           if (runningNow(entry.envelopeId, entry.key) !== undefined) continue
@@ -1124,8 +1146,8 @@ export const make = (deps: {
    * or what it holds in the given cluster partitions. Returns how many it read.
    */
   const recover = async (parts?: ReadonlyArray<number>) => {
-    const pending = parts === undefined ? await inbox.pendingPage(processor.name, 0, maxScheduled) : await inbox.pendingIn(processor.name, parts)
-    for (const entry of pending) void schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
+    const [pending, done] = await readPending(() => (parts === undefined ? inbox.pendingPage(processor.name, 0, maxScheduled) : inbox.pendingIn(processor.name, parts)))
+    for (const entry of pending) if (!done.has(entry.envelopeId)) void schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
     // A full page: more may wait behind it, read once half the room is free (the page is not read twice).
     if (parts === undefined && pending.length === maxScheduled) {
       backlog = true

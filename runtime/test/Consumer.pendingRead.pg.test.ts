@@ -1,0 +1,118 @@
+/**
+ * A read of the inbox's pending rows (a cluster's sweep, a recovery: `Consumer.recover`; a
+ * backlog's page) races the runs of the messages it finds. For all orders of a read and of the
+ * runs of its messages (run and committed before the read, during it, after its answer, or never
+ * scheduled but by the read), every message runs its handler once, its effects are written once and
+ * it ends done: a message committed done while the read was out is not scheduled again from the
+ * read's stale row (before the fix it ran twice, its second done mark failing its group's
+ * transaction as no longer pending: `ab.ts pg`'s ~0.01-0.05 an order, all of them the sweep's).
+ * Real PostgreSQL, a real Consumer; the read is the inbox's own, held after its answer (`pendingIn`).
+ */
+import { afterAll, describe, expect, it } from "vitest"
+import fc from "fast-check"
+import { Effect } from "effect"
+import type { Processor } from "@baton/core"
+import { partitionOf } from "../src/Consumer.ts"
+import { alone as alonePg, closeHarness, consumerOf, eventsOf, type Harness } from "./chainPg.ts"
+
+const cleanups: Array<() => Promise<void>> = []
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c()
+})
+
+type Phase = "before" | "during" | "after" | "unscheduled"
+const most = 4
+/** A key per message, each of its own actor (an actor runs its messages one after another: a held one would hold the rest). */
+const keys = (() => {
+  const byActor = new Map<number, string>()
+  for (let i = 0; byActor.size < most; i++) if (!byActor.has(partitionOf(`k${i}`, most))) byActor.set(partitionOf(`k${i}`, most), `k${i}`)
+  return [...byActor.values()]
+})()
+
+const gate = () => {
+  let open!: () => void
+  const opened = new Promise<void>((r) => (open = r))
+  return { opened, open }
+}
+
+describe("Consumer: a read of pending rows and the runs of its messages (PostgreSQL)", () => {
+  it("runs every message once, whatever finished while the read was out", async () => {
+    const base = await alonePg(1, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, id TEXT NOT NULL)")
+    /** The read's answer is held here until the test lets it go (undefined: not held). */
+    let hold: { readonly answered: () => void; readonly released: Promise<void> } | undefined
+    const inbox = {
+      ...base.inbox,
+      pendingIn: async (processor: string, parts: ReadonlyArray<number>) => {
+        const rows = await base.inbox.pendingIn(processor, parts)
+        const held = hold
+        if (held !== undefined) {
+          held.answered()
+          await held.released
+        }
+        return rows
+      }
+    }
+    const h: Harness = { ...base, inbox }
+    const gates = new Map<string, ReturnType<typeof gate>>()
+    const runs = new Map<string, number>()
+    const processor: Processor = {
+      name: "p",
+      consumes: [],
+      topics: ["events/x"],
+      handle: (event) =>
+        Effect.as(
+          Effect.andThen(
+            Effect.promise(() => {
+              runs.set(event.id, (runs.get(event.id) ?? 0) + 1)
+              return gates.get(event.id)?.opened ?? Promise.resolve()
+            }),
+            h.store.query("INSERT INTO effects (id) VALUES (?)").run(event.id)
+          ),
+          []
+        )
+    }
+    let round = 0
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.constantFrom<Phase>("before", "during", "after", "unscheduled"), { minLength: 1, maxLength: most }), async (phases) => {
+          const name = `r${++round}`
+          const consumer = consumerOf(h, processor, name, new Map(), () => true, most)
+          const eventOf = eventsOf(name)
+          const events = phases.map((phase, i) => ({ phase, event: eventOf(keys[i]!) }))
+          for (const { event } of events) gates.set(event.id, gate())
+          await h.store.transaction(
+            Effect.forEach(events, ({ event }) => h.inbox.receive("p", { envelopeId: event.id, topic: "events/x", key: event.key, payload: JSON.stringify(event) }), { discard: true })
+          )
+          const live = new Map(events.filter((e) => e.phase !== "unscheduled").map(({ event }) => [event.id, consumer.schedule(event, "events/x", JSON.stringify(event))]))
+          const finish = async (phase: Phase) => {
+            for (const e of events.filter((x) => x.phase === phase)) {
+              gates.get(e.event.id)!.open()
+              await live.get(e.event.id)
+            }
+          }
+          await finish("before")
+          const answered = gate()
+          const released = gate()
+          hold = { answered: answered.open, released: released.opened }
+          const recovered = consumer.recover([0])
+          await answered.opened
+          hold = undefined
+          await finish("during")
+          released.open()
+          await recovered
+          for (const { event } of events) gates.get(event.id)!.open()
+          await consumer.idle()
+          for (const { event } of events) expect(runs.get(event.id), `${event.id} (${events.find((e) => e.event.id === event.id)!.phase})`).toBe(1)
+          const ids = events.map((e) => e.event.id)
+          const effects = await h.store.run(h.store.query(`SELECT id, COUNT(*) AS n FROM effects WHERE id IN (${ids.map(() => "?").join(", ")}) GROUP BY id`).all(...ids))
+          expect(effects.map((r) => [String(r.id), Number(r.n)]).sort()).toEqual(ids.map((id) => [id, 1]).sort())
+          const pending = await h.store.run(h.store.query(`SELECT COUNT(*) AS n FROM inbox WHERE status <> 'done' AND envelope_id IN (${ids.map(() => "?").join(", ")})`).get(...ids))
+          expect(Number(pending?.n)).toBe(0)
+        }),
+        { numRuns: 25, examples: [[["during"]], [["before", "during", "after", "unscheduled"]]] }
+      )
+    } finally {
+      await closeHarness(base)
+    }
+  }, 60_000)
+})
