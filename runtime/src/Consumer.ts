@@ -633,11 +633,12 @@ export const make = (deps: {
     error: unknown,
     history: ReadonlyArray<Attempt>,
     tenure: number | undefined
-  ): Sql<Array<() => void>> =>
+  ): Sql<Array<() => void> | undefined> =>
     Effect.gen(function* () {
       const attemptsMade = decision.attempts
       const reason = `${processor.name} failed after ${attemptsMade} attempt(s): ${Log.reason(error)}`
-      if ((!inbox.guarded && !(yield* holds(event.key))) || !(yield* inbox.settle(processor.name, event.id, "failed", undefined, tenure))) return []
+      // Undefined: not recorded (its key not this instance's, or no longer pending), its row as it was.
+      if ((!inbox.guarded && !(yield* holds(event.key))) || !(yield* inbox.settle(processor.name, event.id, "failed", undefined, tenure))) return undefined
       if (decision._tag === "Park" && parking !== undefined) {
         // The workflow event pattern: hand it over, hold its key, and move on at once.
         const failure = { topic: Topics.publicTopic(topic), error: Log.reason(error), reason, attempts: history }
@@ -663,15 +664,20 @@ export const make = (deps: {
     const history = attempts.get(event.id) ?? []
     attempts.delete(event.id)
     const deliveries = await conflictsRetried(() => store.transaction(fail(event, topic, payload, decision, error, history, tenure)))
-    for (const deliver of deliveries) deliver()
+    // Committed failed (its row never pending again): a read of pending rows out now may hold it still pending (`reads`).
+    if (deliveries !== undefined) {
+      for (const done of reads) done.add(event.id)
+      for (const deliver of deliveries) deliver()
+    }
     deps.poke()
   }
 
   const running = new Map<string, Promise<void>>()
   /**
    * A read of the inbox's pending rows out (a backlog's page, a recovery or a cluster's sweep,
-   * `readPending`): the ids of the messages whose runs here committed them done meanwhile. Such a
-   * message left `running` before the read's answer came, so `running` no longer tells that its row
+   * `readPending`): the ids of the messages whose runs here committed them done (or failed for
+   * good, `failedForGood`) meanwhile. Such a message left `running` before the read's answer came,
+   * so `running` no longer tells that its row
    * in the answer is stale: without this it was scheduled again, ran its handler, and its done mark
    * failed the whole group transaction as no longer pending (PostgreSQL, one instance: the
    * cluster's sweep every second or two, ~0.01-0.05 an order of `ab.ts pg`, all of them so).

@@ -3,9 +3,11 @@
  * backlog's page) races the runs of the messages it finds. For all orders of a read and of the
  * runs of its messages (run and committed before the read, during it, after its answer, or never
  * scheduled but by the read), every message runs its handler once, its effects are written once and
- * it ends done: a message committed done while the read was out is not scheduled again from the
+ * it ends done (failed, when it fails for good): a message committed done while the read was out is not scheduled again from the
  * read's stale row (before the fix it ran twice, its second done mark failing its group's
  * transaction as no longer pending: `ab.ts pg`'s ~0.01-0.05 an order, all of them the sweep's).
+ * The same for a message that fails for good (its row recorded `failed`, never pending again) while
+ * the read is out: before 943e8d6's follow-up its handler ran a second time from the stale row.
  * Real PostgreSQL, a real Consumer; the read is the inbox's own, held after its answer (`pendingIn`).
  */
 import { afterAll, describe, expect, it } from "vitest"
@@ -21,6 +23,8 @@ afterAll(async () => {
 })
 
 type Phase = "before" | "during" | "after" | "unscheduled"
+/** Each message ends done, or fails for good at its first attempt (a permanent failure: recorded `failed` at once). */
+const failing = new Set<string>()
 const most = 4
 /** A key per message, each of its own actor (an actor runs its messages one after another: a held one would hold the rest). */
 const keys = (() => {
@@ -35,8 +39,8 @@ const gate = () => {
   return { opened, open }
 }
 
-describe("Consumer: a read of pending rows and the runs of its messages (PostgreSQL)", () => {
-  it("runs every message once, whatever finished while the read was out", async () => {
+describe("Consumer: a read of pending rows and the runs of its messages, done or failed for good (PostgreSQL)", () => {
+  it("runs every message once, whatever finished (done or failed) while the read was out", async () => {
     const base = await alonePg(1, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, id TEXT NOT NULL)")
     /** The read's answer is held here until the test lets it go (undefined: not held). */
     let hold: { readonly answered: () => void; readonly released: Promise<void> } | undefined
@@ -62,10 +66,13 @@ describe("Consumer: a read of pending rows and the runs of its messages (Postgre
       handle: (event) =>
         Effect.as(
           Effect.andThen(
-            Effect.promise(() => {
-              runs.set(event.id, (runs.get(event.id) ?? 0) + 1)
-              return gates.get(event.id)?.opened ?? Promise.resolve()
-            }),
+            Effect.andThen(
+              Effect.promise(() => {
+                runs.set(event.id, (runs.get(event.id) ?? 0) + 1)
+                return gates.get(event.id)?.opened ?? Promise.resolve()
+              }),
+              () => (failing.has(event.id) ? Effect.fail(Object.assign(new Error("bad data"), { retryable: false })) : Effect.void)
+            ),
             h.store.query("INSERT INTO effects (id) VALUES (?)").run(event.id)
           ),
           []
@@ -74,12 +81,14 @@ describe("Consumer: a read of pending rows and the runs of its messages (Postgre
     let round = 0
     try {
       await fc.assert(
-        fc.asyncProperty(fc.array(fc.constantFrom<Phase>("before", "during", "after", "unscheduled"), { minLength: 1, maxLength: most }), async (phases) => {
+        fc.asyncProperty(fc.array(fc.tuple(fc.constantFrom<Phase>("before", "during", "after", "unscheduled"), fc.boolean()), { minLength: 1, maxLength: most }), async (given) => {
+          const phases = given.map(([phase]) => phase)
           const name = `r${++round}`
           const consumer = consumerOf(h, processor, name, new Map(), () => true, most)
           const eventOf = eventsOf(name)
           const events = phases.map((phase, i) => ({ phase, event: eventOf(keys[i]!) }))
           for (const { event } of events) gates.set(event.id, gate())
+          for (const [i, { event }] of events.entries()) if (given[i]![1]) failing.add(event.id)
           await h.store.transaction(
             Effect.forEach(events, ({ event }) => h.inbox.receive("p", { envelopeId: event.id, topic: "events/x", key: event.key, payload: JSON.stringify(event) }), { discard: true })
           )
@@ -105,11 +114,11 @@ describe("Consumer: a read of pending rows and the runs of its messages (Postgre
           for (const { event } of events) expect(runs.get(event.id), `${event.id} (${events.find((e) => e.event.id === event.id)!.phase})`).toBe(1)
           const ids = events.map((e) => e.event.id)
           const effects = await h.store.run(h.store.query(`SELECT id, COUNT(*) AS n FROM effects WHERE id IN (${ids.map(() => "?").join(", ")}) GROUP BY id`).all(...ids))
-          expect(effects.map((r) => [String(r.id), Number(r.n)]).sort()).toEqual(ids.map((id) => [id, 1]).sort())
-          const pending = await h.store.run(h.store.query(`SELECT COUNT(*) AS n FROM inbox WHERE status <> 'done' AND envelope_id IN (${ids.map(() => "?").join(", ")})`).get(...ids))
+          expect(effects.map((r) => [String(r.id), Number(r.n)]).sort()).toEqual(ids.filter((id) => !failing.has(id)).map((id) => [id, 1]).sort())
+          const pending = await h.store.run(h.store.query(`SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending' AND envelope_id IN (${ids.map(() => "?").join(", ")})`).get(...ids))
           expect(Number(pending?.n)).toBe(0)
         }),
-        { numRuns: 25, examples: [[["during"]], [["before", "during", "after", "unscheduled"]]] }
+        { numRuns: 25, examples: [[[["during", true]]], [[["during", false]]], [[["before", true], ["during", true], ["after", false], ["unscheduled", true]]]] }
       )
     } finally {
       await closeHarness(base)
