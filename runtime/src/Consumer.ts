@@ -683,12 +683,17 @@ export const make = (deps: {
    * cluster's sweep every second or two, ~0.01-0.05 an order of `ab.ts pg`, all of them so).
    */
   const reads = new Set<Set<string>>()
-  /** `read` (of pending rows) with the ids of the messages committed done here while it was out: rows of them in its answer are stale. */
-  const readPending = async <A>(read: () => Promise<A>): Promise<readonly [A, ReadonlySet<string>]> => {
+  /**
+   * `read` (of pending rows), its answer given to `use` with the ids of the messages committed done
+   * here while it was out: rows of them in it are stale. `use` runs in the read's own turn, the ids
+   * still gathered until it returns (a run that ends in a turn between the answer and its use would
+   * be missed: it ran twice, Consumer.pendingRead.pg.test.ts).
+   */
+  const readPending = async <A, B>(read: () => Promise<A>, use: (answer: A, done: ReadonlySet<string>) => B): Promise<B> => {
     const done = new Set<string>()
     reads.add(done)
     try {
-      return [await read(), done]
+      return use(await read(), done)
     } finally {
       reads.delete(done)
     }
@@ -819,17 +824,24 @@ export const make = (deps: {
       missed = false
       let after = 0
       for (;;) {
-        const [page, done] = await readPending(() => inbox.pendingPage(processor.name, after, maxScheduled))
-        for (const entry of page) {
-          if (inFlight.size >= maxScheduled) return // the end of a run reads on from the start
-          after = entry.seq
-          if (done.has(entry.envelopeId)) continue
-          // Running already (the page starts at the oldest pending, those in flight): its submit
-          // would find it running; not parsed again (half of a page read at half the room).
-          if (runningNow(entry.envelopeId, entry.key) !== undefined) continue
-          void submit(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, entry.payload, true)
-        }
-        if (page.length < maxScheduled) break
+        // Undefined: the room is full (the end of a run reads on from the start); else whether the page was full.
+        const full = await readPending(
+          () => inbox.pendingPage(processor.name, after, maxScheduled),
+          (page, done) => {
+            for (const entry of page) {
+              if (inFlight.size >= maxScheduled) return undefined
+              after = entry.seq
+              if (done.has(entry.envelopeId)) continue
+              // Running already (the page starts at the oldest pending, those in flight): its submit
+              // would find it running; not parsed again (half of a page read at half the room).
+              if (runningNow(entry.envelopeId, entry.key) !== undefined) continue
+              void submit(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, entry.payload, true)
+            }
+            return page.length === maxScheduled
+          }
+        )
+        if (full === undefined) return
+        if (!full) break
       }
       if (!missed) backlog = false
     }
@@ -1152,14 +1164,19 @@ export const make = (deps: {
    * or what it holds in the given cluster partitions. Returns how many it read.
    */
   const recover = async (parts?: ReadonlyArray<number>) => {
-    const [pending, done] = await readPending(() => (parts === undefined ? inbox.pendingPage(processor.name, 0, maxScheduled) : inbox.pendingIn(processor.name, parts)))
-    for (const entry of pending) if (!done.has(entry.envelopeId)) void schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
+    const read = await readPending(
+      () => (parts === undefined ? inbox.pendingPage(processor.name, 0, maxScheduled) : inbox.pendingIn(processor.name, parts)),
+      (pending, done) => {
+        for (const entry of pending) if (!done.has(entry.envelopeId)) void schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
+        return pending.length
+      }
+    )
     // A full page: more may wait behind it, read once half the room is free (the page is not read twice).
-    if (parts === undefined && pending.length === maxScheduled) {
+    if (parts === undefined && read === maxScheduled) {
       backlog = true
       missed = true
     }
-    return pending.length
+    return read
   }
 
   const idle = async () => {

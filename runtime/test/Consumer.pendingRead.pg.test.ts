@@ -39,45 +39,70 @@ const gate = () => {
   return { opened, open }
 }
 
+/**
+ * A harness (`alonePg`, with an effects table) whose inbox's `pendingIn` answer can be held:
+ * `hold(read)` starts the read and returns once its answer came, held until `released.open()`.
+ */
+const heldReads = async () => {
+  const base = await alonePg(1, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, id TEXT NOT NULL)")
+  let held: { readonly answered: () => void; readonly released: Promise<void> } | undefined
+  const inbox = {
+    ...base.inbox,
+    pendingIn: async (processor: string, parts: ReadonlyArray<number>) => {
+      const rows = await base.inbox.pendingIn(processor, parts)
+      const at = held
+      if (at !== undefined) {
+        at.answered()
+        await at.released
+      }
+      return rows
+    }
+  }
+  const h: Harness = { ...base, inbox }
+  const hold = async <A>(read: () => Promise<A>) => {
+    const answered = gate()
+    const released = gate()
+    held = { answered: answered.open, released: released.opened }
+    const recovered = read()
+    await answered.opened
+    held = undefined
+    return { recovered, released }
+  }
+  return { base, h, hold }
+}
+
+/**
+ * Processor "p": counts each run of its handler (`runs`), waits for the message's gate (none: goes
+ * on), fails for good at once a message of `failing`, else writes its effect; `committed` is told
+ * after each commit.
+ */
+const counting = (h: Harness, runs: Map<string, number>, gates: ReadonlyMap<string, { readonly opened: Promise<void> }>, committed: (id: string) => void): Processor => ({
+  name: "p",
+  consumes: [],
+  topics: ["events/x"],
+  handle: (event) =>
+    Effect.as(
+      Effect.andThen(
+        Effect.andThen(
+          Effect.promise(() => {
+            runs.set(event.id, (runs.get(event.id) ?? 0) + 1)
+            return gates.get(event.id)?.opened ?? Promise.resolve()
+          }),
+          () => (failing.has(event.id) ? Effect.fail(Object.assign(new Error("bad data"), { retryable: false })) : Effect.void)
+        ),
+        h.store.query("INSERT INTO effects (id) VALUES (?)").run(event.id)
+      ),
+      []
+    ),
+  committed: (event) => committed(event.id)
+})
+
 describe("Consumer: a read of pending rows and the runs of its messages, done or failed for good (PostgreSQL)", () => {
   it("runs every message once, whatever finished (done or failed) while the read was out", async () => {
-    const base = await alonePg(1, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, id TEXT NOT NULL)")
-    /** The read's answer is held here until the test lets it go (undefined: not held). */
-    let hold: { readonly answered: () => void; readonly released: Promise<void> } | undefined
-    const inbox = {
-      ...base.inbox,
-      pendingIn: async (processor: string, parts: ReadonlyArray<number>) => {
-        const rows = await base.inbox.pendingIn(processor, parts)
-        const held = hold
-        if (held !== undefined) {
-          held.answered()
-          await held.released
-        }
-        return rows
-      }
-    }
-    const h: Harness = { ...base, inbox }
+    const { base, h, hold } = await heldReads()
     const gates = new Map<string, ReturnType<typeof gate>>()
     const runs = new Map<string, number>()
-    const processor: Processor = {
-      name: "p",
-      consumes: [],
-      topics: ["events/x"],
-      handle: (event) =>
-        Effect.as(
-          Effect.andThen(
-            Effect.andThen(
-              Effect.promise(() => {
-                runs.set(event.id, (runs.get(event.id) ?? 0) + 1)
-                return gates.get(event.id)?.opened ?? Promise.resolve()
-              }),
-              () => (failing.has(event.id) ? Effect.fail(Object.assign(new Error("bad data"), { retryable: false })) : Effect.void)
-            ),
-            h.store.query("INSERT INTO effects (id) VALUES (?)").run(event.id)
-          ),
-          []
-        )
-    }
+    const processor = counting(h, runs, gates, () => {})
     let round = 0
     try {
       await fc.assert(
@@ -100,12 +125,7 @@ describe("Consumer: a read of pending rows and the runs of its messages, done or
             }
           }
           await finish("before")
-          const answered = gate()
-          const released = gate()
-          hold = { answered: answered.open, released: released.opened }
-          const recovered = consumer.recover([0])
-          await answered.opened
-          hold = undefined
+          const { recovered, released } = await hold(() => consumer.recover([0]))
           await finish("during")
           released.open()
           await recovered
@@ -119,6 +139,49 @@ describe("Consumer: a read of pending rows and the runs of its messages, done or
           expect(Number(pending?.n)).toBe(0)
         }),
         { numRuns: 25, examples: [[[["during", true]]], [[["during", false]]], [[["before", true], ["during", true], ["after", false], ["unscheduled", true]]]] }
+      )
+    } finally {
+      await closeHarness(base)
+    }
+  }, 60_000)
+})
+
+describe("Consumer: a read's answer and a run's end a few turns apart (PostgreSQL)", () => {
+  /**
+   * For all numbers of promise turns between a message's commit (its `committed` step) and the
+   * read's answer: it runs once. The read's set of messages committed done must stand until the
+   * read's rows are looked at, not only until the read itself returns (a turn or two later).
+   */
+  it("runs the message once, whatever turn its run ends in around the read's answer", async () => {
+    const { base, h, hold } = await heldReads()
+    const runs = new Map<string, number>()
+    let committed: (id: string) => void = () => {}
+    const processor = counting(h, runs, new Map(), (id) => committed(id))
+    let round = 0
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.integer({ min: 0, max: 40 }), async (turns) => {
+          const name = `t${++round}`
+          const consumer = consumerOf(h, processor, name, new Map(), () => true, most)
+          const event = eventsOf(name)(keys[0]!)
+          await h.store.transaction(h.inbox.receive("p", { envelopeId: event.id, topic: "events/x", key: event.key, payload: JSON.stringify(event) }))
+          const { recovered, released } = await hold(() => consumer.recover([0]))
+          // The read's answer let go `turns` promise turns after the message's commit, its run ending meanwhile.
+          committed = (id) => {
+            if (id !== event.id) return
+            void (async () => {
+              for (let i = 0; i < turns; i++) await Promise.resolve()
+              released.open()
+            })()
+          }
+          const run = consumer.schedule(event, "events/x", JSON.stringify(event))
+          await recovered
+          await run
+          await consumer.idle()
+          committed = () => {}
+          expect(runs.get(event.id), `${turns} turns`).toBe(1)
+        }),
+        { numRuns: 41 }
       )
     } finally {
       await closeHarness(base)
