@@ -43,7 +43,11 @@ export const make = ({ query, dialect, clock }: Deps) => {
   // PostgreSQL: the order, its card in the vault and its lines in one statement (data-modifying
   // WITHs), the card and lines written only when the order row is (a redelivery inserts nothing):
   // 2 statements an order fewer than `insertWithId`, `vault` and `insertItem`, each a round of
-  // Bind/Execute and an executor's start and end on the server. Its text per number of lines, made once.
+  // Bind/Execute and an executor's start and end on the server. Its text per number of lines, made
+  // once, for up to `placeAllLines` lines: a statement (and a prepared statement on each connection)
+  // per line count would otherwise grow with whatever line counts clients send, and a very long
+  // order could pass PostgreSQL's 65,535 parameters; a longer order takes the statements one by one.
+  const placeAllLines = 16
   const placeAll = new Map<number, Query>()
   const placeFor = (lines: number): Query => {
     let q = placeAll.get(lines)
@@ -106,7 +110,8 @@ export const make = ({ query, dialect, clock }: Deps) => {
         const at = clock.now().toISOString()
         // Inserted first (one statement in the usual case), with its id (`insertWithId`); on
         // PostgreSQL with its card and lines (`placeFor`).
-        const inserted = yield* (dialect === "pg"
+        const together = dialect === "pg" && order.items.length <= placeAllLines
+        const inserted = yield* (together
           ? placeFor(order.items.length).get(...placeParams(event.correlationId, order, token, at))
           : insertWithId.get(event.correlationId, order.customerId, order.email, total(order.items), token, at))
         if (inserted === undefined) {
@@ -117,7 +122,7 @@ export const make = ({ query, dialect, clock }: Deps) => {
           return announce(order, String(won.id), String(won.payment_token))
         }
         const id = String(inserted.id)
-        if (dialect !== "pg") {
+        if (!together) {
           yield* vault.run(token, order.payment.card)
           yield* Effect.forEach(order.items, (item, line) => insertItem.run(id, line, item.sku, item.qty, item.price), { discard: true })
         }
