@@ -379,6 +379,22 @@ export const make = (deps: {
   }
 
   /**
+   * SQLite (`runsHere`): the first statement of a run in its sender's transaction (`runHere`'s
+   * `claim`), for `chain` and `call`: the message's inbox row written done when this processor has
+   * no other pending message (`Inbox.receiveDoneAlone`: one statement where `othersPending` and
+   * `receiveDone` were two); false when one is pending, the row is already here or (a cluster)
+   * the key is not this instance's: nothing of it runs.
+   */
+  const claimed = (event: Envelope.Envelope, topic: string, payload: string): (() => Sql<boolean>) | undefined => {
+    const alone = inbox.receiveDoneAlone
+    if (alone === undefined) return undefined
+    return () => {
+      const written = alone(processor.name, { envelopeId: event.id, topic, key: event.key, payload }, kept(payload, event))
+      return deps.cluster === undefined ? written : Effect.flatMap(holds(event.key), (ours) => (ours ? written : Effect.succeed(false)))
+    }
+  }
+
+  /**
    * One attempt at a message (the `n`th, the first is 1), in its span: what became of it
    * (`skipped`: not this instance's, or no longer pending). Throws what failed it, marked
    * `retryable: false` when the decision gives up at once. (One async function: its frame and
@@ -920,9 +936,10 @@ export const make = (deps: {
       at.chain.begun.push(() => refuse(root))
     }
     const inner: Chained = { chain: at.chain, depth: at.depth + 1 }
+    const claim = store.dialect === "pg" ? undefined : claimed(event, topic, payload)
     return runHere(
       event,
-      (hop) => receivedAndHandled(event, topic, payload, hop, inner),
+      claim === undefined ? (hop) => receivedAndHandled(event, topic, payload, hop, inner) : (hop) => handleIn(event, undefined, hop.traceparent, inner),
       false,
       // PostgreSQL: another item's write of the group failing a statement of this run is not its
       // failure (that item's chain, or that item, is blamed: `ofChain`); it fails the transaction as it is.
@@ -931,7 +948,8 @@ export const make = (deps: {
         at.chain.rolledBack.push((cause) => hop.end(cause))
         return ranHere(event)(deliveries, after)
       },
-      store.dialect === "pg"
+      store.dialect === "pg",
+      claim
     )
   }
 
@@ -1043,29 +1061,27 @@ export const make = (deps: {
     if (replyTo === undefined || processor.committed !== undefined || processor.reply !== undefined || refused.has(event.id)) return undefined
     const entry = { envelopeId: event.id, topic, key: event.key, payload }
     let traceparent = ""
+    const handled = (hop: Hop): Sql<readonly [ReadonlyArray<Envelope.Next>, Array<() => void>], unknown> =>
+      Effect.flatMap(processor.handle(event, undefined), (announced) => {
+        traceparent = hop.traceparent
+        const answers = announced.filter((n) => n.topic === replyTo)
+        const rest = answers.length === announced.length ? [] : announced.filter((n) => n.topic !== replyTo)
+        return Effect.map(announce(event, rest, hop.traceparent), (deliveries) => [answers, deliveries] as const)
+      })
+    const claim = claimed(event, topic, payload)
     const called = (hop: Hop): Sql<readonly [ReadonlyArray<Envelope.Next>, Array<() => void>] | undefined, unknown> =>
       Effect.flatMap(holds(event.key), (ours) =>
-        !ours
-          ? Effect.undefined
-          : Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload, event)), (fresh) =>
-              !fresh
-                ? Effect.undefined
-                : Effect.flatMap(processor.handle(event, undefined), (announced) => {
-                    traceparent = hop.traceparent
-                    const answers = announced.filter((n) => n.topic === replyTo)
-                    const rest = answers.length === announced.length ? [] : announced.filter((n) => n.topic !== replyTo)
-                    return Effect.map(announce(event, rest, hop.traceparent), (deliveries) => [answers, deliveries] as const)
-                  })
-            )
+        !ours ? Effect.undefined : Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload, event)), (fresh) => (!fresh ? Effect.undefined : handled(hop)))
       )
-    return runHere(event, called, false, refusing(event, event.id), ([answers, deliveries], after): Called => ({
+    const call = claim === undefined ? called : handled
+    return runHere(event, call, false, refusing(event, event.id), ([answers, deliveries], after): Called => ({
       answers,
       traceparent,
       committed: () => {
         after()
         for (const deliver of deliveries) deliver()
       }
-    }))
+    }), false, claim)
   }
   /**
    * Messages whose run for a caller failed (`call`, by their id), and the roots of chains whose
@@ -1090,7 +1106,10 @@ export const make = (deps: {
    * no other pending message, `body` runs in the caller's transaction (`inSavepoint`: in a
    * savepoint of it, when its failure is to roll back only its own work). `failed` says what its
    * failure makes of the caller's transaction; `done`, what the caller gets of its outcome, given
-   * what to run after the commit for the span, the metrics and the crash point.
+   * what to run after the commit for the span, the metrics and the crash point. `claim` (SQLite,
+   * not in a savepoint: `claimed`): the statement that both asks whether another message is
+   * pending and writes this one's row done, `body` run only when it did (where `othersPending`
+   * asked first, and `body` wrote the row); the span begins once it has.
    */
   const runHere = <A, B, E>(
     event: Envelope.Envelope,
@@ -1098,21 +1117,23 @@ export const make = (deps: {
     inSavepoint: boolean,
     failed: (cause: Cause.Cause<unknown>) => Sql<undefined, E>,
     done: (a: A, after: () => void, hop: Hop) => B,
-    pg = false
+    pg = false,
+    claim?: () => Sql<boolean>
   ): Sql<B | undefined, E> | undefined => {
     if (!(pg ? chainsHere : runsHere)) return undefined
     if (deps.cluster?.owns(event.key) === false) return undefined
-    // PostgreSQL: nothing of this processor (of this key) in memory (`openHere`); one of the key pending in the inbox fails the write of its row (`receiveDoneFirst`).
-    return Effect.flatMap(pg ? Effect.succeed(false) : inbox.othersPending(processor.name, event.id), (others) => {
-      if (others) return Effect.succeed(undefined)
-      const hop = begin(event)
-      const started = performance.now()
-      const run = Effect.suspend(() => {
+    const attempt = (first: Sql<boolean> | undefined): Sql<B | undefined, E> => {
+      let hop: Hop | undefined
+      let started = 0
+      const begun = (): Sql<A | undefined, unknown> => {
+        hop = begin(event)
+        started = performance.now()
         Crash.point("handler", processor.name)
         return body(hop)
-      })
+      }
+      const run = first === undefined ? Effect.suspend(begun) : Effect.flatMap(first, (fresh) => (fresh ? begun() : Effect.undefined))
       const notRun = (cause: Cause.Cause<unknown> | undefined) => {
-        hop.end(cause)
+        hop?.end(cause)
         if (debug) deps.logger.log("debug", "message not handled in its sender's transaction; sent as any other", { processor: processor.name, id: event.id, ...Envelope.logFields(event) })
       }
       return Effect.matchCauseEffect(inSavepoint ? store.sql.withTransaction(run) : run, {
@@ -1125,19 +1146,23 @@ export const make = (deps: {
             notRun(undefined)
             return Effect.undefined
           }
+          const ran = hop!
           return Effect.succeed(
             done(value, () => {
-              hop.end()
+              ran.end()
               const ms = performance.now() - started
               metrics?.latency(ms / 1000)
               metrics?.handled("done")
-              if (debug) deps.logger.log("debug", "message handled", { processor: processor.name, id: event.id, type: event.type, outcome: "done", ms: Math.round(ms * 10) / 10, correlationId: event.correlationId, traceId: hop.traceId })
+              if (debug) deps.logger.log("debug", "message handled", { processor: processor.name, id: event.id, type: event.type, outcome: "done", ms: Math.round(ms * 10) / 10, correlationId: event.correlationId, traceId: ran.traceId })
               Crash.point("processed-committed", processor.name)
-            }, hop)
+            }, ran)
           )
         }
       })
-    })
+    }
+    if (claim !== undefined) return attempt(claim())
+    // PostgreSQL: nothing of this processor (of this key) in memory (`openHere`); one of the key pending in the inbox fails the write of its row (`receiveDoneFirst`).
+    return Effect.flatMap(pg ? Effect.succeed(false) : inbox.othersPending(processor.name, event.id), (others) => (others ? Effect.succeed(undefined) : attempt(undefined)))
   }
 
   const handler = async (message: Message): Promise<void> => {

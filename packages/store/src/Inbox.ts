@@ -174,6 +174,15 @@ export const make = async (
       ? "INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING part"
       : `INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) SELECT * FROM (VALUES (?, ?, ?, ?, ?, 'done', ?, ?, CAST(? AS BIGINT))) AS inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) WHERE ${guard.condition} ON CONFLICT DO NOTHING RETURNING part`
   )
+  // `receiveDoneAlone` (SQLite, no guard): `othersPending` and `insertDone` in one statement (the
+  // INSERT's SELECT needs its WHERE: SQLite reads an `ON` after a bare SELECT as a join's). Any
+  // pending row of the processor's: one of this message's own is a conflict all the same.
+  const insertDoneAlone =
+    store.dialect === "sqlite" && guard === undefined
+      ? store.query(
+          "INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) SELECT ?, ?, ?, ?, ?, 'done', ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE processor = ? AND status = 'pending') ON CONFLICT DO NOTHING RETURNING part"
+        )
+      : undefined
   // `receiveDoneFirst`: written only when nothing of the processor's of its key is pending (the guard's
   // condition too), else the transaction fails; the answer goes out with the next statement.
   const doneFirst =
@@ -254,6 +263,19 @@ export const make = async (
         const at = Envelope.isoNow()
         return insertDone.any(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, at, at, partitionOf(entry.key, partitions), ...guardParams)
       }),
+    /**
+     * SQLite without a guard: `receiveDone` only when the processor has no other pending message
+     * (`othersPending`), in one statement where those are two. False when one is pending or the
+     * row is already here (a redelivery): nothing of it may run. Undefined elsewhere.
+     */
+    receiveDoneAlone:
+      insertDoneAlone === undefined
+        ? undefined
+        : (processor: string, entry: Entry, kept?: string): Sql<boolean> =>
+            Effect.suspend(() => {
+              const at = Envelope.isoNow()
+              return insertDoneAlone.any(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, at, at, partitionOf(entry.key, partitions), processor)
+            }),
     /**
      * PostgreSQL: `receiveDone` as a statement of its transaction that goes out with the next
      * one, for a message that no other of the processor's may precede: when one of its key is pending (or

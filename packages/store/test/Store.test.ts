@@ -604,6 +604,53 @@ describe.each(engines)("Store contract on $name", (engine) => {
       expect((await inbox.pending("q")).map((e) => e.envelopeId)).toEqual(["e-1"])
     })
 
+    // A run in its sender's transaction (runtime's Consumer `claimed`): one statement asks whether
+    // another message of the processor's is pending and writes the row done (where two did).
+    if (engine.dialect === "sqlite")
+      it("for any inbox rows, receiveDoneAlone writes a message done exactly when it is new and no other of its processor's is pending, through the index over pending rows", async () => {
+        const { store } = s
+        const inbox = await Inbox.make(store)
+        type Fate = "pending" | "done" | "failed"
+        let run = 0
+        await fc.assert(
+          fc.asyncProperty(
+            fc.array(fc.record({ processor: fc.constantFrom("p", "q"), id: fc.constantFrom("a", "b", "c"), fate: fc.constantFrom<Fate>("pending", "done", "failed") }), { maxLength: 8 }),
+            fc.record({ processor: fc.constantFrom("p", "q"), id: fc.constantFrom("a", "b", "c", "d") }),
+            async (rows, probe) => {
+              // Processors of this run's own: the store is the describe's.
+              const name = (processor: string) => `${processor}-${run}`
+              run++
+              const model = new Map<string, Fate>()
+              for (const r of rows) {
+                const at = `${r.processor}/${r.id}`
+                if (model.has(at)) continue
+                model.set(at, r.fate)
+                await store.transaction(inbox.receive(name(r.processor), { envelopeId: r.id, topic: "t", key: "k", payload: "{}" }))
+                if (r.fate !== "pending") await store.transaction(inbox.settle(name(r.processor), r.id, r.fate))
+              }
+              const others = [...model].some(([at, fate]) => fate === "pending" && at.startsWith(`${probe.processor}/`) && at !== `${probe.processor}/${probe.id}`)
+              const expected = !model.has(`${probe.processor}/${probe.id}`) && !others
+              const entry = { envelopeId: probe.id, topic: "t", key: "k", payload: '{"new":true}' }
+              expect(await store.transaction(inbox.receiveDoneAlone!(name(probe.processor), entry))).toBe(expected)
+              if (expected) model.set(`${probe.processor}/${probe.id}`, "done")
+              for (const processor of ["p", "q"])
+                for (const id of ["a", "b", "c", "d"]) expect(await store.run(inbox.status(name(processor), id))).toBe(model.get(`${processor}/${id}`))
+            }
+          ),
+          { numRuns: runs }
+        )
+        const text = store
+          .breakdown()
+          .map((b) => b.text)
+          .find((t) => t.startsWith("INSERT INTO inbox") && t.includes("NOT EXISTS"))
+        expect(text).toBeDefined()
+        const plan = (await store.run(store.query(`EXPLAIN QUERY PLAN ${text}`).all(...Array.from(text!.matchAll(/\?/g), () => null))))
+          .map((r) => String(r.detail))
+          .join(" | ")
+        expect(plan).toMatch(/SEARCH inbox USING (COVERING )?INDEX inbox_waiting/)
+        expect(plan).not.toMatch(/SCAN inbox/)
+      })
+
     it("for any deliveries of messages to several processors at once: one statement each, new to each processor once, pending for each", async () => {
       const { store } = s
       const inbox = await Inbox.make(store)
