@@ -1,7 +1,8 @@
 /**
  * The patch of aedes (`patches/aedes@1.2.0.patch`): a message for a subscriber is written to its
  * socket in a microtask, not at the event loop's next check phase, and a write's callback comes
- * in a microtask too. So an in-process publish (the outbox relay's, one at a time, each awaited)
+ * in a tick (after mqtt-packet's uncork, so that a close right after it loses nothing: the
+ * refused CONNACKs of security.int.test.ts, lost with a microtask). So an in-process publish (the outbox relay's, one at a time, each awaited)
  * reaches a clean subscriber's socket and completes without waiting for a turn of the loop, in
  * which the runtime may run a whole group commit first: a reply, or a run of outbox entries, left
  * one turn (or two) per message behind whatever else the loop had. For all runs of publishes,
@@ -71,3 +72,27 @@ describe.each(["memory", "disk"] as const)("in-process publishes on the %s sessi
     }
   })
 })
+
+describe("a connection closed right after a write", () => {
+  it("for any refused client: the CONNACK refusing it arrives before the close", async () => {
+    const broker = await EmbeddedBroker.start({
+      host: "127.0.0.1",
+      mqttPort: 0,
+      guard: { connect: async () => ({ ok: false, reason: "no" }), publish: () => undefined, subscribe: () => undefined }
+    })
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.stringMatching(/^[a-z0-9-]{1,20}$/), async (clientId) => {
+          const refused = mqtt.connectAsync(`mqtt://127.0.0.1:${broker.mqttPort}`, { protocolVersion: 4, clientId, reconnectPeriod: 0 })
+          // Closed without the CONNACK, the client would wait for ever.
+          const lost = new Promise<never>((_, reject) => setTimeout(() => reject(new Error("no CONNACK before the close")), 5000).unref())
+          await expect(Promise.race([refused, lost])).rejects.toThrow(/Not authorized/i)
+        }),
+        { numRuns: Math.min(runs, 10) }
+      )
+    } finally {
+      await broker.close()
+    }
+  })
+})
+
