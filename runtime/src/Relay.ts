@@ -80,6 +80,10 @@ export const make = (deps: {
       high = Math.max(high ?? 0, entries.at(-1)!.seq)
       await publishAll(entries)
       again = true // read until the outbox is empty
+      // A full batch, more may follow (a backlog): a turn of the event loop before the next read.
+      // The embedded broker completes a publish without one (its patch), so a backlog would
+      // otherwise go out in one turn, with no socket read or timer in between.
+      if (entries.length === batch) await new Promise((r) => setImmediate(r))
     }
   }
 

@@ -154,6 +154,41 @@ describe("Relay", () => {
     )
   })
 
+  it("for any backlog and batch size, with publishes that complete at once: the event loop turns between full batches, and every entry goes out once, in order", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 40 }), async (batch, n) => {
+        const store = await Sqlite.open({ path: ":memory:" })
+        try {
+          const outbox = await Outbox.make(store)
+          await store.transaction(Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) => outbox.add("events/e", String(i)), { discard: true }))
+          const published: Array<number> = []
+          // How many had gone out at each turn of the loop while the relay drained.
+          const atTurns: Array<number> = []
+          let draining = true
+          const turn = () => {
+            if (!draining) return
+            atTurns.push(published.length)
+            setImmediate(turn)
+          }
+          setImmediate(turn)
+          const relay = Relay.make({ outbox, logger: Log.silent, batch, publish: async (_t, payload) => void published.push(Number(payload)) })
+          relay.poke()
+          await relay.idle()
+          draining = false
+          await relay.close()
+          expect(published).toEqual(Array.from({ length: n }, (_, i) => i))
+          expect(await outbox.size()).toBe(0)
+          // No turn of the loop saw more than one batch more go out than the turn before.
+          for (const [i, k] of atTurns.entries()) expect(k - (atTurns[i - 1] ?? 0)).toBeLessThanOrEqual(batch)
+          expect(published.length - (atTurns.at(-1) ?? 0)).toBeLessThanOrEqual(batch)
+        } finally {
+          await store.close()
+        }
+      }),
+      { numRuns: 60 }
+    )
+  })
+
   it("runs: splits sequence numbers into maximal runs of consecutive numbers", () => {
     expect(Relay.runs([])).toEqual([])
     expect(Relay.runs([5])).toEqual([[5, 5]])

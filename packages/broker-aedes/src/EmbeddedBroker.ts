@@ -2,6 +2,13 @@
  * The embedded Aedes broker: MQTT over TCP and over WebSocket (optionally TLS) for outside clients,
  * an in-process publish for the runtime's broadcasts, and the guard's hooks. Aedes 1.x speaks
  * MQTT 3.1.1 only (docs/platform-facts.md).
+ *
+ * Aedes is patched (`patches/aedes@1.2.0.patch`, test/deliverPatch.int.test.ts): a message for a
+ * subscriber is written in a microtask, and a write's callback called in a tick (after the
+ * packet's uncork), instead of at the event loop's next check phase. A reply, or an event the
+ * outbox relay publishes (one at a time, each awaited), thus leaves without waiting for a turn of
+ * the loop, in which the runtime may run a group commit first; one turn or two per message, which
+ * under load became the relay's backlog.
  */
 import type { EventEmitter } from "node:events"
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net"
