@@ -85,48 +85,49 @@ describe("chained runs' inbox rows on PostgreSQL, under a cluster's guard", () =
       expect(claimed, "the claim timed out waiting for the lock").toBe("55P03")
     })
 
-  it("migration 015 (receiveDoneFirst's function): on a fresh schema by several instances starting at once, and on a schema the previous version migrated (with messages pending), applied once and working", async () => {
-    const doneFirst = "runtime/015-inbox-done-first"
-    const previous = Inbox.migrations.filter((m) => m.name !== doneFirst)
-    expect(previous.length, "015 is among the inbox's migrations").toBe(Inbox.migrations.length - 1)
-    const check = async (store: Store, inbox: Inbox.Inbox) => {
-      const then = store.query("SELECT 1")
-      const key = keyOf(0)
-      const outcome = (id: string) =>
-        store.transaction(Effect.andThen(inbox.receiveDoneFirst!("p", entry(id, key)), then.get())).then(
-          () => "committed",
-          (error: unknown) => (Postgres.isConflict(error) ? "conflict" : `failed: ${String(error)}`)
-        )
-      expect(await outcome(`first-${Math.random()}`), "behind the pending message of its key").toBe("conflict")
-      await store.transaction(store.query("UPDATE inbox SET status = 'done' WHERE processor = 'p' AND status = 'pending'").run())
-      expect(await outcome(`second-${Math.random()}`)).toBe("committed")
-      expect(Number((await store.run(store.query("SELECT COUNT(*) AS n FROM baton_migrations WHERE name = ?").get(doneFirst)))?.n)).toBe(1)
-    }
-    const open = async (url: string) => {
-      const store = await Postgres.open({ url, poolSize: 2 })
-      cleanups.push(() => store.close())
-      return store
-    }
-    // Fresh: three instances at once (each runs the cluster's and the inbox's migrations).
-    const fresh = await freshSchema()
-    cleanups.push(fresh.drop)
-    const stores = await Promise.all([0, 1, 2].map(() => open(fresh.url)))
-    const inboxes = await Promise.all(stores.map(async (store) => (await store.migrate(Cluster.migrations), Inbox.make(store, { partitions, guard: Cluster.inboxGuard("me") }))))
-    await stores[0]!.transaction(stores[0]!.query("INSERT INTO cluster_partitions (part, owner, epoch) VALUES (0, 'me', 1), (1, 'other', 1)").run())
-    expect(await stores[1]!.transaction(inboxes[1]!.receive("p", entry("pending-fresh", keyOf(0))))).toBe(true)
-    await check(stores[2]!, inboxes[2]!)
-    // Migrated by the previous version, a message pending; then two instances of this one at once.
-    const old = await freshSchema()
-    cleanups.push(old.drop)
-    const before = await open(old.url)
-    await before.migrate(Cluster.migrations)
-    await before.migrate(previous)
-    await before.transaction(before.query("INSERT INTO cluster_partitions (part, owner, epoch) VALUES (0, 'me', 1), (1, 'other', 1)").run())
-    await before.transaction(before.query("INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES ('p', 'pending-old', 'events/x', ?, '{}', 'pending', ?, 0)").run(keyOf(0), new Date().toISOString()))
-    const upgraded = await Promise.all([0, 1].map(async () => {
-      const store = await open(old.url)
-      return { store, inbox: await Inbox.make(store, { partitions, guard: Cluster.inboxGuard("me") }) }
-    }))
-    await check(upgraded[0]!.store, upgraded[1]!.inbox)
-  })
+  for (const doneFirst of ["runtime/015-inbox-done-first", "runtime/017-inbox-not-first"])
+    it(`migration ${doneFirst} (receiveDoneFirst's function): on a fresh schema by several instances starting at once, and on a schema the previous version migrated (with messages pending), applied once and working`, async () => {
+      // The previous version: without this migration and those after it.
+      const previous = Inbox.migrations.slice(0, Inbox.migrations.findIndex((m) => m.name === doneFirst))
+      expect(previous.length, `${doneFirst} is among the inbox's migrations`).toBeGreaterThan(0)
+      const check = async (store: Store, inbox: Inbox.Inbox) => {
+        const then = store.query("SELECT 1")
+        const key = keyOf(0)
+        const outcome = (id: string) =>
+          store.transaction(Effect.andThen(inbox.receiveDoneFirst!("p", entry(id, key)), then.get())).then(
+            () => "committed",
+            (error: unknown) => (Postgres.isConflict(error) ? "conflict" : `failed: ${String(error)}`)
+          )
+        expect(await outcome(`first-${Math.random()}`), "behind the pending message of its key").toBe("conflict")
+        await store.transaction(store.query("UPDATE inbox SET status = 'done' WHERE processor = 'p' AND status = 'pending'").run())
+        expect(await outcome(`second-${Math.random()}`)).toBe("committed")
+        expect(Number((await store.run(store.query("SELECT COUNT(*) AS n FROM baton_migrations WHERE name = ?").get(doneFirst)))?.n)).toBe(1)
+      }
+      const open = async (url: string) => {
+        const store = await Postgres.open({ url, poolSize: 2 })
+        cleanups.push(() => store.close())
+        return store
+      }
+      // Fresh: three instances at once (each runs the cluster's and the inbox's migrations).
+      const fresh = await freshSchema()
+      cleanups.push(fresh.drop)
+      const stores = await Promise.all([0, 1, 2].map(() => open(fresh.url)))
+      const inboxes = await Promise.all(stores.map(async (store) => (await store.migrate(Cluster.migrations), Inbox.make(store, { partitions, guard: Cluster.inboxGuard("me") }))))
+      await stores[0]!.transaction(stores[0]!.query("INSERT INTO cluster_partitions (part, owner, epoch) VALUES (0, 'me', 1), (1, 'other', 1)").run())
+      expect(await stores[1]!.transaction(inboxes[1]!.receive("p", entry("pending-fresh", keyOf(0))))).toBe(true)
+      await check(stores[2]!, inboxes[2]!)
+      // Migrated by the previous version, a message pending; then two instances of this one at once.
+      const old = await freshSchema()
+      cleanups.push(old.drop)
+      const before = await open(old.url)
+      await before.migrate(Cluster.migrations)
+      await before.migrate(previous)
+      await before.transaction(before.query("INSERT INTO cluster_partitions (part, owner, epoch) VALUES (0, 'me', 1), (1, 'other', 1)").run())
+      await before.transaction(before.query("INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, part) VALUES ('p', 'pending-old', 'events/x', ?, '{}', 'pending', ?, 0)").run(keyOf(0), new Date().toISOString()))
+      const upgraded = await Promise.all([0, 1].map(async () => {
+        const store = await open(old.url)
+        return { store, inbox: await Inbox.make(store, { partitions, guard: Cluster.inboxGuard("me") }) }
+      }))
+      await check(upgraded[0]!.store, upgraded[1]!.inbox)
+    })
 })

@@ -149,14 +149,63 @@ const issuedBy = (error: object, by: Issuer | undefined): void => {
 }
 
 const blind = new Map<string, boolean>()
-/** An INSERT, UPDATE or DELETE without RETURNING: it answers no rows, only success or failure. */
+/**
+ * An INSERT, UPDATE or DELETE without RETURNING: it answers no rows, only success or failure. So
+ * is a `WITH ...` whose main statement (its first SELECT, INSERT, UPDATE, DELETE, VALUES, TABLE
+ * or MERGE outside parentheses, quotes and comments) is an INSERT, UPDATE or DELETE, with no
+ * RETURNING anywhere in it (its data-modifying WITHs return nothing either): two writes in one
+ * statement that rides along with the next, as either would alone.
+ */
 export const isBlindWrite = (sql: string): boolean => {
   let b = blind.get(sql)
   if (b === undefined) {
-    b = /^\s*(INSERT|UPDATE|DELETE)\b/i.test(sql) && !/\bRETURNING\b/i.test(sql)
+    b = !/\bRETURNING\b/i.test(sql) && (/^\s*(INSERT|UPDATE|DELETE)\b/i.test(sql) || (/^\s*WITH\b/i.test(sql) && /^(INSERT|UPDATE|DELETE)$/.test(mainStatementOf(sql))))
     if (blind.size < 10_000) blind.set(sql, b)
   }
   return b
+}
+
+const mainKeywords = new Set(["SELECT", "INSERT", "UPDATE", "DELETE", "VALUES", "TABLE", "MERGE"])
+/** The keyword of a `WITH` statement's main statement (upper case), or "" when none is found at its top level. */
+export const mainStatementOf = (sql: string): string => {
+  let depth = 0
+  for (let i = 0; i < sql.length; ) {
+    const c = sql[i]!
+    if (c === "'" || c === '"') {
+      // A quoted literal or name ('' and "" inside are its own quote).
+      const end = sql.indexOf(c, i + 1)
+      if (end < 0) return ""
+      i = end + 1
+    } else if (c === "-" && sql[i + 1] === "-") {
+      const end = sql.indexOf("\n", i)
+      i = end < 0 ? sql.length : end + 1
+    } else if (c === "/" && sql[i + 1] === "*") {
+      const end = sql.indexOf("*/", i + 2)
+      i = end < 0 ? sql.length : end + 2
+    } else if (c === "$") {
+      // A dollar-quoted text ($$...$$ or $tag$...$tag$), else a parameter ($1).
+      const tag = /^\$[A-Za-z_]*\$/.exec(sql.slice(i, i + 64))?.[0]
+      if (tag === undefined) i++
+      else {
+        const end = sql.indexOf(tag, i + tag.length)
+        if (end < 0) return ""
+        i = end + tag.length
+      }
+    } else if (c === "(") {
+      depth++
+      i++
+    } else if (c === ")") {
+      depth--
+      i++
+    } else if (/[A-Za-z_]/.test(c)) {
+      let end = i + 1
+      while (end < sql.length && /[A-Za-z0-9_$]/.test(sql[end]!)) end++
+      const word = sql.slice(i, end).toUpperCase()
+      if (depth === 0 && mainKeywords.has(word)) return word
+      i = end
+    } else i++
+  }
+  return ""
 }
 
 /** pg's own mapping of a parameter to its text (a Date, a Buffer, an array, JSON), as its `Query` binds it. */
