@@ -166,9 +166,19 @@ export const isBlindWrite = (sql: string): boolean => {
 }
 
 const mainKeywords = new Set(["SELECT", "INSERT", "UPDATE", "DELETE", "VALUES", "TABLE", "MERGE"])
-/** The keyword of a `WITH` statement's main statement (upper case), or "" when none is found at its top level. */
+/**
+ * The keyword of a `WITH` statement's main statement (upper case), or "" when none is found at its
+ * top level, or when the scan is not sure (then the statement is waited for: never wrongly held back).
+ * The main statement follows the `)` that closes the last WITH's body: a keyword elsewhere at the top
+ * level is a WITH's name (`insert`, `update`, `delete` and `merge` are unreserved). Block comments
+ * nest; a dollar quote's tag may hold digits after its first character; a text with a backslash (an
+ * E'' string, whose \' is no end) is not scanned.
+ */
 export const mainStatementOf = (sql: string): string => {
+  if (sql.includes("\\")) return ""
   let depth = 0
+  // The last thing seen at the top level was a `)`.
+  let closed = false
   for (let i = 0; i < sql.length; ) {
     const c = sql[i]!
     if (c === "'" || c === '"') {
@@ -176,34 +186,52 @@ export const mainStatementOf = (sql: string): string => {
       const end = sql.indexOf(c, i + 1)
       if (end < 0) return ""
       i = end + 1
+      if (depth === 0) closed = false
     } else if (c === "-" && sql[i + 1] === "-") {
       const end = sql.indexOf("\n", i)
       i = end < 0 ? sql.length : end + 1
     } else if (c === "/" && sql[i + 1] === "*") {
-      const end = sql.indexOf("*/", i + 2)
-      i = end < 0 ? sql.length : end + 2
+      // Nested, as PostgreSQL's are.
+      let nest = 1
+      i += 2
+      while (nest > 0) {
+        if (i >= sql.length) return ""
+        if (sql[i] === "/" && sql[i + 1] === "*") (nest++, (i += 2))
+        else if (sql[i] === "*" && sql[i + 1] === "/") (nest--, (i += 2))
+        else i++
+      }
     } else if (c === "$") {
       // A dollar-quoted text ($$...$$ or $tag$...$tag$), else a parameter ($1).
-      const tag = /^\$[A-Za-z_]*\$/.exec(sql.slice(i, i + 64))?.[0]
+      const tag = /^\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/.exec(sql.slice(i, i + 66))?.[0]
       if (tag === undefined) i++
       else {
         const end = sql.indexOf(tag, i + tag.length)
         if (end < 0) return ""
         i = end + tag.length
       }
+      if (depth === 0) closed = false
     } else if (c === "(") {
       depth++
       i++
     } else if (c === ")") {
       depth--
       i++
-    } else if (/[A-Za-z_]/.test(c)) {
+      if (depth === 0) closed = true
+    } else if (/[A-Za-z_\u0080-\uffff]/.test(c)) {
       let end = i + 1
-      while (end < sql.length && /[A-Za-z0-9_$]/.test(sql[end]!)) end++
+      while (end < sql.length && /[A-Za-z0-9_$\u0080-\uffff]/.test(sql[end]!)) end++
       const word = sql.slice(i, end).toUpperCase()
-      if (depth === 0 && mainKeywords.has(word)) return word
+      if (depth === 0 && closed) {
+        if (mainKeywords.has(word)) return word
+        // After a WITH's column list comes its AS; after its body, its SEARCH or CYCLE clause (not scanned).
+        if (word !== "AS") return ""
+      }
+      if (depth === 0) closed = false
       i = end
-    } else i++
+    } else {
+      if (depth === 0 && c === ",") closed = false
+      i++
+    }
   }
   return ""
 }

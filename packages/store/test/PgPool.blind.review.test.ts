@@ -38,4 +38,9 @@ describe("rev-pg: isBlindWrite on SELECTs it misreads", () => {
       const rows = await store.transaction(store.query(sql).all())
       expect(rows.length).toBe(1)
     })
+  it("still held back: a WITH with a column list whose main statement is a write; not: a SEARCH clause (not scanned)", () => {
+    expect(isBlindWrite("WITH s (a) AS (UPDATE w SET v = 'x' WHERE k = $1) UPDATE w SET v = 'y' WHERE k = $2")).toBe(true)
+    expect(isBlindWrite("WITH s AS MATERIALIZED (DELETE FROM w WHERE k = $1), t AS (SELECT 1) INSERT INTO w (k, v) VALUES ($2, $3)")).toBe(true)
+    expect(isBlindWrite("WITH RECURSIVE t (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 3) SEARCH DEPTH FIRST BY n SET o SELECT n FROM t")).toBe(false)
+  })
 })
