@@ -4,7 +4,6 @@
  * allocations, stock never negative, and every unit taken or back-ordered is in the levels.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { Effect } from "effect"
 import type { Envelope, Processor } from "@baton/core"
 import { Envelope as E } from "@baton/core"
 import { Postgres, type Store } from "@baton/store"
