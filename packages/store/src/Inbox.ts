@@ -203,7 +203,11 @@ export const make = async (
   // 4,000 runs of each prepared, interleaved: 145-190 us a statement against 237-332 (wall, a round
   // trip each included), and no aggregate, CTE or function call when it is written; the order flow
   // (ab.ts pg 3000 5 against the WITH): PostgreSQL's CPU per order 0.85x (lower in 5 of 5 rounds).
-  // `baton_done_first` stays for instances of the previous version during an upgrade.
+  // `baton_done_first` stays for instances of the previous version during an upgrade. One
+  // difference (its review, 2026-12-02): ON CONFLICT's DO UPDATE locks the row that is already
+  // there before it refuses it, so a duplicate hop whose row another open transaction holds FOR
+  // SHARE or FOR UPDATE waits for that lock (up to `lock_timeout`, 55P03, a conflict all the same)
+  // where the WITH failed at once; nothing here locks inbox rows so (an UPDATE in flight made both wait).
   const doneFirst =
     store.dialect === "pg"
       ? store.query(
