@@ -1,0 +1,84 @@
+/**
+ * Review of the aedes microtask patch: a burst of QoS 0/1 publishes that one client wrote on its
+ * socket in one go must not run as one microtask chain. With Aedes' setImmediate, at most about
+ * `concurrency` (100) publishes complete in one turn of the event loop, and timers, other sockets
+ * (PUBACKs, keep-alives) and the runtime's group commits get a turn in between; with the patch the
+ * whole burst (every publish buffered on the socket, times its subscribers) completes in one.
+ */
+import net from "node:net"
+import { describe, expect, it } from "vitest"
+import mqtt from "mqtt"
+import { EmbeddedBroker } from "@baton/broker-aedes"
+
+const str = (s: string) => {
+  const b = Buffer.from(s)
+  return Buffer.concat([Buffer.from([b.length >> 8, b.length & 255]), b])
+}
+const remaining = (n: number) => {
+  const out: Array<number> = []
+  do {
+    let d = n % 128
+    n = Math.floor(n / 128)
+    if (n > 0) d |= 128
+    out.push(d)
+  } while (n > 0)
+  return Buffer.from(out)
+}
+const packet = (first: number, body: Buffer) => Buffer.concat([Buffer.from([first]), remaining(body.length), body])
+const connectPacket = (id: string) => packet(0x10, Buffer.concat([str("MQTT"), Buffer.from([4, 2, 0, 0]), str(id)]))
+const publishPacket = (topic: string, payload: string, qos: 0 | 1, id: number) =>
+  packet(0x30 | (qos << 1), Buffer.concat([str(topic), qos ? Buffer.from([id >> 8, id & 255]) : Buffer.alloc(0), Buffer.from(payload)]))
+
+describe.each([0, 1] as const)("a burst of QoS %s publishes on one socket", (qos) => {
+  it("completes over many turns of the event loop, not in one microtask chain", async () => {
+    let completed = 0
+    const broker = await EmbeddedBroker.start({
+      host: "127.0.0.1",
+      mqttPort: 0,
+      aedes: { published: (_p: unknown, client: unknown, cb: (e: Error | null) => void) => {
+        if (client) completed++
+        cb(null)
+      } } as never
+    })
+    const subs = await Promise.all(
+      [0, 1, 2].map(async () => {
+        const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${broker.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 })
+        await c.subscribeAsync("t/#", { qos })
+        return c
+      })
+    )
+    const n = 5000
+    const sock = net.connect(broker.mqttPort, "127.0.0.1")
+    await new Promise<void>((r) => sock.once("connect", () => r()))
+    sock.write(connectPacket("burst"))
+    await new Promise((r) => sock.once("data", r)) // CONNACK
+    sock.on("data", () => {})
+    // Per turn of the event loop: how many of the burst's publishes completed since the last turn.
+    const perTurn: Array<number> = []
+    let seen = 0
+    let timerLateMs = 0
+    let last = performance.now()
+    const timer = setInterval(() => {
+      const now = performance.now()
+      timerLateMs = Math.max(timerLateMs, now - last - 5)
+      last = now
+    }, 5)
+    const turn = () => {
+      perTurn.push(completed - seen)
+      seen = completed
+      if (completed < n) setImmediate(turn)
+    }
+    setImmediate(turn)
+    sock.write(Buffer.concat(Array.from({ length: n }, (_, i) => publishPacket("t/x", `m${i}`, qos, (i % 60000) + 1))))
+    const t0 = Date.now()
+    while (completed < n && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 10))
+    clearInterval(timer)
+    sock.destroy()
+    await Promise.all(subs.map((c) => c.endAsync()))
+    await broker.close()
+    const most = Math.max(...perTurn)
+    console.log(`QoS ${qos}: ${completed}/${n} completed, at most ${most} in one turn, ${perTurn.length} turns, a 5 ms timer late by ${timerLateMs.toFixed(0)} ms at worst`)
+    expect(completed).toBe(n)
+    expect(most).toBeLessThanOrEqual(500)
+  }, 60_000)
+})
