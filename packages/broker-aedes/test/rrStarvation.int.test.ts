@@ -82,3 +82,88 @@ describe.each([0, 1] as const)("a burst of QoS %s publishes on one socket", (qos
     expect(most).toBeLessThanOrEqual(500)
   }, 60_000)
 })
+
+/** Counts the messages handed to a subscriber (Aedes asks `authorizeForward` for each) per turn of the loop. */
+const forwardCounter = () => {
+  const c = { forwarded: 0, perTurn: [] as Array<number>, seen: 0, on: false, lateMs: 0, last: 0, timer: undefined as undefined | ReturnType<typeof setInterval> }
+  const turn = () => {
+    c.perTurn.push(c.forwarded - c.seen)
+    c.seen = c.forwarded
+    if (c.on) setImmediate(turn)
+  }
+  return {
+    c,
+    aedes: { authorizeForward: (_client: unknown, packet: unknown) => (c.forwarded++, packet) } as never,
+    start: () => {
+      c.on = true
+      c.seen = c.forwarded
+      setImmediate(turn)
+      c.last = performance.now()
+      c.timer = setInterval(() => {
+        const now = performance.now()
+        c.lateMs = Math.max(c.lateMs, now - c.last - 5)
+        c.last = now
+      }, 5)
+    },
+    stop: () => {
+      c.on = false
+      clearInterval(c.timer)
+    }
+  }
+}
+
+describe("other paths that hand a subscriber many messages at once", () => {
+  it("retained messages on SUBSCRIBE go out over many turns of the loop", async () => {
+    const f = forwardCounter()
+    const broker = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, aedes: f.aedes })
+    const n = 3000
+    const sock = net.connect(broker.mqttPort, "127.0.0.1")
+    await new Promise<void>((r) => sock.once("connect", () => r()))
+    sock.write(connectPacket("retainer"))
+    await new Promise((r) => sock.once("data", r))
+    sock.write(Buffer.concat(Array.from({ length: n }, (_, i) => packet(0x31, Buffer.concat([str(`r/${i}`), Buffer.from(`v${i}`)])))))
+    await new Promise((r) => setTimeout(r, 1000))
+    const c = mqtt.connect(`mqtt://127.0.0.1:${broker.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 })
+    let got = 0
+    c.on("message", () => got++)
+    await new Promise((r) => c.once("connect", r))
+    f.start()
+    await c.subscribeAsync("r/#", { qos: 1 })
+    const t0 = Date.now()
+    while (got < n && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 10))
+    f.stop()
+    sock.destroy()
+    await c.endAsync()
+    await broker.close()
+    const most = Math.max(...f.c.perTurn)
+    console.log(`retained: ${got}/${n} received, at most ${most} handed over in one turn, ${f.c.perTurn.length} turns, a 5 ms timer late by ${f.c.lateMs.toFixed(0)} ms at worst`)
+    expect(got).toBe(n)
+    expect(most).toBeLessThanOrEqual(500)
+  }, 60_000)
+
+  it("a persistent session's queued messages on reconnect (memory store) go out over many turns of the loop", async () => {
+    const f = forwardCounter()
+    const broker = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, aedes: f.aedes })
+    const url = `mqtt://127.0.0.1:${broker.mqttPort}`
+    const opts = { protocolVersion: 4 as const, reconnectPeriod: 0, clean: false, clientId: "rr-queued" }
+    const first = await mqtt.connectAsync(url, opts)
+    await first.subscribeAsync("q/#", { qos: 1 })
+    await first.endAsync()
+    const n = Number(process.env.RR_QUEUED ?? 3000)
+    for (let i = 0; i < n; i++) await broker.publish("q/1", String(i).padEnd(100, "."), 1)
+    const c = mqtt.connect(url, opts)
+    let got = 0
+    c.on("message", () => got++)
+    f.start()
+    await new Promise((r) => c.once("connect", r))
+    const t0 = Date.now()
+    while (got < n && Date.now() - t0 < 20_000) await new Promise((r) => setTimeout(r, 10))
+    f.stop()
+    await c.endAsync()
+    await broker.close()
+    const most = Math.max(...f.c.perTurn)
+    console.log(`queued: ${got}/${n} received, at most ${most} handed over in one turn, ${f.c.perTurn.length} turns, a 5 ms timer late by ${f.c.lateMs.toFixed(0)} ms at worst`)
+    expect(got).toBe(n)
+    expect(most).toBeLessThanOrEqual(500)
+  }, 60_000)
+})
