@@ -43,8 +43,10 @@ describe.each([0, 1] as const)("a burst of QoS %s publishes on one socket", (qos
     const subs = await Promise.all(
       [0, 1, 2].map(async () => {
         const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${broker.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 })
+        const got: Array<string> = []
+        c.on("message", (_t, p) => got.push(p.toString()))
         await c.subscribeAsync("t/#", { qos })
-        return c
+        return Object.assign(c, { got })
       })
     )
     const n = 5000
@@ -71,7 +73,7 @@ describe.each([0, 1] as const)("a burst of QoS %s publishes on one socket", (qos
     setImmediate(turn)
     sock.write(Buffer.concat(Array.from({ length: n }, (_, i) => publishPacket("t/x", `m${i}`, qos, (i % 60000) + 1))))
     const t0 = Date.now()
-    while (completed < n && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 10))
+    while ((completed < n || subs.some((c) => c.got.length < n)) && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 10))
     clearInterval(timer)
     sock.destroy()
     await Promise.all(subs.map((c) => c.endAsync()))
@@ -79,6 +81,8 @@ describe.each([0, 1] as const)("a burst of QoS %s publishes on one socket", (qos
     const most = Math.max(...perTurn)
     console.log(`QoS ${qos}: ${completed}/${n} completed, at most ${most} in one turn, ${perTurn.length} turns, a 5 ms timer late by ${timerLateMs.toFixed(0)} ms at worst`)
     expect(completed).toBe(n)
+    // Each subscriber got the burst once, in publish order.
+    for (const c of subs) expect(c.got).toEqual(Array.from({ length: n }, (_, i) => `m${i}`))
     expect(most).toBeLessThanOrEqual(500)
   }, 60_000)
 })
