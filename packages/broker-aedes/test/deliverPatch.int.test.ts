@@ -34,7 +34,7 @@ const subscriber = async (b: EmbeddedBroker.EmbeddedBroker, filter: string, qos:
 
 const publishes = fc.array(fc.record({ topic: fc.constantFrom("t/a", "t/b"), qos: fc.constantFrom(0 as const, 1 as const), text: fc.string({ maxLength: 40 }) }), { minLength: 1, maxLength: 8 })
 
-describe.each(["memory", "disk"] as const)("in-process publishes on the %s sessions store", (kind) => {
+describe.each(["memory", "disk"] as const)("in-process publishes to clean subscribers (a persistent one on disk waits on LevelDB), %s sessions store", (kind) => {
   it("for all runs of publishes, each awaited: all complete before the loop's next check phase, and each subscriber gets its messages once, in order", async () => {
     const dir = mkdtempSync(join(tmpdir(), "baton-deliver-"))
     dirs.push(dir)
