@@ -1,5 +1,5 @@
 /**
- * Review (rev-pg): a held-back WITH of two writes that fails, as the last statement of a
+ * From a review (2026-12-02): a held-back WITH of two writes that fails, as the last statement of a
  * transaction, of a savepoint, or before a savepoint's rollback: its failure is never lost.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -7,7 +7,7 @@ import { Effect, Exit } from "effect"
 import { freshSchema } from "@baton/testkit/postgres"
 import { Postgres, type Store } from "../src/index.ts"
 
-describe("rev-pg: a failing blind WITH at the end of a transaction or savepoint", () => {
+describe("PgPool: a failing blind WITH at the end of a transaction or savepoint", () => {
   let schema: Awaited<ReturnType<typeof freshSchema>>
   let store: Store
   beforeAll(async () => {

@@ -1,5 +1,5 @@
 /**
- * Review (rev-pg): `mainStatementOf` misreads valid PostgreSQL whose main statement is a SELECT,
+ * Found by a review (2026-12-02): `mainStatementOf` misreads valid PostgreSQL whose main statement is a SELECT,
  * so `isBlindWrite` holds it back and the caller gets no rows (the server's answer is dropped).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -15,7 +15,7 @@ const selects = {
   "CTE named by an unreserved keyword": "WITH update AS (SELECT 1 AS n) SELECT n FROM update"
 }
 
-describe("rev-pg: isBlindWrite on SELECTs it misreads", () => {
+describe("PgPool.isBlindWrite on SELECTs a first scanner misread", () => {
   let schema: Awaited<ReturnType<typeof freshSchema>>
   let client: pg.Client
   let store: Store

@@ -1,5 +1,5 @@
 /**
- * Review (rev-pg): distinct orders on the same SKUs at once from several connections (PostgreSQL,
+ * From a review (2026-12-02): distinct orders on the same SKUs at once from several connections (PostgreSQL,
  * Inventory's merged last UPDATE): each order's lines are those of some serial order of the
  * allocations, stock never negative, and every unit taken or back-ordered is in the levels.
  */
@@ -16,7 +16,7 @@ const numRuns = Number(process.env.BATON_PROPERTY_RUNS ?? 15)
 let ids = 0
 const skus = catalogue.slice(0, 3).map((c) => c.sku)
 
-describe("rev-pg: Inventory, distinct orders on shared SKUs at once (PostgreSQL)", () => {
+describe("Inventory, distinct orders on shared SKUs at once (PostgreSQL)", () => {
   let store: Store
   let close: () => Promise<void>
   let inventory: Processor<unknown>
