@@ -7,7 +7,7 @@
  * On the memory store, green with and without the aedes patch. The disk store is left out: there
  * (before the patch too, found by its review on 2026-12-02) live messages overtake the stored ones
  * being restored (~150 inversions of 500) and ~150 live QoS 1 messages go out only at the next
- * reconnect: a known defect, in the README's "Known limits", not yet fixed.
+ * reconnect: a known defect, in the README (Delivery guarantees, the sessions store), not yet fixed.
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
