@@ -345,6 +345,35 @@ describe("SQLite outbox: sent entries an add's committed transaction deleted", (
       { numRuns: runs }
     )
   })
+
+  it("wait while adds keep coming: no delete of its own within the delay of an add, and none left once the adds stop, for all sequences of adds, sends and short gaps", async () => {
+    /** Below the outbox's delay (`laterMs`, 5 ms), less the event loop's cached clock's lag. */
+    const withinTheDelay = 4
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.record({ n: fc.integer({ min: 1, max: 2 }), gap: fc.integer({ min: 0, max: 3 }) }), { minLength: 5, maxLength: 25 }), async (steps) => {
+        const store = await openAt(freshPath())
+        try {
+          const outbox = await Outbox.make(store)
+          let n = 0
+          for (const step of steps) {
+            const added = performance.now()
+            const entries = (await store.transaction(Effect.forEach(Array.from({ length: step.n }, () => `m${++n}`), (payload) => outbox.added("reply/c", payload, 0)))).map((entry) => entry())
+            await outbox.sent(entries[0]!.seq, entries.at(-1)!.seq)
+            const before = store.statements()
+            await sleep(step.gap)
+            // A delete of its own comes only once the delay has passed since the last add.
+            if (performance.now() - added < withinTheDelay) expect(store.statements() - before).toBe(0)
+          }
+          // No add any more: the last runs go in a commit of their own.
+          await sleep(pastTheDelay)
+          expect(await outboxRows(store)).toEqual([])
+        } finally {
+          await store.close()
+        }
+      }),
+      { numRuns: Math.min(runs, 20) }
+    )
+  })
 })
 
 describe("SQLite ingress log numbers", () => {
