@@ -10,12 +10,17 @@
  * With `BATON_AB_DRAIN=1`, orders/s until every processor's backlog is done too (its inbox done
  * marks stop for 300 ms; at most 30 s), not only until the last order has shipped: a tree that
  * leaves off-path work (the notifications) for after the last shipment is not flattered.
+ * With `BATON_AB_PGSTATS=1` (pg), per run: the database's transactions and buffer accesses (hits
+ * and reads, `pg_stat_database`: other clients of the database count too), WAL bytes per order,
+ * the runtime's tables' dead and live rows at the end of the run, and the catalogs' dead rows.
+ * With `BATON_AB_DATABASE=1` (pg), each run in a database of its own (from `template0`, dropped
+ * after the run) instead of a schema of `postgres`.
  */
 import { spawn } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import { freshSchema, query } from "@baton/testkit/postgres"
+import { freshDatabase, freshSchema, query } from "@baton/testkit/postgres"
 import { benchRuntimeEnv, cpuMs, ioCalls, median } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 
@@ -80,12 +85,53 @@ interface Result {
   readonly readsPerOrder: number
   readonly pgCpuMsPerOrder?: number
   readonly breakdown?: ReadonlyArray<{ text: string; count: number }>
+  readonly pgStats?: string
+}
+
+/** The database's counters (`BATON_AB_PGSTATS=1`): transactions, buffer hits and reads, WAL position. */
+const pgCounters = async (url: string) =>
+  (
+    await query<{ xacts: string; hits: string; reads: string; wal: string }>(
+      url,
+      "SELECT xact_commit + xact_rollback AS xacts, blks_hit AS hits, blks_read AS reads, pg_current_wal_lsn() - '0/0' AS wal FROM pg_stat_database WHERE datname = current_database()"
+    )
+  ).map((r) => ({ xacts: Number(r.xacts), hits: Number(r.hits), reads: Number(r.reads), wal: Number(r.wal) }))[0]!
+
+/** The machine's busy CPU so far (every process, in ms: /proc/stat's first line, clock ticks of 10 ms). */
+const machineBusyMs = (): number => {
+  const [user, nice, system, , , irq, softirq, steal] = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number)
+  return (user! + nice! + system! + irq! + softirq! + steal!) * 10
+}
+
+/** The runtime's tables with the most dead rows at the end of a run, and the catalogs' dead rows. */
+const pgTables = async (url: string, orders: number): Promise<string> => {
+  const own = await query<{ relname: string; dead: string; live: string; hot: string; upd: string; kb: string; seq: string; seqread: string; idx: string; idxfetch: string }>(
+    url,
+    `SELECT relname, n_dead_tup AS dead, n_live_tup AS live, n_tup_hot_upd AS hot, n_tup_upd AS upd, pg_total_relation_size(relid) / 1024 AS kb,
+            seq_scan AS seq, seq_tup_read AS seqread, idx_scan AS idx, idx_tup_fetch AS idxfetch
+       FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY n_dead_tup DESC LIMIT 4`
+  )
+  const catalogs = await query<{ relname: string; dead: string }>(
+    url,
+    "SELECT relname, n_dead_tup AS dead FROM pg_stat_sys_tables WHERE relname IN ('pg_attribute', 'pg_class', 'pg_depend') ORDER BY relname"
+  )
+  // Buffer hits of the whole run (warm-up too), by index and by table's heap: where a run's hits per order grow.
+  const indexes = await query<{ name: string; hits: string }>(
+    url,
+    `SELECT indexrelname AS name, idx_blks_hit AS hits FROM pg_statio_user_indexes WHERE schemaname = current_schema()
+     UNION ALL SELECT relname || ' heap', heap_blks_hit FROM pg_statio_user_tables WHERE schemaname = current_schema() ORDER BY hits DESC LIMIT 6`
+  )
+  return (
+    own.map((t) => `${t.relname} ${t.dead}d/${t.live}l hot ${t.hot}/${t.upd} ${t.kb}kB seq ${t.seq}/${t.seqread} idx ${t.idx}/${t.idxfetch}`).join(", ") +
+    ` | hits ${indexes.map((i) => `${i.name} ${(Number(i.hits) / orders).toFixed(1)}`).join(", ")}/order` +
+    ` | catalogs ${catalogs.map((t) => `${t.relname} ${t.dead}d`).join(" ")}`
+  )
 }
 
 let runs = 0
 const runOnce = async (tree: string): Promise<Result> => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-ab-"))
-  const schema = engine === "pg" ? await freshSchema() : undefined
+  const schema = engine !== "pg" ? undefined : process.env.BATON_AB_DATABASE === "1" ? await freshDatabase() : await freshSchema()
   const instance = `ab${process.pid}-${++runs}`
   // BATON_AB_NODE_FLAGS: V8/Node flags for the runtime only (e.g. "--log-deopt --logfile=/tmp/v8-%p.log"), which NODE_OPTIONS refuses
   const nodeFlags = (process.env.BATON_AB_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "")
@@ -117,6 +163,9 @@ const runOnce = async (tree: string): Promise<Result> => {
     const w0 = ioCalls(child.pid!, "syscw")
     const r0 = ioCalls(child.pid!, "syscr")
     const p0 = schema === undefined ? new Map<number, number>() : postgresCpuByPid()
+    const pgStats = schema !== undefined && process.env.BATON_AB_PGSTATS === "1"
+    const g0 = pgStats ? await pgCounters(schema.url) : undefined
+    const m0 = machineBusyMs()
     const t0 = performance.now()
     const placed = await placeOrders(mqtt, count, doneTopic)
     let perSecond = placed.perSecond!
@@ -134,10 +183,23 @@ const runOnce = async (tree: string): Promise<Result> => {
       perSecond = count / ((lastAt - t0) / 1000)
     }
     const c1 = cpuMs(child.pid!)
+    const m1 = machineBusyMs()
+    const elapsedMs = performance.now() - t0
     const w1 = ioCalls(child.pid!, "syscw")
     const r1 = ioCalls(child.pid!, "syscr")
     const pgCpuMs = schema === undefined ? 0 : await runtimeBackendsCpuMs(schema.url, instance, p0)
     const s1 = await healthz(http, breakdown)
+    let pgStatsText: string | undefined
+    if (g0 !== undefined) {
+      // The backends report their counters at most once a second.
+      await new Promise((r) => setTimeout(r, 1_100))
+      const g1 = await pgCounters(schema!.url)
+      // Everything but the runtime and its backends: other clients (the bench's own MQTT client, other users of the machine).
+      const othersCpu = (m1 - m0 - (c1 - c0) - pgCpuMs) / elapsedMs
+      pgStatsText =
+        `others' CPU ${othersCpu.toFixed(2)} cores, load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]}, xacts ${((g1.xacts - g0.xacts) / count).toFixed(2)}/order, hits ${((g1.hits - g0.hits) / count).toFixed(0)}/order, reads ${((g1.reads - g0.reads) / count).toFixed(1)}/order, ` +
+        `WAL ${((g1.wal - g0.wal) / count / 1024).toFixed(1)} kB/order | ${await pgTables(schema!.url, count + warmup)}`
+    }
     const before = new Map((s0.statementTexts ?? []).map((t) => [t.text, t.count]))
     return {
       tree,
@@ -147,6 +209,7 @@ const runOnce = async (tree: string): Promise<Result> => {
       writesPerOrder: (w1 - w0) / count,
       readsPerOrder: (r1 - r0) / count,
       ...(schema === undefined ? {} : { pgCpuMsPerOrder: pgCpuMs / count }),
+      ...(pgStatsText === undefined ? {} : { pgStats: pgStatsText }),
       ...(breakdown
         ? {
             breakdown: (s1.statementTexts ?? [])
@@ -179,6 +242,7 @@ for (let round = 0; round < rounds; round++) {
       `round ${round + 1} ${tree}: ${r.perSecond.toFixed(1)} orders/s, ${r.cpuMsPerOrder.toFixed(2)} ms CPU/order, ${na(r.statementsPerOrder)} statements/order, ${r.writesPerOrder.toFixed(1)} writes/order, ${r.readsPerOrder.toFixed(1)} reads/order` +
         (r.pgCpuMsPerOrder === undefined ? "" : `, postgres ${r.pgCpuMsPerOrder.toFixed(2)} ms CPU/order`)
     )
+    if (r.pgStats !== undefined) console.log(`  ${r.pgStats}`)
   }
 }
 const base = results.get(roots[0]!)!

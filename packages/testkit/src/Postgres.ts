@@ -30,3 +30,19 @@ export const query = async <R extends pg.QueryResultRow>(url: string, sql: strin
     await c.end()
   }
 }
+
+/**
+ * A throw-away database on this machine's server (from `template0`), for a benchmark whose
+ * figures must not depend on what other clients of the `postgres` database did before it (their
+ * schemas' dead catalog rows; `pg_stat_database` counts only this database's clients).
+ */
+export const freshDatabase = async (): Promise<{ readonly url: string; readonly drop: () => Promise<void> }> => {
+  const name = `baton_d_${Math.random().toString(36).slice(2, 10)}`
+  await query(serverUrl, `CREATE DATABASE ${name} TEMPLATE template0`)
+  const url = new URL(serverUrl)
+  url.pathname = `/${name}`
+  return {
+    url: url.toString(),
+    drop: async () => void (await query(serverUrl, `DROP DATABASE ${name} WITH (FORCE)`))
+  }
+}
