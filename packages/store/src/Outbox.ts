@@ -121,10 +121,10 @@ export const make = async (store: Store, options: { readonly instance?: string }
   // SQLite: the delete of entries that the relay was offered (`added`) and has sent goes with the
   // next transaction that adds one (the page it deletes from is the one the add writes: a page
   // and a commit less a request-reply round trip, where a delete of its own commits a page of its
-  // own), or, once `laterMs` passed with no add, in a commit of its own (the timer, armed at the
-  // first sent entry, waits again while adds come: a request-reply round trip every ~0.7 ms had
-  // the latest reply's delete committed on its own every 5 ms, a commit and a page more, right
-  // before the next request was read). Until then they are left
+  // own), or, once `laterMs` passed since the last add, in a commit of its own (the timer, armed at
+  // the first sent entry, waits out the rest of the delay when an add came meanwhile: a
+  // request-reply round trip every ~0.7 ms had the latest reply's delete committed on its own every
+  // 5 ms, a commit and a page more, right before the next request was read). Until then they are left
   // out of what this outbox reads (`pending`, `size`: both delete them first). A crash in between
   // publishes them again, as one between a publish and its delete would. What a drain read
   // (`pending`) is deleted at once, as before. PostgreSQL: deleted at once (the next add may be
@@ -136,21 +136,20 @@ export const make = async (store: Store, options: { readonly instance?: string }
   const sentRuns: Array<[number, number]> = []
   let riding = 0
   let timer: ReturnType<typeof setTimeout> | undefined
-  /** Adds so far (their transactions' `deleteRiding`), and as many when the timer was armed. */
-  let adds = 0
-  let addsArmed = 0
+  /** When the last add's transaction took the sent runs (`deleteRiding`), by `performance.now()`. */
+  let lastAdd = Number.NEGATIVE_INFINITY
   /**
-   * Arms the timer: at its end, the runs left are deleted on their own, unless an add came
-   * meanwhile (then it waits again: the next add takes them); none left, it stops.
+   * Arms the timer: at its end, the runs left are deleted on their own once `laterMs` passed since
+   * the last add (the next add would take them: it waits out the rest); none left, it stops.
    */
-  const arm = () => {
-    addsArmed = adds
+  const arm = (ms: number) => {
     timer = setTimeout(() => {
       timer = undefined
       if (sentRuns.length === 0) return
-      if (adds !== addsArmed) return arm()
+      const since = performance.now() - lastAdd
+      if (since < laterMs) return arm(laterMs - since)
       void deleteSent().catch(() => {})
-    }, laterMs)
+    }, ms)
     timer.unref()
   }
   /** The last `deleteSent`'s delete (settled: never rejects). */
@@ -179,7 +178,7 @@ export const make = async (store: Store, options: { readonly instance?: string }
   if (deferred) beforeClose(store, () => deleteSent().catch(() => {}))
   /** The deletes of runs sent since the last add, inside the add's transaction; gives the runs it deletes. */
   const deleteRiding: Sql<ReadonlyArray<[number, number]>> = Effect.suspend(() => {
-    adds++
+    lastAdd = performance.now()
     if (riding === sentRuns.length) return Effect.succeed(noRuns)
     const runs = sentRuns.slice(riding)
     riding = sentRuns.length
@@ -217,7 +216,7 @@ export const make = async (store: Store, options: { readonly instance?: string }
     const tail = sentRuns.at(-1)
     if (tail !== undefined && sentRuns.length > riding && tail[1] + 1 === first) tail[1] = last
     else sentRuns.push([first, last])
-    if (timer === undefined) arm()
+    if (timer === undefined) arm(laterMs)
     return Promise.resolve()
   }
   const withDeletes = <A>(add: Sql<A>): Sql<A> => (deferred ? Effect.andThen(deleteRiding, add) : add)
