@@ -8,7 +8,9 @@
  * packet's uncork), instead of at the event loop's next check phase. A reply, or an event the
  * outbox relay publishes (one at a time, each awaited), thus leaves without waiting for a turn of
  * the loop, in which the runtime may run a group commit first; one turn or two per message, which
- * under load became the relay's backlog.
+ * under load became the relay's backlog. The patch also holds the live messages for a persistent
+ * session while its stored ones are restored, and delivers them after (test/restoreOrder.int.test.ts):
+ * with sessions on disk or in Redis, read asynchronously, live ones overtook the stored ones.
  */
 import type { EventEmitter } from "node:events"
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net"
