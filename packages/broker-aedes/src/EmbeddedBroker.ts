@@ -8,7 +8,9 @@
  * packet's uncork), instead of at the event loop's next check phase. A reply, or an event the
  * outbox relay publishes (one at a time, each awaited), thus leaves without waiting for a turn of
  * the loop, in which the runtime may run a group commit first; one turn or two per message, which
- * under load became the relay's backlog.
+ * under load became the relay's backlog. The patch also holds the live messages for a persistent
+ * session while its stored ones are restored, and delivers them after (test/restoreOrder.int.test.ts):
+ * with sessions on disk or in Redis, read asynchronously, live ones overtook the stored ones.
  */
 import type { EventEmitter } from "node:events"
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net"
@@ -320,6 +322,18 @@ const storedFilters = async (redis: Redis): Promise<ReadonlyArray<string>> => {
   return filters.flat()
 }
 
+/**
+ * The broker's id, which orders its queued messages in a store on disk: aedes-persistence-level
+ * keys a session's queued message `outgoing:<client>:<broker id>:<counter>` and restores them in
+ * key order, so with Aedes' random id (a UUID) the messages queued by the broker before a restart
+ * and those queued after it were restored in the order of two random ids, half the time the later
+ * ones first. Here the id begins with the start time (`t`, 12 hex digits of milliseconds, a dash,
+ * then a UUID): a later broker's messages sort after an earlier one's, and after those of any UUID
+ * (a store written before this), whose first character is a hex digit (below `t`). Exported for
+ * its test.
+ */
+export const brokerId = (now: number = Date.now()): string => `t${now.toString(16).padStart(12, "0")}-${crypto.randomUUID()}`
+
 const closeAedes = (aedes: Aedes): Promise<void> => new Promise<void>((resolve) => aedes.close(() => resolve()))
 
 export const start = async (options: Options): Promise<EmbeddedBroker> => {
@@ -363,6 +377,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
           channelScope(sessions.url) + Audience.controlTopic
         )
   const aedes = await Aedes.createBroker({
+    id: brokerId(),
     ...(persistence === undefined ? {} : { persistence }),
     ...(mq === undefined ? {} : { mq }),
     drainTimeout: options.drainTimeoutMs ?? 5000,

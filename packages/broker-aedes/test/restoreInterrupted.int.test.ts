@@ -1,0 +1,94 @@
+/**
+ * A persistent session whose restore is cut short while live messages for it are held (Aedes
+ * patch, connect.js releaseHeld): taken over by a new connection with the same client id, or its
+ * socket gone. The publishes held meanwhile still complete, and every QoS 1 message reaches the
+ * session (across its connections), each connection's first deliveries in publish order.
+ */
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll, describe, expect, it } from "vitest"
+import mqtt from "mqtt"
+import { EmbeddedBroker } from "@baton/broker-aedes"
+
+const dirs: Array<string> = []
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true })
+})
+
+const firsts = (got: ReadonlyArray<number>): Array<number> => {
+  const seen = new Set<number>()
+  const out: Array<number> = []
+  for (const n of got) if (!seen.has(n)) (seen.add(n), out.push(n))
+  return out
+}
+
+const until = async (done: () => boolean, timeoutMs = 15_000) => {
+  const t0 = Date.now()
+  while (!done() && Date.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 20))
+}
+
+const within = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
+  Promise.race([p, new Promise<A>((_, reject) => setTimeout(() => reject(new Error(`${what}: not done in ${ms} ms`)), ms))])
+
+describe.each(["memory", "disk"] as const)("a persistent session's restore cut short, %s sessions store", (kind) => {
+  it.each(["taken over", "disconnected"] as const)("%s while live messages are held: publishes complete, no QoS 1 message lost", async (how) => {
+    const dir = mkdtempSync(join(tmpdir(), "baton-rr-cut-"))
+    dirs.push(dir)
+    const broker = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, sessions: kind === "memory" ? { kind } : { kind, dir } })
+    const url = `mqtt://127.0.0.1:${broker.mqttPort}`
+    const opts = { protocolVersion: 4 as const, reconnectPeriod: 0, clean: false, clientId: "rr-cut" }
+    const clients: Array<mqtt.MqttClient> = []
+    try {
+      const first = await mqtt.connectAsync(url, opts)
+      await first.subscribeAsync("k/#", { qos: 1 })
+      await first.endAsync()
+      let i = 0
+      const queued = 1500
+      for (; i < queued; i++) await broker.publish("k/1", String(i), 1)
+      const gotA: Array<number> = []
+      const gotB: Array<number> = []
+      let stop = false
+      const publishing = (async () => {
+        for (let j = 0; j < 300 && !stop; j++, i++) await within(broker.publish("k/1", String(i), 1), 8_000, `publish ${i}`)
+      })()
+      const a = mqtt.connect(url, opts)
+      clients.push(a)
+      a.on("error", () => {})
+      const cut = new Promise<void>((resolve) => {
+        a.on("message", (_t, p) => {
+          gotA.push(Number(p.toString()))
+          if (gotA.length === 1) {
+            if (how === "disconnected") a.stream.destroy()
+            resolve()
+          }
+        })
+      })
+      await within(cut, 10_000, "first stored message")
+      const b = mqtt.connect(url, opts)
+      clients.push(b)
+      b.on("message", (_t, p) => gotB.push(Number(p.toString())))
+      let bClosed = ""
+      b.on("close", () => (bClosed ||= `closed after ${gotB.length}`))
+      b.on("connect", (ack) => (bClosed += ` connack sessionPresent=${ack.sessionPresent}`))
+      await within(new Promise((r) => b.once("connect", r)), 10_000, "second connection")
+      try {
+        await publishing
+      } finally {
+        stop = true
+      }
+      const all = Array.from({ length: i }, (_, k) => k)
+      await until(() => all.every((k) => gotA.includes(k) || gotB.includes(k)))
+      const missing = all.filter((k) => !gotA.includes(k) && !gotB.includes(k))
+      const inv = (xs: Array<number>) => xs.filter((n, k) => k > 0 && n < xs[k - 1]!).length
+      console.log(`B: ${bClosed}`)
+      console.log(`${kind} ${how}: A ${gotA.length}, B ${gotB.length}, ${missing.length} missing (${JSON.stringify(missing.slice(0, 8))}), inversions A ${inv(firsts(gotA))} B ${inv(firsts(gotB))}`)
+      expect(missing).toEqual([])
+      expect(inv(firsts(gotA))).toBe(0)
+      expect(inv(firsts(gotB))).toBe(0)
+    } finally {
+      for (const c of clients) c.end(true)
+      await broker.close()
+    }
+  }, 90_000)
+})
