@@ -17,6 +17,7 @@
 import { describe, expect, it } from "vitest"
 import fc from "fast-check"
 import mqtt from "mqtt"
+import { Topics } from "@baton/core"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 10)
@@ -28,17 +29,6 @@ const until = async (done: () => boolean, timeoutMs = 5_000) => {
   while (!done() && Date.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 10))
 }
 const settle = (ms = 100) => new Promise((r) => setTimeout(r, ms))
-
-/** Whether MQTT filter `filter` matches `topic` (no `$` topics here). */
-const matches = (filter: string, topic: string): boolean => {
-  const f = filter.split("/")
-  const t = topic.split("/")
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === "#") return true
-    if (i >= t.length || (f[i] !== "+" && f[i] !== t[i])) return false
-  }
-  return f.length === t.length
-}
 
 const topics = ["p/0", "p/1", "q/0", "q/1"] as const
 const filters = ["p/#", "p/+", "p/0", "+/0", "#", "q/1", "+/+"] as const
@@ -123,7 +113,7 @@ describe("Aedes dedupe with concurrent publishes", () => {
                 for (let n = 0; n < steps.length; n++) await broker.publish(steps[n]!.topic, `${p}:${n}`, steps[n]!.qos)
               })
             )
-            const matched = (t: string) => subscriptions.some((s) => matches(s.filter, t))
+            const matched = (t: string) => subscriptions.some((s) => Topics.matches(s.filter, t))
             const wanted = publishers.flatMap((steps, p) => steps.flatMap((s, n) => (s.qos === 1 && matched(s.topic) ? [`${p}:${n}`] : [])))
             await until(() => wanted.every((w) => got.includes(w)))
             await settle(50)
