@@ -10,7 +10,10 @@
  * the loop, in which the runtime may run a group commit first; one turn or two per message, which
  * under load became the relay's backlog. The patch also holds the live messages for a persistent
  * session while its stored ones are restored, and delivers them after (test/restoreOrder.int.test.ts):
- * with sessions on disk or in Redis, read asynchronously, live ones overtook the stored ones.
+ * with sessions on disk or in Redis, read asynchronously, live ones overtook the stored ones. And
+ * its dedupe (a client with overlapping subscriptions gets a message once) keeps a window of the
+ * counters a client got, not their highest: a QoS 1 message, emitted after a store step, was
+ * dropped when a later QoS 0 one reached the client first (test/dedupe.int.test.ts).
  */
 import type { EventEmitter } from "node:events"
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net"
