@@ -10,7 +10,7 @@
  * some before the CONNACK (dropped by the client until its next reconnect); memory was green.
  *
  * The property: for all sequences of publishes (random keys and QoS, each awaited, as the relay
- * publishes; not at once: see the README on Aedes' dedupe) with a reconnect of the subscriber, and
+ * publishes: publishes at once have no order to keep) with a reconnect of the subscriber, and
  * optionally a restart of the broker on the same store, somewhere among them: each QoS 1 message,
  * and each one published after the CONNACK, arrives before the session ends, and per key the first
  * deliveries are in publish order. `BATON_PROPERTY_RUNS` (default 4 per store) for more runs.
