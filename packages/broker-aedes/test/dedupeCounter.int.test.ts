@@ -52,3 +52,42 @@ describe("Aedes dedupe with broker counters past 2^32", () => {
     }
   })
 })
+
+describe("Aedes dedupe and the wills of another broker's clients", () => {
+  // In a cluster, a broker publishes the will of a client of a broker that died (_clearWills):
+  // the will keeps the dead broker's id and takes a counter of the publishing broker's, unrelated to
+  // the dead one's: a client that got the dead broker's message with that counter dropped the will.
+  it("a will published for a dead broker's client arrives to a client that got that broker's messages", async () => {
+    const aedes = await Aedes.createBroker({ heartbeatInterval: 50 })
+    const server = createServer(aedes.handle)
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+    const port = (server.address() as AddressInfo).port
+    const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0, clean: true })
+    const got: Array<string> = []
+    sub.on("message", (_t, p) => got.push(p.toString()))
+    try {
+      await sub.subscribeAsync({ "p/#": { qos: 1 } })
+      // Messages from the other broker (its id, its counters 1 to 300), as mqemitter-redis brings them.
+      for (let c = 1; c <= 300; c++) {
+        await new Promise<void>((resolve, reject) =>
+          aedes.publish({ cmd: "publish", topic: "p/1", payload: Buffer.from(`d${c}`), qos: 0, retain: false, dup: false, brokerId: "dead", brokerCounter: c } as never, (err) =>
+            err ? reject(err) : resolve()
+          )
+        )
+      }
+      await until(() => got.includes("d300"))
+      // That broker's client's will, left in the shared store; ours publishes it with a counter of
+      // its own (about 100: heartbeats take some), one the client got from the dead broker.
+      aedes.counter = 100
+      const will = { cmd: "publish", topic: "p/will", payload: Buffer.from("will"), qos: 1, retain: false }
+      await aedes.persistence.putWill({ id: "gone", broker: { id: "dead" } } as never, will as never)
+      ;(await aedes.persistence.getWill({ id: "gone" } as never) as { brokerId: string }).brokerId = "dead"
+      await until(() => got.includes("will"), 1_000)
+      expect(got.filter((m) => !m.startsWith("d"))).toEqual(["will"])
+    } finally {
+      await sub.endAsync()
+      await new Promise<void>((r) => aedes.close(() => r()))
+      await new Promise<void>((r) => server.close(() => r()))
+    }
+  })
+})
