@@ -98,6 +98,39 @@ describe("Aedes dedupe with concurrent publishes", () => {
     }
   }, 30_000)
 
+  // MQTT 3.1.1 3.3.5: a message matching several of a client's subscriptions is delivered at the
+  // maximum QoS of those. A QoS 1 message delivered at QoS 0 (the QoS 0 subscription's copy first,
+  // the QoS 1 one dropped as its duplicate) has no retry, and a persistent session's stored copy,
+  // never updated nor acknowledged, was delivered again on the next session.
+  it.each([
+    [{ "p/#": { qos: 0 }, "p/+": { qos: 1 } }],
+    [{ "p/+": { qos: 1 }, "p/#": { qos: 0 } }],
+    [{ "p/0": { qos: 0 }, "p/#": { qos: 1 } }]
+  ])("overlapping QoS 0 and QoS 1 subscriptions %j of a persistent session: a QoS 1 message arrives at QoS 1, once, none left for the next session", async (subscriptions) => {
+    const broker = await start()
+    const url = `mqtt://127.0.0.1:${broker.mqttPort}`
+    const opts = { protocolVersion: 4 as const, reconnectPeriod: 0, clean: false, clientId: "dd-maxqos" }
+    const got: Array<string> = []
+    let sub = await mqtt.connectAsync(url, opts)
+    sub.on("message", (_t, p, packet) => got.push(`${p.toString()} qos ${packet.qos}`))
+    try {
+      await sub.subscribeAsync(subscriptions as Record<string, { qos: 0 | 1 }>)
+      await broker.publish("p/0", "a", 1)
+      await until(() => got.length > 0)
+      await settle()
+      expect(got).toEqual(["a qos 1"])
+      await sub.endAsync()
+      const again: Array<string> = []
+      sub = mqtt.connect(url, opts)
+      sub.on("message", (_t, p) => again.push(p.toString()))
+      await settle(300)
+      expect(again).toEqual([])
+    } finally {
+      await sub.endAsync()
+      await broker.close()
+    }
+  })
+
   it("for all concurrent publishers and overlapping subscriptions: every QoS 1 match arrives, none twice, each publisher's in order", async () => {
     const publish = fc.record({ topic: fc.constantFrom(...topics), qos: fc.constantFrom(0 as const, 1 as const) })
     await fc.assert(
