@@ -20,6 +20,13 @@ const publish = (aedes: Aedes, topic: string, payload: string, qos: 0 | 1) =>
     aedes.publish({ cmd: "publish", topic, payload: Buffer.from(payload), qos, retain: false, dup: false } as never, (err) => (err ? reject(err) : resolve()))
   )
 
+/** What these tests set inside Aedes: its message counter and its persistence (not in its types). */
+const internal = (aedes: object) =>
+  aedes as unknown as {
+    counter: number
+    persistence: { putWill: (client: never, packet: never) => Promise<unknown>; getWill: (client: never) => Promise<unknown> }
+  }
+
 describe("Aedes dedupe with broker counters past 2^32", () => {
   it.each([
     // The overtaken QoS 1 message's counter is 2^32: the window's unwritten slot (0) read as seen.
@@ -37,11 +44,11 @@ describe("Aedes dedupe with broker counters past 2^32", () => {
     try {
       await sub.subscribeAsync({ "p/#": { qos: 1 } })
       if (earlier > 0) {
-        aedes.counter = earlier - 1
+        internal(aedes).counter = earlier - 1
         await publish(aedes, "p/1", "early", 0)
         await until(() => got.includes("early"))
       }
-      aedes.counter = before
+      internal(aedes).counter = before
       await Promise.all([publish(aedes, "p/0", "a", 1), publish(aedes, "p/1", "b", 0)])
       await until(() => got.includes("a") && got.includes("b"))
       expect(got.filter((m) => m !== "early").sort()).toEqual(["a", "b"])
@@ -78,10 +85,10 @@ describe("Aedes dedupe and the wills of another broker's clients", () => {
       await until(() => got.includes("d300"))
       // That broker's client's will, left in the shared store; ours publishes it with a counter of
       // its own (about 100: heartbeats take some), one the client got from the dead broker.
-      aedes.counter = 100
+      internal(aedes).counter = 100
       const will = { cmd: "publish", topic: "p/will", payload: Buffer.from("will"), qos: 1, retain: false }
-      await aedes.persistence.putWill({ id: "gone", broker: { id: "dead" } } as never, will as never)
-      ;(await aedes.persistence.getWill({ id: "gone" } as never) as { brokerId: string }).brokerId = "dead"
+      await internal(aedes).persistence.putWill({ id: "gone", broker: { id: "dead" } } as never, will as never)
+      ;(await internal(aedes).persistence.getWill({ id: "gone" } as never) as { brokerId: string }).brokerId = "dead"
       await until(() => got.includes("will"), 1_000)
       expect(got.filter((m) => !m.startsWith("d"))).toEqual(["will"])
     } finally {
