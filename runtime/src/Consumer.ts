@@ -79,6 +79,8 @@ export const skippedOrRetried = <A>(run: () => Promise<A>, tries = conflictTries
 /** The attributes of a span nobody records (untraced): one object for all. */
 const noAttributes: Readonly<Record<string, string>> = Object.freeze({})
 /** `announce` of no events (a fresh array each run: its callers may add to it). */
+/** `runHere`'s `failed` when a failure leaves the caller's transaction as it was (`inline`, in a savepoint). */
+const failedUndefined = (): Sql<undefined> => Effect.undefined
 const announcedNothing: Sql<Array<() => void>> = Effect.sync((): Array<() => void> => [])
 
 type Handled = "done" | "parked" | "skipped"
@@ -904,12 +906,11 @@ export const make = (deps: {
   const inline = (event: Envelope.Envelope, topic: string, payload: string): Sql<(() => void) | undefined> | undefined =>
     event.replyTo === undefined
       ? undefined
-      : runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop), true, () => Effect.undefined, ranHere(event))
+      : runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop), true, failedUndefined, (deliveries, after) => ranHere(event, deliveries, after))
 
   /** What `inline` and `chain` run after the commit of a message they ran: the span's end and the rest (`after`), its deliveries, its `committed`. */
   const ranHere =
-    (event: Envelope.Envelope) =>
-    (deliveries: ReadonlyArray<() => void>, after: () => void) =>
+    (event: Envelope.Envelope, deliveries: ReadonlyArray<() => void>, after: () => void) =>
     (): void => {
       after()
       const done = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, undefined))
@@ -949,7 +950,7 @@ export const make = (deps: {
       store.dialect === "pg" ? (cause) => (ofChain(at.chain, Cause.squash(cause)) ? refusing(event, at.chain.root)(cause) : (Effect.failCause(cause) as Sql<never, Decision.RunElsewhere>)) : refusing(event, at.chain.root),
       (deliveries, after, hop) => {
         at.chain.rolledBack.push((cause) => hop.end(cause))
-        return ranHere(event)(deliveries, after)
+        return ranHere(event, deliveries, after)
       },
       store.dialect === "pg",
       claim
@@ -1114,6 +1115,11 @@ export const make = (deps: {
    * pending and writes this one's row done, `body` run only when it did (where `othersPending`
    * asked first, and `body` wrote the row); the span begins once it has.
    */
+  /** A run of `runHere` that did not run, or failed: its span ends (if it began). */
+  const notRunHere = (event: Envelope.Envelope, hop: Hop | undefined, cause: Cause.Cause<unknown> | undefined) => {
+    hop?.end(cause)
+    if (debug) deps.logger.log("debug", "message not handled in its sender's transaction; sent as any other", { processor: processor.name, id: event.id, ...Envelope.logFields(event) })
+  }
   const runHere = <A, B, E>(
     event: Envelope.Envelope,
     body: (hop: Hop) => Sql<A | undefined, unknown>,
@@ -1135,18 +1141,14 @@ export const make = (deps: {
         return body(hop)
       }
       const run = first === undefined ? Effect.suspend(begun) : Effect.flatMap(first, (fresh) => (fresh ? begun() : Effect.undefined))
-      const notRun = (cause: Cause.Cause<unknown> | undefined) => {
-        hop?.end(cause)
-        if (debug) deps.logger.log("debug", "message not handled in its sender's transaction; sent as any other", { processor: processor.name, id: event.id, ...Envelope.logFields(event) })
-      }
       return Effect.matchCauseEffect(inSavepoint ? store.sql.withTransaction(run) : run, {
         onFailure: (cause) => {
-          notRun(cause)
+          notRunHere(event, hop, cause)
           return failed(cause)
         },
         onSuccess: (value): Sql<B | undefined> => {
           if (value === undefined) {
-            notRun(undefined)
+            notRunHere(event, hop, undefined)
             return Effect.undefined
           }
           const ran = hop!
