@@ -78,6 +78,10 @@ export const skippedOrRetried = <A>(run: () => Promise<A>, tries = conflictTries
 
 /** The attributes of a span nobody records (untraced): one object for all. */
 const noAttributes: Readonly<Record<string, string>> = Object.freeze({})
+/** `announce` of no events (a fresh array each run: its callers may add to it). */
+/** `runHere`'s `failed` when a failure leaves the caller's transaction as it was (`inline`, in a savepoint). */
+const failedUndefined = (): Sql<undefined> => Effect.undefined
+const announcedNothing: Sql<Array<() => void>> = Effect.sync((): Array<() => void> => [])
 
 type Handled = "done" | "parked" | "skipped"
 /** A message scheduled and not yet run (for a run of its key): with its partition's tenure then, in a cluster. */
@@ -591,13 +595,14 @@ export const make = (deps: {
     (cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>, traceparent?: string): Sql<Array<() => void>>
     (cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>, traceparent: string | undefined, at: Chained): Sql<Array<() => void>, Decision.RunElsewhere>
   } = ((cause: Envelope.Envelope, announced: ReadonlyArray<Envelope.Next>, traceparent = cause.traceparent, at?: Chained): Sql<Array<() => void>, Decision.RunElsewhere> =>
-    // (Without `at` nothing runs at once: nothing fails it so.)
-    Effect.suspend(() => {
+    // (Without `at` nothing runs at once: nothing fails it so.) Nothing announced: one effect made once.
+    announced.length === 0 ? announcedNothing : Effect.suspend(() => {
       const local: Array<() => void> = []
       const entries: Array<() => Outbox.Entry> = []
-      const routed = (deliveries: ReadonlyArray<() => void>) => void local.push(...deliveries)
-      const offered = (deliver: (() => void) | undefined) => {
-        if (deliver !== undefined) local.push(deliver)
+      /** What a step gave recorded: a route's deliveries (an array), or a write's delivery (maybe none). */
+      const record = (a: ReadonlyArray<() => void> | (() => void) | undefined) => {
+        if (typeof a === "function") local.push(a)
+        else if (a !== undefined) for (let j = 0; j < a.length; j++) local.push(a[j]!)
       }
       /**
        * The announced events from the `i`th on (a step per event, a loop in `flatMap`s; the last
@@ -612,15 +617,15 @@ export const make = (deps: {
         const internal = Topics.isInternal(topic)
         const audience = deps.audience
         const last = i + 1 === announced.length
-        /** `step`, what it gives recorded by `f`, then the events after this one. */
-        const then = <A>(step: Sql<A, Decision.RunElsewhere>, f: (a: A) => void): Sql<Array<() => void>, Decision.RunElsewhere> =>
+        /** `step`, what it gives recorded, then the events after this one. */
+        const then = (step: Sql<ReadonlyArray<() => void> | (() => void) | undefined, Decision.RunElsewhere>): Sql<Array<() => void>, Decision.RunElsewhere> =>
           last
             ? Effect.map(step, (a) => {
-                f(a)
+                record(a)
                 return local
               })
             : Effect.flatMap(step, (a) => {
-                f(a)
+                record(a)
                 return from(i + 1)
               })
         const route = internal || deps.routePublic ? deps.router.route(topic, out, payload, false, at) : undefined
@@ -630,11 +635,11 @@ export const make = (deps: {
         } else if (Topics.isReply(topic) || audience === undefined || audience.wanted(topic)) {
           written = write(entries, topic, payload, Topics.isReply(topic) ? 0 : 1)
         } else local.push(() => audience.unsent(topic, payload))
-        if (written === undefined) return route === undefined ? from(i + 1) : then(route, routed)
-        if (route === undefined) return then(written, offered)
+        if (written === undefined) return route === undefined ? from(i + 1) : then(route)
+        if (route === undefined) return then(written)
         return Effect.flatMap(written, (deliver) => {
-          offered(deliver)
-          return then(route, routed)
+          record(deliver)
+          return then(route)
         })
       }
       return from(0)
@@ -901,12 +906,11 @@ export const make = (deps: {
   const inline = (event: Envelope.Envelope, topic: string, payload: string): Sql<(() => void) | undefined> | undefined =>
     event.replyTo === undefined
       ? undefined
-      : runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop), true, () => Effect.undefined, ranHere(event))
+      : runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop), true, failedUndefined, (deliveries, after) => ranHere(event, deliveries, after))
 
   /** What `inline` and `chain` run after the commit of a message they ran: the span's end and the rest (`after`), its deliveries, its `committed`. */
   const ranHere =
-    (event: Envelope.Envelope) =>
-    (deliveries: ReadonlyArray<() => void>, after: () => void) =>
+    (event: Envelope.Envelope, deliveries: ReadonlyArray<() => void>, after: () => void) =>
     (): void => {
       after()
       const done = afterCommit(event, deliveries, processor.committed === undefined ? undefined : () => processor.committed?.(event, undefined))
@@ -946,7 +950,7 @@ export const make = (deps: {
       store.dialect === "pg" ? (cause) => (ofChain(at.chain, Cause.squash(cause)) ? refusing(event, at.chain.root)(cause) : (Effect.failCause(cause) as Sql<never, Decision.RunElsewhere>)) : refusing(event, at.chain.root),
       (deliveries, after, hop) => {
         at.chain.rolledBack.push((cause) => hop.end(cause))
-        return ranHere(event)(deliveries, after)
+        return ranHere(event, deliveries, after)
       },
       store.dialect === "pg",
       claim
@@ -1111,6 +1115,11 @@ export const make = (deps: {
    * pending and writes this one's row done, `body` run only when it did (where `othersPending`
    * asked first, and `body` wrote the row); the span begins once it has.
    */
+  /** A run of `runHere` that did not run, or failed: its span ends (if it began). */
+  const notRunHere = (event: Envelope.Envelope, hop: Hop | undefined, cause: Cause.Cause<unknown> | undefined) => {
+    hop?.end(cause)
+    if (debug) deps.logger.log("debug", "message not handled in its sender's transaction; sent as any other", { processor: processor.name, id: event.id, ...Envelope.logFields(event) })
+  }
   const runHere = <A, B, E>(
     event: Envelope.Envelope,
     body: (hop: Hop) => Sql<A | undefined, unknown>,
@@ -1132,18 +1141,14 @@ export const make = (deps: {
         return body(hop)
       }
       const run = first === undefined ? Effect.suspend(begun) : Effect.flatMap(first, (fresh) => (fresh ? begun() : Effect.undefined))
-      const notRun = (cause: Cause.Cause<unknown> | undefined) => {
-        hop?.end(cause)
-        if (debug) deps.logger.log("debug", "message not handled in its sender's transaction; sent as any other", { processor: processor.name, id: event.id, ...Envelope.logFields(event) })
-      }
       return Effect.matchCauseEffect(inSavepoint ? store.sql.withTransaction(run) : run, {
         onFailure: (cause) => {
-          notRun(cause)
+          notRunHere(event, hop, cause)
           return failed(cause)
         },
         onSuccess: (value): Sql<B | undefined> => {
           if (value === undefined) {
-            notRun(undefined)
+            notRunHere(event, hop, undefined)
             return Effect.undefined
           }
           const ran = hop!

@@ -124,6 +124,8 @@ export interface Router {
 }
 
 const none: ReadonlyArray<() => void> = []
+/** No deliveries, as an effect made once (an exit is a value: shared, not made per event routed). */
+const succeededNone: Sql<ReadonlyArray<() => void>> = Effect.succeed(none)
 const noLocals: ReadonlyArray<Local> = []
 /** Whether `local` runs a chain's events in their turn now (made once, not a closure per event routed). */
 const chainsNow = (local: Local) => local.chain !== undefined && local.chaining?.() !== false
@@ -141,6 +143,8 @@ export const make = (inbox: Inbox.Inbox): Router => {
     consumes: (topic) => routes.has(topic),
     route: ((topic: string, event: Envelope.Envelope, payload: string, inline = false, chained?: Chained): Sql<ReadonlyArray<() => void>, RunElsewhere> => {
       const locals = routes.get(topic) ?? noLocals
+      // No consumer (a public event no local one takes): nothing to write, nothing made.
+      if (locals.length === 0) return succeededNone
       const entry = { envelopeId: event.id, topic, key: event.key, payload }
       // Per event routed, only what its path uses (no closure made for the paths it does not take).
       if (chained !== undefined && locals.some(chainsNow)) return inTurn(chained, locals, event, topic, payload, (local) => receivedBy(local, entry, event))
@@ -154,7 +158,7 @@ export const make = (inbox: Inbox.Inbox): Router => {
         )
       // None or one consumer (the common cases): without `forEach`'s loop around it.
       const one = locals[0]
-      if (one === undefined) return Effect.succeed(none)
+      if (one === undefined) return succeededNone
       // One, announced by a processor (not inline): its delivery in the `map` of its write.
       if (!inline)
         return Effect.map(inbox.deliver(one.name, entry), (fresh) => [
@@ -183,14 +187,15 @@ const inTurn = (
   received: (local: Local) => Sql<() => void>
 ): Sql<ReadonlyArray<() => void>> => {
   const { chain, depth } = chained
-  const now: Array<Local> = []
+  /** Those received pending now (made only when there is one). */
+  let now: Array<Local> | undefined
   // An index, not `entries()`: no iterator and no pair per consumer, per event of a chain.
   for (let i = 0; i < locals.length; i++) {
     const local = locals[i]!
     const run = local.chaining?.() === false ? undefined : local.chain
     if (locals.findIndex((l) => l.name === local.name) !== i) continue
     if (run === undefined) {
-      now.push(local)
+      ;(now ??= []).push(local)
       continue
     }
     chain.turns.push(
@@ -205,5 +210,5 @@ const inTurn = (
       })
     )
   }
-  return now.length === 0 ? Effect.succeed(none) : Effect.forEach(now, received)
+  return now === undefined ? succeededNone : Effect.forEach(now, received)
 }
