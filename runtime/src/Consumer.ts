@@ -78,9 +78,9 @@ export const skippedOrRetried = <A>(run: () => Promise<A>, tries = conflictTries
 
 /** The attributes of a span nobody records (untraced): one object for all. */
 const noAttributes: Readonly<Record<string, string>> = Object.freeze({})
-/** `announce` of no events (a fresh array each run: its callers may add to it). */
 /** `runHere`'s `failed` when a failure leaves the caller's transaction as it was (`inline`, in a savepoint). */
 const failedUndefined = (): Sql<undefined> => Effect.undefined
+/** `announce` of no events (a fresh array each run: its callers may add to it). */
 const announcedNothing: Sql<Array<() => void>> = Effect.sync((): Array<() => void> => [])
 
 type Handled = "done" | "parked" | "skipped"
@@ -1105,6 +1105,11 @@ export const make = (deps: {
     return Effect.fail(new Decision.RunElsewhere(processor.name, event.id, Cause.squash(cause)))
   }
 
+  /** A run of `runHere` that did not run, or failed: its span ends (if it began). */
+  const notRunHere = (event: Envelope.Envelope, hop: Hop | undefined, cause: Cause.Cause<unknown> | undefined) => {
+    hop?.end(cause)
+    if (debug) deps.logger.log("debug", "message not handled in its sender's transaction; sent as any other", { processor: processor.name, id: event.id, ...Envelope.logFields(event) })
+  }
   /**
    * The common part of `inline` and `call`: on a single SQLite instance, when this processor has
    * no other pending message, `body` runs in the caller's transaction (`inSavepoint`: in a
@@ -1115,11 +1120,6 @@ export const make = (deps: {
    * pending and writes this one's row done, `body` run only when it did (where `othersPending`
    * asked first, and `body` wrote the row); the span begins once it has.
    */
-  /** A run of `runHere` that did not run, or failed: its span ends (if it began). */
-  const notRunHere = (event: Envelope.Envelope, hop: Hop | undefined, cause: Cause.Cause<unknown> | undefined) => {
-    hop?.end(cause)
-    if (debug) deps.logger.log("debug", "message not handled in its sender's transaction; sent as any other", { processor: processor.name, id: event.id, ...Envelope.logFields(event) })
-  }
   const runHere = <A, B, E>(
     event: Envelope.Envelope,
     body: (hop: Hop) => Sql<A | undefined, unknown>,
