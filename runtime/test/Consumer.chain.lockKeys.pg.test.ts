@@ -105,7 +105,7 @@ const setUp = async (round: string) => {
   return { chained, bRuns, eventOf, arrive, idle, effects, counters, status, close }
 }
 
-describe("Consumer.chain on PostgreSQL into a processor with lock keys (review)", () => {
+describe("Consumer.chain on PostgreSQL into a processor with lock keys", () => {
   it("a chained target whose lockKeys throws for the event fails its own message, not its healthy root", async () => {
     const h = await setUp("throws")
     try {

@@ -74,7 +74,7 @@ const setUp = async (round: string, r1: (event: Envelope.Envelope) => Sql<unknow
   return { h, store, handled, chainedRuns, chainAttempts, eventOf, idle, deliver, close }
 }
 
-describe("Consumer.chain on PostgreSQL (review): failures that are not the chain's", () => {
+describe("Consumer.chain on PostgreSQL: failures that are not the chain's", () => {
   it("a lone root whose own settle fails (surfacing in its chained run) fails its own attempts, its chain not refused (p1 chains it on every attempt)", async () => {
     const t = await setUp("lone", () => Effect.void, Effect.void)
     try {
