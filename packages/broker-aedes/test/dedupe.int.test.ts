@@ -20,15 +20,12 @@ import fc from "fast-check"
 import mqtt from "mqtt"
 import { Topics } from "@baton/core"
 import { EmbeddedBroker } from "@baton/broker-aedes"
+import { until } from "./waits.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 10)
 
 const start = () => EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, sessions: { kind: "memory" } })
 
-const until = async (done: () => boolean, timeoutMs = 5_000) => {
-  const t0 = Date.now()
-  while (!done() && Date.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 10))
-}
 const settle = (ms = 100) => new Promise((r) => setTimeout(r, ms))
 
 const topics = ["p/0", "p/1", "q/0", "q/1"] as const
@@ -158,7 +155,7 @@ describe("Aedes dedupe with concurrent publishes", () => {
             )
             const matched = (t: string) => subscriptions.some((s) => Topics.matches(s.filter, t))
             const wanted = publishers.flatMap((steps, p) => steps.flatMap((s, n) => (s.qos === 1 && matched(s.topic) ? [`${p}:${n}`] : [])))
-            await until(() => wanted.every((w) => got.includes(w)))
+            await until(() => wanted.every((w) => got.includes(w)), 5_000)
             await settle(50)
             expect(closed).toBe(false)
             expect(wanted.filter((w) => !got.includes(w))).toEqual([])

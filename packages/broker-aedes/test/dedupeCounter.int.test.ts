@@ -9,11 +9,7 @@ import { createServer, type AddressInfo } from "node:net"
 import { describe, expect, it } from "vitest"
 import mqtt from "mqtt"
 import { Aedes } from "aedes"
-
-const until = async (done: () => boolean, timeoutMs = 3_000) => {
-  const t0 = Date.now()
-  while (!done() && Date.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 10))
-}
+import { until } from "./waits.ts"
 
 const publish = (aedes: Aedes, topic: string, payload: string, qos: 0 | 1) =>
   new Promise<void>((resolve, reject) =>

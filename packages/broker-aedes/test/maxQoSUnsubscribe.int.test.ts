@@ -9,11 +9,7 @@ import { describe, expect, it } from "vitest"
 import mqtt from "mqtt"
 import { Aedes } from "aedes"
 import mqemitterRedis from "mqemitter-redis"
-
-const until = async (done: () => boolean, timeoutMs = 5_000) => {
-  const t0 = Date.now()
-  while (!done() && Date.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 10))
-}
+import { until } from "./waits.ts"
 
 describe("Aedes on mqemitter-redis, overlapping QoS 0 and QoS 1 subscriptions", () => {
   it("every message the QoS 0 subscription matches arrives while the QoS 1 one is unsubscribed", async () => {

@@ -10,23 +10,12 @@ import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import mqtt from "mqtt"
 import { EmbeddedBroker } from "@baton/broker-aedes"
+import { firsts, until } from "./waits.ts"
 
 const dirs: Array<string> = []
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true })
 })
-
-const firsts = (got: ReadonlyArray<number>): Array<number> => {
-  const seen = new Set<number>()
-  const out: Array<number> = []
-  for (const n of got) if (!seen.has(n)) (seen.add(n), out.push(n))
-  return out
-}
-
-const until = async (done: () => boolean, timeoutMs = 15_000) => {
-  const t0 = Date.now()
-  while (!done() && Date.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 20))
-}
 
 const within = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
   Promise.race([p, new Promise<A>((_, reject) => setTimeout(() => reject(new Error(`${what}: not done in ${ms} ms`)), ms))])
@@ -86,7 +75,7 @@ describe("a persistent session's restore cut short", () => {
         stop = true
       }
       const all = Array.from({ length: i }, (_, k) => k)
-      await until(() => all.every((k) => gotA.includes(k) || gotB.includes(k)))
+      await until(() => all.every((k) => gotA.includes(k) || gotB.includes(k)), 15_000)
       const missing = all.filter((k) => !gotA.includes(k) && !gotB.includes(k))
       const inv = (xs: Array<number>) => xs.filter((n, k) => k > 0 && n < xs[k - 1]!).length
       expect(missing, `B: ${bClosed}; A got ${gotA.length}, B ${gotB.length}`).toEqual([])

@@ -23,6 +23,7 @@ import fc from "fast-check"
 import mqtt from "mqtt"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import * as TestRedis from "@baton/testkit/redis"
+import { firsts, until } from "./waits.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 4)
 const redisUrl = process.env.BATON_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/3"
@@ -49,19 +50,6 @@ const store = (kind: Kind): EmbeddedBroker.Sessions => {
 }
 
 const start = (sessions: EmbeddedBroker.Sessions) => EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, sessions })
-
-/** First occurrences, in arrival order. */
-const firsts = <A>(got: ReadonlyArray<A>): Array<A> => {
-  const seen = new Set<A>()
-  const out: Array<A> = []
-  for (const n of got) if (!seen.has(n)) (seen.add(n), out.push(n))
-  return out
-}
-
-const until = async (done: () => boolean, timeoutMs = 10_000) => {
-  const t0 = Date.now()
-  while (!done() && Date.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 20))
-}
 
 describe.each(kinds)("a persistent session reconnecting during publishes, %s sessions store", (kind) => {
   it.each([0, 1] as const)("live QoS %s messages after queued QoS 1 ones: in publish order, none missing", async (liveQos) => {
