@@ -124,7 +124,8 @@ export const make = async (store: Store, options: { readonly instance?: string }
   // own), or, once `laterMs` passed since the last add, in a commit of its own (the timer, armed at
   // the first sent entry, waits out the rest of the delay when an add came meanwhile: a
   // request-reply round trip every ~0.7 ms had the latest reply's delete committed on its own every
-  // 5 ms, a commit and a page more, right before the next request was read). Until then they are left
+  // 5 ms, a commit and a page more, right before the next request was read), and at the latest
+  // twice `laterMs` after the oldest was sent (one a rolled-back add carried). Until then they are left
   // out of what this outbox reads (`pending`, `size`: both delete them first). A crash in between
   // publishes them again, as one between a publish and its delete would. What a drain read
   // (`pending`) is deleted at once, as before. PostgreSQL: deleted at once (the next add may be
@@ -134,20 +135,25 @@ export const make = async (store: Store, options: { readonly instance?: string }
   const offered = new Set<number>()
   /** Runs of sent entries not yet deleted, in order; `riding`: how many of them an add's transaction has deleted (maybe rolled back). */
   const sentRuns: Array<[number, number]> = []
+  /** When each of `sentRuns` was sent (`performance.now()`), in the same order: the first is the oldest. */
+  const sentAt: Array<number> = []
   let riding = 0
   let timer: ReturnType<typeof setTimeout> | undefined
   /** When the last add's transaction took the sent runs (`deleteRiding`), by `performance.now()`. */
   let lastAdd = Number.NEGATIVE_INFINITY
   /**
    * Arms the timer: at its end, the runs left are deleted on their own once `laterMs` passed since
-   * the last add (the next add would take them: it waits out the rest); none left, it stops.
+   * the last add (the next add would take them: it waits out the rest), or once the oldest was
+   * sent twice that long ago (one an add carried and rolled back is left to this delete: adds that
+   * keep coming would otherwise put it off for as long as they come); none left, it stops.
    */
   const arm = (ms: number) => {
     timer = setTimeout(() => {
       timer = undefined
       if (sentRuns.length === 0) return
-      const since = performance.now() - lastAdd
-      if (since < laterMs) return arm(laterMs - since)
+      const now = performance.now()
+      const wait = Math.min(laterMs - (now - lastAdd), 2 * laterMs - (now - sentAt[0]!))
+      if (wait > 0) return arm(wait)
       void deleteSent().catch(() => {})
     }, ms)
     timer.unref()
@@ -162,6 +168,7 @@ export const make = async (store: Store, options: { readonly instance?: string }
     if (timer !== undefined) clearTimeout(timer)
     timer = undefined
     const runs = sentRuns.splice(0)
+    const times = sentAt.splice(0)
     riding = 0
     const before = deleting
     if (runs.length === 0) return void (await before)
@@ -172,6 +179,7 @@ export const make = async (store: Store, options: { readonly instance?: string }
       await done
     } catch (error) {
       sentRuns.unshift(...runs)
+      sentAt.unshift(...times)
       throw error
     }
   }
@@ -198,6 +206,7 @@ export const make = async (store: Store, options: { readonly instance?: string }
       const at = sentRuns.indexOf(run)
       if (at < 0 || at >= riding) continue
       sentRuns.splice(at, 1)
+      sentAt.splice(at, 1)
       riding--
     }
   }
@@ -215,7 +224,10 @@ export const make = async (store: Store, options: { readonly instance?: string }
     if (!all) return store.run(Effect.asVoid(remove.run(last, first, instance)))
     const tail = sentRuns.at(-1)
     if (tail !== undefined && sentRuns.length > riding && tail[1] + 1 === first) tail[1] = last
-    else sentRuns.push([first, last])
+    else {
+      sentRuns.push([first, last])
+      sentAt.push(performance.now())
+    }
     if (timer === undefined) arm(laterMs)
     return Promise.resolve()
   }

@@ -346,6 +346,29 @@ describe("SQLite outbox: sent entries an add's committed transaction deleted", (
     )
   })
 
+  it("a run an add carried and rolled back is deleted within twice the delay, while adds keep coming", async () => {
+    const store = await openAt(freshPath())
+    try {
+      const outbox = await Outbox.make(store)
+      const [first] = (await addOffered(store, outbox, ["a"], false))!
+      await outbox.sent(first!.seq, first!.seq)
+      // This add's transaction carried the delete of "a", and rolled back.
+      await addOffered(store, outbox, ["b"], true)
+      // Adds every millisecond or so, each in a transaction of its own, none of them sent.
+      const t0 = performance.now()
+      let n = 0
+      let gone = -1
+      while (performance.now() - t0 < 40) {
+        ;(await store.transaction(outbox.added("events/x", `c${++n}`)))()
+        if (gone < 0 && !(await outboxRows(store)).includes("a")) gone = performance.now() - t0
+        await sleep(1)
+      }
+      expect(gone, "ms until the rolled-back delete's run was deleted (-1: not within 40 ms)").toBeGreaterThanOrEqual(0)
+    } finally {
+      await store.close()
+    }
+  })
+
   it("wait while adds keep coming: no delete of its own within the delay of an add, and none left once the adds stop, for all sequences of adds, sends and short gaps", async () => {
     /** Below the outbox's delay (`laterMs`, 5 ms), less the event loop's cached clock's lag. */
     const withinTheDelay = 4
