@@ -25,6 +25,7 @@ import * as Decision from "../src/Decision.ts"
 import * as ErrorPath from "../src/ErrorPath.ts"
 import type { Tracing } from "../src/Observability.ts"
 import * as Router from "../src/Router.ts"
+import { settle as settleInbox } from "./settle.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 4) * 5
 const keys = ["k1", "k2", "k3"]
@@ -193,15 +194,7 @@ const play = async (
   try {
     const seqs = new Map<string, number>()
     const scheduled: Array<Promise<void>> = []
-    const settle = async () => {
-      for (;;) {
-        await Promise.all(scheduled.splice(0))
-        await Promise.all(consumers.map((c) => c.idle()))
-        const pending = await store.run(store.query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'").get())
-        if (Number(pending?.n) === 0 && consumers.every((c) => c.inFlight() === 0)) return
-        await new Promise((r) => setTimeout(r, 2))
-      }
-    }
+    const settle = () => settleInbox(store, consumers, { before: () => Promise.all(scheduled.splice(0)) })
     for (const [n, a] of arrivals.entries()) {
       if (a.pauseMs !== undefined) await new Promise((r) => setTimeout(r, a.pauseMs))
       const seq = (seqs.get(`${a.at}/${a.key}`) ?? 0) + 1

@@ -20,6 +20,7 @@ import { Inbox, Outbox, Rejections, Sqlite } from "@baton/store"
 import * as Consumer from "../src/Consumer.ts"
 import * as ErrorPath from "../src/ErrorPath.ts"
 import * as Router from "../src/Router.ts"
+import { settle } from "./settle.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 4) * 5
 const cleanups: Array<() => Promise<void>> = []
@@ -77,12 +78,7 @@ describe("Consumer: what the inbox keeps of a processed message", () => {
           deliveries.push(...(await store.transaction(router.route("events/in", event, payload))))
         }
         for (const deliver of deliveries) deliver()
-        for (;;) {
-          await Promise.all(consumers.map((c) => c.idle()))
-          const pending = await store.run(store.query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'").get())
-          if (Number(pending?.n) === 0 && consumers.every((c) => c.inFlight() === 0)) break
-          await new Promise((r) => setTimeout(r, 5))
-        }
+        await settle(store, consumers)
         // The forwarded events as written (unmasked) to the outbox: every public event goes there.
         for (const r of await store.run(store.query("SELECT payload FROM outbox WHERE topic = 'events/fwd'").all())) {
           const payload = String(r.payload)

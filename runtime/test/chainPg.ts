@@ -11,6 +11,7 @@ import * as Cluster from "../src/Cluster.ts"
 import * as Consumer from "../src/Consumer.ts"
 import * as ErrorPath from "../src/ErrorPath.ts"
 import * as Router from "../src/Router.ts"
+import { settle } from "./settle.ts"
 
 /** The store (its schema dropped by `cleanups`), its `effects` table as `effects` creates it, every partition this instance's. */
 export const alone = async (partitions: number, cleanups: Array<() => Promise<void>>, effects: string) => {
@@ -100,18 +101,11 @@ export const eventsOf = (round: string) => {
 
 /**
  * Resolves once every consumer is idle and nothing is pending in the inbox; `stalled`: run when
- * something is pending and no consumer has a message in flight (a recovery, say), before waiting again.
+ * something is pending and no consumer has a message in flight (a recovery, say), before waiting again;
+ * fails naming the rows when they stay pending with nothing in flight (`settle.ts`).
  */
-export const settled = async (h: Harness, consumers: ReadonlyMap<string, Consumer.Consumer>, stalled?: () => Promise<unknown>): Promise<void> => {
-  for (;;) {
-    await Promise.all([...consumers.values()].map((c) => c.idle()))
-    const pending = await h.store.run(h.store.query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'").get())
-    const busy = [...consumers.values()].some((c) => c.inFlight() > 0)
-    if (Number(pending?.n) === 0 && !busy) return
-    if (!busy && stalled !== undefined) await stalled()
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
+export const settled = (h: Harness, consumers: ReadonlyMap<string, Consumer.Consumer>, stalled?: () => Promise<unknown>): Promise<void> =>
+  settle(h.store, consumers.values(), stalled === undefined ? {} : { stalled })
 
 /** Messages from outside, received in one transaction and scheduled at once (their groups may hold several). */
 export const arriving = (h: Harness) => async (messages: ReadonlyArray<readonly [topic: string, event: Envelope.Envelope]>) => {
