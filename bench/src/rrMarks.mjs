@@ -4,8 +4,11 @@
  * format of `BATON_TIMELINE` (a code, the monotonic clock in µs, a number), written to
  * `$BATON_TIMELINE.io` on SIGUSR2 beside the runtime's own marks: each socket read and write
  * ("R"/"W" and the MQTT packet type of its first byte, or "pipe" for stdout/stderr; the number is
- * its bytes), each setImmediate scheduled and run ("setImmediate", "immediate"), and each SQLite
- * statement of the main thread ("Q:" and its text's start; the number is its µs).
+ * its bytes), when a socket's buffered writes go to the kernel ("X writev" or "X write", the
+ * number of chunks or bytes: a corked socket's writes leave together once the tick queue runs,
+ * which is after every microtask queued before it, so this is when the reply really leaves), each
+ * setImmediate scheduled and run ("setImmediate", "immediate"), and each SQLite statement of the
+ * main thread ("Q:" and its text's start; the number is its µs).
  */
 import fs from "node:fs"
 import net from "node:net"
@@ -24,6 +27,16 @@ if (file !== undefined && file !== "") {
   net.Socket.prototype.write = function (chunk, ...rest) {
     marks.push(`W ${what(this, chunk)}`, now(), chunk?.length ?? 0)
     return write.call(this, chunk, ...rest)
+  }
+  const writev = net.Socket.prototype._writev
+  net.Socket.prototype._writev = function (chunks, cb) {
+    if (this.remotePort !== undefined) marks.push("X writev", now(), chunks.length)
+    return writev.call(this, chunks, cb)
+  }
+  const writeOne = net.Socket.prototype._write
+  net.Socket.prototype._write = function (chunk, encoding, cb) {
+    if (this.remotePort !== undefined) marks.push("X write", now(), chunk?.length ?? 0)
+    return writeOne.call(this, chunk, encoding, cb)
   }
   const emit = net.Socket.prototype.emit
   net.Socket.prototype.emit = function (event, ...args) {

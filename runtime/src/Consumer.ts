@@ -567,7 +567,7 @@ export const make = (deps: {
     if (event.replyTo === undefined || !Topics.isReply(event.replyTo)) return Effect.succeed(undefined)
     const answer = data()
     if (answer === undefined) return Effect.succeed(undefined)
-    const envelope: Envelope.Envelope = { id: clock.newId(), type, correlationId: event.id, causationId: event.id, key: event.key, occurredAt: clock.now().toISOString(), ...(traceparent === undefined ? {} : { traceparent }), data: answer }
+    const envelope: Envelope.Envelope = { id: clock.newId(), type, correlationId: event.id, causationId: event.id, key: event.key, occurredAt: Envelope.occurred(clock), ...(traceparent === undefined ? {} : { traceparent }), data: answer }
     return write([], event.replyTo, Envelope.encode(envelope), 0)
   }
 

@@ -77,7 +77,7 @@ export const judge = (
       causationId: e.causationId ?? e.id,
       key: e.key ?? contract.key?.(e.data) ?? e.id,
       ...(e.replyTo === undefined ? {} : { replyTo: e.replyTo }),
-      occurredAt: e.occurredAt ?? clock.now().toISOString(),
+      occurredAt: e.occurredAt ?? Envelope.occurred(clock),
       // A client's trace context is kept when well-formed; otherwise the ingress starts a trace.
       ...(Trace.parse(e.traceparent) === undefined ? {} : { traceparent: e.traceparent! }),
       data: e.data

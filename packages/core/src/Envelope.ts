@@ -224,8 +224,12 @@ export const isoAt = (ms: number): string => {
 /** `new Date().toISOString()`, formatted once per millisecond (`isoAt`): for the stores' timestamps of each row. */
 export const isoNow = (): string => isoAt(Date.now())
 
-/** The time an event occurs at: the system clock's to the millisecond (`isoAt`), another clock's as it says. */
-const occurred = (clock: Clock): string => (clock === systemClock ? isoNow() : clock.now().toISOString())
+/**
+ * The time an event occurs at: the system clock's to the millisecond (`isoAt`), another clock's as
+ * it says (the ingress's envelope of a client's event without one, a reply: where each made a
+ * `Date` and formatted it).
+ */
+export const occurred = (clock: Clock): string => (clock === systemClock ? isoNow() : clock.now().toISOString())
 
 /** Wraps the data of an initiating event in a new envelope; the event starts its own correlation. */
 export const initiate = (

@@ -6,6 +6,7 @@
  * larger batch is a transaction of such INSERTs.
  */
 import { Effect } from "effect"
+import { Envelope } from "@baton/core"
 import { ddl, timeline, type Query, type Sql, type Store } from "./Store.ts"
 
 /** Most appends written by one statement on PostgreSQL (a larger batch: a transaction of such statements). */
@@ -166,7 +167,8 @@ export const make = async (
     const entries = batch
     batch = []
     timeline?.("f", entries.length)
-    const at = new Date().toISOString()
+    // Formatted once per millisecond (`Envelope.isoNow`), not a `Date` made and formatted per batch.
+    const at = Envelope.isoNow()
     // An oversized payload is kept as a preview: the rejection records its size.
     const kept = (e: (typeof entries)[number]) => (e.payload.length > options.maxBytes ? e.payload.subarray(0, options.previewBytes) : e.payload)
     const row = (e: (typeof entries)[number]) => [e.topic, kept(e), e.payload.length, e.clientId, at, instance]
