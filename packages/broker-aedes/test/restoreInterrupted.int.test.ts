@@ -10,15 +10,12 @@ import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import mqtt from "mqtt"
 import { EmbeddedBroker } from "@baton/broker-aedes"
-import { firsts, until } from "./waits.ts"
+import { firsts, until, within } from "./waits.ts"
 
 const dirs: Array<string> = []
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true })
 })
-
-const within = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
-  Promise.race([p, new Promise<A>((_, reject) => setTimeout(() => reject(new Error(`${what}: not done in ${ms} ms`)), ms))])
 
 // Taken over during a disk store's restore, the new connection got none of the session's stored
 // messages, in about 1 run in 5 (loop it to see it): its restore stream read, from its snapshot,

@@ -13,15 +13,12 @@ import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import mqtt from "mqtt"
 import { EmbeddedBroker } from "@baton/broker-aedes"
-import { until } from "./waits.ts"
+import { until, within } from "./waits.ts"
 
 const dirs: Array<string> = []
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true })
 })
-
-const within = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
-  Promise.race([p, new Promise<A>((_, reject) => setTimeout(() => reject(new Error(`${what}: not done in ${ms} ms`)), ms))])
 
 describe("a persistent session restoring a long queue, disk sessions store", () => {
   it.each([1, 0] as const)("does not hold up publishes for other subscribers (publishes for the restoring session at QoS %i)", async (qos) => {
