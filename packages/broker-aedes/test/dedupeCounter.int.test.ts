@@ -94,3 +94,48 @@ describe("Aedes dedupe and the wills of another broker's clients", () => {
     }
   })
 })
+
+describe("Aedes dedupe windows, per client and broker id", () => {
+  // One window (2 KB) per client and broker id it got a message from: in a cluster, every broker
+  // incarnation (a restart gives a new id) added one for the connection's lifetime. Now a client
+  // keeps the 16 most recently used; a broker id heard from again starts a new window.
+  it("a client keeps at most 16, and gets every message once from 40 broker ids in turn, each heard from again", async () => {
+    const aedes = await Aedes.createBroker()
+    const server = createServer(aedes.handle)
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+    const port = (server.address() as AddressInfo).port
+    const sub = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0, clean: true, clientId: "windows" })
+    const got: Array<string> = []
+    sub.on("message", (_t, p) => got.push(p.toString()))
+    try {
+      // Overlapping filters: each message reaches the client twice, and dedupe keeps one.
+      await sub.subscribeAsync({ "p/#": { qos: 0 }, "p/+": { qos: 0 } })
+      const sent: Array<string> = []
+      for (const round of [0, 1]) {
+        for (let b = 0; b < 40; b++) {
+          for (let c = 1; c <= 3; c++) {
+            const counter = round * 3 + c
+            const payload = `b${b}:${counter}`
+            sent.push(payload)
+            await new Promise<void>((resolve, reject) =>
+              aedes.publish({ cmd: "publish", topic: "p/1", payload: Buffer.from(payload), qos: 0, retain: false, dup: false, brokerId: `b${b}`, brokerCounter: counter } as never, (err) =>
+                err ? reject(err) : resolve()
+              )
+            )
+          }
+        }
+      }
+      await until(() => got.length >= sent.length)
+      await new Promise((r) => setTimeout(r, 50))
+      expect(got).toEqual(sent)
+      const windows = (aedes as unknown as { clients: Record<string, { duplicates: Map<string, unknown> | Record<string, unknown> }> }).clients["windows"]!.duplicates
+      const kept = windows instanceof Map ? windows.size : Object.keys(windows).length
+      expect(kept).toBeGreaterThan(0)
+      expect(kept).toBeLessThanOrEqual(16)
+    } finally {
+      await sub.endAsync()
+      await new Promise<void>((r) => aedes.close(() => r()))
+      await new Promise<void>((r) => server.close(() => r()))
+    }
+  })
+})

@@ -11,3 +11,7 @@ export const firsts = <A>(got: ReadonlyArray<A>): Array<A> => {
   for (const n of got) if (!seen.has(n)) (seen.add(n), out.push(n))
   return out
 }
+
+/** `p`, or a rejection naming `what` if it is not done within `ms` (a hang reported, not a speed measured). */
+export const within = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =>
+  Promise.race([p, new Promise<A>((_, reject) => setTimeout(() => reject(new Error(`${what}: not done in ${ms} ms`)), ms))])
