@@ -1,9 +1,10 @@
 /**
- * A takeover of a persistent session on the disk store: a live QoS 1 message published while the
- * new connection restores its subscriptions reaches both the old connection (still registered) and
- * the new one (held, Aedes patch, client.js). If the old connection acknowledges it before the new
- * one's restore stream reads the store, the stored copy is gone when the held message is released:
- * it was delivered and acknowledged, nothing to do. The new connection must stay connected.
+ * A takeover of a persistent session (memory or disk store): a live QoS 1 message published while
+ * the new connection restores its subscriptions reaches both the old connection (still registered)
+ * and the new one (held, Aedes patch, client.js). If the old connection acknowledges it before the
+ * new one's restore stream reads the store, the stored copy is gone when the held message is
+ * released: it was delivered and acknowledged, nothing to do. The new connection must stay
+ * connected.
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { createServer, type AddressInfo } from "node:net"
@@ -26,14 +27,12 @@ const publish = (aedes: Aedes, topic: string, payload: string) =>
     aedes.publish({ cmd: "publish", topic, payload: Buffer.from(payload), qos: 1, retain: false, dup: false } as never, (err) => (err ? reject(err) : resolve()))
   )
 
-describe("a takeover of a disk session while a live message is held", () => {
-  it("the new connection stays connected when the old one acknowledged the held message, and gets the next one", async () => {
+describe("a takeover of a persistent session while a live message is held", () => {
+  it.each(["memory", "disk"] as const)("%s sessions store: the new connection stays connected when the old one acknowledged the held message, and gets the next one", async (kind) => {
     const dir = mkdtempSync(join(tmpdir(), "baton-held-ack-"))
     dirs.push(dir)
-    const persistence = persistenceLevel(new Level(dir)) as unknown as {
-      delWill: (client: { id: string }) => Promise<unknown>
-    }
-    const aedes = await Aedes.createBroker({ persistence } as never)
+    const aedes = await Aedes.createBroker(kind === "disk" ? ({ persistence: persistenceLevel(new Level(dir)) } as never) : {})
+    const persistence = (aedes as unknown as { persistence: { delWill: (client: { id: string }) => Promise<unknown> } }).persistence
     const server = createServer(aedes.handle)
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
     const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`
