@@ -1194,10 +1194,22 @@ export const make = (deps: {
    * or what it holds in the given cluster partitions. Returns how many it read.
    */
   const recover = async (parts?: ReadonlyArray<number>) => {
+    // A cluster's sweep (or partitions acquired) while a backlog is being read: every row it would
+    // read that is not running would be left in the inbox (`schedule`), and the backlog's reader
+    // reads every pending row of this processor's, in arrival order, those of `parts` among them.
+    // So no read: only what `schedule` would have done with such a row. (One instance on
+    // PostgreSQL sweeps every second or two: in a burst it read and parsed the whole backlog each time.)
+    if (parts !== undefined && backlog) {
+      missed = true
+      if (inFlight.size <= maxScheduled / 2) refill()
+      return 0
+    }
     const read = await readPending(
       () => (parts === undefined ? inbox.pendingPage(processor.name, 0, maxScheduled) : inbox.pendingIn(processor.name, parts)),
       (pending, done) => {
-        for (const entry of pending) if (!done.has(entry.envelopeId)) void schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
+        // One running already is not parsed: `schedule` would find it running (`runningNow`).
+        for (const entry of pending)
+          if (!done.has(entry.envelopeId) && runningNow(entry.envelopeId, entry.key) === undefined) void schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
         return pending.length
       }
     )
