@@ -1,0 +1,143 @@
+/**
+ * A partition acquired while the consumer reads its backlog (a hand-over from a dead or leaving
+ * instance): its pending rows, some older than where the backlog's reader is in its pass, still
+ * run in arrival order per key, each once. The backlog's reader reads every pending row of the
+ * processor (other instances' partitions' too, skipped as not owned); one pass may read several
+ * pages, and ownership can change between two of them.
+ * Real PostgreSQL, a real Consumer; the acquisition (the partition owned, `recover(parts)` as
+ * Consuming's `acquired` calls it) happens between two pages of a pass.
+ */
+import { afterAll, describe, expect, it } from "vitest"
+import { Effect } from "effect"
+import { Log, type Processor } from "@baton/core"
+import { Supervisor } from "@baton/actors"
+import * as Consumer from "../src/Consumer.ts"
+import { alone as alonePg, closeHarness, eventsOf, within, type Harness } from "./chainPg.ts"
+
+const cleanups: Array<() => Promise<void>> = []
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c()
+})
+
+const gate = () => {
+  let open!: () => void
+  const opened = new Promise<void>((r) => (open = r))
+  return { opened, open }
+}
+
+const most = 4
+const partitions = 2
+const partOf = (key: string) => Consumer.partitionOf(key, partitions)
+/**
+ * Keys `a` and `b` of partition 0 (this instance's), each on an actor of its own (of four), `c`
+ * of partition 0 too, and `q` of partition 1 (another instance's until acquired), on an actor
+ * neither `a` nor `b` is on.
+ */
+const [aKey, bKey, cKey, qKey] = (() => {
+  const candidates = Array.from({ length: 200 }, (_, i) => `k${i}`)
+  const a = candidates.find((k) => partOf(k) === 0)!
+  const b = candidates.find((k) => partOf(k) === 0 && Consumer.partitionOf(k, most) !== Consumer.partitionOf(a, most))!
+  const c = candidates.find((k) => partOf(k) === 0 && k !== a && k !== b)!
+  const q = candidates.find((k) => partOf(k) === 1 && Consumer.partitionOf(k, most) !== Consumer.partitionOf(a, most) && Consumer.partitionOf(k, most) !== Consumer.partitionOf(b, most))!
+  return [a, b, c, q]
+})()
+
+describe("Consumer: a partition acquired while its backlog is being read (PostgreSQL)", () => {
+  it("runs the acquired partition's pending messages in arrival order per key, each once", async () => {
+    const h0 = await alonePg(partitions, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, id TEXT NOT NULL)")
+    // Partition 1 is another (dead) instance's until acquired here.
+    const ownedParts = new Set([0])
+    const owned = { has: (key: string) => ownedParts.has(partOf(key)) }
+    let pages = 0
+    let acquire: (() => void) | undefined
+    const h: Harness = {
+      ...h0,
+      inbox: {
+        ...h0.inbox,
+        pendingPage: async (processor: string, after: number, limit: number) => {
+          // The second page of a pass: the partition was acquired meanwhile.
+          if (after > 0 && ++pages === 1) acquire?.()
+          return h0.inbox.pendingPage(processor, after, limit)
+        }
+      }
+    }
+    const gates = new Map<string, ReturnType<typeof gate>>()
+    const runs = new Map<string, number>()
+    const processor: Processor = {
+      name: "p",
+      consumes: [],
+      topics: ["events/x"],
+      handle: (event) =>
+        Effect.as(
+          Effect.andThen(
+            Effect.promise(() => {
+              runs.set(event.id, (runs.get(event.id) ?? 0) + 1)
+              return gates.get(event.id)?.opened ?? Promise.resolve()
+            }),
+            h.store.query("INSERT INTO effects (id) VALUES (?)").run(event.id)
+          ),
+          []
+        )
+    }
+    const actors = Array.from({ length: most }, (_, a) => Supervisor.make(h.system, `p-h-${a}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
+    h.fibers.push(...actors.map((a) => Effect.runFork(a.run)))
+    const consumer = Consumer.make({
+      processor,
+      actors,
+      store: h.store,
+      inbox: h.inbox,
+      outbox: h.outbox,
+      reject: h.reject,
+      poke: () => undefined,
+      router: h.router,
+      routePublic: true,
+      logger: Log.silent,
+      maxScheduled: most,
+      cluster: { owns: (key) => owned.has(key), holds: (key) => Effect.succeed(owned.has(key)), alone: () => false }
+    })
+    acquire = () => {
+      ownedParts.add(1)
+      void consumer.recover([1])
+    }
+    try {
+      const eventOf = eventsOf("h")
+      // In arrival order: four scheduled (held: x1 and x2 running, x3 and x4 behind them on their keys), then q1 (not owned yet), f1, then q2 of the same key as q1.
+      const x1 = eventOf(aKey), x2 = eventOf(bKey), x3 = eventOf(aKey), x4 = eventOf(bKey)
+      const q1 = eventOf(qKey), f1 = eventOf(cKey), q2 = eventOf(qKey)
+      const all = [x1, x2, x3, x4, q1, f1, q2]
+      for (const e of [x1, x2, x3, x4]) gates.set(e.id, gate())
+      for (const e of all) await h.store.transaction(h.inbox.receive("p", { envelopeId: e.id, topic: "events/x", key: e.key, payload: JSON.stringify(e) }))
+      for (const e of [x1, x2, x3, x4]) void consumer.schedule(e, "events/x", JSON.stringify(e))
+      expect(consumer.inFlight()).toBe(most)
+      // Arrivals past the room: left in the inbox, a backlog.
+      for (const e of [q1, f1, q2]) void consumer.schedule(e, "events/x", JSON.stringify(e))
+      expect(consumer.backlogged()).toBe(true)
+      // Half the room free: the backlog's reader reads x3, x4 (running), q1 (not owned), f1 | q2.
+      gates.get(x1.id)!.open()
+      gates.get(x2.id)!.open()
+      await within(
+        (async () => {
+          while (pages === 0) await new Promise((r) => setTimeout(r, 5))
+          await new Promise((r) => setTimeout(r, 200))
+          for (;;) {
+            for (const g of gates.values()) g.open()
+            await consumer.idle()
+            const pending = await h.store.run(h.store.query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'").get())
+            if (Number(pending?.n) === 0) return
+            for (const g of gates.values()) g.open()
+            if (consumer.inFlight() === 0 && !consumer.backlogged()) await consumer.recover([0, 1])
+            await new Promise((r) => setTimeout(r, 10))
+          }
+        })(),
+        10_000,
+        "every message done"
+      )
+      expect(pages).toBeGreaterThan(0)
+      for (const e of all) expect(runs.get(e.id), e.id).toBe(1)
+      const order = (await h.store.run(h.store.query("SELECT id FROM effects ORDER BY n").all())).map((r) => String(r.id))
+      expect(order.filter((id) => id === q1.id || id === q2.id), "q's messages in arrival order").toEqual([q1.id, q2.id])
+    } finally {
+      await closeHarness(h0)
+    }
+  }, 30_000)
+})
