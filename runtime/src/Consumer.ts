@@ -839,6 +839,8 @@ export const make = (deps: {
   let backlog = false
   /** An arrival was left in the inbox while a refill was reading it: read again before leaving backlog. */
   let missed = false
+  /** Partitions swept (or acquired) while a backlog was being read (`recover`): read once at the end of the pass. */
+  const swept = new Set<number>()
   let refilling: Promise<void> | undefined
   const owns = deps.cluster?.owns
   const readBacklog = async (): Promise<void> => {
@@ -883,6 +885,21 @@ export const make = (deps: {
         )
         if (full === undefined) return
         if (!full) break
+      }
+      // A sweep (or partitions acquired) while the pass was out: the pass may have gone past a
+      // row of theirs committed behind its position. Not another pass on that alone: a pass
+      // reads other instances' partitions too and may outlast the sweep's period, and then the
+      // backlog would never end (a pass after every pass). Their pending rows, read once: one
+      // not running, another pass.
+      if (!missed && swept.size > 0) {
+        const parts = [...swept]
+        swept.clear()
+        await readPending(
+          () => inbox.pendingIn(processor.name, parts),
+          (pending, done) => {
+            for (const entry of pending) if (!done.has(entry.envelopeId) && runningNow(entry.envelopeId, entry.key) === undefined) return void (missed = true)
+          }
+        )
       }
       if (!missed) backlog = false
     }
@@ -1217,10 +1234,11 @@ export const make = (deps: {
     // A cluster's sweep (or partitions acquired) while a backlog is being read: every row it would
     // read that is not running would be left in the inbox (`schedule`), and the backlog's reader
     // reads every pending row of this processor's, in arrival order, those of `parts` among them.
-    // So no read: only what `schedule` would have done with such a row. (One instance on
-    // PostgreSQL sweeps every second or two: in a burst it read and parsed the whole backlog each time.)
+    // So no read now: the pass that ends after it reads the partitions' pending rows once
+    // (`swept`). (One instance on PostgreSQL sweeps every second or two: in a burst it read and
+    // parsed the whole backlog each time.)
     if (parts !== undefined && backlog) {
-      missed = true
+      for (const part of parts) swept.add(part)
       if (inFlight.size <= maxScheduled / 2) refill()
       return 0
     }

@@ -141,3 +141,70 @@ describe("Consumer: a partition acquired while its backlog is being read (Postgr
     }
   }, 30_000)
 })
+
+describe("Consumer: a cluster's sweep during each pass of a backlog's reader (PostgreSQL)", () => {
+  /**
+   * A pass over the processor's pending rows reads other instances' partitions' too (skipped): with
+   * a large backlog elsewhere a pass outlasts the sweep's period, and a sweep comes during every
+   * pass. Once this instance's own messages are all done, the backlog ends all the same (a sweep
+   * that finds nothing of its partitions pending and not running does not keep it going).
+   */
+  it("leaves backlog mode once its own messages are done, though a sweep comes during every pass", async () => {
+    const h0 = await alonePg(partitions, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, id TEXT NOT NULL)")
+    let passes = 0
+    let consumer: Consumer.Consumer | undefined
+    const h: Harness = {
+      ...h0,
+      inbox: {
+        ...h0.inbox,
+        pendingPage: async (processor: string, after: number, limit: number) => {
+          // The first page of a pass; the sweep comes while the pass reads its later pages (at most 40 times).
+          if (after === 0 && ++passes <= 40) queueMicrotask(() => void consumer?.recover([0]))
+          return h0.inbox.pendingPage(processor, after, limit)
+        }
+      }
+    }
+    const gates = new Map<string, ReturnType<typeof gate>>()
+    const processor: Processor = {
+      name: "p",
+      consumes: [],
+      topics: ["events/x"],
+      handle: (event) => Effect.as(Effect.andThen(Effect.promise(() => gates.get(event.id)?.opened ?? Promise.resolve()), h.store.query("INSERT INTO effects (id) VALUES (?)").run(event.id)), [])
+    }
+    const actors = Array.from({ length: most }, (_, a) => Supervisor.make(h.system, `p-s-${a}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
+    h.fibers.push(...actors.map((a) => Effect.runFork(a.run)))
+    consumer = Consumer.make({
+      processor, actors, store: h.store, inbox: h.inbox, outbox: h.outbox, reject: h.reject, poke: () => undefined, router: h.router, routePublic: true, logger: Log.silent, maxScheduled: most,
+      cluster: { owns: (key) => partOf(key) === 0, holds: (key) => Effect.succeed(partOf(key) === 0), alone: () => false }
+    })
+    try {
+      const eventOf = eventsOf("s")
+      // Another instance's backlog (partition 1): more than a page.
+      for (let i = 0; i < 3 * most; i++) {
+        const e = eventOf(qKey)
+        await h.store.transaction(h.inbox.receive("p", { envelopeId: e.id, topic: "events/x", key: e.key, payload: JSON.stringify(e) }))
+      }
+      const own = [eventOf(aKey), eventOf(bKey), eventOf(aKey), eventOf(bKey), eventOf(cKey)]
+      for (const e of own.slice(0, most)) gates.set(e.id, gate())
+      for (const e of own) await h.store.transaction(h.inbox.receive("p", { envelopeId: e.id, topic: "events/x", key: e.key, payload: JSON.stringify(e) }))
+      for (const e of own) void consumer.schedule(e, "events/x", JSON.stringify(e))
+      expect(consumer.backlogged()).toBe(true)
+      for (const g of gates.values()) g.open()
+      await within(
+        (async () => {
+          for (;;) {
+            await consumer!.idle()
+            const pending = await h.store.run(h.store.query(`SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending' AND envelope_id IN (${own.map(() => "?").join(", ")})`).get(...own.map((e) => e.id)))
+            if (Number(pending?.n) === 0 && !consumer!.backlogged()) return
+            await new Promise((r) => setTimeout(r, 10))
+          }
+        })(),
+        10_000,
+        "own messages done"
+      )
+      expect(passes, "passes of the backlog's reader").toBeLessThan(5)
+    } finally {
+      await closeHarness(h0)
+    }
+  }, 30_000)
+})
