@@ -890,8 +890,8 @@ export const make = (deps: {
       // row of theirs committed behind its position. Not another pass on that alone: a pass
       // reads other instances' partitions too and may outlast the sweep's period, and then the
       // backlog would never end (a pass after every pass). Their pending rows, read once: one
-      // not running, another pass.
-      if (!missed && swept.size > 0) {
+      // not running, another pass (and read again for a sweep that came while they were read).
+      while (!missed && swept.size > 0) {
         const parts = [...swept]
         swept.clear()
         await readPending(

@@ -208,3 +208,81 @@ describe("Consumer: a cluster's sweep during each pass of a backlog's reader (Po
     }
   }, 30_000)
 })
+
+describe("Consumer: a partition acquired while the end of a backlog's pass reads what was swept (PostgreSQL)", () => {
+  /**
+   * The pass's last page read, a sweep's partitions' pending rows are read once; a partition
+   * acquired meanwhile (its messages skipped by the pass, not owned then) is read too before the
+   * backlog ends: its message runs without waiting for another sweep.
+   */
+  it("runs the acquired partition's message, with no sweep after it", async () => {
+    const h0 = await alonePg(partitions, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, id TEXT NOT NULL)")
+    const ownedParts = new Set([0])
+    let consumer: Consumer.Consumer | undefined
+    let swept = false
+    let acquired = false
+    const h: Harness = {
+      ...h0,
+      inbox: {
+        ...h0.inbox,
+        pendingPage: async (processor: string, after: number, limit: number) => {
+          // A sweep while the pass is out.
+          if (!swept) {
+            swept = true
+            queueMicrotask(() => void consumer?.recover([0]))
+          }
+          return h0.inbox.pendingPage(processor, after, limit)
+        },
+        pendingIn: async (processor: string, parts: ReadonlyArray<number>) => {
+          const rows = await h0.inbox.pendingIn(processor, parts)
+          // Partition 1 acquired while the swept partitions' rows are read.
+          if (!acquired) {
+            acquired = true
+            ownedParts.add(1)
+            void consumer?.recover([1])
+          }
+          return rows
+        }
+      }
+    }
+    const gates = new Map<string, ReturnType<typeof gate>>()
+    const processor: Processor = {
+      name: "p",
+      consumes: [],
+      topics: ["events/x"],
+      handle: (event) => Effect.as(Effect.andThen(Effect.promise(() => gates.get(event.id)?.opened ?? Promise.resolve()), h.store.query("INSERT INTO effects (id) VALUES (?)").run(event.id)), [])
+    }
+    const actors = Array.from({ length: most }, (_, a) => Supervisor.make(h.system, `p-e-${a}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
+    h.fibers.push(...actors.map((a) => Effect.runFork(a.run)))
+    const owns = (key: string) => ownedParts.has(partOf(key))
+    consumer = Consumer.make({
+      processor, actors, store: h.store, inbox: h.inbox, outbox: h.outbox, reject: h.reject, poke: () => undefined, router: h.router, routePublic: true, logger: Log.silent, maxScheduled: most,
+      cluster: { owns, holds: (key) => Effect.succeed(owns(key)), alone: () => false }
+    })
+    try {
+      const eventOf = eventsOf("e")
+      const q1 = eventOf(qKey)
+      const own = [eventOf(aKey), eventOf(bKey), eventOf(aKey), eventOf(bKey), eventOf(cKey)]
+      for (const e of own.slice(0, most)) gates.set(e.id, gate())
+      for (const e of [q1, ...own]) await h.store.transaction(h.inbox.receive("p", { envelopeId: e.id, topic: "events/x", key: e.key, payload: JSON.stringify(e) }))
+      for (const e of own) void consumer.schedule(e, "events/x", JSON.stringify(e))
+      expect(consumer.backlogged()).toBe(true)
+      for (const g of gates.values()) g.open()
+      await within(
+        (async () => {
+          for (;;) {
+            await consumer!.idle()
+            const pending = await h.store.run(h.store.query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'").get())
+            if (Number(pending?.n) === 0) return
+            await new Promise((r) => setTimeout(r, 10))
+          }
+        })(),
+        3_000,
+        "every message done (no sweep after the acquisition)"
+      )
+      expect(acquired).toBe(true)
+    } finally {
+      await closeHarness(h0)
+    }
+  }, 30_000)
+})
