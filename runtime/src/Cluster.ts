@@ -538,8 +538,9 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
       // instances was the sweep's, nearly all in flight); every `fullSweepEvery`-th one reads
       // everything pending (a message handed over once that its consumer did not keep). Alone
       // (no other live instance writes into its partitions), an instance sweeps as before: what
-      // arrived since the last read is then its own messages in flight, each read again, parsed
-      // and a few run twice to fail as no longer pending (one instance on PostgreSQL, `ab.ts pg
+      // arrived since the last read is then its own messages in flight, each read again (not
+      // parsed when running, and while the processor's backlog is being read one read at the end
+      // of the backlog's pass, not one a sweep: Consumer's `recover`) and a few run twice to fail as no longer pending (one instance on PostgreSQL, `ab.ts pg
       // 1500 6`: 30.8 -> 29.8 statements and 4.6 -> 4.0 writes an order with the sweep as before).
       let sweeps = 0
       sweep = setInterval(() => {

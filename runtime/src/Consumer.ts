@@ -839,11 +839,21 @@ export const make = (deps: {
   let backlog = false
   /** An arrival was left in the inbox while a refill was reading it: read again before leaving backlog. */
   let missed = false
+  /** Partitions swept (or acquired) while a backlog was being read (`recover`): read once at the end of the pass. */
+  const swept = new Set<number>()
   let refilling: Promise<void> | undefined
+  const owns = deps.cluster?.owns
   const readBacklog = async (): Promise<void> => {
     while (backlog) {
       missed = false
       let after = 0
+      /**
+       * Partitions of rows this pass skipped as another instance's. One of them owned further on
+       * (acquired between two pages) has rows behind the pass's position, older than its rows
+       * ahead: the pass starts again from the first row, or a key's later message would run
+       * before its earlier ones (Consumer.backlogHandover.pg.test.ts).
+       */
+      const others = new Set<number>()
       for (;;) {
         // Undefined: the room is full (the end of a run reads on from the start); else whether the page was full.
         const full = await readPending(
@@ -851,6 +861,18 @@ export const make = (deps: {
           (page, done) => {
             for (const entry of page) {
               if (inFlight.size >= maxScheduled) return undefined
+              if (owns !== undefined) {
+                if (!owns(entry.key)) {
+                  others.add(entry.part)
+                  after = entry.seq
+                  continue
+                }
+                if (others.has(entry.part)) {
+                  others.clear()
+                  after = 0
+                  return true
+                }
+              }
               after = entry.seq
               if (done.has(entry.envelopeId)) continue
               // Running already (the page starts at the oldest pending, those in flight): its submit
@@ -863,6 +885,21 @@ export const make = (deps: {
         )
         if (full === undefined) return
         if (!full) break
+      }
+      // A sweep (or partitions acquired) while the pass was out: the pass may have gone past a
+      // row of theirs committed behind its position. Not another pass on that alone: a pass
+      // reads other instances' partitions too and may outlast the sweep's period, and then the
+      // backlog would never end (a pass after every pass). Their pending rows, read once: one
+      // not running, another pass (and read again for a sweep that came while they were read).
+      while (!missed && swept.size > 0) {
+        const parts = [...swept]
+        swept.clear()
+        await readPending(
+          () => inbox.pendingIn(processor.name, parts),
+          (pending, done) => {
+            for (const entry of pending) if (!done.has(entry.envelopeId) && runningNow(entry.envelopeId, entry.key) === undefined) return void (missed = true)
+          }
+        )
       }
       if (!missed) backlog = false
     }
@@ -1194,10 +1231,23 @@ export const make = (deps: {
    * or what it holds in the given cluster partitions. Returns how many it read.
    */
   const recover = async (parts?: ReadonlyArray<number>) => {
+    // A cluster's sweep (or partitions acquired) while a backlog is being read: every row it would
+    // read that is not running would be left in the inbox (`schedule`), and the backlog's reader
+    // reads every pending row of this processor's, in arrival order, those of `parts` among them.
+    // So no read now: the pass that ends after it reads the partitions' pending rows once
+    // (`swept`). (One instance on PostgreSQL sweeps every second or two: in a burst it read and
+    // parsed the whole backlog each time.)
+    if (parts !== undefined && backlog) {
+      for (const part of parts) swept.add(part)
+      if (inFlight.size <= maxScheduled / 2) refill()
+      return 0
+    }
     const read = await readPending(
       () => (parts === undefined ? inbox.pendingPage(processor.name, 0, maxScheduled) : inbox.pendingIn(processor.name, parts)),
       (pending, done) => {
-        for (const entry of pending) if (!done.has(entry.envelopeId)) void schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
+        // One running already is not parsed: `schedule` would find it running (`runningNow`).
+        for (const entry of pending)
+          if (!done.has(entry.envelopeId) && runningNow(entry.envelopeId, entry.key) === undefined) void schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
         return pending.length
       }
     )

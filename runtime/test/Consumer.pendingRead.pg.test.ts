@@ -188,3 +188,51 @@ describe("Consumer: a read's answer and a run's end a few turns apart (PostgreSQ
     }
   }, 60_000)
 })
+
+describe("Consumer: a cluster's sweep while a backlog is being read (PostgreSQL)", () => {
+  /**
+   * Past `maxScheduled`, arrivals stay pending and the backlog's reader reads them in arrival
+   * order; a sweep (`recover(parts)`) then would leave every row it found that is not running in
+   * the inbox. It reads nothing (before: every sweep of one instance on PostgreSQL read and parsed
+   * the whole backlog, every second or two), and every message still runs once and ends done.
+   */
+  it("reads no pending rows, and every message runs once", async () => {
+    const base = await alonePg(1, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, id TEXT NOT NULL)")
+    let reads = 0
+    const h: Harness = {
+      ...base,
+      inbox: {
+        ...base.inbox,
+        pendingIn: (processor: string, parts: ReadonlyArray<number>) => {
+          reads++
+          return base.inbox.pendingIn(processor, parts)
+        }
+      }
+    }
+    const gates = new Map<string, ReturnType<typeof gate>>()
+    const runs = new Map<string, number>()
+    try {
+      const consumer = consumerOf(h, counting(h, runs, gates, () => {}), "b", new Map(), () => true, most, 2)
+      const eventOf = eventsOf("b")
+      const events = keys.map((key) => eventOf(key))
+      for (const event of events) gates.set(event.id, gate())
+      await h.store.transaction(
+        Effect.forEach(events, (event) => h.inbox.receive("p", { envelopeId: event.id, topic: "events/x", key: event.key, payload: JSON.stringify(event) }), { discard: true })
+      )
+      // Two run (held at their gates), the others are left in the inbox: a backlog.
+      for (const event of events) void consumer.schedule(event, "events/x", JSON.stringify(event))
+      expect(consumer.inFlight()).toBe(2)
+      expect(consumer.backlogged()).toBe(true)
+      expect(await consumer.recover([0])).toBe(0)
+      expect(reads).toBe(0)
+      for (const g of gates.values()) g.open()
+      await consumer.idle()
+      for (const event of events) expect(runs.get(event.id), event.id).toBe(1)
+      const ids = events.map((e) => e.id)
+      const pending = await h.store.run(h.store.query(`SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending' AND envelope_id IN (${ids.map(() => "?").join(", ")})`).get(...ids))
+      expect(Number(pending?.n)).toBe(0)
+    } finally {
+      await closeHarness(base)
+    }
+  }, 30_000)
+})

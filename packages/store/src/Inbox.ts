@@ -227,7 +227,7 @@ export const make = async (
   const settleUpdate = `UPDATE inbox SET status = ?, done_at = ?, payload = COALESCE(?, payload) WHERE ${settleWhere} RETURNING 1`
   const settled = store.dialect === "pg" ? store.query(`WITH s AS (${settleUpdate}) SELECT baton_settled((SELECT COUNT(*) FROM s))`) : undefined
   const pending = store.query("SELECT envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' ORDER BY rowid")
-  const pendingAfter = store.query("SELECT rowid AS seq, envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' AND rowid > ? ORDER BY rowid LIMIT ?")
+  const pendingAfter = store.query("SELECT rowid AS seq, part, envelope_id, topic, key, payload FROM inbox WHERE processor = ? AND status = 'pending' AND rowid > ? ORDER BY rowid LIMIT ?")
   const prune = store.query("DELETE FROM inbox WHERE status <> 'pending' AND done_at < ? RETURNING status")
   const othersPending = store.query("SELECT 1 AS pending FROM inbox WHERE processor = ? AND status = 'pending' AND envelope_id <> ? LIMIT 1")
   const notify = options.notify
@@ -350,10 +350,10 @@ export const make = async (
     pending: (processor: string): Promise<ReadonlyArray<Entry>> => store.run(Effect.map(pending.all(processor), (rows) => rows.map(entryOf))),
     /**
      * At most `limit` of them, in arrival order, after the row `after` (0: from the first): a page
-     * of a backlog, read when there is room to run it (back-pressure, see Consumer).
+     * of a backlog, read when there is room to run it (back-pressure, see Consumer), each with its partition.
      */
-    pendingPage: (processor: string, after: number, limit: number): Promise<ReadonlyArray<Entry & { readonly seq: number }>> =>
-      store.run(Effect.map(pendingAfter.all(processor, after, limit), (rows) => rows.map((r) => ({ ...entryOf(r), seq: Number(r.seq) })))),
+    pendingPage: (processor: string, after: number, limit: number): Promise<ReadonlyArray<Entry & { readonly seq: number; readonly part: number }>> =>
+      store.run(Effect.map(pendingAfter.all(processor, after, limit), (rows) => rows.map((r) => ({ ...entryOf(r), seq: Number(r.seq), part: Number(r.part) })))),
     /** The same, for the given cluster partitions only (a partition this instance just acquired). */
     pendingIn: (processor: string, parts: ReadonlyArray<number>): Promise<ReadonlyArray<Entry>> =>
       parts.length === 0
