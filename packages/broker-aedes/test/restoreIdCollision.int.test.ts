@@ -49,6 +49,20 @@ const publish = (aedes: Aedes, payload: string) =>
     aedes.publish({ cmd: "publish", topic: "k/1", payload: Buffer.from(payload), qos: 1, retain: false, dup: false } as never, (err) => (err ? reject(err) : resolve()))
   )
 
+/** Aedes on an ephemeral port; `close` ends the clients put in `clients`, then the broker. */
+const broker = async (options: object) => {
+  const aedes = await Aedes.createBroker(options as never)
+  const server = createServer(aedes.handle)
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+  const clients: Array<mqtt.MqttClient> = []
+  const close = async () => {
+    for (const cl of clients) cl.end(true)
+    await new Promise<void>((r) => aedes.close(() => r()))
+    await new Promise<void>((r) => server.close(() => r()))
+  }
+  return { aedes, url: `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`, clients, close }
+}
+
 interface Got {
   readonly payload: string
   readonly messageId: number
@@ -83,11 +97,7 @@ const connect = (url: string, clientId = "id-collide") => {
 describe.each(kinds)("a %s session's restore whose new packet ids meet the ones its stored messages kept", (kind) => {
   it.each(["queued before the reconnect", "published after it"] as const)("messages %s: each in flight has its own packet id, and one the client never acknowledged comes again on the next connection", async (when) => {
     const store = persistence(kind)
-    const aedes = await Aedes.createBroker((store === undefined ? {} : { persistence: store }) as never)
-    const server = createServer(aedes.handle)
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
-    const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`
-    const clients: Array<mqtt.MqttClient> = []
+    const { aedes, url, clients, close } = await broker(store === undefined ? {} : { persistence: store })
     try {
       const first = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clean: false, clientId: "id-collide" })
       await first.subscribeAsync("k/#", { qos: 1 })
@@ -132,9 +142,7 @@ describe.each(kinds)("a %s session's restore whose new packet ids meet the ones 
         lost
       }, `B got ${JSON.stringify(b.got)}; C got ${JSON.stringify(c.got)}`).toEqual({ kept: a.got.map((g) => g.messageId), distinct: 20, lost: [] })
     } finally {
-      for (const cl of clients) cl.end(true)
-      await new Promise<void>((r) => aedes.close(() => r()))
-      await new Promise<void>((r) => server.close(() => r()))
+      await close()
     }
   }, 20_000)
 })
@@ -146,16 +154,12 @@ describe.each(kinds)("a %s session's restore whose new packet ids meet the ones 
  */
 describe("a redis session's stored messages with one packet id (another session's, kept for all in Redis)", () => {
   it("go out with ids of their own, and one the client never acknowledged comes again on the next connection", async () => {
-    const aedes = await Aedes.createBroker({ persistence: persistence("redis") } as never)
-    const server = createServer(aedes.handle)
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
-    const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const { aedes, url, clients, close } = await broker({ persistence: persistence("redis") })
     const subscribe = async (clientId: string) => {
       const c = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clean: false, clientId })
       await c.subscribeAsync("k/#", { qos: 1 })
       await c.endAsync()
     }
-    const clients: Array<mqtt.MqttClient> = []
     const session = async (clientId: string, messages: number) => {
       const s = connect(url, clientId)
       clients.push(s.client)
@@ -193,9 +197,7 @@ describe("a redis session's stored messages with one packet id (another session'
         again: q3.got.map((g) => g.payload)
       }, `q got ${JSON.stringify(q2.got)}`).toEqual({ payloads: ["m0", "m1"], distinct: 2, again: ["m1"] })
     } finally {
-      for (const cl of clients) cl.end(true)
-      await new Promise<void>((r) => aedes.close(() => r()))
-      await new Promise<void>((r) => server.close(() => r()))
+      await close()
     }
   }, 20_000)
 })
@@ -210,15 +212,11 @@ describe("a redis session's stored messages with one packet id (another session'
 describe("a redis session's PUBREL stored behind a message never sent", () => {
   it("goes again with its id, and the message before it gets another", async () => {
     let deny = false
-    const aedes = await Aedes.createBroker({
+    const { aedes, url, clients, close } = await broker({
       persistence: persistence("redis"),
       authorizeForward: (_client: unknown, packet: unknown) => (deny ? null : packet)
-    } as never)
-    const server = createServer(aedes.handle)
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
-    const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`
+    })
     const opts = { protocolVersion: 4 as const, reconnectPeriod: 0, clean: false, clientId: "id-pubrel" }
-    const clients: Array<mqtt.MqttClient> = []
     /** A client that records the packets it gets and sends none of its PUBRECs and PUBCOMPs until `release`. */
     const connectQoS2 = () => {
       const client = mqtt.connect(url, opts)
@@ -271,9 +269,7 @@ describe("a redis session's PUBREL stored behind a message never sent", () => {
         m1Id: "another"
       })
     } finally {
-      for (const cl of clients) cl.end(true)
-      await new Promise<void>((r) => aedes.close(() => r()))
-      await new Promise<void>((r) => server.close(() => r()))
+      await close()
     }
   }, 20_000)
 })
