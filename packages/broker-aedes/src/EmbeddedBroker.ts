@@ -446,7 +446,13 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
           authorizeForward: (client, packet) => {
             if (guard.maxInflight === undefined || packet.qos === 0) return packet
             const n = inflight.get(client) ?? 0
-            if (n >= guard.maxInflight) {
+            // A persistent session's stored messages at its restore (the Aedes patch's `_restored`:
+            // from the restore of its subscriptions to the end of its stored stream, while its live
+            // messages are held) are sent whatever the count: Aedes clears a stored message refused
+            // at a restore, so the bound deleted what the session had kept. The stored stream writes
+            // one at a time, each after the previous write, and a client that stops reading is
+            // disconnected after the drain timeout; they count towards the bound for what follows.
+            if (n >= guard.maxInflight && (client as unknown as { _restored?: unknown })._restored == null) {
               guard.onRefused?.("inflight", client.id, `${n} messages unacknowledged (limit ${guard.maxInflight}); message dropped for this client`, packet.topic)
               return null
             }
