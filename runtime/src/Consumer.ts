@@ -842,18 +842,23 @@ export const make = (deps: {
   /** Partitions swept (or acquired) while a backlog was being read (`recover`): read once at the end of the pass. */
   const swept = new Set<number>()
   let refilling: Promise<void> | undefined
-  const owns = deps.cluster?.owns
+  /** A cluster's ownership, for the backlog's reader (PostgreSQL only: alone on SQLite, every row is this instance's, nothing to ask per row). */
+  const owns = store.dialect === "pg" ? deps.cluster?.owns : undefined
+  /** What a partition's rows were when a pass met them: another instance's (-2), or this instance's under a tenure (0 without tenures; -1: a claim on its way). */
+  const notOwned = -2
   const readBacklog = async (): Promise<void> => {
     while (backlog) {
       missed = false
       let after = 0
       /**
-       * Partitions of rows this pass skipped as another instance's. One of them owned further on
-       * (acquired between two pages) has rows behind the pass's position, older than its rows
-       * ahead: the pass starts again from the first row, or a key's later message would run
+       * What each partition's rows were when this pass met them: another instance's, or this
+       * one's under a tenure. One owned further on under another tenure (acquired between two
+       * pages; or lost and acquired again, its messages this pass ran then stale, skipped when
+       * their turn comes) has rows behind the pass's position, older than its rows ahead, not
+       * running: the pass starts again from the first row, or a key's later message would run
        * before its earlier ones (Consumer.backlogHandover.pg.test.ts).
        */
-      const others = new Set<number>()
+      const met = new Map<number, number>()
       for (;;) {
         // Undefined: the room is full (the end of a run reads on from the start); else whether the page was full.
         const full = await readPending(
@@ -862,15 +867,17 @@ export const make = (deps: {
             for (const entry of page) {
               if (inFlight.size >= maxScheduled) return undefined
               if (owns !== undefined) {
-                if (!owns(entry.key)) {
-                  others.add(entry.part)
-                  after = entry.seq
-                  continue
-                }
-                if (others.has(entry.part)) {
-                  others.clear()
+                const now = !owns(entry.key) ? notOwned : (tenureOf?.(entry.key) ?? 0)
+                const before = met.get(entry.part)
+                if (now !== notOwned && before !== undefined && before !== now) {
+                  met.clear()
                   after = 0
                   return true
+                }
+                met.set(entry.part, now)
+                if (now === notOwned) {
+                  after = entry.seq
+                  continue
                 }
               }
               after = entry.seq

@@ -286,3 +286,107 @@ describe("Consumer: a partition acquired while the end of a backlog's pass reads
     }
   }, 30_000)
 })
+
+describe("Consumer: a partition lost and acquired again while its backlog is being read (PostgreSQL)", () => {
+  /**
+   * The pass ran a message of the partition (scheduled in its tenure then), the partition changed
+   * hands twice before the pass's next page (lost, acquired again: a new tenure), and the pass met
+   * none of its rows meanwhile. The message scheduled in the old tenure is skipped when its turn
+   * comes (stale); the key's later message, met on the next page under the new tenure, must not run
+   * before it.
+   */
+  it("runs the partition's messages in arrival order per key, each once", async () => {
+    const parts3 = 3
+    const partOf3 = (key: string) => Consumer.partitionOf(key, parts3)
+    const actorOf = (key: string) => Consumer.partitionOf(key, most)
+    const names = Array.from({ length: 400 }, (_, i) => `k${i}`)
+    // q: partition 1 (lost and acquired again); s: partition 0, on q's actor (held: q's messages queue behind it);
+    // a, b, c: partition 0, on other actors; y: partition 2 (another instance's).
+    const q = names.find((k) => partOf3(k) === 1)!
+    const s = names.find((k) => partOf3(k) === 0 && actorOf(k) === actorOf(q))!
+    const [a, b, c] = names.filter((k) => partOf3(k) === 0 && actorOf(k) !== actorOf(q)).slice(0, 3) as [string, string, string]
+    const y = names.find((k) => partOf3(k) === 2)!
+    const h0 = await alonePg(parts3, cleanups, "CREATE TABLE effects (n BIGSERIAL PRIMARY KEY, id TEXT NOT NULL)")
+    const ownedParts = new Set([0, 1])
+    const tenures = new Map([[0, 1], [1, 1]])
+    let consumer: Consumer.Consumer | undefined
+    let handedOver = false
+    const h: Harness = {
+      ...h0,
+      inbox: {
+        ...h0.inbox,
+        pendingPage: async (processor: string, after: number, limit: number) => {
+          if (after > 0 && !handedOver) {
+            // Between two pages: partition 1 lost and acquired again (a new claim: epoch 2), then Consuming's `acquired`.
+            handedOver = true
+            await h0.store.transaction(h0.store.query("UPDATE cluster_partitions SET epoch = 2 WHERE part = 1").run())
+            tenures.set(1, 2)
+            void consumer?.recover([1])
+          }
+          return h0.inbox.pendingPage(processor, after, limit)
+        }
+      }
+    }
+    const gates = new Map<string, ReturnType<typeof gate>>()
+    const runs = new Map<string, number>()
+    const processor: Processor = {
+      name: "p",
+      consumes: [],
+      topics: ["events/x"],
+      handle: (event) =>
+        Effect.as(
+          Effect.andThen(
+            Effect.promise(() => {
+              runs.set(event.id, (runs.get(event.id) ?? 0) + 1)
+              return gates.get(event.id)?.opened ?? Promise.resolve()
+            }),
+            h.store.query("INSERT INTO effects (id) VALUES (?)").run(event.id)
+          ),
+          []
+        )
+    }
+    const actors = Array.from({ length: most }, (_, i) => Supervisor.make(h.system, `p-l-${i}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
+    h.fibers.push(...actors.map((x) => Effect.runFork(x.run)))
+    const owns = (key: string) => ownedParts.has(partOf3(key))
+    consumer = Consumer.make({
+      processor, actors, store: h.store, inbox: h.inbox, outbox: h.outbox, reject: h.reject, poke: () => undefined, router: h.router, routePublic: true, logger: Log.silent, maxScheduled: most,
+      cluster: { owns, holds: (key) => Effect.succeed(owns(key)), alone: () => false, tenure: (key) => tenures.get(partOf3(key)) ?? 0 }
+    })
+    try {
+      const eventOf = eventsOf("l")
+      const x1 = eventOf(s), x2 = eventOf(a), x3 = eventOf(b), x4 = eventOf(c)
+      const q1 = eventOf(q), y1 = eventOf(y), q2 = eventOf(q)
+      const all = [x1, x2, x3, x4, q1, y1, q2]
+      for (const e of [x1, x2, x3, x4]) gates.set(e.id, gate())
+      for (const e of all) await h.store.transaction(h.inbox.receive("p", { envelopeId: e.id, topic: "events/x", key: e.key, payload: JSON.stringify(e) }))
+      for (const e of [x1, x2, x3, x4]) void consumer.schedule(e, "events/x", JSON.stringify(e))
+      expect(consumer.inFlight()).toBe(most)
+      for (const e of [q1, y1, q2]) void consumer.schedule(e, "events/x", JSON.stringify(e))
+      expect(consumer.backlogged()).toBe(true)
+      // Half the room free: the pass's first page is x1, x4 (running), q1 (run, behind x1), y1 (not owned) | q2.
+      gates.get(x2.id)!.open()
+      gates.get(x3.id)!.open()
+      await within(
+        (async () => {
+          while (!handedOver) await new Promise((r) => setTimeout(r, 5))
+          await new Promise((r) => setTimeout(r, 200))
+          for (;;) {
+            for (const g of gates.values()) g.open()
+            await consumer!.idle()
+            const pending = await h.store.run(h.store.query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending' AND part <> 2").get())
+            if (Number(pending?.n) === 0) return
+            if (consumer!.inFlight() === 0 && !consumer!.backlogged()) await consumer!.recover([0, 1])
+            await new Promise((r) => setTimeout(r, 10))
+          }
+        })(),
+        10_000,
+        "every message of partitions 0 and 1 done"
+      )
+      for (const e of [x1, x2, x3, x4, q1, q2]) expect(runs.get(e.id), e.id).toBe(1)
+      const order = (await h.store.run(h.store.query("SELECT id FROM effects ORDER BY n").all())).map((r) => String(r.id))
+      expect(order.filter((id) => id === q1.id || id === q2.id), "q's messages in arrival order").toEqual([q1.id, q2.id])
+    } finally {
+      await closeHarness(h0)
+    }
+  }, 30_000)
+})
