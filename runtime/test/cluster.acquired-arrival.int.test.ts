@@ -17,16 +17,9 @@ import * as Cluster from "../src/Cluster.ts"
 import * as Consumer from "../src/Consumer.ts"
 import * as ErrorPath from "../src/ErrorPath.ts"
 import * as Router from "../src/Router.ts"
+import { memberM1, peerM2, sleep, until } from "./handoverPg.ts"
 
 const partitions = 6
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const until = async (what: string, ok: () => boolean | Promise<boolean>, ms = 10_000) => {
-  const deadline = Date.now() + ms
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-    await sleep(10)
-  }
-}
 const ofM2 = Cluster.assign(["m1", "m2"], partitions).flatMap((owner, part) => (owner === "m2" ? [part] : []))
 const partOf = (key: string) => Inbox.partitionOf(key, partitions)
 
@@ -66,35 +59,8 @@ describe("a message delivered in-process for a partition just taken over (Cluste
       acquiring: (key: string) => cluster?.acquiring(partOf(key)) === true
     }
     const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router: Router.make(inbox), routePublic: false, logger: Log.silent, cluster: ownership })
-    cluster = await Cluster.make({
-      store,
-      url: db.url,
-      instance: "m1",
-      partitions,
-      heartbeatMs: 40,
-      deadAfterMs: 200,
-      address: { http: "-", mqtt: "-" },
-      logger: Log.silent,
-      acquired: async (parts) => void (await consumer.recover(parts)),
-      released: () => undefined,
-      pending: (parts) => void consumer.recover(parts),
-      arrived: (entries) => {
-        for (const e of entries) void consumer.schedule(JSON.parse(e.payload) as Envelope.Envelope, e.topic, e.payload)
-      },
-      adopt: () => undefined
-    })
-    // m2: a heartbeat, owning its partitions, until it falls silent.
-    const beat = "UPDATE cluster_members SET heartbeat_ms = (extract(epoch from clock_timestamp()) * 1000)::bigint WHERE instance = 'm2'"
-    await query(db.url, "INSERT INTO cluster_members (instance, pid, http, mqtt, started_at, heartbeat_ms) VALUES ('m2', 0, '-', '-', '-', 0)")
-    await query(db.url, beat)
-    await query(db.url, `UPDATE cluster_partitions SET owner = 'm2', epoch = epoch + 1 WHERE part IN (${ofM2.join(", ")})`)
-    let beating = true
-    const beats = (async () => {
-      while (beating) {
-        await query(db.url, beat)
-        await sleep(20)
-      }
-    })()
+    cluster = await memberM1(store, db.url, partitions, () => consumer)
+    const m2 = await peerM2(db.url, ofM2)
     const sending = await Inbox.make(producer, { partitions })
     const eventOf = (seq: number): Envelope.Envelope => {
       const id = `${q}-${seq}`
@@ -118,16 +84,14 @@ describe("a message delivered in-process for a partition just taken over (Cluste
         await sleep(100)
         delivered = true
       }
-      beating = false
-      await beats
+      await m2.die()
       await until("m1 acquired m2's partitions and q-3 delivered", () => delivered)
       await until("every message applied", async () => Number((await query<{ n: string }>(db.url, "SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'"))[0]!.n) === 0, 15_000)
       await consumer.idle()
       const applied = await query<{ key: string; seq: string }>(db.url, "SELECT key, seq FROM effects ORDER BY n")
       expect(applied.map((x) => Number(x.seq)), `effects of ${q}: once each, in arrival order`).toEqual([1, 2, 3])
     } finally {
-      beating = false
-      await beats
+      await m2.die()
       await cluster.abandon()
       await Promise.race([consumer.idle(), sleep(5_000)])
       for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
