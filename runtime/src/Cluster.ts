@@ -157,6 +157,13 @@ export interface Cluster {
    */
   readonly tenure: (part: number) => number
   /**
+   * Whether the partition is owned and its `acquired` hook has not returned yet: its older pending
+   * messages (written while it was another's) are not all scheduled, so a message of it delivered
+   * here meanwhile must not run at once, ahead of its key's older ones (Consumer's `schedule`
+   * leaves it in the inbox, read back in arrival order; cluster.acquired-arrival.int.test.ts).
+   */
+  readonly acquiring: (part: number) => boolean
+  /**
    * Inside a transaction: whether this instance owns the partition now. It takes a share lock on
    * the partition's row until the commit, so that no other instance can claim the partition while
    * this transaction may still commit for it (fencing), while this instance's own transactions for
@@ -247,6 +254,8 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
   await control.transaction(Effect.forEach(Array.from({ length: options.partitions }, (_, p) => p), (p) => seed.run(p), { discard: true }))
 
   const owned = new Set<number>()
+  /** Partitions gained whose `acquired` hook has not returned yet (see `acquiring`). */
+  const acquiring = new Set<number>()
   const tenures = new Map<number, number>()
   let live: ReadonlyArray<string> = []
   let known = new Map<string, boolean>()
@@ -283,6 +292,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
    */
   const gain = (part: number, epoch: number) => {
     owned.add(part)
+    acquiring.add(part)
     tenures.set(part, epoch)
     horizon = undefined
     handed.clear()
@@ -372,7 +382,11 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     }
     if (acquired.length > 0) {
       logger.log("info", "partitions acquired", { partitions: acquired.join(","), owned: owned.size })
-      await options.acquired(acquired)
+      try {
+        await options.acquired(acquired)
+      } finally {
+        for (const part of acquired) acquiring.delete(part)
+      }
     }
     if (failure !== undefined) throw failure.error
   }
@@ -512,6 +526,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     channel,
     owns: (part) => owned.has(part),
     tenure: (part) => tenures.get(part) ?? 0,
+    acquiring: (part) => acquiring.has(part),
     holds: (part) => Effect.map(ownerOf.get(part), (r) => r?.owner === instance),
     notify: (part) => (owned.has(part) ? Effect.void : Effect.asVoid(notifyStmt.write(channel, String(part)))),
     view: async () => ({

@@ -191,6 +191,11 @@ export const make = (deps: {
     readonly alone?: () => boolean
     /** In a cluster: this instance's tenure of the key's partition (Cluster.ts `tenure`); a message scheduled in an earlier one is skipped. */
     readonly tenure?: (key: string) => number
+    /**
+     * In a cluster: whether the key's partition was just acquired and its pending messages are
+     * still to be scheduled (Cluster.ts `acquiring`): an arrival of it waits in the inbox.
+     */
+    readonly acquiring?: (key: string) => boolean
   }
 }): Consumer => {
   const { processor, store, inbox, outbox } = deps
@@ -924,11 +929,18 @@ export const make = (deps: {
         if (backlog && inFlight.size <= maxScheduled / 2) refill()
       })
   }
-  /** A message just committed to the inbox: run now, or left there while the processor is full. */
-  const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer | string, encoded = false): Promise<void> => {
+  const acquiring = deps.cluster?.acquiring
+  /**
+   * A message just committed to the inbox: run now, or left there while the processor is full, or
+   * (`read` false: not from a read of the inbox's pending rows) while its partition, just acquired,
+   * may have older pending messages not yet scheduled (Cluster.ts `acquiring`): run at once, it
+   * went ahead of its key's older ones (cluster.acquired-arrival.int.test.ts). The backlog's reader
+   * reads it back behind them, in arrival order.
+   */
+  const admit = (event: Envelope.Envelope, topic: string, payload: Buffer | string, encoded: boolean, read: boolean): Promise<void> => {
     const already = runningNow(event.id, event.key)
     if (already !== undefined) return already
-    if (backlog || inFlight.size >= maxScheduled) {
+    if (backlog || inFlight.size >= maxScheduled || (!read && acquiring?.(event.key) === true)) {
       backlog = true
       missed = true
       if (inFlight.size <= maxScheduled / 2) refill()
@@ -936,6 +948,7 @@ export const make = (deps: {
     }
     return submit(event, topic, payload, encoded)
   }
+  const schedule = (event: Envelope.Envelope, topic: string, payload: Buffer | string, encoded = false): Promise<void> => admit(event, topic, payload, encoded, false)
 
   /**
    * Request-reply on a single SQLite instance: a request is handled in the transaction that
@@ -1254,7 +1267,7 @@ export const make = (deps: {
       (pending, done) => {
         // One running already is not parsed: `schedule` would find it running (`runningNow`).
         for (const entry of pending)
-          if (!done.has(entry.envelopeId) && runningNow(entry.envelopeId, entry.key) === undefined) void schedule(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload))
+          if (!done.has(entry.envelopeId) && runningNow(entry.envelopeId, entry.key) === undefined) void admit(JSON.parse(entry.payload) as Envelope.Envelope, entry.topic, Buffer.from(entry.payload), false, true)
         return pending.length
       }
     )

@@ -15,17 +15,10 @@ import * as Cluster from "../src/Cluster.ts"
 import * as Consumer from "../src/Consumer.ts"
 import * as ErrorPath from "../src/ErrorPath.ts"
 import * as Router from "../src/Router.ts"
+import { memberM1, peerM2, sleep, until } from "./handoverPg.ts"
 
 const partitions = 6
 const most = 4
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const until = async (what: string, ok: () => boolean | Promise<boolean>, ms = 10_000) => {
-  const deadline = Date.now() + ms
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-    await sleep(10)
-  }
-}
 const ofM2 = Cluster.assign(["m1", "m2"], partitions).flatMap((owner, part) => (owner === "m2" ? [part] : []))
 const ofM1 = Cluster.assign(["m1", "m2"], partitions).flatMap((owner, part) => (owner === "m1" ? [part] : []))
 const names = Array.from({ length: 400 }, (_, i) => `key-${i}`)
@@ -74,35 +67,8 @@ describe("a partition acquired during a backlog (Cluster.ts with the runtime's C
     fibers.push(...actors.map((x) => Effect.runFork(x.run)))
     const ownership = { owns: (key: string) => cluster?.owns(partOf(key)) === true, holds: (key: string) => cluster!.holds(partOf(key)), tenure: (key: string) => cluster!.tenure(partOf(key)) }
     const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router: Router.make(inbox), routePublic: false, logger: Log.silent, cluster: ownership, maxScheduled: most })
-    cluster = await Cluster.make({
-      store,
-      url: db.url,
-      instance: "m1",
-      partitions,
-      heartbeatMs: 40,
-      deadAfterMs: 200,
-      address: { http: "-", mqtt: "-" },
-      logger: Log.silent,
-      acquired: async (parts) => void (await consumer.recover(parts)),
-      released: () => undefined,
-      pending: (parts) => void consumer.recover(parts),
-      arrived: (entries) => {
-        for (const e of entries) void consumer.schedule(JSON.parse(e.payload) as Envelope.Envelope, e.topic, e.payload)
-      },
-      adopt: () => undefined
-    })
-    // m2: a heartbeat, owning its partitions, until it falls silent.
-    const beat = "UPDATE cluster_members SET heartbeat_ms = (extract(epoch from clock_timestamp()) * 1000)::bigint WHERE instance = 'm2'"
-    await query(db.url, "INSERT INTO cluster_members (instance, pid, http, mqtt, started_at, heartbeat_ms) VALUES ('m2', 0, '-', '-', '-', 0)")
-    await query(db.url, beat)
-    await query(db.url, `UPDATE cluster_partitions SET owner = 'm2', epoch = epoch + 1 WHERE part IN (${ofM2.join(", ")})`)
-    let beating = true
-    const beats = (async () => {
-      while (beating) {
-        await query(db.url, beat)
-        await sleep(20)
-      }
-    })()
+    cluster = await memberM1(store, db.url, partitions, () => consumer)
+    const m2 = await peerM2(db.url, ofM2)
     const notify = producer.query("SELECT pg_notify(?, ?)")
     const sending = await Inbox.make(producer, { partitions, notify: (part) => Effect.asVoid(notify.get(cluster!.channel, String(part))) })
     const seqs = new Map<string, number>()
@@ -126,8 +92,7 @@ describe("a partition acquired during a backlog (Cluster.ts with the runtime's C
       // The pass's second page is read once m2 is dead and its partitions are m1's.
       let handedOver = false
       betweenPages = async () => {
-        beating = false
-        await beats
+        await m2.die()
         await until("m1 acquired m2's partitions", () => cluster!.owns(ofM2[0]!))
         handedOver = true
       }
@@ -144,8 +109,7 @@ describe("a partition acquired during a backlog (Cluster.ts with the runtime's C
         expect(order, `effects of ${key}: once each, in order`).toEqual(Array.from({ length: seqs.get(key)! }, (_, i) => i + 1))
       }
     } finally {
-      beating = false
-      await beats
+      await m2.die()
       for (const g of gates.values()) g.resolve()
       await cluster.abandon()
       await Promise.race([consumer.idle(), sleep(5_000)])

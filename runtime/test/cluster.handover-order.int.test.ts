@@ -27,18 +27,11 @@ import * as Cluster from "../src/Cluster.ts"
 import * as Consumer from "../src/Consumer.ts"
 import * as ErrorPath from "../src/ErrorPath.ts"
 import * as Router from "../src/Router.ts"
+import { peerM2, sleep, until } from "./handoverPg.ts"
 
 const partitions = 6
 const heartbeatMs = 40
 const deadAfterMs = 200
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const until = async (what: string, ok: () => boolean | Promise<boolean>, ms = 10_000) => {
-  const deadline = Date.now() + ms
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`)
-    await sleep(10)
-  }
-}
 
 /** The partitions m2 gets beside m1 (rendezvous hashing over the two names), in claim order. */
 const ofM2 = Cluster.assign(["m1", "m2"], partitions).flatMap((owner, part) => (owner === "m2" ? [part] : []))
@@ -140,29 +133,9 @@ const sender = async (producer: Store, channel: string, url: string) => {
 
 const seen = { inWindow: 0, heldAcross: 0 }
 
-/** Member m2, a heartbeat the test writes (it claims and releases nothing itself) until `silence`: then it is dead. */
-const heartbeatOnly = async (url: string) => {
-  const beat = "UPDATE cluster_members SET heartbeat_ms = (extract(epoch from clock_timestamp()) * 1000)::bigint WHERE instance = 'm2'"
-  await query(url, "INSERT INTO cluster_members (instance, pid, http, mqtt, started_at, heartbeat_ms) VALUES ('m2', 0, '-', '-', '-', 0)")
-  await query(url, beat)
-  let beating = true
-  const beats = (async () => {
-    while (beating) {
-      await query(url, beat)
-      await sleep(20)
-    }
-  })()
-  return {
-    silence: async () => {
-      beating = false
-      await beats
-    }
-  }
-}
-
 /**
  * Member m1 (one actor: every key's messages queue behind each other; a message `gated` picks
- * waits in `prepare` until its `gate` is let go) beside m2 (`heartbeatOnly`); `body` runs, then all is closed.
+ * waits in `prepare` until its `gate` is let go) beside m2 (`peerM2`, owning nothing); `body` runs, then all is closed.
  */
 const gatedBeside = async (
   gated: (event: Envelope.Envelope) => boolean,
@@ -171,7 +144,7 @@ const gatedBeside = async (
     readonly db: { readonly url: string }
     readonly producer: Store
     readonly m1: Awaited<ReturnType<typeof runtimeMember>>
-    readonly m2: Awaited<ReturnType<typeof heartbeatOnly>>
+    readonly m2: Awaited<ReturnType<typeof peerM2>>
     readonly gates: ReadonlyMap<string, PromiseWithResolvers<void>>
     readonly gate: (id: string) => PromiseWithResolvers<void>
   }) => Promise<void>
@@ -184,11 +157,11 @@ const gatedBeside = async (
   const gates = new Map<string, PromiseWithResolvers<void>>()
   const gate = (id: string) => gates.get(id) ?? gates.set(id, Promise.withResolvers<void>()).get(id)!
   const m1 = await runtimeMember(db.url, system, fibers, { actors: 1, ...tweak, prepare: (event) => (gated(event) ? gate(event.id).promise : Promise.resolve()) })
-  const m2 = await heartbeatOnly(db.url)
+  const m2 = await peerM2(db.url)
   try {
     await body({ db, producer, m1, m2, gates, gate })
   } finally {
-    await m2.silence()
+    await m2.die()
     for (const g of gates.values()) g.resolve()
     await m1.cluster.abandon()
     await Promise.race([m1.consumer.idle(), sleep(5_000)])
@@ -227,7 +200,7 @@ const lostAndBack = async ({ skipped, queued, lost, batch }: { readonly skipped:
     gate(`${slow}-1`).resolve()
     await until("slow-2 running", () => gates.has(`${slow}-2`))
     // m2 dies: m1 claims the partition back and schedules its pending messages (behind the stale entries still queued).
-    await m2.silence()
+    await m2.die()
     await until("m1 got the partition back", () => m1.cluster.owns(part))
     await until("the pending messages scheduled again", () => m1.consumer.inFlight() >= 1 + queued + skipped + lost)
     gate(`${slow}-2`).resolve()
@@ -362,7 +335,7 @@ describe("order per key across a partition hand-over (Cluster.ts with the runtim
           if (across) seen.heldAcross++
           await until("m1 lost the partition", () => !m1.cluster.owns(part))
           // m2 dies: m1 claims the partition back and schedules its pending messages (the older ones among them).
-          await m2.silence()
+          await m2.die()
           await until("m1 got the partition back", () => m1.cluster.owns(part))
           // Its tenure now: the epoch of its new claim (the fence of what it schedules from here on).
           expect(m1.cluster.tenure(part)).toBe(Number((await query<{ epoch: string }>(db.url, `SELECT epoch FROM cluster_partitions WHERE part = ${part}`))[0]!.epoch))

@@ -24,6 +24,8 @@ export interface Shape {
   readonly owns: (part: number) => boolean
   /** In a cluster: this instance's tenure of the partition (Cluster.ts `tenure`); alone, absent. */
   readonly tenure?: (part: number) => number
+  /** In a cluster: whether the partition was just acquired, its `acquired` hook not yet returned (Cluster.ts `acquiring`); alone, absent. */
+  readonly acquiring?: (part: number) => boolean
   /** Inside a transaction: whether it still does, fenced until the commit (Cluster.ts). */
   readonly holds: (part: number) => Sql<boolean>
   /** Inside a transaction: wakes the owner of a partition with a new pending message. */
@@ -96,6 +98,7 @@ export const cluster = Layer.effect(
       partOf: (key) => Inbox.partitionOf(key, config.clusterPartitions),
       owns: member.owns,
       tenure: member.tenure,
+      acquiring: member.acquiring,
       holds: member.holds,
       notify: member.notify,
       entries: { instance: config.instance },

@@ -113,6 +113,7 @@ export const layer = Layer.effect(
       return true
     }
     const tenure = ownership.tenure
+    const acquiring = ownership.acquiring
     for (const processor of processors) {
       const pool = Array.from({ length: Math.max(config.partitions, processor.actors ?? 0) }, (_, i) =>
         Supervisor.make(system, `${processor.name}-${i}`, policy, {
@@ -155,7 +156,8 @@ export const layer = Layer.effect(
           owns: (key: string) => ownership.owns(ownership.partOf(key)),
           holds: (key: string) => ownership.holds(ownership.partOf(key)),
           alone,
-          ...(tenure === undefined ? {} : { tenure: (key: string) => tenure(ownership.partOf(key)) })
+          ...(tenure === undefined ? {} : { tenure: (key: string) => tenure(ownership.partOf(key)) }),
+          ...(acquiring === undefined ? {} : { acquiring: (key: string) => acquiring(ownership.partOf(key)) })
         }
       })
       for (const topic of topicsOf(processor)) if (routePublic || Topics.isInternal(topic)) router.add(topic, { name: processor.name, schedule: consumer.schedule, inline: consumer.inline, chain: consumer.chain, chaining: consumer.chaining })
