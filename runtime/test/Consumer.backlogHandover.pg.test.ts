@@ -27,6 +27,34 @@ const gate = () => {
 
 const most = 4
 const partitions = 2
+
+/**
+ * Processor `p` on `most` actors (named `<prefix><i>`, running): each message's handler counts its
+ * run, waits for its gate if it has one, and writes its id to `effects`.
+ */
+const gated = (h: Harness, prefix: string) => {
+  const gates = new Map<string, ReturnType<typeof gate>>()
+  const runs = new Map<string, number>()
+  const processor: Processor = {
+    name: "p",
+    consumes: [],
+    topics: ["events/x"],
+    handle: (event) =>
+      Effect.as(
+        Effect.andThen(
+          Effect.promise(() => {
+            runs.set(event.id, (runs.get(event.id) ?? 0) + 1)
+            return gates.get(event.id)?.opened ?? Promise.resolve()
+          }),
+          h.store.query("INSERT INTO effects (id) VALUES (?)").run(event.id)
+        ),
+        []
+      )
+  }
+  const actors = Array.from({ length: most }, (_, i) => Supervisor.make(h.system, `${prefix}${i}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
+  h.fibers.push(...actors.map((a) => Effect.runFork(a.run)))
+  return { gates, runs, processor, actors }
+}
 const partOf = (key: string) => Consumer.partitionOf(key, partitions)
 /**
  * Keys `a` and `b` of partition 0 (this instance's), each on an actor of its own (of four), `c`
@@ -61,26 +89,7 @@ describe("Consumer: a partition acquired while its backlog is being read (Postgr
         }
       }
     }
-    const gates = new Map<string, ReturnType<typeof gate>>()
-    const runs = new Map<string, number>()
-    const processor: Processor = {
-      name: "p",
-      consumes: [],
-      topics: ["events/x"],
-      handle: (event) =>
-        Effect.as(
-          Effect.andThen(
-            Effect.promise(() => {
-              runs.set(event.id, (runs.get(event.id) ?? 0) + 1)
-              return gates.get(event.id)?.opened ?? Promise.resolve()
-            }),
-            h.store.query("INSERT INTO effects (id) VALUES (?)").run(event.id)
-          ),
-          []
-        )
-    }
-    const actors = Array.from({ length: most }, (_, a) => Supervisor.make(h.system, `p-h-${a}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
-    h.fibers.push(...actors.map((a) => Effect.runFork(a.run)))
+    const { gates, runs, processor, actors } = gated(h, "p-h-")
     const consumer = Consumer.make({
       processor,
       actors,
@@ -327,26 +336,7 @@ describe("Consumer: a partition lost and acquired again while its backlog is bei
         }
       }
     }
-    const gates = new Map<string, ReturnType<typeof gate>>()
-    const runs = new Map<string, number>()
-    const processor: Processor = {
-      name: "p",
-      consumes: [],
-      topics: ["events/x"],
-      handle: (event) =>
-        Effect.as(
-          Effect.andThen(
-            Effect.promise(() => {
-              runs.set(event.id, (runs.get(event.id) ?? 0) + 1)
-              return gates.get(event.id)?.opened ?? Promise.resolve()
-            }),
-            h.store.query("INSERT INTO effects (id) VALUES (?)").run(event.id)
-          ),
-          []
-        )
-    }
-    const actors = Array.from({ length: most }, (_, i) => Supervisor.make(h.system, `p-l-${i}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
-    h.fibers.push(...actors.map((x) => Effect.runFork(x.run)))
+    const { gates, runs, processor, actors } = gated(h, "p-l-")
     const owns = (key: string) => ownedParts.has(partOf3(key))
     consumer = Consumer.make({
       processor, actors, store: h.store, inbox: h.inbox, outbox: h.outbox, reject: h.reject, poke: () => undefined, router: h.router, routePublic: true, logger: Log.silent, maxScheduled: most,

@@ -8,32 +8,19 @@
  * (a refused one is kept for the session's next connection, in each of the three stores: the
  * memory store's seeming loss was this test's listener, attached after the CONNACK it was behind).
  */
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import mqtt from "mqtt"
 import { EmbeddedBroker } from "@baton/broker-aedes"
-import * as TestRedis from "@baton/testkit/redis"
+import { freshSessions, type Kind } from "./sessions.ts"
 import { until, within } from "./waits.ts"
 
-const redisUrl = process.env.BATON_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/3"
 const cleanup: Array<() => unknown> = []
 afterAll(async () => {
   for (const c of cleanup) await c()
 })
 
-const store = (kind: "memory" | "disk" | "redis"): EmbeddedBroker.Sessions => {
-  if (kind === "memory") return { kind }
-  if (kind === "disk") {
-    const dir = mkdtempSync(join(tmpdir(), "baton-inflight-"))
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }))
-    return { kind, dir }
-  }
-  const scope = TestRedis.scoped(redisUrl)
-  cleanup.push(scope.clean)
-  return { kind, url: scope.url }
-}
+/** A fresh store of `kind`: the same one for every broker started on it. */
+const store = (kind: Kind): EmbeddedBroker.Sessions => freshSessions(kind, cleanup)
 
 type Inner = { _sendPacket: (packet: { cmd: string; messageId?: number }, ...rest: Array<unknown>) => void }
 

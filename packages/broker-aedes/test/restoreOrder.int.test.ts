@@ -15,18 +15,14 @@
  * and each one published after the CONNACK, arrives before the session ends, and per key the first
  * deliveries are in publish order. `BATON_PROPERTY_RUNS` (default 4 per store) for more runs.
  */
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
 import mqtt from "mqtt"
 import { EmbeddedBroker } from "@baton/broker-aedes"
-import * as TestRedis from "@baton/testkit/redis"
 import { firsts, until } from "./waits.ts"
+import { freshSessions } from "./sessions.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 4)
-const redisUrl = process.env.BATON_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/3"
 
 const cleanup: Array<() => unknown> = []
 afterAll(async () => {
@@ -37,17 +33,7 @@ const kinds = ["memory", "disk", "redis"] as const
 type Kind = (typeof kinds)[number]
 
 /** A fresh store of `kind`: the same one for every broker started on it. */
-const store = (kind: Kind): EmbeddedBroker.Sessions => {
-  if (kind === "memory") return { kind }
-  if (kind === "disk") {
-    const dir = mkdtempSync(join(tmpdir(), "baton-rr-restore-"))
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }))
-    return { kind, dir }
-  }
-  const scope = TestRedis.scoped(redisUrl)
-  cleanup.push(scope.clean)
-  return { kind, url: scope.url }
-}
+const store = (kind: Kind): EmbeddedBroker.Sessions => freshSessions(kind, cleanup)
 
 const start = (sessions: EmbeddedBroker.Sessions) => EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, sessions })
 

@@ -5,32 +5,19 @@
  * break the PUBACK's meaning: acknowledging the one the client got must never clear the other,
  * unacknowledged, from the session (it would never be delivered again).
  */
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest"
 import mqtt from "mqtt"
 import { EmbeddedBroker } from "@baton/broker-aedes"
-import * as TestRedis from "@baton/testkit/redis"
+import { freshSessions, type Kind } from "./sessions.ts"
 import { until, within } from "./waits.ts"
 
-const redisUrl = process.env.BATON_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/3"
 const cleanup: Array<() => unknown> = []
 afterAll(async () => {
   for (const c of cleanup) await c()
 })
 
-const store = (kind: "memory" | "disk" | "redis"): EmbeddedBroker.Sessions => {
-  if (kind === "memory") return { kind }
-  if (kind === "disk") {
-    const dir = mkdtempSync(join(tmpdir(), "baton-ids-"))
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }))
-    return { kind, dir }
-  }
-  const scope = TestRedis.scoped(redisUrl)
-  cleanup.push(scope.clean)
-  return { kind, url: scope.url }
-}
+/** A fresh store of `kind`: the same one for every broker started on it. */
+const store = (kind: Kind): EmbeddedBroker.Sessions => freshSessions(kind, cleanup)
 afterEach(() => {
   vi.restoreAllMocks()
 })

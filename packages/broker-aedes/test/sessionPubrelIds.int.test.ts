@@ -5,16 +5,12 @@
  * for the connection by the in-flight limit, so kept in the session) is restored first and
  * numbered from the new connection's random start: it must not take that id.
  */
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest"
 import mqtt from "mqtt"
 import { EmbeddedBroker } from "@baton/broker-aedes"
-import * as TestRedis from "@baton/testkit/redis"
+import { freshSessions, type Kind } from "./sessions.ts"
 import { until, within } from "./waits.ts"
 
-const redisUrl = process.env.BATON_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/3"
 const cleanup: Array<() => unknown> = []
 afterAll(async () => {
   for (const c of cleanup) await c()
@@ -23,17 +19,8 @@ afterEach(() => {
   vi.restoreAllMocks()
 })
 
-const store = (kind: "memory" | "disk" | "redis"): EmbeddedBroker.Sessions => {
-  if (kind === "memory") return { kind }
-  if (kind === "disk") {
-    const dir = mkdtempSync(join(tmpdir(), "baton-pubrel-"))
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }))
-    return { kind, dir }
-  }
-  const scope = TestRedis.scoped(redisUrl)
-  cleanup.push(scope.clean)
-  return { kind, url: scope.url }
-}
+/** A fresh store of `kind`: the same one for every broker started on it. */
+const store = (kind: Kind): EmbeddedBroker.Sessions => freshSessions(kind, cleanup)
 
 type Inner = { _sendPacket: (packet: { cmd: string; messageId?: number }, ...rest: Array<unknown>) => void; stream: NodeJS.ReadableStream }
 
