@@ -933,9 +933,9 @@ export const make = (deps: {
   /**
    * A message just committed to the inbox: run now, or left there while the processor is full, or
    * (`read` false: not from a read of the inbox's pending rows) while its partition, just acquired,
-   * may have older pending messages not yet scheduled (Cluster.ts `acquiring`): run at once, it
-   * went ahead of its key's older ones (cluster.acquired-arrival.int.test.ts). The backlog's reader
-   * reads it back behind them, in arrival order.
+   * may have older pending messages not yet scheduled (Cluster.ts `acquiring`; run at once, it
+   * went ahead of its key's older ones: cluster.acquired-arrival.int.test.ts). The backlog's reader
+   * (or the acquired hook's read) reads it back behind them, in arrival order.
    */
   const admit = (event: Envelope.Envelope, topic: string, payload: Buffer | string, encoded: boolean, read: boolean): Promise<void> => {
     const already = runningNow(event.id, event.key)
