@@ -165,6 +165,13 @@ const connection = (db: DatabaseSync): Synchronous => {
       return Exit.fail(toSqlError(cause, "execute"))
     }
   }
+  const changesNow = (sql: string, params: ReadonlyArray<unknown>): Exit.Exit<number, SqlError.SqlError> => {
+    try {
+      return Exit.succeed(Number(prepared(sql).statement.run(...input(params)).changes))
+    } catch (cause) {
+      return Exit.fail(toSqlError(cause, "execute"))
+    }
+  }
   const values = (sql: string, params: ReadonlyArray<unknown>) =>
     Effect.map(execute(sql, params, undefined), (rs) => rs.map((r) => Object.values(r)))
   return {
@@ -176,7 +183,8 @@ const connection = (db: DatabaseSync): Synchronous => {
     // Transaction control (BEGIN, COMMIT, SAVEPOINT, RELEASE) too is prepared once and cached:
     // `exec` parses the text again each time, a measurable share of a message's cost here.
     executeUnprepared: execute,
-    executeNow
+    executeNow,
+    changesNow
   }
 }
 
