@@ -62,8 +62,11 @@ export interface Query {
  */
 export interface Synchronous extends SqlConnection.Connection {
   readonly executeNow: (sql: string, params: ReadonlyArray<unknown>) => Exit.Exit<ReadonlyArray<Row>, SqlError.SqlError>
-  /** Runs a statement that returns no rows (`withoutReturning`'s text) at once: the rows it changed. */
-  readonly changesNow?: (sql: string, params: ReadonlyArray<unknown>) => Exit.Exit<number, SqlError.SqlError>
+  /**
+   * Runs a statement that returns no rows (`withoutReturning`'s text) at once: the rows it changed;
+   * undefined (not run) when those are not the rows it returns with its `RETURNING` (a view's).
+   */
+  readonly changesNow?: (sql: string, params: ReadonlyArray<unknown>) => Exit.Exit<number, SqlError.SqlError> | undefined
 }
 
 export interface Migration {
@@ -199,7 +202,8 @@ const returningColumns = /^\s*(?:INSERT|UPDATE|DELETE|REPLACE)\b[\s\S]*?(\s+RETU
  * in an ephemeral table that each run opens (a b-tree and its page cache made and freed): ~8-11 us a
  * statement here, as much as the INSERT of the row itself. The rows a DML statement returns are
  * the rows it changed (inserted, updated by an upsert, updated, deleted; a trigger's own changes
- * neither), which `sqlite3_changes` counts.
+ * neither), which `sqlite3_changes` counts; but for a view's, written by its INSTEAD OF triggers,
+ * it counts none (the connection runs those with their `RETURNING`: `Synchronous.changesNow`).
  */
 export const withoutReturning = (text: string): string | undefined => {
   const m = returningColumns.exec(text)

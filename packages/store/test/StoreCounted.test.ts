@@ -37,6 +37,36 @@ describe("Store.withoutReturning", () => {
     expect(withoutReturning("INSERT INTO t (k) VALUES (?)")).toBeUndefined()
   })
 
+  it("counts the rows of a view written through its INSTEAD OF triggers as its RETURNING returns them", async () => {
+    // sqlite3_changes counts no row of a view's INSTEAD OF trigger; its RETURNING returns one for each.
+    const s = await Sqlite.open({ path: ":memory:" })
+    try {
+      for (const ddl of [
+        "CREATE TABLE t (k INTEGER PRIMARY KEY, v INTEGER NOT NULL)",
+        "CREATE VIEW w AS SELECT k, v FROM t",
+        "CREATE TRIGGER w_insert INSTEAD OF INSERT ON w BEGIN INSERT INTO t (k, v) VALUES (new.k, new.v); END",
+        "CREATE TRIGGER w_update INSTEAD OF UPDATE ON w BEGIN UPDATE t SET v = new.v WHERE k = old.k; END",
+        "CREATE TRIGGER w_delete INSTEAD OF DELETE ON w BEGIN DELETE FROM t WHERE k = old.k; END"
+      ])
+        await s.run(s.query(ddl).run())
+      const insert = s.query("INSERT INTO w (k, v) VALUES (?, ?) RETURNING k")
+      const update = s.query("UPDATE w SET v = ? WHERE k <= ? RETURNING k")
+      const remove = s.query("DELETE FROM w WHERE k = ? RETURNING k")
+      expect(await s.run(insert.run(1, 1))).toBe(1)
+      expect(await s.transaction(insert.any(2, 2))).toBe(true)
+      expect(await s.transaction(Effect.map(insert.write(3, 3), (later) => later()))).toBe(1)
+      expect((await s.run(update.all(7, 2))).length).toBe(2)
+      expect(await s.run(update.run(8, 2))).toBe(2)
+      expect(await s.transaction(remove.any(3))).toBe(true)
+      expect(await s.run(s.query("SELECT k, v FROM t ORDER BY k").all())).toEqual([
+        { k: 1, v: 8 },
+        { k: 2, v: 8 }
+      ])
+    } finally {
+      await s.close()
+    }
+  })
+
   it("counts what the statement returns, for all sequences of writes", async () => {
     const op = fc.record({ statement: fc.integer({ min: 0, max: plain.length - 1 }), a: fc.integer({ min: 0, max: 8 }), b: fc.integer({ min: 0, max: 8 }), how: fc.constantFrom("run", "any", "write"), inTransaction: fc.boolean() })
     await fc.assert(
