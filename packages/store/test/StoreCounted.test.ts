@@ -67,6 +67,29 @@ describe("Store.withoutReturning", () => {
     }
   })
 
+  it("counts a statement's writes as its RETURNING returns them when the table it wrote becomes a view", async () => {
+    const s = await Sqlite.open({ path: ":memory:" })
+    try {
+      await s.run(s.query("CREATE TABLE w (k INTEGER PRIMARY KEY, v INTEGER NOT NULL)").run())
+      const update = s.query("UPDATE w SET v = ? RETURNING k")
+      await s.run(s.query("INSERT INTO w (k, v) VALUES (1, 1), (2, 2)").run())
+      expect(await s.transaction(update.run(3))).toBe(2)
+      for (const ddl of [
+        "ALTER TABLE w RENAME TO t",
+        "CREATE VIEW w AS SELECT k, v FROM t",
+        "CREATE TRIGGER w_update INSTEAD OF UPDATE ON w BEGIN UPDATE t SET v = new.v WHERE k = old.k; END"
+      ])
+        await s.run(s.query(ddl).run())
+      expect(await s.transaction(update.run(4))).toBe(2)
+      expect(await s.run(s.query("SELECT k, v FROM t ORDER BY k").all())).toEqual([
+        { k: 1, v: 4 },
+        { k: 2, v: 4 }
+      ])
+    } finally {
+      await s.close()
+    }
+  })
+
   it("counts what the statement returns, for all sequences of writes", async () => {
     const op = fc.record({ statement: fc.integer({ min: 0, max: plain.length - 1 }), a: fc.integer({ min: 0, max: 8 }), b: fc.integer({ min: 0, max: 8 }), how: fc.constantFrom("run", "any", "write"), inTransaction: fc.boolean() })
     await fc.assert(
