@@ -110,7 +110,7 @@ const connection = (db: DatabaseSync): Synchronous => {
       /** Changes the schema (the cache is cleared after it), or may undo such a change (`rollback`). */
       readonly schema: "change" | "rollback" | undefined
       /** `changesNow`: whether its changes count what its `RETURNING` returns (`countsChanges`), asked once. */
-      counts?: boolean
+      counts?: boolean | undefined
     }
   >()
   /**
@@ -177,19 +177,24 @@ const connection = (db: DatabaseSync): Synchronous => {
    * returns: not when it writes a view (its INSTEAD OF triggers write the rows, and
    * `sqlite3_changes` counts none of them where its `RETURNING` returns one for each), nor when
    * its target is not read here (a name quoted otherwise): then it runs with its `RETURNING`.
+   * Undefined when the schema could not be read (busy, say): with its `RETURNING` this once.
    */
-  const countsChanges = (sql: string): boolean => {
+  const countsChanges = (sql: string): boolean | undefined => {
     const named = dmlTarget.exec(sql)
     if (named === null) return false
-    viewNamed ??= db.prepare("SELECT 1 FROM pragma_table_list WHERE name = ? COLLATE NOCASE AND type = 'view'")
-    return viewNamed.get((named[1] ?? named[2])!) === undefined
+    try {
+      viewNamed ??= db.prepare("SELECT 1 FROM pragma_table_list WHERE name = ? COLLATE NOCASE AND type = 'view'")
+      return viewNamed.get((named[1] ?? named[2])!) === undefined
+    } catch {
+      return undefined
+    }
   }
   /** Runs `sql` and gives its changes; undefined when they are not what it returns (`countsChanges`). */
   const changesNow = (sql: string, params: ReadonlyArray<unknown>): Exit.Exit<number, SqlError.SqlError> | undefined => {
     try {
       const entry = prepared(sql)
       entry.counts ??= countsChanges(sql)
-      return entry.counts ? Exit.succeed(Number(entry.statement.run(...input(params)).changes)) : undefined
+      return entry.counts === true ? Exit.succeed(Number(entry.statement.run(...input(params)).changes)) : undefined
     } catch (cause) {
       return Exit.fail(toSqlError(cause, "execute"))
     }
