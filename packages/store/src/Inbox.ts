@@ -186,13 +186,17 @@ export const make = async (
       ? "INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) VALUES (?, ?, ?, ?, ?, 'done', ?, ?, ?) ON CONFLICT DO NOTHING RETURNING part"
       : `INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) SELECT * FROM (VALUES (?, ?, ?, ?, ?, 'done', ?, ?, CAST(? AS BIGINT))) AS inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) WHERE ${guard.condition} ON CONFLICT DO NOTHING RETURNING part`
   )
-  // `receiveDoneAlone` (SQLite, no guard): `othersPending` and `insertDone` in one statement (the
-  // INSERT's SELECT needs its WHERE: SQLite reads an `ON` after a bare SELECT as a join's). Any
-  // pending row of the processor's: one of this message's own is a conflict all the same.
+  // `receiveDoneAlone` (SQLite, no guard): `othersPending` and `insertDone` in one statement. Any
+  // pending row of the processor's: one of this message's own is a conflict all the same. The
+  // condition in the row's VALUES (its status NULL when one is pending, and the row skipped, `OR
+  // IGNORE`: every other value of it is given, never NULL), not an INSERT's SELECT WHERE NOT
+  // EXISTS: an INSERT whose SELECT reads its own table first copies that SELECT's rows into an
+  // ephemeral table (each run opens one). Measured (a copy of the order flow's file, 10,000 runs
+  // interleaved; without `RETURNING`, see `Store.withoutReturning`): 18.2 -> 9.9 us a statement.
   const insertDoneAlone =
     store.dialect === "sqlite" && guard === undefined
       ? store.query(
-          "INSERT INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) SELECT ?, ?, ?, ?, ?, 'done', ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE processor = ? AND status = 'pending') ON CONFLICT DO NOTHING RETURNING part"
+          "INSERT OR IGNORE INTO inbox (processor, envelope_id, topic, key, payload, status, received_at, done_at, part) VALUES (?, ?, ?, ?, ?, CASE WHEN EXISTS (SELECT 1 FROM inbox WHERE processor = ? AND status = 'pending') THEN NULL ELSE 'done' END, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING part"
         )
       : undefined
   // `receiveDoneFirst`: written only when nothing of the processor's of its key is pending (the guard's
@@ -297,7 +301,7 @@ export const make = async (
         : (processor: string, entry: Entry, kept?: string): Sql<boolean> =>
             Effect.suspend(() => {
               const at = Envelope.isoNow()
-              return insertDoneAlone.any(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, at, at, partitionOf(entry.key, partitions), processor)
+              return insertDoneAlone.any(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, processor, at, at, partitionOf(entry.key, partitions))
             }),
     /**
      * PostgreSQL: `receiveDone` as a statement of its transaction that goes out with the next

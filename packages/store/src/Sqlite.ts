@@ -94,6 +94,9 @@ const ddl = new RegExp(`${leading}(?:CREATE|ALTER|DROP)\\b`, "i")
 /** `ROLLBACK`, `ROLLBACK TO` a savepoint: a schema change in what it undoes is undone with it. */
 const rollback = new RegExp(`${leading}ROLLBACK\\b`, "i")
 
+/** The table (or view) a DML statement writes, named plainly or in double quotes, past a schema's name. */
+const dmlTarget = /^\s*(?:(?:INSERT|REPLACE)(?:\s+OR\s+[A-Za-z]+)?\s+INTO|UPDATE(?:\s+OR\s+[A-Za-z]+)?|DELETE\s+FROM)\s+(?:(?:"[A-Za-z_]\w*"|[A-Za-z_]\w*)\s*\.\s*)?(?:"([A-Za-z_]\w*)"|([A-Za-z_]\w*)(?=[\s(,;]|$))/i
+
 /** The `SqlConnection` over one `DatabaseSync`. */
 const connection = (db: DatabaseSync): Synchronous => {
   const cache = new Map<
@@ -106,6 +109,8 @@ const connection = (db: DatabaseSync): Synchronous => {
       readonly reader: boolean
       /** Changes the schema (the cache is cleared after it), or may undo such a change (`rollback`). */
       readonly schema: "change" | "rollback" | undefined
+      /** `changesNow`: whether its changes count what its `RETURNING` returns (`countsChanges`), asked once. */
+      counts?: boolean | undefined
     }
   >()
   /**
@@ -165,6 +170,35 @@ const connection = (db: DatabaseSync): Synchronous => {
       return Exit.fail(toSqlError(cause, "execute"))
     }
   }
+  // What `changesNow` asks of a statement's target: a view of its name (in any schema).
+  let viewNamed: StatementSync | undefined
+  /**
+   * Whether the changes of `sql` (`Store.withoutReturning`'s text) are the rows its `RETURNING`
+   * returns: not when it writes a view (its INSTEAD OF triggers write the rows, and
+   * `sqlite3_changes` counts none of them where its `RETURNING` returns one for each), nor when
+   * its target is not read here (a name quoted otherwise): then it runs with its `RETURNING`.
+   * Undefined when the schema could not be read (busy, say): with its `RETURNING` this once.
+   */
+  const countsChanges = (sql: string): boolean | undefined => {
+    const named = dmlTarget.exec(sql)
+    if (named === null) return false
+    try {
+      viewNamed ??= db.prepare("SELECT 1 FROM pragma_table_list WHERE name = ? COLLATE NOCASE AND type = 'view'")
+      return viewNamed.get((named[1] ?? named[2])!) === undefined
+    } catch {
+      return undefined
+    }
+  }
+  /** Runs `sql` and gives its changes; undefined when they are not what it returns (`countsChanges`). */
+  const changesNow = (sql: string, params: ReadonlyArray<unknown>): Exit.Exit<number, SqlError.SqlError> | undefined => {
+    try {
+      const entry = prepared(sql)
+      entry.counts ??= countsChanges(sql)
+      return entry.counts === true ? Exit.succeed(Number(entry.statement.run(...input(params)).changes)) : undefined
+    } catch (cause) {
+      return Exit.fail(toSqlError(cause, "execute"))
+    }
+  }
   const values = (sql: string, params: ReadonlyArray<unknown>) =>
     Effect.map(execute(sql, params, undefined), (rs) => rs.map((r) => Object.values(r)))
   return {
@@ -176,7 +210,8 @@ const connection = (db: DatabaseSync): Synchronous => {
     // Transaction control (BEGIN, COMMIT, SAVEPOINT, RELEASE) too is prepared once and cached:
     // `exec` parses the text again each time, a measurable share of a message's cost here.
     executeUnprepared: execute,
-    executeNow
+    executeNow,
+    changesNow
   }
 }
 

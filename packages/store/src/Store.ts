@@ -62,6 +62,11 @@ export interface Query {
  */
 export interface Synchronous extends SqlConnection.Connection {
   readonly executeNow: (sql: string, params: ReadonlyArray<unknown>) => Exit.Exit<ReadonlyArray<Row>, SqlError.SqlError>
+  /**
+   * Runs a statement that returns no rows (`withoutReturning`'s text) at once: the rows it changed;
+   * undefined (not run) when those are not the rows it returns with its `RETURNING` (a view's).
+   */
+  readonly changesNow?: (sql: string, params: ReadonlyArray<unknown>) => Exit.Exit<number, SqlError.SqlError> | undefined
 }
 
 export interface Migration {
@@ -182,6 +187,28 @@ const anyRow = (rows: ReadonlyArray<Row>): boolean => rows.length > 0
 // order flow's allocation 139.6-140.5 -> 137.2-137.9 KB an order, `allocation.ts`).
 const rowCountLater = (rows: ReadonlyArray<Row>) => (): number => rows.length
 const allRowsLater = (rows: ReadonlyArray<Row>) => (): ReadonlyArray<Row> => rows
+/** The same outcomes from the rows a statement changed (`changesNow`). */
+const changedCount = (n: number): number => n
+const changedAny = (n: number): boolean => n > 0
+const changedCountLater = (n: number) => (): number => n
+
+/** An INSERT, UPDATE, DELETE or REPLACE ending in a `RETURNING` of plain columns (or numbers): nothing else. */
+const returningColumns = /^\s*(?:INSERT|UPDATE|DELETE|REPLACE)\b[\s\S]*?(\s+RETURNING\s+(?:"?[A-Za-z_]\w*"?|\d+)(?:\s*,\s*(?:"?[A-Za-z_]\w*"?|\d+))*\s*;?\s*)$/i
+
+/**
+ * SQLite: `text` without its closing `RETURNING` of plain columns, for a caller that only counts
+ * the rows it returns (`run`, `any`, `write`); undefined when it has none, or returns expressions
+ * (a subquery, a function: what they would run is not dropped). SQLite keeps a `RETURNING`'s rows
+ * in an ephemeral table that each run opens (a b-tree and its page cache made and freed): ~8-11 us a
+ * statement here, as much as the INSERT of the row itself. The rows a DML statement returns are
+ * the rows it changed (inserted, updated by an upsert, updated, deleted; a trigger's own changes
+ * neither), which `sqlite3_changes` counts; but for a view's, written by its INSTEAD OF triggers,
+ * it counts none (the connection runs those with their `RETURNING`: `Synchronous.changesNow`).
+ */
+export const withoutReturning = (text: string): string | undefined => {
+  const m = returningColumns.exec(text)
+  return m === null ? undefined : text.slice(0, text.length - m[1]!.length)
+}
 
 /** Splits a migration script into its statements (no `;` inside literals; a `$$` body is one piece). */
 const statements = (script: string): ReadonlyArray<string> =>
@@ -391,35 +418,42 @@ export const make = (deps: {
 
   const query = (text: string): Query => {
     const compiled = dialect === "pg" ? numberParams(text) : text
+    const counted = dialect === "sqlite" ? withoutReturning(text) : undefined
     const params = boundValues
     // Inside a transaction, straight to its connection: effect/sql's statement (compilation, a
     // span, the connection lookup) costs ~30 us a statement, several times SQLite's own work. The
     // client and the transaction are read off the fiber's context in one step, and on a
     // synchronous connection (SQLite) the statement's outcome is that step's result: one step of
     // the interpreter per statement, where effect's own path takes ~6.
-    const on = <B>(conn: SqlConnection.Connection, values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> => {
+    const on = <B>(conn: SqlConnection.Connection, values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B, changed?: (n: number) => B): Sql<B> => {
       if (!("executeNow" in conn)) return Effect.map(conn.execute(compiled, params(values), undefined) as Effect.Effect<ReadonlyArray<Row>, SqlError.SqlError>, outcome)
+      // Only counted (SQLite): its rows not returned, its changes counted (`withoutReturning`).
+      if (changed !== undefined && counted !== undefined) {
+        const changes = (conn as Synchronous).changesNow?.(counted, params(values))
+        if (changes !== undefined) return Exit.isFailure(changes) ? (changes as unknown as Exit.Exit<B, SqlError.SqlError>) : Exit.succeed(changed(changes.value))
+      }
       const exit = (conn as Synchronous).executeNow(compiled, params(values))
       // A failure has no rows: the same exit, whatever `outcome` would have made of them; and so
       // the rows themselves (`all`: no second exit around the same rows).
       return Exit.isFailure(exit) || outcome === (allRows as unknown) ? (exit as unknown as Exit.Exit<B, SqlError.SqlError>) : Exit.succeed(outcome(exit.value))
     }
-    const execute = <B>(fiber: Fiber.Fiber<unknown, unknown>, values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> => {
+    const execute = <B>(fiber: Fiber.Fiber<unknown, unknown>, values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B, changed?: (n: number) => B): Sql<B> => {
       const client = Context.getUnsafe(fiber.context, SqlClient.SqlClient)
       const tx = Context.getOrUndefined(fiber.context, client.transactionService)
       count(text)
-      if (tx !== undefined) return on(tx[0], values, outcome)
+      if (tx !== undefined) return on(tx[0], values, outcome, changed)
       // Outside a transaction on this store's own exclusive connection (SQLite): it waits for the
       // connection as the client's statement would, without effect/sql's statement around it.
-      if (deps.exclusive !== undefined && client === nesting) return deps.exclusive((conn) => on(conn, values, outcome))
+      if (deps.exclusive !== undefined && client === nesting) return deps.exclusive((conn) => on(conn, values, outcome, changed))
       // PostgreSQL: on a pooled connection of its own, committed on its own (~15 us less than
       // effect/sql's statement).
       if (dialect === "pg" && client === nesting) return exclusive((conn) => on(conn, values, outcome))
       return Effect.map(client.unsafe<Row>(compiled, params(values)).withoutTransform, outcome)
     }
-    const statement = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B): Sql<B> => Effect.withFiber((fiber) => execute(fiber, values, outcome))
+    const statement = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B, changed?: (n: number) => B): Sql<B> =>
+      Effect.withFiber((fiber) => execute(fiber, values, outcome, changed))
     /** `write`: queued on a pipelined connection in a transaction; what it gives is read after the commit. */
-    const written = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B, later: (rows: ReadonlyArray<Row>) => () => B): Sql<() => B> =>
+    const written = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B, later: (rows: ReadonlyArray<Row>) => () => B, changedLater?: (n: number) => () => B): Sql<() => B> =>
       Effect.withFiber((fiber) => {
         const tx = Context.getOrUndefined(fiber.context, Context.getUnsafe(fiber.context, SqlClient.SqlClient).transactionService)
         // Only a pipelined connection queues it (the callback made for it alone; SQLite: none).
@@ -431,14 +465,14 @@ export const make = (deps: {
             return outcome(rows)
           })
         }
-        return execute(fiber, values, later)
+        return execute(fiber, values, later, changedLater)
       })
     return {
       all: (...values) => statement(values, allRows),
       get: (...values) => statement(values, firstRow),
-      run: (...values) => statement(values, rowCount),
-      any: (...values) => statement(values, anyRow),
-      write: (...values) => written(values, rowCount, rowCountLater),
+      run: (...values) => statement(values, rowCount, changedCount),
+      any: (...values) => statement(values, anyRow, changedAny),
+      write: (...values) => written(values, rowCount, rowCountLater, changedCountLater),
       writeRows: (...values) => written(values, allRows, allRowsLater)
     }
   }
