@@ -4,6 +4,7 @@
  * and already acknowledged, lowered the count, and a client sending such ones received more than
  * the bound unacknowledged. And a QoS 1 message for a QoS 0 subscription (sent at QoS 0, never
  * acknowledged) is not counted: it was, and such a subscriber got no QoS 1 message past the bound.
+ * Nor does the PUBCOMP for a PUBREL sent again at a reconnect (not counted) free a place.
  */
 import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
@@ -31,16 +32,32 @@ const url = `mqtt://127.0.0.1:${broker.mqttPort}`
 afterAll(() => broker.close())
 
 let clients = 0
-/** A client whose PUBACKs go only when the test sends them (`ack`), or any id (`send`). */
-const holding = async (clean: boolean, qos: 0 | 1 = 1) => {
-  const c = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clean, clientId: `stray-${clients++}` })
+
+/** Publishes one QoS 1 message to `topic`; true when it reached the client (that `received` counts the PUBLISHes of), false when the bound refused it. */
+const publishTo = async (topic: string, received: () => number): Promise<boolean> => {
+  const [r, before] = [received(), refused]
+  await broker.publish(topic, "x", 1)
+  await until(() => received() + refused > r + before, 3_000)
+  return received() > r
+}
+
+/** Keeps back the packets `c` would send whose command is in `cmds` (`kept` told of each); returns its own send, for the test's. */
+const keepBack = (c: mqtt.MqttClient, cmds: ReadonlyArray<string>, kept: () => void = () => {}) => {
   const inner = c as unknown as Inner
   const original = inner._sendPacket.bind(c)
+  // (Its send callback is called at once: mqtt.js reads its next packet after it.)
   inner._sendPacket = (packet, ...rest) => {
-    if (packet.cmd !== "puback") return original(packet, ...rest)
+    if (!cmds.includes(packet.cmd)) return original(packet, ...rest)
+    kept()
     const done = rest.find((r) => typeof r === "function") as (() => void) | undefined
     done?.()
   }
+  return original
+}
+/** A client whose PUBACKs go only when the test sends them (`ack`), or any id (`send`). */
+const holding = async (clean: boolean, qos: 0 | 1 = 1) => {
+  const c = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clean, clientId: `stray-${clients++}` })
+  const original = keepBack(c, ["puback"])
   const held: Array<number> = []
   let received = 0
   c.on("packetreceive", (p) => {
@@ -67,13 +84,7 @@ const holding = async (clean: boolean, qos: 0 | 1 = 1) => {
       3_000,
       "PINGRESP"
     )
-  /** Publishes one QoS 1 message; true when it reached the client, false when the bound refused it. */
-  const publish = async (): Promise<boolean> => {
-    const [r, before] = [received, refused]
-    await broker.publish("s/1", "x", 1)
-    await until(() => received + refused > r + before, 3_000)
-    return received > r
-  }
+  const publish = () => publishTo("s/1", () => received)
   return { c, held, send, settled, publish, received: () => received }
 }
 
@@ -150,6 +161,46 @@ describe("in-flight bound and a QoS 0 subscription", () => {
       expect({ outcomes, received: h.received() }).toEqual({ outcomes: outcomes.map(() => true), received: 3 * bound })
     } finally {
       await h.c.endAsync(true)
+    }
+  }, 20_000)
+})
+
+describe("in-flight bound and a persistent session's stored PUBREL", () => {
+  it("the PUBCOMP for a PUBREL restored at a reconnect (not counted) does not free a place", async () => {
+    const clientId = `pubrel-${clients++}`
+    const opts = { protocolVersion: 4 as const, reconnectPeriod: 0, clean: false, clientId }
+    // A QoS 2 message received, its PUBREC sent, its PUBCOMP never: the session keeps its PUBREL.
+    const a = await mqtt.connectAsync(url, opts)
+    await a.subscribeAsync("p/#", { qos: 2 })
+    let pubrel = false
+    keepBack(a, ["pubcomp"], () => (pubrel = true))
+    await broker.publish("p/1", "q2", 2)
+    await until(() => pubrel, 3_000)
+    a.stream.destroy()
+    await until(() => broker.connections() === 0, 3_000)
+    // Back: the PUBREL again; PUBACKs and PUBCOMPs go only when the test sends them.
+    const b = mqtt.connect(url, opts)
+    const sendB = keepBack(b, ["puback", "pubcomp"])
+    const pubrels: Array<number> = []
+    let received = 0
+    b.on("packetreceive", (p) => {
+      const packet = p as Packet
+      if (packet.cmd === "pubrel") pubrels.push(packet.messageId!)
+      if (packet.cmd === "publish") received++
+    })
+    try {
+      await until(() => pubrels.length > 0, 3_000)
+      expect(pubrels).toHaveLength(1)
+      const publish = () => publishTo("p/1", () => received)
+      const outcomes = []
+      for (let i = 0; i < bound; i++) outcomes.push(await publish())
+      sendB({ cmd: "pubcomp", messageId: pubrels[0]! })
+      await new Promise((r) => setTimeout(r, 200))
+      outcomes.push(await publish())
+      expect(outcomes).toEqual([...Array.from({ length: bound }, () => true), false])
+    } finally {
+      a.end(true)
+      b.end(true)
     }
   }, 20_000)
 })
