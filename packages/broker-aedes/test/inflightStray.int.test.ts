@@ -5,6 +5,11 @@
  * the bound unacknowledged. And a QoS 1 message for a QoS 0 subscription (sent at QoS 0, never
  * acknowledged) is not counted: it was, and such a subscriber got no QoS 1 message past the bound.
  * Nor does the PUBCOMP for a PUBREL sent again at a reconnect (not counted) free a place.
+ * Nor is a message counted that never gets a PUBACK or PUBCOMP otherwise: a retained QoS 1 message
+ * sent at QoS 0 to a QoS 0 subscription of its own topic (deliverQoS downgraded it after
+ * authorizeForward counted it), or a stored message of an earlier persistent session that a clean
+ * connection of its client id discards unsent (Aedes cleared it after authorizeForward counted it):
+ * each took a place for the connection's life, and past as many as the bound the client got none.
  */
 import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
@@ -201,6 +206,57 @@ describe("in-flight bound and a persistent session's stored PUBREL", () => {
     } finally {
       a.end(true)
       b.end(true)
+    }
+  }, 20_000)
+})
+
+describe("in-flight bound and retained QoS 1 messages for a QoS 0 subscription", () => {
+  it("retained QoS 1 messages sent at QoS 0 to subscriptions of their own topic take no place: the next QoS 1 messages reach the client", async () => {
+    const publisher = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: "retainer" })
+    const c = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: "retained-q0" })
+    try {
+      for (let i = 0; i < bound; i++) await publisher.publishAsync(`r/${i}`, `kept ${i}`, { qos: 1, retain: true })
+      const got: Array<{ topic: string; qos: number }> = []
+      c.on("message", (topic, _p, packet) => got.push({ topic, qos: packet.qos }))
+      // Each retained message goes at QoS 0 (mqtt.js acknowledges every QoS 1 message it gets).
+      for (let i = 0; i < bound; i++) await c.subscribeAsync(`r/${i}`, { qos: 0 })
+      await until(() => got.length >= bound, 3_000)
+      expect(got.map((g) => g.qos)).toEqual(Array.from({ length: bound }, () => 0))
+      await c.subscribeAsync("s/#", { qos: 1 })
+      const before = refused
+      for (let i = 0; i < bound; i++) {
+        await broker.publish(`s/${i}`, `live ${i}`, 1)
+        await until(() => got.length >= bound + i + 1 || refused > before, 3_000)
+      }
+      expect({ live: got.slice(bound).map((g) => g.topic), refused: refused - before }).toEqual({ live: ["s/0", "s/1", "s/2"], refused: 0 })
+    } finally {
+      await publisher.endAsync(true)
+      await c.endAsync(true)
+    }
+  }, 20_000)
+})
+
+describe("in-flight bound and a clean connection after a persistent session", () => {
+  it("the stored messages of the earlier persistent session, discarded unsent, take no place: the next QoS 1 messages reach the clean connection", async () => {
+    const clientId = "persistent-then-clean"
+    const first = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clean: false, clientId })
+    await first.subscribeAsync("q/#", { qos: 1 })
+    await first.endAsync()
+    for (let i = 0; i < bound; i++) await broker.publish(`q/${i}`, `stored ${i}`, 1)
+    const c = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clean: true, clientId })
+    try {
+      const got: Array<string> = []
+      c.on("message", (topic) => got.push(topic))
+      await c.subscribeAsync("s/#", { qos: 1 })
+      await new Promise((r) => setTimeout(r, 200))
+      const before = refused
+      for (let i = 0; i < bound; i++) {
+        await broker.publish(`s/${i}`, `live ${i}`, 1)
+        await until(() => got.length >= i + 1 || refused > before, 3_000)
+      }
+      expect({ got, refused: refused - before }).toEqual({ got: ["s/0", "s/1", "s/2"], refused: 0 })
+    } finally {
+      await c.endAsync(true)
     }
   }, 20_000)
 })
