@@ -10,12 +10,17 @@
  * authorizeForward counted it), or a stored message of an earlier persistent session that a clean
  * connection of its client id discards unsent (Aedes cleared it after authorizeForward counted it):
  * each took a place for the connection's life, and past as many as the bound the client got none.
+ * Nor a live message held for a connection taking a persistent session over, that the old
+ * connection got and acknowledged meanwhile (Aedes does not send it again: "no such packet").
+ * And a message left unacknowledged keeps its id past 65535 new ones: none goes out with it while
+ * it is in flight [MQTT-2.3.1-2] (one did, and of the client's two PUBACKs, the second freed no place).
  */
 import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
 import mqtt from "mqtt"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { until, within } from "./waits.ts"
+import { aedesPersistence, atNextStoreWill } from "./sessions.ts"
 
 const bound = 3
 
@@ -259,4 +264,112 @@ describe("in-flight bound and a clean connection after a persistent session", ()
       await c.endAsync(true)
     }
   }, 20_000)
+})
+
+describe("in-flight bound and a takeover of a persistent session", () => {
+  it("live messages held for the new connection that the old one got and acknowledged (not sent again) take no place: the next QoS 1 messages reach the new connection", async () => {
+    const cleanup: Array<() => unknown> = []
+    const persistence = aedesPersistence("disk", cleanup)
+    const b = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, guard, aedes: { persistence } as never })
+    const burl = `mqtt://127.0.0.1:${b.mqttPort}`
+    const opts = { protocolVersion: 4 as const, reconnectPeriod: 0, clean: false, clientId: "takeover-held" }
+    const old = await mqtt.connectAsync(burl, opts)
+    old.on("error", () => {})
+    const gotOld: Array<string> = []
+    old.on("message", (_t, p) => gotOld.push(p.toString()))
+    let next: mqtt.MqttClient | undefined
+    try {
+      await old.subscribeAsync("k/#", { qos: 1 })
+      // The new connection's storeWill (after its subscriptions' restore, before the takeover closes
+      // the old one): live messages go to both, held for the new one; the old one acknowledges them.
+      atNextStoreWill(persistence, async () => {
+        for (let i = 0; i < bound; i++) await b.publish("k/1", `live ${i}`, 1)
+        await until(() => gotOld.length >= bound, 3_000)
+        await new Promise((r) => setTimeout(r, 200))
+      })
+      next = mqtt.connect(burl, opts)
+      next.on("error", () => {})
+      const got: Array<string> = []
+      next.on("message", (_t, p) => got.push(p.toString()))
+      await within(new Promise((r) => next!.once("connect", r)), 5_000, "CONNACK")
+      expect(gotOld).toHaveLength(bound)
+      await new Promise((r) => setTimeout(r, 300))
+      const before = refused
+      for (let i = 0; i < bound; i++) {
+        await b.publish("k/1", `next ${i}`, 1)
+        await until(() => got.includes(`next ${i}`) || refused > before, 3_000)
+      }
+      expect({ got: got.filter((m) => m.startsWith("next")), refused: refused - before }).toEqual({ got: ["next 0", "next 1", "next 2"], refused: 0 })
+    } finally {
+      old.end(true)
+      next?.end(true)
+      await b.close()
+      for (const c of cleanup) await c()
+    }
+  }, 20_000)
+})
+
+describe("in-flight bound and message ids wrapping past 65535", () => {
+  it("a message left unacknowledged while 65535 others go keeps its id to itself: its late PUBACK and the others' free every place", async () => {
+    const wide = 64
+    const b = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, guard: { ...guard, maxInflight: wide } })
+    const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${b.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0, clientId: "wrap" })
+    // (Nagle's algorithm held each batch's last small write for the broker's delayed TCP ACK, ~40 ms.)
+    ;(c.stream as unknown as { setNoDelay: (on: boolean) => void }).setNoDelay(true)
+    try {
+      // The first message's PUBACK, and every one once `holdAll`, go only when the test sends them.
+      let first: number | undefined
+      let holdAll = false
+      const ids: Array<number> = []
+      let pong = () => {}
+      c.on("packetreceive", (p) => {
+        const packet = p as Packet
+        if (packet.cmd === "publish") ids.push(packet.messageId!)
+        if (packet.cmd === "pingresp") pong()
+      })
+      // `acked(n)`: once the client sent n PUBACKs and the broker handled them (a PINGRESP after
+      // them). (Polling every 20 ms, 2,000 batches took 40 s.)
+      let pubacks = 0
+      let waiting: { n: number; resolve: () => void } | undefined
+      const acked = async (n: number) => {
+        await within(new Promise<void>((resolve) => (pubacks >= n ? resolve() : (waiting = { n, resolve }))), 3_000, `${n} PUBACKs`)
+        await within(new Promise<void>((resolve) => ((pong = resolve), send({ cmd: "pingreq" }))), 3_000, "PINGRESP")
+      }
+      const inner = c as unknown as Inner
+      const send = inner._sendPacket.bind(c)
+      inner._sendPacket = (packet, ...rest) => {
+        if (packet.cmd === "puback" && (holdAll || first === undefined)) {
+          if (first === undefined) first = packet.messageId
+          const done = rest.find((r) => typeof r === "function") as (() => void) | undefined
+          return done?.()
+        }
+        if (packet.cmd === "puback" && ++pubacks >= (waiting?.n ?? Infinity)) (waiting!.resolve(), (waiting = undefined))
+        return send(packet, ...rest)
+      }
+      await c.subscribeAsync("w/#", { qos: 1 })
+      const before = refused
+      await b.publish("w/1", "first", 1)
+      await until(() => first !== undefined, 3_000)
+      // 65535 more, acknowledged as they come, a batch at a time below the bound.
+      for (let sent = 0; sent < 65535; ) {
+        const n = Math.min(wide - 1, 65535 - sent)
+        await Promise.all(Array.from({ length: n }, () => b.publish("w/1", "x", 1)))
+        sent += n
+        await acked(sent)
+      }
+      expect({ received: ids.length, refused: refused - before }).toEqual({ received: 65536, refused: 0 })
+      const last = ids[ids.length - 1]
+      // The first one's PUBACK, late; then all places free: `wide` more go, held.
+      send({ cmd: "puback", messageId: first! })
+      holdAll = true
+      await new Promise((r) => setTimeout(r, 200))
+      for (let i = 0; i < wide; i++) await b.publish("w/1", "after", 1)
+      await until(() => ids.length >= 65536 + wide || refused > before, 3_000)
+      await new Promise((r) => setTimeout(r, 100))
+      expect({ reused: last === first, after: ids.length - 65536, refused: refused - before }).toEqual({ reused: false, after: wide, refused: 0 })
+    } finally {
+      await c.endAsync(true)
+      await b.close()
+    }
+  }, 120_000)
 })

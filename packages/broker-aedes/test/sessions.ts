@@ -61,3 +61,18 @@ export const aedesPublish = (aedes: Aedes, payload: string, qos: 0 | 1 | 2, topi
   new Promise<void>((resolve, reject) =>
     aedes.publish({ cmd: "publish", topic, payload: Buffer.from(payload), qos, retain: false, dup: false } as never, (err) => (err ? reject(err) : resolve()))
   )
+
+/**
+ * Runs `meanwhile` once, within the next connection's storeWill (after the restore of its
+ * subscriptions, before registerClient closes the connection it takes over): a live message
+ * published then goes to both, held for the new one.
+ */
+export const atNextStoreWill = (persistence: unknown, meanwhile: () => Promise<void>): void => {
+  const store = persistence as { delWill: (client: unknown) => Promise<unknown> }
+  const delWill = store.delWill.bind(store)
+  let connects = 0
+  store.delWill = async (client) => {
+    if (++connects === 1) await meanwhile()
+    return delWill(client)
+  }
+}
