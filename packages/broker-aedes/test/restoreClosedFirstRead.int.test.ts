@@ -5,6 +5,9 @@
  * read the store again, gave the stored messages ids of its own numbering in the store, and wrote
  * to a socket gone, on behalf of a connection that no longer was. Nothing is delivered to it or
  * changed in the store for it, and the next connection gets every stored message once.
+ * A clean connection's discard of an earlier persistent session's stored messages is not a restore:
+ * closed during it, it still clears them all, and a later persistent connection of the client id
+ * (no session present) gets none of them.
  */
 import { Readable } from "node:stream"
 import { afterAll, describe, expect, it } from "vitest"
@@ -66,15 +69,20 @@ const receiving = (url: string, clients: Array<mqtt.MqttClient>) => {
 
 const all = Array.from({ length: 10 }, (_, k) => `m${k}`)
 
+/** The session subscribed, gone, `all` stored for it; the next connection's first read waits for `b.open`. */
+const storeAll = async (b: Awaited<ReturnType<typeof broker>>) => {
+  const first = await mqtt.connectAsync(b.url, opts)
+  await first.subscribeAsync("k/#", { qos: 1 })
+  await first.endAsync()
+  for (const m of all) await aedesPublish(b.aedes, m, 1)
+  b.gateNextRead()
+}
+
 describe.each(["memory", "disk"] as const)("a %s session's connection closed during its restore's first read", (kind) => {
   it.each(["the client leaves", "another connection takes the session over"] as const)("%s: no restore for it, the next connection gets every stored message once", async (how) => {
     const b = await broker(kind)
     try {
-      const first = await mqtt.connectAsync(b.url, opts)
-      await first.subscribeAsync("k/#", { qos: 1 })
-      await first.endAsync()
-      for (let i = 0; i < 10; i++) await aedesPublish(b.aedes, `m${i}`, 1)
-      b.gateNextRead()
+      await storeAll(b)
       const a = receiving(b.url, b.clients)
       await within(new Promise((r) => a.client.once("connect", r)), 5_000, "CONNACK")
       const q0 = aedesPublish(b.aedes, "q0", 0)
@@ -108,6 +116,29 @@ describe.each(["memory", "disk"] as const)("a %s session's connection closed dur
       await until(() => next!.got.length >= expected.length, 5_000)
       await new Promise((r) => setTimeout(r, 300))
       expect({ a: a.got, next: next.got, afterClose: b.afterClose }).toEqual({ a: [], next: expected, afterClose: [] })
+    } finally {
+      await b.close()
+    }
+  }, 20_000)
+})
+
+describe.each(["memory", "disk"] as const)("a %s store: a clean connection closed while it discards an earlier persistent session's stored messages", (kind) => {
+  it("discards them all still: a later persistent connection of the client id gets none of them", async () => {
+    const b = await broker(kind)
+    try {
+      await storeAll(b)
+      const clean = mqtt.connect(b.url, { ...opts, clean: true })
+      b.clients.push(clean)
+      clean.on("error", () => {})
+      await within(new Promise((r) => clean.once("connect", r)), 5_000, "CONNACK")
+      clean.stream.destroy()
+      await until(b.gatedClosed, 3_000)
+      b.open()
+      await new Promise((r) => setTimeout(r, 300))
+      const next = receiving(b.url, b.clients)
+      const present = await within(new Promise<boolean>((r) => next.client.once("connect", (connack) => r(connack.sessionPresent))), 5_000, "CONNACK")
+      await new Promise((r) => setTimeout(r, 300))
+      expect({ present, got: next.got }).toEqual({ present: false, got: [] })
     } finally {
       await b.close()
     }
