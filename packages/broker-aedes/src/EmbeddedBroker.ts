@@ -483,6 +483,10 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
         }),
     ...options.aedes
   })
+  // With the in-flight bound, a PUBACK (or PUBCOMP) emits `ack` only for a QoS 1/2 message in
+  // flight to that connection (the Aedes patch, client.js `_inflightIds`): one for an id never sent,
+  // or acknowledged already, lowered the count below what the client really holds unacknowledged.
+  if (guard?.maxInflight !== undefined) (aedes as unknown as { trackInflight: boolean }).trackInflight = true
   // The filters of persistent sessions, connected or not: those in the sessions store from before
   // (aedes-persistence-level keys them `subscriptions:<encoded client id>:<filter>`), then each one
   // Aedes stores (only persistent sessions' are: before it subscribes the client and answers).

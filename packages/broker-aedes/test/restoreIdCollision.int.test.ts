@@ -8,21 +8,10 @@
  * next id onto the first kept one, where in production it lands by chance (per reconnect, about
  * (kept + new ids) / 65535 of the time).
  */
-import { mkdtempSync, rmSync } from "node:fs"
-import { createServer, type AddressInfo } from "node:net"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import mqtt from "mqtt"
-import { Aedes } from "aedes"
-import { Redis } from "ioredis"
-import { Level } from "level"
-import persistenceLevel from "aedes-persistence-level"
-import persistenceRedis from "aedes-persistence-redis"
-import * as TestRedis from "@baton/testkit/redis"
+import { aedesBroker, aedesPersistence, aedesPublish } from "./sessions.ts"
 import { until } from "./waits.ts"
-
-const redisUrl = process.env.BATON_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/3"
 
 const cleanup: Array<() => unknown> = []
 afterAll(async () => {
@@ -30,38 +19,6 @@ afterAll(async () => {
 })
 
 const kinds = ["memory", "disk", "redis"] as const
-
-/** A fresh sessions store of `kind`, as EmbeddedBroker makes it (undefined: Aedes' memory one). */
-const persistence = (kind: (typeof kinds)[number]): unknown => {
-  if (kind === "memory") return undefined
-  if (kind === "disk") {
-    const dir = mkdtempSync(join(tmpdir(), "baton-id-collide-"))
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }))
-    return persistenceLevel(new Level(dir))
-  }
-  const scope = TestRedis.scoped(redisUrl)
-  cleanup.push(scope.clean)
-  return persistenceRedis({ conn: new Redis(redisUrl, { keyPrefix: scope.prefix }), maxSessionDelivery: 1_000_000 } as never)
-}
-
-const publish = (aedes: Aedes, payload: string) =>
-  new Promise<void>((resolve, reject) =>
-    aedes.publish({ cmd: "publish", topic: "k/1", payload: Buffer.from(payload), qos: 1, retain: false, dup: false } as never, (err) => (err ? reject(err) : resolve()))
-  )
-
-/** Aedes on an ephemeral port; `close` ends the clients put in `clients`, then the broker. */
-const broker = async (options: object) => {
-  const aedes = await Aedes.createBroker(options as never)
-  const server = createServer(aedes.handle)
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
-  const clients: Array<mqtt.MqttClient> = []
-  const close = async () => {
-    for (const cl of clients) cl.end(true)
-    await new Promise<void>((r) => aedes.close(() => r()))
-    await new Promise<void>((r) => server.close(() => r()))
-  }
-  return { aedes, url: `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`, clients, close }
-}
 
 interface Got {
   readonly payload: string
@@ -96,13 +53,12 @@ const connect = (url: string, clientId = "id-collide") => {
 
 describe.each(kinds)("a %s session's restore whose new packet ids meet the ones its stored messages kept", (kind) => {
   it.each(["queued before the reconnect", "published after it"] as const)("messages %s: each in flight has its own packet id, and one the client never acknowledged comes again on the next connection", async (when) => {
-    const store = persistence(kind)
-    const { aedes, url, clients, close } = await broker(store === undefined ? {} : { persistence: store })
+    const { aedes, url, clients, close } = await aedesBroker({ persistence: aedesPersistence(kind, cleanup) })
     try {
       const first = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clean: false, clientId: "id-collide" })
       await first.subscribeAsync("k/#", { qos: 1 })
       await first.endAsync()
-      for (let i = 0; i < 10; i++) await publish(aedes, `m${i}`)
+      for (let i = 0; i < 10; i++) await aedesPublish(aedes, `m${i}`, 1)
       // A connection that gets m0..m9 and acknowledges none of them.
       const a = connect(url)
       clients.push(a.client)
@@ -110,7 +66,7 @@ describe.each(kinds)("a %s session's restore whose new packet ids meet the ones 
       expect(a.got.map((g) => g.payload)).toEqual(Array.from({ length: 10 }, (_, k) => `m${k}`))
       a.client.stream.destroy()
       await new Promise((r) => setTimeout(r, 200))
-      if (when === "queued before the reconnect") for (let i = 10; i < 20; i++) await publish(aedes, `m${i}`)
+      if (when === "queued before the reconnect") for (let i = 10; i < 20; i++) await aedesPublish(aedes, `m${i}`, 1)
       // The next connection's ids start (by chance, here set) at m0's: m10..m19 would get m0..m9's
       // (restored with the stored ones, or live once they are).
       aedes.once("connackSent", (_connack, client) => {
@@ -121,7 +77,7 @@ describe.each(kinds)("a %s session's restore whose new packet ids meet the ones 
       clients.push(b.client)
       if (when === "published after it") {
         await until(() => b.got.length === 10, 5_000)
-        for (let i = 10; i < 20; i++) await publish(aedes, `m${i}`)
+        for (let i = 10; i < 20; i++) await aedesPublish(aedes, `m${i}`, 1)
       }
       await until(() => b.got.length === 20, 5_000)
       let acks = 0
@@ -154,7 +110,7 @@ describe.each(kinds)("a %s session's restore whose new packet ids meet the ones 
  */
 describe("a redis session's stored messages with one packet id (another session's, kept for all in Redis)", () => {
   it("go out with ids of their own, and one the client never acknowledged comes again on the next connection", async () => {
-    const { aedes, url, clients, close } = await broker({ persistence: persistence("redis") })
+    const { aedes, url, clients, close } = await aedesBroker({ persistence: aedesPersistence("redis", cleanup) })
     const subscribe = async (clientId: string) => {
       const c = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clean: false, clientId })
       await c.subscribeAsync("k/#", { qos: 1 })
@@ -172,12 +128,12 @@ describe("a redis session's stored messages with one packet id (another session'
     }
     try {
       await subscribe("q")
-      await publish(aedes, "m0")
+      await aedesPublish(aedes, "m0", 1)
       // q is sent m0 (id X) and does not acknowledge it.
       const q1 = await session("q", 1)
       await die(q1)
       await subscribe("p")
-      await publish(aedes, "m1")
+      await aedesPublish(aedes, "m1", 1)
       // p is sent m1 with X too (its ids start, by chance, here set, at X), kept for q as well.
       aedes.once("connackSent", (_connack, client) => {
         ;(client as unknown as { _nextId: number })._nextId = q1.got[0]!.messageId
@@ -212,8 +168,8 @@ describe("a redis session's stored messages with one packet id (another session'
 describe("a redis session's PUBREL stored behind a message never sent", () => {
   it("goes again with its id, and the message before it gets another", async () => {
     let deny = false
-    const { aedes, url, clients, close } = await broker({
-      persistence: persistence("redis"),
+    const { aedes, url, clients, close } = await aedesBroker({
+      persistence: aedesPersistence("redis", cleanup),
       authorizeForward: (_client: unknown, packet: unknown) => (deny ? null : packet)
     })
     const opts = { protocolVersion: 4 as const, reconnectPeriod: 0, clean: false, clientId: "id-pubrel" }
@@ -238,10 +194,7 @@ describe("a redis session's PUBREL stored behind a message never sent", () => {
       const first = await mqtt.connectAsync(url, opts)
       await first.subscribeAsync("k/#", { qos: 2 })
       await first.endAsync()
-      const qos2 = (payload: string) =>
-        new Promise<void>((resolve, reject) =>
-          aedes.publish({ cmd: "publish", topic: "k/1", payload: Buffer.from(payload), qos: 2, retain: false, dup: false } as never, (err) => (err ? reject(err) : resolve()))
-        )
+      const qos2 = (payload: string) => aedesPublish(aedes, payload, 2)
       const a = connectQoS2()
       await new Promise((r) => a.client.once("connect", r))
       await qos2("m0")

@@ -3,16 +3,11 @@
  * (Aedes patch, connect.js keptIds). That read failing, the client leaving during it, or another
  * connection taking the session over during it: no hang, no crash, nothing lost.
  */
-import { mkdtempSync, rmSync } from "node:fs"
-import { createServer, type AddressInfo } from "node:net"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { Readable } from "node:stream"
 import { afterAll, describe, expect, it } from "vitest"
 import mqtt from "mqtt"
-import { Aedes } from "aedes"
-import { Level } from "level"
-import persistenceLevel from "aedes-persistence-level"
+import type { Aedes } from "aedes"
+import { aedesBroker, aedesPersistence, aedesPublish } from "./sessions.ts"
 import { until, within } from "./waits.ts"
 
 const cleanup: Array<() => unknown> = []
@@ -23,21 +18,7 @@ afterAll(async () => {
 const kinds = ["memory", "disk"] as const
 
 const broker = async (kind: (typeof kinds)[number]) => {
-  let options = {}
-  if (kind === "disk") {
-    const dir = mkdtempSync(join(tmpdir(), "baton-kept-read-"))
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }))
-    options = { persistence: persistenceLevel(new Level(dir)) }
-  }
-  const aedes = await Aedes.createBroker(options as never)
-  const server = createServer(aedes.handle)
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
-  const clients: Array<mqtt.MqttClient> = []
-  const close = async () => {
-    for (const cl of clients) cl.end(true)
-    await new Promise<void>((r) => aedes.close(() => r()))
-    await new Promise<void>((r) => server.close(() => r()))
-  }
+  const { aedes, url, clients, close } = await aedesBroker({ persistence: aedesPersistence(kind, cleanup) })
   // The kept ids' read of the next persistent connection (the second call of the store's
   // outgoingStream from now: the restore's stream is opened first) is replaced by `next`.
   const store = (aedes as unknown as { persistence: { outgoingStream: (c: unknown) => AsyncIterable<unknown> } }).persistence
@@ -55,13 +36,8 @@ const broker = async (kind: (typeof kinds)[number]) => {
     calls = 0
   }
   const intercepted = () => next === null
-  return { aedes, url: `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`, clients, close, onNextRead, intercepted }
+  return { aedes, url, clients, close, onNextRead, intercepted }
 }
-
-const publish = (aedes: Aedes, payload: string, qos: 0 | 1) =>
-  new Promise<void>((resolve, reject) =>
-    aedes.publish({ cmd: "publish", topic: "k/1", payload: Buffer.from(payload), qos, retain: false, dup: false } as never, (err) => (err ? reject(err) : resolve()))
-  )
 
 const opts = { protocolVersion: 4 as const, reconnectPeriod: 0, clean: false, clientId: "kept-read" }
 
@@ -79,7 +55,7 @@ const setup = async (aedes: Aedes, url: string) => {
   const first = await mqtt.connectAsync(url, opts)
   await first.subscribeAsync("k/#", { qos: 1 })
   await first.endAsync()
-  for (let i = 0; i < 10; i++) await publish(aedes, `m${i}`, 1)
+  for (let i = 0; i < 10; i++) await aedesPublish(aedes, `m${i}`, 1)
 }
 
 const all = Array.from({ length: 10 }, (_, k) => `m${k}`)
@@ -95,7 +71,7 @@ describe.each(kinds)("a %s session's first read of its kept ids at a restore", (
       onNextRead(() => new Readable({ objectMode: true, read() { this.destroy(new Error("store read failed")) } }))
       const a = receiving(url, clients)
       await new Promise((r) => a.client.once("connect", r))
-      await within(publish(aedes, "q0", 0), 3_000, "QoS 0 publish")
+      await within(aedesPublish(aedes, "q0", 0), 3_000, "QoS 0 publish")
       await until(() => a.client.stream.destroyed, 3_000)
       expect(a.client.stream.destroyed).toBe(true)
       const b = receiving(url, clients)
@@ -119,7 +95,7 @@ describe.each(kinds)("a %s session's first read of its kept ids at a restore", (
       })()))
       const a = receiving(url, clients)
       await new Promise((r) => a.client.once("connect", r))
-      const q0 = publish(aedes, "q0", 0)
+      const q0 = aedesPublish(aedes, "q0", 0)
       let b: ReturnType<typeof receiving> | undefined
       if (how === "the client leaves") {
         a.client.stream.destroy()
@@ -135,7 +111,7 @@ describe.each(kinds)("a %s session's first read of its kept ids at a restore", (
         await b.client.endAsync()
       }
       await within(q0, 3_000, "QoS 0 publish held during the read")
-      await within(publish(aedes, "m10", 1), 3_000, "QoS 1 publish after")
+      await within(aedesPublish(aedes, "m10", 1), 3_000, "QoS 1 publish after")
       const c = receiving(url, clients)
       await until(() => c.got.includes("m10"), 5_000)
       await new Promise((r) => setTimeout(r, 200))

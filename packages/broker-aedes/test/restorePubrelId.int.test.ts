@@ -3,21 +3,10 @@
  * [MQTT-4.4.0-1], and no other message is in flight with that id while it is (a PUBACK or PUBCOMP
  * of the other then clears the wrong stored message).
  */
-import { mkdtempSync, rmSync } from "node:fs"
-import { createServer, type AddressInfo } from "node:net"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import mqtt from "mqtt"
-import { Aedes } from "aedes"
-import { Redis } from "ioredis"
-import { Level } from "level"
-import persistenceLevel from "aedes-persistence-level"
-import persistenceRedis from "aedes-persistence-redis"
-import * as TestRedis from "@baton/testkit/redis"
+import { aedesBroker, aedesPersistence, aedesPublish } from "./sessions.ts"
 import { until } from "./waits.ts"
-
-const redisUrl = process.env.BATON_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/3"
 
 const cleanup: Array<() => unknown> = []
 afterAll(async () => {
@@ -25,36 +14,6 @@ afterAll(async () => {
 })
 
 const kinds = ["memory", "disk", "redis"] as const
-
-const persistence = (kind: (typeof kinds)[number]): unknown => {
-  if (kind === "memory") return undefined
-  if (kind === "disk") {
-    const dir = mkdtempSync(join(tmpdir(), "baton-pubrel-id-"))
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }))
-    return persistenceLevel(new Level(dir))
-  }
-  const scope = TestRedis.scoped(redisUrl)
-  cleanup.push(scope.clean)
-  return persistenceRedis({ conn: new Redis(redisUrl, { keyPrefix: scope.prefix }), maxSessionDelivery: 1_000_000 } as never)
-}
-
-const broker = async (options: object) => {
-  const aedes = await Aedes.createBroker(options as never)
-  const server = createServer(aedes.handle)
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
-  const clients: Array<mqtt.MqttClient> = []
-  const close = async () => {
-    for (const cl of clients) cl.end(true)
-    await new Promise<void>((r) => aedes.close(() => r()))
-    await new Promise<void>((r) => server.close(() => r()))
-  }
-  return { aedes, url: `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`, clients, close }
-}
-
-const publish = (aedes: Aedes, payload: string, qos: 1 | 2, topic = "k/1") =>
-  new Promise<void>((resolve, reject) =>
-    aedes.publish({ cmd: "publish", topic, payload: Buffer.from(payload), qos, retain: false, dup: false } as never, (err) => (err ? reject(err) : resolve()))
-  )
 
 interface Got {
   readonly cmd: string
@@ -98,12 +57,12 @@ const subscribe = async (url: string, clientId: string, qos: 1 | 2, filter = "k/
 
 describe.each(kinds)("a %s session's QoS 2 message across a reconnect", (kind) => {
   it("PUBREC received, PUBREL stored, reconnect: the PUBREL comes again with its id, its PUBCOMP ends it, and a new message is never given that id while it is in flight", async () => {
-    const { aedes, url, clients, close } = await broker(kind === "memory" ? {} : { persistence: persistence(kind) })
+    const { aedes, url, clients, close } = await aedesBroker({ persistence: aedesPersistence(kind, cleanup) })
     try {
       await subscribe(url, "q2", 2)
       const a = holding(url, "q2", clients)
       await new Promise((r) => a.client.once("connect", r))
-      await publish(aedes, "m0", 2)
+      await aedesPublish(aedes, "m0", 2)
       await until(() => a.got.length === 1, 5_000)
       const x = a.got[0]!.messageId
       a.release((p) => p.cmd === "pubrec")
@@ -116,7 +75,7 @@ describe.each(kinds)("a %s session's QoS 2 message across a reconnect", (kind) =
       })
       const b = holding(url, "q2", clients)
       await until(() => b.got.length === 1, 5_000)
-      await publish(aedes, "m1", 2)
+      await aedesPublish(aedes, "m1", 2)
       await until(() => b.got.length === 2, 5_000)
       expect(b.got[0]).toEqual({ cmd: "pubrel", messageId: x })
       expect(b.got[1]!.payload).toBe("m1")
@@ -146,8 +105,8 @@ describe.each(kinds)("a %s session's QoS 2 message across a reconnect", (kind) =
 describe("a redis session's stored PUBREL and a stored message carrying its id (another session's)", () => {
   it("go out with distinct ids, and a message published after the PUBCOMP is not lost when the other's PUBACK comes", async () => {
     let deny = false
-    const { aedes, url, clients, close } = await broker({
-      persistence: persistence("redis"),
+    const { aedes, url, clients, close } = await aedesBroker({
+      persistence: aedesPersistence("redis", cleanup),
       authorizeForward: (client: { id: string }, packet: unknown) => (deny && client.id === "q" ? null : packet)
     })
     try {
@@ -156,12 +115,12 @@ describe("a redis session's stored PUBREL and a stored message carrying its id (
       // q is sent m0 (QoS 2, id X) and its PUBREC is held.
       const a = holding(url, "q", clients)
       await new Promise((r) => a.client.once("connect", r))
-      await publish(aedes, "m0", 2)
+      await aedesPublish(aedes, "m0", 2)
       await until(() => a.got.length === 1, 5_000)
       const x = a.got[0]!.messageId
       // m1 (QoS 1) is stored for q and p, not sent to q (not authorized then); p gets it offline.
       deny = true
-      await publish(aedes, "m1", 1, "k/2")
+      await aedesPublish(aedes, "m1", 1, "k/2")
       deny = false
       // q's PUBREC: its PUBREL is stored at the end of q's list, behind m1.
       a.release((p) => p.cmd === "pubrec")
@@ -188,7 +147,7 @@ describe("a redis session's stored PUBREL and a stored message carrying its id (
       aedes.on("ack", () => acks++)
       b.release((g) => g.cmd === "pubcomp")
       await until(() => acks === 1, 5_000)
-      await publish(aedes, "m2", 1)
+      await aedesPublish(aedes, "m2", 1)
       await until(() => b.got.some((g) => g.payload === "m2"), 5_000)
       b.release((g) => g.cmd === "puback" && g.messageId === m1?.messageId)
       await until(() => acks === 2, 5_000)

@@ -16,6 +16,7 @@ import { Aedes } from "aedes"
 import { Level } from "level"
 import persistenceLevel from "aedes-persistence-level"
 import { until } from "./waits.ts"
+import { atNextStoreWill } from "./sessions.ts"
 
 const dirs: Array<string> = []
 afterAll(() => {
@@ -32,7 +33,7 @@ describe("a takeover of a persistent session while a live message is held", () =
     const dir = mkdtempSync(join(tmpdir(), "baton-held-ack-"))
     dirs.push(dir)
     const aedes = await Aedes.createBroker(kind === "disk" ? ({ persistence: persistenceLevel(new Level(dir)) } as never) : {})
-    const persistence = (aedes as unknown as { persistence: { delWill: (client: { id: string }) => Promise<unknown> } }).persistence
+    const persistence = (aedes as unknown as { persistence: unknown }).persistence
     const server = createServer(aedes.handle)
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
     const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`
@@ -49,15 +50,10 @@ describe("a takeover of a persistent session while a live message is held", () =
       await a.subscribeAsync("k/#", { qos: 1 })
       // The new connection's storeWill (after restoreSubs, before registerClient closes the old
       // one): a live message now goes to both; the old connection gets and acknowledges it.
-      const delWill = persistence.delWill.bind(persistence)
-      let connects = 0
-      persistence.delWill = async (client) => {
-        if (++connects === 1) {
-          await publish(aedes, "k/1", "live")
-          await until(() => gotA.includes("live") && acks > 0, 5_000)
-        }
-        return delWill(client)
-      }
+      atNextStoreWill(persistence, async () => {
+        await publish(aedes, "k/1", "live")
+        await until(() => gotA.includes("live") && acks > 0, 5_000)
+      })
       b = mqtt.connect(url, opts)
       b.on("error", () => {})
       const gotB: Array<string> = []

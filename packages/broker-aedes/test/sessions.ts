@@ -1,7 +1,14 @@
 /** Fresh sessions stores for the broker tests: Aedes' memory one, a directory on disk, a Redis key prefix. */
 import { mkdtempSync, rmSync } from "node:fs"
+import { createServer, type AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import mqtt from "mqtt"
+import { Aedes } from "aedes"
+import { Redis } from "ioredis"
+import { Level } from "level"
+import persistenceLevel from "aedes-persistence-level"
+import persistenceRedis from "aedes-persistence-redis"
 import type { EmbeddedBroker } from "@baton/broker-aedes"
 import * as TestRedis from "@baton/testkit/redis"
 
@@ -20,4 +27,52 @@ export const freshSessions = (kind: Kind, cleanup: Array<() => unknown>): Embedd
   const scope = TestRedis.scoped(redisUrl)
   cleanup.push(scope.clean)
   return { kind, url: scope.url }
+}
+
+/** For Aedes without EmbeddedBroker: a fresh Aedes sessions store of `kind`, as EmbeddedBroker makes it (undefined: Aedes' memory one). */
+export const aedesPersistence = (kind: Kind, cleanup: Array<() => unknown>): unknown => {
+  if (kind === "memory") return undefined
+  if (kind === "disk") {
+    const dir = mkdtempSync(join(tmpdir(), "baton-sessions-"))
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }))
+    return persistenceLevel(new Level(dir))
+  }
+  const scope = TestRedis.scoped(redisUrl)
+  cleanup.push(scope.clean)
+  return persistenceRedis({ conn: new Redis(redisUrl, { keyPrefix: scope.prefix }), maxSessionDelivery: 1_000_000 } as never)
+}
+
+/** Aedes (patched) on an ephemeral port, with `options` (its store: aedesPersistence); `close` ends the clients put in `clients`, then the broker. */
+export const aedesBroker = async (options: object) => {
+  const aedes = await Aedes.createBroker(options as never)
+  const server = createServer(aedes.handle)
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+  const clients: Array<mqtt.MqttClient> = []
+  const close = async () => {
+    for (const cl of clients) cl.end(true)
+    await new Promise<void>((r) => aedes.close(() => r()))
+    await new Promise<void>((r) => server.close(() => r()))
+  }
+  return { aedes, url: `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`, clients, close }
+}
+
+/** Publishes on `aedes` (no client), resolving once it is routed (and stored for the sessions). */
+export const aedesPublish = (aedes: Aedes, payload: string, qos: 0 | 1 | 2, topic = "k/1") =>
+  new Promise<void>((resolve, reject) =>
+    aedes.publish({ cmd: "publish", topic, payload: Buffer.from(payload), qos, retain: false, dup: false } as never, (err) => (err ? reject(err) : resolve()))
+  )
+
+/**
+ * Runs `meanwhile` once, within the next connection's storeWill (after the restore of its
+ * subscriptions, before registerClient closes the connection it takes over): a live message
+ * published then goes to both, held for the new one.
+ */
+export const atNextStoreWill = (persistence: unknown, meanwhile: () => Promise<void>): void => {
+  const store = persistence as { delWill: (client: unknown) => Promise<unknown> }
+  const delWill = store.delWill.bind(store)
+  let connects = 0
+  store.delWill = async (client) => {
+    if (++connects === 1) await meanwhile()
+    return delWill(client)
+  }
 }
