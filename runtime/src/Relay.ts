@@ -38,6 +38,8 @@ export const make = (deps: {
   /** A read of the outbox is wanted (a poke, or more may follow a full batch). */
   let again = false
   let closed = false
+  /** `close` was called: the last drain runs, a failure is not retried. */
+  let closing = false
   /**
    * The highest sequence number handed to publishing, in order: every entry of this instance up to
    * it is published or queued. Unknown before the first drain published anything and after a failure.
@@ -93,6 +95,11 @@ export const make = (deps: {
         // What was queued is still in the outbox: the next drain reads it back.
         high = undefined
         queued.length = 0
+        // Stopping: not retried; what is unsent stays in the outbox, published at the next start.
+        if (closing) {
+          again = false
+          return deps.logger.log("warn", "outbox not flushed: the rest is published at the next start", { reason: Log.reason(error) })
+        }
         // The database out of reach: the store logs the outage once; the relay retries quietly.
         if (!isUnavailable(error)) deps.logger.log("error", "outbox relay failed, retrying", { reason: Log.reason(error) })
         if (!closed) setTimeout(poke, deps.retryMs ?? 500)
@@ -126,6 +133,7 @@ export const make = (deps: {
     offer,
     idle,
     close: async () => {
+      closing = true
       await idle()
       closed = true
     }

@@ -129,6 +129,8 @@ export const layer = Layer.effect(
           // A cluster instance stops taking partitions' work, finishes what is in flight, then
           // hands its partitions over; alone, the same without the hand-over.
           ownership.stop(async () => {
+            // An external broker out of reach is not waited for: what it did not acknowledge stays in the outbox.
+            external?.stopping()
             await (await ingressSession)?.close()
             await Promise.all(subscriptions.map((s) => s.close()))
             await idle()

@@ -1,0 +1,170 @@
+/**
+ * Graceful shutdown on SIGTERM/SIGINT while an external broker (`BATON_BROKER_URL`) is out of
+ * reach: the runtime as a child process, the external broker a throwaway Aedes of its own
+ * (fixtures/externalBroker.ts, sessions on disk) that the test SIGKILLs, SIGSTOPs and starts again
+ * on the same port. Each case: the process exits within a bound with the documented code and its
+ * log has the lifecycle lines; where the broker comes back, every order it acknowledged is
+ * processed (what the relay could not publish stayed in the outbox for the next start).
+ */
+import { afterEach, describe, expect, it } from "vitest"
+import { spawn, type ChildProcess } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import mqtt from "mqtt"
+import { Process } from "@baton/testkit"
+import { cards } from "./orders.ts"
+import { sleep } from "./support.ts"
+
+const main = fileURLToPath(import.meta.resolve("@baton/runtime/main"))
+const brokerScript = fileURLToPath(new URL("./fixtures/externalBroker.ts", import.meta.url))
+
+/** A port nothing listens on: bound, read, closed. */
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const port = (server.address() as { port: number }).port
+      server.close(() => resolve(port))
+    })
+  })
+
+const children: Array<ChildProcess> = []
+const dirs: Array<string> = []
+const tempDir = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  dirs.push(dir)
+  return dir
+}
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
+})
+
+interface Child {
+  readonly child: ChildProcess
+  readonly output: () => string
+  /** The exit code (or signal), or "still running" when the bound passed. */
+  readonly exitWithin: (ms: number) => Promise<number | string>
+  readonly waitFor: (pattern: RegExp, ms: number) => Promise<void>
+}
+
+const run = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Child => {
+  const child = spawn(process.execPath, [...Process.nodeOptions, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] })
+  children.push(child)
+  let output = ""
+  child.stdout!.on("data", (b: Buffer) => (output += b.toString()))
+  child.stderr!.on("data", (b: Buffer) => (output += b.toString()))
+  const exited = new Promise<number | string>((resolve) => child.on("exit", (code, signal) => resolve(code ?? signal ?? "unknown")))
+  return {
+    child,
+    output: () => output,
+    exitWithin: (ms) => Promise.race([exited, sleep(ms).then(() => "still running")]),
+    waitFor: async (pattern, ms) => {
+      const until = Date.now() + ms
+      while (!pattern.test(output)) {
+        if (Date.now() > until) throw new Error(`no ${pattern} within ${ms} ms:\n${output}`)
+        await sleep(20)
+      }
+    }
+  }
+}
+
+const startBroker = async (port: number, dir: string): Promise<Child> => {
+  const broker = run([brokerScript, String(port), dir])
+  await broker.waitFor(/listening \d+/, 15_000)
+  return broker
+}
+
+const runtimeEnv = (port: number, dataDir: string) => ({
+  BATON_BROKER_URL: `mqtt://127.0.0.1:${port}`,
+  BATON_HTTP_PORT: "0",
+  BATON_DATA_DIR: dataDir,
+  BATON_RESTART_DELAY_MS: "10"
+})
+
+const orderPayload = (n: number) =>
+  JSON.stringify({
+    id: `order-${n}`,
+    type: "place-order",
+    data: { customerId: `c${n}`, email: `c${n}@example.com`, items: [{ sku: "BOOK-1", qty: 1, price: 9.5 }], payment: { card: cards.approved } }
+  })
+
+const ordersIn = (dataDir: string) => Process.readStore(dataDir, (db) => Process.count(db, "SELECT count(*) AS n FROM orders"))
+
+/** The lifecycle lines of a graceful shutdown, each once, in order. */
+const expectShutdownLines = (output: string) => {
+  const lines = ["runtime stopping", "broker disconnected", "store closed", "runtime stopped"]
+  const at = lines.map((line) => output.indexOf(` ${line}`))
+  expect(at.every((i) => i >= 0), output).toBe(true)
+  expect([...at].sort((a, b) => a - b)).toEqual(at)
+  for (const line of lines) expect(output.split(` ${line}`).length - 1, line).toBe(1)
+}
+
+describe("shutdown while the external broker is out of reach", () => {
+  for (const signal of ["SIGTERM", "SIGINT"] as const)
+    it(`${signal} with publishes in flight to a killed broker: exits 0 within 10 s; nothing acknowledged is lost once it is back`, async () => {
+      const port = await freePort()
+      const sessions = tempDir("baton-ext-broker-")
+      const dataDir = tempDir("baton-shutdown-")
+      let broker = await startBroker(port, sessions)
+      const runtime = run([main], runtimeEnv(port, dataDir))
+      await runtime.waitFor(/runtime ready/, 30_000)
+
+      // Orders acknowledged by the broker, then the broker killed while their chains run.
+      const n = 300
+      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0 })
+      client.on("error", () => {})
+      await Promise.all(Array.from({ length: n }, (_, i) => client.publishAsync("initiate/place-order", orderPayload(i), { qos: 1 })))
+      await Process.eventually(() => ordersIn(dataDir) > 0, 20_000, "the first order")
+      broker.child.kill("SIGKILL")
+      await broker.exitWithin(5_000)
+      client.end(true)
+      await runtime.waitFor(/mqtt publisher (error|disconnected)/, 5_000)
+      await sleep(1_000)
+
+      runtime.child.kill(signal)
+      expect(await runtime.exitWithin(10_000), runtime.output()).toBe(0)
+      expectShutdownLines(runtime.output())
+      // One line per client for the outage, not one per reconnection attempt.
+      expect(runtime.output().match(/mqtt publisher \w+, reconnecting/g)).toHaveLength(1)
+
+      // The broker back (its sessions on disk), the runtime again on the same data directory.
+      broker = await startBroker(port, sessions)
+      const again = run([main], runtimeEnv(port, dataDir))
+      await again.waitFor(/runtime ready/, 30_000)
+      await Process.eventually(() => ordersIn(dataDir) === n, 60_000, `all ${n} orders (${ordersIn(dataDir)} so far)`)
+      await Process.eventually(() => Process.readStore(dataDir, (db) => Process.count(db, "SELECT count(*) AS n FROM outbox")) === 0, 30_000, "the outbox emptied")
+      again.child.kill("SIGTERM")
+      expect(await again.exitWithin(10_000), again.output()).toBe(0)
+      broker.child.kill("SIGKILL")
+    }, 180_000)
+
+  it("SIGTERM while the start waits for a CONNACK (a stopped broker): exits 0 at once, without waiting for the attempt to time out", async () => {
+    const port = await freePort()
+    const broker = await startBroker(port, tempDir("baton-ext-broker-"))
+    // Stopped: the kernel still accepts connections, nothing answers them.
+    broker.child.kill("SIGSTOP")
+    try {
+      const runtime = run([main], runtimeEnv(port, tempDir("baton-shutdown-")))
+      await runtime.waitFor(/no BATON_AUTH_FILE/, 30_000)
+      await sleep(200)
+      runtime.child.kill("SIGTERM")
+      expect(await runtime.exitWithin(2_000), runtime.output()).toBe(0)
+      // (Before, the start went on waiting until the attempt timed out, 3 s after it began.)
+      expect(runtime.output()).not.toMatch(/connack timeout/)
+      expect(runtime.output()).toMatch(/ runtime stopped/)
+      expect(runtime.output()).not.toMatch(/runtime ready/)
+    } finally {
+      broker.child.kill("SIGKILL")
+    }
+  }, 60_000)
+
+  it("refuses to start with nothing listening at BATON_BROKER_URL: one line, exit 1, within 10 s", async () => {
+    const runtime = run([main], runtimeEnv(await freePort(), tempDir("baton-shutdown-")))
+    expect(await runtime.exitWithin(10_000), runtime.output()).toBe(1)
+    expect(runtime.output().match(/ERROR .*/g)).toEqual([expect.stringMatching(/runtime failed reason="cannot connect to MQTT broker at mqtt:\/\/127\.0\.0\.1:\d+: connect ECONNREFUSED/)])
+    expect(runtime.output()).toMatch(/ runtime stopped/)
+  }, 30_000)
+})
