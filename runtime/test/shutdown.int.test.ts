@@ -168,3 +168,26 @@ describe("shutdown while the external broker is out of reach", () => {
     expect(runtime.output()).toMatch(/ runtime stopped/)
   }, 30_000)
 })
+
+describe("the embedded broker with its Redis or PostgreSQL out of reach", () => {
+  const embeddedEnv = (dataDir: string) => ({ BATON_HTTP_PORT: "0", BATON_MQTT_PORT: "0", BATON_WS_PORT: "off", BATON_DATA_DIR: dataDir })
+
+  it("refuses to start with nothing listening at BATON_REDIS_URL: one line, exit 1, within 5 s", async () => {
+    const port = await freePort()
+    const runtime = run([main], { ...embeddedEnv(tempDir("baton-shutdown-")), BATON_REDIS_URL: `redis://127.0.0.1:${port}` })
+    expect(await runtime.exitWithin(5_000), runtime.output()).toBe(1)
+    expect(runtime.output().match(/(ERROR|WARN) .*/g)).toEqual([
+      expect.stringMatching(/^WARN .*no BATON_AUTH_FILE/),
+      `ERROR runtime failed reason="cannot connect to Redis at 127.0.0.1:${port} (BATON_REDIS_URL): connect ECONNREFUSED 127.0.0.1:${port}"`
+    ])
+    expect(runtime.output()).toMatch(/ runtime stopped/)
+  }, 30_000)
+
+  it("refuses to start with nothing listening at BATON_DATABASE_URL: one line, exit 1, within 5 s", async () => {
+    const port = await freePort()
+    const runtime = run([main], { ...embeddedEnv(tempDir("baton-shutdown-")), BATON_DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/test` })
+    expect(await runtime.exitWithin(5_000), runtime.output()).toBe(1)
+    expect(runtime.output().match(/ERROR .*/g)).toEqual([expect.stringMatching(/runtime failed reason="cannot open the store: PostgreSQL connect failed: connect ECONNREFUSED/)])
+    expect(runtime.output()).toMatch(/ runtime stopped/)
+  }, 30_000)
+})
