@@ -15,6 +15,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import mqtt from "mqtt"
 import { Process } from "@baton/testkit"
+import { freshSchema, query } from "@baton/testkit/postgres"
 import { cards } from "./orders.ts"
 import { sleep } from "./support.ts"
 
@@ -140,6 +141,45 @@ describe("shutdown while the external broker is out of reach", () => {
       expect(await again.exitWithin(10_000), again.output()).toBe(0)
       broker.child.kill("SIGKILL")
     }, 180_000)
+
+  it("a cluster member on PostgreSQL, SIGTERM with the broker killed under load: exits 0 within 10 s; every acknowledged order processed once it is back", async () => {
+    const port = await freePort()
+    const sessions = tempDir("baton-ext-broker-")
+    const schema = await freshSchema()
+    try {
+      const env = { ...runtimeEnv(port, tempDir("baton-shutdown-")), BATON_DATABASE_URL: schema.url, BATON_INSTANCE: "n1", BATON_HEARTBEAT_MS: "250", BATON_DEAD_AFTER_MS: "2000" }
+      const orders = async () => Number((await query<{ n: string }>(schema.url, "SELECT count(*) AS n FROM orders"))[0]?.n ?? 0)
+      let broker = await startBroker(port, sessions)
+      const runtime = run([main], env)
+      await runtime.waitFor(/ingress session taken/, 30_000)
+      const n = 200
+      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0 })
+      client.on("error", () => {})
+      await Promise.all(Array.from({ length: n }, (_, i) => client.publishAsync("initiate/place-order", orderPayload(i), { qos: 1 })))
+      const until = Date.now() + 20_000
+      while ((await orders()) === 0 && Date.now() < until) await sleep(50)
+      broker.child.kill("SIGKILL")
+      await broker.exitWithin(5_000)
+      client.end(true)
+      await runtime.waitFor(/mqtt publisher (error|disconnected)/, 5_000)
+      await sleep(1_000)
+      runtime.child.kill("SIGTERM")
+      expect(await runtime.exitWithin(10_000), runtime.output()).toBe(0)
+      expectShutdownLines(runtime.output())
+
+      broker = await startBroker(port, sessions)
+      const again = run([main], env)
+      await again.waitFor(/runtime ready/, 30_000)
+      const deadline = Date.now() + 60_000
+      while ((await orders()) < n && Date.now() < deadline) await sleep(200)
+      expect(await orders()).toBe(n)
+      again.child.kill("SIGTERM")
+      expect(await again.exitWithin(10_000), again.output()).toBe(0)
+      broker.child.kill("SIGKILL")
+    } finally {
+      await schema.drop()
+    }
+  }, 180_000)
 
   it("SIGTERM while the start waits for a CONNACK (a stopped broker): exits 0 at once, without waiting for the attempt to time out", async () => {
     const port = await freePort()

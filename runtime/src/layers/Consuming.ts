@@ -38,9 +38,11 @@ export const layer = Layer.effect(
     // The session's client never reconnects once this instance lost partition 0 (no two instances
     // taking turns at one session), and opening it is retried while the partition stays ours.
     let ingressSession: Promise<Subscription | undefined> | undefined
+    /** Shutting down: the ingress session is not (re)tried any more. */
+    let stopping = false
     const holdsIngress = () => ownership.owns(0)
     const subscribeIngress = async (): Promise<Subscription | undefined> => {
-      for (let attempt = 1; external !== undefined && holdsIngress(); attempt++) {
+      for (let attempt = 1; external !== undefined && !stopping && holdsIngress(); attempt++) {
         try {
           return await external.subscribe(
             { clientId: "baton-cluster-ingress", unprefixed: true, topics: [Topics.allInitiating], exclusive: holdsIngress },
@@ -130,6 +132,7 @@ export const layer = Layer.effect(
           // hands its partitions over; alone, the same without the hand-over.
           ownership.stop(async () => {
             // An external broker out of reach is not waited for: what it did not acknowledge stays in the outbox.
+            stopping = true
             external?.stopping()
             await (await ingressSession)?.close()
             await Promise.all(subscriptions.map((s) => s.close()))
