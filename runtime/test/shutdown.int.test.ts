@@ -9,7 +9,7 @@
 import { afterEach, describe, expect, it } from "vitest"
 import { spawn, type ChildProcess } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
+import { connect as tcpConnect, createServer, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -94,6 +94,27 @@ const orderPayload = (n: number) =>
 
 const ordersIn = (dataDir: string) => Process.readStore(dataDir, (db) => Process.count(db, "SELECT count(*) AS n FROM orders"))
 
+/** Orders acknowledged by the broker (QoS 1) and their chains running: resolves once the first order is in. */
+const placeOrders = async (port: number, dataDir: string, n: number) => {
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0 })
+  client.on("error", () => {})
+  await Promise.all(Array.from({ length: n }, (_, i) => client.publishAsync("initiate/place-order", orderPayload(i), { qos: 1 })))
+  client.end(true)
+  await Process.eventually(() => ordersIn(dataDir) > 0, 20_000, "the first order")
+}
+
+/** An external broker and the runtime on it, `n` orders placed and their chains running. */
+const underLoad = async (n: number) => {
+  const port = await freePort()
+  const sessions = tempDir("baton-ext-broker-")
+  const dataDir = tempDir("baton-shutdown-")
+  const broker = await startBroker(port, sessions)
+  const runtime = run([main], runtimeEnv(port, dataDir))
+  await runtime.waitFor(/runtime ready/, 30_000)
+  await placeOrders(port, dataDir, n)
+  return { port, sessions, dataDir, broker, runtime }
+}
+
 /** The lifecycle lines of a graceful shutdown, each once, in order. */
 const expectShutdownLines = (output: string) => {
   const lines = ["runtime stopping", "broker disconnected", "store closed", "runtime stopped"]
@@ -106,28 +127,22 @@ const expectShutdownLines = (output: string) => {
 describe("shutdown while the external broker is out of reach", () => {
   for (const signal of ["SIGTERM", "SIGINT"] as const)
     it(`${signal} with publishes in flight to a killed broker: exits 0 within 10 s; nothing acknowledged is lost once it is back`, async () => {
-      const port = await freePort()
-      const sessions = tempDir("baton-ext-broker-")
-      const dataDir = tempDir("baton-shutdown-")
-      let broker = await startBroker(port, sessions)
-      const runtime = run([main], runtimeEnv(port, dataDir))
-      await runtime.waitFor(/runtime ready/, 30_000)
-
       // Orders acknowledged by the broker, then the broker killed while their chains run.
       const n = 300
-      const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0 })
-      client.on("error", () => {})
-      await Promise.all(Array.from({ length: n }, (_, i) => client.publishAsync("initiate/place-order", orderPayload(i), { qos: 1 })))
-      await Process.eventually(() => ordersIn(dataDir) > 0, 20_000, "the first order")
+      const { port, sessions, dataDir, runtime, ...first } = await underLoad(n)
+      let broker = first.broker
       broker.child.kill("SIGKILL")
       await broker.exitWithin(5_000)
-      client.end(true)
       await runtime.waitFor(/mqtt publisher (error|disconnected)/, 5_000)
       await sleep(1_000)
 
       runtime.child.kill(signal)
       expect(await runtime.exitWithin(10_000), runtime.output()).toBe(0)
       expectShutdownLines(runtime.output())
+      // What the relay could not publish: one warning, no error.
+      const stopping = runtime.output().split(" runtime stopping")[1] ?? ""
+      expect(stopping.match(/ERROR .*/g), stopping).toBeNull()
+      expect(stopping.match(/WARN {2}outbox not flushed: the rest is published at the next start/g), stopping).toHaveLength(1)
       // One line per client for the outage, not one per reconnection attempt.
       expect(runtime.output().match(/mqtt publisher \w+, reconnecting/g)).toHaveLength(1)
 
@@ -236,4 +251,77 @@ describe("the embedded broker with its Redis or PostgreSQL out of reach", () => 
     expect(runtime.output().match(/ERROR .*/g)).toEqual([expect.stringMatching(/runtime failed reason="cannot open the store: PostgreSQL connect failed: connect ECONNREFUSED/)])
     expect(runtime.output()).toMatch(/ runtime stopped/)
   }, 30_000)
+})
+
+describe("shutdown while the external broker hangs (half-open TCP)", () => {
+  it("SIGTERM with publishes in flight to a stopped broker (SIGSTOP, no FIN/RST): exits 0 within 10 s; nothing acknowledged is lost once it is back", async () => {
+    const n = 300
+    const { port, sessions, dataDir, runtime, ...first } = await underLoad(n)
+    let broker = first.broker
+    // Stopped, not killed: the connections stay open, nothing answers on them.
+    broker.child.kill("SIGSTOP")
+    try {
+      await sleep(1_000)
+      runtime.child.kill("SIGTERM")
+      expect(await runtime.exitWithin(10_000), runtime.output()).toBe(0)
+      expectShutdownLines(runtime.output())
+    } finally {
+      broker.child.kill("SIGKILL")
+      await broker.exitWithin(5_000)
+    }
+    broker = await startBroker(port, sessions)
+    const again = run([main], runtimeEnv(port, dataDir))
+    await again.waitFor(/runtime ready/, 30_000)
+    await Process.eventually(() => ordersIn(dataDir) === n, 60_000, `all ${n} orders (${ordersIn(dataDir)} so far)`)
+    again.child.kill("SIGTERM")
+    expect(await again.exitWithin(10_000), again.output()).toBe(0)
+    broker.child.kill("SIGKILL")
+  }, 180_000)
+})
+
+describe("a signal at start while a subscriber waits for its CONNACK", () => {
+  /** Passes the first connection (the publisher's) to the broker; accepts the later ones and never answers them. */
+  const firstOnly = async (brokerPort: number) => {
+    const sockets: Array<Socket> = []
+    let first = true
+    const server = createServer((socket) => {
+      sockets.push(socket)
+      socket.on("error", () => {})
+      if (!first) return
+      first = false
+      const upstream = tcpConnect(brokerPort, "127.0.0.1")
+      upstream.on("error", () => socket.destroy())
+      sockets.push(upstream)
+      socket.pipe(upstream).pipe(socket)
+    })
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+    return {
+      port: (server.address() as { port: number }).port,
+      close: () => {
+        for (const s of sockets) s.destroy()
+        server.close()
+      }
+    }
+  }
+
+  it("SIGTERM while a processor's session waits for its CONNACK: exits 0 at once, without waiting for the attempt to time out", async () => {
+    const brokerPort = await freePort()
+    const broker = await startBroker(brokerPort, tempDir("baton-ext-broker-"))
+    const proxy = await firstOnly(brokerPort)
+    try {
+      const runtime = run([main], runtimeEnv(proxy.port, tempDir("baton-shutdown-")))
+      await runtime.waitFor(/broker connected/, 30_000)
+      await sleep(1_000)
+      expect(runtime.output()).not.toMatch(/processor started/)
+      runtime.child.kill("SIGTERM")
+      expect(await runtime.exitWithin(5_000), runtime.output()).toBe(0)
+      // Not waited for: before, the start went on until the attempt timed out (3 s after it began).
+      expect(runtime.output()).not.toMatch(/mqtt subscriber disconnected/)
+      expect(runtime.output()).toMatch(/ runtime stopped/)
+      expect(runtime.output()).not.toMatch(/runtime ready|ERROR/)
+    } finally {
+      proxy.close()
+      broker.child.kill("SIGKILL")
+    }
+  }, 60_000)
 })

@@ -53,10 +53,17 @@ const open = (options: Options, clientOptions: IClientOptions): MqttClient => mq
  * deadline. A CONNACK that does not come in `connectTimeoutMs` is retried by MQTT.js (once seen
  * with Aedes and Redis sessions right after a crash: one attempt hung, the next one succeeded).
  */
+/** Clients whose connect was aborted: ended on purpose, whatever MQTT.js emits afterwards. */
+const givenUp = new WeakSet<MqttClient>()
+
 const connect = (client: MqttClient, where: string, timeoutMs: number, signal?: AbortSignal): Promise<void> =>
   new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => fail(new Error(`no CONNACK for ${client.options.clientId ?? "?"} from ${where} within ${timeoutMs} ms`)), timeoutMs)
-    const aborted = () => fail(new Error("stopped while connecting"))
+    const aborted = () => {
+      // Given up, not out of reach: no outage to log.
+      givenUp.add(client)
+      fail(new Error("stopped while connecting"))
+    }
     const cleanup = () => {
       clearTimeout(timer)
       client.off("connect", ok)
@@ -86,12 +93,12 @@ const connect = (client: MqttClient, where: string, timeoutMs: number, signal?: 
 const logOutage = (client: MqttClient, logger: Log.Logger, what: string, fields: Record<string, string>) => {
   let down = false
   client.on("error", (e) => {
-    if (down) return
+    if (down || givenUp.has(client)) return
     down = true
     logger.log("warn", `${what} error, reconnecting every ${client.options.reconnectPeriod ?? 0} ms`, { ...fields, reason: e.message })
   })
   client.on("offline", () => {
-    if (down || client.disconnecting) return
+    if (down || client.disconnecting || givenUp.has(client)) return
     down = true
     logger.log("warn", `${what} disconnected, reconnecting every ${client.options.reconnectPeriod ?? 0} ms`, fields)
   })
@@ -139,9 +146,10 @@ export const make = async (options: Options): Promise<MqttBroker> => {
   // Stopping with the publisher disconnected: no more reconnecting, and what waits for a PUBACK
   // fails now (MQTT.js keeps it for the next connection otherwise, as it must while running).
   let stopped = false
-  const abandon = () => {
-    if (publisher.connected || stopped) return
+  const abandon = (unanswered = false) => {
+    if ((publisher.connected && !unanswered) || stopped) return
     stopped = true
+    clearInterval(watchdog)
     publisher.end(true)
     const error = new Error(`MQTT broker at ${where} out of reach while stopping: not published`)
     for (const [id, entry] of Object.entries(publisher.outgoing)) {
@@ -149,12 +157,38 @@ export const make = async (options: Options): Promise<MqttBroker> => {
       entry.cb?.(error)
     }
   }
+  // Stopping with the publisher connected to a broker that no longer answers (stopped, or a
+  // half-open connection: no FIN, no RST), which MQTT.js would notice only at its keepalive
+  // timeout (1.5 × 30 s): given up once a publish waited `graceMs` with nothing received.
+  let received = 0
+  publisher.on("packetreceive", () => received++)
+  let watchdog: NodeJS.Timeout | undefined
+  const watch = () => {
+    let seen = received
+    let waitingSince: number | undefined
+    watchdog = setInterval(() => {
+      if (Object.keys(publisher.outgoing).length === 0 || received !== seen) {
+        seen = received
+        waitingSince = undefined
+        return
+      }
+      waitingSince ??= Date.now()
+      if (Date.now() - waitingSince < graceMs) return
+      logger.log("warn", "mqtt publisher: no answer from the broker while stopping, giving up", { client: publisher.options.clientId ?? "publisher", waited: `${graceMs} ms` })
+      abandon(true)
+    }, Math.max(10, Math.min(250, graceMs / 10)))
+    watchdog.unref()
+  }
+  // Stopping: a session still waiting for its CONNACK is not waited for either.
+  const stoppingSignal = new AbortController()
   let stoppingCalled = false
   const stopping = () => {
     if (stoppingCalled) return
     stoppingCalled = true
-    publisher.on("close", abandon)
+    stoppingSignal.abort()
+    publisher.on("close", () => abandon())
     abandon()
+    if (!stopped) watch()
   }
 
   const publish = async (topic: string, payload: string | Buffer, qos: QoS = 1): Promise<void> => {
@@ -199,7 +233,7 @@ export const make = async (options: Options): Promise<MqttBroker> => {
       })
     let granted: Awaited<ReturnType<MqttClient["subscribeAsync"]>>
     try {
-      await connect(client, where, timeout)
+      await connect(client, where, timeout, sub.signal === undefined ? stoppingSignal.signal : AbortSignal.any([sub.signal, stoppingSignal.signal]))
       granted = await client.subscribeAsync(
         sub.topics.map((t) => t),
         { qos: sub.qos ?? 1 }
@@ -227,6 +261,7 @@ export const make = async (options: Options): Promise<MqttBroker> => {
 
   const close = async () => {
     await Promise.all([...subscriptions].map((s) => s.close()))
+    clearInterval(watchdog)
     await end(publisher, graceMs)
   }
 
