@@ -280,35 +280,42 @@ describe("shutdown while the external broker hangs (half-open TCP)", () => {
   }, 180_000)
 })
 
-describe("a signal at start while a subscriber waits for its CONNACK", () => {
-  /** Passes the first connection (the publisher's) to the broker; accepts the later ones and never answers them. */
-  const firstOnly = async (brokerPort: number) => {
-    const sockets: Array<Socket> = []
-    let first = true
-    const server = createServer((socket) => {
-      sockets.push(socket)
-      socket.on("error", () => {})
-      if (!first) return
-      first = false
+/**
+ * A proxy to the broker that accepts a connection and never answers it when `hold` says so
+ * (given the connection's number and its first bytes: the CONNECT packet), passes it on otherwise.
+ */
+const holding = async (brokerPort: number, hold: (n: number, connect: Buffer) => boolean) => {
+  const sockets: Array<Socket> = []
+  let n = 0
+  const server = createServer((socket) => {
+    const number = n++
+    sockets.push(socket)
+    socket.on("error", () => {})
+    socket.once("data", (connect: Buffer) => {
+      if (hold(number, connect)) return
       const upstream = tcpConnect(brokerPort, "127.0.0.1")
       upstream.on("error", () => socket.destroy())
       sockets.push(upstream)
+      upstream.write(connect)
       socket.pipe(upstream).pipe(socket)
     })
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
-    return {
-      port: (server.address() as { port: number }).port,
-      close: () => {
-        for (const s of sockets) s.destroy()
-        server.close()
-      }
+  })
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () => {
+      for (const s of sockets) s.destroy()
+      server.close()
     }
   }
+}
 
+describe("a signal at start while a subscriber waits for its CONNACK", () => {
   it("SIGTERM while a processor's session waits for its CONNACK: exits 0 at once, without waiting for the attempt to time out", async () => {
     const brokerPort = await freePort()
     const broker = await startBroker(brokerPort, tempDir("baton-ext-broker-"))
-    const proxy = await firstOnly(brokerPort)
+    // Every connection but the first (the publisher's) held.
+    const proxy = await holding(brokerPort, (n) => n > 0)
     try {
       const runtime = run([main], runtimeEnv(proxy.port, tempDir("baton-shutdown-")))
       await runtime.waitFor(/broker connected/, 30_000)
@@ -323,6 +330,30 @@ describe("a signal at start while a subscriber waits for its CONNACK", () => {
     } finally {
       proxy.close()
       broker.child.kill("SIGKILL")
+    }
+  }, 60_000)
+})
+
+describe("a cluster member's ingress session being opened at shutdown", () => {
+  it("SIGTERM while the ingress session waits for its CONNACK: not tried again, exits 0", async () => {
+    const brokerPort = await freePort()
+    const broker = await startBroker(brokerPort, tempDir("baton-ext-broker-"))
+    const proxy = await holding(brokerPort, (_, connect) => connect.includes("baton-cluster-ingress"))
+    const schema = await freshSchema()
+    try {
+      const env = { ...runtimeEnv(proxy.port, tempDir("baton-shutdown-")), BATON_DATABASE_URL: schema.url, BATON_INSTANCE: "n1", BATON_HEARTBEAT_MS: "250", BATON_DEAD_AFTER_MS: "2000" }
+      const runtime = run([main], env)
+      await runtime.waitFor(/ingress session taken/, 30_000)
+      await sleep(500)
+      runtime.child.kill("SIGTERM")
+      expect(await runtime.exitWithin(10_000), runtime.output()).toBe(0)
+      expectShutdownLines(runtime.output())
+      // Given up at once: before, the attempt went on until it timed out (3 s), then was logged as failed.
+      expect(runtime.output()).not.toMatch(/ingress session not opened/)
+    } finally {
+      proxy.close()
+      broker.child.kill("SIGKILL")
+      await schema.drop()
     }
   }, 60_000)
 })
