@@ -20,6 +20,11 @@ export interface Relay {
   readonly offer: (entries: ReadonlyArray<Outbox.Entry>) => void
   /** Resolves when the outbox is empty (or the relay stopped). */
   readonly idle: () => Promise<void>
+  /**
+   * The runtime is shutting down (its broker may be given up on, failing what is in flight): a
+   * failed drain is not retried any more, and logged once; later pokes and offers still drain.
+   */
+  readonly stopping: () => void
   readonly close: () => Promise<void>
 }
 
@@ -38,6 +43,10 @@ export const make = (deps: {
   /** A read of the outbox is wanted (a poke, or more may follow a full batch). */
   let again = false
   let closed = false
+  /** `stopping` or `close` was called: a failure is not retried. */
+  let closing = false
+  /** "outbox not flushed" was logged (once per shutdown). */
+  let notFlushed = false
   /**
    * The highest sequence number handed to publishing, in order: every entry of this instance up to
    * it is published or queued. Unknown before the first drain published anything and after a failure.
@@ -93,6 +102,13 @@ export const make = (deps: {
         // What was queued is still in the outbox: the next drain reads it back.
         high = undefined
         queued.length = 0
+        // Stopping: not retried; what is unsent stays in the outbox, published at the next start.
+        if (closing) {
+          again = false
+          if (notFlushed) return
+          notFlushed = true
+          return deps.logger.log("warn", "outbox not flushed: the rest is published at the next start", { reason: Log.reason(error) })
+        }
         // The database out of reach: the store logs the outage once; the relay retries quietly.
         if (!isUnavailable(error)) deps.logger.log("error", "outbox relay failed, retrying", { reason: Log.reason(error) })
         if (!closed) setTimeout(poke, deps.retryMs ?? 500)
@@ -125,7 +141,11 @@ export const make = (deps: {
     poke,
     offer,
     idle,
+    stopping: () => {
+      closing = true
+    },
     close: async () => {
+      closing = true
       await idle()
       closed = true
     }

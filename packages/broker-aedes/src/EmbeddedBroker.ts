@@ -194,9 +194,25 @@ const watchRedis = (logger: Log.Logger, what: string, emitter: EventEmitter, con
  * `?prefix=<p>` in the URL puts `p` before every key the sessions keep, so that several deployments
  * (or test runs) can share a database and each can find and delete its own keys.
  */
-const sessionsConnection = (logger: Log.Logger, url: string): Redis => {
+const sessionsConnection = async (logger: Log.Logger, url: string): Promise<Redis> => {
   const keyPrefix = new URL(url).searchParams.get("prefix") ?? ""
-  const connection = new Redis({ ...redisOptions(url), ...(keyPrefix === "" ? {} : { keyPrefix }) })
+  const options = redisOptions(url)
+  const connection = new Redis({ ...options, ...(keyPrefix === "" ? {} : { keyPrefix }) })
+  // Reachable at start, or the start fails at once with the reason (as a store out of reach
+  // does), instead of the first command failing after 20 reconnections with ioredis' own words.
+  await new Promise<void>((resolve, reject) => {
+    const ready = () => {
+      connection.off("error", failed)
+      resolve()
+    }
+    const failed = (error: Error) => {
+      connection.off("ready", ready)
+      connection.disconnect()
+      reject(new Error(`cannot connect to Redis at ${options.host}:${options.port} (BATON_REDIS_URL): ${error.message}`))
+    }
+    connection.once("ready", ready)
+    connection.once("error", failed)
+  })
   watchRedis(logger, "sessions", connection, ["connect"])
   return connection
 }
@@ -343,7 +359,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const logger = options.logger ?? Log.silent
   const sessions = options.sessions ?? { kind: "memory" }
   const level = sessions.kind === "disk" ? new Level(sessions.dir) : undefined
-  const sessionsRedis = sessions.kind === "redis" ? sessionsConnection(logger, sessions.url) : undefined
+  const sessionsRedis = sessions.kind === "redis" ? await sessionsConnection(logger, sessions.url) : undefined
   const persistence =
     sessions.kind === "disk" ? persistenceLevel(level) : sessionsRedis !== undefined ? persistenceRedis({ conn: sessionsRedis, maxSessionDelivery }) : undefined
   const beforeAck = options.beforeAck

@@ -20,6 +20,20 @@ export interface Options {
   readonly connectTimeoutMs?: number
   /** How long `make` and `subscribe` wait, over all attempts, for the first CONNACK. */
   readonly connectDeadlineMs?: number
+  /** How long `close` waits for a connected client's graceful end (its publishes acknowledged). */
+  readonly closeGraceMs?: number
+  /** Aborts `make` while it waits for the first CONNACK (a signal at start). */
+  readonly signal?: AbortSignal
+}
+
+/** The broker as `make` returns it: with `stopping`, which the runtime calls when it starts shutting down. */
+export interface MqttBroker extends Broker {
+  /**
+   * From now on the broker out of reach is not waited for: the publishes in flight fail at once
+   * (their outbox entries stay, for the next start) when the publisher is disconnected or loses
+   * its connection, instead of waiting for a reconnect that the shutdown would wait for forever.
+   */
+  readonly stopping: () => void
 }
 
 const base = (options: Options): IClientOptions => ({
@@ -39,13 +53,22 @@ const open = (options: Options, clientOptions: IClientOptions): MqttClient => mq
  * deadline. A CONNACK that does not come in `connectTimeoutMs` is retried by MQTT.js (once seen
  * with Aedes and Redis sessions right after a crash: one attempt hung, the next one succeeded).
  */
-const connect = (client: MqttClient, where: string, timeoutMs: number): Promise<void> =>
+/** Clients whose connect was aborted: ended on purpose, whatever MQTT.js emits afterwards. */
+const givenUp = new WeakSet<MqttClient>()
+
+const connect = (client: MqttClient, where: string, timeoutMs: number, signal?: AbortSignal): Promise<void> =>
   new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => fail(new Error(`no CONNACK for ${client.options.clientId ?? "?"} from ${where} within ${timeoutMs} ms`)), timeoutMs)
+    const aborted = () => {
+      // Given up, not out of reach: no outage to log.
+      givenUp.add(client)
+      fail(new Error("stopped while connecting"))
+    }
     const cleanup = () => {
       clearTimeout(timer)
       client.off("connect", ok)
       client.off("error", fail)
+      signal?.removeEventListener("abort", aborted)
     }
     const ok = () => {
       cleanup()
@@ -56,10 +79,50 @@ const connect = (client: MqttClient, where: string, timeoutMs: number): Promise<
       client.end(true)
       reject(new Error(`cannot connect to MQTT broker at ${where}: ${error.message}`))
     }
+    if (signal?.aborted === true) return aborted()
     client.on("connect", ok)
     client.on("error", fail)
+    signal?.addEventListener("abort", aborted)
     client.connect()
   })
+
+/**
+ * Logs a client's outage once: its first error (then quiet while it reconnects every 500 ms), and
+ * "mqtt reconnected" when a CONNACK comes again.
+ */
+const logOutage = (client: MqttClient, logger: Log.Logger, what: string, fields: Record<string, string>) => {
+  let down = false
+  client.on("error", (e) => {
+    if (down || givenUp.has(client)) return
+    down = true
+    logger.log("warn", `${what} error, reconnecting every ${client.options.reconnectPeriod ?? 0} ms`, { ...fields, reason: e.message })
+  })
+  client.on("offline", () => {
+    if (down || client.disconnecting || givenUp.has(client)) return
+    down = true
+    logger.log("warn", `${what} disconnected, reconnecting every ${client.options.reconnectPeriod ?? 0} ms`, fields)
+  })
+  client.on("connect", () => {
+    if (!down) return
+    down = false
+    logger.log("info", "mqtt reconnected", fields)
+  })
+}
+
+/**
+ * Ends a client without waiting for a broker out of reach: gracefully (DISCONNECT, and the QoS 1/2
+ * publishes in flight acknowledged first) while connected, within `graceMs`; at once otherwise.
+ */
+const end = async (client: MqttClient, graceMs: number): Promise<void> => {
+  if (client.connected) {
+    let timer: NodeJS.Timeout | undefined
+    const ended = await Promise.race([client.endAsync().then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), graceMs)))])
+    clearTimeout(timer)
+    if (ended) return
+  }
+  // (MQTT.js calls back once the socket closes, which a closed socket never does again: not awaited.)
+  client.end(true)
+}
 
 // Nagle's algorithm costs ~15 ms per QoS 1 hop (docs/platform-facts.md, TCP).
 const noDelay = (client: MqttClient) =>
@@ -68,16 +131,65 @@ const noDelay = (client: MqttClient) =>
     socket.setNoDelay?.(true)
   })
 
-export const make = async (options: Options): Promise<Broker> => {
+export const make = async (options: Options): Promise<MqttBroker> => {
   const logger = options.logger ?? Log.silent
   const where = options.url
   const timeout = options.connectDeadlineMs ?? 30_000
+  const graceMs = options.closeGraceMs ?? 5_000
   const subscriptions = new Set<Subscription>()
 
   const publisher = open(options, { clientId: `${options.clientPrefix}publisher`, clean: true })
   noDelay(publisher)
-  publisher.on("error", (e) => logger.log("warn", "mqtt publisher error", { reason: e.message }))
-  await connect(publisher, where, timeout)
+  logOutage(publisher, logger, "mqtt publisher", { client: publisher.options.clientId ?? "publisher" })
+  await connect(publisher, where, timeout, options.signal)
+
+  // Stopping with the publisher disconnected: no more reconnecting, and what waits for a PUBACK
+  // fails now (MQTT.js keeps it for the next connection otherwise, as it must while running).
+  let stopped = false
+  const abandon = (unanswered = false) => {
+    if ((publisher.connected && !unanswered) || stopped) return
+    stopped = true
+    clearInterval(watchdog)
+    publisher.end(true)
+    const error = new Error(`MQTT broker at ${where} out of reach while stopping: not published`)
+    for (const [id, entry] of Object.entries(publisher.outgoing)) {
+      delete publisher.outgoing[Number(id)]
+      entry.cb?.(error)
+    }
+  }
+  // Stopping with the publisher connected to a broker that no longer answers (stopped, or a
+  // half-open connection: no FIN, no RST), which MQTT.js would notice only at its keepalive
+  // timeout (1.5 × 30 s): given up once a publish waited `graceMs` with nothing received.
+  let received = 0
+  publisher.on("packetreceive", () => received++)
+  let watchdog: NodeJS.Timeout | undefined
+  const watch = () => {
+    let seen = received
+    let waitingSince: number | undefined
+    watchdog = setInterval(() => {
+      if (Object.keys(publisher.outgoing).length === 0 || received !== seen) {
+        seen = received
+        waitingSince = undefined
+        return
+      }
+      waitingSince ??= Date.now()
+      if (Date.now() - waitingSince < graceMs) return
+      logger.log("warn", "mqtt publisher: no answer from the broker while stopping, giving up", { client: publisher.options.clientId ?? "publisher", waited: `${graceMs} ms` })
+      abandon(true)
+    }, Math.max(10, Math.min(250, graceMs / 10)))
+    watchdog.unref()
+  }
+  // Stopping: a session still waiting for its CONNACK is not waited for either.
+  const stoppingSignal = new AbortController()
+  let stoppingCalled = false
+  const stopping = () => {
+    if (stoppingCalled) return
+    stoppingCalled = true
+    stoppingSignal.abort()
+    publisher.on("close", () => abandon())
+    abandon()
+    if (!stopped) watch()
+  }
 
   const publish = async (topic: string, payload: string | Buffer, qos: QoS = 1): Promise<void> => {
     await publisher.publishAsync(topic, payload, { qos })
@@ -87,8 +199,7 @@ export const make = async (options: Options): Promise<Broker> => {
     const clientId = sub.unprefixed === true ? sub.clientId : `${options.clientPrefix}${sub.clientId}`
     const client = open(options, { clientId, clean: false })
     noDelay(client)
-    client.on("error", (e) => logger.log("warn", "mqtt subscriber error", { client: clientId, reason: e.message }))
-    client.on("reconnect", () => logger.log("warn", "mqtt reconnecting", { client: clientId }))
+    logOutage(client, logger, "mqtt subscriber", { client: clientId })
     // Acknowledge only after the handler settled. Set before connecting: messages queued in the
     // session are flushed right after CONNACK (docs/platform-facts.md, MQTT.js).
     client.handleMessage = (packet: IPublishPacket, done) => {
@@ -122,7 +233,7 @@ export const make = async (options: Options): Promise<Broker> => {
       })
     let granted: Awaited<ReturnType<MqttClient["subscribeAsync"]>>
     try {
-      await connect(client, where, timeout)
+      await connect(client, where, timeout, sub.signal === undefined ? stoppingSignal.signal : AbortSignal.any([sub.signal, stoppingSignal.signal]))
       granted = await client.subscribeAsync(
         sub.topics.map((t) => t),
         { qos: sub.qos ?? 1 }
@@ -141,7 +252,7 @@ export const make = async (options: Options): Promise<Broker> => {
       clientId,
       close: async () => {
         subscriptions.delete(subscription)
-        await client.endAsync()
+        await end(client, graceMs)
       }
     }
     subscriptions.add(subscription)
@@ -150,8 +261,9 @@ export const make = async (options: Options): Promise<Broker> => {
 
   const close = async () => {
     await Promise.all([...subscriptions].map((s) => s.close()))
-    await publisher.endAsync()
+    clearInterval(watchdog)
+    await end(publisher, graceMs)
   }
 
-  return { publish, subscribe, close }
+  return { publish, subscribe, close, stopping }
 }

@@ -32,6 +32,8 @@ export interface SubscribeOptions {
    * client ends instead of reconnecting and taking the session back.
    */
   readonly exclusive?: () => boolean
+  /** Gives up opening the session (a signal at start): `subscribe` fails at once. */
+  readonly signal?: AbortSignal
 }
 
 export interface Broker {

@@ -123,8 +123,14 @@ export const layer = Layer.effect(
       config.brokerUrl === undefined
         ? undefined
         : yield* Effect.acquireRelease(
-            promise(() => MqttBroker.make({ clientPrefix: `${config.instance}.`, logger, url: config.brokerUrl ?? "" })),
-            (b) => Effect.promise(() => b.close())
+            // Interruptible: a signal while it waits for the first CONNACK stops the start at once.
+            Effect.interruptible(
+              Effect.tryPromise({
+                try: (signal) => MqttBroker.make({ clientPrefix: `${config.instance}.`, logger, url: config.brokerUrl ?? "", signal }),
+                catch: (e) => e as Error
+              })
+            ),
+            (b) => Effect.promise(() => b.close()).pipe(Effect.tap(() => Effect.sync(() => logger.log("info", "broker disconnected", { broker: config.brokerUrl }))))
           )
     const publish: Port["publish"] | undefined = embedded?.publish ?? external?.publish
     if (publish === undefined) throw new Error("neither an embedded nor an external broker")

@@ -38,15 +38,18 @@ export const layer = Layer.effect(
     // The session's client never reconnects once this instance lost partition 0 (no two instances
     // taking turns at one session), and opening it is retried while the partition stays ours.
     let ingressSession: Promise<Subscription | undefined> | undefined
+    /** Shutting down: the ingress session is not (re)tried any more. */
+    let stopping = false
     const holdsIngress = () => ownership.owns(0)
     const subscribeIngress = async (): Promise<Subscription | undefined> => {
-      for (let attempt = 1; external !== undefined && holdsIngress(); attempt++) {
+      for (let attempt = 1; external !== undefined && !stopping && holdsIngress(); attempt++) {
         try {
           return await external.subscribe(
             { clientId: "baton-cluster-ingress", unprefixed: true, topics: [Topics.allInitiating], exclusive: holdsIngress },
             (m) => ingress.receive(m.topic, m.payload, null)
           )
         } catch (error) {
+          if (stopping) return undefined
           logger.log("warn", "ingress session not opened, trying again", { attempt, reason: Log.reason(error) })
           await new Promise((r) => setTimeout(r, 500))
         }
@@ -56,6 +59,10 @@ export const layer = Layer.effect(
     const byName = new Map(consumers.map((c) => [c.processor.name, c.consumer]))
     const scheduleIn = async (parts: ReadonlyArray<number>) => (await Promise.all(consumers.map((c) => c.consumer.recover(parts)))).reduce((n, m) => n + m, 0)
 
+    // A session being opened at start: interruptible, so that a signal while it waits for the
+    // CONNACK stops the start at once (the sessions already open are ended by the broker's close).
+    const opening = (subscribe: (signal: AbortSignal) => Promise<Subscription>) =>
+      Effect.interruptible(Effect.tryPromise({ try: subscribe, catch: (e) => e as Error }))
     // Consuming stops first on shutdown; what is in flight finishes and the outbox is flushed.
     const subscriptions = yield* Effect.acquireRelease(
       Effect.gen(function* () {
@@ -66,11 +73,11 @@ export const layer = Layer.effect(
           const recovered = ownership.clustered ? 0 : yield* promise(() => consumer.recover())
           const topics = topicsOf(processor).filter((t) => routePublic || !Topics.isInternal(t))
           // (A processor that takes no topic, the simple mediator without simple rules, needs no session.)
-          if (external !== undefined && !routePublic && topics.length > 0) subscriptions.push(yield* promise(() => external.subscribe({ clientId: processor.name, topics }, consumer.handler)))
+          if (external !== undefined && !routePublic && topics.length > 0) subscriptions.push(yield* opening((signal) => external.subscribe({ clientId: processor.name, topics, signal }, consumer.handler)))
           logger.log("info", "processor started", { processor: processor.name, topics: topics.join(","), via: routePublic ? "inbox" : "broker session", recovered })
         }
         if (external !== undefined && !ownership.clustered)
-          subscriptions.push(yield* promise(() => external.subscribe({ clientId: "ingress", topics: [Topics.allInitiating] }, (m) => ingress.receive(m.topic, m.payload, null))))
+          subscriptions.push(yield* opening((signal) => external.subscribe({ clientId: "ingress", topics: [Topics.allInitiating], signal }, (m) => ingress.receive(m.topic, m.payload, null))))
         if (!ownership.clustered)
           for (const d of domains) {
             const inFlight = yield* promise(() => d.recover())
@@ -129,6 +136,10 @@ export const layer = Layer.effect(
           // A cluster instance stops taking partitions' work, finishes what is in flight, then
           // hands its partitions over; alone, the same without the hand-over.
           ownership.stop(async () => {
+            // An external broker out of reach is not waited for: what it did not acknowledge stays in the outbox.
+            stopping = true
+            relay.stopping()
+            external?.stopping()
             await (await ingressSession)?.close()
             await Promise.all(subscriptions.map((s) => s.close()))
             await idle()
