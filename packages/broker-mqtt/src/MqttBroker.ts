@@ -86,6 +86,18 @@ const connect = (client: MqttClient, where: string, timeoutMs: number, signal?: 
     client.connect()
   })
 
+/** `promise`, unless `signal` aborts first (then fails at once; the client is ended by the caller). */
+const unlessAborted = <A>(client: MqttClient, promise: Promise<A>, signal: AbortSignal): Promise<A> =>
+  new Promise<A>((resolve, reject) => {
+    const aborted = () => {
+      givenUp.add(client)
+      reject(new Error("stopped while subscribing"))
+    }
+    if (signal.aborted) return aborted()
+    signal.addEventListener("abort", aborted)
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", aborted))
+  })
+
 /**
  * Logs a client's outage once: its first error (then quiet while it reconnects every 500 ms), and
  * "mqtt reconnected" when a CONNACK comes again.
@@ -233,11 +245,12 @@ export const make = async (options: Options): Promise<MqttBroker> => {
       })
     let granted: Awaited<ReturnType<MqttClient["subscribeAsync"]>>
     try {
-      await connect(client, where, timeout, sub.signal === undefined ? stoppingSignal.signal : AbortSignal.any([sub.signal, stoppingSignal.signal]))
-      granted = await client.subscribeAsync(
-        sub.topics.map((t) => t),
-        { qos: sub.qos ?? 1 }
-      )
+      // Given up (a signal at start, or stopping) while waiting for the CONNACK or the SUBACK.
+      const signal = sub.signal === undefined ? stoppingSignal.signal : AbortSignal.any([sub.signal, stoppingSignal.signal])
+      await connect(client, where, timeout, signal)
+      granted = await unlessAborted(client, client.subscribeAsync(sub.topics.map((t) => t), { qos: sub.qos ?? 1 }), signal)
+      // Closed meanwhile: `close` did not see this one.
+      if (closed) throw new Error("broker closed while subscribing")
     } catch (error) {
       // No client left behind reconnecting under this session's id.
       client.end(true)
@@ -259,7 +272,9 @@ export const make = async (options: Options): Promise<MqttBroker> => {
     return subscription
   }
 
+  let closed = false
   const close = async () => {
+    closed = true
     await Promise.all([...subscriptions].map((s) => s.close()))
     clearInterval(watchdog)
     await end(publisher, graceMs)
