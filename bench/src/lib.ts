@@ -5,7 +5,13 @@ import type { Socket } from "node:net"
 import { fileURLToPath } from "node:url"
 import type { MqttClient } from "mqtt"
 
-export const median = (xs: ReadonlyArray<number>): number => percentile(xs, 50)
+/** The middle value; for an even count the mean of the two middle ones (not the lower: two rounds would report their slower). */
+export const median = (xs: ReadonlyArray<number>): number => {
+  if (xs.length === 0) return Number.NaN
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = s.length >> 1
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
+}
 
 /** Nearest-rank percentile. */
 export const percentile = (xs: ReadonlyArray<number>, p: number): number => {
