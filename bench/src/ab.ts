@@ -14,7 +14,8 @@
  * and reads, `pg_stat_database`: other clients of the database count too), WAL bytes per order,
  * the runtime's tables' dead and live rows at the end of the run, and the catalogs' dead rows.
  * With `BATON_AB_DATABASE=1` (pg), each run in a database of its own (from `template0`, dropped
- * after the run) instead of a schema of `postgres`.
+ * after the run) instead of a schema of `postgres`. With `BATON_AB_KEEP=1` (pg), the run's schema is
+ * kept and its URL printed (`kept ...`), for `EXPLAIN (ANALYZE, BUFFERS)` and the statistics views afterwards.
  */
 import { spawn } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
@@ -223,7 +224,9 @@ const runOnce = async (tree: string): Promise<Result> => {
     child.kill("SIGTERM")
     await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.on("exit", r)))
     rmSync(dataDir, { recursive: true, force: true })
-    await schema?.drop()
+    // BATON_AB_KEEP=1: the schema stays, for EXPLAIN and the like afterwards.
+    if (process.env.BATON_AB_KEEP === "1") console.log(`kept ${schema?.url}`)
+    else await schema?.drop()
   }
 }
 
