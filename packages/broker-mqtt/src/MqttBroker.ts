@@ -5,7 +5,7 @@
  */
 import type { Socket } from "node:net"
 import mqtt, { type MqttClient, type IClientOptions, type IPublishPacket } from "mqtt"
-import type { Broker, Handler, QoS, SubscribeOptions, Subscription } from "@baton/core"
+import type { BatchHandler, Broker, Handler, Message, QoS, SubscribeOptions, Subscription } from "@baton/core"
 import { Log } from "@baton/core"
 
 export interface Options {
@@ -143,6 +143,84 @@ const noDelay = (client: MqttClient) =>
     socket.setNoDelay?.(true)
   })
 
+/** Most messages of one session taken in (handed to the batch handler or waiting for it) and not yet acknowledged. */
+const maxUnacknowledged = 1_000
+
+/** Passed to MQTT.js's `handleMessage` callback: the pump goes on to the next packet without sending the PUBACK (sent later, see `batched`). */
+const deferred = new Error("acknowledged later")
+
+/**
+ * The session's messages through `batch`, those that arrived together at once (group commit).
+ * MQTT.js hands a connection's packets over one at a time, the next only once the previous one's
+ * `handleMessage` called back, and then sends its acknowledgement. Here a QoS 1 message is taken
+ * in and the callback called at once with an error, which MQTT.js reads as "do not acknowledge"
+ * and goes on to the next packet: the messages parsed from one read (and others read in the same
+ * turn of the event loop) are given to `batch` together, at the end of the turn. Their PUBACKs
+ * are sent once `batch` resolved, in the order received ([MQTT-4.6.0-2]); one batch at a time,
+ * what arrives meanwhile waits for the next. A message of another QoS (or past
+ * `maxUnacknowledged`) is acknowledged by MQTT.js when its batch resolved, and holds the
+ * connection's next packets until then. When `batch` fails, the connection is dropped, the
+ * messages received on it and not yet handed over are let go (not acknowledged: the broker sends
+ * them again, in order), and so are the acknowledgements of messages committed but still due on a
+ * connection that closed meanwhile: the broker sends those again too (the inbox takes an id once).
+ */
+const batched = (client: MqttClient, batch: BatchHandler, onFailure: (error: unknown, messages: ReadonlyArray<Message>) => void): MqttClient["handleMessage"] => {
+  interface Taken {
+    readonly message: Message
+    readonly stream: MqttClient["stream"]
+    readonly ack: () => void
+  }
+  let waiting: Array<Taken> = []
+  let running = false
+  let unacknowledged = 0
+  const run = async () => {
+    const taken = waiting
+    waiting = []
+    try {
+      await batch(taken.map((t) => t.message))
+    } catch (error) {
+      onFailure(error, taken.map((t) => t.message))
+      const failed = taken[0]!.stream
+      // Those received after them on the same connection are not handed over (they come again, after these).
+      const dropped = waiting.filter((t) => t.stream === failed).length
+      waiting = waiting.filter((t) => t.stream !== failed)
+      unacknowledged -= taken.length + dropped
+      failed.destroy()
+      running = false
+      next()
+      return
+    }
+    unacknowledged -= taken.length
+    for (const t of taken) t.ack()
+    running = false
+    next()
+  }
+  const next = () => {
+    if (running || waiting.length === 0) return
+    running = true
+    setImmediate(() => void run())
+  }
+  return (packet: IPublishPacket, done) => {
+    const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
+    const stream = client.stream
+    const message = { topic: packet.topic, payload }
+    unacknowledged++
+    if (packet.qos === 1 && unacknowledged <= maxUnacknowledged) {
+      const messageId = packet.messageId!
+      waiting.push({
+        message,
+        stream,
+        // On the connection it came on only (the broker sends it again on the next one).
+        ack: () => {
+          if (client.stream === stream && client.connected) (client as unknown as { _sendPacket: (p: object, cb: () => void) => void })._sendPacket({ cmd: "puback", messageId }, () => {})
+        }
+      })
+      done(deferred)
+    } else waiting.push({ message, stream, ack: () => client.stream === stream && done() })
+    next()
+  }
+}
+
 export const make = async (options: Options): Promise<MqttBroker> => {
   const logger = options.logger ?? Log.silent
   const where = options.url
@@ -207,14 +285,16 @@ export const make = async (options: Options): Promise<MqttBroker> => {
     await publisher.publishAsync(topic, payload, { qos })
   }
 
-  const subscribe = async (sub: SubscribeOptions, handler: Handler): Promise<Subscription> => {
+  const subscribe = async (sub: SubscribeOptions, handler: Handler, batch?: BatchHandler): Promise<Subscription> => {
     const clientId = sub.unprefixed === true ? sub.clientId : `${options.clientPrefix}${sub.clientId}`
     const client = open(options, { clientId, clean: false })
     noDelay(client)
     logOutage(client, logger, "mqtt subscriber", { client: clientId })
     // Acknowledge only after the handler settled. Set before connecting: messages queued in the
     // session are flushed right after CONNACK (docs/platform-facts.md, MQTT.js).
-    client.handleMessage = (packet: IPublishPacket, done) => {
+    client.handleMessage = batch !== undefined ? batched(client, batch, (error, messages) =>
+      logger.log("error", "handler failed, messages left unacknowledged", { client: clientId, topic: messages[0]?.topic ?? "", messages: String(messages.length), reason: Log.reason(error) })
+    ) : (packet: IPublishPacket, done) => {
       const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
       handler({ topic: packet.topic, payload }).then(
         () => done(),
