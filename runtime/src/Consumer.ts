@@ -1,7 +1,8 @@
 /**
- * Hosts one processor. Its broker session delivers messages one at a time (MQTT.js acknowledges
- * serially under 3.1.1); each message is committed to the processor's durable inbox and only then
- * acknowledged, so the broker's acknowledgements never wait for a handler. From the inbox,
+ * Hosts one processor. Its broker session (an external broker) hands over the messages that
+ * arrived together at once (`handlerAll`): they are committed to the processor's durable inbox in
+ * one transaction and only then acknowledged, so the broker's acknowledgements never wait for a
+ * handler. From the inbox,
  * messages go to a pool of supervised actors partitioned by key: order holds per key, while a slow
  * message stalls only its own partition. An actor applies the handler's effects, marks the inbox
  * entry done and writes the announced events to the outbox in one transaction.
