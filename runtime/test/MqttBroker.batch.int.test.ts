@@ -16,33 +16,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { MqttBroker } from "@baton/broker-mqtt"
 import type { Broker, Message } from "@baton/core"
 import { Mosquitto } from "@baton/testkit"
+import { framer } from "./fixtures/mqttFramer.ts"
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-/**
- * MQTT packets framed from a byte stream (fixed header, remaining length), each given to `onPacket`
- * with its type (high nibble of the first byte), flags and body.
- */
-const framer = (onPacket: (type: number, flags: number, body: Buffer) => void) => {
-  let pending = Buffer.alloc(0)
-  return (chunk: Buffer) => {
-    pending = Buffer.concat([pending, chunk])
-    for (;;) {
-      if (pending.length < 2) return
-      let length = 0
-      let multiplier = 1
-      let i = 1
-      for (; i < pending.length && i <= 4; i++) {
-        length += (pending[i]! & 0x7f) * multiplier
-        multiplier *= 128
-        if ((pending[i]! & 0x80) === 0) break
-      }
-      if (i >= pending.length || pending.length < i + 1 + length) return
-      onPacket(pending[0]! >> 4, pending[0]! & 0x0f, pending.subarray(i + 1, i + 1 + length))
-      pending = pending.subarray(i + 1 + length)
-    }
-  }
-}
 
 /** What the proxy saw, in one order with the handler's commits (`events`). */
 interface Seen {

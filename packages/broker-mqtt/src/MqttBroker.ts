@@ -180,12 +180,15 @@ const batched = (client: MqttClient, batch: BatchHandler, onFailure: (error: unk
       await batch(taken.map((t) => t.message))
     } catch (error) {
       onFailure(error, taken.map((t) => t.message))
-      const failed = taken[0]!.stream
-      // Those received after them on the same connection are not handed over (they come again, after these).
-      const dropped = waiting.filter((t) => t.stream === failed).length
-      waiting = waiting.filter((t) => t.stream !== failed)
+      // Every connection they came on (a batch can span a reconnect: the lost connection's last
+      // messages, then the broker's redeliveries on the new one): one left open would hold its
+      // messages unacknowledged (MQTT 3.1.1 redelivers on a reconnect only) while later ones pass.
+      const failed = new Set(taken.map((t) => t.stream))
+      // Those received after them on the same connections are not handed over (they come again, after these).
+      const dropped = waiting.filter((t) => failed.has(t.stream)).length
+      waiting = waiting.filter((t) => !failed.has(t.stream))
       unacknowledged -= taken.length + dropped
-      failed.destroy()
+      for (const stream of failed) stream.destroy()
       running = false
       next()
       return
