@@ -1241,6 +1241,10 @@ export const make = (deps: {
     const decoded = Envelope.decodeEnvelope(json)
     if (Result.isFailure(decoded))
       return { rejected: deps.reject({ topic: message.topic, payload: message.payload, kind: "schema-violation", reason: "invalid envelope", issues: decoded.failure, processor: processor.name }) }
+    // Valid JSON (`\u0000`) but not storable in PostgreSQL's TEXT: it would fail its whole batch
+    // (never acknowledged, sent again and again, the session stuck behind it), not only itself.
+    if (decoded.success.id.includes("\u0000") || decoded.success.key.includes("\u0000"))
+      return { rejected: deps.reject({ topic: message.topic, payload: message.payload, kind: "schema-violation", reason: "invalid envelope: a NUL character in its id or key", processor: processor.name }) }
     return { event: decoded.success }
   }
 
