@@ -5,7 +5,10 @@
  * connection it came on must be dropped too, or the broker (MQTT 3.1.1: redelivery only on a
  * reconnect) holds them unacknowledged while later messages of the session are handed over past
  * them (order per key broken, the messages stuck in flight until some later reconnect).
- * Against a throwaway Mosquitto through a TCP proxy whose connections the test cuts.
+ * And closing the subscription (shutting down) while a batch is in progress: the messages waiting
+ * for the next batch are not handed over after `close` resolved (the runtime then finishes what is
+ * in flight and closes its store). Against a throwaway Mosquitto through a TCP proxy whose
+ * connections the test cuts.
  */
 import { createConnection, createServer, type Server, type Socket } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -42,7 +45,7 @@ const proxy = async (target: number) => {
   return { port: (server.address() as { port: number }).port, server, connections }
 }
 
-describe("MqttBroker batch: a failed batch that spans a reconnect", () => {
+describe("MqttBroker batch: a failed batch that spans a reconnect, closing during a batch", () => {
   let mosquitto: Mosquitto.Private
   const brokers: Array<Broker> = []
   beforeAll(async () => {
@@ -98,6 +101,43 @@ describe("MqttBroker batch: a failed batch that spans a reconnect", () => {
     // m1 and m2 (not acknowledged) are handed over again, before m3.
     const after = calls.slice(2).flat()
     expect(after.slice(0, 3)).toEqual(["m1", "m2", "m3"])
+    via.server.close()
+  }, 30_000)
+
+  it("once the subscription is closed, nothing more is handed over (the batch in progress finishes first)", async () => {
+    const topic = `test/batch-close/${process.pid}`
+    const via = await proxy(mosquitto.port)
+    const subscriber = await MqttBroker.make({ url: `mqtt://127.0.0.1:${via.port}`, clientPrefix: "revc.", closeGraceMs: 2_000 })
+    const publisher = await MqttBroker.make({ url: mosquitto.url, clientPrefix: "revcp.", closeGraceMs: 500 })
+    brokers.push(subscriber, publisher)
+    const calls: Array<{ readonly ids: Array<string>; readonly afterClose: boolean }> = []
+    let closed = false
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    const subscription = await subscriber.subscribe(
+      { clientId: `batch-close-${process.pid}`, topics: [topic] },
+      async () => {
+        throw new Error("not used: the batch handler takes them")
+      },
+      async (messages) => {
+        calls.push({ ids: messages.map((m) => m.payload.toString()), afterClose: closed })
+        if (calls.length === 1) await gate
+      }
+    )
+    const first = via.connections.length - 1
+    await publisher.publish(topic, "m1", 1)
+    await until(() => calls.length === 1, 5_000)
+    // m2 arrives while the first batch runs: it waits for the next batch.
+    await publisher.publish(topic, "m2", 1)
+    await until(() => via.connections[first]!.publishes === 2, 5_000)
+    await sleep(50)
+    // Shutting down: the session is closed while the first batch is in progress.
+    const closing = subscription.close().then(() => (closed = true))
+    await sleep(100)
+    release()
+    await closing
+    await sleep(500)
+    expect(calls.filter((c) => c.afterClose)).toEqual([])
     via.server.close()
   }, 30_000)
 })

@@ -163,8 +163,14 @@ const deferred = new Error("acknowledged later")
  * messages received on it and not yet handed over are let go (not acknowledged: the broker sends
  * them again, in order), and so are the acknowledgements of messages committed but still due on a
  * connection that closed meanwhile: the broker sends those again too (the inbox takes an id once).
+ * `stop` (the subscription closing): nothing more is handed over, what waits is let go (the broker
+ * sends it again to the session's next connection); resolves once the batch in progress settled.
  */
-const batched = (client: MqttClient, batch: BatchHandler, onFailure: (error: unknown, messages: ReadonlyArray<Message>) => void): MqttClient["handleMessage"] => {
+const batched = (
+  client: MqttClient,
+  batch: BatchHandler,
+  onFailure: (error: unknown, messages: ReadonlyArray<Message>) => void
+): { readonly handleMessage: MqttClient["handleMessage"]; readonly stop: () => Promise<void> } => {
   interface Taken {
     readonly message: Message
     readonly stream: MqttClient["stream"]
@@ -173,6 +179,9 @@ const batched = (client: MqttClient, batch: BatchHandler, onFailure: (error: unk
   let waiting: Array<Taken> = []
   let running = false
   let unacknowledged = 0
+  let stopped = false
+  /** The batch in progress (settled when none). */
+  let current: Promise<void> = Promise.resolve()
   const run = async () => {
     const taken = waiting
     waiting = []
@@ -199,11 +208,18 @@ const batched = (client: MqttClient, batch: BatchHandler, onFailure: (error: unk
     next()
   }
   const next = () => {
-    if (running || waiting.length === 0) return
+    if (stopped || running || waiting.length === 0) return
     running = true
-    setImmediate(() => void run())
+    current = new Promise<void>((settled) => setImmediate(() => void run().then(settled, settled)))
   }
-  return (packet: IPublishPacket, done) => {
+  const stop = () => {
+    stopped = true
+    waiting = []
+    return current
+  }
+  const handleMessage: MqttClient["handleMessage"] = (packet: IPublishPacket, done) => {
+    // Closing: not taken, not acknowledged (QoS 1: the pump goes on without a PUBACK).
+    if (stopped) return packet.qos === 1 ? done(deferred) : undefined
     const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
     const stream = client.stream
     const message = { topic: packet.topic, payload }
@@ -222,6 +238,7 @@ const batched = (client: MqttClient, batch: BatchHandler, onFailure: (error: unk
     } else waiting.push({ message, stream, ack: () => client.stream === stream && done() })
     next()
   }
+  return { handleMessage, stop }
 }
 
 export const make = async (options: Options): Promise<MqttBroker> => {
@@ -295,9 +312,13 @@ export const make = async (options: Options): Promise<MqttBroker> => {
     logOutage(client, logger, "mqtt subscriber", { client: clientId })
     // Acknowledge only after the handler settled. Set before connecting: messages queued in the
     // session are flushed right after CONNACK (docs/platform-facts.md, MQTT.js).
-    client.handleMessage = batch !== undefined ? batched(client, batch, (error, messages) =>
-      logger.log("error", "handler failed, messages left unacknowledged", { client: clientId, topic: messages[0]?.topic ?? "", messages: String(messages.length), reason: Log.reason(error) })
-    ) : (packet: IPublishPacket, done) => {
+    const handling =
+      batch === undefined
+        ? undefined
+        : batched(client, batch, (error, messages) =>
+            logger.log("error", "handler failed, messages left unacknowledged", { client: clientId, topic: messages[0]?.topic ?? "", messages: String(messages.length), reason: Log.reason(error) })
+          )
+    client.handleMessage = handling !== undefined ? handling.handleMessage : (packet: IPublishPacket, done) => {
       const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
       handler({ topic: packet.topic, payload }).then(
         () => done(),
@@ -348,6 +369,13 @@ export const make = async (options: Options): Promise<MqttBroker> => {
       clientId,
       close: async () => {
         subscriptions.delete(subscription)
+        // Nothing handed over any more; the batch in progress settles (within the grace) and is
+        // acknowledged while still connected, not committed behind the shutdown's back.
+        if (handling !== undefined) {
+          let timer: NodeJS.Timeout | undefined
+          await Promise.race([handling.stop(), new Promise((r) => (timer = setTimeout(r, graceMs)))])
+          clearTimeout(timer)
+        }
         await end(client, graceMs)
       }
     }
