@@ -16,11 +16,16 @@
  * With `BATON_AB_DATABASE=1` (pg), each run in a database of its own (from `template0`, dropped
  * after the run) instead of a schema of `postgres`. With `BATON_AB_KEEP=1` (pg), the run's schema is
  * kept and its URL printed (`kept ...`), for `EXPLAIN (ANALYZE, BUFFERS)` and the statistics views afterwards.
+ * With `BATON_AB_BROKER=mosquitto`, every run against a throwaway Mosquitto of its own (on a free
+ * port, `persistence false`, no queue limit; `BATON_AB_MOSQUITTO_INFLIGHT` sets its
+ * `max_inflight_messages`, 20 by default as Mosquitto's), through `BATON_BROKER_URL`: every hop
+ * goes through that broker, and the orders are placed on it.
  */
 import { spawn } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
+import { Mosquitto } from "@baton/testkit"
 import { freshDatabase, freshSchema, query } from "@baton/testkit/postgres"
 import { benchRuntimeEnv, cpuMs, ioCalls, median } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
@@ -129,6 +134,8 @@ const pgTables = async (url: string, orders: number): Promise<string> => {
   )
 }
 
+const external = process.env.BATON_AB_BROKER === "mosquitto"
+
 let runs = 0
 const runOnce = async (tree: string): Promise<Result> => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-ab-"))
@@ -136,8 +143,9 @@ const runOnce = async (tree: string): Promise<Result> => {
   const instance = `ab${process.pid}-${++runs}`
   // BATON_AB_NODE_FLAGS: V8/Node flags for the runtime only (e.g. "--log-deopt --logfile=/tmp/v8-%p.log"), which NODE_OPTIONS refuses
   const nodeFlags = (process.env.BATON_AB_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "")
+  const broker = external ? await Mosquitto.start({ inflight: Number(process.env.BATON_AB_MOSQUITTO_INFLIGHT ?? 20) }) : undefined
   const child = spawn(process.execPath, [...nodeFlags, join(tree, "runtime/src/main.ts")], {
-    env: { ...benchRuntimeEnv(dataDir, { mediator, databaseUrl: schema?.url }), BATON_INSTANCE: instance },
+    env: { ...benchRuntimeEnv(dataDir, { mediator, databaseUrl: schema?.url }), BATON_INSTANCE: instance, ...(broker === undefined ? {} : { BATON_BROKER_URL: broker.url }) },
     stdio: ["ignore", "pipe", "pipe"]
   })
   let output = ""
@@ -155,7 +163,7 @@ const runOnce = async (tree: string): Promise<Result> => {
       check()
     })
     const http = Number(ready[1])
-    const mqtt = Number(ready[2])
+    const mqtt = broker?.port ?? Number(ready[2])
     await placeOrders(mqtt, warmup, doneTopic)
     await new Promise((r) => setTimeout(r, 300))
     const breakdown = process.env.BATON_AB_BREAKDOWN === "1"
@@ -223,6 +231,7 @@ const runOnce = async (tree: string): Promise<Result> => {
   } finally {
     child.kill("SIGTERM")
     await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.on("exit", r)))
+    await broker?.stop()
     rmSync(dataDir, { recursive: true, force: true })
     // BATON_AB_KEEP=1: the schema stays, for EXPLAIN and the like afterwards.
     if (process.env.BATON_AB_KEEP === "1") console.log(`kept ${schema?.url}`)

@@ -1,7 +1,8 @@
 /**
- * Hosts one processor. Its broker session delivers messages one at a time (MQTT.js acknowledges
- * serially under 3.1.1); each message is committed to the processor's durable inbox and only then
- * acknowledged, so the broker's acknowledgements never wait for a handler. From the inbox,
+ * Hosts one processor. Its broker session (an external broker) hands over the messages that
+ * arrived together at once (`handlerAll`): they are committed to the processor's durable inbox in
+ * one transaction and only then acknowledged, so the broker's acknowledgements never wait for a
+ * handler. From the inbox,
  * messages go to a pool of supervised actors partitioned by key: order holds per key, while a slow
  * message stalls only its own partition. An actor applies the handler's effects, marks the inbox
  * entry done and writes the announced events to the outbox in one transaction.
@@ -100,6 +101,8 @@ export interface Called {
 export interface Consumer {
   /** Takes a message from a broker session: commits it to the inbox, then runs it. */
   readonly handler: (message: Message) => Promise<void>
+  /** `handler` for messages that arrived together: one transaction for them all (`Broker.subscribe`'s `batch`). */
+  readonly handlerAll: (messages: ReadonlyArray<Message>) => Promise<void>
   /**
    * Runs a message already committed to this processor's inbox (in-process routing). `encoded`:
    * the payload is `Envelope.encode(event)` (Router's deliveries) or `event` was parsed from it, so
@@ -1227,23 +1230,51 @@ export const make = (deps: {
     return Effect.flatMap(pg ? Effect.succeed(false) : inbox.othersPending(processor.name, event.id), (others) => (others ? Effect.succeed(undefined) : attempt(undefined)))
   }
 
-  const handler = async (message: Message): Promise<void> => {
+  /** A message from the broker session: its envelope, or its rejection (to write in its place). */
+  const received = (message: Message): { readonly event: Envelope.Envelope } | { readonly rejected: Sql<void> } => {
     let json: unknown
     try {
       json = JSON.parse(message.payload.toString("utf8"))
     } catch (error) {
-      await store.transaction(deps.reject({ topic: message.topic, payload: message.payload, kind: "malformed-json", reason: `not an envelope: ${Log.reason(error)}`, processor: processor.name }))
-      return deps.poke()
+      return { rejected: deps.reject({ topic: message.topic, payload: message.payload, kind: "malformed-json", reason: `not an envelope: ${Log.reason(error)}`, processor: processor.name }) }
     }
     const decoded = Envelope.decodeEnvelope(json)
-    if (Result.isFailure(decoded)) {
-      await store.transaction(deps.reject({ topic: message.topic, payload: message.payload, kind: "schema-violation", reason: "invalid envelope", issues: decoded.failure, processor: processor.name }))
-      return deps.poke()
+    if (Result.isFailure(decoded))
+      return { rejected: deps.reject({ topic: message.topic, payload: message.payload, kind: "schema-violation", reason: "invalid envelope", issues: decoded.failure, processor: processor.name }) }
+    // Valid JSON (`\u0000`) but not storable in PostgreSQL's TEXT: it would fail its whole batch
+    // (never acknowledged, sent again and again, the session stuck behind it), not only itself.
+    if (decoded.success.id.includes("\u0000") || decoded.success.key.includes("\u0000"))
+      return { rejected: deps.reject({ topic: message.topic, payload: message.payload, kind: "schema-violation", reason: "invalid envelope: a NUL character in its id or key", processor: processor.name }) }
+    return { event: decoded.success }
+  }
+
+  const handler = async (message: Message): Promise<void> => handlerAll([message])
+
+  /**
+   * The messages that arrived together on the broker session (`Broker.subscribe`'s `batch`), in
+   * one transaction (group commit): each one's inbox row, or its rejection. Once it committed
+   * (before the broker acknowledges them), the new ones are scheduled in the order received.
+   */
+  const handlerAll = async (messages: ReadonlyArray<Message>): Promise<void> => {
+    const taken = messages.map(received)
+    const fresh = await store.transaction(
+      Effect.forEach(taken, (t, i) =>
+        "rejected" in t
+          ? Effect.as(t.rejected, false)
+          : inbox.receive(processor.name, { envelopeId: t.event.id, topic: messages[i]!.topic, key: t.event.key, payload: messages[i]!.payload.toString("utf8") })
+      )
+    )
+    let rejected = false
+    for (let i = 0; i < taken.length; i++) {
+      const t = taken[i]!
+      if ("rejected" in t) {
+        rejected = true
+        continue
+      }
+      Crash.point("received-committed")
+      if (fresh[i] === true) schedule(t.event, messages[i]!.topic, messages[i]!.payload)
     }
-    const event = decoded.success
-    const fresh = await store.transaction(inbox.receive(processor.name, { envelopeId: event.id, topic: message.topic, key: event.key, payload: message.payload.toString("utf8") }))
-    Crash.point("received-committed")
-    if (fresh) schedule(event, message.topic, message.payload)
+    if (rejected) deps.poke()
   }
 
   /**
@@ -1287,5 +1318,5 @@ export const make = (deps: {
   // `chain` for a processor with a `committed` step (see `chain`).
   const alone = () => deps.cluster?.alone?.() === true
   const chains = (runsHere || chainsHere) && processor.committed === undefined
-  return { handler, schedule, inline, call: runsHere ? call : undefined, chain: chains ? chain : undefined, chaining: chains && chainsHere ? alone : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
+  return { handler, handlerAll, schedule, inline, call: runsHere ? call : undefined, chain: chains ? chain : undefined, chaining: chains && chainsHere ? alone : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
 }

@@ -5,7 +5,7 @@
  */
 import type { Socket } from "node:net"
 import mqtt, { type MqttClient, type IClientOptions, type IPublishPacket } from "mqtt"
-import type { Broker, Handler, QoS, SubscribeOptions, Subscription } from "@baton/core"
+import type { BatchHandler, Broker, Handler, Message, QoS, SubscribeOptions, Subscription } from "@baton/core"
 import { Log } from "@baton/core"
 
 export interface Options {
@@ -143,6 +143,104 @@ const noDelay = (client: MqttClient) =>
     socket.setNoDelay?.(true)
   })
 
+/** Most messages of one session taken in (handed to the batch handler or waiting for it) and not yet acknowledged. */
+const maxUnacknowledged = 1_000
+
+/** Passed to MQTT.js's `handleMessage` callback: the pump goes on to the next packet without sending the PUBACK (sent later, see `batched`). */
+const deferred = new Error("acknowledged later")
+
+/**
+ * The session's messages through `batch`, those that arrived together at once (group commit).
+ * MQTT.js hands a connection's packets over one at a time, the next only once the previous one's
+ * `handleMessage` called back, and then sends its acknowledgement. Here a QoS 1 message is taken
+ * in and the callback called at once with an error, which MQTT.js reads as "do not acknowledge"
+ * and goes on to the next packet: the messages parsed from one read (and others read in the same
+ * turn of the event loop) are given to `batch` together, at the end of the turn. Their PUBACKs
+ * are sent once `batch` resolved, in the order received ([MQTT-4.6.0-2]); one batch at a time,
+ * what arrives meanwhile waits for the next. A message of another QoS (or past
+ * `maxUnacknowledged`) is acknowledged by MQTT.js when its batch resolved, and holds the
+ * connection's next packets until then. When `batch` fails, the connection is dropped, the
+ * messages received on it and not yet handed over are let go (not acknowledged: the broker sends
+ * them again, in order), and so are the acknowledgements of messages committed but still due on a
+ * connection that closed meanwhile: the broker sends those again too (the inbox takes an id once).
+ * `stop` (the subscription closing): nothing more is handed over, what waits is let go (the broker
+ * sends it again to the session's next connection); resolves once the batch in progress settled.
+ */
+const batched = (
+  client: MqttClient,
+  batch: BatchHandler,
+  onFailure: (error: unknown, messages: ReadonlyArray<Message>) => void
+): { readonly handleMessage: MqttClient["handleMessage"]; readonly stop: () => Promise<void> } => {
+  interface Taken {
+    readonly message: Message
+    readonly stream: MqttClient["stream"]
+    readonly ack: () => void
+  }
+  let waiting: Array<Taken> = []
+  let running = false
+  let unacknowledged = 0
+  let stopped = false
+  /** The batch in progress (settled when none). */
+  let current: Promise<void> = Promise.resolve()
+  const run = async () => {
+    const taken = waiting
+    waiting = []
+    try {
+      await batch(taken.map((t) => t.message))
+    } catch (error) {
+      onFailure(error, taken.map((t) => t.message))
+      // Every connection they came on (a batch can span a reconnect: the lost connection's last
+      // messages, then the broker's redeliveries on the new one): one left open would hold its
+      // messages unacknowledged (MQTT 3.1.1 redelivers on a reconnect only) while later ones pass.
+      const failed = new Set(taken.map((t) => t.stream))
+      // Those received after them on the same connections are not handed over (they come again, after these).
+      const dropped = waiting.filter((t) => failed.has(t.stream)).length
+      waiting = waiting.filter((t) => !failed.has(t.stream))
+      unacknowledged -= taken.length + dropped
+      for (const stream of failed) stream.destroy()
+      running = false
+      next()
+      return
+    }
+    unacknowledged -= taken.length
+    for (const t of taken) t.ack()
+    running = false
+    next()
+  }
+  const next = () => {
+    if (stopped || running || waiting.length === 0) return
+    running = true
+    current = new Promise<void>((settled) => setImmediate(() => void run().then(settled, settled)))
+  }
+  const stop = () => {
+    stopped = true
+    waiting = []
+    return current
+  }
+  const handleMessage: MqttClient["handleMessage"] = (packet: IPublishPacket, done) => {
+    // Closing: not taken, not acknowledged (QoS 1: the pump goes on without a PUBACK).
+    if (stopped) return packet.qos === 1 ? done(deferred) : undefined
+    const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
+    const stream = client.stream
+    const message = { topic: packet.topic, payload }
+    unacknowledged++
+    if (packet.qos === 1 && unacknowledged <= maxUnacknowledged) {
+      const messageId = packet.messageId!
+      waiting.push({
+        message,
+        stream,
+        // On the connection it came on only (the broker sends it again on the next one).
+        ack: () => {
+          if (client.stream === stream && client.connected) (client as unknown as { _sendPacket: (p: object, cb: () => void) => void })._sendPacket({ cmd: "puback", messageId }, () => {})
+        }
+      })
+      done(deferred)
+    } else waiting.push({ message, stream, ack: () => client.stream === stream && done() })
+    next()
+  }
+  return { handleMessage, stop }
+}
+
 export const make = async (options: Options): Promise<MqttBroker> => {
   const logger = options.logger ?? Log.silent
   const where = options.url
@@ -207,14 +305,20 @@ export const make = async (options: Options): Promise<MqttBroker> => {
     await publisher.publishAsync(topic, payload, { qos })
   }
 
-  const subscribe = async (sub: SubscribeOptions, handler: Handler): Promise<Subscription> => {
+  const subscribe = async (sub: SubscribeOptions, handler: Handler, batch?: BatchHandler): Promise<Subscription> => {
     const clientId = sub.unprefixed === true ? sub.clientId : `${options.clientPrefix}${sub.clientId}`
     const client = open(options, { clientId, clean: false })
     noDelay(client)
     logOutage(client, logger, "mqtt subscriber", { client: clientId })
     // Acknowledge only after the handler settled. Set before connecting: messages queued in the
     // session are flushed right after CONNACK (docs/platform-facts.md, MQTT.js).
-    client.handleMessage = (packet: IPublishPacket, done) => {
+    const handling =
+      batch === undefined
+        ? undefined
+        : batched(client, batch, (error, messages) =>
+            logger.log("error", "handler failed, messages left unacknowledged", { client: clientId, topic: messages[0]?.topic ?? "", messages: String(messages.length), reason: Log.reason(error) })
+          )
+    client.handleMessage = handling !== undefined ? handling.handleMessage : (packet: IPublishPacket, done) => {
       const payload = typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload
       handler({ topic: packet.topic, payload }).then(
         () => done(),
@@ -265,6 +369,13 @@ export const make = async (options: Options): Promise<MqttBroker> => {
       clientId,
       close: async () => {
         subscriptions.delete(subscription)
+        // Nothing handed over any more; the batch in progress settles (within the grace) and is
+        // acknowledged while still connected, not committed behind the shutdown's back.
+        if (handling !== undefined) {
+          let timer: NodeJS.Timeout | undefined
+          await Promise.race([handling.stop(), new Promise((r) => (timer = setTimeout(r, graceMs)))])
+          clearTimeout(timer)
+        }
         await end(client, graceMs)
       }
     }

@@ -14,6 +14,14 @@ export interface Message {
 /** Settles when the message is handled; the broker acknowledges it only then. */
 export type Handler = (message: Message) => Promise<void>
 
+/**
+ * Settles when every message given (in the order received, those that arrived together) is
+ * handled, all or none: the broker acknowledges them only then, in that order. A broker hands a
+ * session's next messages over only once the previous ones settled, and none received after a
+ * failure on the same connection (they come again).
+ */
+export type BatchHandler = (messages: ReadonlyArray<Message>) => Promise<void>
+
 export interface Subscription {
   readonly clientId: string
   readonly close: () => Promise<void>
@@ -39,7 +47,11 @@ export interface SubscribeOptions {
 export interface Broker {
   /** Resolves once the broker confirmed the message (PUBACK for QoS 1, PUBCOMP for QoS 2). */
   readonly publish: (topic: string, payload: string | Buffer, qos?: QoS) => Promise<void>
-  /** Resolves once the broker granted the subscription; `handler` runs one message at a time. */
-  readonly subscribe: (options: SubscribeOptions, handler: Handler) => Promise<Subscription>
+  /**
+   * Resolves once the broker granted the subscription; `handler` runs one message at a time. With
+   * `batch`, a broker that can takes the messages that arrived together at once through it instead
+   * (group commit: one transaction for them); others ignore it.
+   */
+  readonly subscribe: (options: SubscribeOptions, handler: Handler, batch?: BatchHandler) => Promise<Subscription>
   readonly close: () => Promise<void>
 }

@@ -10,7 +10,7 @@
  */
 import { execFile } from "node:child_process"
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
+import { freePort } from "./Ports.ts"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
@@ -38,16 +38,6 @@ const binDir = (): string => {
   if (versions.length === 0) throw new Error(`no PostgreSQL binaries in ${root}: set BATON_TEST_PG_BIN to the directory holding initdb and pg_ctl`)
   return join(root, versions[0]!, "bin")
 }
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const s = createServer()
-    s.once("error", reject)
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
 
 const asRoot = process.getuid?.() === 0
 

@@ -33,7 +33,7 @@ export interface Running {
  * Starts the runtime and waits until it is ready (or until it died trying). `args`: what Node runs,
  * `main.ts` by default (`[cli.ts, "start", "--app", path]` runs a user's app as `baton start` does).
  */
-export const startProcess = async (dataDir: string, env: Record<string, string> = {}, args: ReadonlyArray<string> = [main]): Promise<Running> => {
+export const startProcess = async (dataDir: string, env: Record<string, string> = {}, args: ReadonlyArray<string> = [main], readyMs = 30_000): Promise<Running> => {
   const child = spawn(process.execPath, [...nodeOptions, ...args], {
     env: { ...process.env, BATON_MQTT_PORT: "0", BATON_WS_PORT: "off", BATON_HTTP_PORT: "0", BATON_DATA_DIR: dataDir, BATON_RESTART_DELAY_MS: "10", ...env },
     stdio: ["ignore", "pipe", "pipe"]
@@ -42,20 +42,37 @@ export const startProcess = async (dataDir: string, env: Record<string, string> 
   child.stdout!.on("data", (b: Buffer) => (output += b.toString()))
   child.stderr!.on("data", (b: Buffer) => (output += b.toString()))
   const exited = new Promise<number | string>((resolve) => child.on("exit", (code, signal) => resolve(code ?? signal ?? "unknown")))
-  const ready = await Promise.race([
-    new Promise<RegExpMatchArray>((resolve) => {
-      const check = () => {
-        const m = output.match(/runtime ready .*http=(\d+)(?: mqtt=(\d+))?/)
-        if (m !== null) resolve(m)
-        else setTimeout(check, 20)
-      }
-      check()
-    }),
-    exited.then((code) => {
-      throw new Error(`runtime exited (${code}) before it was ready:\n${output}`)
-    }),
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`runtime not ready after 30 s:\n${output}`)), 30_000))
-  ])
+  // Given up (not ready in time, or exited): the polling stops, and a process still running is
+  // killed (not left holding its ports and data directory after the test that started it failed).
+  let settled = false
+  let timer: NodeJS.Timeout | undefined
+  let ready: RegExpMatchArray
+  try {
+    ready = await Promise.race([
+      new Promise<RegExpMatchArray>((resolve) => {
+        const check = () => {
+          if (settled) return
+          const m = output.match(/runtime ready .*http=(\d+)(?: mqtt=(\d+))?/)
+          if (m !== null) resolve(m)
+          else setTimeout(check, 20)
+        }
+        check()
+      }),
+      exited.then((code) => {
+        throw new Error(`runtime exited (${code}) before it was ready:\n${output}`)
+      }),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`runtime not ready after ${readyMs / 1000} s:\n${output}`)), readyMs)))
+    ])
+  } catch (error) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL")
+      await exited
+    }
+    throw error
+  } finally {
+    settled = true
+    clearTimeout(timer)
+  }
   return {
     child,
     httpPort: Number(ready[1]),

@@ -4,7 +4,7 @@
  * last, so it stops first on shutdown: consuming stops, what is in flight finishes, the outbox is
  * flushed, then (in a cluster) the partitions are handed over.
  */
-import { type Envelope, Log, Topics, type Subscription } from "@baton/core"
+import { type Envelope, Log, type Message, Topics, type Subscription } from "@baton/core"
 import { isUnavailable } from "@baton/store"
 import { Context, Effect, Layer } from "effect"
 import { Apps } from "./Apps.ts"
@@ -37,6 +37,13 @@ export const layer = Layer.effect(
     // holds the ingress session, under a cluster-wide client id: each initiating event is taken once.
     // The session's client never reconnects once this instance lost partition 0 (no two instances
     // taking turns at one session), and opening it is retried while the partition stays ours.
+    /**
+     * The ingress session's messages that arrived together: appended at once, so the log commits
+     * them in one transaction (its group commit), all or none.
+     */
+    const receiveAll = async (messages: ReadonlyArray<Message>): Promise<void> => {
+      await Promise.all(messages.map((m) => ingress.receive(m.topic, m.payload, null)))
+    }
     let ingressSession: Promise<Subscription | undefined> | undefined
     /** Shutting down: the ingress session is not (re)tried any more. */
     let stopping = false
@@ -46,7 +53,8 @@ export const layer = Layer.effect(
         try {
           return await external.subscribe(
             { clientId: "baton-cluster-ingress", unprefixed: true, topics: [Topics.allInitiating], exclusive: holdsIngress },
-            (m) => ingress.receive(m.topic, m.payload, null)
+            (m) => ingress.receive(m.topic, m.payload, null),
+            receiveAll
           )
         } catch (error) {
           if (stopping) return undefined
@@ -73,11 +81,11 @@ export const layer = Layer.effect(
           const recovered = ownership.clustered ? 0 : yield* promise(() => consumer.recover())
           const topics = topicsOf(processor).filter((t) => routePublic || !Topics.isInternal(t))
           // (A processor that takes no topic, the simple mediator without simple rules, needs no session.)
-          if (external !== undefined && !routePublic && topics.length > 0) subscriptions.push(yield* opening((signal) => external.subscribe({ clientId: processor.name, topics, signal }, consumer.handler)))
+          if (external !== undefined && !routePublic && topics.length > 0) subscriptions.push(yield* opening((signal) => external.subscribe({ clientId: processor.name, topics, signal }, consumer.handler, consumer.handlerAll)))
           logger.log("info", "processor started", { processor: processor.name, topics: topics.join(","), via: routePublic ? "inbox" : "broker session", recovered })
         }
         if (external !== undefined && !ownership.clustered)
-          subscriptions.push(yield* opening((signal) => external.subscribe({ clientId: "ingress", topics: [Topics.allInitiating], signal }, (m) => ingress.receive(m.topic, m.payload, null))))
+          subscriptions.push(yield* opening((signal) => external.subscribe({ clientId: "ingress", topics: [Topics.allInitiating], signal }, (m) => ingress.receive(m.topic, m.payload, null), receiveAll)))
         if (!ownership.clustered)
           for (const d of domains) {
             const inFlight = yield* promise(() => d.recover())
