@@ -98,7 +98,7 @@ const expected = (mode: Mode, qos: QoS, subs: ReadonlyArray<Sub>) => {
   return mode === "stored" && q === 0 ? [] : [q]
 }
 
-describe.each(["memory", "disk"] as const)("the QoS a message goes out at (%s store)", (kind) => {
+describe.each(["memory", "disk", "redis"] as const)("the QoS a message goes out at (%s store)", (kind) => {
   it("a retained QoS 1 or 2 message goes to a wildcard-only QoS 0 subscription at QoS 0", async () => {
     expect(await delivered(kind, "retained", 1, [{ kind: "#", qos: 0 }])).toEqual([0])
     expect(await delivered(kind, "retained", 2, [{ kind: "+", qos: 0 }])).toEqual([0])
@@ -138,4 +138,28 @@ describe.each(["memory", "disk"] as const)("the QoS a message goes out at (%s st
       { numRuns: runs }
     )
   }, 120_000)
+})
+
+describe.each(["memory", "disk", "redis"] as const)("one message for two sessions at different QoS (%s store)", (kind) => {
+  it("a session's copy sent at QoS 1 leaves another's, subscribed at QoS 2 and away, at QoS 2 (Redis keeps one copy for all)", async () => {
+    const { aedes, url } = await brokerOf(kind)
+    const base = `gq2-${process.pid}-${n++}`
+    const away = `gq2-away-${kind}`
+    const a = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clean: false, clientId: away })
+    await a.subscribeAsync({ [`${base}/#`]: { qos: 2 } })
+    await a.endAsync()
+    const b = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clean: false, clientId: `gq2-here-${kind}` })
+    const gotB: Array<number> = []
+    b.on("packetreceive", (p) => (p.cmd === "publish" ? gotB.push((p as { qos: number }).qos) : undefined))
+    await b.subscribeAsync({ [`${base}/+`]: { qos: 1 } })
+    await publish(aedes, `${base}/x`, 2, false)
+    await until(() => gotB.length > 0, 1_500)
+    await b.endAsync()
+    const c = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, clean: false, clientId: away })
+    const gotA: Array<number> = []
+    c.on("packetreceive", (p) => (p.cmd === "publish" ? gotA.push((p as { qos: number }).qos) : undefined))
+    await until(() => gotA.length > 0, 1_500)
+    await c.endAsync()
+    expect({ here: gotB, away: gotA }).toEqual({ here: [1], away: [2] })
+  })
 })

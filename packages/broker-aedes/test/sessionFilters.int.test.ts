@@ -5,8 +5,10 @@
  * filters matching it: a persistent session subscribed to `s/#` at QoS 1, then to `s/a/b` at QoS 0
  * (or `s/a/+`), had no filter left in the store, so none of its messages were stored while it was
  * away, and a live one, whose delivery updates its stored copy, went nowhere ("no such packet").
- * And its load at the broker's start took the QoS 0 filters too: a QoS 1 message for a session
- * subscribed at QoS 0 only was stored, and went out at QoS 1 at its restore [MQTT-3.8.4-6].
+ * And the trie's load at the broker's start took the QoS 0 filters too, on disk and in Redis
+ * (aedes-persistence-redis 12, patched): a QoS 1 message for a session subscribed at QoS 0 only
+ * was stored, and went out at QoS 1 at its restore [MQTT-3.8.4-6]. The Redis store never had the
+ * first defect (checked here too).
  */
 import { afterAll, describe, expect, it } from "vitest"
 import mqtt from "mqtt"
@@ -36,9 +38,14 @@ const connect = async (url: string, clientId: string) => {
   return { c, got }
 }
 
-describe("persistent sessions' filters in the disk store", () => {
-  it.each([["s/a/b"], ["s/a/+"]])("a QoS 0 filter (%s) subscribed after an overlapping QoS 1 one leaves it in place: live and stored messages arrive", async (narrow) => {
-    const broker = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, sessions: freshSessions("disk", cleanup) })
+describe("persistent sessions' filters in the disk and Redis stores", () => {
+  it.each([
+    ["disk", "s/a/b"],
+    ["disk", "s/a/+"],
+    ["redis", "s/a/b"],
+    ["redis", "s/a/+"]
+  ] as const)("%s: a QoS 0 filter (%s) subscribed after an overlapping QoS 1 one leaves it in place: live and stored messages arrive", async (kind, narrow) => {
+    const broker = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, sessions: freshSessions(kind, cleanup) })
     const url = `mqtt://127.0.0.1:${broker.mqttPort}`
     try {
       const first = await connect(url, "ls-overlap")
@@ -59,8 +66,8 @@ describe("persistent sessions' filters in the disk store", () => {
     }
   })
 
-  it("after a restart, a session subscribed at QoS 0 only gets no stored QoS 1 message (none is stored for it)", async () => {
-    const sessions = freshSessions("disk", cleanup)
+  it.each(["disk", "redis"] as const)("%s: after a restart, a session subscribed at QoS 0 only gets no stored QoS 1 message (none is stored for it)", async (kind) => {
+    const sessions = freshSessions(kind, cleanup)
     let broker = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, sessions })
     try {
       const first = await connect(`mqtt://127.0.0.1:${broker.mqttPort}`, "ls-qos0")
