@@ -23,6 +23,13 @@ export interface Refusal {
 
 export const rejectedType = "message-rejected"
 
+/**
+ * Text for a TEXT column: PostgreSQL refuses a NUL character (the whole transaction fails, and with
+ * it the batch of messages the rejection was written in). A reason can quote what was received:
+ * V8's JSON.parse error holds the text it could not parse, a payload's raw NUL byte with it.
+ */
+const storable = (s: string): string => (s.includes("\u0000") ? s.replaceAll("\u0000", "\uFFFD") : s)
+
 /** Records a refusal in the caller's transaction, so it commits with whatever else it does. */
 export type ErrorPath = (refusal: Refusal) => Sql<void>
 
@@ -40,11 +47,11 @@ export const make = (deps: {
   return (refusal) => Effect.suspend(() => {
     const size = refusal.size ?? refusal.payload.length
     const payload = describePayload(mask.payload(refusal.payload))
-    const topic = Sensitive.text(refusal.topic)
+    const topic = storable(Sensitive.text(refusal.topic))
     const rejection: Rejection = {
       kind: refusal.kind,
       topic,
-      reason: Sensitive.text(refusal.reason),
+      reason: storable(Sensitive.text(refusal.reason)),
       issues: (refusal.issues ?? []).map((i) => ({ path: Sensitive.text(i.path), message: Sensitive.text(i.message) })),
       ...payload,
       // The size of what was received, not of its masked text.

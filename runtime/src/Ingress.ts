@@ -96,6 +96,10 @@ export const judge = (
     }
   }
   const key = looksLikeEnvelope(json) ? base.key : (contract.key?.(data.success) ?? base.key)
+  // Valid JSON (`\u0000`) but not storable in PostgreSQL's TEXT (the seen ids, the inbox's keys):
+  // its transaction would fail, and the drain, forwarding the log in order, would stop at it for good.
+  if (base.id.includes("\u0000") || key.includes("\u0000"))
+    return { _tag: "Refused", kind: "schema-violation", reason: "invalid envelope: a NUL character in its id or key", issues: [{ path: base.id.includes("\u0000") ? "id" : "key", message: "a NUL character" }] }
   // The data follows the current schema: its version, whatever a client's envelope says.
   const version = contract.version === undefined || contract.version === 1 ? {} : { version: contract.version }
   const envelope: Envelope.Envelope = { ...base, key, ...version, data: data.success }
