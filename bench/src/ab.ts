@@ -20,9 +20,12 @@
  * port, `persistence false`, no queue limit; `BATON_AB_MOSQUITTO_INFLIGHT` sets its
  * `max_inflight_messages`, 20 by default as Mosquitto's), through `BATON_BROKER_URL`: every hop
  * goes through that broker, and the orders are placed on it.
+ * With `BATON_AB_LOG=<dir>`, each run's runtime output is kept in `<dir>/<instance>.log` and a run
+ * that fails appends the inbox's pending rows, the outbox's, the partitions and the members (pg);
+ * `BATON_AB_DONE_MS` (600000) is how long a run waits for its orders to finish.
  */
 import { spawn } from "node:child_process"
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { Mosquitto } from "@baton/testkit"
@@ -149,8 +152,14 @@ const runOnce = async (tree: string): Promise<Result> => {
     stdio: ["ignore", "pipe", "pipe"]
   })
   let output = ""
-  child.stdout.on("data", (b: Buffer) => (output += b.toString()))
-  child.stderr.on("data", (b: Buffer) => (output += b.toString()))
+  const logFile = process.env.BATON_AB_LOG === undefined ? undefined : join(process.env.BATON_AB_LOG, `${instance}.log`)
+  const keep = (b: Buffer) => {
+    output += b.toString()
+    if (logFile !== undefined) appendFileSync(logFile, b)
+  }
+  child.stdout.on("data", keep)
+  child.stderr.on("data", keep)
+  const doneMs = Number(process.env.BATON_AB_DONE_MS ?? 600_000)
   try {
     const ready = await new Promise<RegExpMatchArray>((ok, fail) => {
       const started = Date.now()
@@ -164,7 +173,7 @@ const runOnce = async (tree: string): Promise<Result> => {
     })
     const http = Number(ready[1])
     const mqtt = broker?.port ?? Number(ready[2])
-    await placeOrders(mqtt, warmup, doneTopic)
+    await placeOrders(mqtt, warmup, doneTopic, undefined, undefined, doneMs)
     await new Promise((r) => setTimeout(r, 300))
     const breakdown = process.env.BATON_AB_BREAKDOWN === "1"
     const s0 = await healthz(http, breakdown)
@@ -176,7 +185,7 @@ const runOnce = async (tree: string): Promise<Result> => {
     const g0 = pgStats ? await pgCounters(schema.url) : undefined
     const m0 = machineBusyMs()
     const t0 = performance.now()
-    const placed = await placeOrders(mqtt, count, doneTopic)
+    const placed = await placeOrders(mqtt, count, doneTopic, undefined, undefined, doneMs)
     let perSecond = placed.perSecond!
     // The tail (relay deletes, last done marks) of the measured orders.
     if (process.env.BATON_AB_DRAIN !== "1") await new Promise((r) => setTimeout(r, 300))
@@ -228,6 +237,21 @@ const runOnce = async (tree: string): Promise<Result> => {
           }
         : {})
     }
+  } catch (error) {
+    if (logFile !== undefined && schema !== undefined) {
+      const dump = async (sql: string) => JSON.stringify(await query(schema.url, sql).catch((e: unknown) => String(e)))
+      appendFileSync(
+        logFile,
+        `\n=== run failed: ${String(error)}\n` +
+          `inbox: ${await dump("SELECT processor, status, count(*) FROM inbox GROUP BY 1, 2 ORDER BY 1, 2")}\n` +
+          `outbox: ${await dump("SELECT count(*) FROM outbox")}\n` +
+          `partitions: ${await dump("SELECT * FROM cluster_partitions ORDER BY part")}\n` +
+          `members: ${await dump("SELECT * FROM cluster_members")}\n` +
+          `activity: ${await dump("SELECT pid, state, wait_event_type, wait_event, now() - xact_start AS xact_age, left(query, 200) AS query FROM pg_stat_activity WHERE application_name LIKE 'baton/%'")}\n` +
+          `locks: ${await dump("SELECT locktype, relation::regclass, mode, granted, pid FROM pg_locks WHERE NOT granted")}\n`
+      )
+    }
+    throw error
   } finally {
     child.kill("SIGTERM")
     await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.on("exit", r)))

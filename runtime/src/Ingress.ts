@@ -135,10 +135,15 @@ export const make = (deps: {
   readonly logger: Log.Logger
   /** The ingress span: the root of each initiating event's trace (or a child of the client's). */
   readonly tracing?: Tracing
+  /** How long after a failed drain the log is drained again (500 ms). */
+  readonly retryMs?: number
 }) => {
   const tracing = deps.tracing ?? untraced
   let poke: (() => void) | undefined
   let scheduled = false
+  /** A drain failed: the next one, due without a publish to wake it (`stop` cancels it). */
+  let retry: NodeJS.Timeout | undefined
+  let stopped = false
 
   /**
    * Judges logged entries and writes what each becomes, in order, inside the batch's transaction.
@@ -264,9 +269,19 @@ export const make = (deps: {
 
   const drainSafely = () => {
     scheduled = false
-    // The entries stay in the log and are forwarded at the next start (or the next drain).
-    // The database out of reach: the store logs the outage once.
-    drain().catch((error: unknown) => isUnavailable(error) || deps.logger.log("error", "ingress drain failed", { reason: Log.reason(error) }))
+    // The entries stay in the log, drained again shortly: no later publish may come to wake the
+    // ingress (in a cluster a failed forward drops its publishers' connection, and a publisher
+    // that does not resend left its events committed and unforwarded for good: a lock wait past
+    // `lock_timeout` under load, cluster.ingress-retry.int.test.ts). The database out of reach:
+    // the store logs the outage once.
+    drain().catch((error: unknown) => {
+      if (!isUnavailable(error)) deps.logger.log("error", "ingress drain failed, retrying", { reason: Log.reason(error) })
+      if (stopped || retry !== undefined) return
+      retry = setTimeout(() => {
+        retry = undefined
+        if (!stopped) schedule()
+      }, deps.retryMs ?? 500)
+    })
   }
 
   const schedule = () => {
@@ -313,6 +328,11 @@ export const make = (deps: {
     start: (relay: () => void): Promise<number> => {
       poke = relay
       return drain()
+    },
+    /** No more drains after a failure (shutting down): what is left is forwarded at the next start. */
+    stop: () => {
+      stopped = true
+      clearTimeout(retry)
     }
   }
 }

@@ -146,6 +146,7 @@ export const layer = Layer.effect(
           ownership.stop(async () => {
             // An external broker out of reach is not waited for: what it did not acknowledge stays in the outbox.
             stopping = true
+            ingress.stop()
             relay.stopping()
             external?.stopping()
             await (await ingressSession)?.close()
