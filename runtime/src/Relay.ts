@@ -102,8 +102,7 @@ export const make = (deps: {
   }
   const start = () => {
     running = drain()
-      .then(drained)
-      .catch((error: unknown) => {
+      .then(drained, (error: unknown) => {
         // What was queued is still in the outbox: the next drain reads it back.
         high = undefined
         queued.length = 0
