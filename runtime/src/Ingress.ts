@@ -267,6 +267,7 @@ export const make = (deps: {
       }
     })
 
+  const failing = Log.streak(deps.logger, "ingress drain failed, retrying", "ingress drains again")
   const drainSafely = () => {
     scheduled = false
     // The entries stay in the log, drained again shortly: no later publish may come to wake the
@@ -274,8 +275,9 @@ export const make = (deps: {
     // that does not resend left its events committed and unforwarded for good: a lock wait past
     // `lock_timeout` under load, cluster.ingress-retry.int.test.ts). The database out of reach:
     // the store logs the outage once.
-    drain().catch((error: unknown) => {
-      if (!isUnavailable(error)) deps.logger.log("error", "ingress drain failed, retrying", { reason: Log.reason(error) })
+    // A failure that recurs is logged once, and again only when its reason changes (issue #15).
+    drain().then(failing.succeeded, (error: unknown) => {
+      if (!isUnavailable(error)) failing.failed(error)
       if (stopped || retry !== undefined) return
       retry = setTimeout(() => {
         retry = undefined

@@ -96,9 +96,13 @@ export const make = (deps: {
     }
   }
 
+  const failing = Log.streak(deps.logger, "outbox relay failed, retrying", "outbox relay publishes again")
+  const drained = () => {
+    if (!closed) failing.succeeded()
+  }
   const start = () => {
     running = drain()
-      .catch((error: unknown) => {
+      .then(drained, (error: unknown) => {
         // What was queued is still in the outbox: the next drain reads it back.
         high = undefined
         queued.length = 0
@@ -110,7 +114,8 @@ export const make = (deps: {
           return deps.logger.log("warn", "outbox not flushed: the rest is published at the next start", { reason: Log.reason(error) })
         }
         // The database out of reach: the store logs the outage once; the relay retries quietly.
-        if (!isUnavailable(error)) deps.logger.log("error", "outbox relay failed, retrying", { reason: Log.reason(error) })
+        // A failure that recurs is logged once, and again only when its reason changes (issue #15).
+        if (!isUnavailable(error)) failing.failed(error)
         if (!closed) setTimeout(poke, deps.retryMs ?? 500)
       })
       .finally(() => {

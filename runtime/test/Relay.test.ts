@@ -254,4 +254,49 @@ describe("Relay", () => {
       await store.close()
     }
   })
+
+  it("logs a publish failure that keeps recurring once per streak (and per change of reason), and once when it publishes again", async () => {
+    const store = await Sqlite.open({ path: ":memory:" })
+    try {
+      const outbox = await Outbox.make(store)
+      await store.transaction(outbox.add("events/e", "1"))
+      const logger = Log.memory()
+      /** The reason each publish fails with (the broker refusing it), undefined: it goes out. */
+      let refusal: string | undefined = "not authorized"
+      let calls = 0
+      const relay = Relay.make({
+        outbox,
+        logger,
+        retryMs: 1,
+        publish: async () => {
+          calls++
+          if (refusal !== undefined) throw new Error(refusal)
+        }
+      })
+      const lines = (event: string) => logger.lines.filter((l) => l.includes(event))
+      const publishes = async (n: number) => {
+        const until = calls + n
+        while (calls < until) await new Promise((r) => setTimeout(r, 1))
+      }
+      relay.poke()
+      await publishes(20)
+      expect(lines("outbox relay failed")).toEqual([expect.stringContaining("not authorized")])
+      refusal = "quota exceeded"
+      await publishes(20)
+      expect(lines("outbox relay failed")).toEqual([expect.stringContaining("not authorized"), expect.stringContaining("quota exceeded")])
+      expect(lines("outbox relay publishes again")).toEqual([])
+      refusal = undefined
+      await publishes(1)
+      await relay.idle()
+      await store.transaction(outbox.add("events/e", "2"))
+      relay.poke()
+      await relay.idle()
+      expect(await outbox.size()).toBe(0)
+      expect(lines("outbox relay failed")).toHaveLength(2)
+      expect(lines("outbox relay publishes again")).toHaveLength(1)
+      await relay.close()
+    } finally {
+      await store.close()
+    }
+  })
 })

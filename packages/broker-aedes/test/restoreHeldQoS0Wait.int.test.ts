@@ -12,7 +12,6 @@ import { Aedes } from "aedes"
 import { Redis } from "ioredis"
 import persistenceRedis from "aedes-persistence-redis"
 import * as TestRedis from "@baton/testkit/redis"
-import { until } from "./waits.ts"
 
 const redisUrl = process.env.BATON_TEST_REDIS_URL ?? "redis://127.0.0.1:6379/3"
 const cleanup: Array<() => unknown> = []
@@ -43,10 +42,17 @@ describe("a redis session reconnecting with 4,000 stored messages", () => {
         void pub(0, "q0").then(() => (waited = performance.now() - t))
       })
       let n = 0
+      let all!: () => void
+      const received = new Promise<void>((r) => (all = r))
       const t0 = performance.now()
       c = mqtt.connect(url, opts)
-      c.on("message", () => n++)
-      await until(() => n === 4001, 15_000)
+      c.on("message", () => {
+        if (++n === 4001) all()
+      })
+      // No clock of its own: the restore's time grows with the machine's load (7 Redis commands a
+      // stored message, each a round trip: 2.5 ms a message at load 8, 8 ms with two more busy
+      // processes), and what is checked is the held publish's share of it. A hang meets the test's timeout.
+      await received
       const restore = performance.now() - t0
       expect({ n, small: waited >= 0 && waited < restore * 0.05 }, `waited ${waited.toFixed(0)} ms of a ${restore.toFixed(0)} ms restore`).toEqual({ n: 4001, small: true })
     } finally {
@@ -54,5 +60,5 @@ describe("a redis session reconnecting with 4,000 stored messages", () => {
       await new Promise<void>((r) => aedes.close(() => r()))
       await new Promise<void>((r) => server.close(() => r()))
     }
-  }, 30_000)
+  }, 180_000)
 })

@@ -92,3 +92,24 @@ export const memory = (forward: Logger = silent): Logger & { readonly lines: Arr
     }
   }
 }
+
+/**
+ * A failure that recurs (a drain retried every 500 ms): one `error` line when a streak starts,
+ * another only when the reason changes, and one `info` line (`back`) at the first success after it.
+ */
+export const streak = (logger: Logger, failed: string, back: string) => {
+  let last: string | undefined
+  return {
+    failed: (error: unknown): void => {
+      const why = reason(error)
+      if (why === last) return
+      last = why
+      logger.log("error", failed, { reason: why })
+    },
+    succeeded: (): void => {
+      if (last === undefined) return
+      last = undefined
+      logger.log("info", back)
+    }
+  }
+}

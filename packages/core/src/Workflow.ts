@@ -20,8 +20,9 @@ export interface Data {
   readonly results: Readonly<Record<string, ReadonlyArray<Result>>>
 }
 
-export interface Command {
-  /** The command's name in the workflow (`apply-payment`). */
+/** What a workflow sends to a processor: a command, or a compensation. */
+export interface Sent {
+  /** Its name in the workflow (`apply-payment`). */
   readonly name: string
   /** The processor whose channel receives it. */
   readonly channel: string
@@ -33,6 +34,9 @@ export interface Command {
    */
   readonly version?: number
   readonly data: (data: Data) => unknown
+}
+
+export interface Command extends Sent {
   /** How long to wait for the acknowledgement before sending again; the mediator's default when absent. */
   readonly timeoutMs?: number
   /** Sends before the command counts as failed; the mediator's default when absent. */
@@ -51,13 +55,7 @@ export interface Step {
  * back). Sent once, fire-and-forget: the processor announces its work like in the broker topology,
  * and nothing waits for it.
  */
-export interface Compensation {
-  readonly name: string
-  readonly channel: string
-  readonly type: string
-  /** The version of the event's schema `data` follows (1 when absent), as for a `Command`. */
-  readonly version?: number
-  readonly data: (data: Data) => unknown
+export interface Compensation extends Sent {
   /** Sent only when this holds for the workflow's data (there is something to give back); always when absent. */
   readonly when?: (data: Data) => boolean
 }

@@ -73,3 +73,29 @@ describe("Log.reason", () => {
     expect(Log.reason(undefined)).toBe("undefined")
   })
 })
+
+describe("Log.streak", () => {
+  it("for any run of failures and successes: an error line where a streak starts or its reason changes, an info line at the first success after one, nothing else", () => {
+    const outcome = fc.oneof(fc.constant(undefined), fc.constantFrom("a", "b", "c"))
+    fc.assert(
+      fc.property(fc.array(outcome, { maxLength: 40 }), (outcomes) => {
+        const logger = Log.memory()
+        const streak = Log.streak(logger, "failed", "back")
+        const expected: Array<string> = []
+        let last: string | undefined
+        for (const o of outcomes) {
+          if (o === undefined) {
+            streak.succeeded()
+            if (last !== undefined) expected.push("INFO  back")
+            last = undefined
+          } else {
+            streak.failed(new Error(o))
+            if (o !== last) expected.push(`ERROR failed reason=${o}`)
+            last = o
+          }
+        }
+        expect(logger.lines.map((l) => l.slice(l.indexOf(" ") + 1))).toEqual(expected)
+      })
+    )
+  })
+})

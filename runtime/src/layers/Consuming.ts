@@ -37,12 +37,14 @@ export const layer = Layer.effect(
     // holds the ingress session, under a cluster-wide client id: each initiating event is taken once.
     // The session's client never reconnects once this instance lost partition 0 (no two instances
     // taking turns at one session), and opening it is retried while the partition stays ours.
+    /** An ingress session's message: appended to the ingress log. */
+    const receive = (m: Message): Promise<void> => ingress.receive(m.topic, m.payload, null)
     /**
      * The ingress session's messages that arrived together: appended at once, so the log commits
      * them in one transaction (its group commit), all or none.
      */
     const receiveAll = async (messages: ReadonlyArray<Message>): Promise<void> => {
-      await Promise.all(messages.map((m) => ingress.receive(m.topic, m.payload, null)))
+      await Promise.all(messages.map(receive))
     }
     let ingressSession: Promise<Subscription | undefined> | undefined
     /** Shutting down: the ingress session is not (re)tried any more. */
@@ -53,7 +55,7 @@ export const layer = Layer.effect(
         try {
           return await external.subscribe(
             { clientId: "baton-cluster-ingress", unprefixed: true, topics: [Topics.allInitiating], exclusive: holdsIngress },
-            (m) => ingress.receive(m.topic, m.payload, null),
+            receive,
             receiveAll
           )
         } catch (error) {
@@ -85,7 +87,7 @@ export const layer = Layer.effect(
           logger.log("info", "processor started", { processor: processor.name, topics: topics.join(","), via: routePublic ? "inbox" : "broker session", recovered })
         }
         if (external !== undefined && !ownership.clustered)
-          subscriptions.push(yield* opening((signal) => external.subscribe({ clientId: "ingress", topics: [Topics.allInitiating], signal }, (m) => ingress.receive(m.topic, m.payload, null), receiveAll)))
+          subscriptions.push(yield* opening((signal) => external.subscribe({ clientId: "ingress", topics: [Topics.allInitiating], signal }, receive, receiveAll)))
         if (!ownership.clustered)
           for (const d of domains) {
             const inFlight = yield* promise(() => d.recover())
