@@ -919,12 +919,14 @@ export const make = (deps: {
       if (!missed) backlog = false
     }
   }
+  const backlogFailing = Log.streak(deps.logger, "reading the inbox backlog failed, retrying", "reading the inbox backlog again", { processor: processor.name })
   const refill = (): void => {
     if (refilling !== undefined) return
     refilling = readBacklog()
-      .catch(async (error: unknown) => {
-        // The messages stay in the inbox: read again shortly (the database out of reach: the store logs it once).
-        if (!isUnavailable(error)) deps.logger.log("error", "reading the inbox backlog failed, retrying", { processor: processor.name, reason: Log.reason(error) })
+      .then(backlogFailing.succeeded, async (error: unknown) => {
+        // The messages stay in the inbox: read again shortly (the database out of reach: the store
+        // logs it once). A failure that recurs is logged once, again when its reason changes.
+        if (!isUnavailable(error)) backlogFailing.failed(error)
         await new Promise((r) => setTimeout(r, 500))
       })
       .finally(() => {

@@ -95,21 +95,22 @@ export const memory = (forward: Logger = silent): Logger & { readonly lines: Arr
 
 /**
  * A failure that recurs (a drain retried every 500 ms): one `error` line when a streak starts,
- * another only when the reason changes, and one `info` line (`back`) at the first success after it.
+ * another only when the reason changes, and one `info` line (`back`) at the first success after it;
+ * each line with `fields` (whose drain it is).
  */
-export const streak = (logger: Logger, failed: string, back: string) => {
+export const streak = (logger: Logger, failed: string, back: string, fields: Fields = {}) => {
   let last: string | undefined
   return {
     failed: (error: unknown): void => {
       const why = reason(error)
       if (why === last) return
       last = why
-      logger.log("error", failed, { reason: why })
+      logger.log("error", failed, { ...fields, reason: why })
     },
     succeeded: (): void => {
       if (last === undefined) return
       last = undefined
-      logger.log("info", back)
+      logger.log("info", back, fields)
     }
   }
 }
