@@ -23,6 +23,9 @@
  * With `BATON_AB_LOG=<dir>`, each run's runtime output is kept in `<dir>/<instance>.log` and a run
  * that fails appends the inbox's pending rows, the outbox's, the partitions and the members (pg);
  * `BATON_AB_DONE_MS` (600000) is how long a run waits for its orders to finish.
+ * A tree given as `<tree>#unix` (pg) runs connected through the server's Unix socket (the folder
+ * `BATON_AB_PGSOCKET`, `/var/run/postgresql` by default) rather than TCP on 127.0.0.1: the same tree
+ * twice, `. .#unix`, measures the transport alone.
  */
 import { spawn } from "node:child_process"
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
@@ -30,7 +33,7 @@ import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { Mosquitto } from "@baton/testkit"
 import { freshDatabase, freshSchema, query } from "@baton/testkit/postgres"
-import { benchRuntimeEnv, cpuMs, ioCalls, median } from "./lib.ts"
+import { benchRuntimeEnv, cpuMs, ioCalls, median, overUnixSocket } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 
 const [engine = "sqlite", countArg = "1000", roundsArg = "3", ...trees] = process.argv.slice(2)
@@ -140,9 +143,11 @@ const pgTables = async (url: string, orders: number): Promise<string> => {
 const external = process.env.BATON_AB_BROKER === "mosquitto"
 
 let runs = 0
-const runOnce = async (tree: string): Promise<Result> => {
+const runOnce = async (spec: string): Promise<Result> => {
+  const [tree = spec, variant] = spec.split("#")
   const dataDir = mkdtempSync(join(tmpdir(), "baton-ab-"))
-  const schema = engine !== "pg" ? undefined : process.env.BATON_AB_DATABASE === "1" ? await freshDatabase() : await freshSchema()
+  const fresh = engine !== "pg" ? undefined : process.env.BATON_AB_DATABASE === "1" ? await freshDatabase() : await freshSchema()
+  const schema = fresh === undefined || variant !== "unix" ? fresh : { ...fresh, url: overUnixSocket(fresh.url) }
   const instance = `ab${process.pid}-${++runs}`
   // BATON_AB_NODE_FLAGS: V8/Node flags for the runtime only (e.g. "--log-deopt --logfile=/tmp/v8-%p.log"), which NODE_OPTIONS refuses
   const nodeFlags = (process.env.BATON_AB_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "")
@@ -266,7 +271,7 @@ const runOnce = async (tree: string): Promise<Result> => {
 /** A figure, or n/a where a tree does not report it. */
 const na = (x: number, digits = 1): string => (Number.isNaN(x) ? "n/a" : x.toFixed(digits))
 
-const roots = trees.map((t) => resolve(t))
+const roots = trees.map((t) => resolve(t.split("#")[0]!) + (t.includes("#") ? t.slice(t.indexOf("#")) : ""))
 const results = new Map<string, Array<Result>>(roots.map((t) => [t, []]))
 for (let round = 0; round < rounds; round++) {
   // Alternate which tree goes first.

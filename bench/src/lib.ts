@@ -127,6 +127,13 @@ export const within = <A>(done: Promise<A>, ms: number, what: string): Promise<A
 export const ioCalls = (pid: number, field: "syscw" | "syscr"): number =>
   Number(new RegExp(`${field}: (\\d+)`).exec(readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? Number.NaN)
 
+/**
+ * `url` connecting through the PostgreSQL server's Unix socket rather than TCP: its folder
+ * `BATON_AB_PGSOCKET` (`/var/run/postgresql` by default), as the `host` of the query string (pg reads it there).
+ */
+export const overUnixSocket = (url: string): string =>
+  `${url}${url.includes("?") ? "&" : "?"}host=${encodeURIComponent(process.env.BATON_AB_PGSOCKET ?? "/var/run/postgresql")}`
+
 export const cpuMs = (pid: number): number => {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100 // utime, stime in USER_HZ ticks (100)
