@@ -9,6 +9,7 @@ import type { Socket } from "node:net"
 import mqtt from "mqtt"
 import { Log } from "@baton/core"
 import { EmbeddedBroker } from "@baton/broker-aedes"
+import { settle } from "../settle.ts"
 
 // REDIS_URL: sessions in Redis; with CLUSTER=1 too, every such broker on that Redis is one broker.
 const redis = process.env.REDIS_URL
@@ -32,4 +33,5 @@ if (peer === "relay" || peer === "echo") {
   await client.subscribeAsync(peer === "relay" ? "hop/in" : "rr/req", { qos: 1 })
 }
 process.on("SIGTERM", () => void broker.close().then(() => process.exit(0)))
+if (process.env.PEER_SETTLE === "1") settle()
 console.log(`ready ${JSON.stringify({ port: broker.mqttPort })}`)
