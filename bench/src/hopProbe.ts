@@ -17,7 +17,8 @@
  *   `burst` messages at 500 in flight (default 3000, the quick bench's; `0`: none, a warm-up of 200).
  * - `aedes0`: the same with no burst before it (a warm-up of 200 messages at 50 in flight).
  * - `aedesS`, `aedes0S`: the same, the peer settled as it starts (`settle.ts`: one full GC before
- *   its `ready`, PEER_SETTLE=1), so that its start's garbage is not collected in the paced window.
+ *   its `ready`, as the peer now does by default), so that its start's garbage is not collected in
+ *   the paced window; `aedes` and `aedes0` run it with PEER_SETTLE=0 (as before).
  *
  * For `tcp`/`aedes` the broker or relay runs with `tailProbe.mjs` preloaded (its stalls over 3 ms
  * and GCs; `HOP_PROBE=0`: not), and this process records its own GCs and, with `HOP_SELF=1`, its
@@ -34,7 +35,7 @@ import { join } from "node:path"
 import { PerformanceObserver } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
 import mqtt from "mqtt"
-import { burst, child, counter, median, noDelay, sleep, within, type Child } from "./lib.ts"
+import { burst, child, counter, median, minorFaults, noDelay, sleep, within, type Child } from "./lib.ts"
 import { paced, recorder } from "./pacing.ts"
 
 const [roundsArg = "3", layersArg = "cyclic,timer,tcp,aedes,aedes0", countArg = "1000", burstArg = "3000"] = process.argv.slice(2)
@@ -232,7 +233,7 @@ const runTcp = async (): Promise<Result> => {
 const runAedes = async (before: number, settled: boolean): Promise<Result> => {
   const file = join(work, "aedes-probe.json")
   rmSync(file, { force: true })
-  const node = await child("peers/aedes.ts", { ...probeEnv(file), ...(settled ? { PEER_SETTLE: "1" } : {}) })
+  const node = await child("peers/aedes.ts", { ...probeEnv(file), PEER_SETTLE: settled ? "1" : "0" })
   try {
     const port = Number(node.info.port)
     const sub = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0 }))
@@ -250,6 +251,8 @@ const runAedes = async (before: number, settled: boolean): Promise<Result> => {
     await burst(before === 0 ? 200 : before, before === 0 ? 50 : 500, (i) => pub.publishAsync(topic, String(-1 - i), { qos: 1 }))
     await within(got.done, 60_000, "burst")
     got = counter(count)
+    const faults = () => [minorFaults(node.child.pid!), minorFaults(process.pid)]
+    const faults0 = faults()
     const { probe } = await selfProbe(async () => {
       const t0 = performance.timeOrigin
       await paced(1000, count, (i, due) => {
@@ -258,11 +261,12 @@ const runAedes = async (before: number, settled: boolean): Promise<Result> => {
       })
       await within(got.done, 60_000, "paced hop")
     })
+    const [peerFaults, selfFaults] = faults().map((n, i) => n - faults0[i]!)
     const peerP = await peerProbe(node, file)
     await sub.endAsync()
     await pub.endAsync()
     const r = summarize(msgs, probe, peerP)
-    return { ...r, line: r.line + peerOutput(node) }
+    return { ...r, line: `${r.line}; page faults peer ${peerFaults} self ${selfFaults}${peerOutput(node)}` }
   } finally {
     await node.stop()
   }
