@@ -7,31 +7,16 @@
  * beside it, so that the difference shows, and so is how late the sender was.
  */
 import { build, type Histogram } from "hdr-histogram-js"
-import { settle } from "./settle.ts"
 
 export interface Clock {
   readonly now: () => number
   readonly sleep: (ms: number) => Promise<void>
-  /** Run once before the schedule starts (its time is no message's). */
-  readonly settle?: () => void
 }
 
-/**
- * The real clock; it settles the measuring process before a schedule starts (a full GC, `settle.ts`;
- * BENCH_SETTLE=0: not): its scavenges, 10-30 ms each on this 2-vCPU VM, would otherwise fall in the
- * paced window now and then and count as the system's latency (`hopProbe.ts`, issue #16).
- */
-export const realClock: Clock = {
-  now: () => performance.now(),
-  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-  settle: () => {
-    if (process.env.BENCH_SETTLE !== "0") settle()
-  }
-}
+export const realClock: Clock = { now: () => performance.now(), sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) }
 
-/** Calls `send(i, due)` for i < count at `rate` per second, on an absolute schedule (no drift) that starts once the clock has settled. */
+/** Calls `send(i, due)` for i < count at `rate` per second, on an absolute schedule (no drift). */
 export const paced = async (rate: number, count: number, send: (i: number, due: number) => void, clock: Clock = realClock): Promise<void> => {
-  clock.settle?.()
   const t0 = clock.now()
   for (let i = 0; i < count; i++) {
     const due = t0 + (i * 1000) / rate

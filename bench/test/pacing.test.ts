@@ -98,22 +98,4 @@ describe("fixed-rate latency accounting", () => {
       })
     )
   })
-
-  it("for all settle times: the clock settles once, before the schedule starts, and no message pays for it", async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 1, max: 5000 }), fc.double({ min: 0, max: 500, noNaN: true }), fc.integer({ min: 1, max: 40 }), async (rate, settleMs, count) => {
-        const { clock, busy } = virtualClock()
-        let settles = 0
-        let sends = 0
-        const settling: typeof clock = { ...clock, settle: () => (expect(sends).toBe(0), settles++, busy(settleMs)) }
-        const rec = recorder()
-        const sent: Array<Sent> = []
-        await paced(rate, count, (_, due) => (sends++, sent.push({ due, sent: clock.now(), done: clock.now() + 1 }), rec.record(due, clock.now(), clock.now() + 1)), settling)
-        expect(settles).toBe(1)
-        expect(sent.every(onTime)).toBe(true)
-        expect(rec.summary().senderLateMax).toBe(0)
-        expect(rec.summary().max).toBeCloseTo(1, 2)
-      })
-    )
-  })
 })
