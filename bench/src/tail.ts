@@ -37,7 +37,7 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import mqtt from "mqtt"
 import { Process } from "@baton/testkit"
-import { noDelay, counter, within } from "./lib.ts"
+import { noDelay, counter, minorFaults, within } from "./lib.ts"
 import { paced } from "./pacing.ts"
 import { order, placeOrders } from "./scenarios/orders.ts"
 import { report } from "./stallProfile.ts"
@@ -73,6 +73,8 @@ if (process.env.TAIL_NICE !== undefined)
 const msgs: Array<{ due: number; sent: number; done: number }> = []
 /** Per accept, in the monotonic clock's microseconds: due, sent, PUBACK read. */
 const mono: Array<[number, number, number]> = []
+/** The runtime's minor page faults over the paced messages (each a fresh page touched: some 15 us on this VM). */
+let faults = 0
 try {
   await placeOrders(r.mqttPort!, 50, "events/order-shipped")
   const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 }))
@@ -84,6 +86,7 @@ try {
     if (i !== undefined && !acceptOnly) (msgs[i]!.done = t0 + performance.now()), done.hit()
   })
   if (!acceptOnly) await client.subscribeAsync("events/order-shipped", { qos: 1 })
+  faults = minorFaults(r.child.pid!)
   await paced(rate, count, (i, due) => {
     const id = crypto.randomUUID()
     byId.set(id, i)
@@ -95,6 +98,7 @@ try {
     })
   })
   await within(done.done, 120_000, "all done")
+  faults = minorFaults(r.child.pid!) - faults
   await client.endAsync()
 } finally {
   r.child.kill("SIGUSR2")
@@ -124,7 +128,7 @@ console.log(`gc during run: ${[...kinds].map(([k, ds]) => `kind ${k}: ${ds.lengt
 console.log(`stalls > 3 ms: ${stalls.length}, total ${sum(stalls.map((s) => s[1])).toFixed(0)} ms, max ${Math.max(0, ...stalls.map((s) => s[1])).toFixed(1)}`)
 // Counts per 1,000 messages, which the machine's load disturbs less than the percentiles.
 const per1000 = (n: number) => ((n * 1000) / count).toFixed(1)
-console.log(`per 1000 messages: stalls > 3 ms ${per1000(stalls.length)}, gc pauses ${per1000(gcs.length)} (> 3 ms ${per1000(gcs.filter((g) => g[1] > 3).length)}), gc time ${per1000(sum(gcs.map((g) => g[1])))} ms`)
+console.log(`per 1000 messages: stalls > 3 ms ${per1000(stalls.length)}, gc pauses ${per1000(gcs.length)} (> 3 ms ${per1000(gcs.filter((g) => g[1] > 3).length)}), gc time ${per1000(sum(gcs.map((g) => g[1])))} ms, page faults ${per1000(faults)}`)
 if (gcTrace) {
   // `--trace-gc-nvp` lines of the paced window's scavenges ("gc=s"), as name=value pairs; each is
   // stamped with ms since the runtime's isolate started (its time origin, within a millisecond).

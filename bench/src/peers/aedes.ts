@@ -3,12 +3,14 @@
  * optional hand-written MQTT.js peer in the same process (as Baton hosts its processors):
  * `PEER=relay` subscribes `hop/in` and publishes each message on to `hop/out` (QoS 1);
  * `PEER=echo` answers each `rr/req` on the reply topic named in it (QoS 0). `REDIS_URL` and
- * `CLUSTER=1`: a node of a Redis-clustered Aedes (the cluster scenario's per-hop cost).
+ * `CLUSTER=1`: a node of a Redis-clustered Aedes (the cluster scenario's per-hop cost). It runs a
+ * full GC before its `ready` line (`settle.ts`; `PEER_SETTLE=0`: not).
  */
 import type { Socket } from "node:net"
 import mqtt from "mqtt"
 import { Log } from "@baton/core"
 import { EmbeddedBroker } from "@baton/broker-aedes"
+import { settle } from "../settle.ts"
 
 // REDIS_URL: sessions in Redis; with CLUSTER=1 too, every such broker on that Redis is one broker.
 const redis = process.env.REDIS_URL
@@ -32,4 +34,6 @@ if (peer === "relay" || peer === "echo") {
   await client.subscribeAsync(peer === "relay" ? "hop/in" : "rr/req", { qos: 1 })
 }
 process.on("SIGTERM", () => void broker.close().then(() => process.exit(0)))
+// Its start's garbage collected before it is ready (`settle.ts`), not in the first paced second (PEER_SETTLE=0: not).
+if (process.env.PEER_SETTLE !== "0") settle()
 console.log(`ready ${JSON.stringify({ port: broker.mqttPort })}`)
