@@ -19,6 +19,9 @@ export interface Shape {
 
 export class Relay extends Context.Service<Relay, Shape>()("baton/runtime/Relay") {}
 
+/** Publishes of the relay waiting for their PUBACK at once on an external broker. */
+const externalWindow = 256
+
 /** Published envelopes the flows API keeps in memory. */
 const flowTapSize = 10_000
 
@@ -37,7 +40,7 @@ export const layer = Layer.effect(
   Effect.gen(function* () {
     const { logger } = yield* Settings
     const { outbox } = yield* Queues
-    const { embedded, publish } = yield* Broker
+    const { embedded, external, publish } = yield* Broker
     const tap = Flows.tap(flowTapSize)
     // A reply goes out at QoS 0, which no broker queues: with no subscriber it is lost, so say so.
     const relayed: Port["publish"] = (topic, payload, qos) => {
@@ -46,6 +49,9 @@ export const layer = Layer.effect(
       tap.record(topic, String(payload))
       return publish(topic, payload, qos)
     }
-    return { relay: Relay_.make({ outbox, publish: relayed, logger }), tap }
+    // An external broker: several publishes in flight on the publisher's one connection (MQTT.js
+    // writes them in order and, after a reconnect, sends the unconfirmed ones again in order before
+    // anything newer). The embedded one: one at a time (Relay.ts).
+    return { relay: Relay_.make({ outbox, publish: relayed, logger, window: external === undefined ? 1 : externalWindow }), tap }
   })
 )
