@@ -20,7 +20,7 @@ export interface Shape {
 export class Relay extends Context.Service<Relay, Shape>()("baton/runtime/Relay") {}
 
 /** Publishes of the relay waiting for their PUBACK at once on an external broker. */
-const externalWindow = 256
+export const externalWindow = 256
 
 /** Published envelopes the flows API keeps in memory. */
 const flowTapSize = 10_000
