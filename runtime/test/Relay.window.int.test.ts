@@ -15,7 +15,6 @@ import { Log } from "@baton/core"
 import { Outbox, Sqlite } from "@baton/store"
 import { Mosquitto } from "@baton/testkit"
 import * as Relay from "../src/Relay.ts"
-import { externalWindow } from "../src/layers/Relay.ts"
 import { framer } from "./fixtures/mqttFramer.ts"
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -103,7 +102,7 @@ describe("Relay on an external broker: a window of publishes in flight", () => {
   /** A relay (window as on an external broker) on `outbox`, publishing through the proxy. */
   const open = async (outbox: Outbox.Outbox) => {
     const broker = await MqttBroker.make({ url: `mqtt://127.0.0.1:${via.port}`, clientPrefix: `relay-window-${process.pid}-${++runs}.`, closeGraceMs: 500 })
-    const relay = Relay.make({ outbox, publish: broker.publish, logger: Log.silent, window: externalWindow, retryMs: 20 })
+    const relay = Relay.make({ outbox, publish: broker.publish, logger: Log.silent, window: 256, retryMs: 20 })
     return { broker, relay }
   }
 
