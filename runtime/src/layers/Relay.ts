@@ -50,7 +50,8 @@ export const layer = Layer.effect(
     // one connection (MQTT.js writes them in order and, after a reconnect, sends the unconfirmed
     // ones again in order before anything newer). Not the default: against an external Aedes with
     // its sessions on disk, SIGKILLed under load, messages it had acknowledged were missing after
-    // its restart (shutdown.int.test.ts), 3 runs in 6 with a window of 256, none of 2 without.
+    // its restart (shutdown.int.test.ts, the killed-broker cases): 5 failed of 13 with a window of
+    // 256, none of 8 without.
     // The embedded broker: one at a time (Relay.ts).
     return { relay: Relay_.make({ outbox, publish: relayed, logger, window: external === undefined ? 1 : config.relayWindow }), tap }
   })
