@@ -19,7 +19,9 @@ export interface Config {
   /**
    * On an external broker, how many of the outbox relay's publishes may wait for their PUBACK at
    * once on its one connection (Relay.ts `window`); 1 (the default): one at a time. The embedded
-   * broker: always one at a time.
+   * broker: always one at a time. More keeps the order per key only on a broker that forwards one
+   * connection's publishes in the order received (Mosquitto does, Aedes does not: layers/Relay.ts).
+   * At most the relay's batch (256) are in flight, whatever the setting.
    */
   readonly relayWindow: number
   /**

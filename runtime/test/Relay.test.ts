@@ -237,7 +237,8 @@ describe("Relay", () => {
       ),
       { numRuns: 25 }
     )
-  })
+    // Each step waits at least 2 ms: 25 runs of up to ~60 steps passed 5 s (vitest's default) at load.
+  }, 60_000)
 
   it("runs: splits sequence numbers into maximal runs of consecutive numbers", () => {
     expect(Relay.runs([])).toEqual([])

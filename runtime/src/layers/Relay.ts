@@ -48,10 +48,14 @@ export const layer = Layer.effect(
     }
     // An external broker: with `BATON_RELAY_WINDOW`, several publishes in flight on the publisher's
     // one connection (MQTT.js writes them in order and, after a reconnect, sends the unconfirmed
-    // ones again in order before anything newer). Not the default: against an external Aedes with
-    // its sessions on disk, SIGKILLed under load, messages it had acknowledged were missing after
-    // its restart (shutdown.int.test.ts, the killed-broker cases): 5 failed of 13 with a window of
-    // 256, none of 8 without.
+    // ones again in order before anything newer). Order per key then holds only on a broker that
+    // forwards one connection's publishes in the order it received them (Mosquitto:
+    // Relay.window.int.test.ts). Aedes does not (Baton's own broker used as an external one
+    // included): it handles the PUBLISHes of one read side by side and a later one reached a
+    // subscriber first, on the same topic too (Relay.window.aedes.int.test.ts). So not the default.
+    // (The killed-broker cases of shutdown.int.test.ts that lost acknowledged messages with a window
+    // of 256 were the test broker's: it wrote a PUBACK before storing the message, which lost the
+    // last one with a window of 1 too; it now acknowledges once stored, externalBroker.durable.int.test.ts.)
     // The embedded broker: one at a time (Relay.ts).
     return { relay: Relay_.make({ outbox, publish: relayed, logger, window: external === undefined ? 1 : config.relayWindow }), tap }
   })
