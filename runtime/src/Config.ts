@@ -17,6 +17,14 @@ export interface Config {
   readonly maxAttempts: number
   readonly restartDelayMs: number
   /**
+   * On an external broker, how many of the outbox relay's publishes may wait for their PUBACK at
+   * once on its one connection (Relay.ts `window`); 1 (the default): one at a time. The embedded
+   * broker: always one at a time. More keeps the order per key only on a broker that forwards one
+   * connection's publishes in the order received (Mosquitto does, Aedes does not: layers/Relay.ts).
+   * At most the relay's batch (256) are in flight, whatever the setting.
+   */
+  readonly relayWindow: number
+  /**
    * Durable (default): broker sessions on disk, SQLite `synchronous=NORMAL`, publishes acknowledged
    * after they are logged. Off: sessions in memory and `synchronous=OFF`, for comparison only.
    */
@@ -210,6 +218,7 @@ export const fromEnv = (env: Env = process.env): Config => {
     maxPayloadBytes: positive(env, "BATON_MAX_PAYLOAD_BYTES", 256 * 1024),
     maxAttempts: positive(env, "BATON_MAX_ATTEMPTS", 3),
     restartDelayMs: positive(env, "BATON_RESTART_DELAY_MS", 100),
+    relayWindow: positive(env, "BATON_RELAY_WINDOW", 1),
     durable: flag(env, "BATON_DURABLE", true),
     redisUrl: text(env, "BATON_REDIS_URL"),
     authFile: text(env, "BATON_AUTH_FILE"),

@@ -37,8 +37,16 @@ export const make = (deps: {
   readonly logger: Log.Logger
   readonly batch?: number
   readonly retryMs?: number
+  /**
+   * How many publishes may wait for their confirmation at once (default 1: one at a time). More
+   * only for a publish that sends in call order on one connection, and after a lost connection
+   * sends again what it did not confirm, in order, before anything newer (MQTT.js on an external
+   * broker): then a confirmed entry's older ones all reached the broker before it.
+   */
+  readonly window?: number
 }): Relay => {
   const batch = deps.batch ?? 256
+  const window = Math.max(1, deps.window ?? 1)
   let running: Promise<void> | undefined
   /** A read of the outbox is wanted (a poke, or more may follow a full batch). */
   let again = false
@@ -57,17 +65,71 @@ export const make = (deps: {
   /** A read of the outbox is under way: what commits meanwhile may or may not be in it. */
   let reading = false
 
+  /**
+   * Publishes `entries` in order, up to `window` unconfirmed at once; resolves with the sequence
+   * numbers confirmed, in order, and the first failure. Nothing is started after a failure (what
+   * follows goes out again after what failed); what was in flight then settles first.
+   */
+  const publishWindow = (entries: ReadonlyArray<Outbox.Entry>): Promise<{ readonly sent: Array<number>; readonly failure?: unknown }> =>
+    new Promise((resolve) => {
+      const sent: Array<number> = []
+      let failed = false
+      let failure: unknown
+      let next = 0
+      let inFlight = 0
+      const settled = () => {
+        inFlight--
+        if (!failed && next < entries.length) return launch()
+        if (inFlight === 0) resolve(failed ? { sent, failure } : { sent })
+      }
+      const launch = () => {
+        while (!failed && inFlight < window && next < entries.length) {
+          const e = entries[next++]!
+          inFlight++
+          let published: Promise<void>
+          try {
+            published = deps.publish(e.topic, e.payload, e.qos)
+          } catch (error) {
+            published = Promise.reject(error)
+          }
+          published.then(
+            () => {
+              sent.push(e.seq)
+              // The kill point after each confirmation: a crash may come between two of a window too.
+              Crash.point("outbox-published")
+              settled()
+            },
+            (error: unknown) => {
+              if (!failed) (failed = true), (failure = error)
+              settled()
+            }
+          )
+        }
+      }
+      launch()
+    })
+
   const publishAll = async (entries: ReadonlyArray<Outbox.Entry>) => {
-    // One at a time, in order: a consumer must not see an effect before its cause. (Concurrent
-    // in-process publishes to Aedes with level persistence stalled in a test here.)
-    // The kill point after each publish: a crash may come between two of a batch too.
-    for (const e of entries) {
-      await deps.publish(e.topic, e.payload, e.qos)
-      Crash.point("outbox-published")
+    if (window === 1) {
+      // One at a time, in order: a consumer must not see an effect before its cause. (Concurrent
+      // in-process publishes to Aedes with level persistence stalled in a test here.)
+      // The kill point after each publish: a crash may come between two of a batch too.
+      for (const e of entries) {
+        await deps.publish(e.topic, e.payload, e.qos)
+        Crash.point("outbox-published")
+      }
+      // Only what was published: on PostgreSQL a lower sequence number can commit after a higher
+      // one was read (concurrent transactions), so a range over a gap would delete it unsent.
+      return deps.outbox.sentRuns(runs(entries.map((e) => e.seq)))
     }
-    // Only what was published: on PostgreSQL a lower sequence number can commit after a higher
-    // one was read (concurrent transactions), so a range over a gap would delete it unsent.
-    await deps.outbox.sentRuns(runs(entries.map((e) => e.seq)))
+    // Several in flight on one connection, in order (`window`). Only what was confirmed is
+    // deleted; a failed one stays, with what was not started after it, and the retry's read
+    // publishes them again in order. One confirmed after an older one failed is no overtake: it
+    // was sent after that one on the same connection (a resend after a reconnect goes before
+    // anything newer), so the broker had the older one first; sending it again is a duplicate.
+    const { sent, failure } = await publishWindow(entries)
+    if (sent.length > 0) await deps.outbox.sentRuns(runs(sent.sort((a, b) => a - b)))
+    if (failure !== undefined || sent.length < entries.length) throw failure ?? new Error("outbox publish failed")
   }
 
   const drain = async () => {

@@ -48,6 +48,13 @@ export interface Options {
    */
   readonly beforeAck?: (clientId: string, topic: string, payload: Buffer, qos: QoS) => Promise<void> | undefined
   /**
+   * A QoS 1 PUBACK only once the message is stored for the persistent sessions and forwarded (as a
+   * QoS 2 PUBREC), not before (Aedes' default, docs/platform-facts.md: a SIGKILL right after the
+   * PUBACKs lost what was not stored yet). For a broker whose publishers rely on a PUBACK meaning
+   * stored without a `beforeAck` that makes it so (the external broker of the runtime's tests).
+   */
+  readonly ackStored?: boolean
+  /**
    * A `beforeAck` failure that is logged elsewhere, once for many (the store out of reach logs
    * its outage once): the publisher's connection is still dropped, without a line per publish.
    */
@@ -503,6 +510,8 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   // flight to that connection (the Aedes patch, client.js `_inflightIds`): one for an id never sent,
   // or acknowledged already, lowered the count below what the client really holds unacknowledged.
   if (guard?.maxInflight !== undefined) (aedes as unknown as { trackInflight: boolean }).trackInflight = true
+  // The Aedes patch, lib/handlers/publish.js: the PUBACK after the publish's store and forward.
+  if (options.ackStored === true) (aedes as unknown as { ackStored: boolean }).ackStored = true
   // The filters of persistent sessions, connected or not: those in the sessions store from before
   // (aedes-persistence-level keys them `subscriptions:<encoded client id>:<filter>`), then each one
   // Aedes stores (only persistent sessions' are: before it subscribes the client and answers).
