@@ -23,7 +23,9 @@
  * With `BATON_AB_LOG=<dir>`, each run's runtime output is kept in `<dir>/<instance>.log` and a run
  * that fails appends the inbox's pending rows, the outbox's, the partitions and the members (pg);
  * `BATON_AB_DONE_MS` (600000) is how long a run waits for its orders to finish.
- * `BATON_AB_NODE_FLAGS` puts V8/Node flags on every runtime's command line; `BATON_AB_TREE_FLAGS`,
+ * Each runtime runs with the runtime's own Node flags (`Process.nodeOptions`, those of `pnpm start`;
+ * without them V8 sizes the young generation for the machine's memory: 32 MB semi-spaces on 24 GB).
+ * `BATON_AB_NODE_FLAGS` puts more V8/Node flags on every runtime's command line; `BATON_AB_TREE_FLAGS`,
  * flag sets separated by `|`, one per tree argument in order, after those (the same tree may be given
  * twice, say `. .` with `BATON_AB_TREE_FLAGS="|--min-semi-space-size=8"`, to compare flags alone).
  */
@@ -31,7 +33,7 @@ import { spawn } from "node:child_process"
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import { Mosquitto } from "@baton/testkit"
+import { Mosquitto, Process } from "@baton/testkit"
 import { freshDatabase, freshSchema, query } from "@baton/testkit/postgres"
 import { benchRuntimeEnv, cpuMs, ioCalls, median } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
@@ -150,7 +152,8 @@ const runOnce = async (tree: string, treeFlags: ReadonlyArray<string>): Promise<
   // BATON_AB_NODE_FLAGS: V8/Node flags for the runtime only (e.g. "--log-deopt --logfile=/tmp/v8-%p.log"), which NODE_OPTIONS refuses
   const nodeFlags = (process.env.BATON_AB_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "")
   const broker = external ? await Mosquitto.start({ inflight: Number(process.env.BATON_AB_MOSQUITTO_INFLIGHT ?? 20) }) : undefined
-  const child = spawn(process.execPath, [...nodeFlags, ...treeFlags, join(tree, "runtime/src/main.ts")], {
+  // The runtime's own flags first (`Process.nodeOptions`, as `pnpm start` and the testkit run it), which later ones override.
+  const child = spawn(process.execPath, [...Process.nodeOptions, ...nodeFlags, ...treeFlags, join(tree, "runtime/src/main.ts")], {
     env: { ...benchRuntimeEnv(dataDir, { mediator, databaseUrl: schema?.url }), BATON_INSTANCE: instance, ...(broker === undefined ? {} : { BATON_BROKER_URL: broker.url }) },
     stdio: ["ignore", "pipe", "pipe"]
   })
