@@ -26,12 +26,17 @@
  * A tree given as `<tree>#unix` (pg) runs connected through the server's Unix socket (the folder
  * `BATON_AB_PGSOCKET`, `/var/run/postgresql` by default) rather than TCP on 127.0.0.1: the same tree
  * twice, `. .#unix`, measures the transport alone.
+ * Each runtime runs with the runtime's own Node flags (`Process.nodeOptions`, those of `pnpm start`;
+ * without them V8 sizes the young generation for the machine's memory: 32 MB semi-spaces on 24 GB).
+ * `BATON_AB_NODE_FLAGS` puts more V8/Node flags on every runtime's command line; `BATON_AB_TREE_FLAGS`,
+ * flag sets separated by `|`, one per tree argument in order, after those (the same tree may be given
+ * twice, say `. .` with `BATON_AB_TREE_FLAGS="|--min-semi-space-size=8"`, to compare flags alone).
  */
 import { spawn } from "node:child_process"
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import { Mosquitto } from "@baton/testkit"
+import { Mosquitto, Process } from "@baton/testkit"
 import { freshDatabase, freshSchema, query } from "@baton/testkit/postgres"
 import { benchRuntimeEnv, cpuMs, ioCalls, median, overUnixSocket } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
@@ -143,7 +148,7 @@ const pgTables = async (url: string, orders: number): Promise<string> => {
 const external = process.env.BATON_AB_BROKER === "mosquitto"
 
 let runs = 0
-const runOnce = async (spec: string): Promise<Result> => {
+const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<Result> => {
   const [tree = spec, variant] = spec.split("#")
   const dataDir = mkdtempSync(join(tmpdir(), "baton-ab-"))
   const fresh = engine !== "pg" ? undefined : process.env.BATON_AB_DATABASE === "1" ? await freshDatabase() : await freshSchema()
@@ -152,7 +157,8 @@ const runOnce = async (spec: string): Promise<Result> => {
   // BATON_AB_NODE_FLAGS: V8/Node flags for the runtime only (e.g. "--log-deopt --logfile=/tmp/v8-%p.log"), which NODE_OPTIONS refuses
   const nodeFlags = (process.env.BATON_AB_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "")
   const broker = external ? await Mosquitto.start({ inflight: Number(process.env.BATON_AB_MOSQUITTO_INFLIGHT ?? 20) }) : undefined
-  const child = spawn(process.execPath, [...nodeFlags, join(tree, "runtime/src/main.ts")], {
+  // The runtime's own flags first (`Process.nodeOptions`, as `pnpm start` and the testkit run it), which later ones override.
+  const child = spawn(process.execPath, [...Process.nodeOptions, ...nodeFlags, ...treeFlags, join(tree, "runtime/src/main.ts")], {
     env: { ...benchRuntimeEnv(dataDir, { mediator, databaseUrl: schema?.url }), BATON_INSTANCE: instance, ...(broker === undefined ? {} : { BATON_BROKER_URL: broker.url }) },
     stdio: ["ignore", "pipe", "pipe"]
   })
@@ -271,13 +277,17 @@ const runOnce = async (spec: string): Promise<Result> => {
 /** A figure, or n/a where a tree does not report it. */
 const na = (x: number, digits = 1): string => (Number.isNaN(x) ? "n/a" : x.toFixed(digits))
 
-const roots = trees.map((t) => resolve(t.split("#")[0]!) + (t.includes("#") ? t.slice(t.indexOf("#")) : ""))
+const treeFlags = (process.env.BATON_AB_TREE_FLAGS ?? "").split("|").map((set) => set.split(" ").filter((f) => f !== ""))
+/** Each tree argument (with its `#unix`) with its own flags, named by both (the key of its results). */
+const arms = trees.map((t, i) => ({ root: resolve(t.split("#")[0]!) + (t.includes("#") ? t.slice(t.indexOf("#")) : ""), flags: treeFlags[i] ?? [] }))
+const roots = arms.map((r) => (r.flags.length === 0 ? r.root : `${r.root} [${r.flags.join(" ")}]`))
 const results = new Map<string, Array<Result>>(roots.map((t) => [t, []]))
 for (let round = 0; round < rounds; round++) {
   // Alternate which tree goes first.
-  const order = round % 2 === 0 ? roots : [...roots].reverse()
-  for (const tree of order) {
-    const r = await runOnce(tree)
+  const order = round % 2 === 0 ? [...roots.keys()] : [...roots.keys()].reverse()
+  for (const i of order) {
+    const tree = roots[i]!
+    const r = await runOnce(arms[i]!.root, arms[i]!.flags)
     results.get(tree)!.push(r)
     console.log(
       `round ${round + 1} ${tree}: ${r.perSecond.toFixed(1)} orders/s, ${r.cpuMsPerOrder.toFixed(2)} ms CPU/order, ${na(r.statementsPerOrder)} statements/order, ${r.writesPerOrder.toFixed(1)} writes/order, ${r.readsPerOrder.toFixed(1)} reads/order` +
