@@ -9,12 +9,11 @@
 import { afterEach, describe, expect, it } from "vitest"
 import { spawn, type ChildProcess } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import mqtt from "mqtt"
-import { Process } from "@baton/testkit"
+import { Ports, Process } from "@baton/testkit"
 import { sleep } from "./support.ts"
 
 const brokerScript = fileURLToPath(new URL("./fixtures/externalBroker.ts", import.meta.url))
@@ -24,14 +23,6 @@ afterEach(() => {
   for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true })
 })
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
 
 const startBroker = async (port: number, dir: string): Promise<ChildProcess> => {
   const child = spawn(process.execPath, [...Process.nodeOptions, brokerScript, String(port), dir], { stdio: ["ignore", "pipe", "pipe"] })
@@ -68,7 +59,7 @@ const publishAll = async (client: mqtt.MqttClient, n: number, inFlight: number) 
 describe("the external broker fixture, SIGKILLed right after the PUBACKs", () => {
   for (const inFlight of [256, 1])
     it(`keeps every acknowledged QoS 1 message for a persistent session (${inFlight} in flight)`, async () => {
-      const port = await freePort()
+      const port = await Ports.freePort()
       const dir = mkdtempSync(join(tmpdir(), "baton-ext-durable-"))
       dirs.push(dir)
       let broker = await startBroker(port, dir)
