@@ -15,6 +15,7 @@ const contracts = Ingress.contractsOf([{ name: "ping", processors: [], initiatin
 describe("Ingress: a drain failing again and again", () => {
   it("logs one line per failure streak (and per change of reason), one when it drains again", async () => {
     const store = await Sqlite.open({ path: ":memory:" })
+    let ingress: Ingress.Ingress | undefined
     try {
       const exec = (sql: string) => store.run(store.query(sql).run())
       const hold = (reason: string) => exec(`CREATE TRIGGER hold BEFORE UPDATE ON ingress_log BEGIN SELECT RAISE(ABORT, '${reason}'); END`)
@@ -23,7 +24,7 @@ describe("Ingress: a drain failing again and again", () => {
       let reads = 0
       const counted: IngressLog.IngressLog = { ...log, unforwarded: (n) => (reads++, log.unforwarded(n)) }
       const logger = Log.memory()
-      const ingress = Ingress.make({ contracts, maxPayloadBytes: 1024, store, log: counted, outbox, reject: ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger }), logger, retryMs: 2 })
+      ingress = Ingress.make({ contracts, maxPayloadBytes: 1024, store, log: counted, outbox, reject: ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger }), logger, retryMs: 2 })
       await ingress.start(() => undefined)
       const lines = (event: string) => logger.lines.filter((l) => l.includes(event))
       /** Waits until `n` more drains read the log. */
@@ -49,8 +50,8 @@ describe("Ingress: a drain failing again and again", () => {
       expect(lines("ingress drain failed")).toHaveLength(2)
       expect(lines("ingress drains again")).toHaveLength(1)
       expect(logger.lines.at(-1)).toContain("ingress drains again")
-      ingress.stop()
     } finally {
+      ingress?.stop()
       await store.close()
     }
   })

@@ -308,6 +308,7 @@ describe("Relay", () => {
 
   it("logs a publish failure that keeps recurring once per streak (and per change of reason), and once when it publishes again", async () => {
     const store = await Sqlite.open({ path: ":memory:" })
+    let relay: Relay.Relay | undefined
     try {
       const outbox = await Outbox.make(store)
       await store.transaction(outbox.add("events/e", "1"))
@@ -315,7 +316,7 @@ describe("Relay", () => {
       /** The reason each publish fails with (the broker refusing it), undefined: it goes out. */
       let refusal: string | undefined = "not authorized"
       let calls = 0
-      const relay = Relay.make({
+      relay = Relay.make({
         outbox,
         logger,
         retryMs: 1,
@@ -345,8 +346,8 @@ describe("Relay", () => {
       expect(await outbox.size()).toBe(0)
       expect(lines("outbox relay failed")).toHaveLength(2)
       expect(lines("outbox relay publishes again")).toHaveLength(1)
-      await relay.close()
     } finally {
+      await relay?.close()
       await store.close()
     }
   })

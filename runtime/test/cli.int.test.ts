@@ -8,11 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { execFile, spawn, type ChildProcess } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
-import { createServer, type AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import mqtt, { type MqttClient } from "mqtt"
 import { Users } from "@baton/auth"
+import { Ports } from "@baton/testkit"
 import { freshSchema } from "@baton/testkit/postgres"
 import { collect, startRuntime, type Collector, type Harness } from "./support.ts"
 import { cards } from "./orders.ts"
@@ -54,14 +54,7 @@ const baton = async (args: ReadonlyArray<string>, env: Record<string, string> = 
   }
 }
 
-/** A port nothing listens on: one the system just gave out and took back. */
-const freePort = () =>
-  new Promise<number>((done) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as AddressInfo
-      server.close(() => done(port))
-    })
-  })
+const { freePort } = Ports
 
 const lines = (text: string) => text.trimEnd().split("\n")
 /** The table row whose first column is `first`, split on runs of two or more spaces. */

@@ -14,7 +14,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import mqtt from "mqtt"
-import { Process } from "@baton/testkit"
+import { Ports, Process } from "@baton/testkit"
 import { freshSchema, query } from "@baton/testkit/postgres"
 import { cards } from "./orders.ts"
 import { sleep } from "./support.ts"
@@ -22,14 +22,7 @@ import { sleep } from "./support.ts"
 const main = fileURLToPath(import.meta.resolve("@baton/runtime/main"))
 const brokerScript = fileURLToPath(new URL("./fixtures/externalBroker.ts", import.meta.url))
 
-/** A port nothing listens on: bound, read, closed. */
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, "127.0.0.1", () => {
-      const port = (server.address() as { port: number }).port
-      server.close(() => resolve(port))
-    })
-  })
+const { freePort } = Ports
 
 const children: Array<ChildProcess> = []
 const dirs: Array<string> = []
