@@ -34,8 +34,8 @@ export const accept = (rate: number, count: number): Promise<Latency> =>
     return accepted.summary()
   })
 
-const roundTrips = async (count: number, once: () => Promise<unknown>): Promise<Latency> => {
-  for (let i = 0; i < 20; i++) await once() // warm-up
+const roundTrips = async (count: number, once: () => Promise<unknown>, warm = 20): Promise<Latency> => {
+  for (let i = 0; i < warm; i++) await once() // warm-up
   const trips = tracker<number>()
   for (let i = 0; i < count; i++) {
     trips.sent(i)
@@ -45,22 +45,34 @@ const roundTrips = async (count: number, once: () => Promise<unknown>): Promise<
   return trips.summary()
 }
 
-export const requestReply = (mode: Mode, count: number): Promise<Latency> =>
-  onRuntime({ BATON_APP: "ping" }, async (r) => {
+/**
+ * Request-reply and its raw baseline get the same treatment, so that both are measured in the
+ * steady state a long-running process is in: a full collection once started (the runtime with
+ * `--expose-gc` and `/healthz?gc=1`, the echo's peer `settle.ts`; `PEER_SETTLE=0`: neither side),
+ * then the warm-up every scenario gets (`BENCH_WARMUP` round trips, 1,000). With 20 round trips of
+ * warm-up and the echo alone collected (before 2026-12-02's last session) both sides carried their
+ * start (the runtime's young generation, V8 still compiling): `bench/src/rrFair.ts`.
+ */
+const settled = (): boolean => process.env.PEER_SETTLE !== "0"
+
+/** `main`: the runtime to run (`rr.ts`: each tree's, under this tree's harness); the testkit's by default. */
+export const requestReply = (mode: Mode, count: number, main?: string): Promise<Latency> =>
+  onRuntime({ BATON_APP: "ping", ...(settled() ? { NODE_OPTIONS: "--expose-gc" } : {}) }, async (r) => {
+    if (settled()) await (await fetch(`http://127.0.0.1:${r.httpPort}/healthz?gc=1`)).arrayBuffer()
     const clientId = `bench-${mode}`
     const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, clientId, reconnectPeriod: 0 }))
     const requester = await make(client, { clientId, mode, timeoutMs: 10_000, logger: Log.silent })
     try {
       let n = 0
-      return await roundTrips(count, () => requester.request("initiate/ping", { n: n++ }))
+      return await roundTrips(count, () => requester.request("initiate/ping", { n: n++ }), warmup())
     } finally {
       await requester.close()
       await client.endAsync()
     }
-  })
+  }, main)
 
 export const rawPingPong = async (count: number): Promise<Latency> => {
-  const peer = await child("peers/aedes.ts", { PEER: "echo" })
+  const peer = await child("peers/aedes.ts", { PEER: "echo", PEER_SETTLE: settled() ? "1" : "0" })
   const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${String(peer.info.port)}`, { protocolVersion: 4, clientId: "raw-requester", reconnectPeriod: 0 }))
   try {
     let waiting: (() => void) | undefined
@@ -71,7 +83,7 @@ export const rawPingPong = async (count: number): Promise<Latency> => {
       const replied = new Promise<void>((resolve) => (waiting = resolve))
       await client.publishAsync("rr/req", JSON.stringify({ id: String(n++), replyTo: "reply/raw-requester/replies", data: { n } }), { qos: 1 })
       await replied
-    })
+    }, warmup())
   } finally {
     await client.endAsync()
     await peer.stop()
