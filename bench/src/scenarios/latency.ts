@@ -75,6 +75,12 @@ export const rawPingPong = async (count: number): Promise<Latency> => {
   const peer = await child("peers/aedes.ts", { PEER: "echo", PEER_SETTLE: settled() ? "1" : "0" })
   const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${String(peer.info.port)}`, { protocolVersion: 4, clientId: "raw-requester", reconnectPeriod: 0 }))
   try {
+    // `BENCH_RR_RAW_CLIENT=requester`: the echo asked through `@baton/request-reply`, Baton's own client.
+    if (process.env.BENCH_RR_RAW_CLIENT === "requester") {
+      const requester = await make(client, { clientId: "raw-requester", mode: "correlation", timeoutMs: 10_000, logger: Log.silent })
+      let n = 0
+      return await roundTrips(count, () => requester.request("rr/req", { n: n++ }), warmup())
+    }
     let waiting: (() => void) | undefined
     client.on("message", () => waiting?.())
     await client.subscribeAsync("reply/raw-requester/replies", { qos: 1 })
