@@ -50,14 +50,16 @@ const roundTrips = async (count: number, once: () => Promise<unknown>, warm = 20
  * steady state a long-running process is in: a full collection once started (the runtime with
  * `--expose-gc` and `/healthz?gc=1`, the echo's peer `settle.ts`; `PEER_SETTLE=0`: neither side),
  * then the warm-up every scenario gets (`BENCH_WARMUP` round trips, 1,000). With 20 round trips of
- * warm-up and the echo alone collected (before 2026-12-02's last session) both sides carried their
- * start (the runtime's young generation, V8 still compiling): `bench/src/rrFair.ts`.
+ * warm-up both sides still carried their start, the runtime most (`bench/src/rrFair.ts`, 300 round
+ * trips, six interleaved rounds, load 2-5, medians of the p50s: the echo alone collected, as until
+ * 2026-12-02, Baton 0.88 ms against 0.36, 2.4x; neither collected 0.97 against 0.64, 1.5x; after
+ * 1,000 round trips, both collected 0.47 against 0.21, 2.3x; neither 0.50 against 0.25, 2.0x).
  */
 const settled = (): boolean => process.env.PEER_SETTLE !== "0"
 
 /** `main`: the runtime to run (`rr.ts`: each tree's, under this tree's harness); the testkit's by default. */
 export const requestReply = (mode: Mode, count: number, main?: string): Promise<Latency> =>
-  onRuntime({ BATON_APP: "ping", ...(settled() ? { NODE_OPTIONS: "--expose-gc" } : {}) }, async (r) => {
+  onRuntime({ BATON_APP: "ping", ...(settled() ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --expose-gc`.trim() } : {}) }, async (r) => {
     if (settled()) await (await fetch(`http://127.0.0.1:${r.httpPort}/healthz?gc=1`)).arrayBuffer()
     const clientId = `bench-${mode}`
     const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, clientId, reconnectPeriod: 0 }))
