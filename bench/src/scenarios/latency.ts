@@ -51,9 +51,10 @@ const roundTrips = async (count: number, once: () => Promise<unknown>, warm = 20
  * `--expose-gc` and `/healthz?gc=1`, the echo's peer `settle.ts`; `PEER_SETTLE=0`: neither side),
  * then the warm-up every scenario gets (`BENCH_WARMUP` round trips, 1,000). With 20 round trips of
  * warm-up both sides still carried their start, the runtime most (`bench/src/rrFair.ts`, 300 round
- * trips, six interleaved rounds, load 2-5, medians of the p50s: the echo alone collected, as until
- * 2026-12-02, Baton 0.88 ms against 0.36, 2.4x; neither collected 0.97 against 0.64, 1.5x; after
- * 1,000 round trips, both collected 0.47 against 0.21, 2.3x; neither 0.50 against 0.25, 2.0x).
+ * trips, six interleaved rounds, load 2-5, medians of the p50s, 2026-12-02: the echo alone
+ * collected, as until then, Baton 0.91 ms against 0.42, 2.2x; both 0.88 against 0.36, 2.4x;
+ * neither 0.97 against 0.64, 1.5x; after 1,000 round trips, both collected 0.47 against 0.21,
+ * 2.3x; neither 0.50-0.54 against 0.25-0.27, 2.0x).
  */
 const settled = (): boolean => process.env.PEER_SETTLE !== "0"
 
