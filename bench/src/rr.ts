@@ -1,13 +1,14 @@
 /**
  * `node bench/src/rr.ts <round trips> <rounds> <tree> [<tree> ...]`: request-reply round trips
- * (correlation mode, the ping processor; `bench/src/scenarios/latency.ts` of each tree, so each
- * tree's own runtime) and the raw MQTT echo, in interleaved rounds, so that a change is measured
+ * (correlation mode, the ping processor; each tree's own runtime, `<tree>/runtime/src/main.ts`,
+ * under this tree's harness, so that every tree gets the same warm-up and settling: see
+ * `requestReply`) and the raw MQTT echo, in interleaved rounds, so that a change is measured
  * against a base tree on the same machine at the same time. Prints each run's p50/p99 and, at
  * the end, the medians per tree and their ratios to the first tree's.
  */
 import { resolve } from "node:path"
 import { median } from "./lib.ts"
-import { rawPingPong } from "./scenarios/latency.ts"
+import { rawPingPong, requestReply } from "./scenarios/latency.ts"
 
 const [countArg = "2000", roundsArg = "4", ...trees] = process.argv.slice(2)
 if (trees.length === 0) {
@@ -15,9 +16,6 @@ if (trees.length === 0) {
   process.exit(2)
 }
 const count = Number(countArg)
-type Scenario = typeof import("./scenarios/latency.ts")
-const scenarios: Array<Scenario> = []
-for (const tree of trees) scenarios.push((await import(resolve(tree, "bench/src/scenarios/latency.ts"))) as Scenario)
 const p50s = trees.map((): Array<number> => [])
 const p99s = trees.map((): Array<number> => [])
 const raw: Array<number> = []
@@ -25,7 +23,7 @@ for (let round = 0; round < Number(roundsArg); round++) {
   // Alternate which tree goes first.
   const order = round % 2 === 0 ? trees.map((_, i) => i) : trees.map((_, i) => i).reverse()
   for (const i of order) {
-    const s = await scenarios[i]!.requestReply("correlation", count)
+    const s = await requestReply("correlation", count, resolve(trees[i]!, "runtime/src/main.ts"))
     p50s[i]!.push(s.p50)
     p99s[i]!.push(s.p99)
     console.log(`round ${round} ${trees[i]}: p50 ${s.p50.toFixed(3)} ms, p99 ${s.p99.toFixed(3)} ms`)

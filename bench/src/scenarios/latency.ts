@@ -34,8 +34,8 @@ export const accept = (rate: number, count: number): Promise<Latency> =>
     return accepted.summary()
   })
 
-const roundTrips = async (count: number, once: () => Promise<unknown>): Promise<Latency> => {
-  for (let i = 0; i < 20; i++) await once() // warm-up
+const roundTrips = async (count: number, once: () => Promise<unknown>, warm = 20): Promise<Latency> => {
+  for (let i = 0; i < warm; i++) await once() // warm-up
   const trips = tracker<number>()
   for (let i = 0; i < count; i++) {
     trips.sent(i)
@@ -45,24 +45,45 @@ const roundTrips = async (count: number, once: () => Promise<unknown>): Promise<
   return trips.summary()
 }
 
-export const requestReply = (mode: Mode, count: number): Promise<Latency> =>
-  onRuntime({ BATON_APP: "ping" }, async (r) => {
+/**
+ * Request-reply and its raw baseline get the same treatment, so that both are measured in the
+ * steady state a long-running process is in: a full collection once started (the runtime with
+ * `--expose-gc` and `/healthz?gc=1`, the echo's peer `settle.ts`; `PEER_SETTLE=0`: neither side),
+ * then the warm-up every scenario gets (`BENCH_WARMUP` round trips, 1,000). With 20 round trips of
+ * warm-up both sides still carried their start, the runtime most (`bench/src/rrFair.ts`, 300 round
+ * trips, six interleaved rounds, load 2-5, medians of the p50s, 2026-12-02: the echo alone
+ * collected, as until then, Baton 0.91 ms against 0.42, 2.2x; both 0.88 against 0.36, 2.4x;
+ * neither 0.97 against 0.64, 1.5x; after 1,000 round trips, both collected 0.47 against 0.21,
+ * 2.3x; neither 0.50-0.54 against 0.25-0.27, 2.0x).
+ */
+const settled = (): boolean => process.env.PEER_SETTLE !== "0"
+
+/** `main`: the runtime to run (`rr.ts`: each tree's, under this tree's harness); the testkit's by default. */
+export const requestReply = (mode: Mode, count: number, main?: string): Promise<Latency> =>
+  onRuntime({ BATON_APP: "ping", ...(settled() ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --expose-gc`.trim() } : {}) }, async (r) => {
+    if (settled()) await (await fetch(`http://127.0.0.1:${r.httpPort}/healthz?gc=1`)).arrayBuffer()
     const clientId = `bench-${mode}`
     const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, clientId, reconnectPeriod: 0 }))
     const requester = await make(client, { clientId, mode, timeoutMs: 10_000, logger: Log.silent })
     try {
       let n = 0
-      return await roundTrips(count, () => requester.request("initiate/ping", { n: n++ }))
+      return await roundTrips(count, () => requester.request("initiate/ping", { n: n++ }), warmup())
     } finally {
       await requester.close()
       await client.endAsync()
     }
-  })
+  }, main)
 
 export const rawPingPong = async (count: number): Promise<Latency> => {
-  const peer = await child("peers/aedes.ts", { PEER: "echo" })
+  const peer = await child("peers/aedes.ts", { PEER: "echo", PEER_SETTLE: settled() ? "1" : "0" })
   const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${String(peer.info.port)}`, { protocolVersion: 4, clientId: "raw-requester", reconnectPeriod: 0 }))
   try {
+    // `BENCH_RR_RAW_CLIENT=requester`: the echo asked through `@baton/request-reply`, Baton's own client.
+    if (process.env.BENCH_RR_RAW_CLIENT === "requester") {
+      const requester = await make(client, { clientId: "raw-requester", mode: "correlation", timeoutMs: 10_000, logger: Log.silent })
+      let n = 0
+      return await roundTrips(count, () => requester.request("rr/req", { n: n++ }), warmup())
+    }
     let waiting: (() => void) | undefined
     client.on("message", () => waiting?.())
     await client.subscribeAsync("reply/raw-requester/replies", { qos: 1 })
@@ -71,7 +92,7 @@ export const rawPingPong = async (count: number): Promise<Latency> => {
       const replied = new Promise<void>((resolve) => (waiting = resolve))
       await client.publishAsync("rr/req", JSON.stringify({ id: String(n++), replyTo: "reply/raw-requester/replies", data: { n } }), { qos: 1 })
       await replied
-    })
+    }, warmup())
   } finally {
     await client.endAsync()
     await peer.stop()
