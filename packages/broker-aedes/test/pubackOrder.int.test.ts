@@ -1,0 +1,108 @@
+/**
+ * PUBACKs leave in the order the broker received the PUBLISH packets of a client (MQTT 3.1.1
+ * section 4.6, [MQTT-4.6.0-2]), also now that a QoS 1 PUBACK waits for the message's store for
+ * the persistent sessions and its forward (`ackStored`, the Aedes patch's lib/handlers/publish.js).
+ *
+ * Aedes handles the publishes of one socket read side by side: with the PUBACK after the
+ * asynchronous store, one stored for many sessions (or with a larger payload) is acknowledged
+ * after the next one, stored for none. The publisher writes many QoS 1 PUBLISHes in one write,
+ * alternating a topic that many offline persistent sessions subscribe to and one no one does, on
+ * a raw socket, and reads the PUBACKs' message ids off the wire. Before the patch's per-client
+ * chain of PUBACKs (in receipt order) they went out of order on the disk and Redis stores.
+ */
+import { afterAll, describe, expect, it } from "vitest"
+import { connect as tcpConnect } from "node:net"
+import mqtt from "mqtt"
+import { EmbeddedBroker } from "@baton/broker-aedes"
+import { freshSessions } from "./sessions.ts"
+import { until } from "./waits.ts"
+
+const cleanup: Array<() => unknown> = []
+afterAll(async () => {
+  for (const c of cleanup) await c()
+})
+
+/** An MQTT packet: its fixed header's first byte, the remaining length, the body. */
+const packet = (first: number, body: Buffer): Buffer => {
+  const len: Array<number> = []
+  let n = body.length
+  do {
+    let b = n % 128
+    n = Math.floor(n / 128)
+    if (n > 0) b |= 0x80
+    len.push(b)
+  } while (n > 0)
+  return Buffer.concat([Buffer.from([first, ...len]), body])
+}
+const str = (s: string): Buffer => {
+  const b = Buffer.from(s)
+  return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b])
+}
+/** CONNECT, MQTT 3.1.1, clean session, keep-alive 60 s. */
+const connectPacket = (clientId: string) => packet(0x10, Buffer.concat([str("MQTT"), Buffer.from([4, 0x02, 0, 60]), str(clientId)]))
+/** PUBLISH at QoS 1 with message id `id`. */
+const publish1 = (topic: string, id: number, payload: Buffer) => packet(0x32, Buffer.concat([str(topic), Buffer.from([id >> 8, id & 0xff]), payload]))
+
+/** The message ids of the PUBACKs (type 4) read from `chunk`s, in wire order; `connacked` once the CONNACK came. */
+const reader = () => {
+  let pending = Buffer.alloc(0)
+  const acks: Array<number> = []
+  let connacked = false
+  const feed = (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk])
+    for (;;) {
+      if (pending.length < 2) return
+      let length = 0
+      let multiplier = 1
+      let i = 1
+      for (; i < pending.length && i <= 4; i++) {
+        length += (pending[i]! & 0x7f) * multiplier
+        multiplier *= 128
+        if ((pending[i]! & 0x80) === 0) break
+      }
+      if (i >= pending.length || pending.length < i + 1 + length) return
+      const type = pending[0]! >> 4
+      const body = pending.subarray(i + 1, i + 1 + length)
+      if (type === 2) connacked = true
+      if (type === 4) acks.push(body.readUInt16BE(0))
+      pending = pending.subarray(i + 1 + length)
+    }
+  }
+  return { feed, acks, connacked: () => connacked }
+}
+
+const kinds = ["memory", "disk", "redis"] as const
+
+describe.each(kinds)("PUBACK order, %s sessions store", (kind) => {
+  it("many QoS 1 publishes in one write, stored for many sessions or none: PUBACKs in receipt order", async () => {
+    const broker = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, sessions: freshSessions(kind, cleanup) })
+    const url = `mqtt://127.0.0.1:${broker.mqttPort}`
+    try {
+      // Offline persistent sessions on `many/#`: a message there is stored for each of them.
+      const sessions = 20
+      for (let s = 0; s < sessions; s++) {
+        const c = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clean: false, clientId: `order-sub-${s}` })
+        await c.subscribeAsync("many/#", { qos: 1 })
+        await c.endAsync()
+      }
+      const r = reader()
+      const socket = tcpConnect(broker.mqttPort, "127.0.0.1")
+      socket.on("data", r.feed)
+      await new Promise<void>((ok, fail) => (socket.once("connect", ok), socket.once("error", fail)))
+      socket.write(connectPacket("order-pub"))
+      await until(r.connacked, 5_000)
+      expect(r.connacked()).toBe(true)
+      const n = 200
+      const big = Buffer.alloc(16 * 1024, 120)
+      const small = Buffer.from("x")
+      const ids = Array.from({ length: n }, (_, i) => i + 1)
+      // One write: Aedes parses it in one read and handles the publishes side by side.
+      socket.write(Buffer.concat(ids.map((id) => (id % 2 === 1 ? publish1(`many/${id}`, id, big) : publish1(`none/${id}`, id, small)))))
+      await until(() => r.acks.length >= n, 30_000)
+      socket.destroy()
+      expect(r.acks).toEqual(ids)
+    } finally {
+      await broker.close()
+    }
+  }, 60_000)
+})
