@@ -53,7 +53,9 @@ export interface Options {
    * PUBACKs lost what was not stored yet). On by default: a PUBACK means stored. A publish whose
    * `beforeAck` returned a promise is acknowledged once that resolves, as before (the hook made it
    * durable itself: the runtime's ingress). Either way a client's PUBACKs leave in the order its
-   * PUBLISHes came (MQTT 3.1.1 section 4.6). `false`: Aedes' own, the PUBACK before the store.
+   * QoS 1 PUBLISHes came, its PUBRECs in the order of its QoS 2 ones (MQTT 3.1.1 section 4.6;
+   * stock Aedes wrote them as each store finished). `false`: Aedes' own, the PUBACK before the
+   * store, PUBACKs and PUBRECs unordered.
    */
   readonly ackStored?: boolean
   /**

@@ -8,7 +8,9 @@
  * after the next one, stored for none. The publisher writes many QoS 1 PUBLISHes in one write,
  * alternating a topic that many offline persistent sessions subscribe to and one no one does, on
  * a raw socket, and reads the PUBACKs' message ids off the wire. Before the patch's per-client
- * chain of PUBACKs (in receipt order) they went out of order on the disk and Redis stores.
+ * chain of PUBACKs (in receipt order) they went out of order on the disk and Redis stores. The
+ * same for QoS 2 and its PUBRECs ([MQTT-4.6.0-3]), which stock Aedes writes after the store too:
+ * out of order on disk and Redis before the chain (its own, for PUBRECs), in stock Aedes already.
  */
 import { afterAll, describe, expect, it } from "vitest"
 import { connect as tcpConnect } from "node:net"
@@ -40,11 +42,11 @@ const str = (s: string): Buffer => {
 }
 /** CONNECT, MQTT 3.1.1, clean session, keep-alive 60 s. */
 const connectPacket = (clientId: string) => packet(0x10, Buffer.concat([str("MQTT"), Buffer.from([4, 0x02, 0, 60]), str(clientId)]))
-/** PUBLISH at QoS 1 with message id `id`. */
-const publish1 = (topic: string, id: number, payload: Buffer) => packet(0x32, Buffer.concat([str(topic), Buffer.from([id >> 8, id & 0xff]), payload]))
+/** PUBLISH at `qos` (1 or 2) with message id `id`. */
+const publishQoS = (qos: 1 | 2, topic: string, id: number, payload: Buffer) => packet(0x30 | (qos << 1), Buffer.concat([str(topic), Buffer.from([id >> 8, id & 0xff]), payload]))
 
-/** The message ids of the PUBACKs (type 4) read from `chunk`s, in wire order; `connacked` once the CONNACK came. */
-const reader = () => {
+/** The message ids of the PUBACKs (type 4) or PUBRECs (type 5) read from `chunk`s, in wire order; `connacked` once the CONNACK came. */
+const reader = (ackType: 4 | 5) => {
   let pending = Buffer.alloc(0)
   const acks: Array<number> = []
   let connacked = false
@@ -64,7 +66,7 @@ const reader = () => {
       const type = pending[0]! >> 4
       const body = pending.subarray(i + 1, i + 1 + length)
       if (type === 2) connacked = true
-      if (type === 4) acks.push(body.readUInt16BE(0))
+      if (type === ackType) acks.push(body.readUInt16BE(0))
       pending = pending.subarray(i + 1 + length)
     }
   }
@@ -73,8 +75,8 @@ const reader = () => {
 
 const kinds = ["memory", "disk", "redis"] as const
 
-describe.each(kinds)("PUBACK order, %s sessions store", (kind) => {
-  it("many QoS 1 publishes in one write, stored for many sessions or none: PUBACKs in receipt order", async () => {
+describe.each(kinds)("PUBACK and PUBREC order, %s sessions store", (kind) => {
+  it.each([1, 2] as const)("many QoS %s publishes in one write, stored for many sessions or none: acknowledged in receipt order", async (qos) => {
     const broker = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, sessions: freshSessions(kind, cleanup) })
     const url = `mqtt://127.0.0.1:${broker.mqttPort}`
     try {
@@ -85,7 +87,7 @@ describe.each(kinds)("PUBACK order, %s sessions store", (kind) => {
         await c.subscribeAsync("many/#", { qos: 1 })
         await c.endAsync()
       }
-      const r = reader()
+      const r = reader(qos === 1 ? 4 : 5)
       const socket = tcpConnect(broker.mqttPort, "127.0.0.1")
       socket.on("data", r.feed)
       await new Promise<void>((ok, fail) => (socket.once("connect", ok), socket.once("error", fail)))
@@ -97,7 +99,7 @@ describe.each(kinds)("PUBACK order, %s sessions store", (kind) => {
       const small = Buffer.from("x")
       const ids = Array.from({ length: n }, (_, i) => i + 1)
       // One write: Aedes parses it in one read and handles the publishes side by side.
-      socket.write(Buffer.concat(ids.map((id) => (id % 2 === 1 ? publish1(`many/${id}`, id, big) : publish1(`none/${id}`, id, small)))))
+      socket.write(Buffer.concat(ids.map((id) => (id % 2 === 1 ? publishQoS(qos, `many/${id}`, id, big) : publishQoS(qos, `none/${id}`, id, small)))))
       await until(() => r.acks.length >= n, 30_000)
       socket.destroy()
       expect(r.acks).toEqual(ids)
