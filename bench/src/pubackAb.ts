@@ -8,35 +8,22 @@
  * delivery: messages/s), then 500 one at a time (the mean PUBACK round trip, µs), and this
  * process's CPU per message over both (broker and clients run here).
  */
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join, resolve } from "node:path"
 import mqtt from "mqtt"
-import * as TestRedis from "@baton/testkit/redis"
 import { interleave } from "./interleave.ts"
+import { kinds, load, type Kind } from "./treeBrokers.ts"
 
 const [kindArg = "disk", countArg = "5000", roundsArg = "6", ...trees] = process.argv.slice(2)
-if (trees.length === 0 || !["disk", "redis", "memory"].includes(kindArg)) {
+if (trees.length === 0 || !kinds.includes(kindArg)) {
   console.error("usage: node bench/src/pubackAb.ts <disk|redis|memory> <messages> <rounds> <tree> [<tree> ...]")
   process.exit(2)
 }
-const kind = kindArg as "disk" | "redis" | "memory"
 const count = Number(countArg)
 const serial = 500
-const redisUrl = process.env.BATON_BENCH_REDIS_URL ?? "redis://127.0.0.1:6379/3"
-type Module = typeof import("@baton/broker-aedes")
-const modules = new Map<string, Module>()
-for (const tree of trees) modules.set(tree, (await import(resolve(tree, "packages/broker-aedes/src/index.ts"))) as Module)
+const withBroker = await load(trees, kindArg as Kind)
 
-const run = async (tree: string): Promise<{ rate: number; rttUs: number; cpuUs: number }> => {
-  const { EmbeddedBroker } = modules.get(tree)!
-  const dir = mkdtempSync(join(tmpdir(), "baton-puback-ab-"))
-  const scope = TestRedis.scoped(redisUrl)
-  const sessions = kind === "disk" ? { kind, dir } : kind === "redis" ? { kind, url: scope.url } : { kind }
-  const broker = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, sessions } as Parameters<typeof EmbeddedBroker.start>[0])
-  const url = `mqtt://127.0.0.1:${broker.mqttPort}`
-  const base = { protocolVersion: 4 as const, reconnectPeriod: 0 }
-  try {
+const run = (tree: string): Promise<{ rate: number; rttUs: number; cpuUs: number }> =>
+  withBroker(tree, async (_, url) => {
+    const base = { protocolVersion: 4 as const, reconnectPeriod: 0 }
     const offline = await mqtt.connectAsync(url, { ...base, clean: false, clientId: "puback-ab-offline" })
     await offline.subscribeAsync("p/#", { qos: 1 })
     await offline.endAsync()
@@ -73,12 +60,7 @@ const run = async (tree: string): Promise<{ rate: number; rttUs: number; cpuUs: 
     const cpu = process.cpuUsage(cpu0)
     await Promise.all([sub.endAsync(), pub.endAsync()])
     return { rate, rttUs, cpuUs: (cpu.user + cpu.system) / (count + serial) }
-  } finally {
-    await broker.close()
-    rmSync(dir, { recursive: true, force: true })
-    if (kind === "redis") await scope.clean()
-  }
-}
+  })
 
 await interleave({
   trees,

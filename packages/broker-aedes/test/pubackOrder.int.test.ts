@@ -16,6 +16,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { connect as tcpConnect } from "node:net"
 import mqtt from "mqtt"
 import { EmbeddedBroker } from "@baton/broker-aedes"
+import { MqttWire } from "@baton/testkit"
 import { freshSessions } from "./sessions.ts"
 import { until } from "./waits.ts"
 
@@ -24,52 +25,14 @@ afterAll(async () => {
   for (const c of cleanup) await c()
 })
 
-/** An MQTT packet: its fixed header's first byte, the remaining length, the body. */
-const packet = (first: number, body: Buffer): Buffer => {
-  const len: Array<number> = []
-  let n = body.length
-  do {
-    let b = n % 128
-    n = Math.floor(n / 128)
-    if (n > 0) b |= 0x80
-    len.push(b)
-  } while (n > 0)
-  return Buffer.concat([Buffer.from([first, ...len]), body])
-}
-const str = (s: string): Buffer => {
-  const b = Buffer.from(s)
-  return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b])
-}
-/** CONNECT, MQTT 3.1.1, clean session, keep-alive 60 s. */
-const connectPacket = (clientId: string) => packet(0x10, Buffer.concat([str("MQTT"), Buffer.from([4, 0x02, 0, 60]), str(clientId)]))
-/** PUBLISH at `qos` (1 or 2) with message id `id`. */
-const publishQoS = (qos: 1 | 2, topic: string, id: number, payload: Buffer) => packet(0x30 | (qos << 1), Buffer.concat([str(topic), Buffer.from([id >> 8, id & 0xff]), payload]))
-
-/** The message ids of the PUBACKs (type 4) or PUBRECs (type 5) read from `chunk`s, in wire order; `connacked` once the CONNACK came. */
+/** The message ids of the PUBACKs (type 4) or PUBRECs (type 5) read off the wire, in order; `connacked` once the CONNACK came. */
 const reader = (ackType: 4 | 5) => {
-  let pending = Buffer.alloc(0)
   const acks: Array<number> = []
   let connacked = false
-  const feed = (chunk: Buffer) => {
-    pending = Buffer.concat([pending, chunk])
-    for (;;) {
-      if (pending.length < 2) return
-      let length = 0
-      let multiplier = 1
-      let i = 1
-      for (; i < pending.length && i <= 4; i++) {
-        length += (pending[i]! & 0x7f) * multiplier
-        multiplier *= 128
-        if ((pending[i]! & 0x80) === 0) break
-      }
-      if (i >= pending.length || pending.length < i + 1 + length) return
-      const type = pending[0]! >> 4
-      const body = pending.subarray(i + 1, i + 1 + length)
-      if (type === 2) connacked = true
-      if (type === ackType) acks.push(body.readUInt16BE(0))
-      pending = pending.subarray(i + 1 + length)
-    }
-  }
+  const feed = MqttWire.framer((type, _flags, body) => {
+    if (type === 2) connacked = true
+    if (type === ackType) acks.push(body.readUInt16BE(0))
+  })
   return { feed, acks, connacked: () => connacked }
 }
 
@@ -91,7 +54,7 @@ describe.each(kinds)("PUBACK and PUBREC order, %s sessions store", (kind) => {
       const socket = tcpConnect(broker.mqttPort, "127.0.0.1")
       socket.on("data", r.feed)
       await new Promise<void>((ok, fail) => (socket.once("connect", ok), socket.once("error", fail)))
-      socket.write(connectPacket("order-pub"))
+      socket.write(MqttWire.connectPacket("order-pub", 60))
       await until(r.connacked, 5_000)
       expect(r.connacked()).toBe(true)
       const n = 200
@@ -99,7 +62,7 @@ describe.each(kinds)("PUBACK and PUBREC order, %s sessions store", (kind) => {
       const small = Buffer.from("x")
       const ids = Array.from({ length: n }, (_, i) => i + 1)
       // One write: Aedes parses it in one read and handles the publishes side by side.
-      socket.write(Buffer.concat(ids.map((id) => (id % 2 === 1 ? publishQoS(qos, `many/${id}`, id, big) : publishQoS(qos, `none/${id}`, id, small)))))
+      socket.write(Buffer.concat(ids.map((id) => (id % 2 === 1 ? MqttWire.publishPacket(`many/${id}`, big, qos, id) : MqttWire.publishPacket(`none/${id}`, small, qos, id)))))
       await until(() => r.acks.length >= n, 30_000)
       socket.destroy()
       expect(r.acks).toEqual(ids)
