@@ -7,7 +7,10 @@
  *
  * Before the embedded broker acknowledged a QoS 1 publish after its store (`ackStored`, on by
  * default; the Aedes patch, lib/handlers/publish.js), Aedes wrote the PUBACK first and the kill
- * lost the messages not stored yet (docs/platform-facts.md).
+ * lost the messages not stored yet (docs/platform-facts.md): 59 of 400 here. (Publishes one at a
+ * time, each awaited, were not lost in 3 runs before the fix: the store took less than the kill.
+ * Their order across the restart is not asserted for a burst: Aedes handles one read's publishes
+ * side by side, see Relay.window.aedes.int.test.ts.)
  */
 import { describe, expect, it } from "vitest"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -35,14 +38,8 @@ const drainSession = async (url: string, clientId: string, expected: number): Pr
   return got
 }
 
-/** First occurrences, in arrival order. */
-const firsts = (got: ReadonlyArray<number>): Array<number> => [...new Set(got)]
-
 describe("a QoS 1 PUBACK of the runtime's broker, for a publish the ingress does not take, across SIGKILL", () => {
-  it.each([
-    ["in one burst (none lost)", false],
-    ["one at a time (none lost, order kept)", true]
-  ] as const)("%s", async (_name, awaitEach) => {
+  it("400 publishes in one burst: none acknowledged and lost", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "baton-ackstored-"))
     const usersFile = join(dataDir, "users.json")
     Users.save(usersFile, await Users.addUser({ users: {}, tokens: {} }, "svc", password, ["service"]))
@@ -57,19 +54,17 @@ describe("a QoS 1 PUBACK of the runtime's broker, for a publish the ingress does
       await sub.subscribeAsync(topic, { qos: 1 })
       await sub.endAsync()
       const publisher = await login(url1, `pub-${watcher}`, true)
-      const n = awaitEach ? 100 : 400
+      const n = 400
       const numbers = Array.from({ length: n }, (_, i) => i)
-      if (awaitEach) for (const i of numbers) await publisher.publishAsync(topic, String(i), { qos: 1 })
-      else await Promise.all(numbers.map((i) => publisher.publishAsync(topic, String(i), { qos: 1 })))
+      await Promise.all(numbers.map((i) => publisher.publishAsync(topic, String(i), { qos: 1 })))
       // Every PUBACK is in: killed at once.
       expect(await first.kill("SIGKILL")).toBe("SIGKILL")
       publisher.end(true)
 
       second = await Process.startProcess(dataDir, env)
       const got = await drainSession(`mqtt://127.0.0.1:${second.mqttPort}`, watcher, n)
-      const received = firsts(got)
-      expect(numbers.filter((i) => !received.includes(i)), "acknowledged and lost").toEqual([])
-      if (awaitEach) expect(received).toEqual(numbers)
+      const received = new Set(got)
+      expect(numbers.filter((i) => !received.has(i)), "acknowledged and lost").toEqual([])
     } finally {
       await first?.kill("SIGKILL")
       await second?.kill("SIGKILL")
