@@ -7,7 +7,7 @@
  *
  * Before the embedded broker acknowledged a QoS 1 publish after its store (`ackStored`, on by
  * default; the Aedes patch, lib/handlers/publish.js), Aedes wrote the PUBACK first and the kill
- * lost the messages not stored yet (docs/platform-facts.md): 59 of 400 here. (Publishes one at a
+ * lost the messages not stored yet (docs/platform-facts.md): 59 and 120 of 400 in two runs here. (Publishes one at a
  * time, each awaited, were not lost in 3 runs before the fix: the store took less than the kill.
  * Their order across the restart is not asserted for a burst: Aedes handles one read's publishes
  * side by side, see Relay.window.aedes.int.test.ts.)
