@@ -15,8 +15,7 @@ import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { MqttBroker } from "@baton/broker-mqtt"
 import type { Broker, Message } from "@baton/core"
-import { Mosquitto } from "@baton/testkit"
-import { framer } from "./fixtures/mqttFramer.ts"
+import { Mosquitto, MqttWire } from "@baton/testkit"
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -39,12 +38,12 @@ const proxy = async (target: number, seen: Seen): Promise<{ port: number; server
     const close = () => (client.destroy(), upstream.destroy())
     client.on("error", close).on("close", close)
     upstream.on("error", close).on("close", close)
-    const fromBroker = framer((type, flags, body) => {
+    const fromBroker = MqttWire.framer((type, flags, body) => {
       if (type !== 3 || ((flags >> 1) & 3) === 0) return
       const topicLength = body.readUInt16BE(0)
       byPacketId.set(body.readUInt16BE(2 + topicLength), (JSON.parse(body.subarray(4 + topicLength).toString()) as { id: string }).id)
     })
-    const fromClient = framer((type, _flags, body) => {
+    const fromClient = MqttWire.framer((type, _flags, body) => {
       if (type === 4) seen.events.push({ kind: "puback", id: byPacketId.get(body.readUInt16BE(0)) ?? "?" })
     })
     upstream.on("data", (b: Buffer) => {

@@ -14,8 +14,7 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { MqttBroker } from "@baton/broker-mqtt"
 import type { Broker, Message } from "@baton/core"
-import { Mosquitto } from "@baton/testkit"
-import { framer } from "./fixtures/mqttFramer.ts"
+import { Mosquitto, MqttWire } from "@baton/testkit"
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const until = async (done: () => boolean, ms: number) => {
@@ -32,7 +31,7 @@ const proxy = async (target: number) => {
     const close = () => (client.destroy(), upstream.destroy())
     client.on("error", close).on("close", close)
     upstream.on("error", close).on("close", close)
-    const fromBroker = framer((type) => {
+    const fromBroker = MqttWire.framer((type) => {
       if (type === 3) c.publishes++
     })
     upstream.on("data", (b: Buffer) => {

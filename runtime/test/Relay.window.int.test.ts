@@ -13,9 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { MqttBroker } from "@baton/broker-mqtt"
 import { Log } from "@baton/core"
 import { Outbox, Sqlite } from "@baton/store"
-import { Mosquitto } from "@baton/testkit"
+import { Mosquitto, MqttWire } from "@baton/testkit"
 import * as Relay from "../src/Relay.ts"
-import { framer } from "./fixtures/mqttFramer.ts"
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -36,11 +35,11 @@ const proxy = async (target: number) => {
     const close = () => (client.destroy(), upstream.destroy())
     client.on("error", close).on("close", close)
     upstream.on("error", close).on("close", close)
-    const fromBroker = framer((type, _flags, _body, packet) => {
+    const fromBroker = MqttWire.framer((type, _flags, _body, packet) => {
       if (type === 4) inFlight--
       if (!client.destroyed) client.write(packet)
     })
-    const fromClient = framer((type, _flags, _body, packet) => {
+    const fromClient = MqttWire.framer((type, _flags, _body, packet) => {
       if (upstream.destroyed) return
       upstream.write(packet)
       if (type !== 3) return

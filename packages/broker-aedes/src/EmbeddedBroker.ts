@@ -49,9 +49,13 @@ export interface Options {
   readonly beforeAck?: (clientId: string, topic: string, payload: Buffer, qos: QoS) => Promise<void> | undefined
   /**
    * A QoS 1 PUBACK only once the message is stored for the persistent sessions and forwarded (as a
-   * QoS 2 PUBREC), not before (Aedes' default, docs/platform-facts.md: a SIGKILL right after the
-   * PUBACKs lost what was not stored yet). For a broker whose publishers rely on a PUBACK meaning
-   * stored without a `beforeAck` that makes it so (the external broker of the runtime's tests).
+   * QoS 2 PUBREC), not before (Aedes' own order, docs/platform-facts.md: a SIGKILL right after the
+   * PUBACKs lost what was not stored yet). On by default: a PUBACK means stored. A publish whose
+   * `beforeAck` returned a promise is acknowledged once that resolves, as before (the hook made it
+   * durable itself: the runtime's ingress). Either way a client's PUBACKs leave in the order its
+   * QoS 1 PUBLISHes came, its PUBRECs in the order of its QoS 2 ones (MQTT 3.1.1 section 4.6;
+   * stock Aedes wrote them as each store finished). `false`: Aedes' own, the PUBACK before the
+   * store, PUBACKs and PUBRECs unordered.
    */
   readonly ackStored?: boolean
   /**
@@ -370,6 +374,8 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   const persistence =
     sessions.kind === "disk" ? persistenceLevel(level) : sessionsRedis !== undefined ? persistenceRedis({ conn: sessionsRedis, maxSessionDelivery }) : undefined
   const beforeAck = options.beforeAck
+  // The publishes whose `beforeAck` returned a promise: their PUBACK waits for it, not for the store.
+  const vouched = new WeakSet<object>()
   const guard = options.guard
   let connections = 0
   // Unacknowledged QoS 1/2 messages per connection (not per client id: see Connection).
@@ -420,6 +426,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
       const accept = () => {
         const pending = beforeAck?.(clientId, packet.topic, payload, packet.qos)
         if (pending === undefined) return callback(null)
+        vouched.add(packet)
         pending.then(
           () => callback(null),
           (error: Error) => {
@@ -510,8 +517,9 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   // flight to that connection (the Aedes patch, client.js `_inflightIds`): one for an id never sent,
   // or acknowledged already, lowered the count below what the client really holds unacknowledged.
   if (guard?.maxInflight !== undefined) (aedes as unknown as { trackInflight: boolean }).trackInflight = true
-  // The Aedes patch, lib/handlers/publish.js: the PUBACK after the publish's store and forward.
-  if (options.ackStored === true) (aedes as unknown as { ackStored: boolean }).ackStored = true
+  // The Aedes patch, lib/handlers/publish.js: the PUBACK after the publish's store and forward,
+  // but for a publish `beforeAck` made durable (acknowledged once it is, as before); in receipt order.
+  if (options.ackStored !== false) (aedes as unknown as { ackStored: (client: unknown, packet: object) => boolean }).ackStored = (_client, packet) => !vouched.has(packet)
   // The filters of persistent sessions, connected or not: those in the sessions store from before
   // (aedes-persistence-level keys them `subscriptions:<encoded client id>:<filter>`), then each one
   // Aedes stores (only persistent sessions' are: before it subscribes the client and answers).

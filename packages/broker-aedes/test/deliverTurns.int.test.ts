@@ -9,25 +9,9 @@ import net from "node:net"
 import { describe, expect, it } from "vitest"
 import mqtt from "mqtt"
 import { EmbeddedBroker } from "@baton/broker-aedes"
+import { MqttWire } from "@baton/testkit"
 
-const str = (s: string) => {
-  const b = Buffer.from(s)
-  return Buffer.concat([Buffer.from([b.length >> 8, b.length & 255]), b])
-}
-const remaining = (n: number) => {
-  const out: Array<number> = []
-  do {
-    let d = n % 128
-    n = Math.floor(n / 128)
-    if (n > 0) d |= 128
-    out.push(d)
-  } while (n > 0)
-  return Buffer.from(out)
-}
-const packet = (first: number, body: Buffer) => Buffer.concat([Buffer.from([first]), remaining(body.length), body])
-const connectPacket = (id: string) => packet(0x10, Buffer.concat([str("MQTT"), Buffer.from([4, 2, 0, 0]), str(id)]))
-const publishPacket = (topic: string, payload: string, qos: 0 | 1, id: number) =>
-  packet(0x30 | (qos << 1), Buffer.concat([str(topic), qos ? Buffer.from([id >> 8, id & 255]) : Buffer.alloc(0), Buffer.from(payload)]))
+const { connectPacket, publishPacket } = MqttWire
 
 describe.each([0, 1] as const)("a burst of QoS %s publishes on one socket", (qos) => {
   it("completes over many turns of the event loop, not in one microtask chain", async () => {
@@ -140,7 +124,7 @@ describe("other paths that hand a subscriber many messages at once", () => {
     await new Promise<void>((r) => sock.once("connect", () => r()))
     sock.write(connectPacket("retainer"))
     await new Promise((r) => sock.once("data", r))
-    sock.write(Buffer.concat(Array.from({ length: n }, (_, i) => packet(0x31, Buffer.concat([str(`r/${i}`), Buffer.from(`v${i}`)])))))
+    sock.write(Buffer.concat(Array.from({ length: n }, (_, i) => MqttWire.packet(0x31, Buffer.concat([MqttWire.str(`r/${i}`), Buffer.from(`v${i}`)])))))
     await new Promise((r) => setTimeout(r, 1000))
     const c = mqtt.connect(`mqtt://127.0.0.1:${broker.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 })
     let got = 0

@@ -91,6 +91,8 @@ export const layer = Layer.effect(
                 drainTimeoutMs: config.drainTimeoutMs,
                 ...(tls === undefined ? {} : { tls }),
                 // Synchronous send means stored: PUBACK/PUBREC only after the ingress log commit.
+                // Any other QoS 1 publish is acknowledged once stored for the persistent sessions
+                // and forwarded (`ackStored`, the broker package's default), in receipt order.
                 beforeAck: (clientId, topic, payload) =>
                   Topics.initiatingName(topic) === undefined ? undefined : ingress.receive(topic, payload, clientId),
                 reportedElsewhere: isUnavailable,
