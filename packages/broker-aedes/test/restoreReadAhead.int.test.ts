@@ -50,4 +50,31 @@ describe("a redis session's stored message cleared after the restore stream read
     const keys = (await TestRedis.keys(redisUrl, scope.prefix)).map((k) => k.slice(scope.prefix.length)).filter((k) => k.startsWith("packet:")).sort()
     expect({ updated, keys }, `given ${given.join(",")}`).toEqual({ updated: ["2"], keys: ["packet:b1:1", "packet:b1:1:offlineCount", "packet:b1:3", "packet:b1:3:offlineCount"] })
   }, 30_000)
+
+  it("nor is a PUBREL completed meanwhile (its copy for the session, and its count)", async () => {
+    const scope = TestRedis.scoped(redisUrl)
+    cleanup.push(scope.clean)
+    const conn = new Redis(redisUrl, { keyPrefix: scope.prefix })
+    cleanup.push(() => conn.disconnect())
+    const p = new AsyncRedisPersistence({ conn })
+    const client = { id: "ahead" }
+    const sub = { clientId: "ahead", topic: "k", qos: 2 }
+    const packets = [0, 1, 2].map((i) => ({ cmd: "publish", topic: "k", payload: Buffer.from(String(i)), qos: 2, retain: false, dup: false, brokerId: "b1", brokerCounter: i + 1 }))
+    for (const pk of packets) await p.outgoingEnqueueCombi([sub], pk)
+    // The earlier connection sent message 1 with id 7 and got its PUBREC: its PUBREL is stored.
+    await p.outgoingUpdate(client, { ...packets[1], messageId: 7 })
+    await p.outgoingUpdate(client, { cmd: "pubrel", messageId: 7, brokerId: "b1", brokerCounter: 2 })
+    const it = p.outgoingStream(client)[Symbol.asyncIterator]()
+    await it.next()
+    // That connection's PUBCOMP clears it, after the restore's first read.
+    await p.outgoingClearMessageId(client, { messageId: 7 })
+    for (let r = await it.next(), id = 100; !r.done; r = await it.next(), id++) {
+      const update = r.value.cmd === "pubrel" ? { ...r.value } : { ...r.value, messageId: id }
+      await p.outgoingUpdate(client, update).catch((e: Error) => {
+        if (e.message !== "no such packet") throw e
+      })
+    }
+    const keys = (await TestRedis.keys(redisUrl, scope.prefix)).map((k) => k.slice(scope.prefix.length)).filter((k) => k.startsWith("packet:") || k.startsWith("outgoing:ahead:")).sort()
+    expect(keys).toEqual(["packet:b1:1", "packet:b1:1:offlineCount", "packet:b1:3", "packet:b1:3:offlineCount"])
+  }, 30_000)
 })
