@@ -9,9 +9,18 @@
  */
 import { afterAll, describe, expect, it } from "vitest"
 import { Redis } from "ioredis"
-import AsyncRedisPersistence from "aedes-persistence-redis/asyncPersistence.js"
+import { createRequire } from "node:module"
 import * as TestRedis from "@baton/testkit/redis"
 import { redisUrl } from "./sessions.ts"
+
+type Stored = { readonly cmd: string; readonly payload: Buffer; readonly [k: string]: unknown }
+/** aedes-persistence-redis's store itself (its module ships no types). */
+const AsyncRedisPersistence = createRequire(import.meta.url)("aedes-persistence-redis/asyncPersistence.js") as new (opts: { conn: Redis }) => {
+  outgoingEnqueueCombi(subs: ReadonlyArray<object>, packet: object): Promise<void>
+  outgoingUpdate(client: object, packet: object): Promise<void>
+  outgoingClearMessageId(client: object, packet: object): Promise<unknown>
+  outgoingStream(client: object): AsyncIterable<Stored>
+}
 
 const cleanup: Array<() => unknown> = []
 afterAll(async () => {
