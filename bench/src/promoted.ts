@@ -1,7 +1,7 @@
 /**
  * `node bench/src/promoted.ts <rate> <count> [<top>] [<tree>]`: what the accepts (tail.ts's `accept`:
  * bare orders published at QoS 1 at `rate` per second) leave for the old space, by where it was
- * allocated. V8's sampling heap profiler (`heapSampling.mjs`, preloaded, with BATON_HEAP_PROMOTED=1)
+ * allocated (PROMOTED_KIND=reject: orders that fail their schema, no flow). V8's sampling heap profiler (`heapSampling.mjs`, preloaded, with BATON_HEAP_PROMOTED=1)
  * keeps the samples of objects that no scavenge collected: those a scavenge promoted (whether a
  * mark-compact collected them later or not) and the few still young when it stops (300 ms after the
  * last PUBACK). Prints the KB per accept, by the allocating frame with its callers (`PROMOTED_DEPTH`,
@@ -44,7 +44,9 @@ try {
   r.child.kill("SIGUSR2")
   await sleep(100)
   const done = counter(count)
-  await paced(rate, count, (i) => void client.publishAsync("initiate/place-order", JSON.stringify(order(1000 + i)), { qos: 1 }).then(() => done.hit()))
+  // PROMOTED_KIND=reject: orders that fail their schema (the ingress rejects them: no flow), to bisect.
+  const body = (i: number) => (process.env.PROMOTED_KIND === "reject" ? { nope: i } : order(1000 + i))
+  await paced(rate, count, (i) => void client.publishAsync("initiate/place-order", JSON.stringify(body(i)), { qos: 1 }).then(() => done.hit()))
   await within(done.done, 120_000, "all done")
   await sleep(300)
   r.child.kill("SIGUSR2")

@@ -17,6 +17,9 @@
  *   scavenge copies is what makes it long), mark-compacts, and the promoted bytes per 1,000 messages
  *   in 4 KiB pages: on this VM the page faults follow them (faults ≈ 1.17 x promoted pages + 680,
  *   r = 0.93 over 31 runs of several semi-space sizes): the old space's fresh pages, not the young one's. `TAIL_OUTPUT=<file>`: the runtime's output.
+ * - `TAIL_KIND` (with `accept`): `reject` publishes orders that fail their schema (the ingress judges
+ *   and rejects them: no flow), `customer` a `register-customer` (one small processor); default
+ *   `order`. At 200/s the scavenges promoted ~455, ~605 and ~1450-3300 pages per 1,000 of them.
  * - `TAIL_DETAIL=1`: the slowest 1% of messages, each with the stalls and collections that overlapped it.
  * - `TAIL_STRACE=<file>`: the runtime's fsyncs per thread (strace), to see which thread waits on the
  *   disk (`TAIL_STRACE_CALLS`: other system calls, say `pwrite64,fsync`).
@@ -56,6 +59,10 @@ const monoOffset = monoUs() - performance.now() * 1000
 const profileDir = process.env.TAIL_PROFILE
 const profiling = profileDir === undefined ? "" : ` --cpu-prof --cpu-prof-dir=${profileDir} --cpu-prof-interval=250`
 const gcTrace = process.env.TAIL_GC !== undefined
+/** TAIL_KIND (with `accept`): what is published, to bisect what an accept costs (see the header). */
+const kind = process.env.TAIL_KIND ?? "order"
+const accepted = (i: number, id: string): unknown =>
+  kind === "customer" ? { customerId: `c-${i}-${id}`, name: "N", email: `n${i}@example.com` } : kind === "reject" ? { nope: i } : order(i)
 const runtimeArgs = [...(gcTrace ? ["--trace-gc-nvp"] : []), ...(process.env.RT_NODE_ARGS ?? "").split(" ").filter((a) => a !== "")]
 const r = await Process.startProcess(
   dataDir,
@@ -95,7 +102,7 @@ try {
     msgs[i] = { due: t0 + due, sent: t0 + performance.now(), done: 0 }
     mono[i] = [monoOffset + due * 1000, monoUs(), 0]
     // The accept: a bare order, as latency.ts's scenario and acceptAb.ts publish it.
-    void client.publishAsync("initiate/place-order", JSON.stringify(acceptOnly ? order(i) : { id, type: "place-order", data: order(i) }), { qos: 1 }).then(() => {
+    void client.publishAsync(acceptOnly && kind === "customer" ? "initiate/register-customer" : "initiate/place-order", JSON.stringify(acceptOnly ? accepted(i, id) : { id, type: "place-order", data: order(i) }), { qos: 1 }).then(() => {
       if (acceptOnly) (msgs[i]!.done = t0 + performance.now()), (mono[i]![2] = monoUs()), done.hit()
     })
   })
