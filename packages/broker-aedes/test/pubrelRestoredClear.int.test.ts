@@ -109,4 +109,38 @@ describe("a QoS 2 message's PUBREL restored, then completed", () => {
       await b.close()
     }
   }, 30_000)
+
+  it("redis: two sessions, one completing while the other's PUBREL is stored: each clear removes its own entry only", async () => {
+    const scope = TestRedis.scoped(redisUrl)
+    cleanup.push(scope.clean)
+    const conn = new Redis(redisUrl, { keyPrefix: scope.prefix })
+    const b = await aedesBroker({ persistence: persistenceRedis({ conn } as never) })
+    try {
+      const raw = new Redis(redisUrl)
+      cleanup.push(() => raw.disconnect())
+      const done = mqtt.connect(b.url, opts("pubrel-done"))
+      b.clients.push(done)
+      let pubcomps = 0
+      done.on("packetsend", (p) => {
+        if (p.cmd === "pubcomp") pubcomps++
+      })
+      await new Promise((r) => done.once("connect", r))
+      await done.subscribeAsync("k/1", { qos: 2 })
+      // "pubrel-held" subscribes, then its PUBRELs stay stored (leaveReleased publishes for both).
+      await leaveReleased(b.url, "pubrel-held", b.aedes, 3, b.clients)
+      await until(() => pubcomps >= 3)
+      await done.subscribeAsync("k/2", { qos: 0 })
+      const list = (id: string) => raw.lrange(`${scope.prefix}outgoing:${id}`, 0, -1)
+      const held = await list("pubrel-held")
+      expect({ done: await list("pubrel-done"), held: held.length, copies: held.every((k) => k.startsWith("outgoing:pubrel-held:")) }).toEqual({ done: [], held: 3, copies: true })
+      // The messages stay (held's count); its restore completes them: then nothing of them is left.
+      const again = await completeThenAgain(b.url, "pubrel-held", b.aedes, 3, b.clients)
+      expect(again).toEqual(["after"])
+      await new Promise((r) => setTimeout(r, 100))
+      const keys = (await TestRedis.keys(redisUrl, scope.prefix)).map((k) => k.slice(scope.prefix.length))
+      expect({ held: (await list("pubrel-held")).filter((k) => k.startsWith("outgoing:")), copies: keys.filter((k) => k.startsWith("outgoing:pubrel-held:")) }).toEqual({ held: [], copies: [] })
+    } finally {
+      await b.close()
+    }
+  }, 30_000)
 })
