@@ -139,7 +139,8 @@ console.log(`stalls > 3 ms: ${stalls.length}, total ${sum(stalls.map((s) => s[1]
 const per1000 = (n: number) => ((n * 1000) / count).toFixed(1)
 console.log(`per 1000 messages: stalls > 3 ms ${per1000(stalls.length)}, gc pauses ${per1000(gcs.length)} (> 3 ms ${per1000(gcs.filter((g) => g[1] > 3).length)}), gc time ${per1000(sum(gcs.map((g) => g[1])))} ms, page faults ${per1000(faults)}`)
 if (gcTrace) {
-  // `--trace-gc-nvp` lines of the paced window's scavenges ("gc=s"), as name=value pairs; each is
+  // `--trace-gc-nvp` lines of the paced window's young collections (scavenges "gc=s", or with
+  // `--minor-ms` V8's young mark-sweeps "gc=mms", which promote whole pages), as name=value pairs; each is
   // stamped with ms since the runtime's isolate started (its time origin, within a millisecond).
   const lines = r.output().split("\n")
   const inWindow = (line: string) => {
@@ -147,14 +148,14 @@ if (gcTrace) {
     return at >= start && at <= end
   }
   const scavenges = lines
-    .filter((line) => line.includes(" gc=s ") && inWindow(line))
+    .filter((line) => / gc=(s|mms) /.test(line) && inWindow(line))
     .map((line) => Object.fromEntries([...line.matchAll(/([\w.]+)=([\d.]+)/g)].map((m) => [m[1]!, Number(m[2])])) as Record<string, number>)
   const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN
   const mean = (xs: Array<number>) => sum(xs) / xs.length
   const pauses = scavenges.map((g) => g.pause ?? 0)
   const kb = (xs: Array<number>) => (mean(xs) / 1024).toFixed(0)
   console.log(
-    `scavenges: ${scavenges.length}, pause median ${median(pauses).toFixed(2)} mean ${mean(pauses).toFixed(2)} ms; per scavenge survived ${kb(scavenges.map((g) => g.new_space_survived ?? 0))} KB, promoted ${kb(scavenges.map((g) => g.promoted ?? 0))} KB (${per1000(sum(scavenges.map((g) => g.promoted ?? 0)) / 4096)} 4 KiB pages per 1000 messages, which the page faults track); mark-compacts ${lines.filter((l) => l.includes(" gc=mc ") && inWindow(l)).length}`
+    `young GCs (scavenges or minor mark-sweeps): ${scavenges.length}, pause median ${median(pauses).toFixed(2)} mean ${mean(pauses).toFixed(2)} ms; per scavenge survived ${kb(scavenges.map((g) => g.new_space_survived ?? 0))} KB, promoted ${kb(scavenges.map((g) => g.promoted ?? 0))} KB (${per1000(sum(scavenges.map((g) => g.promoted ?? 0)) / 4096)} 4 KiB pages per 1000 messages, which the page faults track); mark-compacts ${lines.filter((l) => l.includes(" gc=mc ") && inWindow(l)).length}`
   )
 }
 if (marks !== undefined) console.log(split(marks, mono))
