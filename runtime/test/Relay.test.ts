@@ -6,50 +6,6 @@ import { Outbox, Sqlite } from "@baton/store"
 import * as Relay from "../src/Relay.ts"
 
 describe("Relay", () => {
-  it("runs a batch's publishes one at a time inside `together` (the embedded broker's batch), in order, a failure retried as without it", async () => {
-    const store = await Sqlite.open({ path: ":memory:" })
-    const outbox = await Outbox.make(store)
-    // Reads of 5: 0-4, 5-9 (7 fails), 7-11 again, ..., 22-24: none of one entry alone.
-    const n = 25
-    await store.transaction(Effect.forEach(Array.from({ length: n }, (_, i) => i), (i) => outbox.add("events/e", String(i)), { discard: true }))
-    const published: Array<{ readonly value: number; readonly inside: boolean }> = []
-    let inside = false
-    let batches = 0
-    let failed = false
-    const relay = Relay.make({
-      outbox,
-      logger: Log.silent,
-      batch: 5,
-      retryMs: 1,
-      together: async (f) => {
-        batches++
-        inside = true
-        try {
-          return await f()
-        } finally {
-          inside = false
-        }
-      },
-      publish: async (_t, payload) => {
-        if (Number(payload) === 7 && !failed) {
-          failed = true
-          throw new Error("broker away")
-        }
-        published.push({ value: Number(payload), inside })
-      }
-    })
-    relay.poke()
-    const until = Date.now() + 5000
-    while ((await outbox.size()) > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 2))
-    await relay.close()
-    expect(await outbox.size()).toBe(0)
-    expect(batches).toBeGreaterThan(0)
-    expect(published.every((p) => p.inside)).toBe(true)
-    const firsts = published.map((p) => p.value).filter((v, i, all) => all.indexOf(v) === i)
-    expect(firsts).toEqual(Array.from({ length: n }, (_, i) => i))
-    await store.close()
-  })
-
   it("publishes every entry, in order, at least once, whatever publishes fail, and empties the outbox", async () => {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 40 }), fc.array(fc.boolean(), { maxLength: 60 }), async (n, failures) => {
