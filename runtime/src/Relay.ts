@@ -44,11 +44,6 @@ export const make = (deps: {
    * broker): then a confirmed entry's older ones all reached the broker before it.
    */
   readonly window?: number
-  /**
-   * Runs a batch's one-at-a-time publishes (the embedded broker's `batch`: the subscribers'
-   * connections corked meanwhile, each written once for the batch rather than once a publish).
-   */
-  readonly together?: <A>(f: () => Promise<A>) => Promise<A>
 }): Relay => {
   const batch = deps.batch ?? 256
   const window = Math.max(1, deps.window ?? 1)
@@ -119,13 +114,10 @@ export const make = (deps: {
       // One at a time, in order: a consumer must not see an effect before its cause. (Concurrent
       // in-process publishes to Aedes with level persistence stalled in a test here.)
       // The kill point after each publish: a crash may come between two of a batch too.
-      const each = async () => {
-        for (const e of entries) {
-          await deps.publish(e.topic, e.payload, e.qos)
-          Crash.point("outbox-published")
-        }
+      for (const e of entries) {
+        await deps.publish(e.topic, e.payload, e.qos)
+        Crash.point("outbox-published")
       }
-      await (entries.length > 1 && deps.together !== undefined ? deps.together(each) : each())
       // Only what was published: on PostgreSQL a lower sequence number can commit after a higher
       // one was read (concurrent transactions), so a range over a gap would delete it unsent.
       return deps.outbox.sentRuns(runs(entries.map((e) => e.seq)))

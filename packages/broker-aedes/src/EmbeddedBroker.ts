@@ -16,7 +16,6 @@
  * dropped when a later QoS 0 one reached the client first (test/dedupe.int.test.ts).
  */
 import type { EventEmitter } from "node:events"
-import type { Writable } from "node:stream"
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net"
 import { createServer as createTlsServer } from "node:tls"
 import { createServer as createHttpsServer } from "node:https"
@@ -235,12 +234,6 @@ export interface EmbeddedBroker {
   readonly wsPort: number | undefined
   /** Publishes in-process; resolves once the broker stored and forwarded the message. */
   readonly publish: (topic: string, payload: string | Buffer, qos?: QoS) => Promise<void>
-  /**
-   * Runs `f` (publishes awaited one after another) with the connections its publishes are
-   * forwarded to corked: written together when it ends, or at the loop's next check phase at the
-   * latest. Order and delivery are as without it; only the socket writes are fewer.
-   */
-  readonly batch: <A>(f: () => Promise<A>) => Promise<A>
   /** The topic filters a connected client is subscribed to (operations and tests). */
   readonly subscriptions: (clientId: string) => ReadonlyArray<string>
   /**
@@ -387,35 +380,6 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   let connections = 0
   // Unacknowledged QoS 1/2 messages per connection (not per client id: see Connection).
   const inflight = new WeakMap<Connection, number>()
-  /**
-   * The connections a `batch`'s publishes were forwarded to, corked until it ends (or until the
-   * loop's next check phase, whichever comes first): their packets go out in one socket write,
-   * where each publish awaited one by one (the relay's) was written alone. Undefined outside a batch.
-   */
-  let held: Set<Writable> | undefined
-  const heldFor = (client: { readonly conn?: unknown }) => {
-    const conn = client.conn as Writable | undefined
-    if (held === undefined || conn === undefined || typeof conn.cork !== "function" || held.has(conn)) return
-    conn.cork()
-    held.add(conn)
-  }
-  const batch = async <A>(f: () => Promise<A>): Promise<A> => {
-    if (held !== undefined) return f()
-    const mine = new Set<Writable>()
-    held = mine
-    const release = () => {
-      if (held === mine) held = undefined
-      for (const conn of mine) conn.uncork()
-      mine.clear()
-    }
-    const bound = setImmediate(release)
-    try {
-      return await f()
-    } finally {
-      clearImmediate(bound)
-      release()
-    }
-  }
   // Connections that sent an empty client id: Aedes replaces it with its own before `authenticate`.
   const assignedIds = new WeakSet<Connection>()
   // Errors handed to Aedes after they were logged (refusals and failed acknowledgements): Aedes
@@ -506,23 +470,26 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
         }
       )
     },
-    authorizeForward: (client, packet) => {
-      heldFor(client)
-      if (guard?.maxInflight === undefined || packet.qos === 0) return packet
-      const n = inflight.get(client) ?? 0
-      // A persistent session's stored messages at its restore (the Aedes patch's `_restored`:
-      // from the restore of its subscriptions to the end of its stored stream, while its live
-      // messages are held) are sent whatever the count: Aedes clears a stored message refused
-      // at a restore, so the bound deleted what the session had kept. The stored stream writes
-      // one at a time, each after the previous write, and a client that stops reading is
-      // disconnected after the drain timeout; they count towards the bound for what follows.
-      if (n >= guard.maxInflight && (client as unknown as { _restored?: unknown })._restored == null) {
-        guard.onRefused?.("inflight", client.id, `${n} messages unacknowledged (limit ${guard.maxInflight}); message dropped for this client`, packet.topic)
-        return null
-      }
-      inflight.set(client, n + 1)
-      return packet
-    },
+    ...(guard === undefined
+      ? {}
+      : {
+          authorizeForward: (client, packet) => {
+            if (guard.maxInflight === undefined || packet.qos === 0) return packet
+            const n = inflight.get(client) ?? 0
+            // A persistent session's stored messages at its restore (the Aedes patch's `_restored`:
+            // from the restore of its subscriptions to the end of its stored stream, while its live
+            // messages are held) are sent whatever the count: Aedes clears a stored message refused
+            // at a restore, so the bound deleted what the session had kept. The stored stream writes
+            // one at a time, each after the previous write, and a client that stops reading is
+            // disconnected after the drain timeout; they count towards the bound for what follows.
+            if (n >= guard.maxInflight && (client as unknown as { _restored?: unknown })._restored == null) {
+              guard.onRefused?.("inflight", client.id, `${n} messages unacknowledged (limit ${guard.maxInflight}); message dropped for this client`, packet.topic)
+              return null
+            }
+            inflight.set(client, n + 1)
+            return packet
+          }
+        }),
     ...(guard === undefined && audience === undefined
       ? {}
       : {
@@ -673,5 +640,5 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     if (mq !== undefined || sessions.kind === "redis") return undefined
     return subscribed(topic) || persistentFilters.matches(topic)
   }
-  return { host: options.host, mqttPort, wsPort, publish, batch, subscriptions, hasSubscribers, wanted, connections: () => aedes.connectedClients, close }
+  return { host: options.host, mqttPort, wsPort, publish, subscriptions, hasSubscribers, wanted, connections: () => aedes.connectedClients, close }
 }

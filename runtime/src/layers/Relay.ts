@@ -57,6 +57,6 @@ export const layer = Layer.effect(
     // of 256 were the test broker's: it wrote a PUBACK before storing the message, which lost the
     // last one with a window of 1 too; it now acknowledges once stored, externalBroker.durable.int.test.ts.)
     // The embedded broker: one at a time (Relay.ts).
-    return { relay: Relay_.make({ outbox, publish: relayed, logger, window: external === undefined ? 1 : config.relayWindow, ...(embedded === undefined ? {} : { together: embedded.batch }) }), tap }
+    return { relay: Relay_.make({ outbox, publish: relayed, logger, window: external === undefined ? 1 : config.relayWindow }), tap }
   })
 )
