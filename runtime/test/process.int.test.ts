@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import mqtt from "mqtt"
 import { Process } from "@baton/testkit"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
@@ -140,6 +141,27 @@ describe("the launcher (runtime/bin/start.mjs, behind pnpm start, pnpm baton and
     // Both semi-spaces: 16 MB at most (128 MB here without the option).
     expect(Number(newSpace.stdout)).toBeLessThanOrEqual(16 * 2 ** 20)
   })
+
+  it("the testkit's processes (and so `pnpm start`) make no pretenuring decision under load; the same runtime with pretenuring on makes some", async () => {
+    // V8 allocates in the old space at the sites whose objects survived scavenges; dying soon after,
+    // they keep young objects alive (README, "Configuration"). Each decision is a trace line.
+    const decisions = async (flags: ReadonlyArray<string>): Promise<number> => {
+      const dir = mkdtempSync(join(tmpdir(), "baton-pretenure-"))
+      const r = await Process.startProcess(dir, { BATON_PUBLISH_RATE: "1000000" }, ["--trace-pretenuring-statistics", ...flags, main])
+      try {
+        const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 })
+        const order = (i: number) => ({ customerId: `p-${i % 50}`, email: "p@example.com", items: [{ sku: `BOOK-${(i % 5) + 1}`, qty: 1, price: 2 }], payment: { card: "4242424242424242" } })
+        for (let i = 0; i < 400; i += 50) await Promise.all(Array.from({ length: 50 }, (_, j) => client.publishAsync("initiate/place-order", JSON.stringify(order(i + j)), { qos: 1 })))
+        await client.endAsync()
+        return r.output().split("\n").filter((l) => /pretenuring: AllocationSite\(.*=> (maybe )?tenure$/.test(l)).length
+      } finally {
+        await r.kill("SIGKILL")
+        rmSync(dir, { recursive: true, force: true })
+      }
+    }
+    expect(await decisions(["--allocation-site-pretenuring"]), "the control made no decision: the load is too small to tell").toBeGreaterThan(0)
+    expect(await decisions([])).toBe(0)
+  }, 30_000)
 
   it("passes the entry point its own arguments", () => {
     const dir = mkdtempSync(join(tmpdir(), "baton-launch-"))

@@ -15,9 +15,11 @@ const main = fileURLToPath(import.meta.resolve("@baton/runtime/main"))
 
 /**
  * The Node options the runtime runs with, as `pnpm start` and `pnpm baton` give them (package.json;
- * README, "Configuration"): young-generation semi-spaces of at most 8 MB, so that each scavenge is short.
+ * README, "Configuration"): young-generation semi-spaces of at most 8 MB, so that each scavenge is
+ * short; no allocation-site pretenuring, so that V8 does not allocate in the old space objects that
+ * die young, which would keep the young objects they point to alive past scavenges (nepotism).
  */
-export const nodeOptions: ReadonlyArray<string> = ["--max-semi-space-size=8"]
+export const nodeOptions: ReadonlyArray<string> = ["--max-semi-space-size=8", "--no-allocation-site-pretenuring"]
 
 export interface Running {
   readonly child: ChildProcess
