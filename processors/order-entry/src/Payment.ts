@@ -6,6 +6,7 @@ import { Result } from "effect"
 import { Baton, Effect, forUpdate } from "@baton/sdk"
 import { commands, events, type OrderCreated } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
+import * as Reference from "./Reference.ts"
 
 /** The test card that the (simulated) card network declines. */
 export const declinedCard = "4000000000000002"
@@ -88,7 +89,7 @@ export const make = ({ query, dialect, clock }: Deps) => {
         const number = order.card ?? row?.card ?? undefined
         if (number === failingCard) return yield* Effect.fail(new GatewayError(`payment gateway error charging ${order.orderId} (test card ${failingCard})`))
         const decision: Decision = number === undefined ? { approved: false, reason: "unknown payment token" } : decide(String(number))
-        const authorization = decision.approved ? `auth_${clock.newId().slice(0, 8)}` : null
+        const authorization = decision.approved ? `auth_${Reference.of(order.orderId, 16)}` : null
         const reason = decision.approved ? null : decision.reason
         if ((yield* insert.run(order.orderId, decision.approved ? 1 : 0, order.total, authorization, reason, clock.now().toISOString())) === 0) {
           // Another instance recorded this order's payment meanwhile: announce what it decided.

@@ -2,6 +2,7 @@
 import { Baton, Effect } from "@baton/sdk"
 import { events, type Item, type OrderShipped } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
+import * as Reference from "./Reference.ts"
 
 /** Parcels of more than 10 units go by freight; others by standard post. */
 export const method = (items: ReadonlyArray<Item>): "standard" | "freight" =>
@@ -22,7 +23,7 @@ export const make = ({ query, clock }: Deps) => {
         const f = event.data
         // Inserted first (one statement in the usual case); a redelivery, or another instance that
         // shipped it first, inserts nothing and reads the shipment recorded.
-        let shipped: OrderShipped = { orderId: f.orderId, method: method(f.items), trackingId: `TRK-${clock.newId().slice(0, 8).toUpperCase()}` }
+        let shipped: OrderShipped = { orderId: f.orderId, method: method(f.items), trackingId: `TRK-${Reference.of(f.orderId, 0).toUpperCase()}` }
         if ((yield* insert.run(shipped.orderId, shipped.method, shipped.trackingId, clock.now().toISOString())) === 0) {
           const won = yield* existing.get(f.orderId)
           if (won !== undefined) shipped = shippedOf(f.orderId, won)
