@@ -48,10 +48,13 @@ export const make = ({ query, dialect, clock }: Deps) => {
   const paymentAndCard = query(
     `SELECT p.approved, p."authorization", p.reason, v.card FROM (SELECT 1 AS one) AS o LEFT JOIN (SELECT order_id, approved, "authorization", reason FROM payments WHERE order_id = ?${forUpdate(dialect)}) AS p ON 1 = 1 LEFT JOIN payment_vault AS v ON v.token = ?`
   )
-  // Atomic against another instance charging the same order: the first insert wins, the other reads it.
-  const insert = query(
-    `INSERT INTO payments (order_id, approved, amount, "authorization", reason, at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING order_id`
-  )
+  const values = `INSERT INTO payments (order_id, approved, amount, "authorization", reason, at) VALUES (?, ?, ?, ?, ?, ?)`
+  // Atomic against another instance charging the same order: the first insert wins. PostgreSQL: the
+  // other's fails its transaction as a lost conflict (40001, `order_entry_payment_recorded`), which
+  // runs again at once and announces the payment recorded; so the insert is not waited for (it
+  // goes out with the commit). SQLite (one writer, no race): the other reads the payment recorded.
+  const insert = query(`${values} ON CONFLICT DO NOTHING RETURNING order_id`)
+  const record = query(`${values} ON CONFLICT (order_id) DO UPDATE SET approved = order_entry_payment_recorded()`)
 
   const announce = (order: OrderCreated, approved: boolean, authorization: string | null, reason: string | null) =>
     approved
@@ -91,7 +94,9 @@ export const make = ({ query, dialect, clock }: Deps) => {
         const decision: Decision = number === undefined ? { approved: false, reason: "unknown payment token" } : decide(String(number))
         const authorization = decision.approved ? `auth_${Reference.of(order.orderId, 16)}` : null
         const reason = decision.approved ? null : decision.reason
-        if ((yield* insert.run(order.orderId, decision.approved ? 1 : 0, order.total, authorization, reason, clock.now().toISOString())) === 0) {
+        const payment = [order.orderId, decision.approved ? 1 : 0, order.total, authorization, reason, clock.now().toISOString()]
+        if (dialect === "pg") return yield* Effect.as(record.write(...payment), announce(order, decision.approved, authorization, reason))
+        if ((yield* insert.run(...payment)) === 0) {
           // Another instance recorded this order's payment meanwhile: announce what it decided.
           const won = yield* existing.get(order.orderId)
           if (won !== undefined) return announceRow(order, won)
