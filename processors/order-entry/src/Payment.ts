@@ -52,9 +52,9 @@ export const make = ({ query, dialect, clock }: Deps) => {
   // Atomic against another instance charging the same order: the first insert wins. PostgreSQL: the
   // other's fails its transaction as a lost conflict (40001, `order_entry_payment_recorded`), which
   // runs again at once and announces the payment recorded; so the insert is not waited for (it
-  // goes out with the commit). SQLite (one writer, no race): the other reads the payment recorded.
+  // goes out with the commit). SQLite (one writer): an insert that finds one there reads it.
   const insert = query(`${values} ON CONFLICT DO NOTHING RETURNING order_id`)
-  const record = query(`${values} ON CONFLICT (order_id) DO UPDATE SET approved = order_entry_payment_recorded()`)
+  const record = dialect === "pg" ? query(`${values} ON CONFLICT (order_id) DO UPDATE SET approved = order_entry_payment_recorded()`) : undefined
 
   const announce = (order: OrderCreated, approved: boolean, authorization: string | null, reason: string | null) =>
     approved
@@ -95,7 +95,7 @@ export const make = ({ query, dialect, clock }: Deps) => {
         const authorization = decision.approved ? `auth_${Reference.of(order.orderId, 16)}` : null
         const reason = decision.approved ? null : decision.reason
         const payment = [order.orderId, decision.approved ? 1 : 0, order.total, authorization, reason, clock.now().toISOString()]
-        if (dialect === "pg") return yield* Effect.as(record.write(...payment), announce(order, decision.approved, authorization, reason))
+        if (record !== undefined) return yield* Effect.as(record.write(...payment), announce(order, decision.approved, authorization, reason))
         if ((yield* insert.run(...payment)) === 0) {
           // Another instance recorded this order's payment meanwhile: announce what it decided.
           const won = yield* existing.get(order.orderId)
