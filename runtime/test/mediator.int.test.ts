@@ -186,8 +186,8 @@ describe("mediator topology: a card is charged once per order", () => {
       const ctx = Apps.context(store)
       const mailer = OrderEntry.Mailer.make()
       const app = await OrderEntry.makeApp({ mailer }).make(ctx)
-      // Payment draws an authorisation from its clock each time it charges the card: count them.
-      const network: Envelope.Clock = { now: () => new Date(), newId: () => (authorisations++, randomUUID()) }
+      // Payment reads its clock once each time it charges the card (the payment's time): count them.
+      const network: Envelope.Clock = { now: () => (authorisations++, new Date()), newId: () => randomUUID() }
       const payment = OrderEntry.Payment.make({ ...ctx, mailer, clock: network })
       // Slow before its transaction (outside it: the rest of the runtime goes on meanwhile).
       const slow: Processor = { ...payment, prepare: (event) => (event.id.endsWith("/apply-payment/1") ? Effect.promise(() => gate) : Effect.void) }

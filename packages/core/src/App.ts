@@ -79,6 +79,13 @@ export interface AppQuery {
   readonly all: (...params: ReadonlyArray<unknown>) => import("effect").Effect.Effect<ReadonlyArray<Readonly<Record<string, unknown>>>, import("effect/sql").SqlError.SqlError, import("effect/sql").SqlClient.SqlClient>
   readonly get: (...params: ReadonlyArray<unknown>) => import("effect").Effect.Effect<Readonly<Record<string, unknown>> | undefined, import("effect/sql").SqlError.SqlError, import("effect/sql").SqlClient.SqlClient>
   readonly run: (...params: ReadonlyArray<unknown>) => import("effect").Effect.Effect<number, import("effect/sql").SqlError.SqlError, import("effect/sql").SqlClient.SqlClient>
+  /**
+   * `run` without waiting for the answer inside a PostgreSQL transaction: it goes out with the
+   * transaction's next statement or its COMMIT, whose failure its own failure becomes (the
+   * transaction fails). For a write whose outcome decides nothing the handler announces; the count
+   * it gives is read once the transaction has committed. Elsewhere (SQLite) the same as `run`.
+   */
+  readonly write: (...params: ReadonlyArray<unknown>) => import("effect").Effect.Effect<() => number, import("effect/sql").SqlError.SqlError, import("effect/sql").SqlClient.SqlClient>
 }
 
 /** Marks an app module's default export (`Baton.app(...)` in `@baton/sdk`). */

@@ -6,6 +6,7 @@ import { Result } from "effect"
 import { Baton, Effect, forUpdate } from "@baton/sdk"
 import { commands, events, type OrderCreated } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
+import * as Reference from "./Reference.ts"
 
 /** The test card that the (simulated) card network declines. */
 export const declinedCard = "4000000000000002"
@@ -47,10 +48,13 @@ export const make = ({ query, dialect, clock }: Deps) => {
   const paymentAndCard = query(
     `SELECT p.approved, p."authorization", p.reason, v.card FROM (SELECT 1 AS one) AS o LEFT JOIN (SELECT order_id, approved, "authorization", reason FROM payments WHERE order_id = ?${forUpdate(dialect)}) AS p ON 1 = 1 LEFT JOIN payment_vault AS v ON v.token = ?`
   )
-  // Atomic against another instance charging the same order: the first insert wins, the other reads it.
-  const insert = query(
-    `INSERT INTO payments (order_id, approved, amount, "authorization", reason, at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING order_id`
-  )
+  const values = `INSERT INTO payments (order_id, approved, amount, "authorization", reason, at) VALUES (?, ?, ?, ?, ?, ?)`
+  // Atomic against another instance charging the same order: the first insert wins. PostgreSQL: the
+  // other's fails its transaction as a lost conflict (40001, `order_entry_payment_recorded`), which
+  // runs again at once and announces the payment recorded; so the insert is not waited for (it
+  // goes out with the commit). SQLite (one writer): an insert that finds one there reads it.
+  const insert = query(`${values} ON CONFLICT DO NOTHING RETURNING order_id`)
+  const record = dialect === "pg" ? query(`${values} ON CONFLICT (order_id) DO UPDATE SET approved = order_entry_payment_recorded()`) : undefined
 
   const announce = (order: OrderCreated, approved: boolean, authorization: string | null, reason: string | null) =>
     approved
@@ -88,9 +92,11 @@ export const make = ({ query, dialect, clock }: Deps) => {
         const number = order.card ?? row?.card ?? undefined
         if (number === failingCard) return yield* Effect.fail(new GatewayError(`payment gateway error charging ${order.orderId} (test card ${failingCard})`))
         const decision: Decision = number === undefined ? { approved: false, reason: "unknown payment token" } : decide(String(number))
-        const authorization = decision.approved ? `auth_${clock.newId().slice(0, 8)}` : null
+        const authorization = decision.approved ? `auth_${Reference.of(order.orderId, 16)}` : null
         const reason = decision.approved ? null : decision.reason
-        if ((yield* insert.run(order.orderId, decision.approved ? 1 : 0, order.total, authorization, reason, clock.now().toISOString())) === 0) {
+        const payment = [order.orderId, decision.approved ? 1 : 0, order.total, authorization, reason, clock.now().toISOString()]
+        if (record !== undefined) return yield* Effect.as(record.write(...payment), announce(order, decision.approved, authorization, reason))
+        if ((yield* insert.run(...payment)) === 0) {
           // Another instance recorded this order's payment meanwhile: announce what it decided.
           const won = yield* existing.get(order.orderId)
           if (won !== undefined) return announceRow(order, won)

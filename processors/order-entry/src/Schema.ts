@@ -38,5 +38,18 @@ export const migrations: ReadonlyArray<Migration> = [
     // that arrives after its order's release takes nothing (the tombstone).
     name: "order-entry/002-stock-releases",
     sql: ddl((t) => `CREATE TABLE stock_releases (order_id TEXT PRIMARY KEY, lines TEXT NOT NULL, at TEXT NOT NULL${t.rowid});`)
+  },
+  {
+    // PostgreSQL: what Payment's insert calls when the order's payment is there already (another
+    // instance recorded it meanwhile): a serialization failure, so that its transaction runs again
+    // at once and announces the payment recorded. Applied once under the migrations' lock.
+    name: "order-entry/003-payment-recorded",
+    sql: {
+      sqlite: "",
+      pg: `CREATE OR REPLACE FUNCTION order_entry_payment_recorded() RETURNS BIGINT LANGUAGE plpgsql AS $$
+      BEGIN
+        RAISE EXCEPTION 'the order''s payment was recorded meanwhile' USING ERRCODE = '40001';
+      END $$`
+    }
   }
 ]
