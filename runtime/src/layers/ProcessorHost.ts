@@ -97,6 +97,7 @@ export const layer = Layer.effect(
 
     const metrics = Observability.makeMetrics({
       store,
+      flushOutbox: outbox.flush,
       gauges: { inFlight: () => consumers.map((c) => [c.processor.name, c.consumer.inFlight()] as const), connections: () => embedded?.connections() },
       tables: () => ({ parking: parking !== undefined, dashboard: repairs !== undefined, workflows: workflowStore !== undefined })
     })
