@@ -7,6 +7,7 @@ import { Effect, Result } from "effect"
 import { Envelope, Log, Topics, Trace, type App, type Initiating, type Message } from "@baton/core"
 import { isUnavailable, timeline, type IngressLog, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
+import * as Due from "./Due.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 import { untraced, type Tracing } from "./Observability.ts"
 import type { Router } from "./Router.ts"
@@ -142,7 +143,7 @@ export const make = (deps: {
   let poke: (() => void) | undefined
   let scheduled = false
   /** A drain failed: the next one, due without a publish to wake it (`stop` cancels it). */
-  let retry: NodeJS.Timeout | undefined
+  let retry: Due.Due | undefined
   let stopped = false
 
   /**
@@ -238,11 +239,18 @@ export const make = (deps: {
   }
   // One drain at a time: two would read the same unforwarded entries.
   let chain: Promise<unknown> = Promise.resolve()
+  /** Drains begun and not yet settled. */
+  let drains = 0
   const drain = (): Promise<number> => {
+    drains++
     const run = chain.then(drainOnce, drainOnce)
-    chain = run.catch(() => {
-      clean = false
-    })
+    chain = run.then(
+      () => void drains--,
+      () => {
+        drains--
+        clean = false
+      }
+    )
     return run
   }
 
@@ -279,10 +287,10 @@ export const make = (deps: {
     drain().then(failing.succeeded, (error: unknown) => {
       if (!isUnavailable(error)) failing.failed(error)
       if (stopped || retry !== undefined) return
-      retry = setTimeout(() => {
+      retry = Due.after(deps.retryMs ?? 500, () => {
         retry = undefined
         if (!stopped) schedule()
-      }, deps.retryMs ?? 500)
+      })
     })
   }
 
@@ -334,7 +342,24 @@ export const make = (deps: {
     /** No more drains after a failure (shutting down): what is left is forwarded at the next start. */
     stop: () => {
       stopped = true
-      clearTimeout(retry)
+      retry?.cancel()
+      retry = undefined
+    },
+    /** Whether a forward is scheduled, running, or due again after a failure (what `idle` waits for). */
+    busy: () => scheduled || retry !== undefined || drains > 0,
+    /**
+     * Resolves once no forward is scheduled, running, or due again after a failure (`stop` cancels
+     * that): what the log holds acknowledged is then forwarded (to the inboxes or the outbox), but
+     * for what a failure left until a later start. An event still on its way to the log (not yet
+     * acknowledged to its publisher) is not waited for.
+     */
+    idle: async (): Promise<void> => {
+      for (;;) {
+        if (retry !== undefined) await retry.done
+        else if (scheduled) await new Promise((r) => setImmediate(r))
+        else if (drains > 0) await chain
+        else return
+      }
     }
   }
 }

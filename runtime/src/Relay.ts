@@ -7,6 +7,7 @@
 import { Log, type QoS } from "@baton/core"
 import { isUnavailable, Outbox } from "@baton/store"
 import * as Crash from "./Crash.ts"
+import * as Due from "./Due.ts"
 
 export interface Relay {
   /** Schedules a drain (coalesced). */
@@ -74,17 +75,14 @@ export const make = (deps: {
   /** A read of the outbox is under way: what commits meanwhile may or may not be in it. */
   let reading = false
   /** A failed drain's retry, due after `retryMs` (`idle` waits for it; `stopping` cancels it). */
-  let retry: { readonly timer: ReturnType<typeof setTimeout>; readonly due: Promise<void>; readonly end: () => void; readonly error: unknown } | undefined
+  let retry: { readonly due: Due.Due; readonly error: unknown } | undefined
   const retryLater = (error: unknown) => {
     if (retry !== undefined) return
-    let end!: () => void
-    const due = new Promise<void>((resolve) => (end = resolve))
-    const timer = setTimeout(() => {
+    const due = Due.after(deps.retryMs ?? 500, () => {
       retry = undefined
       poke()
-      end()
-    }, deps.retryMs ?? 500)
-    retry = { timer, due, end, error }
+    })
+    retry = { due, error }
   }
   /** "outbox not flushed", once per shutdown. */
   const notFlushedYet = (error: unknown) => {
@@ -95,8 +93,7 @@ export const make = (deps: {
   /** Stopping: a retry due is not waited for (nor run); what it would have sent stays in the outbox. */
   const cancelRetry = () => {
     if (retry === undefined) return
-    clearTimeout(retry.timer)
-    retry.end()
+    retry.due.cancel()
     notFlushedYet(retry.error)
     retry = undefined
   }
@@ -236,7 +233,7 @@ export const make = (deps: {
 
   /** Until no drain runs and no retry is due. */
   const settled = async () => {
-    while (running !== undefined || retry !== undefined) await (running ?? retry?.due)
+    while (running !== undefined || retry !== undefined) await (running ?? retry?.due.done)
   }
   /**
    * `settled`, then the deferred deletes of what was sent (a failed one is left to the next read:
