@@ -1266,42 +1266,39 @@ export const make = (deps: {
   let receiving = 0
   /** Resolved once no batch is being committed (made only when `idle` waits for one: nothing per batch otherwise). */
   let allReceived: PromiseWithResolvers<void> | undefined
+  /**
+   * The messages that arrived together on the broker session (`Broker.subscribe`'s `batch`), in
+   * one transaction (group commit): each one's inbox row, or its rejection. Once it committed
+   * (before the broker acknowledges them), the new ones are scheduled in the order received.
+   */
   const handlerAll = async (messages: ReadonlyArray<Message>): Promise<void> => {
     receiving++
     try {
-      await receiveAll(messages)
+      const taken = messages.map(received)
+      const fresh = await store.transaction(
+        Effect.forEach(taken, (t, i) =>
+          "rejected" in t
+            ? Effect.as(t.rejected, false)
+            : inbox.receive(processor.name, { envelopeId: t.event.id, topic: messages[i]!.topic, key: t.event.key, payload: messages[i]!.payload.toString("utf8") })
+        )
+      )
+      let rejected = false
+      for (let i = 0; i < taken.length; i++) {
+        const t = taken[i]!
+        if ("rejected" in t) {
+          rejected = true
+          continue
+        }
+        Crash.point("received-committed")
+        if (fresh[i] === true) schedule(t.event, messages[i]!.topic, messages[i]!.payload)
+      }
+      if (rejected) deps.poke()
     } finally {
       if (--receiving === 0 && allReceived !== undefined) {
         allReceived.resolve()
         allReceived = undefined
       }
     }
-  }
-  /**
-   * The messages that arrived together on the broker session (`Broker.subscribe`'s `batch`), in
-   * one transaction (group commit): each one's inbox row, or its rejection. Once it committed
-   * (before the broker acknowledges them), the new ones are scheduled in the order received.
-   */
-  const receiveAll = async (messages: ReadonlyArray<Message>): Promise<void> => {
-    const taken = messages.map(received)
-    const fresh = await store.transaction(
-      Effect.forEach(taken, (t, i) =>
-        "rejected" in t
-          ? Effect.as(t.rejected, false)
-          : inbox.receive(processor.name, { envelopeId: t.event.id, topic: messages[i]!.topic, key: t.event.key, payload: messages[i]!.payload.toString("utf8") })
-      )
-    )
-    let rejected = false
-    for (let i = 0; i < taken.length; i++) {
-      const t = taken[i]!
-      if ("rejected" in t) {
-        rejected = true
-        continue
-      }
-      Crash.point("received-committed")
-      if (fresh[i] === true) schedule(t.event, messages[i]!.topic, messages[i]!.payload)
-    }
-    if (rejected) deps.poke()
   }
 
   /**
