@@ -145,6 +145,10 @@ export const make = (deps: {
   /** A drain failed: the next one, due without a publish to wake it (`stop` cancels it). */
   let retry: Due.Due | undefined
   let stopped = false
+  /** Events being appended to the log (`receive`): `idle` waits for them. */
+  let appending = 0
+  /** Resolved once none is being appended (made only when `idle` waits for one: nothing per event otherwise). */
+  let appended: PromiseWithResolvers<void> | undefined
 
   /**
    * Judges logged entries and writes what each becomes, in order, inside the batch's transaction.
@@ -304,17 +308,26 @@ export const make = (deps: {
     /** Commits an initiating event; resolves once it is durable. */
     receive: async (topic: string, payload: Buffer, clientId: string | null): Promise<void> => {
       timeline?.("r")
-      let forwarded: boolean
+      appending++
       try {
-        forwarded = await deps.log.append(topic, payload, clientId)
-      } catch (error) {
-        // A drain finds the log empty again (the batch rolled back) before anything is inlined.
-        clean = false
-        schedule()
-        throw error
+        let forwarded: boolean
+        try {
+          forwarded = await deps.log.append(topic, payload, clientId)
+        } catch (error) {
+          // A drain finds the log empty again (the batch rolled back) before anything is inlined.
+          clean = false
+          schedule()
+          throw error
+        }
+        Crash.point("ingress-committed")
+        if (!forwarded) schedule()
+      } finally {
+        // Counted until its forward is scheduled (or was done inline): `idle` sees no gap between.
+        if (--appending === 0 && appended !== undefined) {
+          appended.resolve()
+          appended = undefined
+        }
       }
-      Crash.point("ingress-committed")
-      if (!forwarded) schedule()
       timeline?.("a")
     },
     /** For `IngressLog.make`'s `inline` option (the log is made before the ingress: set it once both exist). */
@@ -346,16 +359,17 @@ export const make = (deps: {
       retry = undefined
     },
     /** Whether a forward is scheduled, running, or due again after a failure (what `idle` waits for). */
-    busy: () => scheduled || retry !== undefined || drains > 0,
+    busy: () => appending > 0 || scheduled || retry !== undefined || drains > 0,
     /**
-     * Resolves once no forward is scheduled, running, or due again after a failure (`stop` cancels
-     * that): what the log holds acknowledged is then forwarded (to the inboxes or the outbox), but
-     * for what a failure left until a later start. An event still on its way to the log (not yet
-     * acknowledged to its publisher) is not waited for.
+     * Resolves once no event is being appended to the log and no forward is scheduled, running, or
+     * due again after a failure (`stop` cancels that): what the log was given is then forwarded (to
+     * the inboxes or the outbox), but for what a failure left until a later start. An event not yet
+     * handed to `receive` (on the wire, in a broker's queue) is not waited for.
      */
     idle: async (): Promise<void> => {
       for (;;) {
-        if (retry !== undefined) await retry.done
+        if (appending > 0) await (appended ??= Promise.withResolvers()).promise
+        else if (retry !== undefined) await retry.done
         else if (scheduled) await new Promise((r) => setImmediate(r))
         else if (drains > 0) await chain
         else return
