@@ -133,8 +133,18 @@ export interface Consumer {
   readonly chain: ((event: Envelope.Envelope, topic: string, payload: string, at: Chained) => Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined) | undefined
   /** Whether `chain` may run now (PostgreSQL: while this instance owns every partition); absent, whenever it is there. */
   readonly chaining: (() => boolean) | undefined
-  /** Resolves when nothing is in flight. */
+  /**
+   * Resolves once nothing is in flight: no message scheduled and unfinished, no read of the inbox's
+   * backlog under way, no batch of the broker session being committed to the inbox (`handlerAll`).
+   * Then every message this consumer was handed is done, failed for good, or parked, but for one
+   * whose recording failed (it stays pending, logged) and, while it is held up, what its actors
+   * have not finished. It does not cover what is still on its way to it: an external broker's
+   * messages on the wire or in its session's queue, nor (alone) a message in another part of the
+   * runtime that will be routed here: `Runtime.idle` waits for those parts too.
+   */
   readonly idle: () => Promise<void>
+  /** Whether `idle` would wait now. */
+  readonly busy: () => boolean
   /** Messages scheduled and not finished (at most `maxScheduled`, but for a parked message's turn). */
   readonly inFlight: () => number
   /** Whether messages wait in the inbox for room (back-pressure). */
@@ -1252,31 +1262,43 @@ export const make = (deps: {
 
   const handler = async (message: Message): Promise<void> => handlerAll([message])
 
+  /** Batches of the broker session being committed to the inbox (`handlerAll`): `idle` waits for them. */
+  let receiving = 0
+  /** Resolved once no batch is being committed (made only when `idle` waits for one: nothing per batch otherwise). */
+  let allReceived: PromiseWithResolvers<void> | undefined
   /**
    * The messages that arrived together on the broker session (`Broker.subscribe`'s `batch`), in
    * one transaction (group commit): each one's inbox row, or its rejection. Once it committed
    * (before the broker acknowledges them), the new ones are scheduled in the order received.
    */
   const handlerAll = async (messages: ReadonlyArray<Message>): Promise<void> => {
-    const taken = messages.map(received)
-    const fresh = await store.transaction(
-      Effect.forEach(taken, (t, i) =>
-        "rejected" in t
-          ? Effect.as(t.rejected, false)
-          : inbox.receive(processor.name, { envelopeId: t.event.id, topic: messages[i]!.topic, key: t.event.key, payload: messages[i]!.payload.toString("utf8") })
+    receiving++
+    try {
+      const taken = messages.map(received)
+      const fresh = await store.transaction(
+        Effect.forEach(taken, (t, i) =>
+          "rejected" in t
+            ? Effect.as(t.rejected, false)
+            : inbox.receive(processor.name, { envelopeId: t.event.id, topic: messages[i]!.topic, key: t.event.key, payload: messages[i]!.payload.toString("utf8") })
+        )
       )
-    )
-    let rejected = false
-    for (let i = 0; i < taken.length; i++) {
-      const t = taken[i]!
-      if ("rejected" in t) {
-        rejected = true
-        continue
+      let rejected = false
+      for (let i = 0; i < taken.length; i++) {
+        const t = taken[i]!
+        if ("rejected" in t) {
+          rejected = true
+          continue
+        }
+        Crash.point("received-committed")
+        if (fresh[i] === true) schedule(t.event, messages[i]!.topic, messages[i]!.payload)
       }
-      Crash.point("received-committed")
-      if (fresh[i] === true) schedule(t.event, messages[i]!.topic, messages[i]!.payload)
+      if (rejected) deps.poke()
+    } finally {
+      if (--receiving === 0 && allReceived !== undefined) {
+        allReceived.resolve()
+        allReceived = undefined
+      }
     }
-    if (rejected) deps.poke()
   }
 
   /**
@@ -1304,21 +1326,25 @@ export const make = (deps: {
         return pending.length
       }
     )
-    // A full page: more may wait behind it, read once half the room is free (the page is not read twice).
+    // A full page: more may wait behind it, read once half the room is free (the page is not read
+    // twice). A message's end starts that read; with the room free already (what was in flight
+    // finished while the page was read), none is left to: read now (Consumer.recoverBacklog.test.ts).
     if (parts === undefined && read === maxScheduled) {
       backlog = true
       missed = true
+      if (inFlight.size <= maxScheduled / 2) refill()
     }
     return read
   }
 
+  const busy = () => inFlight.size > 0 || refilling !== undefined || receiving > 0
   const idle = async () => {
-    while (inFlight.size > 0 || refilling !== undefined) await Promise.all([...inFlight, refilling])
+    while (busy()) await Promise.all([...inFlight, refilling, receiving > 0 ? (allReceived ??= Promise.withResolvers()).promise : undefined])
   }
 
   // Absent where it never runs (see `runsHere`, `chainsHere`): its senders need not ask. Not
   // `chain` for a processor with a `committed` step (see `chain`).
   const alone = () => deps.cluster?.alone?.() === true
   const chains = (runsHere || chainsHere) && processor.committed === undefined
-  return { handler, handlerAll, schedule, inline, call: runsHere ? call : undefined, chain: chains ? chain : undefined, chaining: chains && chainsHere ? alone : undefined, recover, idle, inFlight: () => inFlight.size, backlogged: () => backlog }
+  return { handler, handlerAll, schedule, inline, call: runsHere ? call : undefined, chain: chains ? chain : undefined, chaining: chains && chainsHere ? alone : undefined, recover, idle, busy, inFlight: () => inFlight.size, backlogged: () => backlog }
 }

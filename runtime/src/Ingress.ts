@@ -7,6 +7,7 @@ import { Effect, Result } from "effect"
 import { Envelope, Log, Topics, Trace, type App, type Initiating, type Message } from "@baton/core"
 import { isUnavailable, timeline, type IngressLog, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
+import * as Due from "./Due.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 import { untraced, type Tracing } from "./Observability.ts"
 import type { Router } from "./Router.ts"
@@ -142,8 +143,12 @@ export const make = (deps: {
   let poke: (() => void) | undefined
   let scheduled = false
   /** A drain failed: the next one, due without a publish to wake it (`stop` cancels it). */
-  let retry: NodeJS.Timeout | undefined
+  let retry: Due.Due | undefined
   let stopped = false
+  /** Events being appended to the log (`receive`): `idle` waits for them. */
+  let appending = 0
+  /** Resolved once none is being appended (made only when `idle` waits for one: nothing per event otherwise). */
+  let appended: PromiseWithResolvers<void> | undefined
 
   /**
    * Judges logged entries and writes what each becomes, in order, inside the batch's transaction.
@@ -238,11 +243,18 @@ export const make = (deps: {
   }
   // One drain at a time: two would read the same unforwarded entries.
   let chain: Promise<unknown> = Promise.resolve()
+  /** Drains begun and not yet settled. */
+  let drains = 0
   const drain = (): Promise<number> => {
+    drains++
     const run = chain.then(drainOnce, drainOnce)
-    chain = run.catch(() => {
-      clean = false
-    })
+    chain = run.then(
+      () => void drains--,
+      () => {
+        drains--
+        clean = false
+      }
+    )
     return run
   }
 
@@ -279,10 +291,10 @@ export const make = (deps: {
     drain().then(failing.succeeded, (error: unknown) => {
       if (!isUnavailable(error)) failing.failed(error)
       if (stopped || retry !== undefined) return
-      retry = setTimeout(() => {
+      retry = Due.after(deps.retryMs ?? 500, () => {
         retry = undefined
         if (!stopped) schedule()
-      }, deps.retryMs ?? 500)
+      })
     })
   }
 
@@ -296,17 +308,26 @@ export const make = (deps: {
     /** Commits an initiating event; resolves once it is durable. */
     receive: async (topic: string, payload: Buffer, clientId: string | null): Promise<void> => {
       timeline?.("r")
-      let forwarded: boolean
+      appending++
       try {
-        forwarded = await deps.log.append(topic, payload, clientId)
-      } catch (error) {
-        // A drain finds the log empty again (the batch rolled back) before anything is inlined.
-        clean = false
-        schedule()
-        throw error
+        let forwarded: boolean
+        try {
+          forwarded = await deps.log.append(topic, payload, clientId)
+        } catch (error) {
+          // A drain finds the log empty again (the batch rolled back) before anything is inlined.
+          clean = false
+          schedule()
+          throw error
+        }
+        Crash.point("ingress-committed")
+        if (!forwarded) schedule()
+      } finally {
+        // Counted until its forward is scheduled (or was done inline): `idle` sees no gap between.
+        if (--appending === 0 && appended !== undefined) {
+          appended.resolve()
+          appended = undefined
+        }
       }
-      Crash.point("ingress-committed")
-      if (!forwarded) schedule()
       timeline?.("a")
     },
     /** For `IngressLog.make`'s `inline` option (the log is made before the ingress: set it once both exist). */
@@ -334,7 +355,25 @@ export const make = (deps: {
     /** No more drains after a failure (shutting down): what is left is forwarded at the next start. */
     stop: () => {
       stopped = true
-      clearTimeout(retry)
+      retry?.cancel()
+      retry = undefined
+    },
+    /** Whether a forward is scheduled, running, or due again after a failure (what `idle` waits for). */
+    busy: () => appending > 0 || scheduled || retry !== undefined || drains > 0,
+    /**
+     * Resolves once no event is being appended to the log and no forward is scheduled, running, or
+     * due again after a failure (`stop` cancels that): what the log was given is then forwarded (to
+     * the inboxes or the outbox), but for what a failure left until a later start. An event not yet
+     * handed to `receive` (on the wire, in a broker's queue) is not waited for.
+     */
+    idle: async (): Promise<void> => {
+      for (;;) {
+        if (appending > 0) await (appended ??= Promise.withResolvers()).promise
+        else if (retry !== undefined) await retry.done
+        else if (scheduled) await new Promise((r) => setImmediate(r))
+        else if (drains > 0) await chain
+        else return
+      }
     }
   }
 }

@@ -49,6 +49,11 @@ const num = (v: unknown): number => (typeof v === "number" ? v : typeof v === "b
 export const makeMetrics = (deps: {
   readonly store: Store
   readonly gauges: Gauges
+  /**
+   * Runs the outbox's deferred deletes of sent entries (`Outbox.flush`) before the outbox is
+   * counted, so that its gauges count only what is not yet published. Once per scrape, not per message.
+   */
+  readonly flushOutbox?: () => Promise<void>
   /** Which optional tables exist: queries on the others are skipped. */
   readonly tables: () => { readonly parking: boolean; readonly dashboard: boolean; readonly workflows: boolean }
 }): Metrics => {
@@ -138,6 +143,8 @@ export const makeMetrics = (deps: {
       const known = [...processors]
       for (const [name, count] of deps.gauges.inFlight()) set(inFlight, count, { processor: name })
       setAll(inboxPending, "processor", (await q("SELECT processor, COUNT(*) AS n FROM inbox WHERE status = 'pending' GROUP BY processor")).map((r) => [String(r.processor), num(r.n)]), known)
+      // A failed delete leaves the entries counted (deleted later): the scrape goes on.
+      await deps.flushOutbox?.().catch(() => undefined)
       const outbox = (await q("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox"))[0]
       set(outboxPending, num(outbox?.n))
       set(outboxAge, outbox?.oldest == null ? 0 : Math.max(0, (Date.now() - Date.parse(String(outbox.oldest))) / 1000))

@@ -7,6 +7,7 @@
 import { Log, type QoS } from "@baton/core"
 import { isUnavailable, Outbox } from "@baton/store"
 import * as Crash from "./Crash.ts"
+import * as Due from "./Due.ts"
 
 export interface Relay {
   /** Schedules a drain (coalesced). */
@@ -18,11 +19,20 @@ export interface Relay {
    * the outbox's rows in commit order without gaps); otherwise the same as `poke`.
    */
   readonly offer: (entries: ReadonlyArray<Outbox.Entry>) => void
-  /** Resolves when the outbox is empty (or the relay stopped). */
+  /**
+   * Resolves once the relay has nothing to do: no drain running, no retry of a failed one due, and
+   * the outbox's sent entries deleted (`Outbox.flush`: SQLite defers their delete by a few ms).
+   * Then the outbox holds only what this relay cannot send now: entries committed after the
+   * relay's last read and neither offered nor poked (another instance's, say), and those a delete
+   * that failed put back (deleted with the next read). A retry is waited for, so with the broker
+   * away for good it resolves only once the relay stops (`stopping`, `close`). It does not wait for
+   * a subscriber to receive what was published (an external broker's messages on the wire).
+   */
   readonly idle: () => Promise<void>
   /**
    * The runtime is shutting down (its broker may be given up on, failing what is in flight): a
-   * failed drain is not retried any more, and logged once; later pokes and offers still drain.
+   * failed drain is not retried any more (a retry due is cancelled), and logged once; later pokes
+   * and offers still drain.
    */
   readonly stopping: () => void
   readonly close: () => Promise<void>
@@ -64,6 +74,29 @@ export const make = (deps: {
   const queued: Array<Outbox.Entry> = []
   /** A read of the outbox is under way: what commits meanwhile may or may not be in it. */
   let reading = false
+  /** A failed drain's retry, due after `retryMs` (`idle` waits for it; `stopping` cancels it). */
+  let retry: { readonly due: Due.Due; readonly error: unknown } | undefined
+  const retryLater = (error: unknown) => {
+    if (retry !== undefined) return
+    const due = Due.after(deps.retryMs ?? 500, () => {
+      retry = undefined
+      poke()
+    })
+    retry = { due, error }
+  }
+  /** "outbox not flushed", once per shutdown. */
+  const notFlushedYet = (error: unknown) => {
+    if (notFlushed) return
+    notFlushed = true
+    deps.logger.log("warn", "outbox not flushed: the rest is published at the next start", { reason: Log.reason(error) })
+  }
+  /** Stopping: a retry due is not waited for (nor run); what it would have sent stays in the outbox. */
+  const cancelRetry = () => {
+    if (retry === undefined) return
+    retry.due.cancel()
+    notFlushedYet(retry.error)
+    retry = undefined
+  }
 
   /**
    * Publishes `entries` in order, up to `window` unconfirmed at once; resolves with the sequence
@@ -171,14 +204,12 @@ export const make = (deps: {
         // Stopping: not retried; what is unsent stays in the outbox, published at the next start.
         if (closing) {
           again = false
-          if (notFlushed) return
-          notFlushed = true
-          return deps.logger.log("warn", "outbox not flushed: the rest is published at the next start", { reason: Log.reason(error) })
+          return notFlushedYet(error)
         }
         // The database out of reach: the store logs the outage once; the relay retries quietly.
         // A failure that recurs is logged once, and again only when its reason changes (issue #15).
         if (!isUnavailable(error)) failing.failed(error)
-        if (!closed) setTimeout(poke, deps.retryMs ?? 500)
+        if (!closed) retryLater(error)
       })
       .finally(() => {
         running = undefined
@@ -200,20 +231,34 @@ export const make = (deps: {
     if (running === undefined) start()
   }
 
+  /** Until no drain runs and no retry is due. */
+  const settled = async () => {
+    while (running !== undefined || retry !== undefined) await (running ?? retry?.due.done)
+  }
+  /**
+   * `settled`, then the deferred deletes of what was sent (a failed one is left to the next read:
+   * not a failure of `idle`, which shutdown awaits), until nothing started meanwhile.
+   */
   const idle = async () => {
-    while (running !== undefined) await running
+    do {
+      await settled()
+      await deps.outbox.flush().catch(() => undefined)
+    } while (running !== undefined || retry !== undefined)
+  }
+  const stopping = () => {
+    closing = true
+    cancelRetry()
   }
 
   return {
     poke,
     offer,
     idle,
-    stopping: () => {
-      closing = true
-    },
+    stopping,
     close: async () => {
-      closing = true
-      await idle()
+      stopping()
+      // The store's close deletes what was sent (its `beforeClose`): no flush here.
+      await settled()
       closed = true
     }
   }

@@ -49,7 +49,22 @@ export interface Runtime {
   readonly actors: ReadonlyArray<Supervisor.Supervised>
   /** Client ids of the runtime's persistent broker sessions (an external broker keeps them). */
   readonly sessions: ReadonlyArray<string>
-  /** Resolves when nothing is in flight and the outbox is empty. */
+  /**
+   * Resolves once this runtime has nothing left to do with what it has been given, all at once:
+   * - the ingress: every initiating event it acknowledged is forwarded (a forward scheduled,
+   *   running, or due again after a failure is waited for);
+   * - every consumer: nothing in flight, no read of its inbox's backlog under way, no batch of its
+   *   broker session being committed; so no inbox row pending (but one whose recording failed, and
+   *   the messages of a processor held up, which it waits for);
+   * - the relay: no drain running, no retry due, and what it sent deleted from the outbox (SQLite's
+   *   deferred delete run now): the outbox empty, unless publishing keeps failing (then it waits).
+   * It does not cover what is outside the runtime or not yet given to it: on an external broker,
+   * messages on the wire or queued in the broker (a published event on its way back to a
+   * consumer's session, an initiating event not yet delivered to the ingress); a publish not yet
+   * acknowledged; subscribers' receipt; timers of the apps (a mediator's timeout), another cluster
+   * instance's work, and a housekeeping sweep. Called while messages keep arriving, it may resolve
+   * between two of them.
+   */
   readonly idle: () => Promise<void>
   /** Fails when a supervisor gives up (restart limit exceeded): the runtime must stop. */
   readonly fatal: Effect.Effect<never, Supervisor.RestartLimitExceeded>

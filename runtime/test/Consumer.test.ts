@@ -346,6 +346,34 @@ describe("Consumer: recovery past the bound", () => {
   }, 120_000)
 })
 
+describe.each(engines)("Consumer on %s: idle while a broker session's batch is committed", (_, open) => {
+  it("idle() waits for a batch handed over by the session (handlerAll) still being committed to the inbox, and for its messages to run", async () => {
+    const store = await open()
+    const inbox = await Inbox.make(store)
+    const outbox = await Outbox.make(store)
+    const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+    const applied: Array<string> = []
+    const processor: Processor = { name: "idle-batch", consumes: ["x"], handle: (event: Envelope.Envelope) => Effect.sync(() => (applied.push(event.id), [])) }
+    const system = Supervisor.system()
+    const actors = Array.from({ length: 2 }, (_, i) => Supervisor.make(system, `ib-${i}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 100, windowMs: 60_000 }))
+    const fibers = actors.map((a) => Effect.runFork(a.run))
+    const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router: Router.make(inbox), routePublic: false, logger: Log.silent })
+    try {
+      const ids = ["b-1", "b-2", "b-3"]
+      const message = (id: string) => ({ topic: "events/x", payload: Buffer.from(JSON.stringify({ id, type: "x", correlationId: "c", causationId: "c", key: id, occurredAt: new Date().toISOString(), data: {} })) })
+      // The session hands the batch over; the runtime asks whether it is idle before its transaction committed.
+      const handed = consumer.handlerAll(ids.map(message))
+      await consumer.idle()
+      expect([...applied].sort(), "the batch committed and ran").toEqual(ids)
+      expect(consumer.busy()).toBe(false)
+      await handed
+    } finally {
+      for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+      await store.close()
+    }
+  })
+})
+
 describe.each(engines)("Consumer on %s: the relay's poke", (_, open) => {
   it("for any messages announcing public events or none: the relay is poked once after the commit of each that wrote to the outbox (its entry already readable), never for one that wrote nothing", async () => {
     const store = await open()

@@ -84,4 +84,21 @@ describe("processor metrics", () => {
       await store.close()
     }
   })
+
+  it("the outbox gauge counts only what is not yet published: entries sent (their SQLite delete deferred) are not counted", async () => {
+    const store = await Sqlite.open({ path: ":memory:" })
+    try {
+      await Inbox.make(store)
+      const outbox = await Outbox.make(store)
+      const metrics = Observability.makeMetrics({ store, flushOutbox: outbox.flush, gauges: { inFlight: () => [], connections: () => undefined }, tables: () => ({ parking: false, dashboard: false, workflows: false }) })
+      const gauge = async () => Number(/^baton_outbox_pending (\d+)/m.exec(await metrics.scrape())?.[1])
+      // Four entries offered after their commit (as to the relay), three of them sent: one not yet published.
+      const entries = []
+      for (const p of ["1", "2", "3", "4"]) entries.push((await store.transaction(outbox.added("events/e", p)))())
+      await outbox.sentRuns([[entries[0]!.seq, entries[2]!.seq]])
+      expect(await gauge()).toBe(1)
+    } finally {
+      await store.close()
+    }
+  })
 })

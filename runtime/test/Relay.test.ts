@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { Effect } from "effect"
 import { Log } from "@baton/core"
-import { Outbox, Sqlite } from "@baton/store"
+import { Outbox, Sqlite, type Store } from "@baton/store"
 import * as Relay from "../src/Relay.ts"
 
 describe("Relay", () => {
@@ -348,6 +348,88 @@ describe("Relay", () => {
       expect(lines("outbox relay publishes again")).toHaveLength(1)
     } finally {
       await relay?.close()
+      await store.close()
+    }
+  })
+
+  /** Rows in the outbox table, read past the outbox (whose `size` deletes what was sent first). */
+  const rows = (store: Store) => store.run(store.query("SELECT COUNT(*) AS n FROM outbox").get()).then((r) => Number(r?.n ?? 0))
+
+  it("idle: resolves with what it sent from an offer deleted (SQLite defers that delete by a few ms)", async () => {
+    const store = await Sqlite.open({ path: ":memory:" })
+    const outbox = await Outbox.make(store)
+    const relay = Relay.make({ outbox, logger: Log.silent, publish: async () => {} })
+    try {
+      // The first entries read back (the relay's position unknown), the next ones offered after their commit.
+      await store.transaction(outbox.add("events/e", "0"))
+      relay.poke()
+      await relay.idle()
+      for (let i = 1; i <= 5; i++) relay.offer([(await store.transaction(outbox.added("events/e", String(i))))()])
+      await relay.idle()
+      expect(await rows(store)).toBe(0)
+    } finally {
+      await relay.close()
+      await store.close()
+    }
+  })
+
+  it("idle: waits for the retry of a failed drain, and resolves with the outbox empty", async () => {
+    const store = await Sqlite.open({ path: ":memory:" })
+    const outbox = await Outbox.make(store)
+    let calls = 0
+    const published: Array<string> = []
+    const relay = Relay.make({
+      outbox,
+      logger: Log.silent,
+      retryMs: 30,
+      publish: async (_t, payload) => {
+        if (calls++ === 0) throw new Error("broker away")
+        published.push(String(payload))
+      }
+    })
+    try {
+      await store.transaction(Effect.forEach(["1", "2"], (p) => outbox.add("events/e", p), { discard: true }))
+      relay.poke()
+      await relay.idle()
+      expect(published).toEqual(["1", "2"])
+      expect(await rows(store)).toBe(0)
+    } finally {
+      await relay.close()
+      await store.close()
+    }
+  })
+
+  it("stopping: a retry due is cancelled (not run, not waited for by idle or close), logged once as not flushed", async () => {
+    const store = await Sqlite.open({ path: ":memory:" })
+    const outbox = await Outbox.make(store)
+    const logger = Log.memory()
+    let calls = 0
+    const relay = Relay.make({
+      outbox,
+      logger,
+      retryMs: 100,
+      publish: async () => {
+        calls++
+        throw new Error("broker away")
+      }
+    })
+    try {
+      await store.transaction(outbox.add("events/e", "1"))
+      relay.poke()
+      while (calls === 0) await new Promise((r) => setTimeout(r, 1))
+      await new Promise((r) => setTimeout(r, 5))
+      const waiting = relay.idle()
+      relay.stopping()
+      await waiting
+      const started = performance.now()
+      await relay.close()
+      expect(performance.now() - started, "close sat through no back-off").toBeLessThan(50)
+      await new Promise((r) => setTimeout(r, 250))
+      expect(calls, "no retry after stopping").toBe(1)
+      expect(await rows(store), "what failed stays in the outbox").toBe(1)
+      expect(logger.lines.filter((l) => l.includes("outbox not flushed"))).toEqual([expect.stringContaining("broker away")])
+    } finally {
+      await relay.close()
       await store.close()
     }
   })

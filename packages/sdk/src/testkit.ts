@@ -122,7 +122,7 @@ export interface Running {
 }
 
 export interface App extends Running {
-  /** Resolves when nothing is in flight and the outbox is empty. */
+  /** `Runtime.idle`: every initiating event acknowledged is forwarded and handled, nothing in flight, the outbox empty. */
   readonly idle: () => Promise<void>
   /** The runtime's log lines (set `log: true` to see them as they come). */
   readonly logs: () => ReadonlyArray<string>

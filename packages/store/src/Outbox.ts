@@ -263,6 +263,12 @@ export const make = async (store: Store, options: { readonly instance?: string }
     },
     sent,
     /**
+     * Deletes now the sent entries whose delete is deferred (SQLite, see `deferred`): after it,
+     * what the table holds is what is not yet sent. For a caller that counts or waits (the relay's
+     * `idle`, `/metrics`), never per message. Resolves once every delete begun before it is done.
+     */
+    flush: (): Promise<void> => (deferred ? deleteSent() : Promise.resolve()),
+    /**
      * `sent` for several runs (in order) of what one batch published. On PostgreSQL in one
      * statement: in a cluster the instances share the numbering, so an instance's entries are
      * rarely consecutive and a batch is as many runs as entries (one delete each, before).

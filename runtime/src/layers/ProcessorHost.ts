@@ -43,7 +43,7 @@ export interface Shape {
   readonly parking: Parking.Parking | undefined
   readonly repairs: WorkflowProcessor.WorkflowProcessor | undefined
   readonly metrics: Observability.Metrics
-  /** Resolves when nothing is in flight and the outbox is empty. */
+  /** `Runtime.idle`: the ingress, every consumer and the relay idle at once. */
   readonly idle: () => Promise<void>
   /** Fails when a supervisor gives up (restart limit exceeded). */
   readonly fatal: Deferred.Deferred<never, Supervisor.RestartLimitExceeded>
@@ -60,7 +60,7 @@ export const layer = Layer.effect(
     const ownership = yield* Ownership
     const { inbox, outbox } = yield* Queues
     const { apps, mask, reject, contracts } = yield* Apps
-    const { router, routePublic } = yield* Ingress
+    const { ingress, router, routePublic } = yield* Ingress
     const { embedded } = yield* Broker
     const { relay, tap } = yield* Relay
     const consumers: Array<Hosted> = []
@@ -97,6 +97,7 @@ export const layer = Layer.effect(
 
     const metrics = Observability.makeMetrics({
       store,
+      flushOutbox: outbox.flush,
       gauges: { inFlight: () => consumers.map((c) => [c.processor.name, c.consumer.inFlight()] as const), connections: () => embedded?.connections() },
       tables: () => ({ parking: parking !== undefined, dashboard: repairs !== undefined, workflows: workflowStore !== undefined })
     })
@@ -177,13 +178,15 @@ export const layer = Layer.effect(
       })
     }
 
-    // Until every consumer is idle at once: one that finishes after another's wait resolved may
-    // have handed that one a message meanwhile.
+    // Until the ingress and every consumer are idle at once: one that finishes after another's
+    // wait resolved may have handed that one a message meanwhile (the ingress forwards to the
+    // consumers; a consumer's event, through the router, to another).
     const idle = async () => {
       do {
+        await ingress.idle()
         await Promise.all(consumers.map((c) => c.consumer.idle()))
         await relay.idle()
-      } while (consumers.some((c) => c.consumer.inFlight() > 0))
+      } while (ingress.busy() || consumers.some((c) => c.consumer.busy()))
     }
     return { processors, consumers, consumer, actors, topicsOf, workflowStore, domains, workflows, parking, repairs, metrics, idle, fatal } satisfies Shape
   })
