@@ -9,6 +9,7 @@
 import { afterAll, describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import type { Envelope, Processor } from "@baton/core"
+import { Postgres } from "@baton/store"
 import * as OrderEntry from "@baton/order-entry"
 import * as Apps from "../src/Apps.ts"
 import { alone, closeHarness, routedConsumers, settled, within } from "./chainPg.ts"
@@ -151,6 +152,55 @@ describe("payment and shipping in one group commit on PostgreSQL, one payment lo
       expect(announced.map((e) => [e.type, e.data.reason])).toEqual([["payment-denied", "card declined by issuer"]])
       expect(await h.store.run(h.store.query("SELECT COUNT(*) AS n FROM payments").get())).toEqual({ n: 1 })
       for (const [what, count] of handled) if (!what.endsWith(" done")) expect(count, what).toBe(0)
+      expect(await h.store.run(h.store.query("SELECT COUNT(*) AS n FROM inbox WHERE status <> 'done'").get())).toEqual({ n: 0 })
+    } finally {
+      await closeHarness(h)
+    }
+  }, 60_000)
+
+  it("40 orders charged through group commits while another instance charges each at once with the other card: one row each, the consumer announces it, nothing rejected", async () => {
+    const h = await alone(4, cleanups, "CREATE TABLE effects (n INT)")
+    try {
+      await h.store.migrate(OrderEntry.migrations)
+      const ctx = Apps.context(h.store)
+      const mailer = OrderEntry.Mailer.make()
+      const made = OrderEntry.Payment.make({ ...ctx, mailer })
+      const payment: Processor = { ...made, topics: ["events/charge"] }
+      const handled = new Map<string, number>()
+      const consumers = routedConsumers(h, [payment], "f", handled, () => true, { actors: 4 })
+      const racer = async (event: Envelope.Envelope) => {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await h.store.transaction(made.handle(event, undefined) as Effect.Effect<ReadonlyArray<unknown>, unknown, never>)
+          } catch (error) {
+            if (!Postgres.isConflict(error) || attempt === 5) throw error
+          }
+        }
+      }
+      for (let round = 0; round < 3; round++) {
+        const ids = Array.from({ length: 40 }, (_, i) => `F${round}-${i}`)
+        const cardOf = (i: number, racing: boolean) => ((i % 2 === 0) === racing ? good : OrderEntry.Payment.declinedCard)
+        const events = ids.map((id, i) => ["events/charge", charge(id, cardOf(i, false))] as const)
+        const deliveries = await h.store.transaction(Effect.map(Effect.forEach(events, ([topic, e]) => h.router.route(topic, e, JSON.stringify(e))), (all) => all.flat()))
+        for (const d of deliveries) d()
+        // The other instance's charges spread over the consumer's groups.
+        const raced = Promise.all(ids.map((id, i) => new Promise((r) => setTimeout(r, (i * 7) % (round * 10 + 5))).then(() => racer(charge(id, cardOf(i, true))))))
+        await raced
+        await within(settled(h, consumers), 20_000, "the messages")
+        const out = await h.store.run(h.store.query("SELECT payload FROM outbox ORDER BY seq").all())
+        const announced = new Map<string, Array<string>>()
+        for (const r of out) {
+          const e = JSON.parse(String(r.payload)) as { type: string; data: { orderId: string } }
+          announced.set(e.data.orderId, [...(announced.get(e.data.orderId) ?? []), e.type])
+        }
+        for (const id of ids) {
+          const rows = await h.store.run(h.store.query("SELECT approved FROM payments WHERE order_id = ?").all(id))
+          expect(rows, id).toHaveLength(1)
+          expect(announced.get(id), id).toEqual([Number(rows[0]!.approved) === 1 ? "payment-applied" : "payment-denied"])
+        }
+      }
+      for (const [what, count] of handled) if (!what.endsWith(" done")) expect(count, what).toBe(0)
+      expect(handled.get("payment done")).toBe(120)
       expect(await h.store.run(h.store.query("SELECT COUNT(*) AS n FROM inbox WHERE status <> 'done'").get())).toEqual({ n: 0 })
     } finally {
       await closeHarness(h)
