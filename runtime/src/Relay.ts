@@ -90,12 +90,16 @@ export const make = (deps: {
     notFlushed = true
     deps.logger.log("warn", "outbox not flushed: the rest is published at the next start", { reason: Log.reason(error) })
   }
+  /** The retry due is not made (`idle` no longer waits for it). */
+  const dropRetry = () => {
+    retry?.due.cancel()
+    retry = undefined
+  }
   /** Stopping: a retry due is not waited for (nor run); what it would have sent stays in the outbox. */
   const cancelRetry = () => {
     if (retry === undefined) return
-    retry.due.cancel()
     notFlushedYet(retry.error)
-    retry = undefined
+    dropRetry()
   }
 
   /**
@@ -193,7 +197,12 @@ export const make = (deps: {
 
   const failing = Log.streak(deps.logger, "outbox relay failed, retrying", "outbox relay publishes again")
   const drained = () => {
-    if (!closed) failing.succeeded()
+    if (closed) return
+    failing.succeeded()
+    // A drain after a failure reads the outbox (`high` unknown) until it finds it empty: it
+    // published what the failed one left, and the retry due has nothing to do (`idle` would sit
+    // through it, and stopping would warn of an outbox not flushed).
+    if (retry !== undefined) dropRetry()
   }
   const start = () => {
     running = drain()

@@ -434,3 +434,42 @@ describe("Relay", () => {
     }
   })
 })
+
+describe("Relay: a retry due after a drain that later succeeded", () => {
+  it("stopping: no 'outbox not flushed' when a later drain published everything, and idle does not sit through the retry", async () => {
+    const store = await Sqlite.open({ path: ":memory:" })
+    const outbox = await Outbox.make(store)
+    const logger = Log.memory()
+    let calls = 0
+    const published: Array<string> = []
+    const relay = Relay.make({
+      outbox,
+      logger,
+      retryMs: 60_000,
+      publish: async (_t, payload) => {
+        if (calls++ === 0) throw new Error("broker away")
+        published.push(String(payload))
+      }
+    })
+    try {
+      await store.transaction(outbox.add("events/e", "1"))
+      relay.poke()
+      while (calls === 0) await new Promise((r) => setTimeout(r, 1))
+      await new Promise((r) => setTimeout(r, 5))
+      // The broker is back: the next event's poke publishes what failed too.
+      await store.transaction(outbox.add("events/e", "2"))
+      relay.poke()
+      const started = performance.now()
+      await Promise.race([relay.idle(), new Promise((r) => setTimeout(r, 1000))])
+      expect(performance.now() - started, "idle did not wait for a retry with nothing left to retry").toBeLessThan(500)
+      expect(published).toEqual(["1", "2"])
+      expect(await outbox.size(), "everything published").toBe(0)
+      relay.stopping()
+      await relay.close()
+      expect(logger.lines.filter((l) => l.includes("outbox not flushed")), "nothing was left unflushed").toEqual([])
+    } finally {
+      await relay.close()
+      await store.close()
+    }
+  })
+})

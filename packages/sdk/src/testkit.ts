@@ -224,6 +224,20 @@ const observer = async (mqttUrl: () => string, httpUrl: () => string, settle: ()
     return { flow: toFlow(correlationId, events, rejections), pending: body.summary.pending + body.summary.parked }
   }
 
+  /**
+   * `settle`, no longer than until `deadline`: `Runtime.idle` waits for a failure's retry, and a
+   * failure that keeps recurring (the store refusing the relay's deletes, say) would otherwise
+   * hold the flow past its timeout for good.
+   */
+  const settleBy = async (deadline: number): Promise<void> => {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    try {
+      await Promise.race([settle(), new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
   const flow = async (sent: Sent | string, options: FlowOptions = {}): Promise<Flow> => {
     const correlationId = typeof sent === "string" ? sent : sent.correlationId
     const timeoutMs = options.timeoutMs ?? 10_000
@@ -234,7 +248,7 @@ const observer = async (mqttUrl: () => string, httpUrl: () => string, settle: ()
     let stable = 0
     for (;;) {
       try {
-        if (until === undefined) await settle()
+        if (until === undefined) await settleBy(deadline)
         const { flow, pending } = await snapshot(correlationId)
         // The data as published, not as the HTTP answer masks it: once the client has the events too.
         const received = (events: ReadonlyArray<FlowEvent>) => events.every((e) => !e.topic.startsWith(Topics.eventsPrefix) || seen.has(e.id))
