@@ -136,6 +136,16 @@ export type Sessions =
 /** Queued messages delivered per reconnect; Redis persistence defaults to 1000 (docs/platform-facts.md). */
 const maxSessionDelivery = 1_000_000
 
+/**
+ * A persistent session's stored messages a restore leaves unacknowledged at most, waiting for the
+ * client's PUBACKs past it: all of them went at once, and past 65,535 a message took a packet id
+ * still in flight [MQTT-2.3.1-2], whose PUBACK cleared the other one from the store (lost). Below
+ * the in-flight bound's default (10,000), so the live messages held behind the restore are not
+ * refused by it when they are released; independent of the bound, so a small one does not slow a
+ * restore down (the stored messages count towards it all the same).
+ */
+const restoreWindow = 1_000
+
 const redisOptions = (url: string) => {
   const u = new URL(url)
   if (u.protocol !== "redis:" && u.protocol !== "rediss:") throw new Error(`BATON_REDIS_URL must be a redis:// URL, got '${url}'`)
@@ -513,10 +523,12 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
         }),
     ...options.aedes
   })
-  // With the in-flight bound, a PUBACK (or PUBCOMP) emits `ack` only for a QoS 1/2 message in
-  // flight to that connection (the Aedes patch, client.js `_inflightIds`): one for an id never sent,
-  // or acknowledged already, lowered the count below what the client really holds unacknowledged.
-  if (guard?.maxInflight !== undefined) (aedes as unknown as { trackInflight: boolean }).trackInflight = true
+  // A PUBACK (or PUBCOMP) emits `ack` only for a QoS 1/2 message in flight to that connection (the
+  // Aedes patch, client.js `_inflightIds`): one for an id never sent, or acknowledged already,
+  // lowered the in-flight bound's count below what the client really holds unacknowledged. A new
+  // message's id is none of those in flight (qos-packet.js, freshId), and a persistent session's
+  // restore writes a stored message only while fewer than `restoreWindow` are (test/idWrap.int.test.ts).
+  Object.assign(aedes, { trackInflight: true, restoreInflight: restoreWindow })
   // The Aedes patch, lib/handlers/publish.js: the PUBACK after the publish's store and forward,
   // but for a publish `beforeAck` made durable (acknowledged once it is, as before); in receipt order.
   if (options.ackStored !== false) (aedes as unknown as { ackStored: (client: unknown, packet: object) => boolean }).ackStored = (_client, packet) => !vouched.has(packet)
