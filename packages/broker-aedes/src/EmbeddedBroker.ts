@@ -551,6 +551,8 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     // Aedes refuses wildcard and empty publish topics itself [MQTT-3.3.2-2], before authorizePublish.
     if (/not allowed in PUBLISH|too many levels/.test(error.message)) guard?.onRefused?.("publish", client.id, error.message)
     else if (/drain timeout/.test(error.message)) guard?.onRefused?.("slow-consumer", client.id, "stopped reading its socket; disconnected after the drain timeout")
+    // The Aedes patch, client.js `_restoreStalled`: publishers waited on a restore waiting for PUBACKs.
+    else if (/restore timeout/.test(error.message)) guard?.onRefused?.("slow-consumer", client.id, "left its restored messages unacknowledged while publishers waited; disconnected after the drain timeout")
     else logger.log("warn", "mqtt client error", { client: client.id, reason: error.message })
   })
   aedes.on("client", () => {

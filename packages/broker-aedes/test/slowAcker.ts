@@ -34,9 +34,11 @@ export const connect = async (port: number, clientId: string, filter: string, su
     if (p.cmd === "publish") {
       const d = { payload: String(p.payload), messageId: p.messageId as number }
       got.push(d)
-      if (outstanding.has(d.messageId)) reused.push(d)
-      outstanding.add(d.messageId)
       lastAt = Date.now()
+      if (p.qos !== 0) {
+        if (outstanding.has(d.messageId)) reused.push(d)
+        outstanding.add(d.messageId)
+      }
     }
     waiting.get(p.cmd as string)?.()
   })
@@ -55,20 +57,28 @@ export const connect = async (port: number, clientId: string, filter: string, su
     got,
     outstanding,
     reused,
-    /** Resolves once nothing arrived for `quietMs`. */
+    /** Resolves once nothing arrived for `quietMs` (since the last `ack`, too). */
     quiet: async (quietMs: number) => {
       while (Date.now() - lastAt < quietMs) await new Promise((r) => setTimeout(r, quietMs / 4))
     },
-    /** Acknowledges every outstanding message; resolves once the broker handled the PUBACKs (it answers the PINGREQ after them). */
-    ackAll: async () => {
-      for (const messageId of outstanding) send({ cmd: "puback", messageId })
-      outstanding.clear()
+    /**
+     * Acknowledges the `count` oldest outstanding messages (all by default), in the order they came
+     * [MQTT-4.6.0-2]; resolves once the broker handled the PUBACKs (it answers the PINGREQ after them).
+     */
+    ack: async (count = Infinity) => {
+      for (const messageId of [...outstanding].slice(0, count)) {
+        send({ cmd: "puback", messageId })
+        outstanding.delete(messageId)
+      }
       const pong = reply("pingresp")
       send({ cmd: "pingreq" })
       await pong
+      // `quiet` from now on: what the acknowledgements let the broker send comes after them.
+      lastAt = Date.now()
     },
     close: () =>
       new Promise<void>((resolve) => {
+        if (socket.closed) return resolve()
         socket.once("close", () => resolve())
         socket.destroy()
       })
