@@ -13,7 +13,10 @@
  * with sessions on disk or in Redis, read asynchronously, live ones overtook the stored ones. And
  * its dedupe (a client with overlapping subscriptions gets a message once) keeps a window of the
  * counters a client got, not their highest: a QoS 1 message, emitted after a store step, was
- * dropped when a later QoS 0 one reached the client first (test/dedupe.int.test.ts).
+ * dropped when a later QoS 0 one reached the client first (test/dedupe.int.test.ts). And a
+ * restore leaves at most `restoreWindow` stored messages unacknowledged, the next ones waiting for
+ * PUBACKs: past 65,535 a message took a packet id in flight, and a PUBACK cleared the wrong one
+ * (test/idWrap.int.test.ts).
  */
 import type { EventEmitter } from "node:events"
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net"
@@ -490,8 +493,9 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
             // from the restore of its subscriptions to the end of its stored stream, while its live
             // messages are held) are sent whatever the count: Aedes clears a stored message refused
             // at a restore, so the bound deleted what the session had kept. The stored stream writes
-            // one at a time, each after the previous write, and a client that stops reading is
-            // disconnected after the drain timeout; they count towards the bound for what follows.
+            // one at a time, each after the previous write, at most `restoreWindow` unacknowledged
+            // (the next ones wait for PUBACKs), and a client that stops reading is disconnected
+            // after the drain timeout; they count towards the bound for what follows.
             if (n >= guard.maxInflight && (client as unknown as { _restored?: unknown })._restored == null) {
               guard.onRefused?.("inflight", client.id, `${n} messages unacknowledged (limit ${guard.maxInflight}); message dropped for this client`, packet.topic)
               return null

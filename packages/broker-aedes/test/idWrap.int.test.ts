@@ -24,7 +24,8 @@ const guard: EmbeddedBroker.Guard = { connect: async () => ({ ok: true }), publi
 const stored = 65_535 + 1_000
 
 describe("a persistent session's restore of more stored messages than packet ids", () => {
-  it.each(["memory"] as const satisfies ReadonlyArray<Kind>)(
+  // Redis is left out: its 66,535 stored messages take more than a minute (restoreWindow.int.test.ts has it).
+  it.each(["memory", "disk"] as const satisfies ReadonlyArray<Kind>)(
     "%s sessions store: no id given twice while in flight, every message delivered once, in order, none left",
     async (kind) => {
       const broker = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, sessions: freshSessions(kind, cleanup), guard })
@@ -39,6 +40,8 @@ describe("a persistent session's restore of more stored messages than packet ids
         }
 
         const c = await SlowAcker.connect(broker.mqttPort, "wrap", "k/#", false)
+        // (Redis: the restore reads the kept ids first, one GET a stored message.)
+        await until(() => c.got.length > 0, 30_000)
         let rounds = 0
         let received = -1
         while (c.got.length > received) {
