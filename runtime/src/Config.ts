@@ -44,7 +44,7 @@ export interface Config {
   readonly publishRate: number
   readonly maxTopicDepth: number
   readonly maxClientIdLength: number
-  /** QoS 1/2 messages sent to one client and not yet acknowledged; past it, its messages are dropped. */
+  /** QoS 1/2 messages sent to one client and not yet acknowledged (at most 65,535); past it, its messages are dropped. */
   readonly maxInflight: number
   /** A subscriber whose socket stays full this long is disconnected (it would hold back others). */
   readonly drainTimeoutMs: number
@@ -145,6 +145,12 @@ const positive = (env: Env, name: string, fallback: number): number => {
   return n
 }
 
+/** `positive`, at most `max`; `why` says what the bound is. */
+const positiveAtMost = (env: Env, name: string, fallback: number, max: number, why: string): number => {
+  const n = positive(env, name, fallback)
+  if (n > max) throw new ConfigError(`${name} must be at most ${max} (${why}), got '${env[name]}'`)
+  return n
+}
 
 const flag = (env: Env, name: string, fallback: boolean): boolean => {
   const raw = env[name]
@@ -229,7 +235,9 @@ export const fromEnv = (env: Env = process.env): Config => {
     publishRate: positive(env, "BATON_PUBLISH_RATE", 5000),
     maxTopicDepth: positive(env, "BATON_MAX_TOPIC_DEPTH", 8),
     maxClientIdLength: positive(env, "BATON_MAX_CLIENT_ID_LENGTH", 64),
-    maxInflight: positive(env, "BATON_MAX_INFLIGHT", 10_000),
+    // A client's unacknowledged messages each hold one of its 65,535 packet ids [MQTT-2.3.1-1]:
+    // past them Aedes gave an id in flight to a second message, and a PUBACK cleared the wrong one.
+    maxInflight: positiveAtMost(env, "BATON_MAX_INFLIGHT", 10_000, 65_535, "the packet ids of one client"),
     drainTimeoutMs: positive(env, "BATON_DRAIN_TIMEOUT_MS", 5000),
     partitions: positive(env, "BATON_PARTITIONS", 16),
     maxScheduled: positive(env, "BATON_MAX_SCHEDULED", 1000),

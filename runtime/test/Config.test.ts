@@ -62,3 +62,13 @@ describe("BATON_HTTP_MAX_CONCURRENT", () => {
     for (const bad of ["0", "-1", "2.5", "many"]) expect(() => fromEnv({ BATON_HTTP_MAX_CONCURRENT: bad }), bad).toThrow(/BATON_HTTP_MAX_CONCURRENT must be a positive whole number/)
   })
 })
+
+describe("BATON_MAX_INFLIGHT", () => {
+  it("defaults to 10,000 and takes 1 to 65,535: a client has no more packet ids [MQTT-2.3.1-1]", () => {
+    expect(fromEnv({}).maxInflight).toBe(10_000)
+    expect(fromEnv({ BATON_MAX_INFLIGHT: "65535" }).maxInflight).toBe(65_535)
+    expect(fromEnv({ BATON_MAX_INFLIGHT: "1" }).maxInflight).toBe(1)
+    for (const bad of ["65536", "1000000"]) expect(() => fromEnv({ BATON_MAX_INFLIGHT: bad }), bad).toThrow(/BATON_MAX_INFLIGHT must be at most 65535 \(the packet ids of one client\), got '\d+'/)
+    for (const bad of ["0", "-1", "many"]) expect(() => fromEnv({ BATON_MAX_INFLIGHT: bad }), bad).toThrow(/BATON_MAX_INFLIGHT must be a positive whole number/)
+  })
+})

@@ -13,7 +13,10 @@
  * with sessions on disk or in Redis, read asynchronously, live ones overtook the stored ones. And
  * its dedupe (a client with overlapping subscriptions gets a message once) keeps a window of the
  * counters a client got, not their highest: a QoS 1 message, emitted after a store step, was
- * dropped when a later QoS 0 one reached the client first (test/dedupe.int.test.ts).
+ * dropped when a later QoS 0 one reached the client first (test/dedupe.int.test.ts). And a
+ * restore leaves at most `restoreWindow` stored messages unacknowledged, the next ones waiting for
+ * PUBACKs: past 65,535 a message took a packet id in flight, and a PUBACK cleared the wrong one
+ * (test/idWrap.int.test.ts).
  */
 import type { EventEmitter } from "node:events"
 import { createServer, type AddressInfo, type Server, type Socket } from "node:net"
@@ -135,6 +138,16 @@ export type Sessions =
 
 /** Queued messages delivered per reconnect; Redis persistence defaults to 1000 (docs/platform-facts.md). */
 const maxSessionDelivery = 1_000_000
+
+/**
+ * A persistent session's stored messages a restore leaves unacknowledged at most, waiting for the
+ * client's PUBACKs past it: all of them went at once, and past 65,535 a message took a packet id
+ * still in flight [MQTT-2.3.1-2], whose PUBACK cleared the other one from the store (lost). Below
+ * the in-flight bound's default (10,000), so the live messages held behind the restore are not
+ * refused by it when they are released; independent of the bound, so a small one does not slow a
+ * restore down (the stored messages count towards it all the same).
+ */
+const restoreWindow = 1_000
 
 const redisOptions = (url: string) => {
   const u = new URL(url)
@@ -480,8 +493,9 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
             // from the restore of its subscriptions to the end of its stored stream, while its live
             // messages are held) are sent whatever the count: Aedes clears a stored message refused
             // at a restore, so the bound deleted what the session had kept. The stored stream writes
-            // one at a time, each after the previous write, and a client that stops reading is
-            // disconnected after the drain timeout; they count towards the bound for what follows.
+            // one at a time, each after the previous write, at most `restoreWindow` unacknowledged
+            // (the next ones wait for PUBACKs), and a client that stops reading is disconnected
+            // after the drain timeout; they count towards the bound for what follows.
             if (n >= guard.maxInflight && (client as unknown as { _restored?: unknown })._restored == null) {
               guard.onRefused?.("inflight", client.id, `${n} messages unacknowledged (limit ${guard.maxInflight}); message dropped for this client`, packet.topic)
               return null
@@ -513,10 +527,12 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
         }),
     ...options.aedes
   })
-  // With the in-flight bound, a PUBACK (or PUBCOMP) emits `ack` only for a QoS 1/2 message in
-  // flight to that connection (the Aedes patch, client.js `_inflightIds`): one for an id never sent,
-  // or acknowledged already, lowered the count below what the client really holds unacknowledged.
-  if (guard?.maxInflight !== undefined) (aedes as unknown as { trackInflight: boolean }).trackInflight = true
+  // A PUBACK (or PUBCOMP) emits `ack` only for a QoS 1/2 message in flight to that connection (the
+  // Aedes patch, client.js `_inflightIds`): one for an id never sent, or acknowledged already,
+  // lowered the in-flight bound's count below what the client really holds unacknowledged. A new
+  // message's id is none of those in flight (qos-packet.js, freshId), and a persistent session's
+  // restore writes a stored message only while fewer than `restoreWindow` are (test/idWrap.int.test.ts).
+  Object.assign(aedes, { trackInflight: true, restoreInflight: restoreWindow })
   // The Aedes patch, lib/handlers/publish.js: the PUBACK after the publish's store and forward,
   // but for a publish `beforeAck` made durable (acknowledged once it is, as before); in receipt order.
   if (options.ackStored !== false) (aedes as unknown as { ackStored: (client: unknown, packet: object) => boolean }).ackStored = (_client, packet) => !vouched.has(packet)
@@ -539,6 +555,8 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     // Aedes refuses wildcard and empty publish topics itself [MQTT-3.3.2-2], before authorizePublish.
     if (/not allowed in PUBLISH|too many levels/.test(error.message)) guard?.onRefused?.("publish", client.id, error.message)
     else if (/drain timeout/.test(error.message)) guard?.onRefused?.("slow-consumer", client.id, "stopped reading its socket; disconnected after the drain timeout")
+    // The Aedes patch, client.js `_restoreStalled`: publishers waited on a restore waiting for PUBACKs.
+    else if (/restore timeout/.test(error.message)) guard?.onRefused?.("slow-consumer", client.id, "left its restored messages unacknowledged while publishers waited; disconnected after the drain timeout")
     else logger.log("warn", "mqtt client error", { client: client.id, reason: error.message })
   })
   aedes.on("client", () => {
