@@ -288,14 +288,23 @@ export const make = (deps: {
     // `lock_timeout` under load, cluster.ingress-retry.int.test.ts). The database out of reach:
     // the store logs the outage once.
     // A failure that recurs is logged once, and again only when its reason changes (issue #15).
-    drain().then(failing.succeeded, (error: unknown) => {
-      if (!isUnavailable(error)) failing.failed(error)
-      if (stopped || retry !== undefined) return
-      retry = Due.after(deps.retryMs ?? 500, () => {
+    drain().then(
+      () => {
+        failing.succeeded()
+        // The drain read the log to empty, what a failed one left included: a retry due has
+        // nothing to do (`idle` would sit through it). Later appends schedule drains of their own.
+        retry?.cancel()
         retry = undefined
-        if (!stopped) schedule()
-      })
-    })
+      },
+      (error: unknown) => {
+        if (!isUnavailable(error)) failing.failed(error)
+        if (stopped || retry !== undefined) return
+        retry = Due.after(deps.retryMs ?? 500, () => {
+          retry = undefined
+          if (!stopped) schedule()
+        })
+      }
+    )
   }
 
   const schedule = () => {

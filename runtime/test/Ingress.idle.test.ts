@@ -74,4 +74,24 @@ describe("Ingress.idle", () => {
       await store.close()
     }
   })
+
+  it("a retry due after a drain that later succeeded is dropped: idle does not sit through it", async () => {
+    const { store, outbox, ingress, exec, unforwarded, receive } = await setup(60_000)
+    try {
+      await exec("CREATE TRIGGER hold BEFORE UPDATE ON ingress_log BEGIN SELECT RAISE(ABORT, 'held by the test'); END")
+      await receive(1)
+      await new Promise((r) => setTimeout(r, 10))
+      expect(ingress.busy(), "a retry due").toBe(true)
+      await exec("DROP TRIGGER hold")
+      // A later event's forward drains the log to empty, the failed one's entry with it.
+      await receive(2)
+      const started = performance.now()
+      const waited = await Promise.race([ingress.idle().then(() => performance.now() - started), new Promise<number>((r) => setTimeout(() => r(Number.POSITIVE_INFINITY), 1_000))])
+      expect(waited, "idle resolved without the retry due in a minute").toBeLessThan(1_000)
+      expect({ unforwarded: await unforwarded(), outbox: await outbox.size() }).toEqual({ unforwarded: 0, outbox: 2 })
+    } finally {
+      ingress.stop()
+      await store.close()
+    }
+  })
 })
