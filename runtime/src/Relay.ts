@@ -29,6 +29,8 @@ export interface Relay {
    * a subscriber to receive what was published (an external broker's messages on the wire).
    */
   readonly idle: () => Promise<void>
+  /** Whether a drain runs or a retry of a failed one is due (what `idle` waits for before its flush). */
+  readonly busy: () => boolean
   /**
    * The runtime is shutting down (its broker may be given up on, failing what is in flight): a
    * failed drain is not retried any more (a retry due is cancelled), and logged once; later pokes
@@ -263,6 +265,7 @@ export const make = (deps: {
     poke,
     offer,
     idle,
+    busy: () => running !== undefined || retry !== undefined,
     stopping,
     close: async () => {
       stopping()

@@ -390,7 +390,11 @@ describe("Relay", () => {
     try {
       await store.transaction(Effect.forEach(["1", "2"], (p) => outbox.add("events/e", p), { discard: true }))
       relay.poke()
+      expect(relay.busy(), "a drain running").toBe(true)
+      await new Promise((r) => setTimeout(r, 5))
+      expect({ busy: relay.busy(), published }, "a retry due after the failed drain").toEqual({ busy: true, published: [] })
       await relay.idle()
+      expect(relay.busy()).toBe(false)
       expect(published).toEqual(["1", "2"])
       expect(await rows(store)).toBe(0)
     } finally {

@@ -186,7 +186,7 @@ export const layer = Layer.effect(
         await ingress.idle()
         await Promise.all(consumers.map((c) => c.consumer.idle()))
         await relay.idle()
-      } while (ingress.busy() || consumers.some((c) => c.consumer.busy()))
+      } while (ingress.busy() || consumers.some((c) => c.consumer.busy()) || relay.busy())
     }
     return { processors, consumers, consumer, actors, topicsOf, workflowStore, domains, workflows, parking, repairs, metrics, idle, fatal } satisfies Shape
   })
