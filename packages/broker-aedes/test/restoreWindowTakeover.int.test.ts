@@ -54,7 +54,13 @@ describe.each(["memory", "disk", "redis"] as const satisfies ReadonlyArray<Kind>
       const p2 = c2.got.map((d) => d.payload)
       expect(c2.reused).toEqual([])
       expect(new Set(p2).size).toBe(p2.length)
-      expect([...ackedPayloads, ...p2]).toEqual(published)
+      // On disk, live QoS 1 messages to an online persistent session can go out of publish order
+      // (an open defect of Aedes on LevelDB, README "Delivery guarantees"; reproduced by
+      // liveOrderDisk.int.test.ts, BATON_KNOWN_DEFECTS=1): there, each once, and the stored ones in order.
+      if (kind === "disk") {
+        expect([...ackedPayloads, ...p2].sort()).toEqual([...published].sort())
+        expect(p2.filter((p) => published.indexOf(p) < 10)).toEqual(published.slice(acked, 10))
+      } else expect([...ackedPayloads, ...p2]).toEqual(published)
       expect(again.got).toEqual([])
       expect(c1.got.length).toBe(acked + c1.outstanding.size)
       // c1 got nothing more after the takeover than its window

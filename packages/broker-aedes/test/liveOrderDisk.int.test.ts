@@ -1,0 +1,46 @@
+/**
+ * An OPEN DEFECT's reproduction, run with BATON_KNOWN_DEFECTS=1 (red today, every run here): live
+ * QoS 1 messages of one topic, published one at a time (each after its PUBACK), reach an online
+ * persistent session on the disk store out of publish order. Aedes writes each message to the
+ * session's store (its enqueue, then its update with the packet id) before it sends it, and on
+ * LevelDB concurrent writes complete in any order (the thread pool): the messages go out in the
+ * order their writes completed. Writing the enqueues one after another (tried on 2026-12-03) made
+ * it rare, not gone (the updates remain). See README, "Delivery guarantees".
+ */
+import { afterAll, describe, expect, it } from "vitest"
+import mqtt from "mqtt"
+import { aedesBroker, aedesPersistence } from "./sessions.ts"
+
+const cleanup: Array<() => unknown> = []
+afterAll(async () => {
+  for (const c of cleanup) await c()
+})
+
+describe.runIf(process.env.BATON_KNOWN_DEFECTS === "1")("live QoS 1 messages to a persistent session, disk store (open defect)", () => {
+  it("arrive in publish order, whatever the order the store's writes complete in", async () => {
+    const { url, close } = await aedesBroker({ persistence: aedesPersistence("disk", cleanup) }, true)
+    const sub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: "ordered", clean: false })
+    const pub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: "pub" })
+    try {
+      await sub.subscribeAsync("p/#", { qos: 1 })
+      const n = 1_500
+      const got: Array<number> = []
+      const all = new Promise<void>((resolve) =>
+        sub.on("message", (_t, payload) => {
+          got.push(Number(String(payload)))
+          if (got.length === n) resolve()
+        })
+      )
+      // One at a time, each after its PUBACK (Aedes handles one socket read's publishes side by
+      // side: several in flight from one connection have no order to keep; see the README).
+      for (let i = 0; i < n; i++) await pub.publishAsync("p/x", String(i), { qos: 1 })
+      await all
+      const firstOut = got.findIndex((x, i) => x !== i)
+      expect(firstOut === -1 ? "in order" : `out of order from #${firstOut}: ${got.slice(Math.max(0, firstOut - 2), firstOut + 3).join(", ")}`).toBe("in order")
+    } finally {
+      pub.end(true)
+      sub.end(true)
+      await close()
+    }
+  }, 60_000)
+})
