@@ -56,7 +56,7 @@ describe.each(["memory", "disk", "redis"] as const satisfies ReadonlyArray<Kind>
       expect(new Set(p2).size).toBe(p2.length)
       // On disk, live QoS 1 messages to an online persistent session can go out of publish order
       // (an open defect of Aedes on LevelDB, README "Delivery guarantees"; reproduced by
-      // liveOrderDisk.int.test.ts, BATON_KNOWN_DEFECTS=1): there, each once, and the stored ones in order.
+      // liveOrder.int.test.ts, BATON_KNOWN_DEFECTS=1): there, each once, and the stored ones in order.
       if (kind === "disk") {
         expect([...ackedPayloads, ...p2].sort()).toEqual([...published].sort())
         expect(p2.filter((p) => published.indexOf(p) < 10)).toEqual(published.slice(acked, 10))
