@@ -7,6 +7,9 @@
  * forwarded), then `<messages>` QoS 1 publishes 100 in flight (until every PUBACK and every live
  * delivery: messages/s), then 500 one at a time (the mean PUBACK round trip, µs), and this
  * process's CPU per message over both (broker and clients run here).
+ * `PUBACK_AB_LIVE=persistent`: the live subscriber is a persistent session too (`clean: false`), so
+ * each message is also updated in its store before it goes out and cleared by its PUBACK (the
+ * path the disk store's per-client order, patches/aedes-persistence-level@9.2.0.patch, serves).
  */
 import mqtt from "mqtt"
 import { interleave } from "./interleave.ts"
@@ -19,6 +22,7 @@ if (trees.length === 0 || !kinds.includes(kindArg)) {
 }
 const count = Number(countArg)
 const serial = 500
+const persistentLive = process.env.PUBACK_AB_LIVE === "persistent"
 const withBroker = await load(trees, kindArg as Kind)
 
 const run = (tree: string): Promise<{ rate: number; rttUs: number; cpuUs: number }> =>
@@ -27,7 +31,7 @@ const run = (tree: string): Promise<{ rate: number; rttUs: number; cpuUs: number
     const offline = await mqtt.connectAsync(url, { ...base, clean: false, clientId: "puback-ab-offline" })
     await offline.subscribeAsync("p/#", { qos: 1 })
     await offline.endAsync()
-    const sub = await mqtt.connectAsync(url, base)
+    const sub = await mqtt.connectAsync(url, persistentLive ? { ...base, clean: false, clientId: "puback-ab-live" } : base)
     await sub.subscribeAsync("p/#", { qos: 1 })
     const pub = await mqtt.connectAsync(url, base)
     let got = 0
