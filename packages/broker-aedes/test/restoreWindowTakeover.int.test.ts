@@ -7,7 +7,8 @@
  * operations in submission order (patches/aedes-persistence-level@9.2.0.patch, #inOrder). Before
  * the fix the live messages there went out in the order LevelDB's writes completed: the restore
  * window's review saw this test fail on disk about 1 run in 10, and it checked there only "each
- * once, the stored ones in order" (liveOrder.int.test.ts reproduces the defect far more often).
+ * once, the stored ones in order" (28 runs of it in the session of the fix were all green on the old
+ * code: liveOrder.int.test.ts is the one that reproduces the defect, in about half its runs).
  */
 import { afterAll, describe, expect, it } from "vitest"
 import mqtt from "mqtt"

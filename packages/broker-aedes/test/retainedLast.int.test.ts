@@ -1,5 +1,5 @@
 /**
- * Review (rev-order): retained QoS 1 messages of one topic, published one at a time (each after its
+ * Retained QoS 1 messages of one topic, published one at a time (each after its
  * PUBACK, Aedes' own order), leave the last one retained. Red before the Aedes patch's
  * storeRetained order on disk now and then (2 of 6 runs with the CPU loaded, main; a stale value
  * for good, e.g. r/117 kept message 11 of 30): the stores of one topic ran side by side and
@@ -7,7 +7,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest"
 import mqtt from "mqtt"
-import { aedesBroker, aedesPersistence, type Kind } from "./sessions.js"
+import { aedesBroker, aedesPersistence, type Kind } from "./sessions.ts"
 
 const cleanup: Array<() => unknown> = []
 afterAll(async () => {

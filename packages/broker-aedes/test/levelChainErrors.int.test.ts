@@ -1,4 +1,4 @@
-/** Review (rev-order): the level store's per-client order (#inOrder) on its error paths. */
+/** The level store's per-client order (#inOrder) on its error paths. */
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"

@@ -1,5 +1,5 @@
 /**
- * Review (rev-order): live QoS 1 messages of one topic, published one at a time (each after its
+ * Live QoS 1 messages of one topic, published one at a time (each after its
  * PUBACK), a retained one among them, reach a subscriber (clean or persistent) in publish order,
  * when the PUBACK comes before the publish (Aedes' own order; EmbeddedBroker: a publish `beforeAck`
  * made durable, the runtime's ingress). Red before the Aedes patch's storeRetained order (on disk
@@ -9,7 +9,7 @@
 import { afterAll, describe, expect, it } from "vitest"
 import mqtt from "mqtt"
 import { EmbeddedBroker } from "@baton/broker-aedes"
-import { aedesBroker, aedesPersistence, freshSessions, type Kind } from "./sessions.js"
+import { aedesBroker, aedesPersistence, freshSessions, type Kind } from "./sessions.ts"
 
 const cleanup: Array<() => unknown> = []
 afterAll(async () => {
