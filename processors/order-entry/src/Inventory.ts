@@ -62,73 +62,71 @@ export const make = ({ query, dialect, clock }: Deps) => {
   ]
   const announceRelease = (orderId: string, lines: ReadonlyArray<StockLine>) => [events.inventoryReleased.make({ orderId, lines })]
 
-  const allocateOrder = (order: OrderCreated) =>
-    Effect.gen(function* () {
-      // The stock rows first, locked in SKU order (instances locking the same rows never deadlock)
-      // and read with their levels; the allocation record second: an order handled twice at once
-      // waits here, then finds it done. On PostgreSQL the record comes first (`claim`, with the
-      // first row): the second of an order handled twice at once waits there, then finds it done.
-      const onHand = new Map<string, number>()
-      const skus = [...new Set(order.items.map((i) => i.sku))].sort()
-      const claimed = claim !== undefined && skus.length > 0 ? yield* claim.get(order.orderId, order.orderId, skus[0]) : undefined
-      if (claimed !== undefined) {
-        if (Number(claimed.fresh) === 0) {
-          // Allocated before (and committed: a concurrent claim waits for the first's commit).
-          const allocation = yield* done.get(order.orderId)
-          return announce(order.orderId, allocation === undefined ? [] : linesOf(allocation))
-        }
-        // Its payment was denied before it reached us: nothing taken, the empty record kept.
-        if (claimed.released != null) return announce(order.orderId, [])
-        onHand.set(skus[0]!, claimed.on_hand == null ? 0 : Number(claimed.on_hand))
+  const allocateOrder = Effect.fnUntraced(function* (order: OrderCreated) {
+    // The stock rows first, locked in SKU order (instances locking the same rows never deadlock)
+    // and read with their levels; the allocation record second: an order handled twice at once
+    // waits here, then finds it done. On PostgreSQL the record comes first (`claim`, with the
+    // first row): the second of an order handled twice at once waits there, then finds it done.
+    const onHand = new Map<string, number>()
+    const skus = [...new Set(order.items.map((i) => i.sku))].sort()
+    const claimed = claim !== undefined && skus.length > 0 ? yield* claim.get(order.orderId, order.orderId, skus[0]) : undefined
+    if (claimed !== undefined) {
+      if (Number(claimed.fresh) === 0) {
+        // Allocated before (and committed: a concurrent claim waits for the first's commit).
+        const allocation = yield* done.get(order.orderId)
+        return announce(order.orderId, allocation === undefined ? [] : linesOf(allocation))
       }
-      for (const sku of claimed === undefined ? skus : skus.slice(1)) {
-        const row = yield* level.get(sku)
-        onHand.set(sku, row === undefined ? 0 : Number(row.on_hand))
+      // Its payment was denied before it reached us: nothing taken, the empty record kept.
+      if (claimed.released != null) return announce(order.orderId, [])
+      onHand.set(skus[0]!, claimed.on_hand == null ? 0 : Number(claimed.on_hand))
+    }
+    for (const sku of claimed === undefined ? skus : skus.slice(1)) {
+      const row = yield* level.get(sku)
+      onHand.set(sku, row === undefined ? 0 : Number(row.on_hand))
+    }
+    if (claimed === undefined) {
+      const seen = yield* history.get(order.orderId, order.orderId)
+      if (seen?.allocated != null) return announce(order.orderId, decodeLines(String(seen.allocated)))
+      // Its payment was denied before it reached us (the two run in parallel): take nothing. The
+      // empty allocation makes a redelivery of the order find it done.
+      if (seen?.released != null) {
+        yield* record.run(order.orderId, "[]")
+        return announce(order.orderId, [])
       }
-      if (claimed === undefined) {
-        const seen = yield* history.get(order.orderId, order.orderId)
-        if (seen?.allocated != null) return announce(order.orderId, decodeLines(String(seen.allocated)))
-        // Its payment was denied before it reached us (the two run in parallel): take nothing. The
-        // empty allocation makes a redelivery of the order find it done.
-        if (seen?.released != null) {
-          yield* record.run(order.orderId, "[]")
-          return announce(order.orderId, [])
-        }
-      }
-      const lines = order.items.map((item) => {
-        const line = allocate(item.sku, onHand.get(item.sku) ?? 0, item.qty)
-        onHand.set(item.sku, line.remaining)
-        return line
-      })
-      // The stock rows in the order's line order; the last with the record's lines when one statement takes both.
-      const both = claimed === undefined || lines.length === 0 ? undefined : updateAndSetLines
-      for (const line of both === undefined ? lines : lines.slice(0, -1)) yield* update.run(line.remaining, line.backordered, line.sku)
-      const last = lines.at(-1)
-      if (claimed === undefined) yield* record.run(order.orderId, JSON.stringify(lines))
-      else if (both !== undefined && last !== undefined) yield* both.run(last.remaining, last.backordered, last.sku, JSON.stringify(lines), order.orderId)
-      else yield* setLines.run(JSON.stringify(lines), order.orderId)
-      return announce(order.orderId, lines)
+    }
+    const lines = order.items.map((item) => {
+      const line = allocate(item.sku, onHand.get(item.sku) ?? 0, item.qty)
+      onHand.set(item.sku, line.remaining)
+      return line
     })
+    // The stock rows in the order's line order; the last with the record's lines when one statement takes both.
+    const both = claimed === undefined || lines.length === 0 ? undefined : updateAndSetLines
+    for (const line of both === undefined ? lines : lines.slice(0, -1)) yield* update.run(line.remaining, line.backordered, line.sku)
+    const last = lines.at(-1)
+    if (claimed === undefined) yield* record.run(order.orderId, JSON.stringify(lines))
+    else if (both !== undefined && last !== undefined) yield* both.run(last.remaining, last.backordered, last.sku, JSON.stringify(lines), order.orderId)
+    else yield* setLines.run(JSON.stringify(lines), order.orderId)
+    return announce(order.orderId, lines)
+  })
 
   /**
    * Once per order, whichever denial (or redelivery) comes first; a later one announces the same
    * release. (Messages of one order run one at a time, in order, so an allocation and a release of
    * the same order never interleave.)
    */
-  const release = (denied: PaymentDenied) =>
-    Effect.gen(function* () {
-      const allocation = yield* done.get(denied.orderId)
-      const lines = allocation === undefined ? [] : linesOf(allocation)
-      // The tombstone before the stock: it is what makes the release happen once. Already there
-      // (a second denial, a redelivery): announce the release it recorded.
-      if ((yield* tombstone.run(denied.orderId, JSON.stringify(lines), clock.now().toISOString())) === 0) {
-        const won = yield* released.get(denied.orderId)
-        return announceRelease(denied.orderId, won === undefined ? lines : linesOf(won))
-      }
-      yield* lockStock(lines.map((l) => l.sku))
-      yield* Effect.forEach(lines, (l) => giveBack.run(l.taken, l.backordered, l.sku), { discard: true })
-      return announceRelease(denied.orderId, lines)
-    })
+  const release = Effect.fnUntraced(function* (denied: PaymentDenied) {
+    const allocation = yield* done.get(denied.orderId)
+    const lines = allocation === undefined ? [] : linesOf(allocation)
+    // The tombstone before the stock: it is what makes the release happen once. Already there
+    // (a second denial, a redelivery): announce the release it recorded.
+    if ((yield* tombstone.run(denied.orderId, JSON.stringify(lines), clock.now().toISOString())) === 0) {
+      const won = yield* released.get(denied.orderId)
+      return announceRelease(denied.orderId, won === undefined ? lines : linesOf(won))
+    }
+    yield* lockStock(lines.map((l) => l.sku))
+    yield* Effect.forEach(lines, (l) => giveBack.run(l.taken, l.backordered, l.sku), { discard: true })
+    return announceRelease(denied.orderId, lines)
+  })
 
   return Baton.processor({
     name: "inventory",

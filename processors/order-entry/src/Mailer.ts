@@ -169,13 +169,12 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
     const now = options.mailer.sendNow?.(l, event.id)
     return now !== undefined ? Effect.succeed({ letter: l, sent: now }) : Effect.map(Effect.tryPromise(() => options.mailer.send(l, event.id)), (sent) => ({ letter: l, sent }))
   }
-  const handle = (event: Typed<E>, prepared: { readonly letter: L; readonly sent: Sent } | undefined) =>
-    Effect.gen(function* () {
-      // The record written here needs no reading back (one statement less); one written before is read.
-      const written = prepared === undefined ? undefined : yield* options.record(event, prepared.letter, prepared.sent)
-      const data = written ?? (yield* options.recorded(event))
-      return data === undefined ? [] : [options.sent === undefined ? { type: "email-sent", data } : options.sent.make(data)]
-    })
+  const handle = Effect.fnUntraced(function* (event: Typed<E>, prepared: { readonly letter: L; readonly sent: Sent } | undefined) {
+    // The record written here needs no reading back (one statement less); one written before is read.
+    const written = prepared === undefined ? undefined : yield* options.record(event, prepared.letter, prepared.sent)
+    const data = written ?? (yield* options.recorded(event))
+    return data === undefined ? [] : [options.sent === undefined ? { type: "email-sent", data } : options.sent.make(data)]
+  })
   return Baton.processor({
     name: options.name,
     // Without `on`, E is the bare `Event` (data of any type): each type read with `Schema.Unknown`.

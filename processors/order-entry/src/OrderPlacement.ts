@@ -1,6 +1,6 @@
 /** OrderPlacement: stores the order, gets its id from the database, announces `order-created`. */
 import { Schema } from "effect"
-import { Baton, Effect, Rejected, type Query } from "@baton/sdk"
+import { Baton, Effect, Rejected, type Query, type Typed } from "@baton/sdk"
 import { events, names, OrderCreated, type Item, type PlaceOrder } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 
@@ -98,35 +98,34 @@ export const make = ({ query, dialect, clock }: Deps) => {
       const created = createdIn(announced)
       return created === undefined ? undefined : { orderId: created.orderId, total: created.total }
     },
-    handle: (event) =>
-      Effect.gen(function* () {
-        const order = event.data
-        if (known === undefined) known = new Set((yield* catalogue.all()).map((r) => String(r.sku)))
-        const unknown = unknownSkus(order.items, known)
-        if (unknown.length > 0) return yield* Effect.fail(new Rejected(`unknown SKU ${unknown.join(", ")}`))
-        // Quantities and prices the schema admits can still add up past any number: refused, not retried.
-        if (!Number.isFinite(total(order.items))) return yield* Effect.fail(new Rejected("the order's total is too large to be an amount"))
-        const token = `tok_${clock.newId()}`
-        const at = clock.now().toISOString()
-        // Inserted first (one statement in the usual case), with its id (`insertWithId`); on
-        // PostgreSQL with its card and lines (`placeFor`).
-        const together = dialect === "pg" && order.items.length <= placeAllLines
-        const inserted = yield* (together
-          ? placeFor(order.items.length).get(...placeParams(event.correlationId, order, token, at))
-          : insertWithId.get(event.correlationId, order.customerId, order.email, total(order.items), token, at))
-        if (inserted === undefined) {
-          // A redelivered place-order, or another instance placed this order meanwhile (it committed
-          // first): announce the order recorded, one order per event.
-          const won = yield* existing.get(event.correlationId)
-          if (won === undefined) return yield* Effect.die(new Error(`order ${event.correlationId} neither inserted nor found`))
-          return announce(order, String(won.id), String(won.payment_token))
-        }
-        const id = String(inserted.id)
-        if (!together) {
-          yield* vault.run(token, order.payment.card)
-          yield* Effect.forEach(order.items, (item, line) => insertItem.run(id, line, item.sku, item.qty, item.price), { discard: true })
-        }
-        return announce(order, id, token)
-      })
+    handle: Effect.fnUntraced(function* (event: Typed<typeof events.placeOrder>) {
+      const order = event.data
+      if (known === undefined) known = new Set((yield* catalogue.all()).map((r) => String(r.sku)))
+      const unknown = unknownSkus(order.items, known)
+      if (unknown.length > 0) return yield* Effect.fail(new Rejected(`unknown SKU ${unknown.join(", ")}`))
+      // Quantities and prices the schema admits can still add up past any number: refused, not retried.
+      if (!Number.isFinite(total(order.items))) return yield* Effect.fail(new Rejected("the order's total is too large to be an amount"))
+      const token = `tok_${clock.newId()}`
+      const at = clock.now().toISOString()
+      // Inserted first (one statement in the usual case), with its id (`insertWithId`); on
+      // PostgreSQL with its card and lines (`placeFor`).
+      const together = dialect === "pg" && order.items.length <= placeAllLines
+      const inserted = yield* (together
+        ? placeFor(order.items.length).get(...placeParams(event.correlationId, order, token, at))
+        : insertWithId.get(event.correlationId, order.customerId, order.email, total(order.items), token, at))
+      if (inserted === undefined) {
+        // A redelivered place-order, or another instance placed this order meanwhile (it committed
+        // first): announce the order recorded, one order per event.
+        const won = yield* existing.get(event.correlationId)
+        if (won === undefined) return yield* Effect.die(new Error(`order ${event.correlationId} neither inserted nor found`))
+        return announce(order, String(won.id), String(won.payment_token))
+      }
+      const id = String(inserted.id)
+      if (!together) {
+        yield* vault.run(token, order.payment.card)
+        yield* Effect.forEach(order.items, (item, line) => insertItem.run(id, line, item.sku, item.qty, item.price), { discard: true })
+      }
+      return announce(order, id, token)
+    })
   })
 }

@@ -3,7 +3,7 @@
  * when the charge fails for good in the broker topology).
  */
 import { Result } from "effect"
-import { Baton, Effect, forUpdate } from "@baton/sdk"
+import { Baton, Effect, forUpdate, type Typed } from "@baton/sdk"
 import { commands, events, type OrderCreated } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 import * as Reference from "./Reference.ts"
@@ -83,25 +83,24 @@ export const make = ({ query, dialect, clock }: Deps) => {
     // the command fails instead, and the workflow waits, failed, for a restart.) The reason leaves
     // out the error, which may name the card. Data that is no order denies nothing.
     failed: (event) => Result.match(commands.chargeOrder.read(event), { onFailure: () => [], onSuccess: (order) => announce(order, false, null, "the payment could not be processed") }),
-    handle: (event) =>
-      Effect.gen(function* () {
-        const order = event.data
-        const row = yield* paymentAndCard.get(order.orderId, order.paymentToken)
-        if (row?.approved != null) return announceRow(order, row)
-        // A mediator restarted with a corrected card sends it along; otherwise the vault has it.
-        const number = order.card ?? row?.card ?? undefined
-        if (number === failingCard) return yield* Effect.fail(new GatewayError(`payment gateway error charging ${order.orderId} (test card ${failingCard})`))
-        const decision: Decision = number === undefined ? { approved: false, reason: "unknown payment token" } : decide(String(number))
-        const authorization = decision.approved ? `auth_${Reference.of(order.orderId, 16)}` : null
-        const reason = decision.approved ? null : decision.reason
-        const payment = [order.orderId, decision.approved ? 1 : 0, order.total, authorization, reason, clock.now().toISOString()]
-        if (record !== undefined) return yield* Effect.as(record.write(...payment), announce(order, decision.approved, authorization, reason))
-        if ((yield* insert.run(...payment)) === 0) {
-          // Another instance recorded this order's payment meanwhile: announce what it decided.
-          const won = yield* existing.get(order.orderId)
-          if (won !== undefined) return announceRow(order, won)
-        }
-        return announce(order, decision.approved, authorization, reason)
-      })
+    handle: Effect.fnUntraced(function* (event: Typed<typeof commands.chargeOrder>) {
+      const order = event.data
+      const row = yield* paymentAndCard.get(order.orderId, order.paymentToken)
+      if (row?.approved != null) return announceRow(order, row)
+      // A mediator restarted with a corrected card sends it along; otherwise the vault has it.
+      const number = order.card ?? row?.card ?? undefined
+      if (number === failingCard) return yield* Effect.fail(new GatewayError(`payment gateway error charging ${order.orderId} (test card ${failingCard})`))
+      const decision: Decision = number === undefined ? { approved: false, reason: "unknown payment token" } : decide(String(number))
+      const authorization = decision.approved ? `auth_${Reference.of(order.orderId, 16)}` : null
+      const reason = decision.approved ? null : decision.reason
+      const payment = [order.orderId, decision.approved ? 1 : 0, order.total, authorization, reason, clock.now().toISOString()]
+      if (record !== undefined) return yield* Effect.as(record.write(...payment), announce(order, decision.approved, authorization, reason))
+      if ((yield* insert.run(...payment)) === 0) {
+        // Another instance recorded this order's payment meanwhile: announce what it decided.
+        const won = yield* existing.get(order.orderId)
+        if (won !== undefined) return announceRow(order, won)
+      }
+      return announce(order, decision.approved, authorization, reason)
+    })
   })
 }

@@ -1,5 +1,5 @@
 /** Warehouse: keeps its view of stock from `inventory-updated` and re-orders SKUs that run low. */
-import { Baton, Effect, type Next } from "@baton/sdk"
+import { Baton, Effect, type Next, type Typed } from "@baton/sdk"
 import { events } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 
@@ -43,42 +43,41 @@ export const make = ({ query, dialect, clock }: Deps) => {
     on: events.inventoryUpdated,
     // It locks its SKUs' `warehouse_stock` rows: several updates share a group commit on PostgreSQL (Processor.lockKeys).
     lockKeys: (event) => event.data.lines.map((l) => stockKey(l.sku)),
-    handle: (event) =>
-      Effect.gen(function* () {
-        const update = event.data
-        // What each SKU's level becomes: what the order's last line of it leaves.
-        const levels = new Map<string, number>()
-        for (const line of update.lines) levels.set(line.sku, line.remaining)
-        // The SKUs' rows set and read in SKU order (no deadlock between instances): a concurrent order
-        // for the same SKU sees this one's pending re-order instead of ordering again.
-        const skus = [...levels.keys()].sort()
-        const rows = new Map<string, Level>()
-        for (const [i, sku] of skus.entries()) {
-          let row: Readonly<Record<string, unknown>> | undefined
-          if (i > 0) row = yield* setLevel.get(levels.get(sku), sku)
-          else if (seenAndLevel !== undefined) {
-            row = yield* seenAndLevel.get(update.orderId, levels.get(sku), sku)
-            if (Number(row?.fresh) === 0) return []
-          } else {
-            if ((yield* seen.run(update.orderId)) === 0) return []
-            row = yield* setLevel.get(levels.get(sku), sku)
-          }
-          const level = levelOf(row)
-          if (level !== undefined) rows.set(sku, level)
+    handle: Effect.fnUntraced(function* (event: Typed<typeof events.inventoryUpdated>) {
+      const update = event.data
+      // What each SKU's level becomes: what the order's last line of it leaves.
+      const levels = new Map<string, number>()
+      for (const line of update.lines) levels.set(line.sku, line.remaining)
+      // The SKUs' rows set and read in SKU order (no deadlock between instances): a concurrent order
+      // for the same SKU sees this one's pending re-order instead of ordering again.
+      const skus = [...levels.keys()].sort()
+      const rows = new Map<string, Level>()
+      for (const [i, sku] of skus.entries()) {
+        let row: Readonly<Record<string, unknown>> | undefined
+        if (i > 0) row = yield* setLevel.get(levels.get(sku), sku)
+        else if (seenAndLevel !== undefined) {
+          row = yield* seenAndLevel.get(update.orderId, levels.get(sku), sku)
+          if (Number(row?.fresh) === 0) return []
+        } else {
+          if ((yield* seen.run(update.orderId)) === 0) return []
+          row = yield* setLevel.get(levels.get(sku), sku)
         }
-        if (skus.length === 0 && (yield* seen.run(update.orderId)) === 0) return []
-        const out: Array<Next> = []
-        for (const line of update.lines) {
-          const row = rows.get(line.sku)
-          if (row === undefined) continue
-          const s: Level = { ...row, level: line.remaining }
-          if (!shouldReorder(s)) continue
-          yield* pending.run(line.sku)
-          rows.set(line.sku, { ...row, pendingReorder: true })
-          yield* reorder.run(line.sku, s.reorderQty, update.orderId, clock.now().toISOString())
-          out.push(events.stockReordered.make({ sku: line.sku, qty: s.reorderQty, level: s.level, threshold: s.threshold, orderId: update.orderId }, { key: line.sku }))
-        }
-        return out
-      })
+        const level = levelOf(row)
+        if (level !== undefined) rows.set(sku, level)
+      }
+      if (skus.length === 0 && (yield* seen.run(update.orderId)) === 0) return []
+      const out: Array<Next> = []
+      for (const line of update.lines) {
+        const row = rows.get(line.sku)
+        if (row === undefined) continue
+        const s: Level = { ...row, level: line.remaining }
+        if (!shouldReorder(s)) continue
+        yield* pending.run(line.sku)
+        rows.set(line.sku, { ...row, pendingReorder: true })
+        yield* reorder.run(line.sku, s.reorderQty, update.orderId, clock.now().toISOString())
+        out.push(events.stockReordered.make({ sku: line.sku, qty: s.reorderQty, level: s.level, threshold: s.threshold, orderId: update.orderId }, { key: line.sku }))
+      }
+      return out
+    })
   })
 }
