@@ -10,7 +10,7 @@
 import { Cause, Effect, Result } from "effect"
 import { Envelope, Log, Rejected, Topics, type Message, type Processor, type Sensitive } from "@baton/core"
 import { Supervisor } from "@baton/actors"
-import { blamed, Inbox, isUnavailable, ownLaneOf, tagged, taggedBy, type Outbox, type Sql, type Store } from "@baton/store"
+import { blamed, Inbox, isUnavailable, ownLaneOf, tagged, taggedBy, type Outbox, type Sql, type SqlGen, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import * as Decision from "./Decision.ts"
 import { untraced, type Hop, type ProcessorMetrics, type Tracing } from "./Observability.ts"
@@ -258,13 +258,12 @@ export const make = (deps: {
     Effect.flatMap(p.park(processor.name, event, holds(event.key)), (out) => (out === undefined ? Effect.succeed(undefined) : announce(event, out)))
 
   /** Inside the transaction that finished a message of `key`: release a resolved key, unpark the next. */
-  const drain = (event: Envelope.Envelope, p: Parking): Sql<Array<() => void>> =>
-    Effect.gen(function* () {
-      const out = yield* announce(event, yield* p.release(processor.name, event))
-      const next = yield* p.next(processor.name, event.key)
-      if (next !== undefined) out.push(() => void submit(JSON.parse(next.payload) as Envelope.Envelope, next.topic, next.payload))
-      return out
-    })
+  const drain = Effect.fnUntraced(function* (event: Envelope.Envelope, p: Parking): SqlGen<Array<() => void>> {
+    const out = yield* announce(event, yield* p.release(processor.name, event))
+    const next = yield* p.next(processor.name, event.key)
+    if (next !== undefined) out.push(() => void submit(JSON.parse(next.payload) as Envelope.Envelope, next.topic, next.payload))
+    return out
+  })
 
   /**
    * Inside a message's transaction, once it is marked done: the handler's effects, its announced
@@ -533,6 +532,16 @@ export const make = (deps: {
   }
   const notRun = new Error("the run did not apply")
 
+  /** A run's transaction (`applyRun`): its messages marked done, then handled, their events announced; the deliveries. */
+  const runIn = Effect.fnUntraced(function* (b: NonNullable<typeof batch>, run: ReadonlyArray<Waiting>, events: ReadonlyArray<Envelope.Envelope>, prepared: unknown, hops: ReadonlyArray<Hop>) {
+    if (!inbox.guarded && !(yield* holds(events[0]!.key))) return yield* Effect.fail(notRun)
+    for (const w of run) if (!(yield* inbox.settleFirst(processor.name, w.event.id, "done", kept(w.payload), w.tenure))) return yield* Effect.fail(notRun)
+    const announced = yield* b.handle(events, prepared)
+    const local: Array<() => void> = []
+    for (const [i, event] of events.entries()) local.push(...(yield* announce(event, announced[i] ?? [], hops[i]!.traceparent)))
+    return local
+  })
+
   /**
    * A run of one key's waiting messages in one transaction: true once committed. False when
    * anything failed it (nothing of it committed): its first message then runs alone.
@@ -549,17 +558,7 @@ export const make = (deps: {
     try {
       prepared = await Effect.runPromise(b.prepare(events))
       Crash.point("handler", processor.name)
-      deliveries = await store.group(
-        Effect.gen(function* () {
-          if (!inbox.guarded && !(yield* holds(first.key))) return yield* Effect.fail(notRun)
-          for (const w of run) if (!(yield* inbox.settleFirst(processor.name, w.event.id, "done", kept(w.payload), w.tenure))) return yield* Effect.fail(notRun)
-          const announced = yield* b.handle(events, prepared)
-          const local: Array<() => void> = []
-          for (const [i, event] of events.entries()) local.push(...(yield* announce(event, announced[i] ?? [], hops[i]!.traceparent)))
-          return local
-        }),
-        processor.name
-      )
+      deliveries = await store.group(runIn(b, run, events, prepared, hops), processor.name)
     } catch (error) {
       for (const hop of hops) hop.end(error)
       if (debug) deps.logger.log("debug", "run of messages not applied; one at a time", { processor: processor.name, id: first.id, messages: events.length, reason: Log.reason(error) })
@@ -664,7 +663,7 @@ export const make = (deps: {
     })) as typeof announce
 
   /** The message failed for good: settle it as failed and hand it over, or send it down the error path. */
-  const fail = (
+  const fail = Effect.fnUntraced(function* (
     event: Envelope.Envelope,
     topic: string,
     payload: Buffer | string,
@@ -672,30 +671,29 @@ export const make = (deps: {
     error: unknown,
     history: ReadonlyArray<Attempt>,
     tenure: number | undefined
-  ): Sql<Array<() => void> | undefined> =>
-    Effect.gen(function* () {
-      const attemptsMade = decision.attempts
-      const reason = `${processor.name} failed after ${attemptsMade} attempt(s): ${Log.reason(error)}`
-      // Undefined: not recorded (its key not this instance's, or no longer pending), its row as it was.
-      if ((!inbox.guarded && !(yield* holds(event.key))) || !(yield* inbox.settle(processor.name, event.id, "failed", undefined, tenure))) return undefined
-      if (decision._tag === "Park" && parking !== undefined) {
-        // The workflow event pattern: hand it over, hold its key, and move on at once.
-        const failure = { topic: Topics.publicTopic(topic), error: Log.reason(error), reason, attempts: history }
-        return yield* announce(event, yield* parking.hold(processor.name, event, failure, clock.now()))
-      }
-      yield* reply(event, "request-failed", () => (processor.reply === undefined ? undefined : { error: reason }))
-      yield* deps.reject({
-        topic: Topics.publicTopic(topic),
-        payload: typeof payload === "string" ? Buffer.from(payload) : payload,
-        kind: "processing-failed",
-        reason,
-        ...(error instanceof Rejected && error.issues.length > 0 ? { issues: error.issues } : {}),
-        processor: processor.name,
-        attempts: attemptsMade,
-        cause: event
-      })
-      return yield* announce(event, processor.failed?.(event, reason) ?? [])
+  ): SqlGen<Array<() => void> | undefined> {
+    const attemptsMade = decision.attempts
+    const reason = `${processor.name} failed after ${attemptsMade} attempt(s): ${Log.reason(error)}`
+    // Undefined: not recorded (its key not this instance's, or no longer pending), its row as it was.
+    if ((!inbox.guarded && !(yield* holds(event.key))) || !(yield* inbox.settle(processor.name, event.id, "failed", undefined, tenure))) return undefined
+    if (decision._tag === "Park" && parking !== undefined) {
+      // The workflow event pattern: hand it over, hold its key, and move on at once.
+      const failure = { topic: Topics.publicTopic(topic), error: Log.reason(error), reason, attempts: history }
+      return yield* announce(event, yield* parking.hold(processor.name, event, failure, clock.now()))
+    }
+    yield* reply(event, "request-failed", () => (processor.reply === undefined ? undefined : { error: reason }))
+    yield* deps.reject({
+      topic: Topics.publicTopic(topic),
+      payload: typeof payload === "string" ? Buffer.from(payload) : payload,
+      kind: "processing-failed",
+      reason,
+      ...(error instanceof Rejected && error.issues.length > 0 ? { issues: error.issues } : {}),
+      processor: processor.name,
+      attempts: attemptsMade,
+      cause: event
     })
+    return yield* announce(event, processor.failed?.(event, reason) ?? [])
+  })
 
   /** The supervisor settled a message as failed for good: record it so (`fail`), then its deliveries. */
   const failedForGood = async (event: Envelope.Envelope, topic: string, payload: Buffer | string, decision: Decision.GivenUp, error: unknown, tenure: number | undefined): Promise<void> => {

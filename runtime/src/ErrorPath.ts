@@ -44,7 +44,7 @@ export const make = (deps: {
 }): ErrorPath => {
   const clock = deps.clock ?? Envelope.systemClock
   const mask = deps.mask ?? Sensitive.masker([])
-  return (refusal) => Effect.suspend(() => {
+  return Effect.fnUntraced(function* (refusal: Refusal) {
     const size = refusal.size ?? refusal.payload.length
     const payload = describePayload(mask.payload(refusal.payload))
     const topic = storable(Sensitive.text(refusal.topic))
@@ -65,10 +65,8 @@ export const make = (deps: {
       refusal.cause === undefined
         ? Envelope.initiate(rejectedType, rejection, {}, clock)
         : Envelope.next(refusal.cause, { type: rejectedType, data: rejection }, clock)
-    return Effect.gen(function* () {
-      const recorded = yield* deps.rejections.record(envelope.id, new Date(envelope.occurredAt), rejection)
-      yield* deps.outbox.add(Topics.error(topic), Envelope.encode({ ...envelope, data: recorded }))
-      deps.logger.log("warn", "message rejected", { kind: refusal.kind, topic, processor: refusal.processor, reason: rejection.reason, id: envelope.id, ...Envelope.logFields(envelope) })
-    })
+    const recorded = yield* deps.rejections.record(envelope.id, new Date(envelope.occurredAt), rejection)
+    yield* deps.outbox.add(Topics.error(topic), Envelope.encode({ ...envelope, data: recorded }))
+    deps.logger.log("warn", "message rejected", { kind: refusal.kind, topic, processor: refusal.processor, reason: rejection.reason, id: envelope.id, ...Envelope.logFields(envelope) })
   })
 }

@@ -14,13 +14,13 @@
  * const payments: Processor = {
  *   name: "payment",
  *   consumes: ["order-created"],
- *   handle: (event) =>
- *     Effect.gen(function* () {
- *       const sql = yield* SqlClient.SqlClient
- *       const order = event.data as OrderCreated
- *       yield* sql`INSERT INTO payments (order_id, amount) VALUES (${order.orderId}, ${order.total})`
- *       return [{ type: "payment-applied", data: { orderId: order.orderId } }]
- *     })
+ *   // Made once: `(event) => Effect.gen(function* () {...})` would make a generator function per message.
+ *   handle: Effect.fnUntraced(function* (event: Envelope) {
+ *     const sql = yield* SqlClient.SqlClient
+ *     const order = event.data as OrderCreated
+ *     yield* sql`INSERT INTO payments (order_id, amount) VALUES (${order.orderId}, ${order.total})`
+ *     return [{ type: "payment-applied", data: { orderId: order.orderId } }]
+ *   })
  * }
  * ```
  */

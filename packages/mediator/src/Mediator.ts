@@ -348,51 +348,50 @@ export const domain = (options: {
    * effects of every state of the chain, in order), the last state, the effects of them all
    * (to arm timeouts by) and what to run once committed.
    */
-  const chain = (event: Envelope.Envelope, saved: Saved, queued: Set<string>) =>
-    Effect.gen(function* () {
-      const out: Array<Envelope.Next> = []
-      const effects: Array<Machine.Effect> = []
-      const committed: Array<() => void> = []
-      const acks: Array<Envelope.Envelope> = []
-      let state = saved
-      for (let input = event; ; ) {
-        const nexts = outgoing(input, state)
-        for (const [i, effect] of state.lastEffects.entries()) {
-          const next = nexts[i]!
-          effects.push(effect)
-          if (effect._tag !== "Send" && effect._tag !== "Compensate") {
-            out.push(next)
+  const chain = Effect.fnUntraced(function* (event: Envelope.Envelope, saved: Saved, queued: Set<string>) {
+    const out: Array<Envelope.Next> = []
+    const effects: Array<Machine.Effect> = []
+    const committed: Array<() => void> = []
+    const acks: Array<Envelope.Envelope> = []
+    let state = saved
+    for (let input = event; ; ) {
+      const nexts = outgoing(input, state)
+      for (const [i, effect] of state.lastEffects.entries()) {
+        const next = nexts[i]!
+        effects.push(effect)
+        if (effect._tag !== "Send" && effect._tag !== "Compensate") {
+          out.push(next)
+          continue
+        }
+        const channel = effect._tag === "Send" ? effect.command.channel : effect.channel
+        const call = effect._tag === "Send" && !queued.has(channel) ? callFor(channel) : undefined
+        if (call !== undefined) {
+          // Its cause and span are those of the input's sender (the chain's acknowledgements are
+          // never stored, and the mediator's own span is not known here): in a flow's causation
+          // tree and in its trace it hangs beside the input, under what sent it.
+          const command = Envelope.next(input, { ...next, causationId: input.causationId }, clock)
+          const run = call(command, next.topic!, Envelope.encode(command))
+          const called = run === undefined ? undefined : yield* run
+          if (called !== undefined) {
+            committed.push(called.committed)
+            for (const answer of called.answers) acks.push(Envelope.next(command, answer, clock, called.traceparent))
             continue
           }
-          const channel = effect._tag === "Send" ? effect.command.channel : effect.channel
-          const call = effect._tag === "Send" && !queued.has(channel) ? callFor(channel) : undefined
-          if (call !== undefined) {
-            // Its cause and span are those of the input's sender (the chain's acknowledgements are
-            // never stored, and the mediator's own span is not known here): in a flow's causation
-            // tree and in its trace it hangs beside the input, under what sent it.
-            const command = Envelope.next(input, { ...next, causationId: input.causationId }, clock)
-            const run = call(command, next.topic!, Envelope.encode(command))
-            const called = run === undefined ? undefined : yield* run
-            if (called !== undefined) {
-              committed.push(called.committed)
-              for (const answer of called.answers) acks.push(Envelope.next(command, answer, clock, called.traceparent))
-              continue
-            }
-          }
-          queued.add(channel)
-          out.push(next)
         }
-        // The next acknowledgement that moves the workflow (one that changes nothing is dropped, as from the queue).
-        let moved: Saved | undefined
-        while (moved === undefined && acks.length > 0) {
-          input = acks.shift()!
-          const ack = input
-          moved = yield* Effect.try({ try: () => transition(state, ack), catch: (error) => error })
-        }
-        if (moved === undefined) return { out, last: state, effects, committed }
-        state = moved
+        queued.add(channel)
+        out.push(next)
       }
-    })
+      // The next acknowledgement that moves the workflow (one that changes nothing is dropped, as from the queue).
+      let moved: Saved | undefined
+      while (moved === undefined && acks.length > 0) {
+        input = acks.shift()!
+        const ack = input
+        moved = yield* Effect.try({ try: () => transition(state, ack), catch: (error) => error })
+      }
+      if (moved === undefined) return { out, last: state, effects, committed }
+      state = moved
+    }
+  })
 
   /** What an input's transaction left for after its commit, by its prepared value: the chains it ran (see `chain`). */
   const chains = new WeakMap<object, ReadonlyArray<Chained>>()

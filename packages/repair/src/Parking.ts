@@ -13,7 +13,7 @@
  * the other read-modify-writes are single statements.
  */
 import { Effect } from "effect"
-import { ddl, Inbox, Postgres, type Sql, type Store } from "@baton/store"
+import { ddl, Inbox, Postgres, type Sql, type SqlGen, type Store } from "@baton/store"
 
 export const migrations = [
   {
@@ -138,18 +138,16 @@ export const make = async (store: Store) => {
      * Locks the hold (PostgreSQL): run it in the transaction that parks the message, so that a
      * discard that releases the key meanwhile waits for the park and then unparks it.
      */
-    mustWait: (processor: string, key: string, envelopeId: string): Sql<boolean> =>
-      Effect.gen(function* () {
-        const h = yield* lock.get(processor, key)
-        if (h !== undefined) return h.resubmitted_id !== envelopeId
-        return (yield* older.get(processor, key, processor, envelopeId)) !== undefined
-      }),
+    mustWait: Effect.fnUntraced(function* (processor: string, key: string, envelopeId: string): SqlGen<boolean> {
+      const h = yield* lock.get(processor, key)
+      if (h !== undefined) return h.resubmitted_id !== envelopeId
+      return (yield* older.get(processor, key, processor, envelopeId)) !== undefined
+    }),
     /** Parks a pending message; returns the key's hold with its new count (undefined while draining). */
-    park: (processor: string, key: string, envelopeId: string): Sql<Held | undefined> =>
-      Effect.gen(function* () {
-        if ((yield* park.run(processor, envelopeId)) === 0) return optional(yield* get.get(processor, key))
-        return optional(yield* count.get(processor, key))
-      }),
+    park: Effect.fnUntraced(function* (processor: string, key: string, envelopeId: string): SqlGen<Held | undefined> {
+      if ((yield* park.run(processor, envelopeId)) === 0) return optional(yield* get.get(processor, key))
+      return optional(yield* count.get(processor, key))
+    }),
     parked: (processor: string, key: string): Sql<number> => Effect.map(parkedOf.get(processor, key), (r) => Number(r?.n ?? 0)),
     /** Sets what was alerted about a hold (`count`, `age`, `count,age`). */
     alerted: (processor: string, key: string, what: string): Sql<void> => Effect.asVoid(alerted.run(what, processor, key)),
@@ -162,12 +160,11 @@ export const make = async (store: Store) => {
      * Unparks the oldest parked message of `key` unless the key is held (inside the transaction
      * that finished the message before it); the caller schedules it after the commit.
      */
-    next: (processor: string, key: string): Sql<Parked | undefined> =>
-      Effect.gen(function* () {
-        if ((yield* get.get(processor, key)) !== undefined) return undefined
-        const r = yield* unpark.get(processor, processor, key)
-        return r === undefined ? undefined : { envelopeId: String(r.envelope_id), topic: String(r.topic), payload: String(r.payload) }
-      })
+    next: Effect.fnUntraced(function* (processor: string, key: string): SqlGen<Parked | undefined> {
+      if ((yield* get.get(processor, key)) !== undefined) return undefined
+      const r = yield* unpark.get(processor, processor, key)
+      return r === undefined ? undefined : { envelopeId: String(r.envelope_id), topic: String(r.topic), payload: String(r.payload) }
+    })
   }
 }
 

@@ -8,7 +8,7 @@
  * Every hand-off is recorded, and every transition is announced on `events/`.
  */
 import { Conflict, Envelope, Log, NotFound, Sensitive, Topics, type Processor, type Repair } from "@baton/core"
-import { ddl, Page, Postgres, type Outbox, type Sql, type Store } from "@baton/store"
+import { ddl, Page, Postgres, type Outbox, type Sql, type SqlGen, type Store } from "@baton/store"
 import { Effect } from "effect"
 import type { Held, Parked, Parking } from "./Parking.ts"
 
@@ -184,42 +184,40 @@ export const make = async (deps: {
     name: "workflow-processor",
     consumes: [],
     topics: [Topics.repair],
-    handle: (event) =>
-      Effect.gen(function* () {
-        const h = event.data as HandOff
-        const failed = h.envelope
-        let fix: ReturnType<Repair>
-        try {
-          fix = deps.repairs[failed.type]?.(failed, h.error)
-        } catch (error) {
-          logger.log("warn", "repair threw; sending to the dashboard", { type: failed.type, reason: Log.reason(error) })
-          fix = undefined
-        }
-        if (fix !== undefined) {
-          const resubmitted = resubmission(failed, fix.data)
-          yield* parking.resubmitted(h.processor, failed.key, failed.id, resubmitted.id)
-          yield* record(h, "repaired", resubmitted.id, fix.data)
-          logger.log("info", "message repaired", { processor: h.processor, key: failed.key, failed: failed.id, changes: fix.changes.join("; ") })
-          return [
-            { id: resubmitted.id, type: failed.type, topic: Topics.resubmit(h.processor), key: failed.key, correlationId: failed.correlationId, causationId: failed.id, ...(resubmitted.version === undefined ? {} : { version: resubmitted.version }), data: fix.data },
-            { type: events.repaired, key: failed.key, data: { processor: h.processor, key: failed.key, failedId: failed.id, resubmittedId: resubmitted.id, error: h.error, changes: fix.changes } }
-          ]
-        }
-        const entryId = yield* record(h, "open", null)
-        logger.log("warn", "message sent to the dashboard", { processor: h.processor, key: failed.key, failed: failed.id, entry: entryId, reason: h.error })
-        return [{ type: events.added, key: failed.key, data: { entryId, processor: h.processor, key: failed.key, failedId: failed.id, type: failed.type, error: h.error } }]
-      })
+    handle: Effect.fnUntraced(function* (event: Envelope.Envelope) {
+      const h = event.data as HandOff
+      const failed = h.envelope
+      let fix: ReturnType<Repair>
+      try {
+        fix = deps.repairs[failed.type]?.(failed, h.error)
+      } catch (error) {
+        logger.log("warn", "repair threw; sending to the dashboard", { type: failed.type, reason: Log.reason(error) })
+        fix = undefined
+      }
+      if (fix !== undefined) {
+        const resubmitted = resubmission(failed, fix.data)
+        yield* parking.resubmitted(h.processor, failed.key, failed.id, resubmitted.id)
+        yield* record(h, "repaired", resubmitted.id, fix.data)
+        logger.log("info", "message repaired", { processor: h.processor, key: failed.key, failed: failed.id, changes: fix.changes.join("; ") })
+        return [
+          { id: resubmitted.id, type: failed.type, topic: Topics.resubmit(h.processor), key: failed.key, correlationId: failed.correlationId, causationId: failed.id, ...(resubmitted.version === undefined ? {} : { version: resubmitted.version }), data: fix.data },
+          { type: events.repaired, key: failed.key, data: { processor: h.processor, key: failed.key, failedId: failed.id, resubmittedId: resubmitted.id, error: h.error, changes: fix.changes } }
+        ]
+      }
+      const entryId = yield* record(h, "open", null)
+      logger.log("warn", "message sent to the dashboard", { processor: h.processor, key: failed.key, failed: failed.id, entry: entryId, reason: h.error })
+      return [{ type: events.added, key: failed.key, data: { entryId, processor: h.processor, key: failed.key, failedId: failed.id, type: failed.type, error: h.error } }]
+    })
   }
 
   /** An open entry and the message that failed (locked until the resolution commits), or the reason it cannot be resolved. */
-  const open = (id: string): Sql<{ readonly entry: Entry; readonly failed: Envelope.Envelope }, NotFound | Conflict> =>
-    Effect.gen(function* () {
-      const r = yield* lock.get(id)
-      if (r === undefined) return yield* Effect.fail(new NotFound(`no dashboard entry ${id}`))
-      const entry = entryOf(r)
-      if (entry.status !== "open") return yield* Effect.fail(new Conflict(`dashboard entry ${id} is ${entry.status}${entry.resolution === undefined ? "" : ` (${entry.resolution})`}`))
-      return { entry, failed: JSON.parse(String(r.envelope)) as Envelope.Envelope }
-    })
+  const open = Effect.fnUntraced(function* (id: string): SqlGen<{ readonly entry: Entry; readonly failed: Envelope.Envelope }, NotFound | Conflict> {
+    const r = yield* lock.get(id)
+    if (r === undefined) return yield* Effect.fail(new NotFound(`no dashboard entry ${id}`))
+    const entry = entryOf(r)
+    if (entry.status !== "open") return yield* Effect.fail(new Conflict(`dashboard entry ${id} is ${entry.status}${entry.resolution === undefined ? "" : ` (${entry.resolution})`}`))
+    return { entry, failed: JSON.parse(String(r.envelope)) as Envelope.Envelope }
+  })
 
   /** Marks an open entry resolved; a concurrent resolution that won is a conflict. */
   const resolved = (id: string, status: "resubmitted" | "discarded", resolution: string, resubmitted?: unknown): Sql<void, Conflict> =>

@@ -5,7 +5,7 @@
  * Only what this module exports is public; the runtime's other packages may change.
  *
  * ```ts
- * import { Baton, Effect, Schema, SqlClient } from "@baton/sdk"
+ * import { Baton, Effect, Schema, SqlClient, type Typed } from "@baton/sdk"
  *
  * const PlaceOrder = Baton.initiating("place-order", Schema.Struct({ orderId: Schema.String, total: Schema.Number }), {
  *   key: (order) => order.orderId
@@ -15,12 +15,13 @@
  * const accept = Baton.processor({
  *   name: "accept",
  *   on: PlaceOrder,
- *   handle: (event) =>
- *     Effect.gen(function* () {
- *       const sql = yield* SqlClient.SqlClient
- *       yield* sql`INSERT INTO orders (id, total) VALUES (${event.data.orderId}, ${event.data.total})`
- *       return [OrderAccepted.make({ orderId: event.data.orderId })]
- *     })
+ *   // A generator function made once (`Effect.fnUntraced`), not `(event) => Effect.gen(function* () {...})`:
+ *   // that makes a new generator function per message, which costs V8 ~2 us a call.
+ *   handle: Effect.fnUntraced(function* (event: Typed<typeof PlaceOrder>) {
+ *     const sql = yield* SqlClient.SqlClient
+ *     yield* sql`INSERT INTO orders (id, total) VALUES (${event.data.orderId}, ${event.data.total})`
+ *     return [OrderAccepted.make({ orderId: event.data.orderId })]
+ *   })
  * })
  *
  * export default Baton.app({
@@ -315,6 +316,9 @@ export interface ProcessorSpec<E extends Event, P = void> {
    * announce. Runs in the transaction that also marks the message processed and writes the
    * announced events: all of it commits, or none. It may run again (a retry, a crash before the
    * commit), so it does nothing outside the transaction. A failure is retried, unless `Rejected`.
+   * Write it as a generator function made once, `Effect.fnUntraced(function* (event: Typed<typeof X>) {...})`,
+   * not `(event) => Effect.gen(function* () {...})` (a new generator function per message, ~2 us a call
+   * on V8). Annotate its parameters: `Effect.fnUntraced` does not take them from here (they would be `any`).
    */
   readonly handle: (event: Typed<E>, prepared: P) => Effect.Effect<ReadonlyArray<Next>, unknown, SqlClient.SqlClient>
   /** `park`: a failed message waits for repair and holds back the later messages of its key. */

@@ -163,6 +163,16 @@ export const make = async (
   /** `n` appends born forwarded, giving their sequence numbers. */
   const insertForwardedOf = sized((n) => `${insertText.slice(0, -1)}, forwarded_at) VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?, ?)").join(", ")} RETURNING seq`)
   let batch: Array<{ readonly topic: string; readonly payload: Buffer; readonly clientId: string | null; readonly done: (e?: Error, inline?: boolean) => void }> = []
+  type Append = (typeof batch)[number]
+  /** A batch's appends in one transaction (`flush`). */
+  const append = Effect.fnUntraced(function* (entries: ReadonlyArray<Append>, row: (e: Append) => ReadonlyArray<unknown>) {
+    timeline?.("s", entries.length)
+    if (options.fence !== undefined) yield* options.fence
+    // SQLite: an INSERT per append (its statements cost no round trip).
+    const rows = store.dialect === "pg" ? maxRowsPerStatement : 1
+    for (const chunk of chunks(entries, rows)) yield* insertOf(chunk.length).run(...chunk.flatMap(row))
+    options.beforeCommit?.()
+  })
   const flush = async () => {
     const entries = batch
     batch = []
@@ -181,16 +191,7 @@ export const make = async (
         timeline?.("s", entries.length)
         await store.run(insertOf(entries.length).run(...entries.flatMap(row)))
       } else
-        await store.transaction(
-          Effect.gen(function* () {
-            timeline?.("s", entries.length)
-            if (options.fence !== undefined) yield* options.fence
-            // SQLite: an INSERT per append (its statements cost no round trip).
-            const rows = store.dialect === "pg" ? maxRowsPerStatement : 1
-            for (const chunk of chunks(entries, rows)) yield* insertOf(chunk.length).run(...chunk.flatMap(row))
-            options.beforeCommit?.()
-          })
-        )
+        await store.transaction(append(entries, row))
     } catch (error) {
       options.inline?.settled()
       for (const e of entries) e.done(error as Error)

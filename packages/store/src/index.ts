@@ -1,4 +1,4 @@
-export type { Store, Migration, Sql, Query, Row, Dialect, Types } from "./Store.ts"
+export type { Store, Migration, Sql, SqlGen, Query, Row, Dialect, Types } from "./Store.ts"
 export { ddl, isUnavailable, ownLaneOf, sent, squash, tagged, timeline, withoutReturning } from "./Store.ts"
 export * as Sqlite from "./Sqlite.ts"
 export * as Postgres from "./Postgres.ts"

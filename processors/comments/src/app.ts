@@ -7,7 +7,7 @@
  * author (`BATON_SMTP_URL`, or kept in the store without it). `POST /comments` does the same work
  * synchronously, for contrast: the caller waits for all of it.
  */
-import { Baton, ddl, decode, Effect, Rejected, Schema, SqlClient, type Context, type Event } from "@baton/sdk"
+import { Baton, ddl, decode, Effect, Rejected, Schema, SqlClient, type Context, type Event, type Typed } from "@baton/sdk"
 import { Mailer } from "@baton/order-entry"
 import { Result } from "effect"
 import * as Checks from "./Checks.ts"
@@ -115,13 +115,12 @@ export const configure = (options: Options = {}) =>
     const intake = Baton.processor({
       name: "comment-intake",
       on: PostComment,
-      handle: (event) =>
-        Effect.gen(function* () {
-          const c = event.data
-          const commentId = event.correlationId
-          yield* insert.run(commentId, c.author, c.email, c.text, "mqtt", clock.now().toISOString())
-          return [CommentAccepted.make({ commentId, ...c }, { key: commentId })]
-        }),
+      handle: Effect.fnUntraced(function* (event: Typed<typeof PostComment>) {
+        const c = event.data
+        const commentId = event.correlationId
+        yield* insert.run(commentId, c.author, c.email, c.text, "mqtt", clock.now().toISOString())
+        return [CommentAccepted.make({ commentId, ...c }, { key: commentId })]
+      }),
       reply: (event) => ({ commentId: event.correlationId, status: "accepted" })
     })
 
@@ -130,13 +129,12 @@ export const configure = (options: Options = {}) =>
       Baton.processor<typeof after, Checks.Verdict | undefined>({
         name: `${check}-checker`,
         on: after,
-        prepare: (event) =>
-          Effect.gen(function* () {
-            const c = event.data
-            if ("ok" in c && !c.ok) return undefined // rejected earlier: nothing to check
-            yield* Effect.promise(() => sleep(checkLatencyMs))
-            return Checks.run[check](c.text)
-          }),
+        prepare: Effect.fnUntraced(function* (event: Typed<typeof after>) {
+          const c = event.data
+          if ("ok" in c && !c.ok) return undefined // rejected earlier: nothing to check
+          yield* Effect.promise(() => sleep(checkLatencyMs))
+          return Checks.run[check](c.text)
+        }),
         handle: (event, verdict) => {
           if (verdict === undefined) return Effect.succeed([])
           const { commentId, author, email: to, text } = event.data
@@ -147,17 +145,16 @@ export const configure = (options: Options = {}) =>
     const publisher = Baton.processor({
       name: "comment-publisher",
       on: [ProfanityChecked, GrammarChecked, ContextChecked],
-      handle: (event) =>
-        Effect.gen(function* () {
-          const c = event.data
-          if (c.ok && c.check !== "context") return []
-          const status = c.ok ? "published" : "rejected"
-          yield* decide.run(status, c.reason ?? null, clock.now().toISOString(), c.commentId)
-          const row = yield* get.get(c.commentId)
-          if (row === undefined) return yield* Effect.fail(new Rejected(`unknown comment ${c.commentId}`))
-          const data: Decided = { commentId: c.commentId, author: c.author, email: c.email, status, ...(c.ok ? {} : { check: c.check, reason: c.reason ?? "" }) }
-          return [(c.ok ? CommentPublished : CommentRejected).make(data)]
-        })
+      handle: Effect.fnUntraced(function* (event: Typed<typeof ProfanityChecked | typeof GrammarChecked | typeof ContextChecked>) {
+        const c = event.data
+        if (c.ok && c.check !== "context") return []
+        const status = c.ok ? "published" : "rejected"
+        yield* decide.run(status, c.reason ?? null, clock.now().toISOString(), c.commentId)
+        const row = yield* get.get(c.commentId)
+        if (row === undefined) return yield* Effect.fail(new Rejected(`unknown comment ${c.commentId}`))
+        const data: Decided = { commentId: c.commentId, author: c.author, email: c.email, status, ...(c.ok ? {} : { check: c.check, reason: c.reason ?? "" }) }
+        return [(c.ok ? CommentPublished : CommentRejected).make(data)]
+      })
     })
 
     const record = (causeId: string, d: Decided, sent: Mailer.Sent) => {
@@ -178,21 +175,24 @@ export const configure = (options: Options = {}) =>
     const notifier = Baton.processor({
       name: "comment-notifier",
       on: [CommentPublished, CommentRejected],
-      prepare: (event) =>
-        Effect.gen(function* () {
-          // Outside the transaction: a read on the store's own client (no transaction to join).
-          if ((yield* Effect.provideService(recorded(event.id), SqlClient.SqlClient, ctx.sql)) !== undefined) return undefined
-          return yield* Effect.tryPromise(() => mailer.send(letter(event.data)))
-        }),
-      handle: (event, sent) =>
-        Effect.gen(function* () {
-          if (sent !== undefined) yield* record(event.id, event.data, sent)
-          const data = yield* recorded(event.id)
-          return data === undefined ? [] : [EmailSent.make(data)]
-        })
+      prepare: Effect.fnUntraced(function* (event: Typed<typeof CommentPublished | typeof CommentRejected>) {
+        // Outside the transaction: a read on the store's own client (no transaction to join).
+        if ((yield* Effect.provideService(recorded(event.id), SqlClient.SqlClient, ctx.sql)) !== undefined) return undefined
+        return yield* Effect.tryPromise(() => mailer.send(letter(event.data)))
+      }),
+      handle: Effect.fnUntraced(function* (event: Typed<typeof CommentPublished | typeof CommentRejected>, sent: Mailer.Sent | undefined) {
+        if (sent !== undefined) yield* record(event.id, event.data, sent)
+        const data = yield* recorded(event.id)
+        return data === undefined ? [] : [EmailSent.make(data)]
+      })
     })
 
     const decodePost = decode(PostCommentData)
+    /** The synchronous decision and its mail's record (one transaction). */
+    const decidedSync = Effect.fnUntraced(function* (decided: Decided, sent: Mailer.Sent) {
+      yield* decide.run(decided.status, decided.reason ?? null, clock.now().toISOString(), decided.commentId)
+      yield* record(`http:${decided.commentId}`, decided, sent)
+    })
 
     /** `POST /comments`: the same checks and notification, while the caller waits. */
     const synchronous = async (body: Readonly<Record<string, unknown>> | undefined) => {
@@ -211,12 +211,7 @@ export const configure = (options: Options = {}) =>
         }
       }
       const sent = await mailer.send(letter(decided))
-      await ctx.transaction(
-        Effect.gen(function* () {
-          yield* decide.run(decided.status, decided.reason ?? null, clock.now().toISOString(), commentId)
-          yield* record(`http:${commentId}`, decided, sent)
-        })
-      )
+      await ctx.transaction(decidedSync(decided, sent))
       return { status: 200, body: decided }
     }
 

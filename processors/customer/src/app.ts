@@ -5,7 +5,7 @@
  * topology the same processors chain by events: `customer-registered` and `profile-updated`
  * trigger the e-mail. It mails through the order-entry app's mailer (SMTP at `BATON_SMTP_URL`).
  */
-import { Baton, ddl, Effect, forUpdate, Rejected, Schema, WorkflowData, type Context, type Workflow } from "@baton/sdk"
+import { Baton, ddl, Effect, forUpdate, Rejected, Schema, WorkflowData, type Context, type Typed, type Workflow } from "@baton/sdk"
 import * as Mailer from "@baton/order-entry/mailer"
 
 export const names = {
@@ -75,35 +75,34 @@ export const profiles = ({ query, dialect, clock }: Deps) => {
   return Baton.processor({
     name: "customer-profile",
     on: [events.registerCustomer, events.updateProfile, events.unsubscribe],
-    handle: (event) =>
-      Effect.gen(function* () {
-        const at = clock.now().toISOString()
-        switch (event.type) {
-          case names.registerCustomer: {
-            const c = event.data
-            if ((yield* insert.run(c.customerId, c.name, c.email, at, at)) === 0) {
-              const row = yield* get.get(c.customerId)
-              if (row === undefined || row.name !== c.name || row.email !== c.email) return yield* Effect.fail(new Rejected(`customer ${c.customerId} is already registered`))
-            }
-            return [events.customerRegistered.make({ customerId: c.customerId, name: c.name, email: c.email })]
+    handle: Effect.fnUntraced(function* (event: Typed<typeof events.registerCustomer | typeof events.updateProfile | typeof events.unsubscribe>) {
+      const at = clock.now().toISOString()
+      switch (event.type) {
+        case names.registerCustomer: {
+          const c = event.data
+          if ((yield* insert.run(c.customerId, c.name, c.email, at, at)) === 0) {
+            const row = yield* get.get(c.customerId)
+            if (row === undefined || row.name !== c.name || row.email !== c.email) return yield* Effect.fail(new Rejected(`customer ${c.customerId} is already registered`))
           }
-          case names.updateProfile: {
-            const u = event.data
-            const row = yield* getForUpdate.get(u.customerId)
-            if (row === undefined) return yield* Effect.fail(new Rejected(`unknown customer ${u.customerId}`))
-            const before = customerOf(row)
-            const after: Customer = { ...before, ...(u.name === undefined ? {} : { name: u.name }), ...(u.email === undefined ? {} : { email: u.email }) }
-            yield* update.run(after.name, after.email, at, u.customerId)
-            const changed = (["name", "email"] as const).filter((k) => before[k] !== after[k])
-            return [events.profileUpdated.make({ ...after, changed })]
-          }
-          case names.unsubscribe: {
-            const u = event.data
-            if ((yield* unsubscribe.run(at, u.customerId)) === 0) return yield* Effect.fail(new Rejected(`unknown customer ${u.customerId}`))
-            return [events.customerUnsubscribed.make({ customerId: u.customerId })]
-          }
+          return [events.customerRegistered.make({ customerId: c.customerId, name: c.name, email: c.email })]
         }
-      })
+        case names.updateProfile: {
+          const u = event.data
+          const row = yield* getForUpdate.get(u.customerId)
+          if (row === undefined) return yield* Effect.fail(new Rejected(`unknown customer ${u.customerId}`))
+          const before = customerOf(row)
+          const after: Customer = { ...before, ...(u.name === undefined ? {} : { name: u.name }), ...(u.email === undefined ? {} : { email: u.email }) }
+          yield* update.run(after.name, after.email, at, u.customerId)
+          const changed = (["name", "email"] as const).filter((k) => before[k] !== after[k])
+          return [events.profileUpdated.make({ ...after, changed })]
+        }
+        case names.unsubscribe: {
+          const u = event.data
+          if ((yield* unsubscribe.run(at, u.customerId)) === 0) return yield* Effect.fail(new Rejected(`unknown customer ${u.customerId}`))
+          return [events.customerUnsubscribed.make({ customerId: u.customerId })]
+        }
+      }
+    })
   })
 }
 

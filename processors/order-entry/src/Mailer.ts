@@ -183,13 +183,12 @@ export const processor = <E extends Event, L extends Mail, D>(options: {
     ...(inHandle
       ? {}
       : {
-          prepare: (event: Typed<E>) =>
-            Effect.gen(function* () {
-              if (options.letter(event) === undefined) return undefined
-              // Outside the transaction: a read on the store's own client (no transaction to join).
-              if ((yield* Effect.provideService(options.recorded(event), SqlClient.SqlClient, options.store.sql)) !== undefined) return undefined
-              return yield* mail(event)
-            }),
+          prepare: Effect.fnUntraced(function* (event: Typed<E>) {
+            if (options.letter(event) === undefined) return undefined
+            // Outside the transaction: a read on the store's own client (no transaction to join).
+            if ((yield* Effect.provideService(options.recorded(event), SqlClient.SqlClient, options.store.sql)) !== undefined) return undefined
+            return yield* mail(event)
+          }),
           // Without SMTP nothing leaves the process (the mail is rendered and kept in the store): for a
           // message handled meanwhile it renders in vain, so no read that it is still pending comes first
           // (one statement a message); the transaction's done mark still skips it. Through SMTP the read

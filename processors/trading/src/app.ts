@@ -7,7 +7,7 @@
  * unknown account, a negative quantity) go to the dashboard; meanwhile the account's later trades
  * are parked and other accounts keep trading.
  */
-import { Baton, ddl, Effect, Rejected, Schema } from "@baton/sdk"
+import { Baton, ddl, Effect, Rejected, Schema, type Typed } from "@baton/sdk"
 import { Result } from "effect"
 
 export const accounts: ReadonlyArray<string> = Array.from({ length: 9 }, (_, i) => `ACC-${i + 1}`)
@@ -117,21 +117,20 @@ export default Baton.app("trading", (ctx) => {
     name: "trade-execution",
     on: PlaceTrade,
     onFailure: "park",
-    handle: (event) =>
-      Effect.gen(function* () {
-        const placed = event.data
-        const exists = (yield* account.get(placed.account)) !== undefined
-        const checked = validate(placed, (id) => id === placed.account && exists)
-        if ("problems" in checked) return yield* Effect.fail(new Rejected(checked.problems.join("; ")))
-        const t = checked.trade
-        const next = yield* advance.get(t.account)
-        if (next === undefined) return yield* Effect.fail(new Rejected(`unknown account ${t.account}`))
-        const seq = Number(next.seq)
-        const price = t.limitPrice ?? quotes[t.symbol]!
-        yield* insert.run(t.account, seq, event.correlationId, event.id, t.symbol, t.side, t.quantity, price, ctx.clock.now().toISOString())
-        yield* position.run(t.account, t.symbol, t.side === "buy" ? t.quantity : -t.quantity)
-        return [TradeExecuted.make({ ...t, tradeId: event.correlationId, seq, price }, { key: t.account })]
-      })
+    handle: Effect.fnUntraced(function* (event: Typed<typeof PlaceTrade>) {
+      const placed = event.data
+      const exists = (yield* account.get(placed.account)) !== undefined
+      const checked = validate(placed, (id) => id === placed.account && exists)
+      if ("problems" in checked) return yield* Effect.fail(new Rejected(checked.problems.join("; ")))
+      const t = checked.trade
+      const next = yield* advance.get(t.account)
+      if (next === undefined) return yield* Effect.fail(new Rejected(`unknown account ${t.account}`))
+      const seq = Number(next.seq)
+      const price = t.limitPrice ?? quotes[t.symbol]!
+      yield* insert.run(t.account, seq, event.correlationId, event.id, t.symbol, t.side, t.quantity, price, ctx.clock.now().toISOString())
+      yield* position.run(t.account, t.symbol, t.side === "buy" ? t.quantity : -t.quantity)
+      return [TradeExecuted.make({ ...t, tradeId: event.correlationId, seq, price }, { key: t.account })]
+    })
   })
 
   return {
