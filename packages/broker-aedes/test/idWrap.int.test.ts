@@ -11,13 +11,15 @@ import { afterAll, describe, expect, it } from "vitest"
 import mqtt from "mqtt"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { freshSessions, type Kind } from "./sessions.ts"
-import * as SlowAcker from "./slowAcker.ts"
+import * as Raw from "./rawClient.ts"
 import { firsts, until, within } from "./waits.ts"
 
 const cleanup: Array<() => unknown> = []
 afterAll(async () => {
   for (const c of cleanup) await c()
 })
+/** The session's subscription, made by its first connection (the next ones subscribe to nothing). */
+const subs = [{ topic: "k/#", qos: 1 as const }]
 
 // As the runtime's guard, with its default bound (BATON_MAX_INFLIGHT).
 const guard: EmbeddedBroker.Guard = { connect: async () => ({ ok: true }), publish: () => undefined, subscribe: () => undefined, maxInflight: 10_000 }
@@ -31,7 +33,7 @@ describe("a persistent session's restore of more stored messages than packet ids
       const broker = await EmbeddedBroker.start({ host: "127.0.0.1", mqttPort: 0, sessions: freshSessions(kind, cleanup), guard })
       const publisher = await mqtt.connectAsync(`mqtt://127.0.0.1:${broker.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0, clientId: "publisher" })
       try {
-        const first = await SlowAcker.connect(broker.mqttPort, "wrap", "k/#")
+        const first = await Raw.connect(broker.mqttPort, "wrap", subs)
         await first.close()
         const published: Array<string> = []
         for (let i = 0; i < stored; i++) {
@@ -39,7 +41,7 @@ describe("a persistent session's restore of more stored messages than packet ids
           await broker.publish("k/1", `s${i}`, 1)
         }
 
-        const c = await SlowAcker.connect(broker.mqttPort, "wrap", "k/#", false)
+        const c = await Raw.connect(broker.mqttPort, "wrap", [])
         // (Redis: the restore reads the kept ids first, one GET a stored message.)
         await until(() => c.got.length > 0, 30_000)
         let rounds = 0
@@ -63,7 +65,7 @@ describe("a persistent session's restore of more stored messages than packet ids
         }
         await c.close()
         // Everything was acknowledged: nothing is left for the session, nothing comes again.
-        const again = await SlowAcker.connect(broker.mqttPort, "wrap", "k/#", false)
+        const again = await Raw.connect(broker.mqttPort, "wrap", [])
         await again.quiet(300)
         await again.close()
         const payloads = c.got.map((d) => d.payload)
@@ -86,13 +88,13 @@ describe("a persistent session's restore of more stored messages than packet ids
     const url = `mqtt://127.0.0.1:${broker.mqttPort}`
     const publisher = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: "publisher" })
     try {
-      await (await SlowAcker.connect(broker.mqttPort, "stall", "k/#")).close()
+      await (await Raw.connect(broker.mqttPort, "stall", subs)).close()
       const published: Array<string> = []
       for (let i = 0; i < 1_100; i++) {
         published.push(`s${i}`)
         await broker.publish("k/1", `s${i}`, 1)
       }
-      const c = await SlowAcker.connect(broker.mqttPort, "stall", "k/#", false)
+      const c = await Raw.connect(broker.mqttPort, "stall", [])
       await c.quiet(300)
       expect(c.got.length).toBeLessThan(1_100)
       for (let i = 0; i < 4_096 + 100; i++) {

@@ -11,7 +11,7 @@
 import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { aedesBroker, aedesPersistence, aedesPublish, type Kind } from "./sessions.ts"
-import * as SlowAcker from "./slowAcker.ts"
+import * as Raw from "./rawClient.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 5)
 
@@ -19,6 +19,8 @@ const cleanup: Array<() => unknown> = []
 afterAll(async () => {
   for (const c of cleanup) await c()
 })
+/** The session's subscription, made by its first connection (the next ones subscribe to nothing). */
+const subs = [{ topic: "p/#", qos: 1 as const }]
 
 type Step = { readonly kind: "ack"; readonly count: number } | { readonly kind: "live"; readonly key: number; readonly qos: 0 | 1 }
 
@@ -52,11 +54,11 @@ describe.each(["memory", "disk", "redis"] as const satisfies ReadonlyArray<Kind>
           await aedesPublish(aedes, payload, qos, `p/${k}`)
         }
         try {
-          await (await SlowAcker.connect(port, "window", "p/#")).close()
+          await (await Raw.connect(port, "window", subs)).close()
           for (const k of offline) await publish(k, 1)
           const stored = published.length
 
-          const c = await SlowAcker.connect(port, "window", "p/#", false)
+          const c = await Raw.connect(port, "window", [])
           await c.quiet(100)
           // The restore waits with its window full (or everything sent).
           expect(c.outstanding.size).toBe(Math.min(window, stored))
@@ -76,7 +78,7 @@ describe.each(["memory", "disk", "redis"] as const satisfies ReadonlyArray<Kind>
           }
           await c.ack()
           await c.close()
-          const again = await SlowAcker.connect(port, "window", "p/#", false)
+          const again = await Raw.connect(port, "window", [])
           await again.quiet(100)
           await again.close()
 
