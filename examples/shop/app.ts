@@ -3,7 +3,7 @@
  * announces an event, one migration. Run it with `pnpm baton start --app examples/shop/app.ts`;
  * packages/sdk/test/shop.int.test.ts runs it through the testkit.
  */
-import { Baton, Effect, Schema, SqlClient, type Typed } from "@baton/sdk"
+import { Baton, Schema, SqlClient } from "@baton/sdk"
 
 export const PlaceOrder = Baton.initiating(
   "shop-order",
@@ -15,13 +15,13 @@ export const OrderAccepted = Baton.event("shop-order-accepted", Schema.Struct({ 
 const accept = Baton.processor({
   name: "shop-accept",
   on: PlaceOrder,
-  // A generator made once (not `(event) => Effect.gen(function* () {...})`, a new one per message).
-  handle: Effect.fnUntraced(function* (event: Typed<typeof PlaceOrder>) {
+  // A generator function, `event` typed by `on`: made into an Effect function once, not per message.
+  handle: function* (event) {
     const sql = yield* SqlClient.SqlClient
     // Runs in the transaction that marks the message processed and stores what it announces.
     yield* sql`INSERT INTO shop_orders (id, total) VALUES (${event.data.orderId}, ${event.data.total}) ON CONFLICT DO NOTHING`
     return [OrderAccepted.make({ orderId: event.data.orderId, total: event.data.total })]
-  })
+  }
 })
 
 export default Baton.app({

@@ -7,7 +7,7 @@
  * author (`BATON_SMTP_URL`, or kept in the store without it). `POST /comments` does the same work
  * synchronously, for contrast: the caller waits for all of it.
  */
-import { Baton, ddl, decode, Effect, Rejected, Schema, SqlClient, type Context, type Event, type Typed } from "@baton/sdk"
+import { Baton, ddl, decode, Effect, Rejected, Schema, SqlClient, type Context, type Event } from "@baton/sdk"
 import { Mailer } from "@baton/order-entry"
 import { Result } from "effect"
 import * as Checks from "./Checks.ts"
@@ -115,12 +115,12 @@ export const configure = (options: Options = {}) =>
     const intake = Baton.processor({
       name: "comment-intake",
       on: PostComment,
-      handle: Effect.fnUntraced(function* (event: Typed<typeof PostComment>) {
+      handle: function* (event) {
         const c = event.data
         const commentId = event.correlationId
         yield* insert.run(commentId, c.author, c.email, c.text, "mqtt", clock.now().toISOString())
         return [CommentAccepted.make({ commentId, ...c }, { key: commentId })]
-      }),
+      },
       reply: (event) => ({ commentId: event.correlationId, status: "accepted" })
     })
 
@@ -129,12 +129,12 @@ export const configure = (options: Options = {}) =>
       Baton.processor<typeof after, Checks.Verdict | undefined>({
         name: `${check}-checker`,
         on: after,
-        prepare: Effect.fnUntraced(function* (event: Typed<typeof after>) {
+        prepare: function* (event) {
           const c = event.data
           if ("ok" in c && !c.ok) return undefined // rejected earlier: nothing to check
           yield* Effect.promise(() => sleep(checkLatencyMs))
           return Checks.run[check](c.text)
-        }),
+        },
         handle: (event, verdict) => {
           if (verdict === undefined) return Effect.succeed([])
           const { commentId, author, email: to, text } = event.data
@@ -145,7 +145,7 @@ export const configure = (options: Options = {}) =>
     const publisher = Baton.processor({
       name: "comment-publisher",
       on: [ProfanityChecked, GrammarChecked, ContextChecked],
-      handle: Effect.fnUntraced(function* (event: Typed<typeof ProfanityChecked | typeof GrammarChecked | typeof ContextChecked>) {
+      handle: function* (event) {
         const c = event.data
         if (c.ok && c.check !== "context") return []
         const status = c.ok ? "published" : "rejected"
@@ -154,7 +154,7 @@ export const configure = (options: Options = {}) =>
         if (row === undefined) return yield* Effect.fail(new Rejected(`unknown comment ${c.commentId}`))
         const data: Decided = { commentId: c.commentId, author: c.author, email: c.email, status, ...(c.ok ? {} : { check: c.check, reason: c.reason ?? "" }) }
         return [(c.ok ? CommentPublished : CommentRejected).make(data)]
-      })
+      }
     })
 
     const record = (causeId: string, d: Decided, sent: Mailer.Sent) => {
@@ -175,16 +175,16 @@ export const configure = (options: Options = {}) =>
     const notifier = Baton.processor({
       name: "comment-notifier",
       on: [CommentPublished, CommentRejected],
-      prepare: Effect.fnUntraced(function* (event: Typed<typeof CommentPublished | typeof CommentRejected>) {
+      prepare: function* (event) {
         // Outside the transaction: a read on the store's own client (no transaction to join).
         if ((yield* Effect.provideService(recorded(event.id), SqlClient.SqlClient, ctx.sql)) !== undefined) return undefined
         return yield* Effect.tryPromise(() => mailer.send(letter(event.data)))
-      }),
-      handle: Effect.fnUntraced(function* (event: Typed<typeof CommentPublished | typeof CommentRejected>, sent: Mailer.Sent | undefined) {
+      },
+      handle: function* (event, sent) {
         if (sent !== undefined) yield* record(event.id, event.data, sent)
         const data = yield* recorded(event.id)
         return data === undefined ? [] : [EmailSent.make(data)]
-      })
+      }
     })
 
     const decodePost = decode(PostCommentData)

@@ -5,7 +5,7 @@
  * topology the same processors chain by events: `customer-registered` and `profile-updated`
  * trigger the e-mail. It mails through the order-entry app's mailer (SMTP at `BATON_SMTP_URL`).
  */
-import { Baton, ddl, Effect, forUpdate, Rejected, Schema, WorkflowData, type Context, type Typed, type Workflow } from "@baton/sdk"
+import { Baton, ddl, Effect, forUpdate, Rejected, Schema, WorkflowData, type Context, type Workflow } from "@baton/sdk"
 import * as Mailer from "@baton/order-entry/mailer"
 
 export const names = {
@@ -75,7 +75,7 @@ export const profiles = ({ query, dialect, clock }: Deps) => {
   return Baton.processor({
     name: "customer-profile",
     on: [events.registerCustomer, events.updateProfile, events.unsubscribe],
-    handle: Effect.fnUntraced(function* (event: Typed<typeof events.registerCustomer | typeof events.updateProfile | typeof events.unsubscribe>) {
+    handle: function* (event) {
       const at = clock.now().toISOString()
       switch (event.type) {
         case names.registerCustomer: {
@@ -102,7 +102,7 @@ export const profiles = ({ query, dialect, clock }: Deps) => {
           return [events.customerUnsubscribed.make({ customerId: u.customerId })]
         }
       }
-    })
+    }
   })
 }
 

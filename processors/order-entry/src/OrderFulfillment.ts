@@ -1,5 +1,5 @@
 /** OrderFulfillment: on `payment-applied`, picks and packs, announces `order-fulfilled`. */
-import { Baton, Effect, type Typed } from "@baton/sdk"
+import { Baton } from "@baton/sdk"
 import { events } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 
@@ -10,10 +10,10 @@ export const make = ({ query, clock }: Deps) => {
     on: events.paymentApplied,
     // Its one row is its order's (`fulfillments` by order id): a lane per message (Processor.ownRows).
     ownRows: true,
-    handle: Effect.fnUntraced(function* (event: Typed<typeof events.paymentApplied>) {
+    handle: function* (event) {
       const p = event.data
       yield* record.run(p.orderId, clock.now().toISOString())
       return [events.orderFulfilled.make({ orderId: p.orderId, customerId: p.customerId, email: p.email, items: p.items })]
-    })
+    }
   })
 }

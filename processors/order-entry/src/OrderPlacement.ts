@@ -1,6 +1,6 @@
 /** OrderPlacement: stores the order, gets its id from the database, announces `order-created`. */
 import { Schema } from "effect"
-import { Baton, Effect, Rejected, type Query, type Typed } from "@baton/sdk"
+import { Baton, Effect, Rejected, type Query } from "@baton/sdk"
 import { events, names, OrderCreated, type Item, type PlaceOrder } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 
@@ -98,7 +98,7 @@ export const make = ({ query, dialect, clock }: Deps) => {
       const created = createdIn(announced)
       return created === undefined ? undefined : { orderId: created.orderId, total: created.total }
     },
-    handle: Effect.fnUntraced(function* (event: Typed<typeof events.placeOrder>) {
+    handle: function* (event) {
       const order = event.data
       if (known === undefined) known = new Set((yield* catalogue.all()).map((r) => String(r.sku)))
       const unknown = unknownSkus(order.items, known)
@@ -126,6 +126,6 @@ export const make = ({ query, dialect, clock }: Deps) => {
         yield* Effect.forEach(order.items, (item, line) => insertItem.run(id, line, item.sku, item.qty, item.price), { discard: true })
       }
       return announce(order, id, token)
-    })
+    }
   })
 }

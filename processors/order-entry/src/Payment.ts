@@ -3,7 +3,7 @@
  * when the charge fails for good in the broker topology).
  */
 import { Result } from "effect"
-import { Baton, Effect, forUpdate, type Typed } from "@baton/sdk"
+import { Baton, Effect, forUpdate } from "@baton/sdk"
 import { commands, events, type OrderCreated } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 import * as Reference from "./Reference.ts"
@@ -83,7 +83,7 @@ export const make = ({ query, dialect, clock }: Deps) => {
     // the command fails instead, and the workflow waits, failed, for a restart.) The reason leaves
     // out the error, which may name the card. Data that is no order denies nothing.
     failed: (event) => Result.match(commands.chargeOrder.read(event), { onFailure: () => [], onSuccess: (order) => announce(order, false, null, "the payment could not be processed") }),
-    handle: Effect.fnUntraced(function* (event: Typed<typeof commands.chargeOrder>) {
+    handle: function* (event) {
       const order = event.data
       const row = yield* paymentAndCard.get(order.orderId, order.paymentToken)
       if (row?.approved != null) return announceRow(order, row)
@@ -101,6 +101,6 @@ export const make = ({ query, dialect, clock }: Deps) => {
         if (won !== undefined) return announceRow(order, won)
       }
       return announce(order, decision.approved, authorization, reason)
-    })
+    }
   })
 }

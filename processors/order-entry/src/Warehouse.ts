@@ -1,5 +1,5 @@
 /** Warehouse: keeps its view of stock from `inventory-updated` and re-orders SKUs that run low. */
-import { Baton, Effect, type Next, type Typed } from "@baton/sdk"
+import { Baton, type Next } from "@baton/sdk"
 import { events } from "./Contract.ts"
 import type { Deps } from "./Deps.ts"
 
@@ -43,7 +43,7 @@ export const make = ({ query, dialect, clock }: Deps) => {
     on: events.inventoryUpdated,
     // It locks its SKUs' `warehouse_stock` rows: several updates share a group commit on PostgreSQL (Processor.lockKeys).
     lockKeys: (event) => event.data.lines.map((l) => stockKey(l.sku)),
-    handle: Effect.fnUntraced(function* (event: Typed<typeof events.inventoryUpdated>) {
+    handle: function* (event) {
       const update = event.data
       // What each SKU's level becomes: what the order's last line of it leaves.
       const levels = new Map<string, number>()
@@ -78,6 +78,6 @@ export const make = ({ query, dialect, clock }: Deps) => {
         out.push(events.stockReordered.make({ sku: line.sku, qty: s.reorderQty, level: s.level, threshold: s.threshold, orderId: update.orderId }, { key: line.sku }))
       }
       return out
-    })
+    }
   })
 }

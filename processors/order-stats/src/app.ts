@@ -5,7 +5,7 @@
  * its own schemas (only the fields it needs), and keeps its own table, announcing
  * `order-stats-updated`.
  */
-import { Baton, ddl, Effect, Schema, type Typed } from "@baton/sdk"
+import { Baton, ddl, Schema } from "@baton/sdk"
 
 const Anything = Schema.Struct({})
 export const OrderCreated = Baton.event("order-created", Anything)
@@ -49,13 +49,13 @@ export default Baton.app("order-stats", (ctx) => {
   const counter = Baton.processor({
     name: "order-stats",
     on: [OrderCreated, PaymentApplied, PaymentDenied, OrderShipped],
-    handle: Effect.fnUntraced(function* (event: Typed<typeof OrderCreated | typeof PaymentApplied | typeof PaymentDenied | typeof OrderShipped>) {
+    handle: function* (event) {
       yield* add.run(1, metric[event.type])
       if (event.type === PaymentApplied.type) yield* add.run(event.data.amount ?? 0, "revenue")
       const value = new Map((yield* all.all()).map((r) => [String(r.metric), Number(r.value)]))
       const of = (name: keyof Stats) => value.get(name) ?? 0
       return [OrderStatsUpdated.make({ placed: of("placed"), paid: of("paid"), denied: of("denied"), shipped: of("shipped"), revenue: of("revenue") }, { key: "order-stats" })]
-    })
+    }
   })
   return {
     name: "order-stats",

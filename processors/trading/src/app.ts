@@ -7,7 +7,7 @@
  * unknown account, a negative quantity) go to the dashboard; meanwhile the account's later trades
  * are parked and other accounts keep trading.
  */
-import { Baton, ddl, Effect, Rejected, Schema, type Typed } from "@baton/sdk"
+import { Baton, ddl, Effect, Rejected, Schema } from "@baton/sdk"
 import { Result } from "effect"
 
 export const accounts: ReadonlyArray<string> = Array.from({ length: 9 }, (_, i) => `ACC-${i + 1}`)
@@ -117,7 +117,7 @@ export default Baton.app("trading", (ctx) => {
     name: "trade-execution",
     on: PlaceTrade,
     onFailure: "park",
-    handle: Effect.fnUntraced(function* (event: Typed<typeof PlaceTrade>) {
+    handle: function* (event) {
       const placed = event.data
       const exists = (yield* account.get(placed.account)) !== undefined
       const checked = validate(placed, (id) => id === placed.account && exists)
@@ -130,7 +130,7 @@ export default Baton.app("trading", (ctx) => {
       yield* insert.run(t.account, seq, event.correlationId, event.id, t.symbol, t.side, t.quantity, price, ctx.clock.now().toISOString())
       yield* position.run(t.account, t.symbol, t.side === "buy" ? t.quantity : -t.quantity)
       return [TradeExecuted.make({ ...t, tradeId: event.correlationId, seq, price }, { key: t.account })]
-    })
+    }
   })
 
   return {
