@@ -11,8 +11,7 @@
  * an adversarial completion order. See README, "Delivery guarantees".
  */
 import { afterAll, describe, expect, it } from "vitest"
-import mqtt from "mqtt"
-import { aedesBroker, aedesPersistence, type Kind } from "./sessions.ts"
+import { aedesBroker, aedesPersistence, arrivalOrder, type Kind } from "./sessions.ts"
 
 const cleanup: Array<() => unknown> = []
 afterAll(async () => {
@@ -23,27 +22,9 @@ const kinds: ReadonlyArray<Kind> = ["memory", "redis", "disk"]
 describe.each(kinds)("live QoS 1 messages to a persistent session, %s store", (kind) => {
   it("arrive in publish order, whatever the order the store's writes complete in", async () => {
     const { url, close } = await aedesBroker({ persistence: aedesPersistence(kind, cleanup) }, true)
-    const sub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: `ordered-${kind}`, clean: false })
-    const pub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: "pub" })
     try {
-      await sub.subscribeAsync("p/#", { qos: 1 })
-      const n = 1_500
-      const got: Array<number> = []
-      const all = new Promise<void>((resolve) =>
-        sub.on("message", (_t, payload) => {
-          got.push(Number(String(payload)))
-          if (got.length === n) resolve()
-        })
-      )
-      // One at a time, each after its PUBACK (Aedes handles one socket read's publishes side by
-      // side: several in flight from one connection have no order to keep; see the README).
-      for (let i = 0; i < n; i++) await pub.publishAsync("p/x", String(i), { qos: 1 })
-      await all
-      const firstOut = got.findIndex((x, i) => x !== i)
-      expect(firstOut === -1 ? "in order" : `out of order from #${firstOut}: ${got.slice(Math.max(0, firstOut - 2), firstOut + 3).join(", ")}`).toBe("in order")
+      expect(await arrivalOrder(url, { clientId: `ordered-${kind}`, clean: false, filter: "p/#", topic: "p/x", n: 1_500 })).toBe("in order")
     } finally {
-      pub.end(true)
-      sub.end(true)
       await close()
     }
   }, 60_000)

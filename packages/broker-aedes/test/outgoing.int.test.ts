@@ -6,14 +6,13 @@
  * broker skips the sessions store's lookup on a PUBACK it knows misses (EmbeddedBroker
  * `skipAbsentAcks`): one that would have found something must still delete it.
  */
-import { createRequire } from "node:module"
 import { mkdtempSync, rmSync } from "node:fs"
-import { connect as tcp, type Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, describe, expect, it, vi } from "vitest"
 import fc from "fast-check"
 import { EmbeddedBroker } from "@baton/broker-aedes"
+import * as Raw from "./rawClient.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 12)
 const dirs: Array<string> = []
@@ -21,55 +20,8 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true })
 })
 
-// mqtt-packet as aedes resolves it: a raw client, to choose which message to acknowledge and when.
-const mqttPacket = createRequire(createRequire(import.meta.url).resolve("aedes"))("mqtt-packet") as {
-  generate: (packet: object) => Buffer
-  parser: () => { on: (e: string, f: (p: Record<string, unknown>) => void) => void; parse: (b: Buffer) => number }
-}
-
-interface Received {
-  readonly payload: string
-  readonly messageId: number
-}
-
-/** A raw MQTT 3.1.1 client that acknowledges nothing by itself. */
-const raw = async (port: number, clientId: string, clean: boolean, topic: string) => {
-  const socket: Socket = tcp(port, "127.0.0.1")
-  socket.setNoDelay(true)
-  const parser = mqttPacket.parser()
-  const got: Array<Received> = []
-  const waiting: Array<{ cmd: string; resolve: () => void }> = []
-  parser.on("packet", (p) => {
-    if (p.cmd === "publish") got.push({ payload: String(p.payload), messageId: p.messageId as number })
-    const i = waiting.findIndex((w) => w.cmd === p.cmd)
-    if (i >= 0) waiting.splice(i, 1)[0]!.resolve()
-  })
-  socket.on("data", (b) => parser.parse(b))
-  socket.on("error", () => {})
-  const expect_ = (cmd: string) => new Promise<void>((resolve) => waiting.push({ cmd, resolve }))
-  const send = (packet: object) => socket.write(mqttPacket.generate(packet))
-  const connack = expect_("connack")
-  send({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean, clientId, keepalive: 0 })
-  await connack
-  const suback = expect_("suback")
-  send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic, qos: 1 }] })
-  await suback
-  return {
-    got,
-    /** Acknowledges, and resolves once the broker handled it (it handles a client's packets in order). */
-    ack: async (messageId: number) => {
-      const pong = expect_("pingresp")
-      send({ cmd: "puback", messageId })
-      send({ cmd: "pingreq" })
-      await pong
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        socket.once("close", () => resolve())
-        socket.destroy()
-      })
-  }
-}
+/** A raw client that acknowledges nothing by itself, to choose which message to acknowledge and when. */
+const raw = (port: number, clientId: string, clean: boolean, topic: string) => Raw.connect(port, clientId, [{ topic, qos: 1 }], { clean })
 
 type Step =
   | { readonly kind: "publish" }
@@ -136,10 +88,10 @@ describe("a persistent session's outgoing QoS 1 messages on disk", () => {
               const [payload, messageId] = [...inflight][s.pick % inflight.size]!
               // A clean session acknowledging the same message id: the persistent session still owes it.
               if (s.byClean) {
-                await clean?.ack(messageId)
+                await clean?.ackId(messageId)
                 continue
               }
-              await session.ack(messageId)
+              await session.ackId(messageId)
               inflight.delete(payload)
               owed.delete(payload)
             } else if (s.kind === "disconnect") await drop()

@@ -20,10 +20,16 @@ export interface Delivery {
 }
 
 /**
- * Connects `clientId` with a persistent session (clean false, no keepalive) and subscribes to
- * `subscriptions`; none (`[]`) for a connection that takes the session's subscriptions as they are.
+ * Connects `clientId` with a persistent session (clean false unless `options.clean`, no keepalive)
+ * and subscribes to `subscriptions`; none (`[]`) for a connection that takes the session's
+ * subscriptions as they are.
  */
-export const connect = async (port: number, clientId: string, subscriptions: ReadonlyArray<{ topic: string; qos: 0 | 1 | 2 }>) => {
+export const connect = async (
+  port: number,
+  clientId: string,
+  subscriptions: ReadonlyArray<{ topic: string; qos: 0 | 1 | 2 }>,
+  options: { readonly clean?: boolean } = {}
+) => {
   const socket = tcp(port, "127.0.0.1")
   socket.setNoDelay(true)
   socket.on("error", () => {})
@@ -61,12 +67,21 @@ export const connect = async (port: number, clientId: string, subscriptions: Rea
   socket.on("data", (b) => parser.parse(b))
   const reply = (cmd: string) => new Promise<void>((resolve) => waiting.set(cmd, resolve))
   const connack = reply("connack")
-  send({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean: false, clientId, keepalive: 0 })
+  send({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean: options.clean ?? false, clientId, keepalive: 0 })
   await connack
   if (subscriptions.length > 0) {
     const suback = reply("suback")
     send({ cmd: "subscribe", messageId: 1, subscriptions })
     await suback
+  }
+  /** Resolves once the broker handled what was sent before (it answers the PINGREQ after it), or at once when the connection is closed. */
+  const handled = async () => {
+    if (closed) return
+    const pong = reply("pingresp")
+    send({ cmd: "pingreq" })
+    await pong
+    // `quiet` from now on: what the acknowledgements let the broker send comes after them.
+    lastAt = Date.now()
   }
   return {
     got,
@@ -89,12 +104,16 @@ export const connect = async (port: number, clientId: string, subscriptions: Rea
         outstanding.delete(messageId)
         if (qos === 2) releasing.add(messageId)
       }
-      if (closed) return
-      const pong = reply("pingresp")
-      send({ cmd: "pingreq" })
-      await pong
-      // `quiet` from now on: what the acknowledgements let the broker send comes after them.
-      lastAt = Date.now()
+      await handled()
+    },
+    /**
+     * Acknowledges `messageId` with a PUBACK, whether or not this connection was sent it (a QoS 1
+     * acknowledgement out of order, or of another session's id), then as `ack`.
+     */
+    ackId: async (messageId: number) => {
+      send({ cmd: "puback", messageId })
+      outstanding.delete(messageId)
+      await handled()
     },
     close: () =>
       new Promise<void>((resolve) => {

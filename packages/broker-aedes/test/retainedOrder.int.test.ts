@@ -7,9 +7,8 @@
  * stored for the sessions and forwarded first.
  */
 import { afterAll, describe, expect, it } from "vitest"
-import mqtt from "mqtt"
 import { EmbeddedBroker } from "@baton/broker-aedes"
-import { aedesBroker, aedesPersistence, freshSessions, type Kind } from "./sessions.ts"
+import { aedesBroker, aedesPersistence, arrivalOrder, freshSessions, type Kind } from "./sessions.ts"
 
 const cleanup: Array<() => unknown> = []
 afterAll(async () => {
@@ -19,25 +18,9 @@ afterAll(async () => {
 describe.each(["memory", "redis", "disk"] as const satisfies ReadonlyArray<Kind>)("%s store", (kind) => {
   it.each([false, true])("live QoS 1, every 3rd retained, one at a time: in publish order (clean subscriber %s)", async (clean) => {
     const { url, close } = await aedesBroker({ persistence: aedesPersistence(kind, cleanup) }, true)
-    const sub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: `rr-${kind}-${clean}`, clean })
-    const pub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: "pub" })
     try {
-      await sub.subscribeAsync("p/#", { qos: 1 })
-      const n = 600
-      const got: Array<number> = []
-      const all = new Promise<void>((resolve) =>
-        sub.on("message", (_t, payload) => {
-          got.push(Number(String(payload)))
-          if (got.length === n) resolve()
-        })
-      )
-      for (let i = 0; i < n; i++) await pub.publishAsync("p/x", String(i), { qos: 1, retain: i % 3 === 0 })
-      await all
-      const firstOut = got.findIndex((x, i) => x !== i)
-      expect(firstOut === -1 ? "in order" : `out of order from #${firstOut}: ${got.slice(Math.max(0, firstOut - 2), firstOut + 3).join(", ")}`).toBe("in order")
+      expect(await arrivalOrder(url, { clientId: `rr-${kind}-${clean}`, clean, filter: "p/#", topic: "p/x", n: 600, retainEvery: 3 })).toBe("in order")
     } finally {
-      pub.end(true)
-      sub.end(true)
       await close()
     }
   }, 60_000)
@@ -51,26 +34,10 @@ describe.each(["disk", "redis"] as const)("EmbeddedBroker, %s sessions, a publis
       sessions: freshSessions(kind, cleanup),
       beforeAck: (_clientId, topic) => (topic.startsWith("i/") ? Promise.resolve() : undefined)
     })
-    const url = `mqtt://127.0.0.1:${broker.mqttPort}`
-    const sub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: `rre-${kind}-${clean}`, clean })
-    const pub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: "pub" })
     try {
-      await sub.subscribeAsync("i/#", { qos: 1 })
-      const n = 600
-      const got: Array<number> = []
-      const all = new Promise<void>((resolve) =>
-        sub.on("message", (_t, payload) => {
-          got.push(Number(String(payload)))
-          if (got.length === n) resolve()
-        })
-      )
-      for (let i = 0; i < n; i++) await pub.publishAsync("i/x", String(i), { qos: 1, retain: i % 3 === 0 })
-      await all
-      const firstOut = got.findIndex((x, i) => x !== i)
-      expect(firstOut === -1 ? "in order" : `out of order from #${firstOut}: ${got.slice(Math.max(0, firstOut - 2), firstOut + 3).join(", ")}`).toBe("in order")
+      const url = `mqtt://127.0.0.1:${broker.mqttPort}`
+      expect(await arrivalOrder(url, { clientId: `rre-${kind}-${clean}`, clean, filter: "i/#", topic: "i/x", n: 600, retainEvery: 3 })).toBe("in order")
     } finally {
-      pub.end(true)
-      sub.end(true)
       await broker.close()
     }
   }, 60_000)

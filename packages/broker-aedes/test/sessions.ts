@@ -80,3 +80,36 @@ export const atNextStoreWill = (persistence: unknown, meanwhile: () => Promise<v
     return delWill(client)
   }
 }
+
+/**
+ * Publishes `n` QoS 1 messages ("0" .. "n-1") to `topic` one at a time, each after its PUBACK
+ * (Aedes handles one socket read's publishes side by side: several in flight from one connection
+ * have no order to keep; see the README), every `retainEvery`th retained (none when undefined), to a
+ * subscriber of `filter` with client id `clientId` (`clean` as given), and gives "in order" or where
+ * the order they arrived in first differs, with its neighbours.
+ */
+export const arrivalOrder = async (
+  url: string,
+  options: { readonly clientId: string; readonly clean: boolean; readonly filter: string; readonly topic: string; readonly n: number; readonly retainEvery?: number }
+): Promise<string> => {
+  const sub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: options.clientId, clean: options.clean })
+  const pub = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clientId: "pub" })
+  try {
+    await sub.subscribeAsync(options.filter, { qos: 1 })
+    const got: Array<number> = []
+    const all = new Promise<void>((resolve) =>
+      sub.on("message", (_t, payload) => {
+        got.push(Number(String(payload)))
+        if (got.length === options.n) resolve()
+      })
+    )
+    const every = options.retainEvery
+    for (let i = 0; i < options.n; i++) await pub.publishAsync(options.topic, String(i), { qos: 1, retain: every !== undefined && i % every === 0 })
+    await all
+    const firstOut = got.findIndex((x, i) => x !== i)
+    return firstOut === -1 ? "in order" : `out of order from #${firstOut}: ${got.slice(Math.max(0, firstOut - 2), firstOut + 3).join(", ")}`
+  } finally {
+    pub.end(true)
+    sub.end(true)
+  }
+}
