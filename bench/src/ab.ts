@@ -3,7 +3,7 @@
  * on one runtime process per git tree (each tree's own `runtime/src/main.ts`), in interleaved
  * rounds, so that a change is measured against a base commit on the same machine at the same
  * time. Per run: orders/s, the runtime process's CPU per order (utime + stime from /proc), the
- * statements per order (the store's own count, `/healthz`; n/a for a tree that does not count them), the runtime's read and write syscalls per order, and on PostgreSQL the CPU of the
+ * statements per order (the store's own count, `/healthz`; n/a for a tree that does not count them), the runtime's read and write syscalls per order, its main thread's scheduling per order (time on a core, time runnable but waiting for one, preemptions, sleeps: `schedOf`), and on PostgreSQL the CPU of the
  * server's processes per order (every backend: other users of the server count too). With
  * `BATON_AB_BREAKDOWN=1`, the statements of the last run of each tree per order, by text. With
  * `BATON_AB_TOPOLOGY=mediator`, the mediator's order workflow instead (to `workflow-completed`).
@@ -38,7 +38,7 @@ import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { Mosquitto, Process } from "@baton/testkit"
 import { freshDatabase, freshSchema, query } from "@baton/testkit/postgres"
-import { benchRuntimeEnv, cpuMs, ioCalls, median, overUnixSocket } from "./lib.ts"
+import { benchRuntimeEnv, cpuMs, ioCalls, median, overUnixSocket, schedOf } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 
 const [engine = "sqlite", countArg = "1000", roundsArg = "3", ...trees] = process.argv.slice(2)
@@ -101,6 +101,12 @@ interface Result {
   /** Its read syscalls per order (SQLite pages not in its cache, sockets). */
   readonly readsPerOrder: number
   readonly pgCpuMsPerOrder?: number
+  /**
+   * Its main thread per order: ms on a core, ms runnable but waiting for one (another task had it),
+   * times preempted (switched off a core while runnable: most often on return from a socket write
+   * that woke the peer) and times gone to sleep for want of work (`schedOf`).
+   */
+  readonly main: { readonly runMs: number; readonly waitMs: number; readonly preempted: number; readonly slept: number }
   readonly breakdown?: ReadonlyArray<{ text: string; count: number }>
   readonly pgStats?: string
 }
@@ -191,6 +197,7 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<
     const c0 = cpuMs(child.pid!)
     const w0 = ioCalls(child.pid!, "syscw")
     const r0 = ioCalls(child.pid!, "syscr")
+    const sched0 = schedOf(child.pid!)
     const p0 = schema === undefined ? new Map<number, number>() : postgresCpuByPid()
     const pgStats = schema !== undefined && process.env.BATON_AB_PGSTATS === "1"
     const g0 = pgStats ? await pgCounters(schema.url) : undefined
@@ -216,6 +223,7 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<
     const elapsedMs = performance.now() - t0
     const w1 = ioCalls(child.pid!, "syscw")
     const r1 = ioCalls(child.pid!, "syscr")
+    const sched1 = schedOf(child.pid!)
     const pgCpuMs = schema === undefined ? 0 : await runtimeBackendsCpuMs(schema.url, instance, p0)
     const s1 = await healthz(http, breakdown)
     let pgStatsText: string | undefined
@@ -237,6 +245,12 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<
       statementsPerOrder: ((s1.statements ?? Number.NaN) - (s0.statements ?? Number.NaN)) / count,
       writesPerOrder: (w1 - w0) / count,
       readsPerOrder: (r1 - r0) / count,
+      main: {
+        runMs: (sched1.runMs - sched0.runMs) / count,
+        waitMs: (sched1.waitMs - sched0.waitMs) / count,
+        preempted: (sched1.preempted - sched0.preempted) / count,
+        slept: (sched1.slept - sched0.slept) / count
+      },
       ...(schema === undefined ? {} : { pgCpuMsPerOrder: pgCpuMs / count }),
       ...(pgStatsText === undefined ? {} : { pgStats: pgStatsText }),
       ...(breakdown
@@ -291,7 +305,8 @@ for (let round = 0; round < rounds; round++) {
     results.get(tree)!.push(r)
     console.log(
       `round ${round + 1} ${tree}: ${r.perSecond.toFixed(1)} orders/s, ${r.cpuMsPerOrder.toFixed(2)} ms CPU/order, ${na(r.statementsPerOrder)} statements/order, ${r.writesPerOrder.toFixed(1)} writes/order, ${r.readsPerOrder.toFixed(1)} reads/order` +
-        (r.pgCpuMsPerOrder === undefined ? "" : `, postgres ${r.pgCpuMsPerOrder.toFixed(2)} ms CPU/order`)
+        (r.pgCpuMsPerOrder === undefined ? "" : `, postgres ${r.pgCpuMsPerOrder.toFixed(2)} ms CPU/order`) +
+        ` | main thread ${r.main.runMs.toFixed(2)} ms on a core and ${r.main.waitMs.toFixed(2)} waiting for one, preempted ${r.main.preempted.toFixed(1)} and slept ${r.main.slept.toFixed(1)} times/order`
     )
     if (r.pgStats !== undefined) console.log(`  ${r.pgStats}`)
   }

@@ -139,6 +139,23 @@ export const cpuMs = (pid: number): number => {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100 // utime, stime in USER_HZ ticks (100)
 }
 
+/**
+ * How a process's main thread (its tid is the pid) was scheduled so far, from /proc (Linux): its
+ * time on a core and waiting on a run queue (runnable, not running: another task had the core), in
+ * ms (`schedstat`), and its switches off a core while runnable (`nonvoluntary_ctxt_switches`:
+ * preempted) and while going to sleep (`voluntary_ctxt_switches`: waiting in epoll for work). A
+ * V8 CPU profile samples the thread by the wall clock, so the time it waits for a core after a
+ * system call shows as that call's (`writev`'s, when the write woke the peer that took the core).
+ * Order flow on 2 cores shared with other load (`ab.ts pg 3000`, 2026-12-03): on PostgreSQL 0.70
+ * ms on a core, 0.66-0.88 waiting for one, preempted 2.0 times an order (in a `perf` record of
+ * its switches, 68% of them on return from a write or writev); on SQLite 0.38, 0.15-0.27 and 0.7-1.0.
+ */
+export const schedOf = (pid: number): { readonly runMs: number; readonly waitMs: number; readonly preempted: number; readonly slept: number } => {
+  const [run, wait] = readFileSync(`/proc/${pid}/schedstat`, "utf8").split(" ").map(Number)
+  const status = new Map(readFileSync(`/proc/${pid}/status`, "utf8").split("\n").map((line) => line.split(":\t") as [string, string]))
+  return { runMs: run! / 1e6, waitMs: wait! / 1e6, preempted: Number(status.get("nonvoluntary_ctxt_switches")), slept: Number(status.get("voluntary_ctxt_switches")) }
+}
+
 /** Minor page faults of a process so far (all threads), from /proc: each a first touch of a fresh page (some 15 us on this VM, `cyclic.c fault`). */
 export const minorFaults = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[7])
 
