@@ -4,11 +4,14 @@
  * are its own, and handling an order again, on another store (a rerun), gives the same ones. They
  * were the first 8 digits of a UUIDv7, its clock: every order within ~65 s had the same.
  */
+import { createHash } from "node:crypto"
+import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { Envelope, Processor } from "@baton/core"
 import { Envelope as E } from "@baton/core"
 import type { Store } from "@baton/store"
 import * as OrderEntry from "@baton/order-entry"
+import * as Reference from "../src/Reference.ts"
 import { engines, type Opened } from "./stores.ts"
 
 const orders = 400
@@ -62,3 +65,16 @@ for (const [engine, open] of engines)
         expect(await references(opened[1]!.store, processors[1]![name]!, make, field, ids.slice(0, 20))).toEqual(first.slice(0, 20))
       })
   })
+
+describe("an order's references", () => {
+  it("are its id's SHA-256 in hex, 16 digits from 0 or from 16, for any id (those recorded before stay what a rerun makes)", () => {
+    const sha256 = (id: string) => createHash("sha256").update(id).digest("hex")
+    expect(Reference.of("ORD-000001", 0)).toBe(sha256("ORD-000001").slice(0, 16))
+    fc.assert(
+      fc.property(fc.oneof(fc.uuid(), fc.string({ unit: "grapheme" }), fc.string({ unit: "binary" })), fc.constantFrom(0 as const, 16 as const), (id, from) => {
+        expect(Reference.of(id, from)).toBe(sha256(id).slice(from, from + 16))
+      }),
+      { numRuns: 2000 }
+    )
+  })
+})
