@@ -13,6 +13,14 @@
  * With `BATON_AB_PGSTATS=1` (pg), per run: the database's transactions and buffer accesses (hits
  * and reads, `pg_stat_database`: other clients of the database count too), WAL bytes per order,
  * the runtime's tables' dead and live rows at the end of the run, and the catalogs' dead rows.
+ * With `BATON_AB_PGSTATEMENTS=1` (pg), per run: the statements that took the server's time in the measured
+ * orders (`pg_stat_statements`, reset after the warm-up), per order: calls, execution time (wall, on
+ * the server: a loaded machine's preemption counts), buffer hits and WAL bytes a call. It needs a server
+ * with `shared_preload_libraries = 'pg_stat_statements'` (the shared one on 5432 has none, and restarting
+ * it would disturb its other users): one of your own, given through `BATON_TEST_POSTGRES_URL` (say
+ * `initdb` as `postgres` into a folder, `postgres -D <dir> -p 5442 -c shared_preload_libraries=pg_stat_statements
+ * -c autovacuum=off -c shared_buffers=128MB`, the shared server's settings). It counts every client of the
+ * database: a server of your own has none other.
  * With `BATON_AB_DATABASE=1` (pg), each run in a database of its own (from `template0`, dropped
  * after the run) instead of a schema of `postgres`. With `BATON_AB_KEEP=1` (pg), the run's schema is
  * kept and its URL printed (`kept ...`), for `EXPLAIN (ANALYZE, BUFFERS)` and the statistics views afterwards.
@@ -109,6 +117,7 @@ interface Result {
   readonly main: { readonly runMs: number; readonly waitMs: number; readonly preempted: number; readonly slept: number }
   readonly breakdown?: ReadonlyArray<{ text: string; count: number }>
   readonly pgStats?: string
+  readonly statementCosts?: string
 }
 
 /** The database's counters (`BATON_AB_PGSTATS=1`): transactions, buffer hits and reads, WAL position. */
@@ -119,6 +128,31 @@ const pgCounters = async (url: string) =>
       "SELECT xact_commit + xact_rollback AS xacts, blks_hit AS hits, blks_read AS reads, pg_current_wal_lsn() - '0/0' AS wal FROM pg_stat_database WHERE datname = current_database()"
     )
   ).map((r) => ({ xacts: Number(r.xacts), hits: Number(r.hits), reads: Number(r.reads), wal: Number(r.wal) }))[0]!
+
+/** `BATON_AB_PGSTATEMENTS=1`: counts from now on (the extension's view made in `public` once per database). */
+const pgStatementsReset = async (url: string): Promise<void> => {
+  await query(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements WITH SCHEMA public")
+  await query(url, "SELECT public.pg_stat_statements_reset()")
+}
+
+/** The statements that took the server's time since `pgStatementsReset`, per order, most first. */
+const pgStatementCosts = async (url: string, orders: number): Promise<string> => {
+  const rows = await query<{ calls: string; ms: number; hits: string; wal: string; text: string }>(
+    url,
+    `SELECT calls, total_exec_time AS ms, shared_blks_hit AS hits, wal_bytes AS wal, query AS text FROM public.pg_stat_statements
+      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT 14`
+  )
+  const all = rows.reduce((n, r) => n + r.ms, 0)
+  return (
+    `statements (top ${rows.length}: ${((all * 1000) / orders).toFixed(0)} us/order): calls/order, us/order, us/call, hits/call, WAL B/call\n` +
+    rows
+      .map((r) => {
+        const calls = Number(r.calls)
+        return `    ${(calls / orders).toFixed(2)}  ${((r.ms * 1000) / orders).toFixed(1)}  ${((r.ms * 1000) / calls).toFixed(1)}  ${(Number(r.hits) / calls).toFixed(1)}  ${(Number(r.wal) / calls).toFixed(0)}  ${r.text.replace(/\s+/g, " ").slice(0, 110)}`
+      })
+      .join("\n")
+  )
+}
 
 /** The machine's busy CPU so far (every process, in ms: /proc/stat's first line, clock ticks of 10 ms). */
 const machineBusyMs = (): number => {
@@ -201,6 +235,8 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<
     const p0 = schema === undefined ? new Map<number, number>() : postgresCpuByPid()
     const pgStats = schema !== undefined && process.env.BATON_AB_PGSTATS === "1"
     const g0 = pgStats ? await pgCounters(schema.url) : undefined
+    const statementsStats = schema !== undefined && process.env.BATON_AB_PGSTATEMENTS === "1"
+    if (statementsStats) await pgStatementsReset(schema.url)
     const m0 = machineBusyMs()
     const t0 = performance.now()
     const placed = await placeOrders(mqtt, count, doneTopic, undefined, undefined, doneMs)
@@ -226,6 +262,7 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<
     const sched1 = schedOf(child.pid!)
     const pgCpuMs = schema === undefined ? 0 : await runtimeBackendsCpuMs(schema.url, instance, p0)
     const s1 = await healthz(http, breakdown)
+    const statementCosts = statementsStats ? await pgStatementCosts(schema!.url, count) : undefined
     let pgStatsText: string | undefined
     if (g0 !== undefined) {
       // The backends report their counters at most once a second.
@@ -253,6 +290,7 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<
       },
       ...(schema === undefined ? {} : { pgCpuMsPerOrder: pgCpuMs / count }),
       ...(pgStatsText === undefined ? {} : { pgStats: pgStatsText }),
+      ...(statementCosts === undefined ? {} : { statementCosts }),
       ...(breakdown
         ? {
             breakdown: (s1.statementTexts ?? [])
@@ -309,6 +347,7 @@ for (let round = 0; round < rounds; round++) {
         ` | main thread ${r.main.runMs.toFixed(2)} ms on a core and ${r.main.waitMs.toFixed(2)} waiting for one, preempted ${r.main.preempted.toFixed(1)} and slept ${r.main.slept.toFixed(1)} times/order`
     )
     if (r.pgStats !== undefined) console.log(`  ${r.pgStats}`)
+    if (r.statementCosts !== undefined) console.log(`  ${r.statementCosts}`)
   }
 }
 const base = results.get(roots[0]!)!
