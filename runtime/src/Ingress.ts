@@ -7,6 +7,7 @@ import { Effect, Result } from "effect"
 import { Envelope, Log, Topics, Trace, type App, type Initiating, type Message } from "@baton/core"
 import { isUnavailable, timeline, type IngressLog, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
+import { RunElsewhere } from "./Decision.ts"
 import * as Due from "./Due.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 import { untraced, type Tracing } from "./Observability.ts"
@@ -156,7 +157,7 @@ export const make = (deps: {
    * a batch); those of bare objects wrapped here are new, recorded nowhere: a statement and a page
    * of the seen ids less for each batch of them.
    */
-  const forward = (entries: ReadonlyArray<IngressLog.Entry>, mark = true): Sql<ReadonlyArray<() => void>> =>
+  const forward = (entries: ReadonlyArray<IngressLog.Entry>, mark = true): Sql<ReadonlyArray<() => void>, RunElsewhere> =>
     Effect.suspend(() => {
       const verdicts = entries.map((entry) => judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size, entry.clientId))
       const sightings = entries.flatMap((entry, i) => {
@@ -165,7 +166,7 @@ export const make = (deps: {
       })
       const local: Array<() => void> = []
       // The entries in order, as plain steps (not a generator): a request-reply round trip is a batch of one.
-      const from = (first: ReadonlySet<number>, i: number): Sql<ReadonlyArray<() => void>> =>
+      const from = (first: ReadonlySet<number>, i: number): Sql<ReadonlyArray<() => void>, RunElsewhere> =>
         i < entries.length
           ? Effect.flatMap(judged(entries[i]!, verdicts[i]!, first), (deliveries) => {
               local.push(...deliveries)
@@ -181,7 +182,7 @@ export const make = (deps: {
    * Writes what one judged entry becomes (`first`: the entries whose envelope id is seen first).
    * Built as it runs, inside `forward`'s generator: plain steps, not a generator of its own per entry.
    */
-  const judged = (entry: IngressLog.Entry, verdict: ReturnType<typeof judge>, first: ReadonlySet<number>): Sql<ReadonlyArray<() => void>> => {
+  const judged = (entry: IngressLog.Entry, verdict: ReturnType<typeof judge>, first: ReadonlySet<number>): Sql<ReadonlyArray<() => void>, RunElsewhere> => {
     if (verdict._tag !== "Accepted")
       return Effect.as(
         deps.reject({
@@ -235,8 +236,9 @@ export const make = (deps: {
         return forwarded
       }
       // One transaction per batch; deliveries to local consumers (and the relay's poke, when it
-      // wrote to the outbox) only after its commit.
-      const deliveries = await deps.store.transaction(forward(entries))
+      // wrote to the outbox) only after its commit. A request run in it (the router's `inline`)
+      // that failed: the batch runs again at once, that request refused (`inline.again`).
+      const deliveries = await deps.store.transaction(forward(entries), inline.again)
       for (const deliver of deliveries) deliver()
       forwarded += entries.length
     }
@@ -268,9 +270,11 @@ export const make = (deps: {
     },
     settled: () => {
       leftSettled++
-    }
+    },
+    // A request its processor failed inline: the processor refuses it the next time (Consumer's `inline`).
+    again: (error) => error instanceof RunElsewhere
   }
-  const forwardInline = (entries: ReadonlyArray<IngressLog.Entry>): Sql<() => void> =>
+  const forwardInline = (entries: ReadonlyArray<IngressLog.Entry>): Sql<() => void, RunElsewhere> =>
     Effect.map(forward(entries, false), (deliveries) => () => {
       try {
         for (const deliver of deliveries) deliver()

@@ -92,7 +92,7 @@ export interface Local {
    * when it did not run and wrote nothing (it is then received and scheduled as any other, a
    * redelivery not). Undefined when it cannot run so (asked before anything is written).
    */
-  readonly inline?: (event: Envelope.Envelope, topic: string, payload: string) => Sql<(() => void) | undefined> | undefined
+  readonly inline?: (event: Envelope.Envelope, topic: string, payload: string) => Sql<(() => void) | undefined, RunElsewhere> | undefined
   /**
    * An event a handler announced, run now inside the handler's transaction (Consumer's `chain`):
    * its inbox row written done with its effects; what to run after the commit, or undefined when
@@ -118,7 +118,8 @@ export interface Router {
    * pending; the others receive it pending now.
    */
   readonly route: {
-    (topic: string, event: Envelope.Envelope, payload: string, inline?: boolean): Sql<ReadonlyArray<() => void>>
+    (topic: string, event: Envelope.Envelope, payload: string, inline?: false): Sql<ReadonlyArray<() => void>>
+    (topic: string, event: Envelope.Envelope, payload: string, inline: true): Sql<ReadonlyArray<() => void>, RunElsewhere>
     (topic: string, event: Envelope.Envelope, payload: string, inline: false, chained: Chained | undefined): Sql<ReadonlyArray<() => void>, RunElsewhere>
   }
 }

@@ -2,8 +2,9 @@
  * Requests handled inside the ingress's append transaction (single instance, embedded broker,
  * SQLite; Consumer's `inline`): the real ingress log, ingress, router and consumer over a SQLite
  * file. For all streams of requests and plain events over a few keys, in batches or a turn apart,
- * with handlers that fail transiently (a failed run in the ingress's transaction rolls back only
- * its savepoint: the request is scheduled as any other): every event is acknowledged, every
+ * with handlers that fail transiently (a failed run in the ingress's transaction fails it, and it
+ * runs again at once with that request refused: received pending and scheduled as any other, the
+ * batch's other requests run inline again; Consumer's `inline`): every event is acknowledged, every
  * effect applied once and in the order of the log per key, every request answered once, and
  * nothing left pending. Both ways (in the ingress's transaction and scheduled) are taken.
  */
@@ -94,7 +95,7 @@ describe("Request-reply: requests handled in the ingress's transaction", () => {
           }
         })
         let ingress: Ingress.Ingress | undefined
-        const log = await IngressLog.make(store, { maxBytes: 4096, previewBytes: 16, inline: { forwarder: () => ingress!.inline.forwarder(), settled: () => ingress!.inline.settled() } })
+        const log = await IngressLog.make(store, { maxBytes: 4096, previewBytes: 16, inline: { forwarder: () => ingress!.inline.forwarder(), settled: () => ingress!.inline.settled(), again: (error) => ingress!.inline.again(error) } })
         ingress = Ingress.make({ contracts, maxPayloadBytes: 4096, store, log, outbox, reject, router, inline: true, logger: Log.silent })
         await ingress.start(() => undefined)
         try {
@@ -136,4 +137,46 @@ describe("Request-reply: requests handled in the ingress's transaction", () => {
     expect(inlined, "requests handled in the ingress's transaction").toBeGreaterThan(0)
     expect(scheduled, "events scheduled").toBeGreaterThan(0)
   }, 120_000)
+
+  it("a request whose handler fails in the drain's transaction (the log not forwarding inline): the batch runs again at once with it refused, no drain failure, the request answered", async () => {
+    const store = await Sqlite.open({ path: join(dir, "baton-drain.db") })
+    const inbox = await Inbox.make(store)
+    const outbox = await Outbox.make(store)
+    const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+    let runs = 0
+    const processor: Processor = {
+      name: "p",
+      consumes: ["ping"],
+      handle: () => (++runs === 1 ? Effect.fail(new Error("transient")) : Effect.succeed([])),
+      reply: (event) => event.data
+    }
+    const system = Supervisor.system()
+    const actors = [Supervisor.make(system, "p-drain", { maxAttempts: 10, initialDelayMs: 1, maxDelayMs: 2, factor: 2, maxRestarts: 1000, windowMs: 60_000 })]
+    const fibers = actors.map((a) => Effect.runFork(a.run))
+    const router = Router.make(inbox)
+    const consumer = Consumer.make({ processor, actors, store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
+    router.add(Topics.accepted("ping"), { name: "p", schedule: (event, topic, payload) => void consumer.schedule(event, topic, payload), inline: (event, topic, payload) => consumer.inline(event, topic, payload) })
+    const logger = Log.memory()
+    // No inline option: every batch is left to the drain, which runs the request in its transaction.
+    const log = await IngressLog.make(store, { maxBytes: 4096, previewBytes: 16 })
+    // A failed drain would be retried only after a minute: `idle` would wait for it.
+    const ingress = Ingress.make({ contracts, maxPayloadBytes: 4096, store, log, outbox, reject, router, logger, retryMs: 60_000 })
+    await ingress.start(() => undefined)
+    try {
+      await ingress.receive("initiate/ping", Buffer.from(JSON.stringify({ id: "drained", type: "ping", key: "k1", replyTo: "reply/c/replies", data: { key: "k1", n: 1 } })), "c")
+      await Promise.race([ingress.idle(), new Promise((_, reject) => setTimeout(() => reject(new Error("the drain did not finish (failed, retry due)")), 5000))])
+      expect(logger.lines.filter((l) => l.includes("drain failed")), "no drain failure").toEqual([])
+      for (let i = 0; i < 200 && (await inbox.pending("p")).length > 0; i++) {
+        await new Promise((r) => setTimeout(r, 5))
+        await consumer.idle()
+      }
+      expect(runs, "the failed run, then the scheduled one").toBe(2)
+      const replies = await store.run(store.query("SELECT payload FROM outbox WHERE topic = 'reply/c/replies'").all())
+      expect(replies.map((r) => (JSON.parse(String(r.payload)) as Envelope.Envelope).correlationId)).toEqual(["drained"])
+    } finally {
+      ingress.stop()
+      for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+      await store.close()
+    }
+  }, 30_000)
 })

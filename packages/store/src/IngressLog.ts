@@ -90,8 +90,13 @@ export interface Entry {
 
 /** See `make`'s `inline` option. */
 export interface Inline {
-  readonly forwarder: () => ((entries: ReadonlyArray<Entry>) => Sql<() => void>) | undefined
+  readonly forwarder: () => ((entries: ReadonlyArray<Entry>) => Sql<() => void, unknown>) | undefined
   readonly settled: () => void
+  /**
+   * A failure of the forward that runs the batch's transaction again at once (`Store.transaction`'s
+   * `again`): the forwarder refused what failed, and forwards it otherwise the next time.
+   */
+  readonly again: (error: unknown) => boolean
 }
 
 /** What `firstSights` of nothing finds. */
@@ -214,7 +219,7 @@ export const make = async (
     at: string,
     kept: (e: (typeof batch)[number]) => Buffer,
     row: (e: (typeof batch)[number]) => ReadonlyArray<unknown>,
-    forward: (entries: ReadonlyArray<Entry>) => Sql<() => void>
+    forward: (entries: ReadonlyArray<Entry>) => Sql<() => void, unknown>
   ) => {
     let after: () => void
     try {
@@ -231,7 +236,8 @@ export const make = async (
             options.beforeCommit?.()
             return after
           })
-        )
+        ),
+        options.inline?.again
       )
     } catch (error) {
       for (const e of entries) e.done(error as Error)

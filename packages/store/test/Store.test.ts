@@ -381,6 +381,38 @@ describe.each(engines)("Store contract on $name", (engine) => {
     })
   })
 
+  describe("a transaction run again (`again`)", () => {
+    const s = useStore(engine)
+    let table = 0
+
+    it("after a failure it accepts: rolled back, run again at once with nothing between, the last run's writes alone kept; one it refuses, or one more than three times again, fails and keeps nothing", async () => {
+      const { store } = s
+      const t = `again_${++table}`
+      await store.migrate([{ name: `test/${t}`, sql: ddl((x) => `CREATE TABLE ${t} (n ${x.serialKey}, what TEXT NOT NULL)`) }])
+      const insert = store.query(`INSERT INTO ${t} (what) VALUES (?)`)
+      const rows = async () => (await store.run(store.query(`SELECT what FROM ${t} ORDER BY n`).all())).map((r) => String(r.what))
+      const again = (error: unknown) => error instanceof Boom
+      /** Writes `what` and then fails with `error` on its first `fails` runs. */
+      const failing = (what: string, fails: number, error: () => Error = () => new Boom()) => {
+        let runs = 0
+        const effect = Effect.andThen(insert.run(what), Effect.suspend(() => (++runs <= fails ? Effect.fail(error()) : Effect.succeed(runs))))
+        return { effect, runs: () => runs }
+      }
+      const once = failing("a", 1)
+      // Asked for while the first runs: it waits for it, its run again included.
+      const [a] = await Promise.all([store.transaction(once.effect, again), store.transaction(insert.run("b"))])
+      expect(a, "what its second run gave").toBe(2)
+      expect(await rows(), "the first run rolled back, the second kept, before the next transaction").toEqual(["a", "b"])
+      const refused = failing("c", 1, () => new Error("not again"))
+      expect(await failure(store.transaction(refused.effect, again))).toBeInstanceOf(Error)
+      expect(refused.runs()).toBe(1)
+      const always = failing("d", 100)
+      expect(await failure(store.transaction(always.effect, again))).toBeInstanceOf(Boom)
+      expect(always.runs(), "the first run and three again").toBe(4)
+      expect(await rows()).toEqual(["a", "b"])
+    })
+  })
+
   describe("typed errors", () => {
     const s = useStore(engine)
 
