@@ -237,8 +237,9 @@ export const make = (deps: {
       }
       // One transaction per batch; deliveries to local consumers (and the relay's poke, when it
       // wrote to the outbox) only after its commit. A request run in it (the router's `inline`)
-      // that failed: the batch runs again at once, that request refused (`inline.again`).
-      const deliveries = await deps.store.transaction(forward(entries), inline.again)
+      // that failed: the batch runs again at once, that request refused (`inline.again`, up to once an entry).
+      let again = entries.length
+      const deliveries = await deps.store.transaction(forward(entries), (error) => again-- > 0 && inline.again(error))
       for (const deliver of deliveries) deliver()
       forwarded += entries.length
     }

@@ -138,6 +138,52 @@ describe("Request-reply: requests handled in the ingress's transaction", () => {
     expect(scheduled, "events scheduled").toBeGreaterThan(0)
   }, 120_000)
 
+  it("a batch of requests to several processors whose handlers all fail once in the ingress's transaction: each acknowledged, answered once", async () => {
+    const store = await Sqlite.open({ path: join(dir, "baton-all-fail.db") })
+    const inbox = await Inbox.make(store)
+    const outbox = await Outbox.make(store)
+    const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+    // One processor a request: a refused request left pending keeps the rest of its processor's
+    // from running inline, not another processor's, whose failure runs the batch again once more.
+    const names = ["a", "b", "c", "d", "e"]
+    const failed = new Set<string>()
+    const system = Supervisor.system()
+    const actors = names.map((n) => Supervisor.make(system, `p-all-fail-${n}`, { maxAttempts: 10, initialDelayMs: 1, maxDelayMs: 2, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
+    const fibers = actors.map((a) => Effect.runFork(a.run))
+    const router = Router.make(inbox)
+    const consumers = names.map((n, i) => {
+      const processor: Processor = {
+        name: n,
+        consumes: [n],
+        handle: (event) => (failed.has(event.id) ? Effect.succeed([]) : (failed.add(event.id), Effect.fail(new Error("transient")))),
+        reply: (event) => event.data
+      }
+      const consumer = Consumer.make({ processor, actors: [actors[i]!], store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
+      router.add(Topics.accepted(n), { name: n, schedule: (event, topic, payload) => void consumer.schedule(event, topic, payload), inline: (event, topic, payload) => consumer.inline(event, topic, payload) })
+      return consumer
+    })
+    const several = Ingress.contractsOf([{ name: "several", processors: [], initiating: names.map((n) => ({ name: n, decode: (d: unknown) => Result.succeed(d) })) }])
+    let ingress: Ingress.Ingress | undefined
+    const log = await IngressLog.make(store, { maxBytes: 4096, previewBytes: 16, inline: { forwarder: () => ingress!.inline.forwarder(), settled: () => ingress!.inline.settled(), again: (error) => ingress!.inline.again(error) } })
+    ingress = Ingress.make({ contracts: several, maxPayloadBytes: 4096, store, log, outbox, reject, router, inline: true, logger: Log.silent })
+    await ingress.start(() => undefined)
+    try {
+      // In one turn: one batch.
+      const acked = await Promise.all(names.map((n) => ingress!.receive(`initiate/${n}`, Buffer.from(JSON.stringify({ id: `all-${n}`, type: n, replyTo: "reply/c/replies", data: {} })), "c").then(() => true, () => false)))
+      expect(acked, "every request acknowledged").toEqual(names.map(() => true))
+      expect(failed.size, "each ran and failed once in the ingress's transaction").toBe(names.length)
+      for (let i = 0; i < 200 && (await Promise.all(names.map((n) => inbox.pending(n)))).some((p) => p.length > 0); i++) {
+        await new Promise((r) => setTimeout(r, 5))
+        for (const c of consumers) await c.idle()
+      }
+      const replies = await store.run(store.query("SELECT payload FROM outbox WHERE topic = 'reply/c/replies'").all())
+      expect(replies.map((r) => (JSON.parse(String(r.payload)) as Envelope.Envelope).correlationId).sort(), "each answered once").toEqual(names.map((n) => `all-${n}`))
+    } finally {
+      for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+      await store.close()
+    }
+  }, 30_000)
+
   it("a request whose handler fails in the drain's transaction (the log not forwarding inline): the batch runs again at once with it refused, no drain failure, the request answered", async () => {
     const store = await Sqlite.open({ path: join(dir, "baton-drain.db") })
     const inbox = await Inbox.make(store)

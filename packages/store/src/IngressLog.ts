@@ -94,7 +94,7 @@ export interface Inline {
   readonly settled: () => void
   /**
    * A failure of the forward that runs the batch's transaction again at once (`Store.transaction`'s
-   * `again`): the forwarder refused what failed, and forwards it otherwise the next time.
+   * `again`), up to once per entry: the forwarder refused what failed, and forwards it otherwise the next time.
    */
   readonly again: (error: unknown) => boolean
 }
@@ -213,6 +213,18 @@ export const make = async (
     for (const e of entries) e.done()
   }
 
+  /**
+   * `inline.again`, at most once per entry of a batch of `n`: each run again refuses at least the
+   * request that failed the one before (a batch of requests that all fail runs n + 1 times, each
+   * then received pending as the savepoint's way left it, none left unacknowledged).
+   */
+  const againFor = (n: number): ((error: unknown) => boolean) | undefined => {
+    const again = options.inline?.again
+    if (again === undefined) return undefined
+    let left = n
+    return (error) => left-- > 0 && again(error)
+  }
+
   /** A batch inserted born forwarded and forwarded in the same transaction (see `inline`). */
   const flushForwarded = async (
     entries: typeof batch,
@@ -237,7 +249,7 @@ export const make = async (
             return after
           })
         ),
-        options.inline?.again
+        againFor(entries.length)
       )
     } catch (error) {
       for (const e of entries) e.done(error as Error)

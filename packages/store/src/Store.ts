@@ -92,7 +92,7 @@ export interface Store {
   /**
    * Runs an effect in one transaction: it commits, or none of it does. `again`: a failure it says
    * yes to rolls the transaction back and runs the effect again at once in a new one, on the
-   * connection still held (no other transaction between), up to `maxAgain` times.
+   * connection still held (no other transaction between); asked at each failure, it bounds how often.
    */
   readonly transaction: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, again?: (error: unknown) => boolean) => Promise<A>
   /**
@@ -189,12 +189,6 @@ export const boundValues = (values: ReadonlyArray<unknown>): ReadonlyArray<unkno
 }
 
 // What a statement gives, made once (not a closure per statement).
-/**
- * How many times `transaction`'s `again` runs a transaction again (its caller's own refusal makes
- * the next run differ: the ingress's inline request-reply, which a failed handler refuses once).
- */
-const maxAgain = 3
-
 const allRows = (rows: ReadonlyArray<Row>): ReadonlyArray<Row> => rows
 const firstRow = (rows: ReadonlyArray<Row>): Row | undefined => rows[0]
 const rowCount = (rows: ReadonlyArray<Row>): number => rows.length
@@ -375,19 +369,19 @@ export const make = (deps: {
   const rollback = (conn: SqlConnection.Connection, cause: Cause.Cause<unknown>) => Effect.andThen(Effect.ignore(control(conn, "ROLLBACK")), Effect.failCause(cause))
   const inTransaction = <A, E>(body: Effect.Effect<A, E, SqlClient.SqlClient>, again?: (error: unknown) => boolean): Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient> =>
     exclusive((conn) => {
-      const attempt = (left: number): Effect.Effect<A, unknown, SqlClient.SqlClient> => {
+      const attempt = (): Effect.Effect<A, unknown, SqlClient.SqlClient> => {
         const run = Effect.matchCauseEffect(Effect.provideService(body, sql.transactionService, [conn, 0] as const), {
           onFailure: (cause) =>
-            left > 0 && again?.(squash(cause)) === true
+            again?.(squash(cause)) === true
               ? // A ROLLBACK that fails (SQLite rolled an I/O error back itself): not run again.
-                Effect.matchCauseEffect(control(conn, "ROLLBACK"), { onFailure: () => Effect.failCause(cause), onSuccess: () => attempt(left - 1) })
+                Effect.matchCauseEffect(control(conn, "ROLLBACK"), { onFailure: () => Effect.failCause(cause), onSuccess: attempt })
               : rollback(conn, cause),
           onSuccess: (value) => Effect.matchCauseEffect((untag(conn), control(conn, "COMMIT")), { onFailure: (cause) => rollback(conn, cause), onSuccess: () => Effect.succeed(value) })
         })
         // On PostgreSQL the BEGIN goes out with the first statement.
         return queued(conn, begin, begin, []) ? run : Effect.andThen(control(conn, begin), run)
       }
-      return attempt(maxAgain)
+      return attempt()
     }) as Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient>
   /** An item side by side asked for a savepoint (a nested transaction): the group runs again, one item at a time. */
   class OneAtATime {}
