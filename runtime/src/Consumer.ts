@@ -977,10 +977,11 @@ export const make = (deps: {
    * (`Decision.RunElsewhere`), which its log runs again at once on the connection it still holds
    * (`Store.transaction`'s `again`, no other transaction between), this request refused then:
    * received pending and scheduled as any other after the commit (its attempts counted from
-   * there), as the savepoint's rollback left it. Measured (`rr.ts`, interleaved against the
-   * savepoint's way, 2026-12-03, load 3.6-6.9): 10 -> 7 statements a round trip; `rrCounters.ts
-   * 3000 8` the runtime's CPU a round trip 0.95x and p50 0.94x, each lower in 7 of 8 rounds;
-   * `rr.ts 1000 10` p50 0.98x, lower in 7 of 10. Where `claimed` is not offered, the savepoint's way.
+   * there), as the savepoint's rollback left it. Measured (interleaved against the savepoint's
+   * way, 2026-12-03, load 1.7-6.9, six sets of 8-10 rounds of `rrCounters.ts 3000` and `rr.ts
+   * 300`/`1000`): 10 -> 7 statements a round trip, p50 0.94-0.98x (lower in 40 of 52 rounds),
+   * the runtime's CPU a round trip 0.95-0.98x (lower in 19 of 24); the order flow unchanged
+   * (`ab.ts sqlite 2000 4`: 1.00x orders/s). Where `claimed` is not offered, the savepoint's way.
    */
   const inline = (event: Envelope.Envelope, topic: string, payload: string): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
     if (event.replyTo === undefined) return undefined
