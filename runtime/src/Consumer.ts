@@ -116,7 +116,7 @@ export interface Consumer {
    * A request (an event with `replyTo`) run inside the transaction that just wrote it to the inbox
    * (the ingress's, see Router's `Local.inline`); undefined when it cannot run so.
    */
-  readonly inline: (event: Envelope.Envelope, topic: string, payload: string) => Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined
+  readonly inline: (event: Envelope.Envelope, topic: string, payload: string, rolledBack?: Array<(cause: unknown) => void>) => Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined
   /**
    * `inline` for a caller that consumes the answer itself (a domain mediator's command, see
    * Mediator's `Call`): the message runs inside the caller's transaction, its inbox row written
@@ -983,12 +983,23 @@ export const make = (deps: {
    * the runtime's CPU a round trip 0.95-0.98x (lower in 19 of 24); the order flow unchanged
    * (`ab.ts sqlite 2000 4`: 1.00x orders/s). Where `claimed` is not offered, the savepoint's way.
    */
-  const inline = (event: Envelope.Envelope, topic: string, payload: string): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
+  const inline = (event: Envelope.Envelope, topic: string, payload: string, rolledBack?: Array<(cause: unknown) => void>): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
     if (event.replyTo === undefined) return undefined
+    // Its chain made here, not in `handleIn`: the spans of its chained runs end with its own
+    // should the transaction roll back after it ran (a later request of the batch failing).
+    let chain: Chain | undefined
+    const ran = (deliveries: ReadonlyArray<() => void>, after: () => void, hop: Hop) => {
+      const runs = chain
+      rolledBack?.push((cause) => {
+        if (runs !== undefined) for (const end of runs.rolledBack.splice(0)) end(cause)
+        hop.end(cause)
+      })
+      return ranHere(event, deliveries, after)
+    }
     const claim = claimed(event, topic, payload)
-    if (claim === undefined) return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop), true, failedUndefined, (deliveries, after) => ranHere(event, deliveries, after))
+    if (claim === undefined) return runHere(event, (hop) => receivedAndHandled(event, topic, payload, hop), true, failedUndefined, ran)
     if (refused.has(event.id)) return undefined
-    return runHere(event, (hop) => handleIn(event, undefined, hop.traceparent), false, refusing(event, event.id), (deliveries, after) => ranHere(event, deliveries, after), false, claim)
+    return runHere(event, (hop) => handleIn(event, undefined, hop.traceparent, undefined, (chain = chainOf(event.id))), false, refusing(event, event.id), ran, false, claim)
   }
 
   /** What `inline` and `chain` run after the commit of a message they ran: the span's end and the rest (`after`), its deliveries, its `committed`. */

@@ -6,7 +6,8 @@
  * runs again at once with that request refused: received pending and scheduled as any other, the
  * batch's other requests run inline again; Consumer's `inline`): every event is acknowledged, every
  * effect applied once and in the order of the log per key, every request answered once, and
- * nothing left pending. Both ways (in the ingress's transaction and scheduled) are taken.
+ * nothing left pending. Both ways (in the ingress's transaction and scheduled) are taken. A batch
+ * run again keeps each event's ingress span and trace, and ends the spans of the runs rolled back.
  */
 import { afterAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
@@ -14,12 +15,13 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect, Fiber, Result } from "effect"
-import { Log, Topics, type Envelope, type Processor } from "@baton/core"
+import { Log, Topics, Trace, type Envelope, type Processor } from "@baton/core"
 import { Supervisor } from "@baton/actors"
 import { ddl, Inbox, IngressLog, Outbox, Rejections, Sqlite } from "@baton/store"
 import * as Consumer from "../src/Consumer.ts"
 import * as ErrorPath from "../src/ErrorPath.ts"
 import * as Ingress from "../src/Ingress.ts"
+import type { Tracing } from "../src/Observability.ts"
 import * as Router from "../src/Router.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 30)
@@ -138,49 +140,92 @@ describe("Request-reply: requests handled in the ingress's transaction", () => {
     expect(scheduled, "events scheduled").toBeGreaterThan(0)
   }, 120_000)
 
-  it("a batch of requests to several processors whose handlers all fail once in the ingress's transaction: each acknowledged, answered once", async () => {
-    const store = await Sqlite.open({ path: join(dir, "baton-all-fail.db") })
+  /**
+   * One processor a request type (`names`, each answering with the request's data), over `file`,
+   * behind an ingress forwarding inline; `receive` gives each one request in one batch (one turn)
+   * and resolves once every reply is in the outbox (their correlation ids, sorted).
+   */
+  const several = async (file: string, names: ReadonlyArray<string>, handle: (name: string, event: Envelope.Envelope) => Effect.Effect<ReadonlyArray<never>, Error>, tracing?: Tracing) => {
+    const store = await Sqlite.open({ path: join(dir, file) })
     const inbox = await Inbox.make(store)
     const outbox = await Outbox.make(store)
     const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
+    const system = Supervisor.system()
+    const actors = names.map((n) => Supervisor.make(system, `${file}-${n}`, { maxAttempts: 10, initialDelayMs: 1, maxDelayMs: 2, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
+    const fibers = actors.map((a) => Effect.runFork(a.run))
+    const router = Router.make(inbox)
+    const consumers = names.map((n, i) => {
+      const processor: Processor = { name: n, consumes: [n], handle: (event) => handle(n, event), reply: (event) => event.data }
+      const consumer = Consumer.make({ processor, actors: [actors[i]!], store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent, ...(tracing === undefined ? {} : { tracing }) })
+      router.add(Topics.accepted(n), { name: n, schedule: (event, topic, payload) => void consumer.schedule(event, topic, payload), inline: (event, topic, payload, rolledBack) => consumer.inline(event, topic, payload, rolledBack) })
+      return consumer
+    })
+    const contracts = Ingress.contractsOf([{ name: "several", processors: [], initiating: names.map((n) => ({ name: n, decode: (d: unknown) => Result.succeed(d) })) }])
+    let ingress: Ingress.Ingress | undefined
+    const log = await IngressLog.make(store, { maxBytes: 4096, previewBytes: 16, inline: { forwarder: () => ingress!.inline.forwarder(), settled: () => ingress!.inline.settled(), again: (error) => ingress!.inline.again(error) } })
+    ingress = Ingress.make({ contracts, maxPayloadBytes: 4096, store, log, outbox, reject, router, inline: true, logger: Log.silent, ...(tracing === undefined ? {} : { tracing }) })
+    await ingress.start(() => undefined)
+    return {
+      /** Whether each was acknowledged. No traceparent of the client's: the ingress starts each trace. */
+      receive: async (id: (name: string) => string): Promise<ReadonlyArray<boolean>> =>
+        Promise.all(names.map((n) => ingress!.receive(`initiate/${n}`, Buffer.from(JSON.stringify({ id: id(n), type: n, replyTo: "reply/c/replies", data: {} })), "c").then(() => true, () => false))),
+      answered: async (): Promise<ReadonlyArray<string>> => {
+        for (let i = 0; i < 200 && (await Promise.all(names.map((n) => inbox.pending(n)))).some((p) => p.length > 0); i++) {
+          await new Promise((r) => setTimeout(r, 5))
+          for (const c of consumers) await c.idle()
+        }
+        const replies = await store.run(store.query("SELECT payload FROM outbox WHERE topic = 'reply/c/replies'").all())
+        return replies.map((r) => (JSON.parse(String(r.payload)) as Envelope.Envelope).correlationId).sort()
+      },
+      close: async () => {
+        for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
+        await store.close()
+      }
+    }
+  }
+
+  it("a batch of requests to several processors whose handlers all fail once in the ingress's transaction: each acknowledged, answered once", async () => {
     // One processor a request: a refused request left pending keeps the rest of its processor's
     // from running inline, not another processor's, whose failure runs the batch again once more.
     const names = ["a", "b", "c", "d", "e"]
     const failed = new Set<string>()
-    const system = Supervisor.system()
-    const actors = names.map((n) => Supervisor.make(system, `p-all-fail-${n}`, { maxAttempts: 10, initialDelayMs: 1, maxDelayMs: 2, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
-    const fibers = actors.map((a) => Effect.runFork(a.run))
-    const router = Router.make(inbox)
-    const consumers = names.map((n, i) => {
-      const processor: Processor = {
-        name: n,
-        consumes: [n],
-        handle: (event) => (failed.has(event.id) ? Effect.succeed([]) : (failed.add(event.id), Effect.fail(new Error("transient")))),
-        reply: (event) => event.data
-      }
-      const consumer = Consumer.make({ processor, actors: [actors[i]!], store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent })
-      router.add(Topics.accepted(n), { name: n, schedule: (event, topic, payload) => void consumer.schedule(event, topic, payload), inline: (event, topic, payload) => consumer.inline(event, topic, payload) })
-      return consumer
-    })
-    const several = Ingress.contractsOf([{ name: "several", processors: [], initiating: names.map((n) => ({ name: n, decode: (d: unknown) => Result.succeed(d) })) }])
-    let ingress: Ingress.Ingress | undefined
-    const log = await IngressLog.make(store, { maxBytes: 4096, previewBytes: 16, inline: { forwarder: () => ingress!.inline.forwarder(), settled: () => ingress!.inline.settled(), again: (error) => ingress!.inline.again(error) } })
-    ingress = Ingress.make({ contracts: several, maxPayloadBytes: 4096, store, log, outbox, reject, router, inline: true, logger: Log.silent })
-    await ingress.start(() => undefined)
+    const batch = await several("baton-all-fail.db", names, (_, event) => (failed.has(event.id) ? Effect.succeed([]) : (failed.add(event.id), Effect.fail(new Error("transient")))))
     try {
-      // In one turn: one batch.
-      const acked = await Promise.all(names.map((n) => ingress!.receive(`initiate/${n}`, Buffer.from(JSON.stringify({ id: `all-${n}`, type: n, replyTo: "reply/c/replies", data: {} })), "c").then(() => true, () => false)))
-      expect(acked, "every request acknowledged").toEqual(names.map(() => true))
+      expect(await batch.receive((n) => `all-${n}`), "every request acknowledged").toEqual(names.map(() => true))
       expect(failed.size, "each ran and failed once in the ingress's transaction").toBe(names.length)
-      for (let i = 0; i < 200 && (await Promise.all(names.map((n) => inbox.pending(n)))).some((p) => p.length > 0); i++) {
-        await new Promise((r) => setTimeout(r, 5))
-        for (const c of consumers) await c.idle()
-      }
-      const replies = await store.run(store.query("SELECT payload FROM outbox WHERE topic = 'reply/c/replies'").all())
-      expect(replies.map((r) => (JSON.parse(String(r.payload)) as Envelope.Envelope).correlationId).sort(), "each answered once").toEqual(names.map((n) => `all-${n}`))
+      expect(await batch.answered(), "each answered once").toEqual(names.map((n) => `all-${n}`))
     } finally {
-      for (const f of fibers) await Effect.runPromise(Fiber.interrupt(f))
-      await store.close()
+      await batch.close()
+    }
+  }, 30_000)
+
+  it("a batch of two requests, the second failing once in the ingress's transaction (the batch run again): one ingress span each, each request's runs in its trace, every span ended", async () => {
+    // The spans as an exporter sees them ended (an unended one is never exported).
+    const spans: Array<{ readonly name: string; readonly event: string; readonly traceId: string; ended?: "ok" | "error" }> = []
+    const tracing: Tracing = {
+      enabled: true,
+      begin: (name, parent, attributes) => {
+        const c = Trace.begin(parent)
+        const span: (typeof spans)[number] = { name, event: attributes["baton.event.id"] ?? "", traceId: c.traceId }
+        spans.push(span)
+        return { traceparent: Trace.format(c), traceId: c.traceId, end: (error) => void (span.ended = error === undefined ? "ok" : "error") }
+      }
+    }
+    let failed = false
+    // b fails its first run, in the ingress's transaction after a ran there.
+    const batch = await several("baton-spans.db", ["a", "b"], (n) => (n === "b" && !failed ? ((failed = true), Effect.fail(new Error("transient"))) : Effect.succeed([])), tracing)
+    try {
+      expect(await batch.receive((n) => `spans-${n}`)).toEqual([true, true])
+      expect(failed, "b failed in the ingress's transaction").toBe(true)
+      expect(await batch.answered(), "each answered").toEqual(["spans-a", "spans-b"])
+      // Red before the batch run again kept its judgment (a second ingress span for each event, a
+      // trace of its own each time) and the rolled-back runs' spans ended (a's first never did).
+      expect.soft(spans.filter((s) => s.name.startsWith("ingress ")).map((s) => s.name).sort(), "one ingress span an event").toEqual(["ingress a", "ingress b"])
+      for (const id of ["spans-a", "spans-b"]) expect.soft(new Set(spans.filter((s) => s.event === id).map((s) => s.traceId)).size, `${id}'s ingress span and runs: one trace`).toBe(1)
+      expect.soft(spans.filter((s) => s.name === "b").map((s) => s.ended), "b's failed run, then its run from the queue").toEqual(["error", "ok"])
+      expect.soft(spans.filter((s) => s.ended === undefined).map((s) => `${s.name} ${s.event}`), "every span begun ended").toEqual([])
+    } finally {
+      await batch.close()
     }
   }, 30_000)
 
