@@ -412,6 +412,20 @@ describe.each(engines)("Store contract on $name", (engine) => {
       expect(await failure(store.transaction(always.effect, (error) => left-- > 0 && again(error)))).toBeInstanceOf(Boom)
       expect(always.runs(), "the first run and three again").toBe(4)
       expect(await rows()).toEqual(["a", "b"])
+      // A statement that failed (PostgreSQL: the transaction aborted, answering nothing more until
+      // its ROLLBACK): run again after the ROLLBACK, on the connection still held; the failure
+      // before any statement went out (PostgreSQL: the BEGIN still queued) too.
+      const taken = Number((await store.run(store.query(`SELECT MIN(n) AS n FROM ${t}`).get()))?.n)
+      // Answering rows: not held back (PostgreSQL), it fails here.
+      const duplicate = store.query(`INSERT INTO ${t} (n, what) VALUES (${taken}, ?) RETURNING n`)
+      let statementRuns = 0
+      const afterFailed = Effect.suspend(() => (++statementRuns === 1 ? Effect.andThen(insert.run("e"), duplicate.all("x")) : insert.run("e")))
+      await store.transaction(afterFailed, (error) => statementRuns === 1 && !(error instanceof Boom))
+      expect(statementRuns).toBe(2)
+      let before = 0
+      await store.transaction(Effect.suspend(() => (++before === 1 ? Effect.fail(new Boom()) : insert.run("f"))), again)
+      expect(before).toBe(2)
+      expect(await rows(), "the failed runs rolled back, the runs again kept").toEqual(["a", "b", "e", "f"])
     })
   })
 
