@@ -143,9 +143,16 @@ describe("Request-reply: requests handled in the ingress's transaction", () => {
   /**
    * One processor a request type (`names`, each answering with the request's data), over `file`,
    * behind an ingress forwarding inline; `receive` gives each one request in one batch (one turn)
-   * and resolves once every reply is in the outbox (their correlation ids, sorted).
+   * and resolves once every reply is in the outbox (their correlation ids, sorted). `chained`: a
+   * processor of that name taking `events/<chained>`, run in its sender's transaction (Consumer's `chain`).
    */
-  const several = async (file: string, names: ReadonlyArray<string>, handle: (name: string, event: Envelope.Envelope) => Effect.Effect<ReadonlyArray<never>, Error>, tracing?: Tracing) => {
+  const several = async (
+    file: string,
+    names: ReadonlyArray<string>,
+    handle: (name: string, event: Envelope.Envelope) => Effect.Effect<ReadonlyArray<Envelope.Next>, Error>,
+    tracing?: Tracing,
+    chained?: string
+  ) => {
     const store = await Sqlite.open({ path: join(dir, file) })
     const inbox = await Inbox.make(store)
     const outbox = await Outbox.make(store)
@@ -160,6 +167,14 @@ describe("Request-reply: requests handled in the ingress's transaction", () => {
       router.add(Topics.accepted(n), { name: n, schedule: (event, topic, payload) => void consumer.schedule(event, topic, payload), inline: (event, topic, payload, rolledBack) => consumer.inline(event, topic, payload, rolledBack) })
       return consumer
     })
+    if (chained !== undefined) {
+      const actor = Supervisor.make(system, `${file}-${chained}`, { maxAttempts: 10, initialDelayMs: 1, maxDelayMs: 2, factor: 2, maxRestarts: 1000, windowMs: 60_000 })
+      fibers.push(Effect.runFork(actor.run))
+      const processor: Processor = { name: chained, consumes: [], topics: [Topics.event(chained)], handle: (event) => handle(chained, event) }
+      const consumer = Consumer.make({ processor, actors: [actor], store, inbox, outbox, reject, poke: () => undefined, router, routePublic: true, logger: Log.silent, ...(tracing === undefined ? {} : { tracing }) })
+      router.add(Topics.event(chained), { name: chained, schedule: (event, topic, payload) => void consumer.schedule(event, topic, payload), chain: consumer.chain, chaining: consumer.chaining })
+      consumers.push(consumer)
+    }
     const contracts = Ingress.contractsOf([{ name: "several", processors: [], initiating: names.map((n) => ({ name: n, decode: (d: unknown) => Result.succeed(d) })) }])
     let ingress: Ingress.Ingress | undefined
     const log = await IngressLog.make(store, { maxBytes: 4096, previewBytes: 16, inline: { forwarder: () => ingress!.inline.forwarder(), settled: () => ingress!.inline.settled(), again: (error) => ingress!.inline.again(error) } })
@@ -199,7 +214,7 @@ describe("Request-reply: requests handled in the ingress's transaction", () => {
     }
   }, 30_000)
 
-  it("a batch of two requests, the second failing once in the ingress's transaction (the batch run again): one ingress span each, each request's runs in its trace, every span ended", async () => {
+  it("a batch of two requests, the second failing once in the ingress's transaction (the batch run again), the first running a chained event: one ingress span each, each request's runs in its trace, every span ended", async () => {
     // The spans as an exporter sees them ended (an unended one is never exported).
     const spans: Array<{ readonly name: string; readonly event: string; readonly traceId: string; ended?: "ok" | "error" }> = []
     const tracing: Tracing = {
@@ -212,8 +227,15 @@ describe("Request-reply: requests handled in the ingress's transaction", () => {
       }
     }
     let failed = false
-    // b fails its first run, in the ingress's transaction after a ran there.
-    const batch = await several("baton-spans.db", ["a", "b"], (n) => (n === "b" && !failed ? ((failed = true), Effect.fail(new Error("transient"))) : Effect.succeed([])), tracing)
+    // b fails its first run, in the ingress's transaction after a ran there, and c, that a's event
+    // ran in a's run (Consumer's `chain`).
+    const batch = await several(
+      "baton-spans.db",
+      ["a", "b"],
+      (n) => (n === "b" && !failed ? ((failed = true), Effect.fail(new Error("transient"))) : Effect.succeed(n === "a" ? [{ type: "c", data: {} }] : [])),
+      tracing,
+      "c"
+    )
     try {
       expect(await batch.receive((n) => `spans-${n}`)).toEqual([true, true])
       expect(failed, "b failed in the ingress's transaction").toBe(true)
@@ -223,6 +245,7 @@ describe("Request-reply: requests handled in the ingress's transaction", () => {
       expect.soft(spans.filter((s) => s.name.startsWith("ingress ")).map((s) => s.name).sort(), "one ingress span an event").toEqual(["ingress a", "ingress b"])
       for (const id of ["spans-a", "spans-b"]) expect.soft(new Set(spans.filter((s) => s.event === id).map((s) => s.traceId)).size, `${id}'s ingress span and runs: one trace`).toBe(1)
       expect.soft(spans.filter((s) => s.name === "b").map((s) => s.ended), "b's failed run, then its run from the queue").toEqual(["error", "ok"])
+      expect.soft(spans.filter((s) => s.name === "a" || s.name === "c").map((s) => `${s.name} ${s.ended}`), "a's run and c's in it, rolled back, then again").toEqual(["a error", "c error", "a ok", "c ok"])
       expect.soft(spans.filter((s) => s.ended === undefined).map((s) => `${s.name} ${s.event}`), "every span begun ended").toEqual([])
     } finally {
       await batch.close()
