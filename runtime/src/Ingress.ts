@@ -5,8 +5,9 @@
  */
 import { Effect, Result } from "effect"
 import { Envelope, Log, Topics, Trace, type App, type Initiating, type Message } from "@baton/core"
-import { isUnavailable, timeline, type IngressLog, type Outbox, type Sql, type Store } from "@baton/store"
+import { isUnavailable, squash, timeline, type IngressLog, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
+import { RunElsewhere } from "./Decision.ts"
 import * as Due from "./Due.ts"
 import type { ErrorPath } from "./ErrorPath.ts"
 import { untraced, type Tracing } from "./Observability.ts"
@@ -30,6 +31,17 @@ export type Verdict =
     }
 
 const none: ReadonlyArray<() => void> = []
+/** An accepted entry as the ingress forwards it (`judged`). */
+interface Routed {
+  readonly envelope: Envelope.Envelope
+  readonly payload: string
+}
+/** A batch judged (`forward`): its entries, their verdicts, what each accepted one became. */
+interface Judged {
+  readonly entries: ReadonlyArray<IngressLog.Entry>
+  readonly verdicts: ReadonlyArray<Verdict>
+  readonly routed: Array<Routed | undefined>
+}
 /** One decoder for every payload (without `stream`, each `decode` starts afresh). */
 const utf8 = new TextDecoder("utf-8", { fatal: true })
 
@@ -156,32 +168,65 @@ export const make = (deps: {
    * a batch); those of bare objects wrapped here are new, recorded nowhere: a statement and a page
    * of the seen ids less for each batch of them.
    */
-  const forward = (entries: ReadonlyArray<IngressLog.Entry>, mark = true): Sql<ReadonlyArray<() => void>> =>
+  const forward = (entries: ReadonlyArray<IngressLog.Entry>, mark = true): Sql<ReadonlyArray<() => void>, RunElsewhere> =>
     Effect.suspend(() => {
-      const verdicts = entries.map((entry) => judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size, entry.clientId))
+      const again = judgedBefore(entries)
+      const verdicts = again?.verdicts ?? entries.map((entry) => judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size, entry.clientId))
+      const batch = again ?? (lastJudged = { entries, verdicts, routed: [] })
       const sightings = entries.flatMap((entry, i) => {
         const verdict = verdicts[i]!
         return verdict._tag === "Accepted" && verdict.wrapped !== true ? [{ envelopeId: verdict.envelope.id, seq: entry.seq }] : []
       })
       const local: Array<() => void> = []
+      // The runs done in it (the router's `inline`): their spans end as rolled back when it fails.
+      const rolledBack: Array<(cause: unknown) => void> = []
       // The entries in order, as plain steps (not a generator): a request-reply round trip is a batch of one.
-      const from = (first: ReadonlySet<number>, i: number): Sql<ReadonlyArray<() => void>> =>
+      const from = (first: ReadonlySet<number>, i: number): Sql<ReadonlyArray<() => void>, RunElsewhere> =>
         i < entries.length
-          ? Effect.flatMap(judged(entries[i]!, verdicts[i]!, first), (deliveries) => {
+          ? Effect.flatMap(judged(entries[i]!, verdicts[i]!, first, batch.routed, i, rolledBack), (deliveries) => {
               local.push(...deliveries)
               return from(first, i + 1)
             })
           : mark
             ? Effect.as(deps.log.forwarded(...entries.map((e) => e.seq)), local)
             : Effect.succeed(local)
-      return Effect.flatMap(deps.log.firstSights(sightings), (first) => from(first, 0))
+      const forwarded = Effect.flatMap(deps.log.firstSights(sightings), (first) => from(first, 0))
+      return Effect.tapCause(forwarded, (cause) =>
+        Effect.sync(() => {
+          if (rolledBack.length === 0) return
+          const error = squash(cause)
+          for (const end of rolledBack.splice(0)) end(error)
+        })
+      )
     })
+  /**
+   * The batch last judged (its entries: each payload one publish's buffer, the same when its
+   * transaction runs again) and what its accepted entries became (`routed`, by index): a batch
+   * run again at once (a request failed in it, `inline.again`) forwards the same envelopes under
+   * the same ingress spans. Judged again, each event had a second ingress span, without a
+   * client's traceparent in a trace of its own: a request's failed run in one, its retry from the
+   * queue in another (RequestReply.inline.test.ts). Forgotten once the batch committed.
+   */
+  let lastJudged: Judged | undefined
+  const judgedBefore = (entries: ReadonlyArray<IngressLog.Entry>): Judged | undefined => {
+    const last = lastJudged
+    if (last === undefined || last.entries.length !== entries.length) return undefined
+    for (let i = 0; i < entries.length; i++) if (entries[i]!.payload !== last.entries[i]!.payload) return undefined
+    return last
+  }
 
   /**
    * Writes what one judged entry becomes (`first`: the entries whose envelope id is seen first).
    * Built as it runs, inside `forward`'s generator: plain steps, not a generator of its own per entry.
    */
-  const judged = (entry: IngressLog.Entry, verdict: ReturnType<typeof judge>, first: ReadonlySet<number>): Sql<ReadonlyArray<() => void>> => {
+  const judged = (
+    entry: IngressLog.Entry,
+    verdict: ReturnType<typeof judge>,
+    first: ReadonlySet<number>,
+    routed: Array<Routed | undefined>,
+    i: number,
+    rolledBack: Array<(cause: unknown) => void>
+  ): Sql<ReadonlyArray<() => void>, RunElsewhere> => {
     if (verdict._tag !== "Accepted")
       return Effect.as(
         deps.reject({
@@ -200,14 +245,18 @@ export const make = (deps: {
       deps.logger.log("info", "duplicate initiating event ignored", { id: accepted.id, topic: entry.topic, ...Envelope.logFields(accepted) })
       return Effect.succeed(none)
     }
+    const { envelope, payload } = (routed[i] ??= ingressHop(accepted))
+    if (deps.router !== undefined) return deps.router.route(topic, envelope, payload, true, undefined, rolledBack)
+    return Effect.as(deps.outbox.add(topic, payload), [pokeRelay])
+  }
+  /** An accepted envelope as forwarded: under its ingress span (begun and ended here, once an event). */
+  const ingressHop = (accepted: Envelope.Envelope): Routed => {
     const hop = tracing.begin(`ingress ${accepted.type}`, accepted.traceparent, { "baton.event.type": accepted.type, "baton.event.id": accepted.id, "baton.correlation_id": accepted.correlationId, "baton.causation_id": accepted.causationId, "baton.key": accepted.key })
     const envelope: Envelope.Envelope = { ...accepted, traceparent: hop.traceparent }
     const vouchedBy = Envelope.vouchedBy(accepted)
     if (vouchedBy !== undefined) Envelope.vouch(envelope, vouchedBy)
     hop.end()
-    const payload = Envelope.encode(envelope)
-    if (deps.router !== undefined) return deps.router.route(topic, envelope, payload, true)
-    return Effect.as(deps.outbox.add(topic, payload), [pokeRelay])
+    return { envelope, payload: Envelope.encode(envelope) }
   }
 
   const pokeRelay = () => poke?.()
@@ -235,8 +284,15 @@ export const make = (deps: {
         return forwarded
       }
       // One transaction per batch; deliveries to local consumers (and the relay's poke, when it
-      // wrote to the outbox) only after its commit.
-      const deliveries = await deps.store.transaction(forward(entries))
+      // wrote to the outbox) only after its commit. A request run in it (the router's `inline`)
+      // that failed: the batch runs again at once, that request refused (`inline.again`, up to once an entry).
+      let again = entries.length
+      let deliveries: ReadonlyArray<() => void>
+      try {
+        deliveries = await deps.store.transaction(forward(entries), (error) => again-- > 0 && inline.again(error))
+      } finally {
+        lastJudged = undefined
+      }
       for (const deliver of deliveries) deliver()
       forwarded += entries.length
     }
@@ -268,10 +324,13 @@ export const make = (deps: {
     },
     settled: () => {
       leftSettled++
-    }
+    },
+    // A request its processor failed inline: the processor refuses it the next time (Consumer's `inline`).
+    again: (error) => error instanceof RunElsewhere
   }
-  const forwardInline = (entries: ReadonlyArray<IngressLog.Entry>): Sql<() => void> =>
+  const forwardInline = (entries: ReadonlyArray<IngressLog.Entry>): Sql<() => void, RunElsewhere> =>
     Effect.map(forward(entries, false), (deliveries) => () => {
+      lastJudged = undefined
       try {
         for (const deliver of deliveries) deliver()
       } catch (error) {

@@ -91,8 +91,10 @@ export interface Local {
    * (done, with its effects; Consumer's `inline`): what to run after the commit, or undefined
    * when it did not run and wrote nothing (it is then received and scheduled as any other, a
    * redelivery not). Undefined when it cannot run so (asked before anything is written).
+   * `rolledBack`: where it puts what ends its span should the transaction fail after it ran (the
+   * caller calls them then, with the failure: a batch run again once a later request failed in it).
    */
-  readonly inline?: (event: Envelope.Envelope, topic: string, payload: string) => Sql<(() => void) | undefined> | undefined
+  readonly inline?: (event: Envelope.Envelope, topic: string, payload: string, rolledBack?: Array<(cause: unknown) => void>) => Sql<(() => void) | undefined, RunElsewhere> | undefined
   /**
    * An event a handler announced, run now inside the handler's transaction (Consumer's `chain`):
    * its inbox row written done with its effects; what to run after the commit, or undefined when
@@ -112,13 +114,15 @@ export interface Router {
    * Records the message in the inbox of each local consumer of `topic`; call inside the
    * transaction. `payload` is `Envelope.encode(event)` (the consumers keep what they mask of it
    * from the event itself). Returns the deliveries to run once it has committed. `inline` (the ingress): a
-   * lone consumer that can run it at once (see `Local.inline`) runs it in that transaction.
+   * lone consumer that can run it at once (see `Local.inline`) runs it in that transaction
+   * (`rolledBack`: see `Local.inline`).
    * `chained` (an event a handler announced, in its transaction): each consumer that can run
    * events at once (`Local.chain`) gets it in its turn (see `Chain`), run there or received
    * pending; the others receive it pending now.
    */
   readonly route: {
-    (topic: string, event: Envelope.Envelope, payload: string, inline?: boolean): Sql<ReadonlyArray<() => void>>
+    (topic: string, event: Envelope.Envelope, payload: string, inline?: false): Sql<ReadonlyArray<() => void>>
+    (topic: string, event: Envelope.Envelope, payload: string, inline: true, chained?: undefined, rolledBack?: Array<(cause: unknown) => void>): Sql<ReadonlyArray<() => void>, RunElsewhere>
     (topic: string, event: Envelope.Envelope, payload: string, inline: false, chained: Chained | undefined): Sql<ReadonlyArray<() => void>, RunElsewhere>
   }
 }
@@ -141,7 +145,7 @@ export const make = (inbox: Inbox.Inbox): Router => {
   return {
     add: (topic, local) => routes.set(topic, [...(routes.get(topic) ?? []), local]),
     consumes: (topic) => routes.has(topic),
-    route: ((topic: string, event: Envelope.Envelope, payload: string, inline = false, chained?: Chained): Sql<ReadonlyArray<() => void>, RunElsewhere> => {
+    route: ((topic: string, event: Envelope.Envelope, payload: string, inline = false, chained?: Chained, rolledBack?: Array<(cause: unknown) => void>): Sql<ReadonlyArray<() => void>, RunElsewhere> => {
       const locals = routes.get(topic) ?? noLocals
       // No consumer (a public event no local one takes): nothing to write, nothing made.
       if (locals.length === 0) return succeededNone
@@ -166,7 +170,7 @@ export const make = (inbox: Inbox.Inbox): Router => {
             if (fresh()) one.schedule(event, topic, payload, true)
           }
         ])
-      const now = one.inline?.(event, topic, payload)
+      const now = one.inline?.(event, topic, payload, rolledBack)
       // Run at once, its row written done; else (it did not run) received pending as any other.
       return Effect.map(now === undefined ? receivedBy(one, entry, event) : Effect.flatMap(now, (ran) => (ran === undefined ? receivedBy(one, entry, event) : Effect.succeed(ran))), (d) => [d])
     }) as Router["route"]

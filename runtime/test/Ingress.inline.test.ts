@@ -79,7 +79,8 @@ describe("Ingress: forwarding inside the append's transaction", () => {
                 else inlined++
                 return forward
               },
-              settled: () => ingress!.inline.settled()
+              settled: () => ingress!.inline.settled(),
+              again: (error) => ingress!.inline.again(error)
             }
           })
           const router = Router.make(inbox)

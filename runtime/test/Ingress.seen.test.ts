@@ -25,7 +25,7 @@ const ingressOn = async (inline: boolean) => {
   const inbox = await Inbox.make(store)
   const reject = ErrorPath.make({ outbox, rejections: await Rejections.make(store), logger: Log.silent })
   let ingress: Ingress.Ingress | undefined
-  const log = await IngressLog.make(store, { maxBytes: 1024, previewBytes: 16, ...(inline ? { inline: { forwarder: () => ingress!.inline.forwarder(), settled: () => ingress!.inline.settled() } } : {}) })
+  const log = await IngressLog.make(store, { maxBytes: 1024, previewBytes: 16, ...(inline ? { inline: { forwarder: () => ingress!.inline.forwarder(), settled: () => ingress!.inline.settled(), again: (error) => ingress!.inline.again(error) } } : {}) })
   const router = Router.make(inbox)
   const delivered: Array<Envelope.Envelope> = []
   router.add(Topics.accepted("ping"), { name: "p", schedule: (event: Envelope.Envelope) => void delivered.push(event) })

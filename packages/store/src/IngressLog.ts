@@ -90,8 +90,13 @@ export interface Entry {
 
 /** See `make`'s `inline` option. */
 export interface Inline {
-  readonly forwarder: () => ((entries: ReadonlyArray<Entry>) => Sql<() => void>) | undefined
+  readonly forwarder: () => ((entries: ReadonlyArray<Entry>) => Sql<() => void, unknown>) | undefined
   readonly settled: () => void
+  /**
+   * A failure of the forward that runs the batch's transaction again at once (`Store.transaction`'s
+   * `again`), up to once per entry: the forwarder refused what failed, and forwards it otherwise the next time.
+   */
+  readonly again: (error: unknown) => boolean
 }
 
 /** What `firstSights` of nothing finds. */
@@ -208,13 +213,25 @@ export const make = async (
     for (const e of entries) e.done()
   }
 
+  /**
+   * `inline.again`, at most once per entry of a batch of `n`: each run again refuses at least the
+   * request that failed the one before (a batch of requests that all fail runs n + 1 times, each
+   * then received pending as the savepoint's way left it, none left unacknowledged).
+   */
+  const againFor = (n: number): ((error: unknown) => boolean) | undefined => {
+    const again = options.inline?.again
+    if (again === undefined) return undefined
+    let left = n
+    return (error) => left-- > 0 && again(error)
+  }
+
   /** A batch inserted born forwarded and forwarded in the same transaction (see `inline`). */
   const flushForwarded = async (
     entries: typeof batch,
     at: string,
     kept: (e: (typeof batch)[number]) => Buffer,
     row: (e: (typeof batch)[number]) => ReadonlyArray<unknown>,
-    forward: (entries: ReadonlyArray<Entry>) => Sql<() => void>
+    forward: (entries: ReadonlyArray<Entry>) => Sql<() => void, unknown>
   ) => {
     let after: () => void
     try {
@@ -231,7 +248,8 @@ export const make = async (
             options.beforeCommit?.()
             return after
           })
-        )
+        ),
+        againFor(entries.length)
       )
     } catch (error) {
       for (const e of entries) e.done(error as Error)

@@ -89,8 +89,12 @@ export interface Store {
   readonly query: (text: string) => Query
   /** Runs an effect outside any transaction (a read, or one autocommitted statement). */
   readonly run: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Promise<A>
-  /** Runs an effect in one transaction: it commits, or none of it does. */
-  readonly transaction: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Promise<A>
+  /**
+   * Runs an effect in one transaction: it commits, or none of it does. `again`: a failure it says
+   * yes to rolls the transaction back and runs the effect again at once in a new one, on the
+   * connection still held (no other transaction between); asked at each failure, it bounds how often.
+   */
+  readonly transaction: <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, again?: (error: unknown) => boolean) => Promise<A>
   /**
    * Group commit: runs the effect in a transaction shared with the other `group` calls waiting
    * at the same time (each in its own savepoint, so one that fails rolls back alone); resolves
@@ -363,14 +367,21 @@ export const make = (deps: {
   const exclusive: SqlConnection.Borrower = deps.exclusive ?? ((f) => Effect.scoped(Effect.flatMap(sql.reserve, f)))
   /** Rolls back after `cause`, and fails with it. */
   const rollback = (conn: SqlConnection.Connection, cause: Cause.Cause<unknown>) => Effect.andThen(Effect.ignore(control(conn, "ROLLBACK")), Effect.failCause(cause))
-  const inTransaction = <A, E>(body: Effect.Effect<A, E, SqlClient.SqlClient>): Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient> =>
+  const inTransaction = <A, E>(body: Effect.Effect<A, E, SqlClient.SqlClient>, again?: (error: unknown) => boolean): Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient> =>
     exclusive((conn) => {
-      const run = Effect.matchCauseEffect(Effect.provideService(body, sql.transactionService, [conn, 0] as const), {
-        onFailure: (cause) => rollback(conn, cause),
-        onSuccess: (value) => Effect.matchCauseEffect((untag(conn), control(conn, "COMMIT")), { onFailure: (cause) => rollback(conn, cause), onSuccess: () => Effect.succeed(value) })
-      })
-      // On PostgreSQL the BEGIN goes out with the first statement.
-      return queued(conn, begin, begin, []) ? run : Effect.andThen(control(conn, begin), run)
+      const attempt = (): Effect.Effect<A, unknown, SqlClient.SqlClient> => {
+        const run = Effect.matchCauseEffect(Effect.provideService(body, sql.transactionService, [conn, 0] as const), {
+          onFailure: (cause) =>
+            again?.(squash(cause)) === true
+              ? // A ROLLBACK that fails (SQLite rolled an I/O error back itself): not run again.
+                Effect.matchCauseEffect(control(conn, "ROLLBACK"), { onFailure: () => Effect.failCause(cause), onSuccess: attempt })
+              : rollback(conn, cause),
+          onSuccess: (value) => Effect.matchCauseEffect((untag(conn), control(conn, "COMMIT")), { onFailure: (cause) => rollback(conn, cause), onSuccess: () => Effect.succeed(value) })
+        })
+        // On PostgreSQL the BEGIN goes out with the first statement.
+        return queued(conn, begin, begin, []) ? run : Effect.andThen(control(conn, begin), run)
+      }
+      return attempt()
     }) as Effect.Effect<A, E | SqlError.SqlError, SqlClient.SqlClient>
   /** An item side by side asked for a savepoint (a nested transaction): the group runs again, one item at a time. */
   class OneAtATime {}
@@ -421,7 +432,7 @@ export const make = (deps: {
             )
         : Reflect.get(target, property, receiver)
   })
-  const transaction = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>): Promise<A> => run(inTransaction(effect))
+  const transaction = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, again?: (error: unknown) => boolean): Promise<A> => run(inTransaction(effect, again))
 
   const query = (text: string): Query => {
     const compiled = dialect === "pg" ? numberParams(text) : text

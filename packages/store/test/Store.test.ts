@@ -381,6 +381,54 @@ describe.each(engines)("Store contract on $name", (engine) => {
     })
   })
 
+  describe("a transaction run again (`again`)", () => {
+    const s = useStore(engine)
+    let table = 0
+
+    it("after a failure it accepts: rolled back, run again at once with nothing between, the last run's writes alone kept; one it refuses fails and keeps nothing", async () => {
+      const { store } = s
+      const t = `again_${++table}`
+      await store.migrate([{ name: `test/${t}`, sql: ddl((x) => `CREATE TABLE ${t} (n ${x.serialKey}, what TEXT NOT NULL)`) }])
+      const insert = store.query(`INSERT INTO ${t} (what) VALUES (?)`)
+      const rows = async () => (await store.run(store.query(`SELECT what FROM ${t} ORDER BY n`).all())).map((r) => String(r.what))
+      const again = (error: unknown) => error instanceof Boom
+      /** Writes `what` and then fails with `error` on its first `fails` runs. */
+      const failing = (what: string, fails: number, error: () => Error = () => new Boom()) => {
+        let runs = 0
+        const effect = Effect.andThen(insert.run(what), Effect.suspend(() => (++runs <= fails ? Effect.fail(error()) : Effect.succeed(runs))))
+        return { effect, runs: () => runs }
+      }
+      const once = failing("a", 1)
+      // Asked for while the first runs: it waits for it, its run again included.
+      const [a] = await Promise.all([store.transaction(once.effect, again), store.transaction(insert.run("b"))])
+      expect(a, "what its second run gave").toBe(2)
+      expect(await rows(), "the first run rolled back, the second kept, before the next transaction").toEqual(["a", "b"])
+      const refused = failing("c", 1, () => new Error("not again"))
+      expect(await failure(store.transaction(refused.effect, again))).toBeInstanceOf(Error)
+      expect(refused.runs()).toBe(1)
+      // Bounded by `again` itself.
+      let left = 3
+      const always = failing("d", 100)
+      expect(await failure(store.transaction(always.effect, (error) => left-- > 0 && again(error)))).toBeInstanceOf(Boom)
+      expect(always.runs(), "the first run and three again").toBe(4)
+      expect(await rows()).toEqual(["a", "b"])
+      // A statement that failed (PostgreSQL: the transaction aborted, answering nothing more until
+      // its ROLLBACK): run again after the ROLLBACK, on the connection still held; the failure
+      // before any statement went out (PostgreSQL: the BEGIN still queued) too.
+      const taken = Number((await store.run(store.query(`SELECT MIN(n) AS n FROM ${t}`).get()))?.n)
+      // Answering rows: not held back (PostgreSQL), it fails here.
+      const duplicate = store.query(`INSERT INTO ${t} (n, what) VALUES (${taken}, ?) RETURNING n`)
+      let statementRuns = 0
+      const afterFailed = Effect.suspend(() => (++statementRuns === 1 ? Effect.asVoid(Effect.andThen(insert.run("e"), duplicate.all("x"))) : Effect.asVoid(insert.run("e"))))
+      await store.transaction(afterFailed, (error) => statementRuns === 1 && !(error instanceof Boom))
+      expect(statementRuns).toBe(2)
+      let before = 0
+      await store.transaction(Effect.suspend(() => (++before === 1 ? Effect.fail(new Boom()) : insert.run("f"))), again)
+      expect(before).toBe(2)
+      expect(await rows(), "the failed runs rolled back, the runs again kept").toEqual(["a", "b", "e", "f"])
+    })
+  })
+
   describe("typed errors", () => {
     const s = useStore(engine)
 

@@ -48,7 +48,7 @@ export const layer = Layer.effect(
         ...ownership.entries,
         // In a cluster, an entry is forwarded at once (no broker round trip wakes the ingress).
         ...(ownership.clustered ? { afterCommit: async () => ingress.forwardNow() } : {}),
-        ...(inline ? { inline: { forwarder: () => ingress.inline.forwarder(), settled: () => ingress.inline.settled() } } : {}),
+        ...(inline ? { inline: { forwarder: () => ingress.inline.forwarder(), settled: () => ingress.inline.settled(), again: (error) => ingress.inline.again(error) } } : {}),
         // On an external broker, only the holder of the cluster's ingress session (the owner of
         // partition 0) logs initiating events: a former holder's client still connected cannot.
         ...(ownership.clustered && config.brokerUrl !== undefined
