@@ -76,6 +76,26 @@ export const migrations = [
     CREATE INDEX ingress_unforwarded ON ingress_log (forwarded_at) WHERE forwarded_at IS NULL`,
       pg: ""
     }
+  },
+  {
+    // PostgreSQL: the drain's read (`unforwarded`: an instance's entries in order, every batch on
+    // PostgreSQL) and `adopt` by an index in that order, which the read stops on after its LIMIT.
+    // The old index's key was always NULL: a bitmap scan took every entry it held, which are the
+    // unforwarded ones and those forwarded since the last VACUUM (a bitmap scan never marks an
+    // entry dead), visited each one's heap page and sorted. Order flow, 12,000 orders, no VACUUM:
+    // ~6,000 index entries a read on average (~150 reads a run), and a read at the end 602 buffer
+    // hits and 3.6 ms, against 47 and 0.2 ms: an ordinary index scan marks the dead entries it
+    // passes and skips them after, though it still walks their leaf pages (~270 entries a page)
+    // until a VACUUM. The log's heap and indexes: 0.81x the buffer hits of the run.
+    // Nothing else used the old index (`lastForwarded` asks for forwarded entries, the rest go by
+    // `seq`). SQLite: unchanged (its old index is already in rowid order, that is `seq`, and an
+    // update removes an entry at once; the read measured 20 us either way).
+    name: "runtime/019-ingress-unforwarded-seq-pg",
+    sql: {
+      sqlite: "",
+      pg: `CREATE INDEX IF NOT EXISTS ingress_unforwarded_seq ON ingress_log (instance, seq) WHERE forwarded_at IS NULL;
+      DROP INDEX IF EXISTS ingress_unforwarded`
+    }
   }
 ]
 

@@ -1176,6 +1176,43 @@ describe.each(engines)("Store contract on $name", (engine) => {
     })
   })
 
+  if (engine.dialect === "pg") describe("PostgreSQL: an ingress log of the previous schema", () => {
+    const s = useStore(engine)
+
+    // runtime/019-ingress-unforwarded-seq-pg on a database that the previous version created and used.
+    it("reads an instance's unforwarded entries by an index in their order, not past those forwarded since the last VACUUM", async () => {
+      const { store } = s
+      await store.migrate(IngressLog.migrations.filter((m) => m.name !== "runtime/019-ingress-unforwarded-seq-pg"))
+      // As on a server whose autovacuum lags (or is off): the forwarded entries' index entries stay.
+      await store.run(store.sql.unsafe("ALTER TABLE ingress_log SET (autovacuum_enabled = false)").raw)
+      const insert = store.query("INSERT INTO ingress_log (topic, payload, size, client_id, received_at, forwarded_at, instance) VALUES ('initiate/x', ?, 2, NULL, 'x', ?, ?)")
+      const rows = [["a", "2000-01-01T00:00:00.000Z", "i1"], ["b", null, "i1"], ["c", null, "i2"]] as const
+      await store.transaction(Effect.forEach(rows, ([p, at, i]) => insert.run(Buffer.from(p), at, i), { discard: true }))
+      const log = await IngressLog.make(store, { maxBytes: 100, previewBytes: 10, instance: "i1" })
+      const indexes = await store.run(store.query("SELECT indexname FROM pg_indexes WHERE tablename = 'ingress_log' AND schemaname = current_schema() ORDER BY indexname").all())
+      expect(indexes.map((r) => String(r.indexname))).toEqual(["ingress_log_pkey", "ingress_unforwarded_seq"])
+      expect((await log.unforwarded(10)).map((e) => e.payload.toString())).toEqual(["b"])
+      expect(await log.adopt(["i2"])).toBe(1)
+      // The drain's cycle: appended, read, marked forwarded; 2,000 entries, no VACUUM.
+      for (let round = 0; round < 8; round++) {
+        await Promise.all(Array.from({ length: 250 }, () => log.append("initiate/x", Buffer.from("{}"), null)))
+        for (let entries = await log.unforwarded(256); entries.length > 0; entries = await log.unforwarded(256))
+          await store.transaction(log.forwarded(...entries.map((e) => e.seq)))
+      }
+      await Promise.all(["x", "y"].map((p) => log.append("initiate/x", Buffer.from(p), null)))
+      const explain = store.query("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT seq, topic, payload, size, client_id FROM ingress_log WHERE forwarded_at IS NULL AND instance = ? ORDER BY seq LIMIT ?")
+      const [row] = await store.run(explain.all("i1", 256))
+      const plan = JSON.stringify(row?.["QUERY PLAN"])
+      // The previous index: a bitmap scan of all 2,002 entries, every heap page they are on visited
+      // (41 buffer hits), then a sort; this one: 7-9 hits.
+      expect(plan).toContain("ingress_unforwarded_seq")
+      expect(plan).not.toContain("Sort")
+      const hits = Number(/"Shared Hit Blocks":\s*(\d+)/.exec(plan)?.[1])
+      expect(hits).toBeLessThan(20)
+      expect((await log.unforwarded(10)).map((e) => e.payload.toString())).toEqual(["x", "y"])
+    })
+  })
+
   if (engine.dialect === "pg") describe("PostgreSQL: concurrency", () => {
     const s = useStore(engine)
     const setup = async () => {
