@@ -97,6 +97,44 @@ describe("W3C trace context", () => {
     )
   })
 
+  it("child(parent) with its ids drawn from random bytes is format(begin(parent)) with those ids, for all parents, valid or not", () => {
+    const id = (n: number) => fc.oneof(fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)), fc.constant("0".repeat(n)))
+    const flags = fc.stringMatching(/^[0-9a-f]{2}$/)
+    const parent = fc.oneof(
+      fc.constant(undefined),
+      fc.tuple(id(32), id(16), flags).map(([t, s, f]) => `00-${t}-${s}-${f}`),
+      fc.tuple(id(32), id(16), flags, fc.nat(54), fc.constantFrom("G", "-", "0", "A")).map(([t, s, f, at, c]) => {
+        const tp = `00-${t}-${s}-${f}`
+        return tp.slice(0, at) + c + tp.slice(at + 1)
+      }),
+      fc.string()
+    )
+    fc.assert(
+      fc.property(parent, fc.uint8Array({ minLength: 64, maxLength: 80 }), fc.nat(16), (p, bytes, at) => {
+        // The ids `begin` draws, in its order, from the same bytes.
+        let next = at
+        const drawn = (n: number) => () => ((next += n), Trace.idOf(bytes, next - n, n))
+        const reference = Trace.format(Trace.begin(p, { traceId: drawn(32), spanId: drawn(16) }))
+        const sampled = Trace.parse(p) === undefined ? -1 : Trace.parse(p)!.sampled ? 1 : 0
+        expect(Trace.childOf(p, sampled, bytes, at)).toBe(reference)
+      }),
+      { numRuns: 3000 }
+    )
+    // And so `child` itself, as to its shape (its ids random): the parent's trace and flags kept.
+    fc.assert(
+      fc.property(parent, (p) => {
+        const made = Trace.child(p)
+        const parsed = Trace.parse(made)
+        expect(parsed).toBeDefined()
+        const from = Trace.parse(p)
+        if (from !== undefined) expect([parsed!.traceId, parsed!.sampled]).toEqual([from.traceId, from.sampled])
+        else expect(parsed!.sampled).toBe(true)
+        expect(made).toBe(Trace.format(parsed!))
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
   it("for all causation trees: one trace, and every span's parent is the span that emitted its cause", () => {
     fc.assert(
       fc.property(tree, fc.option(fc.tuple(hex(32), hex(16)), { nil: undefined }), (causes, client) => {
