@@ -71,10 +71,11 @@ describe("W3C trace context", () => {
     )
   })
 
-  it("child(parent) is format(begin(parent)) with the same ids, for all parents, valid or not", () => {
+  /** Parents of a span: none, valid ones (all-zero ids among them), ones a character off, any text. */
+  const parent = (() => {
     const id = (n: number) => fc.oneof(fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)), fc.constant("0".repeat(n)))
     const flags = fc.stringMatching(/^[0-9a-f]{2}$/)
-    const parent = fc.oneof(
+    return fc.oneof(
       fc.constant(undefined),
       fc.tuple(id(32), id(16), flags).map(([t, s, f]) => `00-${t}-${s}-${f}`),
       fc.tuple(id(32), id(16), flags, fc.nat(54), fc.constantFrom("G", "-", "0", "A")).map(([t, s, f, at, c]) => {
@@ -83,6 +84,9 @@ describe("W3C trace context", () => {
       }),
       fc.string()
     )
+  })()
+
+  it("child(parent) is format(begin(parent)) with the same ids, for all parents, valid or not", () => {
     // Ids drawn from one list, each call the next: both functions given the same draws.
     const seeded = (draws: ReadonlyArray<string>): Trace.Ids => {
       let i = 0
@@ -98,17 +102,6 @@ describe("W3C trace context", () => {
   })
 
   it("child(parent) with its ids drawn from random bytes is format(begin(parent)) with those ids, for all parents, valid or not", () => {
-    const id = (n: number) => fc.oneof(fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)), fc.constant("0".repeat(n)))
-    const flags = fc.stringMatching(/^[0-9a-f]{2}$/)
-    const parent = fc.oneof(
-      fc.constant(undefined),
-      fc.tuple(id(32), id(16), flags).map(([t, s, f]) => `00-${t}-${s}-${f}`),
-      fc.tuple(id(32), id(16), flags, fc.nat(54), fc.constantFrom("G", "-", "0", "A")).map(([t, s, f, at, c]) => {
-        const tp = `00-${t}-${s}-${f}`
-        return tp.slice(0, at) + c + tp.slice(at + 1)
-      }),
-      fc.string()
-    )
     fc.assert(
       fc.property(parent, fc.uint8Array({ minLength: 64, maxLength: 80 }), fc.nat(16), (p, bytes, at) => {
         // The ids `begin` draws, in its order, from the same bytes.
