@@ -168,7 +168,7 @@ const connection = (db: DatabaseSync): Synchronous => {
   const executeNow = <B>(sql: string, params: ReadonlyArray<unknown>, outcome?: (rows: ReadonlyArray<Row>) => B): Exit.Exit<B, SqlError.SqlError> => {
     try {
       const made = rows(sql, params)
-      return Exit.succeed(outcome === undefined ? (made as B) : outcome(made))
+      return outcome === undefined ? Exit.succeed(made as B) : Store.succeeded(outcome(made))
     } catch (cause) {
       return Exit.fail(toSqlError(cause, "execute"))
     }
@@ -199,7 +199,7 @@ const connection = (db: DatabaseSync): Synchronous => {
       entry.counts ??= countsChanges(sql)
       if (entry.counts !== true) return undefined
       const n = Number(entry.statement.run(...input(params)).changes)
-      return Exit.succeed(changed === undefined ? (n as B) : changed(n))
+      return changed === undefined ? Exit.succeed(n as B) : Store.succeeded(changed(n))
     } catch (cause) {
       return Exit.fail(toSqlError(cause, "execute"))
     }

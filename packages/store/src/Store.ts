@@ -249,12 +249,33 @@ const anyRow = (rows: ReadonlyArray<Row>): boolean => rows.length > 0
 // `write`'s and `writeRows`'s outcome when it is known at once (SQLite): what to read after the commit,
 // made once (not two closures and a callback per write; with `on`'s exit and Router's closures, the
 // order flow's allocation 139.6-140.5 -> 137.2-137.9 KB an order, `allocation.ts`).
-const rowCountLater = (rows: ReadonlyArray<Row>) => (): number => rows.length
+// A count read later: made once for the counts a write mostly has (0 to 7), not a closure per write.
+const countsLater: ReadonlyArray<() => number> = Array.from({ length: 8 }, (_, n) => () => n)
+const changedCountLater = (n: number): (() => number) => countsLater[n] ?? (() => n)
+const rowCountLater = (rows: ReadonlyArray<Row>): (() => number) => changedCountLater(rows.length)
 const allRowsLater = (rows: ReadonlyArray<Row>) => (): ReadonlyArray<Row> => rows
 /** The same outcomes from the rows a statement changed (`changesNow`). */
 const changedCount = (n: number): number => n
 const changedAny = (n: number): boolean => n > 0
-const changedCountLater = (n: number) => (): number => n
+
+/**
+ * `Exit.succeed(value)`, one exit for all of the outcomes statements mostly give (true, false,
+ * undefined: no row, a count of 0 to 7), not an exit per statement: an exit holds nothing else, and
+ * nothing changes it.
+ */
+export const succeeded = <B>(value: B): Exit.Exit<B, never> =>
+  (value === undefined
+    ? Exit.void
+    : value === true
+      ? exitTrue
+      : value === false
+        ? exitFalse
+        : typeof value === "number" && !Object.is(value, -0)
+          ? (exitCounts[value] ?? Exit.succeed(value))
+          : Exit.succeed(value)) as Exit.Exit<B, never>
+const exitTrue = Exit.succeed(true)
+const exitFalse = Exit.succeed(false)
+const exitCounts: ReadonlyArray<Exit.Exit<number>> = Array.from({ length: 8 }, (_, n) => Exit.succeed(n))
 
 /** An INSERT, UPDATE, DELETE or REPLACE ending in a `RETURNING` of plain columns (or numbers): nothing else. */
 const returningColumns = /^\s*(?:INSERT|UPDATE|DELETE|REPLACE)\b[\s\S]*?(\s+RETURNING\s+(?:"?[A-Za-z_]\w*"?|\d+)(?:\s*,\s*(?:"?[A-Za-z_]\w*"?|\d+))*\s*;?\s*)$/i
