@@ -65,24 +65,33 @@ let used = 0
 const letters = Buffer.from("abcdef", "latin1")
 const hex = Buffer.from("0123456789abcdef", "latin1")
 // An id's characters are written here and read off as one string: one allocation per id, where
-// appending a character at a time made a string per character.
-const scratch = Buffer.alloc(32)
-/** The id of `chars` characters drawn from `bytes` at `at` (internal; exported for its test). */
-export const idOf = (bytes: Uint8Array, at: number, chars: number): string => {
+// appending a character at a time made a string per character. A `traceparent`'s too (`childOf`).
+const scratch = Buffer.alloc(55)
+/** Writes the id of `chars` characters drawn from `bytes` at `at` into `scratch` at `to`. */
+const idInto = (bytes: Uint8Array, at: number, chars: number, to: number): void => {
   for (let i = 0; i < chars; i++) {
     const b = bytes[at + i]!
-    scratch[i] = i % 8 === 7 ? letters[b % 6]! : hex[b & 15]!
+    scratch[to + i] = i % 8 === 7 ? letters[b % 6]! : hex[b & 15]!
   }
+}
+/** The id of `chars` characters drawn from `bytes` at `at` (internal; exported for its test). */
+export const idOf = (bytes: Uint8Array, at: number, chars: number): string => {
+  idInto(bytes, at, chars, 0)
   return scratch.toString("latin1", 0, chars)
 }
-const id = (chars: number): string => {
+/** Where the next `chars` random bytes are in `pool` (drawn again when it runs out). */
+const take = (chars: number): number => {
   if (used + chars > pool.length) {
     pool = randomBytes(4096)
     used = 0
   }
-  const out = idOf(pool, used, chars)
   used += chars
-  return out
+  return used - chars
+}
+const id = (chars: number): string => {
+  // Taken before `pool` is read: `take` may draw a new one.
+  const at = take(chars)
+  return idOf(pool, at, chars)
 }
 
 export const randomIds: Ids = {
@@ -110,7 +119,33 @@ export const begin = (parent: string | undefined, ids: Ids = randomIds): Begun =
  */
 export const child = (parent: string | undefined, ids: Ids = randomIds): string => {
   const sampled = sampledOf(parent)
+  if (ids === randomIds) {
+    // Taken before `pool` is read: `take` may draw a new one.
+    const at = take(sampled < 0 ? 48 : 16)
+    return childOf(parent, sampled, pool, at)
+  }
   return sampled < 0 ? `00-${ids.traceId()}-${ids.spanId()}-01` : `${parent!.slice(0, 36)}${ids.spanId()}-${sampled === 1 ? "01" : "00"}`
+}
+
+/**
+ * `child` with its ids drawn from `bytes` at `at` (a new trace's id, then the span's), `sampled`
+ * the parent's (`sampledOf`) (internal; exported for its test): written into one buffer and read
+ * out as one flat string, where the parent's slice, the span id, their joins and the flattening
+ * of those when the envelope is encoded were a string each (the order flow: child 1.3 -> 0.3 KB an order, `allocation.ts`).
+ */
+export const childOf = (parent: string | undefined, sampled: number, bytes: Uint8Array, at: number): string => {
+  const out = scratch
+  if (sampled < 0) {
+    out.write("00-", 0, "latin1")
+    idInto(bytes, at, 32, 3)
+    at += 32
+    out[35] = 45
+  } else out.write(parent!, 0, 36, "latin1")
+  idInto(bytes, at, 16, 36)
+  out[52] = 45
+  out[53] = 48
+  out[54] = sampled === 0 ? 48 : 49
+  return out.toString("latin1", 0, 55)
 }
 
 /** The trace id of an envelope's `traceparent`, for log lines. */

@@ -71,10 +71,11 @@ describe("W3C trace context", () => {
     )
   })
 
-  it("child(parent) is format(begin(parent)) with the same ids, for all parents, valid or not", () => {
+  /** Parents of a span: none, valid ones (all-zero ids among them), ones a character off, any text. */
+  const parent = (() => {
     const id = (n: number) => fc.oneof(fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)), fc.constant("0".repeat(n)))
     const flags = fc.stringMatching(/^[0-9a-f]{2}$/)
-    const parent = fc.oneof(
+    return fc.oneof(
       fc.constant(undefined),
       fc.tuple(id(32), id(16), flags).map(([t, s, f]) => `00-${t}-${s}-${f}`),
       fc.tuple(id(32), id(16), flags, fc.nat(54), fc.constantFrom("G", "-", "0", "A")).map(([t, s, f, at, c]) => {
@@ -83,6 +84,9 @@ describe("W3C trace context", () => {
       }),
       fc.string()
     )
+  })()
+
+  it("child(parent) is format(begin(parent)) with the same ids, for all parents, valid or not", () => {
     // Ids drawn from one list, each call the next: both functions given the same draws.
     const seeded = (draws: ReadonlyArray<string>): Trace.Ids => {
       let i = 0
@@ -92,6 +96,33 @@ describe("W3C trace context", () => {
     fc.assert(
       fc.property(parent, fc.array(fc.stringMatching(/^[0-9a-f]{32}$/), { minLength: 2, maxLength: 2 }), (p, draws) => {
         expect(Trace.child(p, seeded(draws))).toBe(Trace.format(Trace.begin(p, seeded(draws))))
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
+  it("child(parent) with its ids drawn from random bytes is format(begin(parent)) with those ids, for all parents, valid or not", () => {
+    fc.assert(
+      fc.property(parent, fc.uint8Array({ minLength: 64, maxLength: 80 }), fc.nat(16), (p, bytes, at) => {
+        // The ids `begin` draws, in its order, from the same bytes.
+        let next = at
+        const drawn = (n: number) => () => ((next += n), Trace.idOf(bytes, next - n, n))
+        const reference = Trace.format(Trace.begin(p, { traceId: drawn(32), spanId: drawn(16) }))
+        const sampled = Trace.parse(p) === undefined ? -1 : Trace.parse(p)!.sampled ? 1 : 0
+        expect(Trace.childOf(p, sampled, bytes, at)).toBe(reference)
+      }),
+      { numRuns: 3000 }
+    )
+    // And so `child` itself, as to its shape (its ids random): the parent's trace and flags kept.
+    fc.assert(
+      fc.property(parent, (p) => {
+        const made = Trace.child(p)
+        const parsed = Trace.parse(made)
+        expect(parsed).toBeDefined()
+        const from = Trace.parse(p)
+        if (from !== undefined) expect([parsed!.traceId, parsed!.sampled]).toEqual([from.traceId, from.sampled])
+        else expect(parsed!.sampled).toBe(true)
+        expect(made).toBe(Trace.format(parsed!))
       }),
       { numRuns: 2000 }
     )

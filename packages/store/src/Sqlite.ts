@@ -49,6 +49,8 @@ const toSqlError = (cause: unknown, operation: string) => {
 const input = (params: ReadonlyArray<unknown>): ReadonlyArray<SQLInputValue> => Store.boundValues(params) as ReadonlyArray<SQLInputValue>
 
 type Row = Record<string, unknown>
+/** The rows of a statement without columns: one array for all of them (frozen: nobody's to fill). */
+const noRows: ReadonlyArray<Row> = Object.freeze([])
 
 /**
  * A statement's rows as objects, from its rows as arrays (`setReturnArrays`): each an instance of a
@@ -156,16 +158,17 @@ const connection = (db: DatabaseSync): Synchronous => {
       cache.clear()
       if (db.isTransaction) changedInTransaction = true
     } else if (changedInTransaction && !db.isTransaction) changedInTransaction = false
-    return []
+    return noRows
   }
   const execute = (sql: string, params: ReadonlyArray<unknown>, transformRows: (<A extends object>(rows: ReadonlyArray<A>) => ReadonlyArray<A>) | undefined) =>
     Effect.try({
       try: () => (transformRows === undefined ? rows(sql, params) : transformRows(rows(sql, params))),
       catch: (cause) => toSqlError(cause, "execute")
     })
-  const executeNow = (sql: string, params: ReadonlyArray<unknown>): Exit.Exit<ReadonlyArray<Record<string, unknown>>, SqlError.SqlError> => {
+  const executeNow = <B>(sql: string, params: ReadonlyArray<unknown>, outcome?: (rows: ReadonlyArray<Row>) => B): Exit.Exit<B, SqlError.SqlError> => {
     try {
-      return Exit.succeed(rows(sql, params))
+      const made = rows(sql, params)
+      return outcome === undefined ? Exit.succeed(made as B) : Store.succeeded(outcome(made))
     } catch (cause) {
       return Exit.fail(toSqlError(cause, "execute"))
     }
@@ -190,11 +193,13 @@ const connection = (db: DatabaseSync): Synchronous => {
     }
   }
   /** Runs `sql` and gives its changes; undefined when they are not what it returns (`countsChanges`). */
-  const changesNow = (sql: string, params: ReadonlyArray<unknown>): Exit.Exit<number, SqlError.SqlError> | undefined => {
+  const changesNow = <B>(sql: string, params: ReadonlyArray<unknown>, changed?: (n: number) => B): Exit.Exit<B, SqlError.SqlError> | undefined => {
     try {
       const entry = prepared(sql)
       entry.counts ??= countsChanges(sql)
-      return entry.counts === true ? Exit.succeed(Number(entry.statement.run(...input(params)).changes)) : undefined
+      if (entry.counts !== true) return undefined
+      const n = Number(entry.statement.run(...input(params)).changes)
+      return changed === undefined ? Exit.succeed(n as B) : Store.succeeded(changed(n))
     } catch (cause) {
       return Exit.fail(toSqlError(cause, "execute"))
     }

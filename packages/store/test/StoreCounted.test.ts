@@ -118,3 +118,20 @@ describe("Store.withoutReturning", () => {
     )
   })
 })
+
+// The exits and counts made once and shared (`Store.succeeded`, `write`'s count read later): for
+// all values a statement gives, the same as an exit of its own.
+describe("Store.succeeded", () => {
+  it("is Exit.succeed(value) for all values, shared ones included", async () => {
+    const { succeeded } = await import("../src/Store.ts")
+    const { Exit } = await import("effect")
+    fc.assert(
+      fc.property(fc.oneof(fc.constantFrom(undefined, true, false, null, 0, -0, 1, 7, 8, -1, 1.5, Number.NaN, Infinity), fc.integer(), fc.double(), fc.string(), fc.object()), (value) => {
+        const exit = succeeded(value)
+        expect(Exit.isSuccess(exit)).toBe(true)
+        expect(Object.is(Exit.isSuccess(exit) ? exit.value : Symbol(), value)).toBe(true)
+      }),
+      { numRuns: 2000 }
+    )
+  })
+})
