@@ -182,3 +182,24 @@ export const benchRuntimeEnv = (dataDir: string, options: { readonly mediator: b
   ...(options.mediator ? { BATON_TOPOLOGY: "mediator" } : {}),
   ...(options.databaseUrl === undefined ? {} : { BATON_DATABASE_URL: options.databaseUrl })
 })
+
+/**
+ * Starts `tree`'s runtime (`runtime/src/main.ts`) with `flags` and `env`, and waits until it reports
+ * ready: the process and its MQTT port. Its output is kept; it is the error when it exits first.
+ */
+export const readyRuntime = async (tree: string, flags: ReadonlyArray<string>, env: NodeJS.ProcessEnv): Promise<{ readonly child: ChildProcess; readonly mqtt: number }> => {
+  const child = spawn(process.execPath, [...flags, `${tree}/runtime/src/main.ts`], { env, stdio: ["ignore", "pipe", "pipe"] })
+  let output = ""
+  child.stdout!.on("data", (b: Buffer) => (output += b.toString()))
+  child.stderr!.on("data", (b: Buffer) => (output += b.toString()))
+  const ready = await new Promise<RegExpMatchArray>((ok, fail) => {
+    const check = () => {
+      const m = output.match(/runtime ready .*http=(\d+)(?: mqtt=(\d+))?/)
+      if (m !== null) ok(m)
+      else if (child.exitCode !== null) fail(new Error(`runtime not ready:\n${output}`))
+      else setTimeout(check, 20)
+    }
+    check()
+  })
+  return { child, mqtt: Number(ready[2]) }
+}

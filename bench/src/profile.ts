@@ -5,12 +5,11 @@
  * time (`bench/src/profileTop.ts`). With `BATON_AB_TOPOLOGY=mediator`, the mediator's order workflow
  * instead (to `workflow-completed`), as in `ab.ts`.
  */
-import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { freshSchema } from "@baton/testkit/postgres"
-import { benchRuntimeEnv } from "./lib.ts"
+import { benchRuntimeEnv, readyRuntime } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 
 const [treeArg = ".", countArg = "3000", outDir = "/tmp/baton-prof", engine = "sqlite"] = process.argv.slice(2)
@@ -19,23 +18,7 @@ const mediator = process.env.BATON_AB_TOPOLOGY === "mediator"
 const doneTopic = mediator ? "events/workflow-completed" : "events/order-shipped"
 const dataDir = mkdtempSync(join(tmpdir(), "baton-prof-"))
 const schema = engine === "pg" ? await freshSchema() : undefined
-const child = spawn(process.execPath, ["--cpu-prof", `--cpu-prof-dir=${outDir}`, join(tree, "runtime/src/main.ts")], {
-  env: benchRuntimeEnv(dataDir, { mediator, databaseUrl: schema?.url }),
-  stdio: ["ignore", "pipe", "pipe"]
-})
-let output = ""
-child.stdout.on("data", (b: Buffer) => (output += b.toString()))
-child.stderr.on("data", (b: Buffer) => (output += b.toString()))
-const ready = await new Promise<RegExpMatchArray>((ok, fail) => {
-  const check = () => {
-    const m = output.match(/runtime ready .*http=(\d+)(?: mqtt=(\d+))?/)
-    if (m !== null) ok(m)
-    else if (child.exitCode !== null) fail(new Error(`runtime not ready:\n${output}`))
-    else setTimeout(check, 20)
-  }
-  check()
-})
-const mqtt = Number(ready[2])
+const { child, mqtt } = await readyRuntime(tree, ["--cpu-prof", `--cpu-prof-dir=${outDir}`], benchRuntimeEnv(dataDir, { mediator, databaseUrl: schema?.url }))
 await placeOrders(mqtt, 200, doneTopic)
 const { perSecond } = await placeOrders(mqtt, Number(countArg), doneTopic)
 console.log(`${perSecond?.toFixed(1)} orders/s under the profiler`)
