@@ -199,49 +199,14 @@ export const boundValues = (values: ReadonlyArray<unknown>): ReadonlyArray<unkno
 /** A step of a statement run on the fiber that runs it (`query`'s `execute`), with its four arguments. */
 type Step = (fiber: Fiber.Fiber<unknown, unknown>, a: never, b: never, c: never, d: never) => Effect.Effect<unknown, unknown, unknown>
 /**
- * `Effect.withFiber((fiber) => step(fiber, a, b, c, d))` as one object: effect's `withFiber`
- * primitive, whose function, shared by all, reads the step and its arguments off the primitive
- * itself (effect calls it as the primitive's method), where a closure per statement made the
- * primitive, the closure and the closure's context. Measured against the closure: the order
- * flow's allocation 107.8 -> 105.3 KB an order (26 statements), and a statement's CPU in a
- * transaction of 26 ~0.9x (lower in 7 of 8 interleaved rounds, load 5-7). Probed once against effect's primitive (its one own property the
- * function, called with the primitive as `this`): as `Effect.withFiber` of a closure when it is
- * not so.
+ * `Effect.withFiber` of a step and its arguments, made in a function of its own so that the
+ * functions that call it make no context per statement. Building effect's `withFiber` primitive
+ * directly (one object, no closure) saved another 2.5 KB an order and ~10% of a statement's CPU
+ * timed alone, but it relied on how effect lays out its primitives and did not show in the order
+ * flow's CPU: not kept.
  */
-const pending: <A, E, R>(step: Step, a: unknown, b: unknown, c: unknown, d: unknown) => Effect.Effect<A, E, R> = (() => {
-  const closure = (step: Step, a: unknown, b: unknown, c: unknown, d: unknown) => Effect.withFiber((fiber) => step(fiber, a as never, b as never, c as never, d as never))
-  try {
-    const probe = function (this: unknown) {
-      return Effect.succeed(this)
-    }
-    const made = Effect.withFiber(probe as never)
-    const keys = Reflect.ownKeys(made)
-    if (keys.length !== 1 || (made as unknown as Record<PropertyKey, unknown>)[keys[0]!] !== probe || Effect.runSync(made) !== made) return closure
-    const key = keys[0]!
-    interface Pending {
-      readonly step: Step
-      readonly a: unknown
-      readonly b: unknown
-      readonly c: unknown
-      readonly d: unknown
-    }
-    const evaluate = function (this: Pending, fiber: Fiber.Fiber<unknown, unknown>) {
-      return this.step(fiber, this.a as never, this.b as never, this.c as never, this.d as never)
-    }
-    const Pending = function (this: Record<PropertyKey, unknown>, step: Step, a: unknown, b: unknown, c: unknown, d: unknown) {
-      this[key] = evaluate
-      this.step = step
-      this.a = a
-      this.b = b
-      this.c = c
-      this.d = d
-    } as unknown as new (step: Step, a: unknown, b: unknown, c: unknown, d: unknown) => Effect.Effect<never>
-    Pending.prototype = Object.getPrototypeOf(made) as object
-    return (step: Step, a: unknown, b: unknown, c: unknown, d: unknown) => new Pending(step, a, b, c, d)
-  } catch {
-    return closure
-  }
-})() as never
+const pending = <A, E, R>(step: Step, a: unknown, b: unknown, c: unknown, d: unknown): Effect.Effect<A, E, R> =>
+  Effect.withFiber((fiber) => step(fiber, a as never, b as never, c as never, d as never)) as Effect.Effect<A, E, R>
 
 // What a statement gives, made once (not a closure per statement).
 const allRows = (rows: ReadonlyArray<Row>): ReadonlyArray<Row> => rows
