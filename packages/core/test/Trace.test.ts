@@ -128,6 +128,19 @@ describe("W3C trace context", () => {
     )
   })
 
+  it("child's traceparents are each their own, across refills of the random bytes: none drawn from bytes another was", () => {
+    // `child` takes its bytes (`take`) before it reads `pool`, which a refill replaces; `idOf`
+    // draws from the same pool in between. ~14 KB drawn: three refills of 4 KiB.
+    const made: Array<string> = []
+    for (let i = 0; i < 500; i++) {
+      const parent = i % 3 === 0 ? undefined : `00-${"ab12".repeat(8)}-${"cd34".repeat(4)}-0${i % 2}`
+      made.push(Trace.child(parent))
+      if (i % 7 === 0) made.push(Trace.format(Trace.begin(undefined)))
+    }
+    for (const t of made) expect(t).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/)
+    expect(new Set(made.map((t) => t.slice(36, 52))).size).toBe(made.length)
+  })
+
   it("for all causation trees: one trace, and every span's parent is the span that emitted its cause", () => {
     fc.assert(
       fc.property(tree, fc.option(fc.tuple(hex(32), hex(16)), { nil: undefined }), (causes, client) => {
