@@ -97,6 +97,7 @@ export const make = ({ query, dialect, clock }: Deps) => {
     if (claimed === undefined && (yield* recordNew.run(order.orderId, JSON.stringify(lines), order.orderId)) === 0) {
       const seen = yield* history.get(order.orderId, order.orderId)
       if (seen?.allocated != null) return announce(order.orderId, decodeLines(String(seen.allocated)))
+      if (seen?.released == null) return yield* Effect.die(new Error(`allocation of ${order.orderId} neither inserted nor found`))
       // Its payment was denied before it reached us (the two run in parallel): take nothing. The
       // empty allocation makes a redelivery of the order find it done.
       yield* record.run(order.orderId, "[]")
