@@ -27,15 +27,10 @@ export const make = ({ query, dialect, clock }: Deps) => {
   const lock = query(`SELECT sku FROM stock WHERE sku = ?${forUpdate(dialect)}`)
   // The same lock, reading the level it guards (one statement and one round trip for both).
   const level = query(`SELECT on_hand FROM stock WHERE sku = ?${forUpdate(dialect)}`)
-  // Whether the order was allocated or released already, in one statement (SQLite: read only when `recordNew` inserted nothing).
+  // Whether the order was allocated or released already, in one statement.
   const history = query("SELECT (SELECT lines FROM stock_allocations WHERE order_id = ?) AS allocated, (SELECT lines FROM stock_releases WHERE order_id = ?) AS released")
   const update = query("UPDATE stock SET on_hand = ?, backordered = backordered + ? WHERE sku = ?")
   const record = query("INSERT INTO stock_allocations (order_id, lines) VALUES (?, ?)")
-  // SQLite: the allocation recorded with its lines unless the order was allocated (the conflict)
-  // or released (its tombstone) before, in one statement: the order's history read only when it
-  // inserts nothing (a redelivery, a denial first), where every new order read it first (one
-  // statement an order less: 4 -> 3 for a one-line order, `statements.test.ts`).
-  const recordNew = query("INSERT INTO stock_allocations (order_id, lines) SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM stock_releases WHERE order_id = ?) ON CONFLICT DO NOTHING RETURNING order_id")
   const released = query("SELECT lines FROM stock_releases WHERE order_id = ?")
   // PostgreSQL: the order's allocation claimed (its record inserted first, empty; a redelivery, or
   // another instance allocating it meanwhile, inserts nothing: that one waits here for the first's
@@ -89,29 +84,28 @@ export const make = ({ query, dialect, clock }: Deps) => {
       const row = yield* level.get(sku)
       onHand.set(sku, row === undefined ? 0 : Number(row.on_hand))
     }
+    if (claimed === undefined) {
+      const seen = yield* history.get(order.orderId, order.orderId)
+      if (seen?.allocated != null) return announce(order.orderId, decodeLines(String(seen.allocated)))
+      // Its payment was denied before it reached us (the two run in parallel): take nothing. The
+      // empty allocation makes a redelivery of the order find it done.
+      if (seen?.released != null) {
+        yield* record.run(order.orderId, "[]")
+        return announce(order.orderId, [])
+      }
+    }
     const lines = order.items.map((item) => {
       const line = allocate(item.sku, onHand.get(item.sku) ?? 0, item.qty)
       onHand.set(item.sku, line.remaining)
       return line
     })
-    if (claimed === undefined && (yield* recordNew.run(order.orderId, JSON.stringify(lines), order.orderId)) === 0) {
-      const seen = yield* history.get(order.orderId, order.orderId)
-      if (seen?.allocated != null) return announce(order.orderId, decodeLines(String(seen.allocated)))
-      if (seen?.released == null) return yield* Effect.die(new Error(`allocation of ${order.orderId} neither inserted nor found`))
-      // Its payment was denied before it reached us (the two run in parallel): take nothing. The
-      // empty allocation makes a redelivery of the order find it done.
-      yield* record.run(order.orderId, "[]")
-      return announce(order.orderId, [])
-    }
     // The stock rows in the order's line order; the last with the record's lines when one statement takes both.
     const both = claimed === undefined || lines.length === 0 ? undefined : updateAndSetLines
     for (const line of both === undefined ? lines : lines.slice(0, -1)) yield* update.run(line.remaining, line.backordered, line.sku)
     const last = lines.at(-1)
-    // SQLite: the record was written with its lines (`recordNew`).
-    if (claimed !== undefined) {
-      if (both !== undefined && last !== undefined) yield* both.run(last.remaining, last.backordered, last.sku, JSON.stringify(lines), order.orderId)
-      else yield* setLines.run(JSON.stringify(lines), order.orderId)
-    }
+    if (claimed === undefined) yield* record.run(order.orderId, JSON.stringify(lines))
+    else if (both !== undefined && last !== undefined) yield* both.run(last.remaining, last.backordered, last.sku, JSON.stringify(lines), order.orderId)
+    else yield* setLines.run(JSON.stringify(lines), order.orderId)
     return announce(order.orderId, lines)
   })
 

@@ -1,8 +1,10 @@
 /**
  * The statements each processor sends for a new one-line order (the benchmark's order, approved),
  * as the store counts them (transaction control left out): the app's share of the order flow's
- * statements, each about 10 us of the main thread on SQLite. A processor that gains a statement
- * here makes every order dearer; one that loses one updates this table.
+ * statements. A processor that gains a statement here makes every order dearer; one that loses
+ * one updates this table. (SQLite's inventory in 3, its allocation recorded by a conditional insert
+ * and its history read only when that inserts nothing, was measured and dropped on 2026-12-03: its
+ * handler ~3 us an order less of ~20 alone, the order flow's CPU 1.00x over 26 interleaved rounds.)
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { Envelope, Processor } from "@baton/core"
@@ -18,7 +20,7 @@ const envelope = (type: string, data: unknown): Envelope.Envelope => {
 
 /** Per processor (in the order's path), the statements of its first delivery: SQLite, PostgreSQL. */
 const expected: Record<string, Record<string, number>> = {
-  SQLite: { "order-placement": 3, "notification:order-created": 1, payment: 2, inventory: 3, warehouse: 2, "order-fulfillment": 1, "notification:order-fulfilled": 1, shipping: 1 },
+  SQLite: { "order-placement": 3, "notification:order-created": 1, payment: 2, inventory: 4, warehouse: 2, "order-fulfillment": 1, "notification:order-fulfilled": 1, shipping: 1 },
   PostgreSQL: { "order-placement": 1, "notification:order-created": 1, payment: 2, inventory: 2, warehouse: 1, "order-fulfillment": 1, "notification:order-fulfilled": 1, shipping: 1 }
 }
 
