@@ -196,18 +196,6 @@ export const boundValues = (values: ReadonlyArray<unknown>): ReadonlyArray<unkno
   return values
 }
 
-/** A step of a statement run on the fiber that runs it (`query`'s `execute`), with its four arguments. */
-type Step = (fiber: Fiber.Fiber<unknown, unknown>, a: never, b: never, c: never, d: never) => Effect.Effect<unknown, unknown, unknown>
-/**
- * `Effect.withFiber` of a step and its arguments, made in a function of its own so that the
- * functions that call it make no context per statement. Building effect's `withFiber` primitive
- * directly (one object, no closure) saved another 2.5 KB an order and ~10% of a statement's CPU
- * timed alone, but it relied on how effect lays out its primitives and did not show in the order
- * flow's CPU: not kept.
- */
-const pending = <A, E, R>(step: Step, a: unknown, b: unknown, c: unknown, d: unknown): Effect.Effect<A, E, R> =>
-  Effect.withFiber((fiber) => step(fiber, a as never, b as never, c as never, d as never)) as Effect.Effect<A, E, R>
-
 // What a statement gives, made once (not a closure per statement).
 const allRows = (rows: ReadonlyArray<Row>): ReadonlyArray<Row> => rows
 const firstRow = (rows: ReadonlyArray<Row>): Row | undefined => rows[0]
@@ -515,7 +503,7 @@ export const make = (deps: {
       return Effect.map(client.unsafe<Row>(compiled, params(values)).withoutTransform, outcome)
     }
     const statement = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B, changed?: (n: number) => B): Sql<B> =>
-      pending(execute as Step, values, outcome, changed, undefined)
+      Effect.withFiber((fiber) => execute(fiber, values, outcome, changed))
     const writeStep = <B>(fiber: Fiber.Fiber<unknown, unknown>, values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B, later: (rows: ReadonlyArray<Row>) => () => B, changedLater?: (n: number) => () => B): Sql<() => B> => {
       const client = Context.getUnsafe(fiber.context, SqlClient.SqlClient)
       const tx = Context.getOrUndefined(fiber.context, client === nesting ? sql.transactionService : client.transactionService)
@@ -533,7 +521,7 @@ export const make = (deps: {
     }
     /** `write`: queued on a pipelined connection in a transaction; what it gives is read after the commit. */
     const written = <B>(values: ReadonlyArray<unknown>, outcome: (rows: ReadonlyArray<Row>) => B, later: (rows: ReadonlyArray<Row>) => () => B, changedLater?: (n: number) => () => B): Sql<() => B> =>
-      pending(writeStep as Step, values, outcome, later, changedLater)
+      Effect.withFiber((fiber) => writeStep(fiber, values, outcome, later, changedLater))
     return {
       all: (...values) => statement(values, allRows),
       get: (...values) => statement(values, firstRow),
