@@ -166,12 +166,14 @@ const connection = (db: DatabaseSync): Synchronous => {
       catch: (cause) => toSqlError(cause, "execute")
     })
   const executeNow = <B>(sql: string, params: ReadonlyArray<unknown>, outcome?: (rows: ReadonlyArray<Row>) => B): Exit.Exit<B, SqlError.SqlError> => {
+    let made: ReadonlyArray<Row>
     try {
-      const made = rows(sql, params)
-      return outcome === undefined ? Exit.succeed(made as B) : Store.succeeded(outcome(made))
+      made = rows(sql, params)
     } catch (cause) {
       return Exit.fail(toSqlError(cause, "execute"))
     }
+    // Outside the `try`: only the statement's own failure is a SqlError.
+    return outcome === undefined ? Exit.succeed(made as B) : Store.succeeded(outcome(made))
   }
   // What `changesNow` asks of a statement's target: a view of its name (in any schema).
   let viewNamed: StatementSync | undefined
@@ -194,15 +196,16 @@ const connection = (db: DatabaseSync): Synchronous => {
   }
   /** Runs `sql` and gives its changes; undefined when they are not what it returns (`countsChanges`). */
   const changesNow = <B>(sql: string, params: ReadonlyArray<unknown>, changed?: (n: number) => B): Exit.Exit<B, SqlError.SqlError> | undefined => {
+    let n: number
     try {
       const entry = prepared(sql)
       entry.counts ??= countsChanges(sql)
       if (entry.counts !== true) return undefined
-      const n = Number(entry.statement.run(...input(params)).changes)
-      return changed === undefined ? Exit.succeed(n as B) : Store.succeeded(changed(n))
+      n = Number(entry.statement.run(...input(params)).changes)
     } catch (cause) {
       return Exit.fail(toSqlError(cause, "execute"))
     }
+    return changed === undefined ? Exit.succeed(n as B) : Store.succeeded(changed(n))
   }
   const values = (sql: string, params: ReadonlyArray<unknown>) =>
     Effect.map(execute(sql, params, undefined), (rs) => rs.map((r) => Object.values(r)))
