@@ -21,6 +21,12 @@
  * `initdb` as `postgres` into a folder, `postgres -D <dir> -p 5442 -c shared_preload_libraries=pg_stat_statements
  * -c autovacuum=off -c shared_buffers=128MB`, the shared server's settings). It counts every client of the
  * database: a server of your own has none other.
+ * With `BATON_AB_PGACTIVITY=1` (pg), per run: what the runtime's backends (its store's pool and the cluster's own two) were doing during the measured
+ * orders, sampled every 10 ms from `pg_stat_activity` on one connection of its own: the shares of their
+ * time running a statement (and of it waiting on the WAL, a lock, an LWLock or I/O), in a transaction
+ * waiting for the runtime's next statement (`idle in transaction`: the runtime is the one behind), and
+ * idle (no transaction: a connection the pool has spare). It tells a run bound by the server from one
+ * bound by the runtime or its round trips.
  * With `BATON_AB_DATABASE=1` (pg), each run in a database of its own (from `template0`, dropped
  * after the run) instead of a schema of `postgres`. With `BATON_AB_KEEP=1` (pg), the run's schema is
  * kept and its URL printed (`kept ...`), for `EXPLAIN (ANALYZE, BUFFERS)` and the statistics views afterwards.
@@ -45,7 +51,7 @@ import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 import { Mosquitto, Process } from "@baton/testkit"
-import { freshDatabase, freshSchema, query } from "@baton/testkit/postgres"
+import { freshDatabase, freshSchema, query, session } from "@baton/testkit/postgres"
 import { benchRuntimeEnv, cpuMs, ioCalls, median, overUnixSocket, schedOf } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 
@@ -118,6 +124,46 @@ interface Result {
   readonly breakdown?: ReadonlyArray<{ text: string; count: number }>
   readonly pgStats?: string
   readonly statementCosts?: string
+  readonly activity?: string
+}
+
+/**
+ * `BATON_AB_PGACTIVITY=1`: samples the states of the backends of application `name` every 10 ms until
+ * `stop`, then gives their shares of the backends' time (see the header).
+ */
+const sampleActivity = async (url: string, name: string) => {
+  const db = await session(url)
+  const counts = new Map<string, number>()
+  let samples = 0
+  let backends = 0
+  let stopped = false
+  const loop = (async () => {
+    while (!stopped) {
+      const rows = await db.query<{ state: string; wait: string | null }>(
+        "SELECT state, wait_event_type || ':' || wait_event AS wait FROM pg_stat_activity WHERE application_name = $1 AND backend_type = 'client backend'",
+        [name]
+      )
+      samples++
+      backends += rows.length
+      for (const r of rows) {
+        const k = r.state === "active" ? `active ${r.wait ?? "running"}` : r.state
+        counts.set(k, (counts.get(k) ?? 0) + 1)
+      }
+      await new Promise((r) => setTimeout(r, 10))
+    }
+  })()
+  return async (): Promise<string> => {
+    stopped = true
+    await loop
+    await db.end()
+    const all = [...counts.values()].reduce((n, c) => n + c, 0)
+    const share = (k: string) => ((100 * (counts.get(k) ?? 0)) / all).toFixed(0)
+    const active = [...counts.entries()].filter(([k]) => k.startsWith("active")).sort((a, b) => b[1] - a[1])
+    return (
+      `backends ${(backends / samples).toFixed(1)} (${samples} samples): idle ${share("idle")}%, in a transaction waiting for the runtime ${share("idle in transaction")}%, ` +
+      `active ${((100 * active.reduce((n, [, c]) => n + c, 0)) / all).toFixed(0)}% (${active.map(([k, c]) => `${k.slice(7)} ${((100 * c) / all).toFixed(1)}`).join(", ")})`
+    )
+  }
 }
 
 /** The database's counters (`BATON_AB_PGSTATS=1`): transactions, buffer hits and reads, WAL position. */
@@ -237,6 +283,7 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<
     const g0 = pgStats ? await pgCounters(schema.url) : undefined
     const statementsStats = schema !== undefined && process.env.BATON_AB_PGSTATEMENTS === "1"
     if (statementsStats) await pgStatementsReset(schema.url)
+    const activity = schema !== undefined && process.env.BATON_AB_PGACTIVITY === "1" ? await sampleActivity(schema.url, `baton/${instance}`) : undefined
     const m0 = machineBusyMs()
     const t0 = performance.now()
     const placed = await placeOrders(mqtt, count, doneTopic, undefined, undefined, doneMs)
@@ -255,6 +302,7 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<
       perSecond = count / ((lastAt - t0) / 1000)
     }
     const c1 = cpuMs(child.pid!)
+    const activityText = await activity?.()
     const m1 = machineBusyMs()
     const elapsedMs = performance.now() - t0
     const w1 = ioCalls(child.pid!, "syscw")
@@ -291,6 +339,7 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<
       ...(schema === undefined ? {} : { pgCpuMsPerOrder: pgCpuMs / count }),
       ...(pgStatsText === undefined ? {} : { pgStats: pgStatsText }),
       ...(statementCosts === undefined ? {} : { statementCosts }),
+      ...(activityText === undefined ? {} : { activity: activityText }),
       ...(breakdown
         ? {
             breakdown: (s1.statementTexts ?? [])
@@ -348,6 +397,7 @@ for (let round = 0; round < rounds; round++) {
     )
     if (r.pgStats !== undefined) console.log(`  ${r.pgStats}`)
     if (r.statementCosts !== undefined) console.log(`  ${r.statementCosts}`)
+    if (r.activity !== undefined) console.log(`  ${r.activity}`)
   }
 }
 const base = results.get(roots[0]!)!

@@ -31,6 +31,16 @@ export const query = async <R extends pg.QueryResultRow>(url: string, sql: strin
   }
 }
 
+/** One connection for many queries (a sampler's: `query` opens one a call), closed by `end`. */
+export const session = async (url: string) => {
+  const c = new pg.Client({ connectionString: url })
+  await c.connect()
+  return {
+    query: async <R extends pg.QueryResultRow>(sql: string, params: ReadonlyArray<unknown> = []): Promise<ReadonlyArray<R>> => (await c.query<R>(sql, [...params])).rows,
+    end: () => c.end()
+  }
+}
+
 /**
  * A throw-away database on this machine's server (from `template0`), for a benchmark whose
  * figures must not depend on what other clients of the `postgres` database did before it (their
