@@ -48,8 +48,11 @@ const setUp = async (round: string) => {
   const held = store.query(
     "SELECT COUNT(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = ANY(CAST(? AS BIGINT[]))"
   )
+  // The store's lock keys are its schema's (Postgres.ts `lockScope`).
+  const scope = String((await store.run(store.query("SELECT current_schema() AS s").get()))?.s)
+  const lockOf = (key: string) => advisoryKey(key, scope)
   const unlockedOf = (keys: ReadonlyArray<string>) =>
-    Effect.map(held.get([...new Set(keys.map(advisoryKey))]), (r) => (Number(r?.n) === new Set(keys.map(advisoryKey)).size ? null : keys.join(",")))
+    Effect.map(held.get([...new Set(keys.map(lockOf))]), (r) => (Number(r?.n) === new Set(keys.map(lockOf)).size ? null : keys.join(",")))
   const processors: Array<Processor> = [
     {
       name: "a",

@@ -275,9 +275,11 @@ const ownLane = (lane: string | undefined): boolean => lane !== undefined && lan
 
 /**
  * A lock key's advisory lock (`pg_advisory_xact_lock`'s bigint): a 53-bit hash (cyrb53), exact as
- * a JavaScript number. Two keys of one hash only wait for each other more than they need to.
+ * a JavaScript number. Two keys of one hash only wait for each other more than they need to. In
+ * `scope` (a store's `lockScope`), when given, that of the scope and the key together.
  */
-export const advisoryKey = (key: string): number => {
+export const advisoryKey = (unscoped: string, scope?: string): number => {
+  const key = scope === undefined ? unscoped : `${scope}\u0000${unscoped}`
   let h1 = 0xdeadbeef
   let h2 = 0x41c6ce57
   for (let i = 0; i < key.length; i++) {
@@ -289,8 +291,8 @@ export const advisoryKey = (key: string): number => {
   h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
   return 4294967296 * (2097151 & h2) + (h1 >>> 0)
 }
-/** The advisory locks of `keys`, once each, in the one order every transaction takes them in. */
-const advisoryKeys = (keys: ReadonlyArray<string>): ReadonlyArray<number> => [...new Set(keys.map(advisoryKey))].sort((a, b) => a - b)
+/** The advisory locks of `keys` in `scope`, once each, in the one order every transaction takes them in. */
+const advisoryKeys = (keys: ReadonlyArray<string>, scope: string | undefined): ReadonlyArray<number> => [...new Set(keys.map((k) => advisoryKey(k, scope)))].sort((a, b) => a - b)
 /** The advisory locks of several calls, once each, in order. */
 const unionOf = (items: ReadonlyArray<{ readonly keys: ReadonlyArray<number> | undefined }>): ReadonlyArray<number> => {
   const all = new Set<number>()
@@ -312,6 +314,13 @@ export const make = (deps: {
   readonly onePerLane?: boolean
   /** Runs first in each migration's transaction (PostgreSQL: an advisory lock). */
   readonly lock?: Sql<void>
+  /**
+   * The namespace of the lock keys' advisory locks (PostgreSQL: the store's schema; absent: the
+   * key alone). PostgreSQL's advisory locks are the database's, not a schema's: without it, stores
+   * in two schemas of one database (two deployments, a test suite beside a benchmark) waited for
+   * each other's locks on keys of the same name (the same SKUs), for rows they do not share.
+   */
+  readonly lockScope?: string
   /**
    * Runs a transaction on the connection, alone (SQLite: its one connection under the client's
    * semaphore, cheaper than a scoped `reserve`). Absent: `sql.reserve`.
@@ -813,7 +822,7 @@ export const make = (deps: {
     if (deps.maxBatch <= 1) return transaction(effect)
     return new Promise<A>((resolve, reject) => {
       // Lock keys matter where transactions run concurrently (`onePerLane`: PostgreSQL).
-      batch.push({ effect, lane, keys: keys === undefined || deps.onePerLane !== true ? undefined : advisoryKeys(keys), resolve: resolve as (value: unknown) => void, reject })
+      batch.push({ effect, lane, keys: keys === undefined || deps.onePerLane !== true ? undefined : advisoryKeys(keys, deps.lockScope), resolve: resolve as (value: unknown) => void, reject })
       schedule()
     })
   }

@@ -113,31 +113,59 @@ describe("PostgreSQL: group calls with lock keys", () => {
     120_000
   )
 
+  /** A group of `store` on `key` that holds its transaction (and the key's advisory lock) open until `release`; `then` runs before its commit. */
+  const holdKey = async (store: Store, key: string, then: () => void = () => {}) => {
+    const holding = await Effect.runPromise(Deferred.make<void>())
+    const release = await Effect.runPromise(Deferred.make<void>())
+    const held = store.group(
+      Effect.gen(function* () {
+        yield* store.query("SELECT 1 AS one").get()
+        yield* Deferred.succeed(holding, undefined)
+        yield* Deferred.await(release)
+        then()
+      }),
+      "stock",
+      [key]
+    )
+    await Effect.runPromise(Deferred.await(holding))
+    return { held, release: () => Effect.runPromise(Deferred.succeed(release, undefined)) }
+  }
+
   it("a call on a key that a group of this instance holds waits outside any transaction for that group's end: a call sent with it commits meanwhile", async () => {
     const store = stores[0]!
     const ping = store.query("SELECT 1 AS one")
     const events: Array<string> = []
-    const holding = await Effect.runPromise(Deferred.make<void>())
-    const release = await Effect.runPromise(Deferred.make<void>())
-    const first = store.group(
-      Effect.gen(function* () {
-        yield* ping.get()
-        yield* Deferred.succeed(holding, undefined)
-        yield* Deferred.await(release)
-        events.push("first commits")
-      }),
-      "stock",
-      ["keyed_stock/A"]
-    )
-    await Effect.runPromise(Deferred.await(holding))
+    const { held: first, release } = await holdKey(store, "keyed_stock/A", () => events.push("first commits"))
     // Sent in one turn: in one group, the second would wait for the first's advisory lock with it.
     const same = store.group(Effect.andThen(ping.get(), Effect.sync(() => events.push("same key runs"))), "stock", ["keyed_stock/A"])
     const own = store.group(Effect.andThen(ping.get(), Effect.sync(() => events.push("own runs"))), ownLaneOf("own", "meanwhile"))
     let timer: NodeJS.Timeout | undefined
     await Promise.race([own, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("the call of its own waited for the held key")), 2_000)))]).finally(() => clearTimeout(timer))
     expect(events).toEqual(["own runs"])
-    await Effect.runPromise(Deferred.succeed(release, undefined))
+    await release()
     await Promise.all([first, same])
     expect(events).toEqual(["own runs", "first commits", "same key runs"])
+  })
+
+  it("a store in another schema of the same database does not wait for this one's lock keys: a call on a key of the same name commits while a group here holds it", async () => {
+    // PostgreSQL's advisory locks are the database's: without the schema in the lock, the other
+    // store's call waited here for the group's end (or its lock timeout).
+    const other = await freshSchema()
+    const elsewhere = await Postgres.open({ url: other.url })
+    try {
+      const { held, release } = await holdKey(stores[0]!, "keyed_stock/A")
+      let timer: NodeJS.Timeout | undefined
+      const call = elsewhere.group(elsewhere.query("SELECT 1 AS one").get(), "stock", ["keyed_stock/A"])
+      const outcome = await Promise.race([
+        call.then(() => "committed"),
+        new Promise<string>((ok) => (timer = setTimeout(() => ok("waited for the other schema's group"), 2_000)))
+      ]).finally(() => clearTimeout(timer))
+      await release()
+      await Promise.allSettled([held, call])
+      expect(outcome).toBe("committed")
+    } finally {
+      await elsewhere.close()
+      await other.drop()
+    }
   })
 })
