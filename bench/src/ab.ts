@@ -10,7 +10,7 @@
  * With `BATON_AB_DRAIN=1`, orders/s until every processor's backlog is done too (its inbox done
  * marks stop for 300 ms; at most 30 s), not only until the last order has shipped: a tree that
  * leaves off-path work (the notifications) for after the last shipment is not flattered.
- * With `BATON_AB_PGSTATS=1` (pg), per run: the database's transactions and buffer accesses (hits
+ * With `BATON_AB_PGSTATS=1` (pg), per run: this process's CPU per order (the load generator), the machine's other busy CPU, the database's transactions and buffer accesses (hits
  * and reads, `pg_stat_database`: other clients of the database count too), WAL bytes per order,
  * the runtime's tables' dead and live rows at the end of the run, and the catalogs' dead rows.
  * With `BATON_AB_PGSTATEMENTS=1` (pg), per run: the statements that took the server's time in the measured
@@ -26,7 +26,7 @@
  * time running a statement (and of it waiting on the WAL, a lock, an LWLock or I/O), in a transaction
  * waiting for the runtime's next statement (`idle in transaction`: the runtime is the one behind), and
  * idle (no transaction: a connection the pool has spare). It tells a run bound by the server from one
- * bound by the runtime or its round trips.
+ * bound by the runtime or its round trips. Its queries count in `BATON_AB_PGSTATS`'s transactions (read-only, about 100 a second).
  * With `BATON_AB_DATABASE=1` (pg), each run in a database of its own (from `template0`, dropped
  * after the run) instead of a schema of `postgres`. With `BATON_AB_KEEP=1` (pg), the run's schema is
  * kept and its URL printed (`kept ...`), for `EXPLAIN (ANALYZE, BUFFERS)` and the statistics views afterwards.
@@ -285,6 +285,7 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<
     if (statementsStats) await pgStatementsReset(schema.url)
     const activity = schema !== undefined && process.env.BATON_AB_PGACTIVITY === "1" ? await sampleActivity(schema.url, `baton/${instance}`) : undefined
     const m0 = machineBusyMs()
+    const own0 = process.cpuUsage()
     const t0 = performance.now()
     const placed = await placeOrders(mqtt, count, doneTopic, undefined, undefined, doneMs)
     let perSecond = placed.perSecond!
@@ -304,6 +305,7 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<
     const c1 = cpuMs(child.pid!)
     const activityText = await activity?.()
     const m1 = machineBusyMs()
+    const own = process.cpuUsage(own0)
     const elapsedMs = performance.now() - t0
     const w1 = ioCalls(child.pid!, "syscw")
     const r1 = ioCalls(child.pid!, "syscr")
@@ -317,9 +319,11 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<
       await new Promise((r) => setTimeout(r, 1_100))
       const g1 = await pgCounters(schema!.url)
       // Everything but the runtime and its backends: other clients (the bench's own MQTT client, other users of the machine).
-      const othersCpu = (m1 - m0 - (c1 - c0) - pgCpuMs) / elapsedMs
+      // This process (the load generator: the orders' client, their outcomes' subscriber) apart.
+      const loadMs = (own.user + own.system) / 1000
+      const othersCpu = (m1 - m0 - (c1 - c0) - pgCpuMs - loadMs) / elapsedMs
       pgStatsText =
-        `others' CPU ${othersCpu.toFixed(2)} cores, load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]}, xacts ${((g1.xacts - g0.xacts) / count).toFixed(2)}/order, hits ${((g1.hits - g0.hits) / count).toFixed(0)}/order, reads ${((g1.reads - g0.reads) / count).toFixed(1)}/order, ` +
+        `load generator ${(loadMs / count).toFixed(2)} ms CPU/order, others' CPU ${othersCpu.toFixed(2)} cores, load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]}, xacts ${((g1.xacts - g0.xacts) / count).toFixed(2)}/order, hits ${((g1.hits - g0.hits) / count).toFixed(0)}/order, reads ${((g1.reads - g0.reads) / count).toFixed(1)}/order, ` +
         `WAL ${((g1.wal - g0.wal) / count / 1024).toFixed(1)} kB/order | ${await pgTables(schema!.url, count + warmup)}`
     }
     const before = new Map((s0.statementTexts ?? []).map((t) => [t.text, t.count]))
