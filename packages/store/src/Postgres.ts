@@ -118,7 +118,8 @@ export const open = async (options: Options): Promise<Store.Store> => {
     // version take the same locks. In another schema, instances of the two versions take different
     // locks for one key, so two groups may lock its rows in different orders; PostgreSQL detects
     // the deadlock and the losing transaction runs again (`isConflict`). Measured (two order flows
-    // at once in two schemas of the shared server): see the commit.
+    // at once in two schemas of one database, ab.ts `BATON_AB_PGACTIVITY`): backends waiting on
+    // advisory locks 14-19% of their time before, 0% since; an isolation fix, not a speed-up.
     ...(schema === undefined || schema === "public" ? {} : { lockScope: schema }),
     close
   })
