@@ -45,6 +45,9 @@
  * `BATON_AB_NODE_FLAGS` puts more V8/Node flags on every runtime's command line; `BATON_AB_TREE_FLAGS`,
  * flag sets separated by `|`, one per tree argument in order, after those (the same tree may be given
  * twice, say `. .` with `BATON_AB_TREE_FLAGS="|--min-semi-space-size=8"`, to compare flags alone).
+ * `BATON_AB_TREE_ENV`, likewise one set of `NAME=value` words per tree argument, separated by `|`, sets
+ * the runtime's environment for that arm alone: `. .` with `BATON_AB_TREE_ENV="|BATON_DURABLE=false"`
+ * measures what durability costs on the same tree.
  */
 import { spawn } from "node:child_process"
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
@@ -234,7 +237,7 @@ const pgTables = async (url: string, orders: number): Promise<string> => {
 const external = process.env.BATON_AB_BROKER === "mosquitto"
 
 let runs = 0
-const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<Result> => {
+const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>, treeEnv: Readonly<Record<string, string>>): Promise<Result> => {
   const [tree = spec, variant] = spec.split("#")
   const dataDir = mkdtempSync(join(tmpdir(), "baton-ab-"))
   const fresh = engine !== "pg" ? undefined : process.env.BATON_AB_DATABASE === "1" ? await freshDatabase() : await freshSchema()
@@ -245,7 +248,7 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<
   const broker = external ? await Mosquitto.start({ inflight: Number(process.env.BATON_AB_MOSQUITTO_INFLIGHT ?? 20) }) : undefined
   // The runtime's own flags first (`Process.nodeOptions`, as `pnpm start` and the testkit run it), which later ones override.
   const child = spawn(process.execPath, [...Process.nodeOptions, ...nodeFlags, ...treeFlags, join(tree, "runtime/src/main.ts")], {
-    env: { ...benchRuntimeEnv(dataDir, { mediator, databaseUrl: schema?.url }), BATON_INSTANCE: instance, ...(broker === undefined ? {} : { BATON_BROKER_URL: broker.url }) },
+    env: { ...benchRuntimeEnv(dataDir, { mediator, databaseUrl: schema?.url }), BATON_INSTANCE: instance, ...(broker === undefined ? {} : { BATON_BROKER_URL: broker.url }), ...treeEnv },
     stdio: ["ignore", "pipe", "pipe"]
   })
   let output = ""
@@ -383,16 +386,22 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>): Promise<
 const na = (x: number, digits = 1): string => (Number.isNaN(x) ? "n/a" : x.toFixed(digits))
 
 const treeFlags = (process.env.BATON_AB_TREE_FLAGS ?? "").split("|").map((set) => set.split(" ").filter((f) => f !== ""))
-/** Each tree argument (with its `#unix`) with its own flags, named by both (the key of its results). */
-const arms = trees.map((t, i) => ({ root: resolve(t.split("#")[0]!) + (t.includes("#") ? t.slice(t.indexOf("#")) : ""), flags: treeFlags[i] ?? [] }))
-const roots = arms.map((r) => (r.flags.length === 0 ? r.root : `${r.root} [${r.flags.join(" ")}]`))
+const treeEnvs = (process.env.BATON_AB_TREE_ENV ?? "").split("|").map((set) => set.split(" ").filter((w) => w.includes("=")))
+/** Each tree argument (with its `#unix`) with its own flags and environment, named by them (the key of its results). */
+const arms = trees.map((t, i) => ({
+  root: resolve(t.split("#")[0]!) + (t.includes("#") ? t.slice(t.indexOf("#")) : ""),
+  flags: treeFlags[i] ?? [],
+  env: treeEnvs[i] ?? []
+}))
+const roots = arms.map((r) => [r.root, ...(r.flags.length === 0 ? [] : [`[${r.flags.join(" ")}]`]), ...(r.env.length === 0 ? [] : [`{${r.env.join(" ")}}`])].join(" "))
 const results = new Map<string, Array<Result>>(roots.map((t) => [t, []]))
 for (let round = 0; round < rounds; round++) {
   // Alternate which tree goes first.
   const order = round % 2 === 0 ? [...roots.keys()] : [...roots.keys()].reverse()
   for (const i of order) {
     const tree = roots[i]!
-    const r = await runOnce(arms[i]!.root, arms[i]!.flags)
+    const arm = arms[i]!
+    const r = await runOnce(arm.root, arm.flags, Object.fromEntries(arm.env.map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)])))
     results.get(tree)!.push(r)
     console.log(
       `round ${round + 1} ${tree}: ${r.perSecond.toFixed(1)} orders/s, ${r.cpuMsPerOrder.toFixed(2)} ms CPU/order, ${na(r.statementsPerOrder)} statements/order, ${r.writesPerOrder.toFixed(1)} writes/order, ${r.readsPerOrder.toFixed(1)} reads/order` +
