@@ -131,8 +131,11 @@ export interface Consumer {
    * in their turn (see Router's `Chain`). Undefined when it cannot run so.
    */
   readonly chain: ((event: Envelope.Envelope, topic: string, payload: string, at: Chained) => Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined) | undefined
-  /** Whether `chain` may run now (PostgreSQL: while this instance owns every partition); absent, whenever it is there. */
-  readonly chaining: (() => boolean) | undefined
+  /**
+   * Whether `chain` may run a message of the key now (PostgreSQL: while this instance owns the
+   * key's partition, not being acquired, see `chainable`); absent, whenever it is there.
+   */
+  readonly chaining: ((key: string) => boolean) | undefined
   /**
    * Resolves once nothing is in flight: no message scheduled and unfinished, no read of the inbox's
    * backlog under way, no batch of the broker session being committed to the inbox (`handlerAll`).
@@ -200,8 +203,11 @@ export const make = (deps: {
   readonly cluster?: {
     readonly owns: (key: string) => boolean
     readonly holds: (key: string) => Sql<boolean>
-    /** Whether this instance owns every partition now (a cluster of one); absent, never (no `chain` on PostgreSQL). */
-    readonly alone?: () => boolean
+    /**
+     * PostgreSQL: whether chains run here (`chain`): into a key whose partition this instance
+     * owns (`chainable`, asked at each run), fenced on its tenure; absent, never.
+     */
+    readonly chains?: boolean
     /** In a cluster: this instance's tenure of the key's partition (Cluster.ts `tenure`); a message scheduled in an earlier one is skipped. */
     readonly tenure?: (key: string) => number
     /**
@@ -237,14 +243,14 @@ export const make = (deps: {
   /** Whether a message can run in its sender's transaction (`runHere`): on a single SQLite instance. */
   const runsHere = store.dialect === "sqlite" && processor.prepare === undefined && parking === undefined && batch === undefined && !inbox.guarded
   /**
-   * Whether `chain` runs here on PostgreSQL: on an instance that owns every partition (checked
-   * at each run, `openHere`); for a processor with lock keys, only on keys whose advisory locks
+   * Whether `chain` runs here on PostgreSQL: into keys this instance owns (checked at each run,
+   * `openHere`, `chainable`); for a processor with lock keys, only on keys whose advisory locks
    * the chain's root's group holds already (`chain`: none taken in the middle of another
    * processor's transaction, out of the one order of every group).
    */
-  const chainsHere = store.dialect === "pg" && processor.prepare === undefined && parking === undefined && batch === undefined && deps.cluster?.alone !== undefined
-  /** Whether this processor's messages may root chains on PostgreSQL (`chainsEnded`): on one instance. */
-  const rootsChains = store.dialect === "pg" && deps.cluster?.alone !== undefined
+  const chainsHere = store.dialect === "pg" && processor.prepare === undefined && parking === undefined && batch === undefined && deps.cluster?.chains === true
+  /** Whether this processor's messages may root chains on PostgreSQL (`chainsEnded`). */
+  const rootsChains = store.dialect === "pg" && deps.cluster?.chains === true
   /** Per key, its messages scheduled and not yet run, in order: what a run can take. */
   const waiting = new Map<string, Array<Waiting>>()
   /** Messages applied in an earlier message's run: their own turn finds them done. */
@@ -390,11 +396,12 @@ export const make = (deps: {
    * redelivery, nothing runs) or its key is not this instance's (under the inbox's guard, checked
    * and locked by the write itself).
    */
-  const receivedAndHandled = (event: Envelope.Envelope, topic: string, payload: string, hop: Hop, at?: Chained): Sql<Array<() => void> | undefined, unknown> => {
+  const receivedAndHandled = (event: Envelope.Envelope, topic: string, payload: string, hop: Hop, at?: Chained, fence?: number): Sql<Array<() => void> | undefined, unknown> => {
     const entry = { envelopeId: event.id, topic, key: event.key, payload }
-    // PostgreSQL (a chained run): written done first, the transaction failing when it cannot be.
+    // PostgreSQL (a chained run): written done first, the transaction failing when it cannot be
+    // (in a cluster, too, when the key's partition is no longer under the tenure `fence`, as a done mark's).
     const first = inbox.receiveDoneFirst
-    if (first !== undefined) return Effect.andThen(first(processor.name, entry, kept(payload, event)), handleIn(event, undefined, hop.traceparent, at))
+    if (first !== undefined) return Effect.andThen(first(processor.name, entry, kept(payload, event), fence), handleIn(event, undefined, hop.traceparent, at))
     const received = Effect.flatMap(inbox.receiveDone(processor.name, entry, kept(payload, event)), (fresh) => (fresh ? handleIn(event, undefined, hop.traceparent, at) : Effect.undefined))
     return inbox.guarded ? received : Effect.flatMap(holds(event.key), (ours) => (ours ? received : Effect.undefined))
   }
@@ -1028,8 +1035,11 @@ export const make = (deps: {
    */
   const chain = (event: Envelope.Envelope, topic: string, payload: string, at: Chained): Sql<(() => void) | undefined, Decision.RunElsewhere> | undefined => {
     if (event.replyTo !== undefined || refused.has(at.chain.root)) return undefined
+    // PostgreSQL in a cluster: the tenure of the key's partition its row is fenced on (`chainable`: not -1).
+    let fence: number | undefined
     if (store.dialect === "pg") {
       if (!heldFor(event, at.chain.keys) || !openHere(event.key, at.chain.ended)) return undefined
+      fence = deps.cluster?.tenure?.(event.key)
       const root = at.chain.root
       at.chain.begun.push(() => refuse(root))
     }
@@ -1037,7 +1047,7 @@ export const make = (deps: {
     const claim = store.dialect === "pg" ? undefined : claimed(event, topic, payload)
     return runHere(
       event,
-      claim === undefined ? (hop) => receivedAndHandled(event, topic, payload, hop, inner) : (hop) => handleIn(event, undefined, hop.traceparent, inner),
+      claim === undefined ? (hop) => receivedAndHandled(event, topic, payload, hop, inner, fence) : (hop) => handleIn(event, undefined, hop.traceparent, inner),
       false,
       // PostgreSQL: another item's write of the group failing a statement of this run is not its
       // failure (that item's chain, or that item, is blamed: `ofChain`); it fails the transaction as it is.
@@ -1052,12 +1062,16 @@ export const make = (deps: {
   }
 
   /**
-   * PostgreSQL (one instance, `chainsHere`): transactions run side by side, so a run chained in
+   * PostgreSQL (`chainsHere`): transactions run side by side, so a run chained in
    * one must not overtake, nor run beside, one of its key in another. The chained row's write
    * (`receiveDoneFirst`) fails the transaction when a message of the key is pending: committed to
    * the inbox, or being handled in another open transaction (still pending there). What it
-   * cannot see is a message received by another transaction still open. That one is scheduled
-   * here once committed (this instance is the only one that runs its partitions), after its
+   * cannot see is a message received by another transaction still open (of this instance or,
+   * in a cluster, of another). That one is scheduled here once committed (only the owner of the
+   * key's partition runs its messages, and this instance owns it: `chainable`; the write is
+   * fenced on that tenure, locking the partition's row to the commit, so no other instance
+   * claims the partition before this transaction ends, nor ran the key's messages since this
+   * tenure began), after its
    * transaction's commit, so after that write's read, so after the key was opened here: it waits
    * for the chain's transaction to end (`apply`), and runs after the chained message, whose
    * effects it then sees. Until then both transactions were open side by side, neither saw the
@@ -1072,7 +1086,7 @@ export const make = (deps: {
    * backlog's) fails the chain's transaction, which runs again with this processor refusing.
    */
   const openHere = (key: string, ended: Array<() => void> | undefined): boolean => {
-    if (ended === undefined || (processor.ownRows === true ? runningKeys.has(key) : running.size > 0) || !alone()) return false
+    if (ended === undefined || (processor.ownRows === true ? runningKeys.has(key) : running.size > 0) || !chainable(key)) return false
     const open = opened.get(key)
     if (open !== undefined) return open.by === ended
     let close!: () => void
@@ -1116,6 +1130,18 @@ export const make = (deps: {
     rooting.set(ended, chain)
     return chain
   }
+  /**
+   * PostgreSQL: whether a chain may run a message of `key` here now: its partition is this
+   * instance's (alone, always), under a tenure (not -1: a claim on its way), and not being
+   * acquired (its older pending messages not all scheduled yet, `acquiring`). Asked by the router
+   * per event (`chaining`: when no consumer chains it, one statement delivers it to all) and at
+   * each run (`openHere`); the run's row is fenced on the tenure (`chain`).
+   */
+  const chainable = (key: string): boolean => {
+    const cluster = deps.cluster
+    if (cluster === undefined) return true
+    return cluster.owns(key) && cluster.tenure?.(key) !== -1 && cluster.acquiring?.(key) !== true
+  }
   /** Keys of this processor with a chained run in a transaction not yet ended (`openHere`), by the chain's `ended`. */
   const opened = new Map<string, { readonly by: Array<() => void>; readonly ended: Promise<void> }>()
   /**
@@ -1123,9 +1149,9 @@ export const make = (deps: {
    * (`Chain.ended`; PostgreSQL with chains, else nothing to call: undefined).
    */
   const chainsEnded = <A>(group: (ended: Array<() => void> | undefined) => Promise<A>): Promise<A> => {
-    // Any processor's message may root a chain (on PostgreSQL); nothing chains where this
-    // instance does not own every partition (a cluster of several).
-    if (!rootsChains || !alone()) return group(undefined)
+    // Any processor's message may root a chain (on PostgreSQL); what chains is what this
+    // instance owns (`chainable`, asked per event: the router queues the rest as before).
+    if (!rootsChains) return group(undefined)
     const ended: Array<() => void> = []
     const close = () => {
       for (const end of ended.splice(0)) end()
@@ -1366,7 +1392,6 @@ export const make = (deps: {
 
   // Absent where it never runs (see `runsHere`, `chainsHere`): its senders need not ask. Not
   // `chain` for a processor with a `committed` step (see `chain`).
-  const alone = () => deps.cluster?.alone?.() === true
   const chains = (runsHere || chainsHere) && processor.committed === undefined
-  return { handler, handlerAll, schedule, inline, call: runsHere ? call : undefined, chain: chains ? chain : undefined, chaining: chains && chainsHere ? alone : undefined, recover, idle, busy, inFlight: () => inFlight.size, backlogged: () => backlog }
+  return { handler, handlerAll, schedule, inline, call: runsHere ? call : undefined, chain: chains ? chain : undefined, chaining: chains && chainsHere ? chainable : undefined, recover, idle, busy, inFlight: () => inFlight.size, backlogged: () => backlog }
 }

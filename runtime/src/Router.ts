@@ -103,8 +103,12 @@ export interface Local {
    * Undefined when it cannot run so (asked before anything is written).
    */
   readonly chain?: ((event: Envelope.Envelope, topic: string, payload: string, at: Chained) => Sql<(() => void) | undefined, RunElsewhere> | undefined) | undefined
-  /** Whether `chain` may run now (absent: whenever it is there); when not, the event is delivered as to a consumer without one. */
-  readonly chaining?: (() => boolean) | undefined
+  /**
+   * Whether `chain` may run an event of the key now (absent: whenever it is there; in a cluster,
+   * while this instance owns the key's partition); when not, the event is delivered as to a
+   * consumer without one.
+   */
+  readonly chaining?: ((key: string) => boolean) | undefined
 }
 
 export interface Router {
@@ -131,8 +135,13 @@ const none: ReadonlyArray<() => void> = []
 /** No deliveries, as an effect made once (an exit is a value: shared, not made per event routed). */
 const succeededNone: Sql<ReadonlyArray<() => void>> = Effect.succeed(none)
 const noLocals: ReadonlyArray<Local> = []
-/** Whether `local` runs a chain's events in their turn now (made once, not a closure per event routed). */
-const chainsNow = (local: Local) => local.chain !== undefined && local.chaining?.() !== false
+/** Whether `local` runs a chain's events of `key` in their turn now. */
+const chainsNow = (local: Local, key: string) => local.chain !== undefined && local.chaining?.(key) !== false
+/** Whether any of `locals` does (a loop, not a closure per event routed). */
+const anyChainsNow = (locals: ReadonlyArray<Local>, key: string): boolean => {
+  for (let i = 0; i < locals.length; i++) if (chainsNow(locals[i]!, key)) return true
+  return false
+}
 
 export const make = (inbox: Inbox.Inbox): Router => {
   const routes = new Map<string, Array<Local>>()
@@ -151,7 +160,7 @@ export const make = (inbox: Inbox.Inbox): Router => {
       if (locals.length === 0) return succeededNone
       const entry = { envelopeId: event.id, topic, key: event.key, payload }
       // Per event routed, only what its path uses (no closure made for the paths it does not take).
-      if (chained !== undefined && locals.some(chainsNow)) return inTurn(chained, locals, event, topic, payload, (local) => receivedBy(local, entry, event))
+      if (chained !== undefined && anyChainsNow(locals, event.key)) return inTurn(chained, locals, event, topic, payload, (local) => receivedBy(local, entry, event))
       // Several consumers: one statement for all (each is scheduled if the message is new to it).
       if (locals.length > 1)
         return Effect.map(inbox.deliverAll(locals.map((l) => l.name), entry), (fresh) =>
@@ -196,7 +205,7 @@ const inTurn = (
   // An index, not `entries()`: no iterator and no pair per consumer, per event of a chain.
   for (let i = 0; i < locals.length; i++) {
     const local = locals[i]!
-    const run = local.chaining?.() === false ? undefined : local.chain
+    const run = local.chaining?.(event.key) === false ? undefined : local.chain
     if (locals.findIndex((l) => l.name === local.name) !== i) continue
     if (run === undefined) {
       ;(now ??= []).push(local)

@@ -102,7 +102,7 @@ describe("Consumer: a partition acquired while its backlog is being read (Postgr
       routePublic: true,
       logger: Log.silent,
       maxScheduled: most,
-      cluster: { owns: (key) => owned.has(key), holds: (key) => Effect.succeed(owned.has(key)), alone: () => false }
+      cluster: { owns: (key) => owned.has(key), holds: (key) => Effect.succeed(owned.has(key)) }
     })
     acquire = () => {
       ownedParts.add(1)
@@ -184,7 +184,7 @@ describe("Consumer: a cluster's sweep during each pass of a backlog's reader (Po
     h.fibers.push(...actors.map((a) => Effect.runFork(a.run)))
     consumer = Consumer.make({
       processor, actors, store: h.store, inbox: h.inbox, outbox: h.outbox, reject: h.reject, poke: () => undefined, router: h.router, routePublic: true, logger: Log.silent, maxScheduled: most,
-      cluster: { owns: (key) => partOf(key) === 0, holds: (key) => Effect.succeed(partOf(key) === 0), alone: () => false }
+      cluster: { owns: (key) => partOf(key) === 0, holds: (key) => Effect.succeed(partOf(key) === 0) }
     })
     try {
       const eventOf = eventsOf("s")
@@ -266,7 +266,7 @@ describe("Consumer: a partition acquired while the end of a backlog's pass reads
     const owns = (key: string) => ownedParts.has(partOf(key))
     consumer = Consumer.make({
       processor, actors, store: h.store, inbox: h.inbox, outbox: h.outbox, reject: h.reject, poke: () => undefined, router: h.router, routePublic: true, logger: Log.silent, maxScheduled: most,
-      cluster: { owns, holds: (key) => Effect.succeed(owns(key)), alone: () => false }
+      cluster: { owns, holds: (key) => Effect.succeed(owns(key)) }
     })
     try {
       const eventOf = eventsOf("e")
@@ -340,7 +340,7 @@ describe("Consumer: a partition lost and acquired again while its backlog is bei
     const owns = (key: string) => ownedParts.has(partOf3(key))
     consumer = Consumer.make({
       processor, actors, store: h.store, inbox: h.inbox, outbox: h.outbox, reject: h.reject, poke: () => undefined, router: h.router, routePublic: true, logger: Log.silent, maxScheduled: most,
-      cluster: { owns, holds: (key) => Effect.succeed(owns(key)), alone: () => false, tenure: (key) => tenures.get(partOf3(key)) ?? 0 }
+      cluster: { owns, holds: (key) => Effect.succeed(owns(key)), tenure: (key) => tenures.get(partOf3(key)) ?? 0 }
     })
     try {
       const eventOf = eventsOf("l")

@@ -22,8 +22,8 @@ afterAll(async () => {
 })
 
 /** What happens to p1's run of a root's event in the root's transaction (its first run only). */
-type Mode = "ok" | "fails" | "cut" | "pending" | "group-fails" | "moved" | "again" | "not-alone" | "held" | "held-early"
-const modes: ReadonlyArray<Mode> = ["ok", "fails", "cut", "pending", "group-fails", "moved", "again", "not-alone"]
+type Mode = "ok" | "fails" | "cut" | "pending" | "group-fails" | "moved" | "again" | "not-alone" | "elsewhere" | "held" | "held-early"
+const modes: ReadonlyArray<Mode> = ["ok", "fails", "cut", "pending", "group-fails", "moved", "again", "not-alone", "elsewhere"]
 /** A root's key (p0's), in a partition of neither of p1's keys. */
 const rootKey = (() => {
   const taken = new Set(["k1", "k2"].map((k) => Inbox.partitionOf(k, partitions)))
@@ -69,7 +69,7 @@ const setUp = async (round: string, ownRows: boolean) => {
           if (root !== undefined) first.delete(root)
           if (mode === "fails") return yield* Effect.fail(new Error(`p1 fails ${event.id} in its chain`))
           if (mode === "cut") yield* store.query("SELECT pg_terminate_backend(pg_backend_pid())").get()
-          // Another instance joins meanwhile (this one no longer owns every partition): the chain's transaction goes on.
+          // Another instance joins meanwhile (and takes the partitions of neither p0's nor p1's keys): the chain's transaction goes on.
           if (mode === "not-alone") alone = false
           // Held until the test lets it go (its transaction open meanwhile): after a statement (its
           // inbox row, written first, went out with it), or before any.
@@ -89,12 +89,17 @@ const setUp = async (round: string, ownRows: boolean) => {
   ]
   const consumers = new Map<string, Consumer.Consumer>()
   let alone = true
+  /** Partitions another instance owns (in memory: their rows still say this one's). */
+  const elsewhere = new Set<number>()
+  const ours = new Set([rootKey, "k1", "k2"].map((k) => Inbox.partitionOf(k, partitions)))
+  /** Not alone: only the partitions of p0's and p1's keys are this instance's. */
+  const owns = (key: string) => !elsewhere.has(Inbox.partitionOf(key, partitions)) && (alone || ours.has(Inbox.partitionOf(key, partitions)))
   const held = (() => {
     let release!: () => void
     const promise = new Promise<void>((r) => (release = r))
     return { promise, release, reached: 0 }
   })()
-  for (const [name, consumer] of routedConsumers(h, processors, round, seen.handled, () => alone, { onChained: () => void seen.chained++ })) consumers.set(name, consumer)
+  for (const [name, consumer] of routedConsumers(h, processors, round, seen.handled, owns, { onChained: () => void seen.chained++ })) consumers.set(name, consumer)
   const close = () => closeHarness(h)
   const eventOf = eventsOf(round)
   /** A message from outside on `topic`: received pending, then scheduled (as a broker session hands it over). */
@@ -121,6 +126,7 @@ const setUp = async (round: string, ownRows: boolean) => {
     held,
     setAlone: (a: boolean) => void (alone = a),
     isAlone: () => alone,
+    setElsewhere: (key: string, away: boolean) => void (away ? elsewhere.add(Inbox.partitionOf(key, partitions)) : elsewhere.delete(Inbox.partitionOf(key, partitions))),
     effects: async (consumer: string) => (await store.run(store.query("SELECT id, key FROM effects WHERE consumer = ? ORDER BY n").all(consumer))).map((r) => `${r.id} ${r.key}`)
   }
 }
@@ -163,15 +169,27 @@ const rootWith = async (h: Awaited<ReturnType<typeof setUp>>, key: string, mode:
     await h.arrive("events/in-p0", root)
     await within(h.idle(), 15_000, "with another instance")
     expect(h.isAlone()).toBe(false)
-    // While not alone, nothing chains: a root's event is queued.
-    const queued = h.eventOf(rootKey, { to: key })
+    // While not alone, what this instance owns still chains: a root's event into p1's key runs in its transaction.
+    const also = h.eventOf(rootKey, { to: key })
     const chained = h.seen.chained
-    await h.arrive("events/in-p0", queued)
-    more.push({ id: queued.id, applied: 1 })
+    await h.arrive("events/in-p0", also)
+    more.push({ id: also.id, applied: 1 })
     await within(h.idle(), 15_000, "a root while not alone")
-    expect(h.seen.chained, "nothing chained while not alone").toBe(chained)
-    // Alone again (the other instance left): chains again (checked after the round).
+    expect(h.seen.chained - chained, "chained while another instance owns other partitions").toBe(1)
+    // Alone again (the other instance left).
     h.setAlone(true)
+  } else if (mode === "elsewhere") {
+    // p1's key's partition is another instance's (in memory): nothing chains into it, the root's event is queued.
+    h.setElsewhere(key, true)
+    const chained = h.seen.chained
+    await h.arrive("events/in-p0", root)
+    await h.consumers.get("p0")!.idle()
+    await h.consumers.get("p1")!.idle()
+    expect(h.seen.chained, "nothing chained into a key of another instance's partition").toBe(chained)
+    expect(h.p0Runs.get(root.id), "elsewhere: the root ran once").toBe(1)
+    // This instance's again (as after a claim): its pending event runs.
+    h.setElsewhere(key, false)
+    await h.consumers.get("p1")!.recover()
   } else await h.arrive("events/in-p0", root)
   await within(h.idle(), 15_000, `after a root with its chain ${mode}`)
   // p1 applies each root's event once, but one already there.
@@ -195,6 +213,7 @@ describe.each([false, true])("Consumer.chain on PostgreSQL (processors say ownRo
             roots.push(root!, ...more)
             // The mode did what it says: the chained run failed its root's transaction (run again with p1 refusing), or ran.
             if (step.mode === "group-fails") expect(h.p0Runs.get(root!.id), "group-fails: the root ran again in a savepoint, its chain too").toBe(2)
+            if (step.mode === "elsewhere") continue
             if (step.mode === "ok" || step.mode === "group-fails" || step.mode === "not-alone") expect(h.seen.chained - chained, `${step.mode}: chained`).toBeGreaterThan(0)
             // (A chained handler's blind writes are not waited for: the failure may surface after its run, at the chain's end.)
             else expect(h.p0Runs.get(root!.id), `${step.mode}: the chain failed its root's transaction, which ran again`).toBe(2)
@@ -220,7 +239,7 @@ describe.each([false, true])("Consumer.chain on PostgreSQL (processors say ownRo
         }
       }),
       {
-        numRuns: Number(process.env.BATON_PROPERTY_RUNS ?? 4) * 2,
+        numRuns: Math.max(modes.length, Number(process.env.BATON_PROPERTY_RUNS ?? 4) * 2),
         endOnFailure: true,
         examples: modes.map((mode) => [[{ key: "k1", mode }, { key: "k1", mode: "ok" as Mode }]])
       }

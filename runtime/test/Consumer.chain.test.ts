@@ -95,7 +95,7 @@ const postgres: Backend = {
     await store.migrate(Cluster.migrations)
     for (let part = 0; part < partitions; part++) await store.transaction(store.query("INSERT INTO cluster_partitions (part, owner, epoch) VALUES (?, 'me', 1)").run(part))
     const inbox = await Inbox.make(store, { partitions, guard: Cluster.inboxGuard("me") })
-    return { store, inbox, cluster: { owns: () => true, holds: () => Effect.succeed(true), alone: () => true } }
+    return { store, inbox, cluster: { owns: () => true, holds: () => Effect.succeed(true), chains: true } }
   }
 }
 

@@ -35,15 +35,15 @@ export const within = <A>(p: Promise<A>, ms: number, what: string): Promise<A> =
 
 /**
  * A consumer of `processor` on `actors` actors of its own (two by default; their fibers in
- * `h.fibers`), its outcomes counted in `handled` (by `<name> <outcome>`), the cluster's `alone` as given;
+ * `h.fibers`), its outcomes counted in `handled` (by `<name> <outcome>`), chaining into the keys `owns` gives;
  * at most `maxScheduled` messages in memory (the Consumer's default when absent).
  */
-export const consumerOf = (h: Harness, processor: Processor, round: string, handled: Map<string, number>, isAlone: () => boolean, actorCount = 2, maxScheduled?: number): Consumer.Consumer => {
+export const consumerOf = (h: Harness, processor: Processor, round: string, handled: Map<string, number>, owns: (key: string) => boolean, actorCount = 2, maxScheduled?: number): Consumer.Consumer => {
   const actors = Array.from({ length: actorCount }, (_, a) => Supervisor.make(h.system, `${processor.name}-${round}-${a}`, { maxAttempts: 3, initialDelayMs: 1, maxDelayMs: 5, factor: 2, maxRestarts: 1000, windowMs: 60_000 }))
   h.fibers.push(...actors.map((a) => Effect.runFork(a.run)))
   const name = processor.name
   const metrics = { handled: (outcome: string) => void handled.set(`${name} ${outcome}`, (handled.get(`${name} ${outcome}`) ?? 0) + 1), retried: () => {}, latency: () => {} }
-  const cluster = { owns: () => true, holds: () => Effect.succeed(true), alone: isAlone }
+  const cluster = { owns, holds: () => Effect.succeed(true), chains: true }
   return Consumer.make({ processor, actors, store: h.store, inbox: h.inbox, outbox: h.outbox, reject: h.reject, poke: () => undefined, router: h.router, routePublic: true, logger: Log.silent, metrics, cluster, ...(maxScheduled === undefined ? {} : { maxScheduled }) })
 }
 
@@ -56,12 +56,12 @@ export const routedConsumers = (
   processors: ReadonlyArray<Processor>,
   round: string,
   handled: Map<string, number>,
-  isAlone: () => boolean,
+  owns: (key: string) => boolean,
   options: { readonly actors?: number; readonly onChained?: (event: Envelope.Envelope) => void } = {}
 ): Map<string, Consumer.Consumer> => {
   const consumers = new Map<string, Consumer.Consumer>()
   for (const processor of processors) {
-    const consumer = consumerOf(h, processor, round, handled, isAlone, options.actors)
+    const consumer = consumerOf(h, processor, round, handled, owns, options.actors)
     consumers.set(processor.name, consumer)
     const chain = consumer.chain
     const onChained = options.onChained

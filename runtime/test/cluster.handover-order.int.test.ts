@@ -27,17 +27,16 @@ import * as Cluster from "../src/Cluster.ts"
 import * as Consumer from "../src/Consumer.ts"
 import * as ErrorPath from "../src/ErrorPath.ts"
 import * as Router from "../src/Router.ts"
-import { peerM2, sleep, until } from "./handoverPg.ts"
+import { peerM2, sharedOut, sleep, until } from "./handoverPg.ts"
 
 const partitions = 6
 const heartbeatMs = 40
 const deadAfterMs = 200
 
 /** The partitions m2 gets beside m1 (rendezvous hashing over the two names), in claim order. */
-const ofM2 = Cluster.assign(["m1", "m2"], partitions).flatMap((owner, part) => (owner === "m2" ? [part] : []))
-const ofM1 = Cluster.assign(["m1", "m2"], partitions).flatMap((owner, part) => (owner === "m1" ? [part] : []))
-const names = Array.from({ length: 200 }, (_, i) => `key-${i}`)
-const keysIn = (part: number) => names.filter((k) => Inbox.partitionOf(k, partitions) === part).slice(0, 3)
+const shared = sharedOut(partitions)
+const { ofM1, ofM2, names } = shared
+const keysIn = (part: number) => shared.keysIn(part).slice(0, 3)
 
 /**
  * Per key of the first partition m1 claims from m2: messages written while m2 owned it (`before`)

@@ -4,10 +4,25 @@
  * until it falls silent (dies).
  */
 import { Log, type Envelope } from "@baton/core"
-import type { Store } from "@baton/store"
+import { Inbox, type Store } from "@baton/store"
 import { query } from "@baton/testkit/postgres"
 import * as Cluster from "../src/Cluster.ts"
 import type * as Consumer from "../src/Consumer.ts"
+
+/**
+ * How `partitions` are shared by m1 and m2 (rendezvous hashing over the two names), each member's
+ * in claim order; `names`, keys to pick from; `keysIn`, those of the given partitions.
+ */
+export const sharedOut = (partitions: number) => {
+  const owners = Cluster.assign(["m1", "m2"], partitions)
+  const names = Array.from({ length: 400 }, (_, i) => `key-${i}`)
+  return {
+    ofM1: owners.flatMap((owner, part) => (owner === "m1" ? [part] : [])),
+    ofM2: owners.flatMap((owner, part) => (owner === "m2" ? [part] : [])),
+    names,
+    keysIn: (...parts: ReadonlyArray<number>) => names.filter((k) => parts.includes(Inbox.partitionOf(k, partitions)))
+  }
+}
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 export const until = async (what: string, ok: () => boolean | Promise<boolean>, ms = 10_000) => {

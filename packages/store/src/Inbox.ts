@@ -307,15 +307,16 @@ export const make = async (
      * PostgreSQL: `receiveDone` as a statement of its transaction that goes out with the next
      * one, for a message that no other of the processor's may precede: when one of its key is pending (or
      * the row is there, or fails the guard), the transaction fails with a serialization failure
-     * (a lost conflict: it runs again). Undefined elsewhere.
+     * (a lost conflict: it runs again). `fence`: the fencing token for the guard, as `settle`'s
+     * (a cluster: the tenure of the partition the run was decided in). Undefined elsewhere.
      */
     receiveDoneFirst:
       doneFirst === undefined
         ? undefined
-        : (processor: string, entry: Entry, kept?: string): Sql<void> =>
+        : (processor: string, entry: Entry, kept?: string, fence?: number): Sql<void> =>
             Effect.suspend(() => {
               const at = Envelope.isoNow()
-              return Effect.asVoid(doneFirst.write(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, at, at, partitionOf(entry.key, partitions), ...guardParams))
+              return Effect.asVoid(doneFirst.write(processor, entry.envelopeId, entry.topic, entry.key, kept ?? entry.payload, at, at, partitionOf(entry.key, partitions), ...paramsOf(fence)))
             }),
     status: (processor: string, envelopeId: string): Sql<Status | undefined> =>
       Effect.map(status.get(processor, envelopeId), (r) => r?.status as Status | undefined),

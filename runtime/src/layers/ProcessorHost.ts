@@ -108,11 +108,6 @@ export const layer = Layer.effect(
     const topicOf = Consumer.topicOf(new Set(contracts.keys()))
     const topicsOf = (p: Processor): ReadonlyArray<string> => [...(p.topics ?? p.consumes.map(topicOf)), ...(p.onFailure === "park" ? [Topics.resubmit(p.name)] : [])]
 
-    // Whether this instance owns every partition (alone, or a cluster of one): Consumer's `chain` on PostgreSQL.
-    const alone = () => {
-      for (let part = 0; part < ownership.partitions; part++) if (!ownership.owns(part)) return false
-      return true
-    }
     const tenure = ownership.tenure
     const acquiring = ownership.acquiring
     for (const processor of processors) {
@@ -156,7 +151,8 @@ export const layer = Layer.effect(
         cluster: {
           owns: (key: string) => ownership.owns(ownership.partOf(key)),
           holds: (key: string) => ownership.holds(ownership.partOf(key)),
-          alone,
+          // Consumer's `chain` on PostgreSQL: into the keys this instance owns (alone, every one).
+          chains: true,
           ...(tenure === undefined ? {} : { tenure: (key: string) => tenure(ownership.partOf(key)) }),
           ...(acquiring === undefined ? {} : { acquiring: (key: string) => acquiring(ownership.partOf(key)) })
         }
