@@ -26,7 +26,7 @@ const heartbeatMs = 40
 const deadAfterMs = 400
 const { ofM1, ofM2, keysIn } = sharedOut(partitions)
 
-/** What a member's consumer of `c` does on a chained event's first run (by its id): wait for this before its write. */
+/** What a member's consumer of `c` does on a chained event's first run (by its id): wait for this before its write (`before:<id>`: before its first statement). */
 type Gates = Map<string, Promise<void>>
 
 const member = async (instance: string, url: string, system: ReturnType<typeof Supervisor.system>, fibers: Array<Fiber.Fiber<unknown, unknown>>, gates: Gates) => {
@@ -56,6 +56,12 @@ const member = async (instance: string, url: string, system: ReturnType<typeof S
     topics: [Topics.event("c")],
     handle: (event) =>
       Effect.gen(function* () {
+        // Held before any statement: a chained run's row (which goes out with the first) not written yet.
+        const before = gates.get(`before:${event.id}`)
+        if (before !== undefined) {
+          gates.delete(`before:${event.id}`)
+          yield* Effect.promise(() => before)
+        }
         const row = yield* readCount.get(event.key)
         const gate = gates.get(event.id)
         if (gate !== undefined) {
@@ -256,6 +262,61 @@ describe("Consumer.chain in a cluster of two (PostgreSQL)", () => {
         { id: later, key: k }
       ])
       expect(m1.chained.n, "the root's event was chained on m1").toBeGreaterThan(0)
+    })
+  }, 60_000)
+
+  /**
+   * Lose-then-reclaim with a chained run decided and its row not yet written: m1 chains a root's
+   * event into `c` (key `k`, partition 4: m1's with m2, m3's once m3 joins) and its run is held
+   * before its first statement, so its row (which goes out with that statement, fenced on the
+   * tenure the run was decided in) is not written and locks nothing. m3 joins, m1 releases the
+   * partition to m3, and a later message of `k` arrives; m3 dies, m1 claims the partition back (a
+   * new tenure). Then the held run goes on: its row finds the partition m1's again.
+   * - `applied by m3`: m3 applied the later message before it died.
+   * - `pending across`: m3's run of it was held too (nothing written), so it is still pending when
+   *   m1 claims the partition back, and m1's claim schedules it (it waits for the chained run's
+   *   transaction, `openHere`). The chained row must not commit ahead of it: its write finds a
+   *   pending message of its key (`receiveDoneFirst`), and its fence's tenure is no longer m1's.
+   *   Either refuses it (red only with both taken out: c applied the chained event first).
+   * Each message of `k` once, the counter 2 (no lost update), in the order they reached the inbox.
+   */
+  it.each(["applied by m3", "pending across"] as const)("a chained run decided under a tenure whose row goes out after the partition was lost and claimed back (%s): each message once, in order", async (mode) => {
+    await world(async ({ url, gates, start, send, settled }) => {
+      const m1 = await start("m1")
+      const m2 = await start("m2")
+      await until("the partitions shared out", () => ofM1.every((p) => m1.cluster.owns(p)) && ofM2.every((p) => m2.cluster.owns(p)) && ofM1.every((p) => !m2.cluster.owns(p)))
+      // Partition 4: m1's of two, m3's of three; the root's key in partition 0 (m1's in both).
+      const part = 4
+      expect(Cluster.assign(["m1", "m2"], partitions)[part]).toBe("m1")
+      expect(Cluster.assign(["m1", "m2", "m3"], partitions)[part]).toBe("m3")
+      expect(Cluster.assign(["m1", "m2", "m3"], partitions)[0]).toBe("m1")
+      const [rootKey, k] = [keysIn(0)[0]!, keysIn(part)[0]!]
+      const tenure = m1.cluster.tenure(part)
+      const held = Promise.withResolvers<void>()
+      const root = "r-1"
+      gates.set(`before:${root}-c`, held.promise)
+      expect(await send("r", rootKey, { to: k })).toBe(root)
+      await until("the chained run held before its first statement", () => !gates.has(`before:${root}-c`))
+      const m3 = await start("m3")
+      await until("m3 owns the partition", () => m3.cluster.owns(part) && !m1.cluster.owns(part))
+      // The later message: m3's run of it held before its first statement (`pending across`, never let go).
+      const heldOnM3 = Promise.withResolvers<void>()
+      if (mode === "pending across") gates.set("before:c-2", heldOnM3.promise)
+      const later = await send("c", k, {})
+      expect(later).toBe("c-2")
+      if (mode === "applied by m3") await until("m3 applied the later message", async () => (await query(url, `SELECT 1 FROM effects WHERE id = '${later}' AND instance = 'm3'`)).length > 0)
+      else await until("m3's run of the later message held", () => !gates.has("before:c-2"))
+      await m3.cluster.abandon()
+      await until("m1 claimed the partition back", () => m1.cluster.owns(part) && m1.cluster.tenure(part) > tenure && !m1.cluster.acquiring(part), 10_000)
+      held.resolve()
+      await settled([m1, m2])
+      heldOnM3.resolve()
+      await onceEach(url, [
+        { id: later, key: k },
+        { id: `${root}-c`, key: k }
+      ])
+      const effects = await query<{ id: string }>(url, `SELECT id FROM effects WHERE consumer = 'c' AND key = '${k}' ORDER BY n`)
+      expect(effects.map((e) => e.id), "c applied k's messages in their order").toEqual([later, `${root}-c`])
     })
   }, 60_000)
 })
