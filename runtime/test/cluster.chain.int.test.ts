@@ -30,8 +30,9 @@ const { ofM1, ofM2, keysIn } = sharedOut(partitions)
 type Gates = Map<string, Promise<void>>
 
 const member = async (instance: string, url: string, system: ReturnType<typeof Supervisor.system>, fibers: Array<Fiber.Fiber<unknown, unknown>>, gates: Gates) => {
-  const store = await Postgres.open({ url, poolSize: 4 })
-  const control = await Postgres.open({ url, poolSize: 2 })
+  // Named, so that a test can cut its connections as a crash (SIGKILL) does.
+  const store = await Postgres.open({ url, poolSize: 4, applicationName: `baton/${instance}` })
+  const control = await Postgres.open({ url, poolSize: 2, applicationName: `baton/${instance}` })
   let cluster: Cluster.Cluster | undefined
   const inbox = await Inbox.make(store, { partitions, notify: (part) => cluster?.notify(part) ?? Effect.void, guard: Cluster.inboxGuard(instance) })
   const outbox = await Outbox.make(store)
@@ -192,6 +193,23 @@ const world = async (body: (w: {
   }
 }
 
+/**
+ * m1 and m2 sharing the partitions; m1 chains root `r-1`'s event into `c` (key `k`, m1's) and its
+ * run is held (`held`) after its row was written (the partition's row locked to its commit).
+ */
+const chainHeld = async ({ gates, start, send }: Pick<Parameters<Parameters<typeof world>[0]>[0], "gates" | "start" | "send">) => {
+  const m1 = await start("m1")
+  const m2 = await start("m2")
+  await until("the partitions shared out", () => ofM1.every((p) => m1.cluster.owns(p)) && ofM2.every((p) => m2.cluster.owns(p)) && ofM1.every((p) => !m2.cluster.owns(p)))
+  const [rootKey, k] = [keysIn(...ofM1)[0]!, keysIn(...ofM1)[1]!]
+  const held = Promise.withResolvers<void>()
+  const root = "r-1"
+  gates.set(`${root}-c`, held.promise)
+  expect(await send("r", rootKey, { to: k })).toBe(root)
+  await until("the chained run held after its row", () => !gates.has(`${root}-c`))
+  return { m1, m2, k, root, held }
+}
+
 /** Every message of `c` applied once, and each key's counter the number of them (no run of a key beside another). */
 const onceEach = async (url: string, sent: ReadonlyArray<{ readonly id: string; readonly key: string }>) => {
   const effects = await query<{ id: string; key: string }>(url, "SELECT id, key FROM effects WHERE consumer = 'c' ORDER BY n")
@@ -317,6 +335,66 @@ describe("Consumer.chain in a cluster of two (PostgreSQL)", () => {
       ])
       const effects = await query<{ id: string }>(url, `SELECT id FROM effects WHERE consumer = 'c' AND key = '${k}' ORDER BY n`)
       expect(effects.map((e) => e.id), "c applied k's messages in their order").toEqual([later, `${root}-c`])
+    })
+  }, 60_000)
+
+  /**
+   * A crash (SIGKILL) with a chained run open: m1 chains a root's event into `c` (key `k`, m1's)
+   * and its run is held after its row was written (the partition's row locked to the commit).
+   * m1 dies: its heartbeat stops and its connections are cut (as the kernel closes a killed
+   * process's sockets), so the root's transaction rolls back, chained run with it. m2 claims m1's
+   * partitions once m1 is dead, runs the root again (chaining its event into `c` now that it owns
+   * `k`, or queueing it) after a later message of `k` (sent before m2 claimed). Each once, the
+   * counter 2, in order; m1's chained run never commits (its connection gone).
+   */
+  it("a crash (SIGKILL) with a chained run open: the survivor claims the partitions and runs the root again; each message once, in order", async () => {
+    await world(async ({ url, gates, start, send, settled }) => {
+      const { m1, m2, k, root, held } = await chainHeld({ gates, start, send })
+      await m1.cluster.abandon()
+      await query(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'baton/m1'")
+      const later = await send("c", k, {})
+      await until("m2 owns m1's partitions", () => ofM1.every((p) => m2.cluster.owns(p) && !m2.cluster.acquiring(p)), 10_000)
+      held.resolve()
+      await settled([m2])
+      await onceEach(url, [
+        { id: `${root}-c`, key: k },
+        { id: later, key: k }
+      ])
+      const effects = await query<{ id: string; instance: string }>(url, `SELECT id, instance FROM effects WHERE consumer = 'c' AND key = '${k}' ORDER BY n`)
+      // The later message reached the inbox before the root ran again (and announced its event again).
+      expect(effects.map((e) => `${e.id}@${e.instance}`), "applied by m2, in order").toEqual([`${later}@m2`, `${root}-c@m2`])
+    })
+  }, 60_000)
+
+  /**
+   * A member hung (SIGSTOP, a paused VM: silent, its connections open) with a chained run open
+   * after its row: the partition's row stays locked to that transaction's end, so the survivor's
+   * claim of it waits (up to `lock_timeout`). The survivor must keep heartbeating meanwhile, or
+   * a third member would take it for dead too (its heartbeat older than `deadAfterMs`) and claim
+   * its partitions in turn. Once the hung run ends, the claim goes through; each message once.
+   */
+  it("a member hung with a chained run open: the survivor's claim waits for it, and the survivor keeps heartbeating meanwhile", async () => {
+    await world(async ({ url, gates, start, send, settled }) => {
+      const { m1, m2, k, root, held } = await chainHeld({ gates, start, send })
+      // Hung: no heartbeat, nothing more of its own; its open transaction stays.
+      await m1.cluster.abandon()
+      const age = async () => Number((await query<{ age: string }>(url, "SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint - heartbeat_ms AS age FROM cluster_members WHERE instance = 'm2'"))[0]!.age)
+      // m1 dead (400 ms), m2's claims begin; watch m2's heartbeat for 1.5 s while its claim of k's partition waits.
+      await sleep(deadAfterMs + 2 * heartbeatMs)
+      let oldest = 0
+      const claimed = await (async () => {
+        try {
+          for (const until = Date.now() + 1_500; Date.now() < until; await sleep(20)) oldest = Math.max(oldest, await age())
+          return m2.cluster.owns(Inbox.partitionOf(k, partitions))
+        } finally {
+          held.resolve()
+        }
+      })()
+      expect(claimed, "k's partition not claimed while the hung run holds it").toBe(false)
+      expect(oldest, "m2's heartbeat age while its claim waits").toBeLessThan(deadAfterMs)
+      await until("m2 owns m1's partitions", () => ofM1.every((p) => m2.cluster.owns(p)), 10_000)
+      await settled([m2])
+      await onceEach(url, [{ id: `${root}-c`, key: k }])
     })
   }, 60_000)
 })
