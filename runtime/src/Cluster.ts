@@ -299,10 +299,34 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     resets++
   }
 
+  /**
+   * This instance's heartbeat, one at a time (a call while one is out waits for it). The tick's
+   * first step; and, while the tick waits on a claim or a release (`onRow`: the partition's row
+   * locked by a transaction in flight, this instance's or a hung member's, a chained run's among
+   * them, up to `lock_timeout`), the timer's too: the heartbeat must not wait with it, or the others
+   * take this instance for dead (cluster.chain.int.test.ts: a member hung with a chained run open,
+   * the survivor's heartbeat 1.9 s old at 400 ms `deadAfterMs`). A tick stuck elsewhere (its
+   * `acquired` hook) still silences it, as before.
+   */
+  let rowWaits = 0
+  const onRow = async <A>(statement: Promise<A>): Promise<A> => {
+    rowWaits++
+    try {
+      return await statement
+    } finally {
+      rowWaits--
+    }
+  }
+  let beating: Promise<void> | undefined
+  const heartbeat = (): Promise<void> =>
+    (beating ??= (async () => {
+      const now = await control.run(Effect.map(nowMs.get(), (r) => Number(r?.now)))
+      await control.run(beat.run(instance, process.pid, options.address.http, options.address.mqtt, startedAt, now))
+    })().finally(() => (beating = undefined)))
+
   const tick = async () => {
     if (stopped) return
-    const now = await control.run(Effect.map(nowMs.get(), (r) => Number(r?.now)))
-    await control.run(beat.run(instance, process.pid, options.address.http, options.address.mqtt, startedAt, now))
+    await heartbeat()
     const all = await readMembers()
     live = all.filter((m) => m.live || m.instance === instance).map((m) => m.instance)
     // Membership changes, one line each.
@@ -334,7 +358,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     let failure: { readonly error: unknown } | undefined
     /** Claims the partition from `owner` (as it stands in the row read): a new tenure when it is claimed. */
     const claimOf = async (part: number, owner: string | null) => {
-      const claimed = await control.run(claim.get(instance, at, part, owner))
+      const claimed = await onRow(control.run(claim.get(instance, at, part, owner)))
       if (claimed === undefined) return
       gain(part, Number(claimed.epoch))
       acquired.push(part)
@@ -348,7 +372,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
         if (owner === instance && designated !== instance) {
           // Another instance joined: hand this partition over.
           owned.delete(part)
-          await control.run(release.run(at, part, instance))
+          await onRow(control.run(release.run(at, part, instance)))
           released.push(part)
         } else if (owner === instance) {
           // Let go of here under this very epoch (its release failed) and ours again: claimed anew,
@@ -547,7 +571,11 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
       }
       await listen()
       await safeTick()
-      timer = setInterval(() => void safeTick(), options.heartbeatMs)
+      timer = setInterval(() => {
+        // A failure here is the next tick's to log (the store logs an outage once).
+        if (!stopped && rowWaits > 0) heartbeat().catch(() => undefined)
+        void safeTick()
+      }, options.heartbeatMs)
       // Notifications are a wake-up, not a guarantee: sweep the owned partitions now and then. With
       // `arrived`, most sweeps read what arrived (a third of the rows an order read with three
       // instances was the sweep's, nearly all in flight); every `fullSweepEvery`-th one reads
@@ -585,6 +613,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
       clearTimeout(relisten)
       await listener?.end().catch(() => undefined)
       await ticking
+      await beating?.catch(() => undefined)
       await drain()
       const at = new Date().toISOString()
       try {

@@ -26,12 +26,13 @@ const heartbeatMs = 40
 const deadAfterMs = 400
 const { ofM1, ofM2, keysIn } = sharedOut(partitions)
 
-/** What a member's consumer of `c` does on a chained event's first run (by its id): wait for this before its write. */
+/** What a member's consumer of `c` does on a chained event's first run (by its id): wait for this before its write (`before:<id>`: before its first statement). */
 type Gates = Map<string, Promise<void>>
 
 const member = async (instance: string, url: string, system: ReturnType<typeof Supervisor.system>, fibers: Array<Fiber.Fiber<unknown, unknown>>, gates: Gates) => {
-  const store = await Postgres.open({ url, poolSize: 4 })
-  const control = await Postgres.open({ url, poolSize: 2 })
+  // Named, so that a test can cut its connections as a crash (SIGKILL) does.
+  const store = await Postgres.open({ url, poolSize: 4, applicationName: `baton/${instance}` })
+  const control = await Postgres.open({ url, poolSize: 2, applicationName: `baton/${instance}` })
   let cluster: Cluster.Cluster | undefined
   const inbox = await Inbox.make(store, { partitions, notify: (part) => cluster?.notify(part) ?? Effect.void, guard: Cluster.inboxGuard(instance) })
   const outbox = await Outbox.make(store)
@@ -56,6 +57,12 @@ const member = async (instance: string, url: string, system: ReturnType<typeof S
     topics: [Topics.event("c")],
     handle: (event) =>
       Effect.gen(function* () {
+        // Held before any statement: a chained run's row (which goes out with the first) not written yet.
+        const before = gates.get(`before:${event.id}`)
+        if (before !== undefined) {
+          gates.delete(`before:${event.id}`)
+          yield* Effect.promise(() => before)
+        }
         const row = yield* readCount.get(event.key)
         const gate = gates.get(event.id)
         if (gate !== undefined) {
@@ -186,6 +193,23 @@ const world = async (body: (w: {
   }
 }
 
+/**
+ * m1 and m2 sharing the partitions; m1 chains root `r-1`'s event into `c` (key `k`, m1's) and its
+ * run is held (`held`) after its row was written (the partition's row locked to its commit).
+ */
+const chainHeld = async ({ gates, start, send }: Pick<Parameters<Parameters<typeof world>[0]>[0], "gates" | "start" | "send">) => {
+  const m1 = await start("m1")
+  const m2 = await start("m2")
+  await until("the partitions shared out", () => ofM1.every((p) => m1.cluster.owns(p)) && ofM2.every((p) => m2.cluster.owns(p)) && ofM1.every((p) => !m2.cluster.owns(p)))
+  const [rootKey, k] = [keysIn(...ofM1)[0]!, keysIn(...ofM1)[1]!]
+  const held = Promise.withResolvers<void>()
+  const root = "r-1"
+  gates.set(`${root}-c`, held.promise)
+  expect(await send("r", rootKey, { to: k })).toBe(root)
+  await until("the chained run held after its row", () => !gates.has(`${root}-c`))
+  return { m1, m2, k, root, held }
+}
+
 /** Every message of `c` applied once, and each key's counter the number of them (no run of a key beside another). */
 const onceEach = async (url: string, sent: ReadonlyArray<{ readonly id: string; readonly key: string }>) => {
   const effects = await query<{ id: string; key: string }>(url, "SELECT id, key FROM effects WHERE consumer = 'c' ORDER BY n")
@@ -211,10 +235,17 @@ describe("Consumer.chain in a cluster of two (PostgreSQL)", () => {
           sent.push({ id: `${id}-c`, key: to })
         }
       await settled([m1, m2])
+      // Then one root at a time on each member, its event of a key that member owns: with nothing of
+      // `c` running there (in the burst above, a busy `c` may refuse every chain: no `ownRows`), it is
+      // chained, in the root's transaction.
+      const before = [m1.chained.n, m2.chained.n]
+      for (const [i, own] of [own1, own2].entries()) {
+        const id = await send("r", own[3]!, { to: own[4]! })
+        sent.push({ id: `${id}-c`, key: own[4]! })
+        await settled([m1, m2])
+        expect([m1, m2][i]!.chained.n, `m${i + 1} chained its own key's event`).toBe(before[i]! + 1)
+      }
       await onceEach(url, sent)
-      // Half the roots' events are of a key their member owns: chained there, in the root's transaction.
-      expect(m1.chained.n, "m1 chained").toBeGreaterThan(0)
-      expect(m2.chained.n, "m2 chained").toBeGreaterThan(0)
       // Every event applied by the owner of its key.
       const effects = await query<{ key: string; instance: string }>(url, "SELECT key, instance FROM effects WHERE consumer = 'c'")
       for (const e of effects) expect(e.instance, `${e.key}'s event applied by its owner`).toBe(ofM1.includes(Inbox.partitionOf(e.key, partitions)) ? "m1" : "m2")
@@ -256,6 +287,121 @@ describe("Consumer.chain in a cluster of two (PostgreSQL)", () => {
         { id: later, key: k }
       ])
       expect(m1.chained.n, "the root's event was chained on m1").toBeGreaterThan(0)
+    })
+  }, 60_000)
+
+  /**
+   * Lose-then-reclaim with a chained run decided and its row not yet written: m1 chains a root's
+   * event into `c` (key `k`, partition 4: m1's with m2, m3's once m3 joins) and its run is held
+   * before its first statement, so its row (which goes out with that statement, fenced on the
+   * tenure the run was decided in) is not written and locks nothing. m3 joins, m1 releases the
+   * partition to m3, and a later message of `k` arrives; m3 dies, m1 claims the partition back (a
+   * new tenure). Then the held run goes on: its row finds the partition m1's again.
+   * - `applied by m3`: m3 applied the later message before it died.
+   * - `pending across`: m3's run of it was held too (nothing written), so it is still pending when
+   *   m1 claims the partition back, and m1's claim schedules it (it waits for the chained run's
+   *   transaction, `openHere`). The chained row must not commit ahead of it: its write finds a
+   *   pending message of its key (`receiveDoneFirst`), and its fence's tenure is no longer m1's.
+   *   Either refuses it (red only with both taken out: c applied the chained event first).
+   * Each message of `k` once, the counter 2 (no lost update), in the order they reached the inbox.
+   */
+  it.each(["applied by m3", "pending across"] as const)("a chained run decided under a tenure whose row goes out after the partition was lost and claimed back (%s): each message once, in order", async (mode) => {
+    await world(async ({ url, gates, start, send, settled }) => {
+      const m1 = await start("m1")
+      const m2 = await start("m2")
+      await until("the partitions shared out", () => ofM1.every((p) => m1.cluster.owns(p)) && ofM2.every((p) => m2.cluster.owns(p)) && ofM1.every((p) => !m2.cluster.owns(p)))
+      // Partition 4: m1's of two, m3's of three; the root's key in partition 0 (m1's in both).
+      const part = 4
+      expect(Cluster.assign(["m1", "m2"], partitions)[part]).toBe("m1")
+      expect(Cluster.assign(["m1", "m2", "m3"], partitions)[part]).toBe("m3")
+      expect(Cluster.assign(["m1", "m2", "m3"], partitions)[0]).toBe("m1")
+      const [rootKey, k] = [keysIn(0)[0]!, keysIn(part)[0]!]
+      const tenure = m1.cluster.tenure(part)
+      const held = Promise.withResolvers<void>()
+      const root = "r-1"
+      gates.set(`before:${root}-c`, held.promise)
+      expect(await send("r", rootKey, { to: k })).toBe(root)
+      await until("the chained run held before its first statement", () => !gates.has(`before:${root}-c`))
+      const m3 = await start("m3")
+      await until("m3 owns the partition", () => m3.cluster.owns(part) && !m1.cluster.owns(part))
+      // The later message: m3's run of it held before its first statement (`pending across`, never let go).
+      const heldOnM3 = Promise.withResolvers<void>()
+      if (mode === "pending across") gates.set("before:c-2", heldOnM3.promise)
+      const later = await send("c", k, {})
+      expect(later).toBe("c-2")
+      if (mode === "applied by m3") await until("m3 applied the later message", async () => (await query(url, `SELECT 1 FROM effects WHERE id = '${later}' AND instance = 'm3'`)).length > 0)
+      else await until("m3's run of the later message held", () => !gates.has("before:c-2"))
+      await m3.cluster.abandon()
+      await until("m1 claimed the partition back", () => m1.cluster.owns(part) && m1.cluster.tenure(part) > tenure && !m1.cluster.acquiring(part), 10_000)
+      held.resolve()
+      await settled([m1, m2])
+      heldOnM3.resolve()
+      await onceEach(url, [
+        { id: later, key: k },
+        { id: `${root}-c`, key: k }
+      ])
+      const effects = await query<{ id: string }>(url, `SELECT id FROM effects WHERE consumer = 'c' AND key = '${k}' ORDER BY n`)
+      expect(effects.map((e) => e.id), "c applied k's messages in their order").toEqual([later, `${root}-c`])
+    })
+  }, 60_000)
+
+  /**
+   * A crash (SIGKILL) with a chained run open: m1 chains a root's event into `c` (key `k`, m1's)
+   * and its run is held after its row was written (the partition's row locked to the commit).
+   * m1 dies: its heartbeat stops and its connections are cut (as the kernel closes a killed
+   * process's sockets), so the root's transaction rolls back, chained run with it. m2 claims m1's
+   * partitions once m1 is dead, runs the root again (chaining its event into `c` now that it owns
+   * `k`, or queueing it) after a later message of `k` (sent before m2 claimed). Each once, the
+   * counter 2, in order; m1's chained run never commits (its connection gone).
+   */
+  it("a crash (SIGKILL) with a chained run open: the survivor claims the partitions and runs the root again; each message once, in order", async () => {
+    await world(async ({ url, gates, start, send, settled }) => {
+      const { m1, m2, k, root, held } = await chainHeld({ gates, start, send })
+      await m1.cluster.abandon()
+      await query(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'baton/m1'")
+      const later = await send("c", k, {})
+      await until("m2 owns m1's partitions", () => ofM1.every((p) => m2.cluster.owns(p) && !m2.cluster.acquiring(p)), 10_000)
+      held.resolve()
+      await settled([m2])
+      await onceEach(url, [
+        { id: `${root}-c`, key: k },
+        { id: later, key: k }
+      ])
+      const effects = await query<{ id: string; instance: string }>(url, `SELECT id, instance FROM effects WHERE consumer = 'c' AND key = '${k}' ORDER BY n`)
+      // The later message reached the inbox before the root ran again (and announced its event again).
+      expect(effects.map((e) => `${e.id}@${e.instance}`), "applied by m2, in order").toEqual([`${later}@m2`, `${root}-c@m2`])
+    })
+  }, 60_000)
+
+  /**
+   * A member hung (SIGSTOP, a paused VM: silent, its connections open) with a chained run open
+   * after its row: the partition's row stays locked to that transaction's end, so the survivor's
+   * claim of it waits (up to `lock_timeout`). The survivor must keep heartbeating meanwhile, or
+   * a third member would take it for dead too (its heartbeat older than `deadAfterMs`) and claim
+   * its partitions in turn. Once the hung run ends, the claim goes through; each message once.
+   */
+  it("a member hung with a chained run open: the survivor's claim waits for it, and the survivor keeps heartbeating meanwhile", async () => {
+    await world(async ({ url, gates, start, send, settled }) => {
+      const { m1, m2, k, root, held } = await chainHeld({ gates, start, send })
+      // Hung: no heartbeat, nothing more of its own; its open transaction stays.
+      await m1.cluster.abandon()
+      const age = async () => Number((await query<{ age: string }>(url, "SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint - heartbeat_ms AS age FROM cluster_members WHERE instance = 'm2'"))[0]!.age)
+      // m1 dead (400 ms), m2's claims begin; watch m2's heartbeat for 1.5 s while its claim of k's partition waits.
+      await sleep(deadAfterMs + 2 * heartbeatMs)
+      let oldest = 0
+      const claimed = await (async () => {
+        try {
+          for (const until = Date.now() + 1_500; Date.now() < until; await sleep(20)) oldest = Math.max(oldest, await age())
+          return m2.cluster.owns(Inbox.partitionOf(k, partitions))
+        } finally {
+          held.resolve()
+        }
+      })()
+      expect(claimed, "k's partition not claimed while the hung run holds it").toBe(false)
+      expect(oldest, "m2's heartbeat age while its claim waits").toBeLessThan(deadAfterMs)
+      await until("m2 owns m1's partitions", () => ofM1.every((p) => m2.cluster.owns(p)), 10_000)
+      await settled([m2])
+      await onceEach(url, [{ id: `${root}-c`, key: k }])
     })
   }, 60_000)
 })
