@@ -16,6 +16,27 @@
  * Hand-over bound: a joining instance gets its partitions within two heartbeats; a dead instance's
  * partitions move within `deadAfterMs` plus one heartbeat, then their pending messages are
  * scheduled on the new owners.
+ *
+ * What a heartbeat vouches for: that the process lives and reaches the database on the cluster's
+ * own connections (`control`), not that each step of its membership work is quick. The heartbeat
+ * is a tick's first step (`tick`: heartbeat, members, claims and releases, the hooks), and while a
+ * tick runs past its period the timer beats on its own, whatever step is slow: a claim waiting for
+ * a partition's row lock (up to `lock_timeout`, 5 s), the `acquired` hook reading a backlog from a
+ * store under load, the members read. A live instance whose tick is slow is not taken for dead, so
+ * its partitions do not go to another and come back (cluster.heartbeat.int.test.ts; before, a tick
+ * stuck in its `acquired` hook past `deadAfterMs` silenced it). Nothing is fenced by the heartbeat:
+ * a processing transaction commits for a partition only under the claim's tenure, whoever thinks
+ * whom live. What a slow tick holds up is membership work: while it runs, this instance releases
+ * nothing to a joiner and claims nothing a dead instance left it. So a tick is vouched for up to
+ * `stuckAfterMs` only: past it (a hook that never returns, a connection hung), the heartbeat is
+ * withheld (one `cluster tick stuck` line), the others take this instance for dead within
+ * `deadAfterMs` and take its partitions, as they would a hung process's; once the tick ends, it
+ * heartbeats again, finds the partitions lost and joins anew. (Kafka's consumers split liveness the
+ * same way: a heartbeat thread, and `max.poll.interval.ms` for a processing loop that stopped.) A
+ * tick past `deadAfterMs` logs `cluster tick slow` once, with the step it is at. The `acquired` hook
+ * is not cut short: while it runs its partitions are `acquiring` (a message delivered meanwhile
+ * waits behind its key's older ones), and giving up on it would let those run ahead of messages it
+ * has not scheduled yet.
  */
 import { createHash } from "node:crypto"
 import pg from "pg"
@@ -79,6 +100,12 @@ export interface Options {
   readonly partitions: number
   readonly heartbeatMs: number
   readonly deadAfterMs: number
+  /**
+   * How long the heartbeat goes out while a tick has not ended (see the module's doc comment); past
+   * it the heartbeat is withheld until the tick ends. Default: ten times `deadAfterMs`, at least
+   * 30 s (more than `lock_timeout`, 5 s, that a claim may wait, and a backlog's read under load).
+   */
+  readonly stuckAfterMs?: number
   readonly logger: Log.Logger
 }
 
@@ -301,22 +328,11 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
 
   /**
    * This instance's heartbeat, one at a time (a call while one is out waits for it). The tick's
-   * first step; and, while the tick waits on a claim or a release (`onRow`: the partition's row
-   * locked by a transaction in flight, this instance's or a hung member's, a chained run's among
-   * them, up to `lock_timeout`), the timer's too: the heartbeat must not wait with it, or the others
-   * take this instance for dead (cluster.chain.int.test.ts: a member hung with a chained run open,
-   * the survivor's heartbeat 1.9 s old at 400 ms `deadAfterMs`). A tick stuck elsewhere (its
-   * `acquired` hook) still silences it, as before.
+   * first step; and, while a tick runs past its period, the timer's too (`overdue`): the heartbeat
+   * must not wait with it, or the others take this instance for dead (cluster.chain.int.test.ts: a
+   * member hung with a chained run open, the survivor's claim waiting on its lock and its heartbeat
+   * 1.9 s old at 400 ms `deadAfterMs`; cluster.heartbeat.int.test.ts: a slow `acquired` hook).
    */
-  let rowWaits = 0
-  const onRow = async <A>(statement: Promise<A>): Promise<A> => {
-    rowWaits++
-    try {
-      return await statement
-    } finally {
-      rowWaits--
-    }
-  }
   let beating: Promise<void> | undefined
   const heartbeat = (): Promise<void> =>
     (beating ??= (async () => {
@@ -324,9 +340,13 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
       await control.run(beat.run(instance, process.pid, options.address.http, options.address.mqtt, startedAt, now))
     })().finally(() => (beating = undefined)))
 
+  /** The step the running tick is at, for the logs. */
+  let step = "heartbeat"
   const tick = async () => {
     if (stopped) return
+    step = "heartbeat"
     await heartbeat()
+    step = "members read"
     const all = await readMembers()
     live = all.filter((m) => m.live || m.instance === instance).map((m) => m.instance)
     // Membership changes, one line each.
@@ -342,7 +362,10 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     // The leader (first live instance by name) takes over what dead instances left to send.
     if (live[0] === instance) {
       const gone = all.filter((m) => !m.live && m.instance !== instance).map((m) => m.instance)
-      if (gone.length > 0) await options.adopt(gone)
+      if (gone.length > 0) {
+        step = "adopt hook"
+        await options.adopt(gone)
+      }
     }
 
     const acquired: Array<number> = []
@@ -358,12 +381,14 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     let failure: { readonly error: unknown } | undefined
     /** Claims the partition from `owner` (as it stands in the row read): a new tenure when it is claimed. */
     const claimOf = async (part: number, owner: string | null) => {
-      const claimed = await onRow(control.run(claim.get(instance, at, part, owner)))
+      step = `claim of partition ${part}`
+      const claimed = await control.run(claim.get(instance, at, part, owner))
       if (claimed === undefined) return
       gain(part, Number(claimed.epoch))
       acquired.push(part)
     }
     try {
+      step = "partitions read"
       for (const row of await control.run(parts.all())) {
         const part = Number(row.part)
         const owner = row.owner === null ? null : String(row.owner)
@@ -372,7 +397,8 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
         if (owner === instance && designated !== instance) {
           // Another instance joined: hand this partition over.
           owned.delete(part)
-          await onRow(control.run(release.run(at, part, instance)))
+          step = `release of partition ${part}`
+          await control.run(release.run(at, part, instance))
           released.push(part)
         } else if (owner === instance) {
           // Let go of here under this very epoch (its release failed) and ours again: claimed anew,
@@ -406,6 +432,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     }
     if (acquired.length > 0) {
       logger.log("info", "partitions acquired", { partitions: acquired.join(","), owned: owned.size })
+      step = "acquired hook"
       try {
         await options.acquired(acquired)
       } finally {
@@ -417,8 +444,29 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
 
   // One tick at a time: a slow one (the store under load) makes the next wait, not overlap.
   let ticking: Promise<void> | undefined
+  /** When the running tick began, and what of it was logged (`slow`, `stuck`). */
+  let tickSince = 0
+  let told: "slow" | "stuck" | undefined
+  const stuckAfterMs = options.stuckAfterMs ?? Math.max(30_000, 10 * options.deadAfterMs)
+  /** The timer's turn while a tick runs past its period: beat for it, up to `stuckAfterMs`. */
+  const overdue = () => {
+    const running = Date.now() - tickSince
+    if (running >= stuckAfterMs) {
+      if (told !== "stuck") logger.log("error", "cluster tick stuck: heartbeat withheld", { step, "running-ms": running, "stuck-after-ms": stuckAfterMs })
+      told = "stuck"
+      return
+    }
+    if (running >= options.deadAfterMs && told === undefined) {
+      told = "slow"
+      logger.log("warn", "cluster tick slow", { step, "running-ms": running })
+    }
+    // A failure here is the next tick's to log (the store logs an outage once).
+    heartbeat().catch(() => undefined)
+  }
   const safeTick = () => {
     if (ticking !== undefined) return ticking
+    tickSince = Date.now()
+    told = undefined
     ticking = tick()
       // The database out of reach: the store logs the outage once; the next tick tries again.
       .catch((error: unknown) => void (isUnavailable(error) || logger.log("error", "cluster heartbeat failed", { reason: Log.reason(error) })))
@@ -570,12 +618,13 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
         await new Promise((r) => setTimeout(r, options.heartbeatMs))
       }
       await listen()
-      await safeTick()
+      // The timer before the first tick: a first tick that gains partitions runs their `acquired`
+      // hook, which may outlast `deadAfterMs` (a backlog to read).
       timer = setInterval(() => {
-        // A failure here is the next tick's to log (the store logs an outage once).
-        if (!stopped && rowWaits > 0) heartbeat().catch(() => undefined)
+        if (!stopped && ticking !== undefined) overdue()
         void safeTick()
       }, options.heartbeatMs)
+      await safeTick()
       // Notifications are a wake-up, not a guarantee: sweep the owned partitions now and then. With
       // `arrived`, most sweeps read what arrived (a third of the rows an order read with three
       // instances was the sweep's, nearly all in flight); every `fullSweepEvery`-th one reads

@@ -1,0 +1,172 @@
+/**
+ * A member's heartbeat while its tick is slow (Cluster.ts `tick`, `overdue`), on PostgreSQL with
+ * real Cluster.ts members. A tick's step other than the heartbeat may take longer than
+ * `deadAfterMs` on a live, healthy instance: its `acquired` hook reads the pending messages of the
+ * partitions it gained (the store under load), a claim waits for a lock. The heartbeat must go out
+ * meanwhile, or the others take the member for dead, claim its partitions and hand them back:
+ * churn for nothing. A tick stuck past `stuckAfterMs` is no longer vouched for: the heartbeat is
+ * withheld, so that a member whose tick never ends does not keep its partitions (and those a
+ * dead member left it) from the others for ever.
+ */
+import { afterAll, describe, expect, it } from "vitest"
+import { Log } from "@baton/core"
+import { Postgres } from "@baton/store"
+import { freshSchema } from "@baton/testkit/postgres"
+import * as Cluster from "../src/Cluster.ts"
+
+const partitions = 6
+const heartbeatMs = 50
+const deadAfterMs = 400
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const all = Array.from({ length: partitions }, (_, p) => p)
+
+const cleanups: Array<() => Promise<void>> = []
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c()
+})
+
+const until = async (what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 10_000) => {
+  const deadline = Date.now() + timeoutMs
+  while (!(await ok())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`)
+    await sleep(10)
+  }
+}
+
+/** A cluster in a fresh schema whose members each have a store and a control pool of their own, as the runtime's do. */
+const world = async () => {
+  const schema = await freshSchema()
+  cleanups.push(schema.drop)
+  const member = async (instance: string, hooks: { acquired?: (parts: ReadonlyArray<number>) => Promise<void> } = {}, extra: { stuckAfterMs?: number; logger?: Log.Logger } = {}) => {
+    const store = await Postgres.open({ url: schema.url, poolSize: 2 })
+    const control = await Postgres.open({ url: schema.url, poolSize: 2 })
+    cleanups.push(() => store.close(), () => control.close())
+    const nothing = () => undefined
+    const cluster = await Cluster.make({
+      store,
+      control,
+      url: schema.url,
+      instance,
+      partitions,
+      heartbeatMs,
+      deadAfterMs,
+      address: { http: "-", mqtt: "-" },
+      logger: extra.logger ?? Log.silent,
+      ...(extra.stuckAfterMs === undefined ? {} : { stuckAfterMs: extra.stuckAfterMs }),
+      acquired: hooks.acquired ?? (async () => undefined),
+      released: nothing,
+      pending: nothing,
+      adopt: nothing
+    })
+    cleanups.push(() => cluster.abandon())
+    return cluster
+  }
+  /** The partitions' owners and epochs, and whether each member is live, as `from` sees them. */
+  const seen = async (from: Cluster.Cluster) => {
+    const v = await from.view()
+    return { live: new Map(v.members.map((m) => [m.instance, m.live])), parts: v.partitions.map((p) => `${p.part}:${p.owner}@${p.epoch}`) }
+  }
+  return { member, seen }
+}
+
+/** A gate an `acquired` hook waits on (`open` lets it return); `entered` once the hook was called. */
+const gate = () => {
+  const { promise, resolve } = Promise.withResolvers<void>()
+  let entered = false
+  return { acquired: async () => void ((entered = true), await promise), open: () => resolve(), entered: () => entered }
+}
+
+/** Watches `from`'s view for `ms`: every read must show `who` live and the partitions as they were at the start. */
+const steady = async (seen: (from: Cluster.Cluster) => Promise<{ live: Map<string, boolean>; parts: Array<string> }>, from: Cluster.Cluster, who: string, ms: number) => {
+  const before = (await seen(from)).parts
+  const dead: Array<number> = []
+  const changed: Array<string> = []
+  const started = Date.now()
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {
+    const now = await seen(from)
+    if (now.live.get(who) !== true) dead.push(Date.now() - started)
+    if (now.parts.join() !== before.join()) changed.push(now.parts.join())
+  }
+  expect(dead, `${who} taken for dead (ms into the watch)`).toEqual([])
+  expect(changed, "partitions changed hands").toEqual([])
+}
+
+describe("a member's heartbeat while its tick is slow (Cluster.ts) on PostgreSQL", () => {
+  it("a member whose first tick's `acquired` hook (in `start`) blocks for 3 x deadAfterMs: one joining meanwhile finds it live and takes none of its partitions", async () => {
+    const { member, seen } = await world()
+    const held = gate()
+    const logger = Log.memory()
+    const m2 = await member("m2", { acquired: held.acquired }, { logger })
+    // m2 alone: its first tick claims every partition, then its `acquired` hook blocks (and `start` with it).
+    const starting = m2.start()
+    try {
+      await until("m2's acquired hook called", () => held.entered())
+      expect(all.every((p) => m2.owns(p))).toBe(true)
+      const m1 = await member("m1")
+      await m1.start()
+      await steady(seen, m1, "m2", 3 * deadAfterMs)
+    } finally {
+      held.open()
+    }
+    await starting
+    const slow = logger.lines.filter((l) => l.includes("cluster tick slow"))
+    expect(slow, "one line, naming the step").toHaveLength(1)
+    expect(slow[0]).toContain("step=\"acquired hook\"")
+    expect(logger.lines.filter((l) => l.includes("cluster tick stuck"))).toEqual([])
+  }, 30_000)
+
+  it("a member whose `acquired` hook blocks for 3 x deadAfterMs in a later tick stays live, and no partition changes hands", async () => {
+    const { member, seen } = await world()
+    let held: ReturnType<typeof gate> | undefined
+    const m1 = await member("m1")
+    const m2 = await member("m2", { acquired: async () => held?.acquired() })
+    const m3 = await member("m3")
+    await m1.start()
+    await m2.start()
+    await m3.start()
+    const owners = (names: ReadonlyArray<string>) => Cluster.assign(names, partitions)
+    const spread = async (names: ReadonlyArray<string>) => (await m1.view()).partitions.every((p) => p.owner === owners(names)[p.part])
+    await until("the partitions spread over m1, m2, m3", () => spread(["m1", "m2", "m3"]))
+    const toM2 = all.filter((p) => owners(["m1", "m2", "m3"])[p] === "m3" && owners(["m1", "m2"])[p] === "m2")
+    expect(toM2.length, "m3 leaves m2 a partition (the names and partitions chosen so)").toBeGreaterThan(0)
+    held = gate()
+    // m3 leaves (its partitions released): m2's next tick claims those designated to it, then
+    // its `acquired` hook blocks.
+    await m3.stop(async () => undefined)
+    await until("m2's acquired hook called", () => held!.entered())
+    try {
+      await until("m1 and m2 own what m3 had", () => spread(["m1", "m2"]))
+      await steady(seen, m1, "m2", 3 * deadAfterMs)
+    } finally {
+      held.open()
+    }
+  }, 30_000)
+
+  it("a member whose tick is stuck past stuckAfterMs stops heartbeating (one log line): the others take its partitions", async () => {
+    const { member, seen } = await world()
+    const stuckAfterMs = 1_000
+    const held = gate()
+    const logger = Log.memory()
+    const m2 = await member("m2", { acquired: held.acquired }, { stuckAfterMs, logger })
+    // m2 alone: its first tick claims every partition, then its `acquired` hook blocks for good.
+    const starting = m2.start()
+    const m1 = await member("m1")
+    try {
+      await until("m2's acquired hook called", () => held.entered())
+      await m1.start()
+      const since = Date.now()
+      await until("m2 dead in m1's view", async () => (await seen(m1)).live.get("m2") === false, 10_000)
+      const silentAfter = Date.now() - since
+      // Live until the tick is stuck (its heartbeats vouched for it meanwhile), dead within deadAfterMs after.
+      expect(silentAfter, "m2 taken for dead (ms after its hook blocked)").toBeGreaterThanOrEqual(stuckAfterMs)
+      expect(silentAfter).toBeLessThan(stuckAfterMs + deadAfterMs + 1_000)
+      await until("m1 owns every partition", () => all.every((p) => m1.owns(p)))
+      expect(logger.lines.filter((l) => l.includes("cluster tick stuck")), "one line").toHaveLength(1)
+    } finally {
+      held.open()
+    }
+    await starting
+    // Its tick over, m2 heartbeats again and takes its partitions back.
+    await until("m2 owns its partitions again", () => Cluster.assign(["m1", "m2"], partitions).every((owner, p) => owner !== "m2" || m2.owns(p)))
+  }, 30_000)
+})
