@@ -77,6 +77,8 @@ export interface Config {
   readonly heartbeatMs: number
   /** Silence after which an instance counts as dead and its partitions move. */
   readonly deadAfterMs: number
+  /** How long an instance keeps heartbeating while its cluster tick has not ended (past it, it lets the others take it for dead). */
+  readonly tickStuckMs: number
   /** How long a mediator waits for a command's acknowledgement before sending it again. */
   readonly commandTimeoutMs: number
   /** Sends of a command before it counts as failed. */
@@ -203,6 +205,8 @@ export const fromEnv = (env: Env = process.env): Config => {
   const heartbeatMs = positive(env, "BATON_HEARTBEAT_MS", 500)
   const deadAfterMs = positive(env, "BATON_DEAD_AFTER_MS", 3000)
   if (deadAfterMs < 3 * heartbeatMs) throw new ConfigError(`BATON_DEAD_AFTER_MS (${deadAfterMs}) must be at least three heartbeats (BATON_HEARTBEAT_MS=${heartbeatMs})`)
+  const tickStuckMs = positive(env, "BATON_TICK_STUCK_MS", Math.max(30_000, 10 * deadAfterMs))
+  if (tickStuckMs <= deadAfterMs) throw new ConfigError(`BATON_TICK_STUCK_MS (${tickStuckMs}) must be longer than BATON_DEAD_AFTER_MS (${deadAfterMs})`)
   return {
     host,
     topology,
@@ -210,6 +214,7 @@ export const fromEnv = (env: Env = process.env): Config => {
     clusterPartitions: positive(env, "BATON_CLUSTER_PARTITIONS", 12),
     heartbeatMs,
     deadAfterMs,
+    tickStuckMs,
     commandTimeoutMs: positive(env, "BATON_COMMAND_TIMEOUT_MS", 30_000),
     commandAttempts: positive(env, "BATON_COMMAND_ATTEMPTS", 3),
     apps: appsOf(env),

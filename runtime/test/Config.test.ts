@@ -72,3 +72,13 @@ describe("BATON_MAX_INFLIGHT", () => {
     for (const bad of ["0", "-1", "many"]) expect(() => fromEnv({ BATON_MAX_INFLIGHT: bad }), bad).toThrow(/BATON_MAX_INFLIGHT must be a positive whole number/)
   })
 })
+
+describe("BATON_TICK_STUCK_MS", () => {
+  it("defaults to ten dead-after periods, at least 30 s, and must outlast BATON_DEAD_AFTER_MS", () => {
+    expect(fromEnv({}).tickStuckMs).toBe(30_000)
+    expect(fromEnv({ BATON_DEAD_AFTER_MS: "5000" }).tickStuckMs).toBe(50_000)
+    expect(fromEnv({ BATON_TICK_STUCK_MS: "4000" }).tickStuckMs).toBe(4000)
+    expect(() => fromEnv({ BATON_TICK_STUCK_MS: "3000" })).toThrow(ConfigError)
+    expect(() => fromEnv({ BATON_TICK_STUCK_MS: "3000" })).toThrow(/BATON_TICK_STUCK_MS \(3000\) must be longer than BATON_DEAD_AFTER_MS \(3000\)/)
+  })
+})

@@ -88,6 +88,7 @@ export const cluster = Layer.effect(
         partitions: config.clusterPartitions,
         heartbeatMs: config.heartbeatMs,
         deadAfterMs: config.deadAfterMs,
+        stuckAfterMs: config.tickStuckMs,
         logger
       })
     )
