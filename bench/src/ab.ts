@@ -123,6 +123,8 @@ interface Result {
   /** Its read syscalls per order (SQLite pages not in its cache, sockets). */
   readonly readsPerOrder: number
   readonly pgCpuMsPerOrder?: number
+  /** This process's CPU per order (the load generator: the orders' client, their outcomes' subscriber). */
+  readonly loadCpuMsPerOrder: number
   /** An external broker's process (`#mosquitto`, `#aedes`), its CPU per order. */
   readonly brokerCpuMsPerOrder?: number
   /**
@@ -341,6 +343,7 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>, treeEnv: 
       tree,
       perSecond: perSecond!,
       cpuMsPerOrder: (c1 - c0) / count,
+      loadCpuMsPerOrder: (own.user + own.system) / 1000 / count,
       ...(broker === undefined ? {} : { brokerCpuMsPerOrder: (b1 - b0) / count }),
       statementsPerOrder: ((s1.statements ?? Number.NaN) - (s0.statements ?? Number.NaN)) / count,
       writesPerOrder: (w1 - w0) / count,
@@ -415,6 +418,7 @@ for (let round = 0; round < rounds; round++) {
       `round ${round + 1} ${tree}: ${r.perSecond.toFixed(1)} orders/s, ${r.cpuMsPerOrder.toFixed(2)} ms CPU/order, ${na(r.statementsPerOrder)} statements/order, ${r.writesPerOrder.toFixed(1)} writes/order, ${r.readsPerOrder.toFixed(1)} reads/order` +
         (r.pgCpuMsPerOrder === undefined ? "" : `, postgres ${r.pgCpuMsPerOrder.toFixed(2)} ms CPU/order`) +
         (r.brokerCpuMsPerOrder === undefined ? "" : `, broker ${r.brokerCpuMsPerOrder.toFixed(2)} ms CPU/order`) +
+        `, load generator ${r.loadCpuMsPerOrder.toFixed(2)} ms CPU/order` +
         ` | main thread ${r.main.runMs.toFixed(2)} ms on a core and ${r.main.waitMs.toFixed(2)} waiting for one, preempted ${r.main.preempted.toFixed(1)} and slept ${r.main.slept.toFixed(1)} times/order`
     )
     if (r.pgStats !== undefined) console.log(`  ${r.pgStats}`)
