@@ -33,7 +33,11 @@
  * With `BATON_AB_BROKER=mosquitto`, every run against a throwaway Mosquitto of its own (on a free
  * port, `persistence false`, no queue limit; `BATON_AB_MOSQUITTO_INFLIGHT` sets its
  * `max_inflight_messages`, 20 by default as Mosquitto's), through `BATON_BROKER_URL`: every hop
- * goes through that broker, and the orders are placed on it.
+ * goes through that broker, and the orders are placed on it. A tree given as `<tree>#mosquitto` runs
+ * so alone (the other arms as set); `<tree>#aedes` against Baton's own broker (`packages/broker-aedes`,
+ * sessions on disk, PUBACK once stored) started alone in a process of its own (`peers/aedes.ts`),
+ * `<tree>#aedes-memory` the same with sessions in memory: the broker off the runtime's thread. Either
+ * way the broker process's CPU per order is given too (`broker ... ms CPU/order`).
  * With `BATON_AB_LOG=<dir>`, each run's runtime output is kept in `<dir>/<instance>.log` and a run
  * that fails appends the inbox's pending rows, the outbox's, the partitions and the members (pg);
  * `BATON_AB_DONE_MS` (600000) is how long a run waits for its orders to finish.
@@ -53,8 +57,9 @@ import { spawn } from "node:child_process"
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
-import { Mosquitto, Process } from "@baton/testkit"
+import { Process } from "@baton/testkit"
 import { freshDatabase, freshSchema, query, session } from "@baton/testkit/postgres"
+import { externalBroker } from "./externalBroker.ts"
 import { benchRuntimeEnv, cpuMs, ioCalls, median, overUnixSocket, schedOf } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 
@@ -118,6 +123,10 @@ interface Result {
   /** Its read syscalls per order (SQLite pages not in its cache, sockets). */
   readonly readsPerOrder: number
   readonly pgCpuMsPerOrder?: number
+  /** This process's CPU per order (the load generator: the orders' client, their outcomes' subscriber). */
+  readonly loadCpuMsPerOrder: number
+  /** An external broker's process (`#mosquitto`, `#aedes`), its CPU per order. */
+  readonly brokerCpuMsPerOrder?: number
   /**
    * Its main thread per order: ms on a core, ms runnable but waiting for one (another task had it),
    * times preempted (switched off a core while runnable: most often on return from a socket write
@@ -234,8 +243,6 @@ const pgTables = async (url: string, orders: number): Promise<string> => {
   )
 }
 
-const external = process.env.BATON_AB_BROKER === "mosquitto"
-
 let runs = 0
 const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>, treeEnv: Readonly<Record<string, string>>): Promise<Result> => {
   const [tree = spec, variant] = spec.split("#")
@@ -245,7 +252,7 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>, treeEnv: 
   const instance = `ab${process.pid}-${++runs}`
   // BATON_AB_NODE_FLAGS: V8/Node flags for the runtime only (e.g. "--log-deopt --logfile=/tmp/v8-%p.log"), which NODE_OPTIONS refuses
   const nodeFlags = (process.env.BATON_AB_NODE_FLAGS ?? "").split(" ").filter((f) => f !== "")
-  const broker = external ? await Mosquitto.start({ inflight: Number(process.env.BATON_AB_MOSQUITTO_INFLIGHT ?? 20) }) : undefined
+  const broker = await externalBroker(variant ?? (process.env.BATON_AB_BROKER === "mosquitto" ? "mosquitto" : undefined))
   // The runtime's own flags first (`Process.nodeOptions`, as `pnpm start` and the testkit run it), which later ones override.
   const child = spawn(process.execPath, [...Process.nodeOptions, ...nodeFlags, ...treeFlags, join(tree, "runtime/src/main.ts")], {
     env: { ...benchRuntimeEnv(dataDir, { mediator, databaseUrl: schema?.url }), BATON_INSTANCE: instance, ...(broker === undefined ? {} : { BATON_BROKER_URL: broker.url }), ...treeEnv },
@@ -278,6 +285,7 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>, treeEnv: 
     const breakdown = process.env.BATON_AB_BREAKDOWN === "1"
     const s0 = await healthz(http, breakdown)
     const c0 = cpuMs(child.pid!)
+    const b0 = broker === undefined ? 0 : cpuMs(broker.pid)
     const w0 = ioCalls(child.pid!, "syscw")
     const r0 = ioCalls(child.pid!, "syscr")
     const sched0 = schedOf(child.pid!)
@@ -306,6 +314,7 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>, treeEnv: 
       perSecond = count / ((lastAt - t0) / 1000)
     }
     const c1 = cpuMs(child.pid!)
+    const b1 = broker === undefined ? 0 : cpuMs(broker.pid)
     const activityText = await activity?.()
     const m1 = machineBusyMs()
     const own = process.cpuUsage(own0)
@@ -334,6 +343,8 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>, treeEnv: 
       tree,
       perSecond: perSecond!,
       cpuMsPerOrder: (c1 - c0) / count,
+      loadCpuMsPerOrder: (own.user + own.system) / 1000 / count,
+      ...(broker === undefined ? {} : { brokerCpuMsPerOrder: (b1 - b0) / count }),
       statementsPerOrder: ((s1.statements ?? Number.NaN) - (s0.statements ?? Number.NaN)) / count,
       writesPerOrder: (w1 - w0) / count,
       readsPerOrder: (r1 - r0) / count,
@@ -406,6 +417,8 @@ for (let round = 0; round < rounds; round++) {
     console.log(
       `round ${round + 1} ${tree}: ${r.perSecond.toFixed(1)} orders/s, ${r.cpuMsPerOrder.toFixed(2)} ms CPU/order, ${na(r.statementsPerOrder)} statements/order, ${r.writesPerOrder.toFixed(1)} writes/order, ${r.readsPerOrder.toFixed(1)} reads/order` +
         (r.pgCpuMsPerOrder === undefined ? "" : `, postgres ${r.pgCpuMsPerOrder.toFixed(2)} ms CPU/order`) +
+        (r.brokerCpuMsPerOrder === undefined ? "" : `, broker ${r.brokerCpuMsPerOrder.toFixed(2)} ms CPU/order`) +
+        `, load generator ${r.loadCpuMsPerOrder.toFixed(2)} ms CPU/order` +
         ` | main thread ${r.main.runMs.toFixed(2)} ms on a core and ${r.main.waitMs.toFixed(2)} waiting for one, preempted ${r.main.preempted.toFixed(1)} and slept ${r.main.slept.toFixed(1)} times/order`
     )
     if (r.pgStats !== undefined) console.log(`  ${r.pgStats}`)
@@ -421,7 +434,9 @@ for (const tree of roots) {
   console.log(
     `${engine} ${tree}: median ${m((r) => r.perSecond).toFixed(1)} orders/s (${ratio((r) => r.perSecond)}x), ${m((r) => r.cpuMsPerOrder).toFixed(2)} ms CPU/order (${ratio((r) => r.cpuMsPerOrder)}x), ` +
       `${na(m((r) => r.statementsPerOrder))} statements/order (${na(m((r) => r.statementsPerOrder) / median(base.map((r) => r.statementsPerOrder)), 2)}x), ${m((r) => r.writesPerOrder).toFixed(1)} writes/order (${ratio((r) => r.writesPerOrder)}x), ${m((r) => r.readsPerOrder).toFixed(1)} reads/order (${ratio((r) => r.readsPerOrder)}x)` +
-      (engine === "pg" ? `, postgres ${m((r) => r.pgCpuMsPerOrder ?? 0).toFixed(2)} ms CPU/order (${ratio((r) => r.pgCpuMsPerOrder ?? 0)}x)` : "")
+      (engine === "pg" ? `, postgres ${m((r) => r.pgCpuMsPerOrder ?? 0).toFixed(2)} ms CPU/order (${ratio((r) => r.pgCpuMsPerOrder ?? 0)}x)` : "") +
+      `, broker ${m((r) => r.brokerCpuMsPerOrder ?? 0).toFixed(2)} ms CPU/order | main thread ${m((r) => r.main.runMs).toFixed(2)} ms on a core (${ratio((r) => r.main.runMs)}x), ${m((r) => r.main.waitMs).toFixed(2)} waiting (${ratio((r) => r.main.waitMs)}x)` +
+      ` | orders/s ${Math.min(...rs.map((r) => r.perSecond)).toFixed(0)}-${Math.max(...rs.map((r) => r.perSecond)).toFixed(0)}`
   )
   const last = rs.at(-1)?.breakdown
   if (last !== undefined) for (const t of last) console.log(`  ${t.count.toFixed(2)}  ${t.text.replace(/\s+/g, " ").slice(0, 150)}`)

@@ -12,6 +12,12 @@
  * span: counters that the machine's other load disturbs much less than the percentiles.
  * Prints each run, then per tree the medians, the pairwise ratios to the first tree's and in how
  * many rounds each tree had the lowest p99 and CPU per order (`interleave.ts`).
+ * A tree given as `<tree>#mosquitto`, `<tree>#aedes` or `<tree>#aedes-memory` runs against an external
+ * broker of the run's own (`externalBroker.ts`, through `BATON_BROKER_URL`) and the orders are
+ * published there: the PUBACK timed is then that broker's (Mosquitto's at once; Baton's own broker's
+ * once stored for the runtime's persistent ingress session), not the runtime's after its ingress log
+ * commit. The broker process's CPU per order is given too. `BATON_AB_TREE_ENV` as in `ab.ts` (`NAME=value`
+ * words per tree argument, separated by `|`).
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -19,6 +25,7 @@ import { join, resolve } from "node:path"
 import mqtt from "mqtt"
 import { Process } from "@baton/testkit"
 import { interleave, statements, writes } from "./interleave.ts"
+import { externalBroker } from "./externalBroker.ts"
 import { cpuMs, noDelay, sleep, warmup } from "./lib.ts"
 import { paced, tracker, type LatencySummary } from "./pacing.ts"
 import { order, placeOrders } from "./scenarios/orders.ts"
@@ -56,19 +63,26 @@ const loopMs = (pid: number): number => {
   return (Number(fields[11]) + Number(fields[12])) * 10
 }
 
-type Run = LatencySummary & { readonly cpu: number; readonly loop: number; readonly statements: number; readonly writes: number }
+type Run = LatencySummary & { readonly cpu: number; readonly loop: number; readonly statements: number; readonly writes: number; readonly broker: number }
+
+const treeEnvs = (process.env.BATON_AB_TREE_ENV ?? "").split("|").map((set) => Object.fromEntries(set.split(" ").filter((w) => w.includes("=")).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)])))
 
 
-const acceptOn = async (tree: string): Promise<Run> => {
+const acceptOn = async (spec: string): Promise<Run> => {
+  const [tree = spec, variant] = spec.split("#")
   const dataDir = mkdtempSync(join(tmpdir(), "baton-accept-ab-"))
-  const r = await Process.startProcess(dataDir, { BATON_PUBLISH_RATE: "1000000" }, [resolve(tree, "runtime/src/main.ts")])
+  const broker = await externalBroker(variant)
+  const env = { BATON_PUBLISH_RATE: "1000000", ...(broker === undefined ? {} : { BATON_BROKER_URL: broker.url }), ...treeEnvs[trees.indexOf(spec)] }
+  const r = await Process.startProcess(dataDir, env, [resolve(tree, "runtime/src/main.ts")])
+  const port = broker?.port ?? r.mqttPort!
   try {
-    await placeOrders(r.mqttPort!, warmup(), "events/order-shipped")
-    const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 }))
+    await placeOrders(port, warmup(), "events/order-shipped")
+    const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0 }))
     const accepted = tracker<number>()
     const pending: Array<Promise<unknown>> = []
     const pid = r.child.pid!
-    const [cpu0, loop0, statements0, writes0] = [cpuMs(pid), loopMs(pid), await statements(r.httpPort), writes(pid)]
+    const brokerMs = () => (broker === undefined ? 0 : cpuMs(broker.pid))
+    const [cpu0, loop0, statements0, writes0, broker0] = [cpuMs(pid), loopMs(pid), await statements(r.httpPort), writes(pid), brokerMs()]
     await paced(rate, count, (i, due) => {
       accepted.sent(i, due)
       // A bare order, as latency.ts's accept publishes it (the ingress makes its envelope).
@@ -76,11 +90,12 @@ const acceptOn = async (tree: string): Promise<Run> => {
     })
     await Promise.all(pending)
     await settled(r.httpPort)
-    const [cpu, loop, statements1, writes1] = [(cpuMs(pid) - cpu0) / count, (loopMs(pid) - loop0) / count, await statements(r.httpPort), writes(pid)]
+    const [cpu, loop, statements1, writes1, broker1] = [(cpuMs(pid) - cpu0) / count, (loopMs(pid) - loop0) / count, await statements(r.httpPort), writes(pid), brokerMs()]
     await client.endAsync()
-    return { ...accepted.summary(), cpu, loop, statements: (statements1 - statements0) / count, writes: (writes1 - writes0) / count }
+    return { ...accepted.summary(), cpu, loop, statements: (statements1 - statements0) / count, writes: (writes1 - writes0) / count, broker: (broker1 - broker0) / count }
   } finally {
     await r.kill("SIGTERM")
+    await broker?.stop()
     rmSync(dataDir, { recursive: true, force: true })
   }
 }
@@ -91,8 +106,8 @@ await interleave({
   rounds,
   run: acceptOn,
   line: (s) =>
-    `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} (from the send ${fmt(s.p99Sent)}) p99.9 ${fmt(s.p999)} max ${fmt(s.max)} ms; sender late by at most ${fmt(s.senderLateMax)} ms; an order: CPU ${fmt(s.cpu)} ms (event loop ${fmt(s.loop)}), ${fmt(s.statements)} statements, ${fmt(s.writes)} write syscalls`,
-  keys: ["p50", "p99", "p999", "max", "cpu", "loop", "statements", "writes"],
+    `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} (from the send ${fmt(s.p99Sent)}) p99.9 ${fmt(s.p999)} max ${fmt(s.max)} ms; sender late by at most ${fmt(s.senderLateMax)} ms; an order: CPU ${fmt(s.cpu)} ms (event loop ${fmt(s.loop)}), ${fmt(s.statements)} statements, ${fmt(s.writes)} write syscalls, broker CPU ${fmt(s.broker)} ms`,
+  keys: ["p50", "p99", "p999", "max", "cpu", "loop", "statements", "writes", "broker"],
   lowest: ["p99", "cpu"],
   digits: 2
 })

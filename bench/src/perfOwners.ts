@@ -15,6 +15,12 @@
  * or `kernel.perf_event_paranoid` <= 1. The share of one function is comparable between two trees
  * run one after the other (a ratio within one process, less moved by the machine's other load
  * than CPU per order); a total still differs by a point or two from run to run.
+ * `PERF_GROUPS="<name>=<regex>;..."` also puts each main-thread sample in the group of the innermost
+ * frame (from the sampled one up, the kernel's and node's too) that matches a group's expression, first
+ * group first on a tie; `front` gives the groups of the broker and ingress path (what a front thread
+ * would take off the main thread: `mqtt-packet`, Aedes and its packages, `broker-aedes`, the ingress's
+ * judging and its log, the relay's own code; the processors' inboxes and handlers beside them; a socket's reads and writes
+ * outside all of them as `socket?`).
  */
 import { spawn, spawnSync } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -67,6 +73,18 @@ const ownerOf = (frame: string) => {
   const m = /node_modules\/\.pnpm\/[^/]+\/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(frame)
   return m !== null ? m[1]! : (/\s(\S+?):\d+:\d+/.exec(short(frame))?.[1] ?? short(frame))
 }
+const frontGroups =
+  "mqtt-packet=/mqtt-packet/;aedes=node_modules/(aedes[^/]*|mqemitter[^/]*|[a-z-]*level[^/]*|fastfall|fastparallel|fastseries|retimer|hyperid|reusify|end-of-stream|duplexify|readable-stream|bl|process-nextick-args|safe-buffer|qlobber[^/]*)/;" +
+  "broker-aedes=packages/broker-aedes/;ingress-log=IngressLog\\.ts;ingress=runtime/src/Ingress\\.ts|runtime/src/layers/Ingress\\.ts;relay=runtime/src/Relay\\.ts|Outbox\\.ts;" +
+  "processors=Inbox\\.ts|Consumer\\.ts|Router\\.ts|processors/|packages/(actors|mediator|sdk|request-reply)/;gc=Heap::|Scavenge|MarkCompact|Sweeper|GCTracer;store?=packages/store/;effect?=node_modules/effect/;socket?=node:net|stream_base|internal/streams|uv__read|uv__write|uv_try_write"
+const groupSpec = process.env.PERF_GROUPS === "front" ? frontGroups : process.env.PERF_GROUPS
+const groups = (groupSpec ?? "")
+  .split(";")
+  .filter((g) => g.includes("="))
+  .map((g) => ({ name: g.slice(0, g.indexOf("=")), re: new RegExp(g.slice(g.indexOf("=") + 1)) }))
+/** Groups named `<name>?` only when no other group's expression matches a frame of the sample. */
+const [primary, fallback] = [groups.filter((g) => !g.name.endsWith("?")), groups.filter((g) => g.name.endsWith("?"))]
+const grouped = new Map<string, number>()
 const threads = new Map<string, number>()
 const owners = new Map<string, { all: number; kernel: number }>()
 const functions = new Map<string, number>()
@@ -83,6 +101,11 @@ for (const block of script.stdout.split("\n\n")) {
   main++
   const frames = lines.slice(1).map((l) => l.trim().replace(/^[0-9a-f]+ /, ""))
   const at = frames.findIndex(isOwn)
+  if (groups.length > 0) {
+    const innermost = (gs: typeof groups) => frames.map((f) => gs.find((g) => g.re.test(f))).find((g) => g !== undefined)?.name
+    const group = innermost(primary) ?? innermost(fallback) ?? "(none)"
+    grouped.set(group, (grouped.get(group) ?? 0) + 1)
+  }
   const owner = at < 0 ? "(no code of its own: the event loop, GC, compiler)" : ownerOf(frames[at]!)
   const kernel = frames.slice(0, at < 0 ? frames.length : at).some(isKernel)
   const o = owners.get(owner) ?? { all: 0, kernel: 0 }
@@ -107,4 +130,8 @@ console.log(`owners matching /${filter.source}/, outside the kernel: ${pct(match
 for (const [k, n] of [...functions].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`  ${pct(n, main)}  ${k}`)
 console.log("the kernel, by system call and owner")
 for (const [k, n] of [...calls].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`  ${pct(n, main)}  ${k}`)
+if (groups.length > 0) {
+  console.log("main thread by group (the innermost frame that matches one)")
+  for (const [k, n] of [...grouped].sort((a, b) => b[1] - a[1])) console.log(`  ${pct(n, main)}  ${k}`)
+}
 process.exit(0)

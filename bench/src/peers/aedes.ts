@@ -4,7 +4,8 @@
  * `PEER=relay` subscribes `hop/in` and publishes each message on to `hop/out` (QoS 1);
  * `PEER=echo` answers each `rr/req` on the reply topic named in it (QoS 0). `REDIS_URL` and
  * `CLUSTER=1`: a node of a Redis-clustered Aedes (the cluster scenario's per-hop cost). It runs a
- * full GC before its `ready` line (`settle.ts`; `PEER_SETTLE=0`: not).
+ * full GC before its `ready` line (`settle.ts`; `PEER_SETTLE=0`: not). `SESSIONS_DIR`: sessions on disk
+ * in that folder (as the runtime's own broker keeps them), the external broker of `ab.ts`'s `#aedes` arm.
  */
 import type { Socket } from "node:net"
 import mqtt from "mqtt"
@@ -18,7 +19,11 @@ const broker = await EmbeddedBroker.start({
   host: "127.0.0.1",
   mqttPort: Number(process.env.PORT ?? 0),
   logger: Log.silent,
-  ...(redis === undefined ? {} : { sessions: { kind: "redis", url: redis, cluster: process.env.CLUSTER === "1" } })
+  ...(redis !== undefined
+    ? { sessions: { kind: "redis", url: redis, cluster: process.env.CLUSTER === "1" } }
+    : process.env.SESSIONS_DIR !== undefined
+      ? { sessions: { kind: "disk", dir: process.env.SESSIONS_DIR } }
+      : {})
 })
 const peer = process.env.PEER
 if (peer === "relay" || peer === "echo") {
