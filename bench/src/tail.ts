@@ -14,12 +14,17 @@
  *   or `--single-threaded-gc`, which NODE_OPTIONS refuses).
  * - `TAIL_GC=1`: the runtime runs with `--trace-gc-nvp`, and the scavenges of the paced window are
  *   summed up: median and mean pause, bytes that survived and were promoted per scavenge (what a
- *   scavenge copies is what makes it long), mark-compacts, and the promoted bytes per 1,000 messages
+ *   scavenge copies is what makes it long), mark-compacts, the promoted bytes per 1,000 messages
  *   in 4 KiB pages: on this VM the page faults follow them (faults ≈ 1.17 x promoted pages + 680,
- *   r = 0.93 over 31 runs of several semi-space sizes): the old space's fresh pages, not the young one's. `TAIL_OUTPUT=<file>`: the runtime's output.
+ *   r = 0.93 over 31 runs of several semi-space sizes): the old space's fresh pages, not the young one's;
+ *   and the KB a scavenge promoted by the time since the last mark-compact (a run of 20,000 at
+ *   1,000/s has a few: 87, 55 and 66 KB under 1 s, 1-3 s, past 3 s on 2026-12-03, load 4.4; with
+ *   `RT_NODE_ARGS=--allocation-site-pretenuring` 1077, 1090, 1162). `TAIL_OUTPUT=<file>`: the runtime's output.
  * - `TAIL_KIND` (with `accept`): `reject` publishes orders that fail their schema (the ingress judges
  *   and rejects them: no flow), `customer` a `register-customer` (one small processor); default
- *   `order`. At 200/s the scavenges promoted ~455, ~605 and ~1450-3300 pages per 1,000 of them.
+ *   `order`. At 200/s the scavenges promoted ~455, ~605 and ~1450-3300 pages per 1,000 of them with V8's
+ *   allocation-site pretenuring on; without it (the testkit's processes since a76cde5), ~66, ~72 and
+ *   ~97-102 (and the accept at 1,000/s 63-240, by the machine's load, against 1,300-3,200 with it).
  * - `TAIL_DETAIL=1`: the slowest 1% of messages, each with the stalls and collections that overlapped it.
  * - `TAIL_STRACE=<file>`: the runtime's fsyncs per thread (strace), to see which thread waits on the
  *   disk (`TAIL_STRACE_CALLS`: other system calls, say `pwrite64,fsync`).
@@ -143,13 +148,10 @@ if (gcTrace) {
   // `--minor-ms` V8's young mark-sweeps "gc=mms", which promote whole pages), as name=value pairs; each is
   // stamped with ms since the runtime's isolate started (its time origin, within a millisecond).
   const lines = r.output().split("\n")
-  const inWindow = (line: string) => {
-    const at = probe.origin + Number(/(\d+) ms: /.exec(line)?.[1] ?? Number.NaN)
-    return at >= start && at <= end
-  }
-  const scavenges = lines
-    .filter((line) => / gc=(s|mms) /.test(line) && inWindow(line))
-    .map((line) => Object.fromEntries([...line.matchAll(/([\w.]+)=([\d.]+)/g)].map((m) => [m[1]!, Number(m[2])])) as Record<string, number>)
+  const stamp = (line: string) => Number(/(\d+) ms: /.exec(line)?.[1] ?? Number.NaN)
+  const inWindow = (line: string) => probe.origin + stamp(line) >= start && probe.origin + stamp(line) <= end
+  const young = lines.filter((line) => / gc=(s|mms) /.test(line) && inWindow(line))
+  const scavenges = young.map((line) => Object.fromEntries([...line.matchAll(/([\w.]+)=([\d.]+)/g)].map((m) => [m[1]!, Number(m[2])])) as Record<string, number>)
   const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN
   const mean = (xs: Array<number>) => sum(xs) / xs.length
   const pauses = scavenges.map((g) => g.pause ?? 0)
@@ -157,6 +159,15 @@ if (gcTrace) {
   console.log(
     `young GCs (scavenges or minor mark-sweeps): ${scavenges.length}, pause median ${median(pauses).toFixed(2)} mean ${mean(pauses).toFixed(2)} ms; per scavenge survived ${kb(scavenges.map((g) => g.new_space_survived ?? 0))} KB, promoted ${kb(scavenges.map((g) => g.promoted ?? 0))} KB (${per1000(sum(scavenges.map((g) => g.promoted ?? 0)) / 4096)} 4 KiB pages per 1000 messages, which the page faults track); mark-compacts ${lines.filter((l) => l.includes(" gc=mc ") && inWindow(l)).length}`
   )
+  // A dead old object keeps what it points to past every scavenge until the next full collection
+  // ("nepotism"). When it links to ever newer objects (a Map's old hash table to the next one,
+  // `tableChain.mjs`), each scavenge promotes more the longer since that collection; flat, no such
+  // chain (a dead old object pointing once at young ones, as pretenured envelopes did, stays flat).
+  const compactions = lines.filter((l) => l.includes(" gc=mc ")).map(stamp)
+  const since = (line: string) => stamp(line) - Math.max(0, ...compactions.filter((t) => t <= stamp(line)))
+  const bands = [[0, 1000], [1000, 3000], [3000, Infinity]] as const
+  const band = ([lo, hi]: readonly [number, number]) => scavenges.filter((_, i) => since(young[i]!) >= lo && since(young[i]!) < hi).map((g) => g.promoted ?? 0)
+  console.log(`promoted KB per scavenge by time since the last mark-compact (< 1 s, 1-3 s, >= 3 s; growing: a chain): ${bands.map((b) => band(b)).map((ps) => (ps.length === 0 ? "-" : `${kb(ps)} (${ps.length})`)).join(", ")}`)
 }
 if (marks !== undefined) console.log(split(marks, mono))
 if (profileDir !== undefined) {
