@@ -342,10 +342,8 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
 
   /** The step the running tick is at, for the logs. */
   let step = "heartbeat"
-  const tick = async () => {
-    if (stopped) return
-    step = "heartbeat"
-    await heartbeat()
+  /** Reads the members: `live` from them, and a line for each change. */
+  const membership = async () => {
     step = "members read"
     const all = await readMembers()
     live = all.filter((m) => m.live || m.instance === instance).map((m) => m.instance)
@@ -359,6 +357,14 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     }
     for (const name of known.keys()) if (!next.has(name)) logger.log("info", "cluster member left", { instance: name, live: live.length })
     known = next
+    return all
+  }
+  const tick = async () => {
+    if (stopped) return
+    step = "heartbeat"
+    await heartbeat()
+    const all = await membership()
+    const membersRead = Date.now()
     // The leader (first live instance by name) takes over what dead instances left to send.
     if (live[0] === instance) {
       const gone = all.filter((m) => !m.live && m.instance !== instance).map((m) => m.instance)
@@ -372,7 +378,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     const released: Array<number> = []
     const lost: Array<number> = []
     const at = new Date().toISOString()
-    const designatedOwners = assign(live, options.partitions)
+    let designatedOwners = assign(live, options.partitions)
     // A statement failing part way (the database cut off for a moment: a hand-over is when that
     // happens) leaves the partitions gained before it owned under their tenure, which the next
     // heartbeat finds unchanged: their hooks run still, then the failure (cluster.acquired.int.test.ts:
@@ -389,7 +395,21 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     }
     try {
       step = "partitions read"
-      for (const row of await control.run(parts.all())) {
+      const rows = await control.run(parts.all())
+      // The members again, read after the partitions, when the first read is old (a slow `adopt`
+      // hook, the timer heartbeating meanwhile) or a partition is to be taken from an owner not
+      // live in it: an owner that heartbeated since (it joined, or came back, and claimed the
+      // partition from the dead one) is live in this read, as it heartbeats before it claims.
+      // Else a live member's partition is claimed from it and handed back (cluster.heartbeat.int.test.ts:
+      // m1's `adopt` hook slow while m4 joins, 4 claimed from m4).
+      const fromOwner = (row: (typeof rows)[number]) =>
+        row.owner !== null && String(row.owner) !== instance && !live.includes(String(row.owner)) && designatedOwners[Number(row.part)] === instance
+      if (Date.now() - membersRead >= options.heartbeatMs || rows.some(fromOwner)) {
+        await membership()
+        designatedOwners = assign(live, options.partitions)
+        step = "partitions read"
+      }
+      for (const row of rows) {
         const part = Number(row.part)
         const owner = row.owner === null ? null : String(row.owner)
         const epoch = Number(row.epoch)

@@ -37,7 +37,7 @@ const until = async (what: string, ok: () => boolean | Promise<boolean>, timeout
 const world = async () => {
   const schema = await freshSchema()
   cleanups.push(schema.drop)
-  const member = async (instance: string, hooks: { acquired?: (parts: ReadonlyArray<number>) => Promise<void> } = {}, extra: { stuckAfterMs?: number; logger?: Log.Logger } = {}) => {
+  const member = async (instance: string, hooks: { acquired?: (parts: ReadonlyArray<number>) => Promise<void>; adopt?: (dead: ReadonlyArray<string>) => Promise<void> } = {}, extra: { stuckAfterMs?: number; logger?: Log.Logger } = {}) => {
     const store = await Postgres.open({ url: schema.url, poolSize: 2 })
     const control = await Postgres.open({ url: schema.url, poolSize: 2 })
     cleanups.push(() => store.close(), () => control.close())
@@ -56,7 +56,7 @@ const world = async () => {
       acquired: hooks.acquired ?? (async () => undefined),
       released: nothing,
       pending: nothing,
-      adopt: nothing
+      adopt: hooks.adopt ?? nothing
     })
     cleanups.push(() => cluster.abandon())
     return cluster
@@ -168,5 +168,47 @@ describe("a member's heartbeat while its tick is slow (Cluster.ts) on PostgreSQL
     await starting
     // Its tick over, m2 heartbeats again and takes its partitions back.
     await until("m2 owns its partitions again", () => Cluster.assign(["m1", "m2"], partitions).every((owner, p) => owner !== "m2" || m2.owns(p)))
+  }, 30_000)
+
+  it("a leader whose `adopt` hook blocks while a member joins claims nothing from the joiner when it returns (the members read again, not as they were before the hook)", async () => {
+    const { member } = await world()
+    let held: ReturnType<typeof gate> | undefined
+    const m1 = await member("m1", { adopt: async () => held?.acquired() })
+    const m2 = await member("m2")
+    const m3 = await member("m3")
+    const logger = Log.memory()
+    const m4 = await member("m4", {}, { logger })
+    await m1.start()
+    await m2.start()
+    await m3.start()
+    const owners = (names: ReadonlyArray<string>) => Cluster.assign(names, partitions)
+    const spread = async (names: ReadonlyArray<string>) => (await m1.view()).partitions.every((p) => p.owner === owners(names)[p.part])
+    await until("the partitions spread over m1, m2, m3", () => spread(["m1", "m2", "m3"]))
+    // A partition of m3's that m1 would take from it alone with m2, and m4 takes once it joins (the names chosen so).
+    const contested = all.filter((p) => owners(["m1", "m2", "m3"])[p] === "m3" && owners(["m1", "m2"])[p] === "m1" && owners(["m1", "m2", "m4"])[p] === "m4")
+    expect(contested.length).toBeGreaterThan(0)
+    held = gate()
+    // m3 crashes: m1, the leader, finds it dead and its `adopt` hook blocks (m1's heartbeat goes on).
+    await m3.abandon()
+    await until("m1's adopt hook called", () => held!.entered())
+    const epochs = async () => new Map((await m4.view()).partitions.map((p) => [p.part, `${p.owner}@${p.epoch}`]))
+    let before: Map<number, string>
+    try {
+      await m4.start()
+      await until("m4 owns the contested partitions", () => contested.every((p) => m4.owns(p)))
+      await sleep(3 * heartbeatMs)
+      before = await epochs()
+    } finally {
+      held.open()
+    }
+    // m1's tick goes on from its hook, and a few more ticks after it: the contested partitions stay m4's, under the same claim.
+    const seenOwners: Array<string> = []
+    for (const end = Date.now() + 10 * heartbeatMs; Date.now() < end; await sleep(10)) {
+      const now = await epochs()
+      for (const p of contested) if (now.get(p) !== before.get(p)) seenOwners.push(`${p}: ${before.get(p)} -> ${now.get(p)}`)
+    }
+    expect([...new Set(seenOwners)]).toEqual([])
+    expect(contested.every((p) => m4.owns(p) && !m1.owns(p))).toBe(true)
+    expect(logger.lines.filter((l) => l.includes("partitions lost")), "m4 taken over while live").toEqual([])
   }, 30_000)
 })
