@@ -364,7 +364,6 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     step = "heartbeat"
     await heartbeat()
     const all = await membership()
-    const membersRead = Date.now()
     // The leader (first live instance by name) takes over what dead instances left to send.
     if (live[0] === instance) {
       const gone = all.filter((m) => !m.live && m.instance !== instance).map((m) => m.instance)
@@ -396,15 +395,15 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     try {
       step = "partitions read"
       const rows = await control.run(parts.all())
-      // The members again, read after the partitions, when the first read is old (a slow `adopt`
-      // hook, the timer heartbeating meanwhile) or a partition is to be taken from an owner not
-      // live in it: an owner that heartbeated since (it joined, or came back, and claimed the
-      // partition from the dead one) is live in this read, as it heartbeats before it claims.
-      // Else a live member's partition is claimed from it and handed back (cluster.heartbeat.int.test.ts:
-      // m1's `adopt` hook slow while m4 joins, 4 claimed from m4).
+      // A partition to be taken from an owner not live in the members read: the members again,
+      // read after the partitions. An owner that heartbeated since that read (it joined, or came
+      // back, and claimed the partition from a dead one) is live in this one, as a member
+      // heartbeats before it claims; else its partition is claimed from it and handed back, two
+      // tenures for nothing (cluster.heartbeat.int.test.ts: m1's `adopt` hook slow, the timer
+      // heartbeating meanwhile, while m4 joins: 4 claimed from m4). One read a take-over.
       const fromOwner = (row: (typeof rows)[number]) =>
         row.owner !== null && String(row.owner) !== instance && !live.includes(String(row.owner)) && designatedOwners[Number(row.part)] === instance
-      if (Date.now() - membersRead >= options.heartbeatMs || rows.some(fromOwner)) {
+      if (rows.some(fromOwner)) {
         await membership()
         designatedOwners = assign(live, options.partitions)
         step = "partitions read"
