@@ -66,8 +66,24 @@ const world = async () => {
     const v = await from.view()
     return { live: new Map(v.members.map((m) => [m.instance, m.live])), parts: v.partitions.map((p) => `${p.part}:${p.owner}@${p.epoch}`) }
   }
-  return { member, seen }
+  /** m1, m2 and m3 (their hooks `hooks`), started, once the partitions are spread over them. */
+  const trio = async (hooks: { readonly m1?: Parameters<typeof member>[1]; readonly m2?: Parameters<typeof member>[1] } = {}) => {
+    const m1 = await member("m1", hooks.m1)
+    const m2 = await member("m2", hooks.m2)
+    const m3 = await member("m3")
+    await m1.start()
+    await m2.start()
+    await m3.start()
+    await until("the partitions spread over m1, m2, m3", () => spread(m1, ["m1", "m2", "m3"]))
+    return { m1, m2, m3 }
+  }
+  return { member, seen, trio }
 }
+
+/** The designated owner of each partition among `names`. */
+const owners = (names: ReadonlyArray<string>) => Cluster.assign(names, partitions)
+/** Whether every partition is its designated owner's among `names`, as `from` sees them. */
+const spread = async (from: Cluster.Cluster, names: ReadonlyArray<string>) => (await from.view()).partitions.every((p) => p.owner === owners(names)[p.part])
 
 /** A gate an `acquired` hook waits on (`open` lets it return); `entered` once the hook was called. */
 const gate = () => {
@@ -116,17 +132,9 @@ describe("a member's heartbeat while its tick is slow (Cluster.ts) on PostgreSQL
   }, 30_000)
 
   it("a member whose `acquired` hook blocks for 3 x deadAfterMs in a later tick stays live, and no partition changes hands", async () => {
-    const { member, seen } = await world()
+    const { seen, trio } = await world()
     let held: ReturnType<typeof gate> | undefined
-    const m1 = await member("m1")
-    const m2 = await member("m2", { acquired: async () => held?.acquired() })
-    const m3 = await member("m3")
-    await m1.start()
-    await m2.start()
-    await m3.start()
-    const owners = (names: ReadonlyArray<string>) => Cluster.assign(names, partitions)
-    const spread = async (names: ReadonlyArray<string>) => (await m1.view()).partitions.every((p) => p.owner === owners(names)[p.part])
-    await until("the partitions spread over m1, m2, m3", () => spread(["m1", "m2", "m3"]))
+    const { m1, m3 } = await trio({ m2: { acquired: async () => held?.acquired() } })
     const toM2 = all.filter((p) => owners(["m1", "m2", "m3"])[p] === "m3" && owners(["m1", "m2"])[p] === "m2")
     expect(toM2.length, "m3 leaves m2 a partition (the names and partitions chosen so)").toBeGreaterThan(0)
     held = gate()
@@ -135,7 +143,7 @@ describe("a member's heartbeat while its tick is slow (Cluster.ts) on PostgreSQL
     await m3.stop(async () => undefined)
     await until("m2's acquired hook called", () => held!.entered())
     try {
-      await until("m1 and m2 own what m3 had", () => spread(["m1", "m2"]))
+      await until("m1 and m2 own what m3 had", () => spread(m1, ["m1", "m2"]))
       await steady(seen, m1, "m2", 3 * deadAfterMs)
     } finally {
       held.open()
@@ -171,19 +179,11 @@ describe("a member's heartbeat while its tick is slow (Cluster.ts) on PostgreSQL
   }, 30_000)
 
   it("a leader whose `adopt` hook blocks while a member joins claims nothing from the joiner when it returns (the members read again, not as they were before the hook)", async () => {
-    const { member } = await world()
+    const { member, trio } = await world()
     let held: ReturnType<typeof gate> | undefined
-    const m1 = await member("m1", { adopt: async () => held?.acquired() })
-    const m2 = await member("m2")
-    const m3 = await member("m3")
+    const { m1, m3 } = await trio({ m1: { adopt: async () => held?.acquired() } })
     const logger = Log.memory()
     const m4 = await member("m4", {}, { logger })
-    await m1.start()
-    await m2.start()
-    await m3.start()
-    const owners = (names: ReadonlyArray<string>) => Cluster.assign(names, partitions)
-    const spread = async (names: ReadonlyArray<string>) => (await m1.view()).partitions.every((p) => p.owner === owners(names)[p.part])
-    await until("the partitions spread over m1, m2, m3", () => spread(["m1", "m2", "m3"]))
     // A partition of m3's that m1 would take from it alone with m2, and m4 takes once it joins (the names chosen so).
     const contested = all.filter((p) => owners(["m1", "m2", "m3"])[p] === "m3" && owners(["m1", "m2"])[p] === "m1" && owners(["m1", "m2", "m4"])[p] === "m4")
     expect(contested.length).toBeGreaterThan(0)
