@@ -204,7 +204,8 @@ export interface Cluster {
   readonly start: (hooks?: Hooks) => Promise<void>
   /**
    * Stops taking work, runs `drain` (in-flight work still commits: the partitions are still ours
-   * in the store), then releases every partition and leaves, so the others take over at once.
+   * in the store, the heartbeat going on meanwhile up to `stuckAfterMs`), then releases every
+   * partition and leaves, so the others take over at once.
    */
   readonly stop: (drain: () => Promise<void>) => Promise<void>
   /** What a crash looks like to the others: stops heartbeating and owning, releases nothing (tests). */
@@ -674,15 +675,31 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     stop: async (drain) => {
       stopped = true
       clearInterval(timer)
+      // The heartbeat goes on until this instance leaves, up to `stuckAfterMs`: the tick running
+      // and `drain` may outlast `deadAfterMs`, and the others would take the partitions while the
+      // work in flight still commits for them (it fails its guard and runs again on the new owner;
+      // cluster.heartbeat.int.test.ts: before, a drain of 3 x `deadAfterMs` had them taken).
+      const since = Date.now()
+      let withheld = false
+      timer = setInterval(() => {
+        if (Date.now() - since < stuckAfterMs) return void heartbeat().catch(() => undefined)
+        if (!withheld) logger.log("error", "cluster stop stuck: heartbeat withheld", { "running-ms": Date.now() - since, "stuck-after-ms": stuckAfterMs })
+        withheld = true
+      }, options.heartbeatMs)
       clearInterval(sweep)
       clearTimeout(flushing)
       const held = [...owned]
       owned.clear()
       clearTimeout(relisten)
       await listener?.end().catch(() => undefined)
-      await ticking
-      await beating?.catch(() => undefined)
-      await drain()
+      try {
+        await ticking
+        await drain()
+      } finally {
+        // No heartbeat after the leave (it would write the member's row back).
+        clearInterval(timer)
+        await beating?.catch(() => undefined)
+      }
       const at = new Date().toISOString()
       try {
         await control.transaction(

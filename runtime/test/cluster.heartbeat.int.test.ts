@@ -211,4 +211,18 @@ describe("a member's heartbeat while its tick is slow (Cluster.ts) on PostgreSQL
     expect(contested.every((p) => m4.owns(p) && !m1.owns(p))).toBe(true)
     expect(logger.lines.filter((l) => l.includes("partitions lost")), "m4 taken over while live").toEqual([])
   }, 30_000)
+
+  it("a member stopping whose drain takes 3 x deadAfterMs stays live meanwhile and keeps its partitions, then leaves and releases them", async () => {
+    const { member, seen } = await world()
+    const m1 = await member("m1")
+    const m2 = await member("m2")
+    await m1.start()
+    await m2.start()
+    await until("the partitions spread over m1, m2", () => spread(m1, ["m1", "m2"]))
+    await m2.stop(() => steady(seen, m1, "m2", 3 * deadAfterMs))
+    await until("m1 owns every partition", () => all.every((p) => m1.owns(p)))
+    // Left for good: no heartbeat wrote its row back after the leave.
+    await sleep(3 * heartbeatMs)
+    expect((await seen(m1)).live.has("m2")).toBe(false)
+  }, 30_000)
 })
