@@ -204,7 +204,8 @@ export interface Cluster {
   readonly start: (hooks?: Hooks) => Promise<void>
   /**
    * Stops taking work, runs `drain` (in-flight work still commits: the partitions are still ours
-   * in the store), then releases every partition and leaves, so the others take over at once.
+   * in the store, the heartbeat going on meanwhile up to `stuckAfterMs`), then releases every
+   * partition and leaves, so the others take over at once.
    */
   readonly stop: (drain: () => Promise<void>) => Promise<void>
   /** What a crash looks like to the others: stops heartbeating and owning, releases nothing (tests). */
@@ -342,10 +343,8 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
 
   /** The step the running tick is at, for the logs. */
   let step = "heartbeat"
-  const tick = async () => {
-    if (stopped) return
-    step = "heartbeat"
-    await heartbeat()
+  /** Reads the members: `live` from them, and a line for each change. */
+  const membership = async () => {
     step = "members read"
     const all = await readMembers()
     live = all.filter((m) => m.live || m.instance === instance).map((m) => m.instance)
@@ -359,6 +358,13 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     }
     for (const name of known.keys()) if (!next.has(name)) logger.log("info", "cluster member left", { instance: name, live: live.length })
     known = next
+    return all
+  }
+  const tick = async () => {
+    if (stopped) return
+    step = "heartbeat"
+    await heartbeat()
+    const all = await membership()
     // The leader (first live instance by name) takes over what dead instances left to send.
     if (live[0] === instance) {
       const gone = all.filter((m) => !m.live && m.instance !== instance).map((m) => m.instance)
@@ -372,7 +378,7 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     const released: Array<number> = []
     const lost: Array<number> = []
     const at = new Date().toISOString()
-    const designatedOwners = assign(live, options.partitions)
+    let designatedOwners = assign(live, options.partitions)
     // A statement failing part way (the database cut off for a moment: a hand-over is when that
     // happens) leaves the partitions gained before it owned under their tenure, which the next
     // heartbeat finds unchanged: their hooks run still, then the failure (cluster.acquired.int.test.ts:
@@ -389,7 +395,21 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     }
     try {
       step = "partitions read"
-      for (const row of await control.run(parts.all())) {
+      const rows = await control.run(parts.all())
+      // A partition to be taken from an owner not live in the members read: the members again,
+      // read after the partitions. An owner that heartbeated since that read (it joined, or came
+      // back, and claimed the partition from a dead one) is live in this one, as a member
+      // heartbeats before it claims; else its partition is claimed from it and handed back, two
+      // tenures for nothing (cluster.heartbeat.int.test.ts: m1's `adopt` hook slow, the timer
+      // heartbeating meanwhile, while m4 joins: 4 claimed from m4). One read a take-over.
+      const fromOwner = (row: (typeof rows)[number]) =>
+        row.owner !== null && String(row.owner) !== instance && !live.includes(String(row.owner)) && designatedOwners[Number(row.part)] === instance
+      if (rows.some(fromOwner)) {
+        await membership()
+        designatedOwners = assign(live, options.partitions)
+        step = "partitions read"
+      }
+      for (const row of rows) {
         const part = Number(row.part)
         const owner = row.owner === null ? null : String(row.owner)
         const epoch = Number(row.epoch)
@@ -655,15 +675,31 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
     stop: async (drain) => {
       stopped = true
       clearInterval(timer)
+      // The heartbeat goes on until this instance leaves, up to `stuckAfterMs`: the tick running
+      // and `drain` may outlast `deadAfterMs`, and the others would take the partitions while the
+      // work in flight still commits for them (it fails its guard and runs again on the new owner;
+      // cluster.heartbeat.int.test.ts: before, a drain of 3 x `deadAfterMs` had them taken).
+      const since = Date.now()
+      let withheld = false
+      timer = setInterval(() => {
+        if (Date.now() - since < stuckAfterMs) return void heartbeat().catch(() => undefined)
+        if (!withheld) logger.log("error", "cluster stop stuck: heartbeat withheld", { "running-ms": Date.now() - since, "stuck-after-ms": stuckAfterMs })
+        withheld = true
+      }, options.heartbeatMs)
       clearInterval(sweep)
       clearTimeout(flushing)
       const held = [...owned]
       owned.clear()
       clearTimeout(relisten)
       await listener?.end().catch(() => undefined)
-      await ticking
-      await beating?.catch(() => undefined)
-      await drain()
+      try {
+        await ticking
+        await drain()
+      } finally {
+        // No heartbeat after the leave (it would write the member's row back).
+        clearInterval(timer)
+        await beating?.catch(() => undefined)
+      }
       const at = new Date().toISOString()
       try {
         await control.transaction(

@@ -37,7 +37,7 @@ const until = async (what: string, ok: () => boolean | Promise<boolean>, timeout
 const world = async () => {
   const schema = await freshSchema()
   cleanups.push(schema.drop)
-  const member = async (instance: string, hooks: { acquired?: (parts: ReadonlyArray<number>) => Promise<void> } = {}, extra: { stuckAfterMs?: number; logger?: Log.Logger } = {}) => {
+  const member = async (instance: string, hooks: { acquired?: (parts: ReadonlyArray<number>) => Promise<void>; adopt?: (dead: ReadonlyArray<string>) => Promise<void> } = {}, extra: { stuckAfterMs?: number; logger?: Log.Logger } = {}) => {
     const store = await Postgres.open({ url: schema.url, poolSize: 2 })
     const control = await Postgres.open({ url: schema.url, poolSize: 2 })
     cleanups.push(() => store.close(), () => control.close())
@@ -56,7 +56,7 @@ const world = async () => {
       acquired: hooks.acquired ?? (async () => undefined),
       released: nothing,
       pending: nothing,
-      adopt: nothing
+      adopt: hooks.adopt ?? nothing
     })
     cleanups.push(() => cluster.abandon())
     return cluster
@@ -66,8 +66,24 @@ const world = async () => {
     const v = await from.view()
     return { live: new Map(v.members.map((m) => [m.instance, m.live])), parts: v.partitions.map((p) => `${p.part}:${p.owner}@${p.epoch}`) }
   }
-  return { member, seen }
+  /** m1, m2 and m3 (their hooks `hooks`), started, once the partitions are spread over them. */
+  const trio = async (hooks: { readonly m1?: Parameters<typeof member>[1]; readonly m2?: Parameters<typeof member>[1] } = {}) => {
+    const m1 = await member("m1", hooks.m1)
+    const m2 = await member("m2", hooks.m2)
+    const m3 = await member("m3")
+    await m1.start()
+    await m2.start()
+    await m3.start()
+    await until("the partitions spread over m1, m2, m3", () => spread(m1, ["m1", "m2", "m3"]))
+    return { m1, m2, m3 }
+  }
+  return { member, seen, trio }
 }
+
+/** The designated owner of each partition among `names`. */
+const owners = (names: ReadonlyArray<string>) => Cluster.assign(names, partitions)
+/** Whether every partition is its designated owner's among `names`, as `from` sees them. */
+const spread = async (from: Cluster.Cluster, names: ReadonlyArray<string>) => (await from.view()).partitions.every((p) => p.owner === owners(names)[p.part])
 
 /** A gate an `acquired` hook waits on (`open` lets it return); `entered` once the hook was called. */
 const gate = () => {
@@ -116,17 +132,9 @@ describe("a member's heartbeat while its tick is slow (Cluster.ts) on PostgreSQL
   }, 30_000)
 
   it("a member whose `acquired` hook blocks for 3 x deadAfterMs in a later tick stays live, and no partition changes hands", async () => {
-    const { member, seen } = await world()
+    const { seen, trio } = await world()
     let held: ReturnType<typeof gate> | undefined
-    const m1 = await member("m1")
-    const m2 = await member("m2", { acquired: async () => held?.acquired() })
-    const m3 = await member("m3")
-    await m1.start()
-    await m2.start()
-    await m3.start()
-    const owners = (names: ReadonlyArray<string>) => Cluster.assign(names, partitions)
-    const spread = async (names: ReadonlyArray<string>) => (await m1.view()).partitions.every((p) => p.owner === owners(names)[p.part])
-    await until("the partitions spread over m1, m2, m3", () => spread(["m1", "m2", "m3"]))
+    const { m1, m3 } = await trio({ m2: { acquired: async () => held?.acquired() } })
     const toM2 = all.filter((p) => owners(["m1", "m2", "m3"])[p] === "m3" && owners(["m1", "m2"])[p] === "m2")
     expect(toM2.length, "m3 leaves m2 a partition (the names and partitions chosen so)").toBeGreaterThan(0)
     held = gate()
@@ -135,7 +143,7 @@ describe("a member's heartbeat while its tick is slow (Cluster.ts) on PostgreSQL
     await m3.stop(async () => undefined)
     await until("m2's acquired hook called", () => held!.entered())
     try {
-      await until("m1 and m2 own what m3 had", () => spread(["m1", "m2"]))
+      await until("m1 and m2 own what m3 had", () => spread(m1, ["m1", "m2"]))
       await steady(seen, m1, "m2", 3 * deadAfterMs)
     } finally {
       held.open()
@@ -168,5 +176,53 @@ describe("a member's heartbeat while its tick is slow (Cluster.ts) on PostgreSQL
     await starting
     // Its tick over, m2 heartbeats again and takes its partitions back.
     await until("m2 owns its partitions again", () => Cluster.assign(["m1", "m2"], partitions).every((owner, p) => owner !== "m2" || m2.owns(p)))
+  }, 30_000)
+
+  it("a leader whose `adopt` hook blocks while a member joins claims nothing from the joiner when it returns (the members read again, not as they were before the hook)", async () => {
+    const { member, trio } = await world()
+    let held: ReturnType<typeof gate> | undefined
+    const { m1, m3 } = await trio({ m1: { adopt: async () => held?.acquired() } })
+    const logger = Log.memory()
+    const m4 = await member("m4", {}, { logger })
+    // A partition of m3's that m1 would take from it alone with m2, and m4 takes once it joins (the names chosen so).
+    const contested = all.filter((p) => owners(["m1", "m2", "m3"])[p] === "m3" && owners(["m1", "m2"])[p] === "m1" && owners(["m1", "m2", "m4"])[p] === "m4")
+    expect(contested.length).toBeGreaterThan(0)
+    held = gate()
+    // m3 crashes: m1, the leader, finds it dead and its `adopt` hook blocks (m1's heartbeat goes on).
+    await m3.abandon()
+    await until("m1's adopt hook called", () => held!.entered())
+    const epochs = async () => new Map((await m4.view()).partitions.map((p) => [p.part, `${p.owner}@${p.epoch}`]))
+    let before: Map<number, string>
+    try {
+      await m4.start()
+      await until("m4 owns the contested partitions", () => contested.every((p) => m4.owns(p)))
+      await sleep(3 * heartbeatMs)
+      before = await epochs()
+    } finally {
+      held.open()
+    }
+    // m1's tick goes on from its hook, and a few more ticks after it: the contested partitions stay m4's, under the same claim.
+    const seenOwners: Array<string> = []
+    for (const end = Date.now() + 10 * heartbeatMs; Date.now() < end; await sleep(10)) {
+      const now = await epochs()
+      for (const p of contested) if (now.get(p) !== before.get(p)) seenOwners.push(`${p}: ${before.get(p)} -> ${now.get(p)}`)
+    }
+    expect([...new Set(seenOwners)]).toEqual([])
+    expect(contested.every((p) => m4.owns(p) && !m1.owns(p))).toBe(true)
+    expect(logger.lines.filter((l) => l.includes("partitions lost")), "m4 taken over while live").toEqual([])
+  }, 30_000)
+
+  it("a member stopping whose drain takes 3 x deadAfterMs stays live meanwhile and keeps its partitions, then leaves and releases them", async () => {
+    const { member, seen } = await world()
+    const m1 = await member("m1")
+    const m2 = await member("m2")
+    await m1.start()
+    await m2.start()
+    await until("the partitions spread over m1, m2", () => spread(m1, ["m1", "m2"]))
+    await m2.stop(() => steady(seen, m1, "m2", 3 * deadAfterMs))
+    await until("m1 owns every partition", () => all.every((p) => m1.owns(p)))
+    // Left for good: no heartbeat wrote its row back after the leave.
+    await sleep(3 * heartbeatMs)
+    expect((await seen(m1)).live.has("m2")).toBe(false)
   }, 30_000)
 })
