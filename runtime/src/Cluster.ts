@@ -470,22 +470,22 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
   const stuckAfterMs = options.stuckAfterMs ?? Math.max(30_000, 10 * options.deadAfterMs)
   /** The timer's turn while a tick runs past its period: beat for it, up to `stuckAfterMs`. */
   const overdue = () => {
-    const running = Date.now() - tickSince
+    const running = performance.now() - tickSince
     if (running >= stuckAfterMs) {
-      if (told !== "stuck") logger.log("error", "cluster tick stuck: heartbeat withheld", { step, "running-ms": running, "stuck-after-ms": stuckAfterMs })
+      if (told !== "stuck") logger.log("error", "cluster tick stuck: heartbeat withheld", { step, "running-ms": Math.round(running), "stuck-after-ms": stuckAfterMs })
       told = "stuck"
       return
     }
     if (running >= options.deadAfterMs && told === undefined) {
       told = "slow"
-      logger.log("warn", "cluster tick slow", { step, "running-ms": running })
+      logger.log("warn", "cluster tick slow", { step, "running-ms": Math.round(running) })
     }
     // A failure here is the next tick's to log (the store logs an outage once).
     heartbeat().catch(() => undefined)
   }
   const safeTick = () => {
     if (ticking !== undefined) return ticking
-    tickSince = Date.now()
+    tickSince = performance.now()
     told = undefined
     ticking = tick()
       // The database out of reach: the store logs the outage once; the next tick tries again.
@@ -679,11 +679,12 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
       // and `drain` may outlast `deadAfterMs`, and the others would take the partitions while the
       // work in flight still commits for them (it fails its guard and runs again on the new owner;
       // cluster.heartbeat.int.test.ts: before, a drain of 3 x `deadAfterMs` had them taken).
-      const since = Date.now()
+      // (A monotonic clock, as the tick's: a wall-clock step must not withhold it early.)
+      const since = performance.now()
       let withheld = false
       timer = setInterval(() => {
-        if (Date.now() - since < stuckAfterMs) return void heartbeat().catch(() => undefined)
-        if (!withheld) logger.log("error", "cluster stop stuck: heartbeat withheld", { "running-ms": Date.now() - since, "stuck-after-ms": stuckAfterMs })
+        if (performance.now() - since < stuckAfterMs) return void heartbeat().catch(() => undefined)
+        if (!withheld) logger.log("error", "cluster stop stuck: heartbeat withheld", { "running-ms": Math.round(performance.now() - since), "stuck-after-ms": stuckAfterMs })
         withheld = true
       }, options.heartbeatMs)
       clearInterval(sweep)
