@@ -12,6 +12,8 @@
  * span: counters that the machine's other load disturbs much less than the percentiles.
  * Prints each run, then per tree the medians, the pairwise ratios to the first tree's and in how
  * many rounds each tree had the lowest p99 and CPU per order (`interleave.ts`).
+ * `BATON_AB_TREE_ENV`, as ab.ts's: one set of `NAME=value` words per tree argument, separated by `|`,
+ * the runtime's environment for that arm alone (`. .` with `BATON_AB_TREE_ENV="|BATON_SQLITE_MAX_BATCH=8"`).
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -59,9 +61,11 @@ const loopMs = (pid: number): number => {
 type Run = LatencySummary & { readonly cpu: number; readonly loop: number; readonly statements: number; readonly writes: number }
 
 
-const acceptOn = async (tree: string): Promise<Run> => {
+const treeEnvs = (process.env.BATON_AB_TREE_ENV ?? "").split("|").map((set) => Object.fromEntries(set.split(" ").filter((w) => w.includes("=")).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)])))
+
+const acceptOn = async (tree: string, index: number): Promise<Run> => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-accept-ab-"))
-  const r = await Process.startProcess(dataDir, { BATON_PUBLISH_RATE: "1000000" }, [resolve(tree, "runtime/src/main.ts")])
+  const r = await Process.startProcess(dataDir, { BATON_PUBLISH_RATE: "1000000", ...treeEnvs[index] }, [resolve(tree, "runtime/src/main.ts")])
   try {
     await placeOrders(r.mqttPort!, warmup(), "events/order-shipped")
     const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 }))
@@ -87,9 +91,9 @@ const acceptOn = async (tree: string): Promise<Run> => {
 
 const fmt = (v: number) => v.toFixed(2)
 await interleave({
-  trees,
+  trees: trees.map((t, i) => (Object.keys(treeEnvs[i] ?? {}).length === 0 ? t : `${t} {${(process.env.BATON_AB_TREE_ENV ?? "").split("|")[i]!.trim()}}`)),
   rounds,
-  run: acceptOn,
+  run: (tree, index) => acceptOn(tree.split(" {")[0]!, index),
   line: (s) =>
     `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} (from the send ${fmt(s.p99Sent)}) p99.9 ${fmt(s.p999)} max ${fmt(s.max)} ms; sender late by at most ${fmt(s.senderLateMax)} ms; an order: CPU ${fmt(s.cpu)} ms (event loop ${fmt(s.loop)}), ${fmt(s.statements)} statements, ${fmt(s.writes)} write syscalls`,
   keys: ["p50", "p99", "p999", "max", "cpu", "loop", "statements", "writes"],

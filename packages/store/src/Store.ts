@@ -385,6 +385,7 @@ export const make = (deps: {
   }
   const control = (conn: SqlConnection.Connection, text: string) => {
     count(text)
+    if (timeline !== undefined && text === "COMMIT") timeline("C")
     return "executeNow" in conn ? (conn as Synchronous).executeNow(text, noValues) : conn.executeUnprepared(text, noValues, undefined)
   }
   const begin = deps.kind === "sqlite" ? "BEGIN IMMEDIATE" : "BEGIN"
@@ -639,6 +640,7 @@ export const make = (deps: {
     const items = take()
     if (items.length === 0) return
     timeline?.("g", items.length)
+    const sentBefore = sent
     schedule()
     const keys = unionOf(items)
     hold(keys)
@@ -648,6 +650,7 @@ export const make = (deps: {
       const item = items[0]!
       runThen(inTransaction(locked(keys, item.effect)), (exit) => {
         timeline?.("G", 1)
+        timeline?.("n", sent - sentBefore)
         letGo(keys)
         settle(item, observe(exit, since))
       })
@@ -707,6 +710,7 @@ export const make = (deps: {
     })
     runThen(inTransaction(locked(keys, optimistic)), (first) => {
       timeline?.("G", items.length)
+      timeline?.("n", sent - sentBefore)
       if (Exit.isSuccess(first)) {
         letGo(keys)
         observe(first, since)
@@ -822,7 +826,7 @@ export const make = (deps: {
     if (deps.maxBatch <= 1) return transaction(effect)
     return new Promise<A>((resolve, reject) => {
       // Lock keys matter where transactions run concurrently (`onePerLane`: PostgreSQL).
-      batch.push({ effect, lane, keys: keys === undefined || deps.onePerLane !== true ? undefined : advisoryKeys(keys, deps.lockScope), resolve: resolve as (value: unknown) => void, reject })
+      batch.push({ effect: timeline === undefined ? effect : Effect.tap(Effect.andThen(Effect.sync(() => timeline?.("i")), effect), () => Effect.sync(() => timeline?.("I"))), lane, keys: keys === undefined || deps.onePerLane !== true ? undefined : advisoryKeys(keys, deps.lockScope), resolve: resolve as (value: unknown) => void, reject })
       schedule()
     })
   }
