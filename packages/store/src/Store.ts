@@ -345,6 +345,14 @@ export const make = (deps: {
       ? <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Effect.provideService(Effect.provideService(effect, SqlClient.SqlClient, nesting), References.PreventSchedulerYield, true)
       : <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Effect.provideService(effect, SqlClient.SqlClient, nesting)
 
+  /**
+   * Runs a group's fiber (`runThen`). On SQLite it does not yield in its own context either: past
+   * 2,048 steps (a group of ~9 orders' chains) the fiber yielded once `provide`'s scope had ended,
+   * after the COMMIT, and its items settled a turn later, behind whatever that turn ran (4-28
+   * publishes received in the timeline of `tail.ts 1000 3000 accept`, the group's end 1-14 ms after its commit).
+   */
+  const fork = dialect === "sqlite" ? Effect.runForkWith(Context.make(References.PreventSchedulerYield, true)) : Effect.runFork
+
   const listeners: Array<(available: boolean, reason: string) => void> = []
   let available = true
   // Changes of `available` so far. Only an outcome of work begun since the last change may change
@@ -634,7 +642,7 @@ export const make = (deps: {
    * Runs a group's transaction and calls back with its outcome: at once when it completed
    * synchronously (SQLite, with synchronous handlers), without a promise's turn in between.
    */
-  const runThen = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, then: (exit: Exit.Exit<A, E>) => void) => void Effect.runFork(provide(effect)).addObserver(then)
+  const runThen = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, then: (exit: Exit.Exit<A, E>) => void) => void fork(provide(effect)).addObserver(then)
   const flush = () => {
     scheduled = false
     const items = take()
