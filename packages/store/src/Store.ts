@@ -393,8 +393,14 @@ export const make = (deps: {
   }
   const control = (conn: SqlConnection.Connection, text: string) => {
     count(text)
-    if (timeline !== undefined && text === "COMMIT") timeline("C")
-    return "executeNow" in conn ? (conn as Synchronous).executeNow(text, noValues) : conn.executeUnprepared(text, noValues, undefined)
+    const execute = () => ("executeNow" in conn ? (conn as Synchronous).executeNow(text, noValues) : conn.executeUnprepared(text, noValues, undefined))
+    if (timeline === undefined) return execute()
+    // Benchmarks: the COMMIT's start, and the BEGIN's start and end (SQLite runs it at once).
+    if (text === "COMMIT") timeline("C")
+    if (text === begin) timeline("B")
+    const done = execute()
+    if (text === begin) timeline("b")
+    return done
   }
   const begin = deps.kind === "sqlite" ? "BEGIN IMMEDIATE" : "BEGIN"
   /** Queues a statement on a pipelined connection (PostgreSQL); false on one that is not. */
