@@ -346,12 +346,15 @@ export const make = (deps: {
       : <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Effect.provideService(effect, SqlClient.SqlClient, nesting)
 
   /**
-   * Runs a group's fiber (`runThen`). On SQLite it does not yield in its own context either: past
-   * 2,048 steps (a group of ~9 orders' chains) the fiber yielded once `provide`'s scope had ended,
-   * after the COMMIT, and its items settled a turn later, behind whatever that turn ran (4-28
-   * publishes received in the timeline of `tail.ts 1000 3000 accept`, the group's end 1-14 ms after its commit).
+   * The context a store operation's fiber starts in. On SQLite it does not yield in it either: past
+   * 2,048 steps (a group of ~9 orders' chains, an append of many events) the fiber yielded once
+   * `provide`'s scope had ended, after the COMMIT, and the operation settled a turn later, behind
+   * whatever that turn ran (4-28 publishes received in the timeline of `tail.ts 1000 3000 accept`,
+   * a group's end 1-14 ms after its commit).
    */
-  const fork = dialect === "sqlite" ? Effect.runForkWith(Context.make(References.PreventSchedulerYield, true)) : Effect.runFork
+  const root = dialect === "sqlite" ? Context.make(References.PreventSchedulerYield, true) : Context.empty()
+  const fork = Effect.runForkWith(root)
+  const runExit = Effect.runPromiseExitWith(root)
 
   const listeners: Array<(available: boolean, reason: string) => void> = []
   let available = true
@@ -378,7 +381,7 @@ export const make = (deps: {
   }
   const run = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>): Promise<A> => {
     const since = changes
-    return Effect.runPromiseExit(provide(effect)).then((exit) => settleExit(exit, since))
+    return runExit(provide(effect)).then((exit) => settleExit(exit, since))
   }
 
   // Transactions are begun here rather than by `sql.withTransaction` (a span, a semaphore and a

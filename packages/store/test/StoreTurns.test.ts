@@ -95,6 +95,31 @@ describe.each([
     )
   })
 
+  it("settles a transaction in the turn of its commit, however many steps it takes", async () => {
+    // An ingress append is one (its PUBACK waits for it): past 2,048 steps its promise settled a
+    // turn later, behind that turn's other work.
+    const insert = store.query("INSERT INTO turns (k) VALUES (?)")
+    let next = 2_000_000
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 5000 }), async (n) => {
+        let settled = false
+        let otherTurnFirst: boolean | undefined
+        await store
+          .transaction(
+            Effect.gen(function* () {
+              setImmediate(() => (otherTurnFirst = !settled))
+              yield* insert.run(next++)
+              yield* steps(n)
+            })
+          )
+          .then(() => (settled = true))
+        await new Promise((resolve) => setImmediate(resolve))
+        expect({ n, otherTurnFirst }).toEqual({ n, otherTurnFirst: false })
+      }),
+      { numRuns: runs }
+    )
+  })
+
   it("lets an append wait for no other turn's work while a long group holds the connection", async () => {
     const insert = store.query("INSERT INTO turns (k) VALUES (?)")
     const order: Array<string> = []
