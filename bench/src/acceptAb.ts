@@ -16,8 +16,9 @@
  * broker of the run's own (`externalBroker.ts`, through `BATON_BROKER_URL`) and the orders are
  * published there: the PUBACK timed is then that broker's (Mosquitto's at once; Baton's own broker's
  * once stored for the runtime's persistent ingress session), not the runtime's after its ingress log
- * commit. The broker process's CPU per order is given too. `BATON_AB_TREE_ENV` as in `ab.ts` (`NAME=value`
- * words per tree argument, separated by `|`).
+ * commit. The broker process's CPU per order is given too.
+ * `BATON_AB_TREE_ENV`, as ab.ts's: one set of `NAME=value` words per tree argument, separated by `|`,
+ * the runtime's environment for that arm alone (`. .` with `BATON_AB_TREE_ENV="|BATON_SQLITE_MAX_BATCH=8"`).
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -68,11 +69,11 @@ type Run = LatencySummary & { readonly cpu: number; readonly loop: number; reado
 const treeEnvs = (process.env.BATON_AB_TREE_ENV ?? "").split("|").map((set) => Object.fromEntries(set.split(" ").filter((w) => w.includes("=")).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)])))
 
 
-const acceptOn = async (spec: string): Promise<Run> => {
+const acceptOn = async (spec: string, index: number): Promise<Run> => {
   const [tree = spec, variant] = spec.split("#")
   const dataDir = mkdtempSync(join(tmpdir(), "baton-accept-ab-"))
   const broker = await externalBroker(variant)
-  const env = { BATON_PUBLISH_RATE: "1000000", ...(broker === undefined ? {} : { BATON_BROKER_URL: broker.url }), ...treeEnvs[trees.indexOf(spec)] }
+  const env = { BATON_PUBLISH_RATE: "1000000", ...(broker === undefined ? {} : { BATON_BROKER_URL: broker.url }), ...treeEnvs[index] }
   const r = await Process.startProcess(dataDir, env, [resolve(tree, "runtime/src/main.ts")])
   const port = broker?.port ?? r.mqttPort!
   try {
@@ -102,9 +103,9 @@ const acceptOn = async (spec: string): Promise<Run> => {
 
 const fmt = (v: number) => v.toFixed(2)
 await interleave({
-  trees,
+  trees: trees.map((t, i) => (Object.keys(treeEnvs[i] ?? {}).length === 0 ? t : `${t} {${(process.env.BATON_AB_TREE_ENV ?? "").split("|")[i]!.trim()}}`)),
   rounds,
-  run: acceptOn,
+  run: (tree, index) => acceptOn(tree.split(" {")[0]!, index),
   line: (s) =>
     `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} (from the send ${fmt(s.p99Sent)}) p99.9 ${fmt(s.p999)} max ${fmt(s.max)} ms; sender late by at most ${fmt(s.senderLateMax)} ms; an order: CPU ${fmt(s.cpu)} ms (event loop ${fmt(s.loop)}), ${fmt(s.statements)} statements, ${fmt(s.writes)} write syscalls, broker CPU ${fmt(s.broker)} ms`,
   keys: ["p50", "p99", "p999", "max", "cpu", "loop", "statements", "writes", "broker"],

@@ -14,7 +14,8 @@ export const writes = (pid: number): number => ioCalls(pid, "syscw")
 export const interleave = async <R extends Record<K, number>, K extends string>(options: {
   readonly trees: ReadonlyArray<string>
   readonly rounds: number
-  readonly run: (tree: string) => Promise<R>
+  /** One run of a tree (`index`: its place among the tree arguments, which may name one tree twice). */
+  readonly run: (tree: string, index: number) => Promise<R>
   /** One run's line. */
   readonly line: (run: R) => string
   readonly keys: ReadonlyArray<K>
@@ -26,7 +27,7 @@ export const interleave = async <R extends Record<K, number>, K extends string>(
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? trees.map((_, i) => i) : trees.map((_, i) => i).reverse()
     for (const i of order) {
-      const r = await options.run(trees[i]!)
+      const r = await options.run(trees[i]!, i)
       runs[i]!.push(r)
       console.log(`round ${round} ${trees[i]}: ${options.line(r)}`)
     }

@@ -84,6 +84,36 @@ export const split = (marks: ReadonlyArray<string | number>, client: ReadonlyArr
   // The long ones, where they fell in the paced window.
   const long = paced.filter(([s, e]) => e - s > 5000)
   if (long.length > 0) lines.push(`  group commits over 5 ms (at ms of the window: items, ms): ${long.map(([s, e, size]) => `${ms(s - rows[0]!.sent)}: ${size}, ${ms(e - s)}`).join("; ")}`)
+  // What the long ones are made of (marks "i" at each item's start, "t" at each chained turn, "C"
+  // at the COMMIT's start, "n" the group's statements, after its "G").
+  const at = (code: string) => get(code).map(([t]) => t)
+  const between = (ts: ReadonlyArray<number>, from: number, to: number) => ts.filter((t) => t >= from && t <= to)
+  const itemStarts = at("i")
+  const itemEndMarks = at("I")
+  const receiveMarks = at("r")
+  const beginStarts = at("B")
+  const beginEnds = at("b")
+  const turns = at("t")
+  const commitStarts = at("C")
+  const statements = get("n")
+  const made = groups.map(([s, e, size], g) => {
+    const starts = between(itemStarts, s, e)
+    const commit = between(commitStarts, s, e).at(-1) ?? e
+    const bounds = [...starts, commit]
+    const itemEnds = between(itemEndMarks, s, e)
+    // Each item's time, its chained turns, and the time from its end to the next item's start (or the COMMIT).
+    const items = starts.map((t, k) => ({ ms: (itemEnds[k] ?? bounds[k + 1]!) - t, turns: between(turns, t, bounds[k + 1]!).length, after: bounds[k + 1]! - (itemEnds[k] ?? bounds[k + 1]!) }))
+    const begun = between(beginStarts, s, e)[0] ?? s
+    const beginEnd = between(beginEnds, s, e)[0] ?? begun
+    return { s, e, size, statements: statements[g]?.[1] ?? 0, commit: e - commit, items, inside: between(receiveMarks, s, e).length, toBegin: begun - s, begin: beginEnd - begun, toFirst: (starts[0] ?? beginEnd) - beginEnd }
+  })
+  const pacedMade = made.filter(({ s }) => s >= rows[0]!.sent)
+  const turnsPerItem = pacedMade.flatMap((g) => g.items.map((i) => i.turns))
+  lines.push(`  chained turns an item while paced: p50 ${percentile(turnsPerItem, 50)} p99 ${percentile(turnsPerItem, 99)} max ${Math.max(0, ...turnsPerItem)}; statements a group p50 ${percentile(pacedMade.map((g) => g.statements), 50)} p99 ${percentile(pacedMade.map((g) => g.statements), 99)}; COMMIT p99 ${ms(percentile(pacedMade.map((g) => g.commit), 99))} max ${ms(Math.max(0, ...pacedMade.map((g) => g.commit)))} ms`)
+  for (const g of pacedMade.filter(({ s, e }) => e - s > 3000))
+    lines.push(
+      `    group at ${ms(g.s - rows[0]!.sent)}: ${ms(g.e - g.s)} ms, ${g.size} items, ${g.statements} statements, to the BEGIN ${ms(g.toBegin)} ms, BEGIN ${ms(g.begin)} ms, to the first item ${ms(g.toFirst)} ms, COMMIT ${ms(g.commit)} ms, publishes received inside it ${g.inside}; items (ms/turns/ms after it): ${g.items.map((i) => `${ms(i.ms)}/${i.turns}/${ms(i.after)}`).join(" ")}`
+    )
   const longAppends = appends.filter(([s, e]) => s >= rows[0]!.sent && e - s > 5000)
   if (longAppends.length > 0) lines.push(`  appends over 5 ms (at ms of the window: appends, ms): ${longAppends.map(([s, e, size]) => `${ms(s - rows[0]!.sent)}: ${size}, ${ms(e - s)}`).join("; ")}`)
   return lines.join("\n")

@@ -6,7 +6,7 @@
  */
 import type { Envelope } from "@baton/core"
 import { Effect } from "effect"
-import type { Inbox, Sql } from "@baton/store"
+import { timeline, type Inbox, type Sql } from "@baton/store"
 import type { RunElsewhere } from "./Decision.ts"
 
 /**
@@ -76,7 +76,7 @@ export const drain = (chain: Chain, deliveries: Array<() => void>): Sql<Array<()
   const turn = chain.turns.shift()
   return turn === undefined
     ? Effect.succeed(deliveries)
-    : Effect.flatMap(turn, (more) => {
+    : Effect.flatMap(timeline === undefined ? turn : Effect.andThen(Effect.sync(() => timeline?.("t")), turn), (more) => {
         for (const d of more) deliveries.push(d)
         return drain(chain, deliveries)
       })

@@ -248,6 +248,15 @@ const closing = new WeakMap<Store.Store, Array<() => Promise<void>>>()
 /** Runs `f` when `store` (a store this module opened) closes, before its connection closes. */
 export const beforeClose = (store: Store.Store, f: () => Promise<void>): void => void closing.get(store)?.push(f)
 
+/**
+ * Most items a group commit holds (`Store.make`'s `maxBatch`): 64, or `BATON_SQLITE_MAX_BATCH`
+ * (an experiment's knob, benchmarks only).
+ */
+const maxBatch = (): number => {
+  const n = Number(process.env.BATON_SQLITE_MAX_BATCH ?? 64)
+  return Number.isInteger(n) && n > 0 ? n : 64
+}
+
 export const open = async (options: Options): Promise<Store.Store> => {
   if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true })
   const db = new DatabaseSync(options.path)
@@ -272,7 +281,7 @@ export const open = async (options: Options): Promise<Store.Store> => {
     exclusive,
     // A burst commits in transactions of at most this many messages, so that it does not hold the
     // event loop for long; the rest commit in the next turn.
-    maxBatch: 64,
+    maxBatch: maxBatch(),
     close: async () => {
       for (const f of hooks.splice(0)) await f()
       await Effect.runPromise(Scope.close(scope, Exit.void))

@@ -345,6 +345,17 @@ export const make = (deps: {
       ? <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Effect.provideService(Effect.provideService(effect, SqlClient.SqlClient, nesting), References.PreventSchedulerYield, true)
       : <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>) => Effect.provideService(effect, SqlClient.SqlClient, nesting)
 
+  /**
+   * The context a store operation's fiber starts in. On SQLite it does not yield in it either: past
+   * 2,048 steps (a group of ~9 orders' chains, an append of many events) the fiber yielded once
+   * `provide`'s scope had ended, after the COMMIT, and the operation settled a turn later, behind
+   * whatever that turn ran (4-28 publishes received in the timeline of `tail.ts 1000 3000 accept`,
+   * a group's end 1-14 ms after its commit).
+   */
+  const root = dialect === "sqlite" ? Context.make(References.PreventSchedulerYield, true) : Context.empty()
+  const fork = Effect.runForkWith(root)
+  const runExit = Effect.runPromiseExitWith(root)
+
   const listeners: Array<(available: boolean, reason: string) => void> = []
   let available = true
   // Changes of `available` so far. Only an outcome of work begun since the last change may change
@@ -370,7 +381,7 @@ export const make = (deps: {
   }
   const run = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>): Promise<A> => {
     const since = changes
-    return Effect.runPromiseExit(provide(effect)).then((exit) => settleExit(exit, since))
+    return runExit(provide(effect)).then((exit) => settleExit(exit, since))
   }
 
   // Transactions are begun here rather than by `sql.withTransaction` (a span, a semaphore and a
@@ -385,7 +396,14 @@ export const make = (deps: {
   }
   const control = (conn: SqlConnection.Connection, text: string) => {
     count(text)
-    return "executeNow" in conn ? (conn as Synchronous).executeNow(text, noValues) : conn.executeUnprepared(text, noValues, undefined)
+    const execute = () => ("executeNow" in conn ? (conn as Synchronous).executeNow(text, noValues) : conn.executeUnprepared(text, noValues, undefined))
+    if (timeline === undefined) return execute()
+    // Benchmarks: the COMMIT's start, and the BEGIN's start and end (SQLite runs it at once).
+    if (text === "COMMIT") timeline("C")
+    if (text === begin) timeline("B")
+    const done = execute()
+    if (text === begin) timeline("b")
+    return done
   }
   const begin = deps.kind === "sqlite" ? "BEGIN IMMEDIATE" : "BEGIN"
   /** Queues a statement on a pipelined connection (PostgreSQL); false on one that is not. */
@@ -633,12 +651,13 @@ export const make = (deps: {
    * Runs a group's transaction and calls back with its outcome: at once when it completed
    * synchronously (SQLite, with synchronous handlers), without a promise's turn in between.
    */
-  const runThen = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, then: (exit: Exit.Exit<A, E>) => void) => void Effect.runFork(provide(effect)).addObserver(then)
+  const runThen = <A, E>(effect: Effect.Effect<A, E, SqlClient.SqlClient>, then: (exit: Exit.Exit<A, E>) => void) => void fork(provide(effect)).addObserver(then)
   const flush = () => {
     scheduled = false
     const items = take()
     if (items.length === 0) return
     timeline?.("g", items.length)
+    const sentBefore = sent
     schedule()
     const keys = unionOf(items)
     hold(keys)
@@ -648,6 +667,7 @@ export const make = (deps: {
       const item = items[0]!
       runThen(inTransaction(locked(keys, item.effect)), (exit) => {
         timeline?.("G", 1)
+        timeline?.("n", sent - sentBefore)
         letGo(keys)
         settle(item, observe(exit, since))
       })
@@ -707,6 +727,7 @@ export const make = (deps: {
     })
     runThen(inTransaction(locked(keys, optimistic)), (first) => {
       timeline?.("G", items.length)
+      timeline?.("n", sent - sentBefore)
       if (Exit.isSuccess(first)) {
         letGo(keys)
         observe(first, since)
@@ -822,7 +843,7 @@ export const make = (deps: {
     if (deps.maxBatch <= 1) return transaction(effect)
     return new Promise<A>((resolve, reject) => {
       // Lock keys matter where transactions run concurrently (`onePerLane`: PostgreSQL).
-      batch.push({ effect, lane, keys: keys === undefined || deps.onePerLane !== true ? undefined : advisoryKeys(keys, deps.lockScope), resolve: resolve as (value: unknown) => void, reject })
+      batch.push({ effect: timeline === undefined ? effect : Effect.tap(Effect.andThen(Effect.sync(() => timeline?.("i")), effect), () => Effect.sync(() => timeline?.("I"))), lane, keys: keys === undefined || deps.onePerLane !== true ? undefined : advisoryKeys(keys, deps.lockScope), resolve: resolve as (value: unknown) => void, reject })
       schedule()
     })
   }

@@ -63,6 +63,63 @@ describe.each([
     )
   })
 
+  it("settles a group's items in the turn of its commit, for all group sizes and step counts", async () => {
+    // Past 2,048 steps the group's fiber yielded once its transaction had ended (outside the
+    // store's own context), and its items settled a turn later, behind that turn's other work.
+    const insert = store.query("INSERT INTO turns (k) VALUES (?)")
+    let next = 1_000
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.integer({ min: 0, max: 3000 }), { minLength: 1, maxLength: 6 }), async (counts) => {
+        let settled = false
+        let otherTurnFirst: boolean | undefined
+        let began = false
+        const all = Promise.all(
+          counts.map((n) =>
+            store.group(
+              Effect.gen(function* () {
+                if (!began) {
+                  began = true
+                  setImmediate(() => (otherTurnFirst = !settled))
+                }
+                yield* insert.run(next++)
+                yield* steps(n)
+              })
+            )
+          )
+        )
+        await all.then(() => (settled = true))
+        await new Promise((resolve) => setImmediate(resolve))
+        expect({ counts, otherTurnFirst }).toEqual({ counts, otherTurnFirst: false })
+      }),
+      { numRuns: runs }
+    )
+  })
+
+  it("settles a transaction in the turn of its commit, however many steps it takes", async () => {
+    // An ingress append is one (its PUBACK waits for it): past 2,048 steps its promise settled a
+    // turn later, behind that turn's other work.
+    const insert = store.query("INSERT INTO turns (k) VALUES (?)")
+    let next = 2_000_000
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 5000 }), async (n) => {
+        let settled = false
+        let otherTurnFirst: boolean | undefined
+        await store
+          .transaction(
+            Effect.gen(function* () {
+              setImmediate(() => (otherTurnFirst = !settled))
+              yield* insert.run(next++)
+              yield* steps(n)
+            })
+          )
+          .then(() => (settled = true))
+        await new Promise((resolve) => setImmediate(resolve))
+        expect({ n, otherTurnFirst }).toEqual({ n, otherTurnFirst: false })
+      }),
+      { numRuns: runs }
+    )
+  })
+
   it("lets an append wait for no other turn's work while a long group holds the connection", async () => {
     const insert = store.query("INSERT INTO turns (k) VALUES (?)")
     const order: Array<string> = []
