@@ -32,12 +32,23 @@ export interface Running {
 }
 
 /**
+ * `BATON_TEST_FRONT=log` (or `thread`): the runtime's ingress mode (`BATON_FRONT`) for every
+ * process a suite starts, as `startRuntime` does in process (runtime/test/support.ts), unless
+ * `env` sets the mode or runs on PostgreSQL or an external broker (the mode refuses those).
+ */
+const testFront = (env: Record<string, string>): Record<string, string> => {
+  const front = process.env.BATON_TEST_FRONT
+  const unsupported = env.BATON_DATABASE_URL !== undefined || env.BATON_BROKER_URL !== undefined
+  return front === undefined || front === "" || unsupported ? {} : { BATON_FRONT: front }
+}
+
+/**
  * Starts the runtime and waits until it is ready (or until it died trying). `args`: what Node runs,
  * `main.ts` by default (`[cli.ts, "start", "--app", path]` runs a user's app as `baton start` does).
  */
 export const startProcess = async (dataDir: string, env: Record<string, string> = {}, args: ReadonlyArray<string> = [main], readyMs = 30_000): Promise<Running> => {
   const child = spawn(process.execPath, [...nodeOptions, ...args], {
-    env: { ...process.env, BATON_MQTT_PORT: "0", BATON_WS_PORT: "off", BATON_HTTP_PORT: "0", BATON_DATA_DIR: dataDir, BATON_RESTART_DELAY_MS: "10", ...env },
+    env: { ...process.env, BATON_MQTT_PORT: "0", BATON_WS_PORT: "off", BATON_HTTP_PORT: "0", BATON_DATA_DIR: dataDir, BATON_RESTART_DELAY_MS: "10", ...testFront(env), ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })
   let output = ""
