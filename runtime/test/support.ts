@@ -6,28 +6,18 @@ import type { Socket } from "node:net"
 import mqtt, { type MqttClient } from "mqtt"
 import { afterAll, beforeAll } from "vitest"
 import { Envelope, Log } from "@baton/core"
-import { Sessions } from "@baton/testkit"
+import { Process, Sessions } from "@baton/testkit"
 import { fromEnv, type Config } from "../src/Config.ts"
 import * as Runtime from "../src/Runtime.ts"
 
 /** Property runs per integration property; raise for a soak run. */
 export const propertyRuns = Number(process.env.BATON_PROPERTY_RUNS ?? 4)
 
-/**
- * `BATON_TEST_FRONT=log` (or `thread`) runs every runtime a suite starts in that ingress mode
- * (docs/front-thread.md, section 10), so that a whole suite runs in it unchanged. Read through
- * `fromEnv`, so an override of the mode wins; a runtime on PostgreSQL or an external broker keeps
- * the default, the only mode it accepts (section 8).
- */
-const testFront = (overrides: Partial<Config>): Record<string, string> => {
-  const front = process.env.BATON_TEST_FRONT
-  return front === undefined || front === "" || overrides.databaseUrl !== undefined || overrides.brokerUrl !== undefined ? {} : { BATON_FRONT: front }
-}
-
 export const startRuntime = async (overrides: Partial<Config> = {}, options: Runtime.Options = {}) => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-test-"))
   const config: Config = {
-    ...fromEnv(testFront(overrides)),
+    // BATON_TEST_FRONT through `fromEnv`, so that an override of the mode wins.
+    ...fromEnv(Process.testFront(overrides.databaseUrl !== undefined || overrides.brokerUrl !== undefined)),
     mqttPort: 0,
     wsPort: 0,
     httpPort: 0,

@@ -32,13 +32,13 @@ export interface Running {
 }
 
 /**
- * `BATON_TEST_FRONT=log` (or `thread`): the runtime's ingress mode (`BATON_FRONT`) for every
- * process a suite starts, as `startRuntime` does in process (runtime/test/support.ts), unless
- * `env` sets the mode or runs on PostgreSQL or an external broker (the mode refuses those).
+ * `BATON_TEST_FRONT=log` (or `thread`): the ingress mode (`BATON_FRONT`, docs/front-thread.md,
+ * section 10) of every runtime a suite starts, spawned here and in process (runtime/test/support.ts),
+ * so that a whole suite runs in it unchanged; none for a runtime on PostgreSQL or an external
+ * broker (`unsupported`), which the mode refuses (section 8). The caller's own setting comes after.
  */
-const testFront = (env: Record<string, string>): Record<string, string> => {
+export const testFront = (unsupported: boolean): Record<string, string> => {
   const front = process.env.BATON_TEST_FRONT
-  const unsupported = env.BATON_DATABASE_URL !== undefined || env.BATON_BROKER_URL !== undefined
   return front === undefined || front === "" || unsupported ? {} : { BATON_FRONT: front }
 }
 
@@ -48,7 +48,7 @@ const testFront = (env: Record<string, string>): Record<string, string> => {
  */
 export const startProcess = async (dataDir: string, env: Record<string, string> = {}, args: ReadonlyArray<string> = [main], readyMs = 30_000): Promise<Running> => {
   const child = spawn(process.execPath, [...nodeOptions, ...args], {
-    env: { ...process.env, BATON_MQTT_PORT: "0", BATON_WS_PORT: "off", BATON_HTTP_PORT: "0", BATON_DATA_DIR: dataDir, BATON_RESTART_DELAY_MS: "10", ...testFront(env), ...env },
+    env: { ...process.env, BATON_MQTT_PORT: "0", BATON_WS_PORT: "off", BATON_HTTP_PORT: "0", BATON_DATA_DIR: dataDir, BATON_RESTART_DELAY_MS: "10", ...testFront(env.BATON_DATABASE_URL !== undefined || env.BATON_BROKER_URL !== undefined), ...env },
     stdio: ["ignore", "pipe", "pipe"]
   })
   let output = ""
