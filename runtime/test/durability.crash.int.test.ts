@@ -17,19 +17,23 @@ const runs = Number(process.env.BATON_CRASH_RUNS ?? 6)
 
 /**
  * Every kill point of the runtime (Crash.ts), and where it is reached: `received-committed` only
- * with an external broker (processors take their messages over broker sessions), the others with
- * either. `after-acks`: no kill point, the process is killed once the broker acknowledged.
+ * with an external broker (processors take their messages over broker sessions),
+ * `handover-committed` only with the two-file ingress (`BATON_FRONT=log`, `front-log`: the
+ * embedded broker, its initiating events committed to `front/ingress.db`, then handed over to
+ * baton.db with the front's mark; docs/front-thread.md, 3.2), the others with either.
+ * `after-acks`: no kill point, the process is killed once the broker acknowledged.
  */
-type Where = "embedded" | "external"
-type KillPoint = Crash.Point | "after-acks"
+type Where = "embedded" | "external" | "front-log"
+type KillPoint = Crash.Point | "after-acks" | "handover-committed"
 const reachedWith: Record<KillPoint, ReadonlyArray<Where>> = {
-  "after-acks": ["embedded"],
-  "ingress-before-commit": ["embedded"],
-  "ingress-committed": ["embedded"],
-  handler: ["embedded"],
+  "after-acks": ["embedded", "front-log"],
+  "ingress-before-commit": ["embedded", "front-log"],
+  "ingress-committed": ["embedded", "front-log"],
+  "handover-committed": ["front-log"],
+  handler: ["embedded", "front-log"],
   "received-committed": ["external"],
-  "processed-committed": ["embedded", "external"],
-  "outbox-published": ["embedded"]
+  "processed-committed": ["embedded", "external", "front-log"],
+  "outbox-published": ["embedded", "front-log"]
 }
 const allKillPoints = Object.keys(reachedWith) as Array<KillPoint>
 /** `BATON_CRASH_POINTS=handler,outbox-published` restricts the kill points (to chase one). */
@@ -59,23 +63,39 @@ interface Placed {
   readonly qos: 1 | 2
 }
 
-const message = (p: Placed, n: number) =>
-  JSON.stringify({ id: p.id, type: "place-order", data: { customerId: `crash-${n}`, email: `c${n}@example.com`, items: p.items.map((i) => ({ ...i, price: 2.5 })), payment: { card: cards[p.kind] } } })
+/** `keys`: how many customers place the orders (each its own by default); the customer is the key of a place-order. */
+const message = (p: Placed, n: number, keys = Infinity) =>
+  JSON.stringify({ id: p.id, type: "place-order", data: { customerId: `crash-${n % keys}`, email: `c${n}@example.com`, items: p.items.map((i) => ({ ...i, price: 2.5 })), payment: { card: cards[p.kind] } } })
 
 /** Publishes the orders; resolves with the ids the broker acknowledged before the connection died. */
-const publishAll = async (url: string, placed: ReadonlyArray<Placed>): Promise<Set<string>> => {
+const publishAll = async (url: string, placed: ReadonlyArray<Placed>, keys?: number): Promise<Set<string>> => {
   const acked = new Set<string>()
   const client = await mqtt.connectAsync(url, { protocolVersion: 4, reconnectPeriod: 0, clean: true })
   const closed = new Promise<void>((resolve) => client.once("close", () => resolve()))
   // Publishes in flight when the broker dies never settle: the connection's close ends the wait.
   await Promise.race([
-    Promise.allSettled(placed.map((p, n) => client.publishAsync("initiate/place-order", message(p, n), { qos: p.qos }).then(() => void acked.add(p.id)))),
+    Promise.allSettled(placed.map((p, n) => client.publishAsync("initiate/place-order", message(p, n, keys), { qos: p.qos }).then(() => void acked.add(p.id)))),
     closed,
     new Promise((r) => setTimeout(r, 15_000))
   ])
   client.end(true)
   return acked
 }
+
+/**
+ * The orders acknowledged before the kill, by customer, were placed in the order they were
+ * published: order-placement handles one key's events in their forwarding order (its `orders.seq`),
+ * and the forwarding follows the log's, which is the publishes' (one connection, PUBACKs in order).
+ */
+const checkOrderPerKey = (dataDir: string, placed: ReadonlyArray<Placed>, acked: ReadonlySet<string>, keys: number) =>
+  readStore(dataDir, (db) => {
+    const placedAt = db.prepare("SELECT correlation_id, customer_id FROM orders ORDER BY seq").all().map((r) => ({ id: String(r.correlation_id), key: String(r.customer_id) }))
+    const index = new Map(placed.map((p, n) => [p.id, n]))
+    for (let k = 0; k < keys; k++) {
+      const forwarded = placedAt.filter((o) => o.key === `crash-${k}` && acked.has(o.id)).map((o) => index.get(o.id)!)
+      expect(forwarded, `acknowledged orders of crash-${k} in the order published`).toEqual([...forwarded].sort((a, b) => a - b))
+    }
+  })
 
 const check = (dataDir: string, placed: ReadonlyArray<Placed>) =>
   readStore(dataDir, (db) => {
@@ -142,23 +162,24 @@ const terminal = (dataDir: string, placed: ReadonlyArray<Placed>) => {
  * A crash run. `covering`: the run that covers its kill point, which must be reached (the process
  * kills itself there): a hit count within the work, and time to get there.
  */
-const crashRun = (given: Record<string, string>, urlOf: (r: Running) => string) => async (s: Scenario, covering = false) => {
+const crashRun = (given: Record<string, string>, urlOf: (r: Running) => string, keys?: number) => async (s: Scenario, covering = false) => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-crash-"))
   // Sessions in Redis: under a prefix of this run's, deleted after it.
   const redis = given.BATON_REDIS_URL === undefined ? undefined : TestRedis.scoped(given.BATON_REDIS_URL)
   const env = redis === undefined ? given : { ...given, BATON_REDIS_URL: redis.url }
   const instance = `crash${Math.random().toString(36).slice(2, 8)}`
   const placed: Array<Placed> = s.orders.map((o) => ({ id: crypto.randomUUID(), kind: o.cardKind, items: o.items, qos: o.qos }))
-  // The ingress log commits once per batch of publishes, so its points are reached only a few times.
-  // A covering run kills within the work (every order passes each other point at least once).
-  const hit = s.kill.startsWith("ingress-") ? (covering ? 1 : 1 + (s.hit % 3)) : covering ? 1 + (s.hit % s.orders.length) : s.hit
+  // The ingress log commits once per batch of publishes, and a hand-over takes what one commit
+  // holds, so their points are reached only a few times. A covering run kills within the work
+  // (every order passes each other point at least once).
+  const hit = s.kill.startsWith("ingress-") || s.kill === "handover-committed" ? (covering ? 1 : 1 + (s.hit % 3)) : covering ? 1 + (s.hit % s.orders.length) : s.hit
   const crashAt: Record<string, string> = s.kill === "after-acks" ? {} : { BATON_CRASH_AT: `${s.kill}:${hit}` }
   let first: Running | undefined
   let second: Running | undefined
   try {
     first = await startProcess(dataDir, { ...env, BATON_INSTANCE: instance, ...crashAt })
     if (env.BATON_BROKER_URL === undefined) await Process.watchEverything(urlOf(first))
-    const acked = await publishAll(urlOf(first), placed)
+    const acked = await publishAll(urlOf(first), placed, keys)
     // The kill point may not be reached (hit count past the work): then the kill comes from outside.
     const reached = await Promise.race([first.exited.then((code) => code === "SIGKILL"), new Promise<boolean>((r) => setTimeout(() => r(false), s.kill === "after-acks" ? 0 : covering ? 20_000 : 300))])
     if (covering && s.kill !== "after-acks") expect(reached, `the process killed itself at ${s.kill}:${hit}`).toBe(true)
@@ -168,7 +189,7 @@ const crashRun = (given: Record<string, string>, urlOf: (r: Running) => string) 
     second = await startProcess(dataDir, { ...env, BATON_INSTANCE: instance })
     // A client resends what was not acknowledged; resending acknowledged ones too must change nothing.
     const resend = placed.filter((p) => !acked.has(p.id) || s.resendAcked)
-    await publishAll(urlOf(second), resend)
+    await publishAll(urlOf(second), resend, keys)
     await eventually(() => terminal(dataDir, placed), 30_000, "every order to reach a terminal state").catch((timedOut: unknown) => {
       // Name the broken rule rather than the wait: an order the broker acknowledged is never resent by its client.
       const stored = new Set(readStore(dataDir, (db) => db.prepare("SELECT correlation_id FROM orders").all().map((r) => String(r.correlation_id))))
@@ -177,6 +198,7 @@ const crashRun = (given: Record<string, string>, urlOf: (r: Running) => string) 
     })
     expect(await second.kill("SIGTERM")).toBe(0)
     check(dataDir, placed)
+    if (keys !== undefined) checkOrderPerKey(dataDir, placed, acked, keys)
   } finally {
     await first?.kill("SIGKILL")
     await second?.kill("SIGKILL")
@@ -268,6 +290,14 @@ describe("no data loss across SIGKILL", () => {
       const run = crashRun({}, (r) => `mqtt://127.0.0.1:${r.mqttPort}`)
       for (const kill of ["handler@warehouse", "processed-committed@warehouse"] as ReadonlyArray<string>)
         await fc.assert(fc.asyncProperty(scenarioAt(fc.constant(kill as KillPoint), fc.constant(false)), (s) => run(s, true)), { numRuns: 2, endOnFailure: true })
+    },
+    300_000
+  )
+
+  it(
+    "two-file ingress (BATON_FRONT=log): for random orders of three customers and every kill point, handover-committed included, every order completes once, every effect applied once, the acknowledged ones placed in order per customer",
+    async () => {
+      await cover("front-log", runs, crashRun({ BATON_FRONT: "log" }, (r) => `mqtt://127.0.0.1:${r.mqttPort}`, 3))
     },
     300_000
   )
