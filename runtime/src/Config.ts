@@ -97,6 +97,11 @@ export interface Config {
   readonly logFormat: "text" | "json"
   /** The least level logged; `debug` adds a line per handled message. */
   readonly logLevel: "debug" | "info" | "warn" | "error"
+  /**
+   * `log`: initiating events committed in a file of their own, `front/ingress.db`, and handed over
+   * to the store (docs/front-thread.md, stage 1); `off`: in the store's own log.
+   */
+  readonly front: "off" | "log"
 }
 
 export const appNames = ["order-entry", "customer", "trading", "comments", "order-stats", "ping"] as const
@@ -182,6 +187,18 @@ const tlsOf = (env: Env): Config["tls"] => {
   return { certFile, keyFile }
 }
 
+/** `BATON_FRONT`: `thread` is planned (docs/front-thread.md), not built; `log` only for a single instance on SQLite with the embedded broker. */
+const frontOf = (env: Env): Config["front"] => {
+  const raw = text(env, "BATON_FRONT") ?? "off"
+  if (raw === "thread") throw new ConfigError("BATON_FRONT=thread is not built yet (docs/front-thread.md, stage 2); use off or log")
+  if (raw !== "off" && raw !== "log") throw new ConfigError(`BATON_FRONT must be off or log, got '${raw}'`)
+  if (raw === "log" && text(env, "BATON_DATABASE_URL") !== undefined)
+    throw new ConfigError("BATON_FRONT=log needs the embedded SQLite store (its hand-over mark lives in the same database as what the events become, one instance): unset BATON_DATABASE_URL or BATON_FRONT")
+  if (raw === "log" && text(env, "BATON_BROKER_URL") !== undefined)
+    throw new ConfigError("BATON_FRONT=log needs the embedded broker (it logs initiating events before their PUBACK): unset BATON_BROKER_URL or BATON_FRONT")
+  return raw
+}
+
 const loopbackHost = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/
 
 export const fromEnv = (env: Env = process.env): Config => {
@@ -252,7 +269,8 @@ export const fromEnv = (env: Env = process.env): Config => {
     otlpUrl,
     otlpIntervalMs: positive(env, "BATON_OTLP_INTERVAL_MS", 1000),
     logFormat: oneOf(env, "BATON_LOG_FORMAT", ["text", "json"] as const, "text"),
-    logLevel: oneOf(env, "BATON_LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info")
+    logLevel: oneOf(env, "BATON_LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
+    front: frontOf(env)
   }
 }
 

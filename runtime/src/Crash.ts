@@ -9,7 +9,8 @@ export const points = [
   "handler", // inside a processor handler, before its transaction commits
   "received-committed", // message in the processor's inbox, before it is acknowledged to the broker (external broker)
   "processed-committed", // effects, inbox and outbox committed, before the relay publishes
-  "outbox-published" // relay's publish confirmed, before the entry is marked sent
+  "outbox-published", // relay's publish confirmed, before the entry is marked sent
+  "handover-committed" // BATON_FRONT=log: front log entries forwarded and main's mark committed, before the ingress's cursor moves on
 ] as const
 
 /** Every point is reached by the crash test in durability.crash.int.test.ts at least once per run. */

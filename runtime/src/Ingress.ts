@@ -5,7 +5,7 @@
  */
 import { Effect, Result } from "effect"
 import { Envelope, Log, Topics, Trace, type App, type Initiating, type Message } from "@baton/core"
-import { isUnavailable, squash, timeline, type IngressLog, type Outbox, type Sql, type Store } from "@baton/store"
+import { isUnavailable, squash, timeline, type FrontLog, type IngressLog, type Outbox, type Sql, type Store } from "@baton/store"
 import * as Crash from "./Crash.ts"
 import { RunElsewhere } from "./Decision.ts"
 import * as Due from "./Due.ts"
@@ -125,6 +125,86 @@ export const contractsOf = (apps: ReadonlyArray<App>): ReadonlyMap<string, Initi
   new Map(apps.flatMap((app) => app.initiating.map((i) => [i.name, i] as const)))
 
 /**
+ * Where the ingress logs initiating events and where its drain takes them from, in order: main's
+ * own log (`logSource`), or the front's file (`frontSource`, `BATON_FRONT=log`,
+ * docs/front-thread.md 3.1).
+ */
+export interface Source {
+  /** Commits an initiating event; true: forwarded in the same transaction (main's log's `inline`). */
+  readonly append: (topic: string, payload: Buffer, clientId: string | null) => Promise<boolean>
+  /** Up to `limit` entries to forward next, in order. */
+  readonly unforwarded: (limit: number) => Promise<ReadonlyArray<IngressLog.Entry>>
+  /** Inside the forward's transaction, before judging: of `entries`, those to forward (a repeated hand-over's dropped). */
+  readonly fresh: (entries: ReadonlyArray<IngressLog.Entry>) => Sql<ReadonlyArray<IngressLog.Entry>>
+  /** Inside the forward's transaction: records the entries forwarded (`seqs` in order). */
+  readonly forwarded: (seqs: ReadonlyArray<number>) => Sql<void>
+  /** Once the forward of entries up to `seq` committed (read, whether forwarded or dropped). */
+  readonly committed: (seq: number) => void
+  /** Entries handed over from another file: its forward's commit is the `handover-committed` point. */
+  readonly handover: boolean
+}
+
+export const logSource = (log: IngressLog.IngressLog): Source => ({
+  append: log.append,
+  unforwarded: log.unforwarded,
+  fresh: Effect.succeed,
+  forwarded: (seqs) => log.forwarded(...seqs),
+  committed: () => undefined,
+  handover: false
+})
+
+/** A front log's hand-over that skipped or repeated an entry past the mark: a defect, the runtime stops. */
+export class HandoverOutOfOrder extends Error {
+  override readonly name = "HandoverOutOfOrder"
+}
+
+/** Whether `error` (or what caused it) is a `HandoverOutOfOrder`. */
+export const isOutOfOrder = (error: unknown): boolean => {
+  for (let e = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) if (e instanceof HandoverOutOfOrder) return true
+  return false
+}
+
+/** The front log read at start: its newest entry, and main's mark for it (`front_mark`, 0 when none). */
+export const frontMark = async (store: Store, front: FrontLog.FrontLog): Promise<{ readonly mark: number; readonly newest: number }> => {
+  const row = await store.run(store.query("SELECT seq FROM front_mark WHERE log_id = ?").get(front.logId))
+  return { mark: Number(row?.seq ?? 0), newest: await front.newest() }
+}
+
+/**
+ * The front log as the drain's source: entries above main's mark, the mark moved in the
+ * transaction of what they became. The mark is read in that transaction, not trusted from
+ * memory: a forward that committed and failed before its cursor moved reads its entries again,
+ * dropped there. What is left must start right above the mark, without a gap (`seq` is never
+ * given again, FrontLog.ts): otherwise a defect.
+ */
+export const frontSource = (store: Store, front: FrontLog.FrontLog, mark: number): Source => {
+  const read = store.query("SELECT seq FROM front_mark WHERE log_id = ?")
+  const write = store.query("INSERT INTO front_mark (log_id, seq) VALUES (?, ?) ON CONFLICT (log_id) DO UPDATE SET seq = excluded.seq")
+  let cursor = mark
+  return {
+    append: async (topic, payload, clientId) => {
+      await front.append(topic, payload, clientId)
+      return false
+    },
+    unforwarded: (limit) => front.after(cursor, limit),
+    fresh: (entries) =>
+      Effect.flatMap(read.get(front.logId), (row) => {
+        const at = Number(row?.seq ?? 0)
+        const fresh = entries.filter((e) => e.seq > at)
+        const gap = fresh.findIndex((e, i) => e.seq !== at + 1 + i)
+        return gap === -1
+          ? Effect.succeed(fresh)
+          : Effect.die(new HandoverOutOfOrder(`front log ${front.logId}: entry ${fresh[gap]!.seq} handed over where ${at + 1 + gap} was due (mark ${at})`))
+      }),
+    forwarded: (seqs) => (seqs.length === 0 ? Effect.void : write.run(front.logId, seqs[seqs.length - 1]!).pipe(Effect.asVoid)),
+    committed: (seq) => {
+      if (seq > cursor) cursor = seq
+    },
+    handover: true
+  }
+}
+
+/**
  * The ingress worker. `receive` commits an initiating event to the durable log (the broker
  * acknowledges the publisher only after that); the drain judges logged events in order and, in
  * one transaction per batch, writes the accepted envelope to the outbox (or the refusal to the error
@@ -135,7 +215,16 @@ export const make = (deps: {
   readonly contracts: ReadonlyMap<string, Initiating>
   readonly maxPayloadBytes: number
   readonly store: Store
+  /** Main's log: its seen envelope ids, and what the ingress logs and drains unless `source` says otherwise. */
   readonly log: IngressLog.IngressLog
+  /** Where initiating events are logged and drained from (main's log by default). */
+  readonly source?: Source
+  /** Sources drained once at start before `source`, in order (each holding older entries than the next). */
+  readonly before?: ReadonlyArray<{ readonly source: Source; readonly drained?: (forwarded: number) => Promise<void> }>
+  /** Kill points (`Crash.point` by default; a test throws there). */
+  readonly point?: (name: Crash.Point) => void
+  /** A defect that stops forwarding for good (a hand-over out of order): the runtime must end. */
+  readonly fatal?: (error: unknown) => void
   readonly outbox: Outbox.Outbox
   readonly reject: ErrorPath
   /** Routes accepted events to local consumers in the same transaction (embedded broker). */
@@ -152,11 +241,15 @@ export const make = (deps: {
   readonly retryMs?: number
 }) => {
   const tracing = deps.tracing ?? untraced
+  const live = deps.source ?? logSource(deps.log)
+  const point = deps.point ?? Crash.point
   let poke: (() => void) | undefined
   let scheduled = false
   /** A drain failed: the next one, due without a publish to wake it (`stop` cancels it). */
   let retry: Due.Due | undefined
   let stopped = false
+  /** A hand-over out of order (`HandoverOutOfOrder`): nothing is drained again. */
+  let broken = false
   /** Events being appended to the log (`receive`): `idle` waits for them. */
   let appending = 0
   /** Resolved once none is being appended (made only when `idle` waits for one: nothing per event otherwise). */
@@ -168,7 +261,7 @@ export const make = (deps: {
    * a batch); those of bare objects wrapped here are new, recorded nowhere: a statement and a page
    * of the seen ids less for each batch of them.
    */
-  const forward = (entries: ReadonlyArray<IngressLog.Entry>, mark = true): Sql<ReadonlyArray<() => void>, RunElsewhere> =>
+  const forward = (entries: ReadonlyArray<IngressLog.Entry>, source: Source | undefined): Sql<ReadonlyArray<() => void>, RunElsewhere> =>
     Effect.suspend(() => {
       const again = judgedBefore(entries)
       const verdicts = again?.verdicts ?? entries.map((entry) => judge(deps.contracts, { topic: entry.topic, payload: entry.payload }, deps.maxPayloadBytes, Envelope.systemClock, entry.size, entry.clientId))
@@ -187,8 +280,8 @@ export const make = (deps: {
               local.push(...deliveries)
               return from(first, i + 1)
             })
-          : mark
-            ? Effect.as(deps.log.forwarded(...entries.map((e) => e.seq)), local)
+          : source !== undefined
+            ? Effect.as(source.forwarded(entries.map((e) => e.seq)), local)
             : Effect.succeed(local)
       const forwarded = Effect.flatMap(deps.log.firstSights(sightings), (first) => from(first, 0))
       return Effect.tapCause(forwarded, (cause) =>
@@ -273,14 +366,14 @@ export const make = (deps: {
   let left = 0
   let leftSettled = 0
 
-  const drainOnce = async () => {
+  const drainOnce = async (source: Source) => {
     let forwarded = 0
     for (;;) {
       const quiet = left === leftSettled
       const decided = left
-      const entries = await deps.log.unforwarded(256)
+      const entries = await source.unforwarded(256)
       if (entries.length === 0) {
-        if (quiet && left === decided && poke !== undefined && inlineEnabled) clean = true
+        if (source === live && quiet && left === decided && poke !== undefined && inlineEnabled) clean = true
         return forwarded
       }
       // One transaction per batch; deliveries to local consumers (and the relay's poke, when it
@@ -289,10 +382,15 @@ export const make = (deps: {
       let again = entries.length
       let deliveries: ReadonlyArray<() => void>
       try {
-        deliveries = await deps.store.transaction(forward(entries), (error) => again-- > 0 && inline.again(error))
+        deliveries = await deps.store.transaction(
+          Effect.flatMap(source.fresh(entries), (fresh) => forward(fresh, source)),
+          (error) => again-- > 0 && inline.again(error)
+        )
       } finally {
         lastJudged = undefined
       }
+      if (source.handover) point("handover-committed")
+      source.committed(entries[entries.length - 1]!.seq)
       for (const deliver of deliveries) deliver()
       forwarded += entries.length
     }
@@ -301,9 +399,10 @@ export const make = (deps: {
   let chain: Promise<unknown> = Promise.resolve()
   /** Drains begun and not yet settled. */
   let drains = 0
-  const drain = (): Promise<number> => {
+  const drain = (source: Source = live): Promise<number> => {
     drains++
-    const run = chain.then(drainOnce, drainOnce)
+    const once = () => drainOnce(source)
+    const run = chain.then(once, once)
     chain = run.then(
       () => void drains--,
       () => {
@@ -329,7 +428,7 @@ export const make = (deps: {
     again: (error) => error instanceof RunElsewhere
   }
   const forwardInline = (entries: ReadonlyArray<IngressLog.Entry>): Sql<() => void, RunElsewhere> =>
-    Effect.map(forward(entries, false), (deliveries) => () => {
+    Effect.map(forward(entries, undefined), (deliveries) => () => {
       lastJudged = undefined
       try {
         for (const deliver of deliveries) deliver()
@@ -356,6 +455,13 @@ export const make = (deps: {
         retry = undefined
       },
       (error: unknown) => {
+        if (isOutOfOrder(error)) {
+          // Forwarding on would skip or repeat events: nothing more is forwarded, the runtime ends.
+          broken = true
+          deps.logger.log("error", "ingress hand-over out of order (a defect): forwarding stopped", { reason: Log.reason(error) })
+          deps.fatal?.(error)
+          return
+        }
         if (!isUnavailable(error)) failing.failed(error)
         if (stopped || retry !== undefined) return
         retry = Due.after(deps.retryMs ?? 500, () => {
@@ -367,7 +473,7 @@ export const make = (deps: {
   }
 
   const schedule = () => {
-    if (scheduled || poke === undefined) return
+    if (scheduled || poke === undefined || broken) return
     scheduled = true
     setImmediate(drainSafely)
   }
@@ -380,14 +486,14 @@ export const make = (deps: {
       try {
         let forwarded: boolean
         try {
-          forwarded = await deps.log.append(topic, payload, clientId)
+          forwarded = await live.append(topic, payload, clientId)
         } catch (error) {
           // A drain finds the log empty again (the batch rolled back) before anything is inlined.
           clean = false
           schedule()
           throw error
         }
-        Crash.point("ingress-committed")
+        point("ingress-committed")
         if (!forwarded) schedule()
       } finally {
         // Counted until its forward is scheduled (or was done inline): `idle` sees no gap between.
@@ -415,10 +521,29 @@ export const make = (deps: {
         throw error
       }
     },
-    /** Starts forwarding (first what a crash left in the log); `relay` is poked after what wrote to the outbox. */
+    /**
+     * Starts forwarding: first what the `before` sources hold, each drained to the end, then what
+     * a crash left in the log; `relay` is poked after what wrote to the outbox.
+     */
     start: (relay: () => void): Promise<number> => {
-      poke = relay
-      return drain()
+      const before = deps.before ?? []
+      if (before.length === 0) {
+        poke = relay
+        // The drain itself, whose rejection the chain handles (a caller may await it later).
+        return drain()
+      }
+      return (async () => {
+        let forwarded = 0
+        // Before `poke` is set, a publish schedules no drain: none overtakes the older sources.
+        for (const { source, drained } of before) {
+          const n = await drain(source)
+          await drained?.(n)
+          forwarded += n
+        }
+        poke = relay
+        if (forwarded > 0) relay()
+        return forwarded + (await drain())
+      })()
     },
     /** No more drains after a failure (shutting down): what is left is forwarded at the next start. */
     stop: () => {

@@ -98,6 +98,7 @@ export const make = (config: Config, options: Options = {}) =>
     const store = Context.get(parts, StoreLayer.Store)
     const host = Context.get(parts, ProcessorHost.ProcessorHost)
     const { embedded } = Context.get(parts, Broker.Broker)
+    const { broken } = Context.get(parts, Ingress.Ingress)
     const http = Context.get(parts, Http.Http)
     const { sessions } = Context.get(parts, Consuming.Consuming)
 
@@ -114,7 +115,8 @@ export const make = (config: Config, options: Options = {}) =>
       actors: host.actors,
       sessions,
       idle: host.idle,
-      fatal: Deferred.await(host.fatal)
+      // A hand-over out of order is a defect (Ingress.ts, `HandoverOutOfOrder`): the runtime ends with it.
+      fatal: Effect.raceFirst(Deferred.await(host.fatal), Deferred.await(broken))
     }
     return runtime
   })

@@ -24,7 +24,7 @@ const runs = Number(process.env.BATON_CRASH_RUNS ?? 6)
  * `after-acks`: no kill point, the process is killed once the broker acknowledged.
  */
 type Where = "embedded" | "external" | "front-log"
-type KillPoint = Crash.Point | "after-acks" | "handover-committed"
+type KillPoint = Crash.Point | "after-acks"
 const reachedWith: Record<KillPoint, ReadonlyArray<Where>> = {
   "after-acks": ["embedded", "front-log"],
   "ingress-before-commit": ["embedded", "front-log"],

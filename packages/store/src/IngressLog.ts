@@ -6,8 +6,8 @@
  * larger batch is a transaction of such INSERTs.
  */
 import { Effect } from "effect"
-import { Envelope } from "@baton/core"
-import { ddl, timeline, type Query, type Sql, type Store } from "./Store.ts"
+import { chunks, grouped, inserts, rowing, sized as sizedOn, values, type Pending } from "./GroupAppend.ts"
+import { ddl, timeline, type Row, type Sql, type Store } from "./Store.ts"
 
 /** Most appends written by one statement on PostgreSQL (a larger batch: a transaction of such statements). */
 const maxRowsPerStatement = 32
@@ -96,6 +96,13 @@ export const migrations = [
       pg: `CREATE INDEX IF NOT EXISTS ingress_unforwarded_seq ON ingress_log (instance, seq) WHERE forwarded_at IS NULL;
       DROP INDEX IF EXISTS ingress_unforwarded`
     }
+  },
+  {
+    // With `BATON_FRONT=log`, the highest entry of each front log (`FrontLog.ts`, by its id) whose
+    // forward committed: written in the transaction of what the entries became, the hand-over's
+    // deduplication (docs/front-thread.md 3.1).
+    name: "runtime/020-front-mark",
+    sql: "CREATE TABLE front_mark (log_id TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
   }
 ]
 
@@ -107,6 +114,15 @@ export interface Entry {
   readonly size: number
   readonly clientId: string | null
 }
+
+/** An entry as read from a log's row (`seq, topic, payload, size, client_id`). */
+export const entryOf = (r: Row): Entry => ({
+  seq: Number(r.seq),
+  topic: String(r.topic),
+  payload: Buffer.from(r.payload as Uint8Array),
+  size: Number(r.size),
+  clientId: r.client_id === null ? null : String(r.client_id)
+})
 
 /** See `make`'s `inline` option. */
 export interface Inline {
@@ -124,10 +140,6 @@ const noneSeen: ReadonlySet<number> = new Set()
 
 /** Most entries one statement of a drain marks or records. */
 const maxKeysPerStatement = 128
-
-const chunks = <A>(items: ReadonlyArray<A>, size: number): ReadonlyArray<ReadonlyArray<A>> =>
-  // One chunk (a batch of one, say) without Array.from's iteration over an array-like.
-  items.length === 0 ? [] : items.length <= size ? [items] : Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size))
 
 export const make = async (
   store: Store,
@@ -164,15 +176,7 @@ export const make = async (
 ) => {
   await store.migrate(migrations)
   const instance = options.instance ?? ""
-  /** A statement over `n` rows or keys, compiled once per `n`. */
-  const sized = (text: (n: number) => string): ((n: number) => Query) => {
-    const compiled = new Map<number, Query>()
-    return (n) => {
-      let q = compiled.get(n)
-      if (q === undefined) compiled.set(n, (q = store.query(text(n))))
-      return q
-    }
-  }
+  const sized = (text: (n: number) => string) => sizedOn(store, text)
   const insertText = "INSERT INTO ingress_log (topic, payload, size, client_id, received_at, instance)"
   const unforwarded = store.query("SELECT seq, topic, payload, size, client_id FROM ingress_log WHERE forwarded_at IS NULL AND instance = ? ORDER BY seq LIMIT ?")
   const adopt = store.query("UPDATE ingress_log SET instance = ? WHERE forwarded_at IS NULL AND instance = ? RETURNING seq")
@@ -184,29 +188,13 @@ export const make = async (
   const pruneSeen = store.query("DELETE FROM ingress_seen WHERE seq <= ?")
 
   /** `n` appends as one statement. */
-  const insertOf = sized((n) => `${insertText} VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?)").join(", ")}`)
+  const insertOf = sized((n) => `${insertText} VALUES ${values(n, 6)}`)
   /** `n` appends born forwarded, giving their sequence numbers. */
-  const insertForwardedOf = sized((n) => `${insertText.slice(0, -1)}, forwarded_at) VALUES ${Array.from({ length: n }, () => "(?, ?, ?, ?, ?, ?, ?)").join(", ")} RETURNING seq`)
-  let batch: Array<{ readonly topic: string; readonly payload: Buffer; readonly clientId: string | null; readonly done: (e?: Error, inline?: boolean) => void }> = []
-  type Append = (typeof batch)[number]
-  /** A batch's appends in one transaction (`flush`). */
-  const append = Effect.fnUntraced(function* (entries: ReadonlyArray<Append>, row: (e: Append) => ReadonlyArray<unknown>) {
-    timeline?.("s", entries.length)
-    if (options.fence !== undefined) yield* options.fence
-    // SQLite: an INSERT per append (its statements cost no round trip).
-    const rows = store.dialect === "pg" ? maxRowsPerStatement : 1
-    for (const chunk of chunks(entries, rows)) yield* insertOf(chunk.length).run(...chunk.flatMap(row))
-    options.beforeCommit?.()
-  })
-  const flush = async () => {
-    const entries = batch
-    batch = []
-    timeline?.("f", entries.length)
-    // Formatted once per millisecond (`Envelope.isoNow`), not a `Date` made and formatted per batch.
-    const at = Envelope.isoNow()
-    // An oversized payload is kept as a preview: the rejection records its size.
-    const kept = (e: (typeof entries)[number]) => (e.payload.length > options.maxBytes ? e.payload.subarray(0, options.previewBytes) : e.payload)
-    const row = (e: (typeof entries)[number]) => [e.topic, kept(e), e.payload.length, e.clientId, at, instance]
+  const insertForwardedOf = sized((n) => `${insertText.slice(0, -1)}, forwarded_at) VALUES ${values(n, 7)} RETURNING seq`)
+  type Append = Pending
+  const flush = async (entries: Array<Pending>) => {
+    const { at, kept } = rowing(options)
+    const row = (e: Pending) => [e.topic, kept(e), e.payload.length, e.clientId, at, instance]
     const forward = options.inline?.forwarder()
     if (forward !== undefined) return flushForwarded(entries, at, kept, row, forward)
     try {
@@ -216,7 +204,8 @@ export const make = async (
         timeline?.("s", entries.length)
         await store.run(insertOf(entries.length).run(...entries.flatMap(row)))
       } else
-        await store.transaction(append(entries, row))
+        // SQLite: an INSERT per append (its statements cost no round trip).
+        await store.transaction(inserts(insertOf, entries, row, store.dialect === "pg" ? maxRowsPerStatement : 1, options.beforeCommit, options.fence))
     } catch (error) {
       options.inline?.settled()
       for (const e of entries) e.done(error as Error)
@@ -247,10 +236,10 @@ export const make = async (
 
   /** A batch inserted born forwarded and forwarded in the same transaction (see `inline`). */
   const flushForwarded = async (
-    entries: typeof batch,
+    entries: ReadonlyArray<Append>,
     at: string,
-    kept: (e: (typeof batch)[number]) => Buffer,
-    row: (e: (typeof batch)[number]) => ReadonlyArray<unknown>,
+    kept: (e: Append) => Buffer,
+    row: (e: Append) => ReadonlyArray<unknown>,
     forward: (entries: ReadonlyArray<Entry>) => Sql<() => void, unknown>
   ) => {
     let after: () => void
@@ -259,7 +248,7 @@ export const make = async (
       // generator (a request-reply round trip is one such batch of one).
       const inserts = chunks(entries, store.dialect === "pg" ? maxRowsPerStatement : 1)
       // Sequence numbers are taken in the order of the rows.
-      const insert = (chunk: ReadonlyArray<(typeof batch)[number]>): Sql<ReadonlyArray<number>> =>
+      const insert = (chunk: ReadonlyArray<Append>): Sql<ReadonlyArray<number>> =>
         Effect.map(insertForwardedOf(chunk.length).all(...chunk.flatMap((e) => [...row(e), at])), (inserted) => inserted.map((r) => Number(r.seq)).sort((a, b) => a - b))
       const seqs: Sql<ReadonlyArray<number>> = inserts.length === 1 ? insert(inserts[0]!) : Effect.map(Effect.forEach(inserts, insert), (lists) => lists.flat())
       after = await store.transaction(
@@ -280,36 +269,16 @@ export const make = async (
     after()
   }
 
-  // When a batch commits. SQLite: once the code running now is done (the publishes parsed from
-  // one read of a socket), not at the end of the event loop's turn: the commit is synchronous and
-  // cheap, and waiting for the turn's end made the publisher's PUBACK wait behind everything the
-  // turn still had to run (other sockets' callbacks, group commits of processing), ~10 ms at
-  // 1,000 events/s. PostgreSQL: at the end of the turn, so that more appends share its round trip.
-  const schedule: (flush: () => void) => void = store.dialect === "sqlite" ? queueMicrotask : setImmediate
-
   return {
     /**
      * Resolves once the message is committed (true: forwarded in the same transaction, see
      * `inline`); messages appended together (see `schedule`) commit together.
      */
-    append: (topic: string, payload: Buffer, clientId: string | null): Promise<boolean> =>
-      new Promise<boolean>((resolve, reject) => {
-        if (batch.length === 0) schedule(() => void flush())
-        batch.push({ topic, payload, clientId, done: (e, inline = false) => (e === undefined ? resolve(inline) : reject(e)) })
-      }),
+    append: grouped(store, flush),
     unforwarded: (limit: number): Promise<ReadonlyArray<Entry>> =>
       store.run(
-        Effect.map(unforwarded.all(instance, limit), (rows) =>
-          rows.map((r) => ({
-            seq: Number(r.seq),
-            topic: String(r.topic),
-            payload: Buffer.from(r.payload as Uint8Array),
-            size: Number(r.size),
-            clientId: r.client_id === null ? null : String(r.client_id)
-          }))
-        )
+        Effect.map(unforwarded.all(instance, limit), (rows) => rows.map(entryOf))
       ),
-    /** Marks an entry forwarded; call inside the transaction that wrote what it became. */
     /** Marks entries forwarded; call inside the transaction that wrote what they became. */
     forwarded: (...seqs: ReadonlyArray<number>): Sql<void> => {
       const at = new Date().toISOString()
@@ -325,6 +294,8 @@ export const make = async (
           return yield* pruneLog.run(Number(upTo))
         })
       ),
+    /** Forgets the envelope ids seen with entries up to `upTo` (a front log's, `BATON_FRONT=log`: its prune's answer). */
+    forget: (upTo: number): Promise<number> => store.run(pruneSeen.run(upTo)),
     /** Takes over the unforwarded entries of dead instances; returns how many. */
     adopt: (dead: ReadonlyArray<string>): Promise<number> =>
       store.transaction(Effect.reduce(dead, () => 0, (n, d) => Effect.map(adopt.run(instance, d), (m) => n + m))),

@@ -10,13 +10,16 @@ export const layer = Layer.effectDiscard(
   Effect.gen(function* () {
     const { config, logger } = yield* Settings
     const { inbox } = yield* Queues
-    const { log } = yield* Ingress
+    const { log, front } = yield* Ingress
     const { repairs } = yield* ProcessorHost
     const prune = async () => {
       const before = new Date(Date.now() - config.retentionHours * 3_600_000)
       const inboxRows = await inbox.prune(before)
       const ingressRows = await log.prune(before)
-      if (inboxRows + ingressRows > 0) logger.log("info", "retention sweep", { "inbox-rows": inboxRows, "ingress-rows": ingressRows, before: before.toISOString() })
+      // The front's log (`BATON_FRONT=log`): its forwarded entries, then main's seen ids up to them (docs/front-thread.md 3.4).
+      const frontUpTo = front === undefined ? 0 : await front.prune(before)
+      if (inboxRows + ingressRows + frontUpTo > 0)
+        logger.log("info", "retention sweep", { "inbox-rows": inboxRows, "ingress-rows": ingressRows, ...(front === undefined ? {} : { "front-up-to": frontUpTo }), before: before.toISOString() })
     }
     const pruneSafely = () => void prune().catch((error: unknown) => logger.log("error", "retention sweep failed", { reason: Log.reason(error) }))
     if (repairs !== undefined)

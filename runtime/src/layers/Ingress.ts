@@ -2,9 +2,10 @@
  * The ingress (initiating events: logged, acknowledged, then judged and forwarded) with its log,
  * and the in-process router it forwards through, which the processor host fills with routes.
  */
+import { existsSync } from "node:fs"
 import { payloadPreviewBytes } from "@baton/core"
-import { IngressLog } from "@baton/store"
-import { Context, Effect, Layer } from "effect"
+import { FrontLog, IngressLog } from "@baton/store"
+import { Context, Deferred, Effect, Exit, Layer } from "effect"
 import * as Crash from "../Crash.ts"
 import * as Ingress_ from "../Ingress.ts"
 import * as Router from "../Router.ts"
@@ -24,6 +25,10 @@ export interface Shape {
    * broker and a single instance, every processor consumes those from its own broker session.
    */
   readonly routePublic: boolean
+  /** With `BATON_FRONT=log`: the front's log and how to prune it with main's seen ids (Housekeeping). */
+  readonly front: { readonly prune: (before: Date) => Promise<number> } | undefined
+  /** Fails when forwarding stopped for good (a hand-over out of order, a defect): the runtime must stop. */
+  readonly broken: Deferred.Deferred<never>
 }
 
 export class Ingress extends Context.Service<Ingress, Shape>()("baton/runtime/Ingress") {}
@@ -39,7 +44,8 @@ export const layer = Layer.effect(
     const { contracts, reject } = yield* Apps
     // A single instance on the embedded broker and SQLite forwards a batch in its append's
     // transaction (SQLite commits its transactions one at a time, in the order they begin).
-    const inline = config.brokerUrl === undefined && !ownership.clustered && store.dialect === "sqlite"
+    // Not with the front's log: its entries are committed in another file (docs/front-thread.md 3.1).
+    const inline = config.brokerUrl === undefined && !ownership.clustered && store.dialect === "sqlite" && config.front === "off"
     const log = yield* promise(() =>
       IngressLog.make(store, {
         maxBytes: config.maxPayloadBytes,
@@ -63,7 +69,76 @@ export const layer = Layer.effect(
     )
     const router = Router.make(inbox)
     const routePublic = config.brokerUrl === undefined || ownership.clustered
-    const ingress = Ingress_.make({ contracts, maxPayloadBytes: config.maxPayloadBytes, store, log, outbox, reject, logger, tracing, inline, ...(routePublic ? { router } : {}) })
-    return { ingress, log, router, routePublic }
+    const broken = yield* Deferred.make<never>()
+    // The front's log: the live source with the flag; without it, a file left is forwarded at start and pruned.
+    const frontPath = FrontLog.pathIn(config.dataDir)
+    const frontFile = store.dialect === "sqlite" && (config.front === "log" || existsSync(frontPath))
+    const front = frontFile
+      ? yield* Effect.acquireRelease(
+          promise(() =>
+            FrontLog.open({
+              path: frontPath,
+              synchronous: config.durable ? "NORMAL" : "OFF",
+              maxBytes: config.maxPayloadBytes,
+              previewBytes: payloadPreviewBytes,
+              beforeCommit: () => Crash.point("ingress-before-commit"),
+              onCheckpointError: (message) => logger.log("warn", "WAL checkpoint failed (the next one tries again)", { file: frontPath, reason: message })
+            })
+          ),
+          // After the ingress is idle (its finalizer runs first, below), before the store closes.
+          (f) => Effect.promise(() => f.close()).pipe(Effect.tap(() => Effect.sync(() => logger.log("info", "front log closed", { file: frontPath }))))
+        )
+      : undefined
+    let source: Ingress_.Source | undefined
+    if (front !== undefined) {
+      const read = yield* promise(() => Ingress_.frontMark(store, front))
+      // Its newest row is never pruned: only an older copy of the file can hold less than the mark.
+      if (read.newest < read.mark)
+        return yield* Effect.die(
+          new Error(`${frontPath} is an older copy of the front log ${front.logId} (its newest entry ${read.newest}, forwarded up to ${read.mark}): its next entries would be taken for forwarded ones; restore the file it replaced, or move it away to start a new one`)
+        )
+      source = Ingress_.frontSource(store, front, read.mark)
+      logger.log("info", "front log opened", { file: frontPath, "log-id": front.logId, newest: read.newest, mark: read.mark, mode: config.front })
+    }
+    const mainLog = Ingress_.logSource(log)
+    const ingress = Ingress_.make({
+      contracts,
+      maxPayloadBytes: config.maxPayloadBytes,
+      store,
+      log,
+      outbox,
+      reject,
+      logger,
+      tracing,
+      inline,
+      fatal: (error) => Deferred.doneUnsafe(broken, Exit.die(error)),
+      ...(routePublic ? { router } : {}),
+      // With the flag, main's own log (older) is drained first; without it, a front file left
+      // (older than anything main logs from now on) is, then pruned (its newest row kept).
+      ...(config.front === "log"
+        ? { source: source!, before: [{ source: mainLog }] }
+        : source !== undefined
+          ? {
+              before: [
+                {
+                  source,
+                  drained: async (n: number) => {
+                    logger.log("info", "left entries forwarded", { file: frontPath, entries: n })
+                    const upTo = await front!.prune(new Date("9999-12-31T23:59:59.999Z"), (await Ingress_.frontMark(store, front!)).mark)
+                    await log.forget(upTo)
+                  }
+                }
+              ]
+            }
+          : {})
+    })
+    // Runs before the front log closes (finalizers in reverse): what is being handed over ends first.
+    yield* Effect.addFinalizer(() => Effect.promise(() => ingress.idle()))
+    const prune = async (before: Date) => {
+      const upTo = await front!.prune(before, (await Ingress_.frontMark(store, front!)).mark)
+      if (upTo > 0) await log.forget(upTo)
+      return upTo
+    }
+    return { ingress, log, router, routePublic, front: config.front === "log" ? { prune } : undefined, broken }
   })
 )
