@@ -21,6 +21,8 @@ const runs = Number(process.env.BATON_CRASH_RUNS ?? 6)
  * `handover-committed` only with the two-file ingress (`BATON_FRONT=log`, `front-log`: the
  * embedded broker, its initiating events committed to `front/ingress.db`, then handed over to
  * baton.db with the front's mark; docs/front-thread.md, 3.2), the others with either.
+ * `outbox-published` is left out of `front-log`'s runs: the relay is the same code in both modes
+ * (stage 1 moves nothing of it), and each covering run adds ~7% to this file's time.
  * `after-acks`: no kill point, the process is killed once the broker acknowledged.
  */
 type Where = "embedded" | "external" | "front-log"
@@ -33,7 +35,7 @@ const reachedWith: Record<KillPoint, ReadonlyArray<Where>> = {
   handler: ["embedded", "front-log"],
   "received-committed": ["external"],
   "processed-committed": ["embedded", "external", "front-log"],
-  "outbox-published": ["embedded", "front-log"]
+  "outbox-published": ["embedded"]
 }
 const allKillPoints = Object.keys(reachedWith) as Array<KillPoint>
 /** `BATON_CRASH_POINTS=handler,outbox-published` restricts the kill points (to chase one). */
