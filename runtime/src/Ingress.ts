@@ -221,7 +221,7 @@ export const make = (deps: {
   readonly source?: Source
   /** Sources drained once at start before `source`, in order (each holding older entries than the next). */
   readonly before?: ReadonlyArray<{ readonly source: Source; readonly drained?: (forwarded: number) => Promise<void> }>
-  /** Kill points (`Crash.point` by default; a test throws there). */
+  /** Called at each kill point after `Crash.point` (a test throws there: a kill, or a failure). */
   readonly point?: (name: Crash.Point) => void
   /** A defect that stops forwarding for good (a hand-over out of order): the runtime must end. */
   readonly fatal?: (error: unknown) => void
@@ -242,7 +242,6 @@ export const make = (deps: {
 }) => {
   const tracing = deps.tracing ?? untraced
   const live = deps.source ?? logSource(deps.log)
-  const point = deps.point ?? Crash.point
   let poke: (() => void) | undefined
   let scheduled = false
   /** A drain failed: the next one, due without a publish to wake it (`stop` cancels it). */
@@ -389,7 +388,10 @@ export const make = (deps: {
       } finally {
         lastJudged = undefined
       }
-      if (source.handover) point("handover-committed")
+      if (source.handover) {
+        Crash.point("handover-committed")
+        deps.point?.("handover-committed")
+      }
       source.committed(entries[entries.length - 1]!.seq)
       for (const deliver of deliveries) deliver()
       forwarded += entries.length
@@ -493,7 +495,8 @@ export const make = (deps: {
           schedule()
           throw error
         }
-        point("ingress-committed")
+        Crash.point("ingress-committed")
+        deps.point?.("ingress-committed")
         if (!forwarded) schedule()
       } finally {
         // Counted until its forward is scheduled (or was done inline): `idle` sees no gap between.
