@@ -140,8 +140,13 @@ export interface Source {
   readonly forwarded: (seqs: ReadonlyArray<number>) => Sql<void>
   /** Once the forward of entries up to `seq` committed (read, whether forwarded or dropped). */
   readonly committed: (seq: number) => void
-  /** Entries handed over from another file: its forward's commit is the `handover-committed` point. */
+  /**
+   * Entries handed over from another file: its forward's commit is the `handover-committed` point,
+   * and the drain lets the event loop turn between its pages (see `frontPage`).
+   */
   readonly handover: boolean
+  /** Most entries a forward's transaction takes. */
+  readonly page: number
 }
 
 export const logSource = (log: IngressLog.IngressLog): Source => ({
@@ -150,8 +155,16 @@ export const logSource = (log: IngressLog.IngressLog): Source => ({
   fresh: Effect.succeed,
   forwarded: (seqs) => log.forwarded(...seqs),
   committed: () => undefined,
-  handover: false
+  handover: false,
+  page: 256
 })
+
+/**
+ * The front's page: its entries are never forwarded in their append's transaction, so a burst is
+ * the drain's; a page of 256 order flows run in one transaction held the event loop (and the
+ * accepts behind it) for tens of ms. As many as a group commit holds (Sqlite.ts's `maxBatch`).
+ */
+const frontPage = 64
 
 /** A front log's hand-over that skipped or repeated an entry past the mark: a defect, the runtime stops. */
 export class HandoverOutOfOrder extends Error {
@@ -200,7 +213,8 @@ export const frontSource = (store: Store, front: FrontLog.FrontLog, mark: number
     committed: (seq) => {
       if (seq > cursor) cursor = seq
     },
-    handover: true
+    handover: true,
+    page: frontPage
   }
 }
 
@@ -370,7 +384,7 @@ export const make = (deps: {
     for (;;) {
       const quiet = left === leftSettled
       const decided = left
-      const entries = await source.unforwarded(256)
+      const entries = await source.unforwarded(source.page)
       if (entries.length === 0) {
         if (source === live && quiet && left === decided && poke !== undefined && inlineEnabled) clean = true
         return forwarded
@@ -395,6 +409,8 @@ export const make = (deps: {
       source.committed(entries[entries.length - 1]!.seq)
       for (const deliver of deliveries) deliver()
       forwarded += entries.length
+      // A turn of the event loop between pages: accepts (the front's commits, their PUBACKs) go in between.
+      if (source.handover) await new Promise<void>((resolve) => setImmediate(resolve))
     }
   }
   // One drain at a time: two would read the same unforwarded entries.
