@@ -6,8 +6,9 @@
 import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import mqtt from "mqtt"
 import { describe, expect, it } from "vitest"
-import { Log, payloadPreviewBytes } from "@baton/core"
+import { Log, payloadPreviewBytes, type Envelope } from "@baton/core"
 import { FrontLog, Sqlite } from "@baton/store"
 import { fromEnv, type Config } from "../src/Config.ts"
 import * as Runtime from "../src/Runtime.ts"
@@ -65,6 +66,36 @@ describe("BATON_FRONT=log", () => {
       expect(newest).toBe(2)
       expect(await markOf(dataDir)).toEqual([{ logId, seq: 2 }])
       expect(a.logger.lines.some((l) => l.includes("front log opened"))).toBe(true)
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
+
+  it("answers a request (the router still runs it in the hand-over's transaction)", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "baton-front-"))
+    try {
+      const a = await startOn(dataDir, "log")
+      try {
+        const clientId = `front-rr-${crypto.randomUUID().slice(0, 6)}`
+        const client = await mqtt.connectAsync(a.url, { protocolVersion: 4, clientId, reconnectPeriod: 0 })
+        try {
+          await client.subscribeAsync(`reply/${clientId}/#`, { qos: 1 })
+          const reply = new Promise<Envelope.Envelope>((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error("no reply within 10 s")), 10_000)
+            client.once("message", (_topic, payload) => {
+              clearTimeout(timer)
+              resolve(JSON.parse(payload.toString()) as Envelope.Envelope)
+            })
+          })
+          const id = crypto.randomUUID()
+          await client.publishAsync("initiate/place-order", JSON.stringify({ id, type: "place-order", replyTo: `reply/${clientId}/replies`, data: JSON.parse(order("front-rr")) }), { qos: 1 })
+          expect(await reply).toMatchObject({ type: "reply", correlationId: id })
+        } finally {
+          await client.endAsync()
+        }
+      } finally {
+        await a.runtime.stop()
+      }
     } finally {
       rmSync(dataDir, { recursive: true, force: true })
     }
