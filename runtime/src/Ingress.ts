@@ -184,6 +184,18 @@ export const frontMark = async (store: Store, front: FrontLog.FrontLog): Promise
 }
 
 /**
+ * The retention sweep over the front log (docs/front-thread.md 3.4): its entries forwarded (up to
+ * main's mark) and received before `before`, its newest row kept, then main's seen envelope ids
+ * up to the highest entry deleted; answers that entry (0: none). A crash between the two leaves
+ * seen ids one sweep longer.
+ */
+export const pruneFront = async (store: Store, front: FrontLog.FrontLog, log: IngressLog.IngressLog, before: Date): Promise<number> => {
+  const upTo = await front.prune(before, (await frontMark(store, front)).mark)
+  if (upTo > 0) await log.forget(upTo)
+  return upTo
+}
+
+/**
  * The front log as the drain's source: entries above main's mark, the mark moved in the
  * transaction of what they became. The mark is read in that transaction, not trusted from
  * memory: a forward that committed and failed before its cursor moved reads its entries again,

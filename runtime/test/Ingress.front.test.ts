@@ -132,6 +132,30 @@ describe("Ingress over the front's log", () => {
     )
   })
 
+  it("prunes the forwarded entries but the newest, then the seen ids up to them", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "baton-front-ingress-"))
+    try {
+      const b = await boot(dir, () => undefined)
+      try {
+        await b.ingress.start(() => undefined)
+        for (const n of [1, 2, 3]) await b.ingress.receive("initiate/ping", Buffer.from(JSON.stringify({ id: `e-${n}`, type: "ping", data: { key: "k1", n } })), null)
+        await b.ingress.idle()
+        const log = await IngressLog.make(b.store, { maxBytes: 1024, previewBytes: 16 })
+        const seen = async () => (await b.store.run(b.store.query("SELECT envelope_id FROM ingress_seen ORDER BY seq").all())).map((r) => String(r.envelope_id))
+        expect(await seen()).toEqual(["e-1", "e-2", "e-3"])
+        // Received before the epoch: none.
+        expect(await Ingress.pruneFront(b.store, b.front, log, new Date(0))).toBe(0)
+        expect(await Ingress.pruneFront(b.store, b.front, log, new Date("9999-12-31T00:00:00.000Z"))).toBe(2)
+        expect((await b.front.after(0, 10)).map((e) => e.seq)).toEqual([3])
+        expect(await seen()).toEqual(["e-3"])
+      } finally {
+        await b.close()
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   it("fails with a defect on a hand-over that skips an entry past the mark", async () => {
     const dir = mkdtempSync(join(tmpdir(), "baton-front-ingress-"))
     try {

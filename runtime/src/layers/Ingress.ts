@@ -100,12 +100,7 @@ export const layer = Layer.effect(
       source = Ingress_.frontSource(store, front, read.mark)
       logger.log("info", "front log opened", { file: frontPath, "log-id": front.logId, newest: read.newest, mark: read.mark, mode: config.front })
     }
-    /** The front log's entries forwarded and received before `before`, then main's seen ids up to them (docs/front-thread.md 3.4). */
-    const prune = async (before: Date) => {
-      const upTo = await front!.prune(before, (await Ingress_.frontMark(store, front!)).mark)
-      if (upTo > 0) await log.forget(upTo)
-      return upTo
-    }
+    const prune = (before: Date) => Ingress_.pruneFront(store, front!, log, before)
     const mainLog = Ingress_.logSource(log)
     const ingress = Ingress_.make({
       contracts,
