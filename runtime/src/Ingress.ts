@@ -140,8 +140,13 @@ export interface Source {
   readonly forwarded: (seqs: ReadonlyArray<number>) => Sql<void>
   /** Once the forward of entries up to `seq` committed (read, whether forwarded or dropped). */
   readonly committed: (seq: number) => void
-  /** Entries handed over from another file: its forward's commit is the `handover-committed` point. */
+  /**
+   * Entries handed over from another file: its forward's commit is the `handover-committed` point,
+   * and the drain lets the event loop turn between its pages (see `frontPage`).
+   */
   readonly handover: boolean
+  /** Most entries a forward's transaction takes. */
+  readonly page: number
 }
 
 export const logSource = (log: IngressLog.IngressLog): Source => ({
@@ -150,8 +155,16 @@ export const logSource = (log: IngressLog.IngressLog): Source => ({
   fresh: Effect.succeed,
   forwarded: (seqs) => log.forwarded(...seqs),
   committed: () => undefined,
-  handover: false
+  handover: false,
+  page: 256
 })
+
+/**
+ * The front's page: its entries are never forwarded in their append's transaction, so a burst is
+ * the drain's; a page of 256 order flows run in one transaction held the event loop (and the
+ * accepts behind it) for tens of ms. As many as a group commit holds (Sqlite.ts's `maxBatch`).
+ */
+const frontPage = 64
 
 /** A front log's hand-over that skipped or repeated an entry past the mark: a defect, the runtime stops. */
 export class HandoverOutOfOrder extends Error {
@@ -168,6 +181,18 @@ export const isOutOfOrder = (error: unknown): boolean => {
 export const frontMark = async (store: Store, front: FrontLog.FrontLog): Promise<{ readonly mark: number; readonly newest: number }> => {
   const row = await store.run(store.query("SELECT seq FROM front_mark WHERE log_id = ?").get(front.logId))
   return { mark: Number(row?.seq ?? 0), newest: await front.newest() }
+}
+
+/**
+ * The retention sweep over the front log (docs/front-thread.md 3.4): its entries forwarded (up to
+ * main's mark) and received before `before`, its newest row kept, then main's seen envelope ids
+ * up to the highest entry deleted; answers that entry (0: none). A crash between the two leaves
+ * seen ids one sweep longer.
+ */
+export const pruneFront = async (store: Store, front: FrontLog.FrontLog, log: IngressLog.IngressLog, before: Date): Promise<number> => {
+  const upTo = await front.prune(before, (await frontMark(store, front)).mark)
+  if (upTo > 0) await log.forget(upTo)
+  return upTo
 }
 
 /**
@@ -200,7 +225,8 @@ export const frontSource = (store: Store, front: FrontLog.FrontLog, mark: number
     committed: (seq) => {
       if (seq > cursor) cursor = seq
     },
-    handover: true
+    handover: true,
+    page: frontPage
   }
 }
 
@@ -221,7 +247,7 @@ export const make = (deps: {
   readonly source?: Source
   /** Sources drained once at start before `source`, in order (each holding older entries than the next). */
   readonly before?: ReadonlyArray<{ readonly source: Source; readonly drained?: (forwarded: number) => Promise<void> }>
-  /** Kill points (`Crash.point` by default; a test throws there). */
+  /** Called at each kill point after `Crash.point` (a test throws there: a kill, or a failure). */
   readonly point?: (name: Crash.Point) => void
   /** A defect that stops forwarding for good (a hand-over out of order): the runtime must end. */
   readonly fatal?: (error: unknown) => void
@@ -242,7 +268,6 @@ export const make = (deps: {
 }) => {
   const tracing = deps.tracing ?? untraced
   const live = deps.source ?? logSource(deps.log)
-  const point = deps.point ?? Crash.point
   let poke: (() => void) | undefined
   let scheduled = false
   /** A drain failed: the next one, due without a publish to wake it (`stop` cancels it). */
@@ -371,7 +396,7 @@ export const make = (deps: {
     for (;;) {
       const quiet = left === leftSettled
       const decided = left
-      const entries = await source.unforwarded(256)
+      const entries = await source.unforwarded(source.page)
       if (entries.length === 0) {
         if (source === live && quiet && left === decided && poke !== undefined && inlineEnabled) clean = true
         return forwarded
@@ -389,10 +414,15 @@ export const make = (deps: {
       } finally {
         lastJudged = undefined
       }
-      if (source.handover) point("handover-committed")
+      if (source.handover) {
+        Crash.point("handover-committed")
+        deps.point?.("handover-committed")
+      }
       source.committed(entries[entries.length - 1]!.seq)
       for (const deliver of deliveries) deliver()
       forwarded += entries.length
+      // A turn of the event loop between pages: accepts (the front's commits, their PUBACKs) go in between.
+      if (source.handover) await new Promise<void>((resolve) => setImmediate(resolve))
     }
   }
   // One drain at a time: two would read the same unforwarded entries.
@@ -493,7 +523,8 @@ export const make = (deps: {
           schedule()
           throw error
         }
-        point("ingress-committed")
+        Crash.point("ingress-committed")
+        deps.point?.("ingress-committed")
         if (!forwarded) schedule()
       } finally {
         // Counted until its forward is scheduled (or was done inline): `idle` sees no gap between.

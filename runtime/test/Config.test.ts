@@ -82,3 +82,23 @@ describe("BATON_TICK_STUCK_MS", () => {
     expect(() => fromEnv({ BATON_TICK_STUCK_MS: "3000" })).toThrow(/BATON_TICK_STUCK_MS \(3000\) must be longer than BATON_DEAD_AFTER_MS \(3000\)/)
   })
 })
+
+describe("BATON_FRONT", () => {
+  it("is off by default, log when asked", () => {
+    expect(fromEnv({}).front).toBe("off")
+    expect(fromEnv({ BATON_FRONT: "off" }).front).toBe("off")
+    expect(fromEnv({ BATON_FRONT: "log" }).front).toBe("log")
+  })
+
+  it("refuses thread (not built yet) and any other value, saying which are taken", () => {
+    expect(() => fromEnv({ BATON_FRONT: "thread" })).toThrow(/BATON_FRONT=thread is not built yet.*use off or log/)
+    expect(() => fromEnv({ BATON_FRONT: "on" })).toThrow(new ConfigError("BATON_FRONT must be off or log, got 'on'"))
+  })
+
+  it("refuses log with PostgreSQL or an external broker, saying why", () => {
+    expect(() => fromEnv({ BATON_FRONT: "log", BATON_DATABASE_URL: "postgres://localhost/baton" })).toThrow(/needs the embedded SQLite store.*unset BATON_DATABASE_URL or BATON_FRONT/)
+    expect(() => fromEnv({ BATON_FRONT: "log", BATON_BROKER_URL: "mqtt://localhost:1883" })).toThrow(/needs the embedded broker.*unset BATON_BROKER_URL or BATON_FRONT/)
+    // Off, both are fine.
+    expect(fromEnv({ BATON_DATABASE_URL: "postgres://localhost/baton", BATON_BROKER_URL: "mqtt://localhost:1883" }).front).toBe("off")
+  })
+})

@@ -6,13 +6,13 @@
 import { copyFileSync, existsSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import mqtt from "mqtt"
 import { describe, expect, it } from "vitest"
-import { payloadPreviewBytes } from "@baton/core"
+import { Log, payloadPreviewBytes, type Envelope } from "@baton/core"
 import { FrontLog, Sqlite } from "@baton/store"
 import { fromEnv, type Config } from "../src/Config.ts"
 import * as Runtime from "../src/Runtime.ts"
 import { collect, connect } from "./support.ts"
-import { Log } from "@baton/core"
 
 const order = (customerId: string) => JSON.stringify({ customerId, email: "front@example.com", items: [{ sku: "BOOK-2", qty: 1, price: 3 }], payment: { card: "4242424242424242" } })
 
@@ -23,6 +23,8 @@ const startOn = async (dataDir: string, front: Config["front"]) => {
   const runtime = await Runtime.start(config, { logger })
   return { runtime, logger, url: `mqtt://127.0.0.1:${runtime.mqttPort}` }
 }
+
+const openFront = (dataDir: string) => FrontLog.open({ path: FrontLog.pathIn(dataDir), synchronous: "NORMAL", maxBytes: 1024, previewBytes: payloadPreviewBytes })
 
 const markOf = async (dataDir: string) => {
   const store = await Sqlite.open({ path: join(dataDir, "baton.db"), checkpointIntervalMs: 0 })
@@ -57,13 +59,43 @@ describe("BATON_FRONT=log", () => {
         await a.runtime.stop()
       }
       expect(existsSync(FrontLog.pathIn(dataDir))).toBe(true)
-      const front = await FrontLog.open({ path: FrontLog.pathIn(dataDir), synchronous: "NORMAL", maxBytes: 1024, previewBytes: payloadPreviewBytes })
+      const front = await openFront(dataDir)
       const logId = front.logId
       const newest = await front.newest()
       await front.close()
       expect(newest).toBe(2)
       expect(await markOf(dataDir)).toEqual([{ logId, seq: 2 }])
       expect(a.logger.lines.some((l) => l.includes("front log opened"))).toBe(true)
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
+
+  it("answers a request (the router still runs it in the hand-over's transaction)", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "baton-front-"))
+    try {
+      const a = await startOn(dataDir, "log")
+      try {
+        const clientId = `front-rr-${crypto.randomUUID().slice(0, 6)}`
+        const client = await mqtt.connectAsync(a.url, { protocolVersion: 4, clientId, reconnectPeriod: 0 })
+        try {
+          await client.subscribeAsync(`reply/${clientId}/#`, { qos: 1 })
+          const reply = new Promise<Envelope.Envelope>((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error("no reply within 10 s")), 10_000)
+            client.once("message", (_topic, payload) => {
+              clearTimeout(timer)
+              resolve(JSON.parse(payload.toString()) as Envelope.Envelope)
+            })
+          })
+          const id = crypto.randomUUID()
+          await client.publishAsync("initiate/place-order", JSON.stringify({ id, type: "place-order", replyTo: `reply/${clientId}/replies`, data: JSON.parse(order("front-rr")) }), { qos: 1 })
+          expect(await reply).toMatchObject({ type: "reply", correlationId: id })
+        } finally {
+          await client.endAsync()
+        }
+      } finally {
+        await a.runtime.stop()
+      }
     } finally {
       rmSync(dataDir, { recursive: true, force: true })
     }
@@ -97,7 +129,7 @@ describe("BATON_FRONT=log", () => {
       const a = await startOn(dataDir, "log")
       await a.runtime.stop()
       // Entries committed in the front's file and never handed over (a kill after their PUBACK).
-      const front = await FrontLog.open({ path: FrontLog.pathIn(dataDir), synchronous: "NORMAL", maxBytes: 1024, previewBytes: payloadPreviewBytes })
+      const front = await openFront(dataDir)
       await Promise.all(["left-1", "left-2", "left-3"].map((c) => front.append("initiate/place-order", Buffer.from(order(c)), null)))
       const logId = front.logId
       await front.close()
@@ -116,7 +148,7 @@ describe("BATON_FRONT=log", () => {
         await b.runtime.stop()
       }
       expect(await markOf(dataDir)).toEqual([{ logId, seq: 3 }])
-      const reopened = await FrontLog.open({ path: FrontLog.pathIn(dataDir), synchronous: "NORMAL", maxBytes: 1024, previewBytes: payloadPreviewBytes })
+      const reopened = await openFront(dataDir)
       try {
         expect((await reopened.after(0, 10)).map((e) => e.seq)).toEqual([3])
       } finally {

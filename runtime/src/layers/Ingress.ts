@@ -100,6 +100,7 @@ export const layer = Layer.effect(
       source = Ingress_.frontSource(store, front, read.mark)
       logger.log("info", "front log opened", { file: frontPath, "log-id": front.logId, newest: read.newest, mark: read.mark, mode: config.front })
     }
+    const prune = (before: Date) => Ingress_.pruneFront(store, front!, log, before)
     const mainLog = Ingress_.logSource(log)
     const ingress = Ingress_.make({
       contracts,
@@ -124,8 +125,7 @@ export const layer = Layer.effect(
                   source,
                   drained: async (n: number) => {
                     logger.log("info", "left entries forwarded", { file: frontPath, entries: n })
-                    const upTo = await front!.prune(new Date("9999-12-31T23:59:59.999Z"), (await Ingress_.frontMark(store, front!)).mark)
-                    await log.forget(upTo)
+                    await prune(new Date("9999-12-31T23:59:59.999Z"))
                   }
                 }
               ]
@@ -134,11 +134,6 @@ export const layer = Layer.effect(
     })
     // Runs before the front log closes (finalizers in reverse): what is being handed over ends first.
     yield* Effect.addFinalizer(() => Effect.promise(() => ingress.idle()))
-    const prune = async (before: Date) => {
-      const upTo = await front!.prune(before, (await Ingress_.frontMark(store, front!)).mark)
-      if (upTo > 0) await log.forget(upTo)
-      return upTo
-    }
     return { ingress, log, router, routePublic, front: config.front === "log" ? { prune } : undefined, broken }
   })
 )
