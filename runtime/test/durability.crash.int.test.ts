@@ -297,7 +297,7 @@ describe("no data loss across SIGKILL", () => {
   )
 
   it(
-    "two-file ingress (BATON_FRONT=log): for random orders of three customers and every kill point, handover-committed included, every order completes once, every effect applied once, the acknowledged ones placed in order per customer",
+    "two-file ingress (BATON_FRONT=log): for random orders of three customers and every kill point of the ingress and the processors, handover-committed included, every order completes once, every effect applied once, the acknowledged ones placed in order per customer",
     async () => {
       await cover("front-log", runs, crashRun({ BATON_FRONT: "log" }, (r) => `mqtt://127.0.0.1:${r.mqttPort}`, 3))
     },
