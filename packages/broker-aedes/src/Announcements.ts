@@ -44,7 +44,8 @@ export const make = (hooks: FilterHooks, holds: (filter: string) => boolean, log
      */
     gate: (clientId: string, filter: string, persistent: boolean, answer: (granted: boolean) => void): void => {
       if (lasting.has(filter) || (!persistent && live.has(filter))) return answer(true)
-      ;(persistent ? lasting : live).add(filter)
+      if (persistent) lasting.add(filter)
+      else live.add(filter)
       const pending = hooks.added(filter, persistent)
       if (pending === undefined || filter.startsWith(Topics.replyPrefix)) {
         pending?.catch(() => undefined)

@@ -33,8 +33,13 @@ const announcing = async () => {
       dropped: (filter) => void calls.push({ op: "dropped", filter })
     }
   })
+  /** The deferred of `filter`'s announcement, once the broker made it. */
+  const announced = async (filter: string) => {
+    await until(() => pending.has(filter))
+    return pending.get(filter)!
+  }
   const connect = (clientId: string, clean = true) => mqtt.connectAsync(`mqtt://127.0.0.1:${broker.mqttPort}`, { protocolVersion: 4, clientId, clean, reconnectPeriod: 0 })
-  return { broker, calls, pending, connect }
+  return { broker, calls, announced, connect }
 }
 
 /** Whether `p` settled within `ms`. */
@@ -43,13 +48,14 @@ const settledWithin = (p: Promise<unknown>, ms: number) =>
 
 describe("EmbeddedBroker filter announcements", () => {
   it("holds the SUBACK of a new filter until added's promise resolves, and a known filter's waits for nothing", async () => {
-    const { broker, calls, pending, connect } = await announcing()
+    const { broker, calls, announced, connect } = await announcing()
     try {
       const a = await connect("a")
       const suback = a.subscribeAsync("events/shipped", { qos: 1 })
       expect(await settledWithin(suback, 300)).toBe(false)
       expect(calls).toEqual([{ op: "added", filter: "events/shipped", persistent: false }])
-      pending.get("events/shipped")!.resolve()
+      const shipped = await announced("events/shipped")
+      shipped.resolve()
       expect((await suback).map((g) => g.qos)).toEqual([1])
 
       const b = await connect("b")
@@ -65,20 +71,20 @@ describe("EmbeddedBroker filter announcements", () => {
   })
 
   it("announces a reply filter without waiting, refuses a filter whose announcement failed, and marks a persistent session's", async () => {
-    const { broker, calls, pending, connect } = await announcing()
+    const { broker, calls, announced, connect } = await announcing()
     try {
       const a = await connect("a")
       // The promise never settles: a reply goes out whoever subscribed.
       expect((await a.subscribeAsync("reply/a/1", { qos: 0 })).map((g) => g.qos)).toEqual([0])
       const refused = a.subscribeAsync("events/denied", { qos: 1 })
-      await until(() => pending.has("events/denied"))
-      pending.get("events/denied")!.reject(new Error("not known"))
+      const denied = await announced("events/denied")
+      denied.reject(new Error("not known"))
       // SUBACK 0x80: MQTT.js rejects the subscribe.
       await expect(refused).rejects.toThrow(/Subscribe error/)
       const p = await connect("p", false)
       const persistent = p.subscribeAsync("events/kept", { qos: 1 })
-      await until(() => pending.has("events/kept"))
-      pending.get("events/kept")!.resolve()
+      const kept = await announced("events/kept")
+      kept.resolve()
       await persistent
       await p.endAsync()
       await a.endAsync()
@@ -97,18 +103,18 @@ describe("EmbeddedBroker filter announcements", () => {
   })
 
   it("does not drop a filter whose first SUBACK is still waiting when another subscriber of it leaves", async () => {
-    const { broker, calls, pending, connect } = await announcing()
+    const { broker, calls, announced, connect } = await announcing()
     try {
       const a = await connect("a")
       const c = await connect("c")
       const first = a.subscribeAsync("events/x", { qos: 1 })
-      await until(() => pending.has("events/x"))
+      const x = await announced("events/x")
       // Announced already: c's SUBACK waits for nothing, and c leaves while a's still waits.
       await c.subscribeAsync("events/x", { qos: 1 })
       await c.unsubscribeAsync("events/x")
       await new Promise((r) => setTimeout(r, 100))
       expect(calls.map((x) => x.op)).toEqual(["added"])
-      pending.get("events/x")!.resolve()
+      x.resolve()
       await first
       await new Promise((r) => setTimeout(r, 100))
       expect(calls.map((x) => x.op)).toEqual(["added"])

@@ -4,24 +4,17 @@
  * yes (docs/front-thread.md 4.3). Once everyone left, it forgets every filter but the persistent
  * sessions' (it agrees with the broker again).
  */
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { afterAll, describe, expect, it, vi } from "vitest"
 import fc from "fast-check"
 import mqtt from "mqtt"
 import { EmbeddedBroker, Mirror } from "@baton/broker-aedes"
+import { freshSessions } from "./sessions.ts"
 
 const runs = Number(process.env.BATON_PROPERTY_RUNS ?? 20)
-const dirs: Array<string> = []
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true })
+const cleanup: Array<() => unknown> = []
+afterAll(async () => {
+  for (const c of cleanup) await c()
 })
-const sessionsDir = () => {
-  const d = mkdtempSync(join(tmpdir(), "baton-mirror-"))
-  dirs.push(d)
-  return d
-}
 
 const topics = ["a", "b", "a/a", "a/b", "b/a", "a/a/b", "reply/a"]
 /** Never no where the broker says yes, for every topic. */
@@ -33,12 +26,12 @@ const agrees = (broker: EmbeddedBroker.EmbeddedBroker, mirror: Mirror.Mirror, wh
 }
 
 /** A broker on disk sessions whose announcements feed a mirror, each announcement known at once. */
-const mirrored = async (dir: string) => {
+const mirrored = async (sessions: EmbeddedBroker.Sessions) => {
   let mirror: Mirror.Mirror | undefined
   const broker = await EmbeddedBroker.start({
     host: "127.0.0.1",
     mqttPort: 0,
-    sessions: { kind: "disk", dir },
+    sessions,
     filters: { added: (filter, persistent) => mirror!.added(filter, persistent), dropped: (filter) => mirror!.dropped(filter) }
   })
   mirror = Mirror.make(broker.persistentFilters)
@@ -60,7 +53,7 @@ describe("Mirror", () => {
     )
     await fc.assert(
       fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 12 }), async (ops) => {
-        const { broker, mirror } = await mirrored(sessionsDir())
+        const { broker, mirror } = await mirrored(freshSessions("disk", cleanup))
         const clients = new Map<number, mqtt.MqttClient>()
         const connected = async (n: number) => {
           let c = clients.get(n)
@@ -95,13 +88,13 @@ describe("Mirror", () => {
   })
 
   it("starts from the persistent sessions' filters the broker read from its store", async () => {
-    const dir = sessionsDir()
-    const first = await mirrored(dir)
+    const sessions = freshSessions("disk", cleanup)
+    const first = await mirrored(sessions)
     const p = await mqtt.connectAsync(`mqtt://127.0.0.1:${first.broker.mqttPort}`, { protocolVersion: 4, clientId: "p", clean: false, reconnectPeriod: 0 })
     await p.subscribeAsync("a/#", { qos: 1 })
     await p.endAsync()
     await first.broker.close()
-    const { broker, mirror } = await mirrored(dir)
+    const { broker, mirror } = await mirrored(sessions)
     try {
       expect(broker.wanted("a/b")).toBe(true)
       expect(mirror.wanted("a/b")).toBe(true)
