@@ -2,7 +2,8 @@
  * The broker: the embedded one (Aedes, behind the security guard, acknowledging an initiating
  * event once the ingress logged it) or an external one, where every processor and the ingress get
  * their own MQTT session. With them, who may connect: the users file (reloaded when it changes),
- * the limits, and TLS, which the HTTP port shares.
+ * the limits, and TLS, which the HTTP port shares. The other layers reach the embedded broker
+ * through its face (`Face`), never the broker itself, so that it can move to a thread of its own.
  */
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
