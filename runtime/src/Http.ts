@@ -154,7 +154,8 @@ export const start = (options: {
   /** Where operator actions are recorded; without it they are only logged. */
   readonly operations?: Operations.Log
   readonly logger?: Log.Logger
-  readonly security?: () => Record<string, number>
+  /** The broker's security refusals by kind, for `GET /errors` (asked across a thread when the broker runs in one). */
+  readonly security?: () => Promise<Readonly<Record<string, number>>>
   /** The Prometheus text exposition, for `GET /metrics` (a read). */
   readonly metrics?: () => Promise<string>
   /** With authentication on: the user of a bearer token and its roles, or undefined. */
@@ -337,7 +338,7 @@ export const start = (options: {
           if (!allowed(res, who, "read", url.pathname === "/errors" ? "read rejections" : "read the operations log")) return
           if (url.pathname === "/errors") {
             const page = await options.rejections.page(pageOf(url, "desc", 1000))
-            const security = { ...options.security?.(), ...(options.maxConcurrent === undefined ? {} : { "http-busy-refused": busyRefused }) }
+            const security = { ...(await options.security?.()), ...(options.maxConcurrent === undefined ? {} : { "http-busy-refused": busyRefused }) }
             return json(res, 200, { counts: await options.rejections.counts(), security, recent: page.items, next: page.next })
           }
           const target = url.searchParams.get("target") ?? undefined

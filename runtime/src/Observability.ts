@@ -33,7 +33,8 @@ export interface ProcessorMetrics {
 
 export interface Gauges {
   readonly inFlight: () => ReadonlyArray<readonly [processor: string, count: number]>
-  readonly connections: () => number | undefined
+  /** Clients connected to the embedded broker (asked across a thread when it runs in one); undefined without one. */
+  readonly connections: () => Promise<number> | undefined
 }
 
 export interface Metrics {
@@ -157,7 +158,7 @@ export const makeMetrics = (deps: {
         setAll(dashboard, "status", (await q("SELECT status, COUNT(*) AS n FROM dashboard GROUP BY status")).map((r) => [String(r.status), num(r.n)]), ["open", "repaired", "resubmitted", "discarded"])
       if (tables.workflows)
         setAll(workflows, "status", (await q("SELECT status, COUNT(*) AS n FROM workflows GROUP BY status")).map((r) => [String(r.status), num(r.n)]), ["running", "failed", "discarded"])
-      const connected = deps.gauges.connections()
+      const connected = await deps.gauges.connections()
       if (connected !== undefined) set(connections, connected)
       return PrometheusMetrics.formatUnsafe(context)
     }

@@ -97,7 +97,7 @@ export const make = (config: Config, options: Options = {}) =>
     const { lifecycle } = Context.get(parts, Settings.Settings)
     const store = Context.get(parts, StoreLayer.Store)
     const host = Context.get(parts, ProcessorHost.ProcessorHost)
-    const { embedded } = Context.get(parts, Broker.Broker)
+    const { face } = Context.get(parts, Broker.Broker)
     const { broken } = Context.get(parts, Ingress.Ingress)
     const http = Context.get(parts, Http.Http)
     const { sessions } = Context.get(parts, Consuming.Consuming)
@@ -105,11 +105,11 @@ export const make = (config: Config, options: Options = {}) =>
     // Added last, so it runs first on shutdown: health turns 503 before anything closes.
     yield* Effect.addFinalizer(() => Effect.sync(() => { lifecycle.phase = "stopping"; logger.log("info", "runtime stopping") }))
     lifecycle.phase = "ready"
-    logger.log("info", "runtime ready", { processors: host.processors.length, http: http.port, mqtt: embedded?.mqttPort, ws: embedded?.wsPort })
+    logger.log("info", "runtime ready", { processors: host.processors.length, http: http.port, mqtt: face?.mqttPort, ws: face?.wsPort })
 
     const runtime: Runtime = {
-      mqttPort: embedded?.mqttPort,
-      wsPort: embedded?.wsPort,
+      mqttPort: face?.mqttPort,
+      wsPort: face?.wsPort,
       httpPort: http.port,
       store,
       actors: host.actors,

@@ -30,6 +30,7 @@ import mqemitterRedis from "mqemitter-redis"
 import { Redis } from "ioredis"
 import { WebSocketServer, createWebSocketStream } from "ws"
 import { Log, PortInUseError, type QoS } from "@baton/core"
+import * as Announcements from "./Announcements.ts"
 import * as Audience from "./Audience.ts"
 import * as Filters from "./Filters.ts"
 
@@ -88,7 +89,14 @@ export interface Options {
     /** How long a SUBSCRIBE may wait for the others before it is refused: past the time a dead one takes to be found dead. */
     readonly waitMs?: number
   }
+  /**
+   * Announcements of the filters clients subscribe to, for a mirror of them kept away from the
+   * broker (Mirror.ts; the front thread, docs/front-thread.md 4.3): a SUBACK waits for `added`.
+   */
+  readonly filters?: FilterHooks
 }
+
+export type FilterHooks = Announcements.FilterHooks
 
 /**
  * One network connection of a client, from its CONNECT until it closes: a new one for every
@@ -267,6 +275,8 @@ export interface EmbeddedBroker {
   readonly wanted: (topic: string) => boolean | undefined
   /** Clients connected now (metrics). */
   readonly connections: () => number
+  /** The persistent sessions' filters read from the sessions store at start (on disk; none otherwise): a mirror's first content. */
+  readonly persistentFilters: ReadonlyArray<string>
   readonly close: () => Promise<void>
 }
 
@@ -377,6 +387,9 @@ const storedFilters = async (redis: Redis): Promise<ReadonlyArray<string>> => {
  */
 export const brokerId = (now: number = Date.now()): string => `t${now.toString(16).padStart(12, "0")}-${crypto.randomUUID()}`
 
+type Trie = Map<string, unknown>
+type Matcher = Record<string, unknown> & { readonly match: (topic: string) => ReadonlyArray<unknown>; readonly get_trie: () => Trie }
+
 const closeAedes = (aedes: Aedes): Promise<void> => new Promise<void>((resolve) => aedes.close(() => resolve()))
 
 export const start = async (options: Options): Promise<EmbeddedBroker> => {
@@ -421,6 +434,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
           { bus: mq as unknown as Audience.Bus, sets: sessionsRedis, instance: options.members.instance, live: options.members.live, ...(options.members.waitMs === undefined ? {} : { timeoutMs: options.members.waitMs }), stored: () => storedFilters(sessionsRedis), logger },
           channelScope(sessions.url) + Audience.controlTopic
         )
+  const announcements = options.filters === undefined ? undefined : Announcements.make(options.filters, (filter) => holds(filter), logger)
   const aedes = await Aedes.createBroker({
     id: brokerId(),
     ...(persistence === undefined ? {} : { persistence }),
@@ -504,7 +518,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
             return packet
           }
         }),
-    ...(guard === undefined && audience === undefined
+    ...(guard === undefined && audience === undefined && announcements === undefined
       ? {}
       : {
           authorizeSubscribe: (client, subscription, callback) => {
@@ -514,15 +528,20 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
               // [MQTT-3.9.3]: a null subscription answers 0x80 (failure) for this filter only.
               return callback(null, null)
             }
-            if (audience === undefined) return callback(null, subscription)
-            // The SUBACK waits until every live instance of the cluster knows the filter.
-            audience.register(subscription.topic).then(
-              () => callback(null, subscription),
-              (error: Error) => {
-                logger.log("warn", "subscription refused: the other instances do not all know its filter yet", { client: client.id, filter: subscription.topic, reason: error.message })
-                callback(null, null)
-              }
-            )
+            const register = () => {
+              if (audience === undefined) return callback(null, subscription)
+              // The SUBACK waits until every live instance of the cluster knows the filter.
+              audience.register(subscription.topic).then(
+                () => callback(null, subscription),
+                (error: Error) => {
+                  logger.log("warn", "subscription refused: the other instances do not all know its filter yet", { client: client.id, filter: subscription.topic, reason: error.message })
+                  callback(null, null)
+                }
+              )
+            }
+            if (announcements === undefined) return register()
+            // The SUBACK waits until the filter is announced (a new one).
+            announcements.gate(client.id, subscription.topic, !client.clean, (granted) => (granted ? register() : callback(null, null)))
           }
         }),
     ...options.aedes
@@ -536,6 +555,15 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   // The Aedes patch, lib/handlers/publish.js: the PUBACK after the publish's store and forward,
   // but for a publish `beforeAck` made durable (acknowledged once it is, as before); in receipt order.
   if (options.ackStored !== false) (aedes as unknown as { ackStored: (client: unknown, packet: object) => boolean }).ackStored = (_client, packet) => !vouched.has(packet)
+  // Aedes delivers through its emitter (mqemitter): its matcher (qlobber) holds every live subscription.
+  const matcher = (aedes as unknown as { mq: { _matcher: Matcher } }).mq._matcher
+  // Whether the matcher holds a subscription of exactly `filter`: qlobber 8 keeps a filter's
+  // subscriptions under the separator's key, at the end of the path of its words.
+  function holds(filter: string): boolean {
+    let node: Trie | undefined = matcher.get_trie()
+    for (const word of filter.split("/")) if ((node = node.get(word) as Trie | undefined) === undefined) return false
+    return node.has("/")
+  }
   // The filters of persistent sessions, connected or not: those in the sessions store from before
   // (aedes-persistence-level keys them `subscriptions:<encoded client id>:<filter>`), then each one
   // Aedes stores (only persistent sessions' are: before it subscribes the client and answers).
@@ -547,8 +575,13 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     for (const sub of subs) remember(sub.topic)
     return addSubscriptions(client, subs)
   }
+  const stored: Array<string> = []
   if (level !== undefined)
-    for await (const key of level.keys({ gte: subscriptionKeys, lt: `${subscriptionKeys.slice(0, -1)};` })) remember(key.slice(key.indexOf(":", subscriptionKeys.length) + 1))
+    for await (const key of level.keys({ gte: subscriptionKeys, lt: `${subscriptionKeys.slice(0, -1)};` })) stored.push(key.slice(key.indexOf(":", subscriptionKeys.length) + 1))
+  for (const filter of stored) {
+    remember(filter)
+    announcements?.stored(filter)
+  }
   if (level !== undefined) await skipAbsentAcks(level, store as unknown as OutgoingStore)
   aedes.on("clientError", (client, error) => {
     if (reported.has(error)) return
@@ -626,11 +659,10 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
 
   const subscriptions = (clientId: string): ReadonlyArray<string> =>
     Object.keys((aedes as unknown as { clients: Record<string, { subscriptions?: Record<string, unknown> } | undefined> }).clients[clientId]?.subscriptions ?? {})
-  // Aedes delivers through its emitter (mqemitter): its matcher holds every live subscription.
-  const matcher = (aedes as unknown as { mq: { _matcher: Record<string, unknown> & { match: (topic: string) => ReadonlyArray<unknown> } } }).mq._matcher
   // Whether a live subscription matches a topic, cached by topic until the matcher changes (a
   // subscription added or removed, a client gone): asked for every event a processor emits, where
-  // the matcher's walk and the array of its matches were ~0.8% of an order's CPU.
+  // the matcher's walk and the array of its matches were ~0.8% of an order's CPU. A filter's
+  // announcement may be dropped once the matcher removed a subscription of it.
   const live = new Map<string, boolean>()
   for (const name of ["add", "remove", "clear"]) {
     const change = matcher[name]
@@ -640,6 +672,7 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
         return (change as (...a: Array<unknown>) => unknown).apply(this, args)
       } finally {
         live.clear()
+        if (name !== "add") announcements?.removed(args[0] as string | undefined)
       }
     }
   }
@@ -658,5 +691,5 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
     if (mq !== undefined || sessions.kind === "redis") return undefined
     return subscribed(topic) || persistentFilters.matches(topic)
   }
-  return { host: options.host, mqttPort, wsPort, publish, subscriptions, hasSubscribers, wanted, connections: () => aedes.connectedClients, close }
+  return { host: options.host, mqttPort, wsPort, publish, subscriptions, hasSubscribers, wanted, connections: () => aedes.connectedClients, persistentFilters: stored, close }
 }

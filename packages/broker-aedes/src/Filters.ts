@@ -1,6 +1,6 @@
 import { Topics } from "@baton/core"
 
-/** Topic filters, and whether any matches a topic: cached by topic until a filter is added. */
+/** Topic filters, and whether any matches a topic: cached by topic until a filter is added or removed. */
 export const make = () => {
   const all = new Set<string>()
   const hits = new Map<string, boolean>()
@@ -9,6 +9,9 @@ export const make = () => {
       if (all.has(filter)) return
       all.add(filter)
       hits.clear()
+    },
+    remove: (filter: string) => {
+      if (all.delete(filter)) hits.clear()
     },
     matches: (topic: string): boolean => {
       let hit = hits.get(topic)

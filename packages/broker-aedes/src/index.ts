@@ -1,1 +1,2 @@
 export * as EmbeddedBroker from "./EmbeddedBroker.ts"
+export * as Mirror from "./Mirror.ts"

@@ -2,7 +2,8 @@
  * The broker: the embedded one (Aedes, behind the security guard, acknowledging an initiating
  * event once the ingress logged it) or an external one, where every processor and the ingress get
  * their own MQTT session. With them, who may connect: the users file (reloaded when it changes),
- * the limits, and TLS, which the HTTP port shares.
+ * the limits, and TLS, which the HTTP port shares. The other layers reach the embedded broker
+ * through its face (`Face`), never the broker itself, so that it can move to a thread of its own.
  */
 import { readFileSync } from "node:fs"
 import { join } from "node:path"
@@ -18,8 +19,29 @@ import { Ingress } from "./Ingress.ts"
 import { Ownership } from "./Ownership.ts"
 import { promise, Settings } from "./Settings.ts"
 
+/**
+ * The runtime's own broker as the other layers see it: the embedded one today, a front thread's
+ * later (docs/front-thread.md 2, 4.3, 9). What the front will answer across its port is async
+ * already (`connections`, `counts`); `wanted` and `hasSubscribers` stay synchronous (asked inside a
+ * transaction for each announced event), which a mirror of the filters can answer.
+ */
+export interface Face {
+  readonly host: string
+  readonly mqttPort: number
+  readonly wsPort: number | undefined
+  readonly publish: Port["publish"]
+  /** `EmbeddedBroker.wanted`: yes for nobody allowed, never no for somebody; undefined when not known. */
+  readonly wanted: (topic: string) => boolean | undefined
+  readonly hasSubscribers: (topic: string) => boolean | undefined
+  /** Clients connected now (`/metrics`). */
+  readonly connections: () => Promise<number>
+  /** The guard's refusals by kind (`GET /errors`). */
+  readonly counts: () => Promise<Readonly<Record<string, number>>>
+}
+
 export interface Shape {
-  readonly embedded: EmbeddedBroker.EmbeddedBroker | undefined
+  /** The embedded broker; undefined with an external one. */
+  readonly face: Face | undefined
   readonly external: Awaited<ReturnType<typeof MqttBroker.make>> | undefined
   readonly publish: Port["publish"]
   readonly security: ReturnType<typeof Security.make>
@@ -134,9 +156,23 @@ export const layer = Layer.effect(
             ),
             (b) => Effect.promise(() => b.close()).pipe(Effect.tap(() => Effect.sync(() => logger.log("info", "broker disconnected", { broker: config.brokerUrl }))))
           )
-    const publish: Port["publish"] | undefined = embedded?.publish ?? external?.publish
+    // The embedded broker's own functions, not wrappers: the face costs no call on the hot paths.
+    const face: Face | undefined =
+      embedded === undefined
+        ? undefined
+        : {
+            host: embedded.host,
+            mqttPort: embedded.mqttPort,
+            wsPort: embedded.wsPort,
+            publish: embedded.publish,
+            wanted: embedded.wanted,
+            hasSubscribers: embedded.hasSubscribers,
+            connections: async () => embedded.connections(),
+            counts: async () => security.counts()
+          }
+    const publish: Port["publish"] | undefined = face?.publish ?? external?.publish
     if (publish === undefined) throw new Error("neither an embedded nor an external broker")
     logger.log("info", "broker connected", { broker: external === undefined ? "embedded" : config.brokerUrl })
-    return { embedded, external, publish, security, users: () => users, tls } satisfies Shape
+    return { face, external, publish, security, users: () => users, tls } satisfies Shape
   })
 )

@@ -28,7 +28,7 @@ export const layer = Layer.effect(
     const { outbox } = yield* Queues
     const { contracts } = yield* Apps
     const { ingress, log, routePublic } = yield* Ingress
-    const { embedded, external } = yield* Broker
+    const { face, external } = yield* Broker
     const { relay } = yield* Relay
     const { consumers, domains, workflows, topicsOf, idle } = yield* ProcessorHost
     const http = yield* Http
@@ -97,7 +97,7 @@ export const layer = Layer.effect(
         logger.log("info", "ingress started", { topics: [...contracts.keys()].map(Topics.initiate).join(","), replayed })
         yield* promise(() =>
           ownership.start({
-            address: { http: `${config.host}:${http.port}`, mqtt: embedded === undefined ? (config.brokerUrl ?? "") : `${embedded.host}:${embedded.mqttPort}` },
+            address: { http: `${config.host}:${http.port}`, mqtt: face === undefined ? (config.brokerUrl ?? "") : `${face.host}:${face.mqttPort}` },
             acquired: async (parts) => {
               const set = new Set(parts)
               const recovered = await scheduleIn(parts)

@@ -29,7 +29,7 @@ export const layer = Layer.effect(
     const ownership = yield* Ownership
     const { inbox, outbox, rejections, operations } = yield* Queues
     const { apps, mask, masked } = yield* Apps
-    const { security, users, tls } = yield* Broker
+    const { face, security, users, tls } = yield* Broker
     const { tap } = yield* Relay
     const host = yield* ProcessorHost
     const { workflowStore, domains, parking, repairs, consumers, metrics } = host
@@ -58,7 +58,8 @@ export const layer = Layer.effect(
           operations,
           logger,
           mask,
-          security: security.counts,
+          // The embedded broker's guard counts (a front thread's answers across its port); an external broker's refusals are its own.
+          security: face?.counts ?? (async () => security.counts()),
           metrics: metrics.scrape,
           // The users file in force, with authentication on (a reload never unsets it).
           ...(authorizing === undefined ? {} : { authorize: (token: string) => Users.checkToken(users() ?? authorizing, token) }),

@@ -61,7 +61,7 @@ export const layer = Layer.effect(
     const { inbox, outbox } = yield* Queues
     const { apps, mask, reject, contracts } = yield* Apps
     const { ingress, router, routePublic } = yield* Ingress
-    const { embedded } = yield* Broker
+    const { face } = yield* Broker
     const { relay, tap } = yield* Relay
     const consumers: Array<Hosted> = []
     const consumer = (name: string) => consumers.find((c) => c.processor.name === name)?.consumer
@@ -98,7 +98,7 @@ export const layer = Layer.effect(
     const metrics = Observability.makeMetrics({
       store,
       flushOutbox: outbox.flush,
-      gauges: { inFlight: () => consumers.map((c) => [c.processor.name, c.consumer.inFlight()] as const), connections: () => embedded?.connections() },
+      gauges: { inFlight: () => consumers.map((c) => [c.processor.name, c.consumer.inFlight()] as const), connections: () => face?.connections() },
       tables: () => ({ parking: parking !== undefined, dashboard: repairs !== undefined, workflows: workflowStore !== undefined })
     })
     const actors: Array<Supervisor.Supervised> = []
@@ -142,7 +142,7 @@ export const layer = Layer.effect(
         logger,
         router,
         routePublic,
-        ...(embedded === undefined ? {} : { audience: { wanted: (topic: string) => embedded.wanted(topic) ?? true, unsent: tap.record } }),
+        ...(face === undefined ? {} : { audience: { wanted: (topic: string) => face.wanted(topic) ?? true, unsent: tap.record } }),
         parking: parkingPolicy,
         mask,
         metrics: metrics.processor(processor.name),

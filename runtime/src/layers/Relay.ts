@@ -37,11 +37,11 @@ export const layer = Layer.effect(
   Effect.gen(function* () {
     const { config, logger } = yield* Settings
     const { outbox } = yield* Queues
-    const { embedded, external, publish } = yield* Broker
+    const { face, external, publish } = yield* Broker
     const tap = Flows.tap(flowTapSize)
     // A reply goes out at QoS 0, which no broker queues: with no subscriber it is lost, so say so.
     const relayed: Port["publish"] = (topic, payload, qos) => {
-      if (Topics.isReply(topic) && embedded?.hasSubscribers(topic) === false)
+      if (Topics.isReply(topic) && face?.hasSubscribers(topic) === false)
         logger.log("warn", "reply lost: nobody subscribes to its topic (subscribe before sending the request, on the connection that sends it)", { topic, request: correlationOf(payload) })
       tap.record(topic, String(payload))
       return publish(topic, payload, qos)
