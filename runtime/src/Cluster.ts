@@ -125,7 +125,7 @@ export interface Hooks {
    * and every tenth time calls `pending` with every owned partition.
    */
   readonly arrived?: (entries: ReadonlyArray<Arrived>) => void
-  /** Instances found dead: the leader adopts what they left to send. */
+  /** Instances found dead: the leader adopts what they left to send (at once, then once in ten ticks while dead: `tick`). */
   readonly adopt: (dead: ReadonlyArray<string>) => void | Promise<void>
 }
 
