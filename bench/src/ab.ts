@@ -50,7 +50,7 @@
  * flag sets separated by `|`, one per tree argument in order, after those (the same tree may be given
  * twice, say `. .` with `BATON_AB_TREE_FLAGS="|--min-semi-space-size=8"`, to compare flags alone).
  * `BATON_AB_TREE_ENV`, likewise one set of `NAME=value` words per tree argument, separated by `|`, sets
- * the runtime's environment for that arm alone: `. .` with `BATON_AB_TREE_ENV="|BATON_DURABLE=false"`
+ * the runtime's environment for that arm alone (`treeEnvs`, as acceptAb.ts's and rr.ts's): `. .` with `BATON_AB_TREE_ENV="|BATON_DURABLE=false"`
  * measures what durability costs on the same tree.
  */
 import { spawn } from "node:child_process"
@@ -60,7 +60,7 @@ import { join, resolve } from "node:path"
 import { Process } from "@baton/testkit"
 import { freshDatabase, freshSchema, query, session } from "@baton/testkit/postgres"
 import { externalBroker } from "./externalBroker.ts"
-import { benchRuntimeEnv, cpuMs, ioCalls, median, overUnixSocket, schedOf } from "./lib.ts"
+import { benchRuntimeEnv, cpuMs, ioCalls, median, overUnixSocket, schedOf, treeEnvs, withEnv } from "./lib.ts"
 import { placeOrders } from "./scenarios/orders.ts"
 
 const [engine = "sqlite", countArg = "1000", roundsArg = "3", ...trees] = process.argv.slice(2)
@@ -397,14 +397,14 @@ const runOnce = async (spec: string, treeFlags: ReadonlyArray<string>, treeEnv: 
 const na = (x: number, digits = 1): string => (Number.isNaN(x) ? "n/a" : x.toFixed(digits))
 
 const treeFlags = (process.env.BATON_AB_TREE_FLAGS ?? "").split("|").map((set) => set.split(" ").filter((f) => f !== ""))
-const treeEnvs = (process.env.BATON_AB_TREE_ENV ?? "").split("|").map((set) => set.split(" ").filter((w) => w.includes("=")))
+const envs = treeEnvs(process.env.BATON_AB_TREE_ENV, trees.length)
 /** Each tree argument (with its `#unix`) with its own flags and environment, named by them (the key of its results). */
 const arms = trees.map((t, i) => ({
   root: resolve(t.split("#")[0]!) + (t.includes("#") ? t.slice(t.indexOf("#")) : ""),
   flags: treeFlags[i] ?? [],
-  env: treeEnvs[i] ?? []
+  env: envs[i]!
 }))
-const roots = arms.map((r) => [r.root, ...(r.flags.length === 0 ? [] : [`[${r.flags.join(" ")}]`]), ...(r.env.length === 0 ? [] : [`{${r.env.join(" ")}}`])].join(" "))
+const roots = arms.map((r) => withEnv([r.root, ...(r.flags.length === 0 ? [] : [`[${r.flags.join(" ")}]`])].join(" "), r.env))
 const results = new Map<string, Array<Result>>(roots.map((t) => [t, []]))
 for (let round = 0; round < rounds; round++) {
   // Alternate which tree goes first.
@@ -412,7 +412,7 @@ for (let round = 0; round < rounds; round++) {
   for (const i of order) {
     const tree = roots[i]!
     const arm = arms[i]!
-    const r = await runOnce(arm.root, arm.flags, Object.fromEntries(arm.env.map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)])))
+    const r = await runOnce(arm.root, arm.flags, arm.env)
     results.get(tree)!.push(r)
     console.log(
       `round ${round + 1} ${tree}: ${r.perSecond.toFixed(1)} orders/s, ${r.cpuMsPerOrder.toFixed(2)} ms CPU/order, ${na(r.statementsPerOrder)} statements/order, ${r.writesPerOrder.toFixed(1)} writes/order, ${r.readsPerOrder.toFixed(1)} reads/order` +

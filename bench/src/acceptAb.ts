@@ -17,7 +17,7 @@
  * published there: the PUBACK timed is then that broker's (Mosquitto's at once; Baton's own broker's
  * once stored for the runtime's persistent ingress session), not the runtime's after its ingress log
  * commit. The broker process's CPU per order is given too.
- * `BATON_AB_TREE_ENV`, as ab.ts's: one set of `NAME=value` words per tree argument, separated by `|`,
+ * `BATON_AB_TREE_ENV`, as ab.ts's (`treeEnvs`): one set of `NAME=value` words per tree argument, separated by `|`,
  * the runtime's environment for that arm alone (`. .` with `BATON_AB_TREE_ENV="|BATON_SQLITE_MAX_BATCH=8"`).
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -27,7 +27,7 @@ import mqtt from "mqtt"
 import { Process } from "@baton/testkit"
 import { interleave, statements, writes } from "./interleave.ts"
 import { externalBroker } from "./externalBroker.ts"
-import { cpuMs, noDelay, sleep, warmup } from "./lib.ts"
+import { cpuMs, noDelay, sleep, treeEnvs, warmup, withEnv } from "./lib.ts"
 import { paced, tracker, type LatencySummary } from "./pacing.ts"
 import { order, placeOrders } from "./scenarios/orders.ts"
 
@@ -66,14 +66,13 @@ const loopMs = (pid: number): number => {
 
 type Run = LatencySummary & { readonly cpu: number; readonly loop: number; readonly statements: number; readonly writes: number; readonly broker: number }
 
-const treeEnvs = (process.env.BATON_AB_TREE_ENV ?? "").split("|").map((set) => Object.fromEntries(set.split(" ").filter((w) => w.includes("=")).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)])))
-
+const envs = treeEnvs(process.env.BATON_AB_TREE_ENV, trees.length)
 
 const acceptOn = async (spec: string, index: number): Promise<Run> => {
   const [tree = spec, variant] = spec.split("#")
   const dataDir = mkdtempSync(join(tmpdir(), "baton-accept-ab-"))
   const broker = await externalBroker(variant)
-  const env = { BATON_PUBLISH_RATE: "1000000", ...(broker === undefined ? {} : { BATON_BROKER_URL: broker.url }), ...treeEnvs[index] }
+  const env = { BATON_PUBLISH_RATE: "1000000", ...(broker === undefined ? {} : { BATON_BROKER_URL: broker.url }), ...envs[index] }
   const r = await Process.startProcess(dataDir, env, [resolve(tree, "runtime/src/main.ts")])
   const port = broker?.port ?? r.mqttPort!
   try {
@@ -103,9 +102,9 @@ const acceptOn = async (spec: string, index: number): Promise<Run> => {
 
 const fmt = (v: number) => v.toFixed(2)
 await interleave({
-  trees: trees.map((t, i) => (Object.keys(treeEnvs[i] ?? {}).length === 0 ? t : `${t} {${(process.env.BATON_AB_TREE_ENV ?? "").split("|")[i]!.trim()}}`)),
+  trees: trees.map((t, i) => withEnv(t, envs[i]!)),
   rounds,
-  run: (tree, index) => acceptOn(tree.split(" {")[0]!, index),
+  run: (_, index) => acceptOn(trees[index]!, index),
   line: (s) =>
     `p50 ${fmt(s.p50)} p99 ${fmt(s.p99)} (from the send ${fmt(s.p99Sent)}) p99.9 ${fmt(s.p999)} max ${fmt(s.max)} ms; sender late by at most ${fmt(s.senderLateMax)} ms; an order: CPU ${fmt(s.cpu)} ms (event loop ${fmt(s.loop)}), ${fmt(s.statements)} statements, ${fmt(s.writes)} write syscalls, broker CPU ${fmt(s.broker)} ms`,
   keys: ["p50", "p99", "p999", "max", "cpu", "loop", "statements", "writes", "broker"],

@@ -169,6 +169,36 @@ export const cpuDuring = async <A>(pids: ReadonlyArray<number>, body: () => Prom
 }
 
 /**
+ * `BATON_AB_TREE_ENV` of the A/B tools (`ab.ts`, `acceptAb.ts`, `rr.ts`): one set of `NAME=value`
+ * words per tree argument, separated by `|`, the runtime's environment for that arm alone
+ * (`"|BATON_FRONT=log"` with `. .`: the second arm with it). The environments of `arms` tree
+ * arguments in order, empty for an arm without a set. A word that is no `NAME=value`, or more sets
+ * than arms, is refused: a typo would measure an arm without its setting, or the wrong arm with it.
+ */
+export const treeEnvs = (spec: string | undefined, arms: number): ReadonlyArray<Readonly<Record<string, string>>> => {
+  const sets = (spec ?? "").split("|")
+  if (sets.length > arms) throw new Error(`BATON_AB_TREE_ENV has ${sets.length} sets (separated by |) for ${arms} tree arguments: one set per tree, in order`)
+  return Array.from({ length: arms }, (_, i) =>
+    Object.fromEntries(
+      (sets[i] ?? "")
+        .split(" ")
+        .filter((w) => w !== "")
+        .map((w) => {
+          const eq = w.indexOf("=")
+          if (eq < 1) throw new Error(`BATON_AB_TREE_ENV: "${w}" is not NAME=value (words separated by spaces, sets by |)`)
+          return [w.slice(0, eq), w.slice(eq + 1)]
+        })
+    )
+  )
+}
+
+/** An arm's name in a tool's output: `name`, and its `BATON_AB_TREE_ENV` environment in braces when it has one. */
+export const withEnv = (name: string, env: Readonly<Record<string, string>>): string => {
+  const words = Object.entries(env).map(([k, v]) => `${k}=${v}`)
+  return words.length === 0 ? name : `${name} {${words.join(" ")}}`
+}
+
+/**
  * The environment of a runtime that `ab.ts` or `profile.ts` starts: ephemeral ports, its own data
  * folder, no publish limit; the mediator topology or a PostgreSQL store when given.
  */

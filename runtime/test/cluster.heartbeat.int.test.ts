@@ -10,14 +10,14 @@
  */
 import { afterAll, describe, expect, it } from "vitest"
 import { Log } from "@baton/core"
-import { Postgres } from "@baton/store"
 import { freshSchema } from "@baton/testkit/postgres"
 import * as Cluster from "../src/Cluster.ts"
+import { clusterMember } from "./clusterMember.ts"
+import { sleep, until } from "./support.ts"
 
 const partitions = 6
 const heartbeatMs = 50
 const deadAfterMs = 400
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const all = Array.from({ length: partitions }, (_, p) => p)
 
 const cleanups: Array<() => Promise<void>> = []
@@ -25,42 +25,12 @@ afterAll(async () => {
   for (const c of cleanups.reverse()) await c()
 })
 
-const until = async (what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 10_000) => {
-  const deadline = Date.now() + timeoutMs
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`)
-    await sleep(10)
-  }
-}
-
 /** A cluster in a fresh schema whose members each have a store and a control pool of their own, as the runtime's do. */
 const world = async () => {
   const schema = await freshSchema()
   cleanups.push(schema.drop)
-  const member = async (instance: string, hooks: { acquired?: (parts: ReadonlyArray<number>) => Promise<void>; adopt?: (dead: ReadonlyArray<string>) => Promise<void> } = {}, extra: { stuckAfterMs?: number; logger?: Log.Logger } = {}) => {
-    const store = await Postgres.open({ url: schema.url, poolSize: 2 })
-    const control = await Postgres.open({ url: schema.url, poolSize: 2 })
-    cleanups.push(() => store.close(), () => control.close())
-    const nothing = () => undefined
-    const cluster = await Cluster.make({
-      store,
-      control,
-      url: schema.url,
-      instance,
-      partitions,
-      heartbeatMs,
-      deadAfterMs,
-      address: { http: "-", mqtt: "-" },
-      logger: extra.logger ?? Log.silent,
-      ...(extra.stuckAfterMs === undefined ? {} : { stuckAfterMs: extra.stuckAfterMs }),
-      acquired: hooks.acquired ?? (async () => undefined),
-      released: nothing,
-      pending: nothing,
-      adopt: hooks.adopt ?? nothing
-    })
-    cleanups.push(() => cluster.abandon())
-    return cluster
-  }
+  const member = async (instance: string, hooks: { acquired?: (parts: ReadonlyArray<number>) => Promise<void>; adopt?: (dead: ReadonlyArray<string>) => Promise<void> } = {}, extra: { stuckAfterMs?: number; logger?: Log.Logger } = {}) =>
+    (await clusterMember({ url: schema.url, partitions, heartbeatMs, deadAfterMs, cleanups }, instance, hooks, extra)).cluster
   /** The partitions' owners and epochs, and whether each member is live, as `from` sees them. */
   const seen = async (from: Cluster.Cluster) => {
     const v = await from.view()

@@ -100,6 +100,15 @@ export type Collector = Awaited<ReturnType<typeof collect>>
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
+/** Polls `ok` every 10 ms until it holds; fails naming `what` after `timeoutMs`. */
+export const until = async (what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs
+  while (!(await ok())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`)
+    await sleep(10)
+  }
+}
+
 export const getJson = async (port: number, path: string): Promise<{ status: number; body: any }> => {
   const res = await fetch(`http://127.0.0.1:${port}${path}`)
   return { status: res.status, body: await res.json() }

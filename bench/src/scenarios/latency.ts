@@ -58,9 +58,13 @@ const roundTrips = async (count: number, once: () => Promise<unknown>, warm = 20
  */
 const settled = (): boolean => process.env.PEER_SETTLE !== "0"
 
-/** `main`: the runtime to run (`rr.ts`: each tree's, under this tree's harness); the testkit's by default. */
-export const requestReply = (mode: Mode, count: number, main?: string): Promise<Latency> =>
-  onRuntime({ BATON_APP: "ping", ...(settled() ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --expose-gc`.trim() } : {}) }, async (r) => {
+/**
+ * `main`: the runtime to run (`rr.ts`: each tree's, under this tree's harness); the testkit's by
+ * default. `env`: more of the runtime's environment (`rr.ts`: its arm's `BATON_AB_TREE_ENV`); its
+ * `NODE_OPTIONS` keeps `--expose-gc`, which the settling needs.
+ */
+export const requestReply = (mode: Mode, count: number, main?: string, env: Readonly<Record<string, string>> = {}): Promise<Latency> =>
+  onRuntime({ BATON_APP: "ping", ...env, ...(settled() ? { NODE_OPTIONS: `${env.NODE_OPTIONS ?? process.env.NODE_OPTIONS ?? ""} --expose-gc`.trim() } : {}) }, async (r) => {
     if (settled()) await (await fetch(`http://127.0.0.1:${r.httpPort}/healthz?gc=1`)).arrayBuffer()
     const clientId = `bench-${mode}`
     const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, clientId, reconnectPeriod: 0 }))
