@@ -99,9 +99,12 @@ export interface Config {
   readonly logLevel: "debug" | "info" | "warn" | "error"
   /**
    * `log`: initiating events committed in a file of their own, `front/ingress.db`, and handed over
-   * to the store (docs/front-thread.md, stage 1); `off`: in the store's own log.
+   * to the store (docs/front-thread.md, stage 1); `thread`: that, with the file and the embedded
+   * broker on a worker thread of their own (stage 2); `off`: in the store's own log.
    */
-  readonly front: "off" | "log"
+  readonly front: "off" | "log" | "thread"
+  /** `BATON_FRONT=thread`: entries committed by the front and not yet forwarded past which new initiating events wait. */
+  readonly frontBacklog: number
 }
 
 export const appNames = ["order-entry", "customer", "trading", "comments", "order-stats", "ping"] as const
@@ -187,15 +190,14 @@ const tlsOf = (env: Env): Config["tls"] => {
   return { certFile, keyFile }
 }
 
-/** `BATON_FRONT`: `thread` is planned (docs/front-thread.md), not built; `log` only for a single instance on SQLite with the embedded broker. */
+/** `BATON_FRONT`: `log` and `thread` only for a single instance on SQLite with the embedded broker. */
 const frontOf = (env: Env): Config["front"] => {
   const raw = text(env, "BATON_FRONT") ?? "off"
-  if (raw === "thread") throw new ConfigError("BATON_FRONT=thread is not built yet (docs/front-thread.md, stage 2); use off or log")
-  if (raw !== "off" && raw !== "log") throw new ConfigError(`BATON_FRONT must be off or log, got '${raw}'`)
-  if (raw === "log" && text(env, "BATON_DATABASE_URL") !== undefined)
-    throw new ConfigError("BATON_FRONT=log needs the embedded SQLite store (its hand-over mark lives in the same database as what the events become, one instance): unset BATON_DATABASE_URL or BATON_FRONT")
-  if (raw === "log" && text(env, "BATON_BROKER_URL") !== undefined)
-    throw new ConfigError("BATON_FRONT=log needs the embedded broker (it logs initiating events before their PUBACK): unset BATON_BROKER_URL or BATON_FRONT")
+  if (raw !== "off" && raw !== "log" && raw !== "thread") throw new ConfigError(`BATON_FRONT must be off, log or thread, got '${raw}'`)
+  if (raw !== "off" && text(env, "BATON_DATABASE_URL") !== undefined)
+    throw new ConfigError(`BATON_FRONT=${raw} needs the embedded SQLite store (its hand-over mark lives in the same database as what the events become, one instance): unset BATON_DATABASE_URL or BATON_FRONT`)
+  if (raw !== "off" && text(env, "BATON_BROKER_URL") !== undefined)
+    throw new ConfigError(`BATON_FRONT=${raw} needs the embedded broker (it logs initiating events before their PUBACK): unset BATON_BROKER_URL or BATON_FRONT`)
   return raw
 }
 
@@ -270,7 +272,8 @@ export const fromEnv = (env: Env = process.env): Config => {
     otlpIntervalMs: positive(env, "BATON_OTLP_INTERVAL_MS", 1000),
     logFormat: oneOf(env, "BATON_LOG_FORMAT", ["text", "json"] as const, "text"),
     logLevel: oneOf(env, "BATON_LOG_LEVEL", ["debug", "info", "warn", "error"] as const, "info"),
-    front: frontOf(env)
+    front: frontOf(env),
+    frontBacklog: positive(env, "BATON_FRONT_BACKLOG", 8_192)
   }
 }
 

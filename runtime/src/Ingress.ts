@@ -202,7 +202,7 @@ export const pruneFront = async (store: Store, front: FrontLog.FrontLog, log: In
  * dropped there. What is left must start right above the mark, without a gap (`seq` is never
  * given again, FrontLog.ts): otherwise a defect.
  */
-export const frontSource = (store: Store, front: FrontLog.FrontLog, mark: number): Source => {
+export const frontSource = (store: Store, front: FrontLog.FrontLog, mark: number, moved?: (mark: number) => void): Source => {
   const read = store.query("SELECT seq FROM front_mark WHERE log_id = ?")
   const write = store.query("INSERT INTO front_mark (log_id, seq) VALUES (?, ?) ON CONFLICT (log_id) DO UPDATE SET seq = excluded.seq")
   let cursor = mark
@@ -223,7 +223,9 @@ export const frontSource = (store: Store, front: FrontLog.FrontLog, mark: number
       }),
     forwarded: (seqs) => (seqs.length === 0 ? Effect.void : write.run(front.logId, seqs[seqs.length - 1]!).pipe(Effect.asVoid)),
     committed: (seq) => {
-      if (seq > cursor) cursor = seq
+      if (seq <= cursor) return
+      cursor = seq
+      moved?.(seq)
     },
     handover: true,
     page: frontPage

@@ -84,20 +84,23 @@ describe("BATON_TICK_STUCK_MS", () => {
 })
 
 describe("BATON_FRONT", () => {
-  it("is off by default, log when asked", () => {
+  it("is off by default, log or thread when asked; the backlog bound 8,192 by default", () => {
     expect(fromEnv({}).front).toBe("off")
     expect(fromEnv({ BATON_FRONT: "off" }).front).toBe("off")
     expect(fromEnv({ BATON_FRONT: "log" }).front).toBe("log")
+    expect(fromEnv({ BATON_FRONT: "thread" }).front).toBe("thread")
+    expect(fromEnv({}).frontBacklog).toBe(8_192)
+    expect(fromEnv({ BATON_FRONT_BACKLOG: "64" }).frontBacklog).toBe(64)
+    expect(() => fromEnv({ BATON_FRONT_BACKLOG: "0" })).toThrow(/BATON_FRONT_BACKLOG/)
   })
 
-  it("refuses thread (not built yet) and any other value, saying which are taken", () => {
-    expect(() => fromEnv({ BATON_FRONT: "thread" })).toThrow(/BATON_FRONT=thread is not built yet.*use off or log/)
-    expect(() => fromEnv({ BATON_FRONT: "on" })).toThrow(new ConfigError("BATON_FRONT must be off or log, got 'on'"))
+  it("refuses any other value, saying which are taken", () => {
+    expect(() => fromEnv({ BATON_FRONT: "on" })).toThrow(new ConfigError("BATON_FRONT must be off, log or thread, got 'on'"))
   })
 
-  it("refuses log with PostgreSQL or an external broker, saying why", () => {
-    expect(() => fromEnv({ BATON_FRONT: "log", BATON_DATABASE_URL: "postgres://localhost/baton" })).toThrow(/needs the embedded SQLite store.*unset BATON_DATABASE_URL or BATON_FRONT/)
-    expect(() => fromEnv({ BATON_FRONT: "log", BATON_BROKER_URL: "mqtt://localhost:1883" })).toThrow(/needs the embedded broker.*unset BATON_BROKER_URL or BATON_FRONT/)
+  it.each(["log", "thread"])("refuses %s with PostgreSQL or an external broker, saying why", (mode) => {
+    expect(() => fromEnv({ BATON_FRONT: mode, BATON_DATABASE_URL: "postgres://localhost/baton" })).toThrow(new RegExp(`BATON_FRONT=${mode} needs the embedded SQLite store.*unset BATON_DATABASE_URL or BATON_FRONT`))
+    expect(() => fromEnv({ BATON_FRONT: mode, BATON_BROKER_URL: "mqtt://localhost:1883" })).toThrow(new RegExp(`BATON_FRONT=${mode} needs the embedded broker.*unset BATON_BROKER_URL or BATON_FRONT`))
     // Off, both are fine.
     expect(fromEnv({ BATON_DATABASE_URL: "postgres://localhost/baton", BATON_BROKER_URL: "mqtt://localhost:1883" }).front).toBe("off")
   })

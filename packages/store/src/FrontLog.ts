@@ -46,10 +46,16 @@ export const open = async (options: {
   /** Called with a batch written but not committed yet (a kill point for the crash tests). */
   readonly beforeCommit?: () => void
   readonly onCheckpointError?: (message: string) => void
+  /**
+   * 0: no checkpointer thread of this connection's own (main's reading handle while the front
+   * thread writes and checkpoints the file, `BATON_FRONT=thread`); Sqlite.ts's default otherwise.
+   */
+  readonly checkpointIntervalMs?: number
 }) => {
   const store: Store = await Sqlite.open({
     path: options.path,
     synchronous: options.synchronous,
+    ...(options.checkpointIntervalMs === undefined ? {} : { checkpointIntervalMs: options.checkpointIntervalMs }),
     ...(options.onCheckpointError === undefined ? {} : { onCheckpointError: options.onCheckpointError })
   })
   try {

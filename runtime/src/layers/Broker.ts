@@ -10,10 +10,11 @@ import { join } from "node:path"
 import { Users } from "@baton/auth"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { MqttBroker } from "@baton/broker-mqtt"
-import { Topics, type Broker as Port } from "@baton/core"
-import { isUnavailable } from "@baton/store"
-import { Context, Effect, Layer } from "effect"
+import { payloadPreviewBytes, Topics, type Broker as Port } from "@baton/core"
+import { FrontLog, isUnavailable } from "@baton/store"
+import { Context, Deferred, Effect, Exit, Layer } from "effect"
 import type { Config } from "../Config.ts"
+import * as Front from "../front/Front.ts"
 import * as Security from "../Security.ts"
 import { Ingress } from "./Ingress.ts"
 import { Ownership } from "./Ownership.ts"
@@ -37,6 +38,8 @@ export interface Face {
   readonly connections: () => Promise<number>
   /** The guard's refusals by kind (`GET /errors`). */
   readonly counts: () => Promise<Readonly<Record<string, number>>>
+  /** A client's subscriptions on the broker now (tests, operations). */
+  readonly subscriptions: (clientId: string) => Promise<ReadonlyArray<string>>
 }
 
 export interface Shape {
@@ -63,7 +66,7 @@ export const layer = Layer.effect(
   Broker,
   Effect.gen(function* () {
     const { config, logger } = yield* Settings
-    const { ingress } = yield* Ingress
+    const { ingress, front: frontLog, broken } = yield* Ingress
     const ownership = yield* Ownership
     // The users file is read at start (a bad one stops the start), then again whenever it changes.
     let users = config.authFile === undefined ? undefined : Users.load(config.authFile)
@@ -80,28 +83,60 @@ export const layer = Layer.effect(
         intervalMs: config.authReloadMs,
         changed: (file) => {
           users = file
+          front?.users(file)
           usersLoaded(file, "users file reloaded")
         },
         failed: (error) => logger.log("error", "users file not reloaded, the previous version stays in force", { reason: error.message })
       })
       yield* Effect.addFinalizer(() => Effect.sync(() => watcher.close()))
     }
-    const security = Security.make({
-      users: () => users,
-      logger,
-      limits: {
-        maxPayloadBytes: config.maxPayloadBytes,
-        maxConnections: config.maxConnections,
-        publishRate: config.publishRate,
-        maxTopicDepth: config.maxTopicDepth,
-        maxClientIdLength: config.maxClientIdLength,
-        maxInflight: config.maxInflight
-      }
-    })
+    const limits: Security.Limits = {
+      maxPayloadBytes: config.maxPayloadBytes,
+      maxConnections: config.maxConnections,
+      publishRate: config.publishRate,
+      maxTopicDepth: config.maxTopicDepth,
+      maxClientIdLength: config.maxClientIdLength,
+      maxInflight: config.maxInflight
+    }
+    // With the front thread, the guard that runs is the front's (its counts answered across the port).
+    const security = Security.make({ users: () => users, logger, limits })
     const tls = config.tls === undefined ? undefined : { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }
 
+    // `BATON_FRONT=thread`: the broker, its guard and the front's log on a worker thread of their own.
+    let front: Front.Front | undefined
+    if (config.front === "thread" && config.brokerUrl === undefined && frontLog !== undefined) {
+      front = yield* Effect.acquireRelease(
+        promise(() =>
+          Front.start({
+            start: {
+              host: config.host,
+              mqttPort: config.mqttPort,
+              wsPort: config.wsPort,
+              tls,
+              sessions: sessionsOf(config),
+              drainTimeoutMs: config.drainTimeoutMs,
+              limits,
+              users,
+              path: FrontLog.pathIn(config.dataDir),
+              durable: config.durable,
+              previewBytes: payloadPreviewBytes,
+              mark: frontLog.mark,
+              backlog: config.frontBacklog,
+              logLevel: config.logLevel
+            },
+            logger,
+            accepted: () => ingress.poke(),
+            fatal: (error) => Deferred.doneUnsafe(broken, Exit.die(error))
+          })
+        ),
+        (f) => Effect.promise(() => f.close()).pipe(Effect.tap(() => Effect.sync(() => logger.log("info", "broker stopped", { thread: "front" }))))
+      )
+      const started = front
+      frontLog.onMoved((mark) => started.forwarded(mark))
+    }
+
     const embedded =
-      config.brokerUrl === undefined
+      config.brokerUrl === undefined && front === undefined
         ? yield* Effect.acquireRelease(
             promise(() =>
               EmbeddedBroker.start({
@@ -135,11 +170,13 @@ export const layer = Layer.effect(
             (b) => Effect.promise(() => b.close()).pipe(Effect.tap(() => Effect.sync(() => logger.log("info", "broker stopped"))))
           )
         : undefined
-    if (embedded !== undefined)
+    const listening = embedded ?? front
+    if (listening !== undefined)
       logger.log("info", "broker listening", {
-        mqtt: `${tls === undefined ? "mqtt" : "mqtts"}://${embedded.host}:${embedded.mqttPort}`,
-        ws: embedded.wsPort === undefined ? "off" : `${embedded.host}:${embedded.wsPort}`,
-        sessions: sessionsOf(config).kind
+        mqtt: `${tls === undefined ? "mqtt" : "mqtts"}://${listening.host}:${listening.mqttPort}`,
+        ws: listening.wsPort === undefined ? "off" : `${listening.host}:${listening.wsPort}`,
+        sessions: sessionsOf(config).kind,
+        ...(front === undefined ? {} : { thread: "front" })
       })
 
     // An external broker: every processor and the ingress get their own MQTT session on it.
@@ -158,18 +195,21 @@ export const layer = Layer.effect(
           )
     // The embedded broker's own functions, not wrappers: the face costs no call on the hot paths.
     const face: Face | undefined =
-      embedded === undefined
-        ? undefined
-        : {
-            host: embedded.host,
-            mqttPort: embedded.mqttPort,
-            wsPort: embedded.wsPort,
-            publish: embedded.publish,
-            wanted: embedded.wanted,
-            hasSubscribers: embedded.hasSubscribers,
-            connections: async () => embedded.connections(),
-            counts: async () => security.counts()
-          }
+      front !== undefined
+        ? front
+        : embedded === undefined
+          ? undefined
+          : {
+              host: embedded.host,
+              mqttPort: embedded.mqttPort,
+              wsPort: embedded.wsPort,
+              publish: embedded.publish,
+              wanted: embedded.wanted,
+              hasSubscribers: embedded.hasSubscribers,
+              connections: async () => embedded.connections(),
+              counts: async () => security.counts(),
+              subscriptions: async (clientId) => embedded.subscriptions(clientId)
+            }
     const publish: Port["publish"] | undefined = face?.publish ?? external?.publish
     if (publish === undefined) throw new Error("neither an embedded nor an external broker")
     logger.log("info", "broker connected", { broker: external === undefined ? "embedded" : config.brokerUrl })

@@ -25,8 +25,13 @@ export interface Shape {
    * broker and a single instance, every processor consumes those from its own broker session.
    */
   readonly routePublic: boolean
-  /** With `BATON_FRONT=log`: the front's log and how to prune it with main's seen ids (Housekeeping). */
-  readonly front: { readonly prune: (before: Date) => Promise<number> } | undefined
+  /**
+   * With `BATON_FRONT=log` or `thread`: how to prune the front's log with main's seen ids
+   * (Housekeeping), main's mark at start, and who hears it move (the front thread: its backlog).
+   */
+  readonly front:
+    | { readonly prune: (before: Date) => Promise<number>; readonly mark: number; readonly onMoved: (listener: (mark: number) => void) => void }
+    | undefined
   /** Fails when forwarding stopped for good (a hand-over out of order, a defect): the runtime must stop. */
   readonly broken: Deferred.Deferred<never>
 }
@@ -72,7 +77,7 @@ export const layer = Layer.effect(
     const broken = yield* Deferred.make<never>()
     // The front's log: the live source with the flag; without it, a file left is forwarded at start and pruned.
     const frontPath = FrontLog.pathIn(config.dataDir)
-    const frontFile = store.dialect === "sqlite" && (config.front === "log" || existsSync(frontPath))
+    const frontFile = store.dialect === "sqlite" && (config.front !== "off" || existsSync(frontPath))
     const front = frontFile
       ? yield* Effect.acquireRelease(
           promise(() =>
@@ -82,7 +87,9 @@ export const layer = Layer.effect(
               maxBytes: config.maxPayloadBytes,
               previewBytes: payloadPreviewBytes,
               beforeCommit: () => Crash.point("ingress-before-commit"),
-              onCheckpointError: (message) => logger.log("warn", "WAL checkpoint failed (the next one tries again)", { file: frontPath, reason: message })
+              onCheckpointError: (message) => logger.log("warn", "WAL checkpoint failed (the next one tries again)", { file: frontPath, reason: message }),
+              // The front thread writes the file and checkpoints it: main only reads it (and prunes it).
+              ...(config.front === "thread" ? { checkpointIntervalMs: 0 } : {})
             })
           ),
           // After the ingress is idle (its finalizer runs first, below), before the store closes.
@@ -90,6 +97,8 @@ export const layer = Layer.effect(
         )
       : undefined
     let source: Ingress_.Source | undefined
+    let mark = 0
+    let moved: ((mark: number) => void) | undefined
     if (front !== undefined) {
       const read = yield* promise(() => Ingress_.frontMark(store, front))
       // Its newest row is never pruned: only an older copy of the file can hold less than the mark.
@@ -97,7 +106,8 @@ export const layer = Layer.effect(
         return yield* Effect.die(
           new Error(`${frontPath} is an older copy of the front log ${front.logId} (its newest entry ${read.newest}, forwarded up to ${read.mark}): its next entries would be taken for forwarded ones; restore the file it replaced, or move it away to start a new one`)
         )
-      source = Ingress_.frontSource(store, front, read.mark)
+      mark = read.mark
+      source = Ingress_.frontSource(store, front, read.mark, (seq) => moved?.(seq))
       logger.log("info", "front log opened", { file: frontPath, "log-id": front.logId, newest: read.newest, mark: read.mark, mode: config.front })
     }
     const prune = (before: Date) => Ingress_.pruneFront(store, front!, log, before)
@@ -116,7 +126,7 @@ export const layer = Layer.effect(
       ...(routePublic ? { router } : {}),
       // With the flag, main's own log (older) is drained first; without it, a front file left
       // (older than anything main logs from now on) is, then pruned (its newest row kept).
-      ...(config.front === "log"
+      ...(config.front !== "off"
         ? { source: source!, before: [{ source: mainLog }] }
         : source !== undefined
           ? {
@@ -134,6 +144,13 @@ export const layer = Layer.effect(
     })
     // Runs before the front log closes (finalizers in reverse): what is being handed over ends first.
     yield* Effect.addFinalizer(() => Effect.promise(() => ingress.idle()))
-    return { ingress, log, router, routePublic, front: config.front === "log" ? { prune } : undefined, broken }
+    return {
+      ingress,
+      log,
+      router,
+      routePublic,
+      front: config.front === "off" ? undefined : { prune, mark, onMoved: (listener: (mark: number) => void) => void (moved = listener) },
+      broken
+    }
   })
 )

@@ -19,6 +19,9 @@ export interface Shape {
 
 export class Relay extends Context.Service<Relay, Shape>()("baton/runtime/Relay") {}
 
+/** Publishes in flight to the front thread. */
+const frontRelayWindow = 256
+
 /** Published envelopes the flows API keeps in memory. */
 const flowTapSize = 10_000
 
@@ -56,7 +59,10 @@ export const layer = Layer.effect(
     // (The killed-broker cases of shutdown.int.test.ts that lost acknowledged messages with a window
     // of 256 were the test broker's: it wrote a PUBACK before storing the message, which lost the
     // last one with a window of 1 too; it now acknowledges once stored, externalBroker.durable.int.test.ts.)
-    // The embedded broker: one at a time (Relay.ts).
-    return { relay: Relay_.make({ outbox, publish: relayed, logger, window: external === undefined ? 1 : config.relayWindow }), tap }
+    // The embedded broker: one at a time (Relay.ts). On the front thread, 256: the front publishes
+    // them one at a time in order and refuses what follows a failure (front/Worker.ts), and with one
+    // each would wait for a turn of both event loops (docs/front-thread.md 4.2).
+    const window = external !== undefined ? config.relayWindow : config.front === "thread" ? frontRelayWindow : 1
+    return { relay: Relay_.make({ outbox, publish: relayed, logger, window }), tap }
   })
 )
