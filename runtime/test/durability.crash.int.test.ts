@@ -23,19 +23,23 @@ const runs = Number(process.env.BATON_CRASH_RUNS ?? 6)
  * baton.db with the front's mark; docs/front-thread.md, 3.2), the others with either.
  * `outbox-published` is left out of `front-log`'s runs: the relay is the same code in both modes
  * (stage 1 moves nothing of it), and each covering run adds ~7% to this file's time.
+ * `front-thread` (`BATON_FRONT=thread`: the broker and the front's log on a worker thread, whose
+ * `ingress-before-commit` and `ingress-committed` are reached there and kill the whole process)
+ * takes every point of the embedded broker and of the hand-over, `outbox-published` included: its
+ * relay publishes across the worker's port, 256 in flight.
  * `after-acks`: no kill point, the process is killed once the broker acknowledged.
  */
-type Where = "embedded" | "external" | "front-log"
+type Where = "embedded" | "external" | "front-log" | "front-thread"
 type KillPoint = Crash.Point | "after-acks"
 const reachedWith: Record<KillPoint, ReadonlyArray<Where>> = {
-  "after-acks": ["embedded", "front-log"],
-  "ingress-before-commit": ["embedded", "front-log"],
-  "ingress-committed": ["embedded", "front-log"],
-  "handover-committed": ["front-log"],
-  handler: ["embedded", "front-log"],
+  "after-acks": ["embedded", "front-log", "front-thread"],
+  "ingress-before-commit": ["embedded", "front-log", "front-thread"],
+  "ingress-committed": ["embedded", "front-log", "front-thread"],
+  "handover-committed": ["front-log", "front-thread"],
+  handler: ["embedded", "front-log", "front-thread"],
   "received-committed": ["external"],
-  "processed-committed": ["embedded", "external", "front-log"],
-  "outbox-published": ["embedded"]
+  "processed-committed": ["embedded", "external", "front-log", "front-thread"],
+  "outbox-published": ["embedded", "front-thread"]
 }
 const allKillPoints = Object.keys(reachedWith) as Array<KillPoint>
 /** `BATON_CRASH_POINTS=handler,outbox-published` restricts the kill points (to chase one). */
@@ -300,6 +304,14 @@ describe("no data loss across SIGKILL", () => {
     "two-file ingress (BATON_FRONT=log): for random orders of three customers and every kill point of the ingress and the processors, handover-committed included, every order completes once, every effect applied once, the acknowledged ones placed in order per customer",
     async () => {
       await cover("front-log", runs, crashRun({ BATON_FRONT: "log" }, (r) => `mqtt://127.0.0.1:${r.mqttPort}`, 3))
+    },
+    300_000
+  )
+
+  it(
+    "front thread (BATON_FRONT=thread): for random orders of three customers and every kill point, on either thread, every order completes once, every effect applied once, the acknowledged ones placed in order per customer",
+    async () => {
+      await cover("front-thread", runs, crashRun({ BATON_FRONT: "thread" }, (r) => `mqtt://127.0.0.1:${r.mqttPort}`, 3))
     },
     300_000
   )

@@ -15,7 +15,7 @@
 import { Worker } from "node:worker_threads"
 import type { Users } from "@baton/auth"
 import { Mirror } from "@baton/broker-aedes"
-import { Log, type Broker as Port } from "@baton/core"
+import { Log, PortInUseError, type Broker as Port } from "@baton/core"
 import type { FromFront, PublishItem, Start, ToFront } from "./Protocol.ts"
 
 /** How long a `stats` question waits before the last answer is used. */
@@ -91,9 +91,12 @@ export const start = (options: {
     }
   }
 
-  let mirror: Mirror.Mirror | undefined
+  // Filed from the first announcement on (a client may subscribe before `ready` reaches main);
+  // asked only once `ready` added the sessions' persistent filters to it.
+  const mirror = Mirror.make()
+  let mirrored = false
   const redis = options.start.sessions.kind === "redis"
-  const wanted = (topic: string): boolean | undefined => (mirror === undefined || redis ? undefined : mirror.wanted(topic))
+  const wanted = (topic: string): boolean | undefined => (!mirrored || redis ? undefined : mirror.wanted(topic))
 
   // Questions across the port, by id.
   let questionIds = 0
@@ -132,8 +135,8 @@ export const start = (options: {
         epoch++
         return settle(m.to, new Error(m.reason))
       case "filter":
-        if (m.op === "drop") return mirror?.dropped(m.filter)
-        mirror?.added(m.filter, m.persistent)
+        if (m.op === "drop") return mirror.dropped(m.filter)
+        mirror.added(m.filter, m.persistent)
         return send({ t: "known", id: m.id })
       case "stats":
       case "subscriptions": {
@@ -145,7 +148,8 @@ export const start = (options: {
         return logger.log(m.level, m.event, { ...m.fields, thread: "front" })
       case "ready":
         started = true
-        mirror = Mirror.make(m.persistentFilters)
+        for (const filter of m.persistentFilters) mirror.added(filter, true)
+        mirrored = true
         return ready.resolve({
           host: options.start.host,
           mqttPort: m.mqttPort,
@@ -167,13 +171,15 @@ export const start = (options: {
           close
         })
       case "failed":
-        return ready.reject(new Error(m.reason))
+        return ready.reject(m.inUse === undefined ? new Error(m.reason) : new PortInUseError(m.inUse.listener, m.inUse.host, m.inUse.port))
       case "closed":
         return
     }
   })
+  let failed = false
   const ended = (error: Error) => {
-    if (closing) return
+    if (closing || failed) return
+    failed = true
     for (const p of inFlight.splice(0)) p.reject(error)
     if (!started) return ready.reject(error)
     logger.log("error", "front thread failed", { reason: Log.reason(error) })

@@ -54,7 +54,7 @@ export type FromFront =
   /** Listening, its sessions' persistent filters read: main's mirror starts from them. */
   | { readonly t: "ready"; readonly mqttPort: number; readonly wsPort: number | undefined; readonly persistentFilters: ReadonlyArray<string> }
   /** The broker did not start (a port taken, a sessions store out of reach): the reason. */
-  | { readonly t: "failed"; readonly reason: string }
+  | { readonly t: "failed"; readonly reason: string; readonly inUse?: { readonly listener: string; readonly host: string; readonly port: number } }
   /** Entries up to `upTo` are committed in the front log. */
   | { readonly t: "accepted"; readonly upTo: number }
   /** Publishes up to `upTo` are done (stored for persistent sessions, forwarded). */

@@ -14,7 +14,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads"
 import { EmbeddedBroker } from "@baton/broker-aedes"
-import { Log, Topics } from "@baton/core"
+import { Log, PortInUseError, Topics } from "@baton/core"
 import { FrontLog } from "@baton/store"
 import * as Crash from "../Crash.ts"
 import * as Security from "../Security.ts"
@@ -166,6 +166,8 @@ const main = async () => {
 }
 
 main().catch((error: unknown) => {
-  post({ t: "failed", reason: Log.reason(error) })
+  // A port taken crosses as such: main says which variable to set (Serve.ts).
+  const inUse = error instanceof PortInUseError ? { listener: error.listener, host: error.host, port: error.port } : undefined
+  post({ t: "failed", reason: Log.reason(error), ...(inUse === undefined ? {} : { inUse }) })
   port.close()
 })
