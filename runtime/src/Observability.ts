@@ -35,6 +35,8 @@ export interface Gauges {
   readonly inFlight: () => ReadonlyArray<readonly [processor: string, count: number]>
   /** Clients connected to the embedded broker (asked across a thread when it runs in one); undefined without one. */
   readonly connections: () => Promise<number> | undefined
+  /** Initiating events the front thread committed and main has not forwarded yet; undefined without one. */
+  readonly frontBacklog?: () => Promise<number> | undefined
 }
 
 export interface Metrics {
@@ -97,6 +99,7 @@ export const makeMetrics = (deps: {
   const dashboard = gauge("baton_dashboard_entries", "Dashboard entries by status")
   const workflows = gauge("baton_workflows", "Mediator workflows by status")
   const connections = gauge("baton_broker_connections", "Clients connected to the embedded broker")
+  const frontBacklog = gauge("baton_front_backlog", "Initiating events the front thread committed and main has not forwarded yet (BATON_FRONT=thread)")
 
   const set = (m: Metric.Gauge<number>, value: number, attributes?: Record<string, string>) =>
     (attributes === undefined ? m : Metric.withAttributes(m, attributes)).updateUnsafe(value, context)
@@ -160,6 +163,8 @@ export const makeMetrics = (deps: {
         setAll(workflows, "status", (await q("SELECT status, COUNT(*) AS n FROM workflows GROUP BY status")).map((r) => [String(r.status), num(r.n)]), ["running", "failed", "discarded"])
       const connected = await deps.gauges.connections()
       if (connected !== undefined) set(connections, connected)
+      const backlog = await deps.gauges.frontBacklog?.()
+      if (backlog !== undefined) set(frontBacklog, backlog)
       return PrometheusMetrics.formatUnsafe(context)
     }
   }

@@ -38,6 +38,8 @@ export interface Face {
   readonly connections: () => Promise<number>
   /** The guard's refusals by kind (`GET /errors`). */
   readonly counts: () => Promise<Readonly<Record<string, number>>>
+  /** Initiating events the front thread committed and main has not forwarded yet (`/metrics`); absent without one. */
+  readonly backlog?: () => Promise<number>
   /** A client's subscriptions on the broker now (tests, operations). */
   readonly subscriptions: (clientId: string) => Promise<ReadonlyArray<string>>
 }
