@@ -62,8 +62,12 @@ const main = async () => {
   })
   taken = committed = await front.newest()
 
+  // Accepts between their start and their commit (or failure): the log closes after them.
+  let accepting = 0
+  let accepted: PromiseWithResolvers<void> | undefined
   const accept = async (topic: string, payload: Buffer, clientId: string): Promise<void> => {
     taken++
+    accepting++
     try {
       if (room !== undefined || taken - forwarded > start.backlog) {
         if (room === undefined) {
@@ -76,6 +80,8 @@ const main = async () => {
     } catch (error) {
       taken--
       throw error
+    } finally {
+      if (--accepting === 0) accepted?.resolve()
     }
     Crash.point("ingress-committed")
     committed++
@@ -152,9 +158,12 @@ const main = async () => {
         return post({ t: "subscriptions", id: m.id, filters: broker.subscriptions(m.clientId) })
       case "close":
         closing ??= (async () => {
-          // Aedes first (sessions stored, no new publish), then what is being appended commits.
+          // Aedes first (sessions stored, no new publish), then what is being appended commits
+          // (an accept held by a full backlog is refused: its client is gone and resends).
           await broker.close()
           await publishing
+          room?.reject(new Error("the front thread is closing"))
+          if (accepting > 0) await (accepted = Promise.withResolvers()).promise
           await front.close()
           post({ t: "closed" })
           port.close()
