@@ -175,7 +175,7 @@ describe("BATON_FRONT=thread", () => {
   it.each([
     ["thread", true],
     ["log", false]
-  ] as const)("with main's loop blocked 400 ms, initiating events get their PUBACK at once in %s mode: %s", async (front, atOnce) => {
+  ] as const)("with main's loop blocked 400 ms, in %s mode the PUBACKs of initiating events come at once: %s", async (front, atOnce) => {
     await withRuntime({ front }, async (h) => {
       let blocked = { from: 0, to: 0 }
       const acks = await publish(h.url, {

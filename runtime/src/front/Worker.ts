@@ -65,21 +65,30 @@ const main = async () => {
   // Accepts between their start and their commit (or failure): the log closes after them.
   let accepting = 0
   let accepted: PromiseWithResolvers<void> | undefined
+  /** When "front backlog full" was last logged: at most once a second. */
+  let fullLogged = 0
   const accept = async (topic: string, payload: Buffer, clientId: string): Promise<void> => {
-    taken++
     accepting++
     try {
-      if (room !== undefined || taken - forwarded > start.backlog) {
+      // The waiting ones are not counted in `taken` (they would keep the backlog above half for
+      // good); woken in the order they waited, each takes its place or waits again.
+      while (room !== undefined || taken - forwarded >= start.backlog) {
         if (room === undefined) {
           room = Promise.withResolvers()
-          logger.log("warn", "front backlog full: initiating events wait for main to forward", { backlog: taken - 1 - forwarded, bound: start.backlog })
+          if (Date.now() - fullLogged >= 1_000) {
+            fullLogged = Date.now()
+            logger.log("warn", "front backlog full: initiating events wait for main to forward", { backlog: taken - forwarded, bound: start.backlog })
+          }
         }
         await room.promise
       }
-      await front.append(topic, payload, clientId)
-    } catch (error) {
-      taken--
-      throw error
+      taken++
+      try {
+        await front.append(topic, payload, clientId)
+      } catch (error) {
+        taken--
+        throw error
+      }
     } finally {
       if (--accepting === 0) accepted?.resolve()
     }
@@ -144,7 +153,7 @@ const main = async () => {
       case "forwarded":
         if (m.upTo > forwarded) forwarded = m.upTo
         if (room !== undefined && taken - forwarded <= start.backlog / 2) {
-          logger.log("info", "front backlog below half: initiating events accepted again", { backlog: taken - forwarded })
+          logger.log("debug", "front backlog below half: initiating events accepted again", { backlog: taken - forwarded })
           room.resolve()
           room = undefined
         }
