@@ -542,6 +542,15 @@ export const make = (deps: {
     /** Forwards what the log holds now (entries adopted from a dead instance). */
     poke: () => schedule(),
     /**
+     * Forwards what the log holds now, starting in this turn of the event loop rather than the
+     * next (the front thread's `accepted`: its message is a turn of its own, already one per commit).
+     */
+    pokeNow: () => {
+      if (scheduled || poke === undefined || broken) return
+      scheduled = true
+      drainSafely()
+    },
+    /**
      * Forwards at once (the log's `afterCommit` in a cluster); once started. Rejects when
      * forwarding failed, so that the publishers are not acknowledged (see IngressLog).
      */

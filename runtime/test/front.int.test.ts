@@ -17,7 +17,7 @@ import mqtt from "mqtt"
 import { describe, expect, it, vi } from "vitest"
 import type { Config } from "../src/Config.ts"
 import { cards } from "./orders.ts"
-import { collect, connect, startRuntime, until, type Harness } from "./support.ts"
+import { collect, connect, getJson, startRuntime, trySubscribe, until, type Harness } from "./support.ts"
 
 // The front's worker (named `baton-front`), recorded as Front.ts creates it: the only way to make it fail alone from here
 // (the runtime exposes no handle on it). Nothing else about it changes.
@@ -379,5 +379,24 @@ describe("BATON_FRONT=thread", () => {
     } finally {
       rmSync(dataDir, { recursive: true, force: true })
     }
+  })
+
+  // What lives in the front thread (its clients, its backlog, its guard's refusals), asked across its port at scrape time.
+  it("answers /metrics and GET /errors from the front thread: its connections, its backlog, its guard's refusals", async () => {
+    await withRuntime({}, async (h) => {
+      const client = await connect(h.url)
+      try {
+        // The client role may not subscribe to `#`: refused and counted by the front's guard.
+        expect(await trySubscribe(client, "#")).toBe(false)
+        const metrics = await (await fetch(`http://127.0.0.1:${h.runtime.httpPort}/metrics`)).text()
+        const gauge = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)$`, "m").exec(metrics)?.[1])
+        expect(gauge("baton_broker_connections")).toBeGreaterThanOrEqual(1)
+        expect(gauge("baton_front_backlog")).toBe(0)
+        const errors = await getJson(h.runtime.httpPort, "/errors")
+        expect(errors.body.security["subscribe-refused"]).toBe(1)
+      } finally {
+        await client.endAsync()
+      }
+    })
   })
 })

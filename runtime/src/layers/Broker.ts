@@ -127,7 +127,7 @@ export const layer = Layer.effect(
               logLevel: config.logLevel
             },
             logger,
-            accepted: () => ingress.poke(),
+            accepted: () => ingress.pokeNow(),
             fatal: (error) => Deferred.doneUnsafe(broken, Exit.die(error))
           })
         ),
