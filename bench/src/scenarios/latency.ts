@@ -18,8 +18,8 @@ export type Latency = LatencySummary
 
 const order = (i: number) => JSON.stringify({ customerId: `acc-${i % 100}`, email: "a@example.com", items: [{ sku: `BOOK-${(i % 5) + 1}`, qty: 1, price: 9.5 }], payment: { card: "4242424242424242" } })
 
-export const accept = (rate: number, count: number): Promise<Latency> =>
-  onRuntime({}, async (r) => {
+export const accept = (rate: number, count: number, env: Record<string, string> = {}): Promise<Latency> =>
+  onRuntime(env, async (r) => {
     // The warm-up every fixed-rate scenario gets (orders through to the end: nothing left running).
     await placeOrders(r.mqttPort!, warmup(), "events/order-shipped")
     const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, reconnectPeriod: 0 }))
