@@ -2,8 +2,11 @@
  * `BATON_FRONT=thread` under review (docs/front-thread.md, stage 2): cases found by reading the
  * front's code, each one a real runtime on ephemeral ports with real MQTT clients and real SQLite.
  */
-import { join } from "node:path"
+import { spawn } from "node:child_process"
+import { dirname, join } from "node:path"
+import { createInterface } from "node:readline"
 import { DatabaseSync } from "node:sqlite"
+import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
 import { cards } from "./orders.ts"
 import { connect, sleep, startRuntime, until } from "./support.ts"
@@ -11,7 +14,71 @@ import { connect, sleep, startRuntime, until } from "./support.ts"
 const placeOrder = (id: string, customerId: string) =>
   JSON.stringify({ id, type: "place-order", data: { customerId, email: "review@example.com", items: [{ sku: "BOOK-2", qty: 1, price: 3 }], payment: { card: cards.approved } } })
 
+const runtimeDir = join(dirname(fileURLToPath(import.meta.url)), "..")
+
+// Two clients in a child process (main's loop is blocked meanwhile): both connect, then each
+// subscribes to the same filter after its own delay, and the SUBACKs' times are printed.
+const twoSubscribersScript = `
+const mqtt = require("mqtt")
+const [url, filter, ...delays] = process.argv.slice(1)
+const out = (line) => process.stdout.write(JSON.stringify(line) + "\\n")
+const clients = delays.map(() => mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, clean: true }))
+let connected = 0
+const subacks = []
+for (const c of clients) c.on("error", (e) => { process.stderr.write(String(e)); process.exit(2) })
+for (const c of clients) c.on("connect", () => {
+  if (++connected < clients.length) return
+  out({ t: "connected" })
+  clients.forEach((client, i) => setTimeout(() => client.subscribe(filter, { qos: 1 }, (error) => {
+    if (error) { process.stderr.write(String(error)); process.exit(3) }
+    subacks[i] = Date.now()
+    if (subacks.filter((s) => s !== undefined).length === clients.length) {
+      out({ t: "subacks", at: subacks })
+      for (const c of clients) c.end(true)
+      process.exit(0)
+    }
+  }), Number(delays[i])))
+})
+`
+
+/** Blocks this thread, and so the runtime's main event loop, for `ms`. */
+const spin = (ms: number) => {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    // main blocked
+  }
+}
+
 describe("BATON_FRONT=thread, reviewed", () => {
+  // The rule of the mirror: a client whose SUBACK came back gets every matching event decided
+  // after it, so a new filter's SUBACK waits until main's mirror holds it. A second client that
+  // subscribes to the same filter while the first one's announcement is still on its way to main
+  // must wait for it too: granted at once, its SUBACK comes while main still decides with a mirror
+  // that says no for it. Main is blocked here, so no announcement can reach its mirror.
+  it("a second SUBSCRIBE of a filter still being announced waits for main's mirror too", async () => {
+    const h = await startRuntime({ front: "thread" })
+    try {
+      const child = spawn(process.execPath, ["-e", twoSubscribersScript, h.url, "events/order-created", "50", "300"], { cwd: runtimeDir, stdio: ["ignore", "pipe", "pipe"] })
+      let stderr = ""
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()))
+      let resumed = 0
+      const subacks = await new Promise<ReadonlyArray<number>>((resolve, reject) => {
+        createInterface({ input: child.stdout }).on("line", (line) => {
+          const m = JSON.parse(line) as { t: string; at: ReadonlyArray<number> }
+          if (m.t === "connected") {
+            spin(1_000)
+            resumed = Date.now()
+          } else resolve(m.at)
+        })
+        child.on("exit", (code) => code !== 0 && reject(new Error(`subscribers exited ${code}: ${stderr}`)))
+      })
+      // Both SUBACKs once main ran again (its mirror holds the filter), none while it was blocked.
+      expect(subacks.map((at) => at >= resumed)).toEqual([true, true])
+    } finally {
+      await h.stop()
+    }
+  })
+
   // The backlog's room is given back when main forwards below half; appends that failed (the
   // front's file locked past its busy timeout, by a backup or an operator's sqlite3) free their
   // places too. Were only main's `forwarded` to wake the waiting, an accept held while the failing
