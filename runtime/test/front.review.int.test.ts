@@ -3,13 +3,31 @@
  * front's code, each one a real runtime on ephemeral ports with real MQTT clients and real SQLite.
  */
 import { spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { createInterface } from "node:readline"
 import { DatabaseSync } from "node:sqlite"
 import { fileURLToPath } from "node:url"
-import { describe, expect, it } from "vitest"
+import { Users } from "@baton/auth"
+import mqtt from "mqtt"
+import { describe, expect, it, vi } from "vitest"
 import { cards } from "./orders.ts"
 import { connect, sleep, startRuntime, until } from "./support.ts"
+
+// Called as Front.ts creates the front's worker (named `baton-front`): the only way to act at that
+// moment from here. Nothing else about the worker changes.
+const hooks = vi.hoisted(() => ({ frontCreated: undefined as (() => void) | undefined }))
+vi.mock("node:worker_threads", async (importOriginal) => {
+  const original = await importOriginal<typeof import("node:worker_threads")>()
+  class Hooked extends original.Worker {
+    constructor(...args: ConstructorParameters<typeof original.Worker>) {
+      super(...args)
+      if (args[1]?.name === "baton-front") hooks.frontCreated?.()
+    }
+  }
+  return { ...original, Worker: Hooked }
+})
 
 const placeOrder = (id: string, customerId: string) =>
   JSON.stringify({ id, type: "place-order", data: { customerId, email: "review@example.com", items: [{ sku: "BOOK-2", qty: 1, price: 3 }], payment: { card: cards.approved } } })
@@ -111,4 +129,36 @@ describe("BATON_FRONT=thread, reviewed", () => {
       await h.stop()
     }
   }, 30_000)
+
+  // The users file is handed to the front in its `workerData`, and each reload after that across
+  // the port, once the front is there. A reload while the worker starts (main's `front` not yet
+  // set) must reach it too: otherwise a user removed then stays able to connect to the front until
+  // the file changes again (main's HTTP side refusing it meanwhile).
+  it("a users file reloaded while the front thread starts is the one the front's guard checks", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "baton-front-users-"))
+    const authFile = join(dir, "users.json")
+    const password = "correct horse"
+    const both = await Users.addUser(await Users.addUser({ users: {}, tokens: {} }, "kept", password, ["client"]), "removed", password, ["client"])
+    Users.save(authFile, both)
+    hooks.frontCreated = () => {
+      hooks.frontCreated = undefined
+      // Soon after the worker is created, well before it is listening: the next poll reloads it.
+      setTimeout(() => Users.save(authFile, { ...both, users: { kept: both.users.kept! } }), 30)
+    }
+    const h = await startRuntime({ front: "thread", authFile, authReloadMs: 10 })
+    try {
+      await until("the reload logged", () => h.logger.lines.some((l) => l.includes("users file reloaded")))
+      const tryConnect = (username: string) =>
+        mqtt.connectAsync(h.url, { protocolVersion: 4, reconnectPeriod: 0, clean: true, clientId: `${username}-${crypto.randomUUID().slice(0, 6)}`, username, password }).then(
+          (c) => c.endAsync().then(() => "connected"),
+          () => "refused"
+        )
+      expect(await tryConnect("kept")).toBe("connected")
+      expect(await tryConnect("removed")).toBe("refused")
+    } finally {
+      hooks.frontCreated = undefined
+      await h.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
 })
