@@ -544,9 +544,12 @@ export const make = (deps: {
     /**
      * Forwards what the log holds now, starting in this turn of the event loop rather than the
      * next (the front thread's `accepted`: its message is a turn of its own, already one per commit).
+     * Not once stopped: the front accepts until its thread closes, after the processors stopped,
+     * and what it commits then stays in its log above the mark, forwarded at the next start (a
+     * drain now would hand it to stopped processors, which reject it).
      */
     pokeNow: () => {
-      if (scheduled || poke === undefined || broken) return
+      if (scheduled || poke === undefined || broken || stopped) return
       scheduled = true
       drainSafely()
     },

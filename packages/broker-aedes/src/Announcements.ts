@@ -29,6 +29,9 @@ export const make = (hooks: FilterHooks, holds: (filter: string) => boolean, log
   const live = new Set<string>()
   const lasting = new Set<string>()
   const waiting = new Map<string, number>()
+  // Each filter's announcement on its way (its `added` not settled yet): a SUBSCRIBE of that filter
+  // meanwhile waits for it too, or its SUBACK would come before the mirror holds the filter.
+  const announcing = new Map<string, Promise<void>>()
   const dropIfGone = (filter: string) => {
     if (!live.has(filter) || lasting.has(filter) || waiting.has(filter) || holds(filter)) return
     live.delete(filter)
@@ -43,13 +46,24 @@ export const make = (hooks: FilterHooks, holds: (filter: string) => boolean, log
      * subscribe steps are synchronous for it), so a filter is never dropped between the two.
      */
     gate: (clientId: string, filter: string, persistent: boolean, answer: (granted: boolean) => void): void => {
-      if (lasting.has(filter) || (!persistent && live.has(filter))) return answer(true)
-      if (persistent) lasting.add(filter)
-      else live.add(filter)
-      const pending = hooks.added(filter, persistent)
-      if (pending === undefined || filter.startsWith(Topics.replyPrefix)) {
-        pending?.catch(() => undefined)
-        return answer(true)
+      let pending: Promise<void> | undefined
+      if (lasting.has(filter) || (!persistent && live.has(filter))) {
+        pending = announcing.get(filter)
+        if (pending === undefined) return answer(true)
+      } else {
+        if (persistent) lasting.add(filter)
+        else live.add(filter)
+        pending = hooks.added(filter, persistent)
+        if (pending === undefined || filter.startsWith(Topics.replyPrefix)) {
+          pending?.catch(() => undefined)
+          return answer(true)
+        }
+        const announced = pending
+        announcing.set(filter, announced)
+        const done = () => {
+          if (announcing.get(filter) === announced) announcing.delete(filter)
+        }
+        announced.then(done, done)
       }
       waiting.set(filter, (waiting.get(filter) ?? 0) + 1)
       const settle = (granted: boolean) => {

@@ -102,20 +102,25 @@ describe("EmbeddedBroker filter announcements", () => {
     }
   })
 
-  it("does not drop a filter whose first SUBACK is still waiting when another subscriber of it leaves", async () => {
+  it("holds a second SUBACK of a filter until its announcement settles, and does not drop the filter while the first still waits", async () => {
     const { broker, calls, announced, connect } = await announcing()
     try {
       const a = await connect("a")
       const c = await connect("c")
       const first = a.subscribeAsync("events/x", { qos: 1 })
       const x = await announced("events/x")
-      // Announced already: c's SUBACK waits for nothing, and c leaves while a's still waits.
-      await c.subscribeAsync("events/x", { qos: 1 })
-      await c.unsubscribeAsync("events/x")
+      // Announced but not yet held by the mirror: c's SUBACK waits for the same announcement
+      // (granted at once, it would come while the mirror still said no for c).
+      let second = false
+      const subscribed = c.subscribeAsync("events/x", { qos: 1 }).then(() => (second = true))
       await new Promise((r) => setTimeout(r, 100))
+      expect(second).toBe(false)
       expect(calls.map((x) => x.op)).toEqual(["added"])
       x.resolve()
       await first
+      await subscribed
+      // c leaves, a still holds the filter: not dropped.
+      await c.unsubscribeAsync("events/x")
       await new Promise((r) => setTimeout(r, 100))
       expect(calls.map((x) => x.op)).toEqual(["added"])
       await a.unsubscribeAsync("events/x")

@@ -41,6 +41,13 @@ let forwarded = start.mark
 /** While the backlog is full: resolved once main forwarded it below half. */
 let room: PromiseWithResolvers<void> | undefined
 let committed = 0
+/** Lets the waiting accepts on once the backlog is below half (main forwarded, or appends failed). */
+const wake = () => {
+  if (room === undefined || taken - forwarded > start.backlog / 2) return
+  logger.log("debug", "front backlog below half: initiating events accepted again", { backlog: taken - forwarded })
+  room.resolve()
+  room = undefined
+}
 let announced = false
 const announce = () => {
   if (announced) return
@@ -86,7 +93,9 @@ const main = async () => {
       try {
         await front.append(topic, payload, clientId)
       } catch (error) {
+        // Its place freed: nothing may come from main to wake the ones waiting (nothing new committed).
         taken--
+        wake()
         throw error
       }
     } finally {
@@ -152,12 +161,7 @@ const main = async () => {
         return
       case "forwarded":
         if (m.upTo > forwarded) forwarded = m.upTo
-        if (room !== undefined && taken - forwarded <= start.backlog / 2) {
-          logger.log("debug", "front backlog below half: initiating events accepted again", { backlog: taken - forwarded })
-          room.resolve()
-          room = undefined
-        }
-        return
+        return wake()
       case "users":
         users = m.file
         return

@@ -107,6 +107,7 @@ export const layer = Layer.effect(
     // `BATON_FRONT=thread`: the broker, its guard and the front's log on a worker thread of their own.
     let front: Front.Front | undefined
     if (config.front === "thread" && config.brokerUrl === undefined && frontLog !== undefined) {
+      const handed = users
       front = yield* Effect.acquireRelease(
         promise(() =>
           Front.start({
@@ -118,7 +119,7 @@ export const layer = Layer.effect(
               sessions: sessionsOf(config),
               drainTimeoutMs: config.drainTimeoutMs,
               limits,
-              users,
+              users: handed,
               path: FrontLog.pathIn(config.dataDir),
               durable: config.durable,
               previewBytes: payloadPreviewBytes,
@@ -134,6 +135,9 @@ export const layer = Layer.effect(
         (f) => Effect.promise(() => f.close()).pipe(Effect.tap(() => Effect.sync(() => logger.log("info", "broker stopped", { thread: "front" }))))
       )
       const started = front
+      // Reloaded while the worker started (`front` unset, `changed` could not tell it): its guard
+      // would check the file it was started with until the next change.
+      if (users !== handed && users !== undefined) started.users(users)
       frontLog.onMoved((mark) => started.forwarded(mark))
     }
 
