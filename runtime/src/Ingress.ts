@@ -396,6 +396,9 @@ export const make = (deps: {
   const drainOnce = async (source: Source) => {
     let forwarded = 0
     for (;;) {
+      // Stopped: what is left stays in the durable log for the next start (a drain that read on
+      // while the publishes came kept `idle`, and so the stop, waiting as long as they did).
+      if (stopped && forwarded > 0) return forwarded
       const quiet = left === leftSettled
       const decided = left
       const entries = await source.unforwarded(source.page)
@@ -505,7 +508,7 @@ export const make = (deps: {
   }
 
   const schedule = () => {
-    if (scheduled || poke === undefined || broken) return
+    if (scheduled || poke === undefined || broken || stopped) return
     scheduled = true
     setImmediate(drainSafely)
   }
@@ -590,7 +593,10 @@ export const make = (deps: {
         return forwarded + (await drain())
       })()
     },
-    /** No more drains after a failure (shutting down): what is left is forwarded at the next start. */
+    /**
+     * Shutting down: no drain is scheduled any more (after a failure, or for what is logged from
+     * now on), and a drain running ends after its page: what is left is forwarded at the next start.
+     */
     stop: () => {
       stopped = true
       retry?.cancel()

@@ -136,14 +136,19 @@ const main = async () => {
   let publishing: Promise<void> = Promise.resolve()
   const publish = async (m: Extract<ToFront, { t: "publish" }>) => {
     const last = m.first + m.items.length - 1
+    // Those before `i` were published: confirmed as such (main would publish them again).
+    const fail = (i: number, reason: string) => {
+      if (i > 0) post({ t: "published", upTo: m.first + i - 1 })
+      post({ t: "publishFailed", from: m.first + i, to: last, reason })
+    }
     for (let i = 0; i < m.items.length; i++) {
-      if (m.epoch <= failed) return post({ t: "publishFailed", from: m.first + i, to: last, reason: "an earlier publish failed" })
+      if (m.epoch <= failed) return fail(i, "an earlier publish failed")
       const item = m.items[i]!
       try {
         await broker.publish(item.topic, typeof item.payload === "string" ? item.payload : Buffer.from(item.payload.buffer, item.payload.byteOffset, item.payload.byteLength), item.qos)
       } catch (error) {
         failed = m.epoch
-        return post({ t: "publishFailed", from: m.first + i, to: last, reason: Log.reason(error) })
+        return fail(i, Log.reason(error))
       }
     }
     post({ t: "published", upTo: last })
