@@ -396,9 +396,11 @@ export const make = (deps: {
   const drainOnce = async (source: Source) => {
     let forwarded = 0
     for (;;) {
-      // Stopped: what is left stays in the durable log for the next start (a drain that read on
-      // while the publishes came kept `idle`, and so the stop, waiting as long as they did).
-      if (stopped && forwarded > 0) return forwarded
+      // The front's file, stopped: what is left stays there for the next start (a drain that read
+      // on while the front kept committing held `idle`, and so the stop, as long as the publishes
+      // came). Not main's own log: a cluster forwards before the PUBACK (`forwardNow`), and a
+      // single instance forwards there inline.
+      if (stopped && forwarded > 0 && source.handover) return forwarded
       const quiet = left === leftSettled
       const decided = left
       const entries = await source.unforwarded(source.page)
@@ -595,7 +597,8 @@ export const make = (deps: {
     },
     /**
      * Shutting down: no drain is scheduled any more (after a failure, or for what is logged from
-     * now on), and a drain running ends after its page: what is left is forwarded at the next start.
+     * now on; a cluster's `forwardNow` still drains), and a drain of the front's file ends after
+     * its page: what is left is forwarded at the next start.
      */
     stop: () => {
       stopped = true
