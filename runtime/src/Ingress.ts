@@ -510,7 +510,9 @@ export const make = (deps: {
   }
 
   const schedule = () => {
-    if (scheduled || poke === undefined || broken || stopped) return
+    // Stopped, the front's file is left for the next start (see `drainOnce`); main's own log is
+    // still drained (a cluster's adopted entries, an entry a failed inline forward left).
+    if (scheduled || poke === undefined || broken || (stopped && live.handover)) return
     scheduled = true
     setImmediate(drainSafely)
   }
@@ -596,9 +598,8 @@ export const make = (deps: {
       })()
     },
     /**
-     * Shutting down: no drain is scheduled any more (after a failure, or for what is logged from
-     * now on; a cluster's `forwardNow` still drains), and a drain of the front's file ends after
-     * its page: what is left is forwarded at the next start.
+     * Shutting down: no retry after a failure; with the front's file, no drain is scheduled any
+     * more and a running one ends after its page: what is left is forwarded at the next start.
      */
     stop: () => {
       stopped = true
