@@ -16,6 +16,7 @@ import { Worker } from "node:worker_threads"
 import type { Users } from "@baton/auth"
 import { Mirror } from "@baton/broker-aedes"
 import { Log, PortInUseError, type Broker as Port } from "@baton/core"
+import type { Face } from "../layers/Broker.ts"
 import type { FromFront, PublishItem, Start, ToFront } from "./Protocol.ts"
 
 /** How long a `stats` question waits before the last answer is used. */
@@ -23,19 +24,10 @@ const statsTimeoutMs = 1_000
 /** How long `close` waits for the worker to end by itself before it is terminated. */
 const closeTimeoutMs = 5_000
 
-export interface Front {
-  readonly host: string
-  readonly mqttPort: number
-  readonly wsPort: number | undefined
-  readonly publish: Port["publish"]
-  readonly wanted: (topic: string) => boolean | undefined
-  readonly hasSubscribers: (topic: string) => boolean | undefined
-  readonly connections: () => Promise<number>
-  readonly counts: () => Promise<Readonly<Record<string, number>>>
+/** The broker face the layers use (`layers/Broker.ts`), with what main tells the front. */
+export interface Front extends Face {
   /** Entries committed and not yet forwarded, as the front last counted them. */
   readonly backlog: () => Promise<number>
-  /** A client's subscriptions (tests, operations). */
-  readonly subscriptions: (clientId: string) => Promise<ReadonlyArray<string>>
   /** Main committed its mark up to `upTo`. */
   readonly forwarded: (upTo: number) => void
   /** The users file reloaded on main. */
