@@ -78,8 +78,9 @@ export const requestReply = (mode: Mode, count: number, main?: string, env: Read
     }
   }, main)
 
-export const rawPingPong = async (count: number): Promise<Latency> => {
-  const peer = await child("peers/aedes.ts", { PEER: "echo", PEER_SETTLE: settled() ? "1" : "0" })
+/** The raw echo (`peers/aedes.ts`); `peerEnv` picks another peer there (`rrFloor.ts`'s `PEER=durable-echo`). */
+export const rawPingPong = async (count: number, peerEnv: Readonly<Record<string, string>> = { PEER: "echo" }): Promise<Latency> => {
+  const peer = await child("peers/aedes.ts", { ...peerEnv, PEER_SETTLE: settled() ? "1" : "0" })
   const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${String(peer.info.port)}`, { protocolVersion: 4, clientId: "raw-requester", reconnectPeriod: 0 }))
   try {
     // `BENCH_RR_RAW_CLIENT=requester`: the echo asked through `@baton/request-reply`, Baton's own client.
