@@ -6,7 +6,9 @@
  * system, every thread, from /proc), the store's statements (`/healthz`) and the runtime's write
  * syscalls (`syscw`: WAL frames, socket writes) per round trip; and the p50. Prints each run, then
  * per tree the medians, their pairwise ratios to the first tree's and in how many rounds each tree
- * had the lowest CPU (`interleave.ts`).
+ * had the lowest CPU (`interleave.ts`). `BATON_AB_TREE_ENV`, as ab.ts's (`treeEnvs`): the runtime's
+ * environment per tree argument (`. .` with `BATON_AB_TREE_ENV="|BATON_IDLE_SPIN_US=0"`: the idle
+ * spin against none on one tree; the output names each arm's tree only, in argument order).
  */
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -16,7 +18,7 @@ import { Log } from "@baton/core"
 import { make } from "@baton/request-reply"
 import { Process } from "@baton/testkit"
 import { interleave, statements, writes } from "./interleave.ts"
-import { cpuMs, noDelay } from "./lib.ts"
+import { cpuMs, noDelay, treeEnvs } from "./lib.ts"
 import { tracker } from "./pacing.ts"
 
 const [countArg = "3000", roundsArg = "4", ...trees] = process.argv.slice(2)
@@ -25,6 +27,7 @@ if (trees.length === 0) {
   process.exit(2)
 }
 const [count, rounds] = [Number(countArg), Number(roundsArg)]
+const envs = treeEnvs(process.env.BATON_AB_TREE_ENV, trees.length)
 
 interface Run {
   readonly p50: number
@@ -33,9 +36,9 @@ interface Run {
   readonly writes: number
 }
 
-const roundTrips = async (tree: string): Promise<Run> => {
+const roundTrips = async (tree: string, index: number): Promise<Run> => {
   const dataDir = mkdtempSync(join(tmpdir(), "baton-rr-counters-"))
-  const r = await Process.startProcess(dataDir, { BATON_PUBLISH_RATE: "1000000", BATON_APP: "ping" }, [resolve(tree, "runtime/src/main.ts")])
+  const r = await Process.startProcess(dataDir, { BATON_PUBLISH_RATE: "1000000", BATON_APP: "ping", ...envs[index] }, [resolve(tree, "runtime/src/main.ts")])
   try {
     const clientId = "rr-counters"
     const client = noDelay(await mqtt.connectAsync(`mqtt://127.0.0.1:${r.mqttPort}`, { protocolVersion: 4, clientId, reconnectPeriod: 0 }))

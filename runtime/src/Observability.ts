@@ -37,6 +37,8 @@ export interface Gauges {
   readonly connections: () => Promise<number> | undefined
   /** Initiating events the front thread committed and main has not forwarded yet; undefined without one. */
   readonly frontBacklog?: () => Promise<number> | undefined
+  /** Milliseconds the main thread's loop spent polling with nothing to do since start (`IdleSpin`). */
+  readonly idleSpinMs?: () => number
 }
 
 export interface Metrics {
@@ -100,6 +102,11 @@ export const makeMetrics = (deps: {
   const workflows = gauge("baton_workflows", "Mediator workflows by status")
   const connections = gauge("baton_broker_connections", "Clients connected to the embedded broker")
   const frontBacklog = gauge("baton_front_backlog", "Initiating events the front thread committed and main has not forwarded yet (BATON_FRONT=thread)")
+  const idleSpin = Metric.counter("baton_idle_spin_seconds_total", {
+    description: "Time the main thread's event loop spent polling with nothing to do after the broker's work, instead of blocking (BATON_IDLE_SPIN_US)",
+    incremental: true
+  })
+  let idleSpinCounted = 0
 
   const set = (m: Metric.Gauge<number>, value: number, attributes?: Record<string, string>) =>
     (attributes === undefined ? m : Metric.withAttributes(m, attributes)).updateUnsafe(value, context)
@@ -117,6 +124,7 @@ export const makeMetrics = (deps: {
 
   // Registered at 0, so that a rate is defined from the first scrape.
   httpRefused.updateUnsafe(0, context)
+  if (deps.gauges.idleSpinMs !== undefined) idleSpin.updateUnsafe(0, context)
 
   return {
     httpRefused: () => httpRefused.updateUnsafe(1, context),
@@ -165,6 +173,12 @@ export const makeMetrics = (deps: {
       if (connected !== undefined) set(connections, connected)
       const backlog = await deps.gauges.frontBacklog?.()
       if (backlog !== undefined) set(frontBacklog, backlog)
+      // The counter grows by what the loop spent since the last scrape.
+      const spentMs = deps.gauges.idleSpinMs?.()
+      if (spentMs !== undefined && spentMs > idleSpinCounted) {
+        idleSpin.updateUnsafe((spentMs - idleSpinCounted) / 1000, context)
+        idleSpinCounted = spentMs
+      }
       return PrometheusMetrics.formatUnsafe(context)
     }
   }

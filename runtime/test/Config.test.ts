@@ -83,6 +83,25 @@ describe("BATON_TICK_STUCK_MS", () => {
   })
 })
 
+describe("BATON_IDLE_SPIN_US", () => {
+  it("is 500 us with the embedded broker on SQLite, 0 with PostgreSQL or an external broker; a value given wins", () => {
+    expect(fromEnv({}).idleSpinUs).toBe(500)
+    expect(fromEnv({ BATON_FRONT: "thread" }).idleSpinUs).toBe(500)
+    expect(fromEnv({ BATON_DATABASE_URL: "postgres://localhost/x" }).idleSpinUs).toBe(0)
+    expect(fromEnv({ BATON_BROKER_URL: "mqtt://localhost:1883" }).idleSpinUs).toBe(0)
+    expect(fromEnv({ BATON_IDLE_SPIN_US: "0" }).idleSpinUs).toBe(0)
+    expect(fromEnv({ BATON_IDLE_SPIN_US: "200" }).idleSpinUs).toBe(200)
+    expect(fromEnv({ BATON_IDLE_SPIN_US: "100", BATON_DATABASE_URL: "postgres://localhost/x" }).idleSpinUs).toBe(100)
+    expect(fromEnv({ BATON_IDLE_SPIN_US: "0", BATON_BROKER_URL: "mqtt://localhost:1883" }).idleSpinUs).toBe(0)
+  })
+
+  it("refuses what is not 0-10,000 whole microseconds, and polling with an external broker", () => {
+    for (const bad of ["-1", "1.5", "abc", "10001"])
+      expect(() => fromEnv({ BATON_IDLE_SPIN_US: bad })).toThrow(new ConfigError(`BATON_IDLE_SPIN_US must be a whole number of microseconds from 0 to 10000, got '${bad}'`))
+    expect(() => fromEnv({ BATON_IDLE_SPIN_US: "50", BATON_BROKER_URL: "mqtt://localhost:1883" })).toThrow(/BATON_IDLE_SPIN_US .* needs the embedded broker/)
+  })
+})
+
 describe("BATON_FRONT", () => {
   it("is off by default, log or thread when asked; the backlog bound 8,192 by default", () => {
     expect(fromEnv({}).front).toBe("off")

@@ -77,6 +77,12 @@ export interface Options {
   /** TLS for MQTT and MQTT over WebSocket (PEM contents). */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer }
   readonly logger?: Log.Logger
+  /**
+   * Called when a client's connection has data to read (its socket's `readable`, before Aedes
+   * reads it): the runtime's `IdleSpin.seen`, which keeps an event loop that polls for a
+   * requester's next request polling while data comes.
+   */
+  readonly onActivity?: () => void
   readonly aedes?: AedesOptions
   /**
    * Clustered on Redis: this instance's name and the instances live in the cluster table. With
@@ -606,7 +612,10 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
   })
 
   const sockets = new Set<Socket>()
+  const onActivity = options.onActivity
   const onSocket = (socket: Socket) => {
+    // Aedes reads its connections on `readable` (`conn.read()`): a second listener reads nothing.
+    if (onActivity !== undefined) socket.on("readable", onActivity)
     socket.setNoDelay(true)
     sockets.add(socket)
     socket.on("close", () => sockets.delete(socket))
@@ -628,7 +637,11 @@ export const start = async (options: Options): Promise<EmbeddedBroker> => {
         ws = new WebSocketServer({ server: web, handleProtocols })
         wsPort = await listen(web, "MQTT over WebSocket", options.host, options.wsPort)
       }
-      ws.on("connection", (socket, request) => aedes.handle(createWebSocketStream(socket), request))
+      ws.on("connection", (socket, request) => {
+        const stream = createWebSocketStream(socket)
+        if (onActivity !== undefined) stream.on("readable", onActivity)
+        aedes.handle(stream, request)
+      })
     }
   } catch (error) {
     if (tcp.listening) await closeServer(tcp)

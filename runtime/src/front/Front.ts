@@ -43,6 +43,8 @@ export const start = (options: {
   readonly accepted: () => void
   /** The worker failed or ended while the runtime ran. */
   readonly fatal: (error: Error) => void
+  /** Main's loop had work from the front (any message): `IdleSpin.seen`. */
+  readonly onActivity?: () => void
 }): Promise<Front> => {
   const { logger } = options
   const worker = new Worker(new URL("./Worker.ts", import.meta.url), { workerData: options.start, name: "baton-front" })
@@ -116,7 +118,9 @@ export const start = (options: {
       () => lastStats
     )
 
+  const onActivity = options.onActivity
   worker.on("message", (m: FromFront) => {
+    onActivity?.()
     switch (m.t) {
       case "accepted":
         return options.accepted()

@@ -14,7 +14,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads"
 import { EmbeddedBroker } from "@baton/broker-aedes"
-import { Log, PortInUseError, Topics } from "@baton/core"
+import { IdleSpin, Log, PortInUseError, Topics } from "@baton/core"
 import { FrontLog } from "@baton/store"
 import * as Crash from "../Crash.ts"
 import * as Security from "../Security.ts"
@@ -33,6 +33,8 @@ const logger: Log.Logger = {
 }
 
 let users = start.users
+/** Its loop polls a moment after it publishes a reply, for the requester's next request (`BATON_IDLE_SPIN_US`). */
+const spin = IdleSpin.make({ windowUs: start.idleSpinUs })
 const security = Security.make({ users: () => users, logger, limits: start.limits })
 
 /** Entries appended or being appended (the log's newest `seq` once they commit), and main's mark. */
@@ -120,6 +122,7 @@ const main = async () => {
     ...(start.tls === undefined ? {} : { tls: { cert: Buffer.from(start.tls.cert), key: Buffer.from(start.tls.key) } }),
     // Synchronous send means stored: PUBACK/PUBREC only after the front log's commit.
     beforeAck: (clientId, topic, payload) => (Topics.initiatingName(topic) === undefined ? undefined : accept(topic, payload, clientId)),
+    onActivity: spin.seen,
     filters: {
       added: (filter, persistent) => {
         const id = ++filterIds
@@ -158,6 +161,8 @@ const main = async () => {
   port.on("message", (m: ToFront) => {
     switch (m.t) {
       case "publish":
+        // A reply among them: its requester is likely to ask again at once (IdleSpin.ts).
+        if (m.items.some((item) => Topics.isReply(item.topic))) spin.touch()
         publishing = publishing.then(() => publish(m))
         return
       case "known":
@@ -175,6 +180,7 @@ const main = async () => {
       case "subscriptions":
         return post({ t: "subscriptions", id: m.id, filters: broker.subscriptions(m.clientId) })
       case "close":
+        spin.stop()
         closing ??= (async () => {
           // Aedes first (sessions stored, no new publish), then what is being appended commits
           // (an accept held by a full backlog is refused: its client is gone and resends).

@@ -10,7 +10,7 @@ import { join } from "node:path"
 import { Users } from "@baton/auth"
 import { EmbeddedBroker } from "@baton/broker-aedes"
 import { MqttBroker } from "@baton/broker-mqtt"
-import { payloadPreviewBytes, Topics, type Broker as Port } from "@baton/core"
+import { IdleSpin, payloadPreviewBytes, Topics, type Broker as Port } from "@baton/core"
 import { FrontLog, isUnavailable } from "@baton/store"
 import { Context, Deferred, Effect, Exit, Layer } from "effect"
 import type { Config } from "../Config.ts"
@@ -53,6 +53,8 @@ export interface Shape {
   /** The users file in force (undefined: authentication off; a reload never unsets it). */
   readonly users: () => Users.File | undefined
   readonly tls: { readonly cert: Buffer; readonly key: Buffer } | undefined
+  /** Main's loop polling after the broker's work (`BATON_IDLE_SPIN_US`; `IdleSpin.off` at 0). */
+  readonly spin: IdleSpin.IdleSpin
 }
 
 export class Broker extends Context.Service<Broker, Shape>()("baton/runtime/Broker") {}
@@ -103,6 +105,11 @@ export const layer = Layer.effect(
     // With the front thread, the guard that runs is the front's (its counts answered across the port).
     const security = Security.make({ users: () => users, logger, limits })
     const tls = config.tls === undefined ? undefined : { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }
+    // After a reply, the loop polls for `idleSpinUs` for the requester's next request instead of
+    // blocking at once: waking a halted CPU costs more than a request-reply's work (IdleSpin.ts).
+    // Clients' data (the front's messages with the front thread) extend it while it runs.
+    const spin = config.idleSpinUs > 0 ? IdleSpin.make({ windowUs: config.idleSpinUs }) : IdleSpin.off
+    yield* Effect.addFinalizer(() => Effect.sync(() => spin.stop()))
 
     // `BATON_FRONT=thread`: the broker, its guard and the front's log on a worker thread of their own.
     let front: Front.Front | undefined
@@ -125,9 +132,11 @@ export const layer = Layer.effect(
               previewBytes: payloadPreviewBytes,
               mark: frontLog.mark,
               backlog: config.frontBacklog,
-              logLevel: config.logLevel
+              logLevel: config.logLevel,
+              idleSpinUs: config.idleSpinUs
             },
             logger,
+            onActivity: spin.seen,
             accepted: () => ingress.pokeNow(),
             fatal: (error) => Deferred.doneUnsafe(broken, Exit.die(error))
           })
@@ -159,6 +168,7 @@ export const layer = Layer.effect(
                 beforeAck: (clientId, topic, payload) =>
                   Topics.initiatingName(topic) === undefined ? undefined : ingress.receive(topic, payload, clientId),
                 reportedElsewhere: isUnavailable,
+                onActivity: spin.seen,
                 // In a cluster, every instance knows the filters subscribed on any (Audience.ts).
                 ...(ownership.clustered
                   ? {
@@ -199,17 +209,27 @@ export const layer = Layer.effect(
             ),
             (b) => Effect.promise(() => b.close()).pipe(Effect.tap(() => Effect.sync(() => logger.log("info", "broker disconnected", { broker: config.brokerUrl }))))
           )
-    // The embedded broker's own functions, not wrappers: the face costs no call on the hot paths.
+    // A reply published: its requester is likely to ask again at once, so the loop polls for it
+    // (`BATON_IDLE_SPIN_US`). Without the spin, the broker's own function.
+    const replying = (publish: Port["publish"]): Port["publish"] =>
+      spin === IdleSpin.off
+        ? publish
+        : (topic, payload, qos) => {
+            if (Topics.isReply(topic)) spin.touch()
+            return publish(topic, payload, qos)
+          }
+    // The embedded broker's own functions, not wrappers: the face costs no call on the hot paths
+    // (but `publish` with the spin on: a prefix test).
     const face: Face | undefined =
       front !== undefined
-        ? front
+        ? { ...front, publish: replying(front.publish) }
         : embedded === undefined
           ? undefined
           : {
               host: embedded.host,
               mqttPort: embedded.mqttPort,
               wsPort: embedded.wsPort,
-              publish: embedded.publish,
+              publish: replying(embedded.publish),
               wanted: embedded.wanted,
               hasSubscribers: embedded.hasSubscribers,
               connections: async () => embedded.connections(),
@@ -219,6 +239,6 @@ export const layer = Layer.effect(
     const publish: Port["publish"] | undefined = face?.publish ?? external?.publish
     if (publish === undefined) throw new Error("neither an embedded nor an external broker")
     logger.log("info", "broker connected", { broker: external === undefined ? "embedded" : config.brokerUrl })
-    return { face, external, publish, security, users: () => users, tls } satisfies Shape
+    return { face, external, publish, security, users: () => users, tls, spin } satisfies Shape
   })
 )

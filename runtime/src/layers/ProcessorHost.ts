@@ -61,7 +61,7 @@ export const layer = Layer.effect(
     const { inbox, outbox } = yield* Queues
     const { apps, mask, reject, contracts } = yield* Apps
     const { ingress, router, routePublic } = yield* Ingress
-    const { face } = yield* Broker
+    const { face, spin } = yield* Broker
     const { relay, tap } = yield* Relay
     const consumers: Array<Hosted> = []
     const consumer = (name: string) => consumers.find((c) => c.processor.name === name)?.consumer
@@ -98,7 +98,7 @@ export const layer = Layer.effect(
     const metrics = Observability.makeMetrics({
       store,
       flushOutbox: outbox.flush,
-      gauges: { inFlight: () => consumers.map((c) => [c.processor.name, c.consumer.inFlight()] as const), connections: () => face?.connections(), frontBacklog: () => face?.backlog?.() },
+      gauges: { inFlight: () => consumers.map((c) => [c.processor.name, c.consumer.inFlight()] as const), connections: () => face?.connections(), frontBacklog: () => face?.backlog?.(), idleSpinMs: () => spin.spentMs() },
       tables: () => ({ parking: parking !== undefined, dashboard: repairs !== undefined, workflows: workflowStore !== undefined })
     })
     const actors: Array<Supervisor.Supervised> = []

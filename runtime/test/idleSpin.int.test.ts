@@ -1,0 +1,80 @@
+/**
+ * `BATON_IDLE_SPIN_US` on a real runtime and its embedded broker: after a reply to a request the
+ * main thread's loop polls for the window instead of blocking (the requester may ask again at
+ * once), and stops by itself; traffic without replies never starts it; `/metrics` counts the time
+ * (`baton_idle_spin_seconds_total`). The latency it buys is measured in `pnpm bench` (scenario 5)
+ * and `bench/src/rr.ts`, not here.
+ */
+import { describe, expect, it } from "vitest"
+import { connect, startRuntime } from "./support.ts"
+
+const spun = async (httpPort: number): Promise<number> => {
+  const metrics = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text()
+  const value = /^baton_idle_spin_seconds_total (\S+)$/m.exec(metrics)?.[1]
+  expect(value, "baton_idle_spin_seconds_total in /metrics").toBeDefined()
+  return Number(value)
+}
+
+/** Ten pings 40 ms apart on one connection, as requests (answered on the client's reply topic) or as plain events. */
+const pings = async (url: string, requests: boolean) => {
+  const client = await connect(url)
+  const clientId = client.options.clientId!
+  const replies: Array<string> = []
+  client.on("message", (_topic, payload) => replies.push(payload.toString()))
+  try {
+    if (requests) await client.subscribeAsync(`reply/${clientId}/replies`, { qos: 1 })
+    for (let i = 0; i < 10; i++) {
+      const body = requests ? { id: crypto.randomUUID(), type: "ping", replyTo: `reply/${clientId}/replies`, data: { n: i } } : { n: i }
+      await client.publishAsync("initiate/ping", JSON.stringify(body), { qos: 1 })
+      await new Promise((r) => setTimeout(r, 40))
+    }
+    return replies.length
+  } finally {
+    await client.endAsync()
+  }
+}
+
+describe("the idle spin", () => {
+  it("polls for its window after a reply, then stops: the counter grows with requests, by about a window each, and not while idle", async () => {
+    // A window of 1 ms: counted well above a scrape's rounding, and shorter than the gaps between
+    // the runtime's own timers while idle (a longer one keeps polling through them: any work on
+    // the loop extends it).
+    const h = await startRuntime({ apps: ["ping"], idleSpinUs: 1000 })
+    try {
+      expect(await spun(h.runtime.httpPort)).toBe(0)
+      expect(await pings(h.url, true)).toBe(10)
+      await new Promise((r) => setTimeout(r, 50))
+      const after = await spun(h.runtime.httpPort)
+      // The first replies each start a window of 1 ms, which ends with nothing new (the next
+      // request comes 40 ms later); after four such misses it rests (one start in sixteen): a few
+      // ms in all, far below the 450 ms of the traffic, which a spin that never stopped would count.
+      expect(after).toBeGreaterThan(0.0005)
+      expect(after).toBeLessThan(0.05)
+      // Idle (a scrape is not a request): nothing more is spent.
+      await new Promise((r) => setTimeout(r, 300))
+      expect(await spun(h.runtime.httpPort)).toBe(after)
+    } finally {
+      await h.stop()
+    }
+  }, 30_000)
+
+  it("never starts on traffic without replies", async () => {
+    const h = await startRuntime({ apps: ["ping"], idleSpinUs: 1000 })
+    try {
+      expect(await pings(h.url, false)).toBe(0)
+      expect(await spun(h.runtime.httpPort)).toBe(0)
+    } finally {
+      await h.stop()
+    }
+  }, 30_000)
+
+  it("does nothing at 0", async () => {
+    const h = await startRuntime({ apps: ["ping"], idleSpinUs: 0 })
+    try {
+      expect(await pings(h.url, true)).toBe(10)
+      expect(await spun(h.runtime.httpPort)).toBe(0)
+    } finally {
+      await h.stop()
+    }
+  }, 30_000)
+})
