@@ -59,12 +59,15 @@ export const make = (options: Options): IdleSpin => {
   const windowMs = options.windowUs / 1000
   const busyGapMs = (options.busyGapUs ?? 20) / 1000
   const now = options.now ?? (() => performance.now())
+  // Without `process.threadCpuUsage` (Node before 23.9), every long gap counts as this thread's work.
   const cpu =
     options.cpu ??
-    (() => {
-      const used = process.threadCpuUsage()
-      return used.user + used.system
-    })
+    (typeof process !== "undefined" && typeof process.threadCpuUsage === "function"
+      ? () => {
+          const used = process.threadCpuUsage()
+          return used.user + used.system
+        }
+      : () => now() * 1000)
   const schedule = options.schedule ?? ((turn: () => void) => void setImmediate(turn))
   const missesToRest = options.missesToRest ?? 4
   const probeEvery = options.probeEvery ?? 16
