@@ -106,9 +106,9 @@ export interface Config {
   /** `BATON_FRONT=thread`: entries committed by the front and not yet forwarded past which new initiating events wait. */
   readonly frontBacklog: number
   /**
-   * How long the event loop keeps polling after its last work before it blocks, in microseconds
-   * (`IdleSpin`; 0: never): 500 with the embedded broker on SQLite, 0 with PostgreSQL, whose
-   * server's backends share the cores.
+   * How long the event loop keeps polling for a requester's next request after a reply before it
+   * blocks, in microseconds (`IdleSpin`; 0: never): 500 with the embedded broker on SQLite, 0 with
+   * PostgreSQL, whose server's backends share the cores.
    */
   readonly idleSpinUs: number
 }
@@ -210,8 +210,8 @@ const frontOf = (env: Env): Config["front"] => {
 /**
  * `BATON_IDLE_SPIN_US`: a whole number of microseconds up to 10,000 (0: off). By default 500 on a
  * single instance on SQLite, 0 with PostgreSQL: polling there takes a core from the server's
- * backends (0.93x the order flow's orders/s side by side). It polls after the embedded broker's
- * clients' data: refused with an external broker.
+ * backends (0.93x the order flow's orders/s side by side). It polls for requests that come through
+ * the embedded broker: refused with an external broker.
  */
 const idleSpinOf = (env: Env, brokerUrl: string | undefined, databaseUrl: string | undefined): number => {
   const raw = env.BATON_IDLE_SPIN_US
@@ -219,7 +219,7 @@ const idleSpinOf = (env: Env, brokerUrl: string | undefined, databaseUrl: string
   const n = Number(raw)
   if (!Number.isInteger(n) || n < 0 || n > 10_000) throw new ConfigError(`BATON_IDLE_SPIN_US must be a whole number of microseconds from 0 to 10000, got '${raw}'`)
   if (n > 0 && brokerUrl !== undefined)
-    throw new ConfigError("BATON_IDLE_SPIN_US polls after the embedded broker's clients' data: it needs the embedded broker (unset BATON_BROKER_URL, or set BATON_IDLE_SPIN_US=0)")
+    throw new ConfigError("BATON_IDLE_SPIN_US polls for requests that come through the embedded broker: it needs the embedded broker (unset BATON_BROKER_URL, or set BATON_IDLE_SPIN_US=0)")
   return n
 }
 

@@ -103,7 +103,7 @@ export const makeMetrics = (deps: {
   const connections = gauge("baton_broker_connections", "Clients connected to the embedded broker")
   const frontBacklog = gauge("baton_front_backlog", "Initiating events the front thread committed and main has not forwarded yet (BATON_FRONT=thread)")
   const idleSpin = Metric.counter("baton_idle_spin_seconds_total", {
-    description: "Time the main thread's event loop spent polling with nothing to do after the broker's work, instead of blocking (BATON_IDLE_SPIN_US)",
+    description: "Time the main thread's event loop spent polling with nothing to do for a requester's next request after a reply, instead of blocking (BATON_IDLE_SPIN_US)",
     incremental: true
   })
   let idleSpinCounted = 0

@@ -14,8 +14,8 @@
  * thread was on a CPU for at least half of it (`process.threadCpuUsage`). A gap in which it was
  * not (the thread preempted by another process, on a busy machine) does not extend the window: a
  * contended machine does not keep it polling. It never starts on its own: an idle runtime stays
- * idle, and a runtime that is never idle (a burst) never spins. What it costs is at most
- * `windowUs` of one core per quiet gap, counted by `spentMs()`.
+ * idle, and a runtime that is never idle (a burst) has no quiet gap to poll in. What it costs is at
+ * most `windowUs` of one core per quiet gap, counted by `spentMs()`.
  *
  * And it learns whether polling pays: a window that ends with nothing new is a miss; data that
  * arrives while the loop polls idle is a hit (a wake-up saved). After `missesToRest` misses in a

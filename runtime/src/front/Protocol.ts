@@ -30,7 +30,7 @@ export interface Start {
   /** Entries committed and not yet forwarded past which new accepts wait (`BATON_FRONT_BACKLOG`). */
   readonly backlog: number
   readonly logLevel: Log.Level
-  /** `BATON_IDLE_SPIN_US`: the front's loop polls this long after its last work (`IdleSpin`). */
+  /** `BATON_IDLE_SPIN_US`: the front's loop polls this long for a requester's next request after a reply (`IdleSpin`). */
   readonly idleSpinUs: number
 }
 

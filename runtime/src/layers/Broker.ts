@@ -53,7 +53,7 @@ export interface Shape {
   /** The users file in force (undefined: authentication off; a reload never unsets it). */
   readonly users: () => Users.File | undefined
   readonly tls: { readonly cert: Buffer; readonly key: Buffer } | undefined
-  /** Main's loop polling after the broker's work (`BATON_IDLE_SPIN_US`; `IdleSpin.off` at 0). */
+  /** Main's loop polling for a requester's next request after a reply (`BATON_IDLE_SPIN_US`; `IdleSpin.off` at 0). */
   readonly spin: IdleSpin.IdleSpin
 }
 
