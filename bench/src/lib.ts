@@ -103,6 +103,23 @@ export const burst = async (count: number, window: number, publish: (i: number) 
  */
 export const warmup = (): number => Number(process.env.BENCH_WARMUP ?? 1000)
 
+/**
+ * Round trips every request-reply contender (Baton's modes, the raw echo, `rrFloor.ts`'s floors)
+ * runs, unmeasured, before a measured run: `BENCH_RR_WARMUP`, 10,000 by default. An order runs
+ * the runtime's per-message code about ten times (its hops), a round trip once, so 1,000 round
+ * trips left Baton's per-request functions short of the 3,000 calls after which V8 optimizes a
+ * function with TurboFan. Measured (`rrCurve.ts 12000 1000 2`, 2026-12-04, an Intel Xeon, medians
+ * of the p50 per 1,000 round trips): Baton 518, 288, 266, 258, 255, 241, 241, 228, 227, 229, 241,
+ * 203 us; the raw echo 200, 182, then 137-165 from 2,000 on. Scenario 5 measured round trips
+ * 1,000-1,300, before either's steady state: with 10,000 (`rr.ts 300 2`, alternated) Baton 0.230-0.235
+ * ms against 0.267-0.288, the echo 0.132-0.137 against 0.150-0.156, the ratio 1.72-1.75x against
+ * 1.77-1.85x. A lower TurboFan threshold for the runtime (`--invocation-count-for-turbofan`, 300
+ * or 1,000) reached Baton's steady p50 sooner (0.85-0.90x at round trips 1,000-1,300) but cost the
+ * order flow burst 0.88-0.91x orders/s at 1.30-1.45x CPU an order (compiles on the second core in
+ * the measured window): not kept.
+ */
+export const rrWarmup = (): number => Number(process.env.BENCH_RR_WARMUP ?? 10_000)
+
 export const counter = (n: number) => {
   let count = 0
   let resolve: () => void = () => {}

@@ -2,7 +2,7 @@
  * `node bench/src/rrFair.ts <round trips> <rounds> <option> [<option> ...]`: the request-reply
  * scenario (Baton's correlation mode, `requestReply`) and its raw MQTT echo (`rawPingPong`) under
  * several treatments, in interleaved rounds (which side goes first alternates too). An option is
- * `<warm-up round trips>:<settled 1|0>[:requester]` (`BENCH_WARMUP` and `PEER_SETTLE` for both
+ * `<warm-up round trips>:<settled 1|0>[:requester]` (`BENCH_RR_WARMUP` and `PEER_SETTLE` for both
  * sides: a full collection of the runtime and of the echo's peer once started, or of neither;
  * `requester`: the echo asked through `@baton/request-reply`, `BENCH_RR_RAW_CLIENT`). Prints each
  * run's p50/p99 and their ratio, then per option the medians and the median of the ratios.
@@ -21,7 +21,7 @@ const ms = (v: number) => v.toFixed(3)
 for (let round = 0; round < Number(roundsArg); round++) {
   for (const o of round % 2 === 0 ? options : [...options].reverse()) {
     const [warm = "20", settled = "1", rawClient = "raw"] = o.split(":")
-    process.env.BENCH_WARMUP = warm
+    process.env.BENCH_RR_WARMUP = warm
     process.env.PEER_SETTLE = settled
     process.env.BENCH_RR_RAW_CLIENT = rawClient
     const x = runs.get(o)!

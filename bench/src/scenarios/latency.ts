@@ -9,7 +9,7 @@
 import mqtt from "mqtt"
 import { Log } from "@baton/core"
 import { make, type Mode } from "@baton/request-reply"
-import { burst, child, counter, noDelay, sleep, warmup, within } from "../lib.ts"
+import { burst, child, counter, noDelay, rrWarmup, sleep, warmup, within } from "../lib.ts"
 import { paced, tracker, type LatencySummary } from "../pacing.ts"
 import { placeOrders } from "./orders.ts"
 import { onRuntime } from "./runtime.ts"
@@ -49,7 +49,8 @@ const roundTrips = async (count: number, once: () => Promise<unknown>, warm = 20
  * Request-reply and its raw baseline get the same treatment, so that both are measured in the
  * steady state a long-running process is in: a full collection once started (the runtime with
  * `--expose-gc` and `/healthz?gc=1`, the echo's peer `settle.ts`; `PEER_SETTLE=0`: neither side),
- * then the warm-up every scenario gets (`BENCH_WARMUP` round trips, 1,000). With 20 round trips of
+ * then a warm-up of their own (`BENCH_RR_WARMUP` round trips, 10,000; lib.ts `rrWarmup` says why
+ * 1,000, the other scenarios' `BENCH_WARMUP`, was too few for a round trip). With 20 round trips of
  * warm-up both sides still carried their start, the runtime most (`bench/src/rrFair.ts`, 300 round
  * trips, six interleaved rounds, load 2-5, medians of the p50s, 2026-12-02: the echo alone
  * collected, as until then, Baton 0.91 ms against 0.42, 2.2x; both 0.88 against 0.36, 2.4x;
@@ -71,7 +72,7 @@ export const requestReply = (mode: Mode, count: number, main?: string, env: Read
     const requester = await make(client, { clientId, mode, timeoutMs: 10_000, logger: Log.silent })
     try {
       let n = 0
-      return await roundTrips(count, () => requester.request("initiate/ping", { n: n++ }), warmup())
+      return await roundTrips(count, () => requester.request("initiate/ping", { n: n++ }), rrWarmup())
     } finally {
       await requester.close()
       await client.endAsync()
@@ -87,7 +88,7 @@ export const rawPingPong = async (count: number, peerEnv: Readonly<Record<string
     if (process.env.BENCH_RR_RAW_CLIENT === "requester") {
       const requester = await make(client, { clientId: "raw-requester", mode: "correlation", timeoutMs: 10_000, logger: Log.silent })
       let n = 0
-      return await roundTrips(count, () => requester.request("rr/req", { n: n++ }), warmup())
+      return await roundTrips(count, () => requester.request("rr/req", { n: n++ }), rrWarmup())
     }
     let waiting: (() => void) | undefined
     client.on("message", () => waiting?.())
@@ -97,7 +98,7 @@ export const rawPingPong = async (count: number, peerEnv: Readonly<Record<string
       const replied = new Promise<void>((resolve) => (waiting = resolve))
       await client.publishAsync("rr/req", JSON.stringify({ id: String(n++), replyTo: "reply/raw-requester/replies", data: { n } }), { qos: 1 })
       await replied
-    }, warmup())
+    }, rrWarmup())
   } finally {
     await client.endAsync()
     await peer.stop()
