@@ -7,7 +7,7 @@
  */
 import fc from "fast-check"
 
-const positive = (name: string): number | undefined => {
+const integerOf = (name: string): number | undefined => {
   const raw = process.env[name]
   if (raw === undefined || raw === "") return undefined
   const value = Number(raw)
@@ -15,8 +15,8 @@ const positive = (name: string): number | undefined => {
   return value
 }
 
-const numRuns = positive("BATON_FC_RUNS")
-const seed = positive("BATON_FC_SEED")
+const numRuns = integerOf("BATON_FC_RUNS")
+const seed = integerOf("BATON_FC_SEED")
 if (numRuns !== undefined || seed !== undefined) {
   fc.configureGlobal({ ...fc.readConfigureGlobal(), ...(numRuns === undefined ? {} : { numRuns }), ...(seed === undefined ? {} : { seed }) })
 }
