@@ -14,7 +14,7 @@
 import { Context, Effect, Layer, Metric } from "effect"
 import { FetchHttpClient } from "effect/http"
 import { OtlpExporter, OtlpResource, OtlpSerialization, PrometheusMetrics } from "effect/observability"
-import { Log, Trace } from "@baton/core"
+import { type IdleSpin, Log, Trace } from "@baton/core"
 import type { Store } from "@baton/store"
 
 // ---------------------------------------------------------------------------------------------
@@ -37,8 +37,11 @@ export interface Gauges {
   readonly connections: () => Promise<number> | undefined
   /** Initiating events the front thread committed and main has not forwarded yet; undefined without one. */
   readonly frontBacklog?: () => Promise<number> | undefined
-  /** Milliseconds the main thread's loop spent polling with nothing to do since start (`IdleSpin`). */
-  readonly idleSpinMs?: () => number
+  /**
+   * The main thread's idle spin (`IdleSpin`): milliseconds its loop spent polling with nothing to
+   * do, windows started and requests caught while polling, since start.
+   */
+  readonly idleSpin?: Pick<IdleSpin.IdleSpin, "spentMs" | "stats">
 }
 
 export interface Metrics {
@@ -106,7 +109,16 @@ export const makeMetrics = (deps: {
     description: "Time the main thread's event loop spent polling with nothing to do for a requester's next request after a reply, instead of blocking (BATON_IDLE_SPIN_US)",
     incremental: true
   })
-  let idleSpinCounted = 0
+  const idleSpinWindows = Metric.counter("baton_idle_spin_windows_total", {
+    description: "Windows of polling the main thread's event loop started after a reply (BATON_IDLE_SPIN_US)",
+    incremental: true
+  })
+  const idleSpinHits = Metric.counter("baton_idle_spin_hits_total", {
+    description: "Clients' data that arrived while the main thread's event loop was polling idle: wake-ups saved (BATON_IDLE_SPIN_US)",
+    incremental: true
+  })
+  /** What the counters hold: each scrape adds what the spin counted since the last one. */
+  const idleSpinCounted = { spentMs: 0, chains: 0, hits: 0 }
 
   const set = (m: Metric.Gauge<number>, value: number, attributes?: Record<string, string>) =>
     (attributes === undefined ? m : Metric.withAttributes(m, attributes)).updateUnsafe(value, context)
@@ -124,7 +136,7 @@ export const makeMetrics = (deps: {
 
   // Registered at 0, so that a rate is defined from the first scrape.
   httpRefused.updateUnsafe(0, context)
-  if (deps.gauges.idleSpinMs !== undefined) idleSpin.updateUnsafe(0, context)
+  if (deps.gauges.idleSpin !== undefined) for (const m of [idleSpin, idleSpinWindows, idleSpinHits]) m.updateUnsafe(0, context)
 
   return {
     httpRefused: () => httpRefused.updateUnsafe(1, context),
@@ -173,11 +185,15 @@ export const makeMetrics = (deps: {
       if (connected !== undefined) set(connections, connected)
       const backlog = await deps.gauges.frontBacklog?.()
       if (backlog !== undefined) set(frontBacklog, backlog)
-      // The counter grows by what the loop spent since the last scrape.
-      const spentMs = deps.gauges.idleSpinMs?.()
-      if (spentMs !== undefined && spentMs > idleSpinCounted) {
-        idleSpin.updateUnsafe((spentMs - idleSpinCounted) / 1000, context)
-        idleSpinCounted = spentMs
+      // The counters grow by what the spin counted since the last scrape.
+      const spin = deps.gauges.idleSpin
+      if (spin !== undefined) {
+        const spentMs = spin.spentMs()
+        const { chains, hits } = spin.stats()
+        if (spentMs > idleSpinCounted.spentMs) idleSpin.updateUnsafe((spentMs - idleSpinCounted.spentMs) / 1000, context)
+        if (chains > idleSpinCounted.chains) idleSpinWindows.updateUnsafe(chains - idleSpinCounted.chains, context)
+        if (hits > idleSpinCounted.hits) idleSpinHits.updateUnsafe(hits - idleSpinCounted.hits, context)
+        Object.assign(idleSpinCounted, { spentMs: Math.max(spentMs, idleSpinCounted.spentMs), chains: Math.max(chains, idleSpinCounted.chains), hits: Math.max(hits, idleSpinCounted.hits) })
       }
       return PrometheusMetrics.formatUnsafe(context)
     }

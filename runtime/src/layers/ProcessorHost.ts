@@ -98,7 +98,7 @@ export const layer = Layer.effect(
     const metrics = Observability.makeMetrics({
       store,
       flushOutbox: outbox.flush,
-      gauges: { inFlight: () => consumers.map((c) => [c.processor.name, c.consumer.inFlight()] as const), connections: () => face?.connections(), frontBacklog: () => face?.backlog?.(), idleSpinMs: () => spin.spentMs() },
+      gauges: { inFlight: () => consumers.map((c) => [c.processor.name, c.consumer.inFlight()] as const), connections: () => face?.connections(), frontBacklog: () => face?.backlog?.(), idleSpin: spin },
       tables: () => ({ parking: parking !== undefined, dashboard: repairs !== undefined, workflows: workflowStore !== undefined })
     })
     const actors: Array<Supervisor.Supervised> = []
