@@ -68,7 +68,8 @@ describe("Ingress.idle", () => {
       ingress.stop()
       const started = performance.now()
       await waiting
-      expect(performance.now() - started).toBeLessThan(50)
+      // Not the retry's 60 s (a bound with room for a stall of a loaded machine).
+      expect(performance.now() - started).toBeLessThan(5_000)
       expect(await unforwarded(), "left for the next start").toBe(1)
     } finally {
       await store.close()

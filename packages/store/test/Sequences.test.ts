@@ -346,7 +346,7 @@ describe("SQLite outbox: sent entries an add's committed transaction deleted", (
     )
   })
 
-  it("a run an add carried and rolled back is deleted within twice the delay, while adds keep coming", async () => {
+  it("a run an add carried and rolled back is deleted while adds keep coming (they do not put it off)", async () => {
     const store = await openAt(freshPath())
     try {
       const outbox = await Outbox.make(store)
@@ -358,12 +358,13 @@ describe("SQLite outbox: sent entries an add's committed transaction deleted", (
       const t0 = performance.now()
       let n = 0
       let gone = -1
-      while (performance.now() - t0 < 40) {
+      // Twice the delay would do on a quiet machine; 2 s leaves room for a stall of the loop.
+      while (gone < 0 && performance.now() - t0 < 2_000) {
         ;(await store.transaction(outbox.added("events/x", `c${++n}`)))()
         if (gone < 0 && !(await outboxRows(store)).includes("a")) gone = performance.now() - t0
         await sleep(1)
       }
-      expect(gone, "ms until the rolled-back delete's run was deleted (-1: not within 40 ms)").toBeGreaterThanOrEqual(0)
+      expect(gone, "ms until the rolled-back delete's run was deleted (-1: not within 2 s)").toBeGreaterThanOrEqual(0)
     } finally {
       await store.close()
     }
