@@ -239,7 +239,23 @@ describe("fencing of transactions in flight during a hand-over (Cluster.ts) on P
           await db.drop()
         }
       }),
-      { numRuns: Number(process.env.BATON_PROPERTY_RUNS ?? 15) }
+      {
+        numRuns: Number(process.env.BATON_PROPERTY_RUNS ?? 15),
+        // Both sides of the race on any machine: a transaction at once (before m2 has started) and
+        // ones a second later (past its claim, however slow its start on a loaded machine).
+        examples: [
+          [
+            {
+              claimAt: 0,
+              transactions: [
+                { at: 0, runs: 0, via: "guard", key: "a" },
+                { at: 1_000, runs: 0, via: "guard", key: "b" },
+                { at: 1_000, runs: 0, via: "holds", key: "c" }
+              ]
+            }
+          ]
+        ]
+      }
     )
     // Both sides of the race were reached: transactions that committed in flight, and ones refused.
     expect(seen.committed).toBeGreaterThan(0)

@@ -58,8 +58,14 @@ const spread = async (from: Cluster.Cluster, names: ReadonlyArray<string>) => (a
 /** A gate an `acquired` hook waits on (`open` lets it return); `entered` once the hook was called. */
 const gate = () => {
   const { promise, resolve } = Promise.withResolvers<void>()
-  let entered = false
-  return { acquired: async () => void ((entered = true), await promise), open: () => resolve(), entered: () => entered }
+  let entered: number | undefined
+  return {
+    acquired: async () => void ((entered ??= Date.now()), await promise),
+    open: () => resolve(),
+    entered: () => entered !== undefined,
+    /** When the hook was first entered (`Date.now()`). */
+    enteredAt: () => entered
+  }
 }
 
 /** Watches `from`'s view for `ms`: every read must show `who` live and the partitions as they were at the start. */
@@ -132,7 +138,8 @@ describe("a member's heartbeat while its tick is slow (Cluster.ts) on PostgreSQL
     try {
       await until("m2's acquired hook called", () => held.entered())
       await m1.start()
-      const since = Date.now()
+      // From the moment the hook blocked, not from m1's start (slow on a loaded machine).
+      const since = held.enteredAt()!
       await until("m2 dead in m1's view", async () => (await seen(m1)).live.get("m2") === false, 10_000)
       const silentAfter = Date.now() - since
       // Live until the tick is stuck (its heartbeats vouched for it meanwhile), dead within deadAfterMs after.

@@ -62,8 +62,10 @@ describe.each(["memory", "disk"] as Array<Kind>)("QoS 0 traffic while a persiste
       await until(() => discards()?.has(clientId) !== true, 20_000)
       const discard = performance.now() - t0
       await until(() => otherAt >= 0 && pGot.length >= 150, 10_000)
+      // A quarter of it: room for a stall of a loaded machine, far below a message that waited for
+      // the discard (about all of it).
       expect(
-        { discarding, published, otherGot, small: otherAt >= 0 && otherAt < discard * 0.1, session: pGot },
+        { discarding, published, otherGot, small: otherAt >= 0 && otherAt < discard * 0.25, session: pGot },
         `the other client got its message ${otherAt.toFixed(0)} ms after the publishes, the discard took ${discard.toFixed(0)} ms`
       ).toEqual({ discarding: true, published: 150, otherGot: ["unrelated"], small: true, session: Array.from({ length: 150 }, (_, i) => `q${i}`) })
     } finally {

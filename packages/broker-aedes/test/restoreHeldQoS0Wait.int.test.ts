@@ -55,7 +55,9 @@ describe("a redis session reconnecting with 4,000 stored messages", () => {
       // PUBACK), 3 s at load 5; it was 7, each a round trip, minutes with two busy processes.
       await received
       const restore = performance.now() - t0
-      expect({ n, small: waited >= 0 && waited < restore * 0.05 }, `waited ${waited.toFixed(0)} ms of a ${restore.toFixed(0)} ms restore`).toEqual({ n: 4001, small: true })
+      // A fifth of it: room for a stall of a loaded machine, far below a publish that waited for the
+      // restore (about all of it).
+      expect({ n, small: waited >= 0 && waited < restore * 0.2 }, `waited ${waited.toFixed(0)} ms of a ${restore.toFixed(0)} ms restore`).toEqual({ n: 4001, small: true })
     } finally {
       c?.end(true)
       await new Promise<void>((r) => aedes.close(() => r()))
