@@ -8,6 +8,15 @@ import { ioCalls, median } from "./lib.ts"
 
 /** A runtime's store statements so far (its own count, `/healthz`; NaN for a tree that does not count them). */
 export const statements = async (httpPort: number): Promise<number> => ((await (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).json()) as { statements?: number }).statements ?? Number.NaN
+/**
+ * The main thread's idle spin so far (`/metrics`: windows started after a reply, requests caught
+ * while polling); NaN from a tree older than these counters.
+ */
+export const idleSpin = async (httpPort: number): Promise<{ readonly windows: number; readonly hits: number }> => {
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text()
+  const read = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1] ?? Number.NaN)
+  return { windows: read("baton_idle_spin_windows_total"), hits: read("baton_idle_spin_hits_total") }
+}
 /** Write syscalls of a process so far (`syscw` of /proc/<pid>/io: WAL frames, socket writes). */
 export const writes = (pid: number): number => ioCalls(pid, "syscw")
 
