@@ -180,7 +180,7 @@ describe("shutdown while the external broker is out of reach", () => {
       await again.waitFor(/runtime ready/, 30_000)
       const deadline = Date.now() + 60_000
       while ((await orders()) < n && Date.now() < deadline) await sleep(200)
-      expect(await orders()).toBe(n)
+      expect(await orders(), `orders after the restart; the first run's log:\n${runtime.output()}\nthe second's:\n${again.output()}`).toBe(n)
       again.child.kill("SIGTERM")
       expect(await again.exitWithin(10_000), again.output()).toBe(0)
       broker.child.kill("SIGKILL")
