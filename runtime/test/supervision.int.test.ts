@@ -45,7 +45,12 @@ describe("supervision", () => {
       reason: expect.stringContaining("cannot digest order")
     })
     const poisonedOrderId = (ctx.events.received.find((r) => r.envelope.type === "order-created" && r.envelope.correlationId === poisonId)!.envelope.data as { orderId: string }).orderId
-    expect(pill.seen.filter((id) => id === poisonedOrderId)).toHaveLength(3)
+    // (Seen once in CI on a loaded host: 4 runs of the handler for 3 attempts. Not explained yet:
+    // the runtime's lines about it are printed with the failure.)
+    expect(
+      pill.seen.filter((id) => id === poisonedOrderId),
+      `the handler's runs for the poisoned order; the runtime's lines about poison-pill:\n${ctx.h.logger.lines.filter((l) => l.includes("poison-pill")).join("\n")}`
+    ).toHaveLength(3)
 
     // Every other order completes, including its message to the restarted processor.
     await ctx.events.until((all) => good.every(({ o, id }) => complete(o, id, all)), 15_000, "the good orders")
