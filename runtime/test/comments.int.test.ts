@@ -13,7 +13,7 @@ describe("asynchronous accept: comment posting", () => {
   // The app module as a user would run it, its checkers given a short latency.
   const ctx = useRuntime({}, { apps: () => [configure({ checkLatencyMs: latency })] })
 
-  it("accepts a comment before any checker has finished, then publishes it and tells the author", async () => {
+  it("accepts a comment before its checks have decided it, then publishes it and tells the author", async () => {
     const id = crypto.randomUUID()
     await ctx.client.publishAsync("initiate/post-comment", JSON.stringify({ id, type: "post-comment", data: { author: "ann", email: "ann@example.com", text: "A fine chapter." } }), { qos: 1 })
     // The PUBACK means durable, not decided: at the PUBACK the comment is not yet stored or still
