@@ -188,12 +188,12 @@ export const makeMetrics = (deps: {
       // The counters grow by what the spin counted since the last scrape.
       const spin = deps.gauges.idleSpin
       if (spin !== undefined) {
-        const spentMs = spin.spentMs()
-        const { chains, hits } = spin.stats()
-        if (spentMs > idleSpinCounted.spentMs) idleSpin.updateUnsafe((spentMs - idleSpinCounted.spentMs) / 1000, context)
-        if (chains > idleSpinCounted.chains) idleSpinWindows.updateUnsafe(chains - idleSpinCounted.chains, context)
-        if (hits > idleSpinCounted.hits) idleSpinHits.updateUnsafe(hits - idleSpinCounted.hits, context)
-        Object.assign(idleSpinCounted, { spentMs: Math.max(spentMs, idleSpinCounted.spentMs), chains: Math.max(chains, idleSpinCounted.chains), hits: Math.max(hits, idleSpinCounted.hits) })
+        // All three only grow.
+        const now = { spentMs: spin.spentMs(), ...spin.stats() }
+        if (now.spentMs > idleSpinCounted.spentMs) idleSpin.updateUnsafe((now.spentMs - idleSpinCounted.spentMs) / 1000, context)
+        if (now.chains > idleSpinCounted.chains) idleSpinWindows.updateUnsafe(now.chains - idleSpinCounted.chains, context)
+        if (now.hits > idleSpinCounted.hits) idleSpinHits.updateUnsafe(now.hits - idleSpinCounted.hits, context)
+        Object.assign(idleSpinCounted, now)
       }
       return PrometheusMetrics.formatUnsafe(context)
     }
