@@ -59,11 +59,10 @@ describe("the idle spin", () => {
       // most.
       expect(after.windows).toBeGreaterThanOrEqual(4)
       expect(after.windows).toBeLessThanOrEqual(10)
-      // Time polled: some, and at most about a window each, far below the 450 ms of the traffic,
-      // which a spin that never stopped would count. How much of each window is counted depends on
-      // the machine: a turn in which the thread was preempted (CI runs test files side by side on
-      // two cores) is neither counted nor extends the window.
-      expect(after.seconds).toBeGreaterThan(0)
+      // Time polled: at most about a window each, far below the 450 ms of the traffic, which a spin
+      // that never stopped would count. How much of each window is counted depends on the machine
+      // (only turns within 20 us of the last count; a loaded one may give none: the unit test's 0 ms
+      // in CI), so the windows above, not the time, show that it polled.
       expect(after.seconds).toBeLessThan(0.05)
       // Idle (a scrape is not a request): nothing more is spent or started.
       await new Promise((r) => setTimeout(r, 300))

@@ -234,15 +234,18 @@ describe("IdleSpin", () => {
   })
 
   it("runs on a real event loop: polls after a touch, then stops by itself", async () => {
-    const spin = IdleSpin.make({ windowUs: 2000 })
+    let turns = 0
+    const spin = IdleSpin.make({ windowUs: 2000, schedule: (turn) => void setImmediate(() => (turns++, turn())) })
     const t0 = performance.now()
     spin.touch()
     expect(spin.spinning()).toBe(true)
     // Its turns let timers run (the waits below end): the loop polls, it does not hang.
     while (spin.spinning() && performance.now() - t0 < 1_000) await new Promise((r) => setTimeout(r, 5))
     expect(spin.spinning()).toBe(false)
-    // Polling, not blocked, for about its window (turns a busy machine preempted are not counted).
-    expect(spin.spentMs()).toBeGreaterThan(0)
+    // Polling, not blocked: turns one after another. Counted as time only where a turn came within
+    // 20 us of the last, which a loaded machine may never give (seen in CI: 0 ms), so the turns are
+    // what is checked; the time at most about its window.
+    expect(turns).toBeGreaterThan(1)
     expect(spin.spentMs()).toBeLessThan(50)
   })
 })
