@@ -189,6 +189,42 @@ describe("a member's heartbeat while its tick is slow (Cluster.ts) on PostgreSQL
     expect(logger.lines.filter((l) => l.includes("partitions lost")), "m4 taken over while live").toEqual([])
   }, 30_000)
 
+  it("a leader stopped while its `adopt` hook blocks claims nothing once the hook returns: no new tenure of its own partitions or a dead member's, no `acquired` hook during the stop", async () => {
+    const { member } = await world()
+    const held = gate()
+    let blocking = false
+    const acquiredDuringStop: Array<number> = []
+    let stopping = false
+    const m1 = await member("m1", {
+      adopt: async () => (blocking ? held.acquired() : undefined),
+      acquired: async (parts) => void (stopping && acquiredDuringStop.push(...parts))
+    })
+    const m2 = await member("m2")
+    await m1.start()
+    await m2.start()
+    await until("the partitions spread over m1, m2", () => spread(m1, ["m1", "m2"]))
+    const before = new Map((await m1.view()).partitions.map((p) => [p.part, `${p.owner}@${p.epoch}`]))
+    blocking = true
+    // m2 crashes: m1, the leader, finds it dead and its tick blocks in the `adopt` hook, before it reads the partitions.
+    await m2.abandon()
+    await until("m1's adopt hook called", () => held.entered())
+    stopping = true
+    // m1 stops meanwhile (the stop waits for the tick), then the hook returns and the tick goes on.
+    const stopped = m1.stop(async () => undefined)
+    await sleep(3 * heartbeatMs)
+    held.open()
+    await stopped
+    const after = new Map((await m2.view()).partitions.map((p) => [p.part, `${p.owner}@${p.epoch}`]))
+    // Before, the tick went on to claim every partition anew (m1's own: no longer in its `owned`, which
+    // the stop had cleared; m2's: its owner dead) and ran the `acquired` hook during the stop.
+    expect(acquiredDuringStop, "partitions acquired during the stop").toEqual([])
+    for (const [part, was] of before) {
+      const [owner, epoch] = was.split("@")
+      // Released at the leave (owner null) under the same epoch, or m2's as it was.
+      expect(after.get(part), `partition ${part}, ${was} before`).toBe(owner === "m1" ? `null@${epoch}` : was)
+    }
+  }, 30_000)
+
   it("a member stopping whose drain takes 3 x deadAfterMs stays live meanwhile and keeps its partitions, then leaves and releases them", async () => {
     const { member, seen } = await world()
     const m1 = await member("m1")
