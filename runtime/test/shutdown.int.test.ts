@@ -14,6 +14,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import mqtt from "mqtt"
+import { Topics } from "@baton/core"
 import { Ports, Process } from "@baton/testkit"
 import { freshSchema, query } from "@baton/testkit/postgres"
 import { cards } from "./orders.ts"
@@ -108,6 +109,72 @@ const underLoad = async (n: number) => {
   return { port, sessions, dataDir, broker, runtime }
 }
 
+/**
+ * Resolves (`within`) once the broker at `port` announces that `clientId` subscribed to `filter`
+ * (Aedes' `$SYS/<broker>/new/subscribes`, published once the subscription is stored and live,
+ * before the SUBACK). Watching from before the subscription is made: call it first.
+ */
+const subscriptionOf = async (port: number, clientId: string, filter: string) => {
+  const watcher = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0 })
+  watcher.on("error", () => {})
+  const seen = new Promise<void>((resolve) =>
+    watcher.on("message", (_topic, payload) => {
+      const announced = JSON.parse(payload.toString()) as { clientId: string; subs: ReadonlyArray<{ topic: string }> }
+      if (announced.clientId === clientId && announced.subs.some((sub) => sub.topic === filter)) resolve()
+    })
+  )
+  await watcher.subscribeAsync("$SYS/+/new/subscribes", { qos: 0 })
+  return {
+    within: async (ms: number, output: () => string) => {
+      const done = await Promise.race([seen.then(() => true), sleep(ms).then(() => false)])
+      watcher.end(true)
+      if (!done) throw new Error(`${clientId} did not subscribe to ${filter} within ${ms} ms:\n${output()}`)
+    }
+  }
+}
+
+/**
+ * A proxy to the broker that holds a connection `ms` before passing it on when `hold` says so
+ * (given its first bytes: the CONNECT packet), at once otherwise. Closes a connection when the
+ * other side closes (the broker killed: its clients see the loss, as without the proxy).
+ */
+const delaying = async (brokerPort: number, ms: number, hold: (connect: Buffer) => boolean) => {
+  const sockets = new Set<Socket>()
+  const server = createServer((socket) => {
+    sockets.add(socket)
+    socket.on("error", () => {})
+    socket.on("close", () => sockets.delete(socket))
+    socket.once("data", (connect: Buffer) => {
+      socket.pause()
+      setTimeout(
+        () => {
+          if (socket.destroyed) return
+          const upstream = tcpConnect(brokerPort, "127.0.0.1")
+          sockets.add(upstream)
+          upstream.on("error", () => socket.destroy())
+          upstream.on("close", () => {
+            sockets.delete(upstream)
+            socket.destroy()
+          })
+          socket.on("close", () => upstream.destroy())
+          upstream.write(connect)
+          socket.pipe(upstream).pipe(socket)
+          socket.resume()
+        },
+        hold(connect) ? ms : 0
+      )
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () => {
+      for (const s of sockets) s.destroy()
+      server.close()
+    }
+  }
+}
+
 /** The lifecycle lines of a graceful shutdown, each once, in order. */
 const expectShutdownLines = (output: string) => {
   const lines = ["runtime stopping", "broker disconnected", "store closed", "runtime stopped"]
@@ -154,12 +221,25 @@ describe("shutdown while the external broker is out of reach", () => {
     const port = await freePort()
     const sessions = tempDir("baton-ext-broker-")
     const schema = await freshSchema()
+    // The first run's ingress session opened late, as on a loaded host: its CONNECT held 300 ms.
+    const slow = await delaying(port, 300, (connect) => connect.includes("baton-cluster-ingress"))
     try {
       const env = { ...runtimeEnv(port, tempDir("baton-shutdown-")), BATON_DATABASE_URL: schema.url, BATON_INSTANCE: "n1", BATON_HEARTBEAT_MS: "250", BATON_DEAD_AFTER_MS: "2000" }
       const orders = async () => Number((await query<{ n: string }>(schema.url, "SELECT count(*) AS n FROM orders"))[0]?.n ?? 0)
       let broker = await startBroker(port, sessions)
-      const runtime = run([main], env)
+      // The orders are published once the broker holds the ingress session's subscription, not at
+      // "ingress session taken": that is logged as the session is being opened (partition 0
+      // acquired), before its CONNECT, and until its SUBSCRIBE the broker has no subscriber for
+      // initiate/#: a publish is acknowledged and dropped (MQTT 3.1.1 keeps nothing for no
+      // session). A CI run on a loaded host failed so (30 of the 200 orders processed, then
+      // nothing: the others had gone before the subscription); with the CONNECT held below, every
+      // run did (0 of 200). From the subscription on, the session is persistent: the broker keeps
+      // every order for it, whatever happens to the runtime (or to the broker: on disk). The
+      // second run connects directly.
+      const subscribed = await subscriptionOf(port, "baton-cluster-ingress", Topics.allInitiating)
+      const runtime = run([main], { ...env, BATON_BROKER_URL: `mqtt://127.0.0.1:${slow.port}` })
       await runtime.waitFor(/ingress session taken/, 30_000)
+      await subscribed.within(30_000, runtime.output)
       const n = 200
       const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0 })
       client.on("error", () => {})
@@ -185,6 +265,7 @@ describe("shutdown while the external broker is out of reach", () => {
       expect(await again.exitWithin(10_000), again.output()).toBe(0)
       broker.child.kill("SIGKILL")
     } finally {
+      slow.close()
       await schema.drop()
     }
   }, 180_000)
