@@ -240,6 +240,8 @@ describe("shutdown while the external broker is out of reach", () => {
       const runtime = run([main], { ...env, BATON_BROKER_URL: `mqtt://127.0.0.1:${slow.port}` })
       await runtime.waitFor(/ingress session taken/, 30_000)
       await subscribed.within(30_000, runtime.output)
+      // The runtime says so too, once its SUBSCRIBE is answered.
+      await runtime.waitFor(/ingress session subscribed/, 5_000)
       const n = 200
       const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0 })
       client.on("error", () => {})

@@ -108,10 +108,18 @@ export const layer = Layer.effect(
                 )
               if (recovered > 0) logger.log("info", "pending messages scheduled", { messages: recovered, partitions: parts.join(",") })
               if (set.has(0) && external !== undefined && ingressSession === undefined) {
-                ingressSession = subscribeIngress().catch((error: unknown) => {
-                  logger.log("error", "ingress session not opened", { reason: Log.reason(error) })
-                  return undefined
-                })
+                ingressSession = subscribeIngress().then(
+                  (session) => {
+                    // From here the broker keeps every initiating event for the cluster (a persistent
+                    // session); before the first one on a fresh broker, a publish has no subscriber.
+                    if (session !== undefined) logger.log("info", "ingress session subscribed", { broker: config.brokerUrl, topics: Topics.allInitiating })
+                    return session
+                  },
+                  (error: unknown) => {
+                    logger.log("error", "ingress session not opened", { reason: Log.reason(error) })
+                    return undefined
+                  }
+                )
                 logger.log("info", "ingress session taken", { broker: config.brokerUrl })
               }
               relay.poke()
