@@ -720,6 +720,10 @@ export const make = async (settings: Options & Partial<Hooks>): Promise<Cluster>
       await listener?.end().catch(() => undefined)
       try {
         await ticking
+        // A claim the running tick had sent before the stop and that committed after the clear
+        // above: released at the leave too, not left to the others' take-over of a member gone.
+        for (const part of owned) if (!held.includes(part)) held.push(part)
+        owned.clear()
         await drain()
       } finally {
         // No heartbeat after the leave (it would write the member's row back).
