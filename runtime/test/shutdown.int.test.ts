@@ -134,35 +134,37 @@ const subscriptionOf = async (port: number, clientId: string, filter: string) =>
 }
 
 /**
- * A proxy to the broker that holds a connection `ms` before passing it on when `hold` says so
- * (given its first bytes: the CONNECT packet), at once otherwise. Closes a connection when the
- * other side closes (the broker killed: its clients see the loss, as without the proxy).
+ * A proxy to the broker that holds each connection for `delayOf(n, connect)` ms (given the
+ * connection's number and its first bytes: the CONNECT packet) before passing it on; `Infinity`
+ * never passes it on, nor answers it. Closes a connection when the broker's side closes (the broker
+ * killed: its clients see the loss, as without the proxy).
  */
-const delaying = async (brokerPort: number, ms: number, hold: (connect: Buffer) => boolean) => {
+const delaying = async (brokerPort: number, delayOf: (n: number, connect: Buffer) => number) => {
   const sockets = new Set<Socket>()
+  let n = 0
   const server = createServer((socket) => {
+    const number = n++
     sockets.add(socket)
     socket.on("error", () => {})
     socket.on("close", () => sockets.delete(socket))
     socket.once("data", (connect: Buffer) => {
       socket.pause()
-      setTimeout(
-        () => {
-          if (socket.destroyed) return
-          const upstream = tcpConnect(brokerPort, "127.0.0.1")
-          sockets.add(upstream)
-          upstream.on("error", () => socket.destroy())
-          upstream.on("close", () => {
-            sockets.delete(upstream)
-            socket.destroy()
-          })
-          socket.on("close", () => upstream.destroy())
-          upstream.write(connect)
-          socket.pipe(upstream).pipe(socket)
-          socket.resume()
-        },
-        hold(connect) ? ms : 0
-      )
+      const ms = delayOf(number, connect)
+      if (ms === Infinity) return
+      setTimeout(() => {
+        if (socket.destroyed) return
+        const upstream = tcpConnect(brokerPort, "127.0.0.1")
+        sockets.add(upstream)
+        upstream.on("error", () => socket.destroy())
+        upstream.on("close", () => {
+          sockets.delete(upstream)
+          socket.destroy()
+        })
+        socket.on("close", () => upstream.destroy())
+        upstream.write(connect)
+        socket.pipe(upstream).pipe(socket)
+        socket.resume()
+      }, ms)
     })
   })
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
@@ -222,7 +224,7 @@ describe("shutdown while the external broker is out of reach", () => {
     const sessions = tempDir("baton-ext-broker-")
     const schema = await freshSchema()
     // The first run's ingress session opened late, as on a loaded host: its CONNECT held 300 ms.
-    const slow = await delaying(port, 300, (connect) => connect.includes("baton-cluster-ingress"))
+    const slow = await delaying(port, (_, connect) => (connect.includes("baton-cluster-ingress") ? 300 : 0))
     try {
       const env = { ...runtimeEnv(port, tempDir("baton-shutdown-")), BATON_DATABASE_URL: schema.url, BATON_INSTANCE: "n1", BATON_HEARTBEAT_MS: "250", BATON_DEAD_AFTER_MS: "2000" }
       const orders = async () => Number((await query<{ n: string }>(schema.url, "SELECT count(*) AS n FROM orders"))[0]?.n ?? 0)
@@ -356,42 +358,12 @@ describe("shutdown while the external broker hangs (half-open TCP)", () => {
   }, 180_000)
 })
 
-/**
- * A proxy to the broker that accepts a connection and never answers it when `hold` says so
- * (given the connection's number and its first bytes: the CONNECT packet), passes it on otherwise.
- */
-const holding = async (brokerPort: number, hold: (n: number, connect: Buffer) => boolean) => {
-  const sockets: Array<Socket> = []
-  let n = 0
-  const server = createServer((socket) => {
-    const number = n++
-    sockets.push(socket)
-    socket.on("error", () => {})
-    socket.once("data", (connect: Buffer) => {
-      if (hold(number, connect)) return
-      const upstream = tcpConnect(brokerPort, "127.0.0.1")
-      upstream.on("error", () => socket.destroy())
-      sockets.push(upstream)
-      upstream.write(connect)
-      socket.pipe(upstream).pipe(socket)
-    })
-  })
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r))
-  return {
-    port: (server.address() as { port: number }).port,
-    close: () => {
-      for (const s of sockets) s.destroy()
-      server.close()
-    }
-  }
-}
-
 describe("a signal at start while a subscriber waits for its CONNACK", () => {
   it("SIGTERM while a processor's session waits for its CONNACK: exits 0 at once, without waiting for the attempt to time out", async () => {
     const brokerPort = await freePort()
     const broker = await startBroker(brokerPort, tempDir("baton-ext-broker-"))
     // Every connection but the first (the publisher's) held.
-    const proxy = await holding(brokerPort, (n) => n > 0)
+    const proxy = await delaying(brokerPort, (n) => (n > 0 ? Infinity : 0))
     try {
       const runtime = run([main], runtimeEnv(proxy.port, tempDir("baton-shutdown-")))
       await runtime.waitFor(/broker connected/, 30_000)
@@ -416,7 +388,7 @@ describe("a cluster member's ingress session being opened at shutdown", () => {
   it("SIGTERM while the ingress session waits for its CONNACK: not tried again, exits 0", async () => {
     const brokerPort = await freePort()
     const broker = await startBroker(brokerPort, tempDir("baton-ext-broker-"))
-    const proxy = await holding(brokerPort, (_, connect) => connect.includes("baton-cluster-ingress"))
+    const proxy = await delaying(brokerPort, (_, connect) => (connect.includes("baton-cluster-ingress") ? Infinity : 0))
     const schema = await freshSchema()
     try {
       const env = { ...runtimeEnv(proxy.port, tempDir("baton-shutdown-")), BATON_DATABASE_URL: schema.url, BATON_INSTANCE: "n1", BATON_HEARTBEAT_MS: "250", BATON_DEAD_AFTER_MS: "2000" }
